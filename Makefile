@@ -1,0 +1,38 @@
+# Two entry points: `make run` and `make test`. Both create .venv when it is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-slow lint typecheck bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/lvplan inspect networks/sz-futian
+	$(BIN)/lvplan check networks/sz-futian --bus "T3 LV board" --kw 160 --category restaurant
+	$(BIN)/lvplan check networks/sz-futian --bus "T6 far end" --kw 200
+	$(BIN)/lvplan check networks/sz-futian --lon 114.0590 --lat 22.5415 --kw 120 --category shop
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks networks
+	$(BIN)/ruff format --check src tests benchmarks networks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_check.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,483 @@
+"""One application -> Decision: does a new balanced 380 V customer fit at a bus?
+
+The decision follows the criteria profile (see ``criteria/cn.toml``):
+
+* declared kW above the LV policy limit -> ``hv_required`` (no load flow);
+* the base load flow fails, or the bus is not supplied -> ``not_assessable``;
+* an element of the customer's own transformer area already outside a limit ->
+  ``does_not_fit`` with binding kind ``pre_existing``; such elements elsewhere are warnings and
+  left out of the decision;
+* otherwise the new load is added and the whole network judged: any violation ->
+  ``does_not_fit`` (binding = the largest relative exceedance), else ``fits``.
+
+The fast engine answers when every judged value is clear of its limit by the band; otherwise,
+or whenever the fast engine cannot model the case, pandapower's full AC load flow decides.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lvplan import __version__
+from lvplan.criteria import Criteria, category as get_category, load_criteria
+from lvplan.criteria.judge import Limits, Violation
+from lvplan.errors import InputError, PowerFlowError
+from lvplan.model.catalogue import cable_types
+from lvplan.model.network import ExtraLoad, Network
+from lvplan.powerflow.fast import FastEngineUnsupported, ServiceCable
+from lvplan.powerflow.state import GridState
+
+DECISIONS = ("fits", "does_not_fit", "hv_required", "not_assessable")
+METHODS = ("auto", "ac")
+
+#: A judged value closer than this to its limit is decided by the full AC load flow.
+VOLTAGE_BAND_PU = 0.0005  # 0.2 V at 400 V
+LOADING_BAND_PERCENT = 0.2
+HEADROOM_CAP_KW = 1000.0
+HEADROOM_STEP_KW = 0.1
+
+
+@dataclass(frozen=True)
+class Cable:
+    """A service cable from the connection bus to the customer."""
+
+    type_name: str
+    length_m: float
+    r_ohm_per_km: float
+    x_ohm_per_km: float
+    max_i_ka: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    decision: str
+    bus: int | None
+    bus_name: str
+    declared_kw: float
+    design_kw: float
+    design_kvar: float
+    category: str
+    demand_factor: float
+    pf: float
+    transformer: dict[str, Any] | None
+    feeder: str | None
+    binding: Violation | None
+    violations: list[Violation]
+    warnings: list[str]
+    transformer_loading_before_percent: float | None
+    transformer_loading_after_percent: float | None
+    min_voltage_v: float | None
+    bus_voltage_after_v: float | None
+    headroom_kw: float | None
+    closest_limit: Violation | None
+    engine: str | None
+    reason: str | None
+    criteria: Criteria
+    network: dict[str, str]
+    service_cable: dict[str, Any] | None = None
+    location: dict[str, Any] | None = None
+    path_lines: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        def r(x: float | None, nd: int = 3) -> float | None:
+            return None if x is None or not math.isfinite(x) else round(float(x), nd)
+
+        return {
+            "decision": self.decision,
+            "bus": self.bus,
+            "bus_name": self.bus_name,
+            "declared_kw": r(self.declared_kw),
+            "design_kw": r(self.design_kw),
+            "design_kvar": r(self.design_kvar),
+            "category": self.category,
+            "demand_factor": self.demand_factor,
+            "pf": self.pf,
+            "transformer": self.transformer,
+            "feeder": self.feeder,
+            "binding": None if self.binding is None else self.binding.to_dict(),
+            "violations": [v.to_dict() for v in self.violations],
+            "warnings": list(self.warnings),
+            "transformer_loading_before_percent": r(self.transformer_loading_before_percent),
+            "transformer_loading_after_percent": r(self.transformer_loading_after_percent),
+            "min_voltage_v": r(self.min_voltage_v),
+            "bus_voltage_after_v": r(self.bus_voltage_after_v),
+            "headroom_kw": r(self.headroom_kw, 1),
+            "closest_limit": None if self.closest_limit is None else self.closest_limit.to_dict(),
+            "engine": self.engine,
+            "reason": self.reason,
+            "path_lines": list(self.path_lines),
+            "service_cable": self.service_cable,
+            "location": self.location,
+            "criteria": self.criteria.to_dict(),
+            "network": dict(self.network),
+            "lvplan_version": __version__,
+        }
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or value is None:
+        raise InputError(f"{name} must be a number, got {value!r}")
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(x):
+        raise InputError(f"{name} must be a finite number, got {value!r}")
+    return x
+
+
+@dataclass(frozen=True)
+class Question:
+    """A validated application: where, how much, what kind."""
+
+    bus: int
+    declared_kw: float
+    design_kw: float
+    design_kvar: float
+    category: str
+    demand_factor: float
+    pf: float
+
+
+def make_question(network: Network, *, bus: int | str, kw: Any, category: str | None,
+                  pf: Any, criteria: Criteria) -> Question:
+    declared = _number("kw", kw)
+    if declared <= 0:
+        raise InputError(f"kw must be > 0, got {declared:g}")
+    pf_val = criteria.new_customer_pf if pf is None else _number("pf", pf)
+    if not 0 < pf_val <= 1:
+        raise InputError(f"pf must be in (0, 1], got {pf_val:g}")
+    cat = get_category(category or criteria.default_category)
+    b = network.resolve_bus(bus)
+    if not network.is_lv(b):
+        vn = float(network.pp.bus.at[b, "vn_kv"])
+        raise InputError(f"bus {b} is not an LV bus (vn_kv = {vn:g}); give a bus below 1 kV")
+    design = declared * cat.demand_factor
+    q = design * math.tan(math.acos(pf_val))
+    return Question(b, declared, design, q, cat.name, cat.demand_factor, pf_val)
+
+
+class _Context:
+    """What one check needs from the network, computed once per (network, criteria)."""
+
+    def __init__(self, network: Network, criteria: Criteria):
+        self.network = network
+        self.criteria = criteria
+        self.limits = Limits(network.pp, criteria)
+        self.base = network.base_state()
+        self.base_judgement = self.limits.judge(self.base)
+        self.base_viol_masks = _violation_masks(self.limits, self.base)
+
+
+def _violation_masks(limits: Limits, st: GridState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    vm = st.vm_pu
+    with np.errstate(invalid="ignore"):
+        bus = np.isfinite(limits.vmin) & np.isfinite(vm) & ((vm < limits.vmin) | (vm > limits.vmax))
+        line = np.isfinite(st.line_loading_percent) & (st.line_loading_percent > limits.line_max)
+        trafo = np.isfinite(st.trafo_loading_percent) & (
+            st.trafo_loading_percent > limits.trafo_max
+        )
+    return bus, line, trafo
+
+
+_CONTEXTS: dict[tuple[int, str], _Context] = {}
+
+
+def _context(network: Network, criteria: Criteria) -> _Context:
+    key = (id(network), json.dumps(criteria.to_dict(), sort_keys=True))
+    ctx = _CONTEXTS.get(key)
+    if ctx is None or ctx.network is not network:
+        ctx = _Context(network, criteria)
+        if len(_CONTEXTS) > 16:
+            _CONTEXTS.clear()
+        _CONTEXTS[key] = ctx
+    return ctx
+
+
+def resolve_criteria(criteria: Criteria | str | None) -> Criteria:
+    if criteria is None:
+        return load_criteria("cn")
+    if isinstance(criteria, str):
+        return load_criteria(criteria)
+    return criteria
+
+
+def choose_service_cable(design_kw: float, design_kvar: float, length_m: float,
+                         vn_kv: float = 0.38) -> Cable:
+    """The smallest LV catalogue cable whose ampacity carries the design current."""
+    i_ka = math.hypot(design_kw, design_kvar) / (math.sqrt(3) * vn_kv) / 1000.0
+    lv = sorted((c for c in cable_types().values() if c.voltage == "lv"), key=lambda c: c.max_i_ka)
+    pick = next((c for c in lv if c.max_i_ka >= i_ka), lv[-1])
+    return Cable(pick.name, length_m, pick.r_ohm_per_km, pick.x_ohm_per_km, pick.max_i_ka)
+
+
+def check(
+    network: Network,
+    *,
+    bus: int | str,
+    kw: Any,
+    category: str | None = None,
+    pf: Any = None,
+    criteria: Criteria | str | None = None,
+    method: str = "auto",
+    cable: Cable | None = None,
+    headroom: bool = True,
+) -> Decision:
+    """Does a new balanced three-phase customer of ``kw`` declared kW fit at ``bus``?
+
+    ``method="ac"`` makes pandapower's full AC load flow decide every case. ``cable`` puts the
+    customer behind a service cable. Raises ``InputError`` for a bad question; never mutates
+    ``network``.
+    """
+    crit = resolve_criteria(criteria)
+    if method not in METHODS:
+        raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    q = make_question(network, bus=bus, kw=kw, category=category, pf=pf, criteria=crit)
+    return _decide(network, q, crit, method=method, cable=cable, headroom=headroom)
+
+
+def _decide(network: Network, q: Question, crit: Criteria, *, method: str, cable: Cable | None,
+            headroom: bool) -> Decision:
+    netinfo = {"name": network.name, "source": network.source, "fingerprint": network.fingerprint}
+    bus_row = network.bus_row(q.bus)
+    names = network.pp.bus.name if "name" in network.pp.bus else None
+    bus_name = str(names.iloc[bus_row]) if names is not None and isinstance(
+        names.iloc[bus_row], str) else ""
+    topo = network.topology
+    area = topo.area_of(q.bus)
+    tr_ids = list(area.trafos) if area else []
+    feeder = topo.trafo_feeder.get(tr_ids[0]) if tr_ids else None
+    base_kwargs: dict[str, Any] = dict(
+        bus=q.bus, bus_name=bus_name, declared_kw=q.declared_kw, design_kw=q.design_kw,
+        design_kvar=q.design_kvar, category=q.category, demand_factor=q.demand_factor, pf=q.pf,
+        feeder=feeder, criteria=crit, network=netinfo,
+        path_lines=topo.path_lines(q.bus) if area else [],
+        service_cable=None if cable is None else {
+            "type": cable.type_name, "length_m": round(cable.length_m, 1)},
+    )
+    empty: dict[str, Any] = dict(
+        transformer=None, binding=None, violations=[], warnings=[],
+        transformer_loading_before_percent=None, transformer_loading_after_percent=None,
+        min_voltage_v=None, bus_voltage_after_v=None, headroom_kw=None, closest_limit=None,
+        engine=None, reason=None,
+    )
+    if q.declared_kw > crit.lv_policy_max_kw:
+        return Decision(decision="hv_required", **base_kwargs, **{
+            **empty, "reason": f"declared {q.declared_kw:g} kW exceeds the LV supply limit of "
+                               f"{crit.lv_policy_max_kw:g} kW"})
+    try:
+        ctx = _context(network, crit)
+    except PowerFlowError as exc:
+        return Decision(decision="not_assessable", **base_kwargs, **{**empty, "reason": str(exc)})
+    if not network.live.bus[bus_row]:
+        return Decision(decision="not_assessable", **base_kwargs, **{
+            **empty, "reason": f"bus {q.bus} is not supplied (islanded)"})
+
+    limits = ctx.limits
+    pp_net = network.pp
+    area_bus = np.isin(pp_net.bus.index.to_numpy(), np.asarray(area.buses)) if area else None
+    area_line = np.isin(pp_net.line.index.to_numpy(), np.asarray(area.lines)) if area else None
+    area_trafo = np.isin(pp_net.trafo.index.to_numpy(), np.asarray(tr_ids))
+    vb, vl, vt = ctx.base_viol_masks
+    own_pre = [v for v in ctx.base_judgement.violations if _in_area(v, area, tr_ids)]
+    elsewhere = [v for v in ctx.base_judgement.violations if not _in_area(v, area, tr_ids)]
+    skip_bus, skip_line, skip_trafo = vb & ~area_bus, vl & ~area_line, vt & ~area_trafo
+    warnings = [
+        f"pre-existing violation elsewhere (left out of the decision): {v.kind} {v.element} "
+        f"{v.value:.4g} {v.unit} (limit {v.limit:.4g})" for v in elsewhere[:20]
+    ]
+    if len(elsewhere) > 20:
+        warnings.append(f"... and {len(elsewhere) - 20} more pre-existing violations elsewhere")
+
+    p_mw, q_mvar = q.design_kw / 1000.0, q.design_kvar / 1000.0
+    try:
+        after, engine, cust_vm, cable_pct = _after_state(
+            network, ctx, q.bus, p_mw, q_mvar, cable, method,
+            (skip_bus, skip_line, skip_trafo))
+    except PowerFlowError as exc:
+        return Decision(decision="not_assessable", **base_kwargs, **{
+            **empty, "warnings": warnings, "reason": str(exc)})
+
+    j = limits.judge(after, skip_bus=skip_bus, skip_line=skip_line, skip_trafo=skip_trafo)
+    violations = list(j.violations)
+    vn_v = float(limits.vn_kv[bus_row]) * 1000.0
+    if cable is not None:
+        violations += _cable_violations(limits, bus_row, cust_vm, cable_pct)
+        violations.sort(key=lambda v: -v.severity)
+    pre = [Violation("pre_existing", v.element, v.element_name, v.value, v.limit, v.unit)
+           for v in own_pre]
+    if pre:
+        decision, binding = "does_not_fit", pre[0]
+        violations = pre + violations
+    elif violations:
+        decision, binding = "does_not_fit", violations[0]
+    else:
+        decision, binding = "fits", None
+
+    tl_before = ctx.base.trafo_loading_percent[area_trafo]
+    tl_after = after.trafo_loading_percent[area_trafo]
+    trafo: dict[str, Any] | None = None
+    load_before = load_after = None
+    if np.isfinite(tl_after).any():  # the most loaded transformer feeding the area
+        k = int(np.nanargmax(tl_after))
+        t_id = int(pp_net.trafo.index[area_trafo][k])
+        trafo = {
+            "index": t_id,
+            "name": limits.trafo_names[int(pp_net.trafo.index.get_loc(t_id))],
+            "rated_kva": round(float(pp_net.trafo.at[t_id, "sn_mva"]) * 1000.0, 1),
+            "count_in_area": len(tr_ids),
+        }
+        load_before, load_after = float(tl_before[k]), float(tl_after[k])
+    v_area = after.vm_pu[area_bus] * limits.vn_kv[area_bus] * 1000.0
+    min_v = float(np.nanmin(v_area)) if v_area.size else float("nan")
+    if cable is not None and math.isfinite(cust_vm):
+        min_v = min(min_v, cust_vm * vn_v)
+    hr = None
+    if headroom:
+        hr = _headroom_kw(network, ctx, q, cable, (skip_bus, skip_line, skip_trafo),
+                          counted=decision == "fits", blocked=bool(pre))
+    return Decision(
+        decision=decision, **base_kwargs, transformer=trafo, binding=binding,
+        violations=violations, warnings=warnings,
+        transformer_loading_before_percent=load_before,
+        transformer_loading_after_percent=load_after,
+        min_voltage_v=min_v,
+        bus_voltage_after_v=float(after.vm_pu[bus_row] * vn_v),
+        headroom_kw=hr, closest_limit=j.min_margin if decision == "fits" else None,
+        engine=engine, reason=None,
+    )
+
+
+def _in_area(v: Violation, area, tr_ids: list[int]) -> bool:
+    kind, _, ident = v.element.partition(" ")
+    if not ident.lstrip("-").isdigit() or area is None:
+        return False
+    i = int(ident)
+    return (kind == "bus" and i in area.buses) or (kind == "line" and i in area.lines) or (
+        kind == "trafo" and i in tr_ids)
+
+
+def _cable_violations(limits: Limits, bus_row: int, cust_vm: float,
+                      cable_pct: float) -> list[Violation]:
+    out = []
+    v = limits.voltage_violation(bus_row, cust_vm, element="customer terminal",
+                                 name="end of the service cable")
+    if v is not None:
+        out.append(v)
+    if math.isfinite(cable_pct) and cable_pct > limits.line_max:
+        out.append(Violation("line", "service cable", "new service cable", cable_pct,
+                             limits.line_max, "%"))
+    return out
+
+
+def _service_cable(network: Network, bus: int, cable: Cable | None) -> ServiceCable | None:
+    if cable is None:
+        return None
+    eng = network.fast_engine()
+    ib = int(eng.bus_lookup[bus])
+    base_kv = float(eng.base_kv[ib])
+    z_base = base_kv**2 / eng.baseMVA
+    z = complex(cable.r_ohm_per_km, cable.x_ohm_per_km) * cable.length_m / 1000.0 / z_base
+    i_base = eng.baseMVA / (math.sqrt(3) * base_kv)
+    return ServiceCable(z_pu=z, i_base_ka=i_base, max_i_ka=cable.max_i_ka)
+
+
+def _after_state(network: Network, ctx: _Context, bus: int, p_mw: float, q_mvar: float,
+                 cable: Cable | None, method: str, skips) -> tuple[GridState, str, float, float]:
+    """The judged state after the connection, and which engine produced it."""
+    if method == "auto":
+        try:
+            res = network.fast_engine().solve(bus, p_mw, q_mvar, _service_cable(network, bus, cable))
+            j = ctx.limits.judge(res.state, skip_bus=skips[0], skip_line=skips[1],
+                                 skip_trafo=skips[2], band_pu=VOLTAGE_BAND_PU,
+                                 band_percent=LOADING_BAND_PERCENT)
+            near = j.near_limit or _cable_near(ctx.limits, network.bus_row(bus), res.customer_vm_pu,
+                                               res.cable_loading_percent)
+            if not near:
+                return res.state, "fast", res.customer_vm_pu, res.cable_loading_percent
+        except FastEngineUnsupported:
+            pass
+    extra = ExtraLoad(bus, p_mw, q_mvar) if cable is None else ExtraLoad(
+        bus, p_mw, q_mvar, cable.length_m / 1000.0, cable.r_ohm_per_km, cable.x_ohm_per_km,
+        cable.max_i_ka)
+    ac = network.run_ac_with([extra])
+    cust = ac.customer_vm_pu
+    return ac.state, "pandapower", cust, ac.cable_loading_percent
+
+
+def _cable_near(limits: Limits, bus_row: int, vm: float, pct: float) -> bool:
+    lo, hi = limits.vmin[bus_row], limits.vmax[bus_row]
+    near_v = math.isfinite(vm) and min(abs(vm - lo), abs(vm - hi)) < VOLTAGE_BAND_PU
+    near_l = math.isfinite(pct) and abs(pct - limits.line_max) < LOADING_BAND_PERCENT
+    return near_v or near_l
+
+
+def _headroom_kw(network: Network, ctx: _Context, q: Question, cable: Cable | None, skips,
+                 *, counted: bool, blocked: bool) -> float | None:
+    """Largest extra design kW (same pf) that still fits at the bus, by the fast engine.
+
+    With ``counted`` the application itself is included (the headroom left after it); otherwise
+    it is the capacity of the bus without it. Found by safeguarded regula falsi on the smallest
+    margin, then lowered by the judging band so it errs on the safe side.
+    """
+    if blocked:
+        return 0.0
+    try:
+        eng = network.fast_engine()
+        sc = _service_cable(network, q.bus, cable)
+    except (FastEngineUnsupported, PowerFlowError):
+        return None
+    tan = math.tan(math.acos(q.pf))
+    offset = q.design_kw if counted else 0.0
+    row = network.bus_row(q.bus)
+
+    def margin(x_kw: float) -> float:
+        p = (offset + x_kw) / 1000.0
+        try:
+            res = eng.solve(q.bus, p, p * tan, sc)
+        except FastEngineUnsupported:  # no solution at this load: beyond the limit
+            return -1.0
+        m = ctx.limits.min_margin(res.state, skip_bus=skips[0], skip_line=skips[1],
+                                  skip_trafo=skips[2])
+        if sc is not None:
+            lo, hi = ctx.limits.vmin[row], ctx.limits.vmax[row]
+            m = min(m, res.customer_vm_pu - lo, hi - res.customer_vm_pu,
+                    (ctx.limits.line_max - res.cable_loading_percent) / 100.0)
+        return m - VOLTAGE_BAND_PU
+
+    try:
+        lo, g_lo = 0.0, margin(0.0)
+        if g_lo < 0:
+            return 0.0
+        hi, g_hi = HEADROOM_CAP_KW, margin(HEADROOM_CAP_KW)
+        if g_hi >= 0:
+            return HEADROOM_CAP_KW
+        side = 0
+        for _ in range(40):
+            if hi - lo <= HEADROOM_STEP_KW:
+                break
+            x = (lo * g_hi - hi * g_lo) / (g_hi - g_lo)
+            x = min(max(x, lo + 0.01 * (hi - lo)), hi - 0.01 * (hi - lo))
+            g = margin(x)
+            if g >= 0:
+                lo, g_lo = x, g
+                if side == 1:
+                    g_hi /= 2
+                side = 1
+            else:
+                hi, g_hi = x, g
+                if side == -1:
+                    g_lo /= 2
+                side = -1
+            # a feasible point within one step of an infeasible one ends the search
+            if g >= 0 and margin(min(x + HEADROOM_STEP_KW, hi)) < 0:
+                lo = x
+                break
+    except FastEngineUnsupported:
+        return None
+    return round(math.floor(lo / HEADROOM_STEP_KW) * HEADROOM_STEP_KW, 1)

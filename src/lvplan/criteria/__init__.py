@@ -1,0 +1,139 @@
+"""Planning criteria as data: profiles (``cn``, ``en50160``) and customer categories.
+
+Every value lives in a TOML file beside this module, can be overridden by name
+(``Criteria.with_overrides(lv_min_voltage_v=360)``, CLI ``--set lv_min_voltage_v=360``) and is
+echoed in every result through ``Criteria.to_dict()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from lvplan.errors import InputError
+
+PROFILES = ("cn", "en50160")
+
+
+@dataclass(frozen=True)
+class Criteria:
+    """The limits a connection is judged by. Voltages of LV buses in volts, MV buses in pu."""
+
+    profile: str
+    description: str
+    lv_min_voltage_v: float
+    lv_max_voltage_v: float
+    mv_min_voltage_pu: float
+    mv_max_voltage_pu: float
+    trafo_max_loading_percent: float
+    line_max_loading_percent: float
+    new_customer_pf: float
+    default_category: str
+    lv_policy_max_kw: float
+    detour_factor: float
+    default_area_class: str
+    service_cable: str
+    supply_radius_m: dict[str, float] = field(default_factory=dict)
+    overridden: tuple[str, ...] = ()
+
+    def with_overrides(self, **values: Any) -> Criteria:
+        """A copy with some values replaced; names are the field names of this class."""
+        if not values:
+            return self
+        names = {f.name for f in dataclasses.fields(self)} - {"profile", "overridden"}
+        clean: dict[str, Any] = {}
+        for key, raw in values.items():
+            if key not in names:
+                raise InputError(f"unknown criterion {key!r}; known: {', '.join(sorted(names))}")
+            current = getattr(self, key)
+            if isinstance(current, float):
+                try:
+                    value = float(raw)
+                except (TypeError, ValueError):
+                    raise InputError(f"criterion {key}: {raw!r} is not a number") from None
+                if not math.isfinite(value):
+                    raise InputError(f"criterion {key}: {raw!r} is not a finite number")
+                clean[key] = value
+            elif isinstance(current, dict):
+                raise InputError(f"criterion {key} cannot be overridden from a single value")
+            else:
+                clean[key] = str(raw)
+        out = dataclasses.replace(self, **clean, overridden=tuple(sorted({*self.overridden, *clean})))
+        out.validate()
+        return out
+
+    def validate(self) -> None:
+        if not self.lv_min_voltage_v < self.lv_max_voltage_v:
+            raise InputError("criteria: lv_min_voltage_v must be below lv_max_voltage_v")
+        if not self.mv_min_voltage_pu < self.mv_max_voltage_pu:
+            raise InputError("criteria: mv_min_voltage_pu must be below mv_max_voltage_pu")
+        for name in ("trafo_max_loading_percent", "line_max_loading_percent", "lv_policy_max_kw"):
+            if not getattr(self, name) > 0:
+                raise InputError(f"criteria: {name} must be positive")
+        if not 0 < self.new_customer_pf <= 1:
+            raise InputError("criteria: new_customer_pf must be in (0, 1]")
+        if self.default_category not in categories():
+            raise InputError(f"criteria: unknown default_category {self.default_category!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["overridden"] = list(self.overridden)
+        return d
+
+
+def _read_toml(name: str) -> dict[str, Any]:
+    text = resources.files("lvplan.criteria").joinpath(name).read_text(encoding="utf-8")
+    return tomllib.loads(text)
+
+
+def load_criteria(profile: str = "cn", **overrides: Any) -> Criteria:
+    """The built-in profile ``profile`` with ``overrides`` applied."""
+    if profile not in PROFILES:
+        raise InputError(f"unknown criteria profile {profile!r}; known: {', '.join(PROFILES)}")
+    raw = _read_toml(f"{profile}.toml")
+    loc = raw["location"]
+    crit = Criteria(
+        profile=raw["name"],
+        description=raw["description"],
+        lv_min_voltage_v=float(raw["lv_voltage"]["min_v"]),
+        lv_max_voltage_v=float(raw["lv_voltage"]["max_v"]),
+        mv_min_voltage_pu=float(raw["mv_voltage"]["min_pu"]),
+        mv_max_voltage_pu=float(raw["mv_voltage"]["max_pu"]),
+        trafo_max_loading_percent=float(raw["loading"]["trafo_max_percent"]),
+        line_max_loading_percent=float(raw["loading"]["line_max_percent"]),
+        new_customer_pf=float(raw["new_customer"]["pf"]),
+        default_category=str(raw["new_customer"]["default_category"]),
+        lv_policy_max_kw=float(raw["new_customer"]["lv_policy_max_kw"]),
+        detour_factor=float(loc["detour_factor"]),
+        default_area_class=str(loc["default_area_class"]),
+        service_cable=str(loc["service_cable"]),
+        supply_radius_m={k: float(v) for k, v in loc["supply_radius_m"].items()},
+    )
+    crit.validate()
+    return crit.with_overrides(**overrides)
+
+
+@dataclass(frozen=True)
+class Category:
+    name: str
+    demand_factor: float
+    source: str
+
+
+def categories() -> dict[str, Category]:
+    """Customer categories with their demand factors (declared kW -> design kW)."""
+    raw = _read_toml("categories.toml")
+    return {
+        name: Category(name, float(v["demand_factor"]), str(v["source"])) for name, v in raw.items()
+    }
+
+
+def category(name: str) -> Category:
+    cats = categories()
+    if name not in cats:
+        raise InputError(f"unknown category {name!r}; known: {', '.join(sorted(cats))}")
+    return cats[name]

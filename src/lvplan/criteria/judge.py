@@ -1,0 +1,184 @@
+"""Judge a GridState against Criteria: violations, margins, and the near-limit test."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lvplan.criteria import Criteria
+from lvplan.model.topology import LV_MAX_KV, MV_MAX_KV
+from lvplan.powerflow.state import GridState
+
+KINDS = ("transformer", "line", "voltage", "pre_existing", "supply_radius")
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One element outside one limit. ``kind`` is the limit's kind (see KINDS)."""
+
+    kind: str
+    element: str  # "bus 12", "line 40", "trafo 3", "service cable", "customer terminal"
+    element_name: str
+    value: float
+    limit: float
+    unit: str  # "V", "pu" or "%"
+
+    @property
+    def severity(self) -> float:
+        """Relative exceedance (value/limit - 1 for maxima, 1 - value/limit for minima)."""
+        if self.limit == 0:
+            return float("inf")
+        r = self.value / self.limit
+        return abs(r - 1.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "element": self.element,
+            "element_name": self.element_name,
+            "value": round(self.value, 4),
+            "limit": round(self.limit, 4),
+            "unit": self.unit,
+        }
+
+
+@dataclass(frozen=True)
+class Judgement:
+    violations: list[Violation]
+    near_limit: bool  # some checked value lies within the band of its limit
+    min_margin: Violation | None  # the checked element closest to its limit (value, limit)
+
+
+class Limits:
+    """The per-element limits of ``criteria`` on one network, as arrays in table row order."""
+
+    def __init__(self, pp_net, criteria: Criteria):
+        self.criteria = criteria
+        vn = pp_net.bus.vn_kv.to_numpy(float)
+        self.vn_kv = vn
+        lv = vn < LV_MAX_KV
+        mv = (vn >= LV_MAX_KV) & (vn <= MV_MAX_KV)
+        self.lv = lv
+        self.vmin = np.full(vn.size, np.nan)
+        self.vmax = np.full(vn.size, np.nan)
+        self.vmin[lv] = criteria.lv_min_voltage_v / (vn[lv] * 1000.0)
+        self.vmax[lv] = criteria.lv_max_voltage_v / (vn[lv] * 1000.0)
+        self.vmin[mv] = criteria.mv_min_voltage_pu
+        self.vmax[mv] = criteria.mv_max_voltage_pu
+        self.bus_ids = pp_net.bus.index.to_numpy()
+        self.bus_names = _names(pp_net.bus)
+        self.line_ids = pp_net.line.index.to_numpy()
+        self.line_names = _names(pp_net.line)
+        self.trafo_ids = pp_net.trafo.index.to_numpy()
+        self.trafo_names = _names(pp_net.trafo)
+        self.line_max = criteria.line_max_loading_percent
+        self.trafo_max = criteria.trafo_max_loading_percent
+
+    def voltage_violation(self, row: int, vm_pu: float, kind: str = "voltage",
+                          element: str | None = None, name: str | None = None) -> Violation | None:
+        lo, hi = self.vmin[row], self.vmax[row]
+        if not np.isfinite(lo) or not np.isfinite(vm_pu):
+            return None
+        if lo <= vm_pu <= hi:
+            return None
+        lim = lo if vm_pu < lo else hi
+        el = element or f"bus {self.bus_ids[row]}"
+        nm = self.bus_names[row] if name is None else name
+        if self.lv[row]:
+            k = self.vn_kv[row] * 1000.0
+            return Violation(kind, el, nm, vm_pu * k, lim * k, "V")
+        return Violation(kind, el, nm, vm_pu, lim, "pu")
+
+    def judge(
+        self,
+        state: GridState,
+        *,
+        skip_bus: np.ndarray | None = None,
+        skip_line: np.ndarray | None = None,
+        skip_trafo: np.ndarray | None = None,
+        band_pu: float = 0.0,
+        band_percent: float = 0.0,
+    ) -> Judgement:
+        """Violations of ``state``; elements under ``skip_*`` (row masks) are left out."""
+        vm = state.vm_pu
+        checked = np.isfinite(self.vmin) & np.isfinite(vm)
+        if skip_bus is not None:
+            checked &= ~skip_bus
+        lo_m = np.where(checked, vm - self.vmin, np.inf)
+        hi_m = np.where(checked, self.vmax - vm, np.inf)
+        out: list[Violation] = []
+        for row in np.flatnonzero((lo_m < 0) | (hi_m < 0)):
+            v = self.voltage_violation(int(row), float(vm[row]))
+            if v is not None:
+                out.append(v)
+        ll = state.line_loading_percent
+        lchk = np.isfinite(ll) if skip_line is None else np.isfinite(ll) & ~skip_line
+        l_m = np.where(lchk, self.line_max - ll, np.inf)
+        for row in np.flatnonzero(l_m < 0):
+            out.append(Violation("line", f"line {self.line_ids[row]}", self.line_names[row],
+                                 float(ll[row]), self.line_max, "%"))
+        tl = state.trafo_loading_percent
+        tchk = np.isfinite(tl) if skip_trafo is None else np.isfinite(tl) & ~skip_trafo
+        t_m = np.where(tchk, self.trafo_max - tl, np.inf)
+        for row in np.flatnonzero(t_m < 0):
+            out.append(Violation("transformer", f"trafo {self.trafo_ids[row]}",
+                                 self.trafo_names[row], float(tl[row]), self.trafo_max, "%"))
+        v_m = np.minimum(lo_m, hi_m)
+        near = bool(
+            (np.abs(v_m[np.isfinite(v_m)]) < band_pu).any()
+            or (np.abs(l_m[np.isfinite(l_m)]) < band_percent).any()
+            or (np.abs(t_m[np.isfinite(t_m)]) < band_percent).any()
+        )
+        closest = self._closest(vm, v_m, lo_m, ll, l_m, tl, t_m)
+        return Judgement(sorted(out, key=lambda v: -v.severity), near, closest)
+
+    def _closest(self, vm, v_m, lo_m, ll, l_m, tl, t_m) -> Violation | None:
+        """The checked element with the smallest relative margin (as a Violation-shaped record)."""
+        cands: list[tuple[float, Violation]] = []
+        if np.isfinite(v_m).any():
+            r = int(np.argmin(v_m))
+            lim = self.vmin[r] if lo_m[r] <= v_m[r] else self.vmax[r]
+            k = self.vn_kv[r] * 1000.0 if self.lv[r] else 1.0
+            unit = "V" if self.lv[r] else "pu"
+            cands.append((float(v_m[r] / lim), Violation(
+                "voltage", f"bus {self.bus_ids[r]}", self.bus_names[r],
+                float(vm[r] * k), float(lim * k), unit)))
+        if np.isfinite(l_m).any():
+            r = int(np.argmin(l_m))
+            cands.append((float(l_m[r] / self.line_max), Violation(
+                "line", f"line {self.line_ids[r]}", self.line_names[r], float(ll[r]),
+                self.line_max, "%")))
+        if np.isfinite(t_m).any():
+            r = int(np.argmin(t_m))
+            cands.append((float(t_m[r] / self.trafo_max), Violation(
+                "transformer", f"trafo {self.trafo_ids[r]}", self.trafo_names[r], float(tl[r]),
+                self.trafo_max, "%")))
+        if not cands:
+            return None
+        return min(cands, key=lambda c: c[0])[1]
+
+    def min_margin(self, state: GridState, *, skip_bus=None, skip_line=None,
+                   skip_trafo=None) -> float:
+        """The smallest margin over checked elements: pu for voltages, fraction for loadings."""
+        vm = state.vm_pu
+        checked = np.isfinite(self.vmin) & np.isfinite(vm)
+        if skip_bus is not None:
+            checked &= ~skip_bus
+        m = np.inf
+        if checked.any():
+            m = min(m, float(np.min(np.minimum(vm[checked] - self.vmin[checked],
+                                               self.vmax[checked] - vm[checked]))))
+        for arr, lim, skip in ((state.line_loading_percent, self.line_max, skip_line),
+                               (state.trafo_loading_percent, self.trafo_max, skip_trafo)):
+            ok = np.isfinite(arr) if skip is None else np.isfinite(arr) & ~skip
+            if ok.any():
+                m = min(m, float(np.min(lim - arr[ok])) / 100.0)
+        return m
+
+
+def _names(tab) -> list[str]:
+    if "name" not in tab.columns:
+        return [""] * len(tab)
+    return ["" if not isinstance(n, str) else n for n in tab.name.tolist()]

@@ -1,0 +1,56 @@
+"""One exception tree for lvplan.
+
+::
+
+    LvplanError                 every error lvplan raises on purpose
+    ├── InputError              a bad file, network or question (CLI exit 2, HTTP 4xx)
+    │   └── InvalidNetwork      a network that fails validation; holds every issue found
+    ├── PowerFlowError          the AC load flow did not converge or gave NaN
+    └── OptimisationError       (reinforcement) infeasible, or no solution in time
+
+Library code raises these and never calls ``sys.exit``; the CLI and the service translate them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class LvplanError(Exception):
+    """Root of every error lvplan raises on purpose."""
+
+
+class InputError(LvplanError):
+    """A bad input: file, network, bus, kW, pf, category, option."""
+
+
+@dataclass(frozen=True)
+class ValidationIssue:
+    """One problem found in a network: which element, which field, what is wrong."""
+
+    element: str  # pandapower table, e.g. "line"
+    index: int | None  # row index in that table, None for table-wide issues
+    field: str  # column, e.g. "max_i_ka"
+    message: str
+
+    def __str__(self) -> str:
+        where = self.element if self.index is None else f"{self.element} {self.index}"
+        return f"{where}: {self.field}: {self.message}"
+
+
+class InvalidNetwork(InputError):
+    """A network that fails validation. ``issues`` holds all of them; str() names the first."""
+
+    def __init__(self, issues: list[ValidationIssue]):
+        self.issues = list(issues)
+        first = str(self.issues[0]) if self.issues else "invalid network"
+        more = f" (and {len(self.issues) - 1} more)" if len(self.issues) > 1 else ""
+        super().__init__(f"invalid network: {first}{more}")
+
+
+class PowerFlowError(LvplanError):
+    """The AC load flow failed: no convergence, or NaN results."""
+
+
+class OptimisationError(LvplanError):
+    """The reinforcement optimiser found no solution (infeasible or out of time)."""

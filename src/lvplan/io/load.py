@@ -1,0 +1,82 @@
+"""``load_network``: one entry for every kind of NETWORK argument."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from lvplan.errors import InputError
+from lvplan.io.netfolder import read_folder, read_meta
+from lvplan.io.simbench_source import load_simbench
+from lvplan.model.network import Network
+
+
+def networks_dir() -> Path:
+    """The bundled networks/ folder (``LVPLAN_NETWORKS`` overrides)."""
+    env = os.environ.get("LVPLAN_NETWORKS")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        cand = parent / "networks"
+        if cand.is_dir() and (parent / "pyproject.toml").is_file():
+            return cand
+    return Path.cwd() / "networks"
+
+
+def bundled_networks() -> list[str]:
+    d = networks_dir()
+    if not d.is_dir():
+        return []
+    return sorted(p.name for p in d.iterdir() if (p / "network.toml").is_file())
+
+
+def _read_json(path: Path):
+    import pandapower as pp
+
+    try:
+        text = path.read_text(encoding="utf-8")
+        json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: malformed JSON: {exc}") from None
+    try:
+        return pp.from_json_string(text)
+    except Exception as exc:  # pandapower raises many kinds on foreign JSON
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: not a pandapower network: {first}") from None
+
+
+def load_network(spec: str | os.PathLike, *, validate: bool = True) -> Network:
+    """A Network from a pandapower JSON file, a networks/ folder or name, or ``simbench:CODE``.
+
+    Raises ``InputError`` (``InvalidNetwork`` for a network that fails validation).
+    """
+    text = str(spec)
+    if text.startswith("simbench:"):
+        code = text.split(":", 1)[1]
+        return Network(load_simbench(code), name=code, source=text, validate=validate)
+    path = Path(text)
+    if not path.exists() and not path.is_absolute() and os.sep not in text:
+        bundled = networks_dir() / text
+        if bundled.is_dir():
+            path = bundled
+    if path.is_dir():
+        meta = read_meta(path)
+        source = str(meta.get("source", "csv"))
+        name = str(meta.get("name", path.name))
+        if source.startswith("simbench:"):
+            code = source.split(":", 1)[1]
+            net = load_simbench(code, study_case=str(meta.get("study_case", "hL")))
+        else:
+            net = read_folder(path)
+        return Network(net, name=name, source=str(path), validate=validate)
+    if path.is_file():
+        if path.suffix.lower() != ".json":
+            raise InputError(f"{path}: unsupported network file (expected pandapower .json)")
+        return Network(_read_json(path), name=path.stem, source=str(path), validate=validate)
+    known = ", ".join(bundled_networks()) or "none"
+    raise InputError(
+        f"network {text!r} not found: not a file, a folder, a bundled network ({known}) "
+        "or simbench:CODE"
+    )

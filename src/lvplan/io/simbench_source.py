@@ -1,0 +1,74 @@
+"""SimBench grids as planning networks: the high-load study case and an OLTC-set MV busbar."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandapower as pp
+
+from lvplan.errors import InputError, PowerFlowError
+
+MV_BUSBAR_TARGET_PU = 1.03
+
+
+def load_simbench(code: str, *, study_case: str = "hL"):
+    """SimBench grid ``code`` with study case ``study_case`` applied.
+
+    Loads and static generators are scaled by the study case factors, the slack voltage set to the
+    case's value, and the HV/MV transformers' taps moved, as an on-load tap changer would, until
+    their MV busbar sits as near 1.03 pu as the tap step allows.
+    """
+    try:
+        import simbench as sb
+    except ImportError:  # pragma: no cover - a dependency
+        raise InputError("the simbench package is not installed") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            net = sb.get_simbench_net(code)
+        except (ValueError, KeyError, FileNotFoundError) as exc:
+            raise InputError(f"unknown SimBench code {code!r}: {exc}") from None
+    if "loadcases" not in net or study_case not in net.loadcases.index:
+        raise InputError(f"SimBench {code}: no study case {study_case!r}")
+    lc = net.loadcases.loc[study_case]
+    net.load["p_mw"] *= float(lc["pload"])
+    net.load["q_mvar"] *= float(lc["qload"])
+    if len(net.sgen):
+        kind = net.sgen["type"].astype(str)
+        factor = np.where(
+            kind.str.contains("Wind|WP", regex=True),
+            float(lc["Wind_p"]),
+            np.where(kind.str.contains("PV"), float(lc["PV_p"]), float(lc["RES_p"])),
+        )
+        net.sgen["p_mw"] *= factor
+    net.ext_grid["vm_pu"] = float(lc["Slack_vm"])
+    _set_oltc_taps(net)
+    for tab in list(net.keys()):
+        if tab.startswith("res_"):
+            net[tab] = net[tab].iloc[0:0]
+    return net
+
+
+def _set_oltc_taps(net, target_pu: float = MV_BUSBAR_TARGET_PU) -> None:
+    hvmv = net.trafo.index[(net.trafo.vn_hv_kv > 35) & (net.trafo.vn_lv_kv <= 35)]
+    if len(hvmv) == 0:
+        return
+    net.trafo.loc[hvmv, "tap_changer_type"] = "Ratio"
+    for _ in range(8):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                pp.runpp(net, calculate_voltage_angles=True, init="auto")
+        except pp.LoadflowNotConverged:
+            raise PowerFlowError("SimBench base case did not converge while setting taps") from None
+        vm = net.res_bus.vm_pu.loc[net.trafo.loc[hvmv, "lv_bus"]].to_numpy()
+        step = net.trafo.loc[hvmv, "tap_step_percent"].to_numpy() / 100.0
+        sign = np.where(net.trafo.loc[hvmv, "tap_side"].to_numpy() == "hv", 1.0, -1.0)
+        move = np.round((vm - target_pu) / step) * sign
+        if not np.any(move):
+            return
+        pos = net.trafo.loc[hvmv, "tap_pos"].to_numpy() + move
+        net.trafo.loc[hvmv, "tap_pos"] = np.clip(
+            pos, net.trafo.loc[hvmv, "tap_min"], net.trafo.loc[hvmv, "tap_max"]
+        )

@@ -1,0 +1,108 @@
+"""Location-based applications: from lon/lat to the best LV connection point.
+
+The LV buses within the supply radius of the area class (route length = straight-line distance
+x detour factor) are candidates; each is checked with a service cable of that route length, sized
+to the design current. The answer is the feasible candidate with the shortest cable (ties: more
+headroom), with every candidate considered listed under ``location.alternatives``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+from lvplan.check import Decision, _decide, choose_service_cable, make_question, resolve_criteria
+from lvplan.criteria import Criteria
+from lvplan.criteria.judge import Violation
+from lvplan.errors import InputError
+from lvplan.model.network import Network
+
+EARTH_RADIUS_M = 6_371_000.0
+MAX_CANDIDATES = 8
+
+
+def bus_lonlat(network: Network) -> tuple[np.ndarray, np.ndarray]:
+    """Longitude and latitude of every bus (NaN where the network has no coordinates)."""
+    geo = network.pp.bus.geo if "geo" in network.pp.bus.columns else None
+    n = len(network.pp.bus)
+    lon, lat = np.full(n, np.nan), np.full(n, np.nan)
+    if geo is None:
+        return lon, lat
+    for i, g in enumerate(geo.tolist()):
+        if isinstance(g, str) and g:
+            try:
+                c = json.loads(g)["coordinates"]
+                lon[i], lat[i] = float(c[0]), float(c[1])
+            except (ValueError, KeyError, TypeError, IndexError):
+                continue
+    return lon, lat
+
+
+def distance_m(lon1, lat1, lon2, lat2):
+    """Great-circle distance in metres (haversine)."""
+    p1, p2 = np.radians(lat1), np.radians(lat2)
+    dp, dl = p2 - p1, np.radians(np.asarray(lon2) - lon1)
+    a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(a))
+
+
+def check_location(network: Network, *, lon: Any, lat: Any, kw: Any, category: str | None = None,
+                   pf: Any = None, criteria: Criteria | str | None = None,
+                   area_class: str | None = None, method: str = "auto") -> Decision:
+    crit = resolve_criteria(criteria)
+    try:
+        x, y = float(lon), float(lat)
+    except (TypeError, ValueError):
+        raise InputError(f"lon/lat must be numbers, got {lon!r}, {lat!r}") from None
+    if not (math.isfinite(x) and math.isfinite(y) and -180 <= x <= 180 and -90 <= y <= 90):
+        raise InputError(f"lon/lat out of range: {lon!r}, {lat!r}")
+    cls = area_class or crit.default_area_class
+    if cls not in crit.supply_radius_m:
+        raise InputError(
+            f"unknown area class {cls!r}; known: {', '.join(crit.supply_radius_m)}")
+    radius = crit.supply_radius_m[cls]
+    blon, blat = bus_lonlat(network)
+    pp_bus = network.pp.bus
+    lv = (pp_bus.vn_kv.to_numpy(float) < 1.0) & network.live.bus & np.isfinite(blon)
+    if not lv.any():
+        raise InputError("the network has no LV buses with coordinates for a location check")
+    d = distance_m(x, y, blon, blat)
+    route = d * crit.detour_factor
+    rows = np.flatnonzero(lv & (route <= radius))
+    rows = rows[np.argsort(route[rows])][:MAX_CANDIDATES]
+    loc: dict[str, Any] = {"lon": x, "lat": y, "area_class": cls, "supply_radius_m": radius,
+                           "detour_factor": crit.detour_factor, "alternatives": []}
+    if rows.size == 0:
+        nearest = int(np.nanargmin(np.where(lv, route, np.nan)))
+        b = int(pp_bus.index[nearest])
+        q = make_question(network, bus=b, kw=kw, category=category, pf=pf, criteria=crit)
+        base = _decide(network, q, crit, method=method, cable=None, headroom=False)
+        why = Violation("supply_radius", f"bus {b}", base.bus_name, float(route[nearest]),
+                        radius, "m")
+        loc["nearest_route_m"] = round(float(route[nearest]), 1)
+        return dataclasses.replace(
+            base, decision="does_not_fit" if base.decision in ("fits", "does_not_fit")
+            else base.decision, binding=why if base.decision in ("fits", "does_not_fit")
+            else base.binding, violations=[why, *base.violations], location=loc,
+            reason=f"no LV bus within the {radius:g} m supply radius of area class {cls}")
+    results: list[Decision] = []
+    for r in rows:
+        b = int(pp_bus.index[r])
+        q = make_question(network, bus=b, kw=kw, category=category, pf=pf, criteria=crit)
+        cable = choose_service_cable(q.design_kw, q.design_kvar, float(route[r]))
+        dec = _decide(network, q, crit, method=method, cable=cable, headroom=True)
+        results.append(dec)
+        if dec.decision == "hv_required":
+            return dataclasses.replace(dec, location=loc)
+        loc["alternatives"].append({
+            "bus": b, "bus_name": dec.bus_name, "route_m": round(float(route[r]), 1),
+            "decision": dec.decision, "headroom_kw": dec.to_dict()["headroom_kw"],
+            "binding": None if dec.binding is None else dec.binding.to_dict(),
+        })
+    fits = [r for r in results if r.decision == "fits"]
+    best = fits[0] if fits else results[0]
+    return dataclasses.replace(best, location=loc)

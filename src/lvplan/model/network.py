@@ -1,0 +1,216 @@
+"""Network: a validated pandapower net, its topology, its base load flow and its fast engine.
+
+``check`` and the other doors never mutate the pandapower net a user handed in: the Network keeps
+a private working copy for reference load flows and restores it after each one.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import threading
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from lvplan.errors import InputError, PowerFlowError
+from lvplan.model.topology import LV_MAX_KV, Topology, build_topology, energized_buses
+from lvplan.model.validate import assert_valid
+from lvplan.powerflow.ac import run_ac
+from lvplan.powerflow.fast import FastEngine
+from lvplan.powerflow.state import GridState, LiveMasks
+
+FINGERPRINT_TABLES = ("bus", "line", "trafo", "trafo3w", "load", "sgen", "gen", "ext_grid",
+                      "switch", "shunt", "storage")
+
+
+@dataclass(frozen=True)
+class ExtraLoad:
+    """A load added for one reference load flow (a new customer), optionally behind a cable."""
+
+    bus: int
+    p_mw: float
+    q_mvar: float
+    cable_length_km: float = 0.0
+    cable_r_ohm_per_km: float = 0.0
+    cable_x_ohm_per_km: float = 0.0
+    cable_max_i_ka: float = 1.0
+
+
+@dataclass(frozen=True)
+class AcWithLoad:
+    state: GridState
+    customer_vm_pu: float
+    cable_loading_percent: float
+
+
+class Network:
+    """A pandapower network ready for checks. Build it with ``lvplan.load_network``."""
+
+    def __init__(self, net, *, name: str, source: str, validate: bool = True):
+        if validate:
+            assert_valid(net)
+        self.name = name
+        self.source = source
+        self._pp = net
+        self._work = copy.deepcopy(net)
+        self._lock = threading.RLock()
+        self._base: GridState | None = None
+        self._base_error: str | None = None
+        self._fast: FastEngine | None = None
+
+    # -- identity -------------------------------------------------------------------------------
+    @property
+    def pp(self):
+        """The pandapower net (read it, do not change it: results are cached against it)."""
+        return self._pp
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """sha256 of the network's element tables: the same data gives the same fingerprint."""
+        h = hashlib.sha256()
+        for name in FINGERPRINT_TABLES:
+            if name not in self._pp:
+                continue
+            tab = self._pp[name]
+            if tab.empty:
+                continue
+            cols = [c for c in tab.columns if c != "geo"]
+            h.update(name.encode())
+            h.update(",".join(map(str, cols)).encode())
+            h.update(pd.util.hash_pandas_object(tab[cols].astype(str), index=True).to_numpy())
+        return h.hexdigest()
+
+    # -- derived data ---------------------------------------------------------------------------
+    @cached_property
+    def topology(self) -> Topology:
+        return build_topology(self._pp)
+
+    @cached_property
+    def live(self) -> LiveMasks:
+        net = self._pp
+        on = set(energized_buses(net).tolist())
+        bus = np.array([b in on for b in net.bus.index], dtype=bool)
+        line = net.line.in_service.to_numpy(bool) & net.line.from_bus.isin(on).to_numpy() & (
+            net.line.to_bus.isin(on).to_numpy()
+        )
+        trafo = net.trafo.in_service.to_numpy(bool) & net.trafo.hv_bus.isin(on).to_numpy() & (
+            net.trafo.lv_bus.isin(on).to_numpy()
+        )
+        return LiveMasks(bus=bus, line=line, trafo=trafo)
+
+    @cached_property
+    def bus_vn_kv(self) -> np.ndarray:
+        return self._pp.bus.vn_kv.to_numpy(dtype=float)
+
+    @cached_property
+    def bus_pos(self) -> pd.Index:
+        return self._pp.bus.index
+
+    def bus_row(self, bus: int) -> int:
+        return int(self._pp.bus.index.get_loc(bus))
+
+    def resolve_bus(self, spec: int | str) -> int:
+        """A bus index from an index or a unique bus name; InputError when unknown or ambiguous."""
+        bus = self._pp.bus
+        if isinstance(spec, bool):
+            raise InputError(f"unknown bus {spec!r}")
+        if isinstance(spec, int | np.integer):
+            if int(spec) in bus.index:
+                return int(spec)
+            raise InputError(f"unknown bus {spec!r}: no bus with that index")
+        text = str(spec).strip()
+        if text.lstrip("-").isdigit() and int(text) in bus.index:
+            return int(text)
+        if "name" in bus.columns:
+            hits = bus.index[bus.name.astype(str) == text]
+            if len(hits) == 1:
+                return int(hits[0])
+            if len(hits) > 1:
+                raise InputError(f"bus name {text!r} is ambiguous ({len(hits)} buses)")
+        raise InputError(f"unknown bus {text!r}: no bus with that index or name")
+
+    def is_lv(self, bus: int) -> bool:
+        return bool(self._pp.bus.at[bus, "vn_kv"] < LV_MAX_KV)
+
+    # -- load flows -----------------------------------------------------------------------------
+    def base_state(self) -> GridState:
+        """The reference load flow of the network as given (existing loads at the design peak)."""
+        with self._lock:
+            if self._base is None and self._base_error is None:
+                try:
+                    self._base = run_ac(self._work, self.live)
+                    self._fast = FastEngine(self._work, self.live)
+                except PowerFlowError as exc:
+                    self._base_error = str(exc)
+            if self._base is None:
+                raise PowerFlowError(f"base case: {self._base_error}")
+            return self._base
+
+    def fast_engine(self) -> FastEngine:
+        self.base_state()
+        assert self._fast is not None
+        return self._fast
+
+    def run_ac_with(self, extra: list[ExtraLoad]) -> AcWithLoad:
+        """The reference AC load flow with ``extra`` loads added; the network is restored after."""
+        with self._lock:
+            self.base_state()
+            net = self._work
+            n_bus, n_line, n_load = len(net.bus), len(net.line), len(net.load)
+            added_buses: list[int] = []
+            added_lines: list[int] = []
+            added_loads: list[int] = []
+            cust_rows: list[int] = []
+            try:
+                import pandapower as pp
+
+                for e in extra:
+                    at = e.bus
+                    if e.cable_length_km > 0:
+                        vn = float(net.bus.at[e.bus, "vn_kv"])
+                        at = pp.create_bus(net, vn_kv=vn, name="lvplan customer terminal")
+                        added_buses.append(at)
+                        added_lines.append(
+                            pp.create_line_from_parameters(
+                                net, e.bus, at, length_km=e.cable_length_km,
+                                r_ohm_per_km=e.cable_r_ohm_per_km,
+                                x_ohm_per_km=e.cable_x_ohm_per_km, c_nf_per_km=0.0,
+                                max_i_ka=e.cable_max_i_ka, name="lvplan service cable",
+                            )
+                        )
+                    cust_rows.append(int(net.bus.index.get_loc(at)))
+                    added_loads.append(
+                        pp.create_load(net, at, p_mw=e.p_mw, q_mvar=e.q_mvar, name="lvplan new")
+                    )
+                live = self.live
+                if added_buses:
+                    k = len(added_buses)
+                    live = LiveMasks(
+                        bus=np.r_[live.bus, np.ones(k, bool)],
+                        line=np.r_[live.line, np.ones(len(added_lines), bool)],
+                        trafo=live.trafo,
+                    )
+                st = run_ac(net, live)
+                cust_vm = float(st.vm_pu[cust_rows[-1]]) if cust_rows else float("nan")
+                cable_pct = (
+                    float(st.line_loading_percent[n_line]) if added_lines else float("nan")
+                )
+                state = GridState(
+                    st.vm_pu[:n_bus],
+                    st.line_loading_percent[:n_line],
+                    st.trafo_loading_percent,
+                    engine="pandapower",
+                )
+                return AcWithLoad(state, cust_vm, cable_pct)
+            finally:
+                net.load.drop(index=added_loads, inplace=True)
+                net.line.drop(index=added_lines, inplace=True)
+                net.bus.drop(index=added_buses, inplace=True)
+                for tab in ("res_bus", "res_line", "res_load"):
+                    if tab in net and len(net[tab]) > {"res_bus": n_bus, "res_line": n_line,
+                                                       "res_load": n_load}[tab]:
+                        net[tab] = net[tab].iloc[: {"res_bus": n_bus, "res_line": n_line,
+                                                   "res_load": n_load}[tab]]

@@ -1,0 +1,201 @@
+"""Topology from the pandapower tables (networkx): LV transformer areas, paths, MV feeders.
+
+A *transformer area* is a connected set of LV buses (vn_kv < 1) joined by in-service lines and
+closed bus-bus switches, with the lines among them and the transformers whose LV side is in the
+set. A transformer's *MV feeder* is the part of the MV network reached from a source busbar
+(an ext_grid bus or the LV side of an HV/MV transformer) through one outgoing line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+
+LV_MAX_KV = 1.0
+MV_MAX_KV = 35.0
+
+
+@dataclass(frozen=True)
+class Area:
+    id: int
+    buses: tuple[int, ...]
+    lines: tuple[int, ...]
+    trafos: tuple[int, ...]
+
+
+@dataclass
+class Topology:
+    areas: list[Area]
+    bus_area: dict[int, int]  # LV bus -> area id
+    trafo_feeder: dict[int, str]  # MV/LV transformer -> feeder name
+    lv_graph: nx.MultiGraph = field(repr=False)
+
+    def area_of(self, bus: int) -> Area | None:
+        aid = self.bus_area.get(bus)
+        return None if aid is None else self.areas[aid]
+
+    def path_lines(self, bus: int) -> list[int]:
+        """Lines on the shortest path from the area's first transformer to ``bus`` (LV side)."""
+        area = self.area_of(bus)
+        if area is None or not area.trafos:
+            return []
+        start = self._trafo_lv_bus[area.trafos[0]]
+        try:
+            nodes = nx.shortest_path(self.lv_graph, start, bus)
+        except nx.NetworkXNoPath:  # pragma: no cover - same component by construction
+            return []
+        out: list[int] = []
+        for a, b in zip(nodes, nodes[1:], strict=False):
+            keys = [k for k in self.lv_graph[a][b] if k[0] == "line"]
+            if keys:
+                out.append(int(keys[0][1]))
+        return out
+
+    _trafo_lv_bus: dict[int, int] = field(default_factory=dict, repr=False)
+
+
+def _open_line_ids(net) -> set[int]:
+    sw = net.switch
+    if sw.empty:
+        return set()
+    mask = (sw.et == "l") & (~sw.closed.astype(bool))
+    return set(sw.element[mask].astype(int))
+
+
+def _branch_edges(net, buses: pd.Index) -> list[tuple[int, int, tuple[str, int]]]:
+    """Edges (from, to, key) of closed, in-service lines and bus-bus switches among ``buses``."""
+    inset = set(buses.tolist())
+    opened = _open_line_ids(net)
+    edges: list[tuple[int, int, tuple[str, int]]] = []
+    line = net.line[net.line.in_service.astype(bool)]
+    for idx, f, t in zip(line.index, line.from_bus, line.to_bus, strict=True):
+        if idx in opened or f not in inset or t not in inset:
+            continue
+        edges.append((int(f), int(t), ("line", int(idx))))
+    sw = net.switch
+    if not sw.empty:
+        bb = sw[(sw.et == "b") & sw.closed.astype(bool)]
+        for idx, f, t in zip(bb.index, bb.bus, bb.element, strict=True):
+            if f in inset and t in inset:
+                edges.append((int(f), int(t), ("switch", int(idx))))
+    return edges
+
+
+def build_topology(net) -> Topology:
+    bus = net.bus[net.bus.in_service.astype(bool)]
+    lv = bus.index[bus.vn_kv < LV_MAX_KV]
+    g = nx.MultiGraph()
+    g.add_nodes_from(lv.tolist())
+    for f, t, key in _branch_edges(net, lv):
+        g.add_edge(f, t, key=key)
+
+    trafo = net.trafo[net.trafo.in_service.astype(bool)]
+    trafos_by_lv: dict[int, list[int]] = {}
+    for idx, lvb in zip(trafo.index, trafo.lv_bus, strict=True):
+        trafos_by_lv.setdefault(int(lvb), []).append(int(idx))
+
+    line_ends = {
+        key[1]: (a, b) for a, b, key in g.edges(keys=True) if key[0] == "line"
+    }
+    areas: list[Area] = []
+    bus_area: dict[int, int] = {}
+    comps = sorted((sorted(c) for c in nx.connected_components(g)), key=lambda c: c[0])
+    comp_of = {}
+    for aid, comp in enumerate(comps):
+        for b in comp:
+            comp_of[b] = aid
+    lines_by_comp: dict[int, list[int]] = {}
+    for lid, (a, _b) in line_ends.items():
+        lines_by_comp.setdefault(comp_of[a], []).append(lid)
+    for aid, comp in enumerate(comps):
+        trafos = sorted(t for b in comp for t in trafos_by_lv.get(b, []))
+        areas.append(
+            Area(aid, tuple(comp), tuple(sorted(lines_by_comp.get(aid, []))), tuple(trafos))
+        )
+        for b in comp:
+            bus_area[b] = aid
+
+    topo = Topology(areas, bus_area, _mv_feeders(net, bus), g)
+    topo._trafo_lv_bus = {int(i): int(b) for i, b in zip(trafo.index, trafo.lv_bus, strict=True)}
+    return topo
+
+
+def _mv_feeders(net, bus: pd.DataFrame) -> dict[int, str]:
+    mv = bus.index[(bus.vn_kv >= LV_MAX_KV) & (bus.vn_kv <= MV_MAX_KV)]
+    g = nx.MultiGraph()
+    g.add_nodes_from(mv.tolist())
+    for f, t, key in _branch_edges(net, mv):
+        g.add_edge(f, t, key=key)
+    tr = net.trafo[net.trafo.in_service.astype(bool)]
+    sources = set(tr.lv_bus[tr.vn_hv_kv > MV_MAX_KV].astype(int))
+    eg = net.ext_grid[net.ext_grid.in_service.astype(bool)]
+    sources |= {int(b) for b in eg.bus if b in set(mv.tolist())}
+    # buses tied to a source by a closed bus-bus switch are part of the busbar
+    busbar: set[int] = set()
+    for s in sources:
+        if s not in g:
+            continue
+        stack = [s]
+        while stack:
+            n = stack.pop()
+            if n in busbar:
+                continue
+            busbar.add(n)
+            stack.extend(
+                m for m, keys in g[n].items() for k in keys if k[0] == "switch" and m not in busbar
+            )
+    feeder_of: dict[int, str] = {b: "busbar" for b in busbar}
+    rest = g.subgraph([n for n in g.nodes if n not in busbar])
+    line_name = net.line.name if "name" in net.line else pd.Series(dtype=object)
+    for comp in nx.connected_components(rest):
+        # name the feeder after the line that leaves the busbar into it
+        name = None
+        for n in sorted(comp):
+            for m, keys in g[n].items():
+                if m in busbar:
+                    for k in keys:
+                        if k[0] == "line":
+                            nm = line_name.get(k[1]) if not line_name.empty else None
+                            name = str(nm) if isinstance(nm, str) and nm else f"line {k[1]}"
+                            break
+                if name:
+                    break
+            if name:
+                break
+        label = name or f"unfed MV group at bus {min(comp)}"
+        for n in comp:
+            feeder_of[n] = label
+    out: dict[int, str] = {}
+    for idx, hv in zip(tr.index, tr.hv_bus, strict=True):
+        if tr.at[idx, "vn_hv_kv"] <= MV_MAX_KV and tr.at[idx, "vn_lv_kv"] < LV_MAX_KV:
+            out[int(idx)] = feeder_of.get(int(hv), "unknown")
+    return out
+
+
+def energized_buses(net) -> np.ndarray:
+    """In-service buses connected to an in-service ext_grid through closed branches."""
+    bus = net.bus[net.bus.in_service.astype(bool)]
+    g = nx.MultiGraph()
+    g.add_nodes_from(bus.index.tolist())
+    for f, t, key in _branch_edges(net, bus.index):
+        g.add_edge(f, t, key=key)
+    for kind in ("trafo",):
+        tr = net[kind][net[kind].in_service.astype(bool)]
+        for idx, f, t in zip(tr.index, tr.hv_bus, tr.lv_bus, strict=True):
+            g.add_edge(int(f), int(t), key=(kind, int(idx)))
+    if "trafo3w" in net and not net.trafo3w.empty:
+        t3 = net.trafo3w[net.trafo3w.in_service.astype(bool)]
+        for idx, h, m, lo in zip(t3.index, t3.hv_bus, t3.mv_bus, t3.lv_bus, strict=True):
+            g.add_edge(int(h), int(m), key=("trafo3w", int(idx)))
+            g.add_edge(int(h), int(lo), key=("trafo3w", int(idx)))
+    sources = [int(b) for b in net.ext_grid.bus[net.ext_grid.in_service.astype(bool)]]
+    if "gen" in net and not net.gen.empty:
+        sources += [int(b) for b in net.gen.bus[net.gen.in_service.astype(bool) & net.gen.slack]]
+    live: set[int] = set()
+    for s in sources:
+        if s in g and s not in live:
+            live |= nx.node_connected_component(g, s)
+    return np.array(sorted(live), dtype=np.int64)
