@@ -29,7 +29,7 @@ from lvplan.criteria.judge import Limits, Violation
 from lvplan.errors import InputError, PowerFlowError
 from lvplan.model.catalogue import cable_types
 from lvplan.model.network import ExtraLoad, Network
-from lvplan.powerflow.fast import FastEngineUnsupported, ServiceCable
+from lvplan.powerflow.fast import FastEngineDiverged, FastEngineUnsupported, ServiceCable
 from lvplan.powerflow.state import GridState
 
 DECISIONS = ("fits", "does_not_fit", "hv_required", "not_assessable")
@@ -40,6 +40,9 @@ VOLTAGE_BAND_PU = 0.0005  # 0.2 V at 400 V
 LOADING_BAND_PERCENT = 0.2
 HEADROOM_CAP_KW = 1000.0
 HEADROOM_STEP_KW = 0.1
+#: Headroom is found where the smallest margin (pu for voltages, fraction of the rating for
+#: loadings) is this much above zero: 10x the largest fast-vs-AC difference measured.
+HEADROOM_SAFETY = 1e-4
 
 
 @dataclass(frozen=True)
@@ -402,10 +405,7 @@ def _after_state(network: Network, ctx: _Context, bus: int, p_mw: float, q_mvar:
                 return res.state, "fast", res.customer_vm_pu, res.cable_loading_percent
         except FastEngineUnsupported:
             pass
-    extra = ExtraLoad(bus, p_mw, q_mvar) if cable is None else ExtraLoad(
-        bus, p_mw, q_mvar, cable.length_m / 1000.0, cable.r_ohm_per_km, cable.x_ohm_per_km,
-        cable.max_i_ka)
-    ac = network.run_ac_with([extra])
+    ac = network.run_ac_with([_extra_load(bus, p_mw, q_mvar, cable)])
     cust = ac.customer_vm_pu
     return ac.state, "pandapower", cust, ac.cable_loading_percent
 
@@ -419,65 +419,79 @@ def _cable_near(limits: Limits, bus_row: int, vm: float, pct: float) -> bool:
 
 def _headroom_kw(network: Network, ctx: _Context, q: Question, cable: Cable | None, skips,
                  *, counted: bool, blocked: bool) -> float | None:
-    """Largest extra design kW (same pf) that still fits at the bus, by the fast engine.
+    """Largest extra design kW (same pf) that still fits at the bus.
 
     With ``counted`` the application itself is included (the headroom left after it); otherwise
     it is the capacity of the bus without it. Found by safeguarded regula falsi on the smallest
-    margin, then lowered by the judging band so it errs on the safe side.
+    margin (less HEADROOM_SAFETY, so it errs on the safe side) with the fast engine, or with the
+    full AC load flow where the fast engine cannot model the area.
     """
     if blocked:
         return 0.0
-    try:
-        eng = network.fast_engine()
-        sc = _service_cable(network, q.bus, cable)
-    except (FastEngineUnsupported, PowerFlowError):
-        return None
     tan = math.tan(math.acos(q.pf))
     offset = q.design_kw if counted else 0.0
     row = network.bus_row(q.bus)
+    lim = ctx.limits
+    try:
+        eng = network.fast_engine()
+        sc = _service_cable(network, q.bus, cable)
+        eng.solve(q.bus, offset / 1000.0, offset * tan / 1000.0, sc)
+        use_fast = True
+    except FastEngineDiverged:
+        return 0.0
+    except FastEngineUnsupported:
+        use_fast = False
+    except PowerFlowError:
+        return None
 
     def margin(x_kw: float) -> float:
         p = (offset + x_kw) / 1000.0
         try:
-            res = eng.solve(q.bus, p, p * tan, sc)
-        except FastEngineUnsupported:  # no solution at this load: beyond the limit
-            return -1.0
-        m = ctx.limits.min_margin(res.state, skip_bus=skips[0], skip_line=skips[1],
-                                  skip_trafo=skips[2])
-        if sc is not None:
-            lo, hi = ctx.limits.vmin[row], ctx.limits.vmax[row]
-            m = min(m, res.customer_vm_pu - lo, hi - res.customer_vm_pu,
-                    (ctx.limits.line_max - res.cable_loading_percent) / 100.0)
-        return m - VOLTAGE_BAND_PU
-
-    try:
-        lo, g_lo = 0.0, margin(0.0)
-        if g_lo < 0:
-            return 0.0
-        hi, g_hi = HEADROOM_CAP_KW, margin(HEADROOM_CAP_KW)
-        if g_hi >= 0:
-            return HEADROOM_CAP_KW
-        side = 0
-        for _ in range(40):
-            if hi - lo <= HEADROOM_STEP_KW:
-                break
-            x = (lo * g_hi - hi * g_lo) / (g_hi - g_lo)
-            x = min(max(x, lo + 0.01 * (hi - lo)), hi - 0.01 * (hi - lo))
-            g = margin(x)
-            if g >= 0:
-                lo, g_lo = x, g
-                if side == 1:
-                    g_hi /= 2
-                side = 1
+            if use_fast:
+                res = eng.solve(q.bus, p, p * tan, sc)
+                st, cust, pct = res.state, res.customer_vm_pu, res.cable_loading_percent
             else:
-                hi, g_hi = x, g
-                if side == -1:
-                    g_lo /= 2
-                side = -1
+                ac = network.run_ac_with([_extra_load(q.bus, p, p * tan, cable)])
+                st, cust, pct = ac.state, ac.customer_vm_pu, ac.cable_loading_percent
+        except (FastEngineDiverged, PowerFlowError):  # no solution at this load
+            return -1.0
+        m = lim.min_margin(st, skip_bus=skips[0], skip_line=skips[1], skip_trafo=skips[2])
+        if cable is not None:
+            m = min(m, cust - lim.vmin[row], lim.vmax[row] - cust,
+                    (lim.line_max - pct) / 100.0)
+        return m - HEADROOM_SAFETY
+
+    lo, g_lo = 0.0, margin(0.0)
+    if g_lo < 0:
+        return 0.0
+    hi, g_hi = HEADROOM_CAP_KW, margin(HEADROOM_CAP_KW)
+    if g_hi >= 0:
+        return HEADROOM_CAP_KW
+    side = 0
+    for _ in range(60):
+        if hi - lo <= HEADROOM_STEP_KW:
+            break
+        x = (lo * g_hi - hi * g_lo) / (g_hi - g_lo)
+        x = min(max(x, lo + 0.01 * (hi - lo)), hi - 0.01 * (hi - lo))
+        g = margin(x)
+        if g >= 0:
+            lo, g_lo = x, g
+            if side == 1:
+                g_hi /= 2
+            side = 1
             # a feasible point within one step of an infeasible one ends the search
-            if g >= 0 and margin(min(x + HEADROOM_STEP_KW, hi)) < 0:
-                lo = x
+            if margin(min(x + HEADROOM_STEP_KW, hi)) < 0:
                 break
-    except FastEngineUnsupported:
-        return None
+        else:
+            hi, g_hi = x, g
+            if side == -1:
+                g_lo /= 2
+            side = -1
     return round(math.floor(lo / HEADROOM_STEP_KW) * HEADROOM_STEP_KW, 1)
+
+
+def _extra_load(bus: int, p_mw: float, q_mvar: float, cable: Cable | None) -> ExtraLoad:
+    if cable is None:
+        return ExtraLoad(bus, p_mw, q_mvar)
+    return ExtraLoad(bus, p_mw, q_mvar, cable.length_m / 1000.0, cable.r_ohm_per_km,
+                     cable.x_ohm_per_km, cable.max_i_ka)

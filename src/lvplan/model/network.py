@@ -96,6 +96,11 @@ class Network:
         line = net.line.in_service.to_numpy(bool) & net.line.from_bus.isin(on).to_numpy() & (
             net.line.to_bus.isin(on).to_numpy()
         )
+        # a line behind an open switch carries no load current: it is not judged
+        sw = net.switch
+        if len(sw):
+            opened = sw.element[(sw.et == "l") & ~sw.closed.astype(bool)]
+            line &= ~net.line.index.isin(opened.astype(int))
         trafo = net.trafo.in_service.to_numpy(bool) & net.trafo.hv_bus.isin(on).to_numpy() & (
             net.trafo.lv_bus.isin(on).to_numpy()
         )

@@ -40,6 +40,10 @@ class FastEngineUnsupported(Exception):
     """The fast engine cannot model this case; the caller uses the full AC load flow."""
 
 
+class FastEngineDiverged(FastEngineUnsupported):
+    """The local solve found no solution (the load is beyond what the area can carry)."""
+
+
 @dataclass(frozen=True)
 class ServiceCable:
     """A series impedance between the connection bus and the customer (no shunt), in pu."""
@@ -96,26 +100,34 @@ class FastEngine:
         self._pp_bus_ok = live.bus & (self._pp_bus_idx < self.n)
 
         lk = net._pd2ppc_lookups["branch"]
+        # ppc branch rows -> ppci rows (ppci keeps only the branches pandapower solves)
+        branch_is = np.asarray(ppci.get("branch_is", np.ones(len(self.f_bus), bool)), dtype=bool)
+        if branch_is.size != len(self.f_bus):
+            internal_row = np.where(branch_is, np.cumsum(branch_is) - 1, -1)
+        else:
+            internal_row = np.arange(len(self.f_bus))
         lf, lt = lk.get("line", (0, 0))
         tf, tt = lk.get("trafo", (0, 0))
-        self.line_rows = np.arange(lf, lt)
-        self.trafo_rows = np.arange(tf, tt)
+        self.line_rows = internal_row[lf:lt]
+        self.trafo_rows = internal_row[tf:tt]
         i_base_from = self.baseMVA / (SQRT3 * self.base_kv[self.f_bus])
         i_base_to = self.baseMVA / (SQRT3 * self.base_kv[self.t_bus])
+
+        def at(arr: np.ndarray, rows: np.ndarray) -> np.ndarray:
+            return np.where(rows >= 0, arr[np.maximum(rows, 0)], np.nan)
+
         if len(self.line_rows):
             line = net.line
             i_max = (line.max_i_ka * line.df * line.parallel).to_numpy(dtype=float)
-            self._line_kf = i_base_from[self.line_rows] / i_max * 100.0
-            self._line_kt = i_base_to[self.line_rows] / i_max * 100.0
+            self._line_kf = at(i_base_from, self.line_rows) / i_max * 100.0
+            self._line_kt = at(i_base_to, self.line_rows) / i_max * 100.0
         if len(self.trafo_rows):
             tr = net.trafo
             denom = (tr.sn_mva * tr.parallel * tr.df).to_numpy(dtype=float)
-            self._trafo_kf = (
-                i_base_from[self.trafo_rows] * tr.vn_hv_kv.to_numpy(float) * SQRT3 / denom * 100.0
-            )
-            self._trafo_kt = (
-                i_base_to[self.trafo_rows] * tr.vn_lv_kv.to_numpy(float) * SQRT3 / denom * 100.0
-            )
+            self._trafo_kf = (at(i_base_from, self.trafo_rows) * tr.vn_hv_kv.to_numpy(float)
+                              * SQRT3 / denom * 100.0)
+            self._trafo_kt = (at(i_base_to, self.trafo_rows) * tr.vn_lv_kv.to_numpy(float)
+                              * SQRT3 / denom * 100.0)
 
         # LV islands of the internal model: buses below 1 kV joined by branches
         lv = self.base_kv < 1.0
@@ -276,10 +288,10 @@ class FastEngine:
             err = float(np.max(np.abs(V_new - V)))
             V = V_new
             if not np.isfinite(err):
-                raise FastEngineUnsupported("the local solve diverged")
+                raise FastEngineDiverged("the local solve diverged")
             if err < tol:
                 return V, v_cust, it
-        raise FastEngineUnsupported("the local solve did not converge")
+        raise FastEngineDiverged("the local solve did not converge")
 
     def solve(self, pp_bus: int, p_mw: float, q_mvar: float,
               cable: ServiceCable | None = None) -> FastResult:
@@ -337,13 +349,13 @@ class FastEngine:
         line = np.zeros(0)
         trafo = np.zeros(0)
         if len(self.line_rows):
-            r = self.line_rows
+            r = np.maximum(self.line_rows, 0)
             line = np.maximum(i_f[r] * self._line_kf, i_t[r] * self._line_kt)
-            line[~self.live.line] = np.nan
+            line[~self.live.line | (self.line_rows < 0)] = np.nan
         if len(self.trafo_rows):
-            r = self.trafo_rows
+            r = np.maximum(self.trafo_rows, 0)
             trafo = np.maximum(i_f[r] * self._trafo_kf, i_t[r] * self._trafo_kt)
-            trafo[~self.live.trafo] = np.nan
+            trafo[~self.live.trafo | (self.trafo_rows < 0)] = np.nan
         return GridState(vm, line, trafo, engine="fast")
 
     def base_state(self) -> GridState:
