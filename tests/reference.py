@@ -11,8 +11,14 @@ import numpy as np
 import pandapower as pp
 import pandapower.topology as top
 
-OPTS = dict(algorithm="nr", calculate_voltage_angles=True, init="auto", tolerance_mva=1e-9,
-            trafo_model="t", trafo_loading="current")
+OPTS = dict(
+    algorithm="nr",
+    calculate_voltage_angles=True,
+    init="auto",
+    tolerance_mva=1e-9,
+    trafo_model="t",
+    trafo_loading="current",
+)
 
 
 def _violations(net, crit) -> set[tuple[str, int]]:
@@ -28,8 +34,10 @@ def _violations(net, crit) -> set[tuple[str, int]]:
                 out.add(("bus", int(b)))
         elif vn.at[b] <= 35.0 and (pu < crit.mv_min_voltage_pu or pu > crit.mv_max_voltage_pu):
             out.add(("bus", int(b)))
-    for name, lim in (("line", crit.line_max_loading_percent),
-                      ("trafo", crit.trafo_max_loading_percent)):
+    for name, lim in (
+        ("line", crit.line_max_loading_percent),
+        ("trafo", crit.trafo_max_loading_percent),
+    ):
         res = net[f"res_{name}"].loading_percent
         for i in res.index[res > lim]:
             out.add((name, int(i)))
@@ -53,8 +61,11 @@ class Reference:
         net = self.net
         lines = net.line.index[net.line.from_bus.isin(comp) & net.line.to_bus.isin(comp)]
         trafos = net.trafo.index[net.trafo.lv_bus.isin(comp)]
-        return ({("bus", int(b)) for b in comp} | {("line", int(i)) for i in lines}
-                | {("trafo", int(i)) for i in trafos})
+        return (
+            {("bus", int(b)) for b in comp}
+            | {("line", int(i)) for i in lines}
+            | {("trafo", int(i)) for i in trafos}
+        )
 
     def decide(self, bus: int, design_kw: float, pf: float = 0.9) -> str:
         own = self.own(bus)

@@ -10,17 +10,19 @@ from __future__ import annotations
 import numpy as np
 import pandapower.networks as pn
 import pytest
+from reference import Reference
 
 import lvplan
 from lvplan.model.network import ExtraLoad, Network
-from reference import Reference
 
 HELD_OUT = {
     "simbench:1-LV-rural2--0-sw": lambda: lvplan.load_network("simbench:1-LV-rural2--0-sw"),
     "kerber_vorstadtnetz_kabel_1": lambda: Network(
-        pn.create_kerber_vorstadtnetz_kabel_1(), name="kerber", source="pandapower.networks"),
-    "lv_schutterwald": lambda: Network(pn.lv_schutterwald(), name="schutterwald",
-                                       source="pandapower.networks"),
+        pn.create_kerber_vorstadtnetz_kabel_1(), name="kerber", source="pandapower.networks"
+    ),
+    "lv_schutterwald": lambda: Network(
+        pn.lv_schutterwald(), name="schutterwald", source="pandapower.networks"
+    ),
 }
 
 
@@ -44,7 +46,8 @@ def _agree(network: Network, crit, n: int, seed: int) -> dict[str, int]:
         assert d.decision != "fits", f"false fits at bus {bus}, {kw:.2f} kW"
         # a disagreement is allowed only within 2 kW of the boundary
         assert ref.decide(bus, d.design_kw - 2.0) != ref.decide(bus, d.design_kw + 2.0), (
-            f"bus {bus}, {kw:.2f} kW: lvplan {d.decision}, reference {r}")
+            f"bus {bus}, {kw:.2f} kW: lvplan {d.decision}, reference {r}"
+        )
     return seen
 
 
@@ -109,8 +112,10 @@ def _fast_vs_ac(network: Network, n: int, seed: int) -> None:
         ok = np.isfinite(ac.vm_pu)
         assert np.array_equal(ok, np.isfinite(fast.vm_pu))
         worst_v = max(worst_v, float(np.max(np.abs(fast.vm_pu[ok] - ac.vm_pu[ok]))))
-        for a, b in ((fast.line_loading_percent, ac.line_loading_percent),
-                     (fast.trafo_loading_percent, ac.trafo_loading_percent)):
+        for a, b in (
+            (fast.line_loading_percent, ac.line_loading_percent),
+            (fast.trafo_loading_percent, ac.trafo_loading_percent),
+        ):
             m = np.isfinite(b)
             worst_l = max(worst_l, float(np.max(np.abs(a[m] - b[m]), initial=0.0)))
     # the judging band is 5e-4 pu and 0.2 %: the engine must be well inside it

@@ -38,9 +38,12 @@ def test_line_binds_at_the_far_end(sz):
 def test_hv_required_above_the_policy_limit(sz):
     d = lvplan.check(sz, bus="T8 clinic", kw=200.5)
     assert d.decision == "hv_required"
-    assert lvplan.check(sz, bus="T8 clinic", kw=200.5,
-                        criteria=lvplan.load_criteria("cn", lv_policy_max_kw=250)).decision \
+    assert (
+        lvplan.check(
+            sz, bus="T8 clinic", kw=200.5, criteria=lvplan.load_criteria("cn", lv_policy_max_kw=250)
+        ).decision
         != "hv_required"
+    )
 
 
 def test_pre_existing_violation_in_own_area_blocks(sz):
@@ -66,15 +69,17 @@ def test_check_does_not_mutate_the_network(sz):
     assert len(sz._work.load) == before[0] and len(sz._work.bus) == before[1]
 
 
-@pytest.mark.parametrize("bus", ["T1 lane", "T2 market stalls", "T3 car park",
-                                 "T6 far end", "T5 kiosk"])
+@pytest.mark.parametrize(
+    "bus", ["T1 lane", "T2 market stalls", "T3 car park", "T6 far end", "T5 kiosk"]
+)
 def test_headroom_is_consistent_with_check(sz, bus):
     """kw = headroom fits and headroom + max(1 kW, 1 %) does not, in the full AC load flow."""
     h = lvplan.check(sz, bus=bus, kw=1.0).headroom_kw + 1.0
     assert lvplan.check(sz, bus=bus, kw=h, method="ac", headroom=False).decision == "fits"
     over = h + max(1.0, 0.01 * h)
-    assert lvplan.check(sz, bus=bus, kw=over, method="ac", headroom=False).decision \
-        == "does_not_fit"
+    assert (
+        lvplan.check(sz, bus=bus, kw=over, method="ac", headroom=False).decision == "does_not_fit"
+    )
 
 
 def test_auto_and_ac_agree_on_a_grid_of_questions(sz):
@@ -84,7 +89,8 @@ def test_auto_and_ac_agree_on_a_grid_of_questions(sz):
             b = lvplan.check(sz, bus=bus, kw=kw, method="ac", headroom=False)
             assert a.decision == b.decision, (bus, kw)
             assert a.transformer_loading_after_percent == pytest.approx(
-                b.transformer_loading_after_percent, abs=0.01)
+                b.transformer_loading_after_percent, abs=0.01
+            )
             assert a.min_voltage_v == pytest.approx(b.min_voltage_v, abs=0.01)
 
 
@@ -104,9 +110,19 @@ def test_location_service_cable_matches_pandapower(sz):
     from lvplan.check import choose_service_cable
 
     cable = choose_service_cable(d.design_kw, d.design_kvar, d.service_cable["length_m"])
-    ac = sz.run_ac_with([ExtraLoad(d.bus, d.design_kw / 1000, d.design_kvar / 1000,
-                                   cable.length_m / 1000, cable.r_ohm_per_km,
-                                   cable.x_ohm_per_km, cable.max_i_ka)])
+    ac = sz.run_ac_with(
+        [
+            ExtraLoad(
+                d.bus,
+                d.design_kw / 1000,
+                d.design_kvar / 1000,
+                cable.length_m / 1000,
+                cable.r_ohm_per_km,
+                cable.x_ohm_per_km,
+                cable.max_i_ka,
+            )
+        ]
+    )
     assert ac.customer_vm_pu * 400.0 == pytest.approx(d.min_voltage_v, abs=0.02)
 
 

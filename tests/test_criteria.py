@@ -38,8 +38,10 @@ def test_overrides_are_applied_and_recorded():
     assert c.to_dict()["overridden"] == ["trafo_max_loading_percent"]
 
 
-@pytest.mark.parametrize("bad", [{"nope": 1}, {"lv_min_voltage_v": "x"},
-                                 {"lv_min_voltage_v": 500}, {"new_customer_pf": 1.5}])
+@pytest.mark.parametrize(
+    "bad",
+    [{"nope": 1}, {"lv_min_voltage_v": "x"}, {"lv_min_voltage_v": 500}, {"new_customer_pf": 1.5}],
+)
 def test_bad_overrides_raise_input_error(bad):
     with pytest.raises(lvplan.InputError):
         load_criteria("cn", **bad)
@@ -52,8 +54,9 @@ def test_unknown_profile():
 
 def test_tighter_trafo_limit_turns_a_fit_into_does_not_fit(sz):
     loose = lvplan.check(sz, bus="T3 LV board", kw=100)
-    tight = lvplan.check(sz, bus="T3 LV board", kw=100,
-                         criteria=load_criteria("cn", trafo_max_loading_percent=80))
+    tight = lvplan.check(
+        sz, bus="T3 LV board", kw=100, criteria=load_criteria("cn", trafo_max_loading_percent=80)
+    )
     assert loose.decision == "fits"
     assert tight.decision == "does_not_fit" and tight.binding.kind == "transformer"
     assert tight.to_dict()["criteria"]["trafo_max_loading_percent"] == 80.0

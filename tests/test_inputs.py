@@ -67,14 +67,17 @@ def test_bad_questions(tmp_path, capsys, args, message):
 def _set(table, col, value, row=0):
     def f(net):
         net[table].loc[net[table].index[row], col] = value
+
     return f
 
 
 BAD_NETWORKS = [
     (_island, "islanded"),
     (_set("line", "r_ohm_per_km", 0.0), "no impedance"),
-    (lambda n: (_set("line", "r_ohm_per_km", 0.0)(n), _set("line", "x_ohm_per_km", 0.0)(n)),
-     "no impedance"),
+    (
+        lambda n: (_set("line", "r_ohm_per_km", 0.0)(n), _set("line", "x_ohm_per_km", 0.0)(n)),
+        "no impedance",
+    ),
     (_set("line", "max_i_ka", float("nan")), "no ampacity"),
     (_set("line", "max_i_ka", 0.0), "no ampacity"),
     (_set("trafo", "sn_mva", float("nan")), "no rating"),
@@ -98,11 +101,14 @@ def test_bad_networks(tmp_path, capsys, mutate, message):
     assert len(err.splitlines()) == 1
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (None, "not found"),
-    ("{not json", "malformed JSON"),
-    ('{"a": 1}', "bus: -: table is missing"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "not found"),
+        ("{not json", "malformed JSON"),
+        ('{"a": 1}', "bus: -: table is missing"),
+    ],
+)
 def test_bad_files(tmp_path, capsys, content, message):
     path = tmp_path / "x.json"
     if content is not None:
@@ -120,8 +126,12 @@ def test_malformed_network_folder(tmp_path, capsys):
 
 def test_no_traceback_from_the_real_command(tmp_path):
     path = _net_file(tmp_path, lambda n: None)
-    proc = subprocess.run([sys.executable, "-m", "lvplan.cli", "check", path, "--bus", "end",
-                           "--kw", "-1"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lvplan.cli", "check", path, "--bus", "end", "--kw", "-1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip() == "lvplan: error: kw must be > 0, got -1"
@@ -133,7 +143,19 @@ def test_good_question_on_the_same_file_exits_0_with_json(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert rc == 0
     assert out["decision"] == "fits" and out["bus"] == 2
-    for key in ("decision", "bus", "declared_kw", "design_kw", "transformer", "binding",
-                "violations", "warnings", "transformer_loading_before_percent",
-                "transformer_loading_after_percent", "min_voltage_v", "headroom_kw", "criteria"):
+    for key in (
+        "decision",
+        "bus",
+        "declared_kw",
+        "design_kw",
+        "transformer",
+        "binding",
+        "violations",
+        "warnings",
+        "transformer_loading_before_percent",
+        "transformer_loading_after_percent",
+        "min_voltage_v",
+        "headroom_kw",
+        "criteria",
+    ):
         assert key in out

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from lvplan import __version__
-from lvplan.criteria import Criteria, category as get_category, load_criteria
+from lvplan.criteria import Criteria, load_criteria
+from lvplan.criteria import category as get_category
 from lvplan.criteria.judge import Limits, Violation
 from lvplan.errors import InputError, PowerFlowError
 from lvplan.model.catalogue import cable_types
@@ -147,8 +148,9 @@ class Question:
     pf: float
 
 
-def make_question(network: Network, *, bus: int | str, kw: Any, category: str | None,
-                  pf: Any, criteria: Criteria) -> Question:
+def make_question(
+    network: Network, *, bus: int | str, kw: Any, category: str | None, pf: Any, criteria: Criteria
+) -> Question:
     declared = _number("kw", kw)
     if declared <= 0:
         raise InputError(f"kw must be > 0, got {declared:g}")
@@ -210,8 +212,9 @@ def resolve_criteria(criteria: Criteria | str | None) -> Criteria:
     return criteria
 
 
-def choose_service_cable(design_kw: float, design_kvar: float, length_m: float,
-                         vn_kv: float = 0.38) -> Cable:
+def choose_service_cable(
+    design_kw: float, design_kvar: float, length_m: float, vn_kv: float = 0.38
+) -> Cable:
     """The smallest LV catalogue cable whose ampacity carries the design current."""
     i_ka = math.hypot(design_kw, design_kvar) / (math.sqrt(3) * vn_kv) / 1000.0
     lv = sorted((c for c in cable_types().values() if c.voltage == "lv"), key=lambda c: c.max_i_ka)
@@ -244,47 +247,83 @@ def check(
     return _decide(network, q, crit, method=method, cable=cable, headroom=headroom)
 
 
-def _decide(network: Network, q: Question, crit: Criteria, *, method: str, cable: Cable | None,
-            headroom: bool) -> Decision:
+def _decide(
+    network: Network,
+    q: Question,
+    crit: Criteria,
+    *,
+    method: str,
+    cable: Cable | None,
+    headroom: bool,
+) -> Decision:
     netinfo = {"name": network.name, "source": network.source, "fingerprint": network.fingerprint}
     bus_row = network.bus_row(q.bus)
     names = network.pp.bus.name if "name" in network.pp.bus else None
-    bus_name = str(names.iloc[bus_row]) if names is not None and isinstance(
-        names.iloc[bus_row], str) else ""
+    bus_name = (
+        str(names.iloc[bus_row])
+        if names is not None and isinstance(names.iloc[bus_row], str)
+        else ""
+    )
     topo = network.topology
     area = topo.area_of(q.bus)
     tr_ids = list(area.trafos) if area else []
     feeder = topo.trafo_feeder.get(tr_ids[0]) if tr_ids else None
     base_kwargs: dict[str, Any] = dict(
-        bus=q.bus, bus_name=bus_name, declared_kw=q.declared_kw, design_kw=q.design_kw,
-        design_kvar=q.design_kvar, category=q.category, demand_factor=q.demand_factor, pf=q.pf,
-        feeder=feeder, criteria=crit, network=netinfo,
+        bus=q.bus,
+        bus_name=bus_name,
+        declared_kw=q.declared_kw,
+        design_kw=q.design_kw,
+        design_kvar=q.design_kvar,
+        category=q.category,
+        demand_factor=q.demand_factor,
+        pf=q.pf,
+        feeder=feeder,
+        criteria=crit,
+        network=netinfo,
         path_lines=topo.path_lines(q.bus) if area else [],
-        service_cable=None if cable is None else {
-            "type": cable.type_name, "length_m": round(cable.length_m, 1)},
+        service_cable=None
+        if cable is None
+        else {"type": cable.type_name, "length_m": round(cable.length_m, 1)},
     )
     empty: dict[str, Any] = dict(
-        transformer=None, binding=None, violations=[], warnings=[],
-        transformer_loading_before_percent=None, transformer_loading_after_percent=None,
-        min_voltage_v=None, bus_voltage_after_v=None, headroom_kw=None, closest_limit=None,
-        engine=None, reason=None,
+        transformer=None,
+        binding=None,
+        violations=[],
+        warnings=[],
+        transformer_loading_before_percent=None,
+        transformer_loading_after_percent=None,
+        min_voltage_v=None,
+        bus_voltage_after_v=None,
+        headroom_kw=None,
+        closest_limit=None,
+        engine=None,
+        reason=None,
     )
     if q.declared_kw > crit.lv_policy_max_kw:
-        return Decision(decision="hv_required", **base_kwargs, **{
-            **empty, "reason": f"declared {q.declared_kw:g} kW exceeds the LV supply limit of "
-                               f"{crit.lv_policy_max_kw:g} kW"})
+        return Decision(
+            decision="hv_required",
+            **base_kwargs,
+            **{
+                **empty,
+                "reason": f"declared {q.declared_kw:g} kW exceeds the LV supply limit of "
+                f"{crit.lv_policy_max_kw:g} kW",
+            },
+        )
     try:
         ctx = _context(network, crit)
     except PowerFlowError as exc:
         return Decision(decision="not_assessable", **base_kwargs, **{**empty, "reason": str(exc)})
     if not network.live.bus[bus_row]:
-        return Decision(decision="not_assessable", **base_kwargs, **{
-            **empty, "reason": f"bus {q.bus} is not supplied (islanded)"})
+        return Decision(
+            decision="not_assessable",
+            **base_kwargs,
+            **{**empty, "reason": f"bus {q.bus} is not supplied (islanded)"},
+        )
 
     limits = ctx.limits
     pp_net = network.pp
-    area_bus = np.isin(pp_net.bus.index.to_numpy(), np.asarray(area.buses)) if area else None
-    area_line = np.isin(pp_net.line.index.to_numpy(), np.asarray(area.lines)) if area else None
+    area_bus = np.isin(pp_net.bus.index.to_numpy(), np.asarray(area.buses if area else ()))
+    area_line = np.isin(pp_net.line.index.to_numpy(), np.asarray(area.lines if area else ()))
     area_trafo = np.isin(pp_net.trafo.index.to_numpy(), np.asarray(tr_ids))
     vb, vl, vt = ctx.base_viol_masks
     own_pre = [v for v in ctx.base_judgement.violations if _in_area(v, area, tr_ids)]
@@ -292,7 +331,8 @@ def _decide(network: Network, q: Question, crit: Criteria, *, method: str, cable
     skip_bus, skip_line, skip_trafo = vb & ~area_bus, vl & ~area_line, vt & ~area_trafo
     warnings = [
         f"pre-existing violation elsewhere (left out of the decision): {v.kind} {v.element} "
-        f"{v.value:.4g} {v.unit} (limit {v.limit:.4g})" for v in elsewhere[:20]
+        f"{v.value:.4g} {v.unit} (limit {v.limit:.4g})"
+        for v in elsewhere[:20]
     ]
     if len(elsewhere) > 20:
         warnings.append(f"... and {len(elsewhere) - 20} more pre-existing violations elsewhere")
@@ -300,11 +340,14 @@ def _decide(network: Network, q: Question, crit: Criteria, *, method: str, cable
     p_mw, q_mvar = q.design_kw / 1000.0, q.design_kvar / 1000.0
     try:
         after, engine, cust_vm, cable_pct = _after_state(
-            network, ctx, q.bus, p_mw, q_mvar, cable, method,
-            (skip_bus, skip_line, skip_trafo))
+            network, ctx, q.bus, p_mw, q_mvar, cable, method, (skip_bus, skip_line, skip_trafo)
+        )
     except PowerFlowError as exc:
-        return Decision(decision="not_assessable", **base_kwargs, **{
-            **empty, "warnings": warnings, "reason": str(exc)})
+        return Decision(
+            decision="not_assessable",
+            **base_kwargs,
+            **{**empty, "warnings": warnings, "reason": str(exc)},
+        )
 
     j = limits.judge(after, skip_bus=skip_bus, skip_line=skip_line, skip_trafo=skip_trafo)
     violations = list(j.violations)
@@ -312,8 +355,10 @@ def _decide(network: Network, q: Question, crit: Criteria, *, method: str, cable
     if cable is not None:
         violations += _cable_violations(limits, bus_row, cust_vm, cable_pct)
         violations.sort(key=lambda v: -v.severity)
-    pre = [Violation("pre_existing", v.element, v.element_name, v.value, v.limit, v.unit)
-           for v in own_pre]
+    pre = [
+        Violation("pre_existing", v.element, v.element_name, v.value, v.limit, v.unit)
+        for v in own_pre
+    ]
     if pre:
         decision, binding = "does_not_fit", pre[0]
         violations = pre + violations
@@ -342,17 +387,30 @@ def _decide(network: Network, q: Question, crit: Criteria, *, method: str, cable
         min_v = min(min_v, cust_vm * vn_v)
     hr = None
     if headroom:
-        hr = _headroom_kw(network, ctx, q, cable, (skip_bus, skip_line, skip_trafo),
-                          counted=decision == "fits", blocked=bool(pre))
+        hr = _headroom_kw(
+            network,
+            ctx,
+            q,
+            cable,
+            (skip_bus, skip_line, skip_trafo),
+            counted=decision == "fits",
+            blocked=bool(pre),
+        )
     return Decision(
-        decision=decision, **base_kwargs, transformer=trafo, binding=binding,
-        violations=violations, warnings=warnings,
+        decision=decision,
+        **base_kwargs,
+        transformer=trafo,
+        binding=binding,
+        violations=violations,
+        warnings=warnings,
         transformer_loading_before_percent=load_before,
         transformer_loading_after_percent=load_after,
         min_voltage_v=min_v,
         bus_voltage_after_v=float(after.vm_pu[bus_row] * vn_v),
-        headroom_kw=hr, closest_limit=j.min_margin if decision == "fits" else None,
-        engine=engine, reason=None,
+        headroom_kw=hr,
+        closest_limit=j.min_margin if decision == "fits" else None,
+        engine=engine,
+        reason=None,
     )
 
 
@@ -361,20 +419,26 @@ def _in_area(v: Violation, area, tr_ids: list[int]) -> bool:
     if not ident.lstrip("-").isdigit() or area is None:
         return False
     i = int(ident)
-    return (kind == "bus" and i in area.buses) or (kind == "line" and i in area.lines) or (
-        kind == "trafo" and i in tr_ids)
+    return (
+        (kind == "bus" and i in area.buses)
+        or (kind == "line" and i in area.lines)
+        or (kind == "trafo" and i in tr_ids)
+    )
 
 
-def _cable_violations(limits: Limits, bus_row: int, cust_vm: float,
-                      cable_pct: float) -> list[Violation]:
+def _cable_violations(
+    limits: Limits, bus_row: int, cust_vm: float, cable_pct: float
+) -> list[Violation]:
     out = []
-    v = limits.voltage_violation(bus_row, cust_vm, element="customer terminal",
-                                 name="end of the service cable")
+    v = limits.voltage_violation(
+        bus_row, cust_vm, element="customer terminal", name="end of the service cable"
+    )
     if v is not None:
         out.append(v)
     if math.isfinite(cable_pct) and cable_pct > limits.line_max:
-        out.append(Violation("line", "service cable", "new service cable", cable_pct,
-                             limits.line_max, "%"))
+        out.append(
+            Violation("line", "service cable", "new service cable", cable_pct, limits.line_max, "%")
+        )
     return out
 
 
@@ -390,17 +454,33 @@ def _service_cable(network: Network, bus: int, cable: Cable | None) -> ServiceCa
     return ServiceCable(z_pu=z, i_base_ka=i_base, max_i_ka=cable.max_i_ka)
 
 
-def _after_state(network: Network, ctx: _Context, bus: int, p_mw: float, q_mvar: float,
-                 cable: Cable | None, method: str, skips) -> tuple[GridState, str, float, float]:
+def _after_state(
+    network: Network,
+    ctx: _Context,
+    bus: int,
+    p_mw: float,
+    q_mvar: float,
+    cable: Cable | None,
+    method: str,
+    skips,
+) -> tuple[GridState, str, float, float]:
     """The judged state after the connection, and which engine produced it."""
     if method == "auto":
         try:
-            res = network.fast_engine().solve(bus, p_mw, q_mvar, _service_cable(network, bus, cable))
-            j = ctx.limits.judge(res.state, skip_bus=skips[0], skip_line=skips[1],
-                                 skip_trafo=skips[2], band_pu=VOLTAGE_BAND_PU,
-                                 band_percent=LOADING_BAND_PERCENT)
-            near = j.near_limit or _cable_near(ctx.limits, network.bus_row(bus), res.customer_vm_pu,
-                                               res.cable_loading_percent)
+            res = network.fast_engine().solve(
+                bus, p_mw, q_mvar, _service_cable(network, bus, cable)
+            )
+            j = ctx.limits.judge(
+                res.state,
+                skip_bus=skips[0],
+                skip_line=skips[1],
+                skip_trafo=skips[2],
+                band_pu=VOLTAGE_BAND_PU,
+                band_percent=LOADING_BAND_PERCENT,
+            )
+            near = j.near_limit or _cable_near(
+                ctx.limits, network.bus_row(bus), res.customer_vm_pu, res.cable_loading_percent
+            )
             if not near:
                 return res.state, "fast", res.customer_vm_pu, res.cable_loading_percent
         except FastEngineUnsupported:
@@ -417,8 +497,16 @@ def _cable_near(limits: Limits, bus_row: int, vm: float, pct: float) -> bool:
     return near_v or near_l
 
 
-def _headroom_kw(network: Network, ctx: _Context, q: Question, cable: Cable | None, skips,
-                 *, counted: bool, blocked: bool) -> float | None:
+def _headroom_kw(
+    network: Network,
+    ctx: _Context,
+    q: Question,
+    cable: Cable | None,
+    skips,
+    *,
+    counted: bool,
+    blocked: bool,
+) -> float | None:
     """Largest extra design kW (same pf) that still fits at the bus.
 
     With ``counted`` the application itself is included (the headroom left after it); otherwise
@@ -457,8 +545,7 @@ def _headroom_kw(network: Network, ctx: _Context, q: Question, cable: Cable | No
             return -1.0
         m = lim.min_margin(st, skip_bus=skips[0], skip_line=skips[1], skip_trafo=skips[2])
         if cable is not None:
-            m = min(m, cust - lim.vmin[row], lim.vmax[row] - cust,
-                    (lim.line_max - pct) / 100.0)
+            m = min(m, cust - lim.vmin[row], lim.vmax[row] - cust, (lim.line_max - pct) / 100.0)
         return m - HEADROOM_SAFETY
 
     lo, g_lo = 0.0, margin(0.0)
@@ -479,9 +566,6 @@ def _headroom_kw(network: Network, ctx: _Context, q: Question, cable: Cable | No
             if side == 1:
                 g_hi /= 2
             side = 1
-            # a feasible point within one step of an infeasible one ends the search
-            if margin(min(x + HEADROOM_STEP_KW, hi)) < 0:
-                break
         else:
             hi, g_hi = x, g
             if side == -1:
@@ -493,5 +577,12 @@ def _headroom_kw(network: Network, ctx: _Context, q: Question, cable: Cable | No
 def _extra_load(bus: int, p_mw: float, q_mvar: float, cable: Cable | None) -> ExtraLoad:
     if cable is None:
         return ExtraLoad(bus, p_mw, q_mvar)
-    return ExtraLoad(bus, p_mw, q_mvar, cable.length_m / 1000.0, cable.r_ohm_per_km,
-                     cable.x_ohm_per_km, cable.max_i_ka)
+    return ExtraLoad(
+        bus,
+        p_mw,
+        q_mvar,
+        cable.length_m / 1000.0,
+        cable.r_ohm_per_km,
+        cable.x_ohm_per_km,
+        cable.max_i_ka,
+    )

@@ -24,11 +24,18 @@ def _criteria(args: argparse.Namespace):
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("network", metavar="NETWORK",
-                   help="pandapower JSON file, networks/ folder or bundled name, or simbench:CODE")
+    p.add_argument(
+        "network",
+        metavar="NETWORK",
+        help="pandapower JSON file, networks/ folder or bundled name, or simbench:CODE",
+    )
     p.add_argument("--profile", default="cn", help="criteria profile: cn (default) or en50160")
-    p.add_argument("--set", action="append", metavar="NAME=VALUE",
-                   help="override one criterion, e.g. --set trafo_max_loading_percent=80")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="NAME=VALUE",
+        help="override one criterion, e.g. --set trafo_max_loading_percent=80",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -44,8 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--kw", required=True, help="declared equipment capacity in kW")
     c.add_argument("--category", help="customer category (demand factor); default generic")
     c.add_argument("--pf", help="power factor of the new load (lagging); default from profile")
-    c.add_argument("--method", default="auto", choices=("auto", "ac"),
-                   help="auto: fast engine, full AC near a limit; ac: full AC always")
+    c.add_argument(
+        "--method",
+        default="auto",
+        choices=("auto", "ac"),
+        help="auto: fast engine, full AC near a limit; ac: full AC always",
+    )
     i = sub.add_parser("inspect", help="counts, transformer loadings, worst voltages, violations")
     _add_common(i)
     return parser
@@ -53,16 +64,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _render_decision(d: dict[str, Any]) -> str:
     lines = [f"decision: {d['decision'].upper()}"]
-    lines.append(f"bus {d['bus']} {d['bus_name']}  declared {d['declared_kw']:g} kW "
-                 f"({d['category']}, factor {d['demand_factor']:g}) -> design {d['design_kw']:g} kW"
-                 f" at pf {d['pf']:g}")
+    lines.append(
+        f"bus {d['bus']} {d['bus_name']}  declared {d['declared_kw']:g} kW "
+        f"({d['category']}, factor {d['demand_factor']:g}) -> design {d['design_kw']:g} kW"
+        f" at pf {d['pf']:g}"
+    )
     if d.get("location"):
         loc = d["location"]
-        lines.append(f"location {loc['lon']:.6f}, {loc['lat']:.6f}  area class {loc['area_class']}"
-                     f"  radius {loc['supply_radius_m']:g} m")
+        lines.append(
+            f"location {loc['lon']:.6f}, {loc['lat']:.6f}  area class {loc['area_class']}"
+            f"  radius {loc['supply_radius_m']:g} m"
+        )
         for a in loc["alternatives"]:
-            lines.append(f"  candidate bus {a['bus']:<6}{a['bus_name'][:30]:<31}route "
-                         f"{a['route_m']:>6.1f} m  {a['decision']:<13} headroom {a['headroom_kw']}")
+            lines.append(
+                f"  candidate bus {a['bus']:<6}{a['bus_name'][:30]:<31}route "
+                f"{a['route_m']:>6.1f} m  {a['decision']:<13} headroom {a['headroom_kw']}"
+            )
     if d.get("service_cable"):
         sc = d["service_cable"]
         lines.append(f"service cable {sc['type']} {sc['length_m']:g} m")
@@ -70,34 +87,47 @@ def _render_decision(d: dict[str, Any]) -> str:
         lines.append(f"reason: {d['reason']}")
     if d["binding"]:
         b = d["binding"]
-        lines.append(f"binding: {b['kind']} {b['element']} ({b['element_name']}) "
-                     f"{b['value']:g} {b['unit']} > limit {b['limit']:g} {b['unit']}"
-                     if b["unit"] in ("%", "m") else
-                     f"binding: {b['kind']} {b['element']} ({b['element_name']}) "
-                     f"{b['value']:g} {b['unit']}, limit {b['limit']:g} {b['unit']}")
+        lines.append(
+            f"binding: {b['kind']} {b['element']} ({b['element_name']}) "
+            f"{b['value']:g} {b['unit']} > limit {b['limit']:g} {b['unit']}"
+            if b["unit"] in ("%", "m")
+            else f"binding: {b['kind']} {b['element']} ({b['element_name']}) "
+            f"{b['value']:g} {b['unit']}, limit {b['limit']:g} {b['unit']}"
+        )
     if d["transformer"]:
         t = d["transformer"]
-        lines.append(f"transformer {t['index']} {t['name']} {t['rated_kva']:g} kVA: "
-                     f"{d['transformer_loading_before_percent']:.1f} % -> "
-                     f"{d['transformer_loading_after_percent']:.1f} %   feeder {d['feeder']}")
-        lines.append(f"lowest LV voltage in the area after: {d['min_voltage_v']:.1f} V; "
-                     f"at the bus: {d['bus_voltage_after_v']:.1f} V")
+        lines.append(
+            f"transformer {t['index']} {t['name']} {t['rated_kva']:g} kVA: "
+            f"{d['transformer_loading_before_percent']:.1f} % -> "
+            f"{d['transformer_loading_after_percent']:.1f} %   feeder {d['feeder']}"
+        )
+        lines.append(
+            f"lowest LV voltage in the area after: {d['min_voltage_v']:.1f} V; "
+            f"at the bus: {d['bus_voltage_after_v']:.1f} V"
+        )
     if d["headroom_kw"] is not None:
-        lines.append(f"headroom at this bus: {d['headroom_kw']:g} kW (design, "
-                     f"{'after' if d['decision'] == 'fits' else 'without'} this application)")
+        lines.append(
+            f"headroom at this bus: {d['headroom_kw']:g} kW (design, "
+            f"{'after' if d['decision'] == 'fits' else 'without'} this application)"
+        )
     if d["closest_limit"]:
         c = d["closest_limit"]
-        lines.append(f"closest limit: {c['kind']} {c['element']} {c['value']:g} {c['unit']} "
-                     f"(limit {c['limit']:g})")
+        lines.append(
+            f"closest limit: {c['kind']} {c['element']} {c['value']:g} {c['unit']} "
+            f"(limit {c['limit']:g})"
+        )
     for v in d["violations"][1:10]:
-        lines.append(f"also: {v['kind']} {v['element']} {v['value']:g} {v['unit']} "
-                     f"(limit {v['limit']:g})")
+        lines.append(
+            f"also: {v['kind']} {v['element']} {v['value']:g} {v['unit']} (limit {v['limit']:g})"
+        )
     for w in d["warnings"][:5]:
         lines.append(f"warning: {w}")
     if len(d["warnings"]) > 5:
         lines.append(f"warning: ... {len(d['warnings']) - 5} more (use --json)")
-    lines.append(f"engine: {d['engine']}  criteria: {d['criteria']['profile']}  network "
-                 f"{d['network']['name']} {d['network']['fingerprint'][:12]}")
+    lines.append(
+        f"engine: {d['engine']}  criteria: {d['criteria']['profile']}  network "
+        f"{d['network']['name']} {d['network']['fingerprint'][:12]}"
+    )
     return "\n".join(lines)
 
 
@@ -115,14 +145,29 @@ def _run(args: argparse.Namespace) -> int:
         if has_loc:
             from lvplan.locate import check_location
 
-            d = check_location(net, lon=args.lon, lat=args.lat, kw=args.kw,
-                               category=args.category, pf=args.pf, criteria=crit,
-                               area_class=args.area_class, method=args.method)
+            d = check_location(
+                net,
+                lon=args.lon,
+                lat=args.lat,
+                kw=args.kw,
+                category=args.category,
+                pf=args.pf,
+                criteria=crit,
+                area_class=args.area_class,
+                method=args.method,
+            )
         else:
             from lvplan.check import check
 
-            d = check(net, bus=args.bus, kw=args.kw, category=args.category, pf=args.pf,
-                      criteria=crit, method=args.method)
+            d = check(
+                net,
+                bus=args.bus,
+                kw=args.kw,
+                category=args.category,
+                pf=args.pf,
+                criteria=crit,
+                method=args.method,
+            )
         out = d.to_dict()
         print(json.dumps(out, indent=2, ensure_ascii=False) if args.json else _render_decision(out))
         return 0

@@ -17,7 +17,7 @@ from lvplan.model.topology import LV_MAX_KV, MV_MAX_KV
 @dataclass(frozen=True)
 class Summary:
     network: dict[str, str]
-    counts: dict[str, dict[str, int]]
+    counts: dict[str, dict[str, Any]]
     transformers: list[dict[str, Any]]
     lowest_voltages: list[dict[str, Any]]
     highest_voltages: list[dict[str, Any]]
@@ -27,10 +27,14 @@ class Summary:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "network": self.network, "counts": self.counts, "transformers": self.transformers,
-            "lowest_voltages": self.lowest_voltages, "highest_voltages": self.highest_voltages,
+            "network": self.network,
+            "counts": self.counts,
+            "transformers": self.transformers,
+            "lowest_voltages": self.lowest_voltages,
+            "highest_voltages": self.highest_voltages,
             "pre_existing_violations": [v.to_dict() for v in self.violations],
-            "error": self.error, "criteria": self.criteria.to_dict(),
+            "error": self.error,
+            "criteria": self.criteria.to_dict(),
         }
 
 
@@ -41,7 +45,7 @@ def _level(vn: np.ndarray) -> np.ndarray:
 def summarise(network: Network, criteria: Criteria, *, top: int = 5) -> Summary:
     net = network.pp
     bus_level = _level(net.bus.vn_kv.to_numpy(float))
-    counts: dict[str, dict[str, int]] = {}
+    counts: dict[str, dict[str, Any]] = {}
     for lvl in ("HV", "MV", "LV"):
         on = bus_level == lvl
         ids = set(net.bus.index[on].tolist())
@@ -51,9 +55,12 @@ def summarise(network: Network, criteria: Criteria, *, top: int = 5) -> Summary:
             "loads": int(net.load.bus.isin(ids).sum()),
             "load_mw": round(float(net.load.p_mw[net.load.bus.isin(ids)].sum()), 4),
         }
-    counts["transformers"] = {"public_mv_lv": int(((net.trafo.vn_hv_kv <= MV_MAX_KV)
-                                                   & (net.trafo.vn_lv_kv < LV_MAX_KV)).sum()),
-                              "total": len(net.trafo)}
+    counts["transformers"] = {
+        "public_mv_lv": int(
+            ((net.trafo.vn_hv_kv <= MV_MAX_KV) & (net.trafo.vn_lv_kv < LV_MAX_KV)).sum()
+        ),
+        "total": len(net.trafo),
+    }
     info = {"name": network.name, "source": network.source, "fingerprint": network.fingerprint}
     try:
         st = network.base_state()
@@ -67,28 +74,45 @@ def summarise(network: Network, criteria: Criteria, *, top: int = 5) -> Summary:
             continue
         load = float(st.trafo_loading_percent[row])
         kva = float(t.sn_mva) * 1000.0
-        trafos.append({
-            "index": int(idx), "name": limits.trafo_names[row], "rated_kva": round(kva, 1),
-            "loading_percent": round(load, 2),
-            "headroom_kva": round(kva * (criteria.trafo_max_loading_percent - load) / 100.0, 1),
-            "feeder": topo.trafo_feeder.get(int(idx)),
-        })
+        trafos.append(
+            {
+                "index": int(idx),
+                "name": limits.trafo_names[row],
+                "rated_kva": round(kva, 1),
+                "loading_percent": round(load, 2),
+                "headroom_kva": round(kva * (criteria.trafo_max_loading_percent - load) / 100.0, 1),
+                "feeder": topo.trafo_feeder.get(int(idx)),
+            }
+        )
     v = st.vm_pu * limits.vn_kv * 1000.0
     lv = np.flatnonzero((bus_level == "LV") & np.isfinite(v))
     order = lv[np.argsort(v[lv])]
 
     def row_of(r: int) -> dict[str, Any]:
-        return {"bus": int(net.bus.index[r]), "name": limits.bus_names[r],
-                "voltage_v": round(float(v[r]), 2)}
+        return {
+            "bus": int(net.bus.index[r]),
+            "name": limits.bus_names[r],
+            "voltage_v": round(float(v[r]), 2),
+        }
 
-    return Summary(info, counts, trafos, [row_of(r) for r in order[:top]],
-                   [row_of(r) for r in order[::-1][:top]], limits.judge(st).violations, None,
-                   criteria)
+    return Summary(
+        info,
+        counts,
+        trafos,
+        [row_of(r) for r in order[:top]],
+        [row_of(r) for r in order[::-1][:top]],
+        limits.judge(st).violations,
+        None,
+        criteria,
+    )
 
 
 def render(s: Summary) -> str:
-    out = [f"network {s.network['name']}  ({s.network['source']})",
-           f"fingerprint {s.network['fingerprint'][:16]}  criteria {s.criteria.profile}", ""]
+    out = [
+        f"network {s.network['name']}  ({s.network['source']})",
+        f"fingerprint {s.network['fingerprint'][:16]}  criteria {s.criteria.profile}",
+        "",
+    ]
     out.append(f"{'level':<6}{'buses':>8}{'lines':>8}{'loads':>8}{'load MW':>10}")
     for lvl in ("HV", "MV", "LV"):
         c = s.counts[lvl]
@@ -98,20 +122,32 @@ def render(s: Summary) -> str:
     if s.error:
         out += ["", f"base load flow failed: {s.error}"]
         return "\n".join(out)
-    out += ["", f"{'trafo':>6}  {'name':<36}{'kVA':>7}{'loading %':>11}{'headroom kVA':>14}  feeder"]
+    out += [
+        "",
+        f"{'trafo':>6}  {'name':<36}{'kVA':>7}{'loading %':>11}{'headroom kVA':>14}  feeder",
+    ]
     for tr in s.transformers[:200]:
-        out.append(f"{tr['index']:>6}  {tr['name'][:35]:<36}{tr['rated_kva']:>7.0f}"
-                   f"{tr['loading_percent']:>11.1f}{tr['headroom_kva']:>14.1f}  {tr['feeder']}")
+        out.append(
+            f"{tr['index']:>6}  {tr['name'][:35]:<36}{tr['rated_kva']:>7.0f}"
+            f"{tr['loading_percent']:>11.1f}{tr['headroom_kva']:>14.1f}  {tr['feeder']}"
+        )
     if len(s.transformers) > 200:
         out.append(f"  ... {len(s.transformers) - 200} more (use --json)")
-    out += ["", "lowest LV voltages: " + ", ".join(
-        f"bus {r['bus']} {r['voltage_v']:.1f} V" for r in s.lowest_voltages)]
-    out.append("highest LV voltages: " + ", ".join(
-        f"bus {r['bus']} {r['voltage_v']:.1f} V" for r in s.highest_voltages))
+    out += [
+        "",
+        "lowest LV voltages: "
+        + ", ".join(f"bus {r['bus']} {r['voltage_v']:.1f} V" for r in s.lowest_voltages),
+    ]
+    out.append(
+        "highest LV voltages: "
+        + ", ".join(f"bus {r['bus']} {r['voltage_v']:.1f} V" for r in s.highest_voltages)
+    )
     out += ["", f"pre-existing violations: {len(s.violations)}"]
     for v in s.violations[:50]:
-        out.append(f"  {v.kind:<12}{v.element:<12}{v.element_name[:34]:<35}"
-                   f"{v.value:>10.2f} {v.unit} (limit {v.limit:.2f})")
+        out.append(
+            f"  {v.kind:<12}{v.element:<12}{v.element_name[:34]:<35}"
+            f"{v.value:>10.2f} {v.unit} (limit {v.limit:.2f})"
+        )
     if len(s.violations) > 50:
         out.append(f"  ... {len(s.violations) - 50} more (use --json)")
     return "\n".join(out)

@@ -50,9 +50,18 @@ def distance_m(lon1, lat1, lon2, lat2):
     return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(a))
 
 
-def check_location(network: Network, *, lon: Any, lat: Any, kw: Any, category: str | None = None,
-                   pf: Any = None, criteria: Criteria | str | None = None,
-                   area_class: str | None = None, method: str = "auto") -> Decision:
+def check_location(
+    network: Network,
+    *,
+    lon: Any,
+    lat: Any,
+    kw: Any,
+    category: str | None = None,
+    pf: Any = None,
+    criteria: Criteria | str | None = None,
+    area_class: str | None = None,
+    method: str = "auto",
+) -> Decision:
     crit = resolve_criteria(criteria)
     try:
         x, y = float(lon), float(lat)
@@ -62,8 +71,7 @@ def check_location(network: Network, *, lon: Any, lat: Any, kw: Any, category: s
         raise InputError(f"lon/lat out of range: {lon!r}, {lat!r}")
     cls = area_class or crit.default_area_class
     if cls not in crit.supply_radius_m:
-        raise InputError(
-            f"unknown area class {cls!r}; known: {', '.join(crit.supply_radius_m)}")
+        raise InputError(f"unknown area class {cls!r}; known: {', '.join(crit.supply_radius_m)}")
     radius = crit.supply_radius_m[cls]
     blon, blat = bus_lonlat(network)
     pp_bus = network.pp.bus
@@ -74,21 +82,31 @@ def check_location(network: Network, *, lon: Any, lat: Any, kw: Any, category: s
     route = d * crit.detour_factor
     rows = np.flatnonzero(lv & (route <= radius))
     rows = rows[np.argsort(route[rows])][:MAX_CANDIDATES]
-    loc: dict[str, Any] = {"lon": x, "lat": y, "area_class": cls, "supply_radius_m": radius,
-                           "detour_factor": crit.detour_factor, "alternatives": []}
+    loc: dict[str, Any] = {
+        "lon": x,
+        "lat": y,
+        "area_class": cls,
+        "supply_radius_m": radius,
+        "detour_factor": crit.detour_factor,
+        "alternatives": [],
+    }
     if rows.size == 0:
         nearest = int(np.nanargmin(np.where(lv, route, np.nan)))
         b = int(pp_bus.index[nearest])
         q = make_question(network, bus=b, kw=kw, category=category, pf=pf, criteria=crit)
         base = _decide(network, q, crit, method=method, cable=None, headroom=False)
-        why = Violation("supply_radius", f"bus {b}", base.bus_name, float(route[nearest]),
-                        radius, "m")
+        why = Violation(
+            "supply_radius", f"bus {b}", base.bus_name, float(route[nearest]), radius, "m"
+        )
         loc["nearest_route_m"] = round(float(route[nearest]), 1)
         return dataclasses.replace(
-            base, decision="does_not_fit" if base.decision in ("fits", "does_not_fit")
-            else base.decision, binding=why if base.decision in ("fits", "does_not_fit")
-            else base.binding, violations=[why, *base.violations], location=loc,
-            reason=f"no LV bus within the {radius:g} m supply radius of area class {cls}")
+            base,
+            decision="does_not_fit" if base.decision in ("fits", "does_not_fit") else base.decision,
+            binding=why if base.decision in ("fits", "does_not_fit") else base.binding,
+            violations=[why, *base.violations],
+            location=loc,
+            reason=f"no LV bus within the {radius:g} m supply radius of area class {cls}",
+        )
     results: list[Decision] = []
     for r in rows:
         b = int(pp_bus.index[r])
@@ -98,11 +116,16 @@ def check_location(network: Network, *, lon: Any, lat: Any, kw: Any, category: s
         results.append(dec)
         if dec.decision == "hv_required":
             return dataclasses.replace(dec, location=loc)
-        loc["alternatives"].append({
-            "bus": b, "bus_name": dec.bus_name, "route_m": round(float(route[r]), 1),
-            "decision": dec.decision, "headroom_kw": dec.to_dict()["headroom_kw"],
-            "binding": None if dec.binding is None else dec.binding.to_dict(),
-        })
+        loc["alternatives"].append(
+            {
+                "bus": b,
+                "bus_name": dec.bus_name,
+                "route_m": round(float(route[r]), 1),
+                "decision": dec.decision,
+                "headroom_kw": dec.to_dict()["headroom_kw"],
+                "binding": None if dec.binding is None else dec.binding.to_dict(),
+            }
+        )
     fits = [r for r in results if r.decision == "fits"]
     best = fits[0] if fits else results[0]
     return dataclasses.replace(best, location=loc)

@@ -62,7 +62,9 @@ class Criteria:
                 raise InputError(f"criterion {key} cannot be overridden from a single value")
             else:
                 clean[key] = str(raw)
-        out = dataclasses.replace(self, **clean, overridden=tuple(sorted({*self.overridden, *clean})))
+        out = dataclasses.replace(
+            self, **clean, overridden=tuple(sorted({*self.overridden, *clean}))
+        )
         out.validate()
         return out
 

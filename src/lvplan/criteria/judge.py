@@ -76,8 +76,14 @@ class Limits:
         self.line_max = criteria.line_max_loading_percent
         self.trafo_max = criteria.trafo_max_loading_percent
 
-    def voltage_violation(self, row: int, vm_pu: float, kind: str = "voltage",
-                          element: str | None = None, name: str | None = None) -> Violation | None:
+    def voltage_violation(
+        self,
+        row: int,
+        vm_pu: float,
+        kind: str = "voltage",
+        element: str | None = None,
+        name: str | None = None,
+    ) -> Violation | None:
         lo, hi = self.vmin[row], self.vmax[row]
         if not np.isfinite(lo) or not np.isfinite(vm_pu):
             return None
@@ -117,14 +123,30 @@ class Limits:
         lchk = np.isfinite(ll) if skip_line is None else np.isfinite(ll) & ~skip_line
         l_m = np.where(lchk, self.line_max - ll, np.inf)
         for row in np.flatnonzero(l_m < 0):
-            out.append(Violation("line", f"line {self.line_ids[row]}", self.line_names[row],
-                                 float(ll[row]), self.line_max, "%"))
+            out.append(
+                Violation(
+                    "line",
+                    f"line {self.line_ids[row]}",
+                    self.line_names[row],
+                    float(ll[row]),
+                    self.line_max,
+                    "%",
+                )
+            )
         tl = state.trafo_loading_percent
         tchk = np.isfinite(tl) if skip_trafo is None else np.isfinite(tl) & ~skip_trafo
         t_m = np.where(tchk, self.trafo_max - tl, np.inf)
         for row in np.flatnonzero(t_m < 0):
-            out.append(Violation("transformer", f"trafo {self.trafo_ids[row]}",
-                                 self.trafo_names[row], float(tl[row]), self.trafo_max, "%"))
+            out.append(
+                Violation(
+                    "transformer",
+                    f"trafo {self.trafo_ids[row]}",
+                    self.trafo_names[row],
+                    float(tl[row]),
+                    self.trafo_max,
+                    "%",
+                )
+            )
         v_m = np.minimum(lo_m, hi_m)
         near = bool(
             (np.abs(v_m[np.isfinite(v_m)]) < band_pu).any()
@@ -142,25 +164,56 @@ class Limits:
             lim = self.vmin[r] if lo_m[r] <= v_m[r] else self.vmax[r]
             k = self.vn_kv[r] * 1000.0 if self.lv[r] else 1.0
             unit = "V" if self.lv[r] else "pu"
-            cands.append((float(v_m[r] / lim), Violation(
-                "voltage", f"bus {self.bus_ids[r]}", self.bus_names[r],
-                float(vm[r] * k), float(lim * k), unit)))
+            cands.append(
+                (
+                    float(v_m[r] / lim),
+                    Violation(
+                        "voltage",
+                        f"bus {self.bus_ids[r]}",
+                        self.bus_names[r],
+                        float(vm[r] * k),
+                        float(lim * k),
+                        unit,
+                    ),
+                )
+            )
         if np.isfinite(l_m).any():
             r = int(np.argmin(l_m))
-            cands.append((float(l_m[r] / self.line_max), Violation(
-                "line", f"line {self.line_ids[r]}", self.line_names[r], float(ll[r]),
-                self.line_max, "%")))
+            cands.append(
+                (
+                    float(l_m[r] / self.line_max),
+                    Violation(
+                        "line",
+                        f"line {self.line_ids[r]}",
+                        self.line_names[r],
+                        float(ll[r]),
+                        self.line_max,
+                        "%",
+                    ),
+                )
+            )
         if np.isfinite(t_m).any():
             r = int(np.argmin(t_m))
-            cands.append((float(t_m[r] / self.trafo_max), Violation(
-                "transformer", f"trafo {self.trafo_ids[r]}", self.trafo_names[r], float(tl[r]),
-                self.trafo_max, "%")))
+            cands.append(
+                (
+                    float(t_m[r] / self.trafo_max),
+                    Violation(
+                        "transformer",
+                        f"trafo {self.trafo_ids[r]}",
+                        self.trafo_names[r],
+                        float(tl[r]),
+                        self.trafo_max,
+                        "%",
+                    ),
+                )
+            )
         if not cands:
             return None
         return min(cands, key=lambda c: c[0])[1]
 
-    def min_margin(self, state: GridState, *, skip_bus=None, skip_line=None,
-                   skip_trafo=None) -> float:
+    def min_margin(
+        self, state: GridState, *, skip_bus=None, skip_line=None, skip_trafo=None
+    ) -> float:
         """The smallest margin over checked elements: pu for voltages, fraction for loadings."""
         vm = state.vm_pu
         checked = np.isfinite(self.vmin) & np.isfinite(vm)
@@ -168,10 +221,20 @@ class Limits:
             checked &= ~skip_bus
         m = np.inf
         if checked.any():
-            m = min(m, float(np.min(np.minimum(vm[checked] - self.vmin[checked],
-                                               self.vmax[checked] - vm[checked]))))
-        for arr, lim, skip in ((state.line_loading_percent, self.line_max, skip_line),
-                               (state.trafo_loading_percent, self.trafo_max, skip_trafo)):
+            m = min(
+                m,
+                float(
+                    np.min(
+                        np.minimum(
+                            vm[checked] - self.vmin[checked], self.vmax[checked] - vm[checked]
+                        )
+                    )
+                ),
+            )
+        for arr, lim, skip in (
+            (state.line_loading_percent, self.line_max, skip_line),
+            (state.trafo_loading_percent, self.trafo_max, skip_trafo),
+        ):
             ok = np.isfinite(arr) if skip is None else np.isfinite(arr) & ~skip
             if ok.any():
                 m = min(m, float(np.min(lim - arr[ok])) / 100.0)

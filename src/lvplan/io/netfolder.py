@@ -58,11 +58,12 @@ def read_folder(folder: Path):
                 try:
                     out[col] = out[col].astype(dtype)
                 except (TypeError, ValueError):
-                    raise InputError(f"{path}: column {col!r} has values that are not {dtype}") \
-                        from None
+                    raise InputError(
+                        f"{path}: column {col!r} has values that are not {dtype}"
+                    ) from None
         for col in template.columns:
             if col not in df.columns and template[col].dtype == bool:
-                out[col] = True if col in ("in_service", "closed") else False
+                out[col] = col in ("in_service", "closed")
         if "parallel" in out.columns:
             out["parallel"] = out["parallel"].fillna(1).astype("uint32")
         if "df" in out.columns:
@@ -77,15 +78,28 @@ def read_folder(folder: Path):
 def _fill_defaults(net) -> None:
     """Defaults pandapower's create_* functions would have set for columns a CSV left out."""
     if len(net.trafo):
-        defaults = {"shift_degree": 0.0, "pfe_kw": 0.0, "i0_percent": 0.0, "tap_pos": 0,
-                    "tap_neutral": 0, "tap_min": 0, "tap_max": 0, "tap_step_percent": 0.0,
-                    "tap_side": "hv", "tap_phase_shifter": False}
+        defaults = {
+            "shift_degree": 0.0,
+            "pfe_kw": 0.0,
+            "i0_percent": 0.0,
+            "tap_pos": 0,
+            "tap_neutral": 0,
+            "tap_min": 0,
+            "tap_max": 0,
+            "tap_step_percent": 0.0,
+            "tap_side": "hv",
+            "tap_phase_shifter": False,
+        }
         for col, val in defaults.items():
             if col in net.trafo.columns:
                 net.trafo[col] = net.trafo[col].fillna(val)
     if len(net.load):
-        for col in ("const_z_p_percent", "const_i_p_percent", "const_z_q_percent",
-                    "const_i_q_percent"):
+        for col in (
+            "const_z_p_percent",
+            "const_i_p_percent",
+            "const_z_q_percent",
+            "const_i_q_percent",
+        ):
             if col in net.load.columns:
                 net.load[col] = net.load[col].fillna(0.0)
     if len(net.line):
@@ -103,11 +117,13 @@ def write_folder(net, folder: Path, meta: dict) -> None:
             continue
         df = net[name].copy()
         if name == "bus" and "geo" in df.columns:
-            pts = [json.loads(g)["coordinates"] if isinstance(g, str) else [None, None]
-                   for g in df.pop("geo")]
+            pts = [
+                json.loads(g)["coordinates"] if isinstance(g, str) else [None, None]
+                for g in df.pop("geo")
+            ]
             df["lon"] = [round(p[0], 6) if p[0] is not None else None for p in pts]
             df["lat"] = [round(p[1], 6) if p[1] is not None else None for p in pts]
         df = df.dropna(axis=1, how="all")
         df.to_csv(folder / f"{name}.csv", float_format="%.10g")
-    lines = [f'{k} = {json.dumps(v, ensure_ascii=False)}' for k, v in meta.items()]
+    lines = [f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in meta.items()]
     (folder / "network.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -22,8 +22,19 @@ from lvplan.powerflow.ac import run_ac
 from lvplan.powerflow.fast import FastEngine
 from lvplan.powerflow.state import GridState, LiveMasks
 
-FINGERPRINT_TABLES = ("bus", "line", "trafo", "trafo3w", "load", "sgen", "gen", "ext_grid",
-                      "switch", "shunt", "storage")
+FINGERPRINT_TABLES = (
+    "bus",
+    "line",
+    "trafo",
+    "trafo3w",
+    "load",
+    "sgen",
+    "gen",
+    "ext_grid",
+    "switch",
+    "shunt",
+    "storage",
+)
 
 
 @dataclass(frozen=True)
@@ -80,7 +91,8 @@ class Network:
             cols = [c for c in tab.columns if c != "geo"]
             h.update(name.encode())
             h.update(",".join(map(str, cols)).encode())
-            h.update(pd.util.hash_pandas_object(tab[cols].astype(str), index=True).to_numpy())
+            hashed = pd.util.hash_pandas_object(tab[cols].astype(str), index=True)
+            h.update(hashed.to_numpy().tobytes())
         return h.hexdigest()
 
     # -- derived data ---------------------------------------------------------------------------
@@ -93,16 +105,20 @@ class Network:
         net = self._pp
         on = set(energized_buses(net).tolist())
         bus = np.array([b in on for b in net.bus.index], dtype=bool)
-        line = net.line.in_service.to_numpy(bool) & net.line.from_bus.isin(on).to_numpy() & (
-            net.line.to_bus.isin(on).to_numpy()
+        line = (
+            net.line.in_service.to_numpy(bool)
+            & net.line.from_bus.isin(on).to_numpy()
+            & (net.line.to_bus.isin(on).to_numpy())
         )
         # a line behind an open switch carries no load current: it is not judged
         sw = net.switch
         if len(sw):
             opened = sw.element[(sw.et == "l") & ~sw.closed.astype(bool)]
             line &= ~net.line.index.isin(opened.astype(int))
-        trafo = net.trafo.in_service.to_numpy(bool) & net.trafo.hv_bus.isin(on).to_numpy() & (
-            net.trafo.lv_bus.isin(on).to_numpy()
+        trafo = (
+            net.trafo.in_service.to_numpy(bool)
+            & net.trafo.hv_bus.isin(on).to_numpy()
+            & (net.trafo.lv_bus.isin(on).to_numpy())
         )
         return LiveMasks(bus=bus, line=line, trafo=trafo)
 
@@ -180,10 +196,15 @@ class Network:
                         added_buses.append(at)
                         added_lines.append(
                             pp.create_line_from_parameters(
-                                net, e.bus, at, length_km=e.cable_length_km,
+                                net,
+                                e.bus,
+                                at,
+                                length_km=e.cable_length_km,
                                 r_ohm_per_km=e.cable_r_ohm_per_km,
-                                x_ohm_per_km=e.cable_x_ohm_per_km, c_nf_per_km=0.0,
-                                max_i_ka=e.cable_max_i_ka, name="lvplan service cable",
+                                x_ohm_per_km=e.cable_x_ohm_per_km,
+                                c_nf_per_km=0.0,
+                                max_i_ka=e.cable_max_i_ka,
+                                name="lvplan service cable",
                             )
                         )
                     cust_rows.append(int(net.bus.index.get_loc(at)))
@@ -200,9 +221,7 @@ class Network:
                     )
                 st = run_ac(net, live)
                 cust_vm = float(st.vm_pu[cust_rows[-1]]) if cust_rows else float("nan")
-                cable_pct = (
-                    float(st.line_loading_percent[n_line]) if added_lines else float("nan")
-                )
+                cable_pct = float(st.line_loading_percent[n_line]) if added_lines else float("nan")
                 state = GridState(
                     st.vm_pu[:n_bus],
                     st.line_loading_percent[:n_line],
@@ -215,7 +234,11 @@ class Network:
                 net.line.drop(index=added_lines, inplace=True)
                 net.bus.drop(index=added_buses, inplace=True)
                 for tab in ("res_bus", "res_line", "res_load"):
-                    if tab in net and len(net[tab]) > {"res_bus": n_bus, "res_line": n_line,
-                                                       "res_load": n_load}[tab]:
-                        net[tab] = net[tab].iloc[: {"res_bus": n_bus, "res_line": n_line,
-                                                   "res_load": n_load}[tab]]
+                    if (
+                        tab in net
+                        and len(net[tab])
+                        > {"res_bus": n_bus, "res_line": n_line, "res_load": n_load}[tab]
+                    ):
+                        net[tab] = net[tab].iloc[
+                            : {"res_bus": n_bus, "res_line": n_line, "res_load": n_load}[tab]
+                        ]

@@ -8,6 +8,7 @@ set. A transformer's *MV feeder* is the part of the MV network reached from a so
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -48,7 +49,7 @@ class Topology:
         except nx.NetworkXNoPath:  # pragma: no cover - same component by construction
             return []
         out: list[int] = []
-        for a, b in zip(nodes, nodes[1:], strict=False):
+        for a, b in itertools.pairwise(nodes):
             keys = [k for k in self.lv_graph[a][b] if k[0] == "line"]
             if keys:
                 out.append(int(keys[0][1]))
@@ -97,9 +98,7 @@ def build_topology(net) -> Topology:
     for idx, lvb in zip(trafo.index, trafo.lv_bus, strict=True):
         trafos_by_lv.setdefault(int(lvb), []).append(int(idx))
 
-    line_ends = {
-        key[1]: (a, b) for a, b, key in g.edges(keys=True) if key[0] == "line"
-    }
+    line_ends = {key[1]: (a, b) for a, b, key in g.edges(keys=True) if key[0] == "line"}
     areas: list[Area] = []
     bus_area: dict[int, int] = {}
     comps = sorted((sorted(c) for c in nx.connected_components(g)), key=lambda c: c[0])

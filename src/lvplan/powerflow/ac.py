@@ -41,9 +41,13 @@ def run_ac(net, live: LiveMasks) -> GridState:
     vm = net.res_bus.vm_pu.to_numpy(dtype=float).copy()
     if not np.isfinite(vm[live.bus]).all():
         raise PowerFlowError("AC load flow returned NaN voltages at energised buses")
-    line = net.res_line.loading_percent.to_numpy(dtype=float).copy() if len(net.line) else np.zeros(0)
+    line = (
+        net.res_line.loading_percent.to_numpy(dtype=float).copy() if len(net.line) else np.zeros(0)
+    )
     trafo = (
-        net.res_trafo.loading_percent.to_numpy(dtype=float).copy() if len(net.trafo) else np.zeros(0)
+        net.res_trafo.loading_percent.to_numpy(dtype=float).copy()
+        if len(net.trafo)
+        else np.zeros(0)
     )
     if not (np.isfinite(line[live.line]).all() and np.isfinite(trafo[live.trafo]).all()):
         raise PowerFlowError("AC load flow returned NaN branch loadings")

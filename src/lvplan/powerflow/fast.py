@@ -65,6 +65,9 @@ class _Area:
     bnd_root_is_from: np.ndarray
     bnd_root_pos: np.ndarray  # position in R of each boundary row's root
     S_export0: np.ndarray  # base power exported from each root into the area (pu)
+    Yf_b: sp.csr_matrix  # Yf/Yt rows of the boundary branches
+    Yt_b: sp.csr_matrix
+    sens_R: np.ndarray | None = None  # (2 * nR, nR): dV at the roots per P/Q drawn at each root
 
 
 @dataclass(frozen=True)
@@ -124,10 +127,16 @@ class FastEngine:
         if len(self.trafo_rows):
             tr = net.trafo
             denom = (tr.sn_mva * tr.parallel * tr.df).to_numpy(dtype=float)
-            self._trafo_kf = (at(i_base_from, self.trafo_rows) * tr.vn_hv_kv.to_numpy(float)
-                              * SQRT3 / denom * 100.0)
-            self._trafo_kt = (at(i_base_to, self.trafo_rows) * tr.vn_lv_kv.to_numpy(float)
-                              * SQRT3 / denom * 100.0)
+            self._trafo_kf = (
+                at(i_base_from, self.trafo_rows)
+                * tr.vn_hv_kv.to_numpy(float)
+                * SQRT3
+                / denom
+                * 100.0
+            )
+            self._trafo_kt = (
+                at(i_base_to, self.trafo_rows) * tr.vn_lv_kv.to_numpy(float) * SQRT3 / denom * 100.0
+            )
 
         # LV islands of the internal model: buses below 1 kV joined by branches
         lv = self.base_kv < 1.0
@@ -233,6 +242,8 @@ class FastEngine:
             bnd_root_is_from=root_is_from,
             bnd_root_pos=rpos,
             S_export0=np.zeros(R.size, complex),
+            Yf_b=self.Yf[bnd],
+            Yt_b=self.Yt[bnd],
         )
         area.S_export0 = self._export(area, self.V0)
         self._areas[label] = area
@@ -243,8 +254,8 @@ class FastEngine:
     def _export(self, a: _Area, V: np.ndarray) -> np.ndarray:
         """Power flowing from each root bus into the area (pu), from branch currents."""
         rows = a.bnd_rows
-        i_f = self.Yf[rows] @ V
-        i_t = self.Yt[rows] @ V
+        i_f = a.Yf_b @ V
+        i_t = a.Yt_b @ V
         s = np.where(
             a.bnd_root_is_from,
             V[self.f_bus[rows]] * np.conj(i_f),
@@ -293,8 +304,9 @@ class FastEngine:
                 return V, v_cust, it
         raise FastEngineDiverged("the local solve did not converge")
 
-    def solve(self, pp_bus: int, p_mw: float, q_mvar: float,
-              cable: ServiceCable | None = None) -> FastResult:
+    def solve(
+        self, pp_bus: int, p_mw: float, q_mvar: float, cable: ServiceCable | None = None
+    ) -> FastResult:
         """The state of the whole network with an extra load at pandapower bus ``pp_bus``."""
         ib = int(self.bus_lookup[pp_bus])
         label = self.area_of(ib) if ib < self.n else -1
@@ -306,6 +318,8 @@ class FastEngine:
         V_R = self.V0[a.R].copy()
         V_L = self.V0[a.L]
         sens = [self._sensitivity(int(r)) for r in a.R]
+        if a.sens_R is None:
+            a.sens_R = np.array([col[a.R] for pair in sens for col in pair])
         d_export = np.zeros(a.R.size, complex)
         iters = 0
         for _ in range(4):
@@ -319,10 +333,8 @@ class FastEngine:
                 d_export = new_d
                 break
             d_export = new_d
-            dV = np.zeros(self.n, complex)
-            for (sp_, sq_), ds in zip(sens, d_export, strict=True):
-                dV += sp_ * ds.real + sq_ * ds.imag
-            V_R = self.V0[a.R] + dV[a.R]
+            weights = np.column_stack([d_export.real, d_export.imag]).ravel()
+            V_R = self.V0[a.R] + weights @ a.sens_R
         # the whole network: linear response outside, the exact area solution inside
         dV = np.zeros(self.n, complex)
         for (sp_, sq_), ds in zip(sens, d_export, strict=True):
