@@ -121,3 +121,16 @@ def _fast_vs_ac(network: Network, n: int, seed: int) -> None:
     # the judging band is 5e-4 pu and 0.2 %: the engine must be well inside it
     assert worst_v < 5e-5, worst_v
     assert worst_l < 0.02, worst_l
+
+
+def test_voltage_dependent_loads_are_decided_by_full_ac():
+    """The fast engine assumes constant-power loads; a const-Z load sends checks to pandapower."""
+    net = pn.create_kerber_landnetz_kabel_2()
+    plain = Network(net, name="k", source="pandapower.networks")
+    lv = int(net.bus.index[net.bus.vn_kv < 1][-1])
+    assert lvplan.check(plain, bus=lv, kw=5.0).engine == "fast"
+    net2 = pn.create_kerber_landnetz_kabel_2()
+    net2.load.loc[net2.load.index[0], "const_z_p_percent"] = 100.0
+    vdep = Network(net2, name="k2", source="pandapower.networks")
+    d = lvplan.check(vdep, bus=lv, kw=5.0)
+    assert d.engine == "pandapower" and d.decision in ("fits", "does_not_fit")

@@ -99,6 +99,24 @@ class FastEngine:
         self.bus_lookup = np.asarray(net._pd2ppc_lookups["bus"], dtype=np.int64).copy()
         self.S0 = self.V0 * np.conj(self.Ybus @ self.V0)
         self.live = live
+        # the engine models loads as constant power; voltage-dependent ones go to full AC
+        self._vdep_lv_buses: set[int] = set()
+        if len(net.load):
+            cols = [
+                c
+                for c in (
+                    "const_z_p_percent",
+                    "const_i_p_percent",
+                    "const_z_q_percent",
+                    "const_i_q_percent",
+                )
+                if c in net.load.columns
+            ]
+            if cols:
+                vdep = net.load[cols].fillna(0.0).abs().sum(axis=1).to_numpy() > 0
+                vdep &= net.load.in_service.to_numpy(bool)
+                buses = net.load.bus.to_numpy()[vdep]
+                self._vdep_lv_buses = {int(b) for b in self.bus_lookup[buses]}
         self._pp_bus_idx = self.bus_lookup[net.bus.index.to_numpy()]
         self._pp_bus_ok = live.bus & (self._pp_bus_idx < self.n)
 
@@ -210,6 +228,8 @@ class FastEngine:
             self._areas.move_to_end(label)
             return hit
         L = np.flatnonzero(self.lv_label == label)
+        if self._vdep_lv_buses:
+            raise FastEngineUnsupported("the network has voltage-dependent loads")
         if np.isin(L, self.ref).any() or np.isin(L, self.pv).any():
             raise FastEngineUnsupported("a voltage-controlled bus lies inside the LV area")
         rows = self.Ybus[L]
