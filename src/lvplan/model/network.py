@@ -233,12 +233,6 @@ class Network:
                 net.load.drop(index=added_loads, inplace=True)
                 net.line.drop(index=added_lines, inplace=True)
                 net.bus.drop(index=added_buses, inplace=True)
-                for tab in ("res_bus", "res_line", "res_load"):
-                    if (
-                        tab in net
-                        and len(net[tab])
-                        > {"res_bus": n_bus, "res_line": n_line, "res_load": n_load}[tab]
-                    ):
-                        net[tab] = net[tab].iloc[
-                            : {"res_bus": n_bus, "res_line": n_line, "res_load": n_load}[tab]
-                        ]
+                for tab, n in (("res_bus", n_bus), ("res_line", n_line), ("res_load", n_load)):
+                    if tab in net and len(net[tab]) > n:
+                        net[tab] = net[tab].iloc[:n]
