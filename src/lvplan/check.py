@@ -322,13 +322,9 @@ def _decide(
 
     limits = ctx.limits
     pp_net = network.pp
-    area_bus = np.isin(pp_net.bus.index.to_numpy(), np.asarray(area.buses if area else ()))
-    area_line = np.isin(pp_net.line.index.to_numpy(), np.asarray(area.lines if area else ()))
-    area_trafo = np.isin(pp_net.trafo.index.to_numpy(), np.asarray(tr_ids))
-    vb, vl, vt = ctx.base_viol_masks
-    own_pre = [v for v in ctx.base_judgement.violations if _in_area(v, area, tr_ids)]
-    elsewhere = [v for v in ctx.base_judgement.violations if not _in_area(v, area, tr_ids)]
-    skip_bus, skip_line, skip_trafo = vb & ~area_bus, vl & ~area_line, vt & ~area_trafo
+    own_pre, elsewhere, (skip_bus, skip_line, skip_trafo), (area_bus, _, area_trafo) = (
+        area_rule(network, ctx, q.bus)
+    )
     warnings = [
         f"pre-existing violation elsewhere (left out of the decision): {v.kind} {v.element} "
         f"{v.value:.4g} {v.unit} (limit {v.limit:.4g})"
@@ -412,6 +408,22 @@ def _decide(
         engine=engine,
         reason=None,
     )
+
+
+def area_rule(network: Network, ctx: _Context, bus: int):
+    """The pre-existing-violation rule at ``bus``: (violations in its own transformer area,
+    violations elsewhere, skip masks (bus, line, trafo) for the latter, own-area masks)."""
+    pp_net = network.pp
+    area = network.topology.area_of(bus)
+    tr_ids = list(area.trafos) if area else []
+    area_bus = np.isin(pp_net.bus.index.to_numpy(), np.asarray(area.buses if area else ()))
+    area_line = np.isin(pp_net.line.index.to_numpy(), np.asarray(area.lines if area else ()))
+    area_trafo = np.isin(pp_net.trafo.index.to_numpy(), np.asarray(tr_ids))
+    vb, vl, vt = ctx.base_viol_masks
+    own_pre = [v for v in ctx.base_judgement.violations if _in_area(v, area, tr_ids)]
+    elsewhere = [v for v in ctx.base_judgement.violations if not _in_area(v, area, tr_ids)]
+    skips = (vb & ~area_bus, vl & ~area_line, vt & ~area_trafo)
+    return own_pre, elsewhere, skips, (area_bus, area_line, area_trafo)
 
 
 def _in_area(v: Violation, area, tr_ids: list[int]) -> bool:
@@ -506,6 +518,7 @@ def _headroom_kw(
     *,
     counted: bool,
     blocked: bool,
+    cap_kw: float = HEADROOM_CAP_KW,
 ) -> float | None:
     """Largest extra design kW (same pf) that still fits at the bus.
 
@@ -551,9 +564,9 @@ def _headroom_kw(
     lo, g_lo = 0.0, margin(0.0)
     if g_lo < 0:
         return 0.0
-    hi, g_hi = HEADROOM_CAP_KW, margin(HEADROOM_CAP_KW)
+    hi, g_hi = cap_kw, margin(cap_kw)
     if g_hi >= 0:
-        return HEADROOM_CAP_KW
+        return cap_kw
     side = 0
     for _ in range(60):
         if hi - lo <= HEADROOM_STEP_KW:

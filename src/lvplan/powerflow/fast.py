@@ -230,7 +230,11 @@ class FastEngine:
         L = np.flatnonzero(self.lv_label == label)
         if self._vdep_lv_buses:
             raise FastEngineUnsupported("the network has voltage-dependent loads")
-        if np.isin(L, self.ref).any() or np.isin(L, self.pv).any():
+        # a slack inside the LV area holds its voltage: it becomes one of the area's roots
+        L = L[~np.isin(L, self.ref)]
+        if L.size == 0:
+            raise FastEngineUnsupported("the LV area is only a slack bus")
+        if np.isin(L, self.pv).any():
             raise FastEngineUnsupported("a voltage-controlled bus lies inside the LV area")
         rows = self.Ybus[L]
         cols = np.unique(rows.indices)
@@ -333,6 +337,8 @@ class FastEngine:
         if label < 0:
             raise FastEngineUnsupported("the bus is not in an LV area of the model")
         a = self._area(label)
+        if ib not in a.pos:
+            raise FastEngineUnsupported("the bus is a slack bus")
         k = a.pos[ib]
         s_load = complex(p_mw, q_mvar) / self.baseMVA
         V_R = self.V0[a.R].copy()

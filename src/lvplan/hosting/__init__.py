@@ -1,0 +1,130 @@
+"""City-wide hosting capacity: the largest new 380 V load every LV bus can take.
+
+``hosting_capacity(network)`` returns a DataFrame with the columns of ``hosting.csv``
+(``bus, name, transformer, hosting_kw, binding_kind, binding_element, lon, lat``). The value at a
+bus is the largest design kW (at ``pf``) that ``lvplan.check`` answers ``fits`` for, to 0.1 kW,
+found per LV area by :func:`lvplan.hosting.area.solve_area`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from lvplan.check import resolve_criteria
+from lvplan.criteria import Criteria
+from lvplan.errors import InputError, PowerFlowError
+from lvplan.hosting.run import (
+    COLUMNS,
+    ChunkStore,
+    Progress,
+    RunStats,
+    assemble,
+    execute,
+    manifest_for,
+    now,
+    plan_chunks,
+)
+from lvplan.model.network import Network
+
+
+def hosting_capacity(
+    network: Network,
+    *,
+    criteria: Criteria | str | None = None,
+    pf: float | None = None,
+    max_kw: float = 1000.0,
+    workers: int = 1,
+    scheduler: str | None = None,
+    work_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool | None = False,
+    chunk_buses: int | None = None,
+) -> pd.DataFrame:
+    """The hosting-capacity table of every in-service LV bus (see the module docstring).
+
+    ``workers`` local processes, or a Dask ``scheduler`` address, solve the areas in chunks;
+    with ``work_dir`` finished chunks are kept there and ``resume`` reuses them. The run's
+    statistics are in ``df.attrs["stats"]``.
+    """
+    from lvplan.hosting.build import prepare
+    from lvplan.hosting.fallback import ac_bus_hosting
+    from lvplan.hosting.run import CHUNK_BUSES
+
+    crit = resolve_criteria(criteria)
+    pf_val = crit.new_customer_pf if pf is None else float(pf)
+    if not (math.isfinite(pf_val) and 0 < pf_val <= 1):
+        raise InputError(f"pf must be in (0, 1], got {pf!r}")
+    if not (math.isfinite(max_kw) and max_kw > 0):
+        raise InputError(f"max_kw must be > 0, got {max_kw!r}")
+    if workers < 1:
+        raise InputError(f"workers must be >= 1, got {workers}")
+    t0 = now()
+    network.base_state()  # PowerFlowError when the base case fails
+    prep = prepare(network, crit, pf=pf_val)
+    t1 = now()
+    chunks = plan_chunks(prep.problems, chunk_buses or CHUNK_BUSES)
+    manifest = manifest_for(
+        network.fingerprint, crit, pf_val, max_kw, [[int(prep.problems[j].label) for j in c] for c in chunks]
+    )
+    store = ChunkStore(Path(work_dir) if work_dir else None, manifest, resume=resume)
+    total = sum(int(p.buses.size) for p in prep.problems)
+    bar = Progress(total, progress)
+    try:
+        parts, reused = execute(
+            prep.problems,
+            chunks,
+            store,
+            pf=pf_val,
+            max_kw=max_kw,
+            workers=workers,
+            scheduler=scheduler,
+            progress=bar,
+        )
+    finally:
+        bar.close()
+    extra = []
+    for buses, _reason in prep.unsupported:
+        rows = [ac_bus_hosting(network, crit, int(b), pf=pf_val, max_kw=max_kw) for b in buses]
+        extra.append(
+            pd.DataFrame(
+                {
+                    "bus": buses,
+                    "hosting_kw": [r[0] for r in rows],
+                    "binding_kind": [r[1] for r in rows],
+                    "binding_element": [r[2] for r in rows],
+                }
+            )
+        )
+    if len(prep.slack_buses):
+        extra.append(
+            pd.DataFrame(
+                {
+                    "bus": prep.slack_buses,
+                    "hosting_kw": max_kw,
+                    "binding_kind": "cap",
+                    "binding_element": "",
+                }
+            )
+        )
+    df = assemble(network.pp, parts + extra, prep.bus_transformer)
+    t2 = now()
+    df.attrs["stats"] = RunStats(
+        areas=len(prep.problems),
+        buses=len(df),
+        chunks=len(chunks),
+        chunks_reused=reused,
+        prepare_s=t1 - t0,
+        solve_s=t2 - t1,
+    )
+    df.attrs["pf"] = pf_val
+    df.attrs["max_kw"] = max_kw
+    df.attrs["criteria"] = crit
+    if work_dir:
+        store.clear()
+    return df
+
+
+__all__ = ["COLUMNS", "PowerFlowError", "hosting_capacity"]

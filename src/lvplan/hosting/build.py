@@ -1,0 +1,278 @@
+"""Cut a Network into one :class:`AreaProblem` per LV area (after one base load flow).
+
+Everything here is computed once per network and criteria profile: the areas' exact AC
+matrices from pandapower's ``Ybus``, their judged limits, the pre-existing-violation rule, and
+(through :class:`OutsideModel`) how their roots and the limits outside them respond.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lvplan.check import _context
+from lvplan.criteria import Criteria
+from lvplan.hosting.area import AreaProblem, root_gain_summary
+from lvplan.hosting.outside import AreaSummary, OutsideModel
+from lvplan.model.network import Network
+
+
+@dataclass
+class Prepared:
+    problems: list[AreaProblem]
+    unsupported: list[tuple[np.ndarray, str]]  # (pp buses, reason): decided by full AC
+    slack_buses: np.ndarray  # LV buses that are slack buses themselves
+    bus_transformer: dict[int, str]  # pp bus -> name of the transformer feeding its area
+    area_trafos: dict[int, list[int]]  # engine label -> pp trafo ids
+
+
+def _group(keys: np.ndarray) -> dict[int, np.ndarray]:
+    """Positions of each non-negative key, grouped (one sort, no per-key scan)."""
+    idx = np.flatnonzero(keys >= 0)
+    if idx.size == 0:
+        return {}
+    order = idx[np.argsort(keys[idx], kind="stable")]
+    k = keys[order]
+    cuts = np.flatnonzero(np.diff(k)) + 1
+    return {int(g[0]): pos for g, pos in zip(np.split(k, cuts), np.split(order, cuts), strict=True)}
+
+
+def _dense(rows_csr, local_of, ncols: int) -> np.ndarray:
+    coo = rows_csr.tocoo()
+    out = np.zeros((rows_csr.shape[0], ncols), complex)
+    np.add.at(out, (coo.row, local_of(coo.col)), coo.data)
+    return out
+
+
+def prepare(network: Network, criteria: Criteria, *, pf: float) -> Prepared:
+    ctx = _context(network, criteria)
+    eng = network.fast_engine()
+    net = network.pp
+    lim = ctx.limits
+    n = eng.n
+    tan = float(np.tan(np.arccos(pf)))
+
+    # per internal bus: limits, a representative pandapower bus, answered pandapower buses
+    pp_ids = net.bus.index.to_numpy()
+    ib_all = eng.bus_lookup[pp_ids]
+    live = network.live.bus & (ib_all < n)
+    vmin_int = np.full(n, -np.inf)
+    vmax_int = np.full(n, np.inf)
+    judged = live & np.isfinite(lim.vmin)
+    np.maximum.at(vmin_int, ib_all[judged], lim.vmin[judged])
+    np.minimum.at(vmax_int, ib_all[judged], lim.vmax[judged])
+    rep = np.full(n, -1, np.int64)
+    rep[ib_all[live][::-1]] = pp_ids[live][::-1]
+    bus_label = _LazyLabels(rep)
+
+    # per internal branch: kind, label, loading factors, limit, judged
+    nbr = eng.f_bus.size
+    kinds = [""] * nbr
+    labels = [""] * nbr
+    kf = np.zeros(nbr)
+    kt = np.zeros(nbr)
+    lim_pct = np.full(nbr, np.inf)
+    br_judged = np.zeros(nbr, bool)
+    br_trafo_pp = np.full(nbr, -1, np.int64)
+    for tab, rows, kfa, kta, limit, live_m, kind, word in (
+        ("line", eng.line_rows, "_line_kf", "_line_kt", lim.line_max, network.live.line, "line", "line"),
+        (
+            "trafo",
+            eng.trafo_rows,
+            "_trafo_kf",
+            "_trafo_kt",
+            lim.trafo_max,
+            network.live.trafo,
+            "transformer",
+            "trafo",
+        ),
+    ):
+        if not len(rows):
+            continue
+        ids = net[tab].index.to_numpy()
+        ok = (rows >= 0) & live_m
+        r = rows[ok]
+        kf[r] = getattr(eng, kfa)[ok]
+        kt[r] = getattr(eng, kta)[ok]
+        lim_pct[r] = limit
+        br_judged[r] = True
+        for rr, i in zip(r.tolist(), ids[ok].tolist(), strict=True):
+            kinds[rr] = kind
+            labels[rr] = f"{word} {i}"
+        if tab == "trafo":
+            br_trafo_pp[r] = ids[ok]
+
+    outside = OutsideModel(eng, vmin_int, vmax_int, bus_label, (kinds, labels, kf, kt, lim_pct, br_judged))
+
+    lab = eng.lv_label
+    is_ref = np.zeros(n, bool)
+    is_ref[eng.ref] = True
+    is_pv = np.zeros(n, bool)
+    is_pv[eng.pv] = True
+    buses_by_label = _group(lab)
+    f, t = eng.f_bus, eng.t_bus
+    br_lab = np.where(lab[f] >= 0, lab[f], lab[t])
+    rows_by_label = _group(br_lab)
+    lv_pp = live & (lim.vn_kv < 1.0)
+    pp_lab = np.full(pp_ids.size, -1, np.int64)
+    pp_lab[lv_pp] = lab[ib_all[lv_pp]]
+    pp_by_label = _group(pp_lab)
+    slack_pp = pp_ids[lv_pp & is_ref[np.minimum(ib_all, n - 1)]]
+
+    # the pre-existing rule: the most severe base violation inside each area blocks it
+    blocked: dict[int, tuple[str, str]] = {}
+    line_pos = {int(i): k for k, i in enumerate(net.line.index)}
+    trafo_pos = {int(i): k for k, i in enumerate(net.trafo.index)}
+    for v in ctx.base_judgement.violations:
+        kind_s, _, ident = v.element.partition(" ")
+        if not ident.lstrip("-").isdigit():
+            continue
+        i = int(ident)
+        a = -1
+        if kind_s == "bus" and i in net.bus.index:
+            a = int(lab[eng.bus_lookup[i]]) if eng.bus_lookup[i] < n else -1
+        elif kind_s == "line" and i in line_pos:
+            r = eng.line_rows[line_pos[i]]
+            a = int(br_lab[r]) if r >= 0 else -1
+        elif kind_s == "trafo" and i in trafo_pos:
+            r = eng.trafo_rows[trafo_pos[i]]
+            a = int(br_lab[r]) if r >= 0 else -1
+        if a >= 0 and a not in blocked:
+            blocked[a] = (v.element, v.element_name)
+
+    trafo_names = lim.trafo_names
+    problems: list[AreaProblem] = []
+    unsupported: list[tuple[np.ndarray, str]] = []
+    area_trafos: dict[int, list[int]] = {}
+    bus_transformer: dict[int, str] = {}
+    roots_of: list[tuple[int, np.ndarray]] = []
+    summaries: list[AreaSummary] = []
+    for label, Lall in buses_by_label.items():
+        answered = pp_by_label.get(label)
+        rows = rows_by_label.get(label, np.zeros(0, np.int64))
+        tr_pp = sorted({int(x) for x in br_trafo_pp[rows] if x >= 0})
+        area_trafos[label] = tr_pp
+        if tr_pp:
+            name = trafo_names[trafo_pos[tr_pp[0]]] or f"trafo {tr_pp[0]}"
+            if answered is not None:
+                for b in pp_ids[answered].tolist():
+                    bus_transformer[int(b)] = name
+        if answered is None:
+            continue
+        L = np.sort(Lall[~is_ref[Lall]])
+        ans_pp = pp_ids[answered]
+        ans_ib = ib_all[answered]
+        keep = ~is_ref[ans_ib]
+        ans_pp, ans_ib = ans_pp[keep], ans_ib[keep]
+        if ans_pp.size == 0:
+            continue
+        if eng._vdep_lv_buses:
+            unsupported.append((ans_pp, "the network has voltage-dependent loads"))
+            continue
+        if is_pv[L].any():
+            unsupported.append((ans_pp, "a voltage-controlled bus lies inside the LV area"))
+            continue
+        p = _problem(eng, label, L, rows, ans_pp, ans_ib, vmin_int, vmax_int, bus_label,
+                     kinds, labels, kf, kt, lim_pct, br_judged)
+        if p is None:
+            unsupported.append((ans_pp, "the LV area's admittance matrix is singular"))
+            continue
+        p.blocked = blocked.get(label)
+        ai = len(problems)
+        problems.append(p)
+        roots_of.append((ai, p_roots(p)))
+        summaries.append(root_gain_summary(p, p_roots(p)[0]))
+    outside.summaries = summaries
+    outside._summary_area = np.arange(len(summaries))
+    env = outside.envelopes(roots_of, tan)
+    for ai, p in enumerate(problems):
+        m, c, kd, lb, sens = env[ai]
+        p.out_m, p.out_c, p.out_kinds, p.out_labels, p.sens_R = m, c, kd, lb, sens
+        del p._roots
+    return Prepared(problems, unsupported, slack_pp, bus_transformer, area_trafos)
+
+
+def p_roots(p: AreaProblem) -> np.ndarray:
+    return p._roots  # type: ignore[attr-defined]
+
+
+class _LazyLabels:
+    def __init__(self, rep: np.ndarray):
+        self.rep = rep
+
+    def __getitem__(self, i: int) -> str:
+        return f"bus {int(self.rep[i])}"
+
+
+def _problem(eng, label, L, rows, ans_pp, ans_ib, vmin_int, vmax_int, bus_label,
+             kinds, labels, kf, kt, lim_pct, br_judged) -> AreaProblem | None:
+    Yrows = eng.Ybus[L]
+    cols = np.unique(Yrows.indices)
+    R = np.setdiff1d(cols, L)
+    if R.size == 0:
+        return None
+    loc_ids = np.concatenate([L, R])
+    order = np.argsort(loc_ids)
+    sorted_ids = loc_ids[order]
+
+    def local_of(c: np.ndarray) -> np.ndarray:
+        return order[np.searchsorted(sorted_ids, c)]
+
+    nL, nR = L.size, R.size
+    Yd = _dense(Yrows, local_of, nL + nR)
+    try:
+        Z = np.linalg.inv(Yd[:, :nL])
+    except np.linalg.LinAlgError:
+        return None
+    M = -Z @ Yd[:, nL:]
+    f, t = eng.f_bus[rows], eng.t_bus[rows]
+    inR = np.isin(loc_ids, R)
+    # rows touching the area whose other end is outside it are boundary rows
+    fl, tl = local_of(f), local_of(t)
+    ok_rows = (sorted_ids[np.searchsorted(sorted_ids, f).clip(max=sorted_ids.size - 1)] == f) & (
+        sorted_ids[np.searchsorted(sorted_ids, t).clip(max=sorted_ids.size - 1)] == t
+    )
+    rows, f, t, fl, tl = rows[ok_rows], f[ok_rows], t[ok_rows], fl[ok_rows], tl[ok_rows]
+    from_root = inR[fl] & ~inR[tl]
+    to_root = inR[tl] & ~inR[fl]
+    bnd = from_root | to_root
+    Yf_l = _dense(eng.Yf[rows], local_of, nL + nR)
+    Yt_l = _dense(eng.Yt[rows], local_of, nL + nR)
+    Y_root = np.where(from_root[bnd, None], Yf_l[bnd], Yt_l[bnd])
+    root_loc = np.where(from_root[bnd], fl[bnd], tl[bnd])
+    root_of_bnd = np.zeros((nR, int(bnd.sum())))
+    root_of_bnd[root_loc - nL, np.arange(root_loc.size)] = 1.0
+    V0_L, V0_R = eng.V0[L], eng.V0[R]
+    full = np.concatenate([V0_L, V0_R])
+    S_export0 = root_of_bnd @ (full[root_loc] * np.conj(Y_root @ full))
+    j = br_judged[rows]
+    pos = np.searchsorted(L, ans_ib)
+    p = AreaProblem(
+        label=int(label),
+        buses=ans_pp.astype(np.int64),
+        bus_pos=pos.astype(np.int64),
+        base_mva=eng.baseMVA,
+        Z=Z,
+        M=M,
+        S0=eng.S0[L].copy(),
+        V0_L=V0_L.copy(),
+        V0_R=V0_R.copy(),
+        S_export0=S_export0,
+        Y_root=Y_root,
+        root_loc=root_loc,
+        root_of_bnd=root_of_bnd,
+        sens_R=np.zeros((2 * nR, nR), complex),
+        vmin=vmin_int[L].copy(),
+        vmax=vmax_int[L].copy(),
+        bus_labels=[bus_label[int(i)] for i in L],
+        Yf_j=Yf_l[j],
+        Yt_j=Yt_l[j],
+        kf_j=kf[rows][j],
+        kt_j=kt[rows][j],
+        lim_j=lim_pct[rows][j],
+        branch_kinds=[kinds[r] for r in rows[j]],
+        branch_labels=[labels[r] for r in rows[j]],
+    )
+    p._roots = R  # type: ignore[attr-defined]
+    return p

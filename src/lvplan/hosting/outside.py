@@ -1,0 +1,221 @@
+"""What a load in one LV area does outside it: the MV network's linear response.
+
+The MV/HV part of the network (every bus at or above 1 kV) is cut out of pandapower's ``Ybus``
+with each LV area replaced by the power it draws at its roots. One sparse LU of that network's
+Newton-Raphson Jacobian at the base case gives, per root bus, the voltage change of every MV bus
+per MW and per Mvar drawn there; from it follow the change of
+
+* every MV bus voltage (against the MV limits),
+* every MV line and HV/MV transformer loading,
+* every other LV area, through its root voltage: each area is summarised by its limit that a root
+  voltage drop brings closest to violation (margin and gain, measured by an exact area solve).
+
+For each area the K limits that its extra load reaches first become linear constraints
+``margin + c . [dP_r, dQ_r]`` in its :class:`AreaProblem`; the exact area solve supplies the
+power really drawn at the roots, losses included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from pandapower.pypower.dSbus_dV import dSbus_dV
+from scipy.sparse.linalg import splu
+
+#: Outside limits kept per area.
+K_OUTSIDE = 8
+_BATCH_ROOTS = 64
+
+
+@dataclass
+class AreaSummary:
+    """The limit of an LV area that a drop of its root voltage reaches first."""
+
+    root: int  # internal bus
+    margin: float  # pu or fraction
+    gain: float  # margin change per pu of root voltage rise (positive: falls when root falls)
+    kind: str
+    label: str
+
+
+class OutsideModel:
+    def __init__(self, eng, vmin_int: np.ndarray, vmax_int: np.ndarray, bus_label_int, branch_info):
+        """``branch_info``: (kind[], label[], kf, kt, lim_percent, judged mask) per ppci branch."""
+        self.eng = eng
+        n = eng.n
+        lv = eng.base_kv < 1.0
+        mv = ~lv
+        self.mv_ids = np.flatnonzero(mv)
+        self.pos = np.full(n, -1, np.int64)
+        self.pos[self.mv_ids] = np.arange(self.mv_ids.size)
+        f, t = eng.f_bus, eng.t_bus
+        touch = lv[f] | lv[t]
+        nbr = f.size
+        rows = np.flatnonzero(touch)
+        Cf = sp.csr_matrix((np.ones(rows.size), (rows, f[rows])), shape=(nbr, n))
+        Ct = sp.csr_matrix((np.ones(rows.size), (rows, t[rows])), shape=(nbr, n))
+        Y = (eng.Ybus - Cf.T @ eng.Yf - Ct.T @ eng.Yt).tocsr()
+        self.Ymv = Y[self.mv_ids][:, self.mv_ids].tocsr()
+        self.V0 = eng.V0[self.mv_ids]
+        ref = self.pos[eng.ref]
+        pv = self.pos[eng.pv]
+        pq = self.pos[eng.pq]
+        self.ref, self.pv, self.pq = ref[ref >= 0], pv[pv >= 0], pq[pq >= 0]
+        self.ok = self.mv_ids.size > 0 and self.ref.size > 0
+        self._lu = None
+        # judged MV limits
+        vmin_m, vmax_m = vmin_int[self.mv_ids], vmax_int[self.mv_ids]
+        self.vb = np.flatnonzero(np.isfinite(vmin_m) | np.isfinite(vmax_m))
+        vm0 = np.abs(self.V0[self.vb])
+        self.vb_mlo = vm0 - vmin_m[self.vb]
+        self.vb_mhi = vmax_m[self.vb] - vm0
+        self.vb_labels = [bus_label_int[int(self.mv_ids[i])] for i in self.vb]
+        kinds, labels, kf, kt, lim, judged = branch_info
+        mvb = np.flatnonzero(~touch & judged)
+        self.br = mvb
+        Yf = eng.Yf[mvb][:, self.mv_ids]
+        Yt = eng.Yt[mvb][:, self.mv_ids]
+        self.Yf_m, self.Yt_m = Yf.tocsr(), Yt.tocsr()
+        If0, It0 = self.Yf_m @ self.V0, self.Yt_m @ self.V0
+        self.uf = np.conj(If0) / np.where(np.abs(If0) > 0, np.abs(If0), 1.0)
+        self.ut = np.conj(It0) / np.where(np.abs(It0) > 0, np.abs(It0), 1.0)
+        self.kf, self.kt = kf[mvb], kt[mvb]
+        self.m_f = (lim[mvb] - np.abs(If0) * self.kf) / 100.0
+        self.m_t = (lim[mvb] - np.abs(It0) * self.kt) / 100.0
+        self.br_kinds = [kinds[i] for i in mvb]
+        self.br_labels = [labels[i] for i in mvb]
+        self.summaries: list[AreaSummary] = []
+
+    def _factor(self):
+        if self._lu is None:
+            pvpq = np.r_[self.pv, self.pq]
+            dVm, dVa = dSbus_dV(self.Ymv, self.V0)
+            J = sp.vstack(
+                [
+                    sp.hstack([dVa[pvpq][:, pvpq].real, dVm[pvpq][:, self.pq].real]),
+                    sp.hstack([dVa[self.pq][:, pvpq].imag, dVm[self.pq][:, self.pq].imag]),
+                ]
+            ).tocsc()
+            self._lu = splu(J)
+            self._pvpq = pvpq
+        return self._lu
+
+    def sensitivities(self, roots: np.ndarray) -> np.ndarray:
+        """dV of every MV bus (n_mv, 2 * len(roots)): columns P, Q drawn at each root, interleaved."""
+        nm = self.mv_ids.size
+        out = np.zeros((nm, 2 * roots.size), complex)
+        if not self.ok:
+            return out
+        lu = self._factor()
+        pvpq = self._pvpq
+        npvpq = pvpq.size
+        rhs = np.zeros((npvpq + self.pq.size, 2 * roots.size))
+        loc = self.pos[roots]
+        for j, r in enumerate(loc):
+            if r < 0:
+                continue  # an LV slack: its voltage does not move
+            wp = np.flatnonzero(pvpq == r)
+            rhs[wp, 2 * j] = -1.0
+            wq = np.flatnonzero(self.pq == r)
+            rhs[npvpq + wq, 2 * j + 1] = -1.0
+        x = lu.solve(rhs)
+        dva = np.zeros((nm, 2 * roots.size))
+        dvm = np.zeros((nm, 2 * roots.size))
+        dva[pvpq] = x[:npvpq]
+        dvm[self.pq] = x[npvpq:]
+        out = self.V0[:, None] * (dvm / np.abs(self.V0)[:, None] + 1j * dva)
+        return out
+
+    def root_sensitivity(self, roots: np.ndarray) -> np.ndarray:
+        """sens_R (2 nR, nR) for an area with these roots."""
+        dV = self.sensitivities(roots)
+        loc = self.pos[roots]
+        out = np.zeros((2 * roots.size, roots.size), complex)
+        for i, r in enumerate(loc):
+            if r >= 0:
+                out[:, i] = dV[r]
+        return out
+
+    def envelopes(self, areas: list[tuple[int, np.ndarray]], tan_phi: float):
+        """For each (area index, roots): (margins K, coefficients K x 2nR, kinds, labels)."""
+        results: dict[int, tuple] = {}
+        summ = self.summaries
+        s_root = np.array([s.root for s in summ], dtype=np.int64)
+        s_pos = self.pos[s_root] if s_root.size else np.zeros(0, np.int64)
+        s_m = np.array([s.margin for s in summ])
+        s_g = np.array([s.gain for s in summ])
+        v_abs = np.abs(self.V0)
+        batch: list[tuple[int, np.ndarray]] = []
+
+        def flush():
+            if not batch:
+                return
+            roots = np.unique(np.concatenate([r for _, r in batch]))
+            dV = self.sensitivities(roots)  # (nm, 2B)
+            col = {int(r): j for j, r in enumerate(roots)}
+            dvm = (np.conj(self.V0)[:, None] * dV).real / v_abs[:, None]
+            # margins' change per unit drawn, one row per outside limit, columns as dV
+            C = [dvm[self.vb], -dvm[self.vb]]
+            M = [self.vb_mlo, self.vb_mhi]
+            if self.br.size:
+                C.append(-(self.uf[:, None] * (self.Yf_m @ dV)).real * self.kf[:, None] / 100.0)
+                C.append(-(self.ut[:, None] * (self.Yt_m @ dV)).real * self.kt[:, None] / 100.0)
+                M += [self.m_f, self.m_t]
+            n_fixed = sum(m.size for m in M)
+            if s_root.size:
+                ok = s_pos >= 0
+                ca = np.zeros((s_root.size, dV.shape[1]))
+                ca[ok] = s_g[ok, None] * dvm[s_pos[ok]]
+                C.append(ca)
+                M.append(s_m)
+            Call = np.vstack(C)
+            Mall = np.concatenate(M)
+            for ai, roots_a in batch:
+                cols = np.array([[2 * col[int(r)], 2 * col[int(r)] + 1] for r in roots_a]).ravel()
+                Ca = Call[:, cols]  # (nc, 2 nR)
+                cu = Ca[:, 0::2] + tan_phi * Ca[:, 1::2]  # per unit P drawn at each root
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    lim = np.where(cu < 0, Mall[:, None] / -cu, np.inf).min(axis=1)
+                lim[Mall < 0] = np.inf  # already violated: a pre-existing violation, skipped
+                own = n_fixed + np.flatnonzero(self._summary_area == ai)
+                lim[own] = np.inf
+                kk = min(K_OUTSIDE, lim.size)
+                top = np.argpartition(lim, kk - 1)[:kk] if kk else np.zeros(0, np.int64)
+                top = top[np.isfinite(lim[top])]
+                kinds, labels = [], []
+                for c in top:
+                    kd, lb = self._describe(int(c))
+                    kinds.append(kd)
+                    labels.append(lb)
+                sens = np.zeros((cols.size, roots_a.size), complex)
+                for i, r in enumerate(roots_a):
+                    if self.pos[r] >= 0:
+                        sens[:, i] = dV[self.pos[r], cols]
+                results[ai] = (Mall[top].copy(), Ca[top].copy(), kinds, labels, sens)
+            batch.clear()
+
+        n_roots = 0
+        for ai, roots_a in areas:
+            batch.append((ai, roots_a))
+            n_roots += roots_a.size
+            if n_roots >= _BATCH_ROOTS:
+                flush()
+                n_roots = 0
+        flush()
+        return results
+
+    _summary_area: np.ndarray = np.zeros(0, np.int64)
+
+    def _describe(self, c: int) -> tuple[str, str]:
+        nb = self.vb.size
+        if c < 2 * nb:
+            return "voltage", self.vb_labels[c % nb]
+        c -= 2 * nb
+        nbr = self.br.size
+        if c < 2 * nbr:
+            return self.br_kinds[c % nbr], self.br_labels[c % nbr]
+        c -= 2 * nbr
+        s = self.summaries[c]
+        return s.kind, s.label

@@ -1,0 +1,329 @@
+"""Run the hosting-capacity map: chunks of areas on local processes or a Dask cluster.
+
+The driver cuts the network into :class:`AreaProblem` objects (one base load flow, one MV
+Jacobian LU), groups them into chunks of about ``CHUNK_BUSES`` buses and hands the chunks to an
+executor. Every finished chunk is written atomically to ``<dir>/chunks/NNNNNN.csv`` by the driver
+alone, under a manifest naming the network fingerprint, the profile and the settings, so:
+
+* a chunk whose worker dies is resubmitted (Dask reschedules it; the local pool retries it)
+  and its buses are written once, by the chunk id;
+* ``resume`` reuses the chunk files of an interrupted run with the same manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lvplan.criteria import Criteria
+from lvplan.errors import InputError
+from lvplan.hosting.area import AreaProblem, solve_area
+from lvplan.io.atomic import write_json_atomic, write_text_atomic
+
+CHUNK_BUSES = 4000
+COLUMNS = [
+    "bus",
+    "name",
+    "transformer",
+    "hosting_kw",
+    "binding_kind",
+    "binding_element",
+    "lon",
+    "lat",
+]
+
+
+def solve_chunk(problems: list[AreaProblem], pf: float, max_kw: float) -> pd.DataFrame:
+    """The worker's job: every bus of every area in the chunk."""
+    parts = []
+    for p in problems:
+        r = solve_area(p, pf=pf, max_kw=max_kw)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "bus": r.buses,
+                    "hosting_kw": r.hosting_kw,
+                    "binding_kind": r.binding_kind,
+                    "binding_element": r.binding_element,
+                }
+            )
+        )
+    if not parts:
+        return pd.DataFrame(columns=["bus", "hosting_kw", "binding_kind", "binding_element"])
+    return pd.concat(parts, ignore_index=True)
+
+
+def plan_chunks(problems: list[AreaProblem], chunk_buses: int = CHUNK_BUSES) -> list[list[int]]:
+    chunks: list[list[int]] = []
+    cur: list[int] = []
+    size = 0
+    for i, p in enumerate(problems):
+        cur.append(i)
+        size += int(p.buses.size)
+        if size >= chunk_buses:
+            chunks.append(cur)
+            cur, size = [], 0
+    if cur:
+        chunks.append(cur)
+    return chunks
+
+
+@dataclass
+class RunStats:
+    areas: int
+    buses: int
+    chunks: int
+    chunks_reused: int
+    prepare_s: float
+    solve_s: float
+    evaluations: int = 0
+
+
+class ChunkStore:
+    """Finished chunks on disk, under a manifest; ``None`` directory keeps them in memory."""
+
+    def __init__(self, directory: Path | None, manifest: dict, *, resume: bool):
+        self.dir = directory
+        self.mem: dict[int, pd.DataFrame] = {}
+        if directory is None:
+            return
+        cdir = directory / "chunks"
+        mpath = cdir / "manifest.json"
+        if resume:
+            if not mpath.is_file():
+                raise InputError(f"--resume {directory}: no interrupted run there (no manifest)")
+            try:
+                old = json.loads(mpath.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                raise InputError(f"--resume {directory}: unreadable chunk manifest") from None
+            if old != manifest:
+                raise InputError(
+                    f"--resume {directory}: the chunks there belong to another run "
+                    "(network, profile or settings differ)"
+                )
+        else:
+            if cdir.is_dir():
+                for f in cdir.glob("*.csv"):
+                    f.unlink()
+        cdir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(mpath, manifest)
+        self.cdir = cdir
+
+    def path(self, i: int) -> Path:
+        return self.cdir / f"{i:06d}.csv"
+
+    def done(self, i: int) -> pd.DataFrame | None:
+        if self.dir is None:
+            return self.mem.get(i)
+        p = self.path(i)
+        if not p.is_file():
+            return None
+        return pd.read_csv(p, keep_default_na=False, dtype={"binding_element": str})
+
+    def put(self, i: int, df: pd.DataFrame) -> None:
+        if self.dir is None:
+            self.mem[i] = df
+            return
+        write_text_atomic(self.path(i), df.to_csv(index=False))
+
+    def clear(self) -> None:
+        if self.dir is None:
+            return
+        for f in self.cdir.glob("*"):
+            f.unlink()
+        self.cdir.rmdir()
+
+
+def manifest_for(fingerprint: str, criteria: Criteria, pf: float, max_kw: float, chunks) -> dict:
+    h = hashlib.sha256(json.dumps(chunks).encode()).hexdigest()
+    return {
+        "network_fingerprint": fingerprint,
+        "criteria": criteria.to_dict(),
+        "pf": pf,
+        "max_kw": max_kw,
+        "chunk_plan_sha256": h,
+        "chunks": len(chunks),
+    }
+
+
+def execute(
+    problems: list[AreaProblem],
+    chunks: list[list[int]],
+    store: ChunkStore,
+    *,
+    pf: float,
+    max_kw: float,
+    workers: int,
+    scheduler: str | None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[list[pd.DataFrame], int]:
+    """Every chunk's result, in chunk order; the number reused from the store."""
+    results: dict[int, pd.DataFrame] = {}
+    todo = []
+    for i in range(len(chunks)):
+        hit = store.done(i)
+        if hit is not None:
+            results[i] = hit
+            if progress:
+                progress(len(hit))
+        else:
+            todo.append(i)
+    reused = len(chunks) - len(todo)
+
+    def finish(i: int, df: pd.DataFrame) -> None:
+        if i in results:  # a duplicate answer (a retried task): the first one stands
+            return
+        store.put(i, df)
+        results[i] = df
+        if progress:
+            progress(len(df))
+
+    if scheduler:
+        _run_dask(problems, chunks, todo, finish, pf=pf, max_kw=max_kw, address=scheduler)
+    elif workers <= 1 or len(todo) <= 1:
+        for i in todo:
+            finish(i, solve_chunk([problems[j] for j in chunks[i]], pf, max_kw))
+    else:
+        _run_pool(problems, chunks, todo, finish, pf=pf, max_kw=max_kw, workers=workers)
+    return [results[i] for i in range(len(chunks))], reused
+
+
+def _run_pool(problems, chunks, todo, finish, *, pf, max_kw, workers) -> None:
+    import multiprocessing as mp
+
+    from concurrent.futures.process import BrokenProcessPool
+
+    pending = list(todo)
+    for _attempt in range(3):
+        if not pending:
+            return
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            futs = {}
+            queue = iter(pending)
+            failed: list[int] = []
+
+            def submit_next() -> bool:
+                i = next(queue, None)
+                if i is None:
+                    return False
+                futs[pool.submit(solve_chunk, [problems[j] for j in chunks[i]], pf, max_kw)] = i
+                return True
+
+            for _ in range(2 * workers):
+                if not submit_next():
+                    break
+            while futs:
+                done, _ = wait(list(futs), return_when=FIRST_COMPLETED)
+                for fut in done:
+                    i = futs.pop(fut)
+                    try:
+                        finish(i, fut.result())
+                    except BrokenProcessPool:
+                        failed.append(i)
+                        continue
+                    submit_next()
+                if failed and not futs:
+                    break
+            failed += [i for i in queue]
+        pending = failed
+    if pending:
+        raise RuntimeError(f"{len(pending)} chunks failed three times (a worker keeps dying)")
+
+
+def _run_dask(problems, chunks, todo, finish, *, pf, max_kw, address) -> None:
+    try:
+        from dask.distributed import Client, as_completed
+    except ImportError:  # pragma: no cover - dask is a dependency
+        raise InputError("--scheduler needs dask[distributed]") from None
+    try:
+        client = Client(address, timeout=15)
+    except OSError as exc:
+        raise InputError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+    try:
+        futs = {}
+        for i in todo:
+            data = [problems[j] for j in chunks[i]]
+            fut = client.submit(solve_chunk, data, pf, max_kw, key=f"lvplan-hosting-{i}-{id(data)}", retries=3)
+            futs[fut] = i
+        for fut in as_completed(list(futs)):
+            finish(futs[fut], fut.result())
+    finally:
+        client.close()
+
+
+def assemble(net, parts: Iterable[pd.DataFrame], bus_transformer: dict[int, str]) -> pd.DataFrame:
+    df = pd.concat(list(parts), ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
+    df["bus"] = df["bus"].astype(np.int64)
+    df = df.sort_values("bus", kind="stable").reset_index(drop=True)
+    if df["bus"].duplicated().any():  # pragma: no cover - guarded by the chunk ids
+        raise RuntimeError("a bus was answered twice")
+    names = net.bus.name if "name" in net.bus.columns else pd.Series("", index=net.bus.index)
+    df["name"] = [n if isinstance(n, str) else "" for n in names.reindex(df["bus"]).tolist()]
+    df["transformer"] = [bus_transformer.get(int(b), "") for b in df["bus"]]
+    lon, lat = bus_coordinates(net)
+    df["lon"] = lon.reindex(df["bus"]).to_numpy()
+    df["lat"] = lat.reindex(df["bus"]).to_numpy()
+    df["binding_element"] = df["binding_element"].fillna("").astype(str)
+    return df[COLUMNS]
+
+
+def bus_coordinates(net) -> tuple[pd.Series, pd.Series]:
+    """lon/lat of every bus: ``lon``/``lat`` columns, or pandapower's ``geo`` GeoJSON points."""
+    idx = net.bus.index
+    if "lon" in net.bus.columns and "lat" in net.bus.columns:
+        return net.bus.lon.astype(float), net.bus.lat.astype(float)
+    lon = np.full(len(idx), np.nan)
+    lat = np.full(len(idx), np.nan)
+    if "geo" in net.bus.columns:
+        for k, g in enumerate(net.bus.geo.tolist()):
+            if isinstance(g, str) and g:
+                try:
+                    c = json.loads(g).get("coordinates")
+                    lon[k], lat[k] = float(c[0]), float(c[1])
+                except (ValueError, TypeError, AttributeError, IndexError):
+                    pass
+    return pd.Series(lon, index=idx), pd.Series(lat, index=idx)
+
+
+class Progress:
+    """A tqdm bar on stderr when it is a terminal (or forced), silent otherwise."""
+
+    def __init__(self, total: int, enabled: bool | None = None):
+        if enabled is None:
+            enabled = sys.stderr.isatty()
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="bus", file=sys.stderr, smoothing=0.1)
+
+    def __call__(self, k: int) -> None:
+        if self.bar is not None:
+            self.bar.update(k)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def default_workers() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def now() -> float:
+    return time.perf_counter()
+
+
+__all__ = ["COLUMNS", "RunStats", "assemble", "execute", "plan_chunks", "solve_chunk", "math"]
