@@ -59,6 +59,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     i = sub.add_parser("inspect", help="counts, transformer loadings, worst voltages, violations")
     _add_common(i)
+    h = sub.add_parser("hosting", help="hosting capacity of every LV bus: tables, GeoJSON, maps")
+    _add_common(h)
+    h.add_argument("--out", help="output folder (default: hosting-<network name>)")
+    h.add_argument("--max-kw", default="1000", help="cap of the search in design kW (1000)")
+    h.add_argument("--pf", help="power factor of the new load (lagging); default from profile")
+    h.add_argument("--workers", default="1", help="local worker processes (default 1)")
+    h.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://10.0.0.5:8786")
+    h.add_argument("--resume", metavar="DIR", help="reuse the finished chunks of a run in DIR")
+    h.add_argument("--no-maps", action="store_true", help="skip map.html and map.png")
+    h.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
+    s = sub.add_parser("synth", help="build a synthetic network")
+    ssub = s.add_subparsers(dest="what", required=True)
+    sc = ssub.add_parser("city", help="a city of SimBench LV grids on 10 kV feeders")
+    sc.add_argument("--transformers", required=True, help="number of public transformers")
+    sc.add_argument("--seed", default="1", help="random seed (same seed, same city)")
+    sc.add_argument("--out", required=True, help="output: a folder, or a pandapower .json file")
     return parser
 
 
@@ -134,7 +150,7 @@ def _render_decision(d: dict[str, Any]) -> str:
 def _run(args: argparse.Namespace) -> int:
     from lvplan.io.load import load_network
 
-    crit = _criteria(args)
+    crit = _criteria(args) if hasattr(args, "profile") else None
     if args.command == "check":
         has_loc = args.lon is not None or args.lat is not None
         if has_loc == (args.bus is not None):
@@ -177,7 +193,90 @@ def _run(args: argparse.Namespace) -> int:
         s = summarise(load_network(args.network), crit)
         print(json.dumps(s.to_dict(), indent=2, ensure_ascii=False) if args.json else render(s))
         return 0
+    if args.command == "hosting":
+        return _hosting(args, crit)
+    if args.command == "synth":
+        return _synth(args)
     raise InputError(f"unknown command {args.command!r}")  # pragma: no cover
+
+
+def _int_arg(name: str, value: str, lo: int) -> int:
+    try:
+        x = int(str(value))
+    except ValueError:
+        raise InputError(f"{name} must be an integer, got {value!r}") from None
+    if x < lo:
+        raise InputError(f"{name} must be >= {lo}, got {x}")
+    return x
+
+
+def _float_arg(name: str, value: str) -> float:
+    import math
+
+    try:
+        x = float(value)
+    except ValueError:
+        raise InputError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(x) or x <= 0:
+        raise InputError(f"{name} must be a positive number, got {value!r}")
+    return x
+
+
+def _hosting(args: argparse.Namespace, crit) -> int:
+    from pathlib import Path
+
+    from lvplan.hosting import hosting_capacity
+    from lvplan.hosting.outputs import write_outputs
+    from lvplan.io.load import load_network
+
+    workers = _int_arg("--workers", args.workers, 1)
+    max_kw = _float_arg("--max-kw", args.max_kw)
+    pf = None if args.pf is None else _float_arg("--pf", args.pf)
+    if args.resume and not Path(args.resume).is_dir():
+        raise InputError(f"--resume {args.resume}: no such folder")
+    net = load_network(args.network)
+    out = Path(args.out or args.resume or f"hosting-{net.name}")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a folder")
+    df = hosting_capacity(
+        net,
+        criteria=crit,
+        pf=pf,
+        max_kw=max_kw,
+        workers=workers,
+        scheduler=args.scheduler,
+        work_dir=Path(args.resume) if args.resume else out,
+        resume=bool(args.resume),
+        progress=True if args.progress else None,
+    )
+    summary = write_outputs(df, net, crit, out, maps=not args.no_maps)
+    if args.json:
+        print(json.dumps(summary, indent=2, ensure_ascii=False))
+        return 0
+    st = summary["stats"] or {}
+    print(f"hosting capacity of {summary['buses']} LV buses under {summary['transformers']} "
+          f"public transformers ({net.name}, profile {crit.profile}, pf {summary['pf']:g})")
+    for name, n in summary["classes"].items():
+        print(f"  {name:<12} {n:>8} buses")
+    print("  binding: " + ", ".join(f"{k} {v}" for k, v in summary["binding_kinds"].items()))
+    print(f"  prepare {st.get('prepare_s', 0):.1f} s, solve {st.get('solve_s', 0):.1f} s, "
+          f"chunks {st.get('chunks')} (reused {st.get('chunks_reused')})")
+    print(f"written to {out}/: " + ", ".join(summary["files"]))
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lvplan.synth import build_city, write_network
+
+    n = _int_arg("--transformers", args.transformers, 1)
+    seed = _int_arg("--seed", args.seed, 0)
+    net = build_city(n, seed=seed)
+    write_network(net, Path(args.out), name=f"synth-city-{n}-seed{seed}")
+    print(f"synthetic city: {len(net.bus)} buses, {len(net.trafo)} transformers, "
+          f"{len(net.line)} lines, {len(net.load)} loads -> {args.out}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -122,6 +122,7 @@ def hosting_capacity(
     df.attrs["pf"] = pf_val
     df.attrs["max_kw"] = max_kw
     df.attrs["criteria"] = crit
+    df.attrs["bus_trafo"] = prep.bus_trafo
     if work_dir:
         store.clear()
     return df

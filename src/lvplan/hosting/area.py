@@ -214,9 +214,9 @@ def solve_area(p: AreaProblem, *, pf: float = 0.9, max_kw: float = 1000.0) -> Ar
         gl, gh = g_lo[open_], g_hi[open_]
         with np.errstate(invalid="ignore", divide="ignore"):
             t = lo_o + (hi_o - lo_o) * gl / (gl - gh)
-        width = hi_o - lo_o
+        width = np.where(np.isfinite(hi_o), hi_o - lo_o, 0.0)
         t = np.where(np.isfinite(t), t, lo_o + 0.5 * width)
-        rf = np.clip(t, lo_o + 0.02 * width, hi_o - 0.02 * width)
+        rf = np.clip(t, lo_o + 0.02 * width, np.where(np.isfinite(hi_o), hi_o - 0.02 * width, lo_o))
         x = np.where(np.isinf(hi_o), ext, rf)
         g, w, V = evaluate(open_, x, Vlast[:, open_])
         fin = np.isfinite(V).all(axis=0)

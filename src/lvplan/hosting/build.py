@@ -25,6 +25,7 @@ class Prepared:
     slack_buses: np.ndarray  # LV buses that are slack buses themselves
     bus_transformer: dict[int, str]  # pp bus -> name of the transformer feeding its area
     area_trafos: dict[int, list[int]]  # engine label -> pp trafo ids
+    bus_trafo: dict[int, int]  # pp bus -> the (first) transformer feeding its area
 
 
 def _group(keys: np.ndarray) -> dict[int, np.ndarray]:
@@ -146,6 +147,7 @@ def prepare(network: Network, criteria: Criteria, *, pf: float) -> Prepared:
     unsupported: list[tuple[np.ndarray, str]] = []
     area_trafos: dict[int, list[int]] = {}
     bus_transformer: dict[int, str] = {}
+    bus_trafo: dict[int, int] = {}
     roots_of: list[tuple[int, np.ndarray]] = []
     summaries: list[AreaSummary] = []
     for label, Lall in buses_by_label.items():
@@ -158,6 +160,7 @@ def prepare(network: Network, criteria: Criteria, *, pf: float) -> Prepared:
             if answered is not None:
                 for b in pp_ids[answered].tolist():
                     bus_transformer[int(b)] = name
+                    bus_trafo[int(b)] = tr_pp[0]
         if answered is None:
             continue
         L = np.sort(Lall[~is_ref[Lall]])
@@ -190,7 +193,7 @@ def prepare(network: Network, criteria: Criteria, *, pf: float) -> Prepared:
         m, c, kd, lb, sens = env[ai]
         p.out_m, p.out_c, p.out_kinds, p.out_labels, p.sens_R = m, c, kd, lb, sens
         del p._roots
-    return Prepared(problems, unsupported, slack_pp, bus_transformer, area_trafos)
+    return Prepared(problems, unsupported, slack_pp, bus_transformer, area_trafos, bus_trafo)
 
 
 def p_roots(p: AreaProblem) -> np.ndarray:

@@ -1,0 +1,317 @@
+"""The files of ``lvplan hosting --out DIR``, each written atomically.
+
+* ``hosting.csv`` — one row per LV bus: ``bus, name, transformer, hosting_kw, binding_kind,
+  binding_element, lon, lat``;
+* ``transformers.csv`` — one row per public MV/LV transformer: rating, design-peak loading,
+  headroom kVA, smallest and largest hosting kW of its buses, how many of them take 200 kW;
+* ``hosting.geojson`` — the buses and transformers as WGS84 points (opens in QGIS);
+* ``map.html`` — an interactive Leaflet map (folium); ``map.png`` — the same as a picture;
+* ``summary.json`` — network fingerprint, profile, settings, counts and timings.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lvplan import __version__
+from lvplan.io.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
+
+#: Colour classes of the map (kW of design load a new customer can still connect).
+CLASSES = (
+    ("≥ 200 kW", 200.0, math.inf, "#1a9850"),
+    ("100–200 kW", 100.0, 200.0, "#fdae61"),
+    ("< 100 kW", -math.inf, 100.0, "#d73027"),
+)
+MAP_MAX_BUSES = 20000
+TRANSFORMER_COLUMNS = [
+    "trafo",
+    "name",
+    "rated_kva",
+    "loading_percent",
+    "headroom_kva",
+    "buses",
+    "min_hosting_kw",
+    "max_hosting_kw",
+    "buses_200kw",
+    "lon",
+    "lat",
+]
+
+
+def hosting_class(kw: float) -> str:
+    for name, lo, hi, _ in CLASSES:
+        if lo <= kw < hi:
+            return name
+    return CLASSES[-1][0]
+
+
+def class_colour(kw: float) -> str:
+    for _, lo, hi, colour in CLASSES:
+        if lo <= kw < hi:
+            return colour
+    return CLASSES[-1][3]
+
+
+def transformer_table(df: pd.DataFrame, network, criteria) -> pd.DataFrame:
+    """Per public transformer: its rating, loading, headroom and its buses' hosting range."""
+    net = network.pp
+    tr = net.trafo
+    public = tr.index[(tr.vn_hv_kv <= 35.0) & (tr.vn_lv_kv < 1.0)]
+    base = network.base_state()
+    loading = pd.Series(base.trafo_loading_percent, index=tr.index)
+    bus_trafo: dict[int, int] = df.attrs.get("bus_trafo", {})
+    by_trafo: dict[int, list[int]] = {}
+    for b, t in bus_trafo.items():
+        by_trafo.setdefault(int(t), []).append(int(b))
+    host = pd.Series(df.hosting_kw.to_numpy(), index=df.bus.to_numpy())
+    from lvplan.hosting.run import bus_coordinates
+
+    lon, lat = bus_coordinates(net)
+    rows = []
+    names = tr.name if "name" in tr.columns else pd.Series("", index=tr.index)
+    for t in public:
+        rated = float(tr.at[t, "sn_mva"]) * 1000.0
+        ld = float(loading.get(t, np.nan))
+        buses = [b for b in by_trafo.get(int(t), []) if b in host.index]
+        h = host.loc[buses] if buses else pd.Series(dtype=float)
+        lvb = int(tr.at[t, "lv_bus"])
+        rows.append(
+            {
+                "trafo": int(t),
+                "name": names.at[t] if isinstance(names.at[t], str) else "",
+                "rated_kva": round(rated, 1),
+                "loading_percent": round(ld, 2) if math.isfinite(ld) else None,
+                "headroom_kva": round((criteria.trafo_max_loading_percent - ld) / 100.0 * rated, 1)
+                if math.isfinite(ld)
+                else None,
+                "buses": len(buses),
+                "min_hosting_kw": round(float(h.min()), 1) if len(h) else None,
+                "max_hosting_kw": round(float(h.max()), 1) if len(h) else None,
+                "buses_200kw": int((h >= 200.0).sum()) if len(h) else 0,
+                "lon": lon.get(lvb, np.nan),
+                "lat": lat.get(lvb, np.nan),
+            }
+        )
+    return pd.DataFrame(rows, columns=TRANSFORMER_COLUMNS)
+
+
+def _num(x: Any) -> Any:
+    if x is None:
+        return None
+    if isinstance(x, float | np.floating):
+        return None if not math.isfinite(float(x)) else float(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def geojson(df: pd.DataFrame, trafos: pd.DataFrame) -> dict[str, Any]:
+    feats = []
+    ok = df.lon.notna() & df.lat.notna()
+    for r in df[ok].itertuples(index=False):
+        feats.append(
+            {
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": [float(r.lon), float(r.lat)]},
+                "properties": {
+                    "kind": "bus",
+                    "bus": int(r.bus),
+                    "name": r.name,
+                    "transformer": r.transformer,
+                    "hosting_kw": _num(r.hosting_kw),
+                    "class": hosting_class(float(r.hosting_kw)),
+                    "binding_kind": r.binding_kind,
+                    "binding_element": r.binding_element,
+                },
+            }
+        )
+    tok = trafos.lon.notna() & trafos.lat.notna()
+    for r in trafos[tok].to_dict("records"):
+        feats.append(
+            {
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": [float(r["lon"]), float(r["lat"])]},
+                "properties": {"kind": "transformer"}
+                | {k: _num(v) for k, v in r.items() if k not in ("lon", "lat")},
+            }
+        )
+    return {"type": "FeatureCollection", "features": feats}
+
+
+def map_html(df: pd.DataFrame, trafos: pd.DataFrame, title: str) -> str:
+    import folium
+    from branca.element import Element
+
+    ok = df[df.lon.notna() & df.lat.notna()]
+    shown = ok
+    note = ""
+    if len(ok) > MAP_MAX_BUSES:  # a browser map of a whole city: the weakest buses
+        shown = ok.nsmallest(MAP_MAX_BUSES, "hosting_kw")
+        note = f" (the {MAP_MAX_BUSES} buses with the least room of {len(ok)})"
+    if len(ok):
+        center = [float(ok.lat.mean()), float(ok.lon.mean())]
+    else:
+        center = [22.54, 114.06]
+    m = folium.Map(location=center, zoom_start=15, tiles=None, prefer_canvas=len(shown) > 2000)
+    # core Leaflet only, inlined below: the map works on an intranet with no CDN
+    m.default_js = [("leaflet", _LEAFLET_JS_URL)]
+    m.default_css = [("leaflet_css", _LEAFLET_CSS_URL)]
+    folium.TileLayer("OpenStreetMap", name="OpenStreetMap").add_to(m)
+    buses = folium.FeatureGroup(name="LV buses: hosting capacity").add_to(m)
+    for r in shown.itertuples(index=False):
+        folium.CircleMarker(
+            location=[float(r.lat), float(r.lon)],
+            radius=5,
+            color=class_colour(float(r.hosting_kw)),
+            fill=True,
+            fill_opacity=0.85,
+            weight=1,
+            tooltip=f"bus {r.bus} {r.name}: {r.hosting_kw:g} kW ({r.binding_kind} "
+            f"{r.binding_element})",
+        ).add_to(buses)
+    tg = folium.FeatureGroup(name="public transformers").add_to(m)
+    for r in trafos[trafos.lon.notna() & trafos.lat.notna()].to_dict("records"):
+        popup = (
+            f"<b>{r['name'] or 'trafo ' + str(r['trafo'])}</b><br>rating {r['rated_kva']:g} kVA"
+            f"<br>design-peak loading {r['loading_percent']} %<br>headroom {r['headroom_kva']} "
+            f"kVA<br>buses {r['buses']}, hosting {r['min_hosting_kw']}–{r['max_hosting_kw']} kW"
+            f"<br>buses taking 200 kW: {r['buses_200kw']}"
+        )
+        marker = folium.Marker(
+            location=[float(r["lat"]), float(r["lon"])],
+            icon=folium.DivIcon(
+                html='<div class="lvplan-trafo" style="color:#4575b4;font-size:20px;'
+                'text-shadow:0 0 2px #000">&#9650;</div>',
+                icon_size=(20, 20),
+                icon_anchor=(10, 12),
+            ),
+            tooltip=r["name"] or f"trafo {r['trafo']}",
+        ).add_to(tg)
+        _popup(popup).add_to(marker)
+    folium.LayerControl().add_to(m)
+    items = "".join(
+        f'<div><span style="background:{c};width:12px;height:12px;display:inline-block;'
+        f'border-radius:6px;margin-right:6px"></span>{name}</div>'
+        for name, _, _, c in CLASSES
+    )
+    legend = (
+        '<div id="lvplan-legend" style="position:fixed;bottom:24px;left:24px;z-index:9999;'
+        'background:white;padding:8px 10px;border:1px solid #888;font:12px sans-serif">'
+        f"<b>{title}</b><br>new 380 V customer, design kW{note}{items}"
+        '<div><span style="color:#4575b4">&#9650;</span> public transformer</div></div>'
+    )
+    m.get_root().html.add_child(Element(legend))
+    return _inline_leaflet(m.get_root().render())
+
+
+def _popup(html: str):
+    """A plain Leaflet popup (folium's own Popup needs jQuery, which an offline page lacks)."""
+    from branca.element import MacroElement
+    from jinja2 import Template
+
+    el = MacroElement()
+    el._name = "LvplanPopup"
+    el._template = Template(
+        "{% macro script(this, kwargs) %}"
+        "{{ this._parent.get_name() }}.bindPopup({{ this.html|tojson }}, {maxWidth: 300});"
+        "{% endmacro %}"
+    )
+    el.html = html  # type: ignore[attr-defined]
+    return el
+
+
+_LEAFLET_JS_URL = "https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.js"
+_LEAFLET_CSS_URL = "https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.css"
+
+
+def _inline_leaflet(html: str) -> str:
+    """Replace the CDN links of Leaflet by its code (from the XStatic-Leaflet package)."""
+    from xstatic.pkg import leaflet
+
+    base = Path(leaflet.BASE_DIR)
+    js = (base / "leaflet.js").read_text(encoding="utf-8")
+    css = (base / "leaflet.css").read_text(encoding="utf-8")
+    out, n_js = re.subn(
+        r'<script src="' + re.escape(_LEAFLET_JS_URL) + r'"></script>',
+        lambda _m: "<script>" + js.replace("</script", "<\\/script") + "</script>",
+        html,
+    )
+    out, n_css = re.subn(
+        r'<link rel="stylesheet" href="' + re.escape(_LEAFLET_CSS_URL) + r'"/>',
+        lambda _m: "<style>" + css + "</style>",
+        out,
+    )
+    if n_js != 1 or n_css != 1:  # pragma: no cover - a folium template change
+        raise RuntimeError("could not inline Leaflet into map.html (folium template changed?)")
+    return out
+
+
+def map_png(df: pd.DataFrame, trafos: pd.DataFrame, title: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 8), dpi=100)
+    ok = df[df.lon.notna() & df.lat.notna()]
+    size = 12 if len(ok) < 5000 else max(0.5, 20000 / max(len(ok), 1))
+    for name, lo, hi, colour in CLASSES:
+        sel = ok[(ok.hosting_kw >= lo) & (ok.hosting_kw < hi)]
+        ax.scatter(sel.lon, sel.lat, s=size, c=colour, label=f"{name} ({len(sel)})", lw=0)
+    t = trafos[trafos.lon.notna() & trafos.lat.notna()]
+    ax.scatter(t.lon, t.lat, s=30, marker="^", c="#4575b4", edgecolors="k", lw=0.5,
+               label=f"public transformer ({len(t)})")
+    ax.set_xlabel("longitude")
+    ax.set_ylabel("latitude")
+    ax.set_title(title)
+    ax.set_aspect(1.0 / max(math.cos(math.radians(float(ok.lat.mean()) if len(ok) else 0)), 0.1))
+    ax.legend(loc="best", fontsize=8)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_outputs(df: pd.DataFrame, network, criteria, out: Path, *, maps: bool = True) -> dict:
+    """Write every output file; returns the summary (also written as summary.json)."""
+    out.mkdir(parents=True, exist_ok=True)
+    trafos = transformer_table(df, network, criteria)
+    write_text_atomic(out / "hosting.csv", df.to_csv(index=False))
+    write_text_atomic(out / "transformers.csv", trafos.to_csv(index=False))
+    write_text_atomic(
+        out / "hosting.geojson", json.dumps(geojson(df, trafos), ensure_ascii=False) + "\n"
+    )
+    title = f"lvplan hosting capacity: {network.name}"
+    if maps:
+        write_text_atomic(out / "map.html", map_html(df, trafos, title))
+        write_bytes_atomic(out / "map.png", map_png(df, trafos, title))
+    stats = df.attrs.get("stats")
+    classes = {name: int(((df.hosting_kw >= lo) & (df.hosting_kw < hi)).sum())
+               for name, lo, hi, _ in CLASSES}
+    summary = {
+        "network": {"name": network.name, "source": network.source,
+                    "fingerprint": network.fingerprint},
+        "criteria": criteria.to_dict(),
+        "pf": df.attrs.get("pf"),
+        "max_kw": df.attrs.get("max_kw"),
+        "buses": len(df),
+        "transformers": len(trafos),
+        "classes": classes,
+        "binding_kinds": {str(k): int(v) for k, v in df.binding_kind.value_counts().items()},
+        "stats": None if stats is None else {k: _num(v) for k, v in vars(stats).items()},
+        "files": sorted(
+            ["hosting.csv", "transformers.csv", "hosting.geojson", "summary.json"]
+            + (["map.html", "map.png"] if maps else [])
+        ),
+        "lvplan_version": __version__,
+    }
+    write_json_atomic(out / "summary.json", summary)
+    return summary
