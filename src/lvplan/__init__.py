@@ -5,21 +5,57 @@ net = lvplan.load_network("sz-futian")          # or "file.json", "simbench:CODE
 d = lvplan.check(net, bus=12, kw=150.0, category="generic", pf=0.9)
 d.decision   # "fits" | "does_not_fit" | "hv_required" | "not_assessable"
 d.to_dict()  # the JSON object of `lvplan check --json`
+df = lvplan.hosting_capacity(net)               # a DataFrame, one row per LV bus
+
+Names are imported on first use, so ``import lvplan`` (and a hosting worker process) does not
+load pandapower until it is needed.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from lvplan.check import Decision, check
-from lvplan.criteria import Criteria, load_criteria
-from lvplan.errors import (
-    InputError,
-    InvalidNetwork,
-    LvplanError,
-    OptimisationError,
-    PowerFlowError,
-)
-from lvplan.io.load import load_network
-from lvplan.model.network import Network
+_WHERE = {
+    "Decision": "lvplan.check",
+    "check": "lvplan.check",
+    "Criteria": "lvplan.criteria",
+    "load_criteria": "lvplan.criteria",
+    "InputError": "lvplan.errors",
+    "InvalidNetwork": "lvplan.errors",
+    "LvplanError": "lvplan.errors",
+    "OptimisationError": "lvplan.errors",
+    "PowerFlowError": "lvplan.errors",
+    "load_network": "lvplan.io.load",
+    "Network": "lvplan.model.network",
+    "hosting_capacity": "lvplan.hosting",
+}
+
+if TYPE_CHECKING:
+    from lvplan.check import Decision, check
+    from lvplan.criteria import Criteria, load_criteria
+    from lvplan.errors import (
+        InputError,
+        InvalidNetwork,
+        LvplanError,
+        OptimisationError,
+        PowerFlowError,
+    )
+    from lvplan.hosting import hosting_capacity
+    from lvplan.io.load import load_network
+    from lvplan.model.network import Network
+
+
+def __getattr__(name: str) -> Any:
+    mod = _WHERE.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'lvplan' has no attribute {name!r}")
+    value = getattr(importlib.import_module(mod), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Criteria",
@@ -32,6 +68,7 @@ __all__ = [
     "PowerFlowError",
     "__version__",
     "check",
+    "hosting_capacity",
     "load_criteria",
     "load_network",
 ]

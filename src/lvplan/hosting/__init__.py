@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from lvplan.check import resolve_criteria
 from lvplan.criteria import Criteria
 from lvplan.errors import InputError, PowerFlowError
 from lvplan.hosting.run import (
@@ -27,11 +27,13 @@ from lvplan.hosting.run import (
     now,
     plan_chunks,
 )
-from lvplan.model.network import Network
+
+if TYPE_CHECKING:
+    from lvplan.model.network import Network
 
 
 def hosting_capacity(
-    network: Network,
+    network: "Network",
     *,
     criteria: Criteria | str | None = None,
     pf: float | None = None,
@@ -49,6 +51,7 @@ def hosting_capacity(
     with ``work_dir`` finished chunks are kept there and ``resume`` reuses them. The run's
     statistics are in ``df.attrs["stats"]``.
     """
+    from lvplan.check import resolve_criteria
     from lvplan.hosting.build import prepare
     from lvplan.hosting.fallback import ac_bus_hosting
     from lvplan.hosting.run import CHUNK_BUSES
@@ -65,7 +68,9 @@ def hosting_capacity(
     network.base_state()  # PowerFlowError when the base case fails
     prep = prepare(network, crit, pf=pf_val)
     t1 = now()
-    chunks = plan_chunks(prep.problems, chunk_buses or CHUNK_BUSES)
+    chunks = plan_chunks(
+        prep.problems, chunk_buses or CHUNK_BUSES, 2 if scheduler else workers
+    )
     manifest = manifest_for(
         network.fingerprint, crit, pf_val, max_kw, [[int(prep.problems[j].label) for j in c] for c in chunks]
     )

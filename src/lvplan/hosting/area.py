@@ -31,10 +31,13 @@ import numpy as np
 SAFETY_ABS = 1e-6
 SAFETY_REL = 1e-3
 STEP_KW = 0.1
-TOL_KW = 0.05
-_TOL_V = 1e-10
+#: The search stops when the bracket is narrower than max(TOL_KW, TOL_REL x upper end).
+TOL_KW = 0.1
+TOL_REL = 0.002
+_TOL_V = 1e-9
 _MAX_IT = 300
 _DIVERGED = -1.0
+ITER_COUNT = [0]
 
 
 @dataclass
@@ -110,7 +113,8 @@ class _Solver:
         d = np.zeros((self.nR, nS), complex)
         ok = np.zeros(nS, bool)
         active = np.ones(nS, bool)
-        for _ in range(_MAX_IT):
+        for _it in range(_MAX_IT):
+            ITER_COUNT[0] += 1
             a = np.flatnonzero(active)
             if a.size == 0:
                 break
@@ -164,11 +168,20 @@ class _Solver:
         g = allm[which, np.arange(allm.shape[1])]
         g[~ok] = _DIVERGED
         which[~ok] = len(self.kinds) - 1
-        return g, which
+        allm[:, ~ok] = np.nan
+        return g, which, allm
 
 
 def solve_area(p: AreaProblem, *, pf: float = 0.9, max_kw: float = 1000.0) -> AreaResult:
-    """Hosting capacity (design kW at ``pf``) of every answered bus of one area."""
+    """Hosting capacity (design kW at ``pf``) of every answered bus of one area.
+
+    Every evaluation gives the margin of every limit, so the search predicts where each limit
+    is crossed rather than where their minimum is (which has kinks where the binding limit
+    changes): while no upper bracket exists, each limit's margin is extrapolated linearly from
+    the newest two points and the nearest crossing is tried; once bracketed, the limit violated
+    at the upper end is interpolated between the ends and probed on both sides of its crossing,
+    so a good prediction closes the bracket in one round.
+    """
     n = p.buses.size
     if p.blocked is not None:
         return AreaResult(p.buses, np.zeros(n), ["pre_existing"] * n, [p.blocked[0]] * n, 0)
@@ -181,49 +194,66 @@ def solve_area(p: AreaProblem, *, pf: float = 0.9, max_kw: float = 1000.0) -> Ar
         nonlocal evals
         evals += idx.size
         V, VR, d, ok = s.run(k[idx], x, V_start)
-        g, which = s.margins(V, VR, d, ok)
-        return g, which, V
+        g, which, allm = s.margins(V, VR, d, ok)
+        return g, which, allm, V
 
     # base margins (the same for every bus): nothing fits where they are already below zero
-    g0, w0, _ = evaluate(np.arange(1), np.zeros(1))
+    g0, w0, m0, _ = evaluate(np.arange(1), np.zeros(1))
     if g0[0] < 0:
         kind, label = s.kinds[w0[0]], s.labels[w0[0]]
         return AreaResult(p.buses, np.zeros(n), [kind] * n, [label] * n, evals)
-    lo = np.zeros(n)
-    g_lo = np.full(n, g0[0])
-    hi = np.full(n, np.inf)
-    g_hi = np.full(n, np.nan)
+    nc = m0.shape[0]
+    lo, hi = np.zeros(n), np.full(n, np.inf)
+    m_lo = np.repeat(m0, n, axis=1)
+    m_hi = np.full((nc, n), np.nan)
     w_hi = np.full(n, -1)
-    side = np.zeros(n, np.int64)  # which end moved last (Illinois): +1 lo, -1 hi
-    # a linear first estimate from a small load at every bus
-    every = np.arange(n)
-    x1 = np.full(n, min(10.0, max_kw))
-    g1, w1, Vlast = evaluate(every, x1)
-    _update(lo, g_lo, hi, g_hi, w_hi, side, every, x1, g1, w1)
-    slope = np.where(g1 < g0[0], (g0[0] - g1) / x1, np.nan)  # margin lost per kW
-    Vlast = np.where(np.isfinite(Vlast), Vlast, p.V0_L[:, None])
-    for _round in range(80):
-        open_ = np.flatnonzero(((hi - lo) > TOL_KW) & (lo < max_kw))
+    px, pm = np.zeros(n), m_lo.copy()  # the two newest points, for extrapolation
+    qx, qm = np.zeros(n), m_lo.copy()
+    Vlast = np.repeat(p.V0_L[:, None], n, axis=1)
+    x_next = np.full(n, min(10.0, max_kw))  # a small load first: every limit's slope
+    first = True
+    for _round in range(60):
+        tol = np.maximum(TOL_KW, TOL_REL * np.where(np.isfinite(hi), hi, lo))
+        open_ = np.flatnonzero(((hi - lo) > tol) & (lo < max_kw))
         if open_.size == 0:
             break
-        lo_o, hi_o, sl = lo[open_], hi[open_], slope[open_]
-        # no upper bracket yet: extrapolate the margin linearly (2 % beyond), within the cap
-        reach = np.where(np.isfinite(sl) & (sl > 0), g_lo[open_] / np.where(sl > 0, sl, 1), 50.0)
-        ext = np.minimum(max_kw, np.maximum(lo_o + 1.02 * reach, lo_o * 1.05 + 1.0))
-        # bracketed: Illinois regula falsi, kept 2 % inside the bracket
-        gl, gh = g_lo[open_], g_hi[open_]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            t = lo_o + (hi_o - lo_o) * gl / (gl - gh)
-        width = np.where(np.isfinite(hi_o), hi_o - lo_o, 0.0)
-        t = np.where(np.isfinite(t), t, lo_o + 0.5 * width)
-        rf = np.clip(t, lo_o + 0.02 * width, np.where(np.isfinite(hi_o), hi_o - 0.02 * width, lo_o))
-        x = np.where(np.isinf(hi_o), ext, rf)
-        g, w, V = evaluate(open_, x, Vlast[:, open_])
+        cols_b: list[np.ndarray] = []
+        cols_x: list[np.ndarray] = []
+        if first:
+            cols_b.append(open_)
+            cols_x.append(x_next[open_])
+            first = False
+        else:
+            unb = open_[np.isinf(hi[open_])]
+            if unb.size:
+                cols_b.append(unb)
+                cols_x.append(_extrapolate(px[unb], pm[:, unb], qx[unb], qm[:, unb], max_kw))
+            br = open_[np.isfinite(hi[open_])]
+            if br.size:
+                t = _interpolate(lo[br], m_lo[:, br], hi[br], m_hi[:, br])
+                w = hi[br] - lo[br]
+                d = np.minimum(0.3 * tol[br], 0.25 * w)
+                for x in (t - d, t + d):
+                    cols_b.append(br)
+                    cols_x.append(np.clip(x, lo[br] + 0.01 * w, hi[br] - 0.01 * w))
+        idx = np.concatenate(cols_b)
+        xs = np.concatenate(cols_x)
+        g, which, allm, V = evaluate(idx, xs, Vlast[:, idx])
         fin = np.isfinite(V).all(axis=0)
-        Vlast[:, open_[fin]] = V[:, fin]
-        _update(lo, g_lo, hi, g_hi, w_hi, side, open_, x, g, w)
-        unbr = np.isinf(hi[open_]) & (g < g0[0]) & (x > 0)
-        slope[open_[unbr]] = (g0[0] - g[unbr]) / x[unbr]
+        Vlast[:, idx[fin]] = V[:, fin]
+        for j in np.argsort(xs, kind="stable"):  # in x order, so a bus's newest point is last
+            b, x = idx[j], xs[j]
+            if g[j] >= 0:
+                if x > lo[b]:
+                    lo[b] = x
+                    m_lo[:, b] = allm[:, j]
+            elif x < hi[b]:
+                hi[b] = x
+                m_hi[:, b] = allm[:, j] if g[j] > _DIVERGED else np.nan
+                w_hi[b] = which[j]
+            if g[j] > _DIVERGED and np.isinf(hi[b]):
+                px[b], pm[:, b] = qx[b], qm[:, b]
+                qx[b], qm[:, b] = x, allm[:, j]
     hosting = np.floor(np.minimum(lo, max_kw) / STEP_KW + 1e-9) * STEP_KW
     kinds, labels = [], []
     for b in range(n):
@@ -239,21 +269,27 @@ def solve_area(p: AreaProblem, *, pf: float = 0.9, max_kw: float = 1000.0) -> Ar
     return AreaResult(p.buses, np.round(hosting, 1), kinds, labels, evals)
 
 
-def _update(lo, g_lo, hi, g_hi, w_hi, side, idx, x, g, w):
-    """Move the bracket ends; halve the stale end's margin when one end moves twice (Illinois)."""
-    fit = g >= 0
-    for j, b in enumerate(idx):
-        if fit[j]:
-            if x[j] > lo[b]:
-                lo[b], g_lo[b] = x[j], g[j]
-                if side[b] == 1 and np.isfinite(hi[b]):
-                    g_hi[b] /= 2
-                side[b] = 1
-        elif x[j] < hi[b]:
-            hi[b], g_hi[b], w_hi[b] = x[j], g[j], w[j]
-            if side[b] == -1:
-                g_lo[b] /= 2
-            side[b] = -1
+def _extrapolate(px, pm, qx, qm, max_kw: float) -> np.ndarray:
+    """The nearest crossing of any limit, each margin extrapolated through two points, +0.3 %."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        slope = (pm - qm) / (qx - px)[None, :]  # margin lost per kW
+        cross = np.where((slope > 0) & np.isfinite(qm), qm / slope, np.inf)
+    reach = np.min(cross, axis=0)
+    x = np.where(np.isfinite(reach), qx + 1.003 * reach, 2.0 * qx + 50.0)
+    return np.minimum(max_kw, np.maximum(x, qx * 1.01 + 0.2))
+
+
+def _interpolate(lo, m_lo, hi, m_hi) -> np.ndarray:
+    """Where the limit violated at ``hi`` crosses zero, interpolated linearly from ``lo``."""
+    mid = 0.5 * (lo + hi)
+    cols = np.arange(lo.size)
+    safe_hi = np.where(np.isfinite(m_hi), m_hi, np.inf)
+    c = np.argmin(safe_hi, axis=0)
+    a, b = m_lo[c, cols], m_hi[c, cols]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = lo + (hi - lo) * a / (a - b)
+    ok = np.isfinite(t) & (a >= 0) & (b < 0)
+    return np.where(ok, t, mid)
 
 
 def root_gain_summary(p: AreaProblem, root: int):

@@ -1,5 +1,4 @@
-"""Readers (pandapower JSON, networks/ folders, simbench:CODE) and atomic writers."""
+"""Readers (pandapower JSON, networks/ folders, simbench:CODE) and atomic writers.
 
-from lvplan.io.load import load_network
-
-__all__ = ["load_network"]
+Import from the submodules: ``lvplan.io.load``, ``lvplan.io.atomic``.
+"""
