@@ -107,7 +107,7 @@ def test_location_picks_the_nearest_feasible_bus_with_a_service_cable(sz):
 
 def test_location_service_cable_matches_pandapower(sz):
     d = check_location(sz, lon=114.0590, lat=22.5415, kw=120, category="shop")
-    from lvplan.check import choose_service_cable
+    from lvplan.decision import choose_service_cable
 
     cable = choose_service_cable(d.design_kw, d.design_kvar, d.service_cable["length_m"])
     ac = sz.run_ac_with(

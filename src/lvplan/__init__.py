@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _WHERE = {
-    "Decision": "lvplan.check",
-    "check": "lvplan.check",
+    "Decision": "lvplan.decision",
+    "check": "lvplan.decision",
     "Criteria": "lvplan.criteria",
     "load_criteria": "lvplan.criteria",
     "InputError": "lvplan.errors",
@@ -34,8 +34,8 @@ _WHERE = {
 }
 
 if TYPE_CHECKING:
-    from lvplan.check import Decision, check
     from lvplan.criteria import Criteria, load_criteria
+    from lvplan.decision import Decision, check
     from lvplan.errors import (
         InputError,
         InvalidNetwork,

@@ -150,7 +150,9 @@ def _render_decision(d: dict[str, Any]) -> str:
 def _run(args: argparse.Namespace) -> int:
     from lvplan.io.load import load_network
 
-    crit = _criteria(args) if hasattr(args, "profile") else None
+    if args.command == "synth":
+        return _synth(args)
+    crit = _criteria(args)
     if args.command == "check":
         has_loc = args.lon is not None or args.lat is not None
         if has_loc == (args.bus is not None):
@@ -173,7 +175,7 @@ def _run(args: argparse.Namespace) -> int:
                 method=args.method,
             )
         else:
-            from lvplan.check import check
+            from lvplan.decision import check
 
             d = check(
                 net,
@@ -195,8 +197,6 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "hosting":
         return _hosting(args, crit)
-    if args.command == "synth":
-        return _synth(args)
     raise InputError(f"unknown command {args.command!r}")  # pragma: no cover
 
 
@@ -254,13 +254,17 @@ def _hosting(args: argparse.Namespace, crit) -> int:
         print(json.dumps(summary, indent=2, ensure_ascii=False))
         return 0
     st = summary["stats"] or {}
-    print(f"hosting capacity of {summary['buses']} LV buses under {summary['transformers']} "
-          f"public transformers ({net.name}, profile {crit.profile}, pf {summary['pf']:g})")
+    print(
+        f"hosting capacity of {summary['buses']} LV buses under {summary['transformers']} "
+        f"public transformers ({net.name}, profile {crit.profile}, pf {summary['pf']:g})"
+    )
     for name, n in summary["classes"].items():
         print(f"  {name:<12} {n:>8} buses")
     print("  binding: " + ", ".join(f"{k} {v}" for k, v in summary["binding_kinds"].items()))
-    print(f"  prepare {st.get('prepare_s', 0):.1f} s, solve {st.get('solve_s', 0):.1f} s, "
-          f"chunks {st.get('chunks')} (reused {st.get('chunks_reused')})")
+    print(
+        f"  prepare {st.get('prepare_s', 0):.1f} s, solve {st.get('solve_s', 0):.1f} s, "
+        f"chunks {st.get('chunks')} (reused {st.get('chunks_reused')})"
+    )
     print(f"written to {out}/: " + ", ".join(summary["files"]))
     return 0
 
@@ -274,8 +278,10 @@ def _synth(args: argparse.Namespace) -> int:
     seed = _int_arg("--seed", args.seed, 0)
     net = build_city(n, seed=seed)
     write_network(net, Path(args.out), name=f"synth-city-{n}-seed{seed}")
-    print(f"synthetic city: {len(net.bus)} buses, {len(net.trafo)} transformers, "
-          f"{len(net.line)} lines, {len(net.load)} loads -> {args.out}")
+    print(
+        f"synthetic city: {len(net.bus)} buses, {len(net.trafo)} transformers, "
+        f"{len(net.line)} lines, {len(net.load)} loads -> {args.out}"
+    )
     return 0
 
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from lvplan.check import Decision, _decide, choose_service_cable, make_question, resolve_criteria
 from lvplan.criteria import Criteria
 from lvplan.criteria.judge import Violation
+from lvplan.decision import Decision, _decide, choose_service_cable, make_question, resolve_criteria
 from lvplan.errors import InputError
 from lvplan.model.network import Network
 

@@ -13,7 +13,7 @@ transformer's impedance) and the LV areas of the bundled ``sz-futian`` district,
   from U(0.4, 0.9) so that the city has both full and empty transformers, with coordinates
   (``lon``/``lat``) around its ring main unit.
 
-The mean is about 77 LV buses per transformer: 13,000 transformers make a city of one million
+The mean is about 78 LV buses per transformer: 13,000 transformers make a city of one million
 LV buses. SimBench's static generators are left out (the high-load case has none producing).
 """
 
@@ -38,7 +38,7 @@ SIMBENCH_TEMPLATES = (
     "1-LV-semiurb5--0-sw",
 )
 #: Share of transformers built from each SimBench template; the rest from sz-futian's areas.
-WEIGHTS = (0.30, 0.28, 0.20, 0.17)
+WEIGHTS = (0.20, 0.25, 0.28, 0.25)
 DISTRICTS = (
     ("Futian", 114.055, 22.541),
     ("Luohu", 114.131, 22.548),
@@ -184,7 +184,7 @@ def build_city(n_transformers: int, *, seed: int = 1):
     for s in range(n_subs):
         d = s % len(DISTRICTS)
         k = s // len(DISTRICTS)
-        ring = int(math.ceil((math.sqrt(k + 1) - 1) / 2))
+        ring = math.ceil((math.sqrt(k + 1) - 1) / 2)
         ang = rng.uniform(0, 2 * math.pi)
         r_m = 2000.0 * (ring + rng.uniform(0.2, 1.0)) if k else 0.0
         name, lon0, lat0 = DISTRICTS[d]
@@ -196,10 +196,9 @@ def build_city(n_transformers: int, *, seed: int = 1):
     feeder_of = np.arange(n_transformers) // TRAFOS_PER_FEEDER
     pos_in_feeder = np.arange(n_transformers) % TRAFOS_PER_FEEDER
     sub_of_feeder = np.arange(n_feeders) // FEEDERS_PER_SUBSTATION
-    f_angle = (
-        2 * math.pi * (np.arange(n_feeders) % FEEDERS_PER_SUBSTATION) / FEEDERS_PER_SUBSTATION
-        + rng.uniform(-0.15, 0.15, n_feeders)
-    )
+    f_angle = 2 * math.pi * (
+        np.arange(n_feeders) % FEEDERS_PER_SUBSTATION
+    ) / FEEDERS_PER_SUBSTATION + rng.uniform(-0.15, 0.15, n_feeders)
     sec_m = rng.uniform(150.0, 400.0, n_transformers)
     dist = np.zeros(n_transformers)
     for f in range(n_feeders):  # cumulative distance along each feeder
@@ -246,7 +245,7 @@ def build_city(n_transformers: int, *, seed: int = 1):
     n_lv = int(counts.sum())
     lv_lon = np.empty(n_lv)
     lv_lat = np.empty(n_lv)
-    names = []
+    names: list[str] = []
     lf, lt, ltab, ldb, lp, lq = [], [], [], [], [], []
     for t, c in enumerate(choice):
         tp = tps[c]

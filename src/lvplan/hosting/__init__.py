@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 
 def hosting_capacity(
-    network: "Network",
+    network: Network,
     *,
     criteria: Criteria | str | None = None,
     pf: float | None = None,
@@ -51,7 +51,7 @@ def hosting_capacity(
     with ``work_dir`` finished chunks are kept there and ``resume`` reuses them. The run's
     statistics are in ``df.attrs["stats"]``.
     """
-    from lvplan.check import resolve_criteria
+    from lvplan.decision import resolve_criteria
     from lvplan.hosting.build import prepare
     from lvplan.hosting.fallback import ac_bus_hosting
     from lvplan.hosting.run import CHUNK_BUSES
@@ -68,11 +68,13 @@ def hosting_capacity(
     network.base_state()  # PowerFlowError when the base case fails
     prep = prepare(network, crit, pf=pf_val)
     t1 = now()
-    chunks = plan_chunks(
-        prep.problems, chunk_buses or CHUNK_BUSES, 2 if scheduler else workers
-    )
+    chunks = plan_chunks(prep.problems, chunk_buses or CHUNK_BUSES, 2 if scheduler else workers)
     manifest = manifest_for(
-        network.fingerprint, crit, pf_val, max_kw, [[int(prep.problems[j].label) for j in c] for c in chunks]
+        network.fingerprint,
+        crit,
+        pf_val,
+        max_kw,
+        [[int(prep.problems[j].label) for j in c] for c in chunks],
     )
     store = ChunkStore(Path(work_dir) if work_dir else None, manifest, resume=resume)
     total = sum(int(p.buses.size) for p in prep.problems)

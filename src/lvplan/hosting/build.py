@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lvplan.check import _context
 from lvplan.criteria import Criteria
+from lvplan.decision import _context
 from lvplan.hosting.area import AreaProblem, root_gain_summary
 from lvplan.hosting.outside import AreaSummary, OutsideModel
 from lvplan.model.network import Network
@@ -77,7 +77,16 @@ def prepare(network: Network, criteria: Criteria, *, pf: float) -> Prepared:
     br_judged = np.zeros(nbr, bool)
     br_trafo_pp = np.full(nbr, -1, np.int64)
     for tab, rows, kfa, kta, limit, live_m, kind, word in (
-        ("line", eng.line_rows, "_line_kf", "_line_kt", lim.line_max, network.live.line, "line", "line"),
+        (
+            "line",
+            eng.line_rows,
+            "_line_kf",
+            "_line_kt",
+            lim.line_max,
+            network.live.line,
+            "line",
+            "line",
+        ),
         (
             "trafo",
             eng.trafo_rows,
@@ -104,7 +113,9 @@ def prepare(network: Network, criteria: Criteria, *, pf: float) -> Prepared:
         if tab == "trafo":
             br_trafo_pp[r] = ids[ok]
 
-    outside = OutsideModel(eng, vmin_int, vmax_int, bus_label, (kinds, labels, kf, kt, lim_pct, br_judged))
+    outside = OutsideModel(
+        eng, vmin_int, vmax_int, bus_label, (kinds, labels, kf, kt, lim_pct, br_judged)
+    )
 
     lab = eng.lv_label
     is_ref = np.zeros(n, bool)
@@ -176,8 +187,23 @@ def prepare(network: Network, criteria: Criteria, *, pf: float) -> Prepared:
         if is_pv[L].any():
             unsupported.append((ans_pp, "a voltage-controlled bus lies inside the LV area"))
             continue
-        p = _problem(eng, label, L, rows, ans_pp, ans_ib, vmin_int, vmax_int, bus_label,
-                     kinds, labels, kf, kt, lim_pct, br_judged)
+        p = _problem(
+            eng,
+            label,
+            L,
+            rows,
+            ans_pp,
+            ans_ib,
+            vmin_int,
+            vmax_int,
+            bus_label,
+            kinds,
+            labels,
+            kf,
+            kt,
+            lim_pct,
+            br_judged,
+        )
         if p is None:
             unsupported.append((ans_pp, "the LV area's admittance matrix is singular"))
             continue
@@ -192,7 +218,7 @@ def prepare(network: Network, criteria: Criteria, *, pf: float) -> Prepared:
     for ai, p in enumerate(problems):
         m, c, kd, lb, sens = env[ai]
         p.out_m, p.out_c, p.out_kinds, p.out_labels, p.sens_R = m, c, kd, lb, sens
-        del p._roots
+        del p._roots  # type: ignore[attr-defined]
     return Prepared(problems, unsupported, slack_pp, bus_transformer, area_trafos, bus_trafo)
 
 
@@ -208,8 +234,23 @@ class _LazyLabels:
         return f"bus {int(self.rep[i])}"
 
 
-def _problem(eng, label, L, rows, ans_pp, ans_ib, vmin_int, vmax_int, bus_label,
-             kinds, labels, kf, kt, lim_pct, br_judged) -> AreaProblem | None:
+def _problem(
+    eng,
+    label,
+    L,
+    rows,
+    ans_pp,
+    ans_ib,
+    vmin_int,
+    vmax_int,
+    bus_label,
+    kinds,
+    labels,
+    kf,
+    kt,
+    lim_pct,
+    br_judged,
+) -> AreaProblem | None:
     Yrows = eng.Ybus[L]
     cols = np.unique(Yrows.indices)
     R = np.setdiff1d(cols, L)

@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 
-from lvplan.check import Question, _context, _extra_load, _headroom_kw, area_rule
 from lvplan.criteria import Criteria
+from lvplan.decision import Question, _context, _extra_load, _headroom_kw, area_rule
 from lvplan.errors import PowerFlowError
 from lvplan.model.network import Network
 

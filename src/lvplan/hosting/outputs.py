@@ -46,6 +46,10 @@ TRANSFORMER_COLUMNS = [
 ]
 
 
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{str(k): v for k, v in row.items()} for row in df.to_dict("records")]
+
+
 def hosting_class(kw: float) -> str:
     for name, lo, hi, _ in CLASSES:
         if lo <= kw < hi:
@@ -76,7 +80,7 @@ def transformer_table(df: pd.DataFrame, network, criteria) -> pd.DataFrame:
 
     lon, lat = bus_coordinates(net)
     rows = []
-    names = tr.name if "name" in tr.columns else pd.Series("", index=tr.index)
+    names = tr["name"] if "name" in tr.columns else pd.Series("", index=tr.index)
     for t in public:
         rated = float(tr.at[t, "sn_mva"]) * 1000.0
         ld = float(loading.get(t, np.nan))
@@ -116,25 +120,25 @@ def _num(x: Any) -> Any:
 def geojson(df: pd.DataFrame, trafos: pd.DataFrame) -> dict[str, Any]:
     feats = []
     ok = df.lon.notna() & df.lat.notna()
-    for r in df[ok].itertuples(index=False):
+    for r in _records(df[ok]):
         feats.append(
             {
                 "type": "Feature",
-                "geometry": {"type": "Point", "coordinates": [float(r.lon), float(r.lat)]},
+                "geometry": {"type": "Point", "coordinates": [float(r["lon"]), float(r["lat"])]},
                 "properties": {
                     "kind": "bus",
-                    "bus": int(r.bus),
-                    "name": r.name,
-                    "transformer": r.transformer,
-                    "hosting_kw": _num(r.hosting_kw),
-                    "class": hosting_class(float(r.hosting_kw)),
-                    "binding_kind": r.binding_kind,
-                    "binding_element": r.binding_element,
+                    "bus": int(r["bus"]),
+                    "name": r["name"],
+                    "transformer": r["transformer"],
+                    "hosting_kw": _num(r["hosting_kw"]),
+                    "class": hosting_class(float(r["hosting_kw"])),
+                    "binding_kind": r["binding_kind"],
+                    "binding_element": r["binding_element"],
                 },
             }
         )
     tok = trafos.lon.notna() & trafos.lat.notna()
-    for r in trafos[tok].to_dict("records"):
+    for r in _records(trafos[tok]):
         feats.append(
             {
                 "type": "Feature",
@@ -156,29 +160,26 @@ def map_html(df: pd.DataFrame, trafos: pd.DataFrame, title: str) -> str:
     if len(ok) > MAP_MAX_BUSES:  # a browser map of a whole city: the weakest buses
         shown = ok.nsmallest(MAP_MAX_BUSES, "hosting_kw")
         note = f" (the {MAP_MAX_BUSES} buses with the least room of {len(ok)})"
-    if len(ok):
-        center = [float(ok.lat.mean()), float(ok.lon.mean())]
-    else:
-        center = [22.54, 114.06]
+    center = [float(ok.lat.mean()), float(ok.lon.mean())] if len(ok) else [22.54, 114.06]
     m = folium.Map(location=center, zoom_start=15, tiles=None, prefer_canvas=len(shown) > 2000)
     # core Leaflet only, inlined below: the map works on an intranet with no CDN
     m.default_js = [("leaflet", _LEAFLET_JS_URL)]
     m.default_css = [("leaflet_css", _LEAFLET_CSS_URL)]
     folium.TileLayer("OpenStreetMap", name="OpenStreetMap").add_to(m)
     buses = folium.FeatureGroup(name="LV buses: hosting capacity").add_to(m)
-    for r in shown.itertuples(index=False):
+    for r in _records(shown):
         folium.CircleMarker(
-            location=[float(r.lat), float(r.lon)],
+            location=[float(r["lat"]), float(r["lon"])],
             radius=5,
-            color=class_colour(float(r.hosting_kw)),
+            color=class_colour(float(r["hosting_kw"])),
             fill=True,
             fill_opacity=0.85,
             weight=1,
-            tooltip=f"bus {r.bus} {r.name}: {r.hosting_kw:g} kW ({r.binding_kind} "
-            f"{r.binding_element})",
+            tooltip=f"bus {r['bus']} {r['name']}: {r['hosting_kw']:g} kW ({r['binding_kind']} "
+            f"{r['binding_element']})",
         ).add_to(buses)
     tg = folium.FeatureGroup(name="public transformers").add_to(m)
-    for r in trafos[trafos.lon.notna() & trafos.lat.notna()].to_dict("records"):
+    for r in _records(trafos[trafos.lon.notna() & trafos.lat.notna()]):
         popup = (
             f"<b>{r['name'] or 'trafo ' + str(r['trafo'])}</b><br>rating {r['rated_kva']:g} kVA"
             f"<br>design-peak loading {r['loading_percent']} %<br>headroom {r['headroom_kva']} "
@@ -208,7 +209,7 @@ def map_html(df: pd.DataFrame, trafos: pd.DataFrame, title: str) -> str:
         f"<b>{title}</b><br>new 380 V customer, design kW{note}{items}"
         '<div><span style="color:#4575b4">&#9650;</span> public transformer</div></div>'
     )
-    m.get_root().html.add_child(Element(legend))
+    m.get_root().html.add_child(Element(legend))  # type: ignore[attr-defined]
     return _inline_leaflet(m.get_root().render())
 
 
@@ -267,8 +268,16 @@ def map_png(df: pd.DataFrame, trafos: pd.DataFrame, title: str) -> bytes:
         sel = ok[(ok.hosting_kw >= lo) & (ok.hosting_kw < hi)]
         ax.scatter(sel.lon, sel.lat, s=size, c=colour, label=f"{name} ({len(sel)})", lw=0)
     t = trafos[trafos.lon.notna() & trafos.lat.notna()]
-    ax.scatter(t.lon, t.lat, s=30, marker="^", c="#4575b4", edgecolors="k", lw=0.5,
-               label=f"public transformer ({len(t)})")
+    ax.scatter(
+        t.lon,
+        t.lat,
+        s=30,
+        marker="^",
+        c="#4575b4",
+        edgecolors="k",
+        lw=0.5,
+        label=f"public transformer ({len(t)})",
+    )
     ax.set_xlabel("longitude")
     ax.set_ylabel("latitude")
     ax.set_title(title)
@@ -294,11 +303,16 @@ def write_outputs(df: pd.DataFrame, network, criteria, out: Path, *, maps: bool 
         write_text_atomic(out / "map.html", map_html(df, trafos, title))
         write_bytes_atomic(out / "map.png", map_png(df, trafos, title))
     stats = df.attrs.get("stats")
-    classes = {name: int(((df.hosting_kw >= lo) & (df.hosting_kw < hi)).sum())
-               for name, lo, hi, _ in CLASSES}
+    classes = {
+        name: int(((df.hosting_kw >= lo) & (df.hosting_kw < hi)).sum())
+        for name, lo, hi, _ in CLASSES
+    }
     summary = {
-        "network": {"name": network.name, "source": network.source,
-                    "fingerprint": network.fingerprint},
+        "network": {
+            "name": network.name,
+            "source": network.source,
+            "fingerprint": network.fingerprint,
+        },
         "criteria": criteria.to_dict(),
         "pf": df.attrs.get("pf"),
         "max_kw": df.attrs.get("max_kw"),

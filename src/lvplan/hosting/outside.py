@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 from pandapower.pypower.dSbus_dV import dSbus_dV
+from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import splu
 
 #: Outside limits kept per area.
@@ -64,6 +65,11 @@ class OutsideModel:
         pq = self.pos[eng.pq]
         self.ref, self.pv, self.pq = ref[ref >= 0], pv[pv >= 0], pq[pq >= 0]
         self.ok = self.mv_ids.size > 0 and self.ref.size > 0
+        # MV islands (parts fed by different slacks): a load in one does not move another
+        if self.mv_ids.size:
+            _, self.island = connected_components(self.Ymv, directed=False)
+        else:
+            self.island = np.zeros(0, np.int64)
         self._lu = None
         # judged MV limits
         vmin_m, vmax_m = vmin_int[self.mv_ids], vmax_int[self.mv_ids]
@@ -75,6 +81,7 @@ class OutsideModel:
         kinds, labels, kf, kt, lim, judged = branch_info
         mvb = np.flatnonzero(~touch & judged)
         self.br = mvb
+        self.br_from = self.pos[f[mvb]]
         Yf = eng.Yf[mvb][:, self.mv_ids]
         Yt = eng.Yt[mvb][:, self.mv_ids]
         self.Yf_m, self.Yt_m = Yf.tocsr(), Yt.tocsr()
@@ -103,7 +110,7 @@ class OutsideModel:
         return self._lu
 
     def sensitivities(self, roots: np.ndarray) -> np.ndarray:
-        """dV of every MV bus (n_mv, 2 * len(roots)): columns P, Q drawn at each root, interleaved."""
+        """dV of every MV bus (n_mv, 2 len(roots)): per P and Q drawn at each root, interleaved."""
         nm = self.mv_ids.size
         out = np.zeros((nm, 2 * roots.size), complex)
         if not self.ok:
@@ -139,39 +146,54 @@ class OutsideModel:
         return out
 
     def envelopes(self, areas: list[tuple[int, np.ndarray]], tan_phi: float):
-        """For each (area index, roots): (margins K, coefficients K x 2nR, kinds, labels)."""
+        """For each (area index, roots): (margins K, coefficients K x 2nR, kinds, labels, sens_R).
+
+        Areas are taken island by island (MV parts fed by different slacks do not interact),
+        so the work grows with the areas times the size of their own MV island.
+        """
         results: dict[int, tuple] = {}
         summ = self.summaries
         s_root = np.array([s.root for s in summ], dtype=np.int64)
         s_pos = self.pos[s_root] if s_root.size else np.zeros(0, np.int64)
         s_m = np.array([s.margin for s in summ])
         s_g = np.array([s.gain for s in summ])
+        s_isl = np.where(s_pos >= 0, self.island[np.maximum(s_pos, 0)], -1)
+        nb, nbr = self.vb.size, self.br.size
+        vb_isl = self.island[self.vb]
+        br_isl = self.island[self.br_from]
         v_abs = np.abs(self.V0)
-        batch: list[tuple[int, np.ndarray]] = []
 
-        def flush():
-            if not batch:
-                return
+        def flush(batch: list[tuple[int, np.ndarray]], key: int) -> None:
             roots = np.unique(np.concatenate([r for _, r in batch]))
             dV = self.sensitivities(roots)  # (nm, 2B)
             col = {int(r): j for j, r in enumerate(roots)}
             dvm = (np.conj(self.V0)[:, None] * dV).real / v_abs[:, None]
+            if key == -2:  # roots in several islands: every limit
+                vs, bs, ss = np.arange(nb), np.arange(nbr), np.arange(s_root.size)
+            else:
+                vs = np.flatnonzero(vb_isl == key)
+                bs = np.flatnonzero(br_isl == key)
+                ss = np.flatnonzero(s_isl == key)
+            glob = np.concatenate(
+                [vs, nb + vs, 2 * nb + bs, 2 * nb + nbr + bs, 2 * (nb + nbr) + ss]
+            )
             # margins' change per unit drawn, one row per outside limit, columns as dV
-            C = [dvm[self.vb], -dvm[self.vb]]
-            M = [self.vb_mlo, self.vb_mhi]
-            if self.br.size:
-                C.append(-(self.uf[:, None] * (self.Yf_m @ dV)).real * self.kf[:, None] / 100.0)
-                C.append(-(self.ut[:, None] * (self.Yt_m @ dV)).real * self.kt[:, None] / 100.0)
-                M += [self.m_f, self.m_t]
+            dvb = dvm[self.vb[vs]]
+            C = [dvb, -dvb]
+            M = [self.vb_mlo[vs], self.vb_mhi[vs]]
+            if bs.size:
+                dv_f = self.Yf_m[bs] @ dV
+                dv_t = self.Yt_m[bs] @ dV
+                C.append(-(self.uf[bs, None] * dv_f).real * self.kf[bs, None] / 100.0)
+                C.append(-(self.ut[bs, None] * dv_t).real * self.kt[bs, None] / 100.0)
+                M += [self.m_f[bs], self.m_t[bs]]
             n_fixed = sum(m.size for m in M)
-            if s_root.size:
-                ok = s_pos >= 0
-                ca = np.zeros((s_root.size, dV.shape[1]))
-                ca[ok] = s_g[ok, None] * dvm[s_pos[ok]]
-                C.append(ca)
-                M.append(s_m)
-            Call = np.vstack(C)
-            Mall = np.concatenate(M)
+            if ss.size:
+                C.append(s_g[ss, None] * dvm[s_pos[ss]])
+                M.append(s_m[ss])
+            Call = np.vstack(C) if C else np.zeros((0, dV.shape[1]))
+            Mall = np.concatenate(M) if M else np.zeros(0)
+            own_row = {int(a): n_fixed + k for k, a in enumerate(self._summary_area[ss])}
             for ai, roots_a in batch:
                 cols = np.array([[2 * col[int(r)], 2 * col[int(r)] + 1] for r in roots_a]).ravel()
                 Ca = Call[:, cols]  # (nc, 2 nR)
@@ -179,14 +201,14 @@ class OutsideModel:
                 with np.errstate(divide="ignore", invalid="ignore"):
                     lim = np.where(cu < 0, Mall[:, None] / -cu, np.inf).min(axis=1)
                 lim[Mall < 0] = np.inf  # already violated: a pre-existing violation, skipped
-                own = n_fixed + np.flatnonzero(self._summary_area == ai)
-                lim[own] = np.inf
+                if ai in own_row:
+                    lim[own_row[ai]] = np.inf
                 kk = min(K_OUTSIDE, lim.size)
                 top = np.argpartition(lim, kk - 1)[:kk] if kk else np.zeros(0, np.int64)
                 top = top[np.isfinite(lim[top])]
                 kinds, labels = [], []
                 for c in top:
-                    kd, lb = self._describe(int(c))
+                    kd, lb = self._describe(int(glob[c]))
                     kinds.append(kd)
                     labels.append(lb)
                 sens = np.zeros((cols.size, roots_a.size), complex)
@@ -194,16 +216,24 @@ class OutsideModel:
                     if self.pos[r] >= 0:
                         sens[:, i] = dV[self.pos[r], cols]
                 results[ai] = (Mall[top].copy(), Ca[top].copy(), kinds, labels, sens)
-            batch.clear()
 
-        n_roots = 0
+        by_key: dict[int, list[tuple[int, np.ndarray]]] = {}
         for ai, roots_a in areas:
-            batch.append((ai, roots_a))
-            n_roots += roots_a.size
-            if n_roots >= _BATCH_ROOTS:
-                flush()
-                n_roots = 0
-        flush()
+            p = self.pos[roots_a]
+            isl = np.unique(self.island[p[p >= 0]])
+            key = -1 if isl.size == 0 else (int(isl[0]) if isl.size == 1 else -2)
+            by_key.setdefault(key, []).append((ai, roots_a))
+        for key, group in by_key.items():
+            batch: list[tuple[int, np.ndarray]] = []
+            n_roots = 0
+            for item in group:
+                batch.append(item)
+                n_roots += item[1].size
+                if n_roots >= _BATCH_ROOTS:
+                    flush(batch, key)
+                    batch, n_roots = [], 0
+            if batch:
+                flush(batch, key)
         return results
 
     _summary_area: np.ndarray = np.zeros(0, np.int64)

@@ -223,45 +223,49 @@ _BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def _pool_rounds(problems, chunks, pending, finish, *, pf, max_kw, workers) -> None:
-    import multiprocessing as mp
-
-    from concurrent.futures.process import BrokenProcessPool
-
+    """Up to three pools: chunks lost with a dead worker are run again in a fresh pool."""
     for _attempt in range(3):
         if not pending:
             return
-        ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            futs = {}
-            queue = iter(pending)
-            failed: list[int] = []
-
-            def submit_next() -> bool:
-                i = next(queue, None)
-                if i is None:
-                    return False
-                futs[pool.submit(solve_chunk, [problems[j] for j in chunks[i]], pf, max_kw)] = i
-                return True
-
-            for _ in range(2 * workers):
-                if not submit_next():
-                    break
-            while futs:
-                done, _ = wait(list(futs), return_when=FIRST_COMPLETED)
-                for fut in done:
-                    i = futs.pop(fut)
-                    try:
-                        finish(i, fut.result())
-                    except BrokenProcessPool:
-                        failed.append(i)
-                        continue
-                    submit_next()
-                if failed and not futs:
-                    break
-            failed += [i for i in queue]
-        pending = failed
+        pending = _one_pool(
+            problems, chunks, pending, finish, pf=pf, max_kw=max_kw, workers=workers
+        )
     if pending:
         raise RuntimeError(f"{len(pending)} chunks failed three times (a worker keeps dying)")
+
+
+def _one_pool(problems, chunks, pending, finish, *, pf, max_kw, workers) -> list[int]:
+    import multiprocessing as mp
+    from concurrent.futures.process import BrokenProcessPool
+
+    failed: list[int] = []
+    queue = iter(pending)
+    futs: dict = {}
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+
+        def submit_next() -> bool:
+            i = next(queue, None)
+            if i is None:
+                return False
+            futs[pool.submit(solve_chunk, [problems[j] for j in chunks[i]], pf, max_kw)] = i
+            return True
+
+        for _ in range(2 * workers):
+            if not submit_next():
+                break
+        while futs:
+            done, _ = wait(list(futs), return_when=FIRST_COMPLETED)
+            for fut in done:
+                i = futs.pop(fut)
+                try:
+                    finish(i, fut.result())
+                except BrokenProcessPool:
+                    failed.append(i)
+                    continue
+                submit_next()
+            if failed and not futs:
+                break
+    return failed + list(queue)
 
 
 def _run_dask(problems, chunks, todo, finish, *, pf, max_kw, address) -> None:
@@ -277,7 +281,9 @@ def _run_dask(problems, chunks, todo, finish, *, pf, max_kw, address) -> None:
         futs = {}
         for i in todo:
             data = [problems[j] for j in chunks[i]]
-            fut = client.submit(solve_chunk, data, pf, max_kw, key=f"lvplan-hosting-{i}-{id(data)}", retries=3)
+            fut = client.submit(
+                solve_chunk, data, pf, max_kw, key=f"lvplan-hosting-{i}-{id(data)}", retries=3
+            )
             futs[fut] = i
         for fut in as_completed(list(futs)):
             finish(futs[fut], fut.result())

@@ -322,8 +322,8 @@ def _decide(
 
     limits = ctx.limits
     pp_net = network.pp
-    own_pre, elsewhere, (skip_bus, skip_line, skip_trafo), (area_bus, _, area_trafo) = (
-        area_rule(network, ctx, q.bus)
+    own_pre, elsewhere, (skip_bus, skip_line, skip_trafo), (area_bus, _, area_trafo) = area_rule(
+        network, ctx, q.bus
     )
     warnings = [
         f"pre-existing violation elsewhere (left out of the decision): {v.kind} {v.element} "
