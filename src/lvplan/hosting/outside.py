@@ -67,7 +67,9 @@ class OutsideModel:
         self.ok = self.mv_ids.size > 0 and self.ref.size > 0
         # MV islands (parts fed by different slacks): a load in one does not move another
         if self.mv_ids.size:
-            _, self.island = connected_components(self.Ymv, directed=False)
+            pattern = self.Ymv.copy()
+            pattern.data = np.ones(pattern.data.size)
+            _, self.island = connected_components(pattern, directed=False)
         else:
             self.island = np.zeros(0, np.int64)
         self._lu = None
@@ -157,7 +159,10 @@ class OutsideModel:
         s_pos = self.pos[s_root] if s_root.size else np.zeros(0, np.int64)
         s_m = np.array([s.margin for s in summ])
         s_g = np.array([s.gain for s in summ])
-        s_isl = np.where(s_pos >= 0, self.island[np.maximum(s_pos, 0)], -1)
+        if self.island.size:
+            s_isl = np.where(s_pos >= 0, self.island[np.maximum(s_pos, 0)], -1)
+        else:
+            s_isl = np.full(s_pos.size, -1)
         nb, nbr = self.vb.size, self.br.size
         vb_isl = self.island[self.vb]
         br_isl = self.island[self.br_from]
@@ -174,6 +179,7 @@ class OutsideModel:
                 vs = np.flatnonzero(vb_isl == key)
                 bs = np.flatnonzero(br_isl == key)
                 ss = np.flatnonzero(s_isl == key)
+            ss = ss[s_pos[ss] >= 0]  # areas under an LV slack do not move with the MV
             glob = np.concatenate(
                 [vs, nb + vs, 2 * nb + bs, 2 * nb + nbr + bs, 2 * (nb + nbr) + ss]
             )

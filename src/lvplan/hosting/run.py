@@ -274,7 +274,7 @@ def _run_dask(problems, chunks, todo, finish, *, pf, max_kw, address) -> None:
     except ImportError:  # pragma: no cover - dask is a dependency
         raise InputError("--scheduler needs dask[distributed]") from None
     try:
-        client = Client(address, timeout=15)
+        client = Client(address, timeout=10)
     except OSError as exc:
         raise InputError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
     try:

@@ -116,7 +116,9 @@ def write_folder(net, folder: Path, meta: dict) -> None:
         if name not in net or net[name].empty:
             continue
         df = net[name].copy()
-        if name == "bus" and "geo" in df.columns:
+        if name == "bus" and {"lon", "lat"} <= set(df.columns):
+            df = df.drop(columns=["geo"], errors="ignore")
+        elif name == "bus" and "geo" in df.columns:
             pts = [
                 json.loads(g)["coordinates"] if isinstance(g, str) else [None, None]
                 for g in df.pop("geo")

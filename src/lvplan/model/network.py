@@ -91,7 +91,10 @@ class Network:
             cols = [c for c in tab.columns if c != "geo"]
             h.update(name.encode())
             h.update(",".join(map(str, cols)).encode())
-            hashed = pd.util.hash_pandas_object(tab[cols].astype(str), index=True)
+            try:  # numeric columns hash as they are: fast at a million rows
+                hashed = pd.util.hash_pandas_object(tab[cols], index=True)
+            except TypeError:  # unhashable cells (lists, dicts): hash their text
+                hashed = pd.util.hash_pandas_object(tab[cols].astype(str), index=True)
             h.update(hashed.to_numpy().tobytes())
         return h.hexdigest()
 
@@ -103,8 +106,8 @@ class Network:
     @cached_property
     def live(self) -> LiveMasks:
         net = self._pp
-        on = set(energized_buses(net).tolist())
-        bus = np.array([b in on for b in net.bus.index], dtype=bool)
+        on = energized_buses(net)
+        bus = net.bus.index.isin(on)
         line = (
             net.line.in_service.to_numpy(bool)
             & net.line.from_bus.isin(on).to_numpy()

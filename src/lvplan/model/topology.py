@@ -175,26 +175,43 @@ def _mv_feeders(net, bus: pd.DataFrame) -> dict[int, str]:
 
 
 def energized_buses(net) -> np.ndarray:
-    """In-service buses connected to an in-service ext_grid through closed branches."""
-    bus = net.bus[net.bus.in_service.astype(bool)]
-    g = nx.MultiGraph()
-    g.add_nodes_from(bus.index.tolist())
-    for f, t, key in _branch_edges(net, bus.index):
-        g.add_edge(f, t, key=key)
-    for kind in ("trafo",):
-        tr = net[kind][net[kind].in_service.astype(bool)]
-        for idx, f, t in zip(tr.index, tr.hv_bus, tr.lv_bus, strict=True):
-            g.add_edge(int(f), int(t), key=(kind, int(idx)))
+    """In-service buses connected to an in-service ext_grid (or slack gen) through closed
+    branches: one sparse connected-components pass (scipy), fast at a million buses."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    bus = net.bus
+    ids = bus.index.to_numpy()
+    pos = pd.Series(np.arange(ids.size), index=ids)
+    on = bus.in_service.to_numpy(bool)
+    ends: list[tuple[np.ndarray, np.ndarray]] = []
+    opened = _open_line_ids(net)
+    line = net.line
+    ok = line.in_service.to_numpy(bool)
+    if opened:
+        ok &= ~line.index.isin(list(opened))
+    ends.append((line.from_bus.to_numpy()[ok], line.to_bus.to_numpy()[ok]))
+    sw = net.switch
+    if not sw.empty:
+        bb = sw[(sw.et == "b") & sw.closed.astype(bool)]
+        ends.append((bb.bus.to_numpy(), bb.element.to_numpy()))
+    tr = net.trafo[net.trafo.in_service.astype(bool)]
+    ends.append((tr.hv_bus.to_numpy(), tr.lv_bus.to_numpy()))
     if "trafo3w" in net and not net.trafo3w.empty:
         t3 = net.trafo3w[net.trafo3w.in_service.astype(bool)]
-        for idx, h, m, lo in zip(t3.index, t3.hv_bus, t3.mv_bus, t3.lv_bus, strict=True):
-            g.add_edge(int(h), int(m), key=("trafo3w", int(idx)))
-            g.add_edge(int(h), int(lo), key=("trafo3w", int(idx)))
-    sources = [int(b) for b in net.ext_grid.bus[net.ext_grid.in_service.astype(bool)]]
+        ends.append((t3.hv_bus.to_numpy(), t3.mv_bus.to_numpy()))
+        ends.append((t3.hv_bus.to_numpy(), t3.lv_bus.to_numpy()))
+    a = np.concatenate([e[0] for e in ends]).astype(np.int64)
+    b = np.concatenate([e[1] for e in ends]).astype(np.int64)
+    known = np.isin(a, ids) & np.isin(b, ids)
+    a, b = pos.loc[a[known]].to_numpy(), pos.loc[b[known]].to_numpy()
+    keep = on[a] & on[b]
+    n = ids.size
+    g = coo_matrix((np.ones(int(keep.sum())), (a[keep], b[keep])), shape=(n, n))
+    _, label = connected_components(g, directed=False)
+    sources = [int(x) for x in net.ext_grid.bus[net.ext_grid.in_service.astype(bool)]]
     if "gen" in net and not net.gen.empty:
-        sources += [int(b) for b in net.gen.bus[net.gen.in_service.astype(bool) & net.gen.slack]]
-    live: set[int] = set()
-    for s in sources:
-        if s in g and s not in live:
-            live |= nx.node_connected_component(g, s)
-    return np.array(sorted(live), dtype=np.int64)
+        sources += [int(x) for x in net.gen.bus[net.gen.in_service.astype(bool) & net.gen.slack]]
+    src = [int(pos[s]) for s in sources if s in pos.index and on[pos[s]]]
+    live = np.isin(label, label[src]) & on if src else np.zeros(n, bool)
+    return np.sort(ids[live]).astype(np.int64)

@@ -82,7 +82,7 @@ def validate_network(net) -> list[ValidationIssue]:
         return issues
 
     # islands: in-service buses that carry a load or generator but have no path to a slack
-    live = set(energized_buses(net).tolist())
+    live = energized_buses(net)
     for element in ("load", "sgen"):
         if element not in net or net[element].empty:
             continue

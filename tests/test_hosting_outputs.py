@@ -1,0 +1,155 @@
+"""`lvplan hosting --out DIR`: the files, the map in a real headless browser, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pandas as pd
+import pytest
+
+from lvplan.cli import main
+from lvplan.hosting import COLUMNS
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory):
+    d = tmp_path_factory.mktemp("hosting") / "sz"
+    assert main(["hosting", "sz-futian", "--out", str(d)]) == 0
+    return d
+
+
+def test_files_are_written(out):
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        "hosting.csv",
+        "hosting.geojson",
+        "map.html",
+        "map.png",
+        "summary.json",
+        "transformers.csv",
+    ]
+    assert not list(out.glob(".*tmp"))  # no temporary file left behind
+
+
+def test_hosting_csv_and_transformers_csv_agree(out):
+    h = pd.read_csv(out / "hosting.csv", keep_default_na=False)
+    assert list(h.columns) == COLUMNS
+    assert len(h) == 41
+    t = pd.read_csv(out / "transformers.csv").set_index("name")
+    assert len(t) == 8
+    t7 = t.loc["T7 400 kVA public transformer"]
+    assert t7.loading_percent == pytest.approx(104.9, abs=0.05)
+    assert t7.headroom_kva < 0 and t7.max_hosting_kw == 0
+    for name, row in t.iterrows():
+        mine = h[h.transformer == name].hosting_kw
+        assert row.buses == len(mine)
+        assert row.min_hosting_kw == pytest.approx(mine.min())
+        assert row.max_hosting_kw == pytest.approx(mine.max())
+        assert row.buses_200kw == int((mine >= 200).sum())
+        assert row.headroom_kva == pytest.approx(
+            (100.0 - row.loading_percent) / 100.0 * row.rated_kva, abs=0.06
+        )
+
+
+def test_geojson_is_valid_wgs84_points(out):
+    gj = json.loads((out / "hosting.geojson").read_text(encoding="utf-8"))
+    assert gj["type"] == "FeatureCollection"
+    buses = [f for f in gj["features"] if f["properties"]["kind"] == "bus"]
+    trafos = [f for f in gj["features"] if f["properties"]["kind"] == "transformer"]
+    assert len(buses) == 41 and len(trafos) == 8
+    for f in gj["features"]:
+        lon, lat = f["geometry"]["coordinates"]
+        assert f["geometry"]["type"] == "Point"
+        assert 113.7 < lon < 114.7 and 22.4 < lat < 22.9  # Shenzhen
+    classes = {f["properties"]["class"] for f in buses}
+    assert classes <= {"≥ 200 kW", "100–200 kW", "< 100 kW"}
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert sum(summary["classes"].values()) == 41
+    assert summary["network"]["fingerprint"] == summary["network"]["fingerprint"].lower()
+    assert summary["binding_kinds"]["pre_existing"] == 9
+
+
+def test_png_is_a_picture(out):
+    data = (out / "map.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def test_map_renders_in_headless_chromium(out, tmp_path):
+    browser = _chromium()
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (.ci/run installs it)")
+        pytest.skip("chromium is not installed")
+    html = (out / "map.html").read_text(encoding="utf-8")
+    assert "cdn.jsdelivr" not in html  # Leaflet is inlined: the map works offline
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=5000",
+        "--enable-logging=stderr",
+        "--v=0",
+    ]
+    res = subprocess.run(
+        [browser, *flags, "--dump-dom", (out / "map.html").as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    dom = res.stdout
+    # 41 buses drawn as Leaflet vector circles, 8 transformer markers, the legend
+    assert dom.count('<path class="leaflet-interactive"') == 41
+    assert dom.count("lvplan-trafo") >= 8
+    assert dom.count('class="leaflet-marker-icon') == 8
+    assert "lvplan-legend" in dom and "≥ 200 kW" in dom
+    errors = [ln for ln in res.stderr.splitlines() if "CONSOLE" in ln and "Uncaught" in ln]
+    assert not errors, errors
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [browser, *flags, "--window-size=1000,800", f"--screenshot={shot}", (out / "map.html").as_uri()],
+        capture_output=True,
+        timeout=120,
+    )
+    assert shot.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--max-kw", "-5"], "--max-kw must be a positive number"),
+        (["--max-kw", "nan"], "--max-kw must be a positive number"),
+        (["--workers", "0"], "--workers must be >= 1"),
+        (["--workers", "two"], "--workers must be an integer"),
+        (["--pf", "1.5"], "pf must be in (0, 1]"),
+        (["--resume", "/nonexistent/run"], "no such folder"),
+        (["--set", "nothing=1"], "unknown"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(args, message, tmp_path, capsys):
+    target = tmp_path / "o"
+    assert main(["hosting", "sz-futian", "--out", str(target), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lvplan: error:") and message in err and "\n" not in err
+    assert not (target / "hosting.csv").exists()
+
+
+def test_unknown_network_exit_2(tmp_path, capsys):
+    assert main(["hosting", str(tmp_path / "nope.json"), "--out", str(tmp_path / "o")]) == 2
+    assert "not found" in capsys.readouterr().err

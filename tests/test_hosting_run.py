@@ -1,0 +1,112 @@
+"""Running the hosting map: local processes, Dask, a killed worker, resuming an interrupted run.
+
+Every way of running it must give the same table, bus for bus, with every bus exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pandas as pd
+import pytest
+
+import lvplan.hosting.run as run_mod
+from lvplan.errors import InputError
+from lvplan.hosting import hosting_capacity
+
+
+@pytest.fixture(scope="module")
+def urban_map(urban, cn):
+    return hosting_capacity(urban, criteria=cn)
+
+
+def test_local_processes_give_the_same_table(urban, cn, urban_map):
+    df = hosting_capacity(urban, criteria=cn, workers=2, chunk_buses=1500)
+    assert df.attrs["stats"].chunks >= 7
+    pd.testing.assert_frame_equal(df, urban_map)
+
+
+def test_resume_reuses_finished_chunks(sz, cn, tmp_path, monkeypatch):
+    fresh = hosting_capacity(sz, criteria=cn)
+    real = run_mod.solve_chunk
+    calls = {"n": 0}
+
+    def dies_on_the_fourth(problems, pf, max_kw):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt  # the run is interrupted here
+        return real(problems, pf, max_kw)
+
+    monkeypatch.setattr(run_mod, "solve_chunk", dies_on_the_fourth)
+    with pytest.raises(KeyboardInterrupt):
+        hosting_capacity(sz, criteria=cn, work_dir=tmp_path, chunk_buses=5)
+    done = sorted((tmp_path / "chunks").glob("*.csv"))
+    assert len(done) == 3
+    monkeypatch.setattr(run_mod, "solve_chunk", real)
+    again = hosting_capacity(sz, criteria=cn, work_dir=tmp_path, resume=True, chunk_buses=5)
+    assert again.attrs["stats"].chunks_reused == 3
+    assert again.attrs["stats"].chunks == 6  # areas of fewer than 5 buses share chunks
+    pd.testing.assert_frame_equal(again, fresh, check_dtype=False)
+    assert not (tmp_path / "chunks").exists()  # cleared after success
+
+
+def test_resume_refuses_chunks_of_another_run(sz, cn, tmp_path, monkeypatch):
+    def interrupted(problems, pf, max_kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_mod, "solve_chunk", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        hosting_capacity(sz, criteria=cn, work_dir=tmp_path, chunk_buses=5)
+    monkeypatch.undo()
+    with pytest.raises(InputError, match="another run"):
+        hosting_capacity(sz, criteria=cn, pf=0.95, work_dir=tmp_path, resume=True, chunk_buses=5)
+    with pytest.raises(InputError, match="no interrupted run"):
+        hosting_capacity(sz, criteria=cn, work_dir=tmp_path / "empty", resume=True)
+
+
+def test_dask_cluster_gives_the_same_table_and_survives_a_killed_worker(urban, cn, urban_map):
+    distributed = pytest.importorskip("dask.distributed")
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        same = hosting_capacity(urban, criteria=cn, scheduler=cluster.scheduler_address)
+        pd.testing.assert_frame_equal(same, urban_map)
+
+        # now kill one worker with SIGKILL while its chunks are running
+        with distributed.Client(cluster.scheduler_address) as client:
+            pids = list(client.run(os.getpid).values())
+        box: dict = {}
+
+        def go():
+            box["df"] = hosting_capacity(
+                urban, criteria=cn, scheduler=cluster.scheduler_address, chunk_buses=150
+            )
+
+        t = threading.Thread(target=go)
+        t.start()
+        killed = False
+        with distributed.Client(cluster.scheduler_address) as client:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not killed:
+                processing = client.processing()
+                busy = [w for w, keys in processing.items() if keys]
+                if busy:
+                    info = client.scheduler_info()["workers"]
+                    pid = client.run(os.getpid, workers=[busy[0]])[busy[0]]
+                    assert pid in pids and info
+                    os.kill(pid, signal.SIGKILL)
+                    killed = True
+                time.sleep(0.05)
+        t.join(timeout=300)
+        assert killed, "no worker was busy: the test did not kill anything"
+        df = box["df"]
+        assert df.bus.is_unique and len(df) == len(urban_map)
+        pd.testing.assert_frame_equal(df, urban_map)
+
+
+def test_unreachable_scheduler_is_a_clear_error(sz, cn):
+    with pytest.raises(InputError, match="cannot reach the Dask scheduler"):
+        hosting_capacity(sz, criteria=cn, scheduler="tcp://127.0.0.1:9")
