@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-slow lint typecheck bench clean
+.PHONY: run test test-slow lint typecheck bench bench-city clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,7 @@ run: $(STAMP)
 	$(BIN)/lvplan check networks/sz-futian --bus "T3 LV board" --kw 160 --category restaurant
 	$(BIN)/lvplan check networks/sz-futian --bus "T6 far end" --kw 200
 	$(BIN)/lvplan check networks/sz-futian --lon 114.0590 --lat 22.5415 --kw 120 --category shop
+	$(BIN)/lvplan hosting networks/sz-futian --out hosting-sz-futian
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks networks
@@ -33,6 +34,11 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_check.py
+	$(BIN)/python benchmarks/bench_hosting.py
+
+# the 1M-bus synthetic city (13,000 transformers): about 5 minutes and 9 GB
+bench-city: $(STAMP)
+	$(BIN)/python benchmarks/bench_hosting.py --city 13000
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache hosting-sz-futian

@@ -1,0 +1,204 @@
+"""The application desk: decide an application against the network *plus every reservation*,
+record it, and keep the reserved network current.
+
+Reservations (approved and energized applications) are added to the network as loads: the desk
+keeps a :class:`Network` whose pandapower model carries them, rebuilt (one base load flow) after
+each change of the reservation set. Every decision runs under one lock, so two applications can
+never both take the same headroom; the register write commits before the answer is returned.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import threading
+from typing import Any
+
+from lvplan import __version__
+from lvplan.criteria import Criteria
+from lvplan.decision import Decision, check, resolve_criteria
+from lvplan.errors import InputError
+from lvplan.model.network import Network
+from lvplan.register.store import (
+    STATUS_OF_DECISION,
+    TRANSITIONS,
+    Application,
+    Conflict,
+    NotFound,
+    SqliteBackend,
+    now,
+    request_hash,
+)
+
+FIELDS = {"id", "bus", "lon", "lat", "kw", "category", "pf", "area_class"}
+
+
+def normalise_request(body: Any, *, need_id: bool) -> dict[str, Any]:
+    """The validated request as stored (raises InputError naming the field)."""
+    if not isinstance(body, dict):
+        raise InputError("body: expected a JSON object")
+    unknown = sorted(set(body) - FIELDS)
+    if unknown:
+        raise InputError(f"{unknown[0]}: unknown field")
+    out: dict[str, Any] = {}
+    if need_id:
+        app_id = body.get("id")
+        if not isinstance(app_id, str) or not app_id.strip() or len(app_id) > 128:
+            raise InputError("id: a non-empty string of at most 128 characters is required")
+        out["id"] = app_id
+    has_bus = body.get("bus") is not None
+    has_loc = body.get("lon") is not None or body.get("lat") is not None
+    if has_bus == has_loc:
+        raise InputError("bus: give either bus or both lon and lat")
+    if has_bus:
+        bus = body["bus"]
+        if isinstance(bus, bool) or not isinstance(bus, int | str):
+            raise InputError("bus: must be an integer index or a bus name")
+        out["bus"] = bus
+    else:
+        for k in ("lon", "lat"):
+            v = body.get(k)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                raise InputError(f"{k}: must be a finite number")
+            out[k] = float(v)
+        if body.get("area_class") is not None:
+            out["area_class"] = str(body["area_class"])
+    kw = body.get("kw")
+    if isinstance(kw, bool) or not isinstance(kw, int | float):
+        raise InputError("kw: must be a number")
+    if not math.isfinite(kw) or kw <= 0:
+        raise InputError("kw: must be a finite number > 0")
+    out["kw"] = float(kw)
+    if body.get("category") is not None:
+        if not isinstance(body["category"], str):
+            raise InputError("category: must be a string")
+        out["category"] = body["category"]
+    if body.get("pf") is not None:
+        pf = body["pf"]
+        if isinstance(pf, bool) or not isinstance(pf, int | float) or not 0 < pf <= 1:
+            raise InputError("pf: must be a number in (0, 1]")
+        out["pf"] = float(pf)
+    return out
+
+
+class Desk:
+    def __init__(self, network: Network, register: SqliteBackend, criteria: Criteria | None = None):
+        self.pristine = network
+        self.register = register
+        self.criteria = resolve_criteria(criteria)
+        self.lock = threading.RLock()
+        self._reserved_key: tuple | None = None
+        self._reserved: Network = network
+        self.refresh()
+
+    # -- the network with every reservation ------------------------------------------------------
+    def refresh(self) -> Network:
+        """The network with the register's reservations as loads (rebuilt when they changed)."""
+        with self.lock:
+            apps = [a for a in self.register.reserving() if a.bus is not None]
+            key = tuple((a.id, a.status) for a in apps)
+            if key != self._reserved_key:
+                self._reserved = self._with_loads(apps)
+                self._reserved_key = key
+            return self._reserved
+
+    def _with_loads(self, apps: list[Application]) -> Network:
+        if not apps:
+            return self.pristine
+        import pandapower as pp
+
+        net = copy.deepcopy(self.pristine.pp)
+        for a in apps:
+            pp.create_load(
+                net,
+                int(a.bus),  # type: ignore[arg-type]
+                p_mw=a.design_kw / 1000.0,
+                q_mvar=a.design_kvar / 1000.0,
+                name=f"lvplan {a.status} {a.id}",
+            )
+        return Network(
+            net, name=self.pristine.name, source=self.pristine.source, validate=False
+        )
+
+    # -- decisions -----------------------------------------------------------------------------
+    def _decide(self, req: dict[str, Any], network: Network) -> Decision:
+        if "bus" in req:
+            return check(
+                network,
+                bus=req["bus"],
+                kw=req["kw"],
+                category=req.get("category"),
+                pf=req.get("pf"),
+                criteria=self.criteria,
+            )
+        from lvplan.locate import check_location
+
+        return check_location(
+            network,
+            lon=req["lon"],
+            lat=req["lat"],
+            kw=req["kw"],
+            category=req.get("category"),
+            pf=req.get("pf"),
+            criteria=self.criteria,
+            area_class=req.get("area_class"),
+        )
+
+    def check(self, body: Any) -> dict[str, Any]:
+        """The answer without reserving (counts the reservations)."""
+        req = normalise_request(body, need_id=False)
+        with self.lock:
+            return self._decide(req, self.refresh()).to_dict()
+
+    def apply(self, body: Any) -> tuple[Application, bool]:
+        """Decide and record an application; idempotent on its id. Returns (app, created)."""
+        req = normalise_request(body, need_id=True)
+        h = request_hash(req)
+        with self.lock:
+            old = self.register.get(req["id"])
+            if old is not None:
+                if old.request_sha256 != h:
+                    raise Conflict(f"id: application {req['id']!r} exists with another request")
+                return old, False
+            network = self.refresh()
+            d = self._decide(req, network)
+            out = d.to_dict()
+            status = STATUS_OF_DECISION[d.decision]
+            t = now()
+            app = Application(
+                id=req["id"],
+                seq=0,
+                status=status,
+                request=req,
+                request_sha256=h,
+                decision=out,
+                bus=d.bus,
+                design_kw=d.design_kw,
+                design_kvar=d.design_kvar,
+                network_fingerprint=self.pristine.fingerprint,
+                lvplan_version=__version__,
+                created_at=t,
+                updated_at=t,
+            )
+            self.register.insert(app)
+            stored = self.register.get(app.id)
+            assert stored is not None
+            return stored, True
+
+    def transition(self, app_id: str, action: str) -> Application:
+        allowed, new = TRANSITIONS[action]
+        with self.lock:
+            app = self.get(app_id)
+            if app.status == new:
+                return app  # idempotent
+            if app.status not in allowed:
+                raise Conflict(f"status: cannot {action} an application that is {app.status}")
+            if not self.register.set_status(app_id, app.status, new, now(), action):
+                raise Conflict(f"status: {app_id!r} changed meanwhile")  # pragma: no cover
+            return self.get(app_id)
+
+    def get(self, app_id: str) -> Application:
+        app = self.register.get(app_id)
+        if app is None:
+            raise NotFound(f"id: no application {app_id!r}")
+        return app

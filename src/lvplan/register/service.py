@@ -1,0 +1,148 @@
+"""``lvplan serve``: the HTTP service (FastAPI; OpenAPI docs at /docs and /openapi.json).
+
+Every route but ``/healthz`` needs ``Authorization: Bearer <token>`` (``LVPLAN_TOKEN`` or a
+token file). Bad requests get a 4xx with ``{"error": {"field": ..., "message": ...}}``; a load
+flow that fails is a ``not_assessable`` decision, not an error; bodies above ``MAX_BODY_BYTES``
+are refused with 413 before they are read.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any
+
+from lvplan.errors import InputError, LvplanError
+from lvplan.register.desk import Desk
+from lvplan.register.store import Conflict, NotFound
+
+MAX_BODY_BYTES = 16 * 1024
+
+
+def _error(status: int, message: str):
+    from fastapi.responses import JSONResponse
+
+    field, _, rest = message.partition(": ")
+    if not rest or " " in field:
+        field, rest = "", message
+    return JSONResponse(status_code=status, content={"error": {"field": field, "message": rest}})
+
+
+def create_app(desk: Desk, token: str):
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse
+
+    if not token:
+        raise InputError("token: an empty token is not allowed")
+    app = FastAPI(
+        title="lvplan",
+        description="Automated checks of new 380 V applications against public 10/0.4 kV "
+        "transformers, with a register that reserves approved capacity.",
+        version=desk.pristine.fingerprint[:12],
+    )
+    expected = f"Bearer {token}".encode()
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        size = request.headers.get("content-length")
+        if size is not None:
+            try:
+                too_big = int(size) > MAX_BODY_BYTES
+            except ValueError:
+                return _error(400, "content-length: not a number")
+            if too_big:
+                return _error(413, f"body: larger than {MAX_BODY_BYTES} bytes")
+        if request.url.path not in ("/healthz", "/docs", "/openapi.json"):
+            got = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(got, expected):
+                return _error(401, "authorization: a valid bearer token is required")
+        return await call_next(request)
+
+    async def body_of(request: Request) -> Any:
+        raw = b""
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > MAX_BODY_BYTES:
+                raise InputError(f"body: larger than {MAX_BODY_BYTES} bytes")
+        try:
+            return json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise InputError("body: malformed JSON") from None
+
+    def run(fn, *args):
+        try:
+            return fn(*args)
+        except NotFound as exc:
+            return _error(404, str(exc))
+        except Conflict as exc:
+            return _error(409, str(exc))
+        except InputError as exc:
+            return _error(422 if not str(exc).startswith("body:") else 400, str(exc))
+        except LvplanError as exc:  # pragma: no cover - reported, never a 500
+            return _error(503, f"service: {exc}")
+
+    def answer(app_obj, created: bool):
+        status = 201 if created else 200
+        return JSONResponse(
+            status_code=status,
+            content={"id": app_obj.id, "status": app_obj.status, "decision": app_obj.decision},
+        )
+
+    @app.get("/healthz")
+    def healthz():
+        return {"ok": True, "network": desk.pristine.name, "fingerprint": desk.pristine.fingerprint}
+
+    @app.post("/v1/applications")
+    async def post_application(request: Request):
+        try:
+            body = await body_of(request)
+        except InputError as exc:
+            return _error(413 if "larger" in str(exc) else 400, str(exc))
+        out = await _in_thread(run, _apply, desk, body)
+        return out if not isinstance(out, tuple) else answer(*out)
+
+    @app.get("/v1/applications/{app_id}")
+    def get_application(app_id: str):
+        out = run(desk.get, app_id)
+        return out if not hasattr(out, "decision") else answer(out, False)
+
+    @app.post("/v1/applications/{app_id}/withdraw")
+    async def withdraw(app_id: str):
+        out = await _in_thread(run, desk.transition, app_id, "withdraw")
+        return out if not hasattr(out, "decision") else answer(out, False)
+
+    @app.post("/v1/applications/{app_id}/energize")
+    async def energize(app_id: str):
+        out = await _in_thread(run, desk.transition, app_id, "energize")
+        return out if not hasattr(out, "decision") else answer(out, False)
+
+    @app.post("/v1/check")
+    async def post_check(request: Request):
+        try:
+            body = await body_of(request)
+        except InputError as exc:
+            return _error(413 if "larger" in str(exc) else 400, str(exc))
+        out = await _in_thread(run, desk.check, body)
+        return out if not isinstance(out, dict) else {"decision": out}
+
+    @app.get("/v1/capacity/transformers")
+    async def capacity_transformers():
+        return await _in_thread(run, desk.transformer_capacity)
+
+    @app.get("/v1/capacity/buses")
+    async def capacity_buses(transformer: str | None = None):
+        if transformer is None:
+            return _error(422, "transformer: query parameter required")
+        return await _in_thread(run, desk.bus_capacity, transformer)
+
+    return app
+
+
+def _apply(desk: Desk, body: Any):
+    return desk.apply(body)
+
+
+async def _in_thread(fn, *args):
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(fn, *args)
