@@ -123,7 +123,13 @@ def test_map_renders_in_headless_chromium(out, tmp_path):
     assert not errors, errors
     shot = tmp_path / "shot.png"
     subprocess.run(
-        [browser, *flags, "--window-size=1000,800", f"--screenshot={shot}", (out / "map.html").as_uri()],
+        [
+            browser,
+            *flags,
+            "--window-size=1000,800",
+            f"--screenshot={shot}",
+            (out / "map.html").as_uri(),
+        ],
         capture_output=True,
         timeout=120,
     )

@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("auto", "ac"),
         help="auto: fast engine, full AC near a limit; ac: full AC always",
     )
+    c.add_argument("--register", help="count the reservations of this register (SQLite file)")
     i = sub.add_parser("inspect", help="counts, transformer loadings, worst voltages, violations")
     _add_common(i)
     h = sub.add_parser("hosting", help="hosting capacity of every LV bus: tables, GeoJSON, maps")
@@ -69,6 +70,23 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--resume", metavar="DIR", help="reuse the finished chunks of a run in DIR")
     h.add_argument("--no-maps", action="store_true", help="skip map.html and map.png")
     h.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
+    r = sub.add_parser("register", help="the application register: list, show, export")
+    r.add_argument("action", choices=("list", "show", "export"))
+    r.add_argument("arg", nargs="?", help="ID for show, CSV file for export")
+    r.add_argument("--register", required=True, help="register file (SQLite)")
+    r.add_argument("--json", action="store_true", help="print JSON")
+    b = sub.add_parser("check-batch", help="decide a queue of applications, reserving as it goes")
+    _add_common(b)
+    b.add_argument("applications", help="CSV: id, bus or lon+lat, kw, category, pf")
+    b.add_argument("--register", required=True, help="register file (SQLite)")
+    b.add_argument("--out", required=True, help="decisions CSV to write")
+    b.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
+    v = sub.add_parser("serve", help="the HTTP service (FastAPI)")
+    _add_common(v)
+    v.add_argument("--register", required=True, help="register file (SQLite)")
+    v.add_argument("--host", default="127.0.0.1")
+    v.add_argument("--port", default="8080")
+    v.add_argument("--token-file", help="file holding the bearer token (else LVPLAN_TOKEN)")
     s = sub.add_parser("synth", help="build a synthetic network")
     ssub = s.add_subparsers(dest="what", required=True)
     sc = ssub.add_parser("city", help="a city of SimBench LV grids on 10 kV feeders")
@@ -152,7 +170,13 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.command == "synth":
         return _synth(args)
+    if args.command == "register":
+        return _register(args)
     crit = _criteria(args)
+    if args.command == "check-batch":
+        return _check_batch(args, crit)
+    if args.command == "serve":
+        return _serve(args, crit)
     if args.command == "check":
         has_loc = args.lon is not None or args.lat is not None
         if has_loc == (args.bus is not None):
@@ -172,6 +196,23 @@ def _run(args: argparse.Namespace) -> int:
                 pf=args.pf,
                 criteria=crit,
                 area_class=args.area_class,
+                method=args.method,
+            )
+        elif args.register:
+            from lvplan.register.desk import Desk
+            from lvplan.register.store import open_backend
+
+            desk = Desk(net, open_backend(args.register), crit)
+            net = desk.refresh()
+            from lvplan.decision import check
+
+            d = check(
+                net,
+                bus=args.bus,
+                kw=args.kw,
+                category=args.category,
+                pf=args.pf,
+                criteria=crit,
                 method=args.method,
             )
         else:
@@ -266,6 +307,91 @@ def _hosting(args: argparse.Namespace, crit) -> int:
         f"chunks {st.get('chunks')} (reused {st.get('chunks_reused')})"
     )
     print(f"written to {out}/: " + ", ".join(summary["files"]))
+    return 0
+
+
+def _register(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lvplan.io.atomic import write_text_atomic
+    from lvplan.register.store import NotFound, export_csv, open_backend
+
+    if not Path(args.register).is_file():
+        raise InputError(f"--register {args.register}: no such register file")
+    reg = open_backend(args.register)
+    if args.action == "list":
+        apps = reg.all()
+        if args.json:
+            print(json.dumps([a.to_dict() for a in apps], indent=2, ensure_ascii=False))
+            return 0
+        for a in apps:
+            d = a.decision
+            b = (d.get("binding") or {}).get("kind", "")
+            print(
+                f"{a.seq:>6} {a.id:<24} {a.status:<15} bus {a.bus!s:<7} "
+                f"{a.design_kw:>8.1f} kW  {b:<12} {a.created_at}"
+            )
+        print(f"{len(apps)} applications, {sum(a.reserves for a in apps)} reserving capacity")
+        return 0
+    if args.action == "show":
+        if not args.arg:
+            raise InputError("register show needs an application ID")
+        app = reg.get(args.arg)
+        if app is None:
+            raise NotFound(f"no application {args.arg!r} in {args.register}")
+        full = app.to_dict() | {
+            "network_fingerprint": app.network_fingerprint,
+            "lvplan_version": app.lvplan_version,
+            "events": reg.events(app.id),
+        }
+        print(json.dumps(full, indent=2, ensure_ascii=False))
+        return 0
+    if not args.arg:
+        raise InputError("register export needs a CSV file to write")
+    write_text_atomic(args.arg, export_csv(reg.all()))
+    print(f"exported {len(reg.all())} applications to {args.arg}")
+    return 0
+
+
+def _check_batch(args: argparse.Namespace, crit) -> int:
+    from lvplan.io.load import load_network
+    from lvplan.register.batch import run_batch
+
+    return run_batch(
+        load_network(args.network),
+        args.applications,
+        args.register,
+        args.out,
+        crit,
+        progress=True if args.progress else None,
+    )
+
+
+def _serve(args: argparse.Namespace, crit) -> int:
+    import os
+    from pathlib import Path
+
+    from lvplan.io.load import load_network
+    from lvplan.register.desk import Desk
+    from lvplan.register.service import create_app
+    from lvplan.register.store import open_backend
+
+    port = _int_arg("--port", args.port, 1)
+    if args.token_file:
+        try:
+            token = Path(args.token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise InputError(f"--token-file {args.token_file}: {exc.strerror}") from None
+    else:
+        token = os.environ.get("LVPLAN_TOKEN", "").strip()
+    if not token:
+        raise InputError("no token: set LVPLAN_TOKEN or give --token-file")
+    desk = Desk(load_network(args.network), open_backend(args.register), crit)
+    desk.refresh().base_state()
+    app = create_app(desk, token)
+    import uvicorn
+
+    uvicorn.run(app, host=args.host, port=port, log_level="warning", access_log=False)
     return 0
 
 

@@ -42,7 +42,7 @@ def read_folder(folder: Path):
                 raise InputError(f"{folder}: missing table {name}.csv")
             continue
         try:
-            df = pd.read_csv(path, index_col=0)
+            df = pd.read_csv(path, index_col=0, low_memory=False)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
             raise InputError(f"{path}: malformed CSV: {str(exc).splitlines()[0]}") from None
         if name == "bus" and {"lon", "lat"} <= set(df.columns):

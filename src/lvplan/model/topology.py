@@ -204,10 +204,11 @@ def energized_buses(net) -> np.ndarray:
     a = np.concatenate([e[0] for e in ends]).astype(np.int64)
     b = np.concatenate([e[1] for e in ends]).astype(np.int64)
     known = np.isin(a, ids) & np.isin(b, ids)
-    a, b = pos.loc[a[known]].to_numpy(), pos.loc[b[known]].to_numpy()
-    keep = on[a] & on[b]
+    ra = pos.reindex(a[known]).to_numpy(np.int64)
+    rb = pos.reindex(b[known]).to_numpy(np.int64)
+    keep = on[ra] & on[rb]
     n = ids.size
-    g = coo_matrix((np.ones(int(keep.sum())), (a[keep], b[keep])), shape=(n, n))
+    g = coo_matrix((np.ones(int(keep.sum())), (ra[keep], rb[keep])), shape=(n, n))
     _, label = connected_components(g, directed=False)
     sources = [int(x) for x in net.ext_grid.bus[net.ext_grid.in_service.astype(bool)]]
     if "gen" in net and not net.gen.empty:

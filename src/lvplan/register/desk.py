@@ -116,12 +116,20 @@ class Desk:
                 q_mvar=a.design_kvar / 1000.0,
                 name=f"lvplan {a.status} {a.id}",
             )
-        return Network(
-            net, name=self.pristine.name, source=self.pristine.source, validate=False
-        )
+        return Network(net, name=self.pristine.name, source=self.pristine.source, validate=False)
 
     # -- decisions -----------------------------------------------------------------------------
     def _decide(self, req: dict[str, Any], network: Network) -> Decision:
+        try:
+            return self._decide_raw(req, network)
+        except InputError as exc:  # name the field the message is about
+            msg = str(exc)
+            for field in ("category", "bus", "pf", "area_class", "lon", "lat", "kw"):
+                if field in msg.split(":")[0] or msg.startswith(f"unknown {field}"):
+                    raise InputError(f"{field}: {msg}") from None
+            raise
+
+    def _decide_raw(self, req: dict[str, Any], network: Network) -> Decision:
         if "bus" in req:
             return check(
                 network,
@@ -202,3 +210,79 @@ class Desk:
         if app is None:
             raise NotFound(f"id: no application {app_id!r}")
         return app
+
+    # -- live capacity (counts the reservations) ----------------------------------------------
+    def transformer_capacity(self) -> dict[str, Any]:
+        with self.lock:
+            network = self.refresh()
+            base = network.base_state()
+            reserved = self.register.reserving()
+        net = network.pp
+        tr = net.trafo
+        topo = network.topology
+        by_trafo: dict[int, float] = {}
+        for a in reserved:
+            area = topo.area_of(int(a.bus)) if a.bus is not None else None
+            if area is not None and area.trafos:
+                by_trafo[area.trafos[0]] = by_trafo.get(area.trafos[0], 0.0) + a.design_kw
+        out = []
+        limit = self.criteria.trafo_max_loading_percent
+        for k, t in enumerate(tr.index):
+            if not (tr.at[t, "vn_hv_kv"] <= 35 and tr.at[t, "vn_lv_kv"] < 1):
+                continue
+            rated = float(tr.at[t, "sn_mva"]) * 1000.0
+            ld = float(base.trafo_loading_percent[k])
+            name = tr.at[t, "name"] if "name" in tr.columns else None
+            out.append(
+                {
+                    "trafo": int(t),
+                    "name": name if isinstance(name, str) else f"trafo {int(t)}",
+                    "rated_kva": round(rated, 1),
+                    "loading_percent": round(ld, 2) if math.isfinite(ld) else None,
+                    "headroom_kva": round((limit - ld) / 100.0 * rated, 1)
+                    if math.isfinite(ld)
+                    else None,
+                    "reserved_kw": round(by_trafo.get(int(t), 0.0), 1),
+                    "feeder": topo.trafo_feeder.get(int(t)),
+                }
+            )
+        return {
+            "reservations": len(reserved),
+            "network_fingerprint": self.pristine.fingerprint,
+            "transformers": out,
+        }
+
+    def bus_capacity(self, transformer: str) -> dict[str, Any]:
+        """Headroom (design kW, the check's own search) at every LV bus of one transformer."""
+        with self.lock:
+            network = self.refresh()
+            net = network.pp
+            tr = net.trafo
+            hit = [
+                int(t)
+                for t in tr.index
+                if str(t) == transformer
+                or (isinstance(tr.at[t, "name"], str) and tr.at[t, "name"] == transformer)
+            ]
+            if not hit:
+                raise NotFound(f"transformer: no transformer {transformer!r}")
+            t = hit[0]
+            area = network.topology.area_of(int(tr.at[t, "lv_bus"]))
+            buses = list(area.buses) if area is not None else []
+            rows = []
+            for b in buses:
+                d = check(network, bus=b, kw=0.1, criteria=self.criteria, category="generic")
+                hr = d.headroom_kw
+                if d.decision == "fits" and hr is not None:
+                    hr = round(hr + 0.1, 1)
+                names = net.bus.name if "name" in net.bus.columns else None
+                nm = names.at[b] if names is not None else ""
+                rows.append(
+                    {
+                        "bus": int(b),
+                        "name": nm if isinstance(nm, str) else "",
+                        "headroom_kw": hr if d.decision in ("fits", "does_not_fit") else None,
+                        "binding": None if d.binding is None else d.binding.to_dict(),
+                    }
+                )
+        return {"transformer": int(t), "buses": rows}

@@ -12,6 +12,9 @@ import hmac
 import json
 from typing import Any
 
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
 from lvplan.errors import InputError, LvplanError
 from lvplan.register.desk import Desk
 from lvplan.register.store import Conflict, NotFound
@@ -20,8 +23,6 @@ MAX_BODY_BYTES = 16 * 1024
 
 
 def _error(status: int, message: str):
-    from fastapi.responses import JSONResponse
-
     field, _, rest = message.partition(": ")
     if not rest or " " in field:
         field, rest = "", message
@@ -29,9 +30,6 @@ def _error(status: int, message: str):
 
 
 def create_app(desk: Desk, token: str):
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
-
     if not token:
         raise InputError("token: an empty token is not allowed")
     app = FastAPI(

@@ -1,0 +1,277 @@
+"""The HTTP service (issue 4), as a real server process: bad requests, concurrency, SIGKILL."""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+
+import httpx
+import numpy as np
+import pandapower as pp
+import pytest
+from reference import OPTS, _violations
+
+TOKEN = "test-token-3f1c"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def server(db, network: str = "sz-futian"):
+    port = _free_port()
+    env = dict(os.environ, LVPLAN_TOKEN=TOKEN)
+    cmd = [sys.executable, "-m", "lvplan.cli", "serve", network, "--register", str(db)]
+    proc = subprocess.Popen(
+        [*cmd, "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start: {proc.stderr.read().decode()[-2000:]}")
+            time.sleep(0.2)
+        yield url, proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    db = tmp_path_factory.mktemp("svc") / "r.db"
+    with server(db) as (url, proc):
+        yield url, proc
+
+
+def _healthy(url: str) -> None:
+    assert httpx.get(f"{url}/healthz").json()["ok"] is True
+    r = httpx.post(f"{url}/v1/check", json={"bus": 15, "kw": 10}, headers=AUTH)
+    assert r.status_code == 200 and r.json()["decision"]["decision"] == "fits"
+
+
+BAD = [
+    ("malformed JSON", "POST", "/v1/applications", b"{bad", AUTH, 400, "body"),
+    ("not an object", "POST", "/v1/applications", b"[1, 2]", AUTH, 400, "body"),
+    ("missing id", "POST", "/v1/applications", {"bus": 15, "kw": 10}, AUTH, 422, "id"),
+    (
+        "id not a string",
+        "POST",
+        "/v1/applications",
+        {"id": 5, "bus": 15, "kw": 10},
+        AUTH,
+        422,
+        "id",
+    ),
+    ("missing kw", "POST", "/v1/applications", {"id": "a", "bus": 15}, AUTH, 422, "kw"),
+    ("kw a string", "POST", "/v1/applications", {"id": "a", "bus": 15, "kw": "x"}, AUTH, 422, "kw"),
+    ("kw zero", "POST", "/v1/applications", {"id": "a", "bus": 15, "kw": 0}, AUTH, 422, "kw"),
+    ("kw negative", "POST", "/v1/applications", {"id": "a", "bus": 15, "kw": -5}, AUTH, 422, "kw"),
+    ("kw NaN", "POST", "/v1/applications", b'{"id": "a", "bus": 15, "kw": NaN}', AUTH, 422, "kw"),
+    ("kw boolean", "POST", "/v1/applications", {"id": "a", "bus": 15, "kw": True}, AUTH, 422, "kw"),
+    (
+        "unknown bus",
+        "POST",
+        "/v1/applications",
+        {"id": "a", "bus": 9999, "kw": 5},
+        AUTH,
+        422,
+        "bus",
+    ),
+    ("MV bus", "POST", "/v1/applications", {"id": "a", "bus": 2, "kw": 5}, AUTH, 422, "bus"),
+    ("bus a list", "POST", "/v1/applications", {"id": "a", "bus": [1], "kw": 5}, AUTH, 422, "bus"),
+    (
+        "bus and lon",
+        "POST",
+        "/v1/check",
+        {"bus": 15, "lon": 114.0, "lat": 22.5, "kw": 5},
+        AUTH,
+        422,
+        "bus",
+    ),
+    ("lon without lat", "POST", "/v1/check", {"lon": 114.05, "kw": 5}, AUTH, 422, "lat"),
+    ("pf above 1", "POST", "/v1/check", {"bus": 15, "kw": 5, "pf": 1.2}, AUTH, 422, "pf"),
+    (
+        "unknown category",
+        "POST",
+        "/v1/check",
+        {"bus": 15, "kw": 5, "category": "x"},
+        AUTH,
+        422,
+        "category",
+    ),
+    ("unknown field", "POST", "/v1/check", {"bus": 15, "kw": 5, "volts": 1}, AUTH, 422, "volts"),
+    ("huge body", "POST", "/v1/applications", b"[" + b"1," * 20000 + b"1]", AUTH, 413, "body"),
+    ("no token", "POST", "/v1/check", {"bus": 15, "kw": 5}, {}, 401, "authorization"),
+    (
+        "wrong token",
+        "GET",
+        "/v1/capacity/transformers",
+        None,
+        {"Authorization": "Bearer no"},
+        401,
+        "authorization",
+    ),
+    ("unknown application", "GET", "/v1/applications/nope", None, AUTH, 404, "id"),
+    ("withdraw unknown", "POST", "/v1/applications/nope/withdraw", None, AUTH, 404, "id"),
+    ("buses without transformer", "GET", "/v1/capacity/buses", None, AUTH, 422, "transformer"),
+    (
+        "unknown transformer",
+        "GET",
+        "/v1/capacity/buses?transformer=T99",
+        None,
+        AUTH,
+        404,
+        "transformer",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", BAD, ids=[c[0] for c in BAD])
+def test_bad_requests_get_the_right_4xx_and_the_server_keeps_serving(live, case):
+    url, proc = live
+    _name, method, path, body, headers, status, field = case
+    if isinstance(body, bytes):
+        kw = {"content": body, "headers": {**headers, "Content-Type": "application/json"}}
+    elif body is None:
+        kw = {"headers": headers}
+    else:
+        kw = {"json": body, "headers": headers}
+    r = httpx.request(method, url + path, timeout=30, **kw)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["field"] == field and err["message"]
+    assert proc.poll() is None
+    _healthy(url)
+
+
+def test_idempotency_and_conflict_over_http(live):
+    url, _ = live
+    body = {"id": "idem-1", "bus": "T5 kiosk", "kw": 20}
+    first = httpx.post(f"{url}/v1/applications", json=body, headers=AUTH)
+    again = httpx.post(f"{url}/v1/applications", json=body, headers=AUTH)
+    assert first.status_code == 201 and again.status_code == 200
+    assert first.json() == again.json()
+    assert first.json()["status"] == "approved"
+    other = httpx.post(f"{url}/v1/applications", json={**body, "kw": 21}, headers=AUTH)
+    assert other.status_code == 409 and other.json()["error"]["field"] == "id"
+    got = httpx.get(f"{url}/v1/applications/idem-1", headers=AUTH).json()
+    assert got["status"] == "approved" and got["decision"] == first.json()["decision"]
+    caps = httpx.get(f"{url}/v1/capacity/transformers", headers=AUTH).json()
+    t5 = next(t for t in caps["transformers"] if t["name"].startswith("T5"))
+    assert t5["reserved_kw"] == pytest.approx(20.0)
+    buses = httpx.get(f"{url}/v1/capacity/buses?transformer=4", headers=AUTH).json()
+    assert {b["name"] for b in buses["buses"]} >= {"T5 kiosk", "T5 LV board"}
+    assert httpx.get(f"{url}/openapi.json").json()["info"]["title"] == "lvplan"
+
+
+def _fire(url, bodies, answered, lock):
+    with httpx.Client(timeout=60) as c:
+        for b in bodies:
+            try:
+                r = c.post(f"{url}/v1/applications", json=b, headers=AUTH)
+            except httpx.HTTPError:
+                return
+            if r.status_code in (200, 201):
+                with lock:
+                    answered[b["id"]] = r.json()["status"]
+
+
+def _applications(n: int, seed: int, buses):
+    rng = np.random.default_rng(seed)
+    return [
+        {"id": f"c{seed}-{i}", "bus": int(rng.choice(buses)), "kw": float(rng.uniform(10, 90))}
+        for i in range(n)
+    ]
+
+
+def test_concurrent_approvals_all_fit_together(sz, cn, tmp_path):
+    """10 clients at once on the same transformer areas: the approved set, all added together
+    to the network, passes the full AC check (no new violation anywhere)."""
+    buses = [15, 16, 18, 20, 28, 29, 31, 34, 37, 40]  # areas of T3, T5, T6: shared headroom
+    with server(tmp_path / "r.db") as (url, _):
+        answered: dict[str, str] = {}
+        lock = threading.Lock()
+        threads = [
+            threading.Thread(target=_fire, args=(url, _applications(8, s, buses), answered, lock))
+            for s in range(10)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert len(answered) == 80
+    con = sqlite3.connect(tmp_path / "r.db")
+    rows = con.execute(
+        "SELECT id, bus, design_kw, design_kvar, status FROM applications"
+    ).fetchall()
+    assert len(rows) == 80 and {r[0] for r in rows} == set(answered)
+    approved = [r for r in rows if r[4] == "approved"]
+    assert 5 <= len(approved) < 80  # capacity ran out: some were turned down
+    net = copy.deepcopy(sz.pp)
+    pp.runpp(net, **OPTS)
+    before = _violations(net, cn)
+    for _id, bus, p_kw, q_kvar, _s in approved:
+        pp.create_load(net, int(bus), p_mw=p_kw / 1000.0, q_mvar=q_kvar / 1000.0)
+    pp.runpp(net, **OPTS)
+    assert _violations(net, cn) <= before
+
+
+def test_sigkill_in_a_burst_loses_no_approval(tmp_path):
+    db = tmp_path / "r.db"
+    buses = [3, 8, 15, 20, 28, 31, 34, 40, 47, 50]
+    bodies = [_applications(30, 100 + s, buses) for s in range(6)]
+    answered: dict[str, str] = {}
+    lock = threading.Lock()
+    with server(db) as (url, proc):
+        threads = [threading.Thread(target=_fire, args=(url, b, answered, lock)) for b in bodies]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 60
+        while len(answered) < 25 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)  # in the middle of the burst
+        for t in threads:
+            t.join()
+        proc.wait(10)
+    assert 25 <= len(answered) < 180
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    n_rows = con.execute("SELECT count(*) FROM applications").fetchone()[0]
+    assert n_rows >= len(answered)
+    con.close()
+    with server(db) as (url, _), httpx.Client(timeout=60) as c:
+        for app_id, status in answered.items():
+            got = c.get(f"{url}/v1/applications/{app_id}", headers=AUTH).json()
+            assert got["status"] == status
+        # replaying the whole burst: answered ones come back unchanged, the rest are decided
+        for b in [x for group in bodies for x in group]:
+            r = c.post(f"{url}/v1/applications", json=b, headers=AUTH)
+            assert r.status_code in (200, 201)
+            if b["id"] in answered:
+                assert r.status_code == 200 and r.json()["status"] == answered[b["id"]]
+    con = sqlite3.connect(db)
+    ids = [r[0] for r in con.execute("SELECT id FROM applications")]
+    assert len(ids) == len(set(ids)) == 180
