@@ -70,7 +70,7 @@ def test_states_and_transitions(desk):
 
 
 def test_every_decision_is_stored_with_what_reproduces_it(desk, sz):
-    a, _ = desk.apply({"id": "r1", "bus": "T8 clinic", "kw": 40, "category": "restaurant"})
+    desk.apply({"id": "r1", "bus": "T8 clinic", "kw": 40, "category": "restaurant"})
     stored = desk.get("r1")
     assert stored.request == {"id": "r1", "bus": "T8 clinic", "kw": 40.0, "category": "restaurant"}
     assert stored.network_fingerprint == sz.fingerprint
