@@ -386,8 +386,9 @@ def _serve(args: argparse.Namespace, crit) -> int:
         token = os.environ.get("LVPLAN_TOKEN", "").strip()
     if not token:
         raise InputError("no token: set LVPLAN_TOKEN or give --token-file")
-    desk = Desk(load_network(args.network), open_backend(args.register), crit)
-    desk.refresh().base_state()
+    desk = Desk(
+        load_network(args.network), open_backend(args.register), crit, rebuild_in_background=True
+    )
     app = create_app(desk, token)
     import uvicorn
 

@@ -233,18 +233,22 @@ def check(
     method: str = "auto",
     cable: Cable | None = None,
     headroom: bool = True,
+    background: tuple[ExtraLoad, ...] = (),
 ) -> Decision:
     """Does a new balanced three-phase customer of ``kw`` declared kW fit at ``bus``?
 
     ``method="ac"`` makes pandapower's full AC load flow decide every case. ``cable`` puts the
-    customer behind a service cable. Raises ``InputError`` for a bad question; never mutates
-    ``network``.
+    customer behind a service cable. ``background`` loads (reservations not in the network's
+    tables) are counted as if they were. Raises ``InputError`` for a bad question; never
+    mutates ``network``.
     """
     crit = resolve_criteria(criteria)
     if method not in METHODS:
         raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     q = make_question(network, bus=bus, kw=kw, category=category, pf=pf, criteria=crit)
-    return _decide(network, q, crit, method=method, cable=cable, headroom=headroom)
+    return _decide(
+        network, q, crit, method=method, cable=cable, headroom=headroom, background=background
+    )
 
 
 def _decide(
@@ -255,6 +259,7 @@ def _decide(
     method: str,
     cable: Cable | None,
     headroom: bool,
+    background: tuple[ExtraLoad, ...] = (),
 ) -> Decision:
     netinfo = {"name": network.name, "source": network.source, "fingerprint": network.fingerprint}
     bus_row = network.bus_row(q.bus)
@@ -336,7 +341,15 @@ def _decide(
     p_mw, q_mvar = q.design_kw / 1000.0, q.design_kvar / 1000.0
     try:
         after, engine, cust_vm, cable_pct = _after_state(
-            network, ctx, q.bus, p_mw, q_mvar, cable, method, (skip_bus, skip_line, skip_trafo)
+            network,
+            ctx,
+            q.bus,
+            p_mw,
+            q_mvar,
+            cable,
+            method,
+            (skip_bus, skip_line, skip_trafo),
+            background,
         )
     except PowerFlowError as exc:
         return Decision(
@@ -391,6 +404,7 @@ def _decide(
             (skip_bus, skip_line, skip_trafo),
             counted=decision == "fits",
             blocked=bool(pre),
+            background=background,
         )
     return Decision(
         decision=decision,
@@ -475,12 +489,13 @@ def _after_state(
     cable: Cable | None,
     method: str,
     skips,
+    background: tuple[ExtraLoad, ...] = (),
 ) -> tuple[GridState, str, float, float]:
     """The judged state after the connection, and which engine produced it."""
     if method == "auto":
         try:
             res = network.fast_engine().solve(
-                bus, p_mw, q_mvar, _service_cable(network, bus, cable)
+                bus, p_mw, q_mvar, _service_cable(network, bus, cable), _bg(background)
             )
             j = ctx.limits.judge(
                 res.state,
@@ -497,7 +512,7 @@ def _after_state(
                 return res.state, "fast", res.customer_vm_pu, res.cable_loading_percent
         except FastEngineUnsupported:
             pass
-    ac = network.run_ac_with([_extra_load(bus, p_mw, q_mvar, cable)])
+    ac = network.run_ac_with([*background, _extra_load(bus, p_mw, q_mvar, cable)])
     cust = ac.customer_vm_pu
     return ac.state, "pandapower", cust, ac.cable_loading_percent
 
@@ -519,6 +534,7 @@ def _headroom_kw(
     counted: bool,
     blocked: bool,
     cap_kw: float = HEADROOM_CAP_KW,
+    background: tuple[ExtraLoad, ...] = (),
 ) -> float | None:
     """Largest extra design kW (same pf) that still fits at the bus.
 
@@ -536,7 +552,8 @@ def _headroom_kw(
     try:
         eng = network.fast_engine()
         sc = _service_cable(network, q.bus, cable)
-        eng.solve(q.bus, offset / 1000.0, offset * tan / 1000.0, sc)
+        bg = _bg(background)
+        eng.solve(q.bus, offset / 1000.0, offset * tan / 1000.0, sc, bg)
         use_fast = True
     except FastEngineDiverged:
         return 0.0
@@ -549,10 +566,10 @@ def _headroom_kw(
         p = (offset + x_kw) / 1000.0
         try:
             if use_fast:
-                res = eng.solve(q.bus, p, p * tan, sc)
+                res = eng.solve(q.bus, p, p * tan, sc, bg)
                 st, cust, pct = res.state, res.customer_vm_pu, res.cable_loading_percent
             else:
-                ac = network.run_ac_with([_extra_load(q.bus, p, p * tan, cable)])
+                ac = network.run_ac_with([*background, _extra_load(q.bus, p, p * tan, cable)])
                 st, cust, pct = ac.state, ac.customer_vm_pu, ac.cable_loading_percent
         except (FastEngineDiverged, PowerFlowError):  # no solution at this load
             return -1.0
@@ -585,6 +602,10 @@ def _headroom_kw(
                 g_lo /= 2
             side = -1
     return round(math.floor(lo / HEADROOM_STEP_KW) * HEADROOM_STEP_KW, 1)
+
+
+def _bg(background: tuple[ExtraLoad, ...]) -> tuple[tuple[int, float, float], ...]:
+    return tuple((e.bus, e.p_mw, e.q_mvar) for e in background)
 
 
 def _extra_load(bus: int, p_mw: float, q_mvar: float, cable: Cable | None) -> ExtraLoad:

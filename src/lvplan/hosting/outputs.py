@@ -31,6 +31,7 @@ CLASSES = (
     ("< 100 kW", -math.inf, 100.0, "#d73027"),
 )
 MAP_MAX_BUSES = 20000
+MAP_MAX_TRANSFORMERS = 5000
 TRANSFORMER_COLUMNS = [
     "trafo",
     "name",
@@ -179,7 +180,11 @@ def map_html(df: pd.DataFrame, trafos: pd.DataFrame, title: str) -> str:
             f"{r['binding_element']})",
         ).add_to(buses)
     tg = folium.FeatureGroup(name="public transformers").add_to(m)
-    for r in _records(trafos[trafos.lon.notna() & trafos.lat.notna()]):
+    located = trafos[trafos.lon.notna() & trafos.lat.notna()]
+    if len(located) > MAP_MAX_TRANSFORMERS:  # the ones with the least headroom
+        located = located.nsmallest(MAP_MAX_TRANSFORMERS, "headroom_kva")
+        note += f"; the {MAP_MAX_TRANSFORMERS} transformers with the least headroom"
+    for r in _records(located):
         popup = (
             f"<b>{r['name'] or 'trafo ' + str(r['trafo'])}</b><br>rating {r['rated_kva']:g} kVA"
             f"<br>design-peak loading {r['loading_percent']} %<br>headroom {r['headroom_kva']} "
@@ -213,18 +218,24 @@ def map_html(df: pd.DataFrame, trafos: pd.DataFrame, title: str) -> str:
     return _inline_leaflet(m.get_root().render())
 
 
+_POPUP_TEMPLATE = None
+
+
 def _popup(html: str):
     """A plain Leaflet popup (folium's own Popup needs jQuery, which an offline page lacks)."""
+    global _POPUP_TEMPLATE
     from branca.element import MacroElement
     from jinja2 import Template
 
+    if _POPUP_TEMPLATE is None:  # compiled once: a city has thousands of popups
+        _POPUP_TEMPLATE = Template(
+            "{% macro script(this, kwargs) %}"
+            "{{ this._parent.get_name() }}.bindPopup({{ this.html|tojson }}, {maxWidth: 300});"
+            "{% endmacro %}"
+        )
     el = MacroElement()
     el._name = "LvplanPopup"
-    el._template = Template(
-        "{% macro script(this, kwargs) %}"
-        "{{ this._parent.get_name() }}.bindPopup({{ this.html|tojson }}, {maxWidth: 300});"
-        "{% endmacro %}"
-    )
+    el._template = _POPUP_TEMPLATE
     el.html = html  # type: ignore[attr-defined]
     return el
 

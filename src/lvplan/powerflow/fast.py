@@ -299,14 +299,20 @@ class FastEngine:
         V_start: np.ndarray,
         tol: float = 1e-11,
         max_iter: int = 200,
+        extra: tuple[tuple[int, complex], ...] = (),
     ) -> tuple[np.ndarray, complex, int]:
-        """Voltages of the area with ``s_load`` (pu, consumed) at position ``k``."""
+        """Voltages of the area with ``s_load`` (pu, consumed) at position ``k`` (``k < 0``: none)
+        and the constant-power loads ``extra`` ((position, s pu), e.g. reservations)."""
         base = a.M @ V_R
         V = V_start.copy()
         v_cust = V[k]
         for it in range(1, max_iter + 1):
             I = np.conj(a.S0 / V)
-            if cable is None:
+            for kx, sx in extra:
+                I[kx] -= np.conj(sx / V[kx])
+            if k < 0:
+                pass
+            elif cable is None:
                 v_cust = V[k]
                 I[k] -= np.conj(s_load / V[k])
             else:
@@ -329,9 +335,19 @@ class FastEngine:
         raise FastEngineDiverged("the local solve did not converge")
 
     def solve(
-        self, pp_bus: int, p_mw: float, q_mvar: float, cable: ServiceCable | None = None
+        self,
+        pp_bus: int,
+        p_mw: float,
+        q_mvar: float,
+        cable: ServiceCable | None = None,
+        background: tuple[tuple[int, float, float], ...] = (),
     ) -> FastResult:
-        """The state of the whole network with an extra load at pandapower bus ``pp_bus``."""
+        """The state of the whole network with an extra load at pandapower bus ``pp_bus``.
+
+        ``background`` holds further loads (pandapower bus, MW, Mvar), e.g. reservations not yet
+        in the base: every LV area carrying one is solved exactly too, and all of them move the
+        MV network together through the linear response (solved to a fixed point).
+        """
         ib = int(self.bus_lookup[pp_bus])
         label = self.area_of(ib) if ib < self.n else -1
         if label < 0:
@@ -341,40 +357,63 @@ class FastEngine:
             raise FastEngineUnsupported("the bus is a slack bus")
         k = a.pos[ib]
         s_load = complex(p_mw, q_mvar) / self.baseMVA
-        V_R = self.V0[a.R].copy()
-        V_L = self.V0[a.L]
-        sens = [self._sensitivity(int(r)) for r in a.R]
-        if a.sens_R is None:
-            a.sens_R = np.array([col[a.R] for pair in sens for col in pair])
-        d_export = np.zeros(a.R.size, complex)
+        # every involved area with its background loads: label -> [(position, s pu)]
+        loads: dict[int, list[tuple[int, complex]]] = {label: []}
+        for b, p, q in background:
+            jb = int(self.bus_lookup[b])
+            lb = self.area_of(jb) if jb < self.n else -1
+            if lb < 0:
+                raise FastEngineUnsupported("a background load is not in an LV area")
+            area_b = self._area(lb)
+            if jb not in area_b.pos:
+                raise FastEngineUnsupported("a background load sits on a slack bus")
+            loads.setdefault(lb, []).append((area_b.pos[jb], complex(p, q) / self.baseMVA))
+        areas = {lb: self._area(lb) for lb in loads}
+        sens = {lb: [self._sensitivity(int(r)) for r in ar.R] for lb, ar in areas.items()}
+        V_R = {lb: self.V0[ar.R].copy() for lb, ar in areas.items()}
+        V_L = {lb: self.V0[ar.L].copy() for lb, ar in areas.items()}
+        d = {lb: np.zeros(ar.R.size, complex) for lb, ar in areas.items()}
+        v_cust: complex = complex(self.V0[ib])
         iters = 0
-        for _ in range(4):
-            V_L, v_cust, it = self._solve_area(a, V_R, k, s_load, cable, V_L)
-            iters += it
-            V = self.V0.copy()
-            V[a.R] = V_R
-            V[a.L] = V_L
-            new_d = self._export(a, V) - a.S_export0
-            if np.max(np.abs(new_d - d_export), initial=0.0) < 1e-10:
-                d_export = new_d
+        for _ in range(8):
+            new_d = {}
+            for lb, ar in areas.items():
+                kk, ss, cb = (k, s_load, cable) if lb == label else (-1, 0j, None)
+                V_L[lb], vc, it = self._solve_area(
+                    ar, V_R[lb], kk, ss, cb, V_L[lb], extra=tuple(loads[lb])
+                )
+                iters += it
+                if lb == label:
+                    v_cust = vc
+                V = self.V0.copy()
+                V[ar.R] = V_R[lb]
+                V[ar.L] = V_L[lb]
+                new_d[lb] = self._export(ar, V) - ar.S_export0
+            change = max(float(np.max(np.abs(new_d[lb] - d[lb]), initial=0.0)) for lb in d)
+            d = new_d
+            if change < 1e-10:
                 break
-            d_export = new_d
-            weights = np.column_stack([d_export.real, d_export.imag]).ravel()
-            V_R = self.V0[a.R] + weights @ a.sens_R
-        # the whole network: linear response outside, the exact area solution inside
+            for lb, ar in areas.items():  # roots moved by every involved area's draw
+                dv = np.zeros(ar.R.size, complex)
+                for lb2, pairs in sens.items():
+                    for (sp_, sq_), ds in zip(pairs, d[lb2], strict=True):
+                        dv += sp_[ar.R] * ds.real + sq_[ar.R] * ds.imag
+                V_R[lb] = self.V0[ar.R] + dv
+        # the whole network: linear response outside, the exact area solutions inside
         dV = np.zeros(self.n, complex)
-        for (sp_, sq_), ds in zip(sens, d_export, strict=True):
-            dV += sp_ * ds.real + sq_ * ds.imag
+        for lb, pairs in sens.items():
+            for (sp_, sq_), ds in zip(pairs, d[lb], strict=True):
+                dV += sp_ * ds.real + sq_ * ds.imag
         V = self.V0 + dV
-        V[a.R] = V_R
-        V[a.L] = V_L
+        for lb, ar in areas.items():
+            V[ar.R] = V_R[lb]
+            V[ar.L] = V_L[lb]
         state = self._state(V)
+        cust_vm = float(abs(v_cust))
         if cable is None:
-            cust_vm = float(abs(v_cust))
             cable_pct = float("nan")
         else:
             i_c = abs(s_load / v_cust)
-            cust_vm = float(abs(v_cust))
             cable_pct = float(i_c * cable.i_base_ka / cable.max_i_ka * 100.0)
         return FastResult(state, cust_vm, cable_pct, iters)
 

@@ -18,7 +18,7 @@ from lvplan import __version__
 from lvplan.criteria import Criteria
 from lvplan.decision import Decision, check, resolve_criteria
 from lvplan.errors import InputError
-from lvplan.model.network import Network
+from lvplan.model.network import ExtraLoad, Network
 from lvplan.register.store import (
     STATUS_OF_DECISION,
     TRANSITIONS,
@@ -82,25 +82,98 @@ def normalise_request(body: Any, *, need_id: bool) -> dict[str, Any]:
 
 
 class Desk:
-    def __init__(self, network: Network, register: SqliteBackend, criteria: Criteria | None = None):
+    """Decisions against the network plus every reservation.
+
+    The reservations live in two places: a *base* network whose tables carry the reservations
+    of a snapshot (one base load flow), and the *pending* ones approved since, which every
+    decision adds as background loads (exact in their own LV areas, through the MV response
+    elsewhere, and in the full AC load flow whenever a value is near its limit). With
+    ``rebuild_in_background`` a thread folds the pending reservations into a new base shortly
+    after they arrive; otherwise the base is rebuilt when ``MAX_PENDING`` accumulate. A
+    withdrawn reservation stays in the base until the next rebuild: conservative, never a
+    false ``fits``.
+    """
+
+    MAX_PENDING = 64
+    REBUILD_DELAY_S = 0.3
+
+    def __init__(
+        self,
+        network: Network,
+        register: SqliteBackend,
+        criteria: Criteria | None = None,
+        *,
+        rebuild_in_background: bool = False,
+    ):
         self.pristine = network
         self.register = register
         self.criteria = resolve_criteria(criteria)
         self.lock = threading.RLock()
-        self._reserved_key: tuple | None = None
-        self._reserved: Network = network
+        self._base: Network = network
+        self._base_ids: frozenset[str] = frozenset()
+        self._pending: list[Application] = []
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self.rebuilds = 0
         self.refresh()
+        self._thread: threading.Thread | None = None
+        if rebuild_in_background:
+            self._thread = threading.Thread(target=self._rebuilder, daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
 
     # -- the network with every reservation ------------------------------------------------------
     def refresh(self) -> Network:
-        """The network with the register's reservations as loads (rebuilt when they changed)."""
+        """A network whose tables carry every reservation (rebuilt now when any is pending or
+        a reservation was released since the base was built)."""
         with self.lock:
-            apps = [a for a in self.register.reserving() if a.bus is not None]
-            key = tuple((a.id, a.status) for a in apps)
-            if key != self._reserved_key:
-                self._reserved = self._with_loads(apps)
-                self._reserved_key = key
-            return self._reserved
+            ids = frozenset(a.id for a in self.register.reserving() if a.bus is not None)
+            if ids != self._base_ids or self._pending:
+                self._rebuild_now()
+            return self._base
+
+    def _rebuild_now(self) -> None:
+        apps = [a for a in self.register.reserving() if a.bus is not None]
+        net = self._with_loads(apps)
+        net.base_state()
+        self._swap(net, frozenset(a.id for a in apps))
+
+    def _swap(self, net: Network, ids: frozenset[str]) -> None:
+        with self.lock:
+            self._base = net
+            self._base_ids = ids
+            self._pending = [a for a in self._pending if a.id not in ids]
+            self.rebuilds += 1
+
+    def _rebuilder(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait()
+            if self._stop.is_set():
+                return
+            self._stop.wait(self.REBUILD_DELAY_S)  # gather what arrives meanwhile
+            self._wake.clear()
+            try:
+                apps = [a for a in self.register.reserving() if a.bus is not None]
+                ids = frozenset(a.id for a in apps)
+                if ids == self._base_ids:
+                    continue
+                net = self._with_loads(apps)
+                net.base_state()
+                net.fast_engine()
+                self._swap(net, ids)
+            except Exception:  # pragma: no cover - the next change tries again
+                continue
+
+    def _background(self) -> tuple[ExtraLoad, ...]:
+        return tuple(
+            ExtraLoad(int(a.bus), a.design_kw / 1000.0, a.design_kvar / 1000.0)  # type: ignore[arg-type]
+            for a in self._pending
+        )
 
     def _with_loads(self, apps: list[Application]) -> Network:
         if not apps:
@@ -108,15 +181,20 @@ class Desk:
         import pandapower as pp
 
         net = copy.deepcopy(self.pristine.pp)
-        for a in apps:
-            pp.create_load(
-                net,
-                int(a.bus),  # type: ignore[arg-type]
-                p_mw=a.design_kw / 1000.0,
-                q_mvar=a.design_kvar / 1000.0,
-                name=f"lvplan {a.status} {a.id}",
-            )
-        return Network(net, name=self.pristine.name, source=self.pristine.source, validate=False)
+        pp.create_loads(
+            net,
+            [int(a.bus) for a in apps],  # type: ignore[arg-type]
+            p_mw=[a.design_kw / 1000.0 for a in apps],
+            q_mvar=[a.design_kvar / 1000.0 for a in apps],
+            name=[f"lvplan {a.status} {a.id}" for a in apps],
+        )
+        out = Network(net, name=self.pristine.name, source=self.pristine.source, validate=False)
+        # loads change neither the topology nor what is energised, nor the network's identity:
+        # decisions record the pristine network's fingerprint (the register holds the rest)
+        out.__dict__["topology"] = self.pristine.topology
+        out.__dict__["live"] = self.pristine.live
+        out.__dict__["fingerprint"] = self.pristine.fingerprint
+        return out
 
     # -- decisions -----------------------------------------------------------------------------
     def _decide(self, req: dict[str, Any], network: Network) -> Decision:
@@ -130,6 +208,7 @@ class Desk:
             raise
 
     def _decide_raw(self, req: dict[str, Any], network: Network) -> Decision:
+        bg = self._background()
         if "bus" in req:
             return check(
                 network,
@@ -138,6 +217,7 @@ class Desk:
                 category=req.get("category"),
                 pf=req.get("pf"),
                 criteria=self.criteria,
+                background=bg,
             )
         from lvplan.locate import check_location
 
@@ -150,13 +230,14 @@ class Desk:
             pf=req.get("pf"),
             criteria=self.criteria,
             area_class=req.get("area_class"),
+            background=bg,
         )
 
     def check(self, body: Any) -> dict[str, Any]:
         """The answer without reserving (counts the reservations)."""
         req = normalise_request(body, need_id=False)
         with self.lock:
-            return self._decide(req, self.refresh()).to_dict()
+            return self._decide(req, self._base).to_dict()
 
     def apply(self, body: Any) -> tuple[Application, bool]:
         """Decide and record an application; idempotent on its id. Returns (app, created)."""
@@ -168,8 +249,7 @@ class Desk:
                 if old.request_sha256 != h:
                     raise Conflict(f"id: application {req['id']!r} exists with another request")
                 return old, False
-            network = self.refresh()
-            d = self._decide(req, network)
+            d = self._decide(req, self._base)
             out = d.to_dict()
             status = STATUS_OF_DECISION[d.decision]
             t = now()
@@ -191,6 +271,11 @@ class Desk:
             self.register.insert(app)
             stored = self.register.get(app.id)
             assert stored is not None
+            if stored.reserves:
+                self._pending.append(stored)
+                if len(self._pending) > self.MAX_PENDING:
+                    self._rebuild_now()
+                self._wake.set()
             return stored, True
 
     def transition(self, app_id: str, action: str) -> Application:
@@ -203,6 +288,11 @@ class Desk:
                 raise Conflict(f"status: cannot {action} an application that is {app.status}")
             if not self.register.set_status(app_id, app.status, new, now(), action):
                 raise Conflict(f"status: {app_id!r} changed meanwhile")  # pragma: no cover
+            if new == "withdrawn":
+                self._pending = [a for a in self._pending if a.id != app_id]
+                if app_id in self._base_ids and self._thread is None:
+                    self._rebuild_now()  # release it now (a background rebuilder does it soon)
+                self._wake.set()
             return self.get(app_id)
 
     def get(self, app_id: str) -> Application:

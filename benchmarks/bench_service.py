@@ -1,0 +1,135 @@
+"""Load benchmark of `lvplan serve` on loopback: applications/s and latency with N clients.
+
+    python benchmarks/bench_service.py                       # SimBench urban district, 10 clients
+    python benchmarks/bench_service.py --requests 2000 --seconds 120
+
+Starts the service on 127.0.0.1 with a fresh register, then N client threads post new
+applications (unique ids, random LV buses, 5-150 kW) as fast as answers come back, bounded by
+--requests and --seconds. Prints the sustained rate, latency percentiles, the status mix and the
+server's peak memory. Loopback only; nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
+
+warnings.filterwarnings("ignore")
+
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_peak_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return float("nan")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--network", default="simbench-urban")
+    ap.add_argument("--clients", type=int, default=10)
+    ap.add_argument("--requests", type=int, default=1000)
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--path", default="/v1/applications", help="or /v1/check")
+    args = ap.parse_args()
+
+    import lvplan
+
+    net = lvplan.load_network(args.network).pp
+    lv = net.bus.index[net.bus.vn_kv < 1].to_numpy()
+    token = "bench-token"
+    port = free_port()
+    tmp = tempfile.mkdtemp(prefix="lvplan-bench-")
+    cmd = [sys.executable, "-m", "lvplan.cli", "serve", args.network]
+    cmd += ["--register", f"{tmp}/r.db", "--port", str(port)]
+    proc = subprocess.Popen(cmd, env=dict(os.environ, LVPLAN_TOKEN=token))
+    url = f"http://127.0.0.1:{port}"
+    t0 = time.monotonic()
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+        if proc.poll() is not None or time.monotonic() - t0 > 300:
+            print("server did not start", file=sys.stderr)
+            return 1
+    print(f"server ready in {time.monotonic() - t0:.1f} s")
+
+    lat: list[float] = []
+    statuses: dict[str, int] = {}
+    errors = [0]
+    lock = threading.Lock()
+    counter = [0]
+    stop_at = time.monotonic() + args.seconds
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def client(k: int) -> None:
+        rng = np.random.default_rng(k)
+        with httpx.Client(timeout=60) as c:
+            while time.monotonic() < stop_at:
+                with lock:
+                    if counter[0] >= args.requests:
+                        return
+                    counter[0] += 1
+                    n = counter[0]
+                body = {"id": f"b{n}", "bus": int(rng.choice(lv)), "kw": float(rng.uniform(5, 150))}
+                if args.path != "/v1/applications":
+                    body.pop("id")
+                t = time.perf_counter()
+                r = c.post(url + args.path, json=body, headers=headers)
+                dt = time.perf_counter() - t
+                with lock:
+                    lat.append(dt)
+                    if r.status_code in (200, 201):
+                        js = r.json()
+                        s = js.get("status") or js["decision"]["decision"]
+                        statuses[s] = statuses.get(s, 0) + 1
+                    else:
+                        errors[0] += 1
+
+    t = time.monotonic()
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(args.clients)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    wall = time.monotonic() - t
+    peak = rss_peak_mb(proc.pid)
+    proc.terminate()
+    proc.wait(10)
+    a = np.array(lat) * 1000.0
+    print(f"network            {args.network} ({len(lv)} LV buses)")
+    print(f"clients            {args.clients}, path {args.path}")
+    print(f"answered           {len(a)} in {wall:.1f} s = {len(a) / wall:.1f} per s")
+    print(
+        f"latency ms         p50 {np.percentile(a, 50):.1f}  p90 {np.percentile(a, 90):.1f}  "
+        f"p99 {np.percentile(a, 99):.1f}  max {a.max():.1f}"
+    )
+    print(f"statuses           {dict(sorted(statuses.items()))}  http errors {errors[0]}")
+    print(f"server peak RSS    {peak:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
