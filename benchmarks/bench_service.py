@@ -105,6 +105,8 @@ def main() -> int:
                         js = r.json()
                         s = js.get("status") or js["decision"]["decision"]
                         statuses[s] = statuses.get(s, 0) + 1
+                        e = f"engine {js['decision'].get('engine')}"
+                        statuses[e] = statuses.get(e, 0) + 1
                     else:
                         errors[0] += 1
 

@@ -158,3 +158,39 @@ def test_batch_with_a_bad_row_records_nothing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "line 3" in err and "kw" in err
     assert open_backend(db).all() == []
+
+
+def test_pending_reservations_in_the_fast_engine_stay_inside_the_widened_band(urban):
+    """Pending reservations enter the fast engine as background loads; its difference from
+    pandapower (all loads added) must stay well inside the band that sends a case to full AC."""
+    import numpy as np
+
+    from lvplan.decision import (
+        BAND_PERCENT_PER_BG_MW,
+        BAND_PU_PER_BG_MW,
+        LOADING_BAND_PERCENT,
+        VOLTAGE_BAND_PU,
+    )
+    from lvplan.model.network import ExtraLoad
+
+    eng = urban.fast_engine()
+    rng = np.random.default_rng(11)
+    lv = urban.pp.bus.index[urban.pp.bus.vn_kv < 1].to_numpy()
+    tan = float(np.tan(np.arccos(0.9)))
+    for trial in range(4):
+        kws = rng.uniform(5, 150, 8)
+        bg = [
+            (int(b), k / 1000, k * tan / 1000) for b, k in zip(rng.choice(lv, 8), kws, strict=True)
+        ]
+        bus = bg[0][0] if trial % 2 else int(rng.choice(lv))
+        res = eng.solve(bus, 0.08, 0.08 * tan, None, tuple(bg))
+        loads = [ExtraLoad(b, p, q) for b, p, q in bg] + [ExtraLoad(bus, 0.08, 0.08 * tan)]
+        ac = urban.run_ac_with(loads).state
+        bg_mw = float(sum(abs(complex(p, q)) for _, p, q in bg))
+        dv = np.nanmax(np.abs(res.state.vm_pu - ac.vm_pu))
+        dl = max(
+            np.nanmax(np.abs(res.state.line_loading_percent - ac.line_loading_percent)),
+            np.nanmax(np.abs(res.state.trafo_loading_percent - ac.trafo_loading_percent)),
+        )
+        assert dv < 0.5 * (VOLTAGE_BAND_PU + BAND_PU_PER_BG_MW * bg_mw)
+        assert dl < 0.5 * (LOADING_BAND_PERCENT + BAND_PERCENT_PER_BG_MW * bg_mw)

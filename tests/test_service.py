@@ -68,7 +68,7 @@ def live(tmp_path_factory):
 
 def _healthy(url: str) -> None:
     assert httpx.get(f"{url}/healthz").json()["ok"] is True
-    r = httpx.post(f"{url}/v1/check", json={"bus": 15, "kw": 10}, headers=AUTH)
+    r = httpx.post(f"{url}/v1/check", json={"bus": 15, "kw": 10}, headers=AUTH, timeout=30)
     assert r.status_code == 200 and r.json()["decision"]["decision"] == "fits"
 
 

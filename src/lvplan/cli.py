@@ -389,6 +389,7 @@ def _serve(args: argparse.Namespace, crit) -> int:
     desk = Desk(
         load_network(args.network), open_backend(args.register), crit, rebuild_in_background=True
     )
+    desk.warm()
     app = create_app(desk, token)
     import uvicorn
 

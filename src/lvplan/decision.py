@@ -41,6 +41,11 @@ VOLTAGE_BAND_PU = 0.0005  # 0.2 V at 400 V
 LOADING_BAND_PERCENT = 0.2
 HEADROOM_CAP_KW = 1000.0
 HEADROOM_STEP_KW = 0.1
+#: With background loads (pending reservations) the fast engine adds them through the linear MV
+#: response: its error grows with their total. The bands and the headroom safety widen by this
+#: much per MW of background load (about twice the error measured with up to 8 pending).
+BAND_PU_PER_BG_MW = 5e-4
+BAND_PERCENT_PER_BG_MW = 0.5
 #: Headroom is found where the smallest margin (pu for voltages, fraction of the rating for
 #: loadings) is this much above zero: 10x the largest fast-vs-AC difference measured.
 HEADROOM_SAFETY = 1e-4
@@ -497,13 +502,14 @@ def _after_state(
             res = network.fast_engine().solve(
                 bus, p_mw, q_mvar, _service_cable(network, bus, cable), _bg(background)
             )
+            bg_mw = _bg_mw(background)
             j = ctx.limits.judge(
                 res.state,
                 skip_bus=skips[0],
                 skip_line=skips[1],
                 skip_trafo=skips[2],
-                band_pu=VOLTAGE_BAND_PU,
-                band_percent=LOADING_BAND_PERCENT,
+                band_pu=VOLTAGE_BAND_PU + BAND_PU_PER_BG_MW * bg_mw,
+                band_percent=LOADING_BAND_PERCENT + BAND_PERCENT_PER_BG_MW * bg_mw,
             )
             near = j.near_limit or _cable_near(
                 ctx.limits, network.bus_row(bus), res.customer_vm_pu, res.cable_loading_percent
@@ -547,6 +553,7 @@ def _headroom_kw(
         return 0.0
     tan = math.tan(math.acos(q.pf))
     offset = q.design_kw if counted else 0.0
+    bg_mw_h = _bg_mw(background)
     row = network.bus_row(q.bus)
     lim = ctx.limits
     try:
@@ -576,7 +583,7 @@ def _headroom_kw(
         m = lim.min_margin(st, skip_bus=skips[0], skip_line=skips[1], skip_trafo=skips[2])
         if cable is not None:
             m = min(m, cust - lim.vmin[row], lim.vmax[row] - cust, (lim.line_max - pct) / 100.0)
-        return m - HEADROOM_SAFETY
+        return m - HEADROOM_SAFETY - max(BAND_PU_PER_BG_MW, BAND_PERCENT_PER_BG_MW / 100) * bg_mw_h
 
     lo, g_lo = 0.0, margin(0.0)
     if g_lo < 0:
@@ -602,6 +609,10 @@ def _headroom_kw(
                 g_lo /= 2
             side = -1
     return round(math.floor(lo / HEADROOM_STEP_KW) * HEADROOM_STEP_KW, 1)
+
+
+def _bg_mw(background: tuple[ExtraLoad, ...]) -> float:
+    return float(sum(abs(complex(e.p_mw, e.q_mvar)) for e in background))
 
 
 def _bg(background: tuple[ExtraLoad, ...]) -> tuple[tuple[int, float, float], ...]:

@@ -21,7 +21,7 @@ pandapower is measured in ``tests/test_fast_engine.py``.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -170,6 +170,26 @@ class FastEngine:
         self._max_areas = max_cached_areas
         self._sens: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._lu = None
+        self._pvpq: np.ndarray = np.zeros(0, np.int64)
+        self._bg_key: tuple | None = None
+        self._bg: tuple | None = None
+
+    def inherit(self, old: FastEngine) -> None:
+        """Reuse what ``old`` computed for the same network with other loads: the areas'
+        admittance matrices (loads are not in Ybus). The MV response is computed afresh at the
+        new operating point (reusing the old one measurably widened the error). Used when
+        reservations are folded into a new base."""
+        same = (
+            old.n == self.n
+            and old.Ybus.nnz == self.Ybus.nnz
+            and np.array_equal(old.bus_lookup, self.bus_lookup)
+        )
+        if not same:
+            return
+        for label, a in list(old._areas.items()):
+            na = replace(a, S0=self.S0[a.L].copy(), sens_R=None)
+            na.S_export0 = self._export(na, self.V0)
+            self._areas[label] = na
 
     # -- the network-wide linear response ------------------------------------------------------
     def _factor(self):
@@ -334,6 +354,109 @@ class FastEngine:
                 return V, v_cust, it
         raise FastEngineDiverged("the local solve did not converge")
 
+    def _group(self, background) -> dict[int, list[tuple[int, complex]]]:
+        loads: dict[int, list[tuple[int, complex]]] = {}
+        for b, p, q in background:
+            jb = int(self.bus_lookup[b])
+            lb = self.area_of(jb) if jb < self.n else -1
+            if lb < 0:
+                raise FastEngineUnsupported("a background load is not in an LV area")
+            area_b = self._area(lb)
+            if jb not in area_b.pos:
+                raise FastEngineUnsupported("a background load sits on a slack bus")
+            loads.setdefault(lb, []).append((area_b.pos[jb], complex(p, q) / self.baseMVA))
+        return loads
+
+    def _joint(self, loads, offset: np.ndarray | None, new=None):
+        """Areas with their loads solved exactly, their roots moved by the MV response to what
+        all of them draw (a fixed point), on top of ``offset`` (a field from elsewhere)."""
+        areas = {lb: self._area(lb) for lb in loads}
+        sens = {lb: [self._sensitivity(int(r)) for r in ar.R] for lb, ar in areas.items()}
+        base = self.V0 if offset is None else self.V0 + offset
+        V_R = {lb: base[ar.R].copy() for lb, ar in areas.items()}
+        V_L = {lb: self.V0[ar.L].copy() for lb, ar in areas.items()}
+        d = {lb: np.zeros(ar.R.size, complex) for lb, ar in areas.items()}
+        v_cust: complex = 0j
+        iters = 0
+        for _ in range(8):
+            new_d = {}
+            for lb, ar in areas.items():
+                if new is not None and lb == new[0]:
+                    kk, ss, cb = new[1], new[2], new[3]
+                else:
+                    kk, ss, cb = -1, 0j, None
+                V_L[lb], vc, it = self._solve_area(
+                    ar, V_R[lb], kk, ss, cb, V_L[lb], extra=tuple(loads[lb])
+                )
+                iters += it
+                if new is not None and lb == new[0]:
+                    v_cust = vc
+                V = self.V0.copy()
+                V[ar.R] = V_R[lb]
+                V[ar.L] = V_L[lb]
+                new_d[lb] = self._export(ar, V) - ar.S_export0
+            change = max(float(np.max(np.abs(new_d[lb] - d[lb]), initial=0.0)) for lb in d)
+            d = new_d
+            if change < 1e-10:
+                break
+            for lb, ar in areas.items():
+                dv = np.zeros(ar.R.size, complex)
+                for lb2, pairs in sens.items():
+                    for (sp_, sq_), ds in zip(pairs, d[lb2], strict=True):
+                        dv += sp_[ar.R] * ds.real + sq_[ar.R] * ds.imag
+                V_R[lb] = base[ar.R] + dv
+        dV_of = {}
+        for lb, pairs in sens.items():
+            dv_full = np.zeros(self.n, complex)
+            for (sp_, sq_), ds in zip(pairs, d[lb], strict=True):
+                dv_full += sp_ * ds.real + sq_ * ds.imag
+            dV_of[lb] = dv_full
+        return areas, V_L, V_R, dV_of, v_cust, iters
+
+    def _background_field(self, background):
+        """The background loads solved (each loaded area exactly, the MV by the linear
+        response), kept between calls: when the set grows or shrinks, only the areas whose
+        loads changed are solved again, and the others follow their field change to first
+        order. Returns (loads, areas, V_L, V_R, dV per area, total dV)."""
+        key = tuple(background)
+        if self._bg_key == key and self._bg is not None:
+            return self._bg
+        loads = self._group(background)
+        old = self._bg
+        changed = set(loads) ^ set(old[0]) if old is not None else set(loads)
+        if old is not None:
+            changed |= {lb for lb in loads if lb in old[0] and loads[lb] != old[0][lb]}
+        if old is None or len(changed) > 8:
+            areas, V_L, V_R, dV_of, _vc, _it = self._joint(loads, None)
+            total = np.zeros(self.n, complex)
+            for v in dV_of.values():
+                total += v
+        else:
+            _l, areas, V_L, V_R, dV_of, total = old
+            areas, V_L, V_R, dV_of = dict(areas), dict(V_L), dict(V_R), dict(dV_of)
+            total = total.copy()
+            for lb in sorted(changed):
+                prev = dV_of.pop(lb, None)
+                offset = total if prev is None else total - prev
+                areas.pop(lb, None)
+                V_L.pop(lb, None)
+                V_R.pop(lb, None)
+                if lb in loads:
+                    ar1, vl1, vr1, dv1, _vc, _it = self._joint({lb: loads[lb]}, offset)
+                    now_dv = dv1[lb]
+                else:
+                    ar1, vl1, vr1, now_dv = {}, {}, {}, np.zeros(self.n, complex)
+                delta = now_dv - (0 if prev is None else prev)
+                total += delta
+                for lb2, ar in areas.items():  # the others follow to first order
+                    V_R[lb2] = V_R[lb2] + delta[ar.R]
+                    V_L[lb2] = V_L[lb2] + ar.M @ delta[ar.R]
+                if lb in loads:
+                    areas[lb], V_L[lb], V_R[lb], dV_of[lb] = ar1[lb], vl1[lb], vr1[lb], now_dv
+        self._bg = (loads, areas, V_L, V_R, dV_of, total)
+        self._bg_key = key
+        return self._bg
+
     def solve(
         self,
         pp_bus: int,
@@ -345,8 +468,10 @@ class FastEngine:
         """The state of the whole network with an extra load at pandapower bus ``pp_bus``.
 
         ``background`` holds further loads (pandapower bus, MW, Mvar), e.g. reservations not yet
-        in the base: every LV area carrying one is solved exactly too, and all of them move the
-        MV network together through the linear response (solved to a fixed point).
+        in the base. They are solved once per set (each LV area exactly, the MV through the
+        linear response) and kept; the new load's area is then solved exactly with its own
+        background loads, on top of the field of the others, and the other loaded areas follow
+        the new load's MV response to first order. Near a limit the caller's full AC decides.
         """
         ib = int(self.bus_lookup[pp_bus])
         label = self.area_of(ib) if ib < self.n else -1
@@ -357,57 +482,27 @@ class FastEngine:
             raise FastEngineUnsupported("the bus is a slack bus")
         k = a.pos[ib]
         s_load = complex(p_mw, q_mvar) / self.baseMVA
-        # every involved area with its background loads: label -> [(position, s pu)]
-        loads: dict[int, list[tuple[int, complex]]] = {label: []}
-        for b, p, q in background:
-            jb = int(self.bus_lookup[b])
-            lb = self.area_of(jb) if jb < self.n else -1
-            if lb < 0:
-                raise FastEngineUnsupported("a background load is not in an LV area")
-            area_b = self._area(lb)
-            if jb not in area_b.pos:
-                raise FastEngineUnsupported("a background load sits on a slack bus")
-            loads.setdefault(lb, []).append((area_b.pos[jb], complex(p, q) / self.baseMVA))
-        areas = {lb: self._area(lb) for lb in loads}
-        sens = {lb: [self._sensitivity(int(r)) for r in ar.R] for lb, ar in areas.items()}
-        V_R = {lb: self.V0[ar.R].copy() for lb, ar in areas.items()}
-        V_L = {lb: self.V0[ar.L].copy() for lb, ar in areas.items()}
-        d = {lb: np.zeros(ar.R.size, complex) for lb, ar in areas.items()}
-        v_cust: complex = complex(self.V0[ib])
-        iters = 0
-        for _ in range(8):
-            new_d = {}
-            for lb, ar in areas.items():
-                kk, ss, cb = (k, s_load, cable) if lb == label else (-1, 0j, None)
-                V_L[lb], vc, it = self._solve_area(
-                    ar, V_R[lb], kk, ss, cb, V_L[lb], extra=tuple(loads[lb])
-                )
-                iters += it
-                if lb == label:
-                    v_cust = vc
-                V = self.V0.copy()
-                V[ar.R] = V_R[lb]
-                V[ar.L] = V_L[lb]
-                new_d[lb] = self._export(ar, V) - ar.S_export0
-            change = max(float(np.max(np.abs(new_d[lb] - d[lb]), initial=0.0)) for lb in d)
-            d = new_d
-            if change < 1e-10:
-                break
-            for lb, ar in areas.items():  # roots moved by every involved area's draw
-                dv = np.zeros(ar.R.size, complex)
-                for lb2, pairs in sens.items():
-                    for (sp_, sq_), ds in zip(pairs, d[lb2], strict=True):
-                        dv += sp_[ar.R] * ds.real + sq_[ar.R] * ds.imag
-                V_R[lb] = self.V0[ar.R] + dv
-        # the whole network: linear response outside, the exact area solutions inside
-        dV = np.zeros(self.n, complex)
-        for lb, pairs in sens.items():
-            for (sp_, sq_), ds in zip(pairs, d[lb], strict=True):
-                dV += sp_ * ds.real + sq_ * ds.imag
-        V = self.V0 + dV
-        for lb, ar in areas.items():
-            V[ar.R] = V_R[lb]
-            V[ar.L] = V_L[lb]
+        offset = None
+        bg_areas: dict = {}
+        own: list[tuple[int, complex]] = []
+        if background:
+            loads, bg_areas, bV_L, bV_R, bdV, total = self._background_field(background)
+            own = loads.get(label, [])
+            offset = total - bdV[label] if label in bdV else total
+        _areas, V_L, V_R, dV_of, v_cust, iters = self._joint(
+            {label: own}, offset, new=(label, k, s_load, cable)
+        )
+        dV_new = dV_of[label]
+        V = self.V0 + dV_new if offset is None else self.V0 + offset + dV_new
+        # the change of the new load's area's draw, against the background solution
+        change = dV_new - bdV[label] if background and label in bdV else dV_new
+        for lb, ar in bg_areas.items():
+            if lb == label:
+                continue
+            V[ar.R] = bV_R[lb] + change[ar.R]
+            V[ar.L] = bV_L[lb] + ar.M @ change[ar.R]
+        V[a.R] = V_R[label]
+        V[a.L] = V_L[label]
         state = self._state(V)
         cust_vm = float(abs(v_cust))
         if cable is None:

@@ -94,8 +94,8 @@ class Desk:
     false ``fits``.
     """
 
-    MAX_PENDING = 64
-    REBUILD_DELAY_S = 0.3
+    MAX_PENDING = 8
+    REBUILD_DELAY_S = 1.0
 
     def __init__(
         self,
@@ -121,6 +121,17 @@ class Desk:
             self._thread = threading.Thread(target=self._rebuilder, daemon=True)
             self._thread.start()
 
+    def warm(self) -> None:
+        """Compute what the first decision would (base load flow, engine, topology, limits)."""
+        from lvplan.decision import _context
+
+        with self.lock:
+            net = self._base
+            net.base_state()
+            net.fast_engine()._factor()
+            _ = net.topology
+            _context(net, self.criteria)
+
     def close(self) -> None:
         self._stop.set()
         self._wake.set()
@@ -139,9 +150,16 @@ class Desk:
 
     def _rebuild_now(self) -> None:
         apps = [a for a in self.register.reserving() if a.bus is not None]
+        net = self._build(apps)
+        self._swap(net, frozenset(a.id for a in apps))
+
+    def _build(self, apps: list[Application]) -> Network:
         net = self._with_loads(apps)
         net.base_state()
-        self._swap(net, frozenset(a.id for a in apps))
+        old = self._base
+        if net is not old and old._fast is not None:
+            net.fast_engine().inherit(old.fast_engine())
+        return net
 
     def _swap(self, net: Network, ids: frozenset[str]) -> None:
         with self.lock:
@@ -162,9 +180,7 @@ class Desk:
                 ids = frozenset(a.id for a in apps)
                 if ids == self._base_ids:
                     continue
-                net = self._with_loads(apps)
-                net.base_state()
-                net.fast_engine()
+                net = self._build(apps)
                 self._swap(net, ids)
             except Exception:  # pragma: no cover - the next change tries again
                 continue
