@@ -194,3 +194,19 @@ def test_pending_reservations_in_the_fast_engine_stay_inside_the_widened_band(ur
         )
         assert dv < 0.5 * (VOLTAGE_BAND_PU + BAND_PU_PER_BG_MW * bg_mw)
         assert dl < 0.5 * (LOADING_BAND_PERCENT + BAND_PERCENT_PER_BG_MW * bg_mw)
+
+
+def test_a_base_from_an_older_snapshot_cannot_hide_newer_reservations(desk):
+    """The background rebuilder may install a base built before a newer one (a race):
+    whatever the order, every reservation is either in the base or pending."""
+    desk.apply({"id": "r1", "bus": "T3 LV board", "kw": 60})
+    old_apps = desk.register.reserving()
+    older = desk._build(old_apps)
+    desk.apply({"id": "r2", "bus": "T3 LV board", "kw": 60})
+    desk._rebuild_now()  # the newer base holds r1 and r2
+    assert desk._base_ids == {"r1", "r2"} and desk._pending == []
+    desk._swap(older, frozenset(a.id for a in old_apps))  # the older one lands last
+    assert [a.id for a in desk._pending] == ["r2"]
+    # so a third 100 kW still counts both: 60 + 60 + 100 is more than the ~182 kW of room
+    assert desk.check({"bus": "T3 LV board", "kw": 100})["decision"] == "does_not_fit"
+    assert desk.check({"bus": "T3 LV board", "kw": 40})["decision"] == "fits"

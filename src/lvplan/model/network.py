@@ -60,13 +60,15 @@ class AcWithLoad:
 class Network:
     """A pandapower network ready for checks. Build it with ``lvplan.load_network``."""
 
-    def __init__(self, net, *, name: str, source: str, validate: bool = True):
+    def __init__(self, net, *, name: str, source: str, validate: bool = True, owned: bool = False):
+        """``owned``: the caller hands over a net nobody else holds (no private copy is made;
+        reference load flows add and remove their loads on it, under the network's lock)."""
         if validate:
             assert_valid(net)
         self.name = name
         self.source = source
         self._pp = net
-        self._work = copy.deepcopy(net)
+        self._work = net if owned else copy.deepcopy(net)
         self._lock = threading.RLock()
         self._base: GridState | None = None
         self._base_error: str | None = None

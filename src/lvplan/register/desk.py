@@ -94,8 +94,8 @@ class Desk:
     false ``fits``.
     """
 
-    MAX_PENDING = 8
-    REBUILD_DELAY_S = 1.0
+    MAX_PENDING = 4
+    REBUILD_DELAY_S = 0.2
 
     def __init__(
         self,
@@ -154,18 +154,26 @@ class Desk:
         self._swap(net, frozenset(a.id for a in apps))
 
     def _build(self, apps: list[Application]) -> Network:
+        from lvplan.decision import _context
+
         net = self._with_loads(apps)
         net.base_state()
         old = self._base
         if net is not old and old._fast is not None:
             net.fast_engine().inherit(old.fast_engine())
+        net.fast_engine()._factor()  # warm: the first decisions on it do not pay for these
+        _context(net, self.criteria)
         return net
 
     def _swap(self, net: Network, ids: frozenset[str]) -> None:
+        """Install a base; what is pending is whatever the register reserves beyond it (so a
+        base built from an older snapshot can never hide a newer reservation)."""
         with self.lock:
             self._base = net
             self._base_ids = ids
-            self._pending = [a for a in self._pending if a.id not in ids]
+            self._pending = [
+                a for a in self.register.reserving() if a.bus is not None and a.id not in ids
+            ]
             self.rebuilds += 1
 
     def _rebuilder(self) -> None:
@@ -204,7 +212,9 @@ class Desk:
             q_mvar=[a.design_kvar / 1000.0 for a in apps],
             name=[f"lvplan {a.status} {a.id}" for a in apps],
         )
-        out = Network(net, name=self.pristine.name, source=self.pristine.source, validate=False)
+        out = Network(
+            net, name=self.pristine.name, source=self.pristine.source, validate=False, owned=True
+        )
         # loads change neither the topology nor what is energised, nor the network's identity:
         # decisions record the pristine network's fingerprint (the register holds the rest)
         out.__dict__["topology"] = self.pristine.topology
