@@ -32,6 +32,14 @@ if TYPE_CHECKING:
     from lvplan.model.network import Network
 
 
+class Shared(dict):
+    """A dict that pandas' attrs propagation shares instead of deep-copying (pandas deep-copies
+    ``attrs`` on every operation: a million-entry mapping made each filter take seconds)."""
+
+    def __deepcopy__(self, memo):
+        return self
+
+
 def hosting_capacity(
     network: Network,
     *,
@@ -129,7 +137,7 @@ def hosting_capacity(
     df.attrs["pf"] = pf_val
     df.attrs["max_kw"] = max_kw
     df.attrs["criteria"] = crit
-    df.attrs["bus_trafo"] = prep.bus_trafo
+    df.attrs["bus_trafo"] = Shared(prep.bus_trafo)
     if work_dir:
         store.clear()
     return df
