@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandapower as pp
-import pandapower.networks as pn
 import pytest
 from reference import Reference
+from test_agreement import HELD_OUT
 from test_hand_feeder import binding_kw
 
 import lvplan
@@ -130,17 +130,6 @@ def test_hand_feeder_value():
     assert binding_kw() - 0.5 <= df.at[2, "hosting_kw"] <= binding_kw()
     assert df.at[2, "binding_kind"] == "voltage" and df.at[2, "binding_element"] == "bus 2"
     assert df.at[0, "binding_kind"] == "cap"  # the slack bus itself
-
-
-HELD_OUT = {
-    "simbench:1-LV-rural2--0-sw": lambda: lvplan.load_network("simbench:1-LV-rural2--0-sw"),
-    "kerber_vorstadtnetz_kabel_1": lambda: Network(
-        pn.create_kerber_vorstadtnetz_kabel_1(), name="kerber", source="pandapower.networks"
-    ),
-    "lv_schutterwald": lambda: Network(
-        pn.lv_schutterwald(), name="schutterwald", source="pandapower.networks"
-    ),
-}
 
 
 @pytest.mark.parametrize("name", sorted(HELD_OUT))

@@ -184,6 +184,11 @@ def _run(args: argparse.Namespace) -> int:
         if has_loc and (args.lon is None or args.lat is None):
             raise InputError("give both --lon and --lat")
         net = load_network(args.network)
+        if args.register:  # the network with every reservation of the register as a load
+            from lvplan.register.desk import Desk
+            from lvplan.register.store import open_backend
+
+            net = Desk(net, open_backend(args.register), crit).refresh()
         if has_loc:
             from lvplan.locate import check_location
 
@@ -196,23 +201,6 @@ def _run(args: argparse.Namespace) -> int:
                 pf=args.pf,
                 criteria=crit,
                 area_class=args.area_class,
-                method=args.method,
-            )
-        elif args.register:
-            from lvplan.register.desk import Desk
-            from lvplan.register.store import open_backend
-
-            desk = Desk(net, open_backend(args.register), crit)
-            net = desk.refresh()
-            from lvplan.decision import check
-
-            d = check(
-                net,
-                bus=args.bus,
-                kw=args.kw,
-                category=args.category,
-                pf=args.pf,
-                criteria=crit,
                 method=args.method,
             )
         else:

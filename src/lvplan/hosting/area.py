@@ -37,7 +37,6 @@ TOL_REL = 0.002
 _TOL_V = 1e-9
 _MAX_IT = 300
 _DIVERGED = -1.0
-ITER_COUNT = [0]
 
 
 @dataclass
@@ -113,8 +112,7 @@ class _Solver:
         d = np.zeros((self.nR, nS), complex)
         ok = np.zeros(nS, bool)
         active = np.ones(nS, bool)
-        for _it in range(_MAX_IT):
-            ITER_COUNT[0] += 1
+        for _ in range(_MAX_IT):
             a = np.flatnonzero(active)
             if a.size == 0:
                 break

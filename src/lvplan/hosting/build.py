@@ -187,7 +187,7 @@ def prepare(network: Network, criteria: Criteria, *, pf: float) -> Prepared:
         if is_pv[L].any():
             unsupported.append((ans_pp, "a voltage-controlled bus lies inside the LV area"))
             continue
-        p = _problem(
+        made = _problem(
             eng,
             label,
             L,
@@ -204,26 +204,22 @@ def prepare(network: Network, criteria: Criteria, *, pf: float) -> Prepared:
             lim_pct,
             br_judged,
         )
-        if p is None:
+        if made is None:
             unsupported.append((ans_pp, "the LV area's admittance matrix is singular"))
             continue
+        p, R = made
         p.blocked = blocked.get(label)
         ai = len(problems)
         problems.append(p)
-        roots_of.append((ai, p_roots(p)))
-        summaries.append(root_gain_summary(p, p_roots(p)[0]))
+        roots_of.append((ai, R))
+        summaries.append(root_gain_summary(p, int(R[0])))
     outside.summaries = summaries
     outside._summary_area = np.arange(len(summaries))
     env = outside.envelopes(roots_of, tan)
     for ai, p in enumerate(problems):
         m, c, kd, lb, sens = env[ai]
         p.out_m, p.out_c, p.out_kinds, p.out_labels, p.sens_R = m, c, kd, lb, sens
-        del p._roots  # type: ignore[attr-defined]
     return Prepared(problems, unsupported, slack_pp, bus_transformer, area_trafos, bus_trafo)
-
-
-def p_roots(p: AreaProblem) -> np.ndarray:
-    return p._roots  # type: ignore[attr-defined]
 
 
 class _LazyLabels:
@@ -250,7 +246,8 @@ def _problem(
     kt,
     lim_pct,
     br_judged,
-) -> AreaProblem | None:
+) -> tuple[AreaProblem, np.ndarray] | None:
+    """The area's problem and its root buses (internal indices), or None when singular."""
     Yrows = eng.Ybus[L]
     cols = np.unique(Yrows.indices)
     R = np.setdiff1d(cols, L)
@@ -318,5 +315,4 @@ def _problem(
         branch_kinds=[kinds[r] for r in rows[j]],
         branch_labels=[labels[r] for r in rows[j]],
     )
-    p._roots = R  # type: ignore[attr-defined]
-    return p
+    return p, R

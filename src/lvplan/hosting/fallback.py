@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from lvplan.criteria import Criteria
 from lvplan.decision import Question, _context, _extra_load, _headroom_kw, area_rule
 from lvplan.errors import PowerFlowError
@@ -39,6 +37,3 @@ def ac_bus_hosting(
         return hr, v.kind, v.element
     close = j.min_margin
     return hr, (close.kind if close else "voltage"), (close.element if close else "")
-
-
-__all__ = ["ac_bus_hosting", "np"]

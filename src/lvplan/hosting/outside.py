@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from pandapower.pypower.dSbus_dV import dSbus_dV
 from scipy.sparse.csgraph import connected_components
-from scipy.sparse.linalg import splu
+
+from lvplan.powerflow.response import LinearResponse
 
 #: Outside limits kept per area.
 K_OUTSIDE = 8
@@ -72,7 +72,7 @@ class OutsideModel:
             _, self.island = connected_components(pattern, directed=False)
         else:
             self.island = np.zeros(0, np.int64)
-        self._lu = None
+        self._response = LinearResponse(self.Ymv, self.V0, self.pv, self.pq)
         # judged MV limits
         vmin_m, vmax_m = vmin_int[self.mv_ids], vmax_int[self.mv_ids]
         self.vb = np.flatnonzero(np.isfinite(vmin_m) | np.isfinite(vmax_m))
@@ -97,55 +97,12 @@ class OutsideModel:
         self.br_labels = [labels[i] for i in mvb]
         self.summaries: list[AreaSummary] = []
 
-    def _factor(self):
-        if self._lu is None:
-            pvpq = np.r_[self.pv, self.pq]
-            dVm, dVa = dSbus_dV(self.Ymv, self.V0)
-            J = sp.vstack(
-                [
-                    sp.hstack([dVa[pvpq][:, pvpq].real, dVm[pvpq][:, self.pq].real]),
-                    sp.hstack([dVa[self.pq][:, pvpq].imag, dVm[self.pq][:, self.pq].imag]),
-                ]
-            ).tocsc()
-            self._lu = splu(J)
-            self._pvpq = pvpq
-        return self._lu
-
     def sensitivities(self, roots: np.ndarray) -> np.ndarray:
-        """dV of every MV bus (n_mv, 2 len(roots)): per P and Q drawn at each root, interleaved."""
-        nm = self.mv_ids.size
-        out = np.zeros((nm, 2 * roots.size), complex)
+        """dV of every MV bus (n_mv, 2 len(roots)): per P and Q drawn at each root, interleaved
+        (an LV slack root, outside this model, does not move)."""
         if not self.ok:
-            return out
-        lu = self._factor()
-        pvpq = self._pvpq
-        npvpq = pvpq.size
-        rhs = np.zeros((npvpq + self.pq.size, 2 * roots.size))
-        loc = self.pos[roots]
-        for j, r in enumerate(loc):
-            if r < 0:
-                continue  # an LV slack: its voltage does not move
-            wp = np.flatnonzero(pvpq == r)
-            rhs[wp, 2 * j] = -1.0
-            wq = np.flatnonzero(self.pq == r)
-            rhs[npvpq + wq, 2 * j + 1] = -1.0
-        x = lu.solve(rhs)
-        dva = np.zeros((nm, 2 * roots.size))
-        dvm = np.zeros((nm, 2 * roots.size))
-        dva[pvpq] = x[:npvpq]
-        dvm[self.pq] = x[npvpq:]
-        out = self.V0[:, None] * (dvm / np.abs(self.V0)[:, None] + 1j * dva)
-        return out
-
-    def root_sensitivity(self, roots: np.ndarray) -> np.ndarray:
-        """sens_R (2 nR, nR) for an area with these roots."""
-        dV = self.sensitivities(roots)
-        loc = self.pos[roots]
-        out = np.zeros((2 * roots.size, roots.size), complex)
-        for i, r in enumerate(loc):
-            if r >= 0:
-                out[:, i] = dV[r]
-        return out
+            return np.zeros((self.mv_ids.size, 2 * roots.size), complex)
+        return self._response.drawn(self.pos[roots])
 
     def envelopes(self, areas: list[tuple[int, np.ndarray]], tan_phi: float):
         """For each (area index, roots): (margins K, coefficients K x 2nR, kinds, labels, sens_R).

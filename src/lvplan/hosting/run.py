@@ -92,7 +92,6 @@ class RunStats:
     chunks_reused: int
     prepare_s: float
     solve_s: float
-    evaluations: int = 0
 
 
 class ChunkStore:

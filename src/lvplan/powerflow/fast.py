@@ -25,12 +25,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
-from pandapower.pypower.dSbus_dV import dSbus_dV
 from pandapower.pypower.idx_brch import F_BUS, T_BUS
 from pandapower.pypower.idx_bus import BASE_KV
 from scipy.sparse.csgraph import connected_components
-from scipy.sparse.linalg import splu
 
+from lvplan.powerflow.response import LinearResponse
 from lvplan.powerflow.state import GridState, LiveMasks
 
 SQRT3 = np.sqrt(3.0)
@@ -67,7 +66,6 @@ class _Area:
     S_export0: np.ndarray  # base power exported from each root into the area (pu)
     Yf_b: sp.csr_matrix  # Yf/Yt rows of the boundary branches
     Yt_b: sp.csr_matrix
-    sens_R: np.ndarray | None = None  # (2 * nR, nR): dV at the roots per P/Q drawn at each root
 
 
 @dataclass(frozen=True)
@@ -169,8 +167,7 @@ class FastEngine:
         self._areas: OrderedDict[int, _Area] = OrderedDict()
         self._max_areas = max_cached_areas
         self._sens: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
-        self._lu = None
-        self._pvpq: np.ndarray = np.zeros(0, np.int64)
+        self._response = LinearResponse(self.Ybus, self.V0, self.pv, self.pq)
         self._bg_key: tuple | None = None
         self._bg: tuple | None = None
 
@@ -187,24 +184,13 @@ class FastEngine:
         if not same:
             return
         for label, a in list(old._areas.items()):
-            na = replace(a, S0=self.S0[a.L].copy(), sens_R=None)
+            na = replace(a, S0=self.S0[a.L].copy())
             na.S_export0 = self._export(na, self.V0)
             self._areas[label] = na
 
     # -- the network-wide linear response ------------------------------------------------------
     def _factor(self):
-        if self._lu is None:
-            pvpq = np.r_[self.pv, self.pq]
-            dVm, dVa = dSbus_dV(self.Ybus, self.V0)
-            J = sp.vstack(
-                [
-                    sp.hstack([dVa[pvpq][:, pvpq].real, dVm[pvpq][:, self.pq].real]),
-                    sp.hstack([dVa[self.pq][:, pvpq].imag, dVm[self.pq][:, self.pq].imag]),
-                ]
-            ).tocsc()
-            self._lu = splu(J)
-            self._pvpq = pvpq
-        return self._lu
+        return self._response.factor()
 
     def _sensitivity(self, bus: int) -> tuple[np.ndarray, np.ndarray]:
         """dV (complex, all buses) per unit of P and of Q *drawn* at internal ``bus``."""
@@ -212,27 +198,8 @@ class FastEngine:
         if hit is not None:
             self._sens.move_to_end(bus)
             return hit
-        n = self.n
-        if bus in set(self.ref.tolist()):
-            out = (np.zeros(n, complex), np.zeros(n, complex))
-        else:
-            lu = self._factor()
-            pvpq = self._pvpq
-            npvpq = pvpq.size
-            rhs = np.zeros((npvpq + self.pq.size, 2))
-            where = np.flatnonzero(pvpq == bus)
-            rhs[where, 0] = -1.0  # drawing P = negative injection
-            wq = np.flatnonzero(self.pq == bus)
-            rhs[npvpq + wq, 1] = -1.0
-            x = lu.solve(rhs)
-            cols = []
-            for k in range(2):
-                dva = np.zeros(n)
-                dvm = np.zeros(n)
-                dva[pvpq] = x[:npvpq, k]
-                dvm[self.pq] = x[npvpq:, k]
-                cols.append(self.V0 * (dvm / np.abs(self.V0) + 1j * dva))
-            out = (cols[0], cols[1])
+        dV = self._response.drawn(np.array([bus]))
+        out = (dV[:, 0].copy(), dV[:, 1].copy())
         self._sens[bus] = out
         if len(self._sens) > 4 * self._max_areas:
             self._sens.popitem(last=False)

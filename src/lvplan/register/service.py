@@ -90,38 +90,39 @@ def create_app(desk: Desk, token: str):
     def healthz():
         return {"ok": True, "network": desk.pristine.name, "fingerprint": desk.pristine.fingerprint}
 
-    @app.post("/v1/applications")
-    async def post_application(request: Request):
+    async def body_then(request: Request, fn, wrap):
+        """Read the JSON body, then ``fn(body)`` in a worker thread; ``wrap`` shapes a success."""
         try:
             body = await body_of(request)
         except InputError as exc:
             return _error(413 if "larger" in str(exc) else 400, str(exc))
-        out = await _in_thread(run, _apply, desk, body)
-        return out if not isinstance(out, tuple) else answer(*out)
+        out = await _in_thread(run, fn, body)
+        return out if isinstance(out, JSONResponse) else wrap(out)
+
+    async def transition(app_id: str, action: str):
+        out = await _in_thread(run, desk.transition, app_id, action)
+        return out if isinstance(out, JSONResponse) else answer(out, False)
+
+    @app.post("/v1/applications")
+    async def post_application(request: Request):
+        return await body_then(request, desk.apply, lambda out: answer(*out))
 
     @app.get("/v1/applications/{app_id}")
     def get_application(app_id: str):
         out = run(desk.get, app_id)
-        return out if not hasattr(out, "decision") else answer(out, False)
+        return out if isinstance(out, JSONResponse) else answer(out, False)
 
     @app.post("/v1/applications/{app_id}/withdraw")
     async def withdraw(app_id: str):
-        out = await _in_thread(run, desk.transition, app_id, "withdraw")
-        return out if not hasattr(out, "decision") else answer(out, False)
+        return await transition(app_id, "withdraw")
 
     @app.post("/v1/applications/{app_id}/energize")
     async def energize(app_id: str):
-        out = await _in_thread(run, desk.transition, app_id, "energize")
-        return out if not hasattr(out, "decision") else answer(out, False)
+        return await transition(app_id, "energize")
 
     @app.post("/v1/check")
     async def post_check(request: Request):
-        try:
-            body = await body_of(request)
-        except InputError as exc:
-            return _error(413 if "larger" in str(exc) else 400, str(exc))
-        out = await _in_thread(run, desk.check, body)
-        return out if not isinstance(out, dict) else {"decision": out}
+        return await body_then(request, desk.check, lambda out: {"decision": out})
 
     @app.get("/v1/capacity/transformers")
     async def capacity_transformers():
@@ -134,10 +135,6 @@ def create_app(desk: Desk, token: str):
         return await _in_thread(run, desk.bus_capacity, transformer)
 
     return app
-
-
-def _apply(desk: Desk, body: Any):
-    return desk.apply(body)
 
 
 async def _in_thread(fn, *args):
