@@ -160,53 +160,28 @@ def test_batch_with_a_bad_row_records_nothing(tmp_path, capsys):
     assert open_backend(db).all() == []
 
 
-def test_pending_reservations_in_the_fast_engine_stay_inside_the_widened_band(urban):
-    """Pending reservations enter the fast engine as background loads; its difference from
-    pandapower (all loads added) must stay well inside the band that sends a case to full AC."""
+def test_an_approval_moves_the_desk_base_exactly(desk, sz):
+    """Each approval is a load of the desk's network at once: its base is pandapower's with the
+    approved loads, and the pristine network is untouched."""
     import numpy as np
 
-    from lvplan.decision import (
-        BAND_PERCENT_PER_BG_MW,
-        BAND_PU_PER_BG_MW,
-        LOADING_BAND_PERCENT,
-        VOLTAGE_BAND_PU,
-    )
-    from lvplan.model.network import ExtraLoad
+    from lvplan.model.network import ExtraLoad, Network
 
-    eng = urban.fast_engine()
-    rng = np.random.default_rng(11)
-    lv = urban.pp.bus.index[urban.pp.bus.vn_kv < 1].to_numpy()
-    tan = float(np.tan(np.arccos(0.9)))
-    for trial in range(4):
-        kws = rng.uniform(5, 150, 8)
-        bg = [
-            (int(b), k / 1000, k * tan / 1000) for b, k in zip(rng.choice(lv, 8), kws, strict=True)
-        ]
-        bus = bg[0][0] if trial % 2 else int(rng.choice(lv))
-        res = eng.solve(bus, 0.08, 0.08 * tan, None, tuple(bg))
-        loads = [ExtraLoad(b, p, q) for b, p, q in bg] + [ExtraLoad(bus, 0.08, 0.08 * tan)]
-        ac = urban.run_ac_with(loads).state
-        bg_mw = float(sum(abs(complex(p, q)) for _, p, q in bg))
-        dv = np.nanmax(np.abs(res.state.vm_pu - ac.vm_pu))
-        dl = max(
-            np.nanmax(np.abs(res.state.line_loading_percent - ac.line_loading_percent)),
-            np.nanmax(np.abs(res.state.trafo_loading_percent - ac.trafo_loading_percent)),
-        )
-        assert dv < 0.5 * (VOLTAGE_BAND_PU + BAND_PU_PER_BG_MW * bg_mw)
-        assert dl < 0.5 * (LOADING_BAND_PERCENT + BAND_PERCENT_PER_BG_MW * bg_mw)
-
-
-def test_a_base_from_an_older_snapshot_cannot_hide_newer_reservations(desk):
-    """The background rebuilder may install a base built before a newer one (a race):
-    whatever the order, every reservation is either in the base or pending."""
-    desk.apply({"id": "r1", "bus": "T3 LV board", "kw": 60})
-    old_apps = desk.register.reserving()
-    older = desk._build(old_apps)
-    desk.apply({"id": "r2", "bus": "T3 LV board", "kw": 60})
-    desk._rebuild_now()  # the newer base holds r1 and r2
-    assert desk._base_ids == {"r1", "r2"} and desk._pending == []
-    desk._swap(older, frozenset(a.id for a in old_apps))  # the older one lands last
-    assert [a.id for a in desk._pending] == ["r2"]
-    # so a third 100 kW still counts both: 60 + 60 + 100 is more than the ~182 kW of room
-    assert desk.check({"bus": "T3 LV board", "kw": 100})["decision"] == "does_not_fit"
-    assert desk.check({"bus": "T3 LV board", "kw": 40})["decision"] == "fits"
+    before = sz.base_state()
+    a, _ = desk.apply({"id": "m1", "bus": "T3 LV board", "kw": 60})
+    b, _ = desk.apply({"id": "m2", "bus": "T8 clinic", "kw": 40, "category": "restaurant"})
+    assert a.status == b.status == "approved"
+    assert set(desk.network.reserved) == {"m1", "m2"}
+    loads = [ExtraLoad(x.bus, x.design_kw / 1000, x.design_kvar / 1000) for x in (a, b)]
+    ref = Network(sz.pp, name="ref", source="test").run_ac_with(loads).state
+    got = desk.network.base_state()
+    assert got.engine == "newton"
+    ok = np.isfinite(ref.vm_pu)
+    assert np.max(np.abs(got.vm_pu[ok] - ref.vm_pu[ok])) < 1e-8
+    assert np.nanmax(np.abs(got.trafo_loading_percent - ref.trafo_loading_percent)) < 1e-5
+    assert sz.base_state() is before and sz.reserved == {}
+    # a desk opened later on the same register starts from the same reservations
+    again = Desk(sz, desk.register)
+    assert set(again.network.reserved) == {"m1", "m2"}
+    st = again.network.base_state()
+    assert np.max(np.abs(st.vm_pu[ok] - ref.vm_pu[ok])) < 1e-8

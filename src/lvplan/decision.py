@@ -16,7 +16,6 @@ or whenever the fast engine cannot model the case, pandapower's full AC load flo
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,16 +35,11 @@ from lvplan.powerflow.state import GridState
 DECISIONS = ("fits", "does_not_fit", "hv_required", "not_assessable")
 METHODS = ("auto", "ac")
 
-#: A judged value closer than this to its limit is decided by the full AC load flow.
+#: A judged value closer than this to its limit is decided by an exact AC load flow.
 VOLTAGE_BAND_PU = 0.0005  # 0.2 V at 400 V
 LOADING_BAND_PERCENT = 0.2
 HEADROOM_CAP_KW = 1000.0
 HEADROOM_STEP_KW = 0.1
-#: With background loads (pending reservations) the fast engine adds them through the linear MV
-#: response: its error grows with their total. The bands and the headroom safety widen by this
-#: much per MW of background load (about twice the error measured with up to 8 pending).
-BAND_PU_PER_BG_MW = 5e-4
-BAND_PERCENT_PER_BG_MW = 0.5
 #: Headroom is found where the smallest margin (pu for voltages, fraction of the rating for
 #: loadings) is this much above zero: 10x the largest fast-vs-AC difference measured.
 HEADROOM_SAFETY = 1e-4
@@ -173,15 +167,18 @@ def make_question(
 
 
 class _Context:
-    """What one check needs from the network, computed once per (network, criteria)."""
+    """What one check needs from the network, computed once per (network, criteria) and again
+    when the network's base moves (reservations)."""
 
-    def __init__(self, network: Network, criteria: Criteria):
+    def __init__(self, network: Network, criteria: Criteria, limits: Limits | None = None):
         self.network = network
         self.criteria = criteria
-        self.limits = Limits(network.pp, criteria)
+        self.version = network.version
+        self.limits = Limits(network.pp, criteria) if limits is None else limits
         self.base = network.base_state()
         self.base_judgement = self.limits.judge(self.base)
         self.base_viol_masks = _violation_masks(self.limits, self.base)
+        self.rules: dict[int, tuple[Any, Any]] = {}  # area_rule per transformer area
 
 
 def _violation_masks(limits: Limits, st: GridState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -195,13 +192,18 @@ def _violation_masks(limits: Limits, st: GridState) -> tuple[np.ndarray, np.ndar
     return bus, line, trafo
 
 
-_CONTEXTS: dict[tuple[int, str], _Context] = {}
+_CONTEXTS: dict[tuple[int, int], _Context] = {}
 
 
 def _context(network: Network, criteria: Criteria) -> _Context:
-    key = (id(network), json.dumps(criteria.to_dict(), sort_keys=True))
+    key = (id(network), id(criteria))
     ctx = _CONTEXTS.get(key)
-    if ctx is None or ctx.network is not network:
+    if ctx is not None and (ctx.network is not network or ctx.criteria is not criteria):
+        ctx = None  # an id reused by another object
+    if ctx is not None and ctx.version != network.version:
+        ctx = _Context(network, criteria, ctx.limits)  # same tables, new base
+        _CONTEXTS[key] = ctx
+    if ctx is None:
         ctx = _Context(network, criteria)
         if len(_CONTEXTS) > 16:
             _CONTEXTS.clear()
@@ -238,22 +240,18 @@ def check(
     method: str = "auto",
     cable: Cable | None = None,
     headroom: bool = True,
-    background: tuple[ExtraLoad, ...] = (),
 ) -> Decision:
     """Does a new balanced three-phase customer of ``kw`` declared kW fit at ``bus``?
 
     ``method="ac"`` makes pandapower's full AC load flow decide every case. ``cable`` puts the
-    customer behind a service cable. ``background`` loads (reservations not in the network's
-    tables) are counted as if they were. Raises ``InputError`` for a bad question; never
-    mutates ``network``.
+    customer behind a service cable. Loads reserved on the network (:meth:`Network.reserve`)
+    are counted. Raises ``InputError`` for a bad question; never mutates ``network``.
     """
     crit = resolve_criteria(criteria)
     if method not in METHODS:
         raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     q = make_question(network, bus=bus, kw=kw, category=category, pf=pf, criteria=crit)
-    return _decide(
-        network, q, crit, method=method, cable=cable, headroom=headroom, background=background
-    )
+    return _decide(network, q, crit, method=method, cable=cable, headroom=headroom)
 
 
 def _decide(
@@ -264,7 +262,6 @@ def _decide(
     method: str,
     cable: Cable | None,
     headroom: bool,
-    background: tuple[ExtraLoad, ...] = (),
 ) -> Decision:
     netinfo = {"name": network.name, "source": network.source, "fingerprint": network.fingerprint}
     bus_row = network.bus_row(q.bus)
@@ -354,7 +351,7 @@ def _decide(
             cable,
             method,
             (skip_bus, skip_line, skip_trafo),
-            background,
+            bool(own_pre),
         )
     except PowerFlowError as exc:
         return Decision(
@@ -366,6 +363,9 @@ def _decide(
     j = limits.judge(after, skip_bus=skip_bus, skip_line=skip_line, skip_trafo=skip_trafo)
     violations = list(j.violations)
     vn_v = float(limits.vn_kv[bus_row]) * 1000.0
+    m_after = _state_margins(
+        limits, after, (skip_bus, skip_line, skip_trafo), bus_row, cable, cust_vm, cable_pct
+    )
     if cable is not None:
         violations += _cable_violations(limits, bus_row, cust_vm, cable_pct)
         violations.sort(key=lambda v: -v.severity)
@@ -409,7 +409,15 @@ def _decide(
             (skip_bus, skip_line, skip_trafo),
             counted=decision == "fits",
             blocked=bool(pre),
-            background=background,
+            known=_known_margins(
+                ctx,
+                decision == "fits",
+                q,
+                m_after,
+                (skip_bus, skip_line, skip_trafo),
+                bus_row,
+                cable,
+            ),
         )
     return Decision(
         decision=decision,
@@ -432,8 +440,17 @@ def _decide(
 def area_rule(network: Network, ctx: _Context, bus: int):
     """The pre-existing-violation rule at ``bus``: (violations in its own transformer area,
     violations elsewhere, skip masks (bus, line, trafo) for the latter, own-area masks)."""
-    pp_net = network.pp
     area = network.topology.area_of(bus)
+    key = id(area)
+    hit = ctx.rules.get(key)
+    if hit is None or hit[0] is not area:
+        hit = (area, _area_rule(network, ctx, area))
+        ctx.rules[key] = hit
+    return hit[1]
+
+
+def _area_rule(network: Network, ctx: _Context, area):
+    pp_net = network.pp
     tr_ids = list(area.trafos) if area else []
     area_bus = np.isin(pp_net.bus.index.to_numpy(), np.asarray(area.buses if area else ()))
     area_line = np.isin(pp_net.line.index.to_numpy(), np.asarray(area.lines if area else ()))
@@ -494,33 +511,68 @@ def _after_state(
     cable: Cable | None,
     method: str,
     skips,
-    background: tuple[ExtraLoad, ...] = (),
+    decided_by_pre_existing: bool = False,
 ) -> tuple[GridState, str, float, float]:
-    """The judged state after the connection, and which engine produced it."""
+    """The judged state after the connection, and which engine produced it: ``fast``; or,
+    near a limit, ``newton`` (the exact AC load flow from the fast solution); or ``pandapower``
+    (``method="ac"``, or where the fast engine cannot model the case)."""
     if method == "auto":
         try:
-            res = network.fast_engine().solve(
-                bus, p_mw, q_mvar, _service_cable(network, bus, cable), _bg(background)
-            )
-            bg_mw = _bg_mw(background)
+            eng = network.fast_engine()
+            sc = _service_cable(network, bus, cable)
+            res = eng.solve(bus, p_mw, q_mvar, sc)
             j = ctx.limits.judge(
                 res.state,
                 skip_bus=skips[0],
                 skip_line=skips[1],
                 skip_trafo=skips[2],
-                band_pu=VOLTAGE_BAND_PU + BAND_PU_PER_BG_MW * bg_mw,
-                band_percent=LOADING_BAND_PERCENT + BAND_PERCENT_PER_BG_MW * bg_mw,
+                band_pu=VOLTAGE_BAND_PU,
+                band_percent=LOADING_BAND_PERCENT,
             )
             near = j.near_limit or _cable_near(
                 ctx.limits, network.bus_row(bus), res.customer_vm_pu, res.cable_loading_percent
             )
             if not near:
                 return res.state, "fast", res.customer_vm_pu, res.cable_loading_percent
-        except FastEngineUnsupported:
+            # Near a limit only a "fits" needs the exact load flow. A rejection is kept when
+            # the fast state already breaks a limit (the engines could differ only where the
+            # true value is within the fast engine's error of the limit, measured under a tenth
+            # of the band: a false "does not fit" of a few watts at most, never a false "fits"),
+            # or when the own area broke one before the connection.
+            rejected = bool(j.violations) or decided_by_pre_existing
+            if cable is not None and not rejected:
+                row = network.bus_row(bus)
+                rejected = bool(
+                    _cable_violations(
+                        ctx.limits, row, res.customer_vm_pu, res.cable_loading_percent
+                    )
+                )
+            if rejected:
+                return res.state, "fast", res.customer_vm_pu, res.cable_loading_percent
+            ex = eng.exact_state(bus, p_mw, q_mvar, sc, res.V)
+            return (
+                _exact_state(ex.state, network),
+                "newton",
+                ex.customer_vm_pu,
+                ex.cable_loading_percent,
+            )
+        except FastEngineUnsupported:  # (FastEngineDiverged included) pandapower decides
             pass
-    ac = network.run_ac_with([*background, _extra_load(bus, p_mw, q_mvar, cable)])
+    ac = network.run_ac_with([_extra_load(bus, p_mw, q_mvar, cable)])
     cust = ac.customer_vm_pu
     return ac.state, "pandapower", cust, ac.cable_loading_percent
+
+
+def _exact_state(st: GridState, network: Network) -> GridState:
+    """The exact load flow's state (checked like pandapower's: no NaN where energised)."""
+    live = network.live
+    if not (
+        np.isfinite(st.vm_pu[live.bus]).all()
+        and np.isfinite(st.line_loading_percent[live.line]).all()
+        and np.isfinite(st.trafo_loading_percent[live.trafo]).all()
+    ):
+        raise FastEngineUnsupported("the exact load flow returned NaN")
+    return GridState(st.vm_pu, st.line_loading_percent, st.trafo_loading_percent, "newton")
 
 
 def _cable_near(limits: Limits, bus_row: int, vm: float, pct: float) -> bool:
@@ -528,6 +580,32 @@ def _cable_near(limits: Limits, bus_row: int, vm: float, pct: float) -> bool:
     near_v = math.isfinite(vm) and min(abs(vm - lo), abs(vm - hi)) < VOLTAGE_BAND_PU
     near_l = math.isfinite(pct) and abs(pct - limits.line_max) < LOADING_BAND_PERCENT
     return near_v or near_l
+
+
+def _state_margins(
+    lim: Limits, st: GridState, skips, row: int, cable: Cable | None, cust: float, pct: float
+) -> np.ndarray:
+    """Every judged margin of a state (pu for voltages, fraction of 100 % for loadings), the
+    service cable's last when there is one."""
+    m = lim.margins(st, skip_bus=skips[0], skip_line=skips[1], skip_trafo=skips[2])
+    if cable is not None:
+        extra = [cust - lim.vmin[row], lim.vmax[row] - cust, (lim.line_max - pct) / 100.0]
+        m = np.r_[m, np.nan_to_num(np.asarray(extra, float), nan=-1.0)]
+    return m
+
+
+def _known_margins(
+    ctx: _Context, counted: bool, q: Question, m_after: np.ndarray, skips, row: int, cable
+) -> tuple[tuple[float, np.ndarray], ...]:
+    """The margins a decision already has, as points of its headroom search: counted, the
+    application is the start (0 kW more); otherwise the base is the start and the application
+    a second point (without a service cable, whose terminal the base does not have)."""
+    if cable is not None:
+        return ((0.0, m_after),) if counted else ((q.design_kw, m_after),)
+    m_base = _state_margins(ctx.limits, ctx.base, skips, row, None, math.nan, math.nan)
+    if counted:  # the base lies behind the start: a point for the slopes only
+        return ((-q.design_kw, m_base), (0.0, m_after))
+    return ((0.0, m_base), (q.design_kw, m_after))
 
 
 def _headroom_kw(
@@ -540,83 +618,100 @@ def _headroom_kw(
     counted: bool,
     blocked: bool,
     cap_kw: float = HEADROOM_CAP_KW,
-    background: tuple[ExtraLoad, ...] = (),
+    known: tuple[tuple[float, np.ndarray], ...] = (),
 ) -> float | None:
-    """Largest extra design kW (same pf) that still fits at the bus.
+    """Largest extra design kW (same pf) that still fits at the bus, to HEADROOM_STEP_KW.
 
     With ``counted`` the application itself is included (the headroom left after it); otherwise
-    it is the capacity of the bus without it. Found by safeguarded regula falsi on the smallest
-    margin (less HEADROOM_SAFETY, so it errs on the safe side) with the fast engine, or with the
-    full AC load flow where the fast engine cannot model the area.
+    it is the capacity of the bus without it. ``known``: (extra kW, margins) the caller already
+    has, e.g. the application's own state; they start the search. A value fits when every
+    margin is at least HEADROOM_SAFETY (so it errs on the safe side), evaluated with the fast
+    engine, or the full AC load flow where the fast engine cannot model the area. The search
+    extrapolates every element's margin from the last two loads tried (secant per element) to
+    the first one reaching zero, keeps a bracket of a fitting and a failing load, and ends on
+    two grid
+    points ``HEADROOM_STEP_KW`` apart, the lower fitting and the upper not.
     """
     if blocked:
         return 0.0
     tan = math.tan(math.acos(q.pf))
     offset = q.design_kw if counted else 0.0
-    bg_mw_h = _bg_mw(background)
     row = network.bus_row(q.bus)
     lim = ctx.limits
     try:
         eng = network.fast_engine()
         sc = _service_cable(network, q.bus, cable)
-        bg = _bg(background)
-        eng.solve(q.bus, offset / 1000.0, offset * tan / 1000.0, sc, bg)
-        use_fast = True
-    except FastEngineDiverged:
-        return 0.0
+        use_fast = not eng.has_voltage_dependent_loads
+        eng._locate(q.bus)
     except FastEngineUnsupported:
         use_fast = False
     except PowerFlowError:
         return None
 
-    def margin(x_kw: float) -> float:
+    def margins(x_kw: float) -> np.ndarray | None:
+        """Margins less the safety at ``x_kw`` more; None: no solution at that load."""
         p = (offset + x_kw) / 1000.0
         try:
             if use_fast:
-                res = eng.solve(q.bus, p, p * tan, sc, bg)
+                res = eng.solve(q.bus, p, p * tan, sc, remember=False)
                 st, cust, pct = res.state, res.customer_vm_pu, res.cable_loading_percent
             else:
-                ac = network.run_ac_with([*background, _extra_load(q.bus, p, p * tan, cable)])
+                ac = network.run_ac_with([_extra_load(q.bus, p, p * tan, cable)])
                 st, cust, pct = ac.state, ac.customer_vm_pu, ac.cable_loading_percent
-        except (FastEngineDiverged, PowerFlowError):  # no solution at this load
-            return -1.0
-        m = lim.min_margin(st, skip_bus=skips[0], skip_line=skips[1], skip_trafo=skips[2])
-        if cable is not None:
-            m = min(m, cust - lim.vmin[row], lim.vmax[row] - cust, (lim.line_max - pct) / 100.0)
-        return m - HEADROOM_SAFETY - max(BAND_PU_PER_BG_MW, BAND_PERCENT_PER_BG_MW / 100) * bg_mw_h
+        except (FastEngineDiverged, PowerFlowError):
+            return None
+        return _state_margins(lim, st, skips, row, cable, cust, pct) - HEADROOM_SAFETY
 
-    lo, g_lo = 0.0, margin(0.0)
-    if g_lo < 0:
+    step = HEADROOM_STEP_KW
+    pts = sorted(((x, m - HEADROOM_SAFETY) for x, m in known), key=lambda p: p[0])
+    if not any(x == 0.0 for x, _ in pts):
+        m0 = margins(0.0)
+        pts.append((0.0, m0) if m0 is not None else (0.0, np.array([-1.0])))
+        pts.sort(key=lambda p: p[0])
+    if float(np.min(dict(pts)[0.0], initial=np.inf)) < 0:
         return 0.0
-    hi, g_hi = cap_kw, margin(cap_kw)
-    if g_hi >= 0:
-        return cap_kw
-    side = 0
-    for _ in range(60):
-        if hi - lo <= HEADROOM_STEP_KW:
-            break
-        x = (lo * g_hi - hi * g_lo) / (g_hi - g_lo)
-        x = min(max(x, lo + 0.01 * (hi - lo)), hi - 0.01 * (hi - lo))
-        g = margin(x)
-        if g >= 0:
-            lo, g_lo = x, g
-            if side == 1:
-                g_hi /= 2
-            side = 1
+    lo, hi = 0.0, math.inf  # a fitting load, a failing one (points below 0: slopes only)
+    for x_k, m_k in pts:
+        if x_k <= 0.0:
+            continue
+        if float(np.min(m_k, initial=np.inf)) >= 0:
+            lo = max(lo, x_k)
         else:
-            hi, g_hi = x, g
-            if side == -1:
-                g_lo /= 2
-            side = -1
-    return round(math.floor(lo / HEADROOM_STEP_KW) * HEADROOM_STEP_KW, 1)
-
-
-def _bg_mw(background: tuple[ExtraLoad, ...]) -> float:
-    return float(sum(abs(complex(e.p_mw, e.q_mvar)) for e in background))
-
-
-def _bg(background: tuple[ExtraLoad, ...]) -> tuple[tuple[int, float, float], ...]:
-    return tuple((e.bus, e.p_mw, e.q_mvar) for e in background)
+            hi = min(hi, x_k)
+    (xa, ma), (xb, mb) = pts[-2] if len(pts) > 1 else pts[0], pts[-1]
+    x = min(cap_kw, 10.0) if len(pts) == 1 else math.nan  # a first step gives the slopes
+    for _ in range(40):
+        if not math.isnan(x):
+            m = margins(x)
+            fits = m is not None and float(np.min(m, initial=np.inf)) >= 0
+            if fits:
+                lo = x
+                if x >= cap_kw:
+                    return cap_kw
+            else:
+                hi = x
+            if m is not None:
+                (xa, ma), (xb, mb) = (xb, mb), (x, m)
+        if hi - lo <= step + 1e-9:
+            break
+        # every margin extrapolated along its own secant: the first to reach zero
+        with np.errstate(divide="ignore", invalid="ignore"):
+            slope = (mb - ma) / (xb - xa) if xb != xa else np.zeros_like(mb)
+            roots = np.where(slope < 0, xb - mb / slope, np.inf)
+        est = float(np.min(roots[np.isfinite(roots)], initial=cap_kw))
+        if not math.isfinite(hi):
+            est = min(cap_kw, max(est, lo + step))
+        # close on the grid: the point below the estimate, then the one above it
+        below = round(math.floor(est / step + 1e-9) * step, 6)
+        if lo < below < hi:
+            x = below
+        elif lo < below + step < hi:
+            x = below + step
+        elif math.isfinite(hi):
+            x = 0.5 * (lo + hi)
+        else:
+            x = min(cap_kw, 2 * lo + step)
+    return round(math.floor(lo / step + 1e-9) * step, 1)
 
 
 def _extra_load(bus: int, p_mw: float, q_mvar: float, cable: Cable | None) -> ExtraLoad:

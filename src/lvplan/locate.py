@@ -61,7 +61,6 @@ def check_location(
     criteria: Criteria | str | None = None,
     area_class: str | None = None,
     method: str = "auto",
-    background: tuple = (),
 ) -> Decision:
     crit = resolve_criteria(criteria)
     try:
@@ -113,9 +112,7 @@ def check_location(
         b = int(pp_bus.index[r])
         q = make_question(network, bus=b, kw=kw, category=category, pf=pf, criteria=crit)
         cable = choose_service_cable(q.design_kw, q.design_kvar, float(route[r]))
-        dec = _decide(
-            network, q, crit, method=method, cable=cable, headroom=True, background=background
-        )
+        dec = _decide(network, q, crit, method=method, cable=cable, headroom=True)
         results.append(dec)
         if dec.decision == "hv_required":
             return dataclasses.replace(dec, location=loc)

@@ -8,6 +8,7 @@ echoed in every result through ``Criteria.to_dict()``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -82,9 +83,15 @@ class Criteria:
             raise InputError(f"criteria: unknown default_category {self.default_category!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["overridden"] = list(self.overridden)
-        return d
+        cached = self.__dict__.get("_as_dict")
+        if cached is None:  # computed once per (immutable) instance; copied on every call
+            cached = dataclasses.asdict(self)
+            object.__setattr__(self, "_as_dict", cached)
+        return {
+            **cached,
+            "supply_radius_m": dict(self.supply_radius_m),
+            "overridden": list(self.overridden),
+        }
 
 
 def _read_toml(name: str) -> dict[str, Any]:
@@ -128,6 +135,11 @@ class Category:
 
 def categories() -> dict[str, Category]:
     """Customer categories with their demand factors (declared kW -> design kW)."""
+    return dict(_categories())
+
+
+@functools.cache
+def _categories() -> dict[str, Category]:
     raw = _read_toml("categories.toml")
     return {
         name: Category(name, float(v["demand_factor"]), str(v["source"])) for name, v in raw.items()
@@ -135,7 +147,7 @@ def categories() -> dict[str, Category]:
 
 
 def category(name: str) -> Category:
-    cats = categories()
+    cats = _categories()
     if name not in cats:
         raise InputError(f"unknown category {name!r}; known: {', '.join(sorted(cats))}")
     return cats[name]

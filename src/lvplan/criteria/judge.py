@@ -211,34 +211,33 @@ class Limits:
             return None
         return min(cands, key=lambda c: c[0])[1]
 
-    def min_margin(
+    def margins(
         self, state: GridState, *, skip_bus=None, skip_line=None, skip_trafo=None
-    ) -> float:
-        """The smallest margin over checked elements: pu for voltages, fraction for loadings."""
+    ) -> np.ndarray:
+        """Every checked margin, in a fixed order (bus minima, bus maxima, lines, trafos): pu
+        for voltages, fraction of 100 % for loadings; +inf where an element is not checked."""
         vm = state.vm_pu
         checked = np.isfinite(self.vmin) & np.isfinite(vm)
         if skip_bus is not None:
             checked &= ~skip_bus
-        m = np.inf
-        if checked.any():
-            m = min(
-                m,
-                float(
-                    np.min(
-                        np.minimum(
-                            vm[checked] - self.vmin[checked], self.vmax[checked] - vm[checked]
-                        )
-                    )
-                ),
-            )
+        parts = [
+            np.where(checked, vm - self.vmin, np.inf),
+            np.where(checked, self.vmax - vm, np.inf),
+        ]
         for arr, lim, skip in (
             (state.line_loading_percent, self.line_max, skip_line),
             (state.trafo_loading_percent, self.trafo_max, skip_trafo),
         ):
             ok = np.isfinite(arr) if skip is None else np.isfinite(arr) & ~skip
-            if ok.any():
-                m = min(m, float(np.min(lim - arr[ok])) / 100.0)
-        return m
+            parts.append(np.where(ok, (lim - arr) / 100.0, np.inf))
+        return np.concatenate(parts)
+
+    def min_margin(
+        self, state: GridState, *, skip_bus=None, skip_line=None, skip_trafo=None
+    ) -> float:
+        """The smallest margin over checked elements: pu for voltages, fraction for loadings."""
+        m = self.margins(state, skip_bus=skip_bus, skip_line=skip_line, skip_trafo=skip_trafo)
+        return float(np.min(m, initial=np.inf))
 
 
 def _names(tab) -> list[str]:

@@ -6,6 +6,7 @@ a private working copy for reference load flows and restores it after each one.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import threading
@@ -19,7 +20,7 @@ from lvplan.errors import InputError, PowerFlowError
 from lvplan.model.topology import LV_MAX_KV, Topology, build_topology, energized_buses
 from lvplan.model.validate import assert_valid
 from lvplan.powerflow.ac import run_ac
-from lvplan.powerflow.fast import FastEngine
+from lvplan.powerflow.fast import FastEngine, FastEngineUnsupported
 from lvplan.powerflow.state import GridState, LiveMasks
 
 FINGERPRINT_TABLES = (
@@ -73,6 +74,9 @@ class Network:
         self._base: GridState | None = None
         self._base_error: str | None = None
         self._fast: FastEngine | None = None
+        self._reserved: dict[str, ExtraLoad] = {}
+        #: bumped whenever the base changes (reservations): cached judgements follow it
+        self.version = 0
 
     # -- identity -------------------------------------------------------------------------------
     @property
@@ -163,11 +167,15 @@ class Network:
 
     # -- load flows -----------------------------------------------------------------------------
     def base_state(self) -> GridState:
-        """The reference load flow of the network as given (existing loads at the design peak)."""
+        """The reference load flow of the network as given (existing loads at the design peak),
+        plus the reserved loads (see :meth:`reserve`)."""
         with self._lock:
             if self._base is None and self._base_error is None:
                 try:
-                    self._base = run_ac(self._work, self.live)
+                    if self._reserved:
+                        self._base = self.run_ac_with([], keep_model=True).state
+                    else:
+                        self._base = run_ac(self._work, self.live)
                     self._fast = FastEngine(self._work, self.live)
                 except PowerFlowError as exc:
                     self._base_error = str(exc)
@@ -175,15 +183,71 @@ class Network:
                 raise PowerFlowError(f"base case: {self._base_error}")
             return self._base
 
+    # -- reservations ---------------------------------------------------------------------------
+    @property
+    def reserved(self) -> dict[str, ExtraLoad]:
+        """Loads added to the network's own (keyed by application id), as :meth:`reserve` left
+        them. Every load flow and check on this network counts them."""
+        return dict(self._reserved)
+
+    def reserve(self, loads: dict[str, ExtraLoad]) -> str:
+        """Add loads for good (approved applications). Returns how the new base was found:
+        ``"exact"`` (the exact AC load flow from the current base, no pandapower run) or
+        ``"pandapower"`` (a full reference run, where the exact one cannot be used)."""
+        with self._lock:
+            new = {k: v for k, v in loads.items() if k not in self._reserved}
+            for k, e in new.items():
+                if e.cable_length_km > 0:
+                    raise InputError(f"reservation {k}: a reservation cannot have a service cable")
+            self._reserved.update(new)
+            return self._move_base([(e.bus, e.p_mw, e.q_mvar) for e in new.values()])
+
+    def release(self, keys: list[str]) -> str:
+        """Remove reserved loads (withdrawn applications); see :meth:`reserve`."""
+        with self._lock:
+            gone = [self._reserved.pop(k) for k in keys if k in self._reserved]
+            return self._move_base([(e.bus, -e.p_mw, -e.q_mvar) for e in gone])
+
+    def _move_base(self, changes: list[tuple[int, float, float]]) -> str:
+        if not changes:
+            return "none"
+        self.version += 1
+        if self._base is None and self._base_error is None:
+            self.base_state()
+            return "pandapower"
+        eng = self._fast
+        if eng is not None:
+            start = None
+            if len(changes) == 1 and eng.last_solution is not None:
+                key, V = eng.last_solution  # the check of this very load: a warm start
+                if key == (int(changes[0][0]), float(changes[0][1]), float(changes[0][2])):
+                    start = V
+            try:
+                res = eng.exact([(b, p, q, None) for b, p, q in changes], start)
+                eng.rebase(res.V, res.S_spec)
+                self._base = _newton_state(eng.base_state(), self.live)
+                return "exact"
+            except (FastEngineUnsupported, PowerFlowError):
+                pass
+        # the exact load flow cannot be used here: a full reference run with every reservation
+        self._base, self._base_error, self._fast = None, None, None
+        with contextlib.suppress(PowerFlowError):  # kept in _base_error: not_assessable
+            self.base_state()
+        return "pandapower"
+
     def fast_engine(self) -> FastEngine:
         self.base_state()
         assert self._fast is not None
         return self._fast
 
-    def run_ac_with(self, extra: list[ExtraLoad]) -> AcWithLoad:
-        """The reference AC load flow with ``extra`` loads added; the network is restored after."""
+    def run_ac_with(self, extra: list[ExtraLoad], *, keep_model: bool = False) -> AcWithLoad:
+        """The reference AC load flow with the reserved and ``extra`` loads added; the network's
+        tables are restored after (``keep_model``: pandapower's internal model of the run is
+        left on the net, for a fast engine to be built from it)."""
         with self._lock:
-            self.base_state()
+            if not keep_model:
+                self.base_state()
+            extra = [*self._reserved.values(), *extra]
             net = self._work
             n_bus, n_line, n_load = len(net.bus), len(net.line), len(net.load)
             added_buses: list[int] = []
@@ -241,3 +305,10 @@ class Network:
                 for tab, n in (("res_bus", n_bus), ("res_line", n_line), ("res_load", n_load)):
                     if tab in net and len(net[tab]) > n:
                         net[tab] = net[tab].iloc[:n]
+
+
+def _newton_state(st: GridState, live: LiveMasks) -> GridState:
+    """The exact load flow's state, labelled as such (NaN where nothing is energised)."""
+    vm = st.vm_pu.copy()
+    vm[~live.bus] = np.nan
+    return GridState(vm, st.line_loading_percent, st.trafo_loading_percent, engine="newton")

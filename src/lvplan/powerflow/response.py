@@ -8,29 +8,48 @@ part, LV areas replaced by what they draw).
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
-from pandapower.pypower.dSbus_dV import dSbus_dV
-from scipy.sparse.linalg import splu
+
+from lvplan.powerflow.jacobian import JacobianPattern
+from lvplan.powerflow.sparse_lu import SparseLU
 
 
 class LinearResponse:
-    def __init__(self, Ybus, V0: np.ndarray, pv: np.ndarray, pq: np.ndarray):
+    """``pattern``: the Jacobian's pattern, when the caller keeps one; ``like``: an earlier
+    response of the same network whose factorisation this one reuses (KLU keeps its symbolic
+    analysis, so only the numbers are factored again)."""
+
+    def __init__(
+        self,
+        Ybus,
+        V0: np.ndarray,
+        pv: np.ndarray,
+        pq: np.ndarray,
+        *,
+        pattern: JacobianPattern | None = None,
+        like: LinearResponse | None = None,
+    ):
         self.Ybus, self.V0, self.pv, self.pq = Ybus, V0, pv, pq
         self.pvpq = np.r_[pv, pq]
-        self._lu = None
+        self._pattern = pattern
+        self._like = like
+        self._lu: SparseLU | None = None
 
-    def factor(self):
-        """The LU of the Jacobian (computed on first use)."""
+    @property
+    def pattern(self) -> JacobianPattern:
+        if self._pattern is None:
+            self._pattern = JacobianPattern(self.Ybus, self.pv, self.pq)
+        return self._pattern
+
+    def factor(self) -> SparseLU:
+        """The LU of the Jacobian at V0 (computed on first use)."""
         if self._lu is None:
-            pvpq, pq = self.pvpq, self.pq
-            dVm, dVa = dSbus_dV(self.Ybus, self.V0)
-            J = sp.vstack(
-                [
-                    sp.hstack([dVa[pvpq][:, pvpq].real, dVm[pvpq][:, pq].real]),
-                    sp.hstack([dVa[pq][:, pvpq].imag, dVm[pq][:, pq].imag]),
-                ]
-            ).tocsc()
-            self._lu = splu(J)
+            values = self.pattern.values(self.V0)
+            like = self._like._lu if self._like is not None else None
+            if like is not None and like.pattern is self.pattern:
+                self._lu = like.refactored(values)
+            else:
+                self._lu = SparseLU.of(self.pattern, values)
+            self._like = None
         return self._lu
 
     def drawn(self, buses: np.ndarray) -> np.ndarray:

@@ -1,15 +1,15 @@
 """The application desk: decide an application against the network *plus every reservation*,
 record it, and keep the reserved network current.
 
-Reservations (approved and energized applications) are added to the network as loads: the desk
-keeps a :class:`Network` whose pandapower model carries them, rebuilt (one base load flow) after
-each change of the reservation set. Every decision runs under one lock, so two applications can
-never both take the same headroom; the register write commits before the answer is returned.
+Reservations (approved and energized applications) are loads of the desk's own copy of the
+network (:meth:`Network.reserve`): each approval moves the base by the exact AC load flow,
+started from the decision's own solution, so the next decision already counts it, exactly and
+without a pandapower run. Every decision runs under one lock, so two applications can never
+both take the same headroom; the register write commits before the answer is returned.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import threading
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 from lvplan import __version__
 from lvplan.criteria import Criteria
 from lvplan.decision import Decision, check, resolve_criteria
-from lvplan.errors import InputError
+from lvplan.errors import InputError, PowerFlowError
 from lvplan.model.network import ExtraLoad, Network
 from lvplan.register.store import (
     STATUS_OF_DECISION,
@@ -84,143 +84,41 @@ def normalise_request(body: Any, *, need_id: bool) -> dict[str, Any]:
 class Desk:
     """Decisions against the network plus every reservation.
 
-    The reservations live in two places: a *base* network whose tables carry the reservations
-    of a snapshot (one base load flow), and the *pending* ones approved since, which every
-    decision adds as background loads (exact in their own LV areas, through the MV response
-    elsewhere, and in the full AC load flow whenever a value is near its limit). With
-    ``rebuild_in_background`` a thread folds the pending reservations into a new base shortly
-    after they arrive; otherwise the base is rebuilt when ``MAX_PENDING`` accumulate. A
-    withdrawn reservation stays in the base until the next rebuild: conservative, never a
-    false ``fits``.
+    The desk keeps a private copy of the network whose reserved loads are the register's
+    approved and energized applications: one exact AC load flow per approval or withdrawal,
+    warm-started, keeps its base current (see :meth:`Network.reserve`). One lock serialises the
+    decisions: stricter than per feeder, and never two approvals on the same headroom.
     """
 
-    MAX_PENDING = 4
-    REBUILD_DELAY_S = 0.2
-
-    def __init__(
-        self,
-        network: Network,
-        register: SqliteBackend,
-        criteria: Criteria | None = None,
-        *,
-        rebuild_in_background: bool = False,
-    ):
+    def __init__(self, network: Network, register: SqliteBackend, criteria: Criteria | None = None):
         self.pristine = network
         self.register = register
         self.criteria = resolve_criteria(criteria)
         self.lock = threading.RLock()
-        self._base: Network = network
-        self._base_ids: frozenset[str] = frozenset()
-        self._pending: list[Application] = []
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self.rebuilds = 0
-        self.refresh()
-        self._thread: threading.Thread | None = None
-        if rebuild_in_background:
-            self._thread = threading.Thread(target=self._rebuilder, daemon=True)
-            self._thread.start()
+        self.network = _reservable_copy(network)
+        self.network.reserve(
+            {a.id: _load_of(a) for a in self.register.reserving() if a.bus is not None}
+        )
 
     def warm(self) -> None:
-        """Compute what the first decision would (base load flow, engine, topology, limits)."""
+        """Compute what the first decisions would (base load flow, every LV area of the fast
+        engine with its sensitivities, the Jacobian's LU, the limits)."""
         from lvplan.decision import _context
 
         with self.lock:
-            net = self._base
-            net.base_state()
-            net.fast_engine()._factor()
+            net = self.network
+            try:
+                net.base_state()
+            except PowerFlowError:
+                return  # every decision says not_assessable, with the reason
+            eng = net.fast_engine()
+            eng._factor()
+            eng.prepare()
             _ = net.topology
             _context(net, self.criteria)
 
     def close(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-
-    # -- the network with every reservation ------------------------------------------------------
-    def refresh(self) -> Network:
-        """A network whose tables carry every reservation (rebuilt now when any is pending or
-        a reservation was released since the base was built)."""
-        with self.lock:
-            ids = frozenset(a.id for a in self.register.reserving() if a.bus is not None)
-            if ids != self._base_ids or self._pending:
-                self._rebuild_now()
-            return self._base
-
-    def _rebuild_now(self) -> None:
-        apps = [a for a in self.register.reserving() if a.bus is not None]
-        net = self._build(apps)
-        self._swap(net, frozenset(a.id for a in apps))
-
-    def _build(self, apps: list[Application]) -> Network:
-        from lvplan.decision import _context
-
-        net = self._with_loads(apps)
-        net.base_state()
-        old = self._base
-        if net is not old and old._fast is not None:
-            net.fast_engine().inherit(old.fast_engine())
-        net.fast_engine()._factor()  # warm: the first decisions on it do not pay for these
-        _context(net, self.criteria)
-        return net
-
-    def _swap(self, net: Network, ids: frozenset[str]) -> None:
-        """Install a base; what is pending is whatever the register reserves beyond it (so a
-        base built from an older snapshot can never hide a newer reservation)."""
-        with self.lock:
-            self._base = net
-            self._base_ids = ids
-            self._pending = [
-                a for a in self.register.reserving() if a.bus is not None and a.id not in ids
-            ]
-            self.rebuilds += 1
-
-    def _rebuilder(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait()
-            if self._stop.is_set():
-                return
-            self._stop.wait(self.REBUILD_DELAY_S)  # gather what arrives meanwhile
-            self._wake.clear()
-            try:
-                apps = [a for a in self.register.reserving() if a.bus is not None]
-                ids = frozenset(a.id for a in apps)
-                if ids == self._base_ids:
-                    continue
-                net = self._build(apps)
-                self._swap(net, ids)
-            except Exception:  # pragma: no cover - the next change tries again
-                continue
-
-    def _background(self) -> tuple[ExtraLoad, ...]:
-        return tuple(
-            ExtraLoad(int(a.bus), a.design_kw / 1000.0, a.design_kvar / 1000.0)  # type: ignore[arg-type]
-            for a in self._pending
-        )
-
-    def _with_loads(self, apps: list[Application]) -> Network:
-        if not apps:
-            return self.pristine
-        import pandapower as pp
-
-        net = copy.deepcopy(self.pristine.pp)
-        pp.create_loads(
-            net,
-            [int(a.bus) for a in apps],  # type: ignore[arg-type]
-            p_mw=[a.design_kw / 1000.0 for a in apps],
-            q_mvar=[a.design_kvar / 1000.0 for a in apps],
-            name=[f"lvplan {a.status} {a.id}" for a in apps],
-        )
-        out = Network(
-            net, name=self.pristine.name, source=self.pristine.source, validate=False, owned=True
-        )
-        # loads change neither the topology nor what is energised, nor the network's identity:
-        # decisions record the pristine network's fingerprint (the register holds the rest)
-        out.__dict__["topology"] = self.pristine.topology
-        out.__dict__["live"] = self.pristine.live
-        out.__dict__["fingerprint"] = self.pristine.fingerprint
-        return out
+        """Nothing runs in the background; kept for callers that close what they open."""
 
     # -- decisions -----------------------------------------------------------------------------
     def _decide(self, req: dict[str, Any], network: Network) -> Decision:
@@ -234,7 +132,6 @@ class Desk:
             raise
 
     def _decide_raw(self, req: dict[str, Any], network: Network) -> Decision:
-        bg = self._background()
         if "bus" in req:
             return check(
                 network,
@@ -243,7 +140,6 @@ class Desk:
                 category=req.get("category"),
                 pf=req.get("pf"),
                 criteria=self.criteria,
-                background=bg,
             )
         from lvplan.locate import check_location
 
@@ -256,14 +152,13 @@ class Desk:
             pf=req.get("pf"),
             criteria=self.criteria,
             area_class=req.get("area_class"),
-            background=bg,
         )
 
     def check(self, body: Any) -> dict[str, Any]:
         """The answer without reserving (counts the reservations)."""
         req = normalise_request(body, need_id=False)
         with self.lock:
-            return self._decide(req, self._base).to_dict()
+            return self._decide(req, self.network).to_dict()
 
     def apply(self, body: Any) -> tuple[Application, bool]:
         """Decide and record an application; idempotent on its id. Returns (app, created)."""
@@ -275,7 +170,7 @@ class Desk:
                 if old.request_sha256 != h:
                     raise Conflict(f"id: application {req['id']!r} exists with another request")
                 return old, False
-            d = self._decide(req, self._base)
+            d = self._decide(req, self.network)
             out = d.to_dict()
             status = STATUS_OF_DECISION[d.decision]
             t = now()
@@ -298,10 +193,7 @@ class Desk:
             stored = self.register.get(app.id)
             assert stored is not None
             if stored.reserves:
-                self._pending.append(stored)
-                if len(self._pending) > self.MAX_PENDING:
-                    self._rebuild_now()
-                self._wake.set()
+                self.network.reserve({stored.id: _load_of(stored)})
             return stored, True
 
     def transition(self, app_id: str, action: str) -> Application:
@@ -315,10 +207,7 @@ class Desk:
             if not self.register.set_status(app_id, app.status, new, now(), action):
                 raise Conflict(f"status: {app_id!r} changed meanwhile")  # pragma: no cover
             if new == "withdrawn":
-                self._pending = [a for a in self._pending if a.id != app_id]
-                if app_id in self._base_ids and self._thread is None:
-                    self._rebuild_now()  # release it now (a background rebuilder does it soon)
-                self._wake.set()
+                self.network.release([app_id])
             return self.get(app_id)
 
     def get(self, app_id: str) -> Application:
@@ -330,7 +219,7 @@ class Desk:
     # -- live capacity (counts the reservations) ----------------------------------------------
     def transformer_capacity(self) -> dict[str, Any]:
         with self.lock:
-            network = self.refresh()
+            network = self.network
             base = network.base_state()
             reserved = self.register.reserving()
         net = network.pp
@@ -371,7 +260,7 @@ class Desk:
     def bus_capacity(self, transformer: str) -> dict[str, Any]:
         """Headroom (design kW, the check's own search) at every LV bus of one transformer."""
         with self.lock:
-            network = self.refresh()
+            network = self.network
             net = network.pp
             tr = net.trafo
             hit = [
@@ -402,3 +291,18 @@ class Desk:
                     }
                 )
         return {"transformer": int(t), "buses": rows}
+
+
+def _load_of(app: Application) -> ExtraLoad:
+    return ExtraLoad(int(app.bus), app.design_kw / 1000.0, app.design_kvar / 1000.0)  # type: ignore[arg-type]
+
+
+def _reservable_copy(network: Network) -> Network:
+    """A network of its own for the desk's reservations (the tables are shared read-only; the
+    working copy that load flows use is private). Topology, energised elements and identity are
+    the pristine network's: loads change none of them."""
+    out = Network(network.pp, name=network.name, source=network.source, validate=False)
+    out.__dict__["topology"] = network.topology
+    out.__dict__["live"] = network.live
+    out.__dict__["fingerprint"] = network.fingerprint
+    return out
