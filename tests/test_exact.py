@@ -2,8 +2,8 @@
 pandapower's own load flow with the same loads added.
 
 pandapower's tolerance for the reference is 1e-9 (RUNPP_OPTIONS); two converged solutions of the
-same equations differ by about that much, so the bounds below are 1e-8 pu and 1e-5 % (the band that sends a check to the exact
-load flow is 5e-4 pu and 0.2 %).
+same equations differ by about that much, so the bounds below are 1e-8 pu and 1e-5 % (the band
+that sends a check to the exact load flow is 5e-4 pu and 0.2 %).
 """
 
 from __future__ import annotations
@@ -202,3 +202,46 @@ def test_near_limit_decisions_are_exact(urban, cn):
         st = urban.fast_engine().exact_state(bus, p, d.design_kvar / 1000, None, None).state
         dv, dl = _diff(st, ac)
         assert dv < 1e-8 and dl < 1e-5
+
+
+def test_jacobian_pattern_equals_pandapowers_jacobian(urban):
+    """The fixed-pattern Jacobian against pandapower's dSbus_dV at a point away from the base."""
+    import scipy.sparse as sp
+    from pandapower.pypower.dSbus_dV import dSbus_dV
+
+    from lvplan.powerflow.jacobian import JacobianPattern
+
+    eng = urban.fast_engine()
+    V = eng.V0 * 1.01 * np.exp(0.02j)
+    pvpq, pq = np.r_[eng.pv, eng.pq], eng.pq
+    dVm, dVa = dSbus_dV(eng.Ybus, V)
+    ref = sp.vstack(
+        [
+            sp.hstack([dVa[pvpq][:, pvpq].real, dVm[pvpq][:, pq].real]),
+            sp.hstack([dVa[pq][:, pvpq].imag, dVm[pq][:, pq].imag]),
+        ]
+    ).tocsc()
+    got = JacobianPattern(eng.Ybus, eng.pv, eng.pq).csc(V)
+    assert got.shape == ref.shape
+    assert abs(got - ref).max() < 1e-9 * abs(ref).max()
+
+
+def test_klu_and_superlu_agree_and_a_refactor_leaves_the_old_factor_alone(urban):
+    from lvplan.powerflow.jacobian import JacobianPattern
+    from lvplan.powerflow.sparse_lu import SparseLU, default_backend
+
+    eng = urban.fast_engine()
+    pattern = JacobianPattern(eng.Ybus, eng.pv, eng.pq)
+    b = np.random.default_rng(0).standard_normal((pattern.shape[0], 3))
+    v1, v2 = pattern.values(eng.V0), pattern.values(eng.V0 * 0.97 * np.exp(0.05j))
+    slu = SparseLU.of(pattern, v1, backend="superlu")
+    x1 = slu.solve(b)
+    assert np.abs(x1 - SparseLU.of(pattern, v2, backend="superlu").solve(b)).max() > 1e-6
+    if default_backend() != "klu":
+        pytest.skip("kvxopt (KLU) is not installed")
+    klu = SparseLU.of(pattern, v1, backend="klu")
+    assert np.abs(klu.solve(b) - x1).max() < 1e-9 * np.abs(x1).max()
+    klu2 = klu.refactored(v2)
+    assert np.abs(klu.solve(b[:, 0]) - x1[:, 0]).max() < 1e-9 * np.abs(x1).max()
+    x2 = SparseLU.of(pattern, v2, backend="superlu").solve(b)
+    assert np.abs(klu2.solve(b) - x2).max() < 1e-9 * np.abs(x2).max()

@@ -10,8 +10,10 @@ The decision follows the criteria profile (see ``criteria/cn.toml``):
 * otherwise the new load is added and the whole network judged: any violation ->
   ``does_not_fit`` (binding = the largest relative exceedance), else ``fits``.
 
-The fast engine answers when every judged value is clear of its limit by the band; otherwise,
-or whenever the fast engine cannot model the case, pandapower's full AC load flow decides.
+The fast engine answers ``fits`` only when every judged value is clear of its limit by the
+band, and ``does_not_fit`` when its state breaks a limit; otherwise the exact AC load flow of the
+whole network (``FastEngine.exact``: Newton-Raphson on pandapower's model, started from the fast
+solution) decides, and pandapower's own load flow wherever the fast engine cannot model the case.
 """
 
 from __future__ import annotations

@@ -61,6 +61,8 @@ class SparseLU:
         cls, pattern: JacobianPattern, values: np.ndarray, *, backend: str | None = None
     ) -> SparseLU:
         backend = backend or default_backend()
+        if pattern.shape[0] == 0:  # nothing to solve (a model with only held voltages)
+            return cls(pattern, "empty", None)
         if backend == "klu" and _klu is None:
             raise ImportError("KLU needs the kvxopt package")
         shared = _KluPattern(pattern) if backend == "klu" else None
@@ -71,6 +73,8 @@ class SparseLU:
         return SparseLU(self.pattern, self.backend, self._shared)._factor(values)
 
     def _factor(self, values: np.ndarray) -> SparseLU:
+        if self.backend == "empty":
+            return self
         if self._shared is not None:
             self._shared.A.V = _kv.matrix(np.ascontiguousarray(values, dtype=float))
             try:
@@ -84,6 +88,8 @@ class SparseLU:
 
     def solve(self, b: np.ndarray) -> np.ndarray:
         b = np.asarray(b, dtype=float)
+        if self.backend == "empty":
+            return np.zeros_like(b)
         if self._shared is None:
             return self._lu.solve(b)
         X = _kv.matrix(np.asfortranarray(b.reshape(b.shape[0], -1)))
