@@ -650,12 +650,15 @@ def _headroom_kw(
     except PowerFlowError:
         return None
 
+    last: list = [None]  # the previous fast result: each solve starts from its neighbour
+
     def margins(x_kw: float) -> np.ndarray | None:
         """Margins less the safety at ``x_kw`` more; None: no solution at that load."""
         p = (offset + x_kw) / 1000.0
         try:
             if use_fast:
-                res = eng.solve(q.bus, p, p * tan, sc, remember=False)
+                res = eng.solve(q.bus, p, p * tan, sc, remember=False, start=last[0])
+                last[0] = res
                 st, cust, pct = res.state, res.customer_vm_pu, res.cable_loading_percent
             else:
                 ac = network.run_ac_with([_extra_load(q.bus, p, p * tan, cable)])

@@ -26,7 +26,7 @@ run. ``tests/test_agreement.py`` and ``tests/test_exact.py`` measure both agains
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -82,6 +82,8 @@ class FastResult:
     cable_loading_percent: float  # NaN without a service cable
     iterations: int
     V: np.ndarray  # complex voltages of the internal model (pu)
+    root_draw: np.ndarray = field(default_factory=lambda: np.zeros(0, complex))
+    key: tuple[int, int] = (-1, -1)  # (internal bus, engine version): what a warm start needs
 
 
 @dataclass(frozen=True)
@@ -369,18 +371,25 @@ class FastEngine:
         cable: ServiceCable | None = None,
         *,
         remember: bool = True,
+        start: FastResult | None = None,
     ) -> FastResult:
         """The state of the whole network with an extra load at pandapower bus ``pp_bus``: its
         area exactly, its roots and every other bus moved by the linear response to what the
         area draws (a fixed point of the two). Near a limit the caller lets :meth:`exact` or
         pandapower decide. ``remember``: keep the solution as the warm start of a reservation
-        of this very load (see ``last_solution``)."""
-        _ib, a, k = self._locate(pp_bus)
+        of this very load (see ``last_solution``). ``start``: an earlier result at the same
+        bus (another load) to iterate from; the fixed point, to its tolerance, is the same."""
+        ib, a, k = self._locate(pp_bus)
         s_load = complex(p_mw, q_mvar) / self.baseMVA
         sens = [self._sensitivity(int(r)) for r in a.R]
-        V_R = self.V0[a.R].copy()
-        V_L = self.V0[a.L].copy()
-        d = np.zeros(a.R.size, complex)
+        if start is not None and start.key == (ib, self.version) and start.root_draw.size:
+            V_R = start.V[a.R].copy()
+            V_L = start.V[a.L].copy()
+            d = start.root_draw.copy()
+        else:
+            V_R = self.V0[a.R].copy()
+            V_L = self.V0[a.L].copy()
+            d = np.zeros(a.R.size, complex)
         v_cust: complex = 0j
         iters = 0
         V = self.V0.copy()
@@ -406,7 +415,8 @@ class FastEngine:
         V[a.L] = V_L
         if cable is None and remember:
             self.last_solution = ((int(pp_bus), float(p_mw), float(q_mvar)), V)
-        return self._result(V, v_cust, s_load, cable, iters)
+        res = self._result(V, v_cust, s_load, cable, iters)
+        return replace(res, root_draw=d, key=(ib, self.version))
 
     def _result(
         self, V: np.ndarray, v_cust: complex, s_load: complex, cable: ServiceCable | None, it: int

@@ -10,6 +10,7 @@ both take the same headroom; the register write commits before the answer is ret
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from lvplan import __version__
 from lvplan.criteria import Criteria
 from lvplan.decision import Decision, check, resolve_criteria
-from lvplan.errors import InputError, PowerFlowError
+from lvplan.errors import InputError, LvplanError, PowerFlowError
 from lvplan.model.network import ExtraLoad, Network
 from lvplan.register.store import (
     STATUS_OF_DECISION,
@@ -116,6 +117,11 @@ class Desk:
             eng.prepare()
             _ = net.topology
             _context(net, self.criteria)
+            # one check (nothing recorded) runs whatever the first decision would build lazily
+            lv = net.pp.bus.index[(net.bus_vn_kv < 1.0) & net.live.bus]
+            if len(lv):
+                with contextlib.suppress(LvplanError):
+                    self._decide({"bus": int(lv[0]), "kw": 1.0}, net)
 
     def close(self) -> None:
         """Nothing runs in the background; kept for callers that close what they open."""
