@@ -185,3 +185,39 @@ def test_an_approval_moves_the_desk_base_exactly(desk, sz):
     assert set(again.network.reserved) == {"m1", "m2"}
     st = again.network.base_state()
     assert np.max(np.abs(st.vm_pu[ok] - ref.vm_pu[ok])) < 1e-8
+
+
+def test_many_random_applications_on_the_urban_district_never_overload_it(urban, cn, tmp_path):
+    """300 random applications through the desk (each approval moves the base by the exact load
+    flow; the fast engine's linear response is taken again as the base drifts): the approved
+    set, all added together, passes pandapower's AC load flow with no new violation, and every
+    approval was answered from a state that the reference also finds within limits."""
+    import copy
+
+    import numpy as np
+    import pandapower as pp
+    from reference import OPTS, _violations
+
+    desk = Desk(urban, open_backend(tmp_path / "u.db"), cn)
+    rng = np.random.default_rng(2026)
+    lv = urban.pp.bus.index[urban.pp.bus.vn_kv < 1].to_numpy()
+    engines: dict[str, int] = {}
+    for i in range(300):
+        body = {"id": f"u{i}", "bus": int(rng.choice(lv)), "kw": float(rng.uniform(5, 150))}
+        app, _ = desk.apply(body)
+        key = f"{app.status}/{app.decision['engine']}"
+        engines[key] = engines.get(key, 0) + 1
+    approved = [a for a in desk.register.all() if a.status == "approved"]
+    assert 40 <= len(approved) <= 260, engines  # both answers, many times
+    assert engines.get("approved/newton", 0) > 0  # near-limit approvals took the exact path
+    net = copy.deepcopy(urban.pp)
+    pp.runpp(net, **OPTS)
+    before = _violations(net, cn)
+    for a in approved:
+        pp.create_load(net, int(a.bus), p_mw=a.design_kw / 1000, q_mvar=a.design_kvar / 1000)
+    pp.runpp(net, **OPTS)
+    assert _violations(net, cn) <= before
+    # the desk's exact base is pandapower's state with the same loads
+    ok = np.isfinite(desk.network.base_state().vm_pu)
+    got = desk.network.base_state().vm_pu[ok]
+    assert np.max(np.abs(got - net.res_bus.vm_pu.to_numpy()[ok])) < 1e-8
