@@ -163,6 +163,7 @@ def test_the_fast_engine_stays_inside_the_band_after_many_reservations(urban):
     for key, e in loads.items():
         net.reserve({key: e})
     eng = net.fast_engine()
+    assert eng.relinearisations >= 1  # the base drifted past RELINEARISE_DRIFT_PU
     worst_v = worst_l = 0.0
     for b in rng.choice(lv, 6):
         fast = eng.solve(int(b), 0.08, 0.08 * TAN).state

@@ -217,7 +217,6 @@ class FastEngine:
         self.version = 0  # bumped by rebase(): the areas' base data follow lazily
         self.refactors = 0
         self.relinearisations = 0
-        self.exact_iterations = 0
         self.last_solution: tuple[tuple[int, float, float], np.ndarray] | None = None
 
     # -- the network-wide linear response ------------------------------------------------------
@@ -483,7 +482,6 @@ class FastEngine:
         prev = np.inf
         for it in range(EXACT_MAX_ITER + 1):
             if nf < self.tol_pu:
-                self.exact_iterations += it
                 if not cabled and len(loads) == 1:
                     b, p, q, _c = loads[0]
                     self.last_solution = ((int(b), float(p), float(q)), V)
