@@ -192,12 +192,16 @@ def test_voltage_dependent_loads_reserve_through_pandapower():
 def test_near_limit_decisions_are_exact(urban, cn):
     """A check within the band of its limit is decided by the exact load flow, whose state is
     pandapower's (a false fits there would be a few watts away, not a band away)."""
+    from reference import Reference
+
+    ref = Reference(urban.pp, cn)
     bus = int(_lv(urban)[2000])
     h = lvplan.check(urban, bus=bus, kw=1.0, criteria=cn).headroom_kw
     assert h is not None and 5 < h < 999
     for kw in (h + 1.0 - 0.05, h + 1.0 + 0.05):
         d = lvplan.check(urban, bus=bus, kw=kw, criteria=cn, headroom=False)
         assert d.engine == "newton"
+        assert d.decision == ref.decide(bus, d.design_kw)  # the independent AC judge agrees
         p = d.design_kw / 1000
         ac = urban.run_ac_with([ExtraLoad(bus, p, d.design_kvar / 1000)]).state
         st = urban.fast_engine().exact_state(bus, p, d.design_kvar / 1000, None, None).state

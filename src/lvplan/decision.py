@@ -60,6 +60,9 @@ class Cable:
 
 @dataclass(frozen=True)
 class Decision:
+    """One answer. The question's fields are always set; the load flow's findings default to
+    empty for answers given without one (``hv_required``, ``not_assessable``)."""
+
     decision: str
     bus: int | None
     bus_name: str
@@ -69,21 +72,21 @@ class Decision:
     category: str
     demand_factor: float
     pf: float
-    transformer: dict[str, Any] | None
     feeder: str | None
-    binding: Violation | None
-    violations: list[Violation]
-    warnings: list[str]
-    transformer_loading_before_percent: float | None
-    transformer_loading_after_percent: float | None
-    min_voltage_v: float | None
-    bus_voltage_after_v: float | None
-    headroom_kw: float | None
-    closest_limit: Violation | None
-    engine: str | None
-    reason: str | None
     criteria: Criteria
     network: dict[str, str]
+    transformer: dict[str, Any] | None = None
+    binding: Violation | None = None
+    violations: list[Violation] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    transformer_loading_before_percent: float | None = None
+    transformer_loading_after_percent: float | None = None
+    min_voltage_v: float | None = None
+    bus_voltage_after_v: float | None = None
+    headroom_kw: float | None = None
+    closest_limit: Violation | None = None
+    engine: str | None = None
+    reason: str | None = None
     service_cable: dict[str, Any] | None = None
     location: dict[str, Any] | None = None
     path_lines: list[int] = field(default_factory=list)
@@ -294,39 +297,22 @@ def _decide(
         if cable is None
         else {"type": cable.type_name, "length_m": round(cable.length_m, 1)},
     )
-    empty: dict[str, Any] = dict(
-        transformer=None,
-        binding=None,
-        violations=[],
-        warnings=[],
-        transformer_loading_before_percent=None,
-        transformer_loading_after_percent=None,
-        min_voltage_v=None,
-        bus_voltage_after_v=None,
-        headroom_kw=None,
-        closest_limit=None,
-        engine=None,
-        reason=None,
-    )
     if q.declared_kw > crit.lv_policy_max_kw:
         return Decision(
             decision="hv_required",
             **base_kwargs,
-            **{
-                **empty,
-                "reason": f"declared {q.declared_kw:g} kW exceeds the LV supply limit of "
-                f"{crit.lv_policy_max_kw:g} kW",
-            },
+            reason=f"declared {q.declared_kw:g} kW exceeds the LV supply limit of "
+            f"{crit.lv_policy_max_kw:g} kW",
         )
     try:
         ctx = _context(network, crit)
     except PowerFlowError as exc:
-        return Decision(decision="not_assessable", **base_kwargs, **{**empty, "reason": str(exc)})
+        return Decision(decision="not_assessable", **base_kwargs, reason=str(exc))
     if not network.live.bus[bus_row]:
         return Decision(
             decision="not_assessable",
             **base_kwargs,
-            **{**empty, "reason": f"bus {q.bus} is not supplied (islanded)"},
+            reason=f"bus {q.bus} is not supplied (islanded)",
         )
 
     limits = ctx.limits
@@ -359,7 +345,8 @@ def _decide(
         return Decision(
             decision="not_assessable",
             **base_kwargs,
-            **{**empty, "warnings": warnings, "reason": str(exc)},
+            warnings=warnings,
+            reason=str(exc),
         )
 
     j = limits.judge(after, skip_bus=skip_bus, skip_line=skip_line, skip_trafo=skip_trafo)
@@ -552,29 +539,12 @@ def _after_state(
             if rejected:
                 return res.state, "fast", res.customer_vm_pu, res.cable_loading_percent
             ex = eng.exact_state(bus, p_mw, q_mvar, sc, res.V)
-            return (
-                _exact_state(ex.state, network),
-                "newton",
-                ex.customer_vm_pu,
-                ex.cable_loading_percent,
-            )
+            return ex.state, "newton", ex.customer_vm_pu, ex.cable_loading_percent
         except FastEngineUnsupported:  # (FastEngineDiverged included) pandapower decides
             pass
     ac = network.run_ac_with([_extra_load(bus, p_mw, q_mvar, cable)])
     cust = ac.customer_vm_pu
     return ac.state, "pandapower", cust, ac.cable_loading_percent
-
-
-def _exact_state(st: GridState, network: Network) -> GridState:
-    """The exact load flow's state (checked like pandapower's: no NaN where energised)."""
-    live = network.live
-    if not (
-        np.isfinite(st.vm_pu[live.bus]).all()
-        and np.isfinite(st.line_loading_percent[live.line]).all()
-        and np.isfinite(st.trafo_loading_percent[live.trafo]).all()
-    ):
-        raise FastEngineUnsupported("the exact load flow returned NaN")
-    return GridState(st.vm_pu, st.line_loading_percent, st.trafo_loading_percent, "newton")
 
 
 def _cable_near(limits: Limits, bus_row: int, vm: float, pct: float) -> bool:

@@ -173,7 +173,7 @@ class Network:
             if self._base is None and self._base_error is None:
                 try:
                     if self._reserved:
-                        self._base = self.run_ac_with([], keep_model=True).state
+                        self._base = self.run_ac_with([], building_base=True).state
                     else:
                         self._base = run_ac(self._work, self.live)
                     self._fast = FastEngine(self._work, self.live)
@@ -225,7 +225,7 @@ class Network:
             try:
                 res = eng.exact([(b, p, q, None) for b, p, q in changes], start)
                 eng.rebase(res.V, res.S_spec)
-                self._base = _newton_state(eng.base_state(), self.live)
+                self._base = eng.base_state()
                 return "exact"
             except (FastEngineUnsupported, PowerFlowError):
                 pass
@@ -240,12 +240,13 @@ class Network:
         assert self._fast is not None
         return self._fast
 
-    def run_ac_with(self, extra: list[ExtraLoad], *, keep_model: bool = False) -> AcWithLoad:
+    def run_ac_with(self, extra: list[ExtraLoad], *, building_base: bool = False) -> AcWithLoad:
         """The reference AC load flow with the reserved and ``extra`` loads added; the network's
-        tables are restored after (``keep_model``: pandapower's internal model of the run is
-        left on the net, for a fast engine to be built from it)."""
+        tables are restored after, pandapower's internal model of the run stays on the net (a
+        fast engine is built from it when this run is the base: ``building_base``, which also
+        skips computing the base first)."""
         with self._lock:
-            if not keep_model:
+            if not building_base:
                 self.base_state()
             extra = [*self._reserved.values(), *extra]
             net = self._work
@@ -305,10 +306,3 @@ class Network:
                 for tab, n in (("res_bus", n_bus), ("res_line", n_line), ("res_load", n_load)):
                     if tab in net and len(net[tab]) > n:
                         net[tab] = net[tab].iloc[:n]
-
-
-def _newton_state(st: GridState, live: LiveMasks) -> GridState:
-    """The exact load flow's state, labelled as such (NaN where nothing is energised)."""
-    vm = st.vm_pu.copy()
-    vm[~live.bus] = np.nan
-    return GridState(vm, st.line_loading_percent, st.trafo_loading_percent, engine="newton")

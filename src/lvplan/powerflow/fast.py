@@ -134,6 +134,7 @@ class FastEngine:
         self.pv = np.asarray(ppci["pv"], dtype=np.int64)
         self.pq = np.asarray(ppci["pq"], dtype=np.int64)
         self.bus_lookup = np.asarray(net._pd2ppc_lookups["bus"], dtype=np.int64).copy()
+        # the net injections of the base (pu): what the exact load flow holds specified
         self.S0 = self.V0 * np.conj(self.Ybus @ self.V0)
         self.live = live
         # the engine models loads as constant power; voltage-dependent ones go to full AC
@@ -207,12 +208,10 @@ class FastEngine:
         self._areas: OrderedDict[int, _Area] = OrderedDict()
         self._max_areas = max_cached_areas
         self._sens: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
-        # the fast path's linear response stays at this operating point (a few reservations
-        # later its error is still far inside the band); the exact load flow keeps its own
-        # factored Jacobian and refactors it when a step gains too little
+        # the fast path's linear response is taken again when the base drifts (rebase); the
+        # exact load flow keeps its own factored Jacobian, refactored when a step gains little
         self._response = LinearResponse(self.Ybus, self.V0, self.pv, self.pq)
         self._newton = self._response
-        self.S_spec = self.S0.copy()  # specified injections (pu); the exact load flow's data
         self.tol_pu = float(RUNPP_OPTIONS["tolerance_mva"]) / self.baseMVA
         self.version = 0  # bumped by rebase(): the areas' base data follow lazily
         self.refactors = 0
@@ -418,7 +417,13 @@ class FastEngine:
         return replace(res, root_draw=d, key=(ib, self.version))
 
     def _result(
-        self, V: np.ndarray, v_cust: complex, s_load: complex, cable: ServiceCable | None, it: int
+        self,
+        V: np.ndarray,
+        v_cust: complex,
+        s_load: complex,
+        cable: ServiceCable | None,
+        it: int,
+        engine: str = "fast",
     ) -> FastResult:
         cust_vm = float(abs(v_cust))
         if cable is None:
@@ -426,7 +431,7 @@ class FastEngine:
         else:
             i_c = abs(s_load / v_cust)
             cable_pct = float(i_c * cable.i_base_ka / cable.max_i_ka * 100.0)
-        return FastResult(self._state(V), cust_vm, cable_pct, it, V)
+        return FastResult(self._state(V, engine), cust_vm, cable_pct, it, V)
 
     # -- the exact AC load flow ------------------------------------------------------------------
     def exact(
@@ -446,7 +451,7 @@ class FastEngine:
         """
         if self.has_voltage_dependent_loads:
             raise FastEngineUnsupported("the network has voltage-dependent loads")
-        S = self.S_spec.copy()
+        S = self.S0.copy()
         cabled: list[tuple[int, complex, ServiceCable]] = []
         for b, p, q, cable in loads:
             ib = int(self.bus_lookup[b])
@@ -516,7 +521,7 @@ class FastEngine:
         s_load = complex(p_mw, q_mvar) / self.baseMVA
         ib = int(self.bus_lookup[pp_bus])
         v_cust = res.terminals[0] if cable is not None else res.V[ib]
-        return self._result(res.V, v_cust, s_load, cable, res.iterations)
+        return self._result(res.V, v_cust, s_load, cable, res.iterations, engine="newton")
 
     def refactor(self, V: np.ndarray) -> None:
         """Factor the exact load flow's Jacobian afresh at ``V`` (one sparse LU)."""
@@ -552,8 +557,7 @@ class FastEngine:
         base: loads were reserved or released. The areas' base injections and exports follow
         on next use; the Jacobian is kept until :meth:`exact` finds it too far away."""
         self.V0 = V.copy()
-        self.S_spec = S_spec.copy()
-        self.S0 = self.S_spec
+        self.S0 = S_spec.copy()
         self.version += 1
         self.last_solution = None
         drift = float(np.max(np.abs(self.V0 - self._response.V0), initial=0.0))
@@ -565,7 +569,7 @@ class FastEngine:
             self._sens.clear()
             self.relinearisations += 1
 
-    def _state(self, V: np.ndarray) -> GridState:
+    def _state(self, V: np.ndarray, engine: str = "fast") -> GridState:
         vm = np.full(self._pp_bus_idx.size, np.nan)
         ok = self._pp_bus_ok
         vm[ok] = np.abs(V[self._pp_bus_idx[ok]])
@@ -581,7 +585,8 @@ class FastEngine:
             r = np.maximum(self.trafo_rows, 0)
             trafo = np.maximum(i_f[r] * self._trafo_kf, i_t[r] * self._trafo_kt)
             trafo[~self.live.trafo | (self.trafo_rows < 0)] = np.nan
-        return GridState(vm, line, trafo, engine="fast")
+        return GridState(vm, line, trafo, engine=engine)
 
     def base_state(self) -> GridState:
-        return self._state(self.V0)
+        """The base: pandapower's solution, or after :meth:`rebase` the exact load flow's."""
+        return self._state(self.V0, "newton" if self.version else "pandapower")

@@ -123,9 +123,6 @@ class Desk:
                 with contextlib.suppress(LvplanError):
                     self._decide({"bus": int(lv[0]), "kw": 1.0}, net)
 
-    def close(self) -> None:
-        """Nothing runs in the background; kept for callers that close what they open."""
-
     # -- decisions -----------------------------------------------------------------------------
     def _decide(self, req: dict[str, Any], network: Network) -> Decision:
         try:
