@@ -59,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto: fast engine, full AC near a limit; ac: full AC always",
     )
     c.add_argument("--register", help="count the reservations of this register (SQLite file)")
+    c.add_argument(
+        "--migrate",
+        action="store_true",
+        help="the register was built on another version of the network: map its applications "
+        "by bus name and re-check them (rewrites the register)",
+    )
     i = sub.add_parser("inspect", help="counts, transformer loadings, worst voltages, violations")
     _add_common(i)
     h = sub.add_parser("hosting", help="hosting capacity of every LV bus: tables, GeoJSON, maps")
@@ -82,9 +88,27 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--register", required=True, help="register file (SQLite)")
     b.add_argument("--out", required=True, help="decisions CSV to write")
     b.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
+    b.add_argument(
+        "--migrate",
+        action="store_true",
+        help="as for check: adopt a register of "
+        "another network version, re-checking its applications",
+    )
     v = sub.add_parser("serve", help="the HTTP service (FastAPI)")
     _add_common(v)
     v.add_argument("--register", required=True, help="register file (SQLite)")
+    v.add_argument(
+        "--migrate",
+        action="store_true",
+        help="as for check: adopt a register of "
+        "another network version, re-checking its applications",
+    )
+    v.add_argument(
+        "--check",
+        action="store_true",
+        help="load the network, open the register (writable, same network) and warm up, then "
+        "exit 0 without serving; exit 2 with the reason otherwise",
+    )
     v.add_argument("--host", default="127.0.0.1")
     v.add_argument("--port", default="8080")
     v.add_argument("--token-file", help="file holding the bearer token (else LVPLAN_TOKEN)")
@@ -189,7 +213,11 @@ def _run(args: argparse.Namespace) -> int:
             from lvplan.register.desk import Desk
             from lvplan.register.store import open_backend
 
-            net = Desk(net, open_backend(args.register), crit).network
+            reg = open_backend(args.register, writable=bool(args.migrate))
+            desk = Desk(net, reg, crit, migrate=args.migrate)
+            if desk.migration is not None:
+                print(f"lvplan: {desk.migration.summary()}", file=sys.stderr)
+            net = desk.network
         if has_loc:
             from lvplan.locate import check_location
 
@@ -307,7 +335,7 @@ def _register(args: argparse.Namespace) -> int:
 
     if not Path(args.register).is_file():
         raise InputError(f"--register {args.register}: no such register file")
-    reg = open_backend(args.register)
+    reg = open_backend(args.register, writable=False)
     if args.action == "list":
         apps = reg.all()
         if args.json:
@@ -337,6 +365,8 @@ def _register(args: argparse.Namespace) -> int:
         return 0
     if not args.arg:
         raise InputError("register export needs a CSV file to write")
+    if Path(args.arg).is_dir():
+        raise InputError(f"register export {args.arg}: is a folder; give a CSV file to write")
     write_text_atomic(args.arg, export_csv(reg.all()))
     print(f"exported {len(reg.all())} applications to {args.arg}")
     return 0
@@ -353,6 +383,7 @@ def _check_batch(args: argparse.Namespace, crit) -> int:
         args.out,
         crit,
         progress=True if args.progress else None,
+        migrate=args.migrate,
     )
 
 
@@ -371,12 +402,24 @@ def _serve(args: argparse.Namespace, crit) -> int:
             token = Path(args.token_file).read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise InputError(f"--token-file {args.token_file}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise InputError(f"--token-file {args.token_file}: not UTF-8 text") from None
     else:
         token = os.environ.get("LVPLAN_TOKEN", "").strip()
     if not token:
         raise InputError("no token: set LVPLAN_TOKEN or give --token-file")
-    desk = Desk(load_network(args.network), open_backend(args.register), crit)
+    if not (token.isascii() and token.isprintable()) or " " in token:
+        raise InputError("token: must be printable ASCII without spaces (it travels in a header)")
+    desk = Desk(load_network(args.network), open_backend(args.register), crit, migrate=args.migrate)
+    if desk.migration is not None:
+        print(f"lvplan: {desk.migration.summary()}", file=sys.stderr)
     desk.warm()
+    if args.check:
+        print(
+            f"ok: network {desk.pristine.name} ({desk.pristine.fingerprint[:12]}), register "
+            f"{args.register} writable, {len(desk.network.reserved)} reservations"
+        )
+        return 0
     # the network, its model and caches live as long as the server: keep them out of the
     # garbage collector's full passes (a pass over them stalled every answer for ~0.2 s)
     gc.collect()

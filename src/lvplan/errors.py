@@ -6,6 +6,7 @@
     ├── InputError              a bad file, network or question (CLI exit 2, HTTP 4xx)
     │   └── InvalidNetwork      a network that fails validation; holds every issue found
     ├── PowerFlowError          the AC load flow did not converge or gave NaN
+    ├── RegisterUnavailable     the register cannot be read or written now (HTTP 503)
     └── OptimisationError       (reinforcement) infeasible, or no solution in time
 
 Library code raises these and never calls ``sys.exit``; the CLI and the service translate them.
@@ -50,6 +51,11 @@ class InvalidNetwork(InputError):
 
 class PowerFlowError(LvplanError):
     """The AC load flow failed: no convergence, or NaN results."""
+
+
+class RegisterUnavailable(LvplanError):
+    """The register cannot record or read right now: its file is gone or replaced, read-only,
+    the disk is full, or it is locked for too long. Nothing was recorded (HTTP 503)."""
 
 
 class OptimisationError(LvplanError):

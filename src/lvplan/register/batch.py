@@ -1,10 +1,13 @@
 """``lvplan check-batch``: a queue of applications, first come first served, reserving as it goes.
 
 The CSV (columns ``id``, ``bus`` or ``lon`` + ``lat``, ``kw``, optional ``category``, ``pf``,
-``area_class``) is validated whole before anything is decided: a bad row stops the batch with a
-one-line error naming the row and field, and nothing is recorded. Each application is committed
-to the register as it is decided, so an interrupted batch loses nothing: run it again and the
-decided ones are returned from the register (same id, same request), the rest decided.
+``area_class``) is validated whole, against the network and the profile (bus, category, numbers,
+coordinates), before the register is even opened: a bad row stops the batch with one line
+``FILE:LINE: field: message``, and nothing is recorded. Each application is then decided and
+committed in order, through the same desk as the service (so a server or another batch on the
+same register is counted at every decision), and each commit is durable: an interrupted batch
+keeps what it committed, and running it again returns the decided ones from the register (same
+id, same request) and decides the rest.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 
 from lvplan.errors import InputError
 from lvplan.io.atomic import write_text_atomic
-from lvplan.register.desk import Desk, normalise_request
+from lvplan.register.desk import Desk, normalise_request, validate_request
 from lvplan.register.store import open_backend
 
 OUT_COLUMNS = [
@@ -46,7 +49,12 @@ def _cell(row: dict[str, str], key: str) -> Any:
     return v
 
 
-def read_queue(path: str | Path) -> list[dict[str, Any]]:
+KNOWN_COLUMNS = ("id", "bus", "lon", "lat", "kw", "category", "pf", "area_class")
+
+
+def read_queue(path: str | Path, network=None, criteria=None) -> list[dict[str, Any]]:
+    """The validated queue; with ``network`` and ``criteria``, every row is also checked
+    against them (:func:`validate_request`)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8-sig")
@@ -54,26 +62,45 @@ def read_queue(path: str | Path) -> list[dict[str, Any]]:
         raise InputError(f"{p}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise InputError(f"{p}: not UTF-8 text") from None
-    reader = csv.DictReader(io.StringIO(text))
-    if not reader.fieldnames or "id" not in reader.fieldnames or "kw" not in reader.fieldnames:
-        raise InputError(f"{p}: needs a header with at least id and kw (and bus or lon, lat)")
+    reader = csv.DictReader(io.StringIO(text, newline=""), restkey=_EXTRA)
+    cols = reader.fieldnames or []
+    if "id" not in cols or "kw" not in cols:
+        raise InputError(f"{p}:1: needs a header with at least id and kw (and bus or lon, lat)")
+    unknown = [c for c in cols if c not in KNOWN_COLUMNS]
+    if unknown:
+        raise InputError(f"{p}:1: {unknown[0]}: unknown column (known: {', '.join(KNOWN_COLUMNS)})")
     out, seen = [], set()
-    for n, row in enumerate(reader, start=2):
-        body = {k: _cell(row, k) for k in reader.fieldnames if k}
+    for row in reader:
+        n = reader.line_num
         try:
+            if row.get(_EXTRA):
+                raise InputError(f"row: more cells than the header's {len(cols)} columns")
+            body = {k: _cell(row, k) for k in cols}
             req = normalise_request({k: v for k, v in body.items() if v is not None}, need_id=True)
+            if req["id"] in seen:
+                raise InputError(f"id: {req['id']!r} appears twice")
+            if network is not None:
+                validate_request(network, criteria, req)
         except InputError as exc:
-            raise InputError(f"{p} line {n}: {exc}") from None
-        if req["id"] in seen:
-            raise InputError(f"{p} line {n}: id: {req['id']!r} appears twice")
+            raise InputError(f"{p}:{n}: {exc}") from None
         seen.add(req["id"])
         out.append(req)
+    if not out:
+        raise InputError(f"{p}: no applications")
     return out
 
 
-def run_batch(network, queue_csv, register, out_csv, criteria, *, progress=None) -> int:
-    queue = read_queue(queue_csv)
-    desk = Desk(network, open_backend(register), criteria)
+_EXTRA = "\x00extra"
+
+
+def run_batch(
+    network, queue_csv, register, out_csv, criteria, *, progress=None, migrate=False
+) -> int:
+    from lvplan.decision import resolve_criteria
+
+    criteria = resolve_criteria(criteria)
+    queue = read_queue(queue_csv, network, criteria)
+    desk = Desk(network, open_backend(register), criteria, migrate=migrate)
     from lvplan.hosting.run import Progress
 
     bar = Progress(len(queue), progress)

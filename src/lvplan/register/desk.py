@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from lvplan import __version__
@@ -27,6 +28,7 @@ from lvplan.register.store import (
     Conflict,
     NotFound,
     SqliteBackend,
+    Txn,
     now,
     request_hash,
 )
@@ -82,24 +84,142 @@ def normalise_request(body: Any, *, need_id: bool) -> dict[str, Any]:
     return out
 
 
+_FIELDS_NAMED = ("category", "bus", "pf", "area_class", "lon", "lat", "kw")
+
+
+@contextlib.contextmanager
+def named_field() -> Iterator[None]:
+    """Make an InputError's message start with the request field it is about (``bus: ...``),
+    as the service's error body and ``check-batch`` report it."""
+    try:
+        yield
+    except InputError as exc:
+        msg = str(exc)
+        head = msg.split(":")[0]
+        if head in _FIELDS_NAMED:
+            raise
+        for f in _FIELDS_NAMED:
+            if f in head or msg.startswith(f"unknown {f}") or msg.startswith(f"{f} "):
+                raise InputError(f"{f}: {msg}") from None
+        raise
+
+
+def validate_request(network: Network, criteria: Criteria, req: dict[str, Any]) -> None:
+    """Everything about a normalised request that can be known without a load flow: the bus
+    exists and is LV, the category is known, kW, pf, lon/lat and area class are valid. Raises
+    InputError naming the field (``check-batch`` validates its whole file with it first)."""
+    from lvplan.criteria import category as get_category
+    from lvplan.decision import make_question
+
+    with named_field():
+        if "bus" in req:
+            make_question(
+                network,
+                bus=req["bus"],
+                kw=req["kw"],
+                category=req.get("category"),
+                pf=req.get("pf"),
+                criteria=criteria,
+            )
+            return
+        get_category(req.get("category") or criteria.default_category)
+        for k, lim in (("lon", 180.0), ("lat", 90.0)):
+            if not -lim <= req[k] <= lim:
+                raise InputError(f"{k}: must be within ±{lim:g} degrees, got {req[k]!r}")
+        cls = req.get("area_class") or criteria.default_area_class
+        if cls not in criteria.supply_radius_m:
+            known = ", ".join(criteria.supply_radius_m)
+            raise InputError(f"area_class: unknown area class {cls!r}; known: {known}")
+
+
+def bind_network(register: SqliteBackend, network: Network) -> None:
+    """A register belongs to one network (its fingerprint is stored with it). Binds a new
+    register to ``network``; refuses (InputError) a register of another network."""
+    fp = network.fingerprint
+    write = register.writable
+    with register.transaction(write=write) as tx:
+        held = tx.meta("network_fingerprint")
+        if held is None:
+            other = [a for a in tx.all() if a.network_fingerprint != fp]
+            if other:
+                held = other[0].network_fingerprint
+            elif write:
+                tx.set_meta("network_fingerprint", fp)
+                tx.set_meta("network_name", network.name)
+                return
+            else:
+                return
+        if held != fp:
+            name = tx.meta("network_name") or "another network"
+            raise InputError(
+                f"register {register.path} belongs to network {name} (fingerprint {held[:12]}), "
+                f"not {network.name} ({fp[:12]}); give --migrate to re-check its applications "
+                "on this network"
+            )
+
+
 class Desk:
-    """Decisions against the network plus every reservation.
+    """Decisions against the network plus every reservation the register holds.
 
     The desk keeps a private copy of the network whose reserved loads are the register's
-    approved and energized applications: one exact AC load flow per approval or withdrawal,
-    warm-started, keeps its base current (see :meth:`Network.reserve`). One lock serialises the
-    decisions: stricter than per feeder, and never two approvals on the same headroom.
+    approved and energized applications. Every decision runs in one register transaction: a
+    write transaction for an application (it holds the register's write lock, so no other
+    server or batch, in any process, decides in between), in which the desk first catches up
+    with what other writers approved or released since it last looked (one exact AC load flow,
+    :meth:`Network.reserve`; nothing to do when the register's change counter has not moved),
+    then decides, records, and commits. The reservation is added to the network only once the
+    commit succeeded. A thread lock serialises the decisions of this process.
     """
 
-    def __init__(self, network: Network, register: SqliteBackend, criteria: Criteria | None = None):
+    def __init__(
+        self,
+        network: Network,
+        register: SqliteBackend,
+        criteria: Criteria | None = None,
+        *,
+        migrate: bool = False,
+    ):
         self.pristine = network
         self.register = register
         self.criteria = resolve_criteria(criteria)
         self.lock = threading.RLock()
         self.network = _reservable_copy(network)
-        self.network.reserve(
-            {a.id: _load_of(a) for a in self.register.reserving() if a.bus is not None}
-        )
+        #: the register's change counter that ``network`` counts the reservations up to
+        self.seen = 0
+        self.migration = None
+        if migrate:
+            from lvplan.register.migrate import migrate_register
+
+            self.migration = migrate_register(register, network, self.criteria)
+        bind_network(register, network)
+        with self.lock, self.register.transaction(write=False) as tx:
+            self._catch_up(tx)
+
+    def _catch_up(self, tx: Txn) -> None:
+        """Bring the reserved loads up to what the register holds now (call under the lock,
+        inside a transaction, so the snapshot is the one the decision is made against)."""
+        last = tx.last_change()
+        if last == self.seen:
+            return
+        held = self.network.reserved
+        add: dict[str, ExtraLoad] = {}
+        drop: list[str] = []
+        for a in tx.changed_since(self.seen):
+            if a.reserves and a.id not in held:
+                if a.bus is None or a.bus not in self.network.pp.bus.index:
+                    name = a.decision.get("bus_name") or a.bus
+                    raise InputError(
+                        f"register {self.register.path}: application {a.id!r} reserves load at "
+                        f"bus {name!r}, which network {self.pristine.name} does not have"
+                    )
+                add[a.id] = _load_of(a)
+            elif not a.reserves and a.id in held:
+                drop.append(a.id)
+        if drop:
+            self.network.release(drop)
+        if add:
+            self.network.reserve(add)
+        self.seen = last
 
     def warm(self) -> None:
         """Compute what the first decisions would (base load flow, every LV area of the fast
@@ -125,14 +245,8 @@ class Desk:
 
     # -- decisions -----------------------------------------------------------------------------
     def _decide(self, req: dict[str, Any], network: Network) -> Decision:
-        try:
+        with named_field():
             return self._decide_raw(req, network)
-        except InputError as exc:  # name the field the message is about
-            msg = str(exc)
-            for field in ("category", "bus", "pf", "area_class", "lon", "lat", "kw"):
-                if field in msg.split(":")[0] or msg.startswith(f"unknown {field}"):
-                    raise InputError(f"{field}: {msg}") from None
-            raise
 
     def _decide_raw(self, req: dict[str, Any], network: Network) -> Decision:
         if "bus" in req:
@@ -158,9 +272,11 @@ class Desk:
         )
 
     def check(self, body: Any) -> dict[str, Any]:
-        """The answer without reserving (counts the reservations)."""
+        """The answer without reserving (counts the reservations the register holds now)."""
         req = normalise_request(body, need_id=False)
         with self.lock:
+            with self.register.transaction(write=False) as tx:
+                self._catch_up(tx)
             return self._decide(req, self.network).to_dict()
 
     def apply(self, body: Any) -> tuple[Application, bool]:
@@ -168,50 +284,61 @@ class Desk:
         req = normalise_request(body, need_id=True)
         h = request_hash(req)
         with self.lock:
-            old = self.register.get(req["id"])
-            if old is not None:
-                if old.request_sha256 != h:
-                    raise Conflict(f"id: application {req['id']!r} exists with another request")
-                return old, False
-            d = self._decide(req, self.network)
-            out = d.to_dict()
-            status = STATUS_OF_DECISION[d.decision]
-            t = now()
-            app = Application(
-                id=req["id"],
-                seq=0,
-                status=status,
-                request=req,
-                request_sha256=h,
-                decision=out,
-                bus=d.bus,
-                design_kw=d.design_kw,
-                design_kvar=d.design_kvar,
-                network_fingerprint=self.pristine.fingerprint,
-                lvplan_version=__version__,
-                created_at=t,
-                updated_at=t,
-            )
-            self.register.insert(app)
-            stored = self.register.get(app.id)
+            with self.register.transaction(write=True) as tx:
+                old = tx.get(req["id"])
+                if old is not None:
+                    if old.request_sha256 != h:
+                        raise Conflict(f"id: application {req['id']!r} exists with another request")
+                    return old, False
+                self._catch_up(tx)
+                d = self._decide(req, self.network)
+                t = now()
+                n = tx.insert(
+                    Application(
+                        id=req["id"],
+                        seq=0,
+                        status=STATUS_OF_DECISION[d.decision],
+                        request=req,
+                        request_sha256=h,
+                        decision=d.to_dict(),
+                        bus=d.bus,
+                        design_kw=d.design_kw,
+                        design_kvar=d.design_kvar,
+                        network_fingerprint=self.pristine.fingerprint,
+                        lvplan_version=__version__,
+                        created_at=t,
+                        updated_at=t,
+                    )
+                )
+                stored = tx.get(req["id"])
             assert stored is not None
+            # committed: only now does the network count it (a failed commit reserves nothing)
             if stored.reserves:
                 self.network.reserve({stored.id: _load_of(stored)})
+            self.seen = n
             return stored, True
 
     def transition(self, app_id: str, action: str) -> Application:
         allowed, new = TRANSITIONS[action]
         with self.lock:
-            app = self.get(app_id)
-            if app.status == new:
-                return app  # idempotent
-            if app.status not in allowed:
-                raise Conflict(f"status: cannot {action} an application that is {app.status}")
-            if not self.register.set_status(app_id, app.status, new, now(), action):
-                raise Conflict(f"status: {app_id!r} changed meanwhile")  # pragma: no cover
-            if new == "withdrawn":
+            with self.register.transaction(write=True) as tx:
+                app = tx.get(app_id)
+                if app is None:
+                    raise NotFound(f"id: no application {app_id!r}")
+                if app.status == new:
+                    return app  # idempotent
+                if app.status not in allowed:
+                    raise Conflict(f"status: cannot {action} an application that is {app.status}")
+                self._catch_up(tx)
+                n = tx.set_status(app_id, app.status, new, now(), action)
+                if n is None:  # pragma: no cover - the write lock is held
+                    raise Conflict(f"status: {app_id!r} changed meanwhile")
+                stored = tx.get(app_id)
+            assert stored is not None
+            if not stored.reserves:
                 self.network.release([app_id])
-            return self.get(app_id)
+            self.seen = n
+            return stored
 
     def get(self, app_id: str) -> Application:
         app = self.register.get(app_id)
@@ -222,17 +349,20 @@ class Desk:
     # -- live capacity (counts the reservations) ----------------------------------------------
     def transformer_capacity(self) -> dict[str, Any]:
         with self.lock:
+            with self.register.transaction(write=False) as tx:
+                self._catch_up(tx)
             network = self.network
             base = network.base_state()
-            reserved = self.register.reserving()
+            reserved = network.reserved
         net = network.pp
         tr = net.trafo
         topo = network.topology
         by_trafo: dict[int, float] = {}
-        for a in reserved:
-            area = topo.area_of(int(a.bus)) if a.bus is not None else None
+        for load in reserved.values():
+            area = topo.area_of(int(load.bus))
             if area is not None and area.trafos:
-                by_trafo[area.trafos[0]] = by_trafo.get(area.trafos[0], 0.0) + a.design_kw
+                t0 = area.trafos[0]
+                by_trafo[t0] = by_trafo.get(t0, 0.0) + load.p_mw * 1000.0
         out = []
         limit = self.criteria.trafo_max_loading_percent
         for k, t in enumerate(tr.index):
@@ -261,8 +391,12 @@ class Desk:
         }
 
     def bus_capacity(self, transformer: str) -> dict[str, Any]:
-        """Headroom (design kW, the check's own search) at every LV bus of one transformer."""
+        """Headroom (design kW, the check's own search) at every LV bus of one transformer.
+        The lock is taken bus by bus, so decisions go on meanwhile; each value counts the
+        reservations held when it was computed."""
         with self.lock:
+            with self.register.transaction(write=False) as tx:
+                self._catch_up(tx)
             network = self.network
             net = network.pp
             tr = net.trafo
@@ -277,8 +411,9 @@ class Desk:
             t = hit[0]
             area = network.topology.area_of(int(tr.at[t, "lv_bus"]))
             buses = list(area.buses) if area is not None else []
-            rows = []
-            for b in buses:
+        rows = []
+        for b in buses:
+            with self.lock:
                 d = check(network, bus=b, kw=0.1, criteria=self.criteria, category="generic")
                 hr = d.headroom_kw
                 if d.decision == "fits" and hr is not None:

@@ -5,25 +5,32 @@ States: ``approved`` (capacity reserved), ``rejected``, ``hv_required``, ``not_a
 (manual review), ``withdrawn`` (reservation released), ``energized`` (now part of the baseline
 loads). Approved and energized applications are *reservations*: every later check counts them.
 
-The logic talks to a :class:`Backend`; :class:`SqliteBackend` (WAL mode, synchronous=FULL, one
-transaction per state change) is the default. A PostgreSQL backend implements the same five
-methods.
+The logic talks to a :class:`Backend`: transactions (a write transaction holds the register's
+write lock across processes) and a monotonic change counter (the event log's number), so every
+decision counts what the register holds at that moment, whoever else writes to it.
+:class:`SqliteBackend` (WAL mode, synchronous=FULL, one transaction per state change) is the
+default. A register belongs to one network: its fingerprint is kept in the ``meta`` table.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
 import json
+import os
 import sqlite3
 import threading
+import urllib.parse
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from lvplan.errors import InputError
+from lvplan.errors import InputError, LvplanError, RegisterUnavailable
 
 STATES = ("approved", "rejected", "hv_required", "not_assessable", "withdrawn", "energized")
 RESERVING = ("approved", "energized")
@@ -88,12 +95,32 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-class Backend(Protocol):
-    def insert(self, app: Application) -> None: ...
+class Txn(Protocol):
+    """One transaction on the register: a consistent snapshot; a write transaction also holds
+    the register's write lock (no other writer, in any process, until it commits)."""
+
     def get(self, app_id: str) -> Application | None: ...
-    def set_status(self, app_id: str, old: str, new: str, at: str, note: str) -> bool: ...
+    def insert(self, app: Application) -> int: ...
+    def set_status(self, app_id: str, old: str, new: str, at: str, note: str) -> int | None: ...
+    def move(self, app_id: str, bus: int | None, fingerprint: str, at: str, note: str) -> int: ...
+    def last_change(self) -> int: ...
     def all(self) -> list[Application]: ...
-    def reserving(self) -> list[Application]: ...
+    def changed_since(self, n: int) -> list[Application]: ...
+    def meta(self, key: str) -> str | None: ...
+    def set_meta(self, key: str, value: str) -> None: ...
+
+
+class Backend(Protocol):
+    """What the desk needs of a register. ``transaction(write=True)`` serialises writers across
+    processes; every state change appends an event whose number is the register's monotonic
+    change counter (``last_change``), so a desk catches up with other writers cheaply."""
+
+    path: str
+
+    def transaction(self, *, write: bool) -> AbstractContextManager[Txn]: ...
+    def get(self, app_id: str) -> Application | None: ...
+    def all(self) -> list[Application]: ...
+    def events(self, app_id: str) -> list[dict[str, Any]]: ...
 
 
 _SCHEMA = """
@@ -121,41 +148,21 @@ CREATE TABLE IF NOT EXISTS events (
     to_status TEXT NOT NULL,
     note TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
-class SqliteBackend:
-    """SQLite in WAL mode; every write is one committed transaction (synchronous=FULL), so an
-    answer given after ``insert`` returned survives a killed process."""
+class _SqliteTxn:
+    def __init__(self, con: sqlite3.Connection):
+        self.con = con
 
-    def __init__(self, path: str | Path):
-        self.path = str(path)
-        if self.path != ":memory:":
-            parent = Path(self.path).parent
-            if not parent.is_dir():
-                raise InputError(f"register {self.path}: folder {parent} does not exist")
-        self._local = threading.local()
+    def get(self, app_id: str) -> Application | None:
+        row = self.con.execute(_SELECT + " WHERE id = ?", (app_id,)).fetchone()
+        return None if row is None else _row(row)
+
+    def insert(self, app: Application) -> int:
         try:
-            con = self._con()
-            con.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise InputError(f"register {self.path}: not a usable SQLite file ({exc})") from None
-
-    def _con(self) -> sqlite3.Connection:
-        con = getattr(self._local, "con", None)
-        if con is None:
-            con = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute("PRAGMA synchronous=FULL")
-            con.execute("PRAGMA busy_timeout=30000")
-            self._local.con = con
-        return con
-
-    def insert(self, app: Application) -> None:
-        con = self._con()
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            con.execute(
+            self.con.execute(
                 "INSERT INTO applications (id, status, request_json, request_sha256, "
                 "decision_json, bus, design_kw, design_kvar, network_fingerprint, lvplan_version,"
                 " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -174,54 +181,184 @@ class SqliteBackend:
                     app.updated_at,
                 ),
             )
-            con.execute(
-                "INSERT INTO events (id, at, from_status, to_status, note) VALUES (?,?,?,?,?)",
-                (app.id, app.created_at, None, app.status, "decided"),
-            )
-            con.execute("COMMIT")
         except sqlite3.IntegrityError:
-            con.execute("ROLLBACK")
-            raise Conflict(f"application {app.id!r} already exists") from None
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+            raise Conflict(f"id: application {app.id!r} already exists") from None
+        return self._event(app.id, app.created_at, None, app.status, "decided")
 
-    def get(self, app_id: str) -> Application | None:
-        row = self._con().execute(_SELECT + " WHERE id = ?", (app_id,)).fetchone()
-        return None if row is None else _row(row)
+    def _event(self, app_id: str, at: str, old: str | None, new: str, note: str) -> int:
+        cur = self.con.execute(
+            "INSERT INTO events (id, at, from_status, to_status, note) VALUES (?,?,?,?,?)",
+            (app_id, at, old, new, note),
+        )
+        return int(cur.lastrowid or 0)
 
-    def set_status(self, app_id: str, old: str, new: str, at: str, note: str) -> bool:
-        con = self._con()
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            cur = con.execute(
-                "UPDATE applications SET status = ?, updated_at = ? WHERE id = ? AND status = ?",
-                (new, at, app_id, old),
-            )
-            if cur.rowcount == 1:
-                con.execute(
-                    "INSERT INTO events (id, at, from_status, to_status, note) VALUES (?,?,?,?,?)",
-                    (app_id, at, old, new, note),
-                )
-            con.execute("COMMIT")
-            return cur.rowcount == 1
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+    def set_status(self, app_id: str, old: str, new: str, at: str, note: str) -> int | None:
+        """The new event's number, or None when the application is not in state ``old``."""
+        cur = self.con.execute(
+            "UPDATE applications SET status = ?, updated_at = ? WHERE id = ? AND status = ?",
+            (new, at, app_id, old),
+        )
+        return self._event(app_id, at, old, new, note) if cur.rowcount == 1 else None
+
+    def move(self, app_id: str, bus: int | None, fingerprint: str, at: str, note: str) -> int:
+        """Re-home an application on another network (``--migrate``), with an event."""
+        self.con.execute(
+            "UPDATE applications SET bus = ?, network_fingerprint = ? WHERE id = ?",
+            (bus, fingerprint, app_id),
+        )
+        (status,) = self.con.execute(
+            "SELECT status FROM applications WHERE id = ?", (app_id,)
+        ).fetchone()
+        return self._event(app_id, at, status, status, note)
+
+    def last_change(self) -> int:
+        return int(self.con.execute("SELECT coalesce(max(n), 0) FROM events").fetchone()[0])
+
+    def changed_since(self, n: int) -> list[Application]:
+        q = _SELECT + " WHERE id IN (SELECT id FROM events WHERE n > ?) ORDER BY seq"
+        return [_row(r) for r in self.con.execute(q, (n,))]
 
     def all(self) -> list[Application]:
-        return [_row(r) for r in self._con().execute(_SELECT + " ORDER BY seq")]
-
-    def reserving(self) -> list[Application]:
-        q = _SELECT + " WHERE status IN ('approved', 'energized') ORDER BY seq"
-        return [_row(r) for r in self._con().execute(q)]
+        return [_row(r) for r in self.con.execute(_SELECT + " ORDER BY seq")]
 
     def events(self, app_id: str) -> list[dict[str, Any]]:
-        rows = self._con().execute(
+        rows = self.con.execute(
             "SELECT at, from_status, to_status, note FROM events WHERE id = ? ORDER BY n",
             (app_id,),
         )
         return [{"at": a, "from": f, "to": t, "note": n} for a, f, t, n in rows]
+
+    def meta(self, key: str) -> str | None:
+        row = self.con.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+
+class SqliteBackend:
+    """SQLite in WAL mode, synchronous=FULL: an answer given after a write transaction
+    committed survives a killed process. Writers in any process are serialised by SQLite's
+    write lock (``BEGIN IMMEDIATE``).
+
+    The file is the register: if it is deleted, moved or replaced while open (its inode
+    changes), or cannot be written, every transaction raises :class:`RegisterUnavailable`
+    instead of writing into a file nobody will read again. ``writable=False`` opens an existing
+    register read-only (``register list``, ``check --register``).
+    """
+
+    def __init__(self, path: str | Path, *, writable: bool = True):
+        self.path = str(path)
+        self.writable = writable
+        self._memory = self.path == ":memory:"
+        self._local = threading.local()
+        self._identity: tuple[int, int] | None = None
+        if not self._memory:
+            p = Path(self.path)
+            if p.exists() and not p.is_file():
+                raise InputError(f"register {self.path}: not a file")
+            if not writable and not p.is_file():
+                raise InputError(f"register {self.path}: no such register file")
+            if not p.parent.is_dir():
+                raise InputError(f"register {self.path}: folder {p.parent} does not exist")
+        try:
+            con = self._con()
+            if writable:
+                con.executescript(_SCHEMA)
+                with self.transaction(write=True) as tx:  # proves the file can be written
+                    tx.set_meta("schema", "2")
+            else:
+                con.execute("SELECT count(*) FROM applications").fetchone()
+        except (sqlite3.DatabaseError, RegisterUnavailable) as exc:
+            what = "cannot be written" if writable else "cannot be read"
+            raise InputError(f"register {self.path}: {what} ({_cause(exc)})") from None
+
+    def _con(self) -> sqlite3.Connection:
+        con = getattr(self._local, "con", None)
+        if con is None:
+            if self.writable or self._memory:
+                con = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+                con.execute("PRAGMA journal_mode=WAL")
+                con.execute("PRAGMA synchronous=FULL")
+            else:
+                uri = "file:" + urllib.parse.quote(str(Path(self.path).resolve())) + "?mode=ro"
+                con = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None)
+            con.execute("PRAGMA busy_timeout=30000")
+            self._local.con = con
+            if self._identity is None:
+                self._identity = self._file_identity()
+        return con
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        if self._memory:
+            return None
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            raise RegisterUnavailable(
+                "register: the file is gone (deleted or moved while in use); nothing recorded"
+            ) from None
+        return (st.st_dev, st.st_ino)
+
+    def _check_file(self) -> None:
+        if self._identity is not None and self._file_identity() != self._identity:
+            raise RegisterUnavailable(
+                "register: the file was replaced while in use (restart to use the new one); "
+                "nothing recorded"
+            )
+
+    @contextmanager
+    def transaction(self, *, write: bool) -> Iterator[_SqliteTxn]:
+        if write and not self.writable:
+            raise InputError(f"register {self.path}: opened read-only")
+        con = self._con()
+        self._check_file()
+        try:
+            con.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        except sqlite3.Error as exc:
+            raise RegisterUnavailable(f"register: {exc}") from None
+        try:
+            yield _SqliteTxn(con)
+            if write:
+                self._check_file()  # never commit into a file that is no longer the register
+            con.execute("COMMIT")
+        except BaseException as exc:
+            if con.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    con.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise RegisterUnavailable(f"register: {exc}; nothing recorded") from None
+            raise
+
+    def get(self, app_id: str) -> Application | None:
+        with self.transaction(write=False) as tx:
+            return tx.get(app_id)
+
+    def all(self) -> list[Application]:
+        with self.transaction(write=False) as tx:
+            return tx.all()
+
+    def events(self, app_id: str) -> list[dict[str, Any]]:
+        with self.transaction(write=False) as tx:
+            return tx.events(app_id)
+
+    def meta(self, key: str) -> str | None:
+        with self.transaction(write=False) as tx:
+            return tx.meta(key)
+
+    def health(self) -> dict[str, Any]:
+        """``{"ok": bool, "error": str | None}``: can the register be read, and is its file
+        still the one that was opened?"""
+        try:
+            with self.transaction(write=False) as tx:
+                tx.last_change()
+        except LvplanError as exc:
+            return {"ok": False, "error": str(exc)}
+        return {"ok": True, "error": None}
+
+
+def _cause(exc: BaseException) -> str:
+    return str(exc).removeprefix("register: ")
 
 
 _SELECT = (
@@ -248,7 +385,7 @@ def _row(r) -> Application:
     )
 
 
-def open_backend(spec: str | Path) -> SqliteBackend:
+def open_backend(spec: str | Path, *, writable: bool = True) -> SqliteBackend:
     """A backend from a path or URL: ``file.db``, ``sqlite:///file.db``."""
     text = str(spec)
     if text.startswith("sqlite:///"):
@@ -256,7 +393,7 @@ def open_backend(spec: str | Path) -> SqliteBackend:
     elif "://" in text:
         scheme = text.split("://", 1)[0]
         raise InputError(f"register {spec}: unsupported backend {scheme!r} (use a SQLite path)")
-    return SqliteBackend(text)
+    return SqliteBackend(text, writable=writable)
 
 
 def export_csv(apps: list[Application]) -> str:

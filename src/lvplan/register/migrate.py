@@ -1,0 +1,114 @@
+"""``--migrate``: move a register onto a changed network (a new fingerprint).
+
+Applications are mapped onto the new network by bus *name* (the bus numbers of two versions of
+a network need not agree). Every reservation (approved or energized) must find its bus, or
+nothing is changed and the error names the application and the bus. The reservations are then
+re-checked on the new network in the order they were approved, each counting the ones before
+it; they stay reservations (an approval is a promise), and each gets an event saying what the
+re-check found, so the ones that no longer fit are on record. Rejected, withdrawn and other
+applications keep their record; their bus is mapped where the name exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lvplan.criteria import Criteria
+from lvplan.errors import InputError
+from lvplan.model.network import ExtraLoad, Network
+from lvplan.register.store import Application, SqliteBackend, now
+
+
+@dataclass
+class Migration:
+    from_fingerprint: str
+    to_fingerprint: str
+    applications: int = 0
+    reservations: int = 0
+    no_longer_fit: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        tail = (
+            f"; {len(self.no_longer_fit)} no longer fit: {', '.join(self.no_longer_fit[:10])}"
+            if self.no_longer_fit
+            else "; every reservation still fits"
+        )
+        return (
+            f"register migrated from network {self.from_fingerprint[:12]} to "
+            f"{self.to_fingerprint[:12]}: {self.applications} applications, "
+            f"{self.reservations} reservations re-checked{tail}"
+        )
+
+
+def _bus_by_name(network: Network) -> dict[str, int]:
+    bus = network.pp.bus
+    if "name" not in bus.columns:
+        return {}
+    names = bus.name.astype(str)
+    counts = names.value_counts()
+    return {n: int(i) for i, n in zip(bus.index, names, strict=True) if counts[n] == 1}
+
+
+def migrate_register(
+    register: SqliteBackend, network: Network, criteria: Criteria
+) -> Migration | None:
+    """Migrate ``register`` onto ``network``; None when it already belongs to it."""
+    from lvplan.decision import check
+    from lvplan.register.desk import _reservable_copy
+
+    fp = network.fingerprint
+    with register.transaction(write=True) as tx:
+        held = tx.meta("network_fingerprint")
+        apps = tx.all()
+        if held is None:
+            others = {a.network_fingerprint for a in apps} - {fp}
+            held = next(iter(others), fp)
+        if held == fp:
+            return None
+        names = _bus_by_name(network)
+        moved: dict[str, int | None] = {}
+        missing: list[str] = []
+        for a in apps:
+            name = str(a.decision.get("bus_name") or "")
+            new = names.get(name) if a.bus is not None else None
+            if a.reserves and new is None:
+                missing.append(f"application {a.id!r} at bus {name or a.bus!r}")
+            moved[a.id] = new
+        if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise InputError(
+                f"register {register.path}: cannot migrate to network {network.name}: "
+                f"{missing[0]} has no bus of that name there{more}"
+            )
+        report = Migration(held, fp, applications=len(apps))
+        work = _reservable_copy(network)
+        at = now()
+        for a in apps:
+            note = f"migrated to network {network.name} ({fp[:12]}): bus {a.bus} -> {moved[a.id]}"
+            if a.reserves:
+                report.reservations += 1
+                d = _recheck(check, work, a, moved[a.id], criteria)
+                note += f"; re-check: {d}"
+                if d != "fits":
+                    report.no_longer_fit.append(a.id)
+                bus = moved[a.id]
+                assert bus is not None
+                work.reserve({a.id: ExtraLoad(bus, a.design_kw / 1000, a.design_kvar / 1000)})
+            tx.move(a.id, moved[a.id], fp, at, note)
+        tx.set_meta("network_fingerprint", fp)
+        tx.set_meta("network_name", network.name)
+    return report
+
+
+def _recheck(check, work: Network, a: Application, bus: int | None, criteria: Criteria) -> str:
+    req = a.request
+    d = check(
+        work,
+        bus=bus,
+        kw=req["kw"],
+        category=req.get("category"),
+        pf=req.get("pf"),
+        criteria=criteria,
+        headroom=False,
+    )
+    return str(d.decision)

@@ -1,0 +1,382 @@
+"""Issue 9: one register, several writers (servers, batches, desks in other processes); a
+register belongs to one network; a register that cannot record refuses instead of answering."""
+
+from __future__ import annotations
+
+import copy
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import numpy as np
+import pandapower as pp
+import pytest
+from reference import OPTS, _violations
+from test_service import AUTH, TOKEN, server
+
+from lvplan.cli import main
+from lvplan.errors import InputError, RegisterUnavailable
+from lvplan.register.desk import Desk
+from lvplan.register.store import open_backend
+
+#: the buses of transformer areas T3, T5 and T6 of sz-futian: the writers share their headroom
+SHARED = [15, 16, 18, 20, 28, 29, 31, 34, 37, 40]
+
+
+def _approved(db) -> list[tuple[str, int, float, float]]:
+    con = sqlite3.connect(db)
+    try:
+        return con.execute(
+            "SELECT id, bus, design_kw, design_kvar FROM applications "
+            "WHERE status IN ('approved', 'energized')"
+        ).fetchall()
+    finally:
+        con.close()
+
+
+def _count(db, like: str) -> int:
+    con = sqlite3.connect(db)
+    try:
+        return int(
+            con.execute("SELECT count(*) FROM applications WHERE id LIKE ?", (like,)).fetchone()[0]
+        )
+    finally:
+        con.close()
+
+
+def _no_new_violation(pp_net, crit, loads) -> None:
+    """The approved set, all loaded together: pandapower's full AC load flow shows no element
+    outside a limit that was not outside it before (tests/reference.py's judge)."""
+    net = copy.deepcopy(pp_net)
+    pp.runpp(net, **OPTS)
+    before = _violations(net, crit)
+    for _id, bus, p_kw, q_kvar in loads:
+        pp.create_load(net, int(bus), p_mw=p_kw / 1000.0, q_mvar=q_kvar / 1000.0)
+    pp.runpp(net, **OPTS)
+    assert _violations(net, crit) <= before
+
+
+def _bodies(prefix: str, n: int, seed: int, buses=SHARED) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    return [
+        {"id": f"{prefix}-{i}", "bus": int(rng.choice(buses)), "kw": float(rng.uniform(8, 20))}
+        for i in range(n)
+    ]
+
+
+def test_two_desks_on_one_register_count_each_other(sz, cn, tmp_path):
+    """Two desks (two servers' worth of state) on one register file, taking turns on the same
+    areas: each decision counts what the other approved or withdrew since. Without the catch-up
+    the second desk would approve into headroom the first already spent."""
+    db = tmp_path / "r.db"
+    a = Desk(sz, open_backend(db), cn)
+    b = Desk(sz, open_backend(db), cn)
+    bodies = _bodies("x", 60, 7, buses=[15, 16, 18, 20])  # T3's area only
+    for i, body in enumerate(bodies):
+        (a if i % 2 else b).apply(body)
+    loads = _approved(db)
+    assert 5 <= len(loads) < 60
+    _no_new_violation(sz.pp, cn, loads)
+    # each desk's reservations are the register's, whichever desk recorded them
+    b.check({"bus": 15, "kw": 1})
+    ids = {x[0] for x in loads}
+    assert set(a.network.reserved) <= ids and set(b.network.reserved) == ids
+    # a withdrawal by one desk frees the headroom for the other's next decision
+    first = sorted(ids)[0]
+    a.transition(first, "withdraw")
+    b.check({"bus": 15, "kw": 1})
+    assert first not in b.network.reserved and b.seen == a.seen
+
+
+def _post_all(url: str, bodies: list[dict], answered: dict, lock: threading.Lock) -> None:
+    with httpx.Client(timeout=120) as c:
+        for body in bodies:
+            r = c.post(f"{url}/v1/applications", json=body, headers=AUTH)
+            assert r.status_code in (200, 201), r.text
+            with lock:
+                answered[body["id"]] = r.json()["status"]
+
+
+def test_two_servers_and_a_batch_on_one_register(sz, cn, tmp_path):
+    """Two `lvplan serve` processes and one `lvplan check-batch`, all on one SQLite register,
+    hit the same three transformer areas at once. The approved set, loaded together, passes the
+    independent AC judge with no new violation. (On the code before issue 9 each writer spent
+    the same headroom: the same kind of run approved 599 kW onto one 400 kVA area.)"""
+    db = tmp_path / "r.db"
+    queue = tmp_path / "q.csv"
+    batch = _bodies("batch", 150, 3)
+    queue.write_text(
+        "id,bus,kw\n" + "".join(f"{b['id']},{b['bus']},{b['kw']}\n" for b in batch),
+        encoding="utf-8",
+    )
+    open_backend(db)  # create it first, so the three writers open the same register
+    answered: dict[str, str] = {}
+    lock = threading.Lock()
+    with server(db) as (url1, _p1), server(db) as (url2, _p2):
+        cmd = [sys.executable, "-m", "lvplan.cli", "check-batch", "sz-futian", str(queue)]
+        out = tmp_path / "out.csv"
+        env = dict(os.environ, LVPLAN_TOKEN=TOKEN)
+        proc = subprocess.Popen(
+            [*cmd, "--register", str(db), "--out", str(out)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 120
+        while not _count(db, "batch-%") and proc.poll() is None:  # the batch is deciding
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        threads = [
+            threading.Thread(target=_post_all, args=(u, _bodies(f"s{k}", 40, k), answered, lock))
+            for k, u in enumerate((url1, url2, url1, url2))
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        _o, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err.decode()
+    con = sqlite3.connect(db)
+    (first_served,) = con.execute("SELECT min(seq) FROM applications WHERE id LIKE 's%'").fetchone()
+    (last_batch,) = con.execute("SELECT max(seq) FROM applications WHERE id LIKE 'b%'").fetchone()
+    con.close()
+    assert first_served < last_batch  # the servers decided while the batch was running
+    assert len(answered) == 160
+    loads = _approved(db)
+    ids = {x[0] for x in loads}
+    assert any(i.startswith("batch") for i in ids) and any(i.startswith("s") for i in ids)
+    assert 10 <= len(loads) < 220  # the areas filled up: later applications were refused
+    _no_new_violation(sz.pp, cn, loads)
+
+
+# -- a register belongs to one network -------------------------------------------------------
+@pytest.fixture()
+def other_version(sz, tmp_path):
+    """sz-futian as a pandapower JSON with one more load: another fingerprint, the same bus
+    names (a new version of the same district)."""
+    net = copy.deepcopy(sz.pp)
+    pp.create_load(net, 16, p_mw=0.05, q_mvar=0.02, name="new tower")
+    path = tmp_path / "sz-v2.json"
+    pp.to_json(net, str(path))
+    return path
+
+
+def test_a_register_of_another_network_is_refused(sz, cn, tmp_path, other_version, capsys):
+    db = tmp_path / "r.db"
+    Desk(sz, open_backend(db), cn).apply({"id": "a1", "bus": "T3 tower A", "kw": 80})
+    argv = ["check", str(other_version), "--bus", "15", "--kw", "10", "--register", str(db)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "belongs to network sz-futian" in err
+    assert "--migrate" in err
+    # the same for a batch and for the server's start-up (exit 2, one line)
+    q = tmp_path / "q.csv"
+    q.write_text("id,bus,kw\nz1,15,5\n", encoding="utf-8")
+    out = tmp_path / "o.csv"
+    assert (
+        main(["check-batch", str(other_version), str(q), "--register", str(db), "--out", str(out)])
+        == 2
+    )
+    assert "belongs to network" in capsys.readouterr().err and not out.exists()
+    os.environ["LVPLAN_TOKEN"] = TOKEN
+    assert main(["serve", str(other_version), "--register", str(db), "--check"]) == 2
+    assert "belongs to network" in capsys.readouterr().err
+
+
+def test_migrate_maps_by_bus_name_and_rechecks(sz, cn, tmp_path, other_version, capsys):
+    import lvplan
+
+    db = tmp_path / "r.db"
+    desk = Desk(sz, open_backend(db), cn)
+    desk.apply({"id": "a1", "bus": "T3 plaza box", "kw": 30})
+    desk.apply({"id": "a2", "bus": "T5 kiosk", "kw": 20})
+    v2 = lvplan.load_network(str(other_version))
+    moved = Desk(v2, open_backend(db), cn, migrate=True)
+    assert moved.migration is not None and moved.migration.reservations == 2
+    assert set(moved.network.reserved) == {"a1", "a2"}
+    reg = open_backend(db)
+    assert {a.network_fingerprint for a in reg.all()} == {v2.fingerprint}
+    # v2's new 50 kW tower load sits in T3's area, which had little room: a1 no longer fits
+    # there (it stays reserved: an approval is a promise, and the event says so); a2 does
+    assert "bus 18 -> 18; re-check: does_not_fit" in reg.events("a1")[-1]["note"]
+    assert "re-check: fits" in reg.events("a2")[-1]["note"]
+    assert moved.migration.no_longer_fit == ["a1"]
+    # now it belongs to v2: the old network is refused
+    with pytest.raises(InputError, match="belongs to network"):
+        Desk(sz, open_backend(db), cn)
+
+
+def test_migrate_refuses_when_a_reserved_bus_is_gone(sz, cn, tmp_path):
+    import lvplan
+
+    db = tmp_path / "r.db"
+    app, _ = Desk(sz, open_backend(db), cn).apply({"id": "a1", "bus": "T5 kiosk", "kw": 20})
+    assert app.status == "approved"
+    net = copy.deepcopy(sz.pp)
+    net.bus.loc[32, "name"] = "T5 kiosk (renamed)"
+    path = tmp_path / "renamed.json"
+    pp.to_json(net, str(path))
+    with pytest.raises(InputError, match="'a1' at bus 'T5 kiosk' has no bus of that name"):
+        Desk(lvplan.load_network(str(path)), open_backend(db), cn, migrate=True)
+    assert open_backend(db).all()[0].network_fingerprint == sz.fingerprint  # nothing changed
+
+
+# -- a register that cannot record never answers ------------------------------------------------
+def test_deleted_register_under_a_running_server_gives_503(tmp_path):
+    db = tmp_path / "r.db"
+    with server(db) as (url, proc):
+        ok = httpx.post(
+            f"{url}/v1/applications", json={"id": "k1", "bus": 15, "kw": 10}, headers=AUTH
+        )
+        assert ok.status_code == 201
+        for suffix in ("", "-wal", "-shm"):
+            p = tmp_path / f"r.db{suffix}"
+            if p.exists():
+                p.unlink()
+        for i in range(2):
+            r = httpx.post(
+                f"{url}/v1/applications",
+                json={"id": f"k{i + 2}", "bus": 15, "kw": 10},
+                headers=AUTH,
+                timeout=30,
+            )
+            assert r.status_code == 503, r.text
+            assert r.json()["error"]["field"] == "register" and "gone" in r.text
+        got = httpx.get(f"{url}/v1/applications/k1", headers=AUTH, timeout=30)
+        assert got.status_code == 503
+        health = httpx.get(f"{url}/healthz", timeout=30)
+        assert health.status_code == 503 and health.json()["ok"] is False
+        assert proc.poll() is None
+
+
+def test_replaced_register_file_is_refused(sz, cn, tmp_path):
+    db = tmp_path / "r.db"
+    desk = Desk(sz, open_backend(db), cn)
+    desk.apply({"id": "a1", "bus": 15, "kw": 10})
+    os.replace(db, tmp_path / "old.db")
+    sqlite3.connect(db).close()  # another file now has the name
+    with pytest.raises(RegisterUnavailable, match="replaced"):
+        desk.apply({"id": "a2", "bus": 15, "kw": 10})
+    assert set(desk.network.reserved) == {"a1"}
+
+
+def test_disk_full_records_nothing_and_reserves_nothing(sz, cn, tmp_path):
+    """SQLite's 'database or disk is full' (simulated with max_page_count): the real error is
+    reported (not a secondary 'cannot rollback'), nothing is stored and nothing reserved."""
+    db = tmp_path / "r.db"
+    reg = open_backend(db)
+    desk = Desk(sz, reg, cn)
+    desk.apply({"id": "a1", "bus": 15, "kw": 10})
+    con = reg._con()
+    pages = con.execute("PRAGMA page_count").fetchone()[0]
+    con.execute(f"PRAGMA max_page_count = {pages}")
+    big = {"id": "a2" + "x" * 120, "bus": 16, "kw": 10}
+    with pytest.raises(RegisterUnavailable, match="full") as info:
+        for k in range(40):  # fill the last free pages
+            desk.apply({**big, "id": f"{k}{big['id']}"[:128]})
+    assert "rollback" not in str(info.value)
+    con.execute("PRAGMA max_page_count = 1073741823")
+    stored = {a.id for a in reg.all()}
+    assert set(desk.network.reserved) == {a.id for a in reg.all() if a.reserves}
+    assert "a1" in stored
+
+
+def _make_unwritable(path) -> str:
+    """chattr +i where it works (root ignores file modes), else chmod 444."""
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode == 0:
+        return "chattr"
+    os.chmod(path, 0o444)
+    return "chmod"
+
+
+def test_a_register_that_cannot_be_written_is_refused_at_startup(tmp_path, capsys):
+    db = tmp_path / "r.db"
+    open_backend(db)
+    how = _make_unwritable(db)
+    try:
+        try:
+            with open(db, "ab"):
+                pytest.skip("this user can write an unwritable file here")
+        except OSError:
+            pass
+        os.environ["LVPLAN_TOKEN"] = TOKEN
+        assert main(["serve", "sz-futian", "--register", str(db), "--check"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "cannot be written" in err
+        assert main(["register", "list", "--register", str(db)]) == 0  # reading still works
+    finally:
+        if how == "chattr":
+            subprocess.run(["chattr", "-i", str(db)], check=True)
+        os.chmod(db, 0o644)
+
+
+def test_a_write_refused_by_sqlite_is_unavailable_with_the_real_error(tmp_path):
+    """A write SQLite refuses mid-run (here query_only, as on a file system remounted
+    read-only) is RegisterUnavailable with SQLite's own message, never 'cannot rollback'."""
+    db = tmp_path / "r.db"
+    reg = open_backend(db)
+    reg._con().execute("PRAGMA query_only = 1")
+    with (
+        pytest.raises(RegisterUnavailable, match="readonly") as info,
+        reg.transaction(write=True) as tx,
+    ):
+        tx.set_meta("x", "y")
+    assert "rollback" not in str(info.value)
+
+
+def test_serve_check_mode(tmp_path, capsys):
+    db = tmp_path / "r.db"
+    os.environ["LVPLAN_TOKEN"] = TOKEN
+    assert main(["serve", "sz-futian", "--register", str(db), "--check"]) == 0
+    assert capsys.readouterr().out.startswith("ok: network sz-futian")
+
+
+# -- check-batch: all or nothing on validation -------------------------------------------------
+@pytest.mark.parametrize(
+    ("row", "field"),
+    [
+        ("b4,999,10", "bus"),
+        ("b4,T9 nowhere,10", "bus"),
+        ("b4,2,10", "bus"),  # a 10 kV bus
+        ("b4,15,10,shopx", "category"),
+        ("b4,15,nan", "kw"),
+        ("b4,15,1e400", "kw"),
+        ("b4,15,10,shop,1.5", "pf"),
+        ("b1,15,10", "id"),  # twice
+    ],
+)
+def test_batch_validates_every_row_before_recording(tmp_path, capsys, row, field):
+    db = tmp_path / "r.db"
+    q = tmp_path / "q.csv"
+    q.write_text(
+        "id,bus,kw,category,pf\nb1,15,10\nb2,16,10\nb3,T3 plaza box,10\n" + row + "\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "o.csv"
+    assert main(["check-batch", "sz-futian", str(q), "--register", str(db), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{q}:5: {field}: " in err, err
+    assert not db.exists() and not out.exists()
+
+
+def test_batch_unknown_column_and_extra_cells(tmp_path, capsys):
+    q = tmp_path / "q.csv"
+    out = tmp_path / "o.csv"
+    db = tmp_path / "r.db"
+    q.write_text("id,bus,kw,volts\nb1,15,10,3\n", encoding="utf-8")
+    assert main(["check-batch", "sz-futian", str(q), "--register", str(db), "--out", str(out)]) == 2
+    assert f"{q}:1: volts: unknown column" in capsys.readouterr().err
+    q.write_text("id,bus,kw\nb1,15,10\nb2,15,10,7\n", encoding="utf-8")
+    assert main(["check-batch", "sz-futian", str(q), "--register", str(db), "--out", str(out)]) == 2
+    assert f"{q}:3: row: more cells" in capsys.readouterr().err
+    assert not db.exists()
+
+
+def test_check_register_counts_and_never_creates(sz, tmp_path, capsys):
+    db = tmp_path / "none.db"
+    assert main(["check", "sz-futian", "--bus", "15", "--kw", "10", "--register", str(db)]) == 2
+    assert "no such register file" in capsys.readouterr().err and not db.exists()
