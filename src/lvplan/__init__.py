@@ -31,9 +31,15 @@ _WHERE = {
     "load_network": "lvplan.io.load",
     "Network": "lvplan.model.network",
     "hosting_capacity": "lvplan.hosting",
+    "Changes": "lvplan.changes",
+    "load_changes": "lvplan.changes",
+    "evaluate": "lvplan.evaluate",
+    "Evaluation": "lvplan.evaluate",
+    "RegisterUnavailable": "lvplan.errors",
 }
 
 if TYPE_CHECKING:
+    from lvplan.changes import Changes, load_changes
     from lvplan.criteria import Criteria, load_criteria
     from lvplan.decision import Decision, check
     from lvplan.errors import (
@@ -42,7 +48,9 @@ if TYPE_CHECKING:
         LvplanError,
         OptimisationError,
         PowerFlowError,
+        RegisterUnavailable,
     )
+    from lvplan.evaluate import Evaluation, evaluate
     from lvplan.hosting import hosting_capacity
     from lvplan.io.load import load_network
     from lvplan.model.network import Network
@@ -58,17 +66,22 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Changes",
     "Criteria",
     "Decision",
+    "Evaluation",
     "InputError",
     "InvalidNetwork",
     "LvplanError",
     "Network",
     "OptimisationError",
     "PowerFlowError",
+    "RegisterUnavailable",
     "__version__",
     "check",
+    "evaluate",
     "hosting_capacity",
+    "load_changes",
     "load_criteria",
     "load_network",
 ]

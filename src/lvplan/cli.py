@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("auto", "ac"),
         help="auto: fast engine, full AC near a limit; ac: full AC always",
     )
+    c.add_argument("--changes", help="a changes file (TOML/YAML): check the changed network")
     c.add_argument("--register", help="count the reservations of this register (SQLite file)")
     c.add_argument(
         "--migrate",
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     i = sub.add_parser("inspect", help="counts, transformer loadings, worst voltages, violations")
     _add_common(i)
+    i.add_argument("--changes", help="a changes file (TOML/YAML): inspect the changed network")
     h = sub.add_parser("hosting", help="hosting capacity of every LV bus: tables, GeoJSON, maps")
     _add_common(h)
     h.add_argument("--out", help="output folder (default: hosting-<network name>)")
@@ -77,6 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--resume", metavar="DIR", help="reuse the finished chunks of a run in DIR")
     h.add_argument("--no-maps", action="store_true", help="skip map.html and map.png")
     h.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
+    h.add_argument("--changes", help="a changes file (TOML/YAML): map the changed network")
+    h.add_argument(
+        "--compare",
+        action="store_true",
+        help="with --changes: also map the network as it is, and add hosting_kw_before, "
+        "hosting_kw_after and delta_kw per bus",
+    )
+    a = sub.add_parser(
+        "apply", help="write the network with a changes file applied (pandapower JSON)"
+    )
+    a.add_argument("network", metavar="NETWORK", help="as for check")
+    a.add_argument("--changes", required=True, help="changes file (TOML/YAML)")
+    a.add_argument("--out", required=True, help="pandapower JSON file to write")
     r = sub.add_parser("register", help="the application register: list, show, export")
     r.add_argument("action", choices=("list", "show", "export"))
     r.add_argument("arg", nargs="?", help="ID for show, CSV file for export")
@@ -195,6 +210,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.command == "synth":
         return _synth(args)
+    if args.command == "apply":
+        return _apply(args)
     if args.command == "register":
         return _register(args)
     crit = _criteria(args)
@@ -208,7 +225,7 @@ def _run(args: argparse.Namespace) -> int:
             raise InputError("give either --bus or both --lon and --lat")
         if has_loc and (args.lon is None or args.lat is None):
             raise InputError("give both --lon and --lat")
-        net = load_network(args.network)
+        net = _changed(load_network(args.network), args.changes)
         if args.register:  # the network with every reservation of the register as a load
             from lvplan.register.desk import Desk
             from lvplan.register.store import open_backend
@@ -250,12 +267,47 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "inspect":
         from lvplan.inspect import render, summarise
 
-        s = summarise(load_network(args.network), crit)
+        s = summarise(_changed(load_network(args.network), args.changes), crit)
         print(json.dumps(s.to_dict(), indent=2, ensure_ascii=False) if args.json else render(s))
         return 0
     if args.command == "hosting":
         return _hosting(args, crit)
     raise InputError(f"unknown command {args.command!r}")  # pragma: no cover
+
+
+def _changed(net, changes_file: str | None):
+    """``net`` with the changes of ``changes_file`` made (the network itself without one)."""
+    if not changes_file:
+        return net
+    from lvplan.changes import load_changes
+
+    return net.with_changes(load_changes(changes_file))
+
+
+def _apply(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import pandapower as pp
+
+    from lvplan.changes import load_changes
+    from lvplan.changes.apply import apply_changes
+    from lvplan.io.atomic import write_text_atomic
+    from lvplan.io.load import load_network
+
+    out = Path(args.out)
+    if out.is_dir():
+        raise InputError(f"--out {out}: is a folder; give a .json file to write")
+    net = load_network(args.network)
+    changes = load_changes(args.changes).resolve(net)
+    changed, cmap = apply_changes(net.pp, changes)
+    write_text_atomic(out, pp.to_json(changed))
+    print(
+        f"{len(changes)} changes applied to {net.name}: {len(cmap.new_buses)} new buses, "
+        f"{len(cmap.new_lines)} new lines, {len(cmap.new_trafos)} new transformers, "
+        f"{len(cmap.modified_lines) + len(cmap.modified_trafos)} elements replaced, "
+        f"{len(cmap.opened_lines)} sections opened -> {out}"
+    )
+    return 0
 
 
 def _int_arg(name: str, value: str, lo: int) -> int:

@@ -245,14 +245,19 @@ def check(
     method: str = "auto",
     cable: Cable | None = None,
     headroom: bool = True,
+    changes=None,
 ) -> Decision:
     """Does a new balanced three-phase customer of ``kw`` declared kW fit at ``bus``?
 
     ``method="ac"`` makes pandapower's full AC load flow decide every case. ``cable`` puts the
     customer behind a service cable. Loads reserved on the network (:meth:`Network.reserve`)
-    are counted. Raises ``InputError`` for a bad question; never mutates ``network``.
+    are counted. ``changes`` (:class:`lvplan.Changes`): the question is asked of the network
+    with those changes made (:meth:`Network.with_changes`). Raises ``InputError`` for a bad
+    question; never mutates ``network``.
     """
     crit = resolve_criteria(criteria)
+    if changes is not None:
+        network = network.with_changes(changes)
     if method not in METHODS:
         raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     q = make_question(network, bus=bus, kw=kw, category=category, pf=pf, criteria=crit)

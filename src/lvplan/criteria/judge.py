@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -68,13 +69,24 @@ class Limits:
         self.vmin[mv] = criteria.mv_min_voltage_pu
         self.vmax[mv] = criteria.mv_max_voltage_pu
         self.bus_ids = pp_net.bus.index.to_numpy()
-        self.bus_names = _names(pp_net.bus)
         self.line_ids = pp_net.line.index.to_numpy()
-        self.line_names = _names(pp_net.line)
         self.trafo_ids = pp_net.trafo.index.to_numpy()
-        self.trafo_names = _names(pp_net.trafo)
+        self._tables = (pp_net.bus, pp_net.line, pp_net.trafo)
         self.line_max = criteria.line_max_loading_percent
         self.trafo_max = criteria.trafo_max_loading_percent
+
+    # element names are read only when a violation or margin is reported
+    @cached_property
+    def bus_names(self) -> list[str]:
+        return _names(self._tables[0])
+
+    @cached_property
+    def line_names(self) -> list[str]:
+        return _names(self._tables[1])
+
+    @cached_property
+    def trafo_names(self) -> list[str]:
+        return _names(self._tables[2])
 
     def voltage_violation(
         self,

@@ -52,8 +52,10 @@ def hosting_capacity(
     resume: bool = False,
     progress: bool | None = False,
     chunk_buses: int | None = None,
+    changes=None,
 ) -> pd.DataFrame:
     """The hosting-capacity table of every in-service LV bus (see the module docstring).
+    ``changes``: of the network with those changes made (:meth:`Network.with_changes`).
 
     ``workers`` local processes, or a Dask ``scheduler`` address, solve the areas in chunks;
     with ``work_dir`` finished chunks are kept there and ``resume`` reuses them. The run's
@@ -65,6 +67,8 @@ def hosting_capacity(
     from lvplan.hosting.run import CHUNK_BUSES
 
     crit = resolve_criteria(criteria)
+    if changes is not None:
+        network = network.with_changes(changes)
     pf_val = crit.new_customer_pf if pf is None else float(pf)
     if not (math.isfinite(pf_val) and 0 < pf_val <= 1):
         raise InputError(f"pf must be in (0, 1], got {pf!r}")

@@ -10,6 +10,7 @@ import contextlib
 import copy
 import hashlib
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -77,6 +78,8 @@ class Network:
         self._reserved: dict[str, ExtraLoad] = {}
         #: bumped whenever the base changes (reservations): cached judgements follow it
         self.version = 0
+        #: networks with changes made (:meth:`with_changes`), most recent last
+        self._variants: OrderedDict = OrderedDict()
 
     # -- identity -------------------------------------------------------------------------------
     @property
@@ -103,6 +106,29 @@ class Network:
                 hashed = pd.util.hash_pandas_object(tab[cols].astype(str), index=True)
             h.update(hashed.to_numpy().tobytes())
         return h.hexdigest()
+
+    def with_changes(self, changes) -> Network:
+        """This network with ``changes`` (:class:`lvplan.Changes`) made: a Network of its own,
+        as exact as this one for every check, map and load flow (its base is a pandapower load
+        flow of the changed tables, reserved loads included). Kept for the next call with the
+        same changes (up to 8 variants); this network is not touched."""
+        from lvplan.changes.apply import apply_changes
+
+        if not len(changes):
+            return self
+        with self._lock:
+            hit = self._variants.get(changes)
+            if hit is not None:
+                self._variants.move_to_end(changes)
+                return hit
+            net, _ = apply_changes(self._pp, changes.resolve(self))
+            out = Network(net, name=f"{self.name}+changes", source=self.source, validate=True)
+            if self._reserved:
+                out.reserve(self._reserved)
+            self._variants[changes] = out
+            if len(self._variants) > 8:
+                self._variants.popitem(last=False)
+            return out
 
     # -- derived data ---------------------------------------------------------------------------
     @cached_property

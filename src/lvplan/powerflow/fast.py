@@ -128,6 +128,8 @@ class FastEngine:
         self.V0 = np.asarray(ppci["V"], dtype=complex).copy()
         self.n = self.V0.size
         self.base_kv = ppci["bus"][:, BASE_KV].real.astype(float).copy()
+        #: pandapower's internal branch rows (the stamps of evaluate's changes start from them)
+        self.branch = np.array(ppci["branch"], copy=True)
         self.f_bus = ppci["branch"][:, F_BUS].real.astype(np.int64)
         self.t_bus = ppci["branch"][:, T_BUS].real.astype(np.int64)
         self.ref = np.asarray(ppci["ref"], dtype=np.int64)

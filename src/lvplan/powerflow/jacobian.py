@@ -55,6 +55,17 @@ class JacobianPattern:
         counts = np.bincount(self.cols, minlength=self.shape[1])
         self.indptr = np.r_[0, np.cumsum(counts)].astype(np.int64)
 
+    def with_ybus(self, Ybus) -> JacobianPattern:
+        """The same pattern for another ``Ybus`` of exactly the same structure (a network whose
+        branches changed their values only): no new analysis, and a factor of this pattern can
+        be refactored with the new values."""
+        out = object.__new__(JacobianPattern)
+        out.__dict__.update(self.__dict__)
+        Y = sp.coo_matrix(Ybus)
+        out.y = np.r_[Y.data, np.zeros(Ybus.shape[0], complex)]
+        out.Ybus = sp.csr_matrix(Ybus)
+        return out
+
     def values(self, V: np.ndarray) -> np.ndarray:
         """The Jacobian's nonzeros at ``V``, in the pattern's order."""
         I = self.Ybus @ V

@@ -1,0 +1,73 @@
+"""Network changes (what-if): a typed, immutable change set, its file format, and what it does
+to the pandapower tables. ``lvplan.evaluate`` solves a network with changes exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lvplan.changes.spec import (
+    KINDS,
+    TRAFO_LADDER_KVA,
+    AddLoad,
+    AddParallelLine,
+    AddParallelTransformer,
+    Change,
+    Changes,
+    NewLvCable,
+    NewSubstation,
+    ReplaceLine,
+    ReplaceTransformer,
+    SetSwitch,
+    Transfer,
+)
+from lvplan.errors import InputError
+
+__all__ = [
+    "KINDS",
+    "TRAFO_LADDER_KVA",
+    "AddLoad",
+    "AddParallelLine",
+    "AddParallelTransformer",
+    "Change",
+    "Changes",
+    "NewLvCable",
+    "NewSubstation",
+    "ReplaceLine",
+    "ReplaceTransformer",
+    "SetSwitch",
+    "Transfer",
+    "load_changes",
+]
+
+
+def load_changes(path: str | Path) -> Changes:
+    """A changes file: TOML (``[[changes]]`` tables) or YAML (``changes:`` list), each entry
+    ``kind = ...`` and its fields. Raises InputError naming the file, the change and the field."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"--changes {p}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"--changes {p}: not UTF-8 text") from None
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            raise InputError(f"--changes {p}: expected a .toml, .yaml or .yml file")
+    except InputError:
+        raise
+    except Exception as exc:  # tomllib.TOMLDecodeError, yaml.YAMLError, RecursionError
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"--changes {p}: malformed file: {first}") from None
+    try:
+        return Changes.from_dict(data if data is not None else {"changes": []})
+    except InputError as exc:
+        raise InputError(f"--changes {p}: {exc}") from None

@@ -1,0 +1,252 @@
+"""Resolve a change against a network: references become indices, values are checked."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+
+from lvplan.changes.spec import (
+    DETOUR_FACTOR,
+    MAX_TIE_LENGTH_M,
+    TRAFO_LADDER_KVA,
+    AddLoad,
+    AddParallelLine,
+    AddParallelTransformer,
+    Change,
+    NewLvCable,
+    NewSubstation,
+    ReplaceLine,
+    ReplaceTransformer,
+    SetSwitch,
+    Transfer,
+)
+from lvplan.errors import InputError
+from lvplan.model.catalogue import cable_types, trafo_types
+from lvplan.model.topology import LV_MAX_KV, MV_MAX_KV
+
+
+def _element(network, table: str, ref, where: str, field: str) -> int:
+    tab = network.pp[table]
+    if isinstance(ref, int) and not isinstance(ref, bool):
+        if ref in tab.index:
+            return int(ref)
+        raise InputError(f"{where}: {field}: no {table} with index {ref}")
+    text = str(ref).strip()
+    if text.lstrip("-").isdigit() and int(text) in tab.index:
+        return int(text)
+    if "name" in tab.columns:
+        hits = tab.index[tab.name.astype(str) == text]
+        if len(hits) == 1:
+            return int(hits[0])
+        if len(hits) > 1:
+            raise InputError(f"{where}: {field}: {table} name {text!r} is ambiguous")
+    raise InputError(f"{where}: {field}: no {table} with index or name {text!r}")
+
+
+def _bus(network, ref, where: str, field: str, *, lv: bool | None = None) -> int:
+    b = _element(network, "bus", ref, where, field)
+    vn = float(network.pp.bus.at[b, "vn_kv"])
+    if lv is True and vn >= LV_MAX_KV:
+        raise InputError(f"{where}: {field}: bus {b} is not an LV bus (vn_kv {vn:g})")
+    if lv is False and not LV_MAX_KV <= vn <= MV_MAX_KV:
+        raise InputError(f"{where}: {field}: bus {b} is not a 10 kV-class bus (vn_kv {vn:g})")
+    if not network.live.bus[network.bus_row(b)]:
+        raise InputError(f"{where}: {field}: bus {b} is not supplied")
+    return b
+
+
+def _rating(value: int, where: str) -> int:
+    if value not in TRAFO_LADDER_KVA or value not in trafo_types():
+        ladder = ", ".join(str(k) for k in TRAFO_LADDER_KVA)
+        raise InputError(f"{where}: rated_kva: {value} kVA is not on the ladder ({ladder})")
+    return value
+
+
+def _cable(name: str, voltage: str, where: str, field: str = "cable") -> str:
+    types = cable_types()
+    if name not in types:
+        raise InputError(f"{where}: {field}: unknown cable type {name!r}")
+    if types[name].voltage != voltage:
+        raise InputError(
+            f"{where}: {field}: {name} is a {types[name].voltage.upper()} cable, "
+            f"not {voltage.upper()}"
+        )
+    return name
+
+
+def _length(value: float | None, where: str, field: str) -> float | None:
+    if value is not None and not 0 < value <= 50_000:
+        raise InputError(f"{where}: {field}: must be > 0 and at most 50 km, got {value:g}")
+    return value
+
+
+def _lonlat(lon: float, lat: float, where: str) -> None:
+    if not -180 <= lon <= 180:
+        raise InputError(f"{where}: lon: must be within ±180 degrees, got {lon:g}")
+    if not -90 <= lat <= 90:
+        raise InputError(f"{where}: lat: must be within ±90 degrees, got {lat:g}")
+
+
+def _route_m(network, bus: int, lon: float, lat: float) -> float:
+    from lvplan.locate import bus_lonlat, distance_m
+
+    blon, blat = bus_lonlat(network)
+    r = network.bus_row(bus)
+    if not (np.isfinite(blon[r]) and np.isfinite(blat[r])):
+        return math.nan
+    return float(distance_m(lon, lat, blon[r], blat[r])) * DETOUR_FACTOR
+
+
+def _trafo(network, ref, where: str) -> int:
+    t = _element(network, "trafo", ref, where, "trafo")
+    tr = network.pp.trafo
+    if not bool(tr.at[t, "in_service"]):
+        raise InputError(f"{where}: trafo: trafo {t} is out of service")
+    if not (tr.at[t, "vn_lv_kv"] < LV_MAX_KV and tr.at[t, "vn_hv_kv"] <= MV_MAX_KV):
+        raise InputError(f"{where}: trafo: trafo {t} is not a 10/0.4 kV-class unit")
+    return t
+
+
+def _line(network, ref, where: str, field: str = "line") -> tuple[int, str]:
+    ln = _element(network, "line", ref, where, field)
+    line = network.pp.line
+    if not bool(line.at[ln, "in_service"]):
+        raise InputError(f"{where}: {field}: line {ln} is out of service")
+    vn = float(network.pp.bus.at[int(line.at[ln, "from_bus"]), "vn_kv"])
+    return ln, ("lv" if vn < LV_MAX_KV else "mv")
+
+
+def resolve_change(network, c: Change, position: int) -> Change:
+    where = f"change {position} ({c.kind})"
+    if isinstance(c, AddLoad):
+        if not c.kw > 0:
+            raise InputError(f"{where}: kw: must be > 0, got {c.kw:g}")
+        return replace(c, bus=_bus(network, c.bus, where, "bus"))
+    if isinstance(c, ReplaceTransformer | AddParallelTransformer):
+        return replace(
+            c, trafo=_trafo(network, c.trafo, where), rated_kva=_rating(c.rated_kva, where)
+        )
+    if isinstance(c, ReplaceLine | AddParallelLine):
+        ln, voltage = _line(network, c.line, where)
+        return replace(c, line=ln, cable=_cable(c.cable, voltage, where))
+    if isinstance(c, NewSubstation):
+        return _new_substation(network, c, where)
+    if isinstance(c, NewLvCable):
+        return _new_lv_cable(network, c, where)
+    if isinstance(c, Transfer):
+        return _transfer(network, c, where)
+    if isinstance(c, SetSwitch):
+        if c.switch not in network.pp.switch.index:
+            raise InputError(f"{where}: switch: no switch with index {c.switch}")
+        return c
+    raise InputError(f"{where}: kind: not supported")  # pragma: no cover
+
+
+def _new_substation(network, c: NewSubstation, where: str) -> NewSubstation:
+    _lonlat(c.lon, c.lat, where)
+    _rating(c.rated_kva, where)
+    _cable(c.tie_cable, "mv", where, "tie_cable")
+    _length(c.tie_length_m, where, "tie_length_m")
+    if c.mv_bus is not None:
+        mv = _bus(network, c.mv_bus, where, "mv_bus", lv=False)
+    else:
+        from lvplan.locate import bus_lonlat, distance_m
+
+        blon, blat = bus_lonlat(network)
+        vn = network.bus_vn_kv
+        ok = (vn >= LV_MAX_KV) & (vn <= MV_MAX_KV) & network.live.bus & np.isfinite(blon)
+        if not ok.any():
+            raise InputError(f"{where}: mv_bus: the network has no 10 kV bus with coordinates")
+        d = np.where(ok, distance_m(c.lon, c.lat, blon, blat), np.inf)
+        mv = int(network.pp.bus.index[int(np.argmin(d))])
+    route = c.tie_length_m if c.tie_length_m is not None else _route_m(network, mv, c.lon, c.lat)
+    if not math.isfinite(route):
+        raise InputError(f"{where}: tie_length_m: bus {mv} has no coordinates; give the length")
+    if route > MAX_TIE_LENGTH_M:
+        raise InputError(
+            f"{where}: lon/lat: the site is {route:.0f} m (route) from 10 kV bus {mv}, beyond "
+            f"the {MAX_TIE_LENGTH_M:g} m reach of a new tie"
+        )
+    return replace(c, mv_bus=mv, tie_length_m=max(route, 1.0))
+
+
+def _new_lv_cable(network, c: NewLvCable, where: str) -> NewLvCable:
+    fb = _bus(network, c.from_bus, where, "from_bus", lv=True)
+    _cable(c.cable, "lv", where)
+    _length(c.length_m, where, "length_m")
+    has_loc = c.lon is not None or c.lat is not None
+    if (c.to_bus is not None) == has_loc:
+        raise InputError(f"{where}: to_bus: give either to_bus or both lon and lat")
+    if c.to_bus is not None:
+        tb = _bus(network, c.to_bus, where, "to_bus", lv=True)
+        if tb == fb:
+            raise InputError(f"{where}: to_bus: the same bus as from_bus")
+        length = c.length_m
+        if length is None:
+            from lvplan.locate import bus_lonlat
+
+            blon, blat = bus_lonlat(network)
+            r = network.bus_row(tb)
+            length = _route_m(network, fb, float(blon[r]), float(blat[r]))
+        if not math.isfinite(length):
+            raise InputError(f"{where}: length_m: the buses have no coordinates; give it")
+        return replace(c, from_bus=fb, to_bus=tb, length_m=max(length, 1.0))
+    if c.lon is None or c.lat is None:
+        raise InputError(f"{where}: {'lat' if c.lat is None else 'lon'}: give both lon and lat")
+    _lonlat(c.lon, c.lat, where)
+    length = c.length_m if c.length_m is not None else _route_m(network, fb, c.lon, c.lat)
+    if not math.isfinite(length):
+        raise InputError(f"{where}: length_m: bus {fb} has no coordinates; give the length")
+    return replace(c, from_bus=fb, length_m=max(length, 1.0))
+
+
+def far_end(network, line: int) -> tuple[int, set[int]]:
+    """The end of LV ``line`` away from its transformer, and the buses beyond it (the subtree
+    that a transfer moves)."""
+    import networkx as nx
+
+    topo = network.topology
+    pp_line = network.pp.line
+    a, b = int(pp_line.at[line, "from_bus"]), int(pp_line.at[line, "to_bus"])
+    g = nx.Graph(topo.lv_graph)
+    g.remove_edges_from(
+        [(u, v) for u, v, k in topo.lv_graph.edges(keys=True) if k == ("line", line)]
+    )
+    comp_a = nx.node_connected_component(g, a) if a in g else {a}
+    area = topo.area_of(a)
+    feeders = {int(network.pp.trafo.at[t, "lv_bus"]) for t in (area.trafos if area else ())}
+    if feeders & comp_a:
+        comp_b = nx.node_connected_component(g, b) if b in g else {b}
+        return b, comp_b
+    return a, comp_a
+
+
+def _transfer(network, c: Transfer, where: str) -> Transfer:
+    ln, voltage = _line(network, c.subtree_root_line, where, "subtree_root_line")
+    if voltage != "lv":
+        raise InputError(f"{where}: subtree_root_line: line {ln} is not an LV line")
+    _cable(c.cable, "lv", where)
+    _length(c.length_m, where, "length_m")
+    tb = _bus(network, c.to_bus, where, "to_bus", lv=True)
+    end, moved = far_end(network, ln)
+    if tb in moved:
+        raise InputError(f"{where}: to_bus: bus {tb} lies in the part being moved")
+    area = network.topology.area_of(end)
+    feeders = {int(network.pp.trafo.at[t, "lv_bus"]) for t in (area.trafos if area else ())}
+    if feeders & moved:
+        raise InputError(
+            f"{where}: subtree_root_line: the part beyond line {ln} holds a transformer: "
+            "it is not a branch of the area"
+        )
+    length = c.length_m
+    if length is None:
+        from lvplan.locate import bus_lonlat
+
+        blon, blat = bus_lonlat(network)
+        r = network.bus_row(end)
+        length = _route_m(network, tb, float(blon[r]), float(blat[r]))
+    if not math.isfinite(length):
+        raise InputError(f"{where}: length_m: the buses have no coordinates; give it")
+    return replace(c, subtree_root_line=ln, to_bus=tb, length_m=max(length, 1.0), far_bus=end)

@@ -1,0 +1,312 @@
+"""The change kinds: typed, immutable, validated against a network with an error that names the
+change (its position and kind) and the field.
+
+A change names existing elements by pandapower index or unique name (``trafo = "T3 800 kVA
+public transformer"`` or ``trafo = 2``); :meth:`Changes.resolve` turns every reference into an
+index of the network at hand, checks every value (a rating on the ladder, a cable of the
+catalogue of the right voltage, a site within reach of the MV bus, ...) and raises one
+``InputError`` for the first problem, e.g. ``change 2 (replace_line): cable: unknown cable type``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from typing import Any, ClassVar
+
+from lvplan.errors import InputError
+
+#: The standard 10/0.4 kV ladder (criteria.md): a replacement or new unit takes one of these.
+TRAFO_LADDER_KVA = (200, 315, 400, 500, 630, 800, 1000, 1250)
+#: How far a new substation's 10 kV tie may run (route metres): beyond it the site is out of
+#: reach of that MV bus (U: a planning assumption, overridable per change by ``tie_length_m``).
+MAX_TIE_LENGTH_M = 3000.0
+#: Route length = straight-line distance x this factor, as for service cables (criteria).
+DETOUR_FACTOR = 1.3
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change. Subclasses name their kind; ``Changes`` holds an ordered tuple of them."""
+
+    kind: ClassVar[str] = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if v is not None:
+                out[f.name] = v
+        return out
+
+
+@dataclass(frozen=True)
+class AddLoad(Change):
+    kind: ClassVar[str] = "add_load"
+    bus: int | str
+    kw: float
+    kvar: float = 0.0
+    name: str = "lvplan load"
+
+
+@dataclass(frozen=True)
+class ReplaceTransformer(Change):
+    """The unit is swapped for a catalogue unit of ``rated_kva`` (impedance and losses from the
+    catalogue; buses, voltages, vector group and tap settings kept)."""
+
+    kind: ClassVar[str] = "replace_transformer"
+    trafo: int | str
+    rated_kva: int
+
+
+@dataclass(frozen=True)
+class AddParallelTransformer(Change):
+    """A second catalogue unit in the same room, between the same buses, same taps."""
+
+    kind: ClassVar[str] = "add_parallel_transformer"
+    trafo: int | str
+    rated_kva: int
+
+
+@dataclass(frozen=True)
+class ReplaceLine(Change):
+    """The section's cable is replaced by a catalogue cable (same route length)."""
+
+    kind: ClassVar[str] = "replace_line"
+    line: int | str
+    cable: str
+
+
+@dataclass(frozen=True)
+class AddParallelLine(Change):
+    """A catalogue cable laid beside the section, between the same buses."""
+
+    kind: ClassVar[str] = "add_parallel_line"
+    line: int | str
+    cable: str
+
+
+@dataclass(frozen=True)
+class NewSubstation(Change):
+    """A new public 10/0.4 kV unit at (lon, lat): a new 10 kV bus tied to ``mv_bus`` by
+    ``tie_cable`` (route length from the distance, or ``tie_length_m``), the transformer and a
+    new LV board. ``mv_bus`` omitted: the nearest MV bus with coordinates."""
+
+    kind: ClassVar[str] = "new_substation"
+    lon: float
+    lat: float
+    rated_kva: int = 630
+    mv_bus: int | str | None = None
+    tie_cable: str = "YJV22-8.7/15kV 3x300"
+    tie_length_m: float | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class NewLvCable(Change):
+    """A new LV cable from ``from_bus`` to an existing ``to_bus``, or to a new LV bus at
+    (lon, lat). ``length_m`` omitted: the route length from the coordinates."""
+
+    kind: ClassVar[str] = "new_lv_cable"
+    from_bus: int | str
+    cable: str
+    to_bus: int | str | None = None
+    lon: float | None = None
+    lat: float | None = None
+    length_m: float | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Transfer(Change):
+    """Part of an LV area moves to another supply: the section ``subtree_root_line`` is opened
+    (taken out of service) and the buses beyond it (away from their transformer) are fed by a
+    new cable from ``to_bus`` to the section's far end."""
+
+    kind: ClassVar[str] = "transfer"
+    subtree_root_line: int | str
+    to_bus: int | str
+    cable: str
+    length_m: float | None = None
+    far_bus: int | None = None  # set by resolve: the section's end away from its transformer
+
+
+@dataclass(frozen=True)
+class SetSwitch(Change):
+    """Open or close a switch (N-1 transfers and loop operation are switching changes)."""
+
+    kind: ClassVar[str] = "set_switch"
+    switch: int
+    closed: bool
+
+
+KINDS: dict[str, type[Change]] = {
+    c.kind: c
+    for c in (
+        AddLoad,
+        ReplaceTransformer,
+        AddParallelTransformer,
+        ReplaceLine,
+        AddParallelLine,
+        NewSubstation,
+        NewLvCable,
+        Transfer,
+        SetSwitch,
+    )
+}
+
+
+def _typed(where: str, name: str, value: Any, want: str) -> Any:
+    """Check one field's JSON/TOML type (``want``: ref, ref?, number, number?, int, str, bool)."""
+    optional = want.endswith("?")
+    want = want.rstrip("?")
+    if value is None:
+        if optional:
+            return None
+        raise InputError(f"{where}: {name}: missing")
+    bad = isinstance(value, bool) and want != "bool"
+    if want == "ref" and not bad and isinstance(value, int | str) and str(value).strip():
+        return value
+    if want == "number" and not bad and isinstance(value, int | float):
+        if not math.isfinite(float(value)):
+            raise InputError(f"{where}: {name}: must be a finite number, got {value!r}")
+        return float(value)
+    if want == "int" and not bad and isinstance(value, int):
+        return value
+    if want == "int" and not bad and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if want == "str" and isinstance(value, str) and value.strip():
+        return value
+    if want == "bool" and isinstance(value, bool):
+        return value
+    label = {"ref": "an index or a name", "number": "a number", "int": "an integer"}
+    raise InputError(f"{where}: {name}: must be {label.get(want, 'a ' + want)}, got {value!r}")
+
+
+_FIELD_TYPES: dict[str, dict[str, str]] = {
+    "add_load": {"bus": "ref", "kw": "number", "kvar": "number?", "name": "str?"},
+    "replace_transformer": {"trafo": "ref", "rated_kva": "int"},
+    "add_parallel_transformer": {"trafo": "ref", "rated_kva": "int"},
+    "replace_line": {"line": "ref", "cable": "str"},
+    "add_parallel_line": {"line": "ref", "cable": "str"},
+    "new_substation": {
+        "lon": "number",
+        "lat": "number",
+        "rated_kva": "int?",
+        "mv_bus": "ref?",
+        "tie_cable": "str?",
+        "tie_length_m": "number?",
+        "name": "str?",
+    },
+    "new_lv_cable": {
+        "from_bus": "ref",
+        "cable": "str",
+        "to_bus": "ref?",
+        "lon": "number?",
+        "lat": "number?",
+        "length_m": "number?",
+        "name": "str?",
+    },
+    "transfer": {
+        "subtree_root_line": "ref",
+        "to_bus": "ref",
+        "cable": "str",
+        "length_m": "number?",
+    },
+    "set_switch": {"switch": "int", "closed": "bool"},
+}
+
+
+def change_from_dict(d: Any, position: int) -> Change:
+    """One change from a mapping (a changes file's entry); errors name ``change N (kind)``."""
+    if not isinstance(d, dict):
+        raise InputError(f"change {position}: must be a table of fields, got {type(d).__name__}")
+    kind = d.get("kind")
+    if kind not in KINDS:
+        raise InputError(
+            f"change {position}: kind: must be one of {', '.join(KINDS)}, got {kind!r}"
+        )
+    where = f"change {position} ({kind})"
+    types = _FIELD_TYPES[kind]
+    unknown = sorted(set(d) - set(types) - {"kind"})
+    if unknown:
+        raise InputError(f"{where}: {unknown[0]}: unknown field (known: {', '.join(types)})")
+    values = {k: _typed(where, k, d.get(k), t) for k, t in types.items()}
+    cls = KINDS[kind]
+    return cls(**{k: v for k, v in values.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class Changes:
+    """An ordered, immutable set of changes. Build it with the methods (each returns a new
+    ``Changes``) or from a file (:func:`lvplan.changes.load_changes`)."""
+
+    items: tuple[Change, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __add__(self, other: Changes) -> Changes:
+        return Changes(self.items + tuple(other.items))
+
+    def with_(self, change: Change) -> Changes:
+        return Changes((*self.items, change))
+
+    def add_load(self, bus, kw, kvar=0.0, name="lvplan load") -> Changes:
+        return self.with_(AddLoad(bus, kw, kvar, name))
+
+    def replace_transformer(self, trafo, rated_kva) -> Changes:
+        return self.with_(ReplaceTransformer(trafo, rated_kva))
+
+    def add_parallel_transformer(self, trafo, rated_kva) -> Changes:
+        return self.with_(AddParallelTransformer(trafo, rated_kva))
+
+    def replace_line(self, line, cable) -> Changes:
+        return self.with_(ReplaceLine(line, cable))
+
+    def add_parallel_line(self, line, cable) -> Changes:
+        return self.with_(AddParallelLine(line, cable))
+
+    def new_substation(self, lon, lat, **kw) -> Changes:
+        return self.with_(NewSubstation(lon, lat, **kw))
+
+    def new_lv_cable(self, from_bus, cable, **kw) -> Changes:
+        return self.with_(NewLvCable(from_bus, cable, **kw))
+
+    def transfer(self, subtree_root_line, to_bus, cable, length_m=None) -> Changes:
+        return self.with_(Transfer(subtree_root_line, to_bus, cable, length_m))
+
+    def set_switch(self, switch, closed) -> Changes:
+        return self.with_(SetSwitch(switch, closed))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"changes": [c.to_dict() for c in self.items]}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Changes:
+        if isinstance(data, list):
+            entries = data
+        elif isinstance(data, dict):
+            unknown = sorted(set(data) - {"changes"})
+            if unknown:
+                raise InputError(f"{unknown[0]}: unknown key (a changes file holds 'changes')")
+            entries = data.get("changes", [])
+        else:
+            raise InputError("changes: expected a list of changes")
+        if not isinstance(entries, list):
+            raise InputError("changes: expected a list of changes")
+        return cls(tuple(change_from_dict(d, i + 1) for i, d in enumerate(entries)))
+
+    def resolve(self, network) -> Changes:
+        """The same changes with every reference an index of ``network`` and every value
+        checked against it and the catalogue (raises InputError naming change and field)."""
+        from lvplan.changes.resolve import resolve_change
+
+        return Changes(tuple(resolve_change(network, c, i + 1) for i, c in enumerate(self.items)))
+
+
+def with_fields(change: Change, **kw: Any) -> Change:
+    return replace(change, **kw)

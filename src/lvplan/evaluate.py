@@ -1,0 +1,310 @@
+"""``lvplan.evaluate(network, changes)``: the whole network's exact AC state with changes made.
+
+The base (the network's converged load flow, reservations included) is never touched. The
+changed model is the base's ``Ybus`` plus the stamps of the branches the changes add, minus the
+stamps of those they replace or open (:mod:`lvplan.powerflow.branch`), with new rows for new
+buses; new loads change the specified injections. Newton-Raphson on that model, started from the
+base voltages (new buses from their feeding bus through the unit's no-load ratio), converges to
+the reference tolerance. Where the structure of ``Ybus`` is unchanged (replacements, parallel
+units and cables) the base's Jacobian pattern and KLU symbolic analysis are reused; new buses
+or branches between new pairs of buses get a pattern of their own.
+
+Switching changes and networks the exact load flow does not model (voltage-dependent loads)
+are solved by pandapower on the changed tables (``engine = "pandapower"``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from lvplan.changes.apply import ChangeMap, apply_changes
+from lvplan.changes.spec import Changes
+from lvplan.criteria import Criteria
+from lvplan.criteria.judge import Judgement, Limits, Violation
+from lvplan.errors import PowerFlowError
+from lvplan.model.network import Network
+from lvplan.powerflow.branch import Stamp, line_row, stamp, trafo_key, trafo_row
+from lvplan.powerflow.fast import SQRT3, FastEngine
+from lvplan.powerflow.jacobian import JacobianPattern
+from lvplan.powerflow.newton import newton
+from lvplan.powerflow.state import GridState
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The network with ``changes``: its tables (``net``), exact state, limits and verdicts.
+    Arrays follow the changed tables' row order (new elements last)."""
+
+    network: str
+    changes: Changes
+    net: Any = field(repr=False)
+    state: GridState = field(repr=False)
+    limits: Limits = field(repr=False)
+    judgement: Judgement
+    iterations: int
+    change_map: ChangeMap = field(repr=False)
+
+    @property
+    def violations(self) -> list[Violation]:
+        return self.judgement.violations
+
+    @property
+    def ok(self) -> bool:
+        return not self.judgement.violations
+
+    def margins(self) -> np.ndarray:
+        """Every judged element's margin (see :meth:`Limits.margins`)."""
+        return self.limits.margins(self.state)
+
+    def to_dict(self) -> dict[str, Any]:
+        st = self.state
+        lv = self.limits.lv
+        vm = st.vm_pu
+        with np.errstate(invalid="ignore"):
+            lv_v = vm[lv] * self.limits.vn_kv[lv] * 1000.0
+        return {
+            "network": self.network,
+            "changes": self.changes.to_dict()["changes"],
+            "engine": st.engine,
+            "iterations": self.iterations,
+            "violations": [v.to_dict() for v in self.violations],
+            "closest_limit": None
+            if self.judgement.min_margin is None
+            else self.judgement.min_margin.to_dict(),
+            "min_lv_voltage_v": _r(np.nanmin(lv_v) if np.isfinite(lv_v).any() else None),
+            "max_line_loading_percent": _r(_nanmax(st.line_loading_percent)),
+            "max_trafo_loading_percent": _r(_nanmax(st.trafo_loading_percent)),
+            "new": {
+                "buses": self.change_map.new_buses,
+                "lines": self.change_map.new_lines,
+                "trafos": self.change_map.new_trafos,
+                "loads": self.change_map.new_loads,
+            },
+        }
+
+
+def _nanmax(a: np.ndarray) -> float | None:
+    return float(np.nanmax(a)) if a.size and np.isfinite(a).any() else None
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(float(x), 4)
+
+
+def evaluate(
+    network: Network, changes: Changes, criteria: Criteria | str | None = None
+) -> Evaluation:
+    """The exact AC state of ``network`` with ``changes``, every violation and every margin.
+    Raises InputError for a change that does not fit the network, PowerFlowError when the
+    changed network has no solution."""
+    from lvplan.decision import resolve_criteria
+
+    crit = resolve_criteria(criteria)
+    resolved = changes.resolve(network)
+    net, cmap = apply_changes(network.pp, resolved)
+    eng = network.fast_engine()
+    if cmap.switches or eng.has_voltage_dependent_loads or network.reserved:
+        state, iters = _by_pandapower(network, net), 0
+    else:
+        state, iters = _by_stamps(eng, network, net, cmap)
+    limits = Limits(net, crit)
+    return Evaluation(network.name, resolved, net, state, limits, limits.judge(state), iters, cmap)
+
+
+# -- the incremental exact load flow -------------------------------------------------------------
+class _Model:
+    """The changed admittance model under construction."""
+
+    def __init__(self, eng: FastEngine, net, cmap: ChangeMap):
+        self.eng = eng
+        self.net = net
+        self.base_n = eng.n
+        self.new_index = {b: eng.n + k for k, b in enumerate(cmap.new_buses)}
+        self.n = eng.n + len(cmap.new_buses)
+        self.delta: list[Stamp] = []
+        self.negative: list[Stamp] = []
+        #: branch rows whose currents the base Yf/Yt no longer give: ppci row -> stamp or None
+        self.replaced: dict[int, Stamp | None] = {}
+        self.baseMVA = eng.baseMVA
+        self.f_hz = float(net.f_hz)
+
+    def internal(self, pp_bus: int) -> int:
+        if pp_bus in self.new_index:
+            return self.new_index[pp_bus]
+        return int(self.eng.bus_lookup[pp_bus])
+
+    def base_kv(self, pp_bus: int) -> float:
+        return float(self.net.bus.at[pp_bus, "vn_kv"])
+
+    def old_stamp(self, row: int) -> Stamp:
+        e = self.eng
+        return stamp(e.branch[row], int(e.f_bus[row]), int(e.t_bus[row]))
+
+    def line_stamp(self, line: int, f: int | None = None, t: int | None = None) -> Stamp:
+        r = self.net.line.loc[line]
+        fb, tb = int(r.from_bus), int(r.to_bus)
+        row = line_row(
+            r_ohm_per_km=float(r.r_ohm_per_km),
+            x_ohm_per_km=float(r.x_ohm_per_km),
+            c_nf_per_km=float(r.c_nf_per_km),
+            g_us_per_km=float(r.get("g_us_per_km", 0.0) or 0.0),
+            length_km=float(r.length_km),
+            parallel=float(r.parallel),
+            base_kv=self.base_kv(fb),
+            baseMVA=self.baseMVA,
+            f_hz=self.f_hz,
+        )
+        return stamp(
+            row, self.internal(fb) if f is None else f, self.internal(tb) if t is None else t
+        )
+
+    def trafo_stamp(self, trafo: int) -> tuple[Stamp, complex]:
+        r = self.net.trafo.loc[trafo]
+        hv, lv = int(r.hv_bus), int(r.lv_bus)
+        key = trafo_key(r, self.base_kv(hv), self.base_kv(lv))
+        row, ratio = trafo_row(key, self.baseMVA, self.f_hz)
+        return stamp(row, self.internal(hv), self.internal(lv)), ratio
+
+
+def _by_stamps(eng: FastEngine, network: Network, net, cmap: ChangeMap) -> tuple[GridState, int]:
+    m = _Model(eng, net, cmap)
+    line_pos = _Rows(network.pp.line.index)
+    trafo_pos = _Rows(network.pp.trafo.index)
+    for ln in cmap.modified_lines + cmap.opened_lines:
+        row = int(eng.line_rows[line_pos[ln]])
+        if row < 0:
+            raise PowerFlowError(f"line {ln} is not in the load flow model")
+        m.negative.append(m.old_stamp(row))
+        if ln in cmap.modified_lines and ln not in cmap.opened_lines:
+            s = m.line_stamp(ln, int(eng.f_bus[row]), int(eng.t_bus[row]))
+            m.delta.append(s)
+            m.replaced[row] = s
+        else:
+            m.replaced[row] = None
+    V_init_new: dict[int, complex] = {}
+    for t in cmap.modified_trafos:
+        row = int(eng.trafo_rows[trafo_pos[t]])
+        m.negative.append(m.old_stamp(row))
+        s, _ratio = m.trafo_stamp(t)
+        m.delta.append(s)
+        m.replaced[row] = s
+    new_lines = {ln: m.line_stamp(ln) for ln in cmap.new_lines}
+    new_trafos = {}
+    for t in cmap.new_trafos:
+        s, ratio = m.trafo_stamp(t)
+        new_trafos[t] = s
+        V_init_new[s.t] = ratio  # the LV side of a new unit: hv voltage x no-load ratio
+    m.delta += list(new_lines.values()) + list(new_trafos.values())
+
+    n = m.n
+    V0 = np.r_[eng.V0, np.ones(n - m.base_n, complex)]
+    # new buses: from the bus that feeds them (tie lines first, then units)
+    for s in new_lines.values():
+        if s.t >= m.base_n and s.f < m.base_n:
+            V0[s.t] = V0[s.f]
+        elif s.f >= m.base_n and s.t < m.base_n:
+            V0[s.f] = V0[s.t]
+    for s in new_trafos.values():
+        if s.t >= m.base_n:
+            V0[s.t] = V0[s.f] * V_init_new[s.t]
+    Ybus = _assemble(eng.Ybus, n, m.delta, m.negative)
+    S = np.r_[eng.S0, np.zeros(n - m.base_n, complex)]
+    for ld in cmap.new_loads:
+        row = net.load.loc[ld]
+        S[m.internal(int(row.bus))] -= complex(float(row.p_mw), float(row.q_mvar)) / m.baseMVA
+    pq = np.r_[eng.pq, np.arange(m.base_n, n)].astype(np.int64)
+    same = n == m.base_n and _same_structure(Ybus, eng.Ybus)
+    pattern = eng._response.pattern.with_ybus(Ybus) if same else JacobianPattern(Ybus, eng.pv, pq)
+    like = eng._response.factor() if same else None
+    V, iters = newton(Ybus, S, V0, eng.pv, pq, eng.tol_pu, pattern=pattern, like=like)
+    return _state(m, network, net, cmap, V, new_lines, new_trafos, line_pos, trafo_pos), iters
+
+
+class _Rows:
+    """Row position of an index label (``rows[label]``), without a dict of the whole table."""
+
+    def __init__(self, index):
+        self.index = index
+
+    def __getitem__(self, label: int) -> int:
+        return int(self.index.get_loc(label))
+
+
+def _assemble(Y0: sp.csr_matrix, n: int, plus: list[Stamp], minus: list[Stamp]) -> sp.csr_matrix:
+    rows, cols, vals = [], [], []
+    for sign, group in ((1.0, plus), (-1.0, minus)):
+        for s in group:
+            idx = (s.f, s.t)
+            for a in range(2):
+                for b in range(2):
+                    rows.append(idx[a])
+                    cols.append(idx[b])
+                    vals.append(sign * s.Y[a, b])
+    Y = Y0
+    if Y0.shape[0] != n:  # new buses: empty rows and columns, filled by their branches
+        Y = sp.csr_matrix((Y0.data, Y0.indices, np.r_[Y0.indptr, [Y0.nnz] * (n - Y0.shape[0])]))
+        Y.resize((n, n))
+    D = sp.csr_matrix((vals, (rows, cols)), shape=(n, n))
+    out = (Y + D).tocsr()
+    out.sort_indices()
+    return out
+
+
+def _same_structure(a: sp.csr_matrix, b: sp.csr_matrix) -> bool:
+    return (
+        a.shape == b.shape
+        and a.nnz == b.nnz
+        and np.array_equal(a.indptr, b.indptr)
+        and np.array_equal(a.indices, b.indices)
+    )
+
+
+def _state(m: _Model, network, net, cmap, V, new_lines, new_trafos, line_pos, trafo_pos):
+    eng = m.eng
+    base = eng._state(V[: m.base_n], "newton")
+    vm = np.r_[base.vm_pu, np.abs([V[m.new_index[b]] for b in cmap.new_buses])]
+    i_base = eng.baseMVA / (SQRT3 * np.r_[eng.base_kv, net.bus.vn_kv.loc[cmap.new_buses]])
+
+    def current(s: Stamp) -> tuple[float, float]:
+        v = np.array([V[s.f], V[s.t]])
+        return abs(complex(s.yf @ v)) * i_base[s.f], abs(complex(s.yt @ v)) * i_base[s.t]
+
+    line = np.r_[base.line_loading_percent, np.full(len(cmap.new_lines), np.nan)]
+    pos = _Rows(net.line.index)
+    tab = net.line
+    for ln in cmap.modified_lines + cmap.opened_lines + cmap.new_lines:
+        k = pos[ln]
+        if ln in cmap.opened_lines:
+            line[k] = np.nan
+            continue
+        s = new_lines.get(ln) or m.replaced[int(eng.line_rows[line_pos[ln]])]
+        assert s is not None
+        i_f, i_t = current(s)
+        i_max = float(tab.at[ln, "max_i_ka"] * tab.at[ln, "df"] * tab.at[ln, "parallel"])
+        line[k] = max(i_f, i_t) / i_max * 100.0
+    trafo = np.r_[base.trafo_loading_percent, np.full(len(cmap.new_trafos), np.nan)]
+    tpos = _Rows(net.trafo.index)
+    tt = net.trafo
+    for t in cmap.modified_trafos + cmap.new_trafos:
+        s = new_trafos[t] if t in new_trafos else m.replaced[int(eng.trafo_rows[trafo_pos[t]])]
+        assert s is not None
+        i_f, i_t = current(s)
+        sn = float(tt.at[t, "sn_mva"] * tt.at[t, "parallel"] * tt.at[t, "df"])
+        hv = i_f * float(tt.at[t, "vn_hv_kv"]) * SQRT3 / sn
+        lv = i_t * float(tt.at[t, "vn_lv_kv"]) * SQRT3 / sn
+        trafo[tpos[t]] = max(hv, lv) * 100.0
+    return GridState(vm, line, trafo, engine="newton")
+
+
+def _by_pandapower(network: Network, net) -> GridState:
+    """pandapower on the changed tables (the network's reserved loads counted)."""
+    import copy
+
+    changed = Network(copy.deepcopy(net), name=network.name, source="", validate=False, owned=True)
+    if network.reserved:
+        changed.reserve(network.reserved)
+    return changed.base_state()
