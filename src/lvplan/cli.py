@@ -127,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--host", default="127.0.0.1")
     v.add_argument("--port", default="8080")
     v.add_argument("--token-file", help="file holding the bearer token (else LVPLAN_TOKEN)")
+    v.add_argument(
+        "--open-docs",
+        action="store_true",
+        help="serve /docs, /redoc and /openapi.json without the token (default: token needed)",
+    )
     s = sub.add_parser("synth", help="build a synthetic network")
     ssub = s.add_subparsers(dest="what", required=True)
     sc = ssub.add_parser("city", help="a city of SimBench LV grids on 10 kV feeders")
@@ -476,7 +481,7 @@ def _serve(args: argparse.Namespace, crit) -> int:
     # garbage collector's full passes (a pass over them stalled every answer for ~0.2 s)
     gc.collect()
     gc.freeze()
-    app = create_app(desk, token)
+    app = create_app(desk, token, open_docs=args.open_docs)
     import uvicorn
 
     uvicorn.run(app, host=args.host, port=port, log_level="warning", access_log=False)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
 import numpy as np
@@ -264,6 +265,24 @@ def check(
     return _decide(network, q, crit, method=method, cable=cable, headroom=headroom)
 
 
+def public_source(source: str) -> str:
+    """Where a network came from, without the server's directories: ``simbench:CODE`` and other
+    names stay, a file or folder path becomes its base name."""
+    if source.startswith("simbench:") or not any(sep in source for sep in ("/", "\\")):
+        return source
+    return PureWindowsPath(source).name if "\\" in source else PurePosixPath(source).name
+
+
+def network_info(network: Network) -> dict[str, str]:
+    """``name``, ``source`` (see :func:`public_source`) and ``fingerprint``: what answers and
+    shared files say about the network (no absolute paths)."""
+    return {
+        "name": network.name,
+        "source": public_source(network.source),
+        "fingerprint": network.fingerprint,
+    }
+
+
 def _decide(
     network: Network,
     q: Question,
@@ -273,7 +292,7 @@ def _decide(
     cable: Cable | None,
     headroom: bool,
 ) -> Decision:
-    netinfo = {"name": network.name, "source": network.source, "fingerprint": network.fingerprint}
+    netinfo = network_info(network)
     bus_row = network.bus_row(q.bus)
     names = network.pp.bus.name if "name" in network.pp.bus else None
     bus_name = (

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from lvplan import __version__
+from lvplan.decision import network_info
 from lvplan.io.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
 
 #: Colour classes of the map (kW of design load a new customer can still connect).
@@ -319,11 +320,7 @@ def write_outputs(df: pd.DataFrame, network, criteria, out: Path, *, maps: bool 
         for name, lo, hi, _ in CLASSES
     }
     summary = {
-        "network": {
-            "name": network.name,
-            "source": network.source,
-            "fingerprint": network.fingerprint,
-        },
+        "network": network_info(network),
         "criteria": criteria.to_dict(),
         "pf": df.attrs.get("pf"),
         "max_kw": df.attrs.get("max_kw"),

@@ -1,44 +1,182 @@
 """``lvplan serve``: the HTTP service (FastAPI; OpenAPI docs at /docs and /openapi.json).
 
 Every route but ``/healthz`` needs ``Authorization: Bearer <token>`` (``LVPLAN_TOKEN`` or a
-token file). Bad requests get a 4xx with ``{"error": {"field": ..., "message": ...}}``; a load
-flow that fails is a ``not_assessable`` decision, not an error; bodies above ``MAX_BODY_BYTES``
-are refused with 413 before they are read.
+token file); so do the docs (``/docs``, ``/redoc``, ``/openapi.json``) unless the server was
+started with ``--open-docs``. Every answer that is not a success is a 4xx (or 503) with
+``{"error": {"field": ..., "message": ...}}``, unknown routes and wrong methods included; a load
+flow that fails is a ``not_assessable`` decision, not an error. Bodies above ``MAX_BODY_BYTES``
+are refused with 413 before they are read; a body must arrive within ``BODY_SECONDS`` (408).
+
+Bodies are parsed strictly (:func:`parse_body`): UTF-8 only, no key twice, nesting at most
+``MAX_DEPTH`` deep, no lone surrogates anywhere, integers of more than ``INT_DIGITS`` digits
+read as floats (so a 5,000-digit kW is ``inf``, refused by the field's finite-number rule,
+instead of an overflow or Python's int-string limit).
+
+Decisions never block the event loop: one that can take the desk's lock at once runs inline
+(no thread switch: the fast path), one that would wait for it (a capacity table holds it)
+runs in a worker thread; capacity tables always run in a worker thread. ``/healthz`` runs on
+the loop and takes no lock.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
+import threading
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from lvplan.errors import InputError, LvplanError
 from lvplan.register.desk import Desk
+from lvplan.register.fields import check_id
 from lvplan.register.store import Conflict, NotFound
 
 MAX_BODY_BYTES = 16 * 1024
+BODY_SECONDS = 10.0  # the whole body, from the first byte read to the last
+MAX_DEPTH = 16  # a request is one flat object; 16 leaves room and stops deep-nesting tricks
+INT_DIGITS = 18  # int64 range; longer integers are read as floats
+MESSAGE_CHARS = 300  # error messages echo input: cut them here
+
+DOCS_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
 
 
-def _error(status: int, message: str):
+def _text(s: str, limit: int) -> str:
+    """``s`` cut to ``limit`` characters, lone surrogates escaped (UTF-8 can hold no others)."""
+    if len(s) > limit:
+        s = s[:limit] + "…"
+    return s.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     field, _, rest = message.partition(": ")
     if not rest or " " in field:
         field, rest = "", message
-    return JSONResponse(status_code=status, content={"error": {"field": field, "message": rest}})
+    content = {"error": {"field": _text(field, 64), "message": _text(rest, MESSAGE_CHARS)}}
+    return JSONResponse(status_code=status, content=content, headers=headers)
 
 
-OPEN_PATHS = ("/healthz", "/docs", "/openapi.json")
+def _status_of(exc: InputError) -> int:
+    msg = str(exc)
+    if msg.startswith("body: larger"):
+        return 413
+    if msg.startswith("body: not received"):
+        return 408
+    return 400 if msg.startswith("body:") else 422
 
 
+# -- body parsing --------------------------------------------------------------------------------
+class _Object(dict):
+    """A JSON object that remembers the keys it was given more than once."""
+
+    repeated: tuple[str, ...] = ()
+
+
+def _object(pairs: list[tuple[str, Any]]) -> _Object:
+    out = _Object(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        repeated = []
+        for k, _ in pairs:
+            if k in seen:
+                repeated.append(k)
+            seen.add(k)
+        out.repeated = tuple(repeated)
+    return out
+
+
+def _int(text: str) -> int | float:
+    digits = len(text) - text.startswith("-")
+    return int(text) if digits <= INT_DIGITS else float(text)
+
+
+def _has_surrogate(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _check_tree(body: Any) -> None:
+    """Depth, repeated keys and lone surrogates, iteratively; the field named is the top-level
+    key the problem is under."""
+    stack: list[tuple[Any, int, str]] = [(body, 0, "body")]
+    while stack:
+        value, depth, field = stack.pop()
+        if depth > MAX_DEPTH:
+            raise InputError(f"body: nested deeper than {MAX_DEPTH} levels")
+        if isinstance(value, str):
+            if _has_surrogate(value):
+                raise InputError(f"{field}: contains a lone surrogate (not Unicode text)")
+        elif isinstance(value, dict):
+            for key in value:
+                if _has_surrogate(key):
+                    raise InputError(f"{field}: a field name contains a lone surrogate")
+            repeated = getattr(value, "repeated", ())
+            if repeated and depth == 0:
+                raise InputError(f"{repeated[0]}: given more than once")
+            if repeated:
+                raise InputError(f"{field}: a key given more than once ({repeated[0]!r})")
+            for key, item in value.items():
+                stack.append((item, depth + 1, key if depth == 0 else field))
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1, field) for item in value)
+
+
+def parse_body(raw: bytes) -> Any:
+    """The JSON body, strictly (raises InputError ``body: ...`` or naming the field)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"body: not UTF-8 (byte {exc.start})") from None
+    try:
+        # NaN and ±Infinity literals become floats, which every numeric field refuses as not
+        # finite (and as not an integer or a string where those are wanted)
+        body = json.loads(text, object_pairs_hook=_object, parse_int=_int, parse_constant=float)
+    except RecursionError:
+        raise InputError(f"body: nested deeper than {MAX_DEPTH} levels") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"body: malformed JSON ({exc.msg}, column {exc.colno})") from None
+    except ValueError:  # pragma: no cover - no other ValueError is known to come out of loads
+        raise InputError("body: malformed JSON") from None
+    _check_tree(body)
+    return body
+
+
+async def _read(request: Request) -> bytes:
+    raw = bytearray()
+
+    async def pull() -> None:
+        async for chunk in request.stream():
+            raw.extend(chunk)
+            if len(raw) > MAX_BODY_BYTES:
+                raise InputError(f"body: larger than {MAX_BODY_BYTES} bytes")
+
+    try:
+        await asyncio.wait_for(pull(), BODY_SECONDS)
+    except TimeoutError:
+        raise InputError(f"body: not received within {BODY_SECONDS:g} s") from None
+    return bytes(raw)
+
+
+# -- the token, the body size, HEAD --------------------------------------------------------------
 class _Guard:
-    """Body size (from Content-Length, before anything is read) and the bearer token, as a
-    plain ASGI middleware (Starlette's BaseHTTPMiddleware costs about a millisecond a request)."""
+    """Body size (from Content-Length, before anything is read), the bearer token, and HEAD as
+    GET without a body, as a plain ASGI middleware (Starlette's BaseHTTPMiddleware costs about
+    a millisecond a request)."""
 
-    def __init__(self, app, expected: bytes):
+    def __init__(self, app, expected: bytes, open_paths: tuple[str, ...]):
         self.app = app
         self.expected = expected
+        self.open_paths = open_paths
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -50,40 +188,56 @@ class _Guard:
         if size is not None:
             try:
                 if int(size) > MAX_BODY_BYTES:
-                    refusal = _error(413, f"body: larger than {MAX_BODY_BYTES} bytes")
+                    refusal = _error(
+                        413, f"body: larger than {MAX_BODY_BYTES} bytes", {"connection": "close"}
+                    )
             except ValueError:
-                refusal = _error(400, "content-length: not a number")
-        if refusal is None and scope["path"] not in OPEN_PATHS:
+                refusal = _error(400, "content-length: not a number", {"connection": "close"})
+        if refusal is None and scope["path"] not in self.open_paths:
             got = headers.get(b"authorization", b"")
             if not hmac.compare_digest(got, self.expected):
                 refusal = _error(401, "authorization: a valid bearer token is required")
         if refusal is not None:
             await refusal(scope, receive, send)
             return
+        if scope["method"] == "HEAD":  # the server itself sends no body for HEAD
+            scope = {**scope, "method": "GET"}
         await self.app(scope, receive, send)
 
 
-def create_app(desk: Desk, token: str):
+def create_app(desk: Desk, token: str, *, open_docs: bool = False):
     if not token:
         raise InputError("token: an empty token is not allowed")
     app = FastAPI(
         title="lvplan",
         description="Automated checks of new 380 V applications against public 10/0.4 kV "
-        "transformers, with a register that reserves approved capacity.",
+        "transformers, with a register that reserves approved capacity. Every route but "
+        "/healthz needs `Authorization: Bearer <token>`.",
         version=desk.pristine.fingerprint[:12],
     )
-    app.add_middleware(_Guard, expected=f"Bearer {token}".encode())
+    open_paths = ("/healthz", *DOCS_PATHS) if open_docs else ("/healthz",)
+    app.add_middleware(_Guard, expected=f"Bearer {token}".encode(), open_paths=open_paths)
 
-    async def body_of(request: Request) -> Any:
-        raw = b""
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > MAX_BODY_BYTES:
-                raise InputError(f"body: larger than {MAX_BODY_BYTES} bytes")
-        try:
-            return json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise InputError("body: malformed JSON") from None
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 404:
+            message = "path: no such route"
+        elif exc.status_code == 405:
+            message = f"method: {request.method} is not allowed on this route"
+        else:  # pragma: no cover - the routes raise no other HTTPException
+            message = f"request: {exc.detail}"
+        return _error(exc.status_code, message, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        errs = exc.errors()
+        first = errs[0] if errs else {}
+        loc = [str(x) for x in first.get("loc", ()) if x not in ("query", "path", "body")]
+        return _error(422, f"{loc[-1] if loc else 'request'}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception):  # pragma: no cover - a bug
+        return _error(500, "server: internal error (logged)")
 
     def run(fn, *args):
         try:
@@ -93,9 +247,23 @@ def create_app(desk: Desk, token: str):
         except Conflict as exc:
             return _error(409, str(exc))
         except InputError as exc:
-            return _error(422 if not str(exc).startswith("body:") else 400, str(exc))
+            return _error(_status_of(exc), str(exc))
         except LvplanError as exc:  # pragma: no cover - reported, never a 500
             return _error(503, f"service: {exc}")
+
+    rlock_type = type(threading.RLock())
+
+    async def off_loop(fn, *args):
+        """``run(fn, *args)`` without ever blocking the event loop on the desk's lock: inline
+        when the lock is free (taken here, so nothing can slip in before ``fn`` re-enters it),
+        else in a worker thread that waits for it."""
+        lock = getattr(desk, "lock", None)
+        if isinstance(lock, rlock_type) and lock.acquire(blocking=False):
+            try:
+                return run(fn, *args)
+            finally:
+                lock.release()
+        return await run_in_threadpool(run, fn, *args)
 
     def answer(app_obj, created: bool):
         status = 201 if created else 200
@@ -105,25 +273,32 @@ def create_app(desk: Desk, token: str):
         )
 
     @app.get("/healthz")
-    def healthz():
+    async def healthz():
         return {"ok": True, "network": desk.pristine.name, "fingerprint": desk.pristine.fingerprint}
 
-    async def body_then(request: Request, fn, wrap):
-        """Read the JSON body, then ``fn(body)`` in a worker thread; ``wrap`` shapes a success."""
+    async def body_then(request: Request, fn, wrap, *, with_id: bool = False):
+        """Read and parse the JSON body, then ``fn(body)`` off the loop; ``wrap`` shapes a
+        success."""
         try:
-            body = await body_of(request)
+            body = parse_body(await _read(request))
+            if with_id and isinstance(body, dict) and "id" in body:
+                check_id(body["id"])  # the desk checks it too, once it calls check_id
+        except ClientDisconnect:
+            return _error(400, "body: the client went away")
         except InputError as exc:
-            return _error(413 if "larger" in str(exc) else 400, str(exc))
-        out = await _inline(run, fn, body)
+            status = _status_of(exc)
+            unread = status in (408, 413)  # the rest of the body was not read: close
+            return _error(status, str(exc), {"connection": "close"} if unread else None)
+        out = await off_loop(fn, body)
         return out if isinstance(out, JSONResponse) else wrap(out)
 
     async def transition(app_id: str, action: str):
-        out = await _inline(run, desk.transition, app_id, action)
+        out = await off_loop(desk.transition, app_id, action)
         return out if isinstance(out, JSONResponse) else answer(out, False)
 
     @app.post("/v1/applications")
     async def post_application(request: Request):
-        return await body_then(request, desk.apply, lambda out: answer(*out))
+        return await body_then(request, desk.apply, lambda out: answer(*out), with_id=True)
 
     @app.get("/v1/applications/{app_id}")
     def get_application(app_id: str):
@@ -144,26 +319,13 @@ def create_app(desk: Desk, token: str):
 
     @app.get("/v1/capacity/transformers")
     async def capacity_transformers():
-        return await _in_thread(run, desk.transformer_capacity)
+        return await run_in_threadpool(run, desk.transformer_capacity)
 
     @app.get("/v1/capacity/buses")
     async def capacity_buses(transformer: str | None = None):
         if transformer is None:
             return _error(422, "transformer: query parameter required")
-        return await _in_thread(run, desk.bus_capacity, transformer)
+        # long: every bus is one check; a worker thread, so /healthz stays live
+        return await run_in_threadpool(run, desk.bus_capacity, transformer)
 
     return app
-
-
-async def _inline(fn, *args):
-    """Run a decision on the event loop's own thread. Decisions are serialised by the desk's
-    lock anyway; handing each to a worker thread only added a thread switch and contention for
-    the interpreter lock with the loop (measured: 59 against 74 answers a second)."""
-    return fn(*args)
-
-
-async def _in_thread(fn, *args):
-    """Long read-only work (capacity tables) in a worker thread, so /healthz stays live."""
-    from starlette.concurrency import run_in_threadpool
-
-    return await run_in_threadpool(fn, *args)

@@ -397,8 +397,10 @@ def open_backend(spec: str | Path, *, writable: bool = True) -> SqliteBackend:
 
 
 def export_csv(apps: list[Application]) -> str:
+    from lvplan.io.csvsafe import safe_writer  # ids, categories, names: user text, no formulas
+
     buf = io.StringIO()
-    w = csv.writer(buf)
+    w = safe_writer(csv.writer(buf))
     w.writerow(
         [
             "seq",

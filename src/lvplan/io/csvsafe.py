@@ -1,0 +1,46 @@
+"""CSV cells that a spreadsheet will not run as formulas.
+
+A cell that starts with ``=``, ``+``, ``-`` or ``@`` (or a tab or carriage return, which some
+spreadsheets skip before looking for one) is a formula to Excel, LibreOffice and Google Sheets:
+``=HYPERLINK(...)`` in an application id would run when the export is opened. ``safe_cell``
+prefixes such *strings* with ``'`` (OWASP's advice for CSV injection). Numbers are written as
+they are: ``-5`` from a float is a number, not user text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value: Any) -> Any:
+    """``value`` itself, or ``"'" + value`` for a string a spreadsheet would read as a formula."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def safe_row(values: Iterable[Any]) -> list[Any]:
+    """``safe_cell`` of every cell."""
+    return [safe_cell(v) for v in values]
+
+
+class SafeWriter:
+    """A ``csv.writer`` whose rows go through :func:`safe_cell` (``writerow``, ``writerows``)."""
+
+    def __init__(self, writer: Any):
+        self._w = writer
+
+    def writerow(self, row: Iterable[Any]) -> Any:
+        return self._w.writerow(safe_row(row))
+
+    def writerows(self, rows: Iterable[Iterable[Any]]) -> None:
+        for row in rows:
+            self.writerow(row)
+
+
+def safe_writer(writer: Any) -> SafeWriter:
+    """``safe_writer(csv.writer(f))``: the same writer, formula cells neutralised."""
+    return SafeWriter(writer)
