@@ -156,7 +156,7 @@ def grid(request):
 
 
 def test_every_change_kind_agrees_with_pandapower(grid, cn):
-    t, ln, far, near, mv = _pick(grid)
+    t, ln, far, near, _mv = _pick(grid)
     kva = 800 if grid.pp.trafo.sn_mva.at[t] * 1000 < 800 else 1250
     cases = [
         (Changes().replace_transformer(t, kva), lambda n: pp_replace_transformer(n, t, kva)),
@@ -179,24 +179,25 @@ def test_every_change_kind_agrees_with_pandapower(grid, cn):
 def test_new_substation_and_a_transfer_agree_with_pandapower(grid, cn):
     """A new 630 kVA unit 600 m from the MV bus, and the far part of the area moved onto it
     with a new cable (the old section opened): the measure that relieves an area."""
-    t, ln, far, near, mv = _pick(grid)
+    _t, ln, _far, near, mv = _pick(grid)
     ch = Changes().new_substation(0.0, 0.0, mv_bus=mv, tie_length_m=600.0, rated_kva=630)
     _compare(grid, ch, lambda n: pp_new_substation(n, mv, 600.0, 630), cn)
-    # the transfer: the far end of the most loaded line, onto the new unit's LV board
-    with_sub = ch.resolve(grid)
-    from lvplan.changes.apply import apply_changes
-
-    net2, cmap = apply_changes(grid.pp, with_sub)
-    moved = Network(net2, name="with substation", source="test", validate=False)
-    board = cmap.new_buses[1]
-    tr = Changes().transfer(ln, board, LV_CABLE, length_m=200.0)
-    end = tr.resolve(moved).items[0].far_bus
+    # and in one change set: the far part of the most loaded line moved onto its LV board
+    both = ch.transfer(ln, "new 630 kVA substation LV board", LV_CABLE, length_m=200.0)
+    resolved = both.resolve(grid)
+    end = resolved.items[1].far_bus
+    board = resolved.items[1].to_bus
+    assert board == int(grid.pp.bus.index.max()) + 2 and end not in (near, board)
 
     def edit(n):
+        lv = pp_new_substation(n, mv, 600.0, 630)
+        assert lv == board
         n.line.at[ln, "in_service"] = False
         pp_new_cable(n, board, end, 200.0, LV_CABLE)
 
-    _compare(moved, tr, edit, cn)
+    _compare(grid, both, edit, cn)
+    ev = evaluate(grid, both, cn)
+    assert np.isnan(ev.state.line_loading_percent[grid.pp.line.index.get_loc(ln)])
 
 
 def test_evaluate_leaves_the_network_untouched(sz, cn):
@@ -223,21 +224,33 @@ def test_a_bigger_transformer_relieves_its_overload(sz, cn):
 
 
 # -- bad changes -----------------------------------------------------------------------------------
+def _toml(*entries: dict) -> str:
+    out = []
+    for e in entries:
+        out.append("[[changes]]")
+        out += [f"{k} = {json.dumps(v)}" for k, v in e.items()]
+    return "\n".join(out) + "\n"
+
+
+RT, RL, NS, AL = "replace_transformer", "replace_line", "new_substation", "add_load"
 BAD = [
-    ('[[changes]]\nkind = "replace_transformer"\ntrafo = 99\nrated_kva = 800\n', "change 1 (replace_transformer): trafo: no trafo"),
-    ('[[changes]]\nkind = "replace_transformer"\ntrafo = 2\nrated_kva = 700\n', "change 1 (replace_transformer): rated_kva: 700 kVA is not on the ladder"),
-    ('[[changes]]\nkind = "replace_line"\nline = 3\ncable = "copper"\n', "change 1 (replace_line): cable: unknown cable type"),
-    ('[[changes]]\nkind = "replace_line"\nline = 3\ncable = "YJV22-8.7/15kV 3x300"\n', "change 1 (replace_line): cable: YJV22-8.7/15kV 3x300 is a MV cable"),
-    ('[[changes]]\nkind = "new_substation"\nlon = 114.5\nlat = 22.9\n', "change 1 (new_substation): lon/lat: the site is"),
-    ('[[changes]]\nkind = "new_substation"\nlon = 114.06\nlat = 95\n', "change 1 (new_substation): lat: must be within"),
-    ('[[changes]]\nkind = "replace_line"\nline = 3\ncable = "YJV22-0.6/1kV 4x240"\nvolts = 3\n', "change 1 (replace_line): volts: unknown field"),
-    ('[[changes]]\nkind = "swap"\n', "change 1: kind: must be one of"),
-    ('[[changes]]\nkind = "add_load"\nbus = 16\nkw = -5\n', "change 1 (add_load): kw: must be > 0"),
-    ('[[changes]]\nkind = "add_load"\nbus = 16\nkw = "x"\n', "change 1 (add_load): kw: must be a number"),
-    ('[[changes]]\nkind = "add_load"\nbus = "T3 nowhere"\nkw = 5\n', "change 1 (add_load): bus: no bus with index or name"),
-    ('[[changes]]\nkind = "add_load"\nbus = 16\nkw = 5\n[[changes]]\nkind = "add_parallel_line"\nline = 3\n', "change 2 (add_parallel_line): cable: missing"),
-    ('extra = 1\n', "extra: unknown key"),
-    ('[[changes]\n', "malformed file"),
+    (_toml({"kind": RT, "trafo": 99, "rated_kva": 800}), "(replace_transformer): trafo: no trafo"),
+    (_toml({"kind": RT, "trafo": 2, "rated_kva": 700}), "rated_kva: 700 kVA is not on the ladder"),
+    (_toml({"kind": RL, "line": 3, "cable": "copper"}), "1 (replace_line): cable: unknown cable"),
+    (_toml({"kind": RL, "line": 3, "cable": MV_CABLE}), "cable: YJV22-8.7/15kV 3x300 is a MV"),
+    (_toml({"kind": NS, "lon": 114.5, "lat": 22.9}), "(new_substation): lon/lat: the site is"),
+    (_toml({"kind": NS, "lon": 114.06, "lat": 95}), "(new_substation): lat: must be within"),
+    (_toml({"kind": RL, "line": 3, "cable": LV_CABLE, "volts": 3}), "volts: unknown field"),
+    (_toml({"kind": "swap"}), "change 1: kind: must be one of"),
+    (_toml({"kind": AL, "bus": 16, "kw": -5}), "change 1 (add_load): kw: must be > 0"),
+    (_toml({"kind": AL, "bus": 16, "kw": "x"}), "change 1 (add_load): kw: must be a number"),
+    (_toml({"kind": AL, "bus": "T3 nowhere", "kw": 5}), "bus: no bus with index or name"),
+    (
+        _toml({"kind": AL, "bus": 16, "kw": 5}, {"kind": "add_parallel_line", "line": 3}),
+        "change 2 (add_parallel_line): cable: missing",
+    ),
+    ("extra = 1\n", "extra: unknown key"),
+    ("[[changes]\n", "malformed file"),
 ]  # fmt: skip
 
 
@@ -265,7 +278,7 @@ def test_yaml_and_toml_say_the_same(tmp_path, sz):
     )
     assert load_changes(y) == load_changes(t)
     assert load_changes(t).resolve(sz).items[0].trafo == 2
-    with pytest.raises(InputError, match="change 1 .*trafo"):
+    with pytest.raises(InputError, match=r"change 1 .*trafo"):
         Changes().replace_transformer("T9", 800).resolve(sz)
 
 

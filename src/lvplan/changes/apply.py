@@ -240,6 +240,7 @@ def _new_substation(out, net, c: NewSubstation, m: ChangeMap) -> None:
     vn = float(out.bus.at[mv, "vn_kv"])
     name = c.name or f"new {c.rated_kva} kVA substation"
     hv = pp.create_bus(out, vn_kv=vn, name=f"{name} 10 kV", geodata=(c.lon, c.lat))
+
     lv = pp.create_bus(out, vn_kv=LV_BOARD_KV, name=f"{name} LV board", geodata=(c.lon, c.lat))
     m.new_buses += [int(hv), int(lv)]
     m.new_lines.append(

@@ -27,6 +27,32 @@ from lvplan.model.catalogue import cable_types, trafo_types
 from lvplan.model.topology import LV_MAX_KV, MV_MAX_KV
 
 
+class Pending:
+    """Buses the changes before this one create: a later change may name them (a transfer onto
+    a new substation's LV board: ``to_bus = "<name> LV board"``). pandapower numbers a new bus
+    one above the largest index, so their indices are known before they exist."""
+
+    def __init__(self, network):
+        self.next_bus = int(network.pp.bus.index.max()) + 1 if len(network.pp.bus) else 0
+        self.buses: dict[str, int] = {}
+        self.vn_kv: dict[int, float] = {}
+
+    def add_bus(self, name: str, vn_kv: float) -> int:
+        b = self.next_bus
+        self.next_bus += 1
+        self.buses[name] = b
+        self.vn_kv[b] = vn_kv
+        return b
+
+    def find(self, ref) -> int | None:
+        if isinstance(ref, int) and not isinstance(ref, bool):
+            return ref if ref in self.vn_kv else None
+        text = str(ref).strip()
+        if text.lstrip("-").isdigit() and int(text) in self.vn_kv:
+            return int(text)
+        return self.buses.get(text)
+
+
 def _element(network, table: str, ref, where: str, field: str) -> int:
     tab = network.pp[table]
     if isinstance(ref, int) and not isinstance(ref, bool):
@@ -45,7 +71,17 @@ def _element(network, table: str, ref, where: str, field: str) -> int:
     raise InputError(f"{where}: {field}: no {table} with index or name {text!r}")
 
 
-def _bus(network, ref, where: str, field: str, *, lv: bool | None = None) -> int:
+def _bus(
+    network, ref, where: str, field: str, *, lv: bool | None = None, pending: Pending | None = None
+) -> int:
+    new = pending.find(ref) if pending is not None else None
+    if new is not None:
+        vn = pending.vn_kv[new]  # type: ignore[union-attr]
+        if lv is True and vn >= LV_MAX_KV:
+            raise InputError(f"{where}: {field}: new bus {new} is not an LV bus")
+        if lv is False and not LV_MAX_KV <= vn <= MV_MAX_KV:
+            raise InputError(f"{where}: {field}: new bus {new} is not a 10 kV-class bus")
+        return new
     b = _element(network, "bus", ref, where, field)
     vn = float(network.pp.bus.at[b, "vn_kv"])
     if lv is True and vn >= LV_MAX_KV:
@@ -118,12 +154,12 @@ def _line(network, ref, where: str, field: str = "line") -> tuple[int, str]:
     return ln, ("lv" if vn < LV_MAX_KV else "mv")
 
 
-def resolve_change(network, c: Change, position: int) -> Change:
+def resolve_change(network, c: Change, position: int, pending: Pending) -> Change:
     where = f"change {position} ({c.kind})"
     if isinstance(c, AddLoad):
         if not c.kw > 0:
             raise InputError(f"{where}: kw: must be > 0, got {c.kw:g}")
-        return replace(c, bus=_bus(network, c.bus, where, "bus"))
+        return replace(c, bus=_bus(network, c.bus, where, "bus", pending=pending))
     if isinstance(c, ReplaceTransformer | AddParallelTransformer):
         return replace(
             c, trafo=_trafo(network, c.trafo, where), rated_kva=_rating(c.rated_kva, where)
@@ -132,11 +168,20 @@ def resolve_change(network, c: Change, position: int) -> Change:
         ln, voltage = _line(network, c.line, where)
         return replace(c, line=ln, cable=_cable(c.cable, voltage, where))
     if isinstance(c, NewSubstation):
-        return _new_substation(network, c, where)
+        out = _new_substation(network, c, where)
+        name = out.name or f"new {out.rated_kva} kVA substation"
+        vn = float(network.pp.bus.at[int(out.mv_bus), "vn_kv"])  # type: ignore[arg-type]
+        pending.add_bus(f"{name} 10 kV", vn)
+        pending.add_bus(f"{name} LV board", 0.4)
+        return replace(out, name=name)
     if isinstance(c, NewLvCable):
-        return _new_lv_cable(network, c, where)
+        out2 = _new_lv_cable(network, c, where, pending)
+        if out2.to_bus is None:
+            vn = float(network.pp.bus.at[int(out2.from_bus), "vn_kv"])
+            pending.add_bus(out2.name or "new LV bus", vn)
+        return out2
     if isinstance(c, Transfer):
-        return _transfer(network, c, where)
+        return _transfer(network, c, where, pending)
     if isinstance(c, SetSwitch):
         if c.switch not in network.pp.switch.index:
             raise InputError(f"{where}: switch: no switch with index {c.switch}")
@@ -172,18 +217,20 @@ def _new_substation(network, c: NewSubstation, where: str) -> NewSubstation:
     return replace(c, mv_bus=mv, tie_length_m=max(route, 1.0))
 
 
-def _new_lv_cable(network, c: NewLvCable, where: str) -> NewLvCable:
-    fb = _bus(network, c.from_bus, where, "from_bus", lv=True)
+def _new_lv_cable(network, c: NewLvCable, where: str, pending: Pending) -> NewLvCable:
+    fb = _bus(network, c.from_bus, where, "from_bus", lv=True, pending=pending)
     _cable(c.cable, "lv", where)
     _length(c.length_m, where, "length_m")
     has_loc = c.lon is not None or c.lat is not None
     if (c.to_bus is not None) == has_loc:
         raise InputError(f"{where}: to_bus: give either to_bus or both lon and lat")
     if c.to_bus is not None:
-        tb = _bus(network, c.to_bus, where, "to_bus", lv=True)
+        tb = _bus(network, c.to_bus, where, "to_bus", lv=True, pending=pending)
         if tb == fb:
             raise InputError(f"{where}: to_bus: the same bus as from_bus")
         length = c.length_m
+        if length is None and (pending.find(fb) is not None or pending.find(tb) is not None):
+            raise InputError(f"{where}: length_m: give the length of a cable to a new bus")
         if length is None:
             from lvplan.locate import bus_lonlat
 
@@ -223,13 +270,13 @@ def far_end(network, line: int) -> tuple[int, set[int]]:
     return a, comp_a
 
 
-def _transfer(network, c: Transfer, where: str) -> Transfer:
+def _transfer(network, c: Transfer, where: str, pending: Pending) -> Transfer:
     ln, voltage = _line(network, c.subtree_root_line, where, "subtree_root_line")
     if voltage != "lv":
         raise InputError(f"{where}: subtree_root_line: line {ln} is not an LV line")
     _cable(c.cable, "lv", where)
     _length(c.length_m, where, "length_m")
-    tb = _bus(network, c.to_bus, where, "to_bus", lv=True)
+    tb = _bus(network, c.to_bus, where, "to_bus", lv=True, pending=pending)
     end, moved = far_end(network, ln)
     if tb in moved:
         raise InputError(f"{where}: to_bus: bus {tb} lies in the part being moved")
@@ -241,6 +288,8 @@ def _transfer(network, c: Transfer, where: str) -> Transfer:
             "it is not a branch of the area"
         )
     length = c.length_m
+    if length is None and pending.find(tb) is not None:
+        raise InputError(f"{where}: length_m: give the length of a cable from a new bus")
     if length is None:
         from lvplan.locate import bus_lonlat
 

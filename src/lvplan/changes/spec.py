@@ -11,7 +11,7 @@ catalogue of the right voltage, a site within reach of the MV bus, ...) and rais
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from lvplan.errors import InputError
@@ -303,10 +303,9 @@ class Changes:
     def resolve(self, network) -> Changes:
         """The same changes with every reference an index of ``network`` and every value
         checked against it and the catalogue (raises InputError naming change and field)."""
-        from lvplan.changes.resolve import resolve_change
+        from lvplan.changes.resolve import Pending, resolve_change
 
-        return Changes(tuple(resolve_change(network, c, i + 1) for i, c in enumerate(self.items)))
-
-
-def with_fields(change: Change, **kw: Any) -> Change:
-    return replace(change, **kw)
+        pending = Pending(network)
+        return Changes(
+            tuple(resolve_change(network, c, i + 1, pending) for i, c in enumerate(self.items))
+        )
