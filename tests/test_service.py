@@ -184,7 +184,7 @@ def test_idempotency_and_conflict_over_http(live):
     assert t5["reserved_kw"] == pytest.approx(20.0)
     buses = httpx.get(f"{url}/v1/capacity/buses?transformer=4", headers=AUTH).json()
     assert {b["name"] for b in buses["buses"]} >= {"T5 kiosk", "T5 LV board"}
-    assert httpx.get(f"{url}/openapi.json").json()["info"]["title"] == "lvplan"
+    assert httpx.get(f"{url}/openapi.json", headers=AUTH).json()["info"]["title"] == "lvplan"
 
 
 def _fire(url, bodies, answered, lock):

@@ -77,15 +77,15 @@ class Limits:
 
     # element names are read only when a violation or margin is reported
     @cached_property
-    def bus_names(self) -> list[str]:
+    def bus_names(self) -> _Names:
         return _names(self._tables[0])
 
     @cached_property
-    def line_names(self) -> list[str]:
+    def line_names(self) -> _Names:
         return _names(self._tables[1])
 
     @cached_property
-    def trafo_names(self) -> list[str]:
+    def trafo_names(self) -> _Names:
         return _names(self._tables[2])
 
     def voltage_violation(
@@ -252,7 +252,23 @@ class Limits:
         return float(np.min(m, initial=np.inf))
 
 
-def _names(tab) -> list[str]:
-    if "name" not in tab.columns:
-        return [""] * len(tab)
-    return ["" if not isinstance(n, str) else n for n in tab.name.tolist()]
+class _Names:
+    """The names of a table's rows, read one at a time (``names[row]``; "" where none): a
+    judgement reports a handful of elements, and a city has a million rows."""
+
+    def __init__(self, tab):
+        self._col = tab.name.to_numpy(object) if "name" in tab.columns else None
+        self._n = len(tab)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, row: int) -> str:
+        if self._col is None:
+            return ""
+        v = self._col[row]
+        return v if isinstance(v, str) else ""
+
+
+def _names(tab) -> _Names:
+    return _Names(tab)

@@ -19,6 +19,7 @@ from typing import Any
 
 from lvplan.errors import InputError
 from lvplan.io.atomic import write_text_atomic
+from lvplan.io.csvsafe import safe_writer
 from lvplan.register.desk import Desk, normalise_request, validate_request
 from lvplan.register.store import open_backend
 
@@ -129,9 +130,9 @@ def run_batch(
     finally:
         bar.close()
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=OUT_COLUMNS)
-    w.writeheader()
-    w.writerows(rows)
+    w = safe_writer(csv.writer(buf))  # ids and names come from the user: no formulas
+    w.writerow(OUT_COLUMNS)
+    w.writerows([[r[c] for c in OUT_COLUMNS] for r in rows])
     write_text_atomic(out_csv, buf.getvalue())
     print(
         f"{len(rows)} applications decided: "

@@ -21,6 +21,7 @@ from lvplan.criteria import Criteria
 from lvplan.decision import Decision, check, resolve_criteria
 from lvplan.errors import InputError, LvplanError, PowerFlowError
 from lvplan.model.network import ExtraLoad, Network
+from lvplan.register.fields import check_id
 from lvplan.register.store import (
     STATUS_OF_DECISION,
     TRANSITIONS,
@@ -34,6 +35,8 @@ from lvplan.register.store import (
 )
 
 FIELDS = {"id", "bus", "lon", "lat", "kw", "category", "pf", "area_class"}
+#: The smallest declared load an application may ask for (1 W): below it, kW is a typo.
+MIN_KW = 0.001
 
 
 def normalise_request(body: Any, *, need_id: bool) -> dict[str, Any]:
@@ -45,10 +48,7 @@ def normalise_request(body: Any, *, need_id: bool) -> dict[str, Any]:
         raise InputError(f"{unknown[0]}: unknown field")
     out: dict[str, Any] = {}
     if need_id:
-        app_id = body.get("id")
-        if not isinstance(app_id, str) or not app_id.strip() or len(app_id) > 128:
-            raise InputError("id: a non-empty string of at most 128 characters is required")
-        out["id"] = app_id
+        out["id"] = check_id(body.get("id"))
     has_bus = body.get("bus") is not None
     has_loc = body.get("lon") is not None or body.get("lat") is not None
     if has_bus == has_loc:
@@ -65,12 +65,14 @@ def normalise_request(body: Any, *, need_id: bool) -> dict[str, Any]:
                 raise InputError(f"{k}: must be a finite number")
             out[k] = float(v)
         if body.get("area_class") is not None:
-            out["area_class"] = str(body["area_class"])
+            if not isinstance(body["area_class"], str):
+                raise InputError("area_class: must be a string (A+, A, B, C, D or E)")
+            out["area_class"] = body["area_class"]
     kw = body.get("kw")
     if isinstance(kw, bool) or not isinstance(kw, int | float):
         raise InputError("kw: must be a number")
-    if not math.isfinite(kw) or kw <= 0:
-        raise InputError("kw: must be a finite number > 0")
+    if not math.isfinite(kw) or kw < MIN_KW:
+        raise InputError(f"kw: must be a finite number of at least {MIN_KW:g} kW")
     out["kw"] = float(kw)
     if body.get("category") is not None:
         if not isinstance(body["category"], str):
@@ -98,6 +100,8 @@ def named_field() -> Iterator[None]:
         head = msg.split(":")[0]
         if head in _FIELDS_NAMED:
             raise
+        if msg.startswith("unknown area class"):
+            raise InputError(f"area_class: {msg}") from None
         for f in _FIELDS_NAMED:
             if f in head or msg.startswith(f"unknown {f}") or msg.startswith(f"{f} "):
                 raise InputError(f"{f}: {msg}") from None

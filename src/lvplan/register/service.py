@@ -34,7 +34,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from lvplan.errors import InputError, LvplanError
+from lvplan.errors import InputError, LvplanError, RegisterUnavailable
 from lvplan.register.desk import Desk
 from lvplan.register.fields import check_id
 from lvplan.register.store import Conflict, NotFound
@@ -248,6 +248,8 @@ def create_app(desk: Desk, token: str, *, open_docs: bool = False):
             return _error(409, str(exc))
         except InputError as exc:
             return _error(_status_of(exc), str(exc))
+        except RegisterUnavailable as exc:  # nothing was recorded: say so, never a 201
+            return _error(503, str(exc))
         except LvplanError as exc:  # pragma: no cover - reported, never a 500
             return _error(503, f"service: {exc}")
 
@@ -274,7 +276,14 @@ def create_app(desk: Desk, token: str, *, open_docs: bool = False):
 
     @app.get("/healthz")
     async def healthz():
-        return {"ok": True, "network": desk.pristine.name, "fingerprint": desk.pristine.fingerprint}
+        reg = desk.register.health()  # a read and a stat of the file: no lock, no decision
+        body = {
+            "ok": reg["ok"],
+            "network": desk.pristine.name,
+            "fingerprint": desk.pristine.fingerprint,
+            "register": reg,
+        }
+        return JSONResponse(status_code=200 if reg["ok"] else 503, content=body)
 
     async def body_then(request: Request, fn, wrap, *, with_id: bool = False):
         """Read and parse the JSON body, then ``fn(body)`` off the loop; ``wrap`` shapes a
