@@ -307,3 +307,34 @@ def test_apply_writes_a_network_pandapower_loads_with_the_same_verdicts(tmp_path
     assert verdicts[0][1] == pytest.approx(verdicts[1][1], abs=1e-3)
     assert main(["check", "sz-futian", "--bus", "T3 tower A", "--kw", "150", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["decision"] == "does_not_fit"
+
+
+def test_hosting_compare_adds_before_and_after(tmp_path, sz, cn):
+    """``hosting --changes --compare``: per bus the map of the network as it is and of the
+    changed one; T3 at 1250 kVA with line 11 doubled lifts T3's buses and no others."""
+    ch = tmp_path / "c.toml"
+    ch.write_text(
+        _toml(
+            {"kind": RT, "trafo": 2, "rated_kva": 1250},
+            {"kind": "add_parallel_line", "line": 11, "cable": LV_CABLE},
+        ),
+        encoding="utf-8",
+    )
+    out = tmp_path / "h"
+    argv = ["hosting", "sz-futian", "--changes", str(ch), "--compare", "--out", str(out)]
+    assert main([*argv, "--no-maps"]) == 0
+    import pandas as pd
+
+    df = pd.read_csv(out / "hosting.csv")
+    before = lvplan.hosting_capacity(sz, criteria=cn)
+    after = lvplan.hosting_capacity(sz, criteria=cn, changes=load_changes(ch))
+    assert np.allclose(df.hosting_kw_before, before.hosting_kw)
+    assert np.allclose(df.hosting_kw_after, after.hosting_kw)
+    t3 = df.transformer.str.startswith("T3")
+    assert (df.delta_kw[t3] > 0).all() and (df.delta_kw[~t3] == 0).all()
+    tr = pd.read_csv(out / "transformers.csv").set_index("trafo")
+    assert tr.at[2, "rated_kva_before"] == 800 and tr.at[2, "rated_kva"] == 1250
+    assert tr.at[2, "delta_min_hosting_kw"] > 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["compare"]["buses_gaining"] == int(t3.sum())
+    assert main(["hosting", "sz-futian", "--compare", "--out", str(out)]) == 2

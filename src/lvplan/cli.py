@@ -349,10 +349,19 @@ def _hosting(args: argparse.Namespace, crit) -> int:
     pf = None if args.pf is None else _float_arg("--pf", args.pf)
     if args.resume and not Path(args.resume).is_dir():
         raise InputError(f"--resume {args.resume}: no such folder")
-    net = load_network(args.network)
+    if args.compare and not args.changes:
+        raise InputError("--compare needs --changes (what to compare with)")
+    before_net = load_network(args.network)
+    net = _changed(before_net, args.changes)
     out = Path(args.out or args.resume or f"hosting-{net.name}")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
+    before = None
+    if args.compare:  # the network as it is, for the before/after columns
+        before = hosting_capacity(
+            before_net, criteria=crit, pf=pf, max_kw=max_kw, workers=workers,
+            scheduler=args.scheduler, progress=True if args.progress else None,
+        )  # fmt: skip
     df = hosting_capacity(
         net,
         criteria=crit,
@@ -364,7 +373,10 @@ def _hosting(args: argparse.Namespace, crit) -> int:
         resume=bool(args.resume),
         progress=True if args.progress else None,
     )
-    summary = write_outputs(df, net, crit, out, maps=not args.no_maps)
+    summary = write_outputs(
+        df, net, crit, out, maps=not args.no_maps,
+        before=None if before is None else (before, before_net),
+    )  # fmt: skip
     if args.json:
         print(json.dumps(summary, indent=2, ensure_ascii=False))
         return 0
@@ -380,6 +392,13 @@ def _hosting(args: argparse.Namespace, crit) -> int:
         f"  prepare {st.get('prepare_s', 0):.1f} s, solve {st.get('solve_s', 0):.1f} s, "
         f"chunks {st.get('chunks')} (reused {st.get('chunks_reused')})"
     )
+    if summary.get("compare"):
+        c = summary["compare"]
+        print(
+            f"  with the changes: {c['buses_gaining']} buses gain hosting capacity "
+            f"(+{c['total_gain_kw']:.0f} kW in all), {c['buses_losing']} lose, "
+            f"{c['new_buses']} new buses"
+        )
     print(f"written to {out}/: " + ", ".join(summary["files"]))
     return 0
 

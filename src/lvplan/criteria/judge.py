@@ -263,7 +263,7 @@ class _Names:
     def __len__(self) -> int:
         return self._n
 
-    def __getitem__(self, row: int) -> str:
+    def __getitem__(self, row: Any) -> str:
         if self._col is None:
             return ""
         v = self._col[row]

@@ -301,10 +301,52 @@ def map_png(df: pd.DataFrame, trafos: pd.DataFrame, title: str) -> bytes:
     return buf.getvalue()
 
 
-def write_outputs(df: pd.DataFrame, network, criteria, out: Path, *, maps: bool = True) -> dict:
-    """Write every output file; returns the summary (also written as summary.json)."""
+#: the transformer columns repeated for the network before the changes (``--compare``)
+COMPARED_TRANSFORMER_COLUMNS = ("rated_kva", "loading_percent", "headroom_kva", "min_hosting_kw")
+
+
+def compare_tables(df, trafos, before, before_trafos) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """The after tables with ``hosting_kw_before``, ``hosting_kw_after``, ``delta_kw`` per bus
+    (before empty for a new bus) and ``<column>_before`` / ``delta_min_hosting_kw`` per
+    transformer, and a summary of the differences."""
+    prev = pd.Series(before.hosting_kw.to_numpy(), index=before.bus.to_numpy())
+    df = df.copy()
+    df["hosting_kw_before"] = prev.reindex(df.bus.to_numpy()).to_numpy()
+    df["hosting_kw_after"] = df.hosting_kw
+    df["delta_kw"] = (df.hosting_kw_after - df.hosting_kw_before).round(1)
+    cols = ["trafo", *COMPARED_TRANSFORMER_COLUMNS]
+    old = before_trafos[cols].rename(columns={c: f"{c}_before" for c in cols[1:]})
+    trafos = trafos.merge(old, on="trafo", how="left")
+    trafos["delta_min_hosting_kw"] = (trafos.min_hosting_kw - trafos.min_hosting_kw_before).round(1)
+    d = df.delta_kw
+    summary = {
+        "buses_gaining": int((d > 0).sum()),
+        "buses_losing": int((d < 0).sum()),
+        "new_buses": int(df.hosting_kw_before.isna().sum()),
+        "total_gain_kw": round(float(d[d > 0].sum()), 1),
+        "total_loss_kw": round(float(-d[d < 0].sum()), 1),
+    }
+    return df, trafos, summary
+
+
+def write_outputs(
+    df: pd.DataFrame,
+    network,
+    criteria,
+    out: Path,
+    *,
+    maps: bool = True,
+    before: tuple[pd.DataFrame, Any] | None = None,
+) -> dict:
+    """Write every output file; returns the summary (also written as summary.json).
+    ``before``: the table and network before a set of changes (``--compare``)."""
     out.mkdir(parents=True, exist_ok=True)
     trafos = transformer_table(df, network, criteria)
+    compared = None
+    if before is not None:
+        prev_df, prev_net = before
+        prev_trafos = transformer_table(prev_df, prev_net, criteria)
+        df, trafos, compared = compare_tables(df, trafos, prev_df, prev_trafos)
     write_text_atomic(out / "hosting.csv", df.to_csv(index=False))
     write_text_atomic(out / "transformers.csv", trafos.to_csv(index=False))
     write_text_atomic(
@@ -335,5 +377,7 @@ def write_outputs(df: pd.DataFrame, network, criteria, out: Path, *, maps: bool 
         ),
         "lvplan_version": __version__,
     }
+    if compared is not None:
+        summary["compare"] = compared
     write_json_atomic(out / "summary.json", summary)
     return summary

@@ -182,7 +182,12 @@ class Desk:
         criteria: Criteria | None = None,
         *,
         migrate: bool = False,
+        changes=None,
     ):
+        """``changes`` (:class:`lvplan.Changes`): the desk serves the network with those changes
+        made (a register then belongs to the changed network's fingerprint)."""
+        if changes is not None:
+            network = network.with_changes(changes)
         self.pristine = network
         self.register = register
         self.criteria = resolve_criteria(criteria)
