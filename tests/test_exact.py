@@ -189,12 +189,12 @@ def test_voltage_dependent_loads_reserve_through_pandapower():
     assert d.engine == "pandapower"
 
 
-def test_near_limit_decisions_are_exact(urban, cn):
+def test_near_limit_decisions_are_exact(urban, urban_pristine, cn):
     """A check within the band of its limit is decided by the exact load flow, whose state is
     pandapower's (a false fits there would be a few watts away, not a band away)."""
     from reference import Reference
 
-    ref = Reference(urban.pp, cn)
+    ref = Reference(urban_pristine, cn)
     bus = int(_lv(urban)[2000])
     h = lvplan.check(urban, bus=bus, kw=1.0, criteria=cn).headroom_kw
     assert h is not None and 5 < h < 999

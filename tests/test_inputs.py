@@ -78,10 +78,10 @@ BAD_NETWORKS = [
         lambda n: (_set("line", "r_ohm_per_km", 0.0)(n), _set("line", "x_ohm_per_km", 0.0)(n)),
         "no impedance",
     ),
-    (_set("line", "max_i_ka", float("nan")), "no ampacity"),
-    (_set("line", "max_i_ka", 0.0), "no ampacity"),
-    (_set("trafo", "sn_mva", float("nan")), "no rating"),
-    (_set("trafo", "sn_mva", -1.0), "no rating"),
+    (_set("line", "max_i_ka", float("nan")), "max_i_ka: ampacity is missing"),
+    (_set("line", "max_i_ka", 0.0), "max_i_ka: ampacity must be > 0, got 0.0"),
+    (_set("trafo", "sn_mva", float("nan")), "sn_mva: rating is missing"),
+    (_set("trafo", "sn_mva", -1.0), "sn_mva: rating must be > 0, got -1.0"),
     (_set("line", "to_bus", 77), "unknown bus"),
     (lambda n: n.ext_grid.drop(n.ext_grid.index, inplace=True), "no in-service external grid"),
 ]
@@ -106,7 +106,7 @@ def test_bad_networks(tmp_path, capsys, mutate, message):
     [
         (None, "not found"),
         ("{not json", "malformed JSON"),
-        ('{"a": 1}', "bus: -: table is missing"),
+        ('{"a": 1}', "not a pandapower network"),
     ],
 )
 def test_bad_files(tmp_path, capsys, content, message):

@@ -128,15 +128,27 @@ class Decision:
         }
 
 
+def given(value: Any) -> str:
+    """``value`` as the user gave it, for a message: text unchanged (quoted when empty, padded or
+    unprintable), numbers in full (1.0000001, not 1), at most 40 characters."""
+    if isinstance(value, str):
+        text = value if value and value.strip() == value and value.isprintable() else repr(value)
+    elif isinstance(value, float | np.floating) and not isinstance(value, bool):
+        text = repr(float(value))
+    else:
+        text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _number(name: str, value: Any) -> float:
     if isinstance(value, bool) or value is None:
-        raise InputError(f"{name} must be a number, got {value!r}")
+        raise InputError(f"{name} must be a number, got {given(value)}")
     try:
         x = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{name} must be a number, got {given(value)}") from None
     if not math.isfinite(x):
-        raise InputError(f"{name} must be a finite number, got {value!r}")
+        raise InputError(f"{name} must be a finite number, got {given(value)}")
     return x
 
 
@@ -158,10 +170,10 @@ def make_question(
 ) -> Question:
     declared = _number("kw", kw)
     if declared <= 0:
-        raise InputError(f"kw must be > 0, got {declared:g}")
+        raise InputError(f"kw must be > 0, got {given(kw)}")
     pf_val = criteria.new_customer_pf if pf is None else _number("pf", pf)
     if not 0 < pf_val <= 1:
-        raise InputError(f"pf must be in (0, 1], got {pf_val:g}")
+        raise InputError(f"pf must be in (0, 1], got {given(pf)}")
     cat = get_category(category or criteria.default_category)
     b = network.resolve_bus(bus)
     if not network.is_lv(b):

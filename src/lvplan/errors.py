@@ -22,7 +22,14 @@ class LvplanError(Exception):
 
 
 class InputError(LvplanError):
-    """A bad input: file, network, bus, kW, pf, category, option."""
+    """A bad input: file, network, bus, kW, pf, category, option.
+
+    Its text is one line (the CLI prints it as its one line on stderr): line breaks that came
+    in with the input (a file name, a value, a library's message) are shown as spaces.
+    """
+
+    def __str__(self) -> str:
+        return " ".join(super().__str__().splitlines())
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from typing import Any
 
 import numpy as np
 
 from lvplan.criteria import Criteria
 from lvplan.criteria.judge import Violation
-from lvplan.decision import Decision, _decide, choose_service_cable, make_question, resolve_criteria
+from lvplan.decision import (
+    Decision,
+    _decide,
+    _number,
+    choose_service_cable,
+    given,
+    make_question,
+    resolve_criteria,
+)
 from lvplan.errors import InputError
 from lvplan.model.network import Network
 
@@ -63,15 +70,16 @@ def check_location(
     method: str = "auto",
 ) -> Decision:
     crit = resolve_criteria(criteria)
-    try:
-        x, y = float(lon), float(lat)
-    except (TypeError, ValueError):
-        raise InputError(f"lon/lat must be numbers, got {lon!r}, {lat!r}") from None
-    if not (math.isfinite(x) and math.isfinite(y) and -180 <= x <= 180 and -90 <= y <= 90):
-        raise InputError(f"lon/lat out of range: {lon!r}, {lat!r}")
-    cls = area_class or crit.default_area_class
+    x = _number("lon", lon)
+    if not -180 <= x <= 180:
+        raise InputError(f"lon must be in [-180, 180] (degrees east), got {given(lon)}")
+    y = _number("lat", lat)
+    if not -90 <= y <= 90:
+        raise InputError(f"lat must be in [-90, 90] (degrees north), got {given(lat)}")
+    cls = crit.default_area_class if area_class is None else area_class
     if cls not in crit.supply_radius_m:
-        raise InputError(f"unknown area class {cls!r}; known: {', '.join(crit.supply_radius_m)}")
+        known = ", ".join(crit.supply_radius_m)
+        raise InputError(f"area_class must be one of {known}, got {given(cls)}")
     radius = crit.supply_radius_m[cls]
     blon, blat = bus_lonlat(network)
     pp_bus = network.pp.bus

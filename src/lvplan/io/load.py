@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from lvplan.errors import InputError
-from lvplan.io.netfolder import read_folder, read_meta
+from lvplan.io.netfolder import read_bytes, read_folder, read_meta
 from lvplan.io.simbench_source import load_simbench
 from lvplan.model.network import Network
 
@@ -35,16 +35,27 @@ def bundled_networks() -> list[str]:
 def _read_json(path: Path):
     import pandapower as pp
 
+    data = read_bytes(path)
     try:
-        text = path.read_text(encoding="utf-8")
-        json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = data.decode("utf-8-sig")
+        parsed = json.loads(text)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    except json.JSONDecodeError as exc:
         raise InputError(f"{path}: malformed JSON: {exc}") from None
+    except RecursionError:
+        raise InputError(f"{path}: malformed JSON: nested too deeply") from None
+    if not isinstance(parsed, dict):
+        kind = "null" if parsed is None else type(parsed).__name__
+        raise InputError(f"{path}: not a pandapower network: the JSON holds {kind}, not an object")
     try:
-        return pp.from_json_string(text)
+        net = pp.from_json_string(text)
     except Exception as exc:  # pandapower raises many kinds on foreign JSON
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{path}: not a pandapower network: {first}") from None
+    if not isinstance(net, pp.pandapowerNet):
+        raise InputError(f"{path}: not a pandapower network (no saved pandapowerNet in the JSON)")
+    return net
 
 
 def load_network(spec: str | os.PathLike, *, validate: bool = True) -> Network:
@@ -56,12 +67,23 @@ def load_network(spec: str | os.PathLike, *, validate: bool = True) -> Network:
     if text.startswith("simbench:"):
         code = text.split(":", 1)[1]
         return Network(load_simbench(code), name=code, source=text, validate=validate)
+    if not text.strip():
+        raise InputError(
+            "network: empty name (give a file, a folder, a bundled name or simbench:CODE)"
+        )
+    shown = repr(text) if len(text) <= 80 else repr(text[:60]) + f"... ({len(text)} characters)"
+    if "\0" in text:
+        raise InputError(f"network {shown}: a path cannot contain a NUL character")
     path = Path(text)
-    if not path.exists() and not path.is_absolute() and os.sep not in text:
-        bundled = networks_dir() / text
-        if bundled.is_dir():
-            path = bundled
-    if path.is_dir():
+    try:
+        if not path.exists() and not path.is_absolute() and os.sep not in text:
+            bundled = networks_dir() / text
+            if bundled.is_dir():
+                path = bundled
+        is_dir, is_file = path.is_dir(), path.is_file()
+    except OSError as exc:
+        raise InputError(f"network {shown}: {exc.strerror or exc}") from None
+    if is_dir:
         meta = read_meta(path)
         source = str(meta.get("source", "csv"))
         name = str(meta.get("name", path.name))
@@ -71,12 +93,12 @@ def load_network(spec: str | os.PathLike, *, validate: bool = True) -> Network:
         else:
             net = read_folder(path)
         return Network(net, name=name, source=str(path), validate=validate)
-    if path.is_file():
+    if is_file:
         if path.suffix.lower() != ".json":
             raise InputError(f"{path}: unsupported network file (expected pandapower .json)")
         return Network(_read_json(path), name=path.stem, source=str(path), validate=validate)
     known = ", ".join(bundled_networks()) or "none"
     raise InputError(
-        f"network {text!r} not found: not a file, a folder, a bundled network ({known}) "
+        f"network {shown} not found: not a file, a folder, a bundled network ({known}) "
         "or simbench:CODE"
     )

@@ -9,10 +9,13 @@ instead of pandapower's ``geo``. CSV keeps every network reviewable and diffable
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pandapower as pp
 import pandas as pd
 
@@ -22,14 +25,151 @@ TABLES = ("bus", "line", "trafo", "load", "ext_grid", "switch", "sgen")
 REQUIRED = ("bus", "line", "trafo", "load", "ext_grid")
 
 
+def read_bytes(path: Path) -> bytes:
+    """The bytes of ``path``; InputError (naming the file and the reason) when unreadable."""
+    try:
+        return path.read_bytes()
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, expected a file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def _text(path: Path) -> str:
+    """UTF-8 text of ``path`` (a byte-order mark is dropped)."""
+    data = read_bytes(path)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
 def read_meta(folder: Path) -> dict:
     meta_path = folder / "network.toml"
-    if not meta_path.is_file():
+    if not _is_file(meta_path):
+        if meta_path.is_dir():
+            raise InputError(f"{meta_path}: is a folder, expected a file")
         raise InputError(f"{folder}: no network.toml (not a network folder)")
     try:
-        return tomllib.loads(meta_path.read_text(encoding="utf-8"))
+        return tomllib.loads(_text(meta_path))
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{meta_path}: malformed TOML: {exc}") from None
+
+
+def _rows(text: str):
+    """(line number, cells) of every non-blank row after the header."""
+    reader = csv.reader(io.StringIO(text))
+    next(reader, None)
+    for row in reader:
+        if row:
+            yield reader.line_num, row
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """One table: every row has as many cells as the header, the first column is a unique
+    integer index. Errors name the file and the line."""
+    text = _text(path)
+    try:
+        header = next(csv.reader(io.StringIO(text)), None)
+        if not header or not any(c.strip() for c in header):
+            raise InputError(f"{path}: empty table (no header line)")
+        width = len(header)
+        # without quotes a row's cells are its commas plus one: a fast test first
+        plain = '"' not in text and "\r" not in text
+        if not plain or any(line.count(",") != width - 1 for line in text.split("\n")[1:] if line):
+            for n, row in _rows(text):
+                if len(row) != width:
+                    raise InputError(f"{path} line {n}: {len(row)} cells, the header has {width}")
+    except csv.Error as exc:
+        raise InputError(f"{path}: malformed CSV: {exc}") from None
+    try:
+        df = pd.read_csv(io.StringIO(text), index_col=0, low_memory=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        raise InputError(f"{path}: malformed CSV: {str(exc).splitlines()[0]}") from None
+    if len(df) and not pd.api.types.is_integer_dtype(df.index.dtype):
+        for n, row in _rows(text):
+            try:
+                np.int64(int(row[0].strip()))
+            except (ValueError, OverflowError):
+                raise InputError(
+                    f"{path} line {n}: index {row[0]!r} is not an integer (of 64 bits)"
+                ) from None
+        raise InputError(f"{path}: the index column holds values that are not integers")
+    if df.index.has_duplicates:
+        first: dict[int, int] = {}
+        for n, row in _rows(text):
+            key = int(row[0].strip())
+            if key in first:
+                raise InputError(
+                    f"{path} line {n}: duplicated index {key} (also on line {first[key]})"
+                )
+            first[key] = n
+    return df
+
+
+_TRUE = {"true", "1", "1.0", "yes"}
+_FALSE = {"false", "0", "0.0", "no"}
+
+
+def _convert(path: Path, col: str, values: pd.Series, dtype) -> pd.Series:
+    """``values`` as ``dtype``, refusing what a cast would change silently (1.5 -> 1,
+    "maybe" -> True); the error names the file, column, row and value."""
+
+    def bad(i, v, what: str):
+        return InputError(f"{path}: column {col!r}, row {i}: {str(v)!r} is not {what}")
+
+    if pd.api.types.is_bool_dtype(dtype):
+        if pd.api.types.is_bool_dtype(values.dtype):
+            return values.astype(bool)
+        out = []
+        for i, v in values.items():
+            if isinstance(v, bool | np.bool_):
+                out.append(bool(v))
+                continue
+            word = str(v).strip().lower()
+            if word in _TRUE:
+                out.append(True)
+            elif word in _FALSE:
+                out.append(False)
+            elif v is None or (isinstance(v, float) and np.isnan(v)):
+                out.append(col in ("in_service", "closed"))  # an empty cell: the default
+            else:
+                raise bad(i, v, "True or False")
+        return pd.Series(out, index=values.index, dtype=bool)
+    if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+        num = pd.to_numeric(values, errors="coerce")
+        text = values.isna() | num.notna()
+        if not text.all():
+            i = values.index[~text.to_numpy()][0]
+            raise bad(i, values[i], "a number")
+        if pd.api.types.is_integer_dtype(dtype):
+            whole = num.isna() | (num == num.round())
+            if not whole.all():
+                i = values.index[~whole.to_numpy()][0]
+                raise bad(i, values[i], "an integer")
+            if str(dtype).startswith("uint"):
+                neg = num < 0
+                if neg.any():
+                    i = values.index[neg.to_numpy()][0]
+                    raise bad(i, values[i], "an integer >= 0")
+        try:
+            return num.astype(dtype)
+        except (TypeError, ValueError, OverflowError) as exc:
+            first = num.index[num.isna().to_numpy()]
+            if len(first):
+                raise bad(first[0], values[first[0]], "a number (the cell is empty)") from None
+            raise InputError(f"{path}: column {col!r}: {exc}") from None
+    try:
+        return values.astype(dtype)
+    except (TypeError, ValueError):
+        raise InputError(f"{path}: column {col!r} has values that are not {dtype}") from None
 
 
 def read_folder(folder: Path):
@@ -37,30 +177,28 @@ def read_folder(folder: Path):
     net = pp.create_empty_network(name=folder.name)
     for name in TABLES:
         path = folder / f"{name}.csv"
-        if not path.is_file():
+        if not _is_file(path):
+            if path.is_dir():
+                raise InputError(f"{path}: is a folder, expected a file")
             if name in REQUIRED:
                 raise InputError(f"{folder}: missing table {name}.csv")
             continue
-        try:
-            df = pd.read_csv(path, index_col=0, low_memory=False)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-            raise InputError(f"{path}: malformed CSV: {str(exc).splitlines()[0]}") from None
+        df = _read_csv(path)
         if name == "bus" and {"lon", "lat"} <= set(df.columns):
+            lon = _convert(path, "lon", df.pop("lon"), np.dtype(float))
+            lat = _convert(path, "lat", df.pop("lat"), np.dtype(float))
             df["geo"] = [
-                json.dumps({"type": "Point", "coordinates": [float(x), float(y)]})
-                for x, y in zip(df.pop("lon"), df.pop("lat"), strict=True)
+                None
+                if np.isnan(x) or np.isnan(y)
+                else json.dumps({"type": "Point", "coordinates": [float(x), float(y)]})
+                for x, y in zip(lon, lat, strict=True)
             ]
         template = net[name]
         full = template.reindex(columns=list(template.columns)).iloc[0:0]
         out = pd.concat([full, df], axis=0)
         for col, dtype in template.dtypes.items():
             if col in df.columns:
-                try:
-                    out[col] = out[col].astype(dtype)
-                except (TypeError, ValueError):
-                    raise InputError(
-                        f"{path}: column {col!r} has values that are not {dtype}"
-                    ) from None
+                out[col] = _convert(path, str(col), out[col], dtype)
         for col in template.columns:
             if col not in df.columns and template[col].dtype == bool:
                 out[col] = col in ("in_service", "closed")

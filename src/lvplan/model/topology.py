@@ -187,7 +187,9 @@ def energized_buses(net) -> np.ndarray:
     ends: list[tuple[np.ndarray, np.ndarray]] = []
     opened = _open_line_ids(net)
     line = net.line
-    ok = line.in_service.to_numpy(bool)
+    # a copy: for a bool column to_numpy() is a view of the caller's table, and the in-place
+    # mask below would set every line with an open switch out of service in their network
+    ok = line.in_service.to_numpy(dtype=bool, copy=True)
     if opened:
         ok &= ~line.index.isin(list(opened))
     ends.append((line.from_bus.to_numpy()[ok], line.to_bus.to_numpy()[ok]))

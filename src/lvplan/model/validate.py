@@ -1,6 +1,12 @@
-"""Network validation: rules return issues; ``assert_valid`` raises one ``InvalidNetwork``."""
+"""Network validation: rules return issues; ``assert_valid`` raises one ``InvalidNetwork``.
+
+Each rule names the element, its index, the field and what is wrong with the value it found.
+The index rules run first: the other rules (and pandapower) assume unique integer indices.
+"""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
@@ -16,13 +22,159 @@ REQUIRED_COLUMNS = {
     "ext_grid": ("bus", "vm_pu"),
 }
 
+#: element tables whose indices pandapower turns into lookup arrays (as long as the largest index)
+INDEXED_TABLES = (
+    "bus",
+    "line",
+    "trafo",
+    "trafo3w",
+    "load",
+    "sgen",
+    "gen",
+    "ext_grid",
+    "switch",
+    "shunt",
+    "storage",
+    "impedance",
+    "ward",
+    "xward",
+)
+
+#: pandapower warns above this bus index and allocates lookups that long: refused here
+MAX_INDEX = 10_000_000
+
+#: the elements a switch can act on (pandapower's ``et``), and the table each refers to
+SWITCH_ELEMENTS = {"b": "bus", "l": "line", "t": "trafo", "t3": "trafo3w"}
+
 
 def _num(s: pd.Series) -> np.ndarray:
     return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
 
 
+def _on(tab: pd.DataFrame) -> pd.DataFrame:
+    """The in-service rows (a missing in_service column means all)."""
+    if "in_service" not in tab.columns:
+        return tab
+    return tab[tab.in_service.fillna(True).astype(bool)]
+
+
+def _fmt(x: float) -> str:
+    return repr(float(x))
+
+
 def _first(element: str, mask: np.ndarray, index: pd.Index, field: str, msg: str):
     return [ValidationIssue(element, int(i), field, msg) for i in index[mask]]
+
+
+def _finite(element: str, tab: pd.DataFrame, col: str, noun: str, *, lower: str | None = None):
+    """Rows whose ``col`` is missing, infinite, or not above (``lower=">0"``) or at least
+    (``">=0"``) zero; each message says which and shows the value."""
+    if col not in tab.columns or tab.empty:
+        return []
+    v = _num(tab[col])
+    with np.errstate(invalid="ignore"):
+        low = (v <= 0) if lower == ">0" else (v < 0) if lower == ">=0" else np.zeros(v.size, bool)
+    bad = ~np.isfinite(v) | low
+    issues: list[ValidationIssue] = []
+    for i, x in zip(tab.index[bad], v[bad], strict=True):
+        if math.isnan(x):
+            msg = f"{noun} is missing (NaN or not a number)"
+        elif math.isinf(x):
+            msg = f"{noun} is infinite ({_fmt(x)})"
+        else:
+            msg = f"{noun} must be {'> 0' if lower == '>0' else '>= 0'}, got {_fmt(x)}"
+        issues.append(ValidationIssue(element, int(i), col, msg))
+    return issues
+
+
+def _refs(element: str, tab: pd.DataFrame, col: str, known: pd.Index, what: str = "bus"):
+    """Rows whose ``col`` names no row of the referred table."""
+    bad = ~tab[col].isin(known).to_numpy()
+    return [
+        ValidationIssue(element, int(i), col, f"refers to an unknown {what} ({v!r})")
+        for i, v in zip(tab.index[bad], tab[col][bad].tolist(), strict=True)
+    ]
+
+
+def index_issues(net) -> list[ValidationIssue]:
+    """Element indices that are not integers, negative, huge or duplicated."""
+    issues: list[ValidationIssue] = []
+    for name in INDEXED_TABLES:
+        if name not in net or not isinstance(net[name], pd.DataFrame) or net[name].empty:
+            continue
+        idx = net[name].index
+        if not pd.api.types.is_integer_dtype(idx.dtype):
+            bad = [
+                v for v in idx if isinstance(v, bool) or not isinstance(v, int | np.integer)
+            ] or list(idx)
+            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+            issues.append(
+                ValidationIssue(name, None, "index", f"index {bad[0]!r} is not an integer{more}")
+            )
+            continue
+        ints = idx.to_numpy()
+        for i in ints[ints < 0][:5]:
+            issues.append(ValidationIssue(name, int(i), "index", "negative index"))
+        for i in ints[ints >= MAX_INDEX][:5]:
+            issues.append(
+                ValidationIssue(
+                    name,
+                    int(i),
+                    "index",
+                    f"index above {MAX_INDEX:,} (pandapower allocates lookup tables that long; "
+                    "renumber the elements)",
+                )
+            )
+        dup = idx[idx.duplicated()].unique()
+        for i in dup[:5]:
+            n = int((idx == i).sum())
+            issues.append(ValidationIssue(name, int(i), "index", f"duplicated index ({n} rows)"))
+    return issues
+
+
+def switch_issues(net, known: pd.Index) -> list[ValidationIssue]:
+    """Switches at unknown buses, on unknown elements or on elements they do not touch."""
+    if "switch" not in net or net.switch.empty:
+        return []
+    sw = net.switch
+    for col in ("bus", "element", "et"):
+        if col not in sw.columns:
+            return [ValidationIssue("switch", None, col, "column is missing")]
+    issues = _refs("switch", sw, "bus", known)
+    odd = ~sw.et.isin(list(SWITCH_ELEMENTS)).to_numpy()
+    issues += [
+        ValidationIssue("switch", int(i), "et", f"unknown element type {et!r} (b, l, t or t3)")
+        for i, et in zip(sw.index[odd], sw.et[odd].tolist(), strict=True)
+    ]
+    words = {"b": "bus", "l": "line", "t": "transformer", "t3": "three-winding transformer"}
+    ends = {
+        "l": ("from_bus", "to_bus"),
+        "t": ("hv_bus", "lv_bus"),
+        "t3": ("hv_bus", "mv_bus", "lv_bus"),
+    }
+    for et, table in SWITCH_ELEMENTS.items():
+        sub = sw[(sw.et == et).to_numpy()]
+        if sub.empty:
+            continue
+        tab = net[table] if table in net else pd.DataFrame()
+        issues += _refs("switch", sub, "element", tab.index, words[et])
+        sub = sub[sub.element.isin(tab.index).to_numpy()]
+        cols = [c for c in ends.get(et, ()) if c in tab.columns]
+        if sub.empty or not cols:
+            continue
+        touch = np.zeros(len(sub), bool)
+        for c in cols:
+            touch |= tab[c].reindex(sub.element).to_numpy() == sub.bus.to_numpy()
+        issues += [
+            ValidationIssue("switch", int(i), "bus", f"bus {b!r} is not an end of {table} {e!r}")
+            for i, b, e in zip(
+                sub.index[~touch],
+                sub.bus[~touch].tolist(),
+                sub.element[~touch].tolist(),
+                strict=True,
+            )
+        ]
+    return issues
 
 
 def validate_network(net) -> list[ValidationIssue]:
@@ -31,6 +183,10 @@ def validate_network(net) -> list[ValidationIssue]:
     for element, cols in REQUIRED_COLUMNS.items():
         if element not in net:
             issues.append(ValidationIssue(element, None, "-", "table is missing"))
+            continue
+        if not isinstance(net[element], pd.DataFrame):
+            kind = type(net[element]).__name__
+            issues.append(ValidationIssue(element, None, "-", f"not a table (a {kind})"))
             continue
         for c in cols:
             if c not in net[element].columns:
@@ -41,43 +197,71 @@ def validate_network(net) -> list[ValidationIssue]:
     bus = net.bus
     if bus.empty:
         return [ValidationIssue("bus", None, "-", "the network has no buses")]
-    vn = _num(bus.vn_kv)
-    issues += _first("bus", ~(vn > 0), bus.index, "vn_kv", "nominal voltage missing or <= 0")
-    known = set(bus.index.tolist())
+    issues = index_issues(net)
+    if issues:
+        return issues
+    issues += _finite("bus", bus, "vn_kv", "nominal voltage", lower=">0")
+    known = bus.index
 
-    eg = net.ext_grid[net.ext_grid.in_service.astype(bool)]
+    eg = _on(net.ext_grid)
     if eg.empty:
         issues.append(ValidationIssue("ext_grid", None, "-", "no in-service external grid (slack)"))
+    issues += _refs("ext_grid", eg, "bus", known)
+    issues += _finite("ext_grid", eg, "vm_pu", "voltage setpoint", lower=">0")
+    issues += _finite("ext_grid", eg, "va_degree", "voltage angle")
 
-    line = net.line[net.line.in_service.astype(bool)]
+    line = net.line
     for end in ("from_bus", "to_bus"):
-        bad = ~line[end].isin(known).to_numpy()
-        issues += _first("line", bad, line.index, end, "refers to an unknown bus")
-    length = _num(line.length_km)
-    issues += _first("line", ~(length > 0), line.index, "length_km", "missing or <= 0")
+        issues += _refs("line", line, end, known)
+    line = _on(line)
+    issues += _finite("line", line, "length_km", "length", lower=">0")
+    issues += _finite("line", line, "r_ohm_per_km", "resistance", lower=">=0")
+    issues += _finite("line", line, "x_ohm_per_km", "reactance", lower=">=0")
     r, x = _num(line.r_ohm_per_km), _num(line.x_ohm_per_km)
-    noz = ~np.isfinite(r) | ~np.isfinite(x) | ((np.abs(r) + np.abs(x)) <= 0)
-    issues += _first("line", noz, line.index, "r_ohm_per_km/x_ohm_per_km", "no impedance")
-    imax = _num(line.max_i_ka)
-    issues += _first("line", ~(imax > 0), line.index, "max_i_ka", "no ampacity (missing or <= 0)")
+    noz = (np.abs(r) + np.abs(x)) == 0
+    issues += _first("line", noz, line.index, "r_ohm_per_km/x_ohm_per_km", "no impedance (both 0)")
+    issues += _finite("line", line, "c_nf_per_km", "capacitance", lower=">=0")
+    issues += _finite("line", line, "g_us_per_km", "conductance", lower=">=0")
+    issues += _finite("line", line, "max_i_ka", "ampacity", lower=">0")
+    issues += _finite("line", line, "df", "derating factor", lower=">0")
+    issues += _finite("line", line, "parallel", "number of parallel lines", lower=">0")
 
-    tr = net.trafo[net.trafo.in_service.astype(bool)]
+    tr = net.trafo
     for end in ("hv_bus", "lv_bus"):
-        bad = ~tr[end].isin(known).to_numpy()
-        issues += _first("trafo", bad, tr.index, end, "refers to an unknown bus")
-    sn = _num(tr.sn_mva)
-    issues += _first("trafo", ~(sn > 0), tr.index, "sn_mva", "no rating (missing or <= 0)")
-    vk = _num(tr.vk_percent)
-    issues += _first("trafo", ~(vk > 0), tr.index, "vk_percent", "missing or <= 0")
+        issues += _refs("trafo", tr, end, known)
+    tr = _on(tr)
+    issues += _finite("trafo", tr, "sn_mva", "rating", lower=">0")
+    issues += _finite("trafo", tr, "vn_hv_kv", "HV rated voltage", lower=">0")
+    issues += _finite("trafo", tr, "vn_lv_kv", "LV rated voltage", lower=">0")
+    issues += _finite("trafo", tr, "vk_percent", "short-circuit voltage", lower=">0")
+    if "vkr_percent" in tr.columns:
+        vkr_issues = _finite(
+            "trafo", tr, "vkr_percent", "resistive short-circuit voltage", lower=">=0"
+        )
+        issues += vkr_issues
+        vk, vkr = _num(tr.vk_percent), _num(tr.vkr_percent)
+        above = vkr > vk
+        issues += [
+            ValidationIssue(
+                "trafo", int(i), "vkr_percent", f"{_fmt(a)} exceeds vk_percent {_fmt(b)}"
+            )
+            for i, a, b in zip(tr.index[above], vkr[above], vk[above], strict=True)
+        ]
+    for col, noun in (("pfe_kw", "iron losses"), ("i0_percent", "no-load current")):
+        issues += _finite("trafo", tr, col, noun, lower=">=0")
+    issues += _finite("trafo", tr, "df", "derating factor", lower=">0")
+    issues += _finite("trafo", tr, "parallel", "number of parallel transformers", lower=">0")
 
     for element in ("load", "sgen"):
         if element not in net or net[element].empty:
             continue
-        tab = net[element][net[element].in_service.astype(bool)]
-        bad = ~tab.bus.isin(known).to_numpy()
-        issues += _first(element, bad, tab.index, "bus", "refers to an unknown bus")
+        tab = net[element]
+        issues += _refs(element, tab, "bus", known)
+        tab = _on(tab)
         for c in ("p_mw", "q_mvar"):
-            issues += _first(element, ~np.isfinite(_num(tab[c])), tab.index, c, "missing or NaN")
+            issues += _finite(element, tab, c, c)
+        issues += _finite(element, tab, "scaling", "scaling", lower=">=0")
+    issues += switch_issues(net, known)
     if issues:
         return issues
 
@@ -86,7 +270,7 @@ def validate_network(net) -> list[ValidationIssue]:
     for element in ("load", "sgen"):
         if element not in net or net[element].empty:
             continue
-        tab = net[element][net[element].in_service.astype(bool)]
+        tab = _on(net[element])
         dead = ~tab.bus.isin(live).to_numpy()
         for i, b in zip(tab.index[dead], tab.bus[dead], strict=True):
             issues.append(

@@ -1,0 +1,137 @@
+"""`load_network`, `Network(net)` and `check` leave the caller's pandapower tables untouched
+(issue 9, point 7), and a line behind an open switch stays what pandapower makes of it: in
+service, energised from its closed end with its charging current.
+
+The networks have open line switches: `lv_schutterwald` (88 in the LV feeders),
+`example_multivoltage` (one, with a generator, a three-winding transformer, a ward) and SimBench
+`1-MVLV-urban-5.303-0-no_sw` (open MV loop points).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import networkx as nx
+import numpy as np
+import pandapower as pp
+import pandapower.networks as pn
+import pandapower.topology as top
+import pandas as pd
+import pytest
+from reference import Reference
+
+import lvplan
+from lvplan.io.load import networks_dir
+from lvplan.io.netfolder import read_folder
+from lvplan.io.simbench_source import load_simbench
+from lvplan.model.network import Network
+from lvplan.powerflow.ac import RUNPP_OPTIONS
+
+SIMBENCH = "1-MVLV-urban-5.303-0-no_sw"
+
+RAW = {
+    "lv_schutterwald": pn.lv_schutterwald,
+    "example_multivoltage": pn.example_multivoltage,
+    SIMBENCH: lambda: load_simbench(SIMBENCH),
+}
+
+
+def assert_same_tables(before, after) -> None:
+    """Every element table (and result table) of ``before`` equals the one of ``after``."""
+    names = sorted(k for k, v in before.items() if isinstance(v, pd.DataFrame))
+    assert names == sorted(k for k, v in after.items() if isinstance(v, pd.DataFrame))
+    for name in names:
+        pd.testing.assert_frame_equal(after[name], before[name], obj=f"net.{name}")
+
+
+def open_switched_lines(net) -> pd.Index:
+    sw = net.switch
+    return pd.Index(sw.element[(sw.et == "l") & ~sw.closed.astype(bool)].astype(int).unique())
+
+
+def _lv_bus(network: Network) -> int:
+    net = network.pp
+    return int(net.bus.index[(net.bus.vn_kv < 1) & network.live.bus][-1])
+
+
+@pytest.mark.parametrize("name", sorted(RAW))
+def test_network_and_check_leave_the_callers_tables_untouched(name):
+    net = RAW[name]()
+    opened = open_switched_lines(net)
+    assert len(opened) and net.line.in_service[opened].any()  # the case the bug hit
+    before = copy.deepcopy(net)
+    network = Network(net, name=name, source="test")
+    assert network.pp is net
+    for what in ("topology", "live", "fingerprint"):
+        getattr(network, what)
+    d = lvplan.check(network, bus=_lv_bus(network), kw=20.0)
+    assert d.decision in ("fits", "does_not_fit")
+    lvplan.check(network, bus=_lv_bus(network), kw=20.0, method="ac", headroom=False)
+    assert_same_tables(before, net)
+    assert net.line.in_service[opened].equals(before.line.in_service[opened])
+
+
+def test_load_network_keeps_the_json_files_tables(tmp_path):
+    path = tmp_path / "schutterwald.json"
+    pp.to_json(pn.lv_schutterwald(), str(path))
+    network = lvplan.load_network(path)
+    lvplan.check(network, bus=_lv_bus(network), kw=20.0)
+    assert_same_tables(pp.from_json(str(path)), network.pp)
+
+
+def test_load_network_keeps_the_folders_and_simbenchs_tables():
+    sz = lvplan.load_network("sz-futian")  # one open line switch: the normally-open point
+    assert len(open_switched_lines(sz.pp)) == 1
+    lvplan.check(sz, bus=_lv_bus(sz), kw=20.0)
+    assert_same_tables(read_folder(networks_dir() / "sz-futian"), sz.pp)
+    sb = lvplan.load_network(f"simbench:{SIMBENCH}")
+    lvplan.check(sb, bus=_lv_bus(sb), kw=20.0)
+    assert_same_tables(load_simbench(SIMBENCH), sb.pp)
+
+
+def _buses_at_open_switches(net, live_bus: np.ndarray, n: int) -> list[int]:
+    """LV buses at either end of an in-service line with an open switch, energised."""
+    out: list[int] = []
+    sw = net.switch
+    for s in sw[(sw.et == "l") & ~sw.closed.astype(bool)].itertuples():
+        line = int(s.element)
+        if not net.line.in_service[line]:
+            continue
+        f, t = int(net.line.from_bus[line]), int(net.line.to_bus[line])
+        for b in (int(s.bus), t if f == s.bus else f):
+            if net.bus.vn_kv[b] < 1 and live_bus[net.bus.index.get_loc(b)] and b not in out:
+                out.append(b)
+                break
+        if len(out) == n:
+            break
+    return out
+
+
+def test_check_agrees_with_pandapower_next_to_open_switches(cn):
+    """At LV buses next to open switches, the check's numbers are pandapower's on the network
+    as given (its lines behind open switches still charging from their closed end), and the
+    decision is the independent judge's on an untouched copy."""
+    net = pn.lv_schutterwald()
+    untouched = copy.deepcopy(net)
+    network = Network(net, name="schutterwald", source="pandapower.networks")
+    ref = Reference(untouched, cn)
+    g = top.create_nxgraph(untouched, include_trafos=False, respect_switches=True)
+    buses = _buses_at_open_switches(untouched, network.live.bus, 6)
+    assert len(buses) == 6
+    for bus in buses:
+        kw = 60.0
+        d = lvplan.check(network, bus=bus, kw=kw, criteria=cn, method="ac", headroom=False)
+        assert d.engine == "pandapower"
+        run = copy.deepcopy(untouched)
+        pp.create_load(run, bus, p_mw=d.design_kw / 1000, q_mvar=d.design_kvar / 1000)
+        pp.runpp(run, **RUNPP_OPTIONS)
+        volts = run.res_bus.vm_pu * run.bus.vn_kv * 1000.0
+        assert abs(d.bus_voltage_after_v - volts[bus]) < 1e-6
+        area = [b for b in nx.node_connected_component(g, bus) if run.bus.vn_kv[b] < 1]
+        assert abs(d.min_voltage_v - volts[area].min()) < 1e-6
+        t = d.transformer["index"]
+        assert abs(d.transformer_loading_after_percent - run.res_trafo.loading_percent[t]) < 1e-6
+        # the default path (fast engine, exact load flow near a limit) decides as the judge
+        auto = lvplan.check(network, bus=bus, kw=kw, criteria=cn, headroom=False)
+        assert auto.decision == d.decision == ref.decide(bus, d.design_kw)
+    assert_same_tables(untouched, net)
