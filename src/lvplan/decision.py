@@ -30,12 +30,13 @@ from lvplan.criteria import Criteria, load_criteria
 from lvplan.criteria import category as get_category
 from lvplan.criteria.judge import Limits, Violation
 from lvplan.errors import InputError, PowerFlowError
+from lvplan.kinds import BindingKind, ElementRef, Engine, Verdict
 from lvplan.model.catalogue import cable_types
 from lvplan.model.network import ExtraLoad, Network
 from lvplan.powerflow.fast import FastEngineDiverged, FastEngineUnsupported, ServiceCable
 from lvplan.powerflow.state import GridState
 
-DECISIONS = ("fits", "does_not_fit", "hv_required", "not_assessable")
+DECISIONS = tuple(Verdict)
 METHODS = ("auto", "ac")
 
 #: A judged value closer than this to its limit is decided by an exact AC load flow.
@@ -64,7 +65,7 @@ class Decision:
     """One answer. The question's fields are always set; the load flow's findings default to
     empty for answers given without one (``hv_required``, ``not_assessable``)."""
 
-    decision: str
+    decision: Verdict
     bus: int | None
     bus_name: str
     declared_kw: float
@@ -86,7 +87,7 @@ class Decision:
     bus_voltage_after_v: float | None = None
     headroom_kw: float | None = None
     closest_limit: Violation | None = None
-    engine: str | None = None
+    engine: Engine | None = None
     reason: str | None = None
     service_cable: dict[str, Any] | None = None
     location: dict[str, Any] | None = None
@@ -210,22 +211,17 @@ def _violation_masks(limits: Limits, st: GridState) -> tuple[np.ndarray, np.ndar
     return bus, line, trafo
 
 
-_CONTEXTS: dict[tuple[int, int], _Context] = {}
-
-
 def _context(network: Network, criteria: Criteria) -> _Context:
-    key = (id(network), id(criteria))
-    ctx = _CONTEXTS.get(key)
-    if ctx is not None and (ctx.network is not network or ctx.criteria is not criteria):
-        ctx = None  # an id reused by another object
+    """The check's context for (network, criteria), kept on the network itself (its
+    ``contexts`` cache, keyed by the criteria object, which it holds): it lives and dies with
+    the network, and follows the base when reservations move it."""
+    ctx = network.contexts.get(criteria)
     if ctx is not None and ctx.version != network.version:
         ctx = _Context(network, criteria, ctx.limits)  # same tables, new base
-        _CONTEXTS[key] = ctx
+        network.contexts.put(criteria, ctx)
     if ctx is None:
         ctx = _Context(network, criteria)
-        if len(_CONTEXTS) > 16:
-            _CONTEXTS.clear()
-        _CONTEXTS[key] = ctx
+        network.contexts.put(criteria, ctx)
     return ctx
 
 
@@ -335,7 +331,7 @@ def _decide(
     )
     if q.declared_kw > crit.lv_policy_max_kw:
         return Decision(
-            decision="hv_required",
+            decision=Verdict.HV_REQUIRED,
             **base_kwargs,
             reason=f"declared {q.declared_kw:g} kW exceeds the LV supply limit of "
             f"{crit.lv_policy_max_kw:g} kW",
@@ -343,10 +339,10 @@ def _decide(
     try:
         ctx = _context(network, crit)
     except PowerFlowError as exc:
-        return Decision(decision="not_assessable", **base_kwargs, reason=str(exc))
+        return Decision(decision=Verdict.NOT_ASSESSABLE, **base_kwargs, reason=str(exc))
     if not network.live.bus[bus_row]:
         return Decision(
-            decision="not_assessable",
+            decision=Verdict.NOT_ASSESSABLE,
             **base_kwargs,
             reason=f"bus {q.bus} is not supplied (islanded)",
         )
@@ -379,7 +375,7 @@ def _decide(
         )
     except PowerFlowError as exc:
         return Decision(
-            decision="not_assessable",
+            decision=Verdict.NOT_ASSESSABLE,
             **base_kwargs,
             warnings=warnings,
             reason=str(exc),
@@ -395,16 +391,16 @@ def _decide(
         violations += _cable_violations(limits, bus_row, cust_vm, cable_pct)
         violations.sort(key=lambda v: -v.severity)
     pre = [
-        Violation("pre_existing", v.element, v.element_name, v.value, v.limit, v.unit)
+        Violation(BindingKind.PRE_EXISTING, v.element, v.element_name, v.value, v.limit, v.unit)
         for v in own_pre
     ]
     if pre:
-        decision, binding = "does_not_fit", pre[0]
+        decision, binding = Verdict.DOES_NOT_FIT, pre[0]
         violations = pre + violations
     elif violations:
-        decision, binding = "does_not_fit", violations[0]
+        decision, binding = Verdict.DOES_NOT_FIT, violations[0]
     else:
-        decision, binding = "fits", None
+        decision, binding = Verdict.FITS, None
 
     tl_before = ctx.base.trafo_loading_percent[area_trafo]
     tl_after = after.trafo_loading_percent[area_trafo]
@@ -488,10 +484,9 @@ def _area_rule(network: Network, ctx: _Context, area):
 
 
 def _in_area(v: Violation, area, tr_ids: list[int]) -> bool:
-    kind, _, ident = v.element.partition(" ")
-    if not ident.lstrip("-").isdigit() or area is None:
+    kind, i = v.element.component, v.element.index
+    if i is None or area is None:
         return False
-    i = int(ident)
     return (
         (kind == "bus" and i in area.buses)
         or (kind == "line" and i in area.lines)
@@ -504,13 +499,20 @@ def _cable_violations(
 ) -> list[Violation]:
     out = []
     v = limits.voltage_violation(
-        bus_row, cust_vm, element="customer terminal", name="end of the service cable"
+        bus_row, cust_vm, element=ElementRef("customer terminal"), name="end of the service cable"
     )
     if v is not None:
         out.append(v)
     if math.isfinite(cable_pct) and cable_pct > limits.line_max:
         out.append(
-            Violation("line", "service cable", "new service cable", cable_pct, limits.line_max, "%")
+            Violation(
+                BindingKind.LINE,
+                ElementRef("service cable"),
+                "new service cable",
+                cable_pct,
+                limits.line_max,
+                "%",
+            )
         )
     return out
 
@@ -537,7 +539,7 @@ def _after_state(
     method: str,
     skips,
     decided_by_pre_existing: bool = False,
-) -> tuple[GridState, str, float, float]:
+) -> tuple[GridState, Engine, float, float]:
     """The judged state after the connection, and which engine produced it: ``fast``; or,
     near a limit, ``newton`` (the exact AC load flow from the fast solution); or ``pandapower``
     (``method="ac"``, or where the fast engine cannot model the case)."""
@@ -558,7 +560,7 @@ def _after_state(
                 ctx.limits, network.bus_row(bus), res.customer_vm_pu, res.cable_loading_percent
             )
             if not near:
-                return res.state, "fast", res.customer_vm_pu, res.cable_loading_percent
+                return res.state, Engine.FAST, res.customer_vm_pu, res.cable_loading_percent
             # Near a limit only a "fits" needs the exact load flow. A rejection is kept when
             # the fast state already breaks a limit (the engines could differ only where the
             # true value is within the fast engine's error of the limit, measured under a tenth
@@ -573,14 +575,14 @@ def _after_state(
                     )
                 )
             if rejected:
-                return res.state, "fast", res.customer_vm_pu, res.cable_loading_percent
+                return res.state, Engine.FAST, res.customer_vm_pu, res.cable_loading_percent
             ex = eng.exact_state(bus, p_mw, q_mvar, sc, res.V)
-            return ex.state, "newton", ex.customer_vm_pu, ex.cable_loading_percent
+            return ex.state, Engine.NEWTON, ex.customer_vm_pu, ex.cable_loading_percent
         except FastEngineUnsupported:  # (FastEngineDiverged included) pandapower decides
             pass
     ac = network.run_ac_with([_extra_load(bus, p_mw, q_mvar, cable)])
     cust = ac.customer_vm_pu
-    return ac.state, "pandapower", cust, ac.cable_loading_percent
+    return ac.state, Engine.PANDAPOWER, cust, ac.cable_loading_percent
 
 
 def _cable_near(limits: Limits, bus_row: int, vm: float, pct: float) -> bool:

@@ -28,6 +28,7 @@ from lvplan.criteria.judge import Judgement, Limits, Violation
 from lvplan.errors import PowerFlowError
 from lvplan.model.network import Network
 from lvplan.powerflow.branch import Stamp, line_row, stamp, trafo_key, trafo_row
+from lvplan.powerflow.compensation import Compensation
 from lvplan.powerflow.fast import SQRT3, FastEngine
 from lvplan.powerflow.jacobian import JacobianPattern
 from lvplan.powerflow.newton import newton
@@ -211,16 +212,31 @@ def _by_stamps(eng: FastEngine, network: Network, net, cmap: ChangeMap) -> tuple
     for s in new_trafos.values():
         if s.t >= m.base_n:
             V0[s.t] = V0[s.f] * V_init_new[s.t]
-    Ybus = _assemble(eng.Ybus, n, m.delta, m.negative)
     S = np.r_[eng.S0, np.zeros(n - m.base_n, complex)]
     for ld in cmap.new_loads:
         row = net.load.loc[ld]
         S[m.internal(int(row.bus))] -= complex(float(row.p_mw), float(row.q_mvar)) / m.baseMVA
     pq = np.r_[eng.pq, np.arange(m.base_n, n)].astype(np.int64)
-    same = n == m.base_n and _same_structure(Ybus, eng.Ybus)
-    pattern = eng._response.pattern.with_ybus(Ybus) if same else JacobianPattern(Ybus, eng.pv, pq)
-    like = eng._response.factor() if same else None
-    V, iters = newton(Ybus, S, V0, eng.pv, pq, eng.tol_pu, pattern=pattern, like=like)
+    try:  # the base's factor, updated for the few buses the changes touch
+        comp = Compensation(
+            eng.Ybus,
+            eng._response.factor(),
+            eng._response.V0,
+            eng.pv,
+            eng.pq,
+            n - m.base_n,
+            m.delta,
+            m.negative,
+        )
+        V, iters = comp.run(S, V0, eng.tol_pu)
+    except PowerFlowError:  # a change too large for chord steps: Newton-Raphson on Y'
+        Ybus = _assemble(eng.Ybus, n, m.delta, m.negative)
+        same = n == m.base_n and _same_structure(Ybus, eng.Ybus)
+        pattern = (
+            eng._response.pattern.with_ybus(Ybus) if same else JacobianPattern(Ybus, eng.pv, pq)
+        )
+        like = eng._response.factor() if same else None
+        V, iters = newton(Ybus, S, V0, eng.pv, pq, eng.tol_pu, pattern=pattern, like=like)
     return _state(m, network, net, cmap, V, new_lines, new_trafos, line_pos, trafo_pos), iters
 
 

@@ -26,6 +26,7 @@ from lvplan.decision import (
     resolve_criteria,
 )
 from lvplan.errors import InputError
+from lvplan.kinds import BindingKind, ElementRef, Verdict
 from lvplan.model.network import Network
 
 EARTH_RADIUS_M = 6_371_000.0
@@ -104,13 +105,20 @@ def check_location(
         q = make_question(network, bus=b, kw=kw, category=category, pf=pf, criteria=crit)
         base = _decide(network, q, crit, method=method, cable=None, headroom=False)
         why = Violation(
-            "supply_radius", f"bus {b}", base.bus_name, float(route[nearest]), radius, "m"
+            BindingKind.SUPPLY_RADIUS,
+            ElementRef("bus", b),
+            base.bus_name,
+            float(route[nearest]),
+            radius,
+            "m",
         )
         loc["nearest_route_m"] = round(float(route[nearest]), 1)
         return dataclasses.replace(
             base,
-            decision="does_not_fit" if base.decision in ("fits", "does_not_fit") else base.decision,
-            binding=why if base.decision in ("fits", "does_not_fit") else base.binding,
+            decision=Verdict.DOES_NOT_FIT
+            if base.decision in (Verdict.FITS, Verdict.DOES_NOT_FIT)
+            else base.decision,
+            binding=why if base.decision in (Verdict.FITS, Verdict.DOES_NOT_FIT) else base.binding,
             violations=[why, *base.violations],
             location=loc,
             reason=f"no LV bus within the {radius:g} m supply radius of area class {cls}",

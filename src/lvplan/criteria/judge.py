@@ -9,18 +9,19 @@ from typing import Any
 import numpy as np
 
 from lvplan.criteria import Criteria
+from lvplan.kinds import BindingKind, ElementRef
 from lvplan.model.topology import LV_MAX_KV, MV_MAX_KV
 from lvplan.powerflow.state import GridState
 
-KINDS = ("transformer", "line", "voltage", "pre_existing", "supply_radius")
+KINDS = tuple(k for k in BindingKind if k is not BindingKind.CAP)
 
 
 @dataclass(frozen=True)
 class Violation:
     """One element outside one limit. ``kind`` is the limit's kind (see KINDS)."""
 
-    kind: str
-    element: str  # "bus 12", "line 40", "trafo 3", "service cable", "customer terminal"
+    kind: BindingKind
+    element: ElementRef  # "bus 12", "line 40", "trafo 3", "service cable", "customer terminal"
     element_name: str
     value: float
     limit: float
@@ -92,8 +93,8 @@ class Limits:
         self,
         row: int,
         vm_pu: float,
-        kind: str = "voltage",
-        element: str | None = None,
+        kind: BindingKind = BindingKind.VOLTAGE,
+        element: ElementRef | None = None,
         name: str | None = None,
     ) -> Violation | None:
         lo, hi = self.vmin[row], self.vmax[row]
@@ -102,7 +103,7 @@ class Limits:
         if lo <= vm_pu <= hi:
             return None
         lim = lo if vm_pu < lo else hi
-        el = element or f"bus {self.bus_ids[row]}"
+        el = element or ElementRef("bus", self.bus_ids[row])
         nm = self.bus_names[row] if name is None else name
         if self.lv[row]:
             k = self.vn_kv[row] * 1000.0
@@ -137,8 +138,8 @@ class Limits:
         for row in np.flatnonzero(l_m < 0):
             out.append(
                 Violation(
-                    "line",
-                    f"line {self.line_ids[row]}",
+                    BindingKind.LINE,
+                    ElementRef("line", self.line_ids[row]),
                     self.line_names[row],
                     float(ll[row]),
                     self.line_max,
@@ -151,8 +152,8 @@ class Limits:
         for row in np.flatnonzero(t_m < 0):
             out.append(
                 Violation(
-                    "transformer",
-                    f"trafo {self.trafo_ids[row]}",
+                    BindingKind.TRANSFORMER,
+                    ElementRef("trafo", self.trafo_ids[row]),
                     self.trafo_names[row],
                     float(tl[row]),
                     self.trafo_max,
@@ -180,8 +181,8 @@ class Limits:
                 (
                     float(v_m[r] / lim),
                     Violation(
-                        "voltage",
-                        f"bus {self.bus_ids[r]}",
+                        BindingKind.VOLTAGE,
+                        ElementRef("bus", self.bus_ids[r]),
                         self.bus_names[r],
                         float(vm[r] * k),
                         float(lim * k),
@@ -195,8 +196,8 @@ class Limits:
                 (
                     float(l_m[r] / self.line_max),
                     Violation(
-                        "line",
-                        f"line {self.line_ids[r]}",
+                        BindingKind.LINE,
+                        ElementRef("line", self.line_ids[r]),
                         self.line_names[r],
                         float(ll[r]),
                         self.line_max,
@@ -210,8 +211,8 @@ class Limits:
                 (
                     float(t_m[r] / self.trafo_max),
                     Violation(
-                        "transformer",
-                        f"trafo {self.trafo_ids[r]}",
+                        BindingKind.TRANSFORMER,
+                        ElementRef("trafo", self.trafo_ids[r]),
                         self.trafo_names[r],
                         float(tl[r]),
                         self.trafo_max,

@@ -39,6 +39,28 @@ FINGERPRINT_TABLES = (
 )
 
 
+class IdentityCache:
+    """Values keyed by the identity of an object the cache also holds (so an id is never
+    reused while its entry lives); the least recently used entry goes first."""
+
+    def __init__(self, max_items: int):
+        self._items: OrderedDict[int, tuple[object, object]] = OrderedDict()
+        self._max = max_items
+
+    def get(self, key: object):
+        hit = self._items.get(id(key))
+        if hit is None or hit[0] is not key:
+            return None
+        self._items.move_to_end(id(key))
+        return hit[1]
+
+    def put(self, key: object, value: object) -> None:
+        self._items[id(key)] = (key, value)
+        self._items.move_to_end(id(key))
+        while len(self._items) > self._max:
+            self._items.popitem(last=False)
+
+
 @dataclass(frozen=True)
 class ExtraLoad:
     """A load added for one reference load flow (a new customer), optionally behind a cable."""
@@ -80,6 +102,8 @@ class Network:
         self.version = 0
         #: networks with changes made (:meth:`with_changes`), most recent last
         self._variants: OrderedDict = OrderedDict()
+        #: what the check derives from this network per criteria profile (decision._context)
+        self.contexts = IdentityCache(max_items=8)
 
     # -- identity -------------------------------------------------------------------------------
     @property
