@@ -338,3 +338,39 @@ def test_hosting_compare_adds_before_and_after(tmp_path, sz, cn):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["compare"]["buses_gaining"] == int(t3.sum())
     assert main(["hosting", "sz-futian", "--compare", "--out", str(out)]) == 2
+
+
+@pytest.mark.parametrize("name", ["sz-futian", "simbench-urban"])
+def test_margin_sensitivity_matches_a_small_load(name, cn, sz, urban):
+    """The linear model the optimiser plans with: d margin / d kW at a bus, times 2 kW, is the
+    margins' change that the exact load flow of the network with a 2 kW load shows (to 2 % of
+    the largest change, every margin at once, with Limits.margins vectorised over states)."""
+    from lvplan.criteria.judge import Limits
+    from lvplan.powerflow.sensitivity import margin_sensitivity
+
+    network = sz if name == "sz-futian" else urban
+    lv = network.pp.bus.index[(network.pp.bus.vn_kv < 1) & network.live.bus]
+    buses = [int(lv[3]), int(lv[len(lv) // 2]), int(lv[-1])]
+    sens = margin_sensitivity(network, cn, buses)
+    limits = Limits(network.pp, cn)
+    base = limits.margins(network.base_state())
+    states = [evaluate(network, Changes().add_load(b, 2.0, 2.0 * 0.4843), cn).state for b in buses]
+    from lvplan.powerflow.state import GridState
+
+    stacked = GridState(
+        np.vstack([s.vm_pu for s in states]),
+        np.vstack([s.line_loading_percent for s in states]),
+        np.vstack([s.trafo_loading_percent for s in states]),
+        engine="newton",
+    )
+    after = limits.margins(stacked)
+    assert after.shape == (3, base.size)
+    ok = np.isfinite(base)
+    for k in range(3):
+        exact = after[k][ok] - base[ok]
+        linear = 2.0 * sens[k][ok]
+        scale = np.max(np.abs(exact))
+        assert scale > 1e-5  # the load moves something
+        assert np.max(np.abs(linear - exact)) <= 0.02 * scale
+    labels = limits.margin_labels()
+    assert labels[0][1] == f"bus {network.pp.bus.index[0]}" and labels[-1][0] == "transformer"

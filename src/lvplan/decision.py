@@ -196,19 +196,8 @@ class _Context:
         self.limits = Limits(network.pp, criteria) if limits is None else limits
         self.base = network.base_state()
         self.base_judgement = self.limits.judge(self.base)
-        self.base_viol_masks = _violation_masks(self.limits, self.base)
+        self.base_viol_masks = self.limits.violated(self.base)
         self.rules: dict[int, tuple[Any, Any]] = {}  # area_rule per transformer area
-
-
-def _violation_masks(limits: Limits, st: GridState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    vm = st.vm_pu
-    with np.errstate(invalid="ignore"):
-        bus = np.isfinite(limits.vmin) & np.isfinite(vm) & ((vm < limits.vmin) | (vm > limits.vmax))
-        line = np.isfinite(st.line_loading_percent) & (st.line_loading_percent > limits.line_max)
-        trafo = np.isfinite(st.trafo_loading_percent) & (
-            st.trafo_loading_percent > limits.trafo_max
-        )
-    return bus, line, trafo
 
 
 def _context(network: Network, criteria: Criteria) -> _Context:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,7 +81,7 @@ def summarise(network: Network, criteria: Criteria, *, top: int = 5) -> Summary:
                 "name": limits.trafo_names[row],
                 "rated_kva": round(kva, 1),
                 "loading_percent": round(load, 2),
-                "headroom_kva": round(kva * (criteria.trafo_max_loading_percent - load) / 100.0, 1),
+                "headroom_kva": _r1(limits.trafo_headroom_kva(load, kva)),
                 "feeder": topo.trafo_feeder.get(int(idx)),
             }
         )
@@ -151,3 +152,7 @@ def render(s: Summary) -> str:
     if len(s.violations) > 50:
         out.append(f"  ... {len(s.violations) - 50} more (use --json)")
     return "\n".join(out)
+
+
+def _r1(x: float | None) -> float:
+    return math.nan if x is None else round(x, 1)

@@ -228,7 +228,9 @@ class Limits:
         self, state: GridState, *, skip_bus=None, skip_line=None, skip_trafo=None
     ) -> np.ndarray:
         """Every checked margin, in a fixed order (bus minima, bus maxima, lines, trafos): pu
-        for voltages, fraction of 100 % for loadings; +inf where an element is not checked."""
+        for voltages, fraction of 100 % for loadings; +inf where an element is not checked.
+        The one margins function: a state's arrays may be 2-D (many states, one per row), and
+        the margins then are too. ``margin_labels`` names each position."""
         vm = state.vm_pu
         checked = np.isfinite(self.vmin) & np.isfinite(vm)
         if skip_bus is not None:
@@ -243,7 +245,29 @@ class Limits:
         ):
             ok = np.isfinite(arr) if skip is None else np.isfinite(arr) & ~skip
             parts.append(np.where(ok, (lim - arr) / 100.0, np.inf))
-        return np.concatenate(parts)
+        return np.concatenate(parts, axis=-1)
+
+    def violated(self, state: GridState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Row masks of the buses, lines and transformers outside a limit (margin < 0)."""
+        m = self.margins(state)
+        nb, nl = self.vmin.size, self.line_ids.size
+        bus = (m[:nb] < 0) | (m[nb : 2 * nb] < 0)
+        return bus, m[2 * nb : 2 * nb + nl] < 0, m[2 * nb + nl :] < 0
+
+    def trafo_headroom_kva(self, loading_percent: float, rated_kva: float) -> float | None:
+        """kVA a transformer can still take before its loading limit (None when unknown)."""
+        if not np.isfinite(loading_percent):
+            return None
+        return (self.trafo_max - loading_percent) / 100.0 * rated_kva
+
+    def margin_labels(self) -> list[tuple[BindingKind, ElementRef, str]]:
+        """What each position of :meth:`margins` is: (kind, element, "min" | "max")."""
+        out: list[tuple[BindingKind, ElementRef, str]] = []
+        for side in ("min", "max"):
+            out += [(BindingKind.VOLTAGE, ElementRef("bus", b), side) for b in self.bus_ids]
+        out += [(BindingKind.LINE, ElementRef("line", i), "max") for i in self.line_ids]
+        out += [(BindingKind.TRANSFORMER, ElementRef("trafo", i), "max") for i in self.trafo_ids]
+        return out
 
     def min_margin(
         self, state: GridState, *, skip_bus=None, skip_line=None, skip_trafo=None

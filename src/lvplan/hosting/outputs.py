@@ -73,6 +73,9 @@ def transformer_table(df: pd.DataFrame, network, criteria) -> pd.DataFrame:
     public = tr.index[(tr.vn_hv_kv <= 35.0) & (tr.vn_lv_kv < 1.0)]
     base = network.base_state()
     loading = pd.Series(base.trafo_loading_percent, index=tr.index)
+    from lvplan.criteria.judge import Limits
+
+    limits = Limits(net, criteria)
     bus_trafo: dict[int, int] = df.attrs.get("bus_trafo", {})
     by_trafo: dict[int, list[int]] = {}
     for b, t in bus_trafo.items():
@@ -89,15 +92,14 @@ def transformer_table(df: pd.DataFrame, network, criteria) -> pd.DataFrame:
         buses = [b for b in by_trafo.get(int(t), []) if b in host.index]
         h = host.loc[buses] if buses else pd.Series(dtype=float)
         lvb = int(tr.at[t, "lv_bus"])
+        hr = limits.trafo_headroom_kva(ld, rated)
         rows.append(
             {
                 "trafo": int(t),
                 "name": names.at[t] if isinstance(names.at[t], str) else "",
                 "rated_kva": round(rated, 1),
                 "loading_percent": round(ld, 2) if math.isfinite(ld) else None,
-                "headroom_kva": round((criteria.trafo_max_loading_percent - ld) / 100.0 * rated, 1)
-                if math.isfinite(ld)
-                else None,
+                "headroom_kva": None if hr is None else round(hr, 1),
                 "buses": len(buses),
                 "min_hosting_kw": round(float(h.min()), 1) if len(h) else None,
                 "max_hosting_kw": round(float(h.max()), 1) if len(h) else None,

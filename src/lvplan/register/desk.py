@@ -373,7 +373,9 @@ class Desk:
                 t0 = area.trafos[0]
                 by_trafo[t0] = by_trafo.get(t0, 0.0) + load.p_mw * 1000.0
         out = []
-        limit = self.criteria.trafo_max_loading_percent
+        from lvplan.criteria.judge import Limits
+
+        limits = Limits(net, self.criteria)
         for k, t in enumerate(tr.index):
             if not (tr.at[t, "vn_hv_kv"] <= 35 and tr.at[t, "vn_lv_kv"] < 1):
                 continue
@@ -386,9 +388,7 @@ class Desk:
                     "name": name if isinstance(name, str) else f"trafo {int(t)}",
                     "rated_kva": round(rated, 1),
                     "loading_percent": round(ld, 2) if math.isfinite(ld) else None,
-                    "headroom_kva": round((limit - ld) / 100.0 * rated, 1)
-                    if math.isfinite(ld)
-                    else None,
+                    "headroom_kva": _round(limits.trafo_headroom_kva(ld, rated)),
                     "reserved_kw": round(by_trafo.get(int(t), 0.0), 1),
                     "feeder": topo.trafo_feeder.get(int(t)),
                 }
@@ -438,6 +438,10 @@ class Desk:
                     }
                 )
         return {"transformer": int(t), "buses": rows}
+
+
+def _round(x: float | None, nd: int = 1) -> float | None:
+    return None if x is None else round(x, nd)
 
 
 def _load_of(app: Application) -> ExtraLoad:

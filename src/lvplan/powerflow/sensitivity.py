@@ -1,0 +1,68 @@
+"""How every margin moves per kW of a new load: the linear model the optimiser plans with.
+
+At the base operating point the Newton-Raphson Jacobian's response (``LinearResponse``, one
+factorisation shared with the fast engine) gives the complex voltage change of every bus per
+unit of P and Q drawn at a bus. From it:
+
+* a bus voltage magnitude moves by ``Re(conj(V) dV) / |V|``;
+* a branch current magnitude by ``Re(conj(I) dI) / |I|`` with ``dI = Yf dV`` (or ``Yt``), and
+  its loading by that times the branch's rating factor, on the side that carries the larger
+  loading at the base (the one ``GridState`` reports);
+
+in the order and units of :meth:`Limits.margins` (pu for voltages, fraction of 100 % for
+loadings), per kW of design load at power factor ``pf`` (lagging). Exact to first order; the
+optimiser's AC verification loop corrects what the second order leaves.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from lvplan.criteria import Criteria
+from lvplan.criteria.judge import Limits
+
+
+def margin_sensitivity(network, criteria: Criteria, buses, pf: float | None = None) -> np.ndarray:
+    """``d margin / d kW`` (len(buses) x number of margins) of a balanced load at each bus."""
+    eng = network.fast_engine()
+    limits = Limits(network.pp, criteria)
+    pf_val = criteria.new_customer_pf if pf is None else float(pf)
+    tan_phi = math.tan(math.acos(pf_val))
+    ib = eng.bus_lookup[np.asarray(buses, np.int64)]
+    dV2 = eng._response.drawn(ib)
+    dV = (dV2[:, 0::2] + tan_phi * dV2[:, 1::2]) / (1000.0 * eng.baseMVA)  # per kW drawn
+    V = eng._response.V0
+    # bus voltage magnitudes, in pandapower's bus order
+    dvm_int = np.real(np.conj(V)[:, None] * dV) / np.abs(V)[:, None]
+    nb = eng._pp_bus_idx.size
+    dvm = np.zeros((nb, dV.shape[1]))
+    ok = eng._pp_bus_ok
+    dvm[ok] = dvm_int[eng._pp_bus_idx[ok]]
+    parts = [dvm, -dvm]
+    I_f, I_t = eng.Yf @ V, eng.Yt @ V
+    dI_f, dI_t = eng.Yf @ dV, eng.Yt @ dV
+
+    def d_loading(rows: np.ndarray, kf: np.ndarray, kt: np.ndarray) -> np.ndarray:
+        r = np.maximum(rows, 0)
+        af, at = np.abs(I_f[r]), np.abs(I_t[r])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            df = np.real(np.conj(I_f[r])[:, None] * dI_f[r]) / af[:, None] * kf[:, None]
+            dt = np.real(np.conj(I_t[r])[:, None] * dI_t[r]) / at[:, None] * kt[:, None]
+        use_f = (af * kf >= at * kt)[:, None]
+        out = np.where(use_f, df, dt)
+        out[rows < 0] = 0.0
+        return np.nan_to_num(out)
+
+    if len(eng.line_rows):
+        parts.append(-d_loading(eng.line_rows, eng._line_kf, eng._line_kt) / 100.0)
+    else:
+        parts.append(np.zeros((0, dV.shape[1])))
+    if len(eng.trafo_rows):
+        parts.append(-d_loading(eng.trafo_rows, eng._trafo_kf, eng._trafo_kt) / 100.0)
+    else:
+        parts.append(np.zeros((0, dV.shape[1])))
+    out = np.concatenate(parts, axis=0).T
+    assert out.shape[1] == len(limits.margin_labels())
+    return out
