@@ -16,12 +16,13 @@ are solved by pandapower on the changed tables (``engine = "pandapower"``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 
-from lvplan.changes.apply import ChangeMap, apply_changes
+from lvplan.changes.apply import ChangeMap, Plan, materialise, plan_changes
 from lvplan.changes.spec import Changes
 from lvplan.criteria import Criteria
 from lvplan.criteria.judge import Judgement, Limits, Violation
@@ -37,17 +38,27 @@ from lvplan.powerflow.state import GridState
 
 @dataclass(frozen=True)
 class Evaluation:
-    """The network with ``changes``: its tables (``net``), exact state, limits and verdicts.
-    Arrays follow the changed tables' row order (new elements last)."""
+    """The network with ``changes``: exact state, limits and verdicts. Arrays follow the
+    changed tables' row order (new elements last, numbered as pandapower numbers them); the
+    tables themselves (``net``) are built on first use."""
 
     network: str
     changes: Changes
-    net: Any = field(repr=False)
     state: GridState = field(repr=False)
     limits: Limits = field(repr=False)
     judgement: Judgement
     iterations: int
-    change_map: ChangeMap = field(repr=False)
+    plan: Plan = field(repr=False)
+    base_net: Any = field(repr=False)
+
+    @property
+    def change_map(self) -> ChangeMap:
+        return self.plan.map
+
+    @cached_property
+    def net(self):
+        """The changed pandapower net (pandapower's ``create_*``; the base is not touched)."""
+        return materialise(self.base_net, self.plan)
 
     @property
     def violations(self) -> list[Violation]:
@@ -106,23 +117,76 @@ def evaluate(
 
     crit = resolve_criteria(criteria)
     resolved = changes.resolve(network)
-    net, cmap = apply_changes(network.pp, resolved)
+    plan = plan_changes(network.pp, resolved)
     eng = network.fast_engine()
-    if cmap.switches or eng.has_voltage_dependent_loads or network.reserved:
-        state, iters = _by_pandapower(network, net), 0
+    if plan.map.switches or eng.has_voltage_dependent_loads or network.reserved:
+        state, iters = _by_pandapower(network, materialise(network.pp, plan)), 0
     else:
-        state, iters = _by_stamps(eng, network, net, cmap)
-    limits = Limits(net, crit)
-    return Evaluation(network.name, resolved, net, state, limits, limits.judge(state), iters, cmap)
+        state, iters = _by_stamps(eng, network, _Rows(network.pp, plan))
+    limits = _context_limits(network, crit).extended(
+        [(b, float(kw["vn_kv"]), str(kw.get("name") or "")) for b, kw in plan.buses.items()],
+        [(i, str(kw.get("name") or "")) for i, kw in plan.lines.items()],
+        [(i, str(kw.get("name") or "")) for i, kw in plan.trafos.items()],
+    )
+    return Evaluation(
+        network.name, resolved, state, limits, limits.judge(state), iters, plan, network.pp
+    )
+
+
+def _context_limits(network: Network, crit: Criteria) -> Limits:
+    """The base's limits for ``crit``, kept on the network."""
+    hit = network.contexts.get(("limits", crit))
+    if hit is None:
+        hit = Limits(network.pp, crit)
+        network.contexts.put(("limits", crit), hit)
+    return hit
+
+
+class _Rows:
+    """The changed network's rows without building its tables: a base row with a plan's
+    updates, or a plan's new row with pandapower's defaults."""
+
+    LINE_DEFAULTS: ClassVar[dict] = {"parallel": 1, "df": 1.0, "g_us_per_km": 0.0}
+    TRAFO_DEFAULTS: ClassVar[dict] = {"parallel": 1, "df": 1.0}
+
+    def __init__(self, net, plan: Plan):
+        self.net, self.plan = net, plan
+        self.f_hz = float(net.f_hz)
+
+    def line(self, i: int) -> dict:
+        if i in self.plan.lines:
+            return {**self.LINE_DEFAULTS, **self.plan.lines[i]}
+        return {**self.net.line.loc[i].to_dict(), **self.plan.line_updates.get(i, {})}
+
+    def trafo(self, i: int) -> dict:
+        if i in self.plan.trafos:
+            return {**self.TRAFO_DEFAULTS, **self.plan.trafos[i]}
+        return {**self.net.trafo.loc[i].to_dict(), **self.plan.trafo_updates.get(i, {})}
+
+    def vn_kv(self, bus: int) -> float:
+        if bus in self.plan.buses:
+            return float(self.plan.buses[bus]["vn_kv"])
+        return float(self.net.bus.at[bus, "vn_kv"])
+
+    def line_pos(self, i: int) -> int:
+        if i in self.plan.lines:
+            return len(self.net.line) + self.plan.map.new_lines.index(i)
+        return int(self.net.line.index.get_loc(i))
+
+    def trafo_pos(self, i: int) -> int:
+        if i in self.plan.trafos:
+            return len(self.net.trafo) + self.plan.map.new_trafos.index(i)
+        return int(self.net.trafo.index.get_loc(i))
 
 
 # -- the incremental exact load flow -------------------------------------------------------------
 class _Model:
     """The changed admittance model under construction."""
 
-    def __init__(self, eng: FastEngine, net, cmap: ChangeMap):
+    def __init__(self, eng: FastEngine, rows: _Rows):
         self.eng = eng
-        self.net = net
+        self.rows = rows
+        cmap = rows.plan.map
         self.base_n = eng.n
         self.new_index = {b: eng.n + k for k, b in enumerate(cmap.new_buses)}
         self.n = eng.n + len(cmap.new_buses)
@@ -131,7 +195,7 @@ class _Model:
         #: branch rows whose currents the base Yf/Yt no longer give: ppci row -> stamp or None
         self.replaced: dict[int, Stamp | None] = {}
         self.baseMVA = eng.baseMVA
-        self.f_hz = float(net.f_hz)
+        self.f_hz = rows.f_hz
 
     def internal(self, pp_bus: int) -> int:
         if pp_bus in self.new_index:
@@ -139,22 +203,22 @@ class _Model:
         return int(self.eng.bus_lookup[pp_bus])
 
     def base_kv(self, pp_bus: int) -> float:
-        return float(self.net.bus.at[pp_bus, "vn_kv"])
+        return self.rows.vn_kv(pp_bus)
 
     def old_stamp(self, row: int) -> Stamp:
         e = self.eng
         return stamp(e.branch[row], int(e.f_bus[row]), int(e.t_bus[row]))
 
     def line_stamp(self, line: int, f: int | None = None, t: int | None = None) -> Stamp:
-        r = self.net.line.loc[line]
-        fb, tb = int(r.from_bus), int(r.to_bus)
+        r = self.rows.line(line)
+        fb, tb = int(r["from_bus"]), int(r["to_bus"])
         row = line_row(
-            r_ohm_per_km=float(r.r_ohm_per_km),
-            x_ohm_per_km=float(r.x_ohm_per_km),
-            c_nf_per_km=float(r.c_nf_per_km),
+            r_ohm_per_km=float(r["r_ohm_per_km"]),
+            x_ohm_per_km=float(r["x_ohm_per_km"]),
+            c_nf_per_km=float(r["c_nf_per_km"]),
             g_us_per_km=float(r.get("g_us_per_km", 0.0) or 0.0),
-            length_km=float(r.length_km),
-            parallel=float(r.parallel),
+            length_km=float(r["length_km"]),
+            parallel=float(r["parallel"]),
             base_kv=self.base_kv(fb),
             baseMVA=self.baseMVA,
             f_hz=self.f_hz,
@@ -164,19 +228,18 @@ class _Model:
         )
 
     def trafo_stamp(self, trafo: int) -> tuple[Stamp, complex]:
-        r = self.net.trafo.loc[trafo]
-        hv, lv = int(r.hv_bus), int(r.lv_bus)
+        r = self.rows.trafo(trafo)
+        hv, lv = int(r["hv_bus"]), int(r["lv_bus"])
         key = trafo_key(r, self.base_kv(hv), self.base_kv(lv))
         row, ratio = trafo_row(key, self.baseMVA, self.f_hz)
         return stamp(row, self.internal(hv), self.internal(lv)), ratio
 
 
-def _by_stamps(eng: FastEngine, network: Network, net, cmap: ChangeMap) -> tuple[GridState, int]:
-    m = _Model(eng, net, cmap)
-    line_pos = _Rows(network.pp.line.index)
-    trafo_pos = _Rows(network.pp.trafo.index)
+def _by_stamps(eng: FastEngine, network: Network, rows: _Rows) -> tuple[GridState, int]:
+    m = _Model(eng, rows)
+    cmap = rows.plan.map
     for ln in cmap.modified_lines + cmap.opened_lines:
-        row = int(eng.line_rows[line_pos[ln]])
+        row = int(eng.line_rows[rows.line_pos(ln)])
         if row < 0:
             raise PowerFlowError(f"line {ln} is not in the load flow model")
         m.negative.append(m.old_stamp(row))
@@ -188,7 +251,7 @@ def _by_stamps(eng: FastEngine, network: Network, net, cmap: ChangeMap) -> tuple
             m.replaced[row] = None
     V_init_new: dict[int, complex] = {}
     for t in cmap.modified_trafos:
-        row = int(eng.trafo_rows[trafo_pos[t]])
+        row = int(eng.trafo_rows[rows.trafo_pos(t)])
         m.negative.append(m.old_stamp(row))
         s, _ratio = m.trafo_stamp(t)
         m.delta.append(s)
@@ -214,8 +277,8 @@ def _by_stamps(eng: FastEngine, network: Network, net, cmap: ChangeMap) -> tuple
             V0[s.t] = V0[s.f] * V_init_new[s.t]
     S = np.r_[eng.S0, np.zeros(n - m.base_n, complex)]
     for ld in cmap.new_loads:
-        row = net.load.loc[ld]
-        S[m.internal(int(row.bus))] -= complex(float(row.p_mw), float(row.q_mvar)) / m.baseMVA
+        kw = rows.plan.loads[ld]
+        S[m.internal(int(kw["bus"]))] -= complex(float(kw["p_mw"]), float(kw["q_mvar"])) / m.baseMVA
     pq = np.r_[eng.pq, np.arange(m.base_n, n)].astype(np.int64)
     try:  # the base's factor, updated for the few buses the changes touch
         comp = Compensation(
@@ -237,17 +300,7 @@ def _by_stamps(eng: FastEngine, network: Network, net, cmap: ChangeMap) -> tuple
         )
         like = eng._response.factor() if same else None
         V, iters = newton(Ybus, S, V0, eng.pv, pq, eng.tol_pu, pattern=pattern, like=like)
-    return _state(m, network, net, cmap, V, new_lines, new_trafos, line_pos, trafo_pos), iters
-
-
-class _Rows:
-    """Row position of an index label (``rows[label]``), without a dict of the whole table."""
-
-    def __init__(self, index):
-        self.index = index
-
-    def __getitem__(self, label: int) -> int:
-        return int(self.index.get_loc(label))
+    return _state(m, V, new_lines, new_trafos), iters
 
 
 def _assemble(Y0: sp.csr_matrix, n: int, plus: list[Stamp], minus: list[Stamp]) -> sp.csr_matrix:
@@ -279,40 +332,41 @@ def _same_structure(a: sp.csr_matrix, b: sp.csr_matrix) -> bool:
     )
 
 
-def _state(m: _Model, network, net, cmap, V, new_lines, new_trafos, line_pos, trafo_pos):
-    eng = m.eng
+def _state(m: _Model, V, new_lines, new_trafos) -> GridState:
+    eng, rows = m.eng, m.rows
+    cmap = rows.plan.map
     base = eng._state(V[: m.base_n], "newton")
     vm = np.r_[base.vm_pu, np.abs([V[m.new_index[b]] for b in cmap.new_buses])]
-    i_base = eng.baseMVA / (SQRT3 * np.r_[eng.base_kv, net.bus.vn_kv.loc[cmap.new_buses]])
+    new_kv = [rows.vn_kv(b) for b in cmap.new_buses]
+    i_base = eng.baseMVA / (SQRT3 * np.r_[eng.base_kv, new_kv])
 
     def current(s: Stamp) -> tuple[float, float]:
         v = np.array([V[s.f], V[s.t]])
         return abs(complex(s.yf @ v)) * i_base[s.f], abs(complex(s.yt @ v)) * i_base[s.t]
 
     line = np.r_[base.line_loading_percent, np.full(len(cmap.new_lines), np.nan)]
-    pos = _Rows(net.line.index)
-    tab = net.line
     for ln in cmap.modified_lines + cmap.opened_lines + cmap.new_lines:
-        k = pos[ln]
+        k = rows.line_pos(ln)
         if ln in cmap.opened_lines:
             line[k] = np.nan
             continue
-        s = new_lines.get(ln) or m.replaced[int(eng.line_rows[line_pos[ln]])]
+        s = new_lines.get(ln) or m.replaced[int(eng.line_rows[k])]
         assert s is not None
         i_f, i_t = current(s)
-        i_max = float(tab.at[ln, "max_i_ka"] * tab.at[ln, "df"] * tab.at[ln, "parallel"])
+        r = rows.line(ln)
+        i_max = float(r["max_i_ka"]) * float(r["df"]) * float(r["parallel"])
         line[k] = max(i_f, i_t) / i_max * 100.0
     trafo = np.r_[base.trafo_loading_percent, np.full(len(cmap.new_trafos), np.nan)]
-    tpos = _Rows(net.trafo.index)
-    tt = net.trafo
     for t in cmap.modified_trafos + cmap.new_trafos:
-        s = new_trafos[t] if t in new_trafos else m.replaced[int(eng.trafo_rows[trafo_pos[t]])]
+        k = rows.trafo_pos(t)
+        s = new_trafos[t] if t in new_trafos else m.replaced[int(eng.trafo_rows[k])]
         assert s is not None
         i_f, i_t = current(s)
-        sn = float(tt.at[t, "sn_mva"] * tt.at[t, "parallel"] * tt.at[t, "df"])
-        hv = i_f * float(tt.at[t, "vn_hv_kv"]) * SQRT3 / sn
-        lv = i_t * float(tt.at[t, "vn_lv_kv"]) * SQRT3 / sn
-        trafo[tpos[t]] = max(hv, lv) * 100.0
+        r = rows.trafo(t)
+        sn = float(r["sn_mva"]) * float(r["parallel"]) * float(r["df"])
+        hv = i_f * float(r["vn_hv_kv"]) * SQRT3 / sn
+        lv = i_t * float(r["vn_lv_kv"]) * SQRT3 / sn
+        trafo[k] = max(hv, lv) * 100.0
     return GridState(vm, line, trafo, engine="newton")
 
 

@@ -7,7 +7,6 @@ given net is never mutated) and a :class:`ChangeMap` saying which rows are new o
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import pandapower as pp
@@ -61,22 +60,15 @@ class ChangeMap:
     @property
     def topology_changed(self) -> bool:
         return bool(
-            self.new_buses
-            or self.new_lines
-            or self.new_trafos
-            or self.opened_lines
+            self.new_buses or self.new_lines or self.new_trafos or self.opened_lines
             or self.switches
-        )
+        )  # fmt: skip
 
 
 def _writable(net, src, names: set[str]):
     for name in names:
         if net[name] is src[name]:
             net[name] = src[name].copy()
-
-
-def _geo(lon: float, lat: float) -> str:
-    return json.dumps({"type": "Point", "coordinates": [lon, lat]})
 
 
 def _trafo_params(rated_kva: int) -> dict:
@@ -111,102 +103,180 @@ def _kept(row, keys) -> dict:
     return out
 
 
-def apply_changes(net, changes: Changes) -> tuple[object, ChangeMap]:
-    """A new net with ``changes`` (already resolved against ``net``) applied, and its map."""
-    out = _container(net)
-    m = ChangeMap()
+@dataclass
+class Plan:
+    """What the changes do to the tables, before any table is touched: new rows (with the
+    index pandapower will give them: one above the largest) and updates of existing rows.
+    ``evaluate`` solves from it directly; :func:`apply_changes` makes it with pandapower."""
+
+    map: ChangeMap = field(default_factory=ChangeMap)
+    buses: dict[int, dict] = field(default_factory=dict)  # new bus -> create_bus kwargs
+    lines: dict[int, dict] = field(default_factory=dict)  # new line -> create_line kwargs
+    trafos: dict[int, dict] = field(default_factory=dict)  # new unit -> create kwargs
+    loads: dict[int, dict] = field(default_factory=dict)
+    line_updates: dict[int, dict] = field(default_factory=dict)  # existing line -> columns
+    trafo_updates: dict[int, dict] = field(default_factory=dict)
+    switch_updates: dict[int, bool] = field(default_factory=dict)
+
+
+class _Ids:
+    def __init__(self, net):
+        self.next = {
+            t: (int(net[t].index.max()) + 1 if len(net[t]) else 0)
+            for t in ("bus", "line", "trafo", "load")
+        }
+
+    def take(self, table: str) -> int:
+        i = self.next[table]
+        self.next[table] += 1
+        return i
+
+
+def plan_changes(net, changes: Changes) -> Plan:
+    """The plan of ``changes`` (already resolved against ``net``); ``net`` is only read."""
+    plan = Plan()
+    m = plan.map
+    ids = _Ids(net)
+
+    def bus(**kw) -> int:
+        i = ids.take("bus")
+        plan.buses[i] = kw
+        m.new_buses.append(i)
+        return i
+
+    def line(from_bus: int, to_bus: int, length_km: float, cable: str, name: str) -> int:
+        i = ids.take("line")
+        plan.lines[i] = dict(
+            from_bus=int(from_bus), to_bus=int(to_bus), length_km=float(length_km), name=name,
+            **_cable_params(cable),
+        )  # fmt: skip
+        m.new_lines.append(i)
+        return i
+
+    def trafo(**kw) -> int:
+        i = ids.take("trafo")
+        plan.trafos[i] = kw
+        m.new_trafos.append(i)
+        return i
+
     for c in changes:
         if isinstance(c, AddLoad):
-            _writable(out, net, {"load"})
-            m.new_loads.append(
-                pp.create_load(out, c.bus, p_mw=c.kw / 1000, q_mvar=c.kvar / 1000, name=c.name)
+            i = ids.take("load")
+            plan.loads[i] = dict(
+                bus=int(c.bus), p_mw=c.kw / 1000, q_mvar=c.kvar / 1000, name=c.name
             )
+            m.new_loads.append(i)
         elif isinstance(c, ReplaceTransformer):
-            _writable(out, net, {"trafo"})
-            for k, v in _trafo_params(int(c.rated_kva)).items():
-                out.trafo.at[c.trafo, k] = v
-            if "std_type" in out.trafo.columns:
-                out.trafo.at[c.trafo, "std_type"] = None
-            m.modified_trafos.append(int(c.trafo))
+            t = int(c.trafo)
+            upd = plan.trafo_updates.setdefault(t, {})
+            upd.update(_trafo_params(int(c.rated_kva)))
+            if "std_type" in net.trafo.columns:
+                upd["std_type"] = None
+            m.modified_trafos.append(t)
         elif isinstance(c, AddParallelTransformer):
-            _writable(out, net, {"trafo"})
-            row = out.trafo.loc[c.trafo]
+            row = net.trafo.loc[c.trafo]
             kept = _kept(row, _TRAFO_KEEP)
             kept.pop("vector_group", None)
-            m.new_trafos.append(
-                pp.create_transformer_from_parameters(
-                    out,
-                    int(row.hv_bus),
-                    int(row.lv_bus),
-                    name=f"{row.get('name') or 'trafo ' + str(c.trafo)} (parallel)",
-                    **kept,
-                    **_trafo_params(int(c.rated_kva)),
-                )
-            )
+            trafo(
+                hv_bus=int(row.hv_bus), lv_bus=int(row.lv_bus),
+                name=f"{row.get('name') or 'trafo ' + str(c.trafo)} (parallel)",
+                **kept, **_trafo_params(int(c.rated_kva)),
+            )  # fmt: skip
         elif isinstance(c, ReplaceLine):
-            _writable(out, net, {"line"})
-            for k, v in _cable_params(str(c.cable)).items():
-                out.line.at[c.line, k] = v
-            out.line.at[c.line, "g_us_per_km"] = 0.0
-            if "std_type" in out.line.columns:
-                out.line.at[c.line, "std_type"] = c.cable
-            m.modified_lines.append(int(c.line))
+            ln = int(c.line)
+            upd = plan.line_updates.setdefault(ln, {})
+            upd.update(_cable_params(str(c.cable)), g_us_per_km=0.0)
+            if "std_type" in net.line.columns:
+                upd["std_type"] = c.cable
+            m.modified_lines.append(ln)
         elif isinstance(c, AddParallelLine):
-            _writable(out, net, {"line"})
-            row = out.line.loc[c.line]
-            m.new_lines.append(
-                pp.create_line_from_parameters(
-                    out,
-                    int(row.from_bus),
-                    int(row.to_bus),
-                    length_km=float(row.length_km),
-                    name=f"{c.cable} parallel to line {c.line}",
-                    **_cable_params(str(c.cable)),
-                )
-            )
+            row = net.line.loc[c.line]
+            name = f"{c.cable} parallel to line {c.line}"
+            line(int(row.from_bus), int(row.to_bus), float(row.length_km), str(c.cable), name)
         elif isinstance(c, NewSubstation):
-            _new_substation(out, net, c, m)
+            mv = int(c.mv_bus)  # type: ignore[arg-type]
+            vn = float(net.bus.at[mv, "vn_kv"])
+            name = c.name or f"new {c.rated_kva} kVA substation"
+            at = (c.lon, c.lat)
+            hv = bus(vn_kv=vn, name=f"{name} 10 kV", geodata=at)
+            lv = bus(vn_kv=LV_BOARD_KV, name=f"{name} LV board", geodata=at)
+            line(mv, hv, float(c.tie_length_m) / 1000, c.tie_cable, f"{name} tie")  # type: ignore[arg-type]
+            trafo(
+                hv_bus=hv, lv_bus=lv, vn_hv_kv=vn, vn_lv_kv=LV_BOARD_KV, name=name,
+                shift_degree=_public_shift(net), **_trafo_params(int(c.rated_kva)),
+            )  # fmt: skip
         elif isinstance(c, NewLvCable):
-            _writable(out, net, {"bus", "line"})
             to = c.to_bus
             if to is None:
-                to = pp.create_bus(
-                    out,
-                    vn_kv=float(out.bus.at[c.from_bus, "vn_kv"]),
-                    name=c.name or "new LV bus",
-                    geodata=(c.lon, c.lat),
-                )
-                m.new_buses.append(int(to))
-            m.new_lines.append(
-                pp.create_line_from_parameters(
-                    out,
-                    int(c.from_bus),
-                    int(to),
-                    length_km=float(c.length_m or 0) / 1000,
-                    name=c.name or f"new {c.cable}",
-                    **_cable_params(c.cable),
-                )
-            )
+                vn = _vn(net, plan, int(c.from_bus))
+                to = bus(vn_kv=vn, name=c.name or "new LV bus", geodata=(c.lon, c.lat))
+            name = c.name or f"new {c.cable}"
+            line(int(c.from_bus), int(to), float(c.length_m or 0) / 1000, c.cable, name)
         elif isinstance(c, Transfer):
-            _writable(out, net, {"line"})
-            end = int(c.far_bus)  # type: ignore[arg-type]
-            out.line.at[c.subtree_root_line, "in_service"] = False
-            m.opened_lines.append(int(c.subtree_root_line))
-            m.new_lines.append(
-                pp.create_line_from_parameters(
-                    out,
-                    int(c.to_bus),
-                    end,
-                    length_km=float(c.length_m or 0) / 1000,
-                    name=f"transfer of line {c.subtree_root_line}",
-                    **_cable_params(c.cable),
-                )
-            )
+            ln = int(c.subtree_root_line)
+            plan.line_updates.setdefault(ln, {})["in_service"] = False
+            m.opened_lines.append(ln)
+            name = f"transfer of line {ln}"
+            line(int(c.to_bus), int(c.far_bus), float(c.length_m or 0) / 1000, c.cable, name)  # type: ignore[arg-type]
         elif isinstance(c, SetSwitch):
-            _writable(out, net, {"switch"})
-            out.switch.at[c.switch, "closed"] = bool(c.closed)
+            plan.switch_updates[int(c.switch)] = bool(c.closed)
             m.switches.append(int(c.switch))
-    return out, m
+    return plan
+
+
+def _vn(net, plan: Plan, b: int) -> float:
+    return float(plan.buses[b]["vn_kv"]) if b in plan.buses else float(net.bus.at[b, "vn_kv"])
+
+
+def apply_changes(net, changes: Changes) -> tuple[object, ChangeMap]:
+    """A new net with ``changes`` (already resolved against ``net``) made through pandapower's
+    own ``create_*`` functions, and its map. ``net`` is not touched: the tables a change
+    writes are copies."""
+    plan = plan_changes(net, changes)
+    return materialise(net, plan), plan.map
+
+
+def materialise(net, plan: Plan):
+    out = _container(net)
+    touched = {
+        "bus": bool(plan.buses),
+        "line": bool(plan.lines or plan.line_updates),
+        "trafo": bool(plan.trafos or plan.trafo_updates),
+        "load": bool(plan.loads),
+        "switch": bool(plan.switch_updates),
+    }
+    _writable(out, net, {t for t, hit in touched.items() if hit})
+    made: list[tuple[int, int]] = []
+    for i, kw in plan.buses.items():
+        made.append((pp.create_bus(out, index=i, **kw), i))
+    for i, kw in plan.lines.items():
+        a, b = kw["from_bus"], kw["to_bus"]
+        rest = {k: v for k, v in kw.items() if k not in ("from_bus", "to_bus", "length_km")}
+        made.append(
+            (pp.create_line_from_parameters(out, a, b, kw["length_km"], index=i, **rest), i)
+        )
+    for i, kw in plan.trafos.items():
+        rest = {k: v for k, v in kw.items() if k not in ("hv_bus", "lv_bus")}
+        made.append(
+            (
+                pp.create_transformer_from_parameters(
+                    out, kw["hv_bus"], kw["lv_bus"], index=i, **rest
+                ),
+                i,
+            )
+        )
+    for i, kw in plan.loads.items():
+        made.append((pp.create_load(out, index=i, **kw), i))
+    assert all(int(a) == b for a, b in made), "a new element got another index"
+    for ln, upd in plan.line_updates.items():
+        for k, v in upd.items():
+            out.line.at[ln, k] = v
+    for t, upd in plan.trafo_updates.items():
+        for k, v in upd.items():
+            out.trafo.at[t, k] = v
+    for sw, closed in plan.switch_updates.items():
+        out.switch.at[sw, "closed"] = closed
+    return out
 
 
 def _container(net):
@@ -232,36 +302,3 @@ def _public_shift(net) -> float:
     tr = net.trafo
     public = tr[(tr.vn_lv_kv < 1.0) & tr.in_service.astype(bool)]
     return float(public.shift_degree.iloc[0]) if len(public) else 150.0
-
-
-def _new_substation(out, net, c: NewSubstation, m: ChangeMap) -> None:
-    _writable(out, net, {"bus", "line", "trafo"})
-    mv = int(c.mv_bus)  # type: ignore[arg-type]
-    vn = float(out.bus.at[mv, "vn_kv"])
-    name = c.name or f"new {c.rated_kva} kVA substation"
-    hv = pp.create_bus(out, vn_kv=vn, name=f"{name} 10 kV", geodata=(c.lon, c.lat))
-
-    lv = pp.create_bus(out, vn_kv=LV_BOARD_KV, name=f"{name} LV board", geodata=(c.lon, c.lat))
-    m.new_buses += [int(hv), int(lv)]
-    m.new_lines.append(
-        pp.create_line_from_parameters(
-            out,
-            mv,
-            hv,
-            length_km=float(c.tie_length_m) / 1000,  # type: ignore[arg-type]
-            name=f"{name} tie",
-            **_cable_params(c.tie_cable),
-        )
-    )
-    m.new_trafos.append(
-        pp.create_transformer_from_parameters(
-            out,
-            hv,
-            lv,
-            vn_hv_kv=vn,
-            vn_lv_kv=LV_BOARD_KV,
-            name=name,
-            shift_degree=_public_shift(net),
-            **_trafo_params(int(c.rated_kva)),
-        )
-    )

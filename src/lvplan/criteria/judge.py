@@ -73,21 +73,57 @@ class Limits:
         self.line_ids = pp_net.line.index.to_numpy()
         self.trafo_ids = pp_net.trafo.index.to_numpy()
         self._tables = (pp_net.bus, pp_net.line, pp_net.trafo)
+        self._extra: tuple[tuple[str, ...], ...] = ((), (), ())
         self.line_max = criteria.line_max_loading_percent
         self.trafo_max = criteria.trafo_max_loading_percent
+
+    def extended(
+        self,
+        buses: list[tuple[int, float, str]],
+        lines: list[tuple[int, str]],
+        trafos: list[tuple[int, str]],
+    ) -> Limits:
+        """These limits for the same network with new rows appended (id, vn_kv, name) for
+        buses, (id, name) for lines and transformers: a network with changes, without building
+        its tables."""
+        crit = self.criteria
+        out = object.__new__(Limits)
+        out.__dict__.update(self.__dict__)
+        for key in ("bus_names", "line_names", "trafo_names"):
+            out.__dict__.pop(key, None)
+        vn = np.array([b[1] for b in buses], float)
+        lv = vn < LV_MAX_KV
+        mv = (vn >= LV_MAX_KV) & (vn <= MV_MAX_KV)
+        vmin, vmax = np.full(vn.size, np.nan), np.full(vn.size, np.nan)
+        vmin[lv] = crit.lv_min_voltage_v / (vn[lv] * 1000.0)
+        vmax[lv] = crit.lv_max_voltage_v / (vn[lv] * 1000.0)
+        vmin[mv], vmax[mv] = crit.mv_min_voltage_pu, crit.mv_max_voltage_pu
+        out.vn_kv = np.r_[self.vn_kv, vn]
+        out.lv = np.r_[self.lv, lv]
+        out.vmin = np.r_[self.vmin, vmin]
+        out.vmax = np.r_[self.vmax, vmax]
+        out.bus_ids = np.r_[self.bus_ids, [b[0] for b in buses]].astype(self.bus_ids.dtype)
+        out.line_ids = np.r_[self.line_ids, [x[0] for x in lines]].astype(self.line_ids.dtype)
+        out.trafo_ids = np.r_[self.trafo_ids, [x[0] for x in trafos]].astype(self.trafo_ids.dtype)
+        out._extra = (
+            tuple(b[2] for b in buses),
+            tuple(x[1] for x in lines),
+            tuple(x[1] for x in trafos),
+        )
+        return out
 
     # element names are read only when a violation or margin is reported
     @cached_property
     def bus_names(self) -> _Names:
-        return _names(self._tables[0])
+        return _Names(self._tables[0], self._extra[0])
 
     @cached_property
     def line_names(self) -> _Names:
-        return _names(self._tables[1])
+        return _Names(self._tables[1], self._extra[1])
 
     @cached_property
     def trafo_names(self) -> _Names:
-        return _names(self._tables[2])
+        return _Names(self._tables[2], self._extra[2])
 
     def voltage_violation(
         self,
@@ -279,21 +315,21 @@ class Limits:
 
 class _Names:
     """The names of a table's rows, read one at a time (``names[row]``; "" where none): a
-    judgement reports a handful of elements, and a city has a million rows."""
+    judgement reports a handful of elements, and a city has a million rows. ``extra``: the
+    names of rows appended after the table's (a network with changes)."""
 
-    def __init__(self, tab):
+    def __init__(self, tab, extra: tuple[str, ...] = ()):
         self._col = tab.name.to_numpy(object) if "name" in tab.columns else None
-        self._n = len(tab)
+        self._base = len(tab)
+        self._extra = extra
 
     def __len__(self) -> int:
-        return self._n
+        return self._base + len(self._extra)
 
     def __getitem__(self, row: Any) -> str:
+        if row >= self._base:
+            return self._extra[int(row) - self._base]
         if self._col is None:
             return ""
         v = self._col[row]
         return v if isinstance(v, str) else ""
-
-
-def _names(tab) -> _Names:
-    return _Names(tab)
