@@ -287,7 +287,7 @@ def _by_stamps(eng: FastEngine, network: Network, rows: _Rows) -> tuple[GridStat
             eng._response.V0,
             eng.pv,
             eng.pq,
-            n - m.base_n,
+            V0[m.base_n :],
             m.delta,
             m.negative,
         )

@@ -251,22 +251,30 @@ def _new_lv_cable(network, c: NewLvCable, where: str, pending: Pending) -> NewLv
 
 def far_end(network, line: int) -> tuple[int, set[int]]:
     """The end of LV ``line`` away from its transformer, and the buses beyond it (the subtree
-    that a transfer moves)."""
-    import networkx as nx
-
+    that a transfer moves): a search of the line's own area, without that line."""
     topo = network.topology
     pp_line = network.pp.line
     a, b = int(pp_line.at[line, "from_bus"]), int(pp_line.at[line, "to_bus"])
-    g = nx.Graph(topo.lv_graph)
-    g.remove_edges_from(
-        [(u, v) for u, v, k in topo.lv_graph.edges(keys=True) if k == ("line", line)]
-    )
-    comp_a = nx.node_connected_component(g, a) if a in g else {a}
+    g = topo.lv_graph
+    cut = ("line", line)
+
+    def reach(start: int) -> set[int]:
+        seen, todo = {start}, [start]
+        while todo:
+            u = todo.pop()
+            if u not in g:
+                continue
+            for v, keys in g[u].items():
+                if v not in seen and any(k != cut for k in keys):
+                    seen.add(v)
+                    todo.append(v)
+        return seen
+
+    comp_a = reach(a)
     area = topo.area_of(a)
     feeders = {int(network.pp.trafo.at[t, "lv_bus"]) for t in (area.trafos if area else ())}
     if feeders & comp_a:
-        comp_b = nx.node_connected_component(g, b) if b in g else {b}
-        return b, comp_b
+        return b, reach(b)
     return a, comp_a
 
 
