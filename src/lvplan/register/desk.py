@@ -288,12 +288,13 @@ class Desk:
                 self._catch_up(tx)
             return self._decide(req, self.network).to_dict()
 
-    def apply(self, body: Any) -> tuple[Application, bool]:
-        """Decide and record an application; idempotent on its id. Returns (app, created)."""
+    def apply(self, body: Any, *, wait: bool = True) -> tuple[Application, bool]:
+        """Decide and record an application; idempotent on its id. Returns (app, created).
+        ``wait=False``: RegisterBusy at once if another writer holds the register."""
         req = normalise_request(body, need_id=True)
         h = request_hash(req)
         with self.lock:
-            with self.register.transaction(write=True) as tx:
+            with self.register.transaction(write=True, wait=wait) as tx:
                 old = tx.get(req["id"])
                 if old is not None:
                     if old.request_sha256 != h:
@@ -327,10 +328,10 @@ class Desk:
             self.seen = n
             return stored, True
 
-    def transition(self, app_id: str, action: str) -> Application:
+    def transition(self, app_id: str, action: str, *, wait: bool = True) -> Application:
         allowed, new = TRANSITIONS[action]
         with self.lock:
-            with self.register.transaction(write=True) as tx:
+            with self.register.transaction(write=True, wait=wait) as tx:
                 app = tx.get(app_id)
                 if app is None:
                     raise NotFound(f"id: no application {app_id!r}")

@@ -21,6 +21,7 @@ the loop and takes no lock.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import json
 import threading
@@ -37,7 +38,7 @@ from starlette.requests import ClientDisconnect
 from lvplan.errors import InputError, LvplanError, RegisterUnavailable
 from lvplan.register.desk import Desk
 from lvplan.register.fields import check_id
-from lvplan.register.store import Conflict, NotFound
+from lvplan.register.store import Conflict, NotFound, RegisterBusy
 
 MAX_BODY_BYTES = 16 * 1024
 BODY_SECONDS = 10.0  # the whole body, from the first byte read to the last
@@ -248,6 +249,8 @@ def create_app(desk: Desk, token: str, *, open_docs: bool = False):
             return _error(409, str(exc))
         except InputError as exc:
             return _error(_status_of(exc), str(exc))
+        except RegisterBusy:
+            raise  # the caller waits for the register off the event loop
         except RegisterUnavailable as exc:  # nothing was recorded: say so, never a 201
             return _error(503, str(exc))
         except LvplanError as exc:  # pragma: no cover - reported, never a 500
@@ -255,14 +258,20 @@ def create_app(desk: Desk, token: str, *, open_docs: bool = False):
 
     rlock_type = type(threading.RLock())
 
-    async def off_loop(fn, *args):
-        """``run(fn, *args)`` without ever blocking the event loop on the desk's lock: inline
-        when the lock is free (taken here, so nothing can slip in before ``fn`` re-enters it),
-        else in a worker thread that waits for it."""
+    async def off_loop(fn, *args, writes: bool = False):
+        """``run(fn, *args)`` without ever blocking the event loop on the desk's lock or on
+        another process's write to the register: inline when the lock is free (taken here, so
+        nothing can slip in before ``fn`` re-enters it) and, for a write, the register's write
+        lock is free at once; else in a worker thread that waits for them."""
         lock = getattr(desk, "lock", None)
         if isinstance(lock, rlock_type) and lock.acquire(blocking=False):
             try:
-                return run(fn, *args)
+                if not writes:
+                    return run(fn, *args)
+                try:
+                    return run(functools.partial(fn, wait=False), *args)
+                except RegisterBusy:
+                    pass  # another process is writing: wait for it off the loop
             finally:
                 lock.release()
         return await run_in_threadpool(run, fn, *args)
@@ -286,6 +295,7 @@ def create_app(desk: Desk, token: str, *, open_docs: bool = False):
         return JSONResponse(status_code=200 if reg["ok"] else 503, content=body)
 
     async def body_then(request: Request, fn, wrap, *, with_id: bool = False):
+        writes = with_id  # an application (with its id) is recorded; a check is not
         """Read and parse the JSON body, then ``fn(body)`` off the loop; ``wrap`` shapes a
         success."""
         try:
@@ -298,11 +308,11 @@ def create_app(desk: Desk, token: str, *, open_docs: bool = False):
             status = _status_of(exc)
             unread = status in (408, 413)  # the rest of the body was not read: close
             return _error(status, str(exc), {"connection": "close"} if unread else None)
-        out = await off_loop(fn, body)
+        out = await off_loop(fn, body, writes=writes)
         return out if isinstance(out, JSONResponse) else wrap(out)
 
     async def transition(app_id: str, action: str):
-        out = await off_loop(desk.transition, app_id, action)
+        out = await off_loop(desk.transition, app_id, action, writes=True)
         return out if isinstance(out, JSONResponse) else answer(out, False)
 
     @app.post("/v1/applications")

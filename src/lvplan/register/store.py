@@ -20,8 +20,10 @@ import hashlib
 import io
 import json
 import os
+import random
 import sqlite3
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -45,6 +47,14 @@ TRANSITIONS = {
     "withdraw": (("approved", "not_assessable", "rejected", "hv_required"), "withdrawn"),
     "energize": (("approved",), "energized"),
 }
+
+
+#: How long a writer waits for another's transaction before the register is "unavailable".
+BUSY_TIMEOUT_MS = 30000
+
+
+class RegisterBusy(RegisterUnavailable):
+    """Another writer holds the register's write lock (only with ``wait=False``)."""
 
 
 class Conflict(InputError):
@@ -283,7 +293,7 @@ class SqliteBackend:
             else:
                 uri = "file:" + urllib.parse.quote(str(Path(self.path).resolve())) + "?mode=ro"
                 con = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None)
-            con.execute("PRAGMA busy_timeout=30000")
+            con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             self._local.con = con
             if self._identity is None:
                 self._identity = self._file_identity()
@@ -308,15 +318,20 @@ class SqliteBackend:
             )
 
     @contextmanager
-    def transaction(self, *, write: bool) -> Iterator[_SqliteTxn]:
+    def transaction(self, *, write: bool, wait: bool = True) -> Iterator[_SqliteTxn]:
+        """``wait=False``: raise :class:`RegisterBusy` at once when another writer holds the
+        write lock, instead of waiting for it (up to 30 s)."""
         if write and not self.writable:
             raise InputError(f"register {self.path}: opened read-only")
         con = self._con()
         self._check_file()
-        try:
-            con.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        except sqlite3.Error as exc:
-            raise RegisterUnavailable(f"register: {exc}") from None
+        if write:
+            self._begin_write(con, wait)
+        else:
+            try:
+                con.execute("BEGIN")
+            except sqlite3.Error as exc:
+                raise RegisterUnavailable(f"register: {exc}") from None
         try:
             yield _SqliteTxn(con)
             if write:
@@ -329,6 +344,32 @@ class SqliteBackend:
             if isinstance(exc, sqlite3.Error):
                 raise RegisterUnavailable(f"register: {exc}; nothing recorded") from None
             raise
+
+    def _begin_write(self, con: sqlite3.Connection, wait: bool) -> None:
+        """``BEGIN IMMEDIATE``, polling every millisecond or so while another writer holds
+        the lock (SQLite's own busy handler sleeps up to 100 ms between tries, so a writer
+        that commits and begins again at once, like a batch, starves it)."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000.0
+        con.execute("PRAGMA busy_timeout=0")
+        try:
+            while True:
+                try:
+                    con.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) and "busy" not in str(exc):
+                        raise RegisterUnavailable(f"register: {exc}") from None
+                    if not wait:
+                        raise RegisterBusy("register: another writer holds it") from None
+                    if time.monotonic() > deadline:
+                        raise RegisterUnavailable(
+                            f"register: locked by another writer for {BUSY_TIMEOUT_MS / 1000:g} s"
+                        ) from None
+                    time.sleep(random.uniform(0.0005, 0.0015))
+                except sqlite3.Error as exc:
+                    raise RegisterUnavailable(f"register: {exc}") from None
+        finally:
+            con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     def get(self, app_id: str) -> Application | None:
         with self.transaction(write=False) as tx:
