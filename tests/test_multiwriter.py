@@ -405,3 +405,93 @@ def test_a_busy_register_is_waited_for_off_the_event_loop(sz, cn, tmp_path):
     app, created = desk.apply({"id": "b1", "bus": 15, "kw": 5})  # waits, then decides
     assert created and app.status == "approved"
     other.close()
+
+
+# -- found by a hostile review: a register changed behind a running desk --------------------------
+def test_a_desk_refuses_a_register_migrated_behind_it(sz, cn, tmp_path, other_version):
+    """Server A runs on sz-futian; another process migrates the register to v2. A must not
+    go on deciding on its old network (its bus numbers no longer mean the register's)."""
+    import lvplan
+
+    db = tmp_path / "r.db"
+    a = Desk(sz, open_backend(db), cn)
+    a.apply({"id": "a1", "bus": 32, "kw": 20})
+    Desk(lvplan.load_network(str(other_version)), open_backend(db), cn, migrate=True)
+    with pytest.raises(RegisterUnavailable, match="now belongs to network"):
+        a.apply({"id": "a2", "bus": 32, "kw": 20})
+    with pytest.raises(RegisterUnavailable):
+        a.check({"bus": 32, "kw": 20})
+    assert open_backend(db).get("a2") is None
+
+
+def test_deleted_wal_and_shm_are_refused(sz, cn, tmp_path):
+    db = tmp_path / "r.db"
+    desk = Desk(sz, open_backend(db), cn)
+    desk.apply({"id": "a1", "bus": 15, "kw": 10})
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / f"r.db{suffix}").unlink()
+    with pytest.raises(RegisterUnavailable, match=r"(wal|shm) file was deleted"):
+        desk.apply({"id": "a2", "bus": 15, "kw": 10})
+    assert not desk.register.health()["ok"]
+
+
+def test_a_register_restored_in_place_is_refused(sz, cn, tmp_path):
+    """A backup restored over the register (same inode) rewinds its event log: a desk that
+    had counted further must not trust its counter."""
+    db = tmp_path / "r.db"
+    a = Desk(sz, open_backend(db), cn)
+    b = Desk(sz, open_backend(db), cn)
+    backup = sqlite3.connect(tmp_path / "bak.db")
+    sqlite3.connect(db).backup(backup)
+    for i in range(3):
+        a.apply({"id": f"t{i}", "bus": 15, "kw": 10})
+    b.check({"bus": 15, "kw": 1})  # b has counted three events
+    live = sqlite3.connect(db)
+    backup.backup(live)  # restore in place
+    live.close()
+    with pytest.raises(RegisterUnavailable, match="history changed"):
+        a.apply({"id": "u0", "bus": 28, "kw": 40})
+    c = Desk(sz, open_backend(db), cn)  # a fresh desk (a restart) counts what it holds
+    c.apply({"id": "u0", "bus": 28, "kw": 40})
+    with pytest.raises(RegisterUnavailable, match="history changed"):
+        b.apply({"id": "u1", "bus": 28, "kw": 40})
+
+
+def test_a_deleted_register_is_not_recreated_by_a_new_thread(sz, cn, tmp_path):
+    db = tmp_path / "r.db"
+    desk = Desk(sz, open_backend(db), cn)
+    desk.apply({"id": "a1", "bus": 15, "kw": 10})
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / f"r.db{suffix}").unlink()
+    errors: list[Exception] = []
+
+    def other_thread():
+        try:
+            desk.register.get("a1")
+        except Exception as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=other_thread)
+    t.start()
+    t.join()
+    assert errors and isinstance(errors[0], RegisterUnavailable)
+    assert not db.exists()
+
+
+def test_bus_numbers_written_oddly_are_names_not_crashes(sz, cn, tmp_path):
+    desk = Desk(sz, open_backend(tmp_path / "r.db"), cn)
+    for odd in ("--5", "²", "١٥", "9" * 40):
+        with pytest.raises(InputError, match="bus"):
+            desk.check({"bus": odd, "kw": 5})
+    assert desk.check({"bus": " 15", "kw": 5})["bus"] == 15
+
+
+def test_batch_refuses_an_id_the_register_holds_with_another_request(sz, cn, tmp_path, capsys):
+    db = tmp_path / "r.db"
+    Desk(sz, open_backend(db), cn).apply({"id": "d1", "bus": 15, "kw": 10})
+    q = tmp_path / "q.csv"
+    q.write_text("id,bus,kw\nd0,16,5\nd1,15,11\n", encoding="utf-8")
+    out = tmp_path / "o.csv"
+    assert main(["check-batch", "sz-futian", str(q), "--register", str(db), "--out", str(out)]) == 2
+    assert f"{q}:3: id: 'd1' is in the register with another request" in capsys.readouterr().err
+    assert open_backend(db).get("d0") is None  # nothing decided

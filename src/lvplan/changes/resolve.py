@@ -24,6 +24,7 @@ from lvplan.changes.spec import (
 )
 from lvplan.errors import InputError
 from lvplan.model.catalogue import cable_types, trafo_types
+from lvplan.model.network import index_of_text
 from lvplan.model.topology import LV_MAX_KV, MV_MAX_KV
 
 
@@ -48,8 +49,9 @@ class Pending:
         if isinstance(ref, int) and not isinstance(ref, bool):
             return ref if ref in self.vn_kv else None
         text = str(ref).strip()
-        if text.lstrip("-").isdigit() and int(text) in self.vn_kv:
-            return int(text)
+        i = index_of_text(text)
+        if i is not None and i in self.vn_kv:
+            return i
         return self.buses.get(text)
 
 
@@ -60,8 +62,9 @@ def _element(network, table: str, ref, where: str, field: str) -> int:
             return int(ref)
         raise InputError(f"{where}: {field}: no {table} with index {ref}")
     text = str(ref).strip()
-    if text.lstrip("-").isdigit() and int(text) in tab.index:
-        return int(text)
+    i = index_of_text(text)
+    if i is not None and i in tab.index:
+        return i
     if "name" in tab.columns:
         hits = tab.index[tab.name.astype(str) == text]
         if len(hits) == 1:

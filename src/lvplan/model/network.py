@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -21,8 +22,18 @@ from lvplan.errors import InputError, PowerFlowError
 from lvplan.model.topology import LV_MAX_KV, Topology, build_topology, energized_buses
 from lvplan.model.validate import assert_valid
 from lvplan.powerflow.ac import run_ac
-from lvplan.powerflow.fast import FastEngine, FastEngineUnsupported
+from lvplan.powerflow.fast import FastEngine
 from lvplan.powerflow.state import GridState, LiveMasks
+
+#: a bus index written as text: ASCII digits only (``"--5"`` or ``"١٥"`` are names, not numbers)
+_INDEX_TEXT = re.compile(r"-?[0-9]{1,18}")
+
+
+def index_of_text(text: str) -> int | None:
+    """The integer a text names, if it is one written in ASCII digits (else None)."""
+    text = text.strip()
+    return int(text) if _INDEX_TEXT.fullmatch(text) else None
+
 
 FINGERPRINT_TABLES = (
     "bus",
@@ -202,7 +213,7 @@ class Network:
                 return int(spec)
             raise InputError(f"unknown bus {spec!r}: no bus with that index")
         text = str(spec).strip()
-        if text.lstrip("-").isdigit() and int(text) in bus.index:
+        if _INDEX_TEXT.fullmatch(text) and int(text) in bus.index:
             return int(text)
         if "name" in bus.columns:
             hits = bus.index[bus.name.astype(str) == text]
@@ -277,7 +288,7 @@ class Network:
                 eng.rebase(res.V, res.S_spec)
                 self._base = eng.base_state()
                 return "exact"
-            except (FastEngineUnsupported, PowerFlowError):
+            except Exception:  # any failure of the exact step: the reference run below decides
                 pass
         # the exact load flow cannot be used here: a full reference run with every reservation
         self._base, self._base_error, self._fast = None, None, None

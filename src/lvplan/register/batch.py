@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from lvplan.errors import InputError
 from lvplan.io.atomic import write_text_atomic
 from lvplan.io.csvsafe import safe_writer
 from lvplan.register.desk import Desk, normalise_request, validate_request
-from lvplan.register.store import open_backend
+from lvplan.register.store import Conflict, open_backend, request_hash
 
 OUT_COLUMNS = [
     "id",
@@ -47,7 +48,7 @@ def _cell(row: dict[str, str], key: str) -> Any:
         except ValueError:
             return v  # normalise_request names the field
     if key == "bus":
-        return int(v) if v.lstrip("-").isdigit() else v
+        return int(v) if re.fullmatch(r"-?[0-9]{1,18}", v) else v
     return v
 
 
@@ -57,9 +58,9 @@ BATCH_COURTESY_S = 0.003
 KNOWN_COLUMNS = ("id", "bus", "lon", "lat", "kw", "category", "pf", "area_class")
 
 
-def read_queue(path: str | Path, network=None, criteria=None) -> list[dict[str, Any]]:
-    """The validated queue; with ``network`` and ``criteria``, every row is also checked
-    against them (:func:`validate_request`)."""
+def read_queue(path: str | Path, network=None, criteria=None) -> list[tuple[int, dict[str, Any]]]:
+    """The validated queue as (line, request); with ``network`` and ``criteria``, every row is
+    also checked against them (:func:`validate_request`)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8-sig")
@@ -89,7 +90,7 @@ def read_queue(path: str | Path, network=None, criteria=None) -> list[dict[str, 
         except InputError as exc:
             raise InputError(f"{p}:{n}: {exc}") from None
         seen.add(req["id"])
-        out.append(req)
+        out.append((n, req))
     if not out:
         raise InputError(f"{p}: no applications")
     return out
@@ -106,14 +107,23 @@ def run_batch(
     criteria = resolve_criteria(criteria)
     queue = read_queue(queue_csv, network, criteria)
     desk = Desk(network, open_backend(register), criteria, migrate=migrate)
+    for line, req in queue:  # an id the register holds with another request: nothing decided
+        old = desk.register.get(req["id"])
+        if old is not None and old.request_sha256 != request_hash(req):
+            raise Conflict(
+                f"{queue_csv}:{line}: id: {req['id']!r} is in the register with another request"
+            )
     from lvplan.hosting.run import Progress
 
     bar = Progress(len(queue), progress)
     rows = []
     counts: dict[str, int] = {}
     try:
-        for req in queue:
-            app, _created = desk.apply(req)
+        for line, req in queue:
+            try:
+                app, _created = desk.apply(req)
+            except InputError as exc:  # e.g. another writer took the id meanwhile
+                raise InputError(f"{queue_csv}:{line}: {exc}") from None
             d = app.decision
             b = d.get("binding") or {}
             rows.append(

@@ -19,7 +19,7 @@ from typing import Any
 from lvplan import __version__
 from lvplan.criteria import Criteria
 from lvplan.decision import Decision, check, resolve_criteria
-from lvplan.errors import InputError, LvplanError, PowerFlowError
+from lvplan.errors import InputError, LvplanError, PowerFlowError, RegisterUnavailable
 from lvplan.model.network import ExtraLoad, Network
 from lvplan.register.fields import check_id
 from lvplan.register.store import (
@@ -193,8 +193,10 @@ class Desk:
         self.criteria = resolve_criteria(criteria)
         self.lock = threading.RLock()
         self.network = _reservable_copy(network)
-        #: the register's change counter that ``network`` counts the reservations up to
+        #: the register's change counter that ``network`` counts the reservations up to, and
+        #: (id, time) of that event
         self.seen = 0
+        self.seen_key: tuple[str, str] | None = None
         self.migration = None
         if migrate:
             from lvplan.register.migrate import migrate_register
@@ -206,8 +208,25 @@ class Desk:
 
     def _catch_up(self, tx: Txn) -> None:
         """Bring the reserved loads up to what the register holds now (call under the lock,
-        inside a transaction, so the snapshot is the one the decision is made against)."""
+        inside a transaction, so the snapshot is the one the decision is made against).
+
+        First, that the register is still the one this desk counted: bound to this network
+        (a ``--migrate`` by another process re-homes it), and its event log still holding the
+        last event counted (a register restored from a backup rewinds it). Otherwise nothing
+        can be decided until a restart (RegisterUnavailable: 503)."""
+        bound = tx.meta("network_fingerprint")
+        if bound is not None and bound != self.pristine.fingerprint:
+            raise RegisterUnavailable(
+                f"register: it now belongs to network {tx.meta('network_name') or '?'} "
+                f"({bound[:12]}), not {self.pristine.name} ({self.pristine.fingerprint[:12]}): "
+                "restart with the network it was migrated to"
+            )
         last = tx.last_change()
+        if self.seen and (last < self.seen or tx.event_key(self.seen) != self.seen_key):
+            raise RegisterUnavailable(
+                "register: its history changed behind this process (restored from a backup?); "
+                "restart to count what it holds now"
+            )
         if last == self.seen:
             return
         held = self.network.reserved
@@ -215,6 +234,11 @@ class Desk:
         drop: list[str] = []
         for a in tx.changed_since(self.seen):
             if a.reserves and a.id not in held:
+                if a.network_fingerprint != self.pristine.fingerprint:
+                    raise RegisterUnavailable(
+                        f"register: application {a.id!r} was decided on another network "
+                        f"({a.network_fingerprint[:12]}): restart with the register's network"
+                    )
                 if a.bus is None or a.bus not in self.network.pp.bus.index:
                     name = a.decision.get("bus_name") or a.bus
                     raise InputError(
@@ -228,7 +252,11 @@ class Desk:
             self.network.release(drop)
         if add:
             self.network.reserve(add)
-        self.seen = last
+        self._saw(tx, last)
+
+    def _saw(self, tx: Txn, n: int) -> None:
+        self.seen = n
+        self.seen_key = tx.event_key(n) if n else None
 
     def warm(self) -> None:
         """Compute what the first decisions would (base load flow, every LV area of the fast
@@ -325,7 +353,7 @@ class Desk:
             # committed: only now does the network count it (a failed commit reserves nothing)
             if stored.reserves:
                 self.network.reserve({stored.id: _load_of(stored)})
-            self.seen = n
+            self.seen, self.seen_key = n, (stored.id, t)
             return stored, True
 
     def transition(self, app_id: str, action: str, *, wait: bool = True) -> Application:
@@ -340,14 +368,15 @@ class Desk:
                 if app.status not in allowed:
                     raise Conflict(f"status: cannot {action} an application that is {app.status}")
                 self._catch_up(tx)
-                n = tx.set_status(app_id, app.status, new, now(), action)
+                at = now()
+                n = tx.set_status(app_id, app.status, new, at, action)
                 if n is None:  # pragma: no cover - the write lock is held
                     raise Conflict(f"status: {app_id!r} changed meanwhile")
                 stored = tx.get(app_id)
             assert stored is not None
             if not stored.reserves:
                 self.network.release([app_id])
-            self.seen = n
+            self.seen, self.seen_key = n, (app_id, at)
             return stored
 
     def get(self, app_id: str) -> Application:

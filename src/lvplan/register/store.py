@@ -117,6 +117,7 @@ class Txn(Protocol):
     def all(self) -> list[Application]: ...
     def changed_since(self, n: int) -> list[Application]: ...
     def meta(self, key: str) -> str | None: ...
+    def event_key(self, n: int) -> tuple[str, str] | None: ...
     def set_meta(self, key: str, value: str) -> None: ...
 
 
@@ -238,6 +239,12 @@ class _SqliteTxn:
         )
         return [{"at": a, "from": f, "to": t, "note": n} for a, f, t, n in rows]
 
+    def event_key(self, n: int) -> tuple[str, str] | None:
+        """(application id, time) of event ``n``: what a desk remembers of the last event it
+        counted, to notice a register rewritten behind it (restored from a backup)."""
+        row = self.con.execute("SELECT id, at FROM events WHERE n = ?", (n,)).fetchone()
+        return None if row is None else (str(row[0]), str(row[1]))
+
     def meta(self, key: str) -> str | None:
         row = self.con.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
@@ -263,6 +270,9 @@ class SqliteBackend:
         self._memory = self.path == ":memory:"
         self._local = threading.local()
         self._identity: tuple[int, int] | None = None
+        self._side: dict[str, tuple[int, int]] = {}
+        #: the last write SQLite refused (disk full, read-only), until a write succeeds
+        self.last_write_error: str | None = None
         if not self._memory:
             p = Path(self.path)
             if p.exists() and not p.is_file():
@@ -284,38 +294,63 @@ class SqliteBackend:
             raise InputError(f"register {self.path}: {what} ({_cause(exc)})") from None
 
     def _con(self) -> sqlite3.Connection:
+        """This thread's connection. Once the register exists, a connection never creates
+        the file: if it is gone, the error says so instead of an empty register appearing."""
         con = getattr(self._local, "con", None)
         if con is None:
-            if self.writable or self._memory:
+            if self._memory:
+                con = sqlite3.connect(self.path, isolation_level=None)
+            elif self._identity is None and self.writable:
                 con = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            else:
+                mode = "rw" if self.writable else "ro"
+                uri = "file:" + urllib.parse.quote(str(Path(self.path).resolve())) + f"?mode={mode}"
+                con = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None)
+            if self.writable or self._memory:
                 con.execute("PRAGMA journal_mode=WAL")
                 con.execute("PRAGMA synchronous=FULL")
-            else:
-                uri = "file:" + urllib.parse.quote(str(Path(self.path).resolve())) + "?mode=ro"
-                con = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None)
             con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             self._local.con = con
             if self._identity is None:
                 self._identity = self._file_identity()
         return con
 
-    def _file_identity(self) -> tuple[int, int] | None:
+    def _file_identity(self, suffix: str = "") -> tuple[int, int] | None:
         if self._memory:
             return None
         try:
-            st = os.stat(self.path)
+            st = os.stat(self.path + suffix)
         except OSError:
+            if suffix:
+                return None
             raise RegisterUnavailable(
                 "register: the file is gone (deleted or moved while in use); nothing recorded"
             ) from None
         return (st.st_dev, st.st_ino)
 
     def _check_file(self) -> None:
-        if self._identity is not None and self._file_identity() != self._identity:
+        """The register is still the file that was opened: the database, and the write-ahead
+        log and shared-memory files SQLite keeps beside it while it is open (the write lock
+        and the last commits live there: a register whose ``-wal`` or ``-shm`` was deleted
+        loses answered applications and no longer excludes other writers)."""
+        if self._identity is None:
+            return
+        if self._file_identity() != self._identity:
             raise RegisterUnavailable(
                 "register: the file was replaced while in use (restart to use the new one); "
                 "nothing recorded"
             )
+        for suffix in ("-wal", "-shm"):
+            now = self._file_identity(suffix)
+            seen = self._side.get(suffix)
+            if seen is None:
+                if now is not None:
+                    self._side[suffix] = now
+            elif now != seen:
+                raise RegisterUnavailable(
+                    f"register: its {suffix[1:]} file was deleted or replaced while in use "
+                    "(restart after checking the register); nothing recorded"
+                )
 
     @contextmanager
     def transaction(self, *, write: bool, wait: bool = True) -> Iterator[_SqliteTxn]:
@@ -323,7 +358,10 @@ class SqliteBackend:
         write lock, instead of waiting for it (up to 30 s)."""
         if write and not self.writable:
             raise InputError(f"register {self.path}: opened read-only")
-        con = self._con()
+        try:
+            con = self._con()
+        except sqlite3.Error as exc:
+            raise RegisterUnavailable(f"register: {exc}") from None
         self._check_file()
         if write:
             self._begin_write(con, wait)
@@ -337,11 +375,15 @@ class SqliteBackend:
             if write:
                 self._check_file()  # never commit into a file that is no longer the register
             con.execute("COMMIT")
+            if write:
+                self.last_write_error = None
         except BaseException as exc:
             if con.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     con.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
+                if write:
+                    self.last_write_error = str(exc)
                 raise RegisterUnavailable(f"register: {exc}; nothing recorded") from None
             raise
 
@@ -395,6 +437,11 @@ class SqliteBackend:
                 tx.last_change()
         except LvplanError as exc:
             return {"ok": False, "error": str(exc)}
+        if self.last_write_error is not None:
+            return {
+                "ok": False,
+                "error": f"register: the last write failed: {self.last_write_error}",
+            }
         return {"ok": True, "error": None}
 
 
