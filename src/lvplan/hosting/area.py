@@ -419,19 +419,30 @@ def solve_area(p: AreaProblem, *, pf: float = 0.9, max_kw: float = 1000.0) -> Ar
         g, which, allm, V = evaluate(idx, xs, Vlast[:, idx])
         fin = np.isfinite(V).all(axis=0)
         Vlast[:, idx[fin]] = V[:, fin]
-        for j in np.argsort(xs, kind="stable"):  # in x order, so a bus's newest point is last
-            b, x = idx[j], xs[j]
-            if g[j] >= 0:
-                if x > lo[b]:
-                    lo[b] = x
-                    m_lo[:, b] = allm[:, j]
-            elif x < hi[b]:
-                hi[b] = x
-                m_hi[:, b] = allm[:, j] if g[j] > _DIVERGED else np.nan
-                w_hi[b] = which[j]
-            if g[j] > _DIVERGED and np.isinf(hi[b]):
-                px[b], pm[:, b] = qx[b], qm[:, b]
-                qx[b], qm[:, b] = x, allm[:, j]
+        # each bus's points in x order, so its newest point is last: a bus appears at most a
+        # few times per round, so apply its first points to all buses at once, then its second
+        pos = np.empty(xs.size, np.int64)
+        pos[np.argsort(xs, kind="stable")] = np.arange(xs.size)
+        by_bus = np.lexsort((pos, idx))
+        ib = idx[by_bus]
+        new_bus = np.r_[True, ib[1:] != ib[:-1]]
+        start = np.maximum.accumulate(np.where(new_bus, np.arange(ib.size), 0))
+        rank = np.empty(xs.size, np.int64)
+        rank[by_bus] = np.arange(ib.size) - start
+        for r in range(int(rank.max(initial=-1)) + 1):
+            J = np.flatnonzero(rank == r)  # distinct buses
+            b, x, gj = idx[J], xs[J], g[J]
+            up = (gj >= 0) & (x > lo[b])
+            lo[b[up]] = x[up]
+            m_lo[:, b[up]] = allm[:, J[up]]
+            dn = (gj < 0) & (x < hi[b])
+            hi[b[dn]] = x[dn]
+            m_hi[:, b[dn]] = np.where(gj[dn] > _DIVERGED, allm[:, J[dn]], np.nan)
+            w_hi[b[dn]] = which[J[dn]]
+            sh = (gj > _DIVERGED) & np.isinf(hi[b])
+            bs = b[sh]
+            px[bs], pm[:, bs] = qx[bs], qm[:, bs]
+            qx[bs], qm[:, bs] = x[sh], allm[:, J[sh]]
     hosting = np.floor(np.minimum(lo, max_kw) / STEP_KW + 1e-9) * STEP_KW
     kinds, labels = [], []
     for b in range(n):

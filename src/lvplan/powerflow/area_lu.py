@@ -22,6 +22,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
+from lvplan.powerflow.sparse_lu import _klu, _kv
+
 #: Areas of at most this many buses are solved with the dense inverse, larger ones sparse.
 DENSE_MAX_BUSES = 100
 
@@ -32,7 +34,9 @@ class AreaSolver:
     Raises ``numpy.linalg.LinAlgError`` when ``Y_LL`` is singular. ``dense`` forces a method
     (default: by :data:`DENSE_MAX_BUSES`)."""
 
-    def __init__(self, Y_LL: Any, Y_LR: Any, *, dense: bool | None = None):
+    def __init__(
+        self, Y_LL: Any, Y_LR: Any, *, dense: bool | None = None, backend: str | None = None
+    ):
         self.Y_LL = Y_LL = sp.csc_matrix(Y_LL, dtype=complex)
         self.Y_LR = sp.csr_matrix(Y_LR, dtype=complex)
         self.n = int(Y_LL.shape[0])
@@ -40,6 +44,7 @@ class AreaSolver:
         self.Z: np.ndarray | None = None
         self.M: np.ndarray | None = None
         self._lu: Any = None
+        self.backend = "dense" if self.dense else "superlu"
         self._kron: dict[bytes, tuple[np.ndarray, ...]] = {}
         if self.dense:
             self.Z = np.linalg.inv(Y_LL.toarray())
@@ -54,6 +59,20 @@ class AreaSolver:
                 )
             except RuntimeError as exc:  # "Factor is exactly singular"
                 raise np.linalg.LinAlgError(str(exc)) from None
+            if _klu is not None and backend != "superlu":
+                coo = Y_LL.tocoo()
+                self._A = _kv.spmatrix(
+                    _kv.matrix(coo.data),
+                    _kv.matrix(coo.row.astype(int)),
+                    _kv.matrix(coo.col.astype(int)),
+                    Y_LL.shape,
+                )
+                try:
+                    self._sym = _klu.symbolic(self._A)
+                    self._num = _klu.numeric(self._A, self._sym)
+                    self.backend = "klu"
+                except ArithmeticError as exc:
+                    raise np.linalg.LinAlgError(str(exc)) from None
 
     def root_term(self, V_R: np.ndarray) -> np.ndarray:
         """What the roots contribute, in the form :meth:`step` takes (``M V_R`` dense,
@@ -67,7 +86,16 @@ class AreaSolver:
         :meth:`root_term` (same shape as ``I``)."""
         if self.Z is not None:
             return term + self.Z @ I
-        return self._lu.solve(np.asarray(I + term, dtype=complex))
+        return self.solve(I + term)
+
+    def solve(self, B: np.ndarray, trans: str = "N") -> np.ndarray:
+        """``Y_LL^-1 B`` (``trans="T"``: ``Y_LL^-T B``) with the sparse factor."""
+        B = np.asarray(B, dtype=complex)
+        if self.backend != "klu" or (B.ndim == 1 and trans == "N"):
+            return self._lu.solve(B, trans=trans)  # SuperLU: less overhead for one vector
+        X = _kv.matrix(np.asfortranarray(B.reshape(self.n, -1)))
+        _klu.solve(self._A, self._sym, self._num, X, trans=trans)
+        return np.array(X).reshape(B.shape)
 
     def voltages(self, I: np.ndarray, V_R: np.ndarray) -> np.ndarray:
         return self.step(I, self.root_term(V_R))
@@ -86,15 +114,15 @@ class AreaSolver:
         else:
             E = np.zeros((n, m), complex)
             E[P, np.arange(m)] = 1.0
-            ZP = self._lu.solve(E)
-            ZPt = self._lu.solve(E, trans="T")
+            ZP = self.solve(E)
+            ZPt = self.solve(E, trans="T")
             diag = np.empty(n, complex)
             for lo in range(0, n, 256):
                 c = np.arange(lo, min(n, lo + 256))
                 B = np.zeros((n, c.size), complex)
                 B[c, np.arange(c.size)] = 1.0
-                diag[c] = self._lu.solve(B)[c, np.arange(c.size)]
-            M = self._lu.solve(-self.Y_LR.toarray())
+                diag[c] = self.solve(B)[c, np.arange(c.size)]
+            M = self.solve(-self.Y_LR.toarray())
             out = (ZP, ZPt, diag, M)
         self._kron[key] = out
         return out
