@@ -143,10 +143,20 @@ class _Solver:
             list(p.bus_labels) * 2 + list(p.branch_labels) + list(p.out_labels) + ["collapse"]
         )
 
-    def run(self, k: np.ndarray, x_kw: np.ndarray, V_start: np.ndarray | None = None):
-        """Exact area solve for loads ``x_kw`` at positions ``k``: (V, V_R, d_export, ok)."""
+    def run(
+        self,
+        k: np.ndarray,
+        x_kw: np.ndarray,
+        V_start: np.ndarray | None = None,
+        start_cols: np.ndarray | None = None,
+    ):
+        """Exact area solve for loads ``x_kw`` at positions ``k``: (V, V_R, d_export, ok).
+        ``V_start``: voltages to start from, one column per scenario, or with ``start_cols``
+        the columns of ``V_start`` to use."""
         if self.reduced:
-            return self._run_reduced(k, x_kw, V_start)
+            return self._run_reduced(k, x_kw, V_start, start_cols)
+        if V_start is not None and start_cols is not None:
+            V_start = V_start[:, start_cols]
         p = self.p
         nS, nL = k.size, self.nL
         s_load = x_kw * (1.0 + 1j * self.tan) / 1000.0 / p.base_mva
@@ -198,7 +208,7 @@ class _Solver:
             VR[:, cols] = VRw
         return V, VR, d, ok
 
-    def _run_reduced(self, k: np.ndarray, x_kw: np.ndarray, V_start: np.ndarray | None = None):
+    def _run_reduced(self, k, x_kw, V_start=None, start_cols=None):
         """:meth:`run` iterating on the buses that carry a current alone: ``P`` (every loaded
         bus, the boundary branches' LV ends) and the new load's bus ``k``. With
         ``Z = inv(Y_LL)``, ``M = -Z Y_LR`` and the currents ``I_o`` of the other buses
@@ -218,13 +228,18 @@ class _Solver:
         ZcP, _ZPr, _zd, M = lu.columns(P)
         S_o = p.S0.copy()
         S_o[P] = 0.0
-        V = np.repeat(p.V0_L[:, None], nS, axis=1) if V_start is None else V_start
+        if V_start is None:
+            VP0, Vk0 = np.repeat(p.V0_L[P][:, None], nS, axis=1), p.V0_L[k]
+        elif start_cols is None:
+            VP0, Vk0 = V_start[P], V_start[k, cols]
+        else:
+            VP0, Vk0 = V_start[np.ix_(P, start_cols)], V_start[k, start_cols]
         VR = np.repeat(p.V0_R[:, None], nS, axis=1)
         # the other buses' currents at the base voltages: the same for every scenario
         I_o = np.repeat(np.conj(S_o / p.V0_L)[:, None], nS, axis=1)
         v_o = lu.step(I_o[:, 0], np.zeros(nL, complex))
         VP, Vk, VR, d, ok, bad = self._iterate_P(
-            k, s_load, V[P], V[k, cols], VR, v_o[P][:, None], v_o[k]
+            k, s_load, VP0, Vk0, VR, v_o[P][:, None], v_o[k]
         )
         for again in (True, False):
             I = I_o.copy()
@@ -368,10 +383,10 @@ def solve_area(p: AreaProblem, *, pf: float = 0.9, max_kw: float = 1000.0) -> Ar
     k = p.bus_pos.astype(np.int64)
     evals = 0
 
-    def evaluate(idx: np.ndarray, x: np.ndarray, V_start=None):
+    def evaluate(idx: np.ndarray, x: np.ndarray, V_start=None, start_cols=None):
         nonlocal evals
         evals += idx.size
-        V, VR, d, ok = s.run(k[idx], x, V_start)
+        V, VR, d, ok = s.run(k[idx], x, V_start, start_cols)
         g, which, allm = s.margins(V, VR, d, ok)
         return g, which, allm, V
 
@@ -416,9 +431,13 @@ def solve_area(p: AreaProblem, *, pf: float = 0.9, max_kw: float = 1000.0) -> Ar
                     cols_x.append(np.clip(x, lo[br] + 0.01 * w, hi[br] - 0.01 * w))
         idx = np.concatenate(cols_b)
         xs = np.concatenate(cols_x)
-        g, which, allm, V = evaluate(idx, xs, Vlast[:, idx])
-        fin = np.isfinite(V).all(axis=0)
-        Vlast[:, idx[fin]] = V[:, fin]
+        g, which, allm, V = evaluate(idx, xs, Vlast, idx)
+        fin = np.flatnonzero(np.isfinite(V).all(axis=0))
+        if s.reduced:  # it starts from its buses P and the load's own bus alone
+            Vlast[np.ix_(s._P, idx[fin])] = V[s._P][:, fin]
+            Vlast[k[idx[fin]], idx[fin]] = V[k[idx[fin]], fin]
+        else:
+            Vlast[:, idx[fin]] = V[:, fin]
         # each bus's points in x order, so its newest point is last: a bus appears at most a
         # few times per round, so apply its first points to all buses at once, then its second
         pos = np.empty(xs.size, np.int64)

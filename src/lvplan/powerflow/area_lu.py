@@ -95,7 +95,7 @@ class AreaSolver:
             return self._lu.solve(B, trans=trans)  # SuperLU: less overhead for one vector
         X = _kv.matrix(np.asfortranarray(B.reshape(self.n, -1)))
         _klu.solve(self._A, self._sym, self._num, X, trans=trans)
-        return np.array(X).reshape(B.shape)
+        return np.asarray(X).reshape(B.shape)  # a view of kvxopt's column-major result
 
     def voltages(self, I: np.ndarray, V_R: np.ndarray) -> np.ndarray:
         return self.step(I, self.root_term(V_R))
