@@ -44,7 +44,7 @@ def _buses(net: Network, n: int = 6) -> list[int]:
 def test_engine_sparse_and_dense_area_solutions_agree(ieee):
     eng = ieee.fast_engine()
     for b in _buses(ieee):
-        ib, a, k = eng._locate(b)
+        _ib, a, k = eng._locate(b)
         assert a.L.size > DENSE_MAX_BUSES and not a.solver.dense
         dense = replace(a, solver=AreaSolver(a.solver.Y_LL, a.solver.Y_LR, dense=True))
         V_R = eng.V0[a.R] * (1 - 2e-3)  # roots moved, as by the MV response
@@ -82,7 +82,7 @@ def test_map_reduced_sparse_and_dense_area_solves_agree(ieee, en, monkeypatch):
     x = np.linspace(5.0, 150.0, k.size)
     V_r, VR_r, d_r, ok_r = s.run(k, x)
     s.reduced = False  # the iteration on every bus, sparse LU
-    V_s, VR_s, d_s, ok_s = s.run(k, x)
+    V_s, _VR_s, _d_s, ok_s = s.run(k, x)
     dense = replace(p, _solver=AreaSolver(p.Y_LL, p.Y_LR, dense=True))
     V_d, VR_d, d_d, ok_d = _Solver(dense, TAN).run(k, x)
     assert ok_r.all() and ok_s.all() and ok_d.all()

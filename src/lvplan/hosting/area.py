@@ -17,7 +17,9 @@ below 1 kV fed by one or more transformers), cut out of pandapower's own admitta
 (design kW at the given power factor) whose smallest margin is at least ``safety``: one scenario
 per bus, all scenarios solved together as matrix products, searched by vectorised
 Illinois regula falsi from a linear first estimate. Each evaluation is an exact AC solve of the
-area (implicit Z-bus, tolerance 1e-10 pu) with its roots moved by the linear MV response.
+area (implicit Z-bus, tolerance 1e-9 pu on a step) with its roots moved by the linear MV response.
+A large area (sparse LU) whose loads sit on few of its buses iterates on those buses alone and
+takes every other bus's voltage from the converged currents (:meth:`_Solver._run_reduced`).
 """
 
 from __future__ import annotations
@@ -158,7 +160,7 @@ class _Solver:
         if V_start is not None and start_cols is not None:
             V_start = V_start[:, start_cols]
         p = self.p
-        nS, nL = k.size, self.nL
+        nS = k.size
         s_load = x_kw * (1.0 + 1j * self.tan) / 1000.0 / p.base_mva
         V = np.repeat(p.V0_L[:, None], nS, axis=1) if V_start is None else V_start.copy()
         VR = np.repeat(p.V0_R[:, None], nS, axis=1)
@@ -225,7 +227,6 @@ class _Solver:
         cols = np.arange(nS)
         s_load = x_kw * (1.0 + 1j * self.tan) / 1000.0 / p.base_mva
         lu = p.solver()
-        ZcP, _ZPr, _zd, M = lu.columns(P)
         S_o = p.S0.copy()
         S_o[P] = 0.0
         if V_start is None:
@@ -236,13 +237,12 @@ class _Solver:
             VP0, Vk0 = V_start[np.ix_(P, start_cols)], V_start[k, start_cols]
         VR = np.repeat(p.V0_R[:, None], nS, axis=1)
         # the other buses' currents at the base voltages: the same for every scenario
-        I_o = np.repeat(np.conj(S_o / p.V0_L)[:, None], nS, axis=1)
-        v_o = lu.step(I_o[:, 0], np.zeros(nL, complex))
-        VP, Vk, VR, d, ok, bad = self._iterate_P(
-            k, s_load, VP0, Vk0, VR, v_o[P][:, None], v_o[k]
-        )
+        I_o = np.empty((nL, nS), complex, order="F")
+        I_o[:] = np.conj(S_o / p.V0_L)[:, None]
+        v_o = lu.z(I_o[:, 0])
+        VP, Vk, VR, d, ok, bad = self._iterate_P(k, s_load, VP0, Vk0, VR, v_o[P][:, None], v_o[k])
         for again in (True, False):
-            I = I_o.copy()
+            I = np.array(I_o, order="F")
             with np.errstate(invalid="ignore", divide="ignore"):
                 I[P] = np.conj(p.S0[P][:, None] / VP)
                 I[k, cols] -= np.conj(s_load / Vk)
@@ -253,7 +253,7 @@ class _Solver:
                 # the other buses' currents at these voltages, and the fixed point again
                 I_o = np.conj(S_o[:, None] / V)
             I_o[:, bad] = 0.0
-            v_o = lu.step(I_o, np.zeros_like(I_o))
+            v_o = lu.z(I_o)
             VP, Vk, VR, d, ok, bad = self._iterate_P(
                 k, s_load, VP, Vk, VR, v_o[P], v_o[k, cols], bad=bad
             )
@@ -286,12 +286,7 @@ class _Solver:
             IP = np.conj(S0P / VPw)
             ik = -np.conj(sw / Vkw)
             VPn = M_P @ VRw + Z_PP @ IP + ZPk * ik + vP_o
-            Vkn = (
-                np.einsum("sr,rs->s", Mk, VRw)
-                + np.einsum("sp,ps->s", ZkP, IP)
-                + zkk * ik
-                + vk_o
-            )
+            Vkn = np.einsum("sr,rs->s", Mk, VRw) + np.einsum("sp,ps->s", ZkP, IP) + zkk * ik + vk_o
             sub = np.vstack([VPn[ypos], VRw[self._yr]])
             s_b = VRw[self._root_r] * np.conj(self._Y_root @ sub)
             da = p.root_of_bnd @ s_b - p.S_export0[:, None]
@@ -299,10 +294,9 @@ class _Solver:
             w[0::2] = da.real
             w[1::2] = da.imag
             VRn = p.V0_R[:, None] + p.sens_R.T @ w
-            err = (
-                np.maximum(np.abs(VPn - VPw).max(axis=0, initial=0.0), np.abs(Vkn - Vkw))
-                + np.abs(VRn - VRw).max(axis=0)
-            )
+            err = np.maximum(
+                np.abs(VPn - VPw).max(axis=0, initial=0.0), np.abs(Vkn - Vkw)
+            ) + np.abs(VRn - VRw).max(axis=0)
             low = np.minimum(np.abs(VPn).min(axis=0, initial=np.inf), np.abs(Vkn))
             bad = ~np.isfinite(err) | (low < 0.3)
             done = (err < _TOL_V) & ~bad
@@ -450,16 +444,16 @@ def solve_area(p: AreaProblem, *, pf: float = 0.9, max_kw: float = 1000.0) -> Ar
         rank[by_bus] = np.arange(ib.size) - start
         for r in range(int(rank.max(initial=-1)) + 1):
             J = np.flatnonzero(rank == r)  # distinct buses
-            b, x, gj = idx[J], xs[J], g[J]
-            up = (gj >= 0) & (x > lo[b])
-            lo[b[up]] = x[up]
-            m_lo[:, b[up]] = allm[:, J[up]]
-            dn = (gj < 0) & (x < hi[b])
-            hi[b[dn]] = x[dn]
-            m_hi[:, b[dn]] = np.where(gj[dn] > _DIVERGED, allm[:, J[dn]], np.nan)
-            w_hi[b[dn]] = which[J[dn]]
-            sh = (gj > _DIVERGED) & np.isinf(hi[b])
-            bs = b[sh]
+            bj, x, gj = idx[J], xs[J], g[J]
+            up = (gj >= 0) & (x > lo[bj])
+            lo[bj[up]] = x[up]
+            m_lo[:, bj[up]] = allm[:, J[up]]
+            dn = (gj < 0) & (x < hi[bj])
+            hi[bj[dn]] = x[dn]
+            m_hi[:, bj[dn]] = np.where(gj[dn] > _DIVERGED, allm[:, J[dn]], np.nan)
+            w_hi[bj[dn]] = which[J[dn]]
+            sh = (gj > _DIVERGED) & np.isinf(hi[bj])
+            bs = bj[sh]
             px[bs], pm[:, bs] = qx[bs], qm[:, bs]
             qx[bs], qm[:, bs] = x[sh], allm[:, J[sh]]
     hosting = np.floor(np.minimum(lo, max_kw) / STEP_KW + 1e-9) * STEP_KW
