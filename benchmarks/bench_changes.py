@@ -75,9 +75,7 @@ def main() -> None:
         ms = _median_ms(lambda make=make, ks=ks: evaluate(network, make(next(ks)), crit), args.runs)
         print(f"  evaluate, {name:<17} median {ms:6.1f} ms  ({ms / runpp_ms:.3f} of a runpp)")
 
-    cands = [
-        kinds[list(kinds)[k % 3]](int(rng.integers(0, 10_000))) for k in range(args.candidates)
-    ]
+    cands = [kinds[list(kinds)[k % 3]](int(rng.integers(0, 10_000))) for k in range(args.candidates)]
     t = time.perf_counter()
     worst = []
     for ch in cands:
