@@ -473,9 +473,12 @@ def solve_area(p: AreaProblem, *, pf: float = 0.9, max_kw: float = 1000.0) -> Ar
 
 def _extrapolate(px, pm, qx, qm, max_kw: float) -> np.ndarray:
     """The nearest crossing of any limit, each margin extrapolated through two points, +0.3 %."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        slope = (pm - qm) / (qx - px)[None, :]  # margin lost per kW
-        cross = np.where((slope > 0) & np.isfinite(qm), qm / slope, np.inf)
+    with np.errstate(invalid="ignore", divide="ignore"):  # in place: (limits x buses) arrays
+        slope = np.subtract(pm, qm)
+        slope /= (qx - px)[None, :]  # margin lost per kW
+        mask = slope > 0
+        mask &= np.isfinite(qm)
+        cross = np.divide(qm, slope, out=np.full_like(slope, np.inf), where=mask)
     reach = np.min(cross, axis=0)
     x = np.where(np.isfinite(reach), qx + 1.003 * reach, 2.0 * qx + 50.0)
     return np.minimum(max_kw, np.maximum(x, qx * 1.01 + 0.2))
