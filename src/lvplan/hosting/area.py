@@ -3,9 +3,11 @@
 An :class:`AreaProblem` is a self-contained, picklable description of one LV area (the buses
 below 1 kV fed by one or more transformers), cut out of pandapower's own admittance model:
 
-* ``Z = inv(Y_LL)`` and ``M = -Z Y_LR``: the exact AC equations of the area with its roots (the
-  MV sides of its transformers) as boundary, ``V_L = M V_R + Z conj(S_L / V_L)``;
-* the judged branches (LV lines and the transformers) as rows of ``Yf``/``Yt``;
+* ``Y_LL`` and ``Y_LR`` (sparse): the exact AC equations of the area with its roots (the MV
+  sides of its transformers) as boundary, ``V_L = Y_LL^-1 (conj(S_L / V_L) - Y_LR V_R)``
+  (solved with the dense inverse in a small area, a sparse LU in a large one:
+  :class:`lvplan.powerflow.area_lu.AreaSolver`);
+* the judged branches (LV lines and the transformers) as rows of ``Yf``/``Yt`` (sparse);
 * the root voltages' response to the power the area draws (the base-case Jacobian of the MV
   network, see :mod:`lvplan.hosting.outside`);
 * the K limits *outside* the area that a load here moves most (MV voltages, MV lines, other LV
@@ -15,14 +17,20 @@ below 1 kV fed by one or more transformers), cut out of pandapower's own admitta
 (design kW at the given power factor) whose smallest margin is at least ``safety``: one scenario
 per bus, all scenarios solved together as matrix products, searched by vectorised
 Illinois regula falsi from a linear first estimate. Each evaluation is an exact AC solve of the
-area (implicit Z-bus, tolerance 1e-10 pu) with its roots moved by the linear MV response.
+area (implicit Z-bus, tolerance 1e-9 pu on a step) with its roots moved by the linear MV response.
+A large area (sparse LU) whose loads sit on few of its buses iterates on those buses alone and
+takes every other bus's voltage from the converged currents (:meth:`_Solver._run_reduced`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
+
+from lvplan.powerflow.area_lu import AreaSolver
 
 #: A limit counts as kept when its margin (pu for voltages, fraction of the rating for
 #: loadings) stays above SAFETY_ABS + SAFETY_REL x (how far the load moved that margin). The
@@ -37,6 +45,13 @@ TOL_REL = 0.002
 _TOL_V = 1e-9
 _MAX_IT = 300
 _DIVERGED = -1.0
+#: A sparse area whose buses with a base injection are at most this fraction of its buses
+#: iterates on those alone (:meth:`_Solver._run_reduced`).
+REDUCED_MAX_FRACTION = 0.25
+#: There, a bus whose base injection is below this (pu) carries the base load flow's mismatch,
+#: not a load: it is held as the constant current it draws in the base case (its change with
+#: the voltage, below RESIDUAL_PU x 0.1 pu, is far below the solve's tolerance).
+RESIDUAL_PU = 1e-9
 
 
 @dataclass
@@ -45,8 +60,8 @@ class AreaProblem:
     buses: np.ndarray  # pandapower bus ids answered (int64)
     bus_pos: np.ndarray  # position in L of each answered bus
     base_mva: float
-    Z: np.ndarray  # (nL, nL)
-    M: np.ndarray  # (nL, nR)
+    Y_LL: sp.csc_matrix  # (nL, nL)
+    Y_LR: sp.csr_matrix  # (nL, nR)
     S0: np.ndarray  # (nL,) base net injection, pu
     V0_L: np.ndarray
     V0_R: np.ndarray
@@ -58,8 +73,8 @@ class AreaProblem:
     vmin: np.ndarray  # (nL,) pu, -inf where not judged
     vmax: np.ndarray  # (nL,) pu, +inf where not judged
     bus_labels: list[str]  # "bus 12" per L position
-    Yf_j: np.ndarray  # (nj, nL + nR) judged branches
-    Yt_j: np.ndarray
+    Yf_j: sp.csr_matrix  # (nj, nL + nR) judged branches
+    Yt_j: sp.csr_matrix
     kf_j: np.ndarray  # percent loading per pu current, from side
     kt_j: np.ndarray
     lim_j: np.ndarray  # percent limit
@@ -70,10 +85,22 @@ class AreaProblem:
     out_kinds: list[str] = field(default_factory=list)
     out_labels: list[str] = field(default_factory=list)
     blocked: tuple[str, str] | None = None  # (element, name) of a pre-existing violation
+    _solver: Any = field(default=None, repr=False, compare=False)  # built on use, not pickled
 
     @property
     def nL(self) -> int:
         return int(self.V0_L.size)
+
+    def solver(self) -> AreaSolver:
+        """The area's linear solve (dense inverse or sparse LU), built once per process."""
+        if self._solver is None:
+            self._solver = AreaSolver(self.Y_LL, self.Y_LR)
+        return self._solver
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_solver"] = None  # a SuperLU factor does not pickle; the worker factors again
+        return state
 
 
 @dataclass
@@ -96,74 +123,236 @@ class _Solver:
             ["voltage"] * (2 * self.nL) + list(p.branch_kinds) + list(p.out_kinds) + ["voltage"]
         )
         self.m0: np.ndarray | None = None
+        # base injections where there are any (most buses of a large area carry none)
+        self._nz = np.flatnonzero(p.S0 != 0)
+        self._S0nz = p.S0[self._nz][:, None]
+        # the loads; what is left at the other buses is the base case's mismatch (round-off)
+        self._loaded = np.flatnonzero(np.abs(p.S0) > RESIDUAL_PU)
+        # the boundary branches' rows of Y_root, on the columns they use
+        used = np.flatnonzero(np.any(p.Y_root != 0, axis=0))
+        self._yl = used[used < self.nL]
+        self._yr = used[used >= self.nL] - self.nL
+        self._Y_root = p.Y_root[:, np.concatenate([self._yl, self._yr + self.nL])]
+        self._root_r = p.root_loc - self.nL
+        # the judged branches' rows, split into the area's and the roots' columns
+        self._YfL, self._YfR = p.Yf_j[:, : self.nL], p.Yf_j[:, self.nL :]
+        self._YtL, self._YtR = p.Yt_j[:, : self.nL], p.Yt_j[:, self.nL :]
+        # a large area with few loads iterates on its loaded buses alone (see _run_reduced)
+        self._P = np.union1d(self._loaded, self._yl)
+        lu = p.solver()
+        self.reduced = (not lu.dense) and self._P.size <= REDUCED_MAX_FRACTION * self.nL
         self.labels = (
             list(p.bus_labels) * 2 + list(p.branch_labels) + list(p.out_labels) + ["collapse"]
         )
 
-    def run(self, k: np.ndarray, x_kw: np.ndarray, V_start: np.ndarray | None = None):
-        """Exact area solve for loads ``x_kw`` at positions ``k``: (V, V_R, d_export, ok)."""
+    def run(
+        self,
+        k: np.ndarray,
+        x_kw: np.ndarray,
+        V_start: np.ndarray | None = None,
+        start_cols: np.ndarray | None = None,
+    ):
+        """Exact area solve for loads ``x_kw`` at positions ``k``: (V, V_R, d_export, ok).
+        ``V_start``: voltages to start from, one column per scenario, or with ``start_cols``
+        the columns of ``V_start`` to use."""
+        if self.reduced:
+            return self._run_reduced(k, x_kw, V_start, start_cols)
+        if V_start is not None and start_cols is not None:
+            V_start = V_start[:, start_cols]
         p = self.p
         nS = k.size
         s_load = x_kw * (1.0 + 1j * self.tan) / 1000.0 / p.base_mva
         V = np.repeat(p.V0_L[:, None], nS, axis=1) if V_start is None else V_start.copy()
         VR = np.repeat(p.V0_R[:, None], nS, axis=1)
-        MVR = p.M @ VR
-        S0 = p.S0[:, None]
         d = np.zeros((self.nR, nS), complex)
         ok = np.zeros(nS, bool)
-        active = np.ones(nS, bool)
+        lu = p.solver()
+        # the scenarios still iterating, compacted (copied only when some finish)
+        cols = np.arange(nS)
+        Vw, VRw, kw, sw = V, VR.copy(), k.copy(), s_load
+        term = lu.root_term(VRw)
+        nz = self._nz
         for _ in range(_MAX_IT):
-            a = np.flatnonzero(active)
-            if a.size == 0:
+            if cols.size == 0:
                 break
-            Va = V[:, a]
-            I = np.conj(S0 / Va)
-            I[k[a], np.arange(a.size)] -= np.conj(s_load[a] / Va[k[a], np.arange(a.size)])
-            Vn = MVR[:, a] + p.Z @ I
-            full = np.vstack([Vn, VR[:, a]])
-            s_b = full[p.root_loc] * np.conj(p.Y_root @ full)
+            j = np.arange(cols.size)
+            I = np.zeros_like(Vw)
+            I[nz] = np.conj(self._S0nz / Vw[nz])
+            I[kw, j] -= np.conj(sw / Vw[kw, j])
+            Vn = lu.step(I, term)
+            # power leaving each root through its boundary branches (only their columns)
+            sub = np.vstack([Vn[self._yl], VRw[self._yr]])
+            s_b = VRw[self._root_r] * np.conj(self._Y_root @ sub)
             da = p.root_of_bnd @ s_b - p.S_export0[:, None]
-            w = np.empty((2 * self.nR, a.size))
+            w = np.empty((2 * self.nR, cols.size))
             w[0::2] = da.real
             w[1::2] = da.imag
             VRn = p.V0_R[:, None] + p.sens_R.T @ w
-            err = np.max(np.abs(Vn - Va), axis=0) + np.max(np.abs(VRn - VR[:, a]), axis=0)
-            V[:, a] = Vn
-            VR[:, a] = VRn
-            MVR[:, a] = p.M @ VRn
-            d[:, a] = da
+            err = np.abs(Vn - Vw).max(axis=0) + np.abs(VRn - VRw).max(axis=0)
             bad = ~np.isfinite(err) | (np.abs(Vn).min(axis=0) < 0.3)
             done = (err < _TOL_V) & ~bad
-            ok[a[done]] = True
-            active[a[done | bad]] = False
-            V[:, a[bad]] = np.nan
+            fin = done | bad
+            if fin.any():
+                c = cols[fin]
+                V[:, c] = np.where(bad[fin][None, :], np.nan, Vn[:, fin])
+                VR[:, c] = VRn[:, fin]
+                d[:, c] = da[:, fin]
+                ok[cols[done]] = True
+                keep = ~fin
+                cols = cols[keep]
+                Vw, VRw, kw, sw = Vn[:, keep], VRn[:, keep], kw[keep], sw[keep]
+                term = lu.root_term(VRw)
+            else:
+                Vw, VRw = Vn, VRn
+                term = lu.root_term(VRw)
+        if cols.size:  # not converged in _MAX_IT steps: the last iterate, not ok
+            V[:, cols] = Vw
+            VR[:, cols] = VRw
         return V, VR, d, ok
+
+    def _run_reduced(self, k, x_kw, V_start=None, start_cols=None):
+        """:meth:`run` iterating on the buses that carry a current alone: ``P`` (every loaded
+        bus, the boundary branches' LV ends) and the new load's bus ``k``. With
+        ``Z = inv(Y_LL)``, ``M = -Z Y_LR`` and the currents ``I_o`` of the other buses
+
+            V_P = M_P V_R + Z_PP I_P + Z_Pk i_k + (Z I_o)_P,   V_k = (the same, row k)
+
+        is the same fixed point on |P| + 1 unknowns per scenario instead of nL. The other buses
+        draw only the base load flow's mismatch (round-off): ``I_o`` is held at its base value,
+        the fixed point found, every bus's voltage taken from it (one sparse solve), ``I_o``
+        taken at those voltages and the fixed point found again (a step or two; what is left
+        of ``I_o``'s change is ~1e-9 smaller again)."""
+        p = self.p
+        nS, nL, P = k.size, self.nL, self._P
+        cols = np.arange(nS)
+        s_load = x_kw * (1.0 + 1j * self.tan) / 1000.0 / p.base_mva
+        lu = p.solver()
+        S_o = p.S0.copy()
+        S_o[P] = 0.0
+        if V_start is None:
+            VP0, Vk0 = np.repeat(p.V0_L[P][:, None], nS, axis=1), p.V0_L[k]
+        elif start_cols is None:
+            VP0, Vk0 = V_start[P], V_start[k, cols]
+        else:
+            VP0, Vk0 = V_start[np.ix_(P, start_cols)], V_start[k, start_cols]
+        VR = np.repeat(p.V0_R[:, None], nS, axis=1)
+        # the other buses' currents at the base voltages: the same for every scenario
+        I_o = np.empty((nL, nS), complex, order="F")
+        I_o[:] = np.conj(S_o / p.V0_L)[:, None]
+        v_o = lu.z(I_o[:, 0])
+        VP, Vk, VR, d, ok, bad = self._iterate_P(k, s_load, VP0, Vk0, VR, v_o[P][:, None], v_o[k])
+        for again in (True, False):
+            I = np.array(I_o, order="F")
+            with np.errstate(invalid="ignore", divide="ignore"):
+                I[P] = np.conj(p.S0[P][:, None] / VP)
+                I[k, cols] -= np.conj(s_load / Vk)
+                V = lu.voltages(I, VR)
+                bad |= ~np.isfinite(V).all(axis=0) | (np.abs(V).min(axis=0) < 0.3)
+                if not again:
+                    break
+                # the other buses' currents at these voltages, and the fixed point again
+                I_o = np.conj(S_o[:, None] / V)
+            I_o[:, bad] = 0.0
+            v_o = lu.z(I_o)
+            VP, Vk, VR, d, ok, bad = self._iterate_P(
+                k, s_load, VP, Vk, VR, v_o[P], v_o[k, cols], bad=bad
+            )
+        ok = ok & ~bad
+        V[:, bad] = np.nan
+        return V, VR, d, ok
+
+    def _iterate_P(self, k, s_load, VP0, Vk0, VR0, vP_o, vk_o, bad=None):
+        """The fixed point on ``P`` and ``k`` (see :meth:`_run_reduced`): (V_P, V_k, V_R,
+        d_export, ok, bad); ``vP_o``, ``vk_o``: the voltage the other buses' currents make."""
+        p = self.p
+        nS, P = k.size, self._P
+        ZcP, ZPr, zdiag, M = p.solver().columns(P)
+        Z_PP, M_P = ZcP[P], M[P]
+        S0P = p.S0[P][:, None]
+        ypos = np.searchsorted(P, self._yl)  # the boundary columns' rows of V_P
+        VP_out, Vk_out, VR = VP0.copy(), Vk0.copy(), VR0.copy()
+        d = np.zeros((self.nR, nS), complex)
+        ok = np.zeros(nS, bool)
+        bad_all = np.zeros(nS, bool) if bad is None else bad.copy()
+        cols = np.flatnonzero(~bad_all)
+        vP_o = np.broadcast_to(vP_o, (P.size, nS))[:, cols]
+        vk_o = np.broadcast_to(vk_o, (nS,))[cols]
+        VPw, Vkw, VRw, sw = VP_out[:, cols], Vk_out[cols], VR[:, cols], s_load[cols]
+        kc = k[cols]
+        ZPk, ZkP, zkk, Mk = ZPr[kc].T, ZcP[kc], zdiag[kc], M[kc]
+        for _ in range(_MAX_IT):
+            if cols.size == 0:
+                break
+            IP = np.conj(S0P / VPw)
+            ik = -np.conj(sw / Vkw)
+            VPn = M_P @ VRw + Z_PP @ IP + ZPk * ik + vP_o
+            Vkn = np.einsum("sr,rs->s", Mk, VRw) + np.einsum("sp,ps->s", ZkP, IP) + zkk * ik + vk_o
+            sub = np.vstack([VPn[ypos], VRw[self._yr]])
+            s_b = VRw[self._root_r] * np.conj(self._Y_root @ sub)
+            da = p.root_of_bnd @ s_b - p.S_export0[:, None]
+            w = np.empty((2 * self.nR, cols.size))
+            w[0::2] = da.real
+            w[1::2] = da.imag
+            VRn = p.V0_R[:, None] + p.sens_R.T @ w
+            err = np.maximum(
+                np.abs(VPn - VPw).max(axis=0, initial=0.0), np.abs(Vkn - Vkw)
+            ) + np.abs(VRn - VRw).max(axis=0)
+            low = np.minimum(np.abs(VPn).min(axis=0, initial=np.inf), np.abs(Vkn))
+            bad = ~np.isfinite(err) | (low < 0.3)
+            done = (err < _TOL_V) & ~bad
+            fin = done | bad
+            if fin.any():
+                c = cols[fin]
+                VP_out[:, c], Vk_out[c] = VPn[:, fin], Vkn[fin]
+                VR[:, c], d[:, c] = VRn[:, fin], da[:, fin]
+                ok[cols[done]] = True
+                bad_all[cols[bad]] = True
+                keep = ~fin
+                cols = cols[keep]
+                VPw, Vkw, VRw, sw = VPn[:, keep], Vkn[keep], VRn[:, keep], sw[keep]
+                ZPk, ZkP, zkk, Mk = ZPk[:, keep], ZkP[keep], zkk[keep], Mk[keep]
+                vP_o, vk_o = vP_o[:, keep], vk_o[keep]
+            else:
+                VPw, Vkw, VRw = VPn, Vkn, VRn
+        if cols.size:  # not converged in _MAX_IT steps: the last iterate, not ok
+            VP_out[:, cols], Vk_out[cols], VR[:, cols] = VPw, Vkw, VRw
+        return VP_out, Vk_out, VR, d, ok, bad_all
 
     def margins(self, V, VR, d, ok):
         """The smallest margin (less the safety) of each scenario, and which limit it is."""
         p = self.p
+        nL, nS = self.nL, V.shape[1]
+        nj, nk = p.lim_j.size, p.out_m.size
+        allm = np.empty((2 * nL + nj + nk, nS))  # filled in place: it is the largest array
         vm = np.abs(V)
-        cand = [vm - p.vmin[:, None], p.vmax[:, None] - vm]
-        if p.lim_j.size:
-            full = np.vstack([V, VR])
-            load = np.maximum(
-                np.abs(p.Yf_j @ full) * p.kf_j[:, None], np.abs(p.Yt_j @ full) * p.kt_j[:, None]
-            )
-            cand.append((p.lim_j[:, None] - load) / 100.0)
-        if p.out_m.size:
-            w = np.empty((2 * self.nR, V.shape[1]))
+        np.subtract(vm, p.vmin[:, None], out=allm[:nL])
+        np.subtract(p.vmax[:, None], vm, out=allm[nL : 2 * nL])
+        if nj:
+            load = np.abs(self._YfL @ V + self._YfR @ VR)
+            load *= p.kf_j[:, None]
+            other = np.abs(self._YtL @ V + self._YtR @ VR)
+            other *= p.kt_j[:, None]
+            np.maximum(load, other, out=load)
+            np.subtract(p.lim_j[:, None], load, out=load)
+            np.divide(load, 100.0, out=allm[2 * nL : 2 * nL + nj])
+        if nk:
+            w = np.empty((2 * self.nR, nS))
             w[0::2] = d.real
             w[1::2] = d.imag
-            cand.append(p.out_m[:, None] + p.out_c @ w)
-        allm = np.vstack(cand)
-        allm = np.where(np.isnan(allm), np.inf, allm)
+            allm[2 * nL + nj :] = p.out_m[:, None] + p.out_c @ w
+        allm[np.isnan(allm)] = np.inf
         if self.m0 is None:  # the first call is the base case
             self.m0 = allm[:, :1].copy()
         with np.errstate(invalid="ignore"):
-            moved = np.where(np.isfinite(allm), np.abs(allm - self.m0), 0.0)
-        allm = allm - (SAFETY_ABS + SAFETY_REL * moved)
+            moved = np.subtract(allm, self.m0)
+            np.abs(moved, out=moved)
+            moved[~np.isfinite(allm)] = 0.0
+        moved *= SAFETY_REL
+        moved += SAFETY_ABS
+        allm -= moved
+        del moved
         which = np.argmin(allm, axis=0)
-        g = allm[which, np.arange(allm.shape[1])]
+        g = allm[which, np.arange(nS)]
         g[~ok] = _DIVERGED
         which[~ok] = len(self.kinds) - 1
         allm[:, ~ok] = np.nan
@@ -188,10 +377,10 @@ def solve_area(p: AreaProblem, *, pf: float = 0.9, max_kw: float = 1000.0) -> Ar
     k = p.bus_pos.astype(np.int64)
     evals = 0
 
-    def evaluate(idx: np.ndarray, x: np.ndarray, V_start=None):
+    def evaluate(idx: np.ndarray, x: np.ndarray, V_start=None, start_cols=None):
         nonlocal evals
         evals += idx.size
-        V, VR, d, ok = s.run(k[idx], x, V_start)
+        V, VR, d, ok = s.run(k[idx], x, V_start, start_cols)
         g, which, allm = s.margins(V, VR, d, ok)
         return g, which, allm, V
 
@@ -236,22 +425,37 @@ def solve_area(p: AreaProblem, *, pf: float = 0.9, max_kw: float = 1000.0) -> Ar
                     cols_x.append(np.clip(x, lo[br] + 0.01 * w, hi[br] - 0.01 * w))
         idx = np.concatenate(cols_b)
         xs = np.concatenate(cols_x)
-        g, which, allm, V = evaluate(idx, xs, Vlast[:, idx])
-        fin = np.isfinite(V).all(axis=0)
-        Vlast[:, idx[fin]] = V[:, fin]
-        for j in np.argsort(xs, kind="stable"):  # in x order, so a bus's newest point is last
-            b, x = idx[j], xs[j]
-            if g[j] >= 0:
-                if x > lo[b]:
-                    lo[b] = x
-                    m_lo[:, b] = allm[:, j]
-            elif x < hi[b]:
-                hi[b] = x
-                m_hi[:, b] = allm[:, j] if g[j] > _DIVERGED else np.nan
-                w_hi[b] = which[j]
-            if g[j] > _DIVERGED and np.isinf(hi[b]):
-                px[b], pm[:, b] = qx[b], qm[:, b]
-                qx[b], qm[:, b] = x, allm[:, j]
+        g, which, allm, V = evaluate(idx, xs, Vlast, idx)
+        fin = np.flatnonzero(np.isfinite(V).all(axis=0))
+        if s.reduced:  # it starts from its buses P and the load's own bus alone
+            Vlast[np.ix_(s._P, idx[fin])] = V[s._P][:, fin]
+            Vlast[k[idx[fin]], idx[fin]] = V[k[idx[fin]], fin]
+        else:
+            Vlast[:, idx[fin]] = V[:, fin]
+        # each bus's points in x order, so its newest point is last: a bus appears at most a
+        # few times per round, so apply its first points to all buses at once, then its second
+        pos = np.empty(xs.size, np.int64)
+        pos[np.argsort(xs, kind="stable")] = np.arange(xs.size)
+        by_bus = np.lexsort((pos, idx))
+        ib = idx[by_bus]
+        new_bus = np.r_[True, ib[1:] != ib[:-1]]
+        start = np.maximum.accumulate(np.where(new_bus, np.arange(ib.size), 0))
+        rank = np.empty(xs.size, np.int64)
+        rank[by_bus] = np.arange(ib.size) - start
+        for r in range(int(rank.max(initial=-1)) + 1):
+            J = np.flatnonzero(rank == r)  # distinct buses
+            bj, x, gj = idx[J], xs[J], g[J]
+            up = (gj >= 0) & (x > lo[bj])
+            lo[bj[up]] = x[up]
+            m_lo[:, bj[up]] = allm[:, J[up]]
+            dn = (gj < 0) & (x < hi[bj])
+            hi[bj[dn]] = x[dn]
+            m_hi[:, bj[dn]] = np.where(gj[dn] > _DIVERGED, allm[:, J[dn]], np.nan)
+            w_hi[bj[dn]] = which[J[dn]]
+            sh = (gj > _DIVERGED) & np.isinf(hi[bj])
+            bs = bj[sh]
+            px[bs], pm[:, bs] = qx[bs], qm[:, bs]
+            qx[bs], qm[:, bs] = x[sh], allm[:, J[sh]]
     hosting = np.floor(np.minimum(lo, max_kw) / STEP_KW + 1e-9) * STEP_KW
     kinds, labels = [], []
     for b in range(n):
@@ -269,9 +473,12 @@ def solve_area(p: AreaProblem, *, pf: float = 0.9, max_kw: float = 1000.0) -> Ar
 
 def _extrapolate(px, pm, qx, qm, max_kw: float) -> np.ndarray:
     """The nearest crossing of any limit, each margin extrapolated through two points, +0.3 %."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        slope = (pm - qm) / (qx - px)[None, :]  # margin lost per kW
-        cross = np.where((slope > 0) & np.isfinite(qm), qm / slope, np.inf)
+    with np.errstate(invalid="ignore", divide="ignore"):  # in place: (limits x buses) arrays
+        slope = np.subtract(pm, qm)
+        slope /= (qx - px)[None, :]  # margin lost per kW
+        mask = slope > 0
+        mask &= np.isfinite(qm)
+        cross = np.divide(qm, slope, out=np.full_like(slope, np.inf), where=mask)
     reach = np.min(cross, axis=0)
     x = np.where(np.isfinite(reach), qx + 1.003 * reach, 2.0 * qx + 50.0)
     return np.minimum(max_kw, np.maximum(x, qx * 1.01 + 0.2))

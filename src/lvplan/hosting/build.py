@@ -10,12 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from lvplan.criteria import Criteria
 from lvplan.decision import _context
 from lvplan.hosting.area import AreaProblem, root_gain_summary
 from lvplan.hosting.outside import AreaSummary, OutsideModel
 from lvplan.model.network import Network
+from lvplan.powerflow.area_lu import AreaSolver
 
 
 @dataclass
@@ -39,10 +41,13 @@ def _group(keys: np.ndarray) -> dict[int, np.ndarray]:
     return {int(g[0]): pos for g, pos in zip(np.split(k, cuts), np.split(order, cuts), strict=True)}
 
 
-def _dense(rows_csr, local_of, ncols: int) -> np.ndarray:
+def _local(rows_csr, local_of, ncols: int) -> sp.csr_matrix:
+    """The rows with their columns renumbered to the area's local order (sparse)."""
     coo = rows_csr.tocoo()
-    out = np.zeros((rows_csr.shape[0], ncols), complex)
-    np.add.at(out, (coo.row, local_of(coo.col)), coo.data)
+    out = sp.csr_matrix(
+        (coo.data, (coo.row, local_of(coo.col))), shape=(rows_csr.shape[0], ncols), dtype=complex
+    )
+    out.sum_duplicates()
     return out
 
 
@@ -261,12 +266,8 @@ def _problem(
         return order[np.searchsorted(sorted_ids, c)]
 
     nL, nR = L.size, R.size
-    Yd = _dense(Yrows, local_of, nL + nR)
-    try:
-        Z = np.linalg.inv(Yd[:, :nL])
-    except np.linalg.LinAlgError:
-        return None
-    M = -Z @ Yd[:, nL:]
+    Yl = _local(Yrows, local_of, nL + nR).tocsc()
+    Y_LL, Y_LR = Yl[:, :nL].tocsc(), Yl[:, nL:].tocsr()
     f, t = eng.f_bus[rows], eng.t_bus[rows]
     inR = np.isin(loc_ids, R)
     # rows touching the area whose other end is outside it are boundary rows
@@ -278,9 +279,9 @@ def _problem(
     from_root = inR[fl] & ~inR[tl]
     to_root = inR[tl] & ~inR[fl]
     bnd = from_root | to_root
-    Yf_l = _dense(eng.Yf[rows], local_of, nL + nR)
-    Yt_l = _dense(eng.Yt[rows], local_of, nL + nR)
-    Y_root = np.where(from_root[bnd, None], Yf_l[bnd], Yt_l[bnd])
+    Yf_l = _local(eng.Yf[rows], local_of, nL + nR)
+    Yt_l = _local(eng.Yt[rows], local_of, nL + nR)
+    Y_root = np.where(from_root[bnd, None], Yf_l[bnd].toarray(), Yt_l[bnd].toarray())
     root_loc = np.where(from_root[bnd], fl[bnd], tl[bnd])
     root_of_bnd = np.zeros((nR, int(bnd.sum())))
     root_of_bnd[root_loc - nL, np.arange(root_loc.size)] = 1.0
@@ -289,13 +290,17 @@ def _problem(
     S_export0 = root_of_bnd @ (full[root_loc] * np.conj(Y_root @ full))
     j = br_judged[rows]
     pos = np.searchsorted(L, ans_ib)
+    try:  # the area's linear solve, kept with the problem (not pickled: built again there)
+        solver = AreaSolver(Y_LL, Y_LR)
+    except np.linalg.LinAlgError:
+        return None
     p = AreaProblem(
         label=int(label),
         buses=ans_pp.astype(np.int64),
         bus_pos=pos.astype(np.int64),
         base_mva=eng.baseMVA,
-        Z=Z,
-        M=M,
+        Y_LL=Y_LL,
+        Y_LR=Y_LR,
         S0=eng.S0[L].copy(),
         V0_L=V0_L.copy(),
         V0_R=V0_R.copy(),
@@ -307,12 +312,13 @@ def _problem(
         vmin=vmin_int[L].copy(),
         vmax=vmax_int[L].copy(),
         bus_labels=[bus_label[int(i)] for i in L],
-        Yf_j=Yf_l[j],
-        Yt_j=Yt_l[j],
+        Yf_j=Yf_l[np.flatnonzero(j)],
+        Yt_j=Yt_l[np.flatnonzero(j)],
         kf_j=kf[rows][j],
         kt_j=kt[rows][j],
         lim_j=lim_pct[rows][j],
         branch_kinds=[kinds[r] for r in rows[j]],
         branch_labels=[labels[r] for r in rows[j]],
     )
+    p._solver = solver
     return p, R

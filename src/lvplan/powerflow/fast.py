@@ -6,7 +6,9 @@ area is evaluated by
 1. solving that area's AC equations exactly (implicit Z-bus iteration,
    ``V_L = M V_R + Z_LL · conj(S_L / V_L)``) with its root buses (the MV side of the feeding
    transformers) held at given voltages, on the rows of pandapower's ``Ybus`` — the same
-   transformer, tap and cable model the reference uses;
+   transformer, tap and cable model the reference uses (each step a product with the dense
+   ``Z_LL = inv(Y_LL)`` in a small area, one sparse LU solve with ``Y_LL`` in a large one:
+   :mod:`lvplan.powerflow.area_lu`);
 2. moving the root voltages, and every bus outside the area, by the Newton-Raphson Jacobian's
    response to the extra power the area now draws at its roots (linear; the error is second
    order in a change that is itself a fraction of a percent), and re-solving the area;
@@ -35,6 +37,7 @@ from pandapower.pypower.idx_bus import BASE_KV
 from scipy.sparse.csgraph import connected_components
 
 from lvplan.powerflow.ac import RUNPP_OPTIONS
+from lvplan.powerflow.area_lu import AreaSolver
 from lvplan.powerflow.response import LinearResponse
 from lvplan.powerflow.state import GridState, LiveMasks
 
@@ -63,8 +66,7 @@ class _Area:
     L: np.ndarray  # internal bus indices of the area
     R: np.ndarray  # root buses (outside, adjacent)
     pos: dict[int, int]
-    Z: np.ndarray  # inv(Y_LL)
-    M: np.ndarray  # -Z @ Y_LR
+    solver: AreaSolver  # V_L = Y_LL^-1 (I_L - Y_LR V_R): dense inverse or sparse LU by size
     S0: np.ndarray  # base net injections at L (pu)
     bnd_rows: np.ndarray  # branch rows joining R and L
     bnd_root_is_from: np.ndarray
@@ -264,10 +266,7 @@ class FastEngine:
         R = np.setdiff1d(cols, L)
         if R.size == 0:
             raise FastEngineUnsupported("the LV area has no supply")
-        Y_LL = rows[:, L].toarray()
-        Y_LR = rows[:, R].toarray()
-        Z = np.linalg.inv(Y_LL)
-        M = -Z @ Y_LR
+        solver = AreaSolver(rows[:, L], rows[:, R])
         inL = np.zeros(self.n, bool)
         inL[L] = True
         inR = np.zeros(self.n, bool)
@@ -282,8 +281,7 @@ class FastEngine:
             L=L,
             R=R,
             pos={int(b): i for i, b in enumerate(L)},
-            Z=Z,
-            M=M,
+            solver=solver,
             S0=self.S0[L].copy(),
             bnd_rows=bnd,
             bnd_root_is_from=root_is_from,
@@ -325,7 +323,7 @@ class FastEngine:
         max_iter: int = 200,
     ) -> tuple[np.ndarray, complex, int]:
         """Voltages of the area with ``s_load`` (pu, consumed) at position ``k``."""
-        base = a.M @ V_R
+        term = a.solver.root_term(V_R)
         V = V_start.copy()
         v_cust = V[k]
         for it in range(1, max_iter + 1):
@@ -343,7 +341,7 @@ class FastEngine:
                         break
                     v_cust = v_new
                 I[k] -= np.conj(s_load / v_cust)
-            V_new = base + a.Z @ I
+            V_new = a.solver.step(I, term)
             err = float(np.max(np.abs(V_new - V)))
             V = V_new
             if not np.isfinite(err):
