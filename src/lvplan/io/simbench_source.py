@@ -8,6 +8,7 @@ import numpy as np
 import pandapower as pp
 
 from lvplan.errors import InputError, PowerFlowError
+from lvplan.powerflow.ac import NUMBA_MIN_BUSES
 
 MV_BUSBAR_TARGET_PU = 1.03
 
@@ -59,7 +60,12 @@ def _set_oltc_taps(net, target_pu: float = MV_BUSBAR_TARGET_PU) -> None:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                pp.runpp(net, calculate_voltage_angles=True, init="auto")
+                pp.runpp(
+                    net,
+                    calculate_voltage_angles=True,
+                    init="auto",
+                    numba=len(net.bus) >= NUMBA_MIN_BUSES,
+                )
         except pp.LoadflowNotConverged:
             raise PowerFlowError("SimBench base case did not converge while setting taps") from None
         vm = net.res_bus.vm_pu.loc[net.trafo.loc[hvmv, "lv_bus"]].to_numpy()

@@ -129,7 +129,7 @@ def trafo_row(key: tuple, baseMVA: float, f_hz: float) -> tuple[np.ndarray, comp
     no-load voltage ratio V_lv / V_hv (a warm start for a new LV board)."""
     import pandapower as pp
 
-    from lvplan.powerflow.ac import RUNPP_OPTIONS
+    from lvplan.powerflow.ac import runpp_options
 
     *params, vn_hv, vn_lv = key
     kw = {c: v for c, v in params if v is not None}
@@ -138,7 +138,7 @@ def trafo_row(key: tuple, baseMVA: float, f_hz: float) -> tuple[np.ndarray, comp
     lv = pp.create_bus(net, vn_lv)
     pp.create_ext_grid(net, hv)
     pp.create_transformer_from_parameters(net, hv, lv, **kw)
-    pp.runpp(net, **RUNPP_OPTIONS)
+    pp.runpp(net, **runpp_options(net))
     ppci = net._ppc["internal"]
     lk = net._pd2ppc_lookups["bus"]
     V = ppci["V"]
