@@ -54,8 +54,8 @@ def main() -> None:
         t = time.perf_counter()
         d = lvplan.check(net, bus=bus, kw=kw)
         check_s.append(time.perf_counter() - t)
-        engines[d.engine] = engines.get(d.engine, 0) + 1
-        decisions[d.decision] = decisions.get(d.decision, 0) + 1
+        engines[str(d.engine)] = engines.get(str(d.engine), 0) + 1
+        decisions[str(d.decision)] = decisions.get(str(d.decision), 0) + 1
 
     med_pp, med_chk = float(np.median(runpp_s)), float(np.median(check_s))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
