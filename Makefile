@@ -18,6 +18,7 @@ run: $(STAMP)
 	$(BIN)/lvplan check networks/sz-futian --bus "T6 far end" --kw 200
 	$(BIN)/lvplan check networks/sz-futian --lon 114.0590 --lat 22.5415 --kw 120 --category shop
 	$(BIN)/lvplan hosting networks/sz-futian --out hosting-sz-futian
+	$(BIN)/lvplan hosting networks/sz-futian --changes studies/changes/sz-futian-t3.toml --compare --no-maps --out hosting-sz-futian-t3
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks networks
@@ -33,12 +34,13 @@ test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_check.py
-	$(BIN)/python benchmarks/bench_hosting.py
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python benchmarks/bench_check.py
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python benchmarks/bench_hosting.py
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python benchmarks/bench_changes.py
 
 # the 1M-bus synthetic city (13,000 transformers): about 5 minutes and 9 GB
 bench-city: $(STAMP)
 	$(BIN)/python benchmarks/bench_hosting.py --city 13000
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache hosting-sz-futian
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache hosting-sz-futian hosting-sz-futian-t3
