@@ -200,12 +200,12 @@ def _render_decision(d: dict[str, Any]) -> str:
     if d["closest_limit"]:
         c = d["closest_limit"]
         lines.append(
-            f"closest limit: {c['kind']} {c['element']} {c['value']:g} {c['unit']} "
+            f"closest limit: {c['element']} ({c['kind']}) {c['value']:g} {c['unit']} "
             f"(limit {c['limit']:g})"
         )
     for v in d["violations"][1:10]:
         lines.append(
-            f"also: {v['kind']} {v['element']} {v['value']:g} {v['unit']} (limit {v['limit']:g})"
+            f"also: {v['element']} ({v['kind']}) {v['value']:g} {v['unit']} (limit {v['limit']:g})"
         )
     for w in d["warnings"][:5]:
         lines.append(f"warning: {w}")
