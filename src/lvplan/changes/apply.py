@@ -24,24 +24,12 @@ from lvplan.changes.spec import (
     Transfer,
 )
 from lvplan.model.catalogue import cable_types, trafo_types
+from lvplan.powerflow.branch import TAP_COLUMNS
 
 #: LV board voltage of a new public transformer (kV)
 LV_BOARD_KV = 0.4
 #: Columns a parallel or replacement unit keeps from the existing transformer.
-_TRAFO_KEEP = (
-    "vn_hv_kv",
-    "vn_lv_kv",
-    "shift_degree",
-    "tap_side",
-    "tap_neutral",
-    "tap_min",
-    "tap_max",
-    "tap_step_percent",
-    "tap_step_degree",
-    "tap_pos",
-    "tap_changer_type",
-    "vector_group",
-)
+_TRAFO_KEEP = ("vn_hv_kv", "vn_lv_kv", *TAP_COLUMNS)
 
 
 @dataclass
@@ -176,7 +164,6 @@ def plan_changes(net, changes: Changes) -> Plan:
         elif isinstance(c, AddParallelTransformer):
             row = net.trafo.loc[c.trafo]
             kept = _kept(row, _TRAFO_KEEP)
-            kept.pop("vector_group", None)
             trafo(
                 hv_bus=int(row.hv_bus), lv_bus=int(row.lv_bus),
                 name=f"{row.get('name') or 'trafo ' + str(c.trafo)} (parallel)",

@@ -90,15 +90,8 @@ def line_row(
     return row
 
 
-#: the transformer columns that define its branch (with the two buses' nominal voltages)
-TRAFO_COLUMNS = (
-    "sn_mva",
-    "vn_hv_kv",
-    "vn_lv_kv",
-    "vk_percent",
-    "vkr_percent",
-    "pfe_kw",
-    "i0_percent",
+#: a transformer's phase shift and tap changer (a replacement or parallel unit keeps them)
+TAP_COLUMNS = (
     "shift_degree",
     "tap_side",
     "tap_neutral",
@@ -108,6 +101,17 @@ TRAFO_COLUMNS = (
     "tap_step_degree",
     "tap_pos",
     "tap_changer_type",
+)
+#: the transformer columns that define its branch (with the two buses' nominal voltages)
+TRAFO_COLUMNS = (
+    "sn_mva",
+    "vn_hv_kv",
+    "vn_lv_kv",
+    "vk_percent",
+    "vkr_percent",
+    "pfe_kw",
+    "i0_percent",
+    *TAP_COLUMNS,
     "parallel",
 )
 
