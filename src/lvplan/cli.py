@@ -294,7 +294,11 @@ def _changed(net, changes_file: str | None):
         return net
     from lvplan.changes import load_changes
 
-    return net.with_changes(load_changes(changes_file))
+    changes = load_changes(changes_file)
+    try:
+        return net.with_changes(changes)
+    except InputError as exc:
+        raise InputError(f"--changes {changes_file}: {exc}") from None
 
 
 def _apply(args: argparse.Namespace) -> int:
@@ -311,7 +315,13 @@ def _apply(args: argparse.Namespace) -> int:
     if out.is_dir():
         raise InputError(f"--out {out}: is a folder; give a .json file to write")
     net = load_network(args.network)
-    changes = load_changes(args.changes).resolve(net)
+    try:
+        changes = load_changes(args.changes).resolve(net)
+    except InputError as exc:
+        msg = str(exc)
+        raise InputError(
+            msg if msg.startswith("--changes") else f"--changes {args.changes}: {msg}"
+        ) from None
     changed, cmap = apply_changes(net.pp, changes)
     write_text_atomic(out, pp.to_json(changed))
     print(

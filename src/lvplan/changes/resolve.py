@@ -55,6 +55,10 @@ class Pending:
         return self.buses.get(text)
 
 
+#: a load in a changes file larger than this (kW) is a typo, not a load on a 10 kV network
+MAX_LOAD_KW = 100_000.0
+
+
 def _element(network, table: str, ref, where: str, field: str) -> int:
     tab = network.pp[table]
     if isinstance(ref, int) and not isinstance(ref, bool):
@@ -160,8 +164,12 @@ def _line(network, ref, where: str, field: str = "line") -> tuple[int, str]:
 def resolve_change(network, c: Change, position: int, pending: Pending) -> Change:
     where = f"change {position} ({c.kind})"
     if isinstance(c, AddLoad):
-        if not c.kw > 0:
-            raise InputError(f"{where}: kw: must be > 0, got {c.kw:g}")
+        if not 0 < c.kw <= MAX_LOAD_KW:
+            raise InputError(f"{where}: kw: must be > 0 and at most {MAX_LOAD_KW:g}, got {c.kw:g}")
+        if not abs(c.kvar) <= MAX_LOAD_KW:
+            raise InputError(
+                f"{where}: kvar: must be at most {MAX_LOAD_KW:g} in size, got {c.kvar:g}"
+            )
         return replace(c, bus=_bus(network, c.bus, where, "bus", pending=pending))
     if isinstance(c, ReplaceTransformer | AddParallelTransformer):
         return replace(
