@@ -10,6 +10,7 @@ import pytest
 
 import lvplan
 from lvplan.cli import main
+from lvplan.decision import check
 from lvplan.errors import InputError
 from lvplan.register.desk import Desk
 from lvplan.register.store import Conflict, NotFound, open_backend
@@ -221,3 +222,41 @@ def test_many_random_applications_on_the_urban_district_never_overload_it(urban,
     ok = np.isfinite(desk.network.base_state().vm_pu)
     got = desk.network.base_state().vm_pu[ok]
     assert np.max(np.abs(got - net.res_bus.vm_pu.to_numpy()[ok])) < 1e-8
+
+
+def test_bus_capacity_is_one_pass_of_the_map_and_counts_reservations(urban, cn, tmp_path):
+    """`GET /v1/capacity/buses`: the map's search over one transformer area, with the desk's
+    reservations; each value fits by `check` on the desk's network and a little more does not
+    (the map's accuracy contract), and an approval lowers the values of its area."""
+    import time
+
+    desk = Desk(urban, open_backend(tmp_path / "u.db"), cn)
+    tr = urban.pp.trafo
+    t = int(tr.index[(tr.vn_lv_kv < 1)][0])
+    before = desk.bus_capacity(str(t))
+    assert len(before["buses"]) > 50
+    first = before["buses"][10]
+    app, _ = desk.apply({"id": "r1", "bus": first["bus"], "kw": 0.5 * first["headroom_kw"]})
+    assert app.status == "approved"
+    t0 = time.perf_counter()
+    after = desk.bus_capacity(str(t))
+    took = time.perf_counter() - t0
+    drop = {
+        b["bus"]: b0["headroom_kw"] - b["headroom_kw"]
+        for b, b0 in zip(after["buses"], before["buses"], strict=True)
+    }
+    assert drop[first["bus"]] > 0.4 * first["headroom_kw"]
+    for row in after["buses"][::25]:
+        h = row["headroom_kw"]
+        if h <= 0 or h >= 1000:
+            continue
+        assert (
+            check(desk.network, bus=row["bus"], kw=h, criteria=cn, headroom=False).decision
+            == "fits"
+        )
+        over = h + max(1.0, 0.01 * h)
+        assert (
+            check(desk.network, bus=row["bus"], kw=over, criteria=cn, headroom=False).decision
+            == "does_not_fit"
+        )
+    assert took < 5.0  # one pass (the bus-by-bus search took about 10 ms a bus)

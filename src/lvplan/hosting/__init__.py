@@ -147,4 +147,55 @@ def hosting_capacity(
     return df
 
 
-__all__ = ["COLUMNS", "PowerFlowError", "hosting_capacity"]
+def area_capacity(
+    network: Network,
+    *,
+    lv_bus: int,
+    criteria: Criteria | str | None = None,
+    pf: float | None = None,
+    max_kw: float = 1000.0,
+) -> pd.DataFrame:
+    """The hosting table (the map's columns and search) of the one transformer area that
+    ``lv_bus`` lies in: a single pass over that area, reservations counted. What
+    ``GET /v1/capacity/buses`` serves; the preparation (network-wide, 0.2 s on the urban
+    district) is kept on the network until its base moves."""
+    from lvplan.decision import resolve_criteria
+    from lvplan.hosting.build import prepare
+    from lvplan.hosting.fallback import ac_bus_hosting
+
+    crit = resolve_criteria(criteria)
+    pf_val = crit.new_customer_pf if pf is None else float(pf)
+    network.base_state()
+    key = ("hosting-prepared", crit, pf_val)
+    hit = network.contexts.get(key)
+    if hit is None or hit[0] != network.version:
+        hit = (network.version, prepare(network, crit, pf=pf_val))
+        network.contexts.put(key, hit)
+    prep = hit[1]
+    eng = network.fast_engine()
+    label = eng.area_of(int(eng.bus_lookup[lv_bus]))
+    problems = [p for p in prep.problems if int(p.label) == label]
+    parts: list[pd.DataFrame] = []
+    if problems:
+        store = ChunkStore(None, {}, resume=False)
+        parts, _ = execute(
+            problems, [[0]], store, pf=pf_val, max_kw=max_kw, workers=1, scheduler=None
+        )
+    else:  # an area the fast engine cannot model: full AC bus by bus, as the map does
+        area = network.topology.area_of(lv_bus)
+        buses = list(area.buses) if area is not None else [lv_bus]
+        rows = [ac_bus_hosting(network, crit, int(b), pf=pf_val, max_kw=max_kw) for b in buses]
+        parts = [
+            pd.DataFrame(
+                {
+                    "bus": buses,
+                    "hosting_kw": [r[0] for r in rows],
+                    "binding_kind": [r[1] for r in rows],
+                    "binding_element": [r[2] for r in rows],
+                }
+            )
+        ]
+    return assemble(network.pp, parts, prep.bus_transformer)
+
+
+__all__ = ["COLUMNS", "PowerFlowError", "area_capacity", "hosting_capacity"]

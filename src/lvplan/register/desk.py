@@ -430,44 +430,38 @@ class Desk:
         }
 
     def bus_capacity(self, transformer: str) -> dict[str, Any]:
-        """Headroom (design kW, the check's own search) at every LV bus of one transformer.
-        The lock is taken bus by bus, so decisions go on meanwhile; each value counts the
-        reservations held when it was computed."""
+        """Hosting capacity (design kW, the map's search) of every LV bus of one transformer,
+        reservations counted: one pass over its area (:func:`lvplan.hosting.area_capacity`)."""
+        from lvplan.hosting import area_capacity
+
         with self.lock:
             with self.register.transaction(write=False) as tx:
                 self._catch_up(tx)
             network = self.network
-            net = network.pp
-            tr = net.trafo
+            tr = network.pp.trafo
+            names = tr["name"] if "name" in tr.columns else None
             hit = [
                 int(t)
                 for t in tr.index
-                if str(t) == transformer
-                or (isinstance(tr.at[t, "name"], str) and tr.at[t, "name"] == transformer)
+                if str(t) == transformer or (names is not None and names.at[t] == transformer)
             ]
             if not hit:
                 raise NotFound(f"transformer: no transformer {transformer!r}")
             t = hit[0]
-            area = network.topology.area_of(int(tr.at[t, "lv_bus"]))
-            buses = list(area.buses) if area is not None else []
-        rows = []
-        for b in buses:
-            with self.lock:
-                d = check(network, bus=b, kw=0.1, criteria=self.criteria, category="generic")
-                hr = d.headroom_kw
-                if d.decision == "fits" and hr is not None:
-                    hr = round(hr + 0.1, 1)
-                names = net.bus.name if "name" in net.bus.columns else None
-                nm = names.at[b] if names is not None else ""
-                rows.append(
-                    {
-                        "bus": int(b),
-                        "name": nm if isinstance(nm, str) else "",
-                        "headroom_kw": hr if d.decision in ("fits", "does_not_fit") else None,
-                        "binding": None if d.binding is None else d.binding.to_dict(),
-                    }
-                )
-        return {"transformer": int(t), "buses": rows}
+            lv_bus = int(tr.at[t, "lv_bus"])
+            if network.topology.area_of(lv_bus) is None:
+                return {"transformer": t, "buses": []}
+            table = area_capacity(network, lv_bus=lv_bus, criteria=self.criteria)
+        rows = [
+            {
+                "bus": int(r.bus),
+                "name": r.name,
+                "headroom_kw": float(r.hosting_kw),
+                "binding": {"kind": r.binding_kind, "element": r.binding_element},
+            }
+            for r in table.itertuples(index=False)
+        ]
+        return {"transformer": t, "buses": rows}
 
 
 def _round(x: float | None, nd: int = 1) -> float | None:
