@@ -374,3 +374,18 @@ def test_margin_sensitivity_matches_a_small_load(name, cn, sz, urban):
         assert np.max(np.abs(linear - exact)) <= 0.02 * scale
     labels = limits.margin_labels()
     assert labels[0][1] == f"bus {network.pp.bus.index[0]}" and labels[-1][0] == "transformer"
+
+
+def test_identity_cache_keys():
+    """Objects by identity (a profile), plain values by value: a tuple key with a float that is
+    equal but another object still hits; another profile object with equal fields does not."""
+    from lvplan.model.network import IdentityCache
+
+    c = IdentityCache(max_items=2)
+    a, b = lvplan.load_criteria("cn"), lvplan.load_criteria("cn", lv_policy_max_kw=160)
+    c.put(("limits", a, 0.9), 1)
+    assert c.get(("limits", a, float("0.9"))) == 1
+    assert c.get(("limits", b, 0.9)) is None and c.get(("other", a, 0.9)) is None
+    c.put(b, 2)
+    c.put("x", 3)  # evicts the oldest
+    assert c.get(("limits", a, 0.9)) is None and c.get(b) == 2

@@ -51,23 +51,39 @@ FINGERPRINT_TABLES = (
 
 
 class IdentityCache:
-    """Values keyed by the identity of an object the cache also holds (so an id is never
-    reused while its entry lives); the least recently used entry goes first."""
+    """Values keyed by objects (compared by identity: a Criteria profile, a network) or by
+    tuples of objects and plain values (compared by value: names, numbers). The cache holds
+    the key objects, so an id is never reused while its entry lives; the least recently used
+    entry goes first."""
+
+    _PLAIN = (str, int, float, bool, type(None))
 
     def __init__(self, max_items: int):
-        self._items: OrderedDict[int, tuple[object, object]] = OrderedDict()
+        self._items: OrderedDict[tuple, tuple[object, object]] = OrderedDict()
         self._max = max_items
 
+    def _ident(self, key: object) -> tuple:
+        parts = key if isinstance(key, tuple) else (key,)
+        return tuple(p if isinstance(p, self._PLAIN) else ("id", id(p)) for p in parts)
+
     def get(self, key: object):
-        hit = self._items.get(id(key))
-        if hit is None or hit[0] is not key:
+        ident = self._ident(key)
+        hit = self._items.get(ident)
+        if hit is None:
             return None
-        self._items.move_to_end(id(key))
+        held = hit[0] if isinstance(hit[0], tuple) else (hit[0],)
+        parts = key if isinstance(key, tuple) else (key,)
+        if any(
+            not isinstance(a, self._PLAIN) and a is not b for a, b in zip(held, parts, strict=True)
+        ):
+            return None
+        self._items.move_to_end(ident)
         return hit[1]
 
     def put(self, key: object, value: object) -> None:
-        self._items[id(key)] = (key, value)
-        self._items.move_to_end(id(key))
+        ident = self._ident(key)
+        self._items[ident] = (key, value)
+        self._items.move_to_end(ident)
         while len(self._items) > self._max:
             self._items.popitem(last=False)
 
