@@ -389,3 +389,18 @@ def test_identity_cache_keys():
     c.put(b, 2)
     c.put("x", 3)  # evicts the oldest
     assert c.get(("limits", a, 0.9)) is None and c.get(b) == 2
+
+
+def test_the_newton_fallback_agrees_too(sz, cn, monkeypatch):
+    """When the compensation steps do not converge (forced here), Newton-Raphson on the
+    assembled model decides: same answers as pandapower, for a change that keeps Ybus's
+    structure and for one that adds buses."""
+    from lvplan.powerflow import compensation
+
+    monkeypatch.setattr(compensation, "MAX_STEPS", 0)
+    _compare(
+        sz, Changes().replace_transformer(2, 1250), lambda n: pp_replace_transformer(n, 2, 1250), cn
+    )
+    ch = Changes().new_substation(0.0, 0.0, mv_bus=2, tie_length_m=600.0, rated_kva=630)
+    _compare(sz, ch, lambda n: pp_new_substation(n, 2, 600.0, 630), cn)
+    assert evaluate(sz, ch, cn).iterations >= 1
