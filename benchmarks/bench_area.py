@@ -53,9 +53,10 @@ def bench_map(spec: str, profile: str, save: Path | None, tag: str) -> float:
     net = lvplan.load_network(spec)
     net.base_state()
     t, c = time.perf_counter(), time.process_time()
-    df = hosting_capacity(net, criteria=profile, workers=1)
+    res = hosting_capacity(net, criteria=profile, workers=1)
     dt, dc = time.perf_counter() - t, time.process_time() - c
-    st = df.attrs["stats"]
+    st = res.stats
+    df = res.table
     print(
         f"map {tag:>10}: {len(df):6d} buses in {dt:6.2f} s = {len(df) / dt:7.0f} buses/s "
         f"(prepare {st.prepare_s:.2f} s, solve {st.solve_s:.2f} s; "

@@ -117,9 +117,10 @@ def main() -> int:
     t_runpp = time.perf_counter() - t
 
     t = time.perf_counter()
-    df = hosting_capacity(net, workers=args.workers, max_kw=args.max_kw)
+    res = hosting_capacity(net, workers=args.workers, max_kw=args.max_kw)
     t_host = time.perf_counter() - t
-    st = df.attrs["stats"]
+    st = res.stats
+    df = res.table
     n = len(df)
     steps = math.ceil(math.log2(args.max_kw / 0.1))
     naive = n * steps * t_runpp

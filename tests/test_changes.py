@@ -326,8 +326,8 @@ def test_hosting_compare_adds_before_and_after(tmp_path, sz, cn):
     import pandas as pd
 
     df = pd.read_csv(out / "hosting.csv")
-    before = lvplan.hosting_capacity(sz, criteria=cn)
-    after = lvplan.hosting_capacity(sz, criteria=cn, changes=load_changes(ch))
+    before = lvplan.hosting_capacity(sz, criteria=cn).table
+    after = lvplan.hosting_capacity(sz, criteria=cn, changes=load_changes(ch)).table
     assert np.allclose(df.hosting_kw_before, before.hosting_kw)
     assert np.allclose(df.hosting_kw_after, after.hosting_kw)
     t3 = df.transformer.str.startswith("T3")

@@ -20,17 +20,17 @@ from lvplan.hosting import hosting_capacity
 
 @pytest.fixture(scope="module")
 def urban_map(urban, cn):
-    return hosting_capacity(urban, criteria=cn)
+    return hosting_capacity(urban, criteria=cn).table
 
 
 def test_local_processes_give_the_same_table(urban, cn, urban_map):
-    df = hosting_capacity(urban, criteria=cn, workers=2, chunk_buses=1500)
-    assert df.attrs["stats"].chunks >= 7
-    pd.testing.assert_frame_equal(df, urban_map)
+    res = hosting_capacity(urban, criteria=cn, workers=2, chunk_buses=1500)
+    assert res.stats.chunks >= 7
+    pd.testing.assert_frame_equal(res.table, urban_map)
 
 
 def test_resume_reuses_finished_chunks(sz, cn, tmp_path, monkeypatch):
-    fresh = hosting_capacity(sz, criteria=cn)
+    fresh = hosting_capacity(sz, criteria=cn).table
     real = run_mod.solve_chunk
     calls = {"n": 0}
 
@@ -47,9 +47,9 @@ def test_resume_reuses_finished_chunks(sz, cn, tmp_path, monkeypatch):
     assert len(done) == 3
     monkeypatch.setattr(run_mod, "solve_chunk", real)
     again = hosting_capacity(sz, criteria=cn, work_dir=tmp_path, resume=True, chunk_buses=5)
-    assert again.attrs["stats"].chunks_reused == 3
-    assert again.attrs["stats"].chunks == 6  # areas of fewer than 5 buses share chunks
-    pd.testing.assert_frame_equal(again, fresh, check_dtype=False)
+    assert again.stats.chunks_reused == 3
+    assert again.stats.chunks == 6  # areas of fewer than 5 buses share chunks
+    pd.testing.assert_frame_equal(again.table, fresh, check_dtype=False)
     assert not (tmp_path / "chunks").exists()  # cleared after success
 
 
@@ -73,7 +73,7 @@ def test_dask_cluster_gives_the_same_table_and_survives_a_killed_worker(urban, c
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
     ) as cluster:
         same = hosting_capacity(urban, criteria=cn, scheduler=cluster.scheduler_address)
-        pd.testing.assert_frame_equal(same, urban_map)
+        pd.testing.assert_frame_equal(same.table, urban_map)
 
         # now kill one worker with SIGKILL while its chunks are running
         with distributed.Client(cluster.scheduler_address) as client:
@@ -83,7 +83,7 @@ def test_dask_cluster_gives_the_same_table_and_survives_a_killed_worker(urban, c
         def go():
             box["df"] = hosting_capacity(
                 urban, criteria=cn, scheduler=cluster.scheduler_address, chunk_buses=150
-            )
+            ).table
 
         t = threading.Thread(target=go)
         t.start()

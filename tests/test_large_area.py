@@ -93,7 +93,7 @@ def test_map_reduced_sparse_and_dense_area_solves_agree(ieee, en, monkeypatch):
 
 
 def test_map_contract_on_the_large_area(ieee, en):
-    df = hosting_capacity(ieee, criteria=en)
+    df = hosting_capacity(ieee, criteria=en).table
     assert len(df) == 906 and (df.hosting_kw > 0).all()
     untouched = pn.ieee_european_lv_asymmetric()  # a copy lvplan never held
     assert assert_contract(untouched, en, df, n=8, seed=2) == 8

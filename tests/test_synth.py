@@ -49,7 +49,7 @@ def test_city_hosting_map_holds_the_contract(city_dir, cn):
     from lvplan.io.netfolder import read_folder
 
     net = lvplan.load_network(str(city_dir))
-    df = hosting_capacity(net, criteria=cn)
+    df = hosting_capacity(net, criteria=cn).table
     assert len(df) == int((net.pp.bus.vn_kv < 1).sum())
     assert df.hosting_kw.max() > 0
     assert assert_contract(read_folder(city_dir), cn, df, n=12) == 12

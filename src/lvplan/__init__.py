@@ -5,7 +5,7 @@ net = lvplan.load_network("sz-futian")          # or "file.json", "simbench:CODE
 d = lvplan.check(net, bus=12, kw=150.0, category="generic", pf=0.9)
 d.decision   # "fits" | "does_not_fit" | "hv_required" | "not_assessable"
 d.to_dict()  # the JSON object of `lvplan check --json`
-df = lvplan.hosting_capacity(net)               # a DataFrame, one row per LV bus
+res = lvplan.hosting_capacity(net)              # res.table: one row per LV bus; res.stats
 
 Names are imported on first use, so ``import lvplan`` (and a hosting worker process) does not
 load pandapower until it is needed.
@@ -31,6 +31,7 @@ _WHERE = {
     "load_network": "lvplan.io.load",
     "Network": "lvplan.model.network",
     "hosting_capacity": "lvplan.hosting",
+    "HostingResult": "lvplan.hosting",
     "Changes": "lvplan.changes",
     "load_changes": "lvplan.changes",
     "evaluate": "lvplan.evaluate",
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
         RegisterUnavailable,
     )
     from lvplan.evaluate import Evaluation, evaluate
-    from lvplan.hosting import hosting_capacity
+    from lvplan.hosting import HostingResult, hosting_capacity
     from lvplan.io.load import load_network
     from lvplan.model.network import Network
 
@@ -70,6 +71,7 @@ __all__ = [
     "Criteria",
     "Decision",
     "Evaluation",
+    "HostingResult",
     "InputError",
     "InvalidNetwork",
     "LvplanError",

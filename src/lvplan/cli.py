@@ -380,7 +380,7 @@ def _hosting(args: argparse.Namespace, crit) -> int:
             before_net, criteria=crit, pf=pf, max_kw=max_kw, workers=workers,
             scheduler=args.scheduler, progress=True if args.progress else None,
         )  # fmt: skip
-    df = hosting_capacity(
+    result = hosting_capacity(
         net,
         criteria=crit,
         pf=pf,
@@ -392,7 +392,7 @@ def _hosting(args: argparse.Namespace, crit) -> int:
         progress=True if args.progress else None,
     )
     summary = write_outputs(
-        df, net, crit, out, maps=not args.no_maps,
+        result, net, crit, out, maps=not args.no_maps,
         before=None if before is None else (before, before_net),
     )  # fmt: skip
     if args.json:

@@ -1,7 +1,8 @@
 """City-wide hosting capacity: the largest new 380 V load every LV bus can take.
 
-``hosting_capacity(network)`` returns a DataFrame with the columns of ``hosting.csv``
-(``bus, name, transformer, hosting_kw, binding_kind, binding_element, lon, lat``). The value at a
+``hosting_capacity(network)`` returns a :class:`HostingResult` whose ``table`` has the columns of
+``hosting.csv`` (``bus, name, transformer, hosting_kw, binding_kind, binding_element, lon,
+lat``). The value at a
 bus is the largest design kW (at ``pf``) that ``lvplan.check`` answers ``fits`` for, to 0.1 kW,
 found per LV area by :func:`lvplan.hosting.area.solve_area`.
 """
@@ -9,6 +10,7 @@ found per LV area by :func:`lvplan.hosting.area.solve_area`.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,12 +34,18 @@ if TYPE_CHECKING:
     from lvplan.model.network import Network
 
 
-class Shared(dict):
-    """A dict that pandas' attrs propagation shares instead of deep-copying (pandas deep-copies
-    ``attrs`` on every operation: a million-entry mapping made each filter take seconds)."""
+@dataclass(frozen=True)
+class HostingResult:
+    """The map: ``table`` (the columns of ``hosting.csv``, one row per LV bus), how the run
+    went (``stats``), the question (``criteria``, ``pf``, ``max_kw``) and which transformer
+    feeds each bus (``bus_trafo``: pandapower bus -> transformer index)."""
 
-    def __deepcopy__(self, memo):
-        return self
+    table: pd.DataFrame
+    stats: RunStats
+    criteria: Criteria
+    pf: float
+    max_kw: float
+    bus_trafo: dict[int, int] = field(repr=False)
 
 
 def hosting_capacity(
@@ -53,13 +61,12 @@ def hosting_capacity(
     progress: bool | None = False,
     chunk_buses: int | None = None,
     changes=None,
-) -> pd.DataFrame:
-    """The hosting-capacity table of every in-service LV bus (see the module docstring).
+) -> HostingResult:
+    """The hosting capacity of every in-service LV bus (see the module docstring).
     ``changes``: of the network with those changes made (:meth:`Network.with_changes`).
 
     ``workers`` local processes, or a Dask ``scheduler`` address, solve the areas in chunks;
-    with ``work_dir`` finished chunks are kept there and ``resume`` reuses them. The run's
-    statistics are in ``df.attrs["stats"]``.
+    with ``work_dir`` finished chunks are kept there and ``resume`` reuses them.
     """
     from lvplan.decision import resolve_criteria
     from lvplan.hosting.build import prepare
@@ -130,7 +137,7 @@ def hosting_capacity(
         )
     df = assemble(network.pp, parts + extra, prep.bus_transformer)
     t2 = now()
-    df.attrs["stats"] = RunStats(
+    stats = RunStats(
         areas=len(prep.problems),
         buses=len(df),
         chunks=len(chunks),
@@ -138,13 +145,9 @@ def hosting_capacity(
         prepare_s=t1 - t0,
         solve_s=t2 - t1,
     )
-    df.attrs["pf"] = pf_val
-    df.attrs["max_kw"] = max_kw
-    df.attrs["criteria"] = crit
-    df.attrs["bus_trafo"] = Shared(prep.bus_trafo)
     if work_dir:
         store.clear()
-    return df
+    return HostingResult(df, stats, crit, pf_val, max_kw, prep.bus_trafo)
 
 
 def area_capacity(
@@ -198,4 +201,4 @@ def area_capacity(
     return assemble(network.pp, parts, prep.bus_transformer)
 
 
-__all__ = ["COLUMNS", "PowerFlowError", "area_capacity", "hosting_capacity"]
+__all__ = ["COLUMNS", "HostingResult", "PowerFlowError", "area_capacity", "hosting_capacity"]

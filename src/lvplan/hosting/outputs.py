@@ -66,7 +66,9 @@ def class_colour(kw: float) -> str:
     return CLASSES[-1][3]
 
 
-def transformer_table(df: pd.DataFrame, network, criteria) -> pd.DataFrame:
+def transformer_table(
+    df: pd.DataFrame, network, criteria, bus_trafo: dict[int, int]
+) -> pd.DataFrame:
     """Per public transformer: its rating, loading, headroom and its buses' hosting range."""
     net = network.pp
     tr = net.trafo
@@ -76,7 +78,6 @@ def transformer_table(df: pd.DataFrame, network, criteria) -> pd.DataFrame:
     from lvplan.criteria.judge import Limits
 
     limits = Limits(net, criteria)
-    bus_trafo: dict[int, int] = df.attrs.get("bus_trafo", {})
     by_trafo: dict[int, list[int]] = {}
     for b, t in bus_trafo.items():
         by_trafo.setdefault(int(t), []).append(int(b))
@@ -332,23 +333,25 @@ def compare_tables(df, trafos, before, before_trafos) -> tuple[pd.DataFrame, pd.
 
 
 def write_outputs(
-    df: pd.DataFrame,
+    result,
     network,
     criteria,
     out: Path,
     *,
     maps: bool = True,
-    before: tuple[pd.DataFrame, Any] | None = None,
+    before: tuple[Any, Any] | None = None,
 ) -> dict:
-    """Write every output file; returns the summary (also written as summary.json).
-    ``before``: the table and network before a set of changes (``--compare``)."""
+    """Write every output file of a :class:`HostingResult`; returns the summary (also written
+    as summary.json). ``before``: the result and network before a set of changes
+    (``--compare``)."""
     out.mkdir(parents=True, exist_ok=True)
-    trafos = transformer_table(df, network, criteria)
+    df = result.table
+    trafos = transformer_table(df, network, criteria, result.bus_trafo)
     compared = None
     if before is not None:
-        prev_df, prev_net = before
-        prev_trafos = transformer_table(prev_df, prev_net, criteria)
-        df, trafos, compared = compare_tables(df, trafos, prev_df, prev_trafos)
+        prev, prev_net = before
+        prev_trafos = transformer_table(prev.table, prev_net, criteria, prev.bus_trafo)
+        df, trafos, compared = compare_tables(df, trafos, prev.table, prev_trafos)
     write_text_atomic(out / "hosting.csv", df.to_csv(index=False))
     write_text_atomic(out / "transformers.csv", trafos.to_csv(index=False))
     write_text_atomic(
@@ -358,7 +361,7 @@ def write_outputs(
     if maps:
         write_text_atomic(out / "map.html", map_html(df, trafos, title))
         write_bytes_atomic(out / "map.png", map_png(df, trafos, title))
-    stats = df.attrs.get("stats")
+    stats = result.stats
     classes = {
         name: int(((df.hosting_kw >= lo) & (df.hosting_kw < hi)).sum())
         for name, lo, hi, _ in CLASSES
@@ -366,8 +369,8 @@ def write_outputs(
     summary = {
         "network": network_info(network),
         "criteria": criteria.to_dict(),
-        "pf": df.attrs.get("pf"),
-        "max_kw": df.attrs.get("max_kw"),
+        "pf": result.pf,
+        "max_kw": result.max_kw,
         "buses": len(df),
         "transformers": len(trafos),
         "classes": classes,
