@@ -404,3 +404,23 @@ def test_the_newton_fallback_agrees_too(sz, cn, monkeypatch):
     ch = Changes().new_substation(0.0, 0.0, mv_bus=2, tie_length_m=600.0, rated_kva=630)
     _compare(sz, ch, lambda n: pp_new_substation(n, 2, 600.0, 630), cn)
     assert evaluate(sz, ch, cn).iterations >= 1
+
+
+def test_lengths_from_coordinates(sz):
+    """Without length_m a new cable's route is the straight distance x 1.3 (the detour factor
+    of service cables), and a new substation's tie runs to the nearest 10 kV bus."""
+    from lvplan.locate import bus_lonlat, distance_m
+
+    lon, lat = bus_lonlat(sz)
+    r15, r34 = sz.bus_row(15), sz.bus_row(34)
+    want = float(distance_m(lon[r15], lat[r15], lon[r34], lat[r34])) * 1.3
+    got = Changes().new_lv_cable(15, LV_CABLE, to_bus=34).resolve(sz).items[0].length_m
+    assert got == pytest.approx(want, rel=1e-9) and got > 50
+    sub = Changes().new_substation(float(lon[r15]) + 0.001, float(lat[r15])).resolve(sz).items[0]
+    mv = sz.pp.bus.index[(sz.pp.bus.vn_kv > 1) & (sz.pp.bus.vn_kv <= 35)]
+    d = [
+        float(distance_m(lon[r15] + 0.001, lat[r15], lon[sz.bus_row(b)], lat[sz.bus_row(b)]))
+        for b in mv
+    ]
+    assert sub.mv_bus == int(mv[int(np.nanargmin(d))])
+    assert sub.tie_length_m == pytest.approx(np.nanmin(d) * 1.3, rel=1e-9)

@@ -142,6 +142,25 @@ def _route_m(network, bus: int, lon: float, lat: float) -> float:
     return float(distance_m(lon, lat, blon[r], blat[r])) * DETOUR_FACTOR
 
 
+def _cable_length(
+    network, given: float | None, a: int, b: int, pending: Pending, where: str
+) -> float:
+    """A new cable's route length between buses ``a`` and ``b``: as given, or the distance
+    between their coordinates x the detour factor (at least 1 m)."""
+    if given is None and (pending.find(a) is not None or pending.find(b) is not None):
+        raise InputError(f"{where}: length_m: give the length of a cable to or from a new bus")
+    length = given
+    if length is None:
+        from lvplan.locate import bus_lonlat
+
+        blon, blat = bus_lonlat(network)
+        r = network.bus_row(b)
+        length = _route_m(network, a, float(blon[r]), float(blat[r]))
+    if not math.isfinite(length):
+        raise InputError(f"{where}: length_m: the buses have no coordinates; give it")
+    return max(length, 1.0)
+
+
 def _trafo(network, ref, where: str) -> int:
     t = _element(network, "trafo", ref, where, "trafo")
     tr = network.pp.trafo
@@ -239,18 +258,8 @@ def _new_lv_cable(network, c: NewLvCable, where: str, pending: Pending) -> NewLv
         tb = _bus(network, c.to_bus, where, "to_bus", lv=True, pending=pending)
         if tb == fb:
             raise InputError(f"{where}: to_bus: the same bus as from_bus")
-        length = c.length_m
-        if length is None and (pending.find(fb) is not None or pending.find(tb) is not None):
-            raise InputError(f"{where}: length_m: give the length of a cable to a new bus")
-        if length is None:
-            from lvplan.locate import bus_lonlat
-
-            blon, blat = bus_lonlat(network)
-            r = network.bus_row(tb)
-            length = _route_m(network, fb, float(blon[r]), float(blat[r]))
-        if not math.isfinite(length):
-            raise InputError(f"{where}: length_m: the buses have no coordinates; give it")
-        return replace(c, from_bus=fb, to_bus=tb, length_m=max(length, 1.0))
+        length = _cable_length(network, c.length_m, fb, tb, pending, where)
+        return replace(c, from_bus=fb, to_bus=tb, length_m=length)
     if c.lon is None or c.lat is None:
         raise InputError(f"{where}: {'lat' if c.lat is None else 'lon'}: give both lon and lat")
     _lonlat(c.lon, c.lat, where)
@@ -306,15 +315,5 @@ def _transfer(network, c: Transfer, where: str, pending: Pending) -> Transfer:
             f"{where}: subtree_root_line: the part beyond line {ln} holds a transformer: "
             "it is not a branch of the area"
         )
-    length = c.length_m
-    if length is None and pending.find(tb) is not None:
-        raise InputError(f"{where}: length_m: give the length of a cable from a new bus")
-    if length is None:
-        from lvplan.locate import bus_lonlat
-
-        blon, blat = bus_lonlat(network)
-        r = network.bus_row(end)
-        length = _route_m(network, tb, float(blon[r]), float(blat[r]))
-    if not math.isfinite(length):
-        raise InputError(f"{where}: length_m: the buses have no coordinates; give it")
-    return replace(c, subtree_root_line=ln, to_bus=tb, length_m=max(length, 1.0), far_bus=end)
+    length = _cable_length(network, c.length_m, tb, end, pending, where)
+    return replace(c, subtree_root_line=ln, to_bus=tb, length_m=length, far_bus=end)
