@@ -424,3 +424,21 @@ def test_lengths_from_coordinates(sz):
     ]
     assert sub.mv_bus == int(mv[int(np.nanargmin(d))])
     assert sub.tie_length_m == pytest.approx(np.nanmin(d) * 1.3, rel=1e-9)
+
+
+def test_the_same_element_changed_twice_counts_once(sz, cn):
+    """Two changes of one line (the last cable wins) and two of one unit: the base's branch
+    is removed once, not twice (pandapower on the same tables agrees)."""
+    ch = (
+        Changes()
+        .replace_line(11, LV_CABLE)
+        .replace_line(11, "YJV22-0.6/1kV 4x95")
+        .replace_transformer(2, 1000)
+        .replace_transformer(2, 1250)
+    )
+
+    def edit(n):
+        pp_replace_line(n, 11, "YJV22-0.6/1kV 4x95")
+        pp_replace_transformer(n, 2, 1250)
+
+    _compare(sz, ch, edit, cn)

@@ -12,7 +12,8 @@ import pytest
 from lvplan.cli import main
 
 
-def _net_file(tmp_path, mutate) -> str:
+def small_net():
+    """A 10 kV slack, a 400 kVA unit and one LV cable to a 20 kW load."""
     net = pp.create_empty_network()
     mv = pp.create_bus(net, 10.0, name="mv")
     lv = pp.create_bus(net, 0.4, name="lv")
@@ -21,6 +22,11 @@ def _net_file(tmp_path, mutate) -> str:
     pp.create_transformer(net, mv, lv, "0.4 MVA 10/0.4 kV")
     pp.create_line(net, lv, end, 0.1, "NAYY 4x150 SE")
     pp.create_load(net, end, p_mw=0.02)
+    return net
+
+
+def _net_file(tmp_path, mutate) -> str:
+    net = small_net()
     mutate(net)
     path = tmp_path / "net.json"
     pp.to_json(net, str(path))

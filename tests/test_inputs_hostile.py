@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandapower as pp
 import pytest
+from test_inputs import small_net
 
 from lvplan.cli import main
 from lvplan.errors import InvalidNetwork
@@ -37,15 +38,7 @@ def _assert_bad(capsys, argv, phrase: str) -> str:
 
 
 def _net():
-    net = pp.create_empty_network()
-    mv = pp.create_bus(net, 10.0, name="mv")
-    lv = pp.create_bus(net, 0.4, name="lv")
-    end = pp.create_bus(net, 0.4, name="end")
-    pp.create_ext_grid(net, mv)
-    pp.create_transformer(net, mv, lv, "0.4 MVA 10/0.4 kV")
-    pp.create_line(net, lv, end, 0.1, "NAYY 4x150 SE")
-    pp.create_load(net, end, p_mw=0.02)
-    return net
+    return small_net()
 
 
 def _json(tmp_path, mutate) -> Path:

@@ -238,7 +238,7 @@ class _Model:
 def _by_stamps(eng: FastEngine, network: Network, rows: _Rows) -> tuple[GridState, int]:
     m = _Model(eng, rows)
     cmap = rows.plan.map
-    for ln in cmap.modified_lines + cmap.opened_lines:
+    for ln in dict.fromkeys(cmap.modified_lines + cmap.opened_lines):
         row = int(eng.line_rows[rows.line_pos(ln)])
         if row < 0:
             raise PowerFlowError(f"line {ln} is not in the load flow model")

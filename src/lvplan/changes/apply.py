@@ -160,7 +160,8 @@ def plan_changes(net, changes: Changes) -> Plan:
             upd.update(_trafo_params(int(c.rated_kva)))
             if "std_type" in net.trafo.columns:
                 upd["std_type"] = None
-            m.modified_trafos.append(t)
+            if t not in m.modified_trafos:  # a second change of the same unit: the last wins
+                m.modified_trafos.append(t)
         elif isinstance(c, AddParallelTransformer):
             row = net.trafo.loc[c.trafo]
             kept = _kept(row, _TRAFO_KEEP)
@@ -175,7 +176,8 @@ def plan_changes(net, changes: Changes) -> Plan:
             upd.update(_cable_params(str(c.cable)), g_us_per_km=0.0)
             if "std_type" in net.line.columns:
                 upd["std_type"] = c.cable
-            m.modified_lines.append(ln)
+            if ln not in m.modified_lines:
+                m.modified_lines.append(ln)
         elif isinstance(c, AddParallelLine):
             row = net.line.loc[c.line]
             name = f"{c.cable} parallel to line {c.line}"
@@ -202,7 +204,8 @@ def plan_changes(net, changes: Changes) -> Plan:
         elif isinstance(c, Transfer):
             ln = int(c.subtree_root_line)
             plan.line_updates.setdefault(ln, {})["in_service"] = False
-            m.opened_lines.append(ln)
+            if ln not in m.opened_lines:
+                m.opened_lines.append(ln)
             name = f"transfer of line {ln}"
             line(int(c.to_bus), int(c.far_bus), float(c.length_m or 0) / 1000, c.cable, name)  # type: ignore[arg-type]
         elif isinstance(c, SetSwitch):

@@ -20,7 +20,7 @@ import pandas as pd
 
 from lvplan.errors import InputError, PowerFlowError
 from lvplan.model.topology import LV_MAX_KV, Topology, build_topology, energized_buses
-from lvplan.model.validate import assert_valid
+from lvplan.model.validate import ELEMENT_TABLES, assert_valid
 from lvplan.powerflow.ac import run_ac
 from lvplan.powerflow.fast import FastEngine
 from lvplan.powerflow.state import GridState, LiveMasks
@@ -35,19 +35,7 @@ def index_of_text(text: str) -> int | None:
     return int(text) if _INDEX_TEXT.fullmatch(text) else None
 
 
-FINGERPRINT_TABLES = (
-    "bus",
-    "line",
-    "trafo",
-    "trafo3w",
-    "load",
-    "sgen",
-    "gen",
-    "ext_grid",
-    "switch",
-    "shunt",
-    "storage",
-)
+FINGERPRINT_TABLES = ELEMENT_TABLES
 
 
 class IdentityCache:

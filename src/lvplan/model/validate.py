@@ -23,7 +23,8 @@ REQUIRED_COLUMNS = {
 }
 
 #: element tables whose indices pandapower turns into lookup arrays (as long as the largest index)
-INDEXED_TABLES = (
+#: the element tables of a network (what its fingerprint hashes)
+ELEMENT_TABLES = (
     "bus",
     "line",
     "trafo",
@@ -35,10 +36,8 @@ INDEXED_TABLES = (
     "switch",
     "shunt",
     "storage",
-    "impedance",
-    "ward",
-    "xward",
 )
+INDEXED_TABLES = (*ELEMENT_TABLES, "impedance", "ward", "xward")
 
 #: pandapower warns above this bus index and allocates lookups that long: refused here
 MAX_INDEX = 10_000_000
