@@ -33,6 +33,7 @@ from lvplan.errors import InputError, PowerFlowError
 from lvplan.kinds import BindingKind, ElementRef, Engine, Verdict
 from lvplan.model.catalogue import cable_types
 from lvplan.model.network import ExtraLoad, Network
+from lvplan.powerflow import capacity
 from lvplan.powerflow.fast import FastEngineDiverged, FastEngineUnsupported, ServiceCable
 from lvplan.powerflow.state import GridState
 
@@ -43,10 +44,6 @@ METHODS = ("auto", "ac")
 VOLTAGE_BAND_PU = 0.0005  # 0.2 V at 400 V
 LOADING_BAND_PERCENT = 0.2
 HEADROOM_CAP_KW = 1000.0
-HEADROOM_STEP_KW = 0.1
-#: Headroom is found where the smallest margin (pu for voltages, fraction of the rating for
-#: loadings) is this much above zero: 10x the largest fast-vs-AC difference measured.
-HEADROOM_SAFETY = 1e-4
 
 
 @dataclass(frozen=True)
@@ -596,14 +593,15 @@ def _state_margins(
 def _known_margins(
     ctx: _Context, counted: bool, q: Question, m_after: np.ndarray, skips, row: int, cable
 ) -> tuple[tuple[float, np.ndarray], ...]:
-    """The margins a decision already has, as points of its headroom search: counted, the
-    application is the start (0 kW more); otherwise the base is the start and the application
-    a second point (without a service cable, whose terminal the base does not have)."""
+    """The margins a decision already has, as points of its headroom search (kW more than the
+    start, margins): counted, the application is the start (0 kW more); otherwise the base is
+    the start (without a service cable, whose terminal the base does not have) and the
+    application a point at its design kW."""
+    if counted:
+        return ((0.0, m_after),)
     if cable is not None:
-        return ((0.0, m_after),) if counted else ((q.design_kw, m_after),)
+        return ((q.design_kw, m_after),)
     m_base = _state_margins(ctx.limits, ctx.base, skips, row, None, math.nan, math.nan)
-    if counted:  # the base lies behind the start: a point for the slopes only
-        return ((-q.design_kw, m_base), (0.0, m_after))
     return ((0.0, m_base), (q.design_kw, m_after))
 
 
@@ -619,17 +617,14 @@ def _headroom_kw(
     cap_kw: float = HEADROOM_CAP_KW,
     known: tuple[tuple[float, np.ndarray], ...] = (),
 ) -> float | None:
-    """Largest extra design kW (same pf) that still fits at the bus, to HEADROOM_STEP_KW.
+    """Largest extra design kW (same pf) that still fits at the bus, to 0.1 kW, found by the
+    one capacity search (:func:`lvplan.powerflow.capacity.search`, with its safety rule, to
+    0.1 kW rather than the map's 0.2 %).
 
     With ``counted`` the application itself is included (the headroom left after it); otherwise
     it is the capacity of the bus without it. ``known``: (extra kW, margins) the caller already
-    has, e.g. the application's own state; they start the search. A value fits when every
-    margin is at least HEADROOM_SAFETY (so it errs on the safe side), evaluated with the fast
-    engine, or the full AC load flow where the fast engine cannot model the area. The search
-    extrapolates every element's margin from the last two loads tried (secant per element) to
-    the first one reaching zero, keeps a bracket of a fitting and a failing load, and ends on
-    two grid
-    points ``HEADROOM_STEP_KW`` apart, the lower fitting and the upper not.
+    has, e.g. the application's own state. Each load tried is solved with the fast engine, or
+    the full AC load flow where the fast engine cannot model the area.
     """
     if blocked:
         return 0.0
@@ -649,8 +644,8 @@ def _headroom_kw(
 
     last: list = [None]  # the previous fast result: each solve starts from its neighbour
 
-    def margins(x_kw: float) -> np.ndarray | None:
-        """Margins less the safety at ``x_kw`` more; None: no solution at that load."""
+    def raw(x_kw: float) -> np.ndarray | None:
+        """Every margin at ``x_kw`` more; None: no solution at that load."""
         p = (offset + x_kw) / 1000.0
         try:
             if use_fast:
@@ -662,58 +657,32 @@ def _headroom_kw(
                 st, cust, pct = ac.state, ac.customer_vm_pu, ac.cable_loading_percent
         except (FastEngineDiverged, PowerFlowError):
             return None
-        return _state_margins(lim, st, skips, row, cable, cust, pct) - HEADROOM_SAFETY
+        return _state_margins(lim, st, skips, row, cable, cust, pct)
 
-    step = HEADROOM_STEP_KW
-    pts = sorted(((x, m - HEADROOM_SAFETY) for x, m in known), key=lambda p: p[0])
-    if not any(x == 0.0 for x, _ in pts):
-        m0 = margins(0.0)
-        pts.append((0.0, m0) if m0 is not None else (0.0, np.array([-1.0])))
-        pts.sort(key=lambda p: p[0])
-    if float(np.min(dict(pts)[0.0], initial=np.inf)) < 0:
+    points = dict(known)
+    start = points.pop(0.0, None)
+    if start is None:
+        start = raw(0.0)
+        if start is None:
+            return 0.0
+    m0 = np.where(np.isnan(start), np.inf, start)[:, None]
+    if float(np.min(capacity.apply_safety(m0.copy(), m0), initial=np.inf)) < 0:
         return 0.0
-    lo, hi = 0.0, math.inf  # a fitting load, a failing one (points below 0: slopes only)
-    for x_k, m_k in pts:
-        if x_k <= 0.0:
-            continue
-        if float(np.min(m_k, initial=np.inf)) >= 0:
-            lo = max(lo, x_k)
-        else:
-            hi = min(hi, x_k)
-    (xa, ma), (xb, mb) = pts[-2] if len(pts) > 1 else pts[0], pts[-1]
-    x = min(cap_kw, 10.0) if len(pts) == 1 else math.nan  # a first step gives the slopes
-    for _ in range(40):
-        if not math.isnan(x):
-            m = margins(x)
-            fits = m is not None and float(np.min(m, initial=np.inf)) >= 0
-            if fits:
-                lo = x
-                if x >= cap_kw:
-                    return cap_kw
-            else:
-                hi = x
-            if m is not None:
-                (xa, ma), (xb, mb) = (xb, mb), (x, m)
-        if hi - lo <= step + 1e-9:
-            break
-        # every margin extrapolated along its own secant: the first to reach zero
-        with np.errstate(divide="ignore", invalid="ignore"):
-            slope = (mb - ma) / (xb - xa) if xb != xa else np.zeros_like(mb)
-            roots = np.where(slope < 0, xb - mb / slope, np.inf)
-        est = float(np.min(roots[np.isfinite(roots)], initial=cap_kw))
-        if not math.isfinite(hi):
-            est = min(cap_kw, max(est, lo + step))
-        # close on the grid: the point below the estimate, then the one above it
-        below = round(math.floor(est / step + 1e-9) * step, 6)
-        if lo < below < hi:
-            x = below
-        elif lo < below + step < hi:
-            x = below + step
-        elif math.isfinite(hi):
-            x = 0.5 * (lo + hi)
-        else:
-            x = min(cap_kw, 2 * lo + step)
-    return round(math.floor(lo / step + 1e-9) * step, 1)
+
+    def evaluate(_idx: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        cols = [raw(float(x)) for x in xs]
+        out = np.stack([c if c is not None else np.full(m0.shape[0], np.nan) for c in cols], 1)
+        capacity.apply_safety(out, m0)
+        out[:, [c is None for c in cols]] = np.nan
+        return out
+
+    seed = None
+    ahead = [(x, m) for x, m in points.items() if x > 0]
+    if ahead:  # one point the decision already solved: it gives every limit's slope
+        x1, m1 = ahead[0]
+        seed = (np.array([x1]), capacity.apply_safety(np.asarray(m1, float)[:, None].copy(), m0))
+    found = capacity.search(evaluate, m0, 1, max_kw=cap_kw, tol_rel=0.0, known=seed)
+    return float(found.kw[0])
 
 
 def _extra_load(bus: int, p_mw: float, q_mvar: float, cable: Cable | None) -> ExtraLoad:

@@ -31,20 +31,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from lvplan.powerflow.area_lu import AreaSolver
+from lvplan.powerflow.capacity import apply_safety, search, smallest
 
-#: A limit counts as kept when its margin (pu for voltages, fraction of the rating for
-#: loadings) stays above SAFETY_ABS + SAFETY_REL x (how far the load moved that margin). The
-#: area solve is exact; what is approximated is the MV response (linear, from the base-case
-#: Jacobian), whose error grows with the change: measured below 1e-8 pu at 200 kW.
-SAFETY_ABS = 1e-6
-SAFETY_REL = 1e-3
-STEP_KW = 0.1
-#: The search stops when the bracket is narrower than max(TOL_KW, TOL_REL x upper end).
-TOL_KW = 0.1
-TOL_REL = 0.002
 _TOL_V = 1e-9
 _MAX_IT = 300
-_DIVERGED = -1.0
 #: A sparse area whose buses with a base injection are at most this fraction of its buses
 #: iterates on those alone (:meth:`_Solver._run_reduced`).
 REDUCED_MAX_FRACTION = 0.25
@@ -340,161 +330,52 @@ class _Solver:
             w[0::2] = d.real
             w[1::2] = d.imag
             allm[2 * nL + nj :] = p.out_m[:, None] + p.out_c @ w
-        allm[np.isnan(allm)] = np.inf
         if self.m0 is None:  # the first call is the base case
-            self.m0 = allm[:, :1].copy()
-        with np.errstate(invalid="ignore"):
-            moved = np.subtract(allm, self.m0)
-            np.abs(moved, out=moved)
-            moved[~np.isfinite(allm)] = 0.0
-        moved *= SAFETY_REL
-        moved += SAFETY_ABS
-        allm -= moved
-        del moved
-        which = np.argmin(allm, axis=0)
-        g = allm[which, np.arange(nS)]
-        g[~ok] = _DIVERGED
-        which[~ok] = len(self.kinds) - 1
+            self.m0 = np.where(np.isnan(allm[:, :1]), np.inf, allm[:, :1])
+        apply_safety(allm, self.m0)
         allm[:, ~ok] = np.nan
-        return g, which, allm
+        return allm
 
 
 def solve_area(p: AreaProblem, *, pf: float = 0.9, max_kw: float = 1000.0) -> AreaResult:
-    """Hosting capacity (design kW at ``pf``) of every answered bus of one area.
-
-    Every evaluation gives the margin of every limit, so the search predicts where each limit
-    is crossed rather than where their minimum is (which has kinks where the binding limit
-    changes): while no upper bracket exists, each limit's margin is extrapolated linearly from
-    the newest two points and the nearest crossing is tried; once bracketed, the limit violated
-    at the upper end is interpolated between the ends and probed on both sides of its crossing,
-    so a good prediction closes the bracket in one round.
-    """
+    """Hosting capacity (design kW at ``pf``) of every answered bus of one area: one scenario
+    per bus, all searched together by :func:`lvplan.powerflow.capacity.search`."""
     n = p.buses.size
     if p.blocked is not None:
         return AreaResult(p.buses, np.zeros(n), ["pre_existing"] * n, [p.blocked[0]] * n, 0)
     tan = float(np.tan(np.arccos(pf)))
     s = _Solver(p, tan)
     k = p.bus_pos.astype(np.int64)
-    evals = 0
-
-    def evaluate(idx: np.ndarray, x: np.ndarray, V_start=None, start_cols=None):
-        nonlocal evals
-        evals += idx.size
-        V, VR, d, ok = s.run(k[idx], x, V_start, start_cols)
-        g, which, allm = s.margins(V, VR, d, ok)
-        return g, which, allm, V
-
-    # base margins (the same for every bus): nothing fits where they are already below zero
-    g0, w0, m0, _ = evaluate(np.arange(1), np.zeros(1))
-    if g0[0] < 0:
-        kind, label = s.kinds[w0[0]], s.labels[w0[0]]
-        return AreaResult(p.buses, np.zeros(n), [kind] * n, [label] * n, evals)
-    nc = m0.shape[0]
-    lo, hi = np.zeros(n), np.full(n, np.inf)
-    m_lo = np.repeat(m0, n, axis=1)
-    m_hi = np.full((nc, n), np.nan)
-    w_hi = np.full(n, -1)
-    px, pm = np.zeros(n), m_lo.copy()  # the two newest points, for extrapolation
-    qx, qm = np.zeros(n), m_lo.copy()
     Vlast = np.repeat(p.V0_L[:, None], n, axis=1)
-    x_next = np.full(n, min(10.0, max_kw))  # a small load first: every limit's slope
-    first = True
-    for _round in range(60):
-        tol = np.maximum(TOL_KW, TOL_REL * np.where(np.isfinite(hi), hi, lo))
-        open_ = np.flatnonzero(((hi - lo) > tol) & (lo < max_kw))
-        if open_.size == 0:
-            break
-        cols_b: list[np.ndarray] = []
-        cols_x: list[np.ndarray] = []
-        if first:
-            cols_b.append(open_)
-            cols_x.append(x_next[open_])
-            first = False
-        else:
-            unb = open_[np.isinf(hi[open_])]
-            if unb.size:
-                cols_b.append(unb)
-                cols_x.append(_extrapolate(px[unb], pm[:, unb], qx[unb], qm[:, unb], max_kw))
-            br = open_[np.isfinite(hi[open_])]
-            if br.size:
-                t = _interpolate(lo[br], m_lo[:, br], hi[br], m_hi[:, br])
-                w = hi[br] - lo[br]
-                d = np.minimum(0.3 * tol[br], 0.25 * w)
-                for x in (t - d, t + d):
-                    cols_b.append(br)
-                    cols_x.append(np.clip(x, lo[br] + 0.01 * w, hi[br] - 0.01 * w))
-        idx = np.concatenate(cols_b)
-        xs = np.concatenate(cols_x)
-        g, which, allm, V = evaluate(idx, xs, Vlast, idx)
+
+    def evaluate(idx: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        V, VR, d, ok = s.run(k[idx], xs, Vlast, idx)
+        allm = s.margins(V, VR, d, ok)
         fin = np.flatnonzero(np.isfinite(V).all(axis=0))
         if s.reduced:  # it starts from its buses P and the load's own bus alone
             Vlast[np.ix_(s._P, idx[fin])] = V[s._P][:, fin]
             Vlast[k[idx[fin]], idx[fin]] = V[k[idx[fin]], fin]
         else:
             Vlast[:, idx[fin]] = V[:, fin]
-        # each bus's points in x order, so its newest point is last: a bus appears at most a
-        # few times per round, so apply its first points to all buses at once, then its second
-        pos = np.empty(xs.size, np.int64)
-        pos[np.argsort(xs, kind="stable")] = np.arange(xs.size)
-        by_bus = np.lexsort((pos, idx))
-        ib = idx[by_bus]
-        new_bus = np.r_[True, ib[1:] != ib[:-1]]
-        start = np.maximum.accumulate(np.where(new_bus, np.arange(ib.size), 0))
-        rank = np.empty(xs.size, np.int64)
-        rank[by_bus] = np.arange(ib.size) - start
-        for r in range(int(rank.max(initial=-1)) + 1):
-            J = np.flatnonzero(rank == r)  # distinct buses
-            bj, x, gj = idx[J], xs[J], g[J]
-            up = (gj >= 0) & (x > lo[bj])
-            lo[bj[up]] = x[up]
-            m_lo[:, bj[up]] = allm[:, J[up]]
-            dn = (gj < 0) & (x < hi[bj])
-            hi[bj[dn]] = x[dn]
-            m_hi[:, bj[dn]] = np.where(gj[dn] > _DIVERGED, allm[:, J[dn]], np.nan)
-            w_hi[bj[dn]] = which[J[dn]]
-            sh = (gj > _DIVERGED) & np.isinf(hi[bj])
-            bs = bj[sh]
-            px[bs], pm[:, bs] = qx[bs], qm[:, bs]
-            qx[bs], qm[:, bs] = x[sh], allm[:, J[sh]]
-    hosting = np.floor(np.minimum(lo, max_kw) / STEP_KW + 1e-9) * STEP_KW
+        return allm
+
+    # base margins (the same for every bus): nothing fits where they are already below zero
+    V, VR, d, ok = s.run(k[:1], np.zeros(1))
+    m0 = s.margins(V, VR, d, ok)
+    g0, w0 = smallest(m0)
+    if g0[0] < 0:
+        kind, label = s.kinds[w0[0]], s.labels[w0[0]]
+        return AreaResult(p.buses, np.zeros(n), [kind] * n, [label] * n, 1)
+    found = search(evaluate, m0, n, max_kw=max_kw)
     kinds, labels = [], []
-    for b in range(n):
-        if lo[b] >= max_kw:
+    for b in found.binding.tolist():
+        if b < 0:
             kinds.append("cap")
             labels.append("")
-        elif w_hi[b] >= 0:
-            kinds.append(s.kinds[w_hi[b]])
-            labels.append(s.labels[w_hi[b]])
-        else:  # pragma: no cover - every open bus ends bracketed
-            kinds.append("unknown")
-            labels.append("")
-    return AreaResult(p.buses, np.round(hosting, 1), kinds, labels, evals)
-
-
-def _extrapolate(px, pm, qx, qm, max_kw: float) -> np.ndarray:
-    """The nearest crossing of any limit, each margin extrapolated through two points, +0.3 %."""
-    with np.errstate(invalid="ignore", divide="ignore"):  # in place: (limits x buses) arrays
-        slope = np.subtract(pm, qm)
-        slope /= (qx - px)[None, :]  # margin lost per kW
-        mask = slope > 0
-        mask &= np.isfinite(qm)
-        cross = np.divide(qm, slope, out=np.full_like(slope, np.inf), where=mask)
-    reach = np.min(cross, axis=0)
-    x = np.where(np.isfinite(reach), qx + 1.003 * reach, 2.0 * qx + 50.0)
-    return np.minimum(max_kw, np.maximum(x, qx * 1.01 + 0.2))
-
-
-def _interpolate(lo, m_lo, hi, m_hi) -> np.ndarray:
-    """Where the limit violated at ``hi`` crosses zero, interpolated linearly from ``lo``."""
-    mid = 0.5 * (lo + hi)
-    cols = np.arange(lo.size)
-    safe_hi = np.where(np.isfinite(m_hi), m_hi, np.inf)
-    c = np.argmin(safe_hi, axis=0)
-    a, b = m_lo[c, cols], m_hi[c, cols]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        t = lo + (hi - lo) * a / (a - b)
-    ok = np.isfinite(t) & (a >= 0) & (b < 0)
-    return np.where(ok, t, mid)
+        else:
+            kinds.append(s.kinds[b])
+            labels.append(s.labels[b])
+    return AreaResult(p.buses, found.kw, kinds, labels, found.evaluations + 1)
 
 
 def root_gain_summary(p: AreaProblem, root: int):
@@ -524,7 +405,8 @@ def root_gain_summary(p: AreaProblem, root: int):
             m.append((q.lim_j - load) / 100.0)
         ms.append(np.concatenate(m))
     m0, m1 = ms
-    gain = (m0 - m1) / (eps * float(np.mean(np.abs(p.V0_R))))
+    with np.errstate(invalid="ignore"):  # unjudged buses: inf - inf
+        gain = (m0 - m1) / (eps * float(np.mean(np.abs(p.V0_R))))
     ok = np.isfinite(m0) & (m0 >= 0) & (gain > 0)
     if not ok.any():
         return AreaSummary(root, np.inf, 0.0, "voltage", "")

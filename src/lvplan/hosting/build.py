@@ -17,7 +17,7 @@ from lvplan.decision import _context
 from lvplan.hosting.area import AreaProblem, root_gain_summary
 from lvplan.hosting.outside import AreaSummary, OutsideModel
 from lvplan.model.network import Network
-from lvplan.powerflow.area_lu import AreaSolver
+from lvplan.powerflow.lv_area import AreaCut, AreaUnsupported, cut_area
 
 
 @dataclass
@@ -125,8 +125,6 @@ def prepare(network: Network, criteria: Criteria, *, pf: float) -> Prepared:
     lab = eng.lv_label
     is_ref = np.zeros(n, bool)
     is_ref[eng.ref] = True
-    is_pv = np.zeros(n, bool)
-    is_pv[eng.pv] = True
     buses_by_label = _group(lab)
     f, t = eng.f_bus, eng.t_bus
     br_lab = np.where(lab[f] >= 0, lab[f], lab[t])
@@ -158,6 +156,8 @@ def prepare(network: Network, criteria: Criteria, *, pf: float) -> Prepared:
         if a >= 0 and a not in blocked:
             blocked[a] = (v.element, v.element_name)
 
+    limits_int = (vmin_int, vmax_int, bus_label)
+    branches = (kinds, labels, kf, kt, lim_pct, br_judged)
     trafo_names = lim.trafo_names
     problems: list[AreaProblem] = []
     unsupported: list[tuple[np.ndarray, str]] = []
@@ -179,7 +179,6 @@ def prepare(network: Network, criteria: Criteria, *, pf: float) -> Prepared:
                     bus_trafo[int(b)] = tr_pp[0]
         if answered is None:
             continue
-        L = np.sort(Lall[~is_ref[Lall]])
         ans_pp = pp_ids[answered]
         ans_ib = ib_all[answered]
         keep = ~is_ref[ans_ib]
@@ -189,30 +188,13 @@ def prepare(network: Network, criteria: Criteria, *, pf: float) -> Prepared:
         if eng._vdep_lv_buses:
             unsupported.append((ans_pp, "the network has voltage-dependent loads"))
             continue
-        if is_pv[L].any():
-            unsupported.append((ans_pp, "a voltage-controlled bus lies inside the LV area"))
+        try:
+            cut = cut_area(eng.Ybus, eng.f_bus, eng.t_bus, Lall, ref=eng.ref, pv=eng.pv)
+        except AreaUnsupported as exc:
+            unsupported.append((ans_pp, str(exc)))
             continue
-        made = _problem(
-            eng,
-            label,
-            L,
-            rows,
-            ans_pp,
-            ans_ib,
-            vmin_int,
-            vmax_int,
-            bus_label,
-            kinds,
-            labels,
-            kf,
-            kt,
-            lim_pct,
-            br_judged,
-        )
-        if made is None:
-            unsupported.append((ans_pp, "the LV area's admittance matrix is singular"))
-            continue
-        p, R = made
+        p = _problem(eng, label, cut, rows, ans_pp, ans_ib, limits_int, branches)
+        R = cut.R
         p.blocked = blocked.get(label)
         ai = len(problems)
         problems.append(p)
@@ -235,29 +217,13 @@ class _LazyLabels:
         return f"bus {int(self.rep[i])}"
 
 
-def _problem(
-    eng,
-    label,
-    L,
-    rows,
-    ans_pp,
-    ans_ib,
-    vmin_int,
-    vmax_int,
-    bus_label,
-    kinds,
-    labels,
-    kf,
-    kt,
-    lim_pct,
-    br_judged,
-) -> tuple[AreaProblem, np.ndarray] | None:
-    """The area's problem and its root buses (internal indices), or None when singular."""
-    Yrows = eng.Ybus[L]
-    cols = np.unique(Yrows.indices)
-    R = np.setdiff1d(cols, L)
-    if R.size == 0:
-        return None
+def _problem(eng, label, cut: AreaCut, rows, ans_pp, ans_ib, limits_int, branches) -> AreaProblem:
+    """The area's problem: its cut (:func:`lvplan.powerflow.lv_area.cut_area`) with the limits
+    it judges (``limits_int``: vmin, vmax, bus labels per internal bus; ``branches``: kinds,
+    labels, loading factors, limits and judged flags per branch row)."""
+    vmin_int, vmax_int, bus_label = limits_int
+    kinds, labels, kf, kt, lim_pct, br_judged = branches
+    L, R = cut.L, cut.R
     loc_ids = np.concatenate([L, R])
     order = np.argsort(loc_ids)
     sorted_ids = loc_ids[order]
@@ -265,42 +231,32 @@ def _problem(
     def local_of(c: np.ndarray) -> np.ndarray:
         return order[np.searchsorted(sorted_ids, c)]
 
+    def inside(c: np.ndarray) -> np.ndarray:
+        return sorted_ids[np.searchsorted(sorted_ids, c).clip(max=sorted_ids.size - 1)] == c
+
     nL, nR = L.size, R.size
-    Yl = _local(Yrows, local_of, nL + nR).tocsc()
-    Y_LL, Y_LR = Yl[:, :nL].tocsc(), Yl[:, nL:].tocsr()
-    f, t = eng.f_bus[rows], eng.t_bus[rows]
-    inR = np.isin(loc_ids, R)
-    # rows touching the area whose other end is outside it are boundary rows
-    fl, tl = local_of(f), local_of(t)
-    ok_rows = (sorted_ids[np.searchsorted(sorted_ids, f).clip(max=sorted_ids.size - 1)] == f) & (
-        sorted_ids[np.searchsorted(sorted_ids, t).clip(max=sorted_ids.size - 1)] == t
+    # the judged branches of the area: its rows with both ends in the area or its roots
+    rows = rows[inside(eng.f_bus[rows]) & inside(eng.t_bus[rows])]
+    rows = rows[br_judged[rows]]
+    bnd = cut.bnd_rows
+    Y_root = np.where(
+        cut.bnd_root_is_from[:, None],
+        _local(eng.Yf[bnd], local_of, nL + nR).toarray(),
+        _local(eng.Yt[bnd], local_of, nL + nR).toarray(),
     )
-    rows, f, t, fl, tl = rows[ok_rows], f[ok_rows], t[ok_rows], fl[ok_rows], tl[ok_rows]
-    from_root = inR[fl] & ~inR[tl]
-    to_root = inR[tl] & ~inR[fl]
-    bnd = from_root | to_root
-    Yf_l = _local(eng.Yf[rows], local_of, nL + nR)
-    Yt_l = _local(eng.Yt[rows], local_of, nL + nR)
-    Y_root = np.where(from_root[bnd, None], Yf_l[bnd].toarray(), Yt_l[bnd].toarray())
-    root_loc = np.where(from_root[bnd], fl[bnd], tl[bnd])
-    root_of_bnd = np.zeros((nR, int(bnd.sum())))
-    root_of_bnd[root_loc - nL, np.arange(root_loc.size)] = 1.0
+    root_loc = nL + cut.bnd_root_pos
+    root_of_bnd = np.zeros((nR, bnd.size))
+    root_of_bnd[cut.bnd_root_pos, np.arange(bnd.size)] = 1.0
     V0_L, V0_R = eng.V0[L], eng.V0[R]
     full = np.concatenate([V0_L, V0_R])
     S_export0 = root_of_bnd @ (full[root_loc] * np.conj(Y_root @ full))
-    j = br_judged[rows]
-    pos = np.searchsorted(L, ans_ib)
-    try:  # the area's linear solve, kept with the problem (not pickled: built again there)
-        solver = AreaSolver(Y_LL, Y_LR)
-    except np.linalg.LinAlgError:
-        return None
     p = AreaProblem(
         label=int(label),
         buses=ans_pp.astype(np.int64),
-        bus_pos=pos.astype(np.int64),
+        bus_pos=np.searchsorted(L, ans_ib).astype(np.int64),
         base_mva=eng.baseMVA,
-        Y_LL=Y_LL,
-        Y_LR=Y_LR,
+        Y_LL=cut.Y_LL,
+        Y_LR=cut.Y_LR,
         S0=eng.S0[L].copy(),
         V0_L=V0_L.copy(),
         V0_R=V0_R.copy(),
@@ -312,13 +268,13 @@ def _problem(
         vmin=vmin_int[L].copy(),
         vmax=vmax_int[L].copy(),
         bus_labels=[bus_label[int(i)] for i in L],
-        Yf_j=Yf_l[np.flatnonzero(j)],
-        Yt_j=Yt_l[np.flatnonzero(j)],
-        kf_j=kf[rows][j],
-        kt_j=kt[rows][j],
-        lim_j=lim_pct[rows][j],
-        branch_kinds=[kinds[r] for r in rows[j]],
-        branch_labels=[labels[r] for r in rows[j]],
+        Yf_j=_local(eng.Yf[rows], local_of, nL + nR),
+        Yt_j=_local(eng.Yt[rows], local_of, nL + nR),
+        kf_j=kf[rows],
+        kt_j=kt[rows],
+        lim_j=lim_pct[rows],
+        branch_kinds=[kinds[r] for r in rows],
+        branch_labels=[labels[r] for r in rows],
     )
-    p._solver = solver
-    return p, R
+    p._solver = cut.solver  # kept with the problem (not pickled: built again in a worker)
+    return p

@@ -38,6 +38,7 @@ from scipy.sparse.csgraph import connected_components
 
 from lvplan.powerflow.ac import RUNPP_OPTIONS
 from lvplan.powerflow.area_lu import AreaSolver
+from lvplan.powerflow.lv_area import AreaUnsupported, cut_area
 from lvplan.powerflow.response import LinearResponse
 from lvplan.powerflow.state import GridState, LiveMasks
 
@@ -252,41 +253,30 @@ class FastEngine:
                 hit.S_export0 = self._export(hit, self.V0)
                 hit.version = self.version
             return hit
-        L = np.flatnonzero(self.lv_label == label)
         if self._vdep_lv_buses:
             raise FastEngineUnsupported("the network has voltage-dependent loads")
-        # a slack inside the LV area holds its voltage: it becomes one of the area's roots
-        L = L[~np.isin(L, self.ref)]
-        if L.size == 0:
-            raise FastEngineUnsupported("the LV area is only a slack bus")
-        if np.isin(L, self.pv).any():
-            raise FastEngineUnsupported("a voltage-controlled bus lies inside the LV area")
-        rows = self.Ybus[L]
-        cols = np.unique(rows.indices)
-        R = np.setdiff1d(cols, L)
-        if R.size == 0:
-            raise FastEngineUnsupported("the LV area has no supply")
-        solver = AreaSolver(rows[:, L], rows[:, R])
-        inL = np.zeros(self.n, bool)
-        inL[L] = True
-        inR = np.zeros(self.n, bool)
-        inR[R] = True
-        fwd = inR[self.f_bus] & inL[self.t_bus]
-        bwd = inL[self.f_bus] & inR[self.t_bus]
-        bnd = np.flatnonzero(fwd | bwd)
-        root_is_from = fwd[bnd]
-        root = np.where(root_is_from, self.f_bus[bnd], self.t_bus[bnd])
-        rpos = np.searchsorted(R, root)
+        try:
+            cut = cut_area(
+                self.Ybus,
+                self.f_bus,
+                self.t_bus,
+                np.flatnonzero(self.lv_label == label),
+                ref=self.ref,
+                pv=self.pv,
+            )
+        except AreaUnsupported as exc:
+            raise FastEngineUnsupported(str(exc)) from exc
+        L, bnd = cut.L, cut.bnd_rows
         area = _Area(
             L=L,
-            R=R,
+            R=cut.R,
             pos={int(b): i for i, b in enumerate(L)},
-            solver=solver,
+            solver=cut.solver,
             S0=self.S0[L].copy(),
             bnd_rows=bnd,
-            bnd_root_is_from=root_is_from,
-            bnd_root_pos=rpos,
-            S_export0=np.zeros(R.size, complex),
+            bnd_root_is_from=cut.bnd_root_is_from,
+            bnd_root_pos=cut.bnd_root_pos,
+            S_export0=np.zeros(cut.R.size, complex),
             Yf_b=self.Yf[bnd],
             Yt_b=self.Yt[bnd],
             version=self.version,
