@@ -146,6 +146,30 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--transformers", required=True, help="number of public transformers")
     sc.add_argument("--seed", default="1", help="random seed (same seed, same city)")
     sc.add_argument("--out", required=True, help="output: a folder, or a pandapower .json file")
+    sd = ssub.add_parser(
+        "demand", help="benchmark demand for the optimiser: clusters around LV buses, some far"
+    )
+    sd.add_argument("network", metavar="NETWORK", help="as for check (needs bus coordinates)")
+    sd.add_argument("--count", required=True, help="number of demands")
+    sd.add_argument("--seed", default="1", help="random seed (same seed, same file)")
+    sd.add_argument("--out", required=True, help="demand CSV to write")
+    sd.add_argument(
+        "--years",
+        default="2027-2029",
+        help="FIRST-LAST: a year column spread over these years (default 2027-2029); "
+        "'none': no year column",
+    )
+    sd.add_argument(
+        "--area-class", help="write this area_class on every row (default: none written, "
+        "the profile's default applies)"
+    )  # fmt: skip
+    sd.add_argument(
+        "--far-share",
+        default="0.1",
+        help="share of clusters beyond every supply radius (default 0.1)",
+    )
+    sd.add_argument("--profile", default="cn", help="criteria profile: cn (default) or en50160")
+    sd.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a criterion")
     return parser
 
 
@@ -526,6 +550,8 @@ def _serve(args: argparse.Namespace, crit) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
+    if args.what == "demand":
+        return _synth_demand(args)
     from pathlib import Path
 
     from lvplan.synth import build_city, write_network
@@ -537,6 +563,49 @@ def _synth(args: argparse.Namespace) -> int:
     print(
         f"synthetic city: {len(net.bus)} buses, {len(net.trafo)} transformers, "
         f"{len(net.line)} lines, {len(net.load)} loads -> {args.out}"
+    )
+    return 0
+
+
+def _synth_demand(args: argparse.Namespace) -> int:
+    import math
+
+    from lvplan.io.load import load_network
+    from lvplan.planning.synth_demand import synth_demand, write_synth_demand
+
+    count = _int_arg("--count", args.count, 1)
+    seed = _int_arg("--seed", args.seed, 0)
+    years: tuple[int, int] | None = None
+    if args.years.strip().lower() != "none":
+        first, sep, last = args.years.strip().partition("-")
+        try:
+            years = (int(first), int(last if sep else first))
+        except ValueError:
+            raise InputError(f"--years takes FIRST-LAST or none, got {args.years!r}") from None
+        if not 2000 <= years[0] <= years[1] <= 2100:
+            raise InputError(f"--years must be FIRST-LAST within 2000..2100, got {args.years!r}")
+    try:
+        far_share = float(args.far_share)
+    except ValueError:
+        far_share = math.nan
+    if not 0 <= far_share <= 1:
+        raise InputError(f"--far-share must be a number in [0, 1], got {args.far_share!r}")
+    crit = _criteria(args)
+    net = load_network(args.network)
+    demand = synth_demand(
+        net,
+        count=count,
+        seed=seed,
+        criteria=crit,
+        years=years,
+        area_class=args.area_class,
+        far_share=far_share,
+    )
+    write_synth_demand(demand, args.out)
+    print(
+        f"synthetic demand: {len(demand.rows)} demands in {demand.clusters} clusters "
+        f"({demand.far_clusters} beyond every supply radius, {len(demand.far_ids)} demands) "
+        f"on {net.name} -> {args.out}"
     )
     return 0
 

@@ -177,7 +177,7 @@ def make_question(
     if not network.is_lv(b):
         vn = float(network.pp.bus.at[b, "vn_kv"])
         raise InputError(f"bus {b} is not an LV bus (vn_kv = {vn:g}); give a bus below 1 kV")
-    design = declared * cat.demand_factor
+    design = cat.design_kw(declared)
     q = design * math.tan(math.acos(pf_val))
     return Question(b, declared, design, q, cat.name, cat.demand_factor, pf_val)
 

@@ -132,6 +132,11 @@ class Category:
     demand_factor: float
     source: str
 
+    def design_kw(self, declared_kw: float) -> float:
+        """Declared equipment capacity (kW) -> design kW: the one place the demand factor is
+        applied (the check, the desk and the optimiser's demand all call it)."""
+        return declared_kw * self.demand_factor
+
 
 def categories() -> dict[str, Category]:
     """Customer categories with their demand factors (declared kW -> design kW)."""

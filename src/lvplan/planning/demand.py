@@ -1,0 +1,382 @@
+"""The new demand a reinforcement plan must serve: a CSV (or a DataFrame) read whole and validated.
+
+Columns (header on line 1, any order)::
+
+    id          required, the alphabet of application ids (:func:`lvplan.register.fields.check_id`)
+    kw          required, declared equipment capacity, 0 < kW <= 100000
+    category    customer category (demand factor); empty: the profile's default category
+    bus         connection bus, pandapower index or unique name (``Network.resolve_bus``), LV
+    lon, lat    WGS84 degrees, instead of bus
+    year        year the demand arrives, 2000..2100
+    area_class  supply area class (A+, A, B, C, D, E: the profile's ``supply_radius_m``);
+                empty: the profile's default
+
+Each row needs ``bus`` or both ``lon`` and ``lat``. When a row gives both, **the bus wins**: the
+demand is at that bus, and its ``lon``/``lat`` are the bus's coordinates when the network has
+them (the given lon/lat must still be valid numbers, and are kept only for a bus without
+coordinates). Design kW is ``Category.design_kw`` (the one the check uses); ``hv_required`` is
+the check's own rule, declared kW above the profile's ``lv_policy_max_kw``.
+
+The whole input is validated before anything is returned: the first bad row raises
+:class:`~lvplan.errors.InputError` with one line ``FILE:LINE: field: message`` (a DataFrame
+is named ``<DataFrame>`` and its row ``i`` is line ``i + 2``, as if written with a header).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lvplan.criteria import Criteria, category, load_criteria
+from lvplan.errors import InputError
+from lvplan.register.fields import check_id
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from lvplan.model.network import Network
+
+COLUMNS = ("id", "kw", "category", "bus", "lon", "lat", "year", "area_class")
+#: Declared kW above this is taken for a typo (W instead of kW), not a customer: 100 MW.
+MAX_KW = 100_000.0
+YEAR_MIN, YEAR_MAX = 2000, 2100
+FRAME_NAME = "<DataFrame>"
+_INT_TEXT = re.compile(r"[+-]?[0-9]{1,18}")
+
+
+@dataclass(frozen=True)
+class Demand:
+    """One new demand. ``bus`` is a pandapower bus index (None: located by lon/lat only)."""
+
+    id: str
+    declared_kw: float
+    design_kw: float
+    category: str
+    demand_factor: float
+    bus: int | None
+    lon: float | None
+    lat: float | None
+    year: int | None
+    area_class: str
+    supply_radius_m: float
+    hv_required: bool
+    line: int  # where it came from (CSV line; DataFrame row + 2)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DemandSet:
+    """The validated demand of one file, in file order, with the profile it was read under."""
+
+    demands: tuple[Demand, ...]
+    source: str
+    criteria_profile: str
+
+    def __len__(self) -> int:
+        return len(self.demands)
+
+    def __iter__(self) -> Iterator[Demand]:
+        return iter(self.demands)
+
+    @property
+    def total_design_kw(self) -> float:
+        return sum(d.design_kw for d in self.demands)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "criteria_profile": self.criteria_profile,
+            "demands": [d.to_dict() for d in self.demands],
+        }
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per demand, indexed by id; ``bus`` and ``year`` are nullable integers."""
+        import pandas as pd
+
+        cols = [f for f in Demand.__dataclass_fields__]
+        df = pd.DataFrame([d.to_dict() for d in self.demands], columns=cols)
+        for c in ("bus", "year"):
+            df[c] = df[c].astype("Int64")
+        for c in ("lon", "lat"):
+            df[c] = df[c].astype(float)
+        return df.set_index("id", drop=False).rename_axis(None)
+
+
+def read_demand(
+    source: str | Path | pd.DataFrame,
+    network: Network,
+    criteria: Criteria | str | None = None,
+) -> DemandSet:
+    """The demand of a CSV file or a DataFrame, validated against ``network`` and ``criteria``
+    (default: profile ``cn``). Raises InputError ``FILE:LINE: field: message`` on the first
+    bad input; never anything else for bad input."""
+    crit = criteria if isinstance(criteria, Criteria) else load_criteria(criteria or "cn")
+    if isinstance(source, str | Path):
+        name = str(source)
+        header, rows = _csv_rows(Path(source))
+    elif _is_frame(source):
+        name = FRAME_NAME
+        header, rows = _frame_rows(source)
+    else:
+        raise InputError(
+            f"demand: expected a CSV file name or a pandas DataFrame, got {type(source).__name__}"
+        )
+    try:
+        _check_header(header)
+    except InputError as exc:
+        raise InputError(f"{name}:1: {exc}") from None
+    reader = _RowReader(network, crit)
+    out: list[Demand] = []
+    seen: dict[str, int] = {}
+    try:
+        for line, row in rows:
+            try:
+                d = reader.demand(line, row)
+                if d.id in seen:
+                    raise InputError(f"id: {d.id!r} appears twice (first on line {seen[d.id]})")
+            except InputError as exc:
+                raise InputError(f"{name}:{line}: {exc}") from None
+            seen[d.id] = line
+            out.append(d)
+    except csv.Error as exc:  # raised by the reader while iterating
+        raise InputError(f"{name}: not a readable CSV file ({exc})") from None
+    if not out:
+        raise InputError(f"{name}: no demands (a header and no rows)")
+    return DemandSet(tuple(out), name, crit.profile)
+
+
+# -- reading ---------------------------------------------------------------------------------------
+_EXTRA = "\x00extra"
+
+
+def _csv_rows(p: Path) -> tuple[list[str], Iterable[tuple[int, Mapping[str, Any]]]]:
+    if p.is_dir():
+        raise InputError(f"{p}: is a folder, not a demand CSV file")
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{p}: {exc.strerror or exc}") from None
+    if b"\x00" in data:
+        raise InputError(f"{p}: not a CSV file (binary content)")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{p}: not UTF-8 text (byte {exc.start})") from None
+    if not text.strip():
+        raise InputError(f"{p}: empty file (expected a header: id, kw, bus or lon, lat)")
+    reader = csv.DictReader(io.StringIO(text, newline=""), restkey=_EXTRA)
+    try:
+        header = [h.strip() for h in reader.fieldnames or []]
+    except csv.Error as exc:
+        raise InputError(f"{p}:1: not a readable CSV header ({exc})") from None
+    width = len(header)
+    reader.fieldnames = header
+
+    def rows() -> Iterator[tuple[int, Mapping[str, Any]]]:
+        for row in reader:
+            if row.get(_EXTRA):
+                raise InputError(
+                    f"{p}:{reader.line_num}: row: {width + len(row[_EXTRA])} cells, "
+                    f"more than the header's {width}"
+                )
+            yield reader.line_num, row
+
+    return header, rows()
+
+
+def _is_frame(obj: Any) -> bool:
+    import sys
+
+    pd = sys.modules.get("pandas")
+    return pd is not None and isinstance(obj, pd.DataFrame)
+
+
+def _frame_rows(df: Any) -> tuple[list[str], Iterable[tuple[int, Mapping[str, Any]]]]:
+    header = [str(c) for c in df.columns]
+    if len(set(header)) != len(header):
+        dup = next(c for c in header if header.count(c) > 1)
+        raise InputError(f"{FRAME_NAME}:1: {dup}: column appears twice")
+    records = df.to_dict(orient="records")
+    return header, ((i + 2, {str(k): v for k, v in r.items()}) for i, r in enumerate(records))
+
+
+def _check_header(cols: list[str]) -> None:
+    if not any(c in COLUMNS for c in cols):
+        shown = ", ".join(c[:20] for c in cols[:3]) or "nothing"
+        raise InputError(
+            f"header: not a demand CSV: the first line must name the columns id, kw and bus "
+            f"or lon, lat (found {shown})"
+        )
+    dup = [c for c in cols if cols.count(c) > 1]
+    if dup:
+        raise InputError(f"{dup[0]}: column appears twice")
+    unknown = [c for c in cols if c not in COLUMNS]
+    if unknown:
+        many = "s" if len(unknown) > 1 else ""
+        raise InputError(
+            f"{', '.join(unknown)}: unknown column{many} (known: {', '.join(COLUMNS)})"
+        )
+    for c in ("id", "kw"):
+        if c not in cols:
+            raise InputError(f"{c}: missing column (needs id, kw and bus or lon, lat)")
+    if "lon" in cols and "lat" not in cols:
+        raise InputError("lat: missing column (lon needs lat)")
+    if "lat" in cols and "lon" not in cols:
+        raise InputError("lon: missing column (lat needs lon)")
+    if "bus" not in cols and "lon" not in cols:
+        raise InputError("bus: missing column: give bus or both lon and lat")
+
+
+# -- one row ---------------------------------------------------------------------------------------
+def _blank(v: Any) -> bool:
+    if v is None:
+        return True
+    if isinstance(v, str):
+        return v.strip() == ""
+    if isinstance(v, float) and math.isnan(v):  # a DataFrame's missing cell
+        return True
+    try:
+        import pandas as pd
+
+        return bool(v is pd.NA or v is pd.NaT)
+    except ImportError:  # pragma: no cover
+        return False
+
+
+def _shown(v: Any) -> str:
+    text = repr(v.strip() if isinstance(v, str) else v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _number(field: str, v: Any) -> float:
+    if isinstance(v, bool):
+        raise InputError(f"{field}: must be a number, got {_shown(v)}")
+    try:
+        x = float(v.strip()) if isinstance(v, str) else float(v)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{field}: must be a number, got {_shown(v)}") from None
+    if not math.isfinite(x):
+        raise InputError(f"{field}: must be a finite number, got {_shown(v)}")
+    return x
+
+
+def _integer(field: str, v: Any) -> int:
+    if isinstance(v, str):
+        if not _INT_TEXT.fullmatch(v.strip()):
+            raise InputError(f"{field}: must be a whole number, got {_shown(v)}")
+        return int(v.strip())
+    x = _number(field, v)
+    if x != int(x):
+        raise InputError(f"{field}: must be a whole number, got {_shown(v)}")
+    return int(x)
+
+
+class _RowReader:
+    """Validates rows against one network and profile (bus coordinates read once)."""
+
+    def __init__(self, network: Network, criteria: Criteria):
+        self.network = network
+        self.crit = criteria
+        self._lonlat: tuple[Any, Any] | None = None
+
+    def bus_lonlat(self, bus: int) -> tuple[float | None, float | None]:
+        if self._lonlat is None:
+            from lvplan.locate import bus_lonlat
+
+            self._lonlat = bus_lonlat(self.network)
+        lon, lat = self._lonlat
+        r = self.network.bus_row(bus)
+        x, y = float(lon[r]), float(lat[r])
+        return (x, y) if math.isfinite(x) and math.isfinite(y) else (None, None)
+
+    def demand(self, line: int, row: Mapping[str, Any]) -> Demand:
+        cell = {k: (None if _blank(v) else v) for k, v in row.items()}
+        raw_id = cell.get("id")
+        if raw_id is None:
+            raise InputError("id: missing")
+        ident = check_id(raw_id.strip() if isinstance(raw_id, str) else str(raw_id))
+        if cell.get("kw") is None:
+            raise InputError("kw: missing")
+        kw = _number("kw", cell["kw"])
+        if kw <= 0:
+            raise InputError(f"kw: must be more than 0 kW, got {_shown(cell['kw'])}")
+        if kw > MAX_KW:
+            raise InputError(
+                f"kw: {kw:g} kW is more than {MAX_KW:g} kW (declared capacity in kW, not W?)"
+            )
+        cat_name = cell.get("category")
+        try:
+            cat = category(
+                self.crit.default_category if cat_name is None else str(cat_name).strip()
+            )
+        except InputError as exc:
+            raise InputError(f"category: {exc}") from None
+        lon = lat = None
+        for k, lim in (("lon", 180.0), ("lat", 90.0)):
+            if cell.get(k) is not None:
+                x = _number(k, cell[k])
+                if not -lim <= x <= lim:
+                    raise InputError(f"{k}: must be within ±{lim:g} degrees, got {_shown(cell[k])}")
+                if k == "lon":
+                    lon = x
+                else:
+                    lat = x
+        bus: int | None = None
+        if cell.get("bus") is not None:
+            bus = self._bus(cell["bus"])
+            blon, blat = self.bus_lonlat(bus)
+            if blon is not None:
+                lon, lat = blon, blat
+        elif lon is None or lat is None:
+            missing = "lat" if lon is not None else "lon" if lat is not None else "bus"
+            raise InputError(f"{missing}: missing: give bus or both lon and lat")
+        year = None
+        if cell.get("year") is not None:
+            year = _integer("year", cell["year"])
+            if not YEAR_MIN <= year <= YEAR_MAX:
+                raise InputError(f"year: must be within {YEAR_MIN}..{YEAR_MAX}, got {year}")
+        cls = cell.get("area_class")
+        cls = self.crit.default_area_class if cls is None else str(cls).strip()
+        if cls not in self.crit.supply_radius_m:
+            known = ", ".join(self.crit.supply_radius_m)
+            raise InputError(f"area_class: unknown area class {cls!r}; known: {known}")
+        return Demand(
+            id=ident,
+            declared_kw=kw,
+            design_kw=cat.design_kw(kw),
+            category=cat.name,
+            demand_factor=cat.demand_factor,
+            bus=bus,
+            lon=lon,
+            lat=lat,
+            year=year,
+            area_class=cls,
+            supply_radius_m=self.crit.supply_radius_m[cls],
+            hv_required=kw > self.crit.lv_policy_max_kw,
+            line=line,
+        )
+
+    def _bus(self, v: Any) -> int:
+        spec: int | str
+        if isinstance(v, str):
+            spec = v.strip()
+        elif isinstance(v, bool):
+            raise InputError(f"bus: must be a bus index or name, got {_shown(v)}")
+        else:
+            spec = _integer("bus", v)
+        try:
+            b = self.network.resolve_bus(spec)
+        except InputError as exc:
+            raise InputError(f"bus: {exc}") from None
+        if not self.network.is_lv(b):
+            vn = float(self.network.pp.bus.at[b, "vn_kv"])
+            raise InputError(f"bus: bus {b} is not an LV bus (vn_kv = {vn:g})")
+        return b

@@ -1,0 +1,328 @@
+"""The measures catalogue: what the optimiser may do and what it costs (``measures.toml``).
+
+Each measure kind has one entry (the transformer swap one per target rating), each with a
+``source`` and a ``status`` (V verified / U assumption). Cable costs per km live in one place,
+the equipment catalogue (``model/catalogue.toml``): cable measures name its cable types. The
+optimiser asks :class:`Measures` for every cost (``swap_cost_cny``, ``parallel_cost_cny``,
+``new_substation_cost_cny``, ``cable_cost_cny``, ``service_cable_cost_cny``).
+
+An override file (``load_measures(path)``) has the same layout; each table it gives replaces the
+built-in entry of that name whole (figures come with their own source), and each
+``[[transformer_swap]]`` replaces (or adds) the rating it names. It is validated strictly: a bad
+entry raises InputError with one line ``FILE: entry: field: message``.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass
+from enum import StrEnum
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from lvplan.errors import InputError
+
+BUILTIN = "lvplan/planning/measures.toml"
+STATUSES = ("V", "U")
+
+
+class MeasureKind(StrEnum):
+    TRANSFORMER_SWAP = "transformer_swap"
+    TRANSFORMER_PARALLEL = "transformer_parallel"
+    NEW_SUBSTATION = "new_substation"
+    LV_CABLE_REPLACE = "lv_cable_replace"
+    LV_CABLE_PARALLEL = "lv_cable_parallel"
+    TRANSFER = "transfer"
+    SERVICE_CABLE = "service_cable"
+
+
+#: Measures priced as catalogue cable per km plus a fixed part.
+CABLE_KINDS = (
+    MeasureKind.LV_CABLE_REPLACE,
+    MeasureKind.LV_CABLE_PARALLEL,
+    MeasureKind.TRANSFER,
+    MeasureKind.SERVICE_CABLE,
+)
+
+#: Fields of each entry and their type: "kva" positive integer, "cny" non-negative number,
+#: "kva_list" list of ratings, "mv_cable" / "lv_cables" catalogue cable names, "text" non-empty.
+_SCHEMA: dict[str, dict[str, str]] = {
+    MeasureKind.TRANSFORMER_SWAP: {"to_kva": "kva", "cost_cny": "cny"},
+    MeasureKind.TRANSFORMER_PARALLEL: {"ratings_kva": "kva_list", "extra_cny": "cny"},
+    MeasureKind.NEW_SUBSTATION: {"rated_kva": "kva", "cost_cny": "cny", "tie_cable": "mv_cable"},
+    **{k: {"cables": "lv_cables", "fixed_cny": "cny"} for k in CABLE_KINDS},
+}
+for _fields in _SCHEMA.values():
+    _fields.update(source="text", status="status")
+
+
+@dataclass(frozen=True)
+class SwapCost:
+    to_kva: int
+    cost_cny: float
+    source: str
+    status: str
+
+
+@dataclass(frozen=True)
+class ParallelTransformer:
+    ratings_kva: tuple[int, ...]
+    extra_cny: float
+    source: str
+    status: str
+
+
+@dataclass(frozen=True)
+class NewSubstation:
+    rated_kva: int
+    cost_cny: float
+    tie_cable: str
+    source: str
+    status: str
+
+
+@dataclass(frozen=True)
+class CableMeasure:
+    kind: MeasureKind
+    cables: tuple[str, ...]
+    fixed_cny: float
+    source: str
+    status: str
+
+
+@dataclass(frozen=True)
+class Measures:
+    """The costed catalogue. ``cable_cost_cny_per_km`` is read from ``model/catalogue.toml``."""
+
+    swaps: tuple[SwapCost, ...]  # ascending to_kva
+    parallel: ParallelTransformer
+    new_substation: NewSubstation
+    cable_measures: tuple[CableMeasure, ...]
+    cable_cost_cny_per_km: tuple[tuple[str, float], ...]
+    source: str  # BUILTIN, or "BUILTIN + FILE"
+
+    @property
+    def ladder_kva(self) -> tuple[int, ...]:
+        return tuple(s.to_kva for s in self.swaps)
+
+    def swap_cost_cny(self, to_kva: int) -> float:
+        """Replacing a transformer by one of ``to_kva`` (whatever it replaces)."""
+        for s in self.swaps:
+            if s.to_kva == to_kva:
+                return s.cost_cny
+        ladder = ", ".join(map(str, self.ladder_kva))
+        raise InputError(f"transformer_swap: no cost for {to_kva!r} kVA; ladder: {ladder}")
+
+    def parallel_cost_cny(self, rated_kva: int) -> float:
+        """A second transformer of ``rated_kva`` in the same room."""
+        if rated_kva not in self.parallel.ratings_kva:
+            known = ", ".join(map(str, self.parallel.ratings_kva))
+            raise InputError(
+                f"transformer_parallel: {rated_kva!r} kVA not allowed; allowed: {known}"
+            )
+        return self.swap_cost_cny(rated_kva) + self.parallel.extra_cny
+
+    def new_substation_cost_cny(self, tie_km: float) -> float:
+        """A new box substation, turnkey, with ``tie_km`` of 10 kV tie cable."""
+        km = _length("tie_km", tie_km)
+        return self.new_substation.cost_cny + km * self._per_km(self.new_substation.tie_cable)
+
+    def cable_measure(self, kind: MeasureKind) -> CableMeasure:
+        for m in self.cable_measures:
+            if m.kind == kind:
+                return m
+        raise InputError(f"{kind}: not a cable measure; cable measures: {', '.join(CABLE_KINDS)}")
+
+    def cable_cost_cny(self, kind: MeasureKind, cable: str, length_km: float) -> float:
+        """A cable measure (replace, parallel, transfer, service): fixed part plus the
+        catalogue's installed cost per km of ``cable`` times ``length_km``."""
+        m = self.cable_measure(kind)
+        if cable not in m.cables:
+            raise InputError(f"{kind}: cable {cable!r} not allowed; allowed: {', '.join(m.cables)}")
+        return m.fixed_cny + _length("length_km", length_km) * self._per_km(cable)
+
+    def service_cable_cost_cny(self, cable: str, length_m: float) -> float:
+        return self.cable_cost_cny(
+            MeasureKind.SERVICE_CABLE, cable, _length("length_m", length_m) / 1000.0
+        )
+
+    def _per_km(self, cable: str) -> float:
+        return dict(self.cable_cost_cny_per_km)[cable]
+
+    def to_dict(self) -> dict[str, Any]:
+        def entry(obj: Any) -> dict[str, Any]:
+            out = {k: getattr(obj, k) for k in obj.__dataclass_fields__}
+            return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+        d: dict[str, Any] = {
+            "source": self.source,
+            "currency": "CNY",
+            MeasureKind.TRANSFORMER_SWAP.value: [entry(s) for s in self.swaps],
+            MeasureKind.TRANSFORMER_PARALLEL.value: entry(self.parallel),
+            MeasureKind.NEW_SUBSTATION.value: entry(self.new_substation),
+        }
+        for m in self.cable_measures:
+            e = entry(m)
+            e["kind"] = str(e["kind"])
+            d[m.kind.value] = e
+        d["cable_cost_cny_per_km"] = {
+            "source": "lvplan/model/catalogue.toml",
+            **dict(self.cable_cost_cny_per_km),
+        }
+        return d
+
+
+def load_measures(path: str | Path | None = None) -> Measures:
+    """The built-in catalogue, with the entries of the override file ``path`` (if given)."""
+    from lvplan.model.catalogue import cable_types
+
+    cables = cable_types()
+    text = resources.files("lvplan.planning").joinpath("measures.toml").read_text(encoding="utf-8")
+    base = _validated(tomllib.loads(text), BUILTIN, cables, complete=True)
+    source = name = BUILTIN
+    if path is not None:
+        name = str(path)
+        over = _validated(_read_toml(Path(path)), name, cables, complete=False)
+        swaps = {e["to_kva"]: e for e in base[MeasureKind.TRANSFORMER_SWAP]}
+        swaps.update({e["to_kva"]: e for e in over.pop(MeasureKind.TRANSFORMER_SWAP, [])})
+        base.update(over)
+        base[MeasureKind.TRANSFORMER_SWAP] = list(swaps.values())
+        source = f"{BUILTIN} + {name}"
+    priced = {e["to_kva"] for e in base[MeasureKind.TRANSFORMER_SWAP]}
+    for r in base[MeasureKind.TRANSFORMER_PARALLEL]["ratings_kva"]:
+        if r not in priced:
+            raise InputError(
+                f"{name}: transformer_parallel: ratings_kva: {r} kVA has no transformer_swap "
+                "cost (the parallel unit is priced from it)"
+            )
+    return _build(base, source, cables)
+
+
+def _read_toml(p: Path) -> dict[str, Any]:
+    if p.is_dir():
+        raise InputError(f"{p}: is a folder, not a measures TOML file")
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise InputError(f"{p}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{p}: not UTF-8 text") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{p}: not a valid TOML file ({exc})") from None
+
+
+def _validated(
+    raw: dict[str, Any], name: str, cables: dict[str, Any], *, complete: bool
+) -> dict[str, Any]:
+    """``raw`` checked against the schema (InputError ``NAME: entry: field: message``)."""
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in _SCHEMA:
+            raise InputError(f"{name}: {key}: unknown measure (known: {', '.join(_SCHEMA)})")
+        if key == MeasureKind.TRANSFORMER_SWAP:
+            if not isinstance(value, list):
+                raise InputError(f"{name}: {key}: must be an array of tables ([[{key}]])")
+            out[key] = [_entry(e, f"{key}[{i}]", name, key, cables) for i, e in enumerate(value)]
+            kvas = [e["to_kva"] for e in out[key]]
+            dup = [k for k in kvas if kvas.count(k) > 1]
+            if dup:
+                raise InputError(f"{name}: {key}: to_kva: {dup[0]} kVA appears twice")
+        else:
+            out[key] = _entry(value, key, name, key, cables)
+    if complete:
+        for key in _SCHEMA:
+            if key not in out:
+                raise InputError(f"{name}: {key}: missing measure")
+    return out
+
+
+def _entry(e: Any, where: str, name: str, key: str, cables: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(e, dict):
+        raise InputError(f"{name}: {where}: must be a table")
+    schema = _SCHEMA[key]
+    for f in e:
+        if f not in schema:
+            raise InputError(f"{name}: {where}: {f}: unknown field (known: {', '.join(schema)})")
+    out: dict[str, Any] = {}
+    for f, kind in schema.items():
+        if f not in e:
+            why = (
+                " (every entry needs source and status V or U)"
+                if kind in ("text", "status")
+                else ""
+            )
+            raise InputError(f"{name}: {where}: {f}: missing{why}")
+        try:
+            out[f] = _value(e[f], kind, cables)
+        except InputError as exc:
+            raise InputError(f"{name}: {where}: {f}: {exc}") from None
+    return out
+
+
+def _value(v: Any, kind: str, cables: dict[str, Any]) -> Any:
+    if kind == "cny":
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise InputError(f"must be a number of CNY, got {v!r}")
+        if not math.isfinite(v) or v < 0:
+            raise InputError(f"must be a finite, non-negative number of CNY, got {v!r}")
+        return float(v)
+    if kind == "kva":
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise InputError(f"must be a positive whole number of kVA, got {v!r}")
+        return v
+    if kind == "kva_list":
+        if not isinstance(v, list) or not v:
+            raise InputError(f"must be a non-empty list of kVA ratings, got {v!r}")
+        return tuple(_value(x, "kva", cables) for x in v)
+    if kind in ("mv_cable", "lv_cables"):
+        names = [v] if kind == "mv_cable" else v
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise InputError(
+                f"must be {'a name' if kind == 'mv_cable' else 'a list'} of catalogue cable "
+                f"types, got {v!r}"
+            )
+        want = "mv" if kind == "mv_cable" else "lv"
+        for n in names:
+            if n not in cables:
+                raise InputError(f"{n!r} is not in the cable catalogue (model/catalogue.toml)")
+            if cables[n].voltage != want:
+                raise InputError(
+                    f"{n!r} is a {cables[n].voltage.upper()} cable, need {want.upper()}"
+                )
+        return v if kind == "mv_cable" else tuple(v)
+    if kind == "text":
+        if not isinstance(v, str) or not v.strip():
+            raise InputError("must be a non-empty text")
+        return v
+    if kind == "status":
+        if v not in STATUSES:
+            raise InputError(f"must be V (verified) or U (assumption), got {v!r}")
+        return v
+    raise AssertionError(kind)  # pragma: no cover
+
+
+def _build(d: dict[str, Any], source: str, cables: dict[str, Any]) -> Measures:
+    used = sorted(
+        {c for k in CABLE_KINDS for c in d[k]["cables"]}
+        | {d[MeasureKind.NEW_SUBSTATION]["tie_cable"]}
+    )
+    return Measures(
+        swaps=tuple(
+            sorted((SwapCost(**e) for e in d[MeasureKind.TRANSFORMER_SWAP]), key=lambda s: s.to_kva)
+        ),
+        parallel=ParallelTransformer(**d[MeasureKind.TRANSFORMER_PARALLEL]),
+        new_substation=NewSubstation(**d[MeasureKind.NEW_SUBSTATION]),
+        cable_measures=tuple(CableMeasure(kind=k, **d[k]) for k in CABLE_KINDS),
+        cable_cost_cny_per_km=tuple((c, float(cables[c].cost_cny_per_km)) for c in used),
+        source=source,
+    )
+
+
+def _length(field: str, x: Any) -> float:
+    if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x) or x < 0:
+        raise InputError(f"{field}: must be a finite, non-negative length, got {x!r}")
+    return float(x)
