@@ -597,8 +597,11 @@ def _known_margins(
     start, margins): counted, the application is the start (0 kW more); otherwise the base is
     the start (without a service cable, whose terminal the base does not have) and the
     application a point at its design kW."""
-    if counted:
-        return ((0.0, m_after),)
+    if counted:  # the base lies behind the start: a point for the slopes only
+        if cable is not None:
+            return ((0.0, m_after),)
+        m_base = _state_margins(ctx.limits, ctx.base, skips, row, None, math.nan, math.nan)
+        return ((-q.design_kw, m_base), (0.0, m_after))
     if cable is not None:
         return ((q.design_kw, m_after),)
     m_base = _state_margins(ctx.limits, ctx.base, skips, row, None, math.nan, math.nan)
@@ -677,11 +680,10 @@ def _headroom_kw(
         return out
 
     seed = None
-    ahead = [(x, m) for x, m in points.items() if x > 0]
-    if ahead:  # one point the decision already solved: it gives every limit's slope
-        x1, m1 = ahead[0]
+    if points:  # a point the decision already solved: it gives every limit's slope
+        x1, m1 = next(iter(points.items()))
         seed = (np.array([x1]), capacity.apply_safety(np.asarray(m1, float)[:, None].copy(), m0))
-    found = capacity.search(evaluate, m0, 1, max_kw=cap_kw, tol_rel=0.0, known=seed)
+    found = capacity.search(evaluate, m0, 1, max_kw=cap_kw, tol_rel=0.0, known=seed, secant=True)
     return float(found.kw[0])
 
 

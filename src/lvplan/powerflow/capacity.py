@@ -66,15 +66,16 @@ class Capacity:
 
 
 def smallest(allm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The smallest margin of each scenario and its row; a column of NaN (no solution) gives
-    ``DIVERGED`` and the row one past the last (callers label it as a collapse)."""
-    ok = ~np.isnan(allm).all(axis=0) if allm.shape[0] else np.ones(allm.shape[1], bool)
-    filled = np.where(np.isnan(allm), np.inf, allm)
-    which = np.argmin(filled, axis=0) if allm.shape[0] else np.zeros(allm.shape[1], np.int64)
-    g = filled[which, np.arange(allm.shape[1])] if allm.shape[0] else np.full(allm.shape[1], np.inf)
-    g = np.where(ok, g, DIVERGED)
-    which = np.where(ok, which, allm.shape[0])
-    return g, which
+    """The smallest margin of each scenario and its row. ``allm`` has the safety applied, so
+    NaN only fills whole columns (no solution): those give ``DIVERGED`` and the row one past the
+    last (callers label it as a collapse)."""
+    nrow, ncol = allm.shape
+    if nrow == 0:
+        return np.full(ncol, np.inf), np.zeros(ncol, np.int64)
+    which = np.argmin(allm, axis=0)  # NaN wins argmin: a diverged column points at a NaN
+    g = allm[which, np.arange(ncol)]
+    bad = np.isnan(g)
+    return np.where(bad, DIVERGED, g), np.where(bad, nrow, which)
 
 
 def search(
@@ -86,17 +87,25 @@ def search(
     tol_kw: float = TOL_KW,
     tol_rel: float = TOL_REL,
     known: tuple[np.ndarray, np.ndarray] | None = None,
+    secant: bool = False,
 ) -> Capacity:
     """The capacity of ``n`` scenarios whose margins at 0 kW more are ``m0`` (limits x 1, the
-    same start for all, safety applied and at least 0). ``known``: (kW more, margins) of one
-    point per scenario the caller already has (e.g. an application's own state); without it
-    the search starts with a small load (10 kW) to learn every limit's slope."""
+    same start for all, safety applied and at least 0).
+
+    ``known``: (kW more, margins) of one point per scenario the caller already has (e.g. an
+    application's own state; a point below 0 kW only gives the slopes); without it the search
+    starts with a small load (10 kW) to learn every limit's slope. ``secant`` (for one
+    scenario, whose solves run one after another): one probe per round, at the crossing that
+    the newest two points predict, just below it after a point that failed and just above it
+    after one that fitted; the two probes of the map's bracketed rounds are both spent at once,
+    which pays only when many scenarios share each round's matrix products."""
     lo, hi = np.zeros(n), np.full(n, np.inf)
     m_lo = np.repeat(m0, n, axis=1)
     m_hi = np.full_like(m_lo, np.nan)
     w_hi = np.full(n, -1)
     px, pm = np.zeros(n), m_lo.copy()  # the two newest points, for extrapolation
     qx, qm = np.zeros(n), m_lo.copy()
+    newest_fit = np.zeros(n, bool)
     evals = 0
 
     def absorb(idx: np.ndarray, xs: np.ndarray, allm: np.ndarray) -> None:
@@ -117,12 +126,13 @@ def search(
             up = (gj >= 0) & (x > lo[bj])
             lo[bj[up]] = x[up]
             m_lo[:, bj[up]] = allm[:, J[up]]
-            dn = (gj < 0) & (x < hi[bj])
+            dn = (gj < 0) & (x < hi[bj]) & (x > 0)
             hi[bj[dn]] = x[dn]
             m_hi[:, bj[dn]] = np.where(gj[dn] > DIVERGED, allm[:, J[dn]], np.nan)
             w_hi[bj[dn]] = which[J[dn]]
-            sh = (gj > DIVERGED) & np.isinf(hi[bj]) & (x > 0)
+            sh = (gj > DIVERGED) & (np.isinf(hi[bj]) | secant) & (x != 0)
             bs = bj[sh]
+            newest_fit[bj] = gj >= 0
             px[bs], pm[:, bs] = qx[bs], qm[:, bs]
             qx[bs], qm[:, bs] = x[sh], allm[:, J[sh]]
 
@@ -141,11 +151,30 @@ def search(
             cols_b.append(open_)
             cols_x.append(np.full(open_.size, min(10.0, max_kw)))
             first = False
+        elif secant:
+            o = open_
+            c = _crossing(px[o], pm[:, o], qx[o], qm[:, o])
+            inside = np.isfinite(c) & (c > lo[o]) & (c < hi[o])
+            t = _interpolate(lo[o], m_lo[:, o], hi[o], m_hi[:, o])
+            ahead = np.where(np.isfinite(c), 1.01 * lo[o] + 0.2, 2.0 * lo[o] + 50.0)
+            t = np.where(inside, c, np.where(np.isfinite(hi[o]), t, ahead))
+            d = 0.3 * tol[o]
+            x = np.where(newest_fit[o], t + d, t - d)
+            x = np.where(x <= lo[o], t + d, x)
+            fin = np.isfinite(hi[o])
+            w = np.where(fin, hi[o] - lo[o], np.inf)
+            top = np.where(fin, np.minimum(hi[o] - 0.01 * np.where(fin, w, 0.0), max_kw), max_kw)
+            x = np.clip(x, lo[o] + np.minimum(0.01 * w, d), top)
+            cols_b.append(o)
+            cols_x.append(x)
         else:
             unb = open_[np.isinf(hi[open_])]
             if unb.size:
+                c = _crossing(px[unb], pm[:, unb], qx[unb], qm[:, unb])
+                x = np.where(np.isfinite(c), qx[unb] + 1.003 * (c - qx[unb]), 2.0 * qx[unb] + 50.0)
+                x = np.minimum(max_kw, np.maximum(x, qx[unb] * 1.01 + 0.2))
                 cols_b.append(unb)
-                cols_x.append(_extrapolate(px[unb], pm[:, unb], qx[unb], qm[:, unb], max_kw))
+                cols_x.append(x)
             br = open_[np.isfinite(hi[open_])]
             if br.size:
                 t = _interpolate(lo[br], m_lo[:, br], hi[br], m_hi[:, br])
@@ -163,17 +192,16 @@ def search(
     return Capacity(kw, binding, evals)
 
 
-def _extrapolate(px, pm, qx, qm, max_kw: float) -> np.ndarray:
-    """The nearest crossing of any limit, each margin extrapolated through two points, +0.3 %."""
+def _crossing(px, pm, qx, qm) -> np.ndarray:
+    """The nearest crossing of zero of any limit, each margin extrapolated linearly through
+    two points (inf where no margin falls)."""
     with np.errstate(invalid="ignore", divide="ignore"):  # in place: (limits x buses) arrays
         slope = np.subtract(pm, qm)
         slope /= (qx - px)[None, :]  # margin lost per kW
         mask = slope > 0
         mask &= np.isfinite(qm)
         cross = np.divide(qm, slope, out=np.full_like(slope, np.inf), where=mask)
-    reach = np.min(cross, axis=0, initial=np.inf)
-    x = np.where(np.isfinite(reach), qx + 1.003 * reach, 2.0 * qx + 50.0)
-    return np.minimum(max_kw, np.maximum(x, qx * 1.01 + 0.2))
+    return qx + np.min(cross, axis=0, initial=np.inf)
 
 
 def _interpolate(lo, m_lo, hi, m_hi) -> np.ndarray:
