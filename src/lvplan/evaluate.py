@@ -266,15 +266,20 @@ def _by_stamps(eng: FastEngine, network: Network, rows: _Rows) -> tuple[GridStat
 
     n = m.n
     V0 = np.r_[eng.V0, np.ones(n - m.base_n, complex)]
-    # new buses: from the bus that feeds them (tie lines first, then units)
-    for s in new_lines.values():
-        if s.t >= m.base_n and s.f < m.base_n:
-            V0[s.t] = V0[s.f]
-        elif s.f >= m.base_n and s.t < m.base_n:
-            V0[s.f] = V0[s.t]
-    for s in new_trafos.values():
-        if s.t >= m.base_n:
-            V0[s.t] = V0[s.f] * V_init_new[s.t]
+    # new buses: from the bus that feeds them, outwards from the base (a tie line, its unit,
+    # then the cables from the new LV board), so each starts near its magnitude and angle
+    known = np.zeros(n, bool)
+    known[: m.base_n] = True
+    grew = True
+    while grew:
+        grew = False
+        for s in new_lines.values():
+            if known[s.f] != known[s.t]:
+                a, b = (s.f, s.t) if known[s.f] else (s.t, s.f)
+                V0[b], known[b], grew = V0[a], True, True
+        for s in new_trafos.values():
+            if known[s.f] and not known[s.t]:
+                V0[s.t], known[s.t], grew = V0[s.f] * V_init_new[s.t], True, True
     S = np.r_[eng.S0, np.zeros(n - m.base_n, complex)]
     for ld in cmap.new_loads:
         kw = rows.plan.loads[ld]

@@ -206,8 +206,9 @@ def resolve_change(network, c: Change, position: int, pending: Pending) -> Chang
         return replace(out, name=name)
     if isinstance(c, NewLvCable):
         out2 = _new_lv_cable(network, c, where, pending)
-        if out2.to_bus is None:
-            vn = float(network.pp.bus.at[int(out2.from_bus), "vn_kv"])
+        if out2.to_bus is None:  # a new bus at the far end, at the voltage it starts from
+            fb = int(out2.from_bus)
+            vn = pending.vn_kv.get(fb) or float(network.pp.bus.at[fb, "vn_kv"])
             pending.add_bus(out2.name or "new LV bus", vn)
         return out2
     if isinstance(c, Transfer):

@@ -1,0 +1,438 @@
+"""What a plan may choose from: where each demand may connect, new substation sites, and the
+upgrades of the transformers and cables that some connection could load.
+
+*Connection options* of a demand are the existing LV buses within its supply radius (route =
+straight line x the profile's detour factor) and the new substation sites within it, each with
+its service cable (sized to the design current, as ``check`` sizes it) and that cable's cost.
+
+Pruning, and why it never removes the option that could be optimal: within one transformer
+area, a bus ``b`` *dominates* a bus ``c`` when its route is no longer (so its service cable
+costs no more and drops no more voltage) and it lies on ``c``'s path to the transformer (so a
+load at ``b`` loads a subset of the lines a load at ``c`` loads, and lowers no voltage more).
+Every plan that connects at ``c`` stays feasible, at no more cost, connecting at ``b``; so only
+undominated buses are kept. After that, at most ``MAX_PER_AREA`` per area (the shortest routes)
+are kept: that cap is a heuristic, stated in the plan's summary as ``pruned_by_cap``.
+
+*Sites* come from the demand's geography by leader clustering: the first demand not yet within
+reach of a site founds one at the centroid of the demands within half its radius (or at itself
+when the centroid would leave it out of reach); each site is tied to the nearest 10 kV bus with
+coordinates. *Upgrade options* are listed for every transformer feeding an area with a
+connection option, and for every line on the path of some connection option.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lvplan.criteria import Criteria
+from lvplan.decision import choose_service_cable
+from lvplan.locate import bus_lonlat, distance_m
+from lvplan.model.catalogue import cable_types, trafo_types
+from lvplan.model.network import Network
+from lvplan.model.topology import LV_MAX_KV, MV_MAX_KV
+from lvplan.planning.demand import Demand
+from lvplan.planning.measures import MeasureKind, Measures
+
+MAX_PER_AREA = 3
+MAX_OPTIONS = 8
+#: A new tie longer than this (m of route) is not offered (the changes' own reach).
+MAX_TIE_M = 3000.0
+
+
+@dataclass(frozen=True)
+class Site:
+    id: int
+    name: str
+    lon: float
+    lat: float
+    mv_bus: int
+    tie_m: float
+    rated_kva: int
+    cost_cny: float
+    board_vm_pu: float  # the LV board's voltage before any load (the 10 kV bus's, base case)
+    r_pu: float  # transformer impedance on its own rating
+    x_pu: float
+
+
+@dataclass(frozen=True)
+class Option:
+    """One way to connect one demand: at an existing bus or at a site, by a service cable."""
+
+    demand: int  # position in the demand list
+    bus: int | None  # existing LV bus (pandapower index)
+    site: int | None  # Site.id
+    route_m: float
+    cable: str
+    cable_cost_cny: float
+    cable_r_ohm: float
+    cable_x_ohm: float
+    cable_max_i_ka: float
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    """One way to reinforce one transformer or line."""
+
+    kind: MeasureKind
+    element: int  # pandapower trafo or line index
+    cost_cny: float
+    rated_kva: int = 0  # transformers: the new unit's rating (swap or the parallel unit)
+    cable: str = ""  # lines: the new cable
+    capacity: float = 0.0  # kVA (transformer) or kA (line) the element then carries at 100 %
+    r: float = 0.0  # impedance after: pu on the unit's own kVA (trafo), ohm (line)
+    x: float = 0.0
+
+
+@dataclass
+class AreaData:
+    """An existing transformer area that some option connects to: its radial tree."""
+
+    area: int
+    trafo: int
+    root: int  # the transformer's LV bus
+    parent: dict[int, tuple[int, int]]  # bus -> (line, parent bus)
+    children: dict[int, list[int]]
+    margin_pu: dict[int, float]  # bus -> base voltage margin (vm - vmin), LV judged buses
+    vn_kv: float
+
+    def path(self, bus: int) -> list[int]:
+        out = []
+        while bus in self.parent:
+            line, bus = self.parent[bus]
+            out.append(line)
+        return out
+
+    def leaves(self) -> list[int]:
+        return [b for b in self.margin_pu if not self.children.get(b)]
+
+
+@dataclass
+class Instance:
+    demands: tuple[Demand, ...]
+    options: list[Option]
+    sites: list[Site]
+    areas: dict[int, AreaData]  # by topology area id
+    bus_area: dict[int, int]
+    trafo_kva: dict[int, float]  # rated
+    trafo_base_kva: dict[int, float]  # loading-equivalent kVA at the base (current x rating)
+    trafo_z: dict[int, tuple[float, float]]  # (r, x) pu on its own rating
+    line_data: dict[int, tuple[float, float, float, float, float]]  # r, x ohm; max, base kA; kV
+    upgrades: list[Upgrade]
+    unservable: dict[int, str]  # demand position -> why no option exists
+    pruned_by_cap: int
+    pf: float
+    criteria: Criteria
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+def _trafo_z(vk_percent: float, vkr_percent: float) -> tuple[float, float]:
+    r = vkr_percent / 100.0
+    return r, math.sqrt(max((vk_percent / 100.0) ** 2 - r * r, 0.0))
+
+
+def build_instance(
+    network: Network, demands: tuple[Demand, ...], crit: Criteria, measures: Measures
+) -> Instance:
+    net = network.pp
+    st = network.base_state()
+    topo = network.topology
+    blon, blat = bus_lonlat(network)
+    vn = network.bus_vn_kv
+    live = network.live.bus
+    lv_rows = np.flatnonzero((vn < LV_MAX_KV) & live & np.isfinite(blon))
+    lv_ids = net.bus.index.to_numpy()[lv_rows]
+    pf = crit.new_customer_pf
+    tan = math.tan(math.acos(pf))
+    vmin_row = crit.lv_min_voltage_v / (vn * 1000.0)
+    cables = cable_types()
+
+    def service(d: Demand, route_m: float) -> tuple[str, float, float, float, float]:
+        c = choose_service_cable(d.design_kw, d.design_kw * tan, route_m)
+        cost = measures.service_cable_cost_cny(c.type_name, max(route_m, 1.0))
+        km = route_m / 1000.0
+        return c.type_name, cost, c.r_ohm_per_km * km, c.x_ohm_per_km * km, c.max_i_ka
+
+    # -- sites -------------------------------------------------------------------------------
+    mv_rows = np.flatnonzero((vn >= LV_MAX_KV) & (vn <= MV_MAX_KV) & live & np.isfinite(blon))
+    sites: list[Site] = []
+    ztr = _trafo_z(*_vk(trafo_types(), measures.new_substation.rated_kva))
+    located = [i for i, d in enumerate(demands) if d.lon is not None and not d.hv_required]
+    covered: set[int] = set()
+    if mv_rows.size:
+        dl = np.array([demands[i].lon for i in located], float)
+        dt = np.array([demands[i].lat for i in located], float)
+        rad = np.array([demands[i].supply_radius_m for i in located], float)
+        for j, i in enumerate(located):
+            if i in covered:
+                continue
+            near = distance_m(dl[j], dt[j], dl, dt) * crit.detour_factor <= 0.5 * rad[j]
+            lon, lat = float(dl[near].mean()), float(dt[near].mean())
+            if distance_m(lon, lat, dl[j], dt[j]) * crit.detour_factor > rad[j]:
+                lon, lat = float(dl[j]), float(dt[j])
+            dm = distance_m(lon, lat, blon[mv_rows], blat[mv_rows])
+            k = int(np.argmin(dm))
+            tie = float(dm[k]) * crit.detour_factor
+            if tie > MAX_TIE_M:
+                continue
+            reach = distance_m(lon, lat, dl, dt) * crit.detour_factor <= rad
+            covered.update(located[x] for x in np.flatnonzero(reach))
+            sid = len(sites)
+            sites.append(
+                Site(
+                    sid,
+                    f"new substation S{sid + 1}",
+                    lon,
+                    lat,
+                    int(net.bus.index[mv_rows[k]]),
+                    max(tie, 1.0),
+                    measures.new_substation.rated_kva,
+                    measures.new_substation_cost_cny(max(tie, 1.0) / 1000.0),
+                    float(st.vm_pu[mv_rows[k]]),
+                    *ztr,
+                )
+            )
+    site_lon = np.array([s.lon for s in sites], float)
+    site_lat = np.array([s.lat for s in sites], float)
+
+    # -- connection options --------------------------------------------------------------------
+    options: list[Option] = []
+    unservable: dict[int, str] = {}
+    pruned_by_cap = 0
+    tree_cache: dict[int, AreaData] = {}
+    for i, d in enumerate(demands):
+        if d.hv_required:
+            unservable[i] = f"declared {d.declared_kw:g} kW is above the LV limit: HV supply"
+            continue
+        mine: list[Option] = []
+        if d.bus is not None:
+            mine.append(Option(i, d.bus, None, 0.0, "", 0.0, 0.0, 0.0, math.inf))
+        elif d.lon is not None and d.lat is not None:
+            route = distance_m(d.lon, d.lat, blon[lv_rows], blat[lv_rows]) * crit.detour_factor
+            inside = np.flatnonzero(route <= d.supply_radius_m)
+            inside = inside[np.argsort(route[inside], kind="stable")]
+            by_area: dict[int, list[tuple[int, float]]] = {}
+            for r in inside.tolist():
+                b = int(lv_ids[r])
+                a = topo.bus_area.get(b)
+                if a is None or not topo.areas[a].trafos:
+                    continue
+                by_area.setdefault(a, []).append((b, float(route[r])))
+            for a, cands in by_area.items():
+                tree = tree_cache.get(a) or _tree(network, a, st, vmin_row)
+                tree_cache[a] = tree
+                kept: list[tuple[int, float]] = []
+                for b, rt in cands:  # ascending route: a dominator comes first
+                    anc = _ancestors(tree, b)
+                    if any(k in anc for k, _ in kept):
+                        continue
+                    kept.append((b, rt))
+                pruned_by_cap += max(0, len(kept) - MAX_PER_AREA)
+                for b, rt in kept[:MAX_PER_AREA]:
+                    mine.append(Option(i, b, None, rt, *service(d, rt)))
+            if sites:
+                rs = distance_m(d.lon, d.lat, site_lon, site_lat) * crit.detour_factor
+                for s in np.flatnonzero(rs <= d.supply_radius_m).tolist():
+                    mine.append(Option(i, None, int(s), float(rs[s]), *service(d, float(rs[s]))))
+        if len(mine) > MAX_OPTIONS:  # keep every site and the shortest routes
+            pruned_by_cap += len(mine) - MAX_OPTIONS
+            mine.sort(key=lambda o: (o.site is None, o.route_m))
+            mine = mine[:MAX_OPTIONS]
+        if not mine:
+            unservable[i] = (
+                f"no LV bus within the {d.supply_radius_m:g} m supply radius and no site for a "
+                f"new substation within {MAX_TIE_M:g} m of a 10 kV bus"
+            )
+        options.extend(mine)
+
+    # areas of options given by bus
+    for o in options:
+        if o.bus is not None:
+            a = topo.bus_area.get(o.bus)
+            if a is not None and a not in tree_cache and topo.areas[a].trafos:
+                tree_cache[a] = _tree(network, a, st, vmin_row)
+
+    # -- upgrades --------------------------------------------------------------------------------
+    trafo_kva: dict[int, float] = {}
+    trafo_base: dict[int, float] = {}
+    trafo_z: dict[int, tuple[float, float]] = {}
+    upgrades: list[Upgrade] = []
+    ttypes = trafo_types()
+    tpos = {int(t): k for k, t in enumerate(net.trafo.index)}
+    for tree in tree_cache.values():
+        t = tree.trafo
+        row = net.trafo.loc[t]
+        sn = float(row.sn_mva) * 1000.0 * float(row.get("parallel", 1) or 1)
+        trafo_kva[t] = sn
+        load = st.trafo_loading_percent[tpos[t]]
+        trafo_base[t] = sn * (float(load) / 100.0 if np.isfinite(load) else 0.0)
+        trafo_z[t] = _trafo_z(float(row.vk_percent), float(row.vkr_percent))
+        for kva in measures.ladder_kva:
+            if kva > sn and kva in ttypes:
+                upgrades.append(
+                    Upgrade(
+                        MeasureKind.TRANSFORMER_SWAP,
+                        t,
+                        measures.swap_cost_cny(kva),
+                        kva,
+                        capacity=float(kva),
+                        r=_trafo_z(*_vk(ttypes, kva))[0],
+                        x=_trafo_z(*_vk(ttypes, kva))[1],
+                    )
+                )
+        for kva in measures.parallel.ratings_kva:
+            if kva in ttypes:
+                r2, x2 = _trafo_z(*_vk(ttypes, kva))
+                r1, x1 = trafo_z[t]
+                # both on the combined rating: z_i scaled by (sn_total / sn_i), then in parallel
+                tot = sn + kva
+                z1 = complex(r1, x1) * tot / sn
+                z2 = complex(r2, x2) * tot / kva
+                zp = z1 * z2 / (z1 + z2)
+                upgrades.append(
+                    Upgrade(
+                        MeasureKind.TRANSFORMER_PARALLEL,
+                        t,
+                        measures.parallel_cost_cny(kva),
+                        kva,
+                        capacity=tot,
+                        r=zp.real,
+                        x=zp.imag,
+                    )
+                )
+    line_data: dict[int, tuple[float, float, float, float, float]] = {}
+    lpos = {int(x): k for k, x in enumerate(net.line.index)}
+    used_lines: set[int] = set()
+    for o in options:
+        if o.bus is not None:
+            a = topo.bus_area.get(o.bus)
+            if a in tree_cache:
+                used_lines.update(tree_cache[a].path(o.bus))
+    for tree in tree_cache.values():
+        for b in tree.parent:
+            line = tree.parent[b][0]
+            r = net.line.loc[line]
+            par = float(r.parallel)
+            km = float(r.length_km)
+            imax = float(r.max_i_ka) * float(r.df) * par
+            ld = st.line_loading_percent[lpos[line]]
+            base = imax * (float(ld) / 100.0 if np.isfinite(ld) else 0.0)
+            line_data[line] = (
+                float(r.r_ohm_per_km) * km / par,
+                float(r.x_ohm_per_km) * km / par,
+                imax,
+                base,
+                tree.vn_kv,
+            )
+    for line in sorted(used_lines):
+        r_o, x_o, imax, _base, _vn = line_data[line]
+        km = float(net.line.at[line, "length_km"])
+        for c in measures.cable_measure(MeasureKind.LV_CABLE_REPLACE).cables:
+            ct = cables[c]
+            if ct.max_i_ka > imax * 1.001:
+                upgrades.append(
+                    Upgrade(
+                        MeasureKind.LV_CABLE_REPLACE,
+                        line,
+                        measures.cable_cost_cny(MeasureKind.LV_CABLE_REPLACE, c, km),
+                        cable=c,
+                        capacity=ct.max_i_ka,
+                        r=ct.r_ohm_per_km * km,
+                        x=ct.x_ohm_per_km * km,
+                    )
+                )
+        for c in measures.cable_measure(MeasureKind.LV_CABLE_PARALLEL).cables:
+            ct = cables[c]
+            z1 = complex(r_o, x_o)
+            z2 = complex(ct.r_ohm_per_km * km, ct.x_ohm_per_km * km)
+            if abs(z1) == 0 or abs(z2) == 0:
+                continue
+            zp = z1 * z2 / (z1 + z2)
+            # current divides by admittance: the first cable to reach its rating sets the limit
+            s1, s2 = abs(zp / z1), abs(zp / z2)
+            cap = min(imax / s1, ct.max_i_ka / s2)
+            upgrades.append(
+                Upgrade(
+                    MeasureKind.LV_CABLE_PARALLEL,
+                    line,
+                    measures.cable_cost_cny(MeasureKind.LV_CABLE_PARALLEL, c, km),
+                    cable=c,
+                    capacity=cap,
+                    r=zp.real,
+                    x=zp.imag,
+                )
+            )
+    return Instance(
+        demands=demands,
+        options=options,
+        sites=sites,
+        areas=tree_cache,
+        bus_area={b: a for a, t in tree_cache.items() for b in t.margin_pu},
+        trafo_kva=trafo_kva,
+        trafo_base_kva=trafo_base,
+        trafo_z=trafo_z,
+        line_data=line_data,
+        upgrades=upgrades,
+        unservable=unservable,
+        pruned_by_cap=pruned_by_cap,
+        pf=pf,
+        criteria=crit,
+        stats={
+            "options": len(options),
+            "sites": len(sites),
+            "areas": len(tree_cache),
+            "upgrades": len(upgrades),
+            "upgradable_lines": len(used_lines),
+        },
+    )
+
+
+def _vk(ttypes, kva: int) -> tuple[float, float]:
+    t = ttypes[kva]
+    return t.vk_percent, t.vkr_percent
+
+
+def _ancestors(tree: AreaData, bus: int) -> set[int]:
+    out = set()
+    while bus in tree.parent:
+        bus = tree.parent[bus][1]
+        out.add(bus)
+    return out
+
+
+def _tree(network: Network, area_id: int, st, vmin_row: np.ndarray) -> AreaData:
+    """The area's radial tree from its (first) transformer's LV bus, breadth first over its
+    in-service lines (a meshed area keeps a spanning tree; the AC check sees the rest)."""
+    net = network.pp
+    topo = network.topology
+    area = topo.areas[area_id]
+    t = int(area.trafos[0])
+    root = int(net.trafo.at[t, "lv_bus"])
+    g = topo.lv_graph
+    parent: dict[int, tuple[int, int]] = {}
+    children: dict[int, list[int]] = {}
+    seen = {root}
+    frontier = [root]
+    while frontier:
+        nxt = []
+        for u in frontier:
+            for v, keys in g[u].items():
+                if v in seen:
+                    continue
+                lines = [k[1] for k in keys if k[0] == "line"]
+                if not lines:
+                    continue
+                seen.add(v)
+                parent[v] = (int(lines[0]), u)
+                children.setdefault(u, []).append(v)
+                nxt.append(v)
+        frontier = nxt
+    margin: dict[int, float] = {}
+    for b in area.buses:
+        r = network.bus_row(int(b))
+        vm = st.vm_pu[r]
+        if np.isfinite(vm) and np.isfinite(vmin_row[r]):
+            margin[int(b)] = float(vm - vmin_row[r])
+    return AreaData(area_id, t, root, parent, children, margin, float(net.bus.at[root, "vn_kv"]))

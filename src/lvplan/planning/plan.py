@@ -1,0 +1,441 @@
+"""``lvplan.plan``: the cheapest AC-verified set of reinforcements for a forecast demand.
+
+1. Candidates (:mod:`lvplan.planning.candidates`): connection options, sites, upgrades.
+2. The greedy plan (eDisGo style, the comparison and the optimiser's hint): demands in file order
+   (by year first when years are given); each takes the cheapest way to connect it given every
+   earlier choice, which may add measures (one small CP-SAT solve per demand, earlier choices
+   fixed, so the greedy and the optimal plan share one model).
+3. The optimal plan: every demand at once (:mod:`lvplan.planning.model`), from the greedy hint.
+4. Each plan is checked by an exact AC load flow (:mod:`lvplan.planning.verify`); while the AC
+   state breaks a limit the linear model accepted, the model is tightened there and solved
+   again. A plan is returned only once it has passed; the optimal plan is never reported
+   dearer than the verified greedy one (if it were, the greedy plan is the answer).
+5. Years: each measure is built in the first year a demand that uses it arrives.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lvplan.criteria import Criteria
+from lvplan.errors import InputError
+from lvplan.model.network import Network
+from lvplan.planning.candidates import Instance, build_instance
+from lvplan.planning.demand import DemandSet, read_demand
+from lvplan.planning.measures import MeasureKind, Measures, load_measures
+from lvplan.planning.model import Cuts, PlanModel, Solution
+from lvplan.planning.verify import base_margin_map, check_plan, solution_changes, tighten
+
+MAX_ROUNDS = 8
+METHODS = ("optimal", "greedy")
+
+
+@dataclass
+class Measure:
+    """One measure of a plan, with why it was taken."""
+
+    kind: str
+    element: str  # "trafo 3", "line 40", "site S2"
+    before: str
+    after: str
+    cost_cny: float
+    year: int | None
+    demands: list[str]  # the demands whose connection loads it
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Assignment:
+    demand: str
+    design_kw: float
+    year: int | None
+    connection: str  # "bus 12" or the new substation's name
+    bus: int | None
+    transformer: str
+    cable: str
+    length_m: float
+    cable_cost_cny: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class PlanRound:
+    method: str
+    round: int
+    cost_cny: float
+    status: str
+    broken: int
+    notes: list[str]
+
+
+@dataclass
+class Plan:
+    """A verified plan (``measures``, ``assignments``) and how it was found."""
+
+    network: str
+    method: str
+    measures: list[Measure]
+    assignments: list[Assignment]
+    unserved: list[dict[str, Any]]
+    cost_cny: float
+    status: str
+    objective: float
+    bound: float
+    gap: float
+    ac_rounds: int
+    runtime_s: float
+    greedy_cost_cny: float | None
+    optimal_cost_cny: float | None
+    solution: Solution = field(repr=False)
+    instance: Instance = field(repr=False)
+    history: list[PlanRound] = field(default_factory=list, repr=False)
+    discount_rate: float = 0.0
+    changes: Any = field(default=None, repr=False)
+
+    def cost_by_kind(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for m in self.measures:
+            out[m.kind] = out.get(m.kind, 0.0) + m.cost_cny
+        cables = sum(a.cable_cost_cny for a in self.assignments)
+        if cables:
+            out[MeasureKind.SERVICE_CABLE.value] = cables
+        return {k: round(v, 2) for k, v in sorted(out.items())}
+
+    def cost_by_year(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for m in self.measures:
+            y = "none" if m.year is None else str(m.year)
+            out[y] = out.get(y, 0.0) + m.cost_cny
+        for a in self.assignments:
+            y = "none" if a.year is None else str(a.year)
+            out[y] = out.get(y, 0.0) + a.cable_cost_cny
+        return {k: round(v, 2) for k, v in sorted(out.items())}
+
+    def present_value_cny(self) -> float:
+        """Costs discounted to the first year at ``discount_rate`` (undated: the first year)."""
+        years = [int(y) for y in self.cost_by_year() if y != "none"]
+        y0 = min(years) if years else 0
+        pv = 0.0
+        for y, c in self.cost_by_year().items():
+            t = 0 if y == "none" else int(y) - y0
+            pv += c / (1.0 + self.discount_rate) ** t
+        return round(pv, 2)
+
+    def summary(self) -> dict[str, Any]:
+        served = len(self.assignments)
+        return {
+            "network": self.network,
+            "method": self.method,
+            "total_cost_cny": round(self.cost_cny, 2),
+            "cost_by_kind_cny": self.cost_by_kind(),
+            "cost_by_year_cny": self.cost_by_year(),
+            "discount_rate": self.discount_rate,
+            "present_value_cny": self.present_value_cny(),
+            "demands": served + len(self.unserved),
+            "demands_served": served,
+            "design_kw_served": round(sum(a.design_kw for a in self.assignments), 1),
+            "demands_unserved": len(self.unserved),
+            "measures": len(self.measures),
+            "new_substations": sum(m.kind == MeasureKind.NEW_SUBSTATION for m in self.measures),
+            "solver": {
+                "status": self.status,
+                "objective": _r(self.objective),
+                "best_bound": _r(self.bound),
+                "gap": _r(self.gap, 6),
+            },
+            "ac_rounds": self.ac_rounds,
+            "runtime_s": round(self.runtime_s, 2),
+            "greedy_cost_cny": _r(self.greedy_cost_cny),
+            "optimal_cost_cny": _r(self.optimal_cost_cny),
+            "candidates": dict(self.instance.stats, pruned_by_cap=self.instance.pruned_by_cap),
+            "rounds": [r.__dict__ for r in self.history],
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "summary": self.summary(),
+            "measures": [m.to_dict() for m in self.measures],
+            "assignments": [a.to_dict() for a in self.assignments],
+            "unserved": self.unserved,
+        }
+
+
+def _r(x: float | None, nd: int = 2) -> float | None:
+    if x is None or not math.isfinite(x):
+        return None
+    return round(float(x), nd)
+
+
+def mv_sensitivity(network: Network, inst: Instance) -> dict[int, float]:
+    """Per area: the largest drop (pu per kW) of its transformer's 10 kV bus for a load at any
+    option's bus; key -1: the largest over all areas (new substations)."""
+    from lvplan.powerflow.sensitivity import margin_sensitivity
+
+    buses = sorted({o.bus for o in inst.options if o.bus is not None})
+    buses += sorted({inst.sites[o.site].mv_bus for o in inst.options if o.site is not None})
+    out: dict[int, float] = {}
+    if not buses:
+        return out
+    hv = {a: int(network.pp.trafo.at[t.trafo, "hv_bus"]) for a, t in inst.areas.items()}
+    cols = {a: network.bus_row(b) for a, b in hv.items()}  # vm - vmin margins come first
+    worst = dict.fromkeys(cols, 0.0)
+    for lo in range(0, len(buses), 200):
+        s = margin_sensitivity(network, inst.criteria, buses[lo : lo + 200])
+        for a, c in cols.items():
+            worst[a] = max(worst[a], float(np.max(-s[:, c], initial=0.0)))
+    out.update(worst)
+    out[-1] = max(worst.values(), default=0.0)
+    return out
+
+
+def plan(
+    network: Network,
+    demand: DemandSet | Any,
+    *,
+    criteria: Criteria | str | None = None,
+    method: str = "optimal",
+    time_limit_s: float = 60.0,
+    budget_cny: float | None = None,
+    measures: Measures | None = None,
+    workers: int = 2,
+    discount_rate: float = 0.0,
+    progress: Callable[[str], None] | None = None,
+) -> Plan:
+    """The cheapest plan (``method="optimal"``) or the greedy one that serves ``demand`` (a
+    :class:`DemandSet`, a CSV path or a DataFrame) within the profile, AC-verified."""
+    from lvplan.decision import resolve_criteria
+
+    if method not in METHODS:
+        raise InputError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    if not (math.isfinite(time_limit_s) and time_limit_s > 0):
+        raise InputError(f"--time-limit must be a positive number of seconds, got {time_limit_s}")
+    if budget_cny is not None and not (math.isfinite(budget_cny) and budget_cny >= 0):
+        raise InputError(f"--budget must be a non-negative number of CNY, got {budget_cny}")
+    if not (math.isfinite(discount_rate) and 0 <= discount_rate < 1):
+        raise InputError(f"--discount-rate must be in [0, 1), got {discount_rate}")
+    t0 = time.perf_counter()
+    say = progress or (lambda _m: None)
+    crit = resolve_criteria(criteria)
+    meas = measures or load_measures()
+    ds = demand if isinstance(demand, DemandSet) else read_demand(demand, network, crit)
+    order = sorted(
+        range(len(ds.demands)),
+        key=lambda i: (ds.demands[i].year if ds.demands[i].year is not None else 0, i),
+    )
+    inst = build_instance(network, ds.demands, crit, meas)
+    say(
+        f"candidates: {inst.stats['options']} connection options, {inst.stats['sites']} sites, "
+        f"{inst.stats['upgrades']} upgrades; {len(inst.unservable)} demands unservable"
+    )
+    mv = mv_sensitivity(network, inst)
+    base = base_margin_map(network, crit)
+    cuts = Cuts()
+    history: list[PlanRound] = []
+
+    def verified(solve: Callable[[], Solution], name: str) -> tuple[Solution, Any, int]:
+        for rnd in range(1, MAX_ROUNDS + 1):
+            sol = solve()
+            if sol.status not in ("optimal", "feasible"):
+                history.append(PlanRound(name, rnd, math.nan, sol.status, 0, []))
+                raise InputError(f"plan: the {name} model has no solution ({sol.status})")
+            ev, broken = check_plan(network, inst, sol, base)
+            notes = tighten(network, inst, sol, ev, broken, cuts) if broken else []
+            history.append(PlanRound(name, rnd, sol.cost_cny, sol.status, len(broken), notes))
+            say(
+                f"{name} round {rnd}: {sol.cost_cny:,.0f} CNY, {sol.status}, "
+                f"{len(broken)} limits broken in AC"
+            )
+            if not broken:
+                return sol, ev, rnd
+        raise InputError(
+            f"plan: the {name} plan still breaks limits in the AC check after {MAX_ROUNDS} "
+            "rounds; no plan is returned"
+        )
+
+    def greedy() -> Solution:
+        sol = Solution([], [], [], [], 0.0, "optimal", 0.0, 0.0, 0.0, 0.0)
+        done: list[int] = []
+        for i in order:
+            done.append(i)
+            if i in inst.unservable:
+                continue
+            mdl = PlanModel(inst, mv, cuts, active=done, fixed=sol, budget_cny=None)
+            step = mdl.solve(time_limit_s=5.0, workers=1)
+            if step.status not in ("optimal", "feasible"):
+                return step
+            sol = step
+        gsol = Solution(
+            sol.chosen, sol.upgrades, sol.sites, sol.served, sol.cost_cny, "feasible",
+            sol.cost_cny, math.nan, math.nan, time.perf_counter() - t0,
+        )  # fmt: skip
+        return gsol
+
+    g_sol, g_ev, _g_rounds = verified(greedy, "greedy")
+    sol, ev = g_sol, g_ev
+    opt_cost = None
+    if method == "optimal" or budget_cny is not None:
+        left = max(1.0, time_limit_s - (time.perf_counter() - t0))
+
+        def optimal() -> Solution:
+            mdl = PlanModel(inst, mv, cuts, budget_cny=budget_cny)
+            if budget_cny is None:
+                mdl.hint(g_sol)
+            return mdl.solve(time_limit_s=left, workers=workers)
+
+        o_sol, o_ev, _o_rounds = verified(optimal, "optimal")
+        opt_cost = o_sol.cost_cny
+        if budget_cny is not None or o_sol.cost_cny <= g_sol.cost_cny + 1e-6:
+            sol, ev = o_sol, o_ev
+        else:
+            say("the verified greedy plan is cheaper than the optimum after the AC cuts: kept")
+    result = _result(network, inst, sol, ev, method if budget_cny is None else "budget")
+    result.ac_rounds = sum(1 for h in history)
+    result.runtime_s = time.perf_counter() - t0
+    result.greedy_cost_cny = g_sol.cost_cny
+    result.optimal_cost_cny = opt_cost
+    result.history = history
+    result.discount_rate = discount_rate
+    return result
+
+
+def _result(network: Network, inst: Instance, sol: Solution, ev, method: str) -> Plan:
+    net = network.pp
+    demands = inst.demands
+    chosen_by_demand = {inst.options[k].demand: k for k in sol.chosen}
+    # which demands load each element
+    users_trafo: dict[int, list[int]] = {}
+    users_line: dict[int, list[int]] = {}
+    users_site: dict[int, list[int]] = {}
+    for i, k in chosen_by_demand.items():
+        o = inst.options[k]
+        if o.site is not None:
+            users_site.setdefault(o.site, []).append(i)
+            continue
+        a = inst.bus_area.get(o.bus) if o.bus is not None else None
+        if a is None or o.bus is None:
+            continue
+        users_trafo.setdefault(inst.areas[a].trafo, []).append(i)
+        for line in inst.areas[a].path(o.bus):
+            users_line.setdefault(line, []).append(i)
+
+    def first_year(ids: list[int]) -> int | None:
+        ys = [y for y in (demands[i].year for i in ids) if y is not None]
+        return min(ys) if ys else None
+
+    measures: list[Measure] = []
+    for u in sorted(sol.upgrades):
+        up = inst.upgrades[u]
+        if up.kind in (MeasureKind.TRANSFORMER_SWAP, MeasureKind.TRANSFORMER_PARALLEL):
+            users = users_trafo.get(up.element, [])
+            before = f"{inst.trafo_kva[up.element]:g} kVA"
+            after = (
+                f"{up.rated_kva} kVA"
+                if up.kind == MeasureKind.TRANSFORMER_SWAP
+                else f"{inst.trafo_kva[up.element]:g} + {up.rated_kva} kVA"
+            )
+            kw = sum(demands[i].design_kw for i in users)
+            reason = (
+                f"transformer loading: {inst.trafo_base_kva[up.element]:.0f} kVA-equivalent at "
+                f"the base + {kw:.0f} kW of new design load on {before}"
+            )
+            el = f"trafo {up.element}"
+        else:
+            users = users_line.get(up.element, [])
+            before = str(net.line.at[up.element, "std_type"] or "line")
+            after = (
+                up.cable if up.kind == MeasureKind.LV_CABLE_REPLACE else f"{before} + {up.cable}"
+            )
+            kw = sum(demands[i].design_kw for i in users)
+            reason = f"line loading or voltage drop: {kw:.0f} kW of new design load beyond it"
+            el = f"line {up.element}"
+        measures.append(
+            Measure(
+                up.kind.value,
+                el,
+                before,
+                after,
+                round(up.cost_cny, 2),
+                first_year(users),
+                [demands[i].id for i in users],
+                reason,
+            )
+        )
+    for s in sorted(sol.sites):
+        site = inst.sites[s]
+        users = users_site.get(s, [])
+        measures.append(
+            Measure(
+                MeasureKind.NEW_SUBSTATION.value,
+                site.name,
+                "",
+                f"{site.rated_kva} kVA at ({site.lon:.5f}, {site.lat:.5f}), "
+                f"{site.tie_m:.0f} m tie to bus {site.mv_bus}",
+                round(site.cost_cny, 2),
+                first_year(users),
+                [demands[i].id for i in users],
+                "no existing supply within reach has room (or it is cheaper than reinforcing)",
+            )
+        )
+    assignments = []
+    for i in sorted(chosen_by_demand):
+        k = chosen_by_demand[i]
+        o = inst.options[k]
+        d = demands[i]
+        if o.site is not None:
+            conn, tr = inst.sites[o.site].name, inst.sites[o.site].name
+        else:
+            a = inst.bus_area.get(o.bus) if o.bus is not None else None
+            conn = f"bus {o.bus}"
+            tr = f"trafo {inst.areas[a].trafo}" if a is not None else ""
+        assignments.append(
+            Assignment(
+                d.id,
+                d.design_kw,
+                d.year,
+                conn,
+                o.bus,
+                tr,
+                o.cable,
+                round(o.route_m, 1),
+                round(o.cable_cost_cny, 2),
+            )
+        )
+    unserved = []
+    served = set(chosen_by_demand)
+    for i, d in enumerate(demands):
+        if i in served:
+            continue
+        why = inst.unservable.get(i) or (
+            "no connection option keeps the limits, with every measure of the catalogue"
+        )
+        unserved.append({"demand": d.id, "design_kw": d.design_kw, "reason": why})
+    return Plan(
+        network=network.name,
+        method=method,
+        measures=measures,
+        assignments=assignments,
+        unserved=unserved,
+        cost_cny=sol.cost_cny,
+        status=sol.status,
+        objective=sol.objective,
+        bound=sol.bound,
+        gap=sol.gap,
+        ac_rounds=0,
+        runtime_s=0.0,
+        greedy_cost_cny=None,
+        optimal_cost_cny=None,
+        solution=sol,
+        instance=inst,
+        changes=solution_changes(inst, sol),
+    )

@@ -1,0 +1,264 @@
+"""The exact AC check of a plan, and what its failures teach the model.
+
+A solution becomes :class:`lvplan.Changes` (its measures, new substations, each demand's service
+cable to a new terminal bus named ``"<id> terminal"`` and its load there) and is judged by
+:func:`lvplan.evaluate` against the profile. A limit counts as broken by the plan when it is
+outside its limit with the plan and was not before (or is now further outside). Each broken
+limit tightens the model: a modelled constraint (an LV bus's voltage, a line, a transformer, a
+terminal, a site) loses the amount by which it was exceeded plus a safety margin; a limit the
+model does not hold (a 10 kV bus or line) gets a linear cut on the options, from the margin
+sensitivities at the base (:func:`lvplan.powerflow.sensitivity.margin_sensitivity`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from lvplan.changes import Changes
+from lvplan.evaluate import Evaluation, evaluate
+from lvplan.kinds import BindingKind
+from lvplan.model.network import Network
+from lvplan.planning.candidates import Instance
+from lvplan.planning.measures import MeasureKind
+from lvplan.planning.model import Cuts, Solution
+from lvplan.powerflow.sensitivity import margin_sensitivity
+
+#: Each tightening adds this beyond the amount exceeded (pu for voltages, fraction of the
+#: rating for loadings).
+SAFE_PU = 2e-4
+SAFE_LOADING = 2e-3
+
+
+def terminal_name(demand_id: str) -> str:
+    return f"{demand_id} terminal"
+
+
+def solution_changes(inst: Instance, sol: Solution) -> Changes:
+    """The plan as network changes: measures first, then sites, then every connection."""
+    ch = Changes()
+    tan = math.tan(math.acos(inst.pf))
+    for u in sorted(sol.upgrades):
+        up = inst.upgrades[u]
+        if up.kind == MeasureKind.TRANSFORMER_SWAP:
+            ch = ch.replace_transformer(up.element, up.rated_kva)
+        elif up.kind == MeasureKind.TRANSFORMER_PARALLEL:
+            ch = ch.add_parallel_transformer(up.element, up.rated_kva)
+        elif up.kind == MeasureKind.LV_CABLE_REPLACE:
+            ch = ch.replace_line(up.element, up.cable)
+        elif up.kind == MeasureKind.LV_CABLE_PARALLEL:
+            ch = ch.add_parallel_line(up.element, up.cable)
+    for s in sorted(sol.sites):
+        site = inst.sites[s]
+        ch = ch.new_substation(
+            site.lon,
+            site.lat,
+            rated_kva=site.rated_kva,
+            mv_bus=site.mv_bus,
+            tie_length_m=site.tie_m,
+            name=site.name,
+        )
+    for k in sorted(sol.chosen, key=lambda k: inst.options[k].demand):
+        o = inst.options[k]
+        d = inst.demands[o.demand]
+        kw, kvar = d.design_kw, d.design_kw * tan
+        if o.site is None and not o.cable:  # given by bus: the load at the bus
+            ch = ch.add_load(o.bus, kw, kvar, name=d.id)
+            continue
+        start = f"{inst.sites[o.site].name} LV board" if o.site is not None else o.bus
+        ch = ch.new_lv_cable(
+            start,
+            o.cable,
+            lon=d.lon,
+            lat=d.lat,
+            length_m=max(o.route_m, 1.0),
+            name=terminal_name(d.id),
+        )
+        ch = ch.add_load(terminal_name(d.id), kw, kvar, name=d.id)
+    return ch
+
+
+@dataclass(frozen=True)
+class Broken:
+    kind: BindingKind
+    element: str
+    name: str
+    side: str
+    margin: float  # with the plan (negative)
+    base_margin: float | None  # before (None: a new element)
+
+
+def broken_limits(network: Network, ev: Evaluation, base_margins: dict) -> list[Broken]:
+    """The limits the plan breaks (see the module docstring)."""
+    m = ev.margins()
+    labels = ev.limits.margin_labels()
+    names = (ev.limits.bus_names, ev.limits.line_names, ev.limits.trafo_names)
+    out = []
+    for pos in np.flatnonzero(m < 0).tolist():
+        kind, el, side = labels[pos]
+        before = base_margins.get((el, side))
+        if before is not None and m[pos] >= before - 1e-7:
+            continue  # pre-existing, and no worse
+        comp = el.component
+        table = {"bus": 0, "line": 1, "trafo": 2}[comp]
+        try:
+            name = names[table][_row(ev, comp, el.index)]
+        except (IndexError, KeyError):
+            name = ""
+        out.append(Broken(kind, str(el), str(name), side, float(m[pos]), before))
+    return out
+
+
+def _row(ev: Evaluation, comp: str, index) -> int:
+    ids = {"bus": ev.limits.bus_ids, "line": ev.limits.line_ids, "trafo": ev.limits.trafo_ids}
+    return int(list(ids[comp]).index(index))
+
+
+def base_margin_map(network: Network, crit) -> dict:
+    from lvplan.criteria.judge import Limits
+
+    lim = Limits(network.pp, crit)
+    m = lim.margins(network.base_state())
+    return {(el, side): float(v) for (_k, el, side), v in zip(lim.margin_labels(), m, strict=True)}
+
+
+def tighten(
+    network: Network,
+    inst: Instance,
+    sol: Solution,
+    ev: Evaluation,
+    broken: list[Broken],
+    cuts: Cuts,
+) -> list[str]:
+    """Add what ``broken`` teaches to ``cuts``; returns one line per tightening."""
+    pp = ev.net
+    by_terminal = {}
+    for k in sol.chosen:
+        by_terminal[terminal_name(inst.demands[inst.options[k].demand].id)] = k
+    site_by_name = {s.name: s.id for s in inst.sites}
+    orig_line: dict[int, int] = {}  # a parallel cable's new line -> the line it doubles
+    notes: list[str] = []
+    generic: list[Broken] = []
+    for b in broken:
+        comp, _, ident = b.element.partition(" ")
+        idx = int(ident)
+        excess = -b.margin
+        if comp == "bus":
+            name = str(pp.bus.at[idx, "name"]) if idx in pp.bus.index else ""
+            vn = float(pp.bus.at[idx, "vn_kv"]) if idx in pp.bus.index else 0.4
+            key: tuple[str, int] | None = None
+            if name in by_terminal:
+                key = ("opt", by_terminal[name])
+            elif name.endswith(" LV board") and name[: -len(" LV board")] in site_by_name:
+                key = ("site", site_by_name[name[: -len(" LV board")]])
+            elif idx in inst.bus_area and vn < 1.0:
+                key = ("bus", idx)
+            if key is not None and b.side == "min":
+                cuts.volt_pu[key] = cuts.volt_pu.get(key, 0.0) + excess + SAFE_PU
+                notes.append(f"{b.element} {name}: voltage margin {b.margin:.5f} pu")
+                continue
+            generic.append(b)
+        elif comp == "line":
+            line = orig_line.get(idx, idx)
+            if line not in inst.line_data and idx in pp.line.index:
+                # a new line: a parallel cable (same buses as an upgraded line) or a service cable
+                fb, tb = int(pp.line.at[idx, "from_bus"]), int(pp.line.at[idx, "to_bus"])
+                for cand, _d in inst.line_data.items():
+                    if cand in pp.line.index and {
+                        int(pp.line.at[cand, "from_bus"]),
+                        int(pp.line.at[cand, "to_bus"]),
+                    } == {fb, tb}:
+                        line = cand
+                        break
+            if line in inst.line_data:
+                _r, _x, imax, _base, vn = inst.line_data[line]
+                kw = (excess + SAFE_LOADING) * imax * math.sqrt(3) * vn * 1000.0 * inst.pf
+                cuts.line_kw[line] = cuts.line_kw.get(line, 0.0) + kw + 1.0
+                notes.append(f"line {line}: loading over by {excess * 100:.2f} %")
+                continue
+            name = str(pp.line.at[idx, "name"]) if idx in pp.line.index else ""
+            term = name if name in by_terminal else None
+            if term is not None:  # a service cable: forbid that option
+                cuts.linear.append(({by_terminal[term]: 1.0}, 0.5))
+                notes.append(f"{b.element}: service cable overloaded; option dropped")
+                continue
+            generic.append(b)
+        elif comp == "trafo":
+            t = idx
+            if t not in inst.trafo_kva and idx in pp.trafo.index:
+                hv, lv = int(pp.trafo.at[idx, "hv_bus"]), int(pp.trafo.at[idx, "lv_bus"])
+                lvname = str(pp.bus.at[lv, "name"]) if lv in pp.bus.index else ""
+                if lvname.endswith(" LV board") and lvname[: -len(" LV board")] in site_by_name:
+                    sid = site_by_name[lvname[: -len(" LV board")]]
+                    kva = inst.sites[sid].rated_kva
+                    kw = (excess + SAFE_LOADING) * kva * inst.pf
+                    cuts.site_kw[sid] = cuts.site_kw.get(sid, 0.0) + kw + 1.0
+                    notes.append(f"site {inst.sites[sid].name}: loading over by {excess:.2%}")
+                    continue
+                for cand in inst.trafo_kva:
+                    if cand in pp.trafo.index and (
+                        int(pp.trafo.at[cand, "hv_bus"]),
+                        int(pp.trafo.at[cand, "lv_bus"]),
+                    ) == (hv, lv):
+                        t = cand
+            if t in inst.trafo_kva:
+                kw = (excess + SAFE_LOADING) * inst.trafo_kva[t] * inst.pf
+                cuts.trafo_kw[t] = cuts.trafo_kw.get(t, 0.0) + kw + 1.0
+                notes.append(f"trafo {t}: loading over by {excess:.2%}")
+                continue
+            generic.append(b)
+    if generic:
+        notes += _generic_cuts(network, inst, sol, generic, cuts)
+    return notes
+
+
+def _generic_cuts(
+    network: Network, inst: Instance, sol: Solution, broken: list[Broken], cuts: Cuts
+) -> list[str]:
+    """Linear cuts from the base-case margin sensitivities, for limits the model lacks."""
+    from lvplan.criteria.judge import Limits
+
+    lim = Limits(network.pp, inst.criteria)
+    labels = {(str(el), side): pos for pos, (_k, el, side) in enumerate(lim.margin_labels())}
+    at = {}  # option -> the existing bus its load is drawn from
+    for k, o in enumerate(inst.options):
+        at[k] = o.bus if o.bus is not None else inst.sites[o.site].mv_bus  # type: ignore[index]
+    buses = sorted(set(at.values()))
+    cols = [labels.get((b.element, b.side)) for b in broken]
+    notes = []
+    if all(c is None for c in cols):  # new elements the base does not know: scale the 10 kV
+        cuts.mv_factor *= 1.5
+        return [f"{b.element}: not modelled; 10 kV drop scaled x1.5" for b in broken]
+    sens = np.zeros((len(buses), len(cols)))
+    for lo in range(0, len(buses), 200):
+        chunk = buses[lo : lo + 200]
+        s = margin_sensitivity(network, inst.criteria, chunk)
+        for j, c in enumerate(cols):
+            if c is not None:
+                sens[lo : lo + len(chunk), j] = s[:, c]
+    row_of = {b: i for i, b in enumerate(buses)}
+    chosen = set(sol.chosen)
+    for j, b in enumerate(broken):
+        if cols[j] is None:
+            continue
+        coefs = {}
+        used = 0.0
+        for k, bus in at.items():
+            c = -sens[row_of[bus], j] * inst.demands[inst.options[k].demand].design_kw
+            if c > 0:
+                coefs[k] = c
+                if k in chosen:
+                    used += c
+        safe = SAFE_PU if b.kind == BindingKind.VOLTAGE else SAFE_LOADING
+        rhs = used + b.margin - safe
+        cuts.linear.append((coefs, rhs))
+        notes.append(f"{b.element}: not modelled; linear cut ({len(coefs)} options)")
+    return notes
+
+
+def check_plan(network: Network, inst: Instance, sol: Solution, base_margins: dict):
+    """(evaluation, broken limits) of a solution."""
+    ev = evaluate(network, solution_changes(inst, sol), inst.criteria)
+    return ev, broken_limits(network, ev, base_margins)
