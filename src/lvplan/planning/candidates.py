@@ -436,3 +436,87 @@ def _tree(network: Network, area_id: int, st, vmin_row: np.ndarray) -> AreaData:
         if np.isfinite(vm) and np.isfinite(vmin_row[r]):
             margin[int(b)] = float(vm - vmin_row[r])
     return AreaData(area_id, t, root, parent, children, margin, float(net.bus.at[root, "vn_kv"]))
+
+
+def prune_upgrades(inst: Instance, mv_sens_pu_per_kw: dict[int, float]) -> int:
+    """Drop the upgrades no plan can need, and return how many. An element's upgrade relaxes
+    only its current limit and the voltages beyond it; with every demand at the option that
+    loads that element most (each demand once), if the element's current stays within its
+    rating and every voltage beyond it within its margin (by the model's own linear drops,
+    the 10 kV drop included), no constraint the upgrade relaxes can bind, so a plan with it
+    costs more and is no more feasible: it is never optimal, and safe to drop."""
+    crit = inst.criteria
+    tan = math.tan(math.acos(inst.pf))
+    vmin_v = crit.lv_min_voltage_v
+    lim_line = crit.line_max_loading_percent / 100.0
+    lim_trafo = crit.trafo_max_loading_percent / 100.0
+    p_line: dict[int, float] = {}
+    p_trafo: dict[int, float] = {}
+    cable_drop: dict[int, float] = {}  # bus -> the worst service cable drop of an option there
+    total = 0.0
+    by_demand: dict[int, list[Option]] = {}
+    for o in inst.options:
+        by_demand.setdefault(o.demand, []).append(o)
+    for i, opts in by_demand.items():
+        kw = inst.demands[i].design_kw
+        total += kw
+        lines: set[int] = set()
+        trafos: set[int] = set()
+        for o in opts:
+            a = inst.bus_area.get(o.bus) if o.bus is not None else None
+            if a is None or o.bus is None:
+                continue
+            tree = inst.areas[a]
+            lines.update(tree.path(o.bus))
+            trafos.add(tree.trafo)
+            vpu = vmin_v / (tree.vn_kv * 1000.0)
+            drop = (o.cable_r_ohm + o.cable_x_ohm * tan) * kw * 1e-3 / (tree.vn_kv**2 * vpu)
+            cable_drop[o.bus] = max(cable_drop.get(o.bus, 0.0), drop)
+        for line in lines:
+            p_line[line] = p_line.get(line, 0.0) + kw
+        for t in trafos:
+            p_trafo[t] = p_trafo.get(t, 0.0) + kw
+    need_line: set[int] = set()
+    need_trafo: set[int] = set()
+    for a, tree in inst.areas.items():
+        t = tree.trafo
+        vpu = vmin_v / (tree.vn_kv * 1000.0)
+        sn = inst.trafo_kva[t]
+        if inst.trafo_base_kva[t] + p_trafo.get(t, 0.0) / (inst.pf * vpu) > sn * lim_trafo:
+            need_trafo.add(t)
+        r, x = inst.trafo_z[t]
+        d_t = (r + x * tan) * p_trafo.get(t, 0.0) / (sn * vpu)
+        d_mv = mv_sens_pu_per_kw.get(a, 0.0) * total
+        for line in {ln for b in tree.parent for ln in (tree.parent[b][0],)}:
+            if line not in inst.line_data or line not in p_line:
+                continue
+            _r, _x, imax, base, vn = inst.line_data[line]
+            i_new = p_line[line] / (math.sqrt(3) * vn * vpu * inst.pf * 1000.0)
+            if base + i_new > imax * lim_line:
+                need_line.add(line)
+        drop = {tree.root: d_t + d_mv}  # the worst-case drop at each bus, root outwards
+        stack = [tree.root]
+        while stack:
+            u = stack.pop()
+            for v in tree.children.get(u, []):
+                line = tree.parent[v][0]
+                r_l, x_l, _i, _b, vn = inst.line_data[line]
+                d = (r_l + x_l * tan) * p_line.get(line, 0.0) * 1e-3 / (vn * vn * vpu)
+                drop[v] = drop[u] + d
+                stack.append(v)
+        for b, margin in tree.margin_pu.items():
+            if b not in drop:
+                continue  # not reached by lines (a switch): left to the AC check
+            if drop[b] + cable_drop.get(b, 0.0) >= margin:
+                need_trafo.add(t)
+                need_line.update(tree.path(b))
+    before = len(inst.upgrades)
+    kept = []
+    for up in inst.upgrades:
+        is_trafo = up.kind in (MeasureKind.TRANSFORMER_SWAP, MeasureKind.TRANSFORMER_PARALLEL)
+        if (up.element in need_trafo) if is_trafo else (up.element in need_line):
+            kept.append(up)
+    inst.upgrades = kept
+    inst.stats["upgrades"] = len(kept)
+    inst.stats["upgrades_pruned"] = before - len(kept)
+    return before - len(kept)

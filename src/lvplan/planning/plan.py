@@ -26,7 +26,7 @@ import numpy as np
 from lvplan.criteria import Criteria
 from lvplan.errors import InputError
 from lvplan.model.network import Network
-from lvplan.planning.candidates import Instance, build_instance
+from lvplan.planning.candidates import Instance, build_instance, prune_upgrades
 from lvplan.planning.demand import DemandSet, read_demand
 from lvplan.planning.measures import MeasureKind, Measures, load_measures
 from lvplan.planning.model import Cuts, PlanModel, Solution
@@ -239,6 +239,8 @@ def plan(
         f"{inst.stats['upgrades']} upgrades; {len(inst.unservable)} demands unservable"
     )
     mv = mv_sensitivity(network, inst)
+    pruned = prune_upgrades(inst, mv)
+    say(f"upgrades: {len(inst.upgrades)} kept, {pruned} that no plan can need dropped")
     base = base_margin_map(network, crit)
     cuts = Cuts()
     history: list[PlanRound] = []
@@ -254,7 +256,7 @@ def plan(
             history.append(PlanRound(name, rnd, sol.cost_cny, sol.status, len(broken), notes))
             say(
                 f"{name} round {rnd}: {sol.cost_cny:,.0f} CNY, {sol.status}, "
-                f"{len(broken)} limits broken in AC"
+                f"{len(broken)} limits broken in AC ({time.perf_counter() - t0:.1f} s)"
             )
             if not broken:
                 return sol, ev, rnd
