@@ -20,11 +20,21 @@ LEAFLET_CSS_URL = "https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.css"
 _POPUP_TEMPLATE = None
 
 
-def offline_map(center: list[float], *, zoom_start: int = 15, prefer_canvas: bool = False) -> Any:
-    """A ``folium.Map`` that links core Leaflet only, with an OpenStreetMap tile layer."""
+def offline_map(
+    center: list[float],
+    *,
+    zoom_start: int = 15,
+    prefer_canvas: bool = False,
+    zoom_snap: float | None = None,
+) -> Any:
+    """A ``folium.Map`` that links core Leaflet only, with an OpenStreetMap tile layer.
+    ``zoom_snap``: Leaflet's zoom step (a fraction lets ``fit_bounds`` fill the window)."""
     import folium
 
-    m = folium.Map(location=center, zoom_start=zoom_start, tiles=None, prefer_canvas=prefer_canvas)
+    extra: dict[str, Any] = {} if zoom_snap is None else {"zoom_snap": zoom_snap}
+    m = folium.Map(
+        location=center, zoom_start=zoom_start, tiles=None, prefer_canvas=prefer_canvas, **extra
+    )
     # core Leaflet only, inlined by inline_leaflet: the map works on an intranet with no CDN
     m.default_js = [("leaflet", LEAFLET_JS_URL)]
     m.default_css = [("leaflet_css", LEAFLET_CSS_URL)]
