@@ -175,6 +175,7 @@ def test_map_at_city_scale_thins_markers_and_lines(planned, sz, monkeypatch):
     needy = {d for m in p.measures for d in m.demands}
     served_lines = sum(a.demand in needy for a in p.assignments)
     assert "markers thinned" in small and "markers thinned" not in full
+    assert f"of {len(p.assignments) + len(p.unserved)} demands shown" in small
     lines = re.compile(r'"color": "#4d4d4d"')
     assert len(lines.findall(full)) == len(p.assignments)
     assert len(lines.findall(small)) == served_lines
@@ -210,3 +211,19 @@ def test_a_failed_write_leaves_the_folder_as_it_was(planned, sz, tmp_path, monke
         write_plan(p, sz, out)
     assert sorted(x.name for x in out.iterdir()) == ["plan.csv"]
     assert (out / "plan.csv").read_text(encoding="utf-8") == "old"
+
+
+def test_thinning_keeps_unserved_and_measured_demands(monkeypatch):
+    from types import SimpleNamespace
+
+    import lvplan.planning.outputs as outputs
+
+    monkeypatch.setattr(outputs, "MAP_MAX_DEMANDS", 100)
+    plan = SimpleNamespace(
+        assignments=[SimpleNamespace(demand=f"D{i}") for i in range(1000)],
+        unserved=[{"demand": "U"}] * 10,
+    )
+    needy = {f"D{i}" for i in range(0, 1000, 25)}  # 40 demands a measure was built for
+    shown = outputs._shown_demands(plan, needy, large=True)  # type: ignore[arg-type]
+    assert needy <= shown and 90 <= len(shown) + 10 <= 100
+    assert len(outputs._shown_demands(plan, needy, large=False)) == 1000  # type: ignore[arg-type]

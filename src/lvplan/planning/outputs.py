@@ -280,7 +280,9 @@ def plan_html(plan: Plan, network: Network) -> str:
     drawn = _transformers(plan, network, at, g[0], g[1])
     drawn += _cables(plan, network, at, g[1])
     drawn += _sites(plan, at, g[2])
-    drawn += _demands(plan, at, g[3], g[4], g[5], large=large)
+    needy = {d for mm in plan.measures for d in mm.demands}
+    shown = _shown_demands(plan, needy, large)
+    drawn += _demands(plan, at, g[3], g[4], g[5], lines_for=needy if large else None, shown=shown)
     folium.LayerControl(collapsed=False).add_to(m)
     if drawn:
         lats, lons = [p[0] for p in drawn], [p[1] for p in drawn]
@@ -288,9 +290,9 @@ def plan_html(plan: Plan, network: Network) -> str:
     note = ""
     if large:
         note = (
-            f"<div>{n_demands:,} demands: markers thinned to about {MAP_MAX_DEMANDS:,} (every "
-            "unserved one and every one a measure was built for); connection lines for those "
-            "a measure was built for</div>"
+            f"<div>{len(shown) + len(plan.unserved):,} of {n_demands:,} demands shown (markers "
+            "thinned: every unserved one, every one a measure was built for, an even share of "
+            "the rest); connection lines only for those a measure was built for</div>"
         )
     # the layer control stays open (its collapsed icon is an image Leaflet loads by URL)
     m.get_root().header.add_child(Element(f"<style>{_CSS}</style>"))
@@ -428,22 +430,28 @@ def _shown_demands(plan: Plan, needy: set[str], large: bool) -> set[str]:
 
 
 def _demands(
-    plan: Plan, at: _Places, lines: Any, served: Any, unserved: Any, *, large: bool
+    plan: Plan,
+    at: _Places,
+    lines: Any,
+    served: Any,
+    unserved: Any,
+    *,
+    lines_for: set[str] | None,
+    shown: set[str],
 ) -> list[LatLon]:
-    """Each demand (green: served, red: not) and a thin line to where it connects."""
+    """Each unserved demand (red) and each ``shown`` served one (green); a thin line from a
+    served demand to where it connects (all, or only those in ``lines_for``)."""
     import folium
 
     from lvplan.io.leaflet import popup
 
-    needy = {d for mm in plan.measures for d in mm.demands}
-    shown = _shown_demands(plan, needy, large)
     drawn = []
     for a in plan.assignments:
         p = at.demand.get(a.demand)
         if p is None:
             continue
         c = at.connection(a.bus, a.connection)
-        if c is not None and (not large or a.demand in needy):
+        if c is not None and (lines_for is None or a.demand in lines_for):
             folium.PolyLine(
                 [list(p), list(c)], color=COLOURS["connection"], weight=1, opacity=0.7
             ).add_to(lines)
@@ -537,6 +545,7 @@ def _legend(note: str) -> str:
     ]
     return (
         '<div id="lvplan-legend" style="position:fixed;bottom:24px;left:10px;z-index:9999;'
-        'background:white;padding:8px 10px;border:1px solid #888;font:12px sans-serif">'
+        "background:white;padding:8px 10px;border:1px solid #888;font:12px sans-serif;"
+        'max-width:280px">'
         f"{''.join(rows)}{note}</div>"
     )
