@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import re
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,8 @@ import pandas as pd
 from lvplan import __version__
 from lvplan.decision import network_info
 from lvplan.io.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
+from lvplan.io.leaflet import offline_map, render
+from lvplan.io.leaflet import popup as leaflet_popup
 
 #: Colour classes of the map (kW of design load a new customer can still connect).
 CLASSES = (
@@ -166,11 +167,7 @@ def map_html(df: pd.DataFrame, trafos: pd.DataFrame, title: str) -> str:
         shown = ok.nsmallest(MAP_MAX_BUSES, "hosting_kw")
         note = f" (the {MAP_MAX_BUSES} buses with the least room of {len(ok)})"
     center = [float(ok.lat.mean()), float(ok.lon.mean())] if len(ok) else [22.54, 114.06]
-    m = folium.Map(location=center, zoom_start=15, tiles=None, prefer_canvas=len(shown) > 2000)
-    # core Leaflet only, inlined below: the map works on an intranet with no CDN
-    m.default_js = [("leaflet", _LEAFLET_JS_URL)]
-    m.default_css = [("leaflet_css", _LEAFLET_CSS_URL)]
-    folium.TileLayer("OpenStreetMap", name="OpenStreetMap").add_to(m)
+    m = offline_map(center, zoom_start=15, prefer_canvas=len(shown) > 2000)
     buses = folium.FeatureGroup(name="LV buses: hosting capacity").add_to(m)
     for r in _records(shown):
         folium.CircleMarker(
@@ -205,7 +202,7 @@ def map_html(df: pd.DataFrame, trafos: pd.DataFrame, title: str) -> str:
             ),
             tooltip=r["name"] or f"trafo {r['trafo']}",
         ).add_to(tg)
-        _popup(popup).add_to(marker)
+        leaflet_popup(popup).add_to(marker)
     folium.LayerControl().add_to(m)
     items = "".join(
         f'<div><span style="background:{c};width:12px;height:12px;display:inline-block;'
@@ -218,56 +215,8 @@ def map_html(df: pd.DataFrame, trafos: pd.DataFrame, title: str) -> str:
         f"<b>{title}</b><br>new 380 V customer, design kW{note}{items}"
         '<div><span style="color:#4575b4">&#9650;</span> public transformer</div></div>'
     )
-    m.get_root().html.add_child(Element(legend))  # type: ignore[attr-defined]
-    return _inline_leaflet(m.get_root().render())
-
-
-_POPUP_TEMPLATE = None
-
-
-def _popup(html: str):
-    """A plain Leaflet popup (folium's own Popup needs jQuery, which an offline page lacks)."""
-    global _POPUP_TEMPLATE
-    from branca.element import MacroElement
-    from jinja2 import Template
-
-    if _POPUP_TEMPLATE is None:  # compiled once: a city has thousands of popups
-        _POPUP_TEMPLATE = Template(
-            "{% macro script(this, kwargs) %}"
-            "{{ this._parent.get_name() }}.bindPopup({{ this.html|tojson }}, {maxWidth: 300});"
-            "{% endmacro %}"
-        )
-    el = MacroElement()
-    el._name = "LvplanPopup"
-    el._template = _POPUP_TEMPLATE
-    el.html = html  # type: ignore[attr-defined]
-    return el
-
-
-_LEAFLET_JS_URL = "https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.js"
-_LEAFLET_CSS_URL = "https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.css"
-
-
-def _inline_leaflet(html: str) -> str:
-    """Replace the CDN links of Leaflet by its code (from the XStatic-Leaflet package)."""
-    from xstatic.pkg import leaflet
-
-    base = Path(leaflet.BASE_DIR)
-    js = (base / "leaflet.js").read_text(encoding="utf-8")
-    css = (base / "leaflet.css").read_text(encoding="utf-8")
-    out, n_js = re.subn(
-        r'<script src="' + re.escape(_LEAFLET_JS_URL) + r'"></script>',
-        lambda _m: "<script>" + js.replace("</script", "<\\/script") + "</script>",
-        html,
-    )
-    out, n_css = re.subn(
-        r'<link rel="stylesheet" href="' + re.escape(_LEAFLET_CSS_URL) + r'"/>',
-        lambda _m: "<style>" + css + "</style>",
-        out,
-    )
-    if n_js != 1 or n_css != 1:  # pragma: no cover - a folium template change
-        raise RuntimeError("could not inline Leaflet into map.html (folium template changed?)")
-    return out
+    m.get_root().html.add_child(Element(legend))
+    return render(m)
 
 
 def map_png(df: pd.DataFrame, trafos: pd.DataFrame, title: str) -> bytes:

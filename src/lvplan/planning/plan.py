@@ -25,6 +25,7 @@ import numpy as np
 
 from lvplan.criteria import Criteria
 from lvplan.errors import InputError
+from lvplan.kinds import ElementRef
 from lvplan.model.network import Network
 from lvplan.planning.candidates import Instance, build_instance, prune_upgrades
 from lvplan.planning.demand import DemandSet, read_demand
@@ -41,7 +42,7 @@ class Measure:
     """One measure of a plan, with why it was taken."""
 
     kind: str
-    element: str  # "trafo 3", "line 40", "site S2"
+    element: str  # ElementRef "trafo 3", "line 40"; a new substation's name "new substation S2"
     before: str
     after: str
     cost_cny: float
@@ -351,7 +352,7 @@ def _result(network: Network, inst: Instance, sol: Solution, ev, method: str) ->
                 f"transformer loading: {inst.trafo_base_kva[up.element]:.0f} kVA-equivalent at "
                 f"the base + {kw:.0f} kW of new design load on {before}"
             )
-            el = f"trafo {up.element}"
+            el = ElementRef("trafo", up.element)
         else:
             users = users_line.get(up.element, [])
             before = str(net.line.at[up.element, "std_type"] or "line")
@@ -360,7 +361,7 @@ def _result(network: Network, inst: Instance, sol: Solution, ev, method: str) ->
             )
             kw = sum(demands[i].design_kw for i in users)
             reason = f"line loading or voltage drop: {kw:.0f} kW of new design load beyond it"
-            el = f"line {up.element}"
+            el = ElementRef("line", up.element)
         measures.append(
             Measure(
                 up.kind.value,

@@ -1,0 +1,551 @@
+"""The files of a reinforcement plan: :func:`write_plan` (``lvplan plan --out DIR``).
+
+Columns, in this order (a stable contract; a new column goes at the end):
+
+* ``plan.csv`` — one row per measure, the "what" and the "why":
+  ``measure`` (its kind: ``transformer_swap``, ``transformer_parallel``, ``lv_cable_replace``,
+  ``lv_cable_parallel``, ``new_substation``), ``element`` (``trafo 3``, ``line 40`` or the new
+  substation's name), ``before``, ``after``, ``cost_cny``, ``year`` (empty: undated),
+  ``demands`` (the ids of the demands that load it, joined by a space), ``reason``;
+* ``assignment.csv`` — one row per served demand: ``demand``, ``design_kw``, ``year``,
+  ``connection`` (``bus 12`` or a new substation's name), ``bus`` (empty at a new substation),
+  ``transformer``, ``cable`` (its service cable; empty when given at a bus), ``length_m``,
+  ``cable_cost_cny``;
+* ``unserved.csv`` — ``demand``, ``design_kw``, ``reason`` (the header alone when all are served);
+* ``summary.json`` — :meth:`Plan.summary`, as it is;
+* ``reinforced.json`` — the pandapower network with every measure built and every served demand
+  added as a load named by its demand id (at its bus, or at the ``"<id> terminal"`` bus its
+  service cable reaches), for a load flow in any pandapower tool;
+* ``plan.html`` — an interactive map (Leaflet inlined: it opens offline): the measures, new
+  substations with their 10 kV ties, each demand and its connection.
+
+The measures' ``cost_cny`` plus the service cables' ``cable_cost_cny`` is the summary's
+``total_cost_cny`` (to rounding). Every file is made in memory first, then written in full into a
+temporary folder inside ``out_dir`` and only then renamed over its target: an error (a folder
+that cannot be written, a full disk) raises one :class:`~lvplan.errors.InputError` and leaves
+``out_dir`` as it was (no new, half-written or temporary file).
+CSV text cells that a spreadsheet would run as formulas are neutralised (:mod:`lvplan.io.csvsafe`).
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lvplan.errors import InputError
+from lvplan.io.atomic import write_text_atomic
+from lvplan.io.csvsafe import safe_writer
+from lvplan.kinds import ElementRef
+from lvplan.locate import bus_lonlat
+from lvplan.model.network import Network
+from lvplan.planning.measures import MeasureKind
+from lvplan.planning.plan import Plan
+
+PLAN_COLUMNS = (
+    "measure",
+    "element",
+    "before",
+    "after",
+    "cost_cny",
+    "year",
+    "demands",
+    "reason",
+)
+ASSIGNMENT_COLUMNS = (
+    "demand",
+    "design_kw",
+    "year",
+    "connection",
+    "bus",
+    "transformer",
+    "cable",
+    "length_m",
+    "cable_cost_cny",
+)
+UNSERVED_COLUMNS = ("demand", "design_kw", "reason")
+FILES = (
+    "plan.csv",
+    "assignment.csv",
+    "unserved.csv",
+    "summary.json",
+    "reinforced.json",
+    "plan.html",
+)
+
+#: Above this many demands the map draws connection lines only for the demands a measure was
+#: built for, and thins the other served demands' markers to stay near this many in all.
+MAP_MAX_DEMANDS = 2000
+#: Colours of the map, by what is drawn.
+COLOURS = {
+    MeasureKind.TRANSFORMER_SWAP.value: "#7b3294",
+    MeasureKind.TRANSFORMER_PARALLEL.value: "#e66101",
+    MeasureKind.LV_CABLE_REPLACE.value: "#d01c8b",
+    MeasureKind.LV_CABLE_PARALLEL.value: "#0571b0",
+    MeasureKind.NEW_SUBSTATION.value: "#1b7837",
+    "existing": "#8c8c8c",
+    "served": "#1a9850",
+    "unserved": "#d73027",
+    "connection": "#4d4d4d",
+}
+LABELS = {
+    MeasureKind.TRANSFORMER_SWAP.value: "transformer replaced",
+    MeasureKind.TRANSFORMER_PARALLEL.value: "transformer paralleled",
+    MeasureKind.LV_CABLE_REPLACE.value: "LV cable replaced",
+    MeasureKind.LV_CABLE_PARALLEL.value: "LV cable paralleled",
+    MeasureKind.NEW_SUBSTATION.value: "new substation",
+}
+
+
+def write_plan(plan: Plan, network: Network, out_dir: str | Path) -> list[Path]:
+    """Write every file of ``plan`` (made on ``network``) into ``out_dir`` (created if missing);
+    returns their paths in the order of :data:`FILES`. ``network.pp`` is not touched."""
+    out = Path(out_dir)
+    texts = {
+        "plan.csv": plan_csv(plan),
+        "assignment.csv": assignment_csv(plan),
+        "unserved.csv": unserved_csv(plan),
+        "summary.json": json.dumps(plan.summary(), indent=2, ensure_ascii=False, allow_nan=False)
+        + "\n",
+        "reinforced.json": reinforced_json(plan, network),
+        "plan.html": plan_html(plan, network),
+    }
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".plan.", suffix=".tmp", dir=out))
+    except OSError as exc:
+        raise InputError(f"--out {out}: cannot write there: {exc.strerror or exc}") from None
+    try:  # every file in full beside the targets first, then renamed over them
+        for name in FILES:
+            write_text_atomic(stage / name, texts[name])
+        for name in FILES:
+            os.replace(stage / name, out / name)
+    except OSError as exc:
+        raise InputError(
+            f"--out {out}: cannot write {Path(exc.filename or '').name or 'the files'}: "
+            f"{exc.strerror or exc}"
+        ) from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return [out / name for name in FILES]
+
+
+# -- the tables ---------------------------------------------------------------------------------
+def _csv(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    buf = io.StringIO()
+    w = safe_writer(csv.writer(buf, lineterminator="\n"))
+    w.writerow(columns)
+    w.writerows(["" if v is None else v for v in row] for row in rows)
+    return buf.getvalue()
+
+
+def plan_csv(plan: Plan) -> str:
+    rows = []
+    for m in plan.measures:
+        demands = " ".join(m.demands)
+        rows.append(
+            (m.kind, str(m.element), m.before, m.after, m.cost_cny, m.year, demands, m.reason)
+        )
+    return _csv(PLAN_COLUMNS, rows)
+
+
+def assignment_csv(plan: Plan) -> str:
+    rows = [[getattr(a, c) for c in ASSIGNMENT_COLUMNS] for a in plan.assignments]
+    return _csv(ASSIGNMENT_COLUMNS, rows)
+
+
+def unserved_csv(plan: Plan) -> str:
+    return _csv(
+        UNSERVED_COLUMNS, ((u["demand"], u["design_kw"], u["reason"]) for u in plan.unserved)
+    )
+
+
+def reinforced_net(plan: Plan, network: Network) -> Any:
+    """A new pandapower net: ``network.pp`` with ``plan.changes`` made (it is not mutated)."""
+    from lvplan.changes.apply import apply_changes
+
+    net, _map = apply_changes(network.pp, plan.changes.resolve(network))
+    return net
+
+
+def reinforced_json(plan: Plan, network: Network) -> str:
+    import pandapower as pp
+
+    return str(pp.to_json(reinforced_net(plan, network)))
+
+
+# -- the map ------------------------------------------------------------------------------------
+LatLon = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class _Places:
+    """Where things are on the map: buses, demands and new substations as (lat, lon)."""
+
+    bus: dict[int, LatLon]
+    demand: dict[str, LatLon]
+    site: dict[str, Any]  # name -> candidates.Site
+
+    @staticmethod
+    def of(plan: Plan, network: Network) -> _Places:
+        lon, lat = bus_lonlat(network)
+        ids = network.pp.bus.index.tolist()
+        bus = {
+            int(b): (float(y), float(x))
+            for b, x, y in zip(ids, lon.tolist(), lat.tolist(), strict=True)
+            if math.isfinite(x) and math.isfinite(y)
+        }
+        demand: dict[str, LatLon] = {}
+        for d in plan.instance.demands:
+            if d.lon is not None and d.lat is not None:
+                demand[d.id] = (float(d.lat), float(d.lon))
+            elif d.bus is not None and d.bus in bus:
+                demand[d.id] = bus[d.bus]
+        return _Places(bus, demand, {s.name: s for s in plan.instance.sites})
+
+    def connection(self, bus: int | None, connection: str) -> LatLon | None:
+        if bus is not None:
+            return self.bus.get(int(bus))
+        s = self.site.get(connection)
+        return None if s is None else (float(s.lat), float(s.lon))
+
+
+def _e(x: Any) -> str:
+    """Text for the map's HTML: escaped, and inert inside the JavaScript template literal that
+    folium puts a tooltip in (a backtick, ``$`` or backslash from a demand id stays text)."""
+    text = html.escape(str(x))
+    return text.replace("\\", "&#92;").replace("`", "&#96;").replace("$", "&#36;")
+
+
+def _cny(x: float) -> str:
+    return f"{x:,.0f} CNY"
+
+
+def _measure_popup(m: Any, title: str) -> str:
+    n = len(m.demands)
+    shown = ", ".join(m.demands[:12]) + (f" … ({n} in all)" if n > 12 else "")
+    change = f"{_e(m.before)} → {_e(m.after)}" if m.before else _e(m.after)
+    return (
+        f"<b>{_e(title)}</b><br>{_e(LABELS.get(m.kind, m.kind))}: {change}"
+        f"<br>cost {_cny(m.cost_cny)}, year {_e(m.year if m.year is not None else '—')}"
+        f"<br>why: {_e(m.reason)}<br>for: {_e(shown)}"
+    )
+
+
+def _icon(cls: str, colour: str, glyph: str, size: int) -> Any:
+    import folium
+
+    return folium.DivIcon(
+        html=f'<div class="{cls}" style="color:{colour};font-size:{size}px;line-height:{size}px;'
+        f'text-shadow:0 0 2px #000">{glyph}</div>',
+        icon_size=(size, size),
+        icon_anchor=(size // 2, size // 2),
+    )
+
+
+def plan_html(plan: Plan, network: Network) -> str:
+    """The interactive map of ``plan`` (see the module docstring), Leaflet inlined."""
+    import folium
+    from branca.element import Element
+
+    from lvplan.io.leaflet import offline_map, render
+
+    at = _Places.of(plan, network)
+    n_demands = len(plan.assignments) + len(plan.unserved)
+    large = n_demands > MAP_MAX_DEMANDS
+    start = next(iter(at.demand.values()), next(iter(at.bus.values()), (22.54, 114.06)))
+    canvas = large or len(network.pp.trafo) > 2000
+    m = offline_map(list(start), zoom_start=15, prefer_canvas=canvas, zoom_snap=0.25)
+    layers = {
+        name: folium.FeatureGroup(name=name).add_to(m)
+        for name in (
+            "existing transformers",
+            "reinforced transformers and cables",
+            "new substations and 10 kV ties",
+            "connections (demand → connection point)",
+            "served demands",
+            "unserved demands",
+        )
+    }
+    g = list(layers.values())
+    drawn = _transformers(plan, network, at, g[0], g[1])
+    drawn += _cables(plan, network, at, g[1])
+    drawn += _sites(plan, at, g[2])
+    needy = {d for mm in plan.measures for d in mm.demands}
+    shown = _shown_demands(plan, needy, large)
+    drawn += _demands(plan, at, g[3], g[4], g[5], lines_for=needy if large else None, shown=shown)
+    folium.LayerControl(collapsed=False).add_to(m)
+    if drawn:
+        lats, lons = [p[0] for p in drawn], [p[1] for p in drawn]
+        m.fit_bounds([[min(lats), min(lons)], [max(lats), max(lons)]], padding=(30, 30))
+    note = ""
+    if large:
+        note = (
+            f"<div>{len(shown) + len(plan.unserved):,} of {n_demands:,} demands shown (markers "
+            "thinned: every unserved one, every one a measure was built for, an even share of "
+            "the rest); connection lines only for those a measure was built for</div>"
+        )
+    # the layer control stays open (its collapsed icon is an image Leaflet loads by URL)
+    m.get_root().header.add_child(Element(f"<style>{_CSS}</style>"))
+    m.get_root().html.add_child(Element(_title(plan)))
+    m.get_root().html.add_child(Element(_legend(note)))
+    return render(m)
+
+
+def _trafo_name(net: Any, t: int) -> str:
+    name = net.trafo.at[t, "name"] if "name" in net.trafo.columns else None
+    return name if isinstance(name, str) and name else f"trafo {t}"
+
+
+def _transformers(
+    plan: Plan, network: Network, at: _Places, existing: Any, reinforced: Any
+) -> list[LatLon]:
+    """Public transformers: small grey circles; the reinforced ones, coloured triangles."""
+    import folium
+
+    from lvplan.io.leaflet import popup
+
+    net = network.pp
+    tr = net.trafo
+    by_trafo: dict[int, Any] = {
+        int(mm.element.index): mm
+        for mm in plan.measures
+        if isinstance(mm.element, ElementRef)
+        and mm.element.component == "trafo"
+        and mm.element.index is not None
+    }
+    drawn = []
+    public = tr.index[(tr.vn_hv_kv <= 35.0) & (tr.vn_lv_kv < 1.0)].tolist()
+    for t in public:
+        p = at.bus.get(int(tr.at[t, "lv_bus"]))
+        if p is None or t in by_trafo:
+            continue
+        kva = float(tr.at[t, "sn_mva"]) * 1000.0
+        folium.CircleMarker(
+            location=list(p),
+            radius=4,
+            color=COLOURS["existing"],
+            fill=True,
+            fill_opacity=0.8,
+            weight=1,
+            tooltip=_e(f"{_trafo_name(net, t)}: {kva:g} kVA"),
+        ).add_to(existing)
+        drawn.append(p)
+    for t, mm in by_trafo.items():
+        p = at.bus.get(int(tr.at[t, "lv_bus"])) if t in tr.index else None
+        if p is None:
+            continue
+        mk = folium.Marker(
+            location=list(p),
+            icon=_icon("lvplan-upgrade", COLOURS.get(mm.kind, "#000"), "&#9650;", 22),
+            tooltip=_e(f"{_trafo_name(net, t)}: {mm.before} → {mm.after}"),
+        ).add_to(reinforced)
+        popup(_measure_popup(mm, f"{mm.element} {_trafo_name(net, t)}")).add_to(mk)
+        drawn.append(p)
+    return drawn
+
+
+def _cables(plan: Plan, network: Network, at: _Places, layer: Any) -> list[LatLon]:
+    """Reinforced LV cables: thick lines between their end buses, coloured by kind."""
+    import folium
+
+    from lvplan.io.leaflet import popup
+
+    line = network.pp.line
+    drawn: list[LatLon] = []
+    for mm in plan.measures:
+        ref = mm.element
+        if not (
+            isinstance(ref, ElementRef) and ref.component == "line" and ref.index in line.index
+        ):
+            continue
+        ends = [at.bus.get(int(line.at[ref.index, k])) for k in ("from_bus", "to_bus")]
+        if None in ends:
+            continue
+        pts = [e for e in ends if e is not None]
+        pl = folium.PolyLine(
+            [list(e) for e in pts],
+            color=COLOURS.get(mm.kind, "#000"),
+            weight=6,
+            opacity=0.9,
+            tooltip=_e(f"{ref}: {mm.after}"),
+        ).add_to(layer)
+        popup(_measure_popup(mm, str(ref))).add_to(pl)
+        drawn += pts
+    return drawn
+
+
+def _sites(plan: Plan, at: _Places, layer: Any) -> list[LatLon]:
+    """New substations: a green square each, and a dashed line for its 10 kV tie."""
+    import folium
+
+    from lvplan.io.leaflet import popup
+
+    colour = COLOURS[MeasureKind.NEW_SUBSTATION.value]
+    drawn = []
+    for mm in plan.measures:
+        s = at.site.get(str(mm.element)) if mm.kind == MeasureKind.NEW_SUBSTATION else None
+        if s is None:
+            continue
+        p = (float(s.lat), float(s.lon))
+        mv = at.bus.get(int(s.mv_bus))
+        if mv is not None:
+            folium.PolyLine(
+                [list(p), list(mv)],
+                color=colour,
+                weight=3,
+                dash_array="8 6",
+                tooltip=_e(f"{mm.element}: {s.tie_m:.0f} m 10 kV tie to bus {s.mv_bus}"),
+            ).add_to(layer)
+            drawn.append(mv)
+        mk = folium.Marker(
+            location=list(p),
+            icon=_icon("lvplan-site", colour, "&#9632;", 22),
+            tooltip=_e(f"{mm.element}: {s.rated_kva} kVA"),
+        ).add_to(layer)
+        popup(_measure_popup(mm, str(mm.element))).add_to(mk)
+        drawn.append(p)
+    return drawn
+
+
+def _shown_demands(plan: Plan, needy: set[str], large: bool) -> set[str]:
+    """The served demands that get a marker: all of them, or at city scale every one a measure
+    was built for and an even thinning of the rest, about MAP_MAX_DEMANDS markers in all."""
+    if not large:
+        return {a.demand for a in plan.assignments}
+    others = [a.demand for a in plan.assignments if a.demand not in needy]
+    room = MAP_MAX_DEMANDS - (len(plan.assignments) - len(others)) - len(plan.unserved)
+    step = math.ceil(len(others) / room) if room > 0 else 0
+    thinned = set(others[::step]) if step else set()
+    return {a.demand for a in plan.assignments if a.demand in needy} | thinned
+
+
+def _demands(
+    plan: Plan,
+    at: _Places,
+    lines: Any,
+    served: Any,
+    unserved: Any,
+    *,
+    lines_for: set[str] | None,
+    shown: set[str],
+) -> list[LatLon]:
+    """Each unserved demand (red) and each ``shown`` served one (green); a thin line from a
+    served demand to where it connects (all, or only those in ``lines_for``)."""
+    import folium
+
+    from lvplan.io.leaflet import popup
+
+    drawn = []
+    for a in plan.assignments:
+        p = at.demand.get(a.demand)
+        if p is None:
+            continue
+        c = at.connection(a.bus, a.connection)
+        if c is not None and (lines_for is None or a.demand in lines_for):
+            folium.PolyLine(
+                [list(p), list(c)], color=COLOURS["connection"], weight=1, opacity=0.7
+            ).add_to(lines)
+            drawn.append(c)
+        if a.demand not in shown:
+            continue
+        year = "—" if a.year is None else a.year
+        how = f"{a.cable}, {a.length_m:g} m, {_cny(a.cable_cost_cny)}" if a.cable else "at the bus"
+        cm = folium.CircleMarker(
+            location=list(p),
+            radius=5,
+            color=COLOURS["served"],
+            fill=True,
+            fill_opacity=0.9,
+            weight=1,
+            tooltip=_e(f"{a.demand}: {a.design_kw:g} kW → {a.connection}"),
+        ).add_to(served)
+        popup(
+            f"<b>{_e(a.demand)}</b> {a.design_kw:g} kW design, year {_e(year)}"
+            f"<br>connected at {_e(a.connection)} ({_e(a.transformer)})<br>{_e(how)}"
+        ).add_to(cm)
+        drawn.append(p)
+    for u in plan.unserved:
+        p = at.demand.get(str(u["demand"]))
+        if p is None:
+            continue
+        cm = folium.CircleMarker(
+            location=list(p),
+            radius=6,
+            color=COLOURS["unserved"],
+            fill=True,
+            fill_opacity=0.9,
+            weight=2,
+            tooltip=_e(f"{u['demand']}: {u['design_kw']:g} kW not served"),
+        ).add_to(unserved)
+        popup(
+            f"<b>{_e(u['demand'])}</b> {u['design_kw']:g} kW design: <b>not served</b>"
+            f"<br>why: {_e(u['reason'])}"
+        ).add_to(cm)
+        drawn.append(p)
+    return drawn
+
+
+_CSS = ".leaflet-control-layers{font:12px/1.4 sans-serif}"
+
+
+def _title(plan: Plan) -> str:
+    s = plan.summary()
+    return (
+        '<div id="lvplan-title" style="position:fixed;top:10px;left:60px;z-index:9999;'
+        "background:white;padding:6px 10px;border:1px solid #888;font:14px sans-serif;"
+        'max-width:calc(100% - 400px)">'
+        f"<b>lvplan plan: {_e(plan.network)}</b> — total {_cny(s['total_cost_cny'])}; "
+        f"{s['measures']} measures ({s['new_substations']} new substations); "
+        f"{s['demands_served']} of {s['demands']} demands served "
+        f"({s['design_kw_served']:,.0f} kW)</div>"
+    )
+
+
+def _legend(note: str) -> str:
+    def row(symbol: str, label: str) -> str:
+        return f"<div>{symbol} {_e(label)}</div>"
+
+    def dot(colour: str, size: int = 10) -> str:
+        return (
+            f'<span style="background:{colour};width:{size}px;height:{size}px;'
+            f'display:inline-block;border-radius:{size // 2}px"></span>'
+        )
+
+    def bar(colour: str, dashed: bool = False) -> str:
+        style = "dashed" if dashed else "solid"
+        return (
+            '<span style="display:inline-block;width:22px;vertical-align:middle;'
+            f'border-top:4px {style} {colour}"></span>'
+        )
+
+    def glyph(colour: str, g: str) -> str:
+        return f'<span style="color:{colour};text-shadow:0 0 1px #000">{g}</span>'
+
+    rows = [
+        row(dot(COLOURS["existing"]), "existing transformer"),
+        row(glyph(COLOURS["transformer_swap"], "&#9650;"), LABELS["transformer_swap"]),
+        row(glyph(COLOURS["transformer_parallel"], "&#9650;"), LABELS["transformer_parallel"]),
+        row(bar(COLOURS["lv_cable_replace"]), LABELS["lv_cable_replace"]),
+        row(bar(COLOURS["lv_cable_parallel"]), LABELS["lv_cable_parallel"]),
+        row(glyph(COLOURS["new_substation"], "&#9632;"), "new substation"),
+        row(bar(COLOURS["new_substation"], dashed=True), "its 10 kV tie"),
+        row(dot(COLOURS["served"]), "demand, served"),
+        row(dot(COLOURS["unserved"]), "demand, not served"),
+        row(bar(COLOURS["connection"]), "connection (service cable route)"),
+    ]
+    return (
+        '<div id="lvplan-legend" style="position:fixed;bottom:24px;left:10px;z-index:9999;'
+        "background:white;padding:8px 10px;border:1px solid #888;font:12px sans-serif;"
+        'max-width:280px">'
+        f"{''.join(rows)}{note}</div>"
+    )
