@@ -494,7 +494,7 @@ def prune_upgrades(inst: Instance, mv_sens_pu_per_kw: dict[int, float]) -> int:
             i_new = p_line[line] / (math.sqrt(3) * vn * vpu * inst.pf * 1000.0)
             if base + i_new > imax * lim_line:
                 need_line.add(line)
-        drop = {tree.root: d_t + d_mv}  # the worst-case drop at each bus, root outwards
+        worst = {tree.root: d_t + d_mv}  # the worst-case drop at each bus, root outwards
         stack = [tree.root]
         while stack:
             u = stack.pop()
@@ -502,12 +502,12 @@ def prune_upgrades(inst: Instance, mv_sens_pu_per_kw: dict[int, float]) -> int:
                 line = tree.parent[v][0]
                 r_l, x_l, _i, _b, vn = inst.line_data[line]
                 d = (r_l + x_l * tan) * p_line.get(line, 0.0) * 1e-3 / (vn * vn * vpu)
-                drop[v] = drop[u] + d
+                worst[v] = worst[u] + d
                 stack.append(v)
         for b, margin in tree.margin_pu.items():
-            if b not in drop:
+            if b not in worst:
                 continue  # not reached by lines (a switch): left to the AC check
-            if drop[b] + cable_drop.get(b, 0.0) >= margin:
+            if worst[b] + cable_drop.get(b, 0.0) >= margin:
                 need_trafo.add(t)
                 need_line.update(tree.path(b))
     before = len(inst.upgrades)

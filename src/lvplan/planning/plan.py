@@ -29,8 +29,10 @@ from lvplan.kinds import ElementRef
 from lvplan.model.network import Network
 from lvplan.planning.candidates import Instance, build_instance, prune_upgrades
 from lvplan.planning.demand import DemandSet, read_demand
+from lvplan.planning.greedy import Greedy
+from lvplan.planning.linear import Cuts, LinearGrid
 from lvplan.planning.measures import MeasureKind, Measures, load_measures
-from lvplan.planning.model import Cuts, PlanModel, Solution
+from lvplan.planning.model import PlanModel, Solution
 from lvplan.planning.verify import base_margin_map, check_plan, solution_changes, tighten
 
 MAX_ROUNDS = 8
@@ -267,22 +269,7 @@ def plan(
         )
 
     def greedy() -> Solution:
-        sol = Solution([], [], [], [], 0.0, "optimal", 0.0, 0.0, 0.0, 0.0)
-        done: list[int] = []
-        for i in order:
-            done.append(i)
-            if i in inst.unservable:
-                continue
-            mdl = PlanModel(inst, mv, cuts, active=done, fixed=sol, budget_cny=None)
-            step = mdl.solve(time_limit_s=5.0, workers=1)
-            if step.status not in ("optimal", "feasible"):
-                return step
-            sol = step
-        gsol = Solution(
-            sol.chosen, sol.upgrades, sol.sites, sol.served, sol.cost_cny, "feasible",
-            sol.cost_cny, math.nan, math.nan, time.perf_counter() - t0,
-        )  # fmt: skip
-        return gsol
+        return Greedy(LinearGrid(inst, mv, cuts)).run(order)
 
     g_sol, g_ev, _g_rounds = verified(greedy, "greedy")
     sol, ev = g_sol, g_ev
@@ -291,7 +278,7 @@ def plan(
         left = max(1.0, time_limit_s - (time.perf_counter() - t0))
 
         def optimal() -> Solution:
-            mdl = PlanModel(inst, mv, cuts, budget_cny=budget_cny)
+            mdl = PlanModel(LinearGrid(inst, mv, cuts), budget_cny=budget_cny)
             if budget_cny is None:
                 mdl.hint(g_sol)
             return mdl.solve(time_limit_s=left, workers=workers)

@@ -1,0 +1,240 @@
+"""The greedy plan, eDisGo style: the comparison for the optimum, and its hint.
+
+Demands are taken one at a time (by year, then file order). For each connection option the
+greedy finds the cheapest measures that make it fit, on the same linear physics as the
+optimiser (:class:`lvplan.planning.linear.LinearGrid`): for current, the cheapest upgrade of
+each overloaded line and transformer that carries the new load; for voltage, while a leaf or a
+terminal of the area is below its margin, the upgrade on the worst point's path with the most
+voltage gained per CNY. It takes the option of least total cost (service cable, measures, a new
+substation), and never undoes a measure. A demand no option can serve stays unserved.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lvplan.planning.linear import Element, LinearGrid
+from lvplan.planning.model import Solution
+
+_INF = 1 << 62
+
+
+@dataclass
+class _State:
+    line_load: dict[int, int] = field(default_factory=dict)
+    trafo_load: dict[int, int] = field(default_factory=dict)
+    site_load: dict[int, int] = field(default_factory=dict)
+    built: dict[int, int] = field(default_factory=dict)  # element key -> upgrade chosen
+    sites: set[int] = field(default_factory=set)
+    total: int = 0
+    terminals: dict[int, list[int]] = field(default_factory=dict)  # area -> chosen options
+    site_terms: dict[int, list[int]] = field(default_factory=dict)
+    cut_used: list[int] = field(default_factory=list)
+    slack: dict[int, int] = field(default_factory=dict)  # area -> slack without the 10 kV drop
+    site_slack: dict[int, int] = field(default_factory=dict)
+
+
+def _cap(el: Element, up: int | None) -> int:
+    return el.cap if up is None else el.up_cap[el.upgrades.index(up)]
+
+
+def _coef(el: Element, up: int | None) -> int:
+    return el.drop if up is None else el.up_drop[el.upgrades.index(up)]
+
+
+class Greedy:
+    def __init__(self, grid: LinearGrid):
+        self.g = grid
+        self.st = _State(cut_used=[0] * len(grid.cuts))
+
+    # -- voltage slack of one area under given loads and upgrades --------------------------------
+    def _area_slack(
+        self,
+        a: int,
+        line_load: dict[int, int],
+        trafo_load: int,
+        built: dict[int, int],
+        extra_term: int | None,
+    ) -> tuple[int, list[int]]:
+        """The smallest (margin - drop) over the area's leaves and chosen terminals (plus
+        ``extra_term``), the 10 kV term left out, and the worst point's path (lines)."""
+        g = self.g
+        ag = g.areas[a]
+        d = np.array(
+            [
+                _coef(g.lines[ln], built.get(ln)) * line_load.get(ln, 0) if ln in g.lines else 0
+                for ln in ag.lines
+            ],
+            np.int64,
+        )
+        tr = g.trafos[ag.trafo]
+        d_t = _coef(tr, built.get(-1 - ag.trafo)) * trafo_load
+        worst, path = _INF, []
+        if len(ag.leaves):
+            leaf = ag.leaf_margin - (ag.leaf_paths @ d) - d_t
+            i = int(np.argmin(leaf))
+            worst = int(leaf[i])
+            cols = ag.leaf_paths.indices[ag.leaf_paths.indptr[i] : ag.leaf_paths.indptr[i + 1]]
+            path = [ag.lines[c] for c in cols]
+        terms = list(self.st.terminals.get(a, []))
+        if extra_term is not None:
+            terms.append(extra_term)
+        for k in terms:
+            o = g.options[k]
+            v = o.margin - o.cable_drop - d_t - sum(int(d[ag.line_pos[ln]]) for ln in o.path)
+            if v < worst:
+                worst, path = v, o.path
+        return worst, path
+
+    def _mv_ok(self, total: int, skip_area: int | None, skip_site: int | None) -> bool:
+        """Every other area and site keeps its voltage with the 10 kV drop of ``total``."""
+        g = self.g
+        for a, s in self.st.slack.items():
+            if a != skip_area and s < g.areas[a].mv * total:
+                return False
+        for sid, s in self.st.site_slack.items():
+            if sid != skip_site and s < g.sites[sid].mv * total:
+                return False
+        return True
+
+    def _site_slack(self, sid: int, load: int, extra: int | None) -> int:
+        g = self.g
+        terms = list(self.st.site_terms.get(sid, [])) + ([] if extra is None else [extra])
+        worst = _INF
+        for k in terms:
+            o = g.options[k]
+            worst = min(worst, o.margin - o.cable_drop - g.sites[sid].drop * load)
+        return worst
+
+    # -- one option ----------------------------------------------------------------------------
+    def _try(self, k: int) -> tuple[int, dict[int, int]] | None:
+        """(cost, new upgrades by element key) that make option ``k`` fit, or None."""
+        g, st = self.g, self.st
+        o = g.options[k]
+        for c, (coefs, rhs) in enumerate(g.cuts):
+            if st.cut_used[c] + coefs.get(k, 0) > rhs:
+                return None
+        total = st.total + o.units
+        if o.site is not None:
+            s = g.sites[o.site]
+            load = st.site_load.get(o.site, 0) + o.units
+            if load > s.cap or self._site_slack(o.site, load, k) < s.mv * total:
+                return None
+            if not self._mv_ok(total, None, o.site):
+                return None
+            return o.cost + (0 if o.site in st.sites else s.cost), {}
+        if o.area is None:
+            return (o.cost, {}) if self._mv_ok(total, None, None) else None
+        a = o.area
+        ag = g.areas[a]
+        line_load = dict(st.line_load)
+        for ln in o.path:
+            line_load[ln] = line_load.get(ln, 0) + o.units
+        t_load = st.trafo_load.get(ag.trafo, 0) + o.units
+        new: dict[int, int] = {}
+        built = dict(st.built)
+        # current: the cheapest sufficient upgrade of each overloaded element
+        for key, el, load in [(-1 - ag.trafo, g.trafos[ag.trafo], t_load)] + [
+            (ln, g.lines[ln], line_load[ln]) for ln in o.path if ln in g.lines
+        ]:
+            if load <= _cap(el, built.get(key)):
+                continue
+            if key in built:
+                return None  # nothing is undone: an upgraded element is not upgraded again
+            fits = [
+                (g.up_cost[u], u) for u, c in zip(el.upgrades, el.up_cap, strict=True) if c >= load
+            ]
+            if not fits:
+                return None
+            _c, u = min(fits)
+            new[key] = built[key] = u
+        # voltage: the best gain per CNY on the worst point's path, until every point holds
+        for _ in range(64):
+            slack, path = self._area_slack(a, line_load, t_load, built, k)
+            need = ag.mv * total - slack
+            if need <= 0:
+                break
+            best: tuple[float, int, int] | None = None
+            cands = [(-1 - ag.trafo, g.trafos[ag.trafo], t_load)] + [
+                (ln, g.lines[ln], line_load.get(ln, 0)) for ln in path if ln in g.lines
+            ]
+            for key, el, load in cands:
+                if key in built:
+                    continue
+                now = el.drop * load
+                for u, c, dc in zip(el.upgrades, el.up_cap, el.up_drop, strict=True):
+                    gain = now - dc * load
+                    if gain <= 0 or c < load:
+                        continue
+                    score = min(gain, need) / max(g.up_cost[u], 1)
+                    if best is None or score > best[0]:
+                        best = (score, key, u)
+            if best is None:
+                return None
+            new[best[1]] = built[best[1]] = best[2]
+        else:
+            return None
+        if not self._mv_ok(total, a, None):
+            return None
+        return o.cost + sum(g.up_cost[u] for u in new.values()), new
+
+    def _commit(self, k: int, new: dict[int, int]) -> None:
+        g, st = self.g, self.st
+        o = g.options[k]
+        st.total += o.units
+        for c, (coefs, _rhs) in enumerate(g.cuts):
+            st.cut_used[c] += coefs.get(k, 0)
+        st.built.update(new)
+        if o.site is not None:
+            st.sites.add(o.site)
+            st.site_load[o.site] = st.site_load.get(o.site, 0) + o.units
+            st.site_terms.setdefault(o.site, []).append(k)
+            st.site_slack[o.site] = self._site_slack(o.site, st.site_load[o.site], None)
+            return
+        if o.area is None:
+            return
+        ag = g.areas[o.area]
+        st.trafo_load[ag.trafo] = st.trafo_load.get(ag.trafo, 0) + o.units
+        for ln in o.path:
+            st.line_load[ln] = st.line_load.get(ln, 0) + o.units
+        st.terminals.setdefault(o.area, []).append(k)
+        st.slack[o.area] = self._area_slack(
+            o.area, st.line_load, st.trafo_load[ag.trafo], st.built, None
+        )[0]
+
+    def run(self, order: list[int]) -> Solution:
+        inst = self.g.inst
+        by_demand: dict[int, list[int]] = {}
+        for k, o in enumerate(inst.options):
+            by_demand.setdefault(o.demand, []).append(k)
+        chosen: list[int] = []
+        for i in order:
+            best: tuple[int, int, dict[int, int]] | None = None
+            for k in by_demand.get(i, []):
+                r = self._try(k)
+                if r is not None and (best is None or r[0] < best[0]):
+                    best = (r[0], k, r[1])
+            if best is not None:
+                self._commit(best[1], best[2])
+                chosen.append(best[1])
+        ups = sorted(self.st.built.values())
+        sites = sorted(self.st.sites)
+        cost = sum(inst.upgrades[u].cost_cny for u in ups)
+        cost += sum(inst.sites[s].cost_cny for s in sites)
+        cost += sum(inst.options[k].cable_cost_cny for k in chosen)
+        served = {inst.options[k].demand for k in chosen}
+        return Solution(
+            chosen,
+            ups,
+            sites,
+            [i in served for i in range(len(inst.demands))],
+            cost,
+            "feasible",
+            cost,
+            math.nan,
+            math.nan,
+            0.0,
+        )

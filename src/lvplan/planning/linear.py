@@ -1,0 +1,236 @@
+"""The plan's linear physics, in integer units: one home for the CP-SAT model and the greedy.
+
+Conservative where it can be (the AC check corrects the rest, :mod:`lvplan.planning.verify`):
+
+* **Current** (radial path sums). An LV line or a transformer carries its base current plus the
+  current of the new loads beyond it, each at most ``P / (pf x vmin)`` (triangle inequality; the
+  customer's voltage is at least its limit): ``load <= capacity``, both in load units. An
+  upgrade raises the capacity.
+* **Voltage** (LinDistFlow). At every leaf of a loaded area and at every chosen terminal, the
+  base margin covers the drops the new loads add: ``(R + X tan phi) x load / (V^2 vmin)`` on each
+  line of its path, the same on its transformer, on its service cable, and the 10 kV network's
+  drop (the largest sensitivity of the area's 10 kV bus to a load at any option's bus, from the
+  Newton-Raphson Jacobian, times the total new load). An upgrade drops by its new impedance.
+* **Cuts** from the AC check tighten these numbers, or add linear cuts on the options.
+
+**The one scaling**: loads in units of 0.1 kW (each design load rounded up), voltages in units of
+1e-7 pu (drop coefficients rounded up, margins down), capacities in load units (rounded down),
+costs in whole CNY. Every rounding errs on the safe side.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from lvplan.planning.candidates import Instance
+from lvplan.planning.measures import MeasureKind
+
+KW_UNIT = 0.1  # kW per load unit
+V_UNIT = 1e-7  # pu per voltage unit
+
+
+def ceil_int(x: float) -> int:
+    return math.ceil(x - 1e-9)
+
+
+def load_units(kw: float) -> int:
+    return ceil_int(kw / KW_UNIT)
+
+
+@dataclass
+class Cuts:
+    """What the AC check taught: extra margin on a modelled constraint, and linear cuts."""
+
+    volt_pu: dict[tuple[str, int], float] = field(default_factory=dict)  # ("bus"|"opt"|"site", id)
+    line_kw: dict[int, float] = field(default_factory=dict)
+    trafo_kw: dict[int, float] = field(default_factory=dict)
+    site_kw: dict[int, float] = field(default_factory=dict)
+    mv_factor: float = 1.0  # scales the 10 kV drop term
+    linear: list[tuple[dict[int, float], float]] = field(default_factory=list)  # (pu by option, pu)
+
+
+@dataclass
+class Element:
+    """A line or transformer in the model: capacity and drop coefficient, as built and for
+    each upgrade (indices into Instance.upgrades)."""
+
+    cap: int  # load units at 100 % (the profile's limit)
+    drop: int  # voltage units per load unit
+    upgrades: list[int]
+    up_cap: list[int]
+    up_drop: list[int]
+
+
+@dataclass
+class AreaGrid:
+    """One loaded area: its lines (local order), transformer, and leaf constraints."""
+
+    area: int
+    trafo: int
+    lines: list[int]
+    line_pos: dict[int, int]
+    leaves: list[int]  # buses
+    leaf_paths: sp.csr_matrix  # (leaves x lines) 0/1
+    leaf_margin: np.ndarray  # voltage units
+    mv: int  # voltage units per load unit of the total
+
+
+@dataclass
+class OptionTerm:
+    units: int  # P in load units
+    cost: int  # service cable, CNY
+    area: int | None
+    site: int | None
+    path: list[int]  # lines (pandapower ids) from the transformer to its bus
+    cable_drop: int  # voltage units, the whole demand through its service cable
+    margin: int  # at its terminal, voltage units (before the path, transformer and 10 kV drops)
+
+
+@dataclass
+class SiteTerm:
+    cap: int
+    drop: int
+    mv: int
+    cost: int
+
+
+class LinearGrid:
+    """Every coefficient of the plan model for one instance, 10 kV sensitivities and cuts."""
+
+    def __init__(self, inst: Instance, mv_sens_pu_per_kw: dict[int, float], cuts: Cuts):
+        self.inst = inst
+        crit = inst.criteria
+        tan = math.tan(math.acos(inst.pf))
+        vmin_v = crit.lv_min_voltage_v
+        lim_line = crit.line_max_loading_percent / 100.0
+        lim_trafo = crit.trafo_max_loading_percent / 100.0
+        self.up_cost = [round(u.cost_cny) for u in inst.upgrades]
+
+        def vpu(vn_kv: float) -> float:
+            return vmin_v / (vn_kv * 1000.0)
+
+        ups_of: dict[tuple[str, int], list[int]] = {}
+        for u, up in enumerate(inst.upgrades):
+            is_t = up.kind in (MeasureKind.TRANSFORMER_SWAP, MeasureKind.TRANSFORMER_PARALLEL)
+            ups_of.setdefault(("t" if is_t else "l", up.element), []).append(u)
+
+        self.lines: dict[int, Element] = {}
+        for line, (r, x, imax, base, vn) in inst.line_data.items():
+            to_u = inst.pf * math.sqrt(3) * vn * vpu(vn) * 1000.0 / KW_UNIT  # kA -> units
+            cut = cuts.line_kw.get(line, 0.0) / KW_UNIT
+            k0 = KW_UNIT * 1e-3 / (vn * vn * vpu(vn)) / V_UNIT  # voltage units per ohm-unit
+            us = ups_of.get(("l", line), [])
+            self.lines[line] = Element(
+                math.floor((imax * lim_line - base) * to_u - cut),
+                ceil_int((r + x * tan) * k0),
+                us,
+                [
+                    math.floor((inst.upgrades[u].capacity * lim_line - base) * to_u - cut)
+                    for u in us
+                ],
+                [ceil_int((inst.upgrades[u].r + inst.upgrades[u].x * tan) * k0) for u in us],
+            )
+        self.trafos: dict[int, Element] = {}
+        self.areas: dict[int, AreaGrid] = {}
+        for a, tree in inst.areas.items():
+            t = tree.trafo
+            v = vpu(tree.vn_kv)
+            sn, base = inst.trafo_kva[t], inst.trafo_base_kva[t]
+            cut = cuts.trafo_kw.get(t, 0.0) / KW_UNIT
+            to_u = inst.pf * v / KW_UNIT
+            r, x = inst.trafo_z[t]
+            us = ups_of.get(("t", t), [])
+            self.trafos[t] = Element(
+                math.floor((sn * lim_trafo - base) * to_u - cut),
+                ceil_int((r + x * tan) * KW_UNIT / (sn * v) / V_UNIT),
+                us,
+                [
+                    math.floor((inst.upgrades[u].capacity * lim_trafo - base) * to_u - cut)
+                    for u in us
+                ],
+                [
+                    ceil_int(
+                        (inst.upgrades[u].r + inst.upgrades[u].x * tan)
+                        * KW_UNIT
+                        / (inst.upgrades[u].capacity * v)
+                        / V_UNIT
+                    )
+                    for u in us
+                ],
+            )
+            lines = sorted({tree.parent[b][0] for b in tree.parent})
+            pos = {ln: i for i, ln in enumerate(lines)}
+            leaves = [b for b in tree.leaves() if b in tree.parent or b == tree.root]
+            extra = [
+                b
+                for (kind, b) in cuts.volt_pu
+                if kind == "bus" and b in tree.margin_pu and b not in leaves
+            ]
+            leaves += [b for b in extra if b in tree.parent or b == tree.root]
+            rows, cols = [], []
+            for i, b in enumerate(leaves):
+                for ln in tree.path(b):
+                    rows.append(i)
+                    cols.append(pos[ln])
+            paths = sp.csr_matrix(
+                (np.ones(len(rows), np.int64), (rows, cols)), shape=(len(leaves), len(lines))
+            )
+            margin = np.array(
+                [
+                    math.floor((tree.margin_pu[b] - cuts.volt_pu.get(("bus", b), 0.0)) / V_UNIT)
+                    for b in leaves
+                ],
+                np.int64,
+            )
+            mv = ceil_int(mv_sens_pu_per_kw.get(a, 0.0) * cuts.mv_factor * KW_UNIT / V_UNIT)
+            self.areas[a] = AreaGrid(a, t, lines, pos, leaves, paths, margin, mv)
+        self.sites: dict[int, SiteTerm] = {}
+        mv_site = ceil_int(mv_sens_pu_per_kw.get(-1, 0.0) * cuts.mv_factor * KW_UNIT / V_UNIT)
+        for s in inst.sites:
+            v = vpu(0.4)
+            cut = cuts.site_kw.get(s.id, 0.0) / KW_UNIT
+            self.sites[s.id] = SiteTerm(
+                math.floor(s.rated_kva * lim_trafo * inst.pf * v / KW_UNIT - cut),
+                ceil_int((s.r_pu + s.x_pu * tan) * KW_UNIT / (s.rated_kva * v) / V_UNIT),
+                mv_site,
+                round(s.cost_cny),
+            )
+        self.options: list[OptionTerm] = []
+        for k, o in enumerate(inst.options):
+            d = inst.demands[o.demand]
+            units = load_units(d.design_kw)
+            vn = 0.4
+            oa = inst.bus_area.get(o.bus) if o.bus is not None else None
+            if oa is not None:
+                vn = inst.areas[oa].vn_kv
+            k0 = KW_UNIT * 1e-3 / (vn * vn * vpu(vn)) / V_UNIT
+            cable = ceil_int((o.cable_r_ohm + o.cable_x_ohm * tan) * k0) * units
+            more = cuts.volt_pu.get(("opt", k), 0.0)
+            if o.site is not None:
+                site = inst.sites[o.site]
+                m_pu = site.board_vm_pu - vpu(0.4) - more - cuts.volt_pu.get(("site", o.site), 0.0)
+                path: list[int] = []
+            elif oa is not None and o.bus is not None:
+                m_pu = inst.areas[oa].margin_pu.get(o.bus, 0.0) - more
+                path = inst.areas[oa].path(o.bus)
+            else:  # a bus outside every modelled area: the AC check judges it
+                m_pu, path = 1.0, []
+            self.options.append(
+                OptionTerm(
+                    units,
+                    round(o.cable_cost_cny),
+                    oa,
+                    o.site,
+                    path,
+                    cable,
+                    math.floor(m_pu / V_UNIT),
+                )
+            )
+        self.cuts = [
+            ({k: ceil_int(c / V_UNIT) for k, c in coefs.items()}, math.floor(rhs / V_UNIT))
+            for coefs, rhs in cuts.linear
+        ]
