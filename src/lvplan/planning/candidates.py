@@ -438,7 +438,7 @@ def _tree(network: Network, area_id: int, st, vmin_row: np.ndarray) -> AreaData:
     return AreaData(area_id, t, root, parent, children, margin, float(net.bus.at[root, "vn_kv"]))
 
 
-def prune_upgrades(inst: Instance, mv_sens_pu_per_kw: dict[int, float]) -> int:
+def prune_upgrades(inst: Instance, mv) -> int:
     """Drop the upgrades no plan can need, and return how many. An element's upgrade relaxes
     only its current limit and the voltages beyond it; with every demand at the option that
     loads that element most (each demand once), if the element's current stays within its
@@ -453,13 +453,14 @@ def prune_upgrades(inst: Instance, mv_sens_pu_per_kw: dict[int, float]) -> int:
     p_line: dict[int, float] = {}
     p_trafo: dict[int, float] = {}
     cable_drop: dict[int, float] = {}  # bus -> the worst service cable drop of an option there
-    total = 0.0
+    p_site: dict[int, float] = {}
     by_demand: dict[int, list[Option]] = {}
     for o in inst.options:
         by_demand.setdefault(o.demand, []).append(o)
     for i, opts in by_demand.items():
         kw = inst.demands[i].design_kw
-        total += kw
+        for sid in {o.site for o in opts if o.site is not None}:
+            p_site[sid] = p_site.get(sid, 0.0) + kw
         lines: set[int] = set()
         trafos: set[int] = set()
         for o in opts:
@@ -476,6 +477,12 @@ def prune_upgrades(inst: Instance, mv_sens_pu_per_kw: dict[int, float]) -> int:
             p_line[line] = p_line.get(line, 0.0) + kw
         for t in trafos:
             p_trafo[t] = p_trafo.get(t, 0.0) + kw
+    mv_idx = mv.index()
+    p_src = np.zeros(len(mv.keys))  # the most new load each 10 kV source could draw
+    for a, tree in inst.areas.items():
+        p_src[mv_idx[("area", a)]] = p_trafo.get(tree.trafo, 0.0)
+    for sid, kw in p_site.items():
+        p_src[mv_idx[("site", sid)]] = kw
     need_line: set[int] = set()
     need_trafo: set[int] = set()
     for a, tree in inst.areas.items():
@@ -486,7 +493,7 @@ def prune_upgrades(inst: Instance, mv_sens_pu_per_kw: dict[int, float]) -> int:
             need_trafo.add(t)
         r, x = inst.trafo_z[t]
         d_t = (r + x * tan) * p_trafo.get(t, 0.0) / (sn * vpu)
-        d_mv = mv_sens_pu_per_kw.get(a, 0.0) * total
+        d_mv = float(mv.pu_per_kw[mv_idx[("area", a)]] @ p_src)
         for line in {ln for b in tree.parent for ln in (tree.parent[b][0],)}:
             if line not in inst.line_data or line not in p_line:
                 continue

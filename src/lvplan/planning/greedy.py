@@ -29,7 +29,7 @@ class _State:
     site_load: dict[int, int] = field(default_factory=dict)
     built: dict[int, int] = field(default_factory=dict)  # element key -> upgrade chosen
     sites: set[int] = field(default_factory=set)
-    total: int = 0
+    src: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # load per source
     terminals: dict[int, list[int]] = field(default_factory=dict)  # area -> chosen options
     site_terms: dict[int, list[int]] = field(default_factory=dict)
     cut_used: list[int] = field(default_factory=list)
@@ -48,7 +48,7 @@ def _coef(el: Element, up: int | None) -> int:
 class Greedy:
     def __init__(self, grid: LinearGrid):
         self.g = grid
-        self.st = _State(cut_used=[0] * len(grid.cuts))
+        self.st = _State(cut_used=[0] * len(grid.cuts), src=np.zeros(grid.mv.shape[1], np.int64))
 
     # -- voltage slack of one area under given loads and upgrades --------------------------------
     def _area_slack(
@@ -89,14 +89,14 @@ class Greedy:
                 worst, path = v, o.path
         return worst, path
 
-    def _mv_ok(self, total: int, skip_area: int | None, skip_site: int | None) -> bool:
-        """Every other area and site keeps its voltage with the 10 kV drop of ``total``."""
+    def _mv_ok(self, src: np.ndarray, skip_area: int | None, skip_site: int | None) -> bool:
+        """Every other area and site keeps its voltage with the 10 kV drops of ``src``."""
         g = self.g
         for a, s in self.st.slack.items():
-            if a != skip_area and s < g.areas[a].mv * total:
+            if a != skip_area and s < int(g.mv[g.areas[a].mv] @ src):
                 return False
         for sid, s in self.st.site_slack.items():
-            if sid != skip_site and s < g.sites[sid].mv * total:
+            if sid != skip_site and s < int(g.mv[g.sites[sid].mv] @ src):
                 return False
         return True
 
@@ -117,17 +117,19 @@ class Greedy:
         for c, (coefs, rhs) in enumerate(g.cuts):
             if st.cut_used[c] + coefs.get(k, 0) > rhs:
                 return None
-        total = st.total + o.units
+        src = st.src.copy()
+        if o.src >= 0:
+            src[o.src] += o.units
         if o.site is not None:
             s = g.sites[o.site]
             load = st.site_load.get(o.site, 0) + o.units
-            if load > s.cap or self._site_slack(o.site, load, k) < s.mv * total:
+            if load > s.cap or self._site_slack(o.site, load, k) < int(g.mv[s.mv] @ src):
                 return None
-            if not self._mv_ok(total, None, o.site):
+            if not self._mv_ok(src, None, o.site):
                 return None
             return o.cost + (0 if o.site in st.sites else s.cost), {}
         if o.area is None:
-            return (o.cost, {}) if self._mv_ok(total, None, None) else None
+            return (o.cost, {}) if self._mv_ok(src, None, None) else None
         a = o.area
         ag = g.areas[a]
         line_load = dict(st.line_load)
@@ -154,7 +156,7 @@ class Greedy:
         # voltage: the best gain per CNY on the worst point's path, until every point holds
         for _ in range(64):
             slack, path = self._area_slack(a, line_load, t_load, built, k)
-            need = ag.mv * total - slack
+            need = int(g.mv[ag.mv] @ src) - slack
             if need <= 0:
                 break
             best: tuple[float, int, int] | None = None
@@ -177,14 +179,15 @@ class Greedy:
             new[best[1]] = built[best[1]] = best[2]
         else:
             return None
-        if not self._mv_ok(total, a, None):
+        if not self._mv_ok(src, a, None):
             return None
         return o.cost + sum(g.up_cost[u] for u in new.values()), new
 
     def _commit(self, k: int, new: dict[int, int]) -> None:
         g, st = self.g, self.st
         o = g.options[k]
-        st.total += o.units
+        if o.src >= 0:
+            st.src[o.src] += o.units
         for c, (coefs, _rhs) in enumerate(g.cuts):
             st.cut_used[c] += coefs.get(k, 0)
         st.built.update(new)

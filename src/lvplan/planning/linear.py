@@ -9,8 +9,10 @@ Conservative where it can be (the AC check corrects the rest, :mod:`lvplan.plann
 * **Voltage** (LinDistFlow). At every leaf of a loaded area and at every chosen terminal, the
   base margin covers the drops the new loads add: ``(R + X tan phi) x load / (V^2 vmin)`` on each
   line of its path, the same on its transformer, on its service cable, and the 10 kV network's
-  drop (the largest sensitivity of the area's 10 kV bus to a load at any option's bus, from the
-  Newton-Raphson Jacobian, times the total new load). An upgrade drops by its new impedance.
+  drop at the area's transformer: for each *source* (an area or a site), its new load times the
+  largest sensitivity of that 10 kV bus to a load at any of the source's buses (from the
+  Newton-Raphson Jacobian at the base, :func:`mv_response`). An upgrade drops by its new
+  impedance.
 * **Cuts** from the AC check tighten these numbers, or add linear cuts on the options.
 
 **The one scaling**: loads in units of 0.1 kW (each design load rounded up), voltages in units of
@@ -76,7 +78,7 @@ class AreaGrid:
     leaves: list[int]  # buses
     leaf_paths: sp.csr_matrix  # (leaves x lines) 0/1
     leaf_margin: np.ndarray  # voltage units
-    mv: int  # voltage units per load unit of the total
+    mv: int  # its row (and column) of LinearGrid.mv
 
 
 @dataclass
@@ -88,21 +90,64 @@ class OptionTerm:
     path: list[int]  # lines (pandapower ids) from the transformer to its bus
     cable_drop: int  # voltage units, the whole demand through its service cable
     margin: int  # at its terminal, voltage units (before the path, transformer and 10 kV drops)
+    src: int  # its column of LinearGrid.mv (its area's or site's); -1: none
 
 
 @dataclass
 class SiteTerm:
     cap: int
     drop: int
-    mv: int
+    mv: int  # its row (and column) of LinearGrid.mv
     cost: int
+
+
+@dataclass
+class MvResponse:
+    """How the 10 kV bus of each area and site drops per kW drawn by each area and site."""
+
+    keys: list[tuple[str, int]]  # ("area", id) | ("site", id): rows and columns alike
+    pu_per_kw: np.ndarray  # (rows, cols): the drop at row's 10 kV bus per kW at col
+
+    def index(self) -> dict[tuple[str, int], int]:
+        return {k: i for i, k in enumerate(self.keys)}
+
+
+def mv_response(network, inst: Instance) -> MvResponse:
+    """For every pair of sources, the largest drop (pu per kW) of the first's 10 kV bus for a
+    load at any of the second's buses (every option's bus; a site's own 10 kV bus), from the
+    margin sensitivities (:func:`lvplan.powerflow.sensitivity.margin_sensitivity`)."""
+    from lvplan.powerflow.sensitivity import margin_sensitivity
+
+    keys = [("area", a) for a in sorted(inst.areas)] + [("site", s.id) for s in inst.sites]
+    idx = {k: i for i, k in enumerate(keys)}
+    rows = [int(network.pp.trafo.at[inst.areas[a].trafo, "hv_bus"]) for a in sorted(inst.areas)]
+    rows += [s.mv_bus for s in inst.sites]
+    cols = [network.bus_row(b) for b in rows]  # the vm - vmin margins come first
+    src: dict[int, list[int]] = {}  # bus -> source columns
+    for o in inst.options:
+        if o.bus is not None and o.bus in inst.bus_area:
+            src.setdefault(o.bus, []).append(idx[("area", inst.bus_area[o.bus])])
+    for s in inst.sites:
+        src.setdefault(s.mv_bus, []).append(idx[("site", s.id)])
+    out = np.zeros((len(keys), len(keys)))
+    buses = sorted(src)
+    for lo in range(0, len(buses), 200):
+        chunk = buses[lo : lo + 200]
+        sens = -margin_sensitivity(network, inst.criteria, chunk)[:, cols]  # (chunk, rows)
+        for j, b in enumerate(chunk):
+            for c in src[b]:
+                np.maximum(out[:, c], sens[j], out=out[:, c])
+    return MvResponse(keys, np.maximum(out, 0.0))
 
 
 class LinearGrid:
     """Every coefficient of the plan model for one instance, 10 kV sensitivities and cuts."""
 
-    def __init__(self, inst: Instance, mv_sens_pu_per_kw: dict[int, float], cuts: Cuts):
+    def __init__(self, inst: Instance, mv: MvResponse, cuts: Cuts):
         self.inst = inst
+        mv_idx = mv.index()
+        scaled = mv.pu_per_kw * cuts.mv_factor * KW_UNIT / V_UNIT
+        self.mv = np.where(scaled > 0, np.ceil(scaled - 1e-9), 0).astype(np.int64)
         crit = inst.criteria
         tan = math.tan(math.acos(inst.pf))
         vmin_v = crit.lv_min_voltage_v
@@ -186,17 +231,15 @@ class LinearGrid:
                 ],
                 np.int64,
             )
-            mv = ceil_int(mv_sens_pu_per_kw.get(a, 0.0) * cuts.mv_factor * KW_UNIT / V_UNIT)
-            self.areas[a] = AreaGrid(a, t, lines, pos, leaves, paths, margin, mv)
+            self.areas[a] = AreaGrid(a, t, lines, pos, leaves, paths, margin, mv_idx[("area", a)])
         self.sites: dict[int, SiteTerm] = {}
-        mv_site = ceil_int(mv_sens_pu_per_kw.get(-1, 0.0) * cuts.mv_factor * KW_UNIT / V_UNIT)
         for s in inst.sites:
             v = vpu(0.4)
             cut = cuts.site_kw.get(s.id, 0.0) / KW_UNIT
             self.sites[s.id] = SiteTerm(
                 math.floor(s.rated_kva * lim_trafo * inst.pf * v / KW_UNIT - cut),
                 ceil_int((s.r_pu + s.x_pu * tan) * KW_UNIT / (s.rated_kva * v) / V_UNIT),
-                mv_site,
+                mv_idx[("site", s.id)],
                 round(s.cost_cny),
             )
         self.options: list[OptionTerm] = []
@@ -228,6 +271,9 @@ class LinearGrid:
                     path,
                     cable,
                     math.floor(m_pu / V_UNIT),
+                    mv_idx[("site", o.site)]
+                    if o.site is not None
+                    else (mv_idx[("area", oa)] if oa is not None else -1),
                 )
             )
         self.cuts = [

@@ -62,10 +62,8 @@ class PlanModel:
         line_terms: dict[int, list[Any]] = {}
         trafo_terms: dict[int, list[Any]] = {}
         site_terms: dict[int, list[Any]] = {}
-        total_terms: list[Any] = []
         for k in opts:
             term = ot[k].units * self.x[k]
-            total_terms.append(term)
             if ot[k].site is not None:
                 site_terms.setdefault(ot[k].site, []).append(term)  # type: ignore[arg-type]
             elif ot[k].area is not None:
@@ -73,8 +71,6 @@ class PlanModel:
                 for line in ot[k].path:
                     line_terms.setdefault(line, []).append(term)
         big = sum(o.units for o in ot) + 1
-        self.total = m.new_int_var(0, big, "total")
-        m.add(self.total == sum(total_terms))
         self.y: dict[int, Any] = {}
         for elements, terms in ((grid.lines, line_terms), (grid.trafos, trafo_terms)):
             for e in terms:
@@ -111,42 +107,60 @@ class PlanModel:
             ln: drop(f"DL{ln}", load_var(f"L{ln}", t), grid.lines[ln])
             for ln, t in line_terms.items()
         }
-        self.drop_trafo = {
-            t: drop(f"DT{t}", load_var(f"T{t}", terms), grid.trafos[t])
-            for t, terms in trafo_terms.items()
-        }
+        trafo_load = {t: load_var(f"T{t}", terms) for t, terms in trafo_terms.items()}
+        self.drop_trafo = {t: drop(f"DT{t}", v, grid.trafos[t]) for t, v in trafo_load.items()}
         site_load = {s: load_var(f"S{s}", terms) for s, terms in site_terms.items()}
         for s, v in site_load.items():
             m.add(v <= grid.sites[s].cap)
 
+        src_load: dict[int, Any] = {}  # the new load of each 10 kV source (area or site)
+        for ag in grid.areas.values():
+            if ag.trafo in trafo_load:
+                src_load[ag.mv] = trafo_load[ag.trafo]
+        for sid, v in site_load.items():
+            src_load[grid.sites[sid].mv] = v
+
+        def mv_drop(row: int) -> Any:
+            coefs = grid.mv[row]
+            return sum(int(coefs[c]) * v for c, v in src_load.items() if coefs[c])
+
         def path_drop(a: int, path: list[int]) -> Any:
             ag = grid.areas[a]
-            expr: Any = self.drop_trafo.get(ag.trafo, 0) + ag.mv * self.total
+            expr: Any = self.drop_trafo.get(ag.trafo, 0) + mv_drop(ag.mv)
             for line in path:
                 expr += self.drop_line.get(line, 0)
             return expr
 
-        for a in sorted({o.area for o in ot if o.area is not None and o.site is None}):
+        # an area's leaves are held once some demand connects there (as the greedy holds them;
+        # elsewhere the AC check judges what the 10 kV drop does)
+        in_area: dict[int, list[int]] = {}
+        for k in opts:
+            if ot[k].area is not None and ot[k].site is None:
+                in_area.setdefault(ot[k].area, []).append(k)  # type: ignore[arg-type]
+        self.used = {}
+        for a, ks in sorted(in_area.items()):
+            used = self.used[a] = m.new_bool_var(f"u{a}")
+            m.add_max_equality(used, [self.x[k] for k in ks])
             ag = grid.areas[a]
             paths = ag.leaf_paths
             for i in range(len(ag.leaves)):
                 cols = paths.indices[paths.indptr[i] : paths.indptr[i + 1]]
                 path = [ag.lines[c] for c in cols]
-                m.add(path_drop(a, path) <= int(ag.leaf_margin[i]))
+                m.add(path_drop(a, path) <= int(ag.leaf_margin[i])).only_enforce_if(used)
         for k in opts:
             o = ot[k]
             if o.site is not None:
                 st = grid.sites[o.site]
-                expr = st.drop * site_load[o.site] + st.mv * self.total + o.cable_drop
+                expr = st.drop * site_load[o.site] + mv_drop(st.mv) + o.cable_drop
             elif o.area is not None:
                 expr = path_drop(o.area, o.path) + o.cable_drop
             else:
                 continue
             m.add(expr <= o.margin).only_enforce_if(self.x[k])
         for coefs, rhs in grid.cuts:
-            used = [c * self.x[k] for k, c in coefs.items() if k in self.x]
-            if used:
-                m.add(sum(used) <= rhs)
+            cut_terms = [c * self.x[k] for k, c in coefs.items() if k in self.x]
+            if cut_terms:
+                m.add(sum(cut_terms) <= rhs)
         # cost
         cost = (
             sum(grid.up_cost[u] * v for u, v in self.y.items())
@@ -179,6 +193,7 @@ class PlanModel:
         solver.parameters.max_time_in_seconds = max(0.05, float(time_limit_s))
         solver.parameters.num_workers = max(1, int(workers))
         solver.parameters.relative_gap_limit = gap
+        solver.parameters.repair_hint = True
         t0 = time.perf_counter()
         status = solver.solve(self.m)
         secs = time.perf_counter() - t0

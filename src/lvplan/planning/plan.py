@@ -21,8 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from lvplan.criteria import Criteria
 from lvplan.errors import InputError
 from lvplan.kinds import ElementRef
@@ -30,7 +28,7 @@ from lvplan.model.network import Network
 from lvplan.planning.candidates import Instance, build_instance, prune_upgrades
 from lvplan.planning.demand import DemandSet, read_demand
 from lvplan.planning.greedy import Greedy
-from lvplan.planning.linear import Cuts, LinearGrid
+from lvplan.planning.linear import Cuts, LinearGrid, mv_response
 from lvplan.planning.measures import MeasureKind, Measures, load_measures
 from lvplan.planning.model import PlanModel, Solution
 from lvplan.planning.verify import base_margin_map, check_plan, solution_changes, tighten
@@ -180,28 +178,6 @@ def _r(x: float | None, nd: int = 2) -> float | None:
     return round(float(x), nd)
 
 
-def mv_sensitivity(network: Network, inst: Instance) -> dict[int, float]:
-    """Per area: the largest drop (pu per kW) of its transformer's 10 kV bus for a load at any
-    option's bus; key -1: the largest over all areas (new substations)."""
-    from lvplan.powerflow.sensitivity import margin_sensitivity
-
-    buses = sorted({o.bus for o in inst.options if o.bus is not None})
-    buses += sorted({inst.sites[o.site].mv_bus for o in inst.options if o.site is not None})
-    out: dict[int, float] = {}
-    if not buses:
-        return out
-    hv = {a: int(network.pp.trafo.at[t.trafo, "hv_bus"]) for a, t in inst.areas.items()}
-    cols = {a: network.bus_row(b) for a, b in hv.items()}  # vm - vmin margins come first
-    worst = dict.fromkeys(cols, 0.0)
-    for lo in range(0, len(buses), 200):
-        s = margin_sensitivity(network, inst.criteria, buses[lo : lo + 200])
-        for a, c in cols.items():
-            worst[a] = max(worst[a], float(np.max(-s[:, c], initial=0.0)))
-    out.update(worst)
-    out[-1] = max(worst.values(), default=0.0)
-    return out
-
-
 def plan(
     network: Network,
     demand: DemandSet | Any,
@@ -241,7 +217,7 @@ def plan(
         f"candidates: {inst.stats['options']} connection options, {inst.stats['sites']} sites, "
         f"{inst.stats['upgrades']} upgrades; {len(inst.unservable)} demands unservable"
     )
-    mv = mv_sensitivity(network, inst)
+    mv = mv_response(network, inst)
     pruned = prune_upgrades(inst, mv)
     say(f"upgrades: {len(inst.upgrades)} kept, {pruned} that no plan can need dropped")
     base = base_margin_map(network, crit)
