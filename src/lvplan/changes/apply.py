@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import pandapower as pp
 
+from lvplan.changes.resolve import TAP_MAX, TAP_MIN, TAP_STEP_PERCENT
 from lvplan.changes.spec import (
     AddLoad,
     AddParallelLine,
@@ -193,6 +194,9 @@ def plan_changes(net, changes: Changes) -> Plan:
             trafo(
                 hv_bus=hv, lv_bus=lv, vn_hv_kv=vn, vn_lv_kv=LV_BOARD_KV, name=name,
                 shift_degree=_public_shift(net), **_trafo_params(int(c.rated_kva)),
+                tap_side="hv", tap_neutral=0, tap_min=TAP_MIN, tap_max=TAP_MAX,
+                tap_step_percent=TAP_STEP_PERCENT, tap_step_degree=0.0, tap_changer_type="Ratio",
+                tap_pos=0 if c.tap_pos is None else int(c.tap_pos),
             )  # fmt: skip
         elif isinstance(c, NewLvCable):
             to = c.to_bus

@@ -220,6 +220,23 @@ def resolve_change(network, c: Change, position: int, pending: Pending) -> Chang
     raise InputError(f"{where}: kind: not supported")  # pragma: no cover
 
 
+#: A new unit's off-load tap changer (10 kV side): positions TAP_MIN..TAP_MAX of TAP_STEP_PERCENT.
+TAP_MIN, TAP_MAX, TAP_STEP_PERCENT = -2, 2, 2.5
+
+
+def tap_ratio(tap_pos: int) -> float:
+    """The LV voltage (pu) of a new unit per pu on its 10 kV side, at no load."""
+    return 1.0 / (1.0 + tap_pos * TAP_STEP_PERCENT / 100.0)
+
+
+def no_load_tap(vm_mv_pu: float) -> int:
+    """The tap that puts the LV board's no-load voltage closest to 1 pu (400 V), not above."""
+    ok = [t for t in range(TAP_MIN, TAP_MAX + 1) if vm_mv_pu * tap_ratio(t) <= 1.0 + 1e-9]
+    if not ok:
+        return TAP_MAX
+    return min(ok, key=lambda t: 1.0 - vm_mv_pu * tap_ratio(t))
+
+
 def _new_substation(network, c: NewSubstation, where: str) -> NewSubstation:
     _lonlat(c.lon, c.lat, where)
     _rating(c.rated_kva, where)
@@ -237,6 +254,9 @@ def _new_substation(network, c: NewSubstation, where: str) -> NewSubstation:
             raise InputError(f"{where}: mv_bus: the network has no 10 kV bus with coordinates")
         d = np.where(ok, distance_m(c.lon, c.lat, blon, blat), np.inf)
         mv = int(network.pp.bus.index[int(np.argmin(d))])
+    if c.tap_pos is not None and not TAP_MIN <= c.tap_pos <= TAP_MAX:
+        raise InputError(f"{where}: tap_pos: must be in [{TAP_MIN}, {TAP_MAX}], got {c.tap_pos}")
+    tap = 0 if c.tap_pos is None else c.tap_pos
     route = c.tie_length_m if c.tie_length_m is not None else _route_m(network, mv, c.lon, c.lat)
     if not math.isfinite(route):
         raise InputError(f"{where}: tie_length_m: bus {mv} has no coordinates; give the length")
@@ -245,7 +265,7 @@ def _new_substation(network, c: NewSubstation, where: str) -> NewSubstation:
             f"{where}: lon/lat: the site is {route:.0f} m (route) from 10 kV bus {mv}, beyond "
             f"the {MAX_TIE_LENGTH_M:g} m reach of a new tie"
         )
-    return replace(c, mv_bus=mv, tie_length_m=max(route, 1.0))
+    return replace(c, mv_bus=mv, tie_length_m=max(route, 1.0), tap_pos=tap)
 
 
 def _new_lv_cable(network, c: NewLvCable, where: str, pending: Pending) -> NewLvCable:

@@ -90,7 +90,10 @@ class AddParallelLine(Change):
 class NewSubstation(Change):
     """A new public 10/0.4 kV unit at (lon, lat): a new 10 kV bus tied to ``mv_bus`` by
     ``tie_cable`` (route length from the distance, or ``tie_length_m``), the transformer and a
-    new LV board. ``mv_bus`` omitted: the nearest MV bus with coordinates."""
+    new LV board. ``mv_bus`` omitted: the nearest MV bus with coordinates. The unit has an
+    off-load tap changer on its 10 kV side, ±2 x 2.5 % (``tap_pos``, neutral by default; the
+    planner sets the position that brings the LV board's no-load voltage closest to 400 V
+    without exceeding it, :func:`lvplan.changes.resolve.no_load_tap`)."""
 
     kind: ClassVar[str] = "new_substation"
     lon: float
@@ -100,6 +103,7 @@ class NewSubstation(Change):
     tie_cable: str = "YJV22-8.7/15kV 3x300"
     tie_length_m: float | None = None
     name: str | None = None
+    tap_pos: int | None = None
 
 
 @dataclass(frozen=True)
@@ -197,6 +201,7 @@ _FIELD_TYPES: dict[str, dict[str, str]] = {
         "tie_cable": "str?",
         "tie_length_m": "number?",
         "name": "str?",
+        "tap_pos": "int?",
     },
     "new_lv_cable": {
         "from_bus": "ref",

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lvplan.changes.resolve import no_load_tap, tap_ratio
 from lvplan.criteria import Criteria
 from lvplan.decision import choose_service_cable
 from lvplan.locate import bus_lonlat, distance_m
@@ -52,9 +53,10 @@ class Site:
     tie_m: float
     rated_kva: int
     cost_cny: float
-    board_vm_pu: float  # the LV board's voltage before any load (the 10 kV bus's, base case)
+    board_vm_pu: float  # the LV board's no-load voltage (the 10 kV bus's base one, the tap)
     r_pu: float  # transformer impedance on its own rating
     x_pu: float
+    tap_pos: int
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ class AreaData:
     children: dict[int, list[int]]
     margin_pu: dict[int, float]  # bus -> base voltage margin (vm - vmin), LV judged buses
     vn_kv: float
+    margin_max_pu: dict[int, float] = field(default_factory=dict)  # bus -> vmax - vm
 
     def path(self, bus: int) -> list[int]:
         out = []
@@ -147,6 +150,7 @@ def build_instance(
     pf = crit.new_customer_pf
     tan = math.tan(math.acos(pf))
     vmin_row = crit.lv_min_voltage_v / (vn * 1000.0)
+    vmax_row = crit.lv_max_voltage_v / (vn * 1000.0)
     cables = cable_types()
 
     def service(d: Demand, route_m: float) -> tuple[str, float, float, float, float]:
@@ -178,6 +182,7 @@ def build_instance(
             if tie > MAX_TIE_M:
                 continue
             reach = distance_m(lon, lat, dl, dt) * crit.detour_factor <= rad
+            tap = no_load_tap(float(st.vm_pu[mv_rows[k]]))
             covered.update(located[x] for x in np.flatnonzero(reach))
             sid = len(sites)
             sites.append(
@@ -190,8 +195,9 @@ def build_instance(
                     max(tie, 1.0),
                     measures.new_substation.rated_kva,
                     measures.new_substation_cost_cny(max(tie, 1.0) / 1000.0),
-                    float(st.vm_pu[mv_rows[k]]),
+                    float(st.vm_pu[mv_rows[k]]) * tap_ratio(tap),
                     *ztr,
+                    tap,
                 )
             )
     site_lon = np.array([s.lon for s in sites], float)
@@ -221,7 +227,7 @@ def build_instance(
                     continue
                 by_area.setdefault(a, []).append((b, float(route[r])))
             for a, cands in by_area.items():
-                tree = tree_cache.get(a) or _tree(network, a, st, vmin_row)
+                tree = tree_cache.get(a) or _tree(network, a, st, vmin_row, vmax_row)
                 tree_cache[a] = tree
                 kept: list[tuple[int, float]] = []
                 for b, rt in cands:  # ascending route: a dominator comes first
@@ -252,7 +258,7 @@ def build_instance(
         if o.bus is not None:
             a = topo.bus_area.get(o.bus)
             if a is not None and a not in tree_cache and topo.areas[a].trafos:
-                tree_cache[a] = _tree(network, a, st, vmin_row)
+                tree_cache[a] = _tree(network, a, st, vmin_row, vmax_row)
 
     # -- upgrades --------------------------------------------------------------------------------
     trafo_kva: dict[int, float] = {}
@@ -364,6 +370,9 @@ def build_instance(
                     x=zp.imag,
                 )
             )
+    upgrades, raising = _without_overvoltage(
+        upgrades, tree_cache, trafo_kva, trafo_base, trafo_z, line_data
+    )
     return Instance(
         demands=demands,
         options=options,
@@ -385,8 +394,51 @@ def build_instance(
             "areas": len(tree_cache),
             "upgrades": len(upgrades),
             "upgradable_lines": len(used_lines),
+            "upgrades_raising_voltage": raising,
         },
     )
+
+
+def _without_overvoltage(upgrades, areas, trafo_kva, trafo_base, trafo_z, line_data):
+    """The upgrades that keep every LV bus below its maximum at the base load, and how many
+    did not. A stiffer transformer or cable drops less under the load the area already has,
+    so the buses beyond it rise: at most ``(|z_before| - |z_after|) x |S_base| / 0.95`` (pu),
+    the base load's apparent power through it (a bound: the drop is at most |z| |S| / V)."""
+    if not upgrades:
+        return upgrades, 0
+    sub_max: dict[int, float] = {}  # bus -> the least vmax margin in its subtree
+    area_max: dict[int, float] = {}
+    line_below: dict[int, int] = {}  # line -> the bus it feeds
+    for tree in areas.values():
+        area_max[tree.trafo] = min(tree.margin_max_pu.values(), default=math.inf)
+        order = [tree.root]
+        for u in order:
+            order.extend(tree.children.get(u, []))
+        for b in reversed(order):
+            low = tree.margin_max_pu.get(b, math.inf)
+            for c in tree.children.get(b, []):
+                low = min(low, sub_max[c])
+            sub_max[b] = low
+            if b in tree.parent:
+                line_below[tree.parent[b][0]] = b
+    kept, raising = [], 0
+    for up in upgrades:
+        if up.kind in (MeasureKind.TRANSFORMER_SWAP, MeasureKind.TRANSFORMER_PARALLEL):
+            t = up.element
+            z0 = math.hypot(*trafo_z[t]) / trafo_kva[t]
+            z1 = math.hypot(up.r, up.x) / up.capacity
+            rise = max(0.0, z0 - z1) * trafo_base[t] / 0.95
+            room = area_max.get(t, math.inf)
+        else:
+            r, x, _imax, base_ka, vn = line_data[up.element]
+            rise = max(0.0, math.hypot(r, x) - math.hypot(up.r, up.x)) * base_ka * math.sqrt(3)
+            rise /= vn * 0.95
+            room = sub_max.get(line_below.get(up.element, -1), math.inf)
+        if rise >= room:
+            raising += 1
+            continue
+        kept.append(up)
+    return kept, raising
 
 
 def _vk(ttypes, kva: int) -> tuple[float, float]:
@@ -402,7 +454,7 @@ def _ancestors(tree: AreaData, bus: int) -> set[int]:
     return out
 
 
-def _tree(network: Network, area_id: int, st, vmin_row: np.ndarray) -> AreaData:
+def _tree(network: Network, area_id: int, st, vmin_row: np.ndarray, vmax_row) -> AreaData:
     """The area's radial tree from its (first) transformer's LV bus, breadth first over its
     in-service lines (a meshed area keeps a spanning tree; the AC check sees the rest)."""
     net = network.pp

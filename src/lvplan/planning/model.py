@@ -120,40 +120,64 @@ class PlanModel:
         for sid, v in site_load.items():
             src_load[grid.sites[sid].mv] = v
 
+        mv_vars: dict[int, Any] = {}
+
         def mv_drop(row: int) -> Any:
-            coefs = grid.mv[row]
-            return sum(int(coefs[c]) * v for c, v in src_load.items() if coefs[c])
+            """The 10 kV drop at one area's or site's transformer (one variable, made once)."""
+            if row not in mv_vars:
+                coefs = grid.mv[row]
+                terms = [int(coefs[c]) * v for c, v in src_load.items() if coefs[c]]
+                if not terms:
+                    mv_vars[row] = 0
+                else:
+                    v = m.new_int_var(0, int(coefs.max()) * big, f"MV{row}")
+                    m.add(v == sum(terms))
+                    mv_vars[row] = v
+            return mv_vars[row]
 
-        def path_drop(a: int, path: list[int]) -> Any:
-            ag = grid.areas[a]
-            expr: Any = self.drop_trafo.get(ag.trafo, 0) + mv_drop(ag.mv)
-            for line in path:
-                expr += self.drop_line.get(line, 0)
-            return expr
-
-        # an area's leaves are held once some demand connects there (as the greedy holds them;
-        # elsewhere the AC check judges what the 10 kV drop does)
+        # the drop at each bus of a used area, root outwards: a variable where the line into it
+        # carries new load, else its parent's; a point's drop is that of its *anchor* (the
+        # nearest bus towards the transformer whose line carries new load)
         in_area: dict[int, list[int]] = {}
         for k in opts:
             if ot[k].area is not None and ot[k].site is None:
                 in_area.setdefault(ot[k].area, []).append(k)  # type: ignore[arg-type]
-        self.used = {}
+        self.used: dict[int, Any] = {}
+        drop_at: dict[int, Any] = {}
         for a, ks in sorted(in_area.items()):
             used = self.used[a] = m.new_bool_var(f"u{a}")
             m.add_max_equality(used, [self.x[k] for k in ks])
             ag = grid.areas[a]
-            paths = ag.leaf_paths
-            for i in range(len(ag.leaves)):
-                cols = paths.indices[paths.indptr[i] : paths.indptr[i + 1]]
-                path = [ag.lines[c] for c in cols]
-                m.add(path_drop(a, path) <= int(ag.leaf_margin[i])).only_enforce_if(used)
+            tree = inst.areas[a]
+            root_drop = m.new_int_var(0, 1 << 40, f"W{tree.root}")
+            m.add(root_drop == self.drop_trafo.get(ag.trafo, 0) + mv_drop(ag.mv))
+            drop_at[tree.root] = root_drop
+            anchor = {tree.root: tree.root}
+            stack = [tree.root]
+            while stack:
+                u = stack.pop()
+                for v in tree.children.get(u, []):
+                    line = tree.parent[v][0]
+                    if line in self.drop_line:
+                        w = m.new_int_var(0, 1 << 40, f"W{v}")
+                        m.add(w == drop_at[u] + self.drop_line[line])
+                        drop_at[v], anchor[v] = w, v
+                    else:
+                        drop_at[v], anchor[v] = drop_at[u], anchor[u]
+                    stack.append(v)
+            worst: dict[int, int] = {}  # anchor -> the least margin of the leaves behind it
+            for b, margin in zip(ag.leaves, ag.leaf_margin.tolist(), strict=True):
+                if b in anchor:
+                    worst[anchor[b]] = min(worst.get(anchor[b], margin), margin)
+            for anc, margin in worst.items():
+                m.add(drop_at[anc] <= margin).only_enforce_if(used)
         for k in opts:
             o = ot[k]
             if o.site is not None:
                 st = grid.sites[o.site]
                 expr = st.drop * site_load[o.site] + mv_drop(st.mv) + o.cable_drop
-            elif o.area is not None:
-                expr = path_drop(o.area, o.path) + o.cable_drop
+            elif o.area is not None and (ob := inst.options[k].bus) is not None and ob in drop_at:
+                expr = drop_at[ob] + o.cable_drop
             else:
                 continue
             m.add(expr <= o.margin).only_enforce_if(self.x[k])
@@ -179,7 +203,11 @@ class PlanModel:
             )
             m.minimize(cost + unserved)
 
-    def hint(self, sol: Solution) -> None:
+    def hint(self, sol: Solution, *, time_limit_s: float = 10.0) -> bool:
+        """Start the search from ``sol``: its choices are completed (every load, drop and 10 kV
+        variable) by a solve with them fixed, and the whole assignment becomes the hint, so
+        the search begins with a feasible solution. False when ``sol`` does not fit the model
+        (the hint is then the choices alone)."""
         chosen, ups, sites = set(sol.chosen), set(sol.upgrades), set(sol.sites)
         for k, v in self.x.items():
             self.m.add_hint(v, k in chosen)
@@ -187,13 +215,24 @@ class PlanModel:
             self.m.add_hint(v, u in ups)
         for sid, v in self.z.items():
             self.m.add_hint(v, sid in sites)
+        solver = cp_model.CpSolver()
+        solver.parameters.fix_variables_to_their_hinted_value = True
+        solver.parameters.max_time_in_seconds = time_limit_s
+        solver.parameters.num_workers = 1
+        status = solver.solve(self.m)
+        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            return False
+        self.m.clear_hints()
+        for i in range(len(self.m.proto.variables)):
+            v = self.m.get_int_var_from_proto_index(i)
+            self.m.add_hint(v, solver.value(v))
+        return True
 
     def solve(self, *, time_limit_s: float, workers: int = 2, gap: float = 0.0) -> Solution:
         solver = cp_model.CpSolver()
         solver.parameters.max_time_in_seconds = max(0.05, float(time_limit_s))
         solver.parameters.num_workers = max(1, int(workers))
         solver.parameters.relative_gap_limit = gap
-        solver.parameters.repair_hint = True
         t0 = time.perf_counter()
         status = solver.solve(self.m)
         secs = time.perf_counter() - t0

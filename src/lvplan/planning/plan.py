@@ -236,6 +236,7 @@ def plan(
             say(
                 f"{name} round {rnd}: {sol.cost_cny:,.0f} CNY, {sol.status}, "
                 f"{len(broken)} limits broken in AC ({time.perf_counter() - t0:.1f} s)"
+                + "".join(f"\n    {n}" for n in notes[:40])
             )
             if not broken:
                 return sol, ev, rnd

@@ -62,6 +62,7 @@ def solution_changes(inst: Instance, sol: Solution) -> Changes:
             mv_bus=site.mv_bus,
             tie_length_m=site.tie_m,
             name=site.name,
+            tap_pos=site.tap_pos,
         )
     for k in sorted(sol.chosen, key=lambda k: inst.options[k].demand):
         o = inst.options[k]
@@ -254,6 +255,9 @@ def _generic_cuts(
                 coefs[k] = c
                 if k in chosen:
                     used += c
+        if not coefs:  # no new load lowers this margin: a measure raised it (the AC check)
+            notes.append(f"{b.element}: {b.side} limit not caused by any connection; no cut")
+            continue
         safe = SAFE_PU if b.kind == BindingKind.VOLTAGE else SAFE_LOADING
         rhs = used + b.margin - safe
         cuts.linear.append((coefs, rhs))
