@@ -6,9 +6,9 @@ parallel unit, a cable replaced or laid in parallel; at most one per element) an
 one ``served`` boolean per demand. Each demand is served exactly once (or, with a budget, at most
 once). Loads on lines, transformers and sites are path sums of the options; each line's and
 transformer's voltage drop is its load times the impedance of what is built there (an
-``only_enforce_if`` per upgrade). The objective is the least total cost (measures, sites,
-service cables), with unserved demand priced at UNSERVED_CNY_PER_KW so that every servable
-demand is served; with a budget, the most design kW served, then the least cost.
+``only_enforce_if`` per upgrade). The objective is lexicographic: the most design kW served
+(every demand, when some plan can serve them all), then the least total cost (measures, sites,
+service cables) for that; with a budget, the most design kW within it, then the least cost.
 """
 
 from __future__ import annotations
@@ -21,9 +21,6 @@ from typing import Any
 from ortools.sat.python import cp_model
 
 from lvplan.planning.linear import LinearGrid, load_units
-
-#: Unserved demand costs this many CNY per kW in the objective (served first, then cheapest).
-UNSERVED_CNY_PER_KW = 1_000_000
 
 
 @dataclass
@@ -185,23 +182,34 @@ class PlanModel:
             cut_terms = [c * self.x[k] for k, c in coefs.items() if k in self.x]
             if cut_terms:
                 m.add(sum(cut_terms) <= rhs)
-        # cost
-        cost = (
+        # cost, and design load served
+        self.cost = (
             sum(grid.up_cost[u] * v for u, v in self.y.items())
             + sum(grid.sites[s].cost * v for s, v in self.z.items())
             + sum(ot[k].cost * self.x[k] for k in opts)
         )
-        served_kw = sum(load_units(inst.demands[i].design_kw) * s for i, s in self.served.items())
-        if budget_cny is not None:
-            m.add(cost <= math.floor(budget_cny))
-            # the most kW served, then the least cost: kW weighs more than any cost in budget
-            m.maximize(served_kw * (math.floor(budget_cny) + 1) - cost)
-        else:
-            unserved = sum(
-                round(UNSERVED_CNY_PER_KW * inst.demands[i].design_kw) * (1 - sv)
-                for i, sv in self.served.items()
-            )
-            m.minimize(cost + unserved)
+        self.served_units = sum(
+            load_units(inst.demands[i].design_kw) * s for i, s in self.served.items()
+        )
+        self.budget_cny = budget_cny
+
+    def _failed(self, solver, status, t0: float) -> Solution:
+        name = solver.status_name(status).lower()
+        secs = time.perf_counter() - t0
+        return Solution([], [], [], [], math.nan, name, math.nan, math.nan, math.nan, secs)
+
+    def _hinted_served(self) -> int | None:
+        """Design load units the hint serves (None: no hint)."""
+        if not self.m.proto.solution_hint.vars:
+            return None
+        vals = dict(
+            zip(self.m.proto.solution_hint.vars, self.m.proto.solution_hint.values, strict=True)
+        )
+        total = 0
+        for i, sv in self.served.items():
+            if vals.get(sv.index, 0):
+                total += load_units(self.inst.demands[i].design_kw)
+        return total
 
     def hint(self, sol: Solution, *, time_limit_s: float = 10.0) -> bool:
         """Start the search from ``sol``: its choices are completed (every load, drop and 10 kV
@@ -228,17 +236,51 @@ class PlanModel:
             self.m.add_hint(v, solver.value(v))
         return True
 
-    def solve(self, *, time_limit_s: float, workers: int = 2, gap: float = 0.0) -> Solution:
+    def _run(self, time_limit_s: float, workers: int, gap: float):
         solver = cp_model.CpSolver()
         solver.parameters.max_time_in_seconds = max(0.05, float(time_limit_s))
         solver.parameters.num_workers = max(1, int(workers))
         solver.parameters.relative_gap_limit = gap
-        t0 = time.perf_counter()
         status = solver.solve(self.m)
+        return solver, status
+
+    def _rehint(self, solver) -> None:
+        self.m.clear_hints()
+        for i in range(len(self.m.proto.variables)):
+            v = self.m.get_int_var_from_proto_index(i)
+            self.m.add_hint(v, solver.value(v))
+
+    def solve(self, *, time_limit_s: float, workers: int = 2, gap: float = 0.0) -> Solution:
+        """Lexicographic: first the most design kW served (skipped when every servable demand
+        can be: the hint serves them all), then the least cost serving that much; with a
+        budget, the most kW within it, then the least cost. The gap reported is the cost's."""
+        t0 = time.perf_counter()
+        self.served_proven = True
+        if self.budget_cny is not None:
+            self.m.add(self.cost <= math.floor(self.budget_cny))
+            self.m.maximize(self.served_units * (math.floor(self.budget_cny) + 1) - self.cost)
+            solver, status = self._run(time_limit_s, workers, gap)
+        else:
+            everyone = sum(load_units(self.inst.demands[i].design_kw) for i in self.served)
+            hinted = self._hinted_served()
+            target = everyone
+            if hinted is None or hinted < everyone:  # stage 1: the most kW served
+                self.m.maximize(self.served_units)
+                solver, status = self._run(0.3 * time_limit_s, workers, 0.0)
+                if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+                    return self._failed(solver, status, t0)
+                target = round(solver.objective_value)
+                self.served_proven = status == cp_model.OPTIMAL
+                self._rehint(solver)
+                self.m.clear_objective()
+            self.m.add(self.served_units >= target)
+            self.m.minimize(self.cost)
+            left = time_limit_s - (time.perf_counter() - t0)
+            solver, status = self._run(max(1.0, left), workers, gap)
+        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            return self._failed(solver, status, t0)
         secs = time.perf_counter() - t0
         name = solver.status_name(status).lower()
-        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            return Solution([], [], [], [], math.nan, name, math.nan, math.nan, math.nan, secs)
         chosen = [k for k, v in self.x.items() if solver.value(v)]
         ups = [u for u, v in self.y.items() if solver.value(v)]
         sites = [sid for sid, v in self.z.items() if solver.value(v)]
@@ -247,6 +289,8 @@ class PlanModel:
         cost += sum(self.inst.sites[sid].cost_cny for sid in sites)
         cost += sum(self.inst.options[k].cable_cost_cny for k in chosen)
         obj, bound = solver.objective_value, solver.best_objective_bound
+        if self.budget_cny is not None:  # report the cost part of the objective
+            obj = bound = float(solver.value(self.cost))
         gap_v = abs(obj - bound) / max(abs(obj), 1e-9) if obj else 0.0
         return Solution(
             chosen,

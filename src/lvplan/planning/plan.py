@@ -248,24 +248,36 @@ def plan(
     def greedy() -> Solution:
         return Greedy(LinearGrid(inst, mv, cuts)).run(order)
 
-    g_sol, g_ev, _g_rounds = verified(greedy, "greedy")
+    g_sol, g_ev, g_rounds = verified(greedy, "greedy")
+    _greedy_rounds = [g_rounds]
     sol, ev = g_sol, g_ev
     opt_cost = None
     if method == "optimal" or budget_cny is not None:
-        left = max(1.0, time_limit_s - (time.perf_counter() - t0))
+        last = [g_sol]  # each round starts from the newest plan (the greedy first)
 
         def optimal() -> Solution:
+            left = time_limit_s - (time.perf_counter() - t0)
             mdl = PlanModel(LinearGrid(inst, mv, cuts), budget_cny=budget_cny)
-            if budget_cny is None:
-                mdl.hint(g_sol)
-            return mdl.solve(time_limit_s=left, workers=workers)
+            if budget_cny is None or last[0].cost_cny <= budget_cny:
+                mdl.hint(last[0])
+            # the first round takes most of the time; a later one repairs a few limits
+            share = 0.8 if len(history) <= _greedy_rounds[0] else 0.5
+            out = mdl.solve(time_limit_s=max(5.0, share * left), workers=workers)
+            if out.status in ("optimal", "feasible"):
+                last[0] = out
+            return out
 
-        o_sol, o_ev, _o_rounds = verified(optimal, "optimal")
-        opt_cost = o_sol.cost_cny
-        if budget_cny is not None or o_sol.cost_cny <= g_sol.cost_cny + 1e-6:
-            sol, ev = o_sol, o_ev
-        else:
-            say("the verified greedy plan is cheaper than the optimum after the AC cuts: kept")
+        try:
+            o_sol, o_ev, _o_rounds = verified(optimal, "optimal")
+        except InputError as exc:  # no verified optimum: the verified greedy plan stands
+            say(f"{exc}; the verified greedy plan is returned")
+            o_sol = None
+        if o_sol is not None:
+            opt_cost = o_sol.cost_cny
+            if _better(inst, o_sol, g_sol) or budget_cny is not None:
+                sol, ev = o_sol, o_ev
+            else:
+                say("the verified greedy plan is as good after the AC cuts: kept")
     result = _result(network, inst, sol, ev, method if budget_cny is None else "budget")
     result.ac_rounds = sum(1 for h in history)
     result.runtime_s = time.perf_counter() - t0
@@ -274,6 +286,18 @@ def plan(
     result.history = history
     result.discount_rate = discount_rate
     return result
+
+
+def _served_kw(inst: Instance, sol: Solution) -> float:
+    return sum(inst.demands[inst.options[k].demand].design_kw for k in sol.chosen)
+
+
+def _better(inst: Instance, a: Solution, b: Solution) -> bool:
+    """``a`` serves more design kW than ``b``, or as much for no more cost."""
+    ka, kb = _served_kw(inst, a), _served_kw(inst, b)
+    if abs(ka - kb) > 1e-6:
+        return ka > kb
+    return a.cost_cny <= b.cost_cny + 1e-6
 
 
 def _result(network: Network, inst: Instance, sol: Solution, ev, method: str) -> Plan:
