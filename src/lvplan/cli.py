@@ -94,6 +94,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --changes: also map the network as it is, and add hosting_kw_before, "
         "hosting_kw_after and delta_kw per bus",
     )
+    pl = sub.add_parser(
+        "plan", help="the cheapest AC-verified reinforcements for a forecast demand (OR-Tools)"
+    )
+    _add_common(pl)
+    pl.add_argument("--demand", required=True, help="demand CSV: id, kw, category, bus|lon+lat")
+    pl.add_argument("--out", help="output folder (default: plan-<network name>)")
+    pl.add_argument("--method", default="optimal", choices=("optimal", "greedy"))
+    pl.add_argument("--time-limit", default="60", help="seconds for the whole plan (60)")
+    pl.add_argument("--budget", help="CNY: serve the most design kW within this budget")
+    pl.add_argument("--catalogue", help="a measures catalogue (TOML) overriding the built-in")
+    pl.add_argument("--workers", default="2", help="CP-SAT search workers (default 2)")
+    pl.add_argument("--discount-rate", default="0", help="for the present value, e.g. 0.05")
+    pl.add_argument("--progress", action="store_true", help="report each step on stderr")
     a = sub.add_parser(
         "apply", help="write the network with a changes file applied (pandapower JSON)"
     )
@@ -309,6 +322,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "hosting":
         return _hosting(args, crit)
+    if args.command == "plan":
+        return _plan(args, crit)
     raise InputError(f"unknown command {args.command!r}")  # pragma: no cover
 
 
@@ -377,6 +392,76 @@ def _float_arg(name: str, value: str) -> float:
     if not math.isfinite(x) or x <= 0:
         raise InputError(f"{name} must be a positive number, got {value!r}")
     return x
+
+
+def _plan(args: argparse.Namespace, crit) -> int:
+    import math
+    from pathlib import Path
+
+    from lvplan.io.load import load_network
+    from lvplan.planning.measures import load_measures
+    from lvplan.planning.outputs import write_plan
+    from lvplan.planning.plan import plan
+
+    limit = _float_arg("--time-limit", args.time_limit)
+    workers = _int_arg("--workers", args.workers, 1)
+    budget = None
+    if args.budget is not None:
+        try:
+            budget = float(args.budget)
+        except ValueError:
+            raise InputError(f"--budget must be a number of CNY, got {args.budget!r}") from None
+        if not (math.isfinite(budget) and budget >= 0):
+            raise InputError(f"--budget must be a non-negative number of CNY, got {args.budget!r}")
+    try:
+        rate = float(args.discount_rate)
+    except ValueError:
+        raise InputError(f"--discount-rate must be a number, got {args.discount_rate!r}") from None
+    measures = load_measures(args.catalogue) if args.catalogue else None
+    net = load_network(args.network)
+    out = Path(args.out or f"plan-{net.name}")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a folder")
+
+    def say(msg: str) -> None:
+        print(f"lvplan plan: {msg}", file=sys.stderr, flush=True)
+
+    result = plan(
+        net,
+        args.demand,
+        criteria=crit,
+        method=args.method,
+        time_limit_s=limit,
+        budget_cny=budget,
+        measures=measures,
+        workers=workers,
+        discount_rate=rate,
+        progress=say if args.progress else None,
+    )
+    write_plan(result, net, out)
+    s = result.summary()
+    if args.json:
+        print(json.dumps(s, indent=2, ensure_ascii=False))
+        return 0
+    solver = s["solver"]
+    gap = "n/a" if solver["gap"] is None else f"{100 * solver['gap']:.2f} %"
+    print(
+        f"plan ({s['method']}): {s['total_cost_cny']:,.0f} CNY for {s['demands_served']} of "
+        f"{s['demands']} demands ({s['design_kw_served']:,.0f} kW); {s['measures']} measures, "
+        f"{s['new_substations']} new substations"
+    )
+    greedy = s["greedy_cost_cny"]
+    print(
+        f"solver: {solver['status']}, gap {gap}; greedy plan "
+        f"{'n/a' if greedy is None else f'{greedy:,.0f} CNY'}; AC rounds {s['ac_rounds']}; "
+        f"{s['runtime_s']:.1f} s"
+    )
+    for kind, cost in s["cost_by_kind_cny"].items():
+        print(f"  {kind:22s} {cost:>14,.0f} CNY")
+    if result.unserved:
+        print(f"unserved: {len(result.unserved)} (see unserved.csv)")
+    print(f"-> {out}/")
+    return 0
 
 
 def _hosting(args: argparse.Namespace, crit) -> int:
