@@ -19,6 +19,7 @@ run: $(STAMP)
 	$(BIN)/lvplan check networks/sz-futian --lon 114.0590 --lat 22.5415 --kw 120 --category shop
 	$(BIN)/lvplan hosting networks/sz-futian --out hosting-sz-futian
 	$(BIN)/lvplan hosting networks/sz-futian --changes studies/changes/sz-futian-t3.toml --compare --no-maps --out hosting-sz-futian-t3
+	$(BIN)/lvplan plan networks/sz-futian --demand studies/demand/sz-futian-30.csv --out plan-sz-futian
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks networks
@@ -37,6 +38,7 @@ bench: $(STAMP)
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python benchmarks/bench_check.py
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python benchmarks/bench_hosting.py
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python benchmarks/bench_changes.py
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python benchmarks/bench_plan.py
 
 # the 1M-bus synthetic city (13,000 transformers): about 5 minutes and 9 GB
 bench-city: $(STAMP)

@@ -48,6 +48,7 @@ def _coef(el: Element, up: int | None) -> int:
 class Greedy:
     def __init__(self, grid: LinearGrid):
         self.g = grid
+        self.why = ""
         self.st = _State(cut_used=[0] * len(grid.cuts), src=np.zeros(grid.mv.shape[1], np.int64))
 
     # -- voltage slack of one area under given loads and upgrades --------------------------------
@@ -110,26 +111,58 @@ class Greedy:
         return worst
 
     # -- one option ----------------------------------------------------------------------------
+    def _no(self, why: str) -> tuple[int, dict[int, int]] | None:
+        """No fit, and why (for :meth:`explain`)."""
+        self.why = why
+        return None
+
+    def explain(self, sol: Solution, demand: int) -> str:
+        """Why no option of ``demand`` fits the plan ``sol`` (its choices taken as built)."""
+        inst = self.g.inst
+        for k in sol.chosen:
+            self._commit(k, {})
+        for u in sol.upgrades:
+            up = inst.upgrades[u]
+            is_t = up.kind.value.startswith("transformer")
+            self.st.built[-1 - up.element if is_t else up.element] = u
+        by_why: dict[str, list[str]] = {}
+        for k, o in enumerate(inst.options):
+            if o.demand != demand:
+                continue
+            self.why = ""
+            if self._try(k) is None:
+                where = inst.sites[o.site].name if o.site is not None else f"bus {o.bus}"
+                by_why.setdefault(self.why or "no room", []).append(where)
+        parts = []
+        for why, wheres in by_why.items():
+            more = f", +{len(wheres) - 2} more" if len(wheres) > 2 else ""
+            parts.append(f"{why} (at {', '.join(wheres[:2])}{more})")
+        return "; ".join(parts) or "no option fits"
+
     def _try(self, k: int) -> tuple[int, dict[int, int]] | None:
         """(cost, new upgrades by element key) that make option ``k`` fit, or None."""
         g, st = self.g, self.st
         o = g.options[k]
         for c, (coefs, rhs) in enumerate(g.cuts):
             if st.cut_used[c] + coefs.get(k, 0) > rhs:
-                return None
+                return self._no(f"{g.cut_names[c]} has no room (found by the AC check)")
         src = st.src.copy()
         if o.src >= 0:
             src[o.src] += o.units
         if o.site is not None:
             s = g.sites[o.site]
             load = st.site_load.get(o.site, 0) + o.units
-            if load > s.cap or self._site_slack(o.site, load, k) < int(g.mv[s.mv] @ src):
-                return None
+            if load > s.cap:
+                return self._no(f"{g.inst.sites[o.site].name} would be over its rating")
+            if self._site_slack(o.site, load, k) < int(g.mv[s.mv] @ src):
+                return self._no(f"the voltage at {g.inst.sites[o.site].name}'s customers")
             if not self._mv_ok(src, None, o.site):
-                return None
+                return self._no("the 10 kV voltage drop it adds elsewhere")
             return o.cost + (0 if o.site in st.sites else s.cost), {}
         if o.area is None:
-            return (o.cost, {}) if self._mv_ok(src, None, None) else None
+            if not self._mv_ok(src, None, None):
+                return self._no("the 10 kV voltage drop it adds elsewhere")
+            return o.cost, {}
         a = o.area
         ag = g.areas[a]
         line_load = dict(st.line_load)
@@ -144,13 +177,14 @@ class Greedy:
         ]:
             if load <= _cap(el, built.get(key)):
                 continue
-            if key in built:
-                return None  # nothing is undone: an upgraded element is not upgraded again
+            what = f"trafo {ag.trafo}" if key < 0 else f"line {key}"
+            if key in built:  # nothing is undone: an upgraded element is not upgraded again
+                return self._no(f"{what} is full, already reinforced")
             fits = [
                 (g.up_cost[u], u) for u, c in zip(el.upgrades, el.up_cap, strict=True) if c >= load
             ]
             if not fits:
-                return None
+                return self._no(f"{what} would be overloaded even with the largest measure")
             _c, u = min(fits)
             new[key] = built[key] = u
         # voltage: the best gain per CNY on the worst point's path, until every point holds
@@ -175,12 +209,12 @@ class Greedy:
                     if best is None or score > best[0]:
                         best = (score, key, u)
             if best is None:
-                return None
+                return self._no(f"the LV voltage in the area of trafo {ag.trafo} cannot be held")
             new[best[1]] = built[best[1]] = best[2]
         else:
-            return None
+            return self._no(f"the LV voltage in the area of trafo {ag.trafo} cannot be held")
         if not self._mv_ok(src, a, None):
-            return None
+            return self._no("the 10 kV voltage drop it adds elsewhere")
         return o.cost + sum(g.up_cost[u] for u in new.values()), new
 
     def _commit(self, k: int, new: dict[int, int]) -> None:

@@ -53,6 +53,7 @@ class Cuts:
     site_kw: dict[int, float] = field(default_factory=dict)
     mv_factor: float = 1.0  # scales the 10 kV drop term
     linear: list[tuple[dict[int, float], float]] = field(default_factory=list)  # (pu by option, pu)
+    linear_names: list[str] = field(default_factory=list)  # the element each linear cut holds
 
 
 @dataclass
@@ -280,3 +281,6 @@ class LinearGrid:
             ({k: ceil_int(c / V_UNIT) for k, c in coefs.items()}, math.floor(rhs / V_UNIT))
             for coefs, rhs in cuts.linear
         ]
+        self.cut_names = list(cuts.linear_names) + [""] * (
+            len(cuts.linear) - len(cuts.linear_names)
+        )

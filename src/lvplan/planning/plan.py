@@ -279,6 +279,11 @@ def plan(
             else:
                 say("the verified greedy plan is as good after the AC cuts: kept")
     result = _result(network, inst, sol, ev, method if budget_cny is None else "budget")
+    final = LinearGrid(inst, mv, cuts)
+    for u in result.unserved:
+        if u["reason"] is None:
+            u["reason"] = "no option fits: " + Greedy(final).explain(sol, u["position"])
+        del u["position"]
     result.ac_rounds = sum(1 for h in history)
     result.runtime_s = time.perf_counter() - t0
     result.greedy_cost_cny = g_sol.cost_cny
@@ -407,10 +412,14 @@ def _result(network: Network, inst: Instance, sol: Solution, ev, method: str) ->
     for i, d in enumerate(demands):
         if i in served:
             continue
-        why = inst.unservable.get(i) or (
-            "no connection option keeps the limits, with every measure of the catalogue"
+        unserved.append(
+            {
+                "demand": d.id,
+                "design_kw": d.design_kw,
+                "reason": inst.unservable.get(i),
+                "position": i,
+            }
         )
-        unserved.append({"demand": d.id, "design_kw": d.design_kw, "reason": why})
     return Plan(
         network=network.name,
         method=method,

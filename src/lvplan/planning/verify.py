@@ -186,6 +186,7 @@ def tighten(
             term = name if name in by_terminal else None
             if term is not None:  # a service cable: forbid that option
                 cuts.linear.append(({by_terminal[term]: 1.0}, 0.5))
+                cuts.linear_names.append(f"service cable {b.element}")
                 notes.append(f"{b.element}: service cable overloaded; option dropped")
                 continue
             generic.append(b)
@@ -261,6 +262,8 @@ def _generic_cuts(
         safe = SAFE_PU if b.kind == BindingKind.VOLTAGE else SAFE_LOADING
         rhs = used + b.margin - safe
         cuts.linear.append((coefs, rhs))
+        what = "voltage" if b.kind == BindingKind.VOLTAGE else "loading"
+        cuts.linear_names.append(f"the {what} of {b.element} ({b.name})")
         notes.append(f"{b.element}: not modelled; linear cut ({len(coefs)} options)")
     return notes
 
