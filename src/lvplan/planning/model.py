@@ -251,9 +251,9 @@ class PlanModel:
             self.m.add_hint(v, solver.value(v))
 
     def solve(self, *, time_limit_s: float, workers: int = 2, gap: float = 0.0) -> Solution:
-        """Lexicographic: first the most design kW served (skipped when every servable demand
-        can be: the hint serves them all), then the least cost serving that much; with a
-        budget, the most kW within it, then the least cost. The gap reported is the cost's."""
+        """Lexicographic: first the most design kW served (skipped when the hint serves every
+        servable demand), then the least cost serving those demands; with a budget, the most kW
+        within it, then the least cost. The gap reported is the cost's."""
         t0 = time.perf_counter()
         self.served_proven = True
         if self.budget_cny is not None:
@@ -263,17 +263,19 @@ class PlanModel:
         else:
             everyone = sum(load_units(self.inst.demands[i].design_kw) for i in self.served)
             hinted = self._hinted_served()
-            target = everyone
             if hinted is None or hinted < everyone:  # stage 1: the most kW served
                 self.m.maximize(self.served_units)
                 solver, status = self._run(0.3 * time_limit_s, workers, 0.0)
                 if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
                     return self._failed(solver, status, t0)
-                target = round(solver.objective_value)
                 self.served_proven = status == cp_model.OPTIMAL
+                # stage 2 serves exactly these demands (the cost's bound is then for them)
+                for sv in self.served.values():
+                    self.m.add(sv == solver.value(sv))
                 self._rehint(solver)
                 self.m.clear_objective()
-            self.m.add(self.served_units >= target)
+            else:
+                self.m.add(self.served_units >= everyone)
             self.m.minimize(self.cost)
             left = time_limit_s - (time.perf_counter() - t0)
             solver, status = self._run(max(1.0, left), workers, gap)
