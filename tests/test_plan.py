@@ -333,3 +333,40 @@ def test_python_api_rejects_bad_options(hand, hand_csv):
     with pytest.raises(InputError, match="--budget must be a non-negative number"):
         make_plan(hand, hand_csv, budget_cny=-1.0)
     assert lvplan.load_criteria("cn").trafo_max_loading_percent == 100.0  # the hand sums' limit
+
+
+# -- --budget 0 ------------------------------------------------------------------------------------
+def test_budget_zero_on_the_hand_instance(hand, hand_csv, cn):
+    """Nothing can be built: T1 as it is carries one of a, b (150 <= 159.0 kW), T2 carries c;
+    d needs a service cable (1,000 CNY). The most kW for 0 CNY: 250 kW, two left unserved."""
+    p = make_plan(hand, hand_csv, criteria=cn, budget_cny=0.0, time_limit_s=10)
+    assert p.cost_cny == 0.0 and p.measures == [] and p.method == "budget"
+    assert _kw(p) == 250.0
+    assert all(a.cable_cost_cny == 0.0 for a in p.assignments)
+    assert sorted(u["demand"] for u in p.unserved)[-1] == "d" and len(p.unserved) == 2
+    s = p.summary()
+    assert (s["total_cost_cny"], s["measures"], s["demands_served"]) == (0.0, 0, 2)
+    assert _new_violations(p, hand, cn) == set()
+
+
+def test_budget_zero_on_sz_futian_builds_nothing(sz_plans, sz, cn):
+    """Every synthetic demand is located by lon/lat, so each needs a service cable: with no
+    money nothing is served and nothing is built. (sz-futian has a line and a transformer over
+    their limit in the linear model at the base: the budget model used to insist on
+    reinforcing them even unloaded, found itself infeasible, and the greedy plan of
+    10.75 M CNY was returned as the "budget" plan.)"""
+    frame, _opt, _greedy = sz_plans[1]
+    p = make_plan(sz, frame, criteria=cn, budget_cny=0.0, time_limit_s=10)
+    assert p.method == "budget" and p.status == "optimal"
+    assert p.cost_cny == 0.0 and p.measures == [] and p.assignments == []
+    assert len(p.unserved) == 30 and p.summary()["total_cost_cny"] == 0.0
+    assert _new_violations(p, sz, cn) == set()
+
+
+def test_budget_is_never_exceeded_on_sz_futian(sz_plans, sz, cn):
+    frame, opt, _greedy = sz_plans[1]
+    budget = 0.5 * opt.cost_cny
+    p = make_plan(sz, frame, criteria=cn, budget_cny=budget, time_limit_s=10)
+    assert 0.0 < p.cost_cny <= budget
+    assert 0.0 < _kw(p) < _kw(opt)
+    assert _new_violations(p, sz, cn) == set()
