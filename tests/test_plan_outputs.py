@@ -138,8 +138,10 @@ def _overloads(net) -> dict[str, float]:
 def test_reinforced_runs_in_pandapower_within_the_limits(sz_pristine, reinforced):
     """The plan is AC-verified: pandapower's own load flow of reinforced.json keeps every LV
     voltage (>= 353.4 V) and every loading (<= 100 %). A plan may leave a limit the network
-    broke before it no worse; sz-futian breaks two (line 17 at 103 %, trafo 6 at 105 %), and
-    this plan reinforces both, so here nothing is broken at all."""
+    broke before it no worse; sz-futian breaks two (line 17 at 103 %, trafo 6 at 105 %). This
+    plan loads trafo 6, so reinforces it; no new load flows through line 17, which the plan is
+    not asked to repair (verify.py: a limit broken at the base is the base's): it stays over,
+    no worse than at the base (103.0 % after, 103.3 % before)."""
     net = reinforced
     assert net.converged
     assert not np.isnan(net.res_bus.vm_pu[net.bus.in_service.astype(bool)]).any()
@@ -150,7 +152,7 @@ def test_reinforced_runs_in_pandapower_within_the_limits(sz_pristine, reinforced
     for el, excess in after.items():
         assert excess <= before[el] + 1e-6, el
     assert set(before) == {"line 17", "trafo 6"}
-    assert after == {}
+    assert set(after) == {"line 17"}
 
 
 def test_map_is_offline_and_draws_each_new_substation(planned):

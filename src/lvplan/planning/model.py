@@ -91,7 +91,12 @@ class PlanModel:
             cap: Any = el.cap + sum(
                 (c - el.cap) * self.y[u] for u, c in zip(el.upgrades, el.up_cap, strict=True)
             )
-            m.add(load <= cap)
+            if el.cap >= 0:
+                m.add(load <= cap)
+            else:  # over its limit at the base: the plan must reinforce it only if it loads it
+                loaded = m.new_bool_var(f"{name}_loaded")
+                m.add(load == 0).only_enforce_if(loaded.Not())
+                m.add(load <= cap).only_enforce_if(loaded)
             if not el.upgrades:
                 return el.drop * load
             d = m.new_int_var(0, max(el.drop, *el.up_drop) * big, name)

@@ -1,0 +1,372 @@
+"""The optimiser end to end: a two-transformer instance whose optimum is worked out by hand,
+greedy against optimal on sz-futian, years, the reference judge on every plan, bad inputs.
+
+The hand instance (profile ``cn``: loading limit 100 %, pf 0.9, v_min 353.4 V, detour 1.3,
+supply radius 150 m for class A; costs from planning/measures.toml and model/catalogue.toml)::
+
+    10 kV bus (114.0, 22.5) --- T1 200 kVA (vk 4 %, vkr 1.3 %) --- LV bus 1 at the same point
+                            \\-- T2 400 kVA (vk 4 %, vkr 1.0 %) --- LV bus 2, 90 m due east
+
+    a  150 kW generic at bus 1 (by bus)       c  100 kW generic at bus 2 (by bus)
+    b  150 kW generic at bus 1 (by bus)       d   60 kW generic by lon/lat, on bus 1's point
+
+The model's transformer limit is P <= kVA x 1.0 x pf 0.9 x (353.4 / 400) = 0.795 x kVA (the
+new load's current taken at the lowest allowed voltage): 200 kVA -> 159.0 kW, 315 -> 250.5,
+400 -> 318.1, 500 -> 397.6. a + b = 300 kW so T1 must go; a + b + d = 360 kW needs 500 kVA.
+
+d's options: bus 1 (route 0 m, costed as 1 m), bus 2 (90 m x 1.3 = 117 m <= 150 m), or the new
+substation site founded on bus 1's point (tie 1 m to the 10 kV bus). Its design current is
+60 kW / 0.9 / (sqrt(3) x 0.38 kV) = 101 A, so its service cable is the smallest, 4x95
+(255 A, 1,000,000 CNY/km = 1,000 CNY/m). The plans:
+
+    T1 -> 500 kVA (190,000) + d at bus 1 (1 m, 1,000)                 = 191,000   <- optimum
+    T1 -> 400 kVA (160,000) + d to T2 (117 m, 117,000)                = 277,000
+    T1 -> 400 kVA (160,000) + d at a new substation (475,000 + 1.75
+          tie + 1,000 cable)                                          = 636,001.75
+    T1 + a 630 kVA parallel unit (225,000 + 50,000) + d at bus 1      = 276,000
+
+The greedy (by year: c 2025, b 2026, a 2027, d 2028) fits b on T1 as it is, swaps T1 to the
+cheapest unit that carries a + b (400 kVA), never undoes it, so sends d to T2: 277,000.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+
+import pandapower as pp
+import pandas as pd
+import pytest
+from reference import Reference
+
+import lvplan
+from lvplan.cli import main
+from lvplan.errors import InputError
+from lvplan.locate import EARTH_RADIUS_M
+from lvplan.model.network import Network
+from lvplan.planning import candidates
+from lvplan.planning.outputs import FILES, reinforced_json
+from lvplan.planning.plan import Plan
+from lvplan.planning.plan import plan as make_plan
+from lvplan.planning.synth_demand import synth_demand
+
+LON0, LAT0 = 114.0, 22.5
+EAST_M = 90.0
+#: 90 m due east at LAT0, by the haversine lvplan measures with
+DLON = math.degrees(EAST_M / (EARTH_RADIUS_M * math.cos(math.radians(LAT0))))
+
+# catalogue figures (planning/measures.toml, model/catalogue.toml) the hand optimum uses
+SWAP_400_CNY = 160_000.0
+SWAP_500_CNY = 190_000.0
+CABLE_4X95 = "YJV22-0.6/1kV 4x95"
+CABLE_4X95_CNY_PER_M = 1_000.0
+OPTIMUM_CNY = SWAP_500_CNY + 1.0 * CABLE_4X95_CNY_PER_M  # 191,000
+GREEDY_CNY = SWAP_400_CNY + EAST_M * 1.3 * CABLE_4X95_CNY_PER_M  # 277,000
+SEEDS = (1, 2, 3)
+
+
+def _two_transformers() -> pp.pandapowerNet:
+    net = pp.create_empty_network()
+    mv = pp.create_bus(net, 10.0, name="MV", geodata=(LON0, LAT0))
+    b1 = pp.create_bus(net, 0.4, name="T1 LV", geodata=(LON0, LAT0))
+    b2 = pp.create_bus(net, 0.4, name="T2 LV", geodata=(LON0 + DLON, LAT0))
+    pp.create_ext_grid(net, mv, vm_pu=1.0)
+    for name, lv, kva, vkr in (("T1", b1, 200, 1.3), ("T2", b2, 400, 1.0)):
+        pp.create_transformer_from_parameters(
+            net, mv, lv, sn_mva=kva / 1000, vn_hv_kv=10.0, vn_lv_kv=0.4, vk_percent=4.0,
+            vkr_percent=vkr, pfe_kw=0.0, i0_percent=0.0, shift_degree=150.0, name=name,
+        )  # fmt: skip
+    assert (b1, b2) == (1, 2)
+    return net
+
+
+HAND_CSV = (
+    "id,kw,category,bus,lon,lat,year\n"
+    "a,150,generic,1,,,2027\n"
+    "b,150,generic,1,,,2026\n"
+    "c,100,generic,2,,,2025\n"
+    f"d,60,generic,,{LON0},{LAT0},2028\n"
+)
+
+
+@pytest.fixture(scope="module")
+def hand():
+    return Network(_two_transformers(), name="two transformers", source="test")
+
+
+@pytest.fixture(scope="module")
+def hand_csv(tmp_path_factory):
+    p = tmp_path_factory.mktemp("hand") / "demand.csv"
+    p.write_text(HAND_CSV, encoding="utf-8")
+    return p
+
+
+@pytest.fixture(scope="module")
+def hand_plans(hand, hand_csv, cn):
+    opt = make_plan(hand, hand_csv, criteria=cn, time_limit_s=10)
+    greedy = make_plan(hand, hand_csv, criteria=cn, method="greedy", time_limit_s=10)
+    return opt, greedy
+
+
+def _new_violations(plan: Plan, network: Network, crit) -> set[tuple[str, int]]:
+    """What the independent judge finds broken on reinforced.json and not on the base."""
+    before = Reference(network.pp, crit).base
+    reinforced = pp.from_json_string(reinforced_json(plan, network))
+    assert len(reinforced.load) == len(network.pp.load) + len(plan.assignments)
+    after = Reference(reinforced, crit).base
+    return after - before
+
+
+def _kw(plan: Plan) -> float:
+    return sum(a.design_kw for a in plan.assignments)
+
+
+# -- 1. the hand optimum ---------------------------------------------------------------------------
+def test_hand_instance_optimum(hand_plans, hand, cn):
+    opt, _greedy = hand_plans
+    assert opt.cost_cny == pytest.approx(OPTIMUM_CNY, abs=1e-6)
+    assert opt.status == "optimal" and opt.gap == 0.0
+    assert [(m.kind, str(m.element), m.before, m.after, m.cost_cny) for m in opt.measures] == [
+        ("transformer_swap", "trafo 0", "200 kVA", "500 kVA", SWAP_500_CNY)
+    ]
+    assert sorted(opt.measures[0].demands) == ["a", "b", "d"]
+    got = {
+        a.demand: (a.connection, a.transformer, a.cable, a.cable_cost_cny) for a in opt.assignments
+    }
+    assert got == {
+        "a": ("bus 1", "trafo 0", "", 0.0),
+        "b": ("bus 1", "trafo 0", "", 0.0),
+        "c": ("bus 2", "trafo 1", "", 0.0),
+        "d": ("bus 1", "trafo 0", CABLE_4X95, CABLE_4X95_CNY_PER_M),
+    }
+    assert opt.unserved == []
+    assert opt.cost_by_kind() == {"service_cable": 1_000.0, "transformer_swap": SWAP_500_CNY}
+    assert _new_violations(opt, hand, cn) == set()
+
+
+def test_hand_instance_greedy_is_dearer(hand_plans, hand, cn):
+    opt, greedy = hand_plans
+    assert _kw(greedy) == _kw(opt) == 460.0
+    assert greedy.cost_cny == pytest.approx(GREEDY_CNY, abs=1.0)
+    assert greedy.cost_cny >= opt.cost_cny
+    assert opt.greedy_cost_cny == pytest.approx(greedy.cost_cny)
+    assert [(m.after, m.cost_cny) for m in greedy.measures] == [("400 kVA", SWAP_400_CNY)]
+    d = next(a for a in greedy.assignments if a.demand == "d")
+    assert (d.connection, d.cable, d.length_m) == ("bus 2", CABLE_4X95, EAST_M * 1.3)
+    assert _new_violations(greedy, hand, cn) == set()
+
+
+# -- 4. years --------------------------------------------------------------------------------------
+def test_hand_instance_years(hand_plans):
+    opt, greedy = hand_plans
+    # the swap serves a (2027), b (2026) and d (2028): built in 2026
+    assert [m.year for m in opt.measures] == [2026]
+    assert opt.cost_by_year() == {"2025": 0.0, "2026": SWAP_500_CNY, "2027": 0.0, "2028": 1_000.0}
+    assert greedy.cost_by_year() == {
+        "2025": 0.0, "2026": SWAP_400_CNY, "2027": 0.0, "2028": pytest.approx(117_000.0, abs=1)
+    }  # fmt: skip
+
+
+# -- 2, 3, 4 on sz-futian --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def sz_plans(sz, cn):
+    out = {}
+    for seed in SEEDS:
+        text = synth_demand(sz, count=30, seed=seed, criteria=cn).to_csv()
+        frame = pd.read_csv(io.StringIO(text))
+        opt = make_plan(sz, frame, criteria=cn, time_limit_s=10)
+        greedy = make_plan(sz, frame, criteria=cn, method="greedy", time_limit_s=10)
+        out[seed] = (frame, opt, greedy)
+    return out
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_greedy_never_cheaper_than_optimal(sz_plans, seed):
+    _frame, opt, greedy = sz_plans[seed]
+    assert _kw(opt) == pytest.approx(_kw(greedy))
+    assert len(opt.assignments) + len(opt.unserved) == 30
+    assert greedy.cost_cny >= opt.cost_cny - 1e-6
+    assert opt.greedy_cost_cny == pytest.approx(greedy.cost_cny)
+    assert opt.optimal_cost_cny is not None and opt.cost_cny <= opt.optimal_cost_cny + 1e-6
+    assert greedy.optimal_cost_cny is None and greedy.method == "greedy"
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_every_plan_passes_the_reference_judge(sz_plans, sz, cn, seed):
+    _frame, opt, greedy = sz_plans[seed]
+    assert _new_violations(opt, sz, cn) == set()
+    assert _new_violations(greedy, sz, cn) == set()
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_measure_years_are_the_first_year_of_their_demands(sz_plans, seed):
+    frame, opt, greedy = sz_plans[seed]
+    year = dict(zip(frame["id"], frame["year"], strict=True))
+    for p in (opt, greedy):
+        assert p.measures
+        for m in p.measures:
+            assert m.demands, m
+            assert m.year == min(year[d] for d in m.demands), m
+        for a in p.assignments:
+            assert a.year == year[a.demand]
+        by_year = p.cost_by_year()
+        assert "none" not in by_year
+        assert set(by_year) <= {str(y) for y in set(year.values())}
+        assert sum(by_year.values()) == pytest.approx(p.cost_cny, abs=0.01 * len(by_year))
+        assert sum(by_year.values()) == pytest.approx(p.summary()["total_cost_cny"], abs=0.05)
+
+
+# -- 5. inputs the plan cannot serve, and bad inputs -------------------------------------------
+#: 5 km east: no LV bus within 150 m, no 10 kV bus within 3 km
+FAR_LON = LON0 + 5 * DLON * 1000 / EAST_M
+
+
+def test_demand_out_of_reach_is_unserved_with_a_reason(hand, cn):
+    frame = pd.DataFrame(
+        {"id": ["c", "far"], "kw": [100, 50], "bus": [2, None], "lon": [None, FAR_LON],
+         "lat": [None, LAT0]}
+    )  # fmt: skip
+    p = make_plan(hand, frame, criteria=cn, time_limit_s=5)
+    assert [a.demand for a in p.assignments] == ["c"] and p.cost_cny == 0.0
+    assert [u["demand"] for u in p.unserved] == ["far"]
+    reason = p.unserved[0]["reason"]
+    assert "no LV bus within the 150 m supply radius" in reason and "3000 m" in reason
+    assert p.summary()["demands_unserved"] == 1 and p.instance.stats["sites"] == 1
+
+
+def test_no_site_within_the_tie_limit_is_unserved(hand, cn, monkeypatch):
+    """600 m east: beyond every LV bus's radius, and with the tie limit patched to 500 m no
+    site can be tied to the 10 kV bus (600 m x 1.3 = 780 m of route)."""
+    monkeypatch.setattr(candidates, "MAX_TIE_M", 500.0)
+    frame = pd.DataFrame({"id": ["e"], "kw": [50], "lon": [LON0 + DLON * 600 / EAST_M],
+                          "lat": [LAT0]})  # fmt: skip
+    p = make_plan(hand, frame, criteria=cn, time_limit_s=5)
+    assert p.assignments == [] and p.measures == [] and p.cost_cny == 0.0
+    assert [u["demand"] for u in p.unserved] == ["e"] and "500 m" in p.unserved[0]["reason"]
+    monkeypatch.undo()
+    p = make_plan(hand, frame, criteria=cn, time_limit_s=5)  # 780 m < 3 km: a new substation
+    assert [m.kind for m in p.measures] == ["new_substation"] and p.unserved == []
+
+
+@pytest.fixture(scope="module")
+def hand_json(tmp_path_factory):
+    p = tmp_path_factory.mktemp("handnet") / "net.json"
+    pp.to_json(_two_transformers(), str(p))
+    return p
+
+
+def _cli(capsys, *args: str) -> tuple[int, str, list[str]]:
+    capsys.readouterr()
+    rc = main(["plan", *args])
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err.splitlines()
+
+
+BAD_CSVS = {
+    "unknown column": ("id,kw,bus,colour\na,10,1,red\n", "colour: unknown column"),
+    "negative kW": ("id,kw,bus\na,-5,1\n", "kw: must be more than 0 kW"),
+    "NaN coordinate": ("id,kw,lon,lat\na,10,nan,22.5\n", "lon: must be a finite number"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CSVS))
+def test_cli_bad_demand_csv(capsys, tmp_path, hand_json, case):
+    text, message = BAD_CSVS[case]
+    (tmp_path / "d.csv").write_text(text, encoding="utf-8")
+    out = tmp_path / "out"
+    rc, stdout, err = _cli(capsys, str(hand_json), "--demand", str(tmp_path / "d.csv"),
+                           "--out", str(out))  # fmt: skip
+    assert rc == 2 and stdout == "" and len(err) == 1, err
+    assert err[0].startswith("lvplan: error: ") and message in err[0]
+    assert not out.exists()
+
+
+def test_cli_bad_time_limit_and_catalogue(capsys, tmp_path, hand_json, hand_csv):
+    out = tmp_path / "out"
+    rc, _o, err = _cli(capsys, str(hand_json), "--demand", str(hand_csv), "--out", str(out),
+                       "--time-limit", "abc")  # fmt: skip
+    assert rc == 2 and err == ["lvplan: error: --time-limit must be a number, got 'abc'"]
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[[transformer_swap]]\nto_kva = 400\ncost_cny = -5\nsource = "x"\nstatus = "U"\n',
+        encoding="utf-8",
+    )
+    rc, _o, err = _cli(capsys, str(hand_json), "--demand", str(hand_csv), "--out", str(out),
+                       "--catalogue", str(bad))  # fmt: skip
+    assert rc == 2 and len(err) == 1
+    assert "transformer_swap[0]: cost_cny: must be a finite, non-negative number" in err[0]
+    assert not out.exists()
+
+
+def test_cli_out_of_reach_demand_is_listed_not_fatal(capsys, tmp_path, hand_json):
+    (tmp_path / "d.csv").write_text(f"id,kw,lon,lat\nfar,50,{FAR_LON},{LAT0}\n", encoding="utf-8")
+    out = tmp_path / "out"
+    rc, stdout, _err = _cli(capsys, str(hand_json), "--demand", str(tmp_path / "d.csv"),
+                            "--out", str(out), "--json")  # fmt: skip
+    assert rc == 0
+    s = json.loads(stdout)
+    assert (s["demands_served"], s["demands_unserved"], s["total_cost_cny"]) == (0, 1, 0.0)
+    unserved = pd.read_csv(out / "unserved.csv")
+    assert list(unserved.demand) == ["far"] and "supply radius" in unserved.reason[0]
+
+
+# -- 6. --json -------------------------------------------------------------------------------------
+def test_cli_json_summary(capsys, tmp_path, hand_json, hand_csv):
+    out = tmp_path / "out"
+    rc, stdout, _err = _cli(capsys, str(hand_json), "--demand", str(hand_csv), "--out", str(out),
+                            "--json", "--time-limit", "10")  # fmt: skip
+    assert rc == 0
+    s = json.loads(stdout)
+    assert s["total_cost_cny"] == OPTIMUM_CNY
+    assert s["solver"]["status"] == "optimal" and s["solver"]["gap"] == 0.0
+    assert s["ac_rounds"] == 2  # one AC check of the greedy plan, one of the optimum
+    assert s["greedy_cost_cny"] == pytest.approx(GREEDY_CNY, abs=0.01)
+    assert s["optimal_cost_cny"] == OPTIMUM_CNY
+    assert json.loads((out / "summary.json").read_text(encoding="utf-8")) == s
+    assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
+
+
+def test_python_api_rejects_bad_options(hand, hand_csv):
+    with pytest.raises(InputError, match="--time-limit must be a positive number"):
+        make_plan(hand, hand_csv, time_limit_s=math.nan)
+    with pytest.raises(InputError, match="--budget must be a non-negative number"):
+        make_plan(hand, hand_csv, budget_cny=-1.0)
+    assert lvplan.load_criteria("cn").trafo_max_loading_percent == 100.0  # the hand sums' limit
+
+
+# -- --budget 0 ------------------------------------------------------------------------------------
+def test_budget_zero_on_the_hand_instance(hand, hand_csv, cn):
+    """Nothing can be built: T1 as it is carries one of a, b (150 <= 159.0 kW), T2 carries c;
+    d needs a service cable (1,000 CNY). The most kW for 0 CNY: 250 kW, two left unserved."""
+    p = make_plan(hand, hand_csv, criteria=cn, budget_cny=0.0, time_limit_s=10)
+    assert p.cost_cny == 0.0 and p.measures == [] and p.method == "budget"
+    assert _kw(p) == 250.0
+    assert all(a.cable_cost_cny == 0.0 for a in p.assignments)
+    assert sorted(u["demand"] for u in p.unserved)[-1] == "d" and len(p.unserved) == 2
+    s = p.summary()
+    assert (s["total_cost_cny"], s["measures"], s["demands_served"]) == (0.0, 0, 2)
+    assert _new_violations(p, hand, cn) == set()
+
+
+def test_budget_zero_on_sz_futian_builds_nothing(sz_plans, sz, cn):
+    """Every synthetic demand is located by lon/lat, so each needs a service cable: with no
+    money nothing is served and nothing is built. (sz-futian has a line and a transformer over
+    their limit in the linear model at the base: the budget model used to insist on
+    reinforcing them even unloaded, found itself infeasible, and the greedy plan of
+    10.75 M CNY was returned as the "budget" plan.)"""
+    frame, _opt, _greedy = sz_plans[1]
+    p = make_plan(sz, frame, criteria=cn, budget_cny=0.0, time_limit_s=10)
+    assert p.method == "budget" and p.status == "optimal"
+    assert p.cost_cny == 0.0 and p.measures == [] and p.assignments == []
+    assert len(p.unserved) == 30 and p.summary()["total_cost_cny"] == 0.0
+    assert _new_violations(p, sz, cn) == set()
+
+
+def test_budget_is_never_exceeded_on_sz_futian(sz_plans, sz, cn):
+    frame, opt, _greedy = sz_plans[1]
+    budget = 0.5 * opt.cost_cny
+    p = make_plan(sz, frame, criteria=cn, budget_cny=budget, time_limit_s=10)
+    assert 0.0 < p.cost_cny <= budget
+    assert 0.0 < _kw(p) < _kw(opt)
+    assert _new_violations(p, sz, cn) == set()
