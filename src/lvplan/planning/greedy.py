@@ -242,21 +242,25 @@ class Greedy:
             o.area, st.line_load, st.trafo_load[ag.trafo], st.built, None
         )[0]
 
-    def run(self, order: list[int]) -> Solution:
+    def run(self, order: list[int], budget_cny: float | None = None) -> Solution:
+        """The greedy plan; with a budget, a demand whose cheapest fit costs more than what is
+        left of it is passed over."""
         inst = self.g.inst
         by_demand: dict[int, list[int]] = {}
         for k, o in enumerate(inst.options):
             by_demand.setdefault(o.demand, []).append(k)
         chosen: list[int] = []
+        left = math.inf if budget_cny is None else float(budget_cny)
         for i in order:
             best: tuple[int, int, dict[int, int]] | None = None
             for k in by_demand.get(i, []):
                 r = self._try(k)
-                if r is not None and (best is None or r[0] < best[0]):
+                if r is not None and r[0] <= left and (best is None or r[0] < best[0]):
                     best = (r[0], k, r[1])
             if best is not None:
                 self._commit(best[1], best[2])
                 chosen.append(best[1])
+                left -= best[0]
         ups = sorted(self.st.built.values())
         sites = sorted(self.st.sites)
         cost = sum(inst.upgrades[u].cost_cny for u in ups)

@@ -246,6 +246,9 @@ class PlanModel:
         solver.parameters.max_time_in_seconds = max(0.05, float(time_limit_s))
         solver.parameters.num_workers = max(1, int(workers))
         solver.parameters.relative_gap_limit = gap
+        # the LP relaxation of the enforced (only_enforce_if) constraints too: on the district
+        # the proven gap went from 95 % to 40 % in the same time
+        solver.parameters.linearization_level = 2
         status = solver.solve(self.m)
         return solver, status
 
@@ -270,7 +273,7 @@ class PlanModel:
             hinted = self._hinted_served()
             if hinted is None or hinted < everyone:  # stage 1: the most kW served
                 self.m.maximize(self.served_units)
-                solver, status = self._run(0.3 * time_limit_s, workers, 0.0)
+                solver, status = self._run(0.25 * time_limit_s, workers, 0.0)
                 if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
                     return self._failed(solver, status, t0)
                 self.served_proven = status == cp_model.OPTIMAL

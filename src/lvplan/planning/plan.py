@@ -246,7 +246,7 @@ def plan(
         )
 
     def greedy() -> Solution:
-        return Greedy(LinearGrid(inst, mv, cuts)).run(order)
+        return Greedy(LinearGrid(inst, mv, cuts)).run(order, budget_cny)
 
     g_sol, g_ev, g_rounds = verified(greedy, "greedy")
     _greedy_rounds = [g_rounds]
@@ -270,6 +270,10 @@ def plan(
         try:
             o_sol, o_ev, _o_rounds = verified(optimal, "optimal")
         except InputError as exc:  # no verified optimum: the verified greedy plan stands
+            if budget_cny is not None and g_sol.cost_cny > budget_cny:
+                raise InputError(
+                    f"--budget: no AC-verified plan within {budget_cny:,.0f} CNY was found ({exc})"
+                ) from None
             say(f"{exc}; the verified greedy plan is returned")
             o_sol = None
         if o_sol is not None:
