@@ -63,10 +63,14 @@ def main() -> None:
         f"served             {s['demands_served']} of {s['demands']} "
         f"({s['design_kw_served']:,.0f} kW); unserved {s['demands_unserved']}"
     )
-    print(f"greedy             {g:,.0f} CNY")
-    print(f"optimal            {'n/a' if o is None else f'{o:,.0f} CNY'}")
-    if g and o:
-        print(f"saving             {100 * (1 - o / g):.1f} % below greedy")
+    gk, ok = s["greedy_design_kw_served"], s["design_kw_served"]
+    print(f"greedy             {g:,.0f} CNY for {gk:,.0f} kW ({g / max(gk, 1):,.0f} CNY/kW)")
+    if o is not None:
+        print(f"optimal            {o:,.0f} CNY for {ok:,.0f} kW ({o / max(ok, 1):,.0f} CNY/kW)")
+    if g and o and abs(gk - ok) < 0.05:
+        print(f"saving             {100 * (1 - o / g):.1f} % below greedy (same demands served)")
+    elif g and o:
+        print("saving             not comparable: the optimum serves other demands (more kW first)")
     print(f"solver             {s['solver']}")
     print(f"AC rounds          {s['ac_rounds']}")
     print(f"wall               {wall:.1f} s")

@@ -97,6 +97,7 @@ class Plan:
     ac_rounds: int
     runtime_s: float
     greedy_cost_cny: float | None
+    greedy_served_kw: float | None
     optimal_cost_cny: float | None
     solution: Solution = field(repr=False)
     instance: Instance = field(repr=False)
@@ -158,6 +159,7 @@ class Plan:
             "ac_rounds": self.ac_rounds,
             "runtime_s": round(self.runtime_s, 2),
             "greedy_cost_cny": _r(self.greedy_cost_cny),
+            "greedy_design_kw_served": _r(self.greedy_served_kw, 1),
             "optimal_cost_cny": _r(self.optimal_cost_cny),
             "candidates": dict(self.instance.stats, pruned_by_cap=self.instance.pruned_by_cap),
             "rounds": [r.__dict__ for r in self.history],
@@ -291,6 +293,7 @@ def plan(
     result.ac_rounds = sum(1 for h in history)
     result.runtime_s = time.perf_counter() - t0
     result.greedy_cost_cny = g_sol.cost_cny
+    result.greedy_served_kw = _served_kw(inst, g_sol)
     result.optimal_cost_cny = opt_cost
     result.history = history
     result.discount_rate = discount_rate
@@ -438,6 +441,7 @@ def _result(network: Network, inst: Instance, sol: Solution, ev, method: str) ->
         ac_rounds=0,
         runtime_s=0.0,
         greedy_cost_cny=None,
+        greedy_served_kw=None,
         optimal_cost_cny=None,
         solution=sol,
         instance=inst,
