@@ -7,6 +7,8 @@ given net is never mutated) and a :class:`ChangeMap` saying which rows are new o
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from dataclasses import dataclass, field
 
 import pandapower as pp
@@ -241,14 +243,17 @@ def materialise(net, plan: Plan):
     }
     _writable(out, net, {t for t, hit in touched.items() if hit})
     made: list[tuple[int, int]] = []
-    for i, kw in plan.buses.items():
-        made.append((pp.create_bus(out, index=i, **kw), i))
-    for i, kw in plan.lines.items():
-        a, b = kw["from_bus"], kw["to_bus"]
-        rest = {k: v for k, v in kw.items() if k not in ("from_bus", "to_bus", "length_km")}
-        made.append(
-            (pp.create_line_from_parameters(out, a, b, kw["length_km"], index=i, **rest), i)
-        )
+    # buses, lines and loads in bulk (one pandapower call per set of fields: a plan of hundreds
+    # of connections took 2.1 s one element at a time), each in the order the plan made them
+    for ids, cols in _groups(plan.buses):
+        geo = cols.pop("geodata", None)
+        vn = cols.pop("vn_kv")
+        new = pp.create_buses(out, len(ids), vn, index=ids, geodata=geo, **cols)
+        made += list(zip(new, ids, strict=True))
+    for ids, cols in _groups(plan.lines):
+        a, b, km = cols.pop("from_bus"), cols.pop("to_bus"), cols.pop("length_km")
+        new = pp.create_lines_from_parameters(out, a, b, km, index=ids, **cols)
+        made += list(zip(new, ids, strict=True))
     for i, kw in plan.trafos.items():
         rest = {k: v for k, v in kw.items() if k not in ("hv_bus", "lv_bus")}
         made.append(
@@ -259,9 +264,13 @@ def materialise(net, plan: Plan):
                 i,
             )
         )
-    for i, kw in plan.loads.items():
-        made.append((pp.create_load(out, index=i, **kw), i))
+    for ids, cols in _groups(plan.loads):
+        new = pp.create_loads(out, cols.pop("bus"), cols.pop("p_mw"), index=ids, **cols)
+        made += list(zip(new, ids, strict=True))
     assert all(int(a) == b for a, b in made), "a new element got another index"
+    for table in ("bus", "line", "load"):  # the bulk calls may widen a column's type
+        if touched[table]:
+            _keep_dtypes(out[table], table)
     for ln, upd in plan.line_updates.items():
         for k, v in upd.items():
             out.line.at[ln, k] = v
@@ -271,6 +280,38 @@ def materialise(net, plan: Plan):
     for sw, closed in plan.switch_updates.items():
         out.switch.at[sw, "closed"] = closed
     return out
+
+
+def _groups(items: dict[int, dict]) -> list[tuple[list[int], dict[str, list]]]:
+    """The new elements grouped by the fields they set, in order: (indices, field -> values)."""
+    groups: dict[tuple[str, ...], tuple[list[int], dict[str, list]]] = {}
+    for i, kw in items.items():
+        key = tuple(sorted(kw))
+        ids, cols = groups.setdefault(key, ([], {k: [] for k in key}))
+        ids.append(i)
+        for k, v in kw.items():
+            cols[k].append(v)
+    return list(groups.values())
+
+
+def _keep_dtypes(new, table: str) -> None:
+    """Give the changed table's columns pandapower's own types, in place: the bulk calls leave
+    an optional value they were not given as None in an object column, where one call at a
+    time leaves NaN in a float column."""
+    schema = _schema(table)
+    for c in new.columns:
+        if new[c].dtype.kind != "O":
+            continue
+        if c in schema and schema[c].kind != "O":
+            with contextlib.suppress(TypeError, ValueError):
+                new[c] = new[c].astype(schema[c])
+        elif c not in schema and new[c].isna().all():  # an optional column nobody set
+            new[c] = new[c].astype(float)
+
+
+@functools.cache
+def _schema(table: str) -> dict:
+    return dict(pp.create_empty_network()[table].dtypes)
 
 
 def _container(net):
