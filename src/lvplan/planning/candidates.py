@@ -154,7 +154,11 @@ def build_instance(
     cables = cable_types()
 
     def service(d: Demand, route_m: float) -> tuple[str, float, float, float, float]:
-        c = choose_service_cable(d.design_kw, d.design_kw * tan, route_m)
+        # sized for the current at the lowest voltage the profile allows at the terminal (the
+        # plan keeps it there), not at 380 V: a cable sized at 380 V runs a few % over
+        c = choose_service_cable(
+            d.design_kw, d.design_kw * tan, route_m, vn_kv=crit.lv_min_voltage_v / 1000.0
+        )
         cost = measures.service_cable_cost_cny(c.type_name, max(route_m, 1.0))
         km = route_m / 1000.0
         return c.type_name, cost, c.r_ohm_per_km * km, c.x_ohm_per_km * km, c.max_i_ka
