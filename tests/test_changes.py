@@ -442,3 +442,45 @@ def test_the_same_element_changed_twice_counts_once(sz, cn):
         pp_replace_transformer(n, 2, 1250)
 
     _compare(sz, ch, edit, cn)
+
+
+def test_cables_from_a_new_board_to_new_buses_agree_with_pandapower(grid, cn):
+    """Three new units, each on its off-load tap, with new cables from their LV boards to new
+    customer buses and a load at each: what a reinforcement plan builds. The new buses must
+    start from the board that feeds them (its 150° shift), or the load flow diverges; a cable
+    from a board that does not exist yet must take the board's voltage."""
+    _t, _ln, _far, _near, mv = _pick(grid)
+    ch = Changes()
+    for k, tap in enumerate((1, 0, -1)):
+        ch = ch.new_substation(
+            0.001 * k, 0.0, mv_bus=mv, tie_length_m=500.0 + 100 * k, rated_kva=630,
+            name=f"S{k}", tap_pos=tap,
+        )  # fmt: skip
+    for k in range(3):
+        ch = ch.new_lv_cable(
+            f"S{k} LV board", LV_CABLE, lon=0.001 * k, lat=0.001, length_m=120.0,
+            name=f"D{k} terminal",
+        )  # fmt: skip
+        ch = ch.add_load(f"D{k} terminal", 80.0, 38.7, name=f"D{k}")
+
+    def edit(n):  # in the order the changes make them: the units, then the cables
+        boards = []
+        for k, tap in enumerate((1, 0, -1)):
+            boards.append(pp_new_substation(n, mv, 500.0 + 100 * k, 630))
+            t = n.trafo.index[-1]
+            for col, v in (
+                ("tap_side", "hv"), ("tap_neutral", 0), ("tap_min", -2), ("tap_max", 2),
+                ("tap_step_percent", 2.5), ("tap_step_degree", 0.0), ("tap_pos", tap),
+                ("tap_changer_type", "Ratio"),
+            ):  # fmt: skip
+                n.trafo.at[t, col] = v
+        for lv in boards:
+            end = pp.create_bus(n, 0.4)
+            pp_new_cable(n, lv, end, 120.0, LV_CABLE)
+            pp.create_load(n, end, p_mw=0.08, q_mvar=0.0387)
+
+    _compare(grid, ch, edit, cn)
+    ev = evaluate(grid, ch, cn)
+    names = list(ev.net.bus.name)
+    vm = [float(ev.state.vm_pu[names.index(f"S{k} LV board")]) for k in range(3)]
+    assert vm[0] < vm[1] < vm[2]  # a higher tap position: a lower LV voltage
