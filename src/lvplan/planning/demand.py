@@ -47,6 +47,9 @@ COLUMNS = ("id", "kw", "category", "bus", "lon", "lat", "year", "area_class")
 MAX_KW = 100_000.0
 YEAR_MIN, YEAR_MAX = 2000, 2100
 FRAME_NAME = "<DataFrame>"
+#: A demand CSV larger than this is refused unread (a million rows is about 40 MB): a device or
+#: a stream without end (``--demand /dev/zero``) would otherwise be read until memory ran out.
+MAX_BYTES = 256 * 1024 * 1024
 _INT_TEXT = re.compile(r"[+-]?[0-9]{1,18}")
 
 
@@ -161,9 +164,12 @@ def _csv_rows(p: Path) -> tuple[list[str], Iterable[tuple[int, Mapping[str, Any]
     if p.is_dir():
         raise InputError(f"{p}: is a folder, not a demand CSV file")
     try:
-        data = p.read_bytes()
+        with p.open("rb") as f:
+            data = f.read(MAX_BYTES + 1)
     except OSError as exc:
         raise InputError(f"{p}: {exc.strerror or exc}") from None
+    if len(data) > MAX_BYTES:
+        raise InputError(f"{p}: larger than {MAX_BYTES // 2**20} MB: not a demand CSV file")
     if b"\x00" in data:
         raise InputError(f"{p}: not a CSV file (binary content)")
     try:

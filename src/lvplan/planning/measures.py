@@ -200,11 +200,19 @@ def load_measures(path: str | Path | None = None) -> Measures:
     return _build(base, source, cables)
 
 
+#: a measures catalogue is a few kB; a device or endless stream is refused, not read to the end
+_MAX_TOML_BYTES = 16 * 1024 * 1024
+
+
 def _read_toml(p: Path) -> dict[str, Any]:
     if p.is_dir():
         raise InputError(f"{p}: is a folder, not a measures TOML file")
     try:
-        text = p.read_bytes().decode("utf-8")
+        with p.open("rb") as f:
+            data = f.read(_MAX_TOML_BYTES + 1)
+        if len(data) > _MAX_TOML_BYTES:
+            raise InputError(f"{p}: larger than {_MAX_TOML_BYTES // 2**20} MB: not a measures file")
+        text = data.decode("utf-8")
     except OSError as exc:
         raise InputError(f"{p}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:

@@ -200,6 +200,13 @@ class PlanModel:
         self.served_units = sum(
             load_units(inst.demands[i].design_kw) * s for i, s in self.served.items()
         )
+        #: the cost of building every option at once: a budget above it does not bind (and a
+        #: huge one, e.g. 1e30, would overflow CP-SAT's 64-bit coefficients)
+        self.max_cost = (
+            sum(grid.up_cost[u] for u in self.y)
+            + sum(grid.sites[s].cost for s in self.z)
+            + sum(ot[k].cost for k in opts)
+        )
         self.budget_cny = budget_cny
 
     def _failed(self, solver, status, t0: float) -> Solution:
@@ -267,8 +274,9 @@ class PlanModel:
         t0 = time.perf_counter()
         self.served_proven = True
         if self.budget_cny is not None:
-            self.m.add(self.cost <= math.floor(self.budget_cny))
-            self.m.maximize(self.served_units * (math.floor(self.budget_cny) + 1) - self.cost)
+            cap = int(min(math.floor(self.budget_cny), self.max_cost))
+            self.m.add(self.cost <= cap)
+            self.m.maximize(self.served_units * (cap + 1) - self.cost)
             solver, status = self._run(time_limit_s, workers, gap)
         else:
             everyone = sum(load_units(self.inst.demands[i].design_kw) for i in self.served)

@@ -1,0 +1,72 @@
+"""``lvplan plan`` attacked like a careless user or an attacker would: each case here once broke
+the contract (bad input: one stderr line, exit 2, no traceback, no output folder; odd but valid
+input: a sensible plan).
+
+Cases tried that already held (not repeated here; see test_plan.py / test_planning_inputs.py):
+unicode, emoji, 64- and 500-character, formula-like and duplicate ids; BOM + CRLF; an empty file,
+a header alone; one demand; 0.001, 200 and 201 kW (HV supply, unserved); a 10 kV bus by name and
+by index; lon/lat on a bus, two demands at one point; years 1999, 2101, 2027.5; ``--out`` a file
+or a path inside a file; ``--time-limit`` 0.001 and 1e9; ``--budget`` -1, nan, 0; ``--workers``
+0 and 1000; ``--discount-rate`` 1, -0.1, nan; a catalogue that is a folder, missing or not TOML;
+a demand file that is a folder, binary or not UTF-8; 2000 rows at one bus (about 5 s).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lvplan.cli import main
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def _csv(tmp_path, text: str):
+    p = tmp_path / "demand.csv"
+    p.write_text(text, encoding="utf-8", newline="")
+    return p
+
+
+def _bad(capsys, argv: list[str], out) -> str:
+    """Runs ``lvplan plan``; asserts the bad-input contract; returns the one stderr line."""
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
+    return err
+
+
+@pytest.mark.parametrize("budget", ["1e30", "1e17"])
+def test_huge_budget_is_no_limit(tmp_path, capsys, budget):
+    """A budget beyond any plan's cost once overflowed CP-SAT's 64-bit coefficients (a
+    TypeError traceback, exit 1); it must simply not bind."""
+    demand = _csv(tmp_path, "id,kw,bus\na,120,6\n")
+    out = tmp_path / "out"
+    argv = ["plan", "sz-futian", "--demand", str(demand), "--out", str(out), "--json"]
+    rc = main([*argv, "--budget", budget])
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    assert "Traceback" not in cap.err
+    s = json.loads(cap.out)
+    assert s["method"] == "budget"
+    assert s["demands_served"] == 1
+    assert s["total_cost_cny"] > 0  # 120 kW at bus 6 needs measures: the budget did not bind
+
+
+def test_endless_demand_stream_refused(tmp_path, capsys):
+    """``--demand /dev/zero`` was read until memory ran out (MemoryError traceback)."""
+    out = tmp_path / "out"
+    err = _bad(capsys, ["plan", "sz-futian", "--demand", "/dev/zero", "--out", str(out)], out)
+    assert "/dev/zero" in err and "MB" in err
+
+
+def test_endless_catalogue_stream_refused(tmp_path, capsys):
+    """``--catalogue /dev/zero`` likewise."""
+    demand = _csv(tmp_path, "id,kw,bus\na,50,6\n")
+    out = tmp_path / "out"
+    argv = ["plan", "sz-futian", "--demand", str(demand), "--out", str(out)]
+    err = _bad(capsys, [*argv, "--catalogue", "/dev/zero"], out)
+    assert "/dev/zero" in err and "MB" in err
