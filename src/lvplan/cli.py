@@ -422,6 +422,11 @@ def _plan(args: argparse.Namespace, crit) -> int:
     out = Path(args.out or f"plan-{net.name}")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
+    base = out  # the nearest existing folder up the path: checked before the plan runs
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
+        raise InputError(f"--out {out}: cannot write there ({base} is not a writable folder)")
 
     def say(msg: str) -> None:
         print(f"lvplan plan: {msg}", file=sys.stderr, flush=True)
