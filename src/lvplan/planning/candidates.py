@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lvplan.changes.resolve import no_load_tap, tap_ratio
+from lvplan.changes.spec import MAX_TIE_LENGTH_M
 from lvplan.criteria import Criteria
 from lvplan.decision import choose_service_cable
 from lvplan.locate import bus_lonlat, distance_m
@@ -39,8 +40,8 @@ from lvplan.planning.measures import MeasureKind, Measures
 
 MAX_PER_AREA = 3
 MAX_OPTIONS = 8
-#: A new tie longer than this (m of route) is not offered (the changes' own reach).
-MAX_TIE_M = 3000.0
+#: A new tie longer than this (m of route) is not offered: the reach ``new_substation`` accepts.
+MAX_TIE_M = MAX_TIE_LENGTH_M
 
 
 @dataclass(frozen=True)
@@ -550,7 +551,7 @@ def prune_upgrades(inst: Instance, mv) -> int:
         r, x = inst.trafo_z[t]
         d_t = (r + x * tan) * p_trafo.get(t, 0.0) / (sn * vpu)
         d_mv = float(mv.pu_per_kw[mv_idx[("area", a)]] @ p_src)
-        for line in {ln for b in tree.parent for ln in (tree.parent[b][0],)}:
+        for line in {tree.parent[b][0] for b in tree.parent}:
             if line not in inst.line_data or line not in p_line:
                 continue
             _r, _x, imax, base, vn = inst.line_data[line]

@@ -443,8 +443,6 @@ def _demands(
     served demand to where it connects (all, or only those in ``lines_for``)."""
     import folium
 
-    from lvplan.io.leaflet import popup
-
     drawn = []
     for a in plan.assignments:
         p = at.demand.get(a.demand)
@@ -460,39 +458,48 @@ def _demands(
             continue
         year = "—" if a.year is None else a.year
         how = f"{a.cable}, {a.length_m:g} m, {_cny(a.cable_cost_cny)}" if a.cable else "at the bus"
-        cm = folium.CircleMarker(
-            location=list(p),
-            radius=5,
-            color=COLOURS["served"],
-            fill=True,
-            fill_opacity=0.9,
-            weight=1,
-            tooltip=_e(f"{a.demand}: {a.design_kw:g} kW → {a.connection}"),
-        ).add_to(served)
-        popup(
+        _demand_marker(
+            served,
+            p,
+            "served",
+            f"{a.demand}: {a.design_kw:g} kW → {a.connection}",
             f"<b>{_e(a.demand)}</b> {a.design_kw:g} kW design, year {_e(year)}"
-            f"<br>connected at {_e(a.connection)} ({_e(a.transformer)})<br>{_e(how)}"
-        ).add_to(cm)
+            f"<br>connected at {_e(a.connection)} ({_e(a.transformer)})<br>{_e(how)}",
+        )
         drawn.append(p)
     for u in plan.unserved:
         p = at.demand.get(str(u["demand"]))
         if p is None:
             continue
-        cm = folium.CircleMarker(
-            location=list(p),
-            radius=6,
-            color=COLOURS["unserved"],
-            fill=True,
-            fill_opacity=0.9,
-            weight=2,
-            tooltip=_e(f"{u['demand']}: {u['design_kw']:g} kW not served"),
-        ).add_to(unserved)
-        popup(
+        _demand_marker(
+            unserved,
+            p,
+            "unserved",
+            f"{u['demand']}: {u['design_kw']:g} kW not served",
             f"<b>{_e(u['demand'])}</b> {u['design_kw']:g} kW design: <b>not served</b>"
-            f"<br>why: {_e(u['reason'])}"
-        ).add_to(cm)
+            f"<br>why: {_e(u['reason'])}",
+        )
         drawn.append(p)
     return drawn
+
+
+def _demand_marker(group, p, kind: str, tooltip: str, popup_html: str) -> None:
+    """One demand's circle (``kind``: served, or unserved drawn larger and bolder)."""
+    import folium
+
+    from lvplan.io.leaflet import popup
+
+    big = kind == "unserved"
+    cm = folium.CircleMarker(
+        location=list(p),
+        radius=6 if big else 5,
+        color=COLOURS[kind],
+        fill=True,
+        fill_opacity=0.9,
+        weight=2 if big else 1,
+        tooltip=_e(tooltip),
+    ).add_to(group)
+    popup(popup_html).add_to(cm)
 
 
 _CSS = ".leaflet-control-layers{font:12px/1.4 sans-serif}"

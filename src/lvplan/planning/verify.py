@@ -142,7 +142,6 @@ def tighten(
     for k in sol.chosen:
         by_terminal[terminal_name(inst.demands[inst.options[k].demand].id)] = k
     site_by_name = {s.name: s.id for s in inst.sites}
-    orig_line: dict[int, int] = {}  # a parallel cable's new line -> the line it doubles
     notes: list[str] = []
     generic: list[Broken] = []
     for b in broken:
@@ -165,7 +164,7 @@ def tighten(
                 continue
             generic.append(b)
         elif comp == "line":
-            line = orig_line.get(idx, idx)
+            line = idx
             if line not in inst.line_data and idx in pp.line.index:
                 # a new line: a parallel cable (same buses as an upgraded line) or a service cable
                 fb, tb = int(pp.line.at[idx, "from_bus"]), int(pp.line.at[idx, "to_bus"])
