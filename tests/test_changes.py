@@ -484,3 +484,45 @@ def test_cables_from_a_new_board_to_new_buses_agree_with_pandapower(grid, cn):
     names = list(ev.net.bus.name)
     vm = [float(ev.state.vm_pu[names.index(f"S{k} LV board")]) for k in range(3)]
     assert vm[0] < vm[1] < vm[2]  # a higher tap position: a lower LV voltage
+
+
+def test_a_large_change_set_goes_to_newton_and_agrees(urban, cn, monkeypatch):
+    """Above COMPENSATION_MAX_STAMPS branch stamps (a plan's hundreds of measures) evaluate
+    skips the low-rank update, dense in the buses touched, for Newton-Raphson on the changed
+    admittance matrix: the same state as pandapower for 120 cable replacements (240 stamps)."""
+    from lvplan import evaluate as ev_mod
+
+    net = urban.pp
+    lv_lines = [int(i) for i in net.line.index[net.bus.vn_kv.loc[net.line.from_bus].to_numpy() < 1]]
+    lines = lv_lines[:120]
+    assert 2 * len(lines) > ev_mod.COMPENSATION_MAX_STAMPS
+    ch = Changes()
+    for ln in lines:
+        ch = ch.replace_line(ln, LV_CABLE)
+
+    def edit(n):
+        for ln in lines:
+            pp_replace_line(n, ln, LV_CABLE)
+
+    def no_compensation(*_a, **_k):
+        raise AssertionError("the low-rank update was tried")
+
+    monkeypatch.setattr(ev_mod, "Compensation", no_compensation)
+    _compare(urban, ch, edit, cn)
+
+
+@pytest.mark.parametrize("name", ["sz-futian", "simbench-urban"])
+def test_voltage_drop_by_transposed_solves_equals_margin_sensitivity(name, cn, sz, urban):
+    """The optimiser's 10 kV response (a few observed buses, many loading buses, one
+    transposed solve per observed bus) is the voltage block of margin_sensitivity."""
+    from lvplan.powerflow.sensitivity import margin_sensitivity, voltage_drop_per_kw
+
+    network = sz if name == "sz-futian" else urban
+    bus = network.pp.bus
+    lv = [int(b) for b in bus.index[(bus.vn_kv < 1) & network.live.bus][::7][:40]]
+    mv = [int(b) for b in bus.index[(bus.vn_kv > 1) & network.live.bus][:25]]
+    want = -margin_sensitivity(network, cn, lv)[:, [network.bus_row(b) for b in mv]]
+    got = voltage_drop_per_kw(network, mv, lv, cn.new_customer_pf)
+    assert got.shape == (len(lv), len(mv))
+    assert np.abs(want).max() > 1e-7  # the loads do move the 10 kV voltages
+    assert np.abs(got - want).max() <= 1e-9 * np.abs(want).max()

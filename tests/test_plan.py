@@ -370,3 +370,43 @@ def test_budget_is_never_exceeded_on_sz_futian(sz_plans, sz, cn):
     assert 0.0 < p.cost_cny <= budget
     assert 0.0 < _kw(p) < _kw(opt)
     assert _new_violations(p, sz, cn) == set()
+
+
+def test_an_ac_cut_with_relief_is_lifted_by_reinforcing(hand, hand_csv, cn):
+    """The AC check can find an element overloaded by the voltage the new load lowers, not by
+    the new load's own path (line 461 of a synthetic city at 99.9 % in the base): its cut on
+    the options holds only until one of the element's upgrades is built. Here every option of
+    c (100 kW at T2's bus, which fits as it is) breaks such a cut lifted by upgrading T2: the
+    greedy and the optimum both serve c and build T2's cheapest upgrade; with no relief, c
+    stays unserved by both."""
+    from lvplan.planning.candidates import build_instance
+    from lvplan.planning.demand import read_demand
+    from lvplan.planning.greedy import Greedy
+    from lvplan.planning.linear import Cuts, LinearGrid, mv_response
+    from lvplan.planning.measures import load_measures
+    from lvplan.planning.model import PlanModel
+
+    ds = read_demand(hand_csv, hand, cn)
+    inst = build_instance(hand, ds.demands, cn, load_measures())
+    mv = mv_response(hand, inst)
+    c = [d.id for d in inst.demands].index("c")
+    c_opts = {k: 1.0 for k, o in enumerate(inst.options) if o.demand == c}
+    t2 = tuple(
+        u
+        for u, up in enumerate(inst.upgrades)
+        if up.element == 1 and "transformer" in up.kind.value
+    )
+    cheapest = min(t2, key=lambda u: inst.upgrades[u].cost_cny)
+    order = [2, 1, 0, 3]
+    for relief in (t2, ()):
+        cuts = Cuts()
+        cuts.add_linear(c_opts, -1e-3, "the loading of trafo 1 (test)", relief)
+        g = Greedy(LinearGrid(inst, mv, cuts)).run(order)
+        mdl = PlanModel(LinearGrid(inst, mv, cuts))
+        mdl.hint(g)
+        o = mdl.solve(time_limit_s=10, workers=1)
+        assert o.status == "optimal"
+        for sol in (g, o):
+            assert sol.served[c] == bool(relief)
+            assert bool(set(sol.upgrades) & set(t2)) == bool(relief)
+        assert (cheapest in g.upgrades) == bool(relief)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -130,11 +131,77 @@ class Instance:
     pf: float
     criteria: Criteria
     stats: dict[str, int] = field(default_factory=dict)
+    measures: Measures | None = None
+
+    def line_upgrades(self, network: Network, line: int) -> list[int]:
+        """The upgrades of an LV line of a candidate area (indices into ``upgrades``), made
+        now when the line had none: one no connection loads by its path, which the AC check
+        found overloaded all the same."""
+        have = [
+            u
+            for u, up in enumerate(self.upgrades)
+            if up.element == line and not up.kind.value.startswith("transformer")
+        ]
+        if have or line not in self.line_data or self.measures is None:
+            return have
+        new = line_upgrades(network.pp, line, self.line_data[line], self.measures, cable_types())
+        self.upgrades.extend(new)
+        return list(range(len(self.upgrades) - len(new), len(self.upgrades)))
 
 
 def _trafo_z(vk_percent: float, vkr_percent: float) -> tuple[float, float]:
     r = vkr_percent / 100.0
     return r, math.sqrt(max((vk_percent / 100.0) ** 2 - r * r, 0.0))
+
+
+def line_upgrades(
+    net: Any,
+    line: int,
+    data: tuple[float, float, float, float, float],
+    measures: Measures,
+    cables: dict[str, Any],
+) -> list[Upgrade]:
+    """Every catalogue measure for one LV line: each larger cable in its place, and each cable
+    laid beside it (its capacity the current at which the first of the two reaches its
+    rating, the current dividing by admittance)."""
+    r_o, x_o, imax, _base, _vn = data
+    km = float(net.line.at[line, "length_km"])
+    out = []
+    for c in measures.cable_measure(MeasureKind.LV_CABLE_REPLACE).cables:
+        ct = cables[c]
+        if ct.max_i_ka > imax * 1.001:
+            out.append(
+                Upgrade(
+                    MeasureKind.LV_CABLE_REPLACE,
+                    line,
+                    measures.cable_cost_cny(MeasureKind.LV_CABLE_REPLACE, c, km),
+                    cable=c,
+                    capacity=ct.max_i_ka,
+                    r=ct.r_ohm_per_km * km,
+                    x=ct.x_ohm_per_km * km,
+                )
+            )
+    for c in measures.cable_measure(MeasureKind.LV_CABLE_PARALLEL).cables:
+        ct = cables[c]
+        z1 = complex(r_o, x_o)
+        z2 = complex(ct.r_ohm_per_km * km, ct.x_ohm_per_km * km)
+        if abs(z1) == 0 or abs(z2) == 0:
+            continue
+        zp = z1 * z2 / (z1 + z2)
+        s1, s2 = abs(zp / z1), abs(zp / z2)
+        cap = min(imax / s1, ct.max_i_ka / s2)
+        out.append(
+            Upgrade(
+                MeasureKind.LV_CABLE_PARALLEL,
+                line,
+                measures.cable_cost_cny(MeasureKind.LV_CABLE_PARALLEL, c, km),
+                cable=c,
+                capacity=cap,
+                r=zp.real,
+                x=zp.imag,
+            )
+        )
+    return out
 
 
 def build_instance(
@@ -338,43 +405,7 @@ def build_instance(
                 tree.vn_kv,
             )
     for line in sorted(used_lines):
-        r_o, x_o, imax, _base, _vn = line_data[line]
-        km = float(net.line.at[line, "length_km"])
-        for c in measures.cable_measure(MeasureKind.LV_CABLE_REPLACE).cables:
-            ct = cables[c]
-            if ct.max_i_ka > imax * 1.001:
-                upgrades.append(
-                    Upgrade(
-                        MeasureKind.LV_CABLE_REPLACE,
-                        line,
-                        measures.cable_cost_cny(MeasureKind.LV_CABLE_REPLACE, c, km),
-                        cable=c,
-                        capacity=ct.max_i_ka,
-                        r=ct.r_ohm_per_km * km,
-                        x=ct.x_ohm_per_km * km,
-                    )
-                )
-        for c in measures.cable_measure(MeasureKind.LV_CABLE_PARALLEL).cables:
-            ct = cables[c]
-            z1 = complex(r_o, x_o)
-            z2 = complex(ct.r_ohm_per_km * km, ct.x_ohm_per_km * km)
-            if abs(z1) == 0 or abs(z2) == 0:
-                continue
-            zp = z1 * z2 / (z1 + z2)
-            # current divides by admittance: the first cable to reach its rating sets the limit
-            s1, s2 = abs(zp / z1), abs(zp / z2)
-            cap = min(imax / s1, ct.max_i_ka / s2)
-            upgrades.append(
-                Upgrade(
-                    MeasureKind.LV_CABLE_PARALLEL,
-                    line,
-                    measures.cable_cost_cny(MeasureKind.LV_CABLE_PARALLEL, c, km),
-                    cable=c,
-                    capacity=cap,
-                    r=zp.real,
-                    x=zp.imag,
-                )
-            )
+        upgrades += line_upgrades(net, line, line_data[line], measures, cables)
     upgrades, raising = _without_overvoltage(
         upgrades, tree_cache, trafo_kva, trafo_base, trafo_z, line_data
     )
@@ -393,6 +424,7 @@ def build_instance(
         pruned_by_cap=pruned_by_cap,
         pf=pf,
         criteria=crit,
+        measures=measures,
         stats={
             "options": len(options),
             "sites": len(sites),

@@ -41,6 +41,12 @@ def _cap(el: Element, up: int | None) -> int:
     return el.cap if up is None else el.up_cap[el.upgrades.index(up)]
 
 
+def _key(g: LinearGrid, u: int) -> int:
+    """The element key of an upgrade (as in _State.built): a line id, or -1 - trafo id."""
+    up = g.inst.upgrades[u]
+    return -1 - up.element if up.kind.value.startswith("transformer") else up.element
+
+
 def _coef(el: Element, up: int | None) -> int:
     return el.drop if up is None else el.up_drop[el.upgrades.index(up)]
 
@@ -141,11 +147,47 @@ class Greedy:
 
     def _try(self, k: int) -> tuple[int, dict[int, int]] | None:
         """(cost, new upgrades by element key) that make option ``k`` fit, or None."""
+        g = self.g
+        relief = self._relief(k)
+        if relief is None:
+            return None
+        r = self._try_measures(k)
+        if r is None:
+            return None
+        cost, new = r
+        for key, (u, lifts) in relief.items():
+            if key in new:  # the option's own measure on that element must also lift the cut
+                if new[key] not in lifts:
+                    return self._no(f"element {key} needs two different measures")
+                continue
+            new[key] = u
+            cost += g.up_cost[u]
+        return cost, new
+
+    def _relief(self, k: int) -> dict[int, tuple[int, tuple[int, ...]]] | None:
+        """The upgrades that lift the AC cuts option ``k`` would break (by element key), or
+        None when a cut it breaks has none left to lift it."""
+        g, st = self.g, self.st
+        out: dict[int, tuple[int, tuple[int, ...]]] = {}
+        built = set(st.built.values())
+        for c, (coefs, rhs) in enumerate(g.cuts):
+            add = coefs.get(k, 0)
+            if add <= 0 or st.cut_used[c] + add <= max(rhs, 0):
+                continue
+            relief = g.cut_relief[c]
+            if any(u in built for u in relief) or any(v[0] in relief for v in out.values()):
+                continue
+            free = [u for u in relief if _key(g, u) not in st.built]
+            if not free:
+                self._no(f"{g.cut_names[c]} has no room (found by the AC check)")
+                return None
+            u = min(free, key=lambda u: g.up_cost[u])
+            out[_key(g, u)] = (u, relief)
+        return out
+
+    def _try_measures(self, k: int) -> tuple[int, dict[int, int]] | None:
         g, st = self.g, self.st
         o = g.options[k]
-        for c, (coefs, rhs) in enumerate(g.cuts):
-            if st.cut_used[c] + coefs.get(k, 0) > rhs:
-                return self._no(f"{g.cut_names[c]} has no room (found by the AC check)")
         src = st.src.copy()
         if o.src >= 0:
             src[o.src] += o.units

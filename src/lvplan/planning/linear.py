@@ -54,6 +54,17 @@ class Cuts:
     mv_factor: float = 1.0  # scales the 10 kV drop term
     linear: list[tuple[dict[int, float], float]] = field(default_factory=list)  # (pu by option, pu)
     linear_names: list[str] = field(default_factory=list)  # the element each linear cut holds
+    #: per linear cut, the upgrades (indices into Instance.upgrades) that lift it: the cut holds
+    #: only while none of them is built (an element the new load overloads only through the
+    #: voltage it lowers, which reinforcing that element also cures)
+    relief: list[tuple[int, ...]] = field(default_factory=list)
+
+    def add_linear(
+        self, coefs: dict[int, float], rhs: float, name: str, relief: tuple[int, ...] = ()
+    ) -> None:
+        self.linear.append((coefs, rhs))
+        self.linear_names.append(name)
+        self.relief.append(tuple(relief))
 
 
 @dataclass
@@ -116,14 +127,13 @@ class MvResponse:
 def mv_response(network, inst: Instance) -> MvResponse:
     """For every pair of sources, the largest drop (pu per kW) of the first's 10 kV bus for a
     load at any of the second's buses (every option's bus; a site's own 10 kV bus), from the
-    margin sensitivities (:func:`lvplan.powerflow.sensitivity.margin_sensitivity`)."""
-    from lvplan.powerflow.sensitivity import margin_sensitivity
+    linear response (:func:`lvplan.powerflow.sensitivity.voltage_drop_per_kw`)."""
+    from lvplan.powerflow.sensitivity import voltage_drop_per_kw
 
     keys = [("area", a) for a in sorted(inst.areas)] + [("site", s.id) for s in inst.sites]
     idx = {k: i for i, k in enumerate(keys)}
     rows = [int(network.pp.trafo.at[inst.areas[a].trafo, "hv_bus"]) for a in sorted(inst.areas)]
     rows += [s.mv_bus for s in inst.sites]
-    cols = [network.bus_row(b) for b in rows]  # the vm - vmin margins come first
     src: dict[int, list[int]] = {}  # bus -> source columns
     for o in inst.options:
         if o.bus is not None and o.bus in inst.bus_area:
@@ -132,9 +142,10 @@ def mv_response(network, inst: Instance) -> MvResponse:
         src.setdefault(s.mv_bus, []).append(idx[("site", s.id)])
     out = np.zeros((len(keys), len(keys)))
     buses = sorted(src)
-    for lo in range(0, len(buses), 200):
-        chunk = buses[lo : lo + 200]
-        sens = -margin_sensitivity(network, inst.criteria, chunk)[:, cols]  # (chunk, rows)
+    pf = inst.criteria.new_customer_pf
+    for lo in range(0, len(buses), 2000):
+        chunk = buses[lo : lo + 2000]
+        sens = voltage_drop_per_kw(network, rows, chunk, pf)  # (chunk, rows)
         for j, b in enumerate(chunk):
             for c in src[b]:
                 np.maximum(out[:, c], sens[j], out=out[:, c])
@@ -284,3 +295,4 @@ class LinearGrid:
         self.cut_names = list(cuts.linear_names) + [""] * (
             len(cuts.linear) - len(cuts.linear_names)
         )
+        self.cut_relief = list(cuts.relief) + [()] * (len(cuts.linear) - len(cuts.relief))

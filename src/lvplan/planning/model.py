@@ -187,10 +187,24 @@ class PlanModel:
             else:
                 continue
             m.add(expr <= o.margin).only_enforce_if(self.x[k])
-        for coefs, rhs in grid.cuts:
+        # the AC check's linear cuts; one with relief holds until one of its upgrades is built
+        fresh: dict[tuple[bool, int], list[int]] = {}  # element -> relief upgrades made here
+        for u in sorted({u for r in grid.cut_relief for u in r} - set(self.y)):
+            self.y[u] = m.new_bool_var(f"y{u}")
+            up = inst.upgrades[u]
+            fresh.setdefault((up.kind.value.startswith("transformer"), up.element), []).append(u)
+        for us in fresh.values():
+            if len(us) > 1:
+                m.add_at_most_one(self.y[u] for u in us)
+        for (coefs, rhs), relief in zip(grid.cuts, grid.cut_relief, strict=True):
             cut_terms = [c * self.x[k] for k, c in coefs.items() if k in self.x]
-            if cut_terms:
-                m.add(sum(cut_terms) <= rhs)
+            if not cut_terms:
+                continue
+            # a cut broken with no new load at all (the linear estimate falls short of the AC
+            # state) keeps every option it names out
+            ct = m.add(sum(cut_terms) <= max(rhs, 0))
+            if relief:
+                ct.only_enforce_if([self.y[u].Not() for u in relief])
         # cost, and design load served
         self.cost = (
             sum(grid.up_cost[u] * v for u, v in self.y.items())

@@ -162,7 +162,7 @@ class Plan:
             "greedy_design_kw_served": _r(self.greedy_served_kw, 1),
             "optimal_cost_cny": _r(self.optimal_cost_cny),
             "candidates": dict(self.instance.stats, pruned_by_cap=self.instance.pruned_by_cap),
-            "rounds": [r.__dict__ for r in self.history],
+            "rounds": [dict(r.__dict__, cost_cny=_r(r.cost_cny)) for r in self.history],
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -352,6 +352,11 @@ def _result(network: Network, inst: Instance, sol: Solution, ev, method: str) ->
                 f"transformer loading: {inst.trafo_base_kva[up.element]:.0f} kVA-equivalent at "
                 f"the base + {kw:.0f} kW of new design load on {before}"
             )
+            if not users:
+                reason = (
+                    "transformer loading (found by the AC check): its existing load draws more "
+                    "current at the lower voltage the new connections bring"
+                )
             el = ElementRef("trafo", up.element)
         else:
             users = users_line.get(up.element, [])
@@ -361,6 +366,11 @@ def _result(network: Network, inst: Instance, sol: Solution, ev, method: str) ->
             )
             kw = sum(demands[i].design_kw for i in users)
             reason = f"line loading or voltage drop: {kw:.0f} kW of new design load beyond it"
+            if not users:
+                reason = (
+                    "line loading (found by the AC check): its existing load draws more current "
+                    "at the lower voltage the new connections bring"
+                )
             el = ElementRef("line", up.element)
         measures.append(
             Measure(

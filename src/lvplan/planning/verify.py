@@ -142,8 +142,20 @@ def tighten(
     for k in sol.chosen:
         by_terminal[terminal_name(inst.demands[inst.options[k].demand].id)] = k
     site_by_name = {s.name: s.id for s in inst.sites}
+    # what the chosen connections load through the model's path sums: a line or transformer
+    # outside these is overloaded by the rest of the network (its existing loads draw more
+    # current at the lower voltage), which a cut on its own capacity would not reach
+    carried_lines: set[int] = set()
+    carried_trafos: set[int] = set()
+    for k in sol.chosen:
+        o = inst.options[k]
+        a = inst.bus_area.get(o.bus) if o.bus is not None and o.site is None else None
+        if a is not None and a in inst.areas:
+            carried_lines.update(inst.areas[a].path(o.bus))  # type: ignore[arg-type]
+            carried_trafos.add(inst.areas[a].trafo)
     notes: list[str] = []
     generic: list[Broken] = []
+    relief: dict[Broken, tuple[int, ...]] = {}
     for b in broken:
         comp, _, ident = b.element.partition(" ")
         idx = int(ident)
@@ -175,17 +187,19 @@ def tighten(
                     } == {fb, tb}:
                         line = cand
                         break
-            if line in inst.line_data:
+            if line in inst.line_data and line in carried_lines:
                 _r, _x, imax, _base, vn = inst.line_data[line]
                 kw = (excess + SAFE_LOADING) * imax * math.sqrt(3) * vn * 1000.0 * inst.pf
                 cuts.line_kw[line] = cuts.line_kw.get(line, 0.0) + kw + 1.0
                 notes.append(f"line {line}: loading over by {excess * 100:.2f} %")
                 continue
+            if line in inst.line_data:  # overloaded by the voltage the new load lowers
+                inst.line_upgrades(network, line)
+                relief[b] = _relief(inst, False, line, excess)
             name = str(pp.line.at[idx, "name"]) if idx in pp.line.index else ""
             term = name if name in by_terminal else None
             if term is not None:  # a service cable: forbid that option
-                cuts.linear.append(({by_terminal[term]: 1.0}, 0.5))
-                cuts.linear_names.append(f"service cable {b.element}")
+                cuts.add_linear({by_terminal[term]: 1.0}, 0.5, f"service cable {b.element}")
                 notes.append(f"{b.element}: service cable overloaded; option dropped")
                 continue
             generic.append(b)
@@ -207,21 +221,45 @@ def tighten(
                         int(pp.trafo.at[cand, "lv_bus"]),
                     ) == (hv, lv):
                         t = cand
-            if t in inst.trafo_kva:
+            if t in inst.trafo_kva and t in carried_trafos:
                 kw = (excess + SAFE_LOADING) * inst.trafo_kva[t] * inst.pf
                 cuts.trafo_kw[t] = cuts.trafo_kw.get(t, 0.0) + kw + 1.0
                 notes.append(f"trafo {t}: loading over by {excess:.2%}")
                 continue
+            if t in inst.trafo_kva:
+                relief[b] = _relief(inst, True, t, excess)
             generic.append(b)
     if generic:
-        notes += _generic_cuts(network, inst, sol, generic, cuts)
+        notes += _generic_cuts(network, inst, sol, generic, cuts, relief)
     return notes
 
 
+def _relief(inst: Instance, is_trafo: bool, element: int, excess: float) -> tuple[int, ...]:
+    """The upgrades of an element with room for what it carried beyond its rating, twice
+    over: building one lifts the cut its overload made."""
+    if is_trafo:
+        need = inst.trafo_kva[element] * (1.0 + 2.0 * excess + SAFE_LOADING)
+        kinds = (MeasureKind.TRANSFORMER_SWAP, MeasureKind.TRANSFORMER_PARALLEL)
+    else:
+        need = inst.line_data[element][2] * (1.0 + 2.0 * excess + SAFE_LOADING)
+        kinds = (MeasureKind.LV_CABLE_REPLACE, MeasureKind.LV_CABLE_PARALLEL)
+    return tuple(
+        u
+        for u, up in enumerate(inst.upgrades)
+        if up.kind in kinds and up.element == element and up.capacity >= need
+    )
+
+
 def _generic_cuts(
-    network: Network, inst: Instance, sol: Solution, broken: list[Broken], cuts: Cuts
+    network: Network,
+    inst: Instance,
+    sol: Solution,
+    broken: list[Broken],
+    cuts: Cuts,
+    relief: dict[Broken, tuple[int, ...]] | None = None,
 ) -> list[str]:
-    """Linear cuts from the base-case margin sensitivities, for limits the model lacks."""
+    """Linear cuts from the base-case margin sensitivities, for limits the model lacks; a cut
+    on an element the model has upgrades for is lifted by building one (``relief``)."""
     from lvplan.criteria.judge import Limits
 
     lim = Limits(network.pp, inst.criteria)
@@ -260,10 +298,16 @@ def _generic_cuts(
             continue
         safe = SAFE_PU if b.kind == BindingKind.VOLTAGE else SAFE_LOADING
         rhs = used + b.margin - safe
-        cuts.linear.append((coefs, rhs))
         what = "voltage" if b.kind == BindingKind.VOLTAGE else "loading"
-        cuts.linear_names.append(f"the {what} of {b.element} ({b.name})")
-        notes.append(f"{b.element}: not modelled; linear cut ({len(coefs)} options)")
+        lift = (relief or {}).get(b, ())
+        cuts.add_linear(coefs, rhs, f"the {what} of {b.element} ({b.name})", lift)
+        if lift:
+            notes.append(
+                f"{b.element}: loading over by {-b.margin * 100:.2f} % through the voltage the "
+                f"new load lowers; linear cut ({len(coefs)} options) unless it is reinforced"
+            )
+        else:
+            notes.append(f"{b.element}: not modelled; linear cut ({len(coefs)} options)")
     return notes
 
 

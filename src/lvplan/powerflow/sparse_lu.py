@@ -86,13 +86,15 @@ class SparseLU:
             self._lu = splu(sp.csc_matrix((values, p.rows, p.indptr), shape=p.shape))
         return self
 
-    def solve(self, b: np.ndarray) -> np.ndarray:
+    def solve(self, b: np.ndarray, *, transpose: bool = False) -> np.ndarray:
+        """x with A x = b (A^T x = b with ``transpose``)."""
         b = np.asarray(b, dtype=float)
         if self.backend == "empty":
             return np.zeros_like(b)
         if self._shared is None:
-            return self._lu.solve(b)
+            return self._lu.solve(b, trans="T" if transpose else "N")
         X = _kv.matrix(np.asfortranarray(b.reshape(b.shape[0], -1)))
-        _klu.solve(self._shared.A, self._shared.symbolic, self._numeric, X)
+        trans = "T" if transpose else "N"
+        _klu.solve(self._shared.A, self._shared.symbolic, self._numeric, X, trans=trans)
         out = np.array(X)
         return out.ravel() if b.ndim == 1 else out
