@@ -123,6 +123,19 @@ def build_topology(net) -> Topology:
 
 
 def _mv_feeders(net, bus: pd.DataFrame) -> dict[int, str]:
+    feeder_of = mv_bus_feeders(net, bus)
+    tr = net.trafo[net.trafo.in_service.astype(bool)]
+    out: dict[int, str] = {}
+    for idx, hv in zip(tr.index, tr.hv_bus, strict=True):
+        if tr.at[idx, "vn_hv_kv"] <= MV_MAX_KV and tr.at[idx, "vn_lv_kv"] < LV_MAX_KV:
+            out[int(idx)] = feeder_of.get(int(hv), "unknown")
+    return out
+
+
+def mv_bus_feeders(net, bus: pd.DataFrame | None = None) -> dict[int, str]:
+    """The feeder of every MV bus: named after the line that leaves the source busbar into it
+    (``"busbar"`` for the busbar itself)."""
+    bus = net.bus if bus is None else bus
     mv = bus.index[(bus.vn_kv >= LV_MAX_KV) & (bus.vn_kv <= MV_MAX_KV)]
     g = nx.MultiGraph()
     g.add_nodes_from(mv.tolist())
@@ -167,11 +180,7 @@ def _mv_feeders(net, bus: pd.DataFrame) -> dict[int, str]:
         label = name or f"unfed MV group at bus {min(comp)}"
         for n in comp:
             feeder_of[n] = label
-    out: dict[int, str] = {}
-    for idx, hv in zip(tr.index, tr.hv_bus, strict=True):
-        if tr.at[idx, "vn_hv_kv"] <= MV_MAX_KV and tr.at[idx, "vn_lv_kv"] < LV_MAX_KV:
-            out[int(idx)] = feeder_of.get(int(hv), "unknown")
-    return out
+    return feeder_of
 
 
 def energized_buses(net) -> np.ndarray:

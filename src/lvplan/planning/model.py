@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ortools.sat.python import cp_model
 
 from lvplan.planning.linear import LinearGrid, load_units
+from lvplan.planning.parts import Part
 
 #: CP-SAT's linearization level. 2 (the LP of the enforced constraints too) found plans 1-2 %
 #: dearer in the same 60 s on the district than the default 1, with the same proven gap.
@@ -39,24 +40,121 @@ class Solution:
     bound: float
     gap: float
     seconds: float
+    #: by part (:func:`solve_by_parts`): demands, options, status, cost, bound, gap, seconds
+    parts: list[dict[str, Any]] = field(default_factory=list)
+
+
+def solve_by_parts(
+    grid: LinearGrid,
+    parts: list[Part],
+    incumbent: Solution,
+    *,
+    time_limit_s: float,
+    workers: int = 2,
+    memo: dict[int, Solution] | None = None,
+) -> Solution:
+    """The plan, one part at a time (largest first, each with the rest held at
+    ``incumbent``), each part's time its share of what is left by its number of options.
+    The union's bound is the sum of the parts' bounds: a bound for the plan with the parts'
+    coupling (the 10 kV busbar, the AC cuts) held at the incumbent.
+
+    ``memo`` keeps each part's last solution between AC rounds: a part whose share of the
+    incumbent still fits the tightened model keeps it, and its bound (cuts only ever tighten,
+    so a bound found before stays a bound); only the parts the AC check broke are solved
+    again, in the time there is."""
+    t0 = time.perf_counter()
+    inst = grid.inst
+    memo = {} if memo is None else memo
+    chosen: list[int] = []
+    ups: set[int] = set()
+    sites: set[int] = set()
+    rows: list[dict[str, Any]] = []
+    models = []
+    for j, p in enumerate(parts):
+        mdl = PlanModel(grid, part=p, fixed=incumbent)
+        fits = mdl.hint(incumbent, time_limit_s=10.0)
+        models.append((mdl, fits and j in memo))
+    left_opts = sum(len(p.options) for p, (_m, keep) in zip(parts, models, strict=True) if not keep)
+    statuses = []
+    obj = bound = 0.0
+    for j, (p, (mdl, keep)) in enumerate(zip(parts, models, strict=True)):
+        if keep:
+            sol = memo[j]
+        else:
+            left = time_limit_s - (time.perf_counter() - t0)
+            t_p = max(0.2, left * len(p.options) / max(left_opts, 1))
+            left_opts -= len(p.options)
+            sol = mdl.solve(time_limit_s=t_p, workers=workers)
+            if sol.status not in ("optimal", "feasible"):
+                return PlanModel._failed_solution(sol.status, time.perf_counter() - t0)
+            memo[j] = sol
+        chosen += sol.chosen
+        ups.update(sol.upgrades)
+        sites.update(sol.sites)
+        statuses.append(sol.status)
+        obj += sol.objective
+        bound += sol.bound
+        rows.append(
+            {
+                "demands": len(p.demands),
+                "options": len(p.options),
+                "feeders": len(p.feeders),
+                "status": sol.status,
+                "cost_cny": round(sol.cost_cny, 2),
+                "bound_cny": round(sol.bound, 2),
+                "gap": round(sol.gap, 6),
+                "seconds": round(sol.seconds, 2),
+            }
+        )
+    cost = sum(inst.upgrades[u].cost_cny for u in ups)
+    cost += sum(inst.sites[s].cost_cny for s in sites)
+    cost += sum(inst.options[k].cable_cost_cny for k in chosen)
+    served = {inst.options[k].demand for k in chosen}
+    status = "optimal" if all(s == "optimal" for s in statuses) else "feasible"
+    return Solution(
+        sorted(chosen),
+        sorted(ups),
+        sorted(sites),
+        [i in served for i in range(len(inst.demands))],
+        cost,
+        status,
+        obj,
+        bound,
+        abs(obj - bound) / max(abs(obj), 1e-9) if obj else 0.0,
+        time.perf_counter() - t0,
+        rows,
+    )
 
 
 class PlanModel:
     """The CP-SAT model of one instance (``grid``: its coefficients, cuts included)."""
 
-    def __init__(self, grid: LinearGrid, *, budget_cny: float | None = None):
+    def __init__(
+        self,
+        grid: LinearGrid,
+        *,
+        budget_cny: float | None = None,
+        part: Part | None = None,
+        fixed: Solution | None = None,
+    ):
+        """With ``part`` (:mod:`lvplan.planning.parts`), only that part's demands and options;
+        the rest of the plan is held at ``fixed``: its load on the 10 kV network as a
+        constant, and each AC cut's room shared out by the number of options."""
         self.grid = grid
         inst = self.inst = grid.inst
         m = self.m = cp_model.CpModel()
-        opts = list(range(len(inst.options)))
+        opts = list(range(len(inst.options))) if part is None else list(part.options)
         ot = grid.options
         self.x = {k: m.new_bool_var(f"x{k}") for k in opts}
         by_demand: dict[int, list[int]] = {}
         for k in opts:
             by_demand.setdefault(inst.options[k].demand, []).append(k)
-        self.served = {
-            i: m.new_bool_var(f"s{i}") for i in range(len(inst.demands)) if i not in inst.unservable
-        }
+        demands = range(len(inst.demands)) if part is None else part.demands
+        self.served = {i: m.new_bool_var(f"s{i}") for i in demands if i not in inst.unservable}
+        outside: list[int] = []  # the held plan's options outside the part
+        if part is not None and fixed is not None:
+            mine = set(opts)
+            outside = [k for k in fixed.chosen if k not in mine]
         for i, sv in self.served.items():
             m.add(sum(self.x[k] for k in by_demand.get(i, [])) == sv)
         # what some option loads
@@ -125,6 +223,10 @@ class PlanModel:
                 src_load[ag.mv] = trafo_load[ag.trafo]
         for sid, v in site_load.items():
             src_load[grid.sites[sid].mv] = v
+        held: dict[int, int] = {}  # the held plan's load at each 10 kV source outside the part
+        for k in outside:
+            if ot[k].src >= 0:
+                held[ot[k].src] = held.get(ot[k].src, 0) + ot[k].units
 
         mv_vars: dict[int, Any] = {}
 
@@ -133,11 +235,12 @@ class PlanModel:
             if row not in mv_vars:
                 coefs = grid.mv[row]
                 terms = [int(coefs[c]) * v for c, v in src_load.items() if coefs[c]]
+                const = sum(int(coefs[c]) * u for c, u in held.items() if c not in src_load)
                 if not terms:
-                    mv_vars[row] = 0
+                    mv_vars[row] = const
                 else:
-                    v = m.new_int_var(0, int(coefs.max()) * big, f"MV{row}")
-                    m.add(v == sum(terms))
+                    v = m.new_int_var(0, int(coefs.max()) * big + const, f"MV{row}")
+                    m.add(v == sum(terms) + const)
                     mv_vars[row] = v
             return mv_vars[row]
 
@@ -196,13 +299,21 @@ class PlanModel:
         for us in fresh.values():
             if len(us) > 1:
                 m.add_at_most_one(self.y[u] for u in us)
+        chosen_held = set(fixed.chosen) if fixed is not None else set()
         for (coefs, rhs), relief in zip(grid.cuts, grid.cut_relief, strict=True):
             cut_terms = [c * self.x[k] for k, c in coefs.items() if k in self.x]
             if not cut_terms:
                 continue
             # a cut broken with no new load at all (the linear estimate falls short of the AC
             # state) keeps every option it names out
-            ct = m.add(sum(cut_terms) <= max(rhs, 0))
+            room = max(rhs, 0)
+            if part is not None and len(cut_terms) < len(coefs):
+                # this part's share: what it used in the held plan, plus its share of the rest
+                held_use = {k: c for k, c in coefs.items() if k in chosen_held}
+                mine_use = sum(c for k, c in held_use.items() if k in self.x)
+                share = len(cut_terms) / len(coefs)
+                room = max(0, math.floor(mine_use + (room - sum(held_use.values())) * share))
+            ct = m.add(sum(cut_terms) <= room)
             if relief:
                 ct.only_enforce_if([self.y[u].Not() for u in relief])
         # cost, and design load served
@@ -225,7 +336,10 @@ class PlanModel:
 
     def _failed(self, solver, status, t0: float) -> Solution:
         name = solver.status_name(status).lower()
-        secs = time.perf_counter() - t0
+        return self._failed_solution(name, time.perf_counter() - t0)
+
+    @staticmethod
+    def _failed_solution(name: str, secs: float) -> Solution:
         return Solution([], [], [], [], math.nan, name, math.nan, math.nan, math.nan, secs)
 
     def _hinted_served(self) -> int | None:

@@ -30,7 +30,8 @@ from lvplan.planning.demand import DemandSet, read_demand
 from lvplan.planning.greedy import Greedy
 from lvplan.planning.linear import Cuts, LinearGrid, mv_response
 from lvplan.planning.measures import MeasureKind, Measures, load_measures
-from lvplan.planning.model import PlanModel, Solution
+from lvplan.planning.model import PlanModel, Solution, solve_by_parts
+from lvplan.planning.parts import split
 from lvplan.planning.verify import base_margin_map, check_plan, solution_changes, tighten
 
 MAX_ROUNDS = 8
@@ -155,6 +156,7 @@ class Plan:
                 "objective": _r(self.objective),
                 "best_bound": _r(self.bound),
                 "gap": _r(self.gap, 6),
+                "parts": self.solution.parts,
             },
             "ac_rounds": self.ac_rounds,
             "runtime_s": round(self.runtime_s, 2),
@@ -223,6 +225,12 @@ def plan(
     pruned = prune_upgrades(inst, mv)
     say(f"upgrades: {len(inst.upgrades)} kept, {pruned} that no plan can need dropped")
     base = base_margin_map(network, crit)
+    parts = split(network, inst)
+    if len(parts) > 1:
+        say(
+            f"parts: {len(parts)} independent parts (largest {len(parts[0].options)} options, "
+            f"{len(parts[0].demands)} demands)"
+        )
     cuts = Cuts()
     history: list[PlanRound] = []
 
@@ -256,15 +264,27 @@ def plan(
     opt_cost = None
     if method == "optimal" or budget_cny is not None:
         last = [g_sol]  # each round starts from the newest plan (the greedy first)
+        memo: dict[int, Solution] = {}  # by part: its last solution
 
         def optimal() -> Solution:
             left = time_limit_s - (time.perf_counter() - t0)
-            mdl = PlanModel(LinearGrid(inst, mv, cuts), budget_cny=budget_cny)
-            if budget_cny is None or last[0].cost_cny <= budget_cny:
-                mdl.hint(last[0])
+            grid = LinearGrid(inst, mv, cuts)
             # the first round takes most of the time; a later one repairs a few limits
             share = 0.8 if len(history) <= _greedy_rounds[0] else 0.5
-            out = mdl.solve(time_limit_s=max(5.0, share * left), workers=workers)
+            if len(parts) > 1 and budget_cny is None:
+                out = solve_by_parts(
+                    grid,
+                    parts,
+                    last[0],
+                    time_limit_s=max(5.0, share * left),
+                    workers=workers,
+                    memo=memo,
+                )
+            else:
+                mdl = PlanModel(grid, budget_cny=budget_cny)
+                if budget_cny is None or last[0].cost_cny <= budget_cny:
+                    mdl.hint(last[0])
+                out = mdl.solve(time_limit_s=max(5.0, share * left), workers=workers)
             if out.status in ("optimal", "feasible"):
                 last[0] = out
             return out
