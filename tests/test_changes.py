@@ -526,3 +526,26 @@ def test_voltage_drop_by_transposed_solves_equals_margin_sensitivity(name, cn, s
     assert got.shape == (len(lv), len(mv))
     assert np.abs(want).max() > 1e-7  # the loads do move the 10 kV voltages
     assert np.abs(got - want).max() <= 1e-9 * np.abs(want).max()
+
+
+@pytest.mark.parametrize("name", ["sz-futian", "simbench-urban"])
+def test_a_few_margins_by_transposed_solves_equal_margin_sensitivity(name, cn, sz, urban):
+    """The AC loop's cuts need a few margins (the limits a plan broke: voltages of both sides,
+    line and transformer loadings) against every option's bus: by one transposed solve per
+    margin, the same numbers as the columns of the full margin_sensitivity."""
+    from lvplan.criteria.judge import Limits
+    from lvplan.powerflow.sensitivity import margin_sensitivity, margin_sensitivity_of
+
+    network = sz if name == "sz-futian" else urban
+    bus = network.pp.bus
+    lv = [int(b) for b in bus.index[(bus.vn_kv < 1) & network.live.bus][::5][:60]]
+    full = margin_sensitivity(network, cn, lv)
+    n = len(Limits(network.pp, cn).margin_labels())
+    nb, nl = len(bus), len(network.pp.line)
+    moved = np.argsort(-np.abs(full).max(axis=0))[:30].tolist()  # the most sensitive margins
+    kinds = [0, nb, 2 * nb, 2 * nb + nl, n - 1]  # bus min, bus max, a line, a trafo
+    pos = moved + kinds
+    got = margin_sensitivity_of(network, cn, pos, lv)
+    want = full[:, pos]
+    assert np.abs(want).max() > 1e-4
+    assert np.abs(got - want).max() <= 1e-9 * np.abs(want).max()

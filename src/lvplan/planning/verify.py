@@ -9,7 +9,7 @@ the model must reinforce it, its capacity being below its base load). Each broke
 limit tightens the model: a modelled constraint (an LV bus's voltage, a line, a transformer, a
 terminal, a site) loses the amount by which it was exceeded plus a safety margin; a limit the
 model does not hold (a 10 kV bus or line) gets a linear cut on the options, from the margin
-sensitivities at the base (:func:`lvplan.powerflow.sensitivity.margin_sensitivity`).
+sensitivities at the base (:func:`lvplan.powerflow.sensitivity.margin_sensitivity_of`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from lvplan.planning.candidates import Instance
 from lvplan.planning.linear import Cuts
 from lvplan.planning.measures import MeasureKind
 from lvplan.planning.model import Solution
-from lvplan.powerflow.sensitivity import margin_sensitivity
+from lvplan.powerflow.sensitivity import margin_sensitivity_of
 
 #: Each tightening adds this beyond the amount exceeded (pu for voltages, fraction of the
 #: rating for loadings).
@@ -274,12 +274,8 @@ def _generic_cuts(
         cuts.mv_factor *= 1.5
         return [f"{b.element}: not modelled; 10 kV drop scaled x1.5" for b in broken]
     sens = np.zeros((len(buses), len(cols)))
-    for lo in range(0, len(buses), 200):
-        chunk = buses[lo : lo + 200]
-        s = margin_sensitivity(network, inst.criteria, chunk)
-        for j, c in enumerate(cols):
-            if c is not None:
-                sens[lo : lo + len(chunk), j] = s[:, c]
+    known = [j for j, c in enumerate(cols) if c is not None]
+    sens[:, known] = margin_sensitivity_of(network, inst.criteria, [cols[j] for j in known], buses)
     row_of = {b: i for i, b in enumerate(buses)}
     chosen = set(sol.chosen)
     for j, b in enumerate(broken):

@@ -52,37 +52,60 @@ class LinearResponse:
             self._like = None
         return self._lu
 
-    def magnitude_drawn(self, observed: np.ndarray, buses: np.ndarray) -> np.ndarray:
-        """d|V| (len(observed), 2 len(buses)) of a few observed buses per unit P, then Q,
-        drawn at each of many buses, interleaved as :meth:`drawn`; one transposed solve per
-        observed bus instead of one solve per drawing bus. A held or absent observed bus
-        (not PQ, or a negative index) does not move."""
-        observed = np.asarray(observed, dtype=np.int64)
-        buses = np.asarray(buses, dtype=np.int64)
-        out = np.zeros((observed.size, 2 * buses.size))
-        if self.V0.size == 0 or observed.size == 0 or buses.size == 0:
-            return out
-        npvpq = self.pvpq.size
+    def _positions(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each bus's position among pvpq (its angle, its P equation) and pq (its magnitude,
+        its Q equation); -1 where it has none."""
         pq_pos = np.full(self.V0.size, -1, np.int64)
         pq_pos[self.pq] = np.arange(self.pq.size)
         pvpq_pos = np.full(self.V0.size, -1, np.int64)
-        pvpq_pos[self.pvpq] = np.arange(npvpq)
-        rows = np.flatnonzero((observed >= 0) & (pq_pos[np.maximum(observed, 0)] >= 0))
-        if rows.size == 0:
+        pvpq_pos[self.pvpq] = np.arange(self.pvpq.size)
+        return pvpq_pos, pq_pos
+
+    def functionals_drawn(self, functionals, buses: np.ndarray) -> np.ndarray:
+        """How a few linear functionals of the state move per unit P, then Q, drawn at each
+        of many buses, interleaved as :meth:`drawn`: (m, 2 len(buses)). ``functionals``: a
+        sparse (m, npvpq + npq) matrix, each row the functional's weights on the angles (pvpq
+        order) then the magnitudes (pq order). One transposed solve per functional instead
+        of one solve per drawing bus (the optimiser watches a few elements and loads many)."""
+        import scipy.sparse as sp
+
+        F = sp.csr_matrix(functionals)
+        buses = np.asarray(buses, dtype=np.int64)
+        out = np.zeros((F.shape[0], 2 * buses.size))
+        if self.V0.size == 0 or F.shape[0] == 0 or buses.size == 0:
             return out
+        npvpq = self.pvpq.size
+        pvpq_pos, pq_pos = self._positions()
         ok = buses >= 0
         p_at = np.where(ok, pvpq_pos[np.maximum(buses, 0)], -1)
         q_at = np.where(ok, pq_pos[np.maximum(buses, 0)], -1)
         has_p, has_q = np.flatnonzero(p_at >= 0), np.flatnonzero(q_at >= 0)
-        for lo in range(0, rows.size, 128):  # a bounded dense right-hand side
-            part = rows[lo : lo + 128]
-            rhs = np.zeros((npvpq + self.pq.size, part.size))
-            rhs[npvpq + pq_pos[observed[part]], np.arange(part.size)] = 1.0
-            y = self.factor().solve(rhs, transpose=True)  # row r of J^-1 per observed bus
+        for lo in range(0, F.shape[0], 128):  # a bounded dense right-hand side
+            rows = np.arange(lo, min(lo + 128, F.shape[0]))
+            rhs = F[rows].toarray().T
+            if not rhs.any():
+                continue
+            y = self.factor().solve(rhs, transpose=True)  # the functional through J^-1
             # drawing = a negative injection
-            out[np.ix_(part, 2 * has_p)] = -y[p_at[has_p]].T
-            out[np.ix_(part, 2 * has_q + 1)] = -y[npvpq + q_at[has_q]].T
+            out[np.ix_(rows, 2 * has_p)] = -y[p_at[has_p]].T
+            out[np.ix_(rows, 2 * has_q + 1)] = -y[npvpq + q_at[has_q]].T
         return out
+
+    def magnitude_drawn(self, observed: np.ndarray, buses: np.ndarray) -> np.ndarray:
+        """d|V| (len(observed), 2 len(buses)) of a few observed buses per unit P, then Q,
+        drawn at each of many buses (:meth:`functionals_drawn`). A held or absent observed bus
+        (not PQ, or a negative index) does not move."""
+        import scipy.sparse as sp
+
+        observed = np.asarray(observed, dtype=np.int64)
+        _pvpq_pos, pq_pos = self._positions()
+        at = np.where(observed >= 0, pq_pos[np.maximum(observed, 0)], -1)
+        rows = np.flatnonzero(at >= 0)
+        F = sp.csr_matrix(
+            (np.ones(rows.size), (rows, self.pvpq.size + at[rows])),
+            shape=(observed.size, self.pvpq.size + self.pq.size),
+        )
+        return self.functionals_drawn(F, buses)
 
     def drawn(self, buses: np.ndarray) -> np.ndarray:
         """dV (n, 2 len(buses)): per unit P, then Q, drawn at each bus, interleaved. A bus

@@ -81,3 +81,68 @@ def voltage_drop_per_kw(network, observed_buses, load_buses, pf: float) -> np.nd
     d = eng._response.magnitude_drawn(obs, ib)  # (observed, 2 loads)
     dvm = (d[:, 0::2] + tan_phi * d[:, 1::2]) / (1000.0 * eng.baseMVA)
     return -dvm.T
+
+
+def margin_sensitivity_of(
+    network, criteria: Criteria, positions, buses, pf: float | None = None
+) -> np.ndarray:
+    """``margin_sensitivity(network, criteria, buses)[:, positions]`` for a few margins and
+    many buses, by one transposed solve per margin: each margin (a bus voltage, a branch's
+    loading on the side the base loads more) is a linear functional of the angles and
+    magnitudes, taken through the Jacobian once."""
+    import scipy.sparse as sp
+
+    eng = network.fast_engine()
+    resp = eng._response
+    pf_val = criteria.new_customer_pf if pf is None else float(pf)
+    tan_phi = math.tan(math.acos(pf_val))
+    nb = eng._pp_bus_idx.size
+    nl, nt = len(eng.line_rows), len(eng.trafo_rows)
+    V = resp.V0
+    pvpq_pos, pq_pos = resp._positions()
+    npvpq = resp.pvpq.size
+    rows, cols, vals = [], [], []
+    sign = np.zeros(len(positions))
+    I_f, I_t = eng.Yf @ V, eng.Yt @ V
+    for j, p in enumerate(int(x) for x in positions):
+        if p < 2 * nb:  # a bus voltage: vm - vmin, or vmax - vm
+            b = p % nb
+            i = int(eng._pp_bus_idx[b]) if eng._pp_bus_ok[b] else -1
+            if i >= 0 and pq_pos[i] >= 0:
+                rows.append(j)
+                cols.append(npvpq + pq_pos[i])
+                vals.append(1.0)
+            sign[j] = 1.0 if p < nb else -1.0
+            continue
+        if p < 2 * nb + nl:
+            r, kf, kt = eng.line_rows[p - 2 * nb], eng._line_kf, eng._line_kt
+            k = p - 2 * nb
+        elif p < 2 * nb + nl + nt:
+            r, kf, kt = eng.trafo_rows[p - 2 * nb - nl], eng._trafo_kf, eng._trafo_kt
+            k = p - 2 * nb - nl
+        else:
+            raise IndexError(f"margin position {p} out of range")
+        sign[j] = -0.01  # loading margin: (limit - loading) / 100
+        if r < 0:
+            continue
+        use_f = abs(I_f[r]) * kf[k] >= abs(I_t[r]) * kt[k]
+        Irow, I0, kk = (eng.Yf, I_f[r], kf[k]) if use_f else (eng.Yt, I_t[r], kt[k])
+        if abs(I0) == 0:
+            continue
+        c = np.conj(I0) / abs(I0)
+        y = Irow.getrow(r).tocoo()
+        for i, yv in zip(y.col.tolist(), y.data.tolist(), strict=True):
+            w = c * yv * V[i]  # d|I| = Re(w (dvm / |V| + j dva))
+            if pvpq_pos[i] >= 0:
+                rows.append(j)
+                cols.append(pvpq_pos[i])
+                vals.append(-float(np.imag(w)) * kk)
+            if pq_pos[i] >= 0:
+                rows.append(j)
+                cols.append(npvpq + pq_pos[i])
+                vals.append(float(np.real(w)) / abs(V[i]) * kk)
+    F = sp.csr_matrix((vals, (rows, cols)), shape=(len(positions), npvpq + resp.pq.size))
+    ib = eng.bus_lookup[np.asarray(buses, np.int64)]
+    d = resp.functionals_drawn(F, ib)
+    per_kw = (d[:, 0::2] + tan_phi * d[:, 1::2]) / (1000.0 * eng.baseMVA)
+    return (per_kw * sign[:, None]).T
