@@ -70,10 +70,11 @@ def solve_by_parts(
     sites: set[int] = set()
     rows: list[dict[str, Any]] = []
     models = []
+    fits: list[bool] = []
     for j, p in enumerate(parts):
         mdl = PlanModel(grid, part=p, fixed=incumbent)
-        fits = mdl.hint(incumbent, time_limit_s=10.0)
-        models.append((mdl, fits and j in memo))
+        fits.append(mdl.hint(incumbent, time_limit_s=10.0))
+        models.append((mdl, fits[-1] and j in memo))
     left_opts = sum(len(p.options) for p, (_m, keep) in zip(parts, models, strict=True) if not keep)
     statuses = []
     obj = bound = 0.0
@@ -86,8 +87,11 @@ def solve_by_parts(
             left_opts -= len(p.options)
             sol = mdl.solve(time_limit_s=t_p, workers=workers)
             if sol.status not in ("optimal", "feasible"):
-                return PlanModel._failed_solution(sol.status, time.perf_counter() - t0)
-            memo[j] = sol
+                if not fits[j]:
+                    return PlanModel._failed_solution(sol.status, time.perf_counter() - t0)
+                sol = mdl.held(incumbent)  # no time to improve it: the incumbent's part stands
+            else:
+                memo[j] = sol
         chosen += sol.chosen
         ups.update(sol.upgrades)
         sites.update(sol.sites)
@@ -101,8 +105,8 @@ def solve_by_parts(
                 "feeders": len(p.feeders),
                 "status": sol.status,
                 "cost_cny": round(sol.cost_cny, 2),
-                "bound_cny": round(sol.bound, 2),
-                "gap": round(sol.gap, 6),
+                "bound_cny": round(sol.bound, 2) if math.isfinite(sol.bound) else None,
+                "gap": round(sol.gap, 6) if math.isfinite(sol.gap) else None,
                 "seconds": round(sol.seconds, 2),
             }
         )
@@ -333,6 +337,30 @@ class PlanModel:
             + sum(ot[k].cost for k in opts)
         )
         self.budget_cny = budget_cny
+
+    def held(self, sol: Solution) -> Solution:
+        """``sol``'s choices in this model's part, as they are (status ``"held"``, no
+        bound)."""
+        inst = self.inst
+        chosen = [k for k in sol.chosen if k in self.x]
+        ups = [u for u in sol.upgrades if u in self.y]
+        sites = [s for s in sol.sites if s in self.z]
+        cost = sum(inst.upgrades[u].cost_cny for u in ups)
+        cost += sum(inst.sites[s].cost_cny for s in sites)
+        cost += sum(inst.options[k].cable_cost_cny for k in chosen)
+        served = {inst.options[k].demand for k in chosen}
+        return Solution(
+            chosen,
+            ups,
+            sites,
+            [i in served for i in range(len(inst.demands))],
+            cost,
+            "held",
+            cost,
+            math.nan,
+            math.nan,
+            0.0,
+        )
 
     def _failed(self, solver, status, t0: float) -> Solution:
         name = solver.status_name(status).lower()
