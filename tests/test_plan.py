@@ -410,3 +410,33 @@ def test_an_ac_cut_with_relief_is_lifted_by_reinforcing(hand, hand_csv, cn):
             assert sol.served[c] == bool(relief)
             assert bool(set(sol.upgrades) & set(t2)) == bool(relief)
         assert (cheapest in g.upgrades) == bool(relief)
+
+
+def test_a_bus_over_its_maximum_bans_its_areas_measures(hand, hand_csv, cn):
+    """The model holds no maximum voltage; when the AC check finds an LV bus lifted above it,
+    the plan's measures of that bus's area (here T1's swap) are no longer offered: neither the
+    greedy nor the model can take them again, and T1 is then relieved another way."""
+    from lvplan.evaluate import evaluate
+    from lvplan.kinds import BindingKind
+    from lvplan.planning.candidates import build_instance
+    from lvplan.planning.demand import read_demand
+    from lvplan.planning.greedy import Greedy
+    from lvplan.planning.linear import Cuts, LinearGrid, mv_response
+    from lvplan.planning.measures import load_measures
+    from lvplan.planning.verify import Broken, solution_changes, tighten
+
+    ds = read_demand(hand_csv, hand, cn)
+    inst = build_instance(hand, ds.demands, cn, load_measures())
+    mv = mv_response(hand, inst)
+    cuts = Cuts()
+    g = Greedy(LinearGrid(inst, mv, cuts)).run([2, 1, 0, 3])
+    t1_ups = {u for u in g.upgrades if inst.upgrades[u].element == 0}
+    assert t1_ups  # the greedy swaps T1 (see the module docstring)
+    ev = evaluate(hand, solution_changes(inst, g), cn)
+    over = Broken(BindingKind.VOLTAGE, "bus 1", "T1 LV", "max", -0.002, 0.01)
+    notes = tighten(hand, inst, g, ev, [over], cuts)
+    assert cuts.banned == t1_ups and "no longer offered" in notes[0]
+    grid = LinearGrid(inst, mv, cuts)
+    assert not set(grid.trafos[0].upgrades) & t1_ups
+    again = Greedy(grid).run([2, 1, 0, 3])
+    assert not set(again.upgrades) & t1_ups

@@ -128,6 +128,8 @@ class Greedy:
         for k in sol.chosen:
             self._commit(k, {})
         for u in sol.upgrades:
+            if u in self.g.banned:  # not in the model any more: taken as not built
+                continue
             up = inst.upgrades[u]
             is_t = up.kind.value.startswith("transformer")
             self.st.built[-1 - up.element if is_t else up.element] = u

@@ -58,6 +58,8 @@ class Cuts:
     #: only while none of them is built (an element the new load overloads only through the
     #: voltage it lowers, which reinforcing that element also cures)
     relief: list[tuple[int, ...]] = field(default_factory=list)
+    #: upgrades no longer offered (one lifted a bus of its area above its maximum in AC)
+    banned: set[int] = field(default_factory=set)
 
     def add_linear(
         self, coefs: dict[int, float], rhs: float, name: str, relief: tuple[int, ...] = ()
@@ -172,6 +174,8 @@ class LinearGrid:
 
         ups_of: dict[tuple[str, int], list[int]] = {}
         for u, up in enumerate(inst.upgrades):
+            if u in cuts.banned:
+                continue
             is_t = up.kind in (MeasureKind.TRANSFORMER_SWAP, MeasureKind.TRANSFORMER_PARALLEL)
             ups_of.setdefault(("t" if is_t else "l", up.element), []).append(u)
 
@@ -295,4 +299,6 @@ class LinearGrid:
         self.cut_names = list(cuts.linear_names) + [""] * (
             len(cuts.linear) - len(cuts.linear_names)
         )
-        self.cut_relief = list(cuts.relief) + [()] * (len(cuts.linear) - len(cuts.relief))
+        self.banned = frozenset(cuts.banned)
+        relief = list(cuts.relief) + [()] * (len(cuts.linear) - len(cuts.relief))
+        self.cut_relief = [tuple(u for u in r if u not in cuts.banned) for r in relief]

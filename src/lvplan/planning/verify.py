@@ -174,6 +174,17 @@ def tighten(
                 cuts.volt_pu[key] = cuts.volt_pu.get(key, 0.0) + excess + SAFE_PU
                 notes.append(f"{b.element} {name}: voltage margin {b.margin:.5f} pu")
                 continue
+            if b.side == "max" and idx in inst.bus_area:
+                # a bus pushed over its maximum: by a stiffer unit or cable of its own area
+                # (the model holds no maximum); that measure is not offered again
+                banned = _area_measures(inst, sol, inst.bus_area[idx])
+                if banned - cuts.banned:
+                    cuts.banned |= banned
+                    notes.append(
+                        f"{b.element} {name}: over its maximum by {excess:.5f} pu; "
+                        f"{len(banned)} measure(s) of its area no longer offered"
+                    )
+                    continue
             generic.append(b)
         elif comp == "line":
             line = idx
@@ -232,6 +243,21 @@ def tighten(
     if generic:
         notes += _generic_cuts(network, inst, sol, generic, cuts, relief)
     return notes
+
+
+def _area_measures(inst: Instance, sol: Solution, area: int) -> set[int]:
+    """The plan's upgrades of one area's transformer and lines."""
+    tree = inst.areas.get(area)
+    if tree is None:
+        return set()
+    lines = {line for line, _parent in tree.parent.values()}
+    out = set()
+    for u in sol.upgrades:
+        up = inst.upgrades[u]
+        is_t = up.kind in (MeasureKind.TRANSFORMER_SWAP, MeasureKind.TRANSFORMER_PARALLEL)
+        if (is_t and up.element == tree.trafo) or (not is_t and up.element in lines):
+            out.add(u)
+    return out
 
 
 def _relief(inst: Instance, is_trafo: bool, element: int, excess: float) -> tuple[int, ...]:
