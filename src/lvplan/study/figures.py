@@ -147,6 +147,7 @@ def map_png(features: dict[str, Any], title: str) -> bytes:
     from matplotlib.collections import LineCollection, PolyCollection
     from matplotlib.colors import Normalize
     from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
     f = features["features"]
     allx = [c[0] for ft in f if ft["geometry"]["type"] == "Point" for c in [ft["geometry"]["coordinates"]]]
@@ -202,14 +203,20 @@ def map_png(features: dict[str, Any], title: str) -> bytes:
     handles.append(Line2D([], [], marker="s", ls="", color="black", label=f"transformer: {len(trs)}"))
     handles.append(Line2D([], [], color="#444444", lw=2.6, label="MV feeder (10 kV)"))
     handles.append(Line2D([], [], color="#444444", lw=1.1, label="LV cable (0.4 kV)"))
+    handles.append(Line2D([], [], color="#bbbbbb", lw=2, label="open or not energised"))
+    handles.append(
+        Patch(facecolor="#4575b4", alpha=0.15, edgecolor="#4575b4", ls="dotted",
+              label=f"transformer area: {len(areas)}")
+    )  # fmt: skip
     ax.autoscale()
     ax.set_aspect("equal")
     ax.set_axis_off()
     _scale_bar(ax)
     sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
-    cb = fig.colorbar(sm, ax=ax, shrink=0.6, pad=0.01)
-    cb.set_label("line loading at design peak (%)")
-    ax.legend(handles=handles, loc="upper left", fontsize=8, framealpha=0.9)
+    cb = fig.colorbar(sm, ax=ax, shrink=0.5, pad=0.01, aspect=25)
+    cb.set_label("line loading at design peak (%)", fontsize=9)
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=3,
+              fontsize=8, frameon=False)  # fmt: skip
     ax.set_title(title, fontsize=11)
     return _png(fig)
 

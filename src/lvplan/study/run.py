@@ -250,17 +250,17 @@ def _parcels_and_plans(study, path, ns, net, crit, base: Path, r: NetworkResult,
 
     dens = load_densities()
     spec = ns.parcels
+    a, b = study.horizon
     if spec.file is not None:
         parcels = read_parcels(resolve(path, spec.file), dens)
         src = resolve(path, spec.file)
         write_text_atomic(base / f"parcels{src.suffix}", src.read_text(encoding="utf-8-sig"))
     else:
         rows = synth_parcels(
-            net, count=spec.synth.count, seed=spec.synth.seed, criteria=crit, years=study.horizon
+            net, count=spec.synth.count, seed=spec.synth.seed, criteria=crit, years=(a, b)
         )
         write_parcels(rows, base / "parcels.csv")
         parcels = read_parcels(base / "parcels.csv", dens)
-    a, b = study.horizon
     parcels = tuple(p for p in parcels if a <= p.year <= b)
     custs = customers(parcels, dens)
     frame = pd.DataFrame([c.to_dict() for c in custs])

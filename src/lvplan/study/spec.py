@@ -66,12 +66,15 @@ class SynthParcels(_Strict):
 class SynthApplications(_Strict):
     count: int = Field(100, ge=1, le=100_000)
     seed: int = Field(1, ge=0)
-    sizes_kw: list[tuple[float, float, float]] = Field(default_factory=lambda: list(SIZES_KW))
+    sizes_kw: list[list[float]] = Field(default_factory=lambda: [list(x) for x in SIZES_KW])
     categories: dict[str, float] = Field(default_factory=lambda: dict(CATEGORIES))
 
     @model_validator(mode="after")
     def _shares(self) -> SynthApplications:
-        for i, (lo, hi, share) in enumerate(self.sizes_kw):
+        for i, row in enumerate(self.sizes_kw):
+            if len(row) != 3:
+                raise ValueError(f"sizes_kw[{i}]: need [lowest kW, highest kW, share]")
+            lo, hi, share = row
             if not (0 < lo < hi <= 100_000) or share < 0:
                 raise ValueError(
                     f"sizes_kw[{i}]: need 0 < lowest < highest kW and a share >= 0, "
@@ -131,7 +134,7 @@ class Study(_Strict):
     profile: str = "cn"
     set: dict[str, float | int | str | bool] = Field(default_factory=dict)
     policies_kw: list[float] = Field(default_factory=lambda: [160.0, 200.0], min_length=1)
-    horizon: tuple[int, int] = (2027, 2030)
+    horizon: list[int] = Field(default_factory=lambda: [2027, 2030], min_length=2, max_length=2)
     run: Run = Run()
     out: str | None = None
     networks: list[NetworkStudy] = Field(min_length=1)
