@@ -196,9 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser(
         "study", help="run a study file: hosting, replay by policy, parcel plan, report"
     )
-    st.add_argument("file", metavar="FILE", help="study file (YAML), e.g. studies/lv-200kw-citywide.yaml")
+    st.add_argument(
+        "file", metavar="FILE", help="study file (YAML), e.g. studies/lv-200kw-citywide.yaml"
+    )
     st.add_argument("--out", help="output folder (default: the study's out, else study-NAME)")
-    st.add_argument("--progress", action="store_true", help="say what runs, with timings, on stderr")
+    st.add_argument(
+        "--progress", action="store_true", help="say what runs, with timings, on stderr"
+    )
     return parser
 
 

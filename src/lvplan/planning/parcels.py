@@ -128,7 +128,9 @@ def load_densities(path: str | Path | None = None) -> dict[str, Density]:
         }
         extra = sorted(set(e) - known)
         if extra:
-            raise InputError(f"{where}: {extra[0]}: unknown key (known: {', '.join(sorted(known))})")
+            raise InputError(
+                f"{where}: {extra[0]}: unknown key (known: {', '.join(sorted(known))})"
+            )
         for k in ("w_per_m2", "category", "split", "connection", "source", "status"):
             if k not in e:
                 raise InputError(f"{where}: {k}: missing")
@@ -142,9 +144,9 @@ def load_densities(path: str | Path | None = None) -> dict[str, Density]:
         if e["split"] not in SPLITS:
             raise InputError(f"{where}: split: must be one of {', '.join(SPLITS)}")
         unit = e.get("unit_m2")
-        if e["split"] == "units":
-            if isinstance(unit, bool) or not isinstance(unit, int | float) or not unit > 0:
-                raise InputError(f"{where}: unit_m2: split = units needs a floor area > 0")
+        bad_unit = isinstance(unit, bool) or not isinstance(unit, int | float) or not unit > 0
+        if e["split"] == "units" and bad_unit:
+            raise InputError(f"{where}: unit_m2: split = units needs a floor area > 0")
         if e["connection"] not in CONNECTIONS:
             raise InputError(f"{where}: connection: must be one of {', '.join(CONNECTIONS)}")
         if e["status"] not in ("V", "U"):

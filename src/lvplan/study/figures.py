@@ -58,7 +58,9 @@ def map_features(network, hosting: pd.DataFrame | None) -> dict[str, Any]:
     for k, li in enumerate(net.line.index):
         fb, tb = int(net.line.at[li, "from_bus"]), int(net.line.at[li, "to_bus"])
         pts = [(lon.get(fb), lat.get(fb)), (lon.get(tb), lat.get(tb))]
-        if any(x is None or y is None or not (math.isfinite(x) and math.isfinite(y)) for x, y in pts):
+        if any(
+            x is None or y is None or not (math.isfinite(x) and math.isfinite(y)) for x, y in pts
+        ):
             continue
         load = float(ld[k])
         feats.append(
@@ -150,8 +152,18 @@ def map_png(features: dict[str, Any], title: str) -> bytes:
     from matplotlib.patches import Patch
 
     f = features["features"]
-    allx = [c[0] for ft in f if ft["geometry"]["type"] == "Point" for c in [ft["geometry"]["coordinates"]]]
-    ally = [c[1] for ft in f if ft["geometry"]["type"] == "Point" for c in [ft["geometry"]["coordinates"]]]
+    allx = [
+        c[0]
+        for ft in f
+        if ft["geometry"]["type"] == "Point"
+        for c in [ft["geometry"]["coordinates"]]
+    ]
+    ally = [
+        c[1]
+        for ft in f
+        if ft["geometry"]["type"] == "Point"
+        for c in [ft["geometry"]["coordinates"]]
+    ]
     for ft in f:
         if ft["geometry"]["type"] == "LineString":
             for c in ft["geometry"]["coordinates"]:
@@ -165,7 +177,11 @@ def map_png(features: dict[str, Any], title: str) -> bytes:
         return ((c[0] - x0) * kx, (c[1] - y0) * M_PER_DEG)
 
     fig, ax = plt.subplots(figsize=(9, 7.5))
-    areas = [[xy(c) for c in ft["geometry"]["coordinates"][0]] for ft in f if ft["properties"]["kind"] == "area"]
+    areas = [
+        [xy(c) for c in ft["geometry"]["coordinates"][0]]
+        for ft in f
+        if ft["properties"]["kind"] == "area"
+    ]
     if areas:
         ax.add_collection(
             PolyCollection(areas, facecolors="#4575b4", alpha=0.08, edgecolors="#4575b4",
@@ -185,7 +201,7 @@ def map_png(features: dict[str, Any], title: str) -> bytes:
         if segs:
             ax.add_collection(LineCollection(segs, colors=cols, linewidths=lw, zorder=z))
     buses = [ft for ft in f if ft["properties"]["kind"] == "bus"]
-    handles = []
+    handles: list[Any] = []
     for name, lo, hi, colour in CLASSES:
         sel = [b for b in buses if lo <= b["properties"]["hosting_kw"] < hi]
         if sel:
@@ -200,7 +216,9 @@ def map_png(features: dict[str, Any], title: str) -> bytes:
         pts = np.array([xy(t["geometry"]["coordinates"]) for t in trs])
         ax.scatter(pts[:, 0], pts[:, 1], s=40 if len(trs) < 200 else 12, marker="s",
                    c="black", zorder=5)  # fmt: skip
-    handles.append(Line2D([], [], marker="s", ls="", color="black", label=f"transformer: {len(trs)}"))
+    handles.append(
+        Line2D([], [], marker="s", ls="", color="black", label=f"transformer: {len(trs)}")
+    )
     handles.append(Line2D([], [], color="#444444", lw=2.6, label="MV feeder (10 kV)"))
     handles.append(Line2D([], [], color="#444444", lw=1.1, label="LV cable (0.4 kV)"))
     handles.append(Line2D([], [], color="#bbbbbb", lw=2, label="open or not energised"))
@@ -296,6 +314,14 @@ def loading_png(table: pd.DataFrame, title: str, limit: float) -> bytes:
 
 
 # -- approvals by policy -------------------------------------------------------------------------
+def _cells(table: pd.DataFrame, keys: list, col: str, value: str, what: str) -> np.ndarray:
+    """For each (network, policy_kw) of ``keys``: the sum of ``what`` over the rows whose
+    ``col`` is ``value``."""
+    sel = table[table[col].astype(str) == str(value)]
+    sums = sel.groupby(["network", "policy_kw"])[what].sum()
+    return np.array([float(sums.get((n, p), 0.0)) for n, p in keys])
+
+
 def approvals_png(table: pd.DataFrame, labels: dict[str, str]) -> bytes:
     """Stacked bars of the replay's outcomes (share of applications) per network and policy."""
     plt = _plt()
@@ -304,23 +330,24 @@ def approvals_png(table: pd.DataFrame, labels: dict[str, str]) -> bytes:
     y = np.arange(len(rows))
     left = np.zeros(len(rows))
     for outcome, colour in OUTCOME_COLOURS.items():
-        vals = np.array(
-            [
-                float(table[(table.network == n) & (table.policy_kw == p) & (table.outcome == outcome)].share.sum())
-                for n, p in rows
-            ]
-        )  # fmt: skip
+        vals = _cells(table, rows, "outcome", outcome, "share")
         ax.barh(y, 100 * vals, left=100 * left, color=colour, label=labels[outcome])
         for k, v in enumerate(vals):
             if v >= 0.06:
+                ink = "black" if outcome == "does_not_fit" else "white"
                 ax.text(100 * (left[k] + v / 2), y[k], f"{100 * v:.0f} %", ha="center",
-                        va="center", fontsize=8, color="white" if outcome != "does_not_fit" else "black")  # fmt: skip
+                        va="center", fontsize=8, color=ink)  # fmt: skip
         left += vals
     ax.set_yticks(y, [f"{n}, policy {p:g} kW" for n, p in rows], fontsize=9)
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
     ax.set_xlabel("share of the year's applications (%)")
-    ax.legend(fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.25 if len(rows) > 2 else -0.4))
+    ax.legend(
+        fontsize=8,
+        ncol=4,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.25 if len(rows) > 2 else -0.4),
+    )
     ax.set_title("Applications by outcome, first come first served", fontsize=11)
     return _png(fig)
 
@@ -340,12 +367,7 @@ def cost_png(by_kind: pd.DataFrame, by_year: pd.DataFrame) -> bytes:
         x = np.arange(len(keys))
         bottom = np.zeros(len(keys))
         for j, c in enumerate(cats):
-            vals = np.array(
-                [
-                    float(table[(table.network == n) & (table.policy_kw == p) & (table[col].astype(str) == c)].cost_cny.sum())
-                    for n, p in keys
-                ]
-            ) / 1e6  # fmt: skip
+            vals = _cells(table, keys, col, c, "cost_cny") / 1e6
             ax.bar(x, vals, bottom=bottom, color=cmap(j % 10), label=c)
             bottom += vals
         for k, v in enumerate(bottom):

@@ -132,7 +132,12 @@ def write_report(
             h["more_approved_zero_cost"] = b["counts"]["fits"] - a["counts"]["fits"]
             spots = _hotspots(r, hi)
             hotspots.extend(spots)
-            h["first_to_fill"] = spots[0]["element_name"] if spots else None
+            h["first_to_fill"] = (
+                f"{spots[0]['element_name']} ({spots[0]['binding_kind'].replace('_', ' ')} "
+                f"limit, application #{spots[0]['first_rejection_seq']})"
+                if spots
+                else None
+            )
         if r.plans:
             h["plan"] = {}
             for p, s in r.plans.items():
@@ -142,6 +147,7 @@ def write_report(
                     "customers": len(cust) if cust is not None else 0,
                     "customers_380v": int(cust[col].sum()) if cust is not None else 0,
                     "demands_served": s["demands_served"],
+                    "demands_unserved": s["demands_unserved"],
                     "design_kw_served": s["design_kw_served"],
                     "total_cost_cny": s["total_cost_cny"],
                     "status": s["solver"]["status"],
@@ -206,8 +212,7 @@ def _map_figure(figs: _Figures, r: NetworkResult, h: dict[str, Any]) -> None:
     worst = max(loaded, key=lambda p: p["loading_percent"]) if loaded else None
     over80 = sum(p["loading_percent"] >= 80 for p in loaded)
     counts = {
-        name: sum(lo_ <= b["hosting_kw"] < hi_ for b in buses)
-        for name, lo_, hi_, _ in fg.CLASSES
+        name: sum(lo_ <= b["hosting_kw"] < hi_ for b in buses) for name, lo_, hi_, _ in fg.CLASSES
     }
     mv = sum(p["level"] == "MV" for p in lines)
     cap = (
@@ -346,7 +351,7 @@ def _hotspots(r: NetworkResult, policy: float) -> list[dict[str, Any]]:
     tr = rep.transformers.set_index("trafo")
     base = r.network.base_state()
     line_row = {int(li): k for k, li in enumerate(net.line.index)}
-    out = []
+    out: list[dict[str, Any]] = []
     for el, g in t.groupby("binding_element", sort=False):
         kind, _, idx = str(el).partition(" ")
         name, before, after = str(el), None, None

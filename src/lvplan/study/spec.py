@@ -125,7 +125,7 @@ class NetworkStudy(_Strict):
     label: str | None = None
     parcels: Parcels | None = None
     applications: Applications | None = None
-    plan: PlanSettings = PlanSettings()
+    plan: PlanSettings = Field(default_factory=lambda: PlanSettings.model_validate({}))
 
 
 class Study(_Strict):
@@ -135,7 +135,7 @@ class Study(_Strict):
     set: dict[str, float | int | str | bool] = Field(default_factory=dict)
     policies_kw: list[float] = Field(default_factory=lambda: [160.0, 200.0], min_length=1)
     horizon: list[int] = Field(default_factory=lambda: [2027, 2030], min_length=2, max_length=2)
-    run: Run = Run()
+    run: Run = Field(default_factory=lambda: Run.model_validate({}))
     out: str | None = None
     networks: list[NetworkStudy] = Field(min_length=1)
 
