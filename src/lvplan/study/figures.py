@@ -206,7 +206,7 @@ def map_png(features: dict[str, Any], title: str) -> bytes:
         sel = [b for b in buses if lo <= b["properties"]["hosting_kw"] < hi]
         if sel:
             pts = np.array([xy(b["geometry"]["coordinates"]) for b in sel])
-            size = 14 if len(buses) < 2000 else 3
+            size = float(np.clip(3000.0 / max(1, len(buses)), 0.6, 14.0))
             ax.scatter(pts[:, 0], pts[:, 1], s=size, c=colour, zorder=4, linewidths=0)
         handles.append(
             Line2D([], [], marker="o", ls="", color=colour, label=f"bus hosting {name}: {len(sel)}")
@@ -214,7 +214,7 @@ def map_png(features: dict[str, Any], title: str) -> bytes:
     trs = [ft for ft in f if ft["properties"]["kind"] == "transformer"]
     if trs:
         pts = np.array([xy(t["geometry"]["coordinates"]) for t in trs])
-        ax.scatter(pts[:, 0], pts[:, 1], s=40 if len(trs) < 200 else 12, marker="s",
+        ax.scatter(pts[:, 0], pts[:, 1], s=40 if len(trs) < 30 else 7, marker="s",
                    c="black", zorder=5)  # fmt: skip
     handles.append(
         Line2D([], [], marker="s", ls="", color="black", label=f"transformer: {len(trs)}")
@@ -308,7 +308,7 @@ def loading_png(table: pd.DataFrame, title: str, limit: float) -> bytes:
     else:
         ax.set_xticks([])
         ax.set_xlabel(f"{n} transformers, sorted by the loading after")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="lower right")
     ax.set_title(title, fontsize=11)
     return _png(fig)
 
