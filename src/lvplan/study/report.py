@@ -203,7 +203,7 @@ def _trafo_limit(study: Study) -> float:
 
 # -- each figure ---------------------------------------------------------------------------------
 def _map_figure(figs: _Figures, r: NetworkResult, h: dict[str, Any]) -> None:
-    feats = fg.map_features(r.network, r.hosting)
+    feats = fg.network_features(r.network, r.hosting)
     f = feats["features"]
     lines = [x["properties"] for x in f if x["properties"]["kind"] == "line"]
     buses = [x["properties"] for x in f if x["properties"]["kind"] == "bus"]
