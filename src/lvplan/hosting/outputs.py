@@ -210,7 +210,7 @@ def map_html(
     for r in _records(shown):
         folium.CircleMarker(
             location=[float(r["lat"]), float(r["lon"])],
-            radius=5,
+            radius=5 if len(shown) < 2000 else 3,
             color=class_colour(float(r["hosting_kw"])),
             fill=True,
             fill_opacity=0.85,
