@@ -99,6 +99,7 @@ def test_bad_parcels_file_of_a_study_exits_2(tmp_path, capsys):
     assert main(["study", str(f), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert "p.csv:2: floor_area_m2: must be more than 0" in err and "\n" not in err
+    assert not (tmp_path / "o").exists()  # refused before anything ran
 
 
 def test_headline_study_file_is_valid():
@@ -294,3 +295,26 @@ def test_report_renders_in_headless_chromium(study_dir, tmp_path):
         timeout=120,
     )  # fmt: skip
     assert shot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_study_with_an_applications_file(tmp_path, capsys):
+    (tmp_path / "apps.csv").write_text(
+        "id,bus,kw,category\nA1,T3 LV board,30,shop\nA2,T8 LV board,180,office\nA3,16,250,generic\n"
+    )
+    f = tmp_path / "s.yaml"
+    f.write_text(
+        "name: apps\nrun: {inspect: false, hosting: false, replay: true, plan: false}\n"
+        "networks:\n  - network: sz-futian\n    applications: {file: apps.csv}\n"
+    )
+    assert main(["study", str(f), "--out", str(tmp_path / "o")]) == 0
+    assert "report: " in capsys.readouterr().out
+    r160 = pd.read_csv(tmp_path / "o" / "sz-futian" / "replay-160kw.csv")
+    r200 = pd.read_csv(tmp_path / "o" / "sz-futian" / "replay-200kw.csv")
+    assert list(r160.id) == ["A1", "A2", "A3"]
+    assert list(r160.decision == "hv_required") == [False, True, True]
+    assert list(r200.decision == "hv_required") == [False, False, True]
+    assert (tmp_path / "o" / "report.html").is_file()
+    (tmp_path / "apps.csv").write_text("id,bus,kw\nA1,no such bus,30\n")
+    assert main(["study", str(f), "--out", str(tmp_path / "o2")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "apps.csv:2: bus:" in err and "\n" not in err

@@ -250,6 +250,11 @@ def _check_references(study: Study, p: Path) -> None:
         for key, part in (("parcels", ns.parcels), ("applications", ns.applications)):
             if part is not None and part.file is not None and not resolve(p, part.file).is_file():
                 raise InputError(f"{p}: networks[{i}].{key}.file: no such file {part.file!r}")
+        if ns.parcels is not None and ns.parcels.file is not None:
+            # read whole before anything runs (applications need the network: read at its turn)
+            from lvplan.planning.parcels import load_densities, read_parcels
+
+            read_parcels(resolve(p, ns.parcels.file), load_densities())
 
 
 def network_spec(study_file: Path, spec: str) -> str:
