@@ -41,6 +41,20 @@ COLUMNS = [
     "binding_element",
     "trafo_loading_after_percent",
 ]
+#: one row per public transformer of a replay
+TRANSFORMER_COLUMNS = [
+    "trafo",
+    "name",
+    "rated_kva",
+    "loading_before_percent",
+    "loading_after_percent",
+    "applications",
+    "approved",
+    "approved_design_kw",
+    "rejected",
+    "first_rejection_seq",
+    "first_rejection_binding",
+]
 #: what each decision means for the customer, in the report's words
 OUTCOMES = {
     "fits": "approved at zero cost",
@@ -205,7 +219,6 @@ def replay(network: Network, apps: list[dict[str, Any]], criteria: Criteria) -> 
                 ),
             }
         )
-    trafos = pd.DataFrame(trs)
-    if len(trafos):
-        trafos["first_rejection_seq"] = trafos["first_rejection_seq"].astype("Int64")
+    trafos = pd.DataFrame(trs, columns=TRANSFORMER_COLUMNS)
+    trafos["first_rejection_seq"] = trafos["first_rejection_seq"].astype("Int64")
     return Replay(float(criteria.lv_policy_max_kw), table, trafos, time.perf_counter() - t0)

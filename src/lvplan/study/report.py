@@ -242,6 +242,8 @@ def _map_figure(figs: _Figures, r: NetworkResult, h: dict[str, Any]) -> None:
 def _hosting_figure(figs: _Figures, r: NetworkResult, h: dict[str, Any]) -> None:
     assert r.hosting is not None
     t = fg.hosting_by_transformer(r.hosting)
+    if t.empty:  # no LV bus: nothing to draw
+        return
     low = t.iloc[0]
     high = t.iloc[-1]
     below100 = int((t.min_kw < 100).sum())
@@ -268,6 +270,8 @@ def _loading_figure(figs: _Figures, r: NetworkResult, h: dict[str, Any], hi: flo
     rep = r.replays[hi]
     t = rep.transformers.copy()
     t = t[t.loading_before_percent.notna() & t.loading_after_percent.notna()]
+    if t.empty:
+        return
     at_limit = int((t.loading_after_percent >= limit - 5).sum())
     top = t.sort_values("loading_after_percent").iloc[-1]
     rise = (t.loading_after_percent - t.loading_before_percent).max()
