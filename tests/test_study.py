@@ -318,3 +318,23 @@ def test_study_with_an_applications_file(tmp_path, capsys):
     assert main(["study", str(f), "--out", str(tmp_path / "o2")]) == 2
     err = capsys.readouterr().err.strip()
     assert "apps.csv:2: bus:" in err and "\n" not in err
+
+
+def test_simbench_fingerprint_is_the_same_in_every_process():
+    """The study records input fingerprints: a SimBench grid's must not depend on the process
+    (the converter's column order followed PYTHONHASHSEED)."""
+    import sys
+
+    import lvplan
+
+    grid = "simbench:1-LV-rural2--0-sw"
+    here = lvplan.load_network(grid).fingerprint
+    seed = "2" if os.environ.get("PYTHONHASHSEED") == "1" else "1"
+    there = subprocess.run(
+        [sys.executable, "-c", f"import lvplan; print(lvplan.load_network({grid!r}).fingerprint)"],
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONHASHSEED": seed},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    ).stdout.strip()
+    assert len(here) == 64 and here == there
