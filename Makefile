@@ -12,14 +12,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# one check to show a decision, then the headline study (hosting maps, a year of applications
+# under 160 and 200 kW, the land-parcel plan, the report) on sz-futian and simbench-urban
 run: $(STAMP)
-	$(BIN)/lvplan inspect networks/sz-futian
 	$(BIN)/lvplan check networks/sz-futian --bus "T3 LV board" --kw 160 --category restaurant
-	$(BIN)/lvplan check networks/sz-futian --bus "T6 far end" --kw 200
-	$(BIN)/lvplan check networks/sz-futian --lon 114.0590 --lat 22.5415 --kw 120 --category shop
-	$(BIN)/lvplan hosting networks/sz-futian --out hosting-sz-futian
-	$(BIN)/lvplan hosting networks/sz-futian --changes studies/changes/sz-futian-t3.toml --compare --no-maps --out hosting-sz-futian-t3
-	$(BIN)/lvplan plan networks/sz-futian --demand studies/demand/sz-futian-30.csv --out plan-sz-futian
+	$(BIN)/lvplan study studies/lv-200kw-citywide.yaml --out study-lv-200kw-citywide --progress
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks networks
@@ -45,4 +42,4 @@ bench-city: $(STAMP)
 	$(BIN)/python benchmarks/bench_hosting.py --city 13000
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache hosting-sz-futian hosting-sz-futian-t3
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache hosting-sz-futian hosting-sz-futian-t3 plan-sz-futian study-lv-200kw-citywide

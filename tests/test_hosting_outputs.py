@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -114,14 +115,17 @@ def test_map_renders_in_headless_chromium(out, tmp_path):
         timeout=120,
     )
     dom = res.stdout
-    # 41 buses drawn as Leaflet vector circles, 8 transformer markers, the legend
-    assert dom.count('<path class="leaflet-interactive"') == 41
+    # 41 buses drawn as Leaflet vector circles, 42 lines (9 MV sections with coordinates at both
+    # ends and 33 LV cables), 8 transformer areas, 8 transformer markers, the legend
+    assert dom.count('<path class="lvplan-bus leaflet-interactive"') == 41
+    assert dom.count('<path class="lvplan-line leaflet-interactive"') == 42
+    assert dom.count('<path class="lvplan-area leaflet-interactive"') == 8
     assert dom.count("lvplan-trafo") >= 8
     assert dom.count('class="leaflet-marker-icon') == 8
-    assert "lvplan-legend" in dom and "≥ 200 kW" in dom
+    assert "lvplan-legend" in dom and "≥ 200 kW: 2" in dom and "transformer area" in dom
     errors = [ln for ln in res.stderr.splitlines() if "CONSOLE" in ln and "Uncaught" in ln]
     assert not errors, errors
-    shot = tmp_path / "shot.png"
+    shot = Path(os.environ.get("LVPLAN_SCREENSHOT_DIR", tmp_path)) / "map.png"
     subprocess.run(
         [
             browser,

@@ -183,6 +183,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sd.add_argument("--profile", default="cn", help="criteria profile: cn (default) or en50160")
     sd.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a criterion")
+    sp = ssub.add_parser(
+        "parcels", help="a land-auction pipeline: parcels with land uses, floor areas and years"
+    )
+    sp.add_argument("network", metavar="NETWORK", help="as for check (needs bus coordinates)")
+    sp.add_argument("--count", required=True, help="number of parcels")
+    sp.add_argument("--seed", default="1", help="random seed (same seed, same file)")
+    sp.add_argument("--out", required=True, help="parcels CSV to write")
+    sp.add_argument("--years", default="2027-2030", help="FIRST-LAST (default 2027-2030)")
+    sp.add_argument("--profile", default="cn", help="criteria profile: cn (default) or en50160")
+    sp.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a criterion")
+    st = sub.add_parser(
+        "study", help="run a study file: hosting, replay by policy, parcel plan, report"
+    )
+    st.add_argument(
+        "file", metavar="FILE", help="study file (YAML), e.g. studies/lv-200kw-citywide.yaml"
+    )
+    st.add_argument("--out", help="output folder (default: the study's out, else study-NAME)")
+    st.add_argument(
+        "--progress", action="store_true", help="say what runs, with timings, on stderr"
+    )
     return parser
 
 
@@ -260,6 +280,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.command == "synth":
         return _synth(args)
+    if args.command == "study":
+        return _study(args)
     if args.command == "apply":
         return _apply(args)
     if args.command == "register":
@@ -639,9 +661,32 @@ def _serve(args: argparse.Namespace, crit) -> int:
     return 0
 
 
+def _study(args: argparse.Namespace) -> int:
+    from lvplan.study.run import load_and_run
+
+    doc = load_and_run(args.file, args.out, args.progress)
+    out = doc["out"]
+    for h in doc["headline"]["networks"]:
+        lo, hi = doc["headline"]["policy_low_kw"], doc["headline"]["policy_high_kw"]
+        line = f"{h['label']}:"
+        if "replay" in h:
+            a, b = h["replay"][f"{lo:g}"], h["replay"][f"{hi:g}"]
+            line += (
+                f" approved at zero cost {a['counts']['fits']}/{a['applications']} at {lo:g} kW,"
+                f" {b['counts']['fits']}/{b['applications']} at {hi:g} kW;"
+            )
+        if "extra_cost_cny" in h:
+            line += f" parcel plan +{h['extra_cost_cny']:,.0f} CNY at {hi:g} kW;"
+        print(line.rstrip(";"))
+    print(f"report: {out}/report.html (and report.md)")
+    return 0
+
+
 def _synth(args: argparse.Namespace) -> int:
     if args.what == "demand":
         return _synth_demand(args)
+    if args.what == "parcels":
+        return _synth_parcels(args)
     from pathlib import Path
 
     from lvplan.synth import build_city, write_network
@@ -696,6 +741,34 @@ def _synth_demand(args: argparse.Namespace) -> int:
         f"synthetic demand: {len(demand.rows)} demands in {demand.clusters} clusters "
         f"({demand.far_clusters} beyond every supply radius, {len(demand.far_ids)} demands) "
         f"on {net.name} -> {args.out}"
+    )
+    return 0
+
+
+def _synth_parcels(args: argparse.Namespace) -> int:
+    from lvplan.io.load import load_network
+    from lvplan.planning.synth_parcels import synth_parcels, write_parcels
+
+    count = _int_arg("--count", args.count, 1)
+    seed = _int_arg("--seed", args.seed, 0)
+    first, sep, last = args.years.strip().partition("-")
+    try:
+        years = (int(first), int(last if sep else first))
+    except ValueError:
+        raise InputError(f"--years takes FIRST-LAST, got {args.years!r}") from None
+    if not 2000 <= years[0] <= years[1] <= 2100:
+        raise InputError(f"--years must be FIRST-LAST within 2000..2100, got {args.years!r}")
+    crit = _criteria(args)
+    net = load_network(args.network)
+    rows = synth_parcels(net, count=count, seed=seed, criteria=crit, years=years)
+    write_parcels(rows, args.out)
+    uses: dict[str, int] = {}
+    for r in rows:
+        uses[r["land_use"]] = uses.get(r["land_use"], 0) + 1
+    print(
+        f"synthetic parcels: {len(rows)} on {net.name} ("
+        + ", ".join(f"{k} {v}" for k, v in sorted(uses.items()))
+        + f") -> {args.out}"
     )
     return 0
 

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from pathlib import Path
@@ -34,6 +33,9 @@ CLASSES = (
 )
 MAP_MAX_BUSES = 20000
 MAP_MAX_TRANSFORMERS = 5000
+#: above this many lines the HTML map draws the MV feeders only (a city's LV cables would make
+#: the page too heavy to pan); map.png draws them all
+MAP_MAX_LINES = 30000
 TRANSFORMER_COLUMNS = [
     "trafo",
     "name",
@@ -156,7 +158,13 @@ def geojson(df: pd.DataFrame, trafos: pd.DataFrame) -> dict[str, Any]:
     return {"type": "FeatureCollection", "features": feats}
 
 
-def map_html(df: pd.DataFrame, trafos: pd.DataFrame, title: str) -> str:
+def map_html(
+    df: pd.DataFrame, trafos: pd.DataFrame, title: str, features: dict[str, Any] | None = None
+) -> str:
+    """The Leaflet map: transformer areas, MV feeders and LV cables coloured by loading (from
+    ``features``, :func:`lvplan.hosting.mapdraw.network_features`), buses by hosting class,
+    transformers with popups. Above :data:`MAP_MAX_BUSES` buses it shows the weakest buses,
+    above :data:`MAP_MAX_LINES` lines the MV feeders only, and says so in the legend."""
     import folium
     from branca.element import Element
 
@@ -167,16 +175,47 @@ def map_html(df: pd.DataFrame, trafos: pd.DataFrame, title: str) -> str:
         shown = ok.nsmallest(MAP_MAX_BUSES, "hosting_kw")
         note = f" (the {MAP_MAX_BUSES} buses with the least room of {len(ok)})"
     center = [float(ok.lat.mean()), float(ok.lon.mean())] if len(ok) else [22.54, 114.06]
-    m = offline_map(center, zoom_start=15, prefer_canvas=len(shown) > 2000)
+    feats = (features or {"features": []})["features"]
+    lines = [f for f in feats if f["properties"]["kind"] == "line"]
+    areas = [f for f in feats if f["properties"]["kind"] == "area"]
+    left_out = []
+    if len(lines) > MAP_MAX_LINES:
+        lv = sum(f["properties"]["level"] == "LV" for f in lines)
+        lines = [f for f in lines if f["properties"]["level"] == "MV"]
+        left_out.append(f"{lv} LV cables not drawn (more than {MAP_MAX_LINES} lines)")
+    if len(areas) > MAP_MAX_TRANSFORMERS:
+        left_out.append(f"{len(areas)} transformer areas not drawn")
+        areas = []
+    m = offline_map(center, zoom_start=15, prefer_canvas=len(shown) + len(lines) > 2000)
+    if areas:
+        folium.GeoJson(
+            {"type": "FeatureCollection", "features": areas},
+            name="transformer areas",
+            style_function=lambda _f: {
+                "color": "#4575b4",
+                "weight": 1,
+                "dashArray": "3 3",
+                "fillColor": "#4575b4",
+                "fillOpacity": 0.07,
+                "className": "lvplan-area",
+            },
+        ).add_to(m)
+    if lines:
+        folium.GeoJson(
+            {"type": "FeatureCollection", "features": lines},
+            name="MV feeders and LV cables: loading",
+            style_function=_line_style,
+        ).add_to(m)
     buses = folium.FeatureGroup(name="LV buses: hosting capacity").add_to(m)
     for r in _records(shown):
         folium.CircleMarker(
             location=[float(r["lat"]), float(r["lon"])],
-            radius=5,
+            radius=5 if len(shown) < 2000 else 3,
             color=class_colour(float(r["hosting_kw"])),
             fill=True,
             fill_opacity=0.85,
             weight=1,
+            class_name="lvplan-bus",
             tooltip=f"bus {r['bus']} {r['name']}: {r['hosting_kw']:g} kW ({r['binding_kind']} "
             f"{r['binding_element']})",
         ).add_to(buses)
@@ -204,53 +243,66 @@ def map_html(df: pd.DataFrame, trafos: pd.DataFrame, title: str) -> str:
         ).add_to(tg)
         leaflet_popup(popup).add_to(marker)
     folium.LayerControl().add_to(m)
+    counts = {
+        name: int(((ok.hosting_kw >= lo) & (ok.hosting_kw < hi)).sum())
+        for name, lo, hi, _ in CLASSES
+    }
     items = "".join(
         f'<div><span style="background:{c};width:12px;height:12px;display:inline-block;'
-        f'border-radius:6px;margin-right:6px"></span>{name}</div>'
+        f'border-radius:6px;margin-right:6px"></span>{name}: {counts[name]}</div>'
         for name, _, _, c in CLASSES
+    )
+    ramp = "".join(
+        f'<span style="background:{_loading_colour(v)};width:14px;height:4px;'
+        f'display:inline-block"></span>'
+        for v in range(0, 121, 15)
     )
     legend = (
         '<div id="lvplan-legend" style="position:fixed;bottom:24px;left:24px;z-index:9999;'
         'background:white;padding:8px 10px;border:1px solid #888;font:12px sans-serif">'
         f"<b>{title}</b><br>new 380 V customer, design kW{note}{items}"
-        '<div><span style="color:#4575b4">&#9650;</span> public transformer</div></div>'
+        '<div><span style="color:#4575b4">&#9650;</span> public transformer</div>'
+        + (
+            f"<div>lines: loading 0 {ramp} 120 %; MV thick, LV thin</div>"
+            '<div><span style="border:1px dashed #4575b4;background:rgba(69,117,180,.1);'
+            'width:12px;height:10px;display:inline-block;margin-right:6px"></span>'
+            "transformer area</div>"
+            if lines or areas
+            else ""
+        )
+        + "".join(f"<div><i>{t}</i></div>" for t in left_out)
+        + "</div>"
     )
     m.get_root().html.add_child(Element(legend))
     return render(m)
 
 
-def map_png(df: pd.DataFrame, trafos: pd.DataFrame, title: str) -> bytes:
-    import matplotlib
+def _loading_colour(v: float | None) -> str:
+    """Colour of a line loading (%) on the map's ramp (green 0 % to red 120 %)."""
+    if v is None or not math.isfinite(v):
+        return "#bbbbbb"
+    from lvplan.hosting.mapdraw import loading_colour
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    return loading_colour(v)
 
-    fig, ax = plt.subplots(figsize=(10, 8), dpi=100)
-    ok = df[df.lon.notna() & df.lat.notna()]
-    size = 12 if len(ok) < 5000 else max(0.5, 20000 / max(len(ok), 1))
-    for name, lo, hi, colour in CLASSES:
-        sel = ok[(ok.hosting_kw >= lo) & (ok.hosting_kw < hi)]
-        ax.scatter(sel.lon, sel.lat, s=size, c=colour, label=f"{name} ({len(sel)})", lw=0)
-    t = trafos[trafos.lon.notna() & trafos.lat.notna()]
-    ax.scatter(
-        t.lon,
-        t.lat,
-        s=30,
-        marker="^",
-        c="#4575b4",
-        edgecolors="k",
-        lw=0.5,
-        label=f"public transformer ({len(t)})",
-    )
-    ax.set_xlabel("longitude")
-    ax.set_ylabel("latitude")
-    ax.set_title(title)
-    ax.set_aspect(1.0 / max(math.cos(math.radians(float(ok.lat.mean()) if len(ok) else 0)), 0.1))
-    ax.legend(loc="best", fontsize=8)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
+
+def _line_style(feature: dict[str, Any]) -> dict[str, Any]:
+    p = feature["properties"]
+    return {
+        "color": _loading_colour(p["loading_percent"]),
+        "weight": 4 if p["level"] == "MV" else 2,
+        "opacity": 0.9,
+        "className": "lvplan-line",
+    }
+
+
+def map_png(network, df: pd.DataFrame, title: str, features: dict[str, Any] | None = None) -> bytes:
+    """The map as a picture (:func:`lvplan.hosting.mapdraw.map_png`): lines by loading,
+    transformer areas, buses by hosting class, a scale bar and a legend with the counts."""
+    from lvplan.hosting.mapdraw import map_png as draw
+    from lvplan.hosting.mapdraw import network_features
+
+    return draw(features or network_features(network, df), title)
 
 
 #: the transformer columns repeated for the network before the changes (``--compare``)
@@ -308,8 +360,11 @@ def write_outputs(
     )
     title = f"lvplan hosting capacity: {network.name}"
     if maps:
-        write_text_atomic(out / "map.html", map_html(df, trafos, title))
-        write_bytes_atomic(out / "map.png", map_png(df, trafos, title))
+        from lvplan.hosting.mapdraw import network_features
+
+        feats = network_features(network, df)
+        write_text_atomic(out / "map.html", map_html(df, trafos, title, feats))
+        write_bytes_atomic(out / "map.png", map_png(network, df, title, feats))
     stats = result.stats
     classes = {
         name: int(((df.hosting_kw >= lo) & (df.hosting_kw < hi)).sum())

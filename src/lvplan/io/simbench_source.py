@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pandapower as pp
+import pandas as pd
 
 from lvplan.errors import InputError, PowerFlowError
 from lvplan.powerflow.ac import NUMBA_MIN_BUSES
@@ -48,6 +49,10 @@ def load_simbench(code: str, *, study_case: str = "hL"):
     for tab in list(net.keys()):
         if tab.startswith("res_"):
             net[tab] = net[tab].iloc[0:0]
+        elif isinstance(net[tab], pd.DataFrame) and len(net[tab].columns):
+            # the converter's column order follows a set's (it changed with PYTHONHASHSEED, and
+            # with it the network's fingerprint): a fixed order, so the same grid is the same
+            net[tab] = net[tab][sorted(net[tab].columns, key=str)]
     return net
 
 
