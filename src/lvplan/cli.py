@@ -56,7 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--bus", help="connection bus: index or unique name")
     c.add_argument("--lon", help="customer longitude (instead of --bus)")
     c.add_argument("--lat", help="customer latitude (instead of --bus)")
-    c.add_argument("--area-class", help="supply area class for --lon/--lat: A+, A, B, C, D, E")
+    c.add_argument(
+        "--area-class",
+        help="supply area class A+, A, B, C, D, E: the supply radius for --lon/--lat, and "
+        "whether N-1 is judged (profile cn: full N-1 for A+, A, B)",
+    )
     c.add_argument("--kw", required=True, help="declared equipment capacity in kW")
     c.add_argument("--category", help="customer category (demand factor); default generic")
     c.add_argument("--pf", help="power factor of the new load (lagging); default from profile")
@@ -218,6 +222,8 @@ def _render_decision(d: dict[str, Any]) -> str:
             else f"binding: {b['kind']} {b['element']} ({b['element_name']}) "
             f"{b['value']:g} {b['unit']}, limit {b['limit']:g} {b['unit']}"
         )
+    if d["binding"] and d["binding"].get("contingency"):
+        lines.append(f"  after {d['binding']['contingency']}")
     if d["transformer"]:
         t = d["transformer"]
         lines.append(
@@ -240,6 +246,7 @@ def _render_decision(d: dict[str, Any]) -> str:
             f"closest limit: {c['element']} ({c['kind']}) {c['value']:g} {c['unit']} "
             f"(limit {c['limit']:g})"
         )
+    lines += _render_n1(d.get("n1"))
     for v in d["violations"][1:10]:
         lines.append(
             f"also: {v['element']} ({v['kind']}) {v['value']:g} {v['unit']} (limit {v['limit']:g})"
@@ -253,6 +260,29 @@ def _render_decision(d: dict[str, Any]) -> str:
         f"{d['network']['name']} {d['network']['fingerprint'][:12]}"
     )
     return "\n".join(lines)
+
+
+def _render_n1(n1: dict[str, Any] | None) -> list[str]:
+    if n1 is None:
+        return []
+    if not n1["applied"]:
+        return [f"N-1: not judged: {n1.get('reason', '')}"]
+    out = [
+        f"N-1 (area class {n1['area_class']}): feeder {n1['feeder']}, loop partners "
+        f"{', '.join(n1['partners']) or 'none'}"
+    ]
+    for c in n1.get("contingencies", []):
+        w = c["worst_margin"]
+        worst = "" if w is None else f"; worst {w['element']} {w['value']:g} {w['unit']}"
+        already = " (fails already)" if c["fails_already"] and c["status"] != "pass" else ""
+        out.append(f"  {c['id']}: {c['status']}{already}, {c['option'] or 'no option'}{worst}")
+    for name, sc in (n1.get("screening") or {}).items():
+        out.append(
+            f"  screening {name}: head {sc['head_loading_percent']} % with {sc['ties']} ties "
+            f"(k/(k+1) {sc['screening_limit_percent']:g} %): "
+            f"{'within' if sc['within'] else 'above'}"
+        )
+    return out
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -310,6 +340,7 @@ def _run(args: argparse.Namespace) -> int:
                 pf=args.pf,
                 criteria=crit,
                 method=args.method,
+                area_class=args.area_class,
             )
         out = d.to_dict()
         print(json.dumps(out, indent=2, ensure_ascii=False) if args.json else _render_decision(out))
