@@ -172,7 +172,8 @@ def _render_feeders(feeders: list[Any]) -> list[str]:
     out = [
         f"MV feeders: {len(feeders)}, N-1 (emergency limits after a transfer) failing on "
         f"{sum(not f.ok for f in feeders)}",
-        f"  {'feeder':<28}{'head %':>8}{'ties':>6}{'k/(k+1) %':>11}  {'N-1':<6}worst after transfer",
+        f"  {'feeder':<28}{'head %':>8}{'ties':>6}{'k/(k+1) %':>11}  {'N-1':<6}"
+        "worst after transfer",
     ]
     for f in feeders[:200]:
         d = f.to_dict()
@@ -184,7 +185,7 @@ def _render_feeders(feeders: list[Any]) -> list[str]:
             if c.status == "no_restoring_tie":
                 worst = f"{c.contingency.id}: no restoring tie"
                 break
-            if b is not None and b.closest is not None and not c.status == "pass":
+            if b is not None and b.closest is not None and c.status != "pass":
                 v = b.closest
                 worst = (
                     f"{c.contingency.id}, {b.option.name}: {v.element} "
