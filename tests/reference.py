@@ -167,6 +167,13 @@ class N1Reference:
                 return False
         return True
 
+    def passes_without_load(self) -> bool:
+        """Whether every contingency passes as the network stands."""
+        return all(
+            options and any(self._option_ok(o, None) for o in options)
+            for options in self.contingencies
+        )
+
     def decide(self, normal: Reference, bus: int, design_kw: float, pf: float = 0.9) -> str:
         """The decision with N-1: the normal-state decision, then the contingencies."""
         d = normal.decide(bus, design_kw, pf)
