@@ -362,3 +362,70 @@ def test_contingency_states_follow_reservations(sz_pristine):
     c0 = [c["worst_margin"]["value"] for c in first.to_dict()["n1"]["contingencies"]]
     assert np.allclose(a, b, atol=1e-3) and not np.allclose(a, c0, atol=1e-3)
     assert abs(after.headroom_kw - fresh.headroom_kw) <= 0.2
+
+
+# -- the map ------------------------------------------------------------------------------------
+def _feeder_of(network, bus: int) -> str | None:
+    area = network.topology.area_of(bus)
+    return network.topology.trafo_feeder.get(area.trafos[0]) if area and area.trafos else None
+
+
+def test_n1_map_agrees_with_pandapower_sz_futian(sz, sz_pristine):
+    """hosting_kw_n1 at a bus fits in pandapower with the contingencies switched, and
+    hosting_kw_n1 + max(1 kW, 1 %) does not, where N-1 binds; it never exceeds hosting_kw,
+    and the check agrees with it."""
+    crit = load_criteria("cn", n1_line_max_loading_percent=39.0)
+    r = lvplan.hosting_capacity(sz, criteria=crit, n1=True)
+    df = r.table
+    assert list(df.columns[-2:]) == ["hosting_kw_n1", "binding_n1"]
+    assert (df.hosting_kw_n1 <= df.hosting_kw).all()
+    lowered = df[df.hosting_kw_n1 < df.hosting_kw]
+    assert len(lowered) >= 20
+    assert lowered.binding_n1.str.startswith("n1_transfer line").all()
+    same = df[df.hosting_kw_n1 == df.hosting_kw]
+    assert (same.binding_n1 == same.binding_kind).all()
+    top = find_contingencies(sz.pp)
+    ref = Reference(sz_pristine, crit)
+    refs = {f: N1Reference(sz_pristine, crit, n1_options(top, f)) for f in ("F1", "F2")}
+    for row in lowered.sample(6, random_state=1).itertuples():
+        bus, x = int(row.bus), float(row.hosting_kw_n1)
+        n1 = refs[_feeder_of(sz, bus)]
+        assert x > 0 and n1.decide(ref, bus, x) == "fits", (bus, x)
+        assert n1.decide(ref, bus, x + max(1.0, 0.01 * x)) == "does_not_fit", (bus, x)
+        d = lvplan.check(sz, bus=bus, kw=x, criteria=crit, area_class="A")
+        assert d.decision == "fits"
+        over = lvplan.check(sz, bus=bus, kw=x + 1.0, criteria=crit, area_class="A")
+        assert over.binding is not None and over.binding.kind == "n1_transfer"
+
+
+def test_n1_map_outputs_show_feeders_failing_already(sz, tmp_path):
+    """Emergency limit 38 %: both head sections carry about 38.8 % after a transfer with no
+    new load, so the loop fails N-1 already: every bus has hosting_kw_n1 = 0 and
+    transformers.csv names the feeders and by how much they fail."""
+    import json
+
+    import pandas as pd
+
+    from lvplan.cli import main
+
+    rc = main(
+        ["hosting", "sz-futian", "--n1", "--no-maps", "--out", str(tmp_path),
+         "--set", "n1_line_max_loading_percent=38"]
+    )  # fmt: skip
+    assert rc == 0
+    df = pd.read_csv(tmp_path / "hosting.csv")
+    assert (df.hosting_kw_n1 == 0).all() and df.binding_n1.str.startswith("n1_transfer").all()
+    tr = pd.read_csv(tmp_path / "transformers.csv")
+    assert set(tr.feeder) == {"F1", "F2"} and (tr.feeder_n1 == "fails").all()
+    worst = tr.set_index("feeder").feeder_n1_worst.to_dict()
+    assert worst["F1"].startswith("line 21 38.") and "after loss of line 0 (F1)" in worst["F1"]
+    assert (tr.min_hosting_kw_n1 == 0).all()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["n1"]["feeders_failing"] == ["F1", "F2"]
+    assert summary["stats"]["n1_s"] > 0
+    # without --n1 the files are today's
+    plain = tmp_path / "plain"
+    assert main(["hosting", "sz-futian", "--no-maps", "--out", str(plain)]) == 0
+    assert "hosting_kw_n1" not in pd.read_csv(plain / "hosting.csv").columns
+    assert "feeder_n1" not in pd.read_csv(plain / "transformers.csv").columns
+    assert "n1" not in json.loads((plain / "summary.json").read_text())

@@ -98,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --changes: also map the network as it is, and add hosting_kw_before, "
         "hosting_kw_after and delta_kw per bus",
     )
+    h.add_argument(
+        "--n1",
+        action="store_true",
+        help="also hosting_kw_n1 and binding_n1 per bus (N-1 of the feeder and its loop "
+        "partners, emergency limits); transformers.csv shows feeders failing N-1 already",
+    )
     pl = sub.add_parser(
         "plan", help="the cheapest AC-verified reinforcements for a forecast demand (OR-Tools)"
     )
@@ -535,6 +541,7 @@ def _hosting(args: argparse.Namespace, crit) -> int:
         work_dir=Path(args.resume) if args.resume else out,
         resume=bool(args.resume),
         progress=True if args.progress else None,
+        n1=bool(args.n1),
     )
     summary = write_outputs(
         result, net, crit, out, maps=not args.no_maps,
@@ -555,6 +562,13 @@ def _hosting(args: argparse.Namespace, crit) -> int:
         f"  prepare {st.get('prepare_s', 0):.1f} s, solve {st.get('solve_s', 0):.1f} s, "
         f"chunks {st.get('chunks')} (reused {st.get('chunks_reused')})"
     )
+    if summary.get("n1"):
+        n1 = summary["n1"]
+        print(
+            f"  N-1 ({st.get('n1_s') or 0:.1f} s): feeders failing N-1 already: "
+            f"{', '.join(n1['feeders_failing']) or 'none'}; buses by hosting_kw_n1: "
+            + ", ".join(f"{k} {v}" for k, v in n1["classes"].items())
+        )
     if summary.get("compare"):
         c = summary["compare"]
         print(
