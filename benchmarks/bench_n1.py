@@ -1,11 +1,13 @@
 """Benchmark: warm `lvplan.check` with N-1 (area class A) against a plain `pandapower.runpp`.
 
-    python benchmarks/bench_n1.py [--network simbench-urban] [--questions 300] [--seed 1]
+    python benchmarks/bench_n1.py [--network simbench-urban] [--questions 300] [--seed 1] [--map]
 
 Prints the time to find the contingencies and prepare every option's state (once per network),
 the median and p90 latency of a warm check with N-1 over random (LV bus, declared kW in 1-200)
 questions, the same questions without N-1, the median of a plain runpp measured in the same
-process, and the ratio (issue 14 target: <= 0.2 of a runpp).
+process, and the ratio (issue 14 target: <= 0.2 of a runpp). With ``--map`` it first times the
+normal hosting map and the N-1 map (``n1=True``, which prepares every contingency option on
+first use) of a freshly loaded network, one worker each (target: N-1 map <= 3x the normal map).
 """
 
 from __future__ import annotations
@@ -32,7 +34,10 @@ def main() -> None:
     ap.add_argument("--questions", type=int, default=300)
     ap.add_argument("--runpp", type=int, default=15)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--map", action="store_true", help="also time the normal and the N-1 map")
     args = ap.parse_args()
+    if args.map:
+        bench_map(args.network)
 
     net = lvplan.load_network(args.network)
     crit = lvplan.load_criteria("cn")
@@ -97,6 +102,33 @@ def main() -> None:
     print(f"ratio              {med_n1 / med_pp:.3f} of a plain runpp (target <= 0.2)")
     print(f"decisions          {dict(decisions)}")
     print(f"engines            {dict(engines)}")
+
+
+def bench_map(network: str) -> None:
+    crit = lvplan.load_criteria("cn")
+    net = lvplan.load_network(network)
+    net.base_state()
+    lvplan.hosting_capacity(net, criteria=crit)  # warm-up: numba, caches of the base
+    t = time.perf_counter()
+    plain = lvplan.hosting_capacity(net, criteria=crit)
+    t_plain = time.perf_counter() - t
+    net = lvplan.load_network(network)  # fresh: the N-1 map prepares the options itself
+    net.base_state()
+    lvplan.hosting_capacity(net, criteria=crit)
+    t = time.perf_counter()
+    n1 = lvplan.hosting_capacity(net, criteria=crit, n1=True)
+    t_n1 = time.perf_counter() - t
+    df = n1.table
+    failing = sorted(k for k, v in (n1.n1_feeders or {}).items() if v["status"] != "ok")
+    print(f"normal map         {t_plain:.2f} s ({len(plain.table)} buses, 1 worker)")
+    print(
+        f"N-1 map            {t_n1:.2f} s (of which N-1 columns {n1.stats.n1_s:.2f} s), "
+        f"ratio {t_n1 / t_plain:.2f} (target <= 3)"
+    )
+    print(
+        f"  buses lowered by N-1: {(df.hosting_kw_n1 < df.hosting_kw).sum()}; feeders failing "
+        f"N-1 already: {len(failing)} of {len(n1.n1_feeders or {})}"
+    )
 
 
 if __name__ == "__main__":

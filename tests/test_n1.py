@@ -429,3 +429,23 @@ def test_n1_map_outputs_show_feeders_failing_already(sz, tmp_path):
     assert "hosting_kw_n1" not in pd.read_csv(plain / "hosting.csv").columns
     assert "feeder_n1" not in pd.read_csv(plain / "transformers.csv").columns
     assert "n1" not in json.loads((plain / "summary.json").read_text())
+
+
+def test_location_check_judges_n1_for_its_area_class(sz):
+    """A location application names its area class: N-1 is judged at its candidates (with
+    their service cables); with no class named, the supply radius of the default class is
+    used and N-1 is not judged."""
+    from lvplan.locate import check_location
+
+    crit = load_criteria("cn", n1_line_max_loading_percent=39.0)
+    d = check_location(
+        sz, lon=114.0590, lat=22.5415, kw=120, category="shop", criteria=crit, area_class="A"
+    )
+    assert d.n1 is not None and d.n1["applied"] and d.decision == "does_not_fit"
+    assert d.binding is not None and d.binding.kind == "n1_transfer"
+    assert all(
+        a["binding"] and a["binding"]["kind"] == "n1_transfer" for a in d.location["alternatives"]
+    )
+    plain = check_location(sz, lon=114.0590, lat=22.5415, kw=120, category="shop", criteria=crit)
+    assert plain.n1 is not None and not plain.n1["applied"]
+    assert plain.decision == "fits"
