@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import resource
 import time
 import warnings
 from collections import Counter
@@ -102,6 +103,8 @@ def main() -> None:
     print(f"ratio              {med_n1 / med_pp:.3f} of a plain runpp (target <= 0.2)")
     print(f"decisions          {dict(decisions)}")
     print(f"engines            {dict(engines)}")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(f"peak memory        {peak_mb:.0f} MB")
 
 
 def bench_map(network: str) -> None:

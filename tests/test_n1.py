@@ -449,3 +449,30 @@ def test_location_check_judges_n1_for_its_area_class(sz):
     plain = check_location(sz, lon=114.0590, lat=22.5415, kw=120, category="shop", criteria=crit)
     assert plain.n1 is not None and not plain.n1["applied"]
     assert plain.decision == "fits"
+
+
+def test_open_line_change_matches_pandapower(sz_pristine):
+    """``open_line`` through ``evaluate`` (the stamps path: no switch changes) on the closed
+    ring, and as a contingency's switching changes, give pandapower's state."""
+    from reference import OPTS
+
+    ring = _closed_ring(sz_pristine)
+    net = lvplan.Network(ring, name="ring", source="test")
+    for ch, line_out, closed in (
+        (Changes().open_line(0), 0, ()),
+        (Changes().open_line("F2"), 21, ()),
+    ):
+        ev = lvplan.evaluate(net, ch)
+        assert ev.state.engine == "newton"
+        ref = copy.deepcopy(ring)
+        ref.line.at[line_out, "in_service"] = False
+        for s in closed:
+            ref.switch.at[s, "closed"] = True
+        pp.runpp(ref, **OPTS)
+        assert np.nanmax(np.abs(ev.state.vm_pu - ref.res_bus.vm_pu.to_numpy())) < 1e-6
+        got = ev.state.line_loading_percent
+        want = ref.res_line.loading_percent.to_numpy()
+        ok = ~np.isnan(got)
+        assert np.isnan(got[line_out]) and np.allclose(got[ok], want[ok], atol=0.01)
+    with pytest.raises(InputError, match="open_line"):
+        lvplan.evaluate(net, Changes().open_line(999))
