@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pandapower as pp
+import pandas.testing as pd_testing
 import pytest
 from reference import N1Reference, Reference, n1_options
 
@@ -476,3 +477,20 @@ def test_open_line_change_matches_pandapower(sz_pristine):
         assert np.isnan(got[line_out]) and np.allclose(got[ok], want[ok], atol=0.01)
     with pytest.raises(InputError, match="open_line"):
         lvplan.evaluate(net, Changes().open_line(999))
+
+
+def test_n1_never_mutates_the_callers_net(sz_pristine):
+    """The option networks share no table with the caller's net: after N-1 checks, a
+    reservation (followed by the options) and an N-1 map, the caller's tables are as given."""
+    from lvplan.model.network import ExtraLoad
+
+    given = copy.deepcopy(sz_pristine)
+    kept = copy.deepcopy(given)
+    net = lvplan.Network(given, name="sz", source="test")
+    crit = load_criteria("cn", n1_line_max_loading_percent=39.0)
+    lvplan.check(net, bus=30, kw=10, criteria=crit, area_class="A")
+    net.reserve({"a": ExtraLoad(13, 0.02, 0.0097)})
+    lvplan.check(net, bus=30, kw=10, criteria=crit, area_class="A")
+    lvplan.hosting_capacity(net, criteria=crit, n1=True)
+    for table in ("bus", "line", "load", "trafo", "switch", "ext_grid"):
+        pd_testing.assert_frame_equal(given[table], kept[table])

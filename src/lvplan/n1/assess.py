@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from lvplan.changes.apply import apply_changes
 from lvplan.criteria import Criteria
@@ -88,8 +89,17 @@ class N1Context:
     def _make(self, option: Option) -> Prepared:
         net = self.network
         changed, _ = apply_changes(net.pp, option.changes.resolve(net))
+        # the changed net shares the tables no change wrote with the network's own: copy them
+        # all (a reference load flow adds and drops rows in place), not the whole net
+        for key, val in list(changed.items()):
+            if isinstance(val, pd.DataFrame) and not key.startswith("_"):
+                changed[key] = val.copy()
         out = Network(
-            changed, name=f"{net.name} ({option.name})", source=net.source, validate=False
+            changed,
+            name=f"{net.name} ({option.name})",
+            source=net.source,
+            validate=False,
+            owned=True,
         )
         prep = Prepared(option, out)
         prep.limits = Limits(changed, self.emergency)
