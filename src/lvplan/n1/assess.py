@@ -88,7 +88,7 @@ class N1Context:
 
     def _make(self, option: Option) -> Prepared:
         net = self.network
-        changed, _ = apply_changes(net.pp, option.changes.resolve(net))
+        changed: Any = apply_changes(net.pp, option.changes.resolve(net))[0]
         # the changed net shares the tables no change wrote with the network's own: copy them
         # all (a reference load flow adds and drops rows in place), not the whole net
         for key, val in list(changed.items()):
