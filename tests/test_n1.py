@@ -17,6 +17,7 @@ import lvplan
 from lvplan.changes import Changes
 from lvplan.criteria import load_criteria
 from lvplan.errors import InputError
+from lvplan.evaluate import evaluate
 from lvplan.n1.assess import n1_context
 from lvplan.n1.contingency import find_contingencies
 from lvplan.n1.feeders import feeder_n1
@@ -463,7 +464,7 @@ def test_open_line_change_matches_pandapower(sz_pristine):
         (Changes().open_line(0), 0, ()),
         (Changes().open_line("F2"), 21, ()),
     ):
-        ev = lvplan.evaluate(net, ch)
+        ev = evaluate(net, ch)
         assert ev.state.engine == "newton"
         ref = copy.deepcopy(ring)
         ref.line.at[line_out, "in_service"] = False
@@ -476,7 +477,7 @@ def test_open_line_change_matches_pandapower(sz_pristine):
         ok = ~np.isnan(got)
         assert np.isnan(got[line_out]) and np.allclose(got[ok], want[ok], atol=0.01)
     with pytest.raises(InputError, match="open_line"):
-        lvplan.evaluate(net, Changes().open_line(999))
+        evaluate(net, Changes().open_line(999))
 
 
 def test_n1_never_mutates_the_callers_net(sz_pristine):

@@ -113,7 +113,9 @@ def with_n1(
     else:
         changes["violations"] = [*d.violations, *viol]
     counted = changes.get("decision", d.decision) == Verdict.FITS
-    if headroom and d.headroom_kw is not None:
+    if changes.get("decision") == Verdict.NOT_ASSESSABLE:
+        changes["headroom_kw"] = None  # as for every answer without a load flow's verdict
+    elif headroom and d.headroom_kw is not None:
         normal = d.headroom_kw
         if d.decision == Verdict.FITS and not counted:  # it fitted before N-1: its headroom
             normal = math.floor((d.headroom_kw + q.design_kw) * 10.0) / 10.0  # counted it
