@@ -56,7 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--bus", help="connection bus: index or unique name")
     c.add_argument("--lon", help="customer longitude (instead of --bus)")
     c.add_argument("--lat", help="customer latitude (instead of --bus)")
-    c.add_argument("--area-class", help="supply area class for --lon/--lat: A+, A, B, C, D, E")
+    c.add_argument(
+        "--area-class",
+        help="supply area class A+, A, B, C, D, E: the supply radius for --lon/--lat, and "
+        "whether N-1 is judged (profile cn: full N-1 for A+, A, B)",
+    )
     c.add_argument("--kw", required=True, help="declared equipment capacity in kW")
     c.add_argument("--category", help="customer category (demand factor); default generic")
     c.add_argument("--pf", help="power factor of the new load (lagging); default from profile")
@@ -93,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --changes: also map the network as it is, and add hosting_kw_before, "
         "hosting_kw_after and delta_kw per bus",
+    )
+    h.add_argument(
+        "--n1",
+        action="store_true",
+        help="also hosting_kw_n1 and binding_n1 per bus (N-1 of the feeder and its loop "
+        "partners, emergency limits); transformers.csv shows feeders failing N-1 already",
     )
     pl = sub.add_parser(
         "plan", help="the cheapest AC-verified reinforcements for a forecast demand (OR-Tools)"
@@ -238,6 +248,8 @@ def _render_decision(d: dict[str, Any]) -> str:
             else f"binding: {b['kind']} {b['element']} ({b['element_name']}) "
             f"{b['value']:g} {b['unit']}, limit {b['limit']:g} {b['unit']}"
         )
+    if d["binding"] and d["binding"].get("contingency"):
+        lines.append(f"  after {d['binding']['contingency']}")
     if d["transformer"]:
         t = d["transformer"]
         lines.append(
@@ -260,6 +272,7 @@ def _render_decision(d: dict[str, Any]) -> str:
             f"closest limit: {c['element']} ({c['kind']}) {c['value']:g} {c['unit']} "
             f"(limit {c['limit']:g})"
         )
+    lines += _render_n1(d.get("n1"))
     for v in d["violations"][1:10]:
         lines.append(
             f"also: {v['element']} ({v['kind']}) {v['value']:g} {v['unit']} (limit {v['limit']:g})"
@@ -273,6 +286,29 @@ def _render_decision(d: dict[str, Any]) -> str:
         f"{d['network']['name']} {d['network']['fingerprint'][:12]}"
     )
     return "\n".join(lines)
+
+
+def _render_n1(n1: dict[str, Any] | None) -> list[str]:
+    if n1 is None:
+        return []
+    if not n1["applied"]:
+        return [f"N-1: not judged: {n1.get('reason', '')}"]
+    out = [
+        f"N-1 (area class {n1['area_class']}): feeder {n1['feeder']}, loop partners "
+        f"{', '.join(n1['partners']) or 'none'}"
+    ]
+    for c in n1.get("contingencies", []):
+        w = c["worst_margin"]
+        worst = "" if w is None else f"; worst {w['element']} {w['value']:g} {w['unit']}"
+        already = " (fails already)" if c["fails_already"] and c["status"] != "pass" else ""
+        out.append(f"  {c['id']}: {c['status']}{already}, {c['option'] or 'no option'}{worst}")
+    for name, sc in (n1.get("screening") or {}).items():
+        out.append(
+            f"  screening {name}: head {sc['head_loading_percent']} % with {sc['ties']} ties "
+            f"(k/(k+1) {sc['screening_limit_percent']:g} %): "
+            f"{'within' if sc['within'] else 'above'}"
+        )
+    return out
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -332,6 +368,7 @@ def _run(args: argparse.Namespace) -> int:
                 pf=args.pf,
                 criteria=crit,
                 method=args.method,
+                area_class=args.area_class,
             )
         out = d.to_dict()
         print(json.dumps(out, indent=2, ensure_ascii=False) if args.json else _render_decision(out))
@@ -526,6 +563,7 @@ def _hosting(args: argparse.Namespace, crit) -> int:
         work_dir=Path(args.resume) if args.resume else out,
         resume=bool(args.resume),
         progress=True if args.progress else None,
+        n1=bool(args.n1),
     )
     summary = write_outputs(
         result, net, crit, out, maps=not args.no_maps,
@@ -546,6 +584,13 @@ def _hosting(args: argparse.Namespace, crit) -> int:
         f"  prepare {st.get('prepare_s', 0):.1f} s, solve {st.get('solve_s', 0):.1f} s, "
         f"chunks {st.get('chunks')} (reused {st.get('chunks_reused')})"
     )
+    if summary.get("n1"):
+        n1 = summary["n1"]
+        print(
+            f"  N-1 ({st.get('n1_s') or 0:.1f} s): feeders failing N-1 already: "
+            f"{', '.join(n1['feeders_failing']) or 'none'}; buses by hosting_kw_n1: "
+            + ", ".join(f"{k} {v}" for k, v in n1["classes"].items())
+        )
     if summary.get("compare"):
         c = summary["compare"]
         print(

@@ -89,12 +89,14 @@ class Decision:
     service_cable: dict[str, Any] | None = None
     location: dict[str, Any] | None = None
     path_lines: list[int] = field(default_factory=list)
+    #: the N-1 section (profiles with an N-1 rule only): see :mod:`lvplan.n1.check`
+    n1: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         def r(x: float | None, nd: int = 3) -> float | None:
             return None if x is None or not math.isfinite(x) else round(float(x), nd)
 
-        return {
+        out = {
             "decision": self.decision,
             "bus": self.bus,
             "bus_name": self.bus_name,
@@ -124,6 +126,9 @@ class Decision:
             "network": dict(self.network),
             "lvplan_version": __version__,
         }
+        if self.n1 is not None:
+            out["n1"] = self.n1
+        return out
 
 
 def given(value: Any) -> str:
@@ -241,14 +246,17 @@ def check(
     cable: Cable | None = None,
     headroom: bool = True,
     changes=None,
+    area_class: str | None = None,
 ) -> Decision:
     """Does a new balanced three-phase customer of ``kw`` declared kW fit at ``bus``?
 
     ``method="ac"`` makes pandapower's full AC load flow decide every case. ``cable`` puts the
     customer behind a service cable. Loads reserved on the network (:meth:`Network.reserve`)
     are counted. ``changes`` (:class:`lvplan.Changes`): the question is asked of the network
-    with those changes made (:meth:`Network.with_changes`). Raises ``InputError`` for a bad
-    question; never mutates ``network``.
+    with those changes made (:meth:`Network.with_changes`). ``area_class``: the application's
+    supply area class; where the profile requires N-1 for it, the contingencies of the
+    customer's feeder and its loop partners are judged too (:mod:`lvplan.n1.check`). Raises
+    ``InputError`` for a bad question; never mutates ``network``.
     """
     crit = resolve_criteria(criteria)
     if changes is not None:
@@ -256,7 +264,9 @@ def check(
     if method not in METHODS:
         raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     q = make_question(network, bus=bus, kw=kw, category=category, pf=pf, criteria=crit)
-    return _decide(network, q, crit, method=method, cable=cable, headroom=headroom)
+    return _decide(
+        network, q, crit, method=method, cable=cable, headroom=headroom, area_class=area_class
+    )
 
 
 def public_source(source: str) -> str:
@@ -278,6 +288,25 @@ def network_info(network: Network) -> dict[str, str]:
 
 
 def _decide(
+    network: Network,
+    q: Question,
+    crit: Criteria,
+    *,
+    method: str,
+    cable: Cable | None,
+    headroom: bool,
+    area_class: str | None = None,
+) -> Decision:
+    """The decision, with the N-1 rule of the profile where it applies."""
+    d = _decide_normal(network, q, crit, method=method, cable=cable, headroom=headroom)
+    if not crit.has_n1:
+        return d
+    from lvplan.n1.check import with_n1
+
+    return with_n1(network, d, q, crit, area_class, method=method, cable=cable, headroom=headroom)
+
+
+def _decide_normal(
     network: Network,
     q: Question,
     crit: Criteria,

@@ -25,9 +25,11 @@ class Summary:
     violations: list[Violation]
     error: str | None
     criteria: Criteria
+    #: every MV feeder's N-1 state (profiles with an N-1 rule): lvplan.n1.feeders.FeederN1
+    feeders: list[Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "network": self.network,
             "counts": self.counts,
             "transformers": self.transformers,
@@ -37,6 +39,9 @@ class Summary:
             "error": self.error,
             "criteria": self.criteria.to_dict(),
         }
+        if self.feeders is not None:
+            out["feeders"] = [f.to_dict() for f in self.feeders]
+        return out
 
 
 def _level(vn: np.ndarray) -> np.ndarray:
@@ -96,6 +101,11 @@ def summarise(network: Network, criteria: Criteria, *, top: int = 5) -> Summary:
             "voltage_v": round(float(v[r]), 2),
         }
 
+    feeders = None
+    if criteria.has_n1:
+        from lvplan.n1.feeders import feeder_n1
+
+        feeders = feeder_n1(network, criteria)
     return Summary(
         info,
         counts,
@@ -105,6 +115,7 @@ def summarise(network: Network, criteria: Criteria, *, top: int = 5) -> Summary:
         limits.judge(st).violations,
         None,
         criteria,
+        feeders,
     )
 
 
@@ -143,6 +154,8 @@ def render(s: Summary) -> str:
         "highest LV voltages: "
         + ", ".join(f"bus {r['bus']} {r['voltage_v']:.1f} V" for r in s.highest_voltages)
     )
+    if s.feeders is not None:
+        out += ["", *_render_feeders(s.feeders)]
     out += ["", f"pre-existing violations: {len(s.violations)}"]
     for v in s.violations[:50]:
         out.append(
@@ -152,6 +165,47 @@ def render(s: Summary) -> str:
     if len(s.violations) > 50:
         out.append(f"  ... {len(s.violations) - 50} more (use --json)")
     return "\n".join(out)
+
+
+def _render_feeders(feeders: list[Any]) -> list[str]:
+    """The MV feeders: normal loading of the head section, ties, k/(k+1) screening, N-1."""
+    out = [
+        f"MV feeders: {len(feeders)}, N-1 (emergency limits after a transfer) failing on "
+        f"{sum(not f.ok for f in feeders)}",
+        f"  {'feeder':<28}{'head %':>8}{'ties':>6}{'k/(k+1) %':>11}  {'N-1':<6}"
+        "worst after transfer",
+    ]
+    for f in feeders[:200]:
+        d = f.to_dict()
+        sc = d["screening"] or {}
+        load = d["head_loading_percent"]
+        worst = ""
+        for c in f.contingencies:
+            b = c.best
+            if c.status == "no_restoring_tie":
+                worst = f"{c.contingency.id}: no restoring tie"
+                break
+            if b is not None and b.closest is not None and c.status != "pass":
+                v = b.closest
+                worst = (
+                    f"{c.contingency.id}, {b.option.name}: {v.element} "
+                    f"{v.value:.4g} {v.unit} (limit {v.limit:.4g})"
+                )
+                break
+        if not worst and f.contingencies and f.contingencies[0].best is not None:
+            v = f.contingencies[0].best.closest
+            if v is not None:
+                worst = f"closest {v.element} {v.value:.4g} {v.unit} (limit {v.limit:.4g})"
+        out.append(
+            f"  {f.feeder[:27]:<28}{'-' if load is None else f'{load:.1f}':>8}"
+            f"{len(f.ties):>6}{sc.get('screening_limit_percent', 0.0):>11.1f}  "
+            f"{'ok' if f.ok else 'FAIL':<6}{worst}"
+        )
+        for c in f.failing[1:]:
+            out.append(f"  {'':<59}also {c.contingency.id} ({c.status})")
+    if len(feeders) > 200:
+        out.append(f"  ... {len(feeders) - 200} more (use --json)")
+    return out
 
 
 def _r1(x: float | None) -> float:

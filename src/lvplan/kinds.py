@@ -23,6 +23,7 @@ class BindingKind(StrEnum):
     VOLTAGE = "voltage"
     PRE_EXISTING = "pre_existing"
     SUPPLY_RADIUS = "supply_radius"
+    N1_TRANSFER = "n1_transfer"
     CAP = "cap"
 
 

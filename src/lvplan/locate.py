@@ -103,7 +103,9 @@ def check_location(
         nearest = int(np.nanargmin(np.where(lv, route, np.nan)))
         b = int(pp_bus.index[nearest])
         q = make_question(network, bus=b, kw=kw, category=category, pf=pf, criteria=crit)
-        base = _decide(network, q, crit, method=method, cable=None, headroom=False)
+        base = _decide(
+            network, q, crit, method=method, cable=None, headroom=False, area_class=area_class
+        )
         why = Violation(
             BindingKind.SUPPLY_RADIUS,
             ElementRef("bus", b),
@@ -128,7 +130,9 @@ def check_location(
         b = int(pp_bus.index[r])
         q = make_question(network, bus=b, kw=kw, category=category, pf=pf, criteria=crit)
         cable = choose_service_cable(q.design_kw, q.design_kvar, float(route[r]))
-        dec = _decide(network, q, crit, method=method, cable=cable, headroom=True)
+        dec = _decide(
+            network, q, crit, method=method, cable=cable, headroom=True, area_class=area_class
+        )
         results.append(dec)
         if dec.decision == "hv_required":
             return dataclasses.replace(dec, location=loc)

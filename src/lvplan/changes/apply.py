@@ -21,6 +21,7 @@ from lvplan.changes.spec import (
     Changes,
     NewLvCable,
     NewSubstation,
+    OpenLine,
     ReplaceLine,
     ReplaceTransformer,
     SetSwitch,
@@ -214,6 +215,11 @@ def plan_changes(net, changes: Changes) -> Plan:
                 m.opened_lines.append(ln)
             name = f"transfer of line {ln}"
             line(int(c.to_bus), int(c.far_bus), float(c.length_m or 0) / 1000, c.cable, name)  # type: ignore[arg-type]
+        elif isinstance(c, OpenLine):
+            ln = int(c.line)
+            plan.line_updates.setdefault(ln, {})["in_service"] = False
+            if ln not in m.opened_lines:
+                m.opened_lines.append(ln)
         elif isinstance(c, SetSwitch):
             plan.switch_updates[int(c.switch)] = bool(c.closed)
             m.switches.append(int(c.switch))

@@ -17,6 +17,7 @@ from lvplan.changes.spec import (
     Change,
     NewLvCable,
     NewSubstation,
+    OpenLine,
     ReplaceLine,
     ReplaceTransformer,
     SetSwitch,
@@ -213,6 +214,8 @@ def resolve_change(network, c: Change, position: int, pending: Pending) -> Chang
         return out2
     if isinstance(c, Transfer):
         return _transfer(network, c, where, pending)
+    if isinstance(c, OpenLine):
+        return replace(c, line=_line(network, c.line, where)[0])
     if isinstance(c, SetSwitch):
         if c.switch not in network.pp.switch.index:
             raise InputError(f"{where}: switch: no switch with index {c.switch}")

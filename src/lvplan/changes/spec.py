@@ -144,6 +144,15 @@ class SetSwitch(Change):
     closed: bool
 
 
+@dataclass(frozen=True)
+class OpenLine(Change):
+    """A section taken out of service, as its breakers leave it after a fault (the loss of a
+    feeder's head section in an N-1 contingency)."""
+
+    kind: ClassVar[str] = "open_line"
+    line: int | str
+
+
 KINDS: dict[str, type[Change]] = {
     c.kind: c
     for c in (
@@ -156,6 +165,7 @@ KINDS: dict[str, type[Change]] = {
         NewLvCable,
         Transfer,
         SetSwitch,
+        OpenLine,
     )
 }
 
@@ -219,6 +229,7 @@ _FIELD_TYPES: dict[str, dict[str, str]] = {
         "length_m": "number?",
     },
     "set_switch": {"switch": "int", "closed": "bool"},
+    "open_line": {"line": "ref"},
 }
 
 
@@ -286,6 +297,9 @@ class Changes:
 
     def set_switch(self, switch, closed) -> Changes:
         return self.with_(SetSwitch(switch, closed))
+
+    def open_line(self, line) -> Changes:
+        return self.with_(OpenLine(line))
 
     def to_dict(self) -> dict[str, Any]:
         return {"changes": [c.to_dict() for c in self.items]}

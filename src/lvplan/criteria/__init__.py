@@ -39,6 +39,17 @@ class Criteria:
     default_area_class: str
     service_cable: str
     supply_radius_m: dict[str, float] = field(default_factory=dict)
+    #: N-1 per area class ("full", "pass_rate", "none"); empty: the profile has no N-1 rule
+    n1_by_area_class: dict[str, str] = field(default_factory=dict)
+    #: the area class assumed for an application that names none ("": N-1 only when named)
+    n1_default_area_class: str = ""
+    #: emergency limits after a transfer (MV buses in pu, MV lines and HV/MV units in %)
+    n1_line_max_loading_percent: float = 100.0
+    n1_trafo_max_loading_percent: float = 100.0
+    n1_mv_min_voltage_pu: float = 0.93
+    n1_mv_max_voltage_pu: float = 1.07
+    n1_screening_rule: str = ""
+    n1_sources: dict[str, str] = field(default_factory=dict)
     overridden: tuple[str, ...] = ()
 
     def with_overrides(self, **values: Any) -> Criteria:
@@ -81,17 +92,64 @@ class Criteria:
             raise InputError("criteria: new_customer_pf must be in (0, 1]")
         if self.default_category not in categories():
             raise InputError(f"criteria: unknown default_category {self.default_category!r}")
+        if self.n1_by_area_class:
+            cls = self.n1_default_area_class
+            if cls and cls not in self.n1_by_area_class:
+                known = ", ".join(self.n1_by_area_class)
+                raise InputError(
+                    f"criteria: n1_default_area_class must be empty or one of {known}, got {cls!r}"
+                )
+            if not self.n1_mv_min_voltage_pu < self.n1_mv_max_voltage_pu:
+                raise InputError(
+                    "criteria: n1_mv_min_voltage_pu must be below n1_mv_max_voltage_pu"
+                )
+            for name in ("n1_line_max_loading_percent", "n1_trafo_max_loading_percent"):
+                if not getattr(self, name) > 0:
+                    raise InputError(f"criteria: {name} must be positive")
+
+    @property
+    def has_n1(self) -> bool:
+        """Whether the profile has an N-1 rule at all (``en50160`` has none)."""
+        return bool(self.n1_by_area_class)
+
+    def n1_level(self, area_class: str | None) -> str:
+        """The N-1 requirement for an application of ``area_class`` (None: the application
+        names none, the profile's ``n1_default_area_class`` applies): ``full``,
+        ``pass_rate``, ``none``, or ``unknown`` when no class is given nor assumed."""
+        if not self.has_n1:
+            return "none"
+        cls = area_class or self.n1_default_area_class
+        if not cls:
+            return "unknown"
+        return self.n1_by_area_class.get(cls, "none")
+
+    def emergency(self) -> Criteria:
+        """This profile with the emergency limits that apply after a transfer in place of the
+        normal MV voltage band and loading limits (the one place they are swapped)."""
+        return dataclasses.replace(
+            self,
+            mv_min_voltage_pu=self.n1_mv_min_voltage_pu,
+            mv_max_voltage_pu=self.n1_mv_max_voltage_pu,
+            line_max_loading_percent=self.n1_line_max_loading_percent,
+            trafo_max_loading_percent=self.n1_trafo_max_loading_percent,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         cached = self.__dict__.get("_as_dict")
         if cached is None:  # computed once per (immutable) instance; copied on every call
             cached = dataclasses.asdict(self)
             object.__setattr__(self, "_as_dict", cached)
-        return {
+        out = {
             **cached,
             "supply_radius_m": dict(self.supply_radius_m),
+            "n1_by_area_class": dict(self.n1_by_area_class),
+            "n1_sources": dict(self.n1_sources),
             "overridden": list(self.overridden),
         }
+        if not self.has_n1:  # a profile without N-1 echoes what it did before
+            for key in [k for k in out if k.startswith("n1_")]:
+                del out[key]
+        return out
 
 
 def _read_toml(name: str) -> dict[str, Any]:
@@ -121,9 +179,27 @@ def load_criteria(profile: str = "cn", **overrides: Any) -> Criteria:
         default_area_class=str(loc["default_area_class"]),
         service_cable=str(loc["service_cable"]),
         supply_radius_m={k: float(v) for k, v in loc["supply_radius_m"].items()},
+        **_n1_fields(raw.get("n1")),
     )
     crit.validate()
     return crit.with_overrides(**overrides)
+
+
+def _n1_fields(n1: dict[str, Any] | None) -> dict[str, Any]:
+    """The profile's ``[n1]`` table as Criteria fields (none: the profile has no N-1 rule)."""
+    if not n1:
+        return {}
+    em = n1["emergency"]
+    return {
+        "n1_by_area_class": {str(k): str(v) for k, v in n1["by_area_class"].items()},
+        "n1_default_area_class": str(n1.get("default_area_class", "")),
+        "n1_line_max_loading_percent": float(em["line_max_percent"]),
+        "n1_trafo_max_loading_percent": float(em["trafo_max_percent"]),
+        "n1_mv_min_voltage_pu": float(em["mv_min_pu"]),
+        "n1_mv_max_voltage_pu": float(em["mv_max_pu"]),
+        "n1_screening_rule": str(n1.get("screening_rule", "")),
+        "n1_sources": {str(k): str(v) for k, v in n1.get("sources", {}).items()},
+    }
 
 
 @dataclass(frozen=True)

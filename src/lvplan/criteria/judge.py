@@ -13,7 +13,7 @@ from lvplan.kinds import BindingKind, ElementRef
 from lvplan.model.topology import LV_MAX_KV, MV_MAX_KV
 from lvplan.powerflow.state import GridState
 
-KINDS = tuple(k for k in BindingKind if k is not BindingKind.CAP)
+KINDS = tuple(k for k in BindingKind if k not in (BindingKind.CAP, BindingKind.N1_TRANSFER))
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,8 @@ class Violation:
     value: float
     limit: float
     unit: str  # "V", "pu" or "%"
+    #: for kind ``n1_transfer``: the contingency (the section lost, the tie closed)
+    contingency: str | None = None
 
     @property
     def severity(self) -> float:
@@ -36,7 +38,7 @@ class Violation:
         return abs(r - 1.0)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "kind": self.kind,
             "element": self.element,
             "element_name": self.element_name,
@@ -44,6 +46,9 @@ class Violation:
             "limit": round(self.limit, 4),
             "unit": self.unit,
         }
+        if self.contingency is not None:
+            out["contingency"] = self.contingency
+        return out
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,8 @@ class HostingResult:
     pf: float
     max_kw: float
     bus_trafo: dict[int, int] = field(repr=False)
+    #: with ``n1``: per MV feeder, {"status": "ok" | "fails", "worst": what fails already}
+    n1_feeders: dict[str, dict] | None = None
 
 
 def hosting_capacity(
@@ -61,9 +63,12 @@ def hosting_capacity(
     progress: bool | None = False,
     chunk_buses: int | None = None,
     changes=None,
+    n1: bool = False,
 ) -> HostingResult:
     """The hosting capacity of every in-service LV bus (see the module docstring).
     ``changes``: of the network with those changes made (:meth:`Network.with_changes`).
+    ``n1``: also ``hosting_kw_n1`` and ``binding_n1`` (:mod:`lvplan.n1.hosting`; profiles with
+    an N-1 rule).
 
     ``workers`` local processes, or a Dask ``scheduler`` address, solve the areas in chunks;
     with ``work_dir`` finished chunks are kept there and ``resume`` reuses them.
@@ -137,6 +142,13 @@ def hosting_capacity(
         )
     df = assemble(network.pp, parts + extra, prep.bus_transformer)
     t2 = now()
+    n1_feeders = None
+    if n1:
+        if not crit.has_n1:
+            raise InputError(f"profile {crit.profile} has no N-1 rule (--n1)")
+        from lvplan.n1.hosting import n1_columns
+
+        df, n1_feeders = n1_columns(network, crit, df, pf=pf_val, max_kw=max_kw)
     stats = RunStats(
         areas=len(prep.problems),
         buses=len(df),
@@ -144,10 +156,11 @@ def hosting_capacity(
         chunks_reused=reused,
         prepare_s=t1 - t0,
         solve_s=t2 - t1,
+        n1_s=now() - t2 if n1 else None,
     )
     if work_dir:
         store.clear()
-    return HostingResult(df, stats, crit, pf_val, max_kw, prep.bus_trafo)
+    return HostingResult(df, stats, crit, pf_val, max_kw, prep.bus_trafo, n1_feeders)
 
 
 def area_capacity(

@@ -51,7 +51,17 @@ def _local(rows_csr, local_of, ncols: int) -> sp.csr_matrix:
     return out
 
 
-def prepare(network: Network, criteria: Criteria, *, pf: float) -> Prepared:
+def prepare(
+    network: Network,
+    criteria: Criteria,
+    *,
+    pf: float,
+    scope: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    trafos: set[int] | None = None,
+) -> Prepared:
+    """The map's area problems. ``scope``: row masks (bus, line, trafo) of elements left out
+    of the judgement (the N-1 map judges the MV network only); ``trafos``: build the problems
+    of the areas fed by these transformers only."""
     ctx = _context(network, criteria)
     eng = network.fast_engine()
     net = network.pp
@@ -66,6 +76,8 @@ def prepare(network: Network, criteria: Criteria, *, pf: float) -> Prepared:
     vmin_int = np.full(n, -np.inf)
     vmax_int = np.full(n, np.inf)
     judged = live & np.isfinite(lim.vmin)
+    if scope is not None:
+        judged &= ~scope[0]
     np.maximum.at(vmin_int, ib_all[judged], lim.vmin[judged])
     np.minimum.at(vmax_int, ib_all[judged], lim.vmax[judged])
     rep = np.full(n, -1, np.int64)
@@ -106,7 +118,12 @@ def prepare(network: Network, criteria: Criteria, *, pf: float) -> Prepared:
         if not len(rows):
             continue
         ids = net[tab].index.to_numpy()
-        ok = (rows >= 0) & live_m
+        live_rows = (rows >= 0) & live_m
+        if tab == "trafo":  # which unit feeds an area, judged or not
+            br_trafo_pp[rows[live_rows]] = ids[live_rows]
+        ok = live_rows
+        if scope is not None:
+            ok = ok & ~scope[1 if tab == "line" else 2]
         r = rows[ok]
         kf[r] = getattr(eng, kfa)[ok]
         kt[r] = getattr(eng, kta)[ok]
@@ -115,8 +132,6 @@ def prepare(network: Network, criteria: Criteria, *, pf: float) -> Prepared:
         for rr, i in zip(r.tolist(), ids[ok].tolist(), strict=True):
             kinds[rr] = kind
             labels[rr] = f"{word} {i}"
-        if tab == "trafo":
-            br_trafo_pp[r] = ids[ok]
 
     outside = OutsideModel(
         eng, vmin_int, vmax_int, bus_label, (kinds, labels, kf, kt, lim_pct, br_judged)
@@ -145,6 +160,8 @@ def prepare(network: Network, criteria: Criteria, *, pf: float) -> Prepared:
             continue
         i = int(ident)
         a = -1
+        if scope is not None and _out_of_scope(net, scope, kind_s, i):
+            continue
         if kind_s == "bus" and i in net.bus.index:
             a = int(lab[eng.bus_lookup[i]]) if eng.bus_lookup[i] < n else -1
         elif kind_s == "line" and i in line_pos:
@@ -177,7 +194,7 @@ def prepare(network: Network, criteria: Criteria, *, pf: float) -> Prepared:
                 for b in pp_ids[answered].tolist():
                     bus_transformer[int(b)] = name
                     bus_trafo[int(b)] = tr_pp[0]
-        if answered is None:
+        if answered is None or (trafos is not None and not trafos.intersection(tr_pp)):
             continue
         ans_pp = pp_ids[answered]
         ans_ib = ib_all[answered]
@@ -207,6 +224,14 @@ def prepare(network: Network, criteria: Criteria, *, pf: float) -> Prepared:
         m, c, kd, lb, sens = env[ai]
         p.out_m, p.out_c, p.out_kinds, p.out_labels, p.sens_R = m, c, kd, lb, sens
     return Prepared(problems, unsupported, slack_pp, bus_transformer, area_trafos, bus_trafo)
+
+
+def _out_of_scope(net, scope, kind: str, i: int) -> bool:
+    tab = {"bus": net.bus, "line": net.line, "trafo": net.trafo}.get(kind)
+    if tab is None or i not in tab.index:
+        return False
+    mask = scope[{"bus": 0, "line": 1, "trafo": 2}[kind]]
+    return bool(mask[tab.index.get_loc(i)])
 
 
 class _LazyLabels:

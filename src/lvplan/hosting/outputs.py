@@ -49,6 +49,8 @@ TRANSFORMER_COLUMNS = [
     "lon",
     "lat",
 ]
+#: transformers.csv columns added by an N-1 map (``lvplan hosting --n1``)
+N1_TRANSFORMER_COLUMNS = ["feeder", "feeder_n1", "feeder_n1_worst", "min_hosting_kw_n1"]
 
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
@@ -70,9 +72,15 @@ def class_colour(kw: float) -> str:
 
 
 def transformer_table(
-    df: pd.DataFrame, network, criteria, bus_trafo: dict[int, int]
+    df: pd.DataFrame,
+    network,
+    criteria,
+    bus_trafo: dict[int, int],
+    n1_feeders: dict[str, dict] | None = None,
 ) -> pd.DataFrame:
-    """Per public transformer: its rating, loading, headroom and its buses' hosting range."""
+    """Per public transformer: its rating, loading, headroom and its buses' hosting range;
+    with ``n1_feeders`` (an N-1 map) also its feeder, whether the feeder fails N-1 already
+    (and by how much: its worst emergency violation) and its buses' least N-1 hosting."""
     net = network.pp
     tr = net.trafo
     public = tr.index[(tr.vn_hv_kv <= 35.0) & (tr.vn_lv_kv < 1.0)]
@@ -85,6 +93,8 @@ def transformer_table(
     for b, t in bus_trafo.items():
         by_trafo.setdefault(int(t), []).append(int(b))
     host = pd.Series(df.hosting_kw.to_numpy(), index=df.bus.to_numpy())
+    if n1_feeders is not None:
+        host_n1 = pd.Series(df.hosting_kw_n1.to_numpy(), index=df.bus.to_numpy())
     from lvplan.hosting.run import bus_coordinates
 
     lon, lat = bus_coordinates(net)
@@ -112,7 +122,18 @@ def transformer_table(
                 "lat": lat.get(lvb, np.nan),
             }
         )
-    return pd.DataFrame(rows, columns=TRANSFORMER_COLUMNS)
+        if n1_feeders is not None:
+            fd = network.topology.trafo_feeder.get(int(t))
+            info = n1_feeders.get(fd or "", {})
+            h1 = host_n1.loc[buses] if buses else pd.Series(dtype=float)
+            rows[-1].update(
+                feeder=fd,
+                feeder_n1=info.get("status", "no MV feeder"),
+                feeder_n1_worst=info.get("worst", ""),
+                min_hosting_kw_n1=round(float(h1.min()), 1) if len(h1) else None,
+            )
+    cols = TRANSFORMER_COLUMNS + (N1_TRANSFORMER_COLUMNS if n1_feeders is not None else [])
+    return pd.DataFrame(rows, columns=cols)
 
 
 def _num(x: Any) -> Any:
@@ -347,7 +368,8 @@ def write_outputs(
     (``--compare``)."""
     out.mkdir(parents=True, exist_ok=True)
     df = result.table
-    trafos = transformer_table(df, network, criteria, result.bus_trafo)
+    n1_feeders = getattr(result, "n1_feeders", None)
+    trafos = transformer_table(df, network, criteria, result.bus_trafo, n1_feeders)
     compared = None
     if before is not None:
         prev, prev_net = before
@@ -379,7 +401,9 @@ def write_outputs(
         "transformers": len(trafos),
         "classes": classes,
         "binding_kinds": {str(k): int(v) for k, v in df.binding_kind.value_counts().items()},
-        "stats": None if stats is None else {k: _num(v) for k, v in vars(stats).items()},
+        "stats": None
+        if stats is None
+        else {k: _num(v) for k, v in vars(stats).items() if k != "n1_s" or v is not None},
         "files": sorted(
             ["hosting.csv", "transformers.csv", "hosting.geojson", "summary.json"]
             + (["map.html", "map.png"] if maps else [])
@@ -388,5 +412,14 @@ def write_outputs(
     }
     if compared is not None:
         summary["compare"] = compared
+    if n1_feeders is not None:
+        summary["n1"] = {
+            "feeders": n1_feeders,
+            "feeders_failing": sorted(k for k, v in n1_feeders.items() if v["status"] != "ok"),
+            "classes": {
+                name: int(((df.hosting_kw_n1 >= lo) & (df.hosting_kw_n1 < hi)).sum())
+                for name, lo, hi, _ in CLASSES
+            },
+        }
     write_json_atomic(out / "summary.json", summary)
     return summary

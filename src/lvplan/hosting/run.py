@@ -92,6 +92,7 @@ class RunStats:
     chunks_reused: int
     prepare_s: float
     solve_s: float
+    n1_s: float | None = None  # the N-1 columns (--n1)
 
 
 class ChunkStore:

@@ -122,20 +122,23 @@ def build_topology(net) -> Topology:
     return topo
 
 
-def _mv_feeders(net, bus: pd.DataFrame) -> dict[int, str]:
-    feeder_of = mv_bus_feeders(net, bus)
-    tr = net.trafo[net.trafo.in_service.astype(bool)]
-    out: dict[int, str] = {}
-    for idx, hv in zip(tr.index, tr.hv_bus, strict=True):
-        if tr.at[idx, "vn_hv_kv"] <= MV_MAX_KV and tr.at[idx, "vn_lv_kv"] < LV_MAX_KV:
-            out[int(idx)] = feeder_of.get(int(hv), "unknown")
-    return out
+@dataclass(frozen=True)
+class MvFeeders:
+    """The MV network's feeders: the source busbar (ext_grid buses and LV sides of HV/MV units,
+    with what closed bus-bus switches tie to them), each feeder's buses (a connected part of
+    the MV network beyond the busbar) and its head sections (the lines from the busbar into it).
+    ``graph`` holds the closed, in-service MV branches (keys ``("line", i)`` and
+    ``("switch", i)``)."""
+
+    busbar: frozenset[int]
+    buses: dict[str, frozenset[int]]  # feeder name -> its MV buses
+    heads: dict[str, tuple[int, ...]]  # feeder name -> lines from the busbar into it
+    feeder_of: dict[int, str] = field(repr=False)  # MV bus -> feeder name (or "busbar")
+    graph: nx.MultiGraph = field(repr=False)
 
 
-def mv_bus_feeders(net, bus: pd.DataFrame | None = None) -> dict[int, str]:
-    """The feeder of every MV bus: named after the line that leaves the source busbar into it
-    (``"busbar"`` for the busbar itself)."""
-    bus = net.bus if bus is None else bus
+def mv_feeders(net) -> MvFeeders:
+    bus = net.bus[net.bus.in_service.astype(bool)]
     mv = bus.index[(bus.vn_kv >= LV_MAX_KV) & (bus.vn_kv <= MV_MAX_KV)]
     g = nx.MultiGraph()
     g.add_nodes_from(mv.tolist())
@@ -162,25 +165,43 @@ def mv_bus_feeders(net, bus: pd.DataFrame | None = None) -> dict[int, str]:
     feeder_of: dict[int, str] = {b: "busbar" for b in busbar}
     rest = g.subgraph([n for n in g.nodes if n not in busbar])
     line_name = net.line.name if "name" in net.line else pd.Series(dtype=object)
-    for comp in nx.connected_components(rest):
+    buses: dict[str, frozenset[int]] = {}
+    heads: dict[str, tuple[int, ...]] = {}
+    for comp in sorted(nx.connected_components(rest), key=min):
         # name the feeder after the line that leaves the busbar into it
         name = None
+        head: list[int] = []
         for n in sorted(comp):
             for m, keys in g[n].items():
                 if m in busbar:
                     for k in keys:
                         if k[0] == "line":
-                            nm = line_name.get(k[1]) if not line_name.empty else None
-                            name = str(nm) if isinstance(nm, str) and nm else f"line {k[1]}"
-                            break
-                if name:
-                    break
-            if name:
-                break
+                            head.append(int(k[1]))
+                            if name is None:
+                                nm = line_name.get(k[1]) if not line_name.empty else None
+                                name = str(nm) if isinstance(nm, str) and nm else f"line {k[1]}"
         label = name or f"unfed MV group at bus {min(comp)}"
         for n in comp:
             feeder_of[n] = label
-    return feeder_of
+        # two parts named alike (one line's name on two feeders) are one feeder, as before
+        buses[label] = buses.get(label, frozenset()) | {int(n) for n in comp}
+        heads[label] = tuple(sorted({*heads.get(label, ()), *head}))
+    return MvFeeders(frozenset(busbar), buses, heads, feeder_of, g)
+
+
+def mv_bus_feeders(net) -> dict[int, str]:
+    """The feeder of every MV bus (``"busbar"`` for the source busbar itself)."""
+    return mv_feeders(net).feeder_of
+
+
+def _mv_feeders(net, bus: pd.DataFrame) -> dict[int, str]:
+    feeders = mv_feeders(net)
+    tr = net.trafo[net.trafo.in_service.astype(bool)]
+    out: dict[int, str] = {}
+    for idx, hv in zip(tr.index, tr.hv_bus, strict=True):
+        if tr.at[idx, "vn_hv_kv"] <= MV_MAX_KV and tr.at[idx, "vn_lv_kv"] < LV_MAX_KV:
+            out[int(idx)] = feeders.feeder_of.get(int(hv), "unknown")
+    return out
 
 
 def energized_buses(net) -> np.ndarray:
