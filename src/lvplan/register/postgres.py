@@ -339,19 +339,14 @@ class PostgresBackend:
 
         if write and not self.writable:
             raise InputError(f"register {self.path}: opened read-only")
-        con = self._con()
-        began = False
+        con, cur = self._begin(write)
+        began, committing = True, False
         try:
-            cur = con.cursor()
             if write:
-                cur.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
-                began = True
                 cur.execute(f"SET LOCAL lock_timeout = {int(BUSY_TIMEOUT_MS)}")
                 self._lock(cur, islands, wait)
-            else:
-                cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                began = True
             yield _PgTxn(cur)
+            committing = True
             cur.execute("COMMIT")
             began = False
             if write:
@@ -368,6 +363,11 @@ class PostgresBackend:
                 msg = f"locked by another writer for {BUSY_TIMEOUT_MS / 1000:g} s"
             if write:
                 self.last_write_error = msg
+            if committing and broken:  # the server may have committed before the line went
+                raise RegisterUnavailable(
+                    f"register: the connection was lost while committing ({msg}); it may "
+                    "have been recorded: ask again with the same id"
+                ) from None
             raise RegisterUnavailable(f"register: {msg}; nothing recorded") from None
         except BaseException:
             if began and not (con.closed or con.broken):
@@ -376,6 +376,33 @@ class PostgresBackend:
             elif con.broken:
                 self._drop()
             raise
+
+    def _begin(self, write: bool):
+        """(connection, cursor) in a new transaction. A connection that broke since its last
+        use (the server restarted, or ended it) is opened again once: nothing was sent on it
+        yet, so nothing can be lost or done twice."""
+        import psycopg
+
+        begin = (
+            "BEGIN ISOLATION LEVEL READ COMMITTED"
+            if write
+            else "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+        )
+        for attempt in (0, 1):
+            con = self._con()
+            try:
+                cur = con.cursor()
+                cur.execute(begin)
+                return con, cur
+            except psycopg.Error as exc:
+                self._drop()
+                if attempt or not isinstance(exc, psycopg.OperationalError):
+                    if write:
+                        self.last_write_error = _one_line(exc)
+                    raise RegisterUnavailable(
+                        f"register: {_one_line(exc)}; nothing recorded"
+                    ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
     def _lock(cur, islands: list[str] | None, wait: bool) -> None:

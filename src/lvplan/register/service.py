@@ -24,6 +24,7 @@ import asyncio
 import functools
 import hmac
 import json
+import os
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -288,6 +289,7 @@ def create_app(desk: Desk, token: str, *, open_docs: bool = False):
         reg = desk.register.health()  # a read and a stat of the file: no lock, no decision
         body = {
             "ok": reg["ok"],
+            "pid": os.getpid(),  # which server process answered (``serve --workers``)
             "network": desk.pristine.name,
             "fingerprint": desk.pristine.fingerprint,
             "register": reg,
