@@ -108,6 +108,17 @@ def new_database(url: str):
     return url.rsplit("/", 1)[0] + "/" + name, drop
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of ``pids`` so far (from /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for p in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def worker_pids(pid: int) -> list[int]:
     """The server's processes: itself and its children (the workers of ``--workers N``)."""
     kids: list[int] = []
@@ -183,11 +194,14 @@ def run(args, proc, port: int, token: str, lv) -> int:
                         errors[0] += 1
 
     threads = [threading.Thread(target=client, args=(k,)) for k in range(args.clients)]
+    server = worker_pids(proc.pid)
+    cpu0 = cpu_seconds(server)
     for th in threads:
         th.start()
     for th in threads:
         th.join()
     wall = time.monotonic() - start
+    cpu = cpu_seconds(server) - cpu0
     peak = sum(rss_peak_mb(p) for p in worker_pids(proc.pid))
     a = np.array(lat) * 1000.0
     print(f"network            {args.network} ({len(lv)} LV buses)")
@@ -210,6 +224,7 @@ def run(args, proc, port: int, token: str, lv) -> int:
             )
     print(f"statuses           {dict(sorted(statuses.items()))}  http errors {errors[0]}")
     print(f"server peak RSS    {peak:.0f} MB")
+    print(f"server CPU         {cpu:.1f} s = {1000 * cpu / max(1, len(a)):.1f} ms per answer")
     return 0
 
 

@@ -49,6 +49,9 @@ from lvplan.register.store import (
 
 #: Seconds to wait for the server to accept a connection.
 CONNECT_TIMEOUT_S = 5
+#: Connections one process keeps open at most: its decisions take turns (the desk's lock), so
+#: a few serve them, the reads and /healthz; more would only use up the server's connections.
+MAX_CONNECTIONS = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS applications (
@@ -111,6 +114,12 @@ def redact(url: str) -> str:
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+class _Slot:
+    """The connection one transaction uses (replaced when it broke before the transaction)."""
+
+    con: Any = None
 
 
 class _PgTxn:
@@ -248,9 +257,10 @@ class _PgTxn:
 class PostgresBackend:
     """The register in a PostgreSQL database (``postgresql://user:password@host:port/db``).
 
-    One connection per thread. A connection that breaks (the server restarted, the network
-    went away) makes that transaction :class:`RegisterUnavailable` (nothing recorded, HTTP 503)
-    and is opened again for the next one. A server that cannot be reached at start-up is an
+    A few connections per process (``MAX_CONNECTIONS``), each used by one transaction at a
+    time. A connection that breaks (the server restarted, the network went away) makes that
+    transaction :class:`RegisterUnavailable` (nothing recorded, HTTP 503) and is opened again
+    for the next one. A server that cannot be reached at start-up is an
     InputError (one line, exit 2): never a fallback to a file.
     """
 
@@ -267,10 +277,13 @@ class PostgresBackend:
         self.url = url
         self.path = redact(url)
         self.writable = writable
-        self._local = threading.local()
+        self._idle: list = []  # open connections not in use
+        self._guard = threading.Lock()
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self.last_write_error: str | None = None
         try:
-            self._con()
+            with self._connection():
+                pass
         except RegisterUnavailable as exc:
             raise InputError(f"register {self.path}: cannot connect ({_cause(exc)})") from None
         try:
@@ -287,47 +300,62 @@ class PostgresBackend:
             what = "cannot be written" if writable else "cannot be read"
             raise InputError(f"register {self.path}: {what} ({_cause(exc)})") from None
 
-    def _con(self):
+    def _connect(self):
         import psycopg
 
-        con = getattr(self._local, "con", None)
-        if con is not None and not con.closed:
-            return con
         try:
-            con = psycopg.connect(
+            return psycopg.connect(
                 self.url,
                 autocommit=True,
                 connect_timeout=CONNECT_TIMEOUT_S,
                 application_name="lvplan",
             )
-        except psycopg.Error as exc:
+        except Exception as exc:  # psycopg.Error; a malformed URL: ProgrammingError, ValueError
             raise RegisterUnavailable(f"register: {_one_line(exc)}") from None
-        except Exception as exc:  # a malformed URL: psycopg's ProgrammingError, ValueError
-            raise RegisterUnavailable(f"register: {_one_line(exc)}") from None
-        self._local.con = con
-        return con
 
-    def _drop(self) -> None:
-        con = getattr(self._local, "con", None)
-        self._local.con = None
-        if con is not None:
-            with contextlib.suppress(Exception):
-                con.close()
+    @contextmanager
+    def _connection(self) -> Iterator[_Slot]:
+        """A connection for one transaction, from the process's few (``MAX_CONNECTIONS``): a
+        broken one, or one left inside a transaction, is closed instead of kept."""
+        from psycopg.pq import TransactionStatus
+
+        if not self._slots.acquire(timeout=BUSY_TIMEOUT_MS / 1000.0):
+            raise RegisterUnavailable(
+                f"register: no free connection for {BUSY_TIMEOUT_MS / 1000:g} s; nothing recorded"
+            )
+        slot = _Slot()
+        try:
+            with self._guard:
+                slot.con = self._idle.pop() if self._idle else None
+            if slot.con is None or slot.con.closed:
+                slot.con = self._connect()
+            yield slot
+        finally:
+            con = slot.con
+            if con is not None:
+                idle = con.info.transaction_status == TransactionStatus.IDLE
+                if con.closed or con.broken or not idle:
+                    with contextlib.suppress(Exception):
+                        con.close()
+                else:
+                    with self._guard:
+                        self._idle.append(con)
+            self._slots.release()
 
     def _create_schema(self) -> None:
         """The tables, once: under a lock of its own, so two processes starting at once do
         not both create them (``CREATE ... IF NOT EXISTS`` alone races in PostgreSQL)."""
         import psycopg
 
-        con = self._con()
-        try:
-            with con.transaction():
-                con.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-                for stmt in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
-                    con.execute(stmt)
-        except psycopg.Error as exc:
-            self._drop()
-            raise RegisterUnavailable(f"register: {_one_line(exc)}") from None
+        with self._connection() as slot:
+            con = slot.con
+            try:
+                with con.transaction():
+                    con.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+                    for stmt in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
+                        con.execute(stmt)
+            except psycopg.Error as exc:
+                raise RegisterUnavailable(f"register: {_one_line(exc)}") from None
 
     @contextmanager
     def transaction(
@@ -339,48 +367,45 @@ class PostgresBackend:
 
         if write and not self.writable:
             raise InputError(f"register {self.path}: opened read-only")
-        con, cur = self._begin(write)
-        began, committing = True, False
-        try:
-            if write:
-                cur.execute(f"SET LOCAL lock_timeout = {int(BUSY_TIMEOUT_MS)}")
-                self._lock(cur, islands, wait)
-            yield _PgTxn(cur)
-            committing = True
-            cur.execute("COMMIT")
-            began = False
-            if write:
-                self.last_write_error = None
-        except psycopg.Error as exc:
-            broken = con.closed or con.broken
-            if began and not broken:
-                with contextlib.suppress(psycopg.Error):
-                    con.execute("ROLLBACK")
-            if broken:
-                self._drop()
-            msg = _one_line(exc)
-            if isinstance(exc, psycopg.errors.LockNotAvailable):
-                msg = f"locked by another writer for {BUSY_TIMEOUT_MS / 1000:g} s"
-            if write:
-                self.last_write_error = msg
-            if committing and broken:  # the server may have committed before the line went
-                raise RegisterUnavailable(
-                    f"register: the connection was lost while committing ({msg}); it may "
-                    "have been recorded: ask again with the same id"
-                ) from None
-            raise RegisterUnavailable(f"register: {msg}; nothing recorded") from None
-        except BaseException:
-            if began and not (con.closed or con.broken):
-                with contextlib.suppress(psycopg.Error):
-                    con.execute("ROLLBACK")
-            elif con.broken:
-                self._drop()
-            raise
+        with self._connection() as slot:
+            cur = self._begin(slot, write)
+            con = slot.con
+            committing = False
+            try:
+                if write:
+                    cur.execute(f"SET LOCAL lock_timeout = {int(BUSY_TIMEOUT_MS)}")
+                    self._lock(cur, islands, wait)
+                yield _PgTxn(cur)
+                committing = True
+                cur.execute("COMMIT")
+                if write:
+                    self.last_write_error = None
+            except psycopg.Error as exc:
+                broken = con.closed or con.broken
+                if not broken:
+                    with contextlib.suppress(psycopg.Error):
+                        con.execute("ROLLBACK")
+                msg = _one_line(exc)
+                if isinstance(exc, psycopg.errors.LockNotAvailable):
+                    msg = f"locked by another writer for {BUSY_TIMEOUT_MS / 1000:g} s"
+                if write:
+                    self.last_write_error = msg
+                if committing and broken:  # the server may have committed before the line went
+                    raise RegisterUnavailable(
+                        f"register: the connection was lost while committing ({msg}); it may "
+                        "have been recorded: ask again with the same id"
+                    ) from None
+                raise RegisterUnavailable(f"register: {msg}; nothing recorded") from None
+            except BaseException:
+                if not (con.closed or con.broken):
+                    with contextlib.suppress(psycopg.Error):
+                        con.execute("ROLLBACK")
+                raise
 
-    def _begin(self, write: bool):
-        """(connection, cursor) in a new transaction. A connection that broke since its last
-        use (the server restarted, or ended it) is opened again once: nothing was sent on it
-        yet, so nothing can be lost or done twice."""
+    def _begin(self, slot: _Slot, write: bool):
+        """A cursor in a new transaction on ``slot``'s connection. A connection that broke
+        since its last use (the server restarted, or ended it) is replaced once: nothing was
+        sent on it yet, so nothing can be lost or done twice."""
         import psycopg
 
         begin = (
@@ -389,19 +414,20 @@ class PostgresBackend:
             else "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
         )
         for attempt in (0, 1):
-            con = self._con()
             try:
-                cur = con.cursor()
+                cur = slot.con.cursor()
                 cur.execute(begin)
-                return con, cur
+                return cur
             except psycopg.Error as exc:
-                self._drop()
+                with contextlib.suppress(Exception):
+                    slot.con.close()
                 if attempt or not isinstance(exc, psycopg.OperationalError):
                     if write:
                         self.last_write_error = _one_line(exc)
                     raise RegisterUnavailable(
                         f"register: {_one_line(exc)}; nothing recorded"
                     ) from None
+                slot.con = self._connect()
         raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
