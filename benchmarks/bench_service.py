@@ -131,12 +131,12 @@ def worker_pids(pid: int) -> list[int]:
 def run(args, proc, port: int, token: str, lv) -> int:
     url = f"http://127.0.0.1:{port}"
     t0 = time.monotonic()
-    pids: set[int] = set()
-    while len(pids) < args.workers:  # every worker answered once (a new connection each time)
+    workers: set[str] = set()
+    while len(workers) < args.workers:  # every worker answered once (a new connection each time)
         try:
             r = httpx.get(f"{url}/healthz", timeout=1)
             if r.status_code == 200:
-                pids.add(r.json().get("pid", 0))
+                workers.add(r.json().get("worker", ""))
         except httpx.HTTPError:
             time.sleep(0.2)
         if proc.poll() is not None or time.monotonic() - t0 > 600:

@@ -25,8 +25,8 @@ import asyncio
 import functools
 import hmac
 import json
-import os
 import threading
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -47,6 +47,9 @@ BODY_SECONDS = 10.0  # the whole body, from the first byte read to the last
 MAX_DEPTH = 16  # a request is one flat object; 16 leaves room and stops deep-nesting tricks
 INT_DIGITS = 18  # int64 range; longer integers are read as floats
 MESSAGE_CHARS = 300  # error messages echo input: cut them here
+
+#: this server process's name in /healthz (random: a process id would tell a stranger more)
+WORKER = uuid.uuid4().hex[:12]
 
 DOCS_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
 
@@ -294,7 +297,7 @@ def create_app(desk: Desk, token: str, *, open_docs: bool = False):
         reg = health() if local else await run_in_threadpool(health)
         body = {
             "ok": reg["ok"],
-            "pid": os.getpid(),  # which server process answered (``serve --workers``)
+            "worker": WORKER,  # which server process answered (``serve --workers``)
             "network": desk.pristine.name,
             "fingerprint": desk.pristine.fingerprint,
             "register": reg,
