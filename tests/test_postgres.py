@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -47,6 +48,17 @@ def test_an_unreachable_server_is_one_line_and_exit_2(tmp_path, capsys, monkeypa
         assert len(err.splitlines()) == 1, err
         assert "cannot connect" in err and "127.0.0.1" in err and "s3cret" not in err, err
     assert list(tmp_path.iterdir()) == [q]  # no register file appeared, no output written
+    # serve --workers 2 checks in a process of its own first: the same line, exit 2
+    serve = [sys.executable, "-m", "lvplan.cli", "serve", "sz-futian", "--register", url]
+    done = subprocess.run(
+        [*serve, "--workers", "2", "--port", str(_free_port())],
+        cwd=Path(__file__).parent.parent,  # as the other tests' servers (PYTHONPATH=src)
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    err = done.stderr.strip()
+    assert done.returncode == 2 and len(err.splitlines()) == 1 and "cannot connect" in err, err
 
 
 def test_tables_are_created_once_by_processes_starting_together(pg_register):

@@ -651,6 +651,8 @@ def _serve(args: argparse.Namespace, crit) -> int:
         raise InputError("no token: set LVPLAN_TOKEN or give --token-file")
     if not (token.isascii() and token.isprintable()) or " " in token:
         raise InputError("token: must be printable ASCII without spaces (it travels in a header)")
+    if workers > 1 and not args.check:
+        return _serve_workers(args, token, port, workers)
     desk = _serve_desk(args, crit, migrate=args.migrate)
     desk.warm()
     if args.check:
@@ -661,30 +663,41 @@ def _serve(args: argparse.Namespace, crit) -> int:
         return 0
     import uvicorn
 
-    if workers > 1:
-        # every worker loads the network and opens the register itself (uvicorn spawns them
-        # and restarts one that dies); this process only checked that they can, then binds
-        # the port and hands its socket to them
-        del desk
-        gc.collect()
-        os.environ[SERVE_ARGV_ENV] = json.dumps(args.argv_again)
-        os.environ["LVPLAN_TOKEN"] = token
-        uvicorn.run(
-            "lvplan.cli:serve_worker_app",
-            factory=True,
-            workers=workers,
-            host=args.host,
-            port=port,
-            log_level="warning",
-            access_log=False,
-        )
-        return 0
     # the network, its model and caches live as long as the server: keep them out of the
     # garbage collector's full passes (a pass over them stalled every answer for ~0.2 s)
     gc.collect()
     gc.freeze()
     app = create_app(desk, token, open_docs=args.open_docs)
     uvicorn.run(app, host=args.host, port=port, log_level="warning", access_log=False)
+    return 0
+
+
+def _serve_workers(args: argparse.Namespace, token: str, port: int, workers: int) -> int:
+    """``serve --workers N``: ``serve --check`` in a process of its own (the network loads, the
+    register opens and is bound to it, migrated once if asked: exit 2 with its one line if
+    not), then N worker processes behind the port (uvicorn binds it, spawns them and restarts
+    one that dies). Each worker loads the network and opens the register itself; this process
+    never holds a network."""
+    import subprocess
+
+    import uvicorn
+
+    os.environ["LVPLAN_TOKEN"] = token
+    probe = subprocess.run(
+        [sys.executable, "-m", "lvplan.cli", *args.argv, "--check"], stdout=subprocess.DEVNULL
+    )
+    if probe.returncode:
+        return probe.returncode
+    os.environ[SERVE_ARGV_ENV] = json.dumps([a for a in args.argv if a != "--migrate"])
+    uvicorn.run(
+        "lvplan.cli:serve_worker_app",
+        factory=True,
+        workers=workers,
+        host=args.host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+    )
     return 0
 
 
@@ -773,8 +786,7 @@ def _import_dependencies() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    # what a serve worker process parses again (without --migrate: the parent migrates once)
-    args.argv_again = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--migrate"]
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for serve --workers
     _import_dependencies()
     try:
         return _run(args)
