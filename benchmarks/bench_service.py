@@ -3,6 +3,8 @@
     python benchmarks/bench_service.py                       # SimBench urban district, 10 clients
     python benchmarks/bench_service.py --requests 2000 --seconds 120
     python benchmarks/bench_service.py --rate 50             # 50 applications/s offered
+    python benchmarks/bench_service.py --register postgresql://postgres@127.0.0.1:5432/postgres \
+        --workers 2                                          # PostgreSQL, two server processes
 
 Starts the service on 127.0.0.1 with a fresh register, then N client threads post new
 applications (unique ids, random LV buses, 5-150 kW), bounded by --requests and --seconds:
@@ -11,11 +13,17 @@ all, each client on a fixed schedule; then a latency counts from the scheduled t
 answer also delays the next one's clock (no coordinated omission). Prints the sustained rate,
 latency percentiles (all, the first tenth of the run, where most applications are approved, and
 the rest), the status mix and the server's peak memory. Loopback only.
+
+``--register``: a new SQLite file (the default), or a PostgreSQL server's URL: a new database
+is made on that server for the run (``lvplan_bench_<random>``) and dropped afterwards.
+``--workers N``: ``lvplan serve --workers N`` (N processes behind the port); the memory is then
+the sum of the peaks of the parent and its workers.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
 import subprocess
@@ -56,6 +64,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--path", default="/v1/applications", help="or /v1/check")
     ap.add_argument("--rate", type=float, default=0.0, help="applications/s offered (0: closed)")
+    ap.add_argument("--register", help="postgresql://... server URL (default: a SQLite file)")
+    ap.add_argument("--workers", type=int, default=1, help="server processes (serve --workers)")
     args = ap.parse_args()
 
     import lvplan
@@ -65,21 +75,74 @@ def main() -> int:
     token = "bench-token"
     port = free_port()
     tmp = tempfile.mkdtemp(prefix="lvplan-bench-")
+    register, drop = f"{tmp}/r.db", None
+    if args.register:
+        register, drop = new_database(args.register)
     cmd = [sys.executable, "-m", "lvplan.cli", "serve", args.network]
-    cmd += ["--register", f"{tmp}/r.db", "--port", str(port)]
+    cmd += ["--register", register, "--port", str(port), "--workers", str(args.workers)]
     proc = subprocess.Popen(cmd, env=dict(os.environ, LVPLAN_TOKEN=token))
+    try:
+        return run(args, proc, port, token, lv)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(30)
+        if drop is not None:
+            drop()
+
+
+def new_database(url: str):
+    """(URL of a new database on the server of ``url``, a function that drops it)."""
+    import uuid
+
+    import psycopg
+
+    name = f"lvplan_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(url, autocommit=True) as con:
+        con.execute(f"CREATE DATABASE {name}")
+
+    def drop() -> None:
+        with psycopg.connect(url, autocommit=True) as con:
+            con.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    return url.rsplit("/", 1)[0] + "/" + name, drop
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of ``pids`` so far (from /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for p in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def worker_pids(pid: int) -> list[int]:
+    """The server's processes: itself and its children (the workers of ``--workers N``)."""
+    kids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            kids += [int(x) for x in (task / "children").read_text().split()]
+    return [pid, *kids]
+
+
+def run(args, proc, port: int, token: str, lv) -> int:
     url = f"http://127.0.0.1:{port}"
     t0 = time.monotonic()
-    while True:
+    workers: set[str] = set()
+    while len(workers) < args.workers:  # every worker answered once (a new connection each time)
         try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
+            r = httpx.get(f"{url}/healthz", timeout=1)
+            if r.status_code == 200:
+                workers.add(r.json().get("worker", ""))
         except httpx.HTTPError:
             time.sleep(0.2)
-        if proc.poll() is not None or time.monotonic() - t0 > 300:
+        if proc.poll() is not None or time.monotonic() - t0 > 600:
             print("server did not start", file=sys.stderr)
             return 1
-    print(f"server ready in {time.monotonic() - t0:.1f} s")
+    print(f"server ready in {time.monotonic() - t0:.1f} s ({args.workers} worker(s))")
 
     lat: list[float] = []
     sent_at: list[float] = []
@@ -131,16 +194,18 @@ def main() -> int:
                         errors[0] += 1
 
     threads = [threading.Thread(target=client, args=(k,)) for k in range(args.clients)]
+    server = worker_pids(proc.pid)
+    cpu0 = cpu_seconds(server)
     for th in threads:
         th.start()
     for th in threads:
         th.join()
     wall = time.monotonic() - start
-    peak = rss_peak_mb(proc.pid)
-    proc.terminate()
-    proc.wait(10)
+    cpu = cpu_seconds(server) - cpu0
+    peak = sum(rss_peak_mb(p) for p in worker_pids(proc.pid))
     a = np.array(lat) * 1000.0
     print(f"network            {args.network} ({len(lv)} LV buses)")
+    print(f"register           {args.register or 'SQLite file'}, {args.workers} worker(s)")
     offered = f"{args.rate:g} per s offered" if args.rate > 0 else "closed loop"
     print(f"clients            {args.clients}, path {args.path}, {offered}")
     print(f"answered           {len(a)} in {wall:.1f} s = {len(a) / wall:.1f} per s")
@@ -159,6 +224,7 @@ def main() -> int:
             )
     print(f"statuses           {dict(sorted(statuses.items()))}  http errors {errors[0]}")
     print(f"server peak RSS    {peak:.0f} MB")
+    print(f"server CPU         {cpu:.1f} s = {1000 * cpu / max(1, len(a)):.1f} ms per answer")
     return 0
 
 

@@ -43,3 +43,65 @@ def urban_pristine():
 @pytest.fixture(scope="session")
 def cn():
     return lvplan.load_criteria("cn")
+
+
+# -- the PostgreSQL register ---------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def pg_server():
+    """The URL of a PostgreSQL server for register tests: ``LVPLAN_TEST_POSTGRES`` (CI starts
+    one), else a throwaway server of this session when initdb is installed. Without either the
+    test is skipped, unless ``LVPLAN_REQUIRE_POSTGRES=1`` (CI): then it fails."""
+    import os
+
+    from pgserver import find_bin, throwaway_server, wait_until_up
+
+    required = os.environ.get("LVPLAN_REQUIRE_POSTGRES") == "1"
+
+    def unavailable(why: str):
+        if required:
+            pytest.fail(f"PostgreSQL is required (LVPLAN_REQUIRE_POSTGRES=1): {why}")
+        pytest.skip(f"no PostgreSQL: {why}")
+
+    url = os.environ.get("LVPLAN_TEST_POSTGRES")
+    if url:
+        try:
+            wait_until_up(url)
+        except Exception as exc:
+            unavailable(f"LVPLAN_TEST_POSTGRES cannot be reached ({exc})")
+        yield url
+        return
+    if find_bin("initdb") is None:
+        unavailable("set LVPLAN_TEST_POSTGRES or install PostgreSQL (initdb)")
+    try:
+        server = throwaway_server()
+        url = server.__enter__()
+    except Exception as exc:
+        unavailable(f"could not start a throwaway server ({exc})")
+    try:
+        yield url
+    finally:
+        server.__exit__(None, None, None)
+
+
+@pytest.fixture()
+def pg_register(pg_server):
+    """A fresh, empty PostgreSQL database of its own (dropped afterwards): its URL."""
+    import uuid
+
+    import psycopg
+
+    name = f"lvplan_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server, autocommit=True) as con:
+        con.execute(f"CREATE DATABASE {name}")
+    base, _, _db = pg_server.rpartition("/")
+    yield f"{base}/{name}"
+    with psycopg.connect(pg_server, autocommit=True) as con:
+        con.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def register_spec(request, tmp_path):
+    """A new register on each backend: a SQLite file's path, or a PostgreSQL database's URL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "r.db")
+    return request.getfixturevalue("pg_register")

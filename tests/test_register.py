@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -17,11 +18,13 @@ from lvplan.register.store import Conflict, NotFound, open_backend
 
 
 @pytest.fixture()
-def desk(sz, tmp_path):
-    return Desk(sz, open_backend(tmp_path / "r.db"))
+def desk(sz, register_spec):
+    """A desk on a new register: SQLite and PostgreSQL (every test using it runs on both)."""
+    return Desk(sz, open_backend(register_spec))
 
 
-def test_register_is_sqlite_in_wal_mode(desk, tmp_path):
+def test_register_is_sqlite_in_wal_mode(sz, tmp_path):
+    desk = Desk(sz, open_backend(tmp_path / "r.db"))
     desk.apply({"id": "a", "bus": "T3 LV board", "kw": 10})
     con = sqlite3.connect(tmp_path / "r.db")
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -108,8 +111,8 @@ def test_bad_applications_name_the_field_and_record_nothing(desk, body, field):
     assert desk.register.all() == []
 
 
-def test_cli_check_counts_the_register_and_register_commands(tmp_path, capsys):
-    db = str(tmp_path / "r.db")
+def test_cli_check_counts_the_register_and_register_commands(register_spec, tmp_path, capsys):
+    db = register_spec
     queue = tmp_path / "q.csv"
     queue.write_text(
         "id,bus,lon,lat,kw,category\n"
@@ -150,15 +153,25 @@ def test_cli_check_counts_the_register_and_register_commands(tmp_path, capsys):
     assert main(["register", "show", "nope", "--register", db]) == 2
 
 
-def test_batch_with_a_bad_row_records_nothing(tmp_path, capsys):
-    db = tmp_path / "r.db"
+def test_batch_with_a_bad_row_records_nothing(register_spec, tmp_path, capsys):
+    db = register_spec
     queue = tmp_path / "q.csv"
     queue.write_text("id,bus,kw\nb1,T3 LV board,50\nb2,T3 LV board,-4\n", encoding="utf-8")
     argv = ["check-batch", "sz-futian", str(queue), "--register", str(db), "--out", "x.csv"]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert f"{queue}:3: kw: " in err and not db.exists()
+    assert f"{queue}:3: kw: " in err and not _opened(db)
     assert open_backend(db).all() == []
+
+
+def _opened(spec: str) -> bool:
+    """Has the register been created (a SQLite file, or lvplan's tables in the database)?"""
+    if "://" not in spec:
+        return Path(spec).exists()
+    import psycopg
+
+    with psycopg.connect(spec) as con:
+        return con.execute("SELECT to_regclass('applications')").fetchone()[0] is not None
 
 
 def test_an_approval_moves_the_desk_base_exactly(desk, sz):

@@ -12,6 +12,7 @@ from typing import Any
 
 from lvplan.errors import InputError, LvplanError
 
+REGISTER_IS = "register: a SQLite file, or a postgresql://user@host:port/db URL"
 #: lvplan's linear algebra is many small products and solves: OpenBLAS's threads only fight
 #: over the cores (measured on 2 cores: a check on a 294-bus LV grid 54/s with the default
 #: threads, 785/s with one; the district map in one process 1,108 against 7,496 buses/s).
@@ -71,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto: fast engine, full AC near a limit; ac: full AC always",
     )
     c.add_argument("--changes", help="a changes file (TOML/YAML): check the changed network")
-    c.add_argument("--register", help="count the reservations of this register (SQLite file)")
+    c.add_argument("--register", help=f"count the reservations of this register ({REGISTER_IS})")
     c.add_argument(
         "--migrate",
         action="store_true",
@@ -126,12 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("register", help="the application register: list, show, export")
     r.add_argument("action", choices=("list", "show", "export"))
     r.add_argument("arg", nargs="?", help="ID for show, CSV file for export")
-    r.add_argument("--register", required=True, help="register file (SQLite)")
+    r.add_argument("--register", required=True, help=REGISTER_IS)
     r.add_argument("--json", action="store_true", help="print JSON")
     b = sub.add_parser("check-batch", help="decide a queue of applications, reserving as it goes")
     _add_common(b)
     b.add_argument("applications", help="CSV: id, bus or lon+lat, kw, category, pf")
-    b.add_argument("--register", required=True, help="register file (SQLite)")
+    b.add_argument("--register", required=True, help=REGISTER_IS)
     b.add_argument("--out", required=True, help="decisions CSV to write")
     b.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
     b.add_argument(
@@ -142,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     v = sub.add_parser("serve", help="the HTTP service (FastAPI)")
     _add_common(v)
-    v.add_argument("--register", required=True, help="register file (SQLite)")
+    v.add_argument("--register", required=True, help=REGISTER_IS)
     v.add_argument(
         "--migrate",
         action="store_true",
@@ -157,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     v.add_argument("--host", default="127.0.0.1")
     v.add_argument("--port", default="8080")
+    v.add_argument(
+        "--workers",
+        default="1",
+        help="server processes behind the one port (default 1); each loads the network and "
+        "decides on its own, the register keeps them consistent",
+    )
     v.add_argument("--token-file", help="file holding the bearer token (else LVPLAN_TOKEN)")
     v.add_argument(
         "--open-docs",
@@ -606,9 +613,9 @@ def _register(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from lvplan.io.atomic import write_text_atomic
-    from lvplan.register.store import NotFound, export_csv, open_backend
+    from lvplan.register.store import NotFound, export_csv, is_url, open_backend
 
-    if not Path(args.register).is_file():
+    if not is_url(args.register) and not Path(args.register).is_file():
         raise InputError(f"--register {args.register}: no such register file")
     reg = open_backend(args.register, writable=False)
     if args.action == "list":
@@ -630,7 +637,7 @@ def _register(args: argparse.Namespace) -> int:
             raise InputError("register show needs an application ID")
         app = reg.get(args.arg)
         if app is None:
-            raise NotFound(f"no application {args.arg!r} in {args.register}")
+            raise NotFound(f"no application {args.arg!r} in {reg.path}")
         full = app.to_dict() | {
             "network_fingerprint": app.network_fingerprint,
             "lvplan_version": app.lvplan_version,
@@ -662,16 +669,42 @@ def _check_batch(args: argparse.Namespace, crit) -> int:
     )
 
 
-def _serve(args: argparse.Namespace, crit) -> int:
-    import os
-    from pathlib import Path
+#: ``lvplan serve --workers N``: the command line each worker process serves (JSON)
+SERVE_ARGV_ENV = "LVPLAN_SERVE_ARGV"
 
+
+def _serve_desk(args: argparse.Namespace, crit, *, migrate: bool):
     from lvplan.io.load import load_network
     from lvplan.register.desk import Desk
-    from lvplan.register.service import create_app
     from lvplan.register.store import open_backend
 
+    desk = Desk(load_network(args.network), open_backend(args.register), crit, migrate=migrate)
+    if desk.migration is not None:
+        print(f"lvplan: {desk.migration.summary()}", file=sys.stderr)
+    return desk
+
+
+def serve_worker_app():
+    """The app of one worker process of ``lvplan serve --workers N`` (uvicorn's factory): the
+    parent checked the command line, the network and the register, and migrated it if asked."""
+    args = build_parser().parse_args(json.loads(os.environ[SERVE_ARGV_ENV]))
+    _import_dependencies()
+    from lvplan.register.service import create_app
+
+    desk = _serve_desk(args, _criteria(args), migrate=False)
+    desk.warm()
+    gc.collect()
+    gc.freeze()
+    return create_app(desk, os.environ["LVPLAN_TOKEN"], open_docs=args.open_docs)
+
+
+def _serve(args: argparse.Namespace, crit) -> int:
+    from pathlib import Path
+
+    from lvplan.register.service import create_app
+
     port = _int_arg("--port", args.port, 1)
+    workers = _int_arg("--workers", args.workers, 1)
     if args.token_file:
         try:
             token = Path(args.token_file).read_text(encoding="utf-8").strip()
@@ -685,24 +718,53 @@ def _serve(args: argparse.Namespace, crit) -> int:
         raise InputError("no token: set LVPLAN_TOKEN or give --token-file")
     if not (token.isascii() and token.isprintable()) or " " in token:
         raise InputError("token: must be printable ASCII without spaces (it travels in a header)")
-    desk = Desk(load_network(args.network), open_backend(args.register), crit, migrate=args.migrate)
-    if desk.migration is not None:
-        print(f"lvplan: {desk.migration.summary()}", file=sys.stderr)
+    if workers > 1 and not args.check:
+        return _serve_workers(args, token, port, workers)
+    desk = _serve_desk(args, crit, migrate=args.migrate)
     desk.warm()
     if args.check:
         print(
             f"ok: network {desk.pristine.name} ({desk.pristine.fingerprint[:12]}), register "
-            f"{args.register} writable, {len(desk.network.reserved)} reservations"
+            f"{desk.register.path} writable, {len(desk.network.reserved)} reservations"
         )
         return 0
+    import uvicorn
+
     # the network, its model and caches live as long as the server: keep them out of the
     # garbage collector's full passes (a pass over them stalled every answer for ~0.2 s)
     gc.collect()
     gc.freeze()
     app = create_app(desk, token, open_docs=args.open_docs)
+    uvicorn.run(app, host=args.host, port=port, log_level="warning", access_log=False)
+    return 0
+
+
+def _serve_workers(args: argparse.Namespace, token: str, port: int, workers: int) -> int:
+    """``serve --workers N``: ``serve --check`` in a process of its own (the network loads, the
+    register opens and is bound to it, migrated once if asked: exit 2 with its one line if
+    not), then N worker processes behind the port (uvicorn binds it, spawns them and restarts
+    one that dies). Each worker loads the network and opens the register itself; this process
+    never holds a network."""
+    import subprocess
+
     import uvicorn
 
-    uvicorn.run(app, host=args.host, port=port, log_level="warning", access_log=False)
+    os.environ["LVPLAN_TOKEN"] = token
+    probe = subprocess.run(
+        [sys.executable, "-m", "lvplan.cli", *args.argv, "--check"], stdout=subprocess.DEVNULL
+    )
+    if probe.returncode:
+        return probe.returncode
+    os.environ[SERVE_ARGV_ENV] = json.dumps([a for a in args.argv if a != "--migrate"])
+    uvicorn.run(
+        "lvplan.cli:serve_worker_app",
+        factory=True,
+        workers=workers,
+        host=args.host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+    )
     return 0
 
 
@@ -842,6 +904,7 @@ def _import_dependencies() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for serve --workers
     _import_dependencies()
     try:
         return _run(args)

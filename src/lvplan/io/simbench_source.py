@@ -6,7 +6,6 @@ import warnings
 
 import numpy as np
 import pandapower as pp
-import pandas as pd
 
 from lvplan.errors import InputError, PowerFlowError
 from lvplan.powerflow.ac import NUMBA_MIN_BUSES
@@ -49,11 +48,27 @@ def load_simbench(code: str, *, study_case: str = "hL"):
     for tab in list(net.keys()):
         if tab.startswith("res_"):
             net[tab] = net[tab].iloc[0:0]
-        elif isinstance(net[tab], pd.DataFrame) and len(net[tab].columns):
-            # the converter's column order follows a set's (it changed with PYTHONHASHSEED, and
-            # with it the network's fingerprint): a fixed order, so the same grid is the same
-            net[tab] = net[tab][sorted(net[tab].columns, key=str)]
+    _canonical_columns(net)
     return net
+
+
+def _canonical_columns(net) -> None:
+    """Put each table's columns in one order: pandapower's own first, in its order, then the
+    ones simbench adds (``subnet``, ``voltLvl``, ...) sorted. simbench adds them in the order of
+    a set of strings, which changes with Python's hash seed from one process to the next: the
+    same grid then had another fingerprint in every process, and a second server (or a restart)
+    was refused by a register bound to the first."""
+    import pandas as pd
+
+    empty = pp.create_empty_network()
+    for tab in list(net.keys()):
+        df = net[tab]
+        if tab.startswith("_") or not isinstance(df, pd.DataFrame):
+            continue
+        own = [c for c in empty[tab].columns if c in df.columns] if tab in empty else []
+        rest = sorted((c for c in df.columns if c not in own), key=str)
+        if list(df.columns) != own + rest:
+            net[tab] = df[own + rest]
 
 
 def _set_oltc_taps(net, target_pu: float = MV_BUSBAR_TARGET_PU) -> None:

@@ -204,12 +204,10 @@ def _mv_feeders(net, bus: pd.DataFrame) -> dict[int, str]:
     return out
 
 
-def energized_buses(net) -> np.ndarray:
-    """In-service buses connected to an in-service ext_grid (or slack gen) through closed
-    branches: one sparse connected-components pass (scipy), fast at a million buses."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
+def _closed_branch_graph(net, *, impedance: bool = False):
+    """(bus ids, their positions, in-service mask, the undirected edge ends as positions) of
+    closed, in-service lines, bus-bus switches and transformers (and, with ``impedance``,
+    impedance elements) between in-service buses."""
     bus = net.bus
     ids = bus.index.to_numpy()
     pos = pd.Series(np.arange(ids.size), index=ids)
@@ -233,18 +231,73 @@ def energized_buses(net) -> np.ndarray:
         t3 = net.trafo3w[net.trafo3w.in_service.astype(bool)]
         ends.append((t3.hv_bus.to_numpy(), t3.mv_bus.to_numpy()))
         ends.append((t3.hv_bus.to_numpy(), t3.lv_bus.to_numpy()))
+    if impedance and "impedance" in net and not net.impedance.empty:
+        im = net.impedance[net.impedance.in_service.astype(bool)]
+        ends.append((im.from_bus.to_numpy(), im.to_bus.to_numpy()))
     a = np.concatenate([e[0] for e in ends]).astype(np.int64)
     b = np.concatenate([e[1] for e in ends]).astype(np.int64)
     known = np.isin(a, ids) & np.isin(b, ids)
     ra = pos.reindex(a[known]).to_numpy(np.int64)
     rb = pos.reindex(b[known]).to_numpy(np.int64)
     keep = on[ra] & on[rb]
-    n = ids.size
-    g = coo_matrix((np.ones(int(keep.sum())), (ra[keep], rb[keep])), shape=(n, n))
-    _, label = connected_components(g, directed=False)
+    return ids, pos, on, ra[keep], rb[keep]
+
+
+def _slack_buses(net) -> list[int]:
     sources = [int(x) for x in net.ext_grid.bus[net.ext_grid.in_service.astype(bool)]]
     if "gen" in net and not net.gen.empty:
         sources += [int(x) for x in net.gen.bus[net.gen.in_service.astype(bool) & net.gen.slack]]
-    src = [int(pos[s]) for s in sources if s in pos.index and on[pos[s]]]
+    return sources
+
+
+def energized_buses(net) -> np.ndarray:
+    """In-service buses connected to an in-service ext_grid (or slack gen) through closed
+    branches: one sparse connected-components pass (scipy), fast at a million buses."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    ids, pos, on, ra, rb = _closed_branch_graph(net)
+    n = ids.size
+    g = coo_matrix((np.ones(ra.size), (ra, rb)), shape=(n, n))
+    _, label = connected_components(g, directed=False)
+    src = [int(pos[s]) for s in _slack_buses(net) if s in pos.index and on[pos[s]]]
     live = np.isin(label, label[src]) & on if src else np.zeros(n, bool)
     return np.sort(ids[live]).astype(np.int64)
+
+
+def mv_islands(net) -> pd.Series:
+    """The *MV island* of every in-service bus: the buses that stay connected when the slack
+    buses (in-service ext_grids and slack gens, with the buses a closed bus-bus switch ties to
+    them) are cut out. An HV/MV transformer fed straight from a slack bus is cut with it.
+
+    Islands are electrically independent in the AC load flow: their only shared buses hold a
+    fixed voltage (magnitude and angle), so a load in one island moves no voltage or current
+    in another. Where an HV network with impedance lies between the slack and several HV/MV
+    transformers, the MV networks behind them are coupled through it and form one island
+    (never an approximation of the coupling). The key of an island is the smallest bus index
+    in it (a slack bus: its own index); out-of-service buses have none."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    ids, pos, on, ra, rb = _closed_branch_graph(net, impedance=True)
+    n = ids.size
+    slack = np.zeros(n, bool)
+    for s in _slack_buses(net):
+        if s in pos.index:
+            slack[int(pos[s])] = True
+    sw = net.switch
+    if not sw.empty:  # buses tied to a slack by a closed bus-bus switch are that slack bus
+        bb = sw[(sw.et == "b") & sw.closed.astype(bool)]
+        a = pos.reindex(bb.bus.to_numpy()).to_numpy()
+        b = pos.reindex(bb.element.to_numpy()).to_numpy()
+        ok = ~(np.isnan(a) | np.isnan(b))
+        a, b = a[ok].astype(np.int64), b[ok].astype(np.int64)
+        g = coo_matrix((np.ones(a.size), (a, b)), shape=(n, n))
+        _, lab = connected_components(g, directed=False)
+        slack |= np.isin(lab, lab[slack])
+    keep = ~(slack[ra] | slack[rb])
+    g = coo_matrix((np.ones(int(keep.sum())), (ra[keep], rb[keep])), shape=(n, n))
+    _, label = connected_components(g, directed=False)
+    label = np.where(slack, n + np.arange(n), label)  # each slack bus is its own island
+    smallest = pd.Series(ids).groupby(label).transform("min").to_numpy()
+    return pd.Series(smallest[on].astype(np.int64), index=ids[on])

@@ -6,6 +6,12 @@ network (:meth:`Network.reserve`): each approval moves the base by the exact AC 
 started from the decision's own solution, so the next decision already counts it, exactly and
 without a pandapower run. Every decision runs under one lock, so two applications can never
 both take the same headroom; the register write commits before the answer is returned.
+
+Across processes the register's transactions are the lock: SQLite's write lock for the whole
+register, or, on PostgreSQL, the lock of the decision's *MV island* (the buses that stay
+connected when the slack buses are cut, :func:`lvplan.model.topology.mv_islands`): islands do
+not move each other's voltages or currents, so decisions on different islands never need to
+wait for each other, and the desk catches up island by island.
 """
 
 from __future__ import annotations
@@ -23,12 +29,14 @@ from lvplan.errors import InputError, LvplanError, PowerFlowError, RegisterUnava
 from lvplan.model.network import ExtraLoad, Network
 from lvplan.register.fields import check_id
 from lvplan.register.store import (
+    NO_ISLAND,
     STATUS_OF_DECISION,
     TRANSITIONS,
     Application,
+    Backend,
     Conflict,
+    DuplicateId,
     NotFound,
-    SqliteBackend,
     Txn,
     now,
     request_hash,
@@ -136,7 +144,16 @@ def validate_request(network: Network, criteria: Criteria, req: dict[str, Any]) 
             raise InputError(f"area_class: unknown area class {cls!r}; known: {known}")
 
 
-def bind_network(register: SqliteBackend, network: Network) -> None:
+def island_key(islands, bus: int | None) -> str:
+    """The register's name for the MV island of ``bus`` (``islands``: the
+    :func:`~lvplan.model.topology.mv_islands` of the network); NO_ISLAND when there is none."""
+    if bus is None:
+        return NO_ISLAND
+    key = islands.get(int(bus))
+    return NO_ISLAND if key is None else str(int(key))
+
+
+def bind_network(register: Backend, network: Network) -> None:
     """A register belongs to one network (its fingerprint is stored with it). Binds a new
     register to ``network``; refuses (InputError) a register of another network."""
     fp = network.fingerprint
@@ -173,12 +190,16 @@ class Desk:
     :meth:`Network.reserve`; nothing to do when the register's change counter has not moved),
     then decides, records, and commits. The reservation is added to the network only once the
     commit succeeded. A thread lock serialises the decisions of this process.
+
+    On a scoped register (PostgreSQL) the transaction holds the lock of the application's MV
+    island only, and the catch-up reads that island's changes: ``seen`` holds the last event
+    counted on each island (on SQLite, one counter under the key None).
     """
 
     def __init__(
         self,
         network: Network,
-        register: SqliteBackend,
+        register: Backend,
         criteria: Criteria | None = None,
         *,
         migrate: bool = False,
@@ -193,10 +214,13 @@ class Desk:
         self.criteria = resolve_criteria(criteria)
         self.lock = threading.RLock()
         self.network = _reservable_copy(network)
-        #: the register's change counter that ``network`` counts the reservations up to, and
-        #: (id, time) of that event
-        self.seen = 0
-        self.seen_key: tuple[str, str] | None = None
+        from lvplan.model.topology import mv_islands
+
+        self.islands = mv_islands(network.pp)
+        #: per change counter (an island's, or None: the whole register's), the event that
+        #: ``network`` counts the reservations up to, and (id, time) of that event
+        self.seen: dict[str | None, int] = {}
+        self.seen_key: dict[str | None, tuple[str, str] | None] = {}
         self.migration = None
         if migrate:
             from lvplan.register.migrate import migrate_register
@@ -206,9 +230,25 @@ class Desk:
         with self.lock, self.register.transaction(write=False) as tx:
             self._catch_up(tx)
 
-    def _catch_up(self, tx: Txn) -> None:
+    def _scope(self, req: dict[str, Any]) -> list[str] | None:
+        """The islands a decision on ``req`` locks and catches up on a scoped register: its
+        bus's island, or None (every island) when the bus is not known before the decision
+        (coordinates, or a bus the decision will refuse)."""
+        if not self.register.scoped or "bus" not in req:
+            return None
+        try:
+            bus = self.pristine.resolve_bus(req["bus"])
+        except InputError:
+            return None
+        return [island_key(self.islands, bus)]
+
+    def _counter(self, island: str) -> str | None:
+        return island if self.register.scoped else None
+
+    def _catch_up(self, tx: Txn, islands: list[str] | None = None) -> None:
         """Bring the reserved loads up to what the register holds now (call under the lock,
-        inside a transaction, so the snapshot is the one the decision is made against).
+        inside a transaction, so the snapshot is the one the decision is made against): on
+        ``islands`` (a scoped register), or everywhere (None).
 
         First, that the register is still the one this desk counted: bound to this network
         (a ``--migrate`` by another process re-homes it), and its event log still holding the
@@ -221,18 +261,46 @@ class Desk:
                 f"({bound[:12]}), not {self.pristine.name} ({self.pristine.fingerprint[:12]}): "
                 "restart with the network it was migrated to"
             )
-        last = tx.last_change()
-        if self.seen and (last < self.seen or tx.event_key(self.seen) != self.seen_key):
-            raise RegisterUnavailable(
-                "register: its history changed behind this process (restored from a backup?); "
-                "restart to count what it holds now"
-            )
-        if last == self.seen:
-            return
+        if not self.register.scoped:
+            clocks = tx.clocks()
+        elif islands is None:
+            clocks = dict.fromkeys(self.seen, 0) | tx.clocks()
+        else:
+            clocks = tx.clocks(islands)
+        one = len(clocks) == 1
         held = self.network.reserved
         add: dict[str, ExtraLoad] = {}
-        drop: list[str] = []
-        for a in tx.changed_since(self.seen):
+        drop: set[str] = set()
+        moved: dict[str | None, int] = {}
+        for scope, last in clocks.items():
+            seen = self.seen.get(scope, 0)
+            if seen and (
+                last < seen
+                or ((one or last != seen) and tx.event_key(seen) != self.seen_key.get(scope))
+            ):
+                raise RegisterUnavailable(
+                    "register: its history changed behind this process (restored from a "
+                    "backup?); restart to count what it holds now"
+                )
+            if last == seen:
+                continue
+            moved[scope] = last
+            self._changes(tx.changed_since(seen, scope), held, add, drop)
+        if drop:
+            self.network.release(sorted(drop))
+        if add:
+            self.network.reserve(add)
+        for scope, n in moved.items():
+            self._saw(tx, scope, n)
+
+    def _changes(
+        self,
+        apps: list[Application],
+        held: dict[str, ExtraLoad],
+        add: dict[str, ExtraLoad],
+        drop: set[str],
+    ) -> None:
+        for a in apps:
             if a.reserves and a.id not in held:
                 if a.network_fingerprint != self.pristine.fingerprint:
                     raise RegisterUnavailable(
@@ -247,16 +315,11 @@ class Desk:
                     )
                 add[a.id] = _load_of(a)
             elif not a.reserves and a.id in held:
-                drop.append(a.id)
-        if drop:
-            self.network.release(drop)
-        if add:
-            self.network.reserve(add)
-        self._saw(tx, last)
+                drop.add(a.id)
 
-    def _saw(self, tx: Txn, n: int) -> None:
-        self.seen = n
-        self.seen_key = tx.event_key(n) if n else None
+    def _saw(self, tx: Txn, scope: str | None, n: int) -> None:
+        self.seen[scope] = n
+        self.seen_key[scope] = tx.event_key(n) if n else None
 
     def warm(self) -> None:
         """Compute what the first decisions would (base load flow, every LV area of the fast
@@ -313,23 +376,33 @@ class Desk:
         req = normalise_request(body, need_id=False)
         with self.lock:
             with self.register.transaction(write=False) as tx:
-                self._catch_up(tx)
+                self._catch_up(tx, self._scope(req))
             return self._decide(req, self.network).to_dict()
 
     def apply(self, body: Any, *, wait: bool = True) -> tuple[Application, bool]:
         """Decide and record an application; idempotent on its id. Returns (app, created).
         ``wait=False``: RegisterBusy at once if another writer holds the register."""
         req = normalise_request(body, need_id=True)
+        try:
+            return self._apply(req, wait)
+        except DuplicateId:  # recorded by another process at this moment: its answer counts
+            return self._apply(req, wait)
+
+    def _apply(self, req: dict[str, Any], wait: bool) -> tuple[Application, bool]:
         h = request_hash(req)
+        islands = self._scope(req)
         with self.lock:
-            with self.register.transaction(write=True, wait=wait) as tx:
+            with self.register.transaction(write=True, wait=wait, islands=islands) as tx:
                 old = tx.get(req["id"])
                 if old is not None:
                     if old.request_sha256 != h:
                         raise Conflict(f"id: application {req['id']!r} exists with another request")
                     return old, False
-                self._catch_up(tx)
+                self._catch_up(tx, islands)
                 d = self._decide(req, self.network)
+                island = island_key(self.islands, d.bus)
+                if islands is not None and island not in islands:  # pragma: no cover
+                    raise RegisterUnavailable(f"register: decided on island {island}, not locked")
                 t = now()
                 n = tx.insert(
                     Application(
@@ -346,20 +419,32 @@ class Desk:
                         lvplan_version=__version__,
                         created_at=t,
                         updated_at=t,
-                    )
+                    ),
+                    island,
                 )
                 stored = tx.get(req["id"])
             assert stored is not None
             # committed: only now does the network count it (a failed commit reserves nothing)
             if stored.reserves:
                 self.network.reserve({stored.id: _load_of(stored)})
-            self.seen, self.seen_key = n, (stored.id, t)
+            self._own(island, n, (stored.id, t))
             return stored, True
+
+    def _own(self, island: str, n: int, key: tuple[str, str]) -> None:
+        """Event ``n``, just committed by this desk under its lock(s), is counted: nothing on
+        its counter can have come between the catch-up and it."""
+        scope = self._counter(island)
+        self.seen[scope], self.seen_key[scope] = n, key
 
     def transition(self, app_id: str, action: str, *, wait: bool = True) -> Application:
         allowed, new = TRANSITIONS[action]
+        islands = None
+        if self.register.scoped:  # the island of its bus (which only --migrate changes)
+            known = self.register.get(app_id)
+            if known is not None:
+                islands = [island_key(self.islands, known.bus)]
         with self.lock:
-            with self.register.transaction(write=True, wait=wait) as tx:
+            with self.register.transaction(write=True, wait=wait, islands=islands) as tx:
                 app = tx.get(app_id)
                 if app is None:
                     raise NotFound(f"id: no application {app_id!r}")
@@ -367,16 +452,21 @@ class Desk:
                     return app  # idempotent
                 if app.status not in allowed:
                     raise Conflict(f"status: cannot {action} an application that is {app.status}")
-                self._catch_up(tx)
+                self._catch_up(tx, islands)
+                island = island_key(self.islands, app.bus)
+                if islands is not None and island not in islands:
+                    raise RegisterUnavailable(
+                        f"register: application {app_id!r} was moved meanwhile; try again"
+                    )
                 at = now()
-                n = tx.set_status(app_id, app.status, new, at, action)
+                n = tx.set_status(app_id, app.status, new, at, action, island)
                 if n is None:  # pragma: no cover - the write lock is held
                     raise Conflict(f"status: {app_id!r} changed meanwhile")
                 stored = tx.get(app_id)
             assert stored is not None
             if not stored.reserves:
                 self.network.release([app_id])
-            self.seen, self.seen_key = n, (app_id, at)
+            self._own(island, n, (app_id, at))
             return stored
 
     def get(self, app_id: str) -> Application:

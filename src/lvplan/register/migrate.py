@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from lvplan.criteria import Criteria
 from lvplan.errors import InputError
 from lvplan.model.network import ExtraLoad, Network
-from lvplan.register.store import Application, SqliteBackend, now
+from lvplan.register.store import Application, Backend, now
 
 
 @dataclass
@@ -49,12 +49,11 @@ def _bus_by_name(network: Network) -> dict[str, int]:
     return {n: int(i) for i, n in zip(bus.index, names, strict=True) if counts[n] == 1}
 
 
-def migrate_register(
-    register: SqliteBackend, network: Network, criteria: Criteria
-) -> Migration | None:
+def migrate_register(register: Backend, network: Network, criteria: Criteria) -> Migration | None:
     """Migrate ``register`` onto ``network``; None when it already belongs to it."""
     from lvplan.decision import check
-    from lvplan.register.desk import _reservable_copy
+    from lvplan.model.topology import mv_islands
+    from lvplan.register.desk import _reservable_copy, island_key
 
     fp = network.fingerprint
     with register.transaction(write=True) as tx:
@@ -82,6 +81,7 @@ def migrate_register(
             )
         report = Migration(held, fp, applications=len(apps))
         work = _reservable_copy(network)
+        islands = mv_islands(network.pp)
         at = now()
         for a in apps:
             note = f"migrated to network {network.name} ({fp[:12]}): bus {a.bus} -> {moved[a.id]}"
@@ -94,7 +94,7 @@ def migrate_register(
                 bus = moved[a.id]
                 assert bus is not None
                 work.reserve({a.id: ExtraLoad(bus, a.design_kw / 1000, a.design_kvar / 1000)})
-            tx.move(a.id, moved[a.id], fp, at, note)
+            tx.move(a.id, moved[a.id], fp, at, note, island_key(islands, moved[a.id]))
         tx.set_meta("network_fingerprint", fp)
         tx.set_meta("network_name", network.name)
     return report

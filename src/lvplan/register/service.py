@@ -14,8 +14,9 @@ instead of an overflow or Python's int-string limit).
 
 Decisions never block the event loop: one that can take the desk's lock at once runs inline
 (no thread switch: the fast path), one that would wait for it (a capacity table holds it)
-runs in a worker thread; capacity tables always run in a worker thread. ``/healthz`` runs on
-the loop and takes no lock.
+runs in a worker thread; capacity tables always run in a worker thread. ``/healthz`` takes no
+lock; it runs on the loop (a PostgreSQL register's health, a round trip to its server, in a
+worker thread).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import functools
 import hmac
 import json
 import threading
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,13 +40,16 @@ from starlette.requests import ClientDisconnect
 from lvplan.errors import InputError, LvplanError, RegisterUnavailable
 from lvplan.register.desk import Desk
 from lvplan.register.fields import check_id
-from lvplan.register.store import Conflict, NotFound, RegisterBusy
+from lvplan.register.store import Conflict, NotFound, RegisterBusy, SqliteBackend
 
 MAX_BODY_BYTES = 16 * 1024
 BODY_SECONDS = 10.0  # the whole body, from the first byte read to the last
 MAX_DEPTH = 16  # a request is one flat object; 16 leaves room and stops deep-nesting tricks
 INT_DIGITS = 18  # int64 range; longer integers are read as floats
 MESSAGE_CHARS = 300  # error messages echo input: cut them here
+
+#: this server process's name in /healthz (random: a process id would tell a stranger more)
+WORKER = uuid.uuid4().hex[:12]
 
 DOCS_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
 
@@ -285,9 +290,14 @@ def create_app(desk: Desk, token: str, *, open_docs: bool = False):
 
     @app.get("/healthz")
     async def healthz():
-        reg = desk.register.health()  # a read and a stat of the file: no lock, no decision
+        # a read (and, for SQLite, a stat of the file): no lock, no decision; a database
+        # server's answer can take a connection's time-out, so it is read off the loop
+        health = desk.register.health
+        local = isinstance(desk.register, SqliteBackend)
+        reg = health() if local else await run_in_threadpool(health)
         body = {
             "ok": reg["ok"],
+            "worker": WORKER,  # which server process answered (``serve --workers``)
             "network": desk.pristine.name,
             "fingerprint": desk.pristine.fingerprint,
             "register": reg,

@@ -6,10 +6,12 @@ States: ``approved`` (capacity reserved), ``rejected``, ``hv_required``, ``not_a
 loads). Approved and energized applications are *reservations*: every later check counts them.
 
 The logic talks to a :class:`Backend`: transactions (a write transaction holds the register's
-write lock across processes) and a monotonic change counter (the event log's number), so every
-decision counts what the register holds at that moment, whoever else writes to it.
-:class:`SqliteBackend` (WAL mode, synchronous=FULL, one transaction per state change) is the
-default. A register belongs to one network: its fingerprint is kept in the ``meta`` table.
+write lock across processes, or, on a *scoped* backend, the locks of the MV islands it names)
+and a monotonic change counter (the event log's number), so every decision counts what the
+register holds at that moment, whoever else writes to it. :class:`SqliteBackend` (WAL mode,
+synchronous=FULL, one transaction per state change) is the default; ``postgresql://`` URLs open
+:class:`lvplan.register.postgres.PostgresBackend` (several servers, on several machines). A
+register belongs to one network: its fingerprint is kept in the ``meta`` table.
 """
 
 from __future__ import annotations
@@ -61,6 +63,11 @@ class Conflict(InputError):
     """The same id with a different request, or a state change that is not allowed (HTTP 409)."""
 
 
+class DuplicateId(Conflict):
+    """Another writer recorded the same id at the same moment (PostgreSQL: on another island,
+    so under another lock): the desk decides again, and then finds it."""
+
+
 class NotFound(InputError):
     """No application with that id (HTTP 404)."""
 
@@ -105,17 +112,38 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+#: The island of an event whose application has no bus (an unlocated application).
+NO_ISLAND = "-"
+
+
 class Txn(Protocol):
     """One transaction on the register: a consistent snapshot; a write transaction also holds
-    the register's write lock (no other writer, in any process, until it commits)."""
+    the register's write lock (no other writer, in any process, until it commits) or, on a
+    scoped backend, the locks of its islands.
+
+    Every state change is an event on one MV island (``island``: the key of its bus's island,
+    :func:`lvplan.model.topology.mv_islands`). ``clocks`` are the change counters: on a scoped
+    backend one per island (the last event on it), else one for the whole register (key None).
+    """
 
     def get(self, app_id: str) -> Application | None: ...
-    def insert(self, app: Application) -> int: ...
-    def set_status(self, app_id: str, old: str, new: str, at: str, note: str) -> int | None: ...
-    def move(self, app_id: str, bus: int | None, fingerprint: str, at: str, note: str) -> int: ...
+    def insert(self, app: Application, island: str = NO_ISLAND) -> int: ...
+    def set_status(
+        self, app_id: str, old: str, new: str, at: str, note: str, island: str = NO_ISLAND
+    ) -> int | None: ...
+    def move(
+        self,
+        app_id: str,
+        bus: int | None,
+        fingerprint: str,
+        at: str,
+        note: str,
+        island: str = NO_ISLAND,
+    ) -> int: ...
     def last_change(self) -> int: ...
+    def clocks(self, islands: list[str] | None = None) -> dict[str | None, int]: ...
     def all(self) -> list[Application]: ...
-    def changed_since(self, n: int) -> list[Application]: ...
+    def changed_since(self, n: int, island: str | None = None) -> list[Application]: ...
     def meta(self, key: str) -> str | None: ...
     def event_key(self, n: int) -> tuple[str, str] | None: ...
     def set_meta(self, key: str, value: str) -> None: ...
@@ -123,15 +151,23 @@ class Txn(Protocol):
 
 class Backend(Protocol):
     """What the desk needs of a register. ``transaction(write=True)`` serialises writers across
-    processes; every state change appends an event whose number is the register's monotonic
-    change counter (``last_change``), so a desk catches up with other writers cheaply."""
+    processes: the whole register (SQLite), or, on a *scoped* backend (``scoped = True``,
+    PostgreSQL), the MV islands named in ``islands`` (None: every island). Every state change
+    appends an event whose number is a monotonic change counter, so a desk catches up with
+    other writers cheaply: on a scoped backend island by island."""
 
     path: str
+    writable: bool
+    scoped: bool
 
-    def transaction(self, *, write: bool) -> AbstractContextManager[Txn]: ...
+    def transaction(
+        self, *, write: bool, wait: bool = True, islands: list[str] | None = None
+    ) -> AbstractContextManager[Txn]: ...
     def get(self, app_id: str) -> Application | None: ...
     def all(self) -> list[Application]: ...
     def events(self, app_id: str) -> list[dict[str, Any]]: ...
+    def meta(self, key: str) -> str | None: ...
+    def health(self) -> dict[str, Any]: ...
 
 
 _SCHEMA = """
@@ -171,7 +207,7 @@ class _SqliteTxn:
         row = self.con.execute(_SELECT + " WHERE id = ?", (app_id,)).fetchone()
         return None if row is None else _row(row)
 
-    def insert(self, app: Application) -> int:
+    def insert(self, app: Application, island: str = NO_ISLAND) -> int:
         try:
             self.con.execute(
                 "INSERT INTO applications (id, status, request_json, request_sha256, "
@@ -193,7 +229,7 @@ class _SqliteTxn:
                 ),
             )
         except sqlite3.IntegrityError:
-            raise Conflict(f"id: application {app.id!r} already exists") from None
+            raise DuplicateId(f"id: application {app.id!r} already exists") from None
         return self._event(app.id, app.created_at, None, app.status, "decided")
 
     def _event(self, app_id: str, at: str, old: str | None, new: str, note: str) -> int:
@@ -203,7 +239,9 @@ class _SqliteTxn:
         )
         return int(cur.lastrowid or 0)
 
-    def set_status(self, app_id: str, old: str, new: str, at: str, note: str) -> int | None:
+    def set_status(
+        self, app_id: str, old: str, new: str, at: str, note: str, island: str = NO_ISLAND
+    ) -> int | None:
         """The new event's number, or None when the application is not in state ``old``."""
         cur = self.con.execute(
             "UPDATE applications SET status = ?, updated_at = ? WHERE id = ? AND status = ?",
@@ -211,7 +249,15 @@ class _SqliteTxn:
         )
         return self._event(app_id, at, old, new, note) if cur.rowcount == 1 else None
 
-    def move(self, app_id: str, bus: int | None, fingerprint: str, at: str, note: str) -> int:
+    def move(
+        self,
+        app_id: str,
+        bus: int | None,
+        fingerprint: str,
+        at: str,
+        note: str,
+        island: str = NO_ISLAND,
+    ) -> int:
         """Re-home an application on another network (``--migrate``), with an event."""
         self.con.execute(
             "UPDATE applications SET bus = ?, network_fingerprint = ? WHERE id = ?",
@@ -225,7 +271,11 @@ class _SqliteTxn:
     def last_change(self) -> int:
         return int(self.con.execute("SELECT coalesce(max(n), 0) FROM events").fetchone()[0])
 
-    def changed_since(self, n: int) -> list[Application]:
+    def clocks(self, islands: list[str] | None = None) -> dict[str | None, int]:
+        """One counter for the whole register: SQLite's write lock covers every island."""
+        return {None: self.last_change()}
+
+    def changed_since(self, n: int, island: str | None = None) -> list[Application]:
         q = _SELECT + " WHERE id IN (SELECT id FROM events WHERE n > ?) ORDER BY seq"
         return [_row(r) for r in self.con.execute(q, (n,))]
 
@@ -263,6 +313,9 @@ class SqliteBackend:
     instead of writing into a file nobody will read again. ``writable=False`` opens an existing
     register read-only (``register list``, ``check --register``).
     """
+
+    #: one write lock and one change counter for the whole register
+    scoped = False
 
     def __init__(self, path: str | Path, *, writable: bool = True):
         self.path = str(path)
@@ -353,9 +406,12 @@ class SqliteBackend:
                 )
 
     @contextmanager
-    def transaction(self, *, write: bool, wait: bool = True) -> Iterator[_SqliteTxn]:
+    def transaction(
+        self, *, write: bool, wait: bool = True, islands: list[str] | None = None
+    ) -> Iterator[_SqliteTxn]:
         """``wait=False``: raise :class:`RegisterBusy` at once when another writer holds the
-        write lock, instead of waiting for it (up to 30 s)."""
+        write lock, instead of waiting for it (up to 30 s). ``islands`` is not needed: the
+        write lock covers the whole register."""
         if write and not self.writable:
             raise InputError(f"register {self.path}: opened read-only")
         try:
@@ -473,14 +529,28 @@ def _row(r) -> Application:
     )
 
 
-def open_backend(spec: str | Path, *, writable: bool = True) -> SqliteBackend:
-    """A backend from a path or URL: ``file.db``, ``sqlite:///file.db``."""
+def is_url(spec: str | Path) -> bool:
+    """A register given as a database URL (``postgresql://``), not a SQLite file."""
+    return "://" in str(spec) and not str(spec).startswith("sqlite:///")
+
+
+def open_backend(spec: str | Path, *, writable: bool = True) -> Backend:
+    """A backend from a path or URL: ``file.db``, ``sqlite:///file.db``,
+    ``postgresql://user@host:port/db`` (or ``postgres://``). A URL that cannot be reached is
+    an InputError (one line); it never falls back to a SQLite file."""
     text = str(spec)
     if text.startswith("sqlite:///"):
         text = text[len("sqlite:///") :]
     elif "://" in text:
         scheme = text.split("://", 1)[0]
-        raise InputError(f"register {spec}: unsupported backend {scheme!r} (use a SQLite path)")
+        if scheme in ("postgresql", "postgres"):
+            from lvplan.register.postgres import PostgresBackend
+
+            return PostgresBackend(text, writable=writable)
+        raise InputError(
+            f"register {spec}: unsupported backend {scheme!r} "
+            "(use a SQLite path or a postgresql:// URL)"
+        )
     return SqliteBackend(text, writable=writable)
 
 
