@@ -20,7 +20,7 @@ import pandapower as pp
 
 import lvplan
 from lvplan.changes import Changes
-from lvplan.evaluate import evaluate
+from lvplan.evaluation import evaluate
 from lvplan.powerflow.ac import RUNPP_OPTIONS
 
 

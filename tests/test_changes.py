@@ -20,7 +20,7 @@ import lvplan
 from lvplan.changes import Changes, load_changes
 from lvplan.cli import main
 from lvplan.errors import InputError
-from lvplan.evaluate import evaluate
+from lvplan.evaluation import evaluate
 from lvplan.model.catalogue import cable_types, trafo_types
 from lvplan.model.network import Network
 
@@ -490,7 +490,7 @@ def test_a_large_change_set_goes_to_newton_and_agrees(urban, cn, monkeypatch):
     """Above COMPENSATION_MAX_STAMPS branch stamps (a plan's hundreds of measures) evaluate
     skips the low-rank update, dense in the buses touched, for Newton-Raphson on the changed
     admittance matrix: the same state as pandapower for 120 cable replacements (240 stamps)."""
-    from lvplan import evaluate as ev_mod
+    from lvplan import evaluation as ev_mod
 
     net = urban.pp
     lv_lines = [int(i) for i in net.line.index[net.bus.vn_kv.loc[net.line.from_bus].to_numpy() < 1]]
@@ -549,3 +549,14 @@ def test_a_few_margins_by_transposed_solves_equal_margin_sensitivity(name, cn, s
     want = full[:, pos]
     assert np.abs(want).max() > 1e-4
     assert np.abs(got - want).max() <= 1e-9 * np.abs(want).max()
+
+
+def test_lvplan_evaluate_stays_the_function():
+    """The module is lvplan.evaluation: importing it never rebinds lvplan.evaluate (the
+    function) to a module, as a submodule of the same name did."""
+    import importlib
+
+    import lvplan as pkg
+
+    importlib.import_module("lvplan.evaluation")
+    assert callable(pkg.evaluate) and pkg.evaluate.__name__ == "evaluate"

@@ -17,7 +17,7 @@ import lvplan
 from lvplan.changes import Changes
 from lvplan.criteria import load_criteria
 from lvplan.errors import InputError
-from lvplan.evaluate import evaluate
+from lvplan.evaluation import evaluate
 from lvplan.n1.assess import n1_context
 from lvplan.n1.contingency import find_contingencies
 from lvplan.n1.feeders import feeder_n1

@@ -416,7 +416,7 @@ def test_a_bus_over_its_maximum_bans_its_areas_measures(hand, hand_csv, cn):
     """The model holds no maximum voltage; when the AC check finds an LV bus lifted above it,
     the plan's measures of that bus's area (here T1's swap) are no longer offered: neither the
     greedy nor the model can take them again, and T1 is then relieved another way."""
-    from lvplan.evaluate import evaluate
+    from lvplan.evaluation import evaluate
     from lvplan.kinds import BindingKind
     from lvplan.planning.candidates import build_instance
     from lvplan.planning.demand import read_demand

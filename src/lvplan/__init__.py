@@ -34,8 +34,8 @@ _WHERE = {
     "HostingResult": "lvplan.hosting",
     "Changes": "lvplan.changes",
     "load_changes": "lvplan.changes",
-    "evaluate": "lvplan.evaluate",
-    "Evaluation": "lvplan.evaluate",
+    "evaluate": "lvplan.evaluation",
+    "Evaluation": "lvplan.evaluation",
     "RegisterUnavailable": "lvplan.errors",
 }
 
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
         PowerFlowError,
         RegisterUnavailable,
     )
-    from lvplan.evaluate import Evaluation, evaluate
+    from lvplan.evaluation import Evaluation, evaluate
     from lvplan.hosting import HostingResult, hosting_capacity
     from lvplan.io.load import load_network
     from lvplan.model.network import Network

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lvplan.changes import Changes
-from lvplan.evaluate import Evaluation, evaluate
+from lvplan.evaluation import Evaluation, evaluate
 from lvplan.kinds import BindingKind
 from lvplan.model.network import Network
 from lvplan.planning.candidates import Instance
