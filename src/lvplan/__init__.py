@@ -36,6 +36,8 @@ _WHERE = {
     "load_changes": "lvplan.changes",
     "evaluate": "lvplan.evaluation",
     "Evaluation": "lvplan.evaluation",
+    "plan": "lvplan.planning.plan",
+    "Plan": "lvplan.planning.plan",
     "RegisterUnavailable": "lvplan.errors",
 }
 
@@ -55,6 +57,7 @@ if TYPE_CHECKING:
     from lvplan.hosting import HostingResult, hosting_capacity
     from lvplan.io.load import load_network
     from lvplan.model.network import Network
+    from lvplan.planning.plan import Plan, plan
 
 
 def __getattr__(name: str) -> Any:
@@ -77,6 +80,7 @@ __all__ = [
     "LvplanError",
     "Network",
     "OptimisationError",
+    "Plan",
     "PowerFlowError",
     "RegisterUnavailable",
     "__version__",
@@ -86,4 +90,5 @@ __all__ = [
     "load_changes",
     "load_criteria",
     "load_network",
+    "plan",
 ]
