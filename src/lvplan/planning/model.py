@@ -52,6 +52,7 @@ def solve_by_parts(
     time_limit_s: float,
     workers: int = 2,
     memo: dict[int, Solution] | None = None,
+    fallback: Solution | None = None,
 ) -> Solution:
     """The plan, one part at a time (largest first, each with the rest held at
     ``incumbent``), each part's time its share of what is left by its number of options.
@@ -61,7 +62,8 @@ def solve_by_parts(
     ``memo`` keeps each part's last solution between AC rounds: a part whose share of the
     incumbent still fits the tightened model keeps it, and its bound (cuts only ever tighten,
     so a bound found before stays a bound); only the parts the AC check broke are solved
-    again, in the time there is."""
+    again, in the time there is, from ``fallback``'s choices (the verified greedy plan) where
+    the incumbent's no longer fit."""
     t0 = time.perf_counter()
     inst = grid.inst
     memo = {} if memo is None else memo
@@ -73,8 +75,13 @@ def solve_by_parts(
     fits: list[bool] = []
     for j, p in enumerate(parts):
         mdl = PlanModel(grid, part=p, fixed=incumbent)
-        fits.append(mdl.hint(incumbent, time_limit_s=10.0))
-        models.append((mdl, fits[-1] and j in memo))
+        ok = mdl.hint(incumbent, time_limit_s=10.0)
+        keep = ok and j in memo
+        if not ok and fallback is not None:
+            mdl = PlanModel(grid, part=p, fixed=incumbent)
+            ok = mdl.hint(fallback, time_limit_s=10.0)
+        fits.append(ok)
+        models.append((mdl, keep))
     left_opts = sum(len(p.options) for p, (_m, keep) in zip(parts, models, strict=True) if not keep)
     statuses = []
     obj = bound = 0.0
@@ -89,7 +96,8 @@ def solve_by_parts(
             if sol.status not in ("optimal", "feasible"):
                 if not fits[j]:
                     return PlanModel._failed_solution(sol.status, time.perf_counter() - t0)
-                sol = mdl.held(incumbent)  # no time to improve it: the incumbent's part stands
+                assert mdl.hinted is not None
+                sol = mdl.held(mdl.hinted)  # no time to improve it: the hint's part stands
             else:
                 memo[j] = sol
         chosen += sol.chosen
@@ -145,6 +153,7 @@ class PlanModel:
         the rest of the plan is held at ``fixed``: its load on the 10 kV network as a
         constant, and each AC cut's room shared out by the number of options."""
         self.grid = grid
+        self.hinted: Solution | None = None  # the plan :meth:`hint` started from
         inst = self.inst = grid.inst
         m = self.m = cp_model.CpModel()
         opts = list(range(len(inst.options))) if part is None else list(part.options)
@@ -388,6 +397,7 @@ class PlanModel:
         variable) by a solve with them fixed, and the whole assignment becomes the hint, so
         the search begins with a feasible solution. False when ``sol`` does not fit the model
         (the hint is then the choices alone)."""
+        self.hinted = sol
         chosen, ups, sites = set(sol.chosen), set(sol.upgrades), set(sol.sites)
         for k, v in self.x.items():
             self.m.add_hint(v, k in chosen)

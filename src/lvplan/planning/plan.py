@@ -279,6 +279,7 @@ def plan(
                     time_limit_s=max(5.0, share * left),
                     workers=workers,
                     memo=memo,
+                    fallback=g_sol,
                 )
             else:
                 mdl = PlanModel(grid, budget_cny=budget_cny)

@@ -184,6 +184,7 @@ def tighten(
                         f"{b.element} {name}: over its maximum by {excess:.5f} pu; "
                         f"{len(banned)} measure(s) of its area no longer offered"
                     )
+                if banned:  # withdrawn now or by another bus of the area this round
                     continue
             generic.append(b)
         elif comp == "line":
