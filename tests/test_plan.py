@@ -440,3 +440,34 @@ def test_a_bus_over_its_maximum_bans_its_areas_measures(hand, hand_csv, cn):
     assert not set(grid.trafos[0].upgrades) & t1_ups
     again = Greedy(grid).run([2, 1, 0, 3])
     assert not set(again.upgrades) & t1_ups
+
+
+def test_a_new_sites_10kv_end_below_its_minimum_cuts_at_its_tie_start(hand, hand_csv, cn):
+    """A new substation's 10 kV bus is not in the base; below its minimum it tightens the site
+    (its load, hence its tie's drop) and, where the tie starts from a bus whose voltage moves, a
+    linear cut there; never a scaling of every 10 kV coefficient (which broke every part of a
+    city plan at once). Here the tie starts at the slack (bus 0): the site cut alone."""
+    from lvplan.evaluation import evaluate
+    from lvplan.kinds import BindingKind
+    from lvplan.planning.candidates import build_instance
+    from lvplan.planning.demand import read_demand
+    from lvplan.planning.linear import Cuts
+    from lvplan.planning.measures import load_measures
+    from lvplan.planning.model import Solution
+    from lvplan.planning.verify import Broken, solution_changes, tighten
+
+    ds = read_demand(hand_csv, hand, cn)
+    inst = build_instance(hand, ds.demands, cn, load_measures())
+    k = next(k for k, o in enumerate(inst.options) if o.site is not None)
+    site = inst.sites[inst.options[k].site]
+    served = [i == inst.options[k].demand for i in range(len(inst.demands))]
+    sol = Solution([k], [], [site.id], served, 0.0, "feasible", 0.0, 0.0, 0.0, 0.0)
+    ev = evaluate(hand, solution_changes(inst, sol), cn)
+    pp_net = ev.net
+    hv = int(pp_net.bus.index[pp_net.bus.name == f"{site.name} 10 kV"][0])
+    assert hv not in hand.pp.bus.index and site.mv_bus == 0
+    cuts = Cuts()
+    low = Broken(BindingKind.VOLTAGE, f"bus {hv}", f"{site.name} 10 kV", "min", -0.01, None)
+    notes = tighten(hand, inst, sol, ev, [low], cuts)
+    assert cuts.mv_factor == 1.0 and not cuts.linear  # bus 0 is the slack: nothing to cut there
+    assert cuts.volt_pu[("site", site.id)] == pytest.approx(0.01 + 2e-4), notes

@@ -14,6 +14,7 @@ sensitivities at the base (:func:`lvplan.powerflow.sensitivity.margin_sensitivit
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -173,6 +174,20 @@ def tighten(
             if key is not None and b.side == "min":
                 cuts.volt_pu[key] = cuts.volt_pu.get(key, 0.0) + excess + SAFE_PU
                 notes.append(f"{b.element} {name}: voltage margin {b.margin:.5f} pu")
+                continue
+            if name.endswith(" 10 kV") and name[: -len(" 10 kV")] in site_by_name:
+                # a new site's 10 kV end, below its minimum: the site carries less (its tie
+                # drops less), and its tie's start (an existing bus the base knows) must hold
+                # that much more, a linear cut there (none when that bus is held: a slack)
+                sid = site_by_name[name[: -len(" 10 kV")]]
+                if b.side == "min":
+                    cuts.volt_pu[("site", sid)] = (
+                        cuts.volt_pu.get(("site", sid), 0.0) + excess + SAFE_PU
+                    )
+                    notes.append(f"{b.element} {name}: voltage margin {b.margin:.5f} pu")
+                mv_bus = inst.sites[sid].mv_bus
+                if mv_bus not in set(network.pp.ext_grid.bus.astype(int)):
+                    generic.append(dataclasses.replace(b, element=f"bus {mv_bus}"))
                 continue
             if b.side == "max" and idx in inst.bus_area:
                 # a bus pushed over its maximum: by a stiffer unit or cable of its own area
