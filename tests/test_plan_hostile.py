@@ -70,3 +70,29 @@ def test_endless_catalogue_stream_refused(tmp_path, capsys):
     argv = ["plan", "sz-futian", "--demand", str(demand), "--out", str(out)]
     err = _bad(capsys, [*argv, "--catalogue", "/dev/zero"], out)
     assert "/dev/zero" in err and "MB" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["plan", "sz-futian", "--demand", "DEMAND", "--workers", "100000"],
+            "--workers must be <= 256",
+        ),
+        (["hosting", "sz-futian", "--workers", "99999"], "--workers must be <= 256"),
+        (["synth", "city", "--transformers", "1000000000"], "--transformers must be <= 20000"),
+        (["serve", "sz-futian", "--register", "REG", "--port", "70000"], "--port must be <= 65535"),
+    ],
+)
+def test_counts_beyond_reason_are_refused(tmp_path, capsys, argv, message):
+    """A typo of 100,000 workers forked until the machine fell over, a billion transformers
+    ran out of memory, a port above 65535 failed deep in the server: each is one line, exit 2,
+    and nothing written."""
+    demand = _csv(tmp_path, "id,kw,bus\na,120,6\n")
+    out = tmp_path / "out"
+    subs = {"DEMAND": str(demand), "REG": str(tmp_path / "out" / "register.sqlite")}
+    argv = [subs.get(a, a) for a in argv]
+    if argv[0] != "serve":
+        argv += ["--out", str(out)]
+    err = _bad(capsys, argv, out)
+    assert message in err

@@ -438,13 +438,20 @@ def _apply(args: argparse.Namespace) -> int:
     return 0
 
 
-def _int_arg(name: str, value: str, lo: int) -> int:
+#: the most worker processes or solver threads a command starts (a typo of 10000 would
+#: otherwise fork until the machine falls over)
+MAX_WORKERS = 256
+
+
+def _int_arg(name: str, value: str, lo: int, hi: int | None = None) -> int:
     try:
         x = int(str(value))
     except ValueError:
         raise InputError(f"{name} must be an integer, got {value!r}") from None
     if x < lo:
         raise InputError(f"{name} must be >= {lo}, got {x}")
+    if hi is not None and x > hi:
+        raise InputError(f"{name} must be <= {hi}, got {x}")
     return x
 
 
@@ -470,7 +477,7 @@ def _plan(args: argparse.Namespace, crit) -> int:
     from lvplan.planning.plan import plan
 
     limit = _float_arg("--time-limit", args.time_limit)
-    workers = _int_arg("--workers", args.workers, 1)
+    workers = _int_arg("--workers", args.workers, 1, MAX_WORKERS)
     budget = None
     if args.budget is not None:
         try:
@@ -542,7 +549,7 @@ def _hosting(args: argparse.Namespace, crit) -> int:
     from lvplan.hosting.outputs import write_outputs
     from lvplan.io.load import load_network
 
-    workers = _int_arg("--workers", args.workers, 1)
+    workers = _int_arg("--workers", args.workers, 1, MAX_WORKERS)
     max_kw = _float_arg("--max-kw", args.max_kw)
     pf = None if args.pf is None else _float_arg("--pf", args.pf)
     if args.resume and not Path(args.resume).is_dir():
@@ -703,8 +710,8 @@ def _serve(args: argparse.Namespace, crit) -> int:
 
     from lvplan.register.service import create_app
 
-    port = _int_arg("--port", args.port, 1)
-    workers = _int_arg("--workers", args.workers, 1)
+    port = _int_arg("--port", args.port, 1, 65535)
+    workers = _int_arg("--workers", args.workers, 1, MAX_WORKERS)
     if args.token_file:
         try:
             token = Path(args.token_file).read_text(encoding="utf-8").strip()
@@ -798,7 +805,7 @@ def _synth(args: argparse.Namespace) -> int:
 
     from lvplan.synth import build_city, write_network
 
-    n = _int_arg("--transformers", args.transformers, 1)
+    n = _int_arg("--transformers", args.transformers, 1, 20_000)  # 20,000: about 1.6 M buses
     seed = _int_arg("--seed", args.seed, 0)
     net = build_city(n, seed=seed)
     write_network(net, Path(args.out), name=f"synth-city-{n}-seed{seed}")
