@@ -163,3 +163,24 @@ def test_bad_arguments_exit_2_with_one_line(args, message, tmp_path, capsys):
 def test_unknown_network_exit_2(tmp_path, capsys):
     assert main(["hosting", str(tmp_path / "nope.json"), "--out", str(tmp_path / "o")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_names_in_the_map_are_text_not_markup(tmp_path):
+    """A bus or transformer name is the network owner's data: in map.html it is shown as text
+    (escaped), never run as markup or script, in tooltips and popups alike."""
+    net = tmp_path / "net"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "networks" / "sz-futian", net)
+    bus = pd.read_csv(net / "bus.csv", index_col=0)
+    lv = bus.index[bus.vn_kv < 1][-1]
+    evil = "<img src=x onerror=alert(1)>`${x}`"
+    bus.loc[lv, "name"] = evil
+    bus.to_csv(net / "bus.csv")
+    trafo = pd.read_csv(net / "trafo.csv", index_col=0)
+    trafo.loc[trafo.index[-1], "name"] = "<script>alert(2)</script>"
+    trafo.to_csv(net / "trafo.csv")
+    out = tmp_path / "out"
+    assert main(["hosting", str(net), "--out", str(out)]) == 0
+    page = (out / "map.html").read_text(encoding="utf-8")
+    assert "<img src=x" not in page and "<script>alert(2)" not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "&lt;script&gt;alert(2)&lt;/script&gt;" in page

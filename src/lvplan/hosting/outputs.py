@@ -22,7 +22,7 @@ import pandas as pd
 from lvplan import __version__
 from lvplan.decision import network_info
 from lvplan.io.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
-from lvplan.io.leaflet import offline_map, render
+from lvplan.io.leaflet import escape, offline_map, render
 from lvplan.io.leaflet import popup as leaflet_popup
 
 #: Colour classes of the map (kW of design load a new customer can still connect).
@@ -237,8 +237,10 @@ def map_html(
             fill_opacity=0.85,
             weight=1,
             class_name="lvplan-bus",
-            tooltip=f"bus {r['bus']} {r['name']}: {r['hosting_kw']:g} kW ({r['binding_kind']} "
-            f"{r['binding_element']})",
+            tooltip=escape(
+                f"bus {r['bus']} {r['name']}: {r['hosting_kw']:g} kW ({r['binding_kind']} "
+                f"{r['binding_element']})"
+            ),
         ).add_to(buses)
     tg = folium.FeatureGroup(name="public transformers").add_to(m)
     located = trafos[trafos.lon.notna() & trafos.lat.notna()]
@@ -247,7 +249,8 @@ def map_html(
         note += f"; the {MAP_MAX_TRANSFORMERS} transformers with the least headroom"
     for r in _records(located):
         popup = (
-            f"<b>{r['name'] or 'trafo ' + str(r['trafo'])}</b><br>rating {r['rated_kva']:g} kVA"
+            f"<b>{escape(r['name'] or 'trafo ' + str(r['trafo']))}</b><br>rating "
+            f"{r['rated_kva']:g} kVA"
             f"<br>design-peak loading {r['loading_percent']} %<br>headroom {r['headroom_kva']} "
             f"kVA<br>buses {r['buses']}, hosting {r['min_hosting_kw']}–{r['max_hosting_kw']} kW"
             f"<br>buses taking 200 kW: {r['buses_200kw']}"
@@ -260,7 +263,7 @@ def map_html(
                 icon_size=(20, 20),
                 icon_anchor=(10, 12),
             ),
-            tooltip=r["name"] or f"trafo {r['trafo']}",
+            tooltip=escape(r["name"] or f"trafo {r['trafo']}"),
         ).add_to(tg)
         leaflet_popup(popup).add_to(marker)
     folium.LayerControl().add_to(m)

@@ -10,6 +10,7 @@ drawn layers do not need them.
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,13 @@ def offline_map(
     m.default_css = [("leaflet_css", LEAFLET_CSS_URL)]
     folium.TileLayer("OpenStreetMap", name="OpenStreetMap").add_to(m)
     return m
+
+
+def escape(x: Any) -> str:
+    """Text for a map's HTML: escaped, and inert inside the JavaScript template literal that
+    folium puts a tooltip in (a backtick, ``$`` or backslash from a name or id stays text)."""
+    text = html.escape(str(x))
+    return text.replace("\\", "&#92;").replace("`", "&#96;").replace("$", "&#36;")
 
 
 def popup(html: str) -> Any:

@@ -30,7 +30,6 @@ CSV text cells that a spreadsheet would run as formulas are neutralised (:mod:`l
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
 import math
@@ -45,6 +44,7 @@ from typing import Any
 from lvplan.errors import InputError
 from lvplan.io.atomic import write_text_atomic
 from lvplan.io.csvsafe import safe_writer
+from lvplan.io.leaflet import escape
 from lvplan.kinds import ElementRef
 from lvplan.locate import bus_lonlat
 from lvplan.model.network import Network
@@ -219,11 +219,7 @@ class _Places:
         return None if s is None else (float(s.lat), float(s.lon))
 
 
-def _e(x: Any) -> str:
-    """Text for the map's HTML: escaped, and inert inside the JavaScript template literal that
-    folium puts a tooltip in (a backtick, ``$`` or backslash from a demand id stays text)."""
-    text = html.escape(str(x))
-    return text.replace("\\", "&#92;").replace("`", "&#96;").replace("$", "&#36;")
+_e = escape  # one home: lvplan.io.leaflet.escape
 
 
 def _cny(x: float) -> str:
