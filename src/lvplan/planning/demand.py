@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from lvplan.criteria import Criteria, category, load_criteria
 from lvplan.errors import InputError
+from lvplan.io.textfile import decode_utf8, read_bytes_bounded
 from lvplan.register.fields import check_id
 
 if TYPE_CHECKING:
@@ -161,21 +162,10 @@ _EXTRA = "\x00extra"
 
 
 def _csv_rows(p: Path) -> tuple[list[str], Iterable[tuple[int, Mapping[str, Any]]]]:
-    if p.is_dir():
-        raise InputError(f"{p}: is a folder, not a demand CSV file")
-    try:
-        with p.open("rb") as f:
-            data = f.read(MAX_BYTES + 1)
-    except OSError as exc:
-        raise InputError(f"{p}: {exc.strerror or exc}") from None
-    if len(data) > MAX_BYTES:
-        raise InputError(f"{p}: larger than {MAX_BYTES // 2**20} MB: not a demand CSV file")
+    data = read_bytes_bounded(p, "a demand CSV file", MAX_BYTES)
     if b"\x00" in data:
         raise InputError(f"{p}: not a CSV file (binary content)")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{p}: not UTF-8 text (byte {exc.start})") from None
+    text = decode_utf8(p, data)
     if not text.strip():
         raise InputError(f"{p}: empty file (expected a header: id, kw, bus or lon, lat)")
     reader = csv.DictReader(io.StringIO(text, newline=""), restkey=_EXTRA)

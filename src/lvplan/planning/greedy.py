@@ -305,21 +305,6 @@ class Greedy:
                 self._commit(best[1], best[2])
                 chosen.append(best[1])
                 left -= best[0]
-        ups = sorted(self.st.built.values())
-        sites = sorted(self.st.sites)
-        cost = sum(inst.upgrades[u].cost_cny for u in ups)
-        cost += sum(inst.sites[s].cost_cny for s in sites)
-        cost += sum(inst.options[k].cable_cost_cny for k in chosen)
-        served = {inst.options[k].demand for k in chosen}
-        return Solution(
-            chosen,
-            ups,
-            sites,
-            [i in served for i in range(len(inst.demands))],
-            cost,
-            "feasible",
-            cost,
-            math.nan,
-            math.nan,
-            0.0,
+        return Solution.of(
+            inst, chosen, sorted(self.st.built.values()), sorted(self.st.sites), "feasible"
         )

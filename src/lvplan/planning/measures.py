@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lvplan.errors import InputError
+from lvplan.io.textfile import read_text_bounded
 
 BUILTIN = "lvplan/planning/measures.toml"
 STATUSES = ("V", "U")
@@ -205,18 +206,7 @@ _MAX_TOML_BYTES = 16 * 1024 * 1024
 
 
 def _read_toml(p: Path) -> dict[str, Any]:
-    if p.is_dir():
-        raise InputError(f"{p}: is a folder, not a measures TOML file")
-    try:
-        with p.open("rb") as f:
-            data = f.read(_MAX_TOML_BYTES + 1)
-        if len(data) > _MAX_TOML_BYTES:
-            raise InputError(f"{p}: larger than {_MAX_TOML_BYTES // 2**20} MB: not a measures file")
-        text = data.decode("utf-8")
-    except OSError as exc:
-        raise InputError(f"{p}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{p}: not UTF-8 text") from None
+    text = read_text_bounded(p, "a measures TOML file", _MAX_TOML_BYTES)
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

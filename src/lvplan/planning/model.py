@@ -16,12 +16,15 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ortools.sat.python import cp_model
 
 from lvplan.planning.linear import LinearGrid, load_units
 from lvplan.planning.parts import Part
+
+if TYPE_CHECKING:
+    from lvplan.planning.candidates import Instance
 
 #: CP-SAT's linearization level. 2 (the LP of the enforced constraints too) found plans 1-2 %
 #: dearer in the same 60 s on the district than the default 1, with the same proven gap.
@@ -42,6 +45,41 @@ class Solution:
     seconds: float
     #: by part (:func:`solve_by_parts`): demands, options, status, cost, bound, gap, seconds
     parts: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def of(
+        cls,
+        inst: Instance,
+        chosen: list[int],
+        upgrades: list[int],
+        sites: list[int],
+        status: str,
+        *,
+        objective: float | None = None,
+        bound: float = math.nan,
+        gap: float = math.nan,
+        seconds: float = 0.0,
+        parts: list[dict[str, Any]] | None = None,
+    ) -> Solution:
+        """A plan's choices, priced: its measures, sites and service cables (the objective is
+        that cost unless given), and which demands it serves."""
+        cost = sum(inst.upgrades[u].cost_cny for u in upgrades)
+        cost += sum(inst.sites[s].cost_cny for s in sites)
+        cost += sum(inst.options[k].cable_cost_cny for k in chosen)
+        served = {inst.options[k].demand for k in chosen}
+        return cls(
+            chosen,
+            upgrades,
+            sites,
+            [i in served for i in range(len(inst.demands))],
+            cost,
+            status,
+            cost if objective is None else objective,
+            bound,
+            gap,
+            seconds,
+            parts or [],
+        )
 
 
 def solve_by_parts(
@@ -118,23 +156,18 @@ def solve_by_parts(
                 "seconds": round(sol.seconds, 2),
             }
         )
-    cost = sum(inst.upgrades[u].cost_cny for u in ups)
-    cost += sum(inst.sites[s].cost_cny for s in sites)
-    cost += sum(inst.options[k].cable_cost_cny for k in chosen)
-    served = {inst.options[k].demand for k in chosen}
     status = "optimal" if all(s == "optimal" for s in statuses) else "feasible"
-    return Solution(
+    return Solution.of(
+        inst,
         sorted(chosen),
         sorted(ups),
         sorted(sites),
-        [i in served for i in range(len(inst.demands))],
-        cost,
         status,
-        obj,
-        bound,
-        abs(obj - bound) / max(abs(obj), 1e-9) if obj else 0.0,
-        time.perf_counter() - t0,
-        rows,
+        objective=obj,
+        bound=bound,
+        gap=abs(obj - bound) / max(abs(obj), 1e-9) if obj else 0.0,
+        seconds=time.perf_counter() - t0,
+        parts=rows,
     )
 
 
@@ -350,25 +383,12 @@ class PlanModel:
     def held(self, sol: Solution) -> Solution:
         """``sol``'s choices in this model's part, as they are (status ``"held"``, no
         bound)."""
-        inst = self.inst
-        chosen = [k for k in sol.chosen if k in self.x]
-        ups = [u for u in sol.upgrades if u in self.y]
-        sites = [s for s in sol.sites if s in self.z]
-        cost = sum(inst.upgrades[u].cost_cny for u in ups)
-        cost += sum(inst.sites[s].cost_cny for s in sites)
-        cost += sum(inst.options[k].cable_cost_cny for k in chosen)
-        served = {inst.options[k].demand for k in chosen}
-        return Solution(
-            chosen,
-            ups,
-            sites,
-            [i in served for i in range(len(inst.demands))],
-            cost,
+        return Solution.of(
+            self.inst,
+            [k for k in sol.chosen if k in self.x],
+            [u for u in sol.upgrades if u in self.y],
+            [s for s in sol.sites if s in self.z],
             "held",
-            cost,
-            math.nan,
-            math.nan,
-            0.0,
         )
 
     def _failed(self, solver, status, t0: float) -> Solution:
@@ -470,23 +490,10 @@ class PlanModel:
         chosen = [k for k, v in self.x.items() if solver.value(v)]
         ups = [u for u, v in self.y.items() if solver.value(v)]
         sites = [sid for sid, v in self.z.items() if solver.value(v)]
-        served_ids = {self.inst.options[k].demand for k in chosen}
-        cost = sum(self.inst.upgrades[u].cost_cny for u in ups)
-        cost += sum(self.inst.sites[sid].cost_cny for sid in sites)
-        cost += sum(self.inst.options[k].cable_cost_cny for k in chosen)
         obj, bound = solver.objective_value, solver.best_objective_bound
         if self.budget_cny is not None:  # report the cost part of the objective
             obj = bound = float(solver.value(self.cost))
         gap_v = abs(obj - bound) / max(abs(obj), 1e-9) if obj else 0.0
-        return Solution(
-            chosen,
-            ups,
-            sites,
-            [i in served_ids for i in range(len(self.inst.demands))],
-            cost,
-            name,
-            obj,
-            bound,
-            gap_v,
-            secs,
+        return Solution.of(
+            self.inst, chosen, ups, sites, name, objective=obj, bound=bound, gap=gap_v, seconds=secs
         )

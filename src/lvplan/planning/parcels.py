@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from lvplan.criteria import category as get_category
 from lvplan.errors import InputError
+from lvplan.io.textfile import read_text_bounded
 from lvplan.register.fields import check_id
 
 if TYPE_CHECKING:
@@ -170,19 +171,7 @@ def load_densities(path: str | Path | None = None) -> dict[str, Density]:
 def read_parcels(path: str | Path, densities: dict[str, Density]) -> tuple[Parcel, ...]:
     """The validated parcels of a CSV or GeoJSON file (by its suffix: .geojson/.json)."""
     p = Path(path)
-    if p.is_dir():
-        raise InputError(f"{p}: is a folder, not a parcels file")
-    try:
-        with p.open("rb") as f:
-            data = f.read(MAX_BYTES + 1)
-    except OSError as exc:
-        raise InputError(f"{p}: {exc.strerror or exc}") from None
-    if len(data) > MAX_BYTES:
-        raise InputError(f"{p}: larger than {MAX_BYTES // 2**20} MB: not a parcels file")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{p}: not UTF-8 text (byte {exc.start})") from None
+    text = read_text_bounded(p, "a parcels file", MAX_BYTES)
     if p.suffix.lower() in (".geojson", ".json"):
         rows = _geojson_rows(p, text)
     else:

@@ -7,9 +7,9 @@ share and the AC check's linear cuts; each part is optimised with every other pa
 incumbent plan (their load on the busbar as a constant, and a share of each cut's room), so the
 parts can be solved apart and the union is checked by one AC load flow of the whole network.
 
-A city of 1,000 transformers on 60 feeders falls into dozens of parts of a few hundred
-options each, which CP-SAT closes where the whole model would not; a district on a few
-feeders is one part, solved as before.
+Measured: the synthetic city of 1,000 transformers with 2,000 demands falls into 7 parts (the
+largest 4,306 of 12,869 options); the SimBench urban district's 10 feeders, whose areas overlap
+through the demands' options, are one part, solved as before.
 """
 
 from __future__ import annotations

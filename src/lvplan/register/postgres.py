@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -45,6 +44,8 @@ from lvplan.register.store import (
     DuplicateId,
     RegisterBusy,
     _row,
+    insert_sql,
+    insert_values,
 )
 
 #: Seconds to wait for the server to accept a connection.
@@ -138,23 +139,8 @@ class _PgTxn:
 
         try:
             self.cur.execute(
-                "INSERT INTO applications (id, status, request_json, request_sha256, "
-                "decision_json, bus, design_kw, design_kvar, network_fingerprint, lvplan_version,"
-                " created_at, updated_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-                (
-                    app.id,
-                    app.status,
-                    json.dumps(app.request, sort_keys=True),
-                    app.request_sha256,
-                    json.dumps(app.decision, sort_keys=True),
-                    app.bus,
-                    app.design_kw,
-                    app.design_kvar,
-                    app.network_fingerprint,
-                    app.lvplan_version,
-                    app.created_at,
-                    app.updated_at,
-                ),
+                insert_sql("%s"),
+                insert_values(app),
             )
         except psycopg.errors.UniqueViolation:
             raise DuplicateId(f"id: application {app.id!r} already exists") from None

@@ -199,6 +199,35 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+_INSERT_COLUMNS = (
+    "id, status, request_json, request_sha256, decision_json, bus, design_kw, design_kvar, "
+    "network_fingerprint, lvplan_version, created_at, updated_at"
+)
+
+
+def insert_sql(placeholder: str) -> str:
+    """The one INSERT of an application, with the backend's placeholder ("?" or "%s")."""
+    return f"INSERT INTO applications ({_INSERT_COLUMNS}) VALUES ({', '.join([placeholder] * 12)})"
+
+
+def insert_values(app: Application) -> tuple:
+    """An application's row, in the order of :func:`insert_sql`."""
+    return (
+        app.id,
+        app.status,
+        json.dumps(app.request, sort_keys=True),
+        app.request_sha256,
+        json.dumps(app.decision, sort_keys=True),
+        app.bus,
+        app.design_kw,
+        app.design_kvar,
+        app.network_fingerprint,
+        app.lvplan_version,
+        app.created_at,
+        app.updated_at,
+    )
+
+
 class _SqliteTxn:
     def __init__(self, con: sqlite3.Connection):
         self.con = con
@@ -210,23 +239,8 @@ class _SqliteTxn:
     def insert(self, app: Application, island: str = NO_ISLAND) -> int:
         try:
             self.con.execute(
-                "INSERT INTO applications (id, status, request_json, request_sha256, "
-                "decision_json, bus, design_kw, design_kvar, network_fingerprint, lvplan_version,"
-                " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    app.id,
-                    app.status,
-                    json.dumps(app.request, sort_keys=True),
-                    app.request_sha256,
-                    json.dumps(app.decision, sort_keys=True),
-                    app.bus,
-                    app.design_kw,
-                    app.design_kvar,
-                    app.network_fingerprint,
-                    app.lvplan_version,
-                    app.created_at,
-                    app.updated_at,
-                ),
+                insert_sql("?"),
+                insert_values(app),
             )
         except sqlite3.IntegrityError:
             raise DuplicateId(f"id: application {app.id!r} already exists") from None

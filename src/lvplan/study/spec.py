@@ -32,6 +32,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lvplan.errors import InputError
+from lvplan.io.textfile import read_text_bounded
 
 #: the largest study file read (a YAML file is a few kB)
 MAX_BYTES = 1024 * 1024
@@ -194,19 +195,9 @@ def read_study(path: str | Path) -> Study:
     import yaml
 
     p = Path(path)
-    if p.is_dir():
-        raise InputError(f"{p}: is a folder, not a study file")
+    text = read_text_bounded(p, "a study file", MAX_BYTES)
     try:
-        with p.open("rb") as f:
-            data = f.read(MAX_BYTES + 1)
-    except OSError as exc:
-        raise InputError(f"{p}: {exc.strerror or exc}") from None
-    if len(data) > MAX_BYTES:
-        raise InputError(f"{p}: larger than 1 MB: not a study file")
-    try:
-        doc = yaml.safe_load(data.decode("utf-8-sig"))
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{p}: not UTF-8 text (byte {exc.start})") from None
+        doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         first = " ".join(str(exc).split())[:160]
         raise InputError(f"{p}: not a YAML file ({first})") from None
