@@ -132,21 +132,62 @@ class Instance:
     criteria: Criteria
     stats: dict[str, int] = field(default_factory=dict)
     measures: Measures | None = None
+    #: 10 kV lines the AC check found overloaded (:meth:`line_info`), as ``line_data``
+    mv_line_data: dict[int, tuple[float, float, float, float, float]] = field(default_factory=dict)
 
     def line_upgrades(self, network: Network, line: int) -> list[int]:
-        """The upgrades of an LV line of a candidate area (indices into ``upgrades``), made
-        now when the line had none: one no connection loads by its path, which the AC check
-        found overloaded all the same."""
+        """The upgrades of an existing line (indices into ``upgrades``), made now when it had
+        none: an LV line of a candidate area that no connection loads by its path, or a 10 kV
+        feeder section, which the AC check found overloaded all the same."""
         have = [
             u
             for u, up in enumerate(self.upgrades)
             if up.element == line and not up.kind.value.startswith("transformer")
         ]
-        if have or line not in self.line_data or self.measures is None:
+        data = self.line_info(network, line)
+        if have or data is None or self.measures is None:
             return have
-        new = line_upgrades(network.pp, line, self.line_data[line], self.measures, cable_types())
+        mv = line not in self.line_data
+        new = line_upgrades(network.pp, line, data, self.measures, cable_types(), mv=mv)
         self.upgrades.extend(new)
         return list(range(len(self.upgrades) - len(new), len(self.upgrades)))
+
+    def line_info(
+        self, network: Network, line: int
+    ) -> tuple[float, float, float, float, float] | None:
+        """``line_data`` of a line: a candidate area's LV line, or an existing 10 kV line
+        (read from the network and its base state once, kept in ``mv_line_data``); None for
+        anything else."""
+        if line in self.line_data:
+            return self.line_data[line]
+        if line in self.mv_line_data:
+            return self.mv_line_data[line]
+        net = network.pp
+        if line not in net.line.index:
+            return None
+        vn = float(net.bus.at[int(net.line.at[line, "from_bus"]), "vn_kv"])
+        if not (LV_MAX_KV <= vn <= MV_MAX_KV):
+            return None
+        pos = int(net.line.index.get_loc(line))
+        self.mv_line_data[line] = _line_data(net, line, network.base_state(), pos, vn)
+        return self.mv_line_data[line]
+
+
+def _line_data(net: Any, line: int, st: Any, pos: int, vn: float):
+    """(r, x ohm; rating and base current kA; kV) of an existing line."""
+    r = net.line.loc[line]
+    par = float(r.parallel)
+    km = float(r.length_km)
+    imax = float(r.max_i_ka) * float(r.df) * par
+    ld = st.line_loading_percent[pos]
+    base = imax * (float(ld) / 100.0 if np.isfinite(ld) else 0.0)
+    return (
+        float(r.r_ohm_per_km) * km / par,
+        float(r.x_ohm_per_km) * km / par,
+        imax,
+        base,
+        vn,
+    )
 
 
 def _trafo_z(vk_percent: float, vkr_percent: float) -> tuple[float, float]:
@@ -160,28 +201,32 @@ def line_upgrades(
     data: tuple[float, float, float, float, float],
     measures: Measures,
     cables: dict[str, Any],
+    *,
+    mv: bool = False,
 ) -> list[Upgrade]:
-    """Every catalogue measure for one LV line: each larger cable in its place, and each cable
-    laid beside it (its capacity the current at which the first of the two reaches its
-    rating, the current dividing by admittance)."""
+    """Every catalogue measure for one LV line (``mv``: a 10 kV feeder section): each larger
+    cable in its place, and each cable laid beside it (its capacity the current at which the
+    first of the two reaches its rating, the current dividing by admittance)."""
     r_o, x_o, imax, _base, _vn = data
     km = float(net.line.at[line, "length_km"])
+    replace = MeasureKind.MV_CABLE_REPLACE if mv else MeasureKind.LV_CABLE_REPLACE
+    parallel = MeasureKind.MV_CABLE_PARALLEL if mv else MeasureKind.LV_CABLE_PARALLEL
     out = []
-    for c in measures.cable_measure(MeasureKind.LV_CABLE_REPLACE).cables:
+    for c in measures.cable_measure(replace).cables:
         ct = cables[c]
         if ct.max_i_ka > imax * 1.001:
             out.append(
                 Upgrade(
-                    MeasureKind.LV_CABLE_REPLACE,
+                    replace,
                     line,
-                    measures.cable_cost_cny(MeasureKind.LV_CABLE_REPLACE, c, km),
+                    measures.cable_cost_cny(replace, c, km),
                     cable=c,
                     capacity=ct.max_i_ka,
                     r=ct.r_ohm_per_km * km,
                     x=ct.x_ohm_per_km * km,
                 )
             )
-    for c in measures.cable_measure(MeasureKind.LV_CABLE_PARALLEL).cables:
+    for c in measures.cable_measure(parallel).cables:
         ct = cables[c]
         z1 = complex(r_o, x_o)
         z2 = complex(ct.r_ohm_per_km * km, ct.x_ohm_per_km * km)
@@ -192,9 +237,9 @@ def line_upgrades(
         cap = min(imax / s1, ct.max_i_ka / s2)
         out.append(
             Upgrade(
-                MeasureKind.LV_CABLE_PARALLEL,
+                parallel,
                 line,
-                measures.cable_cost_cny(MeasureKind.LV_CABLE_PARALLEL, c, km),
+                measures.cable_cost_cny(parallel, c, km),
                 cable=c,
                 capacity=cap,
                 r=zp.real,
@@ -391,19 +436,7 @@ def build_instance(
     for tree in tree_cache.values():
         for b in tree.parent:
             line = tree.parent[b][0]
-            r = net.line.loc[line]
-            par = float(r.parallel)
-            km = float(r.length_km)
-            imax = float(r.max_i_ka) * float(r.df) * par
-            ld = st.line_loading_percent[lpos[line]]
-            base = imax * (float(ld) / 100.0 if np.isfinite(ld) else 0.0)
-            line_data[line] = (
-                float(r.r_ohm_per_km) * km / par,
-                float(r.x_ohm_per_km) * km / par,
-                imax,
-                base,
-                tree.vn_kv,
-            )
+            line_data[line] = _line_data(net, line, st, lpos[line], tree.vn_kv)
     for line in sorted(used_lines):
         upgrades += line_upgrades(net, line, line_data[line], measures, cables)
     upgrades, raising = _without_overvoltage(

@@ -35,6 +35,8 @@ class MeasureKind(StrEnum):
     NEW_SUBSTATION = "new_substation"
     LV_CABLE_REPLACE = "lv_cable_replace"
     LV_CABLE_PARALLEL = "lv_cable_parallel"
+    MV_CABLE_REPLACE = "mv_cable_replace"
+    MV_CABLE_PARALLEL = "mv_cable_parallel"
     TRANSFER = "transfer"
     SERVICE_CABLE = "service_cable"
 
@@ -43,17 +45,32 @@ class MeasureKind(StrEnum):
 CABLE_KINDS = (
     MeasureKind.LV_CABLE_REPLACE,
     MeasureKind.LV_CABLE_PARALLEL,
+    MeasureKind.MV_CABLE_REPLACE,
+    MeasureKind.MV_CABLE_PARALLEL,
     MeasureKind.TRANSFER,
     MeasureKind.SERVICE_CABLE,
 )
+#: Cable measures on 10 kV feeders (their cables are MV types of the catalogue).
+MV_CABLE_KINDS = (MeasureKind.MV_CABLE_REPLACE, MeasureKind.MV_CABLE_PARALLEL)
+#: Every measure that reinforces an existing line.
+LINE_KINDS = (
+    MeasureKind.LV_CABLE_REPLACE,
+    MeasureKind.LV_CABLE_PARALLEL,
+    MeasureKind.MV_CABLE_REPLACE,
+    MeasureKind.MV_CABLE_PARALLEL,
+)
 
 #: Fields of each entry and their type: "kva" positive integer, "cny" non-negative number,
-#: "kva_list" list of ratings, "mv_cable" / "lv_cables" catalogue cable names, "text" non-empty.
+#: "kva_list" list of ratings, "mv_cable" / "lv_cables" / "mv_cables" catalogue cable names,
+#: "text" non-empty.
 _SCHEMA: dict[str, dict[str, str]] = {
     MeasureKind.TRANSFORMER_SWAP: {"to_kva": "kva", "cost_cny": "cny"},
     MeasureKind.TRANSFORMER_PARALLEL: {"ratings_kva": "kva_list", "extra_cny": "cny"},
     MeasureKind.NEW_SUBSTATION: {"rated_kva": "kva", "cost_cny": "cny", "tie_cable": "mv_cable"},
-    **{k: {"cables": "lv_cables", "fixed_cny": "cny"} for k in CABLE_KINDS},
+    **{
+        k: {"cables": "mv_cables" if k in MV_CABLE_KINDS else "lv_cables", "fixed_cny": "cny"}
+        for k in CABLE_KINDS
+    },
 }
 for _fields in _SCHEMA.values():
     _fields.update(source="text", status="status")
@@ -276,14 +293,14 @@ def _value(v: Any, kind: str, cables: dict[str, Any]) -> Any:
         if not isinstance(v, list) or not v:
             raise InputError(f"must be a non-empty list of kVA ratings, got {v!r}")
         return tuple(_value(x, "kva", cables) for x in v)
-    if kind in ("mv_cable", "lv_cables"):
+    if kind in ("mv_cable", "lv_cables", "mv_cables"):
         names = [v] if kind == "mv_cable" else v
         if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
             raise InputError(
                 f"must be {'a name' if kind == 'mv_cable' else 'a list'} of catalogue cable "
                 f"types, got {v!r}"
             )
-        want = "mv" if kind == "mv_cable" else "lv"
+        want = "lv" if kind == "lv_cables" else "mv"
         for n in names:
             if n not in cables:
                 raise InputError(f"{n!r} is not in the cable catalogue (model/catalogue.toml)")

@@ -4,7 +4,8 @@ Columns, in this order (a stable contract; a new column goes at the end):
 
 * ``plan.csv`` — one row per measure, the "what" and the "why":
   ``measure`` (its kind: ``transformer_swap``, ``transformer_parallel``, ``lv_cable_replace``,
-  ``lv_cable_parallel``, ``new_substation``), ``element`` (``trafo 3``, ``line 40`` or the new
+  ``lv_cable_parallel``, ``mv_cable_replace``, ``mv_cable_parallel`` (a 10 kV feeder section),
+  ``new_substation``), ``element`` (``trafo 3``, ``line 40`` or the new
   substation's name), ``before``, ``after``, ``cost_cny``, ``year`` (empty: undated),
   ``demands`` (the ids of the demands that load it, joined by a space), ``reason``;
 * ``assignment.csv`` — one row per served demand: ``demand``, ``design_kw``, ``year``,
@@ -91,6 +92,8 @@ COLOURS = {
     MeasureKind.TRANSFORMER_PARALLEL.value: "#e66101",
     MeasureKind.LV_CABLE_REPLACE.value: "#d01c8b",
     MeasureKind.LV_CABLE_PARALLEL.value: "#0571b0",
+    MeasureKind.MV_CABLE_REPLACE.value: "#b35806",
+    MeasureKind.MV_CABLE_PARALLEL.value: "#542788",
     MeasureKind.NEW_SUBSTATION.value: "#1b7837",
     "existing": "#8c8c8c",
     "served": "#1a9850",
@@ -102,6 +105,8 @@ LABELS = {
     MeasureKind.TRANSFORMER_PARALLEL.value: "transformer paralleled",
     MeasureKind.LV_CABLE_REPLACE.value: "LV cable replaced",
     MeasureKind.LV_CABLE_PARALLEL.value: "LV cable paralleled",
+    MeasureKind.MV_CABLE_REPLACE.value: "10 kV cable replaced",
+    MeasureKind.MV_CABLE_PARALLEL.value: "10 kV cable paralleled",
     MeasureKind.NEW_SUBSTATION.value: "new substation",
 }
 
@@ -540,6 +545,8 @@ def _legend(note: str) -> str:
         row(glyph(COLOURS["transformer_parallel"], "&#9650;"), LABELS["transformer_parallel"]),
         row(bar(COLOURS["lv_cable_replace"]), LABELS["lv_cable_replace"]),
         row(bar(COLOURS["lv_cable_parallel"]), LABELS["lv_cable_parallel"]),
+        row(bar(COLOURS["mv_cable_replace"]), LABELS["mv_cable_replace"]),
+        row(bar(COLOURS["mv_cable_parallel"]), LABELS["mv_cable_parallel"]),
         row(glyph(COLOURS["new_substation"], "&#9632;"), "new substation"),
         row(bar(COLOURS["new_substation"], dashed=True), "its 10 kV tie"),
         row(dot(COLOURS["served"]), "demand, served"),

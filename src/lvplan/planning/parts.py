@@ -28,8 +28,10 @@ class Part:
     feeders: tuple[str, ...]
 
 
-def split(network: Network, inst: Instance) -> list[Part]:
-    """The independent parts of ``inst``, largest first (one part when nothing splits)."""
+def split(network: Network, inst: Instance, *, by_feeder: bool = True) -> list[Part]:
+    """The independent parts of ``inst``, largest first (one part when nothing splits).
+    ``by_feeder=False`` leaves out the coupling along 10 kV feeders: the parts of the
+    relaxation that bounds the plan's cost (:func:`lvplan.planning.model.relaxed_bound`)."""
     parent: dict[object, object] = {}
 
     def find(a: object) -> object:
@@ -59,7 +61,7 @@ def split(network: Network, inst: Instance) -> list[Part]:
             key = ("area", a)
             feeder = feeder_of_trafo.get(inst.areas[a].trafo)
         union(d, key)
-        if feeder is not None and feeder != "busbar":
+        if by_feeder and feeder is not None and feeder != "busbar":
             union(key, ("feeder", feeder))
     groups: dict[object, list[int]] = {}
     feeders: dict[object, set[str]] = {}

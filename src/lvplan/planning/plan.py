@@ -29,7 +29,7 @@ from lvplan.planning.candidates import Instance, build_instance, prune_upgrades
 from lvplan.planning.demand import DemandSet, read_demand
 from lvplan.planning.greedy import Greedy
 from lvplan.planning.linear import Cuts, LinearGrid, mv_response
-from lvplan.planning.measures import MeasureKind, Measures, load_measures
+from lvplan.planning.measures import MV_CABLE_KINDS, MeasureKind, Measures, load_measures
 from lvplan.planning.model import PlanModel, Solution, solve_by_parts
 from lvplan.planning.parts import split
 from lvplan.planning.verify import base_margin_map, check_plan, solution_changes, tighten
@@ -305,7 +305,7 @@ def plan(
                 sol, ev = o_sol, o_ev
             else:
                 say("the verified greedy plan is as good after the AC cuts: kept")
-    result = _result(network, inst, sol, ev, method if budget_cny is None else "budget")
+    result = _result(network, inst, sol, ev, method if budget_cny is None else "budget", cuts)
     final = LinearGrid(inst, mv, cuts)
     for u in result.unserved:
         if u["reason"] is None:
@@ -333,7 +333,9 @@ def _better(inst: Instance, a: Solution, b: Solution) -> bool:
     return a.cost_cny <= b.cost_cny + 1e-6
 
 
-def _result(network: Network, inst: Instance, sol: Solution, ev, method: str) -> Plan:
+def _result(
+    network: Network, inst: Instance, sol: Solution, ev, method: str, cuts: Cuts | None = None
+) -> Plan:
     net = network.pp
     demands = inst.demands
     chosen_by_demand = {inst.options[k].demand: k for k in sol.chosen}
@@ -352,6 +354,16 @@ def _result(network: Network, inst: Instance, sol: Solution, ev, method: str) ->
         users_trafo.setdefault(inst.areas[a].trafo, []).append(i)
         for line in inst.areas[a].path(o.bus):
             users_line.setdefault(line, []).append(i)
+    # a 10 kV section: the demands its AC cut counted (those whose load it carries)
+    chosen = set(sol.chosen)
+    for (coefs, _rhs), lift in zip(
+        cuts.linear if cuts else [], cuts.relief if cuts else [], strict=True
+    ):
+        for u in lift:
+            if inst.upgrades[u].kind in MV_CABLE_KINDS and u in sol.upgrades:
+                ids = users_line.setdefault(inst.upgrades[u].element, [])
+                ids += [inst.options[k].demand for k in coefs if k in chosen]
+    users_line = {ln: sorted(set(ids)) for ln, ids in users_line.items()}
 
     def first_year(ids: list[int]) -> int | None:
         ys = [y for y in (demands[i].year for i in ids) if y is not None]
@@ -383,11 +395,18 @@ def _result(network: Network, inst: Instance, sol: Solution, ev, method: str) ->
             users = users_line.get(up.element, [])
             before = str(net.line.at[up.element, "std_type"] or "line")
             after = (
-                up.cable if up.kind == MeasureKind.LV_CABLE_REPLACE else f"{before} + {up.cable}"
+                up.cable
+                if up.kind in (MeasureKind.LV_CABLE_REPLACE, MeasureKind.MV_CABLE_REPLACE)
+                else f"{before} + {up.cable}"
             )
             kw = sum(demands[i].design_kw for i in users)
             reason = f"line loading or voltage drop: {kw:.0f} kW of new design load beyond it"
-            if not users:
+            if up.kind in MV_CABLE_KINDS:
+                reason = (
+                    f"10 kV feeder section loading (found by the AC check): {kw:.0f} kW of new "
+                    "design load it carries"
+                )
+            elif not users:
                 reason = (
                     "line loading (found by the AC check): its existing load draws more current "
                     "at the lower voltage the new connections bring"

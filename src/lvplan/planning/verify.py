@@ -26,7 +26,7 @@ from lvplan.kinds import BindingKind
 from lvplan.model.network import Network
 from lvplan.planning.candidates import Instance
 from lvplan.planning.linear import Cuts
-from lvplan.planning.measures import MeasureKind
+from lvplan.planning.measures import LINE_KINDS, MeasureKind
 from lvplan.planning.model import Solution
 from lvplan.powerflow.sensitivity import margin_sensitivity_of
 
@@ -50,9 +50,9 @@ def solution_changes(inst: Instance, sol: Solution) -> Changes:
             ch = ch.replace_transformer(up.element, up.rated_kva)
         elif up.kind == MeasureKind.TRANSFORMER_PARALLEL:
             ch = ch.add_parallel_transformer(up.element, up.rated_kva)
-        elif up.kind == MeasureKind.LV_CABLE_REPLACE:
+        elif up.kind in (MeasureKind.LV_CABLE_REPLACE, MeasureKind.MV_CABLE_REPLACE):
             ch = ch.replace_line(up.element, up.cable)
-        elif up.kind == MeasureKind.LV_CABLE_PARALLEL:
+        elif up.kind in (MeasureKind.LV_CABLE_PARALLEL, MeasureKind.MV_CABLE_PARALLEL):
             ch = ch.add_parallel_line(up.element, up.cable)
     for s in sorted(sol.sites):
         site = inst.sites[s]
@@ -204,25 +204,30 @@ def tighten(
             generic.append(b)
         elif comp == "line":
             line = idx
-            if line not in inst.line_data and idx in pp.line.index:
+            base_lines = network.pp.line.index
+            if line not in inst.line_data and idx not in base_lines and idx in pp.line.index:
                 # a new line: a parallel cable (same buses as an upgraded line) or a service cable
                 fb, tb = int(pp.line.at[idx, "from_bus"]), int(pp.line.at[idx, "to_bus"])
-                for cand, _d in inst.line_data.items():
+                for cand in (*inst.line_data, *inst.mv_line_data):
                     if cand in pp.line.index and {
                         int(pp.line.at[cand, "from_bus"]),
                         int(pp.line.at[cand, "to_bus"]),
                     } == {fb, tb}:
                         line = cand
                         break
+                if line != idx:  # judged as the line it reinforces (the base knows that one)
+                    b = dataclasses.replace(b, element=f"line {line}")
             if line in inst.line_data and line in carried_lines:
                 _r, _x, imax, _base, vn = inst.line_data[line]
                 kw = (excess + SAFE_LOADING) * imax * math.sqrt(3) * vn * 1000.0 * inst.pf
                 cuts.line_kw[line] = cuts.line_kw.get(line, 0.0) + kw + 1.0
                 notes.append(f"line {line}: loading over by {excess * 100:.2f} %")
                 continue
-            if line in inst.line_data:  # overloaded by the voltage the new load lowers
+            if line in base_lines and inst.line_info(network, line) is not None:
+                # an LV line no connection loads by its path (overloaded by the voltage the new
+                # load lowers), or a 10 kV feeder section: a cut reinforcing it lifts
                 inst.line_upgrades(network, line)
-                relief[b] = _relief(inst, False, line, excess)
+                relief[b] = _relief(inst, sol, False, line, excess)
             name = str(pp.line.at[idx, "name"]) if idx in pp.line.index else ""
             term = name if name in by_terminal else None
             if term is not None:  # a service cable: forbid that option
@@ -254,7 +259,7 @@ def tighten(
                 notes.append(f"trafo {t}: loading over by {excess:.2%}")
                 continue
             if t in inst.trafo_kva:
-                relief[b] = _relief(inst, True, t, excess)
+                relief[b] = _relief(inst, sol, True, t, excess)
             generic.append(b)
     if generic:
         notes += _generic_cuts(network, inst, sol, generic, cuts, relief)
@@ -276,19 +281,27 @@ def _area_measures(inst: Instance, sol: Solution, area: int) -> set[int]:
     return out
 
 
-def _relief(inst: Instance, is_trafo: bool, element: int, excess: float) -> tuple[int, ...]:
+def _relief(
+    inst: Instance, sol: Solution, is_trafo: bool, element: int, excess: float
+) -> tuple[int, ...]:
     """The upgrades of an element with room for what it carried beyond its rating, twice
-    over: building one lifts the cut its overload made."""
+    over: building one lifts the cut its overload made. One the plan built already did not
+    relieve it: it is not offered as relief again (the cut then holds as it is)."""
     if is_trafo:
         need = inst.trafo_kva[element] * (1.0 + 2.0 * excess + SAFE_LOADING)
-        kinds = (MeasureKind.TRANSFORMER_SWAP, MeasureKind.TRANSFORMER_PARALLEL)
+        kinds: tuple[MeasureKind, ...] = (
+            MeasureKind.TRANSFORMER_SWAP,
+            MeasureKind.TRANSFORMER_PARALLEL,
+        )
     else:
-        need = inst.line_data[element][2] * (1.0 + 2.0 * excess + SAFE_LOADING)
-        kinds = (MeasureKind.LV_CABLE_REPLACE, MeasureKind.LV_CABLE_PARALLEL)
+        data = inst.line_data.get(element) or inst.mv_line_data[element]
+        need = data[2] * (1.0 + 2.0 * excess + SAFE_LOADING)
+        kinds = LINE_KINDS
+    built = set(sol.upgrades)
     return tuple(
         u
         for u, up in enumerate(inst.upgrades)
-        if up.kind in kinds and up.element == element and up.capacity >= need
+        if up.kind in kinds and up.element == element and up.capacity >= need and u not in built
     )
 
 
@@ -340,9 +353,15 @@ def _generic_cuts(
         lift = (relief or {}).get(b, ())
         cuts.add_linear(coefs, rhs, f"the {what} of {b.element} ({b.name})", lift)
         if lift:
+            _c, _s, ident = b.element.partition(" ")
+            how = (
+                "a 10 kV section carrying the new load"
+                if b.element.startswith("line ") and int(ident) in inst.mv_line_data
+                else "through the voltage the new load lowers"
+            )
             notes.append(
-                f"{b.element}: loading over by {-b.margin * 100:.2f} % through the voltage the "
-                f"new load lowers; linear cut ({len(coefs)} options) unless it is reinforced"
+                f"{b.element}: loading over by {-b.margin * 100:.2f} % ({how}); linear cut "
+                f"({len(coefs)} options) unless it is reinforced"
             )
         else:
             notes.append(f"{b.element}: not modelled; linear cut ({len(coefs)} options)")
