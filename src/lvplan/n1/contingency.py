@@ -144,10 +144,13 @@ def find_contingencies(net) -> N1Topology:
             sorted({p for t in my_ties for p in t.feeders if p != name and p != "busbar"})
         )
         conts = []
-        for head in mv.heads[name]:
-            cut = _cut_off(g, mv.busbar, buses, head)
+        for section in _sections(net, mv.heads[name]):
+            head = section[0]
+            cut = _cut_off(g, mv.busbar, buses, section)
             options: list[Option] = []
-            lost = Changes().open_line(head)
+            lost = Changes()
+            for ln in section:
+                lost = lost.open_line(ln)
             if not cut:
                 options.append(Option(None, lost))
             else:
@@ -158,20 +161,34 @@ def find_contingencies(net) -> N1Topology:
                         for s in t.switches:
                             ch = ch.set_switch(s, True)
                         options.append(Option(t, ch))
-            conts.append(
-                Contingency(f"loss of line {head} ({name})", name, head, cut, tuple(options))
-            )
+            what = f"line {head}" if len(section) == 1 else "lines " + "+".join(map(str, section))
+            conts.append(Contingency(f"loss of {what} ({name})", name, head, cut, tuple(options)))
         feeders[name] = FeederTies(name, mv.heads[name], my_ties, partners, tuple(conts))
     return N1Topology(feeders, tuple(ties), mv)
 
 
-def _cut_off(g: nx.MultiGraph, busbar: frozenset[int], buses: frozenset[int], head: int):
-    """The feeder's buses without a path to the busbar once line ``head`` is open."""
+def _sections(net, heads: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """The head lines grouped into sections: lines between the same two buses (a cable laid in
+    parallel with another, as a plan's feeder reinforcement does) share a route and are lost
+    together."""
+    by_ends: dict[tuple[int, int], list[int]] = {}
+    for h in heads:
+        a, b = int(net.line.at[h, "from_bus"]), int(net.line.at[h, "to_bus"])
+        by_ends.setdefault((min(a, b), max(a, b)), []).append(h)
+    return sorted(tuple(sorted(v)) for v in by_ends.values())
+
+
+def _cut_off(
+    g: nx.MultiGraph, busbar: frozenset[int], buses: frozenset[int], section: tuple[int, ...]
+):
+    """The feeder's buses without a path to the busbar once the lines of ``section`` are
+    open."""
+    lost = {("line", ln) for ln in section}
     sub = nx.MultiGraph()
     nodes = set(buses) | set(busbar)
     sub.add_nodes_from(nodes)
     for a, b, key in g.edges(keys=True):
-        if a in nodes and b in nodes and key != ("line", head):
+        if a in nodes and b in nodes and key not in lost:
             sub.add_edge(a, b, key=key)
     fed: set[int] = set()
     for s in busbar:

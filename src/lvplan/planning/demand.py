@@ -71,6 +71,9 @@ class Demand:
     supply_radius_m: float
     hv_required: bool
     line: int  # where it came from (CSV line; DataFrame row + 2)
+    #: whether the file named the area class (else the profile's default_area_class gave it):
+    #: N-1 is judged only for a named class, or the profile's n1_default_area_class, as in check
+    area_class_given: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -339,6 +342,7 @@ class _RowReader:
             year = _integer("year", cell["year"])
             if not YEAR_MIN <= year <= YEAR_MAX:
                 raise InputError(f"year: must be within {YEAR_MIN}..{YEAR_MAX}, got {year}")
+        given = cell.get("area_class") is not None
         cls = cell.get("area_class")
         cls = self.crit.default_area_class if cls is None else str(cls).strip()
         if cls not in self.crit.supply_radius_m:
@@ -358,6 +362,7 @@ class _RowReader:
             supply_radius_m=self.crit.supply_radius_m[cls],
             hv_required=kw > self.crit.lv_policy_max_kw,
             line=line,
+            area_class_given=given,
         )
 
     def _bus(self, v: Any) -> int:

@@ -31,6 +31,7 @@ from lvplan.planning.greedy import Greedy
 from lvplan.planning.linear import Cuts, LinearGrid, mv_response
 from lvplan.planning.measures import MV_CABLE_KINDS, MeasureKind, Measures, load_measures
 from lvplan.planning.model import PlanModel, Solution, solve_by_parts
+from lvplan.planning.n1plan import check_plan_n1, n1_demands
 from lvplan.planning.parts import split
 from lvplan.planning.verify import base_margin_map, check_plan, solution_changes, tighten
 
@@ -105,6 +106,8 @@ class Plan:
     history: list[PlanRound] = field(default_factory=list, repr=False)
     discount_rate: float = 0.0
     changes: Any = field(default=None, repr=False)
+    #: N-1 of the plan (None: no demand of an area class with full N-1)
+    n1: dict[str, Any] | None = None
 
     def cost_by_kind(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -165,6 +168,7 @@ class Plan:
             "optimal_cost_cny": _r(self.optimal_cost_cny),
             "candidates": dict(self.instance.stats, pruned_by_cap=self.instance.pruned_by_cap),
             "rounds": [dict(r.__dict__, cost_cny=_r(r.cost_cny)) for r in self.history],
+            **({"n1": self.n1} if self.n1 is not None else {}),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -233,8 +237,13 @@ def plan(
         )
     cuts = Cuts()
     history: list[PlanRound] = []
+    needs = n1_demands(inst, crit)  # demands whose area class has full N-1
+    n1_judged: dict[str, list[str]] = {}
+    if needs:
+        say(f"N-1: {len(needs)} demands of an area class with full N-1")
 
     def verified(solve: Callable[[], Solution], name: str) -> tuple[Solution, Any, int]:
+        broken: list[Any]
         for rnd in range(1, MAX_ROUNDS + 1):
             sol = solve()
             if sol.status not in ("optimal", "feasible"):
@@ -242,6 +251,11 @@ def plan(
                 raise InputError(f"plan: the {name} model has no solution ({sol.status})")
             ev, broken = check_plan(network, inst, sol, base)
             notes = tighten(network, inst, sol, ev, broken, cuts) if broken else []
+            if not broken and needs:  # the normal state holds: now the 10 kV loops' N-1
+                failing, more, judged = check_plan_n1(network, inst, sol, needs, cuts)
+                broken = list(failing)
+                notes += more
+                n1_judged[name] = judged
             history.append(PlanRound(name, rnd, sol.cost_cny, sol.status, len(broken), notes))
             say(
                 f"{name} round {rnd}: {sol.cost_cny:,.0f} CNY, {sol.status}, "
@@ -318,6 +332,13 @@ def plan(
     result.optimal_cost_cny = opt_cost
     result.history = history
     result.discount_rate = discount_rate
+    if needs:
+        served = {inst.options[k].demand for k in sol.chosen}
+        result.n1 = {
+            "demands_full_n1": len(needs),
+            "served": len(needs & served),
+            "contingencies_passed": n1_judged.get("greedy" if sol is g_sol else "optimal", []),
+        }
     return result
 
 
@@ -354,15 +375,22 @@ def _result(
         users_trafo.setdefault(inst.areas[a].trafo, []).append(i)
         for line in inst.areas[a].path(o.bus):
             users_line.setdefault(line, []).append(i)
-    # a 10 kV section: the demands its AC cut counted (those whose load it carries)
+    # a 10 kV section: the demands its AC cuts counted (those whose load it carries), and the
+    # limits they held (the normal state, or an N-1 contingency)
     chosen = set(sol.chosen)
-    for (coefs, _rhs), lift in zip(
-        cuts.linear if cuts else [], cuts.relief if cuts else [], strict=True
+    held_by: dict[int, list[str]] = {}
+    for (coefs, _rhs), lift, what in zip(
+        cuts.linear if cuts else [],
+        cuts.relief if cuts else [],
+        cuts.linear_names if cuts else [],
+        strict=True,
     ):
         for u in lift:
             if inst.upgrades[u].kind in MV_CABLE_KINDS and u in sol.upgrades:
                 ids = users_line.setdefault(inst.upgrades[u].element, [])
                 ids += [inst.options[k].demand for k in coefs if k in chosen]
+                if what not in held_by.setdefault(u, []):
+                    held_by[u].append(what)
     users_line = {ln: sorted(set(ids)) for ln, ids in users_line.items()}
 
     def first_year(ids: list[int]) -> int | None:
@@ -404,8 +432,8 @@ def _result(
             if up.kind in MV_CABLE_KINDS:
                 reason = (
                     f"10 kV feeder section loading (found by the AC check): {kw:.0f} kW of new "
-                    "design load it carries"
-                )
+                    "design load it carries; " + "; ".join(held_by.get(u, []))
+                ).rstrip("; ")
             elif not users:
                 reason = (
                     "line loading (found by the AC check): its existing load draws more current "

@@ -227,7 +227,8 @@ def tighten(
                 # an LV line no connection loads by its path (overloaded by the voltage the new
                 # load lowers), or a 10 kV feeder section: a cut reinforcing it lifts
                 inst.line_upgrades(network, line)
-                relief[b] = _relief(inst, sol, False, line, excess)
+                times = 1.0 if line in inst.mv_line_data else 2.0  # a 10 kV section: its load
+                relief[b] = _relief(inst, sol, False, line, excess, times=times)
             name = str(pp.line.at[idx, "name"]) if idx in pp.line.index else ""
             term = name if name in by_terminal else None
             if term is not None:  # a service cable: forbid that option
@@ -282,20 +283,28 @@ def _area_measures(inst: Instance, sol: Solution, area: int) -> set[int]:
 
 
 def _relief(
-    inst: Instance, sol: Solution, is_trafo: bool, element: int, excess: float
+    inst: Instance,
+    sol: Solution,
+    is_trafo: bool,
+    element: int,
+    excess: float,
+    *,
+    times: float = 2.0,
 ) -> tuple[int, ...]:
-    """The upgrades of an element with room for what it carried beyond its rating, twice
-    over: building one lifts the cut its overload made. One the plan built already did not
-    relieve it: it is not offered as relief again (the cut then holds as it is)."""
+    """The upgrades of an element with room for what it carried beyond its rating, ``times``
+    over (twice for an overload through the voltage the new load lowers, which grows as the
+    load does; once where the overload is the load itself): building one lifts the cut its
+    overload made. One the plan built already did not relieve it: it is not offered as relief
+    again (the cut then holds as it is)."""
     if is_trafo:
-        need = inst.trafo_kva[element] * (1.0 + 2.0 * excess + SAFE_LOADING)
+        need = inst.trafo_kva[element] * (1.0 + times * excess + SAFE_LOADING)
         kinds: tuple[MeasureKind, ...] = (
             MeasureKind.TRANSFORMER_SWAP,
             MeasureKind.TRANSFORMER_PARALLEL,
         )
     else:
         data = inst.line_data.get(element) or inst.mv_line_data[element]
-        need = data[2] * (1.0 + 2.0 * excess + SAFE_LOADING)
+        need = data[2] * (1.0 + times * excess + SAFE_LOADING)
         kinds = LINE_KINDS
     built = set(sol.upgrades)
     return tuple(

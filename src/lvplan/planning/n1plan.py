@@ -1,0 +1,225 @@
+"""N-1 of a plan: the 10 kV loops that serve demands of an area class with full N-1 must still
+restore supply after losing a head section, with the plan built and every demand connected.
+
+Which demands: those whose ``area_class`` column names a class the profile gives ``full`` N-1
+(``cn``: A+, A, B), or every demand when the profile assumes a class
+(``n1_default_area_class``), as ``check`` does; a demand file without the column, under a
+profile with no assumed class, plans exactly as without N-1.
+
+Which contingencies: those of the feeders the plan connects such a demand to (its transformer's
+or new site's 10 kV bus), and of their loop partners
+(:meth:`lvplan.n1.contingency.N1Topology.relevant`), judged with :mod:`lvplan.n1.assess` on the
+network with the plan built (the same emergency limits, options and engines as the check).
+
+What a failure teaches the model (as :func:`lvplan.planning.verify.tighten` does for the normal
+state):
+
+* a contingency that fails (its best restoring option breaks an emergency limit): for each
+  element over its limit in that option, a linear cut on the options from the margin
+  sensitivities *in the contingency state with the plan* (``sum c_k x_k <= used + margin -
+  safe``); on a 10 kV section the cut holds until the section is reinforced
+  (``mv_cable_replace`` / ``mv_cable_parallel``: feeder reinforcement), and the measure's
+  "why" names the contingency;
+* a contingency with no restoring tie, or with no load-flow solution: the N-1 demands' options
+  on that feeder are withdrawn (a new tie between feeders is not yet a catalogue measure); never
+  a silent pass.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from lvplan.criteria import Criteria
+from lvplan.errors import PowerFlowError
+from lvplan.model.network import Network
+from lvplan.planning.candidates import Instance
+from lvplan.planning.linear import Cuts
+from lvplan.planning.model import Solution
+
+#: Each N-1 cut keeps this much beyond the amount exceeded (pu for voltages, fraction of the
+#: rating for loadings), as the normal state's cuts do.
+SAFE_PU = 2e-4
+SAFE_LOADING = 2e-3
+#: At most this many elements of one failing option get a cut per round (the worst first).
+MAX_CUTS_PER_CONTINGENCY = 5
+
+
+def n1_demands(inst: Instance, crit: Criteria) -> set[int]:
+    """Positions of the demands whose area class has full N-1 under ``crit``."""
+    if not crit.has_n1:
+        return set()
+    return {
+        i
+        for i, d in enumerate(inst.demands)
+        if crit.n1_level(d.area_class if d.area_class_given else None) == "full"
+    }
+
+
+@dataclass(frozen=True)
+class N1Failure:
+    """One contingency the plan leaves failing: ``status`` fail, no_restoring_tie or
+    not_assessable; the feeder whose N-1 demands it concerns."""
+
+    contingency: str
+    feeder: str
+    status: str
+    margin: float  # the best option's smallest margin (-inf: none)
+    detail: str
+
+
+def option_feeder(network: Network, inst: Instance, k: int, feeder_of: dict[int, str]) -> str:
+    """The 10 kV feeder an option's load hangs on ("" when none is known)."""
+    o = inst.options[k]
+    if o.site is not None:
+        return feeder_of.get(inst.sites[o.site].mv_bus, "")
+    a = inst.bus_area.get(o.bus) if o.bus is not None else None
+    if a is None:
+        return ""
+    t = inst.areas[a].trafo
+    return feeder_of.get(int(network.pp.trafo.at[t, "hv_bus"]), "")
+
+
+def check_plan_n1(
+    network: Network,
+    inst: Instance,
+    sol: Solution,
+    needs: set[int],
+    cuts: Cuts,
+) -> tuple[list[N1Failure], list[str], list[str]]:
+    """The plan's N-1 failures on the feeders of its N-1 demands, the cuts they teach (added
+    to ``cuts``; one note per cut), and the contingencies judged."""
+    from lvplan.n1.assess import FAIL, PASS, judge_contingency, n1_context
+    from lvplan.planning.verify import solution_changes
+
+    mine = [k for k in sol.chosen if inst.options[k].demand in needs]
+    if not mine:
+        return [], [], []
+    planned = network.with_changes(solution_changes(inst, sol))
+    ctx = n1_context(planned, inst.criteria)
+    # feeders as the planned network has them (a measure may rename one), by the existing
+    # 10 kV bus each option hangs on
+    feeder_of = ctx.topology.mv.feeder_of
+    on: dict[str, list[int]] = {}  # feeder -> chosen options of N-1 demands
+    for k in mine:
+        on.setdefault(option_feeder(network, inst, k, feeder_of), []).append(k)
+    failures: list[N1Failure] = []
+    notes: list[str] = []
+    seen: set[str] = set()
+    for feeder in sorted(on):
+        conts = ctx.topology.relevant(feeder) if feeder else []
+        if not conts:  # a feeder whose loop the topology does not know: never a silent pass
+            why = f"feeder {feeder or '(none)'} has no contingency with a restoring tie found"
+            failures.append(N1Failure("", feeder, "no_restoring_tie", -math.inf, why))
+            notes += _withdraw(inst, feeder, feeder_of, network, needs, cuts, why)
+            continue
+        for c in conts:
+            if c.id in seen:
+                continue
+            seen.add(c.id)
+            out = judge_contingency(ctx, c, None, 0.0, 0.0)
+            if out.status == PASS:
+                continue
+            margin = out.best.min_margin if out.best is not None else -math.inf
+            if out.status != FAIL or out.best is None:
+                why = f"N-1 {c.id}: {out.status.replace('_', ' ')}"
+                failures.append(N1Failure(c.id, feeder, out.status, -math.inf, why))
+                notes += _withdraw(inst, c.feeder, feeder_of, network, needs, cuts, why)
+                continue
+            failures.append(N1Failure(c.id, feeder, FAIL, margin, f"N-1 {c.id}: fails"))
+            learned = _fail_cuts(network, inst, sol, ctx, c, out.best, cuts, needs)
+            if not learned:  # nothing the options can change: its N-1 demands go elsewhere
+                why = f"N-1 {c.id}: fails (margin {margin:.4f}) and no connection relieves it"
+                learned = _withdraw(inst, c.feeder, feeder_of, network, needs, cuts, why)
+                learned += _withdraw(inst, feeder, feeder_of, network, needs, cuts, why)
+            notes += learned
+    return failures, notes, sorted(seen)
+
+
+def _withdraw(
+    inst: Instance,
+    feeder: str,
+    feeder_of: dict[int, str],
+    network: Network,
+    needs: set[int],
+    cuts: Cuts,
+    why: str,
+) -> list[str]:
+    """Withdraw the options of N-1 demands on ``feeder``."""
+    ks = [
+        k
+        for k, o in enumerate(inst.options)
+        if o.demand in needs and option_feeder(network, inst, k, feeder_of) == feeder
+    ]
+    if not ks:
+        return []
+    cuts.add_linear({k: 1.0 for k in ks}, 0.5, f"{why} (its N-1 demands)")
+    return [f"{why}: {len(ks)} option(s) of N-1 demands on feeder {feeder} withdrawn"]
+
+
+def _fail_cuts(
+    network, inst: Instance, sol: Solution, ctx, c, best, cuts: Cuts, needs: set[int]
+) -> list[str]:
+    """Linear cuts for the elements over their emergency limit in ``best`` (an option of
+    contingency ``c``, on the planned network), from the sensitivities in that state, on the
+    options of the demands that require N-1 (the others' load is held as the plan has it, as
+    the check judges N-1 only for an application whose class requires it)."""
+    from lvplan.kinds import BindingKind
+    from lvplan.planning.verify import _relief
+    from lvplan.powerflow.sensitivity import margin_sensitivity_of
+
+    prep = ctx.prepared(best.option)
+    if prep.network is None or prep.limits is None:
+        return []
+    try:
+        st = prep.network.base_state()
+    except PowerFlowError:
+        return []
+    margins = prep.limits.margins(st)
+    labels = prep.limits.margin_labels()
+    pos = {(str(el), side): j for j, (_k, el, side) in enumerate(labels)}
+    worst = sorted(best.violations, key=lambda v: -v.severity)[:MAX_CUTS_PER_CONTINGENCY]
+    at = {
+        k: (o.bus if o.bus is not None else inst.sites[o.site].mv_bus)  # type: ignore[index]
+        for k, o in enumerate(inst.options)
+    }
+    buses = sorted(set(at.values()))
+    row = {b: i for i, b in enumerate(buses)}
+    chosen = set(sol.chosen)
+    notes = []
+    for v in worst:
+        side = "max"
+        if v.kind == BindingKind.VOLTAGE and v.value < v.limit:
+            side = "min"
+        j = pos.get((str(v.element), side))
+        if j is None or not math.isfinite(margins[j]):
+            continue
+        sens = margin_sensitivity_of(prep.network, ctx.emergency, [j], buses)[:, 0]
+        coefs: dict[int, float] = {}
+        used = 0.0
+        for k, bus in at.items():
+            if inst.options[k].demand not in needs:  # N-1 binds the demands that require it
+                continue
+            cf = -sens[row[bus]] * inst.demands[inst.options[k].demand].design_kw
+            if cf > 0:
+                coefs[k] = cf
+                if k in chosen:
+                    used += cf
+        if not coefs:
+            continue
+        safe = SAFE_PU if v.kind == BindingKind.VOLTAGE else SAFE_LOADING
+        margin = float(margins[j])
+        lift: tuple[int, ...] = ()
+        el = str(v.element)
+        if el.startswith("line ") and int(el.split()[1]) in network.pp.line.index:
+            line = int(el.split()[1])
+            if inst.line_info(network, line) is not None:
+                inst.line_upgrades(network, line)
+                lift = _relief(inst, sol, False, line, max(-margin, 0.0), times=1.0)
+        name = f"N-1 {c.id} ({best.option.name}): {v.kind.value} of {el}"
+        cuts.add_linear(coefs, used + margin - safe, name, lift)
+        notes.append(
+            f"{name} at {v.value:.4g} {v.unit} against {v.limit:.4g}: linear cut "
+            f"({len(coefs)} options)" + (" unless it is reinforced" if lift else "")
+        )
+    return notes

@@ -1,0 +1,130 @@
+"""N-1 in the plan: a hand-built 10 kV loop where the transfer binds before any normal-state
+limit, planned for demands of area class A (full N-1) and D (none).
+
+The loop (profile ``cn``; emergency line limit 100 %)::
+
+    busbar (slack 1.03 pu) --L0 500 m, 30 A-- RMU 1 -- T1 630 kVA -- LV 1: 150 kW (pf 0.95)
+            \\-------------L1 500 m, 30 A-- RMU 2 -- T2 630 kVA -- LV 2: 150 kW (pf 0.95)
+    RMU 1 --tie cable 300 m, open switch-- RMU 2
+
+Two demands of 150 kW (design 150 kW each, pf 0.9) at LV 1. In the normal state L0 carries
+150 / 0.95 + 300 / 0.9 = 491 kVA at about 10.2 kV: 27.8 A < 30 A. After losing L0 (or L1) and
+closing the tie, the other head carries both feeders: 158 + 158 + 333 = about 649 kVA, 36.7 A >
+30 A: N-1 fails, while without the new load the transfer carries 17.9 A and passes. The catalogue's
+feeder reinforcement for a 500 m section: replace it by YJV22-8.7/15kV 3x300 (500 A, 1.75 M
+CNY/km): 875,000 CNY; a parallel cable costs 60,000 CNY more. So:
+
+* class D (no N-1): nothing to build, cost 0;
+* class A (full N-1): both heads replaced (each contingency overloads the other head):
+  1,750,000 CNY, both demands served, and the reinforced network passes every contingency in an
+  independent pandapower load flow.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pandapower as pp
+import pytest
+
+from lvplan.model.network import Network
+from lvplan.planning.outputs import reinforced_json
+from lvplan.planning.plan import plan as make_plan
+
+LON0, LAT0 = 114.0, 22.5
+REPLACE_CNY = 0.5 * 1_750_000.0
+
+
+def _loop() -> pp.pandapowerNet:
+    net = pp.create_empty_network()
+    bb = pp.create_bus(net, 10.0, name="busbar", geodata=(LON0, LAT0))
+    pp.create_ext_grid(net, bb, vm_pu=1.03)
+    rmu, lv = [], []
+    for i, dlat in enumerate((0.004, -0.004)):
+        rmu.append(
+            pp.create_bus(net, 10.0, name=f"RMU {i + 1}", geodata=(LON0 + 0.003, LAT0 + dlat))
+        )
+    for i, dlat in enumerate((0.004, -0.004)):
+        lv.append(pp.create_bus(net, 0.4, name=f"LV {i + 1}", geodata=(LON0 + 0.003, LAT0 + dlat)))
+    for i in range(2):
+        pp.create_line_from_parameters(
+            net, bb, rmu[i], length_km=0.5, r_ohm_per_km=0.25, x_ohm_per_km=0.1,
+            c_nf_per_km=300.0, max_i_ka=0.030, name=f"L{i}",
+        )  # fmt: skip
+    tie = pp.create_line_from_parameters(
+        net, rmu[0], rmu[1], length_km=0.3, r_ohm_per_km=0.25, x_ohm_per_km=0.1,
+        c_nf_per_km=300.0, max_i_ka=0.030, name="tie",
+    )  # fmt: skip
+    pp.create_switch(net, rmu[0], tie, et="l", closed=False, name="tie switch")
+    for i in range(2):
+        pp.create_transformer_from_parameters(
+            net, rmu[i], lv[i], sn_mva=0.63, vn_hv_kv=10.0, vn_lv_kv=0.4, vk_percent=4.5,
+            vkr_percent=1.0, pfe_kw=0.0, i0_percent=0.0, shift_degree=150.0, name=f"T{i + 1}",
+        )  # fmt: skip
+        q = 0.15 * math.tan(math.acos(0.95))
+        pp.create_load(net, lv[i], p_mw=0.15, q_mvar=q, name=f"existing {i + 1}")
+    assert (rmu, lv) == ([1, 2], [3, 4])
+    return net
+
+
+def _transfer_loading(net: pp.pandapowerNet) -> float:
+    """The worst 10 kV line loading (%) over both contingencies (a head lost, the tie closed),
+    by pandapower alone."""
+    worst = 0.0
+    heads = net.line.index[net.line.name.isin(["L0", "L1"])]
+    for head in heads:
+        n = copy.deepcopy(net)
+        n.line.at[head, "in_service"] = False
+        n.switch.loc[n.switch.name == "tie switch", "closed"] = True
+        pp.runpp(n)
+        mv = n.bus.vn_kv.loc[n.line.from_bus].to_numpy() > 1
+        worst = max(worst, float(n.res_line.loading_percent[mv].max()))
+    return worst
+
+
+@pytest.fixture(scope="module")
+def loop():
+    return Network(_loop(), name="loop", source="test")
+
+
+@pytest.mark.parametrize("cls", ["A", "D"])
+def test_n1_binds_the_plan_only_for_a_class_that_requires_it(loop, cn, tmp_path, cls):
+    demand = tmp_path / "d.csv"
+    demand.write_text(
+        f"id,kw,category,bus,area_class\nx,150,generic,3,{cls}\ny,150,generic,3,{cls}\n",
+        encoding="utf-8",
+    )
+    assert _transfer_loading(loop.pp) < 100.0  # N-1 holds before the new load
+    for method in ("greedy", "optimal"):
+        p = make_plan(loop, demand, criteria=cn, method=method, time_limit_s=10)
+        assert sorted(a.demand for a in p.assignments) == ["x", "y"]
+        reinforced = pp.from_json_string(reinforced_json(p, loop))
+        built = sorted((m.kind, m.element) for m in p.measures)
+        if cls == "D":
+            assert built == [] and p.cost_cny == 0.0 and p.n1 is None
+            assert _transfer_loading(reinforced) > 100.0  # what class A must not be left with
+        else:
+            assert built == [("mv_cable_replace", "line 0"), ("mv_cable_replace", "line 1")]
+            assert p.cost_cny == pytest.approx(2 * REPLACE_CNY)
+            assert all("N-1 loss of line" in m.reason for m in p.measures)
+            assert p.n1 == {
+                "demands_full_n1": 2,
+                "served": 2,
+                "contingencies_passed": ["loss of line 0 (L0)", "loss of line 1 (L1)"],
+            }
+            assert _transfer_loading(reinforced) <= 100.0
+            pp.runpp(reinforced)
+            assert float(reinforced.res_line.loading_percent.max()) <= 100.0
+
+
+def test_a_parallel_cable_is_lost_with_the_section_it_doubles(loop):
+    """A cable laid beside a head section shares its route: its contingency opens both."""
+    from lvplan.changes import Changes
+    from lvplan.n1.contingency import find_contingencies
+
+    net = loop.with_changes(Changes().add_parallel_line(0, "YJV22-8.7/15kV 3x300")).pp
+    topo = find_contingencies(net)
+    ids = sorted(c.id for f in topo.feeders.values() for c in f.contingencies)
+    new = int(net.line.index.max())
+    assert ids == ["loss of line 1 (L1)", f"loss of lines 0+{new} (L0)"]
