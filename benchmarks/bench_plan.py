@@ -1,7 +1,7 @@
 """The reinforcement optimiser on the SimBench urban district (issue 11's targets).
 
     python benchmarks/bench_plan.py [--network simbench-urban] [--count 300] [--seed 1]
-                                    [--time-limit 60] [--out DIR]
+                                    [--time-limit 60] [--out DIR] [--area-class A]
 
 Writes ``lvplan synth demand`` (count, seed), plans it, writes the plan, and checks the written
 ``reinforced.json`` with the tests' independent pandapower judge (``tests/reference.py``): the
@@ -37,13 +37,21 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--time-limit", type=float, default=60.0)
     ap.add_argument("--out", default=None)
+    ap.add_argument(
+        "--area-class", default=None, help="the demands' area class (A: full N-1 in profile cn)"
+    )
     args = ap.parse_args()
     crit = resolve_criteria(None)
     net = lvplan.load_network(args.network)
     out = Path(args.out or tempfile.mkdtemp(prefix="bench-plan-"))
     demand = out / "demand.csv"
     out.mkdir(parents=True, exist_ok=True)
-    write_synth_demand(synth_demand(net, count=args.count, seed=args.seed, criteria=crit), demand)
+    write_synth_demand(
+        synth_demand(
+            net, count=args.count, seed=args.seed, criteria=crit, area_class=args.area_class
+        ),
+        demand,
+    )
     t0 = time.perf_counter()
     p = plan(net, demand, criteria=crit, time_limit_s=args.time_limit, progress=None)
     wall = time.perf_counter() - t0
@@ -73,6 +81,14 @@ def main() -> None:
         print("saving             not comparable: the optimum serves other demands (more kW first)")
     print(f"solver             {s['solver']}")
     print(f"AC rounds          {s['ac_rounds']}")
+    if "n1" in s:
+        n1 = s["n1"]
+        mv = sum(v for k, v in s["cost_by_kind_cny"].items() if k.startswith("mv_"))
+        print(
+            f"N-1                {n1['served']} of {n1['demands_full_n1']} N-1 demands served; "
+            f"{len(n1['contingencies_passed'])} contingencies pass; 10 kV reinforcement "
+            f"{mv:,.0f} CNY"
+        )
     print(f"wall               {wall:.1f} s")
     print(f"reference judge    {len(new)} new violations on reinforced.json {new[:5]}")
     print(f"outputs            {out}")

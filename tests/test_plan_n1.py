@@ -128,3 +128,24 @@ def test_a_parallel_cable_is_lost_with_the_section_it_doubles(loop):
     ids = sorted(c.id for f in topo.feeders.values() for c in f.contingencies)
     new = int(net.line.index.max())
     assert ids == ["loss of line 1 (L1)", f"loss of lines 0+{new} (L0)"]
+
+
+def test_a_transformer_on_the_source_busbar_has_no_n1_contingency(cn, tmp_path):
+    """As the check says it (``n1.reason``: on no MV feeder with a head section): class A
+    demands on transformers at the slack busbar plan exactly as class D ones."""
+    from test_plan import HAND_CSV, _two_transformers
+
+    import lvplan
+
+    hand = Network(_two_transformers(), name="two transformers", source="test")
+    assert lvplan.check(hand, bus=1, kw=50, area_class="A").n1["contingencies"] == []
+    costs = {}
+    for cls in ("A", "D"):
+        lines = HAND_CSV.strip().split("\n")
+        rows = [lines[0] + ",area_class"] + [r + f",{cls}" for r in lines[1:]]
+        p = tmp_path / f"{cls}.csv"
+        p.write_text("\n".join(rows) + "\n", encoding="utf-8")
+        plan = make_plan(hand, p, criteria=cn, time_limit_s=10)
+        costs[cls] = (plan.cost_cny, len(plan.assignments))
+        assert (plan.n1 is None) == (cls == "D")
+    assert costs["A"] == costs["D"] == (191_000.0, 4)

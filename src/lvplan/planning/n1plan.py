@@ -9,7 +9,9 @@ profile with no assumed class, plans exactly as without N-1.
 Which contingencies: those of the feeders the plan connects such a demand to (its transformer's
 or new site's 10 kV bus), and of their loop partners
 (:meth:`lvplan.n1.contingency.N1Topology.relevant`), judged with :mod:`lvplan.n1.assess` on the
-network with the plan built (the same emergency limits, options and engines as the check).
+network with the plan built (the same emergency limits, options and engines as the check). A
+transformer on the source busbar itself, on no feeder with a head section, has none, as in the
+check.
 
 What a failure teaches the model (as :func:`lvplan.planning.verify.tighten` does for the normal
 state):
@@ -108,11 +110,8 @@ def check_plan_n1(
     seen: set[str] = set()
     for feeder in sorted(on):
         conts = ctx.topology.relevant(feeder) if feeder else []
-        if not conts:  # a feeder whose loop the topology does not know: never a silent pass
-            why = f"feeder {feeder or '(none)'} has no contingency with a restoring tie found"
-            failures.append(N1Failure("", feeder, "no_restoring_tie", -math.inf, why))
-            notes += _withdraw(inst, feeder, feeder_of, network, needs, cuts, why)
-            continue
+        # none: a transformer on the source busbar itself, on no feeder with a head section,
+        # which has no N-1 contingency (as the check judges it)
         for c in conts:
             if c.id in seen:
                 continue
