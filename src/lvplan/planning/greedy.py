@@ -145,7 +145,10 @@ class Greedy:
         for why, wheres in by_why.items():
             more = f", +{len(wheres) - 2} more" if len(wheres) > 2 else ""
             parts.append(f"{why} (at {', '.join(wheres[:2])}{more})")
-        return "; ".join(parts) or "no option fits"
+        return "; ".join(parts) or (
+            "an option fits the linear model with this plan's measures taken as built, but the "
+            "plan as solved does not take it (no plan serving it was found in the time given)"
+        )
 
     def _try(self, k: int) -> tuple[int, dict[int, int]] | None:
         """(cost, new upgrades by element key) that make option ``k`` fit, or None."""
