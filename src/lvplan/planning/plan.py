@@ -323,7 +323,8 @@ def plan(
     final = LinearGrid(inst, mv, cuts)
     for u in result.unserved:
         if u["reason"] is None:
-            u["reason"] = "no option fits: " + Greedy(final).explain(sol, u["position"])
+            why = Greedy(final).explain(sol, u["position"])
+            u["reason"] = why if why.startswith("an option fits") else "no option fits: " + why
         del u["position"]
     result.ac_rounds = sum(1 for h in history)
     result.runtime_s = time.perf_counter() - t0
