@@ -536,6 +536,12 @@ def _plan(args: argparse.Namespace, crit) -> int:
     )
     for kind, cost in s["cost_by_kind_cny"].items():
         print(f"  {kind:22s} {cost:>14,.0f} CNY")
+    if "n1" in s:
+        n1 = s["n1"]
+        print(
+            f"N-1: {n1['served']} of {n1['demands_full_n1']} demands with full N-1 served; "
+            f"{len(n1['contingencies_passed'])} contingencies of their loops pass"
+        )
     if result.unserved:
         print(f"unserved: {len(result.unserved)} (see unserved.csv)")
     print(f"-> {out}/")
