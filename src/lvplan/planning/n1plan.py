@@ -108,6 +108,7 @@ def check_plan_n1(
     failures: list[N1Failure] = []
     notes: list[str] = []
     seen: set[str] = set()
+    opt_feeder: list[str] | None = None  # by option (N-1 demands'), made when first needed
     for feeder in sorted(on):
         conts = ctx.topology.relevant(feeder) if feeder else []
         # none: a transformer on the source busbar itself, on no feeder with a head section,
@@ -126,7 +127,17 @@ def check_plan_n1(
                 notes += _withdraw(inst, c.feeder, feeder_of, network, needs, cuts, why)
                 continue
             failures.append(N1Failure(c.id, feeder, FAIL, margin, f"N-1 {c.id}: fails"))
-            learned = _fail_cuts(network, inst, sol, ctx, c, out.best, cuts, needs)
+            # the options this contingency concerns, as the check judges it: those on its
+            # feeder or a loop partner (a load elsewhere moves its margin only through the
+            # source busbar's voltage: a contingency the check never runs for it)
+            near = {f for f, ft in ctx.topology.feeders.items() if c in ctx.topology.relevant(f)}
+            if opt_feeder is None:
+                opt_feeder = [
+                    option_feeder(network, inst, k, feeder_of) if o.demand in needs else ""
+                    for k, o in enumerate(inst.options)
+                ]
+            ks_near = {k for k, f in enumerate(opt_feeder) if f and f in near}
+            learned = _fail_cuts(network, inst, sol, ctx, c, out.best, cuts, ks_near)
             if not learned:  # nothing the options can change: its N-1 demands go elsewhere
                 why = f"N-1 {c.id}: fails (margin {margin:.4f}) and no connection relieves it"
                 learned = _withdraw(inst, c.feeder, feeder_of, network, needs, cuts, why)
@@ -157,12 +168,13 @@ def _withdraw(
 
 
 def _fail_cuts(
-    network, inst: Instance, sol: Solution, ctx, c, best, cuts: Cuts, needs: set[int]
+    network, inst: Instance, sol: Solution, ctx, c, best, cuts: Cuts, scope: set[int]
 ) -> list[str]:
     """Linear cuts for the elements over their emergency limit in ``best`` (an option of
     contingency ``c``, on the planned network), from the sensitivities in that state, on the
-    options of the demands that require N-1 (the others' load is held as the plan has it, as
-    the check judges N-1 only for an application whose class requires it)."""
+    options in ``scope``: those of demands that require N-1 on the contingency's loop (the
+    others' load is held as the plan has it, as the check judges N-1 only for an application
+    whose class requires it, and only its own loop's contingencies)."""
     from lvplan.kinds import BindingKind
     from lvplan.planning.verify import _relief
     from lvplan.powerflow.sensitivity import margin_sensitivity_of
@@ -197,7 +209,7 @@ def _fail_cuts(
         coefs: dict[int, float] = {}
         used = 0.0
         for k, bus in at.items():
-            if inst.options[k].demand not in needs:  # N-1 binds the demands that require it
+            if k not in scope:
                 continue
             cf = -sens[row[bus]] * inst.demands[inst.options[k].demand].design_kw
             if cf > 0:
