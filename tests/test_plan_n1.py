@@ -149,3 +149,32 @@ def test_a_transformer_on_the_source_busbar_has_no_n1_contingency(cn, tmp_path):
         costs[cls] = (plan.cost_cny, len(plan.assignments))
         assert (plan.n1 is None) == (cls == "D")
     assert costs["A"] == costs["D"] == (191_000.0, 4)
+
+
+def test_two_circuits_the_network_has_stay_two_contingencies(loop):
+    """Only a plan's parallel cable is lost with the line it doubles; a second circuit the
+    network already has between the same buses is an N-1 contingency of its own."""
+    from lvplan.n1.contingency import find_contingencies
+
+    net = copy.deepcopy(loop.pp)
+    twin = pp.create_line_from_parameters(
+        net, 0, 1, length_km=0.5, r_ohm_per_km=0.25, x_ohm_per_km=0.1, c_nf_per_km=300.0,
+        max_i_ka=0.030, name="L0 second circuit",
+    )  # fmt: skip
+    ids = sorted(c.id for f in find_contingencies(net).feeders.values() for c in f.contingencies)
+    assert ids == ["loss of line 0 (L0)", "loss of line 1 (L1)", f"loss of line {twin} (L0)"]
+
+
+def test_a_replaced_section_is_one_new_cable(loop):
+    """replace_line puts one catalogue cable in the section's place: a double circuit the
+    section had (parallel 2) goes with the old cable, as the plan costs it."""
+    from lvplan.changes import Changes
+
+    net = copy.deepcopy(loop.pp)
+    net.line.at[0, "parallel"] = 2
+    net.line.at[0, "df"] = 0.8
+    done = Network(net, name="double", source="test").with_changes(
+        Changes().replace_line(0, "YJV22-8.7/15kV 3x300")
+    )
+    row = done.pp.line.loc[0]
+    assert (int(row.parallel), float(row.df), float(row.max_i_ka)) == (1, 1.0, 0.5)

@@ -177,7 +177,8 @@ def plan_changes(net, changes: Changes) -> Plan:
         elif isinstance(c, ReplaceLine):
             ln = int(c.line)
             upd = plan.line_updates.setdefault(ln, {})
-            upd.update(_cable_params(str(c.cable)), g_us_per_km=0.0)
+            # one new cable in the section's place (a double circuit or derating goes with it)
+            upd.update(_cable_params(str(c.cable)), g_us_per_km=0.0, parallel=1, df=1.0)
             if "std_type" in net.line.columns:
                 upd["std_type"] = c.cable
             if ln not in m.modified_lines:

@@ -70,7 +70,8 @@ class AddParallelTransformer(Change):
 
 @dataclass(frozen=True)
 class ReplaceLine(Change):
-    """The section's cable is replaced by a catalogue cable (same route length)."""
+    """The section's cable is replaced by one catalogue cable (same route length; a double
+    circuit or a derating factor the section had goes with the old cable)."""
 
     kind: ClassVar[str] = "replace_line"
     line: int | str

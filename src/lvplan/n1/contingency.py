@@ -168,14 +168,22 @@ def find_contingencies(net) -> N1Topology:
 
 
 def _sections(net, heads: tuple[int, ...]) -> list[tuple[int, ...]]:
-    """The head lines grouped into sections: lines between the same two buses (a cable laid in
-    parallel with another, as a plan's feeder reinforcement does) share a route and are lost
-    together."""
-    by_ends: dict[tuple[int, int], list[int]] = {}
+    """The head lines as the sections lost: each on its own, except a cable laid beside one
+    (``add_parallel_line``, named ``"... parallel to line N"``: a plan's feeder reinforcement
+    in the same trench), which is lost with the line it doubles. Two circuits the network
+    already has between the same buses stay two contingencies."""
+    group = {h: h for h in heads}
+    names = net.line.name if "name" in net.line else None
     for h in heads:
-        a, b = int(net.line.at[h, "from_bus"]), int(net.line.at[h, "to_bus"])
-        by_ends.setdefault((min(a, b), max(a, b)), []).append(h)
-    return sorted(tuple(sorted(v)) for v in by_ends.values())
+        nm = names.get(h) if names is not None else None
+        if isinstance(nm, str) and " parallel to line " in nm:
+            of = nm.rsplit(" parallel to line ", 1)[1]
+            if of.isdigit() and int(of) in group:
+                group[h] = int(of)
+    out: dict[int, list[int]] = {}
+    for h, g in group.items():
+        out.setdefault(g, []).append(h)
+    return sorted(tuple(sorted(v)) for v in out.values())
 
 
 def _cut_off(

@@ -166,11 +166,16 @@ class Instance:
         if line not in net.line.index:
             return None
         vn = float(net.bus.at[int(net.line.at[line, "from_bus"]), "vn_kv"])
-        if not (LV_MAX_KV <= vn <= MV_MAX_KV):
-            return None
+        if not (LV_MAX_KV <= vn <= MV_CABLE_MAX_KV):
+            return None  # not a section the catalogue's 10 kV cables are rated for
         pos = int(net.line.index.get_loc(line))
         self.mv_line_data[line] = _line_data(net, line, network.base_state(), pos, vn)
         return self.mv_line_data[line]
+
+
+#: The highest nominal voltage (kV) a 10 kV feeder section the catalogue's MV cables (8.7/15 kV,
+#: Um 12 kV) may replace or double has: 10 kV and 10.5 kV networks, not 20 or 35 kV.
+MV_CABLE_MAX_KV = 11.0
 
 
 def _line_data(net: Any, line: int, st: Any, pos: int, vn: float):

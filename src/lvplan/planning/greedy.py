@@ -146,8 +146,9 @@ class Greedy:
             more = f", +{len(wheres) - 2} more" if len(wheres) > 2 else ""
             parts.append(f"{why} (at {', '.join(wheres[:2])}{more})")
         return "; ".join(parts) or (
-            "an option fits the linear model with this plan's measures taken as built, but the "
-            "plan as solved does not take it (no plan serving it was found in the time given)"
+            "an option fits the linear model once measures this plan did not build are added; "
+            "the plan left it out (their cost over the budget, the greedy's order, or no plan "
+            "serving it found in the time given)"
         )
 
     def _try(self, k: int) -> tuple[int, dict[int, int]] | None:

@@ -124,7 +124,8 @@ def check_plan_n1(
             if out.status != FAIL or out.best is None:
                 why = f"N-1 {c.id}: {out.status.replace('_', ' ')}"
                 failures.append(N1Failure(c.id, feeder, out.status, -math.inf, why))
-                notes += _withdraw(inst, c.feeder, feeder_of, network, needs, cuts, why)
+                for f in sorted({c.feeder, feeder}):  # the loop's, and the demand's feeder
+                    notes += _withdraw(inst, f, feeder_of, network, needs, cuts, why)
                 continue
             failures.append(N1Failure(c.id, feeder, FAIL, margin, f"N-1 {c.id}: fails"))
             # the options this contingency concerns, as the check judges it: those on its
@@ -140,9 +141,13 @@ def check_plan_n1(
             learned = _fail_cuts(network, inst, sol, ctx, c, out.best, cuts, ks_near)
             if not learned:  # nothing the options can change: its N-1 demands go elsewhere
                 why = f"N-1 {c.id}: fails (margin {margin:.4f}) and no connection relieves it"
-                learned = _withdraw(inst, c.feeder, feeder_of, network, needs, cuts, why)
-                learned += _withdraw(inst, feeder, feeder_of, network, needs, cuts, why)
+                learned = []
+                for f in sorted({c.feeder, feeder}):
+                    learned += _withdraw(inst, f, feeder_of, network, needs, cuts, why)
             notes += learned
+    if failures and not notes:  # nothing learned: never the same plan again
+        for f in sorted({x.feeder for x in failures}):
+            notes += _withdraw(inst, f, feeder_of, network, needs, cuts, "N-1 fails")
     return failures, notes, sorted(seen)
 
 
@@ -226,7 +231,15 @@ def _fail_cuts(
             line = int(el.split()[1])
             if inst.line_info(network, line) is not None:
                 inst.line_upgrades(network, line)
-                lift = _relief(inst, sol, False, line, max(-margin, 0.0), times=1.0)
+                lift = _relief(
+                    inst,
+                    sol,
+                    False,
+                    line,
+                    max(-margin, 0.0),
+                    times=1.0,
+                    limit_percent=inst.criteria.n1_line_max_loading_percent,
+                )
         name = f"N-1 {c.id} ({best.option.name}): {v.kind.value} of {el}"
         cuts.add_linear(coefs, used + margin - safe, name, lift)
         notes.append(

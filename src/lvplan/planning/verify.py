@@ -290,28 +290,28 @@ def _relief(
     excess: float,
     *,
     times: float = 2.0,
+    limit_percent: float | None = None,
 ) -> tuple[int, ...]:
-    """The upgrades of an element with room for what it carried beyond its rating, ``times``
+    """The upgrades of an element with room for what it carried beyond its limit, ``times``
     over (twice for an overload through the voltage the new load lowers, which grows as the
     load does; once where the overload is the load itself): building one lifts the cut its
-    overload made. One the plan built already did not relieve it: it is not offered as relief
-    again (the cut then holds as it is)."""
+    overload made. ``excess`` is the loading margin broken (fraction of 100 %), against
+    ``limit_percent`` (the profile's, by default). An element the plan has reinforced already
+    gets no relief (its one upgrade did not cure it: the cut then holds as it is)."""
+    kinds: tuple[MeasureKind, ...]
     if is_trafo:
-        need = inst.trafo_kva[element] * (1.0 + times * excess + SAFE_LOADING)
-        kinds: tuple[MeasureKind, ...] = (
-            MeasureKind.TRANSFORMER_SWAP,
-            MeasureKind.TRANSFORMER_PARALLEL,
-        )
+        rated = inst.trafo_kva[element]
+        kinds = (MeasureKind.TRANSFORMER_SWAP, MeasureKind.TRANSFORMER_PARALLEL)
+        lim = inst.criteria.trafo_max_loading_percent if limit_percent is None else limit_percent
     else:
-        data = inst.line_data.get(element) or inst.mv_line_data[element]
-        need = data[2] * (1.0 + times * excess + SAFE_LOADING)
+        rated = (inst.line_data.get(element) or inst.mv_line_data[element])[2]
         kinds = LINE_KINDS
-    built = set(sol.upgrades)
-    return tuple(
-        u
-        for u, up in enumerate(inst.upgrades)
-        if up.kind in kinds and up.element == element and up.capacity >= need and u not in built
-    )
+        lim = inst.criteria.line_max_loading_percent if limit_percent is None else limit_percent
+    mine = [u for u, up in enumerate(inst.upgrades) if up.kind in kinds and up.element == element]
+    if set(mine) & set(sol.upgrades):
+        return ()
+    need = rated * (1.0 + (times * excess + SAFE_LOADING) * 100.0 / lim)
+    return tuple(u for u in mine if inst.upgrades[u].capacity >= need)
 
 
 def _generic_cuts(
