@@ -345,10 +345,22 @@ def _generic_cuts(
     for j, b in enumerate(broken):
         if cols[j] is None:
             continue
+        # a line the plan reinforced: the base sensitivities are in fractions of its old
+        # rating, the margin broken in fractions of what it carries now (a replacement's
+        # rating, or the share of the current the old cable keeps beside a parallel one)
+        scale = 1.0
+        comp, _, ident = b.element.partition(" ")
+        if comp == "line" and ident.isdigit():
+            ln = int(ident)
+            data = inst.line_data.get(ln) or inst.mv_line_data.get(ln)
+            for u in sol.upgrades:
+                up = inst.upgrades[u]
+                if up.element == ln and up.kind in LINE_KINDS and data and up.capacity > 0:
+                    scale = data[2] / up.capacity
         coefs = {}
         used = 0.0
         for k, bus in at.items():
-            c = -sens[row_of[bus], j] * inst.demands[inst.options[k].demand].design_kw
+            c = -sens[row_of[bus], j] * scale * inst.demands[inst.options[k].demand].design_kw
             if c > 0:
                 coefs[k] = c
                 if k in chosen:
