@@ -495,3 +495,59 @@ def test_n1_never_mutates_the_callers_net(sz_pristine):
     lvplan.hosting_capacity(net, criteria=crit, n1=True)
     for table in ("bus", "line", "load", "trafo", "switch", "ext_grid"):
         pd_testing.assert_frame_equal(given[table], kept[table])
+
+
+# -- the options' states without pandapower -----------------------------------------------------
+def _pandapower_state(pp_net, line: int, switches: tuple[int, ...]):
+    from reference import OPTS
+
+    ref = copy.deepcopy(pp_net)
+    ref.line.at[line, "in_service"] = False
+    for s in switches:
+        ref.switch.at[s, "closed"] = True
+    pp.runpp(ref, **OPTS)
+    return ref
+
+
+@pytest.mark.parametrize("which", ["sz", "comm", "urban"])
+def test_option_states_by_the_switched_model_equal_pandapower(which, sz, comm, urban):
+    """Every contingency option's state without a new load comes from the switched model
+    (``evaluation.switched_state``: head section's stamp removed, a line tie's stamp moved from
+    pandapower's auxiliary bus to the switch's bus, a bus-bus tie's buses fused; Newton from
+    the base): ``engine == "newton"``, no pandapower run, and equal to pandapower's load flow
+    of the switched tables (the urban district's bus-bus ties and two of its line ties)."""
+    from lvplan.evaluation import switched_state
+
+    net = {"sz": sz, "comm": comm, "urban": urban}[which]
+    ctx = n1_context(net, load_criteria("cn"))
+    opts = [
+        (c.line, o)
+        for f in ctx.topology.feeders.values()
+        for c in f.contingencies
+        for o in c.options
+        if o.tie is not None
+    ]
+    if which == "urban":
+        bus_ties = [x for x in opts if x[1].tie.line is None]
+        assert len(bus_ties) == 4  # the reserve line's two bus-bus ties, two options each
+        opts = bus_ties + [x for x in opts if x[1].tie.line is not None][:2]
+    assert opts
+    for line, o in opts:
+        st = switched_state(net, o.changes)
+        assert st.engine == "newton"
+        assert ctx.state(o).engine == "newton"
+        ref = _pandapower_state(net.pp, line, o.tie.switches)
+        vm = ref.res_bus.vm_pu.to_numpy(float)
+        ok = np.isfinite(st.vm_pu)
+        assert (ok == np.isfinite(vm)).all()
+        assert np.max(np.abs(st.vm_pu[ok] - vm[ok])) < 1e-8
+        got, want = st.line_loading_percent, ref.res_line.loading_percent.to_numpy(float)
+        live = np.isfinite(got)
+        assert np.isnan(got[net.pp.line.index.get_loc(line)])
+        if o.tie.line is not None:  # the tie cable now carries the cut-off part
+            k = net.pp.line.index.get_loc(o.tie.line)
+            assert live[k] and got[k] > 1.0
+        assert np.max(np.abs(got[live] - want[live])) < 1e-5
+        tg, tw = st.trafo_loading_percent, ref.res_trafo.loading_percent.to_numpy(float)
+        tl = np.isfinite(tg)
+        assert np.max(np.abs(tg[tl] - tw[tl])) < 1e-5

@@ -152,12 +152,7 @@ def _option_margin(ctx: N1Context, option: Option, bus: int, p: float, qv: float
 
 
 def _base_margin(ctx: N1Context, option: Option) -> float:
-    prep = ctx.prepared(option)
-    if prep.network is None or prep.error is not None or prep.limits is None or prep.skips is None:
-        return -math.inf
-    sk = prep.skips
-    st = prep.network.base_state()
-    return prep.limits.min_margin(st, skip_bus=sk[0], skip_line=sk[1], skip_trafo=sk[2])
+    return ctx.state(option).min_margin
 
 
 def n1_headroom_kw(
