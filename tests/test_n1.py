@@ -45,6 +45,8 @@ def test_cn_holds_n1_per_area_class_with_sources():
     d = c.to_dict()
     assert d["n1_line_max_loading_percent"] == 100.0 and d["n1_mv_min_voltage_pu"] == 0.93
     assert d["n1_screening_rule"] == "k/(k+1)"
+    assert d["n1_pass_rate_target_percent"] == 80.0  # class C's target
+    assert "(U" in d["n1_sources"]["pass_rate_target_percent"]
     for key in ("by_area_class", "line_max_percent", "trafo_max_percent", "mv_voltage"):
         src = d["n1_sources"][key]
         assert "(U)" in src or "(V" in src  # every value says verified or assumed
@@ -66,6 +68,8 @@ def test_bad_n1_overrides_are_refused():
         load_criteria("cn", n1_mv_min_voltage_pu=1.2)
     with pytest.raises(InputError, match="n1_line_max_loading_percent"):
         load_criteria("cn", n1_line_max_loading_percent=0)
+    with pytest.raises(InputError, match="n1_pass_rate_target_percent"):
+        load_criteria("cn", n1_pass_rate_target_percent=120)
 
 
 # -- 2. contingencies from the topology ---------------------------------------------------------
@@ -306,6 +310,37 @@ def test_simbench_comm_contingencies_found_and_checked(comm):
     }
 
 
+def test_class_c_pass_rate_counted_feeders_and_contingencies(comm):
+    """The class C target (cn: 80 % of feeders, U) against the district's pass rate: of the
+    8 feeders with a head section, 5 pass (Line 2 has no restoring tie, Lines 29 and 52 break
+    an emergency limit); of the 9 contingencies (Line 19 has two head sections) 6 pass."""
+    from lvplan.inspect import render, summarise
+    from lvplan.n1.feeders import pass_rate
+
+    cn = load_criteria("cn")
+    fs = feeder_n1(comm, cn)
+    r = pass_rate({f.feeder: f.contingencies for f in fs}, cn)
+    assert (r.feeders, r.feeders_passing, r.contingencies, r.contingencies_passing) == (8, 5, 9, 6)
+    assert r.feeder_percent == 62.5 and round(r.contingency_percent or 0, 1) == 66.7
+    assert r.target_percent == 80.0 and r.meets_target is False and r.classes == ("C",)
+    assert pass_rate({f.feeder: f.contingencies for f in fs}, cn).to_dict()["meets_target"] is False
+    low = load_criteria("cn", n1_pass_rate_target_percent=60)
+    assert pass_rate({f.feeder: f.contingencies for f in fs}, low).meets_target is True
+    s = summarise(comm, cn)
+    assert s.to_dict()["n1_pass_rate"]["feeder_pass_rate_percent"] == 62.5
+    assert "N-1 pass rate: 5 of 8 feeders (62.5 %), 6 of 9 contingencies" in render(s)
+
+
+def test_class_c_check_says_what_it_does(sz):
+    """A class C application: the decision is the normal state's, and the n1 section says
+    that N-1 is a district target, with the target."""
+    d = lvplan.check(sz, bus=16, kw=120, area_class="C")
+    n1 = d.to_dict()["n1"]
+    assert not n1["applied"] and n1["level"] == "pass_rate"
+    assert n1["pass_rate_target_percent"] == 80.0
+    assert "district pass-rate target" in n1["reason"] and "80 %" in n1["reason"]
+
+
 def test_urban_district_n1_check_agrees(urban, urban_pristine):
     """The SimBench urban district (open rings, 10 feeders, 11 ties): contingencies found for
     every feeder; checks with N-1 at buses of a feeder that passes N-1 agree with pandapower
@@ -424,6 +459,9 @@ def test_n1_map_outputs_show_feeders_failing_already(sz, tmp_path):
     assert (tr.min_hosting_kw_n1 == 0).all()
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["n1"]["feeders_failing"] == ["F1", "F2"]
+    pr = summary["n1"]["pass_rate"]
+    assert (pr["feeders"], pr["feeders_passing"], pr["contingencies_passing"]) == (2, 0, 0)
+    assert pr["meets_target"] is False and pr["target_percent"] == 80.0
     assert summary["stats"]["n1_s"] > 0
     # without --n1 the files are today's
     plain = tmp_path / "plain"

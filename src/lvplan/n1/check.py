@@ -11,6 +11,10 @@ Where the profile requires full N-1 for the application's area class:
 * a decision that does not fit already gets the N-1 violations added to its list;
 * ``headroom_kw`` is the smaller of the normal-state and the N-1 headroom.
 
+Class C (``pass_rate`` in ``cn``) is a district target, not a rule for one application: the
+decision stays the normal state's and the ``n1`` section says so, with the target; the pass
+rate itself is computed by ``lvplan inspect`` and the N-1 map (:func:`lvplan.n1.feeders.pass_rate`).
+
 The ``n1`` section lists every contingency judged, its status, its best option, its worst
 margin, and the k/(k+1) screening indicator of the feeders. A profile without N-1 (``en50160``)
 adds nothing; an application whose class needs no full N-1 gets ``{"applied": false}``.
@@ -59,6 +63,17 @@ def with_n1(
     level = crit.n1_level(area_class)
     cls = area_class or crit.n1_default_area_class or None
     sect: dict[str, Any] = {"applied": False, "level": level, "area_class": cls}
+    if level == "pass_rate":
+        # class C: a target for the district's share of feeders passing N-1, not a rule for
+        # one application; the decision is the normal state's
+        sect["pass_rate_target_percent"] = crit.n1_pass_rate_target_percent
+        sect["reason"] = (
+            f"area class {cls}: N-1 is a district pass-rate target in profile {crit.profile} "
+            f"({crit.n1_pass_rate_target_percent:g} % of feeders passing N-1), not a "
+            "per-application rule: the decision is the normal state's; the district's pass "
+            "rate is in `lvplan inspect` and the N-1 map's summary"
+        )
+        return dataclasses.replace(d, n1=sect)
     if level != "full":
         sect["reason"] = (
             "the application names no area class (N-1 is judged for classes "
