@@ -126,7 +126,8 @@ class N1Context:
                 except PowerFlowError as exc:
                     prep.error = str(exc)
             if st is None:
-                return OptionState(None, None, -math.inf, prep.error, engine, key)
+                err = f"the switched network's load flow: {prep.error}"
+                return OptionState(None, None, -math.inf, err, engine, key)
         sk = self.skips
         j = self.limits.judge(st, skip_bus=sk[0], skip_line=sk[1], skip_trafo=sk[2])
         m = self.limits.min_margin(st, skip_bus=sk[0], skip_line=sk[1], skip_trafo=sk[2])
