@@ -670,3 +670,37 @@ def test_option_states_by_the_switched_model_equal_pandapower(which, sz, comm, u
         tg, tw = st.trafo_loading_percent, ref.res_trafo.loading_percent.to_numpy(float)
         tl = np.isfinite(tg)
         assert np.max(np.abs(tg[tl] - tw[tl])) < 1e-5
+
+
+# -- the register: applications by bus carry their area class -----------------------------------
+def test_register_bus_applications_carry_their_area_class(tmp_path):
+    """A bus application with ``area_class`` is judged with N-1 where the class requires it
+    (the desk, the service and check-batch pass it to the check); without one, as before; an
+    unknown class is refused naming the field, and nothing is recorded."""
+    from lvplan.cli import main
+    from lvplan.register.desk import Desk
+    from lvplan.register.store import open_backend
+
+    crit = load_criteria("cn", n1_line_max_loading_percent=39.0)
+    net = lvplan.load_network("sz-futian")
+    desk = Desk(net, open_backend(tmp_path / "r.db"), crit)
+    a, _ = desk.apply({"id": "n1", "bus": "T3 LV board", "kw": 150, "area_class": "A"})
+    assert a.status == "rejected" and a.decision["binding"]["kind"] == "n1_transfer"
+    assert a.request["area_class"] == "A" and a.decision["n1"]["applied"]
+    c, _ = desk.apply({"id": "c", "bus": "T3 LV board", "kw": 150, "area_class": "C"})
+    assert c.status == "approved" and c.decision["n1"]["level"] == "pass_rate"
+    with pytest.raises(InputError) as exc:
+        desk.apply({"id": "z", "bus": 15, "kw": 10, "area_class": "Z"})
+    assert str(exc.value).startswith("area_class: unknown area class 'Z'")
+    assert [x.id for x in desk.register.all()] == ["n1", "c"]
+    assert desk.check({"bus": 15, "kw": 10, "area_class": "B"})["n1"]["applied"]
+    queue = tmp_path / "q.csv"
+    queue.write_text("id,bus,kw,area_class\nb1,T3 LV board,150,A\nb2,T3 LV board,150,\n")
+    out = tmp_path / "d.csv"
+    argv = ["check-batch", "sz-futian", str(queue), "--register", str(tmp_path / "b.db")]
+    argv += ["--out", str(out), "--set", "n1_line_max_loading_percent=39"]
+    assert main(argv) == 0
+    import csv
+
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert [r["status"] for r in rows] == ["rejected", "approved"]

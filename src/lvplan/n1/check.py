@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from lvplan.criteria import Criteria
-from lvplan.errors import PowerFlowError
+from lvplan.errors import InputError, PowerFlowError
 from lvplan.kinds import Engine, Verdict
 from lvplan.model.network import Network
 from lvplan.n1.assess import (
@@ -59,7 +59,11 @@ def with_n1(
     cable,
     headroom: bool,
 ):
-    """``d`` (the normal-state decision) with the N-1 rule of ``crit`` applied."""
+    """``d`` (the normal-state decision) with the N-1 rule of ``crit`` applied. InputError
+    for an area class the profile does not know."""
+    if area_class is not None and area_class not in crit.n1_by_area_class:
+        known = ", ".join(crit.n1_by_area_class)
+        raise InputError(f"unknown area class {area_class!r}; known: {known}")
     level = crit.n1_level(area_class)
     cls = area_class or crit.n1_default_area_class or None
     sect: dict[str, Any] = {"applied": False, "level": level, "area_class": cls}
