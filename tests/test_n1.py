@@ -704,3 +704,65 @@ def test_register_bus_applications_carry_their_area_class(tmp_path):
 
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
     assert [r["status"] for r in rows] == ["rejected", "approved"]
+
+
+# -- sections between switches (n1_contingencies = "sections") ----------------------------------
+def test_sections_between_switches_found_and_judged_as_pandapower(urban, urban_pristine):
+    """With ``n1_contingencies = "sections"`` every section switched at both ends is lost in
+    turn too: 136 contingencies on the urban district (11 head sections, 125 single-line
+    sections), none on sz-futian or comm beyond their heads (no switches modelled there: each
+    feeder is one section with unswitched ends). On feeder Line 31, each section's cut-off part
+    is what pandapower leaves without supply when the line is out (no tie closed), and each
+    contingency's verdict equals pandapower's with the switches set."""
+    from reference import OPTS
+
+    crit = load_criteria("cn", n1_contingencies="sections")
+    top = n1_context(urban, crit).topology
+    assert sum(len(f.contingencies) for f in top.feeders.values()) == 136
+    assert top.sections_skipped == 0
+    assert len(n1_context(urban, load_criteria("cn")).topology.ties) == len(top.ties)
+    sz_top = find_contingencies(lvplan.load_network("sz-futian").pp, sections=True)
+    assert sum(len(f.contingencies) for f in sz_top.feeders.values()) == 2
+    assert sz_top.sections_skipped == 2
+    name = "MV3.101 Line 31"
+    fs = {f.feeder: f for f in feeder_n1(urban, crit)}
+    conts = top.feeders[name].contingencies
+    assert len(conts) == 10 and sum(len(c.lost_lines) == 1 for c in conts) == 10
+    mv = urban_pristine.bus.index[
+        (urban_pristine.bus.vn_kv > 1) & (urban_pristine.bus.vn_kv <= 35)
+    ].to_numpy()
+    for c, out in zip(conts, fs[name].contingencies, strict=True):
+        ref = copy.deepcopy(urban_pristine)
+        ref.line.at[c.line, "in_service"] = False
+        pp.runpp(ref, **OPTS)
+        dead = {int(b) for b in mv if not np.isfinite(ref.res_bus.vm_pu.at[b])}
+        assert dead == set(c.cut_off), c.id
+        opts = [(c.line, o.tie.switches if o.tie else ()) for o in c.options]
+        want = N1Reference(urban_pristine, crit, [opts]).passes_without_load()
+        assert (out.status == "pass") == want, (c.id, out.status)
+    pr = load_criteria("cn", n1_contingencies="heads")
+    assert len(n1_context(urban, pr).topology.feeders[name].contingencies) == 1
+
+
+def test_bad_n1_contingencies_value_is_refused():
+    with pytest.raises(InputError, match="n1_contingencies"):
+        load_criteria("cn", n1_contingencies="everything")
+
+
+@pytest.mark.slow
+def test_sections_check_agrees_with_pandapower(urban, urban_pristine):
+    """Checks with section contingencies at buses of the Line 12 loop agree with pandapower
+    with the switches set (every relevant section's options, ~64)."""
+    crit = load_criteria("cn", n1_contingencies="sections")
+    top = n1_context(urban, crit).topology
+    ref = Reference(urban_pristine, crit)
+    topo = urban.topology
+    feeder = "MV3.101 Line 12"
+    n1 = N1Reference(urban_pristine, crit, n1_options(top, feeder))
+    lv = urban.pp.bus.index[(urban.pp.bus.vn_kv < 1) & urban.live.bus].to_numpy()
+    buses = [int(b) for b in lv if topo.trafo_feeder.get(topo.area_of(int(b)).trafos[0]) == feeder]
+    rng = np.random.default_rng(5)
+    for bus in rng.choice(buses, 2, replace=False):
+        for kw in (20.0, 150.0):
+            d = lvplan.check(urban, bus=int(bus), kw=kw, criteria=crit, area_class="A")
+            assert d.decision == n1.decide(ref, int(bus), d.design_kw), (bus, kw)

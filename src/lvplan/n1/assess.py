@@ -91,7 +91,9 @@ class N1Context:
         self.network = network
         self.criteria = criteria
         self.emergency = criteria.emergency()
-        self.topology: N1Topology = find_contingencies(network.pp)
+        self.topology: N1Topology = find_contingencies(
+            network.pp, sections=criteria.n1_contingencies == "sections"
+        )
         # switching changes no row of the tables: one set of limits and one MV scope for all
         self.limits = Limits(network.pp, self.emergency)
         self.skips = mv_scope(network.pp)
@@ -192,6 +194,7 @@ def n1_context(network: Network, criteria: Criteria) -> N1Context:
         criteria.n1_mv_max_voltage_pu,
         criteria.n1_line_max_loading_percent,
         criteria.n1_trafo_max_loading_percent,
+        criteria.n1_contingencies,
     )
     hit = network.contexts.get(key)
     if hit is None:
