@@ -391,9 +391,9 @@ def _close_switches(m: _Model, network: Network, rows: _Rows) -> None:
             if row < 0 or row in m.replaced or ln in plan.map.opened_lines:
                 raise SwitchingUnsupported(f"switch {s_id}: line {ln} not in the model")
             f, t = int(eng.f_bus[row]), int(eng.t_bus[row])
-            aux = t if f in pp_internal and t not in pp_internal else f
-            if aux in pp_internal or aux == ib:
+            if (f in pp_internal) == (t in pp_internal):  # exactly one auxiliary end
                 raise SwitchingUnsupported(f"switch {s_id}: no open end of line {ln}")
+            aux = f if t in pp_internal else t
             f2, t2 = (ib, t) if aux == f else (f, ib)
             new = stamp(eng.branch[row], f2, t2)
             m.negative.append(m.old_stamp(row))
