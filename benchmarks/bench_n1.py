@@ -1,13 +1,19 @@
 """Benchmark: warm `lvplan.check` with N-1 (area class A) against a plain `pandapower.runpp`.
 
     python benchmarks/bench_n1.py [--network simbench-urban] [--questions 300] [--seed 1] [--map]
+                                  [--contingencies heads|sections] [--feeders] [--agreement]
 
-Prints the time to find the contingencies and prepare every option's state (once per network),
+Prints the time to find the contingencies and solve every option's state without a new load
+(the switched model: what feeder_n1, inspect and the map's choice of options read), then to
+prepare every option's network for new loads (a pandapower load flow each; once per network),
 the median and p90 latency of a warm check with N-1 over random (LV bus, declared kW in 1-200)
 questions, the same questions without N-1, the median of a plain runpp measured in the same
 process, and the ratio (issue 14 target: <= 0.2 of a runpp). With ``--map`` it first times the
 normal hosting map and the N-1 map (``n1=True``, which prepares every contingency option on
 first use) of a freshly loaded network, one worker each (target: N-1 map <= 3x the normal map).
+``--feeders`` times ``feeder_n1`` (cold, warm, with a change: what the optimiser asks);
+``--agreement`` prints the largest difference between every option's state by the switched
+model and pandapower's load flow of the switched tables.
 """
 
 from __future__ import annotations
@@ -36,12 +42,19 @@ def main() -> None:
     ap.add_argument("--runpp", type=int, default=15)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--map", action="store_true", help="also time the normal and the N-1 map")
+    ap.add_argument("--contingencies", default="heads", choices=["heads", "sections"])
+    ap.add_argument("--feeders", action="store_true", help="time feeder_n1 and stop")
+    ap.add_argument("--agreement", action="store_true", help="states against pandapower, stop")
     args = ap.parse_args()
+    crit = lvplan.load_criteria("cn", n1_contingencies=args.contingencies)
+    if args.agreement:
+        return bench_agreement(args.network, crit)
+    if args.feeders:
+        return bench_feeders(args.network, crit)
     if args.map:
-        bench_map(args.network)
+        bench_map(args.network, crit)
 
     net = lvplan.load_network(args.network)
-    crit = lvplan.load_criteria("cn")
     raw = copy.deepcopy(net.pp)
     pp.runpp(raw, **RUNPP_OPTIONS)  # warm-up (numba compilation)
     runpp_s = []
@@ -55,6 +68,9 @@ def main() -> None:
     t = time.perf_counter()
     ctx = n1_context(net, crit)
     options = [o for f in ctx.topology.feeders.values() for c in f.contingencies for o in c.options]
+    engines_state = Counter(ctx.state(o).engine for o in options)
+    t_state = time.perf_counter() - t
+    t = time.perf_counter()
     for o in options:
         ctx.prepared(o)
     t_prep = time.perf_counter() - t
@@ -84,7 +100,8 @@ def main() -> None:
     print(
         f"contingencies      {len(ctx.topology.feeders)} feeders, "
         f"{sum(len(f.contingencies) for f in ctx.topology.feeders.values())} contingencies, "
-        f"{len(options)} options prepared in {t_prep:.1f} s (once per network)"
+        f"{len(options)} options: states without a new load in {t_state:.2f} s "
+        f"({dict(engines_state)}), networks for new loads prepared in {t_prep:.1f} s"
     )
     print(f"plain runpp        median {med_pp * 1000:.1f} ms over {args.runpp} runs")
     print(
@@ -107,8 +124,59 @@ def main() -> None:
     print(f"peak memory        {peak_mb:.0f} MB")
 
 
-def bench_map(network: str) -> None:
-    crit = lvplan.load_criteria("cn")
+def bench_feeders(network: str, crit) -> None:
+    from lvplan.changes import Changes
+    from lvplan.n1.feeders import feeder_n1
+
+    net = lvplan.load_network(network)
+    net.base_state()
+    t = time.perf_counter()
+    feeder_n1(net, crit)
+    cold = time.perf_counter() - t
+    t = time.perf_counter()
+    feeder_n1(net, crit)
+    warm = time.perf_counter() - t
+    units = net.pp.trafo.index[net.pp.trafo.vn_lv_kv < 1][:3]
+    with_ch = []
+    for tr in units:
+        t = time.perf_counter()
+        feeder_n1(net, crit, changes=Changes().replace_transformer(int(tr), 630))
+        with_ch.append(time.perf_counter() - t)
+    print(f"feeder_n1 cold     {cold:.2f} s, warm {warm * 1000:.1f} ms")
+    print(
+        "feeder_n1 changes  "
+        + ", ".join(f"{x:.2f}" for x in with_ch)
+        + " s (a replaced MV/LV unit each: with_changes' load flow, then every option's state)"
+    )
+
+
+def bench_agreement(network: str, crit) -> None:
+    from lvplan.evaluation import switched_state
+
+    net = lvplan.load_network(network)
+    ctx = n1_context(net, crit)
+    options = [o for f in ctx.topology.feeders.values() for c in f.contingencies for o in c.options]
+    worst = np.zeros(3)
+    for o in options:
+        st = switched_state(net, o.changes)
+        ref = ctx.prepared(o).network.base_state()  # pandapower on the switched tables
+        for k, (a, b) in enumerate(
+            (
+                (st.vm_pu, ref.vm_pu),
+                (st.line_loading_percent, ref.line_loading_percent),
+                (st.trafo_loading_percent, ref.trafo_loading_percent),
+            )
+        ):
+            assert (np.isnan(a) == np.isnan(b)).all()
+            if np.isfinite(a).any():
+                worst[k] = max(worst[k], float(np.nanmax(np.abs(a - b))))
+    print(
+        f"{network}: {len(options)} options, largest difference from pandapower: "
+        f"{worst[0]:.2e} pu, lines {worst[1]:.2e} %, transformers {worst[2]:.2e} %"
+    )
+
+
+def bench_map(network: str, crit) -> None:
     net = lvplan.load_network(network)
     net.base_state()
     lvplan.hosting_capacity(net, criteria=crit)  # warm-up: numba, caches of the base

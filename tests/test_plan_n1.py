@@ -127,7 +127,7 @@ def test_a_parallel_cable_is_lost_with_the_section_it_doubles(loop):
     topo = find_contingencies(net)
     ids = sorted(c.id for f in topo.feeders.values() for c in f.contingencies)
     new = int(net.line.index.max())
-    assert ids == ["loss of line 1 (L1)", f"loss of lines 0+{new} (L0)"]
+    assert ids == ["loss of line 1 (L1)", f"loss of section of lines 0, {new} (L0)"]
 
 
 def test_a_transformer_on_the_source_busbar_has_no_n1_contingency(cn, tmp_path):

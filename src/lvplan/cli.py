@@ -611,6 +611,15 @@ def _hosting(args: argparse.Namespace, crit) -> int:
             f"{', '.join(n1['feeders_failing']) or 'none'}; buses by hosting_kw_n1: "
             + ", ".join(f"{k} {v}" for k, v in n1["classes"].items())
         )
+        pr = n1.get("pass_rate") or {}
+        if pr.get("feeders"):
+            print(
+                f"  N-1 pass rate: {pr['feeders_passing']} of {pr['feeders']} feeders "
+                f"({pr['feeder_pass_rate_percent']} %), {pr['contingencies_passing']} of "
+                f"{pr['contingencies']} contingencies; class "
+                f"{', '.join(pr['applies_to_area_classes'])} target {pr['target_percent']:g} %: "
+                + ("meets" if pr["meets_target"] else "below")
+            )
     if summary.get("compare"):
         c = summary["compare"]
         print(

@@ -9,8 +9,14 @@ the reference tolerance. Where the structure of ``Ybus`` is unchanged (replaceme
 units and cables) the base's Jacobian pattern and KLU symbolic analysis are reused; new buses
 or branches between new pairs of buses get a pattern of their own.
 
-Switching changes and networks the exact load flow does not model (voltage-dependent loads)
-are solved by pandapower on the changed tables (``engine = "pandapower"``).
+Closing a normally-open switch is modelled too (:func:`switched_state`, what N-1 solves its
+contingency options with): a line switch reconnects its line's open end (the stamp of the line
+moves from pandapower's auxiliary bus to the switch's bus, the auxiliary bus leaves the model),
+a bus-bus switch fuses its two buses (rows and columns summed, one bus leaves the unknowns).
+Other switching (opening a switch, a switch pandapower does not model as open) and networks the
+exact load flow does not model (voltage-dependent loads) are solved by pandapower on the
+changed tables (``engine = "pandapower"``); ``evaluate`` still sends every switching change
+there.
 """
 
 from __future__ import annotations
@@ -139,6 +145,27 @@ def evaluate(
     )
 
 
+def switched_state(network: Network, changes: Changes) -> GridState:
+    """The exact AC state (``engine = "newton"``) of ``network`` with ``changes`` whose
+    switching closes normally-open switches (an N-1 option: a section opened, a tie closed),
+    from the network's current base (reservations included) by the stamps and Newton-Raphson of
+    :func:`evaluate`; no pandapower run. Raises :class:`SwitchingUnsupported` for a case this
+    model does not cover (the caller asks pandapower), PowerFlowError when Newton-Raphson finds
+    no solution."""
+    eng = network.fast_engine()
+    if eng.has_voltage_dependent_loads:
+        raise SwitchingUnsupported("voltage-dependent loads")
+    plan = plan_changes(network.pp, changes.resolve(network))
+    if plan.map.new_buses or plan.map.new_trafos:
+        raise SwitchingUnsupported("new buses or units with switching")
+    state, _ = _by_stamps(eng, network, _Rows(network.pp, plan))
+    return state
+
+
+class SwitchingUnsupported(Exception):
+    """A switching change the stamps model does not cover: pandapower decides."""
+
+
 def _context_limits(network: Network, crit: Criteria) -> Limits:
     """The base's limits for ``crit``, kept on the network."""
     hit = network.contexts.get(("limits", crit))
@@ -202,6 +229,15 @@ class _Model:
         self.replaced: dict[int, Stamp | None] = {}
         self.baseMVA = eng.baseMVA
         self.f_hz = rows.f_hz
+        #: closed switches: auxiliary buses left out, fused bus -> the bus it joins, tie lines
+        self.dropped: set[int] = set()
+        self.fused: dict[int, int] = {}
+        self.closed_lines: list[int] = []
+
+    def root(self, i: int) -> int:
+        while i in self.fused:
+            i = self.fused[i]
+        return i
 
     def internal(self, pp_bus: int) -> int:
         if pp_bus in self.new_index:
@@ -262,6 +298,7 @@ def _by_stamps(eng: FastEngine, network: Network, rows: _Rows) -> tuple[GridStat
         s, _ratio = m.trafo_stamp(t)
         m.delta.append(s)
         m.replaced[row] = s
+    _close_switches(m, network, rows)
     new_lines = {ln: m.line_stamp(ln) for ln in cmap.new_lines}
     new_trafos = {}
     for t in cmap.new_trafos:
@@ -291,6 +328,19 @@ def _by_stamps(eng: FastEngine, network: Network, rows: _Rows) -> tuple[GridStat
         kw = rows.plan.loads[ld]
         S[m.internal(int(kw["bus"]))] -= complex(float(kw["p_mw"]), float(kw["q_mvar"])) / m.baseMVA
     pq = np.r_[eng.pq, np.arange(m.base_n, n)].astype(np.int64)
+    pv = eng.pv
+    if m.fused or m.dropped:
+        gone = np.array(sorted([*m.fused, *m.dropped]), np.int64)
+        pq, pv = np.setdiff1d(pq, gone), np.setdiff1d(pv, gone)
+        for drop, keep in m.fused.items():
+            S[keep] += S[drop]
+            S[drop] = 0.0
+        Ybus = _fuse(_assemble(eng.Ybus, n, m.delta, m.negative), m.fused)
+        V0[gone] = 1.0  # left out of the equations (empty rows and columns)
+        V, iters = newton(Ybus, S, V0, pv, pq, eng.tol_pu, pattern=JacobianPattern(Ybus, pv, pq))
+        for drop, keep in m.fused.items():
+            V[drop] = V[keep]
+        return _state(m, V, new_lines, new_trafos), iters
     try:  # the base's factor, updated for the few buses the changes touch
         if len(m.delta) + len(m.negative) > COMPENSATION_MAX_STAMPS:
             raise PowerFlowError("too many changes for a low-rank update")
@@ -314,6 +364,74 @@ def _by_stamps(eng: FastEngine, network: Network, rows: _Rows) -> tuple[GridStat
         like = eng._response.factor() if same else None
         V, iters = newton(Ybus, S, V0, eng.pv, pq, eng.tol_pu, pattern=pattern, like=like)
     return _state(m, V, new_lines, new_trafos), iters
+
+
+def _close_switches(m: _Model, network: Network, rows: _Rows) -> None:
+    """The stamps of the switches the plan closes (see the module docstring); anything else
+    raises :class:`SwitchingUnsupported`."""
+    eng, plan = m.eng, rows.plan
+    if not plan.switch_updates:
+        return
+    sw = network.pp.switch
+    pp_internal = set(eng.bus_lookup[network.pp.bus.index.to_numpy()].tolist())
+    live = network.live
+    for s_id, closed in plan.switch_updates.items():
+        if bool(sw.at[s_id, "closed"]) == closed:
+            continue
+        if not closed:
+            raise SwitchingUnsupported(f"switch {s_id} opened")
+        et, bus = str(sw.at[s_id, "et"]), int(sw.at[s_id, "bus"])
+        if not live.bus[network.bus_row(bus)]:
+            raise SwitchingUnsupported(f"switch {s_id}: bus {bus} not energised")
+        ib = int(eng.bus_lookup[bus])
+        if et == "l":
+            ln = int(sw.at[s_id, "element"])
+            pos = rows.line_pos(ln)
+            row = int(eng.line_rows[pos])
+            if row < 0 or row in m.replaced or ln in plan.map.opened_lines:
+                raise SwitchingUnsupported(f"switch {s_id}: line {ln} not in the model")
+            f, t = int(eng.f_bus[row]), int(eng.t_bus[row])
+            if (f in pp_internal) == (t in pp_internal):  # exactly one auxiliary end
+                raise SwitchingUnsupported(f"switch {s_id}: no open end of line {ln}")
+            aux = f if t in pp_internal else t
+            f2, t2 = (ib, t) if aux == f else (f, ib)
+            new = stamp(eng.branch[row], f2, t2)
+            m.negative.append(m.old_stamp(row))
+            m.delta.append(new)
+            m.replaced[row] = new
+            m.dropped.add(aux)
+            m.closed_lines.append(ln)
+        elif et == "b":
+            other = int(sw.at[s_id, "element"])
+            if not live.bus[network.bus_row(other)]:
+                raise SwitchingUnsupported(f"switch {s_id}: bus {other} not energised")
+            a, b = m.root(ib), m.root(int(eng.bus_lookup[other]))
+            if a == b:
+                continue
+            pq = set(eng.pq.tolist())
+            if b not in pq:
+                a, b = b, a
+            if b not in pq:
+                raise SwitchingUnsupported(f"switch {s_id} joins two voltage-set buses")
+            m.fused[b] = a
+        else:
+            raise SwitchingUnsupported(f"switch {s_id}: element type {et!r}")
+    for drop in list(m.fused):
+        m.fused[drop] = m.root(drop)
+
+
+def _fuse(Y: sp.csr_matrix, fused: dict[int, int]) -> sp.csr_matrix:
+    """``Y`` with each fused bus's row and column added to the bus it joins (left empty)."""
+    if not fused:
+        return Y
+    to = np.arange(Y.shape[0])
+    for drop, keep in fused.items():
+        to[drop] = keep
+    c = Y.tocoo()
+    out = sp.csr_matrix((c.data, (to[c.row], to[c.col])), shape=Y.shape)
+    out.sum_duplicates()
+    out.sort_indices()
+    return out
 
 
 def _assemble(Y0: sp.csr_matrix, n: int, plus: list[Stamp], minus: list[Stamp]) -> sp.csr_matrix:
@@ -358,7 +476,7 @@ def _state(m: _Model, V, new_lines, new_trafos) -> GridState:
         return abs(complex(s.yf @ v)) * i_base[s.f], abs(complex(s.yt @ v)) * i_base[s.t]
 
     line = np.r_[base.line_loading_percent, np.full(len(cmap.new_lines), np.nan)]
-    for ln in cmap.modified_lines + cmap.opened_lines + cmap.new_lines:
+    for ln in cmap.modified_lines + cmap.opened_lines + m.closed_lines + cmap.new_lines:
         k = rows.line_pos(ln)
         if ln in cmap.opened_lines:
             line[k] = np.nan

@@ -41,7 +41,14 @@ class Summary:
         }
         if self.feeders is not None:
             out["feeders"] = [f.to_dict() for f in self.feeders]
+            out["n1_pass_rate"] = self.pass_rate().to_dict()
         return out
+
+    def pass_rate(self):
+        """The district's N-1 pass rate (:func:`lvplan.n1.feeders.pass_rate`)."""
+        from lvplan.n1.feeders import pass_rate
+
+        return pass_rate({f.feeder: f.contingencies for f in self.feeders or []}, self.criteria)
 
 
 def _level(vn: np.ndarray) -> np.ndarray:
@@ -155,7 +162,7 @@ def render(s: Summary) -> str:
         + ", ".join(f"bus {r['bus']} {r['voltage_v']:.1f} V" for r in s.highest_voltages)
     )
     if s.feeders is not None:
-        out += ["", *_render_feeders(s.feeders)]
+        out += ["", *_render_feeders(s.feeders), s.pass_rate().text()]
     out += ["", f"pre-existing violations: {len(s.violations)}"]
     for v in s.violations[:50]:
         out.append(

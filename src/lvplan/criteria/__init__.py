@@ -49,6 +49,10 @@ class Criteria:
     n1_mv_min_voltage_pu: float = 0.93
     n1_mv_max_voltage_pu: float = 1.07
     n1_screening_rule: str = ""
+    #: class C ("pass_rate"): the share of feeders (percent) that should pass N-1
+    n1_pass_rate_target_percent: float = 0.0
+    #: "heads": each feeder's head sections lost; "sections": also each section between switches
+    n1_contingencies: str = "heads"
     n1_sources: dict[str, str] = field(default_factory=dict)
     overridden: tuple[str, ...] = ()
 
@@ -106,6 +110,15 @@ class Criteria:
             for name in ("n1_line_max_loading_percent", "n1_trafo_max_loading_percent"):
                 if not getattr(self, name) > 0:
                     raise InputError(f"criteria: {name} must be positive")
+            if "pass_rate" in self.n1_by_area_class.values() and not (
+                0 < self.n1_pass_rate_target_percent <= 100
+            ):
+                raise InputError("criteria: n1_pass_rate_target_percent must be in (0, 100]")
+            if self.n1_contingencies not in ("heads", "sections"):
+                raise InputError(
+                    "criteria: n1_contingencies must be 'heads' or 'sections', "
+                    f"got {self.n1_contingencies!r}"
+                )
 
     @property
     def has_n1(self) -> bool:
@@ -198,6 +211,8 @@ def _n1_fields(n1: dict[str, Any] | None) -> dict[str, Any]:
         "n1_mv_min_voltage_pu": float(em["mv_min_pu"]),
         "n1_mv_max_voltage_pu": float(em["mv_max_pu"]),
         "n1_screening_rule": str(n1.get("screening_rule", "")),
+        "n1_pass_rate_target_percent": float(n1.get("pass_rate_target_percent", 0.0)),
+        "n1_contingencies": str(n1.get("contingencies", "heads")),
         "n1_sources": {str(k): str(v) for k, v in n1.get("sources", {}).items()},
     }
 

@@ -48,6 +48,8 @@ class HostingResult:
     bus_trafo: dict[int, int] = field(repr=False)
     #: with ``n1``: per MV feeder, {"status": "ok" | "fails", "worst": what fails already}
     n1_feeders: dict[str, dict] | None = None
+    #: with ``n1``: the district's N-1 pass rate (:class:`lvplan.n1.feeders.PassRate` as a dict)
+    n1_pass_rate: dict | None = None
 
 
 def hosting_capacity(
@@ -142,13 +144,14 @@ def hosting_capacity(
         )
     df = assemble(network.pp, parts + extra, prep.bus_transformer)
     t2 = now()
-    n1_feeders = None
+    n1_feeders = n1_rate = None
     if n1:
         if not crit.has_n1:
             raise InputError(f"profile {crit.profile} has no N-1 rule (--n1)")
         from lvplan.n1.hosting import n1_columns
 
-        df, n1_feeders = n1_columns(network, crit, df, pf=pf_val, max_kw=max_kw)
+        df, n1_feeders, rate = n1_columns(network, crit, df, pf=pf_val, max_kw=max_kw)
+        n1_rate = rate.to_dict()
     stats = RunStats(
         areas=len(prep.problems),
         buses=len(df),
@@ -160,7 +163,7 @@ def hosting_capacity(
     )
     if work_dir:
         store.clear()
-    return HostingResult(df, stats, crit, pf_val, max_kw, prep.bus_trafo, n1_feeders)
+    return HostingResult(df, stats, crit, pf_val, max_kw, prep.bus_trafo, n1_feeders, n1_rate)
 
 
 def area_capacity(

@@ -419,6 +419,7 @@ def write_outputs(
         summary["n1"] = {
             "feeders": n1_feeders,
             "feeders_failing": sorted(k for k, v in n1_feeders.items() if v["status"] != "ok"),
+            "pass_rate": getattr(result, "n1_pass_rate", None),
             "classes": {
                 name: int(((df.hosting_kw_n1 >= lo) & (df.hosting_kw_n1 < hi)).sum())
                 for name, lo, hi, _ in CLASSES

@@ -1,11 +1,18 @@
-"""N-1 states: each contingency option's network, prepared once, judged by the emergency limits.
+"""N-1 states: each contingency option's state, and its network where a new load is judged.
 
-An option (a head section lost, a tie closed) is a :class:`~lvplan.model.network.Network` of
-its own, made from the switched tables: its base is a pandapower load flow, its fast engine
-and exact AC load flow answer a new load exactly as the check's do on the normal network
-(:func:`lvplan.decision._after_state`: the fast engine, the exact load flow near a limit,
-pandapower where the fast engine cannot model the case). It is made on first use, kept on the
-network, and follows the network's reservations (:meth:`Network.reserve`) as the base does.
+An option (a head section lost, a tie closed) has two levels, each made on first use, kept on
+the network and brought up to the network's reservations (:meth:`Network.reserve`):
+
+* its **state** without a new load (:meth:`N1Context.state`): the exact AC load flow of the
+  switched model from the network's own base (:func:`lvplan.evaluation.switched_state`:
+  the head section's stamp removed, the tie's stamp moved or its buses fused, Newton-Raphson
+  to the reference tolerance; no pandapower run). This is all that ``feeder_n1``, ``inspect``,
+  the map's choice of options and the "fails already" rule read. Where that model does not
+  cover the switching, or finds no solution, pandapower on the switched tables decides;
+* its **network** (:meth:`N1Context.prepared`), for a new load: a
+  :class:`~lvplan.model.network.Network` of the switched tables (a pandapower load flow as its
+  base) whose fast engine and exact AC load flow answer a new load exactly as the check's do
+  on the normal network (:func:`lvplan.decision._after_state`).
 
 The N-1 judgement covers the MV network (buses 1-35 kV, lines between them, HV/MV units)
 against the profile's emergency limits (:meth:`Criteria.emergency`): the transfer capability
@@ -28,25 +35,38 @@ from lvplan.changes.apply import apply_changes
 from lvplan.criteria import Criteria
 from lvplan.criteria.judge import Judgement, Limits, Violation
 from lvplan.errors import PowerFlowError
+from lvplan.evaluation import SwitchingUnsupported, switched_state
 from lvplan.kinds import BindingKind, ElementRef, Engine
 from lvplan.model.network import Network
 from lvplan.model.topology import LV_MAX_KV, MV_MAX_KV
 from lvplan.n1.contingency import Contingency, N1Topology, Option, find_contingencies
+from lvplan.powerflow.state import GridState
 
 PASS, FAIL, NO_TIE, NOT_ASSESSABLE = "pass", "fail", "no_restoring_tie", "not_assessable"
 
 
 @dataclass
 class Prepared:
-    """One option's network, its emergency limits and its state before any new load."""
+    """One option's network (for a new load), its emergency limits and MV scope."""
 
     option: Option
     network: Network | None
     error: str | None = None
     limits: Limits | None = None
     skips: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-    before: Judgement | None = None
     version: tuple = ()
+
+
+@dataclass
+class OptionState:
+    """One option's state before any new load, judged by the emergency limits (MV only)."""
+
+    state: GridState | None
+    before: Judgement | None
+    min_margin: float  # -inf: no solution
+    error: str | None
+    engine: str | None  # "newton" (the switched model) or "pandapower"
+    version: tuple
 
 
 def mv_scope(pp_net) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -71,9 +91,49 @@ class N1Context:
         self.network = network
         self.criteria = criteria
         self.emergency = criteria.emergency()
-        self.topology: N1Topology = find_contingencies(network.pp)
+        self.topology: N1Topology = find_contingencies(
+            network.pp, sections=criteria.n1_contingencies == "sections"
+        )
+        # switching changes no row of the tables: one set of limits and one MV scope for all
+        self.limits = Limits(network.pp, self.emergency)
+        self.skips = mv_scope(network.pp)
         self._prepared: dict[Option, Prepared] = {}
+        self._states: dict[Option, OptionState] = {}
         self._lock = threading.RLock()
+
+    def state(self, option: Option) -> OptionState:
+        """The option's state without a new load, as the network stands (reservations
+        included): the switched model's exact load flow, pandapower where it cannot be used."""
+        net = self.network
+        with self._lock:
+            key = (net.version, id(net))
+            hit = self._states.get(option)
+            if hit is None or hit.version != key:
+                hit = self._solve(option, key)
+                self._states[option] = hit
+            return hit
+
+    def _solve(self, option: Option, key: tuple) -> OptionState:
+        st: GridState | None = None
+        engine = "newton"
+        try:
+            st = switched_state(self.network, option.changes)
+        except (SwitchingUnsupported, PowerFlowError):
+            # not modelled, or no solution from the base's point: pandapower decides
+            prep = self.prepared(option)
+            engine = "pandapower"
+            if prep.network is not None and prep.error is None:
+                try:
+                    st = prep.network.base_state()
+                except PowerFlowError as exc:
+                    prep.error = str(exc)
+            if st is None:
+                err = f"the switched network's load flow: {prep.error}"
+                return OptionState(None, None, -math.inf, err, engine, key)
+        sk = self.skips
+        j = self.limits.judge(st, skip_bus=sk[0], skip_line=sk[1], skip_trafo=sk[2])
+        m = self.limits.min_margin(st, skip_bus=sk[0], skip_line=sk[1], skip_trafo=sk[2])
+        return OptionState(st, j, m, None, engine, key)
 
     def prepared(self, option: Option) -> Prepared:
         """The option's network, made on first use and brought up to the network's
@@ -101,10 +161,7 @@ class N1Context:
             validate=False,
             owned=True,
         )
-        prep = Prepared(option, out)
-        prep.limits = Limits(changed, self.emergency)
-        prep.skips = mv_scope(changed)
-        return prep
+        return Prepared(option, out, limits=self.limits, skips=self.skips)
 
     def _follow(self, prep: Prepared) -> None:
         net, own = self.network, prep.network
@@ -118,14 +175,10 @@ class N1Context:
         if new:
             own.reserve(new)
         try:
-            st = own.base_state()
-            assert prep.limits is not None and prep.skips is not None
-            prep.before = prep.limits.judge(
-                st, skip_bus=prep.skips[0], skip_line=prep.skips[1], skip_trafo=prep.skips[2]
-            )
+            own.base_state()
             prep.error = None
         except PowerFlowError as exc:
-            prep.error, prep.before = str(exc), None
+            prep.error = str(exc)
         prep.version = (net.version, id(net))
 
     def relevant(self, feeder: str | None) -> list[Contingency]:
@@ -141,6 +194,7 @@ def n1_context(network: Network, criteria: Criteria) -> N1Context:
         criteria.n1_mv_max_voltage_pu,
         criteria.n1_line_max_loading_percent,
         criteria.n1_trafo_max_loading_percent,
+        criteria.n1_contingencies,
     )
     hit = network.contexts.get(key)
     if hit is None:
@@ -224,21 +278,20 @@ def judge_option(
     limits on the MV network; near a limit the exact AC load flow decides."""
     from lvplan.decision import _after_state, _context
 
+    if bus is None:
+        return base_outcome(ctx, option)
     prep = ctx.prepared(option)
     if prep.network is None or prep.error is not None:
         return OptionOutcome(option, False, [], None, -math.inf, None, prep.error)
     assert prep.limits is not None and prep.skips is not None
     net = prep.network
-    if bus is None:
-        st, engine = net.base_state(), Engine.PANDAPOWER
-    else:
-        if not net.live.bus[net.bus_row(bus)]:
-            return OptionOutcome(option, False, [], None, -math.inf, None, "bus not supplied")
-        octx = _context(net, ctx.emergency)
-        try:
-            st, engine, _, _ = _after_state(net, octx, bus, p_mw, q_mvar, cable, method, prep.skips)
-        except PowerFlowError as exc:
-            return OptionOutcome(option, False, [], None, -math.inf, None, str(exc))
+    if not net.live.bus[net.bus_row(bus)]:
+        return OptionOutcome(option, False, [], None, -math.inf, None, "bus not supplied")
+    octx = _context(net, ctx.emergency)
+    try:
+        st, engine, _, _ = _after_state(net, octx, bus, p_mw, q_mvar, cable, method, prep.skips)
+    except PowerFlowError as exc:
+        return OptionOutcome(option, False, [], None, -math.inf, None, str(exc))
     j = prep.limits.judge(
         st, skip_bus=prep.skips[0], skip_line=prep.skips[1], skip_trafo=prep.skips[2]
     )
@@ -249,17 +302,14 @@ def judge_option(
 
 
 def base_outcome(ctx: N1Context, option: Option) -> OptionOutcome:
-    """An option as it is, without a new load (its prepared base state)."""
-    prep = ctx.prepared(option)
-    if prep.network is None or prep.error is not None or prep.before is None:
-        return OptionOutcome(option, False, [], None, -math.inf, None, prep.error)
-    assert prep.limits is not None and prep.skips is not None
-    sk = prep.skips
-    m = prep.limits.min_margin(
-        prep.network.base_state(), skip_bus=sk[0], skip_line=sk[1], skip_trafo=sk[2]
+    """An option as it is, without a new load (:meth:`N1Context.state`)."""
+    st = ctx.state(option)
+    j = st.before
+    if j is None:
+        return OptionOutcome(option, False, [], None, -math.inf, None, st.error)
+    return OptionOutcome(
+        option, not j.violations, list(j.violations), j.min_margin, st.min_margin, None
     )
-    j = prep.before
-    return OptionOutcome(option, not j.violations, list(j.violations), j.min_margin, m, None)
 
 
 def judge_contingency(

@@ -11,6 +11,10 @@ Where the profile requires full N-1 for the application's area class:
 * a decision that does not fit already gets the N-1 violations added to its list;
 * ``headroom_kw`` is the smaller of the normal-state and the N-1 headroom.
 
+Class C (``pass_rate`` in ``cn``) is a district target, not a rule for one application: the
+decision stays the normal state's and the ``n1`` section says so, with the target; the pass
+rate itself is computed by ``lvplan inspect`` and the N-1 map (:func:`lvplan.n1.feeders.pass_rate`).
+
 The ``n1`` section lists every contingency judged, its status, its best option, its worst
 margin, and the k/(k+1) screening indicator of the feeders. A profile without N-1 (``en50160``)
 adds nothing; an application whose class needs no full N-1 gets ``{"applied": false}``.
@@ -25,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from lvplan.criteria import Criteria
-from lvplan.errors import PowerFlowError
+from lvplan.errors import InputError, PowerFlowError
 from lvplan.kinds import Engine, Verdict
 from lvplan.model.network import Network
 from lvplan.n1.assess import (
@@ -55,10 +59,25 @@ def with_n1(
     cable,
     headroom: bool,
 ):
-    """``d`` (the normal-state decision) with the N-1 rule of ``crit`` applied."""
+    """``d`` (the normal-state decision) with the N-1 rule of ``crit`` applied. InputError
+    for an area class the profile does not know."""
+    if area_class is not None and area_class not in crit.n1_by_area_class:
+        known = ", ".join(crit.n1_by_area_class)
+        raise InputError(f"unknown area class {area_class!r}; known: {known}")
     level = crit.n1_level(area_class)
     cls = area_class or crit.n1_default_area_class or None
     sect: dict[str, Any] = {"applied": False, "level": level, "area_class": cls}
+    if level == "pass_rate":
+        # class C: a target for the district's share of feeders passing N-1, not a rule for
+        # one application; the decision is the normal state's
+        sect["pass_rate_target_percent"] = crit.n1_pass_rate_target_percent
+        sect["reason"] = (
+            f"area class {cls}: N-1 is a district pass-rate target in profile {crit.profile} "
+            f"({crit.n1_pass_rate_target_percent:g} % of feeders passing N-1), not a "
+            "per-application rule: the decision is the normal state's; the district's pass "
+            "rate is in `lvplan inspect` and the N-1 map's summary"
+        )
+        return dataclasses.replace(d, n1=sect)
     if level != "full":
         sect["reason"] = (
             "the application names no area class (N-1 is judged for classes "
@@ -152,12 +171,7 @@ def _option_margin(ctx: N1Context, option: Option, bus: int, p: float, qv: float
 
 
 def _base_margin(ctx: N1Context, option: Option) -> float:
-    prep = ctx.prepared(option)
-    if prep.network is None or prep.error is not None or prep.limits is None or prep.skips is None:
-        return -math.inf
-    sk = prep.skips
-    st = prep.network.base_state()
-    return prep.limits.min_margin(st, skip_bus=sk[0], skip_line=sk[1], skip_trafo=sk[2])
+    return ctx.state(option).min_margin
 
 
 def n1_headroom_kw(

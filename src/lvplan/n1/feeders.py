@@ -1,5 +1,6 @@
 """N-1 per feeder, as the network stands: what ``lvplan inspect`` lists and what a planner or
-optimiser reads (:func:`feeder_n1`, also under changes)."""
+optimiser reads (:func:`feeder_n1`, also under changes), and the district's N-1 pass rate
+(:func:`pass_rate`: the class C target of profile ``cn``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from typing import Any
 from lvplan.criteria import Criteria
 from lvplan.errors import PowerFlowError
 from lvplan.model.network import Network
-from lvplan.n1.assess import FAIL, NO_TIE, NOT_ASSESSABLE, ContingencyOutcome, judge_contingency
+from lvplan.n1.assess import (
+    FAIL,
+    NO_TIE,
+    NOT_ASSESSABLE,
+    PASS,
+    ContingencyOutcome,
+    judge_contingency,
+)
 from lvplan.n1.assess import n1_context as _n1_context
 from lvplan.n1.assess import screening as _screening
 
@@ -100,3 +108,72 @@ def feeder_n1_or_error(network: Network, criteria: Criteria) -> tuple[list[Feede
         return feeder_n1(network, criteria), None
     except PowerFlowError as exc:
         return [], str(exc)
+
+
+@dataclass(frozen=True)
+class PassRate:
+    """The share of feeders (each with every contingency restored within the emergency
+    limits) and of contingencies passing N-1, against the profile's class C target (feeder
+    basis). Feeders with no head section (no contingency) are not counted."""
+
+    feeders: int
+    feeders_passing: int
+    contingencies: int
+    contingencies_passing: int
+    target_percent: float
+    classes: tuple[str, ...]  # the area classes whose N-1 rule is this target
+
+    @property
+    def feeder_percent(self) -> float | None:
+        return None if not self.feeders else 100.0 * self.feeders_passing / self.feeders
+
+    @property
+    def contingency_percent(self) -> float | None:
+        n = self.contingencies
+        return None if not n else 100.0 * self.contingencies_passing / n
+
+    @property
+    def meets_target(self) -> bool | None:
+        p = self.feeder_percent
+        return None if p is None else p >= self.target_percent - 1e-9
+
+    def to_dict(self) -> dict[str, Any]:
+        fp, cp = self.feeder_percent, self.contingency_percent
+        return {
+            "feeders": self.feeders,
+            "feeders_passing": self.feeders_passing,
+            "feeder_pass_rate_percent": None if fp is None else round(fp, 1),
+            "contingencies": self.contingencies,
+            "contingencies_passing": self.contingencies_passing,
+            "contingency_pass_rate_percent": None if cp is None else round(cp, 1),
+            "target_percent": self.target_percent,
+            "meets_target": self.meets_target,
+            "applies_to_area_classes": list(self.classes),
+        }
+
+    def text(self) -> str:
+        fp, cp = self.feeder_percent, self.contingency_percent
+        if fp is None or cp is None:
+            return "N-1 pass rate: no feeder with a head section"
+        verdict = "meets" if self.meets_target else "below"
+        return (
+            f"N-1 pass rate: {self.feeders_passing} of {self.feeders} feeders ({fp:.1f} %), "
+            f"{self.contingencies_passing} of {self.contingencies} contingencies ({cp:.1f} %); "
+            f"class {', '.join(self.classes) or '-'} target {self.target_percent:g} % of "
+            f"feeders: {verdict}"
+        )
+
+
+def pass_rate(outcomes: dict[str, list[ContingencyOutcome]], criteria: Criteria) -> PassRate:
+    """The N-1 pass rate of ``outcomes`` (feeder -> its contingencies judged without a new
+    load): a contingency passes when one option restores it within the emergency limits
+    (``no_restoring_tie`` and ``not_assessable`` do not pass); a feeder when all of its do."""
+    counted = {k: v for k, v in outcomes.items() if v}
+    return PassRate(
+        feeders=len(counted),
+        feeders_passing=sum(all(c.status == PASS for c in v) for v in counted.values()),
+        contingencies=sum(len(v) for v in counted.values()),
+        contingencies_passing=sum(c.status == PASS for v in counted.values() for c in v),
+        target_percent=criteria.n1_pass_rate_target_percent,
+        classes=tuple(k for k, v in criteria.n1_by_area_class.items() if v == "pass_rate"),
+    )

@@ -20,13 +20,15 @@ import pandas as pd
 from lvplan.criteria import Criteria
 from lvplan.model.network import Network
 from lvplan.n1.assess import FAIL, NO_TIE, NOT_ASSESSABLE, judge_contingency, mv_scope, n1_context
+from lvplan.n1.feeders import PassRate, pass_rate
 
 
 def n1_columns(
     network: Network, crit: Criteria, table: pd.DataFrame, *, pf: float, max_kw: float
-) -> tuple[pd.DataFrame, dict]:
-    """``table`` (the map, one row per bus) with ``hosting_kw_n1`` and ``binding_n1``, and
-    per-feeder facts for ``transformers.csv`` (feeder -> status, worst violation)."""
+) -> tuple[pd.DataFrame, dict, PassRate]:
+    """``table`` (the map, one row per bus) with ``hosting_kw_n1`` and ``binding_n1``,
+    per-feeder facts for ``transformers.csv`` (feeder -> status, worst violation), and the
+    district's N-1 pass rate (for ``summary.json``)."""
     from lvplan.hosting.area import solve_area
     from lvplan.hosting.build import prepare
 
@@ -105,4 +107,7 @@ def n1_columns(
     out = table.copy()
     out["hosting_kw_n1"] = np.floor(kw_n1 * 10.0 + 1e-9) / 10.0
     out["binding_n1"] = binding
-    return out, feeders
+    rate = pass_rate(
+        {name: [outcomes[c.id] for c in f.contingencies] for name, f in top.feeders.items()}, crit
+    )
+    return out, feeders, rate

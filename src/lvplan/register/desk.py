@@ -72,10 +72,10 @@ def normalise_request(body: Any, *, need_id: bool) -> dict[str, Any]:
             if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
                 raise InputError(f"{k}: must be a finite number")
             out[k] = float(v)
-        if body.get("area_class") is not None:
-            if not isinstance(body["area_class"], str):
-                raise InputError("area_class: must be a string (A+, A, B, C, D or E)")
-            out["area_class"] = body["area_class"]
+    if body.get("area_class") is not None:  # by bus too: it says whether N-1 applies
+        if not isinstance(body["area_class"], str):
+            raise InputError("area_class: must be a string (A+, A, B, C, D or E)")
+        out["area_class"] = body["area_class"]
     kw = body.get("kw")
     if isinstance(kw, bool) or not isinstance(kw, int | float):
         raise InputError("kw: must be a number")
@@ -133,6 +133,10 @@ def validate_request(network: Network, criteria: Criteria, req: dict[str, Any]) 
                 pf=req.get("pf"),
                 criteria=criteria,
             )
+            cls = req.get("area_class")
+            if cls is not None and cls not in criteria.supply_radius_m:
+                known = ", ".join(criteria.supply_radius_m)
+                raise InputError(f"area_class: unknown area class {cls!r}; known: {known}")
             return
         get_category(req.get("category") or criteria.default_category)
         for k, lim in (("lon", 180.0), ("lat", 90.0)):
@@ -357,6 +361,7 @@ class Desk:
                 category=req.get("category"),
                 pf=req.get("pf"),
                 criteria=self.criteria,
+                area_class=req.get("area_class"),
             )
         from lvplan.locate import check_location
 
