@@ -15,10 +15,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from lvplan.criteria import Criteria
@@ -194,9 +196,21 @@ def plan(
     workers: int = 2,
     discount_rate: float = 0.0,
     progress: Callable[[str], None] | None = None,
+    scheduler: str | None = None,
+    work_dir: str | Path | None = None,
+    resume: bool = False,
+    by_island: bool = True,
 ) -> Plan:
     """The cheapest plan (``method="optimal"``) or the greedy one that serves ``demand`` (a
-    :class:`DemandSet`, a CSV path or a DataFrame) within the profile, AC-verified."""
+    :class:`DemandSet`, a CSV path or a DataFrame) within the profile, AC-verified.
+
+    Where the demands fall on more than one group of MV islands
+    (:mod:`lvplan.planning.islands`), each group is planned on its own sub-network, on
+    ``workers`` local processes or the Dask scheduler at ``scheduler``
+    (:mod:`lvplan.planning.groups`); with ``work_dir`` each finished group is kept there, and
+    ``resume`` reuses those of an interrupted run with the same inputs. With one group (or a
+    budget, which couples every demand, or ``by_island=False``), the whole network is one
+    plan and ``workers`` are CP-SAT's search workers."""
     from lvplan.decision import resolve_criteria
 
     if method not in METHODS:
@@ -212,11 +226,76 @@ def plan(
     crit = resolve_criteria(criteria)
     meas = measures or load_measures()
     ds = demand if isinstance(demand, DemandSet) else read_demand(demand, network, crit)
+    if by_island and budget_cny is None:
+        from lvplan.planning.groups import plan_by_groups
+        from lvplan.planning.islands import island_groups
+
+        groups = island_groups(network, ds.demands, crit.detour_factor)
+        if len(groups) > 1:
+            say(
+                f"islands: {len(groups)} groups of MV islands (largest {len(groups[0].islands)} "
+                f"islands, {groups[0].buses.size} buses, {len(groups[0].demands)} demands)"
+            )
+            return plan_by_groups(
+                network,
+                ds,
+                groups,
+                crit,
+                meas,
+                method=method,
+                time_limit_s=time_limit_s,
+                workers=workers,
+                discount_rate=discount_rate,
+                say=say,
+                scheduler=scheduler,
+                work_dir=None if work_dir is None else Path(work_dir),
+                resume=resume,
+                t0=t0,
+            )
+    return plan_network(
+        network,
+        ds,
+        crit,
+        meas,
+        method=method,
+        time_limit_s=time_limit_s,
+        budget_cny=budget_cny,
+        workers=workers,
+        discount_rate=discount_rate,
+        say=say,
+        t0=t0,
+    )
+
+
+def plan_network(
+    network: Network,
+    ds: DemandSet,
+    crit: Criteria,
+    meas: Measures,
+    *,
+    method: str,
+    time_limit_s: float,
+    budget_cny: float | None = None,
+    workers: int = 2,
+    discount_rate: float = 0.0,
+    say: Callable[[str], None] = lambda _m: None,
+    t0: float | None = None,
+    site_tag: str = "",
+) -> Plan:
+    """The plan of one network (the whole of it: no split by island); ``site_tag`` goes into
+    the names of its new substations (``new substation S<tag>.<n>``) so that the plans of
+    several groups name theirs apart."""
+    t0 = time.perf_counter() if t0 is None else t0
     order = sorted(
         range(len(ds.demands)),
         key=lambda i: (ds.demands[i].year if ds.demands[i].year is not None else 0, i),
     )
     inst = build_instance(network, ds.demands, crit, meas)
+    if site_tag:
+        inst.sites = [
+            dataclasses.replace(s, name=f"new substation S{site_tag}.{s.id + 1}")
+            for s in inst.sites
+        ]
     say(
         f"candidates: {inst.stats['options']} connection options, {inst.stats['sites']} sites, "
         f"{inst.stats['upgrades']} upgrades; {len(inst.unservable)} demands unservable"
