@@ -30,6 +30,9 @@ class _State:
     built: dict[int, int] = field(default_factory=dict)  # element key -> upgrade chosen
     sites: set[int] = field(default_factory=set)
     src: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # load per source
+    #: the 10 kV drop at every area's and site's row with the committed loads (grid.mv @ src),
+    #: kept up to date on each commit: a trial adds one column, so a check is linear
+    mv_drop: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     terminals: dict[int, list[int]] = field(default_factory=dict)  # area -> chosen options
     site_terms: dict[int, list[int]] = field(default_factory=dict)
     cut_used: list[int] = field(default_factory=list)
@@ -55,7 +58,14 @@ class Greedy:
     def __init__(self, grid: LinearGrid):
         self.g = grid
         self.why = ""
-        self.st = _State(cut_used=[0] * len(grid.cuts), src=np.zeros(grid.mv.shape[1], np.int64))
+        self.st = _State(
+            cut_used=[0] * len(grid.cuts),
+            src=np.zeros(grid.mv.shape[1], np.int64),
+            mv_drop=np.zeros(grid.mv.shape[0], np.int64),
+        )
+        #: (rows, slacks, area or -1, site or -1) of the areas and sites with a slack: arrays
+        #: remade after a commit changed them
+        self._slack_arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     # -- voltage slack of one area under given loads and upgrades --------------------------------
     def _area_slack(
@@ -96,16 +106,36 @@ class Greedy:
                 worst, path = v, o.path
         return worst, path
 
-    def _mv_ok(self, src: np.ndarray, skip_area: int | None, skip_site: int | None) -> bool:
-        """Every other area and site keeps its voltage with the 10 kV drops of ``src``."""
-        g = self.g
-        for a, s in self.st.slack.items():
-            if a != skip_area and s < int(g.mv[g.areas[a].mv] @ src):
-                return False
-        for sid, s in self.st.site_slack.items():
-            if sid != skip_site and s < int(g.mv[g.sites[sid].mv] @ src):
-                return False
-        return True
+    def _drop(self, row: int, col: int, units: int) -> int:
+        """The 10 kV drop at ``row`` with the committed loads and ``units`` more at ``col``
+        (none: -1)."""
+        d = int(self.st.mv_drop[row])
+        return d + int(self.g.mv[row, col]) * units if col >= 0 else d
+
+    def _mv_ok(self, col: int, units: int, skip_area: int | None, skip_site: int | None) -> bool:
+        """Every other area and site keeps its voltage with ``units`` more at source ``col``
+        (one vectorised pass: the committed drops plus that column)."""
+        if self._slack_arrays is None:
+            g, st = self.g, self.st
+            rows = [g.areas[a].mv for a in st.slack] + [g.sites[s].mv for s in st.site_slack]
+            self._slack_arrays = (
+                np.array(rows, np.int64),
+                np.array([*st.slack.values(), *st.site_slack.values()], np.int64),
+                np.array([*st.slack, *([-1] * len(st.site_slack))], np.int64),
+                np.array([*([-1] * len(st.slack)), *st.site_slack], np.int64),
+            )
+        rows, slack, area, site = self._slack_arrays
+        if not rows.size:
+            return True
+        drop = self.st.mv_drop[rows]
+        if col >= 0:
+            drop = drop + self.g.mv[rows, col] * units
+        bad = slack < drop
+        if skip_area is not None:
+            bad &= area != skip_area
+        if skip_site is not None:
+            bad &= site != skip_site
+        return not bool(bad.any())
 
     def _site_slack(self, sid: int, load: int, extra: int | None) -> int:
         g = self.g
@@ -190,21 +220,19 @@ class Greedy:
     def _try_measures(self, k: int) -> tuple[int, dict[int, int]] | None:
         g, st = self.g, self.st
         o = g.options[k]
-        src = st.src.copy()
-        if o.src >= 0:
-            src[o.src] += o.units
+        col, units = o.src, o.units
         if o.site is not None:
             s = g.sites[o.site]
             load = st.site_load.get(o.site, 0) + o.units
             if load > s.cap:
                 return self._no(f"{g.inst.sites[o.site].name} would be over its rating")
-            if self._site_slack(o.site, load, k) < int(g.mv[s.mv] @ src):
+            if self._site_slack(o.site, load, k) < self._drop(s.mv, col, units):
                 return self._no(f"the voltage at {g.inst.sites[o.site].name}'s customers")
-            if not self._mv_ok(src, None, o.site):
+            if not self._mv_ok(col, units, None, o.site):
                 return self._no("the 10 kV voltage drop it adds elsewhere")
             return o.cost + (0 if o.site in st.sites else s.cost), {}
         if o.area is None:
-            if not self._mv_ok(src, None, None):
+            if not self._mv_ok(col, units, None, None):
                 return self._no("the 10 kV voltage drop it adds elsewhere")
             return o.cost, {}
         a = o.area
@@ -234,7 +262,7 @@ class Greedy:
         # voltage: the best gain per CNY on the worst point's path, until every point holds
         for _ in range(64):
             slack, path = self._area_slack(a, line_load, t_load, built, k)
-            need = int(g.mv[ag.mv] @ src) - slack
+            need = self._drop(ag.mv, col, units) - slack
             if need <= 0:
                 break
             best: tuple[float, int, int] | None = None
@@ -257,7 +285,7 @@ class Greedy:
             new[best[1]] = built[best[1]] = best[2]
         else:
             return self._no(f"the LV voltage in the area of trafo {ag.trafo} cannot be held")
-        if not self._mv_ok(src, a, None):
+        if not self._mv_ok(col, units, a, None):
             return self._no("the 10 kV voltage drop it adds elsewhere")
         return o.cost + sum(g.up_cost[u] for u in new.values()), new
 
@@ -266,6 +294,8 @@ class Greedy:
         o = g.options[k]
         if o.src >= 0:
             st.src[o.src] += o.units
+            st.mv_drop += g.mv[:, o.src] * o.units
+        self._slack_arrays = None
         for c, (coefs, _rhs) in enumerate(g.cuts):
             st.cut_used[c] += coefs.get(k, 0)
         st.built.update(new)

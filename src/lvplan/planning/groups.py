@@ -47,7 +47,8 @@ from lvplan.planning.islands import IslandGroup, subnetwork
 from lvplan.planning.measures import Measures
 from lvplan.planning.model import Solution
 
-#: each group's time: its share (by demands) of what the workers have, at least this
+#: each group's time: its share (by demands) of what the workers have, at least this (at most
+#: the whole time limit)
 MIN_GROUP_S = 10.0
 _BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -204,7 +205,7 @@ def plan_by_groups(
                 crit,
                 meas,
                 method,
-                max(MIN_GROUP_S, min(share, time_limit_s)),
+                min(time_limit_s, max(MIN_GROUP_S, share)),
                 1 if parallel else workers,
                 discount_rate,
             )
