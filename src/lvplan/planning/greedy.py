@@ -117,9 +117,9 @@ class Greedy:
         (one vectorised pass: the committed drops plus that column)."""
         if self._slack_arrays is None:
             g, st = self.g, self.st
-            rows = [g.areas[a].mv for a in st.slack] + [g.sites[s].mv for s in st.site_slack]
+            at = [g.areas[a].mv for a in st.slack] + [g.sites[s].mv for s in st.site_slack]
             self._slack_arrays = (
-                np.array(rows, np.int64),
+                np.array(at, np.int64),
                 np.array([*st.slack.values(), *st.site_slack.values()], np.int64),
                 np.array([*st.slack, *([-1] * len(st.site_slack))], np.int64),
                 np.array([*([-1] * len(st.slack)), *st.site_slack], np.int64),
