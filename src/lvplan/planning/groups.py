@@ -43,7 +43,7 @@ from lvplan.io.atomic import write_bytes_atomic
 from lvplan.model.network import Network
 from lvplan.planning.candidates import Instance
 from lvplan.planning.demand import Demand, DemandSet
-from lvplan.planning.islands import IslandGroup, subnetwork
+from lvplan.planning.islands import IslandGroup, SubNetworks
 from lvplan.planning.measures import Measures
 from lvplan.planning.model import Solution
 
@@ -184,8 +184,9 @@ def plan_by_groups(
     left = max(time_limit_s - (time.perf_counter() - t0), MIN_GROUP_S)
     jobs: list[GroupJob] = []
     results: dict[int, GroupResult] = {}
+    cutter = SubNetworks(network, [g.buses for g in groups])
     for j, g in enumerate(groups):
-        sub = subnetwork(network, g.buses, f"{network.name} group {j + 1}")
+        sub = cutter.make(j, f"{network.name} group {j + 1}")
         dem = tuple(ds.demands[i] for i in g.demands)
         key = group_key(sub, dem, settings)
         hit = store.get(key) if resume else None
@@ -365,6 +366,7 @@ def join(
             "islands": len(g.islands),
             "buses": int(g.buses.size),
             "demands": len(g.demands),
+            "capped": len(g.capped),
         }
         if p is None:
             why = f"its group of MV islands has no verified plan: {res.error}"
