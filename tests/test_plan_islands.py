@@ -197,3 +197,32 @@ def test_cli_workers_and_resume(city, tmp_path, capsys):
     assert main([*args, "--resume", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--resume" in err[0]
+
+
+def test_capped_groups_keep_a_verified_plan(city, cn, tmp_path, monkeypatch):
+    """Demands near the substation reach all three feeders; with the group caps at one bus no
+    two islands join, each demand keeps its nearest island's options only, and the joined plan
+    still passes the judge on the whole network."""
+    from lvplan.planning import islands
+
+    net, _ = city
+    lon, lat = bus_lonlat(net)
+    names = net.pp.bus.name.astype(str)
+    rows = []
+    for t in (1, 2, 17, 18, 33, 34):
+        r = int(np.flatnonzero(names == f"T{t} b3")[0])
+        rows.append(
+            {"id": f"N{t}", "kw": 80, "category": "shop", "lon": lon[r], "lat": lat[r] + 2e-4}
+        )
+    demand = tmp_path / "near.csv"
+    pd.DataFrame(rows).to_csv(demand, index=False)
+    ds = read_demand(demand, net, cn)
+    assert len(island_groups(net, ds.demands, cn.detour_factor)) == 1  # uncapped: all coupled
+    monkeypatch.setattr(islands, "MAX_GROUP_BUSES", 1)
+    p = make_plan(net, demand, criteria=cn, method="greedy", workers=1)
+    rows_out = p.summary()["solver"]["parts"]
+    assert len(rows_out) == 3 and sum(r["capped"] for r in rows_out) >= 1
+    assert p.summary()["demands_served"] == 6
+    before = Reference(net.pp, cn).base
+    reinforced = pp.from_json_string(reinforced_json(p, net))
+    assert not (Reference(reinforced, cn).base - before)

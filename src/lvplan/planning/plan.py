@@ -227,14 +227,22 @@ def plan(
     meas = measures or load_measures()
     ds = demand if isinstance(demand, DemandSet) else read_demand(demand, network, crit)
     if by_island and budget_cny is None:
+        from lvplan.planning import islands
         from lvplan.planning.groups import plan_by_groups
-        from lvplan.planning.islands import island_groups
 
-        groups = island_groups(network, ds.demands, crit.detour_factor)
+        groups = islands.island_groups(
+            network,
+            ds.demands,
+            crit.detour_factor,
+            max_group_buses=islands.MAX_GROUP_BUSES,
+            max_group_demands=islands.MAX_GROUP_DEMANDS,
+        )
         if len(groups) > 1:
+            capped = sum(len(g.capped) for g in groups)
             say(
                 f"islands: {len(groups)} groups of MV islands (largest {len(groups[0].islands)} "
-                f"islands, {groups[0].buses.size} buses, {len(groups[0].demands)} demands)"
+                f"islands, {groups[0].buses.size} buses, {len(groups[0].demands)} demands); "
+                f"{capped} demands keep only their own group's options (group size caps)"
             )
             return plan_by_groups(
                 network,
