@@ -8,7 +8,11 @@ their inputs are unchanged."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import threading
+import time
 
 import numpy as np
 import pandapower as pp
@@ -18,6 +22,7 @@ from reference import Reference
 
 import lvplan
 from lvplan.cli import main
+from lvplan.errors import InputError
 from lvplan.locate import bus_lonlat
 from lvplan.planning import groups as groups_mod
 from lvplan.planning.demand import read_demand
@@ -226,3 +231,55 @@ def test_capped_groups_keep_a_verified_plan(city, cn, tmp_path, monkeypatch):
     before = Reference(net.pp, cn).base
     reinforced = pp.from_json_string(reinforced_json(p, net))
     assert not (Reference(reinforced, cn).base - before)
+
+
+def _kill_a_busy_child(done: threading.Event) -> bool:
+    """SIGKILL one spawned worker process of this test process once it is planning."""
+    import psutil
+
+    me = psutil.Process()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not done.is_set():
+        kids = [p for p in me.children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
+        busy = [p for p in kids if p.cpu_times().user > 1.0]
+        if busy:
+            os.kill(busy[0].pid, signal.SIGKILL)
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_killed_local_worker_loses_nothing(city, cn, greedy_plans):
+    net, demand = city
+    box: dict = {}
+    done = threading.Event()
+
+    def go():
+        try:
+            box["plan"] = make_plan(net, demand, criteria=cn, method="greedy", workers=2)
+        finally:
+            done.set()
+
+    t = threading.Thread(target=go)
+    t.start()
+    killed = _kill_a_busy_child(done)
+    t.join(timeout=600)
+    assert killed, "no worker was busy: the test did not kill anything"
+    p = box["plan"]
+    assert p.cost_cny == pytest.approx(greedy_plans[0].cost_cny, abs=0.01)
+    assert len(p.assignments) == len(greedy_plans[0].assignments)
+
+
+def test_dask_scheduler_gives_the_same_plan(city, cn, greedy_plans):
+    distributed = pytest.importorskip("dask.distributed")
+    net, demand = city
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        p = make_plan(
+            net, demand, criteria=cn, method="greedy", scheduler=cluster.scheduler_address
+        )
+    assert p.cost_cny == pytest.approx(greedy_plans[0].cost_cny, abs=0.01)
+    assert [r["demands"] for r in p.summary()["solver"]["parts"]] == [9, 9]
+    with pytest.raises(InputError, match="cannot reach the Dask scheduler"):
+        make_plan(net, demand, criteria=cn, method="greedy", scheduler="tcp://127.0.0.1:9")

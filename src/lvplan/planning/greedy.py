@@ -66,6 +66,7 @@ class Greedy:
         #: (rows, slacks, area or -1, site or -1) of the areas and sites with a slack: arrays
         #: remade after a commit changed them
         self._slack_arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._explaining: Solution | None = None  # the plan :meth:`explain` has built in
 
     # -- voltage slack of one area under given loads and upgrades --------------------------------
     def _area_slack(
@@ -80,13 +81,14 @@ class Greedy:
         ``extra_term``), the 10 kV term left out, and the worst point's path (lines)."""
         g = self.g
         ag = g.areas[a]
-        d = np.array(
-            [
-                _coef(g.lines[ln], built.get(ln)) * line_load.get(ln, 0) if ln in g.lines else 0
-                for ln in ag.lines
-            ],
-            np.int64,
-        )
+        terms = list(self.st.terminals.get(a, []))
+        if extra_term is not None:
+            terms.append(extra_term)
+        # only the lines on a connection's path carry new load (every other drop is 0)
+        d = np.zeros(len(ag.lines), np.int64)
+        for ln in {ln for k in terms for ln in g.options[k].path}:
+            if ln in g.lines and ln in ag.line_pos:
+                d[ag.line_pos[ln]] = _coef(g.lines[ln], built.get(ln)) * line_load.get(ln, 0)
         tr = g.trafos[ag.trafo]
         d_t = _coef(tr, built.get(-1 - ag.trafo)) * trafo_load
         worst, path = _INF, []
@@ -96,9 +98,6 @@ class Greedy:
             worst = int(leaf[i])
             cols = ag.leaf_paths.indices[ag.leaf_paths.indptr[i] : ag.leaf_paths.indptr[i + 1]]
             path = [ag.lines[c] for c in cols]
-        terms = list(self.st.terminals.get(a, []))
-        if extra_term is not None:
-            terms.append(extra_term)
         for k in terms:
             o = g.options[k]
             v = o.margin - o.cable_drop - d_t - sum(int(d[ag.line_pos[ln]]) for ln in o.path)
@@ -153,16 +152,22 @@ class Greedy:
         return None
 
     def explain(self, sol: Solution, demand: int) -> str:
-        """Why no option of ``demand`` fits the plan ``sol`` (its choices taken as built)."""
+        """Why no option of ``demand`` fits the plan ``sol`` (its choices taken as built). The
+        plan is built into this greedy's state once: explain every unserved demand of one plan
+        with one instance (a fresh one for another plan)."""
         inst = self.g.inst
-        for k in sol.chosen:
-            self._commit(k, {})
-        for u in sol.upgrades:
-            if u in self.g.banned:  # not in the model any more: taken as not built
-                continue
-            up = inst.upgrades[u]
-            is_t = up.kind.value.startswith("transformer")
-            self.st.built[-1 - up.element if is_t else up.element] = u
+        if self._explaining is None:
+            self._explaining = sol
+            for k in sol.chosen:
+                self._commit(k, {})
+            for u in sol.upgrades:
+                if u in self.g.banned:  # not in the model any more: taken as not built
+                    continue
+                up = inst.upgrades[u]
+                is_t = up.kind.value.startswith("transformer")
+                self.st.built[-1 - up.element if is_t else up.element] = u
+        elif self._explaining is not sol:
+            raise ValueError("Greedy.explain: one plan per instance")
         by_why: dict[str, list[str]] = {}
         for k, o in enumerate(inst.options):
             if o.demand != demand:

@@ -393,10 +393,10 @@ def plan_network(
             else:
                 say("the verified greedy plan is as good after the AC cuts: kept")
     result = _result(network, inst, sol, ev, method if budget_cny is None else "budget")
-    final = LinearGrid(inst, mv, cuts)
+    why = Greedy(LinearGrid(inst, mv, cuts))  # the plan built in once, for every unserved
     for u in result.unserved:
         if u["reason"] is None:
-            u["reason"] = "no option fits: " + Greedy(final).explain(sol, u["position"])
+            u["reason"] = "no option fits: " + why.explain(sol, u["position"])
         del u["position"]
     result.ac_rounds = sum(1 for h in history)
     result.runtime_s = time.perf_counter() - t0
