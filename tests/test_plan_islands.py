@@ -191,6 +191,7 @@ def test_cli_workers_and_resume(city, tmp_path, capsys):
     demand = str(city[1])
     out = tmp_path / "plan"
     args = ["plan", net_dir, "--demand", demand, "--method", "greedy", "--json"]
+    assert len(city[0].pp.bus) < groups_mod.POOL_MIN_BUSES  # planned in this process
     assert main([*args, "--workers", "2", "--out", str(out)]) == 0
     first = json.loads(capsys.readouterr().out)
     assert len(first["solver"]["parts"]) == 2
@@ -249,8 +250,9 @@ def _kill_a_busy_child(done: threading.Event) -> bool:
     return False
 
 
-def test_a_killed_local_worker_loses_nothing(city, cn, greedy_plans):
+def test_a_killed_local_worker_loses_nothing(city, cn, greedy_plans, monkeypatch):
     net, demand = city
+    monkeypatch.setattr(groups_mod, "POOL_MIN_BUSES", 0)  # this small city on processes too
     box: dict = {}
     done = threading.Event()
 

@@ -3,7 +3,8 @@
 Each group (:mod:`lvplan.planning.islands`) becomes one job: its sub-network, its demands and
 the settings. A job runs :func:`lvplan.planning.plan.plan_network` (candidates, greedy, the
 optimum, the AC verification loop: all on the sub-network) in a local process
-(``workers`` > 1), in this process (``workers`` = 1), or on a Dask cluster (``scheduler``).
+(``workers`` > 1 on a network of ``POOL_MIN_BUSES`` buses or more), in this process (one
+group after another), or on a Dask cluster (``scheduler``).
 
 Kept work: with a ``work_dir``, every finished group is written (atomically, by this driver
 alone) to ``work_dir/parts/<key>.pkl``, where ``key`` is the sha256 of everything the group's
@@ -51,6 +52,10 @@ from lvplan.planning.model import Solution
 #: the whole time limit)
 MIN_GROUP_S = 10.0
 _BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+#: Below this many buses the groups are planned one after another in this process (CP-SAT
+#: with ``workers`` threads): a spawned worker's start (imports, numba's compilation) costs more
+#: than a small network's groups take (``sz-futian``'s 30 demands: 2 groups, under 2 s).
+POOL_MIN_BUSES = 50_000
 
 
 @dataclass
@@ -181,7 +186,8 @@ def plan_by_groups(
 ):
     """The joined plan of every group (see the module docstring)."""
     store = GroupStore(work_dir, resume=resume)
-    parallel = scheduler is not None or workers > 1
+    pool = workers > 1 and len(network.pp.bus) >= POOL_MIN_BUSES
+    parallel = scheduler is not None or pool
     settings = {
         "criteria": crit.to_dict(),
         "measures": repr(meas),
@@ -190,7 +196,7 @@ def plan_by_groups(
         "discount_rate": discount_rate,
     }
     total = sum(len(g.demands) for g in groups) or 1
-    slots = 1 if scheduler is None and workers <= 1 else max(workers, 1)
+    slots = max(workers, 1) if parallel else 1
     left = max(time_limit_s - (time.perf_counter() - t0), MIN_GROUP_S)
     jobs: list[GroupJob] = []
     results: dict[int, GroupResult] = {}
@@ -246,7 +252,7 @@ def plan_by_groups(
 
     if scheduler:
         _run_dask(jobs, finish, scheduler)
-    elif workers <= 1 or len(jobs) <= 1:
+    elif not pool or len(jobs) <= 1:
         for job in jobs:
             finish(run_group(job))
     else:
