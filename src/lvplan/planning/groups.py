@@ -257,7 +257,9 @@ def plan_by_groups(
             finish(run_group(job))
     else:
         _run_pool(jobs, finish, workers)
+    t_join = time.perf_counter()
     out = join(network, ds, groups, [results[j] for j in range(len(groups))], method)
+    say(f"joined {len(groups)} groups in {time.perf_counter() - t_join:.1f} s")
     out.runtime_s = time.perf_counter() - t0
     out.discount_rate = discount_rate
     return out
