@@ -192,8 +192,8 @@ def plan_by_groups(
         "criteria": crit.to_dict(),
         "measures": repr(meas),
         "method": method,
-        "time_limit_s": time_limit_s,
-        "discount_rate": discount_rate,
+        "time_limit_s": float(time_limit_s),  # 900 and 900.0 are one setting
+        "discount_rate": float(discount_rate),
     }
     total = sum(len(g.demands) for g in groups) or 1
     slots = max(workers, 1) if parallel else 1
