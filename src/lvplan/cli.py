@@ -118,8 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument(
         "--workers",
         default="2",
-        help="local processes, one group of MV islands each (a network of one group: CP-SAT's "
-        "search workers); default 2",
+        help="local processes, one group of MV islands each, on networks of 50,000 buses or "
+        "more (otherwise CP-SAT's search workers); default 2",
     )
     pl.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://10.0.0.5:8786")
     pl.add_argument("--resume", metavar="DIR", help="reuse the finished groups of a run in DIR")
