@@ -178,3 +178,23 @@ def test_a_replaced_section_is_one_new_cable(loop):
     )
     row = done.pp.line.loc[0]
     assert (int(row.parallel), float(row.df), float(row.max_i_ka)) == (1, 1.0, 0.5)
+
+
+def test_n1_demands_are_planned_with_the_ties_between_mv_islands(cn):
+    """sz-futian's two feeders are two MV islands (each from its own source) tied by a
+    normally open switch: planned island by island, neither loop would see its restoring tie.
+    With N-1 demands the network is planned as one, and both contingencies pass."""
+    from pathlib import Path
+
+    import lvplan
+
+    sz = lvplan.load_network("sz-futian")
+    demand = Path(__file__).resolve().parents[1] / "studies" / "demand" / "sz-futian-30.csv"
+    crit = cn.with_overrides(n1_default_area_class="A")
+    p = make_plan(sz, demand, criteria=crit, method="greedy", time_limit_s=20)
+    assert p.n1 == {
+        "demands_full_n1": 30,
+        "served": 30,
+        "contingencies_passed": ["loss of line 0 (F1)", "loss of line 21 (F2)"],
+    }
+    assert len(p.assignments) == 30

@@ -216,7 +216,7 @@ def test_study_is_reproducible(study_dir, tmp_path):
     f = tmp_path / "quick.yaml"
     f.write_text(QUICK, encoding="utf-8")
     run_study(f, tmp_path / "again")
-    timing = {"stats", "runtime_s", "timings", "solve_s", "prepare_s", "seconds"}
+    timing = {"stats", "runtime_s", "timings", "solve_s", "prepare_s", "seconds", "cpu_s"}
 
     def untimed(x):
         if isinstance(x, dict):

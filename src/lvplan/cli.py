@@ -115,7 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--time-limit", default="60", help="seconds for the whole plan (60)")
     pl.add_argument("--budget", help="CNY: serve the most design kW within this budget")
     pl.add_argument("--catalogue", help="a measures catalogue (TOML) overriding the built-in")
-    pl.add_argument("--workers", default="2", help="CP-SAT search workers (default 2)")
+    pl.add_argument(
+        "--workers",
+        default="2",
+        help="local processes, one group of MV islands each, on networks of 50,000 buses or "
+        "more (otherwise CP-SAT's search workers); default 2",
+    )
+    pl.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://10.0.0.5:8786")
+    pl.add_argument("--resume", metavar="DIR", help="reuse the finished groups of a run in DIR")
     pl.add_argument("--discount-rate", default="0", help="for the present value, e.g. 0.05")
     pl.add_argument("--progress", action="store_true", help="report each step on stderr")
     a = sub.add_parser(
@@ -491,8 +498,10 @@ def _plan(args: argparse.Namespace, crit) -> int:
     except ValueError:
         raise InputError(f"--discount-rate must be a number, got {args.discount_rate!r}") from None
     measures = load_measures(args.catalogue) if args.catalogue else None
+    if args.resume and not Path(args.resume).is_dir():
+        raise InputError(f"--resume {args.resume}: no such folder")
     net = load_network(args.network)
-    out = Path(args.out or f"plan-{net.name}")
+    out = Path(args.out or args.resume or f"plan-{net.name}")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
     base = out  # the nearest existing folder up the path: checked before the plan runs
@@ -515,6 +524,9 @@ def _plan(args: argparse.Namespace, crit) -> int:
         workers=workers,
         discount_rate=rate,
         progress=say if args.progress else None,
+        scheduler=args.scheduler,
+        work_dir=Path(args.resume) if args.resume else out,
+        resume=bool(args.resume),
     )
     write_plan(result, net, out)
     s = result.summary()

@@ -310,6 +310,36 @@ class Limits:
         out += [(BindingKind.TRANSFORMER, ElementRef("trafo", i), "max") for i in self.trafo_ids]
         return out
 
+    def _n_margins(self) -> int:
+        return 2 * len(self.bus_ids) + len(self.line_ids) + len(self.trafo_ids)
+
+    def margin_label(self, pos: int) -> tuple[BindingKind, ElementRef, str]:
+        """What one position of :meth:`margins` is (as in :meth:`margin_labels`, without
+        labelling every element: a few broken limits of a large network)."""
+        nb, nl = len(self.bus_ids), len(self.line_ids)
+        if not 0 <= pos < self._n_margins():
+            raise IndexError(pos)
+        if pos < 2 * nb:
+            side = "min" if pos < nb else "max"
+            return BindingKind.VOLTAGE, ElementRef("bus", self.bus_ids[pos % nb]), side
+        if pos < 2 * nb + nl:
+            return BindingKind.LINE, ElementRef("line", self.line_ids[pos - 2 * nb]), "max"
+        i = self.trafo_ids[pos - 2 * nb - nl]
+        return BindingKind.TRANSFORMER, ElementRef("trafo", i), "max"
+
+    def margin_position(self, element: ElementRef, side: str) -> int | None:
+        """The position of :meth:`margins` of one element's limit (None: not judged)."""
+        ids = {"bus": self.bus_ids, "line": self.line_ids, "trafo": self.trafo_ids}
+        table = ids.get(element.component)
+        if table is None or element.index is None:
+            return None
+        hit = np.flatnonzero(np.asarray(table) == element.index)
+        if not hit.size or (element.component != "bus" and side != "max"):
+            return None
+        nb, nl = len(self.bus_ids), len(self.line_ids)
+        off = {"bus": 0 if side == "min" else nb, "line": 2 * nb, "trafo": 2 * nb + nl}
+        return off[element.component] + int(hit[0])
+
     def min_margin(
         self, state: GridState, *, skip_bus=None, skip_line=None, skip_trafo=None
     ) -> float:

@@ -30,6 +30,9 @@ class _State:
     built: dict[int, int] = field(default_factory=dict)  # element key -> upgrade chosen
     sites: set[int] = field(default_factory=set)
     src: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # load per source
+    #: the 10 kV drop at every area's and site's row with the committed loads (grid.mv @ src),
+    #: kept up to date on each commit: a trial adds one column, so a check is linear
+    mv_drop: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     terminals: dict[int, list[int]] = field(default_factory=dict)  # area -> chosen options
     site_terms: dict[int, list[int]] = field(default_factory=dict)
     cut_used: list[int] = field(default_factory=list)
@@ -55,7 +58,15 @@ class Greedy:
     def __init__(self, grid: LinearGrid):
         self.g = grid
         self.why = ""
-        self.st = _State(cut_used=[0] * len(grid.cuts), src=np.zeros(grid.mv.shape[1], np.int64))
+        self.st = _State(
+            cut_used=[0] * len(grid.cuts),
+            src=np.zeros(grid.mv.shape[1], np.int64),
+            mv_drop=np.zeros(grid.mv.shape[0], np.int64),
+        )
+        #: (rows, slacks, area or -1, site or -1) of the areas and sites with a slack: arrays
+        #: remade after a commit changed them
+        self._slack_arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._explaining: Solution | None = None  # the plan :meth:`explain` has built in
 
     # -- voltage slack of one area under given loads and upgrades --------------------------------
     def _area_slack(
@@ -70,13 +81,14 @@ class Greedy:
         ``extra_term``), the 10 kV term left out, and the worst point's path (lines)."""
         g = self.g
         ag = g.areas[a]
-        d = np.array(
-            [
-                _coef(g.lines[ln], built.get(ln)) * line_load.get(ln, 0) if ln in g.lines else 0
-                for ln in ag.lines
-            ],
-            np.int64,
-        )
+        terms = list(self.st.terminals.get(a, []))
+        if extra_term is not None:
+            terms.append(extra_term)
+        # only the lines on a connection's path carry new load (every other drop is 0)
+        d = np.zeros(len(ag.lines), np.int64)
+        for ln in {ln for k in terms for ln in g.options[k].path}:
+            if ln in g.lines and ln in ag.line_pos:
+                d[ag.line_pos[ln]] = _coef(g.lines[ln], built.get(ln)) * line_load.get(ln, 0)
         tr = g.trafos[ag.trafo]
         d_t = _coef(tr, built.get(-1 - ag.trafo)) * trafo_load
         worst, path = _INF, []
@@ -86,9 +98,6 @@ class Greedy:
             worst = int(leaf[i])
             cols = ag.leaf_paths.indices[ag.leaf_paths.indptr[i] : ag.leaf_paths.indptr[i + 1]]
             path = [ag.lines[c] for c in cols]
-        terms = list(self.st.terminals.get(a, []))
-        if extra_term is not None:
-            terms.append(extra_term)
         for k in terms:
             o = g.options[k]
             v = o.margin - o.cable_drop - d_t - sum(int(d[ag.line_pos[ln]]) for ln in o.path)
@@ -96,16 +105,36 @@ class Greedy:
                 worst, path = v, o.path
         return worst, path
 
-    def _mv_ok(self, src: np.ndarray, skip_area: int | None, skip_site: int | None) -> bool:
-        """Every other area and site keeps its voltage with the 10 kV drops of ``src``."""
-        g = self.g
-        for a, s in self.st.slack.items():
-            if a != skip_area and s < int(g.mv[g.areas[a].mv] @ src):
-                return False
-        for sid, s in self.st.site_slack.items():
-            if sid != skip_site and s < int(g.mv[g.sites[sid].mv] @ src):
-                return False
-        return True
+    def _drop(self, row: int, col: int, units: int) -> int:
+        """The 10 kV drop at ``row`` with the committed loads and ``units`` more at ``col``
+        (none: -1)."""
+        d = int(self.st.mv_drop[row])
+        return d + int(self.g.mv[row, col]) * units if col >= 0 else d
+
+    def _mv_ok(self, col: int, units: int, skip_area: int | None, skip_site: int | None) -> bool:
+        """Every other area and site keeps its voltage with ``units`` more at source ``col``
+        (one vectorised pass: the committed drops plus that column)."""
+        if self._slack_arrays is None:
+            g, st = self.g, self.st
+            at = [g.areas[a].mv for a in st.slack] + [g.sites[s].mv for s in st.site_slack]
+            self._slack_arrays = (
+                np.array(at, np.int64),
+                np.array([*st.slack.values(), *st.site_slack.values()], np.int64),
+                np.array([*st.slack, *([-1] * len(st.site_slack))], np.int64),
+                np.array([*([-1] * len(st.slack)), *st.site_slack], np.int64),
+            )
+        rows, slack, area, site = self._slack_arrays
+        if not rows.size:
+            return True
+        drop = self.st.mv_drop[rows]
+        if col >= 0:
+            drop = drop + self.g.mv[rows, col] * units
+        bad = slack < drop
+        if skip_area is not None:
+            bad &= area != skip_area
+        if skip_site is not None:
+            bad &= site != skip_site
+        return not bool(bad.any())
 
     def _site_slack(self, sid: int, load: int, extra: int | None) -> int:
         g = self.g
@@ -123,16 +152,22 @@ class Greedy:
         return None
 
     def explain(self, sol: Solution, demand: int) -> str:
-        """Why no option of ``demand`` fits the plan ``sol`` (its choices taken as built)."""
+        """Why no option of ``demand`` fits the plan ``sol`` (its choices taken as built). The
+        plan is built into this greedy's state once: explain every unserved demand of one plan
+        with one instance (a fresh one for another plan)."""
         inst = self.g.inst
-        for k in sol.chosen:
-            self._commit(k, {})
-        for u in sol.upgrades:
-            if u in self.g.banned:  # not in the model any more: taken as not built
-                continue
-            up = inst.upgrades[u]
-            is_t = up.kind.value.startswith("transformer")
-            self.st.built[-1 - up.element if is_t else up.element] = u
+        if self._explaining is None:
+            self._explaining = sol
+            for k in sol.chosen:
+                self._commit(k, {})
+            for u in sol.upgrades:
+                if u in self.g.banned:  # not in the model any more: taken as not built
+                    continue
+                up = inst.upgrades[u]
+                is_t = up.kind.value.startswith("transformer")
+                self.st.built[-1 - up.element if is_t else up.element] = u
+        elif self._explaining is not sol:
+            raise ValueError("Greedy.explain: one plan per instance")
         by_why: dict[str, list[str]] = {}
         for k, o in enumerate(inst.options):
             if o.demand != demand:
@@ -194,21 +229,19 @@ class Greedy:
     def _try_measures(self, k: int) -> tuple[int, dict[int, int]] | None:
         g, st = self.g, self.st
         o = g.options[k]
-        src = st.src.copy()
-        if o.src >= 0:
-            src[o.src] += o.units
+        col, units = o.src, o.units
         if o.site is not None:
             s = g.sites[o.site]
             load = st.site_load.get(o.site, 0) + o.units
             if load > s.cap:
                 return self._no(f"{g.inst.sites[o.site].name} would be over its rating")
-            if self._site_slack(o.site, load, k) < int(g.mv[s.mv] @ src):
+            if self._site_slack(o.site, load, k) < self._drop(s.mv, col, units):
                 return self._no(f"the voltage at {g.inst.sites[o.site].name}'s customers")
-            if not self._mv_ok(src, None, o.site):
+            if not self._mv_ok(col, units, None, o.site):
                 return self._no("the 10 kV voltage drop it adds elsewhere")
             return o.cost + (0 if o.site in st.sites else s.cost), {}
         if o.area is None:
-            if not self._mv_ok(src, None, None):
+            if not self._mv_ok(col, units, None, None):
                 return self._no("the 10 kV voltage drop it adds elsewhere")
             return o.cost, {}
         a = o.area
@@ -238,7 +271,7 @@ class Greedy:
         # voltage: the best gain per CNY on the worst point's path, until every point holds
         for _ in range(64):
             slack, path = self._area_slack(a, line_load, t_load, built, k)
-            need = int(g.mv[ag.mv] @ src) - slack
+            need = self._drop(ag.mv, col, units) - slack
             if need <= 0:
                 break
             best: tuple[float, int, int] | None = None
@@ -261,7 +294,7 @@ class Greedy:
             new[best[1]] = built[best[1]] = best[2]
         else:
             return self._no(f"the LV voltage in the area of trafo {ag.trafo} cannot be held")
-        if not self._mv_ok(src, a, None):
+        if not self._mv_ok(col, units, a, None):
             return self._no("the 10 kV voltage drop it adds elsewhere")
         return o.cost + sum(g.up_cost[u] for u in new.values()), new
 
@@ -270,6 +303,8 @@ class Greedy:
         o = g.options[k]
         if o.src >= 0:
             st.src[o.src] += o.units
+            st.mv_drop += g.mv[:, o.src] * o.units
+        self._slack_arrays = None
         for c, (coefs, _rhs) in enumerate(g.cuts):
             st.cut_used[c] += coefs.get(k, 0)
         st.built.update(new)

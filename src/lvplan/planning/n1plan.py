@@ -49,11 +49,16 @@ MAX_CUTS_PER_CONTINGENCY = 5
 
 def n1_demands(inst: Instance, crit: Criteria) -> set[int]:
     """Positions of the demands whose area class has full N-1 under ``crit``."""
+    return demands_needing_n1(inst.demands, crit)
+
+
+def demands_needing_n1(demands, crit: Criteria) -> set[int]:
+    """Positions in ``demands`` of those whose area class has full N-1 under ``crit``."""
     if not crit.has_n1:
         return set()
     return {
         i
-        for i, d in enumerate(inst.demands)
+        for i, d in enumerate(demands)
         if crit.n1_level(d.area_class if d.area_class_given else None) == "full"
     }
 

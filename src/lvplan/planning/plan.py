@@ -15,10 +15,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from lvplan.criteria import Criteria
@@ -31,7 +33,7 @@ from lvplan.planning.greedy import Greedy
 from lvplan.planning.linear import Cuts, LinearGrid, mv_response
 from lvplan.planning.measures import MV_CABLE_KINDS, MeasureKind, Measures, load_measures
 from lvplan.planning.model import PlanModel, Solution, solve_by_parts
-from lvplan.planning.n1plan import check_plan_n1, n1_demands
+from lvplan.planning.n1plan import check_plan_n1, demands_needing_n1, n1_demands
 from lvplan.planning.parts import split
 from lvplan.planning.verify import base_margin_map, check_plan, solution_changes, tighten
 
@@ -198,9 +200,21 @@ def plan(
     workers: int = 2,
     discount_rate: float = 0.0,
     progress: Callable[[str], None] | None = None,
+    scheduler: str | None = None,
+    work_dir: str | Path | None = None,
+    resume: bool = False,
+    by_island: bool = True,
 ) -> Plan:
     """The cheapest plan (``method="optimal"``) or the greedy one that serves ``demand`` (a
-    :class:`DemandSet`, a CSV path or a DataFrame) within the profile, AC-verified."""
+    :class:`DemandSet`, a CSV path or a DataFrame) within the profile, AC-verified.
+
+    Where the demands fall on more than one group of MV islands
+    (:mod:`lvplan.planning.islands`), each group is planned on its own sub-network, on
+    ``workers`` local processes or the Dask scheduler at ``scheduler``
+    (:mod:`lvplan.planning.groups`); with ``work_dir`` each finished group is kept there, and
+    ``resume`` reuses those of an interrupted run with the same inputs. With one group (or a
+    budget, which couples every demand, or ``by_island=False``), the whole network is one
+    plan and ``workers`` are CP-SAT's search workers."""
     from lvplan.decision import resolve_criteria
 
     if method not in METHODS:
@@ -216,11 +230,90 @@ def plan(
     crit = resolve_criteria(criteria)
     meas = measures or load_measures()
     ds = demand if isinstance(demand, DemandSet) else read_demand(demand, network, crit)
+    if by_island and budget_cny is not None:
+        say("--budget couples every demand: the whole network is planned as one")
+    elif by_island and demands_needing_n1(ds.demands, crit):
+        # a 10 kV loop's tie may join two MV islands (each fed from its own source, the tie
+        # open): its N-1 restoration is only seen on the network with both
+        say("N-1 demands: their loops' ties may join MV islands, so one plan of the network")
+    if by_island and budget_cny is None and not demands_needing_n1(ds.demands, crit):
+        from lvplan.planning import islands
+        from lvplan.planning.groups import plan_by_groups
+
+        groups = islands.island_groups(
+            network,
+            ds.demands,
+            crit.detour_factor,
+            max_group_buses=islands.MAX_GROUP_BUSES,
+            max_group_demands=islands.MAX_GROUP_DEMANDS,
+        )
+        if len(groups) > 1:
+            capped = sum(len(g.capped) for g in groups)
+            say(
+                f"islands: {len(groups)} groups of MV islands (largest {len(groups[0].islands)} "
+                f"islands, {groups[0].buses.size} buses, {len(groups[0].demands)} demands); "
+                f"{capped} demands keep only their own group's options (group size caps)"
+            )
+            return plan_by_groups(
+                network,
+                ds,
+                groups,
+                crit,
+                meas,
+                method=method,
+                time_limit_s=time_limit_s,
+                workers=workers,
+                discount_rate=discount_rate,
+                say=say,
+                scheduler=scheduler,
+                work_dir=None if work_dir is None else Path(work_dir),
+                resume=resume,
+                t0=t0,
+            )
+    return plan_network(
+        network,
+        ds,
+        crit,
+        meas,
+        method=method,
+        time_limit_s=time_limit_s,
+        budget_cny=budget_cny,
+        workers=workers,
+        discount_rate=discount_rate,
+        say=say,
+        t0=t0,
+    )
+
+
+def plan_network(
+    network: Network,
+    ds: DemandSet,
+    crit: Criteria,
+    meas: Measures,
+    *,
+    method: str,
+    time_limit_s: float,
+    budget_cny: float | None = None,
+    workers: int = 2,
+    discount_rate: float = 0.0,
+    say: Callable[[str], None] = lambda _m: None,
+    t0: float | None = None,
+    site_tag: str = "",
+) -> Plan:
+    """The plan of one network (the whole of it: no split by island); ``site_tag`` goes into
+    the names of its new substations (``new substation S<tag>.<n>``) so that the plans of
+    several groups name theirs apart."""
+    t0 = time.perf_counter() if t0 is None else t0
     order = sorted(
         range(len(ds.demands)),
         key=lambda i: (ds.demands[i].year if ds.demands[i].year is not None else 0, i),
     )
     inst = build_instance(network, ds.demands, crit, meas)
+    if site_tag:
+        inst.sites = [
+            dataclasses.replace(s, name=f"new substation S{site_tag}.{s.id + 1}")
+            for s in inst.sites
+        ]
     say(
         f"candidates: {inst.stats['options']} connection options, {inst.stats['sites']} sites, "
         f"{inst.stats['upgrades']} upgrades; {len(inst.unservable)} demands unservable"
@@ -320,11 +413,11 @@ def plan(
             else:
                 say("the verified greedy plan is as good after the AC cuts: kept")
     result = _result(network, inst, sol, ev, method if budget_cny is None else "budget", cuts)
-    final = LinearGrid(inst, mv, cuts)
+    why = Greedy(LinearGrid(inst, mv, cuts))  # the plan built in once, for every unserved
     for u in result.unserved:
         if u["reason"] is None:
-            why = Greedy(final).explain(sol, u["position"])
-            u["reason"] = why if why.startswith("an option fits") else "no option fits: " + why
+            text = why.explain(sol, u["position"])
+            u["reason"] = text if text.startswith("an option fits") else "no option fits: " + text
         del u["position"]
     result.ac_rounds = sum(1 for h in history)
     result.runtime_s = time.perf_counter() - t0

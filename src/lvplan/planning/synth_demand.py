@@ -86,7 +86,7 @@ def synth_demand(
     far_share: float = FAR_SHARE,
 ) -> SynthDemand:
     """``count`` demands clustered around ``network``'s LV buses (see the module docstring)."""
-    from lvplan.locate import bus_lonlat, distance_m
+    from lvplan.locate import bus_lonlat
 
     if not 1 <= count <= MAX_COUNT:
         raise InputError(f"count: must be within 1..{MAX_COUNT}, got {count}")
@@ -135,11 +135,12 @@ def synth_demand(
     width = max(4, len(str(count)))
     out: list[dict[str, str]] = []
     far_ids: list[str] = []
+    nearest_m = _Nearest(lon[rows_all], lat[rows_all])
     for k in range(n_clusters):
         centre = int(rng.choice(rows_c, p=weight))
         x0, y0 = float(lon[centre]), float(lat[centre])
         if far[k]:
-            x0, y0 = _far_centre(x0, y0, c_lon, c_lat, clear_m, rng, lon[rows_all], lat[rows_all])
+            x0, y0 = _far_centre(x0, y0, c_lon, c_lat, clear_m, rng, nearest_m)
             radius = spread_m
         else:
             radius = 0.95 * reach_m
@@ -175,10 +176,7 @@ def synth_demand(
         is_far = set(far_ids)
         fx = np.array([float(r["lon"]) for r in out if r["id"] in is_far])
         fy = np.array([float(r["lat"]) for r in out if r["id"] in is_far])
-        nearest = min(
-            float(np.min(distance_m(x, y, lon[rows_all], lat[rows_all])))
-            for x, y in zip(fx, fy, strict=True)
-        )
+        nearest = min(nearest_m(x, y) for x, y in zip(fx, fy, strict=True))
         if nearest <= max(criteria.supply_radius_m.values()):  # pragma: no cover
             raise AssertionError(f"far demand only {nearest:.0f} m from an LV bus")
     columns: tuple[str, ...] = ("id", "kw", "category", "lon", "lat")
@@ -213,6 +211,30 @@ def _load_kw(network: Network) -> np.ndarray:
     return out
 
 
+class _Nearest:
+    """The great-circle distance (m) from a point to the nearest of fixed (lon, lat) points:
+    a k-d tree on unit vectors finds it (the chord grows with the great-circle distance, so
+    the nearest is the same), then haversine measures it, as ``distance_m`` over all of them
+    would (one query instead of a pass over a million buses)."""
+
+    def __init__(self, lon: np.ndarray, lat: np.ndarray):
+        from scipy.spatial import cKDTree
+
+        self.lon, self.lat = lon, lat
+        self.tree = cKDTree(_unit(lon, lat))
+
+    def __call__(self, x: float, y: float) -> float:
+        from lvplan.locate import distance_m
+
+        _d, j = self.tree.query(_unit(np.array([x]), np.array([y]))[0])
+        return float(distance_m(x, y, self.lon[int(j)], self.lat[int(j)]))
+
+
+def _unit(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    lo, la = np.radians(lon), np.radians(lat)
+    return np.column_stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)])
+
+
 def _far_centre(
     x0: float,
     y0: float,
@@ -220,13 +242,10 @@ def _far_centre(
     c_lat: float,
     clear_m: float,
     rng: np.random.Generator,
-    lon: np.ndarray,
-    lat: np.ndarray,
+    nearest_m: _Nearest,
 ) -> tuple[float, float]:
-    """A point at least ``clear_m`` from every (lon, lat): from (x0, y0), outward from the
+    """A point at least ``clear_m`` from every LV bus: from (x0, y0), outward from the
     centroid (c_lon, c_lat) with a random turn of up to ±60°, in steps of ``clear_m / 2``."""
-    from lvplan.locate import distance_m
-
     kx = M_PER_DEG_LAT * math.cos(math.radians(y0))
     vx, vy = (x0 - c_lon) * kx, (y0 - c_lat) * M_PER_DEG_LAT
     base = math.atan2(vy, vx) if math.hypot(vx, vy) > 1.0 else rng.random() * 2 * math.pi
@@ -236,7 +255,7 @@ def _far_centre(
     d = clear_m
     for _ in range(2000):  # up to 1000 x clear_m: far beyond any city
         x, y = x0 + ux * d / kx, y0 + uy * d / M_PER_DEG_LAT
-        if float(np.min(distance_m(x, y, lon, lat))) >= clear_m:
+        if nearest_m(x, y) >= clear_m:
             return x, y
         d += step
     raise InputError("synth demand: found no place beyond every supply radius")  # pragma: no cover

@@ -22,7 +22,7 @@ import numpy as np
 
 from lvplan.changes import Changes
 from lvplan.evaluation import Evaluation, evaluate
-from lvplan.kinds import BindingKind
+from lvplan.kinds import BindingKind, ElementRef
 from lvplan.model.network import Network
 from lvplan.planning.candidates import Instance
 from lvplan.planning.linear import Cuts
@@ -98,11 +98,10 @@ class Broken:
 def broken_limits(network: Network, ev: Evaluation, base_margins: dict) -> list[Broken]:
     """The limits the plan breaks (see the module docstring)."""
     m = ev.margins()
-    labels = ev.limits.margin_labels()
     names = (ev.limits.bus_names, ev.limits.line_names, ev.limits.trafo_names)
     out = []
     for pos in np.flatnonzero(m < 0).tolist():
-        kind, el, side = labels[pos]
+        kind, el, side = ev.limits.margin_label(pos)
         before = base_margins.get((el, side))
         if before is not None and before < 0:
             continue  # pre-existing: not the plan's (as tests/reference.py and check judge it)
@@ -327,12 +326,11 @@ def _generic_cuts(
     from lvplan.criteria.judge import Limits
 
     lim = Limits(network.pp, inst.criteria)
-    labels = {(str(el), side): pos for pos, (_k, el, side) in enumerate(lim.margin_labels())}
     at = {}  # option -> the existing bus its load is drawn from
     for k, o in enumerate(inst.options):
         at[k] = o.bus if o.bus is not None else inst.sites[o.site].mv_bus  # type: ignore[index]
     buses = sorted(set(at.values()))
-    cols = [labels.get((b.element, b.side)) for b in broken]
+    cols = [_position(lim, b) for b in broken]
     notes = []
     if all(c is None for c in cols):  # new elements the base does not know: scale the 10 kV
         cuts.mv_factor *= 1.5
@@ -387,6 +385,14 @@ def _generic_cuts(
         else:
             notes.append(f"{b.element}: not modelled; linear cut ({len(coefs)} options)")
     return notes
+
+
+def _position(lim, b: Broken) -> int | None:
+    comp, _, ident = b.element.partition(" ")
+    try:
+        return lim.margin_position(ElementRef(comp, int(ident)), b.side)
+    except ValueError:
+        return None
 
 
 def check_plan(network: Network, inst: Instance, sol: Solution, base_margins: dict):

@@ -1,0 +1,517 @@
+"""Plan each group of MV islands on its own sub-network, in parallel, and join the plans.
+
+Each group (:mod:`lvplan.planning.islands`) becomes one job: its sub-network, its demands and
+the settings. A job runs :func:`lvplan.planning.plan.plan_network` (candidates, greedy, the
+optimum, the AC verification loop: all on the sub-network) in a local process
+(``workers`` > 1 on a network of ``POOL_MIN_BUSES`` buses or more), in this process (one
+group after another), or on a Dask cluster (``scheduler``).
+
+Kept work: with a ``work_dir``, every finished group is written (atomically, by this driver
+alone) to ``work_dir/parts/<key>.pkl``, where ``key`` is the sha256 of everything the group's
+plan depends on: the sub-network's tables (:attr:`Network.fingerprint`), the group's demand
+rows, the profile, the catalogue, the method and the time limit. A group whose worker dies is
+run again (Dask's retries; a fresh local pool); ``resume`` reuses the finished groups of an
+interrupted run, and a changed input changes the key, so a stale group is never reused. The
+files are pickles written by lvplan for this run's own reuse (do not resume from a folder
+someone else could write into).
+
+The plans are joined into one :class:`lvplan.planning.plan.Plan` over the whole network:
+options, sites, upgrades and areas renumbered into one instance, the chosen ones into one
+solution, priced once (:meth:`Solution.of`), and its measures, assignments and network changes
+made by the same code as for a single network. Its bound is the sum of the groups' bounds
+(the groups share nothing, so this is a bound for the whole plan); each group's cost, bound,
+gap, status and AC rounds are in ``summary.json`` under ``solver.parts``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import pickle
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lvplan.criteria import Criteria
+from lvplan.errors import InputError
+from lvplan.io.atomic import write_bytes_atomic
+from lvplan.model.network import Network
+from lvplan.planning.candidates import Instance
+from lvplan.planning.demand import Demand, DemandSet
+from lvplan.planning.islands import IslandGroup, SubNetworks
+from lvplan.planning.measures import MV_CABLE_KINDS, Measures
+from lvplan.planning.model import Solution
+
+#: each group's time: its share (by demands) of what the workers have, at least this (at most
+#: the whole time limit)
+MIN_GROUP_S = 10.0
+_BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+#: Below this many buses the groups are planned one after another in this process (CP-SAT
+#: with ``workers`` threads): a spawned worker's start (imports, numba's compilation) costs more
+#: than a small network's groups take (``sz-futian``'s 30 demands: 2 groups, under 2 s).
+POOL_MIN_BUSES = 50_000
+
+
+@dataclass
+class GroupJob:
+    index: int  # position in the groups list (its site names: "new substation S<index+1>.n")
+    key: str
+    net: Any  # the sub-network's pandapower net
+    name: str
+    source: str
+    demands: tuple[Demand, ...]
+    demand_source: str
+    criteria: Criteria
+    measures: Measures
+    method: str
+    time_limit_s: float
+    cp_workers: int
+    discount_rate: float
+
+
+@dataclass
+class GroupResult:
+    index: int
+    key: str
+    plan: Any  # Plan, or None when the group has no verified plan
+    error: str  # why not
+    seconds: float  # wall
+    cpu_s: float = 0.0  # this process's CPU time (the machine's load aside)
+
+
+def run_group(job: GroupJob) -> GroupResult:
+    """The worker's job: one group's verified plan on its sub-network."""
+    from lvplan.planning.plan import plan_network
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    net = Network(job.net, name=job.name, source=job.source, validate=False, owned=True)
+    ds = DemandSet(job.demands, job.demand_source, job.criteria.profile)
+    try:
+        p = plan_network(
+            net,
+            ds,
+            job.criteria,
+            job.measures,
+            method=job.method,
+            time_limit_s=job.time_limit_s,
+            workers=job.cp_workers,
+            discount_rate=job.discount_rate,
+            site_tag=str(job.index + 1),
+        )
+    except InputError as exc:  # no verified plan for this group: it builds nothing
+        return GroupResult(
+            job.index,
+            job.key,
+            None,
+            str(exc),
+            time.perf_counter() - t0,
+            time.process_time() - c0,
+        )
+    p.changes = None  # remade for the whole network when the plans are joined
+    return GroupResult(
+        job.index, job.key, p, "", time.perf_counter() - t0, time.process_time() - c0
+    )
+
+
+def group_key(sub: Network, demands: tuple[Demand, ...], settings: dict[str, Any]) -> str:
+    h = hashlib.sha256()
+    h.update(sub.fingerprint.encode())
+    h.update(json.dumps([d.to_dict() for d in demands], sort_keys=True, default=str).encode())
+    h.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+class GroupStore:
+    """Finished groups on disk (``work_dir/parts``); ``None``: nothing is kept."""
+
+    def __init__(self, work_dir: Path | None, *, resume: bool):
+        self.dir = None if work_dir is None else work_dir / "parts"
+        if self.dir is None:
+            if resume:
+                raise InputError("--resume needs the folder of the interrupted run")
+            return
+        if resume and not self.dir.is_dir():
+            raise InputError(f"--resume {work_dir}: no interrupted plan there (no parts/ folder)")
+        if not resume and self.dir.is_dir():
+            for f in self.dir.glob("*.pkl"):
+                f.unlink()
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def get(self, key: str) -> GroupResult | None:
+        if self.dir is None:
+            return None
+        p = self.dir / f"{key}.pkl"
+        if not p.is_file():
+            return None
+        try:
+            out = pickle.loads(p.read_bytes())
+        except Exception:  # a file from another lvplan version: planned again
+            return None
+        return out if isinstance(out, GroupResult) and out.key == key else None
+
+    def put(self, res: GroupResult) -> None:
+        if self.dir is not None:
+            write_bytes_atomic(self.dir / f"{res.key}.pkl", pickle.dumps(res))
+
+    def clear(self) -> None:
+        if self.dir is None or not self.dir.is_dir():
+            return
+        for f in self.dir.glob("*"):
+            f.unlink()
+        self.dir.rmdir()
+
+
+def plan_by_groups(
+    network: Network,
+    ds: DemandSet,
+    groups: list[IslandGroup],
+    crit: Criteria,
+    meas: Measures,
+    *,
+    method: str,
+    time_limit_s: float,
+    workers: int,
+    discount_rate: float,
+    say: Callable[[str], None],
+    scheduler: str | None,
+    work_dir: Path | None,
+    resume: bool,
+    t0: float,
+):
+    """The joined plan of every group (see the module docstring)."""
+    store = GroupStore(work_dir, resume=resume)
+    pool = workers > 1 and len(network.pp.bus) >= POOL_MIN_BUSES
+    parallel = scheduler is not None or pool
+    settings = {
+        "criteria": crit.to_dict(),
+        "measures": repr(meas),
+        "method": method,
+        "time_limit_s": float(time_limit_s),  # 900 and 900.0 are one setting
+        "discount_rate": float(discount_rate),
+    }
+    total = sum(len(g.demands) for g in groups) or 1
+    slots = max(workers, 1) if parallel else 1
+    left = max(time_limit_s - (time.perf_counter() - t0), MIN_GROUP_S)
+    jobs: list[GroupJob] = []
+    results: dict[int, GroupResult] = {}
+    cutter = SubNetworks(network, [g.buses for g in groups])
+    for j, g in enumerate(groups):
+        sub = cutter.make(j, f"{network.name} group {j + 1}")
+        dem = tuple(ds.demands[i] for i in g.demands)
+        key = group_key(sub, dem, settings)
+        hit = store.get(key) if resume else None
+        if hit is not None:
+            results[j] = dataclasses.replace(hit, index=j)
+            continue
+        share = left * slots * len(g.demands) / total
+        jobs.append(
+            GroupJob(
+                j,
+                key,
+                sub.pp,
+                sub.name,
+                network.source,
+                dem,
+                ds.source,
+                crit,
+                meas,
+                method,
+                min(time_limit_s, max(MIN_GROUP_S, share)),
+                1 if parallel else workers,
+                discount_rate,
+            )
+        )
+    if results:
+        say(f"resume: {len(results)} of {len(groups)} groups reused")
+
+    def finish(res: GroupResult) -> None:
+        if res.index in results:  # a retried job's second answer: the first stands
+            return
+        store.put(res)
+        results[res.index] = res
+        g = groups[res.index]
+        if res.plan is None:
+            what = f"no verified plan ({res.error})"
+        else:
+            p = res.plan
+            what = (
+                f"{p.cost_cny:,.0f} CNY, {len(p.assignments)} of {len(g.demands)} served, "
+                f"{p.status}, {p.ac_rounds} AC rounds"
+            )
+        say(
+            f"group {res.index + 1}/{len(groups)} ({len(g.islands)} islands, {g.buses.size} "
+            f"buses): {what} in {res.seconds:.1f} s ({res.cpu_s:.1f} s CPU); {len(results)} done "
+            f"({time.perf_counter() - t0:.1f} s)"
+        )
+
+    if scheduler:
+        _run_dask(jobs, finish, scheduler)
+    elif not pool or len(jobs) <= 1:
+        for job in jobs:
+            finish(run_group(job))
+    else:
+        _run_pool(jobs, finish, workers)
+    t_join = time.perf_counter()
+    out = join(network, ds, groups, [results[j] for j in range(len(groups))], method)
+    say(f"joined {len(groups)} groups in {time.perf_counter() - t_join:.1f} s")
+    out.runtime_s = time.perf_counter() - t0
+    out.discount_rate = discount_rate
+    return out
+
+
+def _run_pool(jobs: list[GroupJob], finish: Callable[[GroupResult], None], workers: int) -> None:
+    """Largest groups first on ``workers`` spawned processes (one BLAS thread each); the jobs a
+    dead worker took down are run again in a fresh pool, up to three pools."""
+    saved = {k: os.environ.get(k) for k in _BLAS_ENV}
+    os.environ.update(dict.fromkeys(_BLAS_ENV, "1"))
+    try:
+        pending = list(jobs)
+        for _attempt in range(3):
+            if not pending:
+                return
+            pending = _one_pool(pending, finish, workers)
+        if pending:
+            raise RuntimeError(f"{len(pending)} groups failed three times (a worker keeps dying)")
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _one_pool(
+    pending: list[GroupJob], finish: Callable[[GroupResult], None], workers: int
+) -> list[GroupJob]:
+    import multiprocessing as mp
+    from concurrent.futures.process import BrokenProcessPool
+
+    failed: list[GroupJob] = []
+    queue = iter(pending)
+    futs: dict = {}
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+
+        def submit_next() -> bool:
+            job = next(queue, None)
+            if job is None:
+                return False
+            futs[pool.submit(run_group, job)] = job
+            return True
+
+        for _ in range(workers):
+            if not submit_next():
+                break
+        while futs:
+            done, _ = wait(list(futs), return_when=FIRST_COMPLETED)
+            for fut in done:
+                job = futs.pop(fut)
+                try:
+                    finish(fut.result())
+                except BrokenProcessPool:
+                    failed.append(job)
+                    continue
+                submit_next()
+            if failed and not futs:
+                break
+    return failed + list(queue)
+
+
+def _run_dask(jobs: list[GroupJob], finish: Callable[[GroupResult], None], address: str) -> None:
+    try:
+        from dask.distributed import Client, as_completed
+    except ImportError:  # pragma: no cover - dask is a dependency
+        raise InputError("--scheduler needs dask[distributed]") from None
+    try:
+        client = Client(address, timeout=10)
+    except OSError as exc:
+        raise InputError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+    try:
+        futs = [
+            client.submit(run_group, job, key=f"lvplan-plan-{job.key[:32]}", retries=3)
+            for job in jobs
+        ]
+        for fut in as_completed(futs):
+            finish(fut.result())
+    finally:
+        client.close()
+
+
+def join(
+    network: Network,
+    ds: DemandSet,
+    groups: list[IslandGroup],
+    results: list[GroupResult],
+    method: str,
+):
+    """One plan over the whole network from the groups' plans (see the module docstring)."""
+    from lvplan.planning.plan import PlanRound, _result
+
+    demands = ds.demands
+    options: list[Any] = []
+    sites: list[Any] = []
+    upgrades: list[Any] = []
+    areas: dict[int, Any] = {}
+    bus_area: dict[int, int] = {}
+    trafo_kva: dict[int, float] = {}
+    trafo_base: dict[int, float] = {}
+    trafo_z: dict[int, tuple[float, float]] = {}
+    line_data: dict[int, Any] = {}
+    mv_lines: dict[int, Any] = {}
+    unservable: dict[int, str] = {}
+    stats: dict[str, int] = {}
+    chosen: list[int] = []
+    ups: list[int] = []
+    built: list[int] = []
+    reasons: dict[str, str] = {}
+    rows: list[dict[str, Any]] = []
+    history: list[PlanRound] = []
+    pruned = 0
+    rounds = 0
+    greedy_cost = greedy_kw = optimal = obj = bound = 0.0
+    statuses: list[str] = []
+    crit = None
+    pf = 0.9
+    meas = None
+    for g, res in zip(groups, results, strict=True):
+        p = res.plan
+        row: dict[str, Any] = {
+            "group": res.index + 1,
+            "islands": len(g.islands),
+            "buses": int(g.buses.size),
+            "demands": len(g.demands),
+            "capped": len(g.capped),
+        }
+        if p is None:
+            why = f"its group of MV islands has no verified plan: {res.error}"
+            for i in g.demands:
+                unservable[i] = why
+            statuses.append("failed")
+            bound = math.nan
+            optimal = math.nan
+            rows.append(dict(row, status="failed", error=res.error, seconds=round(res.seconds, 2)))
+            continue
+        inst: Instance = p.instance
+        sol: Solution = p.solution
+        crit, pf, meas = inst.criteria, inst.pf, inst.measures
+        at = g.demands  # the group's demand i is demands[at[i]]
+        o_off, s_off, u_off, a_off = len(options), len(sites), len(upgrades), len(areas)
+        amap = {a: a_off + n for n, a in enumerate(sorted(inst.areas))}
+        for o in inst.options:
+            site = None if o.site is None else o.site + s_off
+            options.append(dataclasses.replace(o, demand=at[o.demand], site=site))
+        sites += [dataclasses.replace(s, id=s.id + s_off) for s in inst.sites]
+        upgrades += inst.upgrades
+        for a, tree in inst.areas.items():
+            areas[amap[a]] = dataclasses.replace(tree, area=amap[a])
+        bus_area.update({b: amap[a] for b, a in inst.bus_area.items()})
+        trafo_kva.update(inst.trafo_kva)
+        trafo_base.update(inst.trafo_base_kva)
+        trafo_z.update(inst.trafo_z)
+        line_data.update(inst.line_data)
+        mv_lines.update(inst.mv_line_data)
+        unservable.update({at[i]: why for i, why in inst.unservable.items()})
+        for k, v in inst.stats.items():
+            stats[k] = stats.get(k, 0) + int(v)
+        pruned += inst.pruned_by_cap
+        chosen += [k + o_off for k in sol.chosen]
+        ups += [u + u_off for u in sol.upgrades]
+        built += [s + s_off for s in sol.sites]
+        for u in p.unserved:
+            reasons[u["demand"]] = u["reason"]
+        rounds += p.ac_rounds
+        history += [
+            dataclasses.replace(h, method=f"{h.method} (group {res.index + 1})") for h in p.history
+        ]
+        greedy_cost += p.greedy_cost_cny or 0.0
+        greedy_kw += p.greedy_served_kw or 0.0
+        optimal += math.nan if p.optimal_cost_cny is None else p.optimal_cost_cny
+        obj += p.objective if math.isfinite(p.objective) else p.cost_cny
+        bound += p.bound
+        statuses.append(p.status)
+        rows.append(
+            dict(
+                row,
+                options=len(inst.options),
+                status=p.status,
+                method=p.method,
+                cost_cny=round(p.cost_cny, 2),
+                bound_cny=round(p.bound, 2) if math.isfinite(p.bound) else None,
+                gap=round(p.gap, 6) if math.isfinite(p.gap) else None,
+                served=len(p.assignments),
+                ac_rounds=p.ac_rounds,
+                greedy_cost_cny=None if p.greedy_cost_cny is None else round(p.greedy_cost_cny, 2),
+                seconds=round(res.seconds, 2),
+                cpu_s=round(res.cpu_s, 2),
+                parts=sol.parts,
+            )
+        )
+    if crit is None:  # no group has a plan
+        raise InputError(
+            "plan: no group of MV islands has a verified plan: "
+            + "; ".join(sorted({r.error for r in results if r.error}))
+        )
+    inst_all = Instance(
+        demands=demands,
+        options=options,
+        sites=sites,
+        areas=areas,
+        bus_area=bus_area,
+        trafo_kva=trafo_kva,
+        trafo_base_kva=trafo_base,
+        trafo_z=trafo_z,
+        line_data=line_data,
+        upgrades=upgrades,
+        unservable=unservable,
+        pruned_by_cap=pruned,
+        pf=pf,
+        criteria=crit,
+        stats=dict(stats, groups=len(groups)),
+        measures=meas,
+    )
+    status = "optimal" if all(s == "optimal" for s in statuses) else "feasible"
+    gap = abs(obj - bound) / max(abs(obj), 1e-9) if obj and math.isfinite(bound) else math.nan
+    sol_all = Solution.of(
+        inst_all,
+        sorted(chosen),
+        sorted(ups),
+        sorted(built),
+        status,
+        objective=obj,
+        bound=bound,
+        gap=gap,
+        parts=rows,
+    )
+    inst_all.mv_line_data.update(mv_lines)
+    out = _result(network, inst_all, sol_all, None, method)
+    # what each group's own plan said of its 10 kV measures (the demands and the limit their
+    # cuts held, known only in the group) and of N-1
+    said = {
+        (m.kind, m.element): m
+        for r in results
+        if r.plan is not None
+        for m in r.plan.measures
+        if m.kind in MV_CABLE_KINDS
+    }
+    out.measures = [said.get((m.kind, m.element), m) for m in out.measures]
+    n1s = [r.plan.n1 for r in results if r.plan is not None and r.plan.n1 is not None]
+    if n1s:
+        out.n1 = {
+            "demands_full_n1": sum(x["demands_full_n1"] for x in n1s),
+            "served": sum(x["served"] for x in n1s),
+            "contingencies_passed": sorted({c for x in n1s for c in x["contingencies_passed"]}),
+        }
+    for u in out.unserved:
+        u["reason"] = u["reason"] or reasons.get(u["demand"]) or "no option fits"
+        del u["position"]
+    out.ac_rounds = rounds
+    out.greedy_cost_cny = greedy_cost
+    out.greedy_served_kw = greedy_kw
+    out.optimal_cost_cny = optimal if math.isfinite(optimal) and method == "optimal" else None
+    out.history = history
+    return out
