@@ -18,6 +18,7 @@ solution) decides, and pandapower's own load flow wherever the fast engine canno
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath, PureWindowsPath
@@ -200,6 +201,7 @@ class _Context:
         self.base_judgement = self.limits.judge(self.base)
         self.base_viol_masks = self.limits.violated(self.base)
         self.rules: dict[int, tuple[Any, Any]] = {}  # area_rule per transformer area
+        self.outside: _Outside | None = None  # for checks on other islands (decision._outside)
 
 
 def _context(network: Network, criteria: Criteria) -> _Context:
@@ -217,11 +219,18 @@ def _context(network: Network, criteria: Criteria) -> _Context:
 
 
 def resolve_criteria(criteria: Criteria | str | None) -> Criteria:
+    """The profile object for ``criteria``; a profile named (or the default, ``cn``) is the
+    same frozen object at every call, so what checks derive from it stays cached."""
     if criteria is None:
-        return load_criteria("cn")
+        return _named_profile("cn")
     if isinstance(criteria, str):
-        return load_criteria(criteria)
+        return _named_profile(criteria)
     return criteria
+
+
+@functools.lru_cache(maxsize=8)
+def _named_profile(name: str) -> Criteria:
+    return load_criteria(name)
 
 
 def choose_service_cable(
@@ -351,8 +360,13 @@ def _decide_normal(
             reason=f"declared {q.declared_kw:g} kW exceeds the LV supply limit of "
             f"{crit.lv_policy_max_kw:g} kW",
         )
+    islands = network.islands()
+    phys = network if islands is None else (islands.of(q.bus) or network)
+    outside: list[_Outside] = []
     try:
-        ctx = _context(network, crit)
+        ctx = _context(phys, crit)
+        if phys is not network:
+            outside = _outside(islands, crit, phys)
     except PowerFlowError as exc:
         return Decision(decision=Verdict.NOT_ASSESSABLE, **base_kwargs, reason=str(exc))
     if not network.live.bus[bus_row]:
@@ -363,10 +377,12 @@ def _decide_normal(
         )
 
     limits = ctx.limits
-    pp_net = network.pp
+    pp_net = phys.pp
     own_pre, elsewhere, (skip_bus, skip_line, skip_trafo), (area_bus, _, area_trafo) = area_rule(
-        network, ctx, q.bus
+        phys, ctx, q.bus, area
     )
+    if phys is not network:  # the other islands: their base, which this load does not move
+        elsewhere = _with_outside(elsewhere, outside)
     warnings = [
         f"pre-existing violation elsewhere (left out of the decision): {v.kind} {v.element} "
         f"{v.value:.4g} {v.unit} (limit {v.limit:.4g})"
@@ -378,7 +394,7 @@ def _decide_normal(
     p_mw, q_mvar = q.design_kw / 1000.0, q.design_kvar / 1000.0
     try:
         after, engine, cust_vm, cable_pct = _after_state(
-            network,
+            phys,
             ctx,
             q.bus,
             p_mw,
@@ -396,14 +412,15 @@ def _decide_normal(
             reason=str(exc),
         )
 
+    row = phys.bus_row(q.bus)
     j = limits.judge(after, skip_bus=skip_bus, skip_line=skip_line, skip_trafo=skip_trafo)
     violations = list(j.violations)
-    vn_v = float(limits.vn_kv[bus_row]) * 1000.0
+    vn_v = float(limits.vn_kv[row]) * 1000.0
     m_after = _state_margins(
-        limits, after, (skip_bus, skip_line, skip_trafo), bus_row, cable, cust_vm, cable_pct
+        limits, after, (skip_bus, skip_line, skip_trafo), row, cable, cust_vm, cable_pct
     )
     if cable is not None:
-        violations += _cable_violations(limits, bus_row, cust_vm, cable_pct)
+        violations += _cable_violations(limits, row, cust_vm, cable_pct)
         violations.sort(key=lambda v: -v.severity)
     pre = [
         Violation(BindingKind.PRE_EXISTING, v.element, v.element_name, v.value, v.limit, v.unit)
@@ -438,7 +455,7 @@ def _decide_normal(
     hr = None
     if headroom:
         hr = _headroom_kw(
-            network,
+            phys,
             ctx,
             q,
             cable,
@@ -451,10 +468,13 @@ def _decide_normal(
                 q,
                 m_after,
                 (skip_bus, skip_line, skip_trafo),
-                bus_row,
+                row,
                 cable,
             ),
         )
+    closest = j.min_margin if decision == "fits" else None
+    if closest is not None and outside:  # the closest may lie in an island this load leaves be
+        closest = min([closest, *(o.closest for o in outside if o.closest)], key=_severity)
     return Decision(
         decision=decision,
         **base_kwargs,
@@ -465,18 +485,68 @@ def _decide_normal(
         transformer_loading_before_percent=load_before,
         transformer_loading_after_percent=load_after,
         min_voltage_v=min_v,
-        bus_voltage_after_v=float(after.vm_pu[bus_row] * vn_v),
+        bus_voltage_after_v=float(after.vm_pu[row] * vn_v),
         headroom_kw=hr,
-        closest_limit=j.min_margin if decision == "fits" else None,
+        closest_limit=closest,
         engine=engine,
         reason=None,
     )
 
 
-def area_rule(network: Network, ctx: _Context, bus: int):
+def _severity(v: Violation) -> float:
+    return v.severity
+
+
+@dataclass(frozen=True)
+class _Outside:
+    """What an island that a load elsewhere does not move adds to its decision: its base's
+    violations (pre-existing, elsewhere) and its element closest to a limit."""
+
+    violations: list[Violation]
+    closest: Violation | None
+
+
+def _outside(islands, crit: Criteria, own: Network) -> list[_Outside]:
+    """Every other island's base, as the whole network's judge would see it: their elements
+    keep their base values whatever is connected in ``own`` (islands share only slack
+    buses)."""
+    out = []
+    for net in islands.nets.values():
+        if net is own:
+            continue
+        ctx = _context(net, crit)
+        if ctx.outside is None:
+            vb, vl, vt = ctx.base_viol_masks
+            j = ctx.limits.judge(ctx.base, skip_bus=vb, skip_line=vl, skip_trafo=vt)
+            ctx.outside = _Outside(list(ctx.base_judgement.violations), j.min_margin)
+        out.append(ctx.outside)
+    return out
+
+
+def _with_outside(elsewhere: list[Violation], outside: list[_Outside]) -> list[Violation]:
+    """The island's own pre-existing violations elsewhere and every other island's, worst
+    first, each element once (slack buses belong to every island they feed)."""
+    seen: set[tuple[str, ElementRef]] = set()
+    merged = []
+    for v in sorted([*elsewhere, *(x for o in outside for x in o.violations)], key=_neg_sev):
+        k = (str(v.kind), v.element)
+        if k not in seen:
+            seen.add(k)
+            merged.append(v)
+    return merged
+
+
+def _neg_sev(v: Violation) -> float:
+    return -v.severity
+
+
+def area_rule(network: Network, ctx: _Context, bus: int, area=None):
     """The pre-existing-violation rule at ``bus``: (violations in its own transformer area,
-    violations elsewhere, skip masks (bus, line, trafo) for the latter, own-area masks)."""
-    area = network.topology.area_of(bus)
+    violations elsewhere, skip masks (bus, line, trafo) for the latter, own-area masks).
+    ``area``: the bus's transformer area when the caller has it (from the whole network's
+    topology, for an island's network)."""
+    if area is None:
+        area = network.topology.area_of(bus)
     key = id(area)
     hit = ctx.rules.get(key)
     if hit is None or hit[0] is not area:

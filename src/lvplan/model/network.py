@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 
 from lvplan.errors import InputError, PowerFlowError
+from lvplan.model.islands import IslandStates
+from lvplan.model.islands import plan as island_plan
 from lvplan.model.topology import LV_MAX_KV, Topology, build_topology, energized_buses
 from lvplan.model.validate import ELEMENT_TABLES, assert_valid
 from lvplan.powerflow.ac import run_ac
@@ -119,6 +121,9 @@ class Network:
         self._variants: OrderedDict = OrderedDict()
         #: what the check derives from this network per criteria profile (decision._context)
         self.contexts = IdentityCache(max_items=8)
+        #: the MV islands, each a Network of its own (:meth:`islands`); None: not built yet
+        self._islands: IslandStates | None = None
+        self._islands_tried = False
 
     # -- identity -------------------------------------------------------------------------------
     @property
@@ -230,10 +235,38 @@ class Network:
     def is_lv(self, bus: int) -> bool:
         return bool(self._pp.bus.at[bus, "vn_kv"] < LV_MAX_KV)
 
+    # -- MV islands -----------------------------------------------------------------------------
+    def islands(self) -> IslandStates | None:
+        """The network's MV islands as networks of their own (:mod:`lvplan.model.islands`),
+        built on first use with the loads reserved so far; None when the network is one island
+        or cannot be cut exactly. Checks decide on the island of their bus."""
+        with self._lock:
+            if not self._islands_tried:
+                self._islands_tried = True
+                found = island_plan(self._pp)
+                if found is not None:
+                    isl = IslandStates(self, found)
+                    if self._reserved:
+                        isl.reserve(self._reserved)
+                    self._islands = isl
+            return self._islands
+
+    def _whole_built(self) -> bool:
+        return self._base is not None or self._base_error is not None
+
     # -- load flows -----------------------------------------------------------------------------
     def base_state(self) -> GridState:
         """The reference load flow of the network as given (existing loads at the design peak),
-        plus the reserved loads (see :meth:`reserve`)."""
+        plus the reserved loads (see :meth:`reserve`). Once the islands are built
+        (:meth:`islands`) and the whole network was not solved, it is put together from the
+        islands' bases (the same state: islands share only slack buses)."""
+        with self._lock:
+            if self._islands is not None and not self._whole_built():
+                return self._islands.compose()
+            return self._whole_base()
+
+    def _whole_base(self) -> GridState:
+        """The base as one load flow of the whole network."""
         with self._lock:
             if self._base is None and self._base_error is None:
                 try:
@@ -265,20 +298,30 @@ class Network:
                 if e.cable_length_km > 0:
                     raise InputError(f"reservation {k}: a reservation cannot have a service cable")
             self._reserved.update(new)
-            return self._move_base([(e.bus, e.p_mw, e.q_mvar) for e in new.values()])
+            return self._move_base(
+                [(e.bus, e.p_mw, e.q_mvar) for e in new.values()],
+                None if self._islands is None else self._islands.reserve(new),
+            )
 
     def release(self, keys: list[str]) -> str:
         """Remove reserved loads (withdrawn applications); see :meth:`reserve`."""
         with self._lock:
-            gone = [self._reserved.pop(k) for k in keys if k in self._reserved]
-            return self._move_base([(e.bus, -e.p_mw, -e.q_mvar) for e in gone])
+            gone = {k: self._reserved.pop(k) for k in keys if k in self._reserved}
+            return self._move_base(
+                [(e.bus, -e.p_mw, -e.q_mvar) for e in gone.values()],
+                None if self._islands is None else self._islands.release(gone),
+            )
 
-    def _move_base(self, changes: list[tuple[int, float, float]]) -> str:
+    def _move_base(self, changes: list[tuple[int, float, float]], islands: str | None) -> str:
+        """Move the whole network's base by ``changes``; ``islands``: how the islands moved
+        theirs (they were built), in which case a whole base not yet solved stays unsolved."""
         if not changes:
             return "none"
         self.version += 1
-        if self._base is None and self._base_error is None:
-            self.base_state()
+        if not self._whole_built():
+            if islands is not None:
+                return islands
+            self._whole_base()
             return "pandapower"
         eng = self._fast
         if eng is not None:
@@ -297,11 +340,13 @@ class Network:
         # the exact load flow cannot be used here: a full reference run with every reservation
         self._base, self._base_error, self._fast = None, None, None
         with contextlib.suppress(PowerFlowError):  # kept in _base_error: not_assessable
-            self.base_state()
+            self._whole_base()
         return "pandapower"
 
     def fast_engine(self) -> FastEngine:
-        self.base_state()
+        """The fast engine of the whole network (one load flow of it, even when the islands
+        are built: checks use the islands' own engines)."""
+        self._whole_base()
         assert self._fast is not None
         return self._fast
 

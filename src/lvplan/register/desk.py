@@ -227,6 +227,7 @@ class Desk:
 
             self.migration = migrate_register(register, network, self.criteria)
         bind_network(register, network)
+        self.network.islands()  # reservations then move only their own island's base
         with self.lock, self.register.transaction(write=False) as tx:
             self._catch_up(tx)
 
@@ -328,15 +329,17 @@ class Desk:
 
         with self.lock:
             net = self.network
-            try:
-                net.base_state()
-            except PowerFlowError:
-                return  # every decision says not_assessable, with the reason
-            eng = net.fast_engine()
-            eng._factor()
-            eng.prepare()
+            islands = net.islands()
+            for one in [net] if islands is None else list(islands.nets.values()):
+                try:
+                    one.base_state()
+                except PowerFlowError:
+                    continue  # its decisions say not_assessable, with the reason
+                eng = one.fast_engine()
+                eng._factor()
+                eng.prepare()
+                _context(one, self.criteria)
             _ = net.topology
-            _context(net, self.criteria)
             # one check (nothing recorded) runs whatever the first decision would build lazily
             lv = net.pp.bus.index[(net.bus_vn_kv < 1.0) & net.live.bus]
             if len(lv):
