@@ -52,6 +52,8 @@ class IslandPart:
     own_bus_sub: np.ndarray  # the same buses' rows in the island's bus table
     line_rows: np.ndarray  # rows of net.line (whole net); the island's lines are these, in order
     trafo_rows: np.ndarray
+    slack_bus_rows: np.ndarray  # rows of net.bus of the slack buses it holds (whole net)
+    slack_bus_sub: np.ndarray  # the same buses' rows in the island's bus table
 
 
 @dataclass(frozen=True)
@@ -214,6 +216,7 @@ def plan(net) -> IslandPlan | None:
         bus_rows = np.unique(np.concatenate([bus_rows, *extra]))
         rows["bus"] = bus_rows
         own = np.flatnonzero(own_bus == k)
+        held_slack = bus_rows[slack[bus_rows]]
         parts.append(
             IslandPart(
                 key=k,
@@ -222,6 +225,8 @@ def plan(net) -> IslandPlan | None:
                 own_bus_sub=np.searchsorted(bus_rows, own),
                 line_rows=rows.get("line", np.zeros(0, np.int64)),
                 trafo_rows=rows.get("trafo", np.zeros(0, np.int64)),
+                slack_bus_rows=held_slack,
+                slack_bus_sub=np.searchsorted(bus_rows, held_slack),
             )
         )
     if len(parts) < 2:
@@ -361,6 +366,7 @@ class IslandStates:
         for k, net in self.nets.items():
             p, st = self.parts[k], net.base_state()
             vm[p.own_bus_rows] = st.vm_pu[p.own_bus_sub]
+            vm[p.slack_bus_rows] = st.vm_pu[p.slack_bus_sub]  # held: the same in every island
             line[p.line_rows] = st.line_loading_percent
             trafo[p.trafo_rows] = st.trafo_loading_percent
             engines.add(st.engine)

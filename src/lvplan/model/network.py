@@ -258,10 +258,10 @@ class Network:
     def base_state(self) -> GridState:
         """The reference load flow of the network as given (existing loads at the design peak),
         plus the reserved loads (see :meth:`reserve`). Once the islands are built
-        (:meth:`islands`) and the whole network was not solved, it is put together from the
-        islands' bases (the same state: islands share only slack buses)."""
+        (:meth:`islands`), it is put together from the islands' bases, which the checks use
+        (the same state as one load flow of the whole: islands share only slack buses)."""
         with self._lock:
-            if self._islands is not None and not self._whole_built():
+            if self._islands is not None:
                 return self._islands.compose()
             return self._whole_base()
 
