@@ -97,11 +97,13 @@ def plan(net) -> IslandPlan | None:
     # row -> owner island for every table; -2: belongs to a slack group (see grp)
     owner: dict[str, np.ndarray] = {}
     grp: dict[str, np.ndarray] = {}
-    opened: dict[str, set[tuple[int, int]]] = {}
+    opened: dict[str, pd.MultiIndex] = {}  # et -> (element, bus) of each open switch
     if len(sw):
         op = sw[~sw.closed.astype(bool) & (sw.et != "b")]
-        for et, b_, el in zip(op.et.to_numpy(), op.bus.to_numpy(), op.element.to_numpy()):
-            opened.setdefault(str(et), set()).add((int(el), int(b_)))
+        for et, g_ in op.groupby("et"):
+            opened[str(et)] = pd.MultiIndex.from_arrays(
+                [g_.element.to_numpy(np.int64), g_.bus.to_numpy(np.int64)]
+            )
     for name, tab in net.items():
         if not isinstance(tab, pd.DataFrame) or name.startswith("res_") or name.startswith("_"):
             continue
@@ -112,13 +114,13 @@ def plan(net) -> IslandPlan | None:
             ends = pos.get_indexer(_ends(tab, cols).ravel()).reshape(len(tab), len(cols))
             if (ends < 0).any():
                 return None
-            cut = opened.get(et or "", set())
-            idx = tab.index.to_numpy()
+            cut = opened.get(et or "")
+            idx = tab.index.to_numpy(np.int64)
             live_end = np.ones(ends.shape, bool)
-            if cut:
+            if cut is not None:
                 for j, c in enumerate(cols):
-                    bus_ids = tab[c].to_numpy(np.int64)
-                    live_end[:, j] = [(int(i), int(b)) not in cut for i, b in zip(idx, bus_ids)]
+                    pair = pd.MultiIndex.from_arrays([idx, tab[c].to_numpy(np.int64)])
+                    live_end[:, j] = ~pair.isin(cut)
             e_isl = np.where(live_end, isl[ends], -1)
             lo = np.where(e_isl >= 0, e_isl, np.iinfo(np.int64).max).min(axis=1)
             hi = e_isl.max(axis=1)
@@ -204,7 +206,9 @@ def plan(net) -> IslandPlan | None:
     for k in keys:
         k = int(k)
         rows = rows_of[k]
-        touched = [pos.get_indexer(c[r]) for name, r in rows.items() for c in bus_ids_of_table[name]]
+        touched = [
+            pos.get_indexer(c[r]) for name, r in rows.items() for c in bus_ids_of_table[name]
+        ]
         bus_rows = np.unique(np.concatenate([np.flatnonzero(own_bus == k), *touched]))
         groups = np.unique(group[bus_rows[slack[bus_rows]]])
         if groups.size == 0:
