@@ -208,14 +208,15 @@ def _context(network: Network, criteria: Criteria) -> _Context:
     """The check's context for (network, criteria), kept on the network itself (its
     ``contexts`` cache, keyed by the criteria object, which it holds): it lives and dies with
     the network, and follows the base when reservations move it."""
-    ctx = network.contexts.get(criteria)
-    if ctx is not None and ctx.version != network.version:
-        ctx = _Context(network, criteria, ctx.limits)  # same tables, new base
-        network.contexts.put(criteria, ctx)
-    if ctx is None:
-        ctx = _Context(network, criteria)
-        network.contexts.put(criteria, ctx)
-    return ctx
+    with network._lock:  # a check on another island may read it (decision._outside)
+        ctx = network.contexts.get(criteria)
+        if ctx is not None and ctx.version != network.version:
+            ctx = _Context(network, criteria, ctx.limits)  # same tables, new base
+            network.contexts.put(criteria, ctx)
+        if ctx is None:
+            ctx = _Context(network, criteria)
+            network.contexts.put(criteria, ctx)
+        return ctx
 
 
 def resolve_criteria(criteria: Criteria | str | None) -> Criteria:

@@ -286,7 +286,8 @@ class Network:
     def reserved(self) -> dict[str, ExtraLoad]:
         """Loads added to the network's own (keyed by application id), as :meth:`reserve` left
         them. Every load flow and check on this network counts them."""
-        return dict(self._reserved)
+        with self._lock:
+            return dict(self._reserved)
 
     def reserve(self, loads: dict[str, ExtraLoad]) -> str:
         """Add loads for good (approved applications). Returns how the new base was found:
@@ -298,19 +299,32 @@ class Network:
                 if e.cable_length_km > 0:
                     raise InputError(f"reservation {k}: a reservation cannot have a service cable")
             self._reserved.update(new)
-            return self._move_base(
-                [(e.bus, e.p_mw, e.q_mvar) for e in new.values()],
-                None if self._islands is None else self._islands.reserve(new),
-            )
+            isl = self._islands
+            if isl is None or self._whole_built():
+                return self._move_base(
+                    [(e.bus, e.p_mw, e.q_mvar) for e in new.values()],
+                    None if isl is None else isl.reserve(new),
+                )
+            if not new:
+                return "none"
+            self.version += 1
+        # only the islands hold a base: each moves under its own lock, not the whole network's
+        return isl.reserve(new)
 
     def release(self, keys: list[str]) -> str:
         """Remove reserved loads (withdrawn applications); see :meth:`reserve`."""
         with self._lock:
             gone = {k: self._reserved.pop(k) for k in keys if k in self._reserved}
-            return self._move_base(
-                [(e.bus, -e.p_mw, -e.q_mvar) for e in gone.values()],
-                None if self._islands is None else self._islands.release(gone),
-            )
+            isl = self._islands
+            if isl is None or self._whole_built():
+                return self._move_base(
+                    [(e.bus, -e.p_mw, -e.q_mvar) for e in gone.values()],
+                    None if isl is None else isl.release(gone),
+                )
+            if not gone:
+                return "none"
+            self.version += 1
+        return isl.release(gone)
 
     def _move_base(self, changes: list[tuple[int, float, float]], islands: str | None) -> str:
         """Move the whole network's base by ``changes``; ``islands``: how the islands moved

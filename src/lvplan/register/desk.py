@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,6 +27,7 @@ from lvplan.decision import Decision, check, resolve_criteria
 from lvplan.errors import InputError, LvplanError, PowerFlowError, RegisterUnavailable
 from lvplan.model.network import ExtraLoad, Network
 from lvplan.register.fields import check_id
+from lvplan.register.locks import IslandLocks
 from lvplan.register.store import (
     NO_ISLAND,
     STATUS_OF_DECISION,
@@ -212,7 +212,8 @@ class Desk:
         self.pristine = network
         self.register = register
         self.criteria = resolve_criteria(criteria)
-        self.lock = threading.RLock()
+        #: one lock per island, and the gate over them all (:mod:`lvplan.register.locks`)
+        self.lock = IslandLocks()
         self.network = _reservable_copy(network)
         from lvplan.model.topology import mv_islands
 
@@ -377,9 +378,10 @@ class Desk:
     def check(self, body: Any) -> dict[str, Any]:
         """The answer without reserving (counts the reservations the register holds now)."""
         req = normalise_request(body, need_id=False)
-        with self.lock:
+        scope = self._scope(req)
+        with self.lock.hold(scope):
             with self.register.transaction(write=False) as tx:
-                self._catch_up(tx, self._scope(req))
+                self._catch_up(tx, scope)
             return self._decide(req, self.network).to_dict()
 
     def apply(self, body: Any, *, wait: bool = True) -> tuple[Application, bool]:
@@ -394,7 +396,7 @@ class Desk:
     def _apply(self, req: dict[str, Any], wait: bool) -> tuple[Application, bool]:
         h = request_hash(req)
         islands = self._scope(req)
-        with self.lock:
+        with self.lock.hold(islands):
             with self.register.transaction(write=True, wait=wait, islands=islands) as tx:
                 old = tx.get(req["id"])
                 if old is not None:
@@ -446,7 +448,7 @@ class Desk:
             known = self.register.get(app_id)
             if known is not None:
                 islands = [island_key(self.islands, known.bus)]
-        with self.lock:
+        with self.lock.hold(islands):
             with self.register.transaction(write=True, wait=wait, islands=islands) as tx:
                 app = tx.get(app_id)
                 if app is None:
