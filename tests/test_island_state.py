@@ -167,3 +167,63 @@ def test_a_network_that_cannot_be_cut_exactly_is_solved_whole(city):
     pp.create_ext_grid(single, s)
     _substation(single, s, "only", 0.1)
     assert plan(single) is None  # one island: nothing to cut
+
+
+def _answers(network, subs, cn) -> list[dict]:
+    out = []
+    for s in subs.values():
+        d = lvplan.check(network, bus=s["end"], kw=60.0, criteria=cn).to_dict()
+        out.append({k: v for k, v in d.items() if k != "network"})
+    return out
+
+
+def test_prepared_islands_are_cached_per_network_and_version(city, cn, tmp_path, monkeypatch):
+    """The first start prepares and writes the cache; the next start of the same network
+    reads it and answers the same; a changed network or another lvplan version never reads
+    it (and writes its own)."""
+    import lvplan.model.islands as islands_mod
+
+    net, subs = city
+    first = Network(net, name="city", source="test")
+    assert first.prepare_islands(cache_dir=tmp_path) == "prepared"
+    files = sorted(tmp_path.iterdir())
+    assert len(files) == 1 and first.fingerprint[:32] in files[0].name
+    again = Network(net, name="city", source="test")
+    assert again.prepare_islands(cache_dir=tmp_path) == "cache"
+    assert again._islands is not None and all(
+        n._base is not None for n in again._islands.nets.values()
+    )
+    assert _answers(again, subs, cn) == _answers(first, subs, cn)
+    assert again.reserve({"r": ExtraLoad(subs["A"]["end"], 0.05, 0.02)}) == "exact"
+
+    changed = copy.deepcopy(net)
+    changed.load.loc[changed.load.index[0], "p_mw"] += 0.01
+    other = Network(changed, name="city", source="test")
+    assert other.fingerprint != first.fingerprint
+    assert other.prepare_islands(cache_dir=tmp_path) == "prepared"
+    assert len(list(tmp_path.iterdir())) == 2
+
+    monkeypatch.setattr(lvplan, "__version__", "0.0.0-other")
+    newer = Network(net, name="city", source="test")
+    assert newer.prepare_islands(cache_dir=tmp_path) == "prepared"
+    assert len(list(tmp_path.iterdir())) == 3
+    # the first file copied under this version's name still says what it holds: not read
+    monkeypatch.setattr(lvplan, "__version__", "0.0.0-third")
+    islands_mod.cache_path(tmp_path, first.fingerprint).write_bytes(files[0].read_bytes())
+    assert islands_mod.load_cache(Network(net, name="city", source="test"), tmp_path) is None
+
+
+def test_islands_prepared_in_two_processes_answer_the_same(city, cn, monkeypatch):
+    import lvplan.model.islands as islands_mod
+
+    net, subs = city
+    monkeypatch.setattr(islands_mod, "PARALLEL_MIN_ISLANDS", 2)
+    serial = Network(net, name="city", source="test")
+    assert serial.prepare_islands(workers=1) == "prepared"
+    seen: list[tuple[int, int]] = []
+    parallel = Network(net, name="city", source="test")
+    assert parallel.prepare_islands(workers=2, progress=lambda d, t: seen.append((d, t))) == (
+        "prepared"
+    )
+    assert seen[-1] == (4, 4) and len(seen) == 4
+    assert _answers(parallel, subs, cn) == _answers(serial, subs, cn)

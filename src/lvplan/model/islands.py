@@ -20,6 +20,7 @@ lie in two islands (a DC line), or a non-empty table lvplan does not know how to
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -286,24 +287,53 @@ class IslandStates:
     and lock), built from :func:`plan`. A check, an exact load flow near a limit, a
     reservation or a withdrawal at a bus touches only that bus's island."""
 
-    def __init__(self, whole, island_plan: IslandPlan):
+    def __init__(self, whole, island_plan: IslandPlan, nets: dict | None = None):
+        """``nets``: the islands' networks already made (from :func:`load_cache`)."""
         from lvplan.model.network import Network
 
         self.plan = island_plan
         self.bus_island = island_plan.bus_island
         self.parts = {p.key: p for p in island_plan.parts}
-        tpl = empty_like(whole.pp)
         self.nets: dict[int, Network] = {}
-        for p in island_plan.parts:
-            self.nets[p.key] = Network(
-                island_net(whole.pp, p, tpl),
-                name=f"{whole.name} island {p.key}",
-                source=whole.source,
-                validate=False,
-                owned=True,
-            )
+        if nets is not None:
+            self.nets = dict(nets)
+        else:
+            tpl = empty_like(whole.pp)
+            for p in island_plan.parts:
+                self.nets[p.key] = Network(
+                    island_net(whole.pp, p, tpl),
+                    name=f"{whole.name} island {p.key}",
+                    source=whole.source,
+                    validate=False,
+                    owned=True,
+                )
         self._shape = (len(whole.pp.bus), len(whole.pp.line), len(whole.pp.trafo))
         self._composed: tuple[tuple[int, ...], object] | None = None
+
+    def prepare(self, *, workers: int = 1, progress=None) -> None:
+        """Solve every island's base and build its fast engine (every LV area, every root's
+        response), in ``workers`` processes when there are enough islands for it to pay
+        (:data:`PARALLEL_MIN_ISLANDS`). ``progress(done, total)`` after each island."""
+        todo = [k for k, n in self.nets.items() if not n._whole_built()]
+        total, done = len(todo), 0
+        if workers > 1 and total >= PARALLEL_MIN_ISLANDS:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            ctx = mp.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+                futures = {pool.submit(_prepared, self.nets[k]): k for k in todo}
+                for fut in as_completed(futures):
+                    self.nets[futures[fut]] = fut.result()
+                    done += 1
+                    if progress is not None:
+                        progress(done, total)
+            return
+        for k in todo:
+            _prepared(self.nets[k])
+            done += 1
+            if progress is not None:
+                progress(done, total)
 
     def __len__(self) -> int:
         return len(self.nets)
@@ -384,3 +414,76 @@ def _how(hows: list[str]) -> str:
     if "pandapower" in hows:
         return "pandapower"
     return "exact" if "exact" in hows else "none"
+
+
+#: Below this many islands to prepare, one process does it (starting a process costs ~3 s).
+PARALLEL_MIN_ISLANDS = 48
+#: Bumped whenever what a cache file holds changes shape.
+CACHE_FORMAT = 1
+
+
+def _prepared(net):
+    """``net`` (an island) with its base solved and its fast engine built: run in a worker."""
+    import contextlib
+
+    from lvplan.errors import PowerFlowError
+    from lvplan.powerflow.fast import FastEngineUnsupported
+
+    with contextlib.suppress(PowerFlowError):  # kept in the network: not_assessable
+        net.base_state()
+        with contextlib.suppress(FastEngineUnsupported):
+            net.fast_engine().prepare()
+    return net
+
+
+def cache_path(directory, fingerprint: str) -> Path:
+    from lvplan import __version__
+
+    safe = "".join(c if c.isalnum() or c in ".-" else "_" for c in __version__)
+    return Path(directory) / f"islands-{fingerprint[:32]}-{safe}-f{CACHE_FORMAT}.pickle"
+
+
+def save_cache(islands: IslandStates, whole, directory) -> Path | None:
+    """Write the prepared islands to ``directory`` (atomically), keyed by the network's
+    fingerprint and the lvplan version, which the file also holds and :func:`load_cache`
+    compares. Only islands without reserved loads are cached (the register's reservations
+    are applied after loading, as after a fresh start). Returns the file, or None when
+    there was nothing to cache."""
+    import pickle
+
+    from lvplan import __version__
+    from lvplan.io.atomic import write_bytes_atomic
+
+    if any(n.reserved for n in islands.nets.values()):
+        return None
+    head = {
+        "format": CACHE_FORMAT,
+        "fingerprint": whole.fingerprint,
+        "lvplan_version": __version__,
+    }
+    body = pickle.dumps((head, islands.plan, islands.nets), protocol=pickle.HIGHEST_PROTOCOL)
+    path = cache_path(directory, whole.fingerprint)
+    write_bytes_atomic(path, pickle.dumps(head) + body)
+    return path
+
+
+def load_cache(whole, directory) -> IslandStates | None:
+    """The prepared islands of ``whole`` from ``directory``, or None when there is no cache
+    for exactly this network (fingerprint) and this lvplan version (a changed network or a
+    new version writes a new file, never reads the old one) or it cannot be read."""
+    import pickle
+
+    from lvplan import __version__
+
+    path = cache_path(directory, whole.fingerprint)
+    want = {"format": CACHE_FORMAT, "fingerprint": whole.fingerprint, "lvplan_version": __version__}
+    try:
+        with open(path, "rb") as fh:
+            if pickle.load(fh) != want:
+                return None
+            head, island_plan, nets = pickle.load(fh)
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, ValueError):
+        return None
+    if head != want:
+        return None
+    return IslandStates(whole, island_plan, nets)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from lvplan.errors import InputError, PowerFlowError
-from lvplan.model.islands import IslandStates
+from lvplan.model.islands import IslandStates, load_cache, save_cache
 from lvplan.model.islands import plan as island_plan
 from lvplan.model.topology import LV_MAX_KV, Topology, build_topology, energized_buses
 from lvplan.model.validate import ELEMENT_TABLES, assert_valid
@@ -124,6 +124,20 @@ class Network:
         #: the MV islands, each a Network of its own (:meth:`islands`); None: not built yet
         self._islands: IslandStates | None = None
         self._islands_tried = False
+
+    def __getstate__(self) -> dict:
+        """Pickled (an island prepared in another process, or cached) with its base, fast
+        engine and reserved loads; its lock and caches are made afresh."""
+        out = dict(self.__dict__)
+        for key in ("_lock", "contexts", "_variants"):
+            out.pop(key, None)
+        return out
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+        self._variants = OrderedDict()
+        self.contexts = IdentityCache(max_items=8)
 
     # -- identity -------------------------------------------------------------------------------
     @property
@@ -250,6 +264,29 @@ class Network:
                         isl.reserve(self._reserved)
                     self._islands = isl
             return self._islands
+
+    def prepare_islands(self, *, workers: int = 1, cache_dir=None, progress=None) -> str:
+        """Build the islands (:meth:`islands`) and solve and prepare each (its base, its fast
+        engine), in ``workers`` processes where it pays; with ``cache_dir``, read them from a
+        cache of this very network and lvplan version when there is one, and write one when
+        there is not (:func:`lvplan.model.islands.load_cache`). ``progress(done, total)``.
+        Returns ``"cache"``, ``"prepared"`` or ``"whole"`` (one island: nothing to split)."""
+        with self._lock:
+            if not self._islands_tried and cache_dir is not None:
+                cached = load_cache(self, cache_dir)
+                if cached is not None:
+                    self._islands_tried, self._islands = True, cached
+                    if self._reserved:
+                        cached.reserve(self._reserved)
+                    return "cache"
+            isl = self.islands()
+            if isl is None:
+                return "whole"
+            pristine = not self._reserved
+        isl.prepare(workers=workers, progress=progress)
+        if cache_dir is not None and pristine:
+            save_cache(isl, self, cache_dir)
+        return "prepared"
 
     def _whole_built(self) -> bool:
         return self._base is not None or self._base_error is not None

@@ -40,6 +40,13 @@ class LinearResponse:
             self._pattern = JacobianPattern(self.Ybus, self.pv, self.pq)
         return self._pattern
 
+    def __getstate__(self) -> dict:
+        """Pickled without its factor (KLU's does not pickle): factored again on first use."""
+        out = dict(self.__dict__)
+        out["_lu"] = None
+        out["_like"] = None
+        return out
+
     def factor(self) -> SparseLU:
         """The LU of the Jacobian at V0 (computed on first use)."""
         if self._lu is None:

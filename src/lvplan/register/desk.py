@@ -204,9 +204,15 @@ class Desk:
         *,
         migrate: bool = False,
         changes=None,
+        cache_dir=None,
+        prepare_jobs: int = 1,
+        progress=None,
     ):
         """``changes`` (:class:`lvplan.Changes`): the desk serves the network with those changes
-        made (a register then belongs to the changed network's fingerprint)."""
+        made (a register then belongs to the changed network's fingerprint). The network's MV
+        islands are solved and prepared first (:meth:`Network.prepare_islands`: in
+        ``prepare_jobs`` processes where it pays, from and to ``cache_dir`` when given,
+        ``progress(done, total)``), before the register's reservations are counted."""
         if changes is not None:
             network = network.with_changes(changes)
         self.pristine = network
@@ -228,7 +234,10 @@ class Desk:
 
             self.migration = migrate_register(register, network, self.criteria)
         bind_network(register, network)
-        self.network.islands()  # reservations then move only their own island's base
+        # reservations then move only their own island's base
+        self.prepared = self.network.prepare_islands(
+            workers=prepare_jobs, cache_dir=cache_dir, progress=progress
+        )
         with self.lock, self.register.transaction(write=False) as tx:
             self._catch_up(tx)
 
