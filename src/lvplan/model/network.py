@@ -131,6 +131,16 @@ class Network:
         out = dict(self.__dict__)
         for key in ("_lock", "contexts", "_variants"):
             out.pop(key, None)
+        # pandapower's internal model of the last run: the fast engine holds what it needs,
+        # and the next pandapower run makes it again (a third of an island's bytes)
+        for key in ("_pp", "_work"):
+            net = out[key]
+            if "_ppc" in net:
+                light = copy.copy(net)
+                light["_ppc"] = None
+                out[key] = light
+        if self._pp is self._work:
+            out["_work"] = out["_pp"]
         return out
 
     def __setstate__(self, state: dict) -> None:

@@ -63,12 +63,17 @@ class AreaSolver:
         out = dict(self.__dict__)
         for key in ("_lu", "_A", "_sym", "_num"):
             out.pop(key, None)
+        out["Z"] = out["M"] = None  # a dense area's inverse: made again (cheaper than bytes)
+        out["_kron"] = {}
         return out
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lu = None
-        if not self.dense:
+        if self.dense:
+            self.Z = np.linalg.inv(self.Y_LL.toarray())
+            self.M = -self.Z @ self.Y_LR.toarray()
+        else:
             self._factorise()
 
     def _factorise(self) -> None:

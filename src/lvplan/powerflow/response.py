@@ -41,11 +41,16 @@ class LinearResponse:
         return self._pattern
 
     def __getstate__(self) -> dict:
-        """Pickled without its factor (KLU's does not pickle): factored again on first use."""
+        """Pickled without its factor (KLU's does not pickle) and pattern: both made again
+        on first use."""
         out = dict(self.__dict__)
         out["_lu"] = None
         out["_like"] = None
+        out["_pattern"] = None  # made again from Ybus on first use
         return out
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
 
     def factor(self) -> SparseLU:
         """The LU of the Jacobian at V0 (computed on first use)."""
