@@ -433,6 +433,9 @@ def _prepared(net):
         net.base_state()
         with contextlib.suppress(FastEngineUnsupported):
             net.fast_engine().prepare()
+        # pandapower's internal model of the run: the fast engine copied what it needs, and
+        # the next pandapower run of the island makes it again (a third of its memory)
+        net.pp["_ppc"] = None
     return net
 
 

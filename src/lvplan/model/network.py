@@ -109,7 +109,9 @@ class Network:
         self.name = name
         self.source = source
         self._pp = net
-        self._work = net if owned else copy.deepcopy(net)
+        #: the private copy reference load flows add their loads to: made on first use (a
+        #: network served island by island never runs pandapower on the whole of it)
+        self._work_net = net if owned else None
         self._lock = threading.RLock()
         self._base: GridState | None = None
         self._base_error: str | None = None
@@ -133,14 +135,14 @@ class Network:
             out.pop(key, None)
         # pandapower's internal model of the last run: the fast engine holds what it needs,
         # and the next pandapower run makes it again (a third of an island's bytes)
-        for key in ("_pp", "_work"):
+        for key in ("_pp", "_work_net"):
             net = out[key]
-            if "_ppc" in net:
+            if net is not None and "_ppc" in net:
                 light = copy.copy(net)
                 light["_ppc"] = None
                 out[key] = light
-        if self._pp is self._work:
-            out["_work"] = out["_pp"]
+        if self._pp is self._work_net:
+            out["_work_net"] = out["_pp"]
         return out
 
     def __setstate__(self, state: dict) -> None:
@@ -148,6 +150,13 @@ class Network:
         self._lock = threading.RLock()
         self._variants = OrderedDict()
         self.contexts = IdentityCache(max_items=8)
+
+    @property
+    def _work(self):
+        with self._lock:
+            if self._work_net is None:
+                self._work_net = copy.deepcopy(self._pp)
+            return self._work_net
 
     # -- identity -------------------------------------------------------------------------------
     @property
