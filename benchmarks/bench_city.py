@@ -77,7 +77,19 @@ def main() -> None:
         t = time.perf_counter()
         kw = {}
         if hasattr(net, "prepare_islands"):
-            kw = {"prepare_jobs": args.prepare_jobs, "cache_dir": args.cache}
+            kw = {
+                "prepare_jobs": args.prepare_jobs,
+                "cache_dir": args.cache,
+                "progress": lambda d, n: (
+                    print(
+                        f"  islands    {d}/{n} prepared, {time.perf_counter() - t:.1f} s, "
+                        f"rss {rss_mb():,.0f} MB",
+                        flush=True,
+                    )
+                    if d == n or d % max(1, n // 5) == 0
+                    else None
+                ),
+            }
         desk = Desk(net, SqliteBackend(Path(tmp) / "r.db"), **kw)
         t_init = time.perf_counter() - t
         desk.warm()

@@ -19,6 +19,8 @@ lie in two islands (a DC line), or a non-empty table lvplan does not know how to
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -436,6 +438,7 @@ def _prepared(net):
         # pandapower's internal model of the run: the fast engine copied what it needs, and
         # the next pandapower run of the island makes it again (a third of its memory)
         net.pp["_ppc"] = None
+        net.pp["_pd2ppc_lookups"] = {}  # its bus lookup: an array as long as the largest index
     return net
 
 
@@ -455,7 +458,6 @@ def save_cache(islands: IslandStates, whole, directory) -> Path | None:
     import pickle
 
     from lvplan import __version__
-    from lvplan.io.atomic import write_bytes_atomic
 
     if any(n.reserved for n in islands.nets.values()):
         return None
@@ -464,9 +466,19 @@ def save_cache(islands: IslandStates, whole, directory) -> Path | None:
         "fingerprint": whole.fingerprint,
         "lvplan_version": __version__,
     }
-    body = pickle.dumps((head, islands.plan, islands.nets), protocol=pickle.HIGHEST_PROTOCOL)
     path = cache_path(directory, whole.fingerprint)
-    write_bytes_atomic(path, pickle.dumps(head) + body)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:  # streamed (a city's islands are gigabytes), then renamed over: never half a file
+        with os.fdopen(fd, "wb") as fh:
+            pickle.dump(head, fh)
+            pickle.dump((head, islands.plan, islands.nets), fh, protocol=pickle.HIGHEST_PROTOCOL)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 
