@@ -363,11 +363,12 @@ def _decide_normal(
         )
     islands = network.islands()
     phys = network if islands is None else (islands.of(q.bus) or network)
-    outside: list[_Outside] = []
+    city: _City | None = None
+    own_key = None if islands is None else islands.key_of(q.bus)
     try:
         ctx = _context(phys, crit)
         if phys is not network:
-            outside = _outside(islands, crit, phys)
+            city = _city(islands, crit)
     except PowerFlowError as exc:
         return Decision(decision=Verdict.NOT_ASSESSABLE, **base_kwargs, reason=str(exc))
     if not network.live.bus[bus_row]:
@@ -382,15 +383,17 @@ def _decide_normal(
     own_pre, elsewhere, (skip_bus, skip_line, skip_trafo), (area_bus, _, area_trafo) = area_rule(
         phys, ctx, q.bus, area
     )
-    if phys is not network:  # the other islands: their base, which this load does not move
-        elsewhere = _with_outside(elsewhere, outside)
+    n_elsewhere = len(elsewhere)
+    if city is not None:  # the other islands: their base, which this load does not move
+        own_count = len(ctx.base_judgement.violations)
+        elsewhere, n_elsewhere = city.elsewhere(elsewhere, own_key, own_count)
     warnings = [
         f"pre-existing violation elsewhere (left out of the decision): {v.kind} {v.element} "
         f"{v.value:.4g} {v.unit} (limit {v.limit:.4g})"
         for v in elsewhere[:20]
     ]
-    if len(elsewhere) > 20:
-        warnings.append(f"... and {len(elsewhere) - 20} more pre-existing violations elsewhere")
+    if n_elsewhere > 20:
+        warnings.append(f"... and {n_elsewhere - 20} more pre-existing violations elsewhere")
 
     p_mw, q_mvar = q.design_kw / 1000.0, q.design_kvar / 1000.0
     try:
@@ -474,8 +477,10 @@ def _decide_normal(
             ),
         )
     closest = j.min_margin if decision == "fits" else None
-    if closest is not None and outside:  # the closest may lie in an island this load leaves be
-        closest = min([closest, *(o.closest for o in outside if o.closest)], key=_severity)
+    if closest is not None and city is not None:  # it may lie in an island this load leaves be
+        other = city.closest_outside(own_key)
+        if other is not None:
+            closest = min([closest, other], key=_severity)
     return Decision(
         decision=decision,
         **base_kwargs,
@@ -507,34 +512,65 @@ class _Outside:
     closest: Violation | None
 
 
-def _outside(islands, crit: Criteria, own: Network) -> list[_Outside]:
-    """Every other island's base, as the whole network's judge would see it: their elements
-    keep their base values whatever is connected in ``own`` (islands share only slack
-    buses)."""
-    out = []
-    for net in islands.nets.values():
-        if net is own:
-            continue
+@dataclass(frozen=True)
+class _City:
+    """Every island's base as a check on another island sees it (its elements keep their base
+    values whatever is connected elsewhere: islands share only slack buses), for one profile
+    and one set of island versions: built once per change of any island, not per check."""
+
+    versions: tuple[int, ...]
+    #: every island's base violations, worst first, each element once, with the islands
+    #: holding it (a slack bus belongs to every island it feeds)
+    violations: list[tuple[Violation, frozenset[int]]]
+    #: each island's element closest to a limit, nearest first
+    closest: list[tuple[int, Violation]]
+
+    def elsewhere(
+        self, own: list[Violation], own_key: int | None, own_count: int
+    ) -> tuple[list[Violation], int]:
+        """The first 20 pre-existing violations elsewhere (the island's own, ``own``, and
+        every other island's), worst first, each element once, and how many there are
+        (``own_count``: the island's base violations, all of which the city list holds)."""
+        top: list[Violation] = []
+        for v, holders in self.violations:
+            if own_key not in holders:
+                top.append(v)
+                if len(top) == 20:
+                    break
+        seen: set[tuple[str, ElementRef]] = set()
+        merged = []
+        for v in sorted([*own[:20], *top], key=_neg_sev):
+            k = (str(v.kind), v.element)
+            if k not in seen:
+                seen.add(k)
+                merged.append(v)
+        return merged, len(own) + len(self.violations) - own_count
+
+    def closest_outside(self, own_key: int | None) -> Violation | None:
+        return next((v for k, v in self.closest if k != own_key), None)
+
+
+def _city(islands, crit: Criteria) -> _City:
+    versions = tuple(n.version for n in islands.nets.values())
+    hit = islands.judged.get(id(crit))
+    if hit is not None and hit[0] is crit and hit[1].versions == versions:
+        return hit[1]
+    held: dict[tuple[str, ElementRef], tuple[Violation, set[int]]] = {}
+    closest: list[tuple[int, Violation]] = []
+    for key, net in islands.nets.items():
         ctx = _context(net, crit)
         if ctx.outside is None:
             vb, vl, vt = ctx.base_viol_masks
             j = ctx.limits.judge(ctx.base, skip_bus=vb, skip_line=vl, skip_trafo=vt)
             ctx.outside = _Outside(list(ctx.base_judgement.violations), j.min_margin)
-        out.append(ctx.outside)
-    return out
-
-
-def _with_outside(elsewhere: list[Violation], outside: list[_Outside]) -> list[Violation]:
-    """The island's own pre-existing violations elsewhere and every other island's, worst
-    first, each element once (slack buses belong to every island they feed)."""
-    seen: set[tuple[str, ElementRef]] = set()
-    merged = []
-    for v in sorted([*elsewhere, *(x for o in outside for x in o.violations)], key=_neg_sev):
-        k = (str(v.kind), v.element)
-        if k not in seen:
-            seen.add(k)
-            merged.append(v)
-    return merged
+        for v in ctx.outside.violations:
+            held.setdefault((str(v.kind), v.element), (v, set()))[1].add(key)
+        if ctx.outside.closest is not None:
+            closest.append((key, ctx.outside.closest))
+    viols = sorted(((v, frozenset(ks)) for v, ks in held.values()), key=lambda x: -x[0].severity)
+    city = _City(versions, viols, sorted(closest, key=lambda x: x[1].severity))
+    islands.judged[id(crit)] = (crit, city)
+    return city
 
 
 def _neg_sev(v: Violation) -> float:

@@ -311,6 +311,9 @@ class IslandStates:
                 )
         self._shape = (len(whole.pp.bus), len(whole.pp.line), len(whole.pp.trafo))
         self._composed: tuple[tuple[int, ...], object] | None = None
+        #: per criteria profile, what checks see of the islands they do not move
+        #: (:func:`lvplan.decision._city`)
+        self.judged: dict[int, tuple[object, object]] = {}
 
     def prepare(self, *, workers: int = 1, progress=None) -> None:
         """Solve every island's base and build its fast engine (every LV area, every root's
