@@ -240,3 +240,68 @@ def test_serve_workers_two_processes_behind_one_port(sz, cn, pg_register, tmp_pa
     loads = _approved(pg_register)
     assert 5 <= len(loads) < 60
     _no_new_violation(sz.pp, cn, loads)
+
+
+def test_one_process_decides_on_two_islands_at_once(sz, cn, pg_register, sz_pristine):
+    """One desk, threads on both islands: while a decision holds T3's island (in this
+    process), one on T5's island goes ahead, and T3's waits. Then 6 threads post 60
+    applications to both islands' areas: the approved set, loaded together, passes the
+    independent judge with no new violation."""
+    import copy
+
+    import pandapower as pp
+    from reference import OPTS, _violations
+
+    desk = Desk(sz, open_backend(pg_register), cn)
+    inside, leave = threading.Event(), threading.Event()
+
+    def hold_t3():
+        with desk.lock.hold([ISLAND_T3]):
+            inside.set()
+            leave.wait(10)
+
+    holder = threading.Thread(target=hold_t3, daemon=True)
+    holder.start()
+    assert inside.wait(10)
+    t0 = time.monotonic()
+    app, created = desk.apply({"id": "b1", "bus": 31, "kw": 20})
+    assert created and app.status == "approved" and time.monotonic() - t0 < 5
+    done: list = []
+    waiter = threading.Thread(
+        target=lambda: done.append(desk.apply({"id": "a1", "bus": T3_BOARD, "kw": 20})),
+        daemon=True,
+    )
+    waiter.start()
+    waiter.join(0.5)
+    assert not done  # T3's island is held in this process
+    leave.set()
+    waiter.join(30)
+    assert done and done[0][0].status == "approved"
+
+    buses = [15, 16, 18, 20, 28, 31, 34, 36, 40]
+    errors: list[BaseException] = []
+
+    def post(k: int) -> None:
+        try:
+            for i in range(10):
+                bus = buses[(k * 10 + i) % len(buses)]
+                desk.apply({"id": f"t{k}-{i}", "bus": bus, "kw": 40 + 7 * (i % 5)})
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=post, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    apps = [desk.get(f"t{k}-{i}") for k in range(6) for i in range(10)]
+    approved = [a for a in apps if a.status == "approved"]
+    assert 0 < len(approved) < len(apps)  # the areas filled up
+    net = copy.deepcopy(sz_pristine)
+    pp.runpp(net, **OPTS)
+    before = _violations(net, cn)
+    for a in [*approved, desk.get("b1"), desk.get("a1")]:
+        pp.create_load(net, a.bus, p_mw=a.design_kw / 1000, q_mvar=a.design_kvar / 1000)
+    pp.runpp(net, **OPTS)
+    assert _violations(net, cn) <= before

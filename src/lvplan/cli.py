@@ -7,6 +7,7 @@ import gc
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -172,6 +173,21 @@ def build_parser() -> argparse.ArgumentParser:
         "decides on its own, the register keeps them consistent",
     )
     v.add_argument("--token-file", help="file holding the bearer token (else LVPLAN_TOKEN)")
+    v.add_argument(
+        "--cache",
+        help="folder for the prepared MV islands (solved bases, fast engines): read at start "
+        "when it holds this very network and lvplan version, else written; never reused "
+        "for another network or version",
+    )
+    v.add_argument(
+        "--prepare-jobs",
+        default=str(os.cpu_count() or 1),
+        help="processes that solve and prepare the MV islands at start (default: the CPUs; "
+        "one process below 48 islands)",
+    )
+    v.add_argument(
+        "--progress", action="store_true", help="report the start-up's progress on stderr"
+    )
     v.add_argument(
         "--open-docs",
         action="store_true",
@@ -712,10 +728,48 @@ def _serve_desk(args: argparse.Namespace, crit, *, migrate: bool):
     from lvplan.register.desk import Desk
     from lvplan.register.store import open_backend
 
-    desk = Desk(load_network(args.network), open_backend(args.register), crit, migrate=migrate)
+    jobs = _int_arg("--prepare-jobs", args.prepare_jobs, 1, MAX_WORKERS)
+    t0 = time.monotonic()
+    network = load_network(args.network)
+    say = _startup_progress(t0) if args.progress else None
+    if say is not None:
+        say(f"network {network.name}: {len(network.pp.bus):,} buses loaded")
+    desk = Desk(
+        network,
+        open_backend(args.register),
+        crit,
+        migrate=migrate,
+        cache_dir=args.cache,
+        prepare_jobs=jobs,
+        progress=None if say is None else _island_progress(say),
+    )
+    if say is not None:
+        isl = desk.network.islands()
+        how = {"cache": "read from the cache", "prepared": "solved and prepared"}
+        say(
+            f"{len(isl) if isl else 1} MV islands {how.get(desk.prepared, 'solved whole')}, "
+            f"{len(desk.network.reserved)} reservations counted"
+        )
     if desk.migration is not None:
         print(f"lvplan: {desk.migration.summary()}", file=sys.stderr)
     return desk
+
+
+def _startup_progress(t0: float):
+    def say(text: str) -> None:
+        print(f"lvplan: [{time.monotonic() - t0:6.1f} s] {text}", file=sys.stderr, flush=True)
+
+    return say
+
+
+def _island_progress(say):
+    """A ``progress(done, total)`` that reports every tenth of the islands."""
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % max(1, total // 10) == 0:
+            say(f"MV islands prepared: {done}/{total}")
+
+    return progress
 
 
 def serve_worker_app():
@@ -756,6 +810,8 @@ def _serve(args: argparse.Namespace, crit) -> int:
         return _serve_workers(args, token, port, workers)
     desk = _serve_desk(args, crit, migrate=args.migrate)
     desk.warm()
+    if args.progress:
+        print("lvplan: ready", file=sys.stderr, flush=True)
     if args.check:
         print(
             f"ok: network {desk.pristine.name} ({desk.pristine.fingerprint[:12]}), register "

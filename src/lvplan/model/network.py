@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 
 from lvplan.errors import InputError, PowerFlowError
+from lvplan.model.islands import IslandStates, load_cache, save_cache
+from lvplan.model.islands import plan as island_plan
 from lvplan.model.topology import LV_MAX_KV, Topology, build_topology, energized_buses
 from lvplan.model.validate import ELEMENT_TABLES, assert_valid
 from lvplan.powerflow.ac import run_ac
@@ -107,7 +109,9 @@ class Network:
         self.name = name
         self.source = source
         self._pp = net
-        self._work = net if owned else copy.deepcopy(net)
+        #: the private copy reference load flows add their loads to: made on first use (a
+        #: network served island by island never runs pandapower on the whole of it)
+        self._work_net = net if owned else None
         self._lock = threading.RLock()
         self._base: GridState | None = None
         self._base_error: str | None = None
@@ -119,6 +123,40 @@ class Network:
         self._variants: OrderedDict = OrderedDict()
         #: what the check derives from this network per criteria profile (decision._context)
         self.contexts = IdentityCache(max_items=8)
+        #: the MV islands, each a Network of its own (:meth:`islands`); None: not built yet
+        self._islands: IslandStates | None = None
+        self._islands_tried = False
+
+    def __getstate__(self) -> dict:
+        """Pickled (an island prepared in another process, or cached) with its base, fast
+        engine and reserved loads; its lock and caches are made afresh."""
+        out = dict(self.__dict__)
+        for key in ("_lock", "contexts", "_variants"):
+            out.pop(key, None)
+        # pandapower's internal model of the last run: the fast engine holds what it needs,
+        # and the next pandapower run makes it again (a third of an island's bytes)
+        for key in ("_pp", "_work_net"):
+            net = out[key]
+            if net is not None and "_ppc" in net:
+                light = copy.copy(net)
+                light["_ppc"] = None
+                out[key] = light
+        if self._pp is self._work_net:
+            out["_work_net"] = out["_pp"]
+        return out
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+        self._variants = OrderedDict()
+        self.contexts = IdentityCache(max_items=8)
+
+    @property
+    def _work(self):
+        with self._lock:
+            if self._work_net is None:
+                self._work_net = copy.deepcopy(self._pp)
+            return self._work_net
 
     # -- identity -------------------------------------------------------------------------------
     @property
@@ -230,10 +268,61 @@ class Network:
     def is_lv(self, bus: int) -> bool:
         return bool(self._pp.bus.at[bus, "vn_kv"] < LV_MAX_KV)
 
+    # -- MV islands -----------------------------------------------------------------------------
+    def islands(self) -> IslandStates | None:
+        """The network's MV islands as networks of their own (:mod:`lvplan.model.islands`),
+        built on first use with the loads reserved so far; None when the network is one island
+        or cannot be cut exactly. Checks decide on the island of their bus."""
+        with self._lock:
+            if not self._islands_tried:
+                self._islands_tried = True
+                found = island_plan(self._pp)
+                if found is not None:
+                    isl = IslandStates(self, found)
+                    if self._reserved:
+                        isl.reserve(self._reserved)
+                    self._islands = isl
+            return self._islands
+
+    def prepare_islands(self, *, workers: int = 1, cache_dir=None, progress=None) -> str:
+        """Build the islands (:meth:`islands`) and solve and prepare each (its base, its fast
+        engine), in ``workers`` processes where it pays; with ``cache_dir``, read them from a
+        cache of this very network and lvplan version when there is one, and write one when
+        there is not (:func:`lvplan.model.islands.load_cache`). ``progress(done, total)``.
+        Returns ``"cache"``, ``"prepared"`` or ``"whole"`` (one island: nothing to split)."""
+        with self._lock:
+            if not self._islands_tried and cache_dir is not None:
+                cached = load_cache(self, cache_dir)
+                if cached is not None:
+                    self._islands_tried, self._islands = True, cached
+                    if self._reserved:
+                        cached.reserve(self._reserved)
+                    return "cache"
+            isl = self.islands()
+            if isl is None:
+                return "whole"
+            pristine = not self._reserved
+        isl.prepare(workers=workers, progress=progress)
+        if cache_dir is not None and pristine:
+            save_cache(isl, self, cache_dir)
+        return "prepared"
+
+    def _whole_built(self) -> bool:
+        return self._base is not None or self._base_error is not None
+
     # -- load flows -----------------------------------------------------------------------------
     def base_state(self) -> GridState:
         """The reference load flow of the network as given (existing loads at the design peak),
-        plus the reserved loads (see :meth:`reserve`)."""
+        plus the reserved loads (see :meth:`reserve`). Once the islands are built
+        (:meth:`islands`), it is put together from the islands' bases, which the checks use
+        (the same state as one load flow of the whole: islands share only slack buses)."""
+        with self._lock:
+            if self._islands is not None:
+                return self._islands.compose()
+            return self._whole_base()
+
+    def _whole_base(self) -> GridState:
+        """The base as one load flow of the whole network."""
         with self._lock:
             if self._base is None and self._base_error is None:
                 try:
@@ -253,7 +342,8 @@ class Network:
     def reserved(self) -> dict[str, ExtraLoad]:
         """Loads added to the network's own (keyed by application id), as :meth:`reserve` left
         them. Every load flow and check on this network counts them."""
-        return dict(self._reserved)
+        with self._lock:
+            return dict(self._reserved)
 
     def reserve(self, loads: dict[str, ExtraLoad]) -> str:
         """Add loads for good (approved applications). Returns how the new base was found:
@@ -265,20 +355,43 @@ class Network:
                 if e.cable_length_km > 0:
                     raise InputError(f"reservation {k}: a reservation cannot have a service cable")
             self._reserved.update(new)
-            return self._move_base([(e.bus, e.p_mw, e.q_mvar) for e in new.values()])
+            isl = self._islands
+            if isl is None or self._whole_built():
+                return self._move_base(
+                    [(e.bus, e.p_mw, e.q_mvar) for e in new.values()],
+                    None if isl is None else isl.reserve(new),
+                )
+            if not new:
+                return "none"
+            self.version += 1
+        # only the islands hold a base: each moves under its own lock, not the whole network's
+        return isl.reserve(new)
 
     def release(self, keys: list[str]) -> str:
         """Remove reserved loads (withdrawn applications); see :meth:`reserve`."""
         with self._lock:
-            gone = [self._reserved.pop(k) for k in keys if k in self._reserved]
-            return self._move_base([(e.bus, -e.p_mw, -e.q_mvar) for e in gone])
+            gone = {k: self._reserved.pop(k) for k in keys if k in self._reserved}
+            isl = self._islands
+            if isl is None or self._whole_built():
+                return self._move_base(
+                    [(e.bus, -e.p_mw, -e.q_mvar) for e in gone.values()],
+                    None if isl is None else isl.release(gone),
+                )
+            if not gone:
+                return "none"
+            self.version += 1
+        return isl.release(gone)
 
-    def _move_base(self, changes: list[tuple[int, float, float]]) -> str:
+    def _move_base(self, changes: list[tuple[int, float, float]], islands: str | None) -> str:
+        """Move the whole network's base by ``changes``; ``islands``: how the islands moved
+        theirs (they were built), in which case a whole base not yet solved stays unsolved."""
         if not changes:
             return "none"
         self.version += 1
-        if self._base is None and self._base_error is None:
-            self.base_state()
+        if not self._whole_built():
+            if islands is not None:
+                return islands
+            self._whole_base()
             return "pandapower"
         eng = self._fast
         if eng is not None:
@@ -297,11 +410,13 @@ class Network:
         # the exact load flow cannot be used here: a full reference run with every reservation
         self._base, self._base_error, self._fast = None, None, None
         with contextlib.suppress(PowerFlowError):  # kept in _base_error: not_assessable
-            self.base_state()
+            self._whole_base()
         return "pandapower"
 
     def fast_engine(self) -> FastEngine:
-        self.base_state()
+        """The fast engine of the whole network (one load flow of it, even when the islands
+        are built: checks use the islands' own engines)."""
+        self._whole_base()
         assert self._fast is not None
         return self._fast
 

@@ -276,6 +276,13 @@ def mv_islands(net) -> pd.Series:
     transformers, the MV networks behind them are coupled through it and form one island
     (never an approximation of the coupling). The key of an island is the smallest bus index
     in it (a slack bus: its own index); out-of-service buses have none."""
+    ids, on, _slack, smallest = island_labels(net)
+    return pd.Series(smallest[on].astype(np.int64), index=ids[on])
+
+
+def island_labels(net) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What :func:`mv_islands` is built from, for every bus row: (bus ids, in service, slack
+    (a slack bus or one a closed bus-bus switch ties to it), the island key)."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -300,4 +307,4 @@ def mv_islands(net) -> pd.Series:
     _, label = connected_components(g, directed=False)
     label = np.where(slack, n + np.arange(n), label)  # each slack bus is its own island
     smallest = pd.Series(ids).groupby(label).transform("min").to_numpy()
-    return pd.Series(smallest[on].astype(np.int64), index=ids[on])
+    return ids, on, slack, smallest

@@ -50,33 +50,58 @@ class AreaSolver:
         self._lu: Any = None
         self.backend = "dense" if self.dense else "superlu"
         self._kron: dict[bytes, tuple[np.ndarray, ...]] = {}
+        self._want = backend
         if self.dense:
             self.Z = np.linalg.inv(Y_LL.toarray())
             self.M = -self.Z @ self.Y_LR.toarray()
         else:
+            self._factorise()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the sparse factors (SuperLU and KLU objects do not pickle): they
+        are computed again on unpickling."""
+        out = dict(self.__dict__)
+        for key in ("_lu", "_A", "_sym", "_num"):
+            out.pop(key, None)
+        out["Z"] = out["M"] = None  # a dense area's inverse: made again (cheaper than bytes)
+        out["_kron"] = {}
+        return out
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lu = None
+        if self.dense:
+            self.Z = np.linalg.inv(self.Y_LL.toarray())
+            self.M = -self.Z @ self.Y_LR.toarray()
+        else:
+            self._factorise()
+
+    def _factorise(self) -> None:
+        """The sparse factors of ``Y_LL``: SuperLU, and KLU where kvxopt is installed."""
+        Y_LL, backend = self.Y_LL, self._want
+        try:
+            self._lu = splu(
+                Y_LL,
+                permc_spec="MMD_AT_PLUS_A",
+                diag_pivot_thresh=0.1,
+                options={"SymmetricMode": True},
+            )
+        except RuntimeError as exc:  # "Factor is exactly singular"
+            raise np.linalg.LinAlgError(str(exc)) from None
+        if _klu is not None and backend != "superlu":
+            coo = Y_LL.tocoo()
+            self._A = _kv.spmatrix(
+                _kv.matrix(coo.data),
+                _kv.matrix(coo.row.astype(int)),
+                _kv.matrix(coo.col.astype(int)),
+                Y_LL.shape,
+            )
             try:
-                self._lu = splu(
-                    Y_LL,
-                    permc_spec="MMD_AT_PLUS_A",
-                    diag_pivot_thresh=0.1,
-                    options={"SymmetricMode": True},
-                )
-            except RuntimeError as exc:  # "Factor is exactly singular"
+                self._sym = _klu.symbolic(self._A)
+                self._num = _klu.numeric(self._A, self._sym)
+                self.backend = "klu"
+            except ArithmeticError as exc:
                 raise np.linalg.LinAlgError(str(exc)) from None
-            if _klu is not None and backend != "superlu":
-                coo = Y_LL.tocoo()
-                self._A = _kv.spmatrix(
-                    _kv.matrix(coo.data),
-                    _kv.matrix(coo.row.astype(int)),
-                    _kv.matrix(coo.col.astype(int)),
-                    Y_LL.shape,
-                )
-                try:
-                    self._sym = _klu.symbolic(self._A)
-                    self._num = _klu.numeric(self._A, self._sym)
-                    self.backend = "klu"
-                except ArithmeticError as exc:
-                    raise np.linalg.LinAlgError(str(exc)) from None
 
     def root_term(self, V_R: np.ndarray) -> np.ndarray:
         """What the roots contribute, in the form :meth:`step` takes (dense: ``M V_R``;

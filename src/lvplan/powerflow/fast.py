@@ -118,6 +118,30 @@ def _terminal(v_bus: complex, s: complex, z: complex) -> complex:
     raise FastEngineDiverged("the service cable cannot carry the load")
 
 
+class BusLookup:
+    """pandapower's bus lookup (pandapower bus index -> internal bus), kept for the net's own
+    buses: pandapower's is an array as long as the largest bus index, 8 MB for each island of
+    a million-bus city. Indexed like it (an int or an array of ints); an index that is no bus
+    of the net gives :data:`NO_BUS` (never a bus of the model)."""
+
+    NO_BUS = np.int64(2**62)
+
+    def __init__(self, lookup: np.ndarray, bus_ids: np.ndarray):
+        ids = np.sort(np.asarray(bus_ids, np.int64))
+        ok = (ids >= 0) & (ids < lookup.size)
+        self.ids = ids[ok]
+        self.values = lookup[self.ids].copy()
+
+    def __getitem__(self, key):
+        k = np.asarray(key, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.ids, k), max(self.ids.size - 1, 0))
+        if self.ids.size == 0:
+            out = np.full(k.shape, self.NO_BUS)
+        else:
+            out = np.where(self.ids[pos] == k, self.values[pos], self.NO_BUS)
+        return out if out.ndim else np.int64(out)
+
+
 class FastEngine:
     """Built from a pandapower net right after a converged ``runpp`` (it copies what it needs)."""
 
@@ -138,7 +162,9 @@ class FastEngine:
         self.ref = np.asarray(ppci["ref"], dtype=np.int64)
         self.pv = np.asarray(ppci["pv"], dtype=np.int64)
         self.pq = np.asarray(ppci["pq"], dtype=np.int64)
-        self.bus_lookup = np.asarray(net._pd2ppc_lookups["bus"], dtype=np.int64).copy()
+        self.bus_lookup = BusLookup(
+            np.asarray(net._pd2ppc_lookups["bus"], dtype=np.int64), net.bus.index.to_numpy()
+        )
         # the net injections of the base (pu): what the exact load flow holds specified
         self.S0 = self.V0 * np.conj(self.Ybus @ self.V0)
         self.live = live

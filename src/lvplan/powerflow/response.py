@@ -40,6 +40,18 @@ class LinearResponse:
             self._pattern = JacobianPattern(self.Ybus, self.pv, self.pq)
         return self._pattern
 
+    def __getstate__(self) -> dict:
+        """Pickled without its factor (KLU's does not pickle) and pattern: both made again
+        on first use."""
+        out = dict(self.__dict__)
+        out["_lu"] = None
+        out["_like"] = None
+        out["_pattern"] = None  # made again from Ybus on first use
+        return out
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
     def factor(self) -> SparseLU:
         """The LU of the Jacobian at V0 (computed on first use)."""
         if self._lu is None:

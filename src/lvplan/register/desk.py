@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,6 +27,7 @@ from lvplan.decision import Decision, check, resolve_criteria
 from lvplan.errors import InputError, LvplanError, PowerFlowError, RegisterUnavailable
 from lvplan.model.network import ExtraLoad, Network
 from lvplan.register.fields import check_id
+from lvplan.register.locks import IslandLocks
 from lvplan.register.store import (
     NO_ISLAND,
     STATUS_OF_DECISION,
@@ -208,15 +208,22 @@ class Desk:
         *,
         migrate: bool = False,
         changes=None,
+        cache_dir=None,
+        prepare_jobs: int = 1,
+        progress=None,
     ):
         """``changes`` (:class:`lvplan.Changes`): the desk serves the network with those changes
-        made (a register then belongs to the changed network's fingerprint)."""
+        made (a register then belongs to the changed network's fingerprint). The network's MV
+        islands are solved and prepared first (:meth:`Network.prepare_islands`: in
+        ``prepare_jobs`` processes where it pays, from and to ``cache_dir`` when given,
+        ``progress(done, total)``), before the register's reservations are counted."""
         if changes is not None:
             network = network.with_changes(changes)
         self.pristine = network
         self.register = register
         self.criteria = resolve_criteria(criteria)
-        self.lock = threading.RLock()
+        #: one lock per island, and the gate over them all (:mod:`lvplan.register.locks`)
+        self.lock = IslandLocks()
         self.network = _reservable_copy(network)
         from lvplan.model.topology import mv_islands
 
@@ -231,6 +238,10 @@ class Desk:
 
             self.migration = migrate_register(register, network, self.criteria)
         bind_network(register, network)
+        # reservations then move only their own island's base
+        self.prepared = self.network.prepare_islands(
+            workers=prepare_jobs, cache_dir=cache_dir, progress=progress
+        )
         with self.lock, self.register.transaction(write=False) as tx:
             self._catch_up(tx)
 
@@ -332,15 +343,17 @@ class Desk:
 
         with self.lock:
             net = self.network
-            try:
-                net.base_state()
-            except PowerFlowError:
-                return  # every decision says not_assessable, with the reason
-            eng = net.fast_engine()
-            eng._factor()
-            eng.prepare()
+            islands = net.islands()
+            for one in [net] if islands is None else list(islands.nets.values()):
+                try:
+                    one.base_state()
+                except PowerFlowError:
+                    continue  # its decisions say not_assessable, with the reason
+                eng = one.fast_engine()
+                eng._factor()
+                eng.prepare()
+                _context(one, self.criteria)
             _ = net.topology
-            _context(net, self.criteria)
             # one check (nothing recorded) runs whatever the first decision would build lazily
             lv = net.pp.bus.index[(net.bus_vn_kv < 1.0) & net.live.bus]
             if len(lv):
@@ -379,9 +392,10 @@ class Desk:
     def check(self, body: Any) -> dict[str, Any]:
         """The answer without reserving (counts the reservations the register holds now)."""
         req = normalise_request(body, need_id=False)
-        with self.lock:
+        scope = self._scope(req)
+        with self.lock.hold(scope):
             with self.register.transaction(write=False) as tx:
-                self._catch_up(tx, self._scope(req))
+                self._catch_up(tx, scope)
             return self._decide(req, self.network).to_dict()
 
     def apply(self, body: Any, *, wait: bool = True) -> tuple[Application, bool]:
@@ -396,7 +410,7 @@ class Desk:
     def _apply(self, req: dict[str, Any], wait: bool) -> tuple[Application, bool]:
         h = request_hash(req)
         islands = self._scope(req)
-        with self.lock:
+        with self.lock.hold(islands):
             with self.register.transaction(write=True, wait=wait, islands=islands) as tx:
                 old = tx.get(req["id"])
                 if old is not None:
@@ -448,7 +462,7 @@ class Desk:
             known = self.register.get(app_id)
             if known is not None:
                 islands = [island_key(self.islands, known.bus)]
-        with self.lock:
+        with self.lock.hold(islands):
             with self.register.transaction(write=True, wait=wait, islands=islands) as tx:
                 app = tx.get(app_id)
                 if app is None:

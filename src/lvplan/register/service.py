@@ -40,6 +40,7 @@ from starlette.requests import ClientDisconnect
 from lvplan.errors import InputError, LvplanError, RegisterUnavailable
 from lvplan.register.desk import Desk
 from lvplan.register.fields import check_id
+from lvplan.register.locks import IslandLocks
 from lvplan.register.store import Conflict, NotFound, RegisterBusy, SqliteBackend
 
 MAX_BODY_BYTES = 16 * 1024
@@ -269,7 +270,7 @@ def create_app(desk: Desk, token: str, *, open_docs: bool = False):
         nothing can slip in before ``fn`` re-enters it) and, for a write, the register's write
         lock is free at once; else in a worker thread that waits for them."""
         lock = getattr(desk, "lock", None)
-        if isinstance(lock, rlock_type) and lock.acquire(blocking=False):
+        if isinstance(lock, rlock_type | IslandLocks) and lock.acquire(blocking=False):
             try:
                 if not writes:
                     return run(fn, *args)
