@@ -186,20 +186,30 @@ def test_resume_after_a_kill_reuses_the_finished_group_only(city, cn, tmp_path, 
     assert ran == [owner]
 
 
-def test_cli_workers_and_resume(city, tmp_path, capsys):
+def test_cli_workers_and_resume(city, tmp_path, capsys, monkeypatch):
     net_dir = str(city[0].source)
     demand = str(city[1])
     out = tmp_path / "plan"
     args = ["plan", net_dir, "--demand", demand, "--method", "greedy", "--json"]
     assert len(city[0].pp.bus) < groups_mod.POOL_MIN_BUSES  # planned in this process
+    ran: list[int] = []
+    real = groups_mod.run_group
+
+    def counted(job):
+        ran.append(job.index)
+        return real(job)
+
+    monkeypatch.setattr(groups_mod, "run_group", counted)
     assert main([*args, "--workers", "2", "--out", str(out)]) == 0
     first = json.loads(capsys.readouterr().out)
     assert len(first["solver"]["parts"]) == 2
     assert len(list((out / "parts").glob("*.pkl"))) == 2
+    assert sorted(ran) == [0, 1]  # both planned (in this process: a small network)
+    ran.clear()
     assert main([*args, "--resume", str(out)]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["total_cost_cny"] == first["total_cost_cny"]
-    assert again["runtime_s"] < first["runtime_s"]  # both groups reused
+    assert ran == []  # both groups reused, none planned again
     assert main([*args, "--resume", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--resume" in err[0]
