@@ -19,8 +19,6 @@ lie in two islands (a DC line), or a non-empty table lvplan does not know how to
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +27,7 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from lvplan.io.atomic import atomic_file
 from lvplan.model.topology import island_labels
 
 #: Branch tables: their bus columns and the ``et`` of a switch that opens one end.
@@ -470,18 +469,11 @@ def save_cache(islands: IslandStates, whole, directory) -> Path | None:
         "lvplan_version": __version__,
     }
     path = cache_path(directory, whole.fingerprint)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:  # streamed (a city's islands are gigabytes), then renamed over: never half a file
-        with os.fdopen(fd, "wb") as fh:
-            pickle.dump(head, fh)
-            pickle.dump((head, islands.plan, islands.nets), fh, protocol=pickle.HIGHEST_PROTOCOL)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # streamed (a city's islands are gigabytes), then renamed over: never half a file; a
+    # pickle only its owner may read
+    with atomic_file(path, mode=0o600) as fh:
+        pickle.dump(head, fh)
+        pickle.dump((head, islands.plan, islands.nets), fh, protocol=pickle.HIGHEST_PROTOCOL)
     return path
 
 

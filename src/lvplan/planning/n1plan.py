@@ -113,7 +113,11 @@ def check_plan_n1(
     failures: list[N1Failure] = []
     notes: list[str] = []
     seen: set[str] = set()
-    opt_feeder: list[str] | None = None  # by option (N-1 demands'), made when first needed
+    # the feeder of every N-1 demand's option ("" for the others), once per round
+    opt_feeder = [
+        option_feeder(network, inst, k, feeder_of) if o.demand in needs else ""
+        for k, o in enumerate(inst.options)
+    ]
     for feeder in sorted(on):
         conts = ctx.topology.relevant(feeder) if feeder else []
         # none: a transformer on the source busbar itself, on no feeder with a head section,
@@ -130,47 +134,31 @@ def check_plan_n1(
                 why = f"N-1 {c.id}: {out.status.replace('_', ' ')}"
                 failures.append(N1Failure(c.id, feeder, out.status, -math.inf, why))
                 for f in sorted({c.feeder, feeder}):  # the loop's, and the demand's feeder
-                    notes += _withdraw(inst, f, feeder_of, network, needs, cuts, why)
+                    notes += _withdraw(opt_feeder, f, cuts, why)
                 continue
             failures.append(N1Failure(c.id, feeder, FAIL, margin, f"N-1 {c.id}: fails"))
             # the options this contingency concerns, as the check judges it: those on its
             # feeder or a loop partner (a load elsewhere moves its margin only through the
             # source busbar's voltage: a contingency the check never runs for it)
             near = {f for f, ft in ctx.topology.feeders.items() if c in ctx.topology.relevant(f)}
-            if opt_feeder is None:
-                opt_feeder = [
-                    option_feeder(network, inst, k, feeder_of) if o.demand in needs else ""
-                    for k, o in enumerate(inst.options)
-                ]
             ks_near = {k for k, f in enumerate(opt_feeder) if f and f in near}
             learned = _fail_cuts(network, inst, sol, ctx, c, out.best, cuts, ks_near)
             if not learned:  # nothing the options can change: its N-1 demands go elsewhere
                 why = f"N-1 {c.id}: fails (margin {margin:.4f}) and no connection relieves it"
                 learned = []
                 for f in sorted({c.feeder, feeder}):
-                    learned += _withdraw(inst, f, feeder_of, network, needs, cuts, why)
+                    learned += _withdraw(opt_feeder, f, cuts, why)
             notes += learned
     if failures and not notes:  # nothing learned: never the same plan again
         for f in sorted({x.feeder for x in failures}):
-            notes += _withdraw(inst, f, feeder_of, network, needs, cuts, "N-1 fails")
+            notes += _withdraw(opt_feeder, f, cuts, "N-1 fails")
     return failures, notes, sorted(seen)
 
 
-def _withdraw(
-    inst: Instance,
-    feeder: str,
-    feeder_of: dict[int, str],
-    network: Network,
-    needs: set[int],
-    cuts: Cuts,
-    why: str,
-) -> list[str]:
-    """Withdraw the options of N-1 demands on ``feeder``."""
-    ks = [
-        k
-        for k, o in enumerate(inst.options)
-        if o.demand in needs and option_feeder(network, inst, k, feeder_of) == feeder
-    ]
+def _withdraw(opt_feeder: list[str], feeder: str, cuts: Cuts, why: str) -> list[str]:
+    """Withdraw the options of N-1 demands on ``feeder`` (``opt_feeder``: each option's feeder,
+    "" for the options of demands without N-1)."""
+    ks = [k for k, f in enumerate(opt_feeder) if f and f == feeder]
     if not ks:
         return []
     cuts.add_linear({k: 1.0 for k in ks}, 0.5, f"{why} (its N-1 demands)")

@@ -230,13 +230,16 @@ def plan(
     crit = resolve_criteria(criteria)
     meas = measures or load_measures()
     ds = demand if isinstance(demand, DemandSet) else read_demand(demand, network, crit)
+    whole = ""  # why the network is planned as one, though split by island was asked
     if by_island and budget_cny is not None:
-        say("--budget couples every demand: the whole network is planned as one")
+        whole = "--budget couples every demand: the whole network is planned as one"
     elif by_island and demands_needing_n1(ds.demands, crit):
         # a 10 kV loop's tie may join two MV islands (each fed from its own source, the tie
         # open): its N-1 restoration is only seen on the network with both
-        say("N-1 demands: their loops' ties may join MV islands, so one plan of the network")
-    if by_island and budget_cny is None and not demands_needing_n1(ds.demands, crit):
+        whole = "N-1 demands: their loops' ties may join MV islands, so one plan of the network"
+    if whole:
+        say(whole)
+    elif by_island:
         from lvplan.planning import islands
         from lvplan.planning.groups import plan_by_groups
 
