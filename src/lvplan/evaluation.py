@@ -16,7 +16,9 @@ a bus-bus switch fuses its two buses (rows and columns summed, one bus leaves th
 Other switching (opening a switch, a switch pandapower does not model as open) and networks the
 exact load flow does not model (voltage-dependent loads) are solved by pandapower on the
 changed tables (``engine = "pandapower"``); ``evaluate`` still sends every switching change
-there.
+there, and every new tie (its open switch leaves the cable's far end on an auxiliary bus of
+pandapower's model). A moved transformer is a modified unit (its HV side on a new bus) and a
+new cable: the stamps above.
 """
 
 from __future__ import annotations
@@ -131,7 +133,12 @@ def evaluate(
     resolved = changes.resolve(network)
     plan = plan_changes(network.pp, resolved)
     eng = network.fast_engine()
-    if plan.map.switches or eng.has_voltage_dependent_loads or network.reserved:
+    if (
+        plan.map.switches
+        or plan.map.new_switches  # a new tie: its open end is pandapower's auxiliary bus
+        or eng.has_voltage_dependent_loads
+        or network.reserved
+    ):
         state, iters = _by_pandapower(network, materialise(network.pp, plan)), 0
     else:
         state, iters = _by_stamps(eng, network, _Rows(network.pp, plan))
@@ -156,8 +163,8 @@ def switched_state(network: Network, changes: Changes) -> GridState:
     if eng.has_voltage_dependent_loads:
         raise SwitchingUnsupported("voltage-dependent loads")
     plan = plan_changes(network.pp, changes.resolve(network))
-    if plan.map.new_buses or plan.map.new_trafos:
-        raise SwitchingUnsupported("new buses or units with switching")
+    if plan.map.new_buses or plan.map.new_trafos or plan.map.new_switches:
+        raise SwitchingUnsupported("new buses, units or switches with switching")
     state, _ = _by_stamps(eng, network, _Rows(network.pp, plan))
     return state
 

@@ -27,6 +27,7 @@ from lvplan.changes.spec import (
     SetSwitch,
     Transfer,
 )
+from lvplan.changes.spec import MoveTransformer, NewTie, moved_bus_name
 from lvplan.model.catalogue import cable_types, trafo_types
 from lvplan.powerflow.branch import TAP_COLUMNS
 
@@ -48,12 +49,13 @@ class ChangeMap:
     modified_trafos: list[int] = field(default_factory=list)
     opened_lines: list[int] = field(default_factory=list)
     switches: list[int] = field(default_factory=list)
+    new_switches: list[int] = field(default_factory=list)  # a new tie's open switch
 
     @property
     def topology_changed(self) -> bool:
         return bool(
             self.new_buses or self.new_lines or self.new_trafos or self.opened_lines
-            or self.switches
+            or self.switches or self.new_switches
         )  # fmt: skip
 
 
@@ -109,13 +111,14 @@ class Plan:
     line_updates: dict[int, dict] = field(default_factory=dict)  # existing line -> columns
     trafo_updates: dict[int, dict] = field(default_factory=dict)
     switch_updates: dict[int, bool] = field(default_factory=dict)
+    new_switches: dict[int, dict] = field(default_factory=dict)  # new switch -> create kwargs
 
 
 class _Ids:
     def __init__(self, net):
         self.next = {
             t: (int(net[t].index.max()) + 1 if len(net[t]) else 0)
-            for t in ("bus", "line", "trafo", "load")
+            for t in ("bus", "line", "trafo", "load", "switch")
         }
 
     def take(self, table: str) -> int:
@@ -224,7 +227,40 @@ def plan_changes(net, changes: Changes) -> Plan:
         elif isinstance(c, SetSwitch):
             plan.switch_updates[int(c.switch)] = bool(c.closed)
             m.switches.append(int(c.switch))
+        elif isinstance(c, NewTie):
+            name = c.name or "new tie"
+            a, b = int(c.from_bus), int(c.to_bus)  # type: ignore[arg-type]
+            tie = line(a, b, float(c.length_m or 0) / 1000, c.cable, name)
+            i = ids.take("switch")
+            plan.new_switches[i] = dict(
+                bus=b, element=tie, et="l", closed=False, name=f"{name} switch"
+            )
+            m.new_switches.append(i)
+        elif isinstance(c, MoveTransformer):
+            t = int(c.trafo)  # type: ignore[arg-type]
+            hv_old = int(net.trafo.at[t, "hv_bus"])
+            vn = float(net.bus.at[hv_old, "vn_kv"])
+            geo = _geo(net, hv_old)
+            at = bus(vn_kv=vn, name=moved_bus_name(net, t), **({"geodata": geo} if geo else {}))
+            line(int(c.to_bus), at, float(c.length_m or 0) / 1000, c.cable, f"move of trafo {t}")  # type: ignore[arg-type]
+            plan.trafo_updates.setdefault(t, {})["hv_bus"] = at
+            if t not in m.modified_trafos:
+                m.modified_trafos.append(t)
     return plan
+
+
+def _geo(net, b: int) -> tuple[float, float] | None:
+    """(lon, lat) of bus ``b`` from pandapower's ``geo`` column, or None."""
+    import json
+
+    g = net.bus.at[b, "geo"] if "geo" in net.bus.columns else None
+    if not isinstance(g, str) or not g:
+        return None
+    try:
+        c = json.loads(g)["coordinates"]
+        return float(c[0]), float(c[1])
+    except (ValueError, KeyError, TypeError, IndexError):
+        return None
 
 
 def _vn(net, plan: Plan, b: int) -> float:
@@ -246,7 +282,7 @@ def materialise(net, plan: Plan):
         "line": bool(plan.lines or plan.line_updates),
         "trafo": bool(plan.trafos or plan.trafo_updates),
         "load": bool(plan.loads),
-        "switch": bool(plan.switch_updates),
+        "switch": bool(plan.switch_updates or plan.new_switches),
     }
     _writable(out, net, {t for t, hit in touched.items() if hit})
     made: list[tuple[int, int]] = []
@@ -286,6 +322,9 @@ def materialise(net, plan: Plan):
             out.trafo.at[t, k] = v
     for sw, closed in plan.switch_updates.items():
         out.switch.at[sw, "closed"] = closed
+    for i, kw in plan.new_switches.items():
+        made_sw = pp.create_switch(out, index=i, **kw)
+        assert int(made_sw) == i, "a new switch got another index"
     return out
 
 

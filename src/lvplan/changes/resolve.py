@@ -18,10 +18,13 @@ from lvplan.changes.spec import (
     NewLvCable,
     NewSubstation,
     OpenLine,
+    MoveTransformer,
+    NewTie,
     ReplaceLine,
     ReplaceTransformer,
     SetSwitch,
     Transfer,
+    moved_bus_name,
 )
 from lvplan.errors import InputError
 from lvplan.model.catalogue import cable_types, trafo_types
@@ -214,6 +217,13 @@ def resolve_change(network, c: Change, position: int, pending: Pending) -> Chang
         return out2
     if isinstance(c, Transfer):
         return _transfer(network, c, where, pending)
+    if isinstance(c, NewTie):
+        return _new_tie(network, c, where)
+    if isinstance(c, MoveTransformer):
+        out3 = _move_transformer(network, c, where)
+        name = moved_bus_name(network.pp, int(out3.trafo))  # type: ignore[arg-type]
+        pending.add_bus(name, float(network.pp.bus.at[int(out3.to_bus), "vn_kv"]))  # type: ignore[arg-type]
+        return out3
     if isinstance(c, OpenLine):
         return replace(c, line=_line(network, c.line, where)[0])
     if isinstance(c, SetSwitch):
@@ -341,3 +351,84 @@ def _transfer(network, c: Transfer, where: str, pending: Pending) -> Transfer:
         )
     length = _cable_length(network, c.length_m, tb, end, pending, where)
     return replace(c, subtree_root_line=ln, to_bus=tb, length_m=length, far_bus=end)
+
+
+def mv_feeders_of(network):
+    """The MV feeders of ``network`` (:func:`lvplan.model.topology.mv_feeders`), kept on it."""
+    from lvplan.model.topology import mv_feeders
+
+    hit = network.contexts.get(("mv_feeders",))
+    if hit is None:
+        hit = mv_feeders(network.pp)
+        network.contexts.put(("mv_feeders",), hit)
+    return hit
+
+
+def _feeder(network, bus: int, where: str, field: str) -> str:
+    """The feeder of MV bus ``bus``; a bus of the source busbar or of no feeder is refused."""
+    f = mv_feeders_of(network).feeder_of.get(bus)
+    if f == "busbar":
+        raise InputError(
+            f"{where}: {field}: bus {bus} is on the source busbar, not on a feeder (a tie and "
+            "a moved transformer join feeders)"
+        )
+    if f is None or f.startswith("unfed MV group"):
+        raise InputError(f"{where}: {field}: bus {bus} is on no supplied 10 kV feeder")
+    return f
+
+
+def _mv_route(network, given: float | None, a: int, b: int, where: str) -> float:
+    """A new 10 kV cable's route length between existing buses ``a`` and ``b``: as given, or
+    the distance x the detour factor, within the reach of a new tie."""
+    length = _cable_length(network, given, a, b, Pending(network), where)
+    if given is None and length > MAX_TIE_LENGTH_M:
+        raise InputError(
+            f"{where}: to_bus: bus {b} is {length:.0f} m (route) from bus {a}, beyond the "
+            f"{MAX_TIE_LENGTH_M:g} m reach of a new 10 kV cable (give length_m to insist)"
+        )
+    return length
+
+
+def _new_tie(network, c: NewTie, where: str) -> NewTie:
+    a = _bus(network, c.from_bus, where, "from_bus", lv=False)
+    b = _bus(network, c.to_bus, where, "to_bus", lv=False)
+    if a == b:
+        raise InputError(f"{where}: to_bus: the same bus as from_bus")
+    va, vb = (float(network.pp.bus.at[x, "vn_kv"]) for x in (a, b))
+    if abs(va - vb) > 1e-9:
+        raise InputError(
+            f"{where}: to_bus: bus {b} is a {vb:g} kV bus, bus {a} a {va:g} kV bus: a tie joins "
+            "buses of one nominal voltage"
+        )
+    fa = _feeder(network, a, where, "from_bus")
+    fb = _feeder(network, b, where, "to_bus")
+    if fa == fb:
+        raise InputError(
+            f"{where}: to_bus: buses {a} and {b} are both on feeder {fa}: a tie joins two feeders"
+        )
+    _cable(c.cable, "mv", where)
+    _length(c.length_m, where, "length_m")
+    length = _mv_route(network, c.length_m, a, b, where)
+    name = c.name or f"new tie {fa} - {fb}"
+    return replace(c, from_bus=a, to_bus=b, length_m=length, name=name)
+
+
+def _move_transformer(network, c: MoveTransformer, where: str) -> MoveTransformer:
+    t = _trafo(network, c.trafo, where)
+    hv = int(network.pp.trafo.at[t, "hv_bus"])
+    b = _bus(network, c.to_bus, where, "to_bus", lv=False)
+    vh, vb = float(network.pp.bus.at[hv, "vn_kv"]), float(network.pp.bus.at[b, "vn_kv"])
+    if abs(vh - vb) > 1e-9:
+        raise InputError(
+            f"{where}: to_bus: bus {b} is a {vb:g} kV bus, the unit's 10 kV side a {vh:g} kV bus"
+        )
+    f_old = _feeder(network, hv, where, "trafo")
+    f_new = _feeder(network, b, where, "to_bus")
+    if f_old == f_new:
+        raise InputError(
+            f"{where}: to_bus: bus {b} is on feeder {f_new}, which already feeds trafo {t}"
+        )
+    _cable(c.cable, "mv", where)
+    _length(c.length_m, where, "length_m")
+    length = _mv_route(network, c.length_m, b, hv, where)
+    return replace(c, trafo=t, to_bus=b, length_m=length)

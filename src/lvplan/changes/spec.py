@@ -154,6 +154,46 @@ class OpenLine(Change):
     line: int | str
 
 
+@dataclass(frozen=True)
+class NewTie(Change):
+    """A new normally-open tie between two 10 kV feeders: a catalogue cable from ``from_bus``
+    (a bus of one feeder) to ``to_bus`` (a bus of another), with an open line switch at
+    ``to_bus`` (the tie switch of a ring main unit), so that
+    :func:`lvplan.n1.contingency.find_contingencies` finds it as a restoring tie. Route
+    length: ``length_m``, or the distance between the buses x :data:`DETOUR_FACTOR`. The ends
+    may lie in two MV islands (feeders of two substations): the switch is open in normal
+    operation, and after a contingency the cut-off part is fed through it alone, so two sources
+    never run in parallel."""
+
+    kind: ClassVar[str] = "new_tie"
+    from_bus: int | str
+    to_bus: int | str
+    cable: str = "YJV22-8.7/15kV 3x300"
+    length_m: float | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class MoveTransformer(Change):
+    """A 10/0.4 kV unit moves to another 10 kV feeder: a new 10 kV bus at its site (named
+    ``"<unit name> 10 kV (moved)"``, at its old 10 kV bus's coordinates) fed by a catalogue
+    cable from ``to_bus`` (a bus of another feeder), and the unit's HV side moved onto it. Its
+    old 10 kV bus stays where it is. Route length: ``length_m``, or the distance x
+    :data:`DETOUR_FACTOR`."""
+
+    kind: ClassVar[str] = "move_transformer"
+    trafo: int | str
+    to_bus: int | str
+    cable: str = "YJV22-8.7/15kV 3x300"
+    length_m: float | None = None
+
+
+def moved_bus_name(net, trafo: int) -> str:
+    """The name of the new 10 kV bus a moved unit hangs from (``net``: pandapower tables)."""
+    nm = net.trafo.at[trafo, "name"] if "name" in net.trafo else None
+    return f"{nm if isinstance(nm, str) and nm else f'trafo {trafo}'} 10 kV (moved)"
+
+
 KINDS: dict[str, type[Change]] = {
     c.kind: c
     for c in (
@@ -167,6 +207,8 @@ KINDS: dict[str, type[Change]] = {
         Transfer,
         SetSwitch,
         OpenLine,
+        NewTie,
+        MoveTransformer,
     )
 }
 
@@ -231,6 +273,14 @@ _FIELD_TYPES: dict[str, dict[str, str]] = {
     },
     "set_switch": {"switch": "int", "closed": "bool"},
     "open_line": {"line": "ref"},
+    "new_tie": {
+        "from_bus": "ref",
+        "to_bus": "ref",
+        "cable": "str?",
+        "length_m": "number?",
+        "name": "str?",
+    },
+    "move_transformer": {"trafo": "ref", "to_bus": "ref", "cable": "str?", "length_m": "number?"},
 }
 
 
@@ -301,6 +351,12 @@ class Changes:
 
     def open_line(self, line) -> Changes:
         return self.with_(OpenLine(line))
+
+    def new_tie(self, from_bus, to_bus, **kw) -> Changes:
+        return self.with_(NewTie(from_bus, to_bus, **kw))
+
+    def move_transformer(self, trafo, to_bus, **kw) -> Changes:
+        return self.with_(MoveTransformer(trafo, to_bus, **kw))
 
     def to_dict(self) -> dict[str, Any]:
         return {"changes": [c.to_dict() for c in self.items]}

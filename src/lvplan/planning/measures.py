@@ -39,6 +39,8 @@ class MeasureKind(StrEnum):
     MV_CABLE_PARALLEL = "mv_cable_parallel"
     TRANSFER = "transfer"
     SERVICE_CABLE = "service_cable"
+    MV_TIE_NEW = "mv_tie_new"
+    TRANSFORMER_MOVE = "transformer_move"
 
 
 #: Measures priced as catalogue cable per km plus a fixed part.
@@ -49,9 +51,16 @@ CABLE_KINDS = (
     MeasureKind.MV_CABLE_PARALLEL,
     MeasureKind.TRANSFER,
     MeasureKind.SERVICE_CABLE,
+    MeasureKind.MV_TIE_NEW,
+    MeasureKind.TRANSFORMER_MOVE,
 )
 #: Cable measures on 10 kV feeders (their cables are MV types of the catalogue).
 MV_CABLE_KINDS = (MeasureKind.MV_CABLE_REPLACE, MeasureKind.MV_CABLE_PARALLEL)
+#: The measures that restore N-1 by changing the 10 kV topology (:mod:`lvplan.planning.n1measures`):
+#: a new normally-open tie between two feeders, and a transformer moved to another feeder.
+#: Neither reinforces an existing line or unit: their ``Upgrade.element`` is the tie's bus in
+#: the cut-off part and the moved unit.
+N1_KINDS = (MeasureKind.MV_TIE_NEW, MeasureKind.TRANSFORMER_MOVE)
 #: Every measure that reinforces an existing line.
 LINE_KINDS = (
     MeasureKind.LV_CABLE_REPLACE,
@@ -68,7 +77,10 @@ _SCHEMA: dict[str, dict[str, str]] = {
     MeasureKind.TRANSFORMER_PARALLEL: {"ratings_kva": "kva_list", "extra_cny": "cny"},
     MeasureKind.NEW_SUBSTATION: {"rated_kva": "kva", "cost_cny": "cny", "tie_cable": "mv_cable"},
     **{
-        k: {"cables": "mv_cables" if k in MV_CABLE_KINDS else "lv_cables", "fixed_cny": "cny"}
+        k: {
+            "cables": "mv_cables" if k in MV_CABLE_KINDS + N1_KINDS else "lv_cables",
+            "fixed_cny": "cny",
+        }
         for k in CABLE_KINDS
     },
 }
