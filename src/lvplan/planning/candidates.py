@@ -37,7 +37,7 @@ from lvplan.model.catalogue import cable_types, trafo_types
 from lvplan.model.network import Network
 from lvplan.model.topology import LV_MAX_KV, MV_MAX_KV
 from lvplan.planning.demand import Demand
-from lvplan.planning.measures import MeasureKind, Measures
+from lvplan.planning.measures import N1_KINDS, MeasureKind, Measures
 
 MAX_PER_AREA = 3
 MAX_OPTIONS = 8
@@ -88,6 +88,26 @@ class Upgrade:
     capacity: float = 0.0  # kVA (transformer) or kA (line) the element then carries at 100 %
     r: float = 0.0  # impedance after: pu on the unit's own kVA (trafo), ohm (line)
     x: float = 0.0
+    #: N-1 measures (:data:`lvplan.planning.measures.N1_KINDS`): the 10 kV bus of the other
+    #: feeder the new cable starts from, and its route length
+    to_bus: int = -1
+    length_m: float = 0.0
+
+
+#: element keys of the N-1 measures, apart from every line id and every ``-1 - trafo``
+_TIE_KEY = 1 << 50
+_MOVE_KEY = -(1 << 50)
+
+
+def element_key(up: Upgrade) -> int:
+    """The element an upgrade changes, as one integer (a plan changes each element once):
+    a line's id, ``-1 - trafo`` for a unit; a new tie its own key per pair of buses, a moved
+    transformer one per unit (moved once)."""
+    if up.kind == MeasureKind.MV_TIE_NEW:
+        return _TIE_KEY + up.element * (1 << 24) + up.to_bus
+    if up.kind == MeasureKind.TRANSFORMER_MOVE:
+        return _MOVE_KEY - up.element
+    return -1 - up.element if up.kind.value.startswith("transformer") else up.element
 
 
 @dataclass
@@ -142,7 +162,9 @@ class Instance:
         have = [
             u
             for u, up in enumerate(self.upgrades)
-            if up.element == line and not up.kind.value.startswith("transformer")
+            if up.element == line
+            and not up.kind.value.startswith("transformer")
+            and up.kind not in N1_KINDS
         ]
         data = self.line_info(network, line)
         if have or data is None or self.measures is None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lvplan.planning.candidates import element_key
 from lvplan.planning.linear import Element, LinearGrid
 from lvplan.planning.model import Solution
 
@@ -46,8 +47,7 @@ def _cap(el: Element, up: int | None) -> int:
 
 def _key(g: LinearGrid, u: int) -> int:
     """The element key of an upgrade (as in _State.built): a line id, or -1 - trafo id."""
-    up = g.inst.upgrades[u]
-    return -1 - up.element if up.kind.value.startswith("transformer") else up.element
+    return element_key(g.inst.upgrades[u])
 
 
 def _coef(el: Element, up: int | None) -> int:
@@ -163,9 +163,7 @@ class Greedy:
             for u in sol.upgrades:
                 if u in self.g.banned:  # not in the model any more: taken as not built
                     continue
-                up = inst.upgrades[u]
-                is_t = up.kind.value.startswith("transformer")
-                self.st.built[-1 - up.element if is_t else up.element] = u
+                self.st.built[element_key(inst.upgrades[u])] = u
         elif self._explaining is not sol:
             raise ValueError("Greedy.explain: one plan per instance")
         by_why: dict[str, list[str]] = {}

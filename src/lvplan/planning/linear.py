@@ -29,7 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from lvplan.planning.candidates import Instance
-from lvplan.planning.measures import MeasureKind
+from lvplan.planning.measures import N1_KINDS, MeasureKind
 
 KW_UNIT = 0.1  # kW per load unit
 V_UNIT = 1e-7  # pu per voltage unit
@@ -174,7 +174,7 @@ class LinearGrid:
 
         ups_of: dict[tuple[str, int], list[int]] = {}
         for u, up in enumerate(inst.upgrades):
-            if u in cuts.banned:
+            if u in cuts.banned or up.kind in N1_KINDS:  # N-1 measures: only in relief
                 continue
             is_t = up.kind in (MeasureKind.TRANSFORMER_SWAP, MeasureKind.TRANSFORMER_PARALLEL)
             ups_of.setdefault(("t" if is_t else "l", up.element), []).append(u)

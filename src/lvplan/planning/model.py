@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ortools.sat.python import cp_model
 
+from lvplan.planning.candidates import element_key
 from lvplan.planning.linear import LinearGrid, load_units
 from lvplan.planning.parts import Part
 
@@ -337,11 +338,10 @@ class PlanModel:
                 continue
             m.add(expr <= o.margin).only_enforce_if(self.x[k])
         # the AC check's linear cuts; one with relief holds until one of its upgrades is built
-        fresh: dict[tuple[bool, int], list[int]] = {}  # element -> relief upgrades made here
+        fresh: dict[int, list[int]] = {}  # element -> relief upgrades made here
         for u in sorted({u for r in grid.cut_relief for u in r} - set(self.y)):
             self.y[u] = m.new_bool_var(f"y{u}")
-            up = inst.upgrades[u]
-            fresh.setdefault((up.kind.value.startswith("transformer"), up.element), []).append(u)
+            fresh.setdefault(element_key(inst.upgrades[u]), []).append(u)
         for us in fresh.values():
             if len(us) > 1:
                 m.add_at_most_one(self.y[u] for u in us)

@@ -23,21 +23,30 @@ state):
   (``mv_cable_replace`` / ``mv_cable_parallel``: feeder reinforcement), and the measure's
   "why" names the contingency;
 * a contingency with no restoring tie, or with no load-flow solution: the N-1 demands' options
-  on that feeder are withdrawn (a new tie between feeders is not yet a catalogue measure); never
-  a silent pass.
+  on that feeder are withdrawn unless a new tie is built; never a silent pass.
+
+Besides reinforcing the section, each cut is lifted by the N-1 measures of
+:mod:`lvplan.planning.n1measures`: a new normally-open tie from the contingency's cut-off part
+to another feeder (every cut of the contingency, and its withdrawals), or, for an element over
+its loading limit, a transformer of the cut-off part moved to a feeder with room. The optimiser
+and the greedy choose among them by cost; the next round judges what was built (a moved unit's
+new feeder's contingencies too).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from lvplan.criteria import Criteria
 from lvplan.errors import PowerFlowError
 from lvplan.model.network import Network
 from lvplan.planning.candidates import Instance
 from lvplan.planning.linear import Cuts
+from lvplan.planning.measures import MeasureKind
 from lvplan.planning.model import Solution
+from lvplan.planning.n1measures import N1Offers, element_rating_kva
 
 #: Each N-1 cut keeps this much beyond the amount exceeded (pu for voltages, fraction of the
 #: rating for loadings), as the normal state's cuts do.
@@ -76,7 +85,8 @@ class N1Failure:
 
 
 def option_feeder(network: Network, inst: Instance, k: int, feeder_of: dict[int, str]) -> str:
-    """The 10 kV feeder an option's load hangs on ("" when none is known)."""
+    """The 10 kV feeder an option's load hangs on ("" when none is known), in ``network`` (the
+    planned one: a moved unit hangs on its new feeder)."""
     o = inst.options[k]
     if o.site is not None:
         return feeder_of.get(inst.sites[o.site].mv_bus, "")
@@ -93,86 +103,156 @@ def check_plan_n1(
     sol: Solution,
     needs: set[int],
     cuts: Cuts,
+    offers: N1Offers | None = None,
 ) -> tuple[list[N1Failure], list[str], list[str]]:
-    """The plan's N-1 failures on the feeders of its N-1 demands, the cuts they teach (added
-    to ``cuts``; one note per cut), and the contingencies judged."""
+    """The plan's N-1 failures on the feeders of its N-1 demands (and on the feeders its moved
+    transformers went to), the cuts they teach (added to ``cuts``; one note per cut), and the
+    contingencies judged. ``offers``: the instance's N-1 measures (made here when None)."""
     from lvplan.n1.assess import FAIL, PASS, judge_contingency, n1_context
     from lvplan.planning.verify import solution_changes
 
     mine = [k for k in sol.chosen if inst.options[k].demand in needs]
     if not mine:
         return [], [], []
+    offers = offers or N1Offers(network, inst)
     planned = network.with_changes(solution_changes(inst, sol))
     ctx = n1_context(planned, inst.criteria)
-    # feeders as the planned network has them (a measure may rename one), by the existing
-    # 10 kV bus each option hangs on
-    feeder_of = ctx.topology.mv.feeder_of
+    topo = ctx.topology
+    built = set(sol.upgrades)
+    # feeders as the planned network has them (a measure may rename one), by the 10 kV bus
+    # each option hangs on in the planned network
+    feeder_of = topo.mv.feeder_of
     on: dict[str, list[int]] = {}  # feeder -> chosen options of N-1 demands
     for k in mine:
-        on.setdefault(option_feeder(network, inst, k, feeder_of), []).append(k)
+        on.setdefault(option_feeder(planned, inst, k, feeder_of), []).append(k)
     failures: list[N1Failure] = []
     notes: list[str] = []
     seen: set[str] = set()
     # the feeder of every N-1 demand's option ("" for the others), once per round
     opt_feeder = [
-        option_feeder(network, inst, k, feeder_of) if o.demand in needs else ""
+        option_feeder(planned, inst, k, feeder_of) if o.demand in needs else ""
         for k, o in enumerate(inst.options)
     ]
+    judged: dict[str, Any] = {}
+
+    def judge(c):
+        if c.id not in judged:
+            judged[c.id] = judge_contingency(ctx, c, None, 0.0, 0.0)
+        return judged[c.id]
+
+    ok: dict[str, bool] = {}
+
+    def feeder_ok(f: str) -> bool:  # a move's target: every contingency it takes part in passes
+        if f not in ok:
+            ok[f] = all(judge(c).status == PASS for c in topo.relevant(f))
+        return ok[f]
+
+    def fresh(us) -> tuple[int, ...]:
+        return tuple(u for u in us if u not in built and u not in cuts.banned)
+
     for feeder in sorted(on):
-        conts = ctx.topology.relevant(feeder) if feeder else []
+        conts = topo.relevant(feeder) if feeder else []
         # none: a transformer on the source busbar itself, on no feeder with a head section,
         # which has no N-1 contingency (as the check judges it)
         for c in conts:
             if c.id in seen:
                 continue
             seen.add(c.id)
-            out = judge_contingency(ctx, c, None, 0.0, 0.0)
+            out = judge(c)
             if out.status == PASS:
                 continue
             margin = out.best.min_margin if out.best is not None else -math.inf
+            ties = fresh(offers.ties(topo, c))
             if out.status != FAIL or out.best is None:
                 why = f"N-1 {c.id}: {out.status.replace('_', ' ')}"
                 failures.append(N1Failure(c.id, feeder, out.status, -math.inf, why))
                 for f in sorted({c.feeder, feeder}):  # the loop's, and the demand's feeder
-                    notes += _withdraw(opt_feeder, f, cuts, why)
+                    notes += _withdraw(opt_feeder, f, cuts, why, ties)
                 continue
             failures.append(N1Failure(c.id, feeder, FAIL, margin, f"N-1 {c.id}: fails"))
             # the options this contingency concerns, as the check judges it: those on its
             # feeder or a loop partner (a load elsewhere moves its margin only through the
             # source busbar's voltage: a contingency the check never runs for it)
-            near = {f for f, ft in ctx.topology.feeders.items() if c in ctx.topology.relevant(f)}
+            near = {f for f in topo.feeders if c in topo.relevant(f)}
             ks_near = {k for k, f in enumerate(opt_feeder) if f and f in near}
-            learned = _fail_cuts(network, inst, sol, ctx, c, out.best, cuts, ks_near)
+
+            def moves(v, c=c) -> tuple[int, ...]:
+                from lvplan.kinds import BindingKind
+
+                if v.kind == BindingKind.VOLTAGE:
+                    return ()
+                rating = element_rating_kva(planned.pp, str(v.element))
+                need = (max(v.value - v.limit, 0.0) / 100.0 + SAFE_LOADING) * rating
+                return fresh(offers.moves(planned, topo, c, need, feeder_ok))
+
+            learned = _fail_cuts(
+                network, inst, sol, ctx, c, out.best, cuts, ks_near, ties, moves, built
+            )
             if not learned:  # nothing the options can change: its N-1 demands go elsewhere
                 why = f"N-1 {c.id}: fails (margin {margin:.4f}) and no connection relieves it"
                 learned = []
                 for f in sorted({c.feeder, feeder}):
-                    learned += _withdraw(opt_feeder, f, cuts, why)
+                    learned += _withdraw(opt_feeder, f, cuts, why, ties)
             notes += learned
+    # a moved transformer's new feeder: its contingencies must pass as they did when the move
+    # was offered, or the move is withdrawn (the cuts it lifted hold again)
+    for u in sorted(built):
+        up = inst.upgrades[u]
+        if up.kind != MeasureKind.TRANSFORMER_MOVE:
+            continue
+        f = feeder_of.get(int(planned.pp.trafo.at[up.element, "hv_bus"]), "")
+        for c in topo.relevant(f):
+            if c.id in seen:
+                continue
+            seen.add(c.id)
+            out = judge(c)
+            if out.status == PASS:
+                continue
+            why = (
+                f"N-1 {c.id}: {out.status.replace('_', ' ')} with trafo {up.element} moved onto "
+                f"feeder {f}"
+            )
+            failures.append(N1Failure(c.id, f, out.status, -math.inf, why))
+            cuts.banned.add(u)
+            notes.append(f"{why}: that move is no longer offered")
     if failures and not notes:  # nothing learned: never the same plan again
         for f in sorted({x.feeder for x in failures}):
             notes += _withdraw(opt_feeder, f, cuts, "N-1 fails")
     return failures, notes, sorted(seen)
 
 
-def _withdraw(opt_feeder: list[str], feeder: str, cuts: Cuts, why: str) -> list[str]:
+def _withdraw(
+    opt_feeder: list[str], feeder: str, cuts: Cuts, why: str, ties: tuple[int, ...] = ()
+) -> list[str]:
     """Withdraw the options of N-1 demands on ``feeder`` (``opt_feeder``: each option's feeder,
-    "" for the options of demands without N-1)."""
+    "" for the options of demands without N-1), unless one of the new ``ties`` is built."""
     ks = [k for k, f in enumerate(opt_feeder) if f and f == feeder]
     if not ks:
         return []
-    cuts.add_linear({k: 1.0 for k in ks}, 0.5, f"{why} (its N-1 demands)")
-    return [f"{why}: {len(ks)} option(s) of N-1 demands on feeder {feeder} withdrawn"]
+    cuts.add_linear({k: 1.0 for k in ks}, 0.5, f"{why} (its N-1 demands)", ties)
+    unless = f" unless one of {len(ties)} new tie(s) is built" if ties else ""
+    return [f"{why}: {len(ks)} option(s) of N-1 demands on feeder {feeder} withdrawn{unless}"]
 
 
 def _fail_cuts(
-    network, inst: Instance, sol: Solution, ctx, c, best, cuts: Cuts, scope: set[int]
+    network,
+    inst: Instance,
+    sol: Solution,
+    ctx,
+    c,
+    best,
+    cuts: Cuts,
+    scope: set[int],
+    ties: tuple[int, ...] = (),
+    moves=lambda _v: (),
+    built: set[int] | None = None,
 ) -> list[str]:
     """Linear cuts for the elements over their emergency limit in ``best`` (an option of
     contingency ``c``, on the planned network), from the sensitivities in that state, on the
     options in ``scope``: those of demands that require N-1 on the contingency's loop (the
     others' load is held as the plan has it, as the check judges N-1 only for an application
-    whose class requires it, and only its own loop's contingencies)."""
+    whose class requires it, and only its own loop's contingencies). Each cut is lifted by
+    reinforcing its section, by one of the new ``ties``, or by one of ``moves(violation)``."""
     from lvplan.kinds import BindingKind
     from lvplan.planning.verify import _relief
     from lvplan.powerflow.sensitivity import margin_sensitivity_of
@@ -233,10 +313,24 @@ def _fail_cuts(
                     times=1.0,
                     limit_percent=inst.criteria.n1_line_max_loading_percent,
                 )
+        n_reinforce = len(lift)
+        more = tuple(u for u in (*ties, *moves(v)) if u not in (built or set()))
+        lift = tuple(dict.fromkeys((*lift, *more)))
         name = f"N-1 {c.id} ({best.option.name}): {v.kind.value} of {el}"
         cuts.add_linear(coefs, used + margin - safe, name, lift)
+        n_tie = sum(1 for u in lift if inst.upgrades[u].kind == MeasureKind.MV_TIE_NEW)
+        n_move = len(lift) - n_reinforce - n_tie
+        ways = [
+            f"{n} {what}"
+            for n, what in (
+                (n_reinforce, "reinforcement(s)"),
+                (n_tie, "new tie(s)"),
+                (n_move, "moved transformer(s)"),
+            )
+            if n
+        ]
         notes.append(
             f"{name} at {v.value:.4g} {v.unit} against {v.limit:.4g}: linear cut "
-            f"({len(coefs)} options)" + (" unless it is reinforced" if lift else "")
+            f"({len(coefs)} options)" + (f" unless one of {', '.join(ways)}" if lift else "")
         )
     return notes

@@ -31,8 +31,15 @@ from lvplan.planning.candidates import Instance, build_instance, prune_upgrades
 from lvplan.planning.demand import DemandSet, read_demand
 from lvplan.planning.greedy import Greedy
 from lvplan.planning.linear import Cuts, LinearGrid, mv_response
-from lvplan.planning.measures import MV_CABLE_KINDS, MeasureKind, Measures, load_measures
+from lvplan.planning.measures import (
+    MV_CABLE_KINDS,
+    N1_KINDS,
+    MeasureKind,
+    Measures,
+    load_measures,
+)
 from lvplan.planning.model import PlanModel, Solution, solve_by_parts
+from lvplan.planning.n1measures import N1Offers
 from lvplan.planning.n1plan import check_plan_n1, demands_needing_n1, n1_demands
 from lvplan.planning.parts import split
 from lvplan.planning.verify import base_margin_map, check_plan, solution_changes, tighten
@@ -335,6 +342,7 @@ def plan_network(
     history: list[PlanRound] = []
     needs = n1_demands(inst, crit)  # demands whose area class has full N-1
     n1_judged: dict[str, list[str]] = {}
+    offers = N1Offers(network, inst) if needs else None  # new ties, moved transformers
     if needs:
         say(f"N-1: {len(needs)} demands of an area class with full N-1")
 
@@ -348,7 +356,9 @@ def plan_network(
             ev, broken = check_plan(network, inst, sol, base)
             notes = tighten(network, inst, sol, ev, broken, cuts) if broken else []
             if not broken and needs:  # the normal state holds: now the 10 kV loops' N-1
-                failing, more, judged = check_plan_n1(network, inst, sol, needs, cuts)
+                failing, more, judged = check_plan_n1(
+                    network, inst, sol, needs, cuts, offers
+                )
                 broken = list(failing)
                 notes += more
                 n1_judged[name] = judged
@@ -439,6 +449,33 @@ def plan_network(
     return result
 
 
+def _n1_measure(net, up, held: list[str], users: list[int], demands) -> Measure:
+    """A new tie or a moved transformer as a measure of the plan; its "why" names the
+    contingencies whose cuts it lifted."""
+    users = sorted(set(users))
+    ys = [y for y in (demands[i].year for i in users) if y is not None]
+    route = f"{up.length_m:.0f} m of {up.cable}"
+    if up.kind == MeasureKind.MV_TIE_NEW:
+        el = f"new tie bus {up.element} - bus {up.to_bus}"
+        before, after = "", f"{route}, normally open switch at bus {up.to_bus}"
+        what = "a new normally-open tie"
+    else:
+        el = ElementRef("trafo", up.element)
+        before = f"hv bus {int(net.trafo.at[up.element, 'hv_bus'])}"
+        after = f"hv from bus {up.to_bus} by {route}"
+        what = "moved to another feeder"
+    return Measure(
+        up.kind.value,
+        el,  # type: ignore[arg-type]
+        before,
+        after,
+        round(up.cost_cny, 2),
+        min(ys) if ys else None,
+        [demands[i].id for i in users],
+        f"{what} (N-1): " + ("; ".join(held) or "restores a contingency"),
+    )
+
+
 def _served_kw(inst: Instance, sol: Solution) -> float:
     return sum(inst.demands[inst.options[k].demand].design_kw for k in sol.chosen)
 
@@ -476,6 +513,7 @@ def _result(
     # limits they held (the normal state, or an N-1 contingency)
     chosen = set(sol.chosen)
     held_by: dict[int, list[str]] = {}
+    users_n1: dict[int, list[int]] = {}  # an N-1 measure -> the demands its cuts counted
     for (coefs, _rhs), lift, what in zip(
         cuts.linear if cuts else [],
         cuts.relief if cuts else [],
@@ -483,7 +521,12 @@ def _result(
         strict=True,
     ):
         for u in lift:
-            if inst.upgrades[u].kind in MV_CABLE_KINDS and u in sol.upgrades:
+            if inst.upgrades[u].kind in N1_KINDS and u in sol.upgrades:
+                ids = users_n1.setdefault(u, [])
+                ids += [inst.options[k].demand for k in coefs if k in chosen]
+                if what not in held_by.setdefault(u, []):
+                    held_by[u].append(what)
+            elif inst.upgrades[u].kind in MV_CABLE_KINDS and u in sol.upgrades:
                 ids = users_line.setdefault(inst.upgrades[u].element, [])
                 ids += [inst.options[k].demand for k in coefs if k in chosen]
                 if what not in held_by.setdefault(u, []):
@@ -497,6 +540,9 @@ def _result(
     measures: list[Measure] = []
     for u in sorted(sol.upgrades):
         up = inst.upgrades[u]
+        if up.kind in N1_KINDS:
+            measures.append(_n1_measure(net, up, held_by.get(u, []), users_n1.get(u, []), demands))
+            continue
         if up.kind in (MeasureKind.TRANSFORMER_SWAP, MeasureKind.TRANSFORMER_PARALLEL):
             users = users_trafo.get(up.element, [])
             before = f"{inst.trafo_kva[up.element]:g} kVA"

@@ -26,7 +26,7 @@ from lvplan.kinds import BindingKind, ElementRef
 from lvplan.model.network import Network
 from lvplan.planning.candidates import Instance
 from lvplan.planning.linear import Cuts
-from lvplan.planning.measures import LINE_KINDS, MeasureKind
+from lvplan.planning.measures import LINE_KINDS, N1_KINDS, MeasureKind
 from lvplan.planning.model import Solution
 from lvplan.powerflow.sensitivity import margin_sensitivity_of
 
@@ -54,6 +54,10 @@ def solution_changes(inst: Instance, sol: Solution) -> Changes:
             ch = ch.replace_line(up.element, up.cable)
         elif up.kind in (MeasureKind.LV_CABLE_PARALLEL, MeasureKind.MV_CABLE_PARALLEL):
             ch = ch.add_parallel_line(up.element, up.cable)
+        elif up.kind == MeasureKind.MV_TIE_NEW:
+            ch = ch.new_tie(up.element, up.to_bus, cable=up.cable, length_m=up.length_m)
+        elif up.kind == MeasureKind.TRANSFORMER_MOVE:
+            ch = ch.move_transformer(up.element, up.to_bus, cable=up.cable, length_m=up.length_m)
     for s in sorted(sol.sites):
         site = inst.sites[s]
         ch = ch.new_substation(
@@ -275,6 +279,8 @@ def _area_measures(inst: Instance, sol: Solution, area: int) -> set[int]:
     out = set()
     for u in sol.upgrades:
         up = inst.upgrades[u]
+        if up.kind in N1_KINDS:
+            continue
         is_t = up.kind in (MeasureKind.TRANSFORMER_SWAP, MeasureKind.TRANSFORMER_PARALLEL)
         if (is_t and up.element == tree.trafo) or (not is_t and up.element in lines):
             out.add(u)

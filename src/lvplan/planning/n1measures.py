@@ -1,0 +1,178 @@
+"""The N-1 measures a plan may take besides feeder reinforcement: a new normally-open tie
+between two 10 kV feeders, and a 10/0.4 kV transformer moved to another feeder.
+
+Both are offered by :mod:`lvplan.planning.n1plan` as *relief* of the cuts a contingency teaches
+(:class:`lvplan.planning.linear.Cuts`: a cut holds while none of its relief upgrades is built),
+so the optimiser's relief constraints and the greedy's cheapest relief choose among
+reinforcement, a new tie and a move by cost, and the AC + N-1 check of the next round judges
+what was built. Each is an :class:`~lvplan.planning.candidates.Upgrade` of a kind in
+:data:`~lvplan.planning.measures.N1_KINDS`, made once per instance and found again by its
+buses, and becomes a network change (:class:`lvplan.changes.NewTie`,
+:class:`lvplan.changes.MoveTransformer`).
+
+**A new tie** is offered for a contingency with no restoring tie, with no load-flow solution,
+or whose every option breaks an emergency limit: from a bus of its cut-off part to the nearest
+10 kV bus of each of the ``MAX_TIES`` nearest other feeders (route = distance x the detour
+factor 1.3, within the 3 km reach of a new 10 kV cable), leaving out the feeders its existing
+options already close onto (they failed) and the source busbar (a cable from the busbar would be
+a new feeder, not a tie). Feeders of another MV island are allowed where the two buses have one
+nominal voltage: the tie is open in normal operation, so the islands stay apart, and after the
+contingency the cut-off part is fed through the tie alone (its own source is gone), so two
+sources never run in parallel; the contingency's load flow judges the voltage it then gets.
+
+**A moved transformer** is offered for an element over its emergency loading limit in the best
+option: a unit of the cut-off part (its load is what the tie transfers) whose design-peak
+loading is at least ``MOVE_MARGIN`` times what the element carries beyond its limit, moved to
+the nearest bus of a feeder that is neither the contingency's nor one its options close onto,
+and whose own contingencies pass. Moving a unit changes the normal state and the target
+feeder's N-1: the next round's AC check judges the first, and :mod:`lvplan.planning.n1plan`
+the second (a move whose target then fails N-1 is withdrawn).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from lvplan.changes.spec import DETOUR_FACTOR, MAX_TIE_LENGTH_M
+from lvplan.locate import bus_lonlat, distance_m
+from lvplan.model.network import Network
+from lvplan.model.topology import LV_MAX_KV
+from lvplan.n1.contingency import Contingency, N1Topology
+from lvplan.planning.candidates import MV_CABLE_MAX_KV, Instance, Upgrade
+from lvplan.planning.measures import MeasureKind
+
+#: New ties offered per contingency: to the nearest bus of each of this many other feeders.
+MAX_TIES = 3
+#: Moves offered per overloaded element (the units nearest a feeder with room).
+MAX_MOVES = 3
+#: A unit is moved only if its load covers what the element carries beyond its limit this
+#: many times over (the transfer also carries the cable's losses and the new loads' growth).
+MOVE_MARGIN = 1.5
+
+
+class N1Offers:
+    """The N-1 measures of one plan instance: made on first offer, found again by their
+    buses, so that a round's cuts name the same upgrades as the last round's."""
+
+    def __init__(self, network: Network, inst: Instance):
+        self.network = network
+        self.inst = inst
+        net = network.pp
+        lon, lat = bus_lonlat(network)
+        vn = net.bus.vn_kv.to_numpy(float)
+        ok = (vn >= LV_MAX_KV) & (vn <= MV_CABLE_MAX_KV) & np.isfinite(lon) & np.isfinite(lat)
+        ok &= net.bus.in_service.to_numpy(bool)
+        self.ids = net.bus.index.to_numpy()[ok].astype(np.int64)
+        self.lon, self.lat, self.vn = lon[ok], lat[ok], vn[ok]
+        self.row = {int(b): i for i, b in enumerate(self.ids.tolist())}
+        self.trafos = set(net.trafo.index.tolist())
+        self._made: dict[tuple[MeasureKind, int, int], int] = {}
+        for u, up in enumerate(inst.upgrades):
+            if up.kind in (MeasureKind.MV_TIE_NEW, MeasureKind.TRANSFORMER_MOVE):
+                self._made[(up.kind, up.element, up.to_bus)] = u
+
+    # -- where a new cable may go --------------------------------------------------------------
+    def _nearest(
+        self, starts: list[int], feeder_of: dict[int, str], avoid: set[str]
+    ) -> list[tuple[float, int, int, str]]:
+        """(route m, start bus, end bus, feeder) to the nearest bus of each other feeder, from
+        the nearest of ``starts``, nearest first, within the reach of a new cable."""
+        starts = [b for b in starts if b in self.row]
+        if not starts:
+            return []
+        feeder = np.array([feeder_of.get(int(b), "") for b in self.ids.tolist()], dtype=object)
+        best: dict[str, tuple[float, int, int]] = {}
+        for s in starts:
+            r = self.row[s]
+            same_vn = np.abs(self.vn - self.vn[r]) < 1e-9
+            d = distance_m(self.lon[r], self.lat[r], self.lon, self.lat) * DETOUR_FACTOR
+            for j in np.flatnonzero(same_vn & (d <= MAX_TIE_LENGTH_M)).tolist():
+                f = str(feeder[j])
+                if not f or f in avoid or f == "busbar" or f.startswith("unfed MV group"):
+                    continue
+                if f not in best or d[j] < best[f][0]:
+                    best[f] = (float(d[j]), s, int(self.ids[j]))
+        return sorted((m, a, b, f) for f, (m, a, b) in best.items())
+
+    def _upgrade(self, kind: MeasureKind, element: int, to_bus: int, route_m: float) -> int:
+        key = (kind, element, to_bus)
+        if key in self._made:
+            return self._made[key]
+        meas = self.inst.measures
+        assert meas is not None
+        cable = meas.cable_measure(kind).cables[0]
+        length_m = max(route_m, 1.0)
+        cost = meas.cable_cost_cny(kind, cable, length_m / 1000.0)
+        self.inst.upgrades.append(
+            Upgrade(kind, element, cost, cable=cable, to_bus=to_bus, length_m=length_m)
+        )
+        u = len(self.inst.upgrades) - 1
+        self._made[key] = u
+        return u
+
+    # -- the offers ----------------------------------------------------------------------------
+    def ties(self, topo: N1Topology, c: Contingency) -> tuple[int, ...]:
+        """New ties that give contingency ``c`` (of the planned network ``topo``) another
+        restoring option: from its cut-off part to the nearest other feeders, leaving out those
+        its options already close onto."""
+        if not c.cut_off:
+            return ()
+        avoid = {c.feeder} | {f for o in c.options if o.tie is not None for f in o.tie.feeders}
+        near = self._nearest(sorted(c.cut_off), topo.mv.feeder_of, avoid)
+        return tuple(
+            self._upgrade(MeasureKind.MV_TIE_NEW, a, b, m) for m, a, b, _f in near[:MAX_TIES]
+        )
+
+    def moves(
+        self,
+        planned: Network,
+        topo: N1Topology,
+        c: Contingency,
+        need_kva: float,
+        feeder_ok: Callable[[str], bool],
+    ) -> tuple[int, ...]:
+        """Units of ``c``'s cut-off part carrying at least ``need_kva`` x ``MOVE_MARGIN`` at the
+        planned network's design peak, each moved to the nearest bus of a feeder with room
+        (``feeder_ok``), the nearest first."""
+        if not c.cut_off or not math.isfinite(need_kva) or need_kva <= 0:
+            return ()
+        tr = planned.pp.trafo
+        st = planned.base_state()
+        avoid = {c.feeder} | {f for o in c.options if o.tie is not None for f in o.tie.feeders}
+        found: list[tuple[float, int, int]] = []
+        for pos, (t, hv) in enumerate(zip(tr.index.tolist(), tr.hv_bus.tolist(), strict=True)):
+            if int(hv) not in c.cut_off or t not in self.trafos:
+                continue
+            if not bool(tr.at[t, "in_service"]) or float(tr.at[t, "vn_lv_kv"]) >= LV_MAX_KV:
+                continue
+            ld = float(st.trafo_loading_percent[pos])
+            kva = ld / 100.0 * float(tr.at[t, "sn_mva"]) * 1000.0 if math.isfinite(ld) else 0.0
+            if kva < MOVE_MARGIN * need_kva:
+                continue
+            for m, _a, b, f in self._nearest([int(hv)], topo.mv.feeder_of, avoid):
+                if feeder_ok(f):
+                    found.append((m, int(t), b))
+                    break
+        found.sort()
+        return tuple(
+            self._upgrade(MeasureKind.TRANSFORMER_MOVE, t, b, m) for m, t, b in found[:MAX_MOVES]
+        )
+
+
+def element_rating_kva(net, element: str) -> float:
+    """The rating (kVA) of a 10 kV line or an HV/MV unit named ``"line N"`` / ``"trafo N"``
+    in pandapower tables ``net`` (NaN for anything else)."""
+    comp, _, ident = element.partition(" ")
+    if not ident.isdigit():
+        return math.nan
+    i = int(ident)
+    if comp == "line" and i in net.line.index:
+        r = net.line.loc[i]
+        vn = float(net.bus.at[int(r.from_bus), "vn_kv"])
+        return math.sqrt(3) * vn * float(r.max_i_ka) * float(r.df) * float(r.parallel) * 1000.0
+    if comp == "trafo" and i in net.trafo.index:
+        return float(net.trafo.at[i, "sn_mva"]) * 1000.0
+    return math.nan
