@@ -306,7 +306,9 @@ def test_measures_costs_come_from_one_place():
     assert not per_km & set(numbers(tomllib.loads(text)))  # cable costs: the catalogue's only
     d = m.to_dict()
     entries = [*d["transformer_swap"]] + [d[k] for k in MeasureKind if k != "transformer_swap"]
-    assert len(entries) == 8 + 10 and all(e["status"] in ("V", "U") and e["source"] for e in entries)
+    assert len(entries) == 8 + 10 and all(
+        e["status"] in ("V", "U") and e["source"] for e in entries
+    )
     assert d["cable_cost_cny_per_km"][SHOP] == lv
 
 

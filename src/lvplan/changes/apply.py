@@ -19,15 +19,17 @@ from lvplan.changes.spec import (
     AddParallelLine,
     AddParallelTransformer,
     Changes,
+    MoveTransformer,
     NewLvCable,
     NewSubstation,
+    NewTie,
     OpenLine,
     ReplaceLine,
     ReplaceTransformer,
     SetSwitch,
     Transfer,
+    moved_bus_name,
 )
-from lvplan.changes.spec import MoveTransformer, NewTie, moved_bus_name
 from lvplan.model.catalogue import cable_types, trafo_types
 from lvplan.powerflow.branch import TAP_COLUMNS
 
@@ -229,7 +231,7 @@ def plan_changes(net, changes: Changes) -> Plan:
             m.switches.append(int(c.switch))
         elif isinstance(c, NewTie):
             name = c.name or "new tie"
-            a, b = int(c.from_bus), int(c.to_bus)  # type: ignore[arg-type]
+            a, b = int(c.from_bus), int(c.to_bus)
             tie = line(a, b, float(c.length_m or 0) / 1000, c.cable, name)
             i = ids.take("switch")
             plan.new_switches[i] = dict(
@@ -237,13 +239,14 @@ def plan_changes(net, changes: Changes) -> Plan:
             )
             m.new_switches.append(i)
         elif isinstance(c, MoveTransformer):
-            t = int(c.trafo)  # type: ignore[arg-type]
+            t = int(c.trafo)
             hv_old = int(net.trafo.at[t, "hv_bus"])
             vn = float(net.bus.at[hv_old, "vn_kv"])
             geo = _geo(net, hv_old)
-            at = bus(vn_kv=vn, name=moved_bus_name(net, t), **({"geodata": geo} if geo else {}))
-            line(int(c.to_bus), at, float(c.length_m or 0) / 1000, c.cable, f"move of trafo {t}")  # type: ignore[arg-type]
-            plan.trafo_updates.setdefault(t, {})["hv_bus"] = at
+            moved = bus(vn_kv=vn, name=moved_bus_name(net, t), **({"geodata": geo} if geo else {}))
+            km = float(c.length_m or 0) / 1000
+            line(int(c.to_bus), moved, km, c.cable, f"move of trafo {t}")
+            plan.trafo_updates.setdefault(t, {})["hv_bus"] = moved
             if t not in m.modified_trafos:
                 m.modified_trafos.append(t)
     return plan

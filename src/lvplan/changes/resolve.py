@@ -15,11 +15,11 @@ from lvplan.changes.spec import (
     AddParallelLine,
     AddParallelTransformer,
     Change,
+    MoveTransformer,
     NewLvCable,
     NewSubstation,
-    OpenLine,
-    MoveTransformer,
     NewTie,
+    OpenLine,
     ReplaceLine,
     ReplaceTransformer,
     SetSwitch,
@@ -221,8 +221,8 @@ def resolve_change(network, c: Change, position: int, pending: Pending) -> Chang
         return _new_tie(network, c, where)
     if isinstance(c, MoveTransformer):
         out3 = _move_transformer(network, c, where)
-        name = moved_bus_name(network.pp, int(out3.trafo))  # type: ignore[arg-type]
-        pending.add_bus(name, float(network.pp.bus.at[int(out3.to_bus), "vn_kv"]))  # type: ignore[arg-type]
+        name = moved_bus_name(network.pp, int(out3.trafo))
+        pending.add_bus(name, float(network.pp.bus.at[int(out3.to_bus), "vn_kv"]))
         return out3
     if isinstance(c, OpenLine):
         return replace(c, line=_line(network, c.line, where)[0])

@@ -20,9 +20,10 @@ nominal voltage: the tie is open in normal operation, so the islands stay apart,
 contingency the cut-off part is fed through the tie alone (its own source is gone), so two
 sources never run in parallel; the contingency's load flow judges the voltage it then gets.
 
-**A moved transformer** is offered for an element over its emergency loading limit in the best
-option: a unit of the cut-off part (its load is what the tie transfers) whose design-peak
-loading is at least ``MOVE_MARGIN`` times what the element carries beyond its limit, moved to
+**A moved transformer** is offered for a 10 kV line over its emergency loading limit in the best
+option: a unit whose load flows through that line once the option has switched (the buses beyond
+it, the cut-off part and what the tie joins to it) and whose design-peak loading is at least
+``MOVE_MARGIN`` times what the line carries beyond its limit, moved to
 the nearest bus of a feeder that is neither the contingency's nor one its options close onto,
 and whose own contingencies pass. Moving a unit changes the normal state and the target
 feeder's N-1: the next round's AC check judges the first, and :mod:`lvplan.planning.n1plan`
@@ -34,13 +35,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import networkx as nx
 import numpy as np
 
 from lvplan.changes.spec import DETOUR_FACTOR, MAX_TIE_LENGTH_M
 from lvplan.locate import bus_lonlat, distance_m
 from lvplan.model.network import Network
 from lvplan.model.topology import LV_MAX_KV
-from lvplan.n1.contingency import Contingency, N1Topology
+from lvplan.n1.contingency import Contingency, N1Topology, Option
 from lvplan.planning.candidates import MV_CABLE_MAX_KV, Instance, Upgrade
 from lvplan.planning.measures import MeasureKind
 
@@ -131,20 +133,26 @@ class N1Offers:
         planned: Network,
         topo: N1Topology,
         c: Contingency,
+        option: Option,
+        element: str,
         need_kva: float,
         feeder_ok: Callable[[str], bool],
     ) -> tuple[int, ...]:
-        """Units of ``c``'s cut-off part carrying at least ``need_kva`` x ``MOVE_MARGIN`` at the
-        planned network's design peak, each moved to the nearest bus of a feeder with room
-        (``feeder_ok``), the nearest first."""
-        if not c.cut_off or not math.isfinite(need_kva) or need_kva <= 0:
+        """Units whose load flows through the 10 kV line ``element`` in ``option`` of ``c``
+        (those beyond it once the option has switched) carrying at least ``need_kva`` x
+        ``MOVE_MARGIN`` at the planned network's design peak, each moved to the nearest bus of
+        a feeder with room (``feeder_ok``), the nearest first."""
+        if not math.isfinite(need_kva) or need_kva <= 0:
+            return ()
+        beyond = _beyond(topo, c, option, element)
+        if not beyond:
             return ()
         tr = planned.pp.trafo
         st = planned.base_state()
         avoid = {c.feeder} | {f for o in c.options if o.tie is not None for f in o.tie.feeders}
         found: list[tuple[float, int, int]] = []
         for pos, (t, hv) in enumerate(zip(tr.index.tolist(), tr.hv_bus.tolist(), strict=True)):
-            if int(hv) not in c.cut_off or t not in self.trafos:
+            if int(hv) not in beyond or t not in self.trafos:
                 continue
             if not bool(tr.at[t, "in_service"]) or float(tr.at[t, "vn_lv_kv"]) >= LV_MAX_KV:
                 continue
@@ -160,6 +168,35 @@ class N1Offers:
         return tuple(
             self._upgrade(MeasureKind.TRANSFORMER_MOVE, t, b, m) for m, t, b in found[:MAX_MOVES]
         )
+
+
+def _beyond(topo: N1Topology, c: Contingency, option: Option, element: str) -> set[int]:
+    """The MV buses fed through line ``element`` once ``option`` of ``c`` has switched (the
+    lost lines open, the tie closed): those that lose their path to the busbar without it,
+    among the feeders the option joins."""
+    comp, _, ident = element.partition(" ")
+    if comp != "line" or not ident.isdigit():
+        return set()
+    mv = topo.mv
+    feeders = {c.feeder} | (set(option.tie.feeders) if option.tie is not None else set())
+    nodes = set(mv.busbar)
+    for f in feeders:
+        nodes |= set(mv.buses.get(f, ()))
+    g = nx.MultiGraph()
+    g.add_nodes_from(nodes)
+    gone = {("line", ln) for ln in c.lost_lines} | {("line", int(ident))}
+    for a, b, key in mv.graph.subgraph(nodes).edges(keys=True):
+        if key not in gone:
+            g.add_edge(a, b, key=key)
+    if option.tie is not None:
+        a, b = option.tie.ends
+        if a in nodes and b in nodes:
+            g.add_edge(a, b, key=("tie", 0))
+    fed: set[int] = set()
+    for s in mv.busbar:
+        if s in g and s not in fed:
+            fed |= nx.node_connected_component(g, s)
+    return {b for b in nodes if b not in fed}
 
 
 def element_rating_kva(net, element: str) -> float:

@@ -176,14 +176,15 @@ def check_plan_n1(
             near = {f for f in topo.feeders if c in topo.relevant(f)}
             ks_near = {k for k, f in enumerate(opt_feeder) if f and f in near}
 
-            def moves(v, c=c) -> tuple[int, ...]:
+            def moves(v, c=c, option=out.best.option) -> tuple[int, ...]:
                 from lvplan.kinds import BindingKind
 
-                if v.kind == BindingKind.VOLTAGE:
+                if v.kind != BindingKind.LINE:
                     return ()
-                rating = element_rating_kva(planned.pp, str(v.element))
+                el = str(v.element)
+                rating = element_rating_kva(planned.pp, el)
                 need = (max(v.value - v.limit, 0.0) / 100.0 + SAFE_LOADING) * rating
-                return fresh(offers.moves(planned, topo, c, need, feeder_ok))
+                return fresh(offers.moves(planned, topo, c, option, el, need, feeder_ok))
 
             learned = _fail_cuts(
                 network, inst, sol, ctx, c, out.best, cuts, ks_near, ties, moves, built

@@ -356,9 +356,7 @@ def plan_network(
             ev, broken = check_plan(network, inst, sol, base)
             notes = tighten(network, inst, sol, ev, broken, cuts) if broken else []
             if not broken and needs:  # the normal state holds: now the 10 kV loops' N-1
-                failing, more, judged = check_plan_n1(
-                    network, inst, sol, needs, cuts, offers
-                )
+                failing, more, judged = check_plan_n1(network, inst, sol, needs, cuts, offers)
                 broken = list(failing)
                 notes += more
                 n1_judged[name] = judged
@@ -466,7 +464,7 @@ def _n1_measure(net, up, held: list[str], users: list[int], demands) -> Measure:
         what = "moved to another feeder"
     return Measure(
         up.kind.value,
-        el,  # type: ignore[arg-type]
+        el,
         before,
         after,
         round(up.cost_cny, 2),
