@@ -83,15 +83,46 @@ def main() -> None:
     print(f"AC rounds          {s['ac_rounds']}")
     if "n1" in s:
         n1 = s["n1"]
-        mv = sum(v for k, v in s["cost_by_kind_cny"].items() if k.startswith("mv_"))
+        by_kind = s["cost_by_kind_cny"]
+        mv = sum(by_kind.get(k, 0.0) for k in ("mv_cable_replace", "mv_cable_parallel"))
         print(
             f"N-1                {n1['served']} of {n1['demands_full_n1']} N-1 demands served; "
             f"{len(n1['contingencies_passed'])} contingencies pass; 10 kV reinforcement "
             f"{mv:,.0f} CNY"
         )
+        for kind in ("mv_tie_new", "transformer_move"):
+            n = sum(1 for m in p.measures if m.kind == kind)
+            print(f"  {kind:<17} {n} measures, {by_kind.get(kind, 0.0):,.0f} CNY")
+        bad = _n1_reference(after_net, crit, n1["contingencies_passed"])
+        print(
+            f"N-1 reference      {len(n1['contingencies_passed'])} contingencies judged by "
+            f"pandapower on reinforced.json (emergency limits): {len(bad)} fail {bad[:5]}"
+        )
     print(f"wall               {wall:.1f} s")
     print(f"reference judge    {len(new)} new violations on reinforced.json {new[:5]}")
     print(f"outputs            {out}")
+
+
+def _n1_reference(net, crit, ids: list[str]) -> list[str]:
+    """The contingencies ``ids`` (as the plan names them) that fail in pandapower on ``net``
+    with the switches as lvplan's contingency says (``tests/reference.py``'s N1Reference)."""
+    from reference import N1Reference
+
+    from lvplan.n1.contingency import find_contingencies
+
+    topo = find_contingencies(net)
+    by_id = {c.id: c for f in topo.feeders.values() for c in f.contingencies}
+    bad = []
+    for cid in ids:
+        c = by_id.get(cid)
+        opts = (
+            []
+            if c is None
+            else [(c.lost_lines, o.tie.switches if o.tie else ()) for o in c.options]
+        )
+        if not N1Reference(net, crit, [opts]).passes_without_load():
+            bad.append(cid)
+    return bad
 
 
 def _solved(net):

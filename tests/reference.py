@@ -117,7 +117,8 @@ def _n1_violations(net, crit) -> set[tuple[str, int]]:
 
 class N1Reference:
     """``contingencies``: for each contingency, its options as (line lost, switches closed);
-    an empty list is a contingency with no restoring tie."""
+    the line lost may be a tuple of lines (a section lost whole); an empty list is a
+    contingency with no restoring tie."""
 
     def __init__(self, pp_net, crit, contingencies: list[list[tuple[int, tuple[int, ...]]]]):
         import copy
@@ -130,8 +131,9 @@ class N1Reference:
     def _option_ok(self, option: tuple[int, tuple[int, ...]], load) -> bool:
         net = self.net
         line, switches = option
+        lines = line if isinstance(line, tuple) else (line,)  # a section of several lines
         closed = {s: bool(net.switch.at[s, "closed"]) for s in switches}
-        net.line.at[line, "in_service"] = False
+        net.line.loc[list(lines), "in_service"] = False
         for s in switches:
             net.switch.at[s, "closed"] = True
         idx = None
@@ -144,7 +146,7 @@ class N1Reference:
         except pp.LoadflowNotConverged:
             return False
         finally:
-            net.line.at[line, "in_service"] = True
+            net.line.loc[list(lines), "in_service"] = True
             for s, c in closed.items():
                 net.switch.at[s, "closed"] = c
             if idx is not None:

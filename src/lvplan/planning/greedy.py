@@ -55,7 +55,9 @@ def _coef(el: Element, up: int | None) -> int:
 
 
 class Greedy:
-    def __init__(self, grid: LinearGrid):
+    def __init__(self, grid: LinearGrid, keep: tuple[int, ...] = ()):
+        """``keep``: upgrades built before any demand is taken (the N-1 measures an earlier
+        round of the same plan built: kept, so that the rounds' N-1 measures only grow)."""
         self.g = grid
         self.why = ""
         self.st = _State(
@@ -63,6 +65,9 @@ class Greedy:
             src=np.zeros(grid.mv.shape[1], np.int64),
             mv_drop=np.zeros(grid.mv.shape[0], np.int64),
         )
+        for u in keep:
+            if u not in grid.banned:
+                self.st.built[element_key(grid.inst.upgrades[u])] = u
         #: (rows, slacks, area or -1, site or -1) of the areas and sites with a slack: arrays
         #: remade after a commit changed them
         self._slack_arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None

@@ -12,22 +12,25 @@ buses, and becomes a network change (:class:`lvplan.changes.NewTie`,
 
 **A new tie** is offered for a contingency with no restoring tie, with no load-flow solution,
 or whose every option breaks an emergency limit: from a bus of its cut-off part to the nearest
-10 kV bus of each of the ``MAX_TIES`` nearest other feeders (route = distance x the detour
-factor 1.3, within the 3 km reach of a new 10 kV cable), leaving out the feeders its existing
-options already close onto (they failed) and the source busbar (a cable from the busbar would be
-a new feeder, not a tie). Feeders of another MV island are allowed where the two buses have one
-nominal voltage: the tie is open in normal operation, so the islands stay apart, and after the
-contingency the cut-off part is fed through the tie alone (its own source is gone), so two
-sources never run in parallel; the contingency's load flow judges the voltage it then gets.
+10 kV bus of each of the ``MAX_TIES`` nearest other feeders whose head sections have room for
+the cut-off load within the emergency limit (:func:`room_kva` at least what the lost section
+carries at the design peak: a screening, the contingency's load flow decides); route =
+distance x the detour factor 1.3, within the 3 km reach of a new 10 kV cable. Left out: the
+feeders its existing options already close onto (they failed) and the source busbar (a cable
+from the busbar would be a new feeder, not a tie). Feeders of another MV island are allowed
+where the two buses have one nominal voltage: the tie is open in normal operation, so the
+islands stay apart, and after the contingency the cut-off part is fed through the tie alone
+(its own source is gone), so two sources never run in parallel; the contingency's load flow
+judges the voltage it then gets.
 
-**A moved transformer** is offered for a 10 kV line over its emergency loading limit in the best
-option: a unit whose load flows through that line once the option has switched (the buses beyond
-it, the cut-off part and what the tie joins to it) and whose design-peak loading is at least
-``MOVE_MARGIN`` times what the line carries beyond its limit, moved to
-the nearest bus of a feeder that is neither the contingency's nor one its options close onto,
-and whose own contingencies pass. Moving a unit changes the normal state and the target
-feeder's N-1: the next round's AC check judges the first, and :mod:`lvplan.planning.n1plan`
-the second (a move whose target then fails N-1 is withdrawn).
+**A moved transformer** is offered for a 10 kV line over its emergency loading limit in the
+best option: a unit whose load flows through that line once the option has switched (the buses
+beyond it: the cut-off part and what the tie joins to it) and whose design-peak loading is at
+least ``MOVE_MARGIN`` times what the line carries beyond its limit, moved to the nearest bus of
+a feeder that is neither the contingency's nor one its options close onto, whose heads have
+room for the unit's load and whose own contingencies pass. Moving a unit changes the normal
+state and the target feeder's N-1: the next round's AC check judges the first, and
+:mod:`lvplan.planning.n1plan` the second (a move whose target then fails N-1 is withdrawn).
 """
 
 from __future__ import annotations
@@ -73,7 +76,10 @@ class N1Offers:
         self.trafos = set(net.trafo.index.tolist())
         self._made: dict[tuple[MeasureKind, int, int], int] = {}
         for u, up in enumerate(inst.upgrades):
-            if up.kind in (MeasureKind.MV_TIE_NEW, MeasureKind.TRANSFORMER_MOVE):
+            if up.kind == MeasureKind.MV_TIE_NEW:
+                ends = sorted((up.element, up.to_bus))
+                self._made[(up.kind, ends[0], ends[1])] = u
+            elif up.kind == MeasureKind.TRANSFORMER_MOVE:
                 self._made[(up.kind, up.element, up.to_bus)] = u
 
     # -- where a new cable may go --------------------------------------------------------------
@@ -101,6 +107,8 @@ class N1Offers:
 
     def _upgrade(self, kind: MeasureKind, element: int, to_bus: int, route_m: float) -> int:
         key = (kind, element, to_bus)
+        if kind == MeasureKind.MV_TIE_NEW:  # a tie joins two buses, whichever end it starts
+            key = (kind, min(element, to_bus), max(element, to_bus))
         if key in self._made:
             return self._made[key]
         meas = self.inst.measures
@@ -116,14 +124,22 @@ class N1Offers:
         return u
 
     # -- the offers ----------------------------------------------------------------------------
-    def ties(self, topo: N1Topology, c: Contingency) -> tuple[int, ...]:
+    def ties(
+        self, planned: Network, topo: N1Topology, c: Contingency, limit_percent: float
+    ) -> tuple[int, ...]:
         """New ties that give contingency ``c`` (of the planned network ``topo``) another
-        restoring option: from its cut-off part to the nearest other feeders, leaving out those
-        its options already close onto."""
+        restoring option: from its cut-off part to the nearest other feeders whose heads have
+        room for the cut-off load (what the lost section carries at the design peak) within the
+        emergency limit ``limit_percent``, leaving out those its options already close onto."""
         if not c.cut_off:
             return ()
         avoid = {c.feeder} | {f for o in c.options if o.tie is not None for f in o.tie.feeders}
-        near = self._nearest(sorted(c.cut_off), topo.mv.feeder_of, avoid)
+        need = max((_flow_kva(planned, ln) for ln in c.lost_lines), default=0.0)
+        near = [
+            x
+            for x in self._nearest(sorted(c.cut_off), topo.mv.feeder_of, avoid)
+            if room_kva(planned, topo, x[3], limit_percent) >= need
+        ]
         return tuple(
             self._upgrade(MeasureKind.MV_TIE_NEW, a, b, m) for m, a, b, _f in near[:MAX_TIES]
         )
@@ -137,11 +153,13 @@ class N1Offers:
         element: str,
         need_kva: float,
         feeder_ok: Callable[[str], bool],
+        limit_percent: float,
     ) -> tuple[int, ...]:
         """Units whose load flows through the 10 kV line ``element`` in ``option`` of ``c``
         (those beyond it once the option has switched) carrying at least ``need_kva`` x
         ``MOVE_MARGIN`` at the planned network's design peak, each moved to the nearest bus of
-        a feeder with room (``feeder_ok``), the nearest first."""
+        a feeder whose heads have room for it (within ``limit_percent``) and whose own
+        contingencies pass (``feeder_ok``), the nearest first."""
         if not math.isfinite(need_kva) or need_kva <= 0:
             return ()
         beyond = _beyond(topo, c, option, element)
@@ -161,7 +179,7 @@ class N1Offers:
             if kva < MOVE_MARGIN * need_kva:
                 continue
             for m, _a, b, f in self._nearest([int(hv)], topo.mv.feeder_of, avoid):
-                if feeder_ok(f):
+                if room_kva(planned, topo, f, limit_percent) >= kva and feeder_ok(f):
                     found.append((m, int(t), b))
                     break
         found.sort()
@@ -197,6 +215,30 @@ def _beyond(topo: N1Topology, c: Contingency, option: Option, element: str) -> s
         if s in g and s not in fed:
             fed |= nx.node_connected_component(g, s)
     return {b for b in nodes if b not in fed}
+
+
+def _flow_kva(planned: Network, line: int) -> float:
+    """What 10 kV line ``line`` carries at the planned network's design peak (kVA)."""
+    net = planned.pp
+    if line not in net.line.index:
+        return 0.0
+    ld = float(planned.base_state().line_loading_percent[net.line.index.get_loc(line)])
+    return ld / 100.0 * element_rating_kva(net, f"line {line}") if math.isfinite(ld) else 0.0
+
+
+def room_kva(planned: Network, topo: N1Topology, feeder: str, limit_percent: float) -> float:
+    """What ``feeder``'s head sections can take on beyond their load at the design peak
+    before the emergency limit ``limit_percent`` (kVA; 0 for a feeder with no heads)."""
+    f = topo.feeders.get(feeder)
+    if f is None:
+        return 0.0
+    net = planned.pp
+    total = 0.0
+    for h in f.heads:
+        rating = element_rating_kva(net, f"line {h}")
+        if math.isfinite(rating):
+            total += rating * limit_percent / 100.0 - _flow_kva(planned, h)
+    return max(total, 0.0)
 
 
 def element_rating_kva(net, element: str) -> float:

@@ -52,8 +52,10 @@ from lvplan.planning.n1measures import N1Offers, element_rating_kva
 #: rating for loadings), as the normal state's cuts do.
 SAFE_PU = 2e-4
 SAFE_LOADING = 2e-3
-#: At most this many elements of one failing option get a cut per round (the worst first).
-MAX_CUTS_PER_CONTINGENCY = 5
+#: At most this many elements of one failing option get a cut per round (the worst first): a
+#: transfer overloads the sections of the partner's path one after another, and each round
+#: that learns only a few of them is another round.
+MAX_CUTS_PER_CONTINGENCY = 20
 
 
 def n1_demands(inst: Instance, crit: Criteria) -> set[int]:
@@ -107,14 +109,15 @@ def check_plan_n1(
 ) -> tuple[list[N1Failure], list[str], list[str]]:
     """The plan's N-1 failures on the feeders of its N-1 demands (and on the feeders its moved
     transformers went to), the cuts they teach (added to ``cuts``; one note per cut), and the
-    contingencies judged. ``offers``: the instance's N-1 measures (made here when None)."""
+    contingencies judged. ``offers``: the instance's N-1 measures, offered as relief of the
+    cuts (None: none offered, the cuts lifted by feeder reinforcement alone and the
+    withdrawals by nothing)."""
     from lvplan.n1.assess import FAIL, PASS, judge_contingency, n1_context
     from lvplan.planning.verify import solution_changes
 
     mine = [k for k in sol.chosen if inst.options[k].demand in needs]
     if not mine:
         return [], [], []
-    offers = offers or N1Offers(network, inst)
     planned = network.with_changes(solution_changes(inst, sol))
     ctx = n1_context(planned, inst.criteria)
     topo = ctx.topology
@@ -147,6 +150,8 @@ def check_plan_n1(
             ok[f] = all(judge(c).status == PASS for c in topo.relevant(f))
         return ok[f]
 
+    lim = inst.criteria.n1_line_max_loading_percent
+
     def fresh(us) -> tuple[int, ...]:
         return tuple(u for u in us if u not in built and u not in cuts.banned)
 
@@ -162,7 +167,7 @@ def check_plan_n1(
             if out.status == PASS:
                 continue
             margin = out.best.min_margin if out.best is not None else -math.inf
-            ties = fresh(offers.ties(topo, c))
+            ties = fresh(offers.ties(planned, topo, c, lim)) if offers is not None else ()
             if out.status != FAIL or out.best is None:
                 why = f"N-1 {c.id}: {out.status.replace('_', ' ')}"
                 failures.append(N1Failure(c.id, feeder, out.status, -math.inf, why))
@@ -184,7 +189,9 @@ def check_plan_n1(
                 el = str(v.element)
                 rating = element_rating_kva(planned.pp, el)
                 need = (max(v.value - v.limit, 0.0) / 100.0 + SAFE_LOADING) * rating
-                return fresh(offers.moves(planned, topo, c, option, el, need, feeder_ok))
+                if offers is None:
+                    return ()
+                return fresh(offers.moves(planned, topo, c, option, el, need, feeder_ok, lim))
 
             learned = _fail_cuts(
                 network, inst, sol, ctx, c, out.best, cuts, ks_near, ties, moves, built

@@ -45,6 +45,12 @@ from lvplan.planning.parts import split
 from lvplan.planning.verify import base_margin_map, check_plan, solution_changes, tighten
 
 MAX_ROUNDS = 8
+#: More rounds for a plan with N-1 demands: a round whose N-1 check teaches cuts (and may build
+#: ties, move units) starts the normal state's tightening again.
+MAX_N1_ROUNDS = 4
+#: Rounds of a method whose N-1 check offers new ties and moved transformers (the cuts they lift
+#: stay; later rounds add only reinforcement and withdrawals, which end the rounds).
+N1_OFFER_ROUNDS = 6
 METHODS = ("optimal", "greedy")
 
 
@@ -348,7 +354,8 @@ def plan_network(
 
     def verified(solve: Callable[[], Solution], name: str) -> tuple[Solution, Any, int]:
         broken: list[Any]
-        for rnd in range(1, MAX_ROUNDS + 1):
+        rounds = MAX_ROUNDS + (MAX_N1_ROUNDS if needs else 0)
+        for rnd in range(1, rounds + 1):
             sol = solve()
             if sol.status not in ("optimal", "feasible"):
                 history.append(PlanRound(name, rnd, math.nan, sol.status, 0, []))
@@ -356,7 +363,10 @@ def plan_network(
             ev, broken = check_plan(network, inst, sol, base)
             notes = tighten(network, inst, sol, ev, broken, cuts) if broken else []
             if not broken and needs:  # the normal state holds: now the 10 kV loops' N-1
-                failing, more, judged = check_plan_n1(network, inst, sol, needs, cuts, offers)
+                # new ties and moves are offered in the first rounds; later failures are
+                # reinforced or withdrawn as before, so the rounds end
+                offer = offers if rnd <= N1_OFFER_ROUNDS else None
+                failing, more, judged = check_plan_n1(network, inst, sol, needs, cuts, offer)
                 broken = list(failing)
                 notes += more
                 n1_judged[name] = judged
@@ -369,14 +379,29 @@ def plan_network(
             if not broken:
                 return sol, ev, rnd
         raise InputError(
-            f"plan: the {name} plan still breaks limits in the AC check after {MAX_ROUNDS} "
+            f"plan: the {name} plan still breaks limits in the AC check after {rounds} "
             "rounds; no plan is returned"
         )
 
-    def greedy() -> Solution:
-        return Greedy(LinearGrid(inst, mv, cuts)).run(order, budget_cny)
+    kept: list[int] = []  # the N-1 measures (ties, moves) the greedy's rounds have built
 
-    g_sol, g_ev, g_rounds = verified(greedy, "greedy")
+    def greedy() -> Solution:
+        out = Greedy(LinearGrid(inst, mv, cuts), tuple(kept)).run(order, budget_cny)
+        # a later round keeps them (unless withdrawn): with them undone, the contingency they
+        # restored would fail again, and the rounds would go back and forth
+        kept[:] = [u for u in out.upgrades if inst.upgrades[u].kind in N1_KINDS]
+        return out
+
+    try:
+        g_sol, g_ev, g_rounds = verified(greedy, "greedy")
+    except InputError as exc:
+        if offers is None:
+            raise
+        # the rounds with new ties and moves did not settle: plan again with feeder
+        # reinforcement and withdrawals alone (never less than without N-1 measures)
+        say(f"{exc}; planned again without new ties and moved transformers")
+        offers, cuts, kept[:] = None, Cuts(), []
+        g_sol, g_ev, g_rounds = verified(greedy, "greedy")
     _greedy_rounds = [g_rounds]
     sol, ev = g_sol, g_ev
     opt_cost = None
