@@ -154,11 +154,21 @@ def test_a_radial_feeder_gets_a_new_tie(cn, tmp_path, method):
     assert d.measures == [] and d.cost_cny == 0.0 and len(d.assignments) == 2
 
 
-def test_inspect_shows_the_new_tie(cn, tmp_path, capsys):
+def test_the_outputs_and_inspect_show_the_new_tie(cn, tmp_path, capsys):
+    """plan.csv names the contingency the tie restores; plan.html draws it; ``lvplan inspect``
+    on reinforced.json lists it as both feeders' tie, and both pass N-1."""
+    import csv
+
+    from lvplan.planning.outputs import write_plan
+
     net = Network(_radial(), name="radial", source="test")
     p = make_plan(net, _demand(tmp_path, 3), criteria=cn, method="greedy", time_limit_s=10)
-    out = tmp_path / "reinforced.json"
-    out.write_text(reinforced_json(p, net), encoding="utf-8")
+    write_plan(p, net, tmp_path / "plan")
+    rows = list(csv.DictReader((tmp_path / "plan" / "plan.csv").open(encoding="utf-8")))
+    assert [r["measure"] for r in rows] == ["mv_tie_new"]
+    assert "N-1 loss of line 0 (L0): no restoring tie" in rows[0]["reason"]
+    assert "new tie bus 1 - bus 2: 1156 m" in (tmp_path / "plan" / "plan.html").read_text("utf-8")
+    out = tmp_path / "plan" / "reinforced.json"
     capsys.readouterr()
     assert main(["inspect", str(out), "--json"]) == 0
     feeders = {f["feeder"]: f for f in json.loads(capsys.readouterr().out)["feeders"]}

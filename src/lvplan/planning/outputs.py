@@ -95,6 +95,8 @@ COLOURS = {
     MeasureKind.MV_CABLE_REPLACE.value: "#b35806",
     MeasureKind.MV_CABLE_PARALLEL.value: "#542788",
     MeasureKind.NEW_SUBSTATION.value: "#1b7837",
+    MeasureKind.MV_TIE_NEW.value: "#01665e",
+    MeasureKind.TRANSFORMER_MOVE.value: "#8c510a",
     "existing": "#8c8c8c",
     "served": "#1a9850",
     "unserved": "#d73027",
@@ -108,6 +110,8 @@ LABELS = {
     MeasureKind.MV_CABLE_REPLACE.value: "10 kV cable replaced",
     MeasureKind.MV_CABLE_PARALLEL.value: "10 kV cable paralleled",
     MeasureKind.NEW_SUBSTATION.value: "new substation",
+    MeasureKind.MV_TIE_NEW.value: "new 10 kV tie (normally open, N-1)",
+    MeasureKind.TRANSFORMER_MOVE.value: "transformer moved to another feeder (N-1)",
 }
 
 
@@ -280,6 +284,7 @@ def plan_html(plan: Plan, network: Network) -> str:
     g = list(layers.values())
     drawn = _transformers(plan, network, at, g[0], g[1])
     drawn += _cables(plan, network, at, g[1])
+    drawn += _n1_cables(plan, network, at, g[1])
     drawn += _sites(plan, at, g[2])
     needy = {d for mm in plan.measures for d in mm.demands}
     shown = _shown_demands(plan, needy, large)
@@ -381,6 +386,39 @@ def _cables(plan: Plan, network: Network, at: _Places, layer: Any) -> list[LatLo
             tooltip=_e(f"{ref}: {mm.after}"),
         ).add_to(layer)
         popup(_measure_popup(mm, str(ref))).add_to(pl)
+        drawn += pts
+    return drawn
+
+
+def _n1_cables(plan: Plan, network: Network, at: _Places, layer: Any) -> list[LatLon]:
+    """New ties and moved transformers' cables (N-1 measures): dashed lines between the buses
+    they join."""
+    import folium
+
+    inst, sol = plan.instance, plan.solution
+    if inst is None or sol is None:
+        return []
+    drawn: list[LatLon] = []
+    for u in sol.upgrades:
+        up = inst.upgrades[u]
+        if up.kind == MeasureKind.MV_TIE_NEW:
+            a, what = up.element, f"new tie bus {up.element} - bus {up.to_bus}"
+        elif up.kind == MeasureKind.TRANSFORMER_MOVE:
+            a = int(network.pp.trafo.at[up.element, "hv_bus"])
+            what = f"trafo {up.element} moved: from bus {up.to_bus}"
+        else:
+            continue
+        ends = [at.bus.get(int(a)), at.bus.get(int(up.to_bus))]
+        pts = [e for e in ends if e is not None]
+        if len(pts) < 2:
+            continue
+        folium.PolyLine(
+            [list(e) for e in pts],
+            color=COLOURS[up.kind.value],
+            weight=5,
+            dash_array="10 6",
+            tooltip=_e(f"{what}: {up.length_m:.0f} m, {up.cost_cny:,.0f} CNY"),
+        ).add_to(layer)
         drawn += pts
     return drawn
 
@@ -549,6 +587,8 @@ def _legend(note: str) -> str:
         row(bar(COLOURS["mv_cable_parallel"]), LABELS["mv_cable_parallel"]),
         row(glyph(COLOURS["new_substation"], "&#9632;"), "new substation"),
         row(bar(COLOURS["new_substation"], dashed=True), "its 10 kV tie"),
+        row(bar(COLOURS["mv_tie_new"], dashed=True), LABELS["mv_tie_new"]),
+        row(bar(COLOURS["transformer_move"], dashed=True), LABELS["transformer_move"]),
         row(dot(COLOURS["served"]), "demand, served"),
         row(dot(COLOURS["unserved"]), "demand, not served"),
         row(bar(COLOURS["connection"]), "connection (service cable route)"),
