@@ -60,17 +60,6 @@ class Cuts:
     relief: list[tuple[int, ...]] = field(default_factory=list)
     #: upgrades no longer offered (one lifted a bus of its area above its maximum in AC)
     banned: set[int] = field(default_factory=set)
-    #: how often each element's capacity was cut ("line" | "trafo" | "site", id)
-    hits: dict[tuple[str, int], int] = field(default_factory=dict)
-
-    def again(self, key: tuple[str, int]) -> float:
-        """The factor of the next capacity cut on ``key``: 1 the first time, doubled each time
-        the AC check finds the same element over its limit again (the linear model's error
-        there is systematic: a plan of hundreds of connections took more rounds than allowed
-        closing a 0.06 % overload by the amount exceeded alone)."""
-        n = self.hits.get(key, 0)
-        self.hits[key] = n + 1
-        return float(2**n)
 
     def add_linear(
         self, coefs: dict[int, float], rhs: float, name: str, relief: tuple[int, ...] = ()

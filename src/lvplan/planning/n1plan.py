@@ -54,7 +54,8 @@ SAFE_PU = 2e-4
 SAFE_LOADING = 2e-3
 #: At most this many elements of one failing option get a cut per round (the worst first): a
 #: transfer overloads the sections of the partner's path one after another, and each round
-#: that learns only a few of them is another round.
+#: that learns only a few of them is another round. Without N-1 measures (``offers`` None and
+#: ``max_cuts`` given by the caller) the plan before them took 5.
 MAX_CUTS_PER_CONTINGENCY = 20
 
 
@@ -106,6 +107,7 @@ def check_plan_n1(
     needs: set[int],
     cuts: Cuts,
     offers: N1Offers | None = None,
+    max_cuts: int = MAX_CUTS_PER_CONTINGENCY,
 ) -> tuple[list[N1Failure], list[str], list[str]]:
     """The plan's N-1 failures on the feeders of its N-1 demands (and on the feeders its moved
     transformers went to), the cuts they teach (added to ``cuts``; one note per cut), and the
@@ -194,7 +196,7 @@ def check_plan_n1(
                 return fresh(offers.moves(planned, topo, c, option, el, need, feeder_ok, lim))
 
             learned = _fail_cuts(
-                network, inst, sol, ctx, c, out.best, cuts, ks_near, ties, moves, built
+                network, inst, sol, ctx, c, out.best, cuts, ks_near, ties, moves, built, max_cuts
             )
             if not learned:  # nothing the options can change: its N-1 demands go elsewhere
                 why = f"N-1 {c.id}: fails (margin {margin:.4f}) and no connection relieves it"
@@ -254,6 +256,7 @@ def _fail_cuts(
     ties: tuple[int, ...] = (),
     moves=lambda _v: (),
     built: set[int] | None = None,
+    max_cuts: int = MAX_CUTS_PER_CONTINGENCY,
 ) -> list[str]:
     """Linear cuts for the elements over their emergency limit in ``best`` (an option of
     contingency ``c``, on the planned network), from the sensitivities in that state, on the
@@ -275,7 +278,7 @@ def _fail_cuts(
     margins = prep.limits.margins(st)
     labels = prep.limits.margin_labels()
     pos = {(str(el), side): j for j, (_k, el, side) in enumerate(labels)}
-    worst = sorted(best.violations, key=lambda v: -v.severity)[:MAX_CUTS_PER_CONTINGENCY]
+    worst = sorted(best.violations, key=lambda v: -v.severity)[:max_cuts]
     at = {
         k: (o.bus if o.bus is not None else inst.sites[o.site].mv_bus)  # type: ignore[index]
         for k, o in enumerate(inst.options)

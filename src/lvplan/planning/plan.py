@@ -40,7 +40,12 @@ from lvplan.planning.measures import (
 )
 from lvplan.planning.model import PlanModel, Solution, solve_by_parts
 from lvplan.planning.n1measures import N1Offers
-from lvplan.planning.n1plan import check_plan_n1, demands_needing_n1, n1_demands
+from lvplan.planning.n1plan import (
+    MAX_CUTS_PER_CONTINGENCY,
+    check_plan_n1,
+    demands_needing_n1,
+    n1_demands,
+)
 from lvplan.planning.parts import split
 from lvplan.planning.verify import base_margin_map, check_plan, solution_changes, tighten
 
@@ -51,6 +56,9 @@ MAX_N1_ROUNDS = 4
 #: Rounds of a method whose N-1 check offers new ties and moved transformers (the cuts they lift
 #: stay; later rounds add only reinforcement and withdrawals, which end the rounds).
 N1_OFFER_ROUNDS = 6
+#: Elements of a failing contingency cut per round when the plan is made again without new ties
+#: and moves: as the plan made them before those measures existed.
+N1_CUTS_WITHOUT_MEASURES = 5
 METHODS = ("optimal", "greedy")
 
 
@@ -349,6 +357,7 @@ def plan_network(
     needs = n1_demands(inst, crit)  # demands whose area class has full N-1
     n1_judged: dict[str, list[str]] = {}
     offers = N1Offers(network, inst) if needs else None  # new ties, moved transformers
+    n1_cuts = MAX_CUTS_PER_CONTINGENCY  # elements of a failing contingency cut per round
     if needs:
         say(f"N-1: {len(needs)} demands of an area class with full N-1")
 
@@ -366,7 +375,9 @@ def plan_network(
                 # new ties and moves are offered in the first rounds; later failures are
                 # reinforced or withdrawn as before, so the rounds end
                 offer = offers if rnd <= N1_OFFER_ROUNDS else None
-                failing, more, judged = check_plan_n1(network, inst, sol, needs, cuts, offer)
+                failing, more, judged = check_plan_n1(
+                    network, inst, sol, needs, cuts, offer, n1_cuts
+                )
                 broken = list(failing)
                 notes += more
                 n1_judged[name] = judged
@@ -400,7 +411,7 @@ def plan_network(
         # the rounds with new ties and moves did not settle: plan again with feeder
         # reinforcement and withdrawals alone (never less than without N-1 measures)
         say(f"{exc}; planned again without new ties and moved transformers")
-        offers, cuts, kept[:] = None, Cuts(), []
+        offers, cuts, kept[:], n1_cuts = None, Cuts(), [], N1_CUTS_WITHOUT_MEASURES
         g_sol, g_ev, g_rounds = verified(greedy, "greedy")
     _greedy_rounds = [g_rounds]
     sol, ev = g_sol, g_ev

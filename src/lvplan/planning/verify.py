@@ -7,10 +7,9 @@ outside its limit with the plan and was not before (a limit already broken in th
 the base's, as ``check`` and the reference judge treat it; where the plan loads such an element
 the model must reinforce it, its capacity being below its base load). Each broken
 limit tightens the model: a modelled constraint (an LV bus's voltage, a line, a transformer, a
-terminal, a site) loses the amount by which it was exceeded plus a safety margin (a line,
-transformer or site that is over its limit again loses twice what it lost the time before); a
-limit the model does not hold (a 10 kV bus or line) gets a linear cut on the options, from the
-margin sensitivities at the base (:func:`lvplan.powerflow.sensitivity.margin_sensitivity_of`).
+terminal, a site) loses the amount by which it was exceeded plus a safety margin; a limit the
+model does not hold (a 10 kV bus or line) gets a linear cut on the options, from the margin
+sensitivities at the base (:func:`lvplan.powerflow.sensitivity.margin_sensitivity_of`).
 """
 
 from __future__ import annotations
@@ -224,9 +223,7 @@ def tighten(
             if line in inst.line_data and line in carried_lines:
                 _r, _x, imax, _base, vn = inst.line_data[line]
                 kw = (excess + SAFE_LOADING) * imax * math.sqrt(3) * vn * 1000.0 * inst.pf
-                cuts.line_kw[line] = cuts.line_kw.get(line, 0.0) + (kw + 1.0) * cuts.again(
-                    ("line", line)
-                )
+                cuts.line_kw[line] = cuts.line_kw.get(line, 0.0) + kw + 1.0
                 notes.append(f"line {line}: loading over by {excess * 100:.2f} %")
                 continue
             if line in base_lines and inst.line_info(network, line) is not None:
@@ -251,9 +248,7 @@ def tighten(
                     sid = site_by_name[lvname[: -len(" LV board")]]
                     kva = inst.sites[sid].rated_kva
                     kw = (excess + SAFE_LOADING) * kva * inst.pf
-                    cuts.site_kw[sid] = cuts.site_kw.get(sid, 0.0) + (kw + 1.0) * cuts.again(
-                        ("site", sid)
-                    )
+                    cuts.site_kw[sid] = cuts.site_kw.get(sid, 0.0) + kw + 1.0
                     notes.append(f"site {inst.sites[sid].name}: loading over by {excess:.2%}")
                     continue
                 for cand in inst.trafo_kva:
@@ -264,7 +259,7 @@ def tighten(
                         t = cand
             if t in inst.trafo_kva and t in carried_trafos:
                 kw = (excess + SAFE_LOADING) * inst.trafo_kva[t] * inst.pf
-                cuts.trafo_kw[t] = cuts.trafo_kw.get(t, 0.0) + (kw + 1.0) * cuts.again(("trafo", t))
+                cuts.trafo_kw[t] = cuts.trafo_kw.get(t, 0.0) + kw + 1.0
                 notes.append(f"trafo {t}: loading over by {excess:.2%}")
                 continue
             if t in inst.trafo_kva:
