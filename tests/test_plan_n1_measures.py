@@ -286,3 +286,35 @@ def test_a_far_tie_is_refused_and_the_cli_exits_2(tmp_path, capsys):
         '[[changes]]\nkind = "move_transformer"\ntrafo = 2\nto_bus = 41\nlength_m = 900\n', "utf-8"
     )
     assert load_changes(f) == Changes().move_transformer(2, 41, length_m=900.0)
+
+
+def test_rounds_that_do_not_settle_fall_back_to_the_plan_without_n1_measures(
+    cn, tmp_path, monkeypatch
+):
+    """When the rounds with new ties and moves do not settle (here: every N-1 check of the
+    first attempt is made to fail), the plan is made again without them, as before they
+    existed: the radial feeder's class A demands are withdrawn, naming the contingency."""
+    import lvplan.planning.plan as plan_module
+    from lvplan.planning.n1plan import N1Failure
+
+    real = plan_module.check_plan_n1
+    first: list = []
+
+    def unsettled(network, inst, sol, needs, cuts, offers=None, max_cuts=20):
+        first.append(cuts) if not first else None
+        if cuts is first[0]:
+            return [N1Failure("x", "L0", "fail", -1.0, "made to fail")], ["made to fail"], []
+        assert offers is None and max_cuts == plan_module.N1_CUTS_WITHOUT_MEASURES
+        return real(network, inst, sol, needs, cuts, offers, max_cuts)
+
+    monkeypatch.setattr(plan_module, "check_plan_n1", unsettled)
+    said: list[str] = []
+    net = Network(_radial(), name="radial", source="test")
+    p = make_plan(
+        net, _demand(tmp_path, 3), criteria=cn, method="greedy", time_limit_s=10,
+        progress=said.append,
+    )  # fmt: skip
+    assert any("planned again without new ties and moved transformers" in m for m in said)
+    assert p.measures == [] and p.assignments == [] and p.cost_cny == 0.0
+    assert len(p.unserved) == 2
+    assert all("loss of line 0 (L0): no restoring tie" in u["reason"] for u in p.unserved)
