@@ -161,6 +161,12 @@ class Plan:
                 "objective": _r(self.objective),
                 "best_bound": _r(self.bound),
                 "gap": _r(self.gap, 6),
+                "bound_by": self.solution.bounds.get("bound_by"),
+                "bounds": {
+                    k: (_r(v) if isinstance(v, float) else v)
+                    for k, v in self.solution.bounds.items()
+                    if k != "bound_by"
+                },
                 "parts": self.solution.parts,
             },
             "ac_rounds": self.ac_rounds,
@@ -395,7 +401,11 @@ def plan_network(
                 mdl = PlanModel(grid, budget_cny=budget_cny)
                 if budget_cny is None or last[0].cost_cny <= budget_cny:
                     mdl.hint(last[0])
-                out = mdl.solve(time_limit_s=max(5.0, share * left), workers=workers)
+                out = mdl.solve(
+                    time_limit_s=max(5.0, share * left),
+                    workers=workers,
+                    mip_bound=budget_cny is None,
+                )
             if out.status in ("optimal", "feasible"):
                 last[0] = out
             return out
