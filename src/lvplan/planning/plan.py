@@ -377,6 +377,7 @@ def plan_network(
     g_sol, g_ev, g_rounds = verified(greedy, "greedy")
     _greedy_rounds = [g_rounds]
     sol, ev = g_sol, g_ev
+    greedy_kept = True  # the plan returned is the verified greedy one
     opt_cost = None
     if method == "optimal" or budget_cny is not None:
         last = [g_sol]  # each round starts from the newest plan (the greedy first)
@@ -423,8 +424,17 @@ def plan_network(
             opt_cost = o_sol.cost_cny
             if _better(inst, o_sol, g_sol) or budget_cny is not None:
                 sol, ev = o_sol, o_ev
+                greedy_kept = False
             else:
                 say("the verified greedy plan is as good after the AC cuts: kept")
+                if abs(_served_kw(inst, o_sol) - _served_kw(inst, g_sol)) < 1e-6:
+                    # the optimiser's bound is for serving these demands: it bounds this plan
+                    sol = dataclasses.replace(
+                        g_sol,
+                        bound=o_sol.bound,
+                        gap=max(0.0, g_sol.cost_cny - o_sol.bound) / max(g_sol.cost_cny, 1e-9),
+                        bounds=o_sol.bounds,
+                    )
     result = _result(network, inst, sol, ev, method if budget_cny is None else "budget", cuts)
     why = Greedy(LinearGrid(inst, mv, cuts))  # the plan built in once, for every unserved
     for u in result.unserved:
@@ -444,7 +454,7 @@ def plan_network(
         result.n1 = {
             "demands_full_n1": len(needs),
             "served": len(needs & served),
-            "contingencies_passed": n1_judged.get("greedy" if sol is g_sol else "optimal", []),
+            "contingencies_passed": n1_judged.get("greedy" if greedy_kept else "optimal", []),
         }
     return result
 
