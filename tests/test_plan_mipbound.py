@@ -55,6 +55,7 @@ def _random_model(rng: random.Random) -> cp_model.CpModel:
         ct = m.add_linear_constraint(sum(terms), lo, hi)
         lits = [rng.choice(b) for _ in range(rng.randint(0, 2))]
         ct.only_enforce_if([x if rng.random() < 0.5 else x.Not() for x in lits])
+    m.add(3 * b[6].Not() + 2 * b[7] - v[0] <= rng.randint(0, 6))  # a negation inside a sum
     m.add_implication(b[0], b[1])
     m.add_bool_or([b[2], b[3].Not(), b[4]])
     m.add_at_most_one(b[5:8])

@@ -58,6 +58,8 @@ def to_mip(proto) -> Any | None:
             d = list(c.linear.domain)
             if len(d) != 2:
                 return None
+            if any(r < 0 for r in vs):  # a negated literal in a sum: not what CP-SAT writes
+                return None
             expr = mathopt.fast_sum(cf * xs[r] for r, cf in zip(vs, cs, strict=True))
             lo = sum(min(cf * bnd[r][0], cf * bnd[r][1]) for r, cf in zip(vs, cs, strict=True))
             hi = sum(max(cf * bnd[r][0], cf * bnd[r][1]) for r, cf in zip(vs, cs, strict=True))
