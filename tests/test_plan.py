@@ -320,6 +320,9 @@ def test_cli_json_summary(capsys, tmp_path, hand_json, hand_csv):
     s = json.loads(stdout)
     assert s["total_cost_cny"] == OPTIMUM_CNY
     assert s["solver"]["status"] == "optimal" and s["solver"]["gap"] == 0.0
+    # CP-SAT proved it (the MIP bound beside it was stopped), with its bound at the optimum
+    assert s["solver"]["bound_by"] == "cp_sat"
+    assert s["solver"]["bounds"]["cp_sat"] == pytest.approx(OPTIMUM_CNY, abs=1.0)
     assert s["ac_rounds"] == 2  # one AC check of the greedy plan, one of the optimum
     assert s["greedy_cost_cny"] == pytest.approx(GREEDY_CNY, abs=0.01)
     assert s["optimal_cost_cny"] == OPTIMUM_CNY

@@ -20,7 +20,7 @@ from test_service import AUTH, TOKEN, _free_port
 from lvplan.cli import main
 from lvplan.errors import RegisterUnavailable
 from lvplan.register.desk import Desk
-from lvplan.register.postgres import REGISTER_LOCK, lock_key
+from lvplan.register.postgres import REGISTER_LOCK, lock_key, redact
 from lvplan.register.store import Application, RegisterBusy, open_backend
 
 # sz-futian's two MV islands (the feeders leaving its 10 kV slack busbar)
@@ -59,6 +59,33 @@ def test_an_unreachable_server_is_one_line_and_exit_2(tmp_path, capsys, monkeypa
     )
     err = done.stderr.strip()
     assert done.returncode == 2 and len(err.splitlines()) == 1 and "cannot connect" in err, err
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u:s3cret@h:5/db", "postgresql://u:***@h:5/db"),
+        ("postgresql://u@h/db?password=s3cret", "postgresql://u@h/db?password=***"),
+        (
+            "postgresql://u:s3cret@h/db?sslmode=require&PassWord=s3cret",
+            "postgresql://u:***@h/db?sslmode=require&PassWord=***",
+        ),
+        ("postgresql://u:s3c%40ret:x@h:99999/db", "postgresql://u:***@h:99999/db"),
+        ("postgresql://h/db", "postgresql://h/db"),
+    ],
+)
+def test_a_password_never_shows_in_the_url_lvplan_prints(url, shown):
+    """In the netloc or as libpq's ``password=`` query parameter, any case, even with a port
+    out of range (urllib raises on reading it)."""
+    assert redact(url) == shown
+    assert "s3c" not in redact(url)
+
+
+def test_an_unreachable_server_named_by_a_query_password_is_redacted(tmp_path, capsys):
+    url = f"postgresql://lvplan@127.0.0.1:{_free_port()}/city?password=s3cret"
+    assert main(["register", "list", "--register", url]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot connect" in err and "s3cret" not in err and "password=***" in err, err
 
 
 def test_tables_are_created_once_by_processes_starting_together(pg_register):

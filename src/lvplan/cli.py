@@ -551,6 +551,9 @@ def _plan(args: argparse.Namespace, crit) -> int:
         return 0
     solver = s["solver"]
     gap = "n/a" if solver["gap"] is None else f"{100 * solver['gap']:.2f} %"
+    if solver["gap"] is not None and solver.get("best_bound") is not None:
+        by = {"highs": "HiGHS", "cp_sat": "CP-SAT"}.get(solver.get("bound_by") or "", "")
+        gap += f" (bound {solver['best_bound']:,.0f} CNY{', ' + by if by else ''})"
     print(
         f"plan ({s['method']}): {s['total_cost_cny']:,.0f} CNY for {s['demands_served']} of "
         f"{s['demands']} demands ({s['design_kw_served']:,.0f} kW); {s['measures']} measures, "

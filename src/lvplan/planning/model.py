@@ -22,6 +22,7 @@ from ortools.sat.python import cp_model
 
 from lvplan.planning.candidates import element_key
 from lvplan.planning.linear import LinearGrid, load_units
+from lvplan.planning.mipbound import MipBound
 from lvplan.planning.parts import Part
 
 if TYPE_CHECKING:
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 #: CP-SAT's linearization level. 2 (the LP of the enforced constraints too) found plans 1-2 %
 #: dearer in the same 60 s on the district than the default 1, with the same proven gap.
 LINEARIZATION_LEVEL = 1
+#: the least time for the MIP bound beside CP-SAT's search (less does not reach past its root)
+MIP_BOUND_MIN_S = 10.0
 
 
 @dataclass
@@ -46,6 +49,9 @@ class Solution:
     seconds: float
     #: by part (:func:`solve_by_parts`): demands, options, status, cost, bound, gap, seconds
     parts: list[dict[str, Any]] = field(default_factory=list)
+    #: each solver's proven bound (``cp_sat``; ``highs``, its status and seconds, when the
+    #: MIP bound ran beside CP-SAT, :mod:`lvplan.planning.mipbound`) and ``bound_by``
+    bounds: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -208,14 +214,34 @@ class PlanModel:
         line_terms: dict[int, list[Any]] = {}
         trafo_terms: dict[int, list[Any]] = {}
         site_terms: dict[int, list[Any]] = {}
+        # each variable's domain is as tight as its definition allows (a load: the sum of what
+        # could load it; a drop: that times the largest impedance): CP-SAT's linear relaxation
+        # of an enforced constraint is a big-M on these bounds, and a MIP's would be too
+        top: dict[int, int] = {}  # variable index -> its upper bound
+
+        def add_term(terms: dict[int, list[Any]], key: int, k: int) -> None:
+            terms.setdefault(key, []).append(ot[k].units * self.x[k])
+            sums[(id(terms), key)] = sums.get((id(terms), key), 0) + ot[k].units
+
+        sums: dict[tuple[int, int], int] = {}
         for k in opts:
-            term = ot[k].units * self.x[k]
             if ot[k].site is not None:
-                site_terms.setdefault(ot[k].site, []).append(term)  # type: ignore[arg-type]
+                add_term(site_terms, ot[k].site, k)  # type: ignore[arg-type]
             elif ot[k].area is not None:
-                trafo_terms.setdefault(grid.areas[ot[k].area].trafo, []).append(term)  # type: ignore[index]
+                add_term(trafo_terms, grid.areas[ot[k].area].trafo, k)  # type: ignore[index]
                 for line in ot[k].path:
-                    line_terms.setdefault(line, []).append(term)
+                    add_term(line_terms, line, k)
+
+        expr_top: dict[int, int] = {}  # id of an expression made here -> its upper bound
+
+        def ub(expr: Any) -> int:
+            """An upper bound of a variable or expression made here, or of a constant."""
+            if isinstance(expr, int):
+                return expr
+            if id(expr) in expr_top:
+                return expr_top[id(expr)]
+            return top[expr.index]
+
         big = sum(o.units for o in ot) + 1
         self.y: dict[int, Any] = {}
         for elements, terms in ((grid.lines, line_terms), (grid.trafos, trafo_terms)):
@@ -230,9 +256,11 @@ class PlanModel:
             if ot[k].site is not None:
                 m.add_implication(self.x[k], self.z[ot[k].site])  # type: ignore[index]
 
-        def load_var(name: str, terms: list[Any]):
-            v = m.new_int_var(0, big, name)
-            m.add(v == sum(terms))
+        def load_var(name: str, terms: dict[int, list[Any]], key: int):
+            hi = min(big, sums[(id(terms), key)])
+            v = m.new_int_var(0, hi, name)
+            top[v.index] = hi
+            m.add(v == sum(terms[key]))
             return v
 
         def drop(name: str, load, el) -> Any:
@@ -247,20 +275,26 @@ class PlanModel:
                 m.add(load == 0).only_enforce_if(loaded.Not())
                 m.add(load <= cap).only_enforce_if(loaded)
             if not el.upgrades:
-                return el.drop * load
-            d = m.new_int_var(0, max(el.drop, *el.up_drop) * big, name)
+                if not el.drop:
+                    return 0
+                expr = el.drop * load
+                expr_top[id(expr)] = el.drop * ub(load)
+                return expr
+            hi = max(el.drop, *el.up_drop) * ub(load)
+            d = m.new_int_var(0, hi, name)
+            top[d.index] = hi
             m.add(d >= el.drop * load).only_enforce_if([self.y[u].Not() for u in el.upgrades])
             for u, c in zip(el.upgrades, el.up_drop, strict=True):
                 m.add(d >= c * load).only_enforce_if(self.y[u])
             return d
 
         self.drop_line = {
-            ln: drop(f"DL{ln}", load_var(f"L{ln}", t), grid.lines[ln])
-            for ln, t in line_terms.items()
+            ln: drop(f"DL{ln}", load_var(f"L{ln}", line_terms, ln), grid.lines[ln])
+            for ln in line_terms
         }
-        trafo_load = {t: load_var(f"T{t}", terms) for t, terms in trafo_terms.items()}
+        trafo_load = {t: load_var(f"T{t}", trafo_terms, t) for t in trafo_terms}
         self.drop_trafo = {t: drop(f"DT{t}", v, grid.trafos[t]) for t, v in trafo_load.items()}
-        site_load = {s: load_var(f"S{s}", terms) for s, terms in site_terms.items()}
+        site_load = {s: load_var(f"S{s}", site_terms, s) for s in site_terms}
         for s, v in site_load.items():
             m.add(v <= grid.sites[s].cap)
 
@@ -286,7 +320,10 @@ class PlanModel:
                 if not terms:
                     mv_vars[row] = const
                 else:
-                    v = m.new_int_var(0, int(coefs.max()) * big + const, f"MV{row}")
+                    hi = const + sum(max(int(coefs[c]), 0) * ub(v) for c, v in src_load.items())
+                    hi = max(hi, 0)
+                    v = m.new_int_var(0, hi, f"MV{row}")
+                    top[v.index] = hi
                     m.add(v == sum(terms) + const)
                     mv_vars[row] = v
             return mv_vars[row]
@@ -305,8 +342,11 @@ class PlanModel:
             m.add_max_equality(used, [self.x[k] for k in ks])
             ag = grid.areas[a]
             tree = inst.areas[a]
-            root_drop = m.new_int_var(0, 1 << 40, f"W{tree.root}")
-            m.add(root_drop == self.drop_trafo.get(ag.trafo, 0) + mv_drop(ag.mv))
+            dt, dmv = self.drop_trafo.get(ag.trafo, 0), mv_drop(ag.mv)
+            hi = max(ub(dt) + ub(dmv), 0)
+            root_drop = m.new_int_var(0, hi, f"W{tree.root}")
+            top[root_drop.index] = hi
+            m.add(root_drop == dt + dmv)
             drop_at[tree.root] = root_drop
             anchor = {tree.root: tree.root}
             stack = [tree.root]
@@ -315,7 +355,9 @@ class PlanModel:
                 for v in tree.children.get(u, []):
                     line = tree.parent[v][0]
                     if line in self.drop_line:
-                        w = m.new_int_var(0, 1 << 40, f"W{v}")
+                        hi = max(ub(drop_at[u]) + ub(self.drop_line[line]), 0)
+                        w = m.new_int_var(0, hi, f"W{v}")
+                        top[w.index] = hi
                         m.add(w == drop_at[u] + self.drop_line[line])
                         drop_at[v], anchor[v] = w, v
                     else:
@@ -327,6 +369,7 @@ class PlanModel:
                     worst[anchor[b]] = min(worst.get(anchor[b], margin), margin)
             for anc, margin in worst.items():
                 m.add(drop_at[anc] <= margin).only_enforce_if(used)
+        volt_checked: set[int] = set()  # options whose terminal voltage is constrained
         for k in opts:
             o = ot[k]
             if o.site is not None:
@@ -337,6 +380,9 @@ class PlanModel:
             else:
                 continue
             m.add(expr <= o.margin).only_enforce_if(self.x[k])
+            if o.site is None:
+                volt_checked.add(k)
+        self._forced(opts, volt_checked)
         # the AC check's linear cuts; one with relief holds until one of its upgrades is built
         fresh: dict[int, list[int]] = {}  # element -> relief upgrades made here
         for u in sorted({u for r in grid.cut_relief for u in r} - set(self.y)):
@@ -379,6 +425,41 @@ class PlanModel:
             + sum(ot[k].cost for k in opts)
         )
         self.budget_cny = budget_cny
+
+    def _forced(self, opts: list[int], volt_checked: set[int]) -> None:
+        """Valid inequalities the linear relaxation lacks (they cut off no integer plan): an
+        option whose own load alone is more than an element on its path carries, or whose own
+        drop alone at the impedances as built is more than its terminal's margin, is chosen
+        only with an upgrade there that suffices. Without them the relaxation pays a fraction of
+        an upgrade for a fraction of an option, and proves little (the district's bound was the
+        plan without any physics)."""
+        grid, m, ot = self.grid, self.m, self.grid.options
+        for k in opts:
+            o = ot[k]
+            if o.area is None or o.site is not None:
+                continue
+            ag = grid.areas[o.area]
+            path = [grid.lines[ln] for ln in o.path] + [grid.trafos[ag.trafo]]
+            for el in path:
+                if o.units <= el.cap:
+                    continue
+                enough = [u for u, c in zip(el.upgrades, el.up_cap, strict=True) if c >= o.units]
+                if not enough:
+                    m.add(self.x[k] == 0)
+                    break
+                m.add(sum(self.y[u] for u in enough) >= self.x[k])
+            own = o.cable_drop + sum(el.drop * o.units for el in path)
+            if k in volt_checked and own > o.margin:
+                ups = [
+                    u
+                    for el in path
+                    for u, c in zip(el.upgrades, el.up_drop, strict=True)
+                    if c < el.drop
+                ]
+                if ups:
+                    m.add(sum(self.y[u] for u in ups) >= self.x[k])
+                else:
+                    m.add(self.x[k] == 0)
 
     def held(self, sol: Solution) -> Solution:
         """``sol``'s choices in this model's part, as they are (status ``"held"``, no
@@ -453,12 +534,18 @@ class PlanModel:
             v = self.m.get_int_var_from_proto_index(i)
             self.m.add_hint(v, solver.value(v))
 
-    def solve(self, *, time_limit_s: float, workers: int = 2, gap: float = 0.0) -> Solution:
+    def solve(
+        self, *, time_limit_s: float, workers: int = 2, gap: float = 0.0, mip_bound: bool = False
+    ) -> Solution:
         """Lexicographic: first the most design kW served (skipped when the hint serves every
         servable demand), then the least cost serving those demands; with a budget, the most kW
-        within it, then the least cost. The gap reported is the cost's."""
+        within it, then the least cost. The gap reported is the cost's. With ``mip_bound`` (and
+        at least :data:`MIP_BOUND_MIN_S` left for the cost), HiGHS bounds the same model on a
+        thread beside CP-SAT's search (:mod:`lvplan.planning.mipbound`); the larger bound is
+        reported, and ``Solution.bounds`` says which and both."""
         t0 = time.perf_counter()
         self.served_proven = True
+        companion: MipBound | None = None
         if self.budget_cny is not None:
             cap = int(min(math.floor(self.budget_cny), self.max_cost))
             self.m.add(self.cost <= cap)
@@ -481,19 +568,37 @@ class PlanModel:
             else:
                 self.m.add(self.served_units >= everyone)
             self.m.minimize(self.cost)
-            left = time_limit_s - (time.perf_counter() - t0)
-            solver, status = self._run(max(1.0, left), workers, gap)
+            left = max(1.0, time_limit_s - (time.perf_counter() - t0))
+            if mip_bound and left >= MIP_BOUND_MIN_S:
+                companion = MipBound(self.m.clone().proto, left).start()
+            solver, status = self._run(left, workers, gap)
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            if companion is not None:
+                companion.stop()
             return self._failed(solver, status, t0)
-        secs = time.perf_counter() - t0
         name = solver.status_name(status).lower()
         chosen = [k for k, v in self.x.items() if solver.value(v)]
         ups = [u for u, v in self.y.items() if solver.value(v)]
         sites = [sid for sid, v in self.z.items() if solver.value(v)]
         obj, bound = solver.objective_value, solver.best_objective_bound
+        bounds: dict[str, Any] = {"cp_sat": bound, "bound_by": "cp_sat"}
         if self.budget_cny is not None:  # report the cost part of the objective
             obj = bound = float(solver.value(self.cost))
+        elif companion is not None:
+            if status == cp_model.OPTIMAL:
+                companion.stop()
+            else:
+                other = companion.result()
+                bounds.update(highs=other, highs_status=companion.status)
+                bounds["highs_s"] = round(companion.seconds, 2)
+                if other is not None and other > bound:
+                    # never above the plan found: a bound past it is the MIP's rounding
+                    bound = min(other, obj)
+                    bounds["bound_by"] = "highs"
+        secs = time.perf_counter() - t0
         gap_v = abs(obj - bound) / max(abs(obj), 1e-9) if obj else 0.0
-        return Solution.of(
+        out = Solution.of(
             self.inst, chosen, ups, sites, name, objective=obj, bound=bound, gap=gap_v, seconds=secs
         )
+        out.bounds = bounds
+        return out

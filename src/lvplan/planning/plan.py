@@ -182,6 +182,12 @@ class Plan:
                 "objective": _r(self.objective),
                 "best_bound": _r(self.bound),
                 "gap": _r(self.gap, 6),
+                "bound_by": self.solution.bounds.get("bound_by"),
+                "bounds": {
+                    k: (_r(v) if isinstance(v, float) else v)
+                    for k, v in self.solution.bounds.items()
+                    if k != "bound_by"
+                },
                 "parts": self.solution.parts,
             },
             "ac_rounds": self.ac_rounds,
@@ -415,6 +421,7 @@ def plan_network(
         g_sol, g_ev, g_rounds = verified(greedy, "greedy")
     _greedy_rounds = [g_rounds]
     sol, ev = g_sol, g_ev
+    greedy_kept = True  # the plan returned is the verified greedy one
     opt_cost = None
     if method == "optimal" or budget_cny is not None:
         last = [g_sol]  # each round starts from the newest plan (the greedy first)
@@ -439,7 +446,11 @@ def plan_network(
                 mdl = PlanModel(grid, budget_cny=budget_cny)
                 if budget_cny is None or last[0].cost_cny <= budget_cny:
                     mdl.hint(last[0])
-                out = mdl.solve(time_limit_s=max(5.0, share * left), workers=workers)
+                out = mdl.solve(
+                    time_limit_s=max(5.0, share * left),
+                    workers=workers,
+                    mip_bound=budget_cny is None,
+                )
             if out.status in ("optimal", "feasible"):
                 last[0] = out
             return out
@@ -457,8 +468,17 @@ def plan_network(
             opt_cost = o_sol.cost_cny
             if _better(inst, o_sol, g_sol) or budget_cny is not None:
                 sol, ev = o_sol, o_ev
+                greedy_kept = False
             else:
                 say("the verified greedy plan is as good after the AC cuts: kept")
+                if abs(_served_kw(inst, o_sol) - _served_kw(inst, g_sol)) < 1e-6:
+                    # the optimiser's bound is for serving these demands: it bounds this plan
+                    sol = dataclasses.replace(
+                        g_sol,
+                        bound=o_sol.bound,
+                        gap=max(0.0, g_sol.cost_cny - o_sol.bound) / max(g_sol.cost_cny, 1e-9),
+                        bounds=o_sol.bounds,
+                    )
     result = _result(network, inst, sol, ev, method if budget_cny is None else "budget", cuts)
     why = Greedy(LinearGrid(inst, mv, cuts))  # the plan built in once, for every unserved
     for u in result.unserved:
@@ -478,7 +498,7 @@ def plan_network(
         result.n1 = {
             "demands_full_n1": len(needs),
             "served": len(needs & served),
-            "contingencies_passed": n1_judged.get("greedy" if sol is g_sol else "optimal", []),
+            "contingencies_passed": n1_judged.get("greedy" if greedy_kept else "optimal", []),
         }
     return result
 

@@ -99,18 +99,21 @@ SCHEMA_LOCK = lock_key("schema")
 
 
 def redact(url: str) -> str:
-    """The URL without its password (it goes into messages and /healthz)."""
+    """The URL without its password (it goes into messages and /healthz): the one in the
+    netloc and any ``password=`` among its query parameters (libpq takes both)."""
     try:
         parts = urllib.parse.urlsplit(url)
+        query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
     except ValueError:
         return "postgresql://…"
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = urllib.parse.quote(parts.username or "")
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    if any(k.lower() == "password" for k, _v in query):
+        safe = [(k, "***" if k.lower() == "password" else v) for k, v in query]
+        parts = parts._replace(query=urllib.parse.urlencode(safe, safe="*"))
+    if parts.password is not None:
+        user, _, host = parts.netloc.rpartition("@")
+        name = user.partition(":")[0]
+        parts = parts._replace(netloc=f"{name}:***@{host}")
+    return urllib.parse.urlunsplit(parts)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -1,0 +1,155 @@
+"""A second lower bound on the plan's cost, from a MIP solver, beside CP-SAT's search.
+
+CP-SAT finds good plans from the greedy hint, but in the time a plan has it proves little: its
+bound on the SimBench district stayed at the plan without any physics. A MIP solver's linear
+relaxation, with its cutting planes, proves more on this model. So the one model
+(:class:`lvplan.planning.model.PlanModel`) is also written, exactly, as a mixed-integer program
+and given to HiGHS through OR-Tools' MathOpt, on its own thread, while CP-SAT searches; the
+plan's proven bound is the larger of the two.
+
+The writing is exact: every variable keeps its integer domain; a linear constraint that holds
+only when its enforcement literals are true becomes a big-M on the constraint's own range over
+the variables' domains (which the model keeps tight for this); ``bool_or``/``bool_and``/
+``at_most_one``/``exactly_one`` and a ``max`` of booleans are their usual linear forms. A model
+with any other constraint is not written (no second bound; the plan says so).
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import threading
+import time
+from typing import Any
+
+from ortools.util.python.solve_interrupter import SolveInterrupter
+
+#: CP-SAT's "unbounded" domain ends
+_INF = 2**62
+_KINDS = ("linear", "bool_or", "bool_and", "at_most_one", "exactly_one", "lin_max")
+
+
+def to_mip(proto) -> Any | None:
+    """The CP-SAT model ``proto`` (a minimisation) as a MathOpt model, or None when it holds a
+    constraint this cannot write exactly."""
+    from ortools.math_opt.python import mathopt
+
+    mo = mathopt.Model(name="plan")
+    bnd: list[tuple[int, int]] = []
+    xs = []
+    for v in proto.variables:
+        d = list(v.domain)
+        if len(d) != 2:  # a domain with holes
+            return None
+        bnd.append((int(d[0]), int(d[1])))
+        xs.append(mo.add_integer_variable(lb=d[0], ub=d[1]))
+
+    def lit(r: int):
+        return xs[r] if r >= 0 else 1 - xs[-r - 1]
+
+    for c in proto.constraints:
+        kind = next((k for k in _KINDS if getattr(c, "has_" + k)()), None)
+        if kind is None:
+            return None
+        en = list(c.enforcement_literal)
+        off = mathopt.fast_sum(1 - lit(e) for e in en) if en else 0  # 0 when enforced
+        if kind == "linear":
+            vs, cs = list(c.linear.vars), list(c.linear.coeffs)
+            d = list(c.linear.domain)
+            if len(d) != 2:
+                return None
+            if any(r < 0 for r in vs):  # a negated literal in a sum: not what CP-SAT writes
+                return None
+            expr = mathopt.fast_sum(cf * xs[r] for r, cf in zip(vs, cs, strict=True))
+            lo = sum(min(cf * bnd[r][0], cf * bnd[r][1]) for r, cf in zip(vs, cs, strict=True))
+            hi = sum(max(cf * bnd[r][0], cf * bnd[r][1]) for r, cf in zip(vs, cs, strict=True))
+            if d[1] < _INF and hi > d[1]:
+                mo.add_linear_constraint(expr - (hi - d[1]) * off <= d[1])
+            if d[0] > -_INF and lo < d[0]:
+                mo.add_linear_constraint(expr + (d[0] - lo) * off >= d[0])
+        elif kind == "bool_or":
+            clause = mathopt.fast_sum(lit(r) for r in c.bool_or.literals)
+            mo.add_linear_constraint(clause + off >= 1)
+        elif kind == "bool_and":
+            for r in c.bool_and.literals:
+                mo.add_linear_constraint(lit(r) + off >= 1)
+        elif kind in ("at_most_one", "exactly_one"):
+            if en:
+                return None
+            total = mathopt.fast_sum(lit(r) for r in getattr(c, kind).literals)
+            mo.add_linear_constraint(total <= 1 if kind == "at_most_one" else total == 1)
+        else:  # lin_max: a boolean that is the largest of booleans
+            t = c.lin_max.target
+            if en or len(t.vars) != 1 or t.coeffs[0] != 1 or t.offset:
+                return None
+            args = []
+            for e in c.lin_max.exprs:
+                if len(e.vars) != 1 or e.coeffs[0] != 1 or e.offset or bnd[e.vars[0]] != (0, 1):
+                    return None
+                args.append(xs[e.vars[0]])
+            for a in args:
+                mo.add_linear_constraint(xs[t.vars[0]] >= a)
+            mo.add_linear_constraint(xs[t.vars[0]] <= mathopt.fast_sum(args))
+    obj = proto.objective
+    if obj.scaling_factor not in (0, 1) or not len(obj.vars):
+        return None  # a maximisation (CP-SAT negates it) or no objective
+    mo.minimize(
+        mathopt.fast_sum(cf * xs[r] for r, cf in zip(obj.vars, obj.coeffs, strict=True))
+        + obj.offset
+    )
+    return mo
+
+
+class MipBound:
+    """HiGHS's dual bound on one CP-SAT model, computed on a thread (OR-Tools releases the GIL
+    while it solves): :meth:`start` before CP-SAT's search, :meth:`result` after it."""
+
+    def __init__(self, proto, time_limit_s: float):
+        self.deadline = time.perf_counter() + time_limit_s
+        self.bound: float | None = None
+        self.status = "not run"
+        self.seconds = 0.0
+        self._proto = proto
+        self._stop = SolveInterrupter()
+        self._thread = threading.Thread(target=self._run, name="mip-bound", daemon=True)
+
+    def start(self) -> MipBound:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        from ortools.math_opt.python import mathopt
+
+        t0 = time.perf_counter()
+        try:
+            mo = to_mip(self._proto)
+            self._proto = None
+            left = self.deadline - time.perf_counter()
+            if mo is None:
+                self.status = "model not writable as a MIP"
+                return
+            if left < 1.0:
+                self.status = "no time left"
+                return
+            params = mathopt.SolveParameters(time_limit=datetime.timedelta(seconds=left))
+            res = mathopt.solve(mo, mathopt.SolverType.HIGHS, params=params, interrupter=self._stop)
+            dual = res.termination.objective_bounds.dual_bound
+            self.status = res.termination.reason.name.lower()
+            infeasible = res.termination.reason == mathopt.TerminationReason.INFEASIBLE
+            if math.isfinite(dual) and not infeasible:  # (infeasible: a plan exists; no bound)
+                # the objective is integral CNY: HiGHS's bound, less its tolerance, rounded up
+                self.bound = float(math.ceil(dual - 1e-6 * max(1.0, abs(dual))))
+        except Exception as exc:  # a failed companion costs the plan its second bound only
+            self.status = f"failed: {type(exc).__name__}: {exc}"[:200]
+        finally:
+            self.seconds = time.perf_counter() - t0
+
+    def stop(self) -> None:
+        """Interrupt the solve (CP-SAT has proved its plan optimal: no second bound needed)."""
+        self._stop.interrupt()
+        self._thread.join(5.0)
+
+    def result(self, wait_s: float = 5.0) -> float | None:
+        """The bound (None: none), waiting at most ``wait_s`` past the deadline."""
+        self._thread.join(max(0.0, self.deadline - time.perf_counter()) + wait_s)
+        return self.bound if not self._thread.is_alive() else None

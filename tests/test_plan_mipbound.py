@@ -1,0 +1,149 @@
+"""The MIP bound beside CP-SAT (planning/mipbound.py): the CP-SAT model written as a MIP must be
+the same problem (same optimum), its bound must never pass a plan, and the plan reports it.
+
+Exactness is shown three ways: random small CP-SAT models with every constraint form the plan
+model uses (enforced linear constraints with negated literals, implications, clauses, at most
+one, exactly one, a max of booleans), each solved to optimality by CP-SAT and by HiGHS on the
+written MIP; the hand instance of test_plan.py; and sz-futian's 30 bundled demands.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+from ortools.math_opt.python import mathopt
+from ortools.sat.python import cp_model
+from test_plan import HAND_CSV, OPTIMUM_CNY, _two_transformers
+
+import lvplan
+from lvplan.model.network import Network
+from lvplan.planning.candidates import build_instance, prune_upgrades
+from lvplan.planning.demand import read_demand
+from lvplan.planning.linear import Cuts, LinearGrid, load_units, mv_response
+from lvplan.planning.measures import load_measures
+from lvplan.planning.mipbound import MipBound, to_mip
+from lvplan.planning.model import PlanModel
+
+
+def _highs_optimum(proto) -> float:
+    mo = to_mip(proto)
+    assert mo is not None
+    res = mathopt.solve(mo, mathopt.SolverType.HIGHS)
+    assert res.termination.reason == mathopt.TerminationReason.OPTIMAL
+    return res.objective_value()
+
+
+def _cp_optimum(m: cp_model.CpModel) -> float | None:
+    s = cp_model.CpSolver()
+    s.parameters.num_workers = 1
+    st = s.solve(m)
+    if st == cp_model.INFEASIBLE:
+        return None
+    assert st == cp_model.OPTIMAL
+    return s.objective_value
+
+
+def _random_model(rng: random.Random) -> cp_model.CpModel:
+    m = cp_model.CpModel()
+    b = [m.new_bool_var(f"b{i}") for i in range(8)]
+    v = [m.new_int_var(rng.randint(-5, 0), rng.randint(3, 30), f"v{i}") for i in range(4)]
+    for _ in range(6):  # enforced linear constraints, some by negated literals, some two-sided
+        terms = [rng.randint(-4, 6) * x for x in rng.sample(v + b, 3)]
+        lo, hi = rng.randint(-10, 5), rng.randint(5, 40)
+        ct = m.add_linear_constraint(sum(terms), lo, hi)
+        lits = [rng.choice(b) for _ in range(rng.randint(0, 2))]
+        ct.only_enforce_if([x if rng.random() < 0.5 else x.Not() for x in lits])
+    m.add(3 * b[6].Not() + 2 * b[7] - v[0] <= rng.randint(0, 6))  # a negation inside a sum
+    m.add_implication(b[0], b[1])
+    m.add_bool_or([b[2], b[3].Not(), b[4]])
+    m.add_at_most_one(b[5:8])
+    m.add_exactly_one(b[1:4])
+    used = m.new_bool_var("used")
+    m.add_max_equality(used, b[4:7])
+    cost = [rng.randint(1, 20) for _ in b] + [rng.randint(0, 5) for _ in v]
+    m.minimize(sum(c * x for c, x in zip(cost, b + v, strict=True)) + 7 * used)
+    return m
+
+
+def test_the_written_mip_has_cp_sats_optimum_on_random_models():
+    rng = random.Random(20261130)
+    solved = 0
+    for _ in range(40):
+        m = _random_model(rng)
+        cp = _cp_optimum(m)
+        mo = to_mip(m.proto)
+        assert mo is not None
+        res = mathopt.solve(mo, mathopt.SolverType.HIGHS)
+        if cp is None:
+            assert res.termination.reason == mathopt.TerminationReason.INFEASIBLE
+            continue
+        solved += 1
+        assert res.objective_value() == pytest.approx(cp, abs=1e-6)
+    assert solved >= 20  # most of them are feasible: the comparison is not vacuous
+
+
+def test_a_model_it_cannot_write_exactly_is_refused():
+    m = cp_model.CpModel()
+    x, y, z = (m.new_int_var(0, 5, n) for n in "xyz")
+    m.add_multiplication_equality(z, [x, y])
+    m.minimize(z)
+    assert to_mip(m.proto) is None
+    m2 = cp_model.CpModel()
+    a = m2.new_int_var(0, 5, "a")
+    m2.maximize(a)  # CP-SAT stores a maximisation negated: the bound would be of the negation
+    assert to_mip(m2.proto) is None
+
+
+def _cost_model(network: Network, csv_text: str, tmp_path, crit) -> PlanModel:
+    path = tmp_path / "demand.csv"
+    path.write_text(csv_text, encoding="utf-8")
+    ds = read_demand(path, network, crit)
+    inst = build_instance(network, ds.demands, crit, load_measures())
+    mv = mv_response(network, inst)
+    prune_upgrades(inst, mv)
+    mdl = PlanModel(LinearGrid(inst, mv, Cuts()))
+    everyone = sum(load_units(inst.demands[i].design_kw) for i in mdl.served)
+    mdl.m.add(mdl.served_units >= everyone)
+    mdl.m.minimize(mdl.cost)
+    return mdl
+
+
+def test_the_plan_model_written_as_a_mip_has_the_hand_optimum(tmp_path, cn):
+    """The hand instance's optimum (test_plan.py: T1 to 500 kVA and d on bus 1, 191,000 CNY),
+    from the plan model by CP-SAT and from the same model written as a MIP by HiGHS, and the
+    threaded bound returns it too."""
+    hand = Network(_two_transformers(), name="two transformers", source="test")
+    mdl = _cost_model(hand, HAND_CSV, tmp_path, cn)
+    cp = _cp_optimum(mdl.m)
+    assert cp == pytest.approx(OPTIMUM_CNY, abs=1.0)
+    assert _highs_optimum(mdl.m.proto) == pytest.approx(cp, abs=1e-6)
+    mb = MipBound(mdl.m.clone().proto, 20.0).start()
+    assert mb.result() == pytest.approx(cp, abs=1.0)
+    assert mb.status == "optimal"
+
+
+def test_sz_futian_model_written_as_a_mip_has_the_same_optimum(tmp_path, cn):
+    net = lvplan.load_network("sz-futian")
+    from pathlib import Path
+
+    csv = (Path(__file__).resolve().parents[1] / "studies/demand/sz-futian-30.csv").read_text()
+    mdl = _cost_model(net, csv, tmp_path, cn)
+    cp = _cp_optimum(mdl.m)
+    assert cp is not None and cp > 1e6
+    assert _highs_optimum(mdl.m.proto) == pytest.approx(cp, rel=1e-9)
+
+
+def test_a_plan_reports_both_bounds_and_never_a_bound_above_its_cost(tmp_path, cn):
+    """With the MIP bound on, a solve proven optimal by CP-SAT stops HiGHS and says CP-SAT
+    proved it; the reported bound is at most the plan's cost."""
+    hand = Network(_two_transformers(), name="two transformers", source="test")
+    mdl = _cost_model(hand, HAND_CSV, tmp_path, cn)
+    mdl.m.clear_objective()  # solve() sets its own
+    sol = mdl.solve(time_limit_s=15.0, workers=1, mip_bound=True)
+    assert sol.status == "optimal"
+    assert sol.bounds["bound_by"] == "cp_sat"
+    assert sol.bound <= sol.objective + 1e-6
+    assert sol.cost_cny == pytest.approx(OPTIMUM_CNY, abs=1e-6)
+    assert math.isfinite(sol.bounds["cp_sat"])
