@@ -415,7 +415,7 @@ def plan_network(
         if offers is None:
             raise
         # the rounds with new ties and moves did not settle: plan again with feeder
-        # reinforcement and withdrawals alone (never less than without N-1 measures)
+        # reinforcement and withdrawals alone, as the plan was made before those measures
         say(f"{exc}; planned again without new ties and moved transformers")
         offers, cuts, kept[:], n1_cuts = None, Cuts(), [], N1_CUTS_WITHOUT_MEASURES
         g_sol, g_ev, g_rounds = verified(greedy, "greedy")
