@@ -3,6 +3,8 @@ decision reports are those of the networkx graph of the whole LV network, ties i
 
 from __future__ import annotations
 
+import itertools
+
 import networkx as nx
 import numpy as np
 import pandapower as pp
@@ -57,7 +59,7 @@ def test_path_lines_are_the_whole_graphs_shortest_paths(seed):
         start = int(net.trafo.at[area.trafos[0], "lv_bus"])
         nodes = nx.shortest_path(g, start, bus)
         want = []
-        for a, b in zip(nodes, nodes[1:], strict=False):
+        for a, b in itertools.pairwise(nodes):
             keys = [k for k in g[a][b] if k[0] == "line"]
             if keys:
                 want.append(int(keys[0][1]))

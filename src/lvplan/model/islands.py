@@ -423,7 +423,7 @@ def _how(hows: list[str]) -> str:
 #: Below this many islands to prepare, one process does it (starting a process costs ~3 s).
 PARALLEL_MIN_ISLANDS = 48
 #: Bumped whenever what a cache file holds changes shape.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 def _prepared(net):
@@ -441,7 +441,18 @@ def _prepared(net):
         # the next pandapower run of the island makes it again (a third of its memory)
         net.pp["_ppc"] = None
         net.pp["_pd2ppc_lookups"] = {}  # its bus lookup: an array as long as the largest index
+        drop_results(net.pp)
     return net
+
+
+def drop_results(net) -> None:
+    """Empty ``net``'s result tables (``res_*``): the island's base is kept as a GridState and
+    by its fast engine, and the next pandapower run of it writes them again (at a million
+    buses they held about 0.2 GB)."""
+    for name in [k for k in net if k.startswith("res_")]:
+        tab = net[name]
+        if isinstance(tab, pd.DataFrame) and len(tab):
+            net[name] = tab.iloc[0:0].copy()
 
 
 def cache_path(directory, fingerprint: str) -> Path:

@@ -185,15 +185,15 @@ def _bidirectional_path(
     if meet is None:
         return None
     path: list[int] = []
-    w: int | None = meet
-    while w is not None:
-        path.append(w)
-        w = pred[w]
+    node: int | None = meet
+    while node is not None:
+        path.append(node)
+        node = pred[node]
     path.reverse()
-    w = succ[path[-1]]
-    while w is not None:
-        path.append(w)
-        w = succ[w]
+    node = succ[path[-1]]
+    while node is not None:
+        path.append(node)
+        node = succ[node]
     return path
 
 

@@ -64,9 +64,8 @@ class ServiceCable:
 
 @dataclass
 class _Area:
-    L: np.ndarray  # internal bus indices of the area
+    L: np.ndarray  # internal bus indices of the area, ascending
     R: np.ndarray  # root buses (outside, adjacent)
-    pos: dict[int, int]
     solver: AreaSolver  # V_L = Y_LL^-1 (I_L - Y_LR V_R): dense inverse or sparse LU by size
     S0: np.ndarray  # base net injections at L (pu)
     bnd_rows: np.ndarray  # branch rows joining R and L
@@ -296,7 +295,6 @@ class FastEngine:
         area = _Area(
             L=L,
             R=cut.R,
-            pos={int(b): i for i, b in enumerate(L)},
             solver=cut.solver,
             S0=self.S0[L].copy(),
             bnd_rows=bnd,
@@ -373,9 +371,10 @@ class FastEngine:
         if label < 0:
             raise FastEngineUnsupported("the bus is not in an LV area of the model")
         a = self._area(label)
-        if ib not in a.pos:
+        at = int(np.searchsorted(a.L, ib))  # L ascending: no dict of positions per area
+        if at == a.L.size or a.L[at] != ib:
             raise FastEngineUnsupported("the bus is a slack bus")
-        return ib, a, a.pos[ib]
+        return ib, a, at
 
     def solve(
         self,
