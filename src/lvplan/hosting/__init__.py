@@ -92,7 +92,8 @@ def hosting_capacity(
         raise InputError(f"workers must be >= 1, got {workers}")
     t0 = now()
     network.base_state()  # PowerFlowError when the base case fails
-    prep = prepare(network, crit, pf=pf_val)
+    # the areas are built in the local workers too (with a Dask scheduler, here)
+    prep = prepare(network, crit, pf=pf_val, workers=1 if scheduler else workers)
     t1 = now()
     chunks = plan_chunks(prep.problems, chunk_buses or CHUNK_BUSES, 2 if scheduler else workers)
     manifest = manifest_for(
