@@ -1,4 +1,5 @@
-"""The map's preparation in several processes: every LV area's problem (its cut, its exact
+"""The map's preparation in several processes (``prepare(..., workers=N)``; the map itself
+builds in one, see :data:`PARALLEL_MIN_AREAS`): every LV area's problem (its cut, its exact
 matrices and limits, its summary for the MV response) is independent of the others, so the
 areas are built in chunks by worker processes and come back in order. What the workers
 return is what one process would have built, to the bit (the same arithmetic on the same
@@ -17,9 +18,10 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-#: Below this many areas one process builds them: the 2,000 areas of the 158 k-bus city took
-#: 9.6 s in one process and 12.0 s in two on the shared 2-core machine (load average 7: no
-#: idle core, and the areas' problems go back to the driver pickled, 48 MB).
+#: Below this many areas one process builds them. Measured on the shared 2-core machine it did
+#: not pay at all: the 158 k-bus city's 2,000 areas took 9.6 s in one process and 12.0 s in
+#: two, the 1 M-bus city's 13,000 areas 46.5 s and 86.3 s (the problems go back to the driver
+#: pickled, 48 MB at 158 k; no idle core), so ``hosting_capacity`` builds them in one.
 PARALLEL_MIN_AREAS = 5000
 #: Chunks per worker (a worker that finishes early takes the next chunk).
 CHUNKS_PER_WORKER = 4
