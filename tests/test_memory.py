@@ -110,3 +110,24 @@ def test_prepared_islands_hold_no_result_tables_and_run_pandapower_again():
         again = island.run_ac_with([]).state  # pandapower writes them again
         assert np.allclose(again.vm_pu, base.vm_pu, atol=1e-9, equal_nan=True)
         assert len(island.pp.res_bus) == len(island.pp.bus)
+
+
+def test_the_islands_of_a_city_run_pandapower_with_numba_and_the_same_state(monkeypatch):
+    import lvplan
+    from lvplan.model import islands as islands_mod
+    from lvplan.powerflow.ac import NUMBA_KEY, runpp_options
+
+    plain = lvplan.load_network("sz-futian")
+    assert plain.prepare_islands() == "prepared"
+    monkeypatch.setattr(islands_mod, "NUMBA_CITY_BUSES", 10)  # a "city" of sz-futian's size
+    city = lvplan.load_network("sz-futian")
+    assert city.prepare_islands() == "prepared"
+    for key, island in city.islands().nets.items():
+        assert island.pp[NUMBA_KEY] and runpp_options(island.pp)["numba"]
+        other = plain.islands().nets[key]
+        assert not runpp_options(other.pp)["numba"]
+        a, b = island.base_state(), other.base_state()
+        assert np.allclose(a.vm_pu, b.vm_pu, atol=1e-10, equal_nan=True)
+        assert np.allclose(
+            a.line_loading_percent, b.line_loading_percent, atol=1e-7, equal_nan=True
+        )

@@ -29,6 +29,7 @@ from scipy.sparse.csgraph import connected_components
 
 from lvplan.io.atomic import atomic_file
 from lvplan.model.topology import island_labels
+from lvplan.powerflow.ac import NUMBA_KEY
 
 #: Branch tables: their bus columns and the ``et`` of a switch that opens one end.
 BRANCHES: dict[str, tuple[tuple[str, ...], str | None]] = {
@@ -324,9 +325,13 @@ class IslandStates:
             self.nets = dict(nets)
         else:
             tpl = empty_like(whole.pp)
+            numba = len(whole.pp.bus) >= NUMBA_CITY_BUSES
             for p in island_plan.parts:
+                sub = island_net(whole.pp, p, tpl)
+                if numba:
+                    sub[NUMBA_KEY] = True
                 self.nets[p.key] = Network(
-                    island_net(whole.pp, p, tpl),
+                    sub,
                     name=f"{whole.name} island {p.key}",
                     source=whole.source,
                     validate=False,
@@ -444,6 +449,11 @@ def _how(hows: list[str]) -> str:
     return "exact" if "exact" in hows else "none"
 
 
+#: From this many buses in the whole network its islands' pandapower runs use numba (about
+#: 300 islands of ~1,300 buses earn its one compilation back; below, each run is dearer but
+#: there are too few of them). The state agrees with the run without numba to ~1e-12 pu
+#: (tests/test_cold.py).
+NUMBA_CITY_BUSES = 400_000
 #: Below this many islands to prepare, one process does it (starting a process costs ~3 s).
 PARALLEL_MIN_ISLANDS = 48
 #: Bumped whenever what a cache file holds changes shape.
