@@ -16,8 +16,9 @@ from lvplan.criteria import Criteria
 from lvplan.decision import _context
 from lvplan.hosting.area import AreaProblem, root_gain_summary
 from lvplan.hosting.outside import AreaSummary, OutsideModel
+from lvplan.hosting.prepare_pool import EngineView, build_areas
 from lvplan.model.network import Network
-from lvplan.powerflow.lv_area import AreaCut, AreaUnsupported, cut_area
+from lvplan.powerflow.lv_area import AreaCut, AreaUnsupported, branch_incidence, cut_area
 
 
 @dataclass
@@ -58,10 +59,12 @@ def prepare(
     pf: float,
     scope: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     trafos: set[int] | None = None,
+    workers: int = 1,
 ) -> Prepared:
     """The map's area problems. ``scope``: row masks (bus, line, trafo) of elements left out
     of the judgement (the N-1 map judges the MV network only); ``trafos``: build the problems
-    of the areas fed by these transformers only."""
+    of the areas fed by these transformers only; ``workers``: processes that build them, where
+    there are enough areas for it to pay (:func:`lvplan.hosting.prepare_pool.build_areas`)."""
     ctx = _context(network, criteria)
     eng = network.fast_engine()
     net = network.pp
@@ -183,6 +186,7 @@ def prepare(
     bus_trafo: dict[int, int] = {}
     roots_of: list[tuple[int, np.ndarray]] = []
     summaries: list[AreaSummary] = []
+    tasks: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     for label, Lall in buses_by_label.items():
         answered = pp_by_label.get(label)
         rows = rows_by_label.get(label, np.zeros(0, np.int64))
@@ -205,18 +209,20 @@ def prepare(
         if eng._vdep_lv_buses:
             unsupported.append((ans_pp, "the network has voltage-dependent loads"))
             continue
-        try:
-            cut = cut_area(eng.Ybus, eng.f_bus, eng.t_bus, Lall, ref=eng.ref, pv=eng.pv)
-        except AreaUnsupported as exc:
-            unsupported.append((ans_pp, str(exc)))
+        tasks.append((label, Lall, rows, ans_pp, ans_ib))
+    view = EngineView.of(eng)
+    shared = (view, branch_incidence(eng.f_bus, eng.t_bus, n), limits_int, branches)
+    for (label, _L, _r, ans_pp, _ib), built in zip(
+        tasks, build_areas(tasks, shared, workers), strict=True
+    ):
+        if isinstance(built, str):
+            unsupported.append((ans_pp, built))
             continue
-        p = _problem(eng, label, cut, rows, ans_pp, ans_ib, limits_int, branches)
-        R = cut.R
+        p, R, summary = built
         p.blocked = blocked.get(label)
-        ai = len(problems)
+        roots_of.append((len(problems), R))
         problems.append(p)
-        roots_of.append((ai, R))
-        summaries.append(root_gain_summary(p, int(R[0])))
+        summaries.append(summary)
     outside.summaries = summaries
     outside._summary_area = np.arange(len(summaries))
     env = outside.envelopes(roots_of, tan)
@@ -240,6 +246,19 @@ class _LazyLabels:
 
     def __getitem__(self, i: int) -> str:
         return f"bus {int(self.rep[i])}"
+
+
+def build_area(eng, incidence, limits_int, branches, label, L_all, rows, ans_pp, ans_ib):
+    """One area's problem, its roots and its summary for the outside model; or, when the
+    area cannot be modelled on its own, why (its buses are then decided by full AC)."""
+    try:
+        cut = cut_area(
+            eng.Ybus, eng.f_bus, eng.t_bus, L_all, ref=eng.ref, pv=eng.pv, incidence=incidence
+        )
+    except AreaUnsupported as exc:
+        return str(exc)
+    p = _problem(eng, label, cut, rows, ans_pp, ans_ib, limits_int, branches)
+    return p, cut.R, root_gain_summary(p, int(cut.R[0]))
 
 
 def _problem(eng, label, cut: AreaCut, rows, ans_pp, ans_ib, limits_int, branches) -> AreaProblem:

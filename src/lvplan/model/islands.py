@@ -29,6 +29,7 @@ from scipy.sparse.csgraph import connected_components
 
 from lvplan.io.atomic import atomic_file
 from lvplan.model.topology import island_labels
+from lvplan.powerflow.ac import NUMBA_KEY
 
 #: Branch tables: their bus columns and the ``et`` of a switch that opens one end.
 BRANCHES: dict[str, tuple[tuple[str, ...], str | None]] = {
@@ -246,12 +247,36 @@ def island_net(net, part: IslandPart, template=None):
     """The pandapower net of one island: the whole net's rows that ``part`` names (indices
     kept), every other element table empty, the standard types copied. ``template``: an
     empty copy of ``net`` (:func:`empty_like`) to start from, when making many."""
-    import copy
-
-    sub = copy.deepcopy(empty_like(net) if template is None else template)
+    sub = _fresh(empty_like(net) if template is None else template)
     sub["name"] = f"{net.name or 'net'} island {part.key}"
     for name, rows in part.rows.items():
         sub[name] = net[name].iloc[rows].copy()
+    return sub
+
+
+#: DataFrame columns pandapower's deepcopy copies object by object (they may hold objects).
+_DEEP_COLUMNS = {"object", "coords", "geometry"}
+
+
+def _fresh(template):
+    """A copy of ``template`` (an :func:`empty_like` net) to fill with one island's rows: its
+    tables copied, as pandapower's deepcopy does (10 against 15 ms a net for the urban
+    district's template, measured on a loaded machine), its standard types shared (nothing
+    writes them; the whole network's are shared with the template already)."""
+    import copy
+
+    cls = template.__class__
+    sub = cls.__new__(cls)
+    for key, value in template.items():
+        if key == "std_types":
+            sub[key] = value
+        elif isinstance(value, pd.DataFrame) and (
+            value.empty or _DEEP_COLUMNS.isdisjoint(value.columns)
+        ):
+            sub[key] = value.copy()
+        else:
+            sub[key] = copy.deepcopy(value)
+    sub._setattr("_allow_invalid_attributes", template._allow_invalid_attributes)
     return sub
 
 
@@ -300,9 +325,13 @@ class IslandStates:
             self.nets = dict(nets)
         else:
             tpl = empty_like(whole.pp)
+            numba = len(whole.pp.bus) >= NUMBA_CITY_BUSES
             for p in island_plan.parts:
+                sub = island_net(whole.pp, p, tpl)
+                if numba:
+                    sub[NUMBA_KEY] = True
                 self.nets[p.key] = Network(
-                    island_net(whole.pp, p, tpl),
+                    sub,
                     name=f"{whole.name} island {p.key}",
                     source=whole.source,
                     validate=False,
@@ -420,10 +449,15 @@ def _how(hows: list[str]) -> str:
     return "exact" if "exact" in hows else "none"
 
 
+#: From this many buses in the whole network its islands' pandapower runs use numba (about
+#: 300 islands of ~1,300 buses earn its one compilation back; below, each run is dearer but
+#: there are too few of them). The state agrees with the run without numba to ~1e-12 pu
+#: (tests/test_cold.py).
+NUMBA_CITY_BUSES = 400_000
 #: Below this many islands to prepare, one process does it (starting a process costs ~3 s).
 PARALLEL_MIN_ISLANDS = 48
 #: Bumped whenever what a cache file holds changes shape.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 def _prepared(net):
@@ -441,7 +475,18 @@ def _prepared(net):
         # the next pandapower run of the island makes it again (a third of its memory)
         net.pp["_ppc"] = None
         net.pp["_pd2ppc_lookups"] = {}  # its bus lookup: an array as long as the largest index
+        drop_results(net.pp)
     return net
+
+
+def drop_results(net) -> None:
+    """Empty ``net``'s result tables (``res_*``): the island's base is kept as a GridState and
+    by its fast engine, and the next pandapower run of it writes them again (at a million
+    buses they held about 0.2 GB)."""
+    for name in [k for k in net if k.startswith("res_")]:
+        tab = net[name]
+        if isinstance(tab, pd.DataFrame) and len(tab):
+            net[name] = tab.iloc[0:0].copy()
 
 
 def cache_path(directory, fingerprint: str) -> Path:

@@ -9,6 +9,7 @@ set. A transformer's *MV feeder* is the part of the MV network reached from a so
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -27,35 +28,102 @@ class Area:
     trafos: tuple[int, ...]
 
 
-@dataclass
 class Topology:
-    areas: list[Area]
-    bus_area: dict[int, int]  # LV bus -> area id
-    trafo_feeder: dict[int, str]  # MV/LV transformer -> feeder name
-    lv_graph: nx.MultiGraph = field(repr=False)
+    """The LV transformer areas (``areas``, ``bus_area``) and each MV/LV transformer's feeder.
+
+    The LV graph is kept as arrays: its edges in the order the tables give them, and each
+    bus's edges in that order (a CSR adjacency), not as one networkx graph of the whole
+    network (at a million LV buses that graph held about 0.6 GB and took seconds to build).
+    :meth:`path_lines` searches the arrays as networkx would search the graph (the same
+    neighbour order, so the same path, ties included); :attr:`lv_graph`, the networkx graph,
+    is built on first use (the planner walks it)."""
+
+    def __init__(
+        self,
+        areas: list[Area],
+        bus_area: dict[int, int],
+        trafo_feeder: dict[int, str],
+        lv_buses: np.ndarray,
+        edges: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    ):
+        self.areas = areas
+        self.bus_area = bus_area  # LV bus -> area id
+        self.trafo_feeder = trafo_feeder  # MV/LV transformer -> feeder name
+        self._trafo_lv_bus: dict[int, int] = {}
+        self._whole: nx.MultiGraph | None = None
+        #: the LV buses (graph positions) and, per edge in table order: from and to position,
+        #: kind (0: line, 1: bus-bus switch), element index
+        self._lv_buses = lv_buses
+        self._order = np.argsort(lv_buses, kind="stable")
+        self._sorted = lv_buses[self._order]
+        f, t, kind, idx = edges
+        self._edges = (self._pos(f), self._pos(t), kind, idx)
+        # each bus's half-edges, in edge order (networkx adds a neighbour at its first edge)
+        fp, tp = self._edges[0], self._edges[1]
+        loop = fp == tp
+        e = np.arange(f.size)
+        at = np.concatenate([fp, tp[~loop]])
+        nb = np.concatenate([tp, fp[~loop]])
+        he = np.concatenate([e, e[~loop]])
+        o = np.lexsort((he, at))
+        self._nbr = nb[o]
+        self._he_line = np.where(kind[he[o]] == 0, idx[he[o]], -1)  # the half-edge's line, or -1
+        self._ptr = np.searchsorted(at[o], np.arange(lv_buses.size + 1))
+
+    def _pos(self, buses: np.ndarray) -> np.ndarray:
+        return self._order[np.searchsorted(self._sorted, buses)]
+
+    def __repr__(self) -> str:
+        return f"Topology({len(self.areas)} areas)"
 
     def area_of(self, bus: int) -> Area | None:
         aid = self.bus_area.get(bus)
         return None if aid is None else self.areas[aid]
 
+    @property
+    def lv_graph(self) -> nx.MultiGraph:
+        """The LV graph (every LV bus; closed in-service lines and bus-bus switches, keys
+        ``("line", i)`` and ``("switch", i)``), built on first use."""
+        if self._whole is None:
+            ids = self._lv_buses
+            fp, tp, kind, idx = self._edges
+            names = ("line", "switch")
+            g = nx.MultiGraph()
+            g.add_nodes_from(ids.tolist())
+            g.add_edges_from(
+                (a, b, (names[k], i), {})
+                for a, b, k, i in zip(
+                    ids[fp].tolist(), ids[tp].tolist(), kind.tolist(), idx.tolist(), strict=True
+                )
+            )
+            self._whole = g
+        return self._whole
+
+    def _neighbours(self, v: int) -> list[int]:
+        return self._nbr[self._ptr[v] : self._ptr[v + 1]].tolist()
+
     def path_lines(self, bus: int) -> list[int]:
-        """Lines on the shortest path from the area's first transformer to ``bus`` (LV side)."""
+        """Lines on the shortest path from the area's first transformer to ``bus`` (LV side):
+        the path ``nx.shortest_path`` finds on :attr:`lv_graph`, and for each step the first
+        line between its two buses."""
         area = self.area_of(bus)
         if area is None or not area.trafos:
             return []
         start = self._trafo_lv_bus[area.trafos[0]]
-        try:
-            nodes = nx.shortest_path(self.lv_graph, start, bus)
-        except nx.NetworkXNoPath:  # pragma: no cover - same component by construction
+        s, t = self._pos(np.array([start, bus], np.int64)).tolist()
+        nodes = _bidirectional_path(self._neighbours, s, t)
+        if nodes is None:  # pragma: no cover - same component by construction
             return []
         out: list[int] = []
         for a, b in itertools.pairwise(nodes):
-            keys = [k for k in self.lv_graph[a][b] if k[0] == "line"]
-            if keys:
-                out.append(int(keys[0][1]))
+            lo, hi = self._ptr[a], self._ptr[a + 1]
+            for w, line in zip(
+                self._nbr[lo:hi].tolist(), self._he_line[lo:hi].tolist(), strict=True
+            ):
+                if w == b and line >= 0:
+                    out.append(line)
+                    break
         return out
-
-    _trafo_lv_bus: dict[int, int] = field(default_factory=dict, repr=False)
 
 
 def _open_line_ids(net) -> set[int]:
@@ -68,56 +136,137 @@ def _open_line_ids(net) -> set[int]:
 
 def _branch_edges(net, buses: pd.Index) -> list[tuple[int, int, tuple[str, int]]]:
     """Edges (from, to, key) of closed, in-service lines and bus-bus switches among ``buses``."""
-    inset = set(buses.tolist())
+    f, t, kind, idx = _branch_edge_arrays(net, buses)
+    names = ("line", "switch")
+    return [
+        (a, b, (names[k], i))
+        for a, b, k, i in zip(f.tolist(), t.tolist(), kind.tolist(), idx.tolist(), strict=True)
+    ]
+
+
+def _bidirectional_path(
+    neighbours: Callable[[int], list[int]], source: int, target: int
+) -> list[int] | None:
+    """networkx's ``bidirectional_shortest_path`` (the search ``nx.shortest_path`` runs on an
+    unweighted graph), step for step, with ``neighbours(v)`` in the graph's adjacency order (a
+    neighbour met again through a parallel edge changes nothing): the same path, ties
+    included. None when there is none."""
+    if target == source:
+        return [source]
+    pred: dict[int, int | None] = {source: None}
+    succ: dict[int, int | None] = {target: None}
+    forward, reverse = [source], [target]
+    meet = None
+    while forward and reverse and meet is None:
+        if len(forward) <= len(reverse):
+            level, forward = forward, []
+            for v in level:
+                for w in neighbours(v):
+                    if w not in pred:
+                        forward.append(w)
+                        pred[w] = v
+                    if w in succ:
+                        meet = w
+                        break
+                if meet is not None:
+                    break
+        else:
+            level, reverse = reverse, []
+            for v in level:
+                for w in neighbours(v):
+                    if w not in succ:
+                        succ[w] = v
+                        reverse.append(w)
+                    if w in pred:
+                        meet = w
+                        break
+                if meet is not None:
+                    break
+    if meet is None:
+        return None
+    path: list[int] = []
+    node: int | None = meet
+    while node is not None:
+        path.append(node)
+        node = pred[node]
+    path.reverse()
+    node = succ[path[-1]]
+    while node is not None:
+        path.append(node)
+        node = succ[node]
+    return path
+
+
+def _branch_edge_arrays(net, buses: pd.Index):
+    """:func:`_branch_edges` as arrays (from, to, kind: 0 line / 1 switch, element index), in
+    the same order: the lines in table order, then the switches."""
+    ids = buses.to_numpy(np.int64)
     opened = _open_line_ids(net)
-    edges: list[tuple[int, int, tuple[str, int]]] = []
-    line = net.line[net.line.in_service.astype(bool)]
-    for idx, f, t in zip(line.index, line.from_bus, line.to_bus, strict=True):
-        if idx in opened or f not in inset or t not in inset:
-            continue
-        edges.append((int(f), int(t), ("line", int(idx))))
+    line = net.line
+    ok = line.in_service.to_numpy(dtype=bool, copy=True)
+    if opened:
+        ok &= ~line.index.isin(list(opened))
+    lf, lt = line.from_bus.to_numpy(np.int64), line.to_bus.to_numpy(np.int64)
+    ok &= np.isin(lf, ids) & np.isin(lt, ids)
+    parts = [(lf[ok], lt[ok], np.zeros(int(ok.sum()), np.int64), line.index.to_numpy(np.int64)[ok])]
     sw = net.switch
     if not sw.empty:
         bb = sw[(sw.et == "b") & sw.closed.astype(bool)]
-        for idx, f, t in zip(bb.index, bb.bus, bb.element, strict=True):
-            if f in inset and t in inset:
-                edges.append((int(f), int(t), ("switch", int(idx))))
-    return edges
+        sf, st = bb.bus.to_numpy(np.int64), bb.element.to_numpy(np.int64)
+        m = np.isin(sf, ids) & np.isin(st, ids)
+        parts.append(
+            (sf[m], st[m], np.ones(int(m.sum()), np.int64), bb.index.to_numpy(np.int64)[m])
+        )
+    return tuple(np.concatenate([p[j] for p in parts]) for j in range(4))
 
 
 def build_topology(net) -> Topology:
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     bus = net.bus[net.bus.in_service.astype(bool)]
     lv = bus.index[bus.vn_kv < LV_MAX_KV]
-    g = nx.MultiGraph()
-    g.add_nodes_from(lv.tolist())
-    for f, t, key in _branch_edges(net, lv):
-        g.add_edge(f, t, key=key)
+    lv_ids = lv.to_numpy(np.int64)
+    f, t, kind, idx = _branch_edge_arrays(net, lv)
+    order = np.argsort(lv_ids, kind="stable")
+    srt = lv_ids[order]
+    n = srt.size
+
+    def pos(b: np.ndarray) -> np.ndarray:
+        return order[np.searchsorted(srt, b)]
+
+    fp, tp = pos(f), pos(t)
+    g = coo_matrix((np.ones(f.size), (fp, tp)), shape=(n, n))
+    comp = connected_components(g, directed=False)[1] if n else np.zeros(0, np.int64)
+    # areas numbered by their smallest bus, each area's buses ascending
+    smallest = np.full(comp.max() + 1 if n else 0, np.iinfo(np.int64).max)
+    np.minimum.at(smallest, comp, lv_ids)
+    rank = np.empty(smallest.size, np.int64)
+    rank[np.argsort(smallest, kind="stable")] = np.arange(smallest.size)
+    aid_of = rank[comp]  # per LV bus position: its area id
+    by_area = np.lexsort((lv_ids, aid_of))
+    bounds = np.searchsorted(aid_of[by_area], np.arange(smallest.size + 1))
+    edge_area = aid_of[fp] if f.size else np.zeros(0, np.int64)
+    e_order = np.argsort(edge_area, kind="stable")
+    e_bounds = np.searchsorted(edge_area[e_order], np.arange(smallest.size + 1))
+    is_line = kind[e_order] == 0
+    line_ids = idx[e_order]
 
     trafo = net.trafo[net.trafo.in_service.astype(bool)]
     trafos_by_lv: dict[int, list[int]] = {}
-    for idx, lvb in zip(trafo.index, trafo.lv_bus, strict=True):
-        trafos_by_lv.setdefault(int(lvb), []).append(int(idx))
+    for i, lvb in zip(trafo.index, trafo.lv_bus, strict=True):
+        trafos_by_lv.setdefault(int(lvb), []).append(int(i))
 
-    line_ends = {key[1]: (a, b) for a, b, key in g.edges(keys=True) if key[0] == "line"}
     areas: list[Area] = []
-    bus_area: dict[int, int] = {}
-    comps = sorted((sorted(c) for c in nx.connected_components(g)), key=lambda c: c[0])
-    comp_of = {}
-    for aid, comp in enumerate(comps):
-        for b in comp:
-            comp_of[b] = aid
-    lines_by_comp: dict[int, list[int]] = {}
-    for lid, (a, _b) in line_ends.items():
-        lines_by_comp.setdefault(comp_of[a], []).append(lid)
-    for aid, comp in enumerate(comps):
-        trafos = sorted(t for b in comp for t in trafos_by_lv.get(b, []))
-        areas.append(
-            Area(aid, tuple(comp), tuple(sorted(lines_by_comp.get(aid, []))), tuple(trafos))
-        )
-        for b in comp:
-            bus_area[b] = aid
+    for aid in range(smallest.size):
+        comp_ids = lv_ids[by_area[bounds[aid] : bounds[aid + 1]]].tolist()
+        lo, hi = e_bounds[aid], e_bounds[aid + 1]
+        lines = sorted(line_ids[lo:hi][is_line[lo:hi]].tolist())
+        trafos = sorted(x for b in comp_ids for x in trafos_by_lv.get(b, []))
+        areas.append(Area(aid, tuple(comp_ids), tuple(lines), tuple(trafos)))
+    bus_area = dict(zip(lv_ids[by_area].tolist(), aid_of[by_area].tolist(), strict=True))
 
-    topo = Topology(areas, bus_area, _mv_feeders(net, bus), g)
+    topo = Topology(areas, bus_area, _mv_feeders(net, bus), lv_ids, (f, t, kind, idx))
     topo._trafo_lv_bus = {int(i): int(b) for i, b in zip(trafo.index, trafo.lv_bus, strict=True)}
     return topo
 

@@ -30,11 +30,18 @@ RUNPP_OPTIONS: dict = {
 #: few load flows (one CLI check, an inspection, a hosting run's base case) never earns the
 #: compilation back on a small network.
 NUMBA_MIN_BUSES = 5000
+#: A net marked with this key (an MV island of a city: :class:`lvplan.model.islands.
+#: IslandStates`) runs with numba whatever its size: a process that prepares hundreds of
+#: islands earns the compilation back (a 1,300-bus island: 25 against 36-40 ms of CPU a load
+#: flow once compiled; the compilation about 2.5-5 s once).
+NUMBA_KEY = "_lvplan_numba"
 
 
 def runpp_options(net) -> dict:
-    """``RUNPP_OPTIONS`` plus the ``numba`` choice for ``net`` (see ``NUMBA_MIN_BUSES``)."""
-    return {**RUNPP_OPTIONS, "numba": len(net.bus) >= NUMBA_MIN_BUSES}
+    """``RUNPP_OPTIONS`` plus the ``numba`` choice for ``net`` (see ``NUMBA_MIN_BUSES`` and
+    ``NUMBA_KEY``)."""
+    numba = len(net.bus) >= NUMBA_MIN_BUSES or bool(net.get(NUMBA_KEY, False))
+    return {**RUNPP_OPTIONS, "numba": numba}
 
 
 def run_ac(net, live: LiveMasks) -> GridState:

@@ -38,7 +38,7 @@ from scipy.sparse.csgraph import connected_components
 
 from lvplan.powerflow.ac import RUNPP_OPTIONS
 from lvplan.powerflow.area_lu import AreaSolver
-from lvplan.powerflow.lv_area import AreaUnsupported, cut_area
+from lvplan.powerflow.lv_area import AreaUnsupported, branch_incidence, cut_area
 from lvplan.powerflow.response import LinearResponse
 from lvplan.powerflow.state import GridState, LiveMasks
 
@@ -64,9 +64,8 @@ class ServiceCable:
 
 @dataclass
 class _Area:
-    L: np.ndarray  # internal bus indices of the area
+    L: np.ndarray  # internal bus indices of the area, ascending
     R: np.ndarray  # root buses (outside, adjacent)
-    pos: dict[int, int]
     solver: AreaSolver  # V_L = Y_LL^-1 (I_L - Y_LR V_R): dense inverse or sparse LU by size
     S0: np.ndarray  # base net injections at L (pu)
     bnd_rows: np.ndarray  # branch rows joining R and L
@@ -239,6 +238,8 @@ class FastEngine:
         self._areas: OrderedDict[int, _Area] = OrderedDict()
         self._max_areas = max_cached_areas
         self._sens: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        #: the branches at each bus while :meth:`prepare` cuts every area (lv_area.cut_area)
+        self._incidence: tuple[np.ndarray, np.ndarray] | None = None
         # the fast path's linear response is taken again when the base drifts (rebase); the
         # exact load flow keeps its own factored Jacobian, refactored when a step gains little
         self._response = LinearResponse(self.Ybus, self.V0, self.pv, self.pq)
@@ -289,6 +290,7 @@ class FastEngine:
                 np.flatnonzero(self.lv_label == label),
                 ref=self.ref,
                 pv=self.pv,
+                incidence=self._incidence,
             )
         except AreaUnsupported as exc:
             raise FastEngineUnsupported(str(exc)) from exc
@@ -296,7 +298,6 @@ class FastEngine:
         area = _Area(
             L=L,
             R=cut.R,
-            pos={int(b): i for i, b in enumerate(L)},
             solver=cut.solver,
             S0=self.S0[L].copy(),
             bnd_rows=bnd,
@@ -373,9 +374,10 @@ class FastEngine:
         if label < 0:
             raise FastEngineUnsupported("the bus is not in an LV area of the model")
         a = self._area(label)
-        if ib not in a.pos:
+        at = int(np.searchsorted(a.L, ib))  # L ascending: no dict of positions per area
+        if at == a.L.size or a.L[at] != ib:
             raise FastEngineUnsupported("the bus is a slack bus")
-        return ib, a, a.pos[ib]
+        return ib, a, at
 
     def solve(
         self,
@@ -555,12 +557,17 @@ class FastEngine:
         labels = np.unique(self.lv_label[self.lv_label >= 0])[: max_areas or self._max_areas]
         roots: set[int] = set()
         done = 0
-        for label in labels:
-            try:
-                roots.update(int(r) for r in self._area(int(label)).R)
-                done += 1
-            except FastEngineUnsupported:
-                continue
+        # every area at once: its rows found by each bus's branches, not by a scan of all
+        self._incidence = branch_incidence(self.f_bus, self.t_bus, self.n)
+        try:
+            for label in labels:
+                try:
+                    roots.update(int(r) for r in self._area(int(label)).R)
+                    done += 1
+                except FastEngineUnsupported:
+                    continue
+        finally:
+            self._incidence = None
         todo = np.array(sorted(r for r in roots if r not in self._sens), dtype=np.int64)
         for chunk in np.array_split(todo, max(1, todo.size // 64)) if todo.size else []:
             dV = self._response.drawn(chunk)

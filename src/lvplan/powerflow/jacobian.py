@@ -47,13 +47,23 @@ class JacobianPattern:
         # one slot per (row, column), column-major as CSC and KLU store it; a diagonal entry
         # of Ybus and the added diagonal terms share their slot
         key = cols_a * self.shape[0] + rows_a
-        slots, self.slot_of = np.unique(key, return_inverse=True)
-        self.pick = pick_a
+        slots, slot_of = np.unique(key, return_inverse=True)
+        # positions and slots kept in 32 bits where they fit (exact: they are counts): the
+        # pattern lives as long as the island's factor, and at a million buses the 64-bit
+        # copies held about 0.3 GB
+        idx = np.int32 if max(4 * len(self.r), self.shape[0] + 1) < 2**31 else np.int64
+        self.r, self.c = self.r.astype(idx), self.c.astype(idx)
+        self.slot_of = slot_of.astype(idx)
+        self.pick = pick_a.astype(idx)
         self.nnz = slots.size
-        self.rows = (slots % self.shape[0]).astype(np.int64)
-        self.cols = (slots // self.shape[0]).astype(np.int64)
-        counts = np.bincount(self.cols, minlength=self.shape[1])
-        self.indptr = np.r_[0, np.cumsum(counts)].astype(np.int64)
+        self.rows = (slots % self.shape[0]).astype(idx)
+        counts = np.bincount(slots // self.shape[0], minlength=self.shape[1])
+        self.indptr = np.r_[0, np.cumsum(counts)].astype(idx)
+
+    @property
+    def cols(self) -> np.ndarray:
+        """The column of every slot (the pattern keeps the CSC ``indptr``)."""
+        return np.repeat(np.arange(self.shape[1]), np.diff(self.indptr))
 
     def with_ybus(self, Ybus) -> JacobianPattern:
         """The same pattern for another ``Ybus`` of exactly the same structure (a network whose
