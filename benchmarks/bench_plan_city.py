@@ -26,6 +26,8 @@ def main() -> int:
     ap.add_argument("--time-limit", type=float, default=300.0)
     ap.add_argument("--method", default="optimal", choices=("optimal", "greedy"))
     ap.add_argument("--dir", default="/tmp/lvplan-city")
+    ap.add_argument("--network", help="a network file to plan instead of building a city")
+    ap.add_argument("--demand", help="a demand file to use instead of synthesising one")
     ap.add_argument("--write", action="store_true", help="also write the plan's files")
     args = ap.parse_args()
 
@@ -38,10 +40,14 @@ def main() -> int:
 
     root = Path(args.dir)
     root.mkdir(parents=True, exist_ok=True)
-    city = root / f"city{args.transformers}-s{args.seed}"
-    demand = root / f"demand{args.demands}-s{args.seed}-on{args.transformers}.csv"
+    city = Path(args.network) if args.network else root / f"city{args.transformers}-s{args.seed}"
+    demand = (
+        Path(args.demand)
+        if args.demand
+        else root / f"demand{args.demands}-s{args.seed}-on{args.transformers}.csv"
+    )
     crit = resolve_criteria("cn")
-    if not city.is_dir():
+    if not city.exists():
         write_network(build_city(args.transformers, seed=args.seed), city, name=city.name)
     t0 = time.perf_counter()
     net = lvplan.load_network(str(city))

@@ -444,6 +444,7 @@ def join(
                 bound_cny=round(p.bound, 2) if math.isfinite(p.bound) else None,
                 gap=round(p.gap, 6) if math.isfinite(p.gap) else None,
                 served=len(p.assignments),
+                withdrawn=sum(1 for u in p.unserved if str(u["reason"]).startswith("withdrawn")),
                 ac_rounds=p.ac_rounds,
                 greedy_cost_cny=None if p.greedy_cost_cny is None else round(p.greedy_cost_cny, 2),
                 seconds=round(res.seconds, 2),

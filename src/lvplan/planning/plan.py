@@ -36,6 +36,7 @@ from lvplan.planning.model import PlanModel, Solution, solve_by_parts
 from lvplan.planning.n1plan import check_plan_n1, demands_needing_n1, n1_demands
 from lvplan.planning.parts import split
 from lvplan.planning.verify import base_margin_map, check_plan, solution_changes, tighten
+from lvplan.planning.withdraw import withdraw_unverified
 
 MAX_ROUNDS = 8
 METHODS = ("optimal", "greedy")
@@ -338,6 +339,8 @@ def plan_network(
     if needs:
         say(f"N-1: {len(needs)} demands of an area class with full N-1")
 
+    withdrawn: dict[int, str] = {}  # demands withdrawn so that the plan passes AC, and why
+
     def verified(solve: Callable[[], Solution], name: str) -> tuple[Solution, Any, int]:
         broken: list[Any]
         for rnd in range(1, MAX_ROUNDS + 1):
@@ -360,6 +363,33 @@ def plan_network(
             )
             if not broken:
                 return sol, ev, rnd
+        if name == "greedy" and budget_cny is None:  # a verified plan all the same
+            sol, ev, why, counts = withdraw_unverified(
+                network,
+                inst,
+                sol,
+                broken,
+                base,
+                n1_check=(lambda s: check_plan_n1(network, inst, s, needs, cuts)[0])
+                if needs
+                else None,
+                n1_demands=needs,
+                say=say,
+            )
+            withdrawn.update(why)
+            for r, n_broken in enumerate(counts):  # one round per AC evaluation
+                last = r == len(counts) - 1
+                history.append(
+                    PlanRound(
+                        f"{name} (withdrawal)",
+                        MAX_ROUNDS + 1 + r,
+                        sol.cost_cny if last else math.nan,
+                        sol.status,
+                        n_broken,
+                        [f"{len(why)} demands withdrawn so that the plan passes"] if last else [],
+                    )
+                )
+            return sol, ev, len(history)
         raise InputError(
             f"plan: the {name} plan still breaks limits in the AC check after {MAX_ROUNDS} "
             "rounds; no plan is returned"
@@ -418,6 +448,8 @@ def plan_network(
     result = _result(network, inst, sol, ev, method if budget_cny is None else "budget", cuts)
     why = Greedy(LinearGrid(inst, mv, cuts))  # the plan built in once, for every unserved
     for u in result.unserved:
+        if u["reason"] is None and u["position"] in withdrawn and sol is g_sol:
+            u["reason"] = withdrawn[u["position"]]
         if u["reason"] is None:
             text = why.explain(sol, u["position"])
             u["reason"] = text if text.startswith("an option fits") else "no option fits: " + text
