@@ -131,7 +131,11 @@ def test_joined_optimal_plan_passes_the_judge_on_the_whole_network(city, cn, gre
     rows = s["solver"]["parts"]
     assert len(rows) == 2 and all(r["status"] in ("optimal", "feasible") for r in rows)
     assert all("gap" in r and "bound_cny" in r and "ac_rounds" in r for r in rows)
-    assert p.cost_cny <= greedy_plans[0].cost_cny + 1e-6
+    # lexicographic, as the model: more design kW served, or as much for no more cost (a group
+    # whose cost stage runs out of time keeps its first stage's plan, which may serve more)
+    g = greedy_plans[0]
+    kw, g_kw = s["design_kw_served"], g.summary()["design_kw_served"]
+    assert kw > g_kw + 1e-6 or (kw >= g_kw - 1e-6 and p.cost_cny <= g.cost_cny + 1e-6)
     assert s["demands_served"] + s["demands_unserved"] == 18
     sites = [m.element for m in p.measures if m.kind == "new_substation"]
     assert len(sites) == len(set(sites))  # the groups name their new substations apart
