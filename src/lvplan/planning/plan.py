@@ -340,6 +340,10 @@ def plan_network(
         say(f"N-1: {len(needs)} demands of an area class with full N-1")
 
     withdrawn: dict[int, str] = {}  # demands withdrawn so that the plan passes AC, and why
+    passed: dict[tuple, Any] = {}  # the evaluation of each plan that passed, by its choices
+
+    def choices(sol: Solution) -> tuple:
+        return (tuple(sorted(sol.chosen)), tuple(sorted(sol.upgrades)), tuple(sorted(sol.sites)))
 
     def verified(solve: Callable[[], Solution], name: str) -> tuple[Solution, Any, int]:
         broken: list[Any]
@@ -348,9 +352,15 @@ def plan_network(
             if sol.status not in ("optimal", "feasible"):
                 history.append(PlanRound(name, rnd, math.nan, sol.status, 0, []))
                 raise InputError(f"plan: the {name} model has no solution ({sol.status})")
-            ev, broken = check_plan(network, inst, sol, base)
+            known = passed.get(choices(sol))  # the same changes passed already (a solve
+            if known is not None:  # that kept its hint): not checked a second time
+                (ev, n1_judged[name]), broken = known, []
+            else:
+                ev, broken = check_plan(network, inst, sol, base)
             notes = tighten(network, inst, sol, ev, broken, cuts) if broken else []
-            if not broken and needs:  # the normal state holds: now the 10 kV loops' N-1
+            if known is not None:
+                notes = ["the same changes as a plan that passed: not evaluated again"]
+            if not broken and needs and known is None:  # now the 10 kV loops' N-1
                 failing, more, judged = check_plan_n1(network, inst, sol, needs, cuts)
                 broken = list(failing)
                 notes += more
@@ -362,6 +372,7 @@ def plan_network(
                 + "".join(f"\n    {n}" for n in notes[:40])
             )
             if not broken:
+                passed[choices(sol)] = (ev, n1_judged.get(name, []))
                 return sol, ev, rnd
         if name == "greedy" and budget_cny is None:  # a verified plan all the same
             sol, ev, why, counts = withdraw_unverified(
