@@ -21,10 +21,11 @@ Columns, in this order (a stable contract; a new column goes at the end):
   substations with their 10 kV ties, each demand and its connection.
 
 The measures' ``cost_cny`` plus the service cables' ``cable_cost_cny`` is the summary's
-``total_cost_cny`` (to rounding). Every file is made in memory first, then written in full into a
-temporary folder inside ``out_dir`` and only then renamed over its target: an error (a folder
-that cannot be written, a full disk) raises one :class:`~lvplan.errors.InputError` and leaves
-``out_dir`` as it was (no new, half-written or temporary file).
+``total_cost_cny`` (to rounding). Every file is made in memory (one at a time), written in full
+into a temporary folder inside ``out_dir``, and only once all are there renamed over its target:
+an error (a folder that cannot be written, a full disk) raises one
+:class:`~lvplan.errors.InputError` and leaves ``out_dir`` as it was (no new, half-written or
+temporary file).
 CSV text cells that a spreadsheet would run as formulas are neutralised (:mod:`lvplan.io.csvsafe`).
 """
 
@@ -37,7 +38,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,14 +122,17 @@ def write_plan(plan: Plan, network: Network, out_dir: str | Path) -> list[Path]:
     """Write every file of ``plan`` (made on ``network``) into ``out_dir`` (created if missing);
     returns their paths in the order of :data:`FILES`. ``network.pp`` is not touched."""
     out = Path(out_dir)
-    texts = {
-        "plan.csv": plan_csv(plan),
-        "assignment.csv": assignment_csv(plan),
-        "unserved.csv": unserved_csv(plan),
-        "summary.json": json.dumps(plan.summary(), indent=2, ensure_ascii=False, allow_nan=False)
-        + "\n",
-        "reinforced.json": reinforced_json(plan, network),
-        "plan.html": plan_html(plan, network),
+    # each text is made when it is written and let go after (a city's reinforced.json is
+    # hundreds of MB: never two of them in memory at once)
+    texts: dict[str, Callable[[], str]] = {
+        "plan.csv": lambda: plan_csv(plan),
+        "assignment.csv": lambda: assignment_csv(plan),
+        "unserved.csv": lambda: unserved_csv(plan),
+        "summary.json": lambda: (
+            json.dumps(plan.summary(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+        ),
+        "reinforced.json": lambda: reinforced_json(plan, network),
+        "plan.html": lambda: plan_html(plan, network),
     }
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -137,7 +141,7 @@ def write_plan(plan: Plan, network: Network, out_dir: str | Path) -> list[Path]:
         raise InputError(f"--out {out}: cannot write there: {exc.strerror or exc}") from None
     try:  # every file in full beside the targets first, then renamed over them
         for name in FILES:
-            write_text_atomic(stage / name, texts[name])
+            write_text_atomic(stage / name, texts[name]())
         for name in FILES:
             os.replace(stage / name, out / name)
     except OSError as exc:
