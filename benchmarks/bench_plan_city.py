@@ -76,8 +76,8 @@ def main() -> int:
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(
-        f"city {args.transformers} transformers ({len(net.pp.bus):,} buses), "
-        f"{args.demands} demands, {args.method}, {args.workers} workers, "
+        f"{city.name} ({len(net.pp.bus):,} buses), {demand.name} ({s['demands']} demands), "
+        f"{args.method}, {args.workers} workers, "
         f"--time-limit {args.time_limit:g}"
     )
     print(
@@ -93,20 +93,29 @@ def main() -> int:
         f"status {s['solver']['status']}, bound {s['solver']['best_bound']}, "
         f"gap {s['solver']['gap']}, AC rounds {s['ac_rounds']}"
     )
-    print("group islands  buses demands capped served status   cost_cny      bound_cny   gap")
+    print(
+        "group islands  buses demands capped served status   cp-sat   cost_cny      bound_cny"
+        "     gap  given"
+    )
     for r in s["solver"]["parts"]:
         gap = "-" if r.get("gap") is None else f"{100 * r['gap']:.2f}%"
         bound = "-" if r.get("bound_cny") is None else f"{r['bound_cny']:,.0f}"
         print(
             f"{r['group']:5d} {r['islands']:7d} {r['buses']:6d} {r['demands']:7d} "
             f"{r['capped']:6d} {r.get('served', 0):6d} {r['status']:8s} "
+            f"{r.get('cp_sat') or '-':8s} "
             f"{r.get('cost_cny', 0):13,.0f} {bound:>13s} {gap:>7s}  "
-            f"{r['seconds']:.0f} s ({r.get('cpu_s', 0):.0f} s CPU)"
+            f"{r.get('time_limit_s', 0):.0f} s: {r['seconds']:.0f} s "
+            f"({r.get('cpu_s', 0):.0f} s CPU)"
         )
     if args.write:
         t2 = time.perf_counter()
-        write_plan(p, net, root / f"plan{args.transformers}")
-        print(f"files written in {time.perf_counter() - t2:.1f} s")
+        write_plan(p, net, root / "plan", progress=say)
+        t_write = time.perf_counter() - t2
+        print(
+            f"files written in {t_write:.1f} s; load + plan + files "
+            f"{t_load + t_plan + t_write:.1f} s"
+        )
     return 0
 
 

@@ -51,10 +51,12 @@ from lvplan.planning.model import Solution
 #: each group's time, set when it starts: its share (by demands) of what the workers have
 #: until the deadline among the groups not finished yet, at least this (at most what is left)
 MIN_GROUP_S = 10.0
-#: of ``--time-limit``, what is kept after the groups for joining them and writing the files
-#: (at most ``RESERVE_MAX_S``)
-RESERVE_SHARE = 0.08
-RESERVE_MAX_S = 90.0
+#: what is kept of ``--time-limit`` after the groups, for joining them and writing the files:
+#: ``RESERVE_S`` plus ``RESERVE_S_PER_MBUS`` per million buses of the network (its
+#: ``reinforced.json``), at most ``RESERVE_SHARE`` of the limit
+RESERVE_S = 10.0
+RESERVE_S_PER_MBUS = 150.0
+RESERVE_SHARE = 0.25
 _BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 #: Below this many buses the groups are planned one after another in this process (CP-SAT
 #: with ``workers`` threads): a spawned worker's start (imports, numba's compilation) costs more
@@ -198,6 +200,7 @@ def plan_by_groups(
 ):
     """The joined plan of every group (see the module docstring)."""
     store = GroupStore(work_dir, resume=resume)
+    n_bus = len(network.pp.bus)
     pool = workers > 1 and len(network.pp.bus) >= POOL_MIN_BUSES
     parallel = scheduler is not None or pool
     settings = {
@@ -208,7 +211,8 @@ def plan_by_groups(
         "discount_rate": float(discount_rate),
     }
     slots = max(workers, 1) if parallel else 1
-    deadline = t0 + time_limit_s - min(RESERVE_SHARE * time_limit_s, RESERVE_MAX_S)
+    reserve = min(RESERVE_SHARE * time_limit_s, RESERVE_S + RESERVE_S_PER_MBUS * n_bus / 1e6)
+    deadline = t0 + time_limit_s - reserve
     jobs: list[GroupJob] = []
     results: dict[int, GroupResult] = {}
     cutter = SubNetworks(network, [g.buses for g in groups])
@@ -469,6 +473,8 @@ def join(
                 row,
                 options=len(inst.options),
                 status=p.status,
+                # the last CP-SAT round's status (None: greedy only)
+                cp_sat=next((h.status for h in reversed(p.history) if h.method == "optimal"), None),
                 method=p.method,
                 cost_cny=round(p.cost_cny, 2),
                 bound_cny=round(p.bound, 2) if math.isfinite(p.bound) else None,

@@ -38,6 +38,7 @@ import math
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,9 +119,15 @@ LABELS = {
 }
 
 
-def write_plan(plan: Plan, network: Network, out_dir: str | Path) -> list[Path]:
+def write_plan(
+    plan: Plan,
+    network: Network,
+    out_dir: str | Path,
+    progress: Callable[[str], None] | None = None,
+) -> list[Path]:
     """Write every file of ``plan`` (made on ``network``) into ``out_dir`` (created if missing);
-    returns their paths in the order of :data:`FILES`. ``network.pp`` is not touched."""
+    returns their paths in the order of :data:`FILES`. ``network.pp`` is not touched.
+    ``progress`` hears each file's size and the seconds it took."""
     out = Path(out_dir)
     # each text is made when it is written and let go after (a city's reinforced.json is
     # hundreds of MB: never two of them in memory at once)
@@ -141,7 +148,12 @@ def write_plan(plan: Plan, network: Network, out_dir: str | Path) -> list[Path]:
         raise InputError(f"--out {out}: cannot write there: {exc.strerror or exc}") from None
     try:  # every file in full beside the targets first, then renamed over them
         for name in FILES:
-            write_text_atomic(stage / name, texts[name]())
+            t0 = time.perf_counter()
+            text = texts[name]()
+            write_text_atomic(stage / name, text)
+            if progress is not None:
+                progress(f"{name}: {len(text) / 1e6:,.1f} MB in {time.perf_counter() - t0:.1f} s")
+            del text
         for name in FILES:
             os.replace(stage / name, out / name)
     except OSError as exc:
