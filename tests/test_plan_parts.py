@@ -85,7 +85,7 @@ def test_a_solve_out_of_time_returns_its_complete_hint(city, cn, monkeypatch):
     run = PlanModel._run
     monkeypatch.setattr(PlanModel, "_run", lambda self, t, w, g: run(self, 0.0, w, g))
     out = mdl.solve(time_limit_s=5, workers=1)
-    assert out.status == "feasible"
+    assert out.status == "feasible" and out.from_hint
     assert (sorted(out.chosen), sorted(out.upgrades), sorted(out.sites)) == (
         sorted(hint.chosen),
         sorted(hint.upgrades),

@@ -473,8 +473,11 @@ def join(
                 row,
                 options=len(inst.options),
                 status=p.status,
-                # the last CP-SAT round's status (None: greedy only)
-                cp_sat=next((h.status for h in reversed(p.history) if h.method == "optimal"), None),
+                # the last CP-SAT round's status (None: greedy only; "unknown (hint kept)": it
+                # found nothing in its time and the plan is the greedy hint, with its bound)
+                cp_sat="unknown (hint kept)"
+                if sol.from_hint
+                else next((h.status for h in reversed(p.history) if h.method == "optimal"), None),
                 method=p.method,
                 cost_cny=round(p.cost_cny, 2),
                 bound_cny=round(p.bound, 2) if math.isfinite(p.bound) else None,

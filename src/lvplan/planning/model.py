@@ -45,6 +45,8 @@ class Solution:
     seconds: float
     #: by part (:func:`solve_by_parts`): demands, options, status, cost, bound, gap, seconds
     parts: list[dict[str, Any]] = field(default_factory=list)
+    #: CP-SAT ran out of time (status unknown) and this is the complete hint it started from
+    from_hint: bool = False
 
     @classmethod
     def of(
@@ -464,7 +466,7 @@ class PlanModel:
         if not (math.isfinite(bound) and 0 <= bound <= obj):
             bound = math.nan
         gap_v = abs(obj - bound) / max(abs(obj), 1e-9) if math.isfinite(bound) else math.nan
-        return Solution.of(
+        out = Solution.of(
             self.inst,
             chosen,
             ups,
@@ -475,6 +477,8 @@ class PlanModel:
             gap=gap_v,
             seconds=time.perf_counter() - t0,
         )
+        out.from_hint = True
+        return out
 
     def _run(self, time_limit_s: float, workers: int, gap: float):
         solver = cp_model.CpSolver()
