@@ -110,3 +110,36 @@ def test_without_keeps_measures_and_drops_unused_sites(cn):
     assert out.cost_cny == 10 + 20 + 500 + 1000
     assert out.served == [True, True, False]
     assert sol.chosen == [0, 1, 2]  # the caller's solution is not touched
+
+
+def test_limits_not_traced_to_connections_put_their_island_back(tmp_path, cn, monkeypatch):
+    """With no withdrawal round left (WITHDRAW_ROUNDS = 0) the MV island of the broken limit
+    goes back to the base case: its connections withdrawn with that reason, while a second
+    feeder's island (independent in AC) keeps its connection; the plan passes the judge."""
+    from lvplan.planning import withdraw
+
+    net = _thin_feeder()
+    mv2 = pp.create_bus(net, 10.0, name="MV2", geodata=(LON0 + 0.004, LAT0))
+    lv2 = pp.create_bus(net, 0.4, name="T2 LV", geodata=(LON0 + 0.004, LAT0))
+    pp.create_line_from_parameters(
+        net, 0, mv2, length_km=0.5, r_ohm_per_km=0.25, x_ohm_per_km=0.1, c_nf_per_km=300.0,
+        max_i_ka=0.3, name="stout 10 kV section",
+    )  # fmt: skip
+    pp.create_transformer_from_parameters(
+        net, mv2, lv2, sn_mva=0.63, vn_hv_kv=10.0, vn_lv_kv=0.4, vk_percent=4.5,
+        vkr_percent=1.0, pfe_kw=0.0, i0_percent=0.0, shift_degree=150.0, name="T2",
+    )  # fmt: skip
+    network = Network(net, name="two feeders", source="test")
+    demand = tmp_path / "d.csv"
+    demand.write_text(
+        f"id,kw,category,bus\nb1,150,generic,2\nb2,150,generic,2\nc1,100,generic,{lv2}\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setattr(plan_mod, "MAX_ROUNDS", 1)
+    monkeypatch.setattr(withdraw, "WITHDRAW_ROUNDS", 0)
+    p = make_plan(network, demand, criteria=cn, method="greedy", by_island=False)
+    assert [a.demand for a in p.assignments] == ["c1"]
+    assert sorted(u["demand"] for u in p.unserved) == ["b1", "b2"]
+    assert all("its MV island (bus 1) is left as it is" in u["reason"] for u in p.unserved)
+    reinforced = pp.from_json_string(reinforced_json(p, network))
+    assert not (Reference(reinforced, cn).base - Reference(network.pp, cn).base)

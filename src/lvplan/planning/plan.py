@@ -381,6 +381,7 @@ def plan_network(
                 sol,
                 broken,
                 base,
+                ev=ev,
                 n1_check=(lambda s: check_plan_n1(network, inst, s, needs, cuts)[0])
                 if needs
                 else None,

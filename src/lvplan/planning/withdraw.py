@@ -33,6 +33,7 @@ import numpy as np
 from lvplan.kinds import BindingKind
 from lvplan.model.network import Network
 from lvplan.planning.candidates import Instance
+from lvplan.planning.measures import MeasureKind
 from lvplan.planning.model import Solution
 from lvplan.planning.verify import Broken, _position, check_plan, terminal_name
 
@@ -129,17 +130,18 @@ def withdraw_unverified(
     broken: list[Any],
     base: dict,
     *,
+    ev: Any = None,
     n1_check: Callable[[Solution], list[Any]] | None = None,
     n1_demands: set[int] = frozenset(),  # type: ignore[assignment]
     say: Callable[[str], None] = lambda _m: None,
 ) -> tuple[Solution, Any, dict[int, str], list[int]]:
     """The plan ``sol`` (which breaks ``broken`` in AC) with the connections that break limits
     withdrawn until it passes: (solution, its evaluation, demand -> why it was withdrawn, the
-    limits broken at each AC evaluation made, the last 0). ``n1_check`` judges the N-1
-    contingencies of a solution whose normal state passes (failures, or an empty list)."""
+    limits broken at each AC evaluation made, the last 0). ``ev`` is ``sol``'s evaluation;
+    ``n1_check`` judges the N-1 contingencies of a solution whose normal state passes
+    (failures, or an empty list)."""
     why: dict[int, str] = {}
     rounds: list[int] = []
-    ev: Any = None
     for _ in range(WITHDRAW_ROUNDS):
         n1_failed = bool(broken) and not isinstance(broken[0], Broken)
         if n1_failed:
@@ -159,7 +161,27 @@ def withdraw_unverified(
         say(f"withdrawn {len(out)} demands; {len(broken)} limits broken in AC")
         if not broken:
             return sol, ev, _texts(why), rounds
-    # nothing left to trace, or the rounds ran out: every connection withdrawn
+    # nothing left to trace, or the rounds ran out: the MV islands of the limits still broken
+    # go back to the base case (their connections withdrawn, their measures not built): islands
+    # are independent in the AC load flow, so the rest of the plan stands as it passed there
+    if broken and isinstance(broken[0], Broken) and ev is not None:
+        isl = _islands_of(network, inst, sol, ev, broken)
+        if isl:
+            back, what = _island_back(network, inst, sol, isl)
+            gone = {inst.options[k].demand for k in sol.chosen} - {
+                inst.options[k].demand for k in back.chosen
+            }
+            for i in gone:
+                why.setdefault(i, what)
+            ev2, broken2 = check_plan(network, inst, back, base)
+            if not broken2 and n1_check is not None:
+                broken2 = n1_check(back)
+            rounds.append(len(broken2))
+            say(f"{len(isl)} MV islands back to the base case; {len(broken2)} limits broken")
+            if not broken2:
+                return back, ev2, _texts(why), rounds
+            sol = back
+    # every connection withdrawn
     for k in sol.chosen:
         why.setdefault(
             inst.options[k].demand,
@@ -172,6 +194,82 @@ def withdraw_unverified(
         raise AssertionError(f"the plan that builds nothing breaks {len(broken)} limits")
     say(f"every connection withdrawn ({len(why)} demands)")
     return empty, ev, _texts(why), rounds
+
+
+def _islands_of(
+    network: Network, inst: Instance, sol: Solution, ev: Any, broken: list[Broken]
+) -> set[int]:
+    """The MV islands (:func:`lvplan.model.topology.mv_islands`) the broken limits lie in: an
+    existing element's buses, a demand's terminal or a new substation by the bus it hangs on."""
+    from lvplan.model.topology import mv_islands
+
+    isl = mv_islands(network.pp)
+    pp = ev.net
+    by_name = {terminal_name(inst.demands[inst.options[k].demand].id): k for k in sol.chosen}
+    out: set[int] = set()
+
+    def add_bus(b: int) -> None:
+        if b in isl.index:
+            out.add(int(isl[b]))
+
+    for b in broken:
+        if b.name in by_name:
+            o = inst.options[by_name[b.name]]
+            add_bus(int(o.bus) if o.bus is not None else int(inst.sites[o.site].mv_bus))  # type: ignore[index]
+            continue
+        site = next((st for st in inst.sites if b.name.startswith(st.name)), None)
+        if site is not None:
+            add_bus(int(site.mv_bus))
+            continue
+        comp, _, ident = b.element.partition(" ")
+        if not ident.isdigit():
+            continue
+        idx = int(ident)
+        cols = {"bus": (), "line": ("from_bus", "to_bus"), "trafo": ("hv_bus", "lv_bus")}.get(comp)
+        if cols is None:
+            continue
+        if comp == "bus":
+            add_bus(idx)
+        elif idx in pp[comp].index:
+            for c in cols:
+                add_bus(int(pp[comp].at[idx, c]))
+    slack = {int(b) for b in network.pp.ext_grid.bus}
+    return out - slack
+
+
+def _island_back(
+    network: Network, inst: Instance, sol: Solution, islands: set[int]
+) -> tuple[Solution, str]:
+    """``sol`` without its connections, measures and new substations in ``islands``."""
+    from lvplan.model.topology import mv_islands
+
+    isl = mv_islands(network.pp)
+    net = network.pp
+
+    def inside(bus: int | None) -> bool:
+        return bus is not None and bus in isl.index and int(isl[bus]) in islands
+
+    def at(k: int) -> int | None:
+        o = inst.options[k]
+        return o.bus if o.bus is not None else inst.sites[o.site].mv_bus  # type: ignore[index]
+
+    chosen = [k for k in sol.chosen if not inside(at(k))]
+    ups = []
+    for u in sol.upgrades:
+        up = inst.upgrades[u]
+        is_t = up.kind in (MeasureKind.TRANSFORMER_SWAP, MeasureKind.TRANSFORMER_PARALLEL)
+        table, col = (net.trafo, "hv_bus") if is_t else (net.line, "from_bus")
+        if up.element in table.index and inside(int(table.at[up.element, col])):
+            continue
+        ups.append(u)
+    used = {inst.options[k].site for k in chosen}
+    sites = [x for x in sol.sites if x in used and not inside(inst.sites[x].mv_bus)]
+    what = (
+        "the limits it broke could not be traced to single connections: its MV island "
+        f"({', '.join(f'bus {i}' for i in sorted(islands)[:3])}"
+        f"{', ...' if len(islands) > 3 else ''}) is left as it is"
+    )
+    return Solution.of(inst, sorted(chosen), sorted(ups), sorted(sites), sol.status), what
 
 
 def _what(b: Broken) -> str:
