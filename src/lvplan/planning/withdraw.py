@@ -25,6 +25,7 @@ that builds nothing adds no violation to the base case, so a verified plan alway
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -53,7 +54,7 @@ def without(inst: Instance, sol: Solution, demands: set[int]) -> Solution:
 
 
 def implicated(
-    network: Network, inst: Instance, sol: Solution, broken: list[Broken]
+    network: Network, inst: Instance, sol: Solution, broken: list[Broken], ev_net: Any = None
 ) -> dict[int, str]:
     """Demand (position) -> the broken limit its connection is withdrawn for (see the module
     docstring); empty when no connected demand lowers any of them."""
@@ -86,7 +87,7 @@ def implicated(
             for k in at_site.get(site, []):
                 out.setdefault(inst.options[k].demand, what)
             continue
-        rest.append(b)
+        rest.append(_as_base(network, ev_net, b))
     if not rest or not sol.chosen:
         return out
     lim = Limits(network.pp, inst.criteria)
@@ -148,7 +149,7 @@ def withdraw_unverified(
             served = {inst.options[k].demand for k in sol.chosen}
             out = dict.fromkeys(served & n1_demands, "an N-1 contingency of its feeder fails")
         else:
-            out = implicated(network, inst, sol, broken)
+            out = implicated(network, inst, sol, broken, None if ev is None else ev.net)
         out = {i: w for i, w in out.items() if i not in why}
         if not out:
             break
@@ -194,6 +195,23 @@ def withdraw_unverified(
         raise AssertionError(f"the plan that builds nothing breaks {len(broken)} limits")
     say(f"every connection withdrawn ({len(why)} demands)")
     return empty, ev, _texts(why), rounds
+
+
+def _as_base(network: Network, ev_net: Any, b: Broken) -> Broken:
+    """A limit of an element the plan added beside an existing one (a parallel transformer or
+    cable: the same buses) judged as that existing element's, whose margin the base knows."""
+    comp, _, ident = b.element.partition(" ")
+    if comp not in ("line", "trafo") or not ident.isdigit() or ev_net is None:
+        return b
+    idx, base = int(ident), network.pp[comp]
+    if idx in base.index or idx not in ev_net[comp].index:
+        return b
+    cols = ("from_bus", "to_bus") if comp == "line" else ("hv_bus", "lv_bus")
+    ends = {int(ev_net[comp].at[idx, c]) for c in cols}
+    same = base.index[
+        base[cols[0]].isin(ends).to_numpy() & base[cols[1]].isin(ends).to_numpy()
+    ].tolist()
+    return dataclasses.replace(b, element=f"{comp} {same[0]}") if same else b
 
 
 def _islands_of(
