@@ -460,7 +460,7 @@ def plan_network(
     result = _result(network, inst, sol, ev, method if budget_cny is None else "budget", cuts)
     why = Greedy(LinearGrid(inst, mv, cuts))  # the plan built in once, for every unserved
     for u in result.unserved:
-        if u["reason"] is None and u["position"] in withdrawn and sol is g_sol:
+        if u["reason"] is None and u["position"] in withdrawn:  # the greedy plan's, kept
             u["reason"] = withdrawn[u["position"]]
         if u["reason"] is None:
             text = why.explain(sol, u["position"])
