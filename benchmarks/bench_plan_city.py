@@ -29,6 +29,11 @@ def main() -> int:
     ap.add_argument("--network", help="a network file to plan instead of building a city")
     ap.add_argument("--demand", help="a demand file to use instead of synthesising one")
     ap.add_argument("--write", action="store_true", help="also write the plan's files")
+    ap.add_argument(
+        "--max-group-buses",
+        type=int,
+        help="the group cap (islands.MAX_GROUP_BUSES; 0: no caps, nor on demands)",
+    )
     args = ap.parse_args()
 
     import lvplan
@@ -60,6 +65,12 @@ def main() -> int:
     def say(msg: str) -> None:
         print(f"[{time.perf_counter() - t0:7.1f} s] {msg}", file=sys.stderr, flush=True)
 
+    if args.max_group_buses is not None:
+        from lvplan.planning import islands
+
+        islands.MAX_GROUP_BUSES = args.max_group_buses or 10**12
+        if not args.max_group_buses:
+            islands.MAX_GROUP_DEMANDS = 10**12
     c0 = time.process_time()
     t1 = time.perf_counter()
     p = plan(
