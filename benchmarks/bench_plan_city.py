@@ -26,7 +26,14 @@ def main() -> int:
     ap.add_argument("--time-limit", type=float, default=300.0)
     ap.add_argument("--method", default="optimal", choices=("optimal", "greedy"))
     ap.add_argument("--dir", default="/tmp/lvplan-city")
+    ap.add_argument("--network", help="a network file to plan instead of building a city")
+    ap.add_argument("--demand", help="a demand file to use instead of synthesising one")
     ap.add_argument("--write", action="store_true", help="also write the plan's files")
+    ap.add_argument(
+        "--max-group-buses",
+        type=int,
+        help="the group cap (islands.MAX_GROUP_BUSES; 0: no caps, nor on demands)",
+    )
     args = ap.parse_args()
 
     import lvplan
@@ -38,10 +45,14 @@ def main() -> int:
 
     root = Path(args.dir)
     root.mkdir(parents=True, exist_ok=True)
-    city = root / f"city{args.transformers}-s{args.seed}"
-    demand = root / f"demand{args.demands}-s{args.seed}-on{args.transformers}.csv"
+    city = Path(args.network) if args.network else root / f"city{args.transformers}-s{args.seed}"
+    demand = (
+        Path(args.demand)
+        if args.demand
+        else root / f"demand{args.demands}-s{args.seed}-on{args.transformers}.csv"
+    )
     crit = resolve_criteria("cn")
-    if not city.is_dir():
+    if not city.exists():
         write_network(build_city(args.transformers, seed=args.seed), city, name=city.name)
     t0 = time.perf_counter()
     net = lvplan.load_network(str(city))
@@ -54,6 +65,12 @@ def main() -> int:
     def say(msg: str) -> None:
         print(f"[{time.perf_counter() - t0:7.1f} s] {msg}", file=sys.stderr, flush=True)
 
+    if args.max_group_buses is not None:
+        from lvplan.planning import islands
+
+        islands.MAX_GROUP_BUSES = args.max_group_buses or 10**12
+        if not args.max_group_buses:
+            islands.MAX_GROUP_DEMANDS = 10**12
     c0 = time.process_time()
     t1 = time.perf_counter()
     p = plan(
@@ -70,8 +87,8 @@ def main() -> int:
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(
-        f"city {args.transformers} transformers ({len(net.pp.bus):,} buses), "
-        f"{args.demands} demands, {args.method}, {args.workers} workers, "
+        f"{city.name} ({len(net.pp.bus):,} buses), {demand.name} ({s['demands']} demands), "
+        f"{args.method}, {args.workers} workers, "
         f"--time-limit {args.time_limit:g}"
     )
     print(
@@ -87,20 +104,29 @@ def main() -> int:
         f"status {s['solver']['status']}, bound {s['solver']['best_bound']}, "
         f"gap {s['solver']['gap']}, AC rounds {s['ac_rounds']}"
     )
-    print("group islands  buses demands capped served status   cost_cny      bound_cny   gap")
+    print(
+        "group islands  buses demands capped served status   cp-sat   cost_cny      bound_cny"
+        "     gap  given"
+    )
     for r in s["solver"]["parts"]:
         gap = "-" if r.get("gap") is None else f"{100 * r['gap']:.2f}%"
         bound = "-" if r.get("bound_cny") is None else f"{r['bound_cny']:,.0f}"
         print(
             f"{r['group']:5d} {r['islands']:7d} {r['buses']:6d} {r['demands']:7d} "
             f"{r['capped']:6d} {r.get('served', 0):6d} {r['status']:8s} "
+            f"{r.get('cp_sat') or '-':8s} "
             f"{r.get('cost_cny', 0):13,.0f} {bound:>13s} {gap:>7s}  "
-            f"{r['seconds']:.0f} s ({r.get('cpu_s', 0):.0f} s CPU)"
+            f"{r.get('time_limit_s', 0):.0f} s: {r['seconds']:.0f} s "
+            f"({r.get('cpu_s', 0):.0f} s CPU)"
         )
     if args.write:
         t2 = time.perf_counter()
-        write_plan(p, net, root / f"plan{args.transformers}")
-        print(f"files written in {time.perf_counter() - t2:.1f} s")
+        write_plan(p, net, root / "plan", progress=say)
+        t_write = time.perf_counter() - t2
+        print(
+            f"files written in {t_write:.1f} s; load + plan + files "
+            f"{t_load + t_plan + t_write:.1f} s"
+        )
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 
 import numpy as np
@@ -229,3 +230,31 @@ def test_thinning_keeps_unserved_and_measured_demands(monkeypatch):
     shown = outputs._shown_demands(plan, needy, large=True)  # type: ignore[arg-type]
     assert needy <= shown and 90 <= len(shown) + 10 <= 100
     assert len(outputs._shown_demands(plan, needy, large=False)) == 1000  # type: ignore[arg-type]
+
+
+def test_map_of_a_city_draws_measures_by_cell(planned, sz, monkeypatch):
+    """Above MAP_MAX_MEASURES the measures are one circle per cell, their count and cost in its
+    tooltip (every measure in exactly one cell), and no marker or line per measure."""
+    import lvplan.planning.outputs as outputs
+
+    p, _, _ = planned
+    assert len(p.measures) >= 2
+    monkeypatch.setattr(outputs, "MAP_MAX_MEASURES", 1)
+    page = plan_html(p, sz)
+    assert "measures drawn as one circle per" in page
+    assert 'class=\\"lvplan-site\\"' not in page and 'class=\\"lvplan-upgrade\\"' not in page
+    counts = [int(n) for n in re.findall(r"(\d+) measures, [\d,]+ CNY, for \d+ demands", page)]
+    assert sum(counts) == len(p.measures)
+    cells = {
+        (
+            math.floor(q[0] / outputs.MAP_CELL_DEG),
+            math.floor(q[1] / outputs.MAP_CELL_DEG),
+        )
+        for m in p.measures
+        if (q := outputs._measure_place(m, sz, outputs._Places.of(p, sz))) is not None
+    }
+    assert len(counts) == len(cells)
+    costs = [
+        float(c.replace(",", "")) for c in re.findall(r"\d+ measures, ([\d,]+) CNY, for", page)
+    ]
+    assert sum(costs) == pytest.approx(sum(m.cost_cny for m in p.measures), abs=len(costs))

@@ -64,3 +64,36 @@ def test_a_plan_by_parts_passes_the_judge(city, cn):
     before = Reference(net.pp, cn).base
     reinforced = pp.from_json_string(reinforced_json(p, net))
     assert not (Reference(reinforced, cn).base - before)
+
+
+def test_a_solve_out_of_time_returns_its_complete_hint(city, cn, monkeypatch):
+    """CP-SAT given no time (status unknown) returns the greedy hint it started from, as a
+    feasible answer with the bound it proved (or none), never a failure: a group of a city
+    whose time ran out keeps at least its hint."""
+    from lvplan.planning.greedy import Greedy
+    from lvplan.planning.linear import Cuts, LinearGrid, mv_response
+    from lvplan.planning.model import PlanModel, Solution
+
+    net, demand = city
+    inst = build_instance(net, read_demand(demand, net, cn).demands, cn, load_measures())
+    grid = LinearGrid(inst, mv_response(net, inst), Cuts())
+    full = Greedy(grid).run(list(range(len(inst.demands))), None)
+    # one demand left out, so that the first stage (the most kW served) runs too
+    hint = Solution.of(inst, full.chosen[1:], full.upgrades, full.sites, "feasible")
+    mdl = PlanModel(grid)
+    assert mdl.hint(hint)
+    run = PlanModel._run
+    monkeypatch.setattr(PlanModel, "_run", lambda self, t, w, g: run(self, 0.0, w, g))
+    out = mdl.solve(time_limit_s=5, workers=1)
+    assert out.status == "feasible" and out.from_hint
+    assert (sorted(out.chosen), sorted(out.upgrades), sorted(out.sites)) == (
+        sorted(hint.chosen),
+        sorted(hint.upgrades),
+        sorted(hint.sites),
+    )
+    assert out.cost_cny == pytest.approx(hint.cost_cny)
+    assert out.objective == pytest.approx(hint.cost_cny, abs=len(inst.options) + 1)  # whole CNY
+    assert out.bound != out.bound or 0 <= out.bound <= out.objective  # NaN or a lower bound
+    # without a complete hint, no time is a failure, as before
+    bare = PlanModel(grid)
+    assert bare.solve(time_limit_s=5, workers=1).status not in ("optimal", "feasible")

@@ -544,7 +544,7 @@ def _plan(args: argparse.Namespace, crit) -> int:
         work_dir=Path(args.resume) if args.resume else out,
         resume=bool(args.resume),
     )
-    write_plan(result, net, out)
+    write_plan(result, net, out, progress=say if args.progress else None)
     s = result.summary()
     if args.json:
         print(json.dumps(s, indent=2, ensure_ascii=False))

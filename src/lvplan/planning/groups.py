@@ -48,9 +48,15 @@ from lvplan.planning.islands import IslandGroup, SubNetworks
 from lvplan.planning.measures import MV_CABLE_KINDS, Measures
 from lvplan.planning.model import Solution
 
-#: each group's time: its share (by demands) of what the workers have, at least this (at most
-#: the whole time limit)
+#: each group's time, set when it starts: its share (by demands) of what the workers have
+#: until the deadline among the groups not finished yet, at least this (at most what is left)
 MIN_GROUP_S = 10.0
+#: what is kept of ``--time-limit`` after the groups, for joining them and writing the files:
+#: ``RESERVE_S`` plus ``RESERVE_S_PER_MBUS`` per million buses of the network (its
+#: ``reinforced.json``), at most ``RESERVE_SHARE`` of the limit
+RESERVE_S = 10.0
+RESERVE_S_PER_MBUS = 150.0
+RESERVE_SHARE = 0.25
 _BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 #: Below this many buses the groups are planned one after another in this process (CP-SAT
 #: with ``workers`` threads): a spawned worker's start (imports, numba's compilation) costs more
@@ -83,6 +89,7 @@ class GroupResult:
     error: str  # why not
     seconds: float  # wall
     cpu_s: float = 0.0  # this process's CPU time (the machine's load aside)
+    time_limit_s: float = 0.0  # the time it was given
 
 
 def run_group(job: GroupJob) -> GroupResult:
@@ -103,6 +110,7 @@ def run_group(job: GroupJob) -> GroupResult:
             workers=job.cp_workers,
             discount_rate=job.discount_rate,
             site_tag=str(job.index + 1),
+            mip_bound=False,
         )
     except InputError as exc:  # no verified plan for this group: it builds nothing
         return GroupResult(
@@ -112,10 +120,17 @@ def run_group(job: GroupJob) -> GroupResult:
             str(exc),
             time.perf_counter() - t0,
             time.process_time() - c0,
+            job.time_limit_s,
         )
     p.changes = None  # remade for the whole network when the plans are joined
     return GroupResult(
-        job.index, job.key, p, "", time.perf_counter() - t0, time.process_time() - c0
+        job.index,
+        job.key,
+        p,
+        "",
+        time.perf_counter() - t0,
+        time.process_time() - c0,
+        job.time_limit_s,
     )
 
 
@@ -186,6 +201,7 @@ def plan_by_groups(
 ):
     """The joined plan of every group (see the module docstring)."""
     store = GroupStore(work_dir, resume=resume)
+    n_bus = len(network.pp.bus)
     pool = workers > 1 and len(network.pp.bus) >= POOL_MIN_BUSES
     parallel = scheduler is not None or pool
     settings = {
@@ -195,9 +211,9 @@ def plan_by_groups(
         "time_limit_s": float(time_limit_s),  # 900 and 900.0 are one setting
         "discount_rate": float(discount_rate),
     }
-    total = sum(len(g.demands) for g in groups) or 1
     slots = max(workers, 1) if parallel else 1
-    left = max(time_limit_s - (time.perf_counter() - t0), MIN_GROUP_S)
+    reserve = min(RESERVE_SHARE * time_limit_s, RESERVE_S + RESERVE_S_PER_MBUS * n_bus / 1e6)
+    deadline = t0 + time_limit_s - reserve
     jobs: list[GroupJob] = []
     results: dict[int, GroupResult] = {}
     cutter = SubNetworks(network, [g.buses for g in groups])
@@ -209,7 +225,6 @@ def plan_by_groups(
         if hit is not None:
             results[j] = dataclasses.replace(hit, index=j)
             continue
-        share = left * slots * len(g.demands) / total
         jobs.append(
             GroupJob(
                 j,
@@ -222,19 +237,30 @@ def plan_by_groups(
                 crit,
                 meas,
                 method,
-                min(time_limit_s, max(MIN_GROUP_S, share)),
+                time_limit_s,  # set when it starts (budget below)
                 1 if parallel else workers,
                 discount_rate,
             )
         )
     if results:
         say(f"resume: {len(results)} of {len(groups)} groups reused")
+    todo = {job.index: len(groups[job.index].demands) for job in jobs}
+
+    def budget(job: GroupJob) -> GroupJob:
+        """``job`` with its time: its share, by demands, of the time the slots have until the
+        deadline among the groups not finished (those running included)."""
+        left = deadline - time.perf_counter()
+        share = left * slots * todo[job.index] / max(sum(todo.values()), 1)
+        return dataclasses.replace(
+            job, time_limit_s=round(min(time_limit_s, max(MIN_GROUP_S, min(share, left))), 1)
+        )
 
     def finish(res: GroupResult) -> None:
         if res.index in results:  # a retried job's second answer: the first stands
             return
         store.put(res)
         results[res.index] = res
+        todo.pop(res.index, None)
         g = groups[res.index]
         if res.plan is None:
             what = f"no verified plan ({res.error})"
@@ -246,17 +272,18 @@ def plan_by_groups(
             )
         say(
             f"group {res.index + 1}/{len(groups)} ({len(g.islands)} islands, {g.buses.size} "
-            f"buses): {what} in {res.seconds:.1f} s ({res.cpu_s:.1f} s CPU); {len(results)} done "
+            f"buses): {what} in {res.seconds:.1f} s of {res.time_limit_s:.0f} s given "
+            f"({res.cpu_s:.1f} s CPU); {len(results)} done "
             f"({time.perf_counter() - t0:.1f} s)"
         )
 
-    if scheduler:
-        _run_dask(jobs, finish, scheduler)
+    if scheduler:  # submitted at once: each its share now
+        _run_dask([budget(job) for job in jobs], finish, scheduler)
     elif not pool or len(jobs) <= 1:
         for job in jobs:
-            finish(run_group(job))
+            finish(run_group(budget(job)))
     else:
-        _run_pool(jobs, finish, workers)
+        _run_pool(jobs, finish, workers, budget)
     t_join = time.perf_counter()
     out = join(network, ds, groups, [results[j] for j in range(len(groups))], method)
     say(f"joined {len(groups)} groups in {time.perf_counter() - t_join:.1f} s")
@@ -265,7 +292,12 @@ def plan_by_groups(
     return out
 
 
-def _run_pool(jobs: list[GroupJob], finish: Callable[[GroupResult], None], workers: int) -> None:
+def _run_pool(
+    jobs: list[GroupJob],
+    finish: Callable[[GroupResult], None],
+    workers: int,
+    budget: Callable[[GroupJob], GroupJob] = lambda job: job,
+) -> None:
     """Largest groups first on ``workers`` spawned processes (one BLAS thread each); the jobs a
     dead worker took down are run again in a fresh pool, up to three pools."""
     saved = {k: os.environ.get(k) for k in _BLAS_ENV}
@@ -275,7 +307,7 @@ def _run_pool(jobs: list[GroupJob], finish: Callable[[GroupResult], None], worke
         for _attempt in range(3):
             if not pending:
                 return
-            pending = _one_pool(pending, finish, workers)
+            pending = _one_pool(pending, finish, workers, budget)
         if pending:
             raise RuntimeError(f"{len(pending)} groups failed three times (a worker keeps dying)")
     finally:
@@ -287,7 +319,10 @@ def _run_pool(jobs: list[GroupJob], finish: Callable[[GroupResult], None], worke
 
 
 def _one_pool(
-    pending: list[GroupJob], finish: Callable[[GroupResult], None], workers: int
+    pending: list[GroupJob],
+    finish: Callable[[GroupResult], None],
+    workers: int,
+    budget: Callable[[GroupJob], GroupJob],
 ) -> list[GroupJob]:
     import multiprocessing as mp
     from concurrent.futures.process import BrokenProcessPool
@@ -301,7 +336,7 @@ def _one_pool(
             job = next(queue, None)
             if job is None:
                 return False
-            futs[pool.submit(run_group, job)] = job
+            futs[pool.submit(run_group, budget(job))] = job
             return True
 
         for _ in range(workers):
@@ -439,15 +474,22 @@ def join(
                 row,
                 options=len(inst.options),
                 status=p.status,
+                # the last CP-SAT round's status (None: greedy only; "unknown (hint kept)": it
+                # found nothing in its time and the plan is the greedy hint, with its bound)
+                cp_sat="unknown (hint kept)"
+                if sol.from_hint
+                else next((h.status for h in reversed(p.history) if h.method == "optimal"), None),
                 method=p.method,
                 cost_cny=round(p.cost_cny, 2),
                 bound_cny=round(p.bound, 2) if math.isfinite(p.bound) else None,
                 gap=round(p.gap, 6) if math.isfinite(p.gap) else None,
                 served=len(p.assignments),
+                withdrawn=sum(1 for u in p.unserved if str(u["reason"]).startswith("withdrawn")),
                 ac_rounds=p.ac_rounds,
                 greedy_cost_cny=None if p.greedy_cost_cny is None else round(p.greedy_cost_cny, 2),
                 seconds=round(res.seconds, 2),
                 cpu_s=round(res.cpu_s, 2),
+                time_limit_s=res.time_limit_s,
                 parts=sol.parts,
             )
         )

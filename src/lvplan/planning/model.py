@@ -52,6 +52,8 @@ class Solution:
     #: each solver's proven bound (``cp_sat``; ``highs``, its status and seconds, when the
     #: MIP bound ran beside CP-SAT, :mod:`lvplan.planning.mipbound`) and ``bound_by``
     bounds: dict[str, Any] = field(default_factory=dict)
+    #: CP-SAT ran out of time (status unknown) and this is the complete hint it started from
+    from_hint: bool = False
 
     @classmethod
     def of(
@@ -194,6 +196,9 @@ class PlanModel:
         constant, and each AC cut's room shared out by the number of options."""
         self.grid = grid
         self.hinted: Solution | None = None  # the plan :meth:`hint` started from
+        #: the hint is a complete feasible assignment (:meth:`hint` returned True): a solve
+        #: that runs out of time returns it, with the bound CP-SAT proved
+        self.hint_complete = False
         inst = self.inst = grid.inst
         m = self.m = cp_model.CpModel()
         opts = list(range(len(inst.options))) if part is None else list(part.options)
@@ -512,12 +517,61 @@ class PlanModel:
         solver.parameters.num_workers = 1
         status = solver.solve(self.m)
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            self.hint_complete = False
             return False
+        self.hint_complete = True
         self.m.clear_hints()
         for i in range(len(self.m.proto.variables)):
             v = self.m.get_int_var_from_proto_index(i)
             self.m.add_hint(v, solver.value(v))
         return True
+
+    def _hint_values(self) -> dict[int, int]:
+        h = self.m.proto.solution_hint
+        return dict(zip(h.vars, h.values, strict=True))
+
+    def _from_hint(self, solver, t0: float) -> Solution:
+        """The complete hint as the answer of a cost solve that found nothing better in its
+        time (status ``feasible``), with the bound CP-SAT proved on the cost (NaN if none)."""
+        hv = self._hint_values()
+        chosen = [k for k, v in self.x.items() if hv.get(v.index, 0)]
+        ups = [u for u, v in self.y.items() if hv.get(v.index, 0)]
+        sites = [sid for sid, v in self.z.items() if hv.get(v.index, 0)]
+        g = self.grid  # the objective in the model's units, as CP-SAT would report it
+        obj = float(
+            sum(g.up_cost[u] for u in ups)
+            + sum(g.sites[sid].cost for sid in sites)
+            + sum(g.options[k].cost for k in chosen)
+        )
+        bound = float(solver.best_objective_bound)
+        if not (math.isfinite(bound) and 0 <= bound <= obj):
+            bound = math.nan
+        gap_v = abs(obj - bound) / max(abs(obj), 1e-9) if math.isfinite(bound) else math.nan
+        out = Solution.of(
+            self.inst,
+            chosen,
+            ups,
+            sites,
+            "feasible",
+            objective=obj,
+            bound=bound,
+            gap=gap_v,
+            seconds=time.perf_counter() - t0,
+        )
+        out.from_hint = True
+        return out
+
+    @staticmethod
+    def _mip_bound(companion: MipBound, bounds: dict[str, Any], bound: float, obj: float) -> float:
+        """The larger of ``bound`` and HiGHS's, noted in ``bounds`` (never above the plan
+        found: a bound past it would be the MIP's rounding)."""
+        other = companion.result()
+        bounds.update(highs=other, highs_status=companion.status)
+        bounds["highs_s"] = round(companion.seconds, 2)
+        if other is not None and other > bound:
+            bounds["bound_by"] = "highs"
+            return min(other, obj)
+        return bound
 
     def _run(self, time_limit_s: float, workers: int, gap: float):
         solver = cp_model.CpSolver()
@@ -557,13 +611,19 @@ class PlanModel:
             if hinted is None or hinted < everyone:  # stage 1: the most kW served
                 self.m.maximize(self.served_units)
                 solver, status = self._run(0.25 * time_limit_s, workers, 0.0)
-                if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+                if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+                    self.served_proven = status == cp_model.OPTIMAL
+                    now = {i: int(solver.value(sv)) for i, sv in self.served.items()}
+                    self._rehint(solver)
+                elif self.hint_complete:  # no time to serve more: the hint's demands
+                    self.served_proven = False
+                    hv = self._hint_values()
+                    now = {i: hv.get(sv.index, 0) for i, sv in self.served.items()}
+                else:
                     return self._failed(solver, status, t0)
-                self.served_proven = status == cp_model.OPTIMAL
                 # stage 2 serves exactly these demands (the cost's bound is then for them)
-                for sv in self.served.values():
-                    self.m.add(sv == solver.value(sv))
-                self._rehint(solver)
+                for i, sv in self.served.items():
+                    self.m.add(sv == now[i])
                 self.m.clear_objective()
             else:
                 self.m.add(self.served_units >= everyone)
@@ -572,6 +632,16 @@ class PlanModel:
             if mip_bound and left >= MIP_BOUND_MIN_S:
                 companion = MipBound(self.m.clone().proto, left).start()
             solver, status = self._run(left, workers, gap)
+            if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE) and self.hint_complete:
+                out = self._from_hint(solver, t0)
+                out.bounds = {"cp_sat": out.bound, "bound_by": "cp_sat"}
+                if companion is not None:  # HiGHS may still bound the hint's cost
+                    have = out.bound if math.isfinite(out.bound) else -math.inf
+                    bound = self._mip_bound(companion, out.bounds, have, out.objective)
+                    if bound > have:
+                        out.bound = bound
+                        out.gap = abs(out.objective - bound) / max(abs(out.objective), 1e-9)
+                return out
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             if companion is not None:
                 companion.stop()
@@ -588,13 +658,7 @@ class PlanModel:
             if status == cp_model.OPTIMAL:
                 companion.stop()
             else:
-                other = companion.result()
-                bounds.update(highs=other, highs_status=companion.status)
-                bounds["highs_s"] = round(companion.seconds, 2)
-                if other is not None and other > bound:
-                    # never above the plan found: a bound past it is the MIP's rounding
-                    bound = min(other, obj)
-                    bounds["bound_by"] = "highs"
+                bound = self._mip_bound(companion, bounds, bound, obj)
         secs = time.perf_counter() - t0
         gap_v = abs(obj - bound) / max(abs(obj), 1e-9) if obj else 0.0
         out = Solution.of(

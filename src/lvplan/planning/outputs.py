@@ -21,10 +21,11 @@ Columns, in this order (a stable contract; a new column goes at the end):
   substations with their 10 kV ties, each demand and its connection.
 
 The measures' ``cost_cny`` plus the service cables' ``cable_cost_cny`` is the summary's
-``total_cost_cny`` (to rounding). Every file is made in memory first, then written in full into a
-temporary folder inside ``out_dir`` and only then renamed over its target: an error (a folder
-that cannot be written, a full disk) raises one :class:`~lvplan.errors.InputError` and leaves
-``out_dir`` as it was (no new, half-written or temporary file).
+``total_cost_cny`` (to rounding). Every file is made in memory (one at a time), written in full
+into a temporary folder inside ``out_dir``, and only once all are there renamed over its target:
+an error (a folder that cannot be written, a full disk) raises one
+:class:`~lvplan.errors.InputError` and leaves ``out_dir`` as it was (no new, half-written or
+temporary file).
 CSV text cells that a spreadsheet would run as formulas are neutralised (:mod:`lvplan.io.csvsafe`).
 """
 
@@ -37,7 +38,8 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,6 +88,12 @@ FILES = (
 #: Above this many demands the map draws connection lines only for the demands a measure was
 #: built for, and thins the other served demands' markers to stay near this many in all.
 MAP_MAX_DEMANDS = 2000
+#: Above this many measures (a city) the map draws them as one circle per cell of
+#: ``MAP_CELL_DEG`` degrees (their number, cost and kinds in its tooltip) instead of one marker or
+#: line each, and leaves out the existing transformers: a map of a million-bus city stays a few
+#: MB and opens in a browser.
+MAP_MAX_MEASURES = 2000
+MAP_CELL_DEG = 0.01
 #: Colours of the map, by what is drawn.
 COLOURS = {
     MeasureKind.TRANSFORMER_SWAP.value: "#7b3294",
@@ -115,18 +123,27 @@ LABELS = {
 }
 
 
-def write_plan(plan: Plan, network: Network, out_dir: str | Path) -> list[Path]:
+def write_plan(
+    plan: Plan,
+    network: Network,
+    out_dir: str | Path,
+    progress: Callable[[str], None] | None = None,
+) -> list[Path]:
     """Write every file of ``plan`` (made on ``network``) into ``out_dir`` (created if missing);
-    returns their paths in the order of :data:`FILES`. ``network.pp`` is not touched."""
+    returns their paths in the order of :data:`FILES`. ``network.pp`` is not touched.
+    ``progress`` hears each file's size and the seconds it took."""
     out = Path(out_dir)
-    texts = {
-        "plan.csv": plan_csv(plan),
-        "assignment.csv": assignment_csv(plan),
-        "unserved.csv": unserved_csv(plan),
-        "summary.json": json.dumps(plan.summary(), indent=2, ensure_ascii=False, allow_nan=False)
-        + "\n",
-        "reinforced.json": reinforced_json(plan, network),
-        "plan.html": plan_html(plan, network),
+    # each text is made when it is written and let go after (a city's reinforced.json is
+    # hundreds of MB: never two of them in memory at once)
+    texts: dict[str, Callable[[], str]] = {
+        "plan.csv": lambda: plan_csv(plan),
+        "assignment.csv": lambda: assignment_csv(plan),
+        "unserved.csv": lambda: unserved_csv(plan),
+        "summary.json": lambda: (
+            json.dumps(plan.summary(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+        ),
+        "reinforced.json": lambda: reinforced_json(plan, network),
+        "plan.html": lambda: plan_html(plan, network),
     }
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -135,7 +152,12 @@ def write_plan(plan: Plan, network: Network, out_dir: str | Path) -> list[Path]:
         raise InputError(f"--out {out}: cannot write there: {exc.strerror or exc}") from None
     try:  # every file in full beside the targets first, then renamed over them
         for name in FILES:
-            write_text_atomic(stage / name, texts[name])
+            t0 = time.perf_counter()
+            text = texts[name]()
+            write_text_atomic(stage / name, text)
+            if progress is not None:
+                progress(f"{name}: {len(text) / 1e6:,.1f} MB in {time.perf_counter() - t0:.1f} s")
+            del text
         for name in FILES:
             os.replace(stage / name, out / name)
     except OSError as exc:
@@ -282,10 +304,14 @@ def plan_html(plan: Plan, network: Network) -> str:
         )
     }
     g = list(layers.values())
-    drawn = _transformers(plan, network, at, g[0], g[1])
-    drawn += _cables(plan, network, at, g[1])
-    drawn += _n1_cables(plan, network, at, g[1])
-    drawn += _sites(plan, at, g[2])
+    cells = len(plan.measures) > MAP_MAX_MEASURES
+    if cells:
+        drawn = _measure_cells(plan, network, at, g[1])
+    else:
+        drawn = _transformers(plan, network, at, g[0], g[1])
+        drawn += _cables(plan, network, at, g[1])
+        drawn += _n1_cables(plan, network, at, g[1])
+        drawn += _sites(plan, at, g[2])
     needy = {d for mm in plan.measures for d in mm.demands}
     shown = _shown_demands(plan, needy, large)
     drawn += _demands(plan, at, g[3], g[4], g[5], lines_for=needy if large else None, shown=shown)
@@ -294,8 +320,14 @@ def plan_html(plan: Plan, network: Network) -> str:
         lats, lons = [p[0] for p in drawn], [p[1] for p in drawn]
         m.fit_bounds([[min(lats), min(lons)], [max(lats), max(lons)]], padding=(30, 30))
     note = ""
+    if cells:
+        note += (
+            f"<div>{len(plan.measures):,} measures drawn as one circle per "
+            f"{MAP_CELL_DEG:g}° cell (their number, cost and kinds in its tooltip); existing "
+            "transformers not drawn</div>"
+        )
     if large:
-        note = (
+        note += (
             f"<div>{len(shown) + len(plan.unserved):,} of {n_demands:,} demands shown (markers "
             "thinned: every unserved one, every one a measure was built for, an even share of "
             "the rest); connection lines only for those a measure was built for</div>"
@@ -356,6 +388,63 @@ def _transformers(
             tooltip=_e(f"{_trafo_name(net, t)}: {mm.before} → {mm.after}"),
         ).add_to(reinforced)
         popup(_measure_popup(mm, f"{mm.element} {_trafo_name(net, t)}")).add_to(mk)
+        drawn.append(p)
+    return drawn
+
+
+def _measure_place(mm: Any, network: Network, at: _Places) -> LatLon | None:
+    """Where a measure is: a transformer's LV bus, a line's midpoint, a new substation."""
+    ref = mm.element
+    if mm.kind == MeasureKind.NEW_SUBSTATION:
+        s = at.site.get(str(ref))
+        return None if s is None else (float(s.lat), float(s.lon))
+    if not isinstance(ref, ElementRef) or ref.index is None:
+        return None
+    net = network.pp
+    if ref.component == "trafo" and ref.index in net.trafo.index:
+        return at.bus.get(int(net.trafo.at[ref.index, "lv_bus"]))
+    if ref.component == "line" and ref.index in net.line.index:
+        a = at.bus.get(int(net.line.at[ref.index, "from_bus"]))
+        b = at.bus.get(int(net.line.at[ref.index, "to_bus"]))
+        if a is None or b is None:
+            return a or b
+        return ((a[0] + b[0]) / 2.0, (a[1] + b[1]) / 2.0)
+    return None
+
+
+def _measure_cells(plan: Plan, network: Network, at: _Places, layer: Any) -> list[LatLon]:
+    """The measures of a city, one circle per cell: sized by their number, coloured by the
+    kind that costs most there, the count and cost by kind in its tooltip."""
+    import folium
+
+    cells: dict[tuple[int, int], dict[str, Any]] = {}
+    for mm in plan.measures:
+        p = _measure_place(mm, network, at)
+        if p is None:
+            continue
+        key = (math.floor(p[0] / MAP_CELL_DEG), math.floor(p[1] / MAP_CELL_DEG))
+        c = cells.setdefault(key, {"n": 0, "lat": 0.0, "lon": 0.0, "kinds": {}, "demands": 0})
+        c["n"] += 1
+        c["lat"] += p[0]
+        c["lon"] += p[1]
+        c["demands"] += len(mm.demands)
+        n, cost = c["kinds"].get(mm.kind, (0, 0.0))
+        c["kinds"][mm.kind] = (n + 1, cost + mm.cost_cny)
+    drawn = []
+    for c in cells.values():
+        p = (c["lat"] / c["n"], c["lon"] / c["n"])
+        kinds = sorted(c["kinds"].items(), key=lambda kv: -kv[1][1])
+        cost = sum(v[1] for _k, v in kinds)
+        what = "; ".join(f"{n} {LABELS.get(k, k)} ({_cny(v)})" for k, (n, v) in kinds)
+        folium.CircleMarker(
+            location=list(p),
+            radius=min(4.0 + 2.0 * math.sqrt(c["n"]), 20.0),
+            color=COLOURS.get(kinds[0][0], "#000"),
+            fill=True,
+            fill_opacity=0.6,
+            weight=1,
+            tooltip=_e(f"{c['n']} measures, {_cny(cost)}, for {c['demands']} demands: {what}"),
+        ).add_to(layer)
         drawn.append(p)
     return drawn
 

@@ -48,6 +48,7 @@ from lvplan.planning.n1plan import (
 )
 from lvplan.planning.parts import split
 from lvplan.planning.verify import base_margin_map, check_plan, solution_changes, tighten
+from lvplan.planning.withdraw import withdraw_unverified
 
 MAX_ROUNDS = 8
 #: More rounds for a plan with N-1 demands: a round whose N-1 check teaches cuts (and may build
@@ -329,10 +330,13 @@ def plan_network(
     say: Callable[[str], None] = lambda _m: None,
     t0: float | None = None,
     site_tag: str = "",
+    mip_bound: bool = True,
 ) -> Plan:
     """The plan of one network (the whole of it: no split by island); ``site_tag`` goes into
     the names of its new substations (``new substation S<tag>.<n>``) so that the plans of
-    several groups name theirs apart."""
+    several groups name theirs apart. ``mip_bound``: HiGHS bounds the optimum beside CP-SAT
+    (:mod:`lvplan.planning.mipbound`); a city's groups leave it out, as each group's worker
+    has one core and its CP-SAT search its share of the deadline."""
     t0 = time.perf_counter() if t0 is None else t0
     order = sorted(
         range(len(ds.demands)),
@@ -367,6 +371,12 @@ def plan_network(
     if needs:
         say(f"N-1: {len(needs)} demands of an area class with full N-1")
 
+    withdrawn: dict[int, str] = {}  # demands withdrawn so that the plan passes AC, and why
+    passed: dict[tuple, Any] = {}  # the evaluation of each plan that passed, by its choices
+
+    def choices(sol: Solution) -> tuple:
+        return (tuple(sorted(sol.chosen)), tuple(sorted(sol.upgrades)), tuple(sorted(sol.sites)))
+
     def verified(solve: Callable[[], Solution], name: str) -> tuple[Solution, Any, int]:
         broken: list[Any]
         rounds = MAX_ROUNDS + (MAX_N1_ROUNDS if needs else 0)
@@ -375,9 +385,15 @@ def plan_network(
             if sol.status not in ("optimal", "feasible"):
                 history.append(PlanRound(name, rnd, math.nan, sol.status, 0, []))
                 raise InputError(f"plan: the {name} model has no solution ({sol.status})")
-            ev, broken = check_plan(network, inst, sol, base)
+            known = passed.get(choices(sol))  # the same changes passed already (a solve
+            if known is not None:  # that kept its hint): not checked a second time
+                (ev, n1_judged[name]), broken = known, []
+            else:
+                ev, broken = check_plan(network, inst, sol, base)
             notes = tighten(network, inst, sol, ev, broken, cuts) if broken else []
-            if not broken and needs:  # the normal state holds: now the 10 kV loops' N-1
+            if known is not None:
+                notes = ["the same changes as a plan that passed: not evaluated again"]
+            if not broken and needs and known is None:  # now the 10 kV loops' N-1
                 # new ties and moves are offered in the first rounds; later failures are
                 # reinforced or withdrawn as before, so the rounds end
                 offer = offers if rnd <= N1_OFFER_ROUNDS else None
@@ -394,7 +410,38 @@ def plan_network(
                 + "".join(f"\n    {n}" for n in notes[:40])
             )
             if not broken:
+                passed[choices(sol)] = (ev, n1_judged.get(name, []))
                 return sol, ev, rnd
+        # a verified plan all the same; with N-1 measures on offer, first the plan made again
+        # without them (below), and only that one withdraws
+        if name == "greedy" and budget_cny is None and offers is None:
+            sol, ev, why, counts = withdraw_unverified(
+                network,
+                inst,
+                sol,
+                broken,
+                base,
+                ev=ev,
+                n1_check=(lambda s: check_plan_n1(network, inst, s, needs, cuts, None, n1_cuts)[0])
+                if needs
+                else None,
+                n1_demands=needs,
+                say=say,
+            )
+            withdrawn.update(why)
+            for r, n_broken in enumerate(counts):  # one round per AC evaluation
+                last = r == len(counts) - 1
+                history.append(
+                    PlanRound(
+                        f"{name} (withdrawal)",
+                        rounds + 1 + r,
+                        sol.cost_cny if last else math.nan,
+                        sol.status,
+                        n_broken,
+                        [f"{len(why)} demands withdrawn so that the plan passes"] if last else [],
+                    )
+                )
+            return sol, ev, len(history)
         raise InputError(
             f"plan: the {name} plan still breaks limits in the AC check after {rounds} "
             "rounds; no plan is returned"
@@ -449,7 +496,7 @@ def plan_network(
                 out = mdl.solve(
                     time_limit_s=max(5.0, share * left),
                     workers=workers,
-                    mip_bound=budget_cny is None,
+                    mip_bound=mip_bound and budget_cny is None,
                 )
             if out.status in ("optimal", "feasible"):
                 last[0] = out
@@ -482,6 +529,8 @@ def plan_network(
     result = _result(network, inst, sol, ev, method if budget_cny is None else "budget", cuts)
     why = Greedy(LinearGrid(inst, mv, cuts))  # the plan built in once, for every unserved
     for u in result.unserved:
+        if u["reason"] is None and u["position"] in withdrawn:  # the greedy plan's, kept
+            u["reason"] = withdrawn[u["position"]]
         if u["reason"] is None:
             text = why.explain(sol, u["position"])
             u["reason"] = text if text.startswith("an option fits") else "no option fits: " + text
