@@ -5,40 +5,16 @@ first greedy round breaks a 10 kV section only the AC check sees."""
 
 from __future__ import annotations
 
-import math
-
 import pandapower as pp
 import pytest
 from reference import Reference
+from test_plan import LAT0, LON0, _thin_feeder
 
 from lvplan.model.network import Network
 from lvplan.planning import plan as plan_mod
 from lvplan.planning.outputs import reinforced_json
 from lvplan.planning.plan import plan as make_plan
 from lvplan.planning.withdraw import without
-
-LON0, LAT0 = 114.0, 22.5
-
-
-def _thin_feeder() -> pp.pandapowerNet:
-    """10 kV slack -- 500 m of 10 kV cable rated 30 A -- a 630 kVA unit -- its LV bus with
-    200 kW (pf 0.95): 11.8 A on the section at the base; 150 kW more (design, pf 0.9) adds
-    about 9.5 A, 300 kW about 19 A (31 A > 30 A)."""
-    net = pp.create_empty_network()
-    src = pp.create_bus(net, 10.0, name="MV source", geodata=(LON0, LAT0))
-    mv = pp.create_bus(net, 10.0, name="MV ring main unit", geodata=(LON0, LAT0 + 0.004))
-    lv = pp.create_bus(net, 0.4, name="T LV", geodata=(LON0, LAT0 + 0.004))
-    pp.create_ext_grid(net, src, vm_pu=1.03)
-    pp.create_line_from_parameters(
-        net, src, mv, length_km=0.5, r_ohm_per_km=0.25, x_ohm_per_km=0.1, c_nf_per_km=300.0,
-        max_i_ka=0.030, name="thin 10 kV section",
-    )  # fmt: skip
-    pp.create_transformer_from_parameters(
-        net, mv, lv, sn_mva=0.63, vn_hv_kv=10.0, vn_lv_kv=0.4, vk_percent=4.5, vkr_percent=1.0,
-        pfe_kw=0.0, i0_percent=0.0, shift_degree=150.0, name="T",
-    )  # fmt: skip
-    pp.create_load(net, lv, p_mw=0.2, q_mvar=0.2 * math.tan(math.acos(0.95)), name="existing")
-    return net
 
 
 @pytest.fixture

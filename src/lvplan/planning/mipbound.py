@@ -26,6 +26,8 @@ from ortools.util.python.solve_interrupter import SolveInterrupter
 
 #: CP-SAT's "unbounded" domain ends
 _INF = 2**62
+#: the longest the MIP bound runs (a week)
+MAX_SECONDS = 7 * 24 * 3600.0
 _KINDS = ("linear", "bool_or", "bool_and", "at_most_one", "exactly_one", "lin_max")
 
 
@@ -105,7 +107,8 @@ class MipBound:
     while it solves): :meth:`start` before CP-SAT's search, :meth:`result` after it."""
 
     def __init__(self, proto, time_limit_s: float):
-        self.deadline = time.perf_counter() + time_limit_s
+        # a limit of years is a limit of none; past this, timedelta and a thread's join overflow
+        self.deadline = time.perf_counter() + min(time_limit_s, MAX_SECONDS)
         self.bound: float | None = None
         self.status = "not run"
         self.seconds = 0.0

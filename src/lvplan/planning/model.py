@@ -215,27 +215,21 @@ class PlanModel:
             outside = [k for k in fixed.chosen if k not in mine]
         for i, sv in self.served.items():
             m.add(sum(self.x[k] for k in by_demand.get(i, [])) == sv)
-        # what some option loads
-        line_terms: dict[int, list[Any]] = {}
-        trafo_terms: dict[int, list[Any]] = {}
-        site_terms: dict[int, list[Any]] = {}
+        # what some option loads: the options on each line, transformer and site
+        line_terms: dict[int, list[int]] = {}
+        trafo_terms: dict[int, list[int]] = {}
+        site_terms: dict[int, list[int]] = {}
+        for k in opts:
+            if ot[k].site is not None:
+                site_terms.setdefault(ot[k].site, []).append(k)  # type: ignore[arg-type]
+            elif ot[k].area is not None:
+                trafo_terms.setdefault(grid.areas[ot[k].area].trafo, []).append(k)  # type: ignore[index]
+                for line in ot[k].path:
+                    line_terms.setdefault(line, []).append(k)
         # each variable's domain is as tight as its definition allows (a load: the sum of what
         # could load it; a drop: that times the largest impedance): CP-SAT's linear relaxation
         # of an enforced constraint is a big-M on these bounds, and a MIP's would be too
         top: dict[int, int] = {}  # variable index -> its upper bound
-
-        def add_term(terms: dict[int, list[Any]], key: int, k: int) -> None:
-            terms.setdefault(key, []).append(ot[k].units * self.x[k])
-            sums[(id(terms), key)] = sums.get((id(terms), key), 0) + ot[k].units
-
-        sums: dict[tuple[int, int], int] = {}
-        for k in opts:
-            if ot[k].site is not None:
-                add_term(site_terms, ot[k].site, k)  # type: ignore[arg-type]
-            elif ot[k].area is not None:
-                add_term(trafo_terms, grid.areas[ot[k].area].trafo, k)  # type: ignore[index]
-                for line in ot[k].path:
-                    add_term(line_terms, line, k)
 
         expr_top: dict[int, int] = {}  # id of an expression made here -> its upper bound
 
@@ -261,11 +255,11 @@ class PlanModel:
             if ot[k].site is not None:
                 m.add_implication(self.x[k], self.z[ot[k].site])  # type: ignore[index]
 
-        def load_var(name: str, terms: dict[int, list[Any]], key: int):
-            hi = min(big, sums[(id(terms), key)])
+        def load_var(name: str, ks: list[int]):
+            hi = min(big, sum(ot[k].units for k in ks))
             v = m.new_int_var(0, hi, name)
             top[v.index] = hi
-            m.add(v == sum(terms[key]))
+            m.add(v == sum(ot[k].units * self.x[k] for k in ks))
             return v
 
         def drop(name: str, load, el) -> Any:
@@ -294,12 +288,12 @@ class PlanModel:
             return d
 
         self.drop_line = {
-            ln: drop(f"DL{ln}", load_var(f"L{ln}", line_terms, ln), grid.lines[ln])
-            for ln in line_terms
+            ln: drop(f"DL{ln}", load_var(f"L{ln}", ks), grid.lines[ln])
+            for ln, ks in line_terms.items()
         }
-        trafo_load = {t: load_var(f"T{t}", trafo_terms, t) for t in trafo_terms}
+        trafo_load = {t: load_var(f"T{t}", ks) for t, ks in trafo_terms.items()}
         self.drop_trafo = {t: drop(f"DT{t}", v, grid.trafos[t]) for t, v in trafo_load.items()}
-        site_load = {s: load_var(f"S{s}", site_terms, s) for s in site_terms}
+        site_load = {s: load_var(f"S{s}", ks) for s, ks in site_terms.items()}
         for s, v in site_load.items():
             m.add(v <= grid.sites[s].cap)
 

@@ -143,6 +143,14 @@ def withdraw_unverified(
     (failures, or an empty list)."""
     why: dict[int, str] = {}
     rounds: list[int] = []
+
+    def judge(plan: Solution) -> tuple[Any, list]:
+        """The AC check of ``plan``, then its N-1 check once the normal state passes."""
+        ev_p, broken_p = check_plan(network, inst, plan, base)
+        if not broken_p and n1_check is not None:
+            broken_p = n1_check(plan)
+        return ev_p, broken_p
+
     for _ in range(WITHDRAW_ROUNDS):
         n1_failed = bool(broken) and not isinstance(broken[0], Broken)
         if n1_failed:
@@ -155,9 +163,7 @@ def withdraw_unverified(
             break
         why.update(out)
         sol = without(inst, sol, set(out))
-        ev, broken = check_plan(network, inst, sol, base)
-        if not broken and n1_check is not None:
-            broken = n1_check(sol)
+        ev, broken = judge(sol)
         rounds.append(len(broken))
         say(f"withdrawn {len(out)} demands; {len(broken)} limits broken in AC")
         if not broken:
@@ -174,9 +180,7 @@ def withdraw_unverified(
             }
             for i in gone:
                 why.setdefault(i, what)
-            ev2, broken2 = check_plan(network, inst, back, base)
-            if not broken2 and n1_check is not None:
-                broken2 = n1_check(back)
+            ev2, broken2 = judge(back)
             rounds.append(len(broken2))
             say(f"{len(isl)} MV islands back to the base case; {len(broken2)} limits broken")
             if not broken2:
