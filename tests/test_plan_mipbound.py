@@ -147,3 +147,67 @@ def test_a_plan_reports_both_bounds_and_never_a_bound_above_its_cost(tmp_path, c
     assert sol.bound <= sol.objective + 1e-6
     assert sol.cost_cny == pytest.approx(OPTIMUM_CNY, abs=1e-6)
     assert math.isfinite(sol.bounds["cp_sat"])
+
+
+def _values(m: cp_model.CpModel) -> tuple[list[int], float]:
+    """Every variable's value at CP-SAT's optimum of ``m``, and that optimum."""
+    s = cp_model.CpSolver()
+    s.parameters.num_workers = 1
+    assert s.solve(m) == cp_model.OPTIMAL
+    vals = [s.value(m.get_int_var_from_proto_index(i)) for i in range(len(m.proto.variables))]
+    return vals, s.objective_value
+
+
+def test_the_relaxation_neighbourhood_finds_a_plan_of_the_model(tmp_path, cn):
+    """On sz-futian's 30 demands: the relaxation's value bounds the optimum from below, the
+    neighbourhood's plan costs no less than the optimum, and it is a plan of the one model
+    (CP-SAT with every variable fixed to it agrees on its cost)."""
+    net = lvplan.load_network("sz-futian")
+    from pathlib import Path
+
+    csv = (Path(__file__).resolve().parents[1] / "studies/demand/sz-futian-30.csv").read_text()
+    mdl = _cost_model(net, csv, tmp_path, cn)
+    _vals, cp = _values(mdl.m)
+    dive = [v.index for v in (*mdl.x.values(), *mdl.z.values())]
+    mb = MipBound(mdl.m.clone().proto, 30.0, dive_vars=dive).start()
+    bound = mb.result()
+    assert mb.lp_bound is not None and mb.lp_bound <= cp + 1e-6
+    assert bound is not None and mb.lp_bound <= bound <= cp + 1e-6
+    assert mb.dive_values is not None and mb.dive_objective is not None, mb.dive_status
+    assert mb.dive_objective >= cp - 1e-6
+    check = mdl.m.clone()
+    for i, v in enumerate(mb.dive_values):
+        check.add_hint(check.get_int_var_from_proto_index(i), v)
+    s = cp_model.CpSolver()
+    s.parameters.fix_variables_to_their_hinted_value = True
+    s.parameters.num_workers = 1
+    assert s.solve(check) in (cp_model.OPTIMAL, cp_model.FEASIBLE)
+    assert s.objective_value == pytest.approx(mb.dive_objective, abs=1.0)
+
+
+def test_a_cheaper_neighbourhood_plan_is_taken_only_once_checked(tmp_path, cn):
+    """The plan found beside CP-SAT replaces CP-SAT's when it costs less and CP-SAT, every
+    variable fixed to it, finds it a plan of the model; values that break the model (nothing
+    connected, at a cost below the optimum) are rejected and CP-SAT's plan stands."""
+    from lvplan.planning.model import Solution
+
+    hand = Network(_two_transformers(), name="two transformers", source="test")
+    mdl = _cost_model(hand, HAND_CSV, tmp_path, cn)
+    vals, cp = _values(mdl.m)
+    assert cp == pytest.approx(OPTIMUM_CNY, abs=1.0)
+    inst = mdl.inst
+    worse = Solution.of(inst, [], [], [], "feasible", objective=cp + 5000.0, bound=cp - 10.0,
+                        gap=0.0, seconds=0.0)  # fmt: skip
+    mb = MipBound(mdl.m.clone().proto, 1.0)  # not started: its plan is set by hand
+    mb.dive_values, mb.dive_objective, mb.dive_status = vals, cp, "feasible"
+    got = mdl._dived(mb, worse, 0.0)
+    assert got.bounds["plan_by"] == "highs_dive"
+    assert got.cost_cny == pytest.approx(OPTIMUM_CNY, abs=1e-6)
+    assert got.objective == pytest.approx(cp, abs=1e-6)
+    assert got.bound == pytest.approx(cp - 10.0)
+    assert sorted(got.chosen) == sorted(k for k, v in mdl.x.items() if vals[v.index])
+    mb.dive_values, mb.dive_objective = [0] * len(vals), 0.0
+    worse.bounds = {}
+    kept = mdl._dived(mb, worse, 0.0)
+    assert kept is worse
+    assert kept.bounds["dive_status"].startswith("rejected")

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 LINEARIZATION_LEVEL = 1
 #: the least time for the MIP bound beside CP-SAT's search (less does not reach past its root)
 MIP_BOUND_MIN_S = 10.0
+#: CP-SAT's time to check the relaxation neighbourhood's plan against the model (all fixed)
+DIVE_CHECK_S = 10.0
 
 
 @dataclass
@@ -624,7 +626,9 @@ class PlanModel:
             self.m.minimize(self.cost)
             left = max(1.0, time_limit_s - (time.perf_counter() - t0))
             if mip_bound and left >= MIP_BOUND_MIN_S:
-                companion = MipBound(self.m.clone().proto, left).start()
+                # the options and the sites the relaxation takes whole or leaves out are held
+                dive = [v.index for v in (*self.x.values(), *self.z.values())]
+                companion = MipBound(self.m.clone().proto, left, dive_vars=dive).start()
             solver, status = self._run(left, workers, gap)
             if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE) and self.hint_complete:
                 out = self._from_hint(solver, t0)
@@ -632,9 +636,10 @@ class PlanModel:
                 if companion is not None:  # HiGHS may still bound the hint's cost
                     have = out.bound if math.isfinite(out.bound) else -math.inf
                     bound = self._mip_bound(companion, out.bounds, have, out.objective)
+                    out = self._dived(companion, out, t0)
                     if bound > have:
-                        out.bound = bound
-                        out.gap = abs(out.objective - bound) / max(abs(out.objective), 1e-9)
+                        out.bound = min(bound, out.objective)
+                        out.gap = abs(out.objective - out.bound) / max(abs(out.objective), 1e-9)
                 return out
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             if companion is not None:
@@ -659,4 +664,44 @@ class PlanModel:
             self.inst, chosen, ups, sites, name, objective=obj, bound=bound, gap=gap_v, seconds=secs
         )
         out.bounds = bounds
+        if companion is not None and status != cp_model.OPTIMAL:
+            out = self._dived(companion, out, t0)
         return out
+
+    def _dived(self, companion: MipBound, out: Solution, t0: float) -> Solution:
+        """``out``, or the plan HiGHS found in the relaxation's neighbourhood when it costs
+        less (:mod:`lvplan.planning.mipbound`), once CP-SAT has checked it against this model
+        with every variable fixed to it; ``out.bounds`` notes the neighbourhood either way."""
+        vals, obj = companion.dive_values, companion.dive_objective
+        out.bounds.update(
+            dive=obj, dive_status=companion.dive_status, dive_s=round(companion.dive_s, 2)
+        )
+        if vals is None or obj is None or obj >= out.objective:
+            return out
+        self.m.clear_hints()
+        for i, v in enumerate(vals):
+            self.m.add_hint(self.m.get_int_var_from_proto_index(i), v)
+        check = cp_model.CpSolver()
+        check.parameters.max_time_in_seconds = DIVE_CHECK_S
+        check.parameters.num_workers = 1
+        check.parameters.fix_variables_to_their_hinted_value = True
+        status = check.solve(self.m)
+        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):  # not a plan of this model
+            out.bounds["dive_status"] = f"rejected ({check.status_name(status).lower()})"
+            return out
+        cost = float(check.objective_value)
+        bound = out.bound if math.isfinite(out.bound) else math.nan
+        bound = min(bound, cost) if math.isfinite(bound) else bound
+        dived = Solution.of(
+            self.inst,
+            [k for k, v in self.x.items() if check.value(v)],
+            [u for u, v in self.y.items() if check.value(v)],
+            [sid for sid, v in self.z.items() if check.value(v)],
+            "feasible",
+            objective=cost,
+            bound=bound,
+            gap=abs(cost - bound) / max(abs(cost), 1e-9) if math.isfinite(bound) else math.nan,
+            seconds=time.perf_counter() - t0,
+        )
+        dived.bounds = dict(out.bounds, plan_by="highs_dive")
+        return dived
