@@ -130,6 +130,7 @@ class MipBound:
         *,
         dive_vars: list[int] | None = None,
         dive_share: float = DIVE_SHARE,
+        then_bound: bool = True,
     ):
         """``dive_vars``: the proto indices of the connection options' booleans; with them the
         thread first looks for a plan in the relaxation's neighbourhood (``dive_share`` of the
@@ -148,6 +149,7 @@ class MipBound:
         self.dive_s = 0.0
         self._dive_vars = list(dive_vars or [])
         self._dive_share = dive_share
+        self._then_bound = then_bound
         self._proto = proto
         self._stop = SolveInterrupter()
         self._stopped = False
@@ -174,6 +176,9 @@ class MipBound:
             if self._dive_vars:
                 self._dive(mo)
                 left = self.deadline - time.perf_counter()
+                if not self._then_bound:
+                    self.status = "relaxation only"
+                    return
                 if left < 1.0 or self._stop_asked:
                     self.status = "no time left"
                     return
@@ -241,6 +246,8 @@ class MipBound:
         self.dive_s = time.perf_counter() - t0
 
     def _dive_time(self, left: float) -> float:
+        if not self._then_bound:
+            return max(1.0, left - DIVE_MARGIN_S)
         """The neighbourhood's time: all that is left but a margin when the bound could not
         beat the relaxation anyway (HiGHS's presolve and root take a minute on the district),
         else its share."""
@@ -261,6 +268,8 @@ class MipBound:
     def result(self, wait_s: float = 5.0) -> float | None:
         """The bound (None: none), waiting at most ``wait_s`` past the deadline; a solve still
         running then is interrupted, and the relaxation's value stands for its bound."""
+        if self._thread.ident is None:  # never started
+            return self.bound
         self._thread.join(max(0.0, self.deadline - time.perf_counter()) + wait_s)
         if self._thread.is_alive():
             self._stopped = True

@@ -14,6 +14,7 @@ service cables) for that; with a budget, the most design kW within it, then the 
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,8 @@ LINEARIZATION_LEVEL = 1
 MIP_BOUND_MIN_S = 10.0
 #: CP-SAT's time to check the relaxation neighbourhood's plan against the model (all fixed)
 DIVE_CHECK_S = 10.0
+
+DIVE_PARALLEL = os.environ.get("LVPLAN_DIVE_PARALLEL") == "1"
 
 
 @dataclass
@@ -596,6 +599,7 @@ class PlanModel:
         t0 = time.perf_counter()
         self.served_proven = True
         companion: MipBound | None = None
+        diver: MipBound | None = None
         if self.budget_cny is not None:
             cap = int(min(math.floor(self.budget_cny), self.max_cost))
             self.m.add(self.cost <= cap)
@@ -628,22 +632,31 @@ class PlanModel:
             if mip_bound and left >= MIP_BOUND_MIN_S:
                 # the options and the sites the relaxation takes whole or leaves out are held
                 dive = [v.index for v in (*self.x.values(), *self.z.values())]
-                companion = MipBound(self.m.clone().proto, left, dive_vars=dive).start()
-            solver, status = self._run(left, workers, gap)
+                proto = self.m.clone().proto
+                if DIVE_PARALLEL:
+                    diver = MipBound(proto, left, dive_vars=dive, then_bound=False).start()
+                    companion = MipBound(proto, left).start()
+                else:
+                    diver = companion = MipBound(proto, left, dive_vars=dive).start()
+            w = workers
+            if diver is not None and os.environ.get("LVPLAN_DIVE_W1") == "1":
+                w = max(1, workers - 1)
+            solver, status = self._run(left, w, gap)
             if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE) and self.hint_complete:
                 out = self._from_hint(solver, t0)
                 out.bounds = {"cp_sat": out.bound, "bound_by": "cp_sat"}
                 if companion is not None:  # HiGHS may still bound the hint's cost
                     have = out.bound if math.isfinite(out.bound) else -math.inf
                     bound = self._mip_bound(companion, out.bounds, have, out.objective)
-                    out = self._dived(companion, out, t0)
+                    out = self._dived(diver or companion, out, t0)
                     if bound > have:
                         out.bound = min(bound, out.objective)
                         out.gap = abs(out.objective - out.bound) / max(abs(out.objective), 1e-9)
                 return out
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            if companion is not None:
-                companion.stop()
+            for c in (companion, diver):
+                if c is not None:
+                    c.stop()
             return self._failed(solver, status, t0)
         name = solver.status_name(status).lower()
         chosen = [k for k, v in self.x.items() if solver.value(v)]
@@ -656,6 +669,8 @@ class PlanModel:
         elif companion is not None:
             if status == cp_model.OPTIMAL:
                 companion.stop()
+                if diver is not None:
+                    diver.stop()
             else:
                 bound = self._mip_bound(companion, bounds, bound, obj)
         secs = time.perf_counter() - t0
@@ -664,17 +679,26 @@ class PlanModel:
             self.inst, chosen, ups, sites, name, objective=obj, bound=bound, gap=gap_v, seconds=secs
         )
         out.bounds = bounds
-        if companion is not None and status != cp_model.OPTIMAL:
-            out = self._dived(companion, out, t0)
+        if diver is not None and status != cp_model.OPTIMAL:
+            out = self._dived(diver, out, t0)
         return out
 
     def _dived(self, companion: MipBound, out: Solution, t0: float) -> Solution:
         """``out``, or the plan HiGHS found in the relaxation's neighbourhood when it costs
         less (:mod:`lvplan.planning.mipbound`), once CP-SAT has checked it against this model
         with every variable fixed to it; ``out.bounds`` notes the neighbourhood either way."""
+        companion.result()  # (at most a few seconds past its deadline)
+        lp = companion.lp_bound
+        if lp is not None and not (math.isfinite(out.bound) and out.bound >= lp):
+            out.bound = min(lp, out.objective)
+            out.gap = abs(out.objective - out.bound) / max(abs(out.objective), 1e-9)
+            out.bounds["bound_by"] = "relaxation"
         vals, obj = companion.dive_values, companion.dive_objective
         out.bounds.update(
-            dive=obj, dive_status=companion.dive_status, dive_s=round(companion.dive_s, 2)
+            relaxation=lp,
+            dive=obj,
+            dive_status=companion.dive_status,
+            dive_s=round(companion.dive_s, 2),
         )
         if vals is None or obj is None or obj >= out.objective:
             return out

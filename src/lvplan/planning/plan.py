@@ -472,6 +472,7 @@ def plan_network(
     opt_cost = None
     if method == "optimal" or budget_cny is not None:
         last = [g_sol]  # each round starts from the newest plan (the greedy first)
+        bounded: list[Solution | None] = [None]  # the round that proved the most
         memo: dict[int, Solution] = {}  # by part: its last solution
 
         def optimal() -> Solution:
@@ -491,8 +492,13 @@ def plan_network(
                 )
             else:
                 mdl = PlanModel(grid, budget_cny=budget_cny)
-                if budget_cny is None or last[0].cost_cny <= budget_cny:
-                    mdl.hint(last[0])
+                fits = budget_cny is None or last[0].cost_cny <= budget_cny
+                if fits and not mdl.hint(last[0]) and last[0] is not g_sol:
+                    # the newest plan broke a limit the AC check has since cut (a plan from
+                    # the relaxation's neighbourhood uses the room to the last kW): start
+                    # from the verified greedy plan, which fits
+                    mdl = PlanModel(grid, budget_cny=budget_cny)
+                    mdl.hint(g_sol)
                 out = mdl.solve(
                     time_limit_s=max(5.0, share * left),
                     workers=workers,
@@ -500,6 +506,11 @@ def plan_network(
                 )
             if out.status in ("optimal", "feasible"):
                 last[0] = out
+                # each round's model only adds cuts to the one before: a bound stays a bound
+                if math.isfinite(out.bound) and (
+                    bounded[0] is None or out.bound > bounded[0].bound
+                ):
+                    bounded[0] = out
             return out
 
         try:
@@ -511,6 +522,15 @@ def plan_network(
                 ) from None
             say(f"{exc}; the verified greedy plan is returned")
             o_sol = None
+            b = bounded[0]
+            if b is not None and budget_cny is None and _same_served(inst, b, g_sol):
+                # an earlier round's bound is for these demands, and for every later model
+                sol = dataclasses.replace(
+                    g_sol,
+                    bound=min(b.bound, g_sol.cost_cny),
+                    gap=max(0.0, g_sol.cost_cny - b.bound) / max(g_sol.cost_cny, 1e-9),
+                    bounds=b.bounds,
+                )
         if o_sol is not None:
             opt_cost = o_sol.cost_cny
             if _better(inst, o_sol, g_sol) or budget_cny is not None:
@@ -518,7 +538,7 @@ def plan_network(
                 greedy_kept = False
             else:
                 say("the verified greedy plan is as good after the AC cuts: kept")
-                if abs(_served_kw(inst, o_sol) - _served_kw(inst, g_sol)) < 1e-6:
+                if _same_served(inst, o_sol, g_sol):
                     # the optimiser's bound is for serving these demands: it bounds this plan
                     sol = dataclasses.replace(
                         g_sol,
@@ -550,6 +570,11 @@ def plan_network(
             "contingencies_passed": n1_judged.get("greedy" if greedy_kept else "optimal", []),
         }
     return result
+
+
+def _same_served(inst: Instance, a: Solution, b: Solution) -> bool:
+    """Whether two plans serve the same design kW (a bound of one then bounds the other)."""
+    return abs(_served_kw(inst, a) - _served_kw(inst, b)) < 1e-6
 
 
 def _n1_measure(net, up, held: list[str], users: list[int], demands) -> Measure:
