@@ -211,3 +211,49 @@ def test_a_cheaper_neighbourhood_plan_is_taken_only_once_checked(tmp_path, cn):
     kept = mdl._dived(mb, worse, 0.0)
     assert kept is worse
     assert kept.bounds["dive_status"].startswith("rejected")
+
+
+def test_a_failed_later_round_keeps_the_greedy_plan_with_the_bound_proved_before(
+    tmp_path, cn, monkeypatch
+):
+    """The hand instance: the first optimal round's plan (191,000 CNY, proven optimal) is made
+    to break a limit in AC, and the second round finds nothing (status unknown). The verified
+    greedy plan (277,000 CNY) is returned, and it keeps the first round's bound: every later
+    model only adds cuts, so 191,000 CNY still bounds it (gap 86,000 / 277,000)."""
+    from test_plan import GREEDY_CNY
+
+    from lvplan.planning import plan as plan_mod
+
+    hand = Network(_two_transformers(), name="two transformers", source="test")
+    csv = tmp_path / "demand.csv"
+    csv.write_text(HAND_CSV, encoding="utf-8")
+    real_solve, real_check, real_tighten = PlanModel.solve, plan_mod.check_plan, plan_mod.tighten
+    calls = {"solve": 0, "broken": 0}
+
+    def solve(self, **kw):
+        calls["solve"] += 1
+        if calls["solve"] == 1:
+            return real_solve(self, **kw)
+        return PlanModel._failed_solution("unknown", 0.0)
+
+    def check(network, inst, sol, base):
+        ev, broken = real_check(network, inst, sol, base)
+        if abs(sol.cost_cny - OPTIMUM_CNY) < 1.0 and not calls["broken"]:
+            calls["broken"] += 1
+            return ev, ["a limit the test says is broken"]
+        return ev, broken
+
+    def tighten(network, inst, sol, ev, broken, cuts):
+        if broken == ["a limit the test says is broken"]:
+            return ["(the test's limit)"]
+        return real_tighten(network, inst, sol, ev, broken, cuts)
+
+    monkeypatch.setattr(PlanModel, "solve", solve)
+    monkeypatch.setattr(plan_mod, "check_plan", check)
+    monkeypatch.setattr(plan_mod, "tighten", tighten)
+    p = plan_mod.plan(hand, csv, criteria=cn, time_limit_s=20)
+    assert calls == {"solve": 2, "broken": 1}
+    s = p.summary()
+    assert s["total_cost_cny"] == pytest.approx(GREEDY_CNY, abs=1.0)
+    assert s["solver"]["best_bound"] == pytest.approx(OPTIMUM_CNY, abs=1.0)
+    assert s["solver"]["gap"] == pytest.approx((GREEDY_CNY - OPTIMUM_CNY) / GREEDY_CNY, abs=1e-4)
