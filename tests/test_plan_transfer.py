@@ -20,9 +20,13 @@ for 181.5 A (4x185, 375 A): 30,000 (cubicle) + 130 m x 1,550 = **231,500 CNY**, 
 (and the greedy's choice: it too compares the twin with the upgrades).
 
 **Split dearer** (``_u_feeder(thin_all=False)``): only the 20 m head section T-A is thin, the
-rest 4x240-like (430 A). Replacing the head section: 20 m x 1,550 = **31,000 CNY**; the best
-split offered (below the head section, route 26 m) costs 30,000 + 26 x 1,550 = 70,300 CNY, so
-the plan does not take it.
+rest 4x240-like (430 A). With X by bus at D no split is even offered: the cheapest (below the
+head section, route 20 x 1.3 = 26 m) costs 30,000 + 26 x 1,550 = 70,300 CNY, more than all it
+could save (the head section at its dearest upgrade, 20 m of 4x240: 36,000; X has no new
+substation to avoid). With X by lon/lat at D's point it may also go to a new substation, so
+the split is offered (it could save one); the plan replaces (or doubles) the head section all
+the same: 20 m x 1,550 = 31,000 CNY, plus X's service cable, 1 m of 4x95 (181.5 A; 1,000 CNY/m)
+= **32,000 CNY**, against 70,300 + 1,000 with the split.
 """
 
 from __future__ import annotations
@@ -125,9 +129,14 @@ def thin_plans(u_thin, demand_csv, cn):
 
 
 @pytest.fixture(scope="module")
-def head_plans(u_head, demand_csv, cn):
+def head_plans(u_head, cn, tmp_path_factory):
+    located = tmp_path_factory.mktemp("xfer") / "located.csv"
+    located.write_text(
+        f"id,kw,category,lon,lat,year\nX,100,generic,{LON0},{LAT0 + _dlat(100.0)},2027\n",
+        encoding="utf-8",
+    )
     return {
-        m: make_plan(u_head, demand_csv, criteria=cn, method=m, time_limit_s=10)
+        m: make_plan(u_head, located, criteria=cn, method=m, time_limit_s=10)
         for m in ("optimal", "greedy")
     }
 
@@ -199,18 +208,66 @@ def test_reinforced_json_has_the_line_open_and_the_new_cable(thin_plans, u_thin)
     assert float(net.res_line.loading_percent.at[int(new.index[0])]) < 100.0
 
 
+def test_a_split_dearer_than_all_it_could_save_is_not_offered(u_head, demand_csv, cn):
+    inst = build_instance(u_head, read_demand(demand_csv, u_head, cn).demands, cn, load_measures())
+    prune_upgrades(inst, mv_response(u_head, inst))
+    assert inst.needed_lines == {0}
+    assert offer_transfers(u_head, inst) == 0
+    assert inst.stats["transfers_pruned"] == 4  # each line at or below the head section
+
+
 def test_a_split_dearer_than_the_head_section_is_not_chosen(head_plans, u_head, cn):
     for method, p in head_plans.items():
         assert [a.demand for a in p.assignments] == ["X"], method
+        assert p.assignments[0].bus == 5
         kinds = sorted((m.kind, str(m.element)) for m in p.measures)
         assert kinds in ([("lv_cable_parallel", "line 0")], [("lv_cable_replace", "line 0")])
-        assert round(p.cost_cny) == HEAD_CNY, method
+        assert round(p.cost_cny) == HEAD_CNY + 1_000, method
         assert not _new_violations(p, u_head, cn), method
     inst = head_plans["optimal"].instance
     offered = [u for u in inst.upgrades if u.kind == MeasureKind.TRANSFER]
-    assert len(offered) == 1 and round(offered[0].cost_cny) > HEAD_CNY  # offered, not taken
+    assert [(u.element, round(u.cost_cny)) for u in offered] == [(0, 70_300)]  # not taken
 
 
 def test_greedy_never_cheaper_than_optimal(thin_plans, head_plans):
     for plans in (thin_plans, head_plans):
         assert plans["greedy"].cost_cny >= plans["optimal"].cost_cny - 1e-6
+
+
+def test_plan_html_draws_the_new_feeder(thin_plans, u_thin):
+    from lvplan.planning.outputs import plan_html
+
+    html = plan_html(thin_plans["optimal"], u_thin)
+    assert "feeder split: line 3 opened, bus 5 fed from bus 1: 130 m" in html
+
+
+def test_an_ac_cut_on_a_line_above_lists_the_split_as_relief(cn, tmp_path):
+    """With 50 kW (pf 0.95) already at D, the subtree of line 3 carries its base current
+    (about 87 A at D's low voltage): a split takes that off sections 0-2 (counted at 90 %,
+    ``RELIEF_SHARE``), so it relieves a cut on one of them that needs up to 78 A, not one that
+    needs more, and none on a line outside its path."""
+    from lvplan.planning.model import Solution
+    from lvplan.planning.transfers import RELIEF_SHARE, relieving_splits
+
+    raw = _u_feeder(True)
+    pp.create_load(raw, 5, p_mw=0.05, q_mvar=0.05 * math.tan(math.acos(0.95)), name="existing")
+    net = Network(raw, name="U feeder with load", source="test")
+    d = tmp_path / "d.csv"
+    d.write_text(DEMAND, encoding="utf-8")
+    inst = build_instance(net, read_demand(d, net, cn).demands, cn, load_measures())
+    prune_upgrades(inst, mv_response(net, inst))
+    assert offer_transfers(net, inst) == 1
+    sp = inst.transfers[3]
+    ka = float(net.base_state().line_loading_percent[0]) / 100.0 * 0.142
+    assert sp.base_ka == pytest.approx(ka, rel=1e-3)  # the base current of the line above
+    assert 0.080 < sp.base_ka < 0.095
+    # what the busbar to D drops at the base is gained at D, less the new cable's own drop
+    assert sp.shift_pu > 0.0
+    (u,) = [k for k, up in enumerate(inst.upgrades) if up.kind == MeasureKind.TRANSFER]
+    none = Solution.of(inst, [], [], [], "feasible")
+    share = RELIEF_SHARE * sp.base_ka
+    assert relieving_splits(inst, none, 0, share - 1e-6) == [u]
+    assert relieving_splits(inst, none, 2, share - 1e-6) == [u]
+    assert relieving_splits(inst, none, 0, share + 1e-6) == []
+    built = Solution.of(inst, [], [u], [], "feasible")
+    assert relieving_splits(inst, built, 0, 0.0) == []  # built already: its cut holds

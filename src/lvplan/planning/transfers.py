@@ -15,14 +15,21 @@ largest.
 current, or the voltage beyond it), that holds the bus of some connection option (a transfer
 moves new load), in an area of one transformer, whose subtree in the planner's radial tree is
 the part the change moves (a meshed area is left out where they differ), whose buses all keep
-their voltage at the base once moved, and whose base current the new cable carries. Ranked by
-the cheapest upgrades of the needed lines it would take the new load off, minus its cost
-(route x the cheapest cable per km, plus the cubicle); at most
-:data:`MAX_PER_FEEDER` per feeder (the area's head line), and no two nested in one area (a twin's
-path would cross a line another transfer opens). **That cap and ranking are a heuristic**, not
-a dominance argument: a transfer left out could have been optimal (what is lost: splits below
-the two best-ranked per feeder, and splits nested in a kept one); ``inst.stats`` counts them
-(``transfers_pruned``).
+their voltage at the base once moved, and whose base current the new cable carries.
+
+**Pruning, and what it may lose** (a heuristic, not a dominance argument; ``inst.stats`` counts
+``transfers_pruned``):
+
+* a split whose cost (at least: the route at the cheapest cable per km, plus the cubicle) is
+  not below what it could plausibly save, every needed line above it at its dearest upgrade
+  plus one new substation its demands could otherwise use (the dearest of their cheapest), is
+  not offered. Lost: a split that saves more than that, by the voltage it gives the rest of the
+  feeder (other branches' upgrades), by avoiding two or more sites, or by serving a demand no
+  other measure can (the plan serves the most kW first);
+* the rest are ranked by the cheapest upgrades of the needed lines above minus that cost, and at
+  most :data:`MAX_PER_FEEDER` are kept per feeder (the area's head line), never two nested in
+  one area (a twin's path would cross a line the other opens). Lost: the splits below those of
+  a feeder, and those nested in a kept one, even where one would have been optimal.
 
 **The linear model** (:func:`grid_terms`, :func:`add_model`; no existing coefficient changes):
 
@@ -135,9 +142,16 @@ def offer_transfers(network: Network, inst: Instance) -> int:
     lim = crit.line_max_loading_percent / 100.0
     # the cheapest upgrade of each needed line (what a split may save), and each bus's options
     cheapest: dict[int, float] = {}
+    dearest: dict[int, float] = {}
     for up in inst.upgrades:
         if up.kind in (MeasureKind.LV_CABLE_REPLACE, MeasureKind.LV_CABLE_PARALLEL):
             cheapest[up.element] = min(cheapest.get(up.element, math.inf), up.cost_cny)
+            dearest[up.element] = max(dearest.get(up.element, 0.0), up.cost_cny)
+    site_cny: dict[int, float] = {}  # demand -> its cheapest new substation
+    for o in inst.options:
+        if o.site is not None:
+            cny = inst.sites[o.site].cost_cny
+            site_cny[o.demand] = min(site_cny.get(o.demand, math.inf), cny)
     kw_at: dict[int, dict[int, float]] = {}  # bus -> demand -> kW
     for o in inst.options:
         if o.bus is not None and o.site is None and o.via is None:
@@ -165,11 +179,13 @@ def offer_transfers(network: Network, inst: Instance) -> int:
                 size[tree.parent[b][1]] += size[b]
         # what a split below each bus saves: the needed lines on its path, by their cheapest
         saves: dict[int, float] = {tree.root: 0.0}
+        most: dict[int, float] = {tree.root: 0.0}  # the needed lines above, at their dearest
         feeder: dict[int, int] = {}
         for b in order[1:]:
             line, above = tree.parent[b]
             more = cheapest.get(line, 0.0) if line in inst.needed_lines else 0.0
             saves[b] = saves[above] + more
+            most[b] = most[above] + (dearest.get(line, 0.0) if line in inst.needed_lines else 0)
             feeder[b] = feeder.get(above, line) if above != tree.root else line
         cands: list[_Cand] = []
         rb = network.bus_row(tree.root)
@@ -184,7 +200,11 @@ def offer_transfers(network: Network, inst: Instance) -> int:
             route = float(distance_m(blon[rb], blat[rb], blon[fr], blat[fr])) * detour
             if not route <= reach:  # out of reach, or no coordinates
                 continue
-            est = xm.fixed_cny + max(route, 1.0) / 1000.0 * per_km
+            est = xm.fixed_cny + max(route, 1.0) / 1000.0 * per_km  # at most its cost
+            site = max((site_cny.get(i, 0.0) for x in sub for i in kw_at.get(x, {})), default=0.0)
+            if est >= most[b] + site:  # dearer than all it could plausibly save
+                pruned += 1
+                continue
             cands.append(_Cand(saves[b] - est, b, line, feeder[b], set(sub)))
         cands.sort(key=lambda c: (-c.score, c.line))
         kept: list[_Cand] = []

@@ -158,7 +158,10 @@ def tighten(
         o = inst.options[k]
         a = inst.bus_area.get(o.bus) if o.bus is not None and o.site is None else None
         if a is not None and a in inst.areas:
-            carried_lines.update(inst.areas[a].path(o.bus))  # type: ignore[arg-type]
+            path = inst.areas[a].path(o.bus)  # type: ignore[arg-type]
+            if o.via is not None and o.via in path:  # a split's twin: the lines inside only
+                path = path[: path.index(o.via)]
+            carried_lines.update(path)
             carried_trafos.add(inst.areas[a].trafo)
     notes: list[str] = []
     generic: list[Broken] = []
