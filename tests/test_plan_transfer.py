@@ -271,3 +271,20 @@ def test_an_ac_cut_on_a_line_above_lists_the_split_as_relief(cn, tmp_path):
     assert relieving_splits(inst, none, 0, share + 1e-6) == []
     built = Solution.of(inst, [], [u], [], "feasible")
     assert relieving_splits(inst, built, 0, 0.0) == []  # built already: its cut holds
+
+
+def test_a_split_is_built_by_the_first_year_that_needs_it(u_thin, cn, tmp_path):
+    """Two demands at D, 60 kW in 2029 and 60 kW in 2026 (218 A together, within the 4x185's
+    375 A): one split serves both, built in 2026, nothing before and nothing undone."""
+    d = tmp_path / "years.csv"
+    d.write_text("id,kw,category,bus,year\nlate,60,generic,5,2029\nearly,60,generic,5,2026\n")
+    for method in ("optimal", "greedy"):
+        p = make_plan(u_thin, d, criteria=cn, method=method, time_limit_s=10)
+        assert sorted(a.demand for a in p.assignments) == ["early", "late"]
+        (m,) = p.measures
+        assert (m.kind, m.year, sorted(m.demands)) == ("transfer", 2026, ["early", "late"])
+        assert round(m.cost_cny) == SPLIT_CNY
+        by_year = p.summary()["cost_by_year_cny"]
+        assert by_year["2026"] == pytest.approx(SPLIT_CNY, abs=1)
+        assert by_year.get("2029", 0.0) == 0.0  # the late demand's service: none (by bus)
+        assert not _new_violations(p, u_thin, cn)
