@@ -50,6 +50,18 @@ their voltage at the base once moved, and whose base current the new cable carri
   other buses of the feeder are not credited with the voltage they gain, and the subtree's
   leaves also keep their constraints without the transfer. The AC check
   (:mod:`lvplan.planning.verify`) judges the real state, as for every other measure.
+
+**The greedy** (:mod:`lvplan.planning.greedy`) takes a twin like any option, its cost including
+the transfer when not built yet; a transfer is not built under connections it took already inside
+the subtree (they would have to move), and once built, options inside the subtree connect only
+as twins (:func:`split_leaf_slack` holds the subtree's leaves). Its choice is myopic as for
+every measure: a later demand inside a split subtree has the new cable's room left, not the
+lines above.
+
+**The AC check**: a broken limit on a new cable (named ``transfer of line r`` by
+:mod:`lvplan.changes.apply`) lowers that cable's capacity in the model; an AC cut on an LV line
+above a subtree lists the transfer as a relief when its base current covers what the cut needs
+(:func:`relieving_splits`).
 """
 
 from __future__ import annotations
