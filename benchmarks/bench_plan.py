@@ -2,6 +2,7 @@
 
     python benchmarks/bench_plan.py [--network simbench-urban] [--count 300] [--seed 1]
                                     [--time-limit 60] [--out DIR] [--area-class A]
+                                    [--transfers-per-feeder N]
 
 Writes ``lvplan synth demand`` (count, seed), plans it, writes the plan, and checks the written
 ``reinforced.json`` with the tests' independent pandapower judge (``tests/reference.py``): the
@@ -40,7 +41,18 @@ def main() -> None:
     ap.add_argument(
         "--area-class", default=None, help="the demands' area class (A: full N-1 in profile cn)"
     )
+    ap.add_argument(
+        "--transfers-per-feeder",
+        type=int,
+        default=None,
+        help="feeder splits offered per LV feeder (planning/transfers.py MAX_PER_FEEDER; "
+        "0: none, the plan as before they were offered)",
+    )
     args = ap.parse_args()
+    if args.transfers_per_feeder is not None:
+        import lvplan.planning.transfers as transfers
+
+        transfers.MAX_PER_FEEDER = args.transfers_per_feeder
     crit = resolve_criteria(None)
     net = lvplan.load_network(args.network)
     out = Path(args.out or tempfile.mkdtemp(prefix="bench-plan-"))
@@ -81,6 +93,11 @@ def main() -> None:
         print("saving             not comparable: the optimum serves other demands (more kW first)")
     print(f"solver             {s['solver']}")
     print(f"AC rounds          {s['ac_rounds']}")
+    n_x = sum(1 for m in p.measures if m.kind == "transfer")
+    print(
+        f"transfers          {n_x} chosen ({s['cost_by_kind_cny'].get('transfer', 0.0):,.0f} CNY) "
+        f"of {s['candidates'].get('transfers', 0)} offered"
+    )
     if "n1" in s:
         n1 = s["n1"]
         by_kind = s["cost_by_kind_cny"]

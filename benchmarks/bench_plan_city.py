@@ -34,7 +34,17 @@ def main() -> int:
         type=int,
         help="the group cap (islands.MAX_GROUP_BUSES; 0: no caps, nor on demands)",
     )
+    ap.add_argument(
+        "--transfers-per-feeder",
+        type=int,
+        help="feeder splits offered per LV feeder (planning/transfers.py MAX_PER_FEEDER; 0: "
+        "none); set in this process, so with --workers 1 (spawned workers import the default)",
+    )
     args = ap.parse_args()
+    if args.transfers_per_feeder is not None:
+        import lvplan.planning.transfers as transfers
+
+        transfers.MAX_PER_FEEDER = args.transfers_per_feeder
 
     import lvplan
     from lvplan.decision import resolve_criteria

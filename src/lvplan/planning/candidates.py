@@ -74,6 +74,9 @@ class Option:
     cable_r_ohm: float
     cable_x_ohm: float
     cable_max_i_ka: float
+    #: a *twin* (:mod:`lvplan.planning.transfers`): the same connection, its load fed through
+    #: the new LV feeder of the transfer (feeder split) opening this line; None: as built
+    via: int | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,8 @@ class Upgrade:
 #: element keys of the N-1 measures, apart from every line id and every ``-1 - trafo``
 _TIE_KEY = 1 << 50
 _MOVE_KEY = -(1 << 50)
+#: element key of a transfer (feeder split): one per line it opens, apart from the line's own
+TRANSFER_KEY = 3 << 50
 
 
 def element_key(up: Upgrade) -> int:
@@ -107,6 +112,8 @@ def element_key(up: Upgrade) -> int:
         return _TIE_KEY + up.element * (1 << 24) + up.to_bus
     if up.kind == MeasureKind.TRANSFORMER_MOVE:
         return _MOVE_KEY - up.element
+    if up.kind == MeasureKind.TRANSFER:
+        return TRANSFER_KEY + up.element
     return -1 - up.element if up.kind.value.startswith("transformer") else up.element
 
 
@@ -154,6 +161,12 @@ class Instance:
     measures: Measures | None = None
     #: 10 kV lines the AC check found overloaded (:meth:`line_info`), as ``line_data``
     mv_line_data: dict[int, tuple[float, float, float, float, float]] = field(default_factory=dict)
+    #: the LV lines :func:`prune_upgrades` found some plan may need reinforced (current or the
+    #: voltage beyond them): where a transfer (feeder split) may help
+    needed_lines: set[int] = field(default_factory=set)
+    #: the transfers (feeder splits) on offer, by the line each opens
+    #: (:class:`lvplan.planning.transfers.FeederSplit`)
+    transfers: dict[int, Any] = field(default_factory=dict)
 
     def line_upgrades(self, network: Network, line: int) -> list[int]:
         """The upgrades of an existing line (indices into ``upgrades``), made now when it had
@@ -165,6 +178,7 @@ class Instance:
             if up.element == line
             and not up.kind.value.startswith("transformer")
             and up.kind not in N1_KINDS
+            and up.kind != MeasureKind.TRANSFER
         ]
         data = self.line_info(network, line)
         if have or data is None or self.measures is None:
@@ -673,6 +687,7 @@ def prune_upgrades(inst: Instance, mv) -> int:
         if (up.element in need_trafo) if is_trafo else (up.element in need_line):
             kept.append(up)
     inst.upgrades = kept
+    inst.needed_lines = need_line
     inst.stats["upgrades"] = len(kept)
     inst.stats["upgrades_pruned"] = before - len(kept)
     return before - len(kept)

@@ -19,6 +19,7 @@ import numpy as np
 from lvplan.planning.candidates import element_key
 from lvplan.planning.linear import Element, LinearGrid
 from lvplan.planning.model import Solution
+from lvplan.planning.transfers import split_leaf_slack
 
 _INF = 1 << 62
 
@@ -96,6 +97,13 @@ class Greedy:
                 d[ag.line_pos[ln]] = _coef(g.lines[ln], built.get(ln)) * line_load.get(ln, 0)
         tr = g.trafos[ag.trafo]
         d_t = _coef(tr, built.get(-1 - ag.trafo)) * trafo_load
+        # a transfer's new cable (not a line of the area's tree): its own drop
+        cable = {
+            ln: g.lines[ln].drop * line_load.get(ln, 0)
+            for k in terms
+            for ln in g.options[k].path
+            if ln not in ag.line_pos and ln in g.lines
+        }
         worst, path = _INF, []
         if len(ag.leaves):
             leaf = ag.leaf_margin - (ag.leaf_paths @ d) - d_t
@@ -103,9 +111,15 @@ class Greedy:
             worst = int(leaf[i])
             cols = ag.leaf_paths.indices[ag.leaf_paths.indptr[i] : ag.leaf_paths.indptr[i + 1]]
             path = [ag.lines[c] for c in cols]
+        if g.splits:
+            ups = {u for u in built.values() if u in g.splits}
+            v = split_leaf_slack(g, a, d, d_t, ups, cable) if ups else _INF
+            if v < worst:
+                worst, path = v, []
         for k in terms:
             o = g.options[k]
-            v = o.margin - o.cable_drop - d_t - sum(int(d[ag.line_pos[ln]]) for ln in o.path)
+            v = o.margin - o.cable_drop - d_t
+            v -= sum(int(d[ag.line_pos[ln]]) if ln in ag.line_pos else cable[ln] for ln in o.path)
             if v < worst:
                 worst, path = v, o.path
         return worst, path
@@ -221,13 +235,27 @@ class Greedy:
             relief = g.cut_relief[c]
             if any(u in built for u in relief) or any(v[0] in relief for v in out.values()):
                 continue
-            free = [u for u in relief if _key(g, u) not in st.built]
+            free = [u for u in relief if _key(g, u) not in st.built and self._split_ok(u, k)]
             if not free:
                 self._no(f"{g.cut_names[c]} has no room (found by the AC check)")
                 return None
             u = min(free, key=lambda u: g.up_cost[u])
             out[_key(g, u)] = (u, relief)
         return out
+
+    def _split_ok(self, u: int, k: int) -> bool:
+        """Transfer ``u`` may be built with option ``k``: neither ``k`` nor a connection taken
+        already lies in its subtree as built (they would have to move to their twins)."""
+        g = self.g
+        sp = g.splits.get(u)
+        if sp is None:
+            return True
+        opts = g.inst.options
+
+        def inside(j: int) -> bool:
+            return g.options[j].via == -1 and opts[j].bus in sp.buses
+
+        return not inside(k) and not any(inside(j) for j in self.st.terminals.get(sp.area, []))
 
     def _try_measures(self, k: int) -> tuple[int, dict[int, int]] | None:
         g, st = self.g, self.st
@@ -255,6 +283,19 @@ class Greedy:
         t_load = st.trafo_load.get(ag.trafo, 0) + o.units
         new: dict[int, int] = {}
         built = dict(st.built)
+        # a transfer's twin builds its transfer; an option inside a built transfer's subtree
+        # connects only as its twin
+        if o.via == -2:
+            return self._no("its transfer is no longer offered")
+        if o.via >= 0 and _key(g, o.via) not in built:
+            if not self._split_ok(o.via, k):
+                return self._no(f"a connection inside the subtree of line {g.splits[o.via].line}")
+            new[_key(g, o.via)] = built[_key(g, o.via)] = o.via
+        elif o.via == -1 and g.splits:
+            bus = g.inst.options[k].bus
+            for u in built.values():
+                if u in g.splits and bus in g.splits[u].buses:
+                    return self._no(f"the subtree of line {g.splits[u].line} is transferred")
         # current: the cheapest sufficient upgrade of each overloaded element
         for key, el, load in [(-1 - ag.trafo, g.trafos[ag.trafo], t_load)] + [
             (ln, g.lines[ln], line_load[ln]) for ln in o.path if ln in g.lines

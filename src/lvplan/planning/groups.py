@@ -398,6 +398,7 @@ def join(
     trafo_z: dict[int, tuple[float, float]] = {}
     line_data: dict[int, Any] = {}
     mv_lines: dict[int, Any] = {}
+    transfers: dict[int, Any] = {}  # feeder splits, by the line each opens
     unservable: dict[int, str] = {}
     stats: dict[str, int] = {}
     chosen: list[int] = []
@@ -450,6 +451,9 @@ def join(
         trafo_z.update(inst.trafo_z)
         line_data.update(inst.line_data)
         mv_lines.update(inst.mv_line_data)
+        transfers.update(
+            {r: dataclasses.replace(sp, area=amap[sp.area]) for r, sp in inst.transfers.items()}
+        )
         unservable.update({at[i]: why for i, why in inst.unservable.items()})
         for k, v in inst.stats.items():
             stats[k] = stats.get(k, 0) + int(v)
@@ -530,6 +534,7 @@ def join(
         parts=rows,
     )
     inst_all.mv_line_data.update(mv_lines)
+    inst_all.transfers.update(transfers)
     out = _result(network, inst_all, sol_all, None, method)
     # what each group's own plan said of its 10 kV measures (the demands and the limit their
     # cuts held, known only in the group) and of N-1

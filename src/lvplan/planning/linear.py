@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from lvplan.planning.candidates import Instance
 from lvplan.planning.measures import N1_KINDS, MeasureKind
+from lvplan.planning.transfers import grid_terms
 
 KW_UNIT = 0.1  # kW per load unit
 V_UNIT = 1e-7  # pu per voltage unit
@@ -105,6 +107,9 @@ class OptionTerm:
     cable_drop: int  # voltage units, the whole demand through its service cable
     margin: int  # at its terminal, voltage units (before the path, transformer and 10 kV drops)
     src: int  # its column of LinearGrid.mv (its area's or site's); -1: none
+    #: a transfer's twin: the transfer's upgrade (its path then ends in the new cable,
+    #: :mod:`lvplan.planning.transfers`); -1: none; -2: its transfer is no longer offered
+    via: int = -1
 
 
 @dataclass
@@ -175,6 +180,8 @@ class LinearGrid:
         ups_of: dict[tuple[str, int], list[int]] = {}
         for u, up in enumerate(inst.upgrades):
             if u in cuts.banned or up.kind in N1_KINDS:  # N-1 measures: only in relief
+                continue
+            if up.kind == MeasureKind.TRANSFER:  # its own terms (planning/transfers.py)
                 continue
             is_t = up.kind in (MeasureKind.TRANSFORMER_SWAP, MeasureKind.TRANSFORMER_PARALLEL)
             ups_of.setdefault(("t" if is_t else "l", up.element), []).append(u)
@@ -300,5 +307,7 @@ class LinearGrid:
             len(cuts.linear) - len(cuts.linear_names)
         )
         self.banned = frozenset(cuts.banned)
+        self.splits: dict[int, Any] = {}  # transfers (feeder splits) by upgrade
+        grid_terms(self, cuts)
         relief = list(cuts.relief) + [()] * (len(cuts.linear) - len(cuts.relief))
         self.cut_relief = [tuple(u for u in r if u not in cuts.banned) for r in relief]

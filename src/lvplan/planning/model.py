@@ -25,6 +25,7 @@ from lvplan.planning.candidates import element_key
 from lvplan.planning.linear import LinearGrid, load_units
 from lvplan.planning.mipbound import MipBound
 from lvplan.planning.parts import Part
+from lvplan.planning.transfers import add_model as add_transfers
 
 if TYPE_CHECKING:
     from lvplan.planning.candidates import Instance
@@ -379,6 +380,8 @@ class PlanModel:
             if o.site is not None:
                 st = grid.sites[o.site]
                 expr = st.drop * site_load[o.site] + mv_drop(st.mv) + o.cable_drop
+            elif o.via != -1:  # a transfer's twin: planning/transfers.py
+                continue
             elif o.area is not None and (ob := inst.options[k].bus) is not None and ob in drop_at:
                 expr = drop_at[ob] + o.cable_drop
             else:
@@ -412,6 +415,7 @@ class PlanModel:
             ct = m.add(sum(cut_terms) <= room)
             if relief:
                 ct.only_enforce_if([self.y[u].Not() for u in relief])
+        add_transfers(self, opts, drop_at)  # feeder splits (planning/transfers.py)
         # cost, and design load served
         self.cost = (
             sum(grid.up_cost[u] * v for u, v in self.y.items())

@@ -105,6 +105,7 @@ COLOURS = {
     MeasureKind.NEW_SUBSTATION.value: "#1b7837",
     MeasureKind.MV_TIE_NEW.value: "#01665e",
     MeasureKind.TRANSFORMER_MOVE.value: "#8c510a",
+    MeasureKind.TRANSFER.value: "#c51b7d",
     "existing": "#8c8c8c",
     "served": "#1a9850",
     "unserved": "#d73027",
@@ -120,6 +121,7 @@ LABELS = {
     MeasureKind.NEW_SUBSTATION.value: "new substation",
     MeasureKind.MV_TIE_NEW.value: "new 10 kV tie (normally open, N-1)",
     MeasureKind.TRANSFORMER_MOVE.value: "transformer moved to another feeder (N-1)",
+    MeasureKind.TRANSFER.value: "feeder split: new LV feeder, the line into the subtree opened",
 }
 
 
@@ -459,9 +461,12 @@ def _cables(plan: Plan, network: Network, at: _Places, layer: Any) -> list[LatLo
     drawn: list[LatLon] = []
     for mm in plan.measures:
         ref = mm.element
-        if not (
-            isinstance(ref, ElementRef) and ref.component == "line" and ref.index in line.index
-        ):
+        if (
+            not (
+                isinstance(ref, ElementRef) and ref.component == "line" and ref.index in line.index
+            )
+            or mm.kind == MeasureKind.TRANSFER
+        ):  # its new cable: :func:`_n1_cables`
             continue
         ends = [at.bus.get(int(line.at[ref.index, k])) for k in ("from_bus", "to_bus")]
         if None in ends:
@@ -480,8 +485,8 @@ def _cables(plan: Plan, network: Network, at: _Places, layer: Any) -> list[LatLo
 
 
 def _n1_cables(plan: Plan, network: Network, at: _Places, layer: Any) -> list[LatLon]:
-    """New ties and moved transformers' cables (N-1 measures): dashed lines between the buses
-    they join."""
+    """New ties and moved transformers' cables (N-1 measures), and transfers' new LV feeders:
+    dashed lines between the buses they join."""
     import folium
 
     inst, sol = plan.instance, plan.solution
@@ -495,6 +500,9 @@ def _n1_cables(plan: Plan, network: Network, at: _Places, layer: Any) -> list[La
         elif up.kind == MeasureKind.TRANSFORMER_MOVE:
             a = int(network.pp.trafo.at[up.element, "hv_bus"])
             what = f"trafo {up.element} moved: from bus {up.to_bus}"
+        elif up.kind == MeasureKind.TRANSFER and up.element in inst.transfers:
+            a = inst.transfers[up.element].far_bus
+            what = f"feeder split: line {up.element} opened, bus {a} fed from bus {up.to_bus}"
         else:
             continue
         ends = [at.bus.get(int(a)), at.bus.get(int(up.to_bus))]

@@ -47,6 +47,7 @@ from lvplan.planning.n1plan import (
     n1_demands,
 )
 from lvplan.planning.parts import split
+from lvplan.planning.transfers import offer_transfers
 from lvplan.planning.verify import base_margin_map, check_plan, solution_changes, tighten
 from lvplan.planning.withdraw import withdraw_unverified
 
@@ -355,6 +356,12 @@ def plan_network(
     mv = mv_response(network, inst)
     pruned = prune_upgrades(inst, mv)
     say(f"upgrades: {len(inst.upgrades)} kept, {pruned} that no plan can need dropped")
+    if offer_transfers(network, inst):
+        say(
+            f"transfers (feeder splits): {inst.stats['transfers']} offered "
+            f"({inst.stats['transfer_twins']} twin options), "
+            f"{inst.stats['transfers_pruned']} candidates left out"
+        )
     base = base_margin_map(network, crit)
     parts = split(network, inst)
     if len(parts) > 1:
@@ -604,6 +611,37 @@ def _n1_measure(net, up, held: list[str], users: list[int], demands) -> Measure:
     )
 
 
+def _transfer_measure(
+    net, inst: Instance, up, users: list[int], held: list[str], year: int | None
+) -> Measure:
+    """A transfer (feeder split) as a measure of the plan: the line it opens, the new cable,
+    and why: the new load it takes off the lines above, or the AC cuts it lifts."""
+    demands = inst.demands
+    sp = inst.transfers.get(up.element)
+    far = sp.far_bus if sp is not None else "?"
+    above = inst.areas[sp.area].path(sp.far_bus)[1:] if sp is not None else []
+    kw = sum(demands[i].design_kw for i in users)
+    why = (
+        f"feeder split: {kw:.0f} kW of new design load fed by a new LV feeder instead of "
+        f"through line {up.element}"
+        + (f" and the {len(above)} section(s) above it" if above else "")
+        + (f" (its {sp.base_ka * 1000:.0f} A of existing load moved with it)" if sp else "")
+    )
+    if held:
+        why += "; lifts: " + "; ".join(held)
+    return Measure(
+        MeasureKind.TRANSFER.value,
+        ElementRef("line", up.element),
+        f"line {up.element} ({net.line.at[up.element, 'std_type'] or 'line'}) in service",
+        f"line {up.element} open; bus {far} fed by {up.length_m:.0f} m of {up.cable} from "
+        f"bus {up.to_bus} (the transformer's LV busbar)",
+        round(up.cost_cny, 2),
+        year,
+        [demands[i].id for i in users],
+        why,
+    )
+
+
 def _served_kw(inst: Instance, sol: Solution) -> float:
     return sum(inst.demands[inst.options[k].demand].design_kw for k in sol.chosen)
 
@@ -626,6 +664,7 @@ def _result(
     users_trafo: dict[int, list[int]] = {}
     users_line: dict[int, list[int]] = {}
     users_site: dict[int, list[int]] = {}
+    users_xfer: dict[int, list[int]] = {}  # a transfer's line -> the demands of its twins
     for i, k in chosen_by_demand.items():
         o = inst.options[k]
         if o.site is not None:
@@ -635,7 +674,11 @@ def _result(
         if a is None or o.bus is None:
             continue
         users_trafo.setdefault(inst.areas[a].trafo, []).append(i)
-        for line in inst.areas[a].path(o.bus):
+        path = inst.areas[a].path(o.bus)
+        if o.via is not None:  # a transfer's twin: fed by its new cable, inside the subtree
+            users_xfer.setdefault(o.via, []).append(i)
+            path = path[: path.index(o.via)]
+        for line in path:
             users_line.setdefault(line, []).append(i)
     # a 10 kV section: the demands its AC cuts counted (those whose load it carries), and the
     # limits they held (the normal state, or an N-1 contingency)
@@ -654,6 +697,9 @@ def _result(
                 ids += [inst.options[k].demand for k in coefs if k in chosen]
                 if what not in held_by.setdefault(u, []):
                     held_by[u].append(what)
+            elif inst.upgrades[u].kind == MeasureKind.TRANSFER and u in sol.upgrades:
+                if what not in held_by.setdefault(u, []):
+                    held_by[u].append(what)
             elif inst.upgrades[u].kind in MV_CABLE_KINDS and u in sol.upgrades:
                 ids = users_line.setdefault(inst.upgrades[u].element, [])
                 ids += [inst.options[k].demand for k in coefs if k in chosen]
@@ -670,6 +716,12 @@ def _result(
         up = inst.upgrades[u]
         if up.kind in N1_KINDS:
             measures.append(_n1_measure(net, up, held_by.get(u, []), users_n1.get(u, []), demands))
+            continue
+        if up.kind == MeasureKind.TRANSFER:
+            users = sorted(set(users_xfer.get(up.element, [])))
+            measures.append(
+                _transfer_measure(net, inst, up, users, held_by.get(u, []), first_year(users))
+            )
             continue
         if up.kind in (MeasureKind.TRANSFORMER_SWAP, MeasureKind.TRANSFORMER_PARALLEL):
             users = users_trafo.get(up.element, [])

@@ -28,6 +28,7 @@ from lvplan.planning.candidates import Instance
 from lvplan.planning.linear import Cuts
 from lvplan.planning.measures import LINE_KINDS, N1_KINDS, MeasureKind
 from lvplan.planning.model import Solution
+from lvplan.planning.transfers import cable_key, relieving_splits
 from lvplan.powerflow.sensitivity import margin_sensitivity_of
 
 #: Each tightening adds this beyond the amount exceeded (pu for voltages, fraction of the
@@ -58,6 +59,8 @@ def solution_changes(inst: Instance, sol: Solution) -> Changes:
             ch = ch.new_tie(up.element, up.to_bus, cable=up.cable, length_m=up.length_m)
         elif up.kind == MeasureKind.TRANSFORMER_MOVE:
             ch = ch.move_transformer(up.element, up.to_bus, cable=up.cable, length_m=up.length_m)
+        elif up.kind == MeasureKind.TRANSFER:  # a feeder split: planning/transfers.py
+            ch = ch.transfer(up.element, up.to_bus, up.cable, length_m=up.length_m)
     for s in sorted(sol.sites):
         site = inst.sites[s]
         ch = ch.new_substation(
@@ -155,7 +158,10 @@ def tighten(
         o = inst.options[k]
         a = inst.bus_area.get(o.bus) if o.bus is not None and o.site is None else None
         if a is not None and a in inst.areas:
-            carried_lines.update(inst.areas[a].path(o.bus))  # type: ignore[arg-type]
+            path = inst.areas[a].path(o.bus)  # type: ignore[arg-type]
+            if o.via is not None and o.via in path:  # a split's twin: the lines inside only
+                path = path[: path.index(o.via)]
+            carried_lines.update(path)
             carried_trafos.add(inst.areas[a].trafo)
     notes: list[str] = []
     generic: list[Broken] = []
@@ -208,6 +214,15 @@ def tighten(
         elif comp == "line":
             line = idx
             base_lines = network.pp.line.index
+            split = _split_cable(inst, pp, idx) if idx not in base_lines else None
+            if split is not None:  # a transfer's new cable: its own capacity in the model
+                _u, up, sp = split
+                vn = inst.areas[sp.area].vn_kv
+                kw = (excess + SAFE_LOADING) * up.capacity * math.sqrt(3) * vn * 1000.0 * inst.pf
+                ck = cable_key(sp.line)
+                cuts.line_kw[ck] = cuts.line_kw.get(ck, 0.0) + kw + 1.0
+                notes.append(f"{b.element} (transfer of line {sp.line}): over by {excess:.2%}")
+                continue
             if line not in inst.line_data and idx not in base_lines and idx in pp.line.index:
                 # a new line: a parallel cable (same buses as an upgraded line) or a service cable
                 fb, tb = int(pp.line.at[idx, "from_bus"]), int(pp.line.at[idx, "to_bus"])
@@ -270,6 +285,19 @@ def tighten(
     return notes
 
 
+def _split_cable(inst: Instance, pp, idx: int):
+    """(upgrade, upgrade index's Upgrade, FeederSplit) of the transfer whose new cable is line
+    ``idx`` of the evaluated network (named by :mod:`lvplan.changes.apply`), or None."""
+    name = str(pp.line.at[idx, "name"]) if idx in pp.line.index else ""
+    head, _, ident = name.rpartition(" ")
+    if head != "transfer of line" or not ident.isdigit() or int(ident) not in inst.transfers:
+        return None
+    for u, up in enumerate(inst.upgrades):
+        if up.kind == MeasureKind.TRANSFER and up.element == int(ident):
+            return u, up, inst.transfers[int(ident)]
+    return None
+
+
 def _area_measures(inst: Instance, sol: Solution, area: int) -> set[int]:
     """The plan's upgrades of one area's transformer and lines."""
     tree = inst.areas.get(area)
@@ -316,7 +344,10 @@ def _relief(
     if set(mine) & set(sol.upgrades):
         return ()
     need = rated * (1.0 + (times * excess + SAFE_LOADING) * 100.0 / lim)
-    return tuple(u for u in mine if inst.upgrades[u].capacity >= need)
+    out = [u for u in mine if inst.upgrades[u].capacity >= need]
+    if not is_trafo and element in inst.line_data:  # an LV line: the splits that relieve it
+        out += relieving_splits(inst, sol, element, need - rated)
+    return tuple(out)
 
 
 def _generic_cuts(
