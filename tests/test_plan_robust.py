@@ -14,7 +14,7 @@ import math
 import pandapower as pp
 import pytest
 from reference import Reference
-from test_plan import LAT0, LON0
+from test_plan import GREEDY_CNY, HAND_CSV, LAT0, LON0, OPTIMUM_CNY, _two_transformers
 
 from lvplan.model.network import Network
 from lvplan.planning import plan as plan_mod
@@ -39,6 +39,25 @@ def _pair_net(vk_percent: float) -> pp.pandapowerNet:
 def six(tmp_path):
     p = tmp_path / "d.csv"
     p.write_text("id,kw,category,bus\n" + "".join(f"d{i},200,generic,1\n" for i in range(6)))
+    return p
+
+
+@pytest.fixture(scope="module")
+def hand():
+    return Network(_two_transformers(), name="two transformers", source="test")
+
+
+@pytest.fixture(scope="module")
+def hand_csv(tmp_path_factory):
+    p = tmp_path_factory.mktemp("hand") / "demand.csv"
+    p.write_text(HAND_CSV, encoding="utf-8")
+    return p
+
+
+@pytest.fixture(scope="module")
+def hand_json(tmp_path_factory):
+    p = tmp_path_factory.mktemp("hand") / "hand.json"
+    pp.to_json(_two_transformers(), str(p))
     return p
 
 
@@ -85,3 +104,85 @@ def test_a_parallel_unit_over_its_limit_is_named_as_reinforced_json_has_it(six, 
     reinforced = pp.from_json_string(reinforced_json(w, net))
     assert "T big (parallel)" in set(reinforced.trafo.name)
     assert not _new_violations(w, net, cn)
+
+
+def test_the_optimal_rounds_stop_at_the_deadline_with_the_verified_greedy_plan(hand, hand_csv, cn):
+    """With 1 s the greedy plan and its AC round fit, a CP-SAT round (5 s at least) does not:
+    the rounds stop there and the verified greedy plan is returned, saying so (before, the
+    optimum got its 5 s whatever the limit, and its AC rounds after that)."""
+    p = make_plan(hand, hand_csv, criteria=cn, method="optimal", time_limit_s=1.0)
+    assert p.stopped == "time_limit" and p.runtime_s < plan_mod.MIN_SOLVE_S  # no CP-SAT round
+    assert p.cost_cny == p.greedy_cost_cny == pytest.approx(GREEDY_CNY)
+    assert p.optimal_cost_cny is None
+    assert [(h.method, h.status) for h in p.history] == [
+        ("greedy", "feasible"),
+        ("optimal", "stopped"),
+    ]
+    s = p.summary()
+    assert s["stopped"] == "time_limit"
+    assert s["stop_note"].startswith("stopped at the time limit (1 s)")
+    assert s["stop_note"].endswith("the verified greedy plan is returned")
+    assert not _new_violations(p, hand, cn)
+    # with the time, nothing stops
+    full = make_plan(hand, hand_csv, criteria=cn, method="optimal", time_limit_s=10)
+    assert full.stopped is None and "stop_note" not in full.summary()
+    assert full.cost_cny == pytest.approx(OPTIMUM_CNY)
+
+
+def test_cli_says_where_the_rounds_stopped(capsys, tmp_path, hand_json, hand_csv):
+    import json
+
+    from lvplan.cli import main
+
+    out = tmp_path / "out"
+    rc = main(
+        ["plan", str(hand_json), "--demand", str(hand_csv), "--out", str(out), "--time-limit", "1"]
+    )
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "stopped: stopped at the time limit (1 s)" in text
+    assert json.loads((out / "summary.json").read_text())["stopped"] == "time_limit"
+
+
+def test_contingency_labels_do_not_depend_on_the_ids_of_new_lines():
+    """A cable laid beside head section L0 is lost with it; its id is the planned network's
+    next line id, which moves with every change made before it (a round builds other cables
+    than the last, a city group has its own sub-network). The plan names the contingency by
+    the existing line it doubles, and a new tie by the buses it joins."""
+    from test_plan_n1 import _loop
+    from test_plan_n1_measures import _radial
+
+    from lvplan.changes import Changes
+    from lvplan.n1.contingency import find_contingencies
+    from lvplan.planning.n1plan import contingency_label, option_label
+    from lvplan.planning.verify import element_label
+
+    loop = Network(_loop(), name="loop", source="test")
+    cable = "YJV22-8.7/15kV 3x300"
+    labels = []
+    for ch in (
+        Changes().add_parallel_line(0, cable),
+        Changes().add_parallel_line(1, cable).add_parallel_line(0, cable),
+    ):
+        planned = loop.with_changes(ch)
+        topo = find_contingencies(planned.pp)
+        (c,) = topo.feeders["L0"].contingencies
+        new = max(c.lost_lines)
+        assert new not in loop.pp.line.index and str(new) in c.id  # the id names the new line
+        labels.append(contingency_label(loop, planned, c))
+        assert element_label(loop, planned.pp, "line", new) == "the parallel cable of line 0"
+    assert labels == ["loss of line 0 with its parallel cable (L0)"] * 2
+    (c1,) = topo.feeders["L1"].contingencies  # the second plan doubled L1 too
+    assert contingency_label(loop, planned, c1) == "loss of line 1 with its parallel cable (L1)"
+    # a contingency of existing lines alone keeps its id
+    (c1,) = find_contingencies(loop.pp).feeders["L1"].contingencies
+    assert contingency_label(loop, loop, c1) == c1.id == "loss of line 1 (L1)"
+
+    radial = Network(_radial(), name="radial", source="test")
+    for ch in (Changes().new_tie(1, 2), Changes().add_parallel_line(1, cable).new_tie(1, 2)):
+        planned = radial.with_changes(ch)
+        (c,) = find_contingencies(planned.pp).feeders["L0"].contingencies
+        (opt,) = c.options
+        assert "switch" in opt.name
+        assert option_label(radial, opt) == "close the new tie bus 1 - bus 2 (L0 - L1)"
+        assert element_label(radial, planned.pp, "line", opt.tie.line) == "new line bus 1 - bus 2"

@@ -486,6 +486,7 @@ def join(
                 served=len(p.assignments),
                 withdrawn=sum(1 for u in p.unserved if str(u["reason"]).startswith("withdrawn")),
                 ac_rounds=p.ac_rounds,
+                stopped=p.stopped,
                 greedy_cost_cny=None if p.greedy_cost_cny is None else round(p.greedy_cost_cny, 2),
                 seconds=round(res.seconds, 2),
                 cpu_s=round(res.cpu_s, 2),
@@ -552,6 +553,14 @@ def join(
         u["reason"] = u["reason"] or reasons.get(u["demand"]) or "no option fits"
         del u["position"]
     out.ac_rounds = rounds
+    late = [r.index + 1 for r in results if r.plan is not None and r.plan.stopped]
+    if late:
+        out.stopped = "time_limit"
+        out.stop_note = (
+            f"{len(late)} of {len(groups)} groups stopped at the time they were given, each with "
+            f"the best plan that had passed its AC check (groups {', '.join(map(str, late[:20]))}"
+            f"{', ...' if len(late) > 20 else ''})"
+        )
     out.greedy_cost_cny = greedy_cost
     out.greedy_served_kw = greedy_kw
     out.optimal_cost_cny = optimal if math.isfinite(optimal) and method == "optimal" else None

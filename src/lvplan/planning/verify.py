@@ -294,7 +294,8 @@ def element_label(network: Network, pp, comp: str, idx: int) -> str:
     and in ``reinforced.json``: an existing one by its id ("trafo 3"); a unit or cable the plan
     laid beside an existing one by that one ("the parallel unit of trafo 3"), since a new
     element's id depends on how many changes came before it (a round's, a group's
-    sub-network's); another new line by its end buses ("new line bus 5 - bus 9")."""
+    sub-network's); another new line by its end buses where the base has both ("new line bus 5 -
+    bus 9": a new tie), else by its name ('new line "move of trafo 3"')."""
     base = network.pp[comp] if comp in ("line", "trafo") else None
     if base is None or idx in base.index or idx not in pp[comp].index:
         return f"{comp} {idx}"
@@ -305,7 +306,10 @@ def element_label(network: Network, pp, comp: str, idx: int) -> str:
     if len(same):
         what = "parallel unit" if comp == "trafo" else "parallel cable"
         return f"the {what} of {comp} {int(same[0])}"
-    return f"new {comp} bus {min(a, b)} - bus {max(a, b)}"
+    if a in network.pp.bus.index and b in network.pp.bus.index:
+        return f"new {comp} bus {min(a, b)} - bus {max(a, b)}"
+    name = pp[comp].at[idx, "name"] if "name" in pp[comp] else None
+    return f'new {comp} "{name}"' if isinstance(name, str) and name else f"new {comp}"
 
 
 def _pair_cut(
@@ -357,7 +361,11 @@ def _pair_cut(
     off_kw = (excess + SAFE_LOADING) * rated[idx] / share * inst.pf * max(vm, 1.0)
     kinds = (MeasureKind.TRANSFORMER_SWAP, MeasureKind.TRANSFORMER_PARALLEL)
     built = next(
-        (u for u in sol.upgrades if inst.upgrades[u].kind in kinds and inst.upgrades[u].element == t),
+        (
+            u
+            for u in sol.upgrades
+            if inst.upgrades[u].kind in kinds and inst.upgrades[u].element == t
+        ),
         None,
     )
     area = next((a for a, tree in inst.areas.items() if tree.trafo == t), None)
