@@ -330,7 +330,14 @@ def _one_pool(
     failed: list[GroupJob] = []
     queue = iter(pending)
     futs: dict = {}
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+    from lvplan.workers import die_with_parent
+
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=mp.get_context("spawn"),
+        initializer=die_with_parent,  # a killed driver leaves no worker running its job
+        initargs=(os.getpid(),),
+    ) as pool:
 
         def submit_next() -> bool:
             job = next(queue, None)
