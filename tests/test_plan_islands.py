@@ -376,3 +376,30 @@ def test_a_killed_driver_leaves_no_worker_and_resume_finishes(city, cn, greedy_p
     )
     assert p.cost_cny == pytest.approx(greedy_plans[0].cost_cny, abs=0.01)
     assert len(p.assignments) == len(greedy_plans[0].assignments)
+
+
+def test_resume_does_not_reuse_a_group_planned_under_other_physics(city, cn, tmp_path, monkeypatch):
+    """A kept group's key holds ``PLAN_FORMAT`` (bumped when the same inputs would be planned
+    otherwise): a folder of an older plan format is planned again, while the same format is
+    reused (before, the key held nothing of the code: a group of an older release, its plan
+    made under other physics, was reused)."""
+    net, demand = city
+    real = groups_mod.run_group
+    ran: list[int] = []
+
+    def counted(job):
+        ran.append(job.index)
+        return real(job)
+
+    monkeypatch.setattr(groups_mod, "run_group", counted)
+    first = make_plan(net, demand, criteria=cn, method="greedy", workers=1, work_dir=tmp_path)
+    assert sorted(ran) == [0, 1]
+    ran.clear()
+    make_plan(net, demand, criteria=cn, method="greedy", workers=1, work_dir=tmp_path, resume=True)
+    assert ran == []  # the same code: both reused
+    monkeypatch.setattr(groups_mod, "PLAN_FORMAT", groups_mod.PLAN_FORMAT + 1)
+    again = make_plan(
+        net, demand, criteria=cn, method="greedy", workers=1, work_dir=tmp_path, resume=True
+    )
+    assert sorted(ran) == [0, 1]  # another plan format: both planned again
+    assert again.cost_cny == pytest.approx(first.cost_cny, abs=0.01)
