@@ -268,6 +268,10 @@ def tighten(
                 cuts.trafo_kw[t] = cuts.trafo_kw.get(t, 0.0) + kw + 1.0
                 notes.append(f"trafo {t}: loading over by {excess:.2%}")
                 continue
+            if t != idx and idx not in network.pp.trafo.index:
+                # a parallel unit: judged as the unit it stands beside (the base knows that
+                # one; its sensitivities, the whole current through it, err on the safe side)
+                b = dataclasses.replace(b, element=f"trafo {t}", name=f"its parallel unit {b.name}")
             if t in inst.trafo_kva:
                 relief[b] = _relief(inst, sol, True, t, excess)
             generic.append(b)
