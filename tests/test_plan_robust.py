@@ -169,14 +169,14 @@ def test_contingency_labels_do_not_depend_on_the_ids_of_new_lines():
         (c,) = topo.feeders["L0"].contingencies
         new = max(c.lost_lines)
         assert new not in loop.pp.line.index and str(new) in c.id  # the id names the new line
-        labels.append(contingency_label(loop, planned, c))
+        labels.append(contingency_label(loop, planned.pp, c))
         assert element_label(loop, planned.pp, "line", new) == "the parallel cable of line 0"
     assert labels == ["loss of line 0 with its parallel cable (L0)"] * 2
     (c1,) = topo.feeders["L1"].contingencies  # the second plan doubled L1 too
-    assert contingency_label(loop, planned, c1) == "loss of line 1 with its parallel cable (L1)"
+    assert contingency_label(loop, planned.pp, c1) == "loss of line 1 with its parallel cable (L1)"
     # a contingency of existing lines alone keeps its id
     (c1,) = find_contingencies(loop.pp).feeders["L1"].contingencies
-    assert contingency_label(loop, loop, c1) == c1.id == "loss of line 1 (L1)"
+    assert contingency_label(loop, loop.pp, c1) == c1.id == "loss of line 1 (L1)"
 
     radial = Network(_radial(), name="radial", source="test")
     for ch in (Changes().new_tie(1, 2), Changes().add_parallel_line(1, cable).new_tie(1, 2)):

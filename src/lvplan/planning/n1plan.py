@@ -87,19 +87,20 @@ class N1Failure:
     detail: str
 
 
-def contingency_label(network: Network, planned, c) -> str:
-    """A contingency named as the engineer finds it in the network and in ``reinforced.json``,
-    the same whatever round found it: its ``id`` names the lines it loses in the planned
-    network, and a line the plan added (a cable laid beside a head section, lost with it) has
-    an id that depends on the changes before it; such a line is named by the existing one it
-    doubles (:func:`lvplan.planning.verify.element_label`)."""
+def contingency_label(network: Network, planned_pp, c) -> str:
+    """A contingency of the planned pandapower net ``planned_pp`` named as the engineer finds
+    it in the network and in ``reinforced.json``, the same whatever round found it: its ``id``
+    names the lines it loses in the planned network, and a line the plan added (a cable laid
+    beside a head section, lost with it) has an id that depends on the changes before it;
+    such a line is named by the existing one it doubles
+    (:func:`lvplan.planning.verify.element_label`)."""
     from lvplan.planning.verify import element_label
 
     lost = c.lost_lines
     base = network.pp.line.index
     if all(ln in base for ln in lost):
         return str(c.id)
-    names = [element_label(network, planned.pp, "line", ln) for ln in lost]
+    names = [element_label(network, planned_pp, "line", ln) for ln in lost]
     kept = [n for n in names if not any(n == f"the parallel cable of {m}" for m in names)]
     doubled = {m for m in kept if f"the parallel cable of {m}" in names}
     parts = [f"{m} with its parallel cable" if m in doubled else m for m in kept]
@@ -192,7 +193,7 @@ def check_plan_n1(
 
     def lab(c) -> str:
         if c.id not in labels:
-            labels[c.id] = contingency_label(network, planned, c)
+            labels[c.id] = contingency_label(network, planned.pp, c)
         return labels[c.id]
 
     def fresh(us) -> tuple[int, ...]:
