@@ -186,3 +186,30 @@ def test_contingency_labels_do_not_depend_on_the_ids_of_new_lines():
         assert "switch" in opt.name
         assert option_label(radial, opt) == "close the new tie bus 1 - bus 2 (L0 - L1)"
         assert element_label(radial, planned.pp, "line", opt.tie.line) == "new line bus 1 - bus 2"
+
+
+def test_a_pair_the_network_has_is_corrected_in_one_round(tmp_path, cn):
+    """Two 630 kVA units the network has between the same buses (vk 6 % and 3 %): the model
+    holds the one its area names (trafo 0), while trafo 1 takes 67 % of the current and is
+    1.21 % over its limit with the two 100 kW demands. Before: 8 rounds of 5 kW cuts and a
+    withdrawal; now one round holds the pair's new load below what the model had put on it."""
+    net = pp.create_empty_network()
+    mv = pp.create_bus(net, 10.0, name="MV", geodata=(LON0, LAT0))
+    lv = pp.create_bus(net, 0.4, name="T LV", geodata=(LON0, LAT0))
+    pp.create_ext_grid(net, mv, vm_pu=1.02)
+    for name, vk in (("T a", 6.0), ("T b", 3.0)):
+        pp.create_transformer_from_parameters(
+            net, mv, lv, sn_mva=0.63, vn_hv_kv=10.0, vn_lv_kv=0.4, vk_percent=vk,
+            vkr_percent=0.8, pfe_kw=0.0, i0_percent=0.0, shift_degree=150.0, name=name,
+        )  # fmt: skip
+    pp.create_load(net, lv, p_mw=0.7, q_mvar=0.7 * math.tan(math.acos(0.95)), name="existing")
+    network = Network(net, name="base pair", source="test")
+    demand = tmp_path / "d.csv"
+    demand.write_text("id,kw,category,bus\nd0,100,generic,1\nd1,100,generic,1\n")
+    p = make_plan(network, demand, criteria=cn, method="greedy", time_limit_s=10)
+    assert [(h.method, h.broken) for h in p.history] == [("greedy", 1), ("greedy", 0)]
+    note = p.history[0].notes[0]
+    assert note.startswith("trafo 1 (T b): loading over by 1.21%, 67% of the current"), note
+    assert "the unit as it is" in note
+    assert len(p.assignments) == 1 and not p.unserved[0]["reason"].startswith("withdrawn")
+    assert not _new_violations(p, network, cn)

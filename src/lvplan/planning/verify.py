@@ -259,7 +259,7 @@ def tighten(
                         t = cand
             pair = _units_beside(pp, idx)
             if t in inst.trafo_kva and t in carried_trafos and len(pair) > 1:
-                note = _pair_cut(inst, sol, ev, t, idx, pair, excess, cuts)
+                note = _pair_cut(network, inst, sol, ev, t, idx, pair, excess, cuts)
                 if note is not None:
                     notes.append(note)
                     continue
@@ -317,6 +317,7 @@ def element_label(network: Network, pp, comp: str, idx: int) -> str:
 
 
 def _pair_cut(
+    network: Network,
     inst: Instance,
     sol: Solution,
     ev: Evaluation,
@@ -398,7 +399,7 @@ def _pair_cut(
         cuts.trafo_kw[t] = cuts.trafo_kw.get(t, 0.0) + more
         on = "unit as it is"
     name = str(pp.trafo.at[idx, "name"]) if "name" in pp.trafo else ""
-    who = f"trafo {t}" if idx == t else f"the parallel unit of trafo {t}"
+    who = element_label(network, pp, "trafo", idx)  # a unit of the base: by its own id
     return (
         f"{who} ({name}): loading over by {excess:.2%}, {share:.0%} of the current of its "
         f"{len(pair)} parallel units; their new load held to {model_kw - off_kw:,.1f} kW "
