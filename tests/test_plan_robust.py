@@ -118,6 +118,7 @@ def test_the_optimal_rounds_stop_at_the_deadline_with_the_verified_greedy_plan(h
         ("greedy", "feasible"),
         ("optimal", "stopped"),
     ]
+    assert p.ac_rounds == 1  # the stopped round evaluated nothing
     s = p.summary()
     assert s["stopped"] == "time_limit"
     assert s["stop_note"].startswith("stopped at the time limit (1 s)")

@@ -8,7 +8,9 @@ initializer: on Linux the kernel sends the worker SIGKILL when its parent dies
 (``prctl(PR_SET_PDEATHSIG)`` through ctypes); elsewhere, or if that call fails, a daemon
 thread polls the parent's pid every ``POLL_S`` seconds and ends the worker when it changes
 (the worker was re-parented). A driver that died before the initializer ran is caught by the
-same check at once.
+same check at once. Linux sends the signal when the *thread* that started the worker ends: a
+pool is made, fed and closed in one thread (:func:`lvplan.planning.groups._one_pool`; a
+spawn-context ``ProcessPoolExecutor`` starts its workers in the thread that submits).
 """
 
 from __future__ import annotations

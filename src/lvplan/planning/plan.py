@@ -578,7 +578,7 @@ def plan_network(
             text = why.explain(sol, u["position"])
             u["reason"] = text if text.startswith("an option fits") else "no option fits: " + text
         del u["position"]
-    result.ac_rounds = sum(1 for h in history)
+    result.ac_rounds = sum(1 for h in history if h.status != "stopped")  # evaluated rounds
     result.runtime_s = time.perf_counter() - t0
     result.greedy_cost_cny = g_sol.cost_cny
     result.greedy_served_kw = _served_kw(inst, g_sol)
