@@ -316,6 +316,23 @@ def test_each_group_gets_its_share_of_the_time_left_when_it_starts(city, cn):
     assert second["time_limit_s"] >= first["time_limit_s"] + 20
 
 
+def test_groups_that_stop_at_their_time_are_said_in_the_joined_plan(city, cn, monkeypatch):
+    """Each group given 1 s (the floor lowered from 10 s): its greedy plan and AC round fit, a
+    CP-SAT round does not; both groups stop there with their verified greedy plan, and the
+    joined plan says so (``stopped``, which groups, each row's ``stopped``), its cost the
+    greedy plan's."""
+    net, demand = city
+    monkeypatch.setattr(groups_mod, "MIN_GROUP_S", 1.0)
+    monkeypatch.setattr(groups_mod, "RESERVE_S", 0.0)
+    p = make_plan(net, demand, criteria=cn, method="optimal", time_limit_s=1.0, workers=1)
+    s = p.summary()
+    assert s["stopped"] == "time_limit"
+    assert s["stop_note"].startswith("2 of 2 groups stopped at the time they were given")
+    assert [r["stopped"] for r in s["solver"]["parts"]] == ["time_limit", "time_limit"]
+    assert [r["cp_sat"] for r in s["solver"]["parts"]] == ["stopped", "stopped"]
+    assert p.cost_cny == pytest.approx(p.greedy_cost_cny, abs=0.01)
+
+
 _DRIVER = """
 import sys
 from lvplan.planning import groups
