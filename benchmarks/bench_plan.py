@@ -98,6 +98,7 @@ def main() -> None:
         f"transfers          {n_x} chosen ({s['cost_by_kind_cny'].get('transfer', 0.0):,.0f} CNY) "
         f"of {s['candidates'].get('transfers', 0)} offered"
     )
+    print(f"stopped            {s['stopped']} {s.get('stop_note', '')}")
     if "n1" in s:
         n1 = s["n1"]
         by_kind = s["cost_by_kind_cny"]
@@ -110,7 +111,7 @@ def main() -> None:
         for kind in ("mv_tie_new", "transformer_move"):
             n = sum(1 for m in p.measures if m.kind == kind)
             print(f"  {kind:<17} {n} measures, {by_kind.get(kind, 0.0):,.0f} CNY")
-        bad = _n1_reference(after_net, crit, n1["contingencies_passed"])
+        bad = _n1_reference(net, after_net, crit, n1["contingencies_passed"])
         print(
             f"N-1 reference      {len(n1['contingencies_passed'])} contingencies judged by "
             f"pandapower on reinforced.json (emergency limits): {len(bad)} fail {bad[:5]}"
@@ -120,15 +121,19 @@ def main() -> None:
     print(f"outputs            {out}")
 
 
-def _n1_reference(net, crit, ids: list[str]) -> list[str]:
-    """The contingencies ``ids`` (as the plan names them) that fail in pandapower on ``net``
-    with the switches as lvplan's contingency says (``tests/reference.py``'s N1Reference)."""
+def _n1_reference(base, net, crit, ids: list[str]) -> list[str]:
+    """The contingencies ``ids`` (as the plan names them: ``n1plan.contingency_label`` against
+    the ``base`` network) that fail in pandapower on ``net`` with the switches as lvplan's
+    contingency says (``tests/reference.py``'s N1Reference)."""
     from reference import N1Reference
 
     from lvplan.n1.contingency import find_contingencies
+    from lvplan.planning.n1plan import contingency_label
 
     topo = find_contingencies(net)
-    by_id = {c.id: c for f in topo.feeders.values() for c in f.contingencies}
+    by_id = {
+        contingency_label(base, net, c): c for f in topo.feeders.values() for c in f.contingencies
+    }
     bad = []
     for cid in ids:
         c = by_id.get(cid)

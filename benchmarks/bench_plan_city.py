@@ -112,7 +112,10 @@ def main() -> int:
         f"served {s['demands_served']} of {s['demands']} ({s['design_kw_served']:,.0f} kW); "
         f"{s['measures']} measures, {s['new_substations']} new substations; "
         f"status {s['solver']['status']}, bound {s['solver']['best_bound']}, "
-        f"gap {s['solver']['gap']}, AC rounds {s['ac_rounds']}"
+        f"gap {s['solver']['gap']}, AC rounds {s['ac_rounds']}, withdrawn "
+        f"{sum(r.get('withdrawn', 0) for r in s['solver']['parts'])} in "
+        f"{sum(1 for r in s['solver']['parts'] if r.get('withdrawn'))} groups; stopped "
+        f"{s['stopped']}"
     )
     print(
         "group islands  buses demands capped served status   cp-sat   cost_cny      bound_cny"

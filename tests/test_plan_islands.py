@@ -314,3 +314,109 @@ def test_each_group_gets_its_share_of_the_time_left_when_it_starts(city, cn):
     assert (100 - reserve) / 2 - 5 <= first["time_limit_s"] <= (100 - reserve) / 2
     assert second["time_limit_s"] <= 100 - reserve - first["seconds"] + 0.1
     assert second["time_limit_s"] >= first["time_limit_s"] + 20
+
+
+def test_groups_that_stop_at_their_time_are_said_in_the_joined_plan(city, cn, monkeypatch):
+    """Each group given 1 s (the floor lowered from 10 s): its greedy plan and AC round fit, a
+    CP-SAT round does not; both groups stop there with their verified greedy plan, and the
+    joined plan says so (``stopped``, which groups, each row's ``stopped``), its cost the
+    greedy plan's."""
+    net, demand = city
+    monkeypatch.setattr(groups_mod, "MIN_GROUP_S", 1.0)
+    monkeypatch.setattr(groups_mod, "RESERVE_S", 0.0)
+    p = make_plan(net, demand, criteria=cn, method="optimal", time_limit_s=1.0, workers=1)
+    s = p.summary()
+    assert s["stopped"] == "time_limit"
+    assert s["stop_note"].startswith("2 of 2 groups stopped at the time they were given")
+    assert [r["stopped"] for r in s["solver"]["parts"]] == ["time_limit", "time_limit"]
+    assert [r["cp_sat"] for r in s["solver"]["parts"]] == ["stopped", "stopped"]
+    assert p.cost_cny == pytest.approx(p.greedy_cost_cny, abs=0.01)
+
+
+_DRIVER = """
+import sys
+from lvplan.planning import groups
+groups.POOL_MIN_BUSES = 0  # this small city on spawned workers too
+import lvplan
+from lvplan.planning.plan import plan
+net = lvplan.load_network(sys.argv[1])
+plan(net, sys.argv[2], criteria="cn", method="greedy", workers=2, work_dir=sys.argv[3])
+"""
+
+
+def _running(p) -> bool:
+    """Still running (a killed child re-parented to an init that does not reap it stays a
+    zombie: it runs nothing)."""
+    import psutil
+
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_a_killed_driver_leaves_no_worker_and_resume_finishes(city, cn, greedy_plans, tmp_path):
+    """The plan's driver is SIGKILLed while its spawned workers plan the groups: the workers
+    end with it (before, each ran its group to the end, minutes of CPU at city scale, and then
+    found no one to answer); ``--resume`` on its folder then gives the uninterrupted plan."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    net, demand = city
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    drv = subprocess.Popen(
+        [sys.executable, "-c", _DRIVER, str(net.source), str(demand), str(tmp_path)], env=env
+    )
+    try:
+        me = psutil.Process(drv.pid)
+        deadline = time.monotonic() + 120
+        busy: list = []
+        while time.monotonic() < deadline and drv.poll() is None and not busy:
+            kids = [p for p in me.children() if "spawn_main" in " ".join(p.cmdline())]
+            busy = [p for p in kids if p.cpu_times().user > 1.0]
+            time.sleep(0.1)
+        assert busy, "no worker got busy before the driver ended: the test killed nothing"
+        workers = [p for p in me.children() if "spawn_main" in " ".join(p.cmdline())]
+        drv.kill()  # SIGKILL: no handler, no atexit, no pool shutdown
+        drv.wait()
+        _gone, alive = psutil.wait_procs(workers, timeout=5)
+        alive = [p for p in alive if _running(p)]
+        assert not alive, f"{len(alive)} worker(s) still running after their driver died"
+    finally:
+        if drv.poll() is None:
+            drv.kill()
+    assert (tmp_path / "parts").is_dir()
+    p = make_plan(
+        net, demand, criteria=cn, method="greedy", workers=1, work_dir=tmp_path, resume=True
+    )
+    assert p.cost_cny == pytest.approx(greedy_plans[0].cost_cny, abs=0.01)
+    assert len(p.assignments) == len(greedy_plans[0].assignments)
+
+
+def test_resume_does_not_reuse_a_group_planned_under_other_physics(city, cn, tmp_path, monkeypatch):
+    """A kept group's key holds ``PLAN_FORMAT`` (bumped when the same inputs would be planned
+    otherwise): a folder of an older plan format is planned again, while the same format is
+    reused (before, the key held nothing of the code: a group of an older release, its plan
+    made under other physics, was reused)."""
+    net, demand = city
+    real = groups_mod.run_group
+    ran: list[int] = []
+
+    def counted(job):
+        ran.append(job.index)
+        return real(job)
+
+    monkeypatch.setattr(groups_mod, "run_group", counted)
+    first = make_plan(net, demand, criteria=cn, method="greedy", workers=1, work_dir=tmp_path)
+    assert sorted(ran) == [0, 1]
+    ran.clear()
+    make_plan(net, demand, criteria=cn, method="greedy", workers=1, work_dir=tmp_path, resume=True)
+    assert ran == []  # the same code: both reused
+    monkeypatch.setattr(groups_mod, "PLAN_FORMAT", groups_mod.PLAN_FORMAT + 1)
+    again = make_plan(
+        net, demand, criteria=cn, method="greedy", workers=1, work_dir=tmp_path, resume=True
+    )
+    assert sorted(ran) == [0, 1]  # another plan format: both planned again
+    assert again.cost_cny == pytest.approx(first.cost_cny, abs=0.01)

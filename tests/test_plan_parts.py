@@ -54,7 +54,8 @@ def test_parts_partition_the_instance(city, cn):
 
 def test_a_plan_by_parts_passes_the_judge(city, cn):
     net, demand = city
-    p = make_plan(net, demand, criteria=cn, time_limit_s=10)
+    # (the deadline stops the rounds: 20 s leaves room for one optimal round on a slow machine)
+    p = make_plan(net, demand, criteria=cn, time_limit_s=20)
     s = p.summary()
     rows = s["solver"]["parts"]
     assert len(rows) >= 2 and sum(r["demands"] for r in rows) == s["demands"]

@@ -565,6 +565,8 @@ def _plan(args: argparse.Namespace, crit) -> int:
         f"{'n/a' if greedy is None else f'{greedy:,.0f} CNY'}; AC rounds {s['ac_rounds']}; "
         f"{s['runtime_s']:.1f} s"
     )
+    if s.get("stopped"):
+        print(f"stopped: {s['stop_note']}")
     for kind, cost in s["cost_by_kind_cny"].items():
         print(f"  {kind:22s} {cost:>14,.0f} CNY")
     if "n1" in s:

@@ -9,7 +9,8 @@ group after another), or on a Dask cluster (``scheduler``).
 Kept work: with a ``work_dir``, every finished group is written (atomically, by this driver
 alone) to ``work_dir/parts/<key>.pkl``, where ``key`` is the sha256 of everything the group's
 plan depends on: the sub-network's tables (:attr:`Network.fingerprint`), the group's demand
-rows, the profile, the catalogue, the method and the time limit. A group whose worker dies is
+rows, the profile, the catalogue, the method, the time limit, and the code's ``PLAN_FORMAT``
+and lvplan version (not a hash of its source). A group whose worker dies is
 run again (Dask's retries; a fresh local pool); ``resume`` reuses the finished groups of an
 interrupted run, and a changed input changes the key, so a stale group is never reused. The
 files are pickles written by lvplan for this run's own reuse (do not resume from a folder
@@ -62,6 +63,13 @@ _BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 #: with ``workers`` threads): a spawned worker's start (imports, numba's compilation) costs more
 #: than a small network's groups take (``sz-futian``'s 30 demands: 2 groups, under 2 s).
 POOL_MIN_BUSES = 50_000
+#: In every group's key: bumped whenever the same inputs would give a group another plan (the
+#: physics of the candidates, the model or the verification loop) or a kept group's pickle
+#: changes shape, so that ``--resume`` never reuses a group planned under other physics. The
+#: key holds no hash of the source: an edit that changes no plan (a message, a refactoring)
+#: keeps the finished groups. 2: a parallel pair over its limit cut by its share of the
+#: current; the optimal rounds stop at the deadline.
+PLAN_FORMAT = 2
 
 
 @dataclass
@@ -204,7 +212,11 @@ def plan_by_groups(
     n_bus = len(network.pp.bus)
     pool = workers > 1 and len(network.pp.bus) >= POOL_MIN_BUSES
     parallel = scheduler is not None or pool
+    from lvplan import __version__
+
     settings = {
+        "plan_format": PLAN_FORMAT,
+        "lvplan": __version__,
         "criteria": crit.to_dict(),
         "measures": repr(meas),
         "method": method,
@@ -330,7 +342,14 @@ def _one_pool(
     failed: list[GroupJob] = []
     queue = iter(pending)
     futs: dict = {}
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+    from lvplan.workers import die_with_parent
+
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=mp.get_context("spawn"),
+        initializer=die_with_parent,  # a killed driver leaves no worker running its job
+        initargs=(os.getpid(),),
+    ) as pool:
 
         def submit_next() -> bool:
             job = next(queue, None)
@@ -490,6 +509,7 @@ def join(
                 served=len(p.assignments),
                 withdrawn=sum(1 for u in p.unserved if str(u["reason"]).startswith("withdrawn")),
                 ac_rounds=p.ac_rounds,
+                stopped=p.stopped,
                 greedy_cost_cny=None if p.greedy_cost_cny is None else round(p.greedy_cost_cny, 2),
                 seconds=round(res.seconds, 2),
                 cpu_s=round(res.cpu_s, 2),
@@ -557,6 +577,14 @@ def join(
         u["reason"] = u["reason"] or reasons.get(u["demand"]) or "no option fits"
         del u["position"]
     out.ac_rounds = rounds
+    late = [r.index + 1 for r in results if r.plan is not None and r.plan.stopped]
+    if late:
+        out.stopped = "time_limit"
+        out.stop_note = (
+            f"{len(late)} of {len(groups)} groups stopped at the time they were given, each with "
+            f"the best plan that had passed its AC check (groups {', '.join(map(str, late[:20]))}"
+            f"{', ...' if len(late) > 20 else ''})"
+        )
     out.greedy_cost_cny = greedy_cost
     out.greedy_served_kw = greedy_kw
     out.optimal_cost_cny = optimal if math.isfinite(optimal) and method == "optimal" else None

@@ -53,6 +53,9 @@ class Cuts:
     line_kw: dict[int, float] = field(default_factory=dict)
     trafo_kw: dict[int, float] = field(default_factory=dict)
     site_kw: dict[int, float] = field(default_factory=dict)
+    #: kW off one transformer upgrade's capacity (a parallel unit whose pair shares the current
+    #: unequally: the AC check, :func:`lvplan.planning.verify.tighten`), beside ``trafo_kw``
+    upgrade_kw: dict[int, float] = field(default_factory=dict)
     mv_factor: float = 1.0  # scales the 10 kV drop term
     linear: list[tuple[dict[int, float], float]] = field(default_factory=list)  # (pu by option, pu)
     linear_names: list[str] = field(default_factory=list)  # the element each linear cut holds
@@ -217,7 +220,11 @@ class LinearGrid:
                 ceil_int((r + x * tan) * KW_UNIT / (sn * v) / V_UNIT),
                 us,
                 [
-                    math.floor((inst.upgrades[u].capacity * lim_trafo - base) * to_u - cut)
+                    math.floor(
+                        (inst.upgrades[u].capacity * lim_trafo - base) * to_u
+                        - cut
+                        - cuts.upgrade_kw.get(u, 0.0) / KW_UNIT
+                    )
                     for u in us
                 ],
                 [

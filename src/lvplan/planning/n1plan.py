@@ -87,6 +87,42 @@ class N1Failure:
     detail: str
 
 
+def contingency_label(network: Network, planned_pp, c) -> str:
+    """A contingency of the planned pandapower net ``planned_pp`` named as the engineer finds
+    it in the network and in ``reinforced.json``, the same whatever round found it: its ``id``
+    names the lines it loses in the planned network, and a line the plan added (a cable laid
+    beside a head section, lost with it) has an id that depends on the changes before it;
+    such a line is named by the existing one it doubles
+    (:func:`lvplan.planning.verify.element_label`)."""
+    from lvplan.planning.verify import element_label
+
+    lost = c.lost_lines
+    base = network.pp.line.index
+    if all(ln in base for ln in lost):
+        return str(c.id)
+    names = [element_label(network, planned_pp, "line", ln) for ln in lost]
+    kept = [n for n in names if not any(n == f"the parallel cable of {m}" for m in names)]
+    doubled = {m for m in kept if f"the parallel cable of {m}" in names}
+    parts = [f"{m} with its parallel cable" if m in doubled else m for m in kept]
+    what = parts[0] if len(parts) == 1 else "section of " + ", ".join(parts)
+    return f"loss of {what} ({c.feeder})"
+
+
+def option_label(network: Network, option) -> str:
+    """A restoring option by a name that does not depend on the round: a new tie's switch and
+    cable are new elements, named by the buses the tie joins."""
+    tie = option.tie
+    if tie is None:
+        return str(option.name)
+    sw = network.pp.switch.index
+    if all(s in sw for s in tie.switches) and (
+        tie.line is None or tie.line in network.pp.line.index
+    ):
+        return str(option.name)
+    a, b = sorted(tie.ends)
+    return f"close the new tie bus {a} - bus {b} ({tie.feeders[0]} - {tie.feeders[1]})"
+
+
 def option_feeder(network: Network, inst: Instance, k: int, feeder_of: dict[int, str]) -> str:
     """The 10 kV feeder an option's load hangs on ("" when none is known), in ``network`` (the
     planned one: a moved unit hangs on its new feeder)."""
@@ -153,6 +189,12 @@ def check_plan_n1(
         return ok[f]
 
     lim = inst.criteria.n1_line_max_loading_percent
+    labels: dict[str, str] = {}  # contingency id -> its label (see contingency_label)
+
+    def lab(c) -> str:
+        if c.id not in labels:
+            labels[c.id] = contingency_label(network, planned.pp, c)
+        return labels[c.id]
 
     def fresh(us) -> tuple[int, ...]:
         return tuple(u for u in us if u not in built and u not in cuts.banned)
@@ -165,18 +207,19 @@ def check_plan_n1(
             if c.id in seen:
                 continue
             seen.add(c.id)
+            lab(c)
             out = judge(c)
             if out.status == PASS:
                 continue
             margin = out.best.min_margin if out.best is not None else -math.inf
             ties = fresh(offers.ties(planned, topo, c, lim)) if offers is not None else ()
             if out.status != FAIL or out.best is None:
-                why = f"N-1 {c.id}: {out.status.replace('_', ' ')}"
-                failures.append(N1Failure(c.id, feeder, out.status, -math.inf, why))
+                why = f"N-1 {lab(c)}: {out.status.replace('_', ' ')}"
+                failures.append(N1Failure(lab(c), feeder, out.status, -math.inf, why))
                 for f in sorted({c.feeder, feeder}):  # the loop's, and the demand's feeder
                     notes += _withdraw(opt_feeder, f, cuts, why, ties)
                 continue
-            failures.append(N1Failure(c.id, feeder, FAIL, margin, f"N-1 {c.id}: fails"))
+            failures.append(N1Failure(lab(c), feeder, FAIL, margin, f"N-1 {lab(c)}: fails"))
             # the options this contingency concerns, as the check judges it: those on its
             # feeder or a loop partner (a load elsewhere moves its margin only through the
             # source busbar's voltage: a contingency the check never runs for it)
@@ -196,10 +239,23 @@ def check_plan_n1(
                 return fresh(offers.moves(planned, topo, c, option, el, need, feeder_ok, lim))
 
             learned = _fail_cuts(
-                network, inst, sol, ctx, c, out.best, cuts, ks_near, ties, moves, built, max_cuts
+                network,
+                inst,
+                sol,
+                ctx,
+                c,
+                out.best,
+                cuts,
+                ks_near,
+                ties,
+                moves,
+                built,
+                max_cuts,
+                label=lab(c),
+                planned_pp=planned.pp,
             )
             if not learned:  # nothing the options can change: its N-1 demands go elsewhere
-                why = f"N-1 {c.id}: fails (margin {margin:.4f}) and no connection relieves it"
+                why = f"N-1 {lab(c)}: fails (margin {margin:.4f}) and no connection relieves it"
                 learned = []
                 for f in sorted({c.feeder, feeder}):
                     learned += _withdraw(opt_feeder, f, cuts, why, ties)
@@ -215,20 +271,21 @@ def check_plan_n1(
             if c.id in seen:
                 continue
             seen.add(c.id)
+            lab(c)
             out = judge(c)
             if out.status == PASS:
                 continue
             why = (
-                f"N-1 {c.id}: {out.status.replace('_', ' ')} with trafo {up.element} moved onto "
+                f"N-1 {lab(c)}: {out.status.replace('_', ' ')} with trafo {up.element} moved onto "
                 f"feeder {f}"
             )
-            failures.append(N1Failure(c.id, f, out.status, -math.inf, why))
+            failures.append(N1Failure(lab(c), f, out.status, -math.inf, why))
             cuts.banned.add(u)
             notes.append(f"{why}: that move is no longer offered")
     if failures and not notes:  # nothing learned: never the same plan again
         for f in sorted({x.feeder for x in failures}):
             notes += _withdraw(opt_feeder, f, cuts, "N-1 fails")
-    return failures, notes, sorted(seen)
+    return failures, notes, sorted(set(labels.values()))
 
 
 def _withdraw(
@@ -257,6 +314,9 @@ def _fail_cuts(
     moves=lambda _v: (),
     built: set[int] | None = None,
     max_cuts: int = MAX_CUTS_PER_CONTINGENCY,
+    *,
+    label: str | None = None,
+    planned_pp=None,
 ) -> list[str]:
     """Linear cuts for the elements over their emergency limit in ``best`` (an option of
     contingency ``c``, on the planned network), from the sensitivities in that state, on the
@@ -265,7 +325,7 @@ def _fail_cuts(
     whose class requires it, and only its own loop's contingencies). Each cut is lifted by
     reinforcing its section, by one of the new ``ties``, or by one of ``moves(violation)``."""
     from lvplan.kinds import BindingKind
-    from lvplan.planning.verify import _relief
+    from lvplan.planning.verify import _relief, element_label
     from lvplan.powerflow.sensitivity import margin_sensitivity_of
 
     prep = ctx.prepared(best.option)
@@ -327,7 +387,14 @@ def _fail_cuts(
         n_reinforce = len(lift)
         more = tuple(u for u in (*ties, *moves(v)) if u not in (built or set()))
         lift = tuple(dict.fromkeys((*lift, *more)))
-        name = f"N-1 {c.id} ({best.option.name}): {v.kind.value} of {el}"
+        # named so that the name holds in later rounds and in reinforced.json (a new line's id
+        # depends on the changes made before it): see contingency_label
+        what = el
+        if planned_pp is not None and el.startswith("line ") and el.split()[1].isdigit():
+            what = element_label(network, planned_pp, "line", int(el.split()[1]))
+        name = (
+            f"N-1 {label or c.id} ({option_label(network, best.option)}): {v.kind.value} of {what}"
+        )
         cuts.add_linear(coefs, used + margin - safe, name, lift)
         n_tie = sum(1 for u in lift if inst.upgrades[u].kind == MeasureKind.MV_TIE_NEW)
         n_move = len(lift) - n_reinforce - n_tie

@@ -215,7 +215,12 @@ def _as_base(network: Network, ev_net: Any, b: Broken) -> Broken:
     same = base.index[
         base[cols[0]].isin(ends).to_numpy() & base[cols[1]].isin(ends).to_numpy()
     ].tolist()
-    return dataclasses.replace(b, element=f"{comp} {same[0]}") if same else b
+    if not same:
+        return b
+    # named by the existing element (the new one's id is the planned network's, not the one it
+    # gets in reinforced.json of a city) and by its own name there
+    what = "parallel unit" if comp == "trafo" else "parallel cable"
+    return dataclasses.replace(b, element=f"{comp} {same[0]}", name=f"its {what} {b.name}".strip())
 
 
 def _islands_of(

@@ -1,0 +1,54 @@
+"""Worker processes that do not outlive the process that started them.
+
+A local process pool's workers (the city plan's groups, :mod:`lvplan.planning.groups`) are
+separate processes: when their driver dies (SIGKILL, out of memory, a closed terminal) a
+worker busy with a job would run it to its end, for minutes of CPU on a shared machine, and
+only then find no one to give its answer to. :func:`die_with_parent` is the pool's
+initializer: on Linux the kernel sends the worker SIGKILL when its parent dies
+(``prctl(PR_SET_PDEATHSIG)`` through ctypes); elsewhere, or if that call fails, a daemon
+thread polls the parent's pid every ``POLL_S`` seconds and ends the worker when it changes
+(the worker was re-parented). A driver that died before the initializer ran is caught by the
+same check at once. Linux sends the signal when the *thread* that started the worker ends: a
+pool is made, fed and closed in one thread (:func:`lvplan.planning.groups._one_pool`; a
+spawn-context ``ProcessPoolExecutor`` starts its workers in the thread that submits).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import threading
+import time
+
+#: seconds between two looks at the parent's pid (the fallback)
+POLL_S = 1.0
+_PR_SET_PDEATHSIG = 1
+
+
+def _pdeathsig() -> bool:
+    """Ask the kernel for SIGKILL when the parent dies (Linux); False where it cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch(parent: int) -> None:
+    while True:
+        time.sleep(POLL_S)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+def die_with_parent(parent: int) -> None:
+    """A pool initializer (``initargs=(os.getpid(),)`` in the driver): this worker ends when
+    process ``parent`` does (see the module docstring)."""
+    if not _pdeathsig():
+        threading.Thread(target=_watch, args=(parent,), daemon=True, name="parent-watch").start()
+    if os.getppid() != parent:  # the driver died before the request above: nothing to serve
+        os._exit(1)
