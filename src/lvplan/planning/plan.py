@@ -47,6 +47,7 @@ from lvplan.planning.n1plan import (
     n1_demands,
 )
 from lvplan.planning.parts import split
+from lvplan.planning.repair import repair, snapshot, touched
 from lvplan.planning.transfers import offer_transfers
 from lvplan.planning.verify import base_margin_map, check_plan, solution_changes, tighten
 from lvplan.planning.withdraw import withdraw_unverified
@@ -511,6 +512,7 @@ def plan_network(
     if method == "optimal" or budget_cny is not None:
         last = [g_sol]  # each round starts from the newest plan (the greedy first)
         bounded: list[Solution | None] = [None]  # the round that proved the most
+        prev_cuts: list[Cuts | None] = [None]  # the cuts the last round was solved under
         memo: dict[int, Solution] = {}  # by part: its last solution
 
         def optimal() -> Solution:
@@ -525,6 +527,7 @@ def plan_network(
                     f"check + {over_s[0]:.1f} s to make the model"
                 )
             grid = LinearGrid(inst, mv, cuts)
+            before, prev_cuts[0] = prev_cuts[0], snapshot(cuts)
             # the first round takes most of the time; a later one repairs a few limits
             share = 0.8 if len(history) <= _greedy_rounds[0] else 0.5
             given = max(MIN_SOLVE_S, share * left)
@@ -544,9 +547,31 @@ def plan_network(
                 if fits and not mdl.hint(last[0]) and last[0] is not g_sol:
                     # the newest plan broke a limit the AC check has since cut (a plan from
                     # the relaxation's neighbourhood uses the room to the last kW): start
-                    # from the verified greedy plan, which fits
+                    # from it repaired where the new cuts bear (planning/repair.py), or from
+                    # the verified greedy plan where that is better
+                    t_rep = time.perf_counter()
+                    who = touched(grid, before, cuts, last[0]) if before is not None else None
+                    fixed = None
+                    if who:
+                        fixed = repair(
+                            grid, last[0], who, time_limit_s=0.3 * given, workers=workers
+                        )
+                    start = fixed if fixed is not None and _better(inst, fixed, g_sol) else g_sol
+                    given = max(MIN_SOLVE_S, given - (time.perf_counter() - t_rep))
+                    say(
+                        "optimal: the last plan no longer fits the cuts; "
+                        + (
+                            f"{len(who)} demands connected anew: {fixed.cost_cny:,.0f} CNY"
+                            if fixed is not None and who
+                            else "no repair"
+                        )
+                        + "; the round starts from the "
+                        + ("repaired plan" if start is fixed else "verified greedy plan")
+                    )
                     mdl = PlanModel(grid, budget_cny=budget_cny)
-                    mdl.hint(g_sol)
+                    if not mdl.hint(start) and start is not g_sol:
+                        mdl = PlanModel(grid, budget_cny=budget_cny)
+                        mdl.hint(g_sol)
                 out = mdl.solve(
                     time_limit_s=given,
                     workers=workers,
@@ -554,12 +579,18 @@ def plan_network(
                 )
             over_s[0] = max(0.0, time.perf_counter() - now - given)
             if out.status in ("optimal", "feasible"):
-                last[0] = out
                 # each round's model only adds cuts to the one before: a bound stays a bound
-                if math.isfinite(out.bound) and (
-                    bounded[0] is None or out.bound > bounded[0].bound
-                ):
+                b = bounded[0]
+                if math.isfinite(out.bound) and (b is None or out.bound > b.bound):
                     bounded[0] = out
+                elif b is not None and _same_served(inst, b, out):
+                    out = dataclasses.replace(
+                        out,
+                        bound=min(b.bound, out.objective),
+                        gap=max(0.0, out.objective - b.bound) / max(abs(out.objective), 1e-9),
+                        bounds=dict(b.bounds, from_round="an earlier round's bound"),
+                    )
+                last[0] = out
             return out
 
         try:
@@ -579,15 +610,15 @@ def plan_network(
                 ) from None
             say(f"{exc}; the verified greedy plan is returned")
             o_sol = None
-            b = bounded[0]
-            if b is not None and budget_cny is None and _same_served(inst, b, g_sol):
-                # an earlier round's bound is for these demands, and for every later model
-                sol = dataclasses.replace(
-                    g_sol,
-                    bound=min(b.bound, g_sol.cost_cny),
-                    gap=max(0.0, g_sol.cost_cny - b.bound) / max(g_sol.cost_cny, 1e-9),
-                    bounds=b.bounds,
-                )
+        b = bounded[0]
+        if o_sol is None and b is not None and budget_cny is None and _same_served(inst, b, g_sol):
+            # stopped or failed: a round's bound is for these demands, and for every later model
+            sol = dataclasses.replace(
+                g_sol,
+                bound=min(b.bound, g_sol.cost_cny),
+                gap=max(0.0, g_sol.cost_cny - b.bound) / max(g_sol.cost_cny, 1e-9),
+                bounds=b.bounds,
+            )
         if o_sol is not None:
             opt_cost = o_sol.cost_cny
             if _better(inst, o_sol, g_sol) or budget_cny is not None:

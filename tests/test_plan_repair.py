@@ -1,0 +1,92 @@
+"""The repair of a plan the AC check broke (planning/repair.py): only the demands the new cuts
+bear on are connected anew; every other demand keeps its connection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ortools.sat.python import cp_model
+
+import lvplan
+from lvplan.planning.candidates import build_instance, prune_upgrades
+from lvplan.planning.demand import read_demand
+from lvplan.planning.linear import Cuts, LinearGrid, mv_response
+from lvplan.planning.measures import load_measures
+from lvplan.planning.model import PlanModel, Solution
+from lvplan.planning.repair import repair, snapshot, touched
+
+CSV = Path(__file__).resolve().parents[1] / "studies/demand/sz-futian-30.csv"
+
+
+@pytest.fixture(scope="module")
+def sz_case(cn):
+    net = lvplan.load_network("sz-futian")
+    inst = build_instance(net, read_demand(CSV, net, cn).demands, cn, load_measures())
+    mv = mv_response(net, inst)
+    prune_upgrades(inst, mv)
+    cuts = Cuts()
+    grid = LinearGrid(inst, mv, cuts)
+    mdl = PlanModel(grid)
+    for sv in mdl.served.values():
+        mdl.m.add(sv == 1)
+    mdl.m.minimize(mdl.cost)
+    s = cp_model.CpSolver()
+    s.parameters.num_workers = 1
+    s.parameters.max_time_in_seconds = 20
+    assert s.solve(mdl.m) in (cp_model.OPTIMAL, cp_model.FEASIBLE)
+    sol = Solution.of(
+        inst,
+        [k for k, v in mdl.x.items() if s.value(v)],
+        [u for u, v in mdl.y.items() if s.value(v)],
+        [z for z, v in mdl.z.items() if s.value(v)],
+        "feasible",
+    )
+    return inst, mv, cuts, grid, sol
+
+
+def test_touched_names_the_demands_a_new_cut_bears_on(sz_case):
+    inst, _mv, cuts, grid, sol = sz_case
+    before = snapshot(cuts)
+    after = snapshot(cuts)
+    area_opts = [k for k in sol.chosen if grid.options[k].area is not None and grid.options[k].path]
+    k = area_opts[0]
+    line = grid.options[k].path[-1]  # the line into its bus: this option's own
+    after.line_kw[line] = 5.0
+    got = touched(grid, before, after, sol)
+    want = {inst.options[j].demand for j in sol.chosen if line in grid.options[j].path}
+    assert got == want and inst.options[k].demand in got
+    assert touched(grid, before, snapshot(before), sol) == set()  # nothing new: nothing touched
+    after.mv_factor = 1.5
+    assert touched(grid, before, after, sol) is None  # the whole 10 kV scaled: not placeable
+
+
+def test_repair_reconnects_only_the_touched_demand(sz_case):
+    """A cut that forbids one chosen connection (as the AC check's cut on a service cable
+    does): the repaired plan serves every demand, connects that one elsewhere, keeps every
+    other connection, and fits the tightened model (CP-SAT completes it as a hint)."""
+    inst, mv, cuts, grid, sol = sz_case
+    before = snapshot(cuts)
+    after = snapshot(cuts)
+    k = sol.chosen[0]
+    after.add_linear({k: 1.0}, 0.5, "test: this connection forbidden")
+    tight = LinearGrid(inst, mv, after)
+    assert not PlanModel(tight).hint(sol)  # the plan no longer fits
+    who = touched(tight, before, after, sol)
+    d = inst.options[k].demand
+    assert who == {d}
+    fixed = repair(tight, sol, who, time_limit_s=10.0, workers=1)
+    assert fixed is not None
+    assert k not in fixed.chosen
+    assert {inst.options[j].demand for j in fixed.chosen} == {
+        inst.options[j].demand for j in sol.chosen
+    }
+    assert set(sol.chosen) - {k} <= set(fixed.chosen)
+    assert PlanModel(tight).hint(fixed)
+
+
+def test_repair_declines_the_whole_plan(sz_case):
+    _inst, _mv, _cuts, grid, sol = sz_case
+    everyone = {grid.inst.options[k].demand for k in sol.chosen}
+    assert repair(grid, sol, everyone, time_limit_s=5.0, workers=1) is None
+    assert repair(grid, sol, set(), time_limit_s=5.0, workers=1) is None
