@@ -65,7 +65,7 @@ def test_repair_reconnects_only_the_touched_demand(sz_case):
     """A cut that forbids one chosen connection (as the AC check's cut on a service cable
     does): the repaired plan serves every demand, connects that one elsewhere, keeps every
     other connection, and fits the tightened model (CP-SAT completes it as a hint)."""
-    inst, mv, cuts, grid, sol = sz_case
+    inst, mv, cuts, _grid, sol = sz_case
     before = snapshot(cuts)
     after = snapshot(cuts)
     k = sol.chosen[0]
