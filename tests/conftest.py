@@ -105,3 +105,34 @@ def register_spec(request, tmp_path):
     if request.param == "sqlite":
         return str(tmp_path / "r.db")
     return request.getfixturevalue("pg_register")
+
+
+# -- the hand-built instance of the plan's tests (two transformers, tests/test_plan.py) --------
+
+
+@pytest.fixture(scope="module")
+def hand():
+    from test_plan import _two_transformers
+
+    from lvplan.model.network import Network
+
+    return Network(_two_transformers(), name="two transformers", source="test")
+
+
+@pytest.fixture(scope="module")
+def hand_csv(tmp_path_factory):
+    from test_plan import HAND_CSV
+
+    p = tmp_path_factory.mktemp("hand") / "demand.csv"
+    p.write_text(HAND_CSV, encoding="utf-8")
+    return p
+
+
+@pytest.fixture(scope="module")
+def hand_json(tmp_path_factory):
+    import pandapower as pp
+    from test_plan import _two_transformers
+
+    p = tmp_path_factory.mktemp("handnet") / "net.json"
+    pp.to_json(_two_transformers(), str(p))
+    return p

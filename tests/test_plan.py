@@ -91,18 +91,6 @@ HAND_CSV = (
 
 
 @pytest.fixture(scope="module")
-def hand():
-    return Network(_two_transformers(), name="two transformers", source="test")
-
-
-@pytest.fixture(scope="module")
-def hand_csv(tmp_path_factory):
-    p = tmp_path_factory.mktemp("hand") / "demand.csv"
-    p.write_text(HAND_CSV, encoding="utf-8")
-    return p
-
-
-@pytest.fixture(scope="module")
 def hand_plans(hand, hand_csv, cn):
     opt = make_plan(hand, hand_csv, criteria=cn, time_limit_s=10)
     greedy = make_plan(hand, hand_csv, criteria=cn, method="greedy", time_limit_s=10)
@@ -247,13 +235,6 @@ def test_no_site_within_the_tie_limit_is_unserved(hand, cn, monkeypatch):
     monkeypatch.undo()
     p = make_plan(hand, frame, criteria=cn, time_limit_s=5)  # 780 m < 3 km: a new substation
     assert [m.kind for m in p.measures] == ["new_substation"] and p.unserved == []
-
-
-@pytest.fixture(scope="module")
-def hand_json(tmp_path_factory):
-    p = tmp_path_factory.mktemp("handnet") / "net.json"
-    pp.to_json(_two_transformers(), str(p))
-    return p
 
 
 def _cli(capsys, *args: str) -> tuple[int, str, list[str]]:

@@ -14,7 +14,7 @@ import math
 import pandapower as pp
 import pytest
 from reference import Reference
-from test_plan import GREEDY_CNY, HAND_CSV, LAT0, LON0, OPTIMUM_CNY, _two_transformers
+from test_plan import GREEDY_CNY, LAT0, LON0, OPTIMUM_CNY
 
 from lvplan.model.network import Network
 from lvplan.planning import plan as plan_mod
@@ -39,25 +39,6 @@ def _pair_net(vk_percent: float) -> pp.pandapowerNet:
 def six(tmp_path):
     p = tmp_path / "d.csv"
     p.write_text("id,kw,category,bus\n" + "".join(f"d{i},200,generic,1\n" for i in range(6)))
-    return p
-
-
-@pytest.fixture(scope="module")
-def hand():
-    return Network(_two_transformers(), name="two transformers", source="test")
-
-
-@pytest.fixture(scope="module")
-def hand_csv(tmp_path_factory):
-    p = tmp_path_factory.mktemp("hand") / "demand.csv"
-    p.write_text(HAND_CSV, encoding="utf-8")
-    return p
-
-
-@pytest.fixture(scope="module")
-def hand_json(tmp_path_factory):
-    p = tmp_path_factory.mktemp("hand") / "hand.json"
-    pp.to_json(_two_transformers(), str(p))
     return p
 
 

@@ -22,7 +22,9 @@ connection option and new site the relaxation takes whole (at 1) or leaves out (
 HiGHS find a plan among the rest (the upgrades stay free): the *relaxation-induced
 neighbourhood* (RINS without an incumbent: Danna, Rothberg and Le Pape, Math. Program. 102,
 2005). That plan satisfies every constraint of the one model; the caller checks it with CP-SAT
-(each variable fixed to it) before taking it. The time left then goes to the bound.
+(each variable fixed to it) before taking it. The bound runs on a thread of its own (HiGHS's
+presolve and root cuts take most of a minute on the district; one thread doing both in turn
+proved only the relaxation's value).
 """
 
 from __future__ import annotations
@@ -39,11 +41,8 @@ from ortools.util.python.solve_interrupter import SolveInterrupter
 _INF = 2**62
 #: the longest the MIP bound runs (a week)
 MAX_SECONDS = 7 * 24 * 3600.0
-#: the share of the time left after the relaxation that the neighbourhood's plan may take
-DIVE_SHARE = 0.5
-#: below this many seconds left after the relaxation, the neighbourhood takes them all (less
-#: :data:`DIVE_MARGIN_S`, for the caller's wait and HiGHS's coarse clock)
-DIVE_ALL_BELOW_S = 90.0
+#: the neighbourhood's search ends this long before the deadline (the caller's wait, HiGHS's
+#: coarse clock)
 DIVE_MARGIN_S = 4.0
 _KINDS = ("linear", "bool_or", "bool_and", "at_most_one", "exactly_one", "lin_max")
 
@@ -129,12 +128,10 @@ class MipBound:
         time_limit_s: float,
         *,
         dive_vars: list[int] | None = None,
-        dive_share: float = DIVE_SHARE,
-        then_bound: bool = True,
     ):
-        """``dive_vars``: the proto indices of the connection options' booleans; with them the
-        thread first looks for a plan in the relaxation's neighbourhood (``dive_share`` of the
-        time), then bounds."""
+        """``dive_vars``: the proto indices of the booleans the relaxation may hold (connection
+        options, sites); with them the thread looks for a plan in the relaxation's
+        neighbourhood instead of bounding (its bound is then the relaxation's value)."""
         # a limit of years is a limit of none; past this, timedelta and a thread's join overflow
         self.deadline = time.perf_counter() + min(time_limit_s, MAX_SECONDS)
         self.bound: float | None = None
@@ -148,11 +145,8 @@ class MipBound:
         self.dive_status = "not run"
         self.dive_s = 0.0
         self._dive_vars = list(dive_vars or [])
-        self._dive_share = dive_share
-        self._then_bound = then_bound
         self._proto = proto
         self._stop = SolveInterrupter()
-        self._stopped = False
         self._thread = threading.Thread(target=self._run, name="mip-bound", daemon=True)
 
     def start(self) -> MipBound:
@@ -175,13 +169,8 @@ class MipBound:
                 return
             if self._dive_vars:
                 self._dive(mo)
-                left = self.deadline - time.perf_counter()
-                if not self._then_bound:
-                    self.status = "relaxation only"
-                    return
-                if left < 1.0 or self._stop_asked:
-                    self.status = "no time left"
-                    return
+                self.status = "relaxation only"
+                return
             params = mathopt.SolveParameters(time_limit=_seconds(left))
             res = mathopt.solve(mo, mathopt.SolverType.HIGHS, params=params, interrupter=self._stop)
             dual = res.termination.objective_bounds.dual_bound
@@ -221,23 +210,17 @@ class MipBound:
             return
         self.lp_bound = _integral_bound(lp.objective_value())
         vals = lp.variable_values(xs)
-        held: list[tuple[Any, float, float]] = []
-        for i in self._dive_vars:
+        for i in self._dive_vars:  # (the model is this thread's own: held for good)
             v, val = xs[i], vals[i]
             if val <= 1e-6 or val >= 1.0 - 1e-6:
-                held.append((v, v.lower_bound, v.upper_bound))
                 v.lower_bound = v.upper_bound = float(round(val))
-        try:
-            left = self.deadline - time.perf_counter()
-            res = mathopt.solve(
-                mo,
-                mathopt.SolverType.HIGHS,
-                params=mathopt.SolveParameters(time_limit=_seconds(self._dive_time(left))),
-                interrupter=self._stop,
-            )
-        finally:
-            for v, lo, hi in held:
-                v.lower_bound, v.upper_bound = lo, hi
+        left = self.deadline - time.perf_counter() - DIVE_MARGIN_S
+        res = mathopt.solve(
+            mo,
+            mathopt.SolverType.HIGHS,
+            params=mathopt.SolveParameters(time_limit=_seconds(max(1.0, left))),
+            interrupter=self._stop,
+        )
         self.dive_status = res.termination.reason.name.lower()
         if res.has_primal_feasible_solution():
             # (the values first: a reader takes the objective as the sign they are there)
@@ -245,23 +228,8 @@ class MipBound:
             self.dive_objective = float(round(res.objective_value()))
         self.dive_s = time.perf_counter() - t0
 
-    def _dive_time(self, left: float) -> float:
-        if not self._then_bound:
-            return max(1.0, left - DIVE_MARGIN_S)
-        """The neighbourhood's time: all that is left but a margin when the bound could not
-        beat the relaxation anyway (HiGHS's presolve and root take a minute on the district),
-        else its share."""
-        if left < DIVE_ALL_BELOW_S:
-            return max(1.0, left - DIVE_MARGIN_S)
-        return self._dive_share * left
-
-    @property
-    def _stop_asked(self) -> bool:
-        return self._stopped
-
     def stop(self) -> None:
         """Interrupt the solve (CP-SAT has proved its plan optimal: no second bound needed)."""
-        self._stopped = True
         self._stop.interrupt()
         self._thread.join(5.0)
 
@@ -272,7 +240,6 @@ class MipBound:
             return self.bound
         self._thread.join(max(0.0, self.deadline - time.perf_counter()) + wait_s)
         if self._thread.is_alive():
-            self._stopped = True
             self._stop.interrupt()
             return self.lp_bound
         return self.bound

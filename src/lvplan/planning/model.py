@@ -637,7 +637,7 @@ class PlanModel:
                 # two HiGHS threads beside CP-SAT: one looks for a plan in the relaxation's
                 # neighbourhood, the other bounds (measured on the district: the same plans as
                 # one thread doing both in turn, and a bound 40.2 M against 38.7 M)
-                diver = MipBound(proto, left, dive_vars=dive, then_bound=False).start()
+                diver = MipBound(proto, left, dive_vars=dive).start()
                 companion = MipBound(proto, left).start()
             solver, status = self._run(left, workers, gap)
             if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE) and self.hint_complete:
