@@ -239,6 +239,9 @@ def test_plan_html_draws_the_new_feeder(thin_plans, u_thin):
 
     html = plan_html(thin_plans["optimal"], u_thin)
     assert "feeder split: line 3 opened, bus 5 fed from bus 1: 130 m" in html
+    legend = html[html.index('id="lvplan-legend"') :]
+    assert "border-top:4px dashed #c51b7d" in legend  # the split's dashed line has its key
+    assert "feeder split: new LV feeder, the line into the subtree opened" in legend
 
 
 def test_an_ac_cut_on_a_line_above_lists_the_split_as_relief(cn, tmp_path):

@@ -686,6 +686,7 @@ def _legend(note: str) -> str:
         row(bar(COLOURS["new_substation"], dashed=True), "its 10 kV tie"),
         row(bar(COLOURS["mv_tie_new"], dashed=True), LABELS["mv_tie_new"]),
         row(bar(COLOURS["transformer_move"], dashed=True), LABELS["transformer_move"]),
+        row(bar(COLOURS["transfer"], dashed=True), LABELS["transfer"]),
         row(dot(COLOURS["served"]), "demand, served"),
         row(dot(COLOURS["unserved"]), "demand, not served"),
         row(bar(COLOURS["connection"]), "connection (service cable route)"),
