@@ -22,8 +22,9 @@ from ortools.sat.python import cp_model
 
 from lvplan.planning.candidates import element_key
 from lvplan.planning.linear import LinearGrid, load_units
-from lvplan.planning.mipbound import MipBound
+from lvplan.planning.mipbound import MipBound, Relaxation
 from lvplan.planning.parts import Part
+from lvplan.planning.strengthen import CapacityRow, capacity_row
 from lvplan.planning.transfers import add_model as add_transfers
 
 if TYPE_CHECKING:
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
 LINEARIZATION_LEVEL = 1
 #: the least time for the MIP bound beside CP-SAT's search (less does not reach past its root)
 MIP_BOUND_MIN_S = 10.0
+#: beside the two HiGHS threads, CP-SAT searches on one worker for this share of the time (the
+#: threads' plans came from HiGHS's neighbourhood search, which needs the cores)
+CPSAT_SHARE = float(__import__("os").environ.get("LVPLAN_CPSAT_SHARE", "0.25"))
 #: CP-SAT's time to check the relaxation neighbourhood's plan against the model (all fixed)
 DIVE_CHECK_S = 10.0
 
@@ -290,6 +294,24 @@ class PlanModel:
                 m.add(d >= c * load).only_enforce_if(self.y[u])
             return d
 
+        #: every capacity with an upgrade, for the relaxation's residual-capacity inequalities
+        #: (:mod:`lvplan.planning.strengthen`)
+        self.capacity_rows: list[CapacityRow] = []
+
+        def cap_row(name: str, ks: list[int], el) -> None:
+            row = capacity_row(
+                name,
+                [(inst.options[k].demand, self.x[k].index, ot[k].units) for k in ks],
+                el.cap,
+                [([self.y[u].index], c) for u, c in zip(el.upgrades, el.up_cap, strict=True)],
+            )
+            if row is not None:
+                self.capacity_rows.append(row)
+
+        for ln, ks in line_terms.items():
+            cap_row(f"line {ln}", ks, grid.lines[ln])
+        for t, ks in trafo_terms.items():
+            cap_row(f"trafo {t}", ks, grid.trafos[t])
         self.drop_line = {
             ln: drop(f"DL{ln}", load_var(f"L{ln}", ks), grid.lines[ln])
             for ln, ks in line_terms.items()
@@ -396,7 +418,7 @@ class PlanModel:
             if len(us) > 1:
                 m.add_at_most_one(self.y[u] for u in us)
         chosen_held = set(fixed.chosen) if fixed is not None else set()
-        for (coefs, rhs), relief in zip(grid.cuts, grid.cut_relief, strict=True):
+        for j, ((coefs, rhs), relief) in enumerate(zip(grid.cuts, grid.cut_relief, strict=True)):
             cut_terms = [c * self.x[k] for k, c in coefs.items() if k in self.x]
             if not cut_terms:
                 continue
@@ -412,6 +434,18 @@ class PlanModel:
             ct = m.add(sum(cut_terms) <= room)
             if relief:
                 ct.only_enforce_if([self.y[u].Not() for u in relief])
+                row = capacity_row(
+                    f"cut {j}",
+                    [
+                        (inst.options[k].demand, self.x[k].index, c)
+                        for k, c in coefs.items()
+                        if k in self.x
+                    ],
+                    room,
+                    [([self.y[u].index for u in relief], None)],
+                )
+                if row is not None:
+                    self.capacity_rows.append(row)
         add_transfers(self, opts, drop_at)  # feeder splits (planning/transfers.py)
         # cost, and design load served
         self.cost = (
@@ -637,19 +671,30 @@ class PlanModel:
                 # two HiGHS threads beside CP-SAT: one looks for a plan in the relaxation's
                 # neighbourhood, the other bounds (measured on the district: the same plans as
                 # one thread doing both in turn, and a bound 40.2 M against 38.7 M)
-                diver = MipBound(proto, left, dive_vars=dive).start()
-                companion = MipBound(proto, left).start()
-            solver, status = self._run(left, workers, gap)
+                # the diving thread strengthens the relaxation first (residual-capacity
+                # inequalities, planning/strengthen.py); the bounding one solves with them
+                rel = Relaxation(self.capacity_rows)
+                inc = None
+                if self.hint_complete:  # the search's start: a plan of this model
+                    hv = self._hint_values()
+                    inc = [hv.get(i, 0) for i in range(len(proto.variables))]
+                diver = MipBound(proto, left, dive_vars=dive, relaxation=rel, incumbent=inc).start()
+                companion = MipBound(proto, left, relaxation=rel).start()
+            # (beside the two HiGHS threads, CP-SAT searches on one: two cores are all CI has)
+            if diver is None:
+                solver, status = self._run(left, workers, gap)
+            else:
+                solver, status = self._run(CPSAT_SHARE * left, 1, gap)
             if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE) and self.hint_complete:
                 out = self._from_hint(solver, t0)
                 out.bounds = {"cp_sat": out.bound, "bound_by": "cp_sat"}
                 if companion is not None:  # HiGHS may still bound the hint's cost
                     have = out.bound if math.isfinite(out.bound) else -math.inf
                     bound = self._mip_bound(companion, out.bounds, have, out.objective)
-                    out = self._dived(diver or companion, out, t0)
                     if bound > have:
                         out.bound = min(bound, out.objective)
                         out.gap = abs(out.objective - out.bound) / max(abs(out.objective), 1e-9)
+                    out = self._dived(diver or companion, out, t0)
                 return out
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             for c in (companion, diver):
@@ -692,8 +737,12 @@ class PlanModel:
             out.gap = abs(out.objective - out.bound) / max(abs(out.objective), 1e-9)
             out.bounds["bound_by"] = "relaxation"
         vals, obj = companion.dive_values, companion.dive_objective
+        rel = companion.relaxation
         out.bounds.update(
             relaxation=lp,
+            relaxation_strengthened=rel.value if rel is not None and rel.rounds else None,
+            relaxation_rounds=rel.rounds if rel is not None else 0,
+            relaxation_rows=len(rel.cuts) if rel is not None else 0,
             dive=obj,
             dive_status=companion.dive_status,
             dive_s=round(companion.dive_s, 2),

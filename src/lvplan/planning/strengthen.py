@@ -1,0 +1,130 @@
+"""Residual-capacity inequalities: what the plan model's linear relaxation lacks most.
+
+Every capacity in the plan model has one form: the new load on an element (a transformer, an LV
+line, or an AC cut's linear estimate of one) stays within the room it has as it stands, unless
+an upgrade is built that gives it more:
+
+    sum_k a_k x_k  <=  C0 + sum_u (U_u - C0) y_u        (at most one y_u of an element)
+
+The relaxation meets it by building a *fraction* of an upgrade, in proportion to the load over
+``C0``: on the SimBench district, with the greedy plan's connections held, the relaxation paid
+44.99 M CNY for upgrades whose whole cost, the exact optimum for those connections, is 52.66 M.
+
+For any set ``S`` of demands (each demand served at most once, every ``a_k >= 0``), with
+``a(S)`` the most ``S`` can put on the element:
+
+    sum_{k of S} a_k x_k  <=  C0 + sum_u min(U_u - C0, a(S) - C0)^+ y_u
+
+is valid: with no upgrade it is the capacity itself (less the terms of the demands outside
+``S``, each >= 0); with ``y_u`` built, its right side is ``min(U_u, a(S))``, at least both the
+capacity as built and all that ``S`` can put there. Where ``a(S)`` is below ``U_u`` it asks a
+larger share of the upgrade for each kW over ``C0``; with ``S`` the demands a plan connects
+there, it asks the whole upgrade (Magnanti, Mirchandani and Vachani, Math. Program. 60, 1993,
+the residual capacity inequalities of single-arc design, here with the options of one demand
+added up into its share of the element).
+
+They are too many to write; they are *separated*: given the relaxation's values, each element's
+demands are sorted by their share on it, and the most violated of the prefixes is added (for
+one upgrade it is the exact separation). On the district ten rounds raise the relaxation from
+38.70 M to 41.85 M CNY; HiGHS's own cuts reached 41.35 M after 228 s without them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: a violation below this (load units, per unit of ``a(S)``) is not worth a row
+MIN_VIOLATION = 1e-4
+
+
+@dataclass
+class CapacityRow:
+    """One capacity of the model, in the CP-SAT proto's variable indices."""
+
+    name: str
+    #: demand -> its options' (variable index, coefficient) on the element
+    terms: dict[int, list[tuple[int, int]]]
+    base: int  # C0: the room with nothing built (>= 0)
+    #: (the upgrades' variable indices, the room with one of them built; None: unlimited)
+    ups: list[tuple[list[int], int | None]]
+
+    def most(self, i: int) -> int:
+        """The most demand ``i`` puts on the element (its largest coefficient)."""
+        return max(c for _, c in self.terms[i])
+
+
+@dataclass
+class Inequality:
+    """``sum(coef * x) <= rhs + sum(coef * y)``, in proto variable indices."""
+
+    lhs: list[tuple[int, int]]
+    rhs: int
+    ups: list[tuple[int, int]]
+
+    def violation(self, values: list[float]) -> float:
+        return (
+            sum(c * values[j] for j, c in self.lhs)
+            - self.rhs
+            - sum(c * values[j] for j, c in self.ups)
+        )
+
+
+def capacity_row(
+    name: str,
+    options: list[tuple[int, int, int]],
+    base: int,
+    ups: list[tuple[list[int], int | None]],
+) -> CapacityRow | None:
+    """The row of one capacity: ``options`` as (demand, variable index, coefficient). None when
+    no inequality of it can be valid or useful (a negative coefficient; no upgrade)."""
+    if not ups or not options or any(c < 0 for _, _, c in options):
+        return None
+    terms: dict[int, list[tuple[int, int]]] = {}
+    for i, j, c in options:
+        if c > 0:
+            terms.setdefault(i, []).append((j, c))
+    return CapacityRow(name, terms, max(base, 0), ups) if terms else None
+
+
+def separate(rows: list[CapacityRow], values: list[float]) -> list[Inequality]:
+    """For each row, the most violated residual-capacity inequality among the prefixes of its
+    demands sorted by their share on it (none where none is violated)."""
+    out = []
+    for row in rows:
+        c0 = row.base
+        share: dict[int, float] = {}  # demand -> its share of its most on the element
+        for i, items in row.terms.items():
+            v = sum(c * values[j] for j, c in items)
+            if v > 1e-9:
+                share[i] = v / row.most(i)
+        if not share:
+            continue
+        order = sorted(share, key=lambda i: (-share[i], i))
+        built = [(sum(values[j] for j in js), cap) for js, cap in row.ups]
+        best: tuple[float, int, int] | None = None  # (violation per unit, prefix length, a(S))
+        a_s = 0
+        load = 0.0
+        for n, i in enumerate(order, 1):
+            a_i = row.most(i)
+            a_s += a_i
+            load += a_i * share[i]
+            if a_s <= c0:
+                continue
+            room = c0 + sum(_coef(cap, c0, a_s) * y for y, cap in built if cap is None or cap > c0)
+            viol = (load - room) / a_s
+            if viol > MIN_VIOLATION and (best is None or viol > best[0]):
+                best = (viol, n, a_s)
+        if best is None:
+            continue
+        _, n, a_s = best
+        lhs = [(j, c) for i in order[:n] for j, c in row.terms[i]]
+        ups = [
+            (j, _coef(cap, c0, a_s)) for js, cap in row.ups if cap is None or cap > c0 for j in js
+        ]
+        out.append(Inequality(lhs, c0, ups))
+    return out
+
+
+def _coef(cap: int | None, c0: int, a_s: int) -> int:
+    """An upgrade's coefficient: the room it adds, no more than ``S`` can use."""
+    return a_s - c0 if cap is None else min(cap - c0, a_s - c0)
