@@ -37,7 +37,7 @@ LINEARIZATION_LEVEL = 1
 MIP_BOUND_MIN_S = 10.0
 #: beside the two HiGHS threads, CP-SAT searches on one worker for this share of the time (the
 #: threads' plans came from HiGHS's neighbourhood search, which needs the cores)
-CPSAT_SHARE = float(__import__("os").environ.get("LVPLAN_CPSAT_SHARE", "0.25"))
+CPSAT_SHARE = 0.25
 #: CP-SAT's time to check the relaxation neighbourhood's plan against the model (all fixed)
 DIVE_CHECK_S = 10.0
 

@@ -25,8 +25,9 @@ added up into its share of the element).
 
 They are too many to write; they are *separated*: given the relaxation's values, each element's
 demands are sorted by their share on it, and the most violated of the prefixes is added (for
-one upgrade it is the exact separation). On the district ten rounds raise the relaxation from
-38.70 M to 41.85 M CNY; HiGHS's own cuts reached 41.35 M after 228 s without them.
+one upgrade it is the exact separation). On the district, ten rounds raise the relaxation from
+38.70 M to 41.85 M CNY (about 38 s of HiGHS, one thread); in the 60 s plan, five rounds reach
+41.63 M and HiGHS's bound with them 42.16 M, against 40.16 M without them.
 """
 
 from __future__ import annotations
