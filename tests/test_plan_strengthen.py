@@ -157,3 +157,19 @@ def test_the_neighbourhood_from_an_incumbent_returns_only_a_cheaper_plan(tmp_pat
     mb.result()
     assert mb.dive_objective is not None, mb.dive_status
     assert opt - 1e-6 <= mb.dive_objective < s.objective_value - 1000.0
+
+
+def test_a_groups_bound_is_the_strengthened_relaxation_alone(tmp_path, cn):
+    """``lp_only`` (a city group's worker): no MIP solve, the bound is the relaxation after its
+    rounds of inequalities: above the relaxation as written, at most the optimum."""
+    net = lvplan.load_network("sz-futian")
+    mdl = _cost_model(net, FUTIAN_CSV.read_text(), tmp_path, cn)
+    _vals, opt = _values(mdl.m)
+    rel = Relaxation(mdl.capacity_rows)
+    mb = MipBound(mdl.m.clone().proto, 60.0, relaxation=rel, lp_only=True).start()
+    bound = mb.result()
+    assert mb.status == "relaxation only"
+    assert rel.rounds >= 1 and rel.value is not None
+    assert rel.value * (1 - 2e-6) <= bound <= rel.value  # (less the solver's tolerance)
+    assert 9.4e6 < bound <= opt  # (as written 9.14 M, optimum 9.64 M)
+    assert mb.seconds < 20.0

@@ -118,7 +118,8 @@ def run_group(job: GroupJob) -> GroupResult:
             workers=job.cp_workers,
             discount_rate=job.discount_rate,
             site_tag=str(job.index + 1),
-            mip_bound=False,
+            mip_bound=True,
+            bound_only=True,  # the strengthened relaxation's bound: one core per worker
         )
     except InputError as exc:  # no verified plan for this group: it builds nothing
         return GroupResult(

@@ -164,6 +164,7 @@ class MipBound:
         dive_vars: list[int] | None = None,
         relaxation: Relaxation | None = None,
         incumbent: list[int] | None = None,
+        lp_only: bool = False,
     ):
         """``dive_vars``: the proto indices of the booleans the relaxation may hold (connection
         options, sites); with them the thread looks for a plan in the relaxation's
@@ -171,7 +172,8 @@ class MipBound:
         ``relaxation``: the one strengthened relaxation of both threads; the bounding one makes
         it, the diving one searches its neighbourhood second. ``incumbent``: a plan of the
         model, every proto variable's value (the CP-SAT hint): the neighbourhoods then hold
-        only what it and the relaxation agree on, and start from it."""
+        only what it and the relaxation agree on, and start from it. ``lp_only``: the bound is
+        the strengthened relaxation's, no MIP solve (a city group's worker has one core)."""
         # a limit of years is a limit of none; past this, timedelta and a thread's join overflow
         self.deadline = time.perf_counter() + min(time_limit_s, MAX_SECONDS)
         self.bound: float | None = None
@@ -187,6 +189,7 @@ class MipBound:
         self._dive_vars = list(dive_vars or [])
         self.relaxation = relaxation
         self._incumbent = list(incumbent) if incumbent is not None else None
+        self._lp_only = lp_only
         self._proto = proto
         self._stop = SolveInterrupter()
         self._stopped = threading.Event()
@@ -217,6 +220,9 @@ class MipBound:
             if self.relaxation is not None:  # strengthened first, for both threads
                 self._strengthen(mo, self.relaxation)
                 self.relaxation.done.set()
+                if self._lp_only:
+                    self.status = "relaxation only"
+                    return
                 left = self.deadline - time.perf_counter()
                 if left < 1.0:
                     self.status = "no time left"

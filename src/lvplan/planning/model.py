@@ -602,6 +602,9 @@ class PlanModel:
         other = companion.result()
         bounds.update(highs=other, highs_status=companion.status)
         bounds["highs_s"] = round(companion.seconds, 2)
+        rel = companion.relaxation
+        if rel is not None and rel.rounds:
+            bounds.update(relaxation_strengthened=rel.value, relaxation_rounds=rel.rounds)
         if other is not None and other > bound:
             bounds["bound_by"] = "highs"
             return min(other, obj)
@@ -623,14 +626,22 @@ class PlanModel:
             self.m.add_hint(v, solver.value(v))
 
     def solve(
-        self, *, time_limit_s: float, workers: int = 2, gap: float = 0.0, mip_bound: bool = False
+        self,
+        *,
+        time_limit_s: float,
+        workers: int = 2,
+        gap: float = 0.0,
+        mip_bound: bool = False,
+        bound_only: bool = False,
     ) -> Solution:
         """Lexicographic: first the most design kW served (skipped when the hint serves every
         servable demand), then the least cost serving those demands; with a budget, the most kW
         within it, then the least cost. The gap reported is the cost's. With ``mip_bound`` (and
         at least :data:`MIP_BOUND_MIN_S` left for the cost), HiGHS bounds the same model on a
         thread beside CP-SAT's search (:mod:`lvplan.planning.mipbound`); the larger bound is
-        reported, and ``Solution.bounds`` says which and both."""
+        reported, and ``Solution.bounds`` says which and both. With ``bound_only`` too, that
+        bound is the strengthened relaxation's alone, and no plan is searched beside CP-SAT
+        (a city group's worker has one core)."""
         t0 = time.perf_counter()
         self.served_proven = True
         companion: MipBound | None = None
@@ -664,7 +675,11 @@ class PlanModel:
                 self.m.add(self.served_units >= everyone)
             self.m.minimize(self.cost)
             left = max(1.0, time_limit_s - (time.perf_counter() - t0))
-            if mip_bound and left >= MIP_BOUND_MIN_S:
+            if mip_bound and bound_only and left >= MIP_BOUND_MIN_S:
+                rel = Relaxation(self.capacity_rows)
+                companion = MipBound(self.m.clone().proto, left, relaxation=rel, lp_only=True)
+                companion.start()
+            elif mip_bound and left >= MIP_BOUND_MIN_S:
                 # the options and the sites the relaxation takes whole or leaves out are held
                 dive = [v.index for v in (*self.x.values(), *self.z.values())]
                 proto = self.m.clone().proto

@@ -351,12 +351,14 @@ def plan_network(
     t0: float | None = None,
     site_tag: str = "",
     mip_bound: bool = True,
+    bound_only: bool = False,
 ) -> Plan:
     """The plan of one network (the whole of it: no split by island); ``site_tag`` goes into
     the names of its new substations (``new substation S<tag>.<n>``) so that the plans of
     several groups name theirs apart. ``mip_bound``: HiGHS bounds the optimum beside CP-SAT
-    (:mod:`lvplan.planning.mipbound`); a city's groups leave it out, as each group's worker
-    has one core and its CP-SAT search its share of the deadline."""
+    (:mod:`lvplan.planning.mipbound`). ``bound_only``: that bound is the strengthened
+    relaxation's alone, with no plan searched beside CP-SAT: a city's groups, as each group's
+    worker has one core and its CP-SAT search its share of the deadline."""
     t0 = time.perf_counter() if t0 is None else t0
     deadline = t0 + time_limit_s
     check_s = [0.0]  # how long the last round's AC check (and N-1 check) took
@@ -576,6 +578,7 @@ def plan_network(
                     time_limit_s=given,
                     workers=workers,
                     mip_bound=mip_bound and budget_cny is None,
+                    bound_only=bound_only,
                 )
             over_s[0] = max(0.0, time.perf_counter() - now - given)
             if out.status in ("optimal", "feasible"):
