@@ -119,7 +119,7 @@ def main() -> int:
     )
     print(
         "group islands  buses demands capped served status   cp-sat   cost_cny      bound_cny"
-        "     gap  given"
+        "     gap by      given"
     )
     for r in s["solver"]["parts"]:
         gap = "-" if r.get("gap") is None else f"{100 * r['gap']:.2f}%"
@@ -128,7 +128,7 @@ def main() -> int:
             f"{r['group']:5d} {r['islands']:7d} {r['buses']:6d} {r['demands']:7d} "
             f"{r['capped']:6d} {r.get('served', 0):6d} {r['status']:8s} "
             f"{r.get('cp_sat') or '-':8s} "
-            f"{r.get('cost_cny', 0):13,.0f} {bound:>13s} {gap:>7s}  "
+            f"{r.get('cost_cny', 0):13,.0f} {bound:>13s} {gap:>7s} {r.get('bound_by') or '-':7s} "
             f"{r.get('time_limit_s', 0):.0f} s: {r['seconds']:.0f} s "
             f"({r.get('cpu_s', 0):.0f} s CPU)"
         )

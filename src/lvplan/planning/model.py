@@ -606,7 +606,7 @@ class PlanModel:
         if rel is not None and rel.rounds:
             bounds.update(relaxation_strengthened=rel.value, relaxation_rounds=rel.rounds)
         if other is not None and other > bound:
-            bounds["bound_by"] = "highs"
+            bounds["bound_by"] = "relaxation" if companion.status == "relaxation only" else "highs"
             return min(other, obj)
         return bound
 
