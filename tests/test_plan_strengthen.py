@@ -173,3 +173,29 @@ def test_a_groups_bound_is_the_strengthened_relaxation_alone(tmp_path, cn):
     assert rel.value * (1 - 2e-6) <= bound <= rel.value  # (less the solver's tolerance)
     assert 9.4e6 < bound <= opt  # (as written 9.14 M, optimum 9.64 M)
     assert mb.seconds < 20.0
+
+
+def test_a_neighbourhood_searched_whole_is_searched_again_around_the_strengthened_relaxation(
+    tmp_path, cn
+):
+    """sz-futian, both threads as a plan runs them: the first neighbourhood is searched whole
+    long before the deadline, so the diving thread searches again once the bounding thread has
+    strengthened the relaxation; its plan is never below the optimum, and the bound thread's
+    bound never above it."""
+    net = lvplan.load_network("sz-futian")
+    mdl = _cost_model(net, FUTIAN_CSV.read_text(), tmp_path, cn)
+    vals, opt = _values(mdl.m)
+    dive = [v.index for v in (*mdl.x.values(), *mdl.z.values())]
+    spare = next(u for u, v in sorted(mdl.y.items()) if not vals[v.index])
+    start_model = mdl.m.clone()
+    start_model.add(mdl.y[spare] == 1)
+    start, start_cost = _values(start_model)
+    proto = mdl.m.clone().proto
+    rel = Relaxation(mdl.capacity_rows)
+    diver = MipBound(proto, 40.0, dive_vars=dive, relaxation=rel, incumbent=start).start()
+    bound = MipBound(proto, 40.0, relaxation=rel).start()
+    assert opt * (1 - 2e-4) <= bound.result() <= opt
+    diver.result()
+    assert "; strengthened: " in diver.dive_status, diver.dive_status
+    assert diver.dive_objective is not None
+    assert opt - 1e-6 <= diver.dive_objective < start_cost

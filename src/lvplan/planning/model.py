@@ -35,9 +35,11 @@ if TYPE_CHECKING:
 LINEARIZATION_LEVEL = 1
 #: the least time for the MIP bound beside CP-SAT's search (less does not reach past its root)
 MIP_BOUND_MIN_S = 10.0
-#: beside the two HiGHS threads, CP-SAT searches on one worker for this share of the time (the
-#: threads' plans came from HiGHS's neighbourhood search, which needs the cores)
-CPSAT_SHARE = 0.25
+#: beside the two HiGHS threads, CP-SAT searches on one worker for this share of the time: the
+#: cheaper plans come from HiGHS's neighbourhood search, which needs the cores (on the district
+#: it finds its plan after 11-15 s of one core; with CP-SAT on a quarter of the time, beside the
+#: bound, it found none in 2 of 2 idle runs, with a tenth 2 of 2)
+CPSAT_SHARE = 0.1
 #: CP-SAT's time to check the relaxation neighbourhood's plan against the model (all fixed)
 DIVE_CHECK_S = 10.0
 
