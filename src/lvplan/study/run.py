@@ -30,6 +30,7 @@ import pandas as pd
 from lvplan import __version__
 from lvplan.errors import InputError
 from lvplan.io.atomic import write_json_atomic, write_text_atomic
+from lvplan.io.folder_lock import locked_folder
 from lvplan.study.spec import NetworkStudy, Study, network_spec, read_study, resolve
 
 DEPENDENCIES = (
@@ -95,31 +96,32 @@ def run_study(
     dest = Path(out) if out is not None else Path(study.out or f"study-{study.name}")
     if dest.exists() and not dest.is_dir():
         raise InputError(f"--out {dest}: exists and is not a folder")
-    say = progress or (lambda _m: None)
-    t0 = time.perf_counter()
-    timings: dict[str, float] = {}
-    dest.mkdir(parents=True, exist_ok=True)
-    results = []
-    names_seen: set[str] = set()
-    for i, ns in enumerate(study.networks):
-        r = _run_network(study, path, ns, i, dest, names_seen, say, timings)
-        results.append(r)
-    from lvplan.study.report import write_report
+    # one run per folder: a second run on it exits 2 and touches nothing
+    with locked_folder(dest):
+        say = progress or (lambda _m: None)
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
+        results = []
+        names_seen: set[str] = set()
+        for i, ns in enumerate(study.networks):
+            r = _run_network(study, path, ns, i, dest, names_seen, say, timings)
+            results.append(r)
+        from lvplan.study.report import write_report
 
-    t1 = time.perf_counter()
-    doc = {
-        "study": study.model_dump(mode="json"),
-        "lvplan_version": __version__,
-        "versions": versions(),
-        "inputs": _fingerprints(study, path, results),
-    }
-    doc.update(write_report(study, results, dest, doc))
-    timings["report_s"] = round(time.perf_counter() - t1, 2)
-    timings["total_s"] = round(time.perf_counter() - t0, 2)
-    doc["timings"] = timings
-    write_json_atomic(dest / "study.json", doc)
-    doc["out"] = str(dest)
-    say(f"done in {timings['total_s']:.1f} s")
+        t1 = time.perf_counter()
+        doc = {
+            "study": study.model_dump(mode="json"),
+            "lvplan_version": __version__,
+            "versions": versions(),
+            "inputs": _fingerprints(study, path, results),
+        }
+        doc.update(write_report(study, results, dest, doc))
+        timings["report_s"] = round(time.perf_counter() - t1, 2)
+        timings["total_s"] = round(time.perf_counter() - t0, 2)
+        doc["timings"] = timings
+        write_json_atomic(dest / "study.json", doc)
+        doc["out"] = str(dest)
+        say(f"done in {timings['total_s']:.1f} s")
     return doc
 
 
