@@ -51,11 +51,13 @@ def _small_files(limit: int):
         (["synth", "city", "--transformers", "20"], "city"),
         (["synth", "city", "--transformers", "20"], "city.json"),
         (["study", "STUDY"], "study"),
+        (["hosting", "sz-futian"], "map"),
     ],
 )
 def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, args, out):
     """Files may grow to 20 kB only (RLIMIT_FSIZE: the write fails as on a full disk). Before,
-    each was an OSError traceback, and ``synth city`` left a folder with bus.csv alone."""
+    each was an OSError traceback, ``synth city`` left a folder with bus.csv alone and
+    ``lvplan hosting`` one with hosting.csv, transformers.csv and hosting.geojson."""
     study = tmp_path / "s.yaml"
     study.write_text(STUDY, encoding="utf-8")
     work = tmp_path / "work"

@@ -77,3 +77,23 @@ def write_output_file(path: str | os.PathLike, text: str, *, flag: str = "--out"
         raise InputError(f"{flag} {p}: is a folder; give a file to write")
     with output_errors(flag, p):
         write_text_atomic(p, text)
+
+
+@contextlib.contextmanager
+def staged_files(out: str | os.PathLike, *, flag: str = "--out") -> Iterator[Path]:
+    """A hidden folder inside output folder ``out`` for a run's files: when the block ends
+    without error each file written there is renamed over its namesake in ``out`` (renames
+    need no space), else none is and ``out`` keeps its files as they were. An ``OSError`` (a
+    full disk) is one line (:func:`write_failure`)."""
+    folder = Path(out)
+    with output_errors(flag, folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".out.", suffix=".tmp", dir=folder))
+        try:
+            yield stage
+            for f in sorted(stage.iterdir()):
+                os.replace(f, folder / f.name)
+        finally:
+            import shutil
+
+            shutil.rmtree(stage, ignore_errors=True)
