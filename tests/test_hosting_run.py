@@ -5,6 +5,8 @@ Every way of running it must give the same table, bus for bus, with every bus ex
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import threading
@@ -110,3 +112,81 @@ def test_dask_cluster_gives_the_same_table_and_survives_a_killed_worker(urban, c
 def test_unreachable_scheduler_is_a_clear_error(sz, cn):
     with pytest.raises(InputError, match="cannot reach the Dask scheduler"):
         hosting_capacity(sz, criteria=cn, scheduler="tcp://127.0.0.1:9")
+
+
+_HELD_DRIVER = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import held_chunk
+from lvplan.hosting import run
+run.solve_chunk = held_chunk.held_chunk  # what the pool hands its workers
+from lvplan.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _alive(p) -> bool:
+    """Still running (a zombie runs nothing)."""
+    import psutil
+
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_a_killed_hosting_driver_leaves_no_worker_and_resume_gives_the_same_map(
+    urban_map, tmp_path
+):
+    """``lvplan hosting --workers 2`` is SIGKILLed while its two spawned workers hold chunks
+    (each held for minutes after solving, as a large city's chunk would be): no worker is left
+    5 s later (before, each ran its chunk to the end with no one to answer), and ``--resume``
+    on the folder reuses the chunk it had written and gives the uninterrupted run's map, byte
+    for byte."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import psutil
+
+    held = tmp_path / "held"
+    held.mkdir()
+    out = tmp_path / "killed"
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", LVPLAN_TEST_HELD=str(held))
+    args = ["hosting", "simbench-urban", "--no-maps", "--workers", "2"]
+    tests = str(Path(__file__).parent)
+    drv = subprocess.Popen(
+        [sys.executable, "-c", _HELD_DRIVER, tests, *args, "--out", str(out)], env=env
+    )
+    workers: list = []
+    try:
+        me = psutil.Process(drv.pid)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and drv.poll() is None:
+            if len(os.listdir(held)) >= 2 and list((out / "chunks").glob("*.csv")):
+                break
+            time.sleep(0.1)
+        workers = [p for p in me.children() if "spawn_main" in " ".join(p.cmdline())]
+        assert drv.poll() is None and len(workers) == 2, "the driver ended before holding"
+        drv.kill()  # SIGKILL: no handler, no atexit, no pool shutdown
+        drv.wait()
+        _gone, alive = psutil.wait_procs(workers, timeout=5)
+        alive = [p for p in alive if _alive(p)]
+        assert not alive, f"{len(alive)} worker(s) still running 5 s after their driver died"
+    finally:
+        for p in [drv, *workers]:
+            with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):
+                p.kill()
+    kept = sorted((out / "chunks").glob("*.csv"))
+    assert kept
+    resumed = subprocess.run(
+        [sys.executable, "-m", "lvplan.cli", *args, "--json", "--resume", str(out)],
+        env=dict(os.environ, OPENBLAS_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    stats = json.loads(resumed.stdout)["stats"]
+    assert stats["chunks_reused"] == len(kept) and stats["chunks"] == 8
+    # the uninterrupted run's hosting.csv is its table as CSV (hosting/outputs.py)
+    assert (out / "hosting.csv").read_text() == urban_map.to_csv(index=False)

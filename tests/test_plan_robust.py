@@ -18,7 +18,7 @@ from test_plan import GREEDY_CNY, LAT0, LON0, OPTIMUM_CNY
 
 from lvplan.model.network import Network
 from lvplan.planning import plan as plan_mod
-from lvplan.planning.outputs import reinforced_json
+from lvplan.planning.outputs import reinforced_json, write_plan
 from lvplan.planning.plan import plan as make_plan
 
 
@@ -74,17 +74,41 @@ def test_a_parallel_unit_over_its_limit_is_named_as_reinforced_json_has_it(six, 
     net = Network(_pair_net(6.0), name="pair", source="test")
     p = make_plan(net, six, criteria=cn, method="greedy", time_limit_s=10)
     assert [(h.method, h.broken) for h in p.history] == [("greedy", 1), ("greedy", 0)]
-    assert p.history[0].notes[0].startswith("the parallel unit of trafo 0 (T big (parallel))")
+    assert (
+        p.history[0]
+        .notes[0]
+        .startswith("the parallel unit of trafo 0 (630 kVA uk 4.5 % parallel to T big)")
+    )
     monkeypatch.setattr(plan_mod, "MAX_ROUNDS", 1)
     w = make_plan(net, six, criteria=cn, method="greedy", time_limit_s=10)
     why = [u["reason"] for u in w.unserved]
     assert why == [
         "withdrawn (the AC rounds did not converge): with its connection the loading of trafo 0 "
-        "(its parallel unit T big (parallel)) was over its limit by 6.00%"
+        "(its parallel unit 630 kVA uk 4.5 % parallel to T big) was over its limit by 6.00%"
     ]
     reinforced = pp.from_json_string(reinforced_json(w, net))
-    assert "T big (parallel)" in set(reinforced.trafo.name)
+    assert "630 kVA uk 4.5 % parallel to T big" in set(reinforced.trafo.name)
     assert not _new_violations(w, net, cn)
+
+
+def test_a_parallel_unit_of_another_rating_is_named_by_its_own(six, cn, tmp_path):
+    """The 800 kVA unit laid beside the 1250 kVA one: reinforced.json names it by its own
+    rating and type and holds the catalogue's 800 kVA parameters, plan.csv and plan.html say
+    1250 + 800 kVA (before, reinforced.json named it "T big (parallel)", the old unit's name)."""
+    net = Network(_pair_net(2.8), name="pair", source="test")
+    o = make_plan(net, six, criteria=cn, method="optimal", time_limit_s=10)
+    write_plan(o, net, tmp_path / "out")
+    r = pp.from_json(str(tmp_path / "out" / "reinforced.json"))
+    assert list(r.trafo.name) == ["T big", "800 kVA uk 4.5 % parallel to T big"]
+    new = r.trafo.iloc[1]
+    assert (new.sn_mva, new.vk_percent, new.vkr_percent, new.pfe_kw, new.i0_percent) == (
+        0.8, 4.5, 0.85, 0.70, 0.25,
+    )  # fmt: skip
+    assert (r.trafo.hv_bus.tolist(), r.trafo.lv_bus.tolist()) == ([0, 0], [1, 1])
+    rows = (tmp_path / "out" / "plan.csv").read_text(encoding="utf-8").splitlines()
+    assert rows[1].startswith("transformer_parallel,trafo 0,1250 kVA,1250 + 800 kVA,")
+    html = (tmp_path / "out" / "plan.html").read_text(encoding="utf-8")
+    assert "1250 kVA \\u2192 1250 + 800 kVA" in html
 
 
 def test_the_optimal_rounds_stop_at_the_deadline_with_the_verified_greedy_plan(hand, hand_csv, cn):

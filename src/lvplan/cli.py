@@ -494,6 +494,7 @@ def _plan(args: argparse.Namespace, crit) -> int:
     import math
     from pathlib import Path
 
+    from lvplan.io.folder_lock import locked_folders
     from lvplan.io.load import load_network
     from lvplan.planning.measures import load_measures
     from lvplan.planning.outputs import write_plan
@@ -529,22 +530,24 @@ def _plan(args: argparse.Namespace, crit) -> int:
     def say(msg: str) -> None:
         print(f"lvplan plan: {msg}", file=sys.stderr, flush=True)
 
-    result = plan(
-        net,
-        args.demand,
-        criteria=crit,
-        method=args.method,
-        time_limit_s=limit,
-        budget_cny=budget,
-        measures=measures,
-        workers=workers,
-        discount_rate=rate,
-        progress=say if args.progress else None,
-        scheduler=args.scheduler,
-        work_dir=Path(args.resume) if args.resume else out,
-        resume=bool(args.resume),
-    )
-    write_plan(result, net, out, progress=say if args.progress else None)
+    # one run per folder: a second run on it exits 2 and touches nothing (io/folder_lock.py)
+    with locked_folders((out, "--out"), *([(args.resume, "--resume")] if args.resume else [])):
+        result = plan(
+            net,
+            args.demand,
+            criteria=crit,
+            method=args.method,
+            time_limit_s=limit,
+            budget_cny=budget,
+            measures=measures,
+            workers=workers,
+            discount_rate=rate,
+            progress=say if args.progress else None,
+            scheduler=args.scheduler,
+            work_dir=Path(args.resume) if args.resume else out,
+            resume=bool(args.resume),
+        )
+        write_plan(result, net, out, progress=say if args.progress else None)
     s = result.summary()
     if args.json:
         print(json.dumps(s, indent=2, ensure_ascii=False))
@@ -586,6 +589,7 @@ def _hosting(args: argparse.Namespace, crit) -> int:
 
     from lvplan.hosting import hosting_capacity
     from lvplan.hosting.outputs import write_outputs
+    from lvplan.io.folder_lock import locked_folders
     from lvplan.io.load import load_network
 
     workers = _int_arg("--workers", args.workers, 1, MAX_WORKERS)
@@ -600,28 +604,30 @@ def _hosting(args: argparse.Namespace, crit) -> int:
     out = Path(args.out or args.resume or f"hosting-{net.name}")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
-    before = None
-    if args.compare:  # the network as it is, for the before/after columns
-        before = hosting_capacity(
-            before_net, criteria=crit, pf=pf, max_kw=max_kw, workers=workers,
-            scheduler=args.scheduler, progress=True if args.progress else None,
+    # one run per folder: a second run on it exits 2 and touches nothing (io/folder_lock.py)
+    with locked_folders((out, "--out"), *([(args.resume, "--resume")] if args.resume else [])):
+        before = None
+        if args.compare:  # the network as it is, for the before/after columns
+            before = hosting_capacity(
+                before_net, criteria=crit, pf=pf, max_kw=max_kw, workers=workers,
+                scheduler=args.scheduler, progress=True if args.progress else None,
+            )  # fmt: skip
+        result = hosting_capacity(
+            net,
+            criteria=crit,
+            pf=pf,
+            max_kw=max_kw,
+            workers=workers,
+            scheduler=args.scheduler,
+            work_dir=Path(args.resume) if args.resume else out,
+            resume=bool(args.resume),
+            progress=True if args.progress else None,
+            n1=bool(args.n1),
+        )
+        summary = write_outputs(
+            result, net, crit, out, maps=not args.no_maps,
+            before=None if before is None else (before, before_net),
         )  # fmt: skip
-    result = hosting_capacity(
-        net,
-        criteria=crit,
-        pf=pf,
-        max_kw=max_kw,
-        workers=workers,
-        scheduler=args.scheduler,
-        work_dir=Path(args.resume) if args.resume else out,
-        resume=bool(args.resume),
-        progress=True if args.progress else None,
-        n1=bool(args.n1),
-    )
-    summary = write_outputs(
-        result, net, crit, out, maps=not args.no_maps,
-        before=None if before is None else (before, before_net),
-    )  # fmt: skip
     if args.json:
         print(json.dumps(summary, indent=2, ensure_ascii=False))
         return 0

@@ -296,11 +296,12 @@ def build_city(n_transformers: int, *, seed: int = 1):
 
 
 def write_network(net, out: Path, *, name: str) -> None:
-    """A networks/ folder (CSV tables), or a pandapower JSON file when ``out`` ends in .json."""
-    from lvplan.io.atomic import write_text_atomic
-
+    """A networks/ folder (CSV tables), or a pandapower JSON file when ``out`` ends in .json;
+    either written whole or not at all (a failure is one line, :class:`InputError`)."""
     if out.suffix.lower() == ".json":
         import pandapower as pp
+
+        from lvplan.io.atomic import write_output_file
 
         geo = net.bus[["lon", "lat"]].copy()
         net.bus["geo"] = [
@@ -308,7 +309,7 @@ def write_network(net, out: Path, *, name: str) -> None:
             for x, y in zip(geo.lon, geo.lat, strict=True)
         ]
         net.bus.drop(columns=["lon", "lat"], inplace=True)
-        write_text_atomic(out, pp.to_json(net))
+        write_output_file(out, pp.to_json(net))
         return
     from lvplan.io.netfolder import write_folder
 

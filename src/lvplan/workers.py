@@ -10,17 +10,25 @@ thread polls the parent's pid every ``POLL_S`` seconds and ends the worker when 
 (the worker was re-parented). A driver that died before the initializer ran is caught by the
 same check at once. Linux sends the signal when the *thread* that started the worker ends: a
 pool is made, fed and closed in one thread (:func:`lvplan.planning.groups._one_pool`; a
-spawn-context ``ProcessPoolExecutor`` starts its workers in the thread that submits).
+``ProcessPoolExecutor`` starts its workers in the thread that submits).
+
+:func:`process_pool` is the one way lvplan makes a local pool (the city plan's groups, the
+hosting map's chunks and its area builds, the islands of a city load): every one of its workers
+dies with its driver.
 """
 
 from __future__ import annotations
 
 import ctypes
+import multiprocessing as mp
 import os
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
 
 #: seconds between two looks at the parent's pid (the fallback)
 POLL_S = 1.0
@@ -52,3 +60,27 @@ def die_with_parent(parent: int) -> None:
         threading.Thread(target=_watch, args=(parent,), daemon=True, name="parent-watch").start()
     if os.getppid() != parent:  # the driver died before the request above: nothing to serve
         os._exit(1)
+
+
+def _start(parent: int, initializer: Callable[..., Any] | None, initargs: tuple) -> None:
+    die_with_parent(parent)
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def process_pool(
+    workers: int,
+    *,
+    method: str = "spawn",
+    initializer: Callable[..., Any] | None = None,
+    initargs: tuple = (),
+) -> ProcessPoolExecutor:
+    """A ``ProcessPoolExecutor`` of ``workers`` processes (start ``method``) whose workers end
+    when this process does (:func:`die_with_parent`, then ``initializer(*initargs)``). Make,
+    feed and close it in one thread (the module docstring says why)."""
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=mp.get_context(method),
+        initializer=_start,
+        initargs=(os.getpid(), initializer, initargs),
+    )

@@ -30,7 +30,7 @@ from lvplan.changes.spec import (
     Transfer,
     moved_bus_name,
 )
-from lvplan.model.catalogue import cable_types, trafo_types
+from lvplan.model.catalogue import cable_types, trafo_type_label, trafo_types
 from lvplan.powerflow.branch import TAP_COLUMNS
 
 #: LV board voltage of a new public transformer (kV)
@@ -174,9 +174,13 @@ def plan_changes(net, changes: Changes) -> Plan:
         elif isinstance(c, AddParallelTransformer):
             row = net.trafo.loc[c.trafo]
             kept = _kept(row, _TRAFO_KEEP)
+            # named by its own rating and type, beside the unit it stands by (before: the old
+            # unit's name + " (parallel)", which read as a copy of the old rating)
+            own = row.get("name")
+            old = own if isinstance(own, str) and own.strip() else f"trafo {c.trafo}"
             trafo(
                 hv_bus=int(row.hv_bus), lv_bus=int(row.lv_bus),
-                name=f"{row.get('name') or 'trafo ' + str(c.trafo)} (parallel)",
+                name=f"{trafo_type_label(int(c.rated_kva))} parallel to {old}",
                 **kept, **_trafo_params(int(c.rated_kva)),
             )  # fmt: skip
         elif isinstance(c, ReplaceLine):

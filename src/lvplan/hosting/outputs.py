@@ -21,7 +21,12 @@ import pandas as pd
 
 from lvplan import __version__
 from lvplan.decision import network_info
-from lvplan.io.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
+from lvplan.io.atomic import (
+    staged_files,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 from lvplan.io.leaflet import escape, offline_map, render
 from lvplan.io.leaflet import popup as leaflet_popup
 
@@ -368,8 +373,13 @@ def write_outputs(
 ) -> dict:
     """Write every output file of a :class:`HostingResult`; returns the summary (also written
     as summary.json). ``before``: the result and network before a set of changes
-    (``--compare``)."""
-    out.mkdir(parents=True, exist_ok=True)
+    (``--compare``). All or none: the files are written beside the folder's first and renamed
+    in together (a full disk leaves the folder as it was, and is one line)."""
+    with staged_files(out) as stage:
+        return _write_outputs(result, network, criteria, stage, maps=maps, before=before)
+
+
+def _write_outputs(result, network, criteria, out: Path, *, maps: bool, before) -> dict:
     df = result.table
     n1_feeders = getattr(result, "n1_feeders", None)
     trafos = transformer_table(df, network, criteria, result.bus_trafo, n1_feeders)

@@ -86,8 +86,9 @@ def build_areas(tasks: list[tuple], shared: tuple, workers: int) -> list[Any]:
         view, incidence, limits_int, branches = shared
         return [build_area(view, incidence, limits_int, branches, *t) for t in tasks]
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
+
+    from lvplan.workers import process_pool
 
     n = min(len(tasks), workers * CHUNKS_PER_WORKER)
     bounds = np.linspace(0, len(tasks), n + 1).astype(int)
@@ -100,9 +101,7 @@ def build_areas(tasks: list[tuple], shared: tuple, workers: int) -> list[Any]:
     )
     _init(shared)
     try:
-        with ProcessPoolExecutor(
-            max_workers=workers, mp_context=mp.get_context(method), **start
-        ) as pool:
+        with process_pool(workers, method=method, **start) as pool:  # they die with the driver
             parts = list(pool.map(_build_chunk, chunks))
     except BrokenProcessPool:  # a worker died (memory?): build them here, as one process would
         view, incidence, limits_int, branches = shared

@@ -18,7 +18,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -235,13 +235,14 @@ def _pool_rounds(problems, chunks, pending, finish, *, pf, max_kw, workers) -> N
 
 
 def _one_pool(problems, chunks, pending, finish, *, pf, max_kw, workers) -> list[int]:
-    import multiprocessing as mp
     from concurrent.futures.process import BrokenProcessPool
+
+    from lvplan.workers import process_pool
 
     failed: list[int] = []
     queue = iter(pending)
     futs: dict = {}
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+    with process_pool(workers) as pool:  # a killed driver leaves no worker on its chunk
 
         def submit_next() -> bool:
             i = next(queue, None)

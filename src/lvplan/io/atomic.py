@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from lvplan.errors import InputError
 
 
 @contextlib.contextmanager
@@ -45,3 +48,52 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+
+
+def write_failure(exc: OSError, flag: str, path: str | os.PathLike) -> InputError:
+    """The one line for an output that could not be written (a full disk, a read-only folder,
+    a file where a folder of its path should be): ``--out PATH: cannot write it: why``."""
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+        why = "a part of its path is a file, not a folder"
+    else:
+        why = exc.strerror or str(exc)
+    return InputError(f"{flag} {path}: cannot write it: {why}")
+
+
+@contextlib.contextmanager
+def output_errors(flag: str, path: str | os.PathLike) -> Iterator[None]:
+    """Turn an ``OSError`` of writing the output ``path`` into :func:`write_failure`'s line."""
+    try:
+        yield
+    except OSError as exc:
+        raise write_failure(exc, flag, path) from None
+
+
+def write_output_file(path: str | os.PathLike, text: str, *, flag: str = "--out") -> None:
+    """A text output file the user named, written atomically: a folder at ``path`` or any
+    failure to write is one line (:class:`InputError`), and nothing is left half-written."""
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{flag} {p}: is a folder; give a file to write")
+    with output_errors(flag, p):
+        write_text_atomic(p, text)
+
+
+@contextlib.contextmanager
+def staged_files(out: str | os.PathLike, *, flag: str = "--out") -> Iterator[Path]:
+    """A hidden folder inside output folder ``out`` for a run's files: when the block ends
+    without error each file written there is renamed over its namesake in ``out`` (renames
+    need no space), else none is and ``out`` keeps its files as they were. An ``OSError`` (a
+    full disk) is one line (:func:`write_failure`)."""
+    folder = Path(out)
+    with output_errors(flag, folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".out.", suffix=".tmp", dir=folder))
+        try:
+            yield stage
+            for f in sorted(stage.iterdir()):
+                os.replace(f, folder / f.name)
+        finally:
+            import shutil
+
+            shutil.rmtree(stage, ignore_errors=True)

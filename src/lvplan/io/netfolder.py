@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import tomllib
 from pathlib import Path
 
@@ -247,9 +248,52 @@ def _fill_defaults(net) -> None:
         net.ext_grid["va_degree"] = net.ext_grid["va_degree"].fillna(0.0)
 
 
-def write_folder(net, folder: Path, meta: dict) -> None:
-    """Write ``net`` as CSV tables (used by the network builders in networks/)."""
-    folder.mkdir(parents=True, exist_ok=True)
+def write_folder(net, folder: Path, meta: dict, *, flag: str = "--out") -> None:
+    """Write ``net`` as CSV tables (used by the network builders in networks/).
+
+    All or nothing: the tables go to a hidden folder beside ``folder`` first, which then takes
+    its place in one rename (a full disk or a killed run leaves ``folder`` as it was, never
+    half a network; a network folder there before is replaced whole, so no table of it stays
+    beside the new ones). A ``folder`` that holds other files than a network's is refused.
+    Failures are one line (:class:`InputError`) naming ``flag``."""
+    import shutil
+    import tempfile
+
+    from lvplan.io.atomic import output_errors
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{flag} {folder}: exists and is not a folder")
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / "network.toml").is_file():
+        raise InputError(
+            f"{flag} {folder}: a folder with other files than a network's; give a new or "
+            "empty folder (or a network folder to replace)"
+        )
+    with output_errors(flag, folder):
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        pre, par = f".{folder.name}.", folder.parent
+        stage = Path(tempfile.mkdtemp(prefix=pre, suffix=".tmp", dir=par))
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(stage, 0o777 & ~mask)  # mkdtemp's 0700: the folder as mkdir would make it
+        old = None
+        try:
+            _write_tables(net, stage, meta)
+            if folder.is_dir():
+                old = Path(tempfile.mkdtemp(prefix=pre, suffix=".old", dir=par))
+                folder.rename(old / "net")  # the old network moves aside, then the new one in
+            stage.rename(folder)
+        except BaseException:
+            if old is not None and (old / "net").is_dir() and not folder.exists():
+                (old / "net").rename(folder)  # put the old network back
+            raise
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_tables(net, folder: Path, meta: dict) -> None:
     for name in TABLES:
         if name not in net or net[name].empty:
             continue
@@ -264,6 +308,9 @@ def write_folder(net, folder: Path, meta: dict) -> None:
             df["lon"] = [round(p[0], 6) if p[0] is not None else None for p in pts]
             df["lat"] = [round(p[1], 6) if p[1] is not None else None for p in pts]
         df = df.dropna(axis=1, how="all")
-        df.to_csv(folder / f"{name}.csv", float_format="%.10g")
+        with open(folder / f"{name}.csv", "w", encoding="utf-8", newline="") as fh:
+            df.to_csv(fh, float_format="%.10g")
+            fh.flush()
+            os.fsync(fh.fileno())
     lines = [f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in meta.items()]
     (folder / "network.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -4,6 +4,7 @@ be (a device or an endless stream is refused, not read to the end), text that is
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from lvplan.errors import InputError
@@ -14,7 +15,11 @@ def read_bytes_bounded(p: Path, what: str, max_bytes: int) -> bytes:
     if p.is_dir():
         raise InputError(f"{p}: is a folder, not {what}")
     try:
-        with p.open("rb") as f:
+        # opened without waiting: a named pipe no one writes to reads as empty (before, the
+        # open blocked for ever); reads then block as usual, so a pipe being written works
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            os.set_blocking(fd, True)
             data = f.read(max_bytes + 1)
     except OSError as exc:
         raise InputError(f"{p}: {exc.strerror or exc}") from None

@@ -52,3 +52,9 @@ def cable_type(name: str) -> CableType:
 
 def trafo_types() -> dict[int, TrafoType]:
     return {int(k): TrafoType(rated_kva=int(k), **d) for k, d in _raw()["trafo"].items()}
+
+
+def trafo_type_label(rated_kva: int) -> str:
+    """The catalogue's unit of ``rated_kva`` as people name it: its rating and short-circuit
+    voltage, e.g. ``800 kVA uk 4.5 %`` (one type per rating in the catalogue)."""
+    return f"{rated_kva} kVA uk {trafo_types()[rated_kva].vk_percent:g} %"

@@ -350,11 +350,11 @@ class IslandStates:
         todo = [k for k, n in self.nets.items() if not n._whole_built()]
         total, done = len(todo), 0
         if workers > 1 and total >= PARALLEL_MIN_ISLANDS:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor, as_completed
+            from concurrent.futures import as_completed
 
-            ctx = mp.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            from lvplan.workers import process_pool
+
+            with process_pool(workers) as pool:  # a killed driver leaves no worker behind
                 futures = {pool.submit(_prepared, self.nets[k]): k for k in todo}
                 for fut in as_completed(futures):
                     self.nets[futures[fut]] = fut.result()

@@ -31,6 +31,7 @@ import numpy as np
 from lvplan.changes.resolve import no_load_tap, tap_ratio
 from lvplan.changes.spec import MAX_TIE_LENGTH_M
 from lvplan.criteria import Criteria
+from lvplan.criteria.judge import Limits
 from lvplan.decision import choose_service_cable
 from lvplan.locate import bus_lonlat, distance_m
 from lvplan.model.catalogue import cable_types, trafo_types
@@ -303,8 +304,8 @@ def build_instance(
     lv_ids = net.bus.index.to_numpy()[lv_rows]
     pf = crit.new_customer_pf
     tan = math.tan(math.acos(pf))
-    vmin_row = crit.lv_min_voltage_v / (vn * 1000.0)
-    vmax_row = crit.lv_max_voltage_v / (vn * 1000.0)
+    limits = Limits(net, crit)  # the profile's voltage band per bus, from its one home
+    vmin_row, vmax_row = limits.vmin, limits.vmax
     cables = cable_types()
 
     def service(d: Demand, route_m: float) -> tuple[str, float, float, float, float]:
@@ -480,9 +481,6 @@ def build_instance(
             line_data[line] = _line_data(net, line, st, lpos[line], tree.vn_kv)
     for line in sorted(used_lines):
         upgrades += line_upgrades(net, line, line_data[line], measures, cables)
-    upgrades, raising = _without_overvoltage(
-        upgrades, tree_cache, trafo_kva, trafo_base, trafo_z, line_data
-    )
     return Instance(
         demands=demands,
         options=options,
@@ -505,51 +503,9 @@ def build_instance(
             "areas": len(tree_cache),
             "upgrades": len(upgrades),
             "upgradable_lines": len(used_lines),
-            "upgrades_raising_voltage": raising,
+            "upgrades_raising_voltage": 0,  # set by prune_upgrades
         },
     )
-
-
-def _without_overvoltage(upgrades, areas, trafo_kva, trafo_base, trafo_z, line_data):
-    """The upgrades that keep every LV bus below its maximum at the base load, and how many
-    did not. A stiffer transformer or cable drops less under the load the area already has,
-    so the buses beyond it rise: at most ``(|z_before| - |z_after|) x |S_base| / 0.95`` (pu),
-    the base load's apparent power through it (a bound: the drop is at most |z| |S| / V)."""
-    if not upgrades:
-        return upgrades, 0
-    sub_max: dict[int, float] = {}  # bus -> the least vmax margin in its subtree
-    area_max: dict[int, float] = {}
-    line_below: dict[int, int] = {}  # line -> the bus it feeds
-    for tree in areas.values():
-        area_max[tree.trafo] = min(tree.margin_max_pu.values(), default=math.inf)
-        order = [tree.root]
-        for u in order:
-            order.extend(tree.children.get(u, []))
-        for b in reversed(order):
-            low = tree.margin_max_pu.get(b, math.inf)
-            for c in tree.children.get(b, []):
-                low = min(low, sub_max[c])
-            sub_max[b] = low
-            if b in tree.parent:
-                line_below[tree.parent[b][0]] = b
-    kept, raising = [], 0
-    for up in upgrades:
-        if up.kind in (MeasureKind.TRANSFORMER_SWAP, MeasureKind.TRANSFORMER_PARALLEL):
-            t = up.element
-            z0 = math.hypot(*trafo_z[t]) / trafo_kva[t]
-            z1 = math.hypot(up.r, up.x) / up.capacity
-            rise = max(0.0, z0 - z1) * trafo_base[t] / 0.95
-            room = area_max.get(t, math.inf)
-        else:
-            r, x, _imax, base_ka, vn = line_data[up.element]
-            rise = max(0.0, math.hypot(r, x) - math.hypot(up.r, up.x)) * base_ka * math.sqrt(3)
-            rise /= vn * 0.95
-            room = sub_max.get(line_below.get(up.element, -1), math.inf)
-        if rise >= room:
-            raising += 1
-            continue
-        kept.append(up)
-    return kept, raising
 
 
 def _vk(ttypes, kva: int) -> tuple[float, float]:
@@ -593,12 +549,16 @@ def _tree(network: Network, area_id: int, st, vmin_row: np.ndarray, vmax_row) ->
                 nxt.append(v)
         frontier = nxt
     margin: dict[int, float] = {}
+    margin_max: dict[int, float] = {}
     for b in area.buses:
         r = network.bus_row(int(b))
         vm = st.vm_pu[r]
         if np.isfinite(vm) and np.isfinite(vmin_row[r]):
             margin[int(b)] = float(vm - vmin_row[r])
-    return AreaData(area_id, t, root, parent, children, margin, float(net.bus.at[root, "vn_kv"]))
+        if np.isfinite(vm) and np.isfinite(vmax_row[r]):
+            margin_max[int(b)] = float(vmax_row[r] - vm)
+    vn_kv = float(net.bus.at[root, "vn_kv"])
+    return AreaData(area_id, t, root, parent, children, margin, vn_kv, margin_max)
 
 
 def prune_upgrades(inst: Instance, mv) -> int:
@@ -607,7 +567,10 @@ def prune_upgrades(inst: Instance, mv) -> int:
     loads that element most (each demand once), if the element's current stays within its
     rating and every voltage beyond it within its margin (by the model's own linear drops,
     the 10 kV drop included), no constraint the upgrade relaxes can bind, so a plan with it
-    costs more and is no more feasible: it is never optimal, and safe to drop."""
+    costs more and is no more feasible: it is never optimal, and safe to drop. A cable
+    upgrade that lifts some bus beyond it above its maximum voltage even under the most new
+    load any plan puts there is dropped too (no verified plan can hold it: see
+    :func:`_raises_over_vmax`), counted in ``stats["upgrades_raising_voltage"]``."""
     crit = inst.criteria
     tan = math.tan(math.acos(inst.pf))
     vmin_v = crit.lv_min_voltage_v
@@ -648,6 +611,8 @@ def prune_upgrades(inst: Instance, mv) -> int:
         p_src[mv_idx[("site", sid)]] = kw
     need_line: set[int] = set()
     need_trafo: set[int] = set()
+    room_below: dict[int, float] = {}  # bus -> least vmax room in its subtree, every plan
+    line_child: dict[int, tuple[int, int]] = {}  # line -> (parent bus, the bus it feeds)
     for a, tree in inst.areas.items():
         t = tree.trafo
         vpu = vmin_v / (tree.vn_kv * 1000.0)
@@ -680,14 +645,82 @@ def prune_upgrades(inst: Instance, mv) -> int:
             if worst[b] + cable_drop.get(b, 0.0) >= margin:
                 need_trafo.add(t)
                 need_line.update(tree.path(b))
+        _least_room_above_vmax(tree, worst, room_below, line_child)
     before = len(inst.upgrades)
     kept = []
+    raising = 0
     for up in inst.upgrades:
         is_trafo = up.kind in (MeasureKind.TRANSFORMER_SWAP, MeasureKind.TRANSFORMER_PARALLEL)
-        if (up.element in need_trafo) if is_trafo else (up.element in need_line):
-            kept.append(up)
+        if not ((up.element in need_trafo) if is_trafo else (up.element in need_line)):
+            continue
+        if not is_trafo and _raises_over_vmax(up, inst, room_below, line_child):
+            raising += 1
+            continue
+        kept.append(up)
     inst.upgrades = kept
     inst.needed_lines = need_line
     inst.stats["upgrades"] = len(kept)
     inst.stats["upgrades_pruned"] = before - len(kept)
+    inst.stats["upgrades_raising_voltage"] = raising
     return before - len(kept)
+
+
+def _least_room_above_vmax(
+    tree: AreaData,
+    worst: dict[int, float],
+    room_below: dict[int, float],
+    line_child: dict[int, tuple[int, int]],
+) -> None:
+    """For each bus of ``tree``, the least room any bus of its subtree keeps below its
+    maximum voltage in every plan: its base room ``vmax - vm`` plus ``worst``, the most the
+    new demands could lower it (an upper bound of their drop). Buses already above their
+    maximum, or not reached by lines, give no room (they constrain nothing here). Also each
+    line of the tree -> (its parent bus, the bus it feeds)."""
+    order = [tree.root]
+    for u in order:
+        order.extend(tree.children.get(u, []))
+    for b in reversed(order):
+        m = tree.margin_max_pu.get(b)
+        low = m + worst[b] if m is not None and m > 0.0 and b in worst else math.inf
+        for c in tree.children.get(b, []):
+            low = min(low, room_below[c])
+        room_below[b] = low
+        if b in tree.parent:
+            line, up = tree.parent[b]
+            line_child[line] = (up, b)
+
+
+def _raises_over_vmax(
+    up: Upgrade,
+    inst: Instance,
+    room_below: dict[int, float],
+    line_child: dict[int, tuple[int, int]],
+) -> bool:
+    """True when a cable upgrade puts some bus beyond it above its maximum voltage in every
+    plan, so no verified plan can hold it (the over-voltage rule of :func:`prune_upgrades`).
+
+    Kept safe: the rise is a lower bound and the room an upper one. The cable carries the
+    base load with today's drop ``d = vm(parent) - vm(bus)`` (the AC base state, about
+    ``r P + x Q``, the load flowing outwards); with ``r1 <= r0`` and ``x1 <= x0`` the drop after
+    is at most ``(1 - k) d``,
+    ``k = min(1 - r1/r0, 1 - x1/x0)``, so every bus beyond rises by at least ``k d``. The room
+    of each of those buses counts the most any plan's new demand could lower it
+    (:func:`_least_room_above_vmax`); a bus already above its maximum is not counted. A
+    transformer's upgrades are never dropped by this rule: its base drop is not in the state
+    (its tap and 10 kV side)."""
+    ends = line_child.get(up.element)
+    if ends is None or up.element not in inst.line_data:
+        return False
+    parent, bus = ends
+    tree = inst.areas[inst.bus_area[bus]]
+    m_parent, m_bus = tree.margin_max_pu.get(parent), tree.margin_max_pu.get(bus)
+    if m_parent is None or m_bus is None:
+        return False
+    drop = m_bus - m_parent  # vm(parent) - vm(bus): the base drop along the cable
+    r0, x0, _imax, _base, _vn = inst.line_data[up.element]
+    if drop <= 0.0 or r0 <= 0.0 or up.r > r0 or up.x > x0:
+        return False
+    k = 1.0 - up.r / r0
+    if x0 > 0.0:
+        k = min(k, 1.0 - up.x / x0)
+    return k * drop > room_below.get(bus, math.inf)

@@ -34,7 +34,7 @@ import os
 import pickle
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -337,20 +337,14 @@ def _one_pool(
     workers: int,
     budget: Callable[[GroupJob], GroupJob],
 ) -> list[GroupJob]:
-    import multiprocessing as mp
     from concurrent.futures.process import BrokenProcessPool
+
+    from lvplan.workers import process_pool
 
     failed: list[GroupJob] = []
     queue = iter(pending)
     futs: dict = {}
-    from lvplan.workers import die_with_parent
-
-    with ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=mp.get_context("spawn"),
-        initializer=die_with_parent,  # a killed driver leaves no worker running its job
-        initargs=(os.getpid(),),
-    ) as pool:
+    with process_pool(workers) as pool:  # a killed driver leaves no worker running its job
 
         def submit_next() -> bool:
             job = next(queue, None)

@@ -186,12 +186,9 @@ def synth_demand(
 
 
 def write_synth_demand(demand: SynthDemand, out: str | Path) -> None:
-    from lvplan.io.atomic import write_text_atomic
+    from lvplan.io.atomic import write_output_file
 
-    p = Path(out)
-    if p.is_dir():
-        raise InputError(f"--out {p}: is a folder; give a CSV file to write")
-    write_text_atomic(p, demand.to_csv())
+    write_output_file(out, demand.to_csv())
 
 
 def _load_kw(network: Network) -> np.ndarray:

@@ -87,9 +87,6 @@ def parcels_csv(rows: list[dict[str, str]]) -> str:
 
 
 def write_parcels(rows: list[dict[str, str]], out: str | Path) -> None:
-    from lvplan.io.atomic import write_text_atomic
+    from lvplan.io.atomic import write_output_file
 
-    p = Path(out)
-    if p.is_dir():
-        raise InputError(f"--out {p}: is a folder; give a CSV file to write")
-    write_text_atomic(p, parcels_csv(rows))
+    write_output_file(out, parcels_csv(rows))

@@ -18,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,7 +31,8 @@ import pandas as pd
 
 from lvplan import __version__
 from lvplan.errors import InputError
-from lvplan.io.atomic import write_json_atomic, write_text_atomic
+from lvplan.io.atomic import output_errors, write_json_atomic, write_text_atomic
+from lvplan.io.folder_lock import locked_folder
 from lvplan.study.spec import NetworkStudy, Study, network_spec, read_study, resolve
 
 DEPENDENCIES = (
@@ -95,10 +98,26 @@ def run_study(
     dest = Path(out) if out is not None else Path(study.out or f"study-{study.name}")
     if dest.exists() and not dest.is_dir():
         raise InputError(f"--out {dest}: exists and is not a folder")
+    # one run per folder: a second run on it exits 2 and touches nothing. Every file is
+    # written to a hidden folder inside it first and moved in when the whole study is done:
+    # a failure (a full disk) leaves the folder as it was, and is one line
+    with locked_folder(dest), output_errors("--out", dest):
+        stage = Path(tempfile.mkdtemp(prefix=".study.", suffix=".tmp", dir=dest))
+        try:
+            doc = _run_into(study, path, stage, progress)
+            _publish(stage, dest)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+    doc["out"] = str(dest)
+    return doc
+
+
+def _run_into(
+    study: Study, path: Path, dest: Path, progress: Callable[[str], None] | None
+) -> dict[str, Any]:
     say = progress or (lambda _m: None)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    dest.mkdir(parents=True, exist_ok=True)
     results = []
     names_seen: set[str] = set()
     for i, ns in enumerate(study.networks):
@@ -118,9 +137,22 @@ def run_study(
     timings["total_s"] = round(time.perf_counter() - t0, 2)
     doc["timings"] = timings
     write_json_atomic(dest / "study.json", doc)
-    doc["out"] = str(dest)
     say(f"done in {timings['total_s']:.1f} s")
     return doc
+
+
+def _publish(stage: Path, dest: Path) -> None:
+    """Move every entry of ``stage`` into ``dest`` (renames on one file system: no space
+    needed), an entry of an earlier run there moved aside first and removed after."""
+    old = Path(tempfile.mkdtemp(prefix=".study.", suffix=".old", dir=dest))
+    try:
+        for entry in sorted(stage.iterdir()):
+            target = dest / entry.name
+            if target.exists():
+                target.rename(old / entry.name)
+            entry.rename(target)
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _fingerprints(study: Study, path: Path, results: list[NetworkResult]) -> dict[str, Any]:

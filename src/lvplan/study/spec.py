@@ -25,6 +25,7 @@ study file.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +37,10 @@ from lvplan.io.textfile import read_text_bounded
 
 #: the largest study file read (a YAML file is a few kB)
 MAX_BYTES = 1024 * 1024
+#: the most policies and networks one study compares (each policy replays every network's
+#: applications; each network is loaded, mapped and planned)
+MAX_POLICIES = 10
+MAX_NETWORKS = 20
 #: default size distribution of synthetic applications: (lowest, highest declared kW, share)
 SIZES_KW: list[tuple[float, float, float]] = [
     (10.0, 60.0, 0.45),
@@ -76,7 +81,7 @@ class SynthApplications(_Strict):
             if len(row) != 3:
                 raise ValueError(f"sizes_kw[{i}]: need [lowest kW, highest kW, share]")
             lo, hi, share = row
-            if not (0 < lo < hi <= 100_000) or share < 0:
+            if not (0 < lo < hi <= 100_000) or not (math.isfinite(share) and share >= 0):
                 raise ValueError(
                     f"sizes_kw[{i}]: need 0 < lowest < highest kW and a share >= 0, "
                     f"got [{lo:g}, {hi:g}, {share:g}]"
@@ -90,8 +95,8 @@ class SynthApplications(_Strict):
                 category(name)
             except InputError as exc:
                 raise ValueError(f"categories.{name}: {exc}") from None
-            if share < 0:
-                raise ValueError(f"categories.{name}: a share must be >= 0")
+            if not (math.isfinite(share) and share >= 0):
+                raise ValueError(f"categories.{name}: a share must be a finite number >= 0")
         if not self.categories or sum(self.categories.values()) <= 0:
             raise ValueError("categories: the shares must add up to more than 0")
         return self
@@ -134,11 +139,13 @@ class Study(_Strict):
     description: str = ""
     profile: str = "cn"
     set: dict[str, float | int | str | bool] = Field(default_factory=dict)
-    policies_kw: list[float] = Field(default_factory=lambda: [160.0, 200.0], min_length=1)
+    policies_kw: list[float] = Field(
+        default_factory=lambda: [160.0, 200.0], min_length=1, max_length=MAX_POLICIES
+    )
     horizon: list[int] = Field(default_factory=lambda: [2027, 2030], min_length=2, max_length=2)
     run: Run = Field(default_factory=lambda: Run.model_validate({}))
     out: str | None = None
-    networks: list[NetworkStudy] = Field(min_length=1)
+    networks: list[NetworkStudy] = Field(min_length=1, max_length=MAX_NETWORKS)
 
     @model_validator(mode="after")
     def _check(self) -> Study:
@@ -201,6 +208,8 @@ def read_study(path: str | Path) -> Study:
     except yaml.YAMLError as exc:
         first = " ".join(str(exc).split())[:160]
         raise InputError(f"{p}: not a YAML file ({first})") from None
+    except RecursionError:  # PyYAML composes nested blocks by recursion
+        raise InputError(f"{p}: not a YAML study file (nested too deeply)") from None
     if not isinstance(doc, dict):
         raise InputError(f"{p}: expected a YAML mapping of study keys (name, networks, ...)")
     try:
