@@ -293,7 +293,8 @@ class MipBound:
         relaxation the bounding thread has strengthened (its values lie nearer a plan's: fewer
         upgrades paid in fractions). The cheapest stands. (The first search needs its time: on
         the district, HiGHS found its 48.4 M CNY plan after 11-15 s of one core, and a search
-        cut at 45 % of the time to leave the second its share found nothing in 2 of 3 runs.)"""
+        cut at 45 % of the time (CP-SAT on a quarter) found a plan in 1 of 4 runs; at 60 % (CP-SAT
+        on a tenth) in 0 of 2.)"""
         t0 = time.perf_counter()
         got = self._relax(mo)
         if got is None:

@@ -37,8 +37,7 @@ LINEARIZATION_LEVEL = 1
 MIP_BOUND_MIN_S = 10.0
 #: beside the two HiGHS threads, CP-SAT searches on one worker for this share of the time: the
 #: cheaper plans come from HiGHS's neighbourhood search, which needs the cores (on the district
-#: it finds its plan after 11-15 s of one core; with CP-SAT on a quarter of the time, beside the
-#: bound, it found none in 2 of 2 idle runs, with a tenth 2 of 2)
+#: it finds its plan after 11-15 s of one core; see MipBound._dive for the shares tried)
 CPSAT_SHARE = 0.1
 #: CP-SAT's time to check the relaxation neighbourhood's plan against the model (all fixed)
 DIVE_CHECK_S = 10.0
