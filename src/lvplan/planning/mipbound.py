@@ -309,7 +309,13 @@ class MipBound:
                 if self._stopped.is_set() or time.perf_counter() > self.deadline:
                     break
             left = self.deadline - DIVE_MARGIN_S - time.perf_counter()
-            if rel.done.is_set() and rel.values is not None and rel.rounds and left >= 2.0:
+            if (
+                rel.done.is_set()
+                and not self._stopped.is_set()  # (CP-SAT proved its plan: no search needed)
+                and rel.values is not None
+                and rel.rounds
+                and left >= 2.0
+            ):
                 _add(mo, rel.cuts)
                 statuses.append(
                     "strengthened: "

@@ -607,7 +607,10 @@ class PlanModel:
         if rel is not None and rel.rounds:
             bounds.update(relaxation_strengthened=rel.value, relaxation_rounds=rel.rounds)
         if other is not None and other > bound:
-            bounds["bound_by"] = "relaxation" if companion.status == "relaxation only" else "highs"
+            # the strengthened relaxation's value stands for the bound when HiGHS's own solve
+            # was not run, failed, ran past the wait or proved less: then it proved this bound
+            lp = companion.lp_bound
+            bounds["bound_by"] = "relaxation" if lp is not None and other <= lp else "highs"
             return min(other, obj)
         return bound
 

@@ -1,0 +1,68 @@
+"""Review probes of planning/mipbound.py's threads and bound labels (written in review)."""
+
+from __future__ import annotations
+
+import random
+import time
+
+from ortools.sat.python import cp_model
+
+from lvplan.planning.mipbound import MipBound, Relaxation
+
+
+def _hard_proto(seed: int = 3):
+    """A covering MIP that HiGHS does not close in 30 s (150 booleans, 100 rows of 40)."""
+    rng = random.Random(seed)
+    m = cp_model.CpModel()
+    x = [m.new_bool_var(f"x{i}") for i in range(150)]
+    for _ in range(100):
+        idx = rng.sample(range(150), 40)
+        m.add(sum(rng.randint(1, 30) * x[i] for i in idx) >= rng.randint(100, 300))
+    m.minimize(sum(rng.randint(1, 100) * v for v in x))
+    return m.clone().proto
+
+
+def test_stop_ends_the_bound_thread_promptly():
+    """CP-SAT proved its plan optimal: ``stop()`` is to end HiGHS's solve. MathOpt's HiGHS
+    ignores the SolveInterrupter (OR-Tools 9.15), so stop() waits its 5 s and the thread goes
+    on solving until its own deadline (here 30 s), beside whatever the plan does next."""
+    mb = MipBound(_hard_proto(), 30.0, relaxation=Relaxation([])).start()
+    time.sleep(1.0)
+    t = time.perf_counter()
+    mb.stop()
+    waited = time.perf_counter() - t
+    alive = mb._thread.is_alive()
+    mb._thread.join()  # (leave nothing running)
+    assert not alive and waited < 2.0, (waited, alive)
+
+
+def test_a_bound_the_relaxation_gave_is_not_labelled_highs():
+    """The bounding thread's MIP solve failed (or ran out of time below the strengthened
+    relaxation, or was still running at the wait's end): its bound is the strengthened
+    relaxation's (``lp_bound``), and ``bound_by`` must say so, not ``highs``."""
+    from lvplan.planning.model import PlanModel
+
+    mb = MipBound(_hard_proto(), 1.0)  # not started: its outcome is set by hand
+    mb.lp_bound = mb.bound = 100.0
+    mb.status = "failed: RuntimeError: boom"
+    bounds: dict = {"cp_sat": 50.0, "bound_by": "cp_sat"}
+    assert PlanModel._mip_bound(mb, bounds, 50.0, 200.0) == 100.0
+    assert bounds["bound_by"] == "relaxation", bounds
+
+
+def test_a_stopped_diver_does_not_start_its_second_neighbourhood():
+    """CP-SAT proved its plan optimal and stopped both threads: the diving thread must not then
+    start a second HiGHS search (around the strengthened relaxation) that runs to its deadline
+    (HiGHS does not heed the interrupter)."""
+    m = cp_model.CpModel()
+    x = [m.new_bool_var(f"x{i}") for i in range(3)]
+    m.add(x[0] + x[1] + x[2] >= 2)
+    m.minimize(3 * x[0] + 2 * x[1] + 4 * x[2])
+    rel = Relaxation([])
+    rel.values, rel.value, rel.rounds = [1.0, 1.0, 0.0], 5.0, 1
+    rel.done.set()
+    mb = MipBound(m.clone().proto, 30.0, dive_vars=[0, 1, 2], relaxation=rel)
+    mb._stopped.set()  # stop() came while the first search ran
+    mb.start()
+    mb._thread.join(20.0)
+    assert "strengthened" not in mb.dive_status, mb.dive_status
