@@ -172,7 +172,7 @@ def test_a_groups_bound_is_the_strengthened_relaxation_alone(tmp_path, cn):
     assert rel.rounds >= 1 and rel.value is not None
     assert rel.value * (1 - 2e-6) <= bound <= rel.value  # (less the solver's tolerance)
     assert 9.4e6 < bound <= opt  # (as written 9.14 M, optimum 9.64 M)
-    assert mb.seconds < 20.0
+    assert mb.seconds < 60.0  # (its deadline: no MIP solve after the rounds)
 
 
 def test_a_neighbourhood_searched_whole_is_searched_again_around_the_strengthened_relaxation(

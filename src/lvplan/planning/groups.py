@@ -500,7 +500,7 @@ def join(
                 method=p.method,
                 cost_cny=round(p.cost_cny, 2),
                 bound_cny=round(p.bound, 2) if math.isfinite(p.bound) else None,
-                bound_by=sol.bounds.get("bound_by"),  # cp_sat, highs (the relaxation's)
+                bound_by=sol.bounds.get("bound_by"),  # cp_sat, relaxation (the strengthened one)
                 gap=round(p.gap, 6) if math.isfinite(p.gap) else None,
                 served=len(p.assignments),
                 withdrawn=sum(1 for u in p.unserved if str(u["reason"]).startswith("withdrawn")),

@@ -381,14 +381,18 @@ class MipBound:
         return obj.offset + sum(t.coefficient * at[t.variable] for t in obj.linear_terms())
 
     def stop(self) -> None:
-        """Interrupt the solve (CP-SAT has proved its plan optimal: no second bound needed)."""
+        """CP-SAT has proved its plan optimal: no second bound or plan is needed. The thread
+        starts nothing more (no further round of inequalities, no second neighbourhood), and
+        returns at once. A HiGHS solve already running goes on to its own time limit, at the
+        latest the deadline: MathOpt's HiGHS does not heed the interrupter (OR-Tools 9.15), so
+        waiting for it here would only hold the plan up."""
         self._stopped.set()
         self._stop.interrupt()
-        self._thread.join(5.0)
 
     def result(self, wait_s: float = 5.0) -> float | None:
-        """The bound (None: none), waiting at most ``wait_s`` past the deadline; a solve still
-        running then is interrupted, and the relaxation's value stands for its bound."""
+        """The bound (None: none), waiting at most ``wait_s`` past the deadline; if a solve is
+        still running then (it ends at its own time limit), the relaxation's value stands for
+        its bound."""
         if self._thread.ident is None:  # never started
             return self.bound
         self._thread.join(max(0.0, self.deadline - time.perf_counter()) + wait_s)

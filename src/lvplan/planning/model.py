@@ -39,6 +39,9 @@ MIP_BOUND_MIN_S = 10.0
 #: cheaper plans come from HiGHS's neighbourhood search, which needs the cores (on the district
 #: it finds its plan after 11-15 s of one core; see MipBound._dive for the shares tried)
 CPSAT_SHARE = 0.1
+#: the least time for the neighbourhood search beside the bound (on the district HiGHS finds
+#: its plan after 11-15 s of one core); with less, the bound alone runs beside CP-SAT
+DIVE_MIN_S = 30.0
 #: CP-SAT's time to check the relaxation neighbourhood's plan against the model (all fixed)
 DIVE_CHECK_S = 10.0
 
@@ -683,15 +686,21 @@ class PlanModel:
                 rel = Relaxation(self.capacity_rows)
                 companion = MipBound(self.m.clone().proto, left, relaxation=rel, lp_only=True)
                 companion.start()
-            elif mip_bound and left >= MIP_BOUND_MIN_S:
+            elif mip_bound and left < DIVE_MIN_S and left >= MIP_BOUND_MIN_S:
+                # too little time for a neighbourhood search: the bound alone, beside CP-SAT
+                # on every worker for the whole time
+                rel = Relaxation(self.capacity_rows)
+                companion = MipBound(self.m.clone().proto, left, relaxation=rel).start()
+            elif mip_bound and left >= DIVE_MIN_S:
                 # the options and the sites the relaxation takes whole or leaves out are held
                 dive = [v.index for v in (*self.x.values(), *self.z.values())]
                 proto = self.m.clone().proto
                 # two HiGHS threads beside CP-SAT: one looks for a plan in the relaxation's
                 # neighbourhood, the other bounds (measured on the district: the same plans as
-                # one thread doing both in turn, and a bound 40.2 M against 38.7 M)
-                # the diving thread strengthens the relaxation first (residual-capacity
-                # inequalities, planning/strengthen.py); the bounding one solves with them
+                # one thread doing both in turn, and a bound 40.2 M against 38.7 M). The
+                # bounding thread strengthens the relaxation first (residual-capacity
+                # inequalities, planning/strengthen.py) and the diving one searches again
+                # around it when its first search ends early
                 rel = Relaxation(self.capacity_rows)
                 inc = None
                 if self.hint_complete:  # the search's start: a plan of this model
@@ -766,11 +775,18 @@ class PlanModel:
             dive_status=companion.dive_status,
             dive_s=round(companion.dive_s, 2),
         )
+        if companion._thread.is_alive():  # (its values may be half written)
+            out.bounds["dive_status"] = "still running at the wait's end"
+            return out
         if vals is None or obj is None or obj >= out.objective:
             return out
+        # its decisions (connections, upgrades, sites, demands served) are held, and CP-SAT
+        # works out every load and drop from them: HiGHS's values of those, rounded, may be off
+        # by its tolerance
         self.m.clear_hints()
-        for i, v in enumerate(vals):
-            self.m.add_hint(self.m.get_int_var_from_proto_index(i), v)
+        decisions = (*self.x.values(), *self.y.values(), *self.z.values(), *self.served.values())
+        for v in decisions:
+            self.m.add_hint(v, vals[v.index])
         check = cp_model.CpSolver()
         check.parameters.max_time_in_seconds = DIVE_CHECK_S
         check.parameters.num_workers = 1
@@ -780,6 +796,8 @@ class PlanModel:
             out.bounds["dive_status"] = f"rejected ({check.status_name(status).lower()})"
             return out
         cost = float(check.objective_value)
+        if cost >= out.objective:  # (never a dearer plan in place of the one found)
+            return out
         bound = out.bound if math.isfinite(out.bound) else math.nan
         bound = min(bound, cost) if math.isfinite(bound) else bound
         dived = Solution.of(
