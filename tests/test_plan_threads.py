@@ -68,3 +68,35 @@ def test_a_stopped_diver_does_not_start_its_second_neighbourhood():
     mb.start()
     mb._thread.join(20.0)
     assert "strengthened" not in mb.dive_status, mb.dive_status
+
+
+def test_a_cost_stage_that_finds_nothing_returns_the_most_served_stages_plan(
+    tmp_path, cn, monkeypatch
+):
+    """No hint, so the solve first serves the most kW (stage 1), then minimises the cost of
+    serving those (stage 2). When stage 2 finds nothing in its time, its start, stage 1's plan
+    (complete, and a plan of stage 2), is the answer, not a failure (a city group whose
+    greedy hint did not fit kept no plan and no bound this way)."""
+    from test_plan import HAND_CSV, _two_transformers
+    from test_plan_mipbound import _cost_model
+
+    from lvplan.model.network import Network
+    from lvplan.planning.model import PlanModel
+
+    hand = Network(_two_transformers(), name="two transformers", source="test")
+    mdl = _cost_model(hand, HAND_CSV, tmp_path, cn)
+    mdl.m.clear_objective()
+    real_run = PlanModel._run
+    calls = []
+
+    def run(self, time_limit_s, workers, gap):
+        solver, status = real_run(self, time_limit_s, workers, gap)
+        calls.append(status)
+        return (solver, cp_model.UNKNOWN) if len(calls) == 2 else (solver, status)
+
+    monkeypatch.setattr(PlanModel, "_run", run)
+    sol = mdl.solve(time_limit_s=8.0, workers=1)
+    assert len(calls) == 2
+    assert sol.status == "feasible" and sol.from_hint
+    assert all(sol.served) and sol.cost_cny > 0
+    assert sorted(sol.chosen) == sorted(k for k, v in mdl.x.items() if mdl._hint_values()[v.index])

@@ -668,6 +668,9 @@ class PlanModel:
                     self.served_proven = status == cp_model.OPTIMAL
                     now = {i: int(solver.value(sv)) for i, sv in self.served.items()}
                     self._rehint(solver)
+                    # its plan is complete, and a plan of stage 2 too: the search's start, and
+                    # the answer if stage 2 finds nothing in its time
+                    self.hint_complete = True
                 elif self.hint_complete:  # no time to serve more: the hint's demands
                     self.served_proven = False
                     hv = self._hint_values()
