@@ -14,6 +14,7 @@ import time
 
 import pandas as pd
 import pytest
+from procs import outliving
 
 import lvplan.hosting.run as run_mod
 from lvplan.errors import InputError
@@ -125,16 +126,6 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
-def _alive(p) -> bool:
-    """Still running (a zombie runs nothing)."""
-    import psutil
-
-    try:
-        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 def test_a_killed_hosting_driver_leaves_no_worker_and_resume_gives_the_same_map(
     urban_map, tmp_path
 ):
@@ -170,8 +161,7 @@ def test_a_killed_hosting_driver_leaves_no_worker_and_resume_gives_the_same_map(
         assert drv.poll() is None and len(workers) == 2, "the driver ended before holding"
         drv.kill()  # SIGKILL: no handler, no atexit, no pool shutdown
         drv.wait()
-        _gone, alive = psutil.wait_procs(workers, timeout=5)
-        alive = [p for p in alive if _alive(p)]
+        alive = outliving(workers)
         assert not alive, f"{len(alive)} worker(s) still running 5 s after their driver died"
     finally:
         for p in [drv, *workers]:

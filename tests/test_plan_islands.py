@@ -18,6 +18,7 @@ import numpy as np
 import pandapower as pp
 import pandas as pd
 import pytest
+from procs import outliving
 from reference import Reference
 
 import lvplan
@@ -344,17 +345,6 @@ plan(net, sys.argv[2], criteria="cn", method="greedy", workers=2, work_dir=sys.a
 """
 
 
-def _running(p) -> bool:
-    """Still running (a killed child re-parented to an init that does not reap it stays a
-    zombie: it runs nothing)."""
-    import psutil
-
-    try:
-        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 def test_a_killed_driver_leaves_no_worker_and_resume_finishes(city, cn, greedy_plans, tmp_path):
     """The plan's driver is SIGKILLed while its spawned workers plan the groups: the workers
     end with it (before, each ran its group to the end, minutes of CPU at city scale, and then
@@ -381,8 +371,7 @@ def test_a_killed_driver_leaves_no_worker_and_resume_finishes(city, cn, greedy_p
         workers = [p for p in me.children() if "spawn_main" in " ".join(p.cmdline())]
         drv.kill()  # SIGKILL: no handler, no atexit, no pool shutdown
         drv.wait()
-        _gone, alive = psutil.wait_procs(workers, timeout=5)
-        alive = [p for p in alive if _running(p)]
+        alive = outliving(workers)
         assert not alive, f"{len(alive)} worker(s) still running after their driver died"
     finally:
         if drv.poll() is None:

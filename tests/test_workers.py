@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+from procs import running
 
 _DRIVER = """
 import sys, time
@@ -19,16 +20,6 @@ time.sleep(1.0)
 print("ready", flush=True)
 time.sleep(120)
 """
-
-
-def _alive(pid: int) -> bool:
-    import psutil
-
-    try:
-        p = psutil.Process(pid)
-        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 @pytest.mark.parametrize("method", ["spawn", "fork"])
@@ -51,15 +42,15 @@ def test_a_pools_workers_die_with_their_driver(method):
         assert drv.stdout.readline().strip() == "ready"
         kids = psutil.Process(drv.pid).children()
         pids = [k.pid for k in kids if "resource_tracker" not in " ".join(k.cmdline())]
-        assert len(pids) == 2 and all(_alive(p) for p in pids)
+        assert len(pids) == 2 and all(running(p) for p in pids)
         drv.kill()  # SIGKILL
         drv.wait()
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        while time.monotonic() < deadline and any(running(p) for p in pids):
             time.sleep(0.05)
-        assert not [p for p in pids if _alive(p)], "a worker outlived its driver by 5 s"
+        assert not [p for p in pids if running(p)], "a worker outlived its driver by 5 s"
     finally:
         drv.kill()
         for p in pids:
-            if _alive(p):
+            if running(p):
                 os.kill(p, 9)
