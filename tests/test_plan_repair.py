@@ -90,3 +90,37 @@ def test_repair_declines_the_whole_plan(sz_case):
     everyone = {grid.inst.options[k].demand for k in sol.chosen}
     assert repair(grid, sol, everyone, time_limit_s=5.0, workers=1) is None
     assert repair(grid, sol, set(), time_limit_s=5.0, workers=1) is None
+
+
+def test_the_greedy_repair_alone_keeps_the_plan_and_fits(sz_case):
+    """The repair's first step (``Greedy.complete``), which stands when CP-SAT finds nothing in
+    its time: every held option as it was, the touched demand connected elsewhere, a plan of
+    the tightened model; and None when a held option no longer fits."""
+    from lvplan.planning.greedy import Greedy
+
+    inst, mv, cuts, _grid, sol = sz_case
+    after = snapshot(cuts)
+    k = sol.chosen[0]
+    after.add_linear({k: 1.0}, 0.5, "test: this connection forbidden")
+    tight = LinearGrid(inst, mv, after)
+    d = inst.options[k].demand
+    held = [j for j in sol.chosen if j != k]
+    got = Greedy(tight, keep=tuple(sol.upgrades)).complete(held, [d])
+    assert got is not None
+    assert set(held) <= set(got.chosen) and k not in got.chosen
+    assert sum(got.served) == sum(sol.served)
+    assert PlanModel(tight).hint(got)
+    # held as it is, the forbidden connection does not fit: no plan
+    assert Greedy(tight, keep=tuple(sol.upgrades)).complete(sol.chosen, []) is None
+
+
+def test_repair_returns_the_greedy_repair_when_cp_sat_has_no_time(sz_case):
+    inst, mv, cuts, _grid, sol = sz_case
+    before, after = snapshot(cuts), snapshot(cuts)
+    k = sol.chosen[0]
+    after.add_linear({k: 1.0}, 0.5, "test: this connection forbidden")
+    tight = LinearGrid(inst, mv, after)
+    who = touched(tight, before, after, sol)
+    fixed = repair(tight, sol, who, time_limit_s=1e-6, workers=1)
+    assert fixed is not None and k not in fixed.chosen
+    assert PlanModel(tight).hint(fixed)

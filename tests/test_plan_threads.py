@@ -100,3 +100,65 @@ def test_a_cost_stage_that_finds_nothing_returns_the_most_served_stages_plan(
     assert sol.status == "feasible" and sol.from_hint
     assert all(sol.served) and sol.cost_cny > 0
     assert sorted(sol.chosen) == sorted(k for k, v in mdl.x.items() if mdl._hint_values()[v.index])
+
+
+def _voltage_proto(d_max: int):
+    """Two connections of one demand: the cheap one (cost 1) drops 10 units of voltage, the
+    dear one (cost 3) none; a voltage limit ``d <= d_max`` when the cheap one is used (a big-M
+    row, as the plan model writes them). Returns the proto, the limit's index, the decisions."""
+    m = cp_model.CpModel()
+    cheap, dear = m.new_bool_var("cheap"), m.new_bool_var("dear")
+    d = m.new_int_var(0, 10, "d")
+    m.add(cheap + dear == 1)
+    m.add(d == 10 * cheap)
+    row = m.add(d <= d_max).only_enforce_if(cheap).index
+    m.minimize(cheap + 3 * dear)
+    m.add_hint(cheap, 0)
+    m.add_hint(dear, 1)
+    m.add_hint(d, 0)
+    proto = m.clone().proto
+    return proto, row, [cheap.index, dear.index]
+
+
+def test_to_mip_writes_held_out_rows_free_and_restore_puts_them_back():
+    from ortools.math_opt.python import mathopt
+
+    from lvplan.planning.mipbound import restore, to_mip
+
+    proto, row, _ = _voltage_proto(5)
+    loose: list = []
+    mo = to_mip(proto, held_out=[row], loose=loose)
+    assert mo is not None and len(loose) == 1
+    assert loose[0][0].upper_bound == float("inf")
+    free = mathopt.solve(mo, mathopt.SolverType.HIGHS)
+    assert round(free.objective_value()) == 1  # the cheap connection: its limit held out
+    restore(loose)
+    held = mathopt.solve(mo, mathopt.SolverType.HIGHS)
+    assert round(held.objective_value()) == 3  # with the limit: the dear one
+
+
+def test_the_diver_never_keeps_a_plan_that_breaks_a_held_out_voltage_limit():
+    """The HiGHS threads hold the voltage limits out: the diving thread's plan that breaks one
+    is dropped, and the neighbourhood searched again with the limits."""
+    proto, row, decisions = _voltage_proto(5)
+    inc = [0, 1, 0]  # the dear connection: a plan of the model
+    mb = MipBound(
+        proto,
+        20.0,
+        dive_vars=decisions,
+        incumbent=inc,
+        voltage_rows=[row],
+        decisions=decisions,
+    ).start()
+    mb.result()
+    assert mb.dive_values is None and mb.dive_objective is None, mb.dive_status
+    assert "voltage limit broken" in mb.dive_status
+    assert mb.lp_bound is not None and mb.lp_bound <= 3  # a bound of the model still
+    # the limit loose enough for the cheap connection: its plan is kept
+    proto, row, decisions = _voltage_proto(10)
+    mb = MipBound(
+        proto, 20.0, dive_vars=decisions, incumbent=inc, voltage_rows=[row], decisions=decisions
+    ).start()
+    mb.result()
+    assert mb.dive_objective == 1 and mb.dive_values is not None
+    assert "voltage" not in mb.dive_status

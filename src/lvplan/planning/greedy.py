@@ -369,14 +369,28 @@ class Greedy:
             o.area, st.line_load, st.trafo_load[ag.trafo], st.built, None
         )[0]
 
-    def run(self, order: list[int], budget_cny: float | None = None) -> Solution:
+    def complete(self, held: list[int], order: list[int]) -> Solution | None:
+        """A plan with the options ``held`` first, as they are, and then each demand of
+        ``order`` connected greedily (the repair of a plan the AC check broke,
+        :mod:`lvplan.planning.repair`); None when a held option or a demand does not fit."""
+        for k in held:
+            r = self._try(k)
+            if r is None:
+                return None
+            self._commit(k, r[1])
+        sol = self.run(order, chosen=list(held))
+        return sol if sum(sol.served) == len(held) + len(order) else None
+
+    def run(
+        self, order: list[int], budget_cny: float | None = None, *, chosen: list[int] | None = None
+    ) -> Solution:
         """The greedy plan; with a budget, a demand whose cheapest fit costs more than what is
-        left of it is passed over."""
+        left of it is passed over. ``chosen``: options committed before (:meth:`complete`)."""
         inst = self.g.inst
         by_demand: dict[int, list[int]] = {}
         for k, o in enumerate(inst.options):
             by_demand.setdefault(o.demand, []).append(k)
-        chosen: list[int] = []
+        chosen = [] if chosen is None else chosen
         left = math.inf if budget_cny is None else float(budget_cny)
         for i in order:
             best: tuple[int, int, dict[int, int]] | None = None

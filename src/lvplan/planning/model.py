@@ -298,6 +298,10 @@ class PlanModel:
                 m.add(d >= c * load).only_enforce_if(self.y[u])
             return d
 
+        #: the proto indices of the voltage limits written as big-Ms (a bus's drop within its
+        #: margin when its area, or an option, is used): the HiGHS threads hold them out
+        #: (:mod:`lvplan.planning.mipbound`)
+        self.voltage_rows: list[int] = []
         #: every capacity with an upgrade, for the relaxation's residual-capacity inequalities
         #: (:mod:`lvplan.planning.strengthen`)
         self.capacity_rows: list[CapacityRow] = []
@@ -396,7 +400,7 @@ class PlanModel:
                 if b in anchor:
                     worst[anchor[b]] = min(worst.get(anchor[b], margin), margin)
             for anc, margin in worst.items():
-                m.add(drop_at[anc] <= margin).only_enforce_if(used)
+                self.voltage_rows.append(m.add(drop_at[anc] <= margin).only_enforce_if(used).index)
         volt_checked: set[int] = set()  # options whose terminal voltage is constrained
         for k in opts:
             o = ot[k]
@@ -409,7 +413,7 @@ class PlanModel:
                 expr = drop_at[ob] + o.cable_drop
             else:
                 continue
-            m.add(expr <= o.margin).only_enforce_if(self.x[k])
+            self.voltage_rows.append(m.add(expr <= o.margin).only_enforce_if(self.x[k]).index)
             if o.site is None:
                 volt_checked.add(k)
         self._forced(opts, volt_checked)
@@ -687,13 +691,21 @@ class PlanModel:
             left = max(1.0, time_limit_s - (time.perf_counter() - t0))
             if mip_bound and bound_only and left >= MIP_BOUND_MIN_S:
                 rel = Relaxation(self.capacity_rows)
-                companion = MipBound(self.m.clone().proto, left, relaxation=rel, lp_only=True)
+                companion = MipBound(
+                    self.m.clone().proto,
+                    left,
+                    relaxation=rel,
+                    lp_only=True,
+                    voltage_rows=self.voltage_rows,
+                )
                 companion.start()
             elif mip_bound and left < DIVE_MIN_S and left >= MIP_BOUND_MIN_S:
                 # too little time for a neighbourhood search: the bound alone, beside CP-SAT
                 # on every worker for the whole time
                 rel = Relaxation(self.capacity_rows)
-                companion = MipBound(self.m.clone().proto, left, relaxation=rel).start()
+                companion = MipBound(
+                    self.m.clone().proto, left, relaxation=rel, voltage_rows=self.voltage_rows
+                ).start()
             elif mip_bound and left >= DIVE_MIN_S:
                 # the options and the sites the relaxation takes whole or leaves out are held
                 dive = [v.index for v in (*self.x.values(), *self.z.values())]
@@ -709,8 +721,23 @@ class PlanModel:
                 if self.hint_complete:  # the search's start: a plan of this model
                     hv = self._hint_values()
                     inc = [hv.get(i, 0) for i in range(len(proto.variables))]
-                diver = MipBound(proto, left, dive_vars=dive, relaxation=rel, incumbent=inc).start()
-                companion = MipBound(proto, left, relaxation=rel).start()
+                # both hold the voltage limits out (a relaxation; the diver checks its plan
+                # against them: MipBound._search)
+                decisions = [
+                    v.index for vs in (self.x, self.y, self.z, self.served) for v in vs.values()
+                ]
+                diver = MipBound(
+                    proto,
+                    left,
+                    dive_vars=dive,
+                    relaxation=rel,
+                    incumbent=inc,
+                    voltage_rows=self.voltage_rows,
+                    decisions=decisions,
+                ).start()
+                companion = MipBound(
+                    proto, left, relaxation=rel, voltage_rows=self.voltage_rows
+                ).start()
             # (beside the two HiGHS threads, CP-SAT searches on one: two cores are all CI has)
             if diver is None:
                 solver, status = self._run(left, workers, gap)

@@ -71,6 +71,23 @@ METHODS = ("optimal", "greedy")
 #: An optimal round is started only when CP-SAT gets at least this long and the round's AC
 #: check (as long as the last one took) still ends by the deadline (``--time-limit``).
 MIN_SOLVE_S = 5.0
+#: The first optimal round's share of the time left (a later one: half). A plan from the
+#: relaxation's neighbourhood uses the linear model's room to the last kW and often breaks a
+#: limit or two in AC by a fraction of a per cent: the share leaves the next round time to
+#: repair it.
+FIRST_SHARE = 0.8
+#: The repair's share of a round's time (:mod:`lvplan.planning.repair`).
+REPAIR_SHARE = 0.3
+#: An optimal plan that passed the AC check with at least this long left, and not proved
+#: optimal, starts another round: the search goes on from it, and the cheapest plan that passed
+#: stands (the relaxation's neighbourhood needs 11-15 s of a core to find its plan).
+GO_ON_S = 20.0
+#: ... and that round's share of the time left
+GO_ON_SHARE = 0.85
+#: A round that starts from a repaired plan with less time than this for its search takes the
+#: repaired plan as it is (on the district a search of a few seconds from it found nothing
+#: cheaper, and its model took 4.4 s to make: the time a second repair needed)
+SEARCH_MIN_S = 10.0
 
 
 class _OutOfTime(Exception):
@@ -413,11 +430,17 @@ def plan_network(
         broken: list[Any]
         rounds = MAX_ROUNDS + (MAX_N1_ROUNDS if needs else 0)
         n1_checks = [0]
+        # the optimal rounds go on from a plan that passed while a search has time (below):
+        # the cheapest plan that passed stands
+        best: tuple[Solution, Any, int] | None = None
+        go_on = name == "optimal" and budget_cny is None and not needs
         for rnd in range(1, rounds + 1):
             try:
                 sol = solve()
             except _OutOfTime as exc:
                 history.append(PlanRound(name, rnd, math.nan, "stopped", 0, [str(exc)]))
+                if best is not None:
+                    return best
                 raise
             if sol.status not in ("optimal", "feasible"):
                 history.append(PlanRound(name, rnd, math.nan, sol.status, 0, []))
@@ -452,7 +475,15 @@ def plan_network(
             )
             if not broken:
                 passed[choices(sol)] = (ev, n1_judged.get(name, []))
-                return sol, ev, rnd
+                if best is not None and not _improves(inst, sol, best[0]):
+                    return best
+                best = (sol, ev, rnd)
+                left = deadline - time.perf_counter() - check_s[0] - over_s[0]
+                if not (go_on and sol.status == "feasible" and left >= GO_ON_S):
+                    return best
+                say(f"{name}: the plan passed with {left:.0f} s left: the search goes on from it")
+        if best is not None:  # (a later round's plan broke limits to the last round)
+            return best
         # a verified plan all the same; with N-1 measures on offer, first the plan made again
         # without them (below), and only that one withdraws
         if name == "greedy" and budget_cny is None and offers is None:
@@ -531,7 +562,12 @@ def plan_network(
             grid = LinearGrid(inst, mv, cuts)
             before, prev_cuts[0] = prev_cuts[0], snapshot(cuts)
             # the first round takes most of the time; a later one repairs a few limits
-            share = 0.8 if len(history) <= _greedy_rounds[0] else 0.5
+            if len(history) <= _greedy_rounds[0]:
+                share = FIRST_SHARE
+            elif choices(last[0]) in passed:  # going on from a plan that passed: the time
+                share = GO_ON_SHARE  # left, but the AC check's (its plan stands if it fails)
+            else:
+                share = 0.5
             given = max(MIN_SOLVE_S, share * left)
             if len(parts) > 1 and budget_cny is None:
                 out = solve_by_parts(
@@ -544,9 +580,10 @@ def plan_network(
                     fallback=g_sol,
                 )
             else:
-                mdl = PlanModel(grid, budget_cny=budget_cny)
+                made = PlanModel(grid, budget_cny=budget_cny)
+                mdl: PlanModel | None = made
                 fits = budget_cny is None or last[0].cost_cny <= budget_cny
-                if fits and not mdl.hint(last[0]) and last[0] is not g_sol:
+                if fits and not made.hint(last[0]) and last[0] is not g_sol:
                     # the newest plan broke a limit the AC check has since cut (a plan from
                     # the relaxation's neighbourhood uses the room to the last kW): start
                     # from it repaired where the new cuts bear (planning/repair.py), or from
@@ -556,7 +593,7 @@ def plan_network(
                     fixed = None
                     if who:
                         fixed = repair(
-                            grid, last[0], who, time_limit_s=0.3 * given, workers=workers
+                            grid, last[0], who, time_limit_s=REPAIR_SHARE * given, workers=workers
                         )
                     start = fixed if fixed is not None and _better(inst, fixed, g_sol) else g_sol
                     given = max(MIN_SOLVE_S, given - (time.perf_counter() - t_rep))
@@ -571,15 +608,23 @@ def plan_network(
                         + ("repaired plan" if start is fixed else "verified greedy plan")
                     )
                     mdl = PlanModel(grid, budget_cny=budget_cny)
-                    if not mdl.hint(start) and start is not g_sol:
+                    if start is fixed and given < SEARCH_MIN_S:
+                        # too little time for a search to pay (making the model with its
+                        # threads takes seconds): the repaired plan is the round's, and the
+                        # time goes to its AC check and, if needed, one more repair
+                        mdl = None
+                    elif not mdl.hint(start) and start is not g_sol:
                         mdl = PlanModel(grid, budget_cny=budget_cny)
                         mdl.hint(g_sol)
-                out = mdl.solve(
-                    time_limit_s=given,
-                    workers=workers,
-                    mip_bound=mip_bound and budget_cny is None,
-                    bound_only=bound_only,
-                )
+                if mdl is None:
+                    out = dataclasses.replace(start, status="feasible", seconds=0.0)
+                else:
+                    out = mdl.solve(
+                        time_limit_s=given,
+                        workers=workers,
+                        mip_bound=mip_bound and budget_cny is None,
+                        bound_only=bound_only,
+                    )
             over_s[0] = max(0.0, time.perf_counter() - now - given)
             if out.status in ("optimal", "feasible"):
                 # each round's model only adds cuts to the one before: a bound stays a bound
@@ -732,6 +777,14 @@ def _transfer_measure(
 
 def _served_kw(inst: Instance, sol: Solution) -> float:
     return sum(inst.demands[inst.options[k].demand].design_kw for k in sol.chosen)
+
+
+def _improves(inst: Instance, a: Solution, b: Solution) -> bool:
+    """``a`` serves more design kW than ``b``, or as much for less cost."""
+    ka, kb = _served_kw(inst, a), _served_kw(inst, b)
+    if abs(ka - kb) > 1e-6:
+        return ka > kb
+    return a.cost_cny < b.cost_cny - 0.5
 
 
 def _better(inst: Instance, a: Solution, b: Solution) -> bool:

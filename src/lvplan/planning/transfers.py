@@ -405,12 +405,14 @@ def add_model(pm: Any, opts: list[int], drop_at: dict[int, Any]) -> None:
         for k in twins.get(u, []):
             b = inst.options[k].bus
             if b in drop_at:
-                m.add(base + drop_at[b] + ot[k].cable_drop <= ot[k].margin).only_enforce_if(pm.x[k])
+                row = base + drop_at[b] + ot[k].cable_drop <= ot[k].margin
+                pm.voltage_rows.append(m.add(row).only_enforce_if(pm.x[k]).index)
         ag = grid.areas[st.area]
         for i, margin in zip(st.leaf_rows, st.leaf_margin, strict=True):
             leaf = ag.leaves[i]
             if leaf in drop_at:
-                m.add(base + drop_at[leaf] <= margin).only_enforce_if(tau)
+                row = base + drop_at[leaf] <= margin
+                pm.voltage_rows.append(m.add(row).only_enforce_if(tau).index)
 
 
 # -- the greedy ---------------------------------------------------------------------------------
