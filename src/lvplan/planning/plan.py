@@ -75,7 +75,7 @@ MIN_SOLVE_S = 5.0
 #: relaxation's neighbourhood uses the linear model's room to the last kW and often breaks a
 #: limit or two in AC by a fraction of a per cent: the share leaves the next round time to
 #: repair it.
-FIRST_SHARE = 0.8
+FIRST_SHARE = 0.75
 #: The repair's share of a round's time (:mod:`lvplan.planning.repair`).
 REPAIR_SHARE = 0.3
 #: An optimal plan that passed the AC check with at least this long left, and not proved
@@ -88,6 +88,8 @@ GO_ON_SHARE = 0.85
 #: repaired plan as it is (on the district a search of a few seconds from it found nothing
 #: cheaper, and its model took 4.4 s to make: the time a second repair needed)
 SEARCH_MIN_S = 10.0
+#: ... and a round for the repair alone is started with at least this long left
+REPAIR_MIN_S = 2.0
 
 
 class _OutOfTime(Exception):
@@ -553,7 +555,10 @@ def plan_network(
             # last one) and the model's making (as the last solve's overrun) are set aside
             now = time.perf_counter()
             left = deadline - now - check_s[0] - over_s[0]
-            if left < MIN_SOLVE_S:
+            # a plan that broke a few limits is repaired without a search (below), which needs
+            # only seconds: a round for that alone when a search has no time
+            repairable = last[0] is not g_sol and choices(last[0]) not in passed
+            if left < MIN_SOLVE_S and not (repairable and left + over_s[0] >= REPAIR_MIN_S):
                 raise _OutOfTime(
                     f"stopped at the time limit ({time_limit_s:g} s): {deadline - now:.1f} s "
                     f"left, a round needs {MIN_SOLVE_S:g} s of CP-SAT + {check_s[0]:.1f} s of AC "
@@ -592,8 +597,18 @@ def plan_network(
                     who = touched(grid, before, cuts, last[0]) if before is not None else None
                     fixed = None
                     if who:
+                        # (at most what the time limit leaves once the AC check is set aside;
+                        # in a round for the repair alone, a second: it starts from its
+                        # greedy repair, and the time goes to the next AC check)
+                        cap_s = deadline - time.perf_counter() - check_s[0] - 1.0
+                        if given < SEARCH_MIN_S:
+                            cap_s = min(cap_s, 1.0)
                         fixed = repair(
-                            grid, last[0], who, time_limit_s=REPAIR_SHARE * given, workers=workers
+                            grid,
+                            last[0],
+                            who,
+                            time_limit_s=max(0.1, min(REPAIR_SHARE * given, cap_s)),
+                            workers=workers,
                         )
                     start = fixed if fixed is not None and _better(inst, fixed, g_sol) else g_sol
                     given = max(MIN_SOLVE_S, given - (time.perf_counter() - t_rep))
@@ -607,15 +622,21 @@ def plan_network(
                         + "; the round starts from the "
                         + ("repaired plan" if start is fixed else "verified greedy plan")
                     )
-                    mdl = PlanModel(grid, budget_cny=budget_cny)
                     if start is fixed and given < SEARCH_MIN_S:
                         # too little time for a search to pay (making the model with its
                         # threads takes seconds): the repaired plan is the round's, and the
                         # time goes to its AC check and, if needed, one more repair
                         mdl = None
-                    elif not mdl.hint(start) and start is not g_sol:
+                    else:
                         mdl = PlanModel(grid, budget_cny=budget_cny)
-                        mdl.hint(g_sol)
+                        if not mdl.hint(start) and start is not g_sol:
+                            mdl = PlanModel(grid, budget_cny=budget_cny)
+                            mdl.hint(g_sol)
+                if mdl is not None and left < MIN_SOLVE_S:  # (a round for a repair alone)
+                    raise _OutOfTime(
+                        f"stopped at the time limit ({time_limit_s:g} s): {max(left, 0.0):.1f} s "
+                        f"left, too little for a search, and no repaired plan to check instead"
+                    )
                 if mdl is None:
                     out = dataclasses.replace(start, status="feasible", seconds=0.0)
                 else:
