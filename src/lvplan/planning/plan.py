@@ -80,8 +80,9 @@ FIRST_SHARE = 0.75
 REPAIR_SHARE = 0.3
 #: An optimal plan that passed the AC check with at least this long left, and not proved
 #: optimal, starts another round: the search goes on from it, and the cheapest plan that passed
-#: stands (the relaxation's neighbourhood needs 11-15 s of a core to find its plan).
-GO_ON_S = 20.0
+#: stands (a plan repaired greedily keeps measures its moved demands no longer need; CP-SAT
+#: from it finds them in seconds, and the time would otherwise go unused).
+GO_ON_S = 10.0
 #: ... and that round's share of the time left
 GO_ON_SHARE = 0.85
 #: A round that starts from a repaired plan with less time than this for its search takes the
