@@ -26,6 +26,7 @@ gap, status and AC rounds are in ``summary.json`` under ``solver.parts``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -41,7 +42,7 @@ from typing import Any
 
 from lvplan.criteria import Criteria
 from lvplan.errors import InputError
-from lvplan.io.atomic import write_bytes_atomic
+from lvplan.io.atomic import output_errors, remove_stale_temporaries, write_bytes_atomic
 from lvplan.model.network import Network
 from lvplan.planning.candidates import Instance
 from lvplan.planning.demand import Demand, DemandSet
@@ -156,16 +157,21 @@ class GroupStore:
 
     def __init__(self, work_dir: Path | None, *, resume: bool):
         self.dir = None if work_dir is None else work_dir / "parts"
+        self.work_dir = work_dir
+        self.flag = "--resume" if resume else "--out"
         if self.dir is None:
             if resume:
                 raise InputError("--resume needs the folder of the interrupted run")
             return
         if resume and not self.dir.is_dir():
             raise InputError(f"--resume {work_dir}: no interrupted plan there (no parts/ folder)")
+        if self.dir.is_dir():  # a group half-written by a killed run: its temporary goes
+            remove_stale_temporaries(self.dir)
         if not resume and self.dir.is_dir():
-            for f in self.dir.glob("*.pkl"):
-                f.unlink()
-        self.dir.mkdir(parents=True, exist_ok=True)
+            with output_errors(self.flag, work_dir):
+                for f in self.dir.glob("*.pkl"):
+                    f.unlink()
+        # parts/ is made with its first group (a run that fails before leaves no empty one)
 
     def get(self, key: str) -> GroupResult | None:
         if self.dir is None:
@@ -180,8 +186,17 @@ class GroupStore:
         return out if isinstance(out, GroupResult) and out.key == key else None
 
     def put(self, res: GroupResult) -> None:
-        if self.dir is not None:
-            write_bytes_atomic(self.dir / f"{res.key}.pkl", pickle.dumps(res))
+        """Keep ``res`` (atomically); a failure to write (a full disk) is one line naming the
+        folder, and a parts/ folder left empty by it is removed."""
+        if self.dir is None:
+            return
+        try:
+            with output_errors(self.flag, self.work_dir or self.dir):
+                write_bytes_atomic(self.dir / f"{res.key}.pkl", pickle.dumps(res))
+        except InputError:
+            with contextlib.suppress(OSError):
+                self.dir.rmdir()  # only when empty
+            raise
 
     def clear(self) -> None:
         if self.dir is None or not self.dir.is_dir():
