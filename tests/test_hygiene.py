@@ -3,9 +3,11 @@ a demand is left unserved, careless ``lvplan plan`` arguments."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -14,6 +16,9 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from lvplan.cli import main
 from lvplan.study.run import sha256_file
 
 
@@ -129,3 +134,75 @@ def test_a_plan_killed_while_writing_leaves_no_file_and_resumes(tmp_path):
     assert res.returncode == 0, res.stderr
     assert _files(out) == _files(clean) and _summary(out) == _summary(clean)
     assert [p for p in _tree(out) if p.startswith(".")] == []  # the stale stage removed
+
+
+# -- hostile names in the study report ------------------------------------------------------------
+#: a name that is HTML, splits a Markdown table cell, ends a line, and is matplotlib mathtext
+EVIL = "<script>alert(1)</script> a|b\nc $x^{ $ [l](javascript:alert(4)) *e*"
+EVIL_STUDY = """\
+name: evil
+description: "<script>alert(2)</script> desc|with pipe\\n# heading?"
+policies_kw: [160, 200]
+horizon: [2027, 2030]
+run: {inspect: false}
+networks:
+  - network: evil.json
+    label: "<img src=x onerror=alert(3)> lab|el\\nnext $y^{ $"
+    parcels: {synth: {count: 12, seed: 1}}
+    applications: {synth: {count: 40, seed: 7}}
+    plan: {time_limit_s: 5, method: greedy}
+"""
+
+
+@pytest.fixture(scope="module")
+def evil_report(sz, tmp_path_factory):
+    """``lvplan study`` on sz-futian saved with every transformer and line named ``EVIL`` (and
+    the net itself), a label and a description as hostile."""
+    import pandapower as pp
+
+    d = tmp_path_factory.mktemp("evil")
+    net = copy.deepcopy(sz.pp)
+    net.trafo["name"] = [f"{EVIL} T{i}" for i in range(len(net.trafo))]
+    net.line["name"] = [f"{EVIL} L{i}" for i in range(len(net.line))]
+    net.name = EVIL
+    pp.to_json(net, str(d / "evil.json"))
+    (d / "s.yaml").write_text(EVIL_STUDY, encoding="utf-8")
+    assert main(["study", str(d / "s.yaml"), "--out", str(d / "out")]) == 0
+    return d / "out"
+
+
+def test_hostile_names_are_text_in_the_html_report(evil_report):
+    """Autoescaped once: the names show as text, the report's own markup stays markup.
+    (Before the fix, a ``$`` in a name was a matplotlib ParseException: exit 1, traceback.)"""
+    html = (evil_report / "report.html").read_text(encoding="utf-8")
+    assert "<script>alert" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; a|b" in html  # escaped once ...
+    assert "&amp;lt;" not in html and "&amp;amp;" not in html  # ... not twice
+    assert "&lt;img src=x onerror=alert(3)&gt; lab|el" in html
+    doc = json.loads((evil_report / "study.json").read_text(encoding="utf-8"))
+    assert html.count("<figure ") == len(doc["figures"]) >= 4  # the markup itself intact
+    assert '<table id="headline">' in html and '<table id="hotspot-table">' in html
+    for f in evil_report.rglob("*.html"):  # the maps of hosting and plan too
+        page = f.read_text(encoding="utf-8")
+        assert "<script>alert" not in page and "<img src=x" not in page, f
+
+
+def test_hostile_names_are_text_in_the_markdown_report(evil_report):
+    """Rendered by a CommonMark renderer (raw HTML allowed, as GitHub-style viewers do): no
+    element, link or emphasis comes from a name, every table row has its header's cells."""
+    from markdown_it import MarkdownIt
+
+    md = (evil_report / "report.md").read_text(encoding="utf-8")
+    html = MarkdownIt("commonmark").enable("table").render(md)
+    assert "<script" not in html and '<img src="x"' not in html and "<img src=x" not in html
+    assert "javascript:" not in html.replace("(javascript:alert(4))", "")  # no link made
+    assert "<em>e</em>" not in html and "<h1>heading?" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; a|b c $x^{ $ [l](javascript:alert(4)) *e*" in html
+    tables = re.findall(r"<table>(.*?)</table>", html, re.S)
+    assert len(tables) >= 3  # headline, hot spots, densities
+    for t in tables:
+        head = len(re.findall(r"<th[ >]", t.split("</thead>")[0]))
+        for row in re.findall(r"<tr>(.*?)</tr>", t.split("</thead>")[1], re.S):
+            assert len(re.findall(r"<td[ >]", row)) == head, row
+    hot = tables[1]
+    assert hot.count("&lt;script&gt;alert(1)") >= 1  # the hot spots name the hostile elements

@@ -27,9 +27,9 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[str]:
     """Remove the temporaries (:data:`_STALE`) a killed run left directly in ``folder`` and
     return their names. Only for a folder this process holds (``locked_folder``): another
     run's temporaries would be removed from under it."""
-    gone = []
+    gone: list[str] = []
     try:
-        entries = list(os.scandir(folder))
+        entries = list(os.scandir(os.fspath(folder)))
     except OSError:
         return gone
     for e in entries:

@@ -157,7 +157,7 @@ class GroupStore:
 
     def __init__(self, work_dir: Path | None, *, resume: bool):
         self.dir = None if work_dir is None else work_dir / "parts"
-        self.work_dir = work_dir
+        self.resume = resume
         self.flag = "--resume" if resume else "--out"
         if self.dir is None:
             if resume:
@@ -165,13 +165,14 @@ class GroupStore:
             return
         if resume and not self.dir.is_dir():
             raise InputError(f"--resume {work_dir}: no interrupted plan there (no parts/ folder)")
-        if self.dir.is_dir():  # a group half-written by a killed run: its temporary goes
-            remove_stale_temporaries(self.dir)
-        if not resume and self.dir.is_dir():
-            with output_errors(self.flag, work_dir):
-                for f in self.dir.glob("*.pkl"):
-                    f.unlink()
-        # parts/ is made with its first group (a run that fails before leaves no empty one)
+        with output_errors(self.flag, self.dir.parent):
+            if self.dir.is_dir():  # a group half-written by a killed run: its temporary goes
+                remove_stale_temporaries(self.dir)
+                if not resume:
+                    for f in self.dir.glob("*.pkl"):
+                        f.unlink()
+            self.dir.mkdir(parents=True, exist_ok=True)  # now: a run killed before its first
+            # group finished is resumed (from nothing)
 
     def get(self, key: str) -> GroupResult | None:
         if self.dir is None:
@@ -187,15 +188,16 @@ class GroupStore:
 
     def put(self, res: GroupResult) -> None:
         """Keep ``res`` (atomically); a failure to write (a full disk) is one line naming the
-        folder, and a parts/ folder left empty by it is removed."""
+        folder, and the parts/ folder of a new run left empty by it is removed."""
         if self.dir is None:
             return
         try:
-            with output_errors(self.flag, self.work_dir or self.dir):
+            with output_errors(self.flag, self.dir.parent):
                 write_bytes_atomic(self.dir / f"{res.key}.pkl", pickle.dumps(res))
         except InputError:
-            with contextlib.suppress(OSError):
-                self.dir.rmdir()  # only when empty
+            if not self.resume:  # a new run's empty parts/ goes (the folder too, if it is new)
+                with contextlib.suppress(OSError):
+                    self.dir.rmdir()  # only when empty
             raise
 
     def clear(self) -> None:
