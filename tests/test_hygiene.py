@@ -12,6 +12,7 @@ import resource
 import signal
 import subprocess
 import sys
+import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -206,3 +207,48 @@ def test_hostile_names_are_text_in_the_markdown_report(evil_report):
             assert len(re.findall(r"<td[ >]", row)) == head, row
     hot = tables[1]
     assert hot.count("&lt;script&gt;alert(1)") >= 1  # the hot spots name the hostile elements
+
+
+# -- serve --workers N: the islands prepared once --------------------------------------------------
+def test_serve_workers_prepare_the_islands_once(tmp_path):
+    """``serve --workers 2`` without ``--cache``: the ``--check`` probe prepares the MV islands
+    into a private folder of its own and both workers read them from there (``/healthz``:
+    ``islands: cache``; before, each worker solved and prepared them again); the folder goes
+    when the server ends."""
+    import httpx
+
+    port = _free_port()
+    env = dict(ENV, LVPLAN_TOKEN="t0ken", TMPDIR=str(tmp_path))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lvplan.cli", "serve", "sz-futian", "--register",
+         str(tmp_path / "r.db"), "--port", str(port), "--workers", "2"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    seen: dict[str, str] = {}
+    try:
+        deadline = time.monotonic() + 180
+        while len(seen) < 2:  # a new connection each time: either worker may take it
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                if r.status_code == 200:
+                    seen[r.json()["worker"]] = r.json()["islands"]
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        own = [p for p in tmp_path.iterdir() if p.name.startswith("lvplan-serve-islands-")]
+        assert len(own) == 1 and (own[0].stat().st_mode & 0o777) == 0o700
+        assert [p.name.startswith("islands-") for p in own[0].iterdir()] == [True]
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    assert sorted(seen.values()) == ["cache", "cache"], seen
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("lvplan-serve-islands-")]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

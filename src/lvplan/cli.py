@@ -845,27 +845,41 @@ def _serve_workers(args: argparse.Namespace, token: str, port: int, workers: int
     register opens and is bound to it, migrated once if asked: exit 2 with its one line if
     not), then N worker processes behind the port (uvicorn binds it, spawns them and restarts
     one that dies). Each worker loads the network and opens the register itself; this process
-    never holds a network."""
+    never holds a network. The probe prepares the MV islands once into the ``--cache``
+    folder, and the workers (a restarted one too) read them from it; without ``--cache`` the
+    folder is a private temporary one (mode 0700) of this run, removed when it ends (before,
+    each worker solved and prepared every island again)."""
+    import shutil
     import subprocess
+    import tempfile
 
     import uvicorn
 
-    os.environ["LVPLAN_TOKEN"] = token
-    probe = subprocess.run(
-        [sys.executable, "-m", "lvplan.cli", *args.argv, "--check"], stdout=subprocess.DEVNULL
-    )
-    if probe.returncode:
-        return probe.returncode
-    os.environ[SERVE_ARGV_ENV] = json.dumps([a for a in args.argv if a != "--migrate"])
-    uvicorn.run(
-        "lvplan.cli:serve_worker_app",
-        factory=True,
-        workers=workers,
-        host=args.host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-    )
+    argv = list(args.argv)
+    own_cache = None
+    if args.cache is None:
+        own_cache = tempfile.mkdtemp(prefix="lvplan-serve-islands-")
+        argv += ["--cache", own_cache]
+    try:
+        os.environ["LVPLAN_TOKEN"] = token
+        probe = subprocess.run(
+            [sys.executable, "-m", "lvplan.cli", *argv, "--check"], stdout=subprocess.DEVNULL
+        )
+        if probe.returncode:
+            return probe.returncode
+        os.environ[SERVE_ARGV_ENV] = json.dumps([a for a in argv if a != "--migrate"])
+        uvicorn.run(
+            "lvplan.cli:serve_worker_app",
+            factory=True,
+            workers=workers,
+            host=args.host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+        )
+    finally:
+        if own_cache is not None:
+            shutil.rmtree(own_cache, ignore_errors=True)
     return 0
 
 

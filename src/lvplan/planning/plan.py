@@ -649,10 +649,11 @@ def plan_network(
             u["reason"] = withdrawn[u["position"]]
         if u["reason"] is None:
             text = why.explain(sol, u["position"])
-            u["reason"] = text if text.startswith("an option fits") else "no option fits: " + text
+            reason = text if text.startswith("an option fits") else "no option fits: " + text
             left_out = left_out_for_voltage(inst, u["position"])
             if left_out:  # said plainly: the greedy names such a line only as overloaded
-                u["reason"] += "; " + left_out
+                reason += "; " + left_out
+            u["reason"] = reason
         del u["position"]
     result.ac_rounds = sum(1 for h in history if h.status != "stopped")  # evaluated rounds
     result.runtime_s = time.perf_counter() - t0
