@@ -252,3 +252,64 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+# -- a careless user of lvplan plan ----------------------------------------------------------------
+def _plan(tmp_path, *extra: str) -> list[str]:
+    return ["plan", "sz-futian", "--method", "greedy", *extra]
+
+
+@pytest.mark.parametrize(
+    ("extra", "phrase"),
+    [
+        (["--out", "{FILE}"], "--out {FILE}: exists and is not a folder"),
+        (["--out", "{FILE}/sub"], "cannot write there ({FILE} is not a writable folder)"),
+        (["--out", ""], "--out: an empty path; give a file or folder"),
+        (["--demand", ""], "--demand: an empty path"),
+        (["--demand", "{DUP}"], "{DUP}:32: id: 'D0001' appears twice (first on line 2)"),
+        (["--demand", "{JUNK}"], "{JUNK}: not a CSV file (binary content)"),
+        (["--demand", "{TEXTJUNK}"], "{TEXTJUNK}:1: header: not a demand CSV"),
+        (["--time-limit", "0"], "--time-limit must be a positive number, got '0'"),
+        (["--time-limit", "-1"], "--time-limit must be a positive number, got '-1'"),
+        (["--time-limit", "nan"], "--time-limit must be a positive number, got 'nan'"),
+        (["--time-limit", "inf"], "--time-limit must be a positive number, got 'inf'"),
+        (["--workers", "0"], "--workers must be >= 1, got 0"),
+        (["--workers", "1e3"], "--workers must be an integer, got '1e3'"),
+    ],
+)
+def test_careless_plan_arguments_are_one_line_exit_2(tmp_path, capsys, extra, phrase):
+    files = {
+        "FILE": tmp_path / "a file",
+        "DUP": tmp_path / "dup.csv",
+        "JUNK": tmp_path / "junk.csv",
+        "TEXTJUNK": tmp_path / "text.csv",
+    }
+    files["FILE"].write_text("x", encoding="utf-8")
+    lines = DEMAND.read_text(encoding="utf-8").splitlines(keepends=True)
+    files["DUP"].write_text("".join([*lines, lines[1]]), encoding="utf-8")
+    files["JUNK"].write_bytes(os.urandom(2**20) + b"\x00")
+    files["TEXTJUNK"].write_text("q;w;e\n" * 100_000, encoding="utf-8")
+    argv = ["--demand", str(DEMAND), "--out", str(tmp_path / "out")]
+    names = {k: str(v) for k, v in files.items()}
+    argv += [x.format(**names) for x in extra]
+    phrase = phrase.format(**names)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(_plan(tmp_path, *argv)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and phrase in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+
+
+def test_a_demand_file_with_a_bom_and_crlf_plans_as_the_plain_one(tmp_path, capsys):
+    """A spreadsheet's UTF-8 export (byte-order mark, CRLF line ends) reads as the plain file;
+    so does a time limit of 1e308 s (valid: the plan ends when it is done)."""
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + DEMAND.read_bytes().replace(b"\n", b"\r\n"))
+    outs = []
+    for name, demand, limit in (("plain", DEMAND, "60"), ("bom", bom, "1e308")):
+        out = tmp_path / name
+        argv = ["--demand", str(demand), "--out", str(out), "--time-limit", limit]
+        assert main(_plan(tmp_path, *argv)) == 0, capsys.readouterr().err
+        outs.append(out)
+    assert _files(outs[0]) == _files(outs[1])
+    assert _summary(outs[0]) == _summary(outs[1])

@@ -341,9 +341,17 @@ def _render_n1(n1: dict[str, Any] | None) -> list[str]:
     return out
 
 
+#: the options that name a file or folder: an empty one (``--out "$UNSET"``) is refused, not
+#: taken as not given (before, ``plan --out ""`` wrote into the default ``plan-NETWORK/``)
+PATH_OPTIONS = ("out", "resume", "demand", "catalogue", "register", "cache", "token_file")
+
+
 def _run(args: argparse.Namespace) -> int:
     from lvplan.io.load import load_network
 
+    for name in PATH_OPTIONS:
+        if getattr(args, name, None) == "":
+            raise InputError(f"--{name.replace('_', '-')}: an empty path; give a file or folder")
     if args.command == "synth":
         return _synth(args)
     if args.command == "study":
