@@ -169,8 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument(
         "--workers",
         default="1",
-        help="server processes behind the one port (default 1); each loads the network and "
-        "decides on its own, the register keeps them consistent",
+        help="server processes behind the one port (default 1); each loads the network (its "
+        "MV islands prepared once, by the start-up check, and read from --cache or a private "
+        "temporary folder) and decides on its own, the register keeps them consistent",
     )
     v.add_argument("--token-file", help="file holding the bearer token (else LVPLAN_TOKEN)")
     v.add_argument(
