@@ -275,6 +275,8 @@ def _plan(tmp_path, *extra: str) -> list[str]:
         (["--time-limit", "inf"], "--time-limit must be a positive number, got 'inf'"),
         (["--workers", "0"], "--workers must be >= 1, got 0"),
         (["--workers", "1e3"], "--workers must be an integer, got '1e3'"),
+        (["--scheduler", "nonsense:::"], "Dask scheduler at nonsense:::: invalid address"),
+        (["--scheduler", "foo://x:1"], "Dask scheduler at foo://x:1: unknown address scheme"),
     ],
 )
 def test_careless_plan_arguments_are_one_line_exit_2(tmp_path, capsys, extra, phrase):

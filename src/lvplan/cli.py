@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -541,21 +542,27 @@ def _plan(args: argparse.Namespace, crit) -> int:
 
     # one run per folder: a second run on it exits 2 and touches nothing (io/folder_lock.py)
     with locked_folders((out, "--out"), *([(args.resume, "--resume")] if args.resume else [])):
-        result = plan(
-            net,
-            args.demand,
-            criteria=crit,
-            method=args.method,
-            time_limit_s=limit,
-            budget_cny=budget,
-            measures=measures,
-            workers=workers,
-            discount_rate=rate,
-            progress=say if args.progress else None,
-            scheduler=args.scheduler,
-            work_dir=Path(args.resume) if args.resume else out,
-            resume=bool(args.resume),
-        )
+        try:
+            result = plan(
+                net,
+                args.demand,
+                criteria=crit,
+                method=args.method,
+                time_limit_s=limit,
+                budget_cny=budget,
+                measures=measures,
+                workers=workers,
+                discount_rate=rate,
+                progress=say if args.progress else None,
+                scheduler=args.scheduler,
+                work_dir=Path(args.resume) if args.resume else out,
+                resume=bool(args.resume),
+            )
+        except InputError:  # (a scheduler not reached): a new run's empty parts/ goes, and the
+            if not args.resume:  # folder with it if this run made it (locked_folder)
+                with contextlib.suppress(OSError):
+                    (out / "parts").rmdir()
+            raise
         write_plan(result, net, out, progress=say if args.progress else None)
     s = result.summary()
     if args.json:

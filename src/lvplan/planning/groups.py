@@ -389,14 +389,11 @@ def _one_pool(
 
 
 def _run_dask(jobs: list[GroupJob], finish: Callable[[GroupResult], None], address: str) -> None:
-    try:
-        from dask.distributed import Client, as_completed
-    except ImportError:  # pragma: no cover - dask is a dependency
-        raise InputError("--scheduler needs dask[distributed]") from None
-    try:
-        client = Client(address, timeout=10)
-    except OSError as exc:
-        raise InputError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+    from lvplan.workers import dask_client
+
+    client = dask_client(address)
+    from dask.distributed import as_completed
+
     try:
         futs = [
             client.submit(run_group, job, key=f"lvplan-plan-{job.key[:32]}", retries=3)
