@@ -127,3 +127,35 @@ def test_without_the_pv_nothing_is_pruned_for_voltage_and_the_demand_is_served(d
     before = Reference(net.pp, cn).base
     after = Reference(pp.from_json_string(reinforced_json(p, net)), cn).base
     assert after - before == set()
+
+
+def test_the_reason_names_the_upgrades_left_out_for_over_voltage(demand, cn, tmp_path):
+    """d1 is unserved because line 0's parallel cables were dropped by the over-voltage rule
+    (and its replacements refused by the AC check). Before, the reason a user saw in
+    unserved.csv, plan.html and the summary was 'line 0 would be overloaded even with the
+    largest measure', as if no measure were big enough; it now says which upgrades were left
+    out and why, with the maximum voltage."""
+    from lvplan.planning.outputs import write_plan
+
+    net = Network(_feeder(pv_kw=44.0, load_c_kw=125.0), name="ov", source="test")
+    for method in ("greedy", "optimal"):
+        p = make_plan(net, demand, criteria=cn, method=method, time_limit_s=20)
+        (u,) = p.unserved
+        assert u["reason"].endswith(
+            "; line 0 on its way to the transformer: 2 of its upgrades were left out because "
+            f"each would lift the voltage of a bus beyond it above the {cn.lv_max_voltage_v:g} V "
+            "maximum in every plan"
+        ), u["reason"]
+        write_plan(p, net, tmp_path / method)
+        assert (
+            "left out because each would lift" in (tmp_path / method / "unserved.csv").read_text()
+        )
+        assert "left out because each would lift" in (tmp_path / method / "plan.html").read_text()
+    # without the PV nothing is left out, and no such words where a demand is refused
+    big = tmp_path / "big.csv"
+    big.write_text(f"id,kw,category,bus\nd9,190,generic,{C}\n", encoding="utf-8")
+    p = make_plan(
+        Network(_feeder(pv_kw=0.0, load_c_kw=80.0), name="ov", source="test"),
+        big, criteria=cn, method="greedy", time_limit_s=20,
+    )  # fmt: skip
+    assert all("left out because" not in v["reason"] for v in p.unserved)

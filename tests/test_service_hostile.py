@@ -338,7 +338,8 @@ def test_decisions_carry_no_server_path(live):
     assert d["network"]["source"] == "sz-futian"  # the bundled folder's name, not its path
     assert "/" not in str(d["network"]) and "\\" not in str(d["network"])
     hz = httpx.get(f"{url}/healthz").json()
-    assert set(hz) == {"ok", "worker", "network", "fingerprint", "register"}
+    assert set(hz) == {"ok", "worker", "network", "fingerprint", "islands", "register"}
+    assert hz["islands"] in ("prepared", "cache", "whole")
     assert "/" not in str(hz)
 
 

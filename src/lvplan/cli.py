@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -169,8 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument(
         "--workers",
         default="1",
-        help="server processes behind the one port (default 1); each loads the network and "
-        "decides on its own, the register keeps them consistent",
+        help="server processes behind the one port (default 1); each loads the network (its "
+        "MV islands prepared once, by the start-up check, and read from --cache or a private "
+        "temporary folder) and decides on its own, the register keeps them consistent",
     )
     v.add_argument("--token-file", help="file holding the bearer token (else LVPLAN_TOKEN)")
     v.add_argument(
@@ -341,9 +343,17 @@ def _render_n1(n1: dict[str, Any] | None) -> list[str]:
     return out
 
 
+#: the options that name a file or folder: an empty one (``--out "$UNSET"``) is refused, not
+#: taken as not given (before, ``plan --out ""`` wrote into the default ``plan-NETWORK/``)
+PATH_OPTIONS = ("out", "resume", "demand", "catalogue", "register", "cache", "token_file")
+
+
 def _run(args: argparse.Namespace) -> int:
     from lvplan.io.load import load_network
 
+    for name in PATH_OPTIONS:
+        if getattr(args, name, None) == "":
+            raise InputError(f"--{name.replace('_', '-')}: an empty path; give a file or folder")
     if args.command == "synth":
         return _synth(args)
     if args.command == "study":
@@ -532,21 +542,27 @@ def _plan(args: argparse.Namespace, crit) -> int:
 
     # one run per folder: a second run on it exits 2 and touches nothing (io/folder_lock.py)
     with locked_folders((out, "--out"), *([(args.resume, "--resume")] if args.resume else [])):
-        result = plan(
-            net,
-            args.demand,
-            criteria=crit,
-            method=args.method,
-            time_limit_s=limit,
-            budget_cny=budget,
-            measures=measures,
-            workers=workers,
-            discount_rate=rate,
-            progress=say if args.progress else None,
-            scheduler=args.scheduler,
-            work_dir=Path(args.resume) if args.resume else out,
-            resume=bool(args.resume),
-        )
+        try:
+            result = plan(
+                net,
+                args.demand,
+                criteria=crit,
+                method=args.method,
+                time_limit_s=limit,
+                budget_cny=budget,
+                measures=measures,
+                workers=workers,
+                discount_rate=rate,
+                progress=say if args.progress else None,
+                scheduler=args.scheduler,
+                work_dir=Path(args.resume) if args.resume else out,
+                resume=bool(args.resume),
+            )
+        except InputError:  # (a scheduler not reached): a new run's empty parts/ goes, and the
+            if not args.resume:  # folder with it if this run made it (locked_folder)
+                with contextlib.suppress(OSError):
+                    (out / "parts").rmdir()
+            raise
         write_plan(result, net, out, progress=say if args.progress else None)
     s = result.summary()
     if args.json:
@@ -845,27 +861,41 @@ def _serve_workers(args: argparse.Namespace, token: str, port: int, workers: int
     register opens and is bound to it, migrated once if asked: exit 2 with its one line if
     not), then N worker processes behind the port (uvicorn binds it, spawns them and restarts
     one that dies). Each worker loads the network and opens the register itself; this process
-    never holds a network."""
+    never holds a network. The probe prepares the MV islands once into the ``--cache``
+    folder, and the workers (a restarted one too) read them from it; without ``--cache`` the
+    folder is a private temporary one (mode 0700) of this run, removed when it ends (before,
+    each worker solved and prepared every island again)."""
+    import shutil
     import subprocess
+    import tempfile
 
     import uvicorn
 
-    os.environ["LVPLAN_TOKEN"] = token
-    probe = subprocess.run(
-        [sys.executable, "-m", "lvplan.cli", *args.argv, "--check"], stdout=subprocess.DEVNULL
-    )
-    if probe.returncode:
-        return probe.returncode
-    os.environ[SERVE_ARGV_ENV] = json.dumps([a for a in args.argv if a != "--migrate"])
-    uvicorn.run(
-        "lvplan.cli:serve_worker_app",
-        factory=True,
-        workers=workers,
-        host=args.host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-    )
+    argv = list(args.argv)
+    own_cache = None
+    if args.cache is None:
+        own_cache = tempfile.mkdtemp(prefix="lvplan-serve-islands-")
+        argv += ["--cache", own_cache]
+    try:
+        os.environ["LVPLAN_TOKEN"] = token
+        probe = subprocess.run(
+            [sys.executable, "-m", "lvplan.cli", *argv, "--check"], stdout=subprocess.DEVNULL
+        )
+        if probe.returncode:
+            return probe.returncode
+        os.environ[SERVE_ARGV_ENV] = json.dumps([a for a in argv if a != "--migrate"])
+        uvicorn.run(
+            "lvplan.cli:serve_worker_app",
+            factory=True,
+            workers=workers,
+            host=args.host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+        )
+    finally:
+        if own_cache is not None:
+            shutil.rmtree(own_cache, ignore_errors=True)
     return 0
 
 

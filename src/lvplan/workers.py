@@ -84,3 +84,20 @@ def process_pool(
         initializer=_start,
         initargs=(os.getpid(), initializer, initargs),
     )
+
+
+def dask_client(address: str) -> Any:
+    """A ``dask.distributed.Client`` of the scheduler at ``address`` (``--scheduler``), the one
+    way lvplan connects to one (the city plan's groups, the hosting map's chunks). A scheduler
+    that cannot be reached and an address that is not one (``nonsense:::``, an unknown scheme:
+    before, a ValueError traceback) are one line (:class:`~lvplan.errors.InputError`)."""
+    from lvplan.errors import InputError
+
+    try:
+        from dask.distributed import Client
+    except ImportError:  # pragma: no cover - dask is a dependency
+        raise InputError("--scheduler needs dask[distributed]") from None
+    try:
+        return Client(address, timeout=10)
+    except (OSError, ValueError, TypeError) as exc:
+        raise InputError(f"cannot reach the Dask scheduler at {address}: {exc}") from None

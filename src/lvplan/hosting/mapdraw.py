@@ -9,9 +9,11 @@ axes, a scale bar and a legend with the counts of each class.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -28,6 +30,25 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def plain_text(draw: _F) -> _F:
+    """``draw`` with matplotlib's mathtext off: every title, tick and legend label it makes is
+    text as given. Names come from the user (a network, its transformers, a study's label), and
+    two ``$`` in one were parsed as TeX (``$x^{ $``: a ParseException, the run ended with a
+    traceback). matplotlib's other settings are left as they were."""
+
+    @functools.wraps(draw)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import matplotlib
+
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return draw(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 #: line loading (%) at the red end of the ramp
@@ -147,6 +168,7 @@ def _hull(xs: np.ndarray, ys: np.ndarray) -> list[list[float]] | None:
     return [*ring, ring[0]]
 
 
+@plain_text
 def map_png(features: dict[str, Any], title: str) -> bytes:
     """The map: transformer areas shaded, lines coloured by loading (MV thick, LV thin), buses
     coloured by hosting class, transformers as black squares; metres east/north of the map's

@@ -270,14 +270,11 @@ def _one_pool(problems, chunks, pending, finish, *, pf, max_kw, workers) -> list
 
 
 def _run_dask(problems, chunks, todo, finish, *, pf, max_kw, address) -> None:
-    try:
-        from dask.distributed import Client, as_completed
-    except ImportError:  # pragma: no cover - dask is a dependency
-        raise InputError("--scheduler needs dask[distributed]") from None
-    try:
-        client = Client(address, timeout=10)
-    except OSError as exc:
-        raise InputError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+    from lvplan.workers import dask_client
+
+    client = dask_client(address)
+    from dask.distributed import as_completed
+
     try:
         futs = {}
         for i in todo:

@@ -6,12 +6,42 @@ import contextlib
 import errno
 import json
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from lvplan.errors import InputError
+
+#: the names of the temporaries lvplan writes inside an output folder: :func:`atomic_file`'s
+#: ``.<name>.<random>.tmp`` files, :func:`staged_files`' ``.out.<random>.tmp`` folders and
+#: ``lvplan study``'s ``.study.<random>.tmp`` / ``.old`` (``<random>``: ``tempfile``'s 8 letters)
+TMP_SUFFIX = ".tmp"
+STAGE_PREFIX = ".out."
+_STALE = re.compile(r"\.(?:out|plan|study)\.[a-z0-9_]{8}\.(?:tmp|old)|\..+\.[a-z0-9_]{8}\.tmp")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[str]:
+    """Remove the temporaries (:data:`_STALE`) a killed run left directly in ``folder`` and
+    return their names. Only for a folder this process holds (``locked_folder``): another
+    run's temporaries would be removed from under it."""
+    gone: list[str] = []
+    try:
+        entries = list(os.scandir(os.fspath(folder)))
+    except OSError:
+        return gone
+    for e in entries:
+        if not _STALE.fullmatch(e.name):
+            continue
+        with contextlib.suppress(OSError):
+            if e.is_dir(follow_symlinks=False):
+                shutil.rmtree(e.path)
+            else:
+                os.unlink(e.path)
+            gone.append(e.name)
+    return gone
 
 
 @contextlib.contextmanager
@@ -22,7 +52,7 @@ def atomic_file(path: str | os.PathLike, *, mode: int = 0o644) -> Iterator[Binar
     for a file only its owner may read)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TMP_SUFFIX, dir=target.parent)
     mask = os.umask(0)  # mkstemp makes 0600 files
     os.umask(mask)
     os.chmod(tmp, mode & ~mask)
@@ -84,16 +114,15 @@ def staged_files(out: str | os.PathLike, *, flag: str = "--out") -> Iterator[Pat
     """A hidden folder inside output folder ``out`` for a run's files: when the block ends
     without error each file written there is renamed over its namesake in ``out`` (renames
     need no space), else none is and ``out`` keeps its files as they were. An ``OSError`` (a
-    full disk) is one line (:func:`write_failure`)."""
+    full disk) is one line (:func:`write_failure`). A run killed in the block leaves the hidden
+    folder, which the next run that locks ``out`` removes (:func:`remove_stale_temporaries`)."""
     folder = Path(out)
     with output_errors(flag, folder):
         folder.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=".out.", suffix=".tmp", dir=folder))
+        stage = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX, suffix=TMP_SUFFIX, dir=folder))
         try:
             yield stage
             for f in sorted(stage.iterdir()):
                 os.replace(f, folder / f.name)
         finally:
-            import shutil
-
             shutil.rmtree(stage, ignore_errors=True)

@@ -12,7 +12,9 @@ without writing it, and creates neither the folder nor the file when they alread
 holder writes its pid into the file and removes the file as it ends (still holding the lock: a
 run that opened the old file meanwhile finds it unlinked once it has the lock and opens the new
 one); a run that dies leaves the file, which the next run simply locks. A folder this run
-created and left empty (it failed before its first file) is removed again.
+created and left empty (it failed before its first file) is removed again. Once it holds the
+lock, a run removes the temporaries a killed run left in the folder (hidden staging folders and
+half-written ``.*.tmp`` files: :func:`lvplan.io.atomic.remove_stale_temporaries`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from lvplan.errors import InputError
+from lvplan.io.atomic import remove_stale_temporaries
 
 #: the lock file, inside the folder it guards
 LOCK_NAME = ".lvplan.lock"
@@ -98,6 +101,8 @@ def locked_folder(folder: str | os.PathLike, *, flag: str = "--out") -> Iterator
     try:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        # held: the temporaries a killed run left here are no one's any more
+        remove_stale_temporaries(path)
         yield path
     finally:
         try:

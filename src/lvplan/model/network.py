@@ -288,7 +288,8 @@ class Network:
         """Build the islands (:meth:`islands`) and solve and prepare each (its base, its fast
         engine), in ``workers`` processes where it pays; with ``cache_dir``, read them from a
         cache of this very network and lvplan version when there is one, and write one when
-        there is not (:func:`lvplan.model.islands.load_cache`). ``progress(done, total)``.
+        there is not (:func:`lvplan.model.islands.load_cache`; a cache that cannot be written is a
+        warning, not an error). ``progress(done, total)``.
         Returns ``"cache"``, ``"prepared"`` or ``"whole"`` (one island: nothing to split)."""
         with self._lock:
             if not self._islands_tried and cache_dir is not None:
@@ -304,7 +305,16 @@ class Network:
             pristine = not self._reserved
         isl.prepare(workers=workers, progress=progress)
         if cache_dir is not None and pristine:
-            save_cache(isl, self, cache_dir)
+            try:
+                save_cache(isl, self, cache_dir)
+            except OSError as exc:  # a full disk: the islands are prepared; the next start
+                import warnings  # prepares them again
+
+                warnings.warn(
+                    f"--cache {cache_dir}: the prepared islands were not written "
+                    f"({exc.strerror or exc}); a restart prepares them again",
+                    stacklevel=2,
+                )
         return "prepared"
 
     def _whole_built(self) -> bool:

@@ -165,6 +165,10 @@ class Instance:
     #: the LV lines :func:`prune_upgrades` found some plan may need reinforced (current or the
     #: voltage beyond them): where a transfer (feeder split) may help
     needed_lines: set[int] = field(default_factory=set)
+    #: LV line -> how many of its upgrades :func:`prune_upgrades` dropped by the over-voltage
+    #: rule (each would lift a bus beyond it above its maximum in every plan):
+    #: :func:`left_out_for_voltage` tells a user whose demand they leave unserved
+    raising_voltage: dict[int, int] = field(default_factory=dict)
     #: the transfers (feeder splits) on offer, by the line each opens
     #: (:class:`lvplan.planning.transfers.FeederSplit`)
     transfers: dict[int, Any] = field(default_factory=dict)
@@ -655,6 +659,7 @@ def prune_upgrades(inst: Instance, mv) -> int:
             continue
         if not is_trafo and _raises_over_vmax(up, inst, room_below, line_child):
             raising += 1
+            inst.raising_voltage[up.element] = inst.raising_voltage.get(up.element, 0) + 1
             continue
         kept.append(up)
     inst.upgrades = kept
@@ -663,6 +668,31 @@ def prune_upgrades(inst: Instance, mv) -> int:
     inst.stats["upgrades_pruned"] = before - len(kept)
     inst.stats["upgrades_raising_voltage"] = raising
     return before - len(kept)
+
+
+def left_out_for_voltage(inst: Instance, demand: int) -> str | None:
+    """Words for the reason a user reads when ``demand`` (its position) is unserved: the lines
+    on the way from its connections to their transformer that had upgrades dropped by the
+    over-voltage rule of :func:`prune_upgrades` (without them a plan may have no measure big
+    enough for the line; the greedy's own words name the line only as overloaded), or None."""
+    if not inst.raising_voltage:
+        return None
+    lines: list[int] = []
+    for o in inst.options:
+        if o.demand != demand or o.bus is None or o.bus not in inst.bus_area:
+            continue
+        for line in inst.areas[inst.bus_area[o.bus]].path(o.bus):
+            if line in inst.raising_voltage and line not in lines:
+                lines.append(line)
+    if not lines:
+        return None
+    vmax = f"{inst.criteria.lv_max_voltage_v:g} V"
+    return "; ".join(
+        f"line {line} on its way to the transformer: {inst.raising_voltage[line]} of its "
+        "upgrades were left out because each would lift the voltage of a bus beyond it above "
+        f"the {vmax} maximum in every plan"
+        for line in sorted(lines)
+    )
 
 
 def _least_room_above_vmax(

@@ -26,6 +26,7 @@ gap, status and AC rounds are in ``summary.json`` under ``solver.parts``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -41,7 +42,7 @@ from typing import Any
 
 from lvplan.criteria import Criteria
 from lvplan.errors import InputError
-from lvplan.io.atomic import write_bytes_atomic
+from lvplan.io.atomic import output_errors, remove_stale_temporaries, write_bytes_atomic
 from lvplan.model.network import Network
 from lvplan.planning.candidates import Instance
 from lvplan.planning.demand import Demand, DemandSet
@@ -156,16 +157,22 @@ class GroupStore:
 
     def __init__(self, work_dir: Path | None, *, resume: bool):
         self.dir = None if work_dir is None else work_dir / "parts"
+        self.resume = resume
+        self.flag = "--resume" if resume else "--out"
         if self.dir is None:
             if resume:
                 raise InputError("--resume needs the folder of the interrupted run")
             return
         if resume and not self.dir.is_dir():
             raise InputError(f"--resume {work_dir}: no interrupted plan there (no parts/ folder)")
-        if not resume and self.dir.is_dir():
-            for f in self.dir.glob("*.pkl"):
-                f.unlink()
-        self.dir.mkdir(parents=True, exist_ok=True)
+        with output_errors(self.flag, self.dir.parent):
+            if self.dir.is_dir():  # a group half-written by a killed run: its temporary goes
+                remove_stale_temporaries(self.dir)
+                if not resume:
+                    for f in self.dir.glob("*.pkl"):
+                        f.unlink()
+            self.dir.mkdir(parents=True, exist_ok=True)  # now: a run killed before its first
+            # group finished is resumed (from nothing)
 
     def get(self, key: str) -> GroupResult | None:
         if self.dir is None:
@@ -180,8 +187,18 @@ class GroupStore:
         return out if isinstance(out, GroupResult) and out.key == key else None
 
     def put(self, res: GroupResult) -> None:
-        if self.dir is not None:
-            write_bytes_atomic(self.dir / f"{res.key}.pkl", pickle.dumps(res))
+        """Keep ``res`` (atomically); a failure to write (a full disk) is one line naming the
+        folder, and the parts/ folder of a new run left empty by it is removed."""
+        if self.dir is None:
+            return
+        try:
+            with output_errors(self.flag, self.dir.parent):
+                write_bytes_atomic(self.dir / f"{res.key}.pkl", pickle.dumps(res))
+        except InputError:
+            if not self.resume:  # a new run's empty parts/ goes (the folder too, if it is new)
+                with contextlib.suppress(OSError):
+                    self.dir.rmdir()  # only when empty
+            raise
 
     def clear(self) -> None:
         if self.dir is None or not self.dir.is_dir():
@@ -372,14 +389,11 @@ def _one_pool(
 
 
 def _run_dask(jobs: list[GroupJob], finish: Callable[[GroupResult], None], address: str) -> None:
-    try:
-        from dask.distributed import Client, as_completed
-    except ImportError:  # pragma: no cover - dask is a dependency
-        raise InputError("--scheduler needs dask[distributed]") from None
-    try:
-        client = Client(address, timeout=10)
-    except OSError as exc:
-        raise InputError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+    from lvplan.workers import dask_client
+
+    client = dask_client(address)
+    from dask.distributed import as_completed
+
     try:
         futs = [
             client.submit(run_group, job, key=f"lvplan-plan-{job.key[:32]}", retries=3)

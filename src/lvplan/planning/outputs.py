@@ -22,10 +22,12 @@ Columns, in this order (a stable contract; a new column goes at the end):
 
 The measures' ``cost_cny`` plus the service cables' ``cable_cost_cny`` is the summary's
 ``total_cost_cny`` (to rounding). Every file is made in memory (one at a time), written in full
-into a temporary folder inside ``out_dir``, and only once all are there renamed over its target:
-an error (a folder that cannot be written, a full disk) raises one
-:class:`~lvplan.errors.InputError` and leaves ``out_dir`` as it was (no new, half-written or
-temporary file).
+into a hidden folder inside ``out_dir`` (:func:`lvplan.io.atomic.staged_files`), and only once
+all are there renamed over its target: an error (a folder that cannot be written, a full disk)
+raises one :class:`~lvplan.errors.InputError` (``--out DIR: cannot write it: why``) and leaves
+``out_dir`` as it was (no new, half-written or temporary file). A run killed meanwhile leaves
+only the hidden folder, which the next run that holds ``out_dir`` removes
+(:func:`lvplan.io.folder_lock.locked_folder`).
 CSV text cells that a spreadsheet would run as formulas are neutralised (:mod:`lvplan.io.csvsafe`).
 """
 
@@ -35,17 +37,13 @@ import csv
 import io
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lvplan.errors import InputError
-from lvplan.io.atomic import write_text_atomic
+from lvplan.io.atomic import staged_files, write_text_atomic
 from lvplan.io.csvsafe import safe_writer
 from lvplan.io.leaflet import escape
 from lvplan.kinds import ElementRef
@@ -147,12 +145,9 @@ def write_plan(
         "reinforced.json": lambda: reinforced_json(plan, network),
         "plan.html": lambda: plan_html(plan, network),
     }
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=".plan.", suffix=".tmp", dir=out))
-    except OSError as exc:
-        raise InputError(f"--out {out}: cannot write there: {exc.strerror or exc}") from None
-    try:  # every file in full beside the targets first, then renamed over them
+    # every file in full into a hidden folder inside ``out`` first, then all renamed over their
+    # targets (io/atomic.py: the one staging home, as for ``lvplan hosting`` and ``study``)
+    with staged_files(out) as stage:
         for name in FILES:
             t0 = time.perf_counter()
             text = texts[name]()
@@ -160,15 +155,6 @@ def write_plan(
             if progress is not None:
                 progress(f"{name}: {len(text) / 1e6:,.1f} MB in {time.perf_counter() - t0:.1f} s")
             del text
-        for name in FILES:
-            os.replace(stage / name, out / name)
-    except OSError as exc:
-        raise InputError(
-            f"--out {out}: cannot write {Path(exc.filename or '').name or 'the files'}: "
-            f"{exc.strerror or exc}"
-        ) from None
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
     return [out / name for name in FILES]
 
 

@@ -27,7 +27,12 @@ from lvplan.criteria import Criteria
 from lvplan.errors import InputError
 from lvplan.kinds import ElementRef
 from lvplan.model.network import Network
-from lvplan.planning.candidates import Instance, build_instance, prune_upgrades
+from lvplan.planning.candidates import (
+    Instance,
+    build_instance,
+    left_out_for_voltage,
+    prune_upgrades,
+)
 from lvplan.planning.demand import DemandSet, read_demand
 from lvplan.planning.greedy import Greedy
 from lvplan.planning.linear import Cuts, LinearGrid, mv_response
@@ -711,7 +716,11 @@ def plan_network(
             u["reason"] = withdrawn[u["position"]]
         if u["reason"] is None:
             text = why.explain(sol, u["position"])
-            u["reason"] = text if text.startswith("an option fits") else "no option fits: " + text
+            reason = text if text.startswith("an option fits") else "no option fits: " + text
+            left_out = left_out_for_voltage(inst, u["position"])
+            if left_out:  # said plainly: the greedy names such a line only as overloaded
+                reason += "; " + left_out
+            u["reason"] = reason
         del u["position"]
     result.ac_rounds = sum(1 for h in history if h.status != "stopped")  # evaluated rounds
     result.runtime_s = time.perf_counter() - t0

@@ -301,6 +301,8 @@ def create_app(desk: Desk, token: str, *, open_docs: bool = False):
             "worker": WORKER,  # which server process answered (``serve --workers``)
             "network": desk.pristine.name,
             "fingerprint": desk.pristine.fingerprint,
+            # how this process got its MV islands: "prepared", "cache" or "whole" (none)
+            "islands": desk.prepared,
             "register": reg,
         }
         return JSONResponse(status_code=200 if reg["ok"] else 503, content=body)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lvplan.hosting.mapdraw import map_png, network_features, png_bytes
+from lvplan.hosting.mapdraw import map_png, network_features, plain_text, png_bytes
 from lvplan.hosting.outputs import CLASSES
 
 __all__ = ["map_png", "network_features"]
@@ -53,6 +53,7 @@ def hosting_by_transformer(hosting: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["median_kw", "min_kw"]).reset_index()
 
 
+@plain_text
 def hosting_png(table: pd.DataFrame, title: str) -> bytes:
     plt = _plt()
     n = len(table)
@@ -74,6 +75,7 @@ def hosting_png(table: pd.DataFrame, title: str) -> bytes:
 
 
 # -- transformer loading before / after ----------------------------------------------------------
+@plain_text
 def loading_png(table: pd.DataFrame, title: str, limit: float) -> bytes:
     """Dumbbells: each transformer's design-peak loading before and after the replay's approvals,
     sorted by the loading after."""
@@ -107,6 +109,7 @@ def _cells(table: pd.DataFrame, keys: list, col: str, value: str, what: str) -> 
     return np.array([float(sums.get((n, p), 0.0)) for n, p in keys])
 
 
+@plain_text
 def approvals_png(table: pd.DataFrame, labels: dict[str, str]) -> bytes:
     """Stacked bars of the replay's outcomes (share of applications) per network and policy."""
     plt = _plt()
@@ -138,6 +141,7 @@ def approvals_png(table: pd.DataFrame, labels: dict[str, str]) -> bytes:
 
 
 # -- cost by measure type and year ---------------------------------------------------------------
+@plain_text
 def cost_png(by_kind: pd.DataFrame, by_year: pd.DataFrame) -> bytes:
     """Two panels: the plan's cost by measure type, and by year, per network and policy."""
     plt = _plt()

@@ -9,7 +9,9 @@ and its CSVs cannot disagree.
 from __future__ import annotations
 
 import base64
+import html
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,17 +45,53 @@ def _env():
     return env
 
 
+class _MdRaw(str):
+    """Markdown the template made itself (a code span from :func:`md_code`): not escaped again."""
+
+
+#: characters that Markdown would read as markup inside a line (``<``, ``>`` and ``&`` become
+#: entities below: a name is never raw HTML)
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|])")
+_MD_LINE_START = re.compile(r"^(\s*)([#+=-]|\d+[.)])(?=\s|$)")
+
+
+def md_text(x: Any) -> Any:
+    """A value as Markdown text that shows as given: HTML's ``<``, ``>`` and ``&`` as entities
+    (no element, no autolink), the characters of emphasis, links, code and table cells
+    (``* _ [ ] ` | \\``) escaped by a backslash, line breaks as spaces (a name stays on its line
+    and in its table cell) and a leading ``# ``, ``- ``, ``+ ``, ``= `` or ``1. `` escaped (no
+    heading or list). Numbers and the template's own Markdown (:class:`_MdRaw`) are left as
+    they are."""
+    if not isinstance(x, str) or isinstance(x, _MdRaw):
+        return x
+    text = html.escape(" ".join(x.splitlines()), quote=False)
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    return _MD_LINE_START.sub(r"\1\\\2", text)
+
+
+def md_code(x: Any) -> _MdRaw:
+    """A code span of ``x`` that no backtick in it can close (fenced by a longer run), on one
+    line. Inside a code span nothing is markup, so nothing else is escaped."""
+    text = " ".join(str(x).splitlines())
+    runs = [len(r) for r in re.findall(r"`+", text)]
+    fence = "`" * (max(runs, default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return _MdRaw(f"{fence}{pad}{text}{pad}{fence}")
+
+
 def _md_env():
     import jinja2
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-        autoescape=False,  # Markdown: nothing is interpreted as HTML by its readers here
+        autoescape=False,  # Markdown is not HTML: md_text escapes every value instead
+        finalize=md_text,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
     env.filters.update(_env().filters)
+    env.filters["code"] = md_code
     return env
 
 

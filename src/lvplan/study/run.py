@@ -50,7 +50,10 @@ DEPENDENCIES = (
 
 
 def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """sha256 of the file at ``path``, read in chunks (``hashlib.file_digest``: a buffer of
+    256 kB, whatever the file's size)."""
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def versions() -> dict[str, str]:

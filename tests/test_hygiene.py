@@ -1,0 +1,317 @@
+"""Robustness: a file hashed in bounded memory, hostile names in the study report, the reason
+a demand is left unserved, careless ``lvplan plan`` arguments."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import re
+import resource
+import signal
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lvplan.cli import main
+from lvplan.study.run import sha256_file
+
+
+# -- hashing an input file ------------------------------------------------------------------------
+def test_sha256_of_a_file_reads_it_in_chunks(tmp_path):
+    """The study's input fingerprints: a 64 MB file is hashed with a few hundred kB of buffer
+    (before: ``path.read_bytes()``, the whole file in memory at once)."""
+    size = 64 * 2**20
+    f = tmp_path / "big.bin"
+    with f.open("wb") as fh:  # sparse: no disk used
+        fh.truncate(size)
+    tracemalloc.start()
+    try:
+        digest = sha256_file(f)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert digest == hashlib.sha256(bytes(size)).hexdigest()
+    assert peak < 2 * 2**20, f"peak {peak / 2**20:.1f} MB for a 64 MB file"
+
+
+# -- the plan's files: one staging home, a full disk, a kill -------------------------------------
+ROOT = Path(__file__).resolve().parents[1]
+DEMAND = ROOT / "studies" / "demand" / "sz-futian-30.csv"
+ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+
+
+def _lvplan(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "lvplan.cli", *args],
+        env=ENV, capture_output=True, text=True, timeout=300, **kw,
+    )  # fmt: skip
+
+
+def _small_files(limit: int):
+    def limit_writes() -> None:  # a write past `limit` bytes fails with EFBIG, as a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return limit_writes
+
+
+def _tree(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def test_plan_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path):
+    """Files may grow to 20 kB only. Before: an OSError traceback (exit 1) from writing the
+    first finished group to ``parts/``, and the new folder left behind with an empty parts/."""
+    out = tmp_path / "work" / "p"
+    out.parent.mkdir()
+    res = _lvplan(
+        "plan", "sz-futian", "--demand", str(DEMAND), "--out", str(out), "--time-limit", "3",
+        preexec_fn=_small_files(20_000),
+    )  # fmt: skip
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip() == f"lvplan: error: --out {out}: cannot write it: File too large"
+    assert _tree(out.parent) == []  # no file, no temporary, no folder
+
+
+KILL_AT = """\
+import os, signal, sys
+from pathlib import Path
+import lvplan.planning.outputs as outputs
+from lvplan.cli import main
+real = outputs.write_text_atomic
+def killed(path, text):
+    if Path(path).name == sys.argv[1]:
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(path, text)
+outputs.write_text_atomic = killed
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _files(out: Path) -> dict[str, bytes]:
+    return {n: (out / n).read_bytes() for n in ("plan.csv", "assignment.csv", "unserved.csv")}
+
+
+#: the timings of summary.json (the only things two runs of one plan differ in)
+TIMINGS = {"runtime_s", "seconds", "cpu_s", "time_limit_s"}
+
+
+def _summary(out: Path) -> Any:
+    def drop(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {k: drop(v) for k, v in x.items() if k not in TIMINGS}
+        if isinstance(x, list):
+            return [drop(v) for v in x]
+        return x
+
+    return drop(json.loads((out / "summary.json").read_text(encoding="utf-8")))
+
+
+def test_a_plan_killed_while_writing_leaves_no_file_and_resumes(tmp_path):
+    """SIGKILL while summary.json is written (plan.csv, assignment.csv, unserved.csv already
+    staged): none of the plan's files appears in DIR, only the finished groups (parts/) and a
+    hidden stage; ``--resume DIR`` then writes the files of an uninterrupted run (the same
+    bytes) and removes the stage the killed run left."""
+    args = ["plan", "sz-futian", "--demand", str(DEMAND), "--method", "greedy"]
+    clean = tmp_path / "clean"
+    assert _lvplan(*args, "--out", str(clean)).returncode == 0
+    out = tmp_path / "killed"
+    res = subprocess.run(
+        [sys.executable, "-c", KILL_AT, "summary.json", *args, "--out", str(out)],
+        env=ENV, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == -signal.SIGKILL, res.stderr
+    visible = [p for p in _tree(out) if not p.startswith(".")]
+    assert visible and all(p.startswith("parts") for p in visible), visible
+    assert any(p.startswith(".") and p != ".lvplan.lock" for p in _tree(out))  # the stage
+    res = _lvplan(*args, "--resume", str(out))
+    assert res.returncode == 0, res.stderr
+    assert _files(out) == _files(clean) and _summary(out) == _summary(clean)
+    assert [p for p in _tree(out) if p.startswith(".")] == []  # the stale stage removed
+
+
+# -- hostile names in the study report ------------------------------------------------------------
+#: a name that is HTML, splits a Markdown table cell, ends a line, and is matplotlib mathtext
+EVIL = "<script>alert(1)</script> a|b\nc $x^{ $ [l](javascript:alert(4)) *e*"
+EVIL_STUDY = """\
+name: evil
+description: "<script>alert(2)</script> desc|with pipe\\n# heading?"
+policies_kw: [160, 200]
+horizon: [2027, 2030]
+run: {inspect: false}
+networks:
+  - network: evil.json
+    label: "<img src=x onerror=alert(3)> lab|el\\nnext $y^{ $"
+    parcels: {synth: {count: 12, seed: 1}}
+    applications: {synth: {count: 40, seed: 7}}
+    plan: {time_limit_s: 5, method: greedy}
+"""
+
+
+@pytest.fixture(scope="module")
+def evil_report(sz, tmp_path_factory):
+    """``lvplan study`` on sz-futian saved with every transformer and line named ``EVIL`` (and
+    the net itself), a label and a description as hostile."""
+    import pandapower as pp
+
+    d = tmp_path_factory.mktemp("evil")
+    net = copy.deepcopy(sz.pp)
+    net.trafo["name"] = [f"{EVIL} T{i}" for i in range(len(net.trafo))]
+    net.line["name"] = [f"{EVIL} L{i}" for i in range(len(net.line))]
+    net.name = EVIL
+    pp.to_json(net, str(d / "evil.json"))
+    (d / "s.yaml").write_text(EVIL_STUDY, encoding="utf-8")
+    assert main(["study", str(d / "s.yaml"), "--out", str(d / "out")]) == 0
+    return d / "out"
+
+
+def test_hostile_names_are_text_in_the_html_report(evil_report):
+    """Autoescaped once: the names show as text, the report's own markup stays markup.
+    (Before the fix, a ``$`` in a name was a matplotlib ParseException: exit 1, traceback.)"""
+    html = (evil_report / "report.html").read_text(encoding="utf-8")
+    assert "<script>alert" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; a|b" in html  # escaped once ...
+    assert "&amp;lt;" not in html and "&amp;amp;" not in html  # ... not twice
+    assert "&lt;img src=x onerror=alert(3)&gt; lab|el" in html
+    doc = json.loads((evil_report / "study.json").read_text(encoding="utf-8"))
+    assert html.count("<figure ") == len(doc["figures"]) >= 4  # the markup itself intact
+    assert '<table id="headline">' in html and '<table id="hotspot-table">' in html
+    for f in evil_report.rglob("*.html"):  # the maps of hosting and plan too
+        page = f.read_text(encoding="utf-8")
+        assert "<script>alert" not in page and "<img src=x" not in page, f
+
+
+def test_hostile_names_are_text_in_the_markdown_report(evil_report):
+    """Rendered by a CommonMark renderer (raw HTML allowed, as GitHub-style viewers do): no
+    element, link or emphasis comes from a name, every table row has its header's cells."""
+    from markdown_it import MarkdownIt
+
+    md = (evil_report / "report.md").read_text(encoding="utf-8")
+    html = MarkdownIt("commonmark").enable("table").render(md)
+    assert "<script" not in html and '<img src="x"' not in html and "<img src=x" not in html
+    assert "javascript:" not in html.replace("(javascript:alert(4))", "")  # no link made
+    assert "<em>e</em>" not in html and "<h1>heading?" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; a|b c $x^{ $ [l](javascript:alert(4)) *e*" in html
+    tables = re.findall(r"<table>(.*?)</table>", html, re.S)
+    assert len(tables) >= 3  # headline, hot spots, densities
+    for t in tables:
+        head = len(re.findall(r"<th[ >]", t.split("</thead>")[0]))
+        for row in re.findall(r"<tr>(.*?)</tr>", t.split("</thead>")[1], re.S):
+            assert len(re.findall(r"<td[ >]", row)) == head, row
+    hot = tables[1]
+    assert hot.count("&lt;script&gt;alert(1)") >= 1  # the hot spots name the hostile elements
+
+
+# -- serve --workers N: the islands prepared once --------------------------------------------------
+def test_serve_workers_prepare_the_islands_once(tmp_path):
+    """``serve --workers 2`` without ``--cache``: the ``--check`` probe prepares the MV islands
+    into a private folder of its own and both workers read them from there (``/healthz``:
+    ``islands: cache``; before, each worker solved and prepared them again); the folder goes
+    when the server ends."""
+    import httpx
+
+    port = _free_port()
+    env = dict(ENV, LVPLAN_TOKEN="t0ken", TMPDIR=str(tmp_path))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lvplan.cli", "serve", "sz-futian", "--register",
+         str(tmp_path / "r.db"), "--port", str(port), "--workers", "2"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    seen: dict[str, str] = {}
+    try:
+        deadline = time.monotonic() + 180
+        while len(seen) < 2:  # a new connection each time: either worker may take it
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                if r.status_code == 200:
+                    seen[r.json()["worker"]] = r.json()["islands"]
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        own = [p for p in tmp_path.iterdir() if p.name.startswith("lvplan-serve-islands-")]
+        assert len(own) == 1 and (own[0].stat().st_mode & 0o777) == 0o700
+        assert [p.name.startswith("islands-") for p in own[0].iterdir()] == [True]
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    assert sorted(seen.values()) == ["cache", "cache"], seen
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("lvplan-serve-islands-")]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- a careless user of lvplan plan ----------------------------------------------------------------
+def _plan(tmp_path, *extra: str) -> list[str]:
+    return ["plan", "sz-futian", "--method", "greedy", *extra]
+
+
+@pytest.mark.parametrize(
+    ("extra", "phrase"),
+    [
+        (["--out", "{FILE}"], "--out {FILE}: exists and is not a folder"),
+        (["--out", "{FILE}/sub"], "cannot write there ({FILE} is not a writable folder)"),
+        (["--out", ""], "--out: an empty path; give a file or folder"),
+        (["--demand", ""], "--demand: an empty path"),
+        (["--demand", "{DUP}"], "{DUP}:32: id: 'D0001' appears twice (first on line 2)"),
+        (["--demand", "{JUNK}"], "{JUNK}: not a CSV file (binary content)"),
+        (["--demand", "{TEXTJUNK}"], "{TEXTJUNK}:1: header: not a demand CSV"),
+        (["--time-limit", "0"], "--time-limit must be a positive number, got '0'"),
+        (["--time-limit", "-1"], "--time-limit must be a positive number, got '-1'"),
+        (["--time-limit", "nan"], "--time-limit must be a positive number, got 'nan'"),
+        (["--time-limit", "inf"], "--time-limit must be a positive number, got 'inf'"),
+        (["--workers", "0"], "--workers must be >= 1, got 0"),
+        (["--workers", "1e3"], "--workers must be an integer, got '1e3'"),
+        (["--scheduler", "nonsense:::"], "Dask scheduler at nonsense:::: invalid address"),
+        (["--scheduler", "foo://x:1"], "Dask scheduler at foo://x:1: unknown address scheme"),
+    ],
+)
+def test_careless_plan_arguments_are_one_line_exit_2(tmp_path, capsys, extra, phrase):
+    files = {
+        "FILE": tmp_path / "a file",
+        "DUP": tmp_path / "dup.csv",
+        "JUNK": tmp_path / "junk.csv",
+        "TEXTJUNK": tmp_path / "text.csv",
+    }
+    files["FILE"].write_text("x", encoding="utf-8")
+    lines = DEMAND.read_text(encoding="utf-8").splitlines(keepends=True)
+    files["DUP"].write_text("".join([*lines, lines[1]]), encoding="utf-8")
+    files["JUNK"].write_bytes(os.urandom(2**20) + b"\x00")
+    files["TEXTJUNK"].write_text("q;w;e\n" * 100_000, encoding="utf-8")
+    argv = ["--demand", str(DEMAND), "--out", str(tmp_path / "out")]
+    names = {k: str(v) for k, v in files.items()}
+    argv += [x.format(**names) for x in extra]
+    phrase = phrase.format(**names)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(_plan(tmp_path, *argv)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and phrase in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+
+
+def test_a_demand_file_with_a_bom_and_crlf_plans_as_the_plain_one(tmp_path, capsys):
+    """A spreadsheet's UTF-8 export (byte-order mark, CRLF line ends) reads as the plain file;
+    so does a time limit of 1e308 s (valid: the plan ends when it is done)."""
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + DEMAND.read_bytes().replace(b"\n", b"\r\n"))
+    outs = []
+    for name, demand, limit in (("plain", DEMAND, "60"), ("bom", bom, "1e308")):
+        out = tmp_path / name
+        argv = ["--demand", str(demand), "--out", str(out), "--time-limit", limit]
+        assert main(_plan(tmp_path, *argv)) == 0, capsys.readouterr().err
+        outs.append(out)
+    assert _files(outs[0]) == _files(outs[1])
+    assert _summary(outs[0]) == _summary(outs[1])
