@@ -441,7 +441,8 @@ def plan_network(
         # the optimal rounds go on from a plan that passed while a search has time (below):
         # the cheapest plan that passed stands
         best: tuple[Solution, Any, int] | None = None
-        go_on = name == "optimal" and budget_cny is None and not needs
+        # (not a city group's: its worker's time is the next group's)
+        go_on = name == "optimal" and budget_cny is None and not needs and not bound_only
         for rnd in range(1, rounds + 1):
             try:
                 sol = solve()
