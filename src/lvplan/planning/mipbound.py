@@ -26,6 +26,13 @@ before it, it searches again around the relaxation as the bounding thread has st
 and the better plan. Its plans satisfy every constraint of the one model; the
 caller checks the cheapest with CP-SAT (each variable fixed to it) before taking it.
 
+**The voltage limits are held out** of HiGHS's model (``voltage_rows``: the big-M rows "a
+bus's drop within its margin when its area, or an option, is used"; :func:`to_mip` writes them
+free). That is a relaxation, so a bound stays a bound; on the district the limits add nothing to
+the relaxation, and written as big-Ms they slowed HiGHS's search several times over. The diving
+thread checks its plan against them and, when one breaks, searches again with them
+(:meth:`MipBound._search`); CP-SAT checks whatever plan it takes against the whole model.
+
 **The bound** runs on a thread of its own: it first strengthens the relaxation with the
 residual-capacity inequalities it violates (:mod:`lvplan.planning.strengthen`; a few rounds,
 for at most :data:`SEPARATE_SHARE` of the time), hands them to the diving thread
@@ -33,9 +40,9 @@ for at most :data:`SEPARATE_SHARE` of the time), hands them to the diving thread
 cuts take most of a minute on the district).
 
 Measured on the district (``benchmarks/bench_plan.py``, 60 s): the relaxation 38.70 M CNY,
-strengthened in 5 rounds 41.63 M, HiGHS's bound with it 42.16 M (40.16 M before); the plan
-48.44 M (8.0 % below the greedy plan; the neighbourhood without the start and the
-strengthening found 50.99 M).
+strengthened in 3-7 rounds 41.41-41.72 M, HiGHS's bound with it 42.95-43.00 M (40.16 M before
+the inequalities, 42.16 M before the voltage limits were held out); the neighbourhood's plan
+46.5-46.7 M in the first optimal round (48.4 M with the voltage limits in).
 """
 
 from __future__ import annotations
