@@ -257,3 +257,58 @@ def test_a_failed_later_round_keeps_the_greedy_plan_with_the_bound_proved_before
     assert s["total_cost_cny"] == pytest.approx(GREEDY_CNY, abs=1.0)
     assert s["solver"]["best_bound"] == pytest.approx(OPTIMUM_CNY, abs=1.0)
     assert s["solver"]["gap"] == pytest.approx((GREEDY_CNY - OPTIMUM_CNY) / GREEDY_CNY, abs=1e-4)
+
+
+def test_the_plan_returned_gets_the_bound_proved_for_the_demands_it_serves(
+    tmp_path, cn, monkeypatch
+):
+    """Bounds are kept by the set of demands each round served: round 1 proves 191,000 CNY for
+    all three demands (its plan made to break a limit), round 2 returns a plan of two demands
+    with a higher bound (the round that "proved the most", made to break too), round 3 the
+    greedy plan's choices with no bound of its own (as a repair round's plan). The plan returned
+    serves all three: its bound is round 1's, not none and not round 2's."""
+    import dataclasses as dc
+    import math
+
+    from test_plan import GREEDY_CNY
+
+    from lvplan.planning import plan as plan_mod
+    from lvplan.planning.model import Solution
+
+    hand = Network(_two_transformers(), name="two transformers", source="test")
+    csv = tmp_path / "demand.csv"
+    csv.write_text(HAND_CSV, encoding="utf-8")
+    real_solve, real_check, real_tighten = PlanModel.solve, plan_mod.check_plan, plan_mod.tighten
+    calls = {"solve": 0}
+    greedy: list[Solution] = []
+
+    def solve(self, **kw):
+        calls["solve"] += 1
+        if calls["solve"] == 1:
+            greedy.append(self.hinted)
+            return real_solve(self, **kw)
+        g = greedy[0]
+        if calls["solve"] == 2:  # two of the three demands, a higher bound
+            two = Solution.of(self.inst, g.chosen[:2], g.upgrades, g.sites, "feasible")
+            return dc.replace(two, bound=250_000.0, gap=0.0)
+        return dc.replace(g, status="feasible", bound=math.nan, gap=math.nan)
+
+    def check(network, inst, sol, base):
+        ev, broken = real_check(network, inst, sol, base)
+        if calls["solve"] in (1, 2):
+            return ev, ["a limit the test says is broken"]
+        return ev, broken
+
+    def tighten(network, inst, sol, ev, broken, cuts):
+        if broken == ["a limit the test says is broken"]:
+            return ["(the test's limit)"]
+        return real_tighten(network, inst, sol, ev, broken, cuts)
+
+    monkeypatch.setattr(PlanModel, "solve", solve)
+    monkeypatch.setattr(plan_mod, "check_plan", check)
+    monkeypatch.setattr(plan_mod, "tighten", tighten)
+    p = plan_mod.plan(hand, csv, criteria=cn, time_limit_s=30)
+    assert calls["solve"] >= 3  # (a fourth goes on from the plan that passed: the same plan)
+    s = p.summary()
+    assert s["total_cost_cny"] == pytest.approx(GREEDY_CNY, abs=1.0)
+    assert s["solver"]["best_bound"] == pytest.approx(OPTIMUM_CNY, abs=1.0)

@@ -554,6 +554,8 @@ def plan_network(
     if method == "optimal" or budget_cny is not None:
         last = [g_sol]  # each round starts from the newest plan (the greedy first)
         bounded: list[Solution | None] = [None]  # the round that proved the most
+        #: ... and for each set of demands served (a bound is for the demands its round served)
+        by_served: dict[tuple[bool, ...], Solution] = {}
         prev_cuts: list[Cuts | None] = [None]  # the cuts the last round was solved under
         memo: dict[int, Solution] = {}  # by part: its last solution
 
@@ -656,6 +658,11 @@ def plan_network(
             over_s[0] = max(0.0, time.perf_counter() - now - given)
             if out.status in ("optimal", "feasible"):
                 # each round's model only adds cuts to the one before: a bound stays a bound
+                if math.isfinite(out.bound):
+                    key = tuple(out.served)
+                    had = by_served.get(key)
+                    if had is None or out.bound > had.bound:
+                        by_served[key] = out
                 b = bounded[0]
                 if math.isfinite(out.bound) and (b is None or out.bound > b.bound):
                     bounded[0] = out
@@ -710,6 +717,17 @@ def plan_network(
                         gap=max(0.0, g_sol.cost_cny - o_sol.bound) / max(g_sol.cost_cny, 1e-9),
                         bounds=o_sol.bounds,
                     )
+    if method == "optimal" and budget_cny is None:
+        # whichever plan stands, the most any round proved for the demands it serves (a plan a
+        # repair round took as it was, or the greedy plan, has no bound of its own)
+        proved = by_served.get(tuple(sol.served))
+        if proved is not None and not (math.isfinite(sol.bound) and sol.bound >= proved.bound):
+            sol = dataclasses.replace(
+                sol,
+                bound=min(proved.bound, sol.cost_cny),
+                gap=max(0.0, sol.cost_cny - proved.bound) / max(sol.cost_cny, 1e-9),
+                bounds=proved.bounds,
+            )
     result = _result(network, inst, sol, ev, method if budget_cny is None else "budget", cuts)
     why = Greedy(LinearGrid(inst, mv, cuts))  # the plan built in once, for every unserved
     for u in result.unserved:
