@@ -124,3 +124,27 @@ def test_repair_returns_the_greedy_repair_when_cp_sat_has_no_time(sz_case):
     fixed = repair(tight, sol, who, time_limit_s=1e-6, workers=1)
     assert fixed is not None and k not in fixed.chosen
     assert PlanModel(tight).hint(fixed)
+
+
+def test_a_most_kw_stage_that_serves_no_more_keeps_the_hints_demands_and_plan(sz_case):
+    """One demand can no longer be served (a cut forbids each of its options); the hint serves
+    every other. The most-kW stage finds no more kW, so the cost stage serves exactly the
+    hint's demands, starts from the hint, and never returns a dearer plan than it (with no
+    time for a search, the hint itself); its bound is for those demands."""
+    inst, mv, cuts, _grid, sol = sz_case
+    after = snapshot(cuts)
+    k = sol.chosen[0]
+    d = inst.options[k].demand
+    mine = [j for j, o in enumerate(inst.options) if o.demand == d]
+    after.add_linear(dict.fromkeys(mine, 1.0), 0.5, "test: this demand forbidden")
+    tight = LinearGrid(inst, mv, after)
+    rest = Solution.of(
+        inst, [j for j in sol.chosen if j != k], list(sol.upgrades), list(sol.sites), "feasible"
+    )
+    mdl = PlanModel(tight)
+    assert mdl.hint(rest)
+    out = mdl.solve(time_limit_s=4.0, workers=1)
+    assert out.status in ("optimal", "feasible")
+    assert out.served == rest.served
+    assert out.cost_cny <= rest.cost_cny + 1.0
+    assert out.bound <= out.cost_cny + 1.0

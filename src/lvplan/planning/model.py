@@ -668,7 +668,20 @@ class PlanModel:
             if hinted is None or hinted < everyone:  # stage 1: the most kW served
                 self.m.maximize(self.served_units)
                 solver, status = self._run(0.25 * time_limit_s, workers, 0.0)
-                if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+                more = status in (cp_model.OPTIMAL, cp_model.FEASIBLE) and (
+                    hinted is None
+                    or not self.hint_complete
+                    or solver.objective_value > hinted + 0.5
+                )
+                if status in (cp_model.OPTIMAL, cp_model.FEASIBLE) and not more:
+                    # no more kW than the (complete) hint serves: its demands, and its plan as
+                    # the cost stage's start (another set of as many kW, with a plan made only
+                    # to serve them, cost twice the greedy plan on a city group, and its
+                    # bound was for other demands than the plan returned)
+                    self.served_proven = status == cp_model.OPTIMAL
+                    hv = self._hint_values()
+                    now = {i: hv.get(sv.index, 0) for i, sv in self.served.items()}
+                elif more:
                     self.served_proven = status == cp_model.OPTIMAL
                     now = {i: int(solver.value(sv)) for i, sv in self.served.items()}
                     self._rehint(solver)
