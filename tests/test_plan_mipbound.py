@@ -213,6 +213,27 @@ def test_a_cheaper_neighbourhood_plan_is_taken_only_once_checked(tmp_path, cn):
     assert kept.bounds["dive_status"].startswith("rejected")
 
 
+def _rig_rounds(monkeypatch, solve, breaks) -> None:
+    """The plan's rounds with ``solve`` in place of ``PlanModel.solve``, and the AC check made to
+    find a limit broken whenever ``breaks(plan)`` (its cut: none)."""
+    from lvplan.planning import plan as plan_mod
+
+    real_check, real_tighten = plan_mod.check_plan, plan_mod.tighten
+
+    def check(network, inst, sol, base):
+        ev, broken = real_check(network, inst, sol, base)
+        return (ev, ["a limit the test says is broken"]) if breaks(sol) else (ev, broken)
+
+    def tighten(network, inst, sol, ev, broken, cuts):
+        if broken == ["a limit the test says is broken"]:
+            return ["(the test's limit)"]
+        return real_tighten(network, inst, sol, ev, broken, cuts)
+
+    monkeypatch.setattr(PlanModel, "solve", solve)
+    monkeypatch.setattr(plan_mod, "check_plan", check)
+    monkeypatch.setattr(plan_mod, "tighten", tighten)
+
+
 def test_a_failed_later_round_keeps_the_greedy_plan_with_the_bound_proved_before(
     tmp_path, cn, monkeypatch
 ):
@@ -227,7 +248,7 @@ def test_a_failed_later_round_keeps_the_greedy_plan_with_the_bound_proved_before
     hand = Network(_two_transformers(), name="two transformers", source="test")
     csv = tmp_path / "demand.csv"
     csv.write_text(HAND_CSV, encoding="utf-8")
-    real_solve, real_check, real_tighten = PlanModel.solve, plan_mod.check_plan, plan_mod.tighten
+    real_solve = PlanModel.solve
     calls = {"solve": 0, "broken": 0}
 
     def solve(self, **kw):
@@ -236,21 +257,13 @@ def test_a_failed_later_round_keeps_the_greedy_plan_with_the_bound_proved_before
             return real_solve(self, **kw)
         return PlanModel._failed_solution("unknown", 0.0)
 
-    def check(network, inst, sol, base):
-        ev, broken = real_check(network, inst, sol, base)
+    def breaks(sol) -> bool:
         if abs(sol.cost_cny - OPTIMUM_CNY) < 1.0 and not calls["broken"]:
             calls["broken"] += 1
-            return ev, ["a limit the test says is broken"]
-        return ev, broken
+            return True
+        return False
 
-    def tighten(network, inst, sol, ev, broken, cuts):
-        if broken == ["a limit the test says is broken"]:
-            return ["(the test's limit)"]
-        return real_tighten(network, inst, sol, ev, broken, cuts)
-
-    monkeypatch.setattr(PlanModel, "solve", solve)
-    monkeypatch.setattr(plan_mod, "check_plan", check)
-    monkeypatch.setattr(plan_mod, "tighten", tighten)
+    _rig_rounds(monkeypatch, solve, breaks)
     p = plan_mod.plan(hand, csv, criteria=cn, time_limit_s=20)
     assert calls == {"solve": 2, "broken": 1}
     s = p.summary()
@@ -278,7 +291,7 @@ def test_the_plan_returned_gets_the_bound_proved_for_the_demands_it_serves(
     hand = Network(_two_transformers(), name="two transformers", source="test")
     csv = tmp_path / "demand.csv"
     csv.write_text(HAND_CSV, encoding="utf-8")
-    real_solve, real_check, real_tighten = PlanModel.solve, plan_mod.check_plan, plan_mod.tighten
+    real_solve = PlanModel.solve
     calls = {"solve": 0}
     greedy: list[Solution] = []
 
@@ -293,20 +306,7 @@ def test_the_plan_returned_gets_the_bound_proved_for_the_demands_it_serves(
             return dc.replace(two, bound=250_000.0, gap=0.0)
         return dc.replace(g, status="feasible", bound=math.nan, gap=math.nan)
 
-    def check(network, inst, sol, base):
-        ev, broken = real_check(network, inst, sol, base)
-        if calls["solve"] in (1, 2):
-            return ev, ["a limit the test says is broken"]
-        return ev, broken
-
-    def tighten(network, inst, sol, ev, broken, cuts):
-        if broken == ["a limit the test says is broken"]:
-            return ["(the test's limit)"]
-        return real_tighten(network, inst, sol, ev, broken, cuts)
-
-    monkeypatch.setattr(PlanModel, "solve", solve)
-    monkeypatch.setattr(plan_mod, "check_plan", check)
-    monkeypatch.setattr(plan_mod, "tighten", tighten)
+    _rig_rounds(monkeypatch, solve, lambda sol: calls["solve"] in (1, 2))
     p = plan_mod.plan(hand, csv, criteria=cn, time_limit_s=30)
     assert calls["solve"] >= 3  # (a fourth goes on from the plan that passed: the same plan)
     s = p.summary()
