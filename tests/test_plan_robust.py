@@ -2,9 +2,12 @@
 for the AC rounds, stable contingency labels, workers that die with their driver.
 
 The pair: a 1250 kVA unit (vk 2.8 %, the top of the swap ladder, so more capacity is a parallel
-unit) carrying 300 kW, and six 200 kW demands at its LV bus. The greedy adds a 630 kVA unit
-(vk 4.5 %): the model holds the pair as 1880 kVA, but in AC the 1250 kVA unit takes 76 % of
-the current (its share of the rating is 66 %) and is 0.22 % over its limit with the six.
+unit) carrying 300 kW, and six 200 kW demands at its LV bus. The 1250 kVA unit takes 76 % of the
+current beside a 630 kVA unit (vk 4.5 %), 72 % beside an 800 kVA one: the model rates each pair
+by that share (:func:`lvplan.planning.candidates.parallel_capacity_kva`, checked here against
+pandapower), and the plan takes the 1000 kVA unit for the six. Before, the model rated a pair at
+the sum of its ratings (1880 kVA with the 630 kVA unit) and the AC check corrected it: that
+path, the cut on a pair over its limit, is tested with the old rating put back.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import pytest
 from reference import Reference
 from test_plan import GREEDY_CNY, LAT0, LON0, OPTIMUM_CNY
 
+from lvplan.model.catalogue import trafo_types
 from lvplan.model.network import Network
+from lvplan.planning import candidates
 from lvplan.planning import plan as plan_mod
 from lvplan.planning.outputs import reinforced_json, write_plan
 from lvplan.planning.plan import plan as make_plan
@@ -47,7 +52,59 @@ def _new_violations(plan, network: Network, crit) -> set:
     return Reference(reinforced, crit).base - Reference(network.pp, crit).base
 
 
-def test_a_parallel_pair_over_its_limit_is_corrected_in_one_round(six, cn):
+@pytest.fixture
+def sum_rated(monkeypatch):
+    """The model rating a parallel pair at the sum of its ratings, as it did before: a pair the
+    AC check finds over its limit, to test the cut that corrects it."""
+    monkeypatch.setattr(candidates, "parallel_capacity_kva", lambda s1, _z1, s2, _z2: s1 + s2)
+
+
+@pytest.mark.parametrize("kva", [630, 800, 1000])
+@pytest.mark.parametrize("vk_percent", [2.8, 6.0])
+def test_a_parallel_pairs_capacity_is_where_pandapower_loads_a_unit_to_its_rating(kva, vk_percent):
+    """Load the pair to the capacity the model gives it: in pandapower's AC load flow the unit
+    with the larger share of the current is then at 100 % (within 0.5 %), not below."""
+    t = trafo_types()[kva]
+    z = candidates._trafo_z
+    cap_kva = candidates.parallel_capacity_kva(
+        1250.0, complex(*z(vk_percent, 0.8)), float(kva), complex(*z(t.vk_percent, t.vkr_percent))
+    )
+    assert cap_kva < 1250.0 + kva  # unequal impedances: less than the sum
+    net = _pair_net(vk_percent)
+    net.load.drop(net.load.index, inplace=True)
+    pp.create_transformer_from_parameters(
+        net, 0, 1, sn_mva=kva / 1000, vn_hv_kv=10.0, vn_lv_kv=0.4, vk_percent=t.vk_percent,
+        vkr_percent=t.vkr_percent, pfe_kw=0.0, i0_percent=0.0, shift_degree=150.0,
+    )  # fmt: skip
+    # the load's current at the LV bus is the pair's: S / vm in kVA at nominal voltage
+    s_kva = cap_kva
+    pp.create_load(net, 1, p_mw=s_kva * 0.9 / 1000, q_mvar=s_kva * math.sqrt(1 - 0.81) / 1000)
+    for _ in range(3):  # scale the load so its current is the capacity's at the bus voltage
+        pp.runpp(net)
+        vm = float(net.res_bus.vm_pu[1])
+        net.load.loc[:, ["p_mw", "q_mvar"]] = [cap_kva * vm * 0.9 / 1000,
+                                               cap_kva * vm * math.sqrt(0.19) / 1000]  # fmt: skip
+    pp.runpp(net)
+    assert float(net.res_trafo.loading_percent.max()) == pytest.approx(100.0, abs=0.5)
+    # the sum of the ratings overloads that unit
+    assert (1250.0 + kva) / cap_kva > 1.02
+
+
+def test_a_parallel_pair_is_planned_at_its_share_of_the_current(six, cn):
+    """The model rates the pair by the share of the current each unit takes: the 630 and 800
+    kVA units cannot carry the six beside the stiff 1250 kVA one, the 1000 kVA unit can; both
+    methods plan it, the AC check passes in the first round and every demand is served."""
+    net = Network(_pair_net(2.8), name="pair", source="test")
+    for method in ("greedy", "optimal"):
+        p = make_plan(net, six, criteria=cn, method=method, time_limit_s=10)
+        assert p.history[0].broken == 0, method
+        assert [(m.kind, m.after) for m in p.measures] == [
+            ("transformer_parallel", "1250 + 1000 kVA")
+        ], method
+        assert len(p.assignments) == 6 and not _new_violations(p, net, cn)
+
+
+def test_a_parallel_pair_over_its_limit_is_corrected_in_one_round(six, cn, sum_rated):
     """Before, each round cut the pair's capacity by about 5 kW (the excess times the old
     unit's rating), below the 44 kW the model had left unused: the greedy plan stayed the same
     for all 8 rounds and a demand was withdrawn. The cut is now the excess over the unit's
@@ -57,17 +114,19 @@ def test_a_parallel_pair_over_its_limit_is_corrected_in_one_round(six, cn):
     assert [(h.method, h.broken) for h in p.history] == [("greedy", 1), ("greedy", 0)]
     note = p.history[0].notes[0]
     assert note.startswith("trafo 0 (T big): loading over by 0.22%, 76% of the current"), note
-    assert [(m.kind, m.after) for m in p.measures] == [("transformer_parallel", "1250 + 630 kVA")]
-    assert len(p.assignments) == 5
-    assert not p.unserved[0]["reason"].startswith("withdrawn")
+    # the cut is on the 630 kVA option alone: the greedy's second round plans it again for five
+    # and puts the 800 kVA unit in its place for the sixth; the optimum takes it at once
+    assert [(m.kind, m.after) for m in p.measures] == [("transformer_parallel", "1250 + 800 kVA")]
+    assert len(p.assignments) == 6 and not p.unserved
     assert not _new_violations(p, net, cn)
-    # the cut is on the 630 kVA option alone: the optimum takes the 800 kVA unit, serving six
     o = make_plan(net, six, criteria=cn, method="optimal", time_limit_s=10)
     assert [(m.kind, m.after) for m in o.measures] == [("transformer_parallel", "1250 + 800 kVA")]
     assert len(o.assignments) == 6 and not _new_violations(o, net, cn)
 
 
-def test_a_parallel_unit_over_its_limit_is_named_as_reinforced_json_has_it(six, cn, monkeypatch):
+def test_a_parallel_unit_over_its_limit_is_named_as_reinforced_json_has_it(
+    six, cn, monkeypatch, sum_rated
+):
     """With a stiff old unit (vk 6 %) the new parallel unit is the one over its limit (its id is
     the planned network's, not reinforced.json's in a city): the round names it by the unit it
     stands beside, and a withdrawal by that unit and its own name in reinforced.json."""
@@ -91,7 +150,7 @@ def test_a_parallel_unit_over_its_limit_is_named_as_reinforced_json_has_it(six, 
     assert not _new_violations(w, net, cn)
 
 
-def test_a_parallel_unit_of_another_rating_is_named_by_its_own(six, cn, tmp_path):
+def test_a_parallel_unit_of_another_rating_is_named_by_its_own(six, cn, tmp_path, sum_rated):
     """The 800 kVA unit laid beside the 1250 kVA one: reinforced.json names it by its own
     rating and type and holds the catalogue's 800 kVA parameters, plan.csv and plan.html say
     1250 + 800 kVA (before, reinforced.json named it "T big (parallel)", the old unit's name)."""

@@ -236,6 +236,18 @@ def _line_data(net: Any, line: int, st: Any, pos: int, vn: float):
     )
 
 
+def parallel_capacity_kva(sn1_kva: float, z1_pu: complex, sn2_kva: float, z2_pu: complex) -> float:
+    """The most two transformers in parallel carry with neither over its rating (``z_i_pu``:
+    each unit's short-circuit impedance on its own rating). They share the current in inverse
+    proportion to their impedances in ohms, so the unit with the larger share reaches its rating
+    first: two 630 kVA units of uk 4.5 % and 6 % carry 1,102 kVA together, not 1,260. Equal
+    per-unit impedances give the sum of the ratings."""
+    z1 = z1_pu / sn1_kva  # proportional to ohms on one voltage base
+    z2 = z2_pu / sn2_kva
+    zs = abs(z1 + z2)
+    return min(sn1_kva * zs / abs(z2), sn2_kva * zs / abs(z1), sn1_kva + sn2_kva)
+
+
 def _trafo_z(vk_percent: float, vkr_percent: float) -> tuple[float, float]:
     r = vkr_percent / 100.0
     return r, math.sqrt(max((vk_percent / 100.0) ** 2 - r * r, 0.0))
@@ -466,7 +478,7 @@ def build_instance(
                         t,
                         measures.parallel_cost_cny(kva),
                         kva,
-                        capacity=tot,
+                        capacity=parallel_capacity_kva(sn, complex(r1, x1), kva, complex(r2, x2)),
                         r=zp.real,
                         x=zp.imag,
                     )

@@ -69,6 +69,7 @@ class Greedy:
         for u in keep:
             if u not in grid.banned:
                 self.st.built[element_key(grid.inst.upgrades[u])] = u
+        self._kept = frozenset(keep)
         #: (rows, slacks, area or -1, site or -1) of the areas and sites with a slack: arrays
         #: remade after a commit changed them
         self._slack_arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -282,6 +283,7 @@ class Greedy:
             line_load[ln] = line_load.get(ln, 0) + o.units
         t_load = st.trafo_load.get(ag.trafo, 0) + o.units
         new: dict[int, int] = {}
+        replaced: dict[int, int] = {}  # element key -> the planned measure a larger one replaces
         built = dict(st.built)
         # a transfer's twin builds its transfer; an option inside a built transfer's subtree
         # connects only as its twin
@@ -303,14 +305,19 @@ class Greedy:
             if load <= _cap(el, built.get(key)):
                 continue
             what = f"trafo {ag.trafo}" if key < 0 else f"line {key}"
-            if key in built:  # nothing is undone: an upgraded element is not upgraded again
+            was = built.get(key)
+            if was is not None and (key in new or not self._replaceable(was)):
                 return self._no(f"{what} is full, already reinforced")
             fits = [
-                (g.up_cost[u], u) for u, c in zip(el.upgrades, el.up_cap, strict=True) if c >= load
+                (g.up_cost[u], u)
+                for u, c in zip(el.upgrades, el.up_cap, strict=True)
+                if c >= load and (was is None or g.up_cost[u] > g.up_cost[was])
             ]
             if not fits:
                 return self._no(f"{what} would be overloaded even with the largest measure")
             _c, u = min(fits)
+            if was is not None:  # the planned measure gives way to a larger one on the element
+                replaced[key] = was
             new[key] = built[key] = u
         # voltage: the best gain per CNY on the worst point's path, until every point holds
         for _ in range(64):
@@ -340,7 +347,20 @@ class Greedy:
             return self._no(f"the LV voltage in the area of trafo {ag.trafo} cannot be held")
         if not self._mv_ok(col, units, a, None):
             return self._no("the 10 kV voltage drop it adds elsewhere")
-        return o.cost + sum(g.up_cost[u] for u in new.values()), new
+        return (
+            o.cost
+            + sum(g.up_cost[u] for u in new.values())
+            - sum(g.up_cost[u] for u in replaced.values()),
+            new,
+        )
+
+    def _replaceable(self, u: int) -> bool:
+        """A planned measure a larger one on the same element may replace: not a transfer, and
+        not the relief of an AC cut (the cut holds only while one of its reliefs is built)."""
+        g = self.g
+        if u in self._kept or u in g.splits:
+            return False
+        return not any(u in relief for relief in g.cut_relief)
 
     def _commit(self, k: int, new: dict[int, int]) -> None:
         g, st = self.g, self.st
