@@ -6,7 +6,11 @@ optimiser (:class:`lvplan.planning.linear.LinearGrid`): for current, the cheapes
 each overloaded line and transformer that carries the new load; for voltage, while a leaf or a
 terminal of the area is below its margin, the upgrade on the worst point's path with the most
 voltage gained per CNY. It takes the option of least total cost (service cable, measures, a new
-substation), and never undoes a measure. A demand no option can serve stays unserved.
+substation). A connection is never moved; a measure it planned gives way to a larger one on the
+same element when a later demand overloads that element (as eDisGo reinforces an element again:
+the plan builds the larger one, and the option costs the difference), unless the planned
+measure lifts an AC cut or was kept from an earlier round. A demand no option can serve stays
+unserved.
 """
 
 from __future__ import annotations
