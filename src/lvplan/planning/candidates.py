@@ -472,13 +472,15 @@ def build_instance(
                 z1 = complex(r1, x1) * tot / sn
                 z2 = complex(r2, x2) * tot / kva
                 zp = z1 * z2 / (z1 + z2)
+                cap = parallel_capacity_kva(sn, complex(r1, x1), kva, complex(r2, x2))
+                zp *= cap / tot  # on the pair's capacity, as every unit's on its rating
                 upgrades.append(
                     Upgrade(
                         MeasureKind.TRANSFORMER_PARALLEL,
                         t,
                         measures.parallel_cost_cny(kva),
                         kva,
-                        capacity=parallel_capacity_kva(sn, complex(r1, x1), kva, complex(r2, x2)),
+                        capacity=cap,
                         r=zp.real,
                         x=zp.imag,
                     )
