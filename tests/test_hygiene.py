@@ -285,7 +285,7 @@ def _plan(tmp_path, *extra: str) -> list[str]:
         (["--out", ""], "--out: an empty path; give a file or folder"),
         (["--demand", ""], "--demand: an empty path"),
         (["--demand", "{DUP}"], "{DUP}:32: id: 'D0001' appears twice (first on line 2)"),
-        (["--demand", "{JUNK}"], "{JUNK}: not a CSV file (binary content)"),
+        (["--demand", "{JUNK}"], "{JUNK}: not a demand CSV file (binary content)"),
         (["--demand", "{TEXTJUNK}"], "{TEXTJUNK}:1: header: not a demand CSV"),
         (["--time-limit", "0"], "--time-limit must be a positive number, got '0'"),
         (["--time-limit", "-1"], "--time-limit must be a positive number, got '-1'"),
@@ -307,7 +307,7 @@ def test_careless_plan_arguments_are_one_line_exit_2(tmp_path, capsys, extra, ph
     files["FILE"].write_text("x", encoding="utf-8")
     lines = DEMAND.read_text(encoding="utf-8").splitlines(keepends=True)
     files["DUP"].write_text("".join([*lines, lines[1]]), encoding="utf-8")
-    files["JUNK"].write_bytes(os.urandom(2**20) + b"\x00")
+    files["JUNK"].write_bytes(b"\x00" + os.urandom(2**20))  # a NUL on line 1
     files["TEXTJUNK"].write_text("q;w;e\n" * 100_000, encoding="utf-8")
     argv = ["--demand", str(DEMAND), "--out", str(tmp_path / "out")]
     names = {k: str(v) for k, v in files.items()}

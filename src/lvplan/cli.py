@@ -506,6 +506,7 @@ def _plan(args: argparse.Namespace, crit) -> int:
 
     from lvplan.io.folder_lock import locked_folders
     from lvplan.io.load import load_network
+    from lvplan.planning.demand import check_demand_file
     from lvplan.planning.measures import load_measures
     from lvplan.planning.outputs import write_plan
     from lvplan.planning.plan import plan
@@ -527,6 +528,7 @@ def _plan(args: argparse.Namespace, crit) -> int:
     measures = load_measures(args.catalogue) if args.catalogue else None
     if args.resume and not Path(args.resume).is_dir():
         raise InputError(f"--resume {args.resume}: no such folder")
+    check_demand_file(args.demand)  # a junk file fails before the network loads (a city: minutes)
     net = load_network(args.network)
     out = Path(args.out or args.resume or f"plan-{net.name}")
     if out.exists() and not out.is_dir():
