@@ -130,11 +130,13 @@ def test_a_plan_killed_while_writing_leaves_no_file_and_resumes(tmp_path):
     assert res.returncode == -signal.SIGKILL, res.stderr
     visible = [p for p in _tree(out) if not p.startswith(".")]
     assert visible and all(p.startswith("parts") for p in visible), visible
-    assert any(p.startswith(".") and p != ".lvplan.lock" for p in _tree(out))  # the stage
+    assert any(p.startswith(".lvplan-tmp.out.") for p in _tree(out))  # the stage
+    (out / ".notes.abcdefgh.tmp").write_text("mine", encoding="utf-8")  # the user's, not ours
     res = _lvplan(*args, "--resume", str(out))
     assert res.returncode == 0, res.stderr
     assert _files(out) == _files(clean) and _summary(out) == _summary(clean)
-    assert [p for p in _tree(out) if p.startswith(".")] == []  # the stale stage removed
+    # the stale stage removed, the user's look-alike file kept (before, it went with the stage)
+    assert [p for p in _tree(out) if p.startswith(".")] == [".notes.abcdefgh.tmp"]
 
 
 # -- hostile names in the study report ------------------------------------------------------------
@@ -214,16 +216,30 @@ def test_serve_workers_prepare_the_islands_once(tmp_path):
     """``serve --workers 2`` without ``--cache``: the ``--check`` probe prepares the MV islands
     into a private folder of its own and both workers read them from there (``/healthz``:
     ``islands: cache``; before, each worker solved and prepared them again); the folder goes
-    when the server ends."""
+    when the server ends. The folder of a server killed with SIGKILL is removed as the next
+    server starts (before, it stayed in TMPDIR for ever)."""
     import httpx
 
     port = _free_port()
     env = dict(ENV, LVPLAN_TOKEN="t0ken", TMPDIR=str(tmp_path))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lvplan.cli", "serve", "sz-futian", "--register",
-         str(tmp_path / "r.db"), "--port", str(port), "--workers", "2"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    argv = [sys.executable, "-m", "lvplan.cli", "serve", "sz-futian", "--register",
+            str(tmp_path / "r.db"), "--workers", "2"]  # fmt: skip
+    killed = subprocess.Popen(  # a server killed with SIGKILL (and its probe) as it starts
+        [*argv, "--port", str(_free_port())], env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob("lvplan-serve-islands-*/.lvplan-owner.lock")):
+            assert killed.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        os.killpg(killed.pid, signal.SIGKILL)
+        killed.wait(30)
+    (dead,) = tmp_path.glob("lvplan-serve-islands-*")  # left: it could not remove it
+    proc = subprocess.Popen(
+        [*argv, "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     seen: dict[str, str] = {}
     try:
         deadline = time.monotonic() + 180
@@ -237,8 +253,10 @@ def test_serve_workers_prepare_the_islands_once(tmp_path):
                 pass
             time.sleep(0.05)
         own = [p for p in tmp_path.iterdir() if p.name.startswith("lvplan-serve-islands-")]
-        assert len(own) == 1 and (own[0].stat().st_mode & 0o777) == 0o700
-        assert [p.name.startswith("islands-") for p in own[0].iterdir()] == [True]
+        assert len(own) == 1 and own[0] != dead and (own[0].stat().st_mode & 0o777) == 0o700
+        files = sorted(p.name for p in own[0].iterdir())
+        assert files[0] == ".lvplan-owner.lock" and len(files) == 2, files
+        assert files[1].startswith("islands-")
     finally:
         proc.terminate()
         proc.wait(60)
@@ -267,7 +285,7 @@ def _plan(tmp_path, *extra: str) -> list[str]:
         (["--out", ""], "--out: an empty path; give a file or folder"),
         (["--demand", ""], "--demand: an empty path"),
         (["--demand", "{DUP}"], "{DUP}:32: id: 'D0001' appears twice (first on line 2)"),
-        (["--demand", "{JUNK}"], "{JUNK}: not a CSV file (binary content)"),
+        (["--demand", "{JUNK}"], "{JUNK}: not a demand CSV file (binary content)"),
         (["--demand", "{TEXTJUNK}"], "{TEXTJUNK}:1: header: not a demand CSV"),
         (["--time-limit", "0"], "--time-limit must be a positive number, got '0'"),
         (["--time-limit", "-1"], "--time-limit must be a positive number, got '-1'"),
@@ -289,7 +307,7 @@ def test_careless_plan_arguments_are_one_line_exit_2(tmp_path, capsys, extra, ph
     files["FILE"].write_text("x", encoding="utf-8")
     lines = DEMAND.read_text(encoding="utf-8").splitlines(keepends=True)
     files["DUP"].write_text("".join([*lines, lines[1]]), encoding="utf-8")
-    files["JUNK"].write_bytes(os.urandom(2**20) + b"\x00")
+    files["JUNK"].write_bytes(b"\x00" + os.urandom(2**20))  # a NUL on line 1
     files["TEXTJUNK"].write_text("q;w;e\n" * 100_000, encoding="utf-8")
     argv = ["--demand", str(DEMAND), "--out", str(tmp_path / "out")]
     names = {k: str(v) for k, v in files.items()}

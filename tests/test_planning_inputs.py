@@ -141,7 +141,8 @@ def test_bad_row_one_line_with_file_line_field(tmp_path, sz, cn, text, line, wan
         ("", "empty file"),
         ("\n\n", "empty file"),
         ("id,kw,bus\n", "no demands (a header and no rows)"),
-        ("id,kw,bus\na,10,5\n".encode("utf-16"), "not a CSV file (binary content)"),
+        ("id,kw,bus\na,10,5\n".encode("utf-16"), "UTF-16 text: save it as UTF-8"),
+        (b"id,kw,bus\na,10,5\x00\n", "not a demand CSV file (binary content)"),
         (b"id,kw,bus\na\xff,10,5\n", "not UTF-8 text (byte 11)"),
     ],
 )

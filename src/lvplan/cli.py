@@ -506,6 +506,7 @@ def _plan(args: argparse.Namespace, crit) -> int:
 
     from lvplan.io.folder_lock import locked_folders
     from lvplan.io.load import load_network
+    from lvplan.planning.demand import check_demand_file
     from lvplan.planning.measures import load_measures
     from lvplan.planning.outputs import write_plan
     from lvplan.planning.plan import plan
@@ -527,6 +528,7 @@ def _plan(args: argparse.Namespace, crit) -> int:
     measures = load_measures(args.catalogue) if args.catalogue else None
     if args.resume and not Path(args.resume).is_dir():
         raise InputError(f"--resume {args.resume}: no such folder")
+    check_demand_file(args.demand)  # a junk file fails before the network loads (a city: minutes)
     net = load_network(args.network)
     out = Path(args.out or args.resume or f"plan-{net.name}")
     if out.exists() and not out.is_dir():
@@ -864,19 +866,20 @@ def _serve_workers(args: argparse.Namespace, token: str, port: int, workers: int
     never holds a network. The probe prepares the MV islands once into the ``--cache``
     folder, and the workers (a restarted one too) read them from it; without ``--cache`` the
     folder is a private temporary one (mode 0700) of this run, removed when it ends (before,
-    each worker solved and prepared every island again)."""
-    import shutil
+    each worker solved and prepared every island again). That folder is held by this process
+    (``io/owned_temp.py``): one a killed server left is removed by the next ``serve --workers``
+    (before, it stayed in TMPDIR for ever: 243 MB for the 2,000-transformer city)."""
     import subprocess
-    import tempfile
 
     import uvicorn
 
+    from lvplan.io.owned_temp import owned_temp_folder
+
     argv = list(args.argv)
-    own_cache = None
-    if args.cache is None:
-        own_cache = tempfile.mkdtemp(prefix="lvplan-serve-islands-")
-        argv += ["--cache", own_cache]
-    try:
+    with contextlib.ExitStack() as stack:
+        if args.cache is None:
+            own_cache = stack.enter_context(owned_temp_folder("serve-islands"))
+            argv += ["--cache", str(own_cache)]
         os.environ["LVPLAN_TOKEN"] = token
         probe = subprocess.run(
             [sys.executable, "-m", "lvplan.cli", *argv, "--check"], stdout=subprocess.DEVNULL
@@ -893,9 +896,6 @@ def _serve_workers(args: argparse.Namespace, token: str, port: int, workers: int
             log_level="warning",
             access_log=False,
         )
-    finally:
-        if own_cache is not None:
-            shutil.rmtree(own_cache, ignore_errors=True)
     return 0
 
 

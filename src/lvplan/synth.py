@@ -30,6 +30,7 @@ import pandas as pd
 
 from lvplan import __version__
 from lvplan.errors import InputError
+from lvplan.io.atomic import atomic_file
 
 SIMBENCH_TEMPLATES = (
     "1-LV-semiurb4--0-sw",
@@ -91,12 +92,9 @@ def templates() -> list[Template]:
             pass
     out = [_simbench_template(code) for code in SIMBENCH_TEMPLATES]
     out.append(_futian_template())
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        with tmp.open("wb") as fh:
+    try:  # the one way lvplan writes a file whole (two processes building it at once each
+        with atomic_file(path) as fh:  # write their own temporary, not one ``.tmp`` both)
             pickle.dump(out, fh)
-        tmp.replace(path)
     except OSError:
         pass
     return out

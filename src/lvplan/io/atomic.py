@@ -15,18 +15,37 @@ from typing import Any, BinaryIO
 
 from lvplan.errors import InputError
 
-#: the names of the temporaries lvplan writes inside an output folder: :func:`atomic_file`'s
-#: ``.<name>.<random>.tmp`` files, :func:`staged_files`' ``.out.<random>.tmp`` folders and
-#: ``lvplan study``'s ``.study.<random>.tmp`` / ``.old`` (``<random>``: ``tempfile``'s 8 letters)
+#: Every temporary file and folder lvplan makes beside or inside an output starts with this, and
+#: nothing else lvplan reads or writes does: :func:`remove_stale_temporaries` removes only these
+#: (before, it removed any ``.<name>.<8 letters>.tmp``: a user's own ``.notes.abcdefgh.tmp``
+#: in an output folder went with the leftovers). Made only by :func:`temp_file` and
+#: :func:`temp_folder`: ``.lvplan-tmp.<what>.<random>.tmp`` (or ``.old``), ``<random>`` being
+#: ``tempfile``'s 8 letters.
+TMP_PREFIX = ".lvplan-tmp."
 TMP_SUFFIX = ".tmp"
-STAGE_PREFIX = ".out."
-_STALE = re.compile(r"\.(?:out|plan|study)\.[a-z0-9_]{8}\.(?:tmp|old)|\..+\.[a-z0-9_]{8}\.tmp")
+OLD_SUFFIX = ".old"
+_STALE = re.compile(re.escape(TMP_PREFIX) + r"(?:.*\.)?[a-z0-9_]{8}\.(?:tmp|old)", re.S)
+
+
+def temp_file(folder: str | os.PathLike, what: str) -> tuple[int, str]:
+    """A new temporary file in ``folder`` (``tempfile.mkstemp``: mode 0600, opened), named for
+    ``what`` (the file it will become) and for :func:`remove_stale_temporaries`."""
+    return tempfile.mkstemp(prefix=f"{TMP_PREFIX}{what}.", suffix=TMP_SUFFIX, dir=folder)
+
+
+def temp_folder(folder: str | os.PathLike, what: str, *, suffix: str = TMP_SUFFIX) -> Path:
+    """A new temporary folder in ``folder`` (``tempfile.mkdtemp``: mode 0700), named for ``what``
+    and for :func:`remove_stale_temporaries`; ``suffix``: ``.tmp`` (being written) or ``.old``
+    (what is being replaced)."""
+    return Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{what}.", suffix=suffix, dir=folder))
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[str]:
-    """Remove the temporaries (:data:`_STALE`) a killed run left directly in ``folder`` and
-    return their names. Only for a folder this process holds (``locked_folder``): another
-    run's temporaries would be removed from under it."""
+    """Remove the temporaries (:data:`TMP_PREFIX`) a killed run left directly in ``folder`` and
+    return their names; nothing else is touched. Only for a folder this process holds
+    (``locked_folder``): another run's temporaries would be removed from under it. Names from
+    lvplan before this scheme (``.out.*.tmp``, ``.<name>.*.tmp``) are not removed: a user's file
+    can have such a name, and lvplan cannot tell its own leftovers from it."""
     gone: list[str] = []
     try:
         entries = list(os.scandir(os.fspath(folder)))
@@ -52,7 +71,7 @@ def atomic_file(path: str | os.PathLike, *, mode: int = 0o644) -> Iterator[Binar
     for a file only its owner may read)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TMP_SUFFIX, dir=target.parent)
+    fd, tmp = temp_file(target.parent, target.name)
     mask = os.umask(0)  # mkstemp makes 0600 files
     os.umask(mask)
     os.chmod(tmp, mode & ~mask)
@@ -119,7 +138,7 @@ def staged_files(out: str | os.PathLike, *, flag: str = "--out") -> Iterator[Pat
     folder = Path(out)
     with output_errors(flag, folder):
         folder.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX, suffix=TMP_SUFFIX, dir=folder))
+        stage = temp_folder(folder, "out")
         try:
             yield stage
             for f in sorted(stage.iterdir()):

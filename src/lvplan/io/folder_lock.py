@@ -14,7 +14,8 @@ run that opened the old file meanwhile finds it unlinked once it has the lock an
 one); a run that dies leaves the file, which the next run simply locks. A folder this run
 created and left empty (it failed before its first file) is removed again. Once it holds the
 lock, a run removes the temporaries a killed run left in the folder (hidden staging folders and
-half-written ``.*.tmp`` files: :func:`lvplan.io.atomic.remove_stale_temporaries`).
+half-written files, all named ``.lvplan-tmp.*``, and nothing else:
+:func:`lvplan.io.atomic.remove_stale_temporaries`).
 """
 
 from __future__ import annotations

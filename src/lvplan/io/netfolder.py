@@ -257,9 +257,8 @@ def write_folder(net, folder: Path, meta: dict, *, flag: str = "--out") -> None:
     beside the new ones). A ``folder`` that holds other files than a network's is refused.
     Failures are one line (:class:`InputError`) naming ``flag``."""
     import shutil
-    import tempfile
 
-    from lvplan.io.atomic import output_errors
+    from lvplan.io.atomic import OLD_SUFFIX, output_errors, temp_folder
 
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
@@ -271,8 +270,8 @@ def write_folder(net, folder: Path, meta: dict, *, flag: str = "--out") -> None:
         )
     with output_errors(flag, folder):
         folder.parent.mkdir(parents=True, exist_ok=True)
-        pre, par = f".{folder.name}.", folder.parent
-        stage = Path(tempfile.mkdtemp(prefix=pre, suffix=".tmp", dir=par))
+        par = folder.parent
+        stage = temp_folder(par, folder.name)
         mask = os.umask(0)
         os.umask(mask)
         os.chmod(stage, 0o777 & ~mask)  # mkdtemp's 0700: the folder as mkdir would make it
@@ -280,7 +279,7 @@ def write_folder(net, folder: Path, meta: dict, *, flag: str = "--out") -> None:
         try:
             _write_tables(net, stage, meta)
             if folder.is_dir():
-                old = Path(tempfile.mkdtemp(prefix=pre, suffix=".old", dir=par))
+                old = temp_folder(par, folder.name, suffix=OLD_SUFFIX)
                 folder.rename(old / "net")  # the old network moves aside, then the new one in
             stage.rename(folder)
         except BaseException:

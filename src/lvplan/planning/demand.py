@@ -1,4 +1,5 @@
-"""The new demand a reinforcement plan must serve: a CSV (or a DataFrame) read whole and validated.
+"""The new demand a reinforcement plan must serve: a CSV (read a line at a time, within the limits
+below) or a DataFrame, validated.
 
 Columns (header on line 1, any order)::
 
@@ -25,17 +26,18 @@ is named ``<DataFrame>`` and its row ``i`` is line ``i + 2``, as if written with
 from __future__ import annotations
 
 import csv
-import io
+import itertools
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping
+import stat
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lvplan.criteria import Criteria, category, load_criteria
 from lvplan.errors import InputError
-from lvplan.io.textfile import decode_utf8, read_bytes_bounded
+from lvplan.io.textfile import text_lines
 from lvplan.register.fields import check_id
 
 if TYPE_CHECKING:
@@ -48,9 +50,16 @@ COLUMNS = ("id", "kw", "category", "bus", "lon", "lat", "year", "area_class")
 MAX_KW = 100_000.0
 YEAR_MIN, YEAR_MAX = 2000, 2100
 FRAME_NAME = "<DataFrame>"
-#: A demand CSV larger than this is refused unread (a million rows is about 40 MB): a device or
-#: a stream without end (``--demand /dev/zero``) would otherwise be read until memory ran out.
+#: The limits of a demand CSV file, each a one-line error naming it. The file is read a line at a
+#: time and each row validated as it comes (before, it was read whole, then decoded, then copied
+#: into a ``StringIO``: 1.5 GB of memory for 200 MB of junk, read to the end before its first
+#: line was judged). A city's 20,000 demands are 20,001 lines and about 1.5 MB; a demand row is
+#: well under 200 characters. A larger regular file is refused unread; a device or an endless
+#: stream (``--demand /dev/zero``) is stopped at the first limit it passes.
 MAX_BYTES = 256 * 1024 * 1024
+MAX_LINES = 1_000_000
+MAX_LINE_CHARS = 65_536
+WHAT = "a demand CSV file"
 _INT_TEXT = re.compile(r"[+-]?[0-9]{1,18}")
 
 
@@ -128,7 +137,7 @@ def read_demand(
     crit = criteria if isinstance(criteria, Criteria) else load_criteria(criteria or "cn")
     if isinstance(source, str | Path):
         name = str(source)
-        header, rows = _csv_rows(Path(source))
+        header, rows = _csv_rows(Path(source), _lines(Path(source)))
     elif _is_frame(source):
         name = FRAME_NAME
         header, rows = _frame_rows(source)
@@ -164,14 +173,20 @@ def read_demand(
 _EXTRA = "\x00extra"
 
 
-def _csv_rows(p: Path) -> tuple[list[str], Iterable[tuple[int, Mapping[str, Any]]]]:
-    data = read_bytes_bounded(p, "a demand CSV file", MAX_BYTES)
-    if b"\x00" in data:
-        raise InputError(f"{p}: not a CSV file (binary content)")
-    text = decode_utf8(p, data)
-    if not text.strip():
+def _lines(p: Path) -> Generator[str, None, None]:
+    return text_lines(
+        p, WHAT, max_bytes=MAX_BYTES, max_line_chars=MAX_LINE_CHARS, max_lines=MAX_LINES
+    )
+
+
+def _csv_rows(
+    p: Path, lines: Iterator[str]
+) -> tuple[list[str], Iterable[tuple[int, Mapping[str, Any]]]]:
+    first = next(lines, "")
+    # a blank first line: the file is empty if every line is (else the blank header is refused)
+    if not first.strip() and all(not line.strip() for line in lines):
         raise InputError(f"{p}: empty file (expected a header: id, kw, bus or lon, lat)")
-    reader = csv.DictReader(io.StringIO(text, newline=""), restkey=_EXTRA)
+    reader = csv.DictReader(itertools.chain([first], lines), restkey=_EXTRA)
     try:
         header = [h.strip() for h in reader.fieldnames or []]
     except csv.Error as exc:
@@ -189,6 +204,28 @@ def _csv_rows(p: Path) -> tuple[list[str], Iterable[tuple[int, Mapping[str, Any]
             yield reader.line_num, row
 
     return header, rows()
+
+
+def check_demand_file(source: str | Path) -> None:
+    """Refuse a demand CSV file whose header is not a demand's (or that cannot be read, or is
+    larger than its limits allow) before a network is loaded for it: the file's own error
+    line, as :func:`read_demand` would give it, read no further than its header. A pipe or a
+    device is left to :func:`read_demand` (it can be read once only)."""
+    p = Path(source)
+    try:
+        if not p.is_dir() and not stat.S_ISREG(p.stat().st_mode):
+            return
+    except OSError:
+        pass  # (the open below says why)
+    lines = _lines(p)
+    try:
+        header, _ = _csv_rows(p, lines)
+        try:
+            _check_header(header)
+        except InputError as exc:
+            raise InputError(f"{source}:1: {exc}") from None  # as read_demand names it
+    finally:
+        lines.close()
 
 
 def _is_frame(obj: Any) -> bool:

@@ -19,7 +19,6 @@ import hashlib
 import json
 import platform
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +30,13 @@ import pandas as pd
 
 from lvplan import __version__
 from lvplan.errors import InputError
-from lvplan.io.atomic import output_errors, write_json_atomic, write_text_atomic
+from lvplan.io.atomic import (
+    OLD_SUFFIX,
+    output_errors,
+    temp_folder,
+    write_json_atomic,
+    write_text_atomic,
+)
 from lvplan.io.folder_lock import locked_folder
 from lvplan.study.spec import NetworkStudy, Study, network_spec, read_study, resolve
 
@@ -105,7 +110,7 @@ def run_study(
     # written to a hidden folder inside it first and moved in when the whole study is done:
     # a failure (a full disk) leaves the folder as it was, and is one line
     with locked_folder(dest), output_errors("--out", dest):
-        stage = Path(tempfile.mkdtemp(prefix=".study.", suffix=".tmp", dir=dest))
+        stage = temp_folder(dest, "study")
         try:
             doc = _run_into(study, path, stage, progress)
             _publish(stage, dest)
@@ -147,7 +152,7 @@ def _run_into(
 def _publish(stage: Path, dest: Path) -> None:
     """Move every entry of ``stage`` into ``dest`` (renames on one file system: no space
     needed), an entry of an earlier run there moved aside first and removed after."""
-    old = Path(tempfile.mkdtemp(prefix=".study.", suffix=".old", dir=dest))
+    old = temp_folder(dest, "study", suffix=OLD_SUFFIX)
     try:
         for entry in sorted(stage.iterdir()):
             target = dest / entry.name

@@ -1,0 +1,199 @@
+"""lvplan's temporaries: only its own are ever swept (a user's look-alike file stays), every one
+is made by the one home (``io/atomic.py``), and a killed server's private folder under TMPDIR
+is removed by the next one (``io/owned_temp.py``)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from lvplan.io import atomic
+from lvplan.io.atomic import (
+    OLD_SUFFIX,
+    atomic_file,
+    remove_stale_temporaries,
+    staged_files,
+    temp_folder,
+)
+from lvplan.io.folder_lock import locked_folder
+
+SRC = Path(atomic.__file__).resolve().parents[1]
+
+#: names a user may well give their own files and folders, which an lvplan before this one took
+#: for its leftovers (``.<name>.<8 letters>.tmp``, ``.out.<8>.tmp``, ``.study.<8>.old``)
+USERS = [
+    ".notes.abcdefgh.tmp",
+    ".plan.csv.x1y2z3w4.tmp",
+    ".out.abcdefgh.tmp",
+    ".study.q1w2e3r4.old",
+]
+
+
+def _names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_the_sweep_removes_lvplan_leftovers_and_nothing_of_the_users(tmp_path):
+    """A killed run's temporary file and stage and a publish's ``.old`` folder go when the next
+    run locks the folder; the user's own files and folders of look-alike names stay, with their
+    contents (before: ``.notes.abcdefgh.tmp`` and the others were removed)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in USERS:
+        if name in USERS[1:3]:
+            (out / name).mkdir()
+            (out / name / "keep.txt").write_text("mine", encoding="utf-8")
+        else:
+            (out / name).write_text("mine", encoding="utf-8")
+    (out / "plan.csv").write_text("a,b\n", encoding="utf-8")
+    fd, left = atomic.temp_file(out, "summary.json")  # as a run killed while writing it
+    os.close(fd)
+    stage = temp_folder(out, "out")
+    (stage / "plan.csv").write_text("half", encoding="utf-8")
+    old = temp_folder(out, "study", suffix=OLD_SUFFIX)
+    ours = sorted([Path(left).name, stage.name, old.name])
+    assert all(n.startswith(".lvplan-tmp.") for n in ours), ours
+    with locked_folder(out):
+        assert _names(out) == sorted([*USERS, "plan.csv", ".lvplan.lock"])
+    assert _names(out) == sorted([*USERS, "plan.csv"])
+    assert (out / USERS[1] / "keep.txt").read_text(encoding="utf-8") == "mine"
+    assert (out / USERS[0]).read_text(encoding="utf-8") == "mine"
+    assert remove_stale_temporaries(out) == []
+
+
+def test_every_temporary_lvplan_writes_is_one_the_sweep_knows(tmp_path, monkeypatch):
+    """Every ``mkstemp``/``mkdtemp`` made by ``atomic_file``, ``staged_files``, ``write_folder``
+    (a network folder, written and then replaced) and a study's publish is named for the sweep;
+    none is left."""
+    made: list[str] = []
+    for fn in ("mkstemp", "mkdtemp"):
+        real = getattr(tempfile, fn)
+
+        def spy(*a, _real=real, **kw):
+            out = _real(*a, **kw)
+            made.append(os.path.basename(out[1] if isinstance(out, tuple) else out))
+            return out
+
+        monkeypatch.setattr(tempfile, fn, spy)
+    with atomic_file(tmp_path / "summary.json") as fh:
+        fh.write(b"{}")
+    with staged_files(tmp_path / "o") as stage:
+        (stage / "a.csv").write_text("x", encoding="utf-8")
+    import pandapower.networks as pn
+
+    from lvplan.io.netfolder import write_folder
+    from lvplan.study.run import _publish
+
+    net = pn.example_simple()
+    write_folder(net, tmp_path / "nets" / "n", {"name": "x"})
+    write_folder(net, tmp_path / "nets" / "n", {"name": "x"})  # replaced: the old one aside
+    st = tmp_path / "st"
+    st.mkdir()
+    (st / "study.json").write_text("{}", encoding="utf-8")
+    _publish(st, tmp_path / "o")
+    assert len(made) == 6, made  # a file, a stage, 2 network stages and an .old, a publish
+    for name in made:
+        assert atomic._STALE.fullmatch(name), name
+    assert _names(tmp_path / "nets") == ["n"] and _names(tmp_path / "o") == ["a.csv", "study.json"]
+
+
+def test_temporaries_are_made_in_one_place():
+    """``tempfile.mkstemp``/``mkdtemp`` appear only in the two homes: ``io/atomic.py`` (beside an
+    output) and ``io/owned_temp.py`` (under TMPDIR)."""
+    homes = {SRC / "io" / "atomic.py", SRC / "io" / "owned_temp.py"}
+    users = sorted(
+        str(p.relative_to(SRC))
+        for p in SRC.rglob("*.py")
+        if p not in homes and re.search(r"\bmk[sd]temp\(|TemporaryDirectory\(", p.read_text())
+    )
+    assert users == []
+
+
+# -- a killed server's islands folder --------------------------------------------------------------
+HOLD = """\
+import sys, time
+from lvplan.io.owned_temp import owned_temp_folder
+with owned_temp_folder("serve-islands") as d:
+    (d / "islands-x.pickle").write_bytes(b"x" * 4096)
+    print(d, flush=True)
+    time.sleep(600)
+"""
+
+
+def _holder(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
+    env = dict(os.environ, TMPDIR=str(tmp_path), OPENBLAS_NUM_THREADS="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD], env=env, stdout=subprocess.PIPE, text=True
+    )
+    line = proc.stdout.readline().strip() if proc.stdout else ""
+    assert line, "the holder printed no folder"
+    return proc, Path(line)
+
+
+def killed_owners_folder(tmp_path: Path) -> Path:
+    """An islands folder whose owner was killed with SIGKILL (so it could not remove it)."""
+    proc, folder = _holder(tmp_path)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    assert folder.is_dir() and (folder / "islands-x.pickle").is_file()
+    return folder
+
+
+def test_a_killed_owners_folder_is_removed_by_the_next_owner(tmp_path, monkeypatch):
+    """Three folders in TMPDIR: a SIGKILLed owner's (its owner file even names a living pid,
+    this test's own: a pid is not trusted), a living owner's, and one without an owner file
+    (being made, or from an lvplan before this one). The next owner removes the first only;
+    its own folder goes when its block ends."""
+    from lvplan.io.owned_temp import OWNER_LOCK, owned_temp_folder
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = killed_owners_folder(tmp_path)
+    (dead / OWNER_LOCK).write_text(f"{os.getpid()}\n", encoding="ascii")  # a reused pid
+    living, alive = _holder(tmp_path)
+    unknown = tmp_path / "lvplan-serve-islands-0ld0ne"
+    unknown.mkdir()
+    other_kind = tmp_path / "lvplan-other-x"
+    other_kind.mkdir()
+    (other_kind / OWNER_LOCK).touch()  # unlocked, but not this kind
+    try:
+        assert (alive / OWNER_LOCK).read_text(encoding="ascii").strip() == str(living.pid)
+        with owned_temp_folder("serve-islands") as mine:
+            assert not dead.exists()
+            assert (alive / "islands-x.pickle").is_file()
+            assert unknown.is_dir() and other_kind.is_dir()
+            assert mine.parent == tmp_path and (mine.stat().st_mode & 0o777) == 0o700
+            assert _names(mine) == [OWNER_LOCK]
+        assert not mine.exists()
+    finally:
+        living.terminate()
+        living.wait(30)
+    assert alive.is_dir()  # SIGTERM kills the holder without its cleanup, as SIGKILL would...
+    from lvplan.io.owned_temp import remove_dead_folders
+
+    assert remove_dead_folders("serve-islands", tmp_path) == [alive.name]  # ... and now it goes
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other_kind.name, unknown.name]
+
+
+@pytest.mark.parametrize("kind", ["serve-islands"])
+def test_an_owner_in_the_making_is_never_removed(tmp_path, kind):
+    """The owner file appears locked (made under another name, locked, renamed): a sweep that
+    runs while an owner makes its folder finds no owner file or a held one."""
+    from lvplan.io.owned_temp import OWNER_LOCK, _hold, remove_dead_folders
+
+    folder = tmp_path / f"lvplan-{kind}-abc"
+    folder.mkdir()
+    assert remove_dead_folders(kind, tmp_path) == []  # no owner file yet
+    fd = _hold(folder)
+    try:
+        assert _names(folder) == [OWNER_LOCK]
+        assert remove_dead_folders(kind, tmp_path) == []  # held
+    finally:
+        os.close(fd)
+    assert remove_dead_folders(kind, tmp_path) == [folder.name]
