@@ -111,3 +111,22 @@ def test_the_lock_in_one_process(tmp_path):
     blocker.write_text("x", encoding="utf-8")
     with pytest.raises(InputError, match="exists and is not a folder"), locked_folder(blocker):
         pass
+
+
+def test_a_link_or_a_pipe_named_like_the_lock_is_refused_and_its_target_kept(tmp_path):
+    """``--out`` holding a symbolic link named ``.lvplan.lock``: one line naming it, and the
+    file it points at keeps its content (before, the lock was opened through the link,
+    truncated and written: the target held the pid); a FIFO of that name is refused too."""
+    precious = tmp_path / "precious.txt"
+    precious.write_text("precious data\n", encoding="utf-8")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / LOCK_NAME).symlink_to(precious)
+    link = r"\.lvplan\.lock there is a symbolic link"
+    with pytest.raises(InputError, match=link), locked_folder(out):
+        pass
+    assert precious.read_text(encoding="utf-8") == "precious data\n"
+    (out / LOCK_NAME).unlink()
+    os.mkfifo(out / LOCK_NAME)
+    with pytest.raises(InputError, match=r"\.lvplan\.lock there is not a file"), locked_folder(out):
+        pass

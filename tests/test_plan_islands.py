@@ -125,6 +125,31 @@ def test_plan_by_island_is_the_plan_of_the_whole_network(greedy_plans):
     assert sum(r["cost_cny"] for r in rows) == pytest.approx(split.cost_cny, abs=0.05)
 
 
+def test_a_group_with_no_bound_counts_zero_in_the_citys_bound(city, cn, monkeypatch):
+    """A group whose rounds proved no bound (as group 42 of the 13,000-transformer city, its
+    greedy rounds taking its 11 s) no longer leaves the city with none: it counts 0 (no plan
+    costs less), the total is the other group's bound, and the summary names the group."""
+    net, demand = city
+    real = groups_mod.run_group
+
+    def second_unbounded(job):
+        res = real(job)
+        if res.index == 1 and res.plan is not None:
+            res.plan.bound = float("nan")
+            res.plan.gap = float("nan")
+        return res
+
+    monkeypatch.setattr(groups_mod, "run_group", second_unbounded)
+    p = make_plan(net, demand, criteria=cn, method="optimal", time_limit_s=14, workers=1)
+    s = p.summary()["solver"]
+    rows = s["parts"]
+    assert rows[1]["bound_cny"] is None and rows[1]["bound_by"] is None
+    assert rows[0]["bound_cny"] is not None and rows[0]["bound_cny"] > 0
+    assert s["best_bound"] == pytest.approx(rows[0]["bound_cny"], abs=0.01)
+    assert s["bounds"]["zero_bound_groups"] == [2]
+    assert s["gap"] == pytest.approx(1 - rows[0]["bound_cny"] / p.objective, abs=1e-6)
+
+
 def test_joined_optimal_plan_passes_the_judge_on_the_whole_network(city, cn, greedy_plans):
     net, demand = city
     p = make_plan(net, demand, criteria=cn, method="optimal", time_limit_s=6, workers=1)

@@ -41,9 +41,11 @@ def _names(folder: Path) -> list[str]:
 
 
 def test_the_sweep_removes_lvplan_leftovers_and_nothing_of_the_users(tmp_path):
-    """A killed run's temporary file and stage and a publish's ``.old`` folder go when the next
-    run locks the folder; the user's own files and folders of look-alike names stay, with their
-    contents (before: ``.notes.abcdefgh.tmp`` and the others were removed)."""
+    """A killed run's temporary file and stage go when the next run locks the folder; a
+    publish's ``.old`` folder stays (a run killed between moving the old output aside and
+    moving the new one in leaves there the only copy); the user's own files and folders of
+    look-alike names stay, with their contents (before: ``.notes.abcdefgh.tmp`` and the others
+    were removed)."""
     out = tmp_path / "out"
     out.mkdir()
     for name in USERS:
@@ -60,9 +62,11 @@ def test_the_sweep_removes_lvplan_leftovers_and_nothing_of_the_users(tmp_path):
     old = temp_folder(out, "study", suffix=OLD_SUFFIX)
     ours = sorted([Path(left).name, stage.name, old.name])
     assert all(n.startswith(".lvplan-tmp.") for n in ours), ours
+    (old / "plan.csv").write_text("the only copy", encoding="utf-8")
     with locked_folder(out):
-        assert _names(out) == sorted([*USERS, "plan.csv", ".lvplan.lock"])
-    assert _names(out) == sorted([*USERS, "plan.csv"])
+        assert _names(out) == sorted([*USERS, "plan.csv", ".lvplan.lock", old.name])
+    assert _names(out) == sorted([*USERS, "plan.csv", old.name])
+    assert (old / "plan.csv").read_text(encoding="utf-8") == "the only copy"
     assert (out / USERS[1] / "keep.txt").read_text(encoding="utf-8") == "mine"
     assert (out / USERS[0]).read_text(encoding="utf-8") == "mine"
     assert remove_stale_temporaries(out) == []
@@ -99,8 +103,11 @@ def test_every_temporary_lvplan_writes_is_one_the_sweep_knows(tmp_path, monkeypa
     (st / "study.json").write_text("{}", encoding="utf-8")
     _publish(st, tmp_path / "o")
     assert len(made) == 6, made  # a file, a stage, 2 network stages and an .old, a publish
-    for name in made:
-        assert atomic._STALE.fullmatch(name), name
+    for name in made:  # a .tmp is swept; an .old, kept by the sweep, has the one prefix too
+        if name.endswith(OLD_SUFFIX):
+            assert name.startswith(atomic.TMP_PREFIX) and not atomic._STALE.fullmatch(name)
+        else:
+            assert atomic._STALE.fullmatch(name), name
     assert _names(tmp_path / "nets") == ["n"] and _names(tmp_path / "o") == ["a.csv", "study.json"]
 
 
@@ -197,3 +204,31 @@ def test_an_owner_in_the_making_is_never_removed(tmp_path, kind):
     finally:
         os.close(fd)
     assert remove_dead_folders(kind, tmp_path) == [folder.name]
+
+
+def test_a_killed_network_write_keeps_the_old_network_through_a_later_sweep(tmp_path):
+    """A network folder's replacement killed between its two renames: the old network sits in
+    the ``.old`` folder, the only copy; a later run that locks the parent sweeps the stage but
+    keeps it (before, the ``.old`` pattern swept it with the network in it)."""
+    par = tmp_path / "out"
+    par.mkdir()
+    old = temp_folder(par, "city", suffix=OLD_SUFFIX)
+    (old / "net").mkdir()
+    (old / "net" / "network.toml").write_text("name = 'city'\n", encoding="utf-8")
+    stage = temp_folder(par, "city")
+    (stage / "bus.csv").write_text("half", encoding="utf-8")
+    with locked_folder(par):
+        pass
+    assert (old / "net" / "network.toml").read_text(encoding="utf-8") == "name = 'city'\n"
+    assert not stage.exists()
+
+
+def test_an_output_with_a_name_near_the_limit_is_written(tmp_path):
+    """A temporary's name holds at most 48 characters of its output's name: a 240-character
+    file name (the limit is 255 bytes) is written (before, its 265-character temporary was not:
+    "File name too long")."""
+    target = tmp_path / ("n" * 240 + ".csv")
+    with atomic.atomic_file(target) as f:
+        f.write(b"a,b\n")
+    assert target.read_bytes() == b"a,b\n"
+    assert _names(tmp_path) == [target.name]

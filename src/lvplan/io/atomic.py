@@ -24,20 +24,29 @@ from lvplan.errors import InputError
 TMP_PREFIX = ".lvplan-tmp."
 TMP_SUFFIX = ".tmp"
 OLD_SUFFIX = ".old"
-_STALE = re.compile(re.escape(TMP_PREFIX) + r"(?:.*\.)?[a-z0-9_]{8}\.(?:tmp|old)", re.S)
+#: what :func:`remove_stale_temporaries` removes: ``.tmp`` only. A ``.old`` holds what an output
+#: replaced, moved aside for the moment of the swap; a run killed in that moment leaves it as
+#: the only copy (a network folder's old tables before the new ones are in), so it is kept for
+#: the user to look at, never swept
+_STALE = re.compile(re.escape(TMP_PREFIX) + r"(?:.*\.)?[a-z0-9_]{8}\.tmp", re.S)
+#: ``what`` is cut to this in a temporary's name, so that an output whose own name is near the
+#: file system's limit (255 bytes) can still be written beside one
+WHAT_CHARS = 48
 
 
 def temp_file(folder: str | os.PathLike, what: str) -> tuple[int, str]:
     """A new temporary file in ``folder`` (``tempfile.mkstemp``: mode 0600, opened), named for
     ``what`` (the file it will become) and for :func:`remove_stale_temporaries`."""
-    return tempfile.mkstemp(prefix=f"{TMP_PREFIX}{what}.", suffix=TMP_SUFFIX, dir=folder)
+    prefix = f"{TMP_PREFIX}{what[:WHAT_CHARS]}."
+    return tempfile.mkstemp(prefix=prefix, suffix=TMP_SUFFIX, dir=folder)
 
 
 def temp_folder(folder: str | os.PathLike, what: str, *, suffix: str = TMP_SUFFIX) -> Path:
     """A new temporary folder in ``folder`` (``tempfile.mkdtemp``: mode 0700), named for ``what``
     and for :func:`remove_stale_temporaries`; ``suffix``: ``.tmp`` (being written) or ``.old``
     (what is being replaced)."""
-    return Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{what}.", suffix=suffix, dir=folder))
+    prefix = f"{TMP_PREFIX}{what[:WHAT_CHARS]}."
+    return Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=folder))
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[str]:

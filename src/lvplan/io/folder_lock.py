@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,7 +52,10 @@ def _open_locked(lock: Path, folder: Path, flag: str) -> int:
     locking: one a releasing run unlinked meanwhile is opened again)."""
     while True:
         try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            # never through a symlink: the lock file is truncated and written (a link named
+            # like it would lose its target's content)
+            nofollow = getattr(os, "O_NOFOLLOW", 0)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | nofollow, 0o644)
         except FileNotFoundError:  # removed by a run that ended writing nothing: again
             try:
                 folder.mkdir(parents=True, exist_ok=True)
@@ -59,7 +63,15 @@ def _open_locked(lock: Path, folder: Path, flag: str) -> int:
                 raise InputError(f"{flag} {folder}: cannot create it ({exc.strerror})") from None
             continue
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise InputError(
+                    f"{flag} {folder}: {LOCK_NAME} there is a symbolic link, not lvplan's lock "
+                    "file; remove it"
+                ) from None
             raise InputError(f"{flag} {folder}: cannot write there ({exc.strerror})") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise InputError(f"{flag} {folder}: {LOCK_NAME} there is not a file; remove it")
         try:
             if fcntl is not None:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

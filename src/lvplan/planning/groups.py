@@ -438,6 +438,7 @@ def join(
     pruned = 0
     rounds = 0
     greedy_cost = greedy_kw = optimal = obj = bound = 0.0
+    unbounded: list[int] = []  # groups with a plan and no bound of their own
     statuses: list[str] = []
     crit = None
     pf = 0.9
@@ -499,7 +500,10 @@ def join(
         greedy_kw += p.greedy_served_kw or 0.0
         optimal += math.nan if p.optimal_cost_cny is None else p.optimal_cost_cny
         obj += p.objective if math.isfinite(p.objective) else p.cost_cny
-        bound += p.bound
+        if math.isfinite(p.bound):
+            bound += p.bound
+        else:  # (below: 0 for it in the total, when other groups have bounds)
+            unbounded.append(res.index + 1)
         statuses.append(p.status)
         rows.append(
             dict(
@@ -514,7 +518,8 @@ def join(
                 method=p.method,
                 cost_cny=round(p.cost_cny, 2),
                 bound_cny=round(p.bound, 2) if math.isfinite(p.bound) else None,
-                bound_by=sol.bounds.get("bound_by"),  # cp_sat, relaxation (the strengthened one)
+                # cp_sat, relaxation (the strengthened one); None: no bound (0 in the total)
+                bound_by=sol.bounds.get("bound_by") if math.isfinite(p.bound) else None,
                 gap=round(p.gap, 6) if math.isfinite(p.gap) else None,
                 served=len(p.assignments),
                 withdrawn=sum(1 for u in p.unserved if str(u["reason"]).startswith("withdrawn")),
@@ -551,6 +556,12 @@ def join(
         measures=meas,
     )
     status = "optimal" if all(s == "optimal" for s in statuses) else "feasible"
+    # a group that stopped before any of its rounds proved a bound (its greedy rounds took its
+    # time) counts 0 in the total, a bound all the same: no plan costs less than nothing. The
+    # total stays a bound, weaker by at most those groups' costs; with no group bounded (the
+    # greedy method), there is none
+    if len(unbounded) == sum(1 for r in results if r.plan is not None):
+        bound = math.nan
     gap = abs(obj - bound) / max(abs(obj), 1e-9) if obj and math.isfinite(bound) else math.nan
     sol_all = Solution.of(
         inst_all,
@@ -563,6 +574,8 @@ def join(
         gap=gap,
         parts=rows,
     )
+    if unbounded and math.isfinite(bound):
+        sol_all.bounds["zero_bound_groups"] = unbounded
     inst_all.mv_line_data.update(mv_lines)
     inst_all.transfers.update(transfers)
     out = _result(network, inst_all, sol_all, None, method)
