@@ -312,10 +312,12 @@ class Greedy:
             was = built.get(key)
             if was is not None and (key in new or not self._replaceable(was)):
                 return self._no(f"{what} is full, already reinforced")
+            # (in place of a planned measure: any other that carries the load, dearer or not:
+            # one planned for voltage may cost as much as a larger cable)
             fits = [
                 (g.up_cost[u], u)
                 for u, c in zip(el.upgrades, el.up_cap, strict=True)
-                if c >= load and (was is None or g.up_cost[u] > g.up_cost[was])
+                if c >= load and u != was
             ]
             if not fits:
                 return self._no(f"{what} would be overloaded even with the largest measure")
