@@ -78,17 +78,17 @@ def main() -> None:
         relaxation=Relaxation(m.capacity_rows),
         voltage_rows=m.voltage_rows,
     ).start()
-    b._thread.join()
+    bound = b.result(wait_s=60.0)
     s = time.perf_counter() - t0
     rel = b.relaxation
     rows = [
         ("greedy plan (the round's hint)", f"{greedy.cost_cny:,.0f} CNY, "
          f"{len(served)} of {len(inst.demands)} served"),
         (f"relaxation, {rel.rounds} rounds of inequalities", f"{b.lp_bound:,.0f} CNY"),
-        (f"bound (HiGHS: {b.status}, {s:.0f} s)", f"{b.bound:,.0f} CNY"),
+        (f"bound (HiGHS: {b.status}, {s:.0f} s)", "none" if bound is None else f"{bound:,.0f} CNY"),
     ]  # fmt: skip
-    if b.bound:
-        rows.append(("bound / greedy plan", f"{b.bound / greedy.cost_cny:.4f}"))
+    if bound:
+        rows.append(("bound / greedy plan", f"{bound / greedy.cost_cny:.4f}"))
     for k, v in rows:
         print(f"{k:<40} {v}")
 
