@@ -6,9 +6,10 @@ optimiser (:class:`lvplan.planning.linear.LinearGrid`): for current, the cheapes
 each overloaded line and transformer that carries the new load; for voltage, while a leaf or a
 terminal of the area is below its margin, the upgrade on the worst point's path with the most
 voltage gained per CNY. It takes the option of least total cost (service cable, measures, a new
-substation). A connection is never moved; a measure it planned gives way to a larger one on the
-same element when a later demand overloads that element (as eDisGo reinforces an element again:
-the plan builds the larger one, and the option costs the difference), unless the planned
+substation). A connection is never moved; a measure it planned gives way to another on the
+same element that carries the load when a later demand overloads that element (as eDisGo
+reinforces an element again: the plan builds the last one, and the option costs the
+difference, which may be nothing or less), unless the planned
 measure lifts an AC cut or was kept from an earlier round. A demand no option can serve stays
 unserved.
 """
@@ -287,7 +288,7 @@ class Greedy:
             line_load[ln] = line_load.get(ln, 0) + o.units
         t_load = st.trafo_load.get(ag.trafo, 0) + o.units
         new: dict[int, int] = {}
-        replaced: dict[int, int] = {}  # element key -> the planned measure a larger one replaces
+        replaced: dict[int, int] = {}  # element key -> the planned measure another replaces
         built = dict(st.built)
         # a transfer's twin builds its transfer; an option inside a built transfer's subtree
         # connects only as its twin
@@ -322,7 +323,7 @@ class Greedy:
             if not fits:
                 return self._no(f"{what} would be overloaded even with the largest measure")
             _c, u = min(fits)
-            if was is not None:  # the planned measure gives way to a larger one on the element
+            if was is not None:  # the planned measure gives way to this one on the element
                 replaced[key] = was
             new[key] = built[key] = u
         # voltage: the best gain per CNY on the worst point's path, until every point holds
@@ -361,8 +362,9 @@ class Greedy:
         )
 
     def _replaceable(self, u: int) -> bool:
-        """A planned measure a larger one on the same element may replace: not a transfer, and
-        not the relief of an AC cut (the cut holds only while one of its reliefs is built)."""
+        """A planned measure another on the same element may replace: not a transfer, not an
+        N-1 measure kept from an earlier round, and not the relief of an AC cut (the cut holds
+        only while one of its reliefs is built)."""
         g = self.g
         if u in self._kept or u in g.splits:
             return False
