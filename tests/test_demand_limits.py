@@ -164,3 +164,35 @@ def test_plan_refuses_a_junk_demand_file_before_loading_the_network(tmp_path, ca
         assert rc == 2, err
         assert err.startswith(f"lvplan: error: {p}{want}") and err.count("\n") == 1, err
         assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("row", "want"),
+    [
+        ("a,{big},shop,0\n", ":2: kw: must be a number"),
+        ("a,20,shop,{big}\n", ":2: bus: "),
+        ("a,20,{big},0\n", ":2: category: unknown category"),
+    ],
+    ids=["kw", "bus", "category"],
+)
+def test_a_huge_value_is_not_repeated_whole_in_the_error(tmp_path, sz, cn, row, want):
+    """A 60,000-character value (under the line limit) in an error: the one line names the
+    field and the line, and stays under 1,100 characters (before: the value whole, 60 kB)."""
+    big = "Ω" * 60_000
+    p = tmp_path / "d.csv"
+    p.write_text("id,kw,category,bus\n" + row.format(big=big), encoding="utf-8")
+    with pytest.raises(InputError) as e:
+        read_demand(p, sz, cn)
+    text = str(e.value)
+    assert len(text) <= 1_100, len(text)
+    assert "\n" not in text
+    assert want in text, text[:300]
+
+
+def test_an_error_line_keeps_its_start_and_end():
+    """:class:`InputError` cuts only the middle of a long text, and says how much it cut."""
+    text = str(InputError("x: " + "a" * 5_000 + " (first on line 7)"))
+    assert len(text) <= 1_100
+    assert text.startswith("x: aaa") and text.endswith("(first on line 7)")
+    assert "characters cut" in text
+    assert str(InputError("short")) == "short"

@@ -16,6 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: the longest an error's one line is (its start and end kept; see :class:`InputError`)
+MAX_MESSAGE_CHARS = 1000
+
 
 class LvplanError(Exception):
     """Root of every error lvplan raises on purpose."""
@@ -25,11 +28,18 @@ class InputError(LvplanError):
     """A bad input: file, network, bus, kW, pf, category, option.
 
     Its text is one line (the CLI prints it as its one line on stderr): line breaks that came
-    in with the input (a file name, a value, a library's message) are shown as spaces.
+    in with the input (a file name, a value, a library's message) are shown as spaces, and a
+    text longer than :data:`MAX_MESSAGE_CHARS` (a huge value repeated from the input) keeps
+    its start and its end, with the number of characters cut between them.
     """
 
     def __str__(self) -> str:
-        return " ".join(super().__str__().splitlines())
+        text = " ".join(super().__str__().splitlines())
+        if len(text) <= MAX_MESSAGE_CHARS:
+            return text
+        head, tail = MAX_MESSAGE_CHARS * 4 // 5, MAX_MESSAGE_CHARS // 10
+        cut = len(text) - head - tail
+        return f"{text[:head]} [... {cut:,} characters cut ...] {text[-tail:]}"
 
 
 @dataclass(frozen=True)

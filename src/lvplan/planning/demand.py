@@ -157,7 +157,9 @@ def read_demand(
             try:
                 d = reader.demand(line, row)
                 if d.id in seen:
-                    raise InputError(f"id: {d.id!r} appears twice (first on line {seen[d.id]})")
+                    raise InputError(
+                        f"id: {_shown(d.id)} appears twice (first on line {seen[d.id]})"
+                    )
             except InputError as exc:
                 raise InputError(f"{name}:{line}: {exc}") from None
             seen[d.id] = line
@@ -384,7 +386,7 @@ class _RowReader:
         cls = self.crit.default_area_class if cls is None else str(cls).strip()
         if cls not in self.crit.supply_radius_m:
             known = ", ".join(self.crit.supply_radius_m)
-            raise InputError(f"area_class: unknown area class {cls!r}; known: {known}")
+            raise InputError(f"area_class: unknown area class {_shown(cls)}; known: {known}")
         return Demand(
             id=ident,
             declared_kw=kw,
