@@ -60,6 +60,9 @@ def test_a_plan_by_parts_passes_the_judge(city, cn):
     rows = s["solver"]["parts"]
     assert len(rows) >= 2 and sum(r["demands"] for r in rows) == s["demands"]
     assert sum(r["bound_cny"] for r in rows) == pytest.approx(s["solver"]["best_bound"], abs=1.0)
+    # the sum is named by what bounded its parts (before: no name for a plan by parts)
+    assert all(r["bound_by"] in ("cp_sat", "highs", "relaxation") for r in rows), rows
+    assert s["solver"]["bound_by"] == "+".join(sorted({r["bound_by"] for r in rows}))
     assert p.cost_cny <= s["greedy_cost_cny"] + 1e-6
     assert s["demands_served"] + s["demands_unserved"] == 40
     before = Reference(net.pp, cn).base

@@ -573,7 +573,9 @@ def _plan(args: argparse.Namespace, crit) -> int:
     solver = s["solver"]
     gap = "n/a" if solver["gap"] is None else f"{100 * solver['gap']:.2f} %"
     if solver["gap"] is not None and solver.get("best_bound") is not None:
-        by = {"highs": "HiGHS", "cp_sat": "CP-SAT"}.get(solver.get("bound_by") or "", "")
+        names = {"highs": "HiGHS", "cp_sat": "CP-SAT", "relaxation": "relaxation"}
+        # (a plan by parts: what bounded each, joined by "+")
+        by = " + ".join(names.get(b, b) for b in (solver.get("bound_by") or "").split("+") if b)
         gap += f" (bound {solver['best_bound']:,.0f} CNY{', ' + by if by else ''})"
     print(
         f"plan ({s['method']}): {s['total_cost_cny']:,.0f} CNY for {s['demands_served']} of "

@@ -58,7 +58,8 @@ class Solution:
     bound: float
     gap: float
     seconds: float
-    #: by part (:func:`solve_by_parts`): demands, options, status, cost, bound, gap, seconds
+    #: by part (:func:`solve_by_parts`): demands, options, status, cost, bound, what bounded it,
+    #: gap, seconds
     parts: list[dict[str, Any]] = field(default_factory=list)
     #: each solver's proven bound (``cp_sat``; ``highs``, its status and seconds, when the
     #: MIP bound ran beside CP-SAT, :mod:`lvplan.planning.mipbound`) and ``bound_by``
@@ -142,6 +143,7 @@ def solve_by_parts(
         models.append((mdl, keep))
     left_opts = sum(len(p.options) for p, (_m, keep) in zip(parts, models, strict=True) if not keep)
     statuses = []
+    by: set[str] = set()  # what bounded each part
     obj = bound = 0.0
     for j, (p, (mdl, keep)) in enumerate(zip(parts, models, strict=True)):
         if keep:
@@ -164,6 +166,8 @@ def solve_by_parts(
         statuses.append(sol.status)
         obj += sol.objective
         bound += sol.bound
+        if sol.bounds.get("bound_by"):
+            by.add(sol.bounds["bound_by"])
         rows.append(
             {
                 "demands": len(p.demands),
@@ -172,12 +176,13 @@ def solve_by_parts(
                 "status": sol.status,
                 "cost_cny": round(sol.cost_cny, 2),
                 "bound_cny": round(sol.bound, 2) if math.isfinite(sol.bound) else None,
+                "bound_by": sol.bounds.get("bound_by"),
                 "gap": round(sol.gap, 6) if math.isfinite(sol.gap) else None,
                 "seconds": round(sol.seconds, 2),
             }
         )
     status = "optimal" if all(s == "optimal" for s in statuses) else "feasible"
-    return Solution.of(
+    out = Solution.of(
         inst,
         sorted(chosen),
         sorted(ups),
@@ -189,6 +194,9 @@ def solve_by_parts(
         seconds=time.perf_counter() - t0,
         parts=rows,
     )
+    # the sum of the parts' bounds: named by what bounded them (each part's row says which)
+    out.bounds = {"bound_by": "+".join(sorted(by)) if by else None, "parts": len(parts)}
+    return out
 
 
 class PlanModel:
