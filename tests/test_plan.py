@@ -357,6 +357,19 @@ def test_budget_zero_on_the_hand_instance(hand, hand_csv, cn):
     assert _new_violations(p, hand, cn) == set()
 
 
+def test_budget_greedy_buys_the_most_kw_first(hand, hand_csv, cn):
+    """160,000 CNY: in the file's order (c, b, d, a) the greedy spends 117,000 on d's cable to
+    T2 (310 kW served) and a's 400 kVA swap no longer fits; by cost per kW (a, b, c fit the
+    network as it is, d costs 1,000 CNY) it builds the swap for a and serves 400 kW, which is
+    also the most any plan within the budget serves (all four need 191,000)."""
+    p = make_plan(hand, hand_csv, criteria=cn, budget_cny=160_000.0, time_limit_s=10)
+    assert p.greedy_served_kw == 400.0  # before: 310.0
+    assert p.greedy_cost_cny == pytest.approx(SWAP_400_CNY, abs=0.01)
+    assert _kw(p) == 400.0 and p.cost_cny <= 160_000.0
+    assert [u["demand"] for u in p.unserved] == ["d"]
+    assert _new_violations(p, hand, cn) == set()
+
+
 def test_budget_zero_on_sz_futian_builds_nothing(sz_plans, sz, cn):
     """Every synthetic demand is located by lon/lat, so each needs a service cable: with no
     money nothing is served and nothing is built. (sz-futian has a line and a transformer over

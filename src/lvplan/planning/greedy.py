@@ -11,7 +11,9 @@ same element that carries the load when a later demand overloads that element (a
 reinforces an element again: the plan builds the last one, and the option costs the
 difference, which may be nothing or less), unless the planned
 measure lifts an AC cut or was kept from an earlier round. A demand no option can serve stays
-unserved.
+unserved. With a budget, a demand whose cheapest fit costs more than what is left is passed
+over; the plan (``plan.py``) then also runs the demands by cost per kW
+(:meth:`Greedy.by_cost_per_kw`) and keeps the plan that serves more.
 """
 
 from __future__ import annotations
@@ -408,6 +410,22 @@ class Greedy:
             self._commit(k, r[1])
         sol = self.run(order, chosen=list(held))
         return sol if sum(sol.served) == len(held) + len(order) else None
+
+    def by_cost_per_kw(self, order: list[int]) -> list[int]:
+        """``order`` sorted by the cost per design kW of each demand's cheapest fit on the
+        network as this greedy holds it (none: last; ties keep ``order``): the order in which a
+        budget buys the most kW first, as a knapsack's greedy takes items by value per cost."""
+        inst = self.g.inst
+        by_demand: dict[int, list[int]] = {}
+        for k, o in enumerate(inst.options):
+            by_demand.setdefault(o.demand, []).append(k)
+
+        def per_kw(i: int) -> float:
+            fits = [r[0] for k in by_demand.get(i, []) if (r := self._try(k)) is not None]
+            return min(fits) / max(inst.demands[i].design_kw, 1e-9) if fits else math.inf
+
+        rank = {i: (per_kw(i), j) for j, i in enumerate(order)}
+        return sorted(order, key=rank.__getitem__)
 
     def run(
         self, order: list[int], budget_cny: float | None = None, *, chosen: list[int] | None = None
