@@ -368,6 +368,15 @@ def test_budget_greedy_buys_the_most_kw_first(hand, hand_csv, cn):
     assert _kw(p) == 400.0 and p.cost_cny <= 160_000.0
     assert [u["demand"] for u in p.unserved] == ["d"]
     assert _new_violations(p, hand, cn) == set()
+    # the objective is kW, and the bound proves no plan within the budget serves more (before:
+    # the cost stood as objective and bound, a gap of 0 that proved nothing of the kW)
+    v = p.summary()["solver"]
+    assert (v["objective_unit"], v["objective"], v["best_bound"], v["gap"]) == (
+        "design_kw",
+        400.0,
+        400.0,
+        0.0,
+    )
 
 
 def test_budget_zero_on_sz_futian_builds_nothing(sz_plans, sz, cn):
@@ -390,6 +399,11 @@ def test_budget_is_never_exceeded_on_sz_futian(sz_plans, sz, cn):
     p = make_plan(sz, frame, criteria=cn, budget_cny=budget, time_limit_s=10)
     assert 0.0 < p.cost_cny <= budget
     assert 0.0 < _kw(p) < _kw(opt)
+    v = p.summary()["solver"]
+    assert v["objective_unit"] == "design_kw" and v["objective"] == pytest.approx(_kw(p))
+    # the most kW within the budget: at least the plan's, less than the whole demand's
+    assert _kw(p) <= v["best_bound"] < _kw(opt)
+    assert v["gap"] == pytest.approx((v["best_bound"] - _kw(p)) / v["best_bound"], abs=1e-3)
     assert _new_violations(p, sz, cn) == set()
 
 

@@ -576,7 +576,10 @@ def _plan(args: argparse.Namespace, crit) -> int:
         names = {"highs": "HiGHS", "cp_sat": "CP-SAT", "relaxation": "relaxation"}
         # (a plan by parts: what bounded each, joined by "+")
         by = " + ".join(names.get(b, b) for b in (solver.get("bound_by") or "").split("+") if b)
-        gap += f" (bound {solver['best_bound']:,.0f} CNY{', ' + by if by else ''})"
+        if solver.get("objective_unit") == "design_kw":  # --budget: the most kW within it
+            gap += f" (at most {solver['best_bound']:,.1f} design kW within the budget)"
+        else:
+            gap += f" (bound {solver['best_bound']:,.0f} CNY{', ' + by if by else ''})"
     print(
         f"plan ({s['method']}): {s['total_cost_cny']:,.0f} CNY for {s['demands_served']} of "
         f"{s['demands']} demands ({s['design_kw_served']:,.0f} kW); {s['measures']} measures, "

@@ -786,7 +786,14 @@ class PlanModel:
         sites = [sid for sid, v in self.z.items() if solver.value(v)]
         obj, bound = solver.objective_value, solver.best_objective_bound
         bounds: dict[str, Any] = {"cp_sat": bound, "bound_by": "cp_sat"}
-        if self.budget_cny is not None:  # report the cost part of the objective
+        if self.budget_cny is not None:
+            # the objective is kW first (served units x (cap + 1) - cost, cost <= cap), so
+            # CP-SAT's bound B caps the units any plan within the budget serves at
+            # floor((B + cap) / (cap + 1)); the plan's objective and bound stay its cost (the
+            # rounds compare costs), and the kW bound goes to the summary (plan.py)
+            cap = int(min(math.floor(self.budget_cny), self.max_cost))
+            units = math.floor((solver.best_objective_bound + cap) / (cap + 1) + 1e-9)
+            bounds["served_units_bound"] = max(units, int(solver.value(self.served_units)))
             obj = bound = float(solver.value(self.cost))
         elif companion is not None:
             if status == cp_model.OPTIMAL:

@@ -35,7 +35,7 @@ from lvplan.planning.candidates import (
 )
 from lvplan.planning.demand import DemandSet, read_demand
 from lvplan.planning.greedy import Greedy
-from lvplan.planning.linear import Cuts, LinearGrid, mv_response
+from lvplan.planning.linear import KW_UNIT, Cuts, LinearGrid, load_units, mv_response
 from lvplan.planning.measures import (
     MV_CABLE_KINDS,
     N1_KINDS,
@@ -226,6 +226,8 @@ class Plan:
             "new_substations": sum(m.kind == MeasureKind.NEW_SUBSTATION for m in self.measures),
             "solver": {
                 "status": self.status,
+                # with a budget: design kW served and the most any plan within it serves
+                "objective_unit": "design_kw" if self.method == "budget" else "cny",
                 "objective": _r(self.objective),
                 "best_bound": _r(self.bound),
                 "gap": _r(self.gap, 6),
@@ -741,6 +743,14 @@ def plan_network(
                 bounds=proved.bounds,
             )
     result = _result(network, inst, sol, ev, method if budget_cny is None else "budget", cuts)
+    if budget_cny is not None:
+        # the objective is the design kW served, and the bound the most any plan within the
+        # budget serves (the cost's bound, which the rounds compare, says nothing of that)
+        top = sol.bounds.get("served_units_bound")
+        got = sum(load_units(inst.demands[inst.options[k].demand].design_kw) for k in sol.chosen)
+        result.objective = _served_kw(inst, sol)
+        result.bound = math.nan if top is None else top * KW_UNIT
+        result.gap = math.nan if top is None else (top - got) / top if top else 0.0
     why = Greedy(LinearGrid(inst, mv, cuts))  # the plan built in once, for every unserved
     for u in result.unserved:
         if u["reason"] is None and u["position"] in withdrawn:  # the greedy plan's, kept
