@@ -312,3 +312,20 @@ def test_the_plan_returned_gets_the_bound_proved_for_the_demands_it_serves(
     s = p.summary()
     assert s["total_cost_cny"] == pytest.approx(GREEDY_CNY, abs=1.0)
     assert s["solver"]["best_bound"] == pytest.approx(OPTIMUM_CNY, abs=1.0)
+
+
+def test_a_maximisation_is_bounded_through_its_negation():
+    """A budget's first stage (the most kW) is a maximisation, which CP-SAT stores negated: it
+    is written only when asked (``negated``), and HiGHS's bound is the negation's: the least of
+    -(2x + 3y + 4z) with 3x + 2y + 4z <= 5 is -5 (y and x), so at most 5 can be served."""
+    m = cp_model.CpModel()
+    x, y, z = (m.new_bool_var(n) for n in "xyz")
+    m.add(3 * x + 2 * y + 4 * z <= 5)
+    m.maximize(2 * x + 3 * y + 4 * z)
+    assert to_mip(m.proto) is None  # (a maximisation is not taken for a minimisation)
+    mo = to_mip(m.proto, negated=True)
+    res = mathopt.solve(mo, mathopt.SolverType.HIGHS)
+    assert res.objective_value() == pytest.approx(-5.0)
+    b = MipBound(m.proto, 10.0, negated=True).start()
+    assert b.result() == -5.0
+    assert MipBound(m.proto, 10.0).start().result() is None  # not written, no bound

@@ -74,12 +74,18 @@ _KINDS = ("linear", "bool_or", "bool_and", "at_most_one", "exactly_one", "lin_ma
 
 
 def to_mip(
-    proto, *, held_out: Collection[int] = (), loose: list[tuple[Any, float, float]] | None = None
+    proto,
+    *,
+    held_out: Collection[int] = (),
+    loose: list[tuple[Any, float, float]] | None = None,
+    negated: bool = False,
 ) -> Any | None:
     """The CP-SAT model ``proto`` (a minimisation) as a MathOpt model, or None when it holds a
     constraint this cannot write exactly. The linear constraints whose indices are in
     ``held_out`` are written free (no bounds: a relaxation of the model), their rows and bounds
-    listed in ``loose`` so that :func:`restore` can put them back."""
+    listed in ``loose`` so that :func:`restore` can put them back. ``negated``: the model may
+    be a maximisation, which CP-SAT stores as its negation minimised; that negation is written
+    (its bound is the negation's: the caller turns it round)."""
     from ortools.math_opt.python import mathopt
 
     mo = mathopt.Model(name="plan")
@@ -148,7 +154,7 @@ def to_mip(
                 mo.add_linear_constraint(xs[t.vars[0]] >= a)
             mo.add_linear_constraint(xs[t.vars[0]] <= mathopt.fast_sum(args))
     obj = proto.objective
-    if obj.scaling_factor not in (0, 1) or not len(obj.vars):
+    if obj.scaling_factor not in ((0, 1, -1) if negated else (0, 1)) or not len(obj.vars):
         return None  # a maximisation (CP-SAT negates it) or no objective
     mo.minimize(
         mathopt.fast_sum(cf * xs[r] for r, cf in zip(obj.vars, obj.coeffs, strict=True))
@@ -192,6 +198,7 @@ class MipBound:
         lp_only: bool = False,
         voltage_rows: Collection[int] = (),
         decisions: list[int] | None = None,
+        negated: bool = False,
     ):
         """``dive_vars``: the proto indices of the booleans the relaxation may hold (connection
         options, sites); with them the thread looks for a plan in the relaxation's
@@ -204,7 +211,9 @@ class MipBound:
         ``voltage_rows``: the proto indices of the voltage limits, held out of HiGHS's model
         (a relaxation: the bound stays a bound); ``decisions``: the proto indices of the
         variables that make a plan (connections, upgrades, sites, demands served), with which
-        the diving thread checks its plan against those limits (see :meth:`_search`)."""
+        the diving thread checks its plan against those limits (see :meth:`_search`).
+        ``negated``: ``proto`` may be a maximisation (a budget's most kW); the bound is then on
+        its negation, as CP-SAT stores it (:func:`to_mip`)."""
         # a limit of years is a limit of none; past this, timedelta and a thread's join overflow
         self.deadline = time.perf_counter() + min(time_limit_s, MAX_SECONDS)
         self.bound: float | None = None
@@ -223,6 +232,7 @@ class MipBound:
         self._lp_only = lp_only
         self._held_out = frozenset(voltage_rows)
         self._decisions = list(decisions or [])
+        self._negated = negated
         #: the voltage limits held out, and their bounds (empty: none, or put back)
         self._loose: list[tuple[Any, float, float]] = []
         self._proto = proto
@@ -239,7 +249,9 @@ class MipBound:
 
         t0 = time.perf_counter()
         try:
-            mo = to_mip(self._proto, held_out=self._held_out, loose=self._loose)
+            mo = to_mip(
+                self._proto, held_out=self._held_out, loose=self._loose, negated=self._negated
+            )
             self._proto = None
             left = self.deadline - time.perf_counter()
             if mo is None:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ortools.sat.python import cp_model
 
 from lvplan.planning.candidates import element_key
-from lvplan.planning.linear import LinearGrid, load_units
+from lvplan.planning.linear import KW_UNIT, LinearGrid, load_units
 from lvplan.planning.mipbound import MipBound, Relaxation
 from lvplan.planning.parts import Part
 from lvplan.planning.strengthen import CapacityRow, capacity_row
@@ -655,7 +655,9 @@ class PlanModel:
     ) -> Solution:
         """Lexicographic: first the most design kW served (skipped when the hint serves every
         servable demand), then the least cost serving those demands; with a budget, the most kW
-        within it, then the least cost. The gap reported is the cost's. With ``mip_bound`` (and
+        within it, then the least cost. The gap reported is the cost's (with a budget, the
+        most kW any plan within it serves is ``bounds["served_units_bound"]``, the least of
+        CP-SAT's and HiGHS's, which bounds the first stage alone). With ``mip_bound`` (and
         at least :data:`MIP_BOUND_MIN_S` left for the cost), HiGHS bounds the same model on a
         thread beside CP-SAT's search (:mod:`lvplan.planning.mipbound`); the larger bound is
         reported, and ``Solution.bounds`` says which and both. With ``bound_only`` too, that
@@ -668,8 +670,22 @@ class PlanModel:
         if self.budget_cny is not None:
             cap = int(min(math.floor(self.budget_cny), self.max_cost))
             self.m.add(self.cost <= cap)
+            if mip_bound and time_limit_s >= MIP_BOUND_MIN_S:
+                # HiGHS bounds the most kW within the budget (the first stage alone, as a
+                # maximisation: its bound comes back negated), beside CP-SAT on one worker
+                most = self.m.clone()
+                most.maximize(self.served_units)
+                companion = MipBound(
+                    most.proto,
+                    time_limit_s,
+                    relaxation=Relaxation(self.capacity_rows),
+                    voltage_rows=self.voltage_rows,
+                    negated=True,
+                ).start()
             self.m.maximize(self.served_units * (cap + 1) - self.cost)
-            solver, status = self._run(time_limit_s, workers, gap)
+            solver, status = self._run(
+                time_limit_s, workers if companion is None else max(1, workers - 1), gap
+            )
         else:
             everyone = sum(load_units(self.inst.demands[i].design_kw) for i in self.served)
             hinted = self._hinted_served()
@@ -791,9 +807,22 @@ class PlanModel:
             # CP-SAT's bound B caps the units any plan within the budget serves at
             # floor((B + cap) / (cap + 1)); the plan's objective and bound stay its cost (the
             # rounds compare costs), and the kW bound goes to the summary (plan.py)
-            cap = int(min(math.floor(self.budget_cny), self.max_cost))
             units = math.floor((solver.best_objective_bound + cap) / (cap + 1) + 1e-9)
-            bounds["served_units_bound"] = max(units, int(solver.value(self.served_units)))
+            have = int(solver.value(self.served_units))
+            bounds["cp_sat"] = units * KW_UNIT  # (in design kW, as the summary has it)
+            if companion is not None:
+                if status == cp_model.OPTIMAL:
+                    companion.stop()
+                other = companion.result()  # the least of -units: at most -other units
+                bounds.update(highs_status=companion.status, highs_s=round(companion.seconds, 2))
+                if other is not None:
+                    bounds["highs"] = -other * KW_UNIT
+                    if -other < units:
+                        lp = companion.lp_bound
+                        by = "relaxation" if lp is not None and other <= lp else "highs"
+                        bounds["bound_by"] = by
+                        units = int(-other)
+            bounds["served_units_bound"] = max(units, have)
             obj = bound = float(solver.value(self.cost))
         elif companion is not None:
             if status == cp_model.OPTIMAL:

@@ -666,7 +666,7 @@ def plan_network(
                     out = mdl.solve(
                         time_limit_s=given,
                         workers=workers,
-                        mip_bound=mip_bound and budget_cny is None,
+                        mip_bound=mip_bound,
                         bound_only=bound_only,
                     )
             over_s[0] = max(0.0, time.perf_counter() - now - given)
