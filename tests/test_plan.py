@@ -261,6 +261,32 @@ def test_no_site_within_the_tie_limit_is_unserved(hand, cn, monkeypatch):
     assert [m.kind for m in p.measures] == ["new_substation"] and p.unserved == []
 
 
+def test_two_neighbouring_clusters_get_one_site_between_them(hand, cn):
+    """Four 20 kW demands 400 m north of the hand network, 0, 60, 120 and 180 m east (beyond
+    every LV bus). Leader clustering founds a site at the first (it reaches 0 and 60 m: 60 m x
+    1.3 = 78 m <= 150 m; the 120 m one is 156 m away) and another at the third (it reaches the
+    other three): two sites, each with its own 10 kV tie, and no plan served all four with
+    one. The least circle about the four has its centre at 90 m: 117 m of route to the two
+    ends, so a third site is offered there, and the plan builds it alone."""
+    north = math.degrees(400.0 / EARTH_RADIUS_M)
+    east = [LON0 + DLON * m / EAST_M for m in (0.0, 60.0, 120.0, 180.0)]
+    frame = pd.DataFrame(
+        {"id": list("pqrs"), "kw": [20] * 4, "lon": east, "lat": [LAT0 + north] * 4}
+    )
+    p = make_plan(hand, frame, criteria=cn, time_limit_s=10)
+    sites = p.instance.sites
+    assert len(sites) == 3  # before: 2
+    mid = sites[2]
+    assert mid.lon == pytest.approx(east[0] + (east[3] - east[0]) / 2, abs=1e-6)
+    assert mid.lat == pytest.approx(LAT0 + north, abs=1e-7)
+    built = [m for m in p.measures if m.kind == "new_substation"]
+    assert [m.element for m in built] == [mid.name] and p.unserved == []
+    assert {a.connection for a in p.assignments} == {mid.name}
+    # one site and its four service cables cost less than the two sites alone
+    assert p.cost_cny < 2 * sites[0].cost_cny
+    assert _new_violations(p, hand, cn) == set()
+
+
 def _cli(capsys, *args: str) -> tuple[int, str, list[str]]:
     capsys.readouterr()
     rc = main(["plan", *args])

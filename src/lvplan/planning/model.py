@@ -335,8 +335,8 @@ class PlanModel:
         trafo_load = {t: load_var(f"T{t}", ks) for t, ks in trafo_terms.items()}
         self.drop_trafo = {t: drop(f"DT{t}", v, grid.trafos[t]) for t, v in trafo_load.items()}
         site_load = {s: load_var(f"S{s}", ks) for s, ks in site_terms.items()}
-        for s, v in site_load.items():
-            m.add(v <= grid.sites[s].cap)
+        for s, v in site_load.items():  # (in the relaxation, a share of a site carries its share)
+            m.add(v <= grid.sites[s].cap * self.z[s])
 
         src_load: dict[int, Any] = {}  # the new load of each 10 kV source (area or site)
         for ag in grid.areas.values():
