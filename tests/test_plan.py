@@ -287,6 +287,37 @@ def test_two_neighbouring_clusters_get_one_site_between_them(hand, cn):
     assert _new_violations(p, hand, cn) == set()
 
 
+def test_a_greedy_that_leaves_a_servable_demand_is_made_again_on_the_founded_sites(
+    hand, cn, monkeypatch
+):
+    """The same four demands; the greedy made to leave the last one out whenever it may take
+    the site between the clusters (as the district's greedy left 6 of 300 for the 10 kV
+    voltage room it had spent). It is made again from the start without that site, serves all
+    four, and stands as the greedy plan; its rounds are named apart."""
+    from lvplan.planning.greedy import Greedy
+
+    north = math.degrees(400.0 / EARTH_RADIUS_M)
+    east = [LON0 + DLON * m / EAST_M for m in (0.0, 60.0, 120.0, 180.0)]
+    frame = pd.DataFrame(
+        {"id": list("pqrs"), "kw": [20] * 4, "lon": east, "lat": [LAT0 + north] * 4}
+    )
+    real = Greedy.run
+
+    def myopic(self, order, budget_cny=None, *, chosen=None):
+        if not self._skip_sites and len(order) == 4:
+            order = order[:3]  # (the last demand is not even tried)
+        return real(self, order, budget_cny, chosen=chosen)
+
+    monkeypatch.setattr(Greedy, "run", myopic)
+    p = make_plan(hand, frame, criteria=cn, method="greedy", time_limit_s=10)
+    assert p.unserved == [] and len(p.assignments) == 4
+    names = [r.method for r in p.history]
+    assert names == ["greedy", "greedy (founded sites only)"]
+    # founded sites only: the two sites with their ties, not the one between them
+    built = sorted(m.element for m in p.measures if m.kind == "new_substation")
+    assert built == ["new substation S1", "new substation S2"]
+
+
 def _cli(capsys, *args: str) -> tuple[int, str, list[str]]:
     capsys.readouterr()
     rc = main(["plan", *args])

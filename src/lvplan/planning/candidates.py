@@ -65,6 +65,8 @@ class Site:
     r_pu: float  # transformer impedance on its own rating
     x_pu: float
     tap_pos: int
+    #: a site between two founded ones (:func:`_merged_sites`): their ids; () for a founded one
+    between: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -350,7 +352,7 @@ def build_instance(
         dt = np.array([demands[i].lat for i in located], float)
         rad = np.array([demands[i].supply_radius_m for i in located], float)
 
-        def found(lon: float, lat: float) -> np.ndarray | None:
+        def found(lon: float, lat: float, between: tuple[int, ...] = ()) -> np.ndarray | None:
             """A site at (lon, lat), tied to the nearest 10 kV bus: what it reaches (a mask of
             ``located``), or None when that bus is beyond a tie's reach."""
             dm = distance_m(lon, lat, blon[mv_rows], blat[mv_rows])
@@ -373,6 +375,7 @@ def build_instance(
                     float(st.vm_pu[mv_rows[k]]) * tap_ratio(tap),
                     *ztr,
                     tap,
+                    between,
                 )
             )
             return distance_m(lon, lat, dl, dt) * crit.detour_factor <= rad
@@ -398,8 +401,10 @@ def build_instance(
                 far[x] = not bool(np.any(route * crit.detour_factor <= rad[x]))
             return far[x]
 
-        for lon, lat in _merged_sites(sites, reached, beyond, dl, dt, rad, crit.detour_factor):
-            found(lon, lat)
+        for lon, lat, pair in _merged_sites(
+            sites, reached, beyond, dl, dt, rad, crit.detour_factor
+        ):
+            found(lon, lat, pair)
     site_lon = np.array([s.lon for s in sites], float)
     site_lat = np.array([s.lat for s in sites], float)
 
@@ -559,13 +564,13 @@ def _merged_sites(
     lat: np.ndarray,
     radius_m: np.ndarray,
     detour: float,
-) -> list[tuple[float, float]]:
+) -> list[tuple[float, float, tuple[int, int]]]:
     """One site for two: where the demands beyond every LV bus (``beyond``) that two sites
     reach between them are all within reach of one point, that point (the centre of the least
     circle about them). Leader clustering founds each site at the demands near the first one
     it has not covered, so neighbouring clusters got a site each, each with its own 10 kV tie:
     on the SimBench district the plan built pairs 110-140 m apart, each with a 0.9-2 km tie."""
-    out: list[tuple[float, float]] = []
+    out: list[tuple[float, float, tuple[int, int]]] = []
     seen: set[tuple[int, ...]] = set()
     n = len(reached)
     if n < 2:
@@ -587,7 +592,7 @@ def _merged_sites(
             c_lon, c_lat = _least_circle_centre(lon[must], lat[must])
             d = distance_m(c_lon, c_lat, lon[must], lat[must]) * detour
             if bool(np.all(d <= radius_m[must])):
-                out.append((c_lon, c_lat))
+                out.append((c_lon, c_lat, (a, b)))
     return out
 
 

@@ -63,10 +63,14 @@ def _coef(el: Element, up: int | None) -> int:
 
 
 class Greedy:
-    def __init__(self, grid: LinearGrid, keep: tuple[int, ...] = ()):
+    def __init__(
+        self, grid: LinearGrid, keep: tuple[int, ...] = (), skip_sites: frozenset[int] = frozenset()
+    ):
         """``keep``: upgrades built before any demand is taken (the N-1 measures an earlier
-        round of the same plan built: kept, so that the rounds' N-1 measures only grow)."""
+        round of the same plan built: kept, so that the rounds' N-1 measures only grow).
+        ``skip_sites``: sites whose options :meth:`run` does not take."""
         self.g = grid
+        self._skip_sites = skip_sites
         self.why = ""
         self.st = _State(
             cut_used=[0] * len(grid.cuts),
@@ -441,6 +445,8 @@ class Greedy:
         for i in order:
             best: tuple[int, int, dict[int, int]] | None = None
             for k in by_demand.get(i, []):
+                if self._skip_sites and inst.options[k].site in self._skip_sites:
+                    continue
                 r = self._try(k)
                 if r is not None and r[0] <= left and (best is None or r[0] < best[0]):
                     best = (r[0], k, r[1])

@@ -534,10 +534,11 @@ def plan_network(
         )
 
     kept: list[int] = []  # the N-1 measures (ties, moves) the greedy's rounds have built
+    skip: list[frozenset[int]] = [frozenset()]  # sites the greedy does not take
 
     def greedy() -> Solution:
         grid = LinearGrid(inst, mv, cuts)
-        out = Greedy(grid, tuple(kept)).run(order, budget_cny)
+        out = Greedy(grid, tuple(kept), skip[0]).run(order, budget_cny)
         if budget_cny is not None:
             # with a budget, the order decides what it buys (on one order of the district's
             # demands, 10 M CNY bought 63 where 5 M bought 105): the demands also by cost per
@@ -552,7 +553,7 @@ def plan_network(
         return out
 
     try:
-        g_sol, g_ev, g_rounds = verified(greedy, "greedy")
+        g_sol, g_ev, _g_rounds = verified(greedy, "greedy")
     except InputError as exc:
         if offers is None:
             raise
@@ -560,8 +561,32 @@ def plan_network(
         # reinforcement and withdrawals alone, as the plan was made before those measures
         say(f"{exc}; planned again without new ties and moved transformers")
         offers, cuts, kept[:], n1_cuts = None, Cuts(), [], N1_CUTS_WITHOUT_MEASURES
-        g_sol, g_ev, g_rounds = verified(greedy, "greedy")
-    _greedy_rounds = [g_rounds]
+        g_sol, g_ev, _g_rounds = verified(greedy, "greedy")
+    between = frozenset(s.id for s in inst.sites if s.between)
+    servable = [i for i in range(len(inst.demands)) if i not in inst.unservable]
+    if between and budget_cny is None and not all(g_sol.served[i] for i in servable):
+        # the greedy left demands it could serve (the 10 kV voltage room spent by those before
+        # them: the order of its choices, and the AC cuts its rounds found, decide): once more
+        # from the start, its own rounds and cuts, without the sites between two clusters (as
+        # it planned before they were offered); the plan that serves more design kW is the
+        # greedy one, with its cuts (the optimiser keeps every site)
+        say(
+            f"greedy: {sum(not g_sol.served[i] for i in servable)} demands it could serve left "
+            f"out: again from the start without the {len(between)} sites between two clusters"
+        )
+        first = (cuts, list(kept), n1_cuts)
+        skip[0], cuts, kept[:] = between, Cuts(), []
+        try:
+            again = verified(greedy, "greedy (founded sites only)")
+        except InputError as exc:
+            say(f"{exc}; the first greedy plan stands")
+            again = None
+        if again is not None and _improves(inst, again[0], g_sol):
+            g_sol, g_ev, _g_rounds = again
+        else:
+            cuts, kept[:], n1_cuts = first[0], first[1], first[2]
+        skip[0] = frozenset()
+    _greedy_rounds = [len(history)]
     sol, ev = g_sol, g_ev
     greedy_kept = True  # the plan returned is the verified greedy one
     opt_cost = None
