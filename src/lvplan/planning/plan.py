@@ -10,7 +10,9 @@
    state breaks a limit the linear model accepted, the model is tightened there and solved
    again. A plan is returned only once it has passed; the optimal plan is never reported
    dearer than the verified greedy one (if it were, the greedy plan is the answer).
-5. Years: each measure is built in the first year a demand that uses it arrives.
+5. Years (:mod:`lvplan.planning.years`): a transformer or LV cable measure is built in the
+   first year whose demands need it in the linear model; where that cannot be shown, and for
+   every other measure, in the first year a demand that uses it arrives.
 """
 
 from __future__ import annotations
@@ -35,7 +37,14 @@ from lvplan.planning.candidates import (
 )
 from lvplan.planning.demand import DemandSet, read_demand
 from lvplan.planning.greedy import Greedy
-from lvplan.planning.linear import KW_UNIT, Cuts, LinearGrid, load_units, mv_response
+from lvplan.planning.linear import (
+    KW_UNIT,
+    Cuts,
+    LinearGrid,
+    MvResponse,
+    load_units,
+    mv_response,
+)
 from lvplan.planning.measures import (
     MV_CABLE_KINDS,
     N1_KINDS,
@@ -56,6 +65,7 @@ from lvplan.planning.repair import repair, snapshot, touched
 from lvplan.planning.transfers import offer_transfers
 from lvplan.planning.verify import base_margin_map, check_plan, solution_changes, tighten
 from lvplan.planning.withdraw import withdraw_unverified
+from lvplan.planning.years import measure_years, year_note
 
 MAX_ROUNDS = 8
 #: More rounds for a plan with N-1 demands: a round whose N-1 check teaches cuts (and may build
@@ -742,7 +752,9 @@ def plan_network(
                 gap=max(0.0, sol.cost_cny - proved.bound) / max(sol.cost_cny, 1e-9),
                 bounds=proved.bounds,
             )
-    result = _result(network, inst, sol, ev, method if budget_cny is None else "budget", cuts)
+    result = _result(
+        network, inst, sol, ev, method if budget_cny is None else "budget", cuts, mv=mv
+    )
     if budget_cny is not None:
         # the objective is the design kW served, and the bound the most any plan within the
         # budget serves (the cost's bound, which the rounds compare, says nothing of that)
@@ -868,7 +880,14 @@ def _better(inst: Instance, a: Solution, b: Solution) -> bool:
 
 
 def _result(
-    network: Network, inst: Instance, sol: Solution, ev, method: str, cuts: Cuts | None = None
+    network: Network,
+    inst: Instance,
+    sol: Solution,
+    ev,
+    method: str,
+    cuts: Cuts | None = None,
+    *,
+    mv: MvResponse | None = None,
 ) -> Plan:
     net = network.pp
     demands = inst.demands
@@ -924,6 +943,20 @@ def _result(
         ys = [y for y in (demands[i].year for i in ids) if y is not None]
         return min(ys) if ys else None
 
+    # the transformer and LV cable measures: dated by the first year that needs them
+    dated = measure_years(
+        inst,
+        sol,
+        {
+            u: users_trafo.get(inst.upgrades[u].element, [])
+            if inst.upgrades[u].kind
+            in (MeasureKind.TRANSFORMER_SWAP, MeasureKind.TRANSFORMER_PARALLEL)
+            else users_line.get(inst.upgrades[u].element, [])
+            for u in sol.upgrades
+        },
+        mv,
+        cuts,
+    )
     measures: list[Measure] = []
     for u in sorted(sol.upgrades):
         up = inst.upgrades[u]
@@ -976,6 +1009,10 @@ def _result(
                     "at the lower voltage the new connections bring"
                 )
             el = ElementRef("line", up.element)
+        year = first_year(users)
+        if u in dated:
+            reason += "; " + year_note(dated[u], year)
+            year = dated[u].year
         measures.append(
             Measure(
                 up.kind.value,
@@ -983,7 +1020,7 @@ def _result(
                 before,
                 after,
                 round(up.cost_cny, 2),
-                first_year(users),
+                year,
                 [demands[i].id for i in users],
                 reason,
             )
