@@ -879,6 +879,25 @@ def _better(inst: Instance, a: Solution, b: Solution) -> bool:
     return a.cost_cny <= b.cost_cny + 1e-6
 
 
+def _ac_found(cuts: Cuts | None, element: str, u: int, limit: float) -> str:
+    """ " (found by the AC check: ...)" where the AC check cut the capacity of ``element`` (or
+    of upgrade ``u`` itself) and the model then needed the measure; "" where it did not."""
+    if cuts is None:
+        return ""
+    kind, _, ident = element.partition(" ")
+    held = (
+        cuts.trafo_kw.get(int(ident), 0.0) if kind == "trafo" else cuts.line_kw.get(int(ident), 0.0)
+    )
+    held += cuts.upgrade_kw.get(u, 0.0)
+    if held <= 0:
+        return ""
+    pct = cuts.found.get(element)
+    at = (
+        "" if pct is None else f": {pct:.2f} % loaded in an earlier round's plan, limit {limit:g} %"
+    )
+    return f" (found by the AC check{at}; the model's capacity cut by {held:,.0f} kW)"
+
+
 def _result(
     network: Network,
     inst: Instance,
@@ -957,6 +976,8 @@ def _result(
         mv,
         cuts,
     )
+    lim_t = inst.criteria.trafo_max_loading_percent
+    lim_l = inst.criteria.line_max_loading_percent
     measures: list[Measure] = []
     for u in sorted(sol.upgrades):
         up = inst.upgrades[u]
@@ -979,8 +1000,9 @@ def _result(
             )
             kw = sum(demands[i].design_kw for i in users)
             reason = (
-                f"transformer loading: {inst.trafo_base_kva[up.element]:.0f} kVA-equivalent at "
-                f"the base + {kw:.0f} kW of new design load on {before}"
+                f"transformer loading{_ac_found(cuts, f'trafo {up.element}', u, lim_t)}: "
+                f"{inst.trafo_base_kva[up.element]:.0f} kVA-equivalent at the base + {kw:.0f} kW "
+                f"of new design load on {before}"
             )
             if not users:
                 reason = (
@@ -998,6 +1020,9 @@ def _result(
             )
             kw = sum(demands[i].design_kw for i in users)
             reason = f"line loading or voltage drop: {kw:.0f} kW of new design load beyond it"
+            found = _ac_found(cuts, f"line {up.element}", u, lim_l)
+            if found:
+                reason = f"line loading{found}: {kw:.0f} kW of new design load beyond it"
             if up.kind in MV_CABLE_KINDS:
                 reason = (
                     f"10 kV feeder section loading (found by the AC check): {kw:.0f} kW of new "

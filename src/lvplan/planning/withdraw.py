@@ -304,7 +304,7 @@ def _what(b: Broken) -> str:
     if b.kind == BindingKind.VOLTAGE:
         side = "below its minimum" if b.side == "min" else "above its maximum"
         return f"with its connection the voltage of {el} was {side} by {-b.margin:.4f} pu"
-    return f"with its connection the loading of {el} was over its limit by {-b.margin:.2%}"
+    return f"with its connection the loading of {el} was over its limit by {-b.margin * 100:.2f} %"
 
 
 def _texts(why: dict[int, str]) -> dict[int, str]:
