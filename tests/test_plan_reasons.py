@@ -31,3 +31,57 @@ def test_a_transformer_measure_the_ac_check_found_says_so(hand, hand_opt):
     # without the cut: the linear model's own reason, dated by need
     (m,) = plan_mod._result(hand, p.instance, p.solution, None, "optimal", Cuts()).measures
     assert m.reason.startswith("transformer loading: 0 kVA-equivalent"), m.reason
+
+
+def test_a_budget_plans_unserved_say_the_budget(hand, hand_csv, cn):
+    """160,000 CNY buys T1's 400 kVA swap for a and b (and c fits T2): d is left out by the
+    budget, not by the network. It fits the network as it is with its 1,000 CNY cable; beside
+    the plan, on T1 it needs the 500 kVA unit in the 400's place (+30,000 + 1,000)."""
+    p = make_plan(hand, hand_csv, criteria=cn, budget_cny=160_000.0, time_limit_s=10)
+    assert [u["demand"] for u in p.unserved] == ["d"]
+    assert p.unserved[0]["reason"] == (
+        "left out within the budget of 160,000 CNY (0 CNY of it unspent): its cheapest fit "
+        "costs 1,000 CNY on the network as it is, 31,000 CNY beside this plan"
+    )
+
+
+def test_the_greedy_made_again_without_new_ties_is_named_apart(cn, tmp_path, monkeypatch):
+    """With one round, the radial network's greedy plan (N-1 fails: no restoring tie) does not
+    settle with new ties on offer and is made again without them: its rounds are named so,
+    not "greedy round 1" a second time."""
+    from test_plan_n1_measures import _demand, _radial
+
+    from lvplan.model.network import Network
+
+    monkeypatch.setattr(plan_mod, "MAX_ROUNDS", 1)
+    monkeypatch.setattr(plan_mod, "MAX_N1_ROUNDS", 0)
+    net = Network(_radial(), name="radial", source="test")
+    p = make_plan(net, _demand(tmp_path, 3), criteria=cn, method="greedy", time_limit_s=10)
+    names = [(h.method, h.round) for h in p.history]
+    assert names[:2] == [("greedy", 1), ("greedy (again, without new ties and moves)", 1)], names
+    assert len(set(names)) == len(names)
+
+
+def test_cli_words(capsys, tmp_path, hand_json):
+    """One measure, not "1 measures"; the budget named; an unserved demand's design kW to
+    0.1 kW (a shop's 170 kW x 0.7 is 118.99999999999999 in floating point)."""
+    import csv
+
+    from lvplan.cli import main
+
+    demand = tmp_path / "d.csv"
+    demand.write_text(
+        "id,kw,category,bus,lon,lat\n"
+        "a,150,generic,1,,\n"
+        "b,150,generic,1,,\n"
+        f"far,170,shop,,{114.0 + 0.05},22.5\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "o"
+    args = ["plan", str(hand_json), "--demand", str(demand), "--profile", "cn"]
+    assert main([*args, "--out", str(out), "--method", "greedy", "--budget", "1000000"]) == 0
+    text = capsys.readouterr().out
+    assert "CNY (of a budget of 1,000,000 CNY) for 2 of 3 demands" in text, text
+    assert "; 1 measure, 0 new substations\n" in text, text
+    rows = list(csv.DictReader((out / "unserved.csv").open(encoding="utf-8")))
+    assert [(r["demand"], r["design_kw"]) for r in rows] == [("far", "119.0")]

@@ -392,9 +392,9 @@ def _fail_cuts(
         what = el
         if planned_pp is not None and el.startswith("line ") and el.split()[1].isdigit():
             what = element_label(network, planned_pp, "line", int(el.split()[1]))
-        name = (
-            f"N-1 {label or c.id} ({option_label(network, best.option)}): {v.kind.value} of {what}"
-        )
+        # "loading of line 40", "loading of new line bus 5 - bus 9", "voltage of bus 7"
+        limit = "voltage" if v.kind == BindingKind.VOLTAGE else "loading"
+        name = f"N-1 {label or c.id} ({option_label(network, best.option)}): {limit} of {what}"
         cuts.add_linear(coefs, used + margin - safe, name, lift)
         n_tie = sum(1 for u in lift if inst.upgrades[u].kind == MeasureKind.MV_TIE_NEW)
         n_move = len(lift) - n_reinforce - n_tie

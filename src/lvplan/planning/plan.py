@@ -86,6 +86,8 @@ N1_OFFER_CHECKS = 3
 #: and moves: as the plan made them before those measures existed.
 N1_CUTS_WITHOUT_MEASURES = 5
 METHODS = ("optimal", "greedy")
+#: the rounds of the greedy plan made again without new ties and moved transformers
+AGAIN = "greedy (again, without new ties and moves)"
 #: An optimal round is started only when CP-SAT gets at least this long and the round's AC
 #: check (as long as the last one took) still ends by the deadline (``--time-limit``).
 MIN_SOLVE_S = 5.0
@@ -268,6 +270,11 @@ class Plan:
             "assignments": [a.to_dict() for a in self.assignments],
             "unserved": self.unserved,
         }
+
+
+def _n(count: int, noun: str) -> str:
+    """ "1 limit", "2 limits" (a noun whose plural takes an s)."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def _r(x: float | None, nd: int = 2) -> float | None:
@@ -494,7 +501,7 @@ def plan_network(
             history.append(PlanRound(name, rnd, sol.cost_cny, sol.status, len(broken), notes))
             say(
                 f"{name} round {rnd}: {sol.cost_cny:,.0f} CNY, {sol.status}, "
-                f"{len(broken)} limits broken in AC ({time.perf_counter() - t0:.1f} s)"
+                f"{_n(len(broken), 'limit')} broken in AC ({time.perf_counter() - t0:.1f} s)"
                 + "".join(f"\n    {n}" for n in notes[:40])
             )
             if not broken:
@@ -510,7 +517,7 @@ def plan_network(
             return best
         # a verified plan all the same; with N-1 measures on offer, first the plan made again
         # without them (below), and only that one withdraws
-        if name == "greedy" and budget_cny is None and offers is None:
+        if name.startswith("greedy") and budget_cny is None and offers is None:
             sol, ev, why, counts = withdraw_unverified(
                 network,
                 inst,
@@ -570,7 +577,10 @@ def plan_network(
         # reinforcement and withdrawals alone, as the plan was made before those measures
         say(f"{exc}; planned again without new ties and moved transformers")
         offers, cuts, kept[:], n1_cuts = None, Cuts(), [], N1_CUTS_WITHOUT_MEASURES
-        g_sol, g_ev, g_rounds = verified(greedy, "greedy")
+        # (its rounds named apart from the first attempt's in the summary's rounds)
+        g_sol, g_ev, g_rounds = verified(greedy, AGAIN)
+        if AGAIN in n1_judged:
+            n1_judged["greedy"] = n1_judged.pop(AGAIN)
     _greedy_rounds = [g_rounds]
     sol, ev = g_sol, g_ev
     greedy_kept = True  # the plan returned is the verified greedy one
@@ -764,12 +774,28 @@ def plan_network(
         result.bound = math.nan if top is None else top * KW_UNIT
         result.gap = math.nan if top is None else (top - got) / top if top else 0.0
     why = Greedy(LinearGrid(inst, mv, cuts))  # the plan built in once, for every unserved
+    alone = Greedy(LinearGrid(inst, mv, cuts)) if budget_cny is not None else None
     for u in result.unserved:
         if u["reason"] is None and u["position"] in withdrawn:  # the greedy plan's, kept
             u["reason"] = withdrawn[u["position"]]
         if u["reason"] is None:
             text = why.explain(sol, u["position"])
             reason = text if text.startswith("an option fits") else "no option fits: " + text
+            first = None if alone is None else alone.cheapest_fit(u["position"])
+            if budget_cny is not None and first is not None:
+                # it fits the network as it is: the budget left it out (what the plan's own
+                # connections leave for it says why it was not added at the end)
+                now = why.cheapest_fit(u["position"])
+                reason = (
+                    f"left out within the budget of {budget_cny:,.0f} CNY "
+                    f"({max(budget_cny - sol.cost_cny, 0.0):,.0f} CNY of it unspent): its "
+                    f"cheapest fit costs {first:,.0f} CNY on the network as it is, "
+                    + (
+                        f"{now:,.0f} CNY beside this plan"
+                        if now is not None
+                        else f"and none fits beside this plan ({text})"
+                    )
+                )
             left_out = left_out_for_voltage(inst, u["position"])
             if left_out:  # said plainly: the greedy names such a line only as overloaded
                 reason += "; " + left_out
@@ -1098,7 +1124,7 @@ def _result(
         unserved.append(
             {
                 "demand": d.id,
-                "design_kw": d.design_kw,
+                "design_kw": round(d.design_kw, 1),  # (as design_kw_served: 0.1 kW)
                 "reason": inst.unservable.get(i),
                 "position": i,
             }
