@@ -85,3 +85,56 @@ def test_cli_words(capsys, tmp_path, hand_json):
     assert "; 1 measure, 0 new substations\n" in text, text
     rows = list(csv.DictReader((out / "unserved.csv").open(encoding="utf-8")))
     assert [(r["demand"], r["design_kw"]) for r in rows] == [("far", "119.0")]
+
+
+def _two_feeders():
+    """A 110/10 kV unit feeds two 10 kV feeders: the thin one of test_plan's _thin_feeder
+    (line 0, 30 A, to T1 with 200 kW) and a stout one (line 1, 300 A, to T2)."""
+    import math
+
+    import pandapower as pp
+
+    lon, lat = 114.0, 22.5
+    net = pp.create_empty_network()
+    hv = pp.create_bus(net, 110.0, name="HV", geodata=(lon, lat))
+    bb = pp.create_bus(net, 10.0, name="10 kV busbar", geodata=(lon, lat))
+    pp.create_ext_grid(net, hv, vm_pu=1.0)
+    pp.create_transformer_from_parameters(
+        net, hv, bb, sn_mva=20.0, vn_hv_kv=110.0, vn_lv_kv=10.3, vk_percent=12.0,
+        vkr_percent=0.5, pfe_kw=0.0, i0_percent=0.0, shift_degree=0.0, name="HV/MV",
+    )  # fmt: skip
+    for n, (dlat, amps) in enumerate(((0.004, 0.030), (-0.004, 0.300))):
+        mv = pp.create_bus(net, 10.0, name=f"RMU {n + 1}", geodata=(lon, lat + dlat))
+        lv = pp.create_bus(net, 0.4, name=f"T{n + 1} LV", geodata=(lon, lat + dlat))
+        pp.create_line_from_parameters(
+            net, bb, mv, length_km=0.5, r_ohm_per_km=0.25, x_ohm_per_km=0.1, c_nf_per_km=300.0,
+            max_i_ka=amps, name=f"feeder {n + 1}",
+        )  # fmt: skip
+        pp.create_transformer_from_parameters(
+            net, mv, lv, sn_mva=0.63, vn_hv_kv=10.0, vn_lv_kv=0.4, vk_percent=4.5,
+            vkr_percent=1.0, pfe_kw=0.0, i0_percent=0.0, shift_degree=150.0, name=f"T{n + 1}",
+        )  # fmt: skip
+        pp.create_load(net, lv, p_mw=0.2, q_mvar=0.2 * math.tan(math.acos(0.95)))
+    return net
+
+
+def test_a_10kv_section_names_the_demands_whose_load_it_carries(tmp_path, cn):
+    """The thin feeder's section is reinforced for b1 and b2 (on T1, downstream of it); c on
+    T2 lowers the busbar's voltage a little (so its cut counted it too) but its load flows
+    through the other feeder: the measure names b1 and b2, and their 300 kW."""
+    from lvplan.model.network import Network
+
+    net = Network(_two_feeders(), name="two feeders", source="test")
+    lv1, lv2 = 3, 5
+    demand = tmp_path / "d.csv"
+    demand.write_text(
+        "id,kw,category,bus,year\n"
+        f"c,120,generic,{lv2},2026\nb1,150,generic,{lv1},2027\nb2,150,generic,{lv1},2028\n",
+        encoding="utf-8",
+    )
+    p = make_plan(net, demand, criteria=cn, method="greedy", time_limit_s=10)
+    assert sorted(a.demand for a in p.assignments) == ["b1", "b2", "c"]
+    (m,) = [m for m in p.measures if m.kind.startswith("mv_cable")]
+    assert str(m.element) == "line 0"
+    assert m.demands == ["b1", "b2"], m
+    assert "300 kW of new design load it carries" in m.reason and m.year == 2027, m

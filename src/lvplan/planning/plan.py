@@ -905,6 +905,52 @@ def _better(inst: Instance, a: Solution, b: Solution) -> bool:
     return a.cost_cny <= b.cost_cny + 1e-6
 
 
+def _downstream(net, lines: set[int]) -> dict[int, set[int]]:
+    """For each 10 kV line, the buses of the 10 kV network (and above) that lose their supply
+    without it: those whose load flows through it in the radial topology (closed switches,
+    in-service branches; a cable laid beside it counted with it). Empty where the network
+    stays connected without it (a closed ring)."""
+    import networkx as nx
+
+    from lvplan.model.topology import LV_MAX_KV, _closed_branch_graph, _slack_buses
+
+    ids, _pos, _on, ra, rb = _closed_branch_graph(net)
+    mv = set(net.bus.index[net.bus.vn_kv >= LV_MAX_KV].tolist())
+    g = nx.Graph()
+    g.add_nodes_from(mv)
+    g.add_edges_from(
+        (int(a), int(b))
+        for a, b in zip(ids[ra].tolist(), ids[rb].tolist(), strict=True)
+        if a in mv and b in mv and a != b
+    )
+    sources = [b for b in _slack_buses(net) if b in g]
+    out: dict[int, set[int]] = {}
+    for ln in lines:
+        if ln not in net.line.index:
+            continue
+        a, b = int(net.line.at[ln, "from_bus"]), int(net.line.at[ln, "to_bus"])
+        if not g.has_edge(a, b):
+            out[ln] = set()
+            continue
+        h = g.copy()
+        h.remove_edge(a, b)
+        fed = (
+            set().union(*(nx.node_connected_component(h, s) for s in sources)) if sources else set()
+        )
+        out[ln] = set(h.nodes) - fed
+    return out
+
+
+def _mv_bus(net, inst: Instance, i: int, chosen_by_demand: dict[int, int]) -> int | None:
+    """The 10 kV bus demand ``i``'s load is drawn from in the plan: its area's transformer's
+    high-voltage bus, or its new substation's tie bus."""
+    o = inst.options[chosen_by_demand[i]]
+    if o.site is not None:
+        return inst.sites[o.site].mv_bus
+    a = inst.bus_area.get(o.bus) if o.bus is not None else None
+    return None if a is None else int(net.trafo.at[inst.areas[a].trafo, "hv_bus"])
+
+
 def _ac_found(cuts: Cuts | None, element: str, u: int, limit: float) -> str:
     """ " (found by the AC check: ...)" where the AC check cut the capacity of ``element`` (or
     of upgrade ``u`` itself) and the model then needed the measure; "" where it did not."""
@@ -983,6 +1029,24 @@ def _result(
                 if what not in held_by.setdefault(u, []):
                     held_by[u].append(what)
     users_line = {ln: sorted(set(ids)) for ln, ids in users_line.items()}
+    # a 10 kV section held in the normal state: the served demands whose load flows through it
+    # (downstream of it in the radial 10 kV topology, its open switches open), not every
+    # demand its cut's sensitivities counted (on the district, the same 205 for each section)
+    normal = {
+        u
+        for u, names in held_by.items()
+        if inst.upgrades[u].kind in MV_CABLE_KINDS and not any(n.startswith("N-1") for n in names)
+    }
+    if normal:
+        below = _downstream(net, {inst.upgrades[u].element for u in normal})
+        for u in normal:
+            ln = inst.upgrades[u].element
+            if below.get(ln):
+                users_line[ln] = [
+                    i
+                    for i in sorted(chosen_by_demand)
+                    if _mv_bus(net, inst, i, chosen_by_demand) in below[ln]
+                ]
 
     def first_year(ids: list[int]) -> int | None:
         ys = [y for y in (demands[i].year for i in ids) if y is not None]
