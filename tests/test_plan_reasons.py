@@ -138,3 +138,30 @@ def test_a_10kv_section_names_the_demands_whose_load_it_carries(tmp_path, cn):
     assert str(m.element) == "line 0"
     assert m.demands == ["b1", "b2"], m
     assert "300 kW of new design load it carries" in m.reason and m.year == 2027, m
+
+
+def test_a_contingency_that_fails_already_is_not_blamed_on_the_new_load(cn, tmp_path):
+    """test_plan_n1's loop with 270 kW on each unit: a lost head puts both feeders' 568 kVA
+    (about 32 A) on the other, over its 30 A, before any new load. A 10 kW class A demand
+    (class A requires full N-1) gets both heads reinforced; each reason says the contingency
+    fails already, not that the demand's load broke it."""
+    import math
+
+    from test_plan_n1 import _loop, _transfer_loading
+
+    from lvplan.model.network import Network
+
+    raw = _loop()
+    raw.load["p_mw"] = 0.27
+    raw.load["q_mvar"] = 0.27 * math.tan(math.acos(0.95))
+    assert _transfer_loading(raw) > 100.0  # fails already
+    net = Network(raw, name="loop, loaded", source="test")
+    demand = tmp_path / "d.csv"
+    demand.write_text("id,kw,category,bus,area_class\nx,10,generic,3,A\n", encoding="utf-8")
+    p = make_plan(net, demand, criteria=cn, method="greedy", time_limit_s=10)
+    assert [a.demand for a in p.assignments] == ["x"]
+    mv = [m for m in p.measures if m.kind.startswith("mv_cable")]
+    assert mv
+    for m in mv:
+        assert m.reason.startswith("N-1 that the network lacks already, restored for"), m.reason
+        assert "(the contingency fails already without the new load)" in m.reason, m.reason

@@ -55,6 +55,7 @@ from lvplan.planning.measures import (
 from lvplan.planning.model import PlanModel, Solution, solve_by_parts
 from lvplan.planning.n1measures import N1Offers
 from lvplan.planning.n1plan import (
+    FAILS_ALREADY,
     MAX_CUTS_PER_CONTINGENCY,
     check_plan_n1,
     demands_needing_n1,
@@ -1114,10 +1115,18 @@ def _result(
             if found:
                 reason = f"line loading{found}: {kw:.0f} kW of new design load beyond it"
             if up.kind in MV_CABLE_KINDS:
+                names = held_by.get(u, [])
                 reason = (
                     f"10 kV feeder section loading (found by the AC check): {kw:.0f} kW of new "
-                    "design load it carries; " + "; ".join(held_by.get(u, []))
+                    "design load it carries; " + "; ".join(names)
                 ).rstrip("; ")
+                if names and all(n.endswith(f"({FAILS_ALREADY})") for n in names):
+                    # not the new load's doing: the class's N-1 needs the contingency restored
+                    reason = (
+                        "N-1 that the network lacks already, restored for the demands of an area "
+                        f"class with full N-1 ({kw:.0f} kW of their new design load on the loop): "
+                        + "; ".join(names)
+                    )
             elif not users:
                 reason = (
                     "line loading (found by the AC check): its existing load draws more current "
