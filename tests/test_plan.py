@@ -153,7 +153,7 @@ def test_hand_instance_greedy_is_dearer(hand_plans, hand, cn):
 def test_hand_instance_greedy_puts_a_larger_measure_in_place_of_its_own(hand, cn, tmp_path):
     """With a before d (the years swapped), the greedy plans 400 kVA for a, and for d puts the
     500 kVA unit in its place for the 30,000 more (1,000 for d's cable): the optimum, one swap
-    in the plan, built in 2026 for b. Before, it never changed a planned measure and sent d to
+    in the plan, built in 2027 when a joins b (T1 carries b alone in 2026). Before, it never changed a planned measure and sent d to
     T2 (277,000)."""
     csv = tmp_path / "d.csv"
     csv.write_text(HAND_CSV.replace(",2028\n", ",2029\n").replace(",2027\n", ",2028\n")
@@ -162,7 +162,7 @@ def test_hand_instance_greedy_puts_a_larger_measure_in_place_of_its_own(hand, cn
     g = make_plan(hand, csv, criteria=cn, method="greedy", time_limit_s=10)
     assert g.cost_cny == pytest.approx(OPTIMUM_CNY, abs=1e-6)
     assert [(m.kind, m.after, m.cost_cny, m.year) for m in g.measures] == [
-        ("transformer_swap", "500 kVA", SWAP_500_CNY, 2026)
+        ("transformer_swap", "500 kVA", SWAP_500_CNY, 2027)
     ]
     d = next(a for a in g.assignments if a.demand == "d")
     assert d.connection == "bus 1"
