@@ -942,6 +942,24 @@ def _downstream(net, lines: set[int]) -> dict[int, set[int]]:
     return out
 
 
+def _cut_year(inst: Instance, sol: Solution, coefs: dict[int, float], rhs: float) -> int | None:
+    """The first year in which the plan's connections of the demands up to it break the linear
+    cut ``sum coefs <= rhs`` (None: never, or a demand without a year)."""
+    by_year: dict[int, float] = {}
+    for k in sol.chosen:
+        if k in coefs:
+            y = inst.demands[inst.options[k].demand].year
+            if y is None:
+                return None
+            by_year[y] = by_year.get(y, 0.0) + coefs[k]
+    used = 0.0
+    for y in sorted(by_year):
+        used += by_year[y]
+        if used > rhs:
+            return y
+    return None
+
+
 def _mv_bus(net, inst: Instance, i: int, chosen_by_demand: dict[int, int]) -> int | None:
     """The 10 kV bus demand ``i``'s load is drawn from in the plan: its area's transformer's
     high-voltage bus, or its new substation's tie bus."""
@@ -1009,6 +1027,7 @@ def _result(
     chosen = set(sol.chosen)
     held_by: dict[int, list[str]] = {}
     users_n1: dict[int, list[int]] = {}  # an N-1 measure -> the demands its cuts counted
+    lifted: dict[int, list[tuple[dict[int, float], float]]] = {}  # a 10 kV measure's cuts
     for (coefs, _rhs), lift, what in zip(
         cuts.linear if cuts else [],
         cuts.relief if cuts else [],
@@ -1027,12 +1046,14 @@ def _result(
             elif inst.upgrades[u].kind in MV_CABLE_KINDS and u in sol.upgrades:
                 ids = users_line.setdefault(inst.upgrades[u].element, [])
                 ids += [inst.options[k].demand for k in coefs if k in chosen]
+                lifted.setdefault(u, []).append((coefs, _rhs))
                 if what not in held_by.setdefault(u, []):
                     held_by[u].append(what)
     users_line = {ln: sorted(set(ids)) for ln, ids in users_line.items()}
     # a 10 kV section held in the normal state: the served demands whose load flows through it
     # (downstream of it in the radial 10 kV topology, its open switches open), not every
     # demand its cut's sensitivities counted (on the district, the same 205 for each section)
+    mv_year: dict[int, int] = {}  # a 10 kV section: the first year a cut it lifts breaks
     normal = {
         u
         for u, names in held_by.items()
@@ -1042,6 +1063,11 @@ def _result(
         below = _downstream(net, {inst.upgrades[u].element for u in normal})
         for u in normal:
             ln = inst.upgrades[u].element
+            # never later than the first year a cut it lifts is broken without it (a load
+            # elsewhere on the busbar counts in the cut, not among the demands it carries)
+            broke = [y for c in lifted.get(u, []) if (y := _cut_year(inst, sol, *c)) is not None]
+            if broke:
+                mv_year[ln] = min(broke)
             if below.get(ln):
                 users_line[ln] = [
                     i
@@ -1134,6 +1160,8 @@ def _result(
                 )
             el = ElementRef("line", up.element)
         year = first_year(users)
+        if up.kind in MV_CABLE_KINDS and up.element in mv_year:
+            year = mv_year[up.element] if year is None else min(year, mv_year[up.element])
         if u in dated:
             reason += "; " + year_note(dated[u], year)
             year = dated[u].year
