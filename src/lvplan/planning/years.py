@@ -11,6 +11,7 @@ committed, and the measure is needed in the first year in which, *without it*,
 
 Where that cannot be shown, the measure keeps the year of the first demand that uses it (never
 later than needed): a measure the AC check found (a cut on its element, or one it lifts), one
+in an area whose voltage the AC check corrected (a cut at one of its buses or terminals), one
 in an area with a transfer (its subtree's connections move), a banned one, demands without a
 year, or no year in which the linear model shows the need. Every other kind (10 kV sections,
 N-1 measures, transfers, new substations) keeps its first user's year.
@@ -39,7 +40,8 @@ DATED_KINDS = (
 class Dated:
     year: int | None
     #: how: "capacity" or "voltage" (the first year the linear model needs it), or why its
-    #: first user's year was kept: "ac" (found by the AC check), "first" (not shown)
+    #: first user's year was kept: "ac" (found by the AC check), "ac voltage" (its area's
+    #: voltage corrected by the AC check), "first" (not shown)
     how: str
 
 
@@ -87,11 +89,28 @@ def measure_years(
         areas_of.setdefault(-1 - ag.trafo, []).append(a)
         for ln in ag.lines:
             areas_of.setdefault(ln, []).append(a)
+    # areas whose voltage the AC check corrected (a cut at one of their buses or terminals):
+    # their linear voltage, learned at the whole plan's load, cannot show an earlier year fits
+    volt_areas = {
+        a
+        for (kind, i), v in cuts.volt_pu.items()
+        if v > 0
+        for a in (
+            [inst.bus_area.get(i)]
+            if kind == "bus"
+            else [grid.options[i].area]
+            if kind == "opt" and i < len(grid.options)
+            else []
+        )
+        if a is not None
+    }
     pending: list[int] = []
     for u in todo:
         key = element_key(inst.upgrades[u])
         if u in grid.banned or _ac_found(inst, grid, cuts, u):
             out[u] = Dated(out[u].year, "ac")
+        elif set(areas_of.get(key, [])) & volt_areas:
+            out[u] = Dated(out[u].year, "ac voltage")
         elif key in areas_of and not (set(areas_of[key]) & split_areas):
             pending.append(u)
     if not pending:
@@ -150,6 +169,11 @@ def year_note(d: Dated, first: int | None) -> str:
         what = "break a voltage margin of its area"
     elif d.how == "ac":
         return f"built in {d.year}, its first demand's year (found by the AC check)"
+    elif d.how == "ac voltage":
+        return (
+            f"built in {d.year}, its first demand's year (the AC check corrected its area's "
+            "voltage: an earlier need cannot be ruled out)"
+        )
     else:
         return f"built in {d.year}, its first demand's year"
     later = "" if d.year == first else f" (its first demand's is {first})"
