@@ -153,8 +153,8 @@ def test_hand_instance_greedy_is_dearer(hand_plans, hand, cn):
 def test_hand_instance_greedy_puts_a_larger_measure_in_place_of_its_own(hand, cn, tmp_path):
     """With a before d (the years swapped), the greedy plans 400 kVA for a, and for d puts the
     500 kVA unit in its place for the 30,000 more (1,000 for d's cable): the optimum, one swap
-    in the plan, built in 2027 when a joins b (T1 carries b alone in 2026). Before, it never changed a planned measure and sent d to
-    T2 (277,000)."""
+    in the plan, built in 2027 when a joins b (T1 carries b alone in 2026). Before, it never
+    changed a planned measure and sent d to T2 (277,000)."""
     csv = tmp_path / "d.csv"
     csv.write_text(HAND_CSV.replace(",2028\n", ",2029\n").replace(",2027\n", ",2028\n")
                    .replace(",2029\n", ",2027\n"), encoding="utf-8")  # fmt: skip

@@ -163,5 +163,8 @@ def test_a_contingency_that_fails_already_is_not_blamed_on_the_new_load(cn, tmp_
     mv = [m for m in p.measures if m.kind.startswith("mv_cable")]
     assert mv
     for m in mv:
-        assert m.reason.startswith("N-1 that the network lacks already, restored for"), m.reason
+        assert m.reason.startswith(
+            "N-1 that the network lacks already, restored for the demands of an area class with "
+            "full N-1 (A); 10 kW of their new design load on the loop: N-1 loss of line"
+        ), m.reason
         assert "(the contingency fails already without the new load)" in m.reason, m.reason

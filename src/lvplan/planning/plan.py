@@ -1148,10 +1148,12 @@ def _result(
                 ).rstrip("; ")
                 if names and all(n.endswith(f"({FAILS_ALREADY})") for n in names):
                     # not the new load's doing: the class's N-1 needs the contingency restored
+                    classes = sorted({demands[i].area_class for i in users} - {""})
+                    which = f" ({', '.join(classes)})" if classes else ""
                     reason = (
                         "N-1 that the network lacks already, restored for the demands of an area "
-                        f"class with full N-1 ({kw:.0f} kW of their new design load on the loop): "
-                        + "; ".join(names)
+                        f"class with full N-1{which}; {kw:.0f} kW of their new design load on the "
+                        "loop: " + "; ".join(names)
                     )
             elif not users:
                 reason = (
