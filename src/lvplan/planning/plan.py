@@ -933,12 +933,13 @@ def _downstream(net, lines: set[int]) -> dict[int, set[int]]:
         if not g.has_edge(a, b):
             out[ln] = set()
             continue
-        h = g.copy()
-        h.remove_edge(a, b)
-        fed = (
-            set().union(*(nx.node_connected_component(h, s) for s in sources)) if sources else set()
-        )
-        out[ln] = set(h.nodes) - fed
+        g.remove_edge(a, b)  # (put back below: one graph for every section)
+        fed: set[int] = set()
+        for src in sources:
+            if src not in fed:
+                fed |= nx.node_connected_component(g, src)
+        g.add_edge(a, b)
+        out[ln] = set(g.nodes) - fed
     return out
 
 
