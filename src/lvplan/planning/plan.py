@@ -1069,12 +1069,13 @@ def _result(
             broke = [y for c in lifted.get(u, []) if (y := _cut_year(inst, sol, *c)) is not None]
             if broke:
                 mv_year[ln] = min(broke)
-            if below.get(ln):
-                users_line[ln] = [
-                    i
-                    for i in sorted(chosen_by_demand)
-                    if _mv_bus(net, inst, i, chosen_by_demand) in below[ln]
-                ]
+            carried = [
+                i
+                for i in sorted(chosen_by_demand)
+                if _mv_bus(net, inst, i, chosen_by_demand) in below.get(ln, set())
+            ]
+            if carried:  # (none: a ring, or no new load below it; its cut's demands stand)
+                users_line[ln] = carried
 
     def first_year(ids: list[int]) -> int | None:
         ys = [y for y in (demands[i].year for i in ids) if y is not None]
