@@ -49,10 +49,12 @@ from lvplan.errors import InputError
 from lvplan.locate import EARTH_RADIUS_M
 from lvplan.model.network import Network
 from lvplan.planning import candidates
+from lvplan.planning.model import Solution
 from lvplan.planning.outputs import FILES, reinforced_json
 from lvplan.planning.plan import Plan
 from lvplan.planning.plan import plan as make_plan
 from lvplan.planning.synth_demand import synth_demand
+from lvplan.planning.verify import base_margin_map, check_plan
 
 LON0, LAT0 = 114.0, 22.5
 EAST_M = 90.0
@@ -151,8 +153,8 @@ def test_hand_instance_greedy_is_dearer(hand_plans, hand, cn):
 def test_hand_instance_greedy_puts_a_larger_measure_in_place_of_its_own(hand, cn, tmp_path):
     """With a before d (the years swapped), the greedy plans 400 kVA for a, and for d puts the
     500 kVA unit in its place for the 30,000 more (1,000 for d's cable): the optimum, one swap
-    in the plan, built in 2026 for b. Before, it never changed a planned measure and sent d to
-    T2 (277,000)."""
+    in the plan, built in 2027 when a joins b (T1 carries b alone in 2026). Before, it never
+    changed a planned measure and sent d to T2 (277,000)."""
     csv = tmp_path / "d.csv"
     csv.write_text(HAND_CSV.replace(",2028\n", ",2029\n").replace(",2027\n", ",2028\n")
                    .replace(",2029\n", ",2027\n"), encoding="utf-8")  # fmt: skip
@@ -160,7 +162,7 @@ def test_hand_instance_greedy_puts_a_larger_measure_in_place_of_its_own(hand, cn
     g = make_plan(hand, csv, criteria=cn, method="greedy", time_limit_s=10)
     assert g.cost_cny == pytest.approx(OPTIMUM_CNY, abs=1e-6)
     assert [(m.kind, m.after, m.cost_cny, m.year) for m in g.measures] == [
-        ("transformer_swap", "500 kVA", SWAP_500_CNY, 2026)
+        ("transformer_swap", "500 kVA", SWAP_500_CNY, 2027)
     ]
     d = next(a for a in g.assignments if a.demand == "d")
     assert d.connection == "bus 1"
@@ -169,12 +171,18 @@ def test_hand_instance_greedy_puts_a_larger_measure_in_place_of_its_own(hand, cn
 
 # -- 4. years --------------------------------------------------------------------------------------
 def test_hand_instance_years(hand_plans):
+    """A measure is built in the first year that needs it, not its first user's: T1 (159.0 kW
+    in the model) carries b (150 kW, 2026) as it is; the optimum's swap is needed once d comes
+    (2027: 210 kW), the greedy's once a does (2028: 300 kW)."""
     opt, greedy = hand_plans
-    # the swap serves a (2028), b (2026) and d (2027): built in 2026
-    assert [m.year for m in opt.measures] == [2026]
-    assert opt.cost_by_year() == {"2025": 0.0, "2026": SWAP_500_CNY, "2027": 1_000.0, "2028": 0.0}
+    assert [(m.year, sorted(m.demands)) for m in opt.measures] == [(2027, ["a", "b", "d"])]
+    assert "built in 2027: the demands up to then exceed its capacity" in opt.measures[0].reason
+    assert opt.cost_by_year() == {
+        "2025": 0.0, "2026": 0.0, "2027": SWAP_500_CNY + 1_000.0, "2028": 0.0
+    }  # fmt: skip
+    assert [m.year for m in greedy.measures] == [2028]
     assert greedy.cost_by_year() == {
-        "2025": 0.0, "2026": SWAP_400_CNY, "2027": pytest.approx(117_000.0, abs=1), "2028": 0.0
+        "2025": 0.0, "2026": 0.0, "2027": pytest.approx(117_000.0, abs=1), "2028": SWAP_400_CNY
     }  # fmt: skip
 
 
@@ -210,14 +218,18 @@ def test_every_plan_passes_the_reference_judge(sz_plans, sz, cn, seed):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_measure_years_are_the_first_year_of_their_demands(sz_plans, seed):
+def test_measure_years_are_within_their_demands_years(sz_plans, seed):
     frame, opt, greedy = sz_plans[seed]
     year = dict(zip(frame["id"], frame["year"], strict=True))
     for p in (opt, greedy):
         assert p.measures
         for m in p.measures:
             assert m.demands, m
-            assert m.year == min(year[d] for d in m.demands), m
+            # built when first needed: never before its first user, never after its last
+            first = min(year[d] for d in m.demands)
+            assert first <= m.year <= max(year[d] for d in m.demands), m
+            if m.year != first:
+                assert "the demands up to then" in m.reason, m
         for a in p.assignments:
             assert a.year == year[a.demand]
         by_year = p.cost_by_year()
@@ -227,6 +239,26 @@ def test_measure_years_are_the_first_year_of_their_demands(sz_plans, seed):
         n = len(p.measures) + len(p.assignments) + len(by_year)
         assert sum(by_year.values()) == pytest.approx(p.cost_cny, abs=0.005 * n)
         assert sum(by_year.values()) == pytest.approx(p.summary()["total_cost_cny"], abs=0.05)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_each_years_plan_passes_ac(sz_plans, sz, cn, seed):
+    """Dated by need, no measure comes too late: in each year, the demands up to it with the
+    measures built by then pass the AC check (no limit broken that the base did not break)."""
+    frame, opt, greedy = sz_plans[seed]
+    year = dict(zip(frame["id"], frame["year"], strict=True))
+    base = base_margin_map(sz, cn)
+    for p in (opt, greedy):
+        inst, sol = p.instance, p.solution
+        # _result lists the upgrades (sorted) first, then the new substations (sorted)
+        built = dict(zip([*sorted(sol.upgrades), *[-1 - s for s in sorted(sol.sites)]],
+                         [m.year for m in p.measures], strict=True))  # fmt: skip
+        for y in sorted(set(year.values())):
+            chosen = [k for k in sol.chosen if year[inst.demands[inst.options[k].demand].id] <= y]
+            ups = [u for u in sol.upgrades if built[u] <= y]
+            sites = [s for s in sol.sites if built[-1 - s] <= y]
+            _ev, broken = check_plan(sz, inst, Solution.of(inst, chosen, ups, sites, "x"), base)
+            assert broken == [], (p.method, y, broken)
 
 
 # -- 5. inputs the plan cannot serve, and bad inputs -------------------------------------------

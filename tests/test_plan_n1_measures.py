@@ -190,6 +190,7 @@ def test_moving_a_transformer_when_it_is_cheapest(cn, tmp_path, method):
     assert p.cost_cny == pytest.approx(MOVE_CNY, abs=1)
     why = p.measures[0].reason
     assert "N-1 loss of line 0 (L0)" in why and "N-1 loss of line 1 (L1)" in why
+    assert "): loading of line " in why and "line of line" not in why, why  # not "line of"
     offered = " ".join(n for h in p.history for n in h.notes)
     assert "new tie(s)" in offered and "reinforcement(s)" in offered
     reinforced = pp.from_json_string(reinforced_json(p, net))

@@ -113,7 +113,7 @@ def test_a_parallel_pair_over_its_limit_is_corrected_in_one_round(six, cn, sum_r
     p = make_plan(net, six, criteria=cn, method="greedy", time_limit_s=10)
     assert [(h.method, h.broken) for h in p.history] == [("greedy", 1), ("greedy", 0)]
     note = p.history[0].notes[0]
-    assert note.startswith("trafo 0 (T big): loading over by 0.22%, 76% of the current"), note
+    assert note.startswith("trafo 0 (T big): loading over by 0.22 %, 76% of the current"), note
     # the cut is on the 630 kVA option alone: the greedy's second round plans it again for five
     # and puts the 800 kVA unit in its place for the sixth; the optimum takes it at once
     assert [(m.kind, m.after) for m in p.measures] == [("transformer_parallel", "1250 + 800 kVA")]
@@ -143,7 +143,7 @@ def test_a_parallel_unit_over_its_limit_is_named_as_reinforced_json_has_it(
     why = [u["reason"] for u in w.unserved]
     assert why == [
         "withdrawn (the AC rounds did not converge): with its connection the loading of trafo 0 "
-        "(its parallel unit 630 kVA uk 4.5 % parallel to T big) was over its limit by 6.00%"
+        "(its parallel unit 630 kVA uk 4.5 % parallel to T big) was over its limit by 6.00 %"
     ]
     reinforced = pp.from_json_string(reinforced_json(w, net))
     assert "630 kVA uk 4.5 % parallel to T big" in set(reinforced.trafo.name)
@@ -274,7 +274,7 @@ def test_a_pair_the_network_has_is_corrected_in_one_round(tmp_path, cn):
     p = make_plan(network, demand, criteria=cn, method="greedy", time_limit_s=10)
     assert [(h.method, h.broken) for h in p.history] == [("greedy", 1), ("greedy", 0)]
     note = p.history[0].notes[0]
-    assert note.startswith("trafo 1 (T b): loading over by 1.21%, 67% of the current"), note
+    assert note.startswith("trafo 1 (T b): loading over by 1.21 %, 67% of the current"), note
     assert "the unit as it is" in note
     assert len(p.assignments) == 1 and not p.unserved[0]["reason"].startswith("withdrawn")
     assert not _new_violations(p, network, cn)

@@ -580,10 +580,15 @@ def _plan(args: argparse.Namespace, crit) -> int:
             gap += f" (at most {solver['best_bound']:,.1f} design kW within the budget)"
         else:
             gap += f" (bound {solver['best_bound']:,.0f} CNY{', ' + by if by else ''})"
+
+    def n(count: int, noun: str) -> str:
+        return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+    within = "" if budget is None else f" (of a budget of {budget:,.0f} CNY)"
     print(
-        f"plan ({s['method']}): {s['total_cost_cny']:,.0f} CNY for {s['demands_served']} of "
-        f"{s['demands']} demands ({s['design_kw_served']:,.0f} kW); {s['measures']} measures, "
-        f"{s['new_substations']} new substations"
+        f"plan ({s['method']}): {s['total_cost_cny']:,.0f} CNY{within} for "
+        f"{s['demands_served']} of {n(s['demands'], 'demand')} ({s['design_kw_served']:,.0f} kW); "
+        f"{n(s['measures'], 'measure')}, {n(s['new_substations'], 'new substation')}"
     )
     greedy = s["greedy_cost_cny"]
     print(

@@ -215,6 +215,16 @@ class Greedy:
             "serving it found in the time given)"
         )
 
+    def cheapest_fit(self, demand: int) -> int | None:
+        """The cost (CNY) of the cheapest fit of ``demand`` on the network as this greedy holds
+        it (a service cable, measures, a new substation); None: no option fits."""
+        fits = [
+            r[0]
+            for k, o in enumerate(self.g.inst.options)
+            if o.demand == demand and (r := self._try(k)) is not None
+        ]
+        return min(fits) if fits else None
+
     def _try(self, k: int) -> tuple[int, dict[int, int]] | None:
         """(cost, new upgrades by element key) that make option ``k`` fit, or None."""
         g = self.g

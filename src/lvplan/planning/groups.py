@@ -47,7 +47,7 @@ from lvplan.model.network import Network
 from lvplan.planning.candidates import Instance
 from lvplan.planning.demand import Demand, DemandSet
 from lvplan.planning.islands import IslandGroup, SubNetworks
-from lvplan.planning.measures import MV_CABLE_KINDS, Measures
+from lvplan.planning.measures import Measures
 from lvplan.planning.model import Solution
 
 #: each group's time, set when it starts: its share (by demands) of what the workers have
@@ -579,15 +579,10 @@ def join(
     inst_all.mv_line_data.update(mv_lines)
     inst_all.transfers.update(transfers)
     out = _result(network, inst_all, sol_all, None, method)
-    # what each group's own plan said of its 10 kV measures (the demands and the limit their
-    # cuts held, known only in the group) and of N-1
-    said = {
-        (m.kind, m.element): m
-        for r in results
-        if r.plan is not None
-        for m in r.plan.measures
-        if m.kind in MV_CABLE_KINDS
-    }
+    # what each group's own plan said of its measures: the demands and the limit a 10 kV
+    # section's cuts held, and each measure's year (dated on the group's linear model and
+    # cuts, known only in the group); and of N-1
+    said = {(m.kind, m.element): m for r in results if r.plan is not None for m in r.plan.measures}
     out.measures = [said.get((m.kind, m.element), m) for m in out.measures]
     n1s = [r.plan.n1 for r in results if r.plan is not None and r.plan.n1 is not None]
     if n1s:

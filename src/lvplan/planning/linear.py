@@ -65,6 +65,9 @@ class Cuts:
     relief: list[tuple[int, ...]] = field(default_factory=list)
     #: upgrades no longer offered (one lifted a bus of its area above its maximum in AC)
     banned: set[int] = field(default_factory=set)
+    #: what the AC check found on an element whose capacity it cut ("trafo 3", "line 40"):
+    #: its loading in per cent in the plan of the round that found it (the latest such round)
+    found: dict[str, float] = field(default_factory=dict)
 
     def add_linear(
         self, coefs: dict[int, float], rhs: float, name: str, relief: tuple[int, ...] = ()

@@ -108,6 +108,11 @@ def contingency_label(network: Network, planned_pp, c) -> str:
     return f"loss of {what} ({c.feeder})"
 
 
+#: said of a contingency cut whose contingency fails on the network as it is (no plan, no new
+#: load): the measure restores N-1 for the class that requires it; the new load did not break it
+FAILS_ALREADY = "the contingency fails already without the new load"
+
+
 def option_label(network: Network, option) -> str:
     """A restoring option by a name that does not depend on the round: a new tie's switch and
     cable are new elements, named by the buses the tie joins."""
@@ -150,7 +155,7 @@ def check_plan_n1(
     contingencies judged. ``offers``: the instance's N-1 measures, offered as relief of the
     cuts (None: none offered, the cuts lifted by feeder reinforcement alone and the
     withdrawals by nothing)."""
-    from lvplan.n1.assess import FAIL, PASS, judge_contingency, n1_context
+    from lvplan.n1.assess import FAIL, NOT_ASSESSABLE, PASS, judge_contingency, n1_context
     from lvplan.planning.verify import solution_changes
 
     mine = [k for k in sol.chosen if inst.options[k].demand in needs]
@@ -189,6 +194,22 @@ def check_plan_n1(
         return ok[f]
 
     lim = inst.criteria.n1_line_max_loading_percent
+    base: list[dict[str, Any]] = []  # the base network's contingencies by id, once needed
+
+    def fails_already(c) -> bool:
+        """Whether contingency ``c`` fails on the network as it is, without the plan and its
+        new load (as ``check`` says "fails already"): its measures are then needed for the N-1
+        the demands' class requires, not for their load."""
+        if not base:
+            bctx = n1_context(network, inst.criteria)
+            base.append(
+                {b.id: (bctx, b) for f in bctx.topology.feeders.values() for b in f.contingencies}
+            )
+        hit = base[0].get(c.id)
+        if hit is None:  # (a contingency of a line the plan laid: not in the base)
+            return False
+        return judge_contingency(hit[0], hit[1], None, 0.0, 0.0).status in (FAIL, NOT_ASSESSABLE)
+
     labels: dict[str, str] = {}  # contingency id -> its label (see contingency_label)
 
     def lab(c) -> str:
@@ -253,6 +274,7 @@ def check_plan_n1(
                 max_cuts,
                 label=lab(c),
                 planned_pp=planned.pp,
+                already=fails_already(c),
             )
             if not learned:  # nothing the options can change: its N-1 demands go elsewhere
                 why = f"N-1 {lab(c)}: fails (margin {margin:.4f}) and no connection relieves it"
@@ -317,6 +339,7 @@ def _fail_cuts(
     *,
     label: str | None = None,
     planned_pp=None,
+    already: bool = False,
 ) -> list[str]:
     """Linear cuts for the elements over their emergency limit in ``best`` (an option of
     contingency ``c``, on the planned network), from the sensitivities in that state, on the
@@ -392,9 +415,11 @@ def _fail_cuts(
         what = el
         if planned_pp is not None and el.startswith("line ") and el.split()[1].isdigit():
             what = element_label(network, planned_pp, "line", int(el.split()[1]))
-        name = (
-            f"N-1 {label or c.id} ({option_label(network, best.option)}): {v.kind.value} of {what}"
-        )
+        # "loading of line 40", "loading of new line bus 5 - bus 9", "voltage of bus 7"
+        limit = "voltage" if v.kind == BindingKind.VOLTAGE else "loading"
+        name = f"N-1 {label or c.id} ({option_label(network, best.option)}): {limit} of {what}"
+        if already:
+            name += f" ({FAILS_ALREADY})"
         cuts.add_linear(coefs, used + margin - safe, name, lift)
         n_tie = sum(1 for u in lift if inst.upgrades[u].kind == MeasureKind.MV_TIE_NEW)
         n_move = len(lift) - n_reinforce - n_tie

@@ -10,7 +10,9 @@
    state breaks a limit the linear model accepted, the model is tightened there and solved
    again. A plan is returned only once it has passed; the optimal plan is never reported
    dearer than the verified greedy one (if it were, the greedy plan is the answer).
-5. Years: each measure is built in the first year a demand that uses it arrives.
+5. Years (:mod:`lvplan.planning.years`): a transformer or LV cable measure is built in the
+   first year whose demands need it in the linear model; where that cannot be shown, and for
+   every other measure, in the first year a demand that uses it arrives.
 """
 
 from __future__ import annotations
@@ -35,7 +37,14 @@ from lvplan.planning.candidates import (
 )
 from lvplan.planning.demand import DemandSet, read_demand
 from lvplan.planning.greedy import Greedy
-from lvplan.planning.linear import KW_UNIT, Cuts, LinearGrid, load_units, mv_response
+from lvplan.planning.linear import (
+    KW_UNIT,
+    Cuts,
+    LinearGrid,
+    MvResponse,
+    load_units,
+    mv_response,
+)
 from lvplan.planning.measures import (
     MV_CABLE_KINDS,
     N1_KINDS,
@@ -46,6 +55,7 @@ from lvplan.planning.measures import (
 from lvplan.planning.model import PlanModel, Solution, solve_by_parts
 from lvplan.planning.n1measures import N1Offers
 from lvplan.planning.n1plan import (
+    FAILS_ALREADY,
     MAX_CUTS_PER_CONTINGENCY,
     check_plan_n1,
     demands_needing_n1,
@@ -56,6 +66,7 @@ from lvplan.planning.repair import repair, snapshot, touched
 from lvplan.planning.transfers import offer_transfers
 from lvplan.planning.verify import base_margin_map, check_plan, solution_changes, tighten
 from lvplan.planning.withdraw import withdraw_unverified
+from lvplan.planning.years import measure_years, year_note
 
 MAX_ROUNDS = 8
 #: More rounds for a plan with N-1 demands: a round whose N-1 check teaches cuts (and may build
@@ -76,6 +87,8 @@ N1_OFFER_CHECKS = 3
 #: and moves: as the plan made them before those measures existed.
 N1_CUTS_WITHOUT_MEASURES = 5
 METHODS = ("optimal", "greedy")
+#: the rounds of the greedy plan made again without new ties and moved transformers
+AGAIN = "greedy (again, without new ties and moves)"
 #: An optimal round is started only when CP-SAT gets at least this long and the round's AC
 #: check (as long as the last one took) still ends by the deadline (``--time-limit``).
 MIN_SOLVE_S = 5.0
@@ -258,6 +271,11 @@ class Plan:
             "assignments": [a.to_dict() for a in self.assignments],
             "unserved": self.unserved,
         }
+
+
+def _n(count: int, noun: str) -> str:
+    """ "1 limit", "2 limits" (a noun whose plural takes an s)."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def _r(x: float | None, nd: int = 2) -> float | None:
@@ -484,7 +502,7 @@ def plan_network(
             history.append(PlanRound(name, rnd, sol.cost_cny, sol.status, len(broken), notes))
             say(
                 f"{name} round {rnd}: {sol.cost_cny:,.0f} CNY, {sol.status}, "
-                f"{len(broken)} limits broken in AC ({time.perf_counter() - t0:.1f} s)"
+                f"{_n(len(broken), 'limit')} broken in AC ({time.perf_counter() - t0:.1f} s)"
                 + "".join(f"\n    {n}" for n in notes[:40])
             )
             if not broken:
@@ -500,7 +518,7 @@ def plan_network(
             return best
         # a verified plan all the same; with N-1 measures on offer, first the plan made again
         # without them (below), and only that one withdraws
-        if name == "greedy" and budget_cny is None and offers is None:
+        if name.startswith("greedy") and budget_cny is None and offers is None:
             sol, ev, why, counts = withdraw_unverified(
                 network,
                 inst,
@@ -561,10 +579,14 @@ def plan_network(
         # reinforcement and withdrawals alone, as the plan was made before those measures
         say(f"{exc}; planned again without new ties and moved transformers")
         offers, cuts, kept[:], n1_cuts = None, Cuts(), [], N1_CUTS_WITHOUT_MEASURES
-        g_sol, g_ev, _g_rounds = verified(greedy, "greedy")
+        # (its rounds named apart from the first attempt's in the summary's rounds)
+        g_sol, g_ev, _g_rounds = verified(greedy, AGAIN)
+        if AGAIN in n1_judged:
+            n1_judged["greedy"] = n1_judged.pop(AGAIN)
     between = frozenset(s.id for s in inst.sites if s.between)
     servable = [i for i in range(len(inst.demands)) if i not in inst.unservable]
-    if between and budget_cny is None and not all(g_sol.served[i] for i in servable):
+    used = between & set(g_sol.sites)
+    if used and budget_cny is None and not needs and not all(g_sol.served[i] for i in servable):
         # the greedy left demands it could serve (the 10 kV voltage room spent by those before
         # them: the order of its choices, and the AC cuts its rounds found, decide): once more
         # from the start, its own rounds and cuts, without the sites between two clusters (as
@@ -767,7 +789,9 @@ def plan_network(
                 gap=max(0.0, sol.cost_cny - proved.bound) / max(sol.cost_cny, 1e-9),
                 bounds=proved.bounds,
             )
-    result = _result(network, inst, sol, ev, method if budget_cny is None else "budget", cuts)
+    result = _result(
+        network, inst, sol, ev, method if budget_cny is None else "budget", cuts, mv=mv
+    )
     if budget_cny is not None:
         # the objective is the design kW served, and the bound the most any plan within the
         # budget serves (the cost's bound, which the rounds compare, says nothing of that)
@@ -777,12 +801,28 @@ def plan_network(
         result.bound = math.nan if top is None else top * KW_UNIT
         result.gap = math.nan if top is None else (top - got) / top if top else 0.0
     why = Greedy(LinearGrid(inst, mv, cuts))  # the plan built in once, for every unserved
+    alone = Greedy(LinearGrid(inst, mv, cuts)) if budget_cny is not None else None
     for u in result.unserved:
         if u["reason"] is None and u["position"] in withdrawn:  # the greedy plan's, kept
             u["reason"] = withdrawn[u["position"]]
         if u["reason"] is None:
             text = why.explain(sol, u["position"])
             reason = text if text.startswith("an option fits") else "no option fits: " + text
+            first = None if alone is None else alone.cheapest_fit(u["position"])
+            if budget_cny is not None and first is not None:
+                # it fits the network as it is: the budget left it out (what the plan's own
+                # connections leave for it says why it was not added at the end)
+                now = why.cheapest_fit(u["position"])
+                reason = (
+                    f"left out within the budget of {budget_cny:,.0f} CNY "
+                    f"({max(budget_cny - sol.cost_cny, 0.0):,.0f} CNY of it unspent): its "
+                    f"cheapest fit costs {first:,.0f} CNY on the network as it is, "
+                    + (
+                        f"{now:,.0f} CNY beside this plan"
+                        if now is not None
+                        else f"and none fits beside this plan ({text})"
+                    )
+                )
             left_out = left_out_for_voltage(inst, u["position"])
             if left_out:  # said plainly: the greedy names such a line only as overloaded
                 reason += "; " + left_out
@@ -892,8 +932,99 @@ def _better(inst: Instance, a: Solution, b: Solution) -> bool:
     return a.cost_cny <= b.cost_cny + 1e-6
 
 
+def _downstream(net, lines: set[int]) -> dict[int, set[int]]:
+    """For each 10 kV line, the buses of the 10 kV network (and above) that lose their supply
+    without it: those whose load flows through it in the radial topology (closed switches,
+    in-service branches; a cable laid beside it counted with it). Empty where the network
+    stays connected without it (a closed ring)."""
+    import networkx as nx
+
+    from lvplan.model.topology import LV_MAX_KV, _closed_branch_graph, _slack_buses
+
+    ids, _pos, _on, ra, rb = _closed_branch_graph(net)
+    mv = set(net.bus.index[net.bus.vn_kv >= LV_MAX_KV].tolist())
+    g = nx.Graph()
+    g.add_nodes_from(mv)
+    g.add_edges_from(
+        (int(a), int(b))
+        for a, b in zip(ids[ra].tolist(), ids[rb].tolist(), strict=True)
+        if a in mv and b in mv and a != b
+    )
+    sources = [b for b in _slack_buses(net) if b in g]
+    out: dict[int, set[int]] = {}
+    for ln in lines:
+        if ln not in net.line.index:
+            continue
+        a, b = int(net.line.at[ln, "from_bus"]), int(net.line.at[ln, "to_bus"])
+        if not g.has_edge(a, b):
+            out[ln] = set()
+            continue
+        g.remove_edge(a, b)  # (put back below: one graph for every section)
+        fed: set[int] = set()
+        for src in sources:
+            if src not in fed:
+                fed |= nx.node_connected_component(g, src)
+        g.add_edge(a, b)
+        out[ln] = set(g.nodes) - fed
+    return out
+
+
+def _cut_year(inst: Instance, sol: Solution, coefs: dict[int, float], rhs: float) -> int | None:
+    """The first year in which the plan's connections of the demands up to it break the linear
+    cut ``sum coefs <= rhs`` (None: never, or a demand without a year)."""
+    by_year: dict[int, float] = {}
+    for k in sol.chosen:
+        if k in coefs:
+            y = inst.demands[inst.options[k].demand].year
+            if y is None:
+                return None
+            by_year[y] = by_year.get(y, 0.0) + coefs[k]
+    used = 0.0
+    for y in sorted(by_year):
+        used += by_year[y]
+        if used > rhs:
+            return y
+    return None
+
+
+def _mv_bus(net, inst: Instance, i: int, chosen_by_demand: dict[int, int]) -> int | None:
+    """The 10 kV bus demand ``i``'s load is drawn from in the plan: its area's transformer's
+    high-voltage bus, or its new substation's tie bus."""
+    o = inst.options[chosen_by_demand[i]]
+    if o.site is not None:
+        return inst.sites[o.site].mv_bus
+    a = inst.bus_area.get(o.bus) if o.bus is not None else None
+    return None if a is None else int(net.trafo.at[inst.areas[a].trafo, "hv_bus"])
+
+
+def _ac_found(cuts: Cuts | None, element: str, u: int, limit: float) -> str:
+    """ " (found by the AC check: ...)" where the AC check cut the capacity of ``element`` (or
+    of upgrade ``u`` itself) and the model then needed the measure; "" where it did not."""
+    if cuts is None:
+        return ""
+    kind, _, ident = element.partition(" ")
+    held = (
+        cuts.trafo_kw.get(int(ident), 0.0) if kind == "trafo" else cuts.line_kw.get(int(ident), 0.0)
+    )
+    held += cuts.upgrade_kw.get(u, 0.0)
+    if held <= 0:
+        return ""
+    pct = cuts.found.get(element)
+    at = (
+        "" if pct is None else f": {pct:.2f} % loaded in an earlier round's plan, limit {limit:g} %"
+    )
+    return f" (found by the AC check{at}; the model's capacity cut by {held:,.0f} kW)"
+
+
 def _result(
-    network: Network, inst: Instance, sol: Solution, ev, method: str, cuts: Cuts | None = None
+    network: Network,
+    inst: Instance,
+    sol: Solution,
+    ev,
+    method: str,
+    cuts: Cuts | None = None,
+    *,
+    mv: MvResponse | None = None,
 ) -> Plan:
     net = network.pp
     demands = inst.demands
@@ -923,6 +1054,7 @@ def _result(
     chosen = set(sol.chosen)
     held_by: dict[int, list[str]] = {}
     users_n1: dict[int, list[int]] = {}  # an N-1 measure -> the demands its cuts counted
+    lifted: dict[int, list[tuple[dict[int, float], float]]] = {}  # a 10 kV measure's cuts
     for (coefs, _rhs), lift, what in zip(
         cuts.linear if cuts else [],
         cuts.relief if cuts else [],
@@ -941,14 +1073,56 @@ def _result(
             elif inst.upgrades[u].kind in MV_CABLE_KINDS and u in sol.upgrades:
                 ids = users_line.setdefault(inst.upgrades[u].element, [])
                 ids += [inst.options[k].demand for k in coefs if k in chosen]
+                lifted.setdefault(u, []).append((coefs, _rhs))
                 if what not in held_by.setdefault(u, []):
                     held_by[u].append(what)
     users_line = {ln: sorted(set(ids)) for ln, ids in users_line.items()}
+    # a 10 kV section held in the normal state: the served demands whose load flows through it
+    # (downstream of it in the radial 10 kV topology, its open switches open), not every
+    # demand its cut's sensitivities counted (on the district, the same 205 for each section)
+    mv_year: dict[int, int] = {}  # a 10 kV section: the first year a cut it lifts breaks
+    normal = {
+        u
+        for u, names in held_by.items()
+        if inst.upgrades[u].kind in MV_CABLE_KINDS and not any(n.startswith("N-1") for n in names)
+    }
+    if normal:
+        below = _downstream(net, {inst.upgrades[u].element for u in normal})
+        for u in normal:
+            ln = inst.upgrades[u].element
+            # never later than the first year a cut it lifts is broken without it (a load
+            # elsewhere on the busbar counts in the cut, not among the demands it carries)
+            broke = [y for c in lifted.get(u, []) if (y := _cut_year(inst, sol, *c)) is not None]
+            if broke:
+                mv_year[ln] = min(broke)
+            carried = [
+                i
+                for i in sorted(chosen_by_demand)
+                if _mv_bus(net, inst, i, chosen_by_demand) in below.get(ln, set())
+            ]
+            if carried:  # (none: a ring, or no new load below it; its cut's demands stand)
+                users_line[ln] = carried
 
     def first_year(ids: list[int]) -> int | None:
         ys = [y for y in (demands[i].year for i in ids) if y is not None]
         return min(ys) if ys else None
 
+    # the transformer and LV cable measures: dated by the first year that needs them
+    dated = measure_years(
+        inst,
+        sol,
+        {
+            u: users_trafo.get(inst.upgrades[u].element, [])
+            if inst.upgrades[u].kind
+            in (MeasureKind.TRANSFORMER_SWAP, MeasureKind.TRANSFORMER_PARALLEL)
+            else users_line.get(inst.upgrades[u].element, [])
+            for u in sol.upgrades
+        },
+        mv,
+        cuts,
+    )
+    lim_t = inst.criteria.trafo_max_loading_percent
+    lim_l = inst.criteria.line_max_loading_percent
     measures: list[Measure] = []
     for u in sorted(sol.upgrades):
         up = inst.upgrades[u]
@@ -971,8 +1145,9 @@ def _result(
             )
             kw = sum(demands[i].design_kw for i in users)
             reason = (
-                f"transformer loading: {inst.trafo_base_kva[up.element]:.0f} kVA-equivalent at "
-                f"the base + {kw:.0f} kW of new design load on {before}"
+                f"transformer loading{_ac_found(cuts, f'trafo {up.element}', u, lim_t)}: "
+                f"{inst.trafo_base_kva[up.element]:.0f} kVA-equivalent at the base + {kw:.0f} kW "
+                f"of new design load on {before}"
             )
             if not users:
                 reason = (
@@ -990,17 +1165,36 @@ def _result(
             )
             kw = sum(demands[i].design_kw for i in users)
             reason = f"line loading or voltage drop: {kw:.0f} kW of new design load beyond it"
+            found = _ac_found(cuts, f"line {up.element}", u, lim_l)
+            if found:
+                reason = f"line loading{found}: {kw:.0f} kW of new design load beyond it"
             if up.kind in MV_CABLE_KINDS:
+                names = held_by.get(u, [])
                 reason = (
                     f"10 kV feeder section loading (found by the AC check): {kw:.0f} kW of new "
-                    "design load it carries; " + "; ".join(held_by.get(u, []))
+                    "design load it carries; " + "; ".join(names)
                 ).rstrip("; ")
+                if names and all(n.endswith(f"({FAILS_ALREADY})") for n in names):
+                    # not the new load's doing: the class's N-1 needs the contingency restored
+                    classes = sorted({demands[i].area_class for i in users} - {""})
+                    which = f" ({', '.join(classes)})" if classes else ""
+                    reason = (
+                        "N-1 that the network lacks already, restored for the demands of an area "
+                        f"class with full N-1{which}; {kw:.0f} kW of their new design load on the "
+                        "loop: " + "; ".join(names)
+                    )
             elif not users:
                 reason = (
                     "line loading (found by the AC check): its existing load draws more current "
                     "at the lower voltage the new connections bring"
                 )
             el = ElementRef("line", up.element)
+        year = first_year(users)
+        if up.kind in MV_CABLE_KINDS and up.element in mv_year:
+            year = mv_year[up.element] if year is None else min(year, mv_year[up.element])
+        if u in dated:
+            reason += "; " + year_note(dated[u], year)
+            year = dated[u].year
         measures.append(
             Measure(
                 up.kind.value,
@@ -1008,7 +1202,7 @@ def _result(
                 before,
                 after,
                 round(up.cost_cny, 2),
-                first_year(users),
+                year,
                 [demands[i].id for i in users],
                 reason,
             )
@@ -1061,7 +1255,7 @@ def _result(
         unserved.append(
             {
                 "demand": d.id,
-                "design_kw": d.design_kw,
+                "design_kw": round(d.design_kw, 1),  # (as design_kw_served: 0.1 kW)
                 "reason": inst.unservable.get(i),
                 "position": i,
             }

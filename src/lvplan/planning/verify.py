@@ -164,6 +164,7 @@ def tighten(
             carried_lines.update(path)
             carried_trafos.add(inst.areas[a].trafo)
     notes: list[str] = []
+    lim_t = inst.criteria.trafo_max_loading_percent
     generic: list[Broken] = []
     relief: dict[Broken, tuple[int, ...]] = {}
     for b in broken:
@@ -221,7 +222,9 @@ def tighten(
                 kw = (excess + SAFE_LOADING) * up.capacity * math.sqrt(3) * vn * 1000.0 * inst.pf
                 ck = cable_key(sp.line)
                 cuts.line_kw[ck] = cuts.line_kw.get(ck, 0.0) + kw + 1.0
-                notes.append(f"{b.element} (transfer of line {sp.line}): over by {excess:.2%}")
+                notes.append(
+                    f"{b.element} (transfer of line {sp.line}): over by {excess * 100:.2f} %"
+                )
                 continue
             if line not in inst.line_data and idx not in base_lines and idx in pp.line.index:
                 # a new line: a parallel cable (same buses as an upgraded line) or a service cable
@@ -239,6 +242,7 @@ def tighten(
                 _r, _x, imax, _base, vn = inst.line_data[line]
                 kw = (excess + SAFE_LOADING) * imax * math.sqrt(3) * vn * 1000.0 * inst.pf
                 cuts.line_kw[line] = cuts.line_kw.get(line, 0.0) + kw + 1.0
+                cuts.found[f"line {line}"] = inst.criteria.line_max_loading_percent + excess * 100
                 notes.append(f"line {line}: loading over by {excess * 100:.2f} %")
                 continue
             if line in base_lines and inst.line_info(network, line) is not None:
@@ -264,7 +268,9 @@ def tighten(
                     kva = inst.sites[sid].rated_kva
                     kw = (excess + SAFE_LOADING) * kva * inst.pf
                     cuts.site_kw[sid] = cuts.site_kw.get(sid, 0.0) + kw + 1.0
-                    notes.append(f"site {inst.sites[sid].name}: loading over by {excess:.2%}")
+                    notes.append(
+                        f"site {inst.sites[sid].name}: loading over by {excess * 100:.2f} %"
+                    )
                     continue
                 for cand in inst.trafo_kva:
                     if cand in pp.trafo.index and (
@@ -276,12 +282,14 @@ def tighten(
             if t in inst.trafo_kva and t in carried_trafos and len(pair) > 1:
                 note = _pair_cut(network, inst, sol, ev, t, idx, pair, excess, cuts)
                 if note is not None:
+                    cuts.found[f"trafo {t}"] = lim_t + excess * 100
                     notes.append(note)
                     continue
             if t in inst.trafo_kva and t in carried_trafos:
                 kw = (excess + SAFE_LOADING) * inst.trafo_kva[t] * inst.pf
                 cuts.trafo_kw[t] = cuts.trafo_kw.get(t, 0.0) + kw + 1.0
-                notes.append(f"trafo {t}: loading over by {excess:.2%}")
+                cuts.found[f"trafo {t}"] = lim_t + excess * 100
+                notes.append(f"trafo {t}: loading over by {excess * 100:.2f} %")
                 continue
             if t != idx and idx not in network.pp.trafo.index:
                 # a parallel unit: judged as the unit it stands beside (the base knows that
@@ -429,7 +437,7 @@ def _pair_cut(
     name = str(pp.trafo.at[idx, "name"]) if "name" in pp.trafo else ""
     who = element_label(network, pp, "trafo", idx)  # a unit of the base: by its own id
     return (
-        f"{who} ({name}): loading over by {excess:.2%}, {share:.0%} of the current of its "
+        f"{who} ({name}): loading over by {excess * 100:.2f} %, {share:.0%} of the current of its "
         f"{len(pair)} parallel units; their new load held to {model_kw - off_kw:,.1f} kW "
         f"(the model had {model_kw:,.1f} kW; the {on} -{more:,.1f} kW)"
     )

@@ -165,7 +165,10 @@ def withdraw_unverified(
         sol = without(inst, sol, set(out))
         ev, broken = judge(sol)
         rounds.append(len(broken))
-        say(f"withdrawn {len(out)} demands; {len(broken)} limits broken in AC")
+        say(
+            f"withdrawn {len(out)} demand{'' if len(out) == 1 else 's'}; {len(broken)} "
+            f"limit{'' if len(broken) == 1 else 's'} broken in AC"
+        )
         if not broken:
             return sol, ev, _texts(why), rounds
     # nothing left to trace, or the rounds ran out: the MV islands of the limits still broken
@@ -182,7 +185,10 @@ def withdraw_unverified(
                 why.setdefault(i, what)
             ev2, broken2 = judge(back)
             rounds.append(len(broken2))
-            say(f"{len(isl)} MV islands back to the base case; {len(broken2)} limits broken")
+            say(
+                f"{len(isl)} MV island{'' if len(isl) == 1 else 's'} back to the base case; "
+                f"{len(broken2)} limit{'' if len(broken2) == 1 else 's'} broken"
+            )
             if not broken2:
                 return back, ev2, _texts(why), rounds
             sol = back
@@ -304,7 +310,7 @@ def _what(b: Broken) -> str:
     if b.kind == BindingKind.VOLTAGE:
         side = "below its minimum" if b.side == "min" else "above its maximum"
         return f"with its connection the voltage of {el} was {side} by {-b.margin:.4f} pu"
-    return f"with its connection the loading of {el} was over its limit by {-b.margin:.2%}"
+    return f"with its connection the loading of {el} was over its limit by {-b.margin * 100:.2f} %"
 
 
 def _texts(why: dict[int, str]) -> dict[int, str]:
