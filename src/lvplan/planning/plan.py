@@ -596,7 +596,7 @@ def plan_network(
             f"greedy: {sum(not g_sol.served[i] for i in servable)} demands it could serve left "
             f"out: again from the start without the {len(between)} sites between two clusters"
         )
-        first = (cuts, list(kept), n1_cuts)
+        before = (cuts, list(kept), n1_cuts)
         skip[0], cuts, kept[:] = between, Cuts(), []
         try:
             again = verified(greedy, "greedy (founded sites only)")
@@ -606,7 +606,7 @@ def plan_network(
         if again is not None and _improves(inst, again[0], g_sol):
             g_sol, g_ev, _g_rounds = again
         else:
-            cuts, kept[:], n1_cuts = first[0], first[1], first[2]
+            cuts, kept[:], n1_cuts = before
         skip[0] = frozenset()
     _greedy_rounds = [len(history)]
     sol, ev = g_sol, g_ev
