@@ -97,3 +97,32 @@ def test_counts_beyond_reason_are_refused(tmp_path, capsys, argv, message):
         argv += ["--out", str(out)]
     err = _bad(capsys, argv, out)
     assert message in err
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("trafo_max_loading_percent=1e308", "trafo_max_loading_percent must be in [1, 1000]"),
+        ("line_max_loading_percent=1e308", "line_max_loading_percent must be in [1, 1000]"),
+        ("lv_min_voltage_v=0", "lv_min_voltage_v must be in [100, 1000]"),
+        ("lv_min_voltage_v=-400", "lv_min_voltage_v must be in [100, 1000]"),
+        ("mv_min_voltage_pu=-5", "mv_min_voltage_pu must be in [0.5, 1.5]"),
+        ("detour_factor=0", "detour_factor must be in [1, 5]"),
+        ("detour_factor=-1", "detour_factor must be in [1, 5]"),
+        ("detour_factor=1e308", "detour_factor must be in [1, 5]"),
+        ("profile=en50160", "criterion profile cannot be set: use --profile"),
+        ("default_area_class=Z", "default_area_class must be one of A+, A, B, C, D, E, got 'Z'"),
+        ("service_cable=foo", "service_cable must be an LV cable of the equipment catalogue"),
+    ],
+)
+def test_senseless_criteria_are_refused(tmp_path, capsys, setting, message):
+    """Each was accepted: 1e308 % overflowed the linear model's integer scaling, a minimum
+    voltage of 0 divided by zero choosing a service cable (-400 V planned on), ``profile``
+    raised a TypeError, a detour factor of 0 laid every cable at 0 m (-1: negative lengths), an
+    unknown default area class was blamed on the demand file's line 2 (which had no area_class
+    column). Now each is one line naming the criterion and its range, before the network loads."""
+    demand = _csv(tmp_path, "id,kw,bus\na,50,6\n")
+    out = tmp_path / "out"
+    argv = ["plan", "sz-futian", "--demand", str(demand), "--out", str(out)]
+    err = _bad(capsys, [*argv, "--set", setting], out)
+    assert message in err
