@@ -126,3 +126,47 @@ def test_senseless_criteria_are_refused(tmp_path, capsys, setting, message):
     argv = ["plan", "sz-futian", "--demand", str(demand), "--out", str(out)]
     err = _bad(capsys, [*argv, "--set", setting], out)
     assert message in err
+
+
+@pytest.mark.parametrize("option", ["--out", "--resume", "--catalogue", "--demand"])
+def test_a_path_part_too_long_is_one_line(tmp_path, capsys, option):
+    """A part of 256 bytes (over the file system's 255) was an OSError traceback (``File name
+    too long``) from ``Path.exists()``/``is_dir()``: now one line naming the option."""
+    demand = _csv(tmp_path, "id,kw,bus\na,50,6\n")
+    out = tmp_path / "out"
+    long = str(tmp_path / ("a" * 256))
+    argv = {"--out": ["--out", long], "--resume": ["--resume", long]}.get(
+        option, ["--out", str(out)]
+    )
+    argv = ["plan", "sz-futian", "--demand", str(demand), *argv]
+    if option in ("--catalogue", "--demand"):
+        argv += [option, long + ".toml"]
+    err = _bad(capsys, argv, out)
+    assert err.startswith(f"lvplan: error: {option} ") and "File name too long" in err, err
+
+
+@pytest.mark.parametrize("option", ["--out", "--resume", "--catalogue"])
+def test_a_path_in_a_folder_one_cannot_enter_is_one_line(tmp_path, capsys, monkeypatch, option):
+    """``nox/x`` with ``nox`` mode 000 was a PermissionError traceback. (As root the file
+    system lets every stat through, so the refusal is simulated at ``os.stat``; by hand, as a
+    user: ``mkdir nox; chmod 000 nox; lvplan plan ... --out nox/x``.)"""
+    import os
+
+    demand = _csv(tmp_path, "id,kw,bus\na,50,6\n")
+    nox = tmp_path / "nox"
+    nox.mkdir()
+    real = os.stat
+
+    def stat(p, *a, **k):
+        if str(p).startswith(str(nox) + "/"):
+            raise PermissionError(13, "Permission denied", str(p))
+        return real(p, *a, **k)
+
+    monkeypatch.setattr(os, "stat", stat)
+    out = tmp_path / "out"
+    target = str(nox / ("x.toml" if option == "--catalogue" else "x"))
+    argv = ["plan", "sz-futian", "--demand", str(demand), option, target]
+    if option != "--out":
+        argv += ["--out", str(out)]
+    err = _bad(capsys, argv, out)
+    assert err == f"lvplan: error: {option} {target}: Permission denied\n"

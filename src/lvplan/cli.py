@@ -348,12 +348,32 @@ def _render_n1(n1: dict[str, Any] | None) -> list[str]:
 PATH_OPTIONS = ("out", "resume", "demand", "catalogue", "register", "cache", "token_file")
 
 
+def _check_paths(args: argparse.Namespace) -> None:
+    """Each path option that can be looked at: an empty one, a name longer than the file
+    system takes (``File name too long``) or one inside a folder the user cannot enter
+    (``Permission denied``) is one line naming the option (before: an OSError traceback from
+    the first ``Path.exists()`` that met it). A path that does not exist yet is fine here."""
+    import errno
+
+    for name in PATH_OPTIONS:
+        value = getattr(args, name, None)
+        flag = f"--{name.replace('_', '-')}"
+        if value == "":
+            raise InputError(f"{flag}: an empty path; give a file or folder")
+        if not isinstance(value, str) or "://" in value:  # (a register URL)
+            continue
+        try:
+            os.stat(value)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                continue  # not there (yet): each command says what it needs of it
+            raise InputError(f"{flag} {value}: {exc.strerror or exc}") from None
+
+
 def _run(args: argparse.Namespace) -> int:
     from lvplan.io.load import load_network
 
-    for name in PATH_OPTIONS:
-        if getattr(args, name, None) == "":
-            raise InputError(f"--{name.replace('_', '-')}: an empty path; give a file or folder")
+    _check_paths(args)
     if args.command == "synth":
         return _synth(args)
     if args.command == "study":
