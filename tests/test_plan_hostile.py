@@ -170,3 +170,36 @@ def test_a_path_in_a_folder_one_cannot_enter_is_one_line(tmp_path, capsys, monke
         argv += ["--out", str(out)]
     err = _bad(capsys, argv, out)
     assert err == f"lvplan: error: {option} {target}: Permission denied\n"
+
+
+def test_summary_records_what_the_plan_was_made_from(tmp_path, capsys):
+    """summary.json recorded neither the profile (with its --set values), nor the catalogue,
+    nor --budget, --time-limit, --method, --discount-rate or the demand file: a plan could not
+    be told from another made with other inputs. Now ``criteria`` (as ``lvplan hosting``
+    writes it) and ``inputs``."""
+    demand = _csv(tmp_path, "id,kw,bus\na,120,6\n")
+    cat = tmp_path / "m.toml"
+    cat.write_text(
+        '[new_substation]\nrated_kva = 630\ntie_cable = "YJV22-8.7/15kV 3x300"\n'
+        'cost_cny = 600000\nsource = "quote"\nstatus = "V"\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    argv = ["plan", "sz-futian", "--demand", str(demand), "--out", str(out), "--method", "greedy"]
+    argv += ["--set", "trafo_max_loading_percent=90", "--catalogue", str(cat), "--budget", "1e7"]
+    assert main([*argv, "--time-limit", "30", "--discount-rate", "0.05"]) == 0
+    capsys.readouterr()
+    s = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert s["criteria"]["profile"] == "cn" and s["criteria"]["trafo_max_loading_percent"] == 90
+    assert s["criteria"]["overridden"] == ["trafo_max_loading_percent"]
+    i = s["inputs"]
+    assert i["demand"]["source"] == str(demand) and i["demand"]["demands"] == 1
+    assert len(i["demand"]["sha256"]) == 64
+    assert i["catalogue"]["source"].endswith(f" + {cat}") and len(i["catalogue"]["sha256"]) == 64
+    assert i["catalogue"]["entries"]["new_substation"]["cost_cny"] == 600000
+    assert (i["method"], i["budget_cny"], i["time_limit_s"], i["discount_rate"]) == (
+        "greedy",
+        1e7,
+        30.0,
+        0.05,
+    )
