@@ -203,3 +203,29 @@ def test_summary_records_what_the_plan_was_made_from(tmp_path, capsys):
         30.0,
         0.05,
     )
+
+
+def test_a_full_disk_removes_the_folder_the_run_made(tmp_path, capsys, monkeypatch):
+    """A full disk while writing the plan's files left a new ``--out`` folder holding parts/
+    (the finished groups), though a folder the run made is removed. An existing folder keeps
+    its groups for a ``--resume`` once there is room."""
+    import lvplan
+    import lvplan.planning.outputs as outputs
+
+    real = outputs.write_text_atomic
+
+    def full_disk(path, text):
+        if path.name == "plan.html":
+            raise OSError(28, "No space left on device", str(path))
+        real(path, text)
+
+    monkeypatch.setattr(outputs, "write_text_atomic", full_disk)
+    demand = str(lvplan.__file__).rsplit("/src/", 1)[0] + "/studies/demand/sz-futian-30.csv"
+    out = tmp_path / "new"
+    argv = ["plan", "sz-futian", "--demand", demand, "--method", "greedy"]
+    err = _bad(capsys, [*argv, "--out", str(out)], out)
+    assert "No space left on device" in err
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    assert main([*argv, "--out", str(kept)]) == 2
+    assert len([p for p in (kept / "parts").iterdir() if p.suffix == ".pkl"]) == 2

@@ -562,6 +562,7 @@ def _plan(args: argparse.Namespace, crit) -> int:
     def say(msg: str) -> None:
         print(f"lvplan plan: {msg}", file=sys.stderr, flush=True)
 
+    made = not out.exists()  # a folder this run makes is removed whole if the run fails
     # one run per folder: a second run on it exits 2 and touches nothing (io/folder_lock.py)
     with locked_folders((out, "--out"), *([(args.resume, "--resume")] if args.resume else [])):
         try:
@@ -580,12 +581,19 @@ def _plan(args: argparse.Namespace, crit) -> int:
                 work_dir=Path(args.resume) if args.resume else out,
                 resume=bool(args.resume),
             )
-        except InputError:  # (a scheduler not reached): a new run's empty parts/ goes, and the
-            if not args.resume:  # folder with it if this run made it (locked_folder)
+            write_plan(result, net, out, progress=say if args.progress else None)
+        except InputError:
+            # (a scheduler not reached, a full disk): a new run's empty parts/ goes; in a
+            # folder this run made, its finished groups too (before, a full disk left them),
+            # and then the folder (locked_folder)
+            if not args.resume:
+                from lvplan.planning.groups import remove_parts
+
+                if made:
+                    remove_parts(out)
                 with contextlib.suppress(OSError):
                     (out / "parts").rmdir()
             raise
-        write_plan(result, net, out, progress=say if args.progress else None)
     s = result.summary()
     if args.json:
         print(json.dumps(s, indent=2, ensure_ascii=False))

@@ -187,6 +187,21 @@ def check_resume(work_dir: Path, network: Network) -> None:
         )
 
 
+def remove_parts(work_dir: Path) -> None:
+    """``work_dir/parts`` without this store's files (a user's own stay), removed if then
+    empty: what a new run that made ``work_dir`` and then failed leaves there."""
+    parts = work_dir / "parts"
+    if not parts.is_dir():
+        return
+    for f in parts.iterdir():
+        if _KEY_NAME.fullmatch(f.name) or f.name == RUN_FILE:
+            with contextlib.suppress(FileNotFoundError):
+                f.unlink()
+    remove_stale_temporaries(parts)
+    with contextlib.suppress(OSError):
+        parts.rmdir()
+
+
 class GroupStore:
     """Finished groups on disk (``work_dir/parts``); ``None``: nothing is kept.
 
