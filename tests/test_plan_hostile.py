@@ -229,3 +229,13 @@ def test_a_full_disk_removes_the_folder_the_run_made(tmp_path, capsys, monkeypat
     kept.mkdir()
     assert main([*argv, "--out", str(kept)]) == 2
     assert len([p for p in (kept / "parts").iterdir() if p.suffix == ".pkl"]) == 2
+
+
+def test_hosting_with_a_scheduler_that_is_no_address_leaves_no_folder(tmp_path, capsys):
+    """``lvplan hosting --scheduler nonsense:::`` was refused only when the chunks went out,
+    leaving the new ``--out`` folder with its ``chunks/``; now before anything is made."""
+    out = tmp_path / "out"
+    err = _bad(
+        capsys, ["hosting", "sz-futian", "--scheduler", "nonsense:::", "--out", str(out)], out
+    )
+    assert "no Dask scheduler at nonsense:::" in err

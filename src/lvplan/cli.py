@@ -374,6 +374,10 @@ def _run(args: argparse.Namespace) -> int:
     from lvplan.io.load import load_network
 
     _check_paths(args)
+    if getattr(args, "scheduler", None) is not None:  # before any folder is made (hosting
+        from lvplan.workers import check_scheduler_address  # left one with chunks/)
+
+        check_scheduler_address(args.scheduler)
     if args.command == "synth":
         return _synth(args)
     if args.command == "study":
