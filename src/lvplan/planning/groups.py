@@ -272,8 +272,8 @@ class GroupStore:
                     )
                 write_bytes_atomic(self.dir / f"{res.key}.pkl", pickle.dumps(res))
         except InputError:
-            if not self.resume:  # a new run's empty parts/ goes (the folder too, if it is new)
-                with contextlib.suppress(OSError):
+            if not self.resume and not self.names():  # a new run's empty parts/ goes (the
+                with contextlib.suppress(OSError):  # folder too, if it is new)
                     (self.dir / RUN_FILE).unlink()
                 with contextlib.suppress(OSError):
                     self.dir.rmdir()  # only when empty
