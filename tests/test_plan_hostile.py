@@ -97,3 +97,145 @@ def test_counts_beyond_reason_are_refused(tmp_path, capsys, argv, message):
         argv += ["--out", str(out)]
     err = _bad(capsys, argv, out)
     assert message in err
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("trafo_max_loading_percent=1e308", "trafo_max_loading_percent must be in [1, 1000]"),
+        ("line_max_loading_percent=1e308", "line_max_loading_percent must be in [1, 1000]"),
+        ("lv_min_voltage_v=0", "lv_min_voltage_v must be in [100, 1000]"),
+        ("lv_min_voltage_v=-400", "lv_min_voltage_v must be in [100, 1000]"),
+        ("mv_min_voltage_pu=-5", "mv_min_voltage_pu must be in [0.5, 1.5]"),
+        ("detour_factor=0", "detour_factor must be in [1, 5]"),
+        ("detour_factor=-1", "detour_factor must be in [1, 5]"),
+        ("detour_factor=1e308", "detour_factor must be in [1, 5]"),
+        ("profile=en50160", "criterion profile cannot be set: use --profile"),
+        ("default_area_class=Z", "default_area_class must be one of A+, A, B, C, D, E, got 'Z'"),
+        ("service_cable=foo", "service_cable must be an LV cable of the equipment catalogue"),
+    ],
+)
+def test_senseless_criteria_are_refused(tmp_path, capsys, setting, message):
+    """Each was accepted: 1e308 % overflowed the linear model's integer scaling, a minimum
+    voltage of 0 divided by zero choosing a service cable (-400 V planned on), ``profile``
+    raised a TypeError, a detour factor of 0 laid every cable at 0 m (-1: negative lengths), an
+    unknown default area class was blamed on the demand file's line 2 (which had no area_class
+    column). Now each is one line naming the criterion and its range, before the network loads."""
+    demand = _csv(tmp_path, "id,kw,bus\na,50,6\n")
+    out = tmp_path / "out"
+    argv = ["plan", "sz-futian", "--demand", str(demand), "--out", str(out)]
+    err = _bad(capsys, [*argv, "--set", setting], out)
+    assert message in err
+
+
+@pytest.mark.parametrize("option", ["--out", "--resume", "--catalogue", "--demand"])
+def test_a_path_part_too_long_is_one_line(tmp_path, capsys, option):
+    """A part of 256 bytes (over the file system's 255) was an OSError traceback (``File name
+    too long``) from ``Path.exists()``/``is_dir()``: now one line naming the option."""
+    demand = _csv(tmp_path, "id,kw,bus\na,50,6\n")
+    out = tmp_path / "out"
+    long = str(tmp_path / ("a" * 256))
+    argv = {"--out": ["--out", long], "--resume": ["--resume", long]}.get(
+        option, ["--out", str(out)]
+    )
+    argv = ["plan", "sz-futian", "--demand", str(demand), *argv]
+    if option in ("--catalogue", "--demand"):
+        argv += [option, long + ".toml"]
+    err = _bad(capsys, argv, out)
+    assert err.startswith(f"lvplan: error: {option} ") and "File name too long" in err, err
+
+
+@pytest.mark.parametrize("option", ["--out", "--resume", "--catalogue"])
+def test_a_path_in_a_folder_one_cannot_enter_is_one_line(tmp_path, capsys, monkeypatch, option):
+    """``nox/x`` with ``nox`` mode 000 was a PermissionError traceback. (As root the file
+    system lets every stat through, so the refusal is simulated at ``os.stat``; by hand, as a
+    user: ``mkdir nox; chmod 000 nox; lvplan plan ... --out nox/x``.)"""
+    import os
+
+    demand = _csv(tmp_path, "id,kw,bus\na,50,6\n")
+    nox = tmp_path / "nox"
+    nox.mkdir()
+    real = os.stat
+
+    def stat(p, *a, **k):
+        if str(p).startswith(str(nox) + "/"):
+            raise PermissionError(13, "Permission denied", str(p))
+        return real(p, *a, **k)
+
+    monkeypatch.setattr(os, "stat", stat)
+    out = tmp_path / "out"
+    target = str(nox / ("x.toml" if option == "--catalogue" else "x"))
+    argv = ["plan", "sz-futian", "--demand", str(demand), option, target]
+    if option != "--out":
+        argv += ["--out", str(out)]
+    err = _bad(capsys, argv, out)
+    assert err == f"lvplan: error: {option} {target}: Permission denied\n"
+
+
+def test_summary_records_what_the_plan_was_made_from(tmp_path, capsys):
+    """summary.json recorded neither the profile (with its --set values), nor the catalogue,
+    nor --budget, --time-limit, --method, --discount-rate or the demand file: a plan could not
+    be told from another made with other inputs. Now ``criteria`` (as ``lvplan hosting``
+    writes it) and ``inputs``."""
+    demand = _csv(tmp_path, "id,kw,bus\na,120,6\n")
+    cat = tmp_path / "m.toml"
+    cat.write_text(
+        '[new_substation]\nrated_kva = 630\ntie_cable = "YJV22-8.7/15kV 3x300"\n'
+        'cost_cny = 600000\nsource = "quote"\nstatus = "V"\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    argv = ["plan", "sz-futian", "--demand", str(demand), "--out", str(out), "--method", "greedy"]
+    argv += ["--set", "trafo_max_loading_percent=90", "--catalogue", str(cat), "--budget", "1e7"]
+    assert main([*argv, "--time-limit", "30", "--discount-rate", "0.05"]) == 0
+    capsys.readouterr()
+    s = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert s["criteria"]["profile"] == "cn" and s["criteria"]["trafo_max_loading_percent"] == 90
+    assert s["criteria"]["overridden"] == ["trafo_max_loading_percent"]
+    i = s["inputs"]
+    assert i["demand"]["source"] == str(demand) and i["demand"]["demands"] == 1
+    assert len(i["demand"]["sha256"]) == 64
+    assert i["catalogue"]["source"].endswith(f" + {cat}") and len(i["catalogue"]["sha256"]) == 64
+    assert i["catalogue"]["entries"]["new_substation"]["cost_cny"] == 600000
+    assert (i["method"], i["budget_cny"], i["time_limit_s"], i["discount_rate"]) == (
+        "greedy",
+        1e7,
+        30.0,
+        0.05,
+    )
+
+
+def test_a_full_disk_removes_the_folder_the_run_made(tmp_path, capsys, monkeypatch):
+    """A full disk while writing the plan's files left a new ``--out`` folder holding parts/
+    (the finished groups), though a folder the run made is removed. An existing folder keeps
+    its groups for a ``--resume`` once there is room."""
+    import lvplan
+    import lvplan.planning.outputs as outputs
+
+    real = outputs.write_text_atomic
+
+    def full_disk(path, text):
+        if path.name == "plan.html":
+            raise OSError(28, "No space left on device", str(path))
+        real(path, text)
+
+    monkeypatch.setattr(outputs, "write_text_atomic", full_disk)
+    demand = str(lvplan.__file__).rsplit("/src/", 1)[0] + "/studies/demand/sz-futian-30.csv"
+    out = tmp_path / "new"
+    argv = ["plan", "sz-futian", "--demand", demand, "--method", "greedy"]
+    err = _bad(capsys, [*argv, "--out", str(out)], out)
+    assert "No space left on device" in err
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    assert main([*argv, "--out", str(kept)]) == 2
+    assert len([p for p in (kept / "parts").iterdir() if p.suffix == ".pkl"]) == 2
+
+
+def test_hosting_with_a_scheduler_that_is_no_address_leaves_no_folder(tmp_path, capsys):
+    """``lvplan hosting --scheduler nonsense:::`` was refused only when the chunks went out,
+    leaving the new ``--out`` folder with its ``chunks/``; now before anything is made."""
+    out = tmp_path / "out"
+    err = _bad(
+        capsys, ["hosting", "sz-futian", "--scheduler", "nonsense:::", "--out", str(out)], out
+    )
+    assert "no Dask scheduler at nonsense:::" in err

@@ -434,3 +434,63 @@ def test_resume_does_not_reuse_a_group_planned_under_other_physics(city, cn, tmp
     )
     assert sorted(ran) == [0, 1]  # another plan format: both planned again
     assert again.cost_cny == pytest.approx(first.cost_cny, abs=0.01)
+
+
+def test_a_run_removes_only_its_own_files_in_parts(tmp_path, capsys, monkeypatch):
+    """A user's own ``DIR/parts/model.pkl`` was deleted by any run on DIR (every ``*.pkl``
+    went when the run started); and a run refused before its first group finished (a scheduler
+    not reached) deleted the finished groups an interrupted run had left for ``--resume``.
+    Now a run removes only its own names (``<sha256>.pkl``, ``run.json``), and those only once
+    its own first group is written."""
+    from lvplan import workers
+
+    demand = str(lvplan.__file__).rsplit("/src/", 1)[0] + "/studies/demand/sz-futian-30.csv"
+    out = tmp_path / "myproj"
+    (out / "parts").mkdir(parents=True)
+    (out / "parts" / "model.pkl").write_text("data", encoding="utf-8")
+    args = ["plan", "sz-futian", "--demand", demand, "--method", "greedy", "--out", str(out)]
+    assert main(args) == 0
+    capsys.readouterr()
+    kept = sorted(p.name for p in (out / "parts").iterdir())
+    assert "model.pkl" in kept and "run.json" in kept and len(kept) == 4  # 2 groups
+    assert (out / "parts" / "model.pkl").read_text(encoding="utf-8") == "data"
+
+    def unreachable(address):
+        raise InputError(f"cannot reach the Dask scheduler at {address}: refused")
+
+    monkeypatch.setattr(workers, "dask_client", unreachable)
+    assert main([*args, "--scheduler", "tcp://127.0.0.1:1"]) == 2
+    assert "cannot reach" in capsys.readouterr().err
+    assert sorted(p.name for p in (out / "parts").iterdir()) == kept  # all there to resume
+
+
+def test_resume_of_a_folder_with_no_plan_of_this_network_is_refused(city, tmp_path, capsys):
+    """``--resume`` of another network's run was accepted, every group planned again and its
+    files overwritten; on a network planned in one piece, a junk folder too (and ``--scheduler
+    nonsense:::`` went unchecked). Each is one line, exit 2, the folder untouched."""
+    demand = str(lvplan.__file__).rsplit("/src/", 1)[0] + "/studies/demand/sz-futian-30.csv"
+    other = tmp_path / "futian"
+    assert (
+        main(["plan", "sz-futian", "--demand", demand, "--method", "greedy", "--out", str(other)])
+        == 0
+    )
+    capsys.readouterr()
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in other.rglob("*"))
+    args = ["plan", str(city[0].source), "--demand", str(city[1]), "--method", "greedy"]
+    assert main([*args, "--resume", str(other)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(err) == 1
+        and "no interrupted plan of" in err[0]
+        and "its parts/ are of sz-futian" in err[0]
+    ), err
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in other.rglob("*")) == before
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "a.txt").write_text("x", encoding="utf-8")
+    one = ["plan", "sz-futian", "--demand", demand, "--method", "greedy", "--budget", "1e9"]
+    assert main([*one, "--resume", str(junk)]) == 2  # planned in one piece: nothing to take up
+    assert "no interrupted plan there to take up" in capsys.readouterr().err
+    assert main([*one, "--scheduler", "nonsense:::", "--out", str(tmp_path / "o")]) == 2
+    assert "no Dask scheduler at nonsense:::" in capsys.readouterr().err
+    assert [p.name for p in junk.iterdir()] == ["a.txt"] and not (tmp_path / "o").exists()

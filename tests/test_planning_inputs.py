@@ -347,7 +347,21 @@ def test_measures_override_replaces_whole_entries(tmp_path):
         (f"[[transformer_swap]]\nto_kva = 0\ncost_cny = 1\n{GOOD}",
          "transformer_swap[0]: to_kva: must be a positive whole number"),
         (f"[transformer_parallel]\nratings_kva = [700]\nextra_cny = 1\n{GOOD}",
-         "transformer_parallel: ratings_kva: 700 kVA has no transformer_swap cost"),
+         "transformer_parallel: ratings_kva: 700 kVA is not a transformer of the equipment "
+         "catalogue (model/catalogue.toml: 200, 315, 400, 500, 630, 800, 1000, 1250 kVA)"),
+        # a rating the equipment catalogue lacks: KeyError traceback (new substation) or
+        # silently dropped (swap, parallel unit); a cost of 1e308 planned, then failed to
+        # write its summary (inf), and 1e25 made a plan of 1.3e26 CNY
+        (NS.replace("630", "5000") + f"cost_cny = 1\n{GOOD}",
+         "new_substation: rated_kva: 5000 kVA is not a transformer of the equipment catalogue"),
+        (NS.replace("630", "1") + f"cost_cny = 1\n{GOOD}",
+         "new_substation: rated_kva: 1 kVA is not a transformer of the equipment catalogue"),
+        (f"[[transformer_swap]]\nto_kva = 5000\ncost_cny = 1\n{GOOD}",
+         "transformer_swap[0]: to_kva: 5000 kVA is not a transformer of the equipment catalogue"),
+        (NS + f"cost_cny = 1e308\n{GOOD}", "new_substation: cost_cny: must be at most 1e+12 CNY"),
+        (NS + f"cost_cny = 1e25\n{GOOD}", "new_substation: cost_cny: must be at most 1e+12 CNY"),
+        (f"[transformer_parallel]\nratings_kva = [630]\nextra_cny = 2e12\n{GOOD}",
+         "transformer_parallel: extra_cny: must be at most 1e+12 CNY"),
         ("new_substation = [", "not a valid TOML file"),
     ],
 )  # fmt: skip
@@ -357,6 +371,22 @@ def test_measures_override_bad_entry_one_line(tmp_path, text, want):
         load_measures(p)
     assert str(e.value).startswith(f"{p}: {want}"), str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_measures_duplicate_check_is_linear():
+    """The duplicate ``to_kva`` check counted each rating in the whole list (quadratic): a file
+    of 150,000 entries ran for minutes. 100,000 here: a second or so, minutes before."""
+    import time
+
+    from lvplan.model.catalogue import cable_types
+    from lvplan.planning.measures import _validated
+
+    entry = {"cost_cny": 1, "source": "x", "status": "U"}
+    raw = {"transformer_swap": [{"to_kva": int("630"), **entry} for _ in range(100_000)]}
+    t0 = time.perf_counter()
+    with pytest.raises(InputError, match="to_kva: 630 kVA appears twice"):
+        _validated(raw, "m.toml", cable_types(), complete=False)
+    assert time.perf_counter() - t0 < 10
 
 
 def test_measures_override_missing_file_and_folder(tmp_path):

@@ -348,12 +348,36 @@ def _render_n1(n1: dict[str, Any] | None) -> list[str]:
 PATH_OPTIONS = ("out", "resume", "demand", "catalogue", "register", "cache", "token_file")
 
 
+def _check_paths(args: argparse.Namespace) -> None:
+    """Each path option that can be looked at: an empty one, a name longer than the file
+    system takes (``File name too long``) or one inside a folder the user cannot enter
+    (``Permission denied``) is one line naming the option (before: an OSError traceback from
+    the first ``Path.exists()`` that met it). A path that does not exist yet is fine here."""
+    import errno
+
+    for name in PATH_OPTIONS:
+        value = getattr(args, name, None)
+        flag = f"--{name.replace('_', '-')}"
+        if value == "":
+            raise InputError(f"{flag}: an empty path; give a file or folder")
+        if not isinstance(value, str) or "://" in value:  # (a register URL)
+            continue
+        try:
+            os.stat(value)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                continue  # not there (yet): each command says what it needs of it
+            raise InputError(f"{flag} {value}: {exc.strerror or exc}") from None
+
+
 def _run(args: argparse.Namespace) -> int:
     from lvplan.io.load import load_network
 
-    for name in PATH_OPTIONS:
-        if getattr(args, name, None) == "":
-            raise InputError(f"--{name.replace('_', '-')}: an empty path; give a file or folder")
+    _check_paths(args)
+    if getattr(args, "scheduler", None) is not None:  # before any folder is made (hosting
+        from lvplan.workers import check_scheduler_address  # left one with chunks/)
+
+        check_scheduler_address(args.scheduler)
     if args.command == "synth":
         return _synth(args)
     if args.command == "study":
@@ -542,6 +566,7 @@ def _plan(args: argparse.Namespace, crit) -> int:
     def say(msg: str) -> None:
         print(f"lvplan plan: {msg}", file=sys.stderr, flush=True)
 
+    made = not out.exists()  # a folder this run makes is removed whole if the run fails
     # one run per folder: a second run on it exits 2 and touches nothing (io/folder_lock.py)
     with locked_folders((out, "--out"), *([(args.resume, "--resume")] if args.resume else [])):
         try:
@@ -560,12 +585,19 @@ def _plan(args: argparse.Namespace, crit) -> int:
                 work_dir=Path(args.resume) if args.resume else out,
                 resume=bool(args.resume),
             )
-        except InputError:  # (a scheduler not reached): a new run's empty parts/ goes, and the
-            if not args.resume:  # folder with it if this run made it (locked_folder)
+            write_plan(result, net, out, progress=say if args.progress else None)
+        except InputError:
+            # (a scheduler not reached, a full disk): a new run's empty parts/ goes; in a
+            # folder this run made, its finished groups too (before, a full disk left them),
+            # and then the folder (locked_folder)
+            if not args.resume:
+                from lvplan.planning.groups import remove_parts
+
+                if made:
+                    remove_parts(out)
                 with contextlib.suppress(OSError):
                     (out / "parts").rmdir()
             raise
-        write_plan(result, net, out, progress=say if args.progress else None)
     s = result.summary()
     if args.json:
         print(json.dumps(s, indent=2, ensure_ascii=False))

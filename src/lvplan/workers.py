@@ -86,6 +86,32 @@ def process_pool(
     )
 
 
+def check_scheduler_address(address: str) -> None:
+    """An InputError (one line) unless ``address`` is one Dask could connect to (a known scheme;
+    for tcp/tls/ws, a host and an optional port), checked without connecting: a network planned
+    in one piece never contacts the scheduler, and took ``nonsense:::`` without a word."""
+    import warnings
+
+    from lvplan.errors import InputError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (the ucx backend warns that it is gone)
+            from distributed.comm.addressing import parse_address, parse_host_port
+            from distributed.comm.registry import get_backend
+
+            scheme, loc = parse_address(address)
+            get_backend(scheme)
+            if scheme in ("tcp", "tls", "ws", "wss"):
+                host, port = parse_host_port(loc, 8786)
+                if not host or not 0 < int(port) < 65536:
+                    raise ValueError(f"no host, or a port out of range, in {address!r}")
+    except ImportError:  # pragma: no cover - dask is a dependency
+        raise InputError("--scheduler needs dask[distributed]") from None
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"--scheduler: no Dask scheduler at {address}: {exc}") from None
+
+
 def dask_client(address: str) -> Any:
     """A ``dask.distributed.Client`` of the scheduler at ``address`` (``--scheduler``), the one
     way lvplan connects to one (the city plan's groups, the hosting map's chunks). A scheduler
@@ -97,6 +123,7 @@ def dask_client(address: str) -> Any:
         from dask.distributed import Client
     except ImportError:  # pragma: no cover - dask is a dependency
         raise InputError("--scheduler needs dask[distributed]") from None
+    check_scheduler_address(address)
     try:
         return Client(address, timeout=10)
     except (OSError, ValueError, TypeError) as exc:

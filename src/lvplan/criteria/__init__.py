@@ -19,6 +19,26 @@ from lvplan.errors import InputError
 
 PROFILES = ("cn", "en50160")
 
+#: the range each number of a profile must fall in (``--set`` included), and why: beyond it a
+#: value makes no physical sense and the planner's arithmetic breaks (a loading limit of 1e308
+#: overflowed its integer scaling, a minimum voltage of 0 divided by zero, a detour factor of
+#: 0 laid every cable at 0 m)
+LIMITS: dict[str, tuple[float, float, str]] = {
+    "lv_min_voltage_v": (100.0, 1000.0, "volts at an LV bus: below 1 kV, above 100 V"),
+    "lv_max_voltage_v": (100.0, 1000.0, "volts at an LV bus: below 1 kV, above 100 V"),
+    "mv_min_voltage_pu": (0.5, 1.5, "per unit of the bus's nominal voltage"),
+    "mv_max_voltage_pu": (0.5, 1.5, "per unit of the bus's nominal voltage"),
+    "trafo_max_loading_percent": (1.0, 1000.0, "percent of the rating"),
+    "line_max_loading_percent": (1.0, 1000.0, "percent of the ampacity"),
+    "n1_trafo_max_loading_percent": (1.0, 1000.0, "percent of the rating"),
+    "n1_line_max_loading_percent": (1.0, 1000.0, "percent of the ampacity"),
+    "n1_mv_min_voltage_pu": (0.5, 1.5, "per unit of the bus's nominal voltage"),
+    "n1_mv_max_voltage_pu": (0.5, 1.5, "per unit of the bus's nominal voltage"),
+    "lv_policy_max_kw": (1.0, 1e6, "declared kW of one customer"),
+    "detour_factor": (1.0, 5.0, "route length over straight-line distance: at least 1"),
+    "n1_pass_rate_target_percent": (0.0, 100.0, "percent of the feeders"),
+}
+
 
 @dataclass(frozen=True)
 class Criteria:
@@ -63,6 +83,8 @@ class Criteria:
         names = {f.name for f in dataclasses.fields(self)} - {"profile", "overridden"}
         clean: dict[str, Any] = {}
         for key, raw in values.items():
+            if key == "profile":  # (it chooses the file the other values come from)
+                raise InputError("criterion profile cannot be set: use --profile cn|en50160")
             if key not in names:
                 raise InputError(f"unknown criterion {key!r}; known: {', '.join(sorted(names))}")
             current = getattr(self, key)
@@ -85,6 +107,10 @@ class Criteria:
         return out
 
     def validate(self) -> None:
+        for name, (lo, hi, why) in LIMITS.items():
+            x = getattr(self, name)
+            if not lo <= x <= hi:
+                raise InputError(f"criteria: {name} must be in [{lo:g}, {hi:g}] ({why}), got {x:g}")
         if not self.lv_min_voltage_v < self.lv_max_voltage_v:
             raise InputError("criteria: lv_min_voltage_v must be below lv_max_voltage_v")
         if not self.mv_min_voltage_pu < self.mv_max_voltage_pu:
@@ -96,6 +122,21 @@ class Criteria:
             raise InputError("criteria: new_customer_pf must be in (0, 1]")
         if self.default_category not in categories():
             raise InputError(f"criteria: unknown default_category {self.default_category!r}")
+        if self.supply_radius_m and self.default_area_class not in self.supply_radius_m:
+            known = ", ".join(self.supply_radius_m)
+            raise InputError(
+                f"criteria: default_area_class must be one of {known}, "
+                f"got {self.default_area_class!r}"
+            )
+        from lvplan.model.catalogue import cable_types
+
+        cable = cable_types().get(self.service_cable)
+        if cable is None or cable.voltage != "lv":
+            known = ", ".join(n for n, c in cable_types().items() if c.voltage == "lv")
+            raise InputError(
+                f"criteria: service_cable must be an LV cable of the equipment catalogue "
+                f"({known}), got {self.service_cable!r}"
+            )
         if self.n1_by_area_class:
             cls = self.n1_default_area_class
             if cls and cls not in self.n1_by_area_class:
@@ -170,7 +211,7 @@ def _read_toml(name: str) -> dict[str, Any]:
     return tomllib.loads(text)
 
 
-def load_criteria(profile: str = "cn", **overrides: Any) -> Criteria:
+def load_criteria(profile: str = "cn", /, **overrides: Any) -> Criteria:
     """The built-in profile ``profile`` with ``overrides`` applied."""
     if profile not in PROFILES:
         raise InputError(f"unknown criteria profile {profile!r}; known: {', '.join(PROFILES)}")

@@ -26,9 +26,9 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 def _open_bounded(p: Path, what: str, max_bytes: int) -> io.BufferedReader:
     """``p`` opened for reading; a folder, an unreadable file or a regular file larger than
     ``max_bytes`` is refused here, unread."""
-    if p.is_dir():
-        raise InputError(f"{p}: is a folder, not {what}")
     try:
+        if p.is_dir():  # (raises for a name too long or a folder one cannot enter)
+            raise InputError(f"{p}: is a folder, not {what}")
         # opened without waiting: a named pipe no one writes to reads as empty (before, the
         # open blocked for ever); reads then block as usual, so a pipe being written works
         fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)

@@ -33,6 +33,7 @@ import json
 import math
 import os
 import pickle
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, wait
@@ -152,27 +153,90 @@ def group_key(sub: Network, demands: tuple[Demand, ...], settings: dict[str, Any
     return h.hexdigest()
 
 
-class GroupStore:
-    """Finished groups on disk (``work_dir/parts``); ``None``: nothing is kept."""
+#: the files a :class:`GroupStore` writes in ``parts/``: ``<sha256 hex>.pkl``, and ``RUN_FILE``
+#: naming the network. Only these are ever removed: a user's own ``parts/model.pkl`` stays
+#: (before, every ``*.pkl`` there was deleted when a run started).
+_KEY_NAME = re.compile(r"[0-9a-f]{64}\.pkl")
+RUN_FILE = "run.json"
 
-    def __init__(self, work_dir: Path | None, *, resume: bool):
+
+def network_label(network: Network) -> str:
+    """What ``parts/run.json`` says of the network a run planned: its name and bus count."""
+    return f"{network.name} ({len(network.pp.bus):,} buses)"
+
+
+def check_resume(work_dir: Path, network: Network) -> None:
+    """An InputError (one line) unless ``work_dir`` holds an interrupted plan of ``network``:
+    a ``parts/`` folder whose ``run.json`` (when it has one: a folder of an earlier release
+    has none) names this network."""
+    parts = work_dir / "parts"
+    if not parts.is_dir():
+        raise InputError(f"--resume {work_dir}: no interrupted plan there (no parts/ folder)")
+    try:
+        run = json.loads((parts / RUN_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError):
+        run = {}
+    want = network_label(network)
+    if not isinstance(run, dict) or run.get("network") != want:
+        other = run.get("network") if isinstance(run, dict) else None
+        raise InputError(
+            f"--resume {work_dir}: no interrupted plan of {want} there"
+            + (f" (its parts/ are of {other})" if isinstance(other, str) else "")
+        )
+
+
+def remove_parts(work_dir: Path) -> None:
+    """``work_dir/parts`` without this store's files (a user's own stay), removed if then
+    empty: what a new run that made ``work_dir`` and then failed leaves there."""
+    parts = work_dir / "parts"
+    if not parts.is_dir():
+        return
+    for f in parts.iterdir():
+        if _KEY_NAME.fullmatch(f.name) or f.name == RUN_FILE:
+            with contextlib.suppress(FileNotFoundError):
+                f.unlink()
+    remove_stale_temporaries(parts)
+    with contextlib.suppress(OSError):
+        parts.rmdir()
+
+
+class GroupStore:
+    """Finished groups on disk (``work_dir/parts``); ``None``: nothing is kept.
+
+    A new run (not ``resume``) removes the finished groups of an earlier run there only once
+    its own first group is written (:meth:`put`): a run refused before that (a scheduler not
+    reached) leaves them for a later ``--resume`` (before, they were deleted at the start)."""
+
+    def __init__(self, work_dir: Path | None, *, resume: bool, network: Network | None = None):
         self.dir = None if work_dir is None else work_dir / "parts"
         self.resume = resume
         self.flag = "--resume" if resume else "--out"
-        if self.dir is None:
+        self.label = None if network is None else network_label(network)
+        self.stale = not resume  # the earlier run's groups, removed at the first put
+        if self.dir is None or work_dir is None:
             if resume:
                 raise InputError("--resume needs the folder of the interrupted run")
             return
-        if resume and not self.dir.is_dir():
-            raise InputError(f"--resume {work_dir}: no interrupted plan there (no parts/ folder)")
+        if resume:
+            if network is not None:
+                check_resume(work_dir, network)
+            elif not self.dir.is_dir():
+                raise InputError(
+                    f"--resume {work_dir}: no interrupted plan there (no parts/ folder)"
+                )
         with output_errors(self.flag, self.dir.parent):
             if self.dir.is_dir():  # a group half-written by a killed run: its temporary goes
                 remove_stale_temporaries(self.dir)
-                if not resume:
-                    for f in self.dir.glob("*.pkl"):
-                        f.unlink()
             self.dir.mkdir(parents=True, exist_ok=True)  # now: a run killed before its first
             # group finished is resumed (from nothing)
+
+    def names(self) -> list[Path]:
+        """The group files in ``parts/`` (this store's names only)."""
+        if self.dir is None or not self.dir.is_dir():
+            return []
+        return [f for f in self.dir.iterdir() if _KEY_NAME.fullmatch(f.name)]
 
     def get(self, key: str) -> GroupResult | None:
         if self.dir is None:
@@ -193,9 +257,24 @@ class GroupStore:
             return
         try:
             with output_errors(self.flag, self.dir.parent):
+                if self.stale:  # this run is under way: the earlier run's groups go now
+                    for f in self.names():
+                        if f.name != f"{res.key}.pkl":
+                            f.unlink()
+                    if self.label is not None:
+                        write_bytes_atomic(
+                            self.dir / RUN_FILE, json.dumps({"network": self.label}).encode()
+                        )
+                    self.stale = False
+                elif self.label is not None and not (self.dir / RUN_FILE).exists():
+                    write_bytes_atomic(
+                        self.dir / RUN_FILE, json.dumps({"network": self.label}).encode()
+                    )
                 write_bytes_atomic(self.dir / f"{res.key}.pkl", pickle.dumps(res))
         except InputError:
-            if not self.resume:  # a new run's empty parts/ goes (the folder too, if it is new)
+            if not self.resume and not self.names():  # a new run's empty parts/ goes (the
+                with contextlib.suppress(OSError):  # folder too, if it is new)
+                    (self.dir / RUN_FILE).unlink()
                 with contextlib.suppress(OSError):
                     self.dir.rmdir()  # only when empty
             raise
@@ -203,9 +282,12 @@ class GroupStore:
     def clear(self) -> None:
         if self.dir is None or not self.dir.is_dir():
             return
-        for f in self.dir.glob("*"):
+        for f in self.names():
             f.unlink()
-        self.dir.rmdir()
+        with contextlib.suppress(FileNotFoundError):
+            (self.dir / RUN_FILE).unlink()
+        with contextlib.suppress(OSError):
+            self.dir.rmdir()  # only when empty: a user's own file there stays
 
 
 def plan_by_groups(
@@ -226,7 +308,7 @@ def plan_by_groups(
     t0: float,
 ):
     """The joined plan of every group (see the module docstring)."""
-    store = GroupStore(work_dir, resume=resume)
+    store = GroupStore(work_dir, resume=resume, network=network)
     n_bus = len(network.pp.bus)
     pool = workers > 1 and len(network.pp.bus) >= POOL_MIN_BUSES
     parallel = scheduler is not None or pool

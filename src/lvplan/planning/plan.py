@@ -191,6 +191,9 @@ class Plan:
     #: passed the AC check by then); None when they ran to their end
     stopped: str | None = None
     stop_note: str = ""
+    #: what the plan was made from (``plan`` sets it; summary.json's ``criteria`` and
+    #: ``inputs``): the profile with its overrides, the catalogue, the demand, the settings
+    inputs: dict[str, Any] | None = field(default=None, repr=False)
 
     def cost_by_kind(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -262,6 +265,7 @@ class Plan:
             "candidates": dict(self.instance.stats, pruned_by_cap=self.instance.pruned_by_cap),
             "rounds": [dict(r.__dict__, cost_cny=_r(r.cost_cny)) for r in self.history],
             **({"n1": self.n1} if self.n1 is not None else {}),
+            **(self.inputs or {}),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -321,11 +325,26 @@ def plan(
         raise InputError(f"--budget must be a non-negative number of CNY, got {budget_cny}")
     if not (math.isfinite(discount_rate) and 0 <= discount_rate < 1):
         raise InputError(f"--discount-rate must be in [0, 1), got {discount_rate}")
+    if scheduler is not None:  # refused always, whether or not the plan comes to use it
+        from lvplan.workers import check_scheduler_address
+
+        check_scheduler_address(scheduler)
     t0 = time.perf_counter()
     say = progress or (lambda _m: None)
     crit = resolve_criteria(criteria)
     meas = measures or load_measures()
     ds = demand if isinstance(demand, DemandSet) else read_demand(demand, network, crit)
+    inputs = plan_inputs(
+        crit,
+        meas,
+        ds,
+        method=method,
+        budget_cny=budget_cny,
+        time_limit_s=time_limit_s,
+        discount_rate=discount_rate,
+        workers=workers,
+        scheduler=scheduler,
+    )
     whole = ""  # why the network is planned as one, though split by island was asked
     if by_island and budget_cny is not None:
         whole = "--budget couples every demand: the whole network is planned as one"
@@ -353,7 +372,7 @@ def plan(
                 f"islands, {groups[0].buses.size} buses, {len(groups[0].demands)} demands); "
                 f"{capped} demands keep only their own group's options (group size caps)"
             )
-            return plan_by_groups(
+            out = plan_by_groups(
                 network,
                 ds,
                 groups,
@@ -369,7 +388,16 @@ def plan(
                 resume=resume,
                 t0=t0,
             )
-    return plan_network(
+            out.inputs = inputs
+            return out
+    if resume:  # planned in one piece: no finished group is kept, so none can be resumed
+        raise InputError(
+            f"--resume {work_dir}: no interrupted plan there to take up ("
+            + (whole.split(":")[0] if whole else f"{network.name}'s demands fall in one group")
+            + ": the network is planned in one piece, which keeps no finished groups); "
+            "plan it with --out"
+        )
+    out = plan_network(
         network,
         ds,
         crit,
@@ -382,6 +410,37 @@ def plan(
         say=say,
         t0=t0,
     )
+    out.inputs = inputs
+    return out
+
+
+def _sha256(obj: Any) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def plan_inputs(
+    crit: Criteria,
+    meas: Measures,
+    ds: DemandSet,
+    **settings: Any,
+) -> dict[str, Any]:
+    """summary.json's record of what a plan was made from: ``criteria`` (the full profile, its
+    ``overridden`` names the ``--set`` values, as ``lvplan hosting`` writes it) and ``inputs``:
+    the demand (its source, count and the sha256 of its validated rows), the catalogue (its
+    source, the sha256 of its entries and the entries) and the settings given."""
+    entries = meas.to_dict()
+    rows = [d.to_dict() for d in ds.demands]
+    return {
+        "criteria": crit.to_dict(),
+        "inputs": {
+            "demand": {"source": ds.source, "demands": len(rows), "sha256": _sha256(rows)},
+            "catalogue": {"source": meas.source, "sha256": _sha256(entries), "entries": entries},
+            **settings,
+        },
+    }
 
 
 def plan_network(
