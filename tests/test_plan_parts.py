@@ -1,7 +1,7 @@
 """The plan split into independent parts (lvplan.planning.parts) on a small synthetic city:
 the parts partition the demands and options, share no transformer area, site or 10 kV feeder,
-and the plan solved part by part passes the independent judge and is never dearer than the
-greedy one."""
+and the plan solved part by part passes the independent judge and is never worse than the
+greedy one (more design kW, or as much for no more cost)."""
 
 from __future__ import annotations
 
@@ -63,7 +63,11 @@ def test_a_plan_by_parts_passes_the_judge(city, cn):
     # the sum is named by what bounded its parts (before: no name for a plan by parts)
     assert all(r["bound_by"] in ("cp_sat", "highs", "relaxation") for r in rows), rows
     assert s["solver"]["bound_by"] == "+".join(sorted({r["bound_by"] for r in rows}))
-    assert p.cost_cny <= s["greedy_cost_cny"] + 1e-6
+    # never worse than the greedy plan: more design kW served (the first stage may find
+    # demands the greedy left; that plan may cost more), or as much for no more cost
+    more_kw = s["design_kw_served"] > s["greedy_design_kw_served"] + 1e-6
+    assert s["design_kw_served"] >= s["greedy_design_kw_served"] - 1e-6
+    assert more_kw or p.cost_cny <= s["greedy_cost_cny"] + 1e-6
     assert s["demands_served"] + s["demands_unserved"] == 40
     before = Reference(net.pp, cn).base
     reinforced = pp.from_json_string(reinforced_json(p, net))
