@@ -642,3 +642,24 @@ def test_a_10kv_section_overloaded_by_the_new_load_is_reinforced(tmp_path, cn):
         assert mv[0].demands == ["b1", "b2"] and "10 kV feeder section" in mv[0].reason
         assert p.ac_rounds >= 2  # the AC check found it, the model then built it
         assert not _new_violations(p, net, cn)
+
+
+def test_a_demand_keeps_half_its_options_for_existing_buses_when_sites_are_many():
+    """MAX_OPTIONS per demand: sites first (the only way to serve beyond the LV buses), but
+    ten sites in reach leave room for the four nearest LV buses; with two buses in reach, six
+    sites; with none, eight sites; always the nearest of each."""
+    from lvplan.planning.candidates import MAX_OPTIONS, Option, _capped
+
+    def opt(bus, site, route_m):
+        return Option(0, bus, site, route_m, "", 0.0, 0.0, 0.0, math.inf)
+
+    sites = [opt(None, s, 100.0 + 10 * s) for s in range(10)]
+    buses = [opt(100 + b, None, 50.0 + 10 * b) for b in range(10)]
+    got = _capped(buses[::-1] + sites[::-1])
+    assert MAX_OPTIONS == 8 and len(got) == 8
+    assert [o.site for o in got[:4]] == [0, 1, 2, 3]
+    assert [o.bus for o in got[4:]] == [100, 101, 102, 103]
+    got = _capped(sites + buses[:2])
+    assert [o.site for o in got if o.site is not None] == list(range(6))
+    assert [o.bus for o in got if o.bus is not None] == [100, 101]
+    assert [o.site for o in _capped(sites[::-1])] == list(range(8))

@@ -329,3 +329,17 @@ def test_a_maximisation_is_bounded_through_its_negation():
     b = MipBound(m.proto, 10.0, negated=True).start()
     assert b.result() == -5.0
     assert MipBound(m.proto, 10.0).start().result() is None  # not written, no bound
+
+
+def test_a_round_of_inequalities_counts_as_a_gain_by_the_relaxations_size_not_its_sign():
+    """The separation rounds stop when a round raises the relaxation by less than
+    SEPARATE_MIN_GAIN of it; a budget model's relaxation is a negated kW, below zero, where
+    "value times (1 + gain)" lies below the value and any round counted as a gain."""
+    from lvplan.planning.mipbound import SEPARATE_MIN_GAIN, _gained
+
+    step = 0.5 * SEPARATE_MIN_GAIN * 10_000.0  # half the least gain on a value of size 10,000
+    assert not _gained(10_000.0, 10_000.0 + step)
+    assert not _gained(-10_000.0, -10_000.0 + step)  # was a gain: -10,000 * 1.0005 < -9,997.5
+    assert _gained(10_000.0, 10_000.0 + 3 * step)
+    assert _gained(-10_000.0, -10_000.0 + 3 * step)
+    assert not _gained(-10_000.0, -10_000.0 - step)  # a lower relaxation is never a gain

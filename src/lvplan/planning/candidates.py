@@ -51,6 +51,17 @@ MAX_OPTIONS = 8
 MAX_TIE_M = MAX_TIE_LENGTH_M
 
 
+def _capped(mine: list[Option]) -> list[Option]:
+    """A demand's :data:`MAX_OPTIONS` options: the sites first (each nearest first), but never
+    more than leave half the places to existing LV buses when it has that many (sites between
+    two clusters add to those of each cluster: on the SimBench district at most 4 sites reach
+    one demand), then the shortest routes."""
+    sites = sorted((o for o in mine if o.site is not None), key=lambda o: o.route_m)
+    buses = sorted((o for o in mine if o.site is None), key=lambda o: o.route_m)
+    n_sites = min(len(sites), MAX_OPTIONS - min(len(buses), MAX_OPTIONS // 2))
+    return sites[:n_sites] + buses[: MAX_OPTIONS - n_sites]
+
+
 @dataclass(frozen=True)
 class Site:
     id: int
@@ -447,10 +458,9 @@ def build_instance(
                 rs = distance_m(d.lon, d.lat, site_lon, site_lat) * crit.detour_factor
                 for s in np.flatnonzero(rs <= d.supply_radius_m).tolist():
                     mine.append(Option(i, None, int(s), float(rs[s]), *service(d, float(rs[s]))))
-        if len(mine) > MAX_OPTIONS:  # keep every site and the shortest routes
+        if len(mine) > MAX_OPTIONS:
             pruned_by_cap += len(mine) - MAX_OPTIONS
-            mine.sort(key=lambda o: (o.site is None, o.route_m))
-            mine = mine[:MAX_OPTIONS]
+            mine = _capped(mine)
         if not mine:
             unservable[i] = (
                 f"no LV bus within the {d.supply_radius_m:g} m supply radius and no site for a "

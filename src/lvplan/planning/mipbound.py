@@ -324,7 +324,7 @@ class MipBound:
             if got is None:
                 return
             value, vals = got
-            gained = rel.value is None or value > rel.value * (1 + SEPARATE_MIN_GAIN)
+            gained = rel.value is None or _gained(rel.value, value)
             rel.value, rel.values = value, vals
             self.lp_bound = _integral_bound(value)
             if not gained or time.perf_counter() > stop_at:
@@ -517,6 +517,13 @@ def _add(mo, cuts: list[Inequality]) -> None:
 
 def _seconds(s: float) -> datetime.timedelta:
     return datetime.timedelta(seconds=max(0.0, min(s, MAX_SECONDS)))
+
+
+def _gained(before: float, after: float) -> bool:
+    """Whether a round of inequalities raised the relaxation's value (a minimum) by at least
+    :data:`SEPARATE_MIN_GAIN` of its size; the size, not the value, as a budget model's value
+    is a negated kW and below zero."""
+    return after > before + SEPARATE_MIN_GAIN * abs(before)
 
 
 def _integral_bound(dual: float) -> float:

@@ -655,8 +655,9 @@ def plan_network(
             f"greedy: {sum(not g_sol.served[i] for i in servable)} demands it could serve left "
             f"out: again from the start without the {len(between)} sites between two clusters"
         )
-        before = (cuts, list(kept), n1_cuts)
+        before = (cuts, list(kept), n1_cuts, dict(withdrawn))
         skip[0], cuts, kept[:] = between, Cuts(), []
+        withdrawn.clear()  # (the reasons are the plan's that stands)
         try:
             again = verified(greedy, "greedy (founded sites only)")
         except InputError as exc:
@@ -665,7 +666,9 @@ def plan_network(
         if again is not None and _improves(inst, again[0], g_sol):
             g_sol, g_ev, _g_rounds = again
         else:
-            cuts, kept[:], n1_cuts = before
+            cuts, kept[:], n1_cuts, first_withdrawn = before
+            withdrawn.clear()
+            withdrawn.update(first_withdrawn)
         skip[0] = frozenset()
     _greedy_rounds = [len(history)]
     sol, ev = g_sol, g_ev
