@@ -471,6 +471,27 @@ def test_budget_greedy_buys_the_most_kw_first(hand, hand_csv, cn):
     )
 
 
+def test_budget_with_method_greedy_runs_no_optimiser(hand, hand_csv, cn):
+    """``--method greedy --budget`` ran the CP-SAT rounds all the same (the budget alone chose
+    them). Now it is the budget greedy's verified plan: the same 400 kW for the swap, and no
+    optimal round in the history."""
+    p = make_plan(
+        hand, hand_csv, criteria=cn, method="greedy", budget_cny=160_000.0, time_limit_s=10
+    )
+    assert p.method == "budget" and p.optimal_cost_cny is None
+    assert [h.method for h in p.history if h.method.startswith("optimal")] == []
+    assert _kw(p) == 400.0 and p.cost_cny == pytest.approx(SWAP_400_CNY, abs=0.01)
+    assert [u["demand"] for u in p.unserved] == ["d"]
+    v = p.summary()["solver"]
+    assert (v["objective_unit"], v["objective"], v["best_bound"], v["gap"]) == (
+        "design_kw",
+        400.0,
+        None,
+        None,
+    )
+    assert _new_violations(p, hand, cn) == set()
+
+
 def test_budget_zero_on_sz_futian_builds_nothing(sz_plans, sz, cn):
     """Every synthetic demand is located by lon/lat, so each needs a service cable: with no
     money nothing is served and nothing is built. (sz-futian has a line and a transformer over
@@ -663,3 +684,18 @@ def test_a_demand_keeps_half_its_options_for_existing_buses_when_sites_are_many(
     assert [o.site for o in got if o.site is not None] == list(range(6))
     assert [o.bus for o in got if o.bus is not None] == [100, 101]
     assert [o.site for o in _capped(sites[::-1])] == list(range(8))
+
+
+def test_a_line_without_a_type_is_named_line_not_nan():
+    """A line whose ``std_type`` is NaN (a network read from CSV) read "line 900 (nan)" in a
+    feeder split's "before", and "nan + YJV22 ..." after a parallel cable; now "line"."""
+    from lvplan.planning.plan import line_type
+
+    net = pp.create_empty_network()
+    a, b = pp.create_bus(net, 0.4), pp.create_bus(net, 0.4)
+    pp.create_line(net, a, b, 0.1, "NAYY 4x150 SE")
+    pp.create_line_from_parameters(net, a, b, 0.1, 0.2, 0.1, 10.0, 0.2)
+    net.line.at[1, "std_type"] = float("nan")
+    assert [line_type(net, i) for i in (0, 1)] == ["NAYY 4x150 SE", "line"]
+    net.line.at[1, "std_type"] = "  "
+    assert line_type(net, 1) == "line"

@@ -218,6 +218,10 @@ def load_measures(path: str | Path | None = None) -> Measures:
     if path is not None:
         name = str(path)
         over = _validated(_read_toml(Path(path)), name, cables, complete=False)
+        if not over:  # an empty file, or the wrong one: planned with the built-in prices unasked
+            raise InputError(
+                f"{name}: no measures (an override names at least one of: {', '.join(_SCHEMA)})"
+            )
         swaps = {e["to_kva"]: e for e in base[MeasureKind.TRANSFORMER_SWAP]}
         swaps.update({e["to_kva"]: e for e in over.pop(MeasureKind.TRANSFORMER_SWAP, [])})
         base.update(over)

@@ -674,7 +674,9 @@ def plan_network(
     sol, ev = g_sol, g_ev
     greedy_kept = True  # the plan returned is the verified greedy one
     opt_cost = None
-    if method == "optimal" or budget_cny is not None:
+    if method != "optimal" and budget_cny is not None and g_sol.cost_cny > budget_cny:
+        raise InputError(f"--budget: no AC-verified plan within {budget_cny:,.0f} CNY was found")
+    if method == "optimal":  # (--method greedy with --budget: the budget greedy's plan alone)
         last = [g_sol]  # each round starts from the newest plan (the greedy first)
         bounded: list[Solution | None] = [None]  # the round that proved the most
         #: ... and for each set of demands served (a bound is for the demands its round served)
@@ -964,7 +966,7 @@ def _transfer_measure(
     return Measure(
         MeasureKind.TRANSFER.value,
         ElementRef("line", up.element),
-        f"line {up.element} ({net.line.at[up.element, 'std_type'] or 'line'}) in service",
+        f"line {up.element} ({line_type(net, up.element)}) in service",
         f"line {up.element} open; bus {far} fed by {up.length_m:.0f} m of {up.cable} from "
         f"bus {up.to_bus} (the transformer's LV busbar)",
         round(up.cost_cny, 2),
@@ -1219,7 +1221,7 @@ def _result(
             el = ElementRef("trafo", up.element)
         else:
             users = users_line.get(up.element, [])
-            before = str(net.line.at[up.element, "std_type"] or "line")
+            before = line_type(net, up.element)
             after = (
                 up.cable
                 if up.kind in (MeasureKind.LV_CABLE_REPLACE, MeasureKind.MV_CABLE_REPLACE)
@@ -1342,3 +1344,10 @@ def _result(
         instance=inst,
         changes=solution_changes(inst, sol),
     )
+
+
+def line_type(net, idx: int) -> str:
+    """A line's ``std_type`` as the plan shows it ("before"), or "line" where it has none: a
+    network read from CSV or JSON holds NaN or None there, which printed as "line 900 (nan)"."""
+    t = net.line.at[idx, "std_type"] if "std_type" in net.line.columns else None
+    return t.strip() if isinstance(t, str) and t.strip() else "line"
