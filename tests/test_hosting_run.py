@@ -56,6 +56,21 @@ def test_resume_reuses_finished_chunks(sz, cn, tmp_path, monkeypatch):
     assert not (tmp_path / "chunks").exists()  # cleared after success
 
 
+def test_a_run_deletes_only_its_own_chunk_files(sz, cn, tmp_path):
+    """A fresh run emptied ``chunks/`` of every ``*.csv`` and cleared the folder of
+    everything: an engineer's file there was lost. Its own files go (a stale chunk of an
+    earlier run included), the rest stays, and so does the folder that holds it."""
+    cdir = tmp_path / "chunks"
+    cdir.mkdir()
+    (cdir / "000007.csv").write_text("stale chunk\n", encoding="utf-8")
+    (cdir / "feeders.csv").write_text("mine\n", encoding="utf-8")
+    (cdir / "notes.txt").write_text("mine too\n", encoding="utf-8")
+    res = hosting_capacity(sz, criteria=cn, work_dir=tmp_path, chunk_buses=5)
+    assert res.stats.chunks == 6 and res.stats.chunks_reused == 0
+    assert sorted(p.name for p in cdir.iterdir()) == ["feeders.csv", "notes.txt"]
+    assert (cdir / "feeders.csv").read_text(encoding="utf-8") == "mine\n"
+
+
 def test_resume_refuses_chunks_of_another_run(sz, cn, tmp_path, monkeypatch):
     def interrupted(problems, pf, max_kw):
         raise KeyboardInterrupt

@@ -95,6 +95,11 @@ class RunStats:
     n1_s: float | None = None  # the N-1 columns (--n1)
 
 
+def _chunk_files(cdir: Path) -> list[Path]:
+    """The chunk files a run writes in ``cdir`` (``ChunkStore.path``: six digits ``.csv``)."""
+    return [f for f in cdir.glob("*.csv") if len(f.stem) == 6 and f.stem.isdigit()]
+
+
 class ChunkStore:
     """Finished chunks on disk, under a manifest; ``None`` directory keeps them in memory."""
 
@@ -118,8 +123,8 @@ class ChunkStore:
                     "(network, profile or settings differ)"
                 )
         else:
-            if cdir.is_dir():
-                for f in cdir.glob("*.csv"):
+            if cdir.is_dir():  # its own chunk files only: "chunks/" may hold an engineer's files
+                for f in _chunk_files(cdir):
                     f.unlink()
         cdir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(mpath, manifest)
@@ -145,9 +150,10 @@ class ChunkStore:
     def clear(self) -> None:
         if self.dir is None:
             return
-        for f in self.cdir.glob("*"):
-            f.unlink()
-        self.cdir.rmdir()
+        for f in [*_chunk_files(self.cdir), self.cdir / "manifest.json"]:
+            f.unlink(missing_ok=True)
+        if not any(self.cdir.iterdir()):  # (what else is there stays, and so does the folder)
+            self.cdir.rmdir()
 
 
 def manifest_for(fingerprint: str, criteria: Criteria, pf: float, max_kw: float, chunks) -> dict:
