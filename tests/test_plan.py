@@ -408,6 +408,30 @@ def test_cli_out_of_reach_demand_is_listed_not_fatal(capsys, tmp_path, hand_json
     assert list(unserved.demand) == ["far"] and "supply radius" in unserved.reason[0]
 
 
+def test_cli_plan_and_hosting_refuse_each_others_folder(capsys, tmp_path, hand_json, hand_csv):
+    """Both write summary.json: a plan into a hosting map's folder replaced its summary (and a
+    map into a plan's folder the plan's). Each is refused before it runs, nothing touched."""
+    maps = tmp_path / "map"
+    maps.mkdir()
+    (maps / "hosting.csv").write_text("bus,hosting_kw\n", encoding="utf-8")
+    (maps / "summary.json").write_text('{"buses": 1}\n', encoding="utf-8")
+    rc, _out, err = _cli(capsys, str(hand_json), "--demand", str(hand_csv), "--out", str(maps))
+    assert rc == 2 and len(err) == 1, err
+    assert err[0].endswith(
+        f"--out {maps}: holds the output of lvplan hosting (hosting.csv), whose summary.json "
+        "this run would replace; give another folder"
+    ), err
+    assert sorted(p.name for p in maps.iterdir()) == ["hosting.csv", "summary.json"]
+    assert (maps / "summary.json").read_text(encoding="utf-8") == '{"buses": 1}\n'
+    plans = tmp_path / "plan"
+    plans.mkdir()
+    (plans / "plan.csv").write_text("measure\n", encoding="utf-8")
+    assert main(["hosting", str(hand_json), "--out", str(plans)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "holds the output of lvplan plan (plan.csv)" in err[0], err
+    assert [p.name for p in plans.iterdir()] == ["plan.csv"]
+
+
 # -- 6. --json -------------------------------------------------------------------------------------
 def test_cli_json_summary(capsys, tmp_path, hand_json, hand_csv):
     out = tmp_path / "out"

@@ -528,6 +528,7 @@ def _plan(args: argparse.Namespace, crit) -> int:
     import math
     from pathlib import Path
 
+    from lvplan.io.atomic import refuse_other_output
     from lvplan.io.folder_lock import locked_folders
     from lvplan.io.load import load_network
     from lvplan.planning.demand import check_demand_file
@@ -562,6 +563,7 @@ def _plan(args: argparse.Namespace, crit) -> int:
         base = base.parent
     if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
         raise InputError(f"--out {out}: cannot write there ({base} is not a writable folder)")
+    refuse_other_output(out, "plan")  # (a hosting map's summary.json was replaced)
 
     def say(msg: str) -> None:
         print(f"lvplan plan: {msg}", file=sys.stderr, flush=True)
@@ -649,6 +651,7 @@ def _hosting(args: argparse.Namespace, crit) -> int:
 
     from lvplan.hosting import hosting_capacity
     from lvplan.hosting.outputs import write_outputs
+    from lvplan.io.atomic import refuse_other_output
     from lvplan.io.folder_lock import locked_folders
     from lvplan.io.load import load_network
 
@@ -664,6 +667,7 @@ def _hosting(args: argparse.Namespace, crit) -> int:
     out = Path(args.out or args.resume or f"hosting-{net.name}")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
+    refuse_other_output(out, "hosting")
     # one run per folder: a second run on it exits 2 and touches nothing (io/folder_lock.py)
     with locked_folders((out, "--out"), *([(args.resume, "--resume")] if args.resume else [])):
         before = None

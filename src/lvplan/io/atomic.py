@@ -154,3 +154,20 @@ def staged_files(out: str | os.PathLike, *, flag: str = "--out") -> Iterator[Pat
                 os.replace(f, folder / f.name)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
+
+
+#: the file that marks a folder as one command's output: both write a ``summary.json``, so
+#: another command writing there would replace it and leave a folder of two runs
+OUTPUT_MARKERS = {"plan": "plan.csv", "hosting": "hosting.csv"}
+
+
+def refuse_other_output(out: str | os.PathLike, mine: str, *, flag: str = "--out") -> None:
+    """One line (:class:`InputError`) when ``out`` holds the output of another lvplan command
+    than ``mine`` (a key of :data:`OUTPUT_MARKERS`); checked before the run, so nothing there
+    is touched."""
+    for command, marker in OUTPUT_MARKERS.items():
+        if command != mine and (Path(out) / marker).is_file():
+            raise InputError(
+                f"{flag} {out}: holds the output of lvplan {command} ({marker}), whose "
+                f"summary.json this run would replace; give another folder"
+            )
