@@ -102,7 +102,8 @@ def test_every_temporary_lvplan_writes_is_one_the_sweep_knows(tmp_path, monkeypa
     st.mkdir()
     (st / "study.json").write_text("{}", encoding="utf-8")
     _publish(st, tmp_path / "o")
-    assert len(made) == 6, made  # a file, a stage, 2 network stages and an .old, a publish
+    # a file, a stage and its commit mark, 2 network stages and an .old, a publish
+    assert len(made) == 7, made
     for name in made:  # a .tmp is swept; an .old, kept by the sweep, has the one prefix too
         if name.endswith(OLD_SUFFIX):
             assert name.startswith(atomic.TMP_PREFIX) and not atomic._STALE.fullmatch(name)
@@ -232,3 +233,50 @@ def test_an_output_with_a_name_near_the_limit_is_written(tmp_path):
         f.write(b"a,b\n")
     assert target.read_bytes() == b"a,b\n"
     assert _names(tmp_path) == [target.name]
+
+
+_KILLED_AMONG_RENAMES = """
+import os, sys
+from pathlib import Path
+from lvplan.io.atomic import staged_files
+
+out = Path(sys.argv[1])
+real = os.replace
+with staged_files(out) as stage:
+    for name in ("a.csv", "b.csv", "c.csv"):
+        (stage / name).write_text("new", encoding="utf-8")
+    if sys.argv[2] == "renaming":
+
+        def first_then_killed(src, dst):
+            real(src, dst)
+            if Path(dst).parent == out:  # the first file is in: SIGKILL-like, no cleanup
+                os._exit(9)
+
+        os.replace = first_then_killed
+    else:
+        os._exit(9)  # killed while the files were being written
+"""
+
+
+@pytest.mark.parametrize("when", ["renaming", "writing"])
+def test_a_run_killed_among_its_renames_is_finished_by_the_next(tmp_path, when):
+    """``staged_files`` renames its files into ``out`` one by one: a kill between two renames
+    left a plan.csv of the new run beside the old run's summary.json. The next run that locks
+    the folder now finishes the renames (the stage carries a commit mark once every file is in
+    full); a run killed before that leaves the old files, all of them."""
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("a.csv", "b.csv", "c.csv"):
+        (out / name).write_text("old", encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLED_AMONG_RENAMES, str(out), when], capture_output=True
+    )
+    assert proc.returncode == 9, proc.stderr
+    texts = {n: (out / n).read_text(encoding="utf-8") for n in ("a.csv", "b.csv", "c.csv")}
+    if when == "renaming":
+        assert sorted(texts.values()) == ["new", "old", "old"]  # half of two runs, as before
+    with locked_folder(out):
+        pass
+    want = "new" if when == "renaming" else "old"
+    assert {n: (out / n).read_text(encoding="utf-8") for n in texts} == dict.fromkeys(texts, want)
+    assert _names(out) == ["a.csv", "b.csv", "c.csv"]

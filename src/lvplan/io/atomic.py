@@ -65,6 +65,8 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[str]:
             continue
         with contextlib.suppress(OSError):
             if e.is_dir(follow_symlinks=False):
+                if os.path.isfile(os.path.join(e.path, COMMIT_MARK)):
+                    _commit(Path(e.path), Path(folder))  # killed among its renames: finish them
                 shutil.rmtree(e.path)
             else:
                 os.unlink(e.path)
@@ -143,17 +145,33 @@ def staged_files(out: str | os.PathLike, *, flag: str = "--out") -> Iterator[Pat
     without error each file written there is renamed over its namesake in ``out`` (renames
     need no space), else none is and ``out`` keeps its files as they were. An ``OSError`` (a
     full disk) is one line (:func:`write_failure`). A run killed in the block leaves the hidden
-    folder, which the next run that locks ``out`` removes (:func:`remove_stale_temporaries`)."""
+    folder, which the next run that locks ``out`` removes (:func:`remove_stale_temporaries`);
+    killed among the renames, the next such run finishes them first (:data:`COMMIT_MARK`), so
+    ``out`` holds one run's files, never half of two."""
     folder = Path(out)
     with output_errors(flag, folder):
         folder.mkdir(parents=True, exist_ok=True)
         stage = temp_folder(folder, "out")
         try:
             yield stage
-            for f in sorted(stage.iterdir()):
-                os.replace(f, folder / f.name)
+            # every file is in full: from here the run's files are its output. A run killed
+            # among the renames below would leave ``out`` half new, half old; the mark tells the
+            # next run that locks ``out`` to finish them (remove_stale_temporaries)
+            write_text_atomic(stage / COMMIT_MARK, "")
+            _commit(stage, folder)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
+
+
+#: in a staging folder: its files are complete and are to be renamed into the output folder
+COMMIT_MARK = ".lvplan-commit"
+
+
+def _commit(stage: Path, folder: Path) -> None:
+    """Each file of ``stage`` (but its mark) renamed over its namesake in ``folder``."""
+    for f in sorted(stage.iterdir()):
+        if f.name != COMMIT_MARK:
+            os.replace(f, folder / f.name)
 
 
 #: the file that marks a folder as one command's output: both write a ``summary.json``, so
