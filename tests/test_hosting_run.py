@@ -59,12 +59,14 @@ def test_resume_reuses_finished_chunks(sz, cn, tmp_path, monkeypatch):
 def test_a_run_deletes_only_its_own_chunk_files(sz, cn, tmp_path):
     """A fresh run emptied ``chunks/`` of every ``*.csv`` and cleared the folder of
     everything: an engineer's file there was lost. Its own files go (a stale chunk of an
-    earlier run included), the rest stays, and so does the folder that holds it."""
+    earlier run and a killed run's half-written one included), the rest stays, and so does
+    the folder that holds it."""
     cdir = tmp_path / "chunks"
     cdir.mkdir()
     (cdir / "000007.csv").write_text("stale chunk\n", encoding="utf-8")
     (cdir / "feeders.csv").write_text("mine\n", encoding="utf-8")
     (cdir / "notes.txt").write_text("mine too\n", encoding="utf-8")
+    (cdir / ".lvplan-tmp.000003.csv.abcd1234.tmp").write_text("half", encoding="utf-8")
     res = hosting_capacity(sz, criteria=cn, work_dir=tmp_path, chunk_buses=5)
     assert res.stats.chunks == 6 and res.stats.chunks_reused == 0
     assert sorted(p.name for p in cdir.iterdir()) == ["feeders.csv", "notes.txt"]

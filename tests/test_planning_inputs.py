@@ -366,6 +366,7 @@ def test_measures_override_replaces_whole_entries(tmp_path):
         # an empty override (or a file of comments) planned with the built-in prices, silently
         ("", "no measures (an override names at least one of: transformer_swap"),
         ("# prices of 2027\n", "no measures"),
+        ("transformer_swap = []\n", "transformer_swap: must be an array of tables"),
     ],
 )  # fmt: skip
 def test_measures_override_bad_entry_one_line(tmp_path, text, want):

@@ -280,3 +280,19 @@ def test_a_run_killed_among_its_renames_is_finished_by_the_next(tmp_path, when):
     want = "new" if when == "renaming" else "old"
     assert {n: (out / n).read_text(encoding="utf-8") for n in texts} == dict.fromkeys(texts, want)
     assert _names(out) == ["a.csv", "b.csv", "c.csv"]
+
+
+def test_a_committed_stage_older_than_the_output_is_dropped_not_replayed(tmp_path):
+    """A committed stage a later run could not remove (another user's, say) must not be rolled
+    forward over a newer run's files when its owner next locks the folder: dropped instead."""
+    out = tmp_path / "out"
+    out.mkdir()
+    stage = atomic.temp_folder(out, "out")
+    (stage / "a.csv").write_text("older run", encoding="utf-8")
+    (stage / atomic.COMMIT_MARK).write_text("", encoding="utf-8")
+    (out / "a.csv").write_text("newer run", encoding="utf-8")
+    t = (stage / atomic.COMMIT_MARK).stat().st_mtime_ns
+    os.utime(out / "a.csv", ns=(t + 10**9, t + 10**9))
+    assert remove_stale_temporaries(out) == [stage.name]
+    assert _names(out) == ["a.csv"]
+    assert (out / "a.csv").read_text(encoding="utf-8") == "newer run"

@@ -550,7 +550,7 @@ def _plan(args: argparse.Namespace, crit) -> int:
         rate = float(args.discount_rate)
     except ValueError:
         raise InputError(f"--discount-rate must be a number, got {args.discount_rate!r}") from None
-    measures = load_measures(args.catalogue) if args.catalogue else None
+    measures = load_measures(args.catalogue) if args.catalogue is not None else None
     if args.resume and not Path(args.resume).is_dir():
         raise InputError(f"--resume {args.resume}: no such folder")
     check_demand_file(args.demand)  # a junk file fails before the network loads (a city: minutes)
@@ -563,7 +563,6 @@ def _plan(args: argparse.Namespace, crit) -> int:
         base = base.parent
     if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
         raise InputError(f"--out {out}: cannot write there ({base} is not a writable folder)")
-    refuse_other_output(out, "plan")  # (a hosting map's summary.json was replaced)
 
     def say(msg: str) -> None:
         print(f"lvplan plan: {msg}", file=sys.stderr, flush=True)
@@ -571,6 +570,8 @@ def _plan(args: argparse.Namespace, crit) -> int:
     made = not out.exists()  # a folder this run makes is removed whole if the run fails
     # one run per folder: a second run on it exits 2 and touches nothing (io/folder_lock.py)
     with locked_folders((out, "--out"), *([(args.resume, "--resume")] if args.resume else [])):
+        # (held, and a killed run's renames finished: a plan's summary.json replaced a map's)
+        refuse_other_output(out, "plan")
         try:
             result = plan(
                 net,
@@ -667,9 +668,9 @@ def _hosting(args: argparse.Namespace, crit) -> int:
     out = Path(args.out or args.resume or f"hosting-{net.name}")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
-    refuse_other_output(out, "hosting")
     # one run per folder: a second run on it exits 2 and touches nothing (io/folder_lock.py)
     with locked_folders((out, "--out"), *([(args.resume, "--resume")] if args.resume else [])):
+        refuse_other_output(out, "hosting")
         before = None
         if args.compare:  # the network as it is, for the before/after columns
             before = hosting_capacity(

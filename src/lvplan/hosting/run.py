@@ -28,7 +28,7 @@ import pandas as pd
 from lvplan.criteria import Criteria
 from lvplan.errors import InputError
 from lvplan.hosting.area import AreaProblem, solve_area
-from lvplan.io.atomic import write_json_atomic, write_text_atomic
+from lvplan.io.atomic import remove_stale_temporaries, write_json_atomic, write_text_atomic
 
 CHUNK_BUSES = 4000
 COLUMNS = [
@@ -126,6 +126,7 @@ class ChunkStore:
             if cdir.is_dir():  # its own chunk files only: "chunks/" may hold an engineer's files
                 for f in _chunk_files(cdir):
                     f.unlink()
+                remove_stale_temporaries(cdir)  # a killed run's half-written chunk
         cdir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(mpath, manifest)
         self.cdir = cdir
@@ -152,6 +153,7 @@ class ChunkStore:
             return
         for f in [*_chunk_files(self.cdir), self.cdir / "manifest.json"]:
             f.unlink(missing_ok=True)
+        remove_stale_temporaries(self.cdir)
         if not any(self.cdir.iterdir()):  # (what else is there stays, and so does the folder)
             self.cdir.rmdir()
 

@@ -65,9 +65,11 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[str]:
             continue
         with contextlib.suppress(OSError):
             if e.is_dir(follow_symlinks=False):
-                if os.path.isfile(os.path.join(e.path, COMMIT_MARK)):
-                    _commit(Path(e.path), Path(folder))  # killed among its renames: finish them
-                shutil.rmtree(e.path)
+                try:
+                    if os.path.isfile(os.path.join(e.path, COMMIT_MARK)):
+                        _finish(Path(e.path), Path(folder))  # killed among its renames
+                finally:  # finished or not, the stage goes: it is never replayed later
+                    shutil.rmtree(e.path)
             else:
                 os.unlink(e.path)
             gone.append(e.name)
@@ -165,6 +167,18 @@ def staged_files(out: str | os.PathLike, *, flag: str = "--out") -> Iterator[Pat
 
 #: in a staging folder: its files are complete and are to be renamed into the output folder
 COMMIT_MARK = ".lvplan-commit"
+
+
+def _finish(stage: Path, folder: Path) -> None:
+    """The renames of a committed ``stage`` a killed run left, unless a file it would replace
+    in ``folder`` was written after its mark (a later run's output is not overwritten by an
+    older one's: the stage is then dropped)."""
+    mark_ns = (stage / COMMIT_MARK).stat().st_mtime_ns
+    for f in stage.iterdir():
+        target = folder / f.name
+        if f.name != COMMIT_MARK and target.exists() and target.stat().st_mtime_ns > mark_ns:
+            return
+    _commit(stage, folder)
 
 
 def _commit(stage: Path, folder: Path) -> None:

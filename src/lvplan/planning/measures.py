@@ -258,7 +258,7 @@ def _validated(
         if key not in _SCHEMA:
             raise InputError(f"{name}: {key}: unknown measure (known: {', '.join(_SCHEMA)})")
         if key == MeasureKind.TRANSFORMER_SWAP:
-            if not isinstance(value, list):
+            if not isinstance(value, list) or not value:  # ([] overrode nothing, silently)
                 raise InputError(f"{name}: {key}: must be an array of tables ([[{key}]])")
             out[key] = [_entry(e, f"{key}[{i}]", name, key, cables) for i, e in enumerate(value)]
             seen: set[int] = set()  # (a set: kvas.count in a loop took minutes on 150,000)

@@ -674,9 +674,9 @@ def plan_network(
     sol, ev = g_sol, g_ev
     greedy_kept = True  # the plan returned is the verified greedy one
     opt_cost = None
-    if method != "optimal" and budget_cny is not None and g_sol.cost_cny > budget_cny:
-        raise InputError(f"--budget: no AC-verified plan within {budget_cny:,.0f} CNY was found")
-    if method == "optimal":  # (--method greedy with --budget: the budget greedy's plan alone)
+    # --method greedy with --budget: the budget greedy's plan alone, unless it is over the budget
+    # (its N-1 measures kept, or its rounded costs): the optimal rounds then look for one within
+    if method == "optimal" or (budget_cny is not None and g_sol.cost_cny > budget_cny):
         last = [g_sol]  # each round starts from the newest plan (the greedy first)
         bounded: list[Solution | None] = [None]  # the round that proved the most
         #: ... and for each set of demands served (a bound is for the demands its round served)
