@@ -2,7 +2,7 @@
 
     python benchmarks/bench_plan.py [--network simbench-urban] [--count 300] [--seed 1]
                                     [--time-limit 60] [--out DIR] [--area-class A]
-                                    [--transfers-per-feeder N]
+                                    [--transfers-per-feeder N] [--progress]
 
 Writes ``lvplan synth demand`` (count, seed), plans it, writes the plan, and checks the written
 ``reinforced.json`` with the tests' independent pandapower judge (``tests/reference.py``): the
@@ -48,6 +48,7 @@ def main() -> None:
         help="feeder splits offered per LV feeder (planning/transfers.py MAX_PER_FEEDER; "
         "0: none, the plan as before they were offered)",
     )
+    ap.add_argument("--progress", action="store_true", help="the plan's progress on stderr")
     args = ap.parse_args()
     if args.transfers_per_feeder is not None:
         import lvplan.planning.transfers as transfers
@@ -65,7 +66,13 @@ def main() -> None:
         demand,
     )
     t0 = time.perf_counter()
-    p = plan(net, demand, criteria=crit, time_limit_s=args.time_limit, progress=None)
+    p = plan(
+        net,
+        demand,
+        criteria=crit,
+        time_limit_s=args.time_limit,
+        progress=_stderr if args.progress else None,
+    )
     wall = time.perf_counter() - t0
     write_plan(p, net, out)
     s = p.summary()
@@ -119,6 +126,10 @@ def main() -> None:
     print(f"wall               {wall:.1f} s")
     print(f"reference judge    {len(new)} new violations on reinforced.json {new[:5]}")
     print(f"outputs            {out}")
+
+
+def _stderr(msg: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
 
 
 def _n1_reference(base, net, crit, ids: list[str]) -> list[str]:

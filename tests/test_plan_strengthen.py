@@ -15,7 +15,7 @@ from test_plan_mipbound import _cost_model, _values
 
 import lvplan
 from lvplan.planning.mipbound import MipBound, Relaxation, _add, to_mip
-from lvplan.planning.strengthen import CapacityRow, capacity_row, separate
+from lvplan.planning.strengthen import CapacityRow, capacity_row, rebuild, separate
 
 FUTIAN_CSV = Path(__file__).resolve().parents[1] / "studies/demand/sz-futian-30.csv"
 
@@ -202,3 +202,66 @@ def test_a_neighbourhood_searched_whole_is_searched_again_around_the_strengthene
     assert "; strengthened: " in diver.dive_status, diver.dive_status
     assert diver.dive_objective is not None
     assert opt - 1e-6 <= diver.dive_objective < start_cost
+
+
+def test_a_carried_inequality_is_made_again_from_the_new_rows_and_holds_there():
+    """The cut pool carries (row name, demand set) from one verification round's model to the
+    next (mipbound.CutPool). Made again from the same row, an inequality is the one separated;
+    made from the row as a later round tightens it (less room, an upgrade banned, an option
+    gone, the variables renumbered) it is that row's own: it holds at every plan of the new row
+    and still cuts the old fractional point. A row that is gone, or demands that can no longer
+    load it past its room, give nothing."""
+    row = capacity_row("trafo 7", [(0, 0, 8), (1, 1, 8), (2, 2, 5)], 10, [([3], 50), ([4], 30)])
+    assert row is not None
+    point = [1.0, 1.0, 0.0, 0.1, 0.05]
+    (found,) = separate([row], point)
+    assert found.key == ("trafo 7", (0, 1))
+    (again,) = rebuild([row], [found.key])
+    assert (sorted(again.lhs), again.rhs, sorted(again.ups)) == (
+        sorted(found.lhs),
+        found.rhs,
+        sorted(found.ups),
+    )
+    # the next round: room 4 (an AC cut), the 30-unit upgrade banned, variables renumbered
+    tight = capacity_row("trafo 7", [(0, 5, 8), (1, 6, 8), (2, 7, 5)], 4, [([8], 50)])
+    assert tight is not None
+    (made,) = rebuild([tight], [found.key])
+    assert sorted(made.lhs) == [(5, 8), (6, 8)]
+    assert made.rhs == 4 and made.ups == [(8, 12)]  # min(50 - 4, 16 - 4)
+    for vals in _plans(tight, 9):
+        assert made.violation(vals) <= 1e-9
+    assert made.violation([0.0] * 5 + [1.0, 1.0, 0.0, 0.1]) > 0
+    # demand 1 no longer has an option there: 8 units cannot pass room 10 -> nothing
+    fewer = capacity_row("trafo 7", [(0, 0, 8), (2, 2, 5)], 10, [([3], 50)])
+    assert fewer is not None and rebuild([fewer], [found.key]) == []
+    assert rebuild([tight], [("trafo 8", (0, 1))]) == []
+
+
+def test_carried_inequalities_hold_at_every_plan_of_random_later_rows():
+    """Random rows and points: each inequality separated, made again from a random tightening
+    of its row (room lowered, upgrades dropped, an option lost), holds at every plan of it."""
+    rng = random.Random(5)
+    checked = 0
+    for _ in range(200):
+        n_dem = rng.randint(2, 4)
+        options = [(i, i, rng.randint(1, 12)) for i in range(n_dem)]
+        ups = [([n_dem + r], rng.randint(1, 40)) for r in range(rng.randint(1, 3))]
+        row = capacity_row("r", options, rng.randint(0, 10), ups)
+        if row is None:
+            continue
+        n_vars = n_dem + len(ups)
+        for ineq in separate([row], [rng.random() for _ in range(n_vars)]):
+            kept = [o for o in options if rng.random() < 0.8]
+            later = capacity_row(
+                "r",
+                kept,
+                max(0, row.base - rng.randint(0, 5)),
+                [u for u in ups if rng.random() < 0.7],
+            )
+            if later is None:
+                continue
+            for made in rebuild([later], [ineq.key]):
+                checked += 1
+                for vals in _plans(later, n_vars):
+                    assert made.violation(vals) <= 1e-9, (later, made, vals)
+    assert checked > 30

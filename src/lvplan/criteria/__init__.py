@@ -57,6 +57,8 @@ class Criteria:
     lv_policy_max_kw: float
     detour_factor: float
     default_area_class: str
+    #: the standard service cable, validated and echoed; every service cable is sized by its
+    #: design current instead (:func:`lvplan.decision.choose_service_cable`)
     service_cable: str
     supply_radius_m: dict[str, float] = field(default_factory=dict)
     #: N-1 per area class ("full", "pass_rate", "none"); empty: the profile has no N-1 rule

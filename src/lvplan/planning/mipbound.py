@@ -39,10 +39,11 @@ for at most :data:`SEPARATE_SHARE` of the time), hands them to the diving thread
 (:class:`Relaxation`), and then lets HiGHS bound the model with them (its presolve and root
 cuts take most of a minute on the district).
 
-Measured on the district (``benchmarks/bench_plan.py``, 60 s): the relaxation 38.70 M CNY,
-strengthened in 3-7 rounds 41.41-41.72 M, HiGHS's bound with it 42.95-43.00 M (40.16 M before
-the inequalities, 42.16 M before the voltage limits were held out); the neighbourhood's plan
-46.5-46.7 M in the first optimal round (48.4 M with the voltage limits in).
+Measured on the district (``benchmarks/bench_plan.py --seed 1``, 60 s, three runs): the
+relaxation 31.86 M CNY, strengthened in 4-5 rounds 34.63-34.74 M, HiGHS's bound with it
+37.27-37.47 M after 37-40 s; the neighbourhood's plan 41.88-41.95 M in the first optimal round.
+(An older model, before 10 kV cuts, transfers and the sites between two clusters: relaxation
+38.70 M, HiGHS 42.95-43.00 M.)
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from typing import Any
 
 from ortools.util.python.solve_interrupter import SolveInterrupter
 
-from lvplan.planning.strengthen import CapacityRow, Inequality, separate
+from lvplan.planning.strengthen import CapacityRow, Inequality, rebuild, separate
 
 #: CP-SAT's "unbounded" domain ends
 _INF = 2**62
@@ -169,17 +170,48 @@ def restore(loose: list[tuple[Any, float, float]]) -> None:
         row.lower_bound, row.upper_bound = lo, hi
 
 
+class CutPool:
+    """The residual-capacity inequalities found so far for one plan, by row name and demand set
+    (:attr:`lvplan.planning.strengthen.Inequality.key`), carried from one verification round's
+    model to the next. Only the demand sets are carried: each inequality is derived afresh from
+    the new model's row of that name (:func:`lvplan.planning.strengthen.rebuild`), so it holds
+    there whatever changed (a cut's room, an upgrade banned). The next round's separation then
+    starts where the last one's ended (a round's bound thread has seconds; a round ~2 s)."""
+
+    def __init__(self) -> None:
+        self._keys: dict[tuple[str, tuple[int, ...]], None] = {}
+        self._lock = threading.Lock()
+
+    def add(self, cuts: list[Inequality]) -> None:
+        with self._lock:
+            for c in cuts:
+                self._keys.setdefault(c.key, None)
+
+    def keys(self) -> list[tuple[str, tuple[int, ...]]]:
+        with self._lock:
+            return list(self._keys)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._keys)
+
+
 class Relaxation:
     """The relaxation as strengthened once, shared by the two HiGHS threads: the bounding thread
     solves it and separates (:mod:`lvplan.planning.strengthen`) before its own solve; the diving
     one then searches the strengthened relaxation's neighbourhood too."""
 
-    def __init__(self, rows: list[CapacityRow]):
+    def __init__(self, rows: list[CapacityRow], pool: CutPool | None = None):
+        """``pool``: the inequalities an earlier model of the same plan found, made again from
+        these rows before the first round (:func:`lvplan.planning.strengthen.rebuild`), and
+        where this one's go for the next."""
         self.rows = rows
+        self.pool = pool
         self.cuts: list[Inequality] = []
         self.value: float | None = None  # the strengthened relaxation's value
         self.values: list[float] | None = None  # ... and its variables' values
         self.rounds = 0
+        self.carried = 0  # inequalities made again from the pool
         self.done = threading.Event()
 
 
@@ -319,6 +351,11 @@ class MipBound:
         most :data:`SEPARATE_SHARE` of the time, until a round gains little."""
         t0 = time.perf_counter()
         stop_at = t0 + SEPARATE_SHARE * (self.deadline - t0)
+        if rel.pool is not None:  # where the last model's rounds ended
+            again = rebuild(rel.rows, rel.pool.keys())
+            _add(mo, again)
+            rel.cuts += again
+            rel.carried = len(again)
         while not self._stopped.is_set():
             got = self._relax(mo)
             if got is None:
@@ -335,6 +372,8 @@ class MipBound:
             _add(mo, found)
             rel.cuts += found
             rel.rounds += 1
+            if rel.pool is not None:
+                rel.pool.add(found)
 
     def _dive(self, mo) -> None:
         """A plan in the relaxation's neighbourhood (see the module's text), searched until the

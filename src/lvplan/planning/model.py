@@ -22,7 +22,7 @@ from ortools.sat.python import cp_model
 
 from lvplan.planning.candidates import element_key
 from lvplan.planning.linear import KW_UNIT, LinearGrid, load_units
-from lvplan.planning.mipbound import MipBound, Relaxation
+from lvplan.planning.mipbound import CutPool, MipBound, Relaxation
 from lvplan.planning.parts import Part
 from lvplan.planning.strengthen import CapacityRow, capacity_row
 from lvplan.planning.transfers import add_model as add_transfers
@@ -619,8 +619,12 @@ class PlanModel:
         bounds.update(highs=other, highs_status=companion.status)
         bounds["highs_s"] = round(companion.seconds, 2)
         rel = companion.relaxation
-        if rel is not None and rel.rounds:
-            bounds.update(relaxation_strengthened=rel.value, relaxation_rounds=rel.rounds)
+        if rel is not None and (rel.rounds or rel.carried):
+            bounds.update(
+                relaxation_strengthened=rel.value,
+                relaxation_rounds=rel.rounds,
+                relaxation_carried=rel.carried,
+            )
         if other is not None and other > bound:
             # the strengthened relaxation's value stands for the bound when HiGHS's own solve
             # was not run, failed, ran past the wait or proved less: then it proved this bound
@@ -652,6 +656,7 @@ class PlanModel:
         gap: float = 0.0,
         mip_bound: bool = False,
         bound_only: bool = False,
+        pool: CutPool | None = None,
     ) -> Solution:
         """Lexicographic: first the most design kW served (skipped when the hint serves every
         servable demand), then the least cost serving those demands; with a budget, the most kW
@@ -662,7 +667,10 @@ class PlanModel:
         thread beside CP-SAT's search (:mod:`lvplan.planning.mipbound`); the larger bound is
         reported, and ``Solution.bounds`` says which and both. With ``bound_only`` too, that
         bound is the strengthened relaxation's alone, and no plan is searched beside CP-SAT
-        (a city group's worker has one core)."""
+        (a city group's worker has one core). ``pool``: the residual-capacity inequalities an
+        earlier model of the same plan found (one that this model only tightens: a verification
+        round's), made again here before the first round of separation, and this model's
+        added to it (:class:`lvplan.planning.mipbound.CutPool`)."""
         t0 = time.perf_counter()
         self.served_proven = True
         companion: MipBound | None = None
@@ -678,7 +686,7 @@ class PlanModel:
                 companion = MipBound(
                     most.proto,
                     time_limit_s,
-                    relaxation=Relaxation(self.capacity_rows),
+                    relaxation=Relaxation(self.capacity_rows, pool),
                     voltage_rows=self.voltage_rows,
                     negated=True,
                 ).start()
@@ -727,7 +735,7 @@ class PlanModel:
             self.m.minimize(self.cost)
             left = max(1.0, time_limit_s - (time.perf_counter() - t0))
             if mip_bound and bound_only and left >= MIP_BOUND_MIN_S:
-                rel = Relaxation(self.capacity_rows)
+                rel = Relaxation(self.capacity_rows, pool)
                 companion = MipBound(
                     self.m.clone().proto,
                     left,
@@ -739,7 +747,7 @@ class PlanModel:
             elif mip_bound and left < DIVE_MIN_S and left >= MIP_BOUND_MIN_S:
                 # too little time for a neighbourhood search: the bound alone, beside CP-SAT
                 # on every worker for the whole time
-                rel = Relaxation(self.capacity_rows)
+                rel = Relaxation(self.capacity_rows, pool)
                 companion = MipBound(
                     self.m.clone().proto, left, relaxation=rel, voltage_rows=self.voltage_rows
                 ).start()
@@ -753,7 +761,7 @@ class PlanModel:
                 # bounding thread strengthens the relaxation first (residual-capacity
                 # inequalities, planning/strengthen.py) and the diving one searches again
                 # around it when its first search ends early
-                rel = Relaxation(self.capacity_rows)
+                rel = Relaxation(self.capacity_rows, pool)
                 inc = None
                 if self.hint_complete:  # the search's start: a plan of this model
                     hv = self._hint_values()
@@ -855,8 +863,11 @@ class PlanModel:
         rel = companion.relaxation
         out.bounds.update(
             relaxation=lp,
-            relaxation_strengthened=rel.value if rel is not None and rel.rounds else None,
+            relaxation_strengthened=(
+                rel.value if rel is not None and (rel.rounds or rel.carried) else None
+            ),
             relaxation_rounds=rel.rounds if rel is not None else 0,
+            relaxation_carried=rel.carried if rel is not None else 0,
             relaxation_rows=len(rel.cuts) if rel is not None else 0,
             dive=obj,
             dive_status=companion.dive_status,

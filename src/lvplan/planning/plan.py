@@ -52,6 +52,7 @@ from lvplan.planning.measures import (
     Measures,
     load_measures,
 )
+from lvplan.planning.mipbound import CutPool
 from lvplan.planning.model import PlanModel, Solution, solve_by_parts
 from lvplan.planning.n1measures import N1Offers
 from lvplan.planning.n1plan import (
@@ -683,6 +684,9 @@ def plan_network(
         by_served: dict[tuple[bool, ...], Solution] = {}
         prev_cuts: list[Cuts | None] = [None]  # the cuts the last round was solved under
         memo: dict[int, Solution] = {}  # by part: its last solution
+        # the residual-capacity inequalities found so far: the next round's bound thread starts
+        # from them, made again from its own model's rows (planning/mipbound.py CutPool)
+        pool = CutPool()
 
         def optimal() -> Solution:
             # the time CP-SAT may take: what is left once this round's AC check (as long as the
@@ -779,8 +783,19 @@ def plan_network(
                         workers=workers,
                         mip_bound=mip_bound,
                         bound_only=bound_only,
+                        pool=pool,
                     )
             over_s[0] = max(0.0, time.perf_counter() - now - given)
+            rel_cny, carried = (
+                out.bounds.get("relaxation_strengthened"),
+                out.bounds.get("relaxation_carried"),
+            )
+            if rel_cny is not None and carried:
+                say(
+                    f"optimal: the relaxation with {carried} inequalities carried from earlier "
+                    f"rounds and {out.bounds.get('relaxation_rounds', 0)} rounds more: "
+                    f"{rel_cny:,.0f} CNY"
+                )
             if out.status in ("optimal", "feasible"):
                 # each round's model only adds cuts to the one before: a bound stays a bound
                 if math.isfinite(out.bound):
