@@ -516,6 +516,32 @@ def test_budget_with_method_greedy_runs_no_optimiser(hand, hand_csv, cn):
     assert _new_violations(p, hand, cn) == set()
 
 
+def test_budget_greedy_over_its_budget_falls_back_to_the_optimal_rounds(
+    hand, hand_csv, cn, monkeypatch
+):
+    """``--method greedy --budget``: a greedy plan over the budget (its N-1 measures kept, or its
+    costs rounded per measure) was refused with "no plan within the budget" although one
+    exists. The greedy made to ignore the budget (it serves all four demands, 191,000 CNY and
+    more): the optimal rounds then find the plan within 160,000 CNY, the same 400 kW as the
+    budget greedy's own (test_budget_greedy_buys_the_most_kw_first), and it passes AC."""
+    from lvplan.planning.greedy import Greedy
+
+    real = Greedy.run
+
+    def spendthrift(self, order, budget_cny=None, *, chosen=None):
+        return real(self, order, None, chosen=chosen)
+
+    monkeypatch.setattr(Greedy, "run", spendthrift)
+    p = make_plan(
+        hand, hand_csv, criteria=cn, method="greedy", budget_cny=160_000.0, time_limit_s=10
+    )
+    assert p.greedy_cost_cny > 160_000.0  # (the greedy really was over the budget)
+    assert [h.method for h in p.history if h.method.startswith("optimal")] != []
+    assert p.cost_cny <= 160_000.0
+    assert _kw(p) == 400.0 and p.cost_cny == pytest.approx(SWAP_400_CNY, abs=0.01)
+    assert _new_violations(p, hand, cn) == set()
+
+
 def test_budget_zero_on_sz_futian_builds_nothing(sz_plans, sz, cn):
     """Every synthetic demand is located by lon/lat, so each needs a service cable: with no
     money nothing is served and nothing is built. (sz-futian has a line and a transformer over
