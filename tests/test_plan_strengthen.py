@@ -49,9 +49,15 @@ def _plans(row: CapacityRow, n_vars: int):
     """Every integer point of one capacity: each demand one of its options or none, at most one
     upgrade (a cut's relief: any of them), within the capacity as built."""
     demands = sorted(row.terms)
-    ups = [js for js, _ in row.ups]
+    # what may be built: nothing, one rung of a ladder, or of a cut's relief any one of its
+    # upgrades (the tightest point) or all of them
+    builds: list[tuple[list[int], int | None]] = [([], 0)]
+    for js, cap in row.ups:
+        builds.append((js, cap))
+        if cap is None and len(js) > 1:
+            builds += [([j], None) for j in js]
     for pick in itertools.product(*[[None, *row.terms[i]] for i in demands]):
-        for built in [None, *range(len(ups))]:
+        for js, cap in builds:
             vals = [0.0] * n_vars
             load = 0
             for p in pick:
@@ -59,10 +65,9 @@ def _plans(row: CapacityRow, n_vars: int):
                     vals[p[0]] = 1.0
                     load += p[1]
             room = row.base
-            if built is not None:
-                for j in ups[built]:
-                    vals[j] = 1.0
-                cap = row.ups[built][1]
+            for j in js:
+                vals[j] = 1.0
+            if js:
                 room = max(room, cap) if cap is not None else load
             if load <= room:
                 yield vals
@@ -238,30 +243,83 @@ def test_a_carried_inequality_is_made_again_from_the_new_rows_and_holds_there():
 
 
 def test_carried_inequalities_hold_at_every_plan_of_random_later_rows():
-    """Random rows and points: each inequality separated, made again from a random tightening
-    of its row (room lowered, upgrades dropped, an option lost), holds at every plan of it."""
+    """Random rows (demands with one or two options of different loads, a ladder of upgrades or
+    a cut's relief) and points: each inequality separated, made again from a random change of
+    its row (room lowered or raised, upgrades dropped, options lost, loads changed), holds at
+    every plan of the new row."""
     rng = random.Random(5)
     checked = 0
-    for _ in range(200):
+    for _ in range(300):
         n_dem = rng.randint(2, 4)
-        options = [(i, i, rng.randint(1, 12)) for i in range(n_dem)]
-        ups = [([n_dem + r], rng.randint(1, 40)) for r in range(rng.randint(1, 3))]
+        options, j = [], 0
+        for i in range(n_dem):
+            a = rng.randint(1, 12)
+            for _k in range(rng.randint(1, 2)):
+                options.append((i, j, a if rng.random() < 0.5 else rng.randint(1, a)))
+                j += 1
+        relief = rng.random() < 0.3
+        if relief:
+            ups = [([j + r for r in range(rng.randint(1, 3))], None)]
+        else:
+            ups = [([j + r], rng.randint(1, 40)) for r in range(rng.randint(1, 3))]
+        n_vars = j + sum(len(js) for js, _ in ups)
         row = capacity_row("r", options, rng.randint(0, 10), ups)
         if row is None:
             continue
-        n_vars = n_dem + len(ups)
         for ineq in separate([row], [rng.random() for _ in range(n_vars)]):
-            kept = [o for o in options if rng.random() < 0.8]
-            later = capacity_row(
-                "r",
-                kept,
-                max(0, row.base - rng.randint(0, 5)),
-                [u for u in ups if rng.random() < 0.7],
-            )
+            kept = [
+                (i, jj, max(0, c + rng.randint(-2, 2)))
+                for i, jj, c in options
+                if rng.random() < 0.8
+            ]
+            if relief:
+                later_ups = [([jj for jj in ups[0][0] if rng.random() < 0.7], None)]
+                later_ups = [u for u in later_ups if u[0]]
+            else:
+                later_ups = [u for u in ups if rng.random() < 0.7]
+            later = capacity_row("r", kept, max(0, row.base + rng.randint(-5, 3)), later_ups)
             if later is None:
                 continue
             for made in rebuild([later], [ineq.key]):
                 checked += 1
                 for vals in _plans(later, n_vars):
                     assert made.violation(vals) <= 1e-9, (later, made, vals)
-    assert checked > 30
+    assert checked > 50
+
+
+def test_the_pool_carries_a_models_rounds_to_the_next():
+    """CutPool: keys once each (a key found again is renewed), the newest kept past its
+    size."""
+    from lvplan.planning.mipbound import CutPool
+    from lvplan.planning.strengthen import Inequality
+
+    pool = CutPool(most=3)
+    cuts = [Inequality([(0, 1)], 0, [], f"line {n}", (n,)) for n in range(5)]
+    pool.add(cuts[:2])
+    pool.add(cuts[:1])  # found again: renewed, not doubled
+    assert pool.keys() == [("line 1", (1,)), ("line 0", (0,))]
+    pool.add(cuts[2:])
+    assert len(pool) == 3
+    assert pool.keys() == [("line 2", (2,)), ("line 3", (3,)), ("line 4", (4,))]
+
+
+def test_a_later_models_relaxation_starts_from_the_pool(tmp_path, cn):
+    """sz-futian: the bounding thread's rounds put their inequalities in the pool; a second
+    model's thread (the same rows) makes them all again before its first relaxation, which
+    then starts at least where the first one's rounds ended, and never above the optimum."""
+    from lvplan.planning.mipbound import CutPool
+
+    net = lvplan.load_network("sz-futian")
+    mdl = _cost_model(net, FUTIAN_CSV.read_text(), tmp_path, cn)
+    _vals, opt = _values(mdl.m)
+    pool = CutPool()
+    first = Relaxation(mdl.capacity_rows, pool)
+    MipBound(mdl.m.clone().proto, 60.0, relaxation=first, lp_only=True).start().result()
+    assert first.rounds >= 1 and first.carried == 0 and len(pool) == len(first.cuts) > 0
+    second = Relaxation(mdl.capacity_rows, pool)
+    mb = MipBound(mdl.m.clone().proto, 60.0, relaxation=second, lp_only=True).start()
+    bound = mb.result()
+    assert second.carried == len(first.cuts)
+    assert second.value is not None and first.value is not None
+    assert second.value >= first.value - 1e-6 * abs(first.value)
+    assert bound is not None and bound <= opt + 1e-6

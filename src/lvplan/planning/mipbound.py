@@ -71,6 +71,9 @@ DIVE_MARGIN_S = 4.0
 #: :data:`SEPARATE_MIN_GAIN` of its value
 SEPARATE_SHARE = 0.4
 SEPARATE_MIN_GAIN = 5e-4
+#: the most inequalities a :class:`CutPool` carries (the newest): on the district's 120 s plan,
+#: round 3 started from 561-630 of them, one to two per capacity row
+POOL_MOST = 5000
 _KINDS = ("linear", "bool_or", "bool_and", "at_most_one", "exactly_one", "lin_max")
 
 
@@ -178,14 +181,20 @@ class CutPool:
     there whatever changed (a cut's room, an upgrade banned). The next round's separation then
     starts where the last one's ended (a round's bound thread has seconds; a round ~2 s)."""
 
-    def __init__(self) -> None:
+    def __init__(self, most: int | None = None) -> None:
         self._keys: dict[tuple[str, tuple[int, ...]], None] = {}
         self._lock = threading.Lock()
+        self.most = POOL_MOST if most is None else most
 
     def add(self, cuts: list[Inequality]) -> None:
+        """Adds their keys; past :attr:`most`, the oldest go first (each model's HiGHS gets every
+        carried row before its first relaxation, unfiltered). A key found again is renewed."""
         with self._lock:
             for c in cuts:
-                self._keys.setdefault(c.key, None)
+                self._keys.pop(c.key, None)
+                self._keys[c.key] = None
+            while len(self._keys) > self.most:
+                del self._keys[next(iter(self._keys))]
 
     def keys(self) -> list[tuple[str, tuple[int, ...]]]:
         with self._lock:
@@ -401,7 +410,7 @@ class MipBound:
                 rel.done.is_set()
                 and not self._stopped.is_set()  # (CP-SAT proved its plan: no search needed)
                 and rel.values is not None
-                and rel.rounds
+                and (rel.rounds or rel.carried)  # (strengthened here, or by earlier rounds)
                 and left >= 2.0
             ):
                 _add(mo, rel.cuts)
