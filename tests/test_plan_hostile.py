@@ -239,3 +239,107 @@ def test_hosting_with_a_scheduler_that_is_no_address_leaves_no_folder(tmp_path, 
         capsys, ["hosting", "sz-futian", "--scheduler", "nonsense:::", "--out", str(out)], out
     )
     assert "no Dask scheduler at nonsense:::" in err
+
+
+# -- found by a hostile probe, 2026-12-02 ------------------------------------------------------
+def test_synth_demand_never_replaces_a_fifo_or_a_link(tmp_path, capsys):
+    """``synth demand --out /dev/full`` (as root) replaced the system's device with a CSV file,
+    exit 0; a FIFO and a symbolic link were replaced the same way. Now: one line, exit 2, the
+    path as it was."""
+    import os
+
+    fifo = tmp_path / "fifo.csv"
+    os.mkfifo(fifo)
+    target = tmp_path / "target.csv"
+    target.write_text("keep\n", encoding="utf-8")
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    for out, what in ((fifo, "not a regular file"), (link, "symbolic link")):
+        rc = main(["synth", "demand", "sz-futian", "--count", "3", "--out", str(out)])
+        err = capsys.readouterr().err
+        assert rc == 2 and what in err and len(err.strip().splitlines()) == 1, err
+    assert fifo.is_fifo() and link.is_symlink() and target.read_text() == "keep\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo.csv", "link.csv", "target.csv"]
+
+
+def test_a_folder_in_the_way_stops_the_run_before_any_file_is_replaced(tmp_path):
+    """A folder named like an output file (``summary.json/``) stopped the renames half way: the
+    folder then held the new plan.csv beside the old unserved.csv, two runs at once. Now the
+    run is refused first, naming the file, and every old file stays."""
+    from lvplan.errors import InputError
+    from lvplan.io.atomic import staged_files
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.csv").write_text("old\n", encoding="utf-8")
+    (out / "b.json").mkdir()
+    with (
+        pytest.raises(InputError, match=r"b\.json there is a folder"),
+        staged_files(out) as stage,
+    ):
+        (stage / "a.csv").write_text("new\n", encoding="utf-8")
+        (stage / "b.json").write_text("{}\n", encoding="utf-8")
+    assert (out / "a.csv").read_text() == "old\n"
+    assert sorted(p.name for p in out.iterdir()) == ["a.csv", "b.json"]
+
+
+def test_a_parts_link_is_never_followed(tmp_path, capsys):
+    """A ``parts`` symbolic link in ``--out`` was followed: lvplan wrote run.json and its
+    groups into the link's target, outside the folder. Now: one line, exit 2, the target as it
+    was."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "run.json").write_text("precious\n", encoding="utf-8")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "parts").symlink_to(victim)
+    demand = _synth(tmp_path, capsys)  # (two groups of MV islands: the store is used)
+    for extra in ([], ["--resume", str(out)]):
+        argv = ["plan", "sz-futian", "--demand", str(demand), "--out", str(out), *extra]
+        rc = main([*argv, "--time-limit", "5"])
+        err = capsys.readouterr().err
+        assert rc == 2 and "parts/ is a symbolic link" in err, err
+        assert len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in victim.iterdir()) == ["run.json"]
+    assert (victim / "run.json").read_text() == "precious\n"
+
+
+def test_out_as_the_file_systems_root_is_refused(tmp_path, capsys):
+    """As root, ``--out /`` wrote every output file and parts/ into /."""
+    demand = _csv(tmp_path, "id,kw,bus\na,20,6\n")
+    for cmd in (["plan", "sz-futian", "--demand", str(demand)], ["hosting", "sz-futian"]):
+        rc = main([*cmd, "--out", "/"])
+        err = capsys.readouterr().err
+        assert rc == 2 and "the file system's root" in err, err
+
+
+def test_a_catalogue_with_fewer_service_cables_plans_with_them(tmp_path, capsys):
+    """A valid ``--catalogue`` whose [service_cable] allows only 4x240 failed every group
+    ("cable 'YJV22-0.6/1kV 4x95' not allowed"): the cable was chosen from the equipment
+    catalogue and priced by the plan's. Now it is chosen among the allowed ones."""
+    cat = tmp_path / "cat.toml"
+    cat.write_text(
+        '[service_cable]\ncables = ["YJV22-0.6/1kV 4x240"]\nfixed_cny = 0\n'
+        'source = "test"\nstatus = "U"\n',
+        encoding="utf-8",
+    )
+    demand = _synth(tmp_path, capsys)  # located by lon/lat: each has a service cable
+    out = tmp_path / "out"
+    argv = ["plan", "sz-futian", "--demand", str(demand), "--out", str(out), "--json"]
+    rc = main([*argv, "--catalogue", str(cat), "--time-limit", "10"])
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    s = json.loads(cap.out)
+    assert s["demands_served"] >= 10 and all(p["status"] != "failed" for p in s["solver"]["parts"])
+    cables = {r.split(",")[6] for r in (out / "assignment.csv").read_text().splitlines()[1:]}
+    assert cables == {"YJV22-0.6/1kV 4x240"}
+
+
+def _synth(tmp_path, capsys):
+    """20 synthetic demands on sz-futian (seed 1), located by lon/lat."""
+    p = tmp_path / "synth.csv"
+    assert (
+        main(["synth", "demand", "sz-futian", "--count", "20", "--seed", "1", "--out", str(p)]) == 0
+    )
+    capsys.readouterr()
+    return p

@@ -10,6 +10,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from lvplan.errors import InputError, LvplanError
@@ -524,6 +525,17 @@ def _float_arg(name: str, value: str) -> float:
     return x
 
 
+def _not_root(out: Path) -> None:
+    """One line for an output folder that is the file system's root (as root it was written:
+    every output file, and parts/, went into /)."""
+    try:
+        whole = out.resolve()
+    except (OSError, RuntimeError):  # (a link loop: the writing says what is wrong)
+        return
+    if whole == Path(whole.anchor):
+        raise InputError(f"--out {out}: is the file system's root; give a folder of its own")
+
+
 def _plan(args: argparse.Namespace, crit) -> int:
     import math
     from pathlib import Path
@@ -558,6 +570,7 @@ def _plan(args: argparse.Namespace, crit) -> int:
     out = Path(args.out or args.resume or f"plan-{net.name}")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
+    _not_root(out)
     base = out  # the nearest existing folder up the path: checked before the plan runs
     while not base.exists() and base != base.parent:
         base = base.parent
@@ -668,6 +681,7 @@ def _hosting(args: argparse.Namespace, crit) -> int:
     out = Path(args.out or args.resume or f"hosting-{net.name}")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
+    _not_root(out)
     # one run per folder: a second run on it exits 2 and touches nothing (io/folder_lock.py)
     with locked_folders((out, "--out"), *([(args.resume, "--resume")] if args.resume else [])):
         refuse_other_output(out, "hosting")

@@ -22,6 +22,7 @@ import bisect
 import functools
 import math
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
@@ -237,11 +238,24 @@ def _named_profile(name: str) -> Criteria:
 
 
 def choose_service_cable(
-    design_kw: float, design_kvar: float, length_m: float, vn_kv: float = 0.38
+    design_kw: float,
+    design_kvar: float,
+    length_m: float,
+    vn_kv: float = 0.38,
+    allowed: Collection[str] | None = None,
 ) -> Cable:
-    """The smallest LV catalogue cable whose ampacity carries the design current."""
+    """The smallest LV catalogue cable whose ampacity carries the design current (the largest
+    when none does); ``allowed``: among these names only (a plan's measures catalogue may
+    allow fewer service cables than the equipment catalogue has)."""
     i_ka = math.hypot(design_kw, design_kvar) / (math.sqrt(3) * vn_kv) / 1000.0
-    lv = sorted((c for c in cable_types().values() if c.voltage == "lv"), key=lambda c: c.max_i_ka)
+    lv = sorted(
+        (
+            c
+            for c in cable_types().values()
+            if c.voltage == "lv" and (allowed is None or c.name in allowed)
+        ),
+        key=lambda c: c.max_i_ka,
+    )
     pick = next((c for c in lv if c.max_i_ka >= i_ka), lv[-1])
     return Cable(pick.name, length_m, pick.r_ohm_per_km, pick.x_ohm_per_km, pick.max_i_ka)
 

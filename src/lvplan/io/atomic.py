@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -131,12 +132,31 @@ def output_errors(flag: str, path: str | os.PathLike) -> Iterator[None]:
         raise write_failure(exc, flag, path) from None
 
 
+def not_a_file(p: Path, flag: str) -> None:
+    """One line (:class:`InputError`) when ``p`` exists as anything but a regular file: the
+    atomic rename would put a file in place of a device (as root, ``--out /dev/null`` replaced
+    the system's), a FIFO, a socket or a symbolic link (its target left as it was)."""
+    try:
+        st = os.lstat(p)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise write_failure(exc, flag, p) from None
+    if stat.S_ISLNK(st.st_mode):
+        raise InputError(f"{flag} {p}: is a symbolic link; give the file itself")
+    if not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+        raise InputError(
+            f"{flag} {p}: is not a regular file (a device, FIFO or socket); give a file to write"
+        )
+
+
 def write_output_file(path: str | os.PathLike, text: str, *, flag: str = "--out") -> None:
     """A text output file the user named, written atomically: a folder at ``path`` or any
     failure to write is one line (:class:`InputError`), and nothing is left half-written."""
     p = Path(path)
     if p.is_dir():
         raise InputError(f"{flag} {p}: is a folder; give a file to write")
+    not_a_file(p, flag)
     with output_errors(flag, p):
         write_text_atomic(p, text)
 
@@ -156,6 +176,14 @@ def staged_files(out: str | os.PathLike, *, flag: str = "--out") -> Iterator[Pat
         stage = temp_folder(folder, "out")
         try:
             yield stage
+            # a folder (or a link to one) where a file goes would stop the renames half way:
+            # refused before the first, so ``out`` keeps one run's files
+            for f in sorted(stage.iterdir()):
+                if (folder / f.name).is_dir():
+                    raise InputError(
+                        f"{flag} {folder}: {f.name} there is a folder, where this run writes "
+                        f"a file; remove it or give another folder"
+                    )
             # every file is in full: from here the run's files are its output. A run killed
             # among the renames below would leave ``out`` half new, half old; the mark tells the
             # next run that locks ``out`` to finish them (remove_stale_temporaries)

@@ -341,12 +341,18 @@ def build_instance(
     limits = Limits(net, crit)  # the profile's voltage band per bus, from its one home
     vmin_row, vmax_row = limits.vmin, limits.vmax
     cables = cable_types()
+    # the catalogue's service cables (a --catalogue may allow fewer than the equipment has)
+    allowed = frozenset(measures.cable_measure(MeasureKind.SERVICE_CABLE).cables)
 
     def service(d: Demand, route_m: float) -> tuple[str, float, float, float, float]:
         # sized for the current at the lowest voltage the profile allows at the terminal (the
         # plan keeps it there), not at 380 V: a cable sized at 380 V runs a few % over
         c = choose_service_cable(
-            d.design_kw, d.design_kw * tan, route_m, vn_kv=crit.lv_min_voltage_v / 1000.0
+            d.design_kw,
+            d.design_kw * tan,
+            route_m,
+            vn_kv=crit.lv_min_voltage_v / 1000.0,
+            allowed=allowed,
         )
         cost = measures.service_cable_cost_cny(c.type_name, max(route_m, 1.0))
         km = route_m / 1000.0

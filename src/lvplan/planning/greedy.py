@@ -85,6 +85,7 @@ class Greedy:
         #: remade after a commit changed them
         self._slack_arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
         self._explaining: Solution | None = None  # the plan :meth:`explain` has built in
+        self._options_of: dict[int, list[int]] | None = None  # each demand's options
 
     # -- voltage slack of one area under given loads and upgrades --------------------------------
     def _area_slack(
@@ -197,10 +198,14 @@ class Greedy:
                 self.st.built[element_key(inst.upgrades[u])] = u
         elif self._explaining is not sol:
             raise ValueError("Greedy.explain: one plan per instance")
+        if self._options_of is None:  # (once: a loop over every option per demand was
+            # quadratic, minutes for 20,000 unserved demands)
+            self._options_of = {}
+            for k, o in enumerate(inst.options):
+                self._options_of.setdefault(o.demand, []).append(k)
         by_why: dict[str, list[str]] = {}
-        for k, o in enumerate(inst.options):
-            if o.demand != demand:
-                continue
+        for k in self._options_of.get(demand, []):
+            o = inst.options[k]
             self.why = ""
             if self._try(k) is None:
                 where = inst.sites[o.site].name if o.site is not None else f"bus {o.bus}"

@@ -171,6 +171,7 @@ def check_resume(work_dir: Path, network: Network) -> None:
     a ``parts/`` folder whose ``run.json`` (when it has one: a folder of an earlier release
     has none) names this network."""
     parts = work_dir / "parts"
+    _no_link(parts, "--resume")
     if not parts.is_dir():
         raise InputError(f"--resume {work_dir}: no interrupted plan there (no parts/ folder)")
     try:
@@ -192,7 +193,7 @@ def remove_parts(work_dir: Path) -> None:
     """``work_dir/parts`` without this store's files (a user's own stay), removed if then
     empty: what a new run that made ``work_dir`` and then failed leaves there."""
     parts = work_dir / "parts"
-    if not parts.is_dir():
+    if parts.is_symlink() or not parts.is_dir():  # (never through a link: its target stays)
         return
     for f in parts.iterdir():
         if _KEY_NAME.fullmatch(f.name) or f.name == RUN_FILE:
@@ -201,6 +202,16 @@ def remove_parts(work_dir: Path) -> None:
     remove_stale_temporaries(parts)
     with contextlib.suppress(OSError):
         parts.rmdir()
+
+
+def _no_link(parts: Path, flag: str) -> None:
+    """One line when ``parts`` is a symbolic link: the store writes and deletes its files there,
+    and through a link that would be outside the folder named."""
+    if parts.is_symlink():
+        raise InputError(
+            f"{flag} {parts.parent}: its parts/ is a symbolic link; lvplan keeps its groups in a "
+            f"folder of its own there: remove the link"
+        )
 
 
 class GroupStore:
@@ -220,6 +231,7 @@ class GroupStore:
             if resume:
                 raise InputError("--resume needs the folder of the interrupted run")
             return
+        _no_link(self.dir, self.flag)
         if resume:
             if network is not None:
                 check_resume(work_dir, network)

@@ -315,10 +315,13 @@ def plan_html(plan: Plan, network: Network) -> str:
             "transformers not drawn</div>"
         )
     if large:
+        points = _unserved_points(plan, at)
+        n_un = sum(len(g) for _p, g in points)
         note += (
-            f"<div>{len(shown) + len(plan.unserved):,} of {n_demands:,} demands shown (markers "
-            "thinned: every unserved one, every one a measure was built for, an even share of "
-            "the rest); connection lines only for those a measure was built for</div>"
+            f"<div>{len(shown):,} of {len(plan.assignments):,} served demands shown (every one "
+            "a measure was built for, an even share of the rest); connection lines only for "
+            f"those a measure was built for; {n_un:,} of {len(plan.unserved):,} unserved in "
+            f"{len(points):,} markers (one per place; unserved.csv lists all)</div>"
         )
     # the layer control stays open (its collapsed icon is an image Leaflet loads by URL)
     m.get_root().header.add_child(Element(f"<style>{_CSS}</style>"))
@@ -589,20 +592,50 @@ def _demands(
             f"<br>connected at {_e(a.connection)} ({_e(a.transformer)})<br>{_e(how)}",
         )
         drawn.append(p)
+    for p, group in _unserved_points(plan, at):
+        u = group[0]
+        if len(group) == 1:
+            tip = f"{u['demand']}: {u['design_kw']:g} kW not served"
+            html = (
+                f"<b>{_e(u['demand'])}</b> {u['design_kw']:g} kW design: <b>not served</b>"
+                f"<br>why: {_e(u['reason'])}"
+            )
+        else:  # several at one point: one marker (20,000 at one bus were 20,000 markers)
+            kw = sum(float(x["design_kw"]) for x in group)
+            tip = f"{len(group):,} demands here not served ({kw:,.0f} kW)"
+            rows = "".join(
+                f"<br><b>{_e(x['demand'])}</b> {x['design_kw']:g} kW: {_e(x['reason'])}"
+                for x in group[:UNSERVED_LISTED]
+            )
+            more = len(group) - UNSERVED_LISTED
+            html = f"<b>{len(group):,} demands not served here</b> ({kw:,.0f} kW design){rows}" + (
+                f"<br>+{more:,} more (unserved.csv)" if more > 0 else ""
+            )
+        _demand_marker(unserved, p, "unserved", tip, html)
+        drawn.append(p)
+    return drawn
+
+
+#: the demands one unserved marker lists in its popup (the rest: unserved.csv)
+UNSERVED_LISTED = 10
+
+
+def _unserved_points(plan: Plan, at: _Places) -> list[tuple[LatLon, list[dict[str, Any]]]]:
+    """The unserved demands by point (one marker for all at the same place), and of more than
+    :data:`MAP_MAX_DEMANDS` points an even share of them."""
+    by_point: dict[tuple[float, float], list[dict[str, Any]]] = {}
+    where: dict[tuple[float, float], LatLon] = {}
     for u in plan.unserved:
         p = at.demand.get(str(u["demand"]))
         if p is None:
             continue
-        _demand_marker(
-            unserved,
-            p,
-            "unserved",
-            f"{u['demand']}: {u['design_kw']:g} kW not served",
-            f"<b>{_e(u['demand'])}</b> {u['design_kw']:g} kW design: <b>not served</b>"
-            f"<br>why: {_e(u['reason'])}",
-        )
-        drawn.append(p)
-    return drawn
+        key = (round(p[0], 7), round(p[1], 7))
+        by_point.setdefault(key, []).append(u)
+        where.setdefault(key, p)
+    keys = list(by_point)
+    if len(keys) > MAP_MAX_DEMANDS:
+        keys = keys[:: math.ceil(len(keys) / MAP_MAX_DEMANDS)]
+    return [(where[k], by_point[k]) for k in keys]
 
 
 def _demand_marker(group, p, kind: str, tooltip: str, popup_html: str) -> None:
