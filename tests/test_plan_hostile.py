@@ -343,3 +343,32 @@ def _synth(tmp_path, capsys):
     )
     capsys.readouterr()
     return p
+
+
+def test_a_bad_command_line_is_one_line(capsys):
+    """argparse printed its usage block before the error (6-8 lines)."""
+    for argv in (["plan", "sz-futian", "--method", "foo"], ["plan"], ["nonsense"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and len(err.strip().splitlines()) == 1, err
+        assert "error:" in err and "--help)" in err
+
+
+def test_unknown_simbench_codes_and_deep_files_are_one_line(tmp_path, capsys):
+    """``simbench:1-LV-xyz`` was an IndexError traceback inside SimBench (exit 1), and a
+    catalogue nested 1000 deep a RecursionError of 3,000 lines."""
+    deep = tmp_path / "deep.toml"
+    deep.write_text("x = " + "[" * 1000 + "]" * 1000 + "\n", encoding="utf-8")
+    demand = _csv(tmp_path, "id,kw,bus\na,20,6\n")
+    out = tmp_path / "out"
+    cat = ["--catalogue", str(deep)]
+    for argv, what in (
+        (["check", "simbench:1-LV-xyz", "--bus", "1", "--kw", "10"], "unknown SimBench code"),
+        (["check", "simbench:1-LV-rural1--9-sw", "--bus", "1", "--kw", "10"], "246 codes"),
+        (
+            ["plan", "sz-futian", "--demand", str(demand), "--out", str(out), *cat],
+            "nested too deeply",
+        ),
+    ):
+        assert what in _bad(capsys, argv, out)

@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from lvplan.errors import InputError, LvplanError
 
@@ -52,8 +52,16 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the contract's one line for a bad command line (its default printed the
+    whole usage block first: six to eight lines); the usage stays one ``--help`` away."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lvplan", description=__doc__)
+    parser = _Parser(prog="lvplan", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("check", help="does a new 380 V customer fit?")
     _add_common(c)
@@ -1108,10 +1116,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except RecursionError:  # an input nested past Python's stack (TOML, JSON): one line
+        print("lvplan: error: an input file is nested too deeply to read", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # the reader went away (``lvplan ... | head``): no traceback
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+    except OSError as exc:  # stdout on a full disk (``> /dev/full``), after the files were written
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        print(f"lvplan: error: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

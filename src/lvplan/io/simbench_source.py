@@ -24,6 +24,12 @@ def load_simbench(code: str, *, study_case: str = "hL"):
         import simbench as sb
     except ImportError:  # pragma: no cover - a dependency
         raise InputError("the simbench package is not installed") from None
+    known = sb.collect_all_simbench_codes()
+    if code not in known:  # (before: IndexError tracebacks, or SimBench's own lines first)
+        raise InputError(
+            f"unknown SimBench code {code!r}: not one of SimBench's {len(known)} codes "
+            "(e.g. 1-LV-urban6--0-sw, 1-MV-urban--0-sw; simbench.collect_all_simbench_codes())"
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:

@@ -432,7 +432,10 @@ def build_instance(
     tree_cache: dict[int, AreaData] = {}
     for i, d in enumerate(demands):
         if d.hv_required:
-            unservable[i] = f"declared {d.declared_kw:g} kW is above the LV limit: HV supply"
+            unservable[i] = (
+                f"declared {d.declared_kw:.12g} kW is above the LV limit of "
+                f"{crit.lv_policy_max_kw:.12g} kW: HV supply"
+            )
             continue
         mine: list[Option] = []
         if d.bus is not None:

@@ -178,7 +178,7 @@ def check_resume(work_dir: Path, network: Network) -> None:
         run = json.loads((parts / RUN_FILE).read_text(encoding="utf-8"))
     except FileNotFoundError:
         return
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # (unreadable, or nested past the stack)
         run = {}
     want = network_label(network)
     if not isinstance(run, dict) or run.get("network") != want:

@@ -247,6 +247,8 @@ def _read_toml(p: Path) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{p}: not a valid TOML file ({exc})") from None
+    except RecursionError:
+        raise InputError(f"{p}: nested too deeply to read") from None
 
 
 def _validated(

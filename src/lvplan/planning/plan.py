@@ -246,7 +246,13 @@ class Plan:
                 # with a budget: design kW served and the most any plan within it serves
                 "objective_unit": "design_kw" if self.method == "budget" else "cny",
                 "objective": _r(self.objective),
-                "best_bound": _r(self.bound),
+                # (never above the plan's cost: the model's costs are whole CNY per measure,
+                # so its bound could pass the cost by the rounding; 1 CNY was seen)
+                "best_bound": _r(
+                    self.bound
+                    if self.method == "budget" or not math.isfinite(self.bound)
+                    else min(self.bound, self.cost_cny)
+                ),
                 "gap": _r(self.gap, 6),
                 "bound_by": self.solution.bounds.get("bound_by"),
                 "bounds": {
