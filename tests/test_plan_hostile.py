@@ -372,3 +372,40 @@ def test_unknown_simbench_codes_and_deep_files_are_one_line(tmp_path, capsys):
         ),
     ):
         assert what in _bad(capsys, argv, out)
+
+
+def test_ctrl_c_in_the_optimisers_search_stops_the_plan(tmp_path, urban, cn):
+    """CP-SAT caught SIGINT itself: the search ended as at its time limit, and the plan went on
+    through its rounds, wrote every output and exited 0 (three Ctrl-C, 2 s apart, in a 40 s
+    plan). Now one Ctrl-C in the optimal round's search (the district: one group, CP-SAT in
+    the command's own process) ends the run in a second or two: exit 130, no output folder."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from lvplan.planning.synth_demand import synth_demand, write_synth_demand
+
+    demand = tmp_path / "d.csv"
+    write_synth_demand(synth_demand(urban, count=300, seed=1, criteria=cn), demand)
+    out = tmp_path / "out"
+    cmd = ["plan", "simbench-urban", "--demand", str(demand), "--out", str(out)]
+    p = subprocess.Popen(
+        [sys.executable, "-m", "lvplan.cli", *cmd, "--time-limit", "60", "--progress"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert p.stderr is not None
+    seen = []
+    for line in p.stderr:  # the greedy plan passed: the optimal round's search begins
+        seen.append(line)
+        if "greedy" in line and " 0 limits broken" in line:
+            break
+    time.sleep(6.0)
+    sent = time.perf_counter()
+    p.send_signal(signal.SIGINT)
+    rc = p.wait(timeout=60)
+    took = time.perf_counter() - sent
+    p.stderr.read()
+    assert rc == 130 and took < 10.0, (rc, took, seen[-3:])
+    assert not (out / "plan.csv").exists()

@@ -1107,6 +1107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for serve --workers
     _import_dependencies()
     try:
+        if args.command in ("plan", "study"):  # Ctrl-C stops a CP-SAT search at once
+            from lvplan.planning import interrupt
+
+            with interrupt.watch():
+                return _run(args)
         return _run(args)
     except InputError as exc:
         print(f"lvplan: error: {exc}", file=sys.stderr)

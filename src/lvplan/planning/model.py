@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ortools.sat.python import cp_model
 
+from lvplan.planning import interrupt
 from lvplan.planning.candidates import element_key
 from lvplan.planning.linear import KW_UNIT, LinearGrid, load_units
 from lvplan.planning.mipbound import CutPool, MipBound, Relaxation
@@ -565,7 +566,7 @@ class PlanModel:
         solver.parameters.fix_variables_to_their_hinted_value = True
         solver.parameters.max_time_in_seconds = time_limit_s
         solver.parameters.num_workers = 1
-        status = solver.solve(self.m)
+        status = interrupt.solve(solver, self.m)
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             self.hint_complete = False
             return False
@@ -639,7 +640,7 @@ class PlanModel:
         solver.parameters.num_workers = max(1, int(workers))
         solver.parameters.relative_gap_limit = gap
         solver.parameters.linearization_level = LINEARIZATION_LEVEL
-        status = solver.solve(self.m)
+        status = interrupt.solve(solver, self.m)
         return solver, status
 
     def _rehint(self, solver) -> None:
@@ -889,7 +890,7 @@ class PlanModel:
         check.parameters.max_time_in_seconds = DIVE_CHECK_S
         check.parameters.num_workers = 1
         check.parameters.fix_variables_to_their_hinted_value = True
-        status = check.solve(self.m)
+        status = interrupt.solve(check, self.m)
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):  # not a plan of this model
             out.bounds["dive_status"] = f"rejected ({check.status_name(status).lower()})"
             return out

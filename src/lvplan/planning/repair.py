@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 
 from ortools.sat.python import cp_model
 
+from lvplan.planning import interrupt
+
 if TYPE_CHECKING:
     from lvplan.planning.linear import Cuts, LinearGrid
     from lvplan.planning.model import Solution
@@ -114,7 +116,7 @@ def repair(
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = max(0.1, time_limit_s)
     solver.parameters.num_workers = max(1, workers)
-    status = solver.solve(m)
+    status = interrupt.solve(solver, m)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return patched
     return Solution.of(

@@ -1,0 +1,91 @@
+"""Ctrl-C during a plan stops it.
+
+CP-SAT catches SIGINT itself while it searches (its ``catch_sigint_signal``, on by default):
+it ended the search and returned its best plan as if the time limit had come, and Python never
+heard of it, so ``lvplan plan`` went on through its rounds, wrote every output and exited 0
+(found by a hostile probe: three Ctrl-C, two seconds apart, in a 40 s plan). Every CP-SAT
+search here runs through :func:`solve`, which leaves SIGINT to Python; but Python raises
+``KeyboardInterrupt`` only when the main thread runs Python again, after the search has run to
+its limit (tens of seconds). So :func:`watch` (the command line, around a plan) has Python's
+signal handler write to a socket (``signal.set_wakeup_fd``: done in C, at once) and a thread
+waiting on it stops every search running: the search returns, the main thread raises
+``KeyboardInterrupt``, and the command exits 130 with no output written (its files are staged,
+:func:`lvplan.io.atomic.staged_files`). HiGHS's threads (daemon threads) end with the process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+_lock = threading.Lock()
+_running: set[Any] = set()  # the CP-SAT solvers searching now
+
+
+def solve(solver: Any, model: Any) -> Any:
+    """``solver.solve(model)``, with SIGINT left to Python, and stopped at once by one while
+    :func:`watch` runs."""
+    solver.parameters.catch_sigint_signal = False
+    with _lock:
+        _running.add(solver)
+    try:
+        return solver.solve(model)
+    finally:
+        with _lock:
+            _running.discard(solver)
+
+
+def stop_all() -> int:
+    """Stops every search running; returns how many."""
+    with _lock:
+        running = list(_running)
+    for s in running:
+        s.stop_search()
+    return len(running)
+
+
+@contextlib.contextmanager
+def watch() -> Iterator[None]:
+    """While inside, a SIGINT stops every CP-SAT search at once (:func:`stop_all`), so that its
+    ``KeyboardInterrupt`` reaches the main thread in a moment. Only in the main thread with
+    Python's own SIGINT handler (elsewhere, or under another handler, it does nothing)."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    r, w = socket.socketpair()
+    w.setblocking(False)
+    try:
+        old = signal.set_wakeup_fd(w.fileno(), warn_on_full_buffer=False)
+    except ValueError:  # (not the main thread of the main interpreter)
+        r.close()
+        w.close()
+        yield
+        return
+
+    def wait() -> None:
+        while True:
+            try:
+                got = r.recv(64)
+            except OSError:
+                return
+            if not got:  # (the writing end closed: watch() is over)
+                return
+            if signal.SIGINT in got:
+                stop_all()
+
+    t = threading.Thread(target=wait, name="sigint-watch", daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(old)
+        w.close()
+        t.join(timeout=2.0)
+        r.close()
