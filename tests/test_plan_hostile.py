@@ -409,3 +409,22 @@ def test_ctrl_c_in_the_optimisers_search_stops_the_plan(tmp_path, urban, cn):
     p.stderr.read()
     assert rc == 130 and took < 10.0, (rc, took, seen[-3:])
     assert not (out / "plan.csv").exists()
+
+
+@pytest.mark.parametrize("kw", ["1_000", "２５", "0x10", "1e", "12 5"])
+def test_a_kw_python_reads_but_a_csv_does_not_write_is_refused(tmp_path, capsys, kw):
+    """``float()`` read "1_000" as 1000 and full-width "２５" as 25: a typo or another script's
+    digits became a customer."""
+    demand = _csv(tmp_path, f"id,kw,bus\na,{kw},6\n")
+    out = tmp_path / "out"
+    err = _bad(capsys, ["plan", "sz-futian", "--demand", str(demand), "--out", str(out)], out)
+    assert "kw: must be a number" in err
+
+
+def test_numbers_as_csvs_write_them_are_read(tmp_path, capsys):
+    demand = _csv(tmp_path, "id,kw,bus\na, 12.5 ,6\nb,+2E1,6\nc,.5e2,7\nd,30.,7\n")
+    out = tmp_path / "out"
+    argv = ["plan", "sz-futian", "--demand", str(demand), "--out", str(out), "--json"]
+    assert main([*argv, "--method", "greedy", "--time-limit", "5"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["demands"] == 4

@@ -61,6 +61,11 @@ MAX_LINES = 1_000_000
 MAX_LINE_CHARS = 65_536
 WHAT = "a demand CSV file"
 _INT_TEXT = re.compile(r"[+-]?[0-9]{1,18}")
+#: a decimal number as a CSV writes it (ASCII digits; an exponent; inf and nan are read, then
+#: refused as not finite)
+_NUMBER_TEXT = re.compile(
+    r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|infinity|nan)", re.I | re.A
+)
 
 
 @dataclass(frozen=True)
@@ -296,6 +301,9 @@ def _shown(v: Any) -> str:
 
 def _number(field: str, v: Any) -> float:
     if isinstance(v, bool):
+        raise InputError(f"{field}: must be a number, got {_shown(v)}")
+    if isinstance(v, str) and not _NUMBER_TEXT.fullmatch(v.strip()):
+        # (Python's float() also reads "1_000" and full-width "２５": not a number in a CSV)
         raise InputError(f"{field}: must be a number, got {_shown(v)}")
     try:
         x = float(v.strip()) if isinstance(v, str) else float(v)
