@@ -428,3 +428,17 @@ def test_numbers_as_csvs_write_them_are_read(tmp_path, capsys):
     assert main([*argv, "--method", "greedy", "--time-limit", "5"]) == 0
     s = json.loads(capsys.readouterr().out)
     assert s["demands"] == 4
+
+
+def test_one_id_in_two_unicode_forms_and_a_rating_listed_twice_are_refused(tmp_path, capsys):
+    """ "é" and "e" + U+0301 look the same in every table and on the map, and were two demands;
+    a parallel unit's ``ratings_kva = [630, 630, 630]`` was taken without a word."""
+    demand = _csv(tmp_path, "id,kw,bus\nCaf\u00e9,20,6\nCafe\u0301,30,7\n")
+    out = tmp_path / "out"
+    argv = ["plan", "sz-futian", "--demand", str(demand), "--out", str(out)]
+    assert "the same after Unicode normalisation" in _bad(capsys, argv, out)
+    cat = tmp_path / "cat.toml"
+    cat.write_text("[transformer_parallel]\nratings_kva = [630, 630, 800]\n", encoding="utf-8")
+    ok = _csv(tmp_path, "id,kw,bus\na,20,6\n")
+    argv = ["plan", "sz-futian", "--demand", str(ok), "--out", str(out), "--catalogue", str(cat)]
+    assert "lists 630 kVA more than once" in _bad(capsys, argv, out)

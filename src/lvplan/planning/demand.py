@@ -30,6 +30,7 @@ import itertools
 import math
 import re
 import stat
+import unicodedata
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -161,13 +162,17 @@ def read_demand(
         for line, row in rows:
             try:
                 d = reader.demand(line, row)
-                if d.id in seen:
+                # (one id written in two Unicode forms, é and e + U+0301, looks the same in
+                # every table and map: the same id)
+                key = unicodedata.normalize("NFC", d.id)
+                if key in seen:
+                    same = "" if key == d.id else " (the same after Unicode normalisation, NFC)"
                     raise InputError(
-                        f"id: {_shown(d.id)} appears twice (first on line {seen[d.id]})"
+                        f"id: {_shown(d.id)} appears twice{same} (first on line {seen[key]})"
                     )
             except InputError as exc:
                 raise InputError(f"{name}:{line}: {exc}") from None
-            seen[d.id] = line
+            seen[key] = line
             out.append(d)
     except csv.Error as exc:  # raised by the reader while iterating
         raise InputError(f"{name}: not a readable CSV file ({exc})") from None

@@ -328,7 +328,11 @@ def _value(v: Any, kind: str, cables: dict[str, Any]) -> Any:
     if kind == "kva_list":
         if not isinstance(v, list) or not v:
             raise InputError(f"must be a non-empty list of kVA ratings, got {v!r}")
-        return tuple(_value(x, "kva", cables) for x in v)
+        out = tuple(_value(x, "kva", cables) for x in v)
+        if len(set(out)) < len(out):
+            twice = sorted({x for x in out if out.count(x) > 1})
+            raise InputError(f"lists {', '.join(map(str, twice))} kVA more than once, got {v!r}")
+        return out
     if kind in ("mv_cable", "lv_cables", "mv_cables"):
         names = [v] if kind == "mv_cable" else v
         if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
