@@ -73,6 +73,23 @@ def _plans(row: CapacityRow, n_vars: int):
                 yield vals
 
 
+def _random_capacity(rng: random.Random, n_dem: int, *, most_relief: int):
+    """A random capacity's terms: each demand one or two options of different loads (up to 12
+    units), then either a cut's relief (1 to ``most_relief`` upgrades, any of which lifts it;
+    three times in ten) or a ladder of 1-3 upgrades (room up to 40). (options, ups, variables)"""
+    options, j = [], 0
+    for i in range(n_dem):
+        a = rng.randint(1, 12)
+        for _k in range(rng.randint(1, 2)):
+            options.append((i, j, a if rng.random() < 0.5 else rng.randint(1, a)))
+            j += 1
+    if rng.random() < 0.3:  # an AC cut: any relief lifts it
+        ups = [([j + r for r in range(rng.randint(1, most_relief))], None)]
+    else:
+        ups = [([j + r], rng.randint(1, 40)) for r in range(rng.randint(1, 3))]
+    return options, ups, j + sum(len(js) for js, _ in ups)
+
+
 def test_every_separated_inequality_holds_at_every_plan():
     """Random capacities (options of different loads, a ladder of upgrades or a cut's relief,
     room from none to most), random fractional points: each inequality separated holds at
@@ -81,19 +98,7 @@ def test_every_separated_inequality_holds_at_every_plan():
     rng = random.Random(11)
     cut_any = 0
     for _ in range(300):
-        n_dem = rng.randint(1, 4)
-        options, j = [], 0
-        for i in range(n_dem):
-            a = rng.randint(1, 12)
-            for _k in range(rng.randint(1, 2)):
-                c = a if rng.random() < 0.5 else rng.randint(1, a)
-                options.append((i, j, c))
-                j += 1
-        if rng.random() < 0.3:  # an AC cut: any relief lifts it
-            ups = [([j + r for r in range(rng.randint(1, 2))], None)]
-        else:
-            ups = [([j + r], rng.randint(1, 40)) for r in range(rng.randint(1, 3))]
-        n_vars = j + sum(len(js) for js, _ in ups)
+        options, ups, n_vars = _random_capacity(rng, rng.randint(1, 4), most_relief=2)
         row = capacity_row("r", options, rng.randint(0, 15), ups)
         if row is None:
             continue
@@ -250,19 +255,8 @@ def test_carried_inequalities_hold_at_every_plan_of_random_later_rows():
     rng = random.Random(5)
     checked = 0
     for _ in range(300):
-        n_dem = rng.randint(2, 4)
-        options, j = [], 0
-        for i in range(n_dem):
-            a = rng.randint(1, 12)
-            for _k in range(rng.randint(1, 2)):
-                options.append((i, j, a if rng.random() < 0.5 else rng.randint(1, a)))
-                j += 1
-        relief = rng.random() < 0.3
-        if relief:
-            ups = [([j + r for r in range(rng.randint(1, 3))], None)]
-        else:
-            ups = [([j + r], rng.randint(1, 40)) for r in range(rng.randint(1, 3))]
-        n_vars = j + sum(len(js) for js, _ in ups)
+        options, ups, n_vars = _random_capacity(rng, rng.randint(2, 4), most_relief=3)
+        relief = ups[0][1] is None
         row = capacity_row("r", options, rng.randint(0, 10), ups)
         if row is None:
             continue

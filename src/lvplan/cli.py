@@ -473,7 +473,6 @@ def _changed(net, changes_file: str | None):
 
 
 def _apply(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     import pandapower as pp
 
@@ -546,7 +545,6 @@ def _not_root(out: Path) -> None:
 
 def _plan(args: argparse.Namespace, crit) -> int:
     import math
-    from pathlib import Path
 
     from lvplan.io.atomic import refuse_other_output
     from lvplan.io.folder_lock import locked_folders
@@ -669,7 +667,6 @@ def _plan(args: argparse.Namespace, crit) -> int:
 
 
 def _hosting(args: argparse.Namespace, crit) -> int:
-    from pathlib import Path
 
     from lvplan.hosting import hosting_capacity
     from lvplan.hosting.outputs import write_outputs
@@ -758,7 +755,6 @@ def _hosting(args: argparse.Namespace, crit) -> int:
 
 
 def _register(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from lvplan.io.atomic import write_text_atomic
     from lvplan.register.store import NotFound, export_csv, is_url, open_backend
@@ -885,7 +881,6 @@ def serve_worker_app():
 
 
 def _serve(args: argparse.Namespace, crit) -> int:
-    from pathlib import Path
 
     from lvplan.register.service import create_app
 
@@ -994,7 +989,6 @@ def _synth(args: argparse.Namespace) -> int:
         return _synth_demand(args)
     if args.what == "parcels":
         return _synth_parcels(args)
-    from pathlib import Path
 
     from lvplan.synth import build_city, write_network
 

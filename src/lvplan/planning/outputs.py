@@ -302,7 +302,10 @@ def plan_html(plan: Plan, network: Network) -> str:
         drawn += _sites(plan, at, g[2])
     needy = {d for mm in plan.measures for d in mm.demands}
     shown = _shown_demands(plan, needy, large)
-    drawn += _demands(plan, at, g[3], g[4], g[5], lines_for=needy if large else None, shown=shown)
+    points = _unserved_points(plan, at)
+    drawn += _demands(
+        plan, at, g[3], g[4], g[5], lines_for=needy if large else None, shown=shown, points=points
+    )
     folium.LayerControl(collapsed=False).add_to(m)
     if drawn:
         lats, lons = [p[0] for p in drawn], [p[1] for p in drawn]
@@ -315,7 +318,6 @@ def plan_html(plan: Plan, network: Network) -> str:
             "transformers not drawn</div>"
         )
     if large:
-        points = _unserved_points(plan, at)
         n_un = sum(len(g) for _p, g in points)
         note += (
             f"<div>{len(shown):,} of {len(plan.assignments):,} served demands shown (every one "
@@ -563,9 +565,11 @@ def _demands(
     *,
     lines_for: set[str] | None,
     shown: set[str],
+    points: list[tuple[LatLon, list[dict[str, Any]]]],
 ) -> list[LatLon]:
-    """Each unserved demand (red) and each ``shown`` served one (green); a thin line from a
-    served demand to where it connects (all, or only those in ``lines_for``)."""
+    """Each of the unserved ``points`` (red: one marker per place) and each ``shown`` served
+    demand (green); a thin line from a served demand to where it connects (all, or only those
+    in ``lines_for``)."""
     import folium
 
     drawn = []
@@ -592,7 +596,7 @@ def _demands(
             f"<br>connected at {_e(a.connection)} ({_e(a.transformer)})<br>{_e(how)}",
         )
         drawn.append(p)
-    for p, group in _unserved_points(plan, at):
+    for p, group in points:
         u = group[0]
         if len(group) == 1:
             tip = f"{u['demand']}: {u['design_kw']:g} kW not served"

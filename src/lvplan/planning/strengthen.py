@@ -112,7 +112,7 @@ def separate(rows: list[CapacityRow], values: list[float]) -> list[Inequality]:
             continue
         order = sorted(share, key=lambda i: (-share[i], i))
         built = [(sum(values[j] for j in js), cap) for js, cap in row.ups]
-        best: tuple[float, int, int] | None = None  # (violation per unit, prefix length, a(S))
+        best: tuple[float, int] | None = None  # (violation per unit, prefix length)
         a_s = 0
         load = 0.0
         for n, i in enumerate(order, 1):
@@ -124,7 +124,7 @@ def separate(rows: list[CapacityRow], values: list[float]) -> list[Inequality]:
             room = c0 + sum(_coef(cap, c0, a_s) * y for y, cap in built if cap is None or cap > c0)
             viol = (load - room) / a_s
             if viol > MIN_VIOLATION and (best is None or viol > best[0]):
-                best = (viol, n, a_s)
+                best = (viol, n)
         if best is None:
             continue
         got = inequality(row, order[: best[1]])
