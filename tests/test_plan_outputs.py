@@ -184,10 +184,12 @@ def test_map_at_city_scale_thins_markers_and_lines(planned, sz, monkeypatch):
     assert len(lines.findall(small)) == served_lines
 
 
-def test_unserved_demands_at_one_place_are_one_marker(planned, sz):
+def test_unserved_demands_at_one_place_are_one_marker(planned, sz, monkeypatch):
     """20,000 demands at one bus were 20,000 markers (36 s of the 35 s run and 1 GB, the map
     alone): the unserved at one place are one marker, its popup listing the first ten."""
     import dataclasses
+
+    import lvplan.planning.outputs as outputs
 
     p, _, _ = planned
     here = p.assignments[0].demand
@@ -197,6 +199,10 @@ def test_unserved_demands_at_one_place_are_one_marker(planned, sz):
     ]
     page = plan_html(dataclasses.replace(p, unserved=many), sz)
     assert page.count("30 demands here not served (375 kW)") == 1
+    # at city scale the legend says so: 30 of 30 unserved in one marker
+    monkeypatch.setattr(outputs, "MAP_MAX_DEMANDS", 10)
+    small = plan_html(dataclasses.replace(p, unserved=many), sz)
+    assert "30 of 30 unserved in 1 marker (one per place" in small
     assert "reason 9" in page and "reason 10" not in page and "+20 more (unserved.csv)" in page
 
 

@@ -323,7 +323,8 @@ def plan_html(plan: Plan, network: Network) -> str:
             f"<div>{len(shown):,} of {len(plan.assignments):,} served demands shown (every one "
             "a measure was built for, an even share of the rest); connection lines only for "
             f"those a measure was built for; {n_un:,} of {len(plan.unserved):,} unserved in "
-            f"{len(points):,} markers (one per place; unserved.csv lists all)</div>"
+            f"{len(points):,} marker{'' if len(points) == 1 else 's'} (one per place; "
+            "unserved.csv lists all)</div>"
         )
     # the layer control stays open (its collapsed icon is an image Leaflet loads by URL)
     m.get_root().header.add_child(Element(f"<style>{_CSS}</style>"))
