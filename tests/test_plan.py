@@ -715,6 +715,113 @@ def test_a_10kv_section_overloaded_by_the_new_load_is_reinforced(tmp_path, cn):
         assert not _new_violations(p, net, cn)
 
 
+def _two_feeders() -> pp.pandapowerNet:
+    """A 10 kV busbar (0.98 pu) with two feeders. Feeder A: 2.2 km of 4 ohm/km to "A mid",
+    then 1.1 km to a 630 kVA unit whose LV feeder carries 200 kW at its far end (0.894 pu
+    there: 0.010 pu above the 353.4 V minimum). Feeder B: 2.3 km of 0.1 ohm/km to "B end",
+    411 m east of "A mid", with nothing on it."""
+    net = pp.create_empty_network()
+    s = pp.create_bus(net, 10.0, name="source busbar", geodata=(LON0, LAT0))
+    a_mid = pp.create_bus(net, 10.0, name="A mid", geodata=(LON0, LAT0 + 0.020))
+    a1 = pp.create_bus(net, 10.0, name="A end", geodata=(LON0, LAT0 + 0.030))
+    b1 = pp.create_bus(net, 10.0, name="B end", geodata=(LON0 + 0.004, LAT0 + 0.020))
+    a_lv = pp.create_bus(net, 0.4, name="A LV", geodata=(LON0, LAT0 + 0.030))
+    a_far = pp.create_bus(net, 0.4, name="A far", geodata=(LON0, LAT0 + 0.0315))
+    pp.create_ext_grid(net, s, vm_pu=0.98)
+    for f, t, km, r, x, i, name in (
+        (s, a_mid, 2.2, 4.0, 0.4, 0.2, "feeder A"),
+        (a_mid, a1, 1.1, 0.5, 0.1, 0.2, "feeder A end"),
+        (s, b1, 2.3, 0.1, 0.1, 0.4, "feeder B"),
+    ):
+        pp.create_line_from_parameters(
+            net, f, t, length_km=km, r_ohm_per_km=r, x_ohm_per_km=x, c_nf_per_km=10.0,
+            max_i_ka=i, name=name,
+        )  # fmt: skip
+    pp.create_transformer_from_parameters(
+        net, a1, a_lv, sn_mva=0.63, vn_hv_kv=10.0, vn_lv_kv=0.4, vk_percent=4.5, vkr_percent=1.0,
+        pfe_kw=0.0, i0_percent=0.0, shift_degree=150.0, name="TA",
+    )  # fmt: skip
+    pp.create_line_from_parameters(
+        net, a_lv, a_far, length_km=0.17, r_ohm_per_km=0.208, x_ohm_per_km=0.08,
+        c_nf_per_km=0.0, max_i_ka=0.4, name="A LV feeder",
+    )  # fmt: skip
+    pp.create_load(net, a_far, p_mw=0.2, q_mvar=0.2 * math.tan(math.acos(0.95)), name="existing")
+    return net
+
+
+def test_a_site_is_tied_to_another_feeder_where_the_nearest_has_no_voltage_room(
+    tmp_path, cn, monkeypatch
+):
+    """A 150 kW demand 82 m from "A mid", beyond every LV bus, after a 5 kW one at feeder A's
+    far LV bus: a site for it tied to "A mid" (107 m of route) drops feeder A's voltage by
+    about 0.014 pu, and the far LV bus has 0.010 pu. Without ties to other feeders it is left
+    unserved for the 10 kV voltage drop it adds elsewhere; with them, its place is offered
+    tied to feeder B (its nearest bus, 329 m: 428 m of route) and to the source busbar, and
+    the plan, greedy and optimal, builds the tie to feeder B, serves both demands, and passes
+    the independent judge."""
+    net = Network(_two_feeders(), name="two feeders", source="test")
+    east = 0.0008  # degrees of longitude (82 m at this latitude)
+    demand = tmp_path / "d.csv"
+    demand.write_text(
+        "id,kw,category,bus,lon,lat\n"
+        "small,5,generic,5,,\n"
+        f"big,150,generic,,{LON0 + east},{LAT0 + 0.020}\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setattr(candidates, "OTHER_FEEDER_TIES", 0)
+    p = make_plan(net, demand, criteria=cn, method="greedy", time_limit_s=10)
+    assert [u["demand"] for u in p.unserved] == ["big"]
+    assert "10 kV voltage drop it adds elsewhere" in p.unserved[0]["reason"]
+    monkeypatch.undo()
+    for method in ("greedy", "optimal"):
+        p = make_plan(net, demand, criteria=cn, method=method, time_limit_s=10)
+        sites = p.instance.sites
+        # (S1 is founded at the small demand's bus, which is served: its ties are not offered)
+        assert [(s.name, s.mv_bus, s.tie_of) for s in sites] == [
+            ("new substation S1", 2, None),
+            ("new substation S2", 1, None),
+            ("new substation S2 (tie to feeder B)", 3, 1),
+            ("new substation S2 (tie to busbar)", 0, 1),
+        ]
+        assert sites[2].tie_m == pytest.approx(
+            1.3 * 0.0032 * math.radians(1.0) * EARTH_RADIUS_M * math.cos(math.radians(LAT0)),
+            rel=1e-3,
+        )
+        built = [m.element for m in p.measures if m.kind == "new_substation"]
+        assert built == ["new substation S2 (tie to feeder B)"] and p.unserved == []
+        assert sorted(a.demand for a in p.assignments) == ["big", "small"]
+        assert not _new_violations(p, net, cn)
+
+
+def test_ties_to_other_feeders_are_kept_only_for_the_places_of_demands_left_out():
+    """withhold_ties keeps a place's ties where it reaches a demand left out, drops the rest,
+    and renumbers the sites so that every option still points at its own site."""
+    from lvplan.planning.candidates import Option, Site, withhold_ties
+
+    def site(i, tie_of=None):
+        return Site(
+            i, f"S{i}", float(i), 0.0, 10 + i, 100.0, 630, 1.0, 1.0, 0.01, 0.04, 0, (), tie_of
+        )
+
+    def opt(d, s):
+        return Option(d, None, s, 10.0, "", 0.0, 0.0, 0.0, math.inf)
+
+    sites = [site(0), site(1), site(2, tie_of=0), site(3, tie_of=1), site(4, tie_of=1)]
+    inst = candidates.Instance(
+        (), [opt(0, 0), opt(0, 2), opt(1, 1), opt(1, 3), opt(1, 4), opt(2, None)], sites,
+        {}, {}, {}, {}, {}, {}, [], {}, 0, 0.9, None,  # type: ignore[arg-type]
+    )  # fmt: skip
+    assert withhold_ties(inst, {1}) == 1  # demand 1 reaches place 1: its two ties stay
+    assert [(s.id, s.name, s.tie_of) for s in inst.sites] == [
+        (0, "S0", None), (1, "S1", None), (2, "S3", 1), (3, "S4", 1),
+    ]  # fmt: skip
+    assert [(o.demand, o.site) for o in inst.options] == [
+        (0, 0), (1, 1), (1, 2), (1, 3), (2, None),
+    ]  # fmt: skip
+    assert inst.stats == {"sites": 4, "options": 5, "other_feeder_ties": 2}
+    assert withhold_ties(inst, set()) == 2 and [s.name for s in inst.sites] == ["S0", "S1"]
+
+
 def test_a_demand_keeps_half_its_options_for_existing_buses_when_sites_are_many():
     """MAX_OPTIONS per demand: sites first (the only way to serve beyond the LV buses), but
     ten sites in reach leave room for the four nearest LV buses; with two buses in reach, six
@@ -726,14 +833,21 @@ def test_a_demand_keeps_half_its_options_for_existing_buses_when_sites_are_many(
 
     sites = [opt(None, s, 100.0 + 10 * s) for s in range(10)]
     buses = [opt(100 + b, None, 50.0 + 10 * b) for b in range(10)]
-    got = _capped(buses[::-1] + sites[::-1])
+    own = lambda s: s  # noqa: E731 (each site its own place)
+    got = _capped(buses[::-1] + sites[::-1], own)
     assert MAX_OPTIONS == 8 and len(got) == 8
     assert [o.site for o in got[:4]] == [0, 1, 2, 3]
     assert [o.bus for o in got[4:]] == [100, 101, 102, 103]
-    got = _capped(sites + buses[:2])
+    got = _capped(sites + buses[:2], own)
     assert [o.site for o in got if o.site is not None] == list(range(6))
     assert [o.bus for o in got if o.bus is not None] == [100, 101]
-    assert [o.site for o in _capped(sites[::-1])] == list(range(8))
+    assert [o.site for o in _capped(sites[::-1], own)] == list(range(8))
+    # a place's ties to other feeders (sites 10-13: ties of places 0 and 5) count once with it
+    ties = [opt(None, 10 + j, 100.0 + 50 * (j // 2)) for j in range(4)]
+    place = lambda s: {10: 0, 11: 0, 12: 5, 13: 5}.get(s, s)  # noqa: E731
+    got = _capped(buses[::-1] + sites[::-1] + ties, place)
+    assert [o.site for o in got if o.site is not None] == [0, 10, 11, 1, 2, 3]
+    assert [o.bus for o in got if o.bus is not None] == [100, 101, 102, 103]
 
 
 def test_a_line_without_a_type_is_named_line_not_nan():

@@ -25,6 +25,7 @@ import lvplan
 from lvplan.cli import main
 from lvplan.errors import InputError
 from lvplan.locate import bus_lonlat
+from lvplan.planning import candidates
 from lvplan.planning import groups as groups_mod
 from lvplan.planning.demand import read_demand
 from lvplan.planning.islands import island_groups, subnetwork
@@ -63,11 +64,17 @@ def city(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def greedy_plans(city, cn):
+    """Both without the sites' ties to other feeders: each feeder of this city is an MV
+    island (its busbar is the slack), so a tie to another feeder is a tie into another group,
+    which the plan by island cannot offer (the whole network's plan ties a site at the far
+    end of feeder 2 to feeder 1 and serves 18 demands where the groups serve 16)."""
     net, demand = city
-    return (
-        make_plan(net, demand, criteria=cn, method="greedy", workers=1),
-        make_plan(net, demand, criteria=cn, method="greedy", workers=1, by_island=False),
-    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(candidates, "OTHER_FEEDER_TIES", 0)
+        return (
+            make_plan(net, demand, criteria=cn, method="greedy", workers=1),
+            make_plan(net, demand, criteria=cn, method="greedy", workers=1, by_island=False),
+        )
 
 
 def test_groups_partition_the_demands_and_islands(city, cn):
@@ -123,6 +130,28 @@ def test_plan_by_island_is_the_plan_of_the_whole_network(greedy_plans):
     sites = [m.element for m in split.measures if m.kind == "new_substation"]
     assert sites and all(re.fullmatch(r"new substation S[12]\.\d+", str(e)) for e in sites)
     assert sum(r["cost_cny"] for r in rows) == pytest.approx(split.cost_cny, abs=0.05)
+
+
+def test_the_whole_network_ties_a_site_to_another_feeder_and_serves_all(city, cn, greedy_plans):
+    """Planned whole (one network, not by island), the two demands the plans above leave out
+    (feeder 2's 10 kV voltage room spent) are served by a site at the far end of feeder 2 tied
+    to feeder 1 instead; the plan passes the independent judge on the whole network."""
+    net, demand = city
+    split, _whole = greedy_plans
+    p = make_plan(net, demand, criteria=cn, method="greedy", workers=1, by_island=False)
+    assert len(split.assignments) == 16 and len(p.assignments) == 18 and p.unserved == []
+    ties = [
+        (m.element, m.after)
+        for m in p.measures
+        if m.kind == "new_substation" and "(tie to" in str(m.element)
+    ]
+    assert len(ties) == 1 and str(ties[0][0]).endswith("(tie to F1 section 1)")
+    site = next(s for s in p.instance.sites if s.name == ties[0][0])
+    feeder_of = {int(b): str(n) for b, n in zip(net.pp.bus.index, net.pp.bus.name, strict=True)}
+    assert feeder_of[site.mv_bus].startswith("F1")
+    before = Reference(net.pp, cn).base
+    reinforced = pp.from_json_string(reinforced_json(p, net))
+    assert not (Reference(reinforced, cn).base - before)
 
 
 def test_a_group_with_no_bound_counts_zero_in_the_citys_bound(city, cn, monkeypatch):

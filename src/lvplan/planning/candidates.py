@@ -19,15 +19,25 @@ when the centroid would leave it out of reach); each site is tied to the nearest
 coordinates. Founded so, neighbouring clusters get a site each; so for each two sites within
 two radii of each other, where the demands beyond every LV bus that they reach between them are
 all within reach of one point, that point (the centre of the least circle about them) is a site
-too (:func:`_merged_sites`): the plan may build one site and one tie for both. *Upgrade
+too (:func:`_merged_sites`): the plan may build one site and one tie for both.
+
+*Ties to other feeders*: each place is also offered tied to the nearest 10 kV bus of up to
+:data:`OTHER_FEEDER_TIES` other feeders (a tie to the source busbar is a new feeder), as sites
+of their own (``Site.tie_of``, named "... (tie to <feeder>)"): where the nearest feeder's
+voltage room is spent, one a little farther may have it. They are offered only at the places
+that reach a demand the greedy plan without them leaves out, on the linear model alone
+(:func:`withhold_ties`; ``plan_network``'s screen): all of them (271 sites for 92 on the SimBench
+district) made the model larger and its bound weaker in the minute. That is a heuristic: a
+demand that only the AC check finds short of 10 kV room is not screened in. *Upgrade
 options* are listed for every transformer feeding an area with a connection option, and for
 every line on the path of some connection option.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,25 +51,32 @@ from lvplan.decision import choose_service_cable
 from lvplan.locate import bus_lonlat, distance_m
 from lvplan.model.catalogue import cable_types, trafo_types
 from lvplan.model.network import Network
-from lvplan.model.topology import LV_MAX_KV, MV_MAX_KV
+from lvplan.model.topology import LV_MAX_KV, MV_MAX_KV, mv_bus_feeders
 from lvplan.planning.demand import Demand
 from lvplan.planning.measures import N1_KINDS, MeasureKind, Measures
 
 MAX_PER_AREA = 3
 MAX_OPTIONS = 8
+#: in a plan, each site is offered tied to the nearest 10 kV bus of this many other feeders
+#: (within :data:`MAX_TIE_M`) besides the nearest bus's own (:func:`build_instance`)
+OTHER_FEEDER_TIES = 2
 #: A new tie longer than this (m of route) is not offered: the reach ``new_substation`` accepts.
 MAX_TIE_M = MAX_TIE_LENGTH_M
 
 
-def _capped(mine: list[Option]) -> list[Option]:
-    """A demand's :data:`MAX_OPTIONS` options: the sites first (each nearest first), but never
-    more than leave half the places to existing LV buses when it has that many (sites between
-    two clusters add to those of each cluster: on the SimBench district at most 4 sites reach
-    one demand), then the shortest routes."""
+def _capped(mine: list[Option], place: Callable[[int], int]) -> list[Option]:
+    """A demand's :data:`MAX_OPTIONS` places to connect: the sites first (each nearest first),
+    but never more than leave half the places to existing LV buses when it has that many (sites
+    between two clusters add to those of each cluster: on the SimBench district at most 4 sites
+    reach one demand), then the shortest routes. A site's ties to other feeders share its place
+    (``place``: site id -> the id of the site at that place tied to the nearest 10 kV bus): the
+    options kept are every tie of each place kept."""
     sites = sorted((o for o in mine if o.site is not None), key=lambda o: o.route_m)
     buses = sorted((o for o in mine if o.site is None), key=lambda o: o.route_m)
-    n_sites = min(len(sites), MAX_OPTIONS - min(len(buses), MAX_OPTIONS // 2))
-    return sites[:n_sites] + buses[: MAX_OPTIONS - n_sites]
+    places = list(dict.fromkeys(place(o.site) for o in sites))  # type: ignore[arg-type]
+    n_sites = min(len(places), MAX_OPTIONS - min(len(buses), MAX_OPTIONS // 2))
+    keep = set(places[:n_sites])
+    return [o for o in sites if place(o.site) in keep] + buses[: MAX_OPTIONS - n_sites]  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -78,6 +95,9 @@ class Site:
     tap_pos: int
     #: a site between two founded ones (:func:`_merged_sites`): their ids; () for a founded one
     between: tuple[int, ...] = ()
+    #: the same place tied to another 10 kV feeder (:data:`OTHER_FEEDER_TIES`): the id of the
+    #: site tied to the nearest 10 kV bus; None for that one
+    tie_of: int | None = None
 
 
 @dataclass(frozen=True)
@@ -326,8 +346,16 @@ def line_upgrades(
 
 
 def build_instance(
-    network: Network, demands: tuple[Demand, ...], crit: Criteria, measures: Measures
+    network: Network,
+    demands: tuple[Demand, ...],
+    crit: Criteria,
+    measures: Measures,
+    *,
+    other_feeder_ties: int = 0,
 ) -> Instance:
+    """The candidates of a plan. ``other_feeder_ties``: each site is offered tied to the
+    nearest 10 kV bus of that many other feeders too (``Site.tie_of``; the plan passes
+    :data:`OTHER_FEEDER_TIES` and then keeps only those :func:`withhold_ties` leaves)."""
     net = network.pp
     st = network.base_state()
     topo = network.topology
@@ -369,20 +397,16 @@ def build_instance(
         dt = np.array([demands[i].lat for i in located], float)
         rad = np.array([demands[i].supply_radius_m for i in located], float)
 
-        def found(lon: float, lat: float, between: tuple[int, ...] = ()) -> np.ndarray | None:
-            """A site at (lon, lat), tied to the nearest 10 kV bus: what it reaches (a mask of
-            ``located``), or None when that bus is beyond a tie's reach."""
-            dm = distance_m(lon, lat, blon[mv_rows], blat[mv_rows])
-            k = int(np.argmin(dm))
-            tie = float(dm[k]) * crit.detour_factor
-            if tie > MAX_TIE_M:
-                return None
+        def site_at(
+            lon: float, lat: float, k: int, tie: float, between: tuple[int, ...], **named: Any
+        ) -> None:
+            """A site at (lon, lat) tied to the 10 kV bus ``mv_rows[k]`` by ``tie`` m."""
             tap = no_load_tap(float(st.vm_pu[mv_rows[k]]))
             sid = len(sites)
             sites.append(
                 Site(
                     sid,
-                    f"new substation S{sid + 1}",
+                    named.get("name", f"new substation S{sid + 1}"),
                     lon,
                     lat,
                     int(net.bus.index[mv_rows[k]]),
@@ -393,8 +417,19 @@ def build_instance(
                     *ztr,
                     tap,
                     between,
+                    named.get("tie_of"),
                 )
             )
+
+        def found(lon: float, lat: float, between: tuple[int, ...] = ()) -> np.ndarray | None:
+            """A site at (lon, lat), tied to the nearest 10 kV bus: what it reaches (a mask of
+            ``located``), or None when that bus is beyond a tie's reach."""
+            dm = distance_m(lon, lat, blon[mv_rows], blat[mv_rows])
+            k = int(np.argmin(dm))
+            tie = float(dm[k]) * crit.detour_factor
+            if tie > MAX_TIE_M:
+                return None
+            site_at(lon, lat, k, tie, between)
             return distance_m(lon, lat, dl, dt) * crit.detour_factor <= rad
 
         reached: list[np.ndarray] = []  # by site: the located demands within its reach
@@ -422,8 +457,36 @@ def build_instance(
             sites, reached, beyond, dl, dt, rad, crit.detour_factor
         ):
             found(lon, lat, pair)
+        # each place tied to other feeders too: the nearest feeder's voltage room may be spent
+        # (by the loads already on it, or by the plan's own) where a feeder a little farther
+        # has room; a tie to the source busbar is a new 10 kV feeder
+        feeder_of = mv_bus_feeders(net) if other_feeder_ties > 0 else {}
+        mv_feeder = [feeder_of.get(int(b), "") for b in net.bus.index[mv_rows]]
+        for base in list(sites) if other_feeder_ties > 0 else []:
+            own = feeder_of.get(base.mv_bus, "")
+            dm = distance_m(base.lon, base.lat, blon[mv_rows], blat[mv_rows]) * crit.detour_factor
+            other: dict[str, int] = {}  # feeder -> its nearest bus (position in mv_rows)
+            for k in np.argsort(dm, kind="stable").tolist():
+                if len(other) == other_feeder_ties or dm[k] > MAX_TIE_M:
+                    break
+                f = mv_feeder[k]
+                if f and f != own and f not in other:
+                    other[f] = k
+            for f, k in other.items():
+                site_at(
+                    base.lon,
+                    base.lat,
+                    k,
+                    float(dm[k]),
+                    base.between,
+                    name=f"{base.name} (tie to {f})",
+                    tie_of=base.id,
+                )
     site_lon = np.array([s.lon for s in sites], float)
     site_lat = np.array([s.lat for s in sites], float)
+
+    def place(sid: int) -> int:
+        return _place(sites, sid)
 
     # -- connection options --------------------------------------------------------------------
     options: list[Option] = []
@@ -468,8 +531,9 @@ def build_instance(
                 for s in np.flatnonzero(rs <= d.supply_radius_m).tolist():
                     mine.append(Option(i, None, int(s), float(rs[s]), *service(d, float(rs[s]))))
         if len(mine) > MAX_OPTIONS:
-            pruned_by_cap += len(mine) - MAX_OPTIONS
-            mine = _capped(mine)
+            n_was = len(mine)
+            mine = _capped(mine, place)
+            pruned_by_cap += n_was - len(mine)
         if not mine:
             unservable[i] = (
                 f"no LV bus within the {d.supply_radius_m:g} m supply radius and no site for a "
@@ -571,8 +635,43 @@ def build_instance(
             "upgrades": len(upgrades),
             "upgradable_lines": len(used_lines),
             "upgrades_raising_voltage": 0,  # set by prune_upgrades
+            "other_feeder_ties": sum(s.tie_of is not None for s in sites),
         },
     )
+
+
+def withhold_ties(inst: Instance, lacking: Collection[int]) -> int:
+    """Keep a site's ties to other feeders (``tie_of`` set) only where its place reaches a
+    demand in ``lacking``, and return how many sites are dropped (the site ids renumbered).
+    The ties are offered for the demands that a plan without them leaves out (the caller's
+    screen: :func:`lvplan.planning.plan.plan_network`); every place's tie to the nearest 10 kV
+    bus stays. A heuristic, and it says so: on the SimBench district the ties of every place
+    (271 sites for 92) cost the minute's plan 4 % and its bound 3 M CNY."""
+    reach = {
+        _place(inst.sites, o.site)
+        for o in inst.options
+        if o.site is not None and o.demand in lacking
+    }
+    keep = [s for s in inst.sites if s.tie_of is None or s.tie_of in reach]
+    if len(keep) == len(inst.sites):
+        return 0
+    dropped = len(inst.sites) - len(keep)
+    new_id = {s.id: j for j, s in enumerate(keep)}
+    inst.sites = [dataclasses.replace(s, id=j) for j, s in enumerate(keep)]
+    inst.options = [
+        o if o.site is None else dataclasses.replace(o, site=new_id[o.site])
+        for o in inst.options
+        if o.site is None or o.site in new_id
+    ]
+    inst.stats["sites"], inst.stats["options"] = len(inst.sites), len(inst.options)
+    inst.stats["other_feeder_ties"] = sum(s.tie_of is not None for s in inst.sites)
+    return dropped
+
+
+def _place(sites: list[Site], sid: int) -> int:
+    """The site tied to the nearest 10 kV bus at site ``sid``'s place."""
+    tie_of = sites[sid].tie_of
+    return sid if tie_of is None else tie_of
 
 
 def _merged_sites(

@@ -29,11 +29,14 @@ from lvplan.criteria import Criteria
 from lvplan.errors import InputError
 from lvplan.kinds import ElementRef
 from lvplan.model.network import Network
+from lvplan.planning import candidates
 from lvplan.planning.candidates import (
     Instance,
+    Site,
     build_instance,
     left_out_for_voltage,
     prune_upgrades,
+    withhold_ties,
 )
 from lvplan.planning.demand import DemandSet, read_demand
 from lvplan.planning.greedy import Greedy
@@ -482,12 +485,18 @@ def plan_network(
         range(len(ds.demands)),
         key=lambda i: (ds.demands[i].year if ds.demands[i].year is not None else 0, i),
     )
-    inst = build_instance(network, ds.demands, crit, meas)
+    inst = build_instance(
+        network, ds.demands, crit, meas, other_feeder_ties=candidates.OTHER_FEEDER_TIES
+    )
+    if any(s.tie_of is not None for s in inst.sites):
+        short = _left_out(network, inst, order)
+        dropped = withhold_ties(inst, short)
+        say(
+            f"ties to other feeders: {inst.stats['other_feeder_ties']} offered for the "
+            f"{len(short)} demands a plan without them leaves out ({dropped} left out)"
+        )
     if site_tag:
-        inst.sites = [
-            dataclasses.replace(s, name=f"new substation S{site_tag}.{s.id + 1}")
-            for s in inst.sites
-        ]
+        inst.sites = [dataclasses.replace(s, name=_tagged(inst, s, site_tag)) for s in inst.sites]
     say(
         f"candidates: {inst.stats['options']} connection options, {inst.stats['sites']} sites, "
         f"{inst.stats['upgrades']} upgrades; {len(inst.unservable)} demands unservable"
@@ -618,7 +627,10 @@ def plan_network(
         )
 
     kept: list[int] = []  # the N-1 measures (ties, moves) the greedy's rounds have built
-    skip: list[frozenset[int]] = [frozenset()]  # sites the greedy does not take
+    # sites the greedy does not take: first the places tied to other feeders (its plan takes
+    # the nearest tie's; they are offered for the demands it would leave out: see below)
+    ties = frozenset(s.id for s in inst.sites if s.tie_of is not None)
+    skip: list[frozenset[int]] = [ties]
 
     def greedy() -> Solution:
         grid = LinearGrid(inst, mv, cuts)
@@ -651,32 +663,47 @@ def plan_network(
             n1_judged["greedy"] = n1_judged.pop(AGAIN)
     between = frozenset(s.id for s in inst.sites if s.between)
     servable = [i for i in range(len(inst.demands)) if i not in inst.unservable]
-    used = between & set(g_sol.sites)
-    if used and budget_cny is None and not needs and not all(g_sol.served[i] for i in servable):
-        # the greedy left demands it could serve (the 10 kV voltage room spent by those before
-        # them: the order of its choices, and the AC cuts its rounds found, decide): once more
-        # from the start, its own rounds and cuts, without the sites between two clusters (as
-        # it planned before they were offered); the plan that serves more design kW is the
-        # greedy one, with its cuts (the optimiser keeps every site)
+
+    def again(skipped: frozenset[int], name: str, why: str) -> None:
+        """The greedy once more from the start, its own rounds and cuts, without the sites
+        ``skipped``; its plan stands if it serves more design kW (or as much for less), with
+        its cuts (the optimiser keeps every site)."""
+        nonlocal g_sol, g_ev, _g_rounds, cuts, n1_cuts
         say(
             f"greedy: {sum(not g_sol.served[i] for i in servable)} demands it could serve left "
-            f"out: again from the start without the {len(between)} sites between two clusters"
+            f"out: again from the start {why}"
         )
         before = (cuts, list(kept), n1_cuts, dict(withdrawn))
-        skip[0], cuts, kept[:] = between, Cuts(), []
+        skip[0], cuts, kept[:] = skipped, Cuts(), []
         withdrawn.clear()  # (the reasons are the plan's that stands)
         try:
-            again = verified(greedy, "greedy (founded sites only)")
+            out = verified(greedy, name)
         except InputError as exc:
-            say(f"{exc}; the first greedy plan stands")
-            again = None
-        if again is not None and _improves(inst, again[0], g_sol):
-            g_sol, g_ev, _g_rounds = again
+            say(f"{exc}; the greedy plan before stands")
+            out = None
+        if out is not None and _improves(inst, out[0], g_sol):
+            g_sol, g_ev, _g_rounds = out
         else:
             cuts, kept[:], n1_cuts, first_withdrawn = before
             withdrawn.clear()
             withdrawn.update(first_withdrawn)
         skip[0] = frozenset()
+
+    def lacking() -> bool:
+        return budget_cny is None and not needs and not all(g_sol.served[i] for i in servable)
+
+    if between & set(g_sol.sites) and lacking():
+        # the greedy left demands it could serve (the 10 kV voltage room spent by those before
+        # them: the order of its choices, and the AC cuts its rounds found, decide): without
+        # the sites between two clusters (as it planned before they were offered)
+        again(
+            between | ties,
+            "greedy (founded sites only)",
+            f"without the {len(between)} sites between two clusters",
+        )
+    if ties and lacking():
+        # ... and with the places tied to other feeders (the plan before took the nearest's)
+        again(frozenset(), "greedy (ties to other feeders)", "with the ties to other feeders")
     _greedy_rounds = [len(history)]
     sol, ev = g_sol, g_ev
     greedy_kept = True  # the plan returned is the verified greedy one
@@ -930,6 +957,32 @@ def plan_network(
             "contingencies_passed": n1_judged.get("greedy" if greedy_kept else "optimal", []),
         }
     return result
+
+
+def _left_out(network: Network, inst: Instance, order: list[int]) -> set[int]:
+    """The demands that the greedy plan without the places' ties to other feeders leaves out,
+    on the linear model alone (no AC check): the screen for which ties are offered
+    (:func:`lvplan.planning.candidates.withhold_ties`). Like the plan's greedy, it also tries
+    without the sites between two clusters, and takes the plan that serves more."""
+    grid = LinearGrid(inst, mv_response(network, inst), Cuts())
+    ties = frozenset(s.id for s in inst.sites if s.tie_of is not None)
+    between = frozenset(s.id for s in inst.sites if s.between)
+    sol = Greedy(grid, (), ties).run(order, None)
+    servable = [i for i in range(len(inst.demands)) if i not in inst.unservable]
+    if not all(sol.served[i] for i in servable) and between:
+        founded = Greedy(grid, (), ties | between).run(order, None)
+        if _improves(inst, founded, sol):
+            sol = founded
+    return {i for i in servable if not sol.served[i]}
+
+
+def _tagged(inst: Instance, s: Site, tag: str) -> str:
+    """A site's name with a city group's tag: ``new substation S<tag>.<n>``, and a tie to
+    another feeder named after its place's site."""
+    if s.tie_of is None:
+        return f"new substation S{tag}.{s.id + 1}"
+    base = inst.sites[s.tie_of]
+    return f"new substation S{tag}.{base.id + 1}{s.name[len(base.name) :]}"
 
 
 def _same_served(inst: Instance, a: Solution, b: Solution) -> bool:
