@@ -442,3 +442,26 @@ def test_one_id_in_two_unicode_forms_and_a_rating_listed_twice_are_refused(tmp_p
     ok = _csv(tmp_path, "id,kw,bus\na,20,6\n")
     argv = ["plan", "sz-futian", "--demand", str(ok), "--out", str(out), "--catalogue", str(cat)]
     assert "lists 630 kVA more than once" in _bad(capsys, argv, out)
+
+
+def test_a_demand_id_that_names_a_load_of_the_network_is_refused(tmp_path, capsys):
+    """reinforced.json adds each demand as a load named by its id; an id equal to a load the
+    network has ("T1 lane customers" on sz-futian) made two loads of one name there. Refused,
+    with the line it is on."""
+    demand = _csv(tmp_path, "id,kw,bus\na,20,6\nT1 lane customers,30,7\n")
+    out = tmp_path / "out"
+    argv = ["plan", "sz-futian", "--demand", str(demand), "--out", str(out)]
+    err = _bad(capsys, argv, out)
+    assert ":3: id: 'T1 lane customers' is the name of a load the network has" in err
+
+
+def test_a_budget_of_no_limit_is_shown_short(tmp_path, capsys):
+    """--budget 1e308 was echoed as 309 digits on the plan's line; above 1e15 CNY it is shown
+    in short (1e+308), a budget of millions still in full."""
+    demand = _csv(tmp_path, "id,kw,bus\na,20,6\n")
+    for budget, shown in (("1e308", "of a budget of 1e+308 CNY"), ("2.5e6", "2,500,000 CNY")):
+        out = tmp_path / f"out{budget}"
+        argv = ["plan", "sz-futian", "--demand", str(demand), "--out", str(out)]
+        assert main([*argv, "--budget", budget, "--time-limit", "5"]) == 0
+        line = next(s for s in capsys.readouterr().out.splitlines() if s.startswith("plan ("))
+        assert shown in line and len(line) < 300

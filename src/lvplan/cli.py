@@ -230,7 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     sd.add_argument(
         "--far-share",
         default="0.1",
-        help="share of clusters beyond every supply radius (default 0.1)",
+        help="share of clusters beyond every supply radius (default 0.1; at least one cluster "
+        "stays near the network, so 1 means all but one)",
     )
     sd.add_argument("--profile", default="cn", help="criteria profile: cn (default) or en50160")
     sd.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a criterion")
@@ -638,7 +639,9 @@ def _plan(args: argparse.Namespace, crit) -> int:
     def n(count: int, noun: str) -> str:
         return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
-    within = "" if budget is None else f" (of a budget of {budget:,.0f} CNY)"
+    # (a budget of 1e308 CNY is no limit: shown as such, not as 309 digits)
+    shown = f"{budget:,.0f}" if budget is not None and budget < 1e15 else f"{budget:.3g}"
+    within = "" if budget is None else f" (of a budget of {shown} CNY)"
     print(
         f"plan ({s['method']}): {s['total_cost_cny']:,.0f} CNY{within} for "
         f"{s['demands_served']} of {n(s['demands'], 'demand')} ({s['design_kw_served']:,.0f} kW); "

@@ -178,6 +178,16 @@ def read_demand(
         raise InputError(f"{name}: not a readable CSV file ({exc})") from None
     if not out:
         raise InputError(f"{name}: no demands (a header and no rows)")
+    # reinforced.json adds each demand as a load named by its id: an id that names a load the
+    # network has would make two loads of one name there
+    names = network.pp.load.name
+    clash = names[names.isin(list(seen))]
+    if len(clash):
+        first = min(clash.tolist(), key=lambda n: seen[n])
+        raise InputError(
+            f"{name}:{seen[first]}: id: {_shown(first)} is the name of a load the network has "
+            "(reinforced.json names each demand's load by its id)"
+        )
     return DemandSet(tuple(out), name, crit.profile)
 
 
