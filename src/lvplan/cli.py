@@ -640,8 +640,9 @@ def _plan(args: argparse.Namespace, crit) -> int:
         return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
     # (a budget of 1e308 CNY is no limit: shown as such, not as 309 digits)
-    shown = f"{budget:,.0f}" if budget is not None and budget < 1e15 else f"{budget:.3g}"
-    within = "" if budget is None else f" (of a budget of {shown} CNY)"
+    within = ""
+    if budget is not None:
+        within = f" (of a budget of {f'{budget:,.0f}' if budget < 1e15 else f'{budget:.3g}'} CNY)"
     print(
         f"plan ({s['method']}): {s['total_cost_cny']:,.0f} CNY{within} for "
         f"{s['demands_served']} of {n(s['demands'], 'demand')} ({s['design_kw_served']:,.0f} kW); "

@@ -422,13 +422,18 @@ class Greedy:
         """A plan with the options ``held`` first, as they are, and then each demand of
         ``order`` connected greedily (the repair of a plan the AC check broke,
         :mod:`lvplan.planning.repair`); None when a held option or a demand does not fit."""
+        sol = self.extend(held, order)
+        return sol if sol is not None and sum(sol.served) == len(held) + len(order) else None
+
+    def extend(self, held: list[int], order: list[int]) -> Solution | None:
+        """A plan with the options ``held`` first, as they are, and then each demand of
+        ``order`` connected greedily where it fits; None when a held option does not fit."""
         for k in held:
             r = self._try(k)
             if r is None:
                 return None
             self._commit(k, r[1])
-        sol = self.run(order, chosen=list(held))
-        return sol if sum(sol.served) == len(held) + len(order) else None
+        return self.run(order, chosen=list(held))
 
     def by_cost_per_kw(self, order: list[int]) -> list[int]:
         """``order`` sorted by the cost per design kW of each demand's cheapest fit on the

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -702,8 +703,34 @@ def plan_network(
             f"without the {len(between)} sites between two clusters",
         )
     if ties and lacking():
-        # ... and with the places tied to other feeders (the plan before took the nearest's)
-        again(frozenset(), "greedy (ties to other feeders)", "with the ties to other feeders")
+        # ... and then, on top of the plan that stands (its connections, measures and cuts
+        # kept), the demands it left out connected where they fit with every site, the places
+        # tied to other feeders too: the plan before took the nearest tie's only
+        stands = g_sol
+        can = set(servable)
+        left = [i for i in order if i in can and not stands.served[i]]
+        say(
+            f"greedy: {len(left)} demands it could serve left out: connected on top of its "
+            "plan, with the ties to other feeders"
+        )
+
+        def on_top() -> Solution:
+            grid = LinearGrid(inst, mv, cuts)
+            # (None: the AC check's new cuts leave a held option no room: the plan as it was)
+            return Greedy(grid, tuple(stands.upgrades)).extend(list(stands.chosen), left) or stands
+
+        before = (copy.deepcopy(cuts), list(kept), n1_cuts, dict(withdrawn))
+        try:
+            out = verified(on_top, "greedy (ties to other feeders)")
+        except InputError as exc:
+            say(f"{exc}; the greedy plan before stands")
+            out = None
+        if out is not None and _improves(inst, out[0], g_sol):
+            g_sol, g_ev, _g_rounds = out
+        else:
+            cuts, kept[:], n1_cuts, first_withdrawn = before
+            withdrawn.clear()
+            withdrawn.update(first_withdrawn)
     _greedy_rounds = [len(history)]
     sol, ev = g_sol, g_ev
     greedy_kept = True  # the plan returned is the verified greedy one
