@@ -71,8 +71,8 @@ POOL_MIN_BUSES = 50_000
 #: key holds no hash of the source: an edit that changes no plan (a message, a refactoring)
 #: keeps the finished groups. 2: a parallel pair over its limit cut by its share of the
 #: current; the optimal rounds stop at the deadline. 3: sites between two clusters, the
-#: greedy made again without them, measures dated by need.
-PLAN_FORMAT = 3
+#: greedy made again without them, measures dated by need. 4: sites tied to other feeders.
+PLAN_FORMAT = 4
 
 
 @dataclass
