@@ -24,19 +24,34 @@ from typing import Any
 
 _lock = threading.Lock()
 _running: set[Any] = set()  # the CP-SAT solvers searching now
+#: a SIGINT came while :func:`watch` runs: :func:`check` raises ``KeyboardInterrupt`` again
+#: (Python raises it once, in whatever the main thread runs then; inside a finaliser, a
+#: ``__del__`` or a library's bare ``except:`` it is lost: in one CI run the plan went on
+#: for 43 s and exited 0)
+_interrupted = threading.Event()
+
+
+def check() -> None:
+    """Raises ``KeyboardInterrupt`` when a SIGINT came while :func:`watch` runs (the plan
+    calls it at each round and search)."""
+    if _interrupted.is_set():
+        raise KeyboardInterrupt
 
 
 def solve(solver: Any, model: Any) -> Any:
     """``solver.solve(model)``, with SIGINT left to Python, and stopped at once by one while
     :func:`watch` runs."""
+    check()
     solver.parameters.catch_sigint_signal = False
     with _lock:
         _running.add(solver)
     try:
-        return solver.solve(model)
+        out = solver.solve(model)
     finally:
         with _lock:
             _running.discard(solver)
+    check()
+    return out
 
 
 def stop_all() -> int:
@@ -78,13 +93,16 @@ def watch() -> Iterator[None]:
             if not got:  # (the writing end closed: watch() is over)
                 return
             if signal.SIGINT in got:
+                _interrupted.set()
                 stop_all()
 
+    _interrupted.clear()
     t = threading.Thread(target=wait, name="sigint-watch", daemon=True)
     t.start()
     try:
         yield
     finally:
+        _interrupted.clear()
         signal.set_wakeup_fd(old)
         w.close()
         t.join(timeout=2.0)

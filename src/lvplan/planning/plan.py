@@ -30,7 +30,7 @@ from lvplan.criteria import Criteria
 from lvplan.errors import InputError
 from lvplan.kinds import ElementRef
 from lvplan.model.network import Network
-from lvplan.planning import candidates
+from lvplan.planning import candidates, interrupt
 from lvplan.planning.candidates import (
     Instance,
     Site,
@@ -553,6 +553,7 @@ def plan_network(
         # (not a city group's: its worker's time is the next group's)
         go_on = name == "optimal" and budget_cny is None and not needs and not bound_only
         for rnd in range(1, rounds + 1):
+            interrupt.check()  # (a Ctrl-C Python lost: planning/interrupt.py)
             try:
                 sol = solve()
             except _OutOfTime as exc:
@@ -569,6 +570,7 @@ def plan_network(
                 (ev, n1_judged[name]), broken = known, []
             else:
                 ev, broken = check_plan(network, inst, sol, base)
+                interrupt.check()
             notes = tighten(network, inst, sol, ev, broken, cuts) if broken else []
             if known is not None:
                 notes = ["the same changes as a plan that passed: not evaluated again"]
