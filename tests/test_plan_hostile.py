@@ -394,6 +394,9 @@ def test_ctrl_c_in_the_optimisers_search_stops_the_plan(tmp_path, urban, cn):
         [sys.executable, "-m", "lvplan.cli", *cmd, "--time-limit", "60", "--progress"],
         stderr=subprocess.PIPE,
         text=True,
+        # (a run started in the background, `make test &`, ignores SIGINT and so would the
+        # plan: the command as a user runs it in a terminal has it)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert p.stderr is not None
     seen = []
@@ -472,11 +475,22 @@ def test_a_ctrl_c_python_loses_is_raised_again_at_the_next_check():
     finaliser or a library's bare ``except:`` it is lost (in one CI run the plan went on for
     43 s and exited 0). While ``watch`` runs, a SIGINT is also remembered: the plan's next
     round or search (``interrupt.check``) raises it again; after ``watch``, it is forgotten."""
+    import signal
+
+    from lvplan.planning import interrupt
+
+    # (as in a terminal: a run started in the background ignores SIGINT, and watch() too)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _lost_ctrl_c(interrupt)
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def _lost_ctrl_c(interrupt) -> None:
     import os
     import signal
     import time
-
-    from lvplan.planning import interrupt
 
     with interrupt.watch():
         interrupt.check()  # nothing yet
