@@ -677,11 +677,28 @@ def plan_network(
     between = frozenset(s.id for s in inst.sites if s.between)
     servable = [i for i in range(len(inst.demands)) if i not in inst.unservable]
 
+    def take_if_better(solve: Callable[[], Solution], name: str, before: tuple) -> None:
+        """A greedy pass's verified plan stands if it serves more design kW (or as much for
+        less) than the one standing; otherwise ``before`` (the cuts, kept N-1 measures, cut
+        count and withdrawals of the plan standing) is put back."""
+        nonlocal g_sol, g_ev, _g_rounds, cuts, n1_cuts
+        try:
+            out = verified(solve, name)
+        except InputError as exc:
+            say(f"{exc}; the greedy plan before stands")
+            out = None
+        if out is not None and _improves(inst, out[0], g_sol):
+            g_sol, g_ev, _g_rounds = out
+            return
+        cuts, kept[:], n1_cuts, first_withdrawn = before
+        withdrawn.clear()
+        withdrawn.update(first_withdrawn)
+
     def again(skipped: frozenset[int], name: str, why: str) -> None:
         """The greedy once more from the start, its own rounds and cuts, without the sites
         ``skipped``; its plan stands if it serves more design kW (or as much for less), with
         its cuts (the optimiser keeps every site)."""
-        nonlocal g_sol, g_ev, _g_rounds, cuts, n1_cuts
+        nonlocal cuts
         say(
             f"greedy: {sum(not g_sol.served[i] for i in servable)} demands it could serve left "
             f"out: again from the start {why}"
@@ -689,17 +706,7 @@ def plan_network(
         before = (cuts, list(kept), n1_cuts, dict(withdrawn))
         skip[0], cuts, kept[:] = skipped, Cuts(), []
         withdrawn.clear()  # (the reasons are the plan's that stands)
-        try:
-            out = verified(greedy, name)
-        except InputError as exc:
-            say(f"{exc}; the greedy plan before stands")
-            out = None
-        if out is not None and _improves(inst, out[0], g_sol):
-            g_sol, g_ev, _g_rounds = out
-        else:
-            cuts, kept[:], n1_cuts, first_withdrawn = before
-            withdrawn.clear()
-            withdrawn.update(first_withdrawn)
+        take_if_better(greedy, name, before)
         skip[0] = frozenset()
 
     def lacking() -> bool:
@@ -731,18 +738,11 @@ def plan_network(
             # (None: the AC check's new cuts leave a held option no room: the plan as it was)
             return Greedy(grid, tuple(stands.upgrades)).extend(list(stands.chosen), left) or stands
 
-        before = (copy.deepcopy(cuts), list(kept), n1_cuts, dict(withdrawn))
-        try:
-            out = verified(on_top, "greedy (ties to other feeders)")
-        except InputError as exc:
-            say(f"{exc}; the greedy plan before stands")
-            out = None
-        if out is not None and _improves(inst, out[0], g_sol):
-            g_sol, g_ev, _g_rounds = out
-        else:
-            cuts, kept[:], n1_cuts, first_withdrawn = before
-            withdrawn.clear()
-            withdrawn.update(first_withdrawn)
+        take_if_better(
+            on_top,
+            "greedy (ties to other feeders)",
+            (copy.deepcopy(cuts), list(kept), n1_cuts, dict(withdrawn)),
+        )
     _greedy_rounds = [len(history)]
     sol, ev = g_sol, g_ev
     greedy_kept = True  # the plan returned is the verified greedy one
