@@ -248,7 +248,9 @@ class Instance:
         if not (LV_MAX_KV <= vn <= MV_CABLE_MAX_KV):
             return None  # not a section the catalogue's 10 kV cables are rated for
         pos = int(net.line.index.get_loc(line))
-        self.mv_line_data[line] = _line_data(net, line, network.base_state(), pos, vn)
+        cols = _line_columns(net.line.iloc[pos : pos + 1])
+        ld = network.base_state().line_loading_percent[pos]
+        self.mv_line_data[line] = _line_data(cols, 0, ld, vn)
         return self.mv_line_data[line]
 
 
@@ -257,17 +259,26 @@ class Instance:
 MV_CABLE_MAX_KV = 11.0
 
 
-def _line_data(net: Any, line: int, st: Any, pos: int, vn: float):
-    """(r, x ohm; rating and base current kA; kV) of an existing line."""
-    r = net.line.loc[line]
-    par = float(r.parallel)
-    km = float(r.length_km)
-    imax = float(r.max_i_ka) * float(r.df) * par
-    ld = st.line_loading_percent[pos]
-    base = imax * (float(ld) / 100.0 if np.isfinite(ld) else 0.0)
+_LINE_COLUMNS = ("parallel", "length_km", "max_i_ka", "df", "r_ohm_per_km", "x_ohm_per_km")
+
+
+def _line_columns(lines: Any) -> dict[str, np.ndarray]:
+    """The columns :func:`_line_data` reads, as arrays by row (read once: a ``.loc`` row per
+    line took 12 s of a 40,000-bus city group's 36,684 lines)."""
+    return {c: lines[c].to_numpy(dtype=float) for c in _LINE_COLUMNS}
+
+
+def _line_data(cols: dict[str, np.ndarray], row: int, loading_percent: float, vn: float):
+    """(r, x ohm; rating and base current kA; kV) of an existing line: row ``row`` of
+    :func:`_line_columns`, at ``loading_percent`` in the base state."""
+    par = float(cols["parallel"][row])
+    km = float(cols["length_km"][row])
+    imax = float(cols["max_i_ka"][row]) * float(cols["df"][row]) * par
+    ld = float(loading_percent)
+    base = imax * (ld / 100.0 if np.isfinite(ld) else 0.0)
     return (
-        float(r.r_ohm_per_km) * km / par,
-        float(r.x_ohm_per_km) * km / par,
+        float(cols["r_ohm_per_km"][row]) * km / par,
+        float(cols["x_ohm_per_km"][row]) * km / par,
         imax,
         base,
         vn,
@@ -600,6 +611,8 @@ def build_instance(
                 )
     line_data: dict[int, tuple[float, float, float, float, float]] = {}
     lpos = {int(x): k for k, x in enumerate(net.line.index)}
+    lcols = _line_columns(net.line)
+    loading = st.line_loading_percent
     used_lines: set[int] = set()
     for o in options:
         if o.bus is not None:
@@ -609,7 +622,8 @@ def build_instance(
     for tree in tree_cache.values():
         for b in tree.parent:
             line = tree.parent[b][0]
-            line_data[line] = _line_data(net, line, st, lpos[line], tree.vn_kv)
+            row = lpos[line]
+            line_data[line] = _line_data(lcols, row, loading[row], tree.vn_kv)
     for line in sorted(used_lines):
         upgrades += line_upgrades(net, line, line_data[line], measures, cables)
     return Instance(
