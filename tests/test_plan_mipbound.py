@@ -343,3 +343,31 @@ def test_a_round_of_inequalities_counts_as_a_gain_by_the_relaxations_size_not_it
     assert _gained(10_000.0, 10_000.0 + 3 * step)
     assert _gained(-10_000.0, -10_000.0 + 3 * step)
     assert not _gained(-10_000.0, -10_000.0 - step)  # a lower relaxation is never a gain
+
+
+def test_a_city_group_without_time_for_a_search_takes_the_relaxations_bound(hand, hand_csv, cn):
+    """A city group (``bound_only``) with less than SEARCH_WORTH_S left after its greedy plan
+    runs no CP-SAT search: it keeps its verified greedy plan (277,000 CNY on the hand instance)
+    and takes the relaxation's bound for the demands it serves, which never passes the optimum
+    (191,000 CNY, test_plan.py) and is more than the 0 such a group counted before."""
+    from lvplan.planning.plan import SEARCH_WORTH_S, plan_network
+
+    ds = read_demand(hand_csv, hand, cn)
+    p = plan_network(
+        hand,
+        ds,
+        cn,
+        load_measures(),
+        method="optimal",
+        time_limit_s=SEARCH_WORTH_S / 2,
+        workers=1,
+        bound_only=True,
+    )
+    assert p.cost_cny == pytest.approx(277_000.0, abs=1.0)  # the greedy plan, verified
+    assert p.optimal_cost_cny is None  # no search ran
+    assert [h.method for h in p.history][-1] == "bound"
+    assert p.stopped == "time_limit"
+    assert p.solution.bounds["bound_by"] == "relaxation"
+    assert 0.0 < p.bound <= OPTIMUM_CNY
+    assert p.gap == pytest.approx((p.cost_cny - p.bound) / p.cost_cny)
+    assert p.summary()["solver"]["best_bound"] == pytest.approx(p.bound)
