@@ -345,12 +345,18 @@ def test_a_round_of_inequalities_counts_as_a_gain_by_the_relaxations_size_not_it
     assert not _gained(-10_000.0, -10_000.0 - step)  # a lower relaxation is never a gain
 
 
-def test_a_city_group_without_time_for_a_search_takes_the_relaxations_bound(hand, hand_csv, cn):
-    """A city group (``bound_only``) with less than SEARCH_WORTH_S left after its greedy plan
-    runs no CP-SAT search: it keeps its verified greedy plan (277,000 CNY on the hand instance)
-    and takes the relaxation's bound for the demands it serves, which never passes the optimum
-    (191,000 CNY, test_plan.py) and is more than the 0 such a group counted before."""
+def test_a_city_group_without_time_for_a_search_takes_the_relaxations_bound(
+    hand, hand_csv, cn, monkeypatch
+):
+    """A large city group (``bound_only``; the hand instance counted as one) with less than
+    SEARCH_WORTH_S left after its greedy plan runs no CP-SAT search: it keeps its verified
+    greedy plan (277,000 CNY) and takes the relaxation's bound for the demands it serves, which
+    never passes the optimum (191,000 CNY, test_plan.py) and is more than the 0 such a group
+    counted before; with no time left before the city's deadline, it starts nothing."""
+    from lvplan.planning import plan as plan_module
     from lvplan.planning.plan import SEARCH_WORTH_S, plan_network
+
+    monkeypatch.setattr(plan_module, "SEARCH_SKIP_MIN_BUSES", 0)
 
     ds = read_demand(hand_csv, hand, cn)
     p = plan_network(
@@ -371,3 +377,17 @@ def test_a_city_group_without_time_for_a_search_takes_the_relaxations_bound(hand
     assert 0.0 < p.bound <= OPTIMUM_CNY
     assert p.gap == pytest.approx((p.cost_cny - p.bound) / p.cost_cny)
     assert p.summary()["solver"]["best_bound"] == pytest.approx(p.bound)
+    late = plan_network(
+        hand,
+        ds,
+        cn,
+        load_measures(),
+        method="optimal",
+        time_limit_s=SEARCH_WORTH_S / 2,
+        workers=1,
+        bound_only=True,
+        hard_limit_s=0.0,  # the city's deadline already passed
+    )
+    assert late.cost_cny == pytest.approx(277_000.0, abs=1.0)
+    assert "bound" not in [h.method for h in late.history]
+    assert math.isnan(late.bound)

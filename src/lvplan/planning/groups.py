@@ -90,6 +90,7 @@ class GroupJob:
     time_limit_s: float
     cp_workers: int
     discount_rate: float
+    hard_limit_s: float | None = None  # the city's deadline, from the job's start
 
 
 @dataclass
@@ -123,6 +124,7 @@ def run_group(job: GroupJob) -> GroupResult:
             site_tag=str(job.index + 1),
             mip_bound=True,
             bound_only=True,  # the strengthened relaxation's bound: one core per worker
+            hard_limit_s=job.hard_limit_s,
         )
     except InputError as exc:  # no verified plan for this group: it builds nothing
         return GroupResult(
@@ -377,7 +379,9 @@ def plan_by_groups(
         left = deadline - time.perf_counter()
         share = left * slots * todo[job.index] / max(sum(todo.values()), 1)
         return dataclasses.replace(
-            job, time_limit_s=round(min(time_limit_s, max(MIN_GROUP_S, min(share, left))), 1)
+            job,
+            time_limit_s=round(min(time_limit_s, max(MIN_GROUP_S, min(share, left))), 1),
+            hard_limit_s=max(left, 0.0),
         )
 
     def finish(res: GroupResult) -> None:

@@ -125,6 +125,9 @@ REPAIR_MIN_S = 2.0
 #: time still has a bound: otherwise it counts 0 in the city's total).
 SEARCH_WORTH_S = 30.0
 BOUND_MIN_S = 15.0
+#: ... for a group of at least this many buses (a smaller group's CP-SAT proves its optimum in
+#: a second or two: groups 36-45 of the city, 1,000-1,400 buses)
+SEARCH_SKIP_MIN_BUSES = 10_000
 
 
 class _OutOfTime(Exception):
@@ -478,13 +481,16 @@ def plan_network(
     site_tag: str = "",
     mip_bound: bool = True,
     bound_only: bool = False,
+    hard_limit_s: float | None = None,
 ) -> Plan:
     """The plan of one network (the whole of it: no split by island); ``site_tag`` goes into
     the names of its new substations (``new substation S<tag>.<n>``) so that the plans of
     several groups name theirs apart. ``mip_bound``: HiGHS bounds the optimum beside CP-SAT
     (:mod:`lvplan.planning.mipbound`). ``bound_only``: that bound is the strengthened
     relaxation's alone, with no plan searched beside CP-SAT: a city's groups, as each group's
-    worker has one core and its CP-SAT search its share of the deadline."""
+    worker has one core and its CP-SAT search its share of the deadline. ``hard_limit_s``
+    (seconds from ``t0``): nothing more is started past it (a city group: the city's deadline;
+    its own ``time_limit_s`` is its share, which a bound round may pass by ``BOUND_MIN_S``)."""
     t0 = time.perf_counter() if t0 is None else t0
     deadline = t0 + time_limit_s
     check_s = [0.0]  # how long the last round's AC check (and N-1 check) took
@@ -898,7 +904,13 @@ def plan_network(
 
         room_s = deadline - time.perf_counter() - check_s[0] - over_s[0]
         try:
-            if bound_only and budget_cny is None and not needs and room_s < SEARCH_WORTH_S:
+            if (
+                bound_only
+                and budget_cny is None
+                and not needs
+                and room_s < SEARCH_WORTH_S
+                and len(network.pp.bus) >= SEARCH_SKIP_MIN_BUSES
+            ):
                 raise _OutOfTime(
                     f"{max(room_s, 0.0):.1f} s left: too little for a search on one core "
                     f"(at least {SEARCH_WORTH_S:g} s); the relaxation's bound alone"
@@ -920,11 +932,20 @@ def plan_network(
             say(f"{exc}; the verified greedy plan is returned")
             o_sol = None
         b = bounded[0]
-        if o_sol is None and b is None and bound_only and budget_cny is None and not needs:
+        t_b = time.perf_counter()
+        cap_s = max(deadline - t_b, BOUND_MIN_S)
+        if hard_limit_s is not None:
+            cap_s = min(cap_s, t0 + hard_limit_s - t_b)
+        if (
+            o_sol is None
+            and b is None
+            and bound_only
+            and budget_cny is None
+            and not needs
+            and cap_s >= 1.0
+        ):
             # no round proved a bound (none ran, or it stopped): the relaxation's, for the
             # demands the verified greedy plan serves, so that the group counts more than 0
-            t_b = time.perf_counter()
-            cap_s = max(deadline - t_b, BOUND_MIN_S)
             lb, info = PlanModel(LinearGrid(inst, mv, cuts)).relaxation_bound(
                 g_sol, time_limit_s=cap_s, pool=pool
             )
