@@ -218,16 +218,17 @@ def to_mip(
 def _message(proto):
     """CP-SAT's model as a protobuf message (its Python wrapper reads a field in ~40 us, which
     made most of a city group's 28.9 s): written by CP-SAT to a file and read back."""
-    import tempfile
-
     from ortools.sat import cp_model_pb2
     from ortools.sat.python import cp_model
+
+    from lvplan.io.owned_temp import owned_temp_folder
 
     if isinstance(proto, cp_model_pb2.CpModelProto):
         return proto
     m = cp_model.CpModel()
     m.proto.copy_from(proto)
-    with tempfile.TemporaryDirectory(prefix="lvplan-mip-") as d:
+    # (a private folder under TMPDIR, removed after, and by the next run if this one is killed)
+    with owned_temp_folder("mip") as d:
         path = Path(d) / "model.pb"
         if not m.export_to_file(str(path)):
             raise OSError(f"CP-SAT could not write its model to {path}")
