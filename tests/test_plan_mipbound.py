@@ -354,21 +354,26 @@ def test_a_city_group_without_time_for_a_search_takes_the_relaxations_bound(
     never passes the optimum (191,000 CNY, test_plan.py) and is more than the 0 such a group
     counted before; with no time left before the city's deadline, it starts nothing."""
     from lvplan.planning import plan as plan_module
-    from lvplan.planning.plan import SEARCH_WORTH_S, plan_network
+    from lvplan.planning.plan import SEARCH_WORTH_S, Plan, plan_network
 
     monkeypatch.setattr(plan_module, "SEARCH_SKIP_MIN_BUSES", 0)
 
     ds = read_demand(hand_csv, hand, cn)
-    p = plan_network(
-        hand,
-        ds,
-        cn,
-        load_measures(),
-        method="optimal",
-        time_limit_s=SEARCH_WORTH_S / 2,
-        workers=1,
-        bound_only=True,
-    )
+
+    def group(hard_limit_s: float | None) -> Plan:
+        return plan_network(
+            hand,
+            ds,
+            cn,
+            load_measures(),
+            method="optimal",
+            time_limit_s=SEARCH_WORTH_S / 2,
+            workers=1,
+            bound_only=True,
+            hard_limit_s=hard_limit_s,
+        )
+
+    p = group(None)
     assert p.cost_cny == pytest.approx(277_000.0, abs=1.0)  # the greedy plan, verified
     assert p.optimal_cost_cny is None  # no search ran
     assert [h.method for h in p.history][-1] == "bound"
@@ -377,17 +382,7 @@ def test_a_city_group_without_time_for_a_search_takes_the_relaxations_bound(
     assert 0.0 < p.bound <= OPTIMUM_CNY
     assert p.gap == pytest.approx((p.cost_cny - p.bound) / p.cost_cny)
     assert p.summary()["solver"]["best_bound"] == pytest.approx(p.bound)
-    late = plan_network(
-        hand,
-        ds,
-        cn,
-        load_measures(),
-        method="optimal",
-        time_limit_s=SEARCH_WORTH_S / 2,
-        workers=1,
-        bound_only=True,
-        hard_limit_s=0.0,  # the city's deadline already passed
-    )
+    late = group(0.0)  # the city's deadline already passed
     assert late.cost_cny == pytest.approx(277_000.0, abs=1.0)
     assert "bound" not in [h.method for h in late.history]
     assert math.isnan(late.bound)
