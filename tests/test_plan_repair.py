@@ -85,6 +85,31 @@ def test_repair_reconnects_only_the_touched_demand(sz_case):
     assert PlanModel(tight).hint(fixed)
 
 
+def test_repair_in_the_rounds_model_whose_hint_failed_is_the_same_repair(sz_case):
+    """The optimal round hands the repair the model it made (its hint, the broken plan, did not
+    fit): the repair clears that hint and gives the plan a model of its own gives, a plan of
+    the tightened model that no longer uses the forbidden connection."""
+    inst, mv, cuts, _grid, sol = sz_case
+    before, after = snapshot(cuts), snapshot(cuts)
+    k = sol.chosen[0]
+    after.add_linear({k: 1.0}, 0.5, "test: this connection forbidden")
+    tight = LinearGrid(inst, mv, after)
+    made = PlanModel(tight)
+    assert not made.hint(sol)  # the round's model, with the broken plan's choices as its hint
+    who = touched(tight, before, after, sol)
+    own = repair(tight, sol, who, time_limit_s=10.0, workers=1)
+    reused = repair(tight, sol, who, time_limit_s=10.0, workers=1, model=made)
+    assert own is not None and reused is not None
+    assert k not in reused.chosen and PlanModel(tight).hint(reused)
+    assert reused.cost_cny == pytest.approx(own.cost_cny)
+    assert sum(reused.served) == sum(sol.served)
+    # with no time for CP-SAT, the greedy repair made in that model stands
+    again = PlanModel(tight)
+    assert not again.hint(sol)
+    quick = repair(tight, sol, who, time_limit_s=1e-6, workers=1, model=again)
+    assert quick is not None and k not in quick.chosen and PlanModel(tight).hint(quick)
+
+
 def test_repair_declines_the_whole_plan(sz_case):
     _inst, _mv, _cuts, grid, sol = sz_case
     everyone = {grid.inst.options[k].demand for k in sol.chosen}

@@ -115,7 +115,9 @@ GO_ON_SHARE = 0.85
 #: repaired plan as it is (on the district a search of a few seconds from it found nothing
 #: cheaper, and its model took 4.4 s to make: the time a second repair needed)
 SEARCH_MIN_S = 10.0
-#: ... and a round for the repair alone is started with at least this long left
+#: ... and a round for the repair alone is started with at least this long left (once one
+#: has run: as long as it took; its model and repair took 3.3-4.3 s on the district, and a
+#: second started with 2 s of this left ended the 60 s plan at 62.7-63.1 s)
 REPAIR_MIN_S = 2.0
 #: A city group's (``bound_only``) optimal rounds are run only with at least this long left:
 #: with less, CP-SAT on one core kept the greedy hint and proved 0 on every 40,000-bus group
@@ -770,6 +772,7 @@ def plan_network(
         by_served: dict[tuple[bool, ...], Solution] = {}
         prev_cuts: list[Cuts | None] = [None]  # the cuts the last round was solved under
         memo: dict[int, Solution] = {}  # by part: its last solution
+        repair_s = [REPAIR_MIN_S]  # how long the last round for a repair alone took
         # the residual-capacity inequalities found so far: the next round's bound thread starts
         # from them, made again from its own model's rows (planning/mipbound.py CutPool)
         pool = CutPool()
@@ -782,7 +785,7 @@ def plan_network(
             # a plan that broke a few limits is repaired without a search (below), which needs
             # only seconds: a round for that alone when a search has no time
             repairable = last[0] is not g_sol and choices(last[0]) not in passed
-            if left < MIN_SOLVE_S and not (repairable and left + over_s[0] >= REPAIR_MIN_S):
+            if left < MIN_SOLVE_S and not (repairable and left + over_s[0] >= repair_s[0]):
                 raise _OutOfTime(
                     f"stopped at the time limit ({time_limit_s:g} s): {deadline - now:.1f} s "
                     f"left, a round needs {MIN_SOLVE_S:g} s of CP-SAT + {check_s[0]:.1f} s of AC "
@@ -833,6 +836,7 @@ def plan_network(
                             who,
                             time_limit_s=max(0.1, min(REPAIR_SHARE * given, cap_s)),
                             workers=workers,
+                            model=made,  # (spent: a search below makes its own)
                         )
                     start = fixed if fixed is not None and _better(inst, fixed, g_sol) else g_sol
                     given = max(MIN_SOLVE_S, given - (time.perf_counter() - t_rep))
@@ -863,6 +867,8 @@ def plan_network(
                     )
                 if mdl is None:
                     out = dataclasses.replace(start, status="feasible", seconds=0.0)
+                    # (the next such round is started only with as long left as this one took)
+                    repair_s[0] = max(REPAIR_MIN_S, time.perf_counter() - now)
                 else:
                     out = mdl.solve(
                         time_limit_s=given,
@@ -1018,12 +1024,13 @@ def plan_network(
         result.objective = _served_kw(inst, sol)
         result.bound = math.nan if top is None else top * KW_UNIT
         result.gap = math.nan if top is None else (top - got) / top if top else 0.0
-    why = Greedy(LinearGrid(inst, mv, cuts))  # the plan built in once, for every unserved
-    alone = Greedy(LinearGrid(inst, mv, cuts)) if budget_cny is not None else None
+    # the plan built in once, for every unserved (none: no grid made, 0.4 s on the district)
+    why = Greedy(LinearGrid(inst, mv, cuts)) if result.unserved else None
+    alone = Greedy(LinearGrid(inst, mv, cuts)) if budget_cny is not None and why is not None else None
     for u in result.unserved:
         if u["reason"] is None and u["position"] in withdrawn:  # the greedy plan's, kept
             u["reason"] = withdrawn[u["position"]]
-        if u["reason"] is None:
+        if u["reason"] is None and why is not None:
             text = why.explain(sol, u["position"])
             reason = text if text.startswith("an option fits") else "no option fits: " + text
             first = None if alone is None else alone.cheapest_fit(u["position"])

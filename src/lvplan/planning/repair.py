@@ -24,7 +24,7 @@ from lvplan.planning import interrupt
 
 if TYPE_CHECKING:
     from lvplan.planning.linear import Cuts, LinearGrid
-    from lvplan.planning.model import Solution
+    from lvplan.planning.model import PlanModel, Solution
 
 #: the repair is tried only when the cuts touch at most this share of the served demands (past
 #: it, the repair is the whole plan again)
@@ -74,12 +74,19 @@ def touched(grid: LinearGrid, before: Cuts, after: Cuts, sol: Solution) -> set[i
 
 
 def repair(
-    grid: LinearGrid, sol: Solution, demands: set[int], *, time_limit_s: float, workers: int
+    grid: LinearGrid,
+    sol: Solution,
+    demands: set[int],
+    *,
+    time_limit_s: float,
+    workers: int,
+    model: PlanModel | None = None,
 ) -> Solution | None:
     """``sol`` with only ``demands`` connected anew (every other demand keeps its connection;
     measures and sites are chosen again), at the least cost: a plan of ``grid``'s model serving
     what ``sol`` served, or None (none found in the time, or the repair would be the whole
-    plan)."""
+    plan). ``model``: ``grid``'s :class:`PlanModel`, already made (the round's, whose hint
+    ``sol`` did not fit: a second one takes a second on the district); it is spent here."""
     from lvplan.planning.greedy import Greedy
     from lvplan.planning.model import PlanModel, Solution
 
@@ -94,8 +101,9 @@ def repair(
         [k for k in sol.chosen if inst.options[k].demand not in demands],
         sorted(demands & served, key=lambda i: (inst.demands[i].year or 0, i)),
     )
-    mdl = PlanModel(grid)
+    mdl = PlanModel(grid) if model is None else model
     m = mdl.m
+    m.clear_hints()  # (a model made before: the hint of the plan that did not fit it)
     for k in sol.chosen:
         if grid.inst.options[k].demand not in demands and k in mdl.x:
             m.add(mdl.x[k] == 1)
