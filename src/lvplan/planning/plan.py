@@ -68,6 +68,7 @@ from lvplan.planning.n1plan import (
 )
 from lvplan.planning.parts import split
 from lvplan.planning.repair import repair, snapshot, touched
+from lvplan.planning.sitebound import sites_bound
 from lvplan.planning.transfers import offer_transfers
 from lvplan.planning.verify import base_margin_map, check_plan, solution_changes, tighten
 from lvplan.planning.withdraw import withdraw_unverified
@@ -130,6 +131,10 @@ SEARCH_WORTH_S = 30.0
 #: ... for a group of at least this many buses (a smaller group's CP-SAT proves its optimum in
 #: a second or two: groups 36-45 of the city, 1,000-1,400 buses)
 SEARCH_SKIP_MIN_BUSES = 10_000
+#: The longest the sites' bound (:mod:`lvplan.planning.sitebound`) runs for a city group with
+#: no bound of its own and no time for the relaxation (its linear program takes under a
+#: second on a 40,000-bus group)
+SITES_BOUND_S = 10.0
 
 
 class _OutOfTime(Exception):
@@ -942,34 +947,50 @@ def plan_network(
         cap_s = deadline - t_b
         if hard_limit_s is not None:
             cap_s = min(cap_s, t0 + hard_limit_s - t_b)
-        if (
-            o_sol is None
-            and b is None
-            and bound_only
-            and budget_cny is None
-            and not needs
-            and cap_s >= 1.0
-        ):
+        hard_left = math.inf if hard_limit_s is None else t0 + hard_limit_s - t_b
+        if o_sol is None and b is None and bound_only and budget_cny is None and not needs:
             # no round proved a bound (none ran, or it stopped): the relaxation's, for the
-            # demands the verified greedy plan serves, so that the group counts more than 0
-            lb, info = PlanModel(LinearGrid(inst, mv, cuts)).relaxation_bound(
-                g_sol, time_limit_s=cap_s, pool=pool
-            )
-            history.append(
-                PlanRound(
-                    "bound",
-                    len(history) + 1,
-                    math.nan,
-                    "stopped",
-                    0,
-                    [
-                        "the relaxation's bound for the greedy plan's demands: "
-                        + (f"{lb:,.0f} CNY" if lb is not None else f"none ({info['highs_status']})")
-                        + f" in {time.perf_counter() - t_b:.1f} s"
-                    ],
+            # demands the verified greedy plan serves, so that the group counts more than 0;
+            # with no time for it (or none found in it), the sites' bound (planning/
+            # sitebound.py: a linear program of the connections and new substations alone)
+            lb: float | None = None
+            info: dict[str, Any] = {"highs_status": "no time left"}
+            what = "the relaxation's"
+            grid_b = LinearGrid(inst, mv, cuts) if hard_left > 0 else None
+            if grid_b is not None and cap_s >= 1.0:
+                lb, info = PlanModel(grid_b).relaxation_bound(g_sol, time_limit_s=cap_s, pool=pool)
+            if grid_b is not None and (lb is None or not math.isfinite(lb)):
+                t_s = time.perf_counter()
+                served_b = {inst.options[k].demand for k in g_sol.chosen}
+                sb = sites_bound(grid_b, served_b, time_limit_s=SITES_BOUND_S)
+                if sb is not None:
+                    lb, what = sb, "the sites'"
+                    info = {
+                        "sites": sb,
+                        "sites_s": round(time.perf_counter() - t_s, 2),
+                        "relaxation_status": info.get("highs_status"),
+                        "bound_by": "sites",
+                    }
+            if grid_b is not None:
+                history.append(
+                    PlanRound(
+                        "bound",
+                        len(history) + 1,
+                        math.nan,
+                        "stopped",
+                        0,
+                        [
+                            f"{what} bound for the greedy plan's demands: "
+                            + (
+                                f"{lb:,.0f} CNY"
+                                if lb is not None
+                                else f"none ({info.get('highs_status')})"
+                            )
+                            + f" in {time.perf_counter() - t_b:.1f} s"
+                        ],
+                    )
                 )
-            )
-            say(history[-1].notes[0])
+                say(history[-1].notes[0])
             if lb is not None and math.isfinite(lb):
                 sol = dataclasses.replace(
                     g_sol,
@@ -1026,7 +1047,9 @@ def plan_network(
         result.gap = math.nan if top is None else (top - got) / top if top else 0.0
     # the plan built in once, for every unserved (none: no grid made, 0.4 s on the district)
     why = Greedy(LinearGrid(inst, mv, cuts)) if result.unserved else None
-    alone = Greedy(LinearGrid(inst, mv, cuts)) if budget_cny is not None and why is not None else None
+    alone = None
+    if budget_cny is not None and why is not None:
+        alone = Greedy(LinearGrid(inst, mv, cuts))
     for u in result.unserved:
         if u["reason"] is None and u["position"] in withdrawn:  # the greedy plan's, kept
             u["reason"] = withdrawn[u["position"]]

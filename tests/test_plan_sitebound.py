@@ -1,0 +1,111 @@
+"""The sites' bound (planning/sitebound.py): the linear relaxation of the connections and new
+substations alone, a bound for a city group with no time for its whole model's relaxation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from test_plan import HAND_CSV, LAT0, LON0, OPTIMUM_CNY
+
+from lvplan.planning.candidates import build_instance
+from lvplan.planning.demand import read_demand
+from lvplan.planning.greedy import Greedy
+from lvplan.planning.linear import Cuts, LinearGrid, mv_response
+from lvplan.planning.measures import load_measures
+from lvplan.planning.model import PlanModel
+from lvplan.planning.sitebound import sites_bound
+
+#: two demands about 2.2 km north of the transformers, beyond every supply radius: only a new
+#: substation serves them
+FAR_CSV = (
+    HAND_CSV
+    + f"e,120,generic,,{LON0},{LAT0 + 0.02},2027\n"
+    + f"f,80,generic,,{LON0 + 0.0003},{LAT0 + 0.02},2027\n"
+)
+
+
+def _grid(net, path, cn) -> LinearGrid:
+    ds = read_demand(path, net, cn)
+    inst = build_instance(net, ds.demands, cn, load_measures())
+    return LinearGrid(inst, mv_response(net, inst), Cuts())
+
+
+def test_the_sites_bound_pays_the_one_site_and_the_cheapest_cables(hand, cn, tmp_path):
+    """e and f reach one site only: every plan builds it and lays their service cables; d's
+    cheapest cable is 1 m to T1 (1,000 CNY); a, b and c sit on their buses. The bound is that
+    sum exactly (less the solver's tolerance, rounded up), and never more than the relaxation
+    of the whole model."""
+    path = tmp_path / "far.csv"
+    path.write_text(FAR_CSV, encoding="utf-8")
+    grid = _grid(hand, path, cn)
+    inst = grid.inst
+    ids = [d.id for d in inst.demands]
+    site_opts = {k: o for k, o in enumerate(inst.options) if o.site is not None}
+    far = {ids.index("e"), ids.index("f")}
+    assert {o.demand for o in site_opts.values()} >= far
+    # e and f have no option but the site's (so the bound must pay for it)
+    assert all(o.site is not None for o in inst.options if o.demand in far)
+    sites = {o.site for o in site_opts.values() if o.demand in far}
+    assert len(sites) == 1
+    (s,) = sites
+    want = (
+        grid.sites[s].cost
+        + sum(grid.options[k].cost for k, o in site_opts.items() if o.demand in far)
+        + 1_000
+    )
+    everyone = range(len(inst.demands))
+    got = sites_bound(grid, everyone)
+    assert got == pytest.approx(want, rel=2e-6) and got <= want
+    assert grid.sites[s].cost > 400_000  # (the site is what the bound is about)
+    # the bound of the whole model's relaxation holds these rows and more
+    order = sorted(everyone, key=lambda i: (inst.demands[i].year or 0, i))
+    plan = Greedy(grid).run(order, None)
+    assert all(plan.served)
+    rel, _info = PlanModel(grid).relaxation_bound(plan, time_limit_s=30.0)
+    assert rel is not None and got <= rel + 1.0
+    assert rel <= plan.cost_cny + 1.0
+
+
+def test_the_sites_bound_of_the_hand_instance_never_passes_its_optimum(hand, hand_csv, cn):
+    grid = _grid(hand, hand_csv, cn)
+    n = len(grid.inst.demands)
+    got = sites_bound(grid, range(n))
+    assert got == pytest.approx(1_000.0, abs=0.5)  # d's metre of cable: no site pays
+    assert got <= OPTIMUM_CNY
+    assert sites_bound(grid, []) == 0.0
+    assert sites_bound(grid, [n + 5]) is None  # a demand with no option: nothing to bound
+
+
+def test_a_city_group_with_no_relaxation_in_its_time_takes_the_sites_bound(
+    hand, hand_csv, cn, monkeypatch
+):
+    """A city group (``bound_only``) past its time whose relaxation gives nothing (no time
+    left, as on 23 of the 45 groups of the 13,000-transformer city) takes the sites' bound for
+    the demands its verified greedy plan serves, and says so (``bound_by: sites``)."""
+    from lvplan.planning import plan as plan_module
+    from lvplan.planning.plan import SEARCH_WORTH_S, plan_network
+
+    monkeypatch.setattr(plan_module, "SEARCH_SKIP_MIN_BUSES", 0)
+    monkeypatch.setattr(
+        PlanModel,
+        "relaxation_bound",
+        lambda self, sol, **kw: (None, {"highs_status": "no time left"}),
+    )
+    p = plan_network(
+        hand,
+        read_demand(hand_csv, hand, cn),
+        cn,
+        load_measures(),
+        method="optimal",
+        time_limit_s=SEARCH_WORTH_S / 2,
+        workers=1,
+        bound_only=True,
+    )
+    assert p.cost_cny == pytest.approx(277_000.0, abs=1.0)  # the verified greedy plan
+    assert p.solution.bounds["bound_by"] == "sites"
+    assert p.bound == pytest.approx(1_000.0, abs=0.5)
+    assert p.gap == pytest.approx((p.cost_cny - p.bound) / p.cost_cny)
+    assert "the sites' bound" in p.history[-1].notes[0]
+    assert p.summary()["solver"]["bound_by"] == "sites"
+    assert not math.isnan(p.summary()["solver"]["best_bound"])
