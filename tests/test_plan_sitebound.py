@@ -109,3 +109,45 @@ def test_a_city_group_with_no_relaxation_in_its_time_takes_the_sites_bound(
     assert "the sites' bound" in p.history[-1].notes[0]
     assert p.summary()["solver"]["bound_by"] == "sites"
     assert not math.isnan(p.summary()["solver"]["best_bound"])
+
+
+def test_a_city_groups_weak_cp_sat_bound_is_raised_to_the_sites_bound(
+    hand, hand_csv, cn, monkeypatch
+):
+    """A city group whose CP-SAT search kept its hint and proved 0 (as on one core in seconds)
+    ends with the sites' bound for the demands its plan serves, the CP-SAT figure kept beside
+    it; a plain plan (not a city group's) keeps what CP-SAT proved."""
+    import dataclasses
+
+    from lvplan.planning.plan import plan_network
+
+    def kept_the_hint(self, **kw):
+        return dataclasses.replace(
+            self.hinted,
+            status="feasible",
+            bound=0.0,
+            gap=1.0,
+            bounds={"cp_sat": 0.0, "bound_by": "cp_sat"},
+        )
+
+    monkeypatch.setattr(PlanModel, "solve", kept_the_hint)
+
+    def run(bound_only: bool):
+        return plan_network(
+            hand,
+            read_demand(hand_csv, hand, cn),
+            cn,
+            load_measures(),
+            method="optimal",
+            time_limit_s=60.0,
+            workers=1,
+            bound_only=bound_only,
+        )
+
+    p = run(True)
+    assert p.optimal_cost_cny == pytest.approx(277_000.0, abs=1.0)  # a search ran, kept it
+    assert p.solution.bounds["bound_by"] == "sites"
+    assert p.solution.bounds["cp_sat"] == 0.0
+    assert p.bound == pytest.approx(1_000.0, abs=0.5)
+    plain = run(False)
+    assert plain.solution.bounds["bound_by"] == "cp_sat" and plain.bound == 0.0
