@@ -353,24 +353,16 @@ def test_a_city_group_without_time_for_a_search_takes_the_relaxations_bound(
     greedy plan (277,000 CNY) and takes the relaxation's bound for the demands it serves, which
     never passes the optimum (191,000 CNY, test_plan.py) and is more than the 0 such a group
     counted before; with no time left before the city's deadline, it starts nothing."""
+    from test_plan_sitebound import plan_group
+
     from lvplan.planning import plan as plan_module
-    from lvplan.planning.plan import SEARCH_WORTH_S, Plan, plan_network
+    from lvplan.planning.plan import SEARCH_WORTH_S, Plan
 
     monkeypatch.setattr(plan_module, "SEARCH_SKIP_MIN_BUSES", 0)
 
-    ds = read_demand(hand_csv, hand, cn)
-
     def group(hard_limit_s: float | None) -> Plan:
-        return plan_network(
-            hand,
-            ds,
-            cn,
-            load_measures(),
-            method="optimal",
-            time_limit_s=SEARCH_WORTH_S / 2,
-            workers=1,
-            bound_only=True,
-            hard_limit_s=hard_limit_s,
+        return plan_group(
+            hand, hand_csv, cn, time_limit_s=SEARCH_WORTH_S / 2, hard_limit_s=hard_limit_s
         )
 
     p = group(None)

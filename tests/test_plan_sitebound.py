@@ -25,6 +25,24 @@ FAR_CSV = (
 )
 
 
+def plan_group(net, csv, cn, *, time_limit_s: float, bound_only: bool = True, hard_limit_s=None):
+    """``plan_network`` on ``net`` and the demand file ``csv`` as a city group's worker calls it
+    (``bound_only``), the hand instance's catalogue, one worker."""
+    from lvplan.planning.plan import plan_network
+
+    return plan_network(
+        net,
+        read_demand(csv, net, cn),
+        cn,
+        load_measures(),
+        method="optimal",
+        time_limit_s=time_limit_s,
+        workers=1,
+        bound_only=bound_only,
+        hard_limit_s=hard_limit_s,
+    )
+
+
 def _grid(net, path, cn) -> LinearGrid:
     ds = read_demand(path, net, cn)
     inst = build_instance(net, ds.demands, cn, load_measures())
@@ -84,7 +102,7 @@ def test_a_city_group_with_no_relaxation_in_its_time_takes_the_sites_bound(
     left, as on 23 of the 45 groups of the 13,000-transformer city) takes the sites' bound for
     the demands its verified greedy plan serves, and says so (``bound_by: sites``)."""
     from lvplan.planning import plan as plan_module
-    from lvplan.planning.plan import SEARCH_WORTH_S, plan_network
+    from lvplan.planning.plan import SEARCH_WORTH_S
 
     monkeypatch.setattr(plan_module, "SEARCH_SKIP_MIN_BUSES", 0)
     monkeypatch.setattr(
@@ -92,16 +110,7 @@ def test_a_city_group_with_no_relaxation_in_its_time_takes_the_sites_bound(
         "relaxation_bound",
         lambda self, sol, **kw: (None, {"highs_status": "no time left"}),
     )
-    p = plan_network(
-        hand,
-        read_demand(hand_csv, hand, cn),
-        cn,
-        load_measures(),
-        method="optimal",
-        time_limit_s=SEARCH_WORTH_S / 2,
-        workers=1,
-        bound_only=True,
-    )
+    p = plan_group(hand, hand_csv, cn, time_limit_s=SEARCH_WORTH_S / 2)
     assert p.cost_cny == pytest.approx(277_000.0, abs=1.0)  # the verified greedy plan
     assert p.solution.bounds["bound_by"] == "sites"
     assert p.bound == pytest.approx(1_000.0, abs=0.5)
@@ -119,8 +128,6 @@ def test_a_city_groups_weak_cp_sat_bound_is_raised_to_the_sites_bound(
     it; a plain plan (not a city group's) keeps what CP-SAT proved."""
     import dataclasses
 
-    from lvplan.planning.plan import plan_network
-
     def kept_the_hint(self, **kw):
         return dataclasses.replace(
             self.hinted,
@@ -133,16 +140,7 @@ def test_a_city_groups_weak_cp_sat_bound_is_raised_to_the_sites_bound(
     monkeypatch.setattr(PlanModel, "solve", kept_the_hint)
 
     def run(bound_only: bool):
-        return plan_network(
-            hand,
-            read_demand(hand_csv, hand, cn),
-            cn,
-            load_measures(),
-            method="optimal",
-            time_limit_s=60.0,
-            workers=1,
-            bound_only=bound_only,
-        )
+        return plan_group(hand, hand_csv, cn, time_limit_s=60.0, bound_only=bound_only)
 
     p = run(True)
     assert p.optimal_cost_cny == pytest.approx(277_000.0, abs=1.0)  # a search ran, kept it

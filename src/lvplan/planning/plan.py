@@ -947,67 +947,34 @@ def plan_network(
         cap_s = deadline - t_b
         if hard_limit_s is not None:
             cap_s = min(cap_s, t0 + hard_limit_s - t_b)
-        hard_left = math.inf if hard_limit_s is None else t0 + hard_limit_s - t_b
-        if o_sol is None and b is None and bound_only and budget_cny is None and not needs:
+        if (
+            o_sol is None
+            and b is None
+            and bound_only
+            and budget_cny is None
+            and not needs
+            and cap_s >= 1.0
+        ):
             # no round proved a bound (none ran, or it stopped): the relaxation's, for the
-            # demands the verified greedy plan serves, so that the group counts more than 0;
-            # with no time for it (or none found in it), the sites' bound (planning/
-            # sitebound.py: a linear program of the connections and new substations alone)
-            lb: float | None = None
-            info: dict[str, Any] = {"highs_status": "no time left"}
-            what = "the relaxation's"
-            grid_b = LinearGrid(inst, mv, cuts) if hard_left > 0 else None
-            if grid_b is not None and cap_s >= 1.0:
-                lb, info = PlanModel(grid_b).relaxation_bound(g_sol, time_limit_s=cap_s, pool=pool)
-            if grid_b is not None and (lb is None or not math.isfinite(lb)):
-                t_s = time.perf_counter()
-                served_b = {inst.options[k].demand for k in g_sol.chosen}
-                sb = sites_bound(grid_b, served_b, time_limit_s=SITES_BOUND_S)
-                if sb is not None:
-                    lb, what = sb, "the sites'"
-                    info = {
-                        "sites": sb,
-                        "sites_s": round(time.perf_counter() - t_s, 2),
-                        "relaxation_status": info.get("highs_status"),
-                        "bound_by": "sites",
-                    }
-            if grid_b is not None:
-                history.append(
-                    PlanRound(
-                        "bound",
-                        len(history) + 1,
-                        math.nan,
-                        "stopped",
-                        0,
-                        [
-                            f"{what} bound for the greedy plan's demands: "
-                            + (
-                                f"{lb:,.0f} CNY"
-                                if lb is not None
-                                else f"none ({info.get('highs_status')})"
-                            )
-                            + f" in {time.perf_counter() - t_b:.1f} s"
-                        ],
-                    )
-                )
-                say(history[-1].notes[0])
+            # demands the verified greedy plan serves, so that the group counts more than 0
+            # (with no time for it, the sites' bound below)
+            lb, info = PlanModel(LinearGrid(inst, mv, cuts)).relaxation_bound(
+                g_sol, time_limit_s=cap_s, pool=pool
+            )
+            _note_bound(
+                history,
+                say,
+                "the relaxation's bound for the greedy plan's demands: "
+                + (f"{lb:,.0f} CNY" if lb is not None else f"none ({info['highs_status']})")
+                + f" in {time.perf_counter() - t_b:.1f} s",
+            )
             if lb is not None and math.isfinite(lb):
-                sol = dataclasses.replace(
-                    g_sol,
-                    bound=min(lb, g_sol.cost_cny),
-                    gap=max(0.0, g_sol.cost_cny - lb) / max(g_sol.cost_cny, 1e-9),
-                    bounds=info,
-                )
+                sol = _with_bound(g_sol, lb, info)
         elif (
             o_sol is None and b is not None and budget_cny is None and _same_served(inst, b, g_sol)
         ):
             # stopped or failed: a round's bound is for these demands, and for every later model
-            sol = dataclasses.replace(
-                g_sol,
-                bound=min(b.bound, g_sol.cost_cny),
-                gap=max(0.0, g_sol.cost_cny - b.bound) / max(g_sol.cost_cny, 1e-9),
-                bounds=b.bounds,
-            )
+            sol = _with_bound(g_sol, b.bound, b.bounds)
         if o_sol is not None:
             opt_cost = o_sol.cost_cny
             if _better(inst, o_sol, g_sol) or budget_cny is not None:
@@ -1028,12 +995,7 @@ def plan_network(
         # repair round took as it was, or the greedy plan, has no bound of its own)
         proved = by_served.get(tuple(sol.served))
         if proved is not None and not (math.isfinite(sol.bound) and sol.bound >= proved.bound):
-            sol = dataclasses.replace(
-                sol,
-                bound=min(proved.bound, sol.cost_cny),
-                gap=max(0.0, sol.cost_cny - proved.bound) / max(sol.cost_cny, 1e-9),
-                bounds=proved.bounds,
-            )
+            sol = _with_bound(sol, proved.bound, proved.bounds)
         if (
             bound_only
             and not needs
@@ -1041,16 +1003,24 @@ def plan_network(
             and sol.bounds.get("bound_by") in ("cp_sat", None)  # (a relaxation's holds it)
             and (hard_limit_s is None or time.perf_counter() < t0 + hard_limit_s)
         ):
-            # a city group's CP-SAT proves little in its seconds on one core (group 37 of the
+            # a city group with no bound (no time for its relaxation, or none found in it),
+            # or with CP-SAT's, which proves little in seconds on one core (group 37 of the
             # city: 6.2 M CNY where the relaxation gives 24.3 M): at least the sites' bound
+            # (planning/sitebound.py: a linear program of the connections and new substations)
+            t_s = time.perf_counter()
             served_s = {inst.options[k].demand for k in sol.chosen}
             sb = sites_bound(LinearGrid(inst, mv, cuts), served_s, time_limit_s=SITES_BOUND_S)
+            secs = round(time.perf_counter() - t_s, 2)
+            _note_bound(
+                history,
+                say,
+                "the sites' bound for the plan's demands: "
+                + (f"{sb:,.0f} CNY" if sb is not None else "none")
+                + f" in {secs:.1f} s",
+            )
             if sb is not None and not (math.isfinite(sol.bound) and sol.bound >= sb):
-                sol = dataclasses.replace(
-                    sol,
-                    bound=min(sb, sol.cost_cny),
-                    gap=max(0.0, sol.cost_cny - sb) / max(sol.cost_cny, 1e-9),
-                    bounds=dict(sol.bounds, sites=sb, bound_by="sites"),
+                sol = _with_bound(
+                    sol, sb, dict(sol.bounds, sites=sb, sites_s=secs, bound_by="sites")
                 )
     result = _result(
         network, inst, sol, ev, method if budget_cny is None else "budget", cuts, mv=mv
@@ -1111,6 +1081,22 @@ def plan_network(
             "contingencies_passed": n1_judged.get("greedy" if greedy_kept else "optimal", []),
         }
     return result
+
+
+def _with_bound(sol: Solution, lb: float, bounds: dict[str, Any]) -> Solution:
+    """``sol`` bounded by ``lb`` (never above its cost), its gap, and where the bound is from."""
+    return dataclasses.replace(
+        sol,
+        bound=min(lb, sol.cost_cny),
+        gap=max(0.0, sol.cost_cny - lb) / max(sol.cost_cny, 1e-9),
+        bounds=bounds,
+    )
+
+
+def _note_bound(history: list[PlanRound], say: Callable[[str], None], note: str) -> None:
+    """A bound found after the rounds, as a round of its own in the history, and said."""
+    history.append(PlanRound("bound", len(history) + 1, math.nan, "stopped", 0, [note]))
+    say(note)
 
 
 def _left_out(inst: Instance, mv: MvResponse, order: list[int]) -> set[int]:
