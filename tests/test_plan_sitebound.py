@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from test_plan import HAND_CSV, LAT0, LON0, OPTIMUM_CNY
+from test_plan import DLON, EAST_M, HAND_CSV, LAT0, LON0, OPTIMUM_CNY
 
 from lvplan.planning.candidates import build_instance
 from lvplan.planning.demand import read_demand
@@ -149,3 +149,56 @@ def test_a_city_groups_weak_cp_sat_bound_is_raised_to_the_sites_bound(
     assert p.bound == pytest.approx(1_000.0, abs=0.5)
     plain = run(False)
     assert plain.solution.bounds["bound_by"] == "cp_sat" and plain.bound == 0.0
+
+
+#: four 200 kW demands 2.2 km north, two pairs 160 m apart: a site founded at each pair and one
+#: between them that reaches all four; their 800 kW needs two 630 kVA sites
+CLUSTER_CSV = HAND_CSV + "".join(
+    f"{n},200,generic,,{LON0 + DLON * x_m / EAST_M},{LAT0 + 0.02},2027\n"
+    for n, x_m in zip("efgh", (0, 40, 160, 200), strict=True)
+)
+
+
+def test_a_cluster_only_sites_serve_pays_for_the_two_sites_it_needs(
+    hand, cn, tmp_path, monkeypatch
+):
+    """Every plan serving e-h builds two of the three far sites (each about 5.5 M CNY); the
+    relaxation, with no site cover, fills the site between them and builds fractions of the
+    other two. With the covers (planning/strengthen.py) both the whole relaxation and the sites'
+    bound pay at least the two cheapest sites, and neither passes the verified plan's cost."""
+    from lvplan.planning import model as model_module
+    from lvplan.planning import sitebound as sitebound_module
+
+    path = tmp_path / "cluster.csv"
+    path.write_text(CLUSTER_CSV, encoding="utf-8")
+    grid = _grid(hand, path, cn)
+    inst = grid.inst
+    ids = [d.id for d in inst.demands]
+    far = {ids.index(n) for n in "efgh"}
+    assert all(o.site is not None for o in inst.options if o.demand in far)
+    far_sites = sorted({o.site for o in inst.options if o.demand in far})
+    assert len(far_sites) == 3
+    two = sum(sorted(grid.sites[s].cost for s in far_sites)[:2])
+    assert two > 10_000_000
+    everyone = range(len(inst.demands))
+    order = sorted(everyone, key=lambda i: (inst.demands[i].year or 0, i))
+    plan = Greedy(grid).run(order, None)
+    assert all(plan.served) and len([s for s in plan.sites if s in far_sites]) == 2
+
+    def bounds() -> tuple[float, float, PlanModel]:
+        mdl = PlanModel(grid)
+        rel, _info = mdl.relaxation_bound(plan, time_limit_s=30.0)
+        got = sites_bound(grid, everyone)
+        assert rel is not None and got is not None
+        return rel, got, mdl
+
+    rel, got, mdl = bounds()
+    assert mdl.site_covers == [(tuple(far_sites), 2)]
+    assert two <= got <= rel + 1.0
+    assert rel <= plan.cost_cny + 1.0
+    # without the covers the relaxation builds fractions of a second site: less than two
+    monkeypatch.setattr(model_module, "site_covers", lambda *a: [])
+    monkeypatch.setattr(sitebound_module, "site_covers", lambda *a: [])
+    rel0, got0, mdl0 = bounds()
+    assert mdl0.site_covers == []
+    assert rel0 < two - 500_000 and got0 < two - 500_000

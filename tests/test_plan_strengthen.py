@@ -15,7 +15,7 @@ from test_plan_mipbound import _cost_model, _values
 
 import lvplan
 from lvplan.planning.mipbound import MipBound, Relaxation, _add, to_mip
-from lvplan.planning.strengthen import CapacityRow, capacity_row, rebuild, separate
+from lvplan.planning.strengthen import CapacityRow, capacity_row, rebuild, separate, site_covers
 
 FUTIAN_CSV = Path(__file__).resolve().parents[1] / "studies/demand/sz-futian-30.csv"
 
@@ -317,3 +317,65 @@ def test_a_later_models_relaxation_starts_from_the_pool(tmp_path, cn):
     assert second.value is not None and first.value is not None
     assert second.value >= first.value - 1e-6 * abs(first.value)
     assert bound is not None and bound <= opt + 1e-6
+
+
+def test_site_covers_count_the_sites_a_cluster_needs():
+    """Three demands of 40 at sites {1, 2} and one of 30 at {2, 3}, caps 70 / 60 / 100: the
+    cluster {1, 2} holds 120 in its two sites only (2); the union {1, 2, 3} holds 150 in two
+    of its largest (100 + 70); {2, 3} alone (30) needs one, which is no cover."""
+    only = {0: frozenset({1, 2}), 1: frozenset({1, 2}), 2: frozenset({1, 2}), 3: frozenset({2, 3})}
+    units = {0: 40, 1: 40, 2: 40, 3: 30}
+    caps = {1: 70, 2: 60, 3: 100}
+    assert site_covers(only, units, caps) == [((1, 2), 2), ((1, 2, 3), 2)]
+    # a cluster that its sites cannot hold is left to the model's own rows ({1, 2}: 180 in
+    # 130); the union's 210 takes all three
+    assert site_covers(only, {0: 60, 1: 60, 2: 60, 3: 30}, caps) == [((1, 2, 3), 3)]
+    assert site_covers({0: frozenset({1})}, {0: 40}, {1: 50}) == []
+
+
+def test_every_site_cover_holds_at_every_plan_that_serves_its_demands():
+    """Random clusters (demands at one to three of five sites, loads 5-60, caps 40-100): every
+    set of sites built that can hold its demands (each demand whole at one of its sites, by
+    brute force) meets every cover; and some covers cut the relaxation's point (one site
+    filled, the rest in fractions), or the test shows nothing."""
+    rng = random.Random(5)
+    cutting = 0
+    for _ in range(150):
+        n_sites = 5
+        caps = {s: rng.randint(40, 100) for s in range(n_sites)}
+        only = {
+            d: frozenset(rng.sample(range(n_sites), rng.randint(1, 3)))
+            for d in range(rng.randint(2, 5))
+        }
+        units = {d: rng.randint(5, 60) for d in only}
+        covers = site_covers(only, units, caps)
+        for built in itertools.product((0, 1), repeat=n_sites):
+            if not _packs(only, units, caps, built):
+                continue
+            for sites, least in covers:
+                assert sum(built[s] for s in sites) >= least, (only, units, caps, built)
+        # the relaxation's cheapest point for a cover: each site at its share of the load
+        for sites, least in covers:
+            load = sum(units[d] for d, t in only.items() if t <= set(sites))
+            if load / max(caps[s] for s in sites) < least - 1e-9:
+                cutting += 1
+    assert cutting > 10
+
+
+def _packs(only, units, caps, built) -> bool:
+    """Whether the sites ``built`` hold every demand whole at one of its sites."""
+    demands = list(only)
+
+    def place(i: int, room: dict[int, int]) -> bool:
+        if i == len(demands):
+            return True
+        d = demands[i]
+        for s in only[d]:
+            if built[s] and room[s] >= units[d]:
+                room[s] -= units[d]
+                if place(i + 1, room):
+                    return True
+                room[s] += units[d]
+        return False
+
+    return place(0, {s: caps[s] for s in caps})

@@ -31,6 +31,8 @@ import numpy as np
 from scipy.optimize import linprog
 from scipy.sparse import coo_matrix
 
+from lvplan.planning.strengthen import site_covers
+
 if TYPE_CHECKING:
     from lvplan.planning.linear import LinearGrid
 
@@ -81,11 +83,30 @@ def sites_bound(
         cols.append(col_of_site[s])
         vals.append(-float(max(grid.sites[s].cap, 0)))
         r += 1
+    # the site covers: so many of the sites that alone serve a cluster are built
+    only: dict[int, frozenset[int]] = {}
+    units: dict[int, int] = {}
+    by_demand: dict[int, list] = {}
+    for k in ks:
+        by_demand.setdefault(inst.options[k].demand, []).append(grid.options[k])
+    for d, opts in by_demand.items():
+        if all(o.site is not None for o in opts):
+            only[d] = frozenset(o.site for o in opts)
+            units[d] = min(o.units for o in opts)
+    caps = {s: grid.sites[s].cap for s in sites}
+    rhs = [0.0] * r
+    for cover, least in site_covers(only, units, caps) if only else []:
+        for s in cover:
+            rows.append(r)
+            cols.append(col_of_site[s])
+            vals.append(-1.0)
+        rhs.append(-float(least))
+        r += 1
     a_ub = coo_matrix((vals, (rows, cols)), shape=(r, n)).tocsr() if r else None
     res = linprog(
         cost,
         A_ub=a_ub,
-        b_ub=np.zeros(r) if r else None,
+        b_ub=np.array(rhs) if r else None,
         A_eq=a_eq,
         b_eq=np.ones(len(want)),
         bounds=(0.0, 1.0),
