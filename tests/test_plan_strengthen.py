@@ -15,7 +15,14 @@ from test_plan_mipbound import _cost_model, _values
 
 import lvplan
 from lvplan.planning.mipbound import MipBound, Relaxation, _add, to_mip
-from lvplan.planning.strengthen import CapacityRow, capacity_row, rebuild, separate, site_covers
+from lvplan.planning.strengthen import (
+    CapacityRow,
+    capacity_row,
+    forced_upgrades,
+    rebuild,
+    separate,
+    site_covers,
+)
 
 FUTIAN_CSV = Path(__file__).resolve().parents[1] / "studies/demand/sz-futian-30.csv"
 
@@ -379,3 +386,35 @@ def _packs(only, units, caps, built) -> bool:
         return False
 
     return place(0, {s: caps[s] for s in caps})
+
+
+def test_every_forced_upgrade_holds_at_every_plan_that_serves_its_demands():
+    """Random capacities; some demands must be served, some of them with an option elsewhere
+    (off the row): at every integer point of the row that serves them, some upgrade each forced
+    row names is built. The rows found must be many, and some must leave out a rung too small
+    for the least load (or the test shows nothing)."""
+    rng = random.Random(7)
+    found = narrower = 0
+    for _ in range(400):
+        options, ups, n_vars = _random_capacity(rng, rng.randint(1, 4), most_relief=2)
+        row = capacity_row("r", options, rng.randint(0, 20), ups)
+        if row is None:
+            continue
+        served = [i for i in row.terms if rng.random() < 0.7]
+        # a demand with an option off the row may take it: its load here may be 0
+        n_options = {i: len(row.terms[i]) + (rng.random() < 0.3) for i in row.terms}
+        forced = forced_upgrades([row], served, n_options)
+        if not forced:
+            continue
+        ((name, holds),) = forced
+        assert name == "r"
+        found += 1
+        narrower += len(holds) < sum(len(js) for js, _ in row.ups)
+        for vals in _plans(row, n_vars):
+            if any(
+                n_options[i] == len(row.terms[i]) and not any(vals[j] for j, _ in row.terms[i])
+                for i in served
+            ):
+                continue  # a demand that must be served is not
+            assert any(vals[j] for j in holds), (row, served, n_options, vals)
+    assert found > 40 and narrower > 5

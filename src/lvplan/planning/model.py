@@ -25,7 +25,12 @@ from lvplan.planning.candidates import element_key
 from lvplan.planning.linear import KW_UNIT, LinearGrid, load_units
 from lvplan.planning.mipbound import CutPool, MipBound, Relaxation
 from lvplan.planning.parts import Part
-from lvplan.planning.strengthen import CapacityRow, capacity_row, site_covers
+from lvplan.planning.strengthen import (
+    CapacityRow,
+    capacity_row,
+    forced_upgrades,
+    site_covers,
+)
 from lvplan.planning.transfers import add_model as add_transfers
 
 if TYPE_CHECKING:
@@ -317,6 +322,8 @@ class PlanModel:
         self.capacity_rows: list[CapacityRow] = []
         #: the site covers added once the demands served are fixed: (sites, the fewest built)
         self.site_covers: list[tuple[tuple[int, ...], int]] = []
+        #: ... and the rows whose forced upgrades were added (:meth:`_must_serve`)
+        self.forced: list[str] = []
 
         def cap_row(name: str, ks: list[int], el) -> None:
             row = capacity_row(
@@ -552,10 +559,12 @@ class PlanModel:
                 total += load_units(self.inst.demands[i].design_kw)
         return total
 
-    def _cover_sites(self, served: list[int]) -> None:
-        """The site covers of the demands ``served`` (each must be: valid only once the model
-        fixes them; :func:`lvplan.planning.strengthen.site_covers`): so many of the sites that
-        alone serve a cluster are built. Noted in :attr:`site_covers`."""
+    def _must_serve(self, served: list[int]) -> None:
+        """Valid inequalities once the model fixes the demands ``served`` (each must be
+        served; :mod:`lvplan.planning.strengthen`): the site covers (so many of the sites that
+        alone serve a cluster are built) and the forced upgrades (an element that the least
+        loads of those demands overfill is upgraded). Noted in :attr:`site_covers` and
+        :attr:`forced`."""
         ot = self.grid.options
         only: dict[int, frozenset[int]] = {}
         units: dict[int, int] = {}
@@ -564,12 +573,16 @@ class PlanModel:
             if ks and all(ot[k].site is not None for k in ks):
                 only[i] = frozenset(ot[k].site for k in ks)  # type: ignore[misc]
                 units[i] = min(ot[k].units for k in ks)
-        if not only:
-            return
-        caps = {s: self.grid.sites[s].cap for s in set().union(*only.values())}
-        for sites, n in site_covers(only, units, caps):
-            self.m.add(sum(self.z[s] for s in sites) >= n)
-            self.site_covers.append((sites, n))
+        if only:
+            caps = {s: self.grid.sites[s].cap for s in set().union(*only.values())}
+            for sites, n in site_covers(only, units, caps):
+                self.m.add(sum(self.z[s] for s in sites) >= n)
+                self.site_covers.append((sites, n))
+        y_at = {v.index: v for v in self.y.values()}
+        n_options = {i: len(ks) for i, ks in self._options_of.items()}
+        for name, holds in forced_upgrades(self.capacity_rows, served, n_options):
+            self.m.add(sum(y_at[j] for j in holds) >= 1)
+            self.forced.append(name)
 
     def relaxation_bound(
         self, sol: Solution, *, time_limit_s: float, pool: CutPool | None = None
@@ -583,7 +596,7 @@ class PlanModel:
         served = {self.inst.options[k].demand for k in sol.chosen}
         for i, sv in self.served.items():
             self.m.add(sv == int(i in served))
-        self._cover_sites([i for i in self.served if i in served])
+        self._must_serve([i for i in self.served if i in served])
         self.m.minimize(self.cost)
         rel = Relaxation(self.capacity_rows, pool)
         mb = MipBound(
@@ -781,11 +794,11 @@ class PlanModel:
                 # stage 2 serves exactly these demands (the cost's bound is then for them)
                 for i, sv in self.served.items():
                     self.m.add(sv == now[i])
-                self._cover_sites([i for i, v in now.items() if v])
+                self._must_serve([i for i, v in now.items() if v])
                 self.m.clear_objective()
             else:
                 self.m.add(self.served_units >= everyone)
-                self._cover_sites(list(self.served))
+                self._must_serve(list(self.served))
             self.m.minimize(self.cost)
             left = max(1.0, time_limit_s - (time.perf_counter() - t0))
             if mip_bound and bound_only and left >= MIP_BOUND_MIN_S:
