@@ -23,7 +23,7 @@ from lvplan.planning.candidates import build_instance, prune_upgrades
 from lvplan.planning.demand import read_demand
 from lvplan.planning.linear import Cuts, LinearGrid, load_units, mv_response
 from lvplan.planning.measures import load_measures
-from lvplan.planning.mipbound import MipBound, to_mip
+from lvplan.planning.mipbound import MipBound, _message, to_mip
 from lvplan.planning.model import PlanModel
 
 
@@ -133,6 +133,39 @@ def test_sz_futian_model_written_as_a_mip_has_the_same_optimum(tmp_path, cn):
     cp = _cp_optimum(mdl.m)
     assert cp is not None and cp > 1e6
     assert _highs_optimum(mdl.m.proto) == pytest.approx(cp, rel=1e-9)
+
+
+def test_the_rows_a_bound_holds_out_only_define_what_the_voltage_limits_read(tmp_path, cn):
+    """On sz-futian's 30 demands: the definitions held out with the voltage limits
+    (``voltage_defs``) each define a drop (an element's, a bus's, a 10 kV bus's) that no other
+    row reads, so holding them out relaxes nothing else; and HiGHS's optimum of the model with
+    them held out is CP-SAT's (the district's voltage limits do not bind its optimum here, so
+    a bound is lost neither way)."""
+    net = lvplan.load_network("sz-futian")
+    from pathlib import Path
+
+    csv = (Path(__file__).resolve().parents[1] / "studies/demand/sz-futian-30.csv").read_text()
+    mdl = _cost_model(net, csv, tmp_path, cn)
+    proto = _message(mdl.m.proto)
+    held = set(mdl.bound_held_out)
+    assert mdl.voltage_defs  # (and no row both a limit and a definition:)
+    assert len(held) == len(mdl.voltage_rows) + len(mdl.voltage_defs)
+    defined = set()
+    for ci in mdl.voltage_defs:
+        c = proto.constraints[ci]
+        assert c.WhichOneof("constraint") == "linear"
+        names = {proto.variables[v].name for v in c.linear.vars}
+        drops = {n for n in names if n[:2] in ("DL", "DT", "MV") or n[:1] == "W"}
+        assert drops, names  # (never a capacity, a load's definition or a cut)
+        defined |= {v for v in c.linear.vars if proto.variables[v].name in drops}
+    for ci, c in enumerate(proto.constraints):
+        if ci in held or c.WhichOneof("constraint") != "linear":
+            continue
+        assert defined.isdisjoint(c.linear.vars), proto.variables[c.linear.vars[0]].name
+    cp = _cp_optimum(mdl.m)
+    mo = to_mip(proto, held_out=held)
+    res = mathopt.solve(mo, mathopt.SolverType.HIGHS)
+    assert res.objective_value() == pytest.approx(cp, rel=1e-9)
 
 
 def test_a_plan_reports_both_bounds_and_never_a_bound_above_its_cost(tmp_path, cn):
