@@ -6,13 +6,14 @@ the first optimal round of ``bench_plan.py`` solves (issue 11's district, its ta
 
 Plans the same demand (``lvplan synth demand``, count, seed) and stops where the optimal round
 would build its model, after the greedy plan and its AC rounds (their cuts are in it). Then the
-lexicographic first stage is fixed as the plan would fix it (the greedy plan's design kW served,
-here every demand), the cost minimised, and HiGHS (one thread) bounds it: first the rounds of
-residual-capacity inequalities (``planning/strengthen.py``), then branch and bound, the voltage
-limits held out as in the plan (a relaxation: a bound all the same). Every later round of the
-plan only adds cuts, so no plan that serves the same demands and passes the AC check in lvplan
-can cost less than the bound printed. Prints the greedy plan's cost, the bound, the share of
-the greedy plan it is, and the seconds.
+lexicographic first stage is fixed as the plan would fix it (each demand the greedy plan serves
+held served, with the site covers and forced upgrades that holds them to), the cost minimised,
+and HiGHS (one thread) bounds it: first the rounds of residual-capacity inequalities
+(``planning/strengthen.py``), then branch and bound, the voltage limits and the rows that only
+define what they read held out as in the plan (a relaxation: a bound all the same). Every
+later round of the plan only adds cuts, so no plan that serves the same demands and passes the
+AC check in lvplan can cost less than the bound printed. Prints the greedy plan's cost, the
+bound, the share of the greedy plan it is, and the seconds.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import lvplan
 from lvplan.decision import resolve_criteria
 from lvplan.planning import plan as plan_mod
 from lvplan.planning.greedy import Greedy
-from lvplan.planning.linear import load_units
 from lvplan.planning.mipbound import MipBound, Relaxation
 from lvplan.planning.synth_demand import synth_demand, write_synth_demand
 
@@ -69,14 +69,18 @@ def main() -> None:
     m = real(g)
     m.hint(greedy)
     served = [i for i, s in enumerate(greedy.served) if s]
-    m.m.add(m.served_units >= sum(load_units(inst.demands[i].design_kw) for i in served))
+    # the greedy plan's demands, each held served, with the inequalities that holds them to
+    # (site covers, forced upgrades), as PlanModel.solve's cost stage does
+    for i, sv in m.served.items():
+        m.m.add(sv == int(greedy.served[i]))
+    m._must_serve([i for i in m.served if greedy.served[i]])
     m.m.minimize(m.cost)
     t0 = time.perf_counter()
     b = MipBound(
         m.m.proto,
         args.seconds,
         relaxation=Relaxation(m.capacity_rows),
-        voltage_rows=m.voltage_rows,
+        voltage_rows=m.bound_held_out,
     ).start()
     bound = b.result(wait_s=60.0)
     s = time.perf_counter() - t0
