@@ -401,9 +401,14 @@ def test_every_forced_upgrade_holds_at_every_plan_that_serves_its_demands():
         if row is None:
             continue
         served = [i for i in row.terms if rng.random() < 0.7]
-        # a demand with an option off the row may take it: its load here may be 0
-        n_options = {i: len(row.terms[i]) + (rng.random() < 0.3) for i in row.terms}
-        forced = forced_upgrades([row], served, n_options)
+        # a demand with an option off the row (a variable the row does not hold) may take
+        # it: its load here may be 0
+        options = {
+            i: frozenset(j for j, _ in row.terms[i])
+            | ({10_000 + i} if rng.random() < 0.3 else set())
+            for i in row.terms
+        }
+        forced = forced_upgrades([row], served, options)
         if not forced:
             continue
         ((name, holds),) = forced
@@ -412,9 +417,14 @@ def test_every_forced_upgrade_holds_at_every_plan_that_serves_its_demands():
         narrower += len(holds) < sum(len(js) for js, _ in row.ups)
         for vals in _plans(row, n_vars):
             if any(
-                n_options[i] == len(row.terms[i]) and not any(vals[j] for j, _ in row.terms[i])
+                10_000 + i not in options[i] and not any(vals[j] for j, _ in row.terms[i])
                 for i in served
             ):
                 continue  # a demand that must be served is not
-            assert any(vals[j] for j in holds), (row, served, n_options, vals)
+            assert any(vals[j] for j in holds), (row, served, options, vals)
     assert found > 40 and narrower > 5
+    # an option counted twice on a row is still one option: a demand with one off the row
+    # never counts, however many entries its others make
+    row = CapacityRow("r", {0: [(0, 5), (0, 5)]}, 3, [([1], 10)])
+    assert forced_upgrades([row], [0], {0: frozenset({0, 9})}) == []
+    assert forced_upgrades([row], [0], {0: frozenset({0})}) == [("r", [1])]

@@ -291,3 +291,46 @@ def test_a_split_is_built_by_the_first_year_that_needs_it(u_thin, cn, tmp_path):
         assert by_year["2026"] == pytest.approx(SPLIT_CNY, abs=1)
         assert by_year.get("2029", 0.0) == 0.0  # the late demand's service: none (by bus)
         assert not _new_violations(p, u_thin, cn)
+
+
+def test_a_twin_that_avoids_the_overloaded_lines_forces_no_upgrade_on_them(u_thin, demand_csv, cn):
+    """X's option at bus 5 alone overfills lines 0-3 (the thin U); its transfer twin reaches
+    the bus by a new cable off them. Served, X forces no upgrade of those lines (it may take
+    the twin), and the model's optimum is the same with the inequalities as without; counted
+    on its original option alone, the four lines would be forced (what a count of a demand's
+    options that missed the twin would add, cutting off the optimum)."""
+    from ortools.sat.python import cp_model
+
+    from lvplan.planning.linear import Cuts, LinearGrid
+    from lvplan.planning.model import PlanModel
+    from lvplan.planning.strengthen import forced_upgrades
+
+    inst = build_instance(u_thin, read_demand(demand_csv, u_thin, cn).demands, cn, load_measures())
+    mv = mv_response(u_thin, inst)
+    prune_upgrades(inst, mv)
+    offer_transfers(u_thin, inst)
+    grid = LinearGrid(inst, mv, Cuts())
+    assert any(o.via >= 0 for o in grid.options)  # (a twin is offered)
+    costs = []
+    for strengthen in (False, True):
+        pm = PlanModel(grid)
+        for sv in pm.served.values():
+            pm.m.add(sv == 1)
+        if strengthen:
+            pm._must_serve(list(pm.served))
+        pm.m.minimize(pm.cost)
+        solver = cp_model.CpSolver()
+        assert solver.solve(pm.m) == cp_model.OPTIMAL
+        costs.append(solver.objective_value)
+    assert pm.forced == []
+    assert costs[0] == costs[1] == pytest.approx(231_500.0)
+    lines = [r for r in pm.capacity_rows if r.name.startswith("line")]
+    assert len(lines) == 4 and all(r.most(0) > r.base for r in lines)
+    original = {0: frozenset(j for r in lines for j, _ in r.terms[0])}
+    assert len(original[0]) == 1
+    assert sorted(n for n, _ in forced_upgrades(lines, [0], original)) == [
+        "line 0",
+        "line 1",
+        "line 2",
+        "line 3",
+    ]

@@ -596,8 +596,8 @@ class PlanModel:
                 self.m.add(sum(self.z[s] for s in sites) >= n)
                 self.site_covers.append((sites, n))
         y_at = {v.index: v for v in self.y.values()}
-        n_options = {i: len(ks) for i, ks in self._options_of.items()}
-        for name, holds in forced_upgrades(self.capacity_rows, served, n_options):
+        options = {i: frozenset(self.x[k].index for k in ks) for i, ks in self._options_of.items()}
+        for name, holds in forced_upgrades(self.capacity_rows, served, options):
             self.m.add(sum(y_at[j] for j in holds) >= 1)
             self.forced.append(name)
 
@@ -819,7 +819,9 @@ class PlanModel:
                 self.m.clear_objective()
             else:
                 self.m.add(self.served_units >= everyone)
-                self._must_serve(list(self.served))
+                # (every demand with load must be served; one of none is left to the model)
+                loaded = [i for i in self.served if load_units(self.inst.demands[i].design_kw)]
+                self._must_serve(loaded)
             self.m.minimize(self.cost)
             left = max(1.0, time_limit_s - (time.perf_counter() - t0))
             if mip_bound and bound_only and left >= MIP_BOUND_MIN_S:

@@ -230,20 +230,21 @@ def site_covers(
 
 
 def forced_upgrades(
-    rows: list[CapacityRow], served: Collection[int], n_options: dict[int, int]
+    rows: list[CapacityRow], served: Collection[int], options: dict[int, frozenset[int]]
 ) -> list[tuple[str, list[int]]]:
     """The forced upgrades (see the module's text) of ``rows`` for the demands ``served`` (each
-    must be), ``n_options`` giving each demand's number of options in the model: for each row
-    whose least load from them is more than its room, ``(its name, the variable indices of the
-    upgrades that hold that load)``; a row no upgrade of which holds it is left to the model's
-    own rows (no plan serves them all)."""
+    must be), ``options`` giving the variable indices of each demand's options in the model
+    (a demand counts on a row only when every one of them loads it): for each row whose least
+    load from them is more than its room, ``(its name, the variable indices of the upgrades
+    that hold that load)``; a row no upgrade of which holds it is left to the model's own rows
+    (no plan serves them all)."""
     must = set(served)
     out = []
     for row in rows:
         least = sum(
             min(c for _, c in items)
             for i, items in row.terms.items()
-            if i in must and len(items) == n_options.get(i, -1)
+            if i in must and options.get(i) and options[i] <= {j for j, _ in items}
         )
         if least <= row.base:
             continue
