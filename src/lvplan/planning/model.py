@@ -30,6 +30,7 @@ from lvplan.planning.strengthen import (
     capacity_row,
     forced_upgrades,
     site_covers,
+    sites_alone,
 )
 from lvplan.planning.transfers import add_model as add_transfers
 
@@ -583,13 +584,7 @@ class PlanModel:
         loads of those demands overfill is upgraded). Noted in :attr:`site_covers` and
         :attr:`forced`."""
         ot = self.grid.options
-        only: dict[int, frozenset[int]] = {}
-        units: dict[int, int] = {}
-        for i in served:
-            ks = self._options_of.get(i, [])
-            if ks and all(ot[k].site is not None for k in ks):
-                only[i] = frozenset(ot[k].site for k in ks)  # type: ignore[misc]
-                units[i] = min(ot[k].units for k in ks)
+        only, units = sites_alone({i: [ot[k] for k in self._options_of.get(i, [])] for i in served})
         if only:
             caps = {s: self.grid.sites[s].cap for s in set().union(*only.values())}
             for sites, n in site_covers(only, units, caps):

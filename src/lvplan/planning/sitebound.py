@@ -31,7 +31,7 @@ import numpy as np
 from scipy.optimize import linprog
 from scipy.sparse import coo_matrix
 
-from lvplan.planning.strengthen import site_covers
+from lvplan.planning.strengthen import site_covers, sites_alone
 
 if TYPE_CHECKING:
     from lvplan.planning.linear import LinearGrid
@@ -84,15 +84,10 @@ def sites_bound(
         vals.append(-float(max(grid.sites[s].cap, 0)))
         r += 1
     # the site covers: so many of the sites that alone serve a cluster are built
-    only: dict[int, frozenset[int]] = {}
-    units: dict[int, int] = {}
     by_demand: dict[int, list] = {}
     for k in ks:
         by_demand.setdefault(inst.options[k].demand, []).append(grid.options[k])
-    for d, opts in by_demand.items():
-        if all(o.site is not None for o in opts):
-            only[d] = frozenset(o.site for o in opts)
-            units[d] = min(o.units for o in opts)
+    only, units = sites_alone(by_demand)
     caps = {s: grid.sites[s].cap for s in sites}
     rhs = [0.0] * r
     for cover, least in site_covers(only, units, caps) if only else []:

@@ -57,6 +57,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 #: a violation below this (load units, per unit of ``a(S)``) is not worth a row
 MIN_VIOLATION = 1e-4
@@ -189,6 +190,21 @@ def rebuild(
 def _coef(cap: int | None, c0: int, a_s: int) -> int:
     """An upgrade's coefficient: the room it adds, no more than ``S`` can use."""
     return a_s - c0 if cap is None else min(cap - c0, a_s - c0)
+
+
+def sites_alone(
+    options: dict[int, list[Any]],
+) -> tuple[dict[int, frozenset[int]], dict[int, int]]:
+    """Of the demands ``options`` names (each with its options' terms, each having ``site``
+    and ``units``), those whose every option is at a site: their sites and their least load,
+    the arguments of :func:`site_covers`."""
+    only: dict[int, frozenset[int]] = {}
+    units: dict[int, int] = {}
+    for i, opts in options.items():
+        if opts and all(o.site is not None for o in opts):
+            only[i] = frozenset(o.site for o in opts)
+            units[i] = min(o.units for o in opts)
+    return only, units
 
 
 def site_covers(
