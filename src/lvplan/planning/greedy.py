@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lvplan.planning.candidates import element_key
-from lvplan.planning.linear import Element, LinearGrid
+from lvplan.planning.linear import Element, LinearGrid, mv_units
 from lvplan.planning.model import Solution
 from lvplan.planning.transfers import split_leaf_slack
 
@@ -39,8 +39,9 @@ class _State:
     built: dict[int, int] = field(default_factory=dict)  # element key -> upgrade chosen
     sites: set[int] = field(default_factory=set)
     src: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # load per source
-    #: the 10 kV drop at every area's and site's row with the committed loads (grid.mv @ src),
-    #: kept up to date on each commit: a trial adds one column, so a check is linear
+    #: the 10 kV drop at every area's and site's row with the committed loads (grid.mv @ src, in
+    #: grid.mv's fine units: :func:`~lvplan.planning.linear.mv_units`), kept up to date on
+    #: each commit: a trial adds one column, so a check is linear
     mv_drop: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     terminals: dict[int, list[int]] = field(default_factory=dict)  # area -> chosen options
     site_terms: dict[int, list[int]] = field(default_factory=dict)
@@ -141,7 +142,7 @@ class Greedy:
         """The 10 kV drop at ``row`` with the committed loads and ``units`` more at ``col``
         (none: -1)."""
         d = int(self.st.mv_drop[row])
-        return d + int(self.g.mv[row, col]) * units if col >= 0 else d
+        return mv_units(d + int(self.g.mv[row, col]) * units if col >= 0 else d)
 
     def _mv_ok(self, col: int, units: int, skip_area: int | None, skip_site: int | None) -> bool:
         """Every other area and site keeps its voltage with ``units`` more at source ``col``
@@ -161,7 +162,7 @@ class Greedy:
         drop = self.st.mv_drop[rows]
         if col >= 0:
             drop = drop + self.g.mv[rows, col] * units
-        bad = slack < drop
+        bad = slack < mv_units(drop)
         if skip_area is not None:
             bad &= area != skip_area
         if skip_site is not None:

@@ -22,7 +22,7 @@ from ortools.sat.python import cp_model
 
 from lvplan.planning import interrupt
 from lvplan.planning.candidates import element_key
-from lvplan.planning.linear import KW_UNIT, LinearGrid, load_units
+from lvplan.planning.linear import KW_UNIT, MV_SUB, LinearGrid, load_units, mv_units
 from lvplan.planning.mipbound import CutPool, MipBound, Relaxation
 from lvplan.planning.parts import Part
 from lvplan.planning.strengthen import (
@@ -377,13 +377,14 @@ class PlanModel:
                 terms = [int(coefs[c]) * v for c, v in src_load.items() if coefs[c]]
                 const = sum(int(coefs[c]) * u for c, u in held.items() if c not in src_load)
                 if not terms:
-                    mv_vars[row] = const
-                else:
+                    mv_vars[row] = mv_units(const)
+                else:  # in voltage units: the fine sum rounded up (linear.mv_units)
+                    fine = sum(terms) + const
                     hi = const + sum(max(int(coefs[c]), 0) * ub(v) for c, v in src_load.items())
-                    hi = max(hi, 0)
+                    hi = max(mv_units(hi), 0)
                     v = m.new_int_var(0, hi, f"MV{row}")
                     top[v.index] = hi
-                    self.voltage_defs.append(m.add(v == sum(terms) + const).index)
+                    self.voltage_defs.append(m.add(MV_SUB * v >= fine).index)
                     mv_vars[row] = v
             return mv_vars[row]
 
