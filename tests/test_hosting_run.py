@@ -197,3 +197,39 @@ def test_a_killed_hosting_driver_leaves_no_worker_and_resume_gives_the_same_map(
     assert stats["chunks_reused"] == len(kept) and stats["chunks"] == 8
     # the uninterrupted run's hosting.csv is its table as CSV (hosting/outputs.py)
     assert (out / "hosting.csv").read_text() == urban_map.to_csv(index=False)
+
+
+class _ClosedPipe:
+    """stderr whose reader leaves after ``writes`` writes: every later write raises."""
+
+    def __init__(self, writes: int = 0):
+        self.writes = writes
+
+    def write(self, s: str) -> int:
+        if self.writes <= 0:
+            raise BrokenPipeError(32, "Broken pipe")
+        self.writes -= 1
+        return len(s)
+
+    def flush(self) -> None:
+        if self.writes <= 0:
+            raise BrokenPipeError(32, "Broken pipe")
+
+
+@pytest.mark.parametrize("writes", [0, 1, 3])
+def test_a_progress_bar_whose_reader_left_goes_quiet(monkeypatch, writes):
+    """``lvplan map ... --progress 2>&1 | head -1``: the bar stops, the map does not (before,
+    BrokenPipeError left the map's loop)."""
+    from lvplan.hosting.run import Progress
+    from lvplan.io.stderr_report import reporter
+
+    monkeypatch.setattr("sys.stderr", _ClosedPipe(writes))
+    bar = Progress(100, enabled=True)
+    for _ in range(100):
+        bar(1)
+    bar.close()
+    assert bar.bar is None
+    monkeypatch.setattr("sys.stderr", _ClosedPipe(writes))
+    say = reporter("lvplan plan: ")
+    for i in range(5):
+        say(f"line {i}")  # quiet from the first failure on, never raising

@@ -877,3 +877,30 @@ def test_a_negative_cp_sat_bound_counts_as_zero(tmp_path, cn, monkeypatch):
     demand.write_text("id,kw,category,bus\nb1,150,generic,2\nb2,150,generic,2\n", encoding="utf-8")
     p = make_plan(net, demand, criteria=cn, method="optimal", time_limit_s=10)
     assert p.cost_cny > 0 and 0.0 <= p.bound <= p.cost_cny and 0.0 <= p.gap <= 1.0
+
+
+class _LeavingReader(io.StringIO):
+    """stderr whose reader leaves after its first line (``--progress 2>&1 | head -1``)."""
+
+    def write(self, s: str) -> int:
+        if self.getvalue().count("\n") >= 1:
+            raise BrokenPipeError(32, "Broken pipe")
+        return super().write(s)
+
+
+def test_cli_plan_progress_into_a_closed_pipe_finishes_the_plan(
+    monkeypatch, tmp_path, hand_json, hand_csv
+):
+    """The progress lines stop when their reader leaves; the plan does not (before: exit 141
+    mid-plan, a half-made folder)."""
+    err = _LeavingReader()
+    monkeypatch.setattr("sys.stderr", err)
+    out = tmp_path / "out"
+    rc = main(["plan", str(hand_json), "--demand", str(hand_csv), "--out", str(out),
+               "--progress", "--json"])  # fmt: skip
+    assert rc == 0
+    assert err.getvalue().startswith("lvplan plan: ") and err.getvalue().count("\n") == 1
+    assert {p.name for p in out.iterdir()} >= {"plan.csv", "summary.json", "reinforced.json"}
+    assert not (out / "parts").exists()
+    s = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert s["demands_served"] == 4 and s["total_cost_cny"] == pytest.approx(OPTIMUM_CNY, abs=1)

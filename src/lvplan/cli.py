@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from lvplan.errors import InputError, LvplanError
+from lvplan.io.stderr_report import reporter
 
 REGISTER_IS = "register: a SQLite file, or a postgresql://user@host:port/db URL"
 #: lvplan's linear algebra is many small products and solves: OpenBLAS's threads only fight
@@ -584,9 +585,7 @@ def _plan(args: argparse.Namespace, crit) -> int:
     if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
         raise InputError(f"--out {out}: cannot write there ({base} is not a writable folder)")
 
-    def say(msg: str) -> None:
-        print(f"lvplan plan: {msg}", file=sys.stderr, flush=True)
-
+    say = reporter("lvplan plan: ")  # (a reader that leaves does not stop the plan)
     made = not out.exists()  # a folder this run makes is removed whole if the run fails
     # one run per folder: a second run on it exits 2 and touches nothing (io/folder_lock.py)
     with locked_folders((out, "--out"), *([(args.resume, "--resume")] if args.resume else [])):
@@ -854,8 +853,10 @@ def _serve_desk(args: argparse.Namespace, crit, *, migrate: bool):
 
 
 def _startup_progress(t0: float):
+    line = reporter("lvplan: ")
+
     def say(text: str) -> None:
-        print(f"lvplan: [{time.monotonic() - t0:6.1f} s] {text}", file=sys.stderr, flush=True)
+        line(f"[{time.monotonic() - t0:6.1f} s] {text}")
 
     return say
 

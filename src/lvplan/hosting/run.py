@@ -12,6 +12,7 @@ alone, under a manifest naming the network fingerprint, the profile and the sett
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -341,15 +342,28 @@ class Progress:
         if enabled:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="bus", file=sys.stderr, smoothing=0.1)
+            with contextlib.suppress(OSError, ValueError):  # (stderr already gone: no bar)
+                self.bar = tqdm(total=total, unit="bus", file=sys.stderr, smoothing=0.1)
 
     def __call__(self, k: int) -> None:
         if self.bar is not None:
-            self.bar.update(k)
+            try:
+                self.bar.update(k)
+            except (OSError, ValueError):  # its reader left (``2>&1 | head``): the map goes on
+                self._drop()
 
     def close(self) -> None:
         if self.bar is not None:
-            self.bar.close()
+            try:
+                self.bar.close()
+            except (OSError, ValueError):
+                self._drop()
+        self.bar = None
+
+    def _drop(self) -> None:
+        if self.bar is not None:
+            self.bar.disable = True  # (its close when collected writes nothing)
+        self.bar = None
 
 
 def default_workers() -> int:

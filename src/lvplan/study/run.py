@@ -331,12 +331,9 @@ def _parcels_and_plans(study, path, ns, net, crit, base: Path, r: NetworkResult,
 
 
 def load_and_run(argv_file: str, out: str | None, progress: bool) -> dict[str, Any]:
-    def say(msg: str) -> None:
-        import sys
+    from lvplan.io.stderr_report import reporter
 
-        print(f"lvplan study: {msg}", file=sys.stderr, flush=True)
-
-    return run_study(argv_file, out, progress=say if progress else None)
+    return run_study(argv_file, out, progress=reporter("lvplan study: ") if progress else None)
 
 
 def dumps(doc: dict[str, Any]) -> str:
