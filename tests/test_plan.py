@@ -904,3 +904,58 @@ def test_cli_plan_progress_into_a_closed_pipe_finishes_the_plan(
     assert not (out / "parts").exists()
     s = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert s["demands_served"] == 4 and s["total_cost_cny"] == pytest.approx(OPTIMUM_CNY, abs=1)
+
+
+def test_a_greedy_pass_that_does_not_stand_puts_the_withdrawals_back(hand, cn, monkeypatch):
+    """The four demands north of the hand network, the greedy's first pass made myopic (the
+    site between the clusters, the last demand not tried) and its one AC round made to break
+    a limit, so it withdraws one connection. The pass made again without that site is made to
+    serve less, so the first pass's plan stands, and with it the reason its withdrawn demand is
+    unserved (the second pass cleared it; ``take_if_better`` puts it back)."""
+    from lvplan.planning import plan as plan_mod
+    from lvplan.planning.greedy import Greedy
+    from lvplan.planning.withdraw import without
+
+    north = math.degrees(400.0 / EARTH_RADIUS_M)
+    east = [LON0 + DLON * m / EAST_M for m in (0.0, 60.0, 120.0, 180.0)]
+    frame = pd.DataFrame(
+        {"id": list("pqrs"), "kw": [20] * 4, "lon": east, "lat": [LAT0 + north] * 4}
+    )
+    real_run, real_check = Greedy.run, plan_mod.check_plan
+    passes = []
+
+    def myopic(self, order, budget_cny=None, *, chosen=None):
+        passes.append(sorted(self._skip_sites))
+        if not self._skip_sites and len(order) == 4:  # the first pass: three, on the site between
+            self._skip_sites = frozenset({0, 1})
+            order = order[:3]
+        elif len(order) == 4:  # the pass made again: one demand only (it serves less)
+            order = order[:1]
+        return real_run(self, order, budget_cny, chosen=chosen)
+
+    checks = []
+
+    def check(network, inst, sol, base):
+        ev, broken = real_check(network, inst, sol, base)
+        checks.append(sum(sol.served))
+        return (ev, ["a limit the test says is broken"]) if len(checks) == 1 else (ev, broken)
+
+    def withdraw(network, inst, sol, broken, base, **kw):
+        q = [d.id for d in inst.demands].index("q")
+        kept = without(inst, sol, {q})
+        ev, _ = real_check(network, inst, kept, base)
+        return kept, ev, {q: "withdrawn (the test's limit)"}, [0]
+
+    monkeypatch.setattr(Greedy, "run", myopic)
+    monkeypatch.setattr(plan_mod, "check_plan", check)
+    monkeypatch.setattr(plan_mod, "withdraw_unverified", withdraw)
+    monkeypatch.setattr(plan_mod, "MAX_ROUNDS", 1)
+    monkeypatch.setattr(plan_mod, "tighten", lambda *a: ["(the test's limit)"])
+    p = make_plan(hand, frame, criteria=cn, method="greedy", time_limit_s=10)
+    names = [r.method for r in p.history]
+    assert names[:3] == ["greedy", "greedy (withdrawal)", "greedy (founded sites only)"]
+    assert checks == [3, 1]  # the first pass's three; the pass made again served one
+    assert sorted(a.demand for a in p.assignments) == ["p", "r"]
+    reasons = {u["demand"]: u["reason"] for u in p.unserved}
+    assert reasons["q"] == "withdrawn (the test's limit)"
+    assert set(reasons) == {"q", "s"} and not reasons["s"].startswith("withdrawn")
