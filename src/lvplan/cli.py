@@ -416,7 +416,7 @@ def _run(args: argparse.Namespace) -> int:
             reg = open_backend(args.register, writable=bool(args.migrate))
             desk = Desk(net, reg, crit, migrate=args.migrate)
             if desk.migration is not None:
-                print(f"lvplan: {desk.migration.summary()}", file=sys.stderr)
+                reporter("lvplan: ")(desk.migration.summary())  # (its reader gone: quiet)
             net = desk.network
         if has_loc:
             from lvplan.locate import check_location
@@ -848,7 +848,7 @@ def _serve_desk(args: argparse.Namespace, crit, *, migrate: bool):
             f"{len(desk.network.reserved)} reservations counted"
         )
     if desk.migration is not None:
-        print(f"lvplan: {desk.migration.summary()}", file=sys.stderr)
+        reporter("lvplan: ")(desk.migration.summary())  # (its reader gone: quiet)
     return desk
 
 
@@ -909,7 +909,7 @@ def _serve(args: argparse.Namespace, crit) -> int:
     desk = _serve_desk(args, crit, migrate=args.migrate)
     desk.warm()
     if args.progress:
-        print("lvplan: ready", file=sys.stderr, flush=True)
+        reporter("lvplan: ")("ready")  # (a reader that left does not stop the server)
     if args.check:
         print(
             f"ok: network {desk.pristine.name} ({desk.pristine.fingerprint[:12]}), register "
