@@ -229,6 +229,19 @@ def test_a_progress_bar_whose_reader_left_goes_quiet(monkeypatch, writes):
         bar(1)
     bar.close()
     assert bar.bar is None
+    # tqdm's class-wide write lock is free: another bar, in another thread, draws
+    import io
+
+    from tqdm import tqdm
+
+    def other() -> None:
+        with tqdm(total=3, file=io.StringIO(), mininterval=0) as t:
+            t.update(3)
+
+    th = threading.Thread(target=other, daemon=True)
+    th.start()
+    th.join(timeout=10)
+    assert not th.is_alive()
     monkeypatch.setattr("sys.stderr", _ClosedPipe(writes))
     say = reporter("lvplan plan: ")
     for i in range(5):

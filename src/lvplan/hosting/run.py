@@ -12,7 +12,6 @@ alone, under a manifest naming the network fingerprint, the profile and the sett
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -342,27 +341,18 @@ class Progress:
         if enabled:
             from tqdm import tqdm
 
-            with contextlib.suppress(OSError, ValueError):  # (stderr already gone: no bar)
-                self.bar = tqdm(total=total, unit="bus", file=sys.stderr, smoothing=0.1)
+            from lvplan.io.stderr_report import QuietStderr
+
+            # (a reader that leaves, ``2>&1 | head``, silences the bar, not the map)
+            self.bar = tqdm(total=total, unit="bus", file=QuietStderr(), smoothing=0.1)
 
     def __call__(self, k: int) -> None:
         if self.bar is not None:
-            try:
-                self.bar.update(k)
-            except (OSError, ValueError):  # its reader left (``2>&1 | head``): the map goes on
-                self._drop()
+            self.bar.update(k)
 
     def close(self) -> None:
         if self.bar is not None:
-            try:
-                self.bar.close()
-            except (OSError, ValueError):
-                self._drop()
-        self.bar = None
-
-    def _drop(self) -> None:
-        if self.bar is not None:
-            self.bar.disable = True  # (its close when collected writes nothing)
+            self.bar.close()
         self.bar = None
 
 

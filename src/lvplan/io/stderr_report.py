@@ -25,3 +25,27 @@ def reporter(prefix: str) -> Callable[[str], None]:
             gone = True
 
     return say
+
+
+class QuietStderr:
+    """``sys.stderr`` for a progress bar (tqdm): a write or flush its reader cannot take is
+    dropped, never raised (tqdm 4.70 holds its class-wide write lock across the write, and a
+    write that raised would keep it held for good)."""
+
+    def __init__(self) -> None:
+        self.gone = False
+
+    def write(self, s: str) -> int:
+        if not self.gone:
+            try:
+                return sys.stderr.write(s)
+            except (OSError, ValueError):
+                self.gone = True
+        return len(s)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                self.gone = True
