@@ -14,6 +14,7 @@ import time
 
 import pandas as pd
 import pytest
+from closed_pipe import ClosedPipe
 from procs import outliving
 
 import lvplan.hosting.run as run_mod
@@ -199,23 +200,6 @@ def test_a_killed_hosting_driver_leaves_no_worker_and_resume_gives_the_same_map(
     assert (out / "hosting.csv").read_text() == urban_map.to_csv(index=False)
 
 
-class _ClosedPipe:
-    """stderr whose reader leaves after ``writes`` writes: every later write raises."""
-
-    def __init__(self, writes: int = 0):
-        self.writes = writes
-
-    def write(self, s: str) -> int:
-        if self.writes <= 0:
-            raise BrokenPipeError(32, "Broken pipe")
-        self.writes -= 1
-        return len(s)
-
-    def flush(self) -> None:
-        if self.writes <= 0:
-            raise BrokenPipeError(32, "Broken pipe")
-
-
 @pytest.mark.parametrize("writes", [0, 1, 3])
 def test_a_progress_bar_whose_reader_left_goes_quiet(monkeypatch, writes):
     """``lvplan map ... --progress 2>&1 | head -1``: the bar stops, the map does not (before,
@@ -223,7 +207,7 @@ def test_a_progress_bar_whose_reader_left_goes_quiet(monkeypatch, writes):
     from lvplan.hosting.run import Progress
     from lvplan.io.stderr_report import reporter
 
-    monkeypatch.setattr("sys.stderr", _ClosedPipe(writes))
+    monkeypatch.setattr("sys.stderr", ClosedPipe(writes))
     bar = Progress(100, enabled=True)
     for _ in range(100):
         bar(1)
@@ -242,7 +226,7 @@ def test_a_progress_bar_whose_reader_left_goes_quiet(monkeypatch, writes):
     th.start()
     th.join(timeout=10)
     assert not th.is_alive()
-    monkeypatch.setattr("sys.stderr", _ClosedPipe(writes))
+    monkeypatch.setattr("sys.stderr", ClosedPipe(writes))
     say = reporter("lvplan plan: ")
     for i in range(5):
         say(f"line {i}")  # quiet from the first failure on, never raising

@@ -15,6 +15,7 @@ import httpx
 import numpy as np
 import pandapower as pp
 import pytest
+from closed_pipe import ClosedPipe
 from reference import OPTS, _violations
 from test_service import AUTH, TOKEN, server
 
@@ -332,22 +333,12 @@ def test_serve_check_mode(register_spec, capsys):
     assert capsys.readouterr().out.startswith("ok: network sz-futian")
 
 
-class _GoneReader:
-    """stderr whose reader has left (``serve --progress 2>&1 1>log | head -1``)."""
-
-    def write(self, s: str) -> int:
-        raise BrokenPipeError(32, "Broken pipe")
-
-    def flush(self) -> None:
-        raise BrokenPipeError(32, "Broken pipe")
-
-
 def test_serve_check_with_progress_into_a_closed_pipe_still_checks(tmp_path, capsys, monkeypatch):
     """The start-up lines and "ready" go quiet when their reader leaves; the check (and a
     server) goes on (before: "ready" raised BrokenPipeError, exit 141, no server)."""
     monkeypatch.setenv("LVPLAN_TOKEN", TOKEN)
     capsys.readouterr()
-    monkeypatch.setattr("sys.stderr", _GoneReader())
+    monkeypatch.setattr("sys.stderr", ClosedPipe())
     rc = main(["serve", "sz-futian", "--register", str(tmp_path / "r.sqlite"), "--progress",
                "--check"])  # fmt: skip
     assert rc == 0
