@@ -25,8 +25,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# the suite on TEST_WORKERS processes (pytest-xdist; CI has 2 cores): each worker loads its own
+# networks and, without LVPLAN_TEST_POSTGRES, starts its own throwaway PostgreSQL
+TEST_WORKERS ?= 2
 test: lint typecheck
-	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
