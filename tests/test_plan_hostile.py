@@ -414,6 +414,45 @@ def test_ctrl_c_in_the_optimisers_search_stops_the_plan(tmp_path, urban, cn):
     assert not (out / "plan.csv").exists()
 
 
+_ENTRY = """
+import atexit, sys, threading
+from lvplan import cli
+from lvplan.planning import interrupt
+atexit.register(lambda: print(" and Python's exit", end=""))
+t = threading.Thread(target=threading.Event().wait, daemon=True)
+if sys.argv[1] == "native":
+    interrupt.native(t)
+t.start()
+def main():
+    print("the last line", end="")  # (in the buffer: stdout is a pipe)
+    return 130
+cli.main = main
+cli.entry()
+"""
+
+
+@pytest.mark.parametrize("thread", ["native", "python"])
+def test_the_command_ends_without_pythons_exit_while_a_solver_thread_runs(tmp_path, thread):
+    """Ctrl-C while HiGHS bounded the plan (its threads cannot be stopped) ended the command
+    with SIGABRT ("terminate called without an active exception", exit -6, in a CI run): Python's
+    exit ran the C++ static destructors under the running solver. While a thread registered as
+    native is alive the command ends with ``os._exit`` (no atexit handlers), its code kept and
+    what it printed flushed; otherwise through Python's exit as before."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "entry.py"
+    script.write_text(_ENTRY, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(script), thread], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 130, done.stderr[-800:]
+    if thread == "native":
+        assert done.stdout == "the last line"
+    else:
+        assert done.stdout == "the last line and Python's exit"
+
+
 @pytest.mark.parametrize("kw", ["1_000", "２５", "0x10", "1e", "12 5"])
 def test_a_kw_python_reads_but_a_csv_does_not_write_is_refused(tmp_path, capsys, kw):
     """``float()`` read "1_000" as 1000 and full-width "２５" as 25: a typo or another script's

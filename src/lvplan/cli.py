@@ -1134,5 +1134,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def entry() -> NoReturn:
+    """The console script ``lvplan`` (and ``python -m lvplan.cli``): :func:`main`, then exit with
+    its code. While a solver thread that cannot be stopped is still inside its C++ code (HiGHS
+    bounding a plan, :func:`lvplan.planning.interrupt.native_running`: after Ctrl-C, or a
+    bound still running at the end), the process ends with ``os._exit`` once stdout and stderr
+    are flushed: Python's own exit would abort it (SIGABRT). Every output is written or removed
+    by then (files are staged, :func:`lvplan.io.atomic.staged_files`)."""
+    code = main()
+    interrupt = sys.modules.get("lvplan.planning.interrupt")
+    if interrupt is not None and interrupt.native_running():
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -19,6 +19,7 @@ import contextlib
 import signal
 import socket
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,6 +30,27 @@ _running: set[Any] = set()  # the CP-SAT solvers searching now
 #: ``__del__`` or a library's bare ``except:`` it is lost: in one CI run the plan went on
 #: for 43 s and exited 0)
 _interrupted = threading.Event()
+#: threads that may be inside a solver's C++ code that cannot be stopped (HiGHS through MathOpt
+#: does not heed its interrupter): :func:`native_running`
+_native: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+
+
+def native(thread: threading.Thread) -> threading.Thread:
+    """Registers ``thread`` as one that may be inside a solver's C++ code, for
+    :func:`native_running`; returns it."""
+    with _lock:
+        _native.add(thread)
+    return thread
+
+
+def native_running() -> bool:
+    """Whether a thread registered with :func:`native` is still running. A process must not
+    end through Python's exit then: the C++ static destructors that exit runs would pull the
+    solver out from under its thread ("terminate called without an active exception",
+    SIGABRT: exit -6 instead of 130 when Ctrl-C came while HiGHS bounded the plan). The
+    command line ends such a process with ``os._exit`` (:func:`lvplan.cli.entry`)."""
+    with _lock:
+        return any(t.is_alive() for t in _native)
 
 
 def check() -> None:

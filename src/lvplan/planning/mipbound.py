@@ -58,6 +58,7 @@ from typing import Any
 
 from ortools.util.python.solve_interrupter import SolveInterrupter
 
+from lvplan.planning import interrupt
 from lvplan.planning.strengthen import CapacityRow, Inequality, rebuild, separate
 
 #: CP-SAT's "unbounded" domain ends
@@ -375,7 +376,9 @@ class MipBound:
         self._proto = proto
         self._stop = SolveInterrupter()
         self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="mip-bound", daemon=True)
+        self._thread = interrupt.native(
+            threading.Thread(target=self._run, name="mip-bound", daemon=True)
+        )
 
     def start(self) -> MipBound:
         self._thread.start()
