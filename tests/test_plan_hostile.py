@@ -425,28 +425,33 @@ if sys.argv[1] == "native":
 t.start()
 def main():
     print("the last line", end="")  # (in the buffer: stdout is a pipe)
+    if sys.argv[2] == "bug":
+        raise RuntimeError("a bug")
     return 130
 cli.main = main
 cli.entry()
 """
 
 
+@pytest.mark.parametrize("end", ["130", "bug"])
 @pytest.mark.parametrize("thread", ["native", "python"])
-def test_the_command_ends_without_pythons_exit_while_a_solver_thread_runs(tmp_path, thread):
+def test_the_command_ends_without_pythons_exit_while_a_solver_thread_runs(tmp_path, thread, end):
     """Ctrl-C while HiGHS bounded the plan (its threads cannot be stopped) ended the command
     with SIGABRT ("terminate called without an active exception", exit -6, in a CI run): Python's
     exit ran the C++ static destructors under the running solver. While a thread registered as
     native is alive the command ends with ``os._exit`` (no atexit handlers), its code kept and
-    what it printed flushed; otherwise through Python's exit as before."""
+    what it printed flushed; otherwise through Python's exit as before. A bug's exception ends
+    it the same way, with its traceback and exit code 1."""
     import subprocess
     import sys
 
     script = tmp_path / "entry.py"
     script.write_text(_ENTRY, encoding="utf-8")
     done = subprocess.run(
-        [sys.executable, str(script), thread], capture_output=True, text=True, timeout=60
+        [sys.executable, str(script), thread, end], capture_output=True, text=True, timeout=60
     )
-    assert done.returncode == 130, done.stderr[-800:]
+    assert done.returncode == (1 if end == "bug" else 130), done.stderr[-800:]
+    assert ("RuntimeError: a bug" in done.stderr) == (end == "bug")
     if thread == "native":
         assert done.stdout == "the last line"
     else:

@@ -1140,10 +1140,23 @@ def entry() -> NoReturn:
     bounding a plan, :func:`lvplan.planning.interrupt.native_running`: after Ctrl-C, or a
     bound still running at the end), the process ends with ``os._exit`` once stdout and stderr
     are flushed: Python's own exit would abort it (SIGABRT). Every output is written or removed
-    by then (files are staged, :func:`lvplan.io.atomic.staged_files`)."""
-    code = main()
-    interrupt = sys.modules.get("lvplan.planning.interrupt")
-    if interrupt is not None and interrupt.native_running():
+    by then (files are staged, :func:`lvplan.io.atomic.staged_files`). An exception main() does
+    not handle (a bug) ends it the same way, with its traceback and exit code 1."""
+
+    def native_running() -> bool:
+        interrupt = sys.modules.get("lvplan.planning.interrupt")
+        return interrupt is not None and interrupt.native_running()
+
+    try:
+        code = main()
+    except Exception:
+        if not native_running():
+            raise
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    if native_running():
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()
