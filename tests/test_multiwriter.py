@@ -163,7 +163,7 @@ def other_version(sz, tmp_path):
 
 
 def test_a_register_of_another_network_is_refused(
-    sz, cn, tmp_path, other_version, capsys, register_spec
+    sz, cn, tmp_path, other_version, capsys, register_spec, monkeypatch
 ):
     db = register_spec
     Desk(sz, open_backend(db), cn).apply({"id": "a1", "bus": "T3 tower A", "kw": 80})
@@ -181,7 +181,7 @@ def test_a_register_of_another_network_is_refused(
         == 2
     )
     assert "belongs to network" in capsys.readouterr().err and not out.exists()
-    os.environ["LVPLAN_TOKEN"] = TOKEN
+    monkeypatch.setenv("LVPLAN_TOKEN", TOKEN)
     assert main(["serve", str(other_version), "--register", str(db), "--check"]) == 2
     assert "belongs to network" in capsys.readouterr().err
 
@@ -292,7 +292,7 @@ def _make_unwritable(path) -> str:
     return "chmod"
 
 
-def test_a_register_that_cannot_be_written_is_refused_at_startup(tmp_path, capsys):
+def test_a_register_that_cannot_be_written_is_refused_at_startup(tmp_path, capsys, monkeypatch):
     db = tmp_path / "r.db"
     open_backend(db)
     how = _make_unwritable(db)
@@ -302,7 +302,7 @@ def test_a_register_that_cannot_be_written_is_refused_at_startup(tmp_path, capsy
                 pytest.skip("this user can write an unwritable file here")
         except OSError:
             pass
-        os.environ["LVPLAN_TOKEN"] = TOKEN
+        monkeypatch.setenv("LVPLAN_TOKEN", TOKEN)
         assert main(["serve", "sz-futian", "--register", str(db), "--check"]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "cannot be written" in err
@@ -327,8 +327,8 @@ def test_a_write_refused_by_sqlite_is_unavailable_with_the_real_error(tmp_path):
     assert "rollback" not in str(info.value)
 
 
-def test_serve_check_mode(register_spec, capsys):
-    os.environ["LVPLAN_TOKEN"] = TOKEN
+def test_serve_check_mode(register_spec, capsys, monkeypatch):
+    monkeypatch.setenv("LVPLAN_TOKEN", TOKEN)
     assert main(["serve", "sz-futian", "--register", register_spec, "--check"]) == 0
     assert capsys.readouterr().out.startswith("ok: network sz-futian")
 

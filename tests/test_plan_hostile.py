@@ -458,6 +458,40 @@ def test_the_command_ends_without_pythons_exit_while_a_solver_thread_runs(tmp_pa
         assert done.stdout == "the last line and Python's exit"
 
 
+_JOIN = """
+import sys, threading, time
+from lvplan.planning import interrupt
+interrupt.NATIVE_JOIN_S = float(sys.argv[1])
+def solver():
+    time.sleep(1.0)
+    print("the solver's end", flush=True)
+interrupt.native(threading.Thread(target=solver, daemon=True)).start()
+print("the script's end", flush=True)
+"""
+
+
+@pytest.mark.parametrize("join_s", [30.0, 0.2])
+def test_pythons_exit_waits_for_a_solver_thread(tmp_path, join_s):
+    """A script (or a test run, or a pool worker) that planned ends through Python's exit,
+    which aborted under a HiGHS thread still running: it now waits for such threads (each ends
+    at its own time limit), and one still running after ``NATIVE_JOIN_S`` ends the process with
+    ``os._exit(1)`` and a line on stderr."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "join.py"
+    script.write_text(_JOIN, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(script), str(join_s)], capture_output=True, text=True, timeout=60
+    )
+    if join_s > 1.0:  # the daemon thread ran to its end before the process ended
+        assert (done.returncode, done.stdout) == (0, "the script's end\nthe solver's end\n")
+        assert done.stderr == ""
+    else:
+        assert (done.returncode, done.stdout) == (1, "the script's end\n")
+        assert "a solver thread still ran at exit" in done.stderr
+
+
 @pytest.mark.parametrize("kw", ["1_000", "２５", "0x10", "1e", "12 5"])
 def test_a_kw_python_reads_but_a_csv_does_not_write_is_refused(tmp_path, capsys, kw):
     """``float()`` read "1_000" as 1000 and full-width "２５" as 25: a typo or another script's

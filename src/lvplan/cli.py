@@ -7,6 +7,7 @@ import contextlib
 import gc
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -1149,6 +1150,10 @@ def entry() -> NoReturn:
 
     try:
         code = main()
+    except KeyboardInterrupt:  # (a second Ctrl-C, after main() handled the first)
+        if not native_running():
+            raise
+        code = 130
     except Exception:
         if not native_running():
             raise
@@ -1157,6 +1162,8 @@ def entry() -> NoReturn:
         traceback.print_exc()
         code = 1
     if native_running():
+        with contextlib.suppress(ValueError):  # (a third while flushing: ignored)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()

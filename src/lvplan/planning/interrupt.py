@@ -15,10 +15,14 @@ waiting on it stops every search running: the search returns, the main thread ra
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import os
 import signal
 import socket
+import sys
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from typing import Any
@@ -35,12 +39,42 @@ _interrupted = threading.Event()
 _native: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 
 
+#: how long Python's exit waits for the registered threads still running (:func:`_join_native`)
+NATIVE_JOIN_S = 120.0
+_join_hooked = [False]
+
+
 def native(thread: threading.Thread) -> threading.Thread:
     """Registers ``thread`` as one that may be inside a solver's C++ code, for
-    :func:`native_running`; returns it."""
+    :func:`native_running` and :func:`_join_native`; returns it."""
     with _lock:
         _native.add(thread)
+        if not _join_hooked[0]:
+            atexit.register(_join_native)
+            _join_hooked[0] = True
     return thread
+
+
+def _join_native() -> None:
+    """At Python's exit (a script or a test run that called the planner, a pool worker; the
+    command line ends with ``os._exit`` before, :func:`lvplan.cli.entry`): waits for the
+    registered threads still running, each of which ends at its own time limit (HiGHS's, at
+    the latest its deadline), for at most :data:`NATIVE_JOIN_S` in all, as Python's exit under
+    a running solver aborts (:func:`native_running`). One still running then: the process
+    says so on stderr and ends with ``os._exit(1)``. (atexit functions run before Python stops
+    its daemon threads.)"""
+    end = time.monotonic() + NATIVE_JOIN_S
+    with _lock:
+        alive = [t for t in _native if t.is_alive()]
+    for t in alive:
+        t.join(max(0.0, end - time.monotonic()))
+    if native_running():
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        with contextlib.suppress(Exception):
+            os.write(2, b"lvplan: a solver thread still ran at exit: ended without Python's exit\n")
+        os._exit(1)
 
 
 def native_running() -> bool:
