@@ -492,6 +492,26 @@ def test_pythons_exit_waits_for_a_solver_thread(tmp_path, join_s):
         assert "a solver thread still ran at exit" in done.stderr
 
 
+def test_a_pool_worker_does_not_wait_for_a_solver_thread_at_its_exit():
+    """A city group whose plan CP-SAT proved leaves its HiGHS bound running to that group's
+    deadline; waiting for it at the worker's exit would hold the driver's pool shutdown that
+    long (120 s here): a pool's worker ends at once."""
+    import time
+
+    import native_job
+    import psutil
+
+    from lvplan.workers import process_pool
+
+    t0 = time.perf_counter()
+    with process_pool(1) as pool:
+        pid = pool.submit(native_job.leave_a_solver_thread).result(timeout=60)
+        assert psutil.pid_exists(pid)
+    took = time.perf_counter() - t0
+    assert took < 30.0, took
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
 @pytest.mark.parametrize("kw", ["1_000", "２５", "0x10", "1e", "12 5"])
 def test_a_kw_python_reads_but_a_csv_does_not_write_is_refused(tmp_path, capsys, kw):
     """``float()`` read "1_000" as 1000 and full-width "２５" as 25: a typo or another script's

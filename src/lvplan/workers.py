@@ -62,7 +62,17 @@ def die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+_pool_worker = [False]
+
+
+def in_pool_worker() -> bool:
+    """Whether this process is a worker of :func:`process_pool` (its exit need not wait for
+    a solver's threads: :func:`lvplan.planning.interrupt._join_native`)."""
+    return _pool_worker[0]
+
+
 def _start(parent: int, initializer: Callable[..., Any] | None, initargs: tuple) -> None:
+    _pool_worker[0] = True
     die_with_parent(parent)
     if initializer is not None:
         initializer(*initargs)

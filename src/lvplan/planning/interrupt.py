@@ -61,8 +61,19 @@ def _join_native() -> None:
     registered threads still running, each of which ends at its own time limit (HiGHS's, at
     the latest its deadline), for at most :data:`NATIVE_JOIN_S` in all, as Python's exit under
     a running solver aborts (:func:`native_running`). One still running then: the process
-    says so on stderr and ends with ``os._exit(1)``. (atexit functions run before Python stops
-    its daemon threads.)"""
+    says so on stderr and ends with ``os._exit(1)``. A local pool's worker does not wait: it
+    ends with ``os._exit(0)``. (atexit functions run before Python stops its daemon threads.)"""
+    pool = sys.modules.get("lvplan.workers")
+    if pool is not None and pool.in_pool_worker():
+        # a local pool's worker ends when its pool is shut down, after its results were sent:
+        # waiting there for a bound whose plan CP-SAT had already proved would hold the
+        # driver's shutdown up to that group's deadline; it ends at once
+        if native_running():
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os._exit(0)
+        return
     end = time.monotonic() + NATIVE_JOIN_S
     with _lock:
         alive = [t for t in _native if t.is_alive()]
