@@ -415,7 +415,7 @@ def test_ctrl_c_in_the_optimisers_search_stops_the_plan(tmp_path, urban, cn):
 
 
 _ENTRY = """
-import atexit, sys, threading
+import atexit, os, signal, sys, threading
 from lvplan import cli
 from lvplan.planning import interrupt
 atexit.register(lambda: print(" and Python's exit", end=""))
@@ -427,13 +427,15 @@ def main():
     print("the last line", end="")  # (in the buffer: stdout is a pipe)
     if sys.argv[2] == "bug":
         raise RuntimeError("a bug")
+    if sys.argv[2] == "ctrl-c":  # a second Ctrl-C as main() returns 130 for the first
+        os.kill(os.getpid(), signal.SIGINT)
     return 130
 cli.main = main
 cli.entry()
 """
 
 
-@pytest.mark.parametrize("end", ["130", "bug"])
+@pytest.mark.parametrize("end", ["130", "bug", "ctrl-c"])
 @pytest.mark.parametrize("thread", ["native", "python"])
 def test_the_command_ends_without_pythons_exit_while_a_solver_thread_runs(tmp_path, thread, end):
     """Ctrl-C while HiGHS bounded the plan (its threads cannot be stopped) ended the command
@@ -441,7 +443,8 @@ def test_the_command_ends_without_pythons_exit_while_a_solver_thread_runs(tmp_pa
     exit ran the C++ static destructors under the running solver. While a thread registered as
     native is alive the command ends with ``os._exit`` (no atexit handlers), its code kept and
     what it printed flushed; otherwise through Python's exit as before. A bug's exception ends
-    it the same way, with its traceback and exit code 1."""
+    it the same way, with its traceback and exit code 1; a second Ctrl-C exits 130 (it was a
+    KeyboardInterrupt traceback, SIGINT's exit, after a 29 s wait for the bound)."""
     import subprocess
     import sys
 

@@ -1149,10 +1149,12 @@ def entry() -> NoReturn:
         return interrupt is not None and interrupt.native_running()
 
     try:
-        code = main()
-    except KeyboardInterrupt:  # (a second Ctrl-C, after main() handled the first)
-        if not native_running():
-            raise
+        try:
+            code = main()
+        finally:  # main() is done: a Ctrl-C from here on is ignored
+            with contextlib.suppress(ValueError):  # (not the main thread)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except KeyboardInterrupt:  # (a second Ctrl-C before that, once main() handled the first)
         code = 130
     except Exception:
         if not native_running():
@@ -1162,12 +1164,7 @@ def entry() -> NoReturn:
         traceback.print_exc()
         code = 1
     if native_running():
-        with contextlib.suppress(ValueError):  # (a third while flushing: ignored)
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-        os._exit(code)
+        sys.modules["lvplan.planning.interrupt"].end_now(code)
     sys.exit(code)
 
 

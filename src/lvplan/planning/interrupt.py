@@ -25,7 +25,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 _lock = threading.Lock()
 _running: set[Any] = set()  # the CP-SAT solvers searching now
@@ -41,7 +41,6 @@ _native: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 
 #: how long Python's exit waits for the registered threads still running (:func:`_join_native`)
 NATIVE_JOIN_S = 120.0
-_join_hooked = [False]
 
 
 def native(thread: threading.Thread) -> threading.Thread:
@@ -49,10 +48,16 @@ def native(thread: threading.Thread) -> threading.Thread:
     :func:`native_running` and :func:`_join_native`; returns it."""
     with _lock:
         _native.add(thread)
-        if not _join_hooked[0]:
-            atexit.register(_join_native)
-            _join_hooked[0] = True
     return thread
+
+
+def end_now(code: int) -> NoReturn:
+    """Ends the process with ``code`` without Python's exit (``os._exit``), stdout and stderr
+    flushed first: the way out while :func:`native_running`."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 def _join_native() -> None:
@@ -69,10 +74,7 @@ def _join_native() -> None:
         # waiting there for a bound whose plan CP-SAT had already proved would hold the
         # driver's shutdown up to that group's deadline; it ends at once
         if native_running():
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(Exception):
-                    stream.flush()
-            os._exit(0)
+            end_now(0)
         return
     end = time.monotonic() + NATIVE_JOIN_S
     with _lock:
@@ -80,12 +82,15 @@ def _join_native() -> None:
     for t in alive:
         t.join(max(0.0, end - time.monotonic()))
     if native_running():
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
         with contextlib.suppress(Exception):
-            os.write(2, b"lvplan: a solver thread still ran at exit: ended without Python's exit\n")
-        os._exit(1)
+            print(
+                "lvplan: a solver thread still ran at exit: ended without Python's exit",
+                file=sys.stderr,
+            )
+        end_now(1)
+
+
+atexit.register(_join_native)  # (it does nothing unless a registered thread still runs)
 
 
 def native_running() -> bool:
