@@ -26,10 +26,11 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # the suite on TEST_WORKERS processes (pytest-xdist; CI has 2 cores): each worker loads its own
-# networks and, without LVPLAN_TEST_POSTGRES, starts its own throwaway PostgreSQL
+# networks and, without LVPLAN_TEST_POSTGRES, starts its own throwaway PostgreSQL; the 15 slowest
+# tests are listed at the end (the suite's time is kept near 10 minutes on CI)
 TEST_WORKERS ?= 2
 test: lint typecheck
-	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=15
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
