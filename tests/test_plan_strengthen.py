@@ -428,3 +428,48 @@ def test_every_forced_upgrade_holds_at_every_plan_that_serves_its_demands():
     row = CapacityRow("r", {0: [(0, 5), (0, 5)]}, 3, [([1], 10)])
     assert forced_upgrades([row], [0], {0: frozenset({0, 9})}) == []
     assert forced_upgrades([row], [0], {0: frozenset({0})}) == [("r", [1])]
+
+
+def test_the_first_plans_ac_check_tightens_the_rows_of_the_next_search(tmp_path, cn):
+    """sz-futian, both threads as a plan runs them, with a probe in place of the AC check that
+    finds the first plan's most loaded capacity one unit short: the probe is called once, with
+    the first plan; the plan that stands meets the tightened row (taken even when dearer than
+    the first, which broke it), and is never below the optimum."""
+    net = lvplan.load_network("sz-futian")
+    mdl = _cost_model(net, FUTIAN_CSV.read_text(), tmp_path, cn)
+    vals, opt = _values(mdl.m)
+    dive = [v.index for v in (*mdl.x.values(), *mdl.z.values())]
+    spare = next(u for u, v in sorted(mdl.y.items()) if not vals[v.index])
+    start_model = mdl.m.clone()
+    start_model.add(mdl.y[spare] == 1)
+    start, start_cost = _values(start_model)
+    proto = mdl.m.clone().proto
+    rows = {ci: proto.constraints[ci].linear for ci in mdl.capacity_cts.values()}
+
+    def activity(ci: int, values: list[int]) -> int:
+        lin = rows[ci]
+        return sum(c * values[v] for v, c in zip(lin.vars, lin.coeffs, strict=True))
+
+    calls: list[tuple[int, int, int]] = []
+
+    def probe(values: list[int]) -> dict[int, int]:
+        ci = max(rows, key=lambda i: activity(i, values))
+        room = int(rows[ci].domain[1])
+        obj = proto.objective
+        cost = obj.offset + sum(c * values[v] for v, c in zip(obj.vars, obj.coeffs, strict=True))
+        calls.append((ci, activity(ci, values), cost))
+        return {ci: room - activity(ci, values) + 1}
+
+    rel = Relaxation(mdl.capacity_rows)
+    diver = MipBound(
+        proto, 40.0, dive_vars=dive, relaxation=rel, incumbent=start, probe=probe
+    ).start()
+    bound = MipBound(proto, 40.0, relaxation=rel).start()
+    bound.result()
+    diver.result()
+    assert len(calls) == 1 and diver.probe_status == "1 capacities tightened"
+    ci, was, first_cost = calls[0]
+    assert was > 0 and opt - 1e-6 <= first_cost < start_cost  # (the first search's plan)
+    assert diver.dive_values is not None and diver.dive_objective is not None, diver.dive_status
+    assert activity(ci, diver.dive_values) <= was - 1
+    assert opt - 1e-6 <= diver.dive_objective

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -295,7 +296,7 @@ class PlanModel:
                 (c - el.cap) * self.y[u] for u, c in zip(el.upgrades, el.up_cap, strict=True)
             )
             if el.cap >= 0:
-                m.add(load <= cap)
+                self.capacity_cts[name] = m.add(load <= cap).index
             else:  # over its limit at the base: the plan must reinforce it only if it loads it
                 loaded = m.new_bool_var(f"{name}_loaded")
                 m.add(load == 0).only_enforce_if(loaded.Not())
@@ -325,6 +326,10 @@ class PlanModel:
         #: bounding thread holds them out too (a smaller model for HiGHS; the same relaxation
         #: of every other row)
         self.voltage_defs: list[int] = []
+        #: the proto index of each line's and transformer's capacity row (``load <= room +
+        #: what an upgrade adds``), by the name of its drop ("DL12", "DT3"): the diving thread
+        #: tightens them where the AC check of its first plan found them short (``probe``)
+        self.capacity_cts: dict[str, int] = {}
         #: every capacity with an upgrade, for the relaxation's residual-capacity inequalities
         #: (:mod:`lvplan.planning.strengthen`)
         self.capacity_rows: list[CapacityRow] = []
@@ -739,6 +744,7 @@ class PlanModel:
         mip_bound: bool = False,
         bound_only: bool = False,
         pool: CutPool | None = None,
+        probe: Callable[[Solution], dict[str, int]] | None = None,
     ) -> Solution:
         """Lexicographic: first the most design kW served (skipped when the hint serves every
         servable demand), then the least cost serving those demands; with a budget, the most kW
@@ -752,7 +758,11 @@ class PlanModel:
         (a city group's worker has one core). ``pool``: the residual-capacity inequalities an
         earlier model of the same plan found (one that this model only tightens: a verification
         round's), made again here before the first round of separation, and this model's
-        added to it (:class:`lvplan.planning.mipbound.CutPool`)."""
+        added to it (:class:`lvplan.planning.mipbound.CutPool`). ``probe``: the AC check of
+        the neighbourhood's first plan, as the load units to take off the room of each line's
+        and transformer's capacity it found short, by the name of the capacity's drop
+        (:attr:`capacity_cts`); the diving thread's later searches hold them
+        (:meth:`lvplan.planning.mipbound.MipBound._probed`)."""
         t0 = time.perf_counter()
         self.served_proven = True
         companion: MipBound | None = None
@@ -865,6 +875,7 @@ class PlanModel:
                     incumbent=inc,
                     voltage_rows=self.voltage_rows,
                     decisions=decisions,
+                    probe=self._probe_of(probe) if probe is not None else None,
                 ).start()
                 companion = MipBound(
                     proto, left, relaxation=rel, voltage_rows=self.bound_held_out
@@ -939,6 +950,25 @@ class PlanModel:
             out = self._dived(diver, out, t0)
         return out
 
+    def _probe_of(
+        self, probe: Callable[[Solution], dict[str, int]]
+    ) -> Callable[[list[int]], dict[int, int]]:
+        """``probe`` as the diving thread calls it: a plan as every proto variable's value, the
+        rows to tighten by their proto index."""
+
+        def by_index(values: list[int]) -> dict[int, int]:
+            sol = Solution.of(
+                self.inst,
+                [k for k, v in self.x.items() if values[v.index]],
+                [u for u, v in self.y.items() if values[v.index]],
+                [s for s, v in self.z.items() if values[v.index]],
+                "feasible",
+            )
+            less = probe(sol)
+            return {self.capacity_cts[n]: u for n, u in less.items() if n in self.capacity_cts}
+
+        return by_index
+
     def _dived(self, companion: MipBound, out: Solution, t0: float) -> Solution:
         """``out``, or the plan HiGHS found in the relaxation's neighbourhood when it costs
         less (:mod:`lvplan.planning.mipbound`), once CP-SAT has checked it against this model
@@ -961,6 +991,7 @@ class PlanModel:
             relaxation_rows=len(rel.cuts) if rel is not None else 0,
             dive=obj,
             dive_status=companion.dive_status,
+            dive_probe=companion.probe_status,
             dive_s=round(companion.dive_s, 2),
         )
         if companion._thread.is_alive():  # (its values may be half written)

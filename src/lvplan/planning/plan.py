@@ -782,6 +782,27 @@ def plan_network(
         # from them, made again from its own model's rows (planning/mipbound.py CutPool)
         pool = CutPool()
 
+        def probe(s: Solution) -> dict[str, int]:
+            """The AC check of a plan the optimiser is still improving on (the relaxation
+            neighbourhood's first, planning/mipbound.py MipBound._probed), on the diving thread
+            while this one waits for it: what its cuts would take off each line's and
+            transformer's room, in load units, by the name of the element's drop in the model
+            (``DL``/``DT``). The cuts themselves are not kept: the round's own check decides."""
+            ev, broken = check_plan(network, inst, s, base)
+            if not broken:
+                return {}
+            more = copy.deepcopy(cuts)
+            tighten(network, inst, s, ev, broken, more)
+            less: dict[str, int] = {}
+            for tag, now, was in (
+                ("DL", more.line_kw, cuts.line_kw),
+                ("DT", more.trafo_kw, cuts.trafo_kw),
+            ):
+                for e, kw in now.items():
+                    if kw > was.get(e, 0.0):
+                        less[f"{tag}{e}"] = math.ceil((kw - was.get(e, 0.0)) / KW_UNIT)
+            return less
+
         def optimal() -> Solution:
             # the time CP-SAT may take: what is left once this round's AC check (as long as the
             # last one) and the model's making (as the last solve's overrun) are set aside
@@ -881,6 +902,7 @@ def plan_network(
                         mip_bound=mip_bound,
                         bound_only=bound_only,
                         pool=pool,
+                        probe=probe,
                     )
             over_s[0] = max(0.0, time.perf_counter() - now - given)
             rel_cny, carried = (
