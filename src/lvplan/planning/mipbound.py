@@ -72,6 +72,9 @@ MAX_SECONDS = 7 * 24 * 3600.0
 #: the neighbourhood's search ends this long before the deadline (the caller's wait, HiGHS's
 #: coarse clock)
 DIVE_MARGIN_S = 4.0
+#: the first plan is checked in AC (:meth:`MipBound._probed`) only with this long left: the
+#: check takes about a second on the district, and the search after it needs the time
+PROBE_MIN_LEFT_S = 10.0
 #: the residual-capacity rounds (:mod:`lvplan.planning.strengthen`) take at most this share of
 #: the thread's time, and stop when a round raises the relaxation by less than
 #: :data:`SEPARATE_MIN_GAIN` of its value
@@ -525,7 +528,12 @@ class MipBound:
         self.lp_bound = _integral_bound(got[0])
         rel = self.relaxation
         statuses = [self._search(mo, got[1], self.deadline - DIVE_MARGIN_S)]
-        if self._probe is not None and self.dive_values is not None and not self._stopped.is_set():
+        if (
+            self._probe is not None
+            and self.dive_values is not None
+            and not self._stopped.is_set()
+            and self.deadline - time.perf_counter() >= PROBE_MIN_LEFT_S
+        ):
             self.probe_status = self._probed(mo)
         if rel is not None:
             while not rel.done.wait(0.2):
