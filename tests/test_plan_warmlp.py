@@ -45,6 +45,7 @@ def test_the_warm_relaxation_has_mathopts_value_on_random_models():
         mo = to_mip(m.proto, held_out=held, loose=loose)
         if mo is None:
             continue
+        mo.objective.offset = rng.choice([0.0, 5.0, -12.5])  # (the value includes it)
         want = _fresh(mo)
         lp = WarmLp(mo)
         got = lp.solve(time.perf_counter() + 30.0)

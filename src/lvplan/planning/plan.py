@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -559,6 +560,10 @@ def plan_network(
         say(f"N-1: {len(needs)} demands of an area class with full N-1")
 
     withdrawn: dict[int, str] = {}  # demands withdrawn so that the plan passes AC, and why
+    # held by an AC check and its tightening: the optimiser's probe (below) runs them on its
+    # diving thread, and may still run when the round's own check starts (a search that
+    # proved its plan returns without waiting for that thread)
+    ac_lock = threading.Lock()
     passed: dict[tuple, Any] = {}  # the evaluation of each plan that passed, by its choices
 
     def choices(sol: Solution) -> tuple:
@@ -590,9 +595,11 @@ def plan_network(
             if known is not None:  # that kept its hint): not checked a second time
                 (ev, n1_judged[name]), broken = known, []
             else:
-                ev, broken = check_plan(network, inst, sol, base)
+                with ac_lock:  # (a probe still running on the diving thread: see probe)
+                    ev, broken = check_plan(network, inst, sol, base)
                 interrupt.check()
-            notes = tighten(network, inst, sol, ev, broken, cuts) if broken else []
+            with ac_lock:
+                notes = tighten(network, inst, sol, ev, broken, cuts) if broken else []
             if known is not None:
                 notes = ["the same changes as a plan that passed: not evaluated again"]
             if not broken and needs and known is None:  # now the 10 kV loops' N-1
@@ -788,11 +795,12 @@ def plan_network(
             while this one waits for it: what its cuts would take off each line's and
             transformer's room, in load units, by the name of the element's drop in the model
             (``DL``/``DT``). The cuts themselves are not kept: the round's own check decides."""
-            ev, broken = check_plan(network, inst, s, base)
-            if not broken:
-                return {}
-            more = copy.deepcopy(cuts)
-            tighten(network, inst, s, ev, broken, more)
+            with ac_lock:  # (the round's own check waits for it: planning/verify.py)
+                ev, broken = check_plan(network, inst, s, base)
+                if not broken:
+                    return {}
+                more = copy.deepcopy(cuts)
+                tighten(network, inst, s, ev, broken, more, offer=False)
             less: dict[str, int] = {}
             for tag, now, was in (
                 ("DL", more.line_kw, cuts.line_kw),

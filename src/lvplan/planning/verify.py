@@ -142,8 +142,13 @@ def tighten(
     ev: Evaluation,
     broken: list[Broken],
     cuts: Cuts,
+    *,
+    offer: bool = True,
 ) -> list[str]:
-    """Add what ``broken`` teaches to ``cuts``; returns one line per tightening."""
+    """Add what ``broken`` teaches to ``cuts``; returns one line per tightening. ``offer``:
+    a line no connection loads by its path (a 10 kV section) gets its reinforcements offered
+    in ``inst`` (False: ``inst`` is left as it is, and such a line's cut has no relief; the
+    optimiser's probe of a plan it is still improving on, ``MipBound._probed``)."""
     pp = ev.net
     by_terminal = {}
     for k in sol.chosen:
@@ -245,7 +250,7 @@ def tighten(
                 cuts.found[f"line {line}"] = inst.criteria.line_max_loading_percent + excess * 100
                 notes.append(f"line {line}: loading over by {excess * 100:.2f} %")
                 continue
-            if line in base_lines and inst.line_info(network, line) is not None:
+            if offer and line in base_lines and inst.line_info(network, line) is not None:
                 # an LV line no connection loads by its path (overloaded by the voltage the new
                 # load lowers), or a 10 kV feeder section: a cut reinforcing it lifts
                 inst.line_upgrades(network, line)

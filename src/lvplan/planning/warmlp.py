@@ -87,7 +87,8 @@ class WarmLp:
         left = until - time.perf_counter()
         if left <= 0.0:
             return None
-        self._h.setOptionValue("time_limit", float(left))
+        # (HiGHS's clock runs over every solve of this object: the limit is on its total)
+        self._h.setOptionValue("time_limit", float(self._h.getRunTime() + left))
         self._h.run()
         if self._h.getModelStatus() != self._ok:
             return None
