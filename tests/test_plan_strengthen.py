@@ -195,13 +195,9 @@ def test_a_groups_bound_is_the_strengthened_relaxation_alone(tmp_path, cn):
     assert mb.seconds < 60.0  # (its deadline: no MIP solve after the rounds)
 
 
-def test_a_neighbourhood_searched_whole_is_searched_again_around_the_strengthened_relaxation(
-    tmp_path, cn
-):
-    """sz-futian, both threads as a plan runs them: the first neighbourhood is searched whole
-    long before the deadline, so the diving thread searches again once the bounding thread has
-    strengthened the relaxation; its plan is never below the optimum, and the bound thread's
-    bound never above it."""
+def _dearer_start(tmp_path, cn):
+    """sz-futian's model, its optimum, the diving thread's variables, and a start for it: the
+    best plan that also builds a needless upgrade (its values and cost)."""
     net = lvplan.load_network("sz-futian")
     mdl = _cost_model(net, FUTIAN_CSV.read_text(), tmp_path, cn)
     vals, opt = _values(mdl.m)
@@ -210,6 +206,17 @@ def test_a_neighbourhood_searched_whole_is_searched_again_around_the_strengthene
     start_model = mdl.m.clone()
     start_model.add(mdl.y[spare] == 1)
     start, start_cost = _values(start_model)
+    return mdl, opt, dive, start, start_cost
+
+
+def test_a_neighbourhood_searched_whole_is_searched_again_around_the_strengthened_relaxation(
+    tmp_path, cn
+):
+    """sz-futian, both threads as a plan runs them: the first neighbourhood is searched whole
+    long before the deadline, so the diving thread searches again once the bounding thread has
+    strengthened the relaxation; its plan is never below the optimum, and the bound thread's
+    bound never above it."""
+    mdl, opt, dive, start, start_cost = _dearer_start(tmp_path, cn)
     proto = mdl.m.clone().proto
     rel = Relaxation(mdl.capacity_rows)
     diver = MipBound(proto, 40.0, dive_vars=dive, relaxation=rel, incumbent=start).start()
@@ -435,14 +442,7 @@ def test_the_first_plans_ac_check_tightens_the_rows_of_the_next_search(tmp_path,
     finds the first plan's most loaded capacity one unit short: the probe is called once, with
     the first plan; the plan that stands meets the tightened row (taken even when dearer than
     the first, which broke it), and is never below the optimum."""
-    net = lvplan.load_network("sz-futian")
-    mdl = _cost_model(net, FUTIAN_CSV.read_text(), tmp_path, cn)
-    vals, opt = _values(mdl.m)
-    dive = [v.index for v in (*mdl.x.values(), *mdl.z.values())]
-    spare = next(u for u, v in sorted(mdl.y.items()) if not vals[v.index])
-    start_model = mdl.m.clone()
-    start_model.add(mdl.y[spare] == 1)
-    start, start_cost = _values(start_model)
+    mdl, opt, dive, start, start_cost = _dearer_start(tmp_path, cn)
     proto = mdl.m.clone().proto
     rows = {ci: proto.constraints[ci].linear for ci in mdl.capacity_cts.values()}
 
@@ -465,7 +465,7 @@ def test_the_first_plans_ac_check_tightens_the_rows_of_the_next_search(tmp_path,
         proto, 40.0, dive_vars=dive, relaxation=rel, incumbent=start, probe=probe
     ).start()
     bound = MipBound(proto, 40.0, relaxation=rel).start()
-    bound.result()
+    assert bound.result() <= opt  # (the bound thread's model is not tightened)
     diver.result()
     assert len(calls) == 1 and diver.probe_status == "1 capacities tightened"
     ci, was, first_cost = calls[0]
