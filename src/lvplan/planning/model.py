@@ -729,7 +729,8 @@ class PlanModel:
         status = interrupt.solve(solver, self.m)
         return solver, status
 
-    def _rehint(self, solver) -> None:
+    def rehint(self, solver) -> None:
+        """Every variable hinted at ``solver``'s values (the next search starts from them)."""
         self.m.clear_hints()
         for i in range(len(self.m.proto.variables)):
             v = self.m.get_int_var_from_proto_index(i)
@@ -808,7 +809,7 @@ class PlanModel:
                 elif more:
                     self.served_proven = status == cp_model.OPTIMAL
                     now = {i: int(solver.value(sv)) for i, sv in self.served.items()}
-                    self._rehint(solver)
+                    self.rehint(solver)
                     # its plan is complete, and a plan of stage 2 too: the search's start, and
                     # the answer if stage 2 finds nothing in its time
                     self.hint_complete = True

@@ -131,8 +131,5 @@ def polish(
         )
         if found.cost_cny < best.cost_cny - 0.5 and (accept is None or accept(found)):
             best = found
-            m.clear_hints()  # the next neighbourhood starts from it, every variable hinted
-            for i in range(len(domains)):
-                v = m.get_int_var_from_proto_index(i)
-                m.add_hint(v, solver.value(v))
+            mdl.rehint(solver)  # the next neighbourhood starts from it
     return None if best is sol else best
