@@ -7,10 +7,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 from ortools.sat.python import cp_model
 from test_plan_mipbound import _cost_model, _values
 
 import lvplan
+from lvplan.planning.demand import read_demand
+from lvplan.planning.measures import load_measures
 from lvplan.planning.model import PlanModel, Solution
 from lvplan.planning.polish import polish
 
@@ -64,7 +67,7 @@ def test_the_neighbourhood_search_returns_a_cheaper_plan_of_the_same_model(tmp_p
         seen.append(s.cost_cny)
         return True
 
-    out = polish(mdl.grid, start, time_limit_s=8.0, workers=2, accept=accept)
+    out = polish(mdl.grid, start, time_limit_s=5.0, workers=2, accept=accept)
     assert out is not None
     assert opt - 1.0 <= out.cost_cny < start.cost_cny - 1.0
     assert out.served == start.served
@@ -91,3 +94,62 @@ def test_a_plan_the_check_refuses_is_never_returned_nor_searched_on_from(tmp_pat
 def test_no_time_no_plan(tmp_path, cn):
     mdl, _opt, start = _dear_plan(tmp_path, cn)
     assert polish(mdl.grid, start, time_limit_s=0.0, workers=1) is None
+
+
+def test_the_round_after_a_plan_that_passed_searches_on_from_it_and_its_plan_passes_ac(
+    sz, cn, monkeypatch
+):
+    """The plan of sz-futian, the optimal round's plan made dearer (a parallel LV cable no demand
+    needs) and not proved optimal, with less than GO_ON_S left: the next round is the
+    neighbourhood search. Its plan costs less than the one that passed, each cheaper plan was
+    checked in AC as it was found, the round's own check does not evaluate it again, and the
+    independent judge finds no new violation on reinforced.json."""
+    from test_plan import _new_violations
+
+    import lvplan.planning.plan as plan_mod
+    from lvplan.planning.measures import MeasureKind
+
+    orig = plan_mod.solve_by_parts  # (sz-futian's optimal rounds solve it by parts)
+    dear: list[float] = []
+
+    def dearer(grid, *a, **kw):
+        out = orig(grid, *a, **kw)
+        if dear or out.status not in ("optimal", "feasible"):
+            return out
+        inst = grid.inst
+        used = {inst.upgrades[u].element for u in out.upgrades}
+        spare = next(
+            u
+            for u, up in enumerate(inst.upgrades)
+            if up.kind == MeasureKind.LV_CABLE_PARALLEL and up.element not in used
+        )
+        worse = Solution.of(inst, out.chosen, [*out.upgrades, spare], out.sites, "feasible")
+        dear.append(worse.cost_cny)
+        return worse
+
+    checks: list[float] = []
+    real_check = plan_mod.check_plan
+
+    def counted(network, inst, sol, base):
+        checks.append(sol.cost_cny)
+        return real_check(network, inst, sol, base)
+
+    monkeypatch.setattr(plan_mod, "solve_by_parts", dearer)
+    monkeypatch.setattr(plan_mod, "check_plan", counted)
+    monkeypatch.setattr(plan_mod, "GO_ON_S", 1e9)  # (any time left: the neighbourhood search)
+    p = plan_mod.plan_network(  # (the whole network: plan() plans its two MV islands apart,
+        sz,  # as a city's groups, whose rounds do not go on from a plan that passed)
+        read_demand(FUTIAN_CSV, sz, cn),
+        cn,
+        load_measures(),
+        method="optimal",
+        time_limit_s=10,
+    )
+    assert dear, "the optimal round did not run"
+    assert p.cost_cny < dear[0] - 1.0
+    assert p.solution.served == [True] * len(p.solution.served)
+    last = [h for h in p.history if h.method == "optimal" and h.status == "feasible"][-1]
+    assert last.cost_cny == pytest.approx(p.cost_cny)
+    assert "not evaluated again" in " ".join(last.notes)
+    assert checks.count(p.cost_cny) == 1  # checked once: as the search found it
+    assert _new_violations(p, sz, cn) == set()

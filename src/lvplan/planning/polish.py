@@ -122,6 +122,7 @@ def polish(
                 domains[v].domain[0] = 0
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             continue
+        whole = served <= free and status == cp_model.OPTIMAL  # (the optimum of the model)
         found = Solution.of(
             inst,
             [k for k, v in mdl.x.items() if solver.value(v)],
@@ -132,4 +133,6 @@ def polish(
         if found.cost_cny < best.cost_cny - 0.5 and (accept is None or accept(found)):
             best = found
             mdl.rehint(solver)  # the next neighbourhood starts from it
+        if whole:
+            break
     return None if best is sol else best
