@@ -108,6 +108,9 @@ MIN_SOLVE_S = 5.0
 #: search after it took it from 41.53 M to 41.43 M CNY; with 0.5 the first round found only
 #: 48.63 M (bench_plan.py --time-limit 60).
 FIRST_SHARE = 0.65
+#: ... and of a plan whose rounds never go on from a plan that passed (a city's groups, whose
+#: time left is the next group's; a budget; N-1 demands): as before the neighbourhood search
+FIRST_SHARE_ALONE = 0.75
 #: The repair's share of a round's time (:mod:`lvplan.planning.repair`).
 REPAIR_SHARE = 0.3
 #: An optimal plan that passed the AC check with at least this long left, and not proved
@@ -888,7 +891,10 @@ def plan_network(
             before, prev_cuts[0] = prev_cuts[0], snapshot(cuts)
             # the first round takes most of the time; a later one repairs a few limits
             if len(history) <= _greedy_rounds[0]:
-                share = FIRST_SHARE
+                # (a plan whose rounds never go on from a plan that passed keeps the share
+                # they were measured with: a city's groups, a budget, N-1 demands)
+                polishes = budget_cny is None and not needs and not bound_only
+                share = FIRST_SHARE if polishes else FIRST_SHARE_ALONE
             elif choices(last[0]) in passed:  # going on from a plan that passed: the time
                 share = GO_ON_SHARE  # left, but the AC check's (its plan stands if it fails)
             else:
