@@ -126,6 +126,7 @@ GO_ON_SHARE = 0.85
 #: With less than :data:`GO_ON_S` left (but this much), the round that goes on from a plan that
 #: passed is a large-neighbourhood search from it (planning/polish.py), each cheaper plan checked
 #: in AC as it is found: on the district, seed 1's plan passed with 6 s left, which went unused.
+#: (With as long again as the last model of the whole grid took to make: the search makes one.)
 POLISH_MIN_S = 3.0
 #: ... which leaves this long for the plan's result (its outputs made: 0.7 s on the district)
 RESULT_S = 1.0
@@ -519,6 +520,7 @@ def plan_network(
     deadline = t0 + time_limit_s
     check_s = [0.0]  # how long the last round's AC check (and N-1 check) took
     over_s = [0.0]  # how far the last CP-SAT solve ran past the time it was given (its model)
+    model_s = [0.0]  # how long the last plan model of the whole grid took to make
     stopped: list[str] = []  # why the rounds stopped at the deadline
     order = sorted(
         range(len(ds.demands)),
@@ -875,7 +877,7 @@ def plan_network(
             now = time.perf_counter()
             left = deadline - now - check_s[0] - over_s[0]
             if last[0] is not g_sol and choices(last[0]) in passed and left < GO_ON_S:
-                if left - RESULT_S < POLISH_MIN_S:
+                if left - RESULT_S < POLISH_MIN_S + model_s[0]:  # (its model is made first)
                     raise _OutOfTime(f"{left:.1f} s left: too little for a neighbourhood search")
                 return polished(left)
             # a plan that broke a few limits is repaired without a search (below), which needs
@@ -911,7 +913,9 @@ def plan_network(
                     fallback=g_sol,
                 )
             else:
+                t_m = time.perf_counter()
                 made = PlanModel(grid, budget_cny=budget_cny)
+                model_s[0] = time.perf_counter() - t_m
                 mdl: PlanModel | None = made
                 fits = budget_cny is None or last[0].cost_cny <= budget_cny
                 if fits and not made.hint(last[0]) and last[0] is not g_sol:
