@@ -69,7 +69,7 @@ def test_the_neighbourhood_search_returns_a_cheaper_plan_of_the_same_model(tmp_p
 
     out = polish(mdl.grid, start, time_limit_s=5.0, workers=2, accept=accept)
     assert out is not None
-    assert opt - 1.0 <= out.cost_cny < start.cost_cny - 1.0
+    assert opt * (1 - 1e-4) <= out.cost_cny < start.cost_cny - 1.0  # (opt: in whole CNY)
     assert out.served == start.served
     assert out.cost_cny in seen  # the plan returned is one the check accepted
     assert PlanModel(mdl.grid).hint(out)  # ... and a plan of the one linear model

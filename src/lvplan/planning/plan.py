@@ -836,6 +836,7 @@ def plan_network(
             """The plan that passed last, made cheaper by a large-neighbourhood search in the
             ``left`` seconds (too few for a round's search: planning/polish.py)."""
             t_p = time.perf_counter()
+            timings: dict[str, float] = {}
 
             def passes(s: Solution) -> bool:
                 # (recorded as passed: the round's own check does not evaluate it again)
@@ -853,7 +854,11 @@ def plan_network(
                 workers=workers,
                 seed=len(history),
                 accept=passes,
+                timings=timings,
             )
+            # (a plan solved by parts made no model of the whole grid before: the next search
+            # counts this one's)
+            model_s[0] = max(model_s[0], timings.get("model_s", 0.0))
             over_s[0] = max(0.0, time.perf_counter() - t_p - (left - RESULT_S))
             if out is None:
                 raise _OutOfTime(

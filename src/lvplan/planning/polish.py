@@ -55,23 +55,28 @@ def polish(
     workers: int,
     seed: int = 0,
     accept: Callable[[Solution], bool] | None = None,
+    timings: dict[str, float] | None = None,
 ) -> Solution | None:
     """The cheapest plan of ``grid``'s model serving the demands ``sol`` serves that the
     neighbourhoods found within ``time_limit_s`` (making the model included), or None when
     none costs less than ``sol`` (or ``sol`` does not fit the model). ``accept``: a cheaper
     plan is taken (and searched on from) only if it says so (the caller's AC check: a plan that
     uses the linear model's room to the last kW may break a limit in AC, and the seconds left
-    would not repair it)."""
+    would not repair it). ``timings``: ``model_s`` is set to how long its model took to make
+    (the one step its time limit does not bound)."""
     from lvplan.planning.model import PlanModel, Solution
 
     t0 = time.perf_counter()
     inst, ot = grid.inst, grid.options
+    if not sol.chosen:  # (nothing connected: no neighbourhood to draw)
+        return None
     mdl = PlanModel(grid)
+    if timings is not None:
+        timings["model_s"] = time.perf_counter() - t0
     m = mdl.m
     served = {inst.options[k].demand for k in sol.chosen}
-    for i, sv in mdl.served.items():
-        if i in served:
-            m.add(sv == 1)
+    for i, sv in mdl.served.items():  # (a demand it leaves out stays out)
+        m.add(sv == int(i in served))
     m.minimize(mdl.cost)
     if any(k not in mdl.x for k in sol.chosen) or not mdl.hint(
         sol, time_limit_s=max(0.1, time_limit_s - (time.perf_counter() - t0))
