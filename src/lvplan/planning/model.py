@@ -120,7 +120,6 @@ def solve_by_parts(
     workers: int = 2,
     memo: dict[int, Solution] | None = None,
     fallback: Solution | None = None,
-    timings: dict[str, float] | None = None,
 ) -> Solution:
     """The plan, one part at a time (largest first, each with the rest held at
     ``incumbent``), each part's time its share of what is left by its number of options.
@@ -131,8 +130,7 @@ def solve_by_parts(
     incumbent still fits the tightened model keeps it, and its bound (cuts only ever tighten,
     so a bound found before stays a bound); only the parts the AC check broke are solved
     again, in the time there is, from ``fallback``'s choices (the verified greedy plan) where
-    the incumbent's no longer fit. ``timings``: ``model_s`` is set to how long the parts'
-    models (and their hints) took to make."""
+    the incumbent's no longer fit."""
     t0 = time.perf_counter()
     inst = grid.inst
     memo = {} if memo is None else memo
@@ -151,8 +149,6 @@ def solve_by_parts(
             ok = mdl.hint(fallback, time_limit_s=10.0)
         fits.append(ok)
         models.append((mdl, keep))
-    if timings is not None:
-        timings["model_s"] = time.perf_counter() - t0
     left_opts = sum(len(p.options) for p, (_m, keep) in zip(parts, models, strict=True) if not keep)
     statuses = []
     by: set[str] = set()  # what bounded each part

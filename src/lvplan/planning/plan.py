@@ -908,7 +908,6 @@ def plan_network(
                 share = 0.5
             given = max(MIN_SOLVE_S, share * left)
             if len(parts) > 1 and budget_cny is None:
-                by_parts: dict[str, float] = {}
                 out = solve_by_parts(
                     grid,
                     parts,
@@ -917,11 +916,7 @@ def plan_network(
                     workers=workers,
                     memo=memo,
                     fallback=g_sol,
-                    timings=by_parts,
                 )
-                # (the parts' models make about the whole grid's: what a neighbourhood search
-                # from this plan will take to make its one model)
-                model_s[0] = by_parts["model_s"]
             else:
                 t_m = time.perf_counter()
                 made = PlanModel(grid, budget_cny=budget_cny)
