@@ -97,33 +97,36 @@ def test_no_time_no_plan(tmp_path, cn):
 
 
 def test_the_round_after_a_plan_that_passed_searches_on_from_it_and_its_plan_passes_ac(
-    sz, cn, monkeypatch
+    hand, cn, monkeypatch, tmp_path
 ):
-    """The plan of sz-futian, the optimal round's plan made dearer (a parallel LV cable no demand
-    needs) and not proved optimal, with less than GO_ON_S left: the next round is the
-    neighbourhood search. Its plan costs less than the one that passed, each cheaper plan was
-    checked in AC as it was found, the round's own check does not evaluate it again, and the
-    independent judge finds no new violation on reinforced.json."""
-    from test_plan import _new_violations
+    """The plan of the hand instance (one part), the optimal round's plan made dearer (a
+    larger transformer than it needs) and not proved optimal, with less than GO_ON_S left: the
+    next round is the neighbourhood search. Its plan (the optimum) costs less than the one that
+    passed, was checked in AC as it was found, and is not evaluated again by the round's own
+    check; the independent judge finds no new violation on reinforced.json."""
+    from test_plan import HAND_CSV, OPTIMUM_CNY, _new_violations
 
     import lvplan.planning.plan as plan_mod
-    from lvplan.planning.measures import MeasureKind
 
-    orig = plan_mod.solve_by_parts  # (sz-futian's optimal rounds solve it by parts)
+    orig = PlanModel.solve
     dear: list[float] = []
 
-    def dearer(grid, *a, **kw):
-        out = orig(grid, *a, **kw)
+    def dearer(self, **kw):
+        out = orig(self, **kw)
         if dear or out.status not in ("optimal", "feasible"):
             return out
-        inst = grid.inst
-        used = {inst.upgrades[u].element for u in out.upgrades}
-        spare = next(
+        ups = self.inst.upgrades
+        u0 = out.upgrades[0]  # (T1's swap) in place of it, a dearer one of the same kind
+        bigger = next(
             u
-            for u, up in enumerate(inst.upgrades)
-            if up.kind == MeasureKind.LV_CABLE_PARALLEL and up.element not in used
+            for u in sorted(self.y, key=lambda u: ups[u].cost_cny)
+            if ups[u].element == ups[u0].element
+            and ups[u].kind == ups[u0].kind
+            and ups[u].cost_cny > ups[u0].cost_cny
         )
-        worse = Solution.of(inst, out.chosen, [*out.upgrades, spare], out.sites, "feasible")
+        worse = Solution.of(
+            self.inst, out.chosen, [bigger, *out.upgrades[1:]], out.sites, "feasible"
+        )
         dear.append(worse.cost_cny)
         return worse
 
@@ -134,22 +137,19 @@ def test_the_round_after_a_plan_that_passed_searches_on_from_it_and_its_plan_pas
         checks.append(sol.cost_cny)
         return real_check(network, inst, sol, base)
 
-    monkeypatch.setattr(plan_mod, "solve_by_parts", dearer)
+    monkeypatch.setattr(PlanModel, "solve", dearer)
     monkeypatch.setattr(plan_mod, "check_plan", counted)
     monkeypatch.setattr(plan_mod, "GO_ON_S", 1e9)  # (any time left: the neighbourhood search)
-    p = plan_mod.plan_network(  # (the whole network: plan() plans its two MV islands apart,
-        sz,  # as a city's groups, whose rounds do not go on from a plan that passed)
-        read_demand(FUTIAN_CSV, sz, cn),
-        cn,
-        load_measures(),
-        method="optimal",
-        time_limit_s=10,
+    path = tmp_path / "hand.csv"
+    path.write_text(HAND_CSV, encoding="utf-8")
+    p = plan_mod.plan_network(
+        hand, read_demand(path, hand, cn), cn, load_measures(), method="optimal", time_limit_s=10
     )
     assert dear, "the optimal round did not run"
-    assert p.cost_cny < dear[0] - 1.0
-    assert p.solution.served == [True] * len(p.solution.served)
+    assert dear[0] > OPTIMUM_CNY + 1.0
+    assert p.cost_cny == pytest.approx(OPTIMUM_CNY, abs=1.0)  # (the search finds the optimum)
     last = [h for h in p.history if h.method == "optimal" and h.status == "feasible"][-1]
     assert last.cost_cny == pytest.approx(p.cost_cny)
     assert "not evaluated again" in " ".join(last.notes)
     assert checks.count(p.cost_cny) == 1  # checked once: as the search found it
-    assert _new_violations(p, sz, cn) == set()
+    assert _new_violations(p, hand, cn) == set()

@@ -121,6 +121,9 @@ REPAIR_SHARE = 0.3
 #: HiGHS's threads and CP-SAT, whose presolve of the whole model takes seconds) found nothing,
 #: where the neighbourhood search found a plan 0.1 M CNY cheaper.
 GO_ON_S = 20.0
+#: ... a plan by parts (planning/parts.py), which the neighbourhood search does not take: its
+#: summary reports each part's cost and bound, and each part has its own search
+GO_ON_PARTS_S = 10.0
 #: ... and that round's share of the time left
 GO_ON_SHARE = 0.85
 #: With less than :data:`GO_ON_S` left (but this much), the round that goes on from a plan that
@@ -645,11 +648,13 @@ def plan_network(
                     return best
                 best = (sol, ev, rnd)
                 left = deadline - time.perf_counter() - check_s[0] - over_s[0]
-                if not (go_on and sol.status == "feasible" and left >= POLISH_MIN_S + RESULT_S):
+                # (a plan by parts goes on by parts, as before the neighbourhood search)
+                at_least = POLISH_MIN_S + RESULT_S if len(parts) <= 1 else GO_ON_PARTS_S
+                if not (go_on and sol.status == "feasible" and left >= at_least):
                     return best
                 say(
                     f"{name}: the plan passed with {left:.0f} s left: the search goes on from it"
-                    + ("" if left >= GO_ON_S else " (a neighbourhood search)")
+                    + (" (a neighbourhood search)" if left < GO_ON_S and len(parts) <= 1 else "")
                 )
         if best is not None:  # (a later round's plan broke limits to the last round)
             return best
@@ -881,7 +886,14 @@ def plan_network(
             # last one) and the model's making (as the last solve's overrun) are set aside
             now = time.perf_counter()
             left = deadline - now - check_s[0] - over_s[0]
-            if last[0] is not g_sol and choices(last[0]) in passed and left < GO_ON_S:
+            # (not a plan by parts: its summary reports each part's cost and bound, which a
+            # search of the whole grid's model would void; each part has its own search)
+            if (
+                last[0] is not g_sol
+                and choices(last[0]) in passed
+                and left < GO_ON_S
+                and len(parts) <= 1
+            ):
                 if left - RESULT_S < POLISH_MIN_S + model_s[0]:  # (its model is made first)
                     raise _OutOfTime(f"{left:.1f} s left: too little for a neighbourhood search")
                 return polished(left)
