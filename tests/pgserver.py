@@ -13,12 +13,13 @@ import contextlib
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from ports import free_port
 
 
 def find_bin(name: str) -> str | None:
@@ -31,12 +32,6 @@ def find_bin(name: str) -> str | None:
         if path.is_file():
             return str(path)
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -52,7 +47,7 @@ def throwaway_server() -> Iterator[str]:
         as_user = ["runuser", "-u", "nobody", "--"]
         shutil.chown(root, "nobody")
     os.chmod(root, 0o700)
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, LC_ALL="C")
 
     def run(cmd: list[str]) -> None:

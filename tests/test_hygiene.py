@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ports import free_port
 
 from lvplan.cli import main
 from lvplan.study.run import sha256_file
@@ -220,12 +221,12 @@ def test_serve_workers_prepare_the_islands_once(tmp_path):
     server starts (before, it stayed in TMPDIR for ever)."""
     import httpx
 
-    port = _free_port()
+    port = free_port()
     env = dict(ENV, LVPLAN_TOKEN="t0ken", TMPDIR=str(tmp_path))
     argv = [sys.executable, "-m", "lvplan.cli", "serve", "sz-futian", "--register",
             str(tmp_path / "r.db"), "--workers", "2"]  # fmt: skip
     killed = subprocess.Popen(  # a server killed with SIGKILL (and its probe) as it starts
-        [*argv, "--port", str(_free_port())], env=env, start_new_session=True,
+        [*argv, "--port", str(free_port())], env=env, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
@@ -262,14 +263,6 @@ def test_serve_workers_prepare_the_islands_once(tmp_path):
         proc.wait(60)
     assert sorted(seen.values()) == ["cache", "cache"], seen
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("lvplan-serve-islands-")]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- a careless user of lvplan plan ----------------------------------------------------------------

@@ -15,7 +15,8 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from test_service import AUTH, TOKEN, _free_port
+from ports import free_port
+from test_service import AUTH, TOKEN
 
 from lvplan.cli import main
 from lvplan.errors import RegisterUnavailable
@@ -33,7 +34,7 @@ def test_an_unreachable_server_is_one_line_and_exit_2(tmp_path, capsys, monkeypa
     and exits 2, without the password, and never falls back to a SQLite file."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("LVPLAN_TOKEN", TOKEN)
-    url = f"postgresql://lvplan:s3cret@127.0.0.1:{_free_port()}/city"
+    url = f"postgresql://lvplan:s3cret@127.0.0.1:{free_port()}/city"
     q = tmp_path / "q.csv"
     q.write_text("id,bus,kw\nb1,15,10\n", encoding="utf-8")
     for argv in (
@@ -51,7 +52,7 @@ def test_an_unreachable_server_is_one_line_and_exit_2(tmp_path, capsys, monkeypa
     # serve --workers 2 checks in a process of its own first: the same line, exit 2
     serve = [sys.executable, "-m", "lvplan.cli", "serve", "sz-futian", "--register", url]
     done = subprocess.run(
-        [*serve, "--workers", "2", "--port", str(_free_port())],
+        [*serve, "--workers", "2", "--port", str(free_port())],
         cwd=Path(__file__).parent.parent,  # as the other tests' servers (PYTHONPATH=src)
         capture_output=True,
         text=True,
@@ -82,7 +83,7 @@ def test_a_password_never_shows_in_the_url_lvplan_prints(url, shown):
 
 
 def test_an_unreachable_server_named_by_a_query_password_is_redacted(tmp_path, capsys):
-    url = f"postgresql://lvplan@127.0.0.1:{_free_port()}/city?password=s3cret"
+    url = f"postgresql://lvplan@127.0.0.1:{free_port()}/city?password=s3cret"
     assert main(["register", "list", "--register", url]) == 2
     err = capsys.readouterr().err.strip()
     assert "cannot connect" in err and "s3cret" not in err and "password=***" in err, err
@@ -224,7 +225,7 @@ def test_serve_workers_two_processes_behind_one_port(sz, cn, pg_register, tmp_pa
     register; applications posted concurrently to both all fit together."""
     from test_multiwriter import _approved, _bodies, _no_new_violation
 
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, LVPLAN_TOKEN=TOKEN)
     cmd = [sys.executable, "-m", "lvplan.cli", "serve", "sz-futian", "--register", pg_register]
     proc = subprocess.Popen(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import httpx
 import numpy as np
 import pandapower as pp
 import pytest
+from ports import free_port
 from reference import OPTS, _violations
 
 from lvplan.register.store import open_backend
@@ -25,15 +25,9 @@ TOKEN = "test-token-3f1c"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def server(db, network: str = "sz-futian"):
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, LVPLAN_TOKEN=TOKEN)
     cmd = [sys.executable, "-m", "lvplan.cli", "serve", network, "--register", str(db)]
     proc = subprocess.Popen(
