@@ -4,6 +4,7 @@ optimum, and only one its caller's check accepted."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -153,3 +154,36 @@ def test_the_round_after_a_plan_that_passed_searches_on_from_it_and_its_plan_pas
     assert "not evaluated again" in " ".join(last.notes)
     assert checks.count(p.cost_cny) == 1  # checked once: as the search found it
     assert _new_violations(p, hand, cn) == set()
+
+
+def test_each_neighbourhood_holds_only_its_own_connections(tmp_path, cn, monkeypatch):
+    """Every neighbourhood holds the connections of the demands it does not set free (their
+    variables' domains fixed to 1) and gives them back after: the next one holds its own. Were
+    they not given back, the held sets would only grow, and the search would end with nothing
+    free."""
+    import lvplan.planning.polish as polish_mod
+
+    mdl, _opt, start = _dear_plan(tmp_path, cn)
+    real = polish_mod.interrupt.solve
+    held_sets: list[frozenset[int]] = []
+
+    def solve(solver, m):
+        if solver.parameters.max_time_in_seconds <= 0.3:  # (a neighbourhood, not the hint's)
+            held_sets.append(
+                frozenset(i for i, v in enumerate(m.proto.variables) if list(v.domain) == [1, 1])
+            )
+        return real(solver, m)
+
+    monkeypatch.setattr(polish_mod.interrupt, "solve", solve)
+    monkeypatch.setattr(polish_mod, "NEIGHBOURHOOD_S", 0.3)
+    polish(mdl.grid, start, time_limit_s=3.0, workers=1, seed=1)
+    assert len(held_sets) >= 3, len(held_sets)
+    # (the same indices as the search's model: it is made alike from the same grid)
+    demand_of = {v.index: mdl.inst.options[k].demand for k, v in mdl.x.items()}
+    for held in held_sets:
+        connections = [i for i in held if i in demand_of]
+        demands = [demand_of[i] for i in connections]
+        assert len(set(demands)) == len(demands)  # one connection held per demand at most
+        assert 0 < len(demands) < len(start.chosen)  # some held, and some set free
+    # a connection held in one neighbourhood is free in a later one
+    assert any(a - b for a, b in itertools.pairwise(held_sets))
