@@ -1,9 +1,11 @@
 """Ports for the servers the tests start (``lvplan serve``, a throwaway PostgreSQL).
 
 Each test process (pytest-xdist worker ``gwN``) takes ports from a block of its own below the
-kernel's ephemeral range (32768-60999 on Linux), starting at a place set by its pid: two test
-processes never pick the same port, and no outgoing connection can hold one, as the kernel
-picks those from the ephemeral range. A port something else holds is skipped. Before, each
+kernel's ephemeral range (32768-60999 on Linux), starting at a place set by its pid: two workers
+of one run never pick the same port, and no outgoing connection can hold one, as the kernel
+picks those from the ephemeral range. A port something else holds is skipped (two test runs at
+once share the blocks: their starts differ by their pids, and a port the other has bound is
+skipped, but one it has picked and not yet bound is not seen). Before, each
 test asked the kernel for port 0 and let it go: the other test process, or any connection
 opened meanwhile, could take that port before the server bound it, and a test could then have
 talked to another test's server.

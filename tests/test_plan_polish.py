@@ -168,7 +168,7 @@ def test_each_neighbourhood_holds_only_its_own_connections(tmp_path, cn, monkeyp
     held_sets: list[frozenset[int]] = []
 
     def solve(solver, m):
-        if solver.parameters.max_time_in_seconds <= 0.3:  # (a neighbourhood, not the hint's)
+        if not solver.parameters.fix_variables_to_their_hinted_value:  # (not the hint's check)
             held_sets.append(
                 frozenset(i for i, v in enumerate(m.proto.variables) if list(v.domain) == [1, 1])
             )
@@ -178,7 +178,7 @@ def test_each_neighbourhood_holds_only_its_own_connections(tmp_path, cn, monkeyp
     monkeypatch.setattr(polish_mod, "NEIGHBOURHOOD_S", 0.3)
     polish(mdl.grid, start, time_limit_s=3.0, workers=1, seed=1)
     assert len(held_sets) >= 3, len(held_sets)
-    # (the same indices as the search's model: it is made alike from the same grid)
+    # (the same indices as the search's model: both are PlanModel(grid) of the one grid)
     demand_of = {v.index: mdl.inst.options[k].demand for k, v in mdl.x.items()}
     for held in held_sets:
         connections = [i for i in held if i in demand_of]
