@@ -30,8 +30,9 @@ caller checks the cheapest with CP-SAT (each variable fixed to it) before taking
 bus's drop within its margin when its area, or an option, is used"; :func:`to_mip` writes them
 free). That is a relaxation, so a bound stays a bound; on the district the limits add nothing to
 the relaxation, and written as big-Ms they slowed HiGHS's search several times over. The diving
-thread checks its plan against them and, when one breaks, searches again with them
-(:meth:`MipBound._search`); CP-SAT checks whatever plan it takes against the whole model.
+thread checks its plan against them and, when some break, puts those back (only those) and
+searches again (:meth:`MipBound._search`); CP-SAT checks whatever plan it takes against the
+whole model.
 
 **The bound** runs on a thread of its own: it first strengthens the relaxation with the
 residual-capacity inequalities it violates (:mod:`lvplan.planning.strengthen`; a few rounds,
@@ -59,6 +60,7 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from ortools.util.python.solve_interrupter import SolveInterrupter
 
 from lvplan.planning import interrupt
@@ -104,7 +106,6 @@ def to_mip(
 
     The rows are gathered as arrays and handed to MathOpt as one ``ModelProto`` (a 40,000-bus
     city group's model, 1.2 M terms, took 28.9 s written one expression at a time)."""
-    import numpy as np
     from ortools.math_opt import model_pb2
     from ortools.math_opt.python import mathopt
     from scipy.sparse import coo_matrix
@@ -392,8 +393,11 @@ class MipBound:
         #: when dearer
         self._broke = False
         self.probe_status = "not run"
-        #: the voltage limits held out, and their bounds (empty: none, or put back)
+        #: the voltage limits held out, and their bounds (:func:`to_mip` writes them); those a
+        #: plan of the search broke are put back (:meth:`_search`), the others still free
         self._loose: list[tuple[Any, float, float]] = []
+        self._free = np.zeros(0, bool)
+        self._loose_terms: tuple[Any, Any, Any] | None = None
         self._proto = proto
         self._stop = SolveInterrupter()
         self._stopped = threading.Event()
@@ -418,6 +422,7 @@ class MipBound:
                 upper_rows=self._upper_rows if self._probe is not None else None,
             )
             self._proto = None
+            self._free = np.ones(len(self._loose), bool)
             left = self.deadline - time.perf_counter()
             if mo is None:
                 self.status = "model not writable as a MIP"
@@ -557,8 +562,13 @@ class MipBound:
     def _search(self, mo, vals: list[float], until: float) -> str:
         """The neighbourhood of the relaxation ``vals`` searched (:meth:`_neighbourhood`), its
         plan kept when it costs less than the one held and meets the voltage limits held out of
-        ``mo``. When it breaks one, the limits are put back for good and the neighbourhood is
-        searched again in the time left. Returns the searches' statuses.
+        ``mo``. When it breaks some, those limits (:meth:`_broken`) are put back for good and
+        the neighbourhood is searched again in the time left, until a plan breaks none. Returns
+        the searches' statuses.
+
+        Only the broken limits come back: all of them, written as big-Ms, slow HiGHS as below.
+        (Before, all came back at the first break; on seed 2 a check of the plan against all
+        of them, every decision fixed, said only that one broke.)
 
         Why the limits are held out: on the district they never bind a plan's cost (the
         greedy plan without them costs the same, and so does the relaxation), but, written as
@@ -574,10 +584,11 @@ class MipBound:
         s, as the plan held breaks the capacity rows the AC check tightened (:meth:`_probed`),
         so HiGHS has no start."""
         status, values, obj = self._neighbourhood(mo, vals, until)
-        if values is not None and self._loose and not self._holds(mo, values, until):
-            restore(self._loose)
-            self._loose = []
-            status += "; a voltage limit broken: again with them"
+        while values is not None and (broken := self._broken(mo, values, until)):
+            # (only the limits it breaks come back: the search stays as fast as without them)
+            restore([self._loose[k] for k in broken])
+            self._free[broken] = False
+            status += f"; {len(broken)} voltage limits broken: again with them"
             if until - time.perf_counter() < 2.0:
                 return status + " (no time left)"
             more, values, obj = self._neighbourhood(mo, vals, until)
@@ -594,17 +605,58 @@ class MipBound:
             self._broke = False
         return status
 
-    def _holds(self, mo, values: list[int], until: float) -> bool:
-        """Whether the plan ``values`` meets the voltage limits held out of ``mo``: HiGHS on the
-        model with them, every decision fixed to the plan (the loads and drops follow)."""
+    def _broken(self, mo, values: list[int], until: float) -> list[int]:
+        """The voltage limits held out of ``mo`` and still free (their places in
+        :attr:`_loose`) that the plan ``values`` breaks. The drops they read are bounded only
+        from below in the model (an element's drop at least its load times its impedance), so
+        the search leaves them anywhere above; here they are taken at their least, every
+        decision fixed to the plan (:meth:`_least`), and each limit is read there (the rows
+        are integral: half a unit is the tolerance). When that fails, every limit still free
+        is taken as broken (they all come back, as before this was done one limit at a
+        time)."""
+        if not self._free.any():
+            return []
+        r, c, v = self._terms()
+        least = self._least(mo, values, np.unique(c[v > 0]), until)
+        if least is None:
+            return np.flatnonzero(self._free).tolist()
+        act = np.bincount(r, weights=np.asarray(least, float)[c] * v, minlength=len(self._loose))
+        lo = np.fromiter((b for _, b, _ in self._loose), float, len(self._loose))
+        hi = np.fromiter((b for _, _, b in self._loose), float, len(self._loose))
+        return np.flatnonzero(self._free & ((act > hi + 0.5) | (act < lo - 0.5))).tolist()
+
+    def _terms(self) -> tuple[Any, Any, Any]:
+        """The terms of the voltage limits held out: each term's limit (its place in
+        :attr:`_loose`), variable and coefficient (made once)."""
+        if self._loose_terms is None:
+            r, c, v = [], [], []
+            for k, (row, _, _) in enumerate(self._loose):
+                for t in row.terms():
+                    r.append(k)
+                    c.append(t.variable.id)
+                    v.append(t.coefficient)
+            self._loose_terms = (np.asarray(r, np.int64), np.asarray(c, np.int64), np.asarray(v))
+        return self._loose_terms
+
+    def _least(self, mo, values: list[int], drops, until: float) -> list[int] | None:
+        """Every variable's value at the plan ``values`` (its decisions fixed) with the
+        variables ``drops`` (those the voltage limits read) as small as the model lets them be:
+        HiGHS on ``mo`` with their sum as the objective, the limits still free. None: no
+        answer in the time. The model's objective and bounds are restored after."""
         from ortools.math_opt.python import mathopt
 
         xs = list(mo.variables())
-        restore(self._loose)
         held = [(xs[i], xs[i].lower_bound, xs[i].upper_bound) for i in self._decisions]
+        obj = mo.objective
+        saved = [(t.variable, t.coefficient) for t in obj.linear_terms()]
+        offset, maximise = obj.offset, obj.is_maximize
         for i in self._decisions:
             xs[i].lower_bound = xs[i].upper_bound = float(values[i])
         try:
+            obj.clear()
+            obj.is_maximize = False
+            for i in drops.tolist():
+                obj.set_linear_coefficient(xs[i], 1.0)
             left = max(1.0, min(DIVE_MARGIN_S, until + DIVE_MARGIN_S - time.perf_counter()))
             res = mathopt.solve(
                 mo,
@@ -612,12 +664,16 @@ class MipBound:
                 params=mathopt.SolveParameters(time_limit=_seconds(left)),
                 interrupter=self._stop,
             )
-            return res.has_primal_feasible_solution()
+            if not res.has_primal_feasible_solution():
+                return None
+            return [round(x) for x in res.variable_values(xs)]
         finally:
-            for v, lo, hi in held:
-                v.lower_bound, v.upper_bound = lo, hi
-            for row, _, _ in self._loose:
-                row.lower_bound, row.upper_bound = -math.inf, math.inf
+            obj.clear()
+            for var, k in saved:
+                obj.set_linear_coefficient(var, k)
+            obj.offset, obj.is_maximize = offset, maximise
+            for var, lo, hi in held:
+                var.lower_bound, var.upper_bound = lo, hi
 
     def _neighbourhood(
         self, mo, vals: list[float], until: float
