@@ -276,6 +276,7 @@ def test_a_failed_later_round_keeps_the_greedy_plan_with_the_bound_proved_before
     model only adds cuts, so 191,000 CNY still bounds it (gap 86,000 / 277,000)."""
     from test_plan import GREEDY_CNY
 
+    from lvplan.planning import model as model_mod
     from lvplan.planning import plan as plan_mod
 
     hand = Network(_two_transformers(), name="two transformers", source="test")
@@ -297,6 +298,9 @@ def test_a_failed_later_round_keeps_the_greedy_plan_with_the_bound_proved_before
         return False
 
     _rig_rounds(monkeypatch, solve, breaks)
+    # (CP-SAT's search of the round: with a bound beside it, a round this short would search
+    # neighbourhoods instead, and its refused plan would never be the round's)
+    monkeypatch.setattr(model_mod, "MIP_BOUND_MIN_S", 1e9)
     p = plan_mod.plan(hand, csv, criteria=cn, time_limit_s=20)
     assert calls == {"solve": 2, "broken": 1}
     s = p.summary()
@@ -411,3 +415,44 @@ def test_a_city_group_without_time_for_a_search_takes_the_relaxations_bound(
     assert late.cost_cny == pytest.approx(277_000.0, abs=1.0)
     assert "bound" not in [h.method for h in late.history]
     assert math.isnan(late.bound)
+
+
+def test_only_the_voltage_limits_a_neighbourhood_plan_breaks_come_back():
+    """Two demands, each served by a cheap option (1) or a dear one (3); the cheap ones each
+    add 5 to a drop that a held-out limit caps at 7, so the optimum is 4, not 2. A second
+    held-out limit (the dear ones add 4 each, capped at 8) never binds. Each drop is bounded
+    from below only, as in the plan model. The neighbourhood's first plan (2) breaks the
+    first limit; that limit alone is put back, the search runs again, and finds 4 (the plan
+    it starts from costs 6)."""
+    m = cp_model.CpModel()
+    cheap = [m.new_bool_var(f"a{i}") for i in range(2)]
+    dear = [m.new_bool_var(f"b{i}") for i in range(2)]
+    for a, b in zip(cheap, dear, strict=True):
+        m.add_exactly_one(a, b)
+    drop = m.new_int_var(0, 10, "W")
+    m.add(drop >= 5 * cheap[0] + 5 * cheap[1])  # (as the plan model bounds a drop: below)
+    tight = m.add(drop <= 7).index
+    other = m.new_int_var(0, 10, "V")  # (a drop the dear options add: 8 at the start)
+    m.add(other >= 4 * dear[0] + 4 * dear[1])
+    loose = m.add(other <= 8).index
+    m.minimize(sum(cheap) + 3 * sum(dear))
+    n = len(m.proto.variables)
+    start = [0] * n
+    for b in dear:
+        start[b.index] = 1
+    decisions = [v.index for v in (*cheap, *dear)]
+    mb = MipBound(
+        m.proto,
+        12.0,
+        dive_vars=decisions,
+        incumbent=start,
+        voltage_rows=[tight, loose],
+        decisions=decisions,
+    ).start()
+    mb.result()
+    assert "1 voltage limits broken: again with them" in mb.dive_status, mb.dive_status
+    assert mb.dive_objective == pytest.approx(4.0)
+    vals = mb.dive_values
+    assert vals is not None and vals[drop.index] <= 7
+    assert sum(vals[a.index] for a in cheap) == 1
+    assert mb._free.tolist() == [False, True]  # (the other limit stayed out)

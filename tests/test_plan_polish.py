@@ -5,6 +5,7 @@ optimum, and only one its caller's check accepted."""
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from pathlib import Path
 
@@ -184,6 +185,83 @@ def test_each_neighbourhood_holds_only_its_own_connections(tmp_path, cn, monkeyp
         connections = [i for i in held if i in demand_of]
         demands = [demand_of[i] for i in connections]
         assert len(set(demands)) == len(demands)  # one connection held per demand at most
-        assert 0 < len(demands) < len(start.chosen)  # some held, and some set free
+        assert len(demands) < len(start.chosen)  # some set free
+    # some held (a neighbourhood of areas grows while each is solved whole, up to all of them)
+    assert any(h & demand_of.keys() for h in held_sets)
     # a connection held in one neighbourhood is free in a later one
     assert any(a - b for a, b in itertools.pairwise(held_sets))
+
+
+def test_a_round_too_short_for_the_relaxations_neighbourhood_searches_the_hints(tmp_path, cn):
+    """A cost solve with a bound beside it but less time than the relaxation's neighbourhood
+    needs (``DIVE_MIN_S``), given the caller's check (``accept``): it searches neighbourhoods
+    of its hint. Its plan is cheaper than the dear hint, never below the optimum, one the check
+    took, and its bound (the relaxation's, or the optimum proved) is no more than its cost."""
+    from lvplan.planning.model import DIVE_MIN_S, MIP_BOUND_MIN_S
+
+    mdl, opt, start = _dear_plan(tmp_path, cn)
+    seen: list[float] = []
+
+    def accept(s: Solution) -> bool:
+        seen.append(s.cost_cny)
+        return True
+
+    fresh = PlanModel(mdl.grid)
+    assert fresh.hint(start)
+    limit = MIP_BOUND_MIN_S + 2.0
+    assert limit < DIVE_MIN_S
+    t0 = time.perf_counter()
+    out = fresh.solve(time_limit_s=limit, workers=2, mip_bound=True, accept=accept, seed=1)
+    assert time.perf_counter() - t0 < limit + 6.0  # (the bound's thread: its wait at most)
+    assert out.bounds["plan_by"] == "neighbourhoods"
+    assert opt * (1 - 1e-4) <= out.cost_cny < start.cost_cny - 1.0
+    assert out.cost_cny in seen
+    assert out.served == start.served
+    assert not out.from_hint
+    assert math.isfinite(out.bound) and out.bound <= out.objective + 1e-6
+    if out.status == "optimal":  # (a neighbourhood that held nothing, solved)
+        assert out.cost_cny == pytest.approx(opt, rel=1e-4)
+        assert out.bounds["bound_by"] == "neighbourhoods"
+    else:
+        assert out.bounds["bound_by"] == "relaxation"
+        assert out.bound <= opt + 1.0
+
+
+def test_a_short_round_whose_check_refuses_every_plan_answers_with_its_hint(tmp_path, cn):
+    """The same search with a check that refuses all: the hint itself comes back (not a plan
+    the check refused), with the relaxation's bound below it."""
+    from lvplan.planning.model import MIP_BOUND_MIN_S
+
+    mdl, opt, start = _dear_plan(tmp_path, cn)
+    refused: list[float] = []
+
+    def refuse(s: Solution) -> bool:
+        refused.append(s.cost_cny)
+        return False
+
+    fresh = PlanModel(mdl.grid)
+    assert fresh.hint(start)
+    out = fresh.solve(time_limit_s=MIP_BOUND_MIN_S + 1.0, workers=2, mip_bound=True, accept=refuse)
+    assert refused, "no cheaper plan was offered to the check"
+    assert out.from_hint and out.status == "feasible"
+    assert out.cost_cny == pytest.approx(start.cost_cny)
+    assert sorted(out.chosen) == sorted(start.chosen)
+    assert out.bound <= opt + 1.0
+
+
+def test_a_substation_done_without_frees_its_demands_and_those_where_they_could_go():
+    """The third kind of neighbourhood: every demand connected at the new substation drawn,
+    and the demands connected in the other groups where those have an option (the room they
+    would take there), at most ``most`` in all; a group none of them reaches stays held."""
+    import random
+
+    from lvplan.planning.polish import closing
+
+    site, a1, a2, far = ("site", 7), ("area", 1), ("area", 2), ("area", 9)
+    now = {site: {1, 2}, a1: {3, 4}, a2: {5}, far: {6, 8}}
+    groups_of = {1: {site, a1}, 2: {site, a2}, 3: {a1}, 4: {a1}, 5: {a2}, 6: {far}, 8: {far}}
+    assert closing(now, site, groups_of, random.Random(0), most=10) == {1, 2, 3, 4, 5}
+    capped = closing(now, site, groups_of, random.Random(0), most=3)
+    assert {1, 2} <= capped and len(capped) == 3 and capped <= {1, 2, 3, 4, 5}
+    # (a site whose demands have no other option frees them alone)
+    assert closing({site: {1}}, site, {1: {site}}, random.Random(0), most=10) == {1}

@@ -837,21 +837,21 @@ def plan_network(
                         less[f"{tag}{e}"] = math.ceil((kw - was.get(e, 0.0)) / KW_UNIT)
             return less
 
+        def passes(s: Solution) -> bool:
+            """A neighbourhood search's plan checked in AC as it is found (recorded as passed:
+            the round's own check does not evaluate it again)."""
+            with ac_lock:
+                ev, broken = check_plan(network, inst, s, base)
+            if broken:
+                return False
+            passed[choices(s)] = (ev, [])
+            return True
+
         def polished(left: float) -> Solution:
             """The plan that passed last, made cheaper by a large-neighbourhood search in the
             ``left`` seconds (too few for a round's search: planning/polish.py)."""
             t_p = time.perf_counter()
             timings: dict[str, float] = {}
-
-            def passes(s: Solution) -> bool:
-                # (recorded as passed: the round's own check does not evaluate it again)
-                with ac_lock:
-                    ev, broken = check_plan(network, inst, s, base)
-                if broken:
-                    return False
-                passed[choices(s)] = (ev, [])
-                return True
-
             out = polish(
                 LinearGrid(inst, mv, cuts),
                 last[0],
@@ -885,6 +885,9 @@ def plan_network(
             # the time CP-SAT may take: what is left once this round's AC check (as long as the
             # last one) and the model's making (as the last solve's overrun) are set aside
             now = time.perf_counter()
+            # (rounds that may go on from a plan that passed: not a city's groups, a budget or
+            # N-1 demands)
+            polishes = budget_cny is None and not needs and not bound_only
             left = deadline - now - check_s[0] - over_s[0]
             # (not a plan by parts: its summary reports each part's cost and bound, which a
             # search of the whole grid's model would void; each part has its own search)
@@ -912,7 +915,6 @@ def plan_network(
             if len(history) <= _greedy_rounds[0]:
                 # (a plan whose rounds never go on from a plan that passed keeps the share
                 # they were measured with: a city's groups, a budget, N-1 demands)
-                polishes = budget_cny is None and not needs and not bound_only
                 share = FIRST_SHARE if polishes else FIRST_SHARE_ALONE
             elif choices(last[0]) in passed:  # going on from a plan that passed: the time
                 share = GO_ON_SHARE  # left, but the AC check's (its plan stands if it fails)
@@ -997,8 +999,17 @@ def plan_network(
                         bound_only=bound_only,
                         pool=pool,
                         probe=probe,
+                        # (a round too short for the relaxation's neighbourhood searches its
+                        # hint's neighbourhoods, each plan checked in AC as it is found)
+                        accept=passes if polishes and len(parts) <= 1 else None,
+                        seed=len(history),
+                        # (... for the time left: no AC check of its plan follows, nor a
+                        # repair; but its last plan's, as found, and the round's end: on seed 2
+                        # the plan took 0.9 s after the search to return)
+                        search_s=deadline - time.perf_counter() - 2 * RESULT_S - check_s[0],
                     )
-            over_s[0] = max(0.0, time.perf_counter() - now - given)
+            if out.bounds.get("plan_by") != "neighbourhoods":  # (that search took the time left)
+                over_s[0] = max(0.0, time.perf_counter() - now - given)
             rel_cny, carried = (
                 out.bounds.get("relaxation_strengthened"),
                 out.bounds.get("relaxation_carried"),

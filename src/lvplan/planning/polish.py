@@ -10,11 +10,17 @@ variable's domain fixed to 1, then given back): CP-SAT's presolve takes the mode
 couple of thousand variables in about a second, and it searches every measure and site again
 with those demands' connections. A cheaper plan found is the next neighbourhood's start.
 
-The neighbourhoods alternate between two kinds: the demands connected in three areas (or new
-substations' sites) drawn at random, and the demands with a connection option in one area drawn
-at random (the demands that compete for its room), at most :data:`MOST_FREE`. Measured from
-seed 1's verified plan (41,530,105 CNY), 2-s neighbourhoods on 2 cores: 41.37-41.52 M CNY in
-15 s over six draws, 41.50-41.53 M in 6 s.
+The neighbourhoods take three kinds in turn: the demands connected in a few areas (or new
+substations' sites) drawn at random (three at first, one more after each such neighbourhood
+solved whole, one fewer after one that was not); the demands with a connection option in one
+area drawn at random (the demands that compete for its room), at most :data:`MOST_FREE`; and a
+new substation the plan builds, to be done without (:func:`closing`: its demands and those
+connected where they could go instead; new substations are most of a plan's cost, 58 % of
+seed 2's). Measured from seed 1's verified plan (41,530,105 CNY), 2-s neighbourhoods of the
+first two kinds on 2 cores: 41.37-41.52 M CNY in 15 s over six draws, 41.50-41.53 M in 6 s.
+
+:func:`neighbourhoods` is also a round's whole search when the round is too short for the
+relaxation's neighbourhood (:meth:`lvplan.planning.model.PlanModel._by_neighbourhoods`).
 
 A plan found here is a plan of the same linear model; the caller's AC check (``accept``) judges
 each cheaper one as it is found, and only one that passes is kept and searched on from. On seed
@@ -35,7 +41,7 @@ from lvplan.planning import interrupt
 
 if TYPE_CHECKING:
     from lvplan.planning.linear import LinearGrid
-    from lvplan.planning.model import Solution
+    from lvplan.planning.model import PlanModel, Solution
 
 #: the longest CP-SAT searches one neighbourhood (its presolve takes about a second of it)
 NEIGHBOURHOOD_S = 2.0
@@ -45,6 +51,8 @@ MIN_NEIGHBOURHOOD_S = 0.8
 MOST_FREE = 25
 #: areas (or sites) whose demands one neighbourhood of the first kind sets free
 AREAS_FREED = 3
+#: the most demands a neighbourhood of the third kind (a new substation done without) sets free
+MOST_FREE_CLOSING = 50
 
 
 def polish(
@@ -64,10 +72,10 @@ def polish(
     uses the linear model's room to the last kW may break a limit in AC, and the seconds left
     would not repair it). ``timings``: ``model_s`` is set to how long its model took to make
     (the one step its time limit does not bound)."""
-    from lvplan.planning.model import PlanModel, Solution
+    from lvplan.planning.model import PlanModel
 
     t0 = time.perf_counter()
-    inst, ot = grid.inst, grid.options
+    inst = grid.inst
     if not sol.chosen:  # (nothing connected: no neighbourhood to draw)
         return None
     mdl = PlanModel(grid)
@@ -82,6 +90,36 @@ def polish(
         sol, time_limit_s=max(0.1, time_limit_s - (time.perf_counter() - t0))
     ):
         return None
+    best, _ = neighbourhoods(
+        mdl,
+        sol,
+        time_limit_s=time_limit_s - (time.perf_counter() - t0),
+        workers=workers,
+        seed=seed,
+        accept=accept,
+    )
+    return None if best is sol else best
+
+
+def neighbourhoods(
+    mdl: PlanModel,
+    sol: Solution,
+    *,
+    time_limit_s: float,
+    workers: int,
+    seed: int = 0,
+    accept: Callable[[Solution], bool] | None = None,
+) -> tuple[Solution, bool]:
+    """The neighbourhoods searched from ``sol`` on ``mdl`` for ``time_limit_s``: a model that
+    serves exactly the demands ``sol`` serves, minimises the cost and is hinted with ``sol``
+    complete. Returns the cheapest plan found that ``accept`` took (``sol`` when none), and
+    whether it is the model's optimum (a neighbourhood that held no connection was solved to
+    optimality from it)."""
+    from lvplan.planning.model import Solution
+
+    t0 = time.perf_counter()
+    inst, ot, m = mdl.grid.inst, mdl.grid.options, mdl.m
+    served = {inst.options[k].demand for k in sol.chosen}
 
     def group(k: int) -> tuple[str, int]:
         o = ot[k]
@@ -89,29 +127,41 @@ def polish(
             ("site", o.site) if o.site is not None else ("area", -1 if o.area is None else o.area)
         )
 
-    connected: dict[tuple[str, int], set[int]] = {}  # the demands connected in each group
-    for k in sol.chosen:
-        connected.setdefault(group(k), set()).add(inst.options[k].demand)
-    competing: dict[tuple[str, int], set[int]] = {}  # ... and those with an option in it
+    competing: dict[tuple[str, int], set[int]] = {}  # the demands with an option in each group
     for k in mdl.x:
         if inst.options[k].demand in served:
             competing.setdefault(group(k), set()).add(inst.options[k].demand)
-    keys = sorted(connected)
     rivals = sorted(competing)
+    groups_of: dict[int, set[tuple[str, int]]] = {}  # each demand's groups with an option
+    for k in mdl.x:
+        groups_of.setdefault(inst.options[k].demand, set()).add(group(k))
+
+    def connected_now(plan: Solution) -> dict[tuple[str, int], set[int]]:
+        """The demands ``plan`` connects in each group."""
+        out: dict[tuple[str, int], set[int]] = {}
+        for k in plan.chosen:
+            out.setdefault(group(k), set()).add(inst.options[k].demand)
+        return out
+
     rng = random.Random(seed)
     best = sol
     turn = 0
+    areas = AREAS_FREED  # (grows while its neighbourhoods are solved whole, shrinks when not)
     while True:
         left = time_limit_s - (time.perf_counter() - t0)
         if left < MIN_NEIGHBOURHOOD_S:
             break
-        if turn % 2 == 0:
-            drawn = rng.sample(keys, min(AREAS_FREED, len(keys)))
-            free = set().union(*(connected[g] for g in drawn))
-        else:
+        now = connected_now(best)
+        sites = sorted(g for g in now if g[0] == "site")
+        if turn % 3 == 0:
+            drawn = rng.sample(sorted(now), min(areas, len(now)))
+            free = set().union(*(now[g] for g in drawn))
+        elif turn % 3 == 1 or not sites:
             free = set(competing[rng.choice(rivals)])
             if len(free) > MOST_FREE:
                 free = set(rng.sample(sorted(free), MOST_FREE))
+        else:  # a new substation the plan builds, to be done without
+            free = closing(now, rng.choice(sites), groups_of, rng)
         turn += 1
         held = [mdl.x[k].index for k in best.chosen if inst.options[k].demand not in free]
         domains = m.proto.variables
@@ -125,6 +175,8 @@ def polish(
         finally:
             for v in held:
                 domains[v].domain[0] = 0
+        if (turn - 1) % 3 == 0:  # (solved whole: a larger one next time; else a smaller)
+            areas = areas + 1 if status == cp_model.OPTIMAL else max(AREAS_FREED, areas - 1)
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             continue
         whole = served <= free and status == cp_model.OPTIMAL  # (the optimum of the model)
@@ -139,5 +191,26 @@ def polish(
             best = found
             mdl.rehint(solver)  # the next neighbourhood starts from it
         if whole:
-            break
-    return None if best is sol else best
+            return best, best is found or found.cost_cny >= best.cost_cny - 0.5
+    return best, False
+
+
+def closing(
+    now: dict[tuple[str, int], set[int]],
+    site: tuple[str, int],
+    groups_of: dict[int, set[tuple[str, int]]],
+    rng: random.Random,
+    *,
+    most: int = MOST_FREE_CLOSING,
+) -> set[int]:
+    """The demands a neighbourhood sets free to do without the new substation ``site``: those
+    connected there (``now``: the demands connected in each group), and, at most ``most`` in
+    all (drawn with ``rng``), those connected in the other groups where they have an option
+    (``groups_of``: each demand's groups), whose room they would take."""
+    own = set(now[site])
+    near = set().union(*(now.get(g, set()) for i in own for g in groups_of.get(i, ()) if g != site))
+    near -= own
+    room = max(0, most - len(own))
+    if len(near) > room:
+        near = set(rng.sample(sorted(near), room))
+    return own | near
