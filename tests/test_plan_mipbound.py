@@ -450,7 +450,7 @@ def test_only_the_voltage_limits_a_neighbourhood_plan_breaks_come_back():
         decisions=decisions,
     ).start()
     mb.result()
-    assert "1 voltage limits broken: again with them" in mb.dive_status, mb.dive_status
+    assert "1 voltage limit broken: again with them" in mb.dive_status, mb.dive_status
     assert mb.dive_objective == pytest.approx(4.0)
     vals = mb.dive_values
     assert vals is not None and vals[drop.index] <= 7

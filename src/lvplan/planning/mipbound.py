@@ -588,7 +588,8 @@ class MipBound:
             # (only the limits it breaks come back: the search stays as fast as without them)
             restore([self._loose[k] for k in broken])
             self._free[broken] = False
-            status += f"; {len(broken)} voltage limits broken: again with them"
+            status += f"; {len(broken)} voltage limit{'s' if len(broken) > 1 else ''} broken"
+            status += ": again with them"
             if until - time.perf_counter() < 2.0:
                 return status + " (no time left)"
             more, values, obj = self._neighbourhood(mo, vals, until)

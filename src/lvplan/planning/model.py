@@ -738,6 +738,7 @@ class PlanModel:
             workers=workers,
             seed=seed,
             accept=accept,
+            whole_first=True,  # (a small model is proved at once, as CP-SAT's search would)
         )
         obj = self._model_cost(best.chosen, best.upgrades, best.sites)
         bounds: dict[str, Any] = {"cp_sat": None, "bound_by": None, "plan_by": "neighbourhoods"}

@@ -109,12 +109,14 @@ def neighbourhoods(
     workers: int,
     seed: int = 0,
     accept: Callable[[Solution], bool] | None = None,
+    whole_first: bool = False,
 ) -> tuple[Solution, bool]:
     """The neighbourhoods searched from ``sol`` on ``mdl`` for ``time_limit_s``: a model that
     serves exactly the demands ``sol`` serves, minimises the cost and is hinted with ``sol``
     complete. Returns the cheapest plan found that ``accept`` took (``sol`` when none), and
     whether it is the model's optimum (a neighbourhood that held no connection was solved to
-    optimality from it)."""
+    optimality from it). ``whole_first``: the first neighbourhood holds nothing (a model
+    CP-SAT solves whole in :data:`NEIGHBOURHOOD_S` is then proved at once: sz-futian's)."""
     from lvplan.planning.model import Solution
 
     t0 = time.perf_counter()
@@ -147,22 +149,27 @@ def neighbourhoods(
     best = sol
     turn = 0
     areas = AREAS_FREED  # (grows while its neighbourhoods are solved whole, shrinks when not)
+    first = whole_first
     while True:
         left = time_limit_s - (time.perf_counter() - t0)
         if left < MIN_NEIGHBOURHOOD_S:
             break
         now = connected_now(best)
         sites = sorted(g for g in now if g[0] == "site")
-        if turn % 3 == 0:
+        kind = -1 if first else turn % 3
+        if kind == -1:  # (the whole model, once)
+            free = set(served)
+        elif kind == 0:
             drawn = rng.sample(sorted(now), min(areas, len(now)))
             free = set().union(*(now[g] for g in drawn))
-        elif turn % 3 == 1 or not sites:
+        elif kind == 1 or not sites:
             free = set(competing[rng.choice(rivals)])
             if len(free) > MOST_FREE:
                 free = set(rng.sample(sorted(free), MOST_FREE))
         else:  # a new substation the plan builds, to be done without
             free = closing(now, rng.choice(sites), groups_of, rng)
-        turn += 1
+        first = False
+        turn += kind >= 0
         held = [mdl.x[k].index for k in best.chosen if inst.options[k].demand not in free]
         domains = m.proto.variables
         for v in held:  # (a Boolean's domain is [0, 1]: held to [1, 1], then given back)
@@ -175,7 +182,7 @@ def neighbourhoods(
         finally:
             for v in held:
                 domains[v].domain[0] = 0
-        if (turn - 1) % 3 == 0:  # (solved whole: a larger one next time; else a smaller)
+        if kind == 0:  # (solved whole: a larger one next time; else a smaller)
             areas = areas + 1 if status == cp_model.OPTIMAL else max(AREAS_FREED, areas - 1)
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             continue
