@@ -716,8 +716,9 @@ class PlanModel:
     ) -> Solution:
         """The cost stage as a large-neighbourhood search from the complete hint
         (:func:`lvplan.planning.polish.neighbourhoods`, each cheaper plan taken only when
-        ``accept``, the caller's AC check, passes it) on one worker fewer, beside HiGHS's
-        bound (``companion``), for ``time_limit_s`` from now (``t0``: the solve's start).
+        ``accept``, the caller's AC check, passes it) on every worker, beside the strengthened
+        relaxation (``companion``, which stops there: HiGHS's own bound would take a core from
+        the search), for ``time_limit_s`` from now (``t0``: the solve's start).
 
         Why: with too little time for the neighbourhood of the relaxation, CP-SAT searched the
         whole model from the hint and, on the district's seed 2 (60 s; the greedy plan's three
@@ -727,7 +728,7 @@ class PlanModel:
         Neighbourhoods of a few areas' demands from the greedy plan, on two workers for 47 s,
         found 43,682,064 CNY; for the time left (35-38 s), 39.1-44.9 M in 9 runs.
         The plan is ``optimal`` when a neighbourhood that held no connection was solved to
-        optimality; its bound is otherwise HiGHS's."""
+        optimality; its bound is otherwise the relaxation's."""
         from lvplan.planning.polish import neighbourhoods
 
         t_in = time.perf_counter()
@@ -917,8 +918,9 @@ class PlanModel:
                 )
                 companion.start()
             elif mip_bound and left < DIVE_MIN_S and left >= MIP_BOUND_MIN_S:
-                # too little time for a neighbourhood search: the bound alone, beside CP-SAT
-                # on every worker for the whole time
+                # too little time for the relaxation's neighbourhood: the bound alone, beside
+                # CP-SAT on every worker for the whole time; or, given the caller's AC check,
+                # the hint's neighbourhoods beside the relaxation (_by_neighbourhoods)
                 rel = Relaxation(self.capacity_rows, pool)
                 lns = accept is not None and self.hint_complete and self.budget_cny is None
                 companion = MipBound(
