@@ -192,11 +192,14 @@ def test_each_neighbourhood_holds_only_its_own_connections(tmp_path, cn, monkeyp
     assert any(a - b for a, b in itertools.pairwise(held_sets))
 
 
-def test_a_round_too_short_for_the_relaxations_neighbourhood_searches_the_hints(tmp_path, cn):
+def test_a_round_too_short_for_the_relaxations_neighbourhood_searches_the_hints(
+    tmp_path, cn, monkeypatch
+):
     """A cost solve with a bound beside it but less time than the relaxation's neighbourhood
     needs (``DIVE_MIN_S``), given the caller's check (``accept``): it searches neighbourhoods
     of its hint. Its plan is cheaper than the dear hint, never below the optimum, one the check
     took, and its bound (the relaxation's, or the optimum proved) is no more than its cost."""
+    import lvplan.planning.model as model_mod
     from lvplan.planning.model import DIVE_MIN_S, MIP_BOUND_MIN_S
 
     mdl, opt, start = _dear_plan(tmp_path, cn)
@@ -206,6 +209,9 @@ def test_a_round_too_short_for_the_relaxations_neighbourhood_searches_the_hints(
         seen.append(s.cost_cny)
         return True
 
+    # (sz-futian's 30 demands: fewer than a round searches by neighbourhoods, unless told)
+    assert len(start.chosen) <= model_mod.NEIGHBOURHOODS_MIN_DEMANDS
+    monkeypatch.setattr(model_mod, "NEIGHBOURHOODS_MIN_DEMANDS", 0)
     fresh = PlanModel(mdl.grid)
     assert fresh.hint(start)
     limit = MIP_BOUND_MIN_S + 2.0
@@ -227,11 +233,15 @@ def test_a_round_too_short_for_the_relaxations_neighbourhood_searches_the_hints(
         assert out.bound <= opt + 1.0
 
 
-def test_a_short_round_whose_check_refuses_every_plan_answers_with_its_hint(tmp_path, cn):
+def test_a_short_round_whose_check_refuses_every_plan_answers_with_its_hint(
+    tmp_path, cn, monkeypatch
+):
     """The same search with a check that refuses all: the hint itself comes back (not a plan
     the check refused), with the relaxation's bound below it."""
+    import lvplan.planning.model as model_mod
     from lvplan.planning.model import MIP_BOUND_MIN_S
 
+    monkeypatch.setattr(model_mod, "NEIGHBOURHOODS_MIN_DEMANDS", 0)
     mdl, opt, start = _dear_plan(tmp_path, cn)
     refused: list[float] = []
 

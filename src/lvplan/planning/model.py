@@ -52,6 +52,13 @@ CPSAT_SHARE = 0.1
 DIVE_MIN_S = 30.0
 #: CP-SAT's time to check the relaxation neighbourhood's plan against the model (all fixed)
 DIVE_CHECK_S = 10.0
+#: A round too short for the relaxation's neighbourhood searches its hint's neighbourhoods
+#: (:meth:`PlanModel._by_neighbourhoods`) only when it serves more demands than this; with
+#: fewer, one neighbourhood of a new substation done without (at most 50 demands,
+#: :data:`lvplan.planning.polish.MOST_FREE_CLOSING`) is about the whole model, and CP-SAT's
+#: search of the whole model can prove its optimum (it proved the study's plans of the
+#: district in their 20 s rounds, `make run`)
+NEIGHBOURHOODS_MIN_DEMANDS = 50
 
 
 @dataclass
@@ -922,7 +929,12 @@ class PlanModel:
                 # CP-SAT on every worker for the whole time; or, given the caller's AC check,
                 # the hint's neighbourhoods beside the relaxation (_by_neighbourhoods)
                 rel = Relaxation(self.capacity_rows, pool)
-                lns = accept is not None and self.hint_complete and self.budget_cny is None
+                lns = (
+                    accept is not None
+                    and self.hint_complete
+                    and self.budget_cny is None
+                    and len(self._hinted_plan().chosen) > NEIGHBOURHOODS_MIN_DEMANDS
+                )
                 companion = MipBound(
                     self.m.clone().proto,
                     left,
