@@ -715,13 +715,14 @@ class PlanModel:
     def _by_neighbourhoods(
         self,
         companion: MipBound,
+        start: Solution,
         time_limit_s: float,
         workers: int,
         accept: Callable[[Solution], bool],
         seed: int,
         t0: float,
     ) -> Solution:
-        """The cost stage as a large-neighbourhood search from the complete hint
+        """The cost stage as a large-neighbourhood search from ``start``, the complete hint
         (:func:`lvplan.planning.polish.neighbourhoods`, each cheaper plan taken only when
         ``accept``, the caller's AC check, passes it) on every worker, beside the strengthened
         relaxation (``companion``, which stops there: HiGHS's own bound would take a core from
@@ -739,7 +740,6 @@ class PlanModel:
         from lvplan.planning.polish import neighbourhoods
 
         t_in = time.perf_counter()
-        start = self._hinted_plan()
         best, proved = neighbourhoods(
             self,
             start,
@@ -929,22 +929,23 @@ class PlanModel:
                 # CP-SAT on every worker for the whole time; or, given the caller's AC check,
                 # the hint's neighbourhoods beside the relaxation (_by_neighbourhoods)
                 rel = Relaxation(self.capacity_rows, pool)
-                lns = (
-                    accept is not None
-                    and self.hint_complete
-                    and self.budget_cny is None
-                    and len(self._hinted_plan().chosen) > NEIGHBOURHOODS_MIN_DEMANDS
-                )
+                start = None  # (the neighbourhoods' start, when they search)
+                if accept is not None and self.hint_complete and self.budget_cny is None:
+                    start = self._hinted_plan()
+                    if len(start.chosen) <= NEIGHBOURHOODS_MIN_DEMANDS:
+                        start = None
                 companion = MipBound(
                     self.m.clone().proto,
                     left,
                     relaxation=rel,
-                    lp_only=lns,  # (the search's workers need the cores)
+                    lp_only=start is not None,  # (the search's workers need the cores)
                     voltage_rows=self.bound_held_out,
                 ).start()
-                if accept is not None and lns:
+                if accept is not None and start is not None:
                     until = max(time_limit_s, search_s or 0.0) - (time.perf_counter() - t0)
-                    return self._by_neighbourhoods(companion, until, workers, accept, seed, t0)
+                    return self._by_neighbourhoods(
+                        companion, start, until, workers, accept, seed, t0
+                    )
             elif mip_bound and left >= DIVE_MIN_S:
                 # the options and the sites the relaxation takes whole or leaves out are held
                 dive = [v.index for v in (*self.x.values(), *self.z.values())]
