@@ -502,22 +502,3 @@ def test_batch_refuses_an_id_the_register_holds_with_another_request(
     assert main(["check-batch", "sz-futian", str(q), "--register", str(db), "--out", str(out)]) == 2
     assert f"{q}:3: id: 'd1' is in the register with another request" in capsys.readouterr().err
     assert open_backend(db).get("d0") is None  # nothing decided
-
-
-def test_a_simbench_network_has_one_fingerprint_in_every_process():
-    """simbench adds columns in the order of a set of strings (Python's hash seed): before the
-    columns were put in one order, every process had another fingerprint for the same grid, so
-    a second server on one register (or a restart) was refused."""
-    code = "import lvplan; print(lvplan.load_network('simbench-urban').fingerprint)"
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", code],
-            env=dict(os.environ, PYTHONHASHSEED=str(seed)),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for seed in (1, 2)
-    ]
-    prints = {p.communicate(timeout=300)[0].strip() for p in procs}
-    assert len(prints) == 1 and len(prints.pop()) == 64

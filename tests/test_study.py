@@ -321,8 +321,11 @@ def test_study_with_an_applications_file(tmp_path, capsys):
 
 
 def test_simbench_fingerprint_is_the_same_in_every_process():
-    """The study records input fingerprints: a SimBench grid's must not depend on the process
-    (the converter's column order followed PYTHONHASHSEED)."""
+    """The study records input fingerprints, and a register its network's: a SimBench grid's
+    must not depend on the process. simbench adds columns in the order of a set of strings
+    (Python's hash seed); before the columns were put in one order, every process had another
+    fingerprint for the same grid, so a second server on one register (or a restart) was
+    refused. (The bundled simbench-urban loads through the same load_simbench.)"""
     import sys
 
     import lvplan
