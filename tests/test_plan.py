@@ -444,6 +444,8 @@ def test_cli_json_summary(capsys, tmp_path, hand_json, hand_csv):
     # CP-SAT proved it (the MIP bound beside it was stopped), with its bound at the optimum
     assert s["solver"]["bound_by"] == "cp_sat"
     assert s["solver"]["bounds"]["cp_sat"] == pytest.approx(OPTIMUM_CNY, abs=1.0)
+    # every demand has an option and is served: the most kW, proven
+    assert s["solver"]["bounds"]["served_proven"] is True
     assert s["ac_rounds"] == 2  # one AC check of the greedy plan, one of the optimum
     assert s["greedy_cost_cny"] == pytest.approx(GREEDY_CNY, abs=0.01)
     assert s["optimal_cost_cny"] == OPTIMUM_CNY
@@ -470,6 +472,8 @@ def test_budget_zero_on_the_hand_instance(hand, hand_csv, cn):
     assert sorted(u["demand"] for u in p.unserved)[-1] == "d" and len(p.unserved) == 2
     s = p.summary()
     assert (s["total_cost_cny"], s["measures"], s["demands_served"]) == (0.0, 0, 2)
+    # (a budget's kW bound is served_units_bound; served_proven is the cost stage's alone)
+    assert "served_proven" not in s["solver"]["bounds"]
     assert _new_violations(p, hand, cn) == set()
 
 

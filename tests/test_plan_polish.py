@@ -15,6 +15,7 @@ from test_plan_mipbound import _cost_model, _values
 
 import lvplan
 from lvplan.planning.demand import read_demand
+from lvplan.planning.linear import load_units
 from lvplan.planning.measures import load_measures
 from lvplan.planning.model import PlanModel, Solution
 from lvplan.planning.polish import polish
@@ -257,6 +258,145 @@ def test_a_short_round_whose_check_refuses_every_plan_answers_with_its_hint(
     assert out.cost_cny == pytest.approx(start.cost_cny)
     assert sorted(out.chosen) == sorted(start.chosen)
     assert out.bound <= opt + 1.0
+
+
+def test_a_refused_plan_tightens_the_rows_it_found_short_and_is_searched_again(
+    tmp_path, cn, monkeypatch
+):
+    """A cheaper plan the AC check refuses: the capacity rows its ``shortfall`` names lose
+    that room, the same neighbourhood is searched again at once, and the search, now on a
+    restriction of the model, no longer claims the model's optimum (sz-futian's whole model:
+    before, its first neighbourhood solved whole returned as proved)."""
+    import lvplan.planning.polish as polish_mod
+    from lvplan.planning.polish import neighbourhoods
+
+    mdl, opt, start = _dear_plan(tmp_path, cn)
+    fresh = PlanModel(mdl.grid)
+    served = {mdl.inst.options[k].demand for k in start.chosen}
+    for i, sv in fresh.served.items():
+        fresh.m.add(sv == int(i in served))
+    fresh.m.minimize(fresh.cost)
+    assert fresh.hint(start)
+    ot = fresh.grid.options
+    refused: list[Solution] = []
+    offered: list[tuple[tuple[int, ...], ...]] = []
+    asked: list[Solution] = []
+    rooms: dict[str, int] = {}
+
+    def accept(s: Solution) -> bool:
+        offered.append((tuple(sorted(s.chosen)), tuple(sorted(s.upgrades)), tuple(s.sites)))
+        if not refused:
+            refused.append(s)
+            return False
+        return True
+
+    def shortfall(s: Solution) -> dict[str, int]:
+        """3 units short at the first transformer with a capacity row the plan loads."""
+        asked.append(s)
+        name = next(
+            n
+            for k in s.chosen
+            if ot[k].area is not None
+            and (n := f"DT{fresh.grid.areas[ot[k].area].trafo}") in fresh.capacity_cts
+        )
+        dom = fresh.m.proto.constraints[fresh.capacity_cts[name]].linear.domain
+        rooms[name] = dom[len(dom) - 1]
+        return {name: 3, "DT-no-such-row": 5}
+
+    real = polish_mod.interrupt.solve
+    held_sets: list[frozenset[int]] = []
+
+    def solve(solver, m):
+        if not solver.parameters.fix_variables_to_their_hinted_value:
+            held_sets.append(
+                frozenset(i for i, v in enumerate(m.proto.variables) if list(v.domain) == [1, 1])
+            )
+        return real(solver, m)
+
+    monkeypatch.setattr(polish_mod.interrupt, "solve", solve)
+    best, proved = neighbourhoods(
+        fresh,
+        start,
+        time_limit_s=4.0,
+        workers=2,
+        seed=1,
+        accept=accept,
+        whole_first=True,
+        shortfall=shortfall,
+    )
+    assert refused and asked and asked[0] is refused[0]
+    ((name, room),) = rooms.items()
+    dom = fresh.m.proto.constraints[fresh.capacity_cts[name]].linear.domain
+    assert dom[len(dom) - 1] <= room - 3
+    assert offered.count(offered[0]) == 1  # (the refused plan no longer fits: not found again)
+    assert len(held_sets) >= 2 and held_sets[0] == held_sets[1] == frozenset()  # (whole, again)
+    assert proved is False
+    assert opt - 1.0 <= best.cost_cny < start.cost_cny - 1.0
+
+
+def _short_hint(tmp_path, cn) -> tuple[PlanModel, Solution, int]:
+    """A fresh sz-futian model hinted with its dear plan less one demand (still a complete
+    plan of the model, with one demand unserved that an option could serve), and that demand."""
+    mdl, _opt, start = _dear_plan(tmp_path, cn)
+    left_out = mdl.inst.options[start.chosen[0]].demand
+    short = Solution.of(mdl.inst, start.chosen[1:], start.upgrades, start.sites, "feasible")
+    fresh = PlanModel(mdl.grid)
+    assert fresh.hint(short) and fresh.hint_complete
+    assert fresh._hinted_served() < sum(
+        load_units(mdl.inst.demands[i].design_kw) for i in fresh.served
+    )
+    return fresh, short, left_out
+
+
+def test_a_short_round_of_a_large_model_searches_the_hints_demands_with_no_first_stage(
+    tmp_path, cn, monkeypatch
+):
+    """A round that would search its hint's neighbourhoods after the first stage (the most
+    kW, a search of the whole model) skips that stage: it serves exactly the hint's demands,
+    CP-SAT never searches the whole model, and the served set is reported not proven."""
+    import lvplan.planning.model as model_mod
+
+    monkeypatch.setattr(model_mod, "NEIGHBOURHOODS_MIN_DEMANDS", 0)
+    monkeypatch.setattr(model_mod, "MIP_BOUND_MIN_S", 3.0)
+    fresh, short, left_out = _short_hint(tmp_path, cn)
+    whole: list[float] = []
+    real = PlanModel._run
+
+    def run(self, time_limit_s, workers, gap):
+        whole.append(time_limit_s)
+        return real(self, time_limit_s, workers, gap)
+
+    monkeypatch.setattr(PlanModel, "_run", run)
+    limit = 5.0  # (3.75 s after a first stage: from 3 s, under DIVE_MIN_S)
+    out = fresh.solve(time_limit_s=limit, workers=2, mip_bound=True, accept=lambda s: True)
+    assert whole == []
+    assert out.bounds["plan_by"] == "neighbourhoods"
+    assert out.served == short.served and not out.served[left_out]
+    assert fresh.served_proven is False
+    assert out.cost_cny <= short.cost_cny + 1e-6
+
+
+def test_without_the_callers_check_the_first_stage_serves_the_demand_the_hint_left_out(
+    tmp_path, cn, monkeypatch
+):
+    """The same hint, with no AC check to search neighbourhoods with: the first stage runs
+    (a quarter of the time), serves the demand the hint left out, and proves it the most kW."""
+    from lvplan.planning.model import FIRST_STAGE_SHARE
+
+    fresh, short, left_out = _short_hint(tmp_path, cn)
+    whole: list[float] = []
+    real = PlanModel._run
+
+    def run(self, time_limit_s, workers, gap):
+        whole.append(time_limit_s)
+        return real(self, time_limit_s, workers, gap)
+
+    monkeypatch.setattr(PlanModel, "_run", run)
+    out = fresh.solve(time_limit_s=8.0, workers=2)
+    assert whole[0] == pytest.approx(FIRST_STAGE_SHARE * 8.0)
+    assert not short.served[left_out]
+    assert out.served[left_out] and all(out.served[i] for i in fresh.served)
+    assert fresh.served_proven is True
 
 
 def test_a_substation_done_without_frees_its_demands_and_those_where_they_could_go():

@@ -52,6 +52,8 @@ CPSAT_SHARE = 0.1
 DIVE_MIN_S = 30.0
 #: CP-SAT's time to check the relaxation neighbourhood's plan against the model (all fixed)
 DIVE_CHECK_S = 10.0
+#: the share of a round's time its first stage (the most kW served) may take
+FIRST_STAGE_SHARE = 0.25
 #: A round too short for the relaxation's neighbourhood searches its hint's neighbourhoods
 #: (:meth:`PlanModel._by_neighbourhoods`) only when it serves more demands than this; with
 #: fewer, one neighbourhood of a new substation done without (at most 50 demands,
@@ -233,6 +235,9 @@ class PlanModel:
         #: the hint is a complete feasible assignment (:meth:`hint` returned True): a solve
         #: that runs out of time returns it, with the bound CP-SAT proved
         self.hint_complete = False
+        #: the demands :meth:`solve` served are the most design kW any plan serves (every one
+        #: with an option, or its first stage proved it); None until a solve without a budget
+        self.served_proven: bool | None = None
         inst = self.inst = grid.inst
         m = self.m = cp_model.CpModel()
         opts = list(range(len(inst.options))) if part is None else list(part.options)
@@ -674,6 +679,15 @@ class PlanModel:
         h = self.m.proto.solution_hint
         return dict(zip(h.vars, h.values, strict=True))
 
+    def _searched_from(self, accept: Callable[[Solution], bool] | None) -> Solution | None:
+        """The start of a search of the hint's neighbourhoods (:meth:`_by_neighbourhoods`):
+        the hinted plan, given the caller's AC check (``accept``) and a complete hint that
+        serves more than :data:`NEIGHBOURHOODS_MIN_DEMANDS` demands; else None."""
+        if accept is None or not self.hint_complete:
+            return None
+        start = self._hinted_plan()
+        return start if len(start.chosen) > NEIGHBOURHOODS_MIN_DEMANDS else None
+
     def _hinted_plan(self) -> Solution:
         """The complete hint as a plan, its objective in the model's units (as CP-SAT would
         report it)."""
@@ -721,6 +735,7 @@ class PlanModel:
         accept: Callable[[Solution], bool],
         seed: int,
         t0: float,
+        probe: Callable[[Solution], dict[str, int]] | None = None,
     ) -> Solution:
         """The cost stage as a large-neighbourhood search from ``start``, the complete hint
         (:func:`lvplan.planning.polish.neighbourhoods`, each cheaper plan taken only when
@@ -734,7 +749,9 @@ class PlanModel:
         plan's 47,562,901); so did the relaxation's neighbourhood given the round (its plan
         broke a voltage limit it holds out, and with them back HiGHS found nothing cheaper).
         Neighbourhoods of a few areas' demands from the greedy plan, on two workers for 47 s,
-        found 43,682,064 CNY; for the time left (35-38 s), 39.1-44.9 M in 9 runs.
+        found 43,682,064 CNY; for the time left (35-38 s), 39.1-44.9 M in 9 runs. ``probe``:
+        the caller's AC check as the room each element lacked, for a plan ``accept`` refused
+        (the neighbourhood is searched again with those rows tightened: ``shortfall``).
         The plan is ``optimal`` when a neighbourhood that held no connection was solved to
         optimality; its bound is otherwise the relaxation's."""
         from lvplan.planning.polish import neighbourhoods
@@ -748,6 +765,7 @@ class PlanModel:
             seed=seed,
             accept=accept,
             whole_first=True,  # (a small model is proved at once, as CP-SAT's search would)
+            shortfall=probe,
         )
         obj = self._model_cost(best.chosen, best.upgrades, best.sites)
         bounds: dict[str, Any] = {"cp_sat": None, "bound_by": None, "plan_by": "neighbourhoods"}
@@ -848,7 +866,7 @@ class PlanModel:
         from the solve's start when that is longer than ``time_limit_s`` (its plans are checked
         as found: the caller needs no time after it for a check or a repair)."""
         t0 = time.perf_counter()
-        self.served_proven = True
+        self.served_proven = None if self.budget_cny is not None else True
         companion: MipBound | None = None
         diver: MipBound | None = None
         if self.budget_cny is not None:
@@ -873,35 +891,51 @@ class PlanModel:
         else:
             everyone = sum(load_units(self.inst.demands[i].design_kw) for i in self.served)
             hinted = self._hinted_served()
-            if hinted is None or hinted < everyone:  # stage 1: the most kW served
-                self.m.maximize(self.served_units)
-                solver, status = self._run(0.25 * time_limit_s, workers, 0.0)
-                more = status in (cp_model.OPTIMAL, cp_model.FEASIBLE) and (
-                    hinted is None
-                    or not self.hint_complete
-                    or solver.objective_value > hinted + 0.5
-                )
-                if status in (cp_model.OPTIMAL, cp_model.FEASIBLE) and not more:
-                    # no more kW than the (complete) hint serves: its demands, and its plan as
-                    # the cost stage's start (another set of as many kW, with a plan made only
-                    # to serve them, cost twice the greedy plan on a city group, and its
-                    # bound was for other demands than the plan returned)
-                    self.served_proven = status == cp_model.OPTIMAL
-                    hv = self._hint_values()
-                    now = {i: hv.get(sv.index, 0) for i, sv in self.served.items()}
-                elif more:
-                    self.served_proven = status == cp_model.OPTIMAL
-                    now = {i: int(solver.value(sv)) for i, sv in self.served.items()}
-                    self.rehint(solver)
-                    # its plan is complete, and a plan of stage 2 too: the search's start, and
-                    # the answer if stage 2 finds nothing in its time
-                    self.hint_complete = True
-                elif self.hint_complete:  # no time to serve more: the hint's demands
+            first = hinted is None or hinted < everyone  # (a first stage, the most kW)
+            # a round that would search its hint's neighbourhoods after the first stage (less
+            # than DIVE_MIN_S left of a large model's round, below)
+            start = None
+            after = (1.0 - FIRST_STAGE_SHARE) * time_limit_s
+            if first and mip_bound and not bound_only and MIP_BOUND_MIN_S <= after < DIVE_MIN_S:
+                start = self._searched_from(accept)
+            if first:
+                if start is not None:
+                    # ... serves its hint's demands, with no first stage: the model is one too
+                    # large for CP-SAT to search whole in the time, and the first stage is such
+                    # a search (on the district, seed 2: no plan at all in its 7.4 s, after
+                    # which the round served the hint's demands anyway). Not proven the most kW
                     self.served_proven = False
                     hv = self._hint_values()
                     now = {i: hv.get(sv.index, 0) for i, sv in self.served.items()}
-                else:
-                    return self._failed(solver, status, t0)
+                else:  # stage 1: the most kW served
+                    self.m.maximize(self.served_units)
+                    solver, status = self._run(FIRST_STAGE_SHARE * time_limit_s, workers, 0.0)
+                    more = status in (cp_model.OPTIMAL, cp_model.FEASIBLE) and (
+                        hinted is None
+                        or not self.hint_complete
+                        or solver.objective_value > hinted + 0.5
+                    )
+                    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE) and not more:
+                        # no more kW than the (complete) hint serves: its demands, and its plan as
+                        # the cost stage's start (another set of as many kW, with a plan made only
+                        # to serve them, cost twice the greedy plan on a city group, and its
+                        # bound was for other demands than the plan returned)
+                        self.served_proven = status == cp_model.OPTIMAL
+                        hv = self._hint_values()
+                        now = {i: hv.get(sv.index, 0) for i, sv in self.served.items()}
+                    elif more:
+                        self.served_proven = status == cp_model.OPTIMAL
+                        now = {i: int(solver.value(sv)) for i, sv in self.served.items()}
+                        self.rehint(solver)
+                        # its plan is complete, and a plan of stage 2 too: the search's start, and
+                        # the answer if stage 2 finds nothing in its time
+                        self.hint_complete = True
+                    elif self.hint_complete:  # no time to serve more: the hint's demands
+                        self.served_proven = False
+                        hv = self._hint_values()
+                        now = {i: hv.get(sv.index, 0) for i, sv in self.served.items()}
+                    else:
+                        return self._failed(solver, status, t0)
                 # stage 2 serves exactly these demands (the cost's bound is then for them)
                 for i, sv in self.served.items():
                     self.m.add(sv == now[i])
@@ -924,16 +958,13 @@ class PlanModel:
                     voltage_rows=self.bound_held_out,
                 )
                 companion.start()
-            elif mip_bound and left < DIVE_MIN_S and left >= MIP_BOUND_MIN_S:
+            elif mip_bound and (start is not None or MIP_BOUND_MIN_S <= left < DIVE_MIN_S):
                 # too little time for the relaxation's neighbourhood: the bound alone, beside
                 # CP-SAT on every worker for the whole time; or, given the caller's AC check,
                 # the hint's neighbourhoods beside the relaxation (_by_neighbourhoods)
                 rel = Relaxation(self.capacity_rows, pool)
-                start = None  # (the neighbourhoods' start, when they search)
-                if accept is not None and self.hint_complete and self.budget_cny is None:
-                    start = self._hinted_plan()
-                    if len(start.chosen) <= NEIGHBOURHOODS_MIN_DEMANDS:
-                        start = None
+                if start is None:
+                    start = self._searched_from(accept)
                 companion = MipBound(
                     self.m.clone().proto,
                     left,
@@ -944,7 +975,7 @@ class PlanModel:
                 if accept is not None and start is not None:
                     until = max(time_limit_s, search_s or 0.0) - (time.perf_counter() - t0)
                     return self._by_neighbourhoods(
-                        companion, start, until, workers, accept, seed, t0
+                        companion, start, until, workers, accept, seed, t0, probe
                     )
             elif mip_bound and left >= DIVE_MIN_S:
                 # the options and the sites the relaxation takes whole or leaves out are held

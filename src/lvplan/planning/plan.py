@@ -586,6 +586,8 @@ def plan_network(
     # proved its plan returns without waiting for that thread)
     ac_lock = threading.Lock()
     passed: dict[tuple, Any] = {}  # the evaluation of each plan that passed, by its choices
+    # the last plan a neighbourhood search's check refused: (its choices, evaluation, broken)
+    refused: list[tuple[tuple, Any, Any] | None] = [None]
 
     def choices(sol: Solution) -> tuple:
         return (tuple(sorted(sol.chosen)), tuple(sorted(sol.upgrades)), tuple(sorted(sol.sites)))
@@ -817,12 +819,17 @@ def plan_network(
 
         def probe(s: Solution) -> dict[str, int]:
             """The AC check of a plan the optimiser is still improving on (the relaxation
-            neighbourhood's first, planning/mipbound.py MipBound._probed), on the diving thread
-            while this one waits for it: what its cuts would take off each line's and
+            neighbourhood's first, planning/mipbound.py MipBound._probed, on the diving thread
+            while this one waits for it; or a neighbourhood's plan ``passes`` refused, whose
+            check is not run again): what its cuts would take off each line's and
             transformer's room, in load units, by the name of the element's drop in the model
             (``DL``/``DT``). The cuts themselves are not kept: the round's own check decides."""
             with ac_lock:  # (the round's own check waits for it: planning/verify.py)
-                ev, broken = check_plan(network, inst, s, base)
+                had = refused[0]
+                if had is not None and had[0] == choices(s):
+                    ev, broken = had[1], had[2]
+                else:
+                    ev, broken = check_plan(network, inst, s, base)
                 if not broken:
                     return {}
                 more = copy.deepcopy(cuts)
@@ -843,6 +850,7 @@ def plan_network(
             with ac_lock:
                 ev, broken = check_plan(network, inst, s, base)
             if broken:
+                refused[0] = (choices(s), ev, broken)  # (probe reads it: the room it lacked)
                 return False
             passed[choices(s)] = (ev, [])
             return True
@@ -859,6 +867,7 @@ def plan_network(
                 workers=workers,
                 seed=len(history),
                 accept=passes,
+                shortfall=probe,
                 timings=timings,
             )
             # (a plan solved by parts made no model of the whole grid before: the next search
@@ -1008,6 +1017,11 @@ def plan_network(
                         # the plan took 0.9 s after the search to return)
                         search_s=deadline - time.perf_counter() - 2 * RESULT_S - check_s[0],
                     )
+                    if budget_cny is None and mdl.served_proven is not None:
+                        # the demands served are the most design kW any plan serves: every
+                        # one with an option, or the first stage proved it (summary.json;
+                        # with a budget, its kW bound is served_units_bound)
+                        out.bounds["served_proven"] = mdl.served_proven
             if out.bounds.get("plan_by") != "neighbourhoods":  # (that search took the time left)
                 over_s[0] = max(0.0, time.perf_counter() - now - given)
             rel_cny, carried = (

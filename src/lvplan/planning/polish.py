@@ -26,6 +26,12 @@ A plan found here is a plan of the same linear model; the caller's AC check (``a
 each cheaper one as it is found, and only one that passes is kept and searched on from. On seed
 1 a plan found this way broke a line's loading by a fraction of a per cent; judged only at the
 end, it was thrown away with the 0.1 M CNY it saved and no time to repair it.
+
+A plan the check refuses is repaired in place, given the check's answer as room (``shortfall``):
+the rows of the elements it found short are tightened below that plan's load there
+(:func:`take_room`), and the same neighbourhood is searched again. On seed 2 (the whole round a
+search of neighbourhoods) the refused plans had come back in later draws, and the plans were
+5.7-17.7 % below greedy; with the repair, 17.1-17.8 % in 6 of 6 runs.
 """
 
 from __future__ import annotations
@@ -53,6 +59,9 @@ MOST_FREE = 25
 AREAS_FREED = 3
 #: the most demands a neighbourhood of the third kind (a new substation done without) sets free
 MOST_FREE_CLOSING = 50
+#: the most times in a row one neighbourhood is searched again after the AC check refused its
+#: plan, the rows it found short tightened (``shortfall``)
+MOST_AGAIN = 2
 
 
 def polish(
@@ -63,6 +72,7 @@ def polish(
     workers: int,
     seed: int = 0,
     accept: Callable[[Solution], bool] | None = None,
+    shortfall: Callable[[Solution], dict[str, int]] | None = None,
     timings: dict[str, float] | None = None,
 ) -> Solution | None:
     """The cheapest plan of ``grid``'s model serving the demands ``sol`` serves that the
@@ -70,8 +80,8 @@ def polish(
     none costs less than ``sol`` (or ``sol`` does not fit the model). ``accept``: a cheaper
     plan is taken (and searched on from) only if it says so (the caller's AC check: a plan that
     uses the linear model's room to the last kW may break a limit in AC, and the seconds left
-    would not repair it). ``timings``: ``model_s`` is set to how long its model took to make
-    (the one step its time limit does not bound)."""
+    would not repair it); ``shortfall``: see :func:`neighbourhoods`. ``timings``: ``model_s``
+    is set to how long its model took to make (the one step its time limit does not bound)."""
     from lvplan.planning.model import PlanModel
 
     t0 = time.perf_counter()
@@ -97,6 +107,7 @@ def polish(
         workers=workers,
         seed=seed,
         accept=accept,
+        shortfall=shortfall,
     )
     return None if best is sol else best
 
@@ -110,13 +121,20 @@ def neighbourhoods(
     seed: int = 0,
     accept: Callable[[Solution], bool] | None = None,
     whole_first: bool = False,
+    shortfall: Callable[[Solution], dict[str, int]] | None = None,
 ) -> tuple[Solution, bool]:
     """The neighbourhoods searched from ``sol`` on ``mdl`` for ``time_limit_s``: a model that
     serves exactly the demands ``sol`` serves, minimises the cost and is hinted with ``sol``
     complete. Returns the cheapest plan found that ``accept`` took (``sol`` when none), and
     whether it is the model's optimum (a neighbourhood that held no connection was solved to
     optimality from it). ``whole_first``: the first neighbourhood holds nothing (a model
-    CP-SAT solves whole in :data:`NEIGHBOURHOOD_S` is then proved at once: sz-futian's)."""
+    CP-SAT solves whole in :data:`NEIGHBOURHOOD_S` is then proved at once: sz-futian's).
+    ``shortfall``: for a cheaper plan ``accept`` refused, the load units to take off the room
+    of each line and transformer its AC check found short, by the name of the element's drop
+    (:attr:`PlanModel.capacity_cts`, as ``probe`` gives them to :meth:`PlanModel.solve`):
+    those rows of ``mdl`` are tightened for the rest of the search, and the same neighbourhood
+    is searched again, at most :data:`MOST_AGAIN` times in a row (a restriction of the model:
+    its plans are still the model's, but its optimum no longer proves the model's)."""
     from lvplan.planning.model import Solution
 
     t0 = time.perf_counter()
@@ -150,26 +168,34 @@ def neighbourhoods(
     turn = 0
     areas = AREAS_FREED  # (grows while its neighbourhoods are solved whole, shrinks when not)
     first = whole_first
+    again: set[int] | None = None  # a neighbourhood to search again, its rows tightened
+    tries = 0  # (searches of it so far in a row)
+    tightened = False
     while True:
         left = time_limit_s - (time.perf_counter() - t0)
         if left < MIN_NEIGHBOURHOOD_S:
             break
-        now = connected_now(best)
-        sites = sorted(g for g in now if g[0] == "site")
-        kind = -1 if first else turn % 3
-        if kind == -1:  # (the whole model, once)
-            free = set(served)
-        elif kind == 0:
-            drawn = rng.sample(sorted(now), min(areas, len(now)))
-            free = set().union(*(now[g] for g in drawn))
-        elif kind == 1 or not sites:
-            free = set(competing[rng.choice(rivals)])
-            if len(free) > MOST_FREE:
-                free = set(rng.sample(sorted(free), MOST_FREE))
-        else:  # a new substation the plan builds, to be done without
-            free = closing(now, rng.choice(sites), groups_of, rng)
-        first = False
-        turn += kind >= 0
+        if again is not None:
+            free, kind, again = again, -2, None
+            tries += 1
+        else:
+            tries = 0
+            now = connected_now(best)
+            sites = sorted(g for g in now if g[0] == "site")
+            kind = -1 if first else turn % 3
+            if kind == -1:  # (the whole model, once)
+                free = set(served)
+            elif kind == 0:
+                drawn = rng.sample(sorted(now), min(areas, len(now)))
+                free = set().union(*(now[g] for g in drawn))
+            elif kind == 1 or not sites:
+                free = set(competing[rng.choice(rivals)])
+                if len(free) > MOST_FREE:
+                    free = set(rng.sample(sorted(free), MOST_FREE))
+            else:  # a new substation the plan builds, to be done without
+                free = closing(now, rng.choice(sites), groups_of, rng)
+            first = False
+            turn += kind >= 0
         held = [mdl.x[k].index for k in best.chosen if inst.options[k].demand not in free]
         domains = m.proto.variables
         for v in held:  # (a Boolean's domain is [0, 1]: held to [1, 1], then given back)
@@ -194,12 +220,37 @@ def neighbourhoods(
             [s for s, v in mdl.z.items() if solver.value(v)],
             "feasible",
         )
-        if found.cost_cny < best.cost_cny - 0.5 and (accept is None or accept(found)):
-            best = found
-            mdl.rehint(solver)  # the next neighbourhood starts from it
-        if whole:
+        if found.cost_cny < best.cost_cny - 0.5:
+            if accept is None or accept(found):
+                best = found
+                mdl.rehint(solver)  # the next neighbourhood starts from it
+            elif shortfall is not None and tries < MOST_AGAIN:
+                values = list(solver.response_proto.solution)
+                if take_room(mdl, shortfall(found), values):
+                    tightened, again = True, free
+        if whole and not tightened:
             return best, best is found or found.cost_cny >= best.cost_cny - 0.5
     return best, False
+
+
+def take_room(mdl: PlanModel, less: dict[str, int], values: list[int]) -> int:
+    """Each capacity row of ``mdl`` named in ``less`` (by its element's drop, ``DL``/``DT``)
+    tightened to what the refused plan (``values``: every variable's) puts there less the
+    element's load units in ``less``: the room the AC check found the element to have is
+    below that plan's load. How many rows were tightened. (Tightened by the units alone, as the
+    diving thread does with its first plan, which fills the rows to the last kW, a refused
+    plan with room to spare there came back the same on seed 2, three times in a row.)"""
+    n = 0
+    for name, units in less.items():
+        ci = mdl.capacity_cts.get(name)
+        if ci is None or units <= 0:
+            continue
+        row = mdl.m.proto.constraints[ci].linear  # load - what upgrades add <= room
+        used = sum(c * values[v] for v, c in zip(row.vars, row.coeffs, strict=True))
+        dom = row.domain
+        dom[len(dom) - 1] = min(dom[len(dom) - 1], used) - units
+        n += 1
+    return n
 
 
 def closing(
