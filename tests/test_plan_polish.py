@@ -348,6 +348,19 @@ def _short_hint(tmp_path, cn) -> tuple[PlanModel, Solution, int]:
     return fresh, short, left_out
 
 
+def _record_whole_searches(monkeypatch) -> list[float]:
+    """The time limit of each CP-SAT search of a whole model (``PlanModel._run``), as made."""
+    whole: list[float] = []
+    real = PlanModel._run
+
+    def run(self, time_limit_s, workers, gap):
+        whole.append(time_limit_s)
+        return real(self, time_limit_s, workers, gap)
+
+    monkeypatch.setattr(PlanModel, "_run", run)
+    return whole
+
+
 def test_a_short_round_of_a_large_model_searches_the_hints_demands_with_no_first_stage(
     tmp_path, cn, monkeypatch
 ):
@@ -359,14 +372,7 @@ def test_a_short_round_of_a_large_model_searches_the_hints_demands_with_no_first
     monkeypatch.setattr(model_mod, "NEIGHBOURHOODS_MIN_DEMANDS", 0)
     monkeypatch.setattr(model_mod, "MIP_BOUND_MIN_S", 3.0)
     fresh, short, left_out = _short_hint(tmp_path, cn)
-    whole: list[float] = []
-    real = PlanModel._run
-
-    def run(self, time_limit_s, workers, gap):
-        whole.append(time_limit_s)
-        return real(self, time_limit_s, workers, gap)
-
-    monkeypatch.setattr(PlanModel, "_run", run)
+    whole = _record_whole_searches(monkeypatch)
     limit = 5.0  # (3.75 s after a first stage: from 3 s, under DIVE_MIN_S)
     out = fresh.solve(time_limit_s=limit, workers=2, mip_bound=True, accept=lambda s: True)
     assert whole == []
@@ -384,14 +390,7 @@ def test_without_the_callers_check_the_first_stage_serves_the_demand_the_hint_le
     from lvplan.planning.model import FIRST_STAGE_SHARE
 
     fresh, short, left_out = _short_hint(tmp_path, cn)
-    whole: list[float] = []
-    real = PlanModel._run
-
-    def run(self, time_limit_s, workers, gap):
-        whole.append(time_limit_s)
-        return real(self, time_limit_s, workers, gap)
-
-    monkeypatch.setattr(PlanModel, "_run", run)
+    whole = _record_whole_searches(monkeypatch)
     out = fresh.solve(time_limit_s=8.0, workers=2)
     assert whole[0] == pytest.approx(FIRST_STAGE_SHARE * 8.0)
     assert not short.served[left_out]
