@@ -679,6 +679,11 @@ class PlanModel:
         h = self.m.proto.solution_hint
         return dict(zip(h.vars, h.values, strict=True))
 
+    def _hint_served_now(self) -> dict[int, int]:
+        """Whether the hint serves each demand (1 or 0), by the demand's index."""
+        hv = self._hint_values()
+        return {i: hv.get(sv.index, 0) for i, sv in self.served.items()}
+
     def _searched_from(self, accept: Callable[[Solution], bool] | None) -> Solution | None:
         """The start of a search of the hint's neighbourhoods (:meth:`_by_neighbourhoods`):
         the hinted plan, given the caller's AC check (``accept``) and a complete hint that
@@ -905,8 +910,7 @@ class PlanModel:
                     # a search (on the district, seed 2: no plan at all in its 7.4 s, after
                     # which the round served the hint's demands anyway). Not proven the most kW
                     self.served_proven = False
-                    hv = self._hint_values()
-                    now = {i: hv.get(sv.index, 0) for i, sv in self.served.items()}
+                    now = self._hint_served_now()
                 else:  # stage 1: the most kW served
                     self.m.maximize(self.served_units)
                     solver, status = self._run(FIRST_STAGE_SHARE * time_limit_s, workers, 0.0)
@@ -921,8 +925,7 @@ class PlanModel:
                         # to serve them, cost twice the greedy plan on a city group, and its
                         # bound was for other demands than the plan returned)
                         self.served_proven = status == cp_model.OPTIMAL
-                        hv = self._hint_values()
-                        now = {i: hv.get(sv.index, 0) for i, sv in self.served.items()}
+                        now = self._hint_served_now()
                     elif more:
                         self.served_proven = status == cp_model.OPTIMAL
                         now = {i: int(solver.value(sv)) for i, sv in self.served.items()}
@@ -932,8 +935,7 @@ class PlanModel:
                         self.hint_complete = True
                     elif self.hint_complete:  # no time to serve more: the hint's demands
                         self.served_proven = False
-                        hv = self._hint_values()
-                        now = {i: hv.get(sv.index, 0) for i, sv in self.served.items()}
+                        now = self._hint_served_now()
                     else:
                         return self._failed(solver, status, t0)
                 # stage 2 serves exactly these demands (the cost's bound is then for them)
