@@ -299,8 +299,7 @@ def test_a_refused_plan_tightens_the_rows_it_found_short_and_is_searched_again(
             if ot[k].area is not None
             and (n := f"DT{fresh.grid.areas[ot[k].area].trafo}") in fresh.capacity_cts
         )
-        dom = fresh.m.proto.constraints[fresh.capacity_cts[name]].linear.domain
-        rooms[name] = dom[len(dom) - 1]
+        rooms[name] = len(fresh.m.proto.constraints)
         return {name: 3, "DT-no-such-row": 5}
 
     real = polish_mod.interrupt.solve
@@ -325,13 +324,104 @@ def test_a_refused_plan_tightens_the_rows_it_found_short_and_is_searched_again(
         shortfall=shortfall,
     )
     assert refused and asked and asked[0] is refused[0]
-    ((name, room),) = rooms.items()
-    dom = fresh.m.proto.constraints[fresh.capacity_cts[name]].linear.domain
-    assert dom[len(dom) - 1] <= room - 3
+    ((name, n_rows),) = rooms.items()
+    assert len(fresh.m.proto.constraints) == n_rows + 1  # (one limit: the unknown name none)
+    row = fresh.m.proto.constraints[fresh.capacity_cts[name]].linear
+    ys = {v.index for v in fresh.y.values()}
+    limit = fresh.m.proto.constraints[n_rows].linear  # (on that element's new load)
+    assert list(limit.vars) == [v for v in row.vars if v not in ys]
     assert offered.count(offered[0]) == 1  # (the refused plan no longer fits: not found again)
-    assert len(held_sets) >= 2 and held_sets[0] == held_sets[1] == frozenset()  # (whole, again)
+    again = fresh.m.clone()  # ... nor does it fit the model as the search left it
+    no = refused[0]
+    for xs, picked in ((fresh.x, no.chosen), (fresh.y, no.upgrades), (fresh.z, no.sites)):
+        for key, v in xs.items():
+            again.add(v == int(key in picked))
+    assert cp_model.CpSolver().solve(again) == cp_model.INFEASIBLE
+    # (whole, and again: its optimum, taken, ends the search, with no claim)
+    assert len(held_sets) == 2 and held_sets[0] == held_sets[1] == frozenset()
     assert proved is False
     assert opt - 1.0 <= best.cost_cny < start.cost_cny - 1.0
+
+
+def test_a_check_that_fails_on_a_refused_plan_costs_the_search_its_tightening_only(tmp_path, cn):
+    """``shortfall`` raising (its AC work failed) is no tightening: the whole model's optimum
+    was refused, so the plan kept is the start, with no claim and no exception."""
+    from lvplan.planning.polish import neighbourhoods
+
+    mdl, _opt, start = _dear_plan(tmp_path, cn)
+    fresh = PlanModel(mdl.grid)
+    served = {mdl.inst.options[k].demand for k in start.chosen}
+    for i, sv in fresh.served.items():
+        fresh.m.add(sv == int(i in served))
+    fresh.m.minimize(fresh.cost)
+    assert fresh.hint(start)
+    asked: list[Solution] = []
+
+    def shortfall(s: Solution) -> dict[str, int]:
+        asked.append(s)
+        raise RuntimeError("the load flow did not converge")
+
+    n_rows = len(fresh.m.proto.constraints)
+    best, proved = neighbourhoods(
+        fresh,
+        start,
+        time_limit_s=4.0,
+        workers=2,
+        accept=lambda s: False,
+        whole_first=True,
+        shortfall=shortfall,
+    )
+    assert len(asked) == 1 and asked[0].cost_cny < start.cost_cny - 1.0
+    assert best is start and proved is False
+    assert len(fresh.m.proto.constraints) == n_rows
+
+
+def _one_element(upgrade_adds: int | None) -> tuple[object, cp_model.IntVar, object]:
+    """A model of one element as :class:`PlanModel` writes it: a load of 0-300 units, a room
+    of 100 and, when ``upgrade_adds``, one upgrade adding that much; a stand-in with the
+    attributes :func:`take_room` reads, its load, and its upgrade's literal (or None)."""
+    from types import SimpleNamespace
+
+    m = cp_model.CpModel()
+    load = m.new_int_var(0, 300, "load")
+    y = m.new_bool_var("y") if upgrade_adds else None
+    row = m.add(load - upgrade_adds * y <= 100) if y is not None else m.add(load <= 100)
+    mdl = SimpleNamespace(m=m, y={} if y is None else {7: y}, capacity_cts={"DT1": row.index})
+    return mdl, load, y
+
+
+def _fits(mdl, load, y, load_units: int, built: bool = False) -> bool:
+    trial = mdl.m.clone()
+    trial.add(load == load_units)
+    if y is not None:
+        trial.add(y == int(built))
+    return cp_model.CpSolver().solve(trial) in (cp_model.OPTIMAL, cp_model.FEASIBLE)
+
+
+def test_a_refused_plan_takes_room_only_in_the_state_the_check_judged():
+    """The AC check found a transformer it upgraded 3 units short at 150 units of new load: a
+    plan that builds it the same way may put at most 147 there; the transformer as it is keeps
+    its own room (95 fits; taking the refused plan's unused upgrade room off the row itself had
+    left it 47), and a larger lack than the load there leaves no new load, never no plan."""
+    from lvplan.planning.polish import take_room
+
+    mdl, load, y = _one_element(100)
+    values = [0, 0]
+    values[load.index], values[y.index] = 150, 1
+    assert take_room(mdl, {"DT1": 3, "DL404": 9}, values) == 1
+    assert _fits(mdl, load, y, 147, built=True) and not _fits(mdl, load, y, 148, built=True)
+    assert _fits(mdl, load, y, 95) and _fits(mdl, load, y, 100) and not _fits(mdl, load, y, 101)
+    mdl, load, y = _one_element(100)  # (upgraded at 60, short by 120: not the element as is)
+    values[load.index], values[y.index] = 60, 1
+    assert take_room(mdl, {"DT1": 120}, values) == 1
+    assert _fits(mdl, load, y, 0, built=True) and not _fits(mdl, load, y, 1, built=True)
+    assert _fits(mdl, load, y, 0) and _fits(mdl, load, y, 100)
+    mdl, load, _ = _one_element(None)  # a cable with no upgrade, 34 units short at 30
+    assert take_room(mdl, {"DT1": 34}, [30]) == 1
+    assert _fits(mdl, load, None, 0) and not _fits(mdl, load, None, 1)
+    mdl, load, _ = _one_element(None)  # the refused plan loads nothing here: nothing taken
+    assert take_room(mdl, {"DT1": 5, "DT2": 5}, [0]) == 0
+    assert _fits(mdl, load, None, 100)
 
 
 def _short_hint(tmp_path, cn) -> tuple[PlanModel, Solution, int]:
@@ -385,14 +475,18 @@ def test_a_short_round_of_a_large_model_searches_the_hints_demands_with_no_first
 def test_without_the_callers_check_the_first_stage_serves_the_demand_the_hint_left_out(
     tmp_path, cn, monkeypatch
 ):
-    """The same hint, with no AC check to search neighbourhoods with: the first stage runs
-    (a quarter of the time), serves the demand the hint left out, and proves it the most kW."""
+    """The same hint and round as above, with no AC check to search neighbourhoods with: the
+    first stage runs (a quarter of the time), serves the demand the hint left out, and proves
+    it the most kW."""
+    import lvplan.planning.model as model_mod
     from lvplan.planning.model import FIRST_STAGE_SHARE
 
+    monkeypatch.setattr(model_mod, "NEIGHBOURHOODS_MIN_DEMANDS", 0)
+    monkeypatch.setattr(model_mod, "MIP_BOUND_MIN_S", 3.0)
     fresh, short, left_out = _short_hint(tmp_path, cn)
     whole = _record_whole_searches(monkeypatch)
-    out = fresh.solve(time_limit_s=8.0, workers=2)
-    assert whole[0] == pytest.approx(FIRST_STAGE_SHARE * 8.0)
+    out = fresh.solve(time_limit_s=5.0, workers=2, mip_bound=True, accept=None)
+    assert whole[0] == pytest.approx(FIRST_STAGE_SHARE * 5.0)
     assert not short.served[left_out]
     assert out.served[left_out] and all(out.served[i] for i in fresh.served)
     assert fresh.served_proven is True

@@ -828,6 +828,7 @@ def plan_network(
                 had = refused[0]
                 if had is not None and had[0] == choices(s):
                     ev, broken = had[1], had[2]
+                    refused[0] = None  # (its evaluation holds a network: read once)
                 else:
                     ev, broken = check_plan(network, inst, s, base)
                 if not broken:

@@ -226,29 +226,61 @@ def neighbourhoods(
                 mdl.rehint(solver)  # the next neighbourhood starts from it
             elif shortfall is not None and tries < MOST_AGAIN:
                 values = list(solver.response_proto.solution)
-                if take_room(mdl, shortfall(found), values):
+                try:
+                    less = shortfall(found)
+                except Exception:  # (a failed check costs the search its tightening only)
+                    less = {}
+                if take_room(mdl, less, values):
                     tightened, again = True, free
-        if whole and not tightened:
-            return best, best is found or found.cost_cny >= best.cost_cny - 0.5
+        if whole:
+            # the optimum of the model as it stands (its rows tightened or not): nothing
+            # cheaper is left to find. Refused, it is searched again with its rows tightened,
+            # or, once they were, the search goes on from the plan kept
+            settled = best is found or found.cost_cny >= best.cost_cny - 0.5
+            if settled or not tightened:
+                return best, settled and not tightened
     return best, False
 
 
 def take_room(mdl: PlanModel, less: dict[str, int], values: list[int]) -> int:
-    """Each capacity row of ``mdl`` named in ``less`` (by its element's drop, ``DL``/``DT``)
-    tightened to what the refused plan (``values``: every variable's) puts there less the
-    element's load units in ``less``: the room the AC check found the element to have is
-    below that plan's load. How many rows were tightened. (Tightened by the units alone, as the
-    diving thread does with its first plan, which fills the rows to the last kW, a refused
-    plan with room to spare there came back the same on seed 2, three times in a row.)"""
+    """For each line and transformer named in ``less`` (by its drop's name, ``DL``/``DT``, a
+    row of :attr:`PlanModel.capacity_cts`): its new load limited to what the refused plan
+    (``values``: every variable's) puts there less the load units in ``less``, only while the
+    element is built as that plan builds it (the same upgrade, or none). The AC check judged
+    that state alone: the room it found is below that plan's load there. How many limits were
+    added, each one cutting the refused plan off.
+
+    A capacity row is ``load - what the upgrade adds <= room``. Taking the refused plan's
+    spare room off the row itself (as this did first) held every other state to it too: a
+    plan that loads an element it upgraded takes its unused upgrade room off the element as
+    it is, which may leave the plan kept so far, or even no new load there at all, outside the
+    model (a model with no plan for the rest of the search). Tightening by the units alone (as
+    the diving thread does with its first plan, which fills the rows to the last kW) let a
+    refused plan with room to spare there come back the same on seed 2, three times in a row.
+    The limit never goes below no new load: a connection elsewhere stays possible."""
+    m = mdl.m
+    ys = {v.index for v in mdl.y.values()}
     n = 0
     for name, units in less.items():
         ci = mdl.capacity_cts.get(name)
         if ci is None or units <= 0:
             continue
-        row = mdl.m.proto.constraints[ci].linear  # load - what upgrades add <= room
-        used = sum(c * values[v] for v, c in zip(row.vars, row.coeffs, strict=True))
-        dom = row.domain
-        dom[len(dom) - 1] = min(dom[len(dom) - 1], used) - units
+        row = m.proto.constraints[ci].linear  # load - what upgrades add <= room
+        load_terms = [(v, c) for v, c in zip(row.vars, row.coeffs, strict=True) if v not in ys]
+        load = sum(c * values[v] for v, c in load_terms)
+        if load <= 0:  # (the refused plan loads nothing here: nothing of its own to take off)
+            continue
+        built = [
+            m.get_bool_var_from_proto_index(v)
+            if values[v]
+            else m.get_bool_var_from_proto_index(v).Not()
+            for v in row.vars
+            if v in ys
+        ]
+        expr = sum(c * m.get_int_var_from_proto_index(v) for v, c in load_terms)
+        ct = m.add(expr <= max(0, load - units))
+        if built:
+            ct.only_enforce_if(built)
         n += 1
     return n
 
