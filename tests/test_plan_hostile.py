@@ -374,11 +374,14 @@ def test_unknown_simbench_codes_and_deep_files_are_one_line(tmp_path, capsys):
         assert what in _bad(capsys, argv, out)
 
 
-def test_ctrl_c_in_the_optimisers_search_stops_the_plan(tmp_path, urban, cn):
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_in_the_optimisers_search_stops_the_plan(tmp_path, urban, cn, stop):
     """CP-SAT caught SIGINT itself: the search ended as at its time limit, and the plan went on
     through its rounds, wrote every output and exited 0 (three Ctrl-C, 2 s apart, in a 40 s
     plan). Now one Ctrl-C in the optimal round's search (the district: one group, CP-SAT in
-    the command's own process) ends the run in a second or two: exit 130, no output folder."""
+    the command's own process) ends the run in a second or two: exit 130, no output folder.
+    SIGTERM (``timeout``, a service manager) ended it at once with no message, its lock file
+    and a half-staged output folder left: now as Ctrl-C, exit 143, one line."""
     import signal
     import subprocess
     import sys
@@ -406,12 +409,16 @@ def test_ctrl_c_in_the_optimisers_search_stops_the_plan(tmp_path, urban, cn):
             break
     time.sleep(6.0)
     sent = time.perf_counter()
-    p.send_signal(signal.SIGINT)
+    sig = signal.Signals[stop]
+    p.send_signal(sig)
     rc = p.wait(timeout=60)
     took = time.perf_counter() - sent
-    p.stderr.read()
-    assert rc == 130 and took < 10.0, (rc, took, seen[-3:])
-    assert not (out / "plan.csv").exists()
+    rest = p.stderr.read()
+    assert rc == 128 + sig and took < 10.0, (rc, took, seen[-3:])
+    assert not out.exists()  # (no lock file, no staged folder: the run made the folder)
+    assert "Traceback" not in rest
+    if sig != signal.SIGINT:
+        assert rest.strip().splitlines()[-1] == f"lvplan: stopped by {stop}"
 
 
 _ENTRY = """
@@ -606,3 +613,46 @@ def _lost_ctrl_c(interrupt) -> None:
         with pytest.raises(KeyboardInterrupt):
             interrupt.check()
     interrupt.check()  # forgotten once the plan is over
+
+
+@pytest.mark.parametrize("via_link", [False, True])
+def test_an_input_file_among_the_outputs_is_refused_and_kept(tmp_path, capsys, via_link):
+    """A demand file named ``plan.csv`` in the folder its plan was written to was replaced by
+    the plan (exit 0, the demands lost; a catalogue named ``summary.json`` likewise). Now: one
+    line, exit 2, before the plan runs, the file as it was, by any path to it."""
+    out = tmp_path / "out"
+    out.mkdir()
+    demand = out / "plan.csv"
+    text = "id,kw,category,bus\nd1,20,shop,26\n"
+    demand.write_text(text, encoding="utf-8")
+    given = demand
+    if via_link:
+        given = tmp_path / "link.csv"
+        given.symlink_to(demand)
+    rc = main(["plan", "sz-futian", "--demand", str(given), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert f"--demand {given}: is the plan.csv this run writes in --out {out}" in err
+    assert demand.read_text(encoding="utf-8") == text
+    assert sorted(p.name for p in out.iterdir()) == ["plan.csv"]
+
+
+def test_a_folder_where_an_output_goes_is_refused_before_the_plan_runs(
+    tmp_path, capsys, monkeypatch
+):
+    """``plan.csv/`` in ``--out`` was refused only at the end, after the whole time limit
+    (a city: the quarter of an hour). Now before the plan: one line, exit 2, nothing touched."""
+    import lvplan.planning.plan as plan_mod
+
+    def ran(*_a, **_k):
+        raise AssertionError("the plan ran")
+
+    monkeypatch.setattr(plan_mod, "plan", ran)
+    out = tmp_path / "out"
+    (out / "plan.csv").mkdir(parents=True)
+    demand = _csv(tmp_path, "id,kw,category,bus\nd1,20,shop,26\n")
+    rc = main(["plan", "sz-futian", "--demand", str(demand), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "plan.csv there is a folder, where this run writes a file" in err
+    assert sorted(p.name for p in out.iterdir()) == ["plan.csv"]

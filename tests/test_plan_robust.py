@@ -16,8 +16,7 @@ import math
 
 import pandapower as pp
 import pytest
-from reference import Reference
-from test_plan import GREEDY_CNY, LAT0, LON0, OPTIMUM_CNY
+from test_plan import GREEDY_CNY, LAT0, LON0, OPTIMUM_CNY, _new_violations
 
 from lvplan.model.catalogue import trafo_types
 from lvplan.model.network import Network
@@ -45,11 +44,6 @@ def six(tmp_path):
     p = tmp_path / "d.csv"
     p.write_text("id,kw,category,bus\n" + "".join(f"d{i},200,generic,1\n" for i in range(6)))
     return p
-
-
-def _new_violations(plan, network: Network, crit) -> set:
-    reinforced = pp.from_json_string(reinforced_json(plan, network))
-    return Reference(reinforced, crit).base - Reference(network.pp, crit).base
 
 
 @pytest.fixture

@@ -549,11 +549,12 @@ def _not_root(out: Path) -> None:
 def _plan(args: argparse.Namespace, crit) -> int:
     import math
 
-    from lvplan.io.atomic import refuse_other_output
+    from lvplan.io.atomic import refuse_inputs_among_outputs, refuse_other_output
     from lvplan.io.folder_lock import locked_folders
     from lvplan.io.load import load_network
     from lvplan.planning.demand import check_demand_file
     from lvplan.planning.measures import load_measures
+    from lvplan.planning.outputs import FILES as PLAN_FILES
     from lvplan.planning.outputs import write_plan
     from lvplan.planning.plan import plan
 
@@ -592,6 +593,11 @@ def _plan(args: argparse.Namespace, crit) -> int:
     with locked_folders((out, "--out"), *([(args.resume, "--resume")] if args.resume else [])):
         # (held, and a killed run's renames finished: a plan's summary.json replaced a map's)
         refuse_other_output(out, "plan")
+        refuse_inputs_among_outputs(
+            out,
+            PLAN_FILES,
+            [("--demand", args.demand), ("--catalogue", args.catalogue), ("NETWORK", args.network)],
+        )
         try:
             result = plan(
                 net,
@@ -673,8 +679,9 @@ def _plan(args: argparse.Namespace, crit) -> int:
 def _hosting(args: argparse.Namespace, crit) -> int:
 
     from lvplan.hosting import hosting_capacity
+    from lvplan.hosting.outputs import FILES as HOSTING_FILES
     from lvplan.hosting.outputs import write_outputs
-    from lvplan.io.atomic import refuse_other_output
+    from lvplan.io.atomic import refuse_inputs_among_outputs, refuse_other_output
     from lvplan.io.folder_lock import locked_folders
     from lvplan.io.load import load_network
 
@@ -694,6 +701,11 @@ def _hosting(args: argparse.Namespace, crit) -> int:
     # one run per folder: a second run on it exits 2 and touches nothing (io/folder_lock.py)
     with locked_folders((out, "--out"), *([(args.resume, "--resume")] if args.resume else [])):
         refuse_other_output(out, "hosting")
+        refuse_inputs_among_outputs(
+            out,
+            HOSTING_FILES,
+            [("--changes", args.changes), ("NETWORK", args.network)],
+        )
         before = None
         if args.compare:  # the network as it is, for the before/after columns
             before = hosting_capacity(
@@ -1106,10 +1118,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for serve --workers
     _import_dependencies()
+    from lvplan.planning import interrupt
+
+    interrupt.stop_on_signals()  # SIGTERM and SIGHUP end a run as Ctrl-C does
     try:
         if args.command in ("plan", "study"):  # Ctrl-C stops a CP-SAT search at once
-            from lvplan.planning import interrupt
-
             with interrupt.watch():
                 return _run(args)
         return _run(args)
@@ -1120,7 +1133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lvplan: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        return 130
+        code = interrupt.exit_code()
+        if code != 130:
+            print(f"lvplan: stopped by {signal.Signals(code - 128).name}", file=sys.stderr)
+        return code
     except RecursionError:  # an input nested past Python's stack (TOML, JSON): one line
         print("lvplan: error: an input file is nested too deeply to read", file=sys.stderr)
         return 2

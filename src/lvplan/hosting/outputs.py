@@ -58,6 +58,17 @@ TRANSFORMER_COLUMNS = [
 N1_TRANSFORMER_COLUMNS = ["feeder", "feeder_n1", "feeder_n1_worst", "min_hosting_kw_n1"]
 
 
+#: every file ``lvplan hosting`` writes in its folder (the two maps only with ``maps``)
+FILES = (
+    "hosting.csv",
+    "transformers.csv",
+    "hosting.geojson",
+    "summary.json",
+    "map.html",
+    "map.png",
+)
+
+
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
     return [{str(k): v for k, v in row.items()} for row in df.to_dict("records")]
 
@@ -417,10 +428,7 @@ def _write_outputs(result, network, criteria, out: Path, *, maps: bool, before) 
         "stats": None
         if stats is None
         else {k: _num(v) for k, v in vars(stats).items() if k != "n1_s" or v is not None},
-        "files": sorted(
-            ["hosting.csv", "transformers.csv", "hosting.geojson", "summary.json"]
-            + (["map.html", "map.png"] if maps else [])
-        ),
+        "files": sorted(FILES if maps else FILES[:4]),
         "lvplan_version": __version__,
     }
     if compared is not None:

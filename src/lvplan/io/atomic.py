@@ -10,7 +10,7 @@ import re
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -231,3 +231,34 @@ def refuse_other_output(out: str | os.PathLike, mine: str, *, flag: str = "--out
                 f"{flag} {out}: holds the output of lvplan {command} ({marker}), whose "
                 f"summary.json this run would replace; give another folder"
             )
+
+
+def refuse_inputs_among_outputs(
+    out: str | os.PathLike,
+    outputs: Iterable[str],
+    inputs: Iterable[tuple[str, str | os.PathLike | None]],
+    *,
+    flag: str = "--out",
+) -> None:
+    """One line (:class:`InputError`) when an input file (``inputs``: its option, its path)
+    is one of the files the run writes in ``out`` (``outputs``: their names), by any path to
+    it (a link included): the output would replace it (a demand file named ``plan.csv`` in
+    the folder its plan is written to was lost); or when a folder stands where one of them
+    goes (found only once the run was over, at its end: :func:`staged_files`). Checked before
+    the run."""
+    for name in outputs:
+        target = Path(out) / name
+        if target.is_dir():
+            raise InputError(
+                f"{flag} {out}: {name} there is a folder, where this run writes a file; "
+                "move it or give another folder"
+            )
+        for what, path in inputs:
+            if path is None:
+                continue
+            with contextlib.suppress(OSError):
+                if os.path.samefile(path, target):
+                    raise InputError(
+                        f"{what} {path}: is the {name} this run writes in {flag} {out}; "
+                        "give another folder"
+                    )

@@ -39,6 +39,36 @@ _interrupted = threading.Event()
 _native: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 
 
+#: the signals that stop a run as Ctrl-C does (a service manager's or ``timeout``'s SIGTERM; a
+#: terminal closed): the same clean end, with exit code 128 + the signal's number. Unhandled,
+#: they ended a plan at once with no message, its lock file and a half-staged output folder
+#: left behind (the next run cleaned them up)
+STOPS = (signal.SIGTERM, signal.SIGHUP)
+_stopped_by = [int(signal.SIGINT)]
+
+
+def _as_ctrl_c(signum: int, _frame: Any) -> None:
+    _stopped_by[0] = signum
+    raise KeyboardInterrupt
+
+
+def stop_on_signals() -> None:
+    """Has :data:`STOPS` raise ``KeyboardInterrupt`` as SIGINT does, where the process left
+    them to their default (a SIGHUP ``nohup`` ignores stays ignored); main thread only."""
+    _stopped_by[0] = int(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in STOPS:
+        with contextlib.suppress(ValueError, OSError):
+            if signal.getsignal(sig) is signal.SIG_DFL:
+                signal.signal(sig, _as_ctrl_c)
+
+
+def exit_code() -> int:
+    """The exit code of a run a stopping signal ended: 130 for Ctrl-C, 143 for SIGTERM."""
+    return 128 + _stopped_by[0]
+
+
 #: how long Python's exit waits for the registered threads still running (:func:`_join_native`)
 NATIVE_JOIN_S = 120.0
 
@@ -164,7 +194,7 @@ def watch() -> Iterator[None]:
                 return
             if not got:  # (the writing end closed: watch() is over)
                 return
-            if signal.SIGINT in got:
+            if any(sig in got for sig in (signal.SIGINT, *STOPS)):
                 _interrupted.set()
                 stop_all()
 

@@ -95,6 +95,13 @@ N1_OFFER_CHECKS = 3
 #: and moves: as the plan made them before those measures existed.
 N1_CUTS_WITHOUT_MEASURES = 5
 METHODS = ("optimal", "greedy")
+#: the measures whose AC cuts date them by the demands they counted (an LV element relieved)
+LV_RELIEF_KINDS = (
+    MeasureKind.LV_CABLE_REPLACE,
+    MeasureKind.LV_CABLE_PARALLEL,
+    MeasureKind.TRANSFORMER_SWAP,
+    MeasureKind.TRANSFORMER_PARALLEL,
+)
 #: the rounds of the greedy plan made again without new ties and moved transformers
 AGAIN = "greedy (again, without new ties and moves)"
 #: An optimal round is started only when CP-SAT gets at least this long and the round's AC
@@ -1490,12 +1497,41 @@ def _result(
             elif inst.upgrades[u].kind == MeasureKind.TRANSFER and u in sol.upgrades:
                 if what not in held_by.setdefault(u, []):
                     held_by[u].append(what)
+            elif inst.upgrades[u].kind in LV_RELIEF_KINDS and u in sol.upgrades:
+                # an LV line or transformer the AC check found broken off the new load's paths
+                # (its existing load draws more current at the lower voltage; or it was over
+                # its limit before, in a connection's own LV network): the demands its cut
+                # counted need it, and date it
+                up = inst.upgrades[u]
+                trafo = up.kind in (MeasureKind.TRANSFORMER_SWAP, MeasureKind.TRANSFORMER_PARALLEL)
+                ids = (users_trafo if trafo else users_line).setdefault(up.element, [])
+                new = {inst.options[k].demand for k in coefs if k in chosen}
+                ids += sorted(new - set(ids))
             elif inst.upgrades[u].kind in MV_CABLE_KINDS and u in sol.upgrades:
                 ids = users_line.setdefault(inst.upgrades[u].element, [])
                 ids += [inst.options[k].demand for k in coefs if k in chosen]
                 lifted.setdefault(u, []).append((coefs, _rhs))
                 if what not in held_by.setdefault(u, []):
                     held_by[u].append(what)
+    # an LV line or transformer over its limit before the plan: every demand connected in its
+    # LV network needs it (the pre-existing rule: repaired before the first connection there)
+    by_area: dict[int, list[int]] = {}
+    for i, k in chosen_by_demand.items():
+        o = inst.options[k]
+        if o.site is None and o.bus is not None and (a := inst.bus_area.get(o.bus)) is not None:
+            by_area.setdefault(a, []).append(i)
+    for a, tree in inst.areas.items():
+        if a not in by_area:
+            continue
+        t = tree.trafo
+        if inst.trafo_base_kva.get(t, 0.0) > inst.trafo_kva.get(t, math.inf) * (
+            inst.criteria.trafo_max_loading_percent / 100.0
+        ):
+            users_trafo[t] = sorted(set(users_trafo.get(t, [])) | set(by_area[a]))
+        for line, _parent in tree.parent.values():
+            _r, _x, imax_ka, base_ka, _vn = inst.line_data.get(line, (0.0,) * 5)
+            if base_ka > imax_ka * inst.criteria.line_max_loading_percent / 100.0:
+                users_line[line] = sorted(set(users_line.get(line, [])) | set(by_area[a]))
     users_line = {ln: sorted(set(ids)) for ln, ids in users_line.items()}
     # a 10 kV section held in the normal state: the served demands whose load flows through it
     # (downstream of it in the radial 10 kV topology, its open switches open), not every
@@ -1588,6 +1624,13 @@ def _result(
             found = _ac_found(cuts, f"line {up.element}", u, lim_l)
             if found:
                 reason = f"line loading{found}: {kw:.0f} kW of new design load beyond it"
+            _r, _x, imax_ka, base_ka, _vn = inst.line_data.get(up.element, (0.0,) * 5)
+            if imax_ka > 0 and 100.0 * base_ka / imax_ka > lim_l:
+                reason = (
+                    f"line loading: {100.0 * base_ka / imax_ka:.1f} % at the base, over its "
+                    f"{lim_l:g} % limit before the plan (in the LV network of the demands "
+                    f"connected beyond it), + {kw:.0f} kW of new design load beyond it"
+                )
             if up.kind in MV_CABLE_KINDS:
                 names = held_by.get(u, [])
                 reason = (

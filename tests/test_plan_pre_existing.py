@@ -1,0 +1,98 @@
+"""The criteria's pre-existing rule in the plan: a limit broken before the plan, in the LV network a
+demand is connected to, must be repaired by the plan, as ``check`` and tests/reference.py have it
+(sz-futian: line 17, T4's main cable, 103.3 % at the base; trafo 6, T7, 104.9 %).
+
+Before, a demand at bus 26 (T4 school, on the sibling branch of line 17) was planned at 0 CNY
+with nothing built: line 17 went from 103.25 % to 103.83 % (the area's voltage sags), while
+``lvplan check`` answers ``does_not_fit`` for the same connection (found by a hostile test)."""
+
+from __future__ import annotations
+
+import pytest
+from reference import Reference
+from test_plan import _new_violations
+from test_plan_mipbound import _cost_model
+
+import lvplan
+from lvplan.kinds import ElementRef
+from lvplan.planning.model import Solution
+from lvplan.planning.plan import plan as make_plan
+from lvplan.planning.verify import base_margin_map, check_plan, own_elements
+
+
+@pytest.fixture(scope="module")
+def sz():
+    return lvplan.load_network("sz-futian")
+
+
+@pytest.mark.parametrize("method", ["optimal", "greedy"])
+def test_a_connection_beside_a_line_over_its_limit_is_planned_with_that_line_reinforced(
+    tmp_path, sz, cn, method
+):
+    """Bus 26 is on line 17's sibling branch: its load does not pass line 17, but lowers the
+    area's voltage, and line 17's existing load draws more current. The AC check finds line
+    17 broken in the connection's own LV network and the plan reinforces it."""
+    csv = tmp_path / "d.csv"
+    csv.write_text("id,kw,category,bus\nX1,115,shop,26\n")
+    p = make_plan(sz, csv, criteria=cn, method=method, time_limit_s=10)
+    assert [a.demand for a in p.assignments] == ["X1"]
+    assert [str(m.element) for m in p.measures] == ["line 17"]
+    assert p.cost_cny == pytest.approx(108_500.0)
+    assert _new_violations(p, sz, cn) == set()
+    # the connection without it is refused by the judge and by check, as before the plan
+    assert Reference(sz.pp, cn).decide(26, 115 * 0.7) == "does_not_fit"
+    assert lvplan.check(sz, bus=26, kw=115, category="shop").decision == "does_not_fit"
+
+
+def test_a_connection_whose_lv_network_has_a_bus_below_its_band_is_not_planned(tmp_path, sz):
+    """With the minimum at 379 V, bus 25 (T4 hot-pot lane, 378.9 V) is below it at the base:
+    no measure offered there raises it, so T4's buses take no new load (its voltage rows hold
+    no room), and the AC check would refuse the connection if a plan made it."""
+    crit = lvplan.load_criteria("cn", lv_min_voltage_v=379.0)
+    csv = tmp_path / "d.csv"
+    csv.write_text("id,kw,category,bus\nX1,20,shop,26\nX2,20,shop,44\n")
+    p = make_plan(sz, csv, criteria=crit, time_limit_s=10)
+    assert [a.demand for a in p.assignments] == ["X2"]
+    ((who, why),) = [(u["demand"], u["reason"]) for u in p.unserved]
+    assert who == "X1" and "the LV voltage in the area of trafo 3 cannot be held" in why
+    assert Reference(sz.pp, crit).decide(26, 20 * 0.7) == "does_not_fit"
+    assert _new_violations(p, sz, crit) == set()
+    inst = p.instance
+    (k,) = [k for k, o in enumerate(inst.options) if inst.demands[o.demand].id == "X1"]
+    _ev, broken = check_plan(
+        sz, inst, Solution.of(inst, [k], [], [], "x"), base_margin_map(sz, crit)
+    )
+    assert "bus 25" in {b.element for b in broken}
+
+
+def test_a_connection_beyond_the_broken_line_or_under_the_broken_transformer_repairs_it(
+    tmp_path, sz, cn
+):
+    """Bus 24 lies beyond line 17 and bus 44 under trafo 6: connecting there loads the
+    element over its limit, so the plan reinforces it, and the judge finds the connections'
+    LV networks within every limit afterwards."""
+    csv = tmp_path / "d.csv"
+    csv.write_text("id,kw,category,bus\nY1,60,shop,24\nY2,60,shop,44\n")
+    p = make_plan(sz, csv, criteria=cn, time_limit_s=10)
+    assert sorted(a.demand for a in p.assignments) == ["Y1", "Y2"]
+    built = {str(m.element): m for m in p.measures}
+    assert "line 17" in built and "trafo 6" in built
+    assert "103.3 % at the base" in built["line 17"].reason
+    assert _new_violations(p, sz, cn) == set()
+
+
+def test_the_ac_check_counts_a_broken_limit_in_a_connections_own_lv_network(tmp_path, sz, cn):
+    """A connection beyond line 17 with nothing built: line 17 was over its limit before, so
+    elsewhere it would be the base's; in the connection's own LV network it is broken."""
+    mdl = _cost_model(sz, "id,kw,category,bus\nY1,60,shop,24\n", tmp_path, cn)
+    inst = mdl.inst
+    (k,) = [k for k, o in enumerate(inst.options) if o.bus == 24]
+    bare = Solution.of(inst, [k], [], [], "feasible")
+    own = own_elements(sz, inst, bare)
+    assert ElementRef("line", 17) in own and ElementRef("trafo", 6) not in own
+    base = base_margin_map(sz, cn)
+    _ev, broken = check_plan(sz, inst, bare, base)
+    assert "line 17" in {b.element for b in broken}
+    assert all(b.element != "trafo 6" for b in broken)  # (T7's: not this connection's)
+    _ev, nothing = check_plan(sz, inst, Solution.of(inst, [], [], [], "feasible"), base)
+    assert nothing == []
