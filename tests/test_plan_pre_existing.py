@@ -96,3 +96,61 @@ def test_the_ac_check_counts_a_broken_limit_in_a_connections_own_lv_network(tmp_
     assert all(b.element != "trafo 6" for b in broken)  # (T7's: not this connection's)
     _ev, nothing = check_plan(sz, inst, Solution.of(inst, [], [], [], "feasible"), base)
     assert nothing == []
+
+
+@pytest.mark.parametrize("method", ["greedy", "optimal"])
+def test_line_17_is_built_for_the_demand_of_its_own_lv_network_only(tmp_path, sz, cn, method):
+    """B1 (bus 12, T2's LV network on the same 10 kV feeder) and X1 (bus 26, beside line 17):
+    line 17's repair is X1's alone, and the plan costs B1's plan + line 17's 108,500 CNY. (The
+    sensitivity cut made first held every option of the feeder that lowers line 17's margin
+    at all: the repair was listed as B1's, and would have been B1's to pay alone.)"""
+    one, both = tmp_path / "b.csv", tmp_path / "ab.csv"
+    one.write_text("id,kw,category,bus\nB1,60,shop,12\n")
+    both.write_text("id,kw,category,bus\nB1,60,shop,12\nX1,115,shop,26\n")
+    alone = make_plan(sz, one, criteria=cn, method=method, time_limit_s=10)
+    p = make_plan(sz, both, criteria=cn, method=method, time_limit_s=10)
+    line17 = [m for m in p.measures if str(m.element) == "line 17"]
+    assert [m.demands for m in line17] == [["X1"]]
+    assert p.cost_cny == pytest.approx(alone.cost_cny + 108_500.0)
+    assert _new_violations(p, sz, cn) == set()
+
+
+def test_a_limit_broken_before_the_plan_cuts_the_options_of_its_lv_network_only(tmp_path, sz, cn):
+    """T4's busbar over its maximum before the plan, raised: the cut holds the options at T4's
+    buses (each 1 pu against 0.5), none elsewhere (a sensitivity cut found no option that
+    lowers an over-voltage: it cut nothing, and the same plan came back)."""
+    from lvplan.kinds import BindingKind
+    from lvplan.planning.linear import Cuts
+    from lvplan.planning.verify import Broken, tighten
+
+    mdl = _cost_model(sz, "id,kw,category,bus\nY1,60,shop,24\nB1,60,shop,12\n", tmp_path, cn)
+    inst = mdl.inst
+    at = {o.bus: k for k, o in enumerate(inst.options)}
+    sol = Solution.of(inst, [at[24], at[12]], [], [], "feasible")
+    ev, _broken = check_plan(sz, inst, sol, base_margin_map(sz, cn))
+    over = Broken(BindingKind.VOLTAGE, "bus 22", "T4 LV board", "max", -0.001, -0.002)
+    cuts = Cuts()
+    notes = tighten(sz, inst, sol, ev, [over], cuts)
+    ((coefs, rhs),) = cuts.linear
+    assert coefs == {at[24]: 1.0} and rhs == 0.5 and cuts.relief == [()]
+    assert "broken before the plan" in notes[-1]
+
+
+def test_a_limit_broken_before_the_plan_withdraws_the_connections_of_its_lv_network(
+    tmp_path, sz, cn
+):
+    """Line 17 left over its limit: the connections withdrawn for it are those in T4's LV
+    network (Y1), not B1 on the same feeder, whose load only adds to line 17's current (the
+    withdrawal by sensitivities covered twice the whole excess, mostly the base's: every
+    connection that lowers the margin at all)."""
+    from lvplan.planning.withdraw import implicated
+
+    mdl = _cost_model(sz, "id,kw,category,bus\nY1,60,shop,26\nB1,60,shop,12\n", tmp_path, cn)
+    inst = mdl.inst
+    at = {o.bus: k for k, o in enumerate(inst.options)}
+    sol = Solution.of(inst, [at[26], at[12]], [], [], "feasible")
+    ev, broken = check_plan(sz, inst, sol, base_margin_map(sz, cn))
+    (b17,) = [b for b in broken if b.element == "line 17"]
+    assert b17.base_margin is not None and b17.base_margin < 0
+    out = implicated(sz, inst, sol, [b17], ev.net)
+    assert {inst.demands[i].id for i in out} == {"Y1"}

@@ -296,3 +296,38 @@ def test_a_committed_stage_older_than_the_output_is_dropped_not_replayed(tmp_pat
     assert remove_stale_temporaries(out) == [stage.name]
     assert _names(out) == ["a.csv"]
     assert (out / "a.csv").read_text(encoding="utf-8") == "newer run"
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, PermissionError])
+def test_a_run_stopped_among_its_renames_leaves_one_runs_files(tmp_path, monkeypatch, stop):
+    """Ctrl-C (SIGTERM: the same since 2026-12-05) between two renames: the stage was removed
+    in its ``finally``, its renames lost, ``out`` half new, half old. Now the renames are
+    finished before the interrupt goes on; a rename that fails leaves the marked stage for the
+    next run that locks ``out`` to finish."""
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("a.csv", "b.csv", "c.csv"):
+        (out / name).write_text("old", encoding="utf-8")
+    real, calls = os.replace, []
+
+    def second_fails(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise stop("stopped among the renames")
+        return real(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", second_fails)
+    with (
+        pytest.raises((KeyboardInterrupt, atomic.InputError, OSError)),
+        staged_files(out) as stage,
+    ):
+        for name in ("a.csv", "b.csv", "c.csv"):
+            (stage / name).write_text("new", encoding="utf-8")
+    monkeypatch.setattr(atomic.os, "replace", real)
+    if stop is PermissionError:  # (a stage left, marked: the next run finishes it)
+        assert len(_names(out)) == 4
+        with locked_folder(out):
+            pass
+    texts = {n: (out / n).read_text(encoding="utf-8") for n in ("a.csv", "b.csv", "c.csv")}
+    assert texts == dict.fromkeys(texts, "new")
+    assert _names(out) == ["a.csv", "b.csv", "c.csv"]

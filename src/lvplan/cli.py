@@ -1120,7 +1120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _import_dependencies()
     from lvplan.planning import interrupt
 
-    interrupt.stop_on_signals()  # SIGTERM and SIGHUP end a run as Ctrl-C does
+    was = interrupt.stop_on_signals()  # SIGTERM and SIGHUP end a run as Ctrl-C does
     try:
         if args.command in ("plan", "study"):  # Ctrl-C stops a CP-SAT search at once
             with interrupt.watch():
@@ -1135,7 +1135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         code = interrupt.exit_code()
         if code != 130:
-            print(f"lvplan: stopped by {signal.Signals(code - 128).name}", file=sys.stderr)
+            with contextlib.suppress(OSError):  # (a SIGHUP: the terminal may be gone)
+                print(f"lvplan: stopped by {signal.Signals(code - 128).name}", file=sys.stderr)
         return code
     except RecursionError:  # an input nested past Python's stack (TOML, JSON): one line
         print("lvplan: error: an input file is nested too deeply to read", file=sys.stderr)
@@ -1149,6 +1150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         print(f"lvplan: error: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    finally:
+        interrupt.restore(was)  # (a caller of main() in its own process keeps its handlers)
 
 
 def entry() -> NoReturn:

@@ -174,6 +174,7 @@ def staged_files(out: str | os.PathLike, *, flag: str = "--out") -> Iterator[Pat
     with output_errors(flag, folder):
         folder.mkdir(parents=True, exist_ok=True)
         stage = temp_folder(folder, "out")
+        done = False
         try:
             yield stage
             # a folder (or a link to one) where a file goes would stop the renames half way:
@@ -188,9 +189,19 @@ def staged_files(out: str | os.PathLike, *, flag: str = "--out") -> Iterator[Pat
             # among the renames below would leave ``out`` half new, half old; the mark tells the
             # next run that locks ``out`` to finish them (remove_stale_temporaries)
             write_text_atomic(stage / COMMIT_MARK, "")
-            _commit(stage, folder)
+            try:
+                _commit(stage, folder)
+            except KeyboardInterrupt:  # (Ctrl-C, SIGTERM among the renames: finished first)
+                _commit(stage, folder)
+                done = True
+                raise
+            done = True
         finally:
-            shutil.rmtree(stage, ignore_errors=True)
+            # a marked stage whose renames an error broke off stays for the next run that
+            # locks ``out`` to finish (remove_stale_temporaries); dropped, ``out`` was left half
+            # new, half old (found by review: SIGTERM now ends a run as Ctrl-C does)
+            if done or not (stage / COMMIT_MARK).exists():
+                shutil.rmtree(stage, ignore_errors=True)
 
 
 #: in a staging folder: its files are complete and are to be renamed into the output folder

@@ -49,19 +49,35 @@ _stopped_by = [int(signal.SIGINT)]
 
 def _as_ctrl_c(signum: int, _frame: Any) -> None:
     _stopped_by[0] = signum
+    for sig in STOPS:  # (once: a second one would break off the clean-up it starts)
+        with contextlib.suppress(ValueError, OSError):
+            if signal.getsignal(sig) is _as_ctrl_c:
+                signal.signal(sig, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
-def stop_on_signals() -> None:
+def stop_on_signals() -> dict[int, Any]:
     """Has :data:`STOPS` raise ``KeyboardInterrupt`` as SIGINT does, where the process left
-    them to their default (a SIGHUP ``nohup`` ignores stays ignored); main thread only."""
+    them to their default (a SIGHUP ``nohup`` ignores stays ignored); main thread only.
+    Returns the handlers it replaced, for :func:`restore`."""
     _stopped_by[0] = int(signal.SIGINT)
     if threading.current_thread() is not threading.main_thread():
-        return
+        return {}
+    was: dict[int, Any] = {}
     for sig in STOPS:
         with contextlib.suppress(ValueError, OSError):
             if signal.getsignal(sig) is signal.SIG_DFL:
                 signal.signal(sig, _as_ctrl_c)
+                was[sig] = signal.SIG_DFL
+    return was
+
+
+def restore(was: dict[int, Any]) -> None:
+    """The handlers :func:`stop_on_signals` replaced, back (one it set to ignore a second
+    signal included)."""
+    for sig, handler in was.items():
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(sig, handler)
 
 
 def exit_code() -> int:
@@ -170,9 +186,10 @@ def watch() -> Iterator[None]:
     """While inside, a SIGINT stops every CP-SAT search at once (:func:`stop_all`), so that its
     ``KeyboardInterrupt`` reaches the main thread in a moment. Only in the main thread with
     Python's own SIGINT handler (elsewhere, or under another handler, it does nothing)."""
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+        # (a run started in the background ignores SIGINT: a SIGTERM must still stop it)
+        and not any(signal.getsignal(sig) is _as_ctrl_c for sig in STOPS)
     ):
         yield
         return

@@ -1628,8 +1628,8 @@ def _result(
             if imax_ka > 0 and 100.0 * base_ka / imax_ka > lim_l:
                 reason = (
                     f"line loading: {100.0 * base_ka / imax_ka:.1f} % at the base, over its "
-                    f"{lim_l:g} % limit before the plan (in the LV network of the demands "
-                    f"connected beyond it), + {kw:.0f} kW of new design load beyond it"
+                    f"{lim_l:g} % limit before the plan, in the LV network of the demands "
+                    f"listed ({kw:.0f} kW of new design load): repaired before they connect"
                 )
             if up.kind in MV_CABLE_KINDS:
                 names = held_by.get(u, [])

@@ -6,9 +6,10 @@ cable to a new terminal bus named ``"<id> terminal"`` and its load there) and is
 outside its limit with the plan and was not before, or, in the LV network of a bus the plan
 connects a demand to, is outside it at all (a limit already broken in the base case elsewhere
 is the base's; in a connection's own LV network it must be repaired, as ``check`` and the
-reference judge have it: the candidates offer such a connection only where the broken element
-is its transformer or a line on its path, which the model must then reinforce, its capacity
-being below its base load). Each broken
+reference judge have it): a line on a connection's path or the area's transformer is held by
+its capacity in the model (below its base load: it must be reinforced), any other element by a
+cut on the options of that LV network lifted by its reinforcement (:func:`_own_network_cuts`).
+A bus over its maximum before the plan counts only where the plan raised it. Each broken
 limit tightens the model: a modelled constraint (an LV bus's voltage, a line, a transformer, a
 terminal, a site) loses the amount by which it was exceeded plus a safety margin; a limit the
 model does not hold (a 10 kV bus or line) gets a linear cut on the options, from the margin
@@ -323,8 +324,67 @@ def tighten(
             if t in inst.trafo_kva:
                 relief[b] = _relief(inst, sol, True, t, excess)
             generic.append(b)
+    before = [b for b in generic if b.base_margin is not None and b.base_margin < 0]
+    if before:
+        notes += _own_network_cuts(network, inst, sol, before, cuts)
+    generic = [b for b in generic if b not in before]
     if generic:
         notes += _generic_cuts(network, inst, sol, generic, cuts, relief)
+    return notes
+
+
+def area_buses(network: Network, element: str) -> tuple[int, ...]:
+    """The LV buses of the transformer area that holds ``element`` ("bus 5", "line 17",
+    "trafo 3"; the base network's), or () when it lies in none (a 10 kV element)."""
+    topo, pp = network.topology, network.pp
+    comp, _, ident = element.partition(" ")
+    if not ident.isdigit():
+        return ()
+    idx = int(ident)
+    bus: int | None = None
+    if comp == "bus":
+        bus = idx
+    elif comp == "line" and idx in pp.line.index:
+        bus = int(pp.line.at[idx, "from_bus"])  # (an LV line's ends are its area's buses)
+    elif comp == "trafo" and idx in pp.trafo.index:
+        bus = int(pp.trafo.at[idx, "lv_bus"])
+    a = None if bus is None else topo.bus_area.get(bus)
+    return () if a is None else tuple(topo.areas[a].buses)
+
+
+def _own_network_cuts(
+    network: Network, inst: Instance, sol: Solution, broken: list[Broken], cuts: Cuts
+) -> list[str]:
+    """A limit broken before the plan, in the LV network of a connection, that no capacity of
+    the model holds (a line or transformer off the connections' paths; a bus): every
+    connection option in that LV network is cut (each 1 pu against 0.5: none fits) unless one
+    of the element's reinforcements with room for its loading as planned is built. Not a cut
+    from the margin's sensitivities: its right-hand side would start below zero (the base's
+    own margin) and hold every option of the 10 kV feeder that lowers the margin at all, in
+    other LV networks too; and a bus over its maximum that a measure raised has no option that
+    lowers it (the same plan came back each round)."""
+    notes = []
+    for b in broken:
+        buses = set(area_buses(network, b.element))
+        coefs = {k: 1.0 for k, o in enumerate(inst.options) if o.site is None and o.bus in buses}
+        if not coefs:
+            notes.append(f"{b.element}: broken before the plan, in no connection's LV network")
+            continue
+        comp, _, ident = b.element.partition(" ")
+        lift: tuple[int, ...] = ()
+        if comp == "line" and int(ident) in inst.line_data:
+            lift = _relief(inst, sol, False, int(ident), -b.margin, times=1.0)
+        elif comp == "trafo" and int(ident) in inst.trafo_kva:
+            lift = _relief(inst, sol, True, int(ident), -b.margin, times=1.0)
+        what = "voltage" if b.kind == BindingKind.VOLTAGE else "loading"
+        cuts.add_linear(
+            coefs, 0.5, f"the {what} of {b.element} ({b.name}), broken before the plan", lift
+        )
+        notes.append(
+            f"{b.element}: {what} broken before the plan (margin {b.base_margin:.5f}, "
+            f"{b.margin:.5f} with it), in the LV network of {len(coefs)} option(s): cut"
+            + (f" unless one of {len(lift)} reinforcement(s) is built" if lift else "")
+        )
     return notes
 
 

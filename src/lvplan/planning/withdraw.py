@@ -36,7 +36,7 @@ from lvplan.model.network import Network
 from lvplan.planning.candidates import Instance
 from lvplan.planning.measures import MeasureKind
 from lvplan.planning.model import Solution
-from lvplan.planning.verify import Broken, _position, check_plan, terminal_name
+from lvplan.planning.verify import Broken, _position, area_buses, check_plan, terminal_name
 
 #: withdrawal rounds (each one AC evaluation) before every connection is withdrawn
 WITHDRAW_ROUNDS = 4
@@ -86,6 +86,14 @@ def implicated(
         if site is not None:
             for k in at_site.get(site, []):
                 out.setdefault(inst.options[k].demand, what)
+            continue
+        if b.base_margin is not None and b.base_margin < 0:
+            # broken before the plan, in the LV network of a connection: the connections there
+            # (those elsewhere only add to what they add; the base's excess is not theirs)
+            lv_net = set(area_buses(network, _as_base(network, ev_net, b).element))
+            for k in sol.chosen:
+                if inst.options[k].site is None and inst.options[k].bus in lv_net:
+                    out.setdefault(inst.options[k].demand, what)
             continue
         rest.append(_as_base(network, ev_net, b))
     if not rest or not sol.chosen:
