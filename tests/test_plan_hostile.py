@@ -661,3 +661,29 @@ def test_a_folder_where_an_output_goes_is_refused_before_the_plan_runs(
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert "plan.csv there is a folder, where this run writes a file" in err
     assert sorted(p.name for p in out.iterdir()) == ["plan.csv"]
+
+
+def test_the_watch_leaves_a_callers_own_sigint_handler_alone():
+    """With SIGTERM under lvplan's handler, ``watch`` wakes on it, but not on a SIGINT that
+    a caller of ``main()`` handles itself (it stopped the caller's searches and raised
+    KeyboardInterrupt at the next round)."""
+    import os
+    import signal
+    import time
+
+    from lvplan.planning import interrupt
+
+    got: list[int] = []
+    before = signal.signal(signal.SIGINT, lambda s, _f: got.append(s))
+    was = interrupt.stop_on_signals()
+    try:
+        assert signal.getsignal(signal.SIGTERM) is interrupt._as_ctrl_c, was
+        with interrupt.watch():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.3)
+            assert got == [signal.SIGINT]
+            assert not interrupt._interrupted.is_set()
+    finally:
+        interrupt.restore(was)
+        signal.signal(signal.SIGINT, before)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

@@ -128,7 +128,7 @@ def test_a_limit_broken_before_the_plan_cuts_the_options_of_its_lv_network_only(
     at = {o.bus: k for k, o in enumerate(inst.options)}
     sol = Solution.of(inst, [at[24], at[12]], [], [], "feasible")
     ev, _broken = check_plan(sz, inst, sol, base_margin_map(sz, cn))
-    over = Broken(BindingKind.VOLTAGE, "bus 22", "T4 LV board", "max", -0.001, -0.002)
+    over = Broken(BindingKind.VOLTAGE, "bus 22", "T4 LV board", "max", -0.003, -0.002)
     cuts = Cuts()
     notes = tighten(sz, inst, sol, ev, [over], cuts)
     ((coefs, rhs),) = cuts.linear
@@ -154,3 +154,27 @@ def test_a_limit_broken_before_the_plan_withdraws_the_connections_of_its_lv_netw
     assert b17.base_margin is not None and b17.base_margin < 0
     out = implicated(sz, inst, sol, [b17], ev.net)
     assert {inst.demands[i].id for i in out} == {"Y1"}
+
+
+def test_a_repair_built_too_small_is_lifted_by_a_larger_one_only(tmp_path, sz, cn):
+    """Line 17 reinforced and still over in AC: the cut on T4's options is lifted by line 17's
+    larger reinforcements (room for the excess on the one built), not left without a lift,
+    which closed T4 for good."""
+    from lvplan.planning.measures import LINE_KINDS
+    from lvplan.planning.verify import SAFE_LOADING, _larger
+
+    mdl = _cost_model(sz, "id,kw,category,bus\nY1,60,shop,24\n", tmp_path, cn)
+    inst = mdl.inst
+    ups = sorted(
+        (u for u, up in enumerate(inst.upgrades) if up.element == 17 and up.kind in LINE_KINDS),
+        key=lambda u: inst.upgrades[u].capacity,
+    )
+    assert len(ups) >= 2
+    (k,) = [k for k, o in enumerate(inst.options) if o.bus == 24]
+    small = ups[0]
+    sol = Solution.of(inst, [k], [small], [], "feasible")
+    lift = _larger(inst, sol, False, 17, 0.05)
+    need = inst.upgrades[small].capacity * (1.0 + 0.05 + SAFE_LOADING)
+    want = [u for u in ups[1:] if inst.upgrades[u].capacity >= need]
+    assert list(lift) == want and want and small not in lift
+    assert _larger(inst, Solution.of(inst, [k], [], [], "feasible"), False, 17, 0.05) == ()

@@ -310,13 +310,13 @@ def test_a_run_stopped_among_its_renames_leaves_one_runs_files(tmp_path, monkeyp
         (out / name).write_text("old", encoding="utf-8")
     real, calls = os.replace, []
 
-    def second_fails(src, dst):
+    def third_fails(src, dst):
         calls.append(dst)
-        if len(calls) == 2:
+        if len(calls) == 3:  # (the mark's, a.csv's, then b.csv's: out half new)
             raise stop("stopped among the renames")
         return real(src, dst)
 
-    monkeypatch.setattr(atomic.os, "replace", second_fails)
+    monkeypatch.setattr(atomic.os, "replace", third_fails)
     with (
         pytest.raises((KeyboardInterrupt, atomic.InputError, OSError)),
         staged_files(out) as stage,
@@ -325,9 +325,42 @@ def test_a_run_stopped_among_its_renames_leaves_one_runs_files(tmp_path, monkeyp
             (stage / name).write_text("new", encoding="utf-8")
     monkeypatch.setattr(atomic.os, "replace", real)
     if stop is PermissionError:  # (a stage left, marked: the next run finishes it)
-        assert len(_names(out)) == 4
+        assert len(_names(out)) == 4 and (out / "a.csv").read_text(encoding="utf-8") == "new"
         with locked_folder(out):
             pass
     texts = {n: (out / n).read_text(encoding="utf-8") for n in ("a.csv", "b.csv", "c.csv")}
     assert texts == dict.fromkeys(texts, "new")
     assert _names(out) == ["a.csv", "b.csv", "c.csv"]
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, PermissionError])
+def test_a_study_stopped_among_its_moves_loses_no_entry(tmp_path, monkeypatch, stop):
+    """The study moves each entry of its stage in, the earlier run's moved aside first: an
+    interrupt between the two moves of one entry removed the aside copy (and the stage, the
+    new one): the entry was gone. Now an interrupt finishes the moves; an error puts the aside
+    entries back where the new one did not arrive."""
+    from pathlib import Path as P
+
+    from lvplan.study.run import _publish
+
+    dest, stage = tmp_path / "dest", tmp_path / "dest" / ".stage"
+    stage.mkdir(parents=True)
+    for name in ("a.csv", "b.csv"):
+        (dest / name).write_text("old", encoding="utf-8")
+        (stage / name).write_text("new", encoding="utf-8")
+    real, calls = P.rename, []
+
+    def fourth_fails(self, target):
+        calls.append(target)
+        if len(calls) == 4:  # (b.csv moved aside, the new one about to take its place)
+            raise stop("stopped among the moves")
+        return real(self, target)
+
+    monkeypatch.setattr(P, "rename", fourth_fails)
+    with pytest.raises((KeyboardInterrupt, OSError)):
+        _publish(stage, dest)
+    monkeypatch.setattr(P, "rename", real)
+    texts = {n: (dest / n).read_text(encoding="utf-8") for n in ("a.csv", "b.csv")}
+    want = {"a.csv": "new", "b.csv": "new" if stop is KeyboardInterrupt else "old"}
+    assert texts == want
+    assert _names(dest) == [".stage", "a.csv", "b.csv"]  # (nothing aside left behind)

@@ -10,7 +10,9 @@ its limit (tens of seconds). So :func:`watch` (the command line, around a plan) 
 signal handler write to a socket (``signal.set_wakeup_fd``: done in C, at once) and a thread
 waiting on it stops every search running: the search returns, the main thread raises
 ``KeyboardInterrupt``, and the command exits 130 with no output written (its files are staged,
-:func:`lvplan.io.atomic.staged_files`). HiGHS's threads (daemon threads) end with the process.
+:func:`lvplan.io.atomic.staged_files`; stopped among the final renames, it finishes them: all
+of the run's output then). SIGTERM and SIGHUP do the same (:func:`stop_on_signals`; exit 143,
+129). HiGHS's threads (daemon threads) end with the process.
 """
 
 from __future__ import annotations
@@ -184,13 +186,18 @@ def stop_all() -> int:
 @contextlib.contextmanager
 def watch() -> Iterator[None]:
     """While inside, a SIGINT stops every CP-SAT search at once (:func:`stop_all`), so that its
-    ``KeyboardInterrupt`` reaches the main thread in a moment. Only in the main thread with
-    Python's own SIGINT handler (elsewhere, or under another handler, it does nothing)."""
-    if threading.current_thread() is not threading.main_thread() or (
-        signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-        # (a run started in the background ignores SIGINT: a SIGTERM must still stop it)
-        and not any(signal.getsignal(sig) is _as_ctrl_c for sig in STOPS)
-    ):
+    ``KeyboardInterrupt`` reaches the main thread in a moment; so do SIGTERM and SIGHUP under
+    :func:`stop_on_signals`. Only in the main thread, and only for the signals with those
+    handlers (elsewhere, or under another handler, it does nothing)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    # the signals whose handler raises KeyboardInterrupt here: SIGINT under Python's own, and
+    # SIGTERM and SIGHUP under :func:`stop_on_signals` (a run started in the background
+    # ignores SIGINT: a SIGTERM must still stop its search); a caller's own handler is its own
+    handlers = {signal.SIGINT: signal.default_int_handler, **dict.fromkeys(STOPS, _as_ctrl_c)}
+    ours = [int(sig) for sig, mine in handlers.items() if signal.getsignal(sig) is mine]
+    if not ours:
         yield
         return
     r, w = socket.socketpair()
@@ -211,7 +218,7 @@ def watch() -> Iterator[None]:
                 return
             if not got:  # (the writing end closed: watch() is over)
                 return
-            if any(sig in got for sig in (signal.SIGINT, *STOPS)):
+            if any(sig in got for sig in ours):
                 _interrupted.set()
                 stop_all()
 

@@ -376,6 +376,8 @@ def _own_network_cuts(
             lift = _relief(inst, sol, False, int(ident), -b.margin, times=1.0)
         elif comp == "trafo" and int(ident) in inst.trafo_kva:
             lift = _relief(inst, sol, True, int(ident), -b.margin, times=1.0)
+        if comp in ("line", "trafo") and not lift:
+            lift = _larger(inst, sol, comp == "trafo", int(ident), -b.margin)
         what = "voltage" if b.kind == BindingKind.VOLTAGE else "loading"
         cuts.add_linear(
             coefs, 0.5, f"the {what} of {b.element} ({b.name}), broken before the plan", lift
@@ -578,6 +580,30 @@ def _relief(
     if not is_trafo and element in inst.line_data:  # an LV line: the splits that relieve it
         out += relieving_splits(inst, sol, element, need - rated)
     return tuple(out)
+
+
+def _larger(
+    inst: Instance, sol: Solution, is_trafo: bool, element: int, excess: float
+) -> tuple[int, ...]:
+    """The element's upgrades larger than the one ``sol`` built there, with room for what it
+    carried over its limit with it (``excess``: of the built rating; the model lets one
+    replace the other): a reinforcement built too small for a limit broken before the plan
+    would otherwise close that LV network to new connections for good. () when ``sol`` built
+    none there."""
+    kinds = (
+        (MeasureKind.TRANSFORMER_SWAP, MeasureKind.TRANSFORMER_PARALLEL) if is_trafo else LINE_KINDS
+    )
+    mine = [u for u, up in enumerate(inst.upgrades) if up.kind in kinds and up.element == element]
+    built = [u for u in mine if u in set(sol.upgrades)]
+    if not built:
+        return ()
+    lim = (
+        inst.criteria.trafo_max_loading_percent
+        if is_trafo
+        else inst.criteria.line_max_loading_percent
+    )
+    need = inst.upgrades[built[0]].capacity * (1.0 + (excess + SAFE_LOADING) * 100.0 / lim)
+    return tuple(u for u in mine if u not in built and inst.upgrades[u].capacity >= need)
 
 
 def _generic_cuts(

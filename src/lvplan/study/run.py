@@ -153,14 +153,30 @@ def _publish(stage: Path, dest: Path) -> None:
     """Move every entry of ``stage`` into ``dest`` (renames on one file system: no space
     needed), an entry of an earlier run there moved aside first and removed after."""
     old = temp_folder(dest, "study", suffix=OLD_SUFFIX)
-    try:
+
+    def moves() -> None:
         for entry in sorted(stage.iterdir()):
             target = dest / entry.name
             if target.exists():
                 target.rename(old / entry.name)
             entry.rename(target)
-    finally:
+
+    try:
+        moves()
+    except KeyboardInterrupt:  # (Ctrl-C, SIGTERM among the moves: finished first)
+        moves()
         shutil.rmtree(old, ignore_errors=True)
+        raise
+    except BaseException:
+        # an entry moved aside and not replaced goes back; the earlier run's entries are
+        # then whole where this run's moves broke off (found by review: removing ``old``
+        # had lost the only copy of an entry)
+        for entry in list(old.iterdir()):
+            if not (dest / entry.name).exists():
+                entry.rename(dest / entry.name)
+        shutil.rmtree(old, ignore_errors=True)  # (what is left there was replaced)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _fingerprints(study: Study, path: Path, results: list[NetworkResult]) -> dict[str, Any]:
