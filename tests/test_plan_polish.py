@@ -61,6 +61,18 @@ def _dear_plan(tmp_path, cn) -> tuple[PlanModel, float, Solution]:
     raise AssertionError("no other connection fits sz-futian's model")
 
 
+def _searched_model(mdl: PlanModel, start: Solution) -> PlanModel:
+    """A fresh model of ``mdl``'s grid as :func:`polish` makes it for ``start``: the demands
+    it serves held served, the cost minimised, hinted with it."""
+    fresh = PlanModel(mdl.grid)
+    served = {mdl.inst.options[k].demand for k in start.chosen}
+    for i, sv in fresh.served.items():
+        fresh.m.add(sv == int(i in served))
+    fresh.m.minimize(fresh.cost)
+    assert fresh.hint(start)
+    return fresh
+
+
 def test_the_neighbourhood_search_returns_a_cheaper_plan_of_the_same_model(tmp_path, cn):
     mdl, opt, start = _dear_plan(tmp_path, cn)
     assert start.cost_cny > opt + 1.0
@@ -271,12 +283,7 @@ def test_a_refused_plan_tightens_the_rows_it_found_short_and_is_searched_again(
     from lvplan.planning.polish import neighbourhoods
 
     mdl, opt, start = _dear_plan(tmp_path, cn)
-    fresh = PlanModel(mdl.grid)
-    served = {mdl.inst.options[k].demand for k in start.chosen}
-    for i, sv in fresh.served.items():
-        fresh.m.add(sv == int(i in served))
-    fresh.m.minimize(fresh.cost)
-    assert fresh.hint(start)
+    fresh = _searched_model(mdl, start)
     ot = fresh.grid.options
     refused: list[Solution] = []
     offered: list[tuple[tuple[int, ...], ...]] = []
@@ -349,12 +356,7 @@ def test_a_check_that_fails_on_a_refused_plan_costs_the_search_its_tightening_on
     from lvplan.planning.polish import neighbourhoods
 
     mdl, _opt, start = _dear_plan(tmp_path, cn)
-    fresh = PlanModel(mdl.grid)
-    served = {mdl.inst.options[k].demand for k in start.chosen}
-    for i, sv in fresh.served.items():
-        fresh.m.add(sv == int(i in served))
-    fresh.m.minimize(fresh.cost)
-    assert fresh.hint(start)
+    fresh = _searched_model(mdl, start)
     asked: list[Solution] = []
 
     def shortfall(s: Solution) -> dict[str, int]:
