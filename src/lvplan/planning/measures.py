@@ -64,6 +64,8 @@ MV_CABLE_KINDS = (MeasureKind.MV_CABLE_REPLACE, MeasureKind.MV_CABLE_PARALLEL)
 #: Neither reinforces an existing line or unit: their ``Upgrade.element`` is the tie's bus in
 #: the cut-off part and the moved unit.
 N1_KINDS = (MeasureKind.MV_TIE_NEW, MeasureKind.TRANSFORMER_MOVE)
+#: The measures that reinforce an existing transformer (a larger unit, or one beside it).
+TRAFO_KINDS = (MeasureKind.TRANSFORMER_SWAP, MeasureKind.TRANSFORMER_PARALLEL)
 #: Every measure that reinforces an existing line.
 LINE_KINDS = (
     MeasureKind.LV_CABLE_REPLACE,

@@ -53,6 +53,7 @@ from lvplan.planning.linear import (
 from lvplan.planning.measures import (
     MV_CABLE_KINDS,
     N1_KINDS,
+    TRAFO_KINDS,
     MeasureKind,
     Measures,
     load_measures,
@@ -96,12 +97,7 @@ N1_OFFER_CHECKS = 3
 N1_CUTS_WITHOUT_MEASURES = 5
 METHODS = ("optimal", "greedy")
 #: the measures whose AC cuts date them by the demands they counted (an LV element relieved)
-LV_RELIEF_KINDS = (
-    MeasureKind.LV_CABLE_REPLACE,
-    MeasureKind.LV_CABLE_PARALLEL,
-    MeasureKind.TRANSFORMER_SWAP,
-    MeasureKind.TRANSFORMER_PARALLEL,
-)
+LV_RELIEF_KINDS = (MeasureKind.LV_CABLE_REPLACE, MeasureKind.LV_CABLE_PARALLEL, *TRAFO_KINDS)
 #: the rounds of the greedy plan made again without new ties and moved transformers
 AGAIN = "greedy (again, without new ties and moves)"
 #: An optimal round is started only when CP-SAT gets at least this long and the round's AC
@@ -1424,6 +1420,14 @@ def _mv_bus(net, inst: Instance, i: int, chosen_by_demand: dict[int, int]) -> in
     return None if a is None else int(net.trafo.at[inst.areas[a].trafo, "hv_bus"])
 
 
+def _over_at_base(inst: Instance, line: int) -> float | None:
+    """An LV line's loading at the base (%) when it is over the profile's limit there, else
+    None."""
+    _r, _x, imax_ka, base_ka, _vn = inst.line_data.get(line, (0.0,) * 5)
+    pct = 100.0 * base_ka / imax_ka if imax_ka > 0 else 0.0
+    return pct if pct > inst.criteria.line_max_loading_percent else None
+
+
 def _ac_found(cuts: Cuts | None, element: str, u: int, limit: float) -> str:
     """ " (found by the AC check: ...)" where the AC check cut the capacity of ``element`` (or
     of upgrade ``u`` itself) and the model then needed the measure; "" where it did not."""
@@ -1503,8 +1507,9 @@ def _result(
                 # its limit before, in a connection's own LV network): the demands its cut
                 # counted need it, and date it
                 up = inst.upgrades[u]
-                trafo = up.kind in (MeasureKind.TRANSFORMER_SWAP, MeasureKind.TRANSFORMER_PARALLEL)
-                ids = (users_trafo if trafo else users_line).setdefault(up.element, [])
+                ids = (users_trafo if up.kind in TRAFO_KINDS else users_line).setdefault(
+                    up.element, []
+                )
                 new = {inst.options[k].demand for k in coefs if k in chosen}
                 ids += sorted(new - set(ids))
             elif inst.upgrades[u].kind in MV_CABLE_KINDS and u in sol.upgrades:
@@ -1529,8 +1534,7 @@ def _result(
         ):
             users_trafo[t] = sorted(set(users_trafo.get(t, [])) | set(by_area[a]))
         for line, _parent in tree.parent.values():
-            _r, _x, imax_ka, base_ka, _vn = inst.line_data.get(line, (0.0,) * 5)
-            if base_ka > imax_ka * inst.criteria.line_max_loading_percent / 100.0:
+            if _over_at_base(inst, line) is not None:
                 users_line[line] = sorted(set(users_line.get(line, [])) | set(by_area[a]))
     users_line = {ln: sorted(set(ids)) for ln, ids in users_line.items()}
     # a 10 kV section held in the normal state: the served demands whose load flows through it
@@ -1624,10 +1628,9 @@ def _result(
             found = _ac_found(cuts, f"line {up.element}", u, lim_l)
             if found:
                 reason = f"line loading{found}: {kw:.0f} kW of new design load beyond it"
-            _r, _x, imax_ka, base_ka, _vn = inst.line_data.get(up.element, (0.0,) * 5)
-            if imax_ka > 0 and 100.0 * base_ka / imax_ka > lim_l:
+            if (at_base := _over_at_base(inst, up.element)) is not None:
                 reason = (
-                    f"line loading: {100.0 * base_ka / imax_ka:.1f} % at the base, over its "
+                    f"line loading: {at_base:.1f} % at the base, over its "
                     f"{lim_l:g} % limit before the plan, in the LV network of the demands "
                     f"listed ({kw:.0f} kW of new design load): repaired before they connect"
                 )

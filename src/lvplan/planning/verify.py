@@ -31,7 +31,7 @@ from lvplan.kinds import BindingKind, ElementRef
 from lvplan.model.network import Network
 from lvplan.planning.candidates import Instance
 from lvplan.planning.linear import Cuts
-from lvplan.planning.measures import LINE_KINDS, N1_KINDS, MeasureKind
+from lvplan.planning.measures import LINE_KINDS, N1_KINDS, TRAFO_KINDS, MeasureKind
 from lvplan.planning.model import Solution
 from lvplan.planning.transfers import cable_key, relieving_splits
 from lvplan.powerflow.sensitivity import margin_sensitivity_of
@@ -563,16 +563,12 @@ def _relief(
     overload made. ``excess`` is the loading margin broken (fraction of 100 %), against
     ``limit_percent`` (the profile's, by default). An element the plan has reinforced already
     gets no relief (its one upgrade did not cure it: the cut then holds as it is)."""
-    kinds: tuple[MeasureKind, ...]
-    if is_trafo:
-        rated = inst.trafo_kva[element]
-        kinds = (MeasureKind.TRANSFORMER_SWAP, MeasureKind.TRANSFORMER_PARALLEL)
-        lim = inst.criteria.trafo_max_loading_percent if limit_percent is None else limit_percent
-    else:
-        rated = (inst.line_data.get(element) or inst.mv_line_data[element])[2]
-        kinds = LINE_KINDS
-        lim = inst.criteria.line_max_loading_percent if limit_percent is None else limit_percent
-    mine = [u for u, up in enumerate(inst.upgrades) if up.kind in kinds and up.element == element]
+    mine, lim = _element_upgrades(inst, is_trafo, element, limit_percent)
+    rated = (
+        inst.trafo_kva[element]
+        if is_trafo
+        else (inst.line_data.get(element) or inst.mv_line_data[element])[2]
+    )
     if set(mine) & set(sol.upgrades):
         return ()
     need = rated * (1.0 + (times * excess + SAFE_LOADING) * 100.0 / lim)
@@ -580,6 +576,19 @@ def _relief(
     if not is_trafo and element in inst.line_data:  # an LV line: the splits that relieve it
         out += relieving_splits(inst, sol, element, need - rated)
     return tuple(out)
+
+
+def _element_upgrades(
+    inst: Instance, is_trafo: bool, element: int, limit_percent: float | None = None
+) -> tuple[list[int], float]:
+    """The upgrades offered for a transformer or line, and its loading limit (%: the
+    profile's, unless ``limit_percent``)."""
+    kinds = TRAFO_KINDS if is_trafo else LINE_KINDS
+    mine = [u for u, up in enumerate(inst.upgrades) if up.kind in kinds and up.element == element]
+    if limit_percent is not None:
+        return mine, limit_percent
+    crit = inst.criteria
+    return mine, crit.trafo_max_loading_percent if is_trafo else crit.line_max_loading_percent
 
 
 def _larger(
@@ -590,18 +599,10 @@ def _larger(
     replace the other): a reinforcement built too small for a limit broken before the plan
     would otherwise close that LV network to new connections for good. () when ``sol`` built
     none there."""
-    kinds = (
-        (MeasureKind.TRANSFORMER_SWAP, MeasureKind.TRANSFORMER_PARALLEL) if is_trafo else LINE_KINDS
-    )
-    mine = [u for u, up in enumerate(inst.upgrades) if up.kind in kinds and up.element == element]
+    mine, lim = _element_upgrades(inst, is_trafo, element)
     built = [u for u in mine if u in set(sol.upgrades)]
     if not built:
         return ()
-    lim = (
-        inst.criteria.trafo_max_loading_percent
-        if is_trafo
-        else inst.criteria.line_max_loading_percent
-    )
     need = inst.upgrades[built[0]].capacity * (1.0 + (excess + SAFE_LOADING) * 100.0 / lim)
     return tuple(u for u in mine if u not in built and inst.upgrades[u].capacity >= need)
 
