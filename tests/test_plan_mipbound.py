@@ -9,6 +9,7 @@ written MIP; the hand instance of test_plan.py; and sz-futian's 30 bundled deman
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 
@@ -244,6 +245,79 @@ def test_a_cheaper_neighbourhood_plan_is_taken_only_once_checked(tmp_path, cn):
     kept = mdl._dived(mb, worse, 0.0)
     assert kept is worse
     assert kept.bounds["dive_status"].startswith("rejected")
+
+
+def test_the_search_keeps_the_plans_it_found_before_its_last(tmp_path):
+    """HiGHS writes every improving plan of a search to the file ``_improving_file`` sets, and
+    ``_read_improving`` reads back the last few, in the order found, each every column's value:
+    on a knapsack of 60 items and 5 capacities, the last read is HiGHS's final plan, each
+    earlier one is a plan of the model (within every capacity) worth less than the next, and a
+    block cut short (HiGHS stopped while writing it) is left out, as is one with a value that
+    is not a number."""
+    from lvplan.planning.mipbound import _improving_file, _read_improving
+
+    rng = random.Random(1)
+    m = mathopt.Model()
+    xs = [m.add_binary_variable(name=f"x{i}") for i in range(60)]
+    v = [rng.randint(5, 50) for _ in xs]
+    rows = [[rng.randint(1, 30) for _ in xs] for _ in range(5)]
+    for w in rows:
+        m.add_linear_constraint(sum(wi * x for wi, x in zip(w, xs, strict=True)) <= 300)
+    m.maximize(sum(vi * x for vi, x in zip(v, xs, strict=True)))
+    params = mathopt.SolveParameters()
+    saved = _improving_file(params)
+    assert saved is not None and saved.exists()
+    res = mathopt.solve(m, mathopt.SolverType.HIGHS, params=params)
+    assert res.termination.reason == mathopt.TerminationReason.OPTIMAL
+    final = [round(x) for x in res.variable_values(xs)]
+    plans = _read_improving(saved, len(xs), 3)
+    assert len(plans) == 3, saved.read_text()[:500]
+    assert plans[-1] == final
+    worth = [sum(vi * p for vi, p in zip(v, plan, strict=True)) for plan in plans]
+    assert worth[0] < worth[1] < worth[2] == pytest.approx(res.objective_value())
+    for plan in plans:
+        for w in rows:
+            assert sum(wi * p for wi, p in zip(w, plan, strict=True)) <= 300
+    text = saved.read_text()
+    cut = text[: text.rindex("Objective ")] + text[text.rindex("Objective ") :][:30]
+    saved.write_text(cut)
+    assert _read_improving(saved, len(xs), 3) == plans[:2]
+    assert _read_improving(saved, len(xs), 1) == []  # (only the block cut short was asked for)
+    saved.write_text(text.replace("x3 0\n", "x3 nan\n").replace("x3 1\n", "x3 nan\n"))
+    assert _read_improving(saved, len(xs), 3) == []
+    saved.unlink()
+
+
+def test_the_dive_plans_alternatives_are_checked_as_it_is(tmp_path, cn):
+    """The plans the neighbourhood search found before its last go with the plan it returns
+    (``Solution.alternatives``) once CP-SAT, every decision fixed, finds each a plan of the
+    model costing less than CP-SAT's own: on the hand instance, the second-best plan is kept at
+    its cost, and values that break the model (nothing connected) are dropped."""
+    hand = Network(_two_transformers(), name="two transformers", source="test")
+    mdl = _cost_model(hand, HAND_CSV, tmp_path, cn)
+    vals, cp = _values(mdl.m)
+    second = _cost_model(hand, HAND_CSV, tmp_path, cn)  # (the same model, variable by variable)
+    second.m.add(second.cost >= round(cp) + 1)
+    vals2, cp2 = _values(second.m)
+    assert cp2 > cp + 1.0
+    from lvplan.planning.model import Solution
+
+    worse = Solution.of(mdl.inst, [], [], [], "feasible", objective=cp2 + 5000.0,
+                        bound=cp - 10.0, gap=0.0, seconds=0.0)  # fmt: skip
+    mb = MipBound(mdl.m.clone().proto, 1.0)  # not started: its plans are set by hand
+    mb.dive_values, mb.dive_objective, mb.dive_status = vals, cp, "feasible"
+    mb.dive_alternatives = [[0] * len(vals), vals2]
+    got = mdl._dived(mb, worse, 0.0)
+    assert got.objective == pytest.approx(cp, abs=1e-6)
+    assert [a.objective for a in got.alternatives] == [pytest.approx(cp2, abs=1e-6)]
+    assert got.alternatives[0].cost_cny == pytest.approx(cp2, abs=1e-6)
+    assert sorted(got.alternatives[0].chosen) == sorted(
+        k for k, v in mdl.x.items() if vals2[v.index]
+    )
+    assert got.bounds["dive_alternatives"] == [round(cp2)]
+    # an alternative no cheaper than CP-SAT's plan is not kept
+    worse2 = dataclasses.replace(worse, objective=cp2 - 1.0, bounds={})
+    assert mdl._dived(mb, worse2, 0.0).alternatives == []
 
 
 def _rig_rounds(monkeypatch, solve, breaks) -> None:

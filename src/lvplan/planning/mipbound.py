@@ -26,6 +26,14 @@ before it, it searches again around the relaxation as the bounding thread has st
 and the better plan. Its plans satisfy every constraint of the one model; the
 caller checks the cheapest with CP-SAT (each variable fixed to it) before taking it.
 
+**Its earlier plans go with it** (:attr:`MipBound.dive_alternatives`): HiGHS writes each plan
+its search improves to a temporary file (``mip_improving_solution_save``), and the last two
+before the final plan are kept. The final plan is the cheapest in the linear model, but the AC
+check may break it where its repair is dear; the caller then also tries these (seed 1 of the
+district, ``--time-limit 64``: the dive's 41.42 M CNY plan broke transformer 82 and its repair
+cost 41.66 M; its alternative, 41.55 M, repaired twice, gave 41.53 M, and the plan 41.52 M,
+15.0 % below greedy, where it had been 41.63 M, 14.8 %).
+
 **The voltage limits are held out** of HiGHS's model (``voltage_rows``: the big-M rows "a
 bus's drop within its margin when its area, or an option, is used"; :func:`to_mip` writes them
 free). That is a relaxation, so a bound stays a bound; on the district the limits add nothing to
@@ -54,6 +62,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Collection
@@ -85,6 +94,12 @@ SEPARATE_MIN_GAIN = 5e-4
 #: the most inequalities a :class:`CutPool` carries (the newest): on the district's 120 s plan,
 #: round 3 started from 561-630 of them, one to two per capacity row
 POOL_MOST = 5000
+#: the neighbourhood search keeps this many of the plans it found before its last (the cheapest
+#: of them), as the alternatives of its plan (:attr:`MipBound.dive_alternatives`) ...
+ALTERNATIVES_MOST = 2
+#: ... on a model of at most this many variables (HiGHS writes each plan it finds to a file,
+#: every variable's value: on the district, ~10^5 variables, about 1 MB a plan)
+ALTERNATIVES_MOST_VARIABLES = 400_000
 _KINDS = ("linear", "bool_or", "bool_and", "at_most_one", "exactly_one", "lin_max")
 
 
@@ -378,6 +393,10 @@ class MipBound:
         self.lp_bound: float | None = None
         self.dive_objective: float | None = None
         self.dive_values: list[int] | None = None
+        #: the plans the search that found :attr:`dive_values` found before it, cheapest first
+        #: (every proto variable's value; at most :data:`ALTERNATIVES_MOST`): the caller's
+        #: fallbacks when its plan breaks a limit in AC whose repair costs more than they do
+        self.dive_alternatives: list[list[int]] = []
         self.dive_status = "not run"
         self.dive_s = 0.0
         self._dive_vars = list(dive_vars or [])
@@ -583,7 +602,7 @@ class MipBound:
         free with CP-SAT's start as a third plan, 199 without; no plan either time in the 2-3
         s, as the plan held breaks the capacity rows the AC check tightened (:meth:`_probed`),
         so HiGHS has no start."""
-        status, values, obj = self._neighbourhood(mo, vals, until)
+        status, values, obj, earlier = self._neighbourhood(mo, vals, until)
         while values is not None and (broken := self._broken(mo, values, until)):
             # (only the limits it breaks come back: the search stays as fast as without them)
             restore([self._loose[k] for k in broken])
@@ -592,7 +611,7 @@ class MipBound:
             status += ": again with them"
             if until - time.perf_counter() < 2.0:
                 return status + " (no time left)"
-            more, values, obj = self._neighbourhood(mo, vals, until)
+            more, values, obj, earlier = self._neighbourhood(mo, vals, until)
             status += ": " + more
         if (
             values is not None
@@ -601,6 +620,7 @@ class MipBound:
             and (self._incumbent is None or obj < self._objective(self._incumbent, mo))
         ):
             # (the values first: a reader takes the objective as the sign they are there)
+            self.dive_alternatives = earlier
             self.dive_values = values
             self.dive_objective = obj
             self._broke = False
@@ -678,11 +698,12 @@ class MipBound:
 
     def _neighbourhood(
         self, mo, vals: list[float], until: float
-    ) -> tuple[str, list[int] | None, float | None]:
+    ) -> tuple[str, list[int] | None, float | None, list[list[int]]]:
         """HiGHS's search with every option and site the relaxation ``vals`` takes whole or
         leaves out held so, until ``until``, started from the plan held. The model's bounds
-        are restored after. Returns the search's status, and its plan (every variable's value)
-        and objective (None, None: none found)."""
+        are restored after. Returns the search's status, its plan (every variable's value) and
+        objective (None, None: none found), and the plans it found before that one
+        (:meth:`_earlier`)."""
         from ortools.math_opt.python import mathopt
 
         xs = list(mo.variables())
@@ -700,6 +721,7 @@ class MipBound:
         if inc is not None:  # the search starts from it (a MIP start)
             hint = mathopt.SolutionHint(variable_values=dict(zip(xs, map(float, inc), strict=True)))
             start = mathopt.ModelSolveParameters(solution_hints=[hint])
+        saved = _improving_file(params) if len(xs) <= ALTERNATIVES_MOST_VARIABLES else None
         try:
             try:
                 res = mathopt.solve(
@@ -715,14 +737,42 @@ class MipBound:
                 res = mathopt.solve(
                     mo, mathopt.SolverType.HIGHS, params=params, interrupter=self._stop
                 )
+            status = res.termination.reason.name.lower()
+            if not res.has_primal_feasible_solution():
+                return status, None, None, []
+            values = [round(x) for x in res.variable_values(xs)]
+            earlier = self._earlier(saved, mo, values) if saved is not None else []
+            return status, values, float(round(res.objective_value())), earlier
         finally:
             for v, lo, hi in held:
                 v.lower_bound, v.upper_bound = lo, hi
-        status = res.termination.reason.name.lower()
-        if not res.has_primal_feasible_solution():
-            return status, None, None
-        values = [round(x) for x in res.variable_values(xs)]
-        return status, values, float(round(res.objective_value()))
+            if saved is not None:
+                saved.unlink(missing_ok=True)
+
+    def _earlier(self, saved: Path, mo, values: list[int]) -> list[list[int]]:
+        """The plans the search found before its last (``values``), as HiGHS wrote them to
+        ``saved`` (every improving plan: :func:`_improving_file`), the cheapest first: at most
+        :data:`ALTERNATIVES_MOST`, each with its own connections and sites (``dive_vars``).
+        Why: the last plan is the cheapest in the linear model, but the AC check may break it
+        where its repair is dear (seed 1 of the district, 60 s: the 41.42 M CNY plan broke
+        transformer 82, and its repair cost 41.66 M, where the search's plan before it, 41.55
+        M, was repaired to 41.53 M). None of these is checked here: the caller checks them
+        against its model (CP-SAT) and in AC before taking one."""
+        try:
+            plans = _read_improving(saved, len(values), ALTERNATIVES_MOST + 1)
+        except OSError:  # (a full disk, a file HiGHS could not write)
+            return []
+        last = [values[i] for i in self._dive_vars]
+        out: list[list[int]] = []
+        seen = {tuple(last)}
+        for plan in reversed(plans):
+            key = tuple(plan[i] for i in self._dive_vars)
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(plan)
+        out.sort(key=lambda p: self._objective(p, mo))
+        return out[:ALTERNATIVES_MOST]
 
     def _probed(self, mo) -> str:
         """The first plan checked in AC (``probe``, the caller's), and each capacity row it found
@@ -796,6 +846,43 @@ def _add(mo, cuts: list[Inequality]) -> None:
         lhs = mathopt.fast_sum(k * xs[j] for j, k in c.lhs)
         ups = mathopt.fast_sum(k * xs[j] for j, k in c.ups)
         mo.add_linear_constraint(lhs - ups <= c.rhs)
+
+
+def _improving_file(params) -> Path | None:
+    """A new temporary file into which HiGHS writes every improving plan of the solve with
+    ``params`` (its options ``mip_improving_solution_save``/``_file``), set in ``params``; None
+    when none could be made. The caller removes it."""
+    import tempfile
+
+    from ortools.math_opt.solvers import highs_pb2
+
+    try:
+        fd, name = tempfile.mkstemp(prefix="lvplan-highs-", suffix=".sol")
+    except OSError:
+        return None
+    os.close(fd)
+    opts = highs_pb2.HighsOptionsProto()
+    opts.bool_options["mip_improving_solution_save"] = True
+    opts.string_options["mip_improving_solution_file"] = name
+    params.highs = opts
+    return Path(name)
+
+
+def _read_improving(path: Path, n: int, most: int) -> list[list[int]]:
+    """The last ``most`` plans of a HiGHS improving-solution file, in the order found, each the
+    values of its ``n`` columns rounded (a block ``Objective v``, ``# Columns n``, then ``name
+    value`` per column); a block cut short (HiGHS stopped while writing it) is left out."""
+    blocks = path.read_text(errors="replace").split("Objective ")[1:]
+    out = []
+    for block in blocks[-most:]:
+        lines = block.split("\n", n + 2)
+        if len(lines) < n + 2 or lines[1].strip() != f"# Columns {n}":
+            continue
+        try:
+            out.append([round(float(ln.rsplit(" ", 1)[-1])) for ln in lines[2 : n + 2]])
+        except (ValueError, OverflowError):  # (a value HiGHS wrote as nan or inf)
+            continue
+    return out
 
 
 def _seconds(s: float) -> datetime.timedelta:

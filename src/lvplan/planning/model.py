@@ -52,6 +52,8 @@ CPSAT_SHARE = 0.1
 DIVE_MIN_S = 30.0
 #: CP-SAT's time to check the relaxation neighbourhood's plan against the model (all fixed)
 DIVE_CHECK_S = 10.0
+#: ... and each of its alternatives (the plans its search found before it)
+ALTERNATIVE_CHECK_S = 2.0
 #: the share of a round's time its first stage (the most kW served) may take
 FIRST_STAGE_SHARE = 0.25
 #: A round too short for the relaxation's neighbourhood searches its hint's neighbourhoods
@@ -83,6 +85,10 @@ class Solution:
     bounds: dict[str, Any] = field(default_factory=dict)
     #: CP-SAT ran out of time (status unknown) and this is the complete hint it started from
     from_hint: bool = False
+    #: plans of the same model, dearer than this one, to fall back on when the AC check breaks
+    #: it where its repair costs more (the relaxation neighbourhood's earlier plans; the plans
+    #: a repair round did not take): cheapest first, none checked in AC
+    alternatives: list[Solution] = field(default_factory=list)
 
     @classmethod
     def of(
@@ -1131,6 +1137,27 @@ class PlanModel:
             return out
         if vals is None or obj is None or obj >= out.objective:
             return out
+        dived = self._fixed(vals, out, t0, DIVE_CHECK_S)
+        if isinstance(dived, str):
+            out.bounds["dive_status"] = dived
+            return out
+        # the search's plans before its last, for the caller when the AC check breaks this one
+        # where its repair is dear (planning/mipbound.py MipBound._earlier): those of this model
+        # cheaper than the plan CP-SAT found, each checked as the dive's plan was
+        t_alt = time.perf_counter()
+        for alt in companion.dive_alternatives:
+            got = self._fixed(alt, out, t0, ALTERNATIVE_CHECK_S)
+            if not isinstance(got, str):
+                dived.alternatives.append(got)
+        out.bounds["dive_alternatives"] = [round(a.objective) for a in dived.alternatives]
+        out.bounds["dive_alternatives_s"] = round(time.perf_counter() - t_alt, 2)
+        dived.bounds = dict(out.bounds, plan_by="highs_dive")
+        return dived
+
+    def _fixed(self, vals: list[int], out: Solution, t0: float, limit_s: float) -> Solution | str:
+        """The plan whose decisions are ``vals`` (every proto variable's value, HiGHS's) as a
+        :class:`Solution` of this model, once CP-SAT has checked it with every decision fixed and
+        it costs less than ``out``; else why not (a status for ``dive_status``)."""
         # its decisions (connections, upgrades, sites, demands served) are held, and CP-SAT
         # works out every load and drop from them: HiGHS's values of those, rounded, may be off
         # by its tolerance
@@ -1139,19 +1166,18 @@ class PlanModel:
         for v in decisions:
             self.m.add_hint(v, vals[v.index])
         check = cp_model.CpSolver()
-        check.parameters.max_time_in_seconds = DIVE_CHECK_S
+        check.parameters.max_time_in_seconds = limit_s
         check.parameters.num_workers = 1
         check.parameters.fix_variables_to_their_hinted_value = True
         status = interrupt.solve(check, self.m)
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):  # not a plan of this model
-            out.bounds["dive_status"] = f"rejected ({check.status_name(status).lower()})"
-            return out
+            return f"rejected ({check.status_name(status).lower()})"
         cost = float(check.objective_value)
         if cost >= out.objective:  # (never a dearer plan in place of the one found)
-            return out
+            return "dearer than CP-SAT's plan"
         bound = out.bound if math.isfinite(out.bound) else math.nan
         bound = min(bound, cost) if math.isfinite(bound) else bound
-        dived = Solution.of(
+        fixed = Solution.of(
             self.inst,
             [k for k, v in self.x.items() if check.value(v)],
             [u for u, v in self.y.items() if check.value(v)],
@@ -1162,5 +1188,5 @@ class PlanModel:
             gap=abs(cost - bound) / max(abs(cost), 1e-9) if math.isfinite(bound) else math.nan,
             seconds=time.perf_counter() - t0,
         )
-        dived.bounds = dict(out.bounds, plan_by="highs_dive")
-        return dived
+        fixed.bounds = dict(out.bounds, plan_by="highs_dive")
+        return fixed

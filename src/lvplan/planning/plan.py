@@ -136,6 +136,9 @@ GO_ON_SHARE = 0.85
 POLISH_MIN_S = 3.0
 #: ... which leaves this long for the plan's result (its outputs made: 0.7 s on the district)
 RESULT_S = 1.0
+#: The plans a round that starts from a repaired plan (or an alternative) keeps as its own
+#: alternatives: the others it had in hand, should its start break in AC too
+ALTERNATIVES_KEPT = 2
 #: A round that starts from a repaired plan with less time than this for its search takes the
 #: repaired plan as it is (on the district a search of a few seconds from it found nothing
 #: cheaper, and its model took 4.4 s to make: the time a second repair needed)
@@ -956,36 +959,80 @@ def plan_network(
                     # from it repaired where the new cuts bear (planning/repair.py), or from
                     # the verified greedy plan where that is better
                     t_rep = time.perf_counter()
-                    who = touched(grid, before, cuts, last[0]) if before is not None else None
-                    fixed = None
-                    if who:
+                    # ... or from one of its alternatives (planning/model.py Solution) that fits
+                    # them, when it costs less than the repair: the relaxation neighbourhood's
+                    # last plan may break a limit whose repair is dear, where the plan it found
+                    # before it did not use that room (seed 1 of the district). (Checked first:
+                    # the repair spends the model.)
+                    fit = [made.hint(a) for a in last[0].alternatives]
+                    spare = [a for a, ok in zip(last[0].alternatives, fit, strict=True) if ok]
+
+                    def repaired(
+                        sol: Solution, model: PlanModel | None
+                    ) -> tuple[Solution | None, int]:
+                        """``sol`` repaired, and how many demands it connected anew."""
+                        who = touched(grid, before, cuts, sol) if before is not None else None
+                        if not who:
+                            return None, 0
                         # (at most what the time limit leaves once the AC check is set aside;
                         # in a round for the repair alone, a second: it starts from its
                         # greedy repair, and the time goes to the next AC check)
                         cap_s = deadline - time.perf_counter() - check_s[0] - 1.0
                         if given < SEARCH_MIN_S:
                             cap_s = min(cap_s, 1.0)
-                        fixed = repair(
+                        got = repair(
                             grid,
-                            last[0],
+                            sol,
                             who,
                             time_limit_s=max(0.1, min(REPAIR_SHARE * given, cap_s)),
                             workers=workers,
-                            model=made,  # (spent: a search below makes its own)
+                            model=model,  # (spent: a search below makes its own)
                         )
-                    start = fixed if fixed is not None and _better(inst, fixed, g_sol) else g_sol
+                        return got, len(who)
+
+                    fixed, moved = repaired(last[0], made)
+                    # the alternatives that do not fit the cuts either, repaired as well while
+                    # the time allows (each makes a model: as long as the round's took)
+                    for a, ok in zip(last[0].alternatives, fit, strict=True):
+                        spent_s = time.perf_counter() - t_rep
+                        if ok or deadline - time.perf_counter() - check_s[0] < 2 * spent_s:
+                            continue
+                        again, _ = repaired(a, None)
+                        if again is not None:
+                            spare.append(again)
+                    hand = sorted(
+                        ([fixed] if fixed is not None else []) + spare,
+                        key=lambda a: (-_served_kw(inst, a), a.cost_cny),
+                    )
+                    start = hand[0] if hand and _better(inst, hand[0], g_sol) else g_sol
+                    began = (
+                        "verified greedy plan"
+                        if start is g_sol
+                        else "repaired plan"
+                        if start is fixed
+                        else "alternative"
+                    )
+                    if start is not g_sol:  # (the others, should this one break in AC too)
+                        others = [a for a in hand if a is not start][:ALTERNATIVES_KEPT]
+                        start = dataclasses.replace(start, alternatives=others)
                     given = max(MIN_SOLVE_S, given - (time.perf_counter() - t_rep))
                     say(
                         "optimal: the last plan no longer fits the cuts; "
                         + (
-                            f"{len(who)} demands connected anew: {fixed.cost_cny:,.0f} CNY"
-                            if fixed is not None and who
+                            f"{moved} demands connected anew: {fixed.cost_cny:,.0f} CNY"
+                            if fixed is not None
                             else "no repair"
                         )
-                        + "; the round starts from the "
-                        + ("repaired plan" if start is fixed else "verified greedy plan")
+                        + (
+                            f"; {len(spare)} of its alternatives fit them or were repaired: "
+                            + ", ".join(f"{a.cost_cny:,.0f}" for a in spare)
+                            + " CNY"
+                            if spare
+                            else ""
+                        )
+                        + f"; the round starts from the {began}"
                     )
-                    if start is fixed and given < SEARCH_MIN_S:
+                    if start is not g_sol and given < SEARCH_MIN_S:
                         # too little time for a search to pay (making the model with its
                         # threads takes seconds): the repaired plan is the round's, and the
                         # time goes to its AC check and, if needed, one more repair
