@@ -722,6 +722,7 @@ class MipBound:
             hint = mathopt.SolutionHint(variable_values=dict(zip(xs, map(float, inc), strict=True)))
             start = mathopt.ModelSolveParameters(solution_hints=[hint])
         saved = _improving_file(params) if len(xs) <= ALTERNATIVES_MOST_VARIABLES else None
+        read = saved
         try:
             try:
                 res = mathopt.solve(
@@ -731,9 +732,13 @@ class MipBound:
                     model_params=start,
                     interrupter=self._stop,
                 )
-            except Exception:  # (a start HiGHS refuses: search without it)
-                if start is None:
+            except Exception:  # (a start, or an option, HiGHS refuses: search without it)
+                if start is None and saved is None:
                     raise
+                from ortools.math_opt.solvers import highs_pb2
+
+                params.highs = highs_pb2.HighsOptionsProto()
+                read = None  # (the file is removed below all the same)
                 res = mathopt.solve(
                     mo, mathopt.SolverType.HIGHS, params=params, interrupter=self._stop
                 )
@@ -741,7 +746,7 @@ class MipBound:
             if not res.has_primal_feasible_solution():
                 return status, None, None, []
             values = [round(x) for x in res.variable_values(xs)]
-            earlier = self._earlier(saved, mo, values) if saved is not None else []
+            earlier = self._earlier(read, mo, values) if read is not None else []
             return status, values, float(round(res.objective_value())), earlier
         finally:
             for v, lo, hi in held:
@@ -872,7 +877,11 @@ def _read_improving(path: Path, n: int, most: int) -> list[list[int]]:
     """The last ``most`` plans of a HiGHS improving-solution file, in the order found, each the
     values of its ``n`` columns rounded (a block ``Objective v``, ``# Columns n``, then ``name
     value`` per column); a block cut short (HiGHS stopped while writing it) is left out."""
-    blocks = path.read_text(errors="replace").split("Objective ")[1:]
+    # (only the file's tail: a column's line is under 40 bytes; HiGHS may have written
+    # hundreds of plans)
+    with path.open("rb") as f:
+        f.seek(max(0, path.stat().st_size - most * (40 * n + 200)))
+        blocks = f.read().decode(errors="replace").split("Objective ")[1:]
     out = []
     for block in blocks[-most:]:
         lines = block.split("\n", n + 2)
