@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+from typing import Any
 
 import pytest
 from ortools.math_opt.python import mathopt
@@ -318,6 +319,71 @@ def test_the_dive_plans_alternatives_are_checked_as_it_is(tmp_path, cn):
     # an alternative no cheaper than CP-SAT's plan is not kept
     worse2 = dataclasses.replace(worse, objective=cp2 - 1.0, bounds={})
     assert mdl._dived(mb, worse2, 0.0).alternatives == []
+
+
+def test_a_round_starts_from_the_plans_alternative_that_fits_the_new_cuts(
+    tmp_path, cn, monkeypatch
+):
+    """The hand instance: the first round's plan (the optimum, T1 swapped to 500 kVA, 191,000
+    CNY) carries an alternative (the best plan without that swap) and is made to break in AC;
+    its cut bans that swap (a change the repair cannot place: no repair). The round after
+    starts from the alternative, which fits the cut, not from the verified greedy plan
+    (277,000 CNY), and that plan, checked in AC, is returned."""
+    from test_plan import GREEDY_CNY
+
+    from lvplan.planning import plan as plan_mod
+    from lvplan.planning.model import Solution
+
+    hand = Network(_two_transformers(), name="two transformers", source="test")
+    csv = tmp_path / "demand.csv"
+    csv.write_text(HAND_CSV, encoding="utf-8")
+    real_solve = PlanModel.solve
+    calls = {"solve": 0}
+    hinted: list[Solution] = []
+    swaps: dict[str, Any] = {}
+
+    def solve(self, **kw):
+        calls["solve"] += 1
+        if calls["solve"] == 1:
+            out = real_solve(self, **kw)
+            assert out.cost_cny == pytest.approx(OPTIMUM_CNY, abs=1.0)
+            (u,) = out.upgrades
+            # the best plan without that swap (a model of the round's grid, all served)
+            other = PlanModel(self.grid)
+            other.m.add(other.y[u] == 0)
+            other.m.add(sum(other.served.values()) == len(other.served))
+            other.m.minimize(other.cost)
+            s = cp_model.CpSolver()
+            s.parameters.num_workers = 1
+            assert s.solve(other.m) == cp_model.OPTIMAL
+            alt = Solution.of(
+                self.inst,
+                [k for k, v in other.x.items() if s.value(v)],
+                [w for w, v in other.y.items() if s.value(v)],
+                [z for z, v in other.z.items() if s.value(v)],
+                "feasible",
+            )
+            swaps.update(taken=u, alt=alt)
+            assert OPTIMUM_CNY < alt.cost_cny < GREEDY_CNY - 1.0, alt.cost_cny
+            return dataclasses.replace(out, alternatives=[alt])
+        hinted.append(self.hinted)  # (the search finds nothing better than its start)
+        return dataclasses.replace(self.hinted, status="feasible", bound=math.nan, gap=math.nan)
+
+    _rig_rounds(monkeypatch, solve, lambda sol: swaps.get("taken") in sol.upgrades)
+    real_tighten = plan_mod.tighten
+
+    def tighten(network, inst, sol, ev, broken, cuts):
+        if broken == ["a limit the test says is broken"]:
+            cuts.banned.add(swaps["taken"])  # (that swap no longer offered)
+            return ["(the test's limit)"]
+        return real_tighten(network, inst, sol, ev, broken, cuts)
+
+    monkeypatch.setattr(plan_mod, "tighten", tighten)
+    p = plan_mod.plan(hand, csv, criteria=cn, time_limit_s=30)
+    alt = swaps["alt"]
+    assert hinted and sorted(hinted[0].chosen) == sorted(alt.chosen)
+    assert sorted(hinted[0].upgrades) == sorted(alt.upgrades)
+    assert p.summary()["total_cost_cny"] == pytest.approx(alt.cost_cny, abs=1.0)
 
 
 def _rig_rounds(monkeypatch, solve, breaks) -> None:

@@ -659,6 +659,9 @@ class PlanModel:
         the search begins with a feasible solution. False when ``sol`` does not fit the model
         (the hint is then the choices alone)."""
         self.hinted = sol
+        # (a hint given before, which did not fit, is dropped: CP-SAT with two values hinted
+        # for one variable, each fixed, finds no plan at all)
+        self.m.clear_hints()
         chosen, ups, sites = set(sol.chosen), set(sol.upgrades), set(sol.sites)
         for k, v in self.x.items():
             self.m.add_hint(v, k in chosen)
