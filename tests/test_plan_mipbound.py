@@ -266,8 +266,7 @@ def test_the_search_keeps_the_plans_it_found_before_its_last(tmp_path):
         m.add_linear_constraint(sum(wi * x for wi, x in zip(w, xs, strict=True)) <= 300)
     m.maximize(sum(vi * x for vi, x in zip(v, xs, strict=True)))
     params = mathopt.SolveParameters()
-    saved = _improving_file(params)
-    assert saved is not None and saved.exists()
+    saved = _improving_file(params, tmp_path)
     res = mathopt.solve(m, mathopt.SolverType.HIGHS, params=params)
     assert res.termination.reason == mathopt.TerminationReason.OPTIMAL
     final = [round(x) for x in res.variable_values(xs)]

@@ -60,9 +60,9 @@ relaxation 31.86 M CNY, strengthened in 4-5 rounds 34.63-34.74 M, HiGHS's bound 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import math
-import os
 import threading
 import time
 from collections.abc import Callable, Collection
@@ -72,6 +72,7 @@ from typing import Any
 import numpy as np
 from ortools.util.python.solve_interrupter import SolveInterrupter
 
+from lvplan.io.owned_temp import owned_temp_folder
 from lvplan.planning import interrupt
 from lvplan.planning.strengthen import CapacityRow, Inequality, rebuild, separate
 from lvplan.planning.warmlp import WarmLp
@@ -721,7 +722,11 @@ class MipBound:
         if inc is not None:  # the search starts from it (a MIP start)
             hint = mathopt.SolutionHint(variable_values=dict(zip(xs, map(float, inc), strict=True)))
             start = mathopt.ModelSolveParameters(solution_hints=[hint])
-        saved = _improving_file(params) if len(xs) <= ALTERNATIVES_MOST_VARIABLES else None
+        files = contextlib.ExitStack()
+        saved = None
+        if len(xs) <= ALTERNATIVES_MOST_VARIABLES:
+            with contextlib.suppress(OSError):  # (none could be made: no alternatives)
+                saved = _improving_file(params, files.enter_context(owned_temp_folder("highs")))
         read = saved
         try:
             try:
@@ -751,8 +756,7 @@ class MipBound:
         finally:
             for v, lo, hi in held:
                 v.lower_bound, v.upper_bound = lo, hi
-            if saved is not None:
-                saved.unlink(missing_ok=True)
+            files.close()  # (the folder and the file, removed)
 
     def _earlier(self, saved: Path, mo, values: list[int]) -> list[list[int]]:
         """The plans the search found before its last (``values``), as HiGHS wrote them to
@@ -853,24 +857,19 @@ def _add(mo, cuts: list[Inequality]) -> None:
         mo.add_linear_constraint(lhs - ups <= c.rhs)
 
 
-def _improving_file(params) -> Path | None:
-    """A new temporary file into which HiGHS writes every improving plan of the solve with
-    ``params`` (its options ``mip_improving_solution_save``/``_file``), set in ``params``; None
-    when none could be made. The caller removes it."""
-    import tempfile
-
+def _improving_file(params, folder: Path) -> Path:
+    """The file in ``folder`` into which HiGHS writes every improving plan of the solve with
+    ``params`` (its options ``mip_improving_solution_save``/``_file``), set in ``params``. The
+    folder is the caller's, private and swept if this process dies
+    (:func:`lvplan.io.owned_temp.owned_temp_folder`)."""
     from ortools.math_opt.solvers import highs_pb2
 
-    try:
-        fd, name = tempfile.mkstemp(prefix="lvplan-highs-", suffix=".sol")
-    except OSError:
-        return None
-    os.close(fd)
+    path = folder / "improving.sol"
     opts = highs_pb2.HighsOptionsProto()
     opts.bool_options["mip_improving_solution_save"] = True
-    opts.string_options["mip_improving_solution_file"] = name
+    opts.string_options["mip_improving_solution_file"] = str(path)
     params.highs = opts
-    return Path(name)
+    return path
 
 
 def _read_improving(path: Path, n: int, most: int) -> list[list[int]]:
