@@ -124,7 +124,7 @@ def test_what_the_limits_let_through(tmp_path, sz, cn):
     p.write_bytes(b"id,kw,bus\ra,10,6\rb,20,6\r")
     assert [(d.id, d.line) for d in read_demand(p, sz, cn)] == [("a", 2), ("b", 3)]
     p.write_bytes(b"id,kw,bus\ra,10,6\rb,-1,6\r")
-    with pytest.raises(InputError, match=r":3: kw: must be more than 0 kW"):
+    with pytest.raises(InputError, match=r":3: kw: must be at least 0.001 kW \(1 W\)"):
         read_demand(p, sz, cn)
     p.write_bytes(b"id,kw,bus\na,10,6\n" + b"\n" * (1_000_000 - 2))
     assert len(read_demand(p, sz, cn)) == 1

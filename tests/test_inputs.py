@@ -48,8 +48,10 @@ BAD_QUESTIONS = [
     (["--bus", "999", "--kw", "50"], "unknown bus"),
     (["--bus", "nowhere", "--kw", "50"], "unknown bus"),
     (["--bus", "mv", "--kw", "50"], "not an LV bus"),
-    (["--bus", "end", "--kw", "0"], "kw must be > 0"),
-    (["--bus", "end", "--kw", "-5"], "kw must be > 0"),
+    (["--bus", "end", "--kw", "0"], "kw must be at least 0.001 kW"),
+    (["--bus", "end", "--kw", "-5"], "kw must be at least 0.001 kW"),
+    (["--bus", "end", "--kw", "1e-9"], "kw must be at least 0.001 kW (1 W), got 1e-9"),
+    (["--bus", "end", "--kw", "1_000"], "kw must be a number, got 1_000"),
     (["--bus", "end", "--kw", "nan"], "finite"),
     (["--bus", "end", "--kw", "abc"], "kw must be a number"),
     (["--bus", "end", "--kw", "50", "--pf", "1.5"], "pf must be in (0, 1]"),
@@ -140,7 +142,7 @@ def test_no_traceback_from_the_real_command(tmp_path):
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    assert proc.stderr.strip() == "lvplan: error: kw must be > 0, got -1"
+    assert proc.stderr.strip() == "lvplan: error: kw must be at least 0.001 kW (1 W), got -1"
 
 
 def test_good_question_on_the_same_file_exits_0_with_json(tmp_path, capsys):

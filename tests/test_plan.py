@@ -373,7 +373,7 @@ def _cli(capsys, *args: str) -> tuple[int, str, list[str]]:
 
 BAD_CSVS = {
     "unknown column": ("id,kw,bus,colour\na,10,1,red\n", "colour: unknown column"),
-    "negative kW": ("id,kw,bus\na,-5,1\n", "kw: must be more than 0 kW"),
+    "negative kW": ("id,kw,bus\na,-5,1\n", "kw: must be at least 0.001 kW"),
     "NaN coordinate": ("id,kw,lon,lat\na,10,nan,22.5\n", "lon: must be a finite number"),
 }
 

@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 from lvplan.errors import InputError, LvplanError
 from lvplan.io.stderr_report import reporter
+from lvplan.numbers import read_float, read_int
 
 REGISTER_IS = "register: a SQLite file, or a postgresql://user@host:port/db URL"
 #: lvplan's linear algebra is many small products and solves: OpenBLAS's threads only fight
@@ -513,7 +514,7 @@ MAX_WORKERS = 256
 
 def _int_arg(name: str, value: str, lo: int, hi: int | None = None) -> int:
     try:
-        x = int(str(value))
+        x = read_int(value)
     except ValueError:
         raise InputError(f"{name} must be an integer, got {value!r}") from None
     if x < lo:
@@ -527,7 +528,7 @@ def _float_arg(name: str, value: str) -> float:
     import math
 
     try:
-        x = float(value)
+        x = read_float(value)
     except ValueError:
         raise InputError(f"{name} must be a number, got {value!r}") from None
     if not math.isfinite(x) or x <= 0:
@@ -563,13 +564,13 @@ def _plan(args: argparse.Namespace, crit) -> int:
     budget = None
     if args.budget is not None:
         try:
-            budget = float(args.budget)
+            budget = read_float(args.budget)
         except ValueError:
             raise InputError(f"--budget must be a number of CNY, got {args.budget!r}") from None
         if not (math.isfinite(budget) and budget >= 0):
             raise InputError(f"--budget must be a non-negative number of CNY, got {args.budget!r}")
     try:
-        rate = float(args.discount_rate)
+        rate = read_float(args.discount_rate)
     except ValueError:
         raise InputError(f"--discount-rate must be a number, got {args.discount_rate!r}") from None
     measures = load_measures(args.catalogue) if args.catalogue is not None else None
@@ -1033,13 +1034,13 @@ def _synth_demand(args: argparse.Namespace) -> int:
     if args.years.strip().lower() != "none":
         first, sep, last = args.years.strip().partition("-")
         try:
-            years = (int(first), int(last if sep else first))
+            years = (read_int(first), read_int(last if sep else first))
         except ValueError:
             raise InputError(f"--years takes FIRST-LAST or none, got {args.years!r}") from None
         if not 2000 <= years[0] <= years[1] <= 2100:
             raise InputError(f"--years must be FIRST-LAST within 2000..2100, got {args.years!r}")
     try:
-        far_share = float(args.far_share)
+        far_share = read_float(args.far_share)
     except ValueError:
         far_share = math.nan
     if not 0 <= far_share <= 1:
@@ -1072,7 +1073,7 @@ def _synth_parcels(args: argparse.Namespace) -> int:
     seed = _int_arg("--seed", args.seed, 0)
     first, sep, last = args.years.strip().partition("-")
     try:
-        years = (int(first), int(last if sep else first))
+        years = (read_int(first), read_int(last if sep else first))
     except ValueError:
         raise InputError(f"--years takes FIRST-LAST, got {args.years!r}") from None
     if not 2000 <= years[0] <= years[1] <= 2100:

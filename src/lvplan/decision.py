@@ -37,6 +37,7 @@ from lvplan.errors import InputError, PowerFlowError
 from lvplan.kinds import BindingKind, ElementRef, Engine, Verdict
 from lvplan.model.catalogue import cable_types
 from lvplan.model.network import ExtraLoad, Network
+from lvplan.numbers import read_float
 from lvplan.powerflow import capacity
 from lvplan.powerflow.fast import FastEngineDiverged, FastEngineUnsupported, ServiceCable
 from lvplan.powerflow.state import GridState
@@ -147,11 +148,16 @@ def given(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+#: The smallest declared load an application may ask for (1 W): below it, kW is a typo (a W figure
+#: would be far above). One limit for ``check``, the register's service and a demand file.
+MIN_KW = 0.001
+
+
 def _number(name: str, value: Any) -> float:
     if isinstance(value, bool) or value is None:
         raise InputError(f"{name} must be a number, got {given(value)}")
     try:
-        x = float(value)
+        x = read_float(value)  # (text as a CSV writes numbers: not "1_000" or full-width digits)
     except (TypeError, ValueError, OverflowError):
         raise InputError(f"{name} must be a number, got {given(value)}") from None
     if not math.isfinite(x):
@@ -176,8 +182,8 @@ def make_question(
     network: Network, *, bus: int | str, kw: Any, category: str | None, pf: Any, criteria: Criteria
 ) -> Question:
     declared = _number("kw", kw)
-    if declared <= 0:
-        raise InputError(f"kw must be > 0, got {given(kw)}")
+    if declared < MIN_KW:
+        raise InputError(f"kw must be at least {MIN_KW:g} kW (1 W), got {given(kw)}")
     pf_val = criteria.new_customer_pf if pf is None else _number("pf", pf)
     if not 0 < pf_val <= 1:
         raise InputError(f"pf must be in (0, 1], got {given(pf)}")

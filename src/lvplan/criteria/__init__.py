@@ -16,6 +16,7 @@ from importlib import resources
 from typing import Any
 
 from lvplan.errors import InputError
+from lvplan.numbers import read_float
 
 PROFILES = ("cn", "en50160")
 
@@ -92,8 +93,8 @@ class Criteria:
             current = getattr(self, key)
             if isinstance(current, float):
                 try:
-                    value = float(raw)
-                except (TypeError, ValueError):
+                    value = read_float(raw)
+                except (TypeError, ValueError, OverflowError):
                     raise InputError(f"criterion {key}: {raw!r} is not a number") from None
                 if not math.isfinite(value):
                     raise InputError(f"criterion {key}: {raw!r} is not a finite number")

@@ -28,7 +28,6 @@ from __future__ import annotations
 import csv
 import itertools
 import math
-import re
 import stat
 import unicodedata
 from collections.abc import Generator, Iterable, Iterator, Mapping
@@ -37,8 +36,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lvplan.criteria import Criteria, category, load_criteria
+from lvplan.decision import MIN_KW
 from lvplan.errors import InputError
 from lvplan.io.textfile import text_lines
+from lvplan.numbers import read_float, read_int
 from lvplan.register.fields import check_id
 
 if TYPE_CHECKING:
@@ -61,12 +62,6 @@ MAX_BYTES = 256 * 1024 * 1024
 MAX_LINES = 1_000_000
 MAX_LINE_CHARS = 65_536
 WHAT = "a demand CSV file"
-_INT_TEXT = re.compile(r"[+-]?[0-9]{1,18}")
-#: a decimal number as a CSV writes it (ASCII digits; an exponent; inf and nan are read, then
-#: refused as not finite)
-_NUMBER_TEXT = re.compile(
-    r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|infinity|nan)", re.I | re.A
-)
 
 
 @dataclass(frozen=True)
@@ -317,11 +312,8 @@ def _shown(v: Any) -> str:
 def _number(field: str, v: Any) -> float:
     if isinstance(v, bool):
         raise InputError(f"{field}: must be a number, got {_shown(v)}")
-    if isinstance(v, str) and not _NUMBER_TEXT.fullmatch(v.strip()):
-        # (Python's float() also reads "1_000" and full-width "２５": not a number in a CSV)
-        raise InputError(f"{field}: must be a number, got {_shown(v)}")
     try:
-        x = float(v.strip()) if isinstance(v, str) else float(v)
+        x = read_float(v)  # (not Python's float(): it reads "1_000" and full-width "２５")
     except (TypeError, ValueError, OverflowError):
         raise InputError(f"{field}: must be a number, got {_shown(v)}") from None
     if not math.isfinite(x):
@@ -331,9 +323,10 @@ def _number(field: str, v: Any) -> float:
 
 def _integer(field: str, v: Any) -> int:
     if isinstance(v, str):
-        if not _INT_TEXT.fullmatch(v.strip()):
-            raise InputError(f"{field}: must be a whole number, got {_shown(v)}")
-        return int(v.strip())
+        try:
+            return read_int(v)
+        except ValueError:
+            raise InputError(f"{field}: must be a whole number, got {_shown(v)}") from None
     x = _number(field, v)
     if x != int(x):
         raise InputError(f"{field}: must be a whole number, got {_shown(v)}")
@@ -367,8 +360,8 @@ class _RowReader:
         if cell.get("kw") is None:
             raise InputError("kw: missing")
         kw = _number("kw", cell["kw"])
-        if kw <= 0:
-            raise InputError(f"kw: must be more than 0 kW, got {_shown(cell['kw'])}")
+        if kw < MIN_KW:
+            raise InputError(f"kw: must be at least {MIN_KW:g} kW (1 W), got {_shown(cell['kw'])}")
         if kw > MAX_KW:
             raise InputError(
                 f"kw: {kw:g} kW is more than {MAX_KW:g} kW (declared capacity in kW, not W?)"

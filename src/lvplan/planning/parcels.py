@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from lvplan.criteria import category as get_category
 from lvplan.errors import InputError
 from lvplan.io.textfile import read_text_bounded
+from lvplan.numbers import read_float
 from lvplan.register.fields import check_id
 
 if TYPE_CHECKING:
@@ -274,8 +275,8 @@ def _num(field: str, v: Any) -> float:
     if isinstance(v, bool) or v is None:
         raise InputError(f"{field}: must be a number, got {v!r}")
     try:
-        x = float(v.strip()) if isinstance(v, str) else float(v)
-    except (TypeError, ValueError):
+        x = read_float(v)
+    except (TypeError, ValueError, OverflowError):
         raise InputError(f"{field}: must be a number, got {str(v)[:40]!r}") from None
     if not math.isfinite(x):
         raise InputError(f"{field}: must be a finite number, got {v!r}")

@@ -23,7 +23,7 @@ from typing import Any
 
 from lvplan import __version__
 from lvplan.criteria import Criteria
-from lvplan.decision import Decision, check, resolve_criteria
+from lvplan.decision import MIN_KW, Decision, check, resolve_criteria
 from lvplan.errors import InputError, LvplanError, PowerFlowError, RegisterUnavailable
 from lvplan.model.network import ExtraLoad, Network
 from lvplan.register.fields import check_id
@@ -43,8 +43,6 @@ from lvplan.register.store import (
 )
 
 FIELDS = {"id", "bus", "lon", "lat", "kw", "category", "pf", "area_class"}
-#: The smallest declared load an application may ask for (1 W): below it, kW is a typo.
-MIN_KW = 0.001
 
 
 def normalise_request(body: Any, *, need_id: bool) -> dict[str, Any]:
