@@ -64,7 +64,7 @@ def test_check_refuses_the_kw_a_demand_file_refuses(sz):
     # the smallest kW (1 W): one limit for check, the service and a demand file
     q = make_question(sz, bus=6, kw="0.001", category=None, pf=None, criteria=crit)
     assert q.declared_kw == 0.001
-    with pytest.raises(InputError, match="at least 0.001 kW"):
+    with pytest.raises(InputError, match=r"at least 0\.001 kW"):
         make_question(sz, bus=6, kw=0.000999, category=None, pf=None, criteria=crit)
 
 
