@@ -85,7 +85,7 @@ def test_dataframe_same_as_csv_and_line_is_row_plus_2(tmp_path, sz, cn):
     bad = df.assign(kw=[100, -1])
     with pytest.raises(InputError) as e:
         read_demand(bad, sz, cn)
-    assert str(e.value) == "<DataFrame>:3: kw: must be more than 0 kW, got -1"
+    assert str(e.value) == "<DataFrame>:3: kw: must be at least 0.001 kW (1 W), got -1"
 
 
 # -- read_demand: every bad input names FILE:LINE: field --------------------------------------
@@ -103,8 +103,8 @@ BAD_ROWS = [
     (H + "a,,,5,,,,\n", 2, "kw: missing"),
     (H + "a,10,,,,,,\n", 2, "bus: missing: give bus or both lon and lat"),
     (H + "a,10,,,114.06,,,\n", 2, "lat: missing: give bus or both lon and lat"),
-    (H + "a,-5,,5,,,,\n", 2, "kw: must be more than 0 kW, got '-5'"),
-    (H + "a,0,,5,,,,\n", 2, "kw: must be more than 0 kW, got '0'"),
+    (H + "a,-5,,5,,,,\n", 2, "kw: must be at least 0.001 kW (1 W), got '-5'"),
+    (H + "a,0,,5,,,,\n", 2, "kw: must be at least 0.001 kW (1 W), got '0'"),
     (H + "a,nan,,5,,,,\n", 2, "kw: must be a finite number, got 'nan'"),
     (H + "a,inf,,5,,,,\n", 2, "kw: must be a finite number, got 'inf'"),
     (H + "a,ten,,5,,,,\n", 2, "kw: must be a number, got 'ten'"),
@@ -120,7 +120,7 @@ BAD_ROWS = [
     (H + "a,10,,5,,,2027.5,\n", 2, "year: must be a whole number, got '2027.5'"),
     (H + "a,10,,5,,,,Z\n", 2, "area_class: unknown area class 'Z'; known: A+, A, B"),
     (H + "a,10,,5,,,,\nb,10,,6,,,,\na,20,,7,,,,\n", 4, "id: 'a' appears twice (first on line 2)"),
-    ("id,kw,bus\n\na,10,5\n\nb,-1,5\n", 5, "kw: must be more than 0 kW"),  # blank lines count
+    ("id,kw,bus\n\na,10,5\n\nb,-1,5\n", 5, "kw: must be at least 0.001 kW (1 W)"),  # blank lines count
     ("id,kw,bus\na,10,5,7\n", 2, "row: 4 cells, more than the header's 3"),
 ]
 
