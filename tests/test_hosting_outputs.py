@@ -184,3 +184,23 @@ def test_names_in_the_map_are_text_not_markup(tmp_path):
     assert "<img src=x" not in page and "<script>alert(2)" not in page
     assert "&lt;img src=x onerror=alert(1)&gt;" in page
     assert "&lt;script&gt;alert(2)&lt;/script&gt;" in page
+
+
+def test_no_maps_removes_an_earlier_runs_maps_and_leaves_a_folder_of_that_name(out, tmp_path):
+    """``--no-maps`` writes no map and leaves none of an earlier run's beside its tables (they
+    would show that run's figures); a folder named map.html is not this run's to refuse or
+    touch."""
+    d = tmp_path / "again"
+    shutil.copytree(out, d)
+    assert (d / "map.html").is_file() and (d / "map.png").is_file()
+    assert main(["hosting", "sz-futian", "--no-maps", "--out", str(d)]) == 0
+    names = sorted(p.name for p in d.iterdir() if not p.name.startswith("."))
+    assert names == ["hosting.csv", "hosting.geojson", "summary.json", "transformers.csv"]
+    (d / "map.html").mkdir()
+    (d / "map.html" / "mine.txt").write_text("kept", encoding="utf-8")
+    assert main(["hosting", "sz-futian", "--no-maps", "--out", str(d)]) == 0
+    assert (d / "map.html" / "mine.txt").read_text(encoding="utf-8") == "kept"
+    # with the maps, the folder stands where a file goes: one line, exit 2, nothing written
+    before = (d / "hosting.csv").stat().st_mtime_ns
+    assert main(["hosting", "sz-futian", "--out", str(d)]) == 2
+    assert (d / "hosting.csv").stat().st_mtime_ns == before

@@ -120,7 +120,7 @@ BAD_ROWS = [
     (H + "a,10,,5,,,2027.5,\n", 2, "year: must be a whole number, got '2027.5'"),
     (H + "a,10,,5,,,,Z\n", 2, "area_class: unknown area class 'Z'; known: A+, A, B"),
     (H + "a,10,,5,,,,\nb,10,,6,,,,\na,20,,7,,,,\n", 4, "id: 'a' appears twice (first on line 2)"),
-    ("id,kw,bus\n\na,10,5\n\nb,-1,5\n", 5, "kw: must be at least 0.001 kW (1 W)"),  # blank lines count
+    ("id,kw,bus\n\na,10,5\n\nb,-1,5\n", 5, "kw: must be at least 0.001 kW"),  # blank lines count
     ("id,kw,bus\na,10,5,7\n", 2, "row: 4 cells, more than the header's 3"),
 ]
 

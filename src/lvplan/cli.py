@@ -681,7 +681,7 @@ def _hosting(args: argparse.Namespace, crit) -> int:
 
     from lvplan.hosting import hosting_capacity
     from lvplan.hosting.outputs import FILES as HOSTING_FILES
-    from lvplan.hosting.outputs import write_outputs
+    from lvplan.hosting.outputs import MAP_FILES, write_outputs
     from lvplan.io.atomic import refuse_inputs_among_outputs, refuse_other_output
     from lvplan.io.folder_lock import locked_folders
     from lvplan.io.load import load_network
@@ -704,7 +704,7 @@ def _hosting(args: argparse.Namespace, crit) -> int:
         refuse_other_output(out, "hosting")
         refuse_inputs_among_outputs(
             out,
-            HOSTING_FILES,
+            [f for f in HOSTING_FILES if not (args.no_maps and f in MAP_FILES)],
             [("--changes", args.changes), ("NETWORK", args.network)],
         )
         before = None

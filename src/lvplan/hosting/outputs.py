@@ -58,15 +58,11 @@ TRANSFORMER_COLUMNS = [
 N1_TRANSFORMER_COLUMNS = ["feeder", "feeder_n1", "feeder_n1_worst", "min_hosting_kw_n1"]
 
 
+#: the two maps, which ``lvplan hosting --no-maps`` does not write (and removes: an earlier
+#: run's maps beside this run's tables would show other figures)
+MAP_FILES = ("map.html", "map.png")
 #: every file ``lvplan hosting`` writes in its folder (the two maps only with ``maps``)
-FILES = (
-    "hosting.csv",
-    "transformers.csv",
-    "hosting.geojson",
-    "summary.json",
-    "map.html",
-    "map.png",
-)
+FILES = ("hosting.csv", "transformers.csv", "hosting.geojson", "summary.json", *MAP_FILES)
 
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
@@ -386,7 +382,7 @@ def write_outputs(
     as summary.json). ``before``: the result and network before a set of changes
     (``--compare``). All or none: the files are written beside the folder's first and renamed
     in together (a full disk leaves the folder as it was, and is one line)."""
-    with staged_files(out) as stage:
+    with staged_files(out, drop=() if maps else MAP_FILES) as stage:
         return _write_outputs(result, network, criteria, stage, maps=maps, before=before)
 
 

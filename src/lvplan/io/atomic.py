@@ -162,10 +162,14 @@ def write_output_file(path: str | os.PathLike, text: str, *, flag: str = "--out"
 
 
 @contextlib.contextmanager
-def staged_files(out: str | os.PathLike, *, flag: str = "--out") -> Iterator[Path]:
+def staged_files(
+    out: str | os.PathLike, *, flag: str = "--out", drop: Iterable[str] = ()
+) -> Iterator[Path]:
     """A hidden folder inside output folder ``out`` for a run's files: when the block ends
     without error each file written there is renamed over its namesake in ``out`` (renames
-    need no space), else none is and ``out`` keeps its files as they were. An ``OSError`` (a
+    need no space), and each file named in ``drop`` that an earlier run wrote there and this
+    one does not (``hosting --no-maps``: the old maps) is removed, so ``out`` holds one run's
+    files; else none is and ``out`` keeps its files as they were. An ``OSError`` (a
     full disk) is one line (:func:`write_failure`). A run killed in the block leaves the hidden
     folder, which the next run that locks ``out`` removes (:func:`remove_stale_temporaries`);
     killed among the renames, the next such run finishes them first (:data:`COMMIT_MARK`), so
@@ -196,6 +200,10 @@ def staged_files(out: str | os.PathLike, *, flag: str = "--out") -> Iterator[Pat
                 done = True
                 raise
             done = True
+            for name in drop:
+                old = folder / name
+                if not (stage / name).exists() and (old.is_file() or old.is_symlink()):
+                    old.unlink(missing_ok=True)
         finally:
             # a marked stage whose renames an error broke off stays for the next run that
             # locks ``out`` to finish (remove_stale_temporaries); dropped, ``out`` was left half
