@@ -15,7 +15,7 @@ from lvplan.cli import main
 from lvplan.criteria import load_criteria
 from lvplan.decision import make_question
 from lvplan.errors import InputError
-from lvplan.numbers import read_float, read_int
+from lvplan.numbers import finite, read_float, read_int
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -105,3 +105,25 @@ def test_plan_refuses_underscored_numbers(tmp_path, capsys, option):
     assert option in err and "'1_0'" in err
     assert len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "sep", "want"),
+    [
+        ("ten", ": ", "kw: must be a number, got 'ten'"),
+        (None, ": ", "kw: must be a number, got None"),
+        (True, " ", "kw must be a number, got True"),
+        ("nan", ": ", "kw: must be a finite number, got 'nan'"),
+        ("9" * 400, ": ", "kw: must be a finite number, got '" + "9" * 36 + "..."),
+        ("1_000", " ", "kw must be a number, got '1_000'"),
+        (float("-inf"), ": ", "kw: must be a finite number, got -inf"),
+    ],
+)
+def test_one_check_that_a_number_is_finite_and_one_short_line_when_not(value, sep, want):
+    """The demand file, the parcels file and ``check`` share :func:`finite`: the same values
+    are refused, each with the value shown short (a 400-digit kW was shown in full in a parcels
+    file's message)."""
+    with pytest.raises(InputError) as e:
+        finite("kw", value, sep=sep)
+    assert str(e.value) == want
+    assert finite("kw", " 2.5e1 ") == 25.0 and finite("kw", 7) == 7.0

@@ -37,7 +37,7 @@ from lvplan.errors import InputError, PowerFlowError
 from lvplan.kinds import BindingKind, ElementRef, Engine, Verdict
 from lvplan.model.catalogue import cable_types
 from lvplan.model.network import ExtraLoad, Network
-from lvplan.numbers import read_float
+from lvplan.numbers import finite
 from lvplan.powerflow import capacity
 from lvplan.powerflow.fast import FastEngineDiverged, FastEngineUnsupported, ServiceCable
 from lvplan.powerflow.state import GridState
@@ -154,15 +154,7 @@ MIN_KW = 0.001
 
 
 def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or value is None:
-        raise InputError(f"{name} must be a number, got {given(value)}")
-    try:
-        x = read_float(value)  # (text as a CSV writes numbers: not "1_000" or full-width digits)
-    except (TypeError, ValueError, OverflowError):
-        raise InputError(f"{name} must be a number, got {given(value)}") from None
-    if not math.isfinite(x):
-        raise InputError(f"{name} must be a finite number, got {given(value)}")
-    return x
+    return finite(name, value, sep=" ", show=given)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from lvplan.criteria import Criteria, category, load_criteria
 from lvplan.decision import MIN_KW
 from lvplan.errors import InputError
 from lvplan.io.textfile import text_lines
-from lvplan.numbers import read_float, read_int
+from lvplan.numbers import finite, read_int, shown
 from lvplan.register.fields import check_id
 
 if TYPE_CHECKING:
@@ -163,7 +163,7 @@ def read_demand(
                 if key in seen:
                     same = "" if key == d.id else " (the same after Unicode normalisation, NFC)"
                     raise InputError(
-                        f"id: {_shown(d.id)} appears twice{same} (first on line {seen[key]})"
+                        f"id: {shown(d.id)} appears twice{same} (first on line {seen[key]})"
                     )
             except InputError as exc:
                 raise InputError(f"{name}:{line}: {exc}") from None
@@ -180,7 +180,7 @@ def read_demand(
     if len(clash):
         first = min(clash.tolist(), key=lambda n: seen[n])
         raise InputError(
-            f"{name}:{seen[first]}: id: {_shown(first)} is the name of a load the network has "
+            f"{name}:{seen[first]}: id: {shown(first)} is the name of a load the network has "
             "(reinforced.json names each demand's load by its id)"
         )
     return DemandSet(tuple(out), name, crit.profile)
@@ -304,21 +304,8 @@ def _blank(v: Any) -> bool:
         return False
 
 
-def _shown(v: Any) -> str:
-    text = repr(v.strip() if isinstance(v, str) else v)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 def _number(field: str, v: Any) -> float:
-    if isinstance(v, bool):
-        raise InputError(f"{field}: must be a number, got {_shown(v)}")
-    try:
-        x = read_float(v)  # (not Python's float(): it reads "1_000" and full-width "２５")
-    except (TypeError, ValueError, OverflowError):
-        raise InputError(f"{field}: must be a number, got {_shown(v)}") from None
-    if not math.isfinite(x):
-        raise InputError(f"{field}: must be a finite number, got {_shown(v)}")
-    return x
+    return finite(field, v)
 
 
 def _integer(field: str, v: Any) -> int:
@@ -326,10 +313,10 @@ def _integer(field: str, v: Any) -> int:
         try:
             return read_int(v)
         except ValueError:
-            raise InputError(f"{field}: must be a whole number, got {_shown(v)}") from None
+            raise InputError(f"{field}: must be a whole number, got {shown(v)}") from None
     x = _number(field, v)
     if x != int(x):
-        raise InputError(f"{field}: must be a whole number, got {_shown(v)}")
+        raise InputError(f"{field}: must be a whole number, got {shown(v)}")
     return int(x)
 
 
@@ -361,7 +348,7 @@ class _RowReader:
             raise InputError("kw: missing")
         kw = _number("kw", cell["kw"])
         if kw < MIN_KW:
-            raise InputError(f"kw: must be at least {MIN_KW:g} kW (1 W), got {_shown(cell['kw'])}")
+            raise InputError(f"kw: must be at least {MIN_KW:g} kW (1 W), got {shown(cell['kw'])}")
         if kw > MAX_KW:
             raise InputError(
                 f"kw: {kw:g} kW is more than {MAX_KW:g} kW (declared capacity in kW, not W?)"
@@ -378,7 +365,7 @@ class _RowReader:
             if cell.get(k) is not None:
                 x = _number(k, cell[k])
                 if not -lim <= x <= lim:
-                    raise InputError(f"{k}: must be within ±{lim:g} degrees, got {_shown(cell[k])}")
+                    raise InputError(f"{k}: must be within ±{lim:g} degrees, got {shown(cell[k])}")
                 if k == "lon":
                     lon = x
                 else:
@@ -402,7 +389,7 @@ class _RowReader:
         cls = self.crit.default_area_class if cls is None else str(cls).strip()
         if cls not in self.crit.supply_radius_m:
             known = ", ".join(self.crit.supply_radius_m)
-            raise InputError(f"area_class: unknown area class {_shown(cls)}; known: {known}")
+            raise InputError(f"area_class: unknown area class {shown(cls)}; known: {known}")
         return Demand(
             id=ident,
             declared_kw=kw,
@@ -425,7 +412,7 @@ class _RowReader:
         if isinstance(v, str):
             spec = v.strip()
         elif isinstance(v, bool):
-            raise InputError(f"bus: must be a bus index or name, got {_shown(v)}")
+            raise InputError(f"bus: must be a bus index or name, got {shown(v)}")
         else:
             spec = _integer("bus", v)
         try:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from lvplan.criteria import category as get_category
 from lvplan.errors import InputError
 from lvplan.io.textfile import read_text_bounded
-from lvplan.numbers import read_float
+from lvplan.numbers import finite
 from lvplan.register.fields import check_id
 
 if TYPE_CHECKING:
@@ -272,15 +271,7 @@ def _centroid(geom: Any) -> tuple[float, float]:
 
 
 def _num(field: str, v: Any) -> float:
-    if isinstance(v, bool) or v is None:
-        raise InputError(f"{field}: must be a number, got {v!r}")
-    try:
-        x = read_float(v)
-    except (TypeError, ValueError, OverflowError):
-        raise InputError(f"{field}: must be a number, got {str(v)[:40]!r}") from None
-    if not math.isfinite(x):
-        raise InputError(f"{field}: must be a finite number, got {v!r}")
-    return x
+    return finite(field, v)
 
 
 def _parcel(row: dict[str, Any], densities: dict[str, Density], where: str) -> Parcel:
