@@ -77,6 +77,19 @@ def test_check_refuses_the_kw_a_demand_file_refuses(sz):
             ["check", "sz-futian", "--bus", "6", "--kw", "10", "--set", "lv_min_voltage_v=3_42"],
             "lv_min_voltage_v",
         ),
+        (
+            [
+                "check",
+                "sz-futian",
+                "--bus",
+                "6",
+                "--kw",
+                "10",
+                "--set",
+                "lv_min_voltage_v=" + "9" * 400,
+            ],
+            "lv_min_voltage_v: '" + "9" * 36 + "... is not a finite number",  # (shown short)
+        ),
         (["synth", "demand", "sz-futian", "--count", "1_0", "--out", "{out}"], "--count"),
         (
             ["synth", "demand", "sz-futian", "--count", "5", "--years", "2_026", "--out", "{out}"],

@@ -16,7 +16,7 @@ from importlib import resources
 from typing import Any
 
 from lvplan.errors import InputError
-from lvplan.numbers import read_float
+from lvplan.numbers import read_float, shown
 
 PROFILES = ("cn", "en50160")
 
@@ -95,9 +95,9 @@ class Criteria:
                 try:
                     value = read_float(raw)
                 except (TypeError, ValueError, OverflowError):
-                    raise InputError(f"criterion {key}: {raw!r} is not a number") from None
+                    raise InputError(f"criterion {key}: {shown(raw)} is not a number") from None
                 if not math.isfinite(value):
-                    raise InputError(f"criterion {key}: {raw!r} is not a finite number")
+                    raise InputError(f"criterion {key}: {shown(raw)} is not a finite number")
                 clean[key] = value
             elif isinstance(current, dict):
                 raise InputError(f"criterion {key} cannot be overridden from a single value")
