@@ -391,6 +391,22 @@ def test_measures_duplicate_check_is_linear():
     with pytest.raises(InputError, match="to_kva: 630 kVA appears twice"):
         _validated(raw, "m.toml", cable_types(), complete=False)
     assert time.perf_counter() - t0 < 10
+    # a parallel unit's ratings and a measure's cables alike (200,000 ratings hung a plan past
+    # two minutes, and a cable listed 20,000 times was taken: 120,018 candidate upgrades)
+    lv = "YJV22-0.6/1kV 4x240"
+    for raw, want in [
+        ({"transformer_parallel": {"ratings_kva": [630] * 200_000 + [800] * 2}},
+         "transformer_parallel: ratings_kva: lists 630, 800 kVA more than once"),
+        ({"lv_cable_parallel": {"cables": [lv] * 20_000, "fixed_cny": 0}},
+         f"lv_cable_parallel: cables: lists {lv!r} more than once"),
+    ]:  # fmt: skip
+        for v in raw.values():
+            v.update(source="x", status="U", **({"extra_cny": 1} if "ratings_kva" in v else {}))
+        t0 = time.perf_counter()
+        with pytest.raises(InputError) as e:
+            _validated(raw, "m.toml", cable_types(), complete=False)
+        assert str(e.value) == f"m.toml: {want}"  # (the list is not echoed)
+        assert time.perf_counter() - t0 < 10
 
 
 def test_measures_override_missing_file_and_folder(tmp_path):

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import math
 import tomllib
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib import resources
@@ -24,6 +26,7 @@ from typing import Any
 
 from lvplan.errors import InputError
 from lvplan.io.textfile import read_text_bounded
+from lvplan.numbers import shown
 
 BUILTIN = "lvplan/planning/measures.toml"
 #: the most one catalogue figure may be (CNY): 1e308 made a plan whose summary could not be
@@ -305,18 +308,19 @@ def _entry(e: Any, where: str, name: str, key: str, cables: dict[str, Any]) -> d
 def _value(v: Any, kind: str, cables: dict[str, Any]) -> Any:
     if kind == "cny":
         if isinstance(v, bool) or not isinstance(v, int | float):
-            raise InputError(f"must be a number of CNY, got {v!r}")
+            raise InputError(f"must be a number of CNY, got {shown(v)}")
         if not math.isfinite(v) or v < 0:
-            raise InputError(f"must be a finite, non-negative number of CNY, got {v!r}")
+            raise InputError(f"must be a finite, non-negative number of CNY, got {shown(v)}")
         if v > MAX_ENTRY_CNY:
             raise InputError(
                 f"must be at most {MAX_ENTRY_CNY:.0e} CNY (one measure; a city's plan costs a few "
-                f"billion, and sums of larger figures lose their precision or overflow), got {v!r}"
+                "billion, and sums of larger figures lose their precision or overflow), "
+                f"got {shown(v)}"
             )
         return float(v)
     if kind == "kva":
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise InputError(f"must be a positive whole number of kVA, got {v!r}")
+            raise InputError(f"must be a positive whole number of kVA, got {shown(v)}")
         from lvplan.model.catalogue import trafo_types
 
         known = trafo_types()
@@ -329,20 +333,19 @@ def _value(v: Any, kind: str, cables: dict[str, Any]) -> Any:
         return v
     if kind == "kva_list":
         if not isinstance(v, list) or not v:
-            raise InputError(f"must be a non-empty list of kVA ratings, got {v!r}")
+            raise InputError(f"must be a non-empty list of kVA ratings, got {shown(v)}")
         out = tuple(_value(x, "kva", cables) for x in v)
-        if len(set(out)) < len(out):
-            twice = sorted({x for x in out if out.count(x) > 1})
-            raise InputError(f"lists {', '.join(map(str, twice))} kVA more than once, got {v!r}")
+        _once(out, " kVA")
         return out
     if kind in ("mv_cable", "lv_cables", "mv_cables"):
         names = [v] if kind == "mv_cable" else v
         if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
             raise InputError(
                 f"must be {'a name' if kind == 'mv_cable' else 'a list'} of catalogue cable "
-                f"types, got {v!r}"
+                f"types, got {shown(v)}"
             )
         want = "lv" if kind == "lv_cables" else "mv"
+        _once(names, "")  # (twice the same cable: the same measure offered twice)
         for n in names:
             if n not in cables:
                 raise InputError(f"{n!r} is not in the cable catalogue (model/catalogue.toml)")
@@ -357,9 +360,19 @@ def _value(v: Any, kind: str, cables: dict[str, Any]) -> Any:
         return v
     if kind == "status":
         if v not in STATUSES:
-            raise InputError(f"must be V (verified) or U (assumption), got {v!r}")
+            raise InputError(f"must be V (verified) or U (assumption), got {shown(v)}")
         return v
     raise AssertionError(kind)  # pragma: no cover
+
+
+def _once(items: Sequence[Any], unit: str) -> None:
+    """One line when a list names an item more than once (each item named, at most 5; the list
+    is not echoed: a catalogue's list of 200,000 ratings took minutes to check and to show)."""
+    twice = sorted((x for x, n in Counter(items).items() if n > 1), key=str)
+    if twice:
+        shown = ", ".join(f"{x!r}" if isinstance(x, str) else str(x) for x in twice[:5])
+        more = f" and {len(twice) - 5} more" if len(twice) > 5 else ""
+        raise InputError(f"lists {shown}{more}{unit} more than once")
 
 
 def _build(d: dict[str, Any], source: str, cables: dict[str, Any]) -> Measures:
