@@ -620,14 +620,17 @@ def _lost_ctrl_c(interrupt) -> None:
     interrupt.check()  # forgotten once the plan is over
 
 
-@pytest.mark.parametrize("via_link", [False, True])
-def test_an_input_file_among_the_outputs_is_refused_and_kept(tmp_path, capsys, via_link):
+@pytest.mark.parametrize(
+    ("via_link", "name"), [(False, "plan.csv"), (True, "plan.csv"), (False, "parts/run.json")]
+)
+def test_an_input_file_among_the_outputs_is_refused_and_kept(tmp_path, capsys, via_link, name):
     """A demand file named ``plan.csv`` in the folder its plan was written to was replaced by
-    the plan (exit 0, the demands lost; a catalogue named ``summary.json`` likewise). Now: one
-    line, exit 2, before the plan runs, the file as it was, by any path to it."""
+    the plan (exit 0, the demands lost; a catalogue named ``summary.json`` likewise; one named
+    ``parts/run.json`` by the groups' store). Now: one line, exit 2, before the plan runs, the
+    file as it was, by any path to it."""
     out = tmp_path / "out"
-    out.mkdir()
-    demand = out / "plan.csv"
+    (out / "parts").mkdir(parents=True)
+    demand = out / name
     text = "id,kw,category,bus\nd1,20,shop,26\n"
     demand.write_text(text, encoding="utf-8")
     given = demand
@@ -637,9 +640,9 @@ def test_an_input_file_among_the_outputs_is_refused_and_kept(tmp_path, capsys, v
     rc = main(["plan", "sz-futian", "--demand", str(given), "--out", str(out)])
     err = capsys.readouterr().err
     assert rc == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
-    assert f"--demand {given}: is the plan.csv this run writes in --out {out}" in err
+    assert f"--demand {given}: is the {name} this run writes in --out {out}" in err
     assert demand.read_text(encoding="utf-8") == text
-    assert sorted(p.name for p in out.iterdir()) == ["plan.csv"]
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [name]
 
 
 def test_a_folder_where_an_output_goes_is_refused_before_the_plan_runs(

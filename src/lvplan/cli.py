@@ -554,6 +554,7 @@ def _plan(args: argparse.Namespace, crit) -> int:
     from lvplan.io.folder_lock import locked_folders
     from lvplan.io.load import load_network
     from lvplan.planning.demand import check_demand_file
+    from lvplan.planning.groups import RUN_FILE
     from lvplan.planning.measures import load_measures
     from lvplan.planning.outputs import FILES as PLAN_FILES
     from lvplan.planning.outputs import write_plan
@@ -596,7 +597,8 @@ def _plan(args: argparse.Namespace, crit) -> int:
         refuse_other_output(out, "plan")
         refuse_inputs_among_outputs(
             out,
-            PLAN_FILES,
+            # (and the run file of its groups' store: a demand file there was replaced by it)
+            [*PLAN_FILES, f"parts/{RUN_FILE}"],
             [("--demand", args.demand), ("--catalogue", args.catalogue), ("NETWORK", args.network)],
         )
         try:
