@@ -346,13 +346,19 @@ def _synth(tmp_path, capsys):
 
 
 def test_a_bad_command_line_is_one_line(capsys):
-    """argparse printed its usage block before the error (6-8 lines)."""
-    for argv in (["plan", "sz-futian", "--method", "foo"], ["plan"], ["nonsense"]):
+    """argparse printed its usage block before the error (6-8 lines); a subcommand's line
+    started ``lvplan plan: error:``, not the ``lvplan: error:`` of every other refusal."""
+    for argv, start in (
+        (["plan", "sz-futian", "--method", "foo"], "lvplan: error: plan: argument --method"),
+        (["plan"], "lvplan: error: plan: the following arguments are required: NETWORK"),
+        (["synth", "demand", "sz-futian", "--years"], "lvplan: error: synth demand: argument"),
+        (["nonsense"], "lvplan: error: argument command: invalid choice: 'nonsense'"),
+    ):
         with pytest.raises(SystemExit) as exc:
             main(argv)
         err = capsys.readouterr().err
         assert exc.value.code == 2 and len(err.strip().splitlines()) == 1, err
-        assert "error:" in err and "--help)" in err
+        assert err.startswith(start) and err.rstrip().endswith("--help)"), err
 
 
 def test_unknown_simbench_codes_and_deep_files_are_one_line(tmp_path, capsys):

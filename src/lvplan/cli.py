@@ -57,10 +57,14 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 class _Parser(argparse.ArgumentParser):
     """argparse with the contract's one line for a bad command line (its default printed the
-    whole usage block first: six to eight lines); the usage stays one ``--help`` away."""
+    whole usage block first: six to eight lines); the usage stays one ``--help`` away. The
+    line starts ``lvplan: error:`` as every other refusal does, the command after it (a
+    subcommand's parser wrote ``lvplan plan: error:``)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        command = self.prog.removeprefix("lvplan").strip()
+        where = f"{command}: " if command else ""
+        self.exit(2, f"lvplan: error: {where}{message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
