@@ -14,6 +14,7 @@ a demand file that is a folder, binary or not UTF-8; 2000 rows at one bus (about
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -696,3 +697,24 @@ def test_the_watch_leaves_a_callers_own_sigint_handler_alone():
         interrupt.restore(was)
         signal.signal(signal.SIGINT, before)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_a_network_whose_base_case_diverges_leaves_no_folder(tmp_path, capsys):
+    """A plan on a network whose base load flow does not converge (a load of 1,000 GW): one
+    line, exit 1 (the load flow failed), and no folder left of a new ``--out a/b/c`` (it left
+    ``a/b/c/parts/``, then ``a/b``)."""
+    import pandas as pd
+
+    from lvplan.io.load import networks_dir
+
+    net = tmp_path / "net"
+    shutil.copytree(networks_dir() / "sz-futian", net)
+    loads = pd.read_csv(net / "load.csv", index_col=0)
+    loads.loc[loads.index[0], "p_mw"] = 1e6
+    loads.to_csv(net / "load.csv")
+    demand = _csv(tmp_path, "id,kw,bus\na,20,6\n")
+    out = tmp_path / "a" / "b" / "c"
+    rc = main(["plan", str(net), "--demand", str(demand), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 1 and err == "lvplan: error: base case: AC load flow did not converge\n"
+    assert not (tmp_path / "a").exists()

@@ -622,10 +622,10 @@ def _plan(args: argparse.Namespace, crit) -> int:
                 resume=bool(args.resume),
             )
             write_plan(result, net, out, progress=say if args.progress else None)
-        except InputError:
-            # (a scheduler not reached, a full disk): a new run's empty parts/ goes; in a
-            # folder this run made, its finished groups too (before, a full disk left them),
-            # and then the folder (locked_folder)
+        except LvplanError:
+            # (a scheduler not reached, a full disk, a base case that does not converge): a
+            # new run's empty parts/ goes; in a folder this run made, its finished groups too
+            # (before, a full disk left them), and then the folder (locked_folder)
             if not args.resume:
                 from lvplan.planning.groups import remove_parts
 

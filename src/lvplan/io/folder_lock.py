@@ -100,6 +100,9 @@ def locked_folder(folder: str | os.PathLike, *, flag: str = "--out") -> Iterator
     if path.exists() and not path.is_dir():
         raise InputError(f"{flag} {path}: exists and is not a folder")
     created = not path.exists()
+    top = path  # the outermost folder this run makes (``a`` of a new ``a/b/c``)
+    while created and not top.parent.exists() and top.parent != top:
+        top = top.parent
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -109,7 +112,7 @@ def locked_folder(folder: str | os.PathLike, *, flag: str = "--out") -> Iterator
         fd = _open_locked(lock, path, flag)
     except InputError:
         if created:
-            _remove_if_empty(path)
+            _remove_if_empty(path, top)
         raise
     try:
         os.ftruncate(fd, 0)
@@ -122,15 +125,20 @@ def locked_folder(folder: str | os.PathLike, *, flag: str = "--out") -> Iterator
             with contextlib.suppress(OSError):
                 lock.unlink()  # still holding it: a run that opened it meanwhile opens anew
             if created:
-                _remove_if_empty(path)
+                _remove_if_empty(path, top)
         finally:
             os.close(fd)  # releases the lock
 
 
-def _remove_if_empty(path: Path) -> None:
-    """Remove ``path`` when it holds nothing (a run that created it and wrote nothing)."""
+def _remove_if_empty(path: Path, top: Path) -> None:
+    """Remove ``path`` when it holds nothing (a run that created it and wrote nothing), and
+    then each folder above it up to ``top`` that the run made and that is empty now."""
     with contextlib.suppress(OSError):
-        path.rmdir()
+        while True:
+            path.rmdir()
+            if path == top:
+                return
+            path = path.parent
 
 
 @contextlib.contextmanager
