@@ -718,3 +718,20 @@ def test_a_network_whose_base_case_diverges_leaves_no_folder(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 1 and err == "lvplan: error: base case: AC load flow did not converge\n"
     assert not (tmp_path / "a").exists()
+
+
+def test_a_plan_past_its_time_limit_says_by_how_much(tmp_path, capsys):
+    """The greedy plan's AC rounds are not cut short, so a plan can run past ``--time-limit``
+    (300,000 demands with 5 s took 31 s); summary.json said ``"stopped": null`` and nothing
+    else. ``over_time_limit_s`` says by how much (0 within the limit)."""
+    demand = _synth(tmp_path, capsys)
+    out = tmp_path / "out"
+    argv = ["plan", "sz-futian", "--demand", str(demand), "--out", str(out), "--json"]
+    assert main([*argv, "--time-limit", "0.01"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["runtime_s"] > 0.2  # (a greedy plan and its AC check, at least)
+    assert s["over_time_limit_s"] == pytest.approx(s["runtime_s"] - 0.01, abs=0.011)
+    assert json.loads((out / "summary.json").read_text(encoding="utf-8"))["over_time_limit_s"] > 0
+    assert main([*argv, "--time-limit", "600", "--method", "greedy"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["over_time_limit_s"] == 0.0 and s["runtime_s"] < 600

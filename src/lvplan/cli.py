@@ -669,6 +669,11 @@ def _plan(args: argparse.Namespace, crit) -> int:
     )
     if s.get("stopped"):
         print(f"stopped: {s['stop_note']}")
+    if (over := s.get("over_time_limit_s")) and over >= 1.0:
+        print(
+            f"over the time limit ({limit:g} s) by {over:.1f} s: the greedy plan's AC rounds "
+            "run to their end (a plan is returned only once it has passed the AC check)"
+        )
     for kind, cost in s["cost_by_kind_cny"].items():
         print(f"  {kind:22s} {cost:>14,.0f} CNY")
     if "n1" in s:

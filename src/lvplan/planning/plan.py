@@ -245,6 +245,15 @@ class Plan:
     #: ``inputs``): the profile with its overrides, the catalogue, the demand, the settings
     inputs: dict[str, Any] | None = field(default=None, repr=False)
 
+    def over_time_limit_s(self) -> float | None:
+        """How far the plan ran past its ``--time-limit`` (0.0 within it; None: no limit
+        recorded). The greedy plan's AC rounds are not cut short (they make the first verified
+        plan), so a large input can run past the limit: this says by how much."""
+        limit = ((self.inputs or {}).get("inputs") or {}).get("time_limit_s")
+        if not isinstance(limit, int | float) or not math.isfinite(limit):
+            return None
+        return round(max(0.0, self.runtime_s - float(limit)), 2)
+
     def cost_by_kind(self) -> dict[str, float]:
         out: dict[str, float] = {}
         for m in self.measures:
@@ -315,6 +324,7 @@ class Plan:
             "stopped": self.stopped,
             **({"stop_note": self.stop_note} if self.stopped else {}),
             "runtime_s": round(self.runtime_s, 2),
+            "over_time_limit_s": self.over_time_limit_s(),
             "greedy_cost_cny": _r(self.greedy_cost_cny),
             "greedy_design_kw_served": _r(self.greedy_served_kw, 1),
             "optimal_cost_cny": _r(self.optimal_cost_cny),
