@@ -735,3 +735,17 @@ def test_a_plan_past_its_time_limit_says_by_how_much(tmp_path, capsys):
     assert main([*argv, "--time-limit", "600", "--method", "greedy"]) == 0
     s = json.loads(capsys.readouterr().out)
     assert s["over_time_limit_s"] == 0.0 and s["runtime_s"] < 600
+
+
+def test_an_unserved_reason_names_a_transfers_new_cable_not_its_model_key(tmp_path, capsys):
+    """At pf 0.05 most demands fit nowhere; a reason named a transfer's new cable by its key
+    in the model, ``line 5629499534213131`` (no line of the network)."""
+    import re
+
+    demand = _synth(tmp_path, capsys)
+    out = tmp_path / "out"
+    argv = ["plan", "sz-futian", "--demand", str(demand), "--out", str(out), "--method", "greedy"]
+    assert main([*argv, "--set", "new_customer_pf=0.05", "--time-limit", "20"]) == 0
+    text = (out / "unserved.csv").read_text(encoding="utf-8")
+    assert "the new cable of the transfer opening line 11 would be overloaded" in text
+    assert not re.search(r"\d{10,}", text), text

@@ -26,7 +26,7 @@ import numpy as np
 from lvplan.planning.candidates import element_key
 from lvplan.planning.linear import Element, LinearGrid, mv_units
 from lvplan.planning.model import Solution
-from lvplan.planning.transfers import split_leaf_slack
+from lvplan.planning.transfers import line_label, split_leaf_slack
 
 _INF = 1 << 62
 
@@ -331,7 +331,7 @@ class Greedy:
         ]:
             if load <= _cap(el, built.get(key)):
                 continue
-            what = f"trafo {ag.trafo}" if key < 0 else f"line {key}"
+            what = f"trafo {ag.trafo}" if key < 0 else line_label(key)
             was = built.get(key)
             if was is not None and (key in new or not self._replaceable(was)):
                 return self._no(f"{what} is full, already reinforced")

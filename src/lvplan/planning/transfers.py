@@ -94,6 +94,14 @@ def cable_key(line: int) -> int:
     return _CABLE_KEY + line
 
 
+def line_label(key: int) -> str:
+    """A line element of the model as a message names it: ``line 12``, or the new cable of a
+    transfer (its key is no line of the network: ``line 5629499534213131`` was shown)."""
+    if key >= _CABLE_KEY:
+        return f"the new cable of the transfer opening line {key - _CABLE_KEY}"
+    return f"line {key}"
+
+
 @dataclass(frozen=True)
 class FeederSplit:
     """A transfer on offer: the line it opens and the subtree beyond it."""
