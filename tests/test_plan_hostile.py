@@ -582,7 +582,11 @@ def test_a_budget_of_no_limit_is_shown_short(tmp_path, capsys):
     """--budget 1e308 was echoed as 309 digits on the plan's line; above 1e15 CNY it is shown
     in short (1e+308), a budget of millions still in full."""
     demand = _csv(tmp_path, "id,kw,bus\na,20,6\n")
-    for budget, shown in (("1e308", "of a budget of 1e+308 CNY"), ("2.5e6", "2,500,000 CNY")):
+    for budget, shown in (
+        ("1e308", "of a budget of 1e+308 CNY"),
+        ("2.5e6", "2,500,000 CNY"),
+        ("-0", "(of a budget of 0 CNY)"),  # (it was "-0 CNY")
+    ):
         out = tmp_path / f"out{budget}"
         argv = ["plan", "sz-futian", "--demand", str(demand), "--out", str(out)]
         assert main([*argv, "--budget", budget, "--time-limit", "5"]) == 0

@@ -109,6 +109,7 @@ BAD_ROWS = [
     (H + "a,inf,,5,,,,\n", 2, "kw: must be a finite number, got 'inf'"),
     (H + "a,ten,,5,,,,\n", 2, "kw: must be a number, got 'ten'"),
     (H + "a,150000,,5,,,,\n", 2, "kw: 150000 kW is more than 100000 kW"),
+    (H + "a,100000.0000001,,5,,,,\n", 2, "kw: 100000.0000001 kW is more than 100000 kW"),
     (H + "a,10,,,nan,22.5,,\n", 2, "lon: must be a finite number, got 'nan'"),
     (H + "a,10,,,114,95,,\n", 2, "lat: must be within ±90 degrees, got '95'"),
     (H + "a,10,,,200,22,,\n", 2, "lon: must be within ±180 degrees, got '200'"),

@@ -574,6 +574,7 @@ def _plan(args: argparse.Namespace, crit) -> int:
             raise InputError(f"--budget must be a number of CNY, got {args.budget!r}") from None
         if not (math.isfinite(budget) and budget >= 0):
             raise InputError(f"--budget must be a non-negative number of CNY, got {args.budget!r}")
+        budget += 0.0  # (-0 is 0: "a budget of -0 CNY" was printed)
     try:
         rate = read_float(args.discount_rate)
     except ValueError:

@@ -351,7 +351,7 @@ class _RowReader:
             raise InputError(f"kw: must be at least {MIN_KW:g} kW (1 W), got {shown(cell['kw'])}")
         if kw > MAX_KW:
             raise InputError(
-                f"kw: {kw:g} kW is more than {MAX_KW:g} kW (declared capacity in kW, not W?)"
+                f"kw: {kw:.15g} kW is more than {MAX_KW:g} kW (declared capacity in kW, not W?)"
             )
         cat_name = cell.get("category")
         try:
