@@ -204,3 +204,18 @@ def test_no_maps_removes_an_earlier_runs_maps_and_leaves_a_folder_of_that_name(o
     before = (d / "hosting.csv").stat().st_mtime_ns
     assert main(["hosting", "sz-futian", "--out", str(d)]) == 2
     assert (d / "hosting.csv").stat().st_mtime_ns == before
+
+
+def test_staged_files_drops_only_what_the_run_did_not_write(tmp_path):
+    """``drop`` names an earlier run's files to remove; one this run wrote stays (the check
+    looked in the stage after the renames had emptied it, and removed the new file)."""
+    from lvplan.io.atomic import staged_files
+
+    (tmp_path / "map.html").write_text("old", encoding="utf-8")
+    (tmp_path / "map.png").write_text("old", encoding="utf-8")
+    with staged_files(tmp_path, drop=("map.html", "map.png")) as stage:
+        (stage / "map.html").write_text("new", encoding="utf-8")
+        (stage / "a.csv").write_text("x", encoding="utf-8")
+    names = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
+    assert names == ["a.csv", "map.html"]
+    assert (tmp_path / "map.html").read_text(encoding="utf-8") == "new"

@@ -364,6 +364,10 @@ def test_measures_override_replaces_whole_entries(tmp_path):
         (f"[transformer_parallel]\nratings_kva = [630]\nextra_cny = 2e12\n{GOOD}",
          "transformer_parallel: extra_cny: must be at most 1e+12 CNY"),
         ("new_substation = [", "not a valid TOML file"),
+        # an integer past a float was an OverflowError traceback; past 4300 digits a ValueError
+        (NS + f"cost_cny = {'9' * 400}\n{GOOD}", "new_substation: cost_cny: must be at most 1e+12"),
+        (NS + f"cost_cny = -{'9' * 400}\n{GOOD}", "new_substation: cost_cny: must be a finite"),
+        (NS + f"cost_cny = {'9' * 5000}\n{GOOD}", "not a valid TOML file"),
         # an empty override (or a file of comments) planned with the built-in prices, silently
         ("", "no measures (an override names at least one of: transformer_swap"),
         ("# prices of 2027\n", "no measures"),

@@ -64,6 +64,8 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         command = self.prog.removeprefix("lvplan").strip()
         where = f"{command}: " if command else ""
+        # (an argument with a line break in it, as argparse echoes it: one line still)
+        message = message.replace("\r", "\\r").replace("\n", "\\n")
         self.exit(2, f"lvplan: error: {where}{message} (see {self.prog} --help)\n")
 
 
@@ -595,7 +597,9 @@ def _plan(args: argparse.Namespace, crit) -> int:
         raise InputError(f"--out {out}: cannot write there ({base} is not a writable folder)")
 
     say = reporter("lvplan plan: ")  # (a reader that leaves does not stop the plan)
-    made = not out.exists()  # a folder this run makes is removed whole if the run fails
+    # a folder this run makes is removed whole if the run fails (judged on the folder the path
+    # names: ``new/../mine`` is the user's ``mine``)
+    made = not Path(os.path.realpath(out)).exists()
     # one run per folder: a second run on it exits 2 and touches nothing (io/folder_lock.py)
     with locked_folders((out, "--out"), *([(args.resume, "--resume")] if args.resume else [])):
         # (held, and a killed run's renames finished: a plan's summary.json replaced a map's)
@@ -672,8 +676,8 @@ def _plan(args: argparse.Namespace, crit) -> int:
         print(f"stopped: {s['stop_note']}")
     if (over := s.get("over_time_limit_s")) and over >= 1.0:
         print(
-            f"over the time limit ({limit:g} s) by {over:.1f} s: the greedy plan's AC rounds "
-            "run to their end (a plan is returned only once it has passed the AC check)"
+            f"over the time limit ({limit:g} s) by {over:.1f} s: the work that makes the first "
+            "verified plan (the greedy plan and its AC rounds) is not cut short"
         )
     for kind, cost in s["cost_by_kind_cny"].items():
         print(f"  {kind:22s} {cost:>14,.0f} CNY")

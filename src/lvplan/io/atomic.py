@@ -193,6 +193,7 @@ def staged_files(
             # among the renames below would leave ``out`` half new, half old; the mark tells the
             # next run that locks ``out`` to finish them (remove_stale_temporaries)
             write_text_atomic(stage / COMMIT_MARK, "")
+            written = {f.name for f in stage.iterdir()}  # (the renames below empty the stage)
             try:
                 _commit(stage, folder)
             except KeyboardInterrupt:  # (Ctrl-C, SIGTERM among the renames: finished first)
@@ -202,7 +203,7 @@ def staged_files(
             done = True
             for name in drop:
                 old = folder / name
-                if not (stage / name).exists() and (old.is_file() or old.is_symlink()):
+                if name not in written and (old.is_file() or old.is_symlink()):
                     old.unlink(missing_ok=True)
         finally:
             # a marked stage whose renames an error broke off stays for the next run that

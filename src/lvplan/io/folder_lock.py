@@ -99,12 +99,16 @@ def locked_folder(folder: str | os.PathLike, *, flag: str = "--out") -> Iterator
     path = Path(folder)
     if path.exists() and not path.is_dir():
         raise InputError(f"{flag} {path}: exists and is not a folder")
-    created = not path.exists()
-    top = path  # the outermost folder this run makes (``a`` of a new ``a/b/c``)
+    # what the run makes is judged on the folder the path names (its ``..`` and links
+    # resolved): ``new/../mine`` is the user's ``mine``, which a failed run took for its own
+    # and removed, with an interrupted run's groups in it (found by review)
+    real = Path(os.path.realpath(path))
+    created = not real.exists()
+    top = real  # the outermost folder this run makes (``a`` of a new ``a/b/c``)
     while created and not top.parent.exists() and top.parent != top:
         top = top.parent
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        real.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"{flag} {path}: cannot create it ({exc.strerror})") from None
     lock = path / LOCK_NAME
@@ -112,7 +116,7 @@ def locked_folder(folder: str | os.PathLike, *, flag: str = "--out") -> Iterator
         fd = _open_locked(lock, path, flag)
     except InputError:
         if created:
-            _remove_if_empty(path, top)
+            _remove_if_empty(real, top)
         raise
     try:
         os.ftruncate(fd, 0)
@@ -125,7 +129,7 @@ def locked_folder(folder: str | os.PathLike, *, flag: str = "--out") -> Iterator
             with contextlib.suppress(OSError):
                 lock.unlink()  # still holding it: a run that opened it meanwhile opens anew
             if created:
-                _remove_if_empty(path, top)
+                _remove_if_empty(real, top)
         finally:
             os.close(fd)  # releases the lock
 

@@ -250,7 +250,7 @@ def _read_toml(p: Path) -> dict[str, Any]:
     text = read_text_bounded(p, "a measures TOML file", _MAX_TOML_BYTES)
     try:
         return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except ValueError as exc:  # (TOMLDecodeError; and an integer of over 4300 digits)
         raise InputError(f"{p}: not a valid TOML file ({exc})") from None
     except RecursionError:
         raise InputError(f"{p}: nested too deeply to read") from None
@@ -309,7 +309,9 @@ def _value(v: Any, kind: str, cables: dict[str, Any]) -> Any:
     if kind == "cny":
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise InputError(f"must be a number of CNY, got {shown(v)}")
-        if not math.isfinite(v) or v < 0:
+        # (ints are compared as ints: one of 400 digits is past a float, and math.isfinite
+        # raised OverflowError, a traceback)
+        if (isinstance(v, float) and not math.isfinite(v)) or v < 0:
             raise InputError(f"must be a finite, non-negative number of CNY, got {shown(v)}")
         if v > MAX_ENTRY_CNY:
             raise InputError(
@@ -327,7 +329,7 @@ def _value(v: Any, kind: str, cables: dict[str, Any]) -> Any:
         if v not in known:
             ratings = ", ".join(map(str, sorted(known)))
             raise InputError(
-                f"{v} kVA is not a transformer of the equipment catalogue "
+                f"{shown(v)} kVA is not a transformer of the equipment catalogue "
                 f"(model/catalogue.toml: {ratings} kVA)"
             )
         return v
