@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
 from lvplan.errors import InputError
-from lvplan.numbers import read_float, shown
+from lvplan.numbers import finite
 
 PROFILES = ("cn", "en50160")
 
@@ -92,13 +91,7 @@ class Criteria:
                 raise InputError(f"unknown criterion {key!r}; known: {', '.join(sorted(names))}")
             current = getattr(self, key)
             if isinstance(current, float):
-                try:
-                    value = read_float(raw)
-                except (TypeError, ValueError, OverflowError):
-                    raise InputError(f"criterion {key}: {shown(raw)} is not a number") from None
-                if not math.isfinite(value):
-                    raise InputError(f"criterion {key}: {shown(raw)} is not a finite number")
-                clean[key] = value
+                clean[key] = finite(f"criterion {key}", raw)
             elif isinstance(current, dict):
                 raise InputError(f"criterion {key} cannot be overridden from a single value")
             else:

@@ -304,17 +304,13 @@ def _blank(v: Any) -> bool:
         return False
 
 
-def _number(field: str, v: Any) -> float:
-    return finite(field, v)
-
-
 def _integer(field: str, v: Any) -> int:
     if isinstance(v, str):
         try:
             return read_int(v)
         except ValueError:
             raise InputError(f"{field}: must be a whole number, got {shown(v)}") from None
-    x = _number(field, v)
+    x = finite(field, v)
     if x != int(x):
         raise InputError(f"{field}: must be a whole number, got {shown(v)}")
     return int(x)
@@ -346,7 +342,7 @@ class _RowReader:
         ident = check_id(raw_id.strip() if isinstance(raw_id, str) else str(raw_id))
         if cell.get("kw") is None:
             raise InputError("kw: missing")
-        kw = _number("kw", cell["kw"])
+        kw = finite("kw", cell["kw"])
         if kw < MIN_KW:
             raise InputError(f"kw: must be at least {MIN_KW:g} kW (1 W), got {shown(cell['kw'])}")
         if kw > MAX_KW:
@@ -363,7 +359,7 @@ class _RowReader:
         lon = lat = None
         for k, lim in (("lon", 180.0), ("lat", 90.0)):
             if cell.get(k) is not None:
-                x = _number(k, cell[k])
+                x = finite(k, cell[k])
                 if not -lim <= x <= lim:
                     raise InputError(f"{k}: must be within ±{lim:g} degrees, got {shown(cell[k])}")
                 if k == "lon":

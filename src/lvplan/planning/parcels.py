@@ -251,11 +251,13 @@ def _centroid(geom: Any) -> tuple[float, float]:
     if geom.get("type") == "Point":
         if not (isinstance(coords, list) and len(coords) >= 2):
             raise InputError("a Point needs [lon, lat]")
-        return _num("lon", coords[0]), _num("lat", coords[1])
+        return finite("lon", coords[0]), finite("lat", coords[1])
     if geom.get("type") == "Polygon":
         if not (isinstance(coords, list) and coords and isinstance(coords[0], list)):
             raise InputError("a Polygon needs a ring of [lon, lat] positions")
-        ring = [(_num("lon", c[0]), _num("lat", c[1])) for c in coords[0] if isinstance(c, list)]
+        ring = [
+            (finite("lon", c[0]), finite("lat", c[1])) for c in coords[0] if isinstance(c, list)
+        ]
         if len(ring) < 3:
             raise InputError("a Polygon ring needs at least 3 positions")
         a = cx = cy = 0.0
@@ -270,10 +272,6 @@ def _centroid(geom: Any) -> tuple[float, float]:
     raise InputError(f"expected a Point or Polygon, got {geom.get('type')!r}")
 
 
-def _num(field: str, v: Any) -> float:
-    return finite(field, v)
-
-
 def _parcel(row: dict[str, Any], densities: dict[str, Density], where: str) -> Parcel:
     cell = {k: (v.strip() if isinstance(v, str) else v) for k, v in row.items()}
     for k in COLUMNS:
@@ -285,15 +283,15 @@ def _parcel(row: dict[str, Any], densities: dict[str, Density], where: str) -> P
         raise InputError(
             f"land_use: no load density for {use!r} (known: {', '.join(sorted(densities))})"
         )
-    area = _num("floor_area_m2", cell["floor_area_m2"])
+    area = finite("floor_area_m2", cell["floor_area_m2"])
     if not 0 < area <= MAX_FLOOR_M2:
         raise InputError(
             f"floor_area_m2: must be more than 0 and at most {MAX_FLOOR_M2:g} m², got {area:g}"
         )
-    y = _num("year", cell["year"])
+    y = finite("year", cell["year"])
     if y != int(y) or not YEAR_MIN <= y <= YEAR_MAX:
         raise InputError(f"year: must be a whole year within {YEAR_MIN}..{YEAR_MAX}, got {y:g}")
-    lon, lat = _num("lon", cell["lon"]), _num("lat", cell["lat"])
+    lon, lat = finite("lon", cell["lon"]), finite("lat", cell["lat"])
     if not (-180 <= lon <= 180 and -90 <= lat <= 90):
         raise InputError(f"lon/lat: not WGS84 degrees ({lon:g}, {lat:g})")
     line = int(where) if where.isdigit() else 0
