@@ -792,4 +792,18 @@ def test_a_line_break_in_an_unknown_argument_stays_one_line(capsys):
         main(["check", "sz-futian", "--bus", "6", "--kw", "10", "--bogus\nx"])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and err.count("\n") == 1, err
-    assert err.startswith("lvplan: error: unrecognized arguments: --bogus\\nx"), err
+    assert err.startswith("lvplan: error: check: unrecognized arguments: --bogus\\nx"), err
+    assert err.rstrip().endswith("(see lvplan check --help)"), err
+
+
+def test_an_unknown_argument_names_the_command_it_was_given_to(capsys):
+    """``lvplan synth demand … --bogus``: the message names ``synth demand`` and its help, not
+    the top level's (the user was reading that command's options)."""
+    with pytest.raises(SystemExit) as exc:
+        main(["synth", "demand", "sz-futian", "--count", "3", "--out", "d.csv", "--bogus"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1, err
+    assert err == (
+        "lvplan: error: synth demand: unrecognized arguments: --bogus "
+        "(see lvplan synth demand --help)\n"
+    ), err

@@ -69,6 +69,24 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"lvplan: error: {where}{message} (see {self.prog} --help)\n")
 
 
+def _subparser(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> argparse.ArgumentParser:
+    """The innermost parser ``args`` went through (``synth demand``: its name and ``--help``
+    for a message)."""
+    while parser._subparsers is not None:
+        actions = [
+            a
+            for a in parser._subparsers._group_actions
+            if isinstance(a, argparse._SubParsersAction)
+        ]
+        chosen = actions[0].choices.get(getattr(args, actions[0].dest, None)) if actions else None
+        if chosen is None:
+            return parser
+        parser = chosen
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lvplan", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -1132,7 +1150,9 @@ def _import_dependencies() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # named by the command they were given to, and its --help
+        _subparser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for serve --workers
     _import_dependencies()
     from lvplan.planning import interrupt
