@@ -785,6 +785,33 @@ def test_a_failed_run_through_dotdot_keeps_the_users_folder_and_its_groups(
     rc = main(["plan", str(net), "--demand", str(demand), "--out", "new/../empty/c"])
     assert rc == 1 and (tmp_path / "empty").is_dir()
     assert not (tmp_path / "empty" / "c").exists()
+    # (and no ``new/`` was made on the way: the path is taken at its ``..`` first)
+    assert not (tmp_path / "new").exists()
+
+
+def test_an_output_through_dotdot_makes_no_folder_on_the_way(tmp_path, monkeypatch, capsys):
+    """``--out new/../out``: the outputs land in ``out`` and no empty ``new/`` is left (the
+    folders were made with their parents along the path as typed). A link before the ``..``
+    is followed as the kernel follows it: ``link/..`` is the folder above the link's target."""
+    from lvplan.io.atomic import without_dotdot
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "a" / "b")
+    assert without_dotdot("link/../x") == tmp_path / "a" / "x"
+    assert without_dotdot("new/../x") == tmp_path / "x"
+    assert str(without_dotdot("plain/x")) == "plain/x"  # no ``..``: as given
+    assert without_dotdot("a/..") == tmp_path
+    args = ["hosting", "sz-futian", "--no-maps", "--out", "新/../图/输出"]
+    assert main(args) == 0
+    assert (tmp_path / "图" / "输出" / "hosting.csv").is_file() and not (tmp_path / "新").exists()
+    args = ["synth", "demand", "sz-futian", "--count", "3", "--seed", "1", "--out", "n/../d.csv"]
+    assert main(args) == 0
+    assert (tmp_path / "d.csv").is_file() and not (tmp_path / "n").exists()
+    args = ["synth", "city", "--transformers", "2", "--seed", "1", "--out", "k/../city"]
+    assert main(args) == 0
+    assert (tmp_path / "city" / "bus.csv").is_file() and not (tmp_path / "k").exists()
+    capsys.readouterr()
 
 
 def test_a_line_break_in_an_unknown_argument_stays_one_line(capsys):

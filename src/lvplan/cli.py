@@ -80,7 +80,8 @@ def _subparser(
             for a in parser._subparsers._group_actions
             if isinstance(a, argparse._SubParsersAction)
         ]
-        chosen = actions[0].choices.get(getattr(args, actions[0].dest, None)) if actions else None
+        name = getattr(args, actions[0].dest, None) if actions else None
+        chosen = actions[0].choices.get(name) if isinstance(name, str) else None
         if chosen is None:
             return parser
         parser = chosen
@@ -574,7 +575,7 @@ def _not_root(out: Path) -> None:
 def _plan(args: argparse.Namespace, crit) -> int:
     import math
 
-    from lvplan.io.atomic import refuse_inputs_among_outputs, refuse_other_output
+    from lvplan.io.atomic import refuse_inputs_among_outputs, refuse_other_output, without_dotdot
     from lvplan.io.folder_lock import locked_folders
     from lvplan.io.load import load_network
     from lvplan.planning.demand import check_demand_file
@@ -604,7 +605,7 @@ def _plan(args: argparse.Namespace, crit) -> int:
         raise InputError(f"--resume {args.resume}: no such folder")
     check_demand_file(args.demand)  # a junk file fails before the network loads (a city: minutes)
     net = load_network(args.network)
-    out = Path(args.out or args.resume or f"plan-{net.name}")
+    out = without_dotdot(args.out or args.resume or f"plan-{net.name}")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
     _not_root(out)
@@ -716,7 +717,7 @@ def _hosting(args: argparse.Namespace, crit) -> int:
     from lvplan.hosting import hosting_capacity
     from lvplan.hosting.outputs import FILES as HOSTING_FILES
     from lvplan.hosting.outputs import MAP_FILES, write_outputs
-    from lvplan.io.atomic import refuse_inputs_among_outputs, refuse_other_output
+    from lvplan.io.atomic import refuse_inputs_among_outputs, refuse_other_output, without_dotdot
     from lvplan.io.folder_lock import locked_folders
     from lvplan.io.load import load_network
 
@@ -729,7 +730,7 @@ def _hosting(args: argparse.Namespace, crit) -> int:
         raise InputError("--compare needs --changes (what to compare with)")
     before_net = load_network(args.network)
     net = _changed(before_net, args.changes)
-    out = Path(args.out or args.resume or f"hosting-{net.name}")
+    out = without_dotdot(args.out or args.resume or f"hosting-{net.name}")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
     _not_root(out)
@@ -1017,9 +1018,12 @@ def _serve_workers(args: argparse.Namespace, token: str, port: int, workers: int
 
 
 def _study(args: argparse.Namespace) -> int:
+    from lvplan.io.atomic import without_dotdot
     from lvplan.study.run import load_and_run
 
-    doc = load_and_run(args.file, args.out, args.progress)
+    doc = load_and_run(
+        args.file, None if args.out is None else str(without_dotdot(args.out)), args.progress
+    )
     out = doc["out"]
     for h in doc["headline"]["networks"]:
         lo, hi = doc["headline"]["policy_low_kw"], doc["headline"]["policy_high_kw"]

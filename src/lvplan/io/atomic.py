@@ -35,6 +35,19 @@ _STALE = re.compile(re.escape(TMP_PREFIX) + r"(?:.*\.)?[a-z0-9_]{8}\.tmp", re.S)
 WHAT_CHARS = 48
 
 
+def without_dotdot(path: str | os.PathLike) -> Path:
+    """``path`` with each ``..`` in it taken, the links before it followed as the kernel
+    follows them: ``new/../out`` is ``out``. An output's folders are made with their parents,
+    and the typed path made an empty ``new/`` on the way. A path without ``..`` is returned as
+    it is; the last part is kept as it is (a link there stays the link)."""
+    p = Path(path)
+    if ".." not in p.parts:
+        return p
+    if p.name in ("", ".."):
+        return Path(os.path.realpath(p))
+    return Path(os.path.realpath(p.parent)) / p.name
+
+
 def temp_file(folder: str | os.PathLike, what: str) -> tuple[int, str]:
     """A new temporary file in ``folder`` (``tempfile.mkstemp``: mode 0600, opened), named for
     ``what`` (the file it will become) and for :func:`remove_stale_temporaries`."""
@@ -83,7 +96,7 @@ def atomic_file(path: str | os.PathLike, *, mode: int = 0o644) -> Iterator[Binar
     when the block ends without error, flushed to disk and renamed over; on any error the
     temporary file is removed and nothing is left half-written. ``mode`` less the umask (0o600
     for a file only its owner may read)."""
-    target = Path(path)
+    target = without_dotdot(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = temp_file(target.parent, target.name)
     mask = os.umask(0)  # mkstemp makes 0600 files
@@ -174,8 +187,8 @@ def staged_files(
     folder, which the next run that locks ``out`` removes (:func:`remove_stale_temporaries`);
     killed among the renames, the next such run finishes them first (:data:`COMMIT_MARK`), so
     ``out`` holds one run's files, never half of two."""
-    folder = Path(out)
-    with output_errors(flag, folder):
+    folder = without_dotdot(out)
+    with output_errors(flag, out):
         folder.mkdir(parents=True, exist_ok=True)
         stage = temp_folder(folder, "out")
         done = False

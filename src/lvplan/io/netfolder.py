@@ -258,9 +258,9 @@ def write_folder(net, folder: Path, meta: dict, *, flag: str = "--out") -> None:
     Failures are one line (:class:`InputError`) naming ``flag``."""
     import shutil
 
-    from lvplan.io.atomic import OLD_SUFFIX, output_errors, temp_folder
+    from lvplan.io.atomic import OLD_SUFFIX, output_errors, temp_folder, without_dotdot
 
-    folder = Path(folder)
+    folder = without_dotdot(folder)
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{flag} {folder}: exists and is not a folder")
     if folder.is_dir() and any(folder.iterdir()) and not (folder / "network.toml").is_file():
@@ -269,8 +269,8 @@ def write_folder(net, folder: Path, meta: dict, *, flag: str = "--out") -> None:
             "empty folder (or a network folder to replace)"
         )
     with output_errors(flag, folder):
-        folder.parent.mkdir(parents=True, exist_ok=True)
         par = folder.parent
+        par.mkdir(parents=True, exist_ok=True)
         stage = temp_folder(par, folder.name)
         mask = os.umask(0)
         os.umask(mask)
