@@ -364,3 +364,50 @@ def test_a_study_stopped_among_its_moves_loses_no_entry(tmp_path, monkeypatch, s
     want = {"a.csv": "new", "b.csv": "new" if stop is KeyboardInterrupt else "old"}
     assert texts == want
     assert _names(dest) == [".stage", "a.csv", "b.csv"]  # (nothing aside left behind)
+
+
+_KILLED_BEFORE_THE_DROPS = """
+import os, sys
+from pathlib import Path
+from lvplan.io import atomic
+
+out = Path(sys.argv[1])
+real = atomic.Path.unlink
+
+def killed(self, *a, **k):  # the new files are in; the old map is about to go: SIGKILL-like
+    if self.name == "map.html":
+        os._exit(9)
+    return real(self, *a, **k)
+
+atomic.Path.unlink = killed
+with atomic.staged_files(out, drop=["map.html", "map.png"]) as stage:
+    (stage / "hosting.csv").write_text("new", encoding="utf-8")
+"""
+
+
+def test_a_run_killed_before_its_drops_has_them_done_by_the_next(tmp_path):
+    """``hosting --no-maps`` over an earlier run with maps: its files are renamed in, then the
+    old maps removed. A run killed between the two left the old maps beside the new tables
+    (the commit mark covered the renames only). The mark now names the files to drop: the next
+    run that locks the folder drops them, unless a map there is newer than the mark."""
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("hosting.csv", "map.html", "map.png"):
+        (out / name).write_text("old", encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLED_BEFORE_THE_DROPS, str(out)], capture_output=True
+    )
+    assert proc.returncode == 9, proc.stderr
+    assert (out / "hosting.csv").read_text(encoding="utf-8") == "new"
+    assert (out / "map.html").exists()  # (killed before the drops)
+    with locked_folder(out):
+        pass
+    assert _names(out) == ["hosting.csv"]
+    # a map written after the mark (a later run's) is not dropped: the stage goes, unreplayed
+    stage = atomic.temp_folder(out, "out")
+    (stage / atomic.COMMIT_MARK).write_text('{"drop": ["map.html"]}', encoding="utf-8")
+    (out / "map.html").write_text("later run", encoding="utf-8")
+    t = (stage / atomic.COMMIT_MARK).stat().st_mtime_ns
+    os.utime(out / "map.html", ns=(t + 10**9, t + 10**9))
+    assert remove_stale_temporaries(out) == [stage.name]
+    assert (out / "map.html").read_text(encoding="utf-8") == "later run"

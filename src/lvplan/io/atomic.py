@@ -205,19 +205,18 @@ def staged_files(
             # every file is in full: from here the run's files are its output. A run killed
             # among the renames below would leave ``out`` half new, half old; the mark tells the
             # next run that locks ``out`` to finish them (remove_stale_temporaries)
-            write_text_atomic(stage / COMMIT_MARK, "")
-            written = {f.name for f in stage.iterdir()}  # (the renames below empty the stage)
+            # (the mark names the files to drop, so that a run killed among the renames or
+            # the drops has them dropped too: before, it left the old maps beside new tables)
+            written = {f.name for f in stage.iterdir()}
+            gone = sorted(set(drop) - written)
+            write_text_atomic(stage / COMMIT_MARK, json.dumps({"drop": gone}) if gone else "")
             try:
-                _commit(stage, folder)
+                _commit(stage, folder, gone)
             except KeyboardInterrupt:  # (Ctrl-C, SIGTERM among the renames: finished first)
-                _commit(stage, folder)
+                _commit(stage, folder, gone)
                 done = True
                 raise
             done = True
-            for name in drop:
-                old = folder / name
-                if name not in written and (old.is_file() or old.is_symlink()):
-                    old.unlink(missing_ok=True)
         finally:
             # a marked stage whose renames an error broke off stays for the next run that
             # locks ``out`` to finish (remove_stale_temporaries); dropped, ``out`` was left half
@@ -231,22 +230,33 @@ COMMIT_MARK = ".lvplan-commit"
 
 
 def _finish(stage: Path, folder: Path) -> None:
-    """The renames of a committed ``stage`` a killed run left, unless a file it would replace
-    in ``folder`` was written after its mark (a later run's output is not overwritten by an
-    older one's: the stage is then dropped)."""
-    mark_ns = (stage / COMMIT_MARK).stat().st_mtime_ns
-    for f in stage.iterdir():
-        target = folder / f.name
-        if f.name != COMMIT_MARK and target.exists() and target.stat().st_mtime_ns > mark_ns:
+    """The renames (and drops) of a committed ``stage`` a killed run left, unless a file it
+    would replace or drop in ``folder`` was written after its mark (a later run's output is not
+    overwritten by an older one's: the stage is then dropped)."""
+    mark = stage / COMMIT_MARK
+    mark_ns = mark.stat().st_mtime_ns
+    try:  # (a mark of an earlier release is empty: nothing to drop)
+        gone = json.loads(mark.read_text(encoding="utf-8") or "{}").get("drop", [])
+    except (ValueError, AttributeError):
+        gone = []
+    names = [f.name for f in stage.iterdir() if f.name != COMMIT_MARK]
+    for name in [*names, *gone]:
+        target = folder / name
+        if target.exists() and target.stat().st_mtime_ns > mark_ns:
             return
-    _commit(stage, folder)
+    _commit(stage, folder, [g for g in gone if isinstance(g, str) and "/" not in g])
 
 
-def _commit(stage: Path, folder: Path) -> None:
-    """Each file of ``stage`` (but its mark) renamed over its namesake in ``folder``."""
+def _commit(stage: Path, folder: Path, drop: Iterable[str] = ()) -> None:
+    """Each file of ``stage`` (but its mark) renamed over its namesake in ``folder``; then each
+    file named in ``drop`` removed from ``folder`` (a file, or a link, never a folder)."""
     for f in sorted(stage.iterdir()):
         if f.name != COMMIT_MARK:
             os.replace(f, folder / f.name)
+    for name in drop:
+        old = folder / name
+        if old.is_file() or old.is_symlink():
+            old.unlink(missing_ok=True)
 
 
 #: the file that marks a folder as one command's output: both write a ``summary.json``, so
