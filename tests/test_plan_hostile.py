@@ -802,6 +802,11 @@ def test_an_output_through_dotdot_makes_no_folder_on_the_way(tmp_path, monkeypat
     assert without_dotdot("new/../x") == tmp_path / "x"
     assert str(without_dotdot("plain/x")) == "plain/x"  # no ``..``: as given
     assert without_dotdot("a/..") == tmp_path
+    # only up to the last ``..``: a dangling link after it is not followed to make its target
+    (tmp_path / "dang").symlink_to(tmp_path / "far" / "away")
+    assert without_dotdot("x/../dang/d.csv") == tmp_path / "dang" / "d.csv"
+    args = ["synth", "demand", "sz-futian", "--count", "3", "--out", "x/../dang/d.csv"]
+    assert main(args) == 2 and not (tmp_path / "far").exists()
     args = ["hosting", "sz-futian", "--no-maps", "--out", "新/../图/输出"]
     assert main(args) == 0
     assert (tmp_path / "图" / "输出" / "hosting.csv").is_file() and not (tmp_path / "新").exists()

@@ -98,7 +98,9 @@ def test_a_path_through_a_file_or_onto_a_folder(capsys, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a file", "folder", "s.yaml"]
 
 
-def test_synth_city_replaces_a_network_folder_whole_and_refuses_any_other(capsys, tmp_path):
+def test_synth_city_replaces_a_network_folder_whole_and_refuses_any_other(
+    capsys, tmp_path, monkeypatch
+):
     """A network folder written again holds the new network alone (before, a table the new
     network does not have, an old sgen.csv, stayed beside it and loaded with it); a folder of
     other files is refused and left as it was."""
@@ -114,6 +116,18 @@ def test_synth_city_replaces_a_network_folder_whole_and_refuses_any_other(capsys
     (mine / "notes.txt").write_text("keep", encoding="utf-8")
     _bad(capsys, ["synth", "city", "--transformers", "2", "--out", mine], "other files")
     assert _tree(mine) == ["notes.txt"]
+    # a network folder with anything else in it is refused too (replaced whole, it was lost
+    # with it: found by review), and so is the working folder or one above it
+    (out / "readme.txt").write_text("keep", encoding="utf-8")
+    (out / "scratch").mkdir()
+    _bad(capsys, ["synth", "city", "--transformers", "2", "--out", out], "(readme.txt, scratch)")
+    assert (out / "readme.txt").is_file() and (out / "scratch").is_dir()
+    (out / "readme.txt").unlink()
+    monkeypatch.chdir(out / "scratch")
+    for where in ("..", "x/..", str(out), "../scratch", "."):
+        _bad(capsys, ["synth", "city", "--transformers", "2", "--out", where], "")
+    assert (out / "scratch").is_dir() and (out / "network.toml").is_file()
+    assert not (out / "scratch" / "x").exists()
 
 
 # -- malformed and deep study files ---------------------------------------------------------------

@@ -411,3 +411,69 @@ def test_a_run_killed_before_its_drops_has_them_done_by_the_next(tmp_path):
     os.utime(out / "map.html", ns=(t + 10**9, t + 10**9))
     assert remove_stale_temporaries(out) == [stage.name]
     assert (out / "map.html").read_text(encoding="utf-8") == "later run"
+
+
+def test_a_later_map_keeps_itself_and_the_renames_still_finish(tmp_path):
+    """A stage killed half way through its renames, whose mark says to drop ``map.html``; a map
+    written after the mark (a later run's) is kept, and the stage's other renames are done all
+    the same (before the review fix they were given up: ``hosting.csv`` new beside an old
+    ``summary.json``)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "hosting.csv").write_text("new", encoding="utf-8")  # (renamed in before the kill)
+    (out / "summary.json").write_text("old", encoding="utf-8")
+    stage = atomic.temp_folder(out, "out")
+    (stage / "summary.json").write_text("new", encoding="utf-8")
+    (stage / atomic.COMMIT_MARK).write_text('{"drop": ["map.html"]}', encoding="utf-8")
+    t = (stage / atomic.COMMIT_MARK).stat().st_mtime_ns
+    for name in ("hosting.csv", "summary.json"):
+        os.utime(out / name, ns=(t - 10**9, t - 10**9))
+    (out / "map.html").write_text("later run", encoding="utf-8")
+    os.utime(out / "map.html", ns=(t + 10**9, t + 10**9))
+    assert remove_stale_temporaries(out) == [stage.name]
+    assert (out / "summary.json").read_text(encoding="utf-8") == "new"
+    assert (out / "map.html").read_text(encoding="utf-8") == "later run"
+
+
+@pytest.mark.parametrize(
+    "mark",
+    [
+        '{"drop": null}',
+        '{"drop": 5}',
+        '{"drop": [5, null]}',
+        '{"drop": "ab"}',
+        '{"drop": ["keep.txt", ".lvplan.lock", "../victim", "/etc/passwd"]}',
+        "[1, 2]",
+        "not json",
+        "[" * 100_000,
+    ],
+)
+def test_a_marks_drop_list_removes_only_an_earlier_runs_maps(tmp_path, mark):
+    """What a commit mark names to drop is followed only for an earlier run's maps
+    (``atomic.DROPPABLE``): a mark of any other shape (a planted one) drops nothing and the
+    renames are done; before the review fix ``{"drop": null}`` was a traceback and
+    ``{"drop": "ab"}`` removed the files ``a`` and ``b``."""
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("a", "b", "keep.txt", "map.png"):
+        (out / name).write_text("user", encoding="utf-8")
+    (tmp_path / "victim").write_text("user", encoding="utf-8")
+    stage = atomic.temp_folder(out, "out")
+    (stage / "hosting.csv").write_text("new", encoding="utf-8")
+    (stage / atomic.COMMIT_MARK).write_text(mark, encoding="utf-8")
+    assert remove_stale_temporaries(out) == [stage.name]
+    assert _names(out) == ["a", "b", "hosting.csv", "keep.txt", "map.png"]
+    assert (tmp_path / "victim").is_file()
+    # the maps, and only they, may be named
+    stage = atomic.temp_folder(out, "out")
+    (stage / atomic.COMMIT_MARK).write_text('{"drop": ["map.png", "a"]}', encoding="utf-8")
+    remove_stale_temporaries(out)
+    assert _names(out) == ["a", "b", "hosting.csv", "keep.txt"]
+
+
+def test_only_the_maps_may_be_dropped():
+    from lvplan.hosting.outputs import MAP_FILES
+
+    assert set(MAP_FILES) <= atomic.DROPPABLE
+    with pytest.raises(ValueError, match="not in DROPPABLE"), staged_files("x", drop=["a.csv"]):
+        pass

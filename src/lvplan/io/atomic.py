@@ -36,16 +36,18 @@ WHAT_CHARS = 48
 
 
 def without_dotdot(path: str | os.PathLike) -> Path:
-    """``path`` with each ``..`` in it taken, the links before it followed as the kernel
-    follows them: ``new/../out`` is ``out``. An output's folders are made with their parents,
-    and the typed path made an empty ``new/`` on the way. A path without ``..`` is returned as
-    it is; the last part is kept as it is (a link there stays the link)."""
+    """``path`` with its ``..`` taken: the part up to its last ``..`` is resolved as the kernel
+    resolves it (the links before it followed), the rest kept as typed: ``new/../out`` is
+    ``out``. An output's folders are made with their parents, and the typed path made an
+    empty ``new/`` on the way. A path without ``..`` is returned as it is, and what follows the
+    last ``..`` is kept as typed (judged as in any path: a dangling link there is not followed
+    to make its target)."""
     p = Path(path)
-    if ".." not in p.parts:
+    parts = p.parts
+    if ".." not in parts:
         return p
-    if p.name in ("", ".."):
-        return Path(os.path.realpath(p))
-    return Path(os.path.realpath(p.parent)) / p.name
+    last = len(parts) - 1 - parts[::-1].index("..")
+    return Path(os.path.realpath(Path(*parts[: last + 1]))).joinpath(*parts[last + 1 :])
 
 
 def temp_file(folder: str | os.PathLike, what: str) -> tuple[int, str]:
@@ -167,9 +169,9 @@ def write_output_file(path: str | os.PathLike, text: str, *, flag: str = "--out"
     """A text output file the user named, written atomically: a folder at ``path`` or any
     failure to write is one line (:class:`InputError`), and nothing is left half-written."""
     p = Path(path)
-    if p.is_dir():
+    if without_dotdot(p).is_dir():  # (``new/..`` is one, though ``new`` is not made yet)
         raise InputError(f"{flag} {p}: is a folder; give a file to write")
-    not_a_file(p, flag)
+    not_a_file(without_dotdot(p), flag)
     with output_errors(flag, p):
         write_text_atomic(p, text)
 
@@ -187,6 +189,8 @@ def staged_files(
     folder, which the next run that locks ``out`` removes (:func:`remove_stale_temporaries`);
     killed among the renames, the next such run finishes them first (:data:`COMMIT_MARK`), so
     ``out`` holds one run's files, never half of two."""
+    if not set(drop) <= DROPPABLE:
+        raise ValueError(f"staged_files: drop {sorted(set(drop) - DROPPABLE)} not in DROPPABLE")
     folder = without_dotdot(out)
     with output_errors(flag, out):
         folder.mkdir(parents=True, exist_ok=True)
@@ -229,22 +233,35 @@ def staged_files(
 COMMIT_MARK = ".lvplan-commit"
 
 
+#: the only files a commit mark may name to drop (:func:`staged_files`): an earlier run's maps,
+#: which ``hosting --no-maps`` does not write. A mark naming another is not followed there
+DROPPABLE = frozenset({"map.html", "map.png"})
+
+
 def _finish(stage: Path, folder: Path) -> None:
     """The renames (and drops) of a committed ``stage`` a killed run left, unless a file it
-    would replace or drop in ``folder`` was written after its mark (a later run's output is not
-    overwritten by an older one's: the stage is then dropped)."""
+    would replace in ``folder`` was written after its mark (a later run's output is not
+    overwritten by an older one's: the stage is then dropped). A file to drop that was written
+    after the mark is kept (a later run's map), and the renames are done all the same."""
     mark = stage / COMMIT_MARK
     mark_ns = mark.stat().st_mtime_ns
     try:  # (a mark of an earlier release is empty: nothing to drop)
-        gone = json.loads(mark.read_text(encoding="utf-8") or "{}").get("drop", [])
-    except (ValueError, AttributeError):
-        gone = []
+        said = json.loads(mark.read_text(encoding="utf-8") or "{}")
+    except (ValueError, RecursionError):
+        said = {}
+    gone = said.get("drop") if isinstance(said, dict) else None
     names = [f.name for f in stage.iterdir() if f.name != COMMIT_MARK]
-    for name in [*names, *gone]:
+    for name in names:
         target = folder / name
         if target.exists() and target.stat().st_mtime_ns > mark_ns:
             return
-    _commit(stage, folder, [g for g in gone if isinstance(g, str) and "/" not in g])
+    drop = []
+    for name in gone if isinstance(gone, list) else []:
+        if isinstance(name, str) and name in DROPPABLE:
+            target = folder / name
+            if not (target.exists() and target.stat().st_mtime_ns > mark_ns):
+                drop.append(name)
+    _commit(stage, folder, drop)
 
 
 def _commit(stage: Path, folder: Path, drop: Iterable[str] = ()) -> None:

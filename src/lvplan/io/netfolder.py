@@ -263,11 +263,22 @@ def write_folder(net, folder: Path, meta: dict, *, flag: str = "--out") -> None:
     folder = without_dotdot(folder)
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{flag} {folder}: exists and is not a folder")
-    if folder.is_dir() and any(folder.iterdir()) and not (folder / "network.toml").is_file():
-        raise InputError(
-            f"{flag} {folder}: a folder with other files than a network's; give a new or "
-            "empty folder (or a network folder to replace)"
-        )
+    if folder.is_dir():
+        # replaced whole: anything in it that is not a network table would be lost with it (a
+        # network folder's notes, a folder inside; found by review). The working folder, or
+        # one above it, is never replaced
+        here = os.path.realpath(os.getcwd())
+        real = os.path.realpath(folder)
+        if here == real or here.startswith(real.rstrip(os.sep) + os.sep):
+            raise InputError(f"{flag} {folder}: is the working folder or above it")
+        ours = {"network.toml", *(f"{t}.csv" for t in TABLES)}
+        other = sorted(e.name for e in os.scandir(folder) if e.name not in ours or e.is_dir())
+        if other:
+            shown = ", ".join(other[:3]) + (f" and {len(other) - 3} more" if len(other) > 3 else "")
+            raise InputError(
+                f"{flag} {folder}: a folder with other files than a network's ({shown}); give "
+                "a new or empty folder (or a network folder to replace)"
+            )
     with output_errors(flag, folder):
         par = folder.parent
         par.mkdir(parents=True, exist_ok=True)
