@@ -807,6 +807,10 @@ def test_an_output_through_dotdot_makes_no_folder_on_the_way(tmp_path, monkeypat
     assert without_dotdot("x/../dang/d.csv") == tmp_path / "dang" / "d.csv"
     args = ["synth", "demand", "sz-futian", "--count", "3", "--out", "x/../dang/d.csv"]
     assert main(args) == 2 and not (tmp_path / "far").exists()
+    # ... nor one before it (the kernel refuses ``dang/..``: it is left to)
+    assert str(without_dotdot("dang/../d.csv")) == "dang/../d.csv"
+    args = ["synth", "demand", "sz-futian", "--count", "3", "--out", "dang/../d.csv"]
+    assert main(args) == 2 and not (tmp_path / "far").exists()
     args = ["hosting", "sz-futian", "--no-maps", "--out", "新/../图/输出"]
     assert main(args) == 0
     assert (tmp_path / "图" / "输出" / "hosting.csv").is_file() and not (tmp_path / "新").exists()

@@ -128,6 +128,24 @@ def test_synth_city_replaces_a_network_folder_whole_and_refuses_any_other(
         _bad(capsys, ["synth", "city", "--transformers", "2", "--out", where], "")
     assert (out / "scratch").is_dir() and (out / "network.toml").is_file()
     assert not (out / "scratch" / "x").exists()
+    # tables alone, with no network.toml, are a user's files; a link is not replaced by a folder
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "load.csv").write_text("my,own\n", encoding="utf-8")
+    args = ["synth", "city", "--transformers", "2", "--out", "data"]
+    _bad(capsys, args, "no network.toml beside its tables")
+    assert (tmp_path / "data" / "load.csv").read_text(encoding="utf-8") == "my,own\n"
+    (out / "scratch").rmdir()
+    (tmp_path / "lnk").symlink_to(out)
+    for where in ("lnk", "lnk/", "x/../lnk"):
+        _bad(capsys, ["synth", "city", "--transformers", "2", "--out", where], "symbolic link")
+    assert (tmp_path / "lnk").is_symlink()
+    # a working folder that was removed: the network folder is replaced all the same
+    (tmp_path / "gone").mkdir()
+    monkeypatch.chdir(tmp_path / "gone")
+    (tmp_path / "gone").rmdir()
+    assert main(["synth", "city", "--transformers", "3", "--seed", "2", "--out", str(out)]) == 0
+    assert "synth-city-3-seed2" in (out / "network.toml").read_text(encoding="utf-8")
 
 
 # -- malformed and deep study files ---------------------------------------------------------------

@@ -47,6 +47,10 @@ def without_dotdot(path: str | os.PathLike) -> Path:
     if ".." not in parts:
         return p
     last = len(parts) - 1 - parts[::-1].index("..")
+    for i in range(last):  # a dangling link before a ``..``: as typed, for the kernel to refuse
+        q = Path(os.path.realpath(Path(*parts[:i]))) / parts[i] if i else Path(parts[0])
+        if os.path.islink(q) and not os.path.exists(q):
+            return p
     return Path(os.path.realpath(Path(*parts[: last + 1]))).joinpath(*parts[last + 1 :])
 
 

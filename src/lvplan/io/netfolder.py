@@ -263,16 +263,23 @@ def write_folder(net, folder: Path, meta: dict, *, flag: str = "--out") -> None:
     folder = without_dotdot(folder)
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{flag} {folder}: exists and is not a folder")
+    if folder.is_symlink():  # (the rename would put a folder in place of the link)
+        raise InputError(f"{flag} {folder}: is a symbolic link; give the folder itself")
     if folder.is_dir():
         # replaced whole: anything in it that is not a network table would be lost with it (a
         # network folder's notes, a folder inside; found by review). The working folder, or
         # one above it, is never replaced
-        here = os.path.realpath(os.getcwd())
+        try:
+            here = os.path.realpath(os.getcwd())
+        except OSError:  # (a working folder removed: nothing under it to guard)
+            here = ""
         real = os.path.realpath(folder)
-        if here == real or here.startswith(real.rstrip(os.sep) + os.sep):
+        if here and (here == real or here.startswith(real.rstrip(os.sep) + os.sep)):
             raise InputError(f"{flag} {folder}: is the working folder or above it")
         ours = {"network.toml", *(f"{t}.csv" for t in TABLES)}
         other = sorted(e.name for e in os.scandir(folder) if e.name not in ours or e.is_dir())
+        if not other and any(folder.iterdir()) and not (folder / "network.toml").is_file():
+            other = ["no network.toml beside its tables"]  # (a load.csv of the user's own)
         if other:
             shown = ", ".join(other[:3]) + (f" and {len(other) - 3} more" if len(other) > 3 else "")
             raise InputError(
