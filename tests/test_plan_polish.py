@@ -512,3 +512,26 @@ def test_a_substation_done_without_frees_its_demands_and_those_where_they_could_
     assert {1, 2} <= capped and len(capped) == 3 and capped <= {1, 2, 3, 4, 5}
     # (a site whose demands have no other option frees them alone)
     assert closing({site: {1}}, site, {1: {site}}, random.Random(0), most=10) == {1}
+
+
+def test_the_search_draws_each_substation_once_before_any_again():
+    """The neighbourhood search's draws of a rival group and of a new substation to do without
+    are without replacement (``polish.Draws``): in any run of ``n`` draws from ``n`` groups each
+    comes up once; then a new cycle. A group gone from the plan (a substation closed) is not
+    drawn, and a new one is drawn in the cycle it appears."""
+    import random
+
+    from lvplan.planning.polish import Draws
+
+    for seed in range(20):
+        d = Draws(random.Random(seed))
+        sites = [("site", s) for s in (3, 7, 9, 12, 40)]
+        first = [d.pick(sites) for _ in range(5)]
+        assert sorted(first) == sites
+        second = [d.pick(sites) for _ in range(5)]
+        assert sorted(second) == sites
+        # (site 7 closed, site 41 opened, part way through a cycle)
+        d.pick(sites)
+        now = [g for g in sites if g != ("site", 7)] + [("site", 41)]
+        rest = [d.pick(now) for _ in range(4)]
+        assert ("site", 7) not in rest and len(set(rest)) == 4
