@@ -31,7 +31,10 @@ A plan the check refuses is repaired in place, given the check's answer as room 
 the rows of the elements it found short are tightened below that plan's load there
 (:func:`take_room`), and the same neighbourhood is searched again. On seed 2 (the whole round a
 search of neighbourhoods) the refused plans had come back in later draws, and the plans were
-5.7-17.7 % below greedy; with the repair, 17.1-17.8 % in 7 of 7 runs.
+5.7-17.7 % below greedy; with the repair, 17.1-17.8 % in 7 of 7 runs (2026-12-05), but 9.6-17.7
+% in 9 runs the next day: the rival groups and new substations were drawn with replacement, so
+some of a plan's substations went untried in the round while others came up twice. They are
+now drawn without (:class:`Draws`: each once before any again): 18.0-20.2 % in 7 of 7.
 """
 
 from __future__ import annotations
