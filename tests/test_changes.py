@@ -560,3 +560,24 @@ def test_lvplan_evaluate_stays_the_function():
 
     importlib.import_module("lvplan.evaluation")
     assert callable(pkg.evaluate) and pkg.evaluate.__name__ == "evaluate"
+
+
+def test_apply_refuses_a_folder_or_a_link_at_out_in_one_line(tmp_path, capsys, monkeypatch):
+    """``apply --out q/..`` names a folder (the working one) though ``q`` does not exist: it was
+    a failed rename, exit 1 ("cannot write the output: Is a directory"); a link at ``--out``
+    was replaced by a file. Both are now refused before the network loads, exit 2, and the
+    link and its target are kept."""
+    monkeypatch.chdir(tmp_path)
+    ch = tmp_path / "c.toml"
+    ch.write_text(
+        '[[changes]]\nkind = "replace_transformer"\ntrafo = 0\nrated_kva = 800\n', encoding="utf-8"
+    )
+    (tmp_path / "mine.json").write_text("keep", encoding="utf-8")
+    (tmp_path / "lk.json").symlink_to(tmp_path / "mine.json")
+    for out, phrase in (("q/..", "is a folder"), ("lk.json", "is a symbolic link")):
+        assert main(["apply", "sz-futian", "--changes", str(ch), "--out", out]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"lvplan: error: --out {out}: {phrase}") and err.count("\n") == 1
+    assert (tmp_path / "lk.json").is_symlink()
+    assert (tmp_path / "mine.json").read_text(encoding="utf-8") == "keep"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml", "lk.json", "mine.json"]

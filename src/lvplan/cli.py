@@ -507,12 +507,13 @@ def _apply(args: argparse.Namespace) -> int:
 
     from lvplan.changes import load_changes
     from lvplan.changes.apply import apply_changes
-    from lvplan.io.atomic import write_text_atomic
+    from lvplan.io.atomic import not_a_file, without_dotdot, write_text_atomic
     from lvplan.io.load import load_network
 
     out = Path(args.out)
-    if out.is_dir():
+    if without_dotdot(out).is_dir():  # (``q/..`` is one, though ``q`` is not made yet)
         raise InputError(f"--out {out}: is a folder; give a .json file to write")
+    not_a_file(without_dotdot(out), "--out")
     net = load_network(args.network)
     try:
         changes = load_changes(args.changes).resolve(net)
