@@ -578,6 +578,12 @@ def test_apply_refuses_a_folder_or_a_link_at_out_in_one_line(tmp_path, capsys, m
         assert main(["apply", "sz-futian", "--changes", str(ch), "--out", out]) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"lvplan: error: --out {out}: {phrase}") and err.count("\n") == 1
+    # a name over 255 bytes, through ``..``: one line, exit 2 (was a traceback-free exit 1,
+    # "cannot write the output", from a check that raised on it)
+    long = "x/../" + "图" * 90 + ".json"
+    assert main(["apply", "sz-futian", "--changes", str(ch), "--out", long]) == 2
+    err = capsys.readouterr().err
+    assert "File name too long" in err and err.count("\n") == 1, err
     assert (tmp_path / "lk.json").is_symlink()
     assert (tmp_path / "mine.json").read_text(encoding="utf-8") == "keep"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml", "lk.json", "mine.json"]

@@ -125,7 +125,7 @@ def test_synth_city_replaces_a_network_folder_whole_and_refuses_any_other(
     (out / "readme.txt").unlink()
     monkeypatch.chdir(out / "scratch")
     for where in ("..", "x/..", str(out), "../scratch", "."):
-        _bad(capsys, ["synth", "city", "--transformers", "2", "--out", where], "")
+        _bad(capsys, ["synth", "city", "--transformers", "2", "--out", where], "working folder")
     assert (out / "scratch").is_dir() and (out / "network.toml").is_file()
     assert not (out / "scratch" / "x").exists()
     # tables alone, with no network.toml, are a user's files; a link is not replaced by a folder

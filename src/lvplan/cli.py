@@ -507,13 +507,11 @@ def _apply(args: argparse.Namespace) -> int:
 
     from lvplan.changes import load_changes
     from lvplan.changes.apply import apply_changes
-    from lvplan.io.atomic import not_a_file, without_dotdot, write_text_atomic
+    from lvplan.io.atomic import check_output_file, write_output_file
     from lvplan.io.load import load_network
 
     out = Path(args.out)
-    if without_dotdot(out).is_dir():  # (``q/..`` is one, though ``q`` is not made yet)
-        raise InputError(f"--out {out}: is a folder; give a .json file to write")
-    not_a_file(without_dotdot(out), "--out")
+    check_output_file(out, "--out", "a .json file")  # (before the network loads)
     net = load_network(args.network)
     try:
         changes = load_changes(args.changes).resolve(net)
@@ -523,7 +521,7 @@ def _apply(args: argparse.Namespace) -> int:
             msg if msg.startswith("--changes") else f"--changes {args.changes}: {msg}"
         ) from None
     changed, cmap = apply_changes(net.pp, changes)
-    write_text_atomic(out, pp.to_json(changed))
+    write_output_file(out, pp.to_json(changed))  # (a full disk: one line, exit 2)
     print(
         f"{len(changes)} changes applied to {net.name}: {len(cmap.new_buses)} new buses, "
         f"{len(cmap.new_lines)} new lines, {len(cmap.new_trafos)} new transformers, "

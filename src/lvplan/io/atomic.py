@@ -169,15 +169,28 @@ def not_a_file(p: Path, flag: str) -> None:
         )
 
 
+def check_output_file(path: str | os.PathLike, flag: str = "--out", what: str = "a file") -> None:
+    """One line (:class:`InputError`) when the output file ``path`` names a folder (``new/..``
+    is one, though ``new`` is not made yet) or anything but a regular file (:func:`not_a_file`):
+    a command checks it before its work, and :func:`write_output_file` again before it writes."""
+    real = without_dotdot(path)
+    try:
+        is_dir = stat.S_ISDIR(os.stat(real).st_mode)  # (a link to a folder is one too)
+    except FileNotFoundError:
+        is_dir = False
+    except OSError as exc:  # (a name over 255 bytes, a loop of links: one line, not a traceback)
+        raise write_failure(exc, flag, path) from None
+    if is_dir:
+        raise InputError(f"{flag} {path}: is a folder; give {what} to write")
+    not_a_file(real, flag)
+
+
 def write_output_file(path: str | os.PathLike, text: str, *, flag: str = "--out") -> None:
     """A text output file the user named, written atomically: a folder at ``path`` or any
     failure to write is one line (:class:`InputError`), and nothing is left half-written."""
-    p = Path(path)
-    if without_dotdot(p).is_dir():  # (``new/..`` is one, though ``new`` is not made yet)
-        raise InputError(f"{flag} {p}: is a folder; give a file to write")
-    not_a_file(without_dotdot(p), flag)
-    with output_errors(flag, p):
-        write_text_atomic(p, text)
+    check_output_file(path, flag)
+    with output_errors(flag, path):
+        write_text_atomic(path, text)
 
 
 @contextlib.contextmanager

@@ -372,9 +372,9 @@ def _once(items: Sequence[Any], unit: str) -> None:
     is not echoed: a catalogue's list of 200,000 ratings took minutes to check and to show)."""
     twice = sorted((x for x, n in Counter(items).items() if n > 1), key=str)
     if twice:
-        shown = ", ".join(f"{x!r}" if isinstance(x, str) else str(x) for x in twice[:5])
+        named = ", ".join(f"{x!r}" if isinstance(x, str) else str(x) for x in twice[:5])
         more = f" and {len(twice) - 5} more" if len(twice) > 5 else ""
-        raise InputError(f"lists {shown}{more}{unit} more than once")
+        raise InputError(f"lists {named}{more}{unit} more than once")
 
 
 def _build(d: dict[str, Any], source: str, cables: dict[str, Any]) -> Measures:
