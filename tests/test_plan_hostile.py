@@ -843,3 +843,27 @@ def test_an_unknown_argument_names_the_command_it_was_given_to(capsys):
         "lvplan: error: synth demand: unrecognized arguments: --bogus "
         "(see lvplan synth demand --help)\n"
     ), err
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["--bogus", "hosting", "sz-futian"], "lvplan"),
+        (["synth", "--bogus", "demand", "sz-futian", "--count", "3", "--out", "d.csv"], "synth"),
+        (["hosting", "sz-futian", "--bogus"], "hosting"),
+        # the command's name again, as a value after it: still the command's own argument
+        (["hosting", "hosting", "--bogus"], "hosting"),
+    ],
+)
+def test_an_unknown_argument_before_a_command_names_the_level_it_was_given_at(capsys, argv, named):
+    """``lvplan --bogus hosting``: ``--bogus`` was given to ``lvplan``, so the message sends the
+    user to ``lvplan --help``, not to ``hosting``'s (it named ``hosting`` before)."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1, err
+    where = "" if named == "lvplan" else f"{named}: "
+    help_of = "lvplan" if named == "lvplan" else f"lvplan {named}"
+    assert err == (
+        f"lvplan: error: {where}unrecognized arguments: --bogus (see {help_of} --help)\n"
+    ), err

@@ -70,10 +70,16 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _subparser(
-    parser: argparse.ArgumentParser, args: argparse.Namespace
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    argv: Sequence[str] = (),
+    first_unknown: str | None = None,
 ) -> argparse.ArgumentParser:
     """The innermost parser ``args`` went through (``synth demand``: its name and ``--help``
-    for a message)."""
+    for a message), or, given the command line ``argv`` and its first unknown argument, the
+    one that argument was given to: ``lvplan --bogus hosting`` names ``lvplan``, not
+    ``hosting``."""
+    at = -1  # where the last command name chosen stands in argv
     while parser._subparsers is not None:
         actions = [
             a
@@ -81,9 +87,13 @@ def _subparser(
             if isinstance(a, argparse._SubParsersAction)
         ]
         name = getattr(args, actions[0].dest, None) if actions else None
-        chosen = actions[0].choices.get(name) if isinstance(name, str) else None
-        if chosen is None:
+        if not isinstance(name, str) or (chosen := actions[0].choices.get(name)) is None:
             return parser
+        if first_unknown is not None and name in argv[at + 1 :]:
+            named = list(argv).index(name, at + 1)
+            if first_unknown in argv[at + 1 : named]:  # given before the command's name
+                return parser
+            at = named
         parser = chosen
     return parser
 
@@ -1155,7 +1165,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # named by the command they were given to, and its --help
-        _subparser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
+        given = list(sys.argv[1:] if argv is None else argv)
+        where = _subparser(parser, args, given, unknown[0])
+        where.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for serve --workers
     _import_dependencies()
     from lvplan.planning import interrupt
