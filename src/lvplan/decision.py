@@ -32,7 +32,7 @@ import numpy as np
 from lvplan import __version__
 from lvplan.criteria import Criteria, load_criteria
 from lvplan.criteria import category as get_category
-from lvplan.criteria.judge import Limits, Violation
+from lvplan.criteria.judge import Limits, Violation, voltage_band
 from lvplan.errors import InputError, PowerFlowError
 from lvplan.kinds import BindingKind, ElementRef, Engine, Verdict
 from lvplan.model.catalogue import cable_types
@@ -197,12 +197,72 @@ class _Context:
         self.network = network
         self.criteria = criteria
         self.version = network.version
-        self.limits = Limits(network.pp, criteria) if limits is None else limits
+        #: the profile's limits on the network's tables; :attr:`limits` adds the floors of
+        #: reserved customers behind service cables (:func:`reserved_load`)
+        self.table_limits = Limits(network.pp, criteria) if limits is None else limits
+        self.limits = self.table_limits.floored(_floors(network))
         self.base = network.base_state()
         self.base_judgement = self.limits.judge(self.base)
         self.base_viol_masks = self.limits.violated(self.base)
         self.rules: dict[int, tuple[Any, Any]] = {}  # area_rule per transformer area
         self.outside: _Outside | None = None  # for checks on other islands (decision._outside)
+
+
+def _floors(network: Network) -> dict[int, tuple[float, str]]:
+    """The bus floors of the network's reservations behind service cables (row: the least
+    voltage, pu, and why), the highest where several share a bus."""
+    out: dict[int, tuple[float, str]] = {}
+    for app_id, e in sorted(network.reserved.items()):
+        if e.min_bus_pu > 0 and e.bus in network.pp.bus.index:
+            row = network.bus_row(e.bus)
+            if row not in out or e.min_bus_pu > out[row][0]:
+                why = f"bus {e.bus}, feeding the service cable of reserved application {app_id}"
+                out[row] = (e.min_bus_pu, why)
+    return out
+
+
+def reserved_load(
+    network: Network, criteria: Criteria, bus: int, p_mw: float, q_mvar: float, cable: Cable | None
+) -> ExtraLoad:
+    """The load an approved customer reserves at ``bus`` for every later decision.
+
+    Behind a service cable it is exact where it matters and safe elsewhere: the cable's losses
+    are added at their largest (the current at the least terminal voltage the limits allow:
+    the terminal's minimum, or the voltage at which the cable reaches its loading limit), and
+    the bus gets a floor, the bus voltage at which the terminal sits exactly at that least
+    voltage: a later connection that keeps the bus above it keeps this customer's terminal
+    voltage and cable loading within their limits (|V_bus|² = V_t² + 2(RP + XQ) + |Z|²S²/V_t²,
+    rising with V_t)."""
+    if cable is None or cable.length_m <= 0:
+        return ExtraLoad(bus, p_mw, q_mvar)
+    vn_kv = float(network.pp.bus.vn_kv.at[bus])
+    s_mva = math.hypot(p_mw, q_mvar)
+    r_ohm = cable.r_ohm_per_km * cable.length_m / 1000.0
+    x_ohm = cable.x_ohm_per_km * cable.length_m / 1000.0
+    least_kv = s_mva / (math.sqrt(3) * cable.max_i_ka * criteria.line_max_loading_percent / 100)
+    vmin = float(voltage_band(criteria, np.array([vn_kv]))[0][0])
+    if math.isfinite(vmin):
+        least_kv = max(least_kv, vmin * vn_kv)
+    if not least_kv > 0:
+        raise InputError(f"bus {bus}: no least terminal voltage to reserve a service cable by")
+    i2 = (s_mva / least_kv) ** 2  # (√3·I)², so that 3·R·I² = R·i2
+    floor_kv2 = least_kv**2 + 2 * (r_ohm * p_mw + x_ohm * q_mvar) + (r_ohm**2 + x_ohm**2) * i2
+    return ExtraLoad(
+        bus, p_mw + r_ohm * i2, q_mvar + x_ohm * i2, min_bus_pu=math.sqrt(floor_kv2) / vn_kv
+    )
+
+
+def stored_cable(service_cable: dict[str, Any] | None) -> Cable | None:
+    """The service cable of a stored decision (its ``service_cable``: type and length), from
+    the equipment catalogue; InputError when the catalogue no longer has its type."""
+    if not service_cable:
+        return None
+    name = str(service_cable.get("type"))
+    kind = cable_types().get(name)
+    length_m = finite("service cable length_m", service_cable.get("length_m"))
+    if kind is None:
+        raise InputError(f"service cable type {name!r} is not in the equipment catalogue")
+    return Cable(name, length_m, kind.r_ohm_per_km, kind.x_ohm_per_km, kind.max_i_ka)
 
 
 def _context(network: Network, criteria: Criteria) -> _Context:
@@ -212,7 +272,7 @@ def _context(network: Network, criteria: Criteria) -> _Context:
     with network._lock:  # a check on another island may read it (decision._outside)
         ctx = network.contexts.get(criteria)
         if ctx is not None and ctx.version != network.version:
-            ctx = _Context(network, criteria, ctx.limits)  # same tables, new base
+            ctx = _Context(network, criteria, ctx.table_limits)  # same tables, new base
             network.contexts.put(criteria, ctx)
         if ctx is None:
             ctx = _Context(network, criteria)

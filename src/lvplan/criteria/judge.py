@@ -58,6 +58,19 @@ class Judgement:
     min_margin: Violation | None  # the checked element closest to its limit (value, limit)
 
 
+def voltage_band(criteria: Criteria, vn_kv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The profile's (min, max) voltage, pu, of buses of these nominal voltages: LV buses from
+    the profile's volts, MV buses in pu, nan (not judged) above MV."""
+    vn = np.asarray(vn_kv, float)
+    lv = vn < LV_MAX_KV
+    mv = (vn >= LV_MAX_KV) & (vn <= MV_MAX_KV)
+    vmin, vmax = np.full(vn.size, np.nan), np.full(vn.size, np.nan)
+    vmin[lv] = criteria.lv_min_voltage_v / (vn[lv] * 1000.0)
+    vmax[lv] = criteria.lv_max_voltage_v / (vn[lv] * 1000.0)
+    vmin[mv], vmax[mv] = criteria.mv_min_voltage_pu, criteria.mv_max_voltage_pu
+    return vmin, vmax
+
+
 class Limits:
     """The per-element limits of ``criteria`` on one network, as arrays in table row order."""
 
@@ -65,20 +78,15 @@ class Limits:
         self.criteria = criteria
         vn = pp_net.bus.vn_kv.to_numpy(float)
         self.vn_kv = vn
-        lv = vn < LV_MAX_KV
-        mv = (vn >= LV_MAX_KV) & (vn <= MV_MAX_KV)
-        self.lv = lv
-        self.vmin = np.full(vn.size, np.nan)
-        self.vmax = np.full(vn.size, np.nan)
-        self.vmin[lv] = criteria.lv_min_voltage_v / (vn[lv] * 1000.0)
-        self.vmax[lv] = criteria.lv_max_voltage_v / (vn[lv] * 1000.0)
-        self.vmin[mv] = criteria.mv_min_voltage_pu
-        self.vmax[mv] = criteria.mv_max_voltage_pu
+        self.lv = vn < LV_MAX_KV
+        self.vmin, self.vmax = voltage_band(criteria, vn)
         self.bus_ids = pp_net.bus.index.to_numpy()
         self.line_ids = pp_net.line.index.to_numpy()
         self.trafo_ids = pp_net.trafo.index.to_numpy()
         self._tables = (pp_net.bus, pp_net.line, pp_net.trafo)
         self._extra: tuple[tuple[str, ...], ...] = ((), (), ())
+        #: bus rows whose name in a violation says why their limit is not the profile's
+        self._renamed: dict[int, str] = {}
         self.line_max = criteria.line_max_loading_percent
         self.trafo_max = criteria.trafo_max_loading_percent
 
@@ -98,11 +106,7 @@ class Limits:
             out.__dict__.pop(key, None)
         vn = np.array([b[1] for b in buses], float)
         lv = vn < LV_MAX_KV
-        mv = (vn >= LV_MAX_KV) & (vn <= MV_MAX_KV)
-        vmin, vmax = np.full(vn.size, np.nan), np.full(vn.size, np.nan)
-        vmin[lv] = crit.lv_min_voltage_v / (vn[lv] * 1000.0)
-        vmax[lv] = crit.lv_max_voltage_v / (vn[lv] * 1000.0)
-        vmin[mv], vmax[mv] = crit.mv_min_voltage_pu, crit.mv_max_voltage_pu
+        vmin, vmax = voltage_band(crit, vn)
         out.vn_kv = np.r_[self.vn_kv, vn]
         out.lv = np.r_[self.lv, lv]
         out.vmin = np.r_[self.vmin, vmin]
@@ -117,10 +121,32 @@ class Limits:
         )
         return out
 
+    def floored(self, floors: dict[int, tuple[float, str]]) -> Limits:
+        """These limits with the minimum voltage of some buses raised: ``floors`` maps a bus
+        row to (least voltage, pu; why, as the bus's name in a violation). A reserved customer
+        behind a service cable puts one at its bus (:func:`lvplan.decision.reserved_load`)."""
+        if not floors:
+            return self
+        out = object.__new__(Limits)
+        out.__dict__.update(self.__dict__)
+        out.__dict__.pop("bus_names", None)
+        out.vmin = self.vmin.copy()
+        names = dict(self._renamed)
+        for row, (vmin_pu, why) in floors.items():
+            if np.isfinite(out.vmin[row]) and vmin_pu <= out.vmin[row]:
+                continue
+            if not np.isfinite(out.vmax[row]):  # a bus with no limit of its own
+                out.vmax = out.vmax.copy()
+                out.vmax[row] = np.inf
+            out.vmin[row] = vmin_pu
+            names[row] = why
+        out._renamed = names
+        return out
+
     # element names are read only when a violation or margin is reported
     @cached_property
     def bus_names(self) -> _Names:
-        return _Names(self._tables[0], self._extra[0])
+        return _Names(self._tables[0], self._extra[0], self._renamed)
 
     @cached_property
     def line_names(self) -> _Names:
@@ -353,15 +379,18 @@ class _Names:
     judgement reports a handful of elements, and a city has a million rows. ``extra``: the
     names of rows appended after the table's (a network with changes)."""
 
-    def __init__(self, tab, extra: tuple[str, ...] = ()):
+    def __init__(self, tab, extra: tuple[str, ...] = (), renamed: dict[int, str] | None = None):
         self._col = tab.name.to_numpy(object) if "name" in tab.columns else None
         self._base = len(tab)
         self._extra = extra
+        self._renamed = renamed or {}
 
     def __len__(self) -> int:
         return self._base + len(self._extra)
 
     def __getitem__(self, row: Any) -> str:
+        if self._renamed and int(row) in self._renamed:
+            return self._renamed[int(row)]
         if row >= self._base:
             return self._extra[int(row) - self._base]
         if self._col is None:

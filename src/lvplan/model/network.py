@@ -89,6 +89,10 @@ class ExtraLoad:
     cable_r_ohm_per_km: float = 0.0
     cable_x_ohm_per_km: float = 0.0
     cable_max_i_ka: float = 1.0
+    #: a reservation behind a service cable (the cable folded into ``p_mw``/``q_mvar`` by
+    #: :func:`lvplan.decision.reserved_load`): the least voltage at ``bus``, pu, at which its
+    #: customer's terminal and cable stay within their limits; 0 for none
+    min_bus_pu: float = 0.0
 
 
 @dataclass(frozen=True)

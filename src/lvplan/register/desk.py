@@ -23,7 +23,14 @@ from typing import Any
 
 from lvplan import __version__
 from lvplan.criteria import Criteria
-from lvplan.decision import MIN_KW, Decision, check, resolve_criteria
+from lvplan.decision import (
+    MIN_KW,
+    Decision,
+    check,
+    reserved_load,
+    resolve_criteria,
+    stored_cable,
+)
 from lvplan.errors import InputError, LvplanError, PowerFlowError, RegisterUnavailable
 from lvplan.model.network import ExtraLoad, Network
 from lvplan.register.fields import check_id
@@ -326,9 +333,22 @@ class Desk:
                         f"register {self.register.path}: application {a.id!r} reserves load at "
                         f"bus {name!r}, which network {self.pristine.name} does not have"
                     )
-                add[a.id] = _load_of(a)
+                add[a.id] = self._load_of(a)
             elif not a.reserves and a.id in held:
                 drop.add(a.id)
+
+    def _load_of(self, app: Application) -> ExtraLoad:
+        """What an approved application reserves: its load, behind its service cable if it has
+        one (:func:`lvplan.decision.reserved_load`)."""
+        assert app.bus is not None
+        return reserved_load(
+            self.network,
+            self.criteria,
+            int(app.bus),
+            app.design_kw / 1000.0,
+            app.design_kvar / 1000.0,
+            stored_cable(app.decision.get("service_cable")),
+        )
 
     def _saw(self, tx: Txn, scope: str | None, n: int) -> None:
         self.seen[scope] = n
@@ -443,7 +463,7 @@ class Desk:
             assert stored is not None
             # committed: only now does the network count it (a failed commit reserves nothing)
             if stored.reserves:
-                self.network.reserve({stored.id: _load_of(stored)})
+                self.network.reserve({stored.id: self._load_of(stored)})
             self._own(island, n, (stored.id, t))
             return stored, True
 
@@ -575,8 +595,6 @@ def _round(x: float | None, nd: int = 1) -> float | None:
     return None if x is None else round(x, nd)
 
 
-def _load_of(app: Application) -> ExtraLoad:
-    return ExtraLoad(int(app.bus), app.design_kw / 1000.0, app.design_kvar / 1000.0)  # type: ignore[arg-type]
 
 
 def _reservable_copy(network: Network) -> Network:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from lvplan.criteria import Criteria
 from lvplan.errors import InputError
-from lvplan.model.network import ExtraLoad, Network
+from lvplan.model.network import Network
 from lvplan.register.store import Application, Backend, now
 
 
@@ -51,7 +51,7 @@ def _bus_by_name(network: Network) -> dict[str, int]:
 
 def migrate_register(register: Backend, network: Network, criteria: Criteria) -> Migration | None:
     """Migrate ``register`` onto ``network``; None when it already belongs to it."""
-    from lvplan.decision import check
+    from lvplan.decision import check, reserved_load, stored_cable
     from lvplan.model.topology import mv_islands
     from lvplan.register.desk import _reservable_copy, island_key
 
@@ -93,7 +93,9 @@ def migrate_register(register: Backend, network: Network, criteria: Criteria) ->
                     report.no_longer_fit.append(a.id)
                 bus = moved[a.id]
                 assert bus is not None
-                work.reserve({a.id: ExtraLoad(bus, a.design_kw / 1000, a.design_kvar / 1000)})
+                cable = stored_cable(a.decision.get("service_cable"))
+                p_mw, q_mvar = a.design_kw / 1000, a.design_kvar / 1000
+                work.reserve({a.id: reserved_load(work, criteria, bus, p_mw, q_mvar, cable)})
             tx.move(a.id, moved[a.id], fp, at, note, island_key(islands, moved[a.id]))
         tx.set_meta("network_fingerprint", fp)
         tx.set_meta("network_name", network.name)
@@ -101,6 +103,8 @@ def migrate_register(register: Backend, network: Network, criteria: Criteria) ->
 
 
 def _recheck(check, work: Network, a: Application, bus: int | None, criteria: Criteria) -> str:
+    from lvplan.decision import stored_cable
+
     req = a.request
     d = check(
         work,
@@ -110,5 +114,6 @@ def _recheck(check, work: Network, a: Application, bus: int | None, criteria: Cr
         pf=req.get("pf"),
         criteria=criteria,
         headroom=False,
+        cable=stored_cable(a.decision.get("service_cable")),
     )
     return str(d.decision)
