@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import pandapower as pp
@@ -587,3 +588,29 @@ def test_apply_refuses_a_folder_or_a_link_at_out_in_one_line(tmp_path, capsys, m
     assert (tmp_path / "lk.json").is_symlink()
     assert (tmp_path / "mine.json").read_text(encoding="utf-8") == "keep"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml", "lk.json", "mine.json"]
+
+
+def test_an_output_that_is_an_input_or_inside_the_network_is_refused(tmp_path, capsys):
+    """``apply --out`` naming its ``--changes`` file or a file of the network folder, and
+    ``synth demand``/``synth parcels`` writing into the network folder, replaced the input:
+    each is refused in one line, exit 2, before any work, and the inputs are kept."""
+    import shutil
+
+    net = tmp_path / "net"
+    shutil.copytree(Path(lvplan.load_network("sz-futian").source), net)
+    ch = tmp_path / "c.toml"
+    text = '[[changes]]\nkind = "replace_transformer"\ntrafo = 0\nrated_kva = 800\n'
+    ch.write_text(text, encoding="utf-8")
+    before = {p.name: p.read_bytes() for p in net.iterdir()}
+    cases = [
+        (["apply", str(net), "--changes", str(ch), "--out", str(ch)], "is --changes"),
+        (["apply", str(net), "--changes", str(ch), "--out", str(net / "bus.csv")], "inside"),
+        (["synth", "demand", str(net), "--count", "5", "--out", str(net / "load.csv")], "inside"),
+        (["synth", "parcels", str(net), "--count", "5", "--out", str(net / "p.csv")], "inside"),
+    ]
+    for argv, phrase in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert phrase in err and err.count("\n") == 1, err
+    assert {p.name: p.read_bytes() for p in net.iterdir()} == before
+    assert ch.read_text(encoding="utf-8") == text

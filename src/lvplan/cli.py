@@ -521,8 +521,11 @@ def _apply(args: argparse.Namespace) -> int:
     from lvplan.io.load import load_network
 
     out = Path(args.out)
-    check_output_file(out, "--out", "a .json file")  # (before the network loads)
+    inputs = [("the network", args.network), ("--changes", args.changes)]
+    check_output_file(out, "--out", "a .json file", inputs)  # (before the network loads)
     net = load_network(args.network)
+    inputs.append(("the network", net.source))
+    check_output_file(out, "--out", "a .json file", inputs)
     try:
         changes = load_changes(args.changes).resolve(net)
     except InputError as exc:
@@ -531,7 +534,7 @@ def _apply(args: argparse.Namespace) -> int:
             msg if msg.startswith("--changes") else f"--changes {args.changes}: {msg}"
         ) from None
     changed, cmap = apply_changes(net.pp, changes)
-    write_output_file(out, pp.to_json(changed))  # (a full disk: one line, exit 2)
+    write_output_file(out, pp.to_json(changed), inputs=inputs)  # (a full disk: one line)
     print(
         f"{len(changes)} changes applied to {net.name}: {len(cmap.new_buses)} new buses, "
         f"{len(cmap.new_lines)} new lines, {len(cmap.new_trafos)} new transformers, "
@@ -817,7 +820,7 @@ def _hosting(args: argparse.Namespace, crit) -> int:
 
 def _register(args: argparse.Namespace) -> int:
 
-    from lvplan.io.atomic import write_text_atomic
+    from lvplan.io.atomic import write_output_file
     from lvplan.register.store import NotFound, export_csv, is_url, open_backend
 
     if not is_url(args.register) and not Path(args.register).is_file():
@@ -852,10 +855,10 @@ def _register(args: argparse.Namespace) -> int:
         return 0
     if not args.arg:
         raise InputError("register export needs a CSV file to write")
-    if Path(args.arg).is_dir():
-        raise InputError(f"register export {args.arg}: is a folder; give a CSV file to write")
-    write_text_atomic(args.arg, export_csv(reg.all()))
-    print(f"exported {len(reg.all())} applications to {args.arg}")
+    apps = reg.all()
+    inputs = [("--register", args.register)]
+    write_output_file(args.arg, export_csv(apps), flag="register export", inputs=inputs)
+    print(f"exported {len(apps)} applications to {args.arg}")
     return 0
 
 
@@ -1072,6 +1075,7 @@ def _synth(args: argparse.Namespace) -> int:
 def _synth_demand(args: argparse.Namespace) -> int:
     import math
 
+    from lvplan.io.atomic import check_output_file
     from lvplan.io.load import load_network
     from lvplan.planning.synth_demand import synth_demand, write_synth_demand
 
@@ -1093,7 +1097,9 @@ def _synth_demand(args: argparse.Namespace) -> int:
     if not 0 <= far_share <= 1:
         raise InputError(f"--far-share must be a number in [0, 1], got {args.far_share!r}")
     crit = _criteria(args)
+    check_output_file(args.out, inputs=[("the network", args.network)])
     net = load_network(args.network)
+    check_output_file(args.out, inputs=[("the network", net.source)])
     demand = synth_demand(
         net,
         count=count,
@@ -1113,6 +1119,7 @@ def _synth_demand(args: argparse.Namespace) -> int:
 
 
 def _synth_parcels(args: argparse.Namespace) -> int:
+    from lvplan.io.atomic import check_output_file
     from lvplan.io.load import load_network
     from lvplan.planning.synth_parcels import synth_parcels, write_parcels
 
@@ -1126,7 +1133,9 @@ def _synth_parcels(args: argparse.Namespace) -> int:
     if not 2000 <= years[0] <= years[1] <= 2100:
         raise InputError(f"--years must be FIRST-LAST within 2000..2100, got {args.years!r}")
     crit = _criteria(args)
+    check_output_file(args.out, inputs=[("the network", args.network)])
     net = load_network(args.network)
+    check_output_file(args.out, inputs=[("the network", net.source)])
     rows = synth_parcels(net, count=count, seed=seed, criteria=crit, years=years)
     write_parcels(rows, args.out)
     uses: dict[str, int] = {}

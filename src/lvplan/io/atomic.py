@@ -169,10 +169,42 @@ def not_a_file(p: Path, flag: str) -> None:
         )
 
 
-def check_output_file(path: str | os.PathLike, flag: str = "--out", what: str = "a file") -> None:
+#: the files SQLite keeps beside a database: writing one over them corrupts it
+SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
+
+Inputs = Iterable[tuple[str, "str | os.PathLike | None"]]
+
+
+def refuse_input_as_output(path: str | os.PathLike, inputs: Inputs, flag: str = "--out") -> None:
+    """One line (:class:`InputError`) when output file ``path`` is one of ``inputs`` (its
+    option, its path: a file, or a folder such as a network's), by any path to it (``..``, a
+    link to it or to a folder on the way), a file inside an input folder, or one of the files
+    SQLite keeps beside an input (a register's ``-wal``): writing it would replace the input."""
+    out = os.path.realpath(without_dotdot(path))
+    for what, given in inputs:
+        if given is None or "://" in str(given):
+            continue
+        real = os.path.realpath(without_dotdot(given))
+        same = out == real
+        with contextlib.suppress(OSError):
+            same = same or os.path.samefile(out, real)  # (a hard link)
+        if same or out in {real + s for s in SQLITE_SIDECARS}:
+            raise InputError(f"{flag} {path}: is {what} {given}, which this run reads")
+        if os.path.isdir(real) and out.startswith(real.rstrip(os.sep) + os.sep):
+            raise InputError(
+                f"{flag} {path}: is inside {what} {given}, which this run reads; "
+                "write somewhere else"
+            )
+
+
+def check_output_file(
+    path: str | os.PathLike, flag: str = "--out", what: str = "a file", inputs: Inputs = ()
+) -> None:
     """One line (:class:`InputError`) when the output file ``path`` names a folder (``new/..``
-    is one, though ``new`` is not made yet) or anything but a regular file (:func:`not_a_file`):
-    a command checks it before its work, and :func:`write_output_file` again before it writes."""
+    is one, though ``new`` is not made yet) or anything but a regular file (:func:`not_a_file`),
+    or is one of the run's ``inputs`` (:func:`refuse_input_as_output`): a command checks it
+    before its work, and :func:`write_output_file` again before it writes."""
+    refuse_input_as_output(path, inputs, flag)
     real = without_dotdot(path)
     try:
         is_dir = stat.S_ISDIR(os.stat(real).st_mode)  # (a link to a folder is one too)
@@ -185,10 +217,13 @@ def check_output_file(path: str | os.PathLike, flag: str = "--out", what: str = 
     not_a_file(real, flag)
 
 
-def write_output_file(path: str | os.PathLike, text: str, *, flag: str = "--out") -> None:
-    """A text output file the user named, written atomically: a folder at ``path`` or any
-    failure to write is one line (:class:`InputError`), and nothing is left half-written."""
-    check_output_file(path, flag)
+def write_output_file(
+    path: str | os.PathLike, text: str, *, flag: str = "--out", inputs: Inputs = ()
+) -> None:
+    """A text output file the user named, written atomically: a folder at ``path``, one of the
+    run's ``inputs``, or any failure to write is one line (:class:`InputError`), and nothing is
+    left half-written."""
+    check_output_file(path, flag, inputs=inputs)
     with output_errors(flag, path):
         write_text_atomic(path, text)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lvplan.errors import InputError
-from lvplan.io.atomic import write_text_atomic
+from lvplan.io.atomic import check_output_file, write_output_file
 from lvplan.io.csvsafe import safe_writer
 from lvplan.register.desk import Desk, normalise_request, validate_request
 from lvplan.register.store import Conflict, open_backend, request_hash
@@ -105,6 +105,12 @@ def run_batch(
     from lvplan.decision import resolve_criteria
 
     criteria = resolve_criteria(criteria)
+    inputs = [
+        ("the network", network.source),
+        ("the applications file", queue_csv),
+        ("--register", register),
+    ]
+    check_output_file(out_csv, inputs=inputs)  # (before anything is decided)
     queue = read_queue(queue_csv, network, criteria)
     desk = Desk(network, open_backend(register), criteria, migrate=migrate)
     for line, req in queue:  # an id the register holds with another request: nothing decided
@@ -150,7 +156,7 @@ def run_batch(
     w = safe_writer(csv.writer(buf))  # ids and names come from the user: no formulas
     w.writerow(OUT_COLUMNS)
     w.writerows([[r[c] for c in OUT_COLUMNS] for r in rows])
-    write_text_atomic(out_csv, buf.getvalue())
+    write_output_file(out_csv, buf.getvalue(), inputs=inputs)
     print(
         f"{len(rows)} applications decided: "
         + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))

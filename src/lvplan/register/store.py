@@ -565,6 +565,15 @@ def open_backend(spec: str | Path, *, writable: bool = True) -> Backend:
             f"register {spec}: unsupported backend {scheme!r} "
             "(use a SQLite path or a postgresql:// URL)"
         )
+    if not text.strip() or text.strip() != text:
+        raise InputError(f"register {spec!r}: a register's name cannot be blank or padded")
+    if text == ":memory:" or text.startswith("file:"):
+        # a register in memory is one per process: workers and other writers would each count
+        # their own and approve the same room twice (the replay of a study opens its own)
+        raise InputError(
+            f"register {spec}: a register must be a file others can open (a SQLite path) or a "
+            "postgresql:// URL; :memory: and file: URIs are not registers"
+        )
     return SqliteBackend(text, writable=writable)
 
 
