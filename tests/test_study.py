@@ -341,3 +341,48 @@ def test_simbench_fingerprint_is_the_same_in_every_process():
         timeout=300,
     ).stdout.strip()
     assert len(here) == 64 and here == there
+
+
+def test_a_study_never_replaces_what_it_did_not_write(tmp_path, capsys, monkeypatch):
+    """``study --out`` replaced every entry named like one of its outputs: the input network's
+    folder (``network: ./sz-futian`` with ``--out .``), the study file (``o/study.json`` with
+    ``--out o``), a user's ``report.html``; ``--out /`` was not refused, and a network named
+    ``..`` wrote into the output folder itself. Each is refused in one line, exit 2, with the
+    entry kept; a rerun still replaces the earlier study's own entries."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(ROOT / "networks" / "sz-futian", "sz-futian")
+    (tmp_path / "apps.csv").write_text("id,bus,kw\nA1,T3 LV board,30\n", encoding="utf-8")
+    head = "name: apps\nrun: {inspect: false, hosting: false, replay: true, plan: false}\n"
+    text = head + "networks:\n  - network: ./sz-futian\n    applications: {file: apps.csv}\n"
+    Path("s.yaml").write_text(text, encoding="utf-8")
+    Path("o").mkdir()
+    Path("o/study.json").write_text(text.replace("./", "../").replace("apps.csv", "../apps.csv"))
+    Path("u").mkdir()
+    Path("u/report.html").write_text("mine", encoding="utf-8")
+    network_files = sorted(p.name for p in Path("sz-futian").iterdir())
+    for argv, phrase in (
+        (["s.yaml", "--out", "."], "writes sz-futian there, which holds networks[0].network"),
+        (["o/study.json", "--out", "o"], "writes study.json there, which holds the study file"),
+        (["s.yaml", "--out", "u"], "report.html there was not written by a study"),
+        (["s.yaml", "--out", "/"], "is the file system's root"),
+    ):
+        assert main(["study", *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert phrase in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in Path("sz-futian").iterdir()) == network_files
+    assert Path("u/report.html").read_text(encoding="utf-8") == "mine"
+    assert Path("o/study.json").read_text(encoding="utf-8").startswith("name: apps")
+    assert sorted(p.name for p in Path("o").iterdir()) == ["study.json"]
+    # a rerun replaces the earlier run's own entries, which its study.json names
+    for _ in range(2):
+        assert main(["study", "s.yaml", "--out", "r"]) == 0
+    doc = json.loads(Path("r/study.json").read_text(encoding="utf-8"))
+    assert doc["outputs"] == ["figures", "report.html", "report.md", "study.json", "sz-futian"]
+    # a network named ".." gets a folder of its own
+    shutil.copytree("sz-futian", "dd")
+    toml = Path("dd/network.toml")
+    toml.write_text(toml.read_text().replace('name = "sz-futian"', 'name = ".."'))
+    Path("s2.yaml").write_text(text.replace("./sz-futian", "./dd"), encoding="utf-8")
+    assert main(["study", "s2.yaml", "--out", "o2"]) == 0
+    assert (tmp_path / "o2" / "network" / "replay-160kw.csv").is_file()
+    assert not (tmp_path / "o2" / "replay-160kw.csv").exists()

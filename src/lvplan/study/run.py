@@ -15,8 +15,10 @@ Only ``study.json``'s ``timings`` differ between two runs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import platform
 import shutil
 import time
@@ -106,13 +108,20 @@ def run_study(
     dest = Path(out) if out is not None else Path(study.out or f"study-{study.name}")
     if dest.exists() and not dest.is_dir():
         raise InputError(f"--out {dest}: exists and is not a folder")
+    with contextlib.suppress(OSError, RuntimeError):  # (a link loop: the writing says so)
+        whole = dest.resolve()
+        if whole == Path(whole.anchor):
+            raise InputError(f"--out {dest}: is the file system's root; give a folder of its own")
     # one run per folder: a second run on it exits 2 and touches nothing. Every file is
     # written to a hidden folder inside it first and moved in when the whole study is done:
     # a failure (a full disk) leaves the folder as it was, and is one line
     with locked_folder(dest), output_errors("--out", dest):
+        guard = _Outputs(dest, _inputs(study, path))
+        for name in STUDY_ENTRIES:
+            guard.claim(name)
         stage = temp_folder(dest, "study")
         try:
-            doc = _run_into(study, path, stage, progress)
+            doc = _run_into(study, path, stage, progress, guard)
             _publish(stage, dest)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
@@ -120,16 +129,94 @@ def run_study(
     return doc
 
 
+#: what a study writes at the top of its folder, besides one folder per network
+STUDY_ENTRIES = ("study.json", "report.html", "report.md", "figures")
+
+
+class _Outputs:
+    """The entries of output folder ``dest`` a study may replace: those an earlier study wrote
+    there (as its ``study.json`` names them). A file or folder of the same name that no study
+    wrote (an input network's folder, with ``--out .``), or one holding an input of this run
+    (the study file itself), stops the run with one line before anything is replaced."""
+
+    def __init__(self, dest: Path, inputs: list[tuple[str, Path]]):
+        self.dest = dest
+        self.inputs = inputs
+        self.own = _earlier_entries(dest)
+
+    def claim(self, name: str) -> None:
+        target = self.dest / name
+        whole = os.path.realpath(target)
+        for what, p in self.inputs:
+            real = os.path.realpath(p)
+            if real == whole or real.startswith(whole.rstrip(os.sep) + os.sep):
+                raise InputError(
+                    f"--out {self.dest}: the study writes {name} there, which holds {what} "
+                    f"{p} that it reads; give another folder"
+                )
+        if os.path.lexists(target) and name not in self.own:
+            raise InputError(
+                f"--out {self.dest}: {name} there was not written by a study, and this study "
+                "would replace it; move it or give another folder"
+            )
+
+
+def _earlier_entries(dest: Path) -> set[str]:
+    """The top-level entries an earlier study wrote in ``dest``, from its ``study.json``
+    (``outputs``; before it had them, the standard names and the networks' folders); none
+    when there is no such file or it is not a study's."""
+    from lvplan.io.textfile import read_text_bounded
+
+    doc_path = dest / "study.json"
+    if not doc_path.is_file() or doc_path.is_symlink():
+        return set()
+    try:
+        doc = json.loads(read_text_bounded(doc_path, "a study.json", 256 * 2**20))
+    except (InputError, ValueError, RecursionError):
+        return set()
+    if not isinstance(doc, dict) or not {"study", "lvplan_version"} <= doc.keys():
+        return set()
+    own = set(STUDY_ENTRIES)
+    outputs = doc.get("outputs")
+    if isinstance(outputs, list):
+        own |= {x for x in outputs if isinstance(x, str)}
+    head = doc.get("headline")
+    nets = head.get("networks") if isinstance(head, dict) else None
+    for n in nets if isinstance(nets, list) else []:
+        if isinstance(n, dict) and isinstance(n.get("folder"), str):
+            own.add(n["folder"])
+    return {x for x in own if x and "/" not in x and x not in (".", "..")}
+
+
+def _inputs(study: Study, path: Path) -> list[tuple[str, Path]]:
+    """The files and folders a study reads: the study file, file networks, parcels and
+    applications files."""
+    out = [("the study file", path)]
+    for i, ns in enumerate(study.networks):
+        spec = network_spec(path, ns.network)
+        if Path(spec).exists():
+            out.append((f"networks[{i}].network", Path(spec)))
+        for key in ("parcels", "applications"):
+            part = getattr(ns, key)
+            if part is not None and part.file is not None:
+                out.append((f"networks[{i}].{key}.file", resolve(path, part.file)))
+    return out
+
+
 def _run_into(
-    study: Study, path: Path, dest: Path, progress: Callable[[str], None] | None
+    study: Study,
+    path: Path,
+    dest: Path,
+    progress: Callable[[str], None] | None,
+    guard: _Outputs,
 ) -> dict[str, Any]:
     say = progress or (lambda _m: None)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     results = []
-    names_seen: set[str] = set()
+    names_seen: set[str] = set(STUDY_ENTRIES)  # (a network named "figures" gets "figures_")
     for i, ns in enumerate(study.networks):
-        r = _run_network(study, path, ns, i, dest, names_seen, say, timings)
+        r = _run_network(study, path, ns, i, dest, names_seen, say, timings, guard)
         results.append(r)
     from lvplan.study.report import write_report
 
@@ -144,6 +231,7 @@ def _run_into(
     timings["report_s"] = round(time.perf_counter() - t1, 2)
     timings["total_s"] = round(time.perf_counter() - t0, 2)
     doc["timings"] = timings
+    doc["outputs"] = sorted([*STUDY_ENTRIES, *(r.folder for r in results)])
     write_json_atomic(dest / "study.json", doc)
     say(f"done in {timings['total_s']:.1f} s")
     return doc
@@ -200,7 +288,10 @@ def _fingerprints(study: Study, path: Path, results: list[NetworkResult]) -> dic
 
 
 def _safe_name(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name) or "network"
+    """A network's name as a folder name of its own: no separators, not ``.`` or ``..`` (a
+    network named ``..`` wrote into the output folder itself)."""
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+    return safe if safe.strip(".") else "network"
 
 
 def _run_network(
@@ -212,6 +303,7 @@ def _run_network(
     names_seen: set[str],
     say: Callable[[str], None],
     timings: dict[str, float],
+    guard: _Outputs,
 ) -> NetworkResult:
     from lvplan.criteria import load_criteria
     from lvplan.decision import network_info
@@ -226,6 +318,7 @@ def _run_network(
     while folder in names_seen:
         folder += "_"
     names_seen.add(folder)
+    guard.claim(folder)  # (before its work: a user's folder of that name stops the run now)
     base = dest / folder
     base.mkdir(parents=True, exist_ok=True)
     crit = load_criteria(study.profile, **study.set)
