@@ -595,8 +595,6 @@ def _round(x: float | None, nd: int = 1) -> float | None:
     return None if x is None else round(x, nd)
 
 
-
-
 def _reservable_copy(network: Network) -> Network:
     """A network of its own for the desk's reservations (the tables are shared read-only; the
     working copy that load flows use is private). Topology, energised elements and identity are
