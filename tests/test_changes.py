@@ -614,3 +614,27 @@ def test_an_output_that_is_an_input_or_inside_the_network_is_refused(tmp_path, c
         assert phrase in err and err.count("\n") == 1, err
     assert {p.name: p.read_bytes() for p in net.iterdir()} == before
     assert ch.read_text(encoding="utf-8") == text
+
+
+def test_a_device_or_an_oversized_file_as_an_input_is_refused_unread(tmp_path, capsys):
+    """--changes, --token-file and an applications file are read with a bound: /dev/zero (an
+    endless stream) and a token file of 70 kB are refused in one line, not read to the end."""
+    big = tmp_path / "token.txt"
+    big.write_text("x" * 70_000, encoding="utf-8")
+    reg = str(tmp_path / "r.db")
+    cases = [
+        (["check", "sz-futian", "--bus", "16", "--kw", "10", "--changes", "/dev/zero"],
+         "--changes /dev/zero: larger than 16 MB: not a changes file"),
+        (["serve", "sz-futian", "--register", reg, "--token-file", "/dev/zero"],
+         "--token-file /dev/zero: larger than 64 kB: not a token file"),
+        (["serve", "sz-futian", "--register", reg, "--token-file", str(big)],
+         f"--token-file {big}: larger than 64 kB"),
+        (["check-batch", "sz-futian", "/dev/zero", "--register", reg,
+          "--out", str(tmp_path / "o.csv")],
+         "/dev/zero: larger than 64 MB: not an applications file"),
+    ]  # fmt: skip
+    for argv, message in cases:
+        rc = main(argv)
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and len(err.splitlines()) == 1 and message in err, (argv, err)
+    assert not (tmp_path / "o.csv").exists()

@@ -953,12 +953,12 @@ def _serve(args: argparse.Namespace, crit) -> int:
     port = _int_arg("--port", args.port, 1, 65535)
     workers = _int_arg("--workers", args.workers, 1, MAX_WORKERS)
     if args.token_file:
-        try:
-            token = Path(args.token_file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise InputError(f"--token-file {args.token_file}: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise InputError(f"--token-file {args.token_file}: not UTF-8 text") from None
+        from lvplan.io.textfile import read_text_bounded
+
+        try:  # a token is a line; 64 kB is far more than any
+            token = read_text_bounded(Path(args.token_file), "a token file", 2**16).strip()
+        except InputError as exc:
+            raise InputError(f"--token-file {exc}") from None
     else:
         token = os.environ.get("LVPLAN_TOKEN", "").strip()
     if not token:

@@ -46,16 +46,20 @@ __all__ = [
 ]
 
 
+#: A changes file lists measures by hand or from a plan: 16 MB is some 100,000 of them.
+MAX_CHANGES_BYTES = 16 * 2**20
+
+
 def load_changes(path: str | Path) -> Changes:
     """A changes file: TOML (``[[changes]]`` tables) or YAML (``changes:`` list), each entry
     ``kind = ...`` and its fields. Raises InputError naming the file, the change and the field."""
+    from lvplan.io.textfile import read_text_bounded
+
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"--changes {p}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise InputError(f"--changes {p}: not UTF-8 text") from None
+        text = read_text_bounded(p, "a changes file", MAX_CHANGES_BYTES)
+    except InputError as exc:  # a folder, unreadable, too large (a device), not UTF-8
+        raise InputError(f"--changes {exc}") from None
     suffix = p.suffix.lower()
     try:
         if suffix == ".toml":

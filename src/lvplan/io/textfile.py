@@ -47,7 +47,8 @@ def _open_bounded(p: Path, what: str, max_bytes: int) -> io.BufferedReader:
 
 
 def _too_large(p: Path, what: str, max_bytes: int) -> InputError:
-    return InputError(f"{p}: larger than {max_bytes // 2**20} MB: not {what}")
+    size = f"{max_bytes // 2**20} MB" if max_bytes >= 2**20 else f"{max_bytes // 2**10} kB"
+    return InputError(f"{p}: larger than {size}: not {what}")
 
 
 def read_bytes_bounded(p: Path, what: str, max_bytes: int) -> bytes:

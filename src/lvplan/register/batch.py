@@ -22,6 +22,7 @@ from typing import Any
 from lvplan.errors import InputError
 from lvplan.io.atomic import check_output_file, write_output_file
 from lvplan.io.csvsafe import safe_writer
+from lvplan.io.textfile import read_text_bounded
 from lvplan.register.desk import Desk, normalise_request, validate_request
 from lvplan.register.store import Conflict, open_backend, request_hash
 
@@ -55,6 +56,9 @@ def _cell(row: dict[str, str], key: str) -> Any:
 #: Pause between a batch's decisions, for other writers of the same register.
 BATCH_COURTESY_S = 0.003
 
+#: An applications file of a million rows is some 60 MB; a larger one is not a queue.
+MAX_QUEUE_BYTES = 64 * 2**20
+
 KNOWN_COLUMNS = ("id", "bus", "lon", "lat", "kw", "category", "pf", "area_class")
 
 
@@ -62,12 +66,8 @@ def read_queue(path: str | Path, network=None, criteria=None) -> list[tuple[int,
     """The validated queue as (line, request); with ``network`` and ``criteria``, every row is
     also checked against them (:func:`validate_request`)."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise InputError(f"{p}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{p}: not UTF-8 text") from None
+    # a folder, unreadable, larger than a queue can be (a device), not UTF-8: one line
+    text = read_text_bounded(p, "an applications file", MAX_QUEUE_BYTES)
     reader = csv.DictReader(io.StringIO(text, newline=""), restkey=_EXTRA)
     cols = reader.fieldnames or []
     if "id" not in cols or "kw" not in cols:
