@@ -429,6 +429,40 @@ def test_a_desk_refuses_a_register_migrated_behind_it(sz, cn, other_version, reg
     assert open_backend(db).get("a2") is None
 
 
+def test_a_register_is_decided_under_one_set_of_criteria(sz, cn, register_spec):
+    """Found by a hostile review: a writer with --set trafo_max_loading_percent=1000 wrote
+    approvals into a register decided under cn, and every later cn decision counted them as
+    promises. Now a writer with other criteria is refused; a reader may ask what-if; --migrate
+    re-checks the reservations under the new criteria and a desk still running under the old
+    ones stops deciding."""
+    db = register_spec
+    a = Desk(sz, open_backend(db), cn)
+    assert a.apply({"id": "a1", "bus": 20, "kw": 100})[0].status == "approved"
+    assert a.apply({"id": "a2", "bus": 40, "kw": 80})[0].status == "approved"
+    loose = cn.with_overrides(trafo_max_loading_percent=1000)
+    with pytest.raises(InputError, match=r"decided under criteria cn \(\w{12}\), not cn with "
+                       r"trafo_max_loading_percent=1000"):  # fmt: skip
+        Desk(sz, open_backend(db), loose)
+    same = cn.with_overrides(trafo_max_loading_percent=cn.trafo_max_loading_percent)
+    assert Desk(sz, open_backend(db), same).apply({"id": "a3", "bus": 50, "kw": 5})[1]
+    reader = Desk(sz, open_backend(db, writable=False), loose)  # what-if: reserves nothing
+    assert reader.check({"bus": 20, "kw": 5})["decision"] == "fits"
+    tight = cn.with_overrides(line_max_loading_percent=40)
+    moved = Desk(sz, open_backend(db), tight, migrate=True)
+    m = moved.migration
+    assert m is not None and m.reservations == 3 and m.to_criteria.endswith("=40")
+    assert "a1" in m.no_longer_fit and "from criteria cn to cn with" in m.summary()
+    reg = open_backend(db)
+    note = reg.events("a1")[-1]["note"]
+    assert note.startswith("migrated to criteria cn with line_max") and "does_not_fit" in note
+    assert reg.get("a1").status == "approved" and reg.get("a1").bus == 20  # a promise stays
+    with pytest.raises(RegisterUnavailable, match="now decided under criteria cn with line"):
+        a.apply({"id": "a4", "bus": 50, "kw": 5})
+    assert reg.get("a4") is None
+    with pytest.raises(InputError, match="decided under criteria cn with line_max"):
+        Desk(sz, open_backend(db), cn)
+
+
 def test_deleted_wal_and_shm_are_refused(sz, cn, tmp_path):
     db = tmp_path / "r.db"
     desk = Desk(sz, open_backend(db), cn)

@@ -184,6 +184,29 @@ class Criteria:
             trafo_max_loading_percent=self.n1_trafo_max_loading_percent,
         )
 
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the values decisions depend on (every limit and rule; not the
+        description, the sources or the list of overridden names): a register is decided
+        under one set of them (:func:`lvplan.register.desk.bind_criteria`)."""
+        import hashlib
+        import json
+
+        text = {"description", "n1_sources", "n1_screening_rule", "overridden"}
+        values = {k: v for k, v in self.to_dict().items() if k not in text}
+        blob = json.dumps(values, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    @property
+    def label(self) -> str:
+        """The profile's name and what was overridden: ``cn``, ``cn with
+        trafo_max_loading_percent=1000``."""
+        if not self.overridden:
+            return self.profile
+        sets = ", ".join(f"{k}={getattr(self, k):g}" if isinstance(getattr(self, k), float)
+                         else f"{k}={getattr(self, k)}" for k in self.overridden)  # fmt: skip
+        return f"{self.profile} with {sets}"
+
     def to_dict(self) -> dict[str, Any]:
         cached = self.__dict__.get("_as_dict")
         if cached is None:  # computed once per (immutable) instance; copied on every call

@@ -113,6 +113,10 @@ def run_batch(
     check_output_file(out_csv, inputs=inputs)  # (before anything is decided)
     queue = read_queue(queue_csv, network, criteria)
     desk = Desk(network, open_backend(register), criteria, migrate=migrate)
+    if desk.migration is not None:
+        from lvplan.io.stderr_report import reporter
+
+        reporter("lvplan: ")(desk.migration.summary())
     for line, req in queue:  # an id the register holds with another request: nothing decided
         old = desk.register.get(req["id"])
         if old is not None and old.request_sha256 != request_hash(req):

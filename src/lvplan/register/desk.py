@@ -188,6 +188,29 @@ def bind_network(register: Backend, network: Network) -> None:
             )
 
 
+def bind_criteria(register: Backend, criteria: Criteria) -> None:
+    """A register is decided under one set of criteria (their fingerprint is stored with it):
+    an approval under looser limits would be counted as a promise by every later decision.
+    Binds a register that holds none (a new one, or one made before criteria were bound) to
+    ``criteria`` when writable; refuses (InputError) a writer with other criteria. A reader
+    (``check --register``) may ask what-if under any criteria: it reserves nothing."""
+    fp = criteria.fingerprint
+    if not register.writable:
+        return
+    with register.transaction(write=True) as tx:
+        held = tx.meta("criteria_fingerprint")
+        if held is None:
+            tx.set_meta("criteria_fingerprint", fp)
+            tx.set_meta("criteria_label", criteria.label)
+        elif held != fp:
+            raise InputError(
+                f"register {register.path} is decided under criteria "
+                f"{tx.meta('criteria_label') or '?'} ({held[:12]}), not {criteria.label} "
+                f"({fp[:12]}); give the same --profile/--set, or --migrate to re-check its "
+                "reservations under these criteria"
+            )
+
+
 class Desk:
     """Decisions against the network plus every reservation the register holds.
 
@@ -243,6 +266,7 @@ class Desk:
 
             self.migration = migrate_register(register, network, self.criteria)
         bind_network(register, network)
+        bind_criteria(register, self.criteria)
         # reservations then move only their own island's base
         self.prepared = self.network.prepare_islands(
             workers=prepare_jobs, cache_dir=cache_dir, progress=progress
@@ -280,6 +304,13 @@ class Desk:
                 f"register: it now belongs to network {tx.meta('network_name') or '?'} "
                 f"({bound[:12]}), not {self.pristine.name} ({self.pristine.fingerprint[:12]}): "
                 "restart with the network it was migrated to"
+            )
+        under = tx.meta("criteria_fingerprint")
+        if self.register.writable and under is not None and under != self.criteria.fingerprint:
+            raise RegisterUnavailable(
+                f"register: it is now decided under criteria {tx.meta('criteria_label') or '?'}"
+                f" ({under[:12]}), not {self.criteria.label} ({self.criteria.fingerprint[:12]}):"
+                " restart with the criteria it was migrated to"
             )
         if not self.register.scoped:
             clocks = tx.clocks()
