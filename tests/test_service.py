@@ -26,10 +26,10 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @contextmanager
-def server(db, network: str = "sz-futian"):
+def server(db, network: str = "sz-futian", *extra: str):
     port = free_port()
     env = dict(os.environ, LVPLAN_TOKEN=TOKEN)
-    cmd = [sys.executable, "-m", "lvplan.cli", "serve", network, "--register", str(db)]
+    cmd = [sys.executable, "-m", "lvplan.cli", "serve", network, "--register", str(db), *extra]
     proc = subprocess.Popen(
         [*cmd, "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
@@ -275,3 +275,43 @@ def test_sigkill_in_a_burst_loses_no_approval(register_spec):
                 assert r.status_code == 200 and r.json()["status"] == answered[b["id"]]
     ids = [a.id for a in open_backend(db, writable=False).all()]
     assert len(ids) == len(set(ids)) == 180
+
+
+def test_a_connection_that_never_finishes_its_request_is_closed(tmp_path, capsys, monkeypatch):
+    """Found by a hostile review: 1,100 sockets sending headers a byte at a time (or nothing)
+    held the server's descriptors for ever and /healthz stopped answering. Now a connection has
+    --request-timeout seconds to deliver its request; a slow honest one within it is served.
+    And a port in use is one line, exit 2, before the network loads (uvicorn's words, exit 3)."""
+    import socket
+
+    with server(tmp_path / "r.db", "sz-futian", "--request-timeout", "1") as (url, _proc):
+        port = int(url.rsplit(":", 1)[1])
+        stuck = []
+        for i in range(60):
+            s = socket.create_connection(("127.0.0.1", port))
+            if i % 3:  # two in three send half a request; the others send nothing
+                s.sendall(b"POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n")
+            stuck.append(s)
+        assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+        honest = socket.create_connection(("127.0.0.1", port))
+        for ch in b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n":  # about 0.4 s
+            honest.sendall(bytes([ch]))
+            time.sleep(0.01)
+        honest.settimeout(5)
+        assert honest.recv(15) == b"HTTP/1.1 200 OK"
+        time.sleep(2.0)
+        for s in stuck:
+            s.settimeout(5)
+            assert s.recv(10) == b""  # closed by the server
+            s.close()
+        honest.close()
+        monkeypatch.setenv("LVPLAN_TOKEN", TOKEN)
+        from lvplan.cli import main
+
+        rc = main(["serve", "sz-futian", "--register", str(tmp_path / "b.db"), "--port", str(port)])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and err == (
+            f"lvplan: error: --port {port}: cannot listen on 127.0.0.1: Address already in use"
+        )
+        assert not (tmp_path / "b.db").exists()  # refused before the register opened
+        assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200

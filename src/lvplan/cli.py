@@ -223,6 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     v.add_argument("--token-file", help="file holding the bearer token (else LVPLAN_TOKEN)")
     v.add_argument(
+        "--request-timeout",
+        default="10",
+        help="seconds a connection has to deliver a whole request (headers and body) from its "
+        "first byte; a slower one is closed (default 10; the decision's time is not counted)",
+    )
+    v.add_argument(
         "--cache",
         help="folder for the prepared MV islands (solved bases, fast engines): read at start "
         "when it holds this very network and lvplan version, else written; never reused "
@@ -948,10 +954,15 @@ def serve_worker_app():
 
 def _serve(args: argparse.Namespace, crit) -> int:
 
+    from lvplan.register.http_guard import READ_TIMEOUT_ENV, check_port_free
     from lvplan.register.service import create_app
 
     port = _int_arg("--port", args.port, 1, 65535)
     workers = _int_arg("--workers", args.workers, 1, MAX_WORKERS)
+    read_s = _float_arg("--request-timeout", args.request_timeout)
+    if read_s > 3600:
+        raise InputError(f"--request-timeout must be <= 3600 s, got {args.request_timeout!r}")
+    os.environ[READ_TIMEOUT_ENV] = repr(read_s)  # (the workers inherit it)
     if args.token_file:
         from lvplan.io.textfile import read_text_bounded
 
@@ -965,6 +976,8 @@ def _serve(args: argparse.Namespace, crit) -> int:
         raise InputError("no token: set LVPLAN_TOKEN or give --token-file")
     if not (token.isascii() and token.isprintable()) or " " in token:
         raise InputError("token: must be printable ASCII without spaces (it travels in a header)")
+    if not args.check:  # (a probe may run beside a live server on the port)
+        check_port_free(args.host, port)
     if workers > 1 and not args.check:
         return _serve_workers(args, token, port, workers)
     desk = _serve_desk(args, crit, migrate=args.migrate)
@@ -984,7 +997,16 @@ def _serve(args: argparse.Namespace, crit) -> int:
     gc.collect()
     gc.freeze()
     app = create_app(desk, token, open_docs=args.open_docs)
-    uvicorn.run(app, host=args.host, port=port, log_level="warning", access_log=False)
+    from lvplan.register.http_guard import GuardedProtocol
+
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        http=GuardedProtocol,
+    )
     return 0
 
 
@@ -1004,6 +1026,7 @@ def _serve_workers(args: argparse.Namespace, token: str, port: int, workers: int
     import uvicorn
 
     from lvplan.io.owned_temp import owned_temp_folder
+    from lvplan.register.http_guard import GuardedProtocol
 
     argv = list(args.argv)
     with contextlib.ExitStack() as stack:
@@ -1025,6 +1048,7 @@ def _serve_workers(args: argparse.Namespace, token: str, port: int, workers: int
             port=port,
             log_level="warning",
             access_log=False,
+            http=GuardedProtocol,
         )
     return 0
 

@@ -1,0 +1,87 @@
+"""The server's guard against clients that open a connection and never finish a request.
+
+uvicorn times out an idle keep-alive connection, but not one that is reading a request: a
+client that sends its headers a byte at a time (slowloris), or opens a socket and sends nothing,
+holds a connection and a file descriptor for ever. A review opened 1,100 such sockets and
+``/healthz`` stopped answering (the process ran out of descriptors). Here a connection has
+``LVPLAN_REQUEST_READ_S`` seconds (``serve --request-timeout``, default 10) from its first byte,
+or from being opened, to deliver a whole request (headers and body); otherwise it is closed.
+The application's own time (a decision) is not counted: the clock stops once the request is in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from lvplan.errors import InputError
+
+#: environment variable carrying ``--request-timeout`` to the protocol (and to the workers)
+READ_TIMEOUT_ENV = "LVPLAN_REQUEST_READ_S"
+DEFAULT_READ_TIMEOUT_S = 10.0
+
+
+def read_timeout_s() -> float:
+    try:
+        value = float(os.environ.get(READ_TIMEOUT_ENV, DEFAULT_READ_TIMEOUT_S))
+    except ValueError:
+        return DEFAULT_READ_TIMEOUT_S
+    return value if value > 0 else DEFAULT_READ_TIMEOUT_S
+
+
+class GuardedProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a deadline for reading each request."""
+
+    _deadline: asyncio.TimerHandle | None = None
+
+    def _arm(self) -> None:
+        if self._deadline is None:
+            self._deadline = self.loop.call_later(read_timeout_s(), self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()  # a connection that never sends a byte
+
+    def data_received(self, data: bytes) -> None:
+        self._arm()  # (the request this byte belongs to; disarmed when it is complete)
+        super().data_received(data)
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse (InputError, one line) a ``--host``/``--port`` this process cannot listen on (in
+    use, a privileged port, an unknown host), before the network is loaded; before, uvicorn
+    said so in its own words after the whole start, and exited 3."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        raise InputError(f"--host {host}: {getattr(exc, 'strerror', None) or exc}") from None
+    for family, kind, proto, _name, addr in infos:
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            try:
+                s.bind(addr)
+            except OSError as exc:
+                raise InputError(
+                    f"--port {port}: cannot listen on {host}: {exc.strerror or exc}"
+                ) from None
