@@ -407,6 +407,25 @@ def test_the_newton_fallback_agrees_too(sz, cn, monkeypatch):
     assert evaluate(sz, ch, cn).iterations >= 1
 
 
+def test_a_cable_length_from_coordinates_over_50_km_is_refused(sz, tmp_path):
+    """Found by a review: a bus with bad coordinates (another continent) gave apply a new LV
+    cable of 16,207 km; a given length was capped at 50 km, a computed one was not."""
+    import copy
+
+    import lvplan
+
+    net = copy.deepcopy(sz.pp)
+    net.bus.at[34, "geo"] = '{"type": "Point", "coordinates": [-74.0, 40.7]}'  # New York
+    path = tmp_path / "far.json"
+    pp.to_json(net, str(path))
+    far = lvplan.load_network(str(path))
+    with pytest.raises(InputError, match=r"change 1 \(new_lv_cable\): length_m: buses 15 and "
+                       r"34 are 16,\d{3}\.\d km apart .* over the 50 km"):  # fmt: skip
+        Changes().new_lv_cable(15, LV_CABLE, to_bus=34).resolve(far)
+    given = Changes().new_lv_cable(15, LV_CABLE, to_bus=34, length_m=120.0).resolve(far)
+    assert given.items[0].length_m == 120.0  # a length given is taken as given
+
+
 def test_lengths_from_coordinates(sz):
     """Without length_m a new cable's route is the straight distance x 1.3 (the detour factor
     of service cables), and a new substation's tie runs to the nearest 10 kV bus."""

@@ -123,8 +123,12 @@ def _cable(name: str, voltage: str, where: str, field: str = "cable") -> str:
     return name
 
 
+#: the longest cable a change may add or replace, given or computed from coordinates
+MAX_CABLE_LENGTH_M = 50_000.0
+
+
 def _length(value: float | None, where: str, field: str) -> float | None:
-    if value is not None and not 0 < value <= 50_000:
+    if value is not None and not 0 < value <= MAX_CABLE_LENGTH_M:
         raise InputError(f"{where}: {field}: must be > 0 and at most 50 km, got {value:g}")
     return value
 
@@ -162,6 +166,11 @@ def _cable_length(
         length = _route_m(network, a, float(blon[r]), float(blat[r]))
     if not math.isfinite(length):
         raise InputError(f"{where}: length_m: the buses have no coordinates; give it")
+    if length > MAX_CABLE_LENGTH_M:  # (a 16,207 km cable was written from bad coordinates)
+        raise InputError(
+            f"{where}: length_m: buses {a} and {b} are {length / 1000:,.1f} km apart by their "
+            "coordinates (route), over the 50 km a cable may be: check them or give the length"
+        )
     return max(length, 1.0)
 
 
