@@ -281,6 +281,10 @@ def test_yaml_and_toml_say_the_same(tmp_path, sz):
     assert load_changes(t).resolve(sz).items[0].trafo == 2
     with pytest.raises(InputError, match=r"change 1 .*trafo"):
         Changes().replace_transformer("T9", 800).resolve(sz)
+    twice = tmp_path / "twice.yaml"  # the last kw won silently before
+    twice.write_text("changes:\n  - {kind: add_load, bus: 16, kw: 5, kw: 500}\n", "utf-8")
+    with pytest.raises(InputError, match=r"line 2: 'kw' given twice \(first on line 2\)"):
+        load_changes(twice)
 
 
 def test_apply_writes_a_network_pandapower_loads_with_the_same_verdicts(tmp_path, capsys):

@@ -76,6 +76,21 @@ def study_dir(tmp_path_factory):
         (QUICK + "set: {trafo_max_loading_percent: -5}\n", "set:"),
         ("- just a list\n", "expected a YAML mapping"),
         ("name: [unclosed\n", "not a YAML file"),
+        # found by a review: a key twice was the last one silently; a bad second network was
+        # found only at its turn, after the first had run (the README says: validated first)
+        (QUICK + "name: again\n", "line 10: 'name' given twice (first on line 1)"),
+        (
+            QUICK.replace("{time_limit_s: 10}", "{time_limit_s: 10, time_limit_s: 20}"),
+            "'time_limit_s' given twice (first on line 9)",
+        ),
+        (
+            QUICK + "  - network: simbench:no-such-code\n",
+            "networks[1].network: unknown SimBench code 'no-such-code'",
+        ),
+        (
+            QUICK + "  - network: .\n",
+            "networks[1].network: .: no network.toml (not a network folder)",
+        ),
     ],
 )
 def test_bad_study_file_exits_2_naming_the_key(tmp_path, capsys, text, message):

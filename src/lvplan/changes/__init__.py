@@ -67,9 +67,9 @@ def load_changes(path: str | Path) -> Changes:
 
             data = tomllib.loads(text)
         elif suffix in (".yaml", ".yml"):
-            import yaml
+            from lvplan.io.strict_yaml import load_yaml
 
-            data = yaml.safe_load(text)
+            data = load_yaml(text)
         else:
             raise InputError(f"--changes {p}: expected a .toml, .yaml or .yml file")
     except InputError:

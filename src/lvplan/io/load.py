@@ -64,9 +64,44 @@ def load_network(spec: str | os.PathLike, *, validate: bool = True) -> Network:
     Raises ``InputError`` (``InvalidNetwork`` for a network that fails validation).
     """
     text = str(spec)
-    if text.startswith("simbench:"):
+    kind, path = _locate(text)
+    if kind == "simbench":
         code = text.split(":", 1)[1]
         return Network(load_simbench(code), name=code, source=text, validate=validate)
+    if kind == "folder":
+        meta = read_meta(path)
+        source = str(meta.get("source", "csv"))
+        name = str(meta.get("name", path.name))
+        if source.startswith("simbench:"):
+            code = source.split(":", 1)[1]
+            net = load_simbench(code, study_case=str(meta.get("study_case", "hL")))
+        else:
+            net = read_folder(path)
+        return Network(net, name=name, source=str(path), validate=validate)
+    return Network(_read_json(path), name=path.stem, source=str(path), validate=validate)
+
+
+def check_network_spec(spec: str) -> None:
+    """What :func:`load_network` would refuse before reading a table (one line, InputError):
+    nothing by that name, a folder without ``network.toml`` (or a malformed one), a file that
+    is not ``.json``, an unknown SimBench code, in a folder's ``network.toml`` too. A study
+    checks every network so before the first one runs."""
+    from lvplan.io.simbench_source import check_code
+
+    kind, path = _locate(spec)
+    if kind == "simbench":
+        check_code(spec.split(":", 1)[1])
+    elif kind == "folder":
+        source = str(read_meta(path).get("source", "csv"))
+        if source.startswith("simbench:"):
+            check_code(source.split(":", 1)[1])
+
+
+def _locate(text: str) -> tuple[str, Path]:
+    """("simbench" | "folder" | "file", path) of a network spec; InputError when it names
+    nothing a network can be loaded from."""
+    if text.startswith("simbench:"):
+        return "simbench", Path()
     if not text.strip():
         raise InputError(
             "network: empty name (give a file, a folder, a bundled name or simbench:CODE)"
@@ -84,19 +119,11 @@ def load_network(spec: str | os.PathLike, *, validate: bool = True) -> Network:
     except OSError as exc:
         raise InputError(f"network {shown}: {exc.strerror or exc}") from None
     if is_dir:
-        meta = read_meta(path)
-        source = str(meta.get("source", "csv"))
-        name = str(meta.get("name", path.name))
-        if source.startswith("simbench:"):
-            code = source.split(":", 1)[1]
-            net = load_simbench(code, study_case=str(meta.get("study_case", "hL")))
-        else:
-            net = read_folder(path)
-        return Network(net, name=name, source=str(path), validate=validate)
+        return "folder", path
     if is_file:
         if path.suffix.lower() != ".json":
             raise InputError(f"{path}: unsupported network file (expected pandapower .json)")
-        return Network(_read_json(path), name=path.stem, source=str(path), validate=validate)
+        return "file", path
     known = ", ".join(bundled_networks()) or "none"
     raise InputError(
         f"network {shown} not found: not a file, a folder, a bundled network ({known}) "

@@ -13,13 +13,8 @@ from lvplan.powerflow.ac import NUMBA_MIN_BUSES
 MV_BUSBAR_TARGET_PU = 1.03
 
 
-def load_simbench(code: str, *, study_case: str = "hL"):
-    """SimBench grid ``code`` with study case ``study_case`` applied.
-
-    Loads and static generators are scaled by the study case factors, the slack voltage set to the
-    case's value, and the HV/MV transformers' taps moved, as an on-load tap changer would, until
-    their MV busbar sits as near 1.03 pu as the tap step allows.
-    """
+def check_code(code: str) -> None:
+    """Refuse (one line) a code that is not one of SimBench's, without loading anything."""
     try:
         import simbench as sb
     except ImportError:  # pragma: no cover - a dependency
@@ -30,6 +25,18 @@ def load_simbench(code: str, *, study_case: str = "hL"):
             f"unknown SimBench code {code!r}: not one of SimBench's {len(known)} codes "
             "(e.g. 1-LV-urban6--0-sw, 1-MV-urban--0-sw; simbench.collect_all_simbench_codes())"
         )
+
+
+def load_simbench(code: str, *, study_case: str = "hL"):
+    """SimBench grid ``code`` with study case ``study_case`` applied.
+
+    Loads and static generators are scaled by the study case factors, the slack voltage set to the
+    case's value, and the HV/MV transformers' taps moved, as an on-load tap changer would, until
+    their MV busbar sits as near 1.03 pu as the tap step allows.
+    """
+    import simbench as sb
+
+    check_code(code)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:

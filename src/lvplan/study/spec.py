@@ -201,10 +201,14 @@ def read_study(path: str | Path) -> Study:
     """The validated study of a YAML file; InputError ``FILE: key.path: message`` else."""
     import yaml
 
+    from lvplan.io.strict_yaml import DuplicateKey, load_yaml
+
     p = Path(path)
     text = read_text_bounded(p, "a study file", MAX_BYTES)
     try:
-        doc = yaml.safe_load(text)
+        doc = load_yaml(text)
+    except DuplicateKey as exc:
+        raise InputError(f"{p}: {exc}") from None
     except yaml.YAMLError as exc:
         first = " ".join(str(exc).split())[:160]
         raise InputError(f"{p}: not a YAML file ({first})") from None
@@ -228,7 +232,7 @@ def resolve(study_file: Path, rel: str) -> Path:
 def _check_references(study: Study, p: Path) -> None:
     """What can be checked without loading anything: profile, overrides, networks, files."""
     from lvplan.criteria import load_criteria
-    from lvplan.io.load import bundled_networks, networks_dir
+    from lvplan.io.load import bundled_networks, check_network_spec, networks_dir
 
     try:
         load_criteria(study.profile, **study.set)
@@ -247,6 +251,10 @@ def _check_references(study: Study, p: Path) -> None:
                 f"{p}: networks[{i}].network: {spec!r} not found: not a bundled network "
                 f"({known}), a file or folder, or simbench:CODE"
             )
+        try:  # a folder without network.toml, an unknown SimBench code: now, not at its turn
+            check_network_spec(network_spec(p, spec))
+        except InputError as exc:
+            raise InputError(f"{p}: networks[{i}].network: {exc}") from None
         for key, part in (("parcels", ns.parcels), ("applications", ns.applications)):
             if part is not None and part.file is not None and not resolve(p, part.file).is_file():
                 raise InputError(f"{p}: networks[{i}].{key}.file: no such file {part.file!r}")
