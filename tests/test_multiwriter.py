@@ -225,6 +225,47 @@ def test_migrate_refuses_when_a_reserved_bus_is_gone(sz, cn, tmp_path, register_
 
 
 # -- a register that cannot record never answers ------------------------------------------------
+def test_a_new_register_where_one_was_deleted_under_a_server(sz, cn, tmp_path, capsys):
+    """Found by a hostile review: r.db deleted under a running server, a new register at that
+    path failed with "cannot be written (disk I/O error)" (SQLite took the server's -shm for
+    the new file's). Now the message says what is beside it and what to do; once the holder
+    is gone, the new register is made clean (the dead one's log is not replayed into it)."""
+    db = tmp_path / "r.db"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sqlite3, sys, time\n"
+         f"c = sqlite3.connect({str(db)!r}, isolation_level=None)\n"
+         "c.execute('PRAGMA journal_mode=WAL')\n"
+         "c.execute('CREATE TABLE t (x)')\n"
+         "c.execute('INSERT INTO t VALUES (1)')\n"
+         "print('ready', flush=True)\n"
+         "time.sleep(120)\n"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        db.unlink()
+        with pytest.raises(InputError, match=r"cannot be made: r\.db-(wal|shm) is beside it"):
+            open_backend(db)
+        q = tmp_path / "q.csv"
+        q.write_text("id,bus,kw\nb1,20,10\n", encoding="utf-8")
+        argv = ["check-batch", "sz-futian", str(q), "--register", str(db)]
+        assert main([*argv, "--out", str(tmp_path / "o.csv")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "still has it open: stop that process" in err
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not db.exists()  # the 4 kB file SQLite made before it failed is not left
+    assert (tmp_path / "r.db-wal").exists()  # the dead holder's log, with its table
+    assert main([*argv, "--out", str(tmp_path / "o.csv")]) == 0
+    capsys.readouterr()
+    con = sqlite3.connect(db)
+    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "t" not in tables and "applications" in tables
+    assert [a.id for a in open_backend(db).all()] == ["b1"]
+
+
 def test_deleted_register_under_a_running_server_gives_503(tmp_path):
     db = tmp_path / "r.db"
     with server(db) as (url, proc):

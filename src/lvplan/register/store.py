@@ -317,6 +317,15 @@ class _SqliteTxn:
         self.con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
 
+def _orphans(p: Path) -> list[str]:
+    """The ``-wal``/``-shm``/``-journal`` files beside ``p`` while ``p`` does not exist: left
+    by a register deleted while in use. A dead process's SQLite drops when it makes the new
+    file; a living process's shared memory makes the new file fail ("disk I/O error")."""
+    if p.exists():
+        return []
+    return [f"{p.name}{s}" for s in ("-wal", "-shm", "-journal") if Path(f"{p}{s}").exists()]
+
+
 class SqliteBackend:
     """SQLite in WAL mode, synchronous=FULL: an answer given after a write transaction
     committed survives a killed process. Writers in any process are serialised by SQLite's
@@ -348,6 +357,7 @@ class SqliteBackend:
                 raise InputError(f"register {self.path}: no such register file")
             if not p.parent.is_dir():
                 raise InputError(f"register {self.path}: folder {p.parent} does not exist")
+        orphans = _orphans(Path(self.path)) if writable and not self._memory else []
         try:
             con = self._con()
             if writable:
@@ -357,8 +367,26 @@ class SqliteBackend:
             else:
                 con.execute("SELECT count(*) FROM applications").fetchone()
         except (sqlite3.DatabaseError, RegisterUnavailable) as exc:
+            if orphans:  # (before: "cannot be written (disk I/O error)", and nothing more)
+                self._drop_failed_start()
+                raise InputError(
+                    f"register {self.path}: cannot be made: {orphans[0]} is beside it, left by "
+                    "a register deleted while a process (a server?) still has it open: stop "
+                    "that process, or give another path"
+                ) from None
             what = "cannot be written" if writable else "cannot be read"
             raise InputError(f"register {self.path}: {what} ({_cause(exc)})") from None
+
+    def _drop_failed_start(self) -> None:
+        """Remove the file this start made before it failed (SQLite writes its first page,
+        4 kB, before it finds it cannot go on): a retry then meets no half-made register."""
+        con = getattr(self._local, "con", None)
+        if con is not None:
+            con.close()
+            self._local.con = None
+        with contextlib.suppress(OSError):
+            if os.stat(self.path).st_size <= 4096:
+                os.unlink(self.path)
 
     def _con(self) -> sqlite3.Connection:
         """This thread's connection. Once the register exists, a connection never creates
