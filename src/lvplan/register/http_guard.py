@@ -5,8 +5,10 @@ client that sends its headers a byte at a time (slowloris), or opens a socket an
 holds a connection and a file descriptor for ever. A review opened 1,100 such sockets and
 ``/healthz`` stopped answering (the process ran out of descriptors). Here a connection has
 ``LVPLAN_REQUEST_READ_S`` seconds (``serve --request-timeout``, default 10) from its first byte,
-or from being opened, to deliver a whole request (headers and body); otherwise it is closed.
-The application's own time (a decision) is not counted: the clock stops once the request is in.
+or from being opened, to deliver a request's headers, then that plus ``BODY_SECONDS`` plus 5 s
+for its body (the application answers 408 after ``BODY_SECONDS``; this closes a connection
+whose body nobody reads); otherwise it is closed. The application's own time (a decision) is not counted: the clock
+stops once the request is in.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import socket
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from lvplan.errors import InputError
+from lvplan.register.service import BODY_SECONDS
 
 #: environment variable carrying ``--request-timeout`` to the protocol (and to the workers)
 READ_TIMEOUT_ENV = "LVPLAN_REQUEST_READ_S"
@@ -37,9 +40,10 @@ class GuardedProtocol(HttpToolsProtocol):
 
     _deadline: asyncio.TimerHandle | None = None
 
-    def _arm(self) -> None:
+    def _arm(self, seconds: float | None = None) -> None:
         if self._deadline is None:
-            self._deadline = self.loop.call_later(read_timeout_s(), self._too_slow)
+            wait = read_timeout_s() if seconds is None else seconds
+            self._deadline = self.loop.call_later(wait, self._too_slow)
 
     def _disarm(self) -> None:
         if self._deadline is not None:
@@ -58,6 +62,13 @@ class GuardedProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         self._arm()  # (the request this byte belongs to; disarmed when it is complete)
         super().data_received(data)
+
+    def on_headers_complete(self) -> None:
+        # the body: the application reads it with a deadline of its own and answers 408
+        # (BODY_SECONDS); this one, later, closes a connection whose body nobody reads
+        self._disarm()
+        self._arm(read_timeout_s() + BODY_SECONDS + 5.0)
+        super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         self._disarm()
