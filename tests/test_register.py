@@ -354,6 +354,13 @@ def test_an_output_that_is_the_register_or_a_register_in_memory_is_refused(tmp_p
         if out != queue:  # (the queue is no input of an export)
             assert main(["register", "export", str(out), "--register", str(db)]) == 2
             assert "which this run reads" in capsys.readouterr().err
+    for out in (db, f"{db}-wal"):  # the register as a sqlite:/// URL (found by a review)
+        url = f"sqlite:///{db}"
+        argv = ["check-batch", "sz-futian", str(queue), "--register", url, "--out", str(out)]
+        assert main(argv) == 2, out
+        assert f"is --register {url}, which this run reads" in capsys.readouterr().err
+        assert main(["register", "export", str(out), "--register", url]) == 2
+        capsys.readouterr()
     assert [a.id for a in open_backend(db).all()] == ["q1"]
     assert queue.read_text(encoding="utf-8").startswith("id,bus,kw")
     for spec in (":memory:", "sqlite:///:memory:", f"file:{tmp_path}/u.db", " ", f"{db} "):

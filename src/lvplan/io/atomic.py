@@ -182,9 +182,14 @@ def refuse_input_as_output(path: str | os.PathLike, inputs: Inputs, flag: str = 
     SQLite keeps beside an input (a register's ``-wal``): writing it would replace the input."""
     out = os.path.realpath(without_dotdot(path))
     for what, given in inputs:
-        if given is None or "://" in str(given):
+        if given is None:
             continue
-        real = os.path.realpath(without_dotdot(given))
+        local = str(given)
+        if local.startswith("sqlite:///"):  # a SQLite file written as a URL (open_backend's)
+            local = local[len("sqlite:///") :]
+        elif "://" in local:  # a database server's: no file here
+            continue
+        real = os.path.realpath(without_dotdot(local))
         same = out == real
         with contextlib.suppress(OSError):
             same = same or os.path.samefile(out, real)  # (a hard link)
