@@ -428,6 +428,8 @@ def test_a_cable_length_from_coordinates_over_50_km_is_refused(sz, tmp_path):
         Changes().new_lv_cable(15, LV_CABLE, to_bus=34).resolve(far)
     given = Changes().new_lv_cable(15, LV_CABLE, to_bus=34, length_m=120.0).resolve(far)
     assert given.items[0].length_m == 120.0  # a length given is taken as given
+    with pytest.raises(InputError, match=r"bus 15 and the site are 16,\d{3}\.\d km apart"):
+        Changes().new_lv_cable(15, LV_CABLE, lon=-74.0, lat=40.7).resolve(sz)  # (a review)
 
 
 def test_lengths_from_coordinates(sz):

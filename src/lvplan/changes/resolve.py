@@ -166,9 +166,15 @@ def _cable_length(
         length = _route_m(network, a, float(blon[r]), float(blat[r]))
     if not math.isfinite(length):
         raise InputError(f"{where}: length_m: the buses have no coordinates; give it")
-    if length > MAX_CABLE_LENGTH_M:  # (a 16,207 km cable was written from bad coordinates)
+    return _within_reach(length, where, f"buses {a} and {b}")
+
+
+def _within_reach(length: float, where: str, ends: str) -> float:
+    """A route length computed from coordinates, at least 1 m; over 50 km is refused (a bus
+    placed on another continent gave a 16,207 km cable)."""
+    if length > MAX_CABLE_LENGTH_M:
         raise InputError(
-            f"{where}: length_m: buses {a} and {b} are {length / 1000:,.1f} km apart by their "
+            f"{where}: length_m: {ends} are {length / 1000:,.1f} km apart by their "
             "coordinates (route), over the 50 km a cable may be: check them or give the length"
         )
     return max(length, 1.0)
@@ -306,10 +312,12 @@ def _new_lv_cable(network, c: NewLvCable, where: str, pending: Pending) -> NewLv
     if c.lon is None or c.lat is None:
         raise InputError(f"{where}: {'lat' if c.lat is None else 'lon'}: give both lon and lat")
     _lonlat(c.lon, c.lat, where)
-    length = c.length_m if c.length_m is not None else _route_m(network, fb, c.lon, c.lat)
+    if c.length_m is not None:
+        return replace(c, from_bus=fb, length_m=max(c.length_m, 1.0))
+    length = _route_m(network, fb, c.lon, c.lat)
     if not math.isfinite(length):
         raise InputError(f"{where}: length_m: bus {fb} has no coordinates; give the length")
-    return replace(c, from_bus=fb, length_m=max(length, 1.0))
+    return replace(c, from_bus=fb, length_m=_within_reach(length, where, f"bus {fb} and the site"))
 
 
 def far_end(network, line: int) -> tuple[int, set[int]]:
