@@ -275,6 +275,28 @@ def test_bus_capacity_is_one_pass_of_the_map_and_counts_reservations(urban, cn, 
     assert took < 5.0  # one pass (the bus-by-bus search took about 10 ms a bus)
 
 
+def test_a_reserved_neighbours_floor_is_not_the_newcomers_terminal_limit(sz, cn):
+    """Found by a review: the floor a reservation behind a cable puts on its bus (371.8 V
+    here) was also taken as the minimum of a new customer's own terminal at that bus: a
+    40 kW customer behind 600 m, its terminal at 370.4 V (band 353.4 V) and the bus at
+    387.9 V (above the floor), was refused; without the neighbour it fits."""
+    from lvplan.decision import choose_service_cable, reserved_load
+    from lvplan.register.desk import _reservable_copy
+
+    net = _reservable_copy(sz)
+    first = check(net, bus=15, kw=60, criteria=cn, cable=choose_service_cable(60, 29.0, 400))
+    assert first.decision == "fits"
+    cable = choose_service_cable(60, 29.0, 400)
+    held = reserved_load(net, cn, 15, first.design_kw / 1000, first.design_kvar / 1000, cable)
+    floor_v = held.min_bus_pu * 400
+    assert 371 < floor_v < 373
+    net.reserve({"R": held})
+    d = check(net, bus=15, kw=40, criteria=cn, cable=choose_service_cable(40, 19.4, 600))
+    assert d.decision == "fits", d.binding
+    assert 353.4 < d.min_voltage_v < floor_v < d.bus_voltage_after_v
+    # (the floor still binds the bus itself: the test below, binding bus 39)
+
+
 def test_a_reserved_customer_behind_a_service_cable_keeps_its_cable_for_later_decisions(
     sz, cn, tmp_path
 ):

@@ -725,8 +725,10 @@ def _in_area(v: Violation, area, tr_ids: list[int]) -> bool:
 def _cable_violations(
     limits: Limits, bus_row: int, cust_vm: float, cable_pct: float
 ) -> list[Violation]:
+    """The new service cable's: its terminal against the profile's band (not a reserved
+    neighbour's floor at the bus), its loading against the line limit."""
     out = []
-    v = limits.voltage_violation(
+    v = limits.profile.voltage_violation(
         bus_row, cust_vm, element=ElementRef("customer terminal"), name="end of the service cable"
     )
     if v is not None:
@@ -814,7 +816,7 @@ def _after_state(
 
 
 def _cable_near(limits: Limits, bus_row: int, vm: float, pct: float) -> bool:
-    lo, hi = limits.vmin[bus_row], limits.vmax[bus_row]
+    lo, hi = limits.profile.vmin[bus_row], limits.profile.vmax[bus_row]
     near_v = math.isfinite(vm) and min(abs(vm - lo), abs(vm - hi)) < VOLTAGE_BAND_PU
     near_l = math.isfinite(pct) and abs(pct - limits.line_max) < LOADING_BAND_PERCENT
     return near_v or near_l
@@ -827,7 +829,8 @@ def _state_margins(
     service cable's last when there is one."""
     m = lim.margins(st, skip_bus=skips[0], skip_line=skips[1], skip_trafo=skips[2])
     if cable is not None:
-        extra = [cust - lim.vmin[row], lim.vmax[row] - cust, (lim.line_max - pct) / 100.0]
+        band = lim.profile  # (the terminal's own band, as _cable_violations judges it)
+        extra = [cust - band.vmin[row], band.vmax[row] - cust, (lim.line_max - pct) / 100.0]
         m = np.r_[m, np.nan_to_num(np.asarray(extra, float), nan=-1.0)]
     return m
 

@@ -119,6 +119,8 @@ class Limits:
             tuple(x[1] for x in lines),
             tuple(x[1] for x in trafos),
         )
+        if "_unfloored" in self.__dict__:  # (the new rows have no floors)
+            out.__dict__["_unfloored"] = self.profile.extended(buses, lines, trafos)
         return out
 
     def floored(self, floors: dict[int, tuple[float, str]]) -> Limits:
@@ -141,7 +143,15 @@ class Limits:
             out.vmin[row] = vmin_pu
             names[row] = why
         out._renamed = names
+        out.__dict__["_unfloored"] = self.profile
         return out
+
+    @property
+    def profile(self) -> Limits:
+        """These limits without the floors of :meth:`floored`: the profile's band, by which a
+        new customer's own service-cable terminal is judged (a reserved neighbour's floor is
+        a limit of the bus, not of the newcomer's terminal)."""
+        return self.__dict__.get("_unfloored", self)
 
     # element names are read only when a violation or margin is reported
     @cached_property

@@ -7,8 +7,8 @@ holds a connection and a file descriptor for ever. A review opened 1,100 such so
 ``LVPLAN_REQUEST_READ_S`` seconds (``serve --request-timeout``, default 10) from its first byte,
 or from being opened, to deliver a request's headers, then that plus ``BODY_SECONDS`` plus 5 s
 for its body (the application answers 408 after ``BODY_SECONDS``; this closes a connection
-whose body nobody reads); otherwise it is closed. The application's own time (a decision) is not counted: the clock
-stops once the request is in.
+whose body nobody reads); otherwise it is closed. The application's own time (a decision) is
+not counted: the clock stops once the request is in.
 """
 
 from __future__ import annotations
