@@ -314,4 +314,38 @@ def test_a_connection_that_never_finishes_its_request_is_closed(tmp_path, capsys
             f"lvplan: error: --port {port}: cannot listen on 127.0.0.1: Address already in use"
         )
         assert not (tmp_path / "b.db").exists()  # refused before the register opened
+        argv = ["serve", "sz-futian", "--register", str(tmp_path / "b.db"), "--port", "1"]
+        assert main([*argv, "--request-timeout", "1e-300"]) == 2  # (closed every connection)
+        assert "--request-timeout must be in [0.1, 3600] s" in capsys.readouterr().err
         assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+
+
+def test_an_answer_being_made_is_never_cut_by_the_read_deadline(tmp_path):
+    """Found by a review: a byte after a complete request (a trailing CRLF, a pipelined
+    request) re-armed the read deadline, which then closed the connection while the decision
+    waited for the register: the approval was recorded and its answer lost."""
+    import socket
+
+    db = tmp_path / "r.db"
+    with server(db, "sz-futian", "--request-timeout", "1") as (url, _proc):
+        port = int(url.rsplit(":", 1)[1])
+        holder = sqlite3.connect(db, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # the decision waits for the register's write lock
+        body = b'{"id": "slow1", "bus": 15, "kw": 5}'
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(
+            b"POST /v1/applications HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {TOKEN}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        time.sleep(0.3)
+        s.sendall(b"\r\n")  # legal after a body; some clients send it
+        time.sleep(2.5)  # more than twice the deadline
+        holder.execute("ROLLBACK")
+        holder.close()
+        s.settimeout(30)
+        got = s.recv(4096)
+        assert got.startswith(b"HTTP/1.1 201"), got[:200]
+        assert b'"id":"slow1"' in got and b'"status":"approved"' in got
+        s.close()
+    assert open_backend(db).get("slow1").status == "approved"

@@ -960,8 +960,10 @@ def _serve(args: argparse.Namespace, crit) -> int:
     port = _int_arg("--port", args.port, 1, 65535)
     workers = _int_arg("--workers", args.workers, 1, MAX_WORKERS)
     read_s = _float_arg("--request-timeout", args.request_timeout)
-    if read_s > 3600:
-        raise InputError(f"--request-timeout must be <= 3600 s, got {args.request_timeout!r}")
+    if not 0.1 <= read_s <= 3600:  # (1e-300 closed every connection before its first byte)
+        raise InputError(
+            f"--request-timeout must be in [0.1, 3600] s, got {args.request_timeout!r}"
+        )
     os.environ[READ_TIMEOUT_ENV] = repr(read_s)  # (the workers inherit it)
     if args.token_file:
         from lvplan.io.textfile import read_text_bounded

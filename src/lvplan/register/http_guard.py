@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -39,6 +40,9 @@ class GuardedProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with a deadline for reading each request."""
 
     _deadline: asyncio.TimerHandle | None = None
+    #: requests read whole and being answered (pipelined ones too): never cut while any is
+    #: (set per connection in connection_made)
+    _answering: list[Any]
 
     def _arm(self, seconds: float | None = None) -> None:
         if self._deadline is None:
@@ -52,10 +56,15 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def _too_slow(self) -> None:
         self._deadline = None
+        self._answering = [c for c in self._answering if not c.response_complete]
+        if self._answering:  # a decision is being made (it may wait 30 s for the register):
+            self._arm()  # its answer is never cut; look again later
+            return
         if not self.transport.is_closing():
             self.transport.close()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._answering = []
         super().connection_made(transport)
         self._arm()  # a connection that never sends a byte
 
@@ -72,6 +81,8 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._disarm()
+        if self.cycle is not None and not self.cycle.response_complete:
+            self._answering.append(self.cycle)
         super().on_message_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -83,13 +94,17 @@ def check_port_free(host: str, port: int) -> None:
     """Refuse (InputError, one line) a ``--host``/``--port`` this process cannot listen on (in
     use, a privileged port, an unknown host), before the network is loaded; before, uvicorn
     said so in its own words after the whole start, and exited 3."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    try:  # ('' is every interface, as asyncio's create_server takes it)
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
     except (OSError, UnicodeError) as exc:
         raise InputError(f"--host {host}: {getattr(exc, 'strerror', None) or exc}") from None
     for family, kind, proto, _name, addr in infos:
         with socket.socket(family, kind, proto) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio binds:
+            if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # (IPv6 only)
             try:
                 s.bind(addr)
             except OSError as exc:
