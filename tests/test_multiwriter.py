@@ -244,6 +244,9 @@ def test_a_new_register_where_one_was_deleted_under_a_server(sz, cn, tmp_path, c
     )  # fmt: skip
     try:
         assert holder.stdout.readline().strip() == "ready"
+        wal = tmp_path / "r.db-wal"
+        wal_bytes = wal.stat().st_size
+        assert wal_bytes > 0
         db.unlink()
         with pytest.raises(InputError, match=r"cannot be made: r\.db-(wal|shm) is beside it"):
             open_backend(db)
@@ -253,6 +256,7 @@ def test_a_new_register_where_one_was_deleted_under_a_server(sz, cn, tmp_path, c
         assert main([*argv, "--out", str(tmp_path / "o.csv")]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "still has it open: stop that process" in err
+        assert wal.stat().st_size == wal_bytes  # the holder's log untouched (it was emptied)
     finally:
         holder.kill()
         holder.wait()

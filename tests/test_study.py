@@ -83,6 +83,10 @@ def study_dir(tmp_path_factory):
             QUICK.replace("{time_limit_s: 10}", "{time_limit_s: 10, time_limit_s: 20}"),
             "'time_limit_s' given twice (first on line 9)",
         ),
+        (  # inside a merged mapping too (PyYAML flattens it unseen; found by a review)
+            QUICK + "  - <<: {network: sz-futian, network: simbench-urban}\n",
+            "line 10: 'network' given twice (first on line 10)",
+        ),
         (
             QUICK + "  - network: simbench:no-such-code\n",
             "networks[1].network: unknown SimBench code 'no-such-code'",

@@ -17,10 +17,16 @@ class _StrictLoader(yaml.SafeLoader):
     pass
 
 
-def _mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+def _refuse_repeats(loader: _StrictLoader, node: yaml.MappingNode) -> None:
+    """A key twice in ``node``, or in a mapping merged into it (``<<: {...}``, which PyYAML
+    flattens without constructing it as a mapping)."""
     first: dict[Any, int] = {}
-    for key_node, _value in node.value:
+    for key_node, value_node in node.value:
         if key_node.tag == "tag:yaml.org,2002:merge":  # "<<": merged keys may be overridden
+            merged = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            for m in merged:
+                if isinstance(m, yaml.MappingNode):
+                    _refuse_repeats(loader, m)
             continue
         key = loader.construct_object(key_node, deep=True)
         try:
@@ -31,6 +37,10 @@ def _mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) 
         if line is not None:
             raise DuplicateKey(f"line {here}: {key!r} given twice (first on line {line})")
         first[key] = here
+
+
+def _mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    _refuse_repeats(loader, node)
     return loader.construct_mapping(node, deep=deep)
 
 

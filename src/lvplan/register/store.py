@@ -326,6 +326,31 @@ def _orphans(p: Path) -> list[str]:
     return [f"{p.name}{s}" for s in ("-wal", "-shm", "-journal") if Path(f"{p}{s}").exists()]
 
 
+#: the byte of a ``-shm`` file every open SQLite connection holds a shared lock on (SQLite's
+#: unix VFS: UNIX_SHM_DMS, after the 8 lock bytes from offset 120)
+_SHM_DMS_BYTE = 128
+
+
+def _shm_in_use(shm: Path) -> bool:
+    """Whether a process has SQLite open on ``shm`` (it holds a read lock on the DMS byte):
+    an exclusive lock on that byte is tried without waiting, and let go at once."""
+    import fcntl
+
+    try:
+        fd = os.open(shm, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _SHM_DMS_BYTE)
+    except OSError:
+        return True
+    else:
+        fcntl.lockf(fd, fcntl.LOCK_UN, 1, _SHM_DMS_BYTE)
+        return False
+    finally:
+        os.close(fd)
+
+
 class SqliteBackend:
     """SQLite in WAL mode, synchronous=FULL: an answer given after a write transaction
     committed survives a killed process. Writers in any process are serialised by SQLite's
@@ -358,6 +383,8 @@ class SqliteBackend:
             if not p.parent.is_dir():
                 raise InputError(f"register {self.path}: folder {p.parent} does not exist")
         orphans = _orphans(Path(self.path)) if writable and not self._memory else []
+        if orphans and _shm_in_use(Path(f"{self.path}-shm")):  # before SQLite opens them
+            raise InputError(self._orphaned(orphans))  # (it emptied the holder's -wal)
         try:
             con = self._con()
             if writable:
@@ -369,13 +396,16 @@ class SqliteBackend:
         except (sqlite3.DatabaseError, RegisterUnavailable) as exc:
             if orphans:  # (before: "cannot be written (disk I/O error)", and nothing more)
                 self._drop_failed_start()
-                raise InputError(
-                    f"register {self.path}: cannot be made: {orphans[0]} is beside it, left by "
-                    "a register deleted while a process (a server?) still has it open: stop "
-                    "that process, or give another path"
-                ) from None
+                raise InputError(self._orphaned(orphans)) from None
             what = "cannot be written" if writable else "cannot be read"
             raise InputError(f"register {self.path}: {what} ({_cause(exc)})") from None
+
+    def _orphaned(self, orphans: list[str]) -> str:
+        return (
+            f"register {self.path}: cannot be made: {orphans[0]} is beside it, left by a "
+            "register deleted while a process (a server?) still has it open: stop that "
+            "process, or give another path"
+        )
 
     def _drop_failed_start(self) -> None:
         """Remove the file this start made before it failed (SQLite writes its first page,
