@@ -471,6 +471,7 @@ def test_a_desk_refuses_a_register_migrated_behind_it(sz, cn, other_version, reg
         a.apply({"id": "a2", "bus": 32, "kw": 20})
     with pytest.raises(RegisterUnavailable):
         a.check({"bus": 32, "kw": 20})
+    assert a.health()["ok"] is False and "now belongs to network" in a.health()["error"]
     assert open_backend(db).get("a2") is None
 
 
@@ -503,6 +504,9 @@ def test_a_register_is_decided_under_one_set_of_criteria(sz, cn, register_spec):
     assert reg.get("a1").status == "approved" and reg.get("a1").bus == 20  # a promise stays
     with pytest.raises(RegisterUnavailable, match="now decided under criteria cn with line"):
         a.apply({"id": "a4", "bus": 50, "kw": 5})
+    health = a.health()  # what /healthz answers (it said ok: found by a review)
+    assert health["ok"] is False and "now decided under criteria" in health["error"]
+    assert moved.health() == {"ok": True, "error": None}
     assert reg.get("a4") is None
     with pytest.raises(InputError, match="decided under criteria cn with line_max"):
         Desk(sz, open_backend(db), cn)

@@ -289,15 +289,23 @@ class Desk:
     def _counter(self, island: str) -> str | None:
         return island if self.register.scoped else None
 
-    def _catch_up(self, tx: Txn, islands: list[str] | None = None) -> None:
-        """Bring the reserved loads up to what the register holds now (call under the lock,
-        inside a transaction, so the snapshot is the one the decision is made against): on
-        ``islands`` (a scoped register), or everywhere (None).
+    def health(self) -> dict[str, Any]:
+        """The register's health (``{"ok", "error"}``), and whether it is still bound to this
+        desk's network and criteria: after another process migrated it, every decision is
+        503, and so is /healthz (it said ok, and a balancer kept sending traffic)."""
+        reg = self.register.health()
+        if not reg["ok"]:
+            return reg
+        try:
+            with self.register.transaction(write=False) as tx:
+                self._check_binding(tx)
+        except RegisterUnavailable as exc:
+            return {"ok": False, "error": str(exc)}
+        return reg
 
-        First, that the register is still the one this desk counted: bound to this network
-        (a ``--migrate`` by another process re-homes it), and its event log still holding the
-        last event counted (a register restored from a backup rewinds it). Otherwise nothing
-        can be decided until a restart (RegisterUnavailable: 503)."""
+    def _check_binding(self, tx: Txn) -> None:
+        """RegisterUnavailable when the register now belongs to another network, or (for a
+        writer) is decided under other criteria: a ``--migrate`` by another process."""
         bound = tx.meta("network_fingerprint")
         if bound is not None and bound != self.pristine.fingerprint:
             raise RegisterUnavailable(
@@ -312,6 +320,17 @@ class Desk:
                 f" ({under[:12]}), not {self.criteria.label} ({self.criteria.fingerprint[:12]}):"
                 " restart with the criteria it was migrated to"
             )
+
+    def _catch_up(self, tx: Txn, islands: list[str] | None = None) -> None:
+        """Bring the reserved loads up to what the register holds now (call under the lock,
+        inside a transaction, so the snapshot is the one the decision is made against): on
+        ``islands`` (a scoped register), or everywhere (None).
+
+        First, that the register is still the one this desk counted: bound to this network
+        (a ``--migrate`` by another process re-homes it), and its event log still holding the
+        last event counted (a register restored from a backup rewinds it). Otherwise nothing
+        can be decided until a restart (RegisterUnavailable: 503)."""
+        self._check_binding(tx)
         if not self.register.scoped:
             clocks = tx.clocks()
         elif islands is None:

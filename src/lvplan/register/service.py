@@ -293,7 +293,7 @@ def create_app(desk: Desk, token: str, *, open_docs: bool = False):
     async def healthz():
         # a read (and, for SQLite, a stat of the file): no lock, no decision; a database
         # server's answer can take a connection's time-out, so it is read off the loop
-        health = desk.register.health
+        health = desk.health  # (the register, and still bound to this network and criteria)
         local = isinstance(desk.register, SqliteBackend)
         reg = health() if local else await run_in_threadpool(health)
         body = {
