@@ -203,7 +203,7 @@ class Criteria:
         trafo_max_loading_percent=1000``."""
         if not self.overridden:
             return self.profile
-        sets = ", ".join(f"{k}={getattr(self, k):g}" if isinstance(getattr(self, k), float)
+        sets = ", ".join(f"{k}={getattr(self, k):.12g}" if isinstance(getattr(self, k), float)
                          else f"{k}={getattr(self, k)}" for k in self.overridden)  # fmt: skip
         return f"{self.profile} with {sets}"
 
