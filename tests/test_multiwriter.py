@@ -270,6 +270,28 @@ def test_a_new_register_where_one_was_deleted_under_a_server(sz, cn, tmp_path, c
     assert [a.id for a in open_backend(db).all()] == ["b1"]
 
 
+def test_a_new_register_beside_our_own_deleted_one_keeps_its_locks(tmp_path):
+    """Found by a review: the look for a living holder of a deleted register's -shm, made
+    from the process that holds it, found no conflict (a process's own locks never conflict)
+    and its close dropped that process's SQLite locks on the file: the new register was made
+    over the live -wal, and any other process was let through too."""
+    db = tmp_path / "r.db"
+    a = open_backend(db)
+    with a.transaction(write=True) as tx:
+        tx.set_meta("x", "1" * 5000)
+    wal_bytes = (tmp_path / "r.db-wal").stat().st_size
+    db.unlink()
+    with pytest.raises(InputError, match=r"r\.db-wal is beside it"):
+        open_backend(db)
+    assert (tmp_path / "r.db-wal").stat().st_size == wal_bytes
+    probe = (
+        "from pathlib import Path; from lvplan.register.store import _shm_in_use; "
+        f"print(_shm_in_use(Path({str(db)!r} + '-shm')))"
+    )
+    other = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert other.stdout.strip() == "True"  # our locks are still held
+
+
 def test_deleted_register_under_a_running_server_gives_503(tmp_path):
     db = tmp_path / "r.db"
     with server(db) as (url, proc):

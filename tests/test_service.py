@@ -349,3 +349,70 @@ def test_an_answer_being_made_is_never_cut_by_the_read_deadline(tmp_path):
         assert b'"id":"slow1"' in got and b'"status":"approved"' in got
         s.close()
     assert open_backend(db).get("slow1").status == "approved"
+
+
+def test_the_read_deadline_keeps_no_answered_request_and_drops_a_client_that_never_reads():
+    """Found by a review of the guard: (1) every answered request of a keep-alive connection
+    was kept (headers, scope, any unread body) for as long as the connection lived; (2) a
+    client that pipelines requests and never reads their answers held the connection for
+    ever (an answer being sent is never cut, and it waited for the client)."""
+    import asyncio
+
+    import uvicorn
+
+    from lvplan.register.http_guard import READ_TIMEOUT_ENV, GuardedProtocol
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        body = b"x" * 20_000
+        start = {"type": "http.response.start", "status": 200,
+                 "headers": [(b"content-length", str(len(body)).encode())]}  # fmt: skip
+        await send(start)
+        await send({"type": "http.response.body", "body": body})
+
+    async def run() -> tuple[int, float]:
+        port = free_port()
+        cfg = uvicorn.Config(app, port=port, http=GuardedProtocol, log_level="error",
+                             lifespan="off")  # fmt: skip
+        srv = uvicorn.Server(cfg)
+        task = asyncio.create_task(srv.serve())
+        while not srv.started:
+            await asyncio.sleep(0.05)
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(300):  # one keep-alive connection, one request after another
+            w.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            await w.drain()
+            await r.readuntil(b"\r\n\r\n")  # the head, then the 20 kB body
+            await r.readexactly(20_000)
+        (proto,) = srv.server_state.connections
+        kept = len(proto._answering)
+        w.close()
+        # a client that asks and never reads: 400 answers of 20 kB, 8 MB, fill the buffers
+        import socket
+
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(s, ("127.0.0.1", port))
+        s.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 400)
+        t0 = time.monotonic()
+        while srv.server_state.connections and time.monotonic() - t0 < 20:
+            await asyncio.sleep(0.1)
+        gone = time.monotonic() - t0
+        s.close()
+        srv.should_exit = True
+        await task
+        return kept, gone
+
+    old = os.environ.get(READ_TIMEOUT_ENV)
+    os.environ[READ_TIMEOUT_ENV] = "1"
+    try:
+        kept, gone = asyncio.run(run())
+    finally:
+        if old is None:
+            os.environ.pop(READ_TIMEOUT_ENV)
+        else:
+            os.environ[READ_TIMEOUT_ENV] = old
+    assert kept <= 1  # (it was 300)
+    assert gone < 5.0  # let go within two periods of the 1 s deadline (held for ever before)

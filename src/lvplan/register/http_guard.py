@@ -43,6 +43,8 @@ class GuardedProtocol(HttpToolsProtocol):
     #: requests read whole and being answered (pipelined ones too): never cut while any is
     #: (set per connection in connection_made)
     _answering: list[Any]
+    #: the last look found an answer waiting for the client to read it
+    _stalled_before: bool
 
     def _arm(self, seconds: float | None = None) -> None:
         if self._deadline is None:
@@ -57,16 +59,31 @@ class GuardedProtocol(HttpToolsProtocol):
     def _too_slow(self) -> None:
         self._deadline = None
         self._answering = [c for c in self._answering if not c.response_complete]
-        if self._answering:  # a decision is being made (it may wait 30 s for the register):
-            self._arm()  # its answer is never cut; look again later
+        stalled = self._answering and self.flow is not None and self.flow.write_paused
+        if self._answering and not (stalled and self._stalled_before):
+            # a decision is being made (it may wait 30 s for the register): its answer is
+            # never cut; look again later. Unless the answer waits for a client that does
+            # not read it, for a whole period and more: then nobody would read it anyway
+            self._stalled_before = bool(stalled)
+            self._arm()
             return
-        if not self.transport.is_closing():
+        if stalled:  # (close() would wait for the client to read what is queued: for ever)
+            for cycle in self._answering:  # as connection_lost does for the current one only:
+                cycle.disconnected = True  # a pipelined answer then writes nothing more
+                cycle.message_event.set()
+            self.transport.abort()
+        elif not self.transport.is_closing():
             self.transport.close()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._answering = []
+        self._stalled_before = False
         super().connection_made(transport)
         self._arm()  # a connection that never sends a byte
+
+    def on_message_begin(self) -> None:
+        self._arm()  # the next request of a packet (pipelined) after one that completed
+        super().on_message_begin()
 
     def data_received(self, data: bytes) -> None:
         self._arm()  # (the request this byte belongs to; disarmed when it is complete)
@@ -81,8 +98,12 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._disarm()
+        # (answered ones dropped here too: on a busy keep-alive connection the deadline
+        # never fires, and the list held every cycle, headers and body, for good)
+        self._answering = [c for c in self._answering if not c.response_complete]
         if self.cycle is not None and not self.cycle.response_complete:
             self._answering.append(self.cycle)
+            self._arm()  # a watch: an answer a client never reads does not hold it for ever
         super().on_message_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -331,12 +331,22 @@ def _orphans(p: Path) -> list[str]:
 _SHM_DMS_BYTE = 128
 
 
+#: (device, inode) of every ``-shm`` a backend of this process has seen: SQLite holds locks
+#: on them, and a lock of this process never conflicts with its own (nor may it be tried: the
+#: close of any descriptor of the file drops all of this process's locks on it)
+_OUR_SHM: set[tuple[int, int]] = set()
+
+
 def _shm_in_use(shm: Path) -> bool:
     """Whether a process has SQLite open on ``shm`` (it holds a read lock on the DMS byte):
-    an exclusive lock on that byte is tried without waiting, and let go at once."""
+    one of ours, or another process's, found by trying an exclusive lock on that byte without
+    waiting (let go at once)."""
     import fcntl
 
     try:
+        st = os.stat(shm)  # (not opened first: closing it would drop our own locks)
+        if (st.st_dev, st.st_ino) in _OUR_SHM:
+            return True
         fd = os.open(shm, os.O_RDWR | os.O_CLOEXEC)
     except OSError:
         return False
@@ -471,6 +481,8 @@ class SqliteBackend:
             if seen is None:
                 if now is not None:
                     self._side[suffix] = now
+                    if suffix == "-shm":
+                        _OUR_SHM.add(now)
             elif now != seen:
                 raise RegisterUnavailable(
                     f"register: its {suffix[1:]} file was deleted or replaced while in use "
