@@ -297,6 +297,27 @@ def test_a_reserved_neighbours_floor_is_not_the_newcomers_terminal_limit(sz, cn)
     # (the floor still binds the bus itself: the test below, binding bus 39)
 
 
+def test_evaluate_judges_a_reserved_customers_bus_by_its_floor(sz, cn):
+    """Found by a review: ``evaluate(network, changes)`` judged the bus of a reservation
+    behind a cable by the profile's band, not its floor: a 15 kW load added at bus 7 left the
+    bus at 377.7 V, under the 378.5 V floor (the reserved terminal at 352.5 V in pandapower,
+    band 353.4 V), and nothing was reported."""
+    from lvplan.decision import choose_service_cable, reserved_load
+    from lvplan.register.desk import _reservable_copy
+
+    net = _reservable_copy(sz)
+    cable = choose_service_cable(60, 29.0, 545)
+    first = check(net, bus=7, kw=60, criteria=cn, cable=cable)
+    held = reserved_load(net, cn, 7, first.design_kw / 1000, first.design_kvar / 1000, cable)
+    net.reserve({"R": held})
+    ev = lvplan.evaluate(net, lvplan.Changes().add_load(7, 15, 7.3), cn)
+    floor = [v for v in ev.violations if "reserved application R" in v.element_name]
+    assert len(floor) == 1 and floor[0].limit == pytest.approx(held.min_bus_pu * 400)
+    assert 377 < floor[0].value < floor[0].limit
+    assert not [v for v in lvplan.evaluate(sz, lvplan.Changes().add_load(7, 15, 7.3), cn)
+                .violations if "reserved" in v.element_name]  # fmt: skip
+
+
 def test_a_reserved_customer_behind_a_service_cable_keeps_its_cable_for_later_decisions(
     sz, cn, tmp_path
 ):

@@ -200,7 +200,7 @@ class _Context:
         #: the profile's limits on the network's tables; :attr:`limits` adds the floors of
         #: reserved customers behind service cables (:func:`reserved_load`)
         self.table_limits = Limits(network.pp, criteria) if limits is None else limits
-        self.limits = self.table_limits.floored(_floors(network))
+        self.limits = self.table_limits.floored(reservation_floors(network))
         self.base = network.base_state()
         self.base_judgement = self.limits.judge(self.base)
         self.base_viol_masks = self.limits.violated(self.base)
@@ -208,7 +208,7 @@ class _Context:
         self.outside: _Outside | None = None  # for checks on other islands (decision._outside)
 
 
-def _floors(network: Network) -> dict[int, tuple[float, str]]:
+def reservation_floors(network: Network) -> dict[int, tuple[float, str]]:
     """The bus floors of the network's reservations behind service cables (row: the least
     voltage, pu, and why), the highest where several share a bus."""
     out: dict[int, tuple[float, str]] = {}

@@ -142,10 +142,17 @@ def evaluate(
         state, iters = _by_pandapower(network, materialise(network.pp, plan)), 0
     else:
         state, iters = _by_stamps(eng, network, _Rows(network.pp, plan))
-    limits = _context_limits(network, crit).extended(
-        [(b, float(kw["vn_kv"]), str(kw.get("name") or "")) for b, kw in plan.buses.items()],
-        [(i, str(kw.get("name") or "")) for i, kw in plan.lines.items()],
-        [(i, str(kw.get("name") or "")) for i, kw in plan.trafos.items()],
+    from lvplan.decision import reservation_floors
+
+    # (a reservation behind a service cable puts a floor on its bus, as in every decision)
+    limits = (
+        _context_limits(network, crit)
+        .floored(reservation_floors(network))
+        .extended(
+            [(b, float(kw["vn_kv"]), str(kw.get("name") or "")) for b, kw in plan.buses.items()],
+            [(i, str(kw.get("name") or "")) for i, kw in plan.lines.items()],
+            [(i, str(kw.get("name") or "")) for i, kw in plan.trafos.items()],
+        )
     )
     return Evaluation(
         network.name, resolved, state, limits, limits.judge(state), iters, plan, network.pp
