@@ -60,3 +60,27 @@ def test_tighter_trafo_limit_turns_a_fit_into_does_not_fit(sz):
     assert loose.decision == "fits"
     assert tight.decision == "does_not_fit" and tight.binding.kind == "transformer"
     assert tight.to_dict()["criteria"]["trafo_max_loading_percent"] == 80.0
+
+
+def test_the_fingerprint_holds_what_a_decision_depends_on(monkeypatch):
+    """A register is decided under one fingerprint: every limit after --set and the demand
+    factors change it; the same value given again, the description and the sources do not."""
+    import dataclasses
+
+    import lvplan.criteria as crit_mod
+
+    cn = load_criteria("cn")
+    fp = cn.fingerprint
+    assert len(fp) == 64 and load_criteria("cn").fingerprint == fp
+    assert load_criteria("cn", trafo_max_loading_percent=100).fingerprint == fp
+    assert load_criteria("cn", trafo_max_loading_percent=101).fingerprint != fp
+    assert load_criteria("cn", lv_min_voltage_v=353.40000001).fingerprint != fp
+    assert load_criteria("en50160").fingerprint != fp
+    assert dataclasses.replace(cn, description="another text").fingerprint == fp
+    cats = dict(crit_mod._categories())
+    cats["retail"] = dataclasses.replace(cats["retail"], demand_factor=0.9)
+    monkeypatch.setattr(crit_mod, "_categories", lambda: cats)
+    assert cn.fingerprint != fp  # a demand factor changed: decisions change
+    assert load_criteria("cn", lv_min_voltage_v=353.40000001).label == (
+        "cn with lv_min_voltage_v=353.40000001"
+    )

@@ -186,14 +186,16 @@ class Criteria:
 
     @property
     def fingerprint(self) -> str:
-        """SHA-256 of the values decisions depend on (every limit and rule; not the
-        description, the sources or the list of overridden names): a register is decided
-        under one set of them (:func:`lvplan.register.desk.bind_criteria`)."""
+        """SHA-256 of the values decisions depend on (every limit and rule, and the categories'
+        demand factors; not the description, the sources or the list of overridden names):
+        a register is decided under one set of them (:func:`lvplan.register.desk.bind_criteria`)."""
         import hashlib
         import json
 
         text = {"description", "n1_sources", "n1_screening_rule", "overridden"}
         values = {k: v for k, v in self.to_dict().items() if k not in text}
+        # the demand factors turn declared kW into design kW: a decision depends on them too
+        values["demand_factors"] = {n: c.demand_factor for n, c in sorted(categories().items())}
         blob = json.dumps(values, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 
