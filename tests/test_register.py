@@ -401,9 +401,11 @@ def test_an_output_that_is_the_register_or_a_register_in_memory_is_refused(tmp_p
         url = f"sqlite:///{db}"
         argv = ["check-batch", "sz-futian", str(queue), "--register", url, "--out", str(out)]
         assert main(argv) == 2, out
-        assert f"is --register {url}, which this run reads" in capsys.readouterr().err
+        assert f"is --register {db}, which this run reads" in capsys.readouterr().err
         assert main(["register", "export", str(out), "--register", url]) == 2
-        capsys.readouterr()
+        assert "which this run reads" in capsys.readouterr().err
+    assert main(["register", "list", "--register", f"sqlite:///{db}"]) == 0  # (it said: no such
+    assert "1 applications" in capsys.readouterr().out  # register file)
     assert [a.id for a in open_backend(db).all()] == ["q1"]
     assert queue.read_text(encoding="utf-8").startswith("id,bus,kw")
     for spec in (":memory:", "sqlite:///:memory:", f"file:{tmp_path}/u.db", " ", f"{db} "):

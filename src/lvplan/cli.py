@@ -827,9 +827,10 @@ def _hosting(args: argparse.Namespace, crit) -> int:
 def _register(args: argparse.Namespace) -> int:
 
     from lvplan.io.atomic import write_output_file
-    from lvplan.register.store import NotFound, export_csv, is_url, open_backend
+    from lvplan.register.store import NotFound, export_csv, open_backend, register_file
 
-    if not is_url(args.register) and not Path(args.register).is_file():
+    local = register_file(args.register)  # (None: a database server's URL)
+    if local is not None and not Path(local).is_file():
         raise InputError(f"--register {args.register}: no such register file")
     reg = open_backend(args.register, writable=False)
     if args.action == "list":
@@ -862,7 +863,7 @@ def _register(args: argparse.Namespace) -> int:
     if not args.arg:
         raise InputError("register export needs a CSV file to write")
     apps = reg.all()
-    inputs = [("--register", args.register)]
+    inputs = [("--register", local)]
     write_output_file(args.arg, export_csv(apps), flag="register export", inputs=inputs)
     print(f"exported {len(apps)} applications to {args.arg}")
     return 0

@@ -182,14 +182,9 @@ def refuse_input_as_output(path: str | os.PathLike, inputs: Inputs, flag: str = 
     SQLite keeps beside an input (a register's ``-wal``): writing it would replace the input."""
     out = os.path.realpath(without_dotdot(path))
     for what, given in inputs:
-        if given is None:
+        if given is None:  # (no file: e.g. a register on a database server)
             continue
-        local = str(given)
-        if local.startswith("sqlite:///"):  # a SQLite file written as a URL (open_backend's)
-            local = local[len("sqlite:///") :]
-        elif "://" in local:  # a database server's: no file here
-            continue
-        real = os.path.realpath(without_dotdot(local))
+        real = os.path.realpath(without_dotdot(given))
         same = out == real
         with contextlib.suppress(OSError):
             same = same or os.path.samefile(out, real)  # (a hard link)

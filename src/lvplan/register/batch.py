@@ -24,7 +24,7 @@ from lvplan.io.atomic import check_output_file, write_output_file
 from lvplan.io.csvsafe import safe_writer
 from lvplan.io.textfile import read_text_bounded
 from lvplan.register.desk import Desk, normalise_request, validate_request
-from lvplan.register.store import Conflict, open_backend, request_hash
+from lvplan.register.store import Conflict, open_backend, register_file, request_hash
 
 OUT_COLUMNS = [
     "id",
@@ -108,7 +108,7 @@ def run_batch(
     inputs = [
         ("the network", network.source),
         ("the applications file", queue_csv),
-        ("--register", register),
+        ("--register", register_file(register)),
     ]
     check_output_file(out_csv, inputs=inputs)  # (before anything is decided)
     queue = read_queue(queue_csv, network, criteria)

@@ -613,9 +613,13 @@ def _row(r) -> Application:
     )
 
 
-def is_url(spec: str | Path) -> bool:
-    """A register given as a database URL (``postgresql://``), not a SQLite file."""
-    return "://" in str(spec) and not str(spec).startswith("sqlite:///")
+def register_file(spec: str | Path) -> str | None:
+    """The SQLite file a register spec names (a path, or ``sqlite:///PATH``); None for a
+    database server's URL."""
+    text = str(spec)
+    if text.startswith("sqlite:///"):
+        return text[len("sqlite:///") :]
+    return None if "://" in text else text
 
 
 def open_backend(spec: str | Path, *, writable: bool = True) -> Backend:
@@ -623,9 +627,10 @@ def open_backend(spec: str | Path, *, writable: bool = True) -> Backend:
     ``postgresql://user@host:port/db`` (or ``postgres://``). A URL that cannot be reached is
     an InputError (one line); it never falls back to a SQLite file."""
     text = str(spec)
-    if text.startswith("sqlite:///"):
-        text = text[len("sqlite:///") :]
-    elif "://" in text:
+    local = register_file(text)
+    if local is not None:
+        text = local
+    else:
         scheme = text.split("://", 1)[0]
         if scheme in ("postgresql", "postgres"):
             from lvplan.register.postgres import PostgresBackend
