@@ -25,6 +25,7 @@ from lvplan import __version__
 from lvplan.criteria import Criteria
 from lvplan.decision import (
     MIN_KW,
+    Cable,
     Decision,
     check,
     reserved_load,
@@ -388,17 +389,8 @@ class Desk:
                 drop.add(a.id)
 
     def _load_of(self, app: Application) -> ExtraLoad:
-        """What an approved application reserves: its load, behind its service cable if it has
-        one (:func:`lvplan.decision.reserved_load`)."""
         assert app.bus is not None
-        return reserved_load(
-            self.network,
-            self.criteria,
-            int(app.bus),
-            app.design_kw / 1000.0,
-            app.design_kvar / 1000.0,
-            stored_cable(app.decision.get("service_cable")),
-        )
+        return reservation_of(self.network, self.criteria, app, int(app.bus))
 
     def _saw(self, tx: Txn, scope: str | None, n: int) -> None:
         self.seen[scope] = n
@@ -643,6 +635,19 @@ class Desk:
 
 def _round(x: float | None, nd: int = 1) -> float | None:
     return None if x is None else round(x, nd)
+
+
+def reservation_of(network: Network, criteria: Criteria, app: Application, bus: int) -> ExtraLoad:
+    """What an approved application reserves at ``bus``: its load, behind its service cable
+    if it has one (:func:`lvplan.decision.reserved_load`). The desk and ``--migrate`` both."""
+    return reserved_load(
+        network, criteria, bus, app.design_kw / 1000.0, app.design_kvar / 1000.0, cable_of(app)
+    )
+
+
+def cable_of(app: Application) -> Cable | None:
+    """The service cable an application's decision sized (None: connected at the bus)."""
+    return stored_cable(app.decision.get("service_cable"))
 
 
 def _reservable_copy(network: Network) -> Network:

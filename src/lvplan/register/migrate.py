@@ -60,9 +60,9 @@ def _bus_by_name(network: Network) -> dict[str, int]:
 
 def migrate_register(register: Backend, network: Network, criteria: Criteria) -> Migration | None:
     """Migrate ``register`` onto ``network``; None when it already belongs to it."""
-    from lvplan.decision import check, reserved_load, stored_cable
+    from lvplan.decision import check
     from lvplan.model.topology import mv_islands
-    from lvplan.register.desk import _reservable_copy, island_key
+    from lvplan.register.desk import _reservable_copy, island_key, reservation_of
 
     fp = network.fingerprint
     with register.transaction(write=True) as tx:
@@ -114,9 +114,7 @@ def migrate_register(register: Backend, network: Network, criteria: Criteria) ->
                     report.no_longer_fit.append(a.id)
                 bus = moved[a.id]
                 assert bus is not None
-                cable = stored_cable(a.decision.get("service_cable"))
-                p_mw, q_mvar = a.design_kw / 1000, a.design_kvar / 1000
-                work.reserve({a.id: reserved_load(work, criteria, bus, p_mw, q_mvar, cable)})
+                work.reserve({a.id: reservation_of(work, criteria, a, bus)})
             tx.move(a.id, moved[a.id], fp, at, note, island_key(islands, moved[a.id]))
         tx.set_meta("network_fingerprint", fp)
         tx.set_meta("network_name", network.name)
@@ -126,7 +124,7 @@ def migrate_register(register: Backend, network: Network, criteria: Criteria) ->
 
 
 def _recheck(check, work: Network, a: Application, bus: int | None, criteria: Criteria) -> str:
-    from lvplan.decision import stored_cable
+    from lvplan.register.desk import cable_of
 
     req = a.request
     d = check(
@@ -137,6 +135,6 @@ def _recheck(check, work: Network, a: Application, bus: int | None, criteria: Cr
         pf=req.get("pf"),
         criteria=criteria,
         headroom=False,
-        cable=stored_cable(a.decision.get("service_cable")),
+        cable=cable_of(a),
     )
     return str(d.decision)
