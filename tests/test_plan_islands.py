@@ -245,6 +245,46 @@ def test_resume_after_a_kill_reuses_the_finished_group_only(city, cn, tmp_path, 
     assert ran == [owner]
 
 
+class _Forged:
+    """A pickle that writes the file it names when loaded (what a planted group would do)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_resume_never_unpickles_a_group_file_lvplan_did_not_write(city, cn, tmp_path, monkeypatch):
+    """``--resume DIR`` read ``DIR/parts/<key>.pkl`` with ``pickle.loads``: a file put there by
+    anyone who could write into the folder ran its code. The groups are now signed with this
+    user's key (:mod:`lvplan.io.signed`): a planted file under a group's own name is planned
+    again, and nothing of it is unpickled."""
+    import pickle
+
+    net, demand = city
+    first = make_plan(net, demand, criteria=cn, method="greedy", workers=1, work_dir=tmp_path)
+    kept = sorted((tmp_path / "parts").glob("*.pkl"))
+    assert len(kept) == 2
+    marker = tmp_path / "ran"
+    kept[0].write_bytes(pickle.dumps(_Forged(marker)))
+    ran: list[int] = []
+    real = groups_mod.run_group
+
+    def counted(job):
+        ran.append(job.index)
+        return real(job)
+
+    monkeypatch.setattr(groups_mod, "run_group", counted)
+    again = make_plan(
+        net, demand, criteria=cn, method="greedy", workers=1, work_dir=tmp_path, resume=True
+    )
+    assert not marker.exists()
+    assert len(ran) == 1  # the planted group planned again, the other one reused
+    assert again.cost_cny == pytest.approx(first.cost_cny, abs=0.01)
+    assert kept[0].read_bytes().startswith(b"lvplan-signed-pickle-1")  # (written again)
+
+
 def test_cli_workers_and_resume(city, tmp_path, capsys, monkeypatch):
     net_dir = str(city[0].source)
     demand = str(city[1])

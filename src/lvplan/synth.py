@@ -30,6 +30,7 @@ import pandas as pd
 
 from lvplan import __version__
 from lvplan.errors import InputError
+from lvplan.io import signed
 from lvplan.io.atomic import atomic_file
 
 SIMBENCH_TEMPLATES = (
@@ -82,19 +83,18 @@ def _cache_path() -> Path:
 def templates() -> list[Template]:
     """The LV templates (SimBench grids are converted once and cached in ~/.cache/lvplan)."""
     path = _cache_path()
-    if path.is_file():
-        try:
-            with path.open("rb") as fh:
-                out = pickle.load(fh)
-            if isinstance(out, list) and len(out) == len(SIMBENCH_TEMPLATES) + 1:
-                return out
-        except Exception:  # a stale or broken cache is rebuilt
-            pass
+    try:
+        with signed.verified(path) as fh:  # (one this user's lvplan did not write: rebuilt)
+            out = None if fh is None else pickle.load(fh)
+        if isinstance(out, list) and len(out) == len(SIMBENCH_TEMPLATES) + 1:
+            return out
+    except Exception:  # a stale or broken cache is rebuilt
+        pass
     out = [_simbench_template(code) for code in SIMBENCH_TEMPLATES]
     out.append(_futian_template())
     try:  # the one way lvplan writes a file whole (two processes building it at once each
-        with atomic_file(path) as fh:  # write their own temporary, not one ``.tmp`` both)
-            pickle.dump(out, fh)
+        with atomic_file(path) as fh, signed.signing(fh) as w:  # write their own temporary,
+            pickle.dump(out, w)  # not one ``.tmp`` both)
     except OSError:
         pass
     return out

@@ -27,6 +27,7 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from lvplan.io import signed
 from lvplan.io.atomic import atomic_file
 from lvplan.model.topology import island_labels
 from lvplan.powerflow.ac import NUMBA_KEY
@@ -499,7 +500,8 @@ def cache_path(directory, fingerprint: str) -> Path:
 def save_cache(islands: IslandStates, whole, directory) -> Path | None:
     """Write the prepared islands to ``directory`` (atomically), keyed by the network's
     fingerprint and the lvplan version, which the file also holds and :func:`load_cache`
-    compares. Only islands without reserved loads are cached (the register's reservations
+    compares, signed with this user's key (:mod:`lvplan.io.signed`: a file it did not write is
+    not unpickled). Only islands without reserved loads are cached (the register's reservations
     are applied after loading, as after a fresh start). Returns the file, or None when
     there was nothing to cache."""
     import pickle
@@ -516,9 +518,9 @@ def save_cache(islands: IslandStates, whole, directory) -> Path | None:
     path = cache_path(directory, whole.fingerprint)
     # streamed (a city's islands are gigabytes), then renamed over: never half a file; a
     # pickle only its owner may read
-    with atomic_file(path, mode=0o600) as fh:
-        pickle.dump(head, fh)
-        pickle.dump((head, islands.plan, islands.nets), fh, protocol=pickle.HIGHEST_PROTOCOL)
+    with atomic_file(path, mode=0o600) as fh, signed.signing(fh) as w:
+        pickle.dump(head, w)
+        pickle.dump((head, islands.plan, islands.nets), w, protocol=pickle.HIGHEST_PROTOCOL)
     return path
 
 
@@ -533,8 +535,8 @@ def load_cache(whole, directory) -> IslandStates | None:
     path = cache_path(directory, whole.fingerprint)
     want = {"format": CACHE_FORMAT, "fingerprint": whole.fingerprint, "lvplan_version": __version__}
     try:
-        with open(path, "rb") as fh:
-            if pickle.load(fh) != want:
+        with signed.verified(path) as fh:  # (one this user's lvplan did not write: None)
+            if fh is None or pickle.load(fh) != want:
                 return None
             head, island_plan, nets = pickle.load(fh)
     except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, ValueError):

@@ -13,8 +13,8 @@ rows, the profile, the catalogue, the method, the time limit, and the code's ``P
 and lvplan version (not a hash of its source). A group whose worker dies is
 run again (Dask's retries; a fresh local pool); ``resume`` reuses the finished groups of an
 interrupted run, and a changed input changes the key, so a stale group is never reused. The
-files are pickles written by lvplan for this run's own reuse (do not resume from a folder
-someone else could write into).
+files are pickles signed with this user's key (:mod:`lvplan.io.signed`): one lvplan did not
+write is planned again, never unpickled.
 
 The plans are joined into one :class:`lvplan.planning.plan.Plan` over the whole network:
 options, sites, upgrades and areas renumbered into one instance, the chosen ones into one
@@ -32,7 +32,6 @@ import hashlib
 import json
 import math
 import os
-import pickle
 import re
 import time
 from collections.abc import Callable
@@ -43,6 +42,7 @@ from typing import Any
 
 from lvplan.criteria import Criteria
 from lvplan.errors import InputError
+from lvplan.io import signed
 from lvplan.io.atomic import output_errors, remove_stale_temporaries, write_bytes_atomic
 from lvplan.model.network import Network
 from lvplan.planning.candidates import Instance
@@ -260,7 +260,7 @@ class GroupStore:
         if not p.is_file():
             return None
         try:
-            out = pickle.loads(p.read_bytes())
+            out = signed.loads(p.read_bytes())
         except Exception:  # a file from another lvplan version: planned again
             return None
         return out if isinstance(out, GroupResult) and out.key == key else None
@@ -285,7 +285,7 @@ class GroupStore:
                     write_bytes_atomic(
                         self.dir / RUN_FILE, json.dumps({"network": self.label}).encode()
                     )
-                write_bytes_atomic(self.dir / f"{res.key}.pkl", pickle.dumps(res))
+                write_bytes_atomic(self.dir / f"{res.key}.pkl", signed.dumps(res))
         except InputError:
             if not self.resume and not self.names():  # a new run's empty parts/ goes (the
                 with contextlib.suppress(OSError):  # folder too, if it is new)

@@ -931,9 +931,9 @@ def plan_network(
             repairable = last[0] is not g_sol and choices(last[0]) not in passed
             if left < MIN_SOLVE_S and not (repairable and left + over_s[0] >= repair_s[0]):
                 raise _OutOfTime(
-                    f"stopped at the time limit ({time_limit_s:g} s): {deadline - now:.1f} s "
-                    f"left, a round needs {MIN_SOLVE_S:g} s of CP-SAT + {check_s[0]:.1f} s of AC "
-                    f"check + {over_s[0]:.1f} s to make the model"
+                    f"stopped at the time limit ({time_limit_s:g} s): "
+                    f"{max(deadline - now, 0.0):.1f} s left, a round needs {MIN_SOLVE_S:g} s of "
+                    f"CP-SAT + {check_s[0]:.1f} s of AC check + {over_s[0]:.1f} s to make the model"
                 )
             grid = LinearGrid(inst, mv, cuts)
             before, prev_cuts[0] = prev_cuts[0], snapshot(cuts)

@@ -1,0 +1,96 @@
+"""Pickles lvplan keeps (a plan's groups for ``--resume``, the islands cache, the synthetic
+city's templates) are read back only when this user's lvplan wrote them
+(:mod:`lvplan.io.signed`): a file put there by anyone else is never unpickled."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import stat
+
+import pytest
+
+from lvplan.io import signed
+from lvplan.io.atomic import atomic_file
+
+
+class _Runs:
+    """A pickle that, when loaded, writes the file it names (what a forged one would do)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.fixture
+def own_key(tmp_path, monkeypatch):
+    path = tmp_path / "conf" / "pickle.key"
+    monkeypatch.setenv("LVPLAN_KEY_FILE", str(path))
+    return path
+
+
+def test_a_signed_pickle_reads_back_and_the_key_is_kept_private(own_key, tmp_path):
+    data = signed.dumps({"a": [1, 2.5, "x"]})
+    assert signed.loads(data) == {"a": [1, 2.5, "x"]}
+    assert stat.S_IMODE(own_key.stat().st_mode) == 0o600 and own_key.stat().st_size == 32
+    first = signed.key()
+    assert own_key.read_bytes() == first
+    # streamed, several pickles in one file, as the islands cache writes them
+    path = tmp_path / "big.pickle"
+    with atomic_file(path, mode=0o600) as fh, signed.signing(fh) as w:
+        pickle.dump("head", w)
+        pickle.dump(list(range(300_000)), w)
+    with signed.verified(path) as fh:
+        assert fh is not None
+        assert pickle.load(fh) == "head" and pickle.load(fh)[-1] == 299_999
+
+
+def test_a_pickle_lvplan_did_not_sign_is_never_unpickled(own_key, tmp_path):
+    marker = tmp_path / "ran"
+    forged = pickle.dumps(_Runs(marker))
+    assert signed.loads(forged) is None
+    assert signed.loads(signed.MAGIC + bytes(32) + forged) is None
+    good = signed.dumps([1, 2, 3])
+    flipped = bytearray(good)
+    flipped[-3] ^= 1
+    assert signed.loads(bytes(flipped)) is None
+    assert signed.loads(good[:-1]) is None and signed.loads(b"") is None
+    path = tmp_path / "f.pickle"
+    path.write_bytes(signed.MAGIC + bytes(32) + forged)
+    with signed.verified(path) as fh:
+        assert fh is None
+    assert not marker.exists()
+    # signed by another key (another user's, or before the key changed): refused too
+    mine = signed.dumps(_Runs(marker))
+    path.write_bytes(mine)
+    os.environ["LVPLAN_KEY_FILE"] = str(tmp_path / "other" / "pickle.key")
+    assert signed.loads(mine) is None
+    with signed.verified(path) as fh:
+        assert fh is None
+    assert not marker.exists()
+
+
+def test_a_file_others_may_write_or_a_key_others_may_read_is_not_trusted(own_key, tmp_path):
+    path = tmp_path / "f.pickle"
+    with atomic_file(path) as fh, signed.signing(fh) as w:
+        pickle.dump(7, w)
+    with signed.verified(path) as fh:
+        assert fh is not None and pickle.load(fh) == 7
+    path.chmod(0o666)  # anyone may have rewritten it
+    with signed.verified(path) as fh:
+        assert fh is None
+    link = tmp_path / "link.pickle"
+    path.chmod(0o644)
+    link.symlink_to(path)
+    with signed.verified(link) as fh:
+        assert fh is None
+    # a key file others can read is not used: the process draws its own key
+    other = tmp_path / "open" / "pickle.key"
+    other.parent.mkdir()
+    other.write_bytes(b"k" * 32)
+    other.chmod(0o644)
+    os.environ["LVPLAN_KEY_FILE"] = str(other)
+    assert signed.key() != b"k" * 32
+    assert signed.loads(signed.dumps(1)) == 1  # (its own files it reads back)
