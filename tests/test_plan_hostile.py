@@ -14,6 +14,7 @@ a demand file that is a folder, binary or not UTF-8; 2000 rows at one bus (about
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
@@ -282,6 +283,53 @@ def test_a_folder_in_the_way_stops_the_run_before_any_file_is_replaced(tmp_path)
         (stage / "b.json").write_text("{}\n", encoding="utf-8")
     assert (out / "a.csv").read_text() == "old\n"
     assert sorted(p.name for p in out.iterdir()) == ["a.csv", "b.json"]
+
+
+@pytest.mark.parametrize("links", [True, False])
+def test_a_file_that_cannot_be_replaced_leaves_the_folder_as_it_was(tmp_path, monkeypatch, links):
+    """A file in ``--out`` that cannot be replaced (``chattr +i plan.csv``; another user's in a
+    sticky folder) stopped the renames half way: exit 2, but ``assignment.csv`` was the new
+    run's beside the old ``plan.csv`` and ``summary.json``, and the staged folder with its mark
+    was left in ``--out`` (found by review). Now the files already replaced are put back, the
+    new ones removed, the stage dropped: the folder as it was, and the line names the file.
+    Also where hard links cannot be made (then the file that cannot be linked goes first)."""
+    import lvplan.io.atomic as atomic
+    from lvplan.errors import InputError
+
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("a.csv", "b.csv", "d.json"):
+        (out / name).write_text(f"old {name}\n", encoding="utf-8")
+    real = os.replace
+
+    def refuses_b(src, dst, *a, **k):
+        if str(dst).endswith("b.csv") and ".lvplan-tmp.out" in str(src):
+            raise PermissionError(1, "Operation not permitted")
+        return real(src, dst, *a, **k)
+
+    monkeypatch.setattr(atomic.os, "replace", refuses_b)
+    if not links:
+        monkeypatch.setattr(atomic.os, "link", _no_link)
+    with (
+        pytest.raises(InputError, match=r"cannot write it: b\.csv: Operation not permitted; the"),
+        atomic.staged_files(out) as stage,
+    ):
+        for name in ("a.csv", "b.csv", "c.csv", "d.json"):
+            (stage / name).write_text(f"new {name}\n", encoding="utf-8")
+    assert sorted(p.name for p in out.iterdir()) == ["a.csv", "b.csv", "d.json"]
+    for name in ("a.csv", "b.csv", "d.json"):
+        assert (out / name).read_text(encoding="utf-8") == f"old {name}\n"
+    # and when nothing refuses, the run's files are in, with nothing left beside them
+    monkeypatch.setattr(atomic.os, "replace", real)
+    with atomic.staged_files(out) as stage:
+        for name in ("a.csv", "b.csv"):
+            (stage / name).write_text(f"new {name}\n", encoding="utf-8")
+    assert sorted(p.name for p in out.iterdir()) == ["a.csv", "b.csv", "d.json"]
+    assert (out / "b.csv").read_text(encoding="utf-8") == "new b.csv\n"
+
+
+def _no_link(*a, **k):
+    raise OSError(1, "Operation not permitted")
 
 
 def test_a_parts_link_is_never_followed(tmp_path, capsys):

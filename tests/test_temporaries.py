@@ -102,8 +102,9 @@ def test_every_temporary_lvplan_writes_is_one_the_sweep_knows(tmp_path, monkeypa
     st.mkdir()
     (st / "study.json").write_text("{}", encoding="utf-8")
     _publish(st, tmp_path / "o")
-    # a file, a stage and its commit mark, 2 network stages and an .old, a publish
-    assert len(made) == 7, made
+    # a file, a stage, its commit mark and the old files linked aside, 2 network stages and an
+    # .old, a publish
+    assert len(made) == 8, made
     for name in made:  # a .tmp is swept; an .old, kept by the sweep, has the one prefix too
         if name.endswith(OLD_SUFFIX):
             assert name.startswith(atomic.TMP_PREFIX) and not atomic._STALE.fullmatch(name)
@@ -303,7 +304,8 @@ def test_a_run_stopped_among_its_renames_leaves_one_runs_files(tmp_path, monkeyp
     """Ctrl-C (SIGTERM: the same since 2026-12-05) between two renames: the stage was removed
     in its ``finally``, its renames lost, ``out`` half new, half old. Now the renames are
     finished before the interrupt goes on; a rename that fails leaves the marked stage for the
-    next run that locks ``out`` to finish."""
+    next run that locks ``out`` to finish. Since 2026-12-06 a rename that fails is undone:
+    ``out`` keeps the old files, and no stage is left."""
     out = tmp_path / "out"
     out.mkdir()
     for name in ("a.csv", "b.csv", "c.csv"):
@@ -324,12 +326,9 @@ def test_a_run_stopped_among_its_renames_leaves_one_runs_files(tmp_path, monkeyp
         for name in ("a.csv", "b.csv", "c.csv"):
             (stage / name).write_text("new", encoding="utf-8")
     monkeypatch.setattr(atomic.os, "replace", real)
-    if stop is PermissionError:  # (a stage left, marked: the next run finishes it)
-        assert len(_names(out)) == 4 and (out / "a.csv").read_text(encoding="utf-8") == "new"
-        with locked_folder(out):
-            pass
     texts = {n: (out / n).read_text(encoding="utf-8") for n in ("a.csv", "b.csv", "c.csv")}
-    assert texts == dict.fromkeys(texts, "new")
+    # (an error: the renames undone, the old files kept; an interrupt: the renames finished)
+    assert texts == dict.fromkeys(texts, "old" if stop is PermissionError else "new")
     assert _names(out) == ["a.csv", "b.csv", "c.csv"]
 
 

@@ -267,7 +267,7 @@ def staged_files(
             gone = sorted(set(drop) - written)
             write_text_atomic(stage / COMMIT_MARK, json.dumps({"drop": gone}) if gone else "")
             try:
-                _commit(stage, folder, gone)
+                _commit_or_undo(stage, folder, gone)
             except KeyboardInterrupt:  # (Ctrl-C, SIGTERM among the renames: finished first)
                 _commit(stage, folder, gone)
                 done = True
@@ -314,6 +314,59 @@ def _finish(stage: Path, folder: Path) -> None:
             if not (target.exists() and target.stat().st_mtime_ns > mark_ns):
                 drop.append(name)
     _commit(stage, folder, drop)
+
+
+def _commit_or_undo(stage: Path, folder: Path, drop: Iterable[str] = ()) -> None:
+    """:func:`_commit`, undone when a rename fails (a file there that cannot be replaced:
+    immutable, or another user's in a sticky folder): before the first rename each file it
+    replaces is hard-linked aside; on an ``OSError`` every file already replaced is put back
+    from its link, every one added is removed, and the mark is dropped, so ``folder`` is as it
+    was (before, it was left half new, half old, with the rest of the stage beside it) and the
+    error is raised, naming the file. Where hard links cannot be made the file is copied aside;
+    one that cannot be copied either is renamed first, before any other is replaced. Killed
+    among the renames, the mark finishes them in the next run, as before."""
+    names = sorted(f.name for f in stage.iterdir() if f.name != COMMIT_MARK)
+    try:
+        aside = temp_folder(folder, "before")
+    except OSError:  # (no room for a folder on a full disk: the renames need none)
+        _commit(stage, folder, drop)
+        return
+    try:
+        unlinked = []
+        existed = set()
+        for name in names:
+            if (folder / name).is_file():
+                existed.add(name)
+                try:
+                    os.link(folder / name, aside / name, follow_symlinks=False)
+                except OSError:
+                    try:  # (a file system without hard links: a copy)
+                        shutil.copy2(folder / name, aside / name, follow_symlinks=False)
+                    except OSError:
+                        unlinked.append(name)
+        order = unlinked + [n for n in names if n not in unlinked]
+        done: list[str] = []
+        try:
+            for name in order:
+                os.replace(stage / name, folder / name)
+                done.append(name)
+        except OSError as exc:
+            for name in reversed(done):
+                if (aside / name).exists():
+                    os.replace(aside / name, folder / name)
+                elif name not in existed:
+                    (folder / name).unlink(missing_ok=True)
+            (stage / COMMIT_MARK).unlink(missing_ok=True)
+            failed = order[len(done)]
+            raise OSError(
+                exc.errno, f"{failed}: {exc.strerror or exc}; the folder is left as it was"
+            ) from None
+        for name in drop:
+            old = folder / name
+            if old.is_file() or old.is_symlink():
+                old.unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def _commit(stage: Path, folder: Path, drop: Iterable[str] = ()) -> None:
