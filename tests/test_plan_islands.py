@@ -563,3 +563,32 @@ def test_resume_of_a_folder_with_no_plan_of_this_network_is_refused(city, tmp_pa
     assert main([*one, "--scheduler", "nonsense:::", "--out", str(tmp_path / "o")]) == 2
     assert "no Dask scheduler at nonsense:::" in capsys.readouterr().err
     assert [p.name for p in junk.iterdir()] == ["a.txt"] and not (tmp_path / "o").exists()
+
+
+def test_an_earlier_runs_groups_stay_until_a_new_group_is_kept(tmp_path, monkeypatch):
+    """A new run on a folder with an earlier run's groups removed them before writing its first
+    own group: a write that failed (a full disk, an immutable ``run.json``) left ``parts/``
+    with none (found by review). Now the new group is written first, the old ones go after."""
+    import errno
+    import types
+
+    from lvplan.errors import InputError
+
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    old = [parts / (c * 64 + ".pkl") for c in "ab"]
+    for f in old:
+        f.write_bytes(b"earlier run")
+    store = groups_mod.GroupStore(tmp_path, resume=False)
+    real = groups_mod.write_bytes_atomic
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(groups_mod, "write_bytes_atomic", full)
+    with pytest.raises(InputError, match="No space left on device"):
+        store.put(types.SimpleNamespace(key="c" * 64))
+    assert all(f.read_bytes() == b"earlier run" for f in old)
+    monkeypatch.setattr(groups_mod, "write_bytes_atomic", real)
+    store.put(types.SimpleNamespace(key="c" * 64))
+    assert sorted(p.name for p in parts.iterdir()) == ["c" * 64 + ".pkl"]

@@ -272,20 +272,19 @@ class GroupStore:
             return
         try:
             with output_errors(self.flag, self.dir.parent):
+                # this group first: an earlier run's groups go only once it is kept (they were
+                # removed first, and a write that failed then left none: found by review)
+                write_bytes_atomic(self.dir / f"{res.key}.pkl", signed.dumps(res))
+                run = json.dumps({"network": self.label}).encode()
                 if self.stale:  # this run is under way: the earlier run's groups go now
+                    if self.label is not None:
+                        write_bytes_atomic(self.dir / RUN_FILE, run)
                     for f in self.names():
                         if f.name != f"{res.key}.pkl":
                             f.unlink()
-                    if self.label is not None:
-                        write_bytes_atomic(
-                            self.dir / RUN_FILE, json.dumps({"network": self.label}).encode()
-                        )
                     self.stale = False
                 elif self.label is not None and not (self.dir / RUN_FILE).exists():
-                    write_bytes_atomic(
-                        self.dir / RUN_FILE, json.dumps({"network": self.label}).encode()
-                    )
-                write_bytes_atomic(self.dir / f"{res.key}.pkl", signed.dumps(res))
+                    write_bytes_atomic(self.dir / RUN_FILE, run)
         except InputError:
             if not self.resume and not self.names():  # a new run's empty parts/ goes (the
                 with contextlib.suppress(OSError):  # folder too, if it is new)
