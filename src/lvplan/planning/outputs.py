@@ -21,9 +21,10 @@ Columns, in this order (a stable contract; a new column goes at the end):
   substations with their 10 kV ties, each demand and its connection.
 
 The measures' ``cost_cny`` plus the service cables' ``cable_cost_cny`` is the summary's
-``total_cost_cny`` (to rounding). Every file is made in memory (one at a time), written in full
-into a hidden folder inside ``out_dir`` (:func:`lvplan.io.atomic.staged_files`), and only once
-all are there renamed over its target: an error (a folder that cannot be written, a full disk)
+``total_cost_cny``, to the cent (as are its ``cost_by_kind_cny`` and ``cost_by_year_cny``).
+Every file is made in memory (one at a time), written in full into a hidden folder inside
+``out_dir`` (:func:`lvplan.io.atomic.staged_files`), and only once all are there renamed over
+its target: an error (a folder that cannot be written, a full disk)
 raises one :class:`~lvplan.errors.InputError` (``--out DIR: cannot write it: why``) and leaves
 ``out_dir`` as it was (no new, half-written or temporary file). A run killed meanwhile leaves
 only the hidden folder, which the next run that holds ``out_dir`` removes
