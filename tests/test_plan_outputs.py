@@ -68,8 +68,25 @@ def test_files_exist_with_their_columns(planned):
         assert (row.measure, row.element, row.reason) == (m.kind, m.element, m.reason)
         # (a formula cell is neutralised at the cell's start: an odd id within the list is not
         # its start since line 17's repair lists every demand of T4's LV network)
-        assert row.reason and row.demands == safe(" ".join(m.demands))
+        assert row.reason and row.demands == safe(";".join(m.demands))
     assert "'" + ODD_ID in set(assign.demand)  # a formula cell is neutralised
+
+
+def test_a_measures_demands_read_back_whatever_their_ids_hold():
+    """plan.csv joined a measure's demands by a space, and ids may hold spaces: ``Shop 1``
+    beside ``Shop`` and ``1`` read ``Shop 1 Shop 1`` (found by review). Now by ``;``, which an
+    id may not hold (the demand file refuses it: test_planning_inputs)."""
+    import csv
+    import io
+    import types
+
+    from lvplan.planning.outputs import plan_csv
+    from lvplan.planning.plan import Measure
+
+    ids = ["Shop 1", "Shop", "1", "new substation S1.1", 'x"y, z']
+    m = Measure("transformer_swap", "trafo 3", "250 kVA", "400 kVA", 1.0, None, ids, "why")
+    (row,) = csv.DictReader(io.StringIO(plan_csv(types.SimpleNamespace(measures=[m]))))
+    assert row["demands"].split(";") == ids
 
 
 def safe(text: str) -> str:

@@ -100,6 +100,7 @@ BAD_ROWS = [
     ('{"id": 1, "kw": 2}\n', 1, "header: not a demand CSV"),
     (H + ",10,,5,,,,\n", 2, "id: missing"),
     (H + "a/b,10,,5,,,,\n", 2, "id: must not contain '/'"),
+    (H + "a;b,10,,5,,,,\n", 2, "id: must not contain ';' (plan.csv lists a measure's demands"),
     (H + "a,,,5,,,,\n", 2, "kw: missing"),
     (H + "a,10,,,,,,\n", 2, "bus: missing: give bus or both lon and lat"),
     (H + "a,10,,,114.06,,,\n", 2, "lat: missing: give bus or both lon and lat"),

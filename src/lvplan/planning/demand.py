@@ -48,6 +48,9 @@ if TYPE_CHECKING:
     from lvplan.model.network import Network
 
 COLUMNS = ("id", "kw", "category", "bus", "lon", "lat", "year", "area_class")
+#: plan.csv lists the demands a measure was built for joined by this, so an id may not hold it
+#: (an id may hold spaces: "Shop 1"; joined by a space, "Shop 1" and "Shop" + "1" read the same)
+ID_SEPARATOR = ";"
 #: Declared kW above this is taken for a typo (W instead of kW), not a customer: 100 MW.
 MAX_KW = 100_000.0
 YEAR_MIN, YEAR_MAX = 2000, 2100
@@ -340,6 +343,11 @@ class _RowReader:
         if raw_id is None:
             raise InputError("id: missing")
         ident = check_id(raw_id.strip() if isinstance(raw_id, str) else str(raw_id))
+        if ID_SEPARATOR in ident:
+            raise InputError(
+                f"id: must not contain '{ID_SEPARATOR}' (plan.csv lists a measure's demands "
+                f"separated by it), got {ident!r}"
+            )
         if cell.get("kw") is None:
             raise InputError("kw: missing")
         kw = finite("kw", cell["kw"])

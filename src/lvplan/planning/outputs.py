@@ -7,7 +7,8 @@ Columns, in this order (a stable contract; a new column goes at the end):
   ``lv_cable_parallel``, ``mv_cable_replace``, ``mv_cable_parallel`` (a 10 kV feeder section),
   ``new_substation``), ``element`` (``trafo 3``, ``line 40`` or the new
   substation's name), ``before``, ``after``, ``cost_cny``, ``year`` (empty: undated),
-  ``demands`` (the ids of the demands that load it, joined by a space), ``reason``;
+  ``demands`` (the ids of the demands that load it, joined by ``;``, which a demand id may
+  not hold: an id may hold spaces), ``reason``;
 * ``assignment.csv`` — one row per served demand: ``demand``, ``design_kw``, ``year``,
   ``connection`` (``bus 12`` or a new substation's name), ``bus`` (empty at a new substation),
   ``transformer``, ``cable`` (its service cable; empty when given at a bus), ``length_m``,
@@ -50,6 +51,7 @@ from lvplan.io.leaflet import escape
 from lvplan.kinds import ElementRef
 from lvplan.locate import bus_lonlat
 from lvplan.model.network import Network
+from lvplan.planning.demand import ID_SEPARATOR
 from lvplan.planning.measures import MeasureKind
 from lvplan.planning.plan import Plan
 
@@ -171,7 +173,7 @@ def _csv(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 def plan_csv(plan: Plan) -> str:
     rows = []
     for m in plan.measures:
-        demands = " ".join(m.demands)
+        demands = ID_SEPARATOR.join(m.demands)
         rows.append(
             (m.kind, str(m.element), m.before, m.after, m.cost_cny, m.year, demands, m.reason)
         )
