@@ -118,6 +118,7 @@ def test_geojson_polygon_centroid(tmp_path):
         ("X1,retail,100,1999,114,22", ":2: year: must be a whole year"),
         ("X1,retail,abc,2027,114,22", ":2: floor_area_m2: must be a number"),
         ("X1,retail,100,2027,,22", ":2: lon: missing"),
+        ("X;1,retail,100,2027,114,22", ":2: id: must not contain ';' (plan.csv lists"),
     ],
 )
 def test_bad_parcels_name_row_and_field(tmp_path, row, message):

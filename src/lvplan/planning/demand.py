@@ -4,6 +4,7 @@ below) or a DataFrame, validated.
 Columns (header on line 1, any order)::
 
     id          required, the alphabet of application ids (:func:`lvplan.register.fields.check_id`)
+                without `;` (plan.csv joins a measure's demands by it)
     kw          required, declared equipment capacity, 0 < kW <= 100000
     category    customer category (demand factor); empty: the profile's default category
     bus         connection bus, pandapower index or unique name (``Network.resolve_bus``), LV
@@ -51,6 +52,21 @@ COLUMNS = ("id", "kw", "category", "bus", "lon", "lat", "year", "area_class")
 #: plan.csv lists the demands a measure was built for joined by this, so an id may not hold it
 #: (an id may hold spaces: "Shop 1"; joined by a space, "Shop 1" and "Shop" + "1" read the same)
 ID_SEPARATOR = ";"
+
+
+def check_demand_id(value: str) -> str:
+    """A demand's id (or a land parcel's, which becomes its demand's): an application id
+    (:func:`lvplan.register.fields.check_id`) without :data:`ID_SEPARATOR`; else
+    ``InputError("id: ...")``."""
+    ident = check_id(value)
+    if ID_SEPARATOR in ident:
+        raise InputError(
+            f"id: must not contain '{ID_SEPARATOR}' (plan.csv lists a measure's demands "
+            f"separated by it), got {ident!r}"
+        )
+    return ident
+
+
 #: Declared kW above this is taken for a typo (W instead of kW), not a customer: 100 MW.
 MAX_KW = 100_000.0
 YEAR_MIN, YEAR_MAX = 2000, 2100
@@ -342,12 +358,7 @@ class _RowReader:
         raw_id = cell.get("id")
         if raw_id is None:
             raise InputError("id: missing")
-        ident = check_id(raw_id.strip() if isinstance(raw_id, str) else str(raw_id))
-        if ID_SEPARATOR in ident:
-            raise InputError(
-                f"id: must not contain '{ID_SEPARATOR}' (plan.csv lists a measure's demands "
-                f"separated by it), got {ident!r}"
-            )
+        ident = check_demand_id(raw_id.strip() if isinstance(raw_id, str) else str(raw_id))
         if cell.get("kw") is None:
             raise InputError("kw: missing")
         kw = finite("kw", cell["kw"])

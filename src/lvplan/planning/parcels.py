@@ -35,7 +35,7 @@ from lvplan.criteria import category as get_category
 from lvplan.errors import InputError
 from lvplan.io.textfile import read_text_bounded
 from lvplan.numbers import finite
-from lvplan.register.fields import check_id
+from lvplan.planning.demand import check_demand_id
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -277,7 +277,7 @@ def _parcel(row: dict[str, Any], densities: dict[str, Density], where: str) -> P
     for k in COLUMNS:
         if cell.get(k) is None or cell.get(k) == "":
             raise InputError(f"{k}: missing")
-    ident = check_id(str(cell["id"]))
+    ident = check_demand_id(str(cell["id"]))
     use = str(cell["land_use"])
     if use not in densities:
         raise InputError(
