@@ -146,7 +146,7 @@ def test_map_renders_in_headless_chromium(out, tmp_path):
         (["--max-kw", "-5"], "--max-kw must be a positive number"),
         (["--max-kw", "nan"], "--max-kw must be a positive number"),
         (["--workers", "0"], "--workers must be >= 1"),
-        (["--workers", "two"], "--workers must be an integer"),
+        (["--workers", "two"], "--workers must be a whole number of at most 18 ASCII digits"),
         (["--pf", "1.5"], "pf must be in (0, 1]"),
         (["--resume", "/nonexistent/run"], "no such folder"),
         (["--set", "nothing=1"], "unknown"),

@@ -230,7 +230,9 @@ def test_cli_synth_reproducible_and_readable(tmp_path, sz, cn, capsys):
     ("args", "want"),
     [
         (["--count", "0"], "lvplan: error: --count must be >= 1, got 0"),
-        (["--count", "ten"], "lvplan: error: --count must be an integer, got 'ten'"),
+        (["--count", "ten"], "lvplan: error: --count must be a whole number of at most 18 ASCII"),
+        (["--count", "١٢"], "lvplan: error: --count must be a whole number of at most 18 ASCII"),
+        (["--count", "5", "--seed", "9" * 23], "lvplan: error: --seed must be a whole number of"),
         (["--count", "5", "--seed", "-1"], "lvplan: error: --seed must be >= 0, got -1"),
         (["--count", "5", "--years", "2029-2027"], "lvplan: error: --years must be FIRST-LAST"),
         (["--count", "5", "--far-share", "2"], "lvplan: error: --far-share must be a number"),

@@ -87,6 +87,9 @@ def test_a_path_through_a_file_or_onto_a_folder(capsys, tmp_path):
     through = "cannot write it: a part of its path is a file, not a folder"
     _bad(capsys, [*demand, blocker / "d.csv"], through)
     _bad(capsys, [*demand, tmp_path / "folder"], "is a folder; give a file to write")
+    # a folder meant, not made yet: it was written as a file named ``new`` (found by review)
+    _bad(capsys, [*demand, f"{tmp_path}/new/"], "names a folder (it ends in '/')")
+    assert not (tmp_path / "new").exists()
     _bad(capsys, [*city, blocker / "c.json"], through)
     _bad(capsys, [*city, blocker / "c"], through)
     _bad(capsys, [*city, blocker], "exists and is not a folder")

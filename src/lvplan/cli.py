@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 from lvplan.errors import InputError, LvplanError
 from lvplan.io.stderr_report import reporter
-from lvplan.numbers import read_float, read_int
+from lvplan.numbers import read_float, read_int, shown
 
 REGISTER_IS = "register: a SQLite file, or a postgresql://user@host:port/db URL"
 #: lvplan's linear algebra is many small products and solves: OpenBLAS's threads only fight
@@ -559,7 +559,9 @@ def _int_arg(name: str, value: str, lo: int, hi: int | None = None) -> int:
     try:
         x = read_int(value)
     except ValueError:
-        raise InputError(f"{name} must be an integer, got {value!r}") from None
+        raise InputError(
+            f"{name} must be a whole number of at most 18 ASCII digits, got {shown(value)}"
+        ) from None
     if x < lo:
         raise InputError(f"{name} must be >= {lo}, got {x}")
     if hi is not None and x > hi:

@@ -201,8 +201,9 @@ def check_output_file(
     path: str | os.PathLike, flag: str = "--out", what: str = "a file", inputs: Inputs = ()
 ) -> None:
     """One line (:class:`InputError`) when the output file ``path`` names a folder (``new/..``
-    is one, though ``new`` is not made yet) or anything but a regular file (:func:`not_a_file`),
-    or is one of the run's ``inputs`` (:func:`refuse_input_as_output`): a command checks it
+    is one, though ``new`` is not made yet; so is ``new/``, which was written as a file
+    ``new``) or anything but a regular file (:func:`not_a_file`), or is one of the run's
+    ``inputs`` (:func:`refuse_input_as_output`): a command checks it
     before its work, and :func:`write_output_file` again before it writes."""
     refuse_input_as_output(path, inputs, flag)
     real = without_dotdot(path)
@@ -214,6 +215,8 @@ def check_output_file(
         raise write_failure(exc, flag, path) from None
     if is_dir:
         raise InputError(f"{flag} {path}: is a folder; give {what} to write")
+    if str(path).endswith(("/", os.sep)):  # (a folder meant, not made yet: a file was written
+        raise InputError(f"{flag} {path}: names a folder (it ends in '/'); give {what} to write")
     not_a_file(real, flag)
 
 
