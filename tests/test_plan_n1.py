@@ -198,3 +198,40 @@ def test_n1_demands_are_planned_with_the_ties_between_mv_islands(cn):
         "contingencies_passed": ["loss of line 0 (F1)", "loss of line 21 (F2)"],
     }
     assert len(p.assignments) == 30
+
+
+def test_an_n1_demand_is_never_served_by_a_radial_new_feeder(cn, tmp_path):
+    """A class-A 200 kW demand beside sz-futian's source busbar: the plan built a new site tied
+    to the busbar (bus 0), a new radial feeder whose loss cuts it off, and said N-1 was met
+    with no contingency judged (the site's feeder was looked up at the bus it is tied to, the
+    busbar; found by review: ``check --area-class A`` on the reinforced network said
+    ``n1_transfer``, no restoring tie). Now the site's feeder is its own tie's, whose loss is
+    judged; the site's ties to other feeders are kept for such demands, and the plan ties it
+    to a feeder whose loop restores it: the reference judge passes every contingency of that
+    feeder on reinforced.json with the demand's load."""
+    import pandapower as pp
+    from reference import N1Reference, n1_options
+
+    import lvplan
+    from lvplan.n1.contingency import find_contingencies
+
+    sz = lvplan.load_network("sz-futian")
+    demand = tmp_path / "d.csv"
+    demand.write_text(
+        "id,kw,category,lon,lat,area_class\nM044,200,generic,114.0584060,22.5367866,A\n",
+        encoding="utf-8",
+    )
+    p = make_plan(sz, demand, criteria=cn, time_limit_s=20)
+    assert [a.demand for a in p.assignments] == ["M044"] and not p.unserved
+    (site,) = [m for m in p.measures if m.kind == "new_substation"]
+    assert "tie to bus 0" not in site.after and "(tie to F" in site.element
+    assert len(p.n1["contingencies_passed"]) >= 1
+    net = pp.from_json_string(reinforced_json(p, sz))
+    top = find_contingencies(net)
+    feeder = top.mv.feeder_of[int(net.trafo.hv_bus[net.trafo.name == site.element].iloc[0])]
+    assert feeder.startswith("F") and top.relevant(feeder)
+    load = net.load[net.load.name == "M044"]
+    at, kw = int(load.bus.iloc[0]), float(load.p_mw.iloc[0]) * 1000
+    net.load.drop(load.index, inplace=True)  # (the judge adds it back in each contingency)
+    assert kw == pytest.approx(200.0)
+    assert N1Reference(net, cn, n1_options(top, feeder)).passes(at, kw)

@@ -128,12 +128,32 @@ def option_label(network: Network, option) -> str:
     return f"close the new tie bus {a} - bus {b} ({tie.feeders[0]} - {tie.feeders[1]})"
 
 
-def option_feeder(network: Network, inst: Instance, k: int, feeder_of: dict[int, str]) -> str:
+def site_buses(planned: Network) -> dict[str, int]:
+    """Each transformer's 10 kV bus in the planned network, by the transformer's name (a new
+    substation's is its own new bus, at the end of its tie: :func:`option_feeder`)."""
+    t = planned.pp.trafo
+    return {str(n): int(b) for n, b in zip(t.name, t.hv_bus, strict=True)}
+
+
+def option_feeder(
+    network: Network,
+    inst: Instance,
+    k: int,
+    feeder_of: dict[int, str],
+    sites: dict[str, int] | None = None,
+) -> str:
     """The 10 kV feeder an option's load hangs on ("" when none is known), in ``network`` (the
-    planned one: a moved unit hangs on its new feeder)."""
+    planned one: a moved unit hangs on its new feeder). A new substation's load hangs on its
+    own 10 kV bus at the end of its tie (``sites``: :func:`site_buses` of ``network``), not on
+    the bus it is tied to: tied to the source busbar, its tie is a feeder of its own, whose
+    loss cuts it off (its N-1 demands were served with no contingency judged, the plan saying
+    N-1 met: found by review)."""
     o = inst.options[k]
     if o.site is not None:
-        return feeder_of.get(inst.sites[o.site].mv_bus, "")
+        site = inst.sites[o.site]
+        if sites is None:
+            sites = site_buses(network)
+        return feeder_of.get(sites.get(site.name, site.mv_bus), "")
     a = inst.bus_area.get(o.bus) if o.bus is not None else None
     if a is None:
         return ""
@@ -168,15 +188,16 @@ def check_plan_n1(
     # feeders as the planned network has them (a measure may rename one), by the 10 kV bus
     # each option hangs on in the planned network
     feeder_of = topo.mv.feeder_of
+    sites = site_buses(planned)
     on: dict[str, list[int]] = {}  # feeder -> chosen options of N-1 demands
     for k in mine:
-        on.setdefault(option_feeder(planned, inst, k, feeder_of), []).append(k)
+        on.setdefault(option_feeder(planned, inst, k, feeder_of, sites), []).append(k)
     failures: list[N1Failure] = []
     notes: list[str] = []
     seen: set[str] = set()
     # the feeder of every N-1 demand's option ("" for the others), once per round
     opt_feeder = [
-        option_feeder(planned, inst, k, feeder_of) if o.demand in needs else ""
+        option_feeder(planned, inst, k, feeder_of, sites) if o.demand in needs else ""
         for k, o in enumerate(inst.options)
     ]
     judged: dict[str, Any] = {}

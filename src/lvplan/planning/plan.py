@@ -571,7 +571,7 @@ def plan_network(
         bare = dataclasses.replace(inst, stats=dict(inst.stats))
         withhold_ties(bare, ())
         mv = mv_response(network, bare)
-        short = _left_out(bare, mv, order)
+        short = _left_out(bare, mv, order) | _radial_n1(network, bare, crit)
         dropped = withhold_ties(inst, short)
         if len(inst.sites) != len(bare.sites):
             mv = None  # (the ties kept: their rows and columns)
@@ -1331,6 +1331,27 @@ def _left_out(inst: Instance, mv: MvResponse, order: list[int]) -> set[int]:
         if _improves(inst, founded, sol):
             sol = founded
     return {i for i in servable if not sol.served[i]}
+
+
+def _radial_n1(network: Network, inst: Instance, crit: Criteria) -> set[int]:
+    """The demands of an area class with full N-1 that a new site tied to the source busbar
+    reaches: such a site's tie is a new radial feeder, whose loss cuts it off with no tie to
+    restore it (the N-1 check withdraws it), so its place's ties to other feeders, whose loops
+    may restore it, are kept for them (before, only the linear screen kept them, and a 200 kW
+    class-A demand beside the busbar was left unserved)."""
+    needs = n1_demands(inst, crit)
+    if not needs:
+        return set()
+    from lvplan.model.topology import mv_bus_feeders
+
+    feeder_of = mv_bus_feeders(network.pp)
+    return {
+        o.demand
+        for o in inst.options
+        if o.site is not None
+        and o.demand in needs
+        and feeder_of.get(inst.sites[o.site].mv_bus, "busbar") == "busbar"
+    }
 
 
 def _tagged(inst: Instance, s: Site, tag: str) -> str:
