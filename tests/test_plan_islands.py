@@ -66,8 +66,7 @@ def city(tmp_path_factory):
 def greedy_plans(city, cn):
     """Both without the sites' ties to other feeders: each feeder of this city is an MV
     island (its busbar is the slack), so a tie to another feeder is a tie into another group,
-    which the plan by island cannot offer (the whole network's plan ties a site at the far
-    end of feeder 2 to feeder 1 and serves 18 demands where the groups serve 16)."""
+    which the plan by island cannot offer."""
     net, demand = city
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(candidates, "OTHER_FEEDER_TIES", 0)
@@ -132,23 +131,18 @@ def test_plan_by_island_is_the_plan_of_the_whole_network(greedy_plans):
     assert sum(r["cost_cny"] for r in rows) == pytest.approx(split.cost_cny, abs=0.05)
 
 
-def test_the_whole_network_ties_a_site_to_another_feeder_and_serves_all(city, cn, greedy_plans):
-    """Planned whole (one network, not by island), the two demands the plans above leave out
-    (feeder 2's 10 kV voltage room spent) are served by a site at the far end of feeder 2 tied
-    to feeder 1 instead; the plan passes the independent judge on the whole network."""
+def test_the_whole_network_with_ties_serves_all_and_passes_the_judge(city, cn, greedy_plans):
+    """Planned whole (one network, not by island) with the sites' ties to other feeders on
+    offer: all 18 demands served, at no more than the plans by island, and the plan passes
+    the independent judge on the whole network. (Until 2026-12-06 the plans by island left two
+    demands out, feeder 2's 10 kV voltage room spent, and the whole plan tied a site at feeder
+    2's far end to feeder 1; since the linear model counts the voltage an LV upgrade gives back
+    to today's load, LV measures there hold it and every plan serves all 18.)"""
     net, demand = city
     split, _whole = greedy_plans
     p = make_plan(net, demand, criteria=cn, method="greedy", workers=1, by_island=False)
-    assert len(split.assignments) == 16 and len(p.assignments) == 18 and p.unserved == []
-    ties = [
-        (m.element, m.after)
-        for m in p.measures
-        if m.kind == "new_substation" and "(tie to" in str(m.element)
-    ]
-    assert len(ties) == 1 and str(ties[0][0]).endswith("(tie to F1 section 1)")
-    site = next(s for s in p.instance.sites if s.name == ties[0][0])
-    feeder_of = {int(b): str(n) for b, n in zip(net.pp.bus.index, net.pp.bus.name, strict=True)}
-    assert feeder_of[site.mv_bus].startswith("F1")
+    assert len(split.assignments) == 18 and len(p.assignments) == 18 and p.unserved == []
+    assert p.cost_cny <= split.cost_cny + 0.01
     before = Reference(net.pp, cn).base
     reinforced = pp.from_json_string(reinforced_json(p, net))
     assert not (Reference(reinforced, cn).base - before)

@@ -61,6 +61,24 @@ def test_touched_names_the_demands_a_new_cut_bears_on(sz_case):
     assert touched(grid, before, after, sol) is None  # the whole 10 kV scaled: not placeable
 
 
+def test_a_cut_a_measure_lifts_touches_no_demand(sz_case):
+    """A new linear cut with relief (a 10 kV section, lifted by reinforcing it) counts every
+    option whose load crosses the section: every demand was "touched", the repair (the whole
+    plan again) was given up and the round started from the greedy plan (the district, seed 2:
+    45.99 M CNY where the broken plan was 37.68 M). The repair chooses the measures again, so
+    such a cut is met by building its relief, and touches no demand; one without relief
+    touches the demands it counts."""
+    inst, _mv, cuts, grid, sol = sz_case
+    before = snapshot(cuts)
+    counted = {k: 0.01 for k in sol.chosen}
+    lifted = snapshot(cuts)
+    lifted.add_linear(counted, 0.0, "line 0 (a 10 kV section)", relief=(0,))
+    assert touched(grid, before, lifted, sol) == set()
+    held = snapshot(cuts)
+    held.add_linear(counted, 0.0, "line 0 (a 10 kV section)")
+    assert touched(grid, before, held, sol) == {inst.options[k].demand for k in sol.chosen}
+
+
 def test_repair_reconnects_only_the_touched_demand(sz_case):
     """A cut that forbids one chosen connection (as the AC check's cut on a service cable
     does): the repaired plan serves every demand, connects that one elsewhere, keeps every

@@ -109,8 +109,12 @@ class Greedy:
         for ln in {ln for k in terms for ln in g.options[k].path}:
             if ln in g.lines and ln in ag.line_pos:
                 d[ag.line_pos[ln]] = _coef(g.lines[ln], built.get(ln)) * line_load.get(ln, 0)
+        # what a built upgrade gives back to today's load, on every bus beyond it
+        for ln, u in built.items():
+            if ln >= 0 and ln in ag.line_pos and ln in g.lines:
+                d[ag.line_pos[ln]] -= g.lines[ln].relief(u)
         tr = g.trafos[ag.trafo]
-        d_t = _coef(tr, built.get(-1 - ag.trafo)) * trafo_load
+        d_t = _coef(tr, built.get(-1 - ag.trafo)) * trafo_load - tr.relief(built.get(-1 - ag.trafo))
         # a transfer's new cable (not a line of the area's tree): its own drop
         cable = {
             ln: g.lines[ln].drop * line_load.get(ln, 0)
@@ -363,7 +367,7 @@ class Greedy:
                     continue
                 now = el.drop * load
                 for u, c, dc in zip(el.upgrades, el.up_cap, el.up_drop, strict=True):
-                    gain = now - dc * load
+                    gain = now - dc * load + el.relief(u)  # (today's load's drop too)
                     if gain <= 0 or c < load:
                         continue
                     score = min(gain, need) / max(g.up_cost[u], 1)

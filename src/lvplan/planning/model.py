@@ -276,8 +276,16 @@ class PlanModel:
         # could load it; a drop: that times the largest impedance): CP-SAT's linear relaxation
         # of an enforced constraint is a big-M on these bounds, and a MIP's would be too
         top: dict[int, int] = {}  # variable index -> its upper bound
+        low: dict[int, int] = {}  # variable index -> its lower bound, where below 0
 
         expr_top: dict[int, int] = {}  # id of an expression made here -> its upper bound
+
+        def lb(expr: Any) -> int:
+            """A lower bound of a drop made here (below 0 only where an upgrade gives back
+            more to today's load than the new load takes), or of a constant."""
+            if isinstance(expr, int):
+                return min(expr, 0)
+            return low.get(getattr(expr, "index", -1), 0)
 
         def ub(expr: Any) -> int:
             """An upper bound of a variable or expression made here, or of a constant."""
@@ -326,13 +334,18 @@ class PlanModel:
                 expr_top[id(expr)] = el.drop * ub(load)
                 return expr
             hi = max(el.drop, *el.up_drop) * ub(load)
-            d = m.new_int_var(0, hi, name)
+            # (an upgrade also gives back the drop of today's load beyond it: el.relief)
+            lo = -max((el.relief(u) for u in el.upgrades), default=0)
+            d = m.new_int_var(lo, hi, name)
             top[d.index] = hi
+            if lo:
+                low[d.index] = lo
             ct = m.add(d >= el.drop * load)
             ct.only_enforce_if([self.y[u].Not() for u in el.upgrades])
             self.voltage_defs.append(ct.index)
             for u, c in zip(el.upgrades, el.up_drop, strict=True):
-                self.voltage_defs.append(m.add(d >= c * load).only_enforce_if(self.y[u]).index)
+                ct = m.add(d >= c * load - el.relief(u)).only_enforce_if(self.y[u])
+                self.voltage_defs.append(ct.index)
             return d
 
         #: the proto indices of the voltage limits written as big-Ms (a bus's drop within its
@@ -427,8 +440,11 @@ class PlanModel:
             tree = inst.areas[a]
             dt, dmv = self.drop_trafo.get(ag.trafo, 0), mv_drop(ag.mv)
             hi = max(ub(dt) + ub(dmv), 0)
-            root_drop = m.new_int_var(0, hi, f"W{tree.root}")
+            lo = min(lb(dt) + lb(dmv), 0)
+            root_drop = m.new_int_var(lo, hi, f"W{tree.root}")
             top[root_drop.index] = hi
+            if lo:
+                low[root_drop.index] = lo
             self.voltage_defs.append(m.add(root_drop == dt + dmv).index)
             drop_at[tree.root] = root_drop
             anchor = {tree.root: tree.root}
@@ -439,8 +455,11 @@ class PlanModel:
                     line = tree.parent[v][0]
                     if line in self.drop_line:
                         hi = max(ub(drop_at[u]) + ub(self.drop_line[line]), 0)
-                        w = m.new_int_var(0, hi, f"W{v}")
+                        lo = min(lb(drop_at[u]) + lb(self.drop_line[line]), 0)
+                        w = m.new_int_var(lo, hi, f"W{v}")
                         top[w.index] = hi
+                        if lo:
+                            low[w.index] = lo
                         self.voltage_defs.append(
                             m.add(w == drop_at[u] + self.drop_line[line]).index
                         )
@@ -554,7 +573,7 @@ class PlanModel:
                     u
                     for el in path
                     for u, c in zip(el.upgrades, el.up_drop, strict=True)
-                    if c < el.drop
+                    if c < el.drop or el.relief(u) > 0
                 ]
                 if ups:
                     m.add(sum(self.y[u] for u in ups) >= self.x[k])

@@ -56,8 +56,15 @@ def touched(grid: LinearGrid, before: Cuts, after: Cuts, sol: Solution) -> set[i
     areas = {inst.bus_area.get(b) for kind, b in volt if kind == "bus"} - {None}
     sites |= {s for kind, s in volt if kind == "site"}
     opts = {k for kind, k in volt if kind == "opt"}
-    for coefs, _rhs in after.linear[len(before.linear) :]:
-        opts |= {k for k, c in coefs.items() if c > 0}
+    new = len(before.linear)
+    for (coefs, _rhs), relief in zip(after.linear[new:], after.relief[new:], strict=True):
+        # a cut that a measure lifts (a 10 kV section reinforced) is met by building it: the
+        # repair chooses the measures again, so the connections it counts stay (such a cut
+        # counts every option whose load crosses the section: on the district, seed 2, 2,535
+        # options, every demand "touched", and the repair, the whole plan again, was given up
+        # for the greedy plan: 45.99 M CNY where the broken plan was 37.68 M)
+        if not relief:
+            opts |= {k for k, c in coefs.items() if c > 0}
     out: set[int] = set()
     for k in sol.chosen:
         o = ot[k]
