@@ -12,7 +12,9 @@ Conservative where it can be (the AC check corrects the rest, :mod:`lvplan.plann
   drop at the area's transformer: for each *source* (an area or a site), its new load times the
   largest sensitivity of that 10 kV bus to a load at any of the source's buses (from the
   Newton-Raphson Jacobian at the base, :func:`mv_response`). An upgrade drops by its new
-  impedance.
+  impedance, and gives back to every bus beyond it the drop it takes off today's load (its
+  impedance lowered under the element's base current: ``Element.up_relief``, a share
+  :data:`RELIEF_SHARE` of the linear estimate).
 * **Cuts** from the AC check tighten these numbers, or add linear cuts on the options.
 
 **The one scaling**: loads in units of 0.1 kW (each design load rounded up), voltages in units of
