@@ -239,6 +239,19 @@ def test_resume_after_a_kill_reuses_the_finished_group_only(city, cn, tmp_path, 
     assert ran == [owner]
 
 
+def _count_runs(monkeypatch) -> list[int]:
+    """The index of each group planned from here on (``run_group`` counted)."""
+    real = groups_mod.run_group
+    ran: list[int] = []
+
+    def counted(job):
+        ran.append(job.index)
+        return real(job)
+
+    monkeypatch.setattr(groups_mod, "run_group", counted)
+    return ran
+
+
 class _Forged:
     """A pickle that writes the file it names when loaded (what a planted group would do)."""
 
@@ -262,14 +275,7 @@ def test_resume_never_unpickles_a_group_file_lvplan_did_not_write(city, cn, tmp_
     assert len(kept) == 2
     marker = tmp_path / "ran"
     kept[0].write_bytes(pickle.dumps(_Forged(marker)))
-    ran: list[int] = []
-    real = groups_mod.run_group
-
-    def counted(job):
-        ran.append(job.index)
-        return real(job)
-
-    monkeypatch.setattr(groups_mod, "run_group", counted)
+    ran = _count_runs(monkeypatch)
     again = make_plan(
         net, demand, criteria=cn, method="greedy", workers=1, work_dir=tmp_path, resume=True
     )
@@ -285,14 +291,7 @@ def test_cli_workers_and_resume(city, tmp_path, capsys, monkeypatch):
     out = tmp_path / "plan"
     args = ["plan", net_dir, "--demand", demand, "--method", "greedy", "--json"]
     assert len(city[0].pp.bus) < groups_mod.POOL_MIN_BUSES  # planned in this process
-    ran: list[int] = []
-    real = groups_mod.run_group
-
-    def counted(job):
-        ran.append(job.index)
-        return real(job)
-
-    monkeypatch.setattr(groups_mod, "run_group", counted)
+    ran = _count_runs(monkeypatch)
     assert main([*args, "--workers", "2", "--out", str(out)]) == 0
     first = json.loads(capsys.readouterr().out)
     assert len(first["solver"]["parts"]) == 2
@@ -478,14 +477,7 @@ def test_resume_does_not_reuse_a_group_planned_under_other_physics(city, cn, tmp
     reused (before, the key held nothing of the code: a group of an older release, its plan
     made under other physics, was reused)."""
     net, demand = city
-    real = groups_mod.run_group
-    ran: list[int] = []
-
-    def counted(job):
-        ran.append(job.index)
-        return real(job)
-
-    monkeypatch.setattr(groups_mod, "run_group", counted)
+    ran = _count_runs(monkeypatch)
     first = make_plan(net, demand, criteria=cn, method="greedy", workers=1, work_dir=tmp_path)
     assert sorted(ran) == [0, 1]
     ran.clear()
