@@ -235,3 +235,15 @@ def test_an_n1_demand_is_never_served_by_a_radial_new_feeder(cn, tmp_path):
     net.load.drop(load.index, inplace=True)  # (the judge adds it back in each contingency)
     assert kw == pytest.approx(200.0)
     assert N1Reference(net, cn, n1_options(top, feeder)).passes(at, kw)
+    # with no tie to another feeder on offer, the demand is left out, and its reason says
+    # why in words (it read "... no restoring tie (its N-1 demands) has no room (found by
+    # the AC check)")
+    from lvplan.planning import candidates
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(candidates, "OTHER_FEEDER_TIES", 0)
+        alone = make_plan(sz, demand, criteria=cn, method="greedy", time_limit_s=20)
+    assert alone.assignments == [] and len(alone.unserved) == 1
+    why = alone.unserved[0]["reason"]
+    assert '"new substation S1 tie"' in why and "no restoring tie (found by the N-1 check)" in why
+    assert "has no room" not in why

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lvplan.planning.candidates import element_key
-from lvplan.planning.linear import Element, LinearGrid, mv_units
+from lvplan.planning.linear import N1_WITHDRAWN, Element, LinearGrid, mv_units
 from lvplan.planning.model import Solution
 from lvplan.planning.transfers import line_label, split_leaf_slack
 
@@ -269,7 +269,11 @@ class Greedy:
                 continue
             free = [u for u in relief if _key(g, u) not in st.built and self._split_ok(u, k)]
             if not free:
-                self._no(f"{g.cut_names[c]} has no room (found by the AC check)")
+                name = g.cut_names[c]
+                if name.endswith(N1_WITHDRAWN):  # (a feeder whose N-1 nothing restores)
+                    self._no(f"{name[: -len(N1_WITHDRAWN)]} (found by the N-1 check)")
+                else:
+                    self._no(f"{name} has no room (found by the AC check)")
                 return None
             u = min(free, key=lambda u: g.up_cost[u])
             out[_key(g, u)] = (u, relief)

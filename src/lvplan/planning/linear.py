@@ -46,6 +46,9 @@ from lvplan.planning.transfers import grid_terms
 #: (found by review: 120 kW at bus 54 of SimBench 1-LV-rural2 left unserved; the swap and a
 #: parallel cable along its path make it fit).
 RELIEF_SHARE = 0.8
+#: the end of the name of a cut that withdraws the N-1 demands' options on a feeder whose
+#: contingency nothing restores (:func:`lvplan.planning.n1plan._withdraw`)
+N1_WITHDRAWN = " (its N-1 demands)"
 KW_UNIT = 0.1  # kW per load unit
 V_UNIT = 1e-7  # pu per voltage unit
 MV_SUB = 100  # LinearGrid.mv's coefficients per voltage unit (1e-9 pu per load unit)

@@ -43,7 +43,7 @@ from lvplan.criteria import Criteria
 from lvplan.errors import PowerFlowError
 from lvplan.model.network import Network
 from lvplan.planning.candidates import Instance
-from lvplan.planning.linear import Cuts
+from lvplan.planning.linear import N1_WITHDRAWN, Cuts
 from lvplan.planning.measures import MeasureKind
 from lvplan.planning.model import Solution
 from lvplan.planning.n1measures import N1Offers, element_rating_kva
@@ -339,7 +339,7 @@ def _withdraw(
     ks = [k for k, f in enumerate(opt_feeder) if f and f == feeder]
     if not ks:
         return []
-    cuts.add_linear({k: 1.0 for k in ks}, 0.5, f"{why} (its N-1 demands)", ties)
+    cuts.add_linear({k: 1.0 for k in ks}, 0.5, f"{why}{N1_WITHDRAWN}", ties)
     unless = f" unless one of {len(ties)} new tie(s) is built" if ties else ""
     return [f"{why}: {len(ks)} option(s) of N-1 demands on feeder {feeder} withdrawn{unless}"]
 
