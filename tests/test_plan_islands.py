@@ -566,15 +566,15 @@ def test_an_earlier_runs_groups_stay_until_a_new_group_is_kept(tmp_path, monkeyp
     for f in old:
         f.write_bytes(b"earlier run")
     store = groups_mod.GroupStore(tmp_path, resume=False)
-    real = groups_mod.write_bytes_atomic
+    real = groups_mod.atomic_file
 
-    def full(path, data):
+    def full(path, **kw):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(groups_mod, "write_bytes_atomic", full)
+    monkeypatch.setattr(groups_mod, "atomic_file", full)
     with pytest.raises(InputError, match="No space left on device"):
         store.put(types.SimpleNamespace(key="c" * 64))
     assert all(f.read_bytes() == b"earlier run" for f in old)
-    monkeypatch.setattr(groups_mod, "write_bytes_atomic", real)
+    monkeypatch.setattr(groups_mod, "atomic_file", real)
     store.put(types.SimpleNamespace(key="c" * 64))
     assert sorted(p.name for p in parts.iterdir()) == ["c" * 64 + ".pkl"]

@@ -31,9 +31,16 @@ def own_key(tmp_path, monkeypatch):
     return path
 
 
+def _read(path, data: bytes):
+    """What :func:`signed.verified` reads back of a file holding ``data`` (None: refused)."""
+    path.write_bytes(data)
+    path.chmod(0o600)
+    with signed.verified(path) as fh:
+        return None if fh is None else pickle.load(fh)
+
+
 def test_a_signed_pickle_reads_back_and_the_key_is_kept_private(own_key, tmp_path):
-    data = signed.dumps({"a": [1, 2.5, "x"]})
-    assert signed.loads(data) == {"a": [1, 2.5, "x"]}
+    assert _read(tmp_path / "s.pickle", signed.dumps({"a": [1, 2.5, "x"]})) == {"a": [1, 2.5, "x"]}
     assert stat.S_IMODE(own_key.stat().st_mode) == 0o600 and own_key.stat().st_size == 32
     first = signed.key()
     assert own_key.read_bytes() == first
@@ -49,27 +56,39 @@ def test_a_signed_pickle_reads_back_and_the_key_is_kept_private(own_key, tmp_pat
 
 def test_a_pickle_lvplan_did_not_sign_is_never_unpickled(own_key, tmp_path):
     marker = tmp_path / "ran"
+    path = tmp_path / "f.pickle"
     forged = pickle.dumps(_Runs(marker))
-    assert signed.loads(forged) is None
-    assert signed.loads(signed.MAGIC + bytes(32) + forged) is None
+    assert _read(path, forged) is None
+    assert _read(path, signed.MAGIC + bytes(32) + forged) is None
     good = signed.dumps([1, 2, 3])
     flipped = bytearray(good)
     flipped[-3] ^= 1
-    assert signed.loads(bytes(flipped)) is None
-    assert signed.loads(good[:-1]) is None and signed.loads(b"") is None
-    path = tmp_path / "f.pickle"
-    path.write_bytes(signed.MAGIC + bytes(32) + forged)
-    with signed.verified(path) as fh:
-        assert fh is None
+    assert _read(path, bytes(flipped)) is None
+    assert _read(path, good[:-1]) is None and _read(path, b"") is None
+    assert _read(path, good) == [1, 2, 3]
     assert not marker.exists()
     # signed by another key (another user's, or before the key changed): refused too
     mine = signed.dumps(_Runs(marker))
-    path.write_bytes(mine)
     os.environ["LVPLAN_KEY_FILE"] = str(tmp_path / "other" / "pickle.key")
-    assert signed.loads(mine) is None
-    with signed.verified(path) as fh:
-        assert fh is None
+    assert _read(path, mine) is None
     assert not marker.exists()
+
+
+def test_the_group_store_reads_back_its_groups_whatever_the_umask(own_key, tmp_path):
+    """A group is written 0600 (only its owner may read it: a pickle of a plan) and read back
+    through :func:`signed.verified`, under a loose umask too."""
+    from lvplan.planning.groups import GroupResult, GroupStore
+
+    store = GroupStore(tmp_path, resume=False)
+    res = GroupResult(index=0, key="d" * 64, plan=None, error="none", seconds=1.5)
+    old = os.umask(0o002)
+    try:
+        store.put(res)
+    finally:
+        os.umask(old)
+    kept = tmp_path / "parts" / ("d" * 64 + ".pkl")
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert GroupStore(tmp_path, resume=True).get("d" * 64) == res
 
 
 def test_a_file_others_may_write_or_a_key_others_may_read_is_not_trusted(own_key, tmp_path):
@@ -93,4 +112,4 @@ def test_a_file_others_may_write_or_a_key_others_may_read_is_not_trusted(own_key
     other.chmod(0o644)
     os.environ["LVPLAN_KEY_FILE"] = str(other)
     assert signed.key() != b"k" * 32
-    assert signed.loads(signed.dumps(1)) == 1  # (its own files it reads back)
+    assert _read(tmp_path / "own.pickle", signed.dumps(1)) == 1  # (its own files it reads)

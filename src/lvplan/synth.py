@@ -92,9 +92,11 @@ def templates() -> list[Template]:
         pass
     out = [_simbench_template(code) for code in SIMBENCH_TEMPLATES]
     out.append(_futian_template())
-    try:  # the one way lvplan writes a file whole (two processes building it at once each
-        with atomic_file(path) as fh, signed.signing(fh) as w:  # write their own temporary,
-            pickle.dump(out, w)  # not one ``.tmp`` both)
+    # atomic_file: two processes building it at once write their own temporaries, not one
+    # ``.tmp`` both; mode 0600: only its owner may read it, as the islands cache
+    try:
+        with atomic_file(path, mode=0o600) as fh, signed.signing(fh) as w:
+            pickle.dump(out, w)
     except OSError:
         pass
     return out

@@ -364,10 +364,7 @@ def _commit_or_undo(stage: Path, folder: Path, drop: Iterable[str] = ()) -> None
             raise OSError(
                 exc.errno, f"{failed}: {exc.strerror or exc}; the folder is left as it was"
             ) from None
-        for name in drop:
-            old = folder / name
-            if old.is_file() or old.is_symlink():
-                old.unlink(missing_ok=True)
+        _drop(folder, drop)
     finally:
         shutil.rmtree(aside, ignore_errors=True)
 
@@ -378,6 +375,11 @@ def _commit(stage: Path, folder: Path, drop: Iterable[str] = ()) -> None:
     for f in sorted(stage.iterdir()):
         if f.name != COMMIT_MARK:
             os.replace(f, folder / f.name)
+    _drop(folder, drop)
+
+
+def _drop(folder: Path, drop: Iterable[str]) -> None:
+    """Each file named in ``drop`` removed from ``folder`` (a file, or a link, never a folder)."""
     for name in drop:
         old = folder / name
         if old.is_file() or old.is_symlink():

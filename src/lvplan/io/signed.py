@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import io
 import os
 import pickle
 import secrets
@@ -103,22 +104,12 @@ def _kept_key(path: Path) -> bytes | None:
 
 
 def dumps(obj: Any) -> bytes:
-    """``obj`` pickled and signed."""
-    payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    return MAGIC + hmac.new(key(), payload, hashlib.sha256).digest() + payload
-
-
-def loads(data: bytes) -> Any | None:
-    """What :func:`dumps` wrote, or None when ``data`` is not signed with this user's key
-    (nothing of it is unpickled then)."""
-    head = len(MAGIC) + TAG_BYTES
-    if len(data) < head or not data.startswith(MAGIC):
-        return None
-    payload = memoryview(data)[head:]
-    tag = hmac.new(key(), payload, hashlib.sha256).digest()
-    if not hmac.compare_digest(tag, data[len(MAGIC) : head]):
-        return None
-    return pickle.loads(payload)
+    """``obj`` pickled and signed, as :func:`signing` writes it (for a small file written whole;
+    read back with :func:`verified`)."""
+    buf = io.BytesIO()
+    with signing(buf) as w:
+        pickle.dump(obj, w, protocol=pickle.HIGHEST_PROTOCOL)
+    return buf.getvalue()
 
 
 class _Signing:

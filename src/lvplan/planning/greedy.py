@@ -110,9 +110,9 @@ class Greedy:
             if ln in g.lines and ln in ag.line_pos:
                 d[ag.line_pos[ln]] = _coef(g.lines[ln], built.get(ln)) * line_load.get(ln, 0)
         # what a built upgrade gives back to today's load, on every bus beyond it
-        for ln, u in built.items():
-            if ln >= 0 and ln in ag.line_pos and ln in g.lines:
-                d[ag.line_pos[ln]] -= g.lines[ln].relief(u)
+        for ln in ag.lines:
+            if ln in built and ln in g.lines:
+                d[ag.line_pos[ln]] -= g.lines[ln].relief(built[ln])
         tr = g.trafos[ag.trafo]
         d_t = _coef(tr, built.get(-1 - ag.trafo)) * trafo_load - tr.relief(built.get(-1 - ag.trafo))
         # a transfer's new cable (not a line of the area's tree): its own drop

@@ -32,6 +32,7 @@ import hashlib
 import json
 import math
 import os
+import pickle
 import re
 import time
 from collections.abc import Callable
@@ -43,7 +44,12 @@ from typing import Any
 from lvplan.criteria import Criteria
 from lvplan.errors import InputError
 from lvplan.io import signed
-from lvplan.io.atomic import output_errors, remove_stale_temporaries, write_bytes_atomic
+from lvplan.io.atomic import (
+    atomic_file,
+    output_errors,
+    remove_stale_temporaries,
+    write_bytes_atomic,
+)
 from lvplan.model.network import Network
 from lvplan.planning.candidates import Instance
 from lvplan.planning.demand import Demand, DemandSet
@@ -260,7 +266,8 @@ class GroupStore:
         if not p.is_file():
             return None
         try:
-            out = signed.loads(p.read_bytes())
+            with signed.verified(p) as fh:  # (one this user's lvplan did not write: None)
+                out = None if fh is None else pickle.load(fh)
         except Exception:  # a file from another lvplan version: planned again
             return None
         return out if isinstance(out, GroupResult) and out.key == key else None
@@ -274,7 +281,9 @@ class GroupStore:
             with output_errors(self.flag, self.dir.parent):
                 # this group first: an earlier run's groups go only once it is kept (they were
                 # removed first, and a write that failed then left none: found by review)
-                write_bytes_atomic(self.dir / f"{res.key}.pkl", signed.dumps(res))
+                # (only its owner may read it, as the islands cache)
+                with atomic_file(self.dir / f"{res.key}.pkl", mode=0o600) as fh:
+                    fh.write(signed.dumps(res))
                 run = json.dumps({"network": self.label}).encode()
                 if self.stale:  # this run is under way: the earlier run's groups go now
                     if self.label is not None:
