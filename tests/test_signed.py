@@ -112,4 +112,12 @@ def test_a_file_others_may_write_or_a_key_others_may_read_is_not_trusted(own_key
     other.chmod(0o644)
     os.environ["LVPLAN_KEY_FILE"] = str(other)
     assert signed.key() != b"k" * 32
+    # a folder or a device named as the key file, or read as a pickle: no key kept, no read
+    # (a folder raised IsADirectoryError out of key(): found by trying it)
+    for odd in (tmp_path, "/dev/zero"):
+        os.environ["LVPLAN_KEY_FILE"] = str(odd)
+        assert len(signed.key()) == signed.KEY_BYTES
+        with signed.verified(odd) as fh:
+            assert fh is None
+    os.environ["LVPLAN_KEY_FILE"] = str(other)
     assert _read(tmp_path / "own.pickle", signed.dumps(1)) == 1  # (its own files it reads)

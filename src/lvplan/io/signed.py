@@ -78,29 +78,37 @@ def _kept_key(path: Path) -> bytes | None:
             tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(secrets.token_bytes(KEY_BYTES))
-                    fh.flush()
-                    os.fsync(fh.fileno())
+                with os.fdopen(fd, "wb") as out:
+                    out.write(secrets.token_bytes(KEY_BYTES))
+                    out.flush()
+                    os.fsync(out.fileno())
                 with contextlib.suppress(FileExistsError):  # (another process made it first)
                     os.link(tmp, path)
             finally:
                 tmp.unlink(missing_ok=True)
+    fh = _open_own(path)
+    if fh is None:
+        return None
+    with fh:
+        st = os.fstat(fh.fileno())
+        if st.st_mode & 0o077 or st.st_size != KEY_BYTES:
+            return None
+        data = fh.read(KEY_BYTES + 1)
+    return data if len(data) == KEY_BYTES else None
+
+
+def _open_own(path: str | os.PathLike) -> IO[bytes] | None:
+    """``path`` open for reading when it is a regular file (not a link) of this user's that
+    no one else may write; else None (a folder, a device, a link, another's file, none)."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except OSError:
         return None
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fh.fileno())
-        if (
-            not stat.S_ISREG(st.st_mode)
-            or st.st_uid != os.getuid()
-            or st.st_mode & 0o077
-            or st.st_size != KEY_BYTES
-        ):
-            return None
-        data = fh.read(KEY_BYTES + 1)
-    return data if len(data) == KEY_BYTES else None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+        os.close(fd)
+        return None
+    return os.fdopen(fd, "rb")
 
 
 def dumps(obj: Any) -> bytes:
@@ -147,15 +155,12 @@ def verified(path: str | os.PathLike) -> Iterator[IO[bytes] | None]:
     """``path`` open at its payload when it is a regular file of this user's, writable by no
     one else, signed with this user's key; else None (it does not exist, cannot be read, or
     is not to be trusted: nothing of it is unpickled)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except OSError:
+    opened = _open_own(path)
+    if opened is None:
         yield None
         return
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fh.fileno())
-        ok = stat.S_ISREG(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o022
-        ok = ok and fh.read(len(MAGIC)) == MAGIC
+    with opened as fh:
+        ok = fh.read(len(MAGIC)) == MAGIC
         tag = fh.read(TAG_BYTES) if ok else b""
         if ok and len(tag) == TAG_BYTES:
             mac = hmac.new(key(), digestmod=hashlib.sha256)
