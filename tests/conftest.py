@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import warnings
 
 import pytest
 
 import lvplan
+
+# the key of signed pickles (lvplan.io.signed): one file for every test process of this user,
+# kept out of the home folder (a test writes no key there)
+os.environ.setdefault(
+    "LVPLAN_KEY_FILE",
+    os.path.join(tempfile.gettempdir(), f"lvplan-test-key-{os.getuid()}", "pickle.key"),
+)
 
 warnings.filterwarnings("ignore")
 

@@ -328,6 +328,43 @@ def test_a_file_that_cannot_be_replaced_leaves_the_folder_as_it_was(tmp_path, mo
     assert (out / "b.csv").read_text(encoding="utf-8") == "new b.csv\n"
 
 
+def test_a_failed_rename_with_nothing_aside_is_finished_forward_not_claimed_undone(
+    tmp_path, monkeypatch
+):
+    """Where a replaced file could be neither linked nor copied aside, a later failed rename
+    cannot be undone: the line must not say "left as it was" (a review found it did, with
+    ``a.csv`` new), and the marked stage stays, so the next run that holds the folder finishes
+    the renames forward and it holds one run's files."""
+    import lvplan.io.atomic as atomic
+    from lvplan.errors import InputError
+    from lvplan.io.folder_lock import locked_folder
+
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("a.csv", "b.csv"):
+        (out / name).write_text(f"old {name}\n", encoding="utf-8")
+    real = os.replace
+
+    def refuses_b(src, dst, *a, **k):
+        if str(dst).endswith("b.csv") and ".lvplan-tmp.out" in str(src):
+            raise PermissionError(1, "Operation not permitted")
+        return real(src, dst, *a, **k)
+
+    monkeypatch.setattr(atomic.os, "replace", refuses_b)
+    monkeypatch.setattr(atomic.os, "link", _no_link)
+    monkeypatch.setattr(atomic.shutil, "copy2", _no_link)
+    with pytest.raises(InputError) as e, atomic.staged_files(out) as stage:
+        for name in ("a.csv", "b.csv"):
+            (stage / name).write_text(f"new {name}\n", encoding="utf-8")
+    assert "left as it was" not in str(e.value)
+    assert (out / "a.csv").read_text(encoding="utf-8") == "new a.csv\n"  # (no way back)
+    monkeypatch.undo()
+    with locked_folder(out):
+        pass
+    assert sorted(p.name for p in out.iterdir()) == ["a.csv", "b.csv"]
+    assert (out / "b.csv").read_text(encoding="utf-8") == "new b.csv\n"
+
+
 def _no_link(*a, **k):
     raise OSError(1, "Operation not permitted")
 

@@ -576,5 +576,18 @@ def test_an_earlier_runs_groups_stay_until_a_new_group_is_kept(tmp_path, monkeyp
         store.put(types.SimpleNamespace(key="c" * 64))
     assert all(f.read_bytes() == b"earlier run" for f in old)
     monkeypatch.setattr(groups_mod, "atomic_file", real)
+    # run.json that cannot be written: the new group goes again, the earlier run's stay whole
+    store.label = {"name": "x"}
+    (parts / "run.json").write_text('{"network": "earlier"}', encoding="utf-8")
+
+    def no_run_file(path, data):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(groups_mod, "write_bytes_atomic", no_run_file)
+    with pytest.raises(InputError, match="Operation not permitted"):
+        store.put(types.SimpleNamespace(key="c" * 64))
+    assert sorted(p.name for p in parts.iterdir()) == sorted([f.name for f in old] + ["run.json"])
+    assert (parts / "run.json").read_text(encoding="utf-8") == '{"network": "earlier"}'
+    monkeypatch.undo()
     store.put(types.SimpleNamespace(key="c" * 64))
-    assert sorted(p.name for p in parts.iterdir()) == ["c" * 64 + ".pkl"]
+    assert sorted(p.name for p in parts.iterdir()) == ["c" * 64 + ".pkl", "run.json"]

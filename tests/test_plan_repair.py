@@ -132,7 +132,30 @@ def test_repair_declines_the_whole_plan(sz_case):
     _inst, _mv, _cuts, grid, sol = sz_case
     everyone = {grid.inst.options[k].demand for k in sol.chosen}
     assert repair(grid, sol, everyone, time_limit_s=5.0, workers=1) is None
-    assert repair(grid, sol, set(), time_limit_s=5.0, workers=1) is None
+
+
+def test_a_repair_with_no_demand_touched_builds_the_relief_of_the_new_cut(sz_case):
+    """A new cut that a measure lifts touches no demand (test above): the repair keeps every
+    connection and chooses the measures again, so the plan comes back with the cut's relief
+    built (a review found the empty set taken for "nothing to repair": the round then started
+    from the greedy plan)."""
+    inst, mv, cuts, _grid, sol = sz_case
+    after = snapshot(cuts)
+    from lvplan.planning.candidates import element_key
+    from lvplan.planning.measures import MeasureKind
+
+    held = {element_key(inst.upgrades[u]) for u in sol.upgrades}
+    relief = next(
+        u
+        for u, up in enumerate(inst.upgrades)
+        if element_key(up) not in held and up.kind == MeasureKind.LV_CABLE_PARALLEL
+    )
+    after.add_linear({k: 1.0 for k in sol.chosen}, 0.5, "a 10 kV section", relief=(relief,))
+    tight = LinearGrid(inst, mv, after)
+    assert touched(tight, snapshot(cuts), after, sol) == set()
+    got = repair(tight, sol, set(), time_limit_s=5.0, workers=1)
+    assert got is not None and sorted(got.chosen) == sorted(sol.chosen)
+    assert relief in got.upgrades and got.served == sol.served
 
 
 def test_the_greedy_repair_alone_keeps_the_plan_and_fits(sz_case):

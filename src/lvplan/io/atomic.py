@@ -326,8 +326,10 @@ def _commit_or_undo(stage: Path, folder: Path, drop: Iterable[str] = ()) -> None
     from its link, every one added is removed, and the mark is dropped, so ``folder`` is as it
     was (before, it was left half new, half old, with the rest of the stage beside it) and the
     error is raised, naming the file. Where hard links cannot be made the file is copied aside;
-    one that cannot be copied either is renamed first, before any other is replaced. Killed
-    among the renames, the mark finishes them in the next run, as before."""
+    one that cannot be copied either is renamed first, before any other is replaced, and once
+    such a file is replaced there is no way back: a later failure leaves the marked stage for
+    the next run to finish forward (as :func:`_commit` does). Killed among the renames, the
+    mark finishes them in the next run, as before."""
     names = sorted(f.name for f in stage.iterdir() if f.name != COMMIT_MARK)
     try:
         aside = temp_folder(folder, "before")
@@ -354,6 +356,8 @@ def _commit_or_undo(stage: Path, folder: Path, drop: Iterable[str] = ()) -> None
                 os.replace(stage / name, folder / name)
                 done.append(name)
         except OSError as exc:
+            if set(done) & set(unlinked):  # (replaced with no copy aside: no way back; the
+                raise  # marked stage stays for the next run to finish forward, as before)
             for name in reversed(done):
                 if (aside / name).exists():
                     os.replace(aside / name, folder / name)

@@ -369,6 +369,8 @@ class Greedy:
             for key, el, load in cands:
                 if key in built:
                     continue
+                if load <= 0:  # (an element no new load crosses has no upgrade in the
+                    continue  # model: one built here for its relief alone would not fit it)
                 now = el.drop * load
                 for u, c, dc in zip(el.upgrades, el.up_cap, el.up_drop, strict=True):
                     gain = now - dc * load + el.relief(u)  # (today's load's drop too)

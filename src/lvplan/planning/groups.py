@@ -287,7 +287,11 @@ class GroupStore:
                 run = json.dumps({"network": self.label}).encode()
                 if self.stale:  # this run is under way: the earlier run's groups go now
                     if self.label is not None:
-                        write_bytes_atomic(self.dir / RUN_FILE, run)
+                        try:
+                            write_bytes_atomic(self.dir / RUN_FILE, run)
+                        except OSError:  # (the earlier run's folder as it was: no group of
+                            (self.dir / f"{res.key}.pkl").unlink(missing_ok=True)  # this one)
+                            raise
                     for f in self.names():
                         if f.name != f"{res.key}.pkl":
                             f.unlink()

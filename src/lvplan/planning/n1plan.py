@@ -140,7 +140,7 @@ def option_feeder(
     inst: Instance,
     k: int,
     feeder_of: dict[int, str],
-    sites: dict[str, int] | None = None,
+    sites: dict[str, int],
 ) -> str:
     """The 10 kV feeder an option's load hangs on ("" when none is known), in ``network`` (the
     planned one: a moved unit hangs on its new feeder). A new substation's load hangs on its
@@ -151,8 +151,6 @@ def option_feeder(
     o = inst.options[k]
     if o.site is not None:
         site = inst.sites[o.site]
-        if sites is None:
-            sites = site_buses(network)
         return feeder_of.get(sites.get(site.name, site.mv_bus), "")
     a = inst.bus_area.get(o.bus) if o.bus is not None else None
     if a is None:

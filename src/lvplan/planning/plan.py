@@ -997,7 +997,7 @@ def plan_network(
                     ) -> tuple[Solution | None, int]:
                         """``sol`` repaired, and how many demands it connected anew."""
                         who = touched(grid, before, cuts, sol) if before is not None else None
-                        if not who:
+                        if who is None:  # (none touched: the measures alone, chosen again)
                             return None, 0
                         # (at most what the time limit leaves once the AC check is set aside;
                         # in a round for the repair alone, a second: it starts from its

@@ -90,15 +90,17 @@ def repair(
     model: PlanModel | None = None,
 ) -> Solution | None:
     """``sol`` with only ``demands`` connected anew (every other demand keeps its connection;
-    measures and sites are chosen again), at the least cost: a plan of ``grid``'s model serving
-    what ``sol`` served, or None (none found in the time, or the repair would be the whole
-    plan). ``model``: ``grid``'s :class:`PlanModel`, already made (the round's, whose hint
-    ``sol`` did not fit: a second one takes a second on the district); it is spent here."""
+    measures and sites are chosen again; with no demand, only those), at the least cost: a
+    plan of ``grid``'s model serving what ``sol`` served, or None (none found in the time, or
+    the repair would be the whole plan). ``model``: ``grid``'s :class:`PlanModel`, already
+    made (the round's, whose hint ``sol`` did not fit: a second one takes a second on the
+    district); it is spent here."""
     from lvplan.planning.greedy import Greedy
     from lvplan.planning.model import PlanModel, Solution
 
     served = {grid.inst.options[k].demand for k in sol.chosen}
-    if not demands or len(demands) > MAX_TOUCHED_SHARE * max(len(served), 1):
+    # (none: every connection kept, the measures chosen again: a new cut a measure lifts)
+    if len(demands) > MAX_TOUCHED_SHARE * max(len(served), 1):
         return None
     # first greedily: the plan's measures kept, its other demands as they are, these connected
     # one by one (in a fraction of a second: a start CP-SAT improves on, and the answer if it

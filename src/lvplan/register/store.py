@@ -395,8 +395,14 @@ class SqliteBackend:
         orphans = _orphans(Path(self.path)) if writable and not self._memory else []
         if orphans and _shm_in_use(Path(f"{self.path}-shm")):  # before SQLite opens them
             raise InputError(self._orphaned(orphans))  # (it emptied the holder's -wal)
+        fresh = not self._memory and not Path(self.path).exists()
+        made: tuple[int, int] | None = None  # the file this start made (device, inode)
         try:
             con = self._con()
+            if fresh:
+                with contextlib.suppress(OSError):
+                    st = os.stat(self.path)
+                    made = (st.st_dev, st.st_ino)
             if writable:
                 con.executescript(_SCHEMA)
                 with self.transaction(write=True) as tx:  # proves the file can be written
@@ -405,7 +411,11 @@ class SqliteBackend:
                 con.execute("SELECT count(*) FROM applications").fetchone()
         except (sqlite3.DatabaseError, RegisterUnavailable) as exc:
             if orphans:  # (before: "cannot be written (disk I/O error)", and nothing more)
-                self._drop_failed_start()
+                if made is None and fresh:  # (the connection itself failed: made by it)
+                    with contextlib.suppress(OSError):
+                        st = os.stat(self.path)
+                        made = (st.st_dev, st.st_ino)
+                self._drop_failed_start(made)
                 raise InputError(self._orphaned(orphans)) from None
             what = "cannot be written" if writable else "cannot be read"
             raise InputError(f"register {self.path}: {what} ({_cause(exc)})") from None
@@ -417,15 +427,20 @@ class SqliteBackend:
             "process, or give another path"
         )
 
-    def _drop_failed_start(self) -> None:
-        """Remove the file this start made before it failed (SQLite writes its first page,
-        4 kB, before it finds it cannot go on): a retry then meets no half-made register."""
+    def _drop_failed_start(self, made: tuple[int, int] | None) -> None:
+        """Remove the file this start made (``made``: its device and inode) before it failed
+        (SQLite writes its first page, 4 kB, before it finds it cannot go on): a retry then
+        meets no half-made register. A file this start did not make (one there before it, or
+        another process's made meanwhile: a new register is 4 kB too) is left alone."""
         con = getattr(self._local, "con", None)
         if con is not None:
             con.close()
             self._local.con = None
+        if made is None:
+            return
         with contextlib.suppress(OSError):
-            if os.stat(self.path).st_size <= 4096:
+            st = os.stat(self.path)
+            if (st.st_dev, st.st_ino) == made and st.st_size <= 4096:
                 os.unlink(self.path)
 
     def _con(self) -> sqlite3.Connection:
