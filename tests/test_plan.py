@@ -37,6 +37,7 @@ from __future__ import annotations
 import io
 import json
 import math
+from pathlib import Path
 
 import pandapower as pp
 import pandas as pd
@@ -57,6 +58,7 @@ from lvplan.planning.synth_demand import synth_demand
 from lvplan.planning.verify import base_margin_map, check_plan
 
 LON0, LAT0 = 114.0, 22.5
+FUTIAN_CSV = Path(__file__).resolve().parents[1] / "studies/demand/sz-futian-30.csv"
 EAST_M = 90.0
 #: 90 m due east at LAT0, by the haversine lvplan measures with
 DLON = math.degrees(EAST_M / (EARTH_RADIUS_M * math.cos(math.radians(LAT0))))
@@ -328,6 +330,25 @@ def test_two_neighbouring_clusters_get_one_site_between_them(hand, cn):
     # one site and its four service cables cost less than the two sites alone
     assert p.cost_cny < 2 * sites[0].cost_cny
     assert _new_violations(p, hand, cn) == set()
+
+
+@pytest.mark.parametrize("area_class", ["B", "D"])
+def test_a_wider_supply_radius_never_leaves_a_heavy_cluster_one_site(sz, cn, area_class):
+    """sz-futian's 30 demands: 8 of them (606 kVA) lie in one cluster beyond every LV bus at
+    class A's 150 m. At class B's 250 m or D's 500 m leader clustering founded one site there,
+    so the plan's second substation stood at the same place tied 2.2 km to the busbar: 10.01
+    M and 9.91 M CNY against class A's 7.49 M. A heavy cluster now gets sites down to the least
+    radius (A's 150 m) too, and a wider radius, which only adds choices, costs no more."""
+    frame = pd.read_csv(FUTIAN_CSV)
+    wide = cn.with_overrides(default_area_class=area_class)
+    a = make_plan(sz, frame, criteria=cn, time_limit_s=10)
+    p = make_plan(sz, frame, criteria=wide, time_limit_s=10)
+    assert a.summary()["solver"]["gap"] == 0 and p.summary()["solver"]["gap"] == 0
+    assert len(p.assignments) == len(a.assignments) == 30
+    assert p.cost_cny <= a.cost_cny * 1.001  # (7.49 M against 7.49 M; before: 10.01 M, 9.91 M)
+    places = {(round(s.lon, 5), round(s.lat, 5)) for s in p.instance.sites if s.tie_of is None}
+    assert len(places) == sum(1 for s in p.instance.sites if s.tie_of is None)  # one per place
+    assert _new_violations(p, sz, wide) == set()
 
 
 def test_a_greedy_that_leaves_a_servable_demand_is_made_again_on_the_founded_sites(

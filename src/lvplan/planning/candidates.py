@@ -19,7 +19,11 @@ when the centroid would leave it out of reach); each site is tied to the nearest
 coordinates. Founded so, neighbouring clusters get a site each; so for each two sites within
 two radii of each other, where the demands beyond every LV bus that they reach between them are
 all within reach of one point, that point (the centre of the least circle about them) is a site
-too (:func:`_merged_sites`): the plan may build one site and one tie for both.
+too (:func:`_merged_sites`): the plan may build one site and one tie for both. A cluster with
+more than half a new substation's load is clustered again at half the radius, down to the
+profile's least supply radius (``split``): at a wide radius (class D, 500 m) it had one place,
+and two substations it needed stood side by side. A site within :data:`SAME_PLACE_M` of another
+is not founded twice.
 
 *Ties to other feeders*: each place is also offered tied to the nearest 10 kV bus of up to
 :data:`OTHER_FEEDER_TIES` other feeders (a tie to the source busbar is a new feeder), as sites
@@ -402,7 +406,6 @@ def build_instance(
     sites: list[Site] = []
     ztr = _trafo_z(*_vk(trafo_types(), measures.new_substation.rated_kva))
     located = [i for i, d in enumerate(demands) if d.lon is not None and not d.hv_required]
-    covered: set[int] = set()
     if mv_rows.size:
         dl = np.array([demands[i].lon for i in located], float)
         dt = np.array([demands[i].lat for i in located], float)
@@ -443,19 +446,8 @@ def build_instance(
             site_at(lon, lat, k, tie, between)
             return distance_m(lon, lat, dl, dt) * crit.detour_factor <= rad
 
-        reached: list[np.ndarray] = []  # by site: the located demands within its reach
-        for j, i in enumerate(located):
-            if i in covered:
-                continue
-            near = distance_m(dl[j], dt[j], dl, dt) * crit.detour_factor <= 0.5 * rad[j]
-            lon, lat = float(dl[near].mean()), float(dt[near].mean())
-            if distance_m(lon, lat, dl[j], dt[j]) * crit.detour_factor > rad[j]:
-                lon, lat = float(dl[j]), float(dt[j])
-            reach = found(lon, lat)
-            if reach is None:
-                continue
-            reached.append(reach)
-            covered.update(located[x] for x in np.flatnonzero(reach))
+        # by site: the located demands within its reach
+        reached = _leader_sites(dl, dt, rad, crit.detour_factor, found)
         far: dict[int, bool] = {}  # located demand -> no existing LV bus within its reach
 
         def beyond(x: int) -> bool:
@@ -468,6 +460,38 @@ def build_instance(
             sites, reached, beyond, dl, dt, rad, crit.detour_factor
         ):
             found(lon, lat, pair)
+        # a cluster with more than half a new substation's load gets sites at half the radius
+        # among its demands too, and so on down to the profile's least radius: founded at the
+        # radius alone it had one place, and the plan's second substation stood beside the
+        # first, tied to another feeder (sz-futian's 30 demands: class B 10.01 M CNY, class D
+        # 9.91 M, against class A's 7.49 M); the least radius's own sites stay as they were
+        kva = np.array([demands[i].design_kw / pf for i in located], float)
+        floor_m = min(crit.supply_radius_m.values(), default=0.0)
+
+        def split(members: np.ndarray, was: np.ndarray) -> None:
+            if kva[members].sum() <= 0.5 * measures.new_substation.rated_kva:
+                return
+            sub_m = np.maximum(0.5 * was, floor_m)
+            if not bool(np.any(sub_m < was)):
+                return
+
+            def sub(lon: float, lat: float) -> np.ndarray | None:
+                near = distance_m(lon, lat, site_lon_now(), site_lat_now()) < SAME_PLACE_M
+                if not near.any() and found(lon, lat) is None:
+                    return None
+                return distance_m(lon, lat, dl[members], dt[members]) * crit.detour_factor <= sub_m
+
+            for mask in _leader_sites(dl[members], dt[members], sub_m, crit.detour_factor, sub):
+                split(members[mask], sub_m[mask])
+
+        def site_lon_now() -> np.ndarray:
+            return np.array([s.lon for s in sites], float)
+
+        def site_lat_now() -> np.ndarray:
+            return np.array([s.lat for s in sites], float)
+
+        for reach in list(reached):
+            split(np.flatnonzero(reach), rad[reach])
         # each place tied to other feeders too: the nearest feeder's voltage room may be spent
         # (by the loads already on it, or by the plan's own) where a feeder a little farther
         # has room; a tie to the source busbar is a new 10 kV feeder
@@ -686,6 +710,38 @@ def _place(sites: list[Site], sid: int) -> int:
     """The site tied to the nearest 10 kV bus at site ``sid``'s place."""
     tie_of = sites[sid].tie_of
     return sid if tie_of is None else tie_of
+
+
+#: a site founded within this of another stands at its place (one site, not two)
+SAME_PLACE_M = 5.0
+
+
+def _leader_sites(
+    lon: np.ndarray,
+    lat: np.ndarray,
+    radius_m: np.ndarray,
+    detour: float,
+    found: Callable[[float, float], np.ndarray | None],
+) -> list[np.ndarray]:
+    """Leader clustering of the points: the first point not yet within reach of a site founds
+    one (``found(lon, lat)``: what that site reaches, a mask of the points, or None when no
+    site can stand there) at the centroid of the points within half its radius, or at itself
+    when that centroid would leave it out of reach. The sites' masks, in order."""
+    covered = np.zeros(len(lon), bool)
+    reached: list[np.ndarray] = []
+    for j in range(len(lon)):
+        if covered[j]:
+            continue
+        near = distance_m(lon[j], lat[j], lon, lat) * detour <= 0.5 * radius_m[j]
+        c_lon, c_lat = float(lon[near].mean()), float(lat[near].mean())
+        if distance_m(c_lon, c_lat, lon[j], lat[j]) * detour > radius_m[j]:
+            c_lon, c_lat = float(lon[j]), float(lat[j])
+        reach = found(c_lon, c_lat)
+        if reach is None:
+            continue
+        reached.append(reach)
+        covered |= reach
+    return reached
 
 
 def _merged_sites(
