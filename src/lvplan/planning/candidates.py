@@ -465,11 +465,11 @@ def build_instance(
         # radius alone it had one place, and the plan's second substation stood beside the
         # first, tied to another feeder (sz-futian's 30 demands: class B 10.01 M CNY, class D
         # 9.91 M, against class A's 7.49 M); the least radius's own sites stay as they were
-        kva = np.array([demands[i].design_kw / pf for i in located], float)
+        demand_kva = np.array([demands[i].design_kw / pf for i in located], float)
         floor_m = min(crit.supply_radius_m.values(), default=0.0)
 
         def split(members: np.ndarray, was: np.ndarray) -> None:
-            if kva[members].sum() <= 0.5 * measures.new_substation.rated_kva:
+            if demand_kva[members].sum() <= 0.5 * measures.new_substation.rated_kva:
                 return
             sub_m = np.maximum(0.5 * was, floor_m)
             if not bool(np.any(sub_m < was)):
