@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import pickle
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -111,13 +112,54 @@ def test_a_file_others_may_write_or_a_key_others_may_read_is_not_trusted(own_key
     other.write_bytes(b"k" * 32)
     other.chmod(0o644)
     os.environ["LVPLAN_KEY_FILE"] = str(other)
-    assert signed.key() != b"k" * 32
+    with pytest.warns(
+        UserWarning, match=r"pickle.key: not used .*\(mode 0644: others may read it\)"
+    ):
+        assert signed.key() != b"k" * 32
+    short = tmp_path / "short.key"
+    short.write_bytes(b"k" * 31)
+    short.chmod(0o600)
+    os.environ["LVPLAN_KEY_FILE"] = str(short)
+    with pytest.warns(UserWarning, match="31 bytes, not 32"):
+        assert len(signed.key()) == signed.KEY_BYTES
     # a folder or a device named as the key file, or read as a pickle: no key kept, no read
     # (a folder raised IsADirectoryError out of key(): found by trying it)
     for odd in (tmp_path, "/dev/zero"):
         os.environ["LVPLAN_KEY_FILE"] = str(odd)
-        assert len(signed.key()) == signed.KEY_BYTES
+        with pytest.warns(UserWarning, match="not a regular file of this user's"):
+            assert len(signed.key()) == signed.KEY_BYTES
         with signed.verified(odd) as fh:
             assert fh is None
     os.environ["LVPLAN_KEY_FILE"] = str(other)
-    assert _read(tmp_path / "own.pickle", signed.dumps(1)) == 1  # (its own files it reads)
+    with pytest.warns(UserWarning, match="not used"):
+        assert _read(tmp_path / "own.pickle", signed.dumps(1)) == 1  # (its own files it reads)
+
+
+def test_the_cli_says_in_one_line_that_a_key_file_is_not_used(tmp_path):
+    """A key file others may read was passed over in silence: the user learnt nothing of why a
+    later ``--resume`` planned every group again. The command now says it, in one line."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "pickle.key"
+    bad.write_bytes(b"k" * 32)
+    bad.chmod(0o644)
+    env = dict(os.environ, LVPLAN_KEY_FILE=str(bad))
+    code = "import sys; from lvplan.cli import main; sys.exit(main(sys.argv[1:]))"
+    demand = Path(__file__).resolve().parents[1] / "studies/demand/sz-futian-30.csv"
+    args = ["sz-futian", "--demand", str(demand), "--out", str(tmp_path / "out")]
+    done = subprocess.run(
+        [sys.executable, "-c", code, "plan", *args, "--time-limit", "5"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-800:]
+    said = [ln for ln in done.stderr.splitlines() if "key file" in ln]
+    assert said == [
+        f"lvplan: warning: {bad}: not used as lvplan's key file (mode 0644: others may read "
+        "it); the work this run keeps (--resume groups, the islands cache, templates) is "
+        "signed with a key of its own, and a later run does it again"
+    ], done.stderr[-800:]
+    assert bad.read_bytes() == b"k" * 32  # (left as it was)

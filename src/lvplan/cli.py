@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -17,6 +18,8 @@ from typing import Any, NoReturn
 from lvplan.errors import InputError, LvplanError
 from lvplan.io.stderr_report import reporter
 from lvplan.numbers import read_float, read_int, shown
+
+_python_warning = warnings.formatwarning
 
 REGISTER_IS = "register: a SQLite file, or a postgresql://user@host:port/db URL"
 #: lvplan's linear algebra is many small products and solves: OpenBLAS's threads only fight
@@ -1199,6 +1202,19 @@ def _import_dependencies() -> None:
             gc.enable()
 
 
+def _one_line_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    line: str | None = None,
+) -> str:
+    """lvplan's own warnings as one line each, like its errors (others as Python says them)."""
+    if category is UserWarning and "lvplan" in str(filename):
+        return f"lvplan: warning: {message}\n"
+    return _python_warning(message, category, filename, lineno, line)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
@@ -1208,6 +1224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         where.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for serve --workers
     _import_dependencies()
+    warnings.formatwarning = _one_line_warning
     from lvplan.planning import interrupt
 
     was = interrupt.stop_on_signals()  # SIGTERM and SIGHUP end a run as Ctrl-C does

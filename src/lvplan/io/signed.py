@@ -12,9 +12,9 @@ The key: 32 random bytes in ``$XDG_CONFIG_HOME/lvplan/pickle.key`` (``~/.config`
 it), or the file ``LVPLAN_KEY_FILE`` names; made on first use (written to a temporary file and
 linked into place, so two processes making it at once agree on one), mode 0600. A key file
 that this user does not own, that others may read or write, or that is not 32 bytes is not
-trusted; then, as where no key file can be made (no writable home), the process draws a key
-of its own, and its files are read back by itself only (a ``--resume`` in a later process
-plans its groups again: safe, slower).
+trusted (a warning says so and why); then, as where no key file can be made (no writable
+home), the process draws a key of its own, and its files are read back by itself only (a
+``--resume`` in a later process plans its groups again: safe, slower).
 
 Format: ``MAGIC``, the 32-byte tag, then the payload (one or more pickles, as the writer
 wrote them). A streamed file (the islands cache: gigabytes) is hashed as it is written and its
@@ -34,6 +34,7 @@ import pickle
 import secrets
 import stat
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -88,13 +89,30 @@ def _kept_key(path: Path) -> bytes | None:
                 tmp.unlink(missing_ok=True)
     fh = _open_own(path)
     if fh is None:
+        if os.path.lexists(path):
+            _distrust(path, "not a regular file of this user's that no one else may write")
         return None
     with fh:
         st = os.fstat(fh.fileno())
-        if st.st_mode & 0o077 or st.st_size != KEY_BYTES:
+        if st.st_mode & 0o077:
+            _distrust(path, f"mode {stat.S_IMODE(st.st_mode):04o}: others may read it")
             return None
         data = fh.read(KEY_BYTES + 1)
-    return data if len(data) == KEY_BYTES else None
+    if len(data) != KEY_BYTES:
+        _distrust(path, f"{len(data) if len(data) <= KEY_BYTES else 'more than 32'} bytes, not 32")
+        return None
+    return data
+
+
+def _distrust(path: str | os.PathLike, why: str) -> None:
+    """Say once per key file that it is not used, and what follows (a key of the process's
+    own: a later run does not read back what this one keeps)."""
+    warnings.warn(
+        f"{path}: not used as lvplan's key file ({why}); the work this run keeps (--resume "
+        "groups, the islands cache, templates) is signed with a key of its own, and a later "
+        "run does it again",
+        stacklevel=3,
+    )
 
 
 def _open_own(path: str | os.PathLike) -> IO[bytes] | None:

@@ -252,6 +252,7 @@ class GroupStore:
                 remove_stale_temporaries(self.dir)
             self.dir.mkdir(parents=True, exist_ok=True)  # now: a run killed before its first
             # group finished is resumed (from nothing)
+        signed.key()  # (here, in the run's own process: a key file not used is said at once)
 
     def names(self) -> list[Path]:
         """The group files in ``parts/`` (this store's names only)."""
