@@ -165,7 +165,8 @@ def test_a_parallel_unit_of_another_rating_is_named_by_its_own(six, cn, tmp_path
 
 
 def test_the_optimal_rounds_stop_at_the_deadline_with_the_verified_greedy_plan(hand, hand_csv, cn):
-    """With 1 s the greedy plan and its AC round fit, a CP-SAT round (5 s at least) does not:
+    """With 1 s the greedy plan and its AC round fit, a CP-SAT round (1 s at least on a model
+    this small, 5 s on a larger one) does not:
     the rounds stop there and the verified greedy plan is returned, saying so (before, the
     optimum got its 5 s whatever the limit, and its AC rounds after that)."""
     p = make_plan(hand, hand_csv, criteria=cn, method="optimal", time_limit_s=1.0)
@@ -186,6 +187,12 @@ def test_the_optimal_rounds_stop_at_the_deadline_with_the_verified_greedy_plan(h
     full = make_plan(hand, hand_csv, criteria=cn, method="optimal", time_limit_s=10)
     assert full.stopped is None and "stop_note" not in full.summary()
     assert full.cost_cny == pytest.approx(OPTIMUM_CNY)
+    # 3 s: a small model's round needs 1 s, not 5 s (before, the greedy plan's 277,000 CNY
+    # was returned at --time-limit 5, its optimum unsought)
+    assert len(p.instance.options) <= plan_mod.SMALL_MODEL_OPTIONS
+    short = make_plan(hand, hand_csv, criteria=cn, method="optimal", time_limit_s=3)
+    assert short.stopped is None and short.cost_cny == pytest.approx(OPTIMUM_CNY)
+    assert short.summary()["solver"]["status"] == "optimal"
 
 
 def test_cli_says_where_the_rounds_stopped(capsys, tmp_path, hand_json, hand_csv):

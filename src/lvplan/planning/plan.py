@@ -103,6 +103,11 @@ AGAIN = "greedy (again, without new ties and moves)"
 #: An optimal round is started only when CP-SAT gets at least this long and the round's AC
 #: check (as long as the last one took) still ends by the deadline (``--time-limit``).
 MIN_SOLVE_S = 5.0
+#: ... and at least this long on a small model (at most :data:`SMALL_MODEL_OPTIONS` connection
+#: options and as many upgrades), which CP-SAT proves in well under a second: at
+#: ``--time-limit 5`` the 4-demand hand instance returned the greedy plan, its optimum unsought
+SMALL_SOLVE_S = 1.0
+SMALL_MODEL_OPTIONS = 300
 #: The first optimal round's share of the time left (a later one: half). A plan from the
 #: relaxation's neighbourhood uses the linear model's room to the last kW and often breaks a
 #: limit or two in AC by a fraction of a per cent: the share leaves the next round time to
@@ -922,6 +927,9 @@ def plan_network(
             last[0] = out
             return out
 
+        small = max(len(inst.options), len(inst.upgrades)) <= SMALL_MODEL_OPTIONS
+        min_solve = SMALL_SOLVE_S if small else MIN_SOLVE_S
+
         def optimal() -> Solution:
             # the time CP-SAT may take: what is left once this round's AC check (as long as the
             # last one) and the model's making (as the last solve's overrun) are set aside
@@ -944,10 +952,10 @@ def plan_network(
             # a plan that broke a few limits is repaired without a search (below), which needs
             # only seconds: a round for that alone when a search has no time
             repairable = last[0] is not g_sol and choices(last[0]) not in passed
-            if left < MIN_SOLVE_S and not (repairable and left + over_s[0] >= repair_s[0]):
+            if left < min_solve and not (repairable and left + over_s[0] >= repair_s[0]):
                 raise _OutOfTime(
                     f"stopped at the time limit ({time_limit_s:g} s): "
-                    f"{max(deadline - now, 0.0):.1f} s left, a round needs {MIN_SOLVE_S:g} s of "
+                    f"{max(deadline - now, 0.0):.1f} s left, a round needs {min_solve:g} s of "
                     f"CP-SAT + {check_s[0]:.1f} s of AC check + {over_s[0]:.1f} s to make the model"
                 )
             grid = LinearGrid(inst, mv, cuts)
@@ -961,7 +969,7 @@ def plan_network(
                 share = GO_ON_SHARE  # left, but the AC check's (its plan stands if it fails)
             else:
                 share = 0.5
-            given = max(MIN_SOLVE_S, share * left)
+            given = max(min_solve, share * left)
             if len(parts) > 1 and budget_cny is None:
                 out = solve_by_parts(
                     grid,
@@ -1040,7 +1048,7 @@ def plan_network(
                     if start is not g_sol:  # (the others, should this one break in AC too)
                         others = [a for a in hand if a is not start][:ALTERNATIVES_KEPT]
                         start = dataclasses.replace(start, alternatives=others)
-                    given = max(MIN_SOLVE_S, given - (time.perf_counter() - t_rep))
+                    given = max(min_solve, given - (time.perf_counter() - t_rep))
                     say(
                         "optimal: the last plan no longer fits the cuts; "
                         + (
@@ -1067,7 +1075,7 @@ def plan_network(
                         if not mdl.hint(start) and start is not g_sol:
                             mdl = PlanModel(grid, budget_cny=budget_cny)
                             mdl.hint(g_sol)
-                if mdl is not None and left < MIN_SOLVE_S:  # (a round for a repair alone)
+                if mdl is not None and left < min_solve:  # (a round for a repair alone)
                     raise _OutOfTime(
                         f"stopped at the time limit ({time_limit_s:g} s): {max(left, 0.0):.1f} s "
                         f"left, too little for a search, and no repaired plan to check instead"
