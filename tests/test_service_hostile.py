@@ -455,3 +455,47 @@ def test_open_docs_flag(sz, tmp_path):
     assert all(opened[p] == 200 for p in docs) and all(closed[p] == 401 for p in docs)
     for got in (opened, closed):
         assert got["/v1/capacity/transformers"] == 401 and got["/healthz"] == 200
+
+
+def test_healthz_reads_a_slow_sqlite_register_off_the_loop(sz, tmp_path, monkeypatch):
+    """/healthz read a SQLite register on the event loop: a register on a slow disk (here a
+    read that takes 0.6 s) stalled every other request of the process for as long. It is read
+    in a worker thread now: the loop keeps ticking while /healthz waits for the file."""
+    import asyncio
+    import time
+
+    from lvplan.register.desk import Desk
+    from lvplan.register.service import create_app
+    from lvplan.register.store import SqliteBackend
+
+    desk = Desk(sz, SqliteBackend(tmp_path / "r.db"))
+    read = desk.health
+
+    def slow() -> dict:
+        time.sleep(0.6)
+        return read()
+
+    monkeypatch.setattr(desk, "health", slow)
+
+    async def run() -> tuple[int, float]:
+        app = create_app(desk, TOKEN)
+        transport = httpx.ASGITransport(app=app)
+        stalls: list[float] = []
+
+        async def ticks() -> None:
+            for _ in range(40):
+                t = time.perf_counter()
+                await asyncio.sleep(0.01)
+                stalls.append(time.perf_counter() - t)
+
+        async def asked() -> httpx.Response:
+            await asyncio.sleep(0.05)  # (the ticks run first)
+            return await c.get("/healthz")
+
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            _, got = await asyncio.gather(ticks(), asked())
+        return got.status_code, max(stalls)
+
+    status, stall_s = asyncio.run(run())
+    assert status == 200
+    assert stall_s < 0.3, stall_s  # (on the loop: >= 0.6 s)

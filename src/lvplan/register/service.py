@@ -15,8 +15,8 @@ instead of an overflow or Python's int-string limit).
 Decisions never block the event loop: one that can take the desk's lock at once runs inline
 (no thread switch: the fast path), one that would wait for it (a capacity table holds it)
 runs in a worker thread; capacity tables always run in a worker thread. ``/healthz`` takes no
-lock; it runs on the loop (a PostgreSQL register's health, a round trip to its server, in a
-worker thread).
+lock; it reads the register in a worker thread (a PostgreSQL server's round trip, a SQLite
+file on a slow disk: the loop never waits for either).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from lvplan.errors import InputError, LvplanError, RegisterUnavailable
 from lvplan.register.desk import Desk
 from lvplan.register.fields import check_id
 from lvplan.register.locks import IslandLocks
-from lvplan.register.store import Conflict, NotFound, RegisterBusy, SqliteBackend
+from lvplan.register.store import Conflict, NotFound, RegisterBusy
 
 MAX_BODY_BYTES = 16 * 1024
 BODY_SECONDS = 10.0  # the whole body, from the first byte read to the last
@@ -291,11 +291,10 @@ def create_app(desk: Desk, token: str, *, open_docs: bool = False):
 
     @app.get("/healthz")
     async def healthz():
-        # a read (and, for SQLite, a stat of the file): no lock, no decision; a database
-        # server's answer can take a connection's time-out, so it is read off the loop
-        health = desk.health  # (the register, and still bound to this network and criteria)
-        local = isinstance(desk.register, SqliteBackend)
-        reg = health() if local else await run_in_threadpool(health)
+        # a read (and, for SQLite, a stat of the file): no lock, no decision; read off the
+        # loop: a database server's answer can take a connection's time-out, and a SQLite
+        # file's a slow disk's (or a network share's) time
+        reg = await run_in_threadpool(desk.health)  # (the register, and still its binding)
         body = {
             "ok": reg["ok"],
             "worker": WORKER,  # which server process answered (``serve --workers``)
