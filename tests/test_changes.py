@@ -27,6 +27,7 @@ from lvplan.model.network import Network
 
 LV_CABLE = "YJV22-0.6/1kV 4x240"
 MV_CABLE = "YJV22-8.7/15kV 3x300"
+MV_CABLE_20 = "YJV22-12/20kV 3x300"
 
 
 def _cable(name):
@@ -93,7 +94,10 @@ def pp_new_substation(net, mv_bus, length_m, kva):
     vn = net.bus.vn_kv.at[mv_bus]
     hv = pp.create_bus(net, vn)
     lv = pp.create_bus(net, 0.4)
-    pp.create_line_from_parameters(net, mv_bus, hv, length_m / 1000, **_cable(MV_CABLE))
+    # (a 8.7/15 kV cable on a 10 kV network, a 12/20 kV one on a 20 kV network: SimBench's
+    # LV grids hang from 20 kV)
+    cable = MV_CABLE if vn <= 15.0 else MV_CABLE_20
+    pp.create_line_from_parameters(net, mv_bus, hv, length_m / 1000, **_cable(cable))
     shift = net.trafo.shift_degree[net.trafo.vn_lv_kv < 1].iloc[0]
     pp.create_transformer_from_parameters(
         net, hv, lv, vn_hv_kv=vn, vn_lv_kv=0.4, shift_degree=shift, **_unit(kva)
@@ -663,3 +667,39 @@ def test_a_device_or_an_oversized_file_as_an_input_is_refused_unread(tmp_path, c
         err = capsys.readouterr().err.strip()
         assert rc == 2 and len(err.splitlines()) == 1 and message in err, (argv, err)
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_a_cable_on_a_20_kv_network_is_one_rated_for_it(cn):
+    """A new substation's tie, a new tie or a moved unit's cable, and a 10 kV section's new
+    cable are catalogue cables rated for the network they are laid in: the 8.7/15 kV cable
+    went onto SimBench's 20 kV buses (a review found it; no AC limit catches it). Named, a
+    cable rated below the network is refused in one line; not named, the catalogue's cheapest
+    rated one is laid (12/20 kV at 20 kV, 8.7/15 kV at 10 kV)."""
+    grid = NETWORKS["simbench:1-LV-rural2--0-sw"]()
+    mv = int(grid.pp.trafo.hv_bus.iat[0])
+    assert grid.pp.bus.vn_kv.at[mv] == 20.0
+    ch = Changes().new_substation(0.0, 0.0, mv_bus=mv, tie_length_m=600.0)
+    (res,) = ch.resolve(grid).items
+    assert res.tie_cable == MV_CABLE_20
+    net = grid.with_changes(ch).pp
+    tie = net.line[net.line.name.astype(str).str.endswith(" tie")]
+    assert len(tie) == 1
+    assert tie.x_ohm_per_km.tolist() == [cable_types()[MV_CABLE_20].x_ohm_per_km]
+    assert tie.c_nf_per_km.tolist() == [cable_types()[MV_CABLE_20].c_nf_per_km]
+    with pytest.raises(InputError) as err:
+        Changes().new_substation(
+            0.0, 0.0, mv_bus=mv, tie_cable=MV_CABLE, tie_length_m=600.0
+        ).resolve(grid)
+    assert str(err.value) == (
+        "change 1 (new_substation): tie_cable: YJV22-8.7/15kV 3x300 is rated 15 kV, not for a "
+        "20 kV network"
+    )
+    # on sz-futian's 10 kV network the 8.7/15 kV cable, named or not; a 10 kV section may take
+    # the 12/20 kV cable (rated above its network) when named
+    sz = lvplan.load_network("sz-futian")
+    mv10 = int(sz.pp.trafo.hv_bus.iat[0])
+    (res10,) = Changes().new_substation(114.05, 22.54, mv_bus=mv10).resolve(sz).items
+    assert res10.tie_cable == MV_CABLE
+    ln10 = int(sz.pp.line.index[sz.pp.bus.vn_kv.loc[sz.pp.line.from_bus].to_numpy() > 1][0])
+    (rl,) = Changes().replace_line(ln10, MV_CABLE_20).resolve(sz).items
+    assert rl.cable == MV_CABLE_20

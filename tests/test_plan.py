@@ -351,6 +351,30 @@ def test_a_wider_supply_radius_never_leaves_a_heavy_cluster_one_site(sz, cn, are
     assert _new_violations(p, sz, wide) == set()
 
 
+def test_a_new_substation_on_a_20_kv_network_is_tied_by_a_20_kv_cable(cn):
+    """SimBench's LV grids hang from a 20 kV bus: a new substation's tie was the catalogue's
+    8.7/15 kV cable there, costed and modelled as such. It is the 12/20 kV cable now (2.1 M
+    CNY/km, the first of ``new_substation.tie_cable`` rated for 20 kV), in the cost, in
+    plan.csv and in reinforced.json."""
+    from lvplan.model.catalogue import cable_types
+
+    net = lvplan.load_network("simbench:1-LV-rural2--0-sw")
+    frame = pd.DataFrame({"id": ["F1"], "kw": [150], "lon": [11.4118], "lat": [53.6550]})
+    p = make_plan(net, frame, criteria=cn, time_limit_s=10)
+    assert p.unserved == [] and [m.kind for m in p.measures] == ["new_substation"]
+    (site,) = [p.instance.sites[s] for s in sorted(p.solution.sites)]
+    cable = cable_types()["YJV22-12/20kV 3x300"]
+    assert site.tie_cable == cable.name
+    cost = 475_000 + site.tie_m / 1000 * 2_100_000  # (with 8.7/15 kV: 1.75 M CNY/km)
+    assert p.measures[0].cost_cny == pytest.approx(cost, abs=0.01)
+    assert f"m tie of {cable.name} to bus 288" in p.measures[0].after
+    r = pp.from_json(io.StringIO(reinforced_json(p, net)))
+    tie = r.line[r.line.name.astype(str).str.endswith(" tie")]
+    assert tie.x_ohm_per_km.tolist() == [cable.x_ohm_per_km]
+    assert tie.length_km.tolist() == [pytest.approx(site.tie_m / 1000)]
+    assert _new_violations(p, net, cn) == set()
+
+
 def test_a_greedy_that_leaves_a_servable_demand_is_made_again_on_the_founded_sites(
     hand, cn, monkeypatch
 ):

@@ -236,7 +236,7 @@ def plan_changes(net, changes: Changes) -> Plan:
         elif isinstance(c, NewTie):
             name = c.name or "new tie"
             a, b = int(c.from_bus), int(c.to_bus)
-            tie = line(a, b, float(c.length_m or 0) / 1000, c.cable, name)
+            tie = line(a, b, float(c.length_m or 0) / 1000, str(c.cable), name)
             i = ids.take("switch")
             plan.new_switches[i] = dict(
                 bus=b, element=tie, et="l", closed=False, name=f"{name} switch"
@@ -249,7 +249,7 @@ def plan_changes(net, changes: Changes) -> Plan:
             geo = _geo(net, hv_old)
             moved = bus(vn_kv=vn, name=moved_bus_name(net, t), **({"geodata": geo} if geo else {}))
             km = float(c.length_m or 0) / 1000
-            line(int(c.to_bus), moved, km, c.cable, f"move of trafo {t}")
+            line(int(c.to_bus), moved, km, str(c.cable), f"move of trafo {t}")
             plan.trafo_updates.setdefault(t, {})["hv_bus"] = moved
             if t not in m.modified_trafos:
                 m.modified_trafos.append(t)

@@ -27,7 +27,7 @@ from lvplan.changes.spec import (
     moved_bus_name,
 )
 from lvplan.errors import InputError
-from lvplan.model.catalogue import cable_types, trafo_types
+from lvplan.model.catalogue import cable_types, mv_cable_for, rated_class, trafo_types
 from lvplan.model.network import index_of_text
 from lvplan.model.topology import LV_MAX_KV, MV_MAX_KV
 
@@ -111,14 +111,31 @@ def _rating(value: int, where: str) -> int:
     return value
 
 
-def _cable(name: str, voltage: str, where: str, field: str = "cable") -> str:
+def _cable(
+    name: str | None, voltage: str, where: str, field: str = "cable", vn_kv: float | None = None
+) -> str:
+    """``name`` checked: a catalogue cable of ``voltage`` ("lv"/"mv"), rated for a network of
+    nominal ``vn_kv`` when that is given; None: the catalogue's MV cable for ``vn_kv``."""
     types = cable_types()
+    if name is None:
+        chosen = None if vn_kv is None else mv_cable_for(vn_kv)
+        if chosen is None:
+            raise InputError(
+                f"{where}: {field}: the catalogue has no MV cable rated for a "
+                f"{vn_kv:g} kV network; name one"
+            )
+        return chosen
     if name not in types:
         raise InputError(f"{where}: {field}: unknown cable type {name!r}")
     if types[name].voltage != voltage:
         raise InputError(
             f"{where}: {field}: {name} is a {types[name].voltage.upper()} cable, "
             f"not {voltage.upper()}"
+        )
+    if vn_kv is not None and not rated_class([name], vn_kv):
+        raise InputError(
+            f"{where}: {field}: {name} is rated {types[name].rated_kv:g} kV, not for a "
+            f"{vn_kv:g} kV network"
         )
     return name
 
@@ -190,13 +207,14 @@ def _trafo(network, ref, where: str) -> int:
     return t
 
 
-def _line(network, ref, where: str, field: str = "line") -> tuple[int, str]:
+def _line(network, ref, where: str, field: str = "line") -> tuple[int, str, float]:
+    """The line's id, "lv" or "mv", and its network's nominal kV."""
     ln = _element(network, "line", ref, where, field)
     line = network.pp.line
     if not bool(line.at[ln, "in_service"]):
         raise InputError(f"{where}: {field}: line {ln} is out of service")
     vn = float(network.pp.bus.at[int(line.at[ln, "from_bus"]), "vn_kv"])
-    return ln, ("lv" if vn < LV_MAX_KV else "mv")
+    return ln, ("lv" if vn < LV_MAX_KV else "mv"), vn
 
 
 def resolve_change(network, c: Change, position: int, pending: Pending) -> Change:
@@ -214,8 +232,8 @@ def resolve_change(network, c: Change, position: int, pending: Pending) -> Chang
             c, trafo=_trafo(network, c.trafo, where), rated_kva=_rating(c.rated_kva, where)
         )
     if isinstance(c, ReplaceLine | AddParallelLine):
-        ln, voltage = _line(network, c.line, where)
-        return replace(c, line=ln, cable=_cable(c.cable, voltage, where))
+        ln, voltage, vn = _line(network, c.line, where)
+        return replace(c, line=ln, cable=_cable(c.cable, voltage, where, vn_kv=vn))
     if isinstance(c, NewSubstation):
         out = _new_substation(network, c, where)
         name = out.name or f"new {out.rated_kva} kVA substation"
@@ -268,7 +286,6 @@ def no_load_tap(vm_mv_pu: float) -> int:
 def _new_substation(network, c: NewSubstation, where: str) -> NewSubstation:
     _lonlat(c.lon, c.lat, where)
     _rating(c.rated_kva, where)
-    _cable(c.tie_cable, "mv", where, "tie_cable")
     _length(c.tie_length_m, where, "tie_length_m")
     if c.mv_bus is not None:
         mv = _bus(network, c.mv_bus, where, "mv_bus", lv=False)
@@ -293,7 +310,9 @@ def _new_substation(network, c: NewSubstation, where: str) -> NewSubstation:
             f"{where}: lon/lat: the site is {route:.0f} m (route) from 10 kV bus {mv}, beyond "
             f"the {MAX_TIE_LENGTH_M:g} m reach of a new tie"
         )
-    return replace(c, mv_bus=mv, tie_length_m=max(route, 1.0), tap_pos=tap)
+    vn = float(network.pp.bus.at[mv, "vn_kv"])
+    cable = _cable(c.tie_cable, "mv", where, "tie_cable", vn_kv=vn)
+    return replace(c, mv_bus=mv, tie_cable=cable, tie_length_m=max(route, 1.0), tap_pos=tap)
 
 
 def _new_lv_cable(network, c: NewLvCable, where: str, pending: Pending) -> NewLvCable:
@@ -350,7 +369,7 @@ def far_end(network, line: int) -> tuple[int, set[int]]:
 
 
 def _transfer(network, c: Transfer, where: str, pending: Pending) -> Transfer:
-    ln, voltage = _line(network, c.subtree_root_line, where, "subtree_root_line")
+    ln, voltage, _vn = _line(network, c.subtree_root_line, where, "subtree_root_line")
     if voltage != "lv":
         raise InputError(f"{where}: subtree_root_line: line {ln} is not an LV line")
     _cable(c.cable, "lv", where)
@@ -423,11 +442,11 @@ def _new_tie(network, c: NewTie, where: str) -> NewTie:
         raise InputError(
             f"{where}: to_bus: buses {a} and {b} are both on feeder {fa}: a tie joins two feeders"
         )
-    _cable(c.cable, "mv", where)
+    cable = _cable(c.cable, "mv", where, vn_kv=va)
     _length(c.length_m, where, "length_m")
     length = _mv_route(network, c.length_m, a, b, where)
     name = c.name or f"new tie {fa} - {fb}"
-    return replace(c, from_bus=a, to_bus=b, length_m=length, name=name)
+    return replace(c, from_bus=a, to_bus=b, cable=cable, length_m=length, name=name)
 
 
 def _move_transformer(network, c: MoveTransformer, where: str) -> MoveTransformer:
@@ -445,7 +464,7 @@ def _move_transformer(network, c: MoveTransformer, where: str) -> MoveTransforme
         raise InputError(
             f"{where}: to_bus: bus {b} is on feeder {f_new}, which already feeds trafo {t}"
         )
-    _cable(c.cable, "mv", where)
+    cable = _cable(c.cable, "mv", where, vn_kv=vb)
     _length(c.length_m, where, "length_m")
     length = _mv_route(network, c.length_m, b, hv, where)
-    return replace(c, trafo=t, to_bus=b, length_m=length)
+    return replace(c, trafo=t, to_bus=b, cable=cable, length_m=length)

@@ -101,7 +101,7 @@ class NewSubstation(Change):
     lat: float
     rated_kva: int = 630
     mv_bus: int | str | None = None
-    tie_cable: str = "YJV22-8.7/15kV 3x300"
+    tie_cable: str | None = None  # None: the catalogue's MV cable rated for mv_bus's network
     tie_length_m: float | None = None
     name: str | None = None
     tap_pos: int | None = None
@@ -168,7 +168,7 @@ class NewTie(Change):
     kind: ClassVar[str] = "new_tie"
     from_bus: int | str
     to_bus: int | str
-    cable: str = "YJV22-8.7/15kV 3x300"
+    cable: str | None = None  # None: the catalogue's MV cable rated for the network
     length_m: float | None = None
     name: str | None = None
 
@@ -184,7 +184,7 @@ class MoveTransformer(Change):
     kind: ClassVar[str] = "move_transformer"
     trafo: int | str
     to_bus: int | str
-    cable: str = "YJV22-8.7/15kV 3x300"
+    cable: str | None = None  # None: the catalogue's MV cable rated for the network
     length_m: float | None = None
 
 

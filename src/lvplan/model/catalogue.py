@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -19,6 +20,7 @@ class CableType:
     max_i_ka: float
     cost_cny_per_km: float
     voltage: str  # "lv" or "mv"
+    rated_kv: float  # U of U0/U: the highest nominal network voltage (kV) it may serve
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,28 @@ def cable_type(name: str) -> CableType:
     if name not in types:
         raise InputError(f"unknown cable type {name!r}; known: {', '.join(types)}")
     return types[name]
+
+
+def rated_class(names: Iterable[str], vn_kv: float) -> tuple[str, ...]:
+    """Of the cables ``names`` (in their order), those of the least rating that serves a
+    network of nominal ``vn_kv``: 8.7/15 kV cables on a 10 kV network (a 12/20 kV one there
+    costs more for the same current), 12/20 kV ones on a 20 kV network; () when none is rated
+    for it. The one home of the rule that a cable is rated for the network it is laid in."""
+    types = cable_types()
+    rated = [n for n in names if types[n].rated_kv >= vn_kv - 1e-9]
+    if not rated:
+        return ()
+    least = min(types[n].rated_kv for n in rated)
+    return tuple(n for n in rated if types[n].rated_kv == least)
+
+
+def mv_cable_for(vn_kv: float) -> str | None:
+    """The catalogue's cheapest MV cable rated for a network of nominal ``vn_kv`` (what a
+    change that names no cable lays); None when none is."""
+    types = cable_types()
+    mv = [n for n, c in types.items() if c.voltage == "mv"]
+    rated = rated_class(mv, vn_kv)
+    return min(rated, key=lambda n: types[n].cost_cny_per_km) if rated else None
 
 
 def trafo_types() -> dict[int, TrafoType]:

@@ -53,7 +53,7 @@ from lvplan.criteria import Criteria
 from lvplan.criteria.judge import Limits
 from lvplan.decision import choose_service_cable
 from lvplan.locate import bus_lonlat, distance_m
-from lvplan.model.catalogue import cable_types, trafo_types
+from lvplan.model.catalogue import cable_types, rated_class, trafo_types
 from lvplan.model.network import Network
 from lvplan.model.topology import LV_MAX_KV, MV_MAX_KV, mv_bus_feeders
 from lvplan.planning.demand import Demand
@@ -102,6 +102,9 @@ class Site:
     #: the same place tied to another 10 kV feeder (:data:`OTHER_FEEDER_TIES`): the id of the
     #: site tied to the nearest 10 kV bus; None for that one
     tie_of: int | None = None
+    #: the tie's cable: the catalogue's rated for the 10 kV bus's network
+    #: (:meth:`Measures.tie_cable_for`)
+    tie_cable: str = "YJV22-8.7/15kV 3x300"
 
 
 @dataclass(frozen=True)
@@ -249,8 +252,8 @@ class Instance:
         if line not in net.line.index:
             return None
         vn = float(net.bus.at[int(net.line.at[line, "from_bus"]), "vn_kv"])
-        if not (LV_MAX_KV <= vn <= MV_CABLE_MAX_KV):
-            return None  # not a section the catalogue's 10 kV cables are rated for
+        if vn < LV_MAX_KV or self.measures is None or not _mv_rated(self.measures, vn):
+            return None  # not a section the catalogue's MV cables are rated for
         pos = int(net.line.index.get_loc(line))
         cols = _line_columns(net.line.iloc[pos : pos + 1])
         ld = network.base_state().line_loading_percent[pos]
@@ -258,9 +261,12 @@ class Instance:
         return self.mv_line_data[line]
 
 
-#: The highest nominal voltage (kV) a 10 kV feeder section the catalogue's MV cables (8.7/15 kV,
-#: Um 12 kV) may replace or double has: 10 kV and 10.5 kV networks, not 20 or 35 kV.
-MV_CABLE_MAX_KV = 11.0
+def _mv_rated(measures: Measures, vn_kv: float) -> bool:
+    """Some cable of the MV cable measures is rated for a network of nominal ``vn_kv``."""
+    return any(
+        rated_class(measures.cable_measure(k).cables, vn_kv)
+        for k in (MeasureKind.MV_CABLE_REPLACE, MeasureKind.MV_CABLE_PARALLEL)
+    )
 
 
 _LINE_COLUMNS = ("parallel", "length_km", "max_i_ka", "df", "r_ohm_per_km", "x_ohm_per_km")
@@ -318,12 +324,12 @@ def line_upgrades(
     """Every catalogue measure for one LV line (``mv``: a 10 kV feeder section): each larger
     cable in its place, and each cable laid beside it (its capacity the current at which the
     first of the two reaches its rating, the current dividing by admittance)."""
-    r_o, x_o, imax, _base, _vn = data
+    r_o, x_o, imax, _base, vn = data
     km = float(net.line.at[line, "length_km"])
     replace = MeasureKind.MV_CABLE_REPLACE if mv else MeasureKind.LV_CABLE_REPLACE
     parallel = MeasureKind.MV_CABLE_PARALLEL if mv else MeasureKind.LV_CABLE_PARALLEL
     out = []
-    for c in measures.cable_measure(replace).cables:
+    for c in rated_class(measures.cable_measure(replace).cables, vn):
         ct = cables[c]
         if ct.max_i_ka > imax * 1.001:
             out.append(
@@ -337,7 +343,7 @@ def line_upgrades(
                     x=ct.x_ohm_per_km * km,
                 )
             )
-    for c in measures.cable_measure(parallel).cables:
+    for c in rated_class(measures.cable_measure(parallel).cables, vn):
         ct = cables[c]
         z1 = complex(r_o, x_o)
         z2 = complex(ct.r_ohm_per_km * km, ct.x_ohm_per_km * km)
@@ -402,7 +408,10 @@ def build_instance(
         return c.type_name, cost, c.r_ohm_per_km * km, c.x_ohm_per_km * km, c.max_i_ka
 
     # -- sites -------------------------------------------------------------------------------
+    # (the 10 kV buses a site may be tied to: those a catalogue tie cable is rated for)
+    tie_rated = {v: measures.tie_cable_for(v) for v in np.unique(vn[vn >= LV_MAX_KV]).tolist()}
     mv_rows = np.flatnonzero((vn >= LV_MAX_KV) & (vn <= MV_MAX_KV) & live & np.isfinite(blon))
+    mv_rows = mv_rows[[tie_rated[float(v)] is not None for v in vn[mv_rows]]]
     sites: list[Site] = []
     ztr = _trafo_z(*_vk(trafo_types(), measures.new_substation.rated_kva))
     located = [i for i, d in enumerate(demands) if d.lon is not None and not d.hv_required]
@@ -416,6 +425,8 @@ def build_instance(
         ) -> None:
             """A site at (lon, lat) tied to the 10 kV bus ``mv_rows[k]`` by ``tie`` m."""
             tap = no_load_tap(float(st.vm_pu[mv_rows[k]]))
+            cable = tie_rated[float(vn[mv_rows[k]])]
+            assert cable is not None  # (mv_rows holds only buses with a rated tie cable)
             sid = len(sites)
             sites.append(
                 Site(
@@ -426,12 +437,13 @@ def build_instance(
                     int(net.bus.index[mv_rows[k]]),
                     max(tie, 1.0),
                     measures.new_substation.rated_kva,
-                    measures.new_substation_cost_cny(max(tie, 1.0) / 1000.0),
+                    measures.new_substation_cost_cny(max(tie, 1.0) / 1000.0, cable),
                     float(st.vm_pu[mv_rows[k]]) * tap_ratio(tap),
                     *ztr,
                     tap,
                     between,
                     named.get("tie_of"),
+                    cable,
                 )
             )
 

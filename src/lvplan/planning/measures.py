@@ -116,7 +116,9 @@ class ParallelTransformer:
 class NewSubstation:
     rated_kva: int
     cost_cny: float
-    tie_cable: str
+    #: the tie cables, by preference: a site's tie is the first rated for its 10 kV bus's
+    #: network (:meth:`Measures.tie_cable_for`); in TOML a name or a list
+    tie_cable: tuple[str, ...]
     source: str
     status: str
 
@@ -162,10 +164,23 @@ class Measures:
             )
         return self.swap_cost_cny(rated_kva) + self.parallel.extra_cny
 
-    def new_substation_cost_cny(self, tie_km: float) -> float:
-        """A new box substation, turnkey, with ``tie_km`` of 10 kV tie cable."""
+    def tie_cable_for(self, vn_kv: float) -> str | None:
+        """The tie cable of a new substation on a network of nominal ``vn_kv``: the first of
+        ``tie_cable`` rated for it; None: none is (no site is offered there)."""
+        from lvplan.model.catalogue import rated_class
+
+        rated = set(rated_class(self.new_substation.tie_cable, vn_kv))
+        return next((c for c in self.new_substation.tie_cable if c in rated), None)
+
+    def new_substation_cost_cny(self, tie_km: float, cable: str | None = None) -> float:
+        """A new box substation, turnkey, with ``tie_km`` of 10 kV tie ``cable`` (the first
+        tie cable unless named)."""
         km = _length("tie_km", tie_km)
-        return self.new_substation.cost_cny + km * self._per_km(self.new_substation.tie_cable)
+        tie = self.new_substation.tie_cable[0] if cable is None else cable
+        if tie not in self.new_substation.tie_cable:
+            known = ", ".join(self.new_substation.tie_cable)
+            raise InputError(f"new_substation: tie cable {tie!r} not allowed; allowed: {known}")
+        return self.new_substation.cost_cny + km * self._per_km(tie)
 
     def cable_measure(self, kind: MeasureKind) -> CableMeasure:
         for m in self.cable_measures:
@@ -340,11 +355,11 @@ def _value(v: Any, kind: str, cables: dict[str, Any]) -> Any:
         _once(out, " kVA")
         return out
     if kind in ("mv_cable", "lv_cables", "mv_cables"):
-        names = [v] if kind == "mv_cable" else v
+        names = [v] if kind == "mv_cable" and isinstance(v, str) else v
         if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
             raise InputError(
-                f"must be {'a name' if kind == 'mv_cable' else 'a list'} of catalogue cable "
-                f"types, got {shown(v)}"
+                f"must be {'a name or ' if kind == 'mv_cable' else ''}a list of catalogue "
+                f"cable types, got {shown(v)}"
             )
         want = "lv" if kind == "lv_cables" else "mv"
         _once(names, "")  # (twice the same cable: the same measure offered twice)
@@ -355,7 +370,7 @@ def _value(v: Any, kind: str, cables: dict[str, Any]) -> Any:
                 raise InputError(
                     f"{n!r} is a {cables[n].voltage.upper()} cable, need {want.upper()}"
                 )
-        return v if kind == "mv_cable" else tuple(v)
+        return tuple(names)
     if kind == "text":
         if not isinstance(v, str) or not v.strip():
             raise InputError("must be a non-empty text")
@@ -380,7 +395,7 @@ def _once(items: Sequence[Any], unit: str) -> None:
 def _build(d: dict[str, Any], source: str, cables: dict[str, Any]) -> Measures:
     used = sorted(
         {c for k in CABLE_KINDS for c in d[k]["cables"]}
-        | {d[MeasureKind.NEW_SUBSTATION]["tie_cable"]}
+        | set(d[MeasureKind.NEW_SUBSTATION]["tie_cable"])
     )
     return Measures(
         swaps=tuple(

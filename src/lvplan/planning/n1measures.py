@@ -43,11 +43,12 @@ import numpy as np
 
 from lvplan.changes.spec import DETOUR_FACTOR, MAX_TIE_LENGTH_M
 from lvplan.locate import bus_lonlat, distance_m
+from lvplan.model.catalogue import rated_class
 from lvplan.model.network import Network
 from lvplan.model.topology import LV_MAX_KV
 from lvplan.n1.contingency import Contingency, N1Topology, Option
-from lvplan.planning.candidates import MV_CABLE_MAX_KV, Instance, Upgrade
-from lvplan.planning.measures import MeasureKind
+from lvplan.planning.candidates import Instance, Upgrade
+from lvplan.planning.measures import N1_KINDS, MeasureKind
 
 #: New ties offered per contingency: to the nearest bus of each of this many other feeders.
 MAX_TIES = 3
@@ -68,7 +69,16 @@ class N1Offers:
         net = network.pp
         lon, lat = bus_lonlat(network)
         vn = net.bus.vn_kv.to_numpy(float)
-        ok = (vn >= LV_MAX_KV) & (vn <= MV_CABLE_MAX_KV) & np.isfinite(lon) & np.isfinite(lat)
+        meas = inst.measures
+        # (the buses a new cable may start or end at: those the catalogue's N-1 cables are
+        # rated for, by measure kind; a bus no cable of a kind serves gets none of that kind)
+        self.cable_of: dict[tuple[MeasureKind, float], str | None] = {}
+        for v in np.unique(vn[vn >= LV_MAX_KV]).tolist():
+            for kind in (MeasureKind.MV_TIE_NEW, MeasureKind.TRANSFORMER_MOVE):
+                rated = () if meas is None else rated_class(meas.cable_measure(kind).cables, v)
+                self.cable_of[(kind, v)] = rated[0] if rated else None
+        served = np.array([any(self.cable_of.get((k, v)) for k in N1_KINDS) for v in vn.tolist()])
+        ok = (vn >= LV_MAX_KV) & served & np.isfinite(lon) & np.isfinite(lat)
         ok &= net.bus.in_service.to_numpy(bool)
         self.ids = net.bus.index.to_numpy()[ok].astype(np.int64)
         self.lon, self.lat, self.vn = lon[ok], lat[ok], vn[ok]
@@ -113,7 +123,9 @@ class N1Offers:
             return self._made[key]
         meas = self.inst.measures
         assert meas is not None
-        cable = meas.cable_measure(kind).cables[0]
+        cable = self.cable_of.get((kind, float(self.vn[self.row[to_bus]])))
+        if cable is None:  # (no cable of this kind rated for the bus's network: none offered)
+            return -1
         length_m = max(route_m, 1.0)
         cost = meas.cable_cost_cny(kind, cable, length_m / 1000.0)
         self.inst.upgrades.append(
@@ -140,9 +152,8 @@ class N1Offers:
             for x in self._nearest(sorted(c.cut_off), topo.mv.feeder_of, avoid)
             if room_kva(planned, topo, x[3], limit_percent) >= need
         ]
-        return tuple(
-            self._upgrade(MeasureKind.MV_TIE_NEW, a, b, m) for m, a, b, _f in near[:MAX_TIES]
-        )
+        made = (self._upgrade(MeasureKind.MV_TIE_NEW, a, b, m) for m, a, b, _f in near[:MAX_TIES])
+        return tuple(u for u in made if u >= 0)
 
     def moves(
         self,
@@ -183,9 +194,9 @@ class N1Offers:
                     found.append((m, int(t), b))
                     break
         found.sort()
-        return tuple(
-            self._upgrade(MeasureKind.TRANSFORMER_MOVE, t, b, m) for m, t, b in found[:MAX_MOVES]
-        )
+        move = MeasureKind.TRANSFORMER_MOVE
+        made = (self._upgrade(move, t, b, m) for m, t, b in found[:MAX_MOVES])
+        return tuple(u for u in made if u >= 0)
 
 
 def _beyond(topo: N1Topology, c: Contingency, option: Option, element: str) -> set[int]:

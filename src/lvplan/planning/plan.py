@@ -1783,7 +1783,7 @@ def _result(
                 site.name,
                 "",
                 f"{site.rated_kva} kVA at ({site.lon:.5f}, {site.lat:.5f}), "
-                f"{site.tie_m:.0f} m tie to bus {site.mv_bus}",
+                f"{site.tie_m:.0f} m tie of {site.tie_cable} to bus {site.mv_bus}",
                 round(site.cost_cny, 2),
                 first_year(users),
                 [demands[i].id for i in users],

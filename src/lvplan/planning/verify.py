@@ -73,6 +73,7 @@ def solution_changes(inst: Instance, sol: Solution) -> Changes:
             site.lat,
             rated_kva=site.rated_kva,
             mv_bus=site.mv_bus,
+            tie_cable=site.tie_cable,
             tie_length_m=site.tie_m,
             name=site.name,
             tap_pos=site.tap_pos,
