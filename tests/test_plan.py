@@ -1028,3 +1028,25 @@ def test_a_greedy_pass_that_does_not_stand_puts_the_withdrawals_back(hand, cn, m
     reasons = {u["demand"]: u["reason"] for u in p.unserved}
     assert reasons["q"] == "withdrawn (the test's limit)"
     assert set(reasons) == {"q", "s"} and not reasons["s"].startswith("withdrawn")
+
+
+def test_a_catalogue_without_a_20_kv_tie_cable_offers_no_site_on_20_kv_and_says_why(cn, tmp_path):
+    """With a --catalogue whose only tie cable is 8.7/15 kV, a 20 kV network gets no site (its
+    tie would be a cable not rated for it): the demand is unserved, and the reason says why."""
+    from lvplan.planning.measures import load_measures
+
+    cat = tmp_path / "cat.toml"
+    cat.write_text(
+        '[new_substation]\nrated_kva = 630\ncost_cny = 475000\ntie_cable = "YJV22-8.7/15kV '
+        '3x300"\nsource = "a 10 kV catalogue"\nstatus = "U"\n',
+        encoding="utf-8",
+    )
+    net = lvplan.load_network("simbench:1-LV-rural2--0-sw")
+    frame = pd.DataFrame({"id": ["F1"], "kw": [150], "lon": [11.4118], "lat": [53.6550]})
+    p = make_plan(net, frame, criteria=cn, time_limit_s=10, measures=load_measures(cat))
+    assert p.instance.sites == [] and p.measures == []
+    assert [u["reason"] for u in p.unserved] == [
+        "no LV bus within the 150 m supply radius and no site for a new substation within "
+        "3000 m of a 10 kV bus (no tie cable of the catalogue is rated for the network's 20 kV "
+        "buses)"
+    ]

@@ -412,6 +412,11 @@ def build_instance(
     tie_rated = {v: measures.tie_cable_for(v) for v in np.unique(vn[vn >= LV_MAX_KV]).tolist()}
     mv_rows = np.flatnonzero((vn >= LV_MAX_KV) & (vn <= MV_MAX_KV) & live & np.isfinite(blon))
     mv_rows = mv_rows[[tie_rated[float(v)] is not None for v in vn[mv_rows]]]
+    # (said in a reason: MV networks no tie cable of the catalogue is rated for)
+    bare = sorted(v for v, c in tie_rated.items() if c is None and v <= MV_MAX_KV)
+    kv = ", ".join(f"{v:g}" for v in bare)
+    unrated = f" (no tie cable of the catalogue is rated for the network's {kv} kV buses)"
+    unrated = unrated if bare else ""
     sites: list[Site] = []
     ztr = _trafo_z(*_vk(trafo_types(), measures.new_substation.rated_kva))
     located = [i for i, d in enumerate(demands) if d.lon is not None and not d.hv_required]
@@ -584,7 +589,7 @@ def build_instance(
         if not mine:
             unservable[i] = (
                 f"no LV bus within the {d.supply_radius_m:g} m supply radius and no site for a "
-                f"new substation within {MAX_TIE_M:g} m of a 10 kV bus"
+                f"new substation within {MAX_TIE_M:g} m of a 10 kV bus{unrated}"
             )
         options.extend(mine)
 
