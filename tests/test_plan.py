@@ -34,11 +34,13 @@ more: the optimum. A planned measure gives way to a larger one; a connection is 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandapower as pp
 import pandas as pd
 import pytest
@@ -1050,3 +1052,53 @@ def test_a_catalogue_without_a_20_kv_tie_cable_offers_no_site_on_20_kv_and_says_
         "3000 m of a 10 kV bus (no tie cable of the catalogue is rated for the network's 20 kV "
         "buses)"
     ]
+
+
+def test_site_options_are_sized_for_the_nearest_places_only_and_a_zero_radius_ends(sz, cn):
+    """Class D demands (500 m) reach hundreds of sites: each one's service cable was sized
+    before all but the nearest MAX_OPTIONS places were dropped (874,000 sizings, 36 s of a
+    3,000-demand build). Only the places that can stay are sized now, and the options are the
+    same. A profile whose least radius is 0 split a cluster until Python's recursion gave out."""
+    from lvplan.planning.demand import read_demand
+    from lvplan.planning.measures import load_measures
+
+    calls = []
+    real = candidates.choose_service_cable
+
+    def counted(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    wide = cn.with_overrides(default_area_class="D")
+    made = synth_demand(sz, count=300, seed=1, criteria=wide)
+    ds = read_demand(pd.read_csv(io.StringIO(made.to_csv()), dtype=str), sz, wide)
+    import unittest.mock
+
+    with unittest.mock.patch.object(candidates, "choose_service_cable", counted):
+        inst = candidates.build_instance(sz, ds.demands, wide, load_measures())
+    per_demand = {}
+    for o in inst.options:
+        per_demand.setdefault(o.demand, set()).add(
+            None if o.site is None else candidates._place(inst.sites, o.site)
+        )
+    assert max(len(p - {None}) for p in per_demand.values()) <= candidates.MAX_OPTIONS
+    from lvplan.locate import distance_m
+
+    lon = np.array([s.lon for s in inst.sites])
+    lat = np.array([s.lat for s in inst.sites])
+    in_reach = sum(
+        int(np.sum(distance_m(d.lon, d.lat, lon, lat) * wide.detour_factor <= d.supply_radius_m))
+        for d in ds.demands
+    )
+    bus_options = sum(1 for o in inst.options if o.site is None)
+    site_options = len(inst.options) - bus_options
+    assert in_reach > 3 * site_options  # (class D: most sites in reach are not kept)
+    assert len(calls) < in_reach  # (before: every site in reach sized, and the buses too)
+    zero = dataclasses.replace(wide, supply_radius_m={**wide.supply_radius_m, "A": 0.0})
+    one = pd.DataFrame(
+        {"id": [f"p{i}" for i in range(50)], "kw": [150] * 50, "lon": [114.0385] * 50,
+         "lat": [22.5410] * 50}
+    )  # fmt: skip
+    ds0 = read_demand(one, sz, zero)
+    inst0 = candidates.build_instance(sz, ds0.demands, zero, load_measures())
+    assert len({(s.lon, s.lat) for s in inst0.sites if s.tie_of is None}) >= 1

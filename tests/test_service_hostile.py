@@ -499,3 +499,27 @@ def test_healthz_reads_a_slow_sqlite_register_off_the_loop(sz, tmp_path, monkeyp
     status, stall_s = asyncio.run(run())
     assert status == 200
     assert stall_s < 0.3, stall_s  # (on the loop: >= 0.6 s)
+    monkeypatch.setattr(desk, "health", read)
+
+    async def busy() -> float:
+        """/healthz while the threads the capacity tables use are all taken (anyio's 40): in
+        that pool it waited for them (3-4.6 s behind 133 bus tables on simbench-urban)."""
+        import anyio.to_thread
+
+        app = create_app(desk, TOKEN)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+
+            async def asked() -> float:
+                await asyncio.sleep(0.1)  # (the pool taken first)
+                t = time.perf_counter()
+                assert (await c.get("/healthz")).status_code == 200
+                return time.perf_counter() - t
+
+            *_, took = await asyncio.gather(
+                *(anyio.to_thread.run_sync(time.sleep, 1.5) for _ in range(60)), asked()
+            )
+        return took
+
+    took_s = asyncio.run(busy())
+    assert took_s < 0.5, took_s  # (in the shared pool: >= 1.4 s)

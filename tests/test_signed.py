@@ -92,7 +92,14 @@ def test_the_group_store_reads_back_its_groups_whatever_the_umask(own_key, tmp_p
     assert GroupStore(tmp_path, resume=True).get("d" * 64) == res
 
 
-def test_a_file_others_may_write_or_a_key_others_may_read_is_not_trusted(own_key, tmp_path):
+def test_a_file_others_may_write_or_a_key_others_may_read_is_not_trusted(
+    own_key, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.delenv("LVPLAN_KEY_FILE_SAID", raising=False)
+
+    def said() -> list[str]:
+        return capsys.readouterr().err.splitlines()
+
     path = tmp_path / "f.pickle"
     with atomic_file(path) as fh, signed.signing(fh) as w:
         pickle.dump(7, w)
@@ -112,27 +119,31 @@ def test_a_file_others_may_write_or_a_key_others_may_read_is_not_trusted(own_key
     other.write_bytes(b"k" * 32)
     other.chmod(0o644)
     os.environ["LVPLAN_KEY_FILE"] = str(other)
-    with pytest.warns(
-        UserWarning, match=r"pickle.key: not used .*\(mode 0644: others may read it\)"
-    ):
-        assert signed.key() != b"k" * 32
+    assert signed.key() != b"k" * 32
+    (line,) = said()
+    assert line.startswith(f"lvplan: warning: {other}: not used as lvplan's key file (mode 0644")
     short = tmp_path / "short.key"
     short.write_bytes(b"k" * 31)
     short.chmod(0o600)
     os.environ["LVPLAN_KEY_FILE"] = str(short)
-    with pytest.warns(UserWarning, match="31 bytes, not 32"):
-        assert len(signed.key()) == signed.KEY_BYTES
+    assert len(signed.key()) == signed.KEY_BYTES
+    (line,) = said()
+    assert line.startswith(f"lvplan: warning: {short}: not used") and "(31 bytes, not 32)" in line
     # a folder or a device named as the key file, or read as a pickle: no key kept, no read
     # (a folder raised IsADirectoryError out of key(): found by trying it)
     for odd in (tmp_path, "/dev/zero"):
         os.environ["LVPLAN_KEY_FILE"] = str(odd)
-        with pytest.warns(UserWarning, match="not a regular file of this user's"):
-            assert len(signed.key()) == signed.KEY_BYTES
+        assert len(signed.key()) == signed.KEY_BYTES
+        (line,) = said()
+        assert "(not a regular file of this user's that no one else may write)" in line
         with signed.verified(odd) as fh:
             assert fh is None
     os.environ["LVPLAN_KEY_FILE"] = str(other)
-    with pytest.warns(UserWarning, match="not used"):
-        assert _read(tmp_path / "own.pickle", signed.dumps(1)) == 1  # (its own files it reads)
+    assert _read(tmp_path / "own.pickle", signed.dumps(1)) == 1  # (its own files it reads)
+    assert len(said()) == 1
+    # said once per run: a worker process (which inherits the environment) says nothing more
+    signed._key = None
+    assert signed.key() != b"k" * 32 and said() == []
 
 
 def test_the_cli_says_in_one_line_that_a_key_file_is_not_used(tmp_path):

@@ -10,7 +10,6 @@ import os
 import signal
 import sys
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -18,8 +17,6 @@ from typing import Any, NoReturn
 from lvplan.errors import InputError, LvplanError
 from lvplan.io.stderr_report import reporter
 from lvplan.numbers import read_float, read_int, shown
-
-_python_warning = warnings.formatwarning
 
 REGISTER_IS = "register: a SQLite file, or a postgresql://user@host:port/db URL"
 #: lvplan's linear algebra is many small products and solves: OpenBLAS's threads only fight
@@ -1042,6 +1039,9 @@ def _serve_workers(args: argparse.Namespace, token: str, port: int, workers: int
             own_cache = stack.enter_context(owned_temp_folder("serve-islands"))
             argv += ["--cache", str(own_cache)]
         os.environ["LVPLAN_TOKEN"] = token
+        from lvplan.io import signed
+
+        signed.key()  # (here: a key file not used is said once, not by the probe and each worker)
         probe = subprocess.run(
             [sys.executable, "-m", "lvplan.cli", *argv, "--check"], stdout=subprocess.DEVNULL
         )
@@ -1202,19 +1202,6 @@ def _import_dependencies() -> None:
             gc.enable()
 
 
-def _one_line_warning(
-    message: Warning | str,
-    category: type[Warning],
-    filename: str,
-    lineno: int,
-    line: str | None = None,
-) -> str:
-    """lvplan's own warnings as one line each, like its errors (others as Python says them)."""
-    if category is UserWarning and "lvplan" in str(filename):
-        return f"lvplan: warning: {message}\n"
-    return _python_warning(message, category, filename, lineno, line)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
@@ -1224,7 +1211,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         where.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for serve --workers
     _import_dependencies()
-    warnings.formatwarning = _one_line_warning
     from lvplan.planning import interrupt
 
     was = interrupt.stop_on_signals()  # SIGTERM and SIGHUP end a run as Ctrl-C does

@@ -12,9 +12,9 @@ The key: 32 random bytes in ``$XDG_CONFIG_HOME/lvplan/pickle.key`` (``~/.config`
 it), or the file ``LVPLAN_KEY_FILE`` names; made on first use (written to a temporary file and
 linked into place, so two processes making it at once agree on one), mode 0600. A key file
 that this user does not own, that others may read or write, or that is not 32 bytes is not
-trusted (a warning says so and why); then, as where no key file can be made (no writable
-home), the process draws a key of its own, and its files are read back by itself only (a
-``--resume`` in a later process plans its groups again: safe, slower).
+trusted (a line on stderr says so and why, once per run); then, as where no key file can be
+made (no writable home), the process draws a key of its own, and its files are read back by
+itself only (a ``--resume`` in a later process plans its groups again: safe, slower).
 
 Format: ``MAGIC``, the 32-byte tag, then the payload (one or more pickles, as the writer
 wrote them). A streamed file (the islands cache: gigabytes) is hashed as it is written and its
@@ -33,8 +33,8 @@ import os
 import pickle
 import secrets
 import stat
+import sys
 import threading
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -104,14 +104,25 @@ def _kept_key(path: Path) -> bytes | None:
     return data
 
 
+#: set in the environment once a key file not used has been said: a run's worker processes
+#: (``serve --workers``, a plan's) inherit it and say nothing more
+_SAID = "LVPLAN_KEY_FILE_SAID"
+
+
 def _distrust(path: str | os.PathLike, why: str) -> None:
-    """Say once per key file that it is not used, and what follows (a key of the process's
-    own: a later run does not read back what this one keeps)."""
-    warnings.warn(
-        f"{path}: not used as lvplan's key file ({why}); the work this run keeps (--resume "
-        "groups, the islands cache, templates) is signed with a key of its own, and a later "
-        "run does it again",
-        stacklevel=3,
+    """Say, in one line on stderr, once per run (its worker processes included), that the key
+    file is not used and what follows (a key of the process's own: a later run does not read
+    back what this one keeps). A line, not a Python warning: a warnings filter set to error
+    would end the run with a traceback over a slower ``--resume``."""
+    if os.environ.get(_SAID) == str(path):
+        return
+    os.environ[_SAID] = str(path)
+    print(
+        f"lvplan: warning: {path}: not used as lvplan's key file ({why}); the work this run "
+        "keeps (--resume groups, the islands cache, templates) is signed with a key of its "
+        "own, and a later run does it again",
+        file=sys.stderr,
+        flush=True,
     )
 
 

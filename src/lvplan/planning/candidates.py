@@ -483,7 +483,9 @@ def build_instance(
         # first, tied to another feeder (sz-futian's 30 demands: class B 10.01 M CNY, class D
         # 9.91 M, against class A's 7.49 M); the least radius's own sites stay as they were
         demand_kva = np.array([demands[i].design_kw / pf for i in located], float)
-        floor_m = min(crit.supply_radius_m.values(), default=0.0)
+        # (no lower than a tenth of the radius: a profile's least radius of 0 halved it until
+        # the recursion gave out)
+        floor_m = max(min(crit.supply_radius_m.values(), default=0.0), 0.1 * float(rad.max()))
 
         def split(members: np.ndarray, was: np.ndarray) -> None:
             if demand_kva[members].sum() <= 0.5 * measures.new_substation.rated_kva:
@@ -580,8 +582,22 @@ def build_instance(
                     mine.append(Option(i, b, None, rt, *service(d, rt)))
             if sites:
                 rs = distance_m(d.lon, d.lat, site_lon, site_lat) * crit.detour_factor
-                for s in np.flatnonzero(rs <= d.supply_radius_m).tolist():
-                    mine.append(Option(i, None, int(s), float(rs[s]), *service(d, float(rs[s]))))
+                near = np.flatnonzero(rs <= d.supply_radius_m)
+                near = near[np.argsort(rs[near], kind="stable")]
+                # only the MAX_OPTIONS nearest places can stay (:func:`_capped`): the others'
+                # service cables are not sized (874,000 sizings for 3,000 class D demands)
+                places: set[int] = set()
+                near_kept: list[int] = []
+                for sid in near.tolist():
+                    if place(sid) not in places:
+                        if len(places) == MAX_OPTIONS:
+                            continue
+                        places.add(place(sid))
+                    near_kept.append(sid)
+                pruned_by_cap += len(near) - len(near_kept)
+                for sid in near_kept:
+                    route_s = float(rs[sid])
+                    mine.append(Option(i, None, sid, route_s, *service(d, route_s)))
         if len(mine) > MAX_OPTIONS:
             n_was = len(mine)
             mine = _capped(mine, place)
