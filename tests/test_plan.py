@@ -1102,3 +1102,15 @@ def test_site_options_are_sized_for_the_nearest_places_only_and_a_zero_radius_en
     ds0 = read_demand(one, sz, zero)
     inst0 = candidates.build_instance(sz, ds0.demands, zero, load_measures())
     assert len({(s.lon, s.lat) for s in inst0.sites if s.tie_of is None}) >= 1
+
+
+def test_a_plan_whose_demands_all_need_hv_supply_is_made(sz, cn):
+    """Demands above the LV limit, placed by lon/lat, are not located for sites: with no other
+    demand the site search had none at all, and the split's floor (a tenth of the largest
+    radius) took the maximum of an empty array (a traceback, found before it landed)."""
+    frame = pd.DataFrame({"id": ["H1"], "kw": [900], "lon": [114.05], "lat": [22.54]})
+    p = make_plan(sz, frame, criteria=cn, time_limit_s=5)
+    assert p.measures == [] and p.cost_cny == 0.0
+    assert [(u["demand"], u["reason"]) for u in p.unserved] == [
+        ("H1", "declared 900 kW is above the LV limit of 200 kW: HV supply")
+    ]

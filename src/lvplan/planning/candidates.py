@@ -485,7 +485,7 @@ def build_instance(
         demand_kva = np.array([demands[i].design_kw / pf for i in located], float)
         # (no lower than a tenth of the radius: a profile's least radius of 0 halved it until
         # the recursion gave out)
-        floor_m = max(min(crit.supply_radius_m.values(), default=0.0), 0.1 * float(rad.max()))
+        floor_m = max(min(crit.supply_radius_m.values(), default=0.0), 0.1 * rad.max(initial=0.0))
 
         def split(members: np.ndarray, was: np.ndarray) -> None:
             if demand_kva[members].sum() <= 0.5 * measures.new_substation.rated_kva:

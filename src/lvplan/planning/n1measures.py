@@ -77,7 +77,9 @@ class N1Offers:
             for kind in (MeasureKind.MV_TIE_NEW, MeasureKind.TRANSFORMER_MOVE):
                 rated = () if meas is None else rated_class(meas.cable_measure(kind).cables, v)
                 self.cable_of[(kind, v)] = rated[0] if rated else None
-        served = np.array([any(self.cable_of.get((k, v)) for k in N1_KINDS) for v in vn.tolist()])
+        served = np.array(
+            [any(self.cable_of.get((k, v)) for k in N1_KINDS) for v in vn.tolist()], dtype=bool
+        )
         ok = (vn >= LV_MAX_KV) & served & np.isfinite(lon) & np.isfinite(lat)
         ok &= net.bus.in_service.to_numpy(bool)
         self.ids = net.bus.index.to_numpy()[ok].astype(np.int64)
