@@ -285,6 +285,17 @@ def test_a_folder_in_the_way_stops_the_run_before_any_file_is_replaced(tmp_path)
     assert sorted(p.name for p in out.iterdir()) == ["a.csv", "b.json"]
 
 
+def _refusing_b(real):
+    """``os.replace`` that refuses the rename of a staged ``b.csv`` into the output folder."""
+
+    def refuses_b(src, dst, *a, **k):
+        if str(dst).endswith("b.csv") and ".lvplan-tmp.out" in str(src):
+            raise PermissionError(1, "Operation not permitted")
+        return real(src, dst, *a, **k)
+
+    return refuses_b
+
+
 @pytest.mark.parametrize("links", [True, False])
 def test_a_file_that_cannot_be_replaced_leaves_the_folder_as_it_was(tmp_path, monkeypatch, links):
     """A file in ``--out`` that cannot be replaced (``chattr +i plan.csv``; another user's in a
@@ -301,13 +312,7 @@ def test_a_file_that_cannot_be_replaced_leaves_the_folder_as_it_was(tmp_path, mo
     for name in ("a.csv", "b.csv", "d.json"):
         (out / name).write_text(f"old {name}\n", encoding="utf-8")
     real = os.replace
-
-    def refuses_b(src, dst, *a, **k):
-        if str(dst).endswith("b.csv") and ".lvplan-tmp.out" in str(src):
-            raise PermissionError(1, "Operation not permitted")
-        return real(src, dst, *a, **k)
-
-    monkeypatch.setattr(atomic.os, "replace", refuses_b)
+    monkeypatch.setattr(atomic.os, "replace", _refusing_b(real))
     if not links:
         monkeypatch.setattr(atomic.os, "link", _no_link)
     with (
@@ -344,13 +349,7 @@ def test_a_failed_rename_with_nothing_aside_is_finished_forward_not_claimed_undo
     for name in ("a.csv", "b.csv"):
         (out / name).write_text(f"old {name}\n", encoding="utf-8")
     real = os.replace
-
-    def refuses_b(src, dst, *a, **k):
-        if str(dst).endswith("b.csv") and ".lvplan-tmp.out" in str(src):
-            raise PermissionError(1, "Operation not permitted")
-        return real(src, dst, *a, **k)
-
-    monkeypatch.setattr(atomic.os, "replace", refuses_b)
+    monkeypatch.setattr(atomic.os, "replace", _refusing_b(real))
     monkeypatch.setattr(atomic.os, "link", _no_link)
     monkeypatch.setattr(atomic.shutil, "copy2", _no_link)
     with pytest.raises(InputError) as e, atomic.staged_files(out) as stage:

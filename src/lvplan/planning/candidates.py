@@ -495,19 +495,14 @@ def build_instance(
                 return
 
             def sub(lon: float, lat: float) -> np.ndarray | None:
-                near = distance_m(lon, lat, site_lon_now(), site_lat_now()) < SAME_PLACE_M
-                if not near.any() and found(lon, lat) is None:
+                at = np.array([(s.lon, s.lat) for s in sites], float).reshape(-1, 2)
+                taken = bool(np.any(distance_m(lon, lat, at[:, 0], at[:, 1]) < SAME_PLACE_M))
+                if not taken and found(lon, lat) is None:
                     return None
                 return distance_m(lon, lat, dl[members], dt[members]) * crit.detour_factor <= sub_m
 
             for mask in _leader_sites(dl[members], dt[members], sub_m, crit.detour_factor, sub):
                 split(members[mask], sub_m[mask])
-
-        def site_lon_now() -> np.ndarray:
-            return np.array([s.lon for s in sites], float)
-
-        def site_lat_now() -> np.ndarray:
-            return np.array([s.lat for s in sites], float)
 
         for reach in list(reached):
             split(np.flatnonzero(reach), rad[reach])

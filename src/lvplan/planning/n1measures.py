@@ -74,7 +74,7 @@ class N1Offers:
         # rated for, by measure kind; a bus no cable of a kind serves gets none of that kind)
         self.cable_of: dict[tuple[MeasureKind, float], str | None] = {}
         for v in np.unique(vn[vn >= LV_MAX_KV]).tolist():
-            for kind in (MeasureKind.MV_TIE_NEW, MeasureKind.TRANSFORMER_MOVE):
+            for kind in N1_KINDS:
                 rated = () if meas is None else rated_class(meas.cable_measure(kind).cables, v)
                 self.cable_of[(kind, v)] = rated[0] if rated else None
         served = np.array(
@@ -117,7 +117,7 @@ class N1Offers:
                     best[f] = (float(d[j]), s, int(self.ids[j]))
         return sorted((m, a, b, f) for f, (m, a, b) in best.items())
 
-    def _upgrade(self, kind: MeasureKind, element: int, to_bus: int, route_m: float) -> int:
+    def _upgrade(self, kind: MeasureKind, element: int, to_bus: int, route_m: float) -> int | None:
         key = (kind, element, to_bus)
         if kind == MeasureKind.MV_TIE_NEW:  # a tie joins two buses, whichever end it starts
             key = (kind, min(element, to_bus), max(element, to_bus))
@@ -127,7 +127,7 @@ class N1Offers:
         assert meas is not None
         cable = self.cable_of.get((kind, float(self.vn[self.row[to_bus]])))
         if cable is None:  # (no cable of this kind rated for the bus's network: none offered)
-            return -1
+            return None
         length_m = max(route_m, 1.0)
         cost = meas.cable_cost_cny(kind, cable, length_m / 1000.0)
         self.inst.upgrades.append(
@@ -155,7 +155,7 @@ class N1Offers:
             if room_kva(planned, topo, x[3], limit_percent) >= need
         ]
         made = (self._upgrade(MeasureKind.MV_TIE_NEW, a, b, m) for m, a, b, _f in near[:MAX_TIES])
-        return tuple(u for u in made if u >= 0)
+        return tuple(u for u in made if u is not None)
 
     def moves(
         self,
@@ -198,7 +198,7 @@ class N1Offers:
         found.sort()
         move = MeasureKind.TRANSFORMER_MOVE
         made = (self._upgrade(move, t, b, m) for m, t, b in found[:MAX_MOVES])
-        return tuple(u for u in made if u >= 0)
+        return tuple(u for u in made if u is not None)
 
 
 def _beyond(topo: N1Topology, c: Contingency, option: Option, element: str) -> set[int]:
