@@ -26,6 +26,7 @@ import copy
 import math
 
 import pandapower as pp
+import pandas as pd
 import pytest
 
 from lvplan.model.network import Network
@@ -247,3 +248,57 @@ def test_an_n1_demand_is_never_served_by_a_radial_new_feeder(cn, tmp_path):
     why = alone.unserved[0]["reason"]
     assert '"new substation S1 tie"' in why and "no restoring tie (found by the N-1 check)" in why
     assert "has no room" not in why
+
+
+def test_an_n1_limit_binds_all_the_load_on_its_loop_once_an_n1_demand_is_there(loop, cn, tmp_path):
+    """Demand ``a`` (150 kW, class A) on feeder L0 and ``d1``, ``d2`` (60 kW each, class D) on
+    L1, within a budget no feeder reinforcement fits (875,000 CNY a head): after losing a
+    head, the other carries the whole loop, with room for ``a`` alone (167 kVA of about 214;
+    ``a`` and one ``d``, 234 kVA, break it). Without ``a`` the loop owes no N-1. The most
+    design kW is ``a`` (150 kW), not ``d1`` and ``d2`` (120 kW). Before stop 52, the N-1 cut
+    counted only ``a``'s options and held the class D load as the first round had connected
+    it, so ``a`` had no room left, and both methods served ``d1`` and ``d2``."""
+    demand = tmp_path / "d.csv"
+    demand.write_text(
+        "id,kw,category,bus,area_class\na,150,generic,3,A\nd1,60,generic,4,D\nd2,60,generic,4,D\n",
+        encoding="utf-8",
+    )
+    for method in ("greedy", "optimal"):
+        p = make_plan(loop, demand, criteria=cn, method=method, time_limit_s=10, budget_cny=1e5)
+        assert [a.demand for a in p.assignments] == ["a"], method
+        assert sorted(u["demand"] for u in p.unserved) == ["d1", "d2"]
+        assert p.n1 is not None and p.n1["served"] == 1
+        assert _transfer_loading(pp.from_json_string(reinforced_json(p, loop))) <= 100.0
+
+
+@pytest.mark.parametrize("cls", ["A", "D"])
+def test_sites_tied_to_the_source_busbar_are_left_out_for_n1_demands_that_have_others(cn, cls):
+    """A site tied straight to the busbar is a radial feeder of its own that no tie restores:
+    the N-1 check withdrew it, a few dozen sites a round (sz-futian, 160 class A+/A/B demands
+    of 300: no optimal plan in 120 s). It is left out for an N-1 demand with another option,
+    and stays for a class D demand, and for an N-1 demand that has nothing else (its N-1
+    check then says why: the test above)."""
+    import lvplan
+    from lvplan.planning import candidates
+    from lvplan.planning.demand import read_demand
+    from lvplan.planning.measures import load_measures
+    from lvplan.planning.plan import _drop_radial_n1, _radial_sites
+
+    sz = lvplan.load_network("sz-futian")
+    row = {"id": "M044", "kw": 200.0, "category": "generic", "lon": 114.0584060}
+    row |= {"lat": 22.5367866, "area_class": cls}
+    ds = read_demand(pd.DataFrame([row]), sz, cn)
+    inst = candidates.build_instance(
+        sz, ds.demands, cn, load_measures(), other_feeder_ties=candidates.OTHER_FEEDER_TIES
+    )
+    radial = _radial_sites(sz, inst)
+    before = [o for o in inst.options if o.site in radial]
+    others = len(inst.options) - len(before)
+    assert before and others > 0  # a busbar site and the place's ties to F1 / F2
+    dropped = _drop_radial_n1(sz, inst, cn)
+    assert dropped == (len(before) if cls == "A" else 0)
+    assert len(inst.options) == others + len(before) - dropped == inst.stats["options"]
+    alone = candidates.build_instance(sz, ds.demands, cn, load_measures(), other_feeder_ties=0)
+    n = len(alone.options)
+    assert n and all(o.site in _radial_sites(sz, alone) for o in alone.options)  # (nothing else)
+    assert _drop_radial_n1(sz, alone, cn) == 0 and len(alone.options) == n

@@ -46,6 +46,9 @@ class _State:
     terminals: dict[int, list[int]] = field(default_factory=dict)  # area -> chosen options
     site_terms: dict[int, list[int]] = field(default_factory=dict)
     cut_used: list[int] = field(default_factory=list)
+    #: per cut, whether it holds: it always does, or an option that makes it hold
+    #: (``LinearGrid.cut_when``) is taken
+    cut_on: list[bool] = field(default_factory=list)
     slack: dict[int, int] = field(default_factory=dict)  # area -> slack without the 10 kV drop
     site_slack: dict[int, int] = field(default_factory=dict)
 
@@ -75,6 +78,7 @@ class Greedy:
         self.why = ""
         self.st = _State(
             cut_used=[0] * len(grid.cuts),
+            cut_on=[not w for w in grid.cut_when],
             src=np.zeros(grid.mv.shape[1], np.int64),
             mv_drop=np.zeros(grid.mv.shape[0], np.int64),
         )
@@ -262,7 +266,12 @@ class Greedy:
         built = set(st.built.values())
         for c, (coefs, rhs) in enumerate(g.cuts):
             add = coefs.get(k, 0)
-            if add <= 0 or st.cut_used[c] + add <= max(rhs, 0):
+            # a cut that does not hold yet holds once one of its options is taken: then the
+            # load already counted must fit too
+            wakes = not st.cut_on[c] and k in g.cut_when[c]
+            if not (st.cut_on[c] or wakes) or (add <= 0 and not wakes):
+                continue
+            if st.cut_used[c] + add <= max(rhs, 0):
                 continue
             relief = g.cut_relief[c]
             if any(u in built for u in relief) or any(v[0] in relief for v in out.values()):
@@ -411,6 +420,8 @@ class Greedy:
         self._slack_arrays = None
         for c, (coefs, _rhs) in enumerate(g.cuts):
             st.cut_used[c] += coefs.get(k, 0)
+            if k in g.cut_when[c]:
+                st.cut_on[c] = True
         st.built.update(new)
         if o.site is not None:
             st.sites.add(o.site)

@@ -95,6 +95,10 @@ class Cuts:
     #: only while none of them is built (an element the new load overloads only through the
     #: voltage it lowers, which reinforcing that element also cures)
     relief: list[tuple[int, ...]] = field(default_factory=list)
+    #: per linear cut, the options (indices into Instance.options) that make it hold: the cut
+    #: holds only while one of them is chosen (an N-1 contingency's limit, which binds all the
+    #: load on the loop once an N-1 demand is connected to it); empty: it always holds
+    when: list[tuple[int, ...]] = field(default_factory=list)
     #: upgrades no longer offered (one lifted a bus of its area above its maximum in AC)
     banned: set[int] = field(default_factory=set)
     #: what the AC check found on an element whose capacity it cut ("trafo 3", "line 40"):
@@ -102,11 +106,22 @@ class Cuts:
     found: dict[str, float] = field(default_factory=dict)
 
     def add_linear(
-        self, coefs: dict[int, float], rhs: float, name: str, relief: tuple[int, ...] = ()
+        self,
+        coefs: dict[int, float],
+        rhs: float,
+        name: str,
+        relief: tuple[int, ...] = (),
+        when: tuple[int, ...] = (),
     ) -> None:
         self.linear.append((coefs, rhs))
         self.linear_names.append(name)
         self.relief.append(tuple(relief))
+        self.when += [()] * (len(self.linear) - 1 - len(self.when))
+        self.when.append(tuple(sorted(when)))
+
+    def when_of(self, j: int) -> tuple[int, ...]:
+        """The options that make linear cut ``j`` hold (empty: it always holds)."""
+        return self.when[j] if j < len(self.when) else ()
 
 
 @dataclass
@@ -377,3 +392,5 @@ class LinearGrid:
         grid_terms(self, cuts)
         relief = list(cuts.relief) + [()] * (len(cuts.linear) - len(cuts.relief))
         self.cut_relief = [tuple(u for u in r if u not in cuts.banned) for r in relief]
+        #: per cut, the options that make it hold (empty: always), as ``Cuts.when``
+        self.cut_when = [frozenset(cuts.when_of(j)) for j in range(len(cuts.linear))]

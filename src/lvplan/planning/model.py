@@ -364,6 +364,7 @@ class PlanModel:
         #: every capacity with an upgrade, for the relaxation's residual-capacity inequalities
         #: (:mod:`lvplan.planning.strengthen`)
         self.capacity_rows: list[CapacityRow] = []
+        self._holds: dict[frozenset[int], Any] = {}  # see _cut_holds
         #: the site covers added once the demands served are fixed: (sites, the fewest built)
         self.site_covers: list[tuple[tuple[int, ...], int]] = []
         #: ... and the rows whose forced upgrades were added (:meth:`_must_serve`)
@@ -502,6 +503,9 @@ class PlanModel:
             cut_terms = [c * self.x[k] for k, c in coefs.items() if k in self.x]
             if not cut_terms:
                 continue
+            holds = self._cut_holds(grid.cut_when[j], chosen_held, part is not None)
+            if holds is False:  # none of the options that make it hold can be chosen here
+                continue
             # a cut broken with no new load at all (the linear estimate falls short of the AC
             # state) keeps every option it names out
             room = max(rhs, 0)
@@ -512,8 +516,11 @@ class PlanModel:
                 share = len(cut_terms) / len(coefs)
                 room = max(0, math.floor(mine_use + (room - sum(held_use.values())) * share))
             ct = m.add(sum(cut_terms) <= room)
-            if relief:
+            if holds is not True:  # held only while one of the options it names is chosen
+                ct.only_enforce_if([holds, *(self.y[u].Not() for u in relief)])
+            elif relief:
                 ct.only_enforce_if([self.y[u].Not() for u in relief])
+            if relief and holds is True:
                 row = capacity_row(
                     f"cut {j}",
                     [
@@ -544,6 +551,25 @@ class PlanModel:
             + sum(ot[k].cost for k in opts)
         )
         self.budget_cny = budget_cny
+
+    def _cut_holds(self, when: frozenset[int], held: set[int], in_part: bool) -> Any:
+        """Whether an AC cut holds: True (always: ``when`` is empty, or an option of it is
+        chosen in another part's held plan), False (none of ``when`` can be chosen here), or a
+        boolean true whenever one of them is chosen (one per set of options)."""
+        if not when:
+            return True
+        if in_part and any(k in held and k not in self.x for k in when):
+            return True
+        mine = sorted(k for k in when if k in self.x)
+        if not mine:
+            return False
+        key = frozenset(mine)
+        if key not in self._holds:
+            w = self.m.new_bool_var(f"holds{len(self._holds)}")
+            for k in mine:
+                self.m.add_implication(self.x[k], w)
+            self._holds[key] = w
+        return self._holds[key]
 
     def _forced(self, opts: list[int], volt_checked: set[int]) -> None:
         """Valid inequalities the linear relaxation lacks (they cut off no integer plan): an

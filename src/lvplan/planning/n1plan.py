@@ -193,11 +193,11 @@ def check_plan_n1(
     failures: list[N1Failure] = []
     notes: list[str] = []
     seen: set[str] = set()
-    # the feeder of every N-1 demand's option ("" for the others), once per round
-    opt_feeder = [
-        option_feeder(planned, inst, k, feeder_of, sites) if o.demand in needs else ""
-        for k, o in enumerate(inst.options)
+    # the feeder of every option, once per round; and of every N-1 demand's ("" for the others)
+    any_feeder = [
+        option_feeder(planned, inst, k, feeder_of, sites) for k in range(len(inst.options))
     ]
+    opt_feeder = [f if inst.options[k].demand in needs else "" for k, f in enumerate(any_feeder)]
     judged: dict[str, Any] = {}
 
     def judge(c):
@@ -262,9 +262,11 @@ def check_plan_n1(
             failures.append(N1Failure(lab(c), feeder, FAIL, margin, f"N-1 {lab(c)}: fails"))
             # the options this contingency concerns, as the check judges it: those on its
             # feeder or a loop partner (a load elsewhere moves its margin only through the
-            # source busbar's voltage: a contingency the check never runs for it)
+            # source busbar's voltage: a contingency the check never runs for it); its limits
+            # hold while an N-1 demand is connected there, for all the load on the loop
             near = {f for f in topo.feeders if c in topo.relevant(f)}
-            ks_near = {k for k, f in enumerate(opt_feeder) if f and f in near}
+            ks_near = {k for k, f in enumerate(any_feeder) if f and f in near}
+            n1_near = {k for k in ks_near if opt_feeder[k]}
 
             def moves(v, c=c, option=out.best.option) -> tuple[int, ...]:
                 from lvplan.kinds import BindingKind
@@ -287,6 +289,7 @@ def check_plan_n1(
                 out.best,
                 cuts,
                 ks_near,
+                n1_near,
                 ties,
                 moves,
                 built,
@@ -351,6 +354,7 @@ def _fail_cuts(
     best,
     cuts: Cuts,
     scope: set[int],
+    when: set[int],
     ties: tuple[int, ...] = (),
     moves=lambda _v: (),
     built: set[int] | None = None,
@@ -362,10 +366,15 @@ def _fail_cuts(
 ) -> list[str]:
     """Linear cuts for the elements over their emergency limit in ``best`` (an option of
     contingency ``c``, on the planned network), from the sensitivities in that state, on the
-    options in ``scope``: those of demands that require N-1 on the contingency's loop (the
-    others' load is held as the plan has it, as the check judges N-1 only for an application
-    whose class requires it, and only its own loop's contingencies). Each cut is lifted by
-    reinforcing its section, by one of the new ``ties``, or by one of ``moves(violation)``."""
+    options in ``scope``: those on the contingency's loop. Each cut holds while one of the
+    options in ``when`` is chosen: those of demands that require N-1 there (as the check
+    judges N-1 only for an application whose class requires it, and only its own loop's
+    contingencies, with all the load connected). Before stop 52 the cut counted only those
+    options and held the others' load as the plan had it: a plan whose other demands filled
+    the loop could then serve none of the N-1 demands, even where serving them instead
+    served more (sz-futian, 160 of 300 demands of classes A+, A, B: 0 of them served). Each
+    cut is lifted by reinforcing its section, by one of the new ``ties``, or by one of
+    ``moves(violation)``."""
     from lvplan.kinds import BindingKind
     from lvplan.planning.verify import _relief, element_label
     from lvplan.powerflow.sensitivity import margin_sensitivity_of
@@ -439,7 +448,7 @@ def _fail_cuts(
         name = f"N-1 {label or c.id} ({option_label(network, best.option)}): {limit} of {what}"
         if already:
             name += f" ({FAILS_ALREADY})"
-        cuts.add_linear(coefs, used + margin - safe, name, lift)
+        cuts.add_linear(coefs, used + margin - safe, name, lift, tuple(when))
         n_tie = sum(1 for u in lift if inst.upgrades[u].kind == MeasureKind.MV_TIE_NEW)
         n_move = len(lift) - n_reinforce - n_tie
         ways = [
