@@ -189,5 +189,7 @@ def n1_options(topology, feeder: str) -> list[list[tuple[int, tuple[int, ...]]]]
     lvplan's :class:`~lvplan.n1.contingency.N1Topology` (what lvplan says to switch)."""
     out = []
     for c in topology.relevant(feeder):
-        out.append([(c.line, o.tie.switches if o.tie else ()) for o in c.options])
+        # a section lost whole (a head and the cable laid beside it), all its lines out
+        lost = tuple(c.lost_lines) if len(c.lost_lines) > 1 else c.line
+        out.append([(lost, o.tie.switches if o.tie else ()) for o in c.options])
     return out

@@ -131,6 +131,37 @@ def test_a_parallel_cable_is_lost_with_the_section_it_doubles(loop):
     assert ids == ["loss of line 1 (L1)", f"loss of section of lines 0, {new} (L0)"]
 
 
+def test_a_cable_laid_beside_an_open_tie_is_open_too_and_closes_with_it(loop):
+    """The plan paralleled sz-futian's F1-F2 tie cable (N-1 loads it), and the new cable had
+    no switch: the loop closed through it, F1 and F2 ran in parallel from the busbar, and N-1
+    read "no transfer needed" (found at stop 52). The new cable gets the tie's open switch,
+    and the contingency closes both."""
+    import pandapower.topology as ppt
+
+    from lvplan.changes import Changes
+    from lvplan.n1.contingency import find_contingencies
+
+    net = loop.with_changes(Changes().add_parallel_line(2, "YJV22-8.7/15kV 3x300")).pp
+    new = int(net.line.index.max())
+    sw = net.switch[net.switch.element == new]
+    assert len(sw) == 1 and not bool(sw.closed.iloc[0]) and int(sw.bus.iloc[0]) == 1
+    g = ppt.create_nxgraph(net, respect_switches=True)
+    g.remove_node(0)  # (the busbar): RMU 1 and RMU 2 stay apart
+    assert not __import__("networkx").has_path(g, 1, 2)
+    topo = find_contingencies(net)
+    closes = {
+        o.tie.switches for f in topo.feeders.values() for c in f.contingencies for o in c.options
+    }
+    assert closes == {(0, int(sw.index[0]))}
+    pp.runpp(net)
+    assert net.res_line.at[new, "i_ka"] < 5e-4  # (its charging current only: open at RMU 1)
+    n = copy.deepcopy(net)  # L0 lost, the tie closed: both its cables carry RMU 1's load
+    n.line.at[0, "in_service"] = False
+    n.switch.loc[:, "closed"] = True
+    pp.runpp(n)
+    assert min(n.res_line.at[2, "i_ka"], n.res_line.at[new, "i_ka"]) > 0.002
+
+
 def test_a_transformer_on_the_source_busbar_has_no_n1_contingency(cn, tmp_path):
     """As the check says it (``n1.reason``: on no MV feeder with a head section): class A
     demands on transformers at the slack busbar plan exactly as class D ones."""

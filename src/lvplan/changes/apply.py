@@ -195,7 +195,21 @@ def plan_changes(net, changes: Changes) -> Plan:
         elif isinstance(c, AddParallelLine):
             row = net.line.loc[c.line]
             name = f"{c.cable} parallel to line {c.line}"
-            line(int(row.from_bus), int(row.to_bus), float(row.length_km), str(c.cable), name)
+            twin = line(
+                int(row.from_bus), int(row.to_bus), float(row.length_km), str(c.cable), name
+            )
+            # the section's switches go with it: a cable laid beside a normally open tie is
+            # open too (without its switch the loop closed through it, two feeders ran in
+            # parallel, and N-1 read "no transfer needed": found at stop 52)
+            sw = net.switch
+            for s_id in sw.index[(sw.et == "l") & (sw.element == c.line)]:
+                i = ids.take("switch")
+                closed = plan.switch_updates.get(int(s_id), bool(sw.at[s_id, "closed"]))
+                plan.new_switches[i] = dict(
+                    bus=int(sw.at[s_id, "bus"]), element=twin, et="l", closed=closed,
+                    name=f"{sw.at[s_id, 'name']} (parallel cable)",
+                )  # fmt: skip
+                m.new_switches.append(i)
         elif isinstance(c, NewSubstation):
             mv = int(c.mv_bus)  # type: ignore[arg-type]
             vn = float(net.bus.at[mv, "vn_kv"])

@@ -136,12 +136,19 @@ def _ties(net, mv: MvFeeders) -> list[Tie]:
             ends = (int(b), int(el))
             out.append(Tie((int(idx),), ends, None, _sides(mv, ends)))
     line = net.line
+    # the open cables between the same two buses are one tie, closed together (a cable laid
+    # in parallel with a tie has its own open switch: closing one alone would leave it idle)
+    by_ends: dict[tuple[int, int], tuple[int, list[int]]] = {}
     for ln, sws in sorted(line_sw.items()):
         if ln not in line.index or not bool(line.at[ln, "in_service"]):
             continue
         ends = (int(line.at[ln, "from_bus"]), int(line.at[ln, "to_bus"]))
         if ends[0] in mv_buses and ends[1] in mv_buses:
-            out.append(Tie(tuple(sorted(sws)), ends, ln, _sides(mv, ends)))
+            key = (min(ends), max(ends))
+            by_ends.setdefault(key, (ln, []))[1].extend(sws)
+    for ln, sws in by_ends.values():
+        ends = (int(line.at[ln, "from_bus"]), int(line.at[ln, "to_bus"]))
+        out.append(Tie(tuple(sorted(sws)), ends, ln, _sides(mv, ends)))
     return out
 
 

@@ -432,7 +432,7 @@ def _fail_cuts(
                     False,
                     line,
                     max(-margin, 0.0),
-                    times=1.0,
+                    times=0.0,
                     limit_percent=inst.criteria.n1_line_max_loading_percent,
                 )
         n_reinforce = len(lift)
