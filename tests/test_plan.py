@@ -53,7 +53,7 @@ from lvplan.locate import EARTH_RADIUS_M
 from lvplan.model.network import Network
 from lvplan.planning import candidates
 from lvplan.planning.model import Solution
-from lvplan.planning.outputs import FILES, reinforced_json
+from lvplan.planning.outputs import FILES, plan_html, reinforced_json
 from lvplan.planning.plan import Plan
 from lvplan.planning.plan import plan as make_plan
 from lvplan.planning.synth_demand import synth_demand
@@ -375,6 +375,10 @@ def test_a_new_substation_on_a_20_kv_network_is_tied_by_a_20_kv_cable(cn):
     assert tie.x_ohm_per_km.tolist() == [cable.x_ohm_per_km]
     assert tie.length_km.tolist() == [pytest.approx(site.tie_m / 1000)]
     assert _new_violations(p, net, cn) == set()
+    # plan.html names the network's MV voltage (it said "10 kV tie" on 20 kV before stop 52)
+    page = plan_html(p, net)
+    assert "20 kV tie to bus 288" in page and "its 20 kV tie" in page
+    assert "10 kV" not in page
 
 
 def test_a_greedy_that_leaves_a_servable_demand_is_made_again_on_the_founded_sites(

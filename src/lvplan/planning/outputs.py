@@ -51,6 +51,7 @@ from lvplan.io.leaflet import escape
 from lvplan.kinds import ElementRef
 from lvplan.locate import bus_lonlat
 from lvplan.model.network import Network
+from lvplan.model.topology import LV_MAX_KV, MV_MAX_KV
 from lvplan.planning.demand import ID_SEPARATOR
 from lvplan.planning.measures import MeasureKind
 from lvplan.planning.plan import Plan
@@ -216,6 +217,7 @@ class _Places:
     bus: dict[int, LatLon]
     demand: dict[str, LatLon]
     site: dict[str, Any]  # name -> candidates.Site
+    mv: str = "10 kV"  # the network's MV voltage in labels ("20 kV"; "MV" where it has two)
 
     @staticmethod
     def of(plan: Plan, network: Network) -> _Places:
@@ -232,13 +234,26 @@ class _Places:
                 demand[d.id] = (float(d.lat), float(d.lon))
             elif d.bus is not None and d.bus in bus:
                 demand[d.id] = bus[d.bus]
-        return _Places(bus, demand, {s.name: s for s in plan.instance.sites})
+        return _Places(bus, demand, {s.name: s for s in plan.instance.sites}, mv_label(network))
 
     def connection(self, bus: int | None, connection: str) -> LatLon | None:
         if bus is not None:
             return self.bus.get(int(bus))
         s = self.site.get(connection)
         return None if s is None else (float(s.lat), float(s.lon))
+
+
+def mv_label(network: Network) -> str:
+    """The network's MV nominal voltage for labels: "10 kV", "20 kV", or "MV" where its MV buses
+    have more than one (or none)."""
+    vn = network.pp.bus.vn_kv
+    kv = sorted({round(float(v), 3) for v in vn[(vn > LV_MAX_KV) & (vn <= MV_MAX_KV)]})
+    return f"{kv[0]:g} kV" if len(kv) == 1 else "MV"
+
+
+def _label(kind: str, mv: str) -> str:
+    """A measure kind's label, with the network's MV voltage (:func:`mv_label`)."""
+    return LABELS.get(kind, kind).replace("10 kV", mv)
 
 
 _e = escape  # one home: lvplan.io.leaflet.escape
@@ -248,12 +263,12 @@ def _cny(x: float) -> str:
     return f"{x:,.0f} CNY"
 
 
-def _measure_popup(m: Any, title: str) -> str:
+def _measure_popup(m: Any, title: str, mv: str = "10 kV") -> str:
     n = len(m.demands)
     shown = ", ".join(m.demands[:12]) + (f" … ({n} in all)" if n > 12 else "")
     change = f"{_e(m.before)} → {_e(m.after)}" if m.before else _e(m.after)
     return (
-        f"<b>{_e(title)}</b><br>{_e(LABELS.get(m.kind, m.kind))}: {change}"
+        f"<b>{_e(title)}</b><br>{_e(_label(m.kind, mv))}: {change}"
         f"<br>cost {_cny(m.cost_cny)}, year {_e(m.year if m.year is not None else '—')}"
         f"<br>why: {_e(m.reason)}<br>for: {_e(shown)}"
     )
@@ -288,7 +303,7 @@ def plan_html(plan: Plan, network: Network) -> str:
         for name in (
             "existing transformers",
             "reinforced transformers and cables",
-            "new substations and 10 kV ties",
+            f"new substations and {at.mv} ties",
             "connections (demand → connection point)",
             "served demands",
             "unserved demands",
@@ -332,7 +347,7 @@ def plan_html(plan: Plan, network: Network) -> str:
     # the layer control stays open (its collapsed icon is an image Leaflet loads by URL)
     m.get_root().header.add_child(Element(f"<style>{_CSS}</style>"))
     m.get_root().html.add_child(Element(_title(plan)))
-    m.get_root().html.add_child(Element(_legend(note)))
+    m.get_root().html.add_child(Element(_legend(note, at.mv)))
     return render(m)
 
 
@@ -384,7 +399,7 @@ def _transformers(
             icon=_icon("lvplan-upgrade", COLOURS.get(mm.kind, "#000"), "&#9650;", 22),
             tooltip=_e(f"{_trafo_name(net, t)}: {mm.before} → {mm.after}"),
         ).add_to(reinforced)
-        popup(_measure_popup(mm, f"{mm.element} {_trafo_name(net, t)}")).add_to(mk)
+        popup(_measure_popup(mm, f"{mm.element} {_trafo_name(net, t)}", at.mv)).add_to(mk)
         drawn.append(p)
     return drawn
 
@@ -432,7 +447,7 @@ def _measure_cells(plan: Plan, network: Network, at: _Places, layer: Any) -> lis
         p = (c["lat"] / c["n"], c["lon"] / c["n"])
         kinds = sorted(c["kinds"].items(), key=lambda kv: -kv[1][1])
         cost = sum(v[1] for _k, v in kinds)
-        what = "; ".join(f"{n} {LABELS.get(k, k)} ({_cny(v)})" for k, (n, v) in kinds)
+        what = "; ".join(f"{n} {_label(k, at.mv)} ({_cny(v)})" for k, (n, v) in kinds)
         folium.CircleMarker(
             location=list(p),
             radius=min(4.0 + 2.0 * math.sqrt(c["n"]), 20.0),
@@ -474,7 +489,7 @@ def _cables(plan: Plan, network: Network, at: _Places, layer: Any) -> list[LatLo
             opacity=0.9,
             tooltip=_e(f"{ref}: {mm.after}"),
         ).add_to(layer)
-        popup(_measure_popup(mm, str(ref))).add_to(pl)
+        popup(_measure_popup(mm, str(ref), at.mv)).add_to(pl)
         drawn += pts
     return drawn
 
@@ -535,7 +550,7 @@ def _sites(plan: Plan, at: _Places, layer: Any) -> list[LatLon]:
                 color=colour,
                 weight=3,
                 dash_array="8 6",
-                tooltip=_e(f"{mm.element}: {s.tie_m:.0f} m 10 kV tie to bus {s.mv_bus}"),
+                tooltip=_e(f"{mm.element}: {s.tie_m:.0f} m {at.mv} tie to bus {s.mv_bus}"),
             ).add_to(layer)
             drawn.append(mv)
         mk = folium.Marker(
@@ -543,7 +558,7 @@ def _sites(plan: Plan, at: _Places, layer: Any) -> list[LatLon]:
             icon=_icon("lvplan-site", colour, "&#9632;", 22),
             tooltip=_e(f"{mm.element}: {s.rated_kva} kVA"),
         ).add_to(layer)
-        popup(_measure_popup(mm, str(mm.element))).add_to(mk)
+        popup(_measure_popup(mm, str(mm.element), at.mv)).add_to(mk)
         drawn.append(p)
     return drawn
 
@@ -681,7 +696,7 @@ def _title(plan: Plan) -> str:
     )
 
 
-def _legend(note: str) -> str:
+def _legend(note: str, mv: str = "10 kV") -> str:
     def row(symbol: str, label: str) -> str:
         return f"<div>{symbol} {_e(label)}</div>"
 
@@ -707,11 +722,11 @@ def _legend(note: str) -> str:
         row(glyph(COLOURS["transformer_parallel"], "&#9650;"), LABELS["transformer_parallel"]),
         row(bar(COLOURS["lv_cable_replace"]), LABELS["lv_cable_replace"]),
         row(bar(COLOURS["lv_cable_parallel"]), LABELS["lv_cable_parallel"]),
-        row(bar(COLOURS["mv_cable_replace"]), LABELS["mv_cable_replace"]),
-        row(bar(COLOURS["mv_cable_parallel"]), LABELS["mv_cable_parallel"]),
+        row(bar(COLOURS["mv_cable_replace"]), _label("mv_cable_replace", mv)),
+        row(bar(COLOURS["mv_cable_parallel"]), _label("mv_cable_parallel", mv)),
         row(glyph(COLOURS["new_substation"], "&#9632;"), "new substation"),
-        row(bar(COLOURS["new_substation"], dashed=True), "its 10 kV tie"),
-        row(bar(COLOURS["mv_tie_new"], dashed=True), LABELS["mv_tie_new"]),
+        row(bar(COLOURS["new_substation"], dashed=True), f"its {mv} tie"),
+        row(bar(COLOURS["mv_tie_new"], dashed=True), _label("mv_tie_new", mv)),
         row(bar(COLOURS["transformer_move"], dashed=True), LABELS["transformer_move"]),
         row(bar(COLOURS["transfer"], dashed=True), LABELS["transfer"]),
         row(dot(COLOURS["served"]), "demand, served"),
