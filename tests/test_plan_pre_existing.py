@@ -188,3 +188,25 @@ def test_a_repair_built_too_small_is_lifted_by_a_larger_one_only(tmp_path, sz, c
     want = [u for u in ups[1:] if inst.upgrades[u].capacity >= need]
     assert list(lift) == want and want and small not in lift
     assert _larger(inst, Solution.of(inst, [k], [], [], "feasible"), False, 17, 0.05) == ()
+
+
+def test_an_n1_section_beyond_every_upgrade_is_lifted_by_the_largest(tmp_path, sz, cn):
+    """An N-1 cut on a section so far over that no upgrade has room for the round's whole load
+    (sz-futian's line 26 at 200.7 % after a transfer; its parallel cable doubles it) held the
+    section as it is for good: the loop's N-1 demands were refused (40 of sz-futian's mixed
+    300). With ``or_largest`` (the N-1 cuts) it is lifted by the largest upgrades; other cuts
+    keep no relief."""
+    from lvplan.planning.measures import LINE_KINDS
+    from lvplan.planning.verify import _relief
+
+    mdl = _cost_model(sz, "id,kw,category,bus\nY1,60,shop,24\n", tmp_path, cn)
+    inst = mdl.inst
+    ups = [u for u, up in enumerate(inst.upgrades) if up.element == 17 and up.kind in LINE_KINDS]
+    top = max(inst.upgrades[u].capacity for u in ups)
+    sol = Solution.of(inst, [], [], [], "feasible")
+    excess = 50.0  # 5,000 % over: beyond every upgrade
+    assert _relief(inst, sol, False, 17, excess, times=1.0) == ()
+    lift = _relief(inst, sol, False, 17, excess, times=1.0, or_largest=True)
+    assert lift and {inst.upgrades[u].capacity for u in lift} == {top}
+    fits = _relief(inst, sol, False, 17, 0.01, times=1.0, or_largest=True)
+    assert set(fits) == set(_relief(inst, sol, False, 17, 0.01, times=1.0)) and len(fits) > 1

@@ -432,8 +432,9 @@ def _fail_cuts(
                     False,
                     line,
                     max(-margin, 0.0),
-                    times=0.0,
+                    times=1.0,
                     limit_percent=inst.criteria.n1_line_max_loading_percent,
+                    or_largest=True,
                 )
         n_reinforce = len(lift)
         more = tuple(u for u in (*ties, *moves(v)) if u not in (built or set()))

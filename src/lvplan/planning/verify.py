@@ -557,13 +557,17 @@ def _relief(
     *,
     times: float = 2.0,
     limit_percent: float | None = None,
+    or_largest: bool = False,
 ) -> tuple[int, ...]:
     """The upgrades of an element with room for what it carried beyond its limit, ``times``
     over (twice for an overload through the voltage the new load lowers, which grows as the
     load does; once where the overload is the load itself): building one lifts the cut its
     overload made. ``excess`` is the loading margin broken (fraction of 100 %), against
     ``limit_percent`` (the profile's, by default). An element the plan has reinforced already
-    gets no relief (its one upgrade did not cure it: the cut then holds as it is)."""
+    gets no relief (its one upgrade did not cure it: the cut then holds as it is). With
+    ``or_largest``, where no upgrade has that room, the largest ones that add capacity: the
+    cut would otherwise hold the element as it is for good, though a plan serving less may
+    fit the upgrade (an N-1 section at 200 % that a parallel cable doubles)."""
     mine, lim = _element_upgrades(inst, is_trafo, element, limit_percent)
     rated = (
         inst.trafo_kva[element]
@@ -574,6 +578,9 @@ def _relief(
         return ()
     need = rated * (1.0 + (times * excess + SAFE_LOADING) * 100.0 / lim)
     out = [u for u in mine if inst.upgrades[u].capacity >= need]
+    if not out and or_largest:
+        top = max((inst.upgrades[u].capacity for u in mine), default=0.0)
+        out = [u for u in mine if inst.upgrades[u].capacity == top and top > rated]
     if not is_trafo and element in inst.line_data:  # an LV line: the splits that relieve it
         out += relieving_splits(inst, sol, element, need - rated)
     return tuple(out)
