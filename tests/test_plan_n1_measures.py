@@ -319,3 +319,46 @@ def test_rounds_that_do_not_settle_fall_back_to_the_plan_without_n1_measures(
     assert p.measures == [] and p.assignments == [] and p.cost_cny == 0.0
     assert len(p.unserved) == 2
     assert all("loss of line 0 (L0): no restoring tie" in u["reason"] for u in p.unserved)
+
+
+def test_a_moved_unit_takes_its_switches_at_the_old_bus_with_it(sz):
+    """SimBench has a switch at each end of a unit: a move left the one at the old 10 kV bus
+    there, naming a bus that is no end of the unit, so the planned network was invalid and the
+    district's class A plan was made again without new ties and moves (found at stop 52)."""
+    net = copy.deepcopy(sz.pp)
+    hv = int(net.trafo.at[2, "hv_bus"])
+    s_hv = pp.create_switch(net, hv, 2, et="t", closed=True, name="T3 HV switch")
+    s_lv = pp.create_switch(net, int(net.trafo.at[2, "lv_bus"]), 2, et="t", closed=True)
+    moved_net = Network(net, name="sz with unit switches", source="test")
+    ev = evaluate(moved_net, Changes().move_transformer(2, 41))
+    new_hv = int(ev.net.trafo.at[2, "hv_bus"])
+    assert new_hv != hv and int(ev.net.switch.at[s_hv, "bus"]) == new_hv
+    assert int(ev.net.switch.at[s_lv, "bus"]) == int(net.trafo.at[2, "lv_bus"])
+    assert int(net.switch.at[s_hv, "bus"]) == hv  # (the caller's tables untouched)
+    check = copy.deepcopy(ev.net)
+    pp.runpp(check)
+    assert abs(check.res_bus.vm_pu.to_numpy() - ev.state.vm_pu).max() < 1e-6
+    assert check.res_trafo.at[2, "loading_percent"] == pytest.approx(
+        ev.state.trafo_loading_percent[2], abs=0.01
+    )
+
+
+def test_rounds_with_n1_measures_give_way_after_their_share_of_the_time(cn, tmp_path, monkeypatch):
+    """The greedy's rounds with new ties and moves on offer that have not settled after
+    ``OFFERS_SHARE`` of the time limit give way to the plan made again without them (the
+    district with class A ran 110 s for a 60 s limit, 61.5 s with the share). With a share of
+    0, the radial feeder's tie is never built: its demands are left out, each saying why."""
+    import lvplan.planning.plan as plan_module
+
+    monkeypatch.setattr(plan_module, "OFFERS_SHARE", 0.0)
+    said: list[str] = []
+    net = Network(_radial(), name="radial", source="test")
+    p = make_plan(
+        net, _demand(tmp_path, 3), criteria=cn, method="greedy", time_limit_s=10,
+        progress=said.append,
+    )  # fmt: skip
+    assert any("after 0% of the time limit (1 rounds)" in m for m in said)
+    assert p.measures == [] and len(p.unserved) == 2
+    monkeypatch.setattr(plan_module, "OFFERS_SHARE", 0.5)
+    p = make_plan(net, _demand(tmp_path, 3), criteria=cn, method="greedy", time_limit_s=10)
+    assert [m.kind for m in p.measures] == ["mv_tie_new"]

@@ -114,6 +114,8 @@ class Plan:
     trafo_updates: dict[int, dict] = field(default_factory=dict)
     switch_updates: dict[int, bool] = field(default_factory=dict)
     new_switches: dict[int, dict] = field(default_factory=dict)  # new switch -> create kwargs
+    #: an existing switch's new bus: a moved unit's switches at its old 10 kV bus go with it
+    switch_buses: dict[int, int] = field(default_factory=dict)
 
 
 class _Ids:
@@ -265,6 +267,14 @@ def plan_changes(net, changes: Changes) -> Plan:
             km = float(c.length_m or 0) / 1000
             line(int(c.to_bus), moved, km, str(c.cable), f"move of trafo {t}")
             plan.trafo_updates.setdefault(t, {})["hv_bus"] = moved
+            # its switches at the old bus (SimBench has one at each end of a unit) go with it:
+            # left there, the switch named a bus that is no end of the unit, and the planned
+            # network was invalid (the district with class A, found at stop 52: the plan was
+            # made again without new ties and moves)
+            sw = net.switch
+            at_old = (sw.et == "t") & (sw.element == t) & (sw.bus == hv_old)
+            for s_id in sw.index[at_old]:
+                plan.switch_buses[int(s_id)] = moved
             if t not in m.modified_trafos:
                 m.modified_trafos.append(t)
     return plan
@@ -303,7 +313,7 @@ def materialise(net, plan: Plan):
         "line": bool(plan.lines or plan.line_updates),
         "trafo": bool(plan.trafos or plan.trafo_updates),
         "load": bool(plan.loads),
-        "switch": bool(plan.switch_updates or plan.new_switches),
+        "switch": bool(plan.switch_updates or plan.new_switches or plan.switch_buses),
     }
     _writable(out, net, {t for t, hit in touched.items() if hit})
     made: list[tuple[int, int]] = []
@@ -343,6 +353,8 @@ def materialise(net, plan: Plan):
             out.trafo.at[t, k] = v
     for sw, closed in plan.switch_updates.items():
         out.switch.at[sw, "closed"] = closed
+    for sw, to in plan.switch_buses.items():
+        out.switch.at[sw, "bus"] = to
     for i, kw in plan.new_switches.items():
         made_sw = pp.create_switch(out, index=i, **kw)
         assert int(made_sw) == i, "a new switch got another index"
