@@ -158,6 +158,22 @@ def plan_changes(net, changes: Changes) -> Plan:
         m.new_trafos.append(i)
         return i
 
+    twins: dict[int, list[int]] = {}  # line -> the cables laid beside it by these changes
+    copies: dict[tuple[int, int], int] = {}  # (switch, cable beside its line) -> its copy
+
+    def copy_switch(s_id: int, twin: int, closed: bool) -> None:
+        """Switch ``s_id``'s copy on the cable ``twin`` laid beside its line, made or set."""
+        i = copies.get((s_id, twin))
+        if i is None:
+            i = copies[(s_id, twin)] = ids.take("switch")
+            sw = net.switch
+            plan.new_switches[i] = dict(
+                bus=int(sw.at[s_id, "bus"]), element=twin, et="l", closed=closed,
+                name=f"{sw.at[s_id, 'name']} (parallel cable)",
+            )  # fmt: skip
+            m.new_switches.append(i)
+        plan.new_switches[i]["closed"] = closed
+
     for c in changes:
         if isinstance(c, AddLoad):
             i = ids.take("load")
@@ -200,18 +216,16 @@ def plan_changes(net, changes: Changes) -> Plan:
             twin = line(
                 int(row.from_bus), int(row.to_bus), float(row.length_km), str(c.cable), name
             )
-            # the section's switches go with it: a cable laid beside a normally open tie is
-            # open too (without its switch the loop closed through it, two feeders ran in
-            # parallel, and N-1 read "no transfer needed": found at stop 52)
+            # the section's open switches go with it: a cable laid beside a normally open tie
+            # is open too (without its switch the loop closed through it, two feeders ran in
+            # parallel, and N-1 read "no transfer needed": found at stop 52); a closed switch
+            # is copied only when a later change opens it (``SetSwitch`` below: a new switch
+            # takes ``evaluate`` off its fast path, and SimBench has one at each line end)
+            twins.setdefault(int(c.line), []).append(twin)
             sw = net.switch
             for s_id in sw.index[(sw.et == "l") & (sw.element == c.line)]:
-                i = ids.take("switch")
-                closed = plan.switch_updates.get(int(s_id), bool(sw.at[s_id, "closed"]))
-                plan.new_switches[i] = dict(
-                    bus=int(sw.at[s_id, "bus"]), element=twin, et="l", closed=closed,
-                    name=f"{sw.at[s_id, 'name']} (parallel cable)",
-                )  # fmt: skip
-                m.new_switches.append(i)
+                if not plan.switch_updates.get(int(s_id), bool(sw.at[s_id, "closed"])):
+                    copy_switch(int(s_id), twin, False)
         elif isinstance(c, NewSubstation):
             mv = int(c.mv_bus)  # type: ignore[arg-type]
             vn = float(net.bus.at[mv, "vn_kv"])
@@ -249,6 +263,12 @@ def plan_changes(net, changes: Changes) -> Plan:
         elif isinstance(c, SetSwitch):
             plan.switch_updates[int(c.switch)] = bool(c.closed)
             m.switches.append(int(c.switch))
+            # ... and the same switch of each cable laid beside its line before this change
+            sw = net.switch
+            if int(c.switch) in sw.index and sw.at[c.switch, "et"] == "l":
+                for twin in twins.get(int(sw.at[c.switch, "element"]), []):
+                    if not c.closed or (int(c.switch), twin) in copies:
+                        copy_switch(int(c.switch), twin, bool(c.closed))
         elif isinstance(c, NewTie):
             name = c.name or "new tie"
             a, b = int(c.from_bus), int(c.to_bus)

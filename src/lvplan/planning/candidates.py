@@ -217,6 +217,9 @@ class Instance:
     #: the transfers (feeder splits) on offer, by the line each opens
     #: (:class:`lvplan.planning.transfers.FeederSplit`)
     transfers: dict[int, Any] = field(default_factory=dict)
+    #: options a demand had that were left out before planning, and why (demand position ->
+    #: a sentence its unserved reason ends with)
+    left_out: dict[int, str] = field(default_factory=dict)
 
     def line_upgrades(self, network: Network, line: int) -> list[int]:
         """The upgrades of an existing line (indices into ``upgrades``), made now when it had

@@ -120,10 +120,14 @@ def option_label(network: Network, option) -> str:
     if tie is None:
         return str(option.name)
     sw = network.pp.switch.index
-    if all(s in sw for s in tie.switches) and (
-        tie.line is None or tie.line in network.pp.line.index
-    ):
-        return str(option.name)
+    known = [s for s in tie.switches if s in sw]
+    if known and (tie.line is None or tie.line in network.pp.line.index):
+        if len(known) == len(tie.switches):
+            return str(option.name)
+        # an existing tie with a cable the plan laid beside it (its switch is new): named by
+        # the existing switches, as before the cable (not "the new tie")
+        names = ", ".join(f"switch {s}" for s in known)
+        return f"close {names} ({tie.feeders[0]} - {tie.feeders[1]})"
     a, b = sorted(tie.ends)
     return f"close the new tie bus {a} - bus {b} ({tie.feeders[0]} - {tie.feeders[1]})"
 

@@ -1293,6 +1293,8 @@ def plan_network(
         if u["reason"] is None and why is not None:
             text = why.explain(sol, u["position"])
             reason = text if text.startswith("an option fits") else "no option fits: " + text
+            if u["position"] in inst.left_out:
+                reason += f"; {inst.left_out[u['position']]}"
             first = None if alone is None else alone.cheapest_fit(u["position"])
             if budget_cny is not None and first is not None:
                 # it fits the network as it is: the budget left it out (what the plan's own
@@ -1395,11 +1397,17 @@ def _drop_radial_n1(network: Network, inst: Instance, crit: Criteria) -> int:
     for o in inst.options:
         if o.demand in needs and (o.site is None or o.site not in on_busbar):
             other[o.demand] = other.get(o.demand, 0) + 1
-    keep = [
-        o
-        for o in inst.options
-        if not (o.site in on_busbar and o.demand in needs and other.get(o.demand, 0) > 0)
-    ]
+    keep, gone = [], set()
+    for o in inst.options:
+        if o.site in on_busbar and o.demand in needs and other.get(o.demand, 0) > 0:
+            gone.add(o.demand)
+        else:
+            keep.append(o)
+    for i in gone:
+        inst.left_out[i] = (
+            "its options at new sites tied to the source busbar were left out (a radial "
+            "feeder of its own: no tie restores it for the N-1 its area class requires)"
+        )
     dropped = len(inst.options) - len(keep)
     inst.options = keep
     inst.stats["options"] = len(keep)
