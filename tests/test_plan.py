@@ -38,6 +38,7 @@ import dataclasses
 import io
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -495,6 +496,30 @@ def test_cli_plan_and_hosting_refuse_each_others_folder(capsys, tmp_path, hand_j
 
 
 # -- 6. --json -------------------------------------------------------------------------------------
+def test_cli_json_is_not_broken_by_what_native_code_prints_to_stdout(
+    capfd, tmp_path, hand_json, hand_csv, monkeypatch
+):
+    """HiGHS prints ``HighsMipSolverData::transformNewIntegerFeasibleSolution tmpSolver.run();``
+    to the process's stdout now and then, with its output off (seen at stop 52): the plan runs
+    with descriptor 1 sent to stderr, so ``--json`` stays JSON."""
+    import lvplan.planning.plan as plan_module
+
+    real = plan_module.plan
+
+    def noisy(*a, **kw):
+        os.write(1, b"HighsMipSolverData::transformNewIntegerFeasibleSolution tmpSolver.run();\n")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(plan_module, "plan", noisy)
+    out = tmp_path / "out"
+    rc = main(["plan", str(hand_json), "--demand", str(hand_csv), "--out", str(out), "--json",
+               "--time-limit", "10"])  # fmt: skip
+    got = capfd.readouterr()
+    assert rc == 0
+    assert json.loads(got.out)["total_cost_cny"] == OPTIMUM_CNY
+    assert "tmpSolver.run();" in got.err
+
+
 def test_cli_json_summary(capsys, tmp_path, hand_json, hand_csv):
     out = tmp_path / "out"
     rc, stdout, _err = _cli(capsys, str(hand_json), "--demand", str(hand_csv), "--out", str(out),

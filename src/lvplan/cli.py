@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from lvplan.errors import InputError, LvplanError
-from lvplan.io.stderr_report import reporter
+from lvplan.io.stderr_report import native_stdout_to_stderr, reporter
 from lvplan.numbers import read_float, read_int, shown
 
 REGISTER_IS = "register: a SQLite file, or a postgresql://user@host:port/db URL"
@@ -650,21 +650,22 @@ def _plan(args: argparse.Namespace, crit) -> int:
             [("--demand", args.demand), ("--catalogue", args.catalogue), ("NETWORK", args.network)],
         )
         try:
-            result = plan(
-                net,
-                args.demand,
-                criteria=crit,
-                method=args.method,
-                time_limit_s=limit,
-                budget_cny=budget,
-                measures=measures,
-                workers=workers,
-                discount_rate=rate,
-                progress=say if args.progress else None,
-                scheduler=args.scheduler,
-                work_dir=Path(args.resume) if args.resume else out,
-                resume=bool(args.resume),
-            )
+            with native_stdout_to_stderr():  # (HiGHS prints there now and then)
+                result = plan(
+                    net,
+                    args.demand,
+                    criteria=crit,
+                    method=args.method,
+                    time_limit_s=limit,
+                    budget_cny=budget,
+                    measures=measures,
+                    workers=workers,
+                    discount_rate=rate,
+                    progress=say if args.progress else None,
+                    scheduler=args.scheduler,
+                    work_dir=Path(args.resume) if args.resume else out,
+                    resume=bool(args.resume),
+                )
             write_plan(result, net, out, progress=say if args.progress else None)
         except LvplanError:
             # (a scheduler not reached, a full disk, a base case that does not converge): a

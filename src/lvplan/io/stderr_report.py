@@ -7,8 +7,10 @@ reporter made here goes quiet instead: the run finishes and writes its files.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 
 def reporter(prefix: str) -> Callable[[str], None]:
@@ -49,3 +51,33 @@ class QuietStderr:
                 sys.stderr.flush()
             except (OSError, ValueError):
                 self.gone = True
+
+
+@contextlib.contextmanager
+def native_stdout_to_stderr() -> Iterator[None]:
+    """While it is held, what native code prints to the process's stdout (file descriptor 1)
+    goes to its stderr (descriptor 2): HiGHS 1.16 prints
+    ``HighsMipSolverData::transformNewIntegerFeasibleSolution tmpSolver.run();`` there now and
+    then with its output off (``lvplan plan sz-futian`` with mixed area classes, stop 52: five
+    such lines before the plan's summary), which would break ``lvplan plan --json``. For a
+    command's own process only (the CLI): it rewires descriptor 1 for every thread. Where
+    either descriptor is closed, nothing is changed."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            os.dup2(2, 1)
+        except OSError:
+            yield
+            return
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
