@@ -309,12 +309,7 @@ def test_rounds_that_do_not_settle_fall_back_to_the_plan_without_n1_measures(
         return real(network, inst, sol, needs, cuts, offers, max_cuts)
 
     monkeypatch.setattr(plan_module, "check_plan_n1", unsettled)
-    said: list[str] = []
-    net = Network(_radial(), name="radial", source="test")
-    p = make_plan(
-        net, _demand(tmp_path, 3), criteria=cn, method="greedy", time_limit_s=10,
-        progress=said.append,
-    )  # fmt: skip
+    p, said = _radial_greedy_said(cn, tmp_path)
     assert any("planned again without new ties and moved transformers" in m for m in said)
     assert p.measures == [] and p.assignments == [] and p.cost_cny == 0.0
     assert len(p.unserved) == 2
@@ -351,14 +346,20 @@ def test_rounds_with_n1_measures_give_way_after_their_share_of_the_time(cn, tmp_
     import lvplan.planning.plan as plan_module
 
     monkeypatch.setattr(plan_module, "OFFERS_SHARE", 0.0)
+    p, said = _radial_greedy_said(cn, tmp_path)
+    assert any("after 0% of the time limit (1 rounds)" in m for m in said)
+    assert p.measures == [] and len(p.unserved) == 2
+    monkeypatch.setattr(plan_module, "OFFERS_SHARE", 0.5)
+    p, _said = _radial_greedy_said(cn, tmp_path)
+    assert [m.kind for m in p.measures] == ["mv_tie_new"]
+
+
+def _radial_greedy_said(cn, tmp_path):
+    """The greedy plan of three class A demands on the radial feeder, and what it said."""
     said: list[str] = []
     net = Network(_radial(), name="radial", source="test")
     p = make_plan(
         net, _demand(tmp_path, 3), criteria=cn, method="greedy", time_limit_s=10,
         progress=said.append,
     )  # fmt: skip
-    assert any("after 0% of the time limit (1 rounds)" in m for m in said)
-    assert p.measures == [] and len(p.unserved) == 2
-    monkeypatch.setattr(plan_module, "OFFERS_SHARE", 0.5)
-    p = make_plan(net, _demand(tmp_path, 3), criteria=cn, method="greedy", time_limit_s=10)
-    assert [m.kind for m in p.measures] == ["mv_tie_new"]
+    return p, said
