@@ -338,6 +338,15 @@ def mv_feeders(net) -> MvFeeders:
     return MvFeeders(frozenset(busbar), buses, heads, feeder_of, g)
 
 
+def mv_label(network) -> str:
+    """The network's MV nominal voltage for what a user reads: "10 kV", "20 kV", or "MV" where
+    its MV buses have more than one (or none). ``network``: a Network or a pandapower net."""
+    net = getattr(network, "pp", network)
+    vn = net.bus.vn_kv
+    kv = sorted({round(float(v), 3) for v in vn[(vn > LV_MAX_KV) & (vn <= MV_MAX_KV)]})
+    return f"{kv[0]:g} kV" if len(kv) == 1 else "MV"
+
+
 def mv_bus_feeders(net) -> dict[int, str]:
     """The feeder of every MV bus (``"busbar"`` for the source busbar itself)."""
     return mv_feeders(net).feeder_of

@@ -51,7 +51,7 @@ from lvplan.io.leaflet import escape
 from lvplan.kinds import ElementRef
 from lvplan.locate import bus_lonlat
 from lvplan.model.network import Network
-from lvplan.model.topology import LV_MAX_KV, MV_MAX_KV
+from lvplan.model.topology import mv_label
 from lvplan.planning.demand import ID_SEPARATOR
 from lvplan.planning.measures import MeasureKind
 from lvplan.planning.plan import Plan
@@ -241,14 +241,6 @@ class _Places:
             return self.bus.get(int(bus))
         s = self.site.get(connection)
         return None if s is None else (float(s.lat), float(s.lon))
-
-
-def mv_label(network: Network) -> str:
-    """The network's MV nominal voltage for labels: "10 kV", "20 kV", or "MV" where its MV buses
-    have more than one (or none)."""
-    vn = network.pp.bus.vn_kv
-    kv = sorted({round(float(v), 3) for v in vn[(vn > LV_MAX_KV) & (vn <= MV_MAX_KV)]})
-    return f"{kv[0]:g} kV" if len(kv) == 1 else "MV"
 
 
 def _label(kind: str, mv: str) -> str:
