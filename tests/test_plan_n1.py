@@ -136,6 +136,7 @@ def test_a_cable_laid_beside_an_open_tie_is_open_too_and_closes_with_it(loop):
     no switch: the loop closed through it, F1 and F2 ran in parallel from the busbar, and N-1
     read "no transfer needed" (found at stop 52). The new cable gets the tie's open switch,
     and the contingency closes both."""
+    import networkx as nx
     import pandapower.topology as ppt
 
     from lvplan.changes import Changes
@@ -147,7 +148,7 @@ def test_a_cable_laid_beside_an_open_tie_is_open_too_and_closes_with_it(loop):
     assert len(sw) == 1 and not bool(sw.closed.iloc[0]) and int(sw.bus.iloc[0]) == 1
     g = ppt.create_nxgraph(net, respect_switches=True)
     g.remove_node(0)  # (the busbar): RMU 1 and RMU 2 stay apart
-    assert not __import__("networkx").has_path(g, 1, 2)
+    assert not nx.has_path(g, 1, 2)
     topo = find_contingencies(net)
     closes = {
         o.tie.switches for f in topo.feeders.values() for c in f.contingencies for o in c.options

@@ -116,12 +116,7 @@ class Cuts:
         self.linear.append((coefs, rhs))
         self.linear_names.append(name)
         self.relief.append(tuple(relief))
-        self.when += [()] * (len(self.linear) - 1 - len(self.when))
         self.when.append(tuple(sorted(when)))
-
-    def when_of(self, j: int) -> tuple[int, ...]:
-        """The options that make linear cut ``j`` hold (empty: it always holds)."""
-        return self.when[j] if j < len(self.when) else ()
 
 
 @dataclass
@@ -393,4 +388,4 @@ class LinearGrid:
         relief = list(cuts.relief) + [()] * (len(cuts.linear) - len(cuts.relief))
         self.cut_relief = [tuple(u for u in r if u not in cuts.banned) for r in relief]
         #: per cut, the options that make it hold (empty: always), as ``Cuts.when``
-        self.cut_when = [frozenset(cuts.when_of(j)) for j in range(len(cuts.linear))]
+        self.cut_when = [frozenset(w) for w in cuts.when]

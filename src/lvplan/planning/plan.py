@@ -1393,17 +1393,10 @@ def _drop_radial_n1(network: Network, inst: Instance, crit: Criteria) -> int:
     on_busbar = _radial_sites(network, inst) if needs else set()
     if not on_busbar:
         return 0
-    other: dict[int, int] = {}
-    for o in inst.options:
-        if o.demand in needs and (o.site is None or o.site not in on_busbar):
-            other[o.demand] = other.get(o.demand, 0) + 1
-    keep, gone = [], set()
-    for o in inst.options:
-        if o.site in on_busbar and o.demand in needs and other.get(o.demand, 0) > 0:
-            gone.add(o.demand)
-        else:
-            keep.append(o)
-    for i in gone:
+    # the N-1 demands with an option elsewhere: only theirs are left out
+    elsewhere = {o.demand for o in inst.options if o.demand in needs and o.site not in on_busbar}
+    keep = [o for o in inst.options if not (o.site in on_busbar and o.demand in elsewhere)]
+    for i in {o.demand for o in inst.options if o.site in on_busbar and o.demand in elsewhere}:
         inst.left_out[i] = (
             "its options at new sites tied to the source busbar were left out (a radial "
             "feeder of its own: no tie restores it for the N-1 its area class requires)"
@@ -1647,23 +1640,22 @@ def _result(
     held_by: dict[int, list[str]] = {}
     users_n1: dict[int, list[int]] = {}  # an N-1 measure -> the demands its cuts counted
     lifted: dict[int, list[tuple[dict[int, float], float]]] = {}  # a 10 kV measure's cuts
-    for j, ((coefs, _rhs), lift, what) in enumerate(
-        zip(
-            cuts.linear if cuts else [],
-            cuts.relief if cuts else [],
-            cuts.linear_names if cuts else [],
-            strict=True,
-        )
+    built = set(sol.upgrades)
+    for (coefs, _rhs), lift, what, when in zip(
+        cuts.linear if cuts else [],
+        cuts.relief if cuts else [],
+        cuts.linear_names if cuts else [],
+        cuts.when if cuts else [],
+        strict=True,
     ):
+        if not any(u in built for u in lift):  # (every use below is of a measure built)
+            continue
+        # the demands a 10 kV measure that lifts the cut is for: those its cut counted, and of
+        # an N-1 cut (which counts the loop's whole load) those whose class requires N-1 there
+        needing = [inst.options[k].demand for k in coefs if k in chosen and (not when or k in when)]
         for u in lift:
             if inst.upgrades[u].kind in N1_KINDS and u in sol.upgrades:
-                # an N-1 cut counts the loop's whole load; the demands that need the measure
-                # are those whose class requires N-1 there (Cuts.when)
-                when = cuts.when_of(j) if cuts else ()
-                ids = users_n1.setdefault(u, [])
-                ids += [
-                    inst.options[k].demand for k in coefs if k in chosen and (not when or k in when)
-                ]
+                users_n1.setdefault(u, []).extend(needing)
                 if what not in held_by.setdefault(u, []):
                     held_by[u].append(what)
             elif inst.upgrades[u].kind == MeasureKind.TRANSFER and u in sol.upgrades:
@@ -1681,11 +1673,7 @@ def _result(
                 new = {inst.options[k].demand for k in coefs if k in chosen}
                 ids += sorted(new - set(ids))
             elif inst.upgrades[u].kind in MV_CABLE_KINDS and u in sol.upgrades:
-                when = cuts.when_of(j) if cuts else ()
-                ids = users_line.setdefault(inst.upgrades[u].element, [])
-                ids += [
-                    inst.options[k].demand for k in coefs if k in chosen and (not when or k in when)
-                ]
+                users_line.setdefault(inst.upgrades[u].element, []).extend(needing)
                 lifted.setdefault(u, []).append((coefs, _rhs))
                 if what not in held_by.setdefault(u, []):
                     held_by[u].append(what)
