@@ -423,3 +423,59 @@ def test_the_read_deadline_keeps_no_answered_request_and_drops_a_client_that_nev
             os.environ[READ_TIMEOUT_ENV] = old
     assert kept <= 1  # (it was 300)
     assert gone < 5.0  # let go within two periods of the 1 s deadline (held for ever before)
+
+
+def test_a_keep_alive_request_has_its_own_read_deadline():
+    """The watch armed when a request is read whole (on_message_complete) ran on after its
+    answer was sent, and the next request of the keep-alive connection got only what was left
+    of it: begun 0.7 s after the first (of a 1 s deadline) and sent over 0.6 s, within its own
+    second, it was closed half read."""
+    import asyncio
+
+    import uvicorn
+
+    from lvplan.register.http_guard import READ_TIMEOUT_ENV, GuardedProtocol
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"2")]})  # fmt: skip
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def run() -> list[bytes]:
+        port = free_port()
+        cfg = uvicorn.Config(app, port=port, http=GuardedProtocol, log_level="error",
+                             lifespan="off")  # fmt: skip
+        srv = uvicorn.Server(cfg)
+        task = asyncio.create_task(srv.serve())
+        while not srv.started:
+            await asyncio.sleep(0.05)
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        heads = []
+        for pause in (0.0, 0.7):
+            await asyncio.sleep(pause)
+            for ch in b"GET / HTTP/1.1\r\nHost: x\r\n\r\n":  # 27 bytes over about 0.6 s
+                w.write(bytes([ch]))
+                await w.drain()
+                await asyncio.sleep(0.6 / 27)
+            try:
+                head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 5)
+                heads.append(head.split(b"\r\n")[0] + await r.readexactly(2))
+            except (asyncio.IncompleteReadError, ConnectionError):
+                heads.append(b"closed")
+        w.close()
+        srv.should_exit = True
+        await task
+        return heads
+
+    old = os.environ.get(READ_TIMEOUT_ENV)
+    os.environ[READ_TIMEOUT_ENV] = "1"
+    try:
+        heads = asyncio.run(run())
+    finally:
+        if old is None:
+            os.environ.pop(READ_TIMEOUT_ENV)
+        else:
+            os.environ[READ_TIMEOUT_ENV] = old
+    assert heads == [b"HTTP/1.1 200 OKok", b"HTTP/1.1 200 OKok"]

@@ -82,6 +82,11 @@ class GuardedProtocol(HttpToolsProtocol):
         self._arm()  # a connection that never sends a byte
 
     def on_message_begin(self) -> None:
+        if not any(not c.response_complete for c in self._answering):
+            # the watch over answers (on_message_complete) once they are all sent: the new
+            # request has its own deadline from its first byte (a keep-alive request begun
+            # near the watch's end was closed half read: the deadline carried over)
+            self._disarm()
         self._arm()  # the next request of a packet (pipelined) after one that completed
         super().on_message_begin()
 
