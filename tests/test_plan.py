@@ -1078,7 +1078,7 @@ def test_a_catalogue_without_a_20_kv_tie_cable_offers_no_site_on_20_kv_and_says_
     assert p.instance.sites == [] and p.measures == []
     assert [u["reason"] for u in p.unserved] == [
         "no LV bus within the 150 m supply radius and no site for a new substation within "
-        "3000 m of a 10 kV bus (no tie cable of the catalogue is rated for the network's 20 kV "
+        "3000 m of a 20 kV bus (no tie cable of the catalogue is rated for the network's 20 kV "
         "buses)"
     ]
 

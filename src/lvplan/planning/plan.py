@@ -31,6 +31,7 @@ from lvplan.criteria import Criteria
 from lvplan.errors import InputError
 from lvplan.kinds import ElementRef
 from lvplan.model.network import Network
+from lvplan.model.topology import mv_label
 from lvplan.planning import candidates, interrupt
 from lvplan.planning.candidates import (
     Instance,
@@ -482,7 +483,7 @@ def plan(
                 t0=t0,
             )
             out.inputs = inputs
-            return out
+            return _mv_named(out, network)
     if resume:  # planned in one piece: no finished group is kept, so none can be resumed
         raise InputError(
             f"--resume {work_dir}: no interrupted plan there to take up ("
@@ -504,6 +505,19 @@ def plan(
         t0=t0,
     )
     out.inputs = inputs
+    return _mv_named(out, network)
+
+
+def _mv_named(out: Plan, network: Network) -> Plan:
+    """``out`` with its reasons (unserved demands, measures) naming the network's MV voltage:
+    the model's texts say "10 kV" ("the 10 kV voltage drop it adds elsewhere"), which on
+    SimBench's 20 kV grids is "20 kV" (and "MV" on a network with two MV voltages)."""
+    mv = mv_label(network)
+    if mv != "10 kV":
+        for u in out.unserved:
+            u["reason"] = str(u["reason"]).replace("10 kV", mv)
+        for m in out.measures:
+            m.reason = m.reason.replace("10 kV", mv)
     return out
 
 
