@@ -45,6 +45,34 @@ def test_rounds_that_do_not_converge_withdraw_what_breaks_the_ac_check(thin, cn,
     assert not (Reference(reinforced, cn).base - before)
 
 
+def test_the_time_limit_ends_the_greedy_rounds_with_a_verified_plan(thin, cn):
+    """Past the time limit the greedy's rounds stop and withdraw what breaks the AC check, as
+    when they run out: 3,000 demands on the district with --time-limit 60 ran 8 unsettled
+    rounds and two more greedy passes, to 182 s. With the time, the second round builds the
+    section and serves both."""
+    net, demand = thin
+    p = make_plan(net, demand, criteria=cn, method="optimal", time_limit_s=1e-3)
+    assert len(p.assignments) == 1 and len(p.unserved) == 1
+    why = p.unserved[0]["reason"]
+    assert why.startswith("withdrawn (the time limit ended the AC rounds)")
+    assert "line 0 (thin 10 kV section)" in why
+    assert [(h.method, h.broken) for h in p.history][:2] == [
+        ("greedy", 1),
+        ("greedy (withdrawal)", 0),
+    ]
+    s = p.summary()
+    assert s["stopped"] == "time_limit"
+    assert s["stop_note"].startswith(
+        "the greedy was cut short at the time limit: greedy after 1 round, the connections "
+        "that broke limits withdrawn; stopped at the time limit"
+    )
+    reinforced = pp.from_json_string(reinforced_json(p, net))
+    assert not (Reference(reinforced, cn).base - Reference(net.pp, cn).base)
+    full = make_plan(net, demand, criteria=cn, method="greedy", time_limit_s=10)
+    assert sorted(a.demand for a in full.assignments) == ["b1", "b2"]
+    assert full.stopped is None
+
+
 def test_optimal_after_a_withdrawn_greedy_plan_uses_what_the_ac_round_taught(thin, cn, monkeypatch):
     """The greedy plan withdrew b2; the optimum, from the cut that round taught (lifted by
     reinforcing the section), builds the section and serves both in its one round, verified.

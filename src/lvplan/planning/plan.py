@@ -253,8 +253,9 @@ class Plan:
 
     def over_time_limit_s(self) -> float | None:
         """How far the plan ran past its ``--time-limit`` (0.0 within it; None: no limit
-        recorded). The greedy plan's AC rounds are not cut short (they make the first verified
-        plan), so a large input can run past the limit: this says by how much."""
+        recorded). The greedy plan's AC rounds make the first verified plan: past the limit they
+        end after the round running (its connections that break limits then withdrawn, one AC
+        check each), so a large input can run past the limit: this says by how much."""
         limit = ((self.inputs or {}).get("inputs") or {}).get("time_limit_s")
         if not isinstance(limit, int | float) or not math.isfinite(limit):
             return None
@@ -582,6 +583,11 @@ def plan_network(
     over_s = [0.0]  # how far the last CP-SAT solve ran past the time it was given (its model)
     model_s = [0.0]  # how long the last plan model of the whole grid took to make
     stopped: list[str] = []  # why the rounds stopped at the deadline
+    # the greedy's rounds go on past ``deadline`` only to a verified plan: at the time limit
+    # (a city group's: the city's, its own is a share) the rest is withdrawn, and the greedy
+    # passes that would serve more are not started
+    greedy_until = t0 + hard_limit_s if hard_limit_s is not None else deadline
+    cut_short: list[str] = []  # the greedy passes whose rounds the time limit cut short
     order = sorted(
         range(len(ds.demands)),
         key=lambda i: (ds.demands[i].year if ds.demands[i].year is not None else 0, i),
@@ -660,6 +666,10 @@ def plan_network(
 
     def verified(solve: Callable[[], Solution], name: str) -> tuple[Solution, Any, int]:
         broken: list[Any]
+        # (a greedy plan that does not settle is made to pass by withdrawals: not with a
+        # budget, nor with N-1 measures on offer, whose plan is made again without them first)
+        withdraws = budget_cny is None and offers is None
+        timed_out = False  # (the time limit ended the rounds)
         rounds = MAX_ROUNDS + (MAX_N1_ROUNDS if needs else 0)
         n1_checks = [0]
         # the optimal rounds go on from a plan that passed while a search has time (below):
@@ -718,6 +728,26 @@ def plan_network(
                     f"plan: the greedy plan with new ties and moves still breaks limits in the "
                     f"AC check after {OFFERS_SHARE:.0%} of the time limit ({rnd} rounds)"
                 )
+            if (
+                broken
+                and withdraws
+                and name.startswith("greedy")
+                and rnd < rounds
+                and time.perf_counter() >= greedy_until
+            ):
+                # past the time limit (a city group: the city's) and still unsettled: the
+                # demands that break limits are withdrawn now, not after the last round (3,000
+                # demands on the district, --time-limit 60: 8 rounds and two more greedy passes
+                # ran to 182 s before)
+                cut_short.append(
+                    f"{name} after {_n(rnd, 'round')}, the connections that broke limits withdrawn"
+                )
+                timed_out = True
+                say(
+                    f"{name}: past the time limit after {_n(rnd, 'round')} with limits still "
+                    "broken: the connections that break them are withdrawn"
+                )
+                break
             if not broken:
                 passed[choices(sol)] = (ev, n1_judged.get(name, []))
                 if best is not None and not _improves(inst, sol, best[0]):
@@ -736,7 +766,7 @@ def plan_network(
             return best
         # a verified plan all the same; with N-1 measures on offer, first the plan made again
         # without them (below), and only that one withdraws
-        if name.startswith("greedy") and budget_cny is None and offers is None:
+        if name.startswith("greedy") and withdraws:
             sol, ev, why, counts = withdraw_unverified(
                 network,
                 inst,
@@ -749,6 +779,9 @@ def plan_network(
                 else None,
                 n1_demands=needs,
                 say=say,
+                cause="the time limit ended the AC rounds"
+                if timed_out
+                else "the AC rounds did not converge",
             )
             withdrawn.update(why)
             for r, n_broken in enumerate(counts):  # one round per AC evaluation
@@ -839,10 +872,18 @@ def plan_network(
         take_if_better(greedy, name, before)
         skip[0] = frozenset()
 
-    def lacking() -> bool:
-        return budget_cny is None and not needs and not all(g_sol.served[i] for i in servable)
+    def lacking(what: str) -> bool:
+        """The greedy plan leaves demands it could serve, and the pass ``what`` that may serve
+        them has time to start (not past the time limit: see ``greedy_until``)."""
+        if budget_cny is not None or needs or all(g_sol.served[i] for i in servable):
+            return False
+        if time.perf_counter() >= greedy_until:
+            cut_short.append(f"{what} not started")
+            say(f"greedy: past the time limit: {what} not started")
+            return False
+        return True
 
-    if between & set(g_sol.sites) and lacking():
+    if between & set(g_sol.sites) and lacking("greedy (founded sites only)"):
         # the greedy left demands it could serve (the 10 kV voltage room spent by those before
         # them: the order of its choices, and the AC cuts its rounds found, decide): without
         # the sites between two clusters (as it planned before they were offered)
@@ -851,7 +892,7 @@ def plan_network(
             "greedy (founded sites only)",
             f"without the {len(between)} sites between two clusters",
         )
-    if ties and lacking():
+    if ties and lacking("greedy (ties to other feeders)"):
         # ... and then, on top of the plan that stands (its connections, measures and cuts
         # kept), the demands it left out connected where they fit with every site, the places
         # tied to other feeders too: the plan before took the nearest tie's only
@@ -1336,8 +1377,10 @@ def plan_network(
     result.optimal_cost_cny = opt_cost
     result.history = history
     result.discount_rate = discount_rate
+    if cut_short:  # (said first: the optimal rounds' stop, if any, follows it)
+        stopped.insert(0, "the greedy was cut short at the time limit: " + "; ".join(cut_short))
     if stopped:
-        result.stopped, result.stop_note = "time_limit", stopped[-1]
+        result.stopped, result.stop_note = "time_limit", "; ".join(stopped)
     if needs:
         served = {inst.options[k].demand for k in sol.chosen}
         result.n1 = {

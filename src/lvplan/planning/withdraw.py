@@ -143,12 +143,13 @@ def withdraw_unverified(
     n1_check: Callable[[Solution], list[Any]] | None = None,
     n1_demands: set[int] = frozenset(),  # type: ignore[assignment]
     say: Callable[[str], None] = lambda _m: None,
+    cause: str = "the AC rounds did not converge",
 ) -> tuple[Solution, Any, dict[int, str], list[int]]:
     """The plan ``sol`` (which breaks ``broken`` in AC) with the connections that break limits
     withdrawn until it passes: (solution, its evaluation, demand -> why it was withdrawn, the
     limits broken at each AC evaluation made, the last 0). ``ev`` is ``sol``'s evaluation;
     ``n1_check`` judges the N-1 contingencies of a solution whose normal state passes
-    (failures, or an empty list)."""
+    (failures, or an empty list). ``cause``: why the rounds ended, said in each reason."""
     why: dict[int, str] = {}
     rounds: list[int] = []
 
@@ -178,7 +179,7 @@ def withdraw_unverified(
             f"limit{'' if len(broken) == 1 else 's'} broken in AC"
         )
         if not broken:
-            return sol, ev, _texts(why), rounds
+            return sol, ev, _texts(why, cause), rounds
     # nothing left to trace, or the rounds ran out: the MV islands of the limits still broken
     # go back to the base case (their connections withdrawn, their measures not built): islands
     # are independent in the AC load flow, so the rest of the plan stands as it passed there
@@ -198,7 +199,7 @@ def withdraw_unverified(
                 f"{len(broken2)} limit{'' if len(broken2) == 1 else 's'} broken"
             )
             if not broken2:
-                return back, ev2, _texts(why), rounds
+                return back, ev2, _texts(why, cause), rounds
             sol = back
     # every connection withdrawn
     for k in sol.chosen:
@@ -212,7 +213,7 @@ def withdraw_unverified(
     if broken:  # cannot happen: the plan without changes is the base case
         raise AssertionError(f"the plan that builds nothing breaks {len(broken)} limits")
     say(f"every connection withdrawn ({len(why)} demands)")
-    return empty, ev, _texts(why), rounds
+    return empty, ev, _texts(why, cause), rounds
 
 
 def _as_base(network: Network, ev_net: Any, b: Broken) -> Broken:
@@ -321,5 +322,5 @@ def _what(b: Broken) -> str:
     return f"with its connection the loading of {el} was over its limit by {-b.margin * 100:.2f} %"
 
 
-def _texts(why: dict[int, str]) -> dict[int, str]:
-    return {i: f"withdrawn (the AC rounds did not converge): {w}" for i, w in why.items()}
+def _texts(why: dict[int, str], cause: str) -> dict[int, str]:
+    return {i: f"withdrawn ({cause}): {w}" for i, w in why.items()}
