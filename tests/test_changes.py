@@ -90,7 +90,7 @@ def pp_parallel_line(net, ln, cable):
     pp.create_line_from_parameters(net, r.from_bus, r.to_bus, r.length_km, **_cable(cable))
 
 
-def pp_new_substation(net, mv_bus, length_m, kva):
+def pp_new_substation(net, mv_bus, length_m, kva, units=1):
     vn = net.bus.vn_kv.at[mv_bus]
     hv = pp.create_bus(net, vn)
     lv = pp.create_bus(net, 0.4)
@@ -99,9 +99,10 @@ def pp_new_substation(net, mv_bus, length_m, kva):
     cable = MV_CABLE if vn <= 15.0 else MV_CABLE_20
     pp.create_line_from_parameters(net, mv_bus, hv, length_m / 1000, **_cable(cable))
     shift = net.trafo.shift_degree[net.trafo.vn_lv_kv < 1].iloc[0]
-    pp.create_transformer_from_parameters(
-        net, hv, lv, vn_hv_kv=vn, vn_lv_kv=0.4, shift_degree=shift, **_unit(kva)
-    )
+    for _ in range(units):
+        pp.create_transformer_from_parameters(
+            net, hv, lv, vn_hv_kv=vn, vn_lv_kv=0.4, shift_degree=shift, **_unit(kva)
+        )
     return lv
 
 
@@ -179,6 +180,28 @@ def test_every_change_kind_agrees_with_pandapower(grid, cn):
     ]
     for changes, edit in cases:
         _compare(grid, changes, edit, cn)
+
+
+def test_a_new_substation_of_two_units_agrees_with_pandapower(grid, cn):
+    """``units = 2``: two 630 kVA units side by side between the site's 10 kV bus and its LV
+    board, on one tie; the far part of the area moved onto it loads both."""
+    _t, ln, _far, _near, mv = _pick(grid)
+    ch = Changes().new_substation(
+        0.0, 0.0, mv_bus=mv, tie_length_m=600.0, rated_kva=630, units=2, name="S"
+    )
+    _compare(grid, ch, lambda n: pp_new_substation(n, mv, 600.0, 630, units=2), cn)
+    ev = evaluate(grid, ch, cn)
+    new = ev.net.trafo.iloc[len(grid.pp.trafo) :]
+    assert new.name.tolist() == ["S", "S unit 2"] and new.sn_mva.tolist() == [0.63, 0.63]
+    assert new.hv_bus.nunique() == 1 and new.lv_bus.nunique() == 1
+    both = ch.transfer(ln, "S LV board", LV_CABLE, length_m=200.0)
+    ev2 = evaluate(grid, both, cn)
+    pos = [ev2.net.trafo.index.get_loc(i) for i in new.index]
+    loads = ev2.state.trafo_loading_percent[pos]
+    assert loads[0] > 1.0 and loads[0] == pytest.approx(loads[1], rel=1e-9)
+    want = r"change 1 \(new_substation\): units: must be in \[1, 2\], got 3"
+    with pytest.raises(InputError, match=want):
+        Changes().new_substation(0.0, 0.0, mv_bus=mv, tie_length_m=600.0, units=3).resolve(grid)
 
 
 def test_new_substation_and_a_transfer_agree_with_pandapower(grid, cn):

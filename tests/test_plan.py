@@ -1061,6 +1061,58 @@ def test_a_greedy_pass_that_does_not_stand_puts_the_withdrawals_back(hand, cn, m
     assert set(reasons) == {"q", "s"} and not reasons["s"].startswith("withdrawn")
 
 
+#: 14 demands (1,970 design kW) within 60 m of one point beside sz-futian's busbar
+DENSE = [
+    (100, 114.0552112, 22.5395304), (180, 114.0550689, 22.5399809), (180, 114.0545158, 22.5402375),
+    (150, 114.0551609, 22.5395917), (180, 114.0550643, 22.5402365), (150, 114.0549766, 22.5402610),
+    (100, 114.0552618, 22.5402680), (180, 114.0549679, 22.5394151), (100, 114.0546913, 22.5403575),
+    (100, 114.0548615, 22.5394310), (150, 114.0550673, 22.5401188), (150, 114.0553570, 22.5403211),
+    (150, 114.0553738, 22.5399769), (100, 114.0555546, 22.5394975),
+]  # fmt: skip
+
+
+def test_a_cluster_beyond_one_unit_gets_a_site_of_two_units_on_one_tie(sz, cn, tmp_path):
+    """One unit per site, the place's three sites (its ties to the busbar, F1 and F2) served
+    11 of the 14 (1,460 kW). A site of two units side by side on one tie (``units_max = 2``,
+    each unit priced whole) serves all 14, and reinforced.json has both units."""
+    from lvplan.planning.measures import load_measures
+
+    frame = pd.DataFrame(
+        {
+            "id": [f"B{i:02d}" for i in range(len(DENSE))],
+            "kw": [k for k, _, _ in DENSE],
+            "category": "generic",
+            "lon": [x for _, x, _ in DENSE],
+            "lat": [y for _, _, y in DENSE],
+        }
+    )
+    p = make_plan(sz, frame, criteria=cn, time_limit_s=20)
+    assert p.unserved == [] and sum(a.design_kw for a in p.assignments) == pytest.approx(1970.0)
+    meas = load_measures()
+    built = [p.instance.sites[s] for s in sorted(p.solution.sites)]
+    assert built and all(s.units == 2 and s.rated_kva == 1260 for s in built)
+    for s in built:
+        assert s.twin_of is not None or s.tie_of is not None
+        tie = s.tie_m / 1000 * meas._per_km(s.tie_cable)
+        assert s.cost_cny == pytest.approx(2 * 475_000 + tie, abs=0.01)
+    rows = [m for m in p.measures if m.kind == "new_substation"]
+    assert all(m.after.startswith("2 x 630 kVA at (") for m in rows)
+    assert _new_violations(p, sz, cn) == set()
+    r = pp.from_json(io.StringIO(reinforced_json(p, sz)))
+    names = set(r.trafo.name.astype(str))
+    assert all(s.name in names and f"{s.name} unit 2" in names for s in built)
+    # a catalogue whose new_substation leaves units_max out: one unit per site, as before
+    cat = tmp_path / "cat.toml"
+    cat.write_text(
+        '[new_substation]\nrated_kva = 630\ncost_cny = 475000\ntie_cable = "YJV22-8.7/15kV '
+        '3x300"\nsource = "one unit"\nstatus = "U"\n',
+        encoding="utf-8",
+    )
+    one = make_plan(sz, frame, criteria=cn, time_limit_s=20, measures=load_measures(cat))
+    assert all(s.units == 1 for s in one.instance.sites)
+    assert len(one.unserved) == 3
+
+
 def test_a_catalogue_without_a_20_kv_tie_cable_offers_no_site_on_20_kv_and_says_why(cn, tmp_path):
     """With a --catalogue whose only tie cable is 8.7/15 kV, a 20 kV network gets no site (its
     tie would be a cable not rated for it): the demand is unserved, and the reason says why."""

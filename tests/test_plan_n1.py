@@ -374,8 +374,9 @@ def test_sites_tied_to_the_source_busbar_are_left_out_for_n1_demands_that_have_o
 def test_an_n1_demand_left_out_says_its_busbar_sites_were_left_out(cn, tmp_path):
     """Fourteen class A demands (1,950 kW declared) around one place beside sz-futian's
     busbar: the place's site tied to the busbar is left out for them (its ties to F1 and F2
-    stay), the site holds 8, and each of the 6 left out says so, beside the site's rating (the
-    review of stop 52: the reason named only the rating)."""
+    stay). With one unit per site (a catalogue without ``units_max``) the sites hold 8, and
+    each of the 6 left out says so, beside the site's rating (the review of stop 52: the reason
+    named only the rating). With the built-in catalogue's sites of two units, all 14 (stop 53)."""
     rows = [
         ("B00", 100, 114.0552112, 22.5395304), ("B01", 180, 114.0550689, 22.5399809),
         ("B02", 180, 114.0545158, 22.5402375), ("B03", 150, 114.0551609, 22.5395917),
@@ -387,8 +388,19 @@ def test_an_n1_demand_left_out_says_its_busbar_sites_were_left_out(cn, tmp_path)
     ]  # fmt: skip
     frame = pd.DataFrame(rows, columns=["id", "kw", "lon", "lat"]).assign(area_class="A")
     import lvplan
+    from lvplan.planning.measures import load_measures
 
-    p = make_plan(lvplan.load_network("sz-futian"), frame, criteria=cn, time_limit_s=10)
+    cat = tmp_path / "one-unit.toml"
+    cat.write_text(
+        '[new_substation]\nrated_kva = 630\ncost_cny = 475000\ntie_cable = "YJV22-8.7/15kV '
+        '3x300"\nsource = "one unit"\nstatus = "U"\n',
+        encoding="utf-8",
+    )
+    net = lvplan.load_network("sz-futian")
+    both = make_plan(net, frame, criteria=cn, time_limit_s=10)
+    assert len(both.assignments) == 14 and both.n1 is not None and both.n1["served"] == 14
+    assert {both.instance.sites[s].units for s in both.solution.sites} == {2}
+    p = make_plan(net, frame, criteria=cn, time_limit_s=10, measures=load_measures(cat))
     assert len(p.assignments) == 8 and len(p.unserved) == 6
     for u in p.unserved:
         assert "would be over its rating" in u["reason"]

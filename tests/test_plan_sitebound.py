@@ -3,6 +3,7 @@ substations alone, a bound for a city group with no time for its whole model's r
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -44,9 +45,14 @@ def plan_group(net, csv, cn, *, time_limit_s: float, bound_only: bool = True, ha
     )
 
 
-def _grid(net, path, cn) -> LinearGrid:
+def _grid(net, path, cn, units_max: int | None = None) -> LinearGrid:
+    """The model's terms; ``units_max``: the catalogue's most units per site (None: its own)."""
     ds = read_demand(path, net, cn)
-    inst = build_instance(net, ds.demands, cn, load_measures())
+    meas = load_measures()
+    if units_max is not None:
+        one = dataclasses.replace(meas.new_substation, units_max=units_max)
+        meas = dataclasses.replace(meas, new_substation=one)
+    inst = build_instance(net, ds.demands, cn, meas)
     return LinearGrid(inst, mv_response(net, inst), Cuts())
 
 
@@ -163,17 +169,18 @@ CLUSTER_CSV = HAND_CSV + "".join(
 def test_a_cluster_only_sites_serve_pays_for_the_two_sites_it_needs(
     hand, cn, tmp_path, monkeypatch
 ):
-    """Every plan serving e-h builds two of the three far sites (each about 5.5 M CNY); the
-    relaxation, with no site cover, fills the site between them and builds fractions of the
-    other two. With the covers (planning/strengthen.py) both the whole relaxation and the sites'
-    bound pay at least the two cheapest sites, and neither passes the model's optimum for the
-    demands (CP-SAT, proven): the covers cut off no plan of it."""
+    """With one unit per site, every plan serving e-h builds two of the three far sites (each
+    about 5.5 M CNY); the relaxation, with no site cover, fills the site between them and builds
+    fractions of the other two. With the covers (planning/strengthen.py) both the whole
+    relaxation and the sites' bound pay at least the two cheapest sites, and neither passes the
+    model's optimum for the demands (CP-SAT, proven): the covers cut off no plan of it. (With
+    sites of two units, the test below.)"""
     from lvplan.planning import model as model_module
     from lvplan.planning import sitebound as sitebound_module
 
     path = tmp_path / "cluster.csv"
     path.write_text(CLUSTER_CSV, encoding="utf-8")
-    grid = _grid(hand, path, cn)
+    grid = _grid(hand, path, cn, units_max=1)
     inst = grid.inst
     ids = [d.id for d in inst.demands]
     far = {ids.index(n) for n in "efgh"}
@@ -212,3 +219,39 @@ def test_a_cluster_only_sites_serve_pays_for_the_two_sites_it_needs(
     rel0, got0, mdl0 = bounds()
     assert mdl0.site_covers == []
     assert rel0 < two - 500_000 and got0 < two - 500_000
+
+
+def test_the_covers_weighted_by_units_cut_off_no_plan(hand, cn, tmp_path):
+    """The same cluster with the built-in catalogue: its site between the two is also offered
+    with two units on one tie (one site for e-h). The cover counts that site twice; the
+    relaxation and the sites' bound stay at or below the model's proven optimum, which now
+    builds the one site of two units, cheaper than two sites."""
+    path = tmp_path / "cluster.csv"
+    path.write_text(CLUSTER_CSV, encoding="utf-8")
+    grid = _grid(hand, path, cn)
+    inst = grid.inst
+    ids = [d.id for d in inst.demands]
+    far = {ids.index(n) for n in "efgh"}
+    far_sites = sorted({o.site for o in inst.options if o.demand in far})
+    twins = [s for s in far_sites if inst.sites[s].units == 2]
+    assert len(far_sites) == 4 and len(twins) == 1
+    two = sum(sorted(grid.sites[s].cost for s in far_sites if s not in twins)[:2])
+    assert grid.sites[twins[0]].cost < two
+    mdl = PlanModel(grid)
+    order = sorted(range(len(inst.demands)), key=lambda i: (inst.demands[i].year or 0, i))
+    plan = Greedy(grid).run(order, None)
+    rel, _info = mdl.relaxation_bound(plan, time_limit_s=30.0)
+    got = sites_bound(grid, range(len(inst.demands)))
+    assert rel is not None and got is not None
+    ((cover, _n),) = mdl.site_covers
+    assert set(cover) == set(far_sites)
+    opt = PlanModel(grid)
+    for sv in opt.served.values():
+        opt.m.add(sv == 1)
+    opt.m.minimize(opt.cost)
+    solver = cp_model.CpSolver()
+    solver.parameters.num_workers = 2
+    assert solver.solve(opt.m) == cp_model.OPTIMAL
+    assert max(rel, got) <= solver.objective_value + 1.0
+    built = [s for s in far_sites if solver.value(opt.z[s])]
+    assert built == twins

@@ -340,11 +340,23 @@ def test_site_covers_count_the_sites_a_cluster_needs():
     only = {0: frozenset({1, 2}), 1: frozenset({1, 2}), 2: frozenset({1, 2}), 3: frozenset({2, 3})}
     units = {0: 40, 1: 40, 2: 40, 3: 30}
     caps = {1: 70, 2: 60, 3: 100}
-    assert site_covers(only, units, caps) == [((1, 2), 2), ((1, 2, 3), 2)]
+    assert site_covers(only, units, caps) == [((1, 2), (1, 1), 2), ((1, 2, 3), (1, 1, 1), 2)]
     # a cluster that its sites cannot hold is left to the model's own rows ({1, 2}: 180 in
     # 130); the union's 210 takes all three
-    assert site_covers(only, {0: 60, 1: 60, 2: 60, 3: 30}, caps) == [((1, 2, 3), 3)]
+    assert site_covers(only, {0: 60, 1: 60, 2: 60, 3: 30}, caps) == [((1, 2, 3), (1, 1, 1), 3)]
     assert site_covers({0: frozenset({1})}, {0: 40}, {1: 50}) == []
+
+
+def test_a_site_cover_counts_a_site_of_two_units_twice():
+    """A place offered with one unit (60) and with two (120, ``Site.units``), for 100 of load:
+    the largest site alone holds it, so the count of sites gave no cover, and the relaxation
+    built the two-unit site at 0.83. Weighted by units, ``z1 + 2 z2 >= 2``: the two-unit site
+    whole (or, with a third site, the single and that)."""
+    only = {0: frozenset({1, 2}), 1: frozenset({1, 2})}
+    assert site_covers(only, {0: 50, 1: 50}, {1: 60, 2: 120}) == [((1, 2), (1, 2), 2)]
+    assert 2 * (100 / 120) < 2  # (the relaxation's point, cut)
+    # a site whose cuts took some of its room: the weights round up (valid, weaker)
+    assert site_covers(only, {0: 50, 1: 50}, {1: 55, 2: 120}) == [((1, 2), (1, 3), 2)]
 
 
 def test_every_site_cover_holds_at_every_plan_that_serves_its_demands():
@@ -366,12 +378,14 @@ def test_every_site_cover_holds_at_every_plan_that_serves_its_demands():
         for built in itertools.product((0, 1), repeat=n_sites):
             if not _packs(only, units, caps, built):
                 continue
-            for sites, least in covers:
-                assert sum(built[s] for s in sites) >= least, (only, units, caps, built)
+            for sites, weights, least in covers:
+                got = sum(w * built[s] for s, w in zip(sites, weights, strict=True))
+                assert got >= least, (only, units, caps, built)
         # the relaxation's cheapest point for a cover: each site at its share of the load
-        for sites, least in covers:
+        for sites, weights, least in covers:
             load = sum(units[d] for d, t in only.items() if t <= set(sites))
-            if load / max(caps[s] for s in sites) < least - 1e-9:
+            best = max(w / caps[s] for s, w in zip(sites, weights, strict=True))
+            if load * best < least - 1e-9:
                 cutting += 1
     assert cutting > 10
 

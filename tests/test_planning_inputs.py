@@ -363,6 +363,13 @@ def test_measures_override_replaces_whole_entries(tmp_path):
         (f"[[transformer_swap]]\nto_kva = 5000\ncost_cny = 1\n{GOOD}",
          "transformer_swap[0]: to_kva: 5000 kVA is not a transformer of the equipment catalogue"),
         (NS + f"cost_cny = 1e308\n{GOOD}", "new_substation: cost_cny: must be at most 1e+12 CNY"),
+        # a site's units: 1 or 2 (changes/spec.py MAX_SITE_UNITS)
+        (NS + f"cost_cny = 1\nunits_max = 3\n{GOOD}",
+         "new_substation: units_max: must be a whole number of units from 1 to 2, got 3"),
+        (NS + f"cost_cny = 1\nunits_max = 1.5\n{GOOD}",
+         "new_substation: units_max: must be a whole number of units from 1 to 2, got 1.5"),
+        (NS + f"cost_cny = 1\nunits_max = true\n{GOOD}",
+         "new_substation: units_max: must be a whole number of units from 1 to 2, got True"),
         (NS + f"cost_cny = 1e25\n{GOOD}", "new_substation: cost_cny: must be at most 1e+12 CNY"),
         (f"[transformer_parallel]\nratings_kva = [630]\nextra_cny = 2e12\n{GOOD}",
          "transformer_parallel: extra_cny: must be at most 1e+12 CNY"),

@@ -234,13 +234,15 @@ def plan_changes(net, changes: Changes) -> Plan:
             hv = bus(vn_kv=vn, name=f"{name} 10 kV", geodata=at)
             lv = bus(vn_kv=LV_BOARD_KV, name=f"{name} LV board", geodata=at)
             line(mv, hv, float(c.tie_length_m) / 1000, c.tie_cable, f"{name} tie")  # type: ignore[arg-type]
-            trafo(
-                hv_bus=hv, lv_bus=lv, vn_hv_kv=vn, vn_lv_kv=LV_BOARD_KV, name=name,
-                shift_degree=_public_shift(net), **_trafo_params(int(c.rated_kva)),
-                tap_side="hv", tap_neutral=0, tap_min=TAP_MIN, tap_max=TAP_MAX,
-                tap_step_percent=TAP_STEP_PERCENT, tap_step_degree=0.0, tap_changer_type="Ratio",
-                tap_pos=0 if c.tap_pos is None else int(c.tap_pos),
-            )  # fmt: skip
+            for unit in range(1, int(c.units) + 1):  # (units side by side, on one tie)
+                trafo(
+                    hv_bus=hv, lv_bus=lv, vn_hv_kv=vn, vn_lv_kv=LV_BOARD_KV,
+                    name=name if unit == 1 else f"{name} unit {unit}",
+                    shift_degree=_public_shift(net), **_trafo_params(int(c.rated_kva)),
+                    tap_side="hv", tap_neutral=0, tap_min=TAP_MIN, tap_max=TAP_MAX,
+                    tap_step_percent=TAP_STEP_PERCENT, tap_step_degree=0.0,
+                    tap_changer_type="Ratio", tap_pos=0 if c.tap_pos is None else int(c.tap_pos),
+                )  # fmt: skip
         elif isinstance(c, NewLvCable):
             to = c.to_bus
             if to is None:

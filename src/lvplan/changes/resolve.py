@@ -9,6 +9,7 @@ import numpy as np
 
 from lvplan.changes.spec import (
     DETOUR_FACTOR,
+    MAX_SITE_UNITS,
     MAX_TIE_LENGTH_M,
     TRAFO_LADDER_KVA,
     AddLoad,
@@ -302,6 +303,8 @@ def _new_substation(network, c: NewSubstation, where: str) -> NewSubstation:
     if c.tap_pos is not None and not TAP_MIN <= c.tap_pos <= TAP_MAX:
         raise InputError(f"{where}: tap_pos: must be in [{TAP_MIN}, {TAP_MAX}], got {c.tap_pos}")
     tap = 0 if c.tap_pos is None else c.tap_pos
+    if c.units is None or not 1 <= c.units <= MAX_SITE_UNITS:
+        raise InputError(f"{where}: units: must be in [1, {MAX_SITE_UNITS}], got {c.units}")
     route = c.tie_length_m if c.tie_length_m is not None else _route_m(network, mv, c.lon, c.lat)
     if not math.isfinite(route):
         raise InputError(f"{where}: tie_length_m: bus {mv} has no coordinates; give the length")

@@ -23,6 +23,9 @@ TRAFO_LADDER_KVA = (200, 315, 400, 500, 630, 800, 1000, 1250)
 MAX_TIE_LENGTH_M = 3000.0
 #: Route length = straight-line distance x this factor, as for service cables (criteria).
 DETOUR_FACTOR = 1.3
+#: The most units a new substation holds side by side on its one tie (two box-type units of
+#: 630 kVA, or a room of 2 x 630-1000 kVA, criteria.md): ``NewSubstation.units``.
+MAX_SITE_UNITS = 2
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,9 @@ class NewSubstation(Change):
     new LV board. ``mv_bus`` omitted: the nearest MV bus with coordinates. The unit has an
     off-load tap changer on its 10 kV side, ±2 x 2.5 % (``tap_pos``, neutral by default; the
     planner sets the position that brings the LV board's no-load voltage closest to 400 V
-    without exceeding it, :func:`lvplan.changes.resolve.no_load_tap`)."""
+    without exceeding it, :func:`lvplan.changes.resolve.no_load_tap`). ``units``: that many
+    identical units of ``rated_kva`` side by side between the 10 kV bus and the LV board, at
+    most :data:`MAX_SITE_UNITS` (the first named ``name``, the others ``name unit 2``)."""
 
     kind: ClassVar[str] = "new_substation"
     lon: float
@@ -105,6 +110,7 @@ class NewSubstation(Change):
     tie_length_m: float | None = None
     name: str | None = None
     tap_pos: int | None = None
+    units: int = 1
 
 
 @dataclass(frozen=True)
@@ -255,6 +261,7 @@ _FIELD_TYPES: dict[str, dict[str, str]] = {
         "tie_length_m": "number?",
         "name": "str?",
         "tap_pos": "int?",
+        "units": "int?",
     },
     "new_lv_cable": {
         "from_bus": "ref",

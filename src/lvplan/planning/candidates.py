@@ -105,6 +105,11 @@ class Site:
     #: the tie's cable: the catalogue's rated for the 10 kV bus's network
     #: (:meth:`Measures.tie_cable_for`)
     tie_cable: str = "YJV22-8.7/15kV 3x300"
+    #: the units side by side on the one tie (``rated_kva`` is theirs together)
+    units: int = 1
+    #: a site of more units at a site's place, on the same tie (:data:`MAX_SITE_UNITS`): the id
+    #: of that site of one unit; None for a site of one
+    twin_of: int | None = None
 
 
 @dataclass(frozen=True)
@@ -429,9 +434,16 @@ def build_instance(
         rad = np.array([demands[i].supply_radius_m for i in located], float)
 
         def site_at(
-            lon: float, lat: float, k: int, tie: float, between: tuple[int, ...], **named: Any
+            lon: float,
+            lat: float,
+            k: int,
+            tie: float,
+            between: tuple[int, ...],
+            units: int = 1,
+            **named: Any,
         ) -> None:
-            """A site at (lon, lat) tied to the 10 kV bus ``mv_rows[k]`` by ``tie`` m."""
+            """A site at (lon, lat) tied to the 10 kV bus ``mv_rows[k]`` by ``tie`` m, of
+            ``units`` units side by side."""
             tap = no_load_tap(float(st.vm_pu[mv_rows[k]]))
             cable = tie_rated[float(vn[mv_rows[k]])]
             assert cable is not None  # (mv_rows holds only buses with a rated tie cable)
@@ -444,14 +456,16 @@ def build_instance(
                     lat,
                     int(net.bus.index[mv_rows[k]]),
                     max(tie, 1.0),
-                    measures.new_substation.rated_kva,
-                    measures.new_substation_cost_cny(max(tie, 1.0) / 1000.0, cable),
+                    units * measures.new_substation.rated_kva,
+                    measures.new_substation_cost_cny(max(tie, 1.0) / 1000.0, cable, units),
                     float(st.vm_pu[mv_rows[k]]) * tap_ratio(tap),
                     *ztr,
                     tap,
                     between,
                     named.get("tie_of"),
                     cable,
+                    units,
+                    named.get("twin_of"),
                 )
             )
 
@@ -476,10 +490,14 @@ def build_instance(
                 far[x] = not bool(np.any(route * crit.detour_factor <= rad[x]))
             return far[x]
 
+        # (the sites at the full radius, founded and merged, with what each reaches)
+        at_radius = list(enumerate(reached))
         for lon, lat, pair in _merged_sites(
             sites, reached, beyond, dl, dt, rad, crit.detour_factor
         ):
-            found(lon, lat, pair)
+            mask = found(lon, lat, pair)
+            if mask is not None:
+                at_radius.append((len(sites) - 1, mask))
         # a cluster with more than half a new substation's load gets sites at half the radius
         # among its demands too, and so on down to the profile's least radius: founded at the
         # radius alone it had one place, and the plan's second substation stood beside the
@@ -509,6 +527,24 @@ def build_instance(
 
         for reach in list(reached):
             split(np.flatnonzero(reach), rad[reach])
+        # a site at the full radius whose demands need more than one unit also stands with
+        # more units on its one tie (the seed-1 district's plan built two sites 140 m apart,
+        # each with its own 1.3-1.5 km tie, for 7 demands all within 150 m of one point)
+        k_of = {int(net.bus.index[r]): k for k, r in enumerate(mv_rows.tolist())}
+        for sid, reach in at_radius if measures.new_substation.units_max > 1 else []:
+            one = sites[sid]
+            need = demand_kva[reach].sum() / one.rated_kva
+            units = min(measures.new_substation.units_max, math.ceil(need))
+            if units > 1:
+                site_at(
+                    one.lon,
+                    one.lat,
+                    k_of[one.mv_bus],
+                    one.tie_m,
+                    one.between,
+                    units,
+                    twin_of=one.id,
+                )
         # each place tied to other feeders too: the nearest feeder's voltage room may be spent
         # (by the loads already on it, or by the plan's own) where a feeder a little farther
         # has room; a tie to the source busbar is a new 10 kV feeder
@@ -516,6 +552,7 @@ def build_instance(
         mv_feeder = [feeder_of.get(int(b), "") for b in net.bus.index[mv_rows]]
         for base in list(sites) if other_feeder_ties > 0 else []:
             own = feeder_of.get(base.mv_bus, "")
+            many = {"units": base.units} if base.units > 1 else {}  # (a site of more units)
             dm = distance_m(base.lon, base.lat, blon[mv_rows], blat[mv_rows]) * crit.detour_factor
             other: dict[str, int] = {}  # feeder -> its nearest bus (position in mv_rows)
             for k in np.argsort(dm, kind="stable").tolist():
@@ -533,6 +570,7 @@ def build_instance(
                     base.between,
                     name=f"{base.name} (tie to {f})",
                     tie_of=base.id,
+                    **many,
                 )
     site_lon = np.array([s.lon for s in sites], float)
     site_lat = np.array([s.lat for s in sites], float)
@@ -721,12 +759,21 @@ def withhold_ties(inst: Instance, lacking: Collection[int]) -> int:
         for o in inst.options
         if o.site is not None and o.demand in lacking
     }
-    keep = [s for s in inst.sites if s.tie_of is None or s.tie_of in reach]
+    keep = [s for s in inst.sites if s.tie_of is None or _place(inst.sites, s.id) in reach]
     if len(keep) == len(inst.sites):
         return 0
     dropped = len(inst.sites) - len(keep)
     new_id = {s.id: j for j, s in enumerate(keep)}
-    inst.sites = [dataclasses.replace(s, id=j) for j, s in enumerate(keep)]
+    # (a tie or twin names the site it is of, which is kept: a place's own site always is)
+    inst.sites = [
+        dataclasses.replace(
+            s,
+            id=j,
+            tie_of=None if s.tie_of is None else new_id[s.tie_of],
+            twin_of=None if s.twin_of is None else new_id[s.twin_of],
+        )
+        for j, s in enumerate(keep)
+    ]
     inst.options = [
         o if o.site is None else dataclasses.replace(o, site=new_id[o.site])
         for o in inst.options
@@ -738,9 +785,11 @@ def withhold_ties(inst: Instance, lacking: Collection[int]) -> int:
 
 
 def _place(sites: list[Site], sid: int) -> int:
-    """The site tied to the nearest 10 kV bus at site ``sid``'s place."""
-    tie_of = sites[sid].tie_of
-    return sid if tie_of is None else tie_of
+    """The site of one unit tied to the nearest 10 kV bus at site ``sid``'s place."""
+    s = sites[sid]
+    while s.tie_of is not None or s.twin_of is not None:
+        s = sites[s.tie_of if s.tie_of is not None else s.twin_of]  # type: ignore[index]
+    return s.id
 
 
 #: a site founded within this of another stands at its place (one site, not two)

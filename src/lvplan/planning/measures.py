@@ -24,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from lvplan.changes import spec
 from lvplan.errors import InputError
 from lvplan.io.textfile import read_text_bounded
 from lvplan.numbers import shown
@@ -32,6 +33,7 @@ BUILTIN = "lvplan/planning/measures.toml"
 #: the most one catalogue figure may be (CNY): 1e308 made a plan whose summary could not be
 #: written (its total inf), 1e25 a plan of 1.3e26 CNY; no single measure costs a trillion
 MAX_ENTRY_CNY = 1e12
+MAX_SITE_UNITS = spec.MAX_SITE_UNITS  # (a site's units: changes/spec.py)
 STATUSES = ("V", "U")
 
 
@@ -83,7 +85,12 @@ LINE_KINDS = (
 _SCHEMA: dict[str, dict[str, str]] = {
     MeasureKind.TRANSFORMER_SWAP: {"to_kva": "kva", "cost_cny": "cny"},
     MeasureKind.TRANSFORMER_PARALLEL: {"ratings_kva": "kva_list", "extra_cny": "cny"},
-    MeasureKind.NEW_SUBSTATION: {"rated_kva": "kva", "cost_cny": "cny", "tie_cable": "mv_cable"},
+    MeasureKind.NEW_SUBSTATION: {
+        "rated_kva": "kva",
+        "cost_cny": "cny",
+        "tie_cable": "mv_cable",
+        "units_max": "units?",
+    },
     **{
         k: {
             "cables": "mv_cables" if k in MV_CABLE_KINDS + N1_KINDS else "lv_cables",
@@ -121,6 +128,9 @@ class NewSubstation:
     tie_cable: tuple[str, ...]
     source: str
     status: str
+    #: the most units (of ``rated_kva``, each at ``cost_cny``) a site may hold side by side on
+    #: its one tie (optional in TOML: 1, a single unit per site, when an entry leaves it out)
+    units_max: int = 1
 
 
 @dataclass(frozen=True)
@@ -172,15 +182,17 @@ class Measures:
         rated = set(rated_class(self.new_substation.tie_cable, vn_kv))
         return next((c for c in self.new_substation.tie_cable if c in rated), None)
 
-    def new_substation_cost_cny(self, tie_km: float, cable: str | None = None) -> float:
-        """A new box substation, turnkey, with ``tie_km`` of 10 kV tie ``cable`` (the first
-        tie cable unless named)."""
+    def new_substation_cost_cny(
+        self, tie_km: float, cable: str | None = None, units: int = 1
+    ) -> float:
+        """A new box substation of ``units`` units side by side, turnkey, with ``tie_km`` of
+        10 kV tie ``cable`` (the first tie cable unless named)."""
         km = _length("tie_km", tie_km)
         tie = self.new_substation.tie_cable[0] if cable is None else cable
         if tie not in self.new_substation.tie_cable:
             known = ", ".join(self.new_substation.tie_cable)
             raise InputError(f"new_substation: tie cable {tie!r} not allowed; allowed: {known}")
-        return self.new_substation.cost_cny + km * self._per_km(tie)
+        return units * self.new_substation.cost_cny + km * self._per_km(tie)
 
     def cable_measure(self, kind: MeasureKind) -> CableMeasure:
         for m in self.cable_measures:
@@ -306,6 +318,8 @@ def _entry(e: Any, where: str, name: str, key: str, cables: dict[str, Any]) -> d
             raise InputError(f"{name}: {where}: {f}: unknown field (known: {', '.join(schema)})")
     out: dict[str, Any] = {}
     for f, kind in schema.items():
+        if f not in e and kind.endswith("?"):  # (optional: the dataclass's default)
+            continue
         if f not in e:
             why = (
                 " (every entry needs source and status V or U)"
@@ -371,6 +385,12 @@ def _value(v: Any, kind: str, cables: dict[str, Any]) -> Any:
                     f"{n!r} is a {cables[n].voltage.upper()} cable, need {want.upper()}"
                 )
         return tuple(names)
+    if kind == "units?":
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_SITE_UNITS:
+            raise InputError(
+                f"must be a whole number of units from 1 to {MAX_SITE_UNITS}, got {shown(v)}"
+            )
+        return v
     if kind == "text":
         if not isinstance(v, str) or not v.strip():
             raise InputError("must be a non-empty text")

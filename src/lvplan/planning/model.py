@@ -656,8 +656,8 @@ class PlanModel:
         only, units = sites_alone({i: [ot[k] for k in self._options_of.get(i, [])] for i in served})
         if only:
             caps = {s: self.grid.sites[s].cap for s in set().union(*only.values())}
-            for sites, n in site_covers(only, units, caps):
-                self.m.add(sum(self.z[s] for s in sites) >= n)
+            for sites, weights, n in site_covers(only, units, caps):
+                self.m.add(sum(w * self.z[s] for s, w in zip(sites, weights, strict=True)) >= n)
                 self.site_covers.append((sites, n))
         y_at = {v.index: v for v in self.y.values()}
         options = {i: frozenset(self.x[k].index for k in ks) for i, ks in self._options_of.items()}

@@ -54,7 +54,7 @@ from lvplan.model.network import Network
 from lvplan.model.topology import mv_label
 from lvplan.planning.demand import ID_SEPARATOR
 from lvplan.planning.measures import MeasureKind
-from lvplan.planning.plan import Plan
+from lvplan.planning.plan import Plan, site_kva
 
 PLAN_COLUMNS = (
     "measure",
@@ -548,7 +548,7 @@ def _sites(plan: Plan, at: _Places, layer: Any) -> list[LatLon]:
         mk = folium.Marker(
             location=list(p),
             icon=_icon("lvplan-site", colour, "&#9632;", 22),
-            tooltip=_e(f"{mm.element}: {s.rated_kva} kVA"),
+            tooltip=_e(f"{mm.element}: {site_kva(s)}"),
         ).add_to(layer)
         popup(_measure_popup(mm, str(mm.element), at.mv)).add_to(mk)
         drawn.append(p)

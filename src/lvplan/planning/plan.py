@@ -1894,7 +1894,7 @@ def _result(
                 MeasureKind.NEW_SUBSTATION.value,
                 site.name,
                 "",
-                f"{site.rated_kva} kVA at ({site.lon:.5f}, {site.lat:.5f}), "
+                f"{site_kva(site)} at ({site.lon:.5f}, {site.lat:.5f}), "
                 f"{site.tie_m:.0f} m tie of {site.tie_cable} to bus {site.mv_bus}",
                 round(site.cost_cny, 2),
                 first_year(users),
@@ -1959,6 +1959,13 @@ def _result(
         instance=inst,
         changes=solution_changes(inst, sol),
     )
+
+
+def site_kva(site: Any) -> str:
+    """A new substation's units as plan.csv and plan.html say them: "630 kVA", "2 x 630 kVA"."""
+    if site.units > 1:
+        return f"{site.units} x {site.rated_kva // site.units} kVA"
+    return f"{site.rated_kva} kVA"
 
 
 def line_type(net, idx: int) -> str:

@@ -90,11 +90,11 @@ def sites_bound(
     only, units = sites_alone(by_demand)
     caps = {s: grid.sites[s].cap for s in sites}
     rhs = [0.0] * r
-    for cover, least in site_covers(only, units, caps) if only else []:
-        for s in cover:
+    for cover, weights, least in site_covers(only, units, caps) if only else []:
+        for s, w in zip(cover, weights, strict=True):
             rows.append(r)
             cols.append(col_of_site[s])
-            vals.append(-1.0)
+            vals.append(-float(w))
         rhs.append(-float(least))
         r += 1
     a_ub = coo_matrix((vals, (rows, cols)), shape=(r, n)).tocsr() if r else None

@@ -55,6 +55,7 @@ Measured with the site covers on seed 1's first optimal round: 36.27 M to 36.53 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -209,14 +210,20 @@ def sites_alone(
 
 def site_covers(
     only_sites: dict[int, frozenset[int]], units: dict[int, int], caps: dict[int, int]
-) -> list[tuple[tuple[int, ...], int]]:
+) -> list[tuple[tuple[int, ...], tuple[int, ...], int]]:
     """The site covers (see the module's text) of the demands that must be served and have
     options at sites alone: ``only_sites`` maps each to the sites of its options, ``units``
     gives its load (the least of its options'), ``caps`` each site's capacity. For each
     demand's set of sites, and for each union of overlapping sets, the demands whose sites all
-    lie in it: ``(the sites, the fewest of them built)``, where that is at least 2 (one is
-    implied by the rows themselves) and no more than the sites there are (a set that cannot
-    hold its load is left to the model's own rows)."""
+    lie in it: ``(the sites, their weights, n)`` for ``sum w_s z_s >= n``, where n is at least
+    2 (one is implied by the rows themselves) and no more than the weights add up to (a set
+    that cannot hold its load is left to the model's own rows).
+
+    Where no site holds twice the least capacity ``c`` of the set, every weight is 1 and n is
+    the fewest sites, largest first, that hold the load. A site of two units (``Site.units``)
+    holds about 2c: then the weights are ``ceil(cap_s / c)`` and n is ``ceil(load / c)``, the
+    Chvatal-Gomory rounding of ``sum cap_s z_s >= load`` divided by c (with the weights of 1,
+    one twin at half built met the cluster's two units of load)."""
     sets = set(only_sites.values())
     comps: list[set[int]] = []
     for t in sorted(sets, key=sorted):
@@ -228,21 +235,31 @@ def site_covers(
             else:
                 rest.append(c)
         comps = [*rest, merged]
-    out: dict[tuple[int, ...], int] = {}
+    out: dict[tuple[int, ...], tuple[tuple[int, ...], int]] = {}
     for t in [*sets, *map(frozenset, comps)]:
         key = tuple(sorted(t))
         if key in out:
             continue
         load = sum(units[d] for d, ts in only_sites.items() if ts <= t)
-        held, n = 0, 0
-        for cap in sorted((max(caps[s], 0) for s in t), reverse=True):
-            if held >= load:
-                break
-            held += cap
-            n += 1
-        if held >= load and n >= 2:
-            out[key] = n
-    return sorted(out.items())
+        unit = min((caps[s] for s in key if caps[s] > 0), default=0)
+        if unit <= 0:
+            continue
+        if max(caps[s] for s in key) < 2 * unit:
+            weights = (1,) * len(key)
+            held, n = 0, 0
+            for cap in sorted((max(caps[s], 0) for s in t), reverse=True):
+                if held >= load:
+                    break
+                held += cap
+                n += 1
+            if held >= load and n >= 2:
+                out[key] = (weights, n)
+        else:
+            weights = tuple(max(math.ceil(caps[s] / unit - 1e-9), 0) for s in key)
+            n = math.ceil(load / unit)
+            if 2 <= n <= sum(weights) and sum(max(caps[s], 0) for s in key) >= load:
+                out[key] = (weights, n)
+    return [(k, w, n) for k, (w, n) in sorted(out.items())]
 
 
 def forced_upgrades(

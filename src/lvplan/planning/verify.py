@@ -71,7 +71,8 @@ def solution_changes(inst: Instance, sol: Solution) -> Changes:
         ch = ch.new_substation(
             site.lon,
             site.lat,
-            rated_kva=site.rated_kva,
+            rated_kva=site.rated_kva // site.units,
+            units=site.units,
             mv_bus=site.mv_bus,
             tie_cable=site.tie_cable,
             tie_length_m=site.tie_m,
@@ -194,6 +195,7 @@ def tighten(
     lim_t = inst.criteria.trafo_max_loading_percent
     generic: list[Broken] = []
     relief: dict[Broken, tuple[int, ...]] = {}
+    sites_cut: set[int] = set()
     for b in broken:
         comp, _, ident = b.element.partition(" ")
         idx = int(ident)
@@ -292,7 +294,10 @@ def tighten(
                 lvname = str(pp.bus.at[lv, "name"]) if lv in pp.bus.index else ""
                 if lvname.endswith(" LV board") and lvname[: -len(" LV board")] in site_by_name:
                     sid = site_by_name[lvname[: -len(" LV board")]]
-                    kva = inst.sites[sid].rated_kva
+                    if sid in sites_cut:  # (a site of two units: both over, equally loaded)
+                        continue
+                    sites_cut.add(sid)
+                    kva = inst.sites[sid].rated_kva  # (its units' together)
                     kw = (excess + SAFE_LOADING) * kva * inst.pf
                     cuts.site_kw[sid] = cuts.site_kw.get(sid, 0.0) + kw + 1.0
                     notes.append(
