@@ -1113,6 +1113,50 @@ def test_a_cluster_beyond_one_unit_gets_a_site_of_two_units_on_one_tie(sz, cn, t
     assert len(one.unserved) == 3
 
 
+def test_the_greedy_adds_a_second_unit_to_a_site_it_has_built(sz, cn):
+    """The greedy, eDisGo style, takes the cheapest measure that makes a demand fit: once its
+    site of one unit is full, the place's site of two takes that unit's connections with it
+    (the plan pays the second unit, not a second tie); before, it could only build the site of
+    two as a site of its own. Demands in file order, one unit per tie first."""
+    from lvplan.planning.candidates import build_instance
+    from lvplan.planning.demand import read_demand
+    from lvplan.planning.greedy import Greedy
+    from lvplan.planning.linear import Cuts, LinearGrid, mv_response
+    from lvplan.planning.measures import load_measures
+
+    frame = pd.DataFrame(
+        {
+            "id": [f"B{i:02d}" for i in range(len(DENSE))],
+            "kw": [k for k, _, _ in DENSE],
+            "lon": [x for _, x, _ in DENSE],
+            "lat": [y for _, _, y in DENSE],
+        }
+    )
+    inst = build_instance(sz, read_demand(frame, sz, cn).demands, cn, load_measures())
+    (one,) = [x for x in inst.sites if x.units == 1]
+    (two,) = [x for x in inst.sites if x.units == 2]
+    assert two.twin_of == one.id and (two.lon, two.lat, two.mv_bus) == (
+        one.lon,
+        one.lat,
+        one.mv_bus,
+    )
+    g = Greedy(LinearGrid(inst, mv_response(sz, inst), Cuts()))
+    sol = g.run(list(range(len(inst.demands))))
+    assert g.st.moved  # the site of one's connections, moved to the site of two
+    at = {inst.demands[inst.options[k].demand].id: inst.options[k].site for k in sol.chosen}
+    first = [f"B{i:02d}" for i in range(len(g.st.moved))]
+    assert all(at[d] == two.id for d in first)  # (the first demands, at one unit, moved)
+    assert sorted(sol.sites) == sorted({one.id, two.id})  # (then the one unit, anew)
+    assert sol.cost_cny == pytest.approx(
+        one.cost_cny + two.cost_cny + sum(inst.options[k].cable_cost_cny for k in sol.chosen)
+    )
+    cap = {x.id: x.rated_kva * cn.trafo_max_loading_percent / 100 * 0.95 for x in (one, two)}
+    for sid in (one.id, two.id):  # (each within its rating: the linear model's room)
+        load = sum(inst.demands[inst.options[k].demand].design_kw for k in sol.chosen
+                   if inst.options[k].site == sid)  # fmt: skip
+        assert load <= cap[sid] * 1.0001
+
+
 def test_a_catalogue_without_a_20_kv_tie_cable_offers_no_site_on_20_kv_and_says_why(cn, tmp_path):
     """With a --catalogue whose only tie cable is 8.7/15 kV, a 20 kV network gets no site (its
     tie would be a cable not rated for it): the demand is unserved, and the reason says why."""

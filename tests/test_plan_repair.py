@@ -214,3 +214,60 @@ def test_a_most_kw_stage_that_serves_no_more_keeps_the_hints_demands_and_plan(sz
     assert out.served == rest.served
     assert out.cost_cny <= rest.cost_cny + 1.0
     assert out.bound <= out.cost_cny + 1.0
+
+
+def test_a_plan_patched_greedily_moves_only_the_demands_a_new_cut_bears_on(sz_case):
+    """The optimiser's quick repair (plan._patched): a tightened line moves the demands whose
+    connection crosses it, greedily, every other connection and measure kept; with nothing
+    new, nothing to patch."""
+    from lvplan.planning.plan import _patched
+
+    inst, _mv, cuts, grid, sol = sz_case
+    before = snapshot(cuts)
+    area_opts = [k for k in sol.chosen if grid.options[k].area is not None and grid.options[k].path]
+    k = area_opts[0]
+    line = grid.options[k].path[-1]
+    after = snapshot(cuts)
+    after.line_kw[line] = 1e6  # (the line has no room left at all)
+    tight = LinearGrid(inst, _mv, after)
+    moved = touched(tight, before, after, sol)
+    assert moved
+    got = _patched(tight, before, after, sol)
+    assert got is not None and got.served == sol.served
+    kept = [j for j in sol.chosen if inst.options[j].demand not in moved]
+    assert set(kept) <= set(got.chosen)
+    assert set(sol.upgrades) <= set(got.upgrades)
+    for j in got.chosen:  # the moved demands no longer cross the line
+        if inst.options[j].demand in moved:
+            assert line not in tight.options[j].path
+    assert _patched(grid, before, snapshot(before), sol) is None
+    assert _patched(grid, None, after, sol) is None
+
+
+def test_the_first_alternative_that_passes_is_the_cheapest_in_time(sz_case):
+    """plan._first_passing: cheapest first, none as dear as the greedy plan, each checked while
+    one more check ends in time."""
+    import dataclasses
+    import time
+
+    from lvplan.planning.plan import _first_passing
+
+    inst, _mv, _cuts, _grid, sol = sz_case
+    dear = dataclasses.replace(sol, cost_cny=sol.cost_cny + 300.0)
+    mid = dataclasses.replace(sol, cost_cny=sol.cost_cny + 200.0)
+    cheap = dataclasses.replace(sol, cost_cny=sol.cost_cny + 100.0)
+    greedy = dataclasses.replace(sol, cost_cny=sol.cost_cny + 250.0)
+    seen = []
+
+    def check(a):
+        seen.append(a.cost_cny)
+        return "ev", ([] if a is mid else ["broken"])
+
+    far = time.perf_counter() + 60
+    got, ev, tried = _first_passing(inst, [dear, mid, cheap], greedy, check, far, 0.1)
+    assert got is mid and ev == "ev"
+    assert seen == [cheap.cost_cny, mid.cost_cny]  # (dear is not better than the greedy plan)
+    assert [(a.cost_cny, n) for a, n in tried] == [(cheap.cost_cny, 1), (mid.cost_cny, 0)]
+    seen.clear()
+    got, _ev, tried = _first_passing(inst, [mid, cheap], greedy, check, time.perf_counter(), 0.1)
+    assert got is None and tried == [] and seen == []  # (no time for a check)

@@ -51,6 +51,8 @@ class _State:
     cut_on: list[bool] = field(default_factory=list)
     slack: dict[int, int] = field(default_factory=dict)  # area -> slack without the 10 kV drop
     site_slack: dict[int, int] = field(default_factory=dict)
+    #: options taken at a site of one unit, moved with it to its site of two (old -> new)
+    moved: dict[int, int] = field(default_factory=dict)
 
 
 def _cap(el: Element, up: int | None) -> int:
@@ -91,6 +93,11 @@ class Greedy:
         self._slack_arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
         self._explaining: Solution | None = None  # the plan :meth:`explain` has built in
         self._options_of: dict[int, list[int]] | None = None  # each demand's options
+        inst = grid.inst
+        #: a site of two units -> the site of one at its place and tie (``Site.twin_of``)
+        self._single_of = {s.id: s.twin_of for s in inst.sites if s.twin_of is not None}
+        #: (demand, site) -> its option there
+        self._at = {(o.demand, o.site): k for k, o in enumerate(inst.options) if o.site is not None}
 
     # -- voltage slack of one area under given loads and upgrades --------------------------------
     def _area_slack(
@@ -177,9 +184,13 @@ class Greedy:
             bad &= site != skip_site
         return not bool(bad.any())
 
-    def _site_slack(self, sid: int, load: int, extra: int | None) -> int:
+    def _site_slack(
+        self, sid: int, load: int, extra: int | None, terms: list[int] | None = None
+    ) -> int:
         g = self.g
-        terms = list(self.st.site_terms.get(sid, [])) + ([] if extra is None else [extra])
+        if terms is None:
+            terms = list(self.st.site_terms.get(sid, []))
+        terms = terms + ([] if extra is None else [extra])
         worst = _INF
         for k in terms:
             o = g.options[k]
@@ -302,19 +313,52 @@ class Greedy:
 
         return not inside(k) and not any(inside(j) for j in self.st.terminals.get(sp.area, []))
 
+    def _moves(self, sid: int) -> dict[int, int] | None:
+        """The options taken at the site of one unit that site ``sid`` (of two) would take in,
+        each to its option at ``sid`` (old -> new): empty when ``sid`` is no such site, it is
+        built, or that one is not; None when one of them has no option at ``sid`` or moving it
+        would break an AC cut."""
+        one = self._single_of.get(sid)
+        st = self.st
+        if one is None or sid in st.sites or one not in st.sites:
+            return {}
+        out: dict[int, int] = {}
+        for j in st.site_terms.get(one, []):
+            n = self._at.get((self.g.inst.options[j].demand, sid))
+            if n is None:
+                return None
+            out[j] = n
+        for c, (coefs, rhs) in enumerate(self.g.cuts):  # (the same load, on the same tie)
+            more = sum(coefs.get(n, 0) - coefs.get(j, 0) for j, n in out.items())
+            if more > 0 and st.cut_used[c] + more > max(rhs, 0):
+                return None
+        return out
+
     def _try_measures(self, k: int) -> tuple[int, dict[int, int]] | None:
         g, st = self.g, self.st
         o = g.options[k]
         col, units = o.src, o.units
         if o.site is not None:
             s = g.sites[o.site]
-            load = st.site_load.get(o.site, 0) + o.units
+            # a site of two units where its one unit is built: that one's connections move
+            # to it, and the plan pays the difference (the eDisGo-style "cheapest measure
+            # that makes it fit": a second unit, not a second site with a tie of its own)
+            moves = self._moves(o.site)
+            if moves is None:
+                return self._no(f"{g.inst.sites[o.site].name} cannot take its one unit's load")
+            one = self._single_of.get(o.site) if moves else None
+            had = st.site_load.get(o.site if one is None else one, 0)
+            load = had + o.units
             if load > s.cap:
                 return self._no(f"{g.inst.sites[o.site].name} would be over its rating")
-            if self._site_slack(o.site, load, k) < self._drop(s.mv, col, units):
+            terms = list(moves.values()) if moves else None
+            if self._site_slack(o.site, load, k, terms) < self._drop(s.mv, col, units):
                 return self._no(f"the voltage at {g.inst.sites[o.site].name}'s customers")
-            if not self._mv_ok(col, units, None, o.site):
+            if not self._mv_ok(col, units, None, o.site if one is None else one):
                 return self._no("the 10 kV voltage drop it adds elsewhere")
+            if one is not None:
+                moved = sum(g.options[n].cost - g.options[j].cost for j, n in moves.items())
+                return o.cost + s.cost - g.sites[one].cost + moved, {}
             return o.cost + (0 if o.site in st.sites else s.cost), {}
         if o.area is None:
             if not self._mv_ok(col, units, None, None):
@@ -424,6 +468,17 @@ class Greedy:
                 st.cut_on[c] = True
         st.built.update(new)
         if o.site is not None:
+            moves = self._moves(o.site)
+            if moves:  # (checked by _try: its one unit's connections move with it)
+                one = self._single_of[o.site]
+                for j, n in moves.items():
+                    self._move(j, n)
+                st.sites.discard(one)
+                st.site_load[o.site] = st.site_load.pop(one)
+                st.site_terms[o.site] = list(moves.values())
+                st.site_terms.pop(one)
+                st.site_slack.pop(one, None)
+                st.moved.update(moves)
             st.sites.add(o.site)
             st.site_load[o.site] = st.site_load.get(o.site, 0) + o.units
             st.site_terms.setdefault(o.site, []).append(k)
@@ -439,6 +494,22 @@ class Greedy:
         st.slack[o.area] = self._area_slack(
             o.area, st.line_load, st.trafo_load[ag.trafo], st.built, None
         )[0]
+
+    def _move(self, j: int, n: int) -> None:
+        """Taken option ``j`` becomes option ``n`` (the same demand at another site)."""
+        g, st = self.g, self.st
+        a, b = g.options[j], g.options[n]
+        if a.src >= 0:
+            st.src[a.src] -= a.units
+            st.mv_drop -= g.mv[:, a.src] * a.units
+        if b.src >= 0:
+            st.src[b.src] += b.units
+            st.mv_drop += g.mv[:, b.src] * b.units
+        self._slack_arrays = None
+        for c, (coefs, _rhs) in enumerate(g.cuts):
+            st.cut_used[c] += coefs.get(n, 0) - coefs.get(j, 0)
+            if n in g.cut_when[c]:
+                st.cut_on[c] = True
 
     def complete(self, held: list[int], order: list[int]) -> Solution | None:
         """A plan with the options ``held`` first, as they are, and then each demand of
@@ -496,6 +567,11 @@ class Greedy:
                 self._commit(best[1], best[2])
                 chosen.append(best[1])
                 left -= best[0]
+        moved = self.st.moved  # (options moved to a site of two units with its one unit's)
         return Solution.of(
-            inst, chosen, sorted(self.st.built.values()), sorted(self.st.sites), "feasible"
+            inst,
+            [moved.get(k, k) for k in chosen],
+            sorted(self.st.built.values()),
+            sorted(self.st.sites),
+            "feasible",
         )
