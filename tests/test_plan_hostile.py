@@ -809,8 +809,8 @@ def test_a_network_whose_base_case_diverges_leaves_no_folder(tmp_path, capsys):
 
 
 def test_a_plan_past_its_time_limit_says_by_how_much(tmp_path, capsys):
-    """The greedy plan's AC round running at the limit ends first, so a plan can run past
-    ``--time-limit`` (300,000 demands with 5 s took 31 s); summary.json said ``"stopped":
+    """The greedy plan's AC rounds go on past the limit while they settle, so a plan can run
+    past ``--time-limit`` (300,000 demands with 5 s took 31 s); summary.json said ``"stopped":
     null`` and nothing else. ``over_time_limit_s`` says by how much (0 within the limit)."""
     demand = _synth(tmp_path, capsys)
     out = tmp_path / "out"

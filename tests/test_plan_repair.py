@@ -271,3 +271,8 @@ def test_the_first_alternative_that_passes_is_the_cheapest_in_time(sz_case):
     seen.clear()
     got, _ev, tried = _first_passing(inst, [mid, cheap], greedy, check, time.perf_counter(), 0.1)
     assert got is None and tried == [] and seen == []  # (no time for a check)
+    # one that serves less comes after every one that serves more, however cheap (the review)
+    fewer = dataclasses.replace(sol, chosen=sol.chosen[1:], cost_cny=sol.cost_cny - 1e6)
+    seen.clear()
+    got, _ev, _tried = _first_passing(inst, [fewer, mid], fewer, check, far, 0.1)
+    assert got is mid and seen == [mid.cost_cny]

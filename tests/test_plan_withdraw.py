@@ -155,3 +155,18 @@ def test_limits_not_traced_to_connections_put_their_island_back(tmp_path, cn, mo
     assert all("its MV island (bus 1) is left as it is" in u["reason"] for u in p.unserved)
     reinforced = pp.from_json_string(reinforced_json(p, network))
     assert not (Reference(reinforced, cn).base - Reference(network.pp, cn).base)
+
+
+def test_an_element_of_a_site_belongs_to_the_longest_site_name_it_starts_with():
+    """A site tied to another feeder is named after its place's ("new substation S2 (tie to
+    F1)"): its transformers, LV board and tie were taken for S2's, whose demands are others,
+    so nothing was traced and whole MV islands were withdrawn (found by review)."""
+    from lvplan.planning.withdraw import _site_named
+
+    names = {"new substation S2": 0, "new substation S2 (tie to F1)": 1, "new substation S21": 2}
+    assert _site_named(names, "new substation S2 (tie to F1) unit 2") == 1
+    assert _site_named(names, "new substation S2 (tie to F1) LV board") == 1
+    assert _site_named(names, "new substation S2 unit 2") == 0
+    assert _site_named(names, "new substation S2") == 0
+    assert _site_named(names, "new substation S21 LV board") == 2
+    assert _site_named(names, "new substation S3 tie") is None

@@ -479,3 +479,65 @@ def test_a_keep_alive_request_has_its_own_read_deadline():
         else:
             os.environ[READ_TIMEOUT_ENV] = old
     assert heads == [b"HTTP/1.1 200 OKok", b"HTTP/1.1 200 OKok"]
+
+
+def test_a_request_begun_while_an_answer_is_sent_has_its_own_read_deadline():
+    """A request begun (pipelined, or sent early) while the answer to the one before was still
+    being made inherited the watch over that answer: the watch ran out after the answer was
+    sent and closed the connection with the new request half read (found by review). Its
+    answer takes 0.5 s; the next request begins at 0.3 s and is sent over 0.9 s, within its
+    own 1 s, past the watch's."""
+    import asyncio
+
+    import uvicorn
+
+    from lvplan.register.http_guard import READ_TIMEOUT_ENV, GuardedProtocol
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/slow":
+            await asyncio.sleep(0.5)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"2")]})  # fmt: skip
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def run() -> list[bytes]:
+        port = free_port()
+        cfg = uvicorn.Config(app, port=port, http=GuardedProtocol, log_level="error",
+                             lifespan="off")  # fmt: skip
+        srv = uvicorn.Server(cfg)
+        task = asyncio.create_task(srv.serve())
+        while not srv.started:
+            await asyncio.sleep(0.05)
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        w.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        await w.drain()
+        await asyncio.sleep(0.3)
+        second = b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\n"
+        for ch in second:  # over about 0.9 s
+            w.write(bytes([ch]))
+            await w.drain()
+            await asyncio.sleep(0.9 / len(second))
+        heads = []
+        for _ in range(2):
+            try:
+                head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 5)
+                heads.append(head.split(b"\r\n")[0] + await r.readexactly(2))
+            except (asyncio.IncompleteReadError, ConnectionError):
+                heads.append(b"closed")
+        w.close()
+        srv.should_exit = True
+        await task
+        return heads
+
+    old = os.environ.get(READ_TIMEOUT_ENV)
+    os.environ[READ_TIMEOUT_ENV] = "1"
+    try:
+        heads = asyncio.run(run())
+    finally:
+        if old is None:
+            os.environ.pop(READ_TIMEOUT_ENV)
+        else:
+            os.environ[READ_TIMEOUT_ENV] = old
+    assert heads == [b"HTTP/1.1 200 OKok", b"HTTP/1.1 200 OKok"]

@@ -716,8 +716,8 @@ def _plan(args: argparse.Namespace, crit) -> int:
         print(f"stopped: {s['stop_note']}")
     if (over := s.get("over_time_limit_s")) and over >= 1.0:
         print(
-            f"over the time limit ({limit:g} s) by {over:.1f} s: the greedy plan's AC round "
-            "running at the limit, and the withdrawals that make its plan pass, end first"
+            f"over the time limit ({limit:g} s) by {over:.1f} s: the greedy plan's AC rounds "
+            "go on past it while they settle (withdrawals end them when they do not)"
         )
     for kind, cost in s["cost_by_kind_cny"].items():
         print(f"  {kind:22s} {cost:>14,.0f} CNY")

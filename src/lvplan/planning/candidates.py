@@ -48,14 +48,14 @@ from typing import Any
 import numpy as np
 
 from lvplan.changes.resolve import no_load_tap, tap_ratio
-from lvplan.changes.spec import MAX_TIE_LENGTH_M
+from lvplan.changes.spec import MAX_SITE_UNITS, MAX_TIE_LENGTH_M
 from lvplan.criteria import Criteria
 from lvplan.criteria.judge import Limits
 from lvplan.decision import choose_service_cable
 from lvplan.locate import bus_lonlat, distance_m
 from lvplan.model.catalogue import cable_types, rated_class, trafo_types
 from lvplan.model.network import Network
-from lvplan.model.topology import LV_MAX_KV, MV_MAX_KV, mv_bus_feeders
+from lvplan.model.topology import LV_MAX_KV, MV_MAX_KV, mv_bus_feeders, mv_label
 from lvplan.planning.demand import Demand
 from lvplan.planning.measures import N1_KINDS, MeasureKind, Measures
 
@@ -210,6 +210,9 @@ class Instance:
     criteria: Criteria
     stats: dict[str, int] = field(default_factory=dict)
     measures: Measures | None = None
+    #: the network's MV voltage as reasons say it ("10 kV", "20 kV", "MV" where it has two:
+    #: :func:`lvplan.model.topology.mv_label`)
+    mv: str = "10 kV"
     #: 10 kV lines the AC check found overloaded (:meth:`line_info`), as ``line_data``
     mv_line_data: dict[int, tuple[float, float, float, float, float]] = field(default_factory=dict)
     #: the LV lines :func:`prune_upgrades` found some plan may need reinforced (current or the
@@ -425,6 +428,7 @@ def build_instance(
     kv = ", ".join(f"{v:g}" for v in bare)
     unrated = f" (no tie cable of the catalogue is rated for the network's {kv} kV buses)"
     unrated = unrated if bare else ""
+    mv = mv_label(network)  # (said in reasons: "20 kV" on SimBench's grids)
     sites: list[Site] = []
     ztr = _trafo_z(*_vk(trafo_types(), measures.new_substation.rated_kva))
     located = [i for i, d in enumerate(demands) if d.lon is not None and not d.hv_required]
@@ -478,8 +482,12 @@ def build_instance(
             if tie > MAX_TIE_M:
                 return None
             site_at(lon, lat, k, tie, between)
-            return distance_m(lon, lat, dl, dt) * crit.detour_factor <= rad
+            reach = distance_m(lon, lat, dl, dt) * crit.detour_factor <= rad
+            founded.append((len(sites) - 1, reach))
+            return reach
 
+        # every site founded, with the located demands within its reach (their own radius)
+        founded: list[tuple[int, np.ndarray]] = []
         # by site: the located demands within its reach
         reached = _leader_sites(dl, dt, rad, crit.detour_factor, found)
         far: dict[int, bool] = {}  # located demand -> no existing LV bus within its reach
@@ -490,14 +498,10 @@ def build_instance(
                 far[x] = not bool(np.any(route * crit.detour_factor <= rad[x]))
             return far[x]
 
-        # (the sites at the full radius, founded and merged, with what each reaches)
-        at_radius = list(enumerate(reached))
         for lon, lat, pair in _merged_sites(
             sites, reached, beyond, dl, dt, rad, crit.detour_factor
         ):
-            mask = found(lon, lat, pair)
-            if mask is not None:
-                at_radius.append((len(sites) - 1, mask))
+            found(lon, lat, pair)
         # a cluster with more than half a new substation's load gets sites at half the radius
         # among its demands too, and so on down to the profile's least radius: founded at the
         # radius alone it had one place, and the plan's second substation stood beside the
@@ -527,14 +531,22 @@ def build_instance(
 
         for reach in list(reached):
             split(np.flatnonzero(reach), rad[reach])
-        # a site at the full radius whose demands need more than one unit also stands with
-        # more units on its one tie (the seed-1 district's plan built two sites 140 m apart,
-        # each with its own 1.3-1.5 km tie, for 7 demands all within 150 m of one point)
+        # a site whose demands in reach need more than one unit also stands with more units
+        # on its one tie (the seed-1 district's plan built two sites 140 m apart, each with
+        # its own 1.3-1.5 km tie, for 7 demands all within 150 m of one point). Every site
+        # founded, the heavy clusters' too: a wider radius, which adds sites, then keeps
+        # every choice a narrower one has (sz-futian's 30 demands at class D cost 0.3 % more
+        # than at class A when only the sites at the full radius had them)
         k_of = {int(net.bus.index[r]): k for k, r in enumerate(mv_rows.tolist())}
-        for sid, reach in at_radius if measures.new_substation.units_max > 1 else []:
+        most = min(measures.new_substation.units_max, MAX_SITE_UNITS)
+        # (a unit holds its rating at the profile's loading limit, less the voltage at its
+        # board: the model's room, linear.py; by the rating alone 560 kW in 4 demands, over
+        # that room, got two sites of one unit on two ties, 2.00 M CNY against 1.23 M)
+        held_kva = crit.trafo_max_loading_percent / 100.0 * crit.lv_min_voltage_v / 400.0
+        for sid, reach in founded if most > 1 else []:
             one = sites[sid]
-            need = demand_kva[reach].sum() / one.rated_kva
-            units = min(measures.new_substation.units_max, math.ceil(need))
+            need = demand_kva[reach].sum() / (one.rated_kva * held_kva)
+            units = min(most, math.ceil(need))
             if units > 1:
                 site_at(
                     one.lon,
@@ -641,7 +653,7 @@ def build_instance(
         if not mine:
             unservable[i] = (
                 f"no LV bus within the {d.supply_radius_m:g} m supply radius and no site for a "
-                f"new substation within {MAX_TIE_M:g} m of a 10 kV bus{unrated}"
+                f"new substation within {MAX_TIE_M:g} m of a {mv} bus{unrated}"
             )
         options.extend(mine)
 
@@ -720,6 +732,7 @@ def build_instance(
     for line in sorted(used_lines):
         upgrades += line_upgrades(net, line, line_data[line], measures, cables)
     return Instance(
+        mv=mv,
         demands=demands,
         options=options,
         sites=sites,

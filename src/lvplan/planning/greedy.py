@@ -96,6 +96,10 @@ class Greedy:
         inst = grid.inst
         #: a site of two units -> the site of one at its place and tie (``Site.twin_of``)
         self._single_of = {s.id: s.twin_of for s in inst.sites if s.twin_of is not None}
+        #: a plan's own choices being committed as they are (:meth:`explain`, :meth:`extend`):
+        #: a plan may build a site of one unit and its site of two, each with its own
+        #: connections, which no move may merge
+        self._replaying = False
         #: (demand, site) -> its option there
         self._at = {(o.demand, o.site): k for k, o in enumerate(inst.options) if o.site is not None}
 
@@ -210,8 +214,10 @@ class Greedy:
         inst = self.g.inst
         if self._explaining is None:
             self._explaining = sol
+            self._replaying = True
             for k in sol.chosen:
                 self._commit(k, {})
+            self._replaying = False
             for u in sol.upgrades:
                 if u in self.g.banned:  # not in the model any more: taken as not built
                     continue
@@ -320,7 +326,7 @@ class Greedy:
         would break an AC cut."""
         one = self._single_of.get(sid)
         st = self.st
-        if one is None or sid in st.sites or one not in st.sites:
+        if one is None or self._replaying or sid in st.sites or one not in st.sites:
             return {}
         out: dict[int, int] = {}
         for j in st.site_terms.get(one, []):
@@ -355,14 +361,14 @@ class Greedy:
             if self._site_slack(o.site, load, k, terms) < self._drop(s.mv, col, units):
                 return self._no(f"the voltage at {g.inst.sites[o.site].name}'s customers")
             if not self._mv_ok(col, units, None, o.site if one is None else one):
-                return self._no("the 10 kV voltage drop it adds elsewhere")
+                return self._no(f"the {self.g.inst.mv} voltage drop it adds elsewhere")
             if one is not None:
                 moved = sum(g.options[n].cost - g.options[j].cost for j, n in moves.items())
                 return o.cost + s.cost - g.sites[one].cost + moved, {}
             return o.cost + (0 if o.site in st.sites else s.cost), {}
         if o.area is None:
             if not self._mv_ok(col, units, None, None):
-                return self._no("the 10 kV voltage drop it adds elsewhere")
+                return self._no(f"the {self.g.inst.mv} voltage drop it adds elsewhere")
             return o.cost, {}
         a = o.area
         ag = g.areas[a]
@@ -438,7 +444,7 @@ class Greedy:
         else:
             return self._no(f"the LV voltage in the area of trafo {ag.trafo} cannot be held")
         if not self._mv_ok(col, units, a, None):
-            return self._no("the 10 kV voltage drop it adds elsewhere")
+            return self._no(f"the {self.g.inst.mv} voltage drop it adds elsewhere")
         return (
             o.cost
             + sum(g.up_cost[u] for u in new.values())
@@ -521,11 +527,15 @@ class Greedy:
     def extend(self, held: list[int], order: list[int]) -> Solution | None:
         """A plan with the options ``held`` first, as they are, and then each demand of
         ``order`` connected greedily where it fits; None when a held option does not fit."""
-        for k in held:
-            r = self._try(k)
-            if r is None:
-                return None
-            self._commit(k, r[1])
+        self._replaying = True
+        try:
+            for k in held:
+                r = self._try(k)
+                if r is None:
+                    return None
+                self._commit(k, r[1])
+        finally:
+            self._replaying = False
         return self.run(order, chosen=list(held))
 
     def by_cost_per_kw(self, order: list[int]) -> list[int]:

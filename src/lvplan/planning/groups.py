@@ -51,6 +51,7 @@ from lvplan.io.atomic import (
     write_bytes_atomic,
 )
 from lvplan.model.network import Network
+from lvplan.model.topology import mv_label
 from lvplan.planning.candidates import Instance
 from lvplan.planning.demand import Demand, DemandSet
 from lvplan.planning.islands import IslandGroup, SubNetworks
@@ -582,7 +583,15 @@ def join(
         for o in inst.options:
             site = None if o.site is None else o.site + s_off
             options.append(dataclasses.replace(o, demand=at[o.demand], site=site))
-        sites += [dataclasses.replace(s, id=s.id + s_off) for s in inst.sites]
+        sites += [
+            dataclasses.replace(
+                s,
+                id=s.id + s_off,
+                tie_of=None if s.tie_of is None else s.tie_of + s_off,
+                twin_of=None if s.twin_of is None else s.twin_of + s_off,
+            )
+            for s in inst.sites
+        ]
         upgrades += inst.upgrades
         for a, tree in inst.areas.items():
             areas[amap[a]] = dataclasses.replace(tree, area=amap[a])
@@ -666,6 +675,7 @@ def join(
         criteria=crit,
         stats=dict(stats, groups=len(groups)),
         measures=meas,
+        mv=mv_label(network),
     )
     status = "optimal" if all(s == "optimal" for s in statuses) else "feasible"
     # a group that stopped before any of its rounds proved a bound (its greedy rounds took its

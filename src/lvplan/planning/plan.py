@@ -31,7 +31,6 @@ from lvplan.criteria import Criteria
 from lvplan.errors import InputError
 from lvplan.kinds import ElementRef
 from lvplan.model.network import Network
-from lvplan.model.topology import mv_label
 from lvplan.planning import candidates, interrupt
 from lvplan.planning.candidates import (
     Instance,
@@ -254,8 +253,9 @@ class Plan:
     def over_time_limit_s(self) -> float | None:
         """How far the plan ran past its ``--time-limit`` (0.0 within it; None: no limit
         recorded). The greedy plan's AC rounds make the first verified plan: past the limit they
-        end after the round running (its connections that break limits then withdrawn, one AC
-        check each), so a large input can run past the limit: this says by how much."""
+        go on while each breaks fewer limits than the rounds before it (its passes too), and
+        end with withdrawals when one does not, so a large input can run past the limit: this
+        says by how much."""
         limit = ((self.inputs or {}).get("inputs") or {}).get("time_limit_s")
         if not isinstance(limit, int | float) or not math.isfinite(limit):
             return None
@@ -484,7 +484,7 @@ def plan(
                 t0=t0,
             )
             out.inputs = inputs
-            return _mv_named(out, network)
+            return out
     if resume:  # planned in one piece: no finished group is kept, so none can be resumed
         raise InputError(
             f"--resume {work_dir}: no interrupted plan there to take up ("
@@ -506,19 +506,6 @@ def plan(
         t0=t0,
     )
     out.inputs = inputs
-    return _mv_named(out, network)
-
-
-def _mv_named(out: Plan, network: Network) -> Plan:
-    """``out`` with its reasons (unserved demands, measures) naming the network's MV voltage:
-    the model's texts say "10 kV" ("the 10 kV voltage drop it adds elsewhere"), which on
-    SimBench's 20 kV grids is "20 kV" (and "MV" on a network with two MV voltages)."""
-    mv = mv_label(network)
-    if mv != "10 kV":
-        for u in out.unserved:
-            u["reason"] = str(u["reason"]).replace("10 kV", mv)
-        for m in out.measures:
-            m.reason = m.reason.replace("10 kV", mv)
     return out
 
 
@@ -1502,13 +1489,14 @@ def _first_passing(
     until: float,
     check_s: float,
 ) -> tuple[Solution | None, Any, list[tuple[Solution, int]]]:
-    """The cheapest of ``alternatives`` better than ``than`` (the verified greedy plan) that
+    """The best of ``alternatives`` (the most design kW, then the least cost) better than
+    ``than`` (the verified greedy plan) that
     passes ``check`` (the AC check: its evaluation and the limits broken), each checked while
     one more check (as long as ``check_s``, the last one) ends by ``until``
     (``time.perf_counter``): (it or None, its evaluation, every check made with the limits it
     found broken)."""
     tried: list[tuple[Solution, int]] = []
-    for a in sorted(alternatives, key=lambda a: a.cost_cny):
+    for a in sorted(alternatives, key=lambda a: (-_served_kw(inst, a), a.cost_cny)):
         if not _better(inst, a, than):
             continue
         if time.perf_counter() + check_s > until:
@@ -1982,7 +1970,7 @@ def _result(
             if up.kind in MV_CABLE_KINDS:
                 names = held_by.get(u, [])
                 reason = (
-                    f"10 kV feeder section loading (found by the AC check): {kw:.0f} kW of new "
+                    f"{inst.mv} feeder section loading (found by the AC check): {kw:.0f} kW of new "
                     "design load it carries; " + "; ".join(names)
                 ).rstrip("; ")
                 if names and all(n.endswith(f"({FAILS_ALREADY})") for n in names):

@@ -75,14 +75,7 @@ def implicated(
         if b.name in by_terminal:
             out.setdefault(inst.options[by_terminal[b.name]].demand, what)
             continue
-        site = next(
-            (
-                sid
-                for sname, sid in site_by_name.items()
-                if b.name == sname or b.name.startswith(sname + " ")
-            ),
-            None,
-        )
+        site = _site_named(site_by_name, b.name)
         if site is not None:
             for k in at_site.get(site, []):
                 out.setdefault(inst.options[k].demand, what)
@@ -259,7 +252,8 @@ def _islands_of(
             o = inst.options[by_name[b.name]]
             add_bus(int(o.bus) if o.bus is not None else int(inst.sites[o.site].mv_bus))  # type: ignore[index]
             continue
-        site = next((st for st in inst.sites if b.name.startswith(st.name)), None)
+        sid = _site_named({st.name: st.id for st in inst.sites}, b.name)
+        site = None if sid is None else inst.sites[sid]
         if site is not None:
             add_bus(int(site.mv_bus))
             continue
@@ -312,6 +306,14 @@ def _island_back(
         f"{', ...' if len(islands) > 3 else ''}) is left as it is"
     )
     return Solution.of(inst, sorted(chosen), sorted(ups), sorted(sites), sol.status), what
+
+
+def _site_named(site_by_name: dict[str, int], name: str) -> int | None:
+    """The site an element of the planned network belongs to by its name (its transformer,
+    "<site> unit 2", "<site> LV board", "<site> 10 kV", "<site> tie"): the longest site name
+    it starts with ("new substation S2 (tie to F1) unit 2" is not S2's), or None."""
+    hits = [s for s in site_by_name if name == s or name.startswith(s + " ")]
+    return site_by_name[max(hits, key=len)] if hits else None
 
 
 def _what(b: Broken) -> str:

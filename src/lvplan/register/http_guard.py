@@ -55,10 +55,20 @@ class GuardedProtocol(HttpToolsProtocol):
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
+        self._watching = False
 
     def _too_slow(self) -> None:
         self._deadline = None
         self._answering = [c for c in self._answering if not c.response_complete]
+        if not self._answering and self._watching and self._began is not None:
+            # the watch's answers are all sent, and a request that began under it is being
+            # read: that request has its own deadline, from its first byte (a pipelined one
+            # was closed half read when the watch ran out: found by review)
+            self._watching = False
+            left = read_timeout_s() - (self.loop.time() - self._began)
+            if left > 0:
+                self._arm(left)
+                return
         stalled = self._answering and self.flow is not None and self.flow.write_paused
         if self._answering and not (stalled and self._stalled_before):
             # a decision is being made (it may wait 30 s for the register): its answer is
@@ -78,6 +88,8 @@ class GuardedProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._answering = []
         self._stalled_before = False
+        self._watching = False  # the deadline armed is the watch over answers being sent
+        self._began: float | None = None  # when the request being read began (loop time)
         super().connection_made(transport)
         self._arm()  # a connection that never sends a byte
 
@@ -88,6 +100,7 @@ class GuardedProtocol(HttpToolsProtocol):
             # near the watch's end was closed half read: the deadline carried over)
             self._disarm()
         self._arm()  # the next request of a packet (pipelined) after one that completed
+        self._began = self.loop.time()
         super().on_message_begin()
 
     def data_received(self, data: bytes) -> None:
@@ -103,12 +116,14 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._disarm()
+        self._began = None
         # (answered ones dropped here too: on a busy keep-alive connection the deadline
         # never fires, and the list held every cycle, headers and body, for good)
         self._answering = [c for c in self._answering if not c.response_complete]
         if self.cycle is not None and not self.cycle.response_complete:
             self._answering.append(self.cycle)
             self._arm()  # a watch: an answer a client never reads does not hold it for ever
+            self._watching = True
         super().on_message_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
