@@ -21,6 +21,22 @@ warnings.filterwarnings("ignore")
 
 
 @pytest.fixture(scope="session")
+def one_unit_measures(tmp_path_factory):
+    """The measures catalogue with its new substation overridden by one of a single 630 kVA
+    unit on an 8.7/15 kV tie and no ``units_max`` (as catalogues written before sites of two
+    units: one unit per site)."""
+    from lvplan.planning.measures import load_measures
+
+    cat = tmp_path_factory.mktemp("catalogue") / "one-unit.toml"
+    cat.write_text(
+        '[new_substation]\nrated_kva = 630\ncost_cny = 475000\ntie_cable = "YJV22-8.7/15kV '
+        '3x300"\nsource = "one unit per site"\nstatus = "U"\n',
+        encoding="utf-8",
+    )
+    return load_measures(cat)
+
+
+@pytest.fixture(scope="session")
 def sz():
     return lvplan.load_network("sz-futian")
 

@@ -1075,7 +1075,7 @@ DENSE = [
 ]  # fmt: skip
 
 
-def test_a_cluster_beyond_one_unit_gets_a_site_of_two_units_on_one_tie(sz, cn, tmp_path):
+def test_a_cluster_beyond_one_unit_gets_a_site_of_two_units_on_one_tie(sz, cn, one_unit_measures):
     """One unit per site, the place's three sites (its ties to the busbar, F1 and F2) served
     11 of the 14 (1,460 kW). A site of two units side by side on one tie (``units_max = 2``,
     each unit priced whole) serves all 14, and reinforced.json has both units."""
@@ -1113,13 +1113,7 @@ def test_a_cluster_beyond_one_unit_gets_a_site_of_two_units_on_one_tie(sz, cn, t
     assert p4.unserved == [] and [p4.instance.sites[s].units for s in p4.solution.sites] == [2]
     assert p4.cost_cny < 1_500_000
     # a catalogue whose new_substation leaves units_max out: one unit per site, as before
-    cat = tmp_path / "cat.toml"
-    cat.write_text(
-        '[new_substation]\nrated_kva = 630\ncost_cny = 475000\ntie_cable = "YJV22-8.7/15kV '
-        '3x300"\nsource = "one unit"\nstatus = "U"\n',
-        encoding="utf-8",
-    )
-    one = make_plan(sz, frame, criteria=cn, time_limit_s=20, measures=load_measures(cat))
+    one = make_plan(sz, frame, criteria=cn, time_limit_s=20, measures=one_unit_measures)
     assert all(s.units == 1 for s in one.instance.sites)
     assert len(one.unserved) == 3
 
@@ -1187,20 +1181,15 @@ def test_the_greedy_adds_a_second_unit_to_a_site_it_has_built(sz, cn):
         assert load <= cap[sid] * 1.0001
 
 
-def test_a_catalogue_without_a_20_kv_tie_cable_offers_no_site_on_20_kv_and_says_why(cn, tmp_path):
+def test_a_catalogue_without_a_20_kv_tie_cable_offers_no_site_on_20_kv_and_says_why(
+    cn, one_unit_measures
+):
     """With a --catalogue whose only tie cable is 8.7/15 kV, a 20 kV network gets no site (its
     tie would be a cable not rated for it): the demand is unserved, and the reason says why."""
-    from lvplan.planning.measures import load_measures
 
-    cat = tmp_path / "cat.toml"
-    cat.write_text(
-        '[new_substation]\nrated_kva = 630\ncost_cny = 475000\ntie_cable = "YJV22-8.7/15kV '
-        '3x300"\nsource = "a 10 kV catalogue"\nstatus = "U"\n',
-        encoding="utf-8",
-    )
     net = lvplan.load_network("simbench:1-LV-rural2--0-sw")
     frame = pd.DataFrame({"id": ["F1"], "kw": [150], "lon": [11.4118], "lat": [53.6550]})
-    p = make_plan(net, frame, criteria=cn, time_limit_s=10, measures=load_measures(cat))
+    p = make_plan(net, frame, criteria=cn, time_limit_s=10, measures=one_unit_measures)
     assert p.instance.sites == [] and p.measures == []
     assert [u["reason"] for u in p.unserved] == [
         "no LV bus within the 150 m supply radius and no site for a new substation within "

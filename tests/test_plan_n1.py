@@ -371,7 +371,7 @@ def test_sites_tied_to_the_source_busbar_are_left_out_for_n1_demands_that_have_o
     assert _drop_radial_n1(sz, alone, cn) == 0 and len(alone.options) == n
 
 
-def test_an_n1_demand_left_out_says_its_busbar_sites_were_left_out(cn, tmp_path):
+def test_an_n1_demand_left_out_says_its_busbar_sites_were_left_out(cn, one_unit_measures):
     """Fourteen class A demands (1,950 kW declared) around one place beside sz-futian's
     busbar: the place's site tied to the busbar is left out for them (its ties to F1 and F2
     stay). With one unit per site (a catalogue without ``units_max``) the sites hold 8, and
@@ -388,19 +388,12 @@ def test_an_n1_demand_left_out_says_its_busbar_sites_were_left_out(cn, tmp_path)
     ]  # fmt: skip
     frame = pd.DataFrame(rows, columns=["id", "kw", "lon", "lat"]).assign(area_class="A")
     import lvplan
-    from lvplan.planning.measures import load_measures
 
-    cat = tmp_path / "one-unit.toml"
-    cat.write_text(
-        '[new_substation]\nrated_kva = 630\ncost_cny = 475000\ntie_cable = "YJV22-8.7/15kV '
-        '3x300"\nsource = "one unit"\nstatus = "U"\n',
-        encoding="utf-8",
-    )
     net = lvplan.load_network("sz-futian")
     both = make_plan(net, frame, criteria=cn, time_limit_s=10)
     assert len(both.assignments) == 14 and both.n1 is not None and both.n1["served"] == 14
     assert {both.instance.sites[s].units for s in both.solution.sites} == {2}
-    p = make_plan(net, frame, criteria=cn, time_limit_s=10, measures=load_measures(cat))
+    p = make_plan(net, frame, criteria=cn, time_limit_s=10, measures=one_unit_measures)
     assert len(p.assignments) == 8 and len(p.unserved) == 6
     for u in p.unserved:
         assert "would be over its rating" in u["reason"]

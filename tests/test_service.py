@@ -425,45 +425,59 @@ def test_the_read_deadline_keeps_no_answered_request_and_drops_a_client_that_nev
     assert gone < 5.0  # let go within two periods of the 1 s deadline (held for ever before)
 
 
-def test_a_keep_alive_request_has_its_own_read_deadline():
-    """The watch armed when a request is read whole (on_message_complete) ran on after its
-    answer was sent, and the next request of the keep-alive connection got only what was left
-    of it: begun 0.7 s after the first (of a 1 s deadline) and sent over 0.6 s, within its own
-    second, it was closed half read."""
+async def _ok_app(scope, receive, send):
+    """Answers "ok" (after 0.5 s for ``/slow``)."""
+    import asyncio
+
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/slow":
+        await asyncio.sleep(0.5)
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", b"2")]})  # fmt: skip
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def _guarded_heads(steps: list[tuple[float, bytes, float]], read_each: bool) -> list[bytes]:
+    """The status lines (with the 2-byte body) of the answers of :func:`_ok_app`, served by
+    uvicorn with :class:`GuardedProtocol` and a 1 s read deadline, to one connection that for
+    each step waits, then sends its request one byte at a time over the time given (and reads
+    its answer then, with ``read_each``; else all at the end); ``b"closed"`` for each answer
+    the server closed the connection before."""
     import asyncio
 
     import uvicorn
 
     from lvplan.register.http_guard import READ_TIMEOUT_ENV, GuardedProtocol
 
-    async def app(scope, receive, send):
-        if scope["type"] != "http":
-            return
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", b"2")]})  # fmt: skip
-        await send({"type": "http.response.body", "body": b"ok"})
-
     async def run() -> list[bytes]:
         port = free_port()
-        cfg = uvicorn.Config(app, port=port, http=GuardedProtocol, log_level="error",
+        cfg = uvicorn.Config(_ok_app, port=port, http=GuardedProtocol, log_level="error",
                              lifespan="off")  # fmt: skip
         srv = uvicorn.Server(cfg)
         task = asyncio.create_task(srv.serve())
         while not srv.started:
             await asyncio.sleep(0.05)
         r, w = await asyncio.open_connection("127.0.0.1", port)
-        heads = []
-        for pause in (0.0, 0.7):
-            await asyncio.sleep(pause)
-            for ch in b"GET / HTTP/1.1\r\nHost: x\r\n\r\n":  # 27 bytes over about 0.6 s
-                w.write(bytes([ch]))
-                await w.drain()
-                await asyncio.sleep(0.6 / 27)
+        heads: list[bytes] = []
+
+        async def read() -> None:
             try:
                 head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 5)
                 heads.append(head.split(b"\r\n")[0] + await r.readexactly(2))
             except (asyncio.IncompleteReadError, ConnectionError):
                 heads.append(b"closed")
+
+        for pause, data, over_s in steps:
+            await asyncio.sleep(pause)
+            for ch in data:
+                w.write(bytes([ch]))
+                await w.drain()
+                await asyncio.sleep(over_s / len(data))
+            if read_each:
+                await read()
+        while len(heads) < len(steps):
+            await read()
         w.close()
         srv.should_exit = True
         await task
@@ -472,12 +486,21 @@ def test_a_keep_alive_request_has_its_own_read_deadline():
     old = os.environ.get(READ_TIMEOUT_ENV)
     os.environ[READ_TIMEOUT_ENV] = "1"
     try:
-        heads = asyncio.run(run())
+        return asyncio.run(run())
     finally:
         if old is None:
             os.environ.pop(READ_TIMEOUT_ENV)
         else:
             os.environ[READ_TIMEOUT_ENV] = old
+
+
+def test_a_keep_alive_request_has_its_own_read_deadline():
+    """The watch armed when a request is read whole (on_message_complete) ran on after its
+    answer was sent, and the next request of the keep-alive connection got only what was left
+    of it: begun 0.7 s after the first (of a 1 s deadline) and sent over 0.6 s, within its own
+    second, it was closed half read."""
+    get = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    heads = _guarded_heads([(0.0, get, 0.6), (0.7, get, 0.6)], read_each=True)
     assert heads == [b"HTTP/1.1 200 OKok", b"HTTP/1.1 200 OKok"]
 
 
@@ -487,57 +510,7 @@ def test_a_request_begun_while_an_answer_is_sent_has_its_own_read_deadline():
     sent and closed the connection with the new request half read (found by review). Its
     answer takes 0.5 s; the next request begins at 0.3 s and is sent over 0.9 s, within its
     own 1 s, past the watch's."""
-    import asyncio
-
-    import uvicorn
-
-    from lvplan.register.http_guard import READ_TIMEOUT_ENV, GuardedProtocol
-
-    async def app(scope, receive, send):
-        if scope["type"] != "http":
-            return
-        if scope["path"] == "/slow":
-            await asyncio.sleep(0.5)
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", b"2")]})  # fmt: skip
-        await send({"type": "http.response.body", "body": b"ok"})
-
-    async def run() -> list[bytes]:
-        port = free_port()
-        cfg = uvicorn.Config(app, port=port, http=GuardedProtocol, log_level="error",
-                             lifespan="off")  # fmt: skip
-        srv = uvicorn.Server(cfg)
-        task = asyncio.create_task(srv.serve())
-        while not srv.started:
-            await asyncio.sleep(0.05)
-        r, w = await asyncio.open_connection("127.0.0.1", port)
-        w.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
-        await w.drain()
-        await asyncio.sleep(0.3)
-        second = b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\n"
-        for ch in second:  # over about 0.9 s
-            w.write(bytes([ch]))
-            await w.drain()
-            await asyncio.sleep(0.9 / len(second))
-        heads = []
-        for _ in range(2):
-            try:
-                head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 5)
-                heads.append(head.split(b"\r\n")[0] + await r.readexactly(2))
-            except (asyncio.IncompleteReadError, ConnectionError):
-                heads.append(b"closed")
-        w.close()
-        srv.should_exit = True
-        await task
-        return heads
-
-    old = os.environ.get(READ_TIMEOUT_ENV)
-    os.environ[READ_TIMEOUT_ENV] = "1"
-    try:
-        heads = asyncio.run(run())
-    finally:
-        if old is None:
-            os.environ.pop(READ_TIMEOUT_ENV)
-        else:
-            os.environ[READ_TIMEOUT_ENV] = old
+    slow = b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"
+    fast = b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\n"
+    heads = _guarded_heads([(0.0, slow, 0.0), (0.3, fast, 0.9)], read_each=False)
     assert heads == [b"HTTP/1.1 200 OKok", b"HTTP/1.1 200 OKok"]
