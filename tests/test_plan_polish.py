@@ -535,3 +535,52 @@ def test_the_search_draws_each_substation_once_before_any_again():
         now = [g for g in sites if g != ("site", 7)] + [("site", 41)]
         rest = [d.pick(now) for _ in range(4)]
         assert ("site", 7) not in rest and len(set(rest)) == 4
+
+
+def test_the_demands_a_patch_moved_are_freed_first_with_their_rivals(tmp_path, cn, monkeypatch):
+    """``focus`` (the demands a greedy patch connected again): the first neighbourhood sets
+    them free with the demands that have an option where they have one, every other
+    connection held; solved whole, the search goes on with its own draws."""
+    import random
+
+    import lvplan.planning.polish as polish_mod
+    from lvplan.planning.polish import around, neighbourhoods
+
+    mdl, _opt, start = _dear_plan(tmp_path, cn)
+    fresh = _searched_model(mdl, start)
+    inst, ot = fresh.inst, fresh.grid.options
+    k0 = sorted(start.chosen)[0]
+    focus = {inst.options[k0].demand}
+
+    def group(k: int) -> tuple[str, int]:
+        o = ot[k]
+        return ("site", o.site) if o.site is not None else ("area", o.area)
+
+    mine = {group(k) for k in fresh.x if inst.options[k].demand in focus}
+    rivals = {inst.options[k].demand for k in fresh.x if group(k) in mine}
+    assert len(rivals) > 1  # (the demand competes with others for its room)
+    real = polish_mod.interrupt.solve
+    held_sets: list[frozenset[int]] = []
+
+    def solve(solver, m):
+        if not solver.parameters.fix_variables_to_their_hinted_value:
+            held_sets.append(
+                frozenset(i for i, v in enumerate(m.proto.variables) if list(v.domain) == [1, 1])
+            )
+        return real(solver, m)
+
+    monkeypatch.setattr(polish_mod.interrupt, "solve", solve)
+    neighbourhoods(fresh, start, time_limit_s=3.0, workers=2, seed=1, focus=set(focus))
+    freed = {inst.options[k].demand for k in start.chosen} - {
+        inst.options[k].demand for k in start.chosen if fresh.x[k].index in held_sets[0]
+    }
+    assert focus <= freed <= rivals
+    assert len(freed) == min(len(rivals), polish_mod.MOST_FREE_FOCUS)
+    assert len(held_sets) > 1 and held_sets[1] != held_sets[0]  # (then its own draws)
+    # the rivals are drawn down to the cap, the focus always kept
+    groups_of = {1: {("area", 1)}, 2: {("area", 1), ("site", 4)}, 3: {("site", 4)}}
+    competing = {("area", 1): {1, 2, 5}, ("site", 4): {2, 3, 6}, ("area", 9): {7}}
+    assert around({1}, groups_of, competing, random.Random(0), most=10) == {1, 2, 5}
+    assert around({2}, groups_of, competing, random.Random(0), most=10) == {1, 2, 3, 5, 6}
+    capped = around({2}, groups_of, competing, random.Random(0), most=3)
+    assert 2 in capped and len(capped) == 3 and capped <= {1, 2, 3, 5, 6}

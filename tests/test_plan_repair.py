@@ -232,16 +232,17 @@ def test_a_plan_patched_greedily_moves_only_the_demands_a_new_cut_bears_on(sz_ca
     tight = LinearGrid(inst, _mv, after)
     moved = touched(tight, before, after, sol)
     assert moved
-    got = _patched(tight, before, after, sol)
+    got, said = _patched(tight, before, after, sol)
     assert got is not None and got.served == sol.served
+    assert said == moved  # (the demands the search after it sets free first)
     kept = [j for j in sol.chosen if inst.options[j].demand not in moved]
     assert set(kept) <= set(got.chosen)
     assert set(sol.upgrades) <= set(got.upgrades)
     for j in got.chosen:  # the moved demands no longer cross the line
         if inst.options[j].demand in moved:
             assert line not in tight.options[j].path
-    assert _patched(grid, before, snapshot(before), sol) is None
-    assert _patched(grid, None, after, sol) is None
+    assert _patched(grid, before, snapshot(before), sol) == (None, set())
+    assert _patched(grid, None, after, sol) == (None, set())
 
 
 def test_the_first_alternative_that_passes_is_the_cheapest_in_time(sz_case):

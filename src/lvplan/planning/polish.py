@@ -62,6 +62,9 @@ MOST_FREE = 25
 AREAS_FREED = 3
 #: the most demands a neighbourhood of the third kind (a new substation done without) sets free
 MOST_FREE_CLOSING = 50
+#: the most demands the first neighbourhood after a greedy patch sets free (the demands it moved
+#: and their rivals)
+MOST_FREE_FOCUS = 50
 #: the most times in a row one neighbourhood is searched again after the AC check refused its
 #: plan, the rows it found short tightened (``shortfall``)
 MOST_AGAIN = 2
@@ -77,6 +80,7 @@ def polish(
     accept: Callable[[Solution], bool] | None = None,
     shortfall: Callable[[Solution], dict[str, int]] | None = None,
     timings: dict[str, float] | None = None,
+    focus: set[int] | None = None,
 ) -> Solution | None:
     """The cheapest plan of ``grid``'s model serving the demands ``sol`` serves that the
     neighbourhoods found within ``time_limit_s`` (making the model included), or None when
@@ -84,7 +88,8 @@ def polish(
     plan is taken (and searched on from) only if it says so (the caller's AC check: a plan that
     uses the linear model's room to the last kW may break a limit in AC, and the seconds left
     would not repair it); ``shortfall``: see :func:`neighbourhoods`. ``timings``: ``model_s``
-    is set to how long its model took to make (the one step its time limit does not bound)."""
+    is set to how long its model took to make (the one step its time limit does not bound).
+    ``focus``: see :func:`neighbourhoods`."""
     from lvplan.planning.model import PlanModel
 
     t0 = time.perf_counter()
@@ -111,6 +116,7 @@ def polish(
         seed=seed,
         accept=accept,
         shortfall=shortfall,
+        focus=focus,
     )
     return None if best is sol else best
 
@@ -125,6 +131,7 @@ def neighbourhoods(
     accept: Callable[[Solution], bool] | None = None,
     whole_first: bool = False,
     shortfall: Callable[[Solution], dict[str, int]] | None = None,
+    focus: set[int] | None = None,
 ) -> tuple[Solution, bool]:
     """The neighbourhoods searched from ``sol`` on ``mdl`` for ``time_limit_s``: a model that
     serves exactly the demands ``sol`` serves, minimises the cost and is hinted with ``sol``
@@ -137,7 +144,10 @@ def neighbourhoods(
     (:attr:`PlanModel.capacity_cts`, as ``probe`` gives them to :meth:`PlanModel.solve`):
     those rows of ``mdl`` are tightened for the rest of the search, and the same neighbourhood
     is searched again, at most :data:`MOST_AGAIN` times in a row (a restriction of the model:
-    its plans are still the model's, but its optimum no longer proves the model's)."""
+    its plans are still the model's, but its optimum no longer proves the model's).
+    ``focus``: demands (positions in ``Instance.demands``) that the first neighbourhood sets
+    free with their rivals (the demands with an option where they have one), at most
+    :data:`MOST_FREE_FOCUS`: those a greedy patch just connected again (``plan._patched``)."""
     from lvplan.planning.model import Solution
 
     t0 = time.perf_counter()
@@ -173,6 +183,7 @@ def neighbourhoods(
     areas = AREAS_FREED  # (grows while its neighbourhoods are solved whole, shrinks when not)
     first = whole_first
     again: set[int] | None = None  # a neighbourhood to search again, its rows tightened
+    focus_most = MOST_FREE_FOCUS  # (halved while the focus's neighbourhood is not solved whole)
     tries = 0  # (searches of it so far in a row)
     tightened = False
     # the longest AC check of a plan found so far (``accept``, and ``shortfall`` after it): the
@@ -190,9 +201,11 @@ def neighbourhoods(
             tries = 0
             now = connected_now(best)
             sites = sorted(g for g in now if g[0] == "site")
-            kind = -1 if first else turn % 3
+            kind = -1 if first else -3 if focus else turn % 3
             if kind == -1:  # (the whole model, once)
                 free = set(served)
+            elif kind == -3:  # (the demands a patch moved, with their rivals)
+                free = around((focus or set()) & served, groups_of, competing, rng, most=focus_most)
             elif kind == 0:
                 drawn = rng.sample(sorted(now), min(areas, len(now)))
                 free = set().union(*(now[g] for g in drawn))
@@ -216,6 +229,10 @@ def neighbourhoods(
         finally:
             for v in held:
                 domains[v].domain[0] = 0
+        if kind == -3:  # (not solved whole: once more, half as many rivals set free)
+            focus_most //= 2
+            if status == cp_model.OPTIMAL or focus is None or focus_most <= len(focus):
+                focus = None
         if kind == 0:  # (solved whole: a larger one next time; else a smaller)
             areas = areas + 1 if status == cp_model.OPTIMAL else max(AREAS_FREED, areas - 1)
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
@@ -314,6 +331,26 @@ def take_room(mdl: PlanModel, less: dict[str, int], values: list[int]) -> int:
             ct.only_enforce_if(built)
         n += 1
     return n
+
+
+def around(
+    focus: set[int],
+    groups_of: dict[int, set[tuple[str, int]]],
+    competing: dict[tuple[str, int], set[int]],
+    rng: random.Random,
+    *,
+    most: int = 0,
+) -> set[int]:
+    """``focus`` and, at most ``most`` (:data:`MOST_FREE_FOCUS`) in all (drawn with ``rng``),
+    the demands that have an option in a group where one of ``focus`` has one (``groups_of``:
+    each demand's groups; ``competing``: each group's demands): those whose room they take."""
+    most = most or MOST_FREE_FOCUS
+    near = set().union(*(competing.get(g, set()) for i in focus for g in groups_of.get(i, ())))
+    near -= focus
+    room = max(0, most - len(focus))
+    if len(near) > room:
+        near = set(rng.sample(sorted(near), room))
+    return focus | near
 
 
 def closing(
