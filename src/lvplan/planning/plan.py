@@ -560,8 +560,10 @@ def plan_network(
     the names of its new substations (``new substation S<tag>.<n>``) so that the plans of
     several groups name theirs apart. ``mip_bound``: HiGHS bounds the optimum beside CP-SAT
     (:mod:`lvplan.planning.mipbound`). ``bound_only``: that bound is the strengthened
-    relaxation's alone, with no plan searched beside CP-SAT: a city's groups, as each group's
-    worker has one core and its CP-SAT search its share of the deadline. ``hard_limit_s``
+    relaxation's alone, with no plan searched beside the search of the plan: a city's groups,
+    as each group's worker has one core and its search its share of the deadline (a search
+    of the greedy plan's neighbourhoods, each plan checked in AC as found, that never goes on
+    from a plan that passed). ``hard_limit_s``
     (seconds from ``t0``): nothing more is started past it (a city group: the city's deadline;
     its own ``time_limit_s`` is its share)."""
     t0 = time.perf_counter() if t0 is None else t0
@@ -1015,6 +1017,10 @@ def plan_network(
             # (rounds that may go on from a plan that passed: not a city's groups, a budget or
             # N-1 demands)
             polishes = budget_cny is None and not needs and not bound_only
+            # (a city group's round searches its hint's neighbourhoods, each plan checked as
+            # it is found, but never goes on from a plan that passed: its time left is the
+            # next group's)
+            searches = budget_cny is None and not needs
             left = deadline - now - check_s[0] - over_s[0]
             if (
                 polishes
@@ -1212,7 +1218,7 @@ def plan_network(
                         probe=probe,
                         # (a round too short for the relaxation's neighbourhood searches its
                         # hint's neighbourhoods, each plan checked in AC as it is found)
-                        accept=passes if polishes and len(parts) <= 1 else None,
+                        accept=passes if searches and len(parts) <= 1 else None,
                         seed=len(history),
                         # (... for the time left: no AC check of its plan follows, nor a
                         # repair; but its last plan's, as found, and the round's end: on seed 2

@@ -47,6 +47,9 @@ from typing import TYPE_CHECKING
 from ortools.sat.python import cp_model
 
 from lvplan.planning import interrupt
+from lvplan.planning.measures import TRAFO_KINDS, MeasureKind
+
+TRANSFER = MeasureKind.TRANSFER
 
 if TYPE_CHECKING:
     from lvplan.planning.linear import LinearGrid
@@ -54,6 +57,9 @@ if TYPE_CHECKING:
 
 #: the longest CP-SAT searches one neighbourhood (its presolve takes about a second of it)
 NEIGHBOURHOOD_S = 2.0
+#: ... doubled, up to this, after a neighbourhood in which CP-SAT found no plan at all (not
+#: even its hint: a large model's presolve took the time; a city group of 36,000 buses)
+NEIGHBOURHOOD_MAX_S = 8.0
 #: a neighbourhood is started only with at least this long left
 MIN_NEIGHBOURHOOD_S = 0.8
 #: the most demands one neighbourhood of the second kind sets free
@@ -176,6 +182,7 @@ def neighbourhoods(
             out.setdefault(group(k), set()).add(inst.options[k].demand)
         return out
 
+    lv_ups = lv_upgrades(mdl)
     rng = random.Random(seed)
     draws = {"rival": Draws(rng), "site": Draws(rng)}
     best = sol
@@ -184,6 +191,7 @@ def neighbourhoods(
     first = whole_first
     again: set[int] | None = None  # a neighbourhood to search again, its rows tightened
     focus_most = MOST_FREE_FOCUS  # (halved while the focus's neighbourhood is not solved whole)
+    nb_s = NEIGHBOURHOOD_S  # (doubled after a neighbourhood with no plan at all)
     tries = 0  # (searches of it so far in a row)
     tightened = False
     # the longest AC check of a plan found so far (``accept``, and ``shortfall`` after it): the
@@ -219,16 +227,33 @@ def neighbourhoods(
             turn += kind >= 0
         held = [mdl.x[k].index for k in best.chosen if inst.options[k].demand not in free]
         domains = m.proto.variables
+        # the LV measures of the areas where no demand set free has an option stay as the
+        # plan builds them: their load does not change (a city group of 36,000 buses: with
+        # its 24,476 upgrades free, CP-SAT on one core proved no neighbourhood of 2-10
+        # demands in 4 s)
+        fixed: list[tuple[int, int]] = []
+        if not served <= free:
+            reach = {ot[k].area for k in mdl.x if inst.options[k].demand in free}
+            built = set(best.upgrades)
+            fixed = [(v, int(u in built)) for u, v, a in lv_ups if a not in reach]
+        fixed = [(v, b) for v, b in fixed if len(domains[v].domain) == 2]  # ([lo, hi])
+        saved = [(domains[v].domain[0], domains[v].domain[1]) for v, _ in fixed]
         for v in held:  # (a Boolean's domain is [0, 1]: held to [1, 1], then given back)
             domains[v].domain[0] = 1
+        for v, b in fixed:
+            domains[v].domain[0] = domains[v].domain[1] = b
         solver = cp_model.CpSolver()
-        solver.parameters.max_time_in_seconds = min(NEIGHBOURHOOD_S, left)
+        solver.parameters.max_time_in_seconds = min(nb_s, left)
         solver.parameters.num_workers = max(1, workers)
         try:
             status = interrupt.solve(solver, m)
         finally:
             for v in held:
                 domains[v].domain[0] = 0
+            for (v, _), (lo, hi) in zip(fixed, saved, strict=True):
+                domains[v].domain[0], domains[v].domain[1] = lo, hi
+        if kind != -1 and status == cp_model.UNKNOWN and solver.wall_time >= nb_s - 0.05:
+            nb_s = min(2 * nb_s, NEIGHBOURHOOD_MAX_S)
         if kind == -3:  # (not solved whole: once more, half as many rivals set free)
             focus_most //= 2
             if status == cp_model.OPTIMAL or focus is None or focus_most <= len(focus):
@@ -331,6 +356,27 @@ def take_room(mdl: PlanModel, less: dict[str, int], values: list[int]) -> int:
             ct.only_enforce_if(built)
         n += 1
     return n
+
+
+def lv_upgrades(mdl: PlanModel) -> list[tuple[int, int, int]]:
+    """(upgrade, its variable's index, its area) for each upgrade of ``mdl`` of a transformer
+    or an LV line of a loaded area (a transfer: of the line it opens); the others (10 kV
+    cables, new ties, moved units) are in no area."""
+    g = mdl.grid
+    of_trafo = {ag.trafo: a for a, ag in g.areas.items()}
+    of_line = {ln: a for a, ag in g.areas.items() for ln in ag.lines}
+    out = []
+    for u, v in mdl.y.items():
+        up = g.inst.upgrades[u]
+        if up.kind in TRAFO_KINDS:
+            a = of_trafo.get(up.element)
+        elif up.kind in (MeasureKind.LV_CABLE_REPLACE, MeasureKind.LV_CABLE_PARALLEL, TRANSFER):
+            a = of_line.get(up.element)
+        else:
+            a = None
+        if a is not None:
+            out.append((u, v.index, a))
+    return out
 
 
 def around(
