@@ -627,6 +627,10 @@ def test_a_neighbourhood_holds_the_lv_measures_of_areas_its_demands_cannot_reach
             n_held += 1
     assert 0 < n_held < len(lv)
     assert {v: list(fresh.m.proto.variables[v].domain) for _u, v, _a in lv} == before
+    # the whole model (every demand free: its optimum may be claimed) holds none
+    seen.clear()
+    neighbourhoods(fresh, start, time_limit_s=1.0, workers=2, seed=1, whole_first=True)
+    assert all(d == [0, 1] for d in seen[0][1].values()) and not seen[0][0]
 
 
 def test_a_city_groups_round_searches_its_hints_neighbourhoods(tmp_path, cn, monkeypatch):

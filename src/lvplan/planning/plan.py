@@ -159,11 +159,13 @@ REPAIR_MIN_S = 2.0
 #: (:meth:`PlanModel.relaxation_bound`) in the time it has left (a bound round given at least
 #: 15 s, past the group's time, bounded every group of the city, gap 34.8 %, but the groups'
 #: overruns added up: 895.6 s of the 900, and 937 s with the city's deadline as the only stop).
-#: 30 s while the round was CP-SAT's search of the whole model; since it searches the greedy
-#: plan's neighbourhoods (its first within a second of its start on a 36,000-bus group), 10 s:
-#: at 30 s, 12 of the 13,000-transformer city's 45 groups kept their greedy plans, 9 of them
-#: with 12-24 s of their time unused (the relaxation's bound included).
-SEARCH_WORTH_S = 10.0
+#: Since a group's round searches the greedy plan's neighbourhoods (its first within a second
+#: of its start), 10 s was tried: 12 of the 13,000-transformer city's 45 groups had kept their
+#: greedy plans at 30 s, 9 with 12-24 s unused, but at 10 s the groups that searched took the
+#: later groups' time (group 28: 39 s given against 53 s, its plan 9.3 % dearer), and the city
+#: came to 2,819,413,789 CNY against 2,813,996,216, gap 29.0 % against 27.2 %, 752.8 s wall
+#: against 734.8 s. Kept at 30 s.
+SEARCH_WORTH_S = 30.0
 #: ... for a group of at least this many buses (a smaller group's CP-SAT proves its optimum in
 #: a second or two: groups 36-45 of the city, 1,000-1,400 buses)
 SEARCH_SKIP_MIN_BUSES = 10_000
@@ -1076,6 +1078,7 @@ def plan_network(
                 if left - RESULT_S < POLISH_MIN_S + model_s[0]:  # (its model is made first)
                     raise _OutOfTime(f"{left:.1f} s left: too little for a neighbourhood search")
                 return polished(left)
+            focus[0] = None  # (a round of its own: a later search's focus is its own patch's)
             # a plan that broke a few limits is repaired without a search (below), which needs
             # only seconds: a round for that alone when a search has no time
             repairable = last[0] is not g_sol and choices(last[0]) not in passed

@@ -58,7 +58,8 @@ if TYPE_CHECKING:
 #: the longest CP-SAT searches one neighbourhood (its presolve takes about a second of it)
 NEIGHBOURHOOD_S = 2.0
 #: ... doubled, up to this, after a neighbourhood in which CP-SAT found no plan at all (not
-#: even its hint: a large model's presolve took the time; a city group of 36,000 buses)
+#: even its hint: a large model's presolve took the time; a city group of 36,000 buses), and
+#: halved again, down to it, after one solved whole in under half its time
 NEIGHBOURHOOD_MAX_S = 8.0
 #: a neighbourhood is started only with at least this long left
 MIN_NEIGHBOURHOOD_S = 0.8
@@ -231,8 +232,11 @@ def neighbourhoods(
         # plan builds them: their load does not change (a city group of 36,000 buses: with
         # its 24,476 upgrades free, CP-SAT on one core proved no neighbourhood of 2-10
         # demands in 4 s)
+        # (not once a refused plan's rows were tightened: they may cut the plan kept off where
+        # it stands, and another measure there is the way out; nor for the whole model, whose
+        # optimum is then claimed)
         fixed: list[tuple[int, int]] = []
-        if not served <= free:
+        if not served <= free and not tightened:
             reach = {ot[k].area for k in mdl.x if inst.options[k].demand in free}
             built = set(best.upgrades)
             fixed = [(v, int(u in built)) for u, v, a in lv_ups if a not in reach]
@@ -254,6 +258,8 @@ def neighbourhoods(
                 domains[v].domain[0], domains[v].domain[1] = lo, hi
         if kind != -1 and status == cp_model.UNKNOWN and solver.wall_time >= nb_s - 0.05:
             nb_s = min(2 * nb_s, NEIGHBOURHOOD_MAX_S)
+        elif status == cp_model.OPTIMAL and solver.wall_time < nb_s / 2:
+            nb_s = max(NEIGHBOURHOOD_S, nb_s / 2)  # (back as neighbourhoods solve quickly)
         if kind == -3:  # (not solved whole: once more, half as many rivals set free)
             focus_most //= 2
             if status == cp_model.OPTIMAL or focus is None or focus_most <= len(focus):
