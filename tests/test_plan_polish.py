@@ -7,7 +7,9 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ortools.sat.python import cp_model
@@ -71,6 +73,28 @@ def _searched_model(mdl: PlanModel, start: Solution) -> PlanModel:
     fresh.m.minimize(fresh.cost)
     assert fresh.hint(start)
     return fresh
+
+
+def _held(m) -> frozenset[int]:
+    """The variables of ``m`` held to 1 (a Boolean's domain fixed to [1, 1])."""
+    return frozenset(i for i, v in enumerate(m.proto.variables) if list(v.domain) == [1, 1])
+
+
+def _record_solves(monkeypatch, look: Callable[[Any], Any] = _held) -> list:
+    """``look(model)`` at each neighbourhood's CP-SAT solve in :mod:`lvplan.planning.polish`
+    (not a hint's check, which fixes the variables to their hint), in order."""
+    import lvplan.planning.polish as polish_mod
+
+    seen: list = []
+    real = polish_mod.interrupt.solve
+
+    def solve(solver, m):
+        if not solver.parameters.fix_variables_to_their_hinted_value:
+            seen.append(look(m))
+        return real(solver, m)
+
+    monkeypatch.setattr(polish_mod.interrupt, "solve", solve)
+    return seen
 
 
 def test_the_neighbourhood_search_returns_a_cheaper_plan_of_the_same_model(tmp_path, cn):
@@ -178,17 +202,7 @@ def test_each_neighbourhood_holds_only_its_own_connections(tmp_path, cn, monkeyp
     import lvplan.planning.polish as polish_mod
 
     mdl, _opt, start = _dear_plan(tmp_path, cn)
-    real = polish_mod.interrupt.solve
-    held_sets: list[frozenset[int]] = []
-
-    def solve(solver, m):
-        if not solver.parameters.fix_variables_to_their_hinted_value:  # (not the hint's check)
-            held_sets.append(
-                frozenset(i for i, v in enumerate(m.proto.variables) if list(v.domain) == [1, 1])
-            )
-        return real(solver, m)
-
-    monkeypatch.setattr(polish_mod.interrupt, "solve", solve)
+    held_sets = _record_solves(monkeypatch)
     monkeypatch.setattr(polish_mod, "NEIGHBOURHOOD_S", 0.3)
     polish(mdl.grid, start, time_limit_s=3.0, workers=1, seed=1)
     assert len(held_sets) >= 3, len(held_sets)
@@ -279,7 +293,6 @@ def test_a_refused_plan_tightens_the_rows_it_found_short_and_is_searched_again(
     that room, the same neighbourhood is searched again at once, and the search, now on a
     restriction of the model, no longer claims the model's optimum (sz-futian's whole model:
     before, its first neighbourhood solved whole returned as proved)."""
-    import lvplan.planning.polish as polish_mod
     from lvplan.planning.polish import neighbourhoods
 
     mdl, opt, start = _dear_plan(tmp_path, cn)
@@ -309,17 +322,7 @@ def test_a_refused_plan_tightens_the_rows_it_found_short_and_is_searched_again(
         rooms[name] = len(fresh.m.proto.constraints)
         return {name: 3, "DT-no-such-row": 5}
 
-    real = polish_mod.interrupt.solve
-    held_sets: list[frozenset[int]] = []
-
-    def solve(solver, m):
-        if not solver.parameters.fix_variables_to_their_hinted_value:
-            held_sets.append(
-                frozenset(i for i, v in enumerate(m.proto.variables) if list(v.domain) == [1, 1])
-            )
-        return real(solver, m)
-
-    monkeypatch.setattr(polish_mod.interrupt, "solve", solve)
+    held_sets = _record_solves(monkeypatch)
     best, proved = neighbourhoods(
         fresh,
         start,
@@ -558,19 +561,10 @@ def test_the_demands_a_patch_moved_are_freed_first_with_their_rivals(tmp_path, c
         return ("site", o.site) if o.site is not None else ("area", o.area)
 
     mine = {group(k) for k in fresh.x if inst.options[k].demand in focus}
-    rivals = {inst.options[k].demand for k in fresh.x if group(k) in mine}
+    served = {inst.options[k].demand for k in start.chosen}  # (the search frees only those)
+    rivals = {inst.options[k].demand for k in fresh.x if group(k) in mine} & served
     assert len(rivals) > 1  # (the demand competes with others for its room)
-    real = polish_mod.interrupt.solve
-    held_sets: list[frozenset[int]] = []
-
-    def solve(solver, m):
-        if not solver.parameters.fix_variables_to_their_hinted_value:
-            held_sets.append(
-                frozenset(i for i, v in enumerate(m.proto.variables) if list(v.domain) == [1, 1])
-            )
-        return real(solver, m)
-
-    monkeypatch.setattr(polish_mod.interrupt, "solve", solve)
+    held_sets = _record_solves(monkeypatch)
     neighbourhoods(fresh, start, time_limit_s=3.0, workers=2, seed=1, focus=set(focus))
     freed = {inst.options[k].demand for k in start.chosen} - {
         inst.options[k].demand for k in start.chosen if fresh.x[k].index in held_sets[0]
@@ -594,7 +588,6 @@ def test_a_neighbourhood_holds_the_lv_measures_of_areas_its_demands_cannot_reach
     an option is held as the plan builds it while the neighbourhood is searched, and given
     back after; those in the areas they reach stay free (a city group's 24,476 upgrades free
     in every neighbourhood: none of 2-10 demands proved in 4 s on one core)."""
-    import lvplan.planning.polish as polish_mod
     from lvplan.planning.polish import lv_upgrades, neighbourhoods
 
     mdl, _opt, start = _dear_plan(tmp_path, cn)
@@ -603,16 +596,13 @@ def test_a_neighbourhood_holds_the_lv_measures_of_areas_its_demands_cannot_reach
     lv = lv_upgrades(fresh)
     assert lv and len({a for _u, _v, a in lv}) > 1
     before = {v: list(fresh.m.proto.variables[v].domain) for _u, v, _a in lv}
-    seen: list[tuple[frozenset[int], dict[int, list[int]]]] = []
-    real = polish_mod.interrupt.solve
 
-    def solve(solver, m):
+    def look(m) -> tuple[frozenset[int], dict[int, list[int]]]:
         vs = m.proto.variables
         held = frozenset(k for k in start.chosen if list(vs[fresh.x[k].index].domain) == [1, 1])
-        seen.append((held, {v: list(vs[v].domain) for _u, v, _a in lv}))
-        return real(solver, m)
+        return held, {v: list(vs[v].domain) for _u, v, _a in lv}
 
-    monkeypatch.setattr(polish_mod.interrupt, "solve", solve)
+    seen = _record_solves(monkeypatch, look)
     focus = {inst.options[sorted(start.chosen)[0]].demand}
     neighbourhoods(fresh, start, time_limit_s=2.0, workers=2, seed=1, focus=focus)
     held, doms = seen[0]

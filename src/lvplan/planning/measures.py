@@ -64,6 +64,8 @@ CABLE_KINDS = (
 )
 #: Cable measures on 10 kV feeders (their cables are MV types of the catalogue).
 MV_CABLE_KINDS = (MeasureKind.MV_CABLE_REPLACE, MeasureKind.MV_CABLE_PARALLEL)
+#: ... and on LV feeders.
+LV_CABLE_KINDS = (MeasureKind.LV_CABLE_REPLACE, MeasureKind.LV_CABLE_PARALLEL)
 #: The measures that restore N-1 by changing the 10 kV topology (:mod:`lvplan.planning.n1measures`):
 #: a new normally-open tie between two feeders, and a transformer moved to another feeder.
 #: Neither reinforces an existing line or unit: their ``Upgrade.element`` is the tie's bus in

@@ -51,6 +51,7 @@ from lvplan.planning.linear import (
     mv_response,
 )
 from lvplan.planning.measures import (
+    LV_CABLE_KINDS,
     MV_CABLE_KINDS,
     N1_KINDS,
     TRAFO_KINDS,
@@ -97,7 +98,7 @@ N1_OFFER_CHECKS = 3
 N1_CUTS_WITHOUT_MEASURES = 5
 METHODS = ("optimal", "greedy")
 #: the measures whose AC cuts date them by the demands they counted (an LV element relieved)
-LV_RELIEF_KINDS = (MeasureKind.LV_CABLE_REPLACE, MeasureKind.LV_CABLE_PARALLEL, *TRAFO_KINDS)
+LV_RELIEF_KINDS = (*LV_CABLE_KINDS, *TRAFO_KINDS)
 #: the rounds of the greedy plan made again without new ties and moved transformers
 AGAIN = "greedy (again, without new ties and moves)"
 #: An optimal round is started only when CP-SAT gets at least this long and the round's AC

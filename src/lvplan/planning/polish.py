@@ -47,9 +47,7 @@ from typing import TYPE_CHECKING
 from ortools.sat.python import cp_model
 
 from lvplan.planning import interrupt
-from lvplan.planning.measures import TRAFO_KINDS, MeasureKind
-
-TRANSFER = MeasureKind.TRANSFER
+from lvplan.planning.measures import LV_CABLE_KINDS, TRAFO_KINDS, MeasureKind
 
 if TYPE_CHECKING:
     from lvplan.planning.linear import LinearGrid
@@ -376,7 +374,7 @@ def lv_upgrades(mdl: PlanModel) -> list[tuple[int, int, int]]:
         up = g.inst.upgrades[u]
         if up.kind in TRAFO_KINDS:
             a = of_trafo.get(up.element)
-        elif up.kind in (MeasureKind.LV_CABLE_REPLACE, MeasureKind.LV_CABLE_PARALLEL, TRANSFER):
+        elif up.kind in LV_CABLE_KINDS or up.kind == MeasureKind.TRANSFER:
             a = of_line.get(up.element)
         else:
             a = None
@@ -391,18 +389,13 @@ def around(
     competing: dict[tuple[str, int], set[int]],
     rng: random.Random,
     *,
-    most: int = 0,
+    most: int = MOST_FREE_FOCUS,
 ) -> set[int]:
-    """``focus`` and, at most ``most`` (:data:`MOST_FREE_FOCUS`) in all (drawn with ``rng``),
-    the demands that have an option in a group where one of ``focus`` has one (``groups_of``:
-    each demand's groups; ``competing``: each group's demands): those whose room they take."""
-    most = most or MOST_FREE_FOCUS
+    """``focus`` and, at most ``most`` in all (drawn with ``rng``), the demands that have an
+    option in a group where one of ``focus`` has one (``groups_of``: each demand's groups;
+    ``competing``: each group's demands): those whose room they take."""
     near = set().union(*(competing.get(g, set()) for i in focus for g in groups_of.get(i, ())))
-    near -= focus
-    room = max(0, most - len(focus))
-    if len(near) > room:
-        near = set(rng.sample(sorted(near), room))
-    return focus | near
+    return _with_drawn(focus, near, most, rng)
 
 
 def closing(
@@ -419,8 +412,13 @@ def closing(
     (``groups_of``: each demand's groups), whose room they would take."""
     own = set(now[site])
     near = set().union(*(now.get(g, set()) for i in own for g in groups_of.get(i, ()) if g != site))
-    near -= own
-    room = max(0, most - len(own))
+    return _with_drawn(own, near, most, rng)
+
+
+def _with_drawn(core: set[int], near: set[int], most: int, rng: random.Random) -> set[int]:
+    """``core`` and as many of ``near`` (drawn with ``rng``) as keep the whole at ``most``."""
+    near = near - core
+    room = max(0, most - len(core))
     if len(near) > room:
         near = set(rng.sample(sorted(near), room))
-    return own | near
+    return core | near

@@ -75,7 +75,7 @@ import numpy as np
 
 from lvplan.locate import bus_lonlat, distance_m
 from lvplan.model.catalogue import cable_types
-from lvplan.planning.measures import MeasureKind
+from lvplan.planning.measures import LV_CABLE_KINDS, MeasureKind
 
 if TYPE_CHECKING:
     from lvplan.model.network import Network
@@ -164,7 +164,7 @@ def offer_transfers(network: Network, inst: Instance) -> int:
     cheapest: dict[int, float] = {}
     dearest: dict[int, float] = {}
     for up in inst.upgrades:
-        if up.kind in (MeasureKind.LV_CABLE_REPLACE, MeasureKind.LV_CABLE_PARALLEL):
+        if up.kind in LV_CABLE_KINDS:
             cheapest[up.element] = min(cheapest.get(up.element, math.inf), up.cost_cny)
             dearest[up.element] = max(dearest.get(up.element, 0.0), up.cost_cny)
     site_cny: dict[int, float] = {}  # demand -> its cheapest new substation
