@@ -277,3 +277,68 @@ def test_the_first_alternative_that_passes_is_the_cheapest_in_time(sz_case):
     seen.clear()
     got, _ev, _tried = _first_passing(inst, [fewer, mid], fewer, check, far, 0.1)
     assert got is mid and seen == [mid.cost_cny]
+
+
+def test_a_round_that_broke_a_limit_is_patched_and_the_search_frees_what_the_patch_moved(
+    monkeypatch, cn
+):
+    """plan.py's wiring of the quick repair: the first optimal round's plan breaks a
+    transformer's limit in AC (here made to, by 0.5 % on its most loaded transformer); the next
+    round is the greedy patch (``_patched``), which passes its own AC check and becomes the
+    plan; the neighbourhood search after it (``polish``) is given the demands the patch moved
+    as its focus, once. The plan returned passes the real AC check."""
+    from lvplan.kinds import BindingKind
+    from lvplan.planning import plan as plan_mod
+    from lvplan.planning.parts import Part
+    from lvplan.planning.verify import Broken, check_plan
+
+    made: dict[str, object] = {}
+    real_check, real_patched, real_polish = plan_mod.check_plan, plan_mod._patched, plan_mod.polish
+    real_split = plan_mod.split
+    fields = ("demands", "options", "feeders")
+
+    def check(network, inst, sol, base):
+        ev, broken = real_check(network, inst, sol, base)
+        if "broke" in made or broken or not sol.bounds:  # (not the greedy plan: no bounds)
+            return ev, broken
+        # the plan's most loaded transformer, 0.5 % over its limit
+        m = ev.margins()
+        trafos = [
+            p for p in range(len(m)) if ev.limits.margin_label(p)[0] == BindingKind.TRANSFORMER
+        ]
+        p = min(trafos, key=lambda q: m[q])
+        kind, el, side = ev.limits.margin_label(p)
+        made["broke"] = str(el)
+        return ev, [Broken(kind, str(el), "", side, -0.005, base.get((el, side)))]
+
+    def patched(grid, before, after, sol):
+        got, moved = real_patched(grid, before, after, sol)
+        made.setdefault("moved", []).append(set(moved) if got is not None else None)
+        return got, moved
+
+    def polish(*args, **kw):
+        made.setdefault("focus", []).append(kw.get("focus"))
+        return real_polish(*args, **kw)
+
+    def one_part(network, inst, **kw):  # (the patch is for a plan of the whole grid)
+        ps = real_split(network, inst, **kw)
+        return [Part(*(tuple(sorted({x for p in ps for x in getattr(p, f)})) for f in fields))]
+
+    monkeypatch.setattr(plan_mod, "check_plan", check)
+    monkeypatch.setattr(plan_mod, "_patched", patched)
+    monkeypatch.setattr(plan_mod, "polish", polish)
+    monkeypatch.setattr(plan_mod, "split", one_part)
+    monkeypatch.setattr(plan_mod, "GO_ON_S", 1e9)  # (every round after a pass is a search)
+    net = lvplan.load_network("sz-futian")
+    p = plan_mod.plan(net, CSV, criteria=cn, time_limit_s=30, workers=2, by_island=False)
+    assert "broke" in made
+    moved = made["moved"][0]
+    assert moved, made  # the patch moved the demands on the transformer it broke
+    assert made["focus"][0] == moved  # ... and the search after it freed them first
+    assert all(f is None for f in made["focus"][1:])  # (once)
+    assert any("patched greedily" in " ".join(r.notes) for r in p.history), [
+        (r.method, r.status, r.notes) for r in p.history
+    ]
+    # the plan returned passes the real AC check
+    _ev, broken = check_plan(net, p.instance, p.solution, plan_mod.base_margin_map(net, cn))
+    assert broken == []
