@@ -726,3 +726,31 @@ def test_a_cable_on_a_20_kv_network_is_one_rated_for_it(cn):
     ln10 = int(sz.pp.line.index[sz.pp.bus.vn_kv.loc[sz.pp.line.from_bus].to_numpy() > 1][0])
     (rl,) = Changes().replace_line(ln10, MV_CABLE_20).resolve(sz).items
     assert rl.cable == MV_CABLE_20
+
+
+@pytest.mark.parametrize(
+    ("line", "field"),
+    [
+        ("{kind: add_load, bus: 16, kw: 1:30}", "kw"),  # base 60 in YAML 1.1: 90 kW
+        ("{kind: add_load, bus: 16, kw: 1_000}", "kw"),  # 1000
+        ("{kind: add_load, bus: 16, kw: 0x10}", "kw"),  # 16
+        ("{kind: set_switch, switch: 0, closed: off}", "closed"),  # False
+        ("{kind: set_switch, switch: 0, closed: yes}", "closed"),  # True
+        ("{kind: replace_transformer, trafo: 2, rated_kva: 0o1750}", "rated_kva"),  # 1000
+    ],
+)
+def test_yaml_reads_numbers_and_booleans_only_as_the_command_line_does(tmp_path, line, field):
+    """A plain YAML value that is not a decimal number, true/false or null is text, which the
+    field refuses by name (PyYAML's YAML 1.1 resolvers read each of these as a number or a
+    Boolean, silently); decimal numbers, 1e3 and true/false still read as before."""
+    f = tmp_path / "c.yaml"
+    f.write_text(f"changes:\n  - {line}\n", encoding="utf-8")
+    with pytest.raises(InputError, match=rf"change 1 \(\w+\): {field}: must be"):
+        load_changes(f)
+    f.write_text(
+        "changes:\n  - {kind: add_load, bus: 16, kw: 1e3, kvar: -2.5}\n"
+        "  - {kind: set_switch, switch: 0, closed: True}\n",
+        encoding="utf-8",
+    )
+    got = load_changes(f).items
+    assert (got[0].kw, got[0].kvar, got[1].closed) == (1000.0, -2.5, True)

@@ -1,9 +1,20 @@
 """YAML read strictly: a key given twice in one mapping is an error, not the last one winning
 silently (PyYAML's ``safe_load`` keeps the last: a study with ``seed`` twice ran with the
-second and said nothing)."""
+second and said nothing).
+
+And a plain scalar is a number, a Boolean or null only in the few spellings lvplan's own
+number grammar (:mod:`lvplan.numbers`) and YAML 1.2's core schema agree on; every other is a
+string, which the field's own check then refuses by name. PyYAML follows YAML 1.1, whose
+implicit types turned a changes file's ``kw: 1:30`` into a 90 kW load (base 60), ``1_000``
+into 1000, ``bus: 0x10`` into bus 16 and ``closed: off`` into False, each without a word
+(found by a hostile probe), where the same text in a CSV or on the command line is refused.
+Numbers: ``[-+]?[0-9]+`` (int); decimals with a point and/or an exponent, ``1e3`` included
+(float; ``.inf``/``.nan`` too, which the fields refuse as not finite); Booleans ``true`` and
+``false`` (any case); null ``~``, ``null`` or nothing. Dates stay strings."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -15,6 +26,24 @@ class DuplicateKey(Exception):
 
 class _StrictLoader(yaml.SafeLoader):
     pass
+
+
+_StrictLoader.yaml_implicit_resolvers = {}  # (not SafeLoader's YAML 1.1 set: see above)
+for _tag, _pattern, _first in (
+    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("int", r"^[-+]?[0-9]+$", "-+0123456789"),
+    (
+        "float",
+        r"^(?:[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        "-+0123456789.",
+    ),
+    ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("merge", r"^(?:<<)$", "<"),  # (a merged mapping, as SafeLoader reads it)
+):
+    _StrictLoader.add_implicit_resolver(
+        f"tag:yaml.org,2002:{_tag}", re.compile(_pattern), list(_first)
+    )
 
 
 def _refuse_repeats(loader: _StrictLoader, node: yaml.MappingNode) -> None:
