@@ -25,10 +25,11 @@ import lvplan
 from lvplan.cli import main
 from lvplan.errors import InputError
 from lvplan.locate import bus_lonlat
+from lvplan.model.topology import mv_islands
 from lvplan.planning import candidates
 from lvplan.planning import groups as groups_mod
 from lvplan.planning.demand import read_demand
-from lvplan.planning.islands import island_groups, subnetwork
+from lvplan.planning.islands import SubNetworks, island_groups, subnetwork
 from lvplan.planning.outputs import reinforced_json
 from lvplan.planning.plan import plan as make_plan
 
@@ -591,3 +592,28 @@ def test_an_earlier_runs_groups_stay_until_a_new_group_is_kept(tmp_path, monkeyp
     monkeypatch.undo()
     store.put(types.SimpleNamespace(key="c" * 64))
     assert sorted(p.name for p in parts.iterdir()) == ["c" * 64 + ".pkl", "run.json"]
+
+
+def test_a_group_keeps_the_tie_it_energises_up_to_its_open_end(cn):
+    """sz-futian's F1-F2 tie cable (line 41, 0.6 km) runs from T4's 10 kV bus (21, feeder F1)
+    to bus 46 (F2), open at bus 46: in the whole network it hangs on F1, and its charging
+    current flows there. F1's group keeps it with bus 46 as an unsupplied bus of its own, so
+    the group's load flow is the whole network's (line 17, T4's main cable, 103.2516 % in both;
+    cut out, it was 103.2531 %); F2's group, open at its end, does not have it."""
+    sz = lvplan.load_network("sz-futian")
+    mv = sz.pp.bus.index[sz.pp.bus.vn_kv > 1].tolist()
+    isl = mv_islands(sz.pp)
+    f1 = np.flatnonzero(isl.reindex(sz.pp.bus.index).to_numpy() == isl[21])
+    f2 = np.flatnonzero(isl.reindex(sz.pp.bus.index).to_numpy() == isl[46])
+    assert 46 in mv and 46 not in sz.pp.bus.index[f1] and 21 not in sz.pp.bus.index[f2]
+    slack = [0, 1]
+    subs = SubNetworks(sz, [np.union1d(sz.pp.bus.index[f], slack) for f in (f1, f2)])
+    one, two = subs.make(0, "F1"), subs.make(1, "F2")
+    assert 41 in one.pp.line.index and 41 not in two.pp.line.index
+    assert not one.live.bus[one.bus_row(46)]  # (its far end: unsupplied)
+    whole = sz.base_state().line_loading_percent[sz.pp.line.index.get_loc(17)]
+    part = one.base_state().line_loading_percent[one.pp.line.index.get_loc(17)]
+    assert part == pytest.approx(whole, abs=1e-9)
+    vm_w = np.asarray(sz.base_state().vm_pu)[[sz.bus_row(b) for b in (21, 22)]]
+    vm_p = np.asarray(one.base_state().vm_pu)[[one.bus_row(b) for b in (21, 22)]]
+    assert np.abs(vm_w - vm_p).max() < 1e-10

@@ -210,3 +210,34 @@ def test_an_n1_section_beyond_every_upgrade_is_lifted_by_the_largest(tmp_path, s
     assert lift and {inst.upgrades[u].capacity for u in lift} == {top}
     fits = _relief(inst, sol, False, 17, 0.01, times=1.0, or_largest=True)
     assert set(fits) == set(_relief(inst, sol, False, 17, 0.01, times=1.0)) and len(fits) > 1
+
+
+def test_a_plan_says_which_limits_broken_elsewhere_before_it_it_makes_worse(tmp_path, sz, cn):
+    """Two demands on T1's and T5's busbars: their areas hold no broken limit, so the plan
+    repairs nothing, but their load lowers the 10 kV voltage, and line 17 (T4, 103.25 % at the
+    base) and T7 (104.88 %) carry more. The criteria leave both out of the decision; the plan
+    lists them (summary.json ``pre_existing_elsewhere``) with the values before and after, each
+    after as the AC evaluation of the plan has it; nothing of its own areas is listed."""
+    from lvplan.evaluation import evaluate
+
+    csv = tmp_path / "d.csv"
+    csv.write_text("id,kw,category,bus\nX1,160,shop,3\nX2,160,shop,28\n")
+    p = make_plan(sz, csv, criteria=cn, method="greedy", time_limit_s=10)
+    assert len(p.assignments) == 2
+    worse = {w["element"]: w for w in p.summary()["pre_existing_elsewhere"]}
+    assert set(worse) == {"line 17", "trafo 6"}
+    st, base = evaluate(sz, p.changes, cn).state, sz.base_state()
+    # (each group's load flow is the whole network's: planning/islands.py keeps the F1-F2
+    # tie's charging in F1's group, without which line 17 read 103.2531 % before the plan)
+    assert worse["line 17"]["before"] == pytest.approx(base.line_loading_percent[17], abs=1e-4)
+    assert worse["line 17"]["before"] == pytest.approx(103.2516, abs=1e-4)
+    assert worse["line 17"]["after"] == pytest.approx(st.line_loading_percent[17], abs=1e-4)
+    assert worse["trafo 6"]["before"] == pytest.approx(base.trafo_loading_percent[6], abs=1e-4)
+    assert worse["trafo 6"]["after"] == pytest.approx(st.trafo_loading_percent[6], abs=1e-4)
+    assert all(w["after"] > w["before"] and w["limit"] == 100.0 for w in worse.values())
+    own = {str(e) for e in own_elements(sz, p.instance, p.solution)}
+    assert not own & set(worse)
+    # a plan that connects nothing makes nothing worse
+    none = tmp_path / "none.csv"
+    none.write_text("id,kw,category,bus\nH1,5000,shop,3\n")  # (an HV customer: unserved)
+    assert make_plan(sz, none, criteria=cn, method="greedy").worse_elsewhere == []

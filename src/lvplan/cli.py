@@ -729,6 +729,16 @@ def _plan(args: argparse.Namespace, crit) -> int:
         )
     if result.unserved:
         print(f"unserved: {len(result.unserved)} (see unserved.csv)")
+    if worse := s["pre_existing_elsewhere"]:
+        shown = "; ".join(
+            f"{w['element']} {w['before']:g} -> {w['after']:g} {w['unit']} (limit {w['limit']:g})"
+            for w in worse[:5]
+        )
+        print(
+            f"outside a limit before the plan, outside its own LV networks, and further out "
+            f"with it (left out of the decision by the criteria; summary.json "
+            f"pre_existing_elsewhere): {shown}{'; ...' if len(worse) > 5 else ''}"
+        )
     print(f"-> {out}/")
     return 0
 

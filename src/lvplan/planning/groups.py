@@ -79,7 +79,8 @@ POOL_MIN_BUSES = 50_000
 #: keeps the finished groups. 2: a parallel pair over its limit cut by its share of the
 #: current; the optimal rounds stop at the deadline. 3: sites between two clusters, the
 #: greedy made again without them, measures dated by need. 4: sites tied to other feeders.
-PLAN_FORMAT = 4
+#: 5: a plan lists the pre-existing violations elsewhere it makes worse (``worse_elsewhere``).
+PLAN_FORMAT = 5
 
 
 @dataclass
@@ -717,6 +718,7 @@ def join(
         u["reason"] = u["reason"] or reasons.get(u["demand"]) or "no option fits"
         del u["position"]
     out.ac_rounds = rounds
+    out.worse_elsewhere = [x for r in results if r.plan is not None for x in r.plan.worse_elsewhere]
     late = [r.index + 1 for r in results if r.plan is not None and r.plan.stopped]
     if late:
         out.stopped = "time_limit"

@@ -282,6 +282,7 @@ class SubNetworks:
     def __init__(self, network: Network, bus_sets: list[np.ndarray]):
         net = self.net = network.pp
         self.network = network
+        bus_sets = _with_open_far_ends(net, bus_sets)
         self.sets = [pd.Index(b) for b in bus_sets]
         ids = net.bus.index
         label = np.full(len(ids), -1, np.int64)  # set of each bus; -2: in several
@@ -340,6 +341,58 @@ class SubNetworks:
                 sub[key] = tab.copy()
         sub["std_types"] = copy.deepcopy(net.std_types)
         return Network(sub, name=name, source=self.network.source, validate=False, owned=True)
+
+
+def _with_open_far_ends(net, bus_sets: list[np.ndarray]) -> list[np.ndarray]:
+    """Each bus set with the far ends of the branches it energises up to an open switch: a line
+    (or transformer) from a bus of the set to a bus of another set, open at that far end (a
+    normally-open tie between two feeders), is connected at the set's end in the whole
+    network's load flow, and its charging current flows there. Cut out with its far bus, it
+    was missing from the sub-network: on sz-futian the 0.6 km F1-F2 tie cable's charging moved
+    line 17's loading from 103.2516 % (whole network) to 103.2531 % (its group alone), a
+    sub-network no longer the whole network's load flow. With the far bus kept (with whatever
+    sits on it, but no branch to the rest of its own set: pandapower leaves it unsupplied, and
+    the candidates and limits skip a bus that is not live), the branch is modelled as in the
+    whole network, as :mod:`lvplan.model.islands` cuts an island for ``check``."""
+    sw = net.switch
+    if sw.empty:
+        return bus_sets
+    op = sw[~sw.closed.astype(bool) & (sw.et != "b")]
+    if op.empty:
+        return bus_sets
+    opened = set(zip(op.et.tolist(), op.element.tolist(), op.bus.tolist(), strict=True))
+    near_all: list[np.ndarray] = []
+    far_all: list[np.ndarray] = []
+    for et, name, (ca, cb) in (
+        ("l", "line", ("from_bus", "to_bus")),
+        ("t", "trafo", ("hv_bus", "lv_bus")),
+    ):
+        tab = net.get(name)
+        o = op[op.et == et]
+        if tab is None or tab.empty or o.empty:
+            continue
+        rows = tab.index.get_indexer(o.element.to_numpy())
+        o, rows = o[rows >= 0], rows[rows >= 0]
+        a_bus = tab[ca].to_numpy(np.int64)[rows]
+        b_bus = tab[cb].to_numpy(np.int64)[rows]
+        far = o.bus.to_numpy(np.int64)
+        near = np.where(far == a_bus, b_bus, a_bus)
+        el = o.element.to_numpy(np.int64)
+        on = tab.in_service.to_numpy(bool)[rows] if "in_service" in tab else np.ones(len(o), bool)
+        live = np.array(
+            [(et, int(e), int(n)) not in opened for e, n in zip(el, near, strict=True)], bool
+        )  # (open at both ends: energised from neither)
+        keep = on & live & (near != far)
+        near_all.append(near[keep])
+        far_all.append(far[keep])
+    if not near_all:
+        return bus_sets
+    near, far = np.concatenate(near_all), np.concatenate(far_all)
+    out = []
+    for b in bus_sets:
+        m = np.isin(near, b) & ~np.isin(far, b)
+        out.append(np.union1d(b, far[m]) if m.any() else b)
+    return out
 
 
 def _switches(net, keep: pd.Index) -> pd.DataFrame:

@@ -74,7 +74,13 @@ from lvplan.planning.polish import polish
 from lvplan.planning.repair import MAX_TOUCHED_SHARE, repair, snapshot, touched
 from lvplan.planning.sitebound import sites_bound
 from lvplan.planning.transfers import offer_transfers
-from lvplan.planning.verify import base_margin_map, check_plan, solution_changes, tighten
+from lvplan.planning.verify import (
+    base_margin_map,
+    check_plan,
+    solution_changes,
+    tighten,
+    worse_elsewhere,
+)
 from lvplan.planning.withdraw import withdraw_unverified
 from lvplan.planning.years import measure_years, year_note
 
@@ -253,6 +259,10 @@ class Plan:
     #: passed the AC check by then); None when they ran to their end
     stopped: str | None = None
     stop_note: str = ""
+    #: the elements outside a limit before the plan, outside its own LV networks, that it
+    #: moves further out (:func:`lvplan.planning.verify.worse_elsewhere`; summary.json's
+    #: ``pre_existing_elsewhere``)
+    worse_elsewhere: list[dict[str, Any]] = field(default_factory=list)
     #: what the plan was made from (``plan`` sets it; summary.json's ``criteria`` and
     #: ``inputs``): the profile with its overrides, the catalogue, the demand, the settings
     inputs: dict[str, Any] | None = field(default=None, repr=False)
@@ -350,6 +360,8 @@ class Plan:
                 "parts": self.solution.parts,
             },
             "ac_rounds": self.ac_rounds,
+            # left out of the decision by the criteria, and made worse: said, not repaired
+            "pre_existing_elsewhere": self.worse_elsewhere,
             "stopped": self.stopped,
             **({"stop_note": self.stop_note} if self.stopped else {}),
             "runtime_s": round(self.runtime_s, 2),
@@ -2088,6 +2100,7 @@ def _result(
             }
         )
     return Plan(
+        worse_elsewhere=[] if ev is None else worse_elsewhere(network, inst, sol, ev),
         network=network.name,
         method=method,
         measures=measures,

@@ -22,6 +22,7 @@ import dataclasses
 import math
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -717,6 +718,40 @@ def own_elements(network: Network, inst: Instance, sol: Solution) -> set[Element
         out.update(ElementRef("bus", b) for b in ar.buses)
         out.update(ElementRef("line", ln) for ln in ar.lines)
         out.update(ElementRef("trafo", t) for t in ar.trafos)
+    return out
+
+
+def worse_elsewhere(
+    network: Network, inst: Instance, sol: Solution, ev: Evaluation
+) -> list[dict[str, Any]]:
+    """The elements outside a limit before the plan, outside the LV networks it connects
+    demands to, that it moves further out: the criteria leave them out of the decision
+    (``criteria.md``, pre-existing violations: elsewhere a warning, as ``check`` reports them),
+    so the plan neither repairs them nor is refused for them, but says so. On sz-futian line 17
+    (103.25 % at the base) and T7 (104.88 %) rose by 0.1-0.3 points under plans whose demands
+    connect elsewhere, through the 10 kV voltage (found by a hostile probe), and nothing said
+    it. Each: element, name, kind, before, after, limit, unit."""
+    from lvplan.criteria.judge import Limits
+
+    own = own_elements(network, inst, sol)
+    judged = Limits(network.pp, inst.criteria).judge(network.base_state())
+    before = {(v.element, v.kind): v for v in judged.violations if v.element not in own}
+    out = []
+    for v in ev.violations:
+        b = before.get((v.element, v.kind))
+        if b is None or v.severity <= b.severity + 1e-9:
+            continue
+        out.append(
+            {
+                "element": str(v.element),
+                "name": v.element_name,
+                "kind": str(v.kind),
+                "before": round(b.value, 4),
+                "after": round(v.value, 4),
+                "limit": round(v.limit, 4),
+                "unit": v.unit,
+            }
+        )
     return out
 
 
