@@ -30,12 +30,13 @@ def _write(tmp_path, text: str | bytes, name: str = "d.csv"):
 # -- read_demand: values ---------------------------------------------------------------------
 def test_design_kw_radius_coordinates_and_policy(tmp_path, sz, cn):
     """shop 100 kW at bus 5 -> design 70 kW (factor 0.7), lon/lat of bus 5 (bus wins over the
-    given lon/lat); restaurant 50 kW by lon/lat in class C -> 30 kW, radius 400 m; office by bus
-    name, class B -> 250 m; 200 kW is LV, 200.5 kW needs HV; no category -> generic (1.0)."""
+    given lon/lat, 103 m away); restaurant 50 kW by lon/lat in class C -> 30 kW, radius 400 m;
+    office by bus name, class B -> 250 m; 200 kW is LV, 200.5 kW needs HV; no category ->
+    generic (1.0)."""
     p = _write(
         tmp_path,
         "id,kw,category,bus,lon,lat,year,area_class\n"
-        "a,100,shop,5,1.0,2.0,2027,\n"
+        "a,100,shop,5,114.0602,22.5413,2027,\n"
         "b,50,restaurant,,114.06,22.541,,C\n"
         "c,200,office,T2 market stalls,,,2029,B\n"
         "d,200.5,,12,,,,\n",
@@ -121,6 +122,13 @@ BAD_ROWS = [
     (H + "a,10,,5,,,1999,\n", 2, "year: must be within 2000..2100, got 1999"),
     (H + "a,10,,5,,,2027.5,\n", 2, "year: must be a whole number, got '2027.5'"),
     (H + "a,10,,5,,,,Z\n", 2, "area_class: unknown area class 'Z'; known: A+, A, B"),
+    (  # a bus and lon/lat that disagree (bus 5 is at 114.05926, 22.54163): one is wrong
+        H + "a,10,,5,0,0,,\n",
+        2,
+        "lon/lat: (0, 0) is 12,467,088 m from bus '5' at (114.05926, 22.54163), more than "
+        "1,000 m: give bus or lon/lat, or make them agree",
+    ),
+    (H + "a,10,,5,114.0593,22.5326,,E\n", 2, "lon/lat: (114.059, 22.5326) is 1,005 m from"),
     (H + "a,10,,5,,,,\nb,10,,6,,,,\na,20,,7,,,,\n", 4, "id: 'a' appears twice (first on line 2)"),
     ("id,kw,bus\n\na,10,5\n\nb,-1,5\n", 5, "kw: must be at least 0.001 kW"),  # blank lines count
     ("id,kw,bus\na,10,5,7\n", 2, "row: 4 cells, more than the header's 3"),

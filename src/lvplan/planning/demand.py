@@ -16,8 +16,11 @@ Columns (header on line 1, any order)::
 Each row needs ``bus`` or both ``lon`` and ``lat``. When a row gives both, **the bus wins**: the
 demand is at that bus, and its ``lon``/``lat`` are the bus's coordinates when the network has
 them (the given lon/lat must still be valid numbers, and are kept only for a bus without
-coordinates). Design kW is ``Category.design_kw`` (the one the check uses); ``hv_required`` is
-the check's own rule, declared kW above the profile's ``lv_policy_max_kw``.
+coordinates). But a bus and lon/lat more than :data:`BUS_LONLAT_AGREE_M` apart (or the row's
+supply radius, if larger) are refused: one of them is wrong (a row at bus 16 of sz-futian with
+lon/lat 0, 0 was planned at bus 16 without a word; found by a hostile probe). Design kW is
+``Category.design_kw`` (the one the check uses); ``hv_required`` is the check's own rule,
+declared kW above the profile's ``lv_policy_max_kw``.
 
 The whole input is validated before anything is returned: the first bad row raises
 :class:`~lvplan.errors.InputError` with one line ``FILE:LINE: field: message`` (a DataFrame
@@ -42,6 +45,10 @@ from lvplan.errors import InputError
 from lvplan.io.textfile import text_lines
 from lvplan.numbers import finite, read_int, shown
 from lvplan.register.fields import check_id
+
+#: A row that gives both a bus and lon/lat: the two may lie this far apart (metres, straight
+#: line; or the row's supply radius, if larger), a customer's site and the bus it connects at
+BUS_LONLAT_AGREE_M = 1000.0
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -386,10 +393,13 @@ class _RowReader:
                 else:
                     lat = x
         bus: int | None = None
+        both: tuple[float, float, float, float] | None = None  # (lon, lat) against the bus's
         if cell.get("bus") is not None:
             bus = self._bus(cell["bus"])
             blon, blat = self.bus_lonlat(bus)
-            if blon is not None:
+            if blon is not None and blat is not None:
+                if lon is not None and lat is not None:
+                    both = (lon, lat, blon, blat)
                 lon, lat = blon, blat
         elif lon is None or lat is None:
             missing = "lat" if lon is not None else "lon" if lat is not None else "bus"
@@ -405,6 +415,17 @@ class _RowReader:
         if cls not in self.crit.supply_radius_m:
             known = ", ".join(self.crit.supply_radius_m)
             raise InputError(f"area_class: unknown area class {shown(cls)}; known: {known}")
+        if both is not None:  # a bus and lon/lat that disagree: one of them is wrong
+            from lvplan.locate import distance_m
+
+            far_m = max(self.crit.supply_radius_m[cls], BUS_LONLAT_AGREE_M)
+            d_m = float(distance_m(*both))
+            if d_m > far_m:
+                raise InputError(
+                    f"lon/lat: ({both[0]:g}, {both[1]:g}) is {d_m:,.0f} m from bus "
+                    f"{shown(cell['bus'])} at ({both[2]:.5f}, {both[3]:.5f}), more than "
+                    f"{far_m:,.0f} m: give bus or lon/lat, or make them agree"
+                )
         return Demand(
             id=ident,
             declared_kw=kw,
