@@ -132,6 +132,10 @@ BAD_ROWS = [
     (H + "a,10,,5,,,,\nb,10,,6,,,,\na,20,,7,,,,\n", 4, "id: 'a' appears twice (first on line 2)"),
     ("id,kw,bus\n\na,10,5\n\nb,-1,5\n", 5, "kw: must be at least 0.001 kW"),  # blank lines count
     ("id,kw,bus\na,10,5,7\n", 2, "row: 4 cells, more than the header's 3"),
+    # a quote never closed (it read to the end of the file as one cell: "kw: missing")
+    ('id,kw,bus\na,10,5\n"b,10,5\nc,10,5\n', 3, "not a readable CSV row (a quoted cell opened"),
+    # a row whose quoted cell spans lines is named by its first line (it was its last)
+    ('id,kw,bus\n\n"a\nb",10,5\n', 3, "id: must not contain control, format or separator"),
 ]
 
 

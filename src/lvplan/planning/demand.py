@@ -229,7 +229,18 @@ def _csv_rows(
     # a blank first line: the file is empty if every line is (else the blank header is refused)
     if not first.strip() and all(not line.strip() for line in lines):
         raise InputError(f"{p}: empty file (expected a header: id, kw, bus or lon, lat)")
-    reader = csv.DictReader(itertools.chain([first], lines), restkey=_EXTRA)
+    # (strict: a quote opened and never closed was read to the end of the file as one cell,
+    # and the row then said "kw: missing"; a hostile probe)
+    at = [0, 0]  # lines read so far; the first line (not blank) of the row being read
+
+    def counted(it: Iterator[str]) -> Iterator[str]:
+        for text in it:
+            at[0] += 1
+            if not at[1] and text.strip():
+                at[1] = at[0]
+            yield text
+
+    reader = csv.DictReader(counted(itertools.chain([first], lines)), restkey=_EXTRA, strict=True)
     try:
         header = [h.strip() for h in reader.fieldnames or []]
     except csv.Error as exc:
@@ -238,13 +249,25 @@ def _csv_rows(
     reader.fieldnames = header
 
     def rows() -> Iterator[tuple[int, Mapping[str, Any]]]:
-        for row in reader:
+        while True:
+            at[1] = 0  # (the row's first line: a quoted cell may span lines, blank ones skipped)
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                start = at[1] or reader.line_num
+                why = str(exc)
+                if "unexpected end of data" in why:
+                    why = "a quoted cell opened on this line is never closed"
+                raise InputError(f"{p}:{start}: not a readable CSV row ({why})") from None
+            start = at[1] or reader.line_num
             if row.get(_EXTRA):
                 raise InputError(
-                    f"{p}:{reader.line_num}: row: {width + len(row[_EXTRA])} cells, "
+                    f"{p}:{start}: row: {width + len(row[_EXTRA])} cells, "
                     f"more than the header's {width}"
                 )
-            yield reader.line_num, row
+            yield start, row
 
     return header, rows()
 
