@@ -454,3 +454,25 @@ def test_design_kw_is_the_checks_own_function(tmp_path, sz, cn, monkeypatch):
     (d,) = read_demand(p, sz, cn).demands
     q = make_question(sz, bus=5, kw=40, category="restaurant", pf=None, criteria=cn)
     assert d.design_kw == q.design_kw == pytest.approx(25.0)
+
+
+def test_every_csv_reader_names_the_row_a_quote_never_closes_on(tmp_path):
+    """Demand, parcel and application files share one strict reader (io/csvread.py): a quote
+    opened on line 3 and never closed is one line naming line 3 (the lenient reader read the
+    rest of the file as one cell), and a row past it is not read."""
+    from lvplan.planning.parcels import load_densities, read_parcels
+    from lvplan.register.batch import read_queue
+
+    parcels = tmp_path / "parcels.csv"
+    parcels.write_text(
+        "id,land_use,floor_area_m2,year,lon,lat\n"
+        "p1,retail,1000,2027,114.06,22.54\n"
+        '"p2,retail,1000,2027,114.06,22.54\n'
+        "p3,retail,1000,2027,114.06,22.54\n"
+    )
+    with pytest.raises(InputError, match=r"parcels.csv:3: not a readable CSV row \(a quoted cell"):
+        read_parcels(parcels, load_densities())
+    queue = tmp_path / "queue.csv"
+    queue.write_text('id,bus,kw\na1,5,10\n"a2,5,10\na3,5,10\n')
+    with pytest.raises(InputError, match=r"queue.csv:3: not a readable CSV row \(a quoted cell"):
+        read_queue(queue)

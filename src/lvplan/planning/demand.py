@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from lvplan.criteria import Criteria, category, load_criteria
 from lvplan.decision import MIN_KW
 from lvplan.errors import InputError
+from lvplan.io.csvread import dict_rows
 from lvplan.io.textfile import text_lines
 from lvplan.numbers import finite, read_int, shown
 from lvplan.register.fields import check_id
@@ -229,39 +230,11 @@ def _csv_rows(
     # a blank first line: the file is empty if every line is (else the blank header is refused)
     if not first.strip() and all(not line.strip() for line in lines):
         raise InputError(f"{p}: empty file (expected a header: id, kw, bus or lon, lat)")
-    # (strict: a quote opened and never closed was read to the end of the file as one cell,
-    # and the row then said "kw: missing"; a hostile probe)
-    at = [0, 0]  # lines read so far; the first line (not blank) of the row being read
-
-    def counted(it: Iterator[str]) -> Iterator[str]:
-        for text in it:
-            at[0] += 1
-            if not at[1] and text.strip():
-                at[1] = at[0]
-            yield text
-
-    reader = csv.DictReader(counted(itertools.chain([first], lines)), restkey=_EXTRA, strict=True)
-    try:
-        header = [h.strip() for h in reader.fieldnames or []]
-    except csv.Error as exc:
-        raise InputError(f"{p}:1: not a readable CSV header ({exc})") from None
+    header, read = dict_rows(p, itertools.chain([first], lines), _EXTRA)
     width = len(header)
-    reader.fieldnames = header
 
     def rows() -> Iterator[tuple[int, Mapping[str, Any]]]:
-        while True:
-            at[1] = 0  # (the row's first line: a quoted cell may span lines, blank ones skipped)
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                start = at[1] or reader.line_num
-                why = str(exc)
-                if "unexpected end of data" in why:
-                    why = "a quoted cell opened on this line is never closed"
-                raise InputError(f"{p}:{start}: not a readable CSV row ({why})") from None
-            start = at[1] or reader.line_num
+        for start, row in read:
             if row.get(_EXTRA):
                 raise InputError(
                     f"{p}:{start}: row: {width + len(row[_EXTRA])} cells, "

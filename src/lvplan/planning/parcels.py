@@ -23,7 +23,6 @@ Bad input raises :class:`~lvplan.errors.InputError` with one line ``FILE:LINE: f
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import tomllib
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from lvplan.criteria import category as get_category
 from lvplan.errors import InputError
+from lvplan.io.csvread import dict_rows
 from lvplan.io.textfile import read_text_bounded
 from lvplan.numbers import finite
 from lvplan.planning.demand import check_demand_id
@@ -195,9 +195,7 @@ def read_parcels(path: str | Path, densities: dict[str, Density]) -> tuple[Parce
 def _csv_rows(p: Path, text: str) -> list[tuple[str, dict[str, Any]]]:
     if not text.strip():
         raise InputError(f"{p}: empty file (expected a header: {', '.join(COLUMNS)})")
-    reader = csv.DictReader(io.StringIO(text, newline=""), restkey="\x00extra")
-    header = [h.strip() for h in reader.fieldnames or []]
-    reader.fieldnames = header
+    header, read = dict_rows(p, io.StringIO(text, newline=""), "\x00extra")
     unknown = [c for c in header if c not in COLUMNS]
     if unknown:
         raise InputError(f"{p}:1: {unknown[0]}: unknown column (known: {', '.join(COLUMNS)})")
@@ -205,13 +203,10 @@ def _csv_rows(p: Path, text: str) -> list[tuple[str, dict[str, Any]]]:
         if c not in header:
             raise InputError(f"{p}:1: {c}: missing column (needs {', '.join(COLUMNS)})")
     out = []
-    try:
-        for row in reader:
-            if row.get("\x00extra"):
-                raise InputError(f"{p}:{reader.line_num}: row: more cells than the header")
-            out.append((str(reader.line_num), dict(row)))
-    except csv.Error as exc:
-        raise InputError(f"{p}: not a readable CSV file ({exc})") from None
+    for line, row in read:
+        if row.get("\x00extra"):
+            raise InputError(f"{p}:{line}: row: more cells than the header")
+        out.append((str(line), dict(row)))
     return out
 
 

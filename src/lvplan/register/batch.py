@@ -21,6 +21,7 @@ from typing import Any
 
 from lvplan.errors import InputError
 from lvplan.io.atomic import check_output_file, write_output_file
+from lvplan.io.csvread import dict_rows
 from lvplan.io.csvsafe import safe_writer
 from lvplan.io.textfile import read_text_bounded
 from lvplan.register.desk import Desk, normalise_request, validate_request
@@ -68,16 +69,14 @@ def read_queue(path: str | Path, network=None, criteria=None) -> list[tuple[int,
     p = Path(path)
     # a folder, unreadable, larger than a queue can be (a device), not UTF-8: one line
     text = read_text_bounded(p, "an applications file", MAX_QUEUE_BYTES)
-    reader = csv.DictReader(io.StringIO(text, newline=""), restkey=_EXTRA)
-    cols = reader.fieldnames or []
+    cols, read = dict_rows(p, io.StringIO(text, newline=""), _EXTRA)
     if "id" not in cols or "kw" not in cols:
         raise InputError(f"{p}:1: needs a header with at least id and kw (and bus or lon, lat)")
     unknown = [c for c in cols if c not in KNOWN_COLUMNS]
     if unknown:
         raise InputError(f"{p}:1: {unknown[0]}: unknown column (known: {', '.join(KNOWN_COLUMNS)})")
     out, seen = [], set()
-    for row in reader:
-        n = reader.line_num
+    for n, row in read:
         try:
             if row.get(_EXTRA):
                 raise InputError(f"row: more cells than the header's {len(cols)} columns")
