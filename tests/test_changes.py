@@ -749,8 +749,10 @@ def test_yaml_reads_numbers_and_booleans_only_as_the_command_line_does(tmp_path,
         load_changes(f)
     f.write_text(
         "changes:\n  - {kind: add_load, bus: 16, kw: 1e3, kvar: -2.5}\n"
-        "  - {kind: set_switch, switch: 0, closed: True}\n",
+        "  - {kind: set_switch, switch: 0, closed: True}\n"
+        "  - {kind: add_load, bus: 010, kw: 08}\n",  # (decimal: PyYAML read 010 as 8, 08 failed)
         encoding="utf-8",
     )
     got = load_changes(f).items
     assert (got[0].kw, got[0].kvar, got[1].closed) == (1000.0, -2.5, True)
+    assert (got[2].bus, got[2].kw) == (10, 8.0)

@@ -476,3 +476,7 @@ def test_every_csv_reader_names_the_row_a_quote_never_closes_on(tmp_path):
     queue.write_text('id,bus,kw\na1,5,10\n"a2,5,10\na3,5,10\n')
     with pytest.raises(InputError, match=r"queue.csv:3: not a readable CSV row \(a quoted cell"):
         read_queue(queue)
+    # a column given twice (the reader kept the last cell: kw 500, silently)
+    queue.write_text("id,kw, kw,bus\na1,5,500,3\n")
+    with pytest.raises(InputError, match=r"queue.csv:1: kw: column appears twice"):
+        read_queue(queue)

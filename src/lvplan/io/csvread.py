@@ -37,6 +37,9 @@ def dict_rows(
         header = [h.strip() for h in reader.fieldnames or []]
     except csv.Error as exc:
         raise InputError(f"{p}:1: not a readable CSV header ({exc})") from None
+    for i, h in enumerate(header):  # (the reader would keep the last such cell, silently)
+        if h and h in header[:i]:
+            raise InputError(f"{p}:1: {h}: column appears twice")
     reader.fieldnames = header
 
     def rows() -> Iterator[tuple[int, dict[str, Any]]]:

@@ -46,6 +46,15 @@ for _tag, _pattern, _first in (
     )
 
 
+def _decimal_int(loader: _StrictLoader, node: yaml.ScalarNode) -> int:
+    """An int in base 10 always: PyYAML's own constructor reads a leading 0 as octal (``010``
+    was 8, ``08`` a ValueError traceback; found by a review), where lvplan reads 10 and 8."""
+    return int(str(loader.construct_scalar(node)), 10)
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _decimal_int)
+
+
 def _refuse_repeats(loader: _StrictLoader, node: yaml.MappingNode) -> None:
     """A key twice in ``node``, or in a mapping merged into it (``<<: {...}``, which PyYAML
     flattens without constructing it as a mapping)."""

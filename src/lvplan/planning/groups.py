@@ -718,7 +718,16 @@ def join(
         u["reason"] = u["reason"] or reasons.get(u["demand"]) or "no option fits"
         del u["position"]
     out.ac_rounds = rounds
-    out.worse_elsewhere = [x for r in results if r.plan is not None for x in r.plan.worse_elsewhere]
+    # (an element on rows several groups share is listed once, at its worst)
+    worst: dict[tuple[str, str, float], dict[str, Any]] = {}
+    for r in results:
+        for x in r.plan.worse_elsewhere if r.plan is not None else []:
+            el = (x["element"], x["kind"], x["limit"])
+            if el not in worst or abs(x["after"] - x["limit"]) > abs(
+                worst[el]["after"] - x["limit"]
+            ):
+                worst[el] = x
+    out.worse_elsewhere = list(worst.values())
     late = [r.index + 1 for r in results if r.plan is not None and r.plan.stopped]
     if late:
         out.stopped = "time_limit"

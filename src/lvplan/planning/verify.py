@@ -731,14 +731,17 @@ def worse_elsewhere(
     (103.25 % at the base) and T7 (104.88 %) rose by 0.1-0.3 points under plans whose demands
     connect elsewhere, through the 10 kV voltage (found by a hostile probe), and nothing said
     it. Each: element, name, kind, before, after, limit, unit."""
-    from lvplan.criteria.judge import Limits
+    from lvplan.decision import reservation_floors
+    from lvplan.evaluation import _context_limits
 
     own = own_elements(network, inst, sol)
-    judged = Limits(network.pp, inst.criteria).judge(network.base_state())
-    before = {(v.element, v.kind): v for v in judged.violations if v.element not in own}
+    # (the limits ``evaluate`` judges by, kept on the network; a bus's two sides apart)
+    limits = _context_limits(network, inst.criteria).floored(reservation_floors(network))
+    judged = limits.judge(network.base_state())
+    before = {(v.element, v.kind, v.limit): v for v in judged.violations if v.element not in own}
     out = []
     for v in ev.violations:
-        b = before.get((v.element, v.kind))
+        b = before.get((v.element, v.kind, v.limit))
         if b is None or v.severity <= b.severity + 1e-9:
             continue
         out.append(
