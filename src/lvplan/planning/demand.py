@@ -29,7 +29,6 @@ is named ``<DataFrame>`` and its row ``i`` is line ``i + 2``, as if written with
 
 from __future__ import annotations
 
-import csv
 import itertools
 import math
 import stat
@@ -180,24 +179,22 @@ def read_demand(
     reader = _RowReader(network, crit)
     out: list[Demand] = []
     seen: dict[str, int] = {}
-    try:
-        for line, row in rows:
-            try:
-                d = reader.demand(line, row)
-                # (one id written in two Unicode forms, é and e + U+0301, looks the same in
-                # every table and map: the same id)
-                key = unicodedata.normalize("NFC", d.id)
-                if key in seen:
-                    same = "" if key == d.id else " (the same after Unicode normalisation, NFC)"
-                    raise InputError(
-                        f"id: {shown(d.id)} appears twice{same} (first on line {seen[key]})"
-                    )
-            except InputError as exc:
-                raise InputError(f"{name}:{line}: {exc}") from None
-            seen[key] = line
-            out.append(d)
-    except csv.Error as exc:  # raised by the reader while iterating
-        raise InputError(f"{name}: not a readable CSV file ({exc})") from None
+    # (a broken CSV row is one line from io/csvread.py, named by the line it starts on)
+    for line, row in rows:
+        try:
+            d = reader.demand(line, row)
+            # (one id written in two Unicode forms, é and e + U+0301, looks the same in
+            # every table and map: the same id)
+            key = unicodedata.normalize("NFC", d.id)
+            if key in seen:
+                same = "" if key == d.id else " (the same after Unicode normalisation, NFC)"
+                raise InputError(
+                    f"id: {shown(d.id)} appears twice{same} (first on line {seen[key]})"
+                )
+        except InputError as exc:
+            raise InputError(f"{name}:{line}: {exc}") from None
+        seen[key] = line
+        out.append(d)
     if not out:
         raise InputError(f"{name}: no demands (a header and no rows)")
     # reinforced.json adds each demand as a load named by its id: an id that names a load the
