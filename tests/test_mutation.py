@@ -135,3 +135,33 @@ def test_check_agrees_with_pandapower_next_to_open_switches(cn):
         auto = lvplan.check(network, bus=bus, kw=kw, criteria=cn, headroom=False)
         assert auto.decision == d.decision == ref.decide(bus, d.design_kw)
     assert_same_tables(untouched, net)
+
+
+def test_a_transformer_switched_out_at_its_lv_side_leaves_the_rest_of_its_island_assessable(cn):
+    """sz-futian with T3's LV breaker open (a switch on the transformer at bus 15) and its
+    customers' loads out of service: T3's LV area is unsupplied, and T2 on the same 10 kV
+    feeder is checked as pandapower and the independent judge say. Before, the topology did
+    not follow transformer switches: T3's LV buses counted as supplied, the island's base had
+    NaN voltages there, and every check on the island was ``not_assessable``. With T3's
+    customers in service, the network is refused in one line naming the islanded loads."""
+    raw = read_folder(networks_dir() / "sz-futian")
+    t3 = int(raw.trafo.index[raw.trafo.name.str.startswith("T3")][0])
+    lv = int(raw.trafo.at[t3, "lv_bus"])
+    pp.create_switch(raw, lv, t3, et="t", closed=False, name="T3 LV breaker")
+    with pytest.raises(lvplan.InputError, match=r"islanded: load \d+ has no supply"):
+        Network(copy.deepcopy(raw), name="sz", source="test")
+    raw.load.loc[raw.load.name.str.startswith("T3"), "in_service"] = False
+    untouched = copy.deepcopy(raw)
+    network = Network(raw, name="sz", source="test")
+    t2_bus = int(raw.bus.index[raw.bus.name == "T2 LV board"][0])
+    d = lvplan.check(network, bus=t2_bus, kw=50, category="restaurant", criteria=cn)
+    run = copy.deepcopy(untouched)
+    pp.create_load(run, t2_bus, p_mw=d.design_kw / 1000, q_mvar=d.design_kvar / 1000)
+    pp.runpp(run, **RUNPP_OPTIONS)
+    t2 = d.transformer["index"]
+    assert d.decision == Reference(untouched, cn).decide(t2_bus, d.design_kw) == "fits"
+    assert d.transformer_loading_after_percent == pytest.approx(
+        run.res_trafo.loading_percent[t2], abs=1e-6
+    )
+    off = lvplan.check(network, bus=lv, kw=50, category="restaurant", criteria=cn)
+    assert off.decision == "not_assessable" and "not supplied" in off.reason

@@ -617,3 +617,23 @@ def test_a_group_keeps_the_tie_it_energises_up_to_its_open_end(cn):
     vm_w = np.asarray(sz.base_state().vm_pu)[[sz.bus_row(b) for b in (21, 22)]]
     vm_p = np.asarray(one.base_state().vm_pu)[[one.bus_row(b) for b in (21, 22)]]
     assert np.abs(vm_w - vm_p).max() < 1e-10
+
+
+def test_a_group_keeps_the_winding_it_energises_up_to_its_open_end():
+    """The rule of the tie above for a three-winding transformer, as the topology reads it
+    (``topology.live_ends``): ``example_multivoltage``'s unit with its LV winding switched out
+    is energised from its HV and MV sides, so a group holding either keeps the LV bus (with
+    nothing else of that side); a group holding only the LV side does not take the unit's
+    other ends. Before, only line and two-winding transformer switches were followed."""
+    import pandapower.networks as pn
+
+    from lvplan.planning.islands import _with_open_far_ends
+
+    net = pn.example_multivoltage()
+    hv, mv, lv = (int(net.trafo3w.at[0, c]) for c in ("hv_bus", "mv_bus", "lv_bus"))
+    pp.create_switch(net, lv, 0, et="t3", closed=False)
+    a, b, c = (np.array([x, 1000 + x]) for x in (hv, mv, lv))
+    got = _with_open_far_ends(net, [a, b, c])
+    assert got[0].tolist() == sorted([hv, 1000 + hv, lv])
+    assert got[1].tolist() == sorted([mv, 1000 + mv, lv])
+    assert got[2].tolist() == c.tolist()

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from lvplan.errors import InputError, LvplanError
+from lvplan.errors import BaseCaseError, InputError, LvplanError
 from lvplan.io.stderr_report import native_stdout_to_stderr, reporter
 from lvplan.numbers import read_float, read_int, shown
 
@@ -1230,7 +1230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             with interrupt.watch():
                 return _run(args)
         return _run(args)
-    except InputError as exc:
+    except (InputError, BaseCaseError) as exc:  # (a network with no AC base: a bad network)
         print(f"lvplan: error: {exc}", file=sys.stderr)
         return 2
     except LvplanError as exc:

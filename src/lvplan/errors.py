@@ -6,6 +6,7 @@
     ├── InputError              a bad file, network or question (CLI exit 2, HTTP 4xx)
     │   └── InvalidNetwork      a network that fails validation; holds every issue found
     ├── PowerFlowError          the AC load flow did not converge or gave NaN
+    │   └── BaseCaseError       ... on the network as given, before any application (CLI exit 2)
     ├── RegisterUnavailable     the register cannot be read or written now (HTTP 503)
     └── OptimisationError       (reinforcement) infeasible, or no solution in time
 
@@ -68,6 +69,13 @@ class InvalidNetwork(InputError):
 
 class PowerFlowError(LvplanError):
     """The AC load flow failed: no convergence, or NaN results."""
+
+
+class BaseCaseError(PowerFlowError):
+    """The network's own base case (its loads as given, and the approvals it holds) has no AC
+    solution, so nothing on it can be assessed. A check answers ``not_assessable``; a command
+    that needs the base (hosting, plan, study) stops, and the CLI treats the network as a bad
+    input (exit 2), as a malformed network file."""
 
 
 class RegisterUnavailable(LvplanError):

@@ -29,16 +29,9 @@ from scipy.sparse.csgraph import connected_components
 
 from lvplan.io import signed
 from lvplan.io.atomic import atomic_file
-from lvplan.model.topology import island_labels
+from lvplan.model.topology import BRANCH_ENDS, island_labels, live_ends
 from lvplan.powerflow.ac import NUMBA_KEY
 
-#: Branch tables: their bus columns and the ``et`` of a switch that opens one end.
-BRANCHES: dict[str, tuple[tuple[str, ...], str | None]] = {
-    "line": (("from_bus", "to_bus"), "l"),
-    "trafo": (("hv_bus", "lv_bus"), "t"),
-    "trafo3w": (("hv_bus", "mv_bus", "lv_bus"), "t3"),
-    "impedance": (("from_bus", "to_bus"), None),
-}
 #: Tables a load flow does not read: islands leave them empty.
 NOT_SOLVED = {"measurement", "poly_cost", "pwl_cost", "controller", "group"}
 #: Tables referring to buses that no split rule covers: a network using them is solved whole.
@@ -101,30 +94,17 @@ def plan(net) -> IslandPlan | None:
     # row -> owner island for every table; -2: belongs to a slack group (see grp)
     owner: dict[str, np.ndarray] = {}
     grp: dict[str, np.ndarray] = {}
-    opened: dict[str, pd.MultiIndex] = {}  # et -> (element, bus) of each open switch
-    if len(sw):
-        op = sw[~sw.closed.astype(bool) & (sw.et != "b")]
-        for et, g_ in op.groupby("et"):
-            opened[str(et)] = pd.MultiIndex.from_arrays(
-                [g_.element.to_numpy(np.int64), g_.bus.to_numpy(np.int64)]
-            )
     for name, tab in net.items():
         if not isinstance(tab, pd.DataFrame) or name.startswith("res_") or name.startswith("_"):
             continue
         if not len(tab) or name in NOT_SOLVED or name == "switch" or name == "bus":
             continue
-        if name in BRANCHES:
-            cols, et = BRANCHES[name]
+        if name in BRANCH_ENDS:
+            cols = BRANCH_ENDS[name][0]
             ends = pos.get_indexer(_ends(tab, cols).ravel()).reshape(len(tab), len(cols))
             if (ends < 0).any():
                 return None
-            cut = opened.get(et or "")
-            idx = tab.index.to_numpy(np.int64)
-            live_end = np.ones(ends.shape, bool)
-            if cut is not None:
-                for j, c in enumerate(cols):
-                    pair = pd.MultiIndex.from_arrays([idx, tab[c].to_numpy(np.int64)])
-                    live_end[:, j] = ~pair.isin(cut)
+            live_end = live_ends(net, name)
             e_isl = np.where(live_end, isl[ends], -1)
             lo = np.where(e_isl >= 0, e_isl, np.iinfo(np.int64).max).min(axis=1)
             hi = e_isl.max(axis=1)
@@ -196,8 +176,8 @@ def plan(net) -> IslandPlan | None:
     bus_ids_of_table: dict[str, list[np.ndarray]] = {}
     for name in owner:
         tab = net[name]
-        if name in BRANCHES:
-            bus_ids_of_table[name] = [tab[c].to_numpy(np.int64) for c in BRANCHES[name][0]]
+        if name in BRANCH_ENDS:
+            bus_ids_of_table[name] = [tab[c].to_numpy(np.int64) for c in BRANCH_ENDS[name][0]]
         elif name == "switch":
             is_b = (tab.et == "b").to_numpy()
             el = np.where(is_b, tab.element.to_numpy(np.int64), tab.bus.to_numpy(np.int64))
@@ -301,7 +281,7 @@ def empty_like(net):
 
 def owner_tables(net) -> set[str]:
     """Tables whose rows belong to an island (a bus column or a branch)."""
-    out = {"bus", "switch", *BRANCHES}
+    out = {"bus", "switch", *BRANCH_ENDS}
     for name, tab in net.items():
         if isinstance(tab, pd.DataFrame) and "bus" in tab.columns:
             out.add(name)
@@ -417,14 +397,13 @@ class IslandStates:
 
     def compose(self):
         """The whole network's base, island by island (exact: the islands share only slack
-        buses). Raises PowerFlowError naming an island whose base failed."""
-        from lvplan.errors import PowerFlowError
+        buses). Raises BaseCaseError naming an island whose base failed."""
+        from lvplan.errors import BaseCaseError
         from lvplan.powerflow.state import GridState
 
         failed = self.solve()
         if failed:
-            k, why = failed[0]
-            raise PowerFlowError(f"island {k}: {why}")
+            raise BaseCaseError(failed[0][1])  # (it names the island's network)
         versions = tuple(n.version for n in self.nets.values())
         if self._composed is not None and self._composed[0] == versions:
             return self._composed[1]

@@ -18,10 +18,16 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from lvplan.errors import InputError, PowerFlowError
+from lvplan.errors import BaseCaseError, InputError, PowerFlowError
 from lvplan.model.islands import IslandStates, load_cache, save_cache
 from lvplan.model.islands import plan as island_plan
-from lvplan.model.topology import LV_MAX_KV, Topology, build_topology, energized_buses
+from lvplan.model.topology import (
+    LV_MAX_KV,
+    Topology,
+    build_topology,
+    connected_branches,
+    energized_buses,
+)
 from lvplan.model.validate import ELEMENT_TABLES, assert_valid
 from lvplan.powerflow.ac import run_ac
 from lvplan.powerflow.fast import FastEngine
@@ -226,13 +232,10 @@ class Network:
             & net.line.from_bus.isin(on).to_numpy()
             & (net.line.to_bus.isin(on).to_numpy())
         )
-        # a line behind an open switch carries no load current: it is not judged
-        sw = net.switch
-        if len(sw):
-            opened = sw.element[(sw.et == "l") & ~sw.closed.astype(bool)]
-            line &= ~net.line.index.isin(opened.astype(int))
+        # a line or transformer behind an open switch carries no load current: not judged
+        line &= connected_branches(net, "line")
         trafo = (
-            net.trafo.in_service.to_numpy(bool)
+            connected_branches(net, "trafo")
             & net.trafo.hv_bus.isin(on).to_numpy()
             & (net.trafo.lv_bus.isin(on).to_numpy())
         )
@@ -348,7 +351,12 @@ class Network:
                 except PowerFlowError as exc:
                     self._base_error = str(exc)
             if self._base is None:
-                raise PowerFlowError(f"base case: {self._base_error}")
+                held = ", with the approvals it holds" if self._reserved else ""
+                raise BaseCaseError(
+                    f"network {self.name}: its base case (its own loads{held}, no new demand) "
+                    f"has no AC solution ({self._base_error}): nothing on it can be assessed; "
+                    "check its loads, lines and slack"
+                )
             return self._base
 
     # -- reservations ---------------------------------------------------------------------------

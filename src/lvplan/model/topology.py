@@ -19,6 +19,14 @@ import pandas as pd
 LV_MAX_KV = 1.0
 MV_MAX_KV = 35.0
 
+#: Branch tables: their bus columns, and the ``et`` of a switch that opens one of their ends.
+BRANCH_ENDS: dict[str, tuple[tuple[str, ...], str | None]] = {
+    "line": (("from_bus", "to_bus"), "l"),
+    "trafo": (("hv_bus", "lv_bus"), "t"),
+    "trafo3w": (("hv_bus", "mv_bus", "lv_bus"), "t3"),
+    "impedance": (("from_bus", "to_bus"), None),
+}
+
 
 @dataclass(frozen=True)
 class Area:
@@ -126,12 +134,35 @@ class Topology:
         return out
 
 
-def _open_line_ids(net) -> set[int]:
+def live_ends(net, name: str, tab: pd.DataFrame | None = None) -> np.ndarray:
+    """Which ends of each row of the branch table ``name`` (``tab``: some of its rows) are
+    connected: (rows, ends) booleans in :data:`BRANCH_ENDS`' column order, False at an end with
+    an open switch of the branch's type there (pandapower's rule: the branch is disconnected
+    from that bus and still energised from its other ends, as a normally-open tie is up to its
+    open point). The one home of that rule: the topology's graph (a branch joins only its
+    connected ends), the MV islands' cut and the planning groups' sub-networks all read it."""
+    tab = net[name] if tab is None else tab
+    cols, et = BRANCH_ENDS[name]
+    live = np.ones((len(tab), len(cols)), bool)
     sw = net.switch
-    if sw.empty:
-        return set()
-    mask = (sw.et == "l") & (~sw.closed.astype(bool))
-    return set(sw.element[mask].astype(int))
+    if et is None or sw.empty or not len(tab):
+        return live
+    op = sw[(sw.et == et).to_numpy() & ~sw.closed.to_numpy(bool)]
+    if op.empty:
+        return live
+    cut = pd.MultiIndex.from_arrays([op.element.to_numpy(np.int64), op.bus.to_numpy(np.int64)])
+    idx = tab.index.to_numpy(np.int64)
+    for j, c in enumerate(cols):
+        live[:, j] = ~pd.MultiIndex.from_arrays([idx, tab[c].to_numpy(np.int64)]).isin(cut)
+    return live
+
+
+def connected_branches(net, name: str) -> np.ndarray:
+    """The rows of branch table ``name`` that join all their buses: in service, no end open."""
+    tab = net[name]
+    on = tab.in_service.to_numpy(dtype=bool, copy=True) if "in_service" in tab else None
+    live = np.asarray(live_ends(net, name).all(axis=1), bool)
+    return live if on is None else np.asarray(on & live, bool)
 
 
 def _branch_edges(net, buses: pd.Index) -> list[tuple[int, int, tuple[str, int]]]:
@@ -201,11 +232,8 @@ def _branch_edge_arrays(net, buses: pd.Index):
     """:func:`_branch_edges` as arrays (from, to, kind: 0 line / 1 switch, element index), in
     the same order: the lines in table order, then the switches."""
     ids = buses.to_numpy(np.int64)
-    opened = _open_line_ids(net)
     line = net.line
-    ok = line.in_service.to_numpy(dtype=bool, copy=True)
-    if opened:
-        ok &= ~line.index.isin(list(opened))
+    ok = connected_branches(net, "line")
     lf, lt = line.from_bus.to_numpy(np.int64), line.to_bus.to_numpy(np.int64)
     ok &= np.isin(lf, ids) & np.isin(lt, ids)
     parts = [(lf[ok], lt[ok], np.zeros(int(ok.sum()), np.int64), line.index.to_numpy(np.int64)[ok])]
@@ -253,8 +281,9 @@ def build_topology(net) -> Topology:
     line_ids = idx[e_order]
 
     trafo = net.trafo[net.trafo.in_service.astype(bool)]
-    trafos_by_lv: dict[int, list[int]] = {}
-    for i, lvb in zip(trafo.index, trafo.lv_bus, strict=True):
+    trafos_by_lv: dict[int, list[int]] = {}  # (a unit switched out at either side feeds none)
+    joined = net.trafo[connected_branches(net, "trafo")]
+    for i, lvb in zip(joined.index, joined.lv_bus, strict=True):
         trafos_by_lv.setdefault(int(lvb), []).append(int(i))
 
     areas: list[Area] = []
@@ -293,7 +322,7 @@ def mv_feeders(net) -> MvFeeders:
     g.add_nodes_from(mv.tolist())
     for f, t, key in _branch_edges(net, mv):
         g.add_edge(f, t, key=key)
-    tr = net.trafo[net.trafo.in_service.astype(bool)]
+    tr = net.trafo[connected_branches(net, "trafo")]
     sources = set(tr.lv_bus[tr.vn_hv_kv > MV_MAX_KV].astype(int))
     eg = net.ext_grid[net.ext_grid.in_service.astype(bool)]
     sources |= {int(b) for b in eg.bus if b in set(mv.tolist())}
@@ -371,24 +400,25 @@ def _closed_branch_graph(net, *, impedance: bool = False):
     pos = pd.Series(np.arange(ids.size), index=ids)
     on = bus.in_service.to_numpy(bool)
     ends: list[tuple[np.ndarray, np.ndarray]] = []
-    opened = _open_line_ids(net)
     line = net.line
-    # a copy: for a bool column to_numpy() is a view of the caller's table, and the in-place
-    # mask below would set every line with an open switch out of service in their network
-    ok = line.in_service.to_numpy(dtype=bool, copy=True)
-    if opened:
-        ok &= ~line.index.isin(list(opened))
+    # (connected_branches copies: for a bool column to_numpy() is a view of the caller's table,
+    # and an in-place mask would set every line with an open switch out of service in theirs)
+    ok = connected_branches(net, "line")
     ends.append((line.from_bus.to_numpy()[ok], line.to_bus.to_numpy()[ok]))
     sw = net.switch
     if not sw.empty:
         bb = sw[(sw.et == "b") & sw.closed.astype(bool)]
         ends.append((bb.bus.to_numpy(), bb.element.to_numpy()))
-    tr = net.trafo[net.trafo.in_service.astype(bool)]
+    tr = net.trafo[connected_branches(net, "trafo")]
     ends.append((tr.hv_bus.to_numpy(), tr.lv_bus.to_numpy()))
     if "trafo3w" in net and not net.trafo3w.empty:
-        t3 = net.trafo3w[net.trafo3w.in_service.astype(bool)]
-        ends.append((t3.hv_bus.to_numpy(), t3.mv_bus.to_numpy()))
-        ends.append((t3.hv_bus.to_numpy(), t3.lv_bus.to_numpy()))
+        t3 = net.trafo3w
+        t3_on = t3.in_service.to_numpy(bool)
+        live = live_ends(net, "trafo3w")
+        cols = BRANCH_ENDS["trafo3w"][0]
+        for i, j in ((0, 1), (0, 2), (1, 2)):  # (a winding switched out: the other two join)
+            m = t3_on & live[:, i] & live[:, j]
+            ends.append((t3[cols[i]].to_numpy()[m], t3[cols[j]].to_numpy()[m]))
     if impedance and "impedance" in net and not net.impedance.empty:
         im = net.impedance[net.impedance.in_service.astype(bool)]
         ends.append((im.from_bus.to_numpy(), im.to_bus.to_numpy()))

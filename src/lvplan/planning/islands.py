@@ -34,7 +34,14 @@ import pandas as pd
 
 from lvplan.locate import EARTH_RADIUS_M, bus_lonlat
 from lvplan.model.network import Network
-from lvplan.model.topology import LV_MAX_KV, MV_MAX_KV, _closed_branch_graph, mv_islands
+from lvplan.model.topology import (
+    BRANCH_ENDS,
+    LV_MAX_KV,
+    MV_MAX_KV,
+    _closed_branch_graph,
+    live_ends,
+    mv_islands,
+)
 from lvplan.planning.demand import Demand
 
 #: element tables and their bus columns (pandapower's element_bus_tuples, switch apart)
@@ -354,37 +361,24 @@ def _with_open_far_ends(net, bus_sets: list[np.ndarray]) -> list[np.ndarray]:
     sits on it, but no branch to the rest of its own set: pandapower leaves it unsupplied, and
     the candidates and limits skip a bus that is not live), the branch is modelled as in the
     whole network, as :mod:`lvplan.model.islands` cuts an island for ``check``."""
-    sw = net.switch
-    if sw.empty:
-        return bus_sets
-    op = sw[~sw.closed.astype(bool) & (sw.et != "b")]
-    if op.empty:
-        return bus_sets
-    opened = set(zip(op.et.tolist(), op.element.tolist(), op.bus.tolist(), strict=True))
     near_all: list[np.ndarray] = []
     far_all: list[np.ndarray] = []
-    for et, name, (ca, cb) in (
-        ("l", "line", ("from_bus", "to_bus")),
-        ("t", "trafo", ("hv_bus", "lv_bus")),
-    ):
+    for name, (cols, et) in BRANCH_ENDS.items():
         tab = net.get(name)
-        o = op[op.et == et]
-        if tab is None or tab.empty or o.empty:
+        if et is None or tab is None or tab.empty:
             continue
-        rows = tab.index.get_indexer(o.element.to_numpy())
-        o, rows = o[rows >= 0], rows[rows >= 0]
-        a_bus = tab[ca].to_numpy(np.int64)[rows]
-        b_bus = tab[cb].to_numpy(np.int64)[rows]
-        far = o.bus.to_numpy(np.int64)
-        near = np.where(far == a_bus, b_bus, a_bus)
-        el = o.element.to_numpy(np.int64)
-        on = tab.in_service.to_numpy(bool)[rows] if "in_service" in tab else np.ones(len(o), bool)
-        live = np.array(
-            [(et, int(e), int(n)) not in opened for e, n in zip(el, near, strict=True)], bool
-        )  # (open at both ends: energised from neither)
-        keep = on & live & (near != far)
-        near_all.append(near[keep])
-        far_all.append(far[keep])
+        live = live_ends(net, name)  # (the rule of topology and of check's islands)
+        on = tab.in_service.to_numpy(bool) if "in_service" in tab else np.ones(len(tab), bool)
+        part = on & live.any(axis=1) & ~live.all(axis=1)  # energised, open at some end
+        if not part.any():
+            continue
+        buses = np.stack([tab[c].to_numpy(np.int64)[part] for c in cols], axis=1)
+        lv = live[part]
+        for i in range(len(cols)):  # each (live end, open end) pair of those rows
+            for j in range(len(cols)):
+                m = lv[:, i] & ~lv[:, j] & (buses[:, i] != buses[:, j])
+                near_all.append(buses[m, i])
+                far_all.append(buses[m, j])
     if not near_all:
         return bus_sets
     near, far = np.concatenate(near_all), np.concatenate(far_all)
@@ -402,12 +396,10 @@ def _switches(net, keep: pd.Index) -> pd.DataFrame:
     ok = sw.bus.isin(keep).to_numpy()
     et = sw.et.to_numpy()
     el = sw.element.to_numpy()
-    for kind, tab in (("l", net.line), ("t", net.trafo), ("t3", net.get("trafo3w"))):
-        if tab is None or tab.empty:
+    for name, (cols, kind) in BRANCH_ENDS.items():
+        tab = net.get(name)
+        if kind is None or tab is None or tab.empty:
             continue
-        cols = {"l": ("from_bus", "to_bus"), "t": ("hv_bus", "lv_bus")}.get(
-            kind, ("hv_bus", "mv_bus", "lv_bus")
-        )
         inside = np.ones(len(tab), bool)
         for c in cols:
             inside &= tab[c].isin(keep).to_numpy()
