@@ -756,3 +756,22 @@ def test_yaml_reads_numbers_and_booleans_only_as_the_command_line_does(tmp_path,
     got = load_changes(f).items
     assert (got[0].kw, got[0].kvar, got[1].closed) == (1000.0, -2.5, True)
     assert (got[2].bus, got[2].kw) == (10, 8.0)
+
+
+def test_only_the_users_network_failing_its_base_is_a_bad_input():
+    """A network as given whose base does not converge is a bad network (``BaseCaseError``:
+    the CLI's exit 2); the same failure on a network lvplan made from it with changes (a
+    plan, an N-1 option) is lvplan's own load flow failing (``PowerFlowError``, exit 1), not
+    the user's input, and it is not worded as the network's own loads."""
+    from lvplan.errors import BaseCaseError, PowerFlowError
+
+    sz = lvplan.load_network("sz-futian")
+    changed = sz.with_changes(Changes().add_load(6, 100000, 0.0).add_load(7, 100000, 0.0))
+    with pytest.raises(PowerFlowError) as failed:
+        changed.base_state()
+    assert not isinstance(failed.value, BaseCaseError)
+    assert str(failed.value) == "base case: AC load flow did not converge"
+    net = copy.deepcopy(sz.pp)
+    net.load.loc[net.load.index[0], "p_mw"] = 1e6
+    with pytest.raises(BaseCaseError, match=r"^network big: its base case \(its own loads"):
+        Network(net, name="big", source="test").base_state()

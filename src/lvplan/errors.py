@@ -6,7 +6,8 @@
     ├── InputError              a bad file, network or question (CLI exit 2, HTTP 4xx)
     │   └── InvalidNetwork      a network that fails validation; holds every issue found
     ├── PowerFlowError          the AC load flow did not converge or gave NaN
-    │   └── BaseCaseError       ... on the network as given, before any application (CLI exit 2)
+    │   ├── NotConverged        ... no solution found (Newton-Raphson did not converge)
+    │   └── BaseCaseError       ... none for the network as given, before any demand (CLI exit 2)
     ├── RegisterUnavailable     the register cannot be read or written now (HTTP 503)
     └── OptimisationError       (reinforcement) infeasible, or no solution in time
 
@@ -71,9 +72,15 @@ class PowerFlowError(LvplanError):
     """The AC load flow failed: no convergence, or NaN results."""
 
 
+class NotConverged(PowerFlowError):
+    """The AC load flow found no solution (Newton-Raphson did not converge)."""
+
+
 class BaseCaseError(PowerFlowError):
     """The network's own base case (its loads as given, and the approvals it holds) has no AC
-    solution, so nothing on it can be assessed. A check answers ``not_assessable``; a command
+    solution (the load flow does not converge; not a network lvplan derived from it with
+    changes, and not a NaN result, which stays a PowerFlowError), so nothing on it can be
+    assessed. A check answers ``not_assessable``; a command
     that needs the base (hosting, plan, study) stops, and the CLI treats the network as a bad
     input (exit 2), as a malformed network file."""
 

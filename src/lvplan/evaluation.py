@@ -519,7 +519,14 @@ def _by_pandapower(network: Network, net) -> GridState:
     """pandapower on the changed tables (the network's reserved loads counted)."""
     import copy
 
-    changed = Network(copy.deepcopy(net), name=network.name, source="", validate=False, owned=True)
+    changed = Network(
+        copy.deepcopy(net),
+        name=network.name,
+        source="",
+        validate=False,
+        owned=True,
+        as_given=False,
+    )
     if network.reserved:
         changed.reserve(network.reserved)
     return changed.base_state()

@@ -397,13 +397,21 @@ class IslandStates:
 
     def compose(self):
         """The whole network's base, island by island (exact: the islands share only slack
-        buses). Raises BaseCaseError naming an island whose base failed."""
-        from lvplan.errors import BaseCaseError
+        buses). Raises the error of an island whose base failed (BaseCaseError when it does not
+        converge)."""
+        from lvplan.errors import BaseCaseError, PowerFlowError
         from lvplan.powerflow.state import GridState
 
         failed = self.solve()
         if failed:
-            raise BaseCaseError(failed[0][1])  # (it names the island's network)
+            k, why = failed[0]
+            try:
+                self.nets[k].base_state()
+            except BaseCaseError:
+                raise  # (its one line names the island's network)
+            except PowerFlowError:
+                pass
+            raise PowerFlowError(f"island {k}: {why}")
         versions = tuple(n.version for n in self.nets.values())
         if self._composed is not None and self._composed[0] == versions:
             return self._composed[1]

@@ -18,7 +18,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from lvplan.errors import BaseCaseError, InputError, PowerFlowError
+from lvplan.errors import BaseCaseError, InputError, NotConverged, PowerFlowError
 from lvplan.model.islands import IslandStates, load_cache, save_cache
 from lvplan.model.islands import plan as island_plan
 from lvplan.model.topology import (
@@ -111,9 +111,21 @@ class AcWithLoad:
 class Network:
     """A pandapower network ready for checks. Build it with ``lvplan.load_network``."""
 
-    def __init__(self, net, *, name: str, source: str, validate: bool = True, owned: bool = False):
+    def __init__(
+        self,
+        net,
+        *,
+        name: str,
+        source: str,
+        validate: bool = True,
+        owned: bool = False,
+        as_given: bool = True,
+    ):
         """``owned``: the caller hands over a net nobody else holds (no private copy is made;
-        reference load flows add and remove their loads on it, under the network's lock)."""
+        reference load flows add and remove their loads on it, under the network's lock).
+        ``as_given``: the user's network (or an island or group of it), whose base failing to
+        converge is a bad input (:class:`BaseCaseError`); False for a network lvplan derived
+        from it with changes (a plan, an N-1 option), whose failure is a PowerFlowError."""
         if validate:
             assert_valid(net)
         self.name = name
@@ -124,7 +136,8 @@ class Network:
         self._work_net = net if owned else None
         self._lock = threading.RLock()
         self._base: GridState | None = None
-        self._base_error: str | None = None
+        self._base_error: PowerFlowError | None = None
+        self.as_given = as_given
         self._fast: FastEngine | None = None
         self._reserved: dict[str, ExtraLoad] = {}
         #: bumped whenever the base changes (reservations): cached judgements follow it
@@ -209,7 +222,9 @@ class Network:
                 self._variants.move_to_end(changes)
                 return hit
             net, _ = apply_changes(self._pp, changes.resolve(self))
-            out = Network(net, name=f"{self.name}+changes", source=self.source, validate=True)
+            out = Network(
+                net, name=f"{self.name}+changes", source=self.source, validate=True, as_given=False
+            )
             if self._reserved:
                 out.reserve(self._reserved)
             self._variants[changes] = out
@@ -349,8 +364,10 @@ class Network:
                         self._base = run_ac(self._work, self.live)
                     self._fast = FastEngine(self._work, self.live)
                 except PowerFlowError as exc:
-                    self._base_error = str(exc)
+                    self._base_error = exc
             if self._base is None:
+                if not (self.as_given and isinstance(self._base_error, NotConverged)):
+                    raise PowerFlowError(f"base case: {self._base_error}")
                 held = ", with the approvals it holds" if self._reserved else ""
                 raise BaseCaseError(
                     f"network {self.name}: its base case (its own loads{held}, no new demand) "

@@ -150,10 +150,14 @@ def live_ends(net, name: str, tab: pd.DataFrame | None = None) -> np.ndarray:
     op = sw[(sw.et == et).to_numpy() & ~sw.closed.to_numpy(bool)]
     if op.empty:
         return live
+    rows = np.flatnonzero(tab.index.isin(op.element.to_numpy(np.int64)))  # (few: no city pass)
+    if not rows.size:
+        return live
     cut = pd.MultiIndex.from_arrays([op.element.to_numpy(np.int64), op.bus.to_numpy(np.int64)])
-    idx = tab.index.to_numpy(np.int64)
+    idx = tab.index.to_numpy(np.int64)[rows]
     for j, c in enumerate(cols):
-        live[:, j] = ~pd.MultiIndex.from_arrays([idx, tab[c].to_numpy(np.int64)]).isin(cut)
+        pair = pd.MultiIndex.from_arrays([idx, tab[c].to_numpy(np.int64)[rows]])
+        live[rows, j] = ~pair.isin(cut)
     return live
 
 

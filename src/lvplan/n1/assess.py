@@ -160,6 +160,7 @@ class N1Context:
             source=net.source,
             validate=False,
             owned=True,
+            as_given=False,
         )
         return Prepared(option, out, limits=self.limits, skips=self.skips)
 

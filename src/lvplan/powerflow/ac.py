@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pandapower as pp
 
-from lvplan.errors import PowerFlowError
+from lvplan.errors import NotConverged, PowerFlowError
 from lvplan.powerflow.state import GridState, LiveMasks
 
 #: The options of every reference load flow lvplan runs (echoed in results as ``engine``).
@@ -54,11 +54,11 @@ def run_ac(net, live: LiveMasks) -> GridState:
             warnings.simplefilter("ignore")
             pp.runpp(net, **runpp_options(net))
     except pp.LoadflowNotConverged:
-        raise PowerFlowError("AC load flow did not converge") from None
+        raise NotConverged("AC load flow did not converge") from None
     except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
         raise PowerFlowError(f"AC load flow failed: {exc}") from None
     if not net.converged:
-        raise PowerFlowError("AC load flow did not converge")
+        raise NotConverged("AC load flow did not converge")
     vm = net.res_bus.vm_pu.to_numpy(dtype=float).copy()
     if not np.isfinite(vm[live.bus]).all():
         raise PowerFlowError("AC load flow returned NaN voltages at energised buses")
