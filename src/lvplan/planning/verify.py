@@ -744,6 +744,8 @@ def worse_elsewhere(
         b = before.get((v.element, v.kind, v.limit))
         if b is None or v.severity <= b.severity + 1e-9:
             continue
+        if round(v.value, 4) == round(b.value, 4):  # (a rise too small to show: not listed)
+            continue
         out.append(
             {
                 "element": str(v.element),
