@@ -10,6 +10,7 @@ The networks have open line switches: `lv_schutterwald` (88 in the LV feeders),
 from __future__ import annotations
 
 import copy
+import json
 
 import networkx as nx
 import numpy as np
@@ -165,3 +166,23 @@ def test_a_transformer_switched_out_at_its_lv_side_leaves_the_rest_of_its_island
     )
     off = lvplan.check(network, bus=lv, kw=50, category="restaurant", criteria=cn)
     assert off.decision == "not_assessable" and "not supplied" in off.reason
+
+
+def test_the_hosting_map_counts_the_buses_a_switched_out_transformer_leaves_unsupplied(
+    tmp_path, capsys
+):
+    """T3's LV area as above (6 LV buses behind its open LV breaker): the map has no row for
+    them and says how many it left out, in summary.json and on the terminal."""
+    from lvplan.cli import main
+
+    raw = read_folder(networks_dir() / "sz-futian")
+    t3 = int(raw.trafo.index[raw.trafo.name.str.startswith("T3")][0])
+    pp.create_switch(raw, int(raw.trafo.at[t3, "lv_bus"]), t3, et="t", closed=False)
+    raw.load.loc[raw.load.name.str.startswith("T3"), "in_service"] = False
+    f = tmp_path / "sz.json"
+    pp.to_json(raw, str(f))
+    assert main(["hosting", str(f), "--out", str(tmp_path / "map"), "--no-maps"]) == 0
+    said = capsys.readouterr().out
+    assert "hosting capacity of 35 LV buses" in said and "not supplied        6 buses" in said
+    s = json.loads((tmp_path / "map" / "summary.json").read_text(encoding="utf-8"))
+    assert s["buses"] == 35 and s["buses_not_supplied"] == 6

@@ -805,6 +805,11 @@ def _hosting(args: argparse.Namespace, crit) -> int:
     )
     for name, n in summary["classes"].items():
         print(f"  {name:<12} {n:>8} buses")
+    if summary["buses_not_supplied"]:
+        print(
+            f"  not supplied {summary['buses_not_supplied']:>8} buses (nothing feeds them: no "
+            "capacity)"
+        )
     print("  binding: " + ", ".join(f"{k} {v}" for k, v in summary["binding_kinds"].items()))
     print(
         f"  prepare {st.get('prepare_s', 0):.1f} s, solve {st.get('solve_s', 0):.1f} s, "

@@ -386,6 +386,16 @@ def write_outputs(
         return _write_outputs(result, network, criteria, stage, maps=maps, before=before)
 
 
+def _not_supplied(network) -> int:
+    """In-service LV buses that nothing supplies (behind an open switch, a transformer switched
+    out): no hosting capacity, so not in the table, but counted, not left unsaid."""
+    from lvplan.model.topology import LV_MAX_KV
+
+    bus = network.pp.bus
+    lv = bus.in_service.to_numpy(bool) & (bus.vn_kv.to_numpy(float) < LV_MAX_KV)
+    return int((lv & ~np.asarray(network.live.bus, bool)).sum())
+
+
 def _write_outputs(result, network, criteria, out: Path, *, maps: bool, before) -> dict:
     df = result.table
     n1_feeders = getattr(result, "n1_feeders", None)
@@ -418,6 +428,7 @@ def _write_outputs(result, network, criteria, out: Path, *, maps: bool, before) 
         "pf": result.pf,
         "max_kw": result.max_kw,
         "buses": len(df),
+        "buses_not_supplied": _not_supplied(network),
         "transformers": len(trafos),
         "classes": classes,
         "binding_kinds": {str(k): int(v) for k, v in df.binding_kind.value_counts().items()},
