@@ -98,11 +98,15 @@ def test_near_limit_cases_agree_on_the_urban_district(urban, urban_pristine, cn)
         for delta in (-3.0, -0.3, 0.3, 3.0):
             kw = cap + delta
             d = lvplan.check(urban, bus=int(bus), kw=kw, criteria=cn, headroom=False)
-            r = ref.decide(int(bus), kw)
-            if d.decision == "fits":
-                assert r == "fits", f"false fits at bus {bus}, {kw:.2f} kW"
-            if abs(delta) >= 2.0:
-                assert d.decision == r
+            # the reference (a full AC load flow of the district, 0.25 s) is asked where its
+            # answer is held against lvplan's: a fits, or 2 kW or more from the boundary (0.3 kW
+            # past it, a does_not_fit may be either)
+            if d.decision == "fits" or abs(delta) >= 2.0:
+                r = ref.decide(int(bus), kw)
+                if d.decision == "fits":
+                    assert r == "fits", f"false fits at bus {bus}, {kw:.2f} kW"
+                if abs(delta) >= 2.0:
+                    assert d.decision == r
             checked += 1
     assert checked >= 20
 

@@ -45,6 +45,15 @@ def sz_map(sz, cn):
     return hosting_capacity(sz, criteria=cn).table
 
 
+@pytest.fixture(scope="module")
+def urban_map(urban, cn):
+    """The district's map, made once for the contract and the check below. In this process:
+    local worker processes give the same table, frame for frame
+    (test_hosting_run.py::test_local_processes_give_the_same_table), and starting two cost
+    more than the 2 s the map takes."""
+    return hosting_capacity(urban, criteria=cn).table
+
+
 def test_table_has_the_documented_columns_and_every_lv_bus(sz, sz_map):
     assert list(sz_map.columns) == COLUMNS
     lv = sz.pp.bus.index[sz.pp.bus.vn_kv < 1]
@@ -142,19 +151,18 @@ def test_contract_on_held_out_grids(name, cn):
     assert assert_contract(pristine, cn, df, n=20) == 20
 
 
-def test_contract_on_the_urban_district(urban, urban_pristine, cn):
-    df = hosting_capacity(urban, criteria=cn, workers=2).table
+def test_contract_on_the_urban_district(urban_map, urban_pristine, cn):
+    df = urban_map
     assert len(df) == 10314
     assert df.hosting_kw.between(0, 1000).all()
     assert assert_contract(urban_pristine, cn, df, n=25) == 25
 
 
-def test_consistent_with_check(sz, urban, cn, sz_map):
+def test_consistent_with_check(sz, urban, cn, sz_map, urban_map):
     """check(kw = hosting) fits and check(kw = hosting + margin) does not, by check's own path
     (fast engine, full AC near a limit). The LV policy limit is lifted: it answers hv_required
     above 160 kW whatever the network can carry."""
     crit = lvplan.load_criteria("cn", lv_policy_max_kw=5000)
-    urban_map = hosting_capacity(urban, criteria=cn).table
     for network, df, n in ((sz, sz_map, 41), (urban, urban_map, 12)):
         rows = df[df.hosting_kw > 0].sample(min(n, int((df.hosting_kw > 0).sum())), random_state=5)
         for r in rows.itertuples(index=False):

@@ -465,8 +465,26 @@ def test_unknown_simbench_codes_and_deep_files_are_one_line(tmp_path, capsys):
         assert what in _bad(capsys, argv, out)
 
 
+@pytest.fixture(scope="module")
+def district_plan_inputs(tmp_path_factory, urban, cn):
+    """The urban district as a pandapower JSON file and 300 synthetic demands on it, for the
+    three stops below: the command reads the file in 2 s where ``simbench-urban`` converts
+    the district from SimBench again (seconds more in every run); the same tables, the same
+    plan."""
+    import pandapower as pp
+
+    from lvplan.planning.synth_demand import synth_demand, write_synth_demand
+
+    folder = tmp_path_factory.mktemp("district")
+    network = folder / "simbench-urban.json"
+    pp.to_json(urban.pp, str(network))
+    demand = folder / "d.csv"
+    write_synth_demand(synth_demand(urban, count=300, seed=1, criteria=cn), demand)
+    return network, demand
+
+
 @pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM", "SIGTERM in the background"])
-def test_ctrl_c_in_the_optimisers_search_stops_the_plan(tmp_path, urban, cn, stop):
+def test_ctrl_c_in_the_optimisers_search_stops_the_plan(tmp_path, district_plan_inputs, stop):
     """CP-SAT caught SIGINT itself: the search ended as at its time limit, and the plan went on
     through its rounds, wrote every output and exited 0 (three Ctrl-C, 2 s apart, in a 40 s
     plan). Now one Ctrl-C in the optimal round's search (the district: one group, CP-SAT in
@@ -481,12 +499,11 @@ def test_ctrl_c_in_the_optimisers_search_stops_the_plan(tmp_path, urban, cn, sto
     import sys
     import time
 
-    from lvplan.planning.synth_demand import synth_demand, write_synth_demand
+    import psutil
 
-    demand = tmp_path / "d.csv"
-    write_synth_demand(synth_demand(urban, count=300, seed=1, criteria=cn), demand)
+    network, demand = district_plan_inputs
     out = tmp_path / "out"
-    cmd = ["plan", "simbench-urban", "--demand", str(demand), "--out", str(out)]
+    cmd = ["plan", str(network), "--demand", str(demand), "--out", str(out)]
     p = subprocess.Popen(
         [sys.executable, "-m", "lvplan.cli", *cmd, "--time-limit", "60", "--progress"],
         stderr=subprocess.PIPE,
@@ -503,7 +520,15 @@ def test_ctrl_c_in_the_optimisers_search_stops_the_plan(tmp_path, urban, cn, sto
         seen.append(line)
         if "greedy" in line and " 0 limits broken" in line:
             break
-    time.sleep(6.0)
+    # the optimal round builds its model, then its search starts the HiGHS threads that bound
+    # the plan beside CP-SAT: wait for those threads (at most the 6 s this waited before),
+    # then 1 s more, so the signal comes while the search runs
+    me = psutil.Process(p.pid)
+    threads = me.num_threads()
+    deadline = time.monotonic() + 6.0
+    while me.num_threads() <= threads and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)
     sent = time.perf_counter()
     sig = signal.Signals[stop.split()[0]]
     p.send_signal(sig)
@@ -789,8 +814,9 @@ def test_the_watch_leaves_a_callers_own_sigint_handler_alone():
 
 def test_a_network_whose_base_case_diverges_leaves_no_folder(tmp_path, capsys):
     """A plan on a network whose base load flow does not converge (a load of 1,000 GW): one
-    line, exit 1 (the load flow failed), and no folder left of a new ``--out a/b/c`` (it left
-    ``a/b/c/parts/``, then ``a/b``)."""
+    line naming the network, exit 2 (a bad network; it was exit 1, as for lvplan's own
+    failure), and no folder left of a new ``--out a/b/c`` (it left ``a/b/c/parts/``, then
+    ``a/b``). ``hosting`` says the same; ``check`` answers not_assessable with that reason."""
     import pandas as pd
 
     from lvplan.io.load import networks_dir
@@ -804,8 +830,19 @@ def test_a_network_whose_base_case_diverges_leaves_no_folder(tmp_path, capsys):
     out = tmp_path / "a" / "b" / "c"
     rc = main(["plan", str(net), "--demand", str(demand), "--out", str(out)])
     err = capsys.readouterr().err
-    assert rc == 1 and err == "lvplan: error: base case: AC load flow did not converge\n"
+    said = (
+        "lvplan: error: network sz-futian: its base case (its own loads, no new demand) has no "
+        "AC solution (AC load flow did not converge): nothing on it can be assessed; check its "
+        "loads, lines and slack\n"
+    )
+    assert rc == 2 and err == said
     assert not (tmp_path / "a").exists()
+    assert main(["hosting", str(net), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == said and not (tmp_path / "a").exists()
+    assert main(["check", str(net), "--bus", "6", "--kw", "20", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["decision"] == "not_assessable"
+    assert "its base case (its own loads, no new demand) has no AC solution" in got["reason"]
 
 
 def test_a_plan_past_its_time_limit_says_by_how_much(tmp_path, capsys):
@@ -862,12 +899,12 @@ def test_a_failed_run_through_dotdot_keeps_the_users_folder_and_its_groups(
     (mine / "parts" / "run.json").write_text("{}", encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     rc = main(["plan", str(net), "--demand", str(demand), "--out", "new/../mine"])
-    assert rc == 1 and "did not converge" in capsys.readouterr().err
+    assert rc == 2 and "did not converge" in capsys.readouterr().err
     assert group.read_bytes() == b"kept" and (mine / "parts" / "run.json").is_file()
     # an empty folder of the user's above a new one: kept too
     (tmp_path / "empty").mkdir()
     rc = main(["plan", str(net), "--demand", str(demand), "--out", "new/../empty/c"])
-    assert rc == 1 and (tmp_path / "empty").is_dir()
+    assert rc == 2 and (tmp_path / "empty").is_dir()
     assert not (tmp_path / "empty" / "c").exists()
     # (and no ``new/`` was made on the way: the path is taken at its ``..`` first)
     assert not (tmp_path / "new").exists()
