@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 import networkx as nx
 import numpy as np
@@ -168,11 +169,12 @@ def test_a_transformer_switched_out_at_its_lv_side_leaves_the_rest_of_its_island
     assert off.decision == "not_assessable" and "not supplied" in off.reason
 
 
-def test_the_hosting_map_counts_the_buses_a_switched_out_transformer_leaves_unsupplied(
+def test_hosting_and_inspect_say_what_a_switched_out_transformer_leaves_unsupplied(
     tmp_path, capsys
 ):
     """T3's LV area as above (6 LV buses behind its open LV breaker): the map has no row for
-    them and says how many it left out, in summary.json and on the terminal."""
+    them and says how many it left out, in summary.json and on the terminal; ``inspect`` lists
+    T3 as not in operation (it printed a NaN loading, and ``--json`` wrote ``NaN``)."""
     from lvplan.cli import main
 
     raw = read_folder(networks_dir() / "sz-futian")
@@ -186,3 +188,14 @@ def test_the_hosting_map_counts_the_buses_a_switched_out_transformer_leaves_unsu
     assert "hosting capacity of 35 LV buses" in said and "not supplied        6 buses" in said
     s = json.loads((tmp_path / "map" / "summary.json").read_text(encoding="utf-8"))
     assert s["buses"] == 35 and s["buses_not_supplied"] == 6
+    # inspect: T3 not in operation, said so (its loading was NaN: `NaN` in --json, not JSON)
+    assert main(["inspect", str(f), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(c))
+    t = {r["index"]: r for r in got["transformers"]}
+    assert t[t3]["in_operation"] is False and t[t3]["loading_percent"] is None
+    assert sum(r["in_operation"] for r in t.values()) == 7
+    assert got["counts"]["transformers"]["public_mv_lv_in_operation"] == 7
+    assert main(["inspect", str(f)]) == 0
+    said = capsys.readouterr().out
+    assert "(1 not in operation: out of service or switched out)" in said
+    assert re.search(r"T3 800 kVA public transformer +800 +not in operation +F1", said)

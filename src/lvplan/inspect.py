@@ -68,10 +68,11 @@ def summarise(network: Network, criteria: Criteria, *, top: int = 5) -> Summary:
             "loads": int(net.load.bus.isin(ids).sum()),
             "load_mw": round(float(net.load.p_mw[net.load.bus.isin(ids)].sum()), 4),
         }
+    public = ((net.trafo.vn_hv_kv <= MV_MAX_KV) & (net.trafo.vn_lv_kv < LV_MAX_KV)).to_numpy()
+    working = np.asarray(network.live.trafo, bool)  # (in service, no side switched out, fed)
     counts["transformers"] = {
-        "public_mv_lv": int(
-            ((net.trafo.vn_hv_kv <= MV_MAX_KV) & (net.trafo.vn_lv_kv < LV_MAX_KV)).sum()
-        ),
+        "public_mv_lv": int(public.sum()),
+        "public_mv_lv_in_operation": int((public & working).sum()),
         "total": len(net.trafo),
     }
     info = {"name": network.name, "source": network.source, "fingerprint": network.fingerprint}
@@ -87,13 +88,16 @@ def summarise(network: Network, criteria: Criteria, *, top: int = 5) -> Summary:
             continue
         load = float(st.trafo_loading_percent[row])
         kva = float(t.sn_mva) * 1000.0
+        room = limits.trafo_headroom_kva(load, kva)
+        on = bool(working[row]) and math.isfinite(load)
         trafos.append(
             {
                 "index": int(idx),
                 "name": limits.trafo_names[row],
                 "rated_kva": round(kva, 1),
-                "loading_percent": round(load, 2),
-                "headroom_kva": _r1(limits.trafo_headroom_kva(load, kva)),
+                "in_operation": on,  # (false: out of service, switched out or unfed: null below)
+                "loading_percent": round(load, 2) if on else None,
+                "headroom_kva": round(room, 1) if on and room is not None else None,
                 "feeder": topo.trafo_feeder.get(int(idx)),
             }
         )
@@ -137,7 +141,11 @@ def render(s: Summary) -> str:
         c = s.counts[lvl]
         out.append(f"{lvl:<6}{c['buses']:>8}{c['lines']:>8}{c['loads']:>8}{c['load_mw']:>10.3f}")
     t = s.counts["transformers"]
-    out.append(f"transformers: {t['public_mv_lv']} public MV/LV of {t['total']}")
+    idle = t["public_mv_lv"] - t.get("public_mv_lv_in_operation", t["public_mv_lv"])
+    out.append(
+        f"transformers: {t['public_mv_lv']} public MV/LV of {t['total']}"
+        + (f" ({idle} not in operation: out of service or switched out)" if idle else "")
+    )
     if s.error:
         out += ["", f"base load flow failed: {s.error}"]
         return "\n".join(out)
@@ -146,9 +154,15 @@ def render(s: Summary) -> str:
         f"{'trafo':>6}  {'name':<36}{'kVA':>7}{'loading %':>11}{'headroom kVA':>14}  feeder",
     ]
     for tr in s.transformers[:200]:
+        load, room = tr["loading_percent"], tr["headroom_kva"]
         out.append(
             f"{tr['index']:>6}  {tr['name'][:35]:<36}{tr['rated_kva']:>7.0f}"
-            f"{tr['loading_percent']:>11.1f}{tr['headroom_kva']:>14.1f}  {tr['feeder']}"
+            + (
+                f"{load:>11.1f}{room:>14.1f}"
+                if load is not None and room is not None
+                else f"{'not in operation':>25}"
+            )
+            + f"  {tr['feeder']}"
         )
     if len(s.transformers) > 200:
         out.append(f"  ... {len(s.transformers) - 200} more (use --json)")
@@ -213,7 +227,3 @@ def _render_feeders(feeders: list[Any]) -> list[str]:
     if len(feeders) > 200:
         out.append(f"  ... {len(feeders) - 200} more (use --json)")
     return out
-
-
-def _r1(x: float | None) -> float:
-    return math.nan if x is None else round(x, 1)
