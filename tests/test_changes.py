@@ -773,5 +773,5 @@ def test_only_the_users_network_failing_its_base_is_a_bad_input():
     assert str(failed.value) == "base case: AC load flow did not converge"
     net = copy.deepcopy(sz.pp)
     net.load.loc[net.load.index[0], "p_mw"] = 1e6
-    with pytest.raises(BaseCaseError, match=r"^network big: its base case \(its own loads"):
+    with pytest.raises(BaseCaseError, match=r"^network big \(test\): its base case \(its own"):
         Network(net, name="big", source="test").base_state()

@@ -150,7 +150,7 @@ def test_a_transformer_switched_out_at_its_lv_side_leaves_the_rest_of_its_island
     t3 = int(raw.trafo.index[raw.trafo.name.str.startswith("T3")][0])
     lv = int(raw.trafo.at[t3, "lv_bus"])
     pp.create_switch(raw, lv, t3, et="t", closed=False, name="T3 LV breaker")
-    with pytest.raises(lvplan.InputError, match=r"islanded: load \d+ has no supply"):
+    with pytest.raises(lvplan.InputError, match=r"^invalid network: bus 16: islanded: load 8 "):
         Network(copy.deepcopy(raw), name="sz", source="test")
     raw.load.loc[raw.load.name.str.startswith("T3"), "in_service"] = False
     untouched = copy.deepcopy(raw)
@@ -167,6 +167,29 @@ def test_a_transformer_switched_out_at_its_lv_side_leaves_the_rest_of_its_island
     )
     off = lvplan.check(network, bus=lv, kw=50, category="restaurant", criteria=cn)
     assert off.decision == "not_assessable" and "not supplied" in off.reason
+
+
+def test_a_demand_on_a_bus_nothing_supplies_is_one_line_naming_its_row(tmp_path, capsys):
+    """A demand file naming bus 16 (T3's LV area, its breaker open as above): one line naming
+    the row and the bus, exit 2, no folder. Before, the plan cut a group with no slack for it
+    and pandapower's ``No reference bus`` came out as a traceback (exit 1, ``parts/`` left),
+    and a file of such demands alone read ``change 1 (add_load): bus: bus 16 is not supplied``
+    (found by helper-64, a hostile probe)."""
+    from lvplan.cli import main
+
+    raw = read_folder(networks_dir() / "sz-futian")
+    t3 = int(raw.trafo.index[raw.trafo.name.str.startswith("T3")][0])
+    pp.create_switch(raw, int(raw.trafo.at[t3, "lv_bus"]), t3, et="t", closed=False)
+    raw.load.loc[raw.load.name.str.startswith("T3"), "in_service"] = False
+    f = tmp_path / "sz.json"
+    pp.to_json(raw, str(f))
+    demand = tmp_path / "d.csv"
+    demand.write_text("id,kw,category,bus\nB1,60,shop,16\nB2,30,shop,6\n", encoding="utf-8")
+    out = tmp_path / "plan"
+    assert main(["plan", str(f), "--demand", str(demand), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"lvplan: error: {demand}:2: bus: bus 16 is not supplied (nothing ")
+    assert err.count("\n") == 1 and not out.exists()
 
 
 def test_hosting_and_inspect_say_what_a_switched_out_transformer_leaves_unsupplied(

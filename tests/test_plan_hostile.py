@@ -831,9 +831,9 @@ def test_a_network_whose_base_case_diverges_leaves_no_folder(tmp_path, capsys):
     rc = main(["plan", str(net), "--demand", str(demand), "--out", str(out)])
     err = capsys.readouterr().err
     said = (
-        "lvplan: error: network sz-futian: its base case (its own loads, no new demand) has no "
-        "AC solution (AC load flow did not converge): nothing on it can be assessed; check its "
-        "loads, lines and slack\n"
+        f"lvplan: error: network sz-futian ({net}): its base case (its own loads, no new demand) "
+        "has no AC solution (AC load flow did not converge): nothing on it can be assessed; "
+        "check its loads, lines and slack\n"
     )
     assert rc == 2 and err == said
     assert not (tmp_path / "a").exists()

@@ -55,6 +55,8 @@ class ValidationIssue:
 
     def __str__(self) -> str:
         where = self.element if self.index is None else f"{self.element} {self.index}"
+        if self.field in ("", "-"):  # (an issue of the element as a whole: no field to name)
+            return f"{where}: {self.message}"
         return f"{where}: {self.field}: {self.message}"
 
 

@@ -369,10 +369,12 @@ class Network:
                 if not (self.as_given and isinstance(self._base_error, NotConverged)):
                     raise PowerFlowError(f"base case: {self._base_error}")
                 held = ", with the approvals it holds" if self._reserved else ""
+                # (its file or folder too: two networks of one name in a study told apart)
+                where = f" ({self.source})" if self.source and self.source != self.name else ""
                 raise BaseCaseError(
-                    f"network {self.name}: its base case (its own loads{held}, no new demand) "
-                    f"has no AC solution ({self._base_error}): nothing on it can be assessed; "
-                    "check its loads, lines and slack"
+                    f"network {self.name}{where}: its base case (its own loads{held}, no new "
+                    f"demand) has no AC solution ({self._base_error}): nothing on it can be "
+                    "assessed; check its loads, lines and slack"
                 )
             return self._base
 

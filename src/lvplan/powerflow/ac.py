@@ -55,7 +55,9 @@ def run_ac(net, live: LiveMasks) -> GridState:
             pp.runpp(net, **runpp_options(net))
     except pp.LoadflowNotConverged:
         raise NotConverged("AC load flow did not converge") from None
-    except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
+    except (ValueError, FloatingPointError, np.linalg.LinAlgError, UserWarning) as exc:
+        # (UserWarning: pandapower's refusal of a net it cannot solve, "No reference bus is
+        # available" for one nothing supplies)
         raise PowerFlowError(f"AC load flow failed: {exc}") from None
     if not net.converged:
         raise NotConverged("AC load flow did not converge")
