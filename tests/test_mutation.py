@@ -208,9 +208,11 @@ def test_hosting_and_inspect_say_what_a_switched_out_transformer_leaves_unsuppli
     pp.to_json(raw, str(f))
     assert main(["hosting", str(f), "--out", str(tmp_path / "map"), "--no-maps"]) == 0
     said = capsys.readouterr().out
-    assert "hosting capacity of 35 LV buses" in said and "not supplied        6 buses" in said
+    assert "of 35 LV buses under 7 (of 8, the rest not in operation) public" in said
+    assert "not supplied        6 buses" in said
     s = json.loads((tmp_path / "map" / "summary.json").read_text(encoding="utf-8"))
     assert s["buses"] == 35 and s["buses_not_supplied"] == 6
+    assert s["transformers"] == 8 and s["transformers_in_operation"] == 7
     # inspect: T3 not in operation, said so (its loading was NaN: `NaN` in --json, not JSON)
     assert main(["inspect", str(f), "--json"]) == 0
     got = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(c))

@@ -799,9 +799,11 @@ def _hosting(args: argparse.Namespace, crit) -> int:
         print(json.dumps(summary, indent=2, ensure_ascii=False))
         return 0
     st = summary["stats"] or {}
+    units, working = summary["transformers"], summary["transformers_in_operation"]
     print(
-        f"hosting capacity of {summary['buses']} LV buses under {summary['transformers']} "
-        f"public transformers ({net.name}, profile {crit.profile}, pf {summary['pf']:g})"
+        f"hosting capacity of {summary['buses']} LV buses under "
+        + (f"{units}" if working == units else f"{working} (of {units}, the rest not in operation)")
+        + f" public transformers ({net.name}, profile {crit.profile}, pf {summary['pf']:g})"
     )
     for name, n in summary["classes"].items():
         print(f"  {name:<12} {n:>8} buses")

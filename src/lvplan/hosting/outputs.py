@@ -396,6 +396,17 @@ def _not_supplied(network) -> int:
     return int((lv & ~np.asarray(network.live.bus, bool)).sum())
 
 
+def _in_operation(network) -> int:
+    """Public MV/LV transformers that feed their LV side (not out of service, no side switched
+    out, supplied): ``transformers`` counts every public unit, these the ones in the table's
+    numbers."""
+    from lvplan.model.topology import LV_MAX_KV, MV_MAX_KV
+
+    tr = network.pp.trafo
+    public = ((tr.vn_hv_kv <= MV_MAX_KV) & (tr.vn_lv_kv < LV_MAX_KV)).to_numpy()
+    return int((public & np.asarray(network.live.trafo, bool)).sum())
+
+
 def _write_outputs(result, network, criteria, out: Path, *, maps: bool, before) -> dict:
     df = result.table
     n1_feeders = getattr(result, "n1_feeders", None)
@@ -430,6 +441,7 @@ def _write_outputs(result, network, criteria, out: Path, *, maps: bool, before) 
         "buses": len(df),
         "buses_not_supplied": _not_supplied(network),
         "transformers": len(trafos),
+        "transformers_in_operation": _in_operation(network),
         "classes": classes,
         "binding_kinds": {str(k): int(v) for k, v in df.binding_kind.value_counts().items()},
         "stats": None
