@@ -167,6 +167,18 @@ def test_a_transformer_switched_out_at_its_lv_side_leaves_the_rest_of_its_island
     )
     off = lvplan.check(network, bus=lv, kw=50, category="restaurant", criteria=cn)
     assert off.decision == "not_assessable" and "not supplied" in off.reason
+    # a location at T3's LV buses: refused by the radius, saying the buses there are dead (it
+    # said only "no LV bus within the 150 m supply radius")
+    from lvplan.locate import bus_lonlat, check_location
+
+    lon, lat = bus_lonlat(network)
+    r = network.bus_row(16)
+    at = check_location(network, lon=lon[r], lat=lat[r], kw=30, category="shop", criteria=cn)
+    assert at.decision == "does_not_fit" and at.binding.kind == "supply_radius"
+    assert at.reason == (
+        "no LV bus within the 150 m supply radius of area class A that is supplied "
+        "(5 LV buses within it, not supplied)"
+    )
 
 
 def test_a_demand_on_a_bus_nothing_supplies_is_one_line_naming_its_row(tmp_path, capsys):

@@ -58,6 +58,17 @@ def distance_m(lon1, lat1, lon2, lat2):
     return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(a))
 
 
+def _dead_within(network: Network, route: np.ndarray, radius: float) -> str:
+    """What a refusal by radius should add when LV buses within it exist but nothing supplies
+    them (behind an open switch, a transformer switched out): they are why, not their absence."""
+    bus = network.pp.bus
+    dead = (bus.vn_kv.to_numpy(float) < 1.0) & ~np.asarray(network.live.bus, bool)
+    n = int((dead & (route <= radius)).sum())
+    if not n:
+        return ""
+    return f" that is supplied ({n} LV bus{'es' if n > 1 else ''} within it, not supplied)"
+
+
 def check_location(
     network: Network,
     *,
@@ -123,7 +134,8 @@ def check_location(
             binding=why if base.decision in (Verdict.FITS, Verdict.DOES_NOT_FIT) else base.binding,
             violations=[why, *base.violations],
             location=loc,
-            reason=f"no LV bus within the {radius:g} m supply radius of area class {cls}",
+            reason=f"no LV bus within the {radius:g} m supply radius of area class {cls}"
+            + _dead_within(network, route, radius),
         )
     results: list[Decision] = []
     for r in rows:
