@@ -69,7 +69,7 @@ def summarise(network: Network, criteria: Criteria, *, top: int = 5) -> Summary:
             "load_mw": round(float(net.load.p_mw[net.load.bus.isin(ids)].sum()), 4),
         }
     public = ((net.trafo.vn_hv_kv <= MV_MAX_KV) & (net.trafo.vn_lv_kv < LV_MAX_KV)).to_numpy()
-    working = np.asarray(network.live.trafo, bool)  # (in service, no side switched out, fed)
+    working = network.feeding_trafo  # (in service, no side switched out, fed)
     counts["transformers"] = {
         "public_mv_lv": int(public.sum()),
         "public_mv_lv_in_operation": int((public & working).sum()),
@@ -89,15 +89,16 @@ def summarise(network: Network, criteria: Criteria, *, top: int = 5) -> Summary:
         load = float(st.trafo_loading_percent[row])
         kva = float(t.sn_mva) * 1000.0
         room = limits.trafo_headroom_kva(load, kva)
-        on = bool(working[row]) and math.isfinite(load)
+        on = bool(working[row])  # (false: out of service, switched out or unfed)
+        known = on and math.isfinite(load)  # (null: not in operation, or not judged)
         trafos.append(
             {
                 "index": int(idx),
                 "name": limits.trafo_names[row],
                 "rated_kva": round(kva, 1),
-                "in_operation": on,  # (false: out of service, switched out or unfed: null below)
-                "loading_percent": round(load, 2) if on else None,
-                "headroom_kva": round(room, 1) if on and room is not None else None,
+                "in_operation": on,
+                "loading_percent": round(load, 2) if known else None,
+                "headroom_kva": round(room, 1) if known and room is not None else None,
                 "feeder": topo.trafo_feeder.get(int(idx)),
             }
         )
@@ -144,7 +145,7 @@ def render(s: Summary) -> str:
     idle = t["public_mv_lv"] - t.get("public_mv_lv_in_operation", t["public_mv_lv"])
     out.append(
         f"transformers: {t['public_mv_lv']} public MV/LV of {t['total']}"
-        + (f" ({idle} not in operation: out of service or switched out)" if idle else "")
+        + (f" ({idle} not in operation: out of service, switched out or unfed)" if idle else "")
     )
     if s.error:
         out += ["", f"base load flow failed: {s.error}"]
@@ -160,7 +161,7 @@ def render(s: Summary) -> str:
             + (
                 f"{load:>11.1f}{room:>14.1f}"
                 if load is not None and room is not None
-                else f"{'not in operation':>25}"
+                else f"{'not in operation' if not tr.get('in_operation') else 'not judged':>25}"
             )
             + f"  {tr['feeder']}"
         )

@@ -28,6 +28,7 @@ from lvplan.decision import (
 from lvplan.errors import InputError
 from lvplan.kinds import BindingKind, ElementRef, Verdict
 from lvplan.model.network import Network
+from lvplan.model.topology import LV_MAX_KV
 
 EARTH_RADIUS_M = 6_371_000.0
 MAX_CANDIDATES = 8
@@ -62,7 +63,11 @@ def _dead_within(network: Network, route: np.ndarray, radius: float) -> str:
     """What a refusal by radius should add when LV buses within it exist but nothing supplies
     them (behind an open switch, a transformer switched out): they are why, not their absence."""
     bus = network.pp.bus
-    dead = (bus.vn_kv.to_numpy(float) < 1.0) & ~np.asarray(network.live.bus, bool)
+    dead = (
+        (bus.vn_kv.to_numpy(float) < LV_MAX_KV)
+        & bus.in_service.to_numpy(bool)
+        & ~np.asarray(network.supplied_bus, bool)
+    )
     n = int((dead & (route <= radius)).sum())
     if not n:
         return ""

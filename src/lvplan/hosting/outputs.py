@@ -393,7 +393,7 @@ def _not_supplied(network) -> int:
 
     bus = network.pp.bus
     lv = bus.in_service.to_numpy(bool) & (bus.vn_kv.to_numpy(float) < LV_MAX_KV)
-    return int((lv & ~np.asarray(network.live.bus, bool)).sum())
+    return int((lv & ~np.asarray(network.supplied_bus, bool)).sum())
 
 
 def _in_operation(network) -> int:
@@ -404,7 +404,7 @@ def _in_operation(network) -> int:
 
     tr = network.pp.trafo
     public = ((tr.vn_hv_kv <= MV_MAX_KV) & (tr.vn_lv_kv < LV_MAX_KV)).to_numpy()
-    return int((public & np.asarray(network.live.trafo, bool)).sum())
+    return int((public & network.feeding_trafo).sum())
 
 
 def _write_outputs(result, network, criteria, out: Path, *, maps: bool, before) -> dict:

@@ -238,6 +238,27 @@ class Network:
         return build_topology(self._pp)
 
     @cached_property
+    def supplied_bus(self) -> np.ndarray:
+        """Per bus row: something supplies it in pandapower's load flow (a path from a slack
+        through closed branches, impedance elements included). What "not supplied" means in
+        what lvplan says to a user (a demand row refused, the buses a map leaves out);
+        :attr:`live` is what is judged, and leaves out a bus fed only through an impedance."""
+        return self._pp.bus.index.isin(energized_buses(self._pp, impedance=True))
+
+    @cached_property
+    def feeding_trafo(self) -> np.ndarray:
+        """Per transformer row: in service, no side switched out, both sides supplied
+        (:attr:`supplied_bus`): a unit in operation, as ``inspect`` and the map count them."""
+        net = self._pp
+        on = net.bus.index[np.asarray(self.supplied_bus, bool)]
+        return np.asarray(
+            connected_branches(net, "trafo")
+            & net.trafo.hv_bus.isin(on).to_numpy()
+            & net.trafo.lv_bus.isin(on).to_numpy(),
+            bool,
+        )
+
+    @cached_property
     def live(self) -> LiveMasks:
         net = self._pp
         on = energized_buses(net)

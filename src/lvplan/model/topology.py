@@ -442,13 +442,15 @@ def _slack_buses(net) -> list[int]:
     return sources
 
 
-def energized_buses(net) -> np.ndarray:
+def energized_buses(net, *, impedance: bool = False) -> np.ndarray:
     """In-service buses connected to an in-service ext_grid (or slack gen) through closed
-    branches: one sparse connected-components pass (scipy), fast at a million buses."""
+    branches: one sparse connected-components pass (scipy), fast at a million buses. With
+    ``impedance``, through impedance elements too, as pandapower supplies them (the judged
+    ``Network.live`` leaves a bus fed only through one out: ``not_assessable``)."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    ids, pos, on, ra, rb = _closed_branch_graph(net)
+    ids, pos, on, ra, rb = _closed_branch_graph(net, impedance=impedance)
     n = ids.size
     g = coo_matrix((np.ones(ra.size), (ra, rb)), shape=(n, n))
     _, label = connected_components(g, directed=False)

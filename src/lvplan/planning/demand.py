@@ -451,7 +451,7 @@ class _RowReader:
         if not self.network.is_lv(b):
             vn = float(self.network.pp.bus.at[b, "vn_kv"])
             raise InputError(f"bus: bus {b} is not an LV bus (vn_kv = {vn:g})")
-        if not self.network.live.bus[self.network.bus_row(b)]:
+        if not self.network.supplied_bus[self.network.bus_row(b)]:
             raise InputError(
                 f"bus: bus {b} is not supplied (nothing feeds it: it lies behind an open switch "
                 "or a transformer switched out, or is out of service); give a supplied bus, or "

@@ -55,9 +55,11 @@ def run_ac(net, live: LiveMasks) -> GridState:
             pp.runpp(net, **runpp_options(net))
     except pp.LoadflowNotConverged:
         raise NotConverged("AC load flow did not converge") from None
-    except (ValueError, FloatingPointError, np.linalg.LinAlgError, UserWarning) as exc:
-        # (UserWarning: pandapower's refusal of a net it cannot solve, "No reference bus is
-        # available" for one nothing supplies)
+    except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
+        raise PowerFlowError(f"AC load flow failed: {exc}") from None
+    except UserWarning as exc:  # pandapower's refusals: one, a net nothing supplies, is a
+        if "reference bus" not in str(exc):  # load flow that cannot run; the rest (bad data)
+            raise  # are a bug to see, not a load flow that failed
         raise PowerFlowError(f"AC load flow failed: {exc}") from None
     if not net.converged:
         raise NotConverged("AC load flow did not converge")
