@@ -139,6 +139,17 @@ def test_check_agrees_with_pandapower_next_to_open_switches(cn):
     assert_same_tables(untouched, net)
 
 
+def _t3_switched_out(*, customers_off: bool = True):
+    """sz-futian's tables with T3's LV breaker open (a ``t`` switch at its LV board, bus 15),
+    and T3's customers' loads out of service unless asked: (tables, T3's index)."""
+    raw = read_folder(networks_dir() / "sz-futian")
+    t3 = int(raw.trafo.index[raw.trafo.name.str.startswith("T3")][0])
+    pp.create_switch(raw, int(raw.trafo.at[t3, "lv_bus"]), t3, et="t", closed=False)
+    if customers_off:
+        raw.load.loc[raw.load.name.str.startswith("T3"), "in_service"] = False
+    return raw, t3
+
+
 def test_a_transformer_switched_out_at_its_lv_side_leaves_the_rest_of_its_island_assessable(cn):
     """sz-futian with T3's LV breaker open (a switch on the transformer at bus 15) and its
     customers' loads out of service: T3's LV area is unsupplied, and T2 on the same 10 kV
@@ -146,10 +157,8 @@ def test_a_transformer_switched_out_at_its_lv_side_leaves_the_rest_of_its_island
     not follow transformer switches: T3's LV buses counted as supplied, the island's base had
     NaN voltages there, and every check on the island was ``not_assessable``. With T3's
     customers in service, the network is refused in one line naming the islanded loads."""
-    raw = read_folder(networks_dir() / "sz-futian")
-    t3 = int(raw.trafo.index[raw.trafo.name.str.startswith("T3")][0])
+    raw, t3 = _t3_switched_out(customers_off=False)
     lv = int(raw.trafo.at[t3, "lv_bus"])
-    pp.create_switch(raw, lv, t3, et="t", closed=False, name="T3 LV breaker")
     with pytest.raises(lvplan.InputError, match=r"^invalid network: bus 16: islanded: load 8 "):
         Network(copy.deepcopy(raw), name="sz", source="test")
     raw.load.loc[raw.load.name.str.startswith("T3"), "in_service"] = False
@@ -189,10 +198,7 @@ def test_a_demand_on_a_bus_nothing_supplies_is_one_line_naming_its_row(tmp_path,
     (found by helper-64, a hostile probe)."""
     from lvplan.cli import main
 
-    raw = read_folder(networks_dir() / "sz-futian")
-    t3 = int(raw.trafo.index[raw.trafo.name.str.startswith("T3")][0])
-    pp.create_switch(raw, int(raw.trafo.at[t3, "lv_bus"]), t3, et="t", closed=False)
-    raw.load.loc[raw.load.name.str.startswith("T3"), "in_service"] = False
+    raw, _ = _t3_switched_out()
     f = tmp_path / "sz.json"
     pp.to_json(raw, str(f))
     demand = tmp_path / "d.csv"
@@ -212,10 +218,7 @@ def test_hosting_and_inspect_say_what_a_switched_out_transformer_leaves_unsuppli
     T3 as not in operation (it printed a NaN loading, and ``--json`` wrote ``NaN``)."""
     from lvplan.cli import main
 
-    raw = read_folder(networks_dir() / "sz-futian")
-    t3 = int(raw.trafo.index[raw.trafo.name.str.startswith("T3")][0])
-    pp.create_switch(raw, int(raw.trafo.at[t3, "lv_bus"]), t3, et="t", closed=False)
-    raw.load.loc[raw.load.name.str.startswith("T3"), "in_service"] = False
+    raw, t3 = _t3_switched_out()
     f = tmp_path / "sz.json"
     pp.to_json(raw, str(f))
     assert main(["hosting", str(f), "--out", str(tmp_path / "map"), "--no-maps"]) == 0

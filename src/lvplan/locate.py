@@ -28,7 +28,6 @@ from lvplan.decision import (
 from lvplan.errors import InputError
 from lvplan.kinds import BindingKind, ElementRef, Verdict
 from lvplan.model.network import Network
-from lvplan.model.topology import LV_MAX_KV
 
 EARTH_RADIUS_M = 6_371_000.0
 MAX_CANDIDATES = 8
@@ -62,13 +61,7 @@ def distance_m(lon1, lat1, lon2, lat2):
 def _dead_within(network: Network, route: np.ndarray, radius: float) -> str:
     """What a refusal by radius should add when LV buses within it exist but nothing supplies
     them (behind an open switch, a transformer switched out): they are why, not their absence."""
-    bus = network.pp.bus
-    dead = (
-        (bus.vn_kv.to_numpy(float) < LV_MAX_KV)
-        & bus.in_service.to_numpy(bool)
-        & ~np.asarray(network.supplied_bus, bool)
-    )
-    n = int((dead & (route <= radius)).sum())
+    n = int((network.unsupplied_lv_bus & (route <= radius)).sum())
     if not n:
         return ""
     return f" that is supplied ({n} LV bus{'es' if n > 1 else ''} within it, not supplied)"

@@ -389,11 +389,7 @@ def write_outputs(
 def _not_supplied(network) -> int:
     """In-service LV buses that nothing supplies (behind an open switch, a transformer switched
     out): no hosting capacity, so not in the table, but counted, not left unsaid."""
-    from lvplan.model.topology import LV_MAX_KV
-
-    bus = network.pp.bus
-    lv = bus.in_service.to_numpy(bool) & (bus.vn_kv.to_numpy(float) < LV_MAX_KV)
-    return int((lv & ~np.asarray(network.supplied_bus, bool)).sum())
+    return int(network.unsupplied_lv_bus.sum())
 
 
 def _in_operation(network) -> int:

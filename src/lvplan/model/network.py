@@ -246,6 +246,14 @@ class Network:
         return self._pp.bus.index.isin(energized_buses(self._pp, impedance=True))
 
     @cached_property
+    def unsupplied_lv_bus(self) -> np.ndarray:
+        """Per bus row: an in-service LV bus nothing supplies (:attr:`supplied_bus`), the
+        buses the map leaves out and a location check names."""
+        bus = self._pp.bus
+        lv = bus.in_service.to_numpy(bool) & (bus.vn_kv.to_numpy(float) < LV_MAX_KV)
+        return np.asarray(lv & ~np.asarray(self.supplied_bus, bool), bool)
+
+    @cached_property
     def feeding_trafo(self) -> np.ndarray:
         """Per transformer row: in service, no side switched out, both sides supplied
         (:attr:`supplied_bus`): a unit in operation, as ``inspect`` and the map count them."""
