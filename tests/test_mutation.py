@@ -159,7 +159,10 @@ def test_a_transformer_switched_out_at_its_lv_side_leaves_the_rest_of_its_island
     customers in service, the network is refused in one line naming the islanded loads."""
     raw, t3 = _t3_switched_out(customers_off=False)
     lv = int(raw.trafo.at[t3, "lv_bus"])
-    with pytest.raises(lvplan.InputError, match=r"^invalid network: bus 16: islanded: load 8 "):
+    with pytest.raises(
+        lvplan.InputError,
+        match=r"^invalid network: bus 16: islanded: load 8 has no supply \(and 4 more issues\)$",
+    ):
         Network(copy.deepcopy(raw), name="sz", source="test")
     raw.load.loc[raw.load.name.str.startswith("T3"), "in_service"] = False
     untouched = copy.deepcopy(raw)
@@ -214,14 +217,29 @@ def test_hosting_and_inspect_say_what_a_switched_out_transformer_leaves_unsuppli
     tmp_path, capsys
 ):
     """T3's LV area as above (6 LV buses behind its open LV breaker): the map has no row for
-    them and says how many it left out, in summary.json and on the terminal; ``inspect`` lists
-    T3 as not in operation (it printed a NaN loading, and ``--json`` wrote ``NaN``)."""
+    them and says how many it left out, in summary.json and on the terminal, and draws them as
+    not supplied (map.html and map.png; before, they were not on the map at all); ``inspect``
+    lists T3 as not in operation (it printed a NaN loading, and ``--json`` wrote ``NaN``)."""
+    import pandapower.topology as top
+
     from lvplan.cli import main
+    from lvplan.hosting.mapdraw import network_features
 
     raw, t3 = _t3_switched_out()
     f = tmp_path / "sz.json"
     pp.to_json(raw, str(f))
-    assert main(["hosting", str(f), "--out", str(tmp_path / "map"), "--no-maps"]) == 0
+    assert main(["hosting", str(f), "--out", str(tmp_path / "map")]) == 0
+    page = (tmp_path / "map" / "map.html").read_text(encoding="utf-8")
+    assert page.count('"className": "lvplan-unsupplied"') == 6
+    assert "not supplied (no hosting capacity): 6</div>" in page
+    feats = network_features(Network(copy.deepcopy(raw), name="sz", source="test"), None)
+    dead = sorted(
+        ft["properties"]["bus"]
+        for ft in feats["features"]
+        if ft["properties"]["kind"] == "unsupplied"
+    )
+    lv = set(raw.bus.index[raw.bus.vn_kv < 1.0])
+    assert dead == sorted(set(top.unsupplied_buses(raw)) & lv) and len(dead) == 6
     said = capsys.readouterr().out
     assert "of 35 LV buses under 7 (of 8, the rest not in operation) public" in said
     assert "not supplied        6 buses" in said

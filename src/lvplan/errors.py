@@ -66,7 +66,8 @@ class InvalidNetwork(InputError):
     def __init__(self, issues: list[ValidationIssue]):
         self.issues = list(issues)
         first = str(self.issues[0]) if self.issues else "invalid network"
-        more = f" (and {len(self.issues) - 1} more)" if len(self.issues) > 1 else ""
+        n = len(self.issues) - 1  # (issues of any kind: not "4 more loads")
+        more = f" (and {n} more issue{'s' if n > 1 else ''})" if n else ""
         super().__init__(f"invalid network: {first}{more}")
 
 

@@ -2,9 +2,10 @@
 figure and the feature layers of ``map.html``.
 
 :func:`network_features` is the map as GeoJSON (lines with their design-peak loading and level,
-transformer areas as the convex hull of their LV buses, buses with their hosting kW,
-transformers); :func:`map_png` draws it in metres east and north of the map's centre, with no
-axes, a scale bar and a legend with the counts of each class.
+transformer areas as the convex hull of their LV buses, buses with their hosting kW, the
+in-service LV buses nothing supplies, transformers); :func:`map_png` draws it in metres east
+and north of the map's centre, with no axes, a scale bar and a legend with the counts of each
+class.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
-from lvplan.hosting.outputs import CLASSES
+from lvplan.hosting.outputs import CLASSES, UNSUPPLIED_COLOUR
 
 M_PER_DEG = 111_320.0
 
@@ -72,7 +73,9 @@ def png_bytes(fig) -> bytes:
 
 def network_features(network, hosting: pd.DataFrame | None) -> dict[str, Any]:
     """The map as GeoJSON: lines (MV feeders, LV cables) with their design-peak loading, the
-    transformer areas (convex hull of their LV buses), buses with their hosting kW."""
+    transformer areas (convex hull of their LV buses), buses with their hosting kW, and the
+    in-service LV buses nothing supplies (``kind`` ``unsupplied``: behind an open switch or a
+    transformer switched out; no hosting capacity, so not in the table, but drawn)."""
     from lvplan.hosting.run import bus_coordinates
 
     net = network.pp
@@ -137,6 +140,23 @@ def network_features(network, hosting: pd.DataFrame | None) -> dict[str, Any]:
                         "bus": int(row.bus),
                         "name": str(row.name),
                         "hosting_kw": float(row.hosting_kw),
+                    },
+                }
+            )
+    dead = net.bus.index[np.asarray(network.unsupplied_lv_bus, bool)]
+    bus_names = net.bus["name"] if "name" in net.bus.columns else pd.Series("", index=net.bus.index)
+    for b in dead:
+        x, y = lon.get(b, np.nan), lat.get(b, np.nan)
+        if math.isfinite(x) and math.isfinite(y):
+            name = bus_names.at[b]
+            feats.append(
+                {
+                    "type": "Feature",
+                    "geometry": {"type": "Point", "coordinates": [float(x), float(y)]},
+                    "properties": {
+                        "kind": "unsupplied",
+                        "bus": int(b),
+                        "name": name if isinstance(name, str) else "",
                     },
                 }
             )
@@ -239,6 +259,16 @@ def map_png(features: dict[str, Any], title: str) -> bytes:
         handles.append(
             Line2D([], [], marker="o", ls="", color=colour, label=f"bus hosting {name}: {len(sel)}")
         )
+    dead = [ft for ft in f if ft["properties"]["kind"] == "unsupplied"]
+    if dead:
+        pts = np.array([xy(b["geometry"]["coordinates"]) for b in dead])
+        size = float(np.clip(3000.0 / max(1, len(buses) + len(dead)), 1.5, 14.0))
+        ax.scatter(pts[:, 0], pts[:, 1], s=size, marker="x", c=UNSUPPLIED_COLOUR, zorder=4,
+                   linewidths=0.8)  # fmt: skip
+        handles.append(
+            Line2D([], [], marker="x", ls="", color=UNSUPPLIED_COLOUR,
+                   label=f"bus not supplied: {len(dead)}")
+        )  # fmt: skip
     trs = [ft for ft in f if ft["properties"]["kind"] == "transformer"]
     if trs:
         pts = np.array([xy(t["geometry"]["coordinates"]) for t in trs])

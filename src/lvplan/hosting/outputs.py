@@ -37,6 +37,8 @@ CLASSES = (
     ("< 100 kW", -math.inf, 100.0, "#d73027"),
 )
 MAP_MAX_BUSES = 20000
+#: an LV bus nothing supplies, on the map
+UNSUPPLIED_COLOUR = "#777777"
 MAP_MAX_TRANSFORMERS = 5000
 #: above this many lines the HTML map draws the MV feeders only (a city's LV cables would make
 #: the page too heavy to pan); map.png draws them all
@@ -254,6 +256,26 @@ def map_html(
                 f"{r['binding_element']})"
             ),
         ).add_to(buses)
+    dead = [f for f in feats if f["properties"]["kind"] == "unsupplied"]
+    if dead:  # (no hosting capacity, so no row: drawn, not left unsaid)
+        off = folium.FeatureGroup(name="LV buses: not supplied").add_to(m)
+        for ft in dead[:MAP_MAX_BUSES]:
+            x, y = ft["geometry"]["coordinates"]
+            p = ft["properties"]
+            folium.CircleMarker(
+                location=[float(y), float(x)],
+                radius=4 if len(dead) < 2000 else 2,
+                color=UNSUPPLIED_COLOUR,
+                fill=False,
+                weight=1.5,
+                class_name="lvplan-unsupplied",
+                tooltip=escape(
+                    f"bus {p['bus']} {p['name']}: not supplied (nothing feeds it: behind an open "
+                    "switch or a transformer switched out)"
+                ),
+            ).add_to(off)
+        if len(dead) > MAP_MAX_BUSES:
+            left_out.append(f"{len(dead) - MAP_MAX_BUSES} buses not supplied not drawn")
     tg = folium.FeatureGroup(name="public transformers").add_to(m)
     located = trafos[trafos.lon.notna() & trafos.lat.notna()]
     if len(located) > MAP_MAX_TRANSFORMERS:  # the ones with the least headroom
@@ -298,6 +320,13 @@ def map_html(
         'background:white;padding:8px 10px;border:1px solid #888;font:12px sans-serif">'
         f"<b>{title}</b><br>new 380 V customer, design kW{note}{items}"
         '<div><span style="color:#4575b4">&#9650;</span> public transformer</div>'
+        + (
+            f'<div><span style="border:1.5px solid {UNSUPPLIED_COLOUR};width:9px;height:9px;'
+            'display:inline-block;border-radius:6px;margin-right:6px"></span>'
+            f"not supplied (no hosting capacity): {len(dead)}</div>"
+            if dead
+            else ""
+        )
         + (
             f"<div>lines: loading 0 {ramp} 120 %; MV thick, LV thin</div>"
             '<div><span style="border:1px dashed #4575b4;background:rgba(69,117,180,.1);'
