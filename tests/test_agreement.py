@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import pandapower as pp
 import pandapower.networks as pn
 import pytest
 from reference import Reference
@@ -38,11 +39,31 @@ def _held_out_simbench(code: str):
     return make
 
 
+def _behind_an_impedance(make_net):
+    """``make_net()`` with its slack moved behind an upstream network's equivalent, a
+    pandapower ``impedance`` element (the judged mask did not follow one before 2026-12-07:
+    the network was refused as islanded)."""
+
+    def make():
+        net = make_net()
+        eg = net.ext_grid.index[0]
+        old = int(net.ext_grid.at[eg, "bus"])
+        up = pp.create_bus(net, float(net.bus.vn_kv.at[old]), name="upstream equivalent")
+        net.ext_grid.at[eg, "bus"] = up
+        pp.create_impedance(net, up, old, rft_pu=0.002, xft_pu=0.01, sn_mva=1.0)
+        return net
+
+    return make
+
+
 #: name -> () -> (Network, the pandapower net as given, for the reference)
 HELD_OUT = {
     "simbench:1-LV-rural2--0-sw": _held_out_simbench("1-LV-rural2--0-sw"),
     "kerber_vorstadtnetz_kabel_1": _held_out_pp(pn.create_kerber_vorstadtnetz_kabel_1, "kerber"),
     "lv_schutterwald": _held_out_pp(pn.lv_schutterwald, "schutterwald"),
+    "kerber behind an impedance": _held_out_pp(
+        _behind_an_impedance(pn.create_kerber_vorstadtnetz_kabel_1), "kerber-impedance"
+    ),
 }
 
 

@@ -259,13 +259,18 @@ def test_hosting_and_inspect_say_what_a_switched_out_transformer_leaves_unsuppli
     assert re.search(r"T3 800 kVA public transformer +800 +not in operation +F1", said)
 
 
-def test_a_bus_fed_through_an_impedance_is_not_called_unsupplied(tmp_path, cn):
-    """pandapower supplies a bus through an ``impedance`` element, which the judged live mask
-    does not follow (a check there is ``not_assessable``). What lvplan tells a user is "not
-    supplied" by pandapower's own topology: a demand row on that bus is read, not refused as
-    "not supplied"; ``inspect`` has its transformer in operation with its loading; the map
-    counts no bus as unsupplied (found in review: the first version of the refusal said so)."""
+def test_a_network_fed_through_an_impedance_is_judged_as_pandapower_solves_it(tmp_path, cn):
+    """An upstream network's equivalent (pandapower's ``impedance`` element) between the slack
+    and the 10 kV busbar: pandapower supplies everything behind it, and so does lvplan.
+
+    Before, the judged live mask and validation did not follow impedance elements: a network
+    with a load behind one was refused as ``islanded: load 0 has no supply`` (false: it
+    solves), a check there was ``not_assessable`` ("not supplied"), ``inspect`` had the unit
+    "not judged", and the busbar behind the impedance was an "unfed MV group". The fast
+    engine works on pandapower's ``Ybus``, which holds the impedance: a check equals the
+    independent judge (``tests/test_agreement.py`` does the same on a held-out grid)."""
     import pandapower.topology as top
+    from reference import Reference
 
     from lvplan.hosting.outputs import _not_supplied
     from lvplan.inspect import summarise
@@ -273,18 +278,73 @@ def test_a_bus_fed_through_an_impedance_is_not_called_unsupplied(tmp_path, cn):
 
     net = pp.create_empty_network()
     a, b = pp.create_bus(net, 10.0), pp.create_bus(net, 10.0)
-    lv = pp.create_bus(net, 0.4)
+    lv, far = pp.create_bus(net, 0.4), pp.create_bus(net, 0.4)
     pp.create_ext_grid(net, a)
-    pp.create_impedance(net, a, b, rft_pu=0.01, xft_pu=0.02, sn_mva=1.0)
-    pp.create_transformer(net, b, lv, "0.4 MVA 10/0.4 kV")
-    # (nothing on the LV bus: validation refuses a load fed only through an impedance as
-    # islanded, a refusal older than this test and left as it is)
-    assert not set(top.unsupplied_buses(net))  # (pandapower supplies all three)
-    network = Network(net, name="imp", source="test")
+    pp.create_impedance(net, a, b, rft_pu=0.01, xft_pu=0.05, sn_mva=1.0)
+    t = pp.create_transformer(net, b, lv, "0.4 MVA 10/0.4 kV")
+    pp.create_line(net, lv, far, 0.25, "NAYY 4x150 SE")
+    pp.create_load(net, far, p_mw=0.08, q_mvar=0.02)
+    assert not set(top.unsupplied_buses(net))  # (pandapower supplies all four)
+    given = copy.deepcopy(net)
+    network = Network(net, name="imp", source="test")  # (refused as islanded before)
     assert network.supplied_bus.all() and network.feeding_trafo.all()
+    assert network.live.bus.all() and network.live.trafo.all() and network.live.line.all()
+    assert network.topology.trafo_feeder[t] == "busbar"  # (an "unfed MV group" before)
     demand = tmp_path / "d.csv"
-    demand.write_text(f"id,kw,category,bus\nB1,20,shop,{lv}\n", encoding="utf-8")
-    assert [d.bus for d in read_demand(demand, network, cn).demands] == [lv]
-    row = summarise(network, cn).transformers[0]  # (in operation; lvplan does not judge it)
-    assert row["in_operation"] is True and row["loading_percent"] is None
+    demand.write_text(f"id,kw,category,bus\nB1,20,shop,{far}\n", encoding="utf-8")
+    assert [d.bus for d in read_demand(demand, network, cn).demands] == [far]
+    row = summarise(network, cn).transformers[0]  # (judged: its loading, "not judged" before)
+    pp.runpp(given)
+    assert row["in_operation"] is True
+    assert row["loading_percent"] == pytest.approx(given.res_trafo.loading_percent.at[t], abs=0.05)
     assert _not_supplied(network) == 0
+    ref = Reference(given, cn)
+    answers = set()
+    for kw in (20.0, 60.0, 120.0, 200.0):
+        d = lvplan.check(network, bus=far, kw=kw, criteria=cn, headroom=False)
+        assert d.decision == ref.decide(far, d.design_kw), kw
+        answers.add(d.decision)
+    assert answers == {"fits", "does_not_fit"}  # (either answer occurs: the test can fail)
+
+
+def test_islands_fed_through_impedances_are_planned_apart_each_with_its_slack(tmp_path, cn):
+    """Two 10 kV busbars, each behind its own impedance from one slack bus: two MV islands,
+    planned as two groups. Each group's network holds the slack its impedance ties it to
+    (before, the planning groups' ties to a slack followed lines, switches and transformers
+    only, and each group's base case had no reference bus: `AC load flow failed: No reference
+    bus is available`, exit 1). Both plans serve their demands and the joined plan passes the
+    independent judge on the whole network."""
+    from reference import Reference
+
+    from lvplan.planning.outputs import reinforced_json
+    from lvplan.planning.plan import plan as make_plan
+
+    net = pp.create_empty_network()
+    slack = pp.create_bus(net, 10.0, name="slack", geodata=(114.05, 22.54))
+    pp.create_ext_grid(net, slack)
+    lv_buses = []
+    for k, x in ((1, 114.050), (2, 114.060)):
+        mv = pp.create_bus(net, 10.0, name=f"M{k}", geodata=(x, 22.541))
+        pp.create_impedance(net, slack, mv, rft_pu=0.002, xft_pu=0.01, sn_mva=1.0)
+        prev = pp.create_bus(net, 0.4, name=f"T{k} LV", geodata=(x, 22.5415))
+        pp.create_transformer(net, mv, prev, "0.4 MVA 10/0.4 kV", name=f"T{k}")
+        lv_buses.append(prev)
+        for j in range(3):
+            b = pp.create_bus(net, 0.4, name=f"T{k} b{j}", geodata=(x + 0.0004 * (j + 1), 22.5415))
+            pp.create_line(net, prev, b, 0.045, "NAYY 4x150 SE")
+            pp.create_load(net, b, p_mw=0.05, q_mvar=0.01)
+            lv_buses.append(b)
+            prev = b
+    network = Network(copy.deepcopy(net), name="two", source="test")
+    demand = tmp_path / "d.csv"
+    demand.write_text(
+        "id,kw,category,bus\n" + "".join(f"D{i},90,shop,{b}\n" for i, b in enumerate(lv_buses)),
+        encoding="utf-8",
+    )
+    said: list[str] = []
+    p = make_plan(network, demand, criteria=cn, method="greedy", workers=1, progress=said.append)
+    assert any(m.startswith("islands: 2 groups of MV islands") for m in said), said
+    assert len(p.assignments) == 8 and p.unserved == []
+    before = Reference(net, cn).base
+    reinforced = pp.from_json_string(reinforced_json(p, network))
+    assert not (Reference(reinforced, cn).base - before)

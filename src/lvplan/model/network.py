@@ -240,10 +240,10 @@ class Network:
     @cached_property
     def supplied_bus(self) -> np.ndarray:
         """Per bus row: something supplies it in pandapower's load flow (a path from a slack
-        through closed branches, impedance elements included). What "not supplied" means in
-        what lvplan says to a user (a demand row refused, the buses a map leaves out);
-        :attr:`live` is what is judged, and leaves out a bus fed only through an impedance."""
-        return self._pp.bus.index.isin(energized_buses(self._pp, impedance=True))
+        through closed branches, impedance elements included): the buses :attr:`live` judges,
+        and what "not supplied" means in what lvplan says to a user (a demand row refused,
+        the buses a map draws apart)."""
+        return np.asarray(self.live.bus, bool)
 
     @cached_property
     def unsupplied_lv_bus(self) -> np.ndarray:
@@ -269,7 +269,7 @@ class Network:
     @cached_property
     def live(self) -> LiveMasks:
         net = self._pp
-        on = energized_buses(net)
+        on = energized_buses(net, impedance=True)
         bus = net.bus.index.isin(on)
         line = (
             net.line.in_service.to_numpy(bool)

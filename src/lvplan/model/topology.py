@@ -330,6 +330,12 @@ def mv_feeders(net) -> MvFeeders:
     sources = set(tr.lv_bus[tr.vn_hv_kv > MV_MAX_KV].astype(int))
     eg = net.ext_grid[net.ext_grid.in_service.astype(bool)]
     sources |= {int(b) for b in eg.bus if b in set(mv.tolist())}
+    if "impedance" in net and not net.impedance.empty:
+        # an impedance element is an upstream network's equivalent (lvplan neither judges nor
+        # plans it): its MV ends are source busbars, as an HV/MV unit's LV side is (before,
+        # the busbar behind one was an "unfed MV group" with no feeders)
+        im = net.impedance[net.impedance.in_service.astype(bool)]
+        sources |= {int(b) for b in (*im.from_bus, *im.to_bus) if b in set(mv.tolist())}
     # buses tied to a source by a closed bus-bus switch are part of the busbar
     busbar: set[int] = set()
     for s in sources:
@@ -445,8 +451,9 @@ def _slack_buses(net) -> list[int]:
 def energized_buses(net, *, impedance: bool = False) -> np.ndarray:
     """In-service buses connected to an in-service ext_grid (or slack gen) through closed
     branches: one sparse connected-components pass (scipy), fast at a million buses. With
-    ``impedance``, through impedance elements too, as pandapower supplies them (the judged
-    ``Network.live`` leaves a bus fed only through one out: ``not_assessable``)."""
+    ``impedance``, through impedance elements too, as pandapower supplies them (what
+    ``Network.live`` judges and validation accepts: an upstream network's equivalent between
+    the slack and the MV busbar)."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 

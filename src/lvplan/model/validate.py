@@ -265,7 +265,9 @@ def validate_network(net) -> list[ValidationIssue]:
         return issues
 
     # islands: in-service buses that carry a load or generator but have no path to a slack
-    live = energized_buses(net)
+    # (impedance elements included, as pandapower supplies through them: an upstream network's
+    # equivalent between the slack and the MV busbar was refused as "islanded" before)
+    live = energized_buses(net, impedance=True)
     for element in ("load", "sgen"):
         if element not in net or net[element].empty:
             continue

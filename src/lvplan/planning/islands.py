@@ -249,7 +249,7 @@ def _slack_ties(net, isl: pd.Series, slack: set[int]) -> dict[int, set[int]]:
     """Island key -> the slack buses a closed branch ties it to (with every slack bus tied to
     those through other slack buses): one pass over the branches."""
     isl = mv_islands(net)
-    ids, _pos, _on, ra, rb = _closed_branch_graph(net)
+    ids, _pos, _on, ra, rb = _closed_branch_graph(net, impedance=True)
     a, b = ids[ra], ids[rb]
     slack_arr = np.fromiter(slack, np.int64, len(slack))
     sa, sb = np.isin(a, slack_arr), np.isin(b, slack_arr)
