@@ -813,6 +813,8 @@ def _hosting(args: argparse.Namespace, crit) -> int:
             "capacity)"
         )
     print("  binding: " + ", ".join(f"{k} {v}" for k, v in summary["binding_kinds"].items()))
+    if summary["coordinates_note"]:  # (the maps and the table's lon/lat are empty: said why)
+        print(f"  positions: {summary['coordinates_note']}")
     print(
         f"  prepare {st.get('prepare_s', 0):.1f} s, solve {st.get('solve_s', 0):.1f} s, "
         f"chunks {st.get('chunks')} (reused {st.get('chunks_reused')})"

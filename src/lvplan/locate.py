@@ -9,7 +9,6 @@ headroom), with every candidate considered listed under ``location.alternatives`
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any
 
 import numpy as np
@@ -34,20 +33,15 @@ MAX_CANDIDATES = 8
 
 
 def bus_lonlat(network: Network) -> tuple[np.ndarray, np.ndarray]:
-    """Longitude and latitude of every bus (NaN where the network has no coordinates)."""
-    geo = network.pp.bus.geo if "geo" in network.pp.bus.columns else None
-    n = len(network.pp.bus)
-    lon, lat = np.full(n, np.nan), np.full(n, np.nan)
-    if geo is None:
-        return lon, lat
-    for i, g in enumerate(geo.tolist()):
-        if isinstance(g, str) and g:
-            try:
-                c = json.loads(g)["coordinates"]
-                lon[i], lat[i] = float(c[0]), float(c[1])
-            except (ValueError, KeyError, TypeError, IndexError):
-                continue
-    return lon, lat
+    """Longitude and latitude of every bus row, in degrees (NaN where the network has none, or
+    everywhere when its coordinates are not degrees: :mod:`lvplan.model.coordinates`)."""
+    return network.bus_lonlat
+
+
+def _no_positions(network: Network) -> str:
+    """What a refusal for want of bus positions adds: why, when the network has coordinates
+    that are not degrees."""
+    return f" ({network.coordinates_note})" if network.coordinates_note else ""
 
 
 def distance_m(lon1, lat1, lon2, lat2):
@@ -95,7 +89,10 @@ def check_location(
     pp_bus = network.pp.bus
     lv = (pp_bus.vn_kv.to_numpy(float) < 1.0) & network.live.bus & np.isfinite(blon)
     if not lv.any():
-        raise InputError("the network has no LV buses with coordinates for a location check")
+        raise InputError(
+            "the network has no LV buses with coordinates for a location check"
+            + _no_positions(network)
+        )
     d = distance_m(x, y, blon, blat)
     route = d * crit.detour_factor
     rows = np.flatnonzero(lv & (route <= radius))

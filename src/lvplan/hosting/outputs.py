@@ -214,6 +214,8 @@ def map_html(
     lines = [f for f in feats if f["properties"]["kind"] == "line"]
     areas = [f for f in feats if f["properties"]["kind"] == "area"]
     left_out = []
+    if (features or {}).get("lvplan_note"):  # (a network whose coordinates are not degrees)
+        left_out.append(f"no bus positions: {features['lvplan_note']}")
     if len(lines) > MAP_MAX_LINES:
         lv = sum(f["properties"]["level"] == "LV" for f in lines)
         lines = [f for f in lines if f["properties"]["level"] == "MV"]
@@ -335,7 +337,7 @@ def map_html(
             if lines or areas
             else ""
         )
-        + "".join(f"<div><i>{t}</i></div>" for t in left_out)
+        + "".join(f"<div><i>{escape(t)}</i></div>" for t in left_out)
         + "</div>"
     )
     m.get_root().html.add_child(Element(legend))
@@ -451,6 +453,7 @@ def _write_outputs(result, network, criteria, out: Path, *, maps: bool, before) 
         from lvplan.hosting.mapdraw import network_features
 
         feats = network_features(network, df)
+        feats["lvplan_note"] = network.coordinates_note  # (no positions: the legend says why)
         write_text_atomic(out / "map.html", map_html(df, trafos, title, feats))
         write_bytes_atomic(out / "map.png", map_png(network, df, title, feats))
     stats = result.stats
@@ -465,6 +468,7 @@ def _write_outputs(result, network, criteria, out: Path, *, maps: bool, before) 
         "max_kw": result.max_kw,
         "buses": len(df),
         "buses_not_supplied": _not_supplied(network),
+        "coordinates_note": network.coordinates_note,
         "transformers": len(trafos),
         "transformers_in_operation": _in_operation(network),
         "classes": classes,

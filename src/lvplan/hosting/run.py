@@ -314,20 +314,12 @@ def assemble(net, parts: Iterable[pd.DataFrame], bus_transformer: dict[int, str]
 
 
 def bus_coordinates(net) -> tuple[pd.Series, pd.Series]:
-    """lon/lat of every bus: ``lon``/``lat`` columns, or pandapower's ``geo`` GeoJSON points."""
+    """lon/lat of every bus, by bus index, in degrees (:func:`lvplan.model.coordinates.bus_lonlat`:
+    NaN where none, and everywhere when the network's coordinates are not degrees)."""
+    from lvplan.model.coordinates import bus_lonlat
+
+    lon, lat, _ = bus_lonlat(net)
     idx = net.bus.index
-    if "lon" in net.bus.columns and "lat" in net.bus.columns:
-        return net.bus.lon.astype(float), net.bus.lat.astype(float)
-    lon = np.full(len(idx), np.nan)
-    lat = np.full(len(idx), np.nan)
-    if "geo" in net.bus.columns:
-        for k, g in enumerate(net.bus.geo.tolist()):
-            if isinstance(g, str) and g:
-                try:
-                    c = json.loads(g).get("coordinates")
-                    lon[k], lat[k] = float(c[0]), float(c[1])
-                except (ValueError, TypeError, AttributeError, IndexError):
-                    pass
     return pd.Series(lon, index=idx), pd.Series(lat, index=idx)
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from lvplan.errors import BaseCaseError, InputError, NotConverged, PowerFlowError
+from lvplan.model.coordinates import bus_lonlat
 from lvplan.model.islands import IslandStates, load_cache, save_cache
 from lvplan.model.islands import plan as island_plan
 from lvplan.model.topology import (
@@ -265,6 +266,22 @@ class Network:
             & net.trafo.lv_bus.isin(on).to_numpy(),
             bool,
         )
+
+    @cached_property
+    def _positions(self) -> tuple[np.ndarray, np.ndarray, str | None]:
+        return bus_lonlat(self._pp)
+
+    @property
+    def bus_lonlat(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lon, lat) of every bus row in WGS84 degrees, NaN where it has none, and everywhere
+        when the network's coordinates are not degrees (:mod:`lvplan.model.coordinates`)."""
+        lon, lat, _ = self._positions
+        return lon, lat
+
+    @property
+    def coordinates_note(self) -> str | None:
+        """Why the network's coordinates are read as no positions (not degrees), or None."""
+        return self._positions[2]
 
     @cached_property
     def live(self) -> LiveMasks:

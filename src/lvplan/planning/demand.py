@@ -38,6 +38,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from lvplan.criteria import Criteria, category, load_criteria
 from lvplan.decision import MIN_KW
 from lvplan.errors import InputError
@@ -342,6 +344,7 @@ class _RowReader:
         self.network = network
         self.crit = criteria
         self._lonlat: tuple[Any, Any] | None = None
+        self._positions: bool | None = None
 
     def bus_lonlat(self, bus: int) -> tuple[float | None, float | None]:
         if self._lonlat is None:
@@ -352,6 +355,15 @@ class _RowReader:
         r = self.network.bus_row(bus)
         x, y = float(lon[r]), float(lat[r])
         return (x, y) if math.isfinite(x) and math.isfinite(y) else (None, None)
+
+    def has_positions(self) -> bool:
+        """Some supplied LV bus has coordinates (in degrees): a row by lon/lat can be placed."""
+        if self._positions is None:
+            lon, lat = self.network.bus_lonlat
+            net = self.network
+            lv = (net.bus_vn_kv < 1.0) & np.asarray(net.supplied_bus, bool)
+            self._positions = bool((lv & np.isfinite(lon) & np.isfinite(lat)).any())
+        return self._positions
 
     def demand(self, line: int, row: Mapping[str, Any]) -> Demand:
         cell = {k: (None if _blank(v) else v) for k, v in row.items()}
@@ -397,6 +409,15 @@ class _RowReader:
         elif lon is None or lat is None:
             missing = "lat" if lon is not None else "lon" if lat is not None else "bus"
             raise InputError(f"{missing}: missing: give bus or both lon and lat")
+        elif not self.has_positions():
+            # (before, the plan listed it as unservable: "no LV bus within the 150 m supply
+            # radius", which says nothing of why)
+            why = self.network.coordinates_note
+            raise InputError(
+                "lon/lat: the network's LV buses have no coordinates"
+                + (f" ({why})" if why else "")
+                + ", so no connection point can be found by position: give bus"
+            )
         year = None
         if cell.get("year") is not None:
             year = _integer("year", cell["year"])

@@ -110,6 +110,7 @@ def synth_demand(
         raise InputError(
             f"network {network.name} has no LV buses with coordinates: synth demand places "
             "customers by lon/lat around them"
+            + (f" ({network.coordinates_note})" if network.coordinates_note else "")
         )
     rows_all = np.flatnonzero(lv_any)
     rows_c = np.flatnonzero(cand)
