@@ -113,3 +113,21 @@ def test_lon_lat_columns_and_geojson_points_are_read_alike():
     )
     assert a.bus == b.bus and a.decision == b.decision and a.location["alternatives"] is not None
     assert a.to_dict() == {**b.to_dict(), "network": a.to_dict()["network"]}
+
+
+def test_an_infinite_coordinate_is_none_and_a_missing_column_value_falls_back_to_geo():
+    """An infinite lon (a `1e400` or `Infinity` in a file) was read as a position: hosting.csv
+    held `inf`, hosting.geojson `Infinity` (not JSON) and the map was centred at infinity
+    (review). A bus whose lon/lat columns are empty is read from its `geo` point."""
+    raw = read_folder(networks_dir() / "sz-futian")
+    lon0, lat0 = given_lonlat(raw)
+    b = int(np.flatnonzero(np.isfinite(lon0))[0])
+    net = copy.deepcopy(raw)
+    net.bus["lon"], net.bus["lat"] = lon0.copy(), lat0.copy()
+    net.bus.iloc[b, net.bus.columns.get_loc("lon")] = np.nan  # (its geo point stays)
+    net.bus.iloc[b + 1, net.bus.columns.get_loc("lon")] = np.inf
+    net.bus.iloc[b + 1, net.bus.columns.get_loc("geo")] = None
+    lon, lat = given_lonlat(net)
+    assert lon[b] == lon0[b] and lat[b] == lat0[b]
+    assert np.isnan(lon[b + 1]) and np.isnan(lat[b + 1])
+    assert bus_lonlat(net)[2] is None  # (not "not degrees": one bus has none, that is all)

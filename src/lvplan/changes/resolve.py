@@ -30,7 +30,7 @@ from lvplan.changes.spec import (
 from lvplan.errors import InputError
 from lvplan.model.catalogue import cable_types, mv_cable_for, rated_class, trafo_types
 from lvplan.model.network import index_of_text
-from lvplan.model.topology import LV_MAX_KV, MV_MAX_KV
+from lvplan.model.topology import LV_MAX_KV, MV_MAX_KV, unfed
 
 
 class Pending:
@@ -411,7 +411,7 @@ def _feeder(network, bus: int, where: str, field: str) -> str:
             f"{where}: {field}: bus {bus} is on the source busbar, not on a feeder (a tie and "
             "a moved transformer join feeders)"
         )
-    if f is None or f.startswith("unfed MV group"):
+    if f is None or unfed(f):
         raise InputError(f"{where}: {field}: bus {bus} is on no supplied 10 kV feeder")
     return f
 

@@ -79,7 +79,7 @@ def network_features(network, hosting: pd.DataFrame | None) -> dict[str, Any]:
     from lvplan.hosting.run import bus_coordinates
 
     net = network.pp
-    lon, lat = bus_coordinates(net)
+    lon, lat = bus_coordinates(network)
     base = network.base_state()
     vn = net.bus.vn_kv
     feats: list[dict[str, Any]] = []

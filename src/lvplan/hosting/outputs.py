@@ -111,7 +111,7 @@ def transformer_table(
         host_n1 = pd.Series(df.hosting_kw_n1.to_numpy(), index=df.bus.to_numpy())
     from lvplan.hosting.run import bus_coordinates
 
-    lon, lat = bus_coordinates(net)
+    lon, lat = bus_coordinates(network)
     rows = []
     names = tr["name"] if "name" in tr.columns else pd.Series("", index=tr.index)
     for t in public:
@@ -214,8 +214,9 @@ def map_html(
     lines = [f for f in feats if f["properties"]["kind"] == "line"]
     areas = [f for f in feats if f["properties"]["kind"] == "area"]
     left_out = []
-    if (features or {}).get("lvplan_note"):  # (a network whose coordinates are not degrees)
-        left_out.append(f"no bus positions: {features['lvplan_note']}")
+    why = (features or {}).get("lvplan_note")
+    if why:  # (a network whose coordinates are not degrees)
+        left_out.append(f"no bus positions: {why}")
     if len(lines) > MAP_MAX_LINES:
         lv = sum(f["properties"]["level"] == "LV" for f in lines)
         lines = [f for f in lines if f["properties"]["level"] == "MV"]
@@ -223,7 +224,16 @@ def map_html(
     if len(areas) > MAP_MAX_TRANSFORMERS:
         left_out.append(f"{len(areas)} transformer areas not drawn")
         areas = []
-    m = offline_map(center, zoom_start=15, prefer_canvas=len(shown) + len(lines) > 2000)
+    # the LV buses nothing supplies, drawn apart (no hosting capacity, so no row), within the
+    # one cap the map's buses share
+    dead = [f for f in feats if f["properties"]["kind"] == "unsupplied"]
+    dead_drawn = dead[: max(0, MAP_MAX_BUSES - len(shown))]
+    n_dead = max(len(dead), int((features or {}).get("lvplan_unsupplied") or 0))  # (all of them)
+    if len(dead_drawn) < n_dead:
+        left_out.append(f"{n_dead - len(dead_drawn)} buses not supplied not drawn")
+    m = offline_map(
+        center, zoom_start=15, prefer_canvas=len(shown) + len(dead_drawn) + len(lines) > 2000
+    )
     if areas:
         folium.GeoJson(
             {"type": "FeatureCollection", "features": areas},
@@ -258,15 +268,14 @@ def map_html(
                 f"{r['binding_element']})"
             ),
         ).add_to(buses)
-    dead = [f for f in feats if f["properties"]["kind"] == "unsupplied"]
-    if dead:  # (no hosting capacity, so no row: drawn, not left unsaid)
+    if dead_drawn:
         off = folium.FeatureGroup(name="LV buses: not supplied").add_to(m)
-        for ft in dead[:MAP_MAX_BUSES]:
+        for ft in dead_drawn:
             x, y = ft["geometry"]["coordinates"]
             p = ft["properties"]
             folium.CircleMarker(
                 location=[float(y), float(x)],
-                radius=4 if len(dead) < 2000 else 2,
+                radius=4 if len(dead_drawn) < 2000 else 2,
                 color=UNSUPPLIED_COLOUR,
                 fill=False,
                 weight=1.5,
@@ -276,8 +285,6 @@ def map_html(
                     "switch or a transformer switched out)"
                 ),
             ).add_to(off)
-        if len(dead) > MAP_MAX_BUSES:
-            left_out.append(f"{len(dead) - MAP_MAX_BUSES} buses not supplied not drawn")
     tg = folium.FeatureGroup(name="public transformers").add_to(m)
     located = trafos[trafos.lon.notna() & trafos.lat.notna()]
     if len(located) > MAP_MAX_TRANSFORMERS:  # the ones with the least headroom
@@ -320,13 +327,13 @@ def map_html(
     legend = (
         '<div id="lvplan-legend" style="position:fixed;bottom:24px;left:24px;z-index:9999;'
         'background:white;padding:8px 10px;border:1px solid #888;font:12px sans-serif">'
-        f"<b>{title}</b><br>new 380 V customer, design kW{note}{items}"
+        f"<b>{escape(title)}</b><br>new 380 V customer, design kW{note}{items}"
         '<div><span style="color:#4575b4">&#9650;</span> public transformer</div>'
         + (
             f'<div><span style="border:1.5px solid {UNSUPPLIED_COLOUR};width:9px;height:9px;'
             'display:inline-block;border-radius:6px;margin-right:6px"></span>'
-            f"not supplied (no hosting capacity): {len(dead)}</div>"
-            if dead
+            f"not supplied (no hosting capacity): {n_dead}</div>"
+            if n_dead
             else ""
         )
         + (
@@ -454,6 +461,7 @@ def _write_outputs(result, network, criteria, out: Path, *, maps: bool, before) 
 
         feats = network_features(network, df)
         feats["lvplan_note"] = network.coordinates_note  # (no positions: the legend says why)
+        feats["lvplan_unsupplied"] = _not_supplied(network)  # (those without positions too)
         write_text_atomic(out / "map.html", map_html(df, trafos, title, feats))
         write_bytes_atomic(out / "map.png", map_png(network, df, title, feats))
     stats = result.stats

@@ -1,14 +1,15 @@
 """Bus positions: one reader for every place that needs a bus's longitude and latitude (a
 location check, demand rows by lon/lat, new substation sites, synthetic demand, the maps).
 
-A bus's position is its ``lon``/``lat`` columns when the bus table has both, else pandapower's
-``geo`` column (a GeoJSON Point). lvplan reads positions as WGS84 degrees: distances are
-great-circle metres, the maps are web maps. A network whose coordinates are not degrees (a
-projected system in metres, such as CGCS2000 Gauss-Krueger, where x is in the millions) is
-read as having no positions, with a note that says so: before, a location check measured
-3,400 km to the nearest bus of such a network and answered "no LV bus within the radius".
-Schematic coordinates that happen to lie within the ranges (pandapower's CIGRE networks)
-cannot be told from degrees.
+A bus's position is its ``lon``/``lat`` columns when the bus table has both, else (per bus)
+pandapower's ``geo`` column (a GeoJSON Point); an infinite coordinate is none. lvplan reads
+positions as WGS84 degrees: distances are great-circle metres, the maps are web maps. A
+network whose coordinates are not degrees (a projected system in metres, such as CGCS2000
+Gauss-Krueger, where x is in the millions) is read as having no positions, with a note that
+says so: before, a location check measured 3,400 km to the nearest bus of such a network and
+answered "no LV bus within the radius". Schematic coordinates that happen to lie within the
+ranges (pandapower's CIGRE networks) cannot be told from degrees. One bus outside the ranges
+(a typo, lat 91) is enough: the note names it.
 """
 
 from __future__ import annotations
@@ -20,21 +21,28 @@ import pandas as pd
 
 
 def given_lonlat(net) -> tuple[np.ndarray, np.ndarray]:
-    """The coordinates of every bus row as the network gives them (NaN where none)."""
+    """The coordinates of every bus row as the network gives them: the ``lon``/``lat`` columns,
+    and a bus's ``geo`` point where they have none (NaN where neither; an infinite value is
+    none)."""
     bus = net.bus
     n = len(bus)
-    if "lon" in bus.columns and "lat" in bus.columns:
-        return _floats(bus["lon"]), _floats(bus["lat"])
     lon, lat = np.full(n, np.nan), np.full(n, np.nan)
-    if "geo" not in bus.columns:
-        return lon, lat
-    for i, g in enumerate(bus["geo"].tolist()):
-        if isinstance(g, str) and g:
-            try:
-                c = json.loads(g)["coordinates"]
-                lon[i], lat[i] = float(c[0]), float(c[1])
-            except (ValueError, KeyError, TypeError, IndexError):
-                continue
+    if "lon" in bus.columns and "lat" in bus.columns:
+        lon, lat = _floats(bus["lon"]), _floats(bus["lat"])
+    if "geo" in bus.columns:
+        missing = ~(np.isfinite(lon) & np.isfinite(lat))
+        geo = bus["geo"].to_numpy(object)
+        for i in np.flatnonzero(missing):
+            g = geo[i]
+            if isinstance(g, str) and g:
+                try:
+                    c = json.loads(g)["coordinates"]
+                    lon[i], lat[i] = float(c[0]), float(c[1])
+                except (ValueError, KeyError, TypeError, IndexError):
+                    continue
+    bad = ~(np.isfinite(lon) & np.isfinite(lat))
+    lon[bad] = np.nan
+    lat[bad] = np.nan
     return lon, lat
 
 

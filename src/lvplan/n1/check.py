@@ -32,6 +32,7 @@ from lvplan.criteria import Criteria
 from lvplan.errors import InputError, PowerFlowError
 from lvplan.kinds import Engine, Verdict
 from lvplan.model.network import Network
+from lvplan.model.topology import unfed
 from lvplan.n1.assess import (
     FAIL,
     NO_TIE,
@@ -99,6 +100,24 @@ def with_n1(
         feeder=d.feeder,
         partners=list(f.partners) if f else [],
     )
+    if unfed(d.feeder) and d.decision == Verdict.FITS:
+        # no source busbar found for its 10 kV group: which loss cuts it off is unknown, so
+        # N-1 cannot say it fits (it said `fits` with no contingency: the review's false fits,
+        # a reactor at a feeder's head, 2026-12-07)
+        sect["reason"] = (
+            "N-1 cannot be judged: the customer's transformer is on a 10 kV group with no "
+            "source busbar lvplan can find (fed through an impedance element or an MV/MV "
+            "unit): manual review"
+        )
+        sect["contingencies"] = []
+        return dataclasses.replace(
+            d,
+            n1=sect,
+            decision=Verdict.NOT_ASSESSABLE,
+            reason=sect["reason"],
+            headroom_kw=None,
+            closest_limit=None,
+        )
     if not conts:
         sect["reason"] = "the customer's transformer is on no MV feeder with a head section"
         sect["contingencies"] = []

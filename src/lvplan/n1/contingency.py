@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 from lvplan.changes.spec import Changes
-from lvplan.model.topology import MvFeeders, mv_feeders
+from lvplan.model.topology import MvFeeders, mv_feeders, unfed
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ def find_contingencies(net, *, sections: bool = False) -> N1Topology:
     feeders: dict[str, FeederTies] = {}
     skipped = 0
     for name, buses in mv.buses.items():
-        if name.startswith("unfed MV group"):
+        if unfed(name):
             continue
         my_ties = tuple(t for t in ties if name in t.feeders and t.feeders[0] != t.feeders[1])
         partners = tuple(
@@ -300,4 +300,4 @@ def _supplied(mv: MvFeeders, cut: frozenset[int], bus: int) -> bool:
     """Whether ``bus`` (outside the cut-off part) is still supplied: a fed feeder's or the
     busbar's."""
     side = mv.feeder_of.get(bus)
-    return side is not None and not side.startswith("unfed MV group") and bus not in cut
+    return side is not None and not unfed(side) and bus not in cut

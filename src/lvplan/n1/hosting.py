@@ -9,7 +9,8 @@ capacity search. A bus's ``hosting_kw_n1`` is the smallest of its normal ``hosti
 each relevant contingency's value; ``binding_n1`` says which bound it (``n1_transfer <element>
 after <contingency>``, or the normal binding kind). Buses on a feeder whose loop fails N-1
 already (a relevant contingency with no restoring tie, or whose every option breaks an
-emergency limit without any new load) get 0.
+emergency limit without any new load) get 0, as do buses on a 10 kV group with no source
+busbar found (``n1_not_judged``: which loss would cut it off is not known).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pandas as pd
 
 from lvplan.criteria import Criteria
 from lvplan.model.network import Network
+from lvplan.model.topology import unfed
 from lvplan.n1.assess import FAIL, NO_TIE, NOT_ASSESSABLE, judge_contingency, mv_scope, n1_context
 from lvplan.n1.feeders import PassRate, pass_rate
 
@@ -75,6 +77,9 @@ def n1_columns(
         if fd in blocked:
             kw_n1[k] = 0.0
             binding[k] = blocked[fd]
+        elif unfed(fd):  # (no source busbar found: N-1 not judged, so no room claimed)
+            kw_n1[k] = 0.0
+            binding[k] = "n1_not_judged (no source busbar found for its 10 kV group)"
 
     for name, f in top.feeders.items():
         wanted = {name, *f.partners} - set(blocked)

@@ -45,7 +45,7 @@ from lvplan.changes.spec import DETOUR_FACTOR, MAX_TIE_LENGTH_M
 from lvplan.locate import bus_lonlat, distance_m
 from lvplan.model.catalogue import rated_class
 from lvplan.model.network import Network
-from lvplan.model.topology import LV_MAX_KV
+from lvplan.model.topology import LV_MAX_KV, unfed
 from lvplan.n1.contingency import Contingency, N1Topology, Option
 from lvplan.planning.candidates import Instance, Upgrade
 from lvplan.planning.measures import N1_KINDS, MeasureKind
@@ -111,7 +111,7 @@ class N1Offers:
             d = distance_m(self.lon[r], self.lat[r], self.lon, self.lat) * DETOUR_FACTOR
             for j in np.flatnonzero(same_vn & (d <= MAX_TIE_LENGTH_M)).tolist():
                 f = str(feeder[j])
-                if not f or f in avoid or f == "busbar" or f.startswith("unfed MV group"):
+                if not f or f in avoid or f == "busbar" or unfed(f):
                     continue
                 if f not in best or d[j] < best[f][0]:
                     best[f] = (float(d[j]), s, int(self.ids[j]))

@@ -42,6 +42,7 @@ from typing import Any
 from lvplan.criteria import Criteria
 from lvplan.errors import PowerFlowError
 from lvplan.model.network import Network
+from lvplan.model.topology import unfed
 from lvplan.planning.candidates import Instance
 from lvplan.planning.linear import N1_WITHDRAWN, Cuts
 from lvplan.planning.measures import MeasureKind
@@ -244,6 +245,10 @@ def check_plan_n1(
         return tuple(u for u in us if u not in built and u not in cuts.banned)
 
     for feeder in sorted(on):
+        if unfed(feeder):  # (no source busbar found: N-1 cannot be judged, as in the check)
+            why = f"N-1 on {feeder}: not judged (no source busbar found for its 10 kV group)"
+            failures.append(N1Failure(feeder, feeder, NOT_ASSESSABLE, -math.inf, why))
+            continue
         conts = topo.relevant(feeder) if feeder else []
         # none: a transformer on the source busbar itself, on no feeder with a head section,
         # which has no N-1 contingency (as the check judges it)
@@ -332,7 +337,10 @@ def check_plan_n1(
             notes.append(f"{why}: that move is no longer offered")
     if failures and not notes:  # nothing learned: never the same plan again
         for f in sorted({x.feeder for x in failures}):
-            notes += _withdraw(opt_feeder, f, cuts, "N-1 fails")
+            why = "N-1 fails"
+            if unfed(f):  # (said as it is: not a failure, not judged)
+                why = next(x.detail for x in failures if x.feeder == f)
+            notes += _withdraw(opt_feeder, f, cuts, why)
     return failures, notes, sorted(set(labels.values()))
 
 
