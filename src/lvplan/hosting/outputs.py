@@ -27,6 +27,7 @@ from lvplan.io.atomic import (
     write_json_atomic,
     write_text_atomic,
 )
+from lvplan.io.csvsafe import frame_csv
 from lvplan.io.leaflet import escape, offline_map, render
 from lvplan.io.leaflet import popup as leaflet_popup
 
@@ -450,8 +451,9 @@ def _write_outputs(result, network, criteria, out: Path, *, maps: bool, before) 
         prev, prev_net = before
         prev_trafos = transformer_table(prev.table, prev_net, criteria, prev.bus_trafo)
         df, trafos, compared = compare_tables(df, trafos, prev.table, prev_trafos)
-    write_text_atomic(out / "hosting.csv", df.to_csv(index=False))
-    write_text_atomic(out / "transformers.csv", trafos.to_csv(index=False))
+    # (bus and transformer names are the network's text: no spreadsheet formulas)
+    write_text_atomic(out / "hosting.csv", frame_csv(df))
+    write_text_atomic(out / "transformers.csv", frame_csv(trafos))
     write_text_atomic(
         out / "hosting.geojson", json.dumps(geojson(df, trafos), ensure_ascii=False) + "\n"
     )

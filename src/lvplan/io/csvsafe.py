@@ -44,3 +44,23 @@ class SafeWriter:
 def safe_writer(writer: Any) -> SafeWriter:
     """``safe_writer(csv.writer(f))``: the same writer, formula cells neutralised."""
     return SafeWriter(writer)
+
+
+def frame_csv(df: Any, **kwargs: Any) -> str:
+    """``df.to_csv(index=False, **kwargs)`` with every text cell through :func:`safe_cell` (a
+    table of user text, such as ids and names: the study's CSV files, the hosting map's);
+    ``df`` is not touched."""
+    out = df.copy()
+    for c in out.columns:
+        if out[c].dtype != object:
+            continue
+        col = out[c]
+        try:
+            hit = col.str.startswith(FORMULA_START, na=False).to_numpy(bool)  # (text cells)
+        except AttributeError:  # (no text in it at all: pandas refuses .str)
+            continue
+        if hit.any():
+            col = col.copy()
+            col[hit] = ["'" + v for v in col[hit].tolist()]
+            out[c] = col
+    return out.to_csv(index=False, **kwargs)

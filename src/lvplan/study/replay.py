@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from lvplan.criteria import Criteria
+from lvplan.io.csvsafe import safe_writer
 
 if TYPE_CHECKING:
     from lvplan.model.network import Network
@@ -111,7 +112,7 @@ def applications_csv(apps: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
     cols = ["id", "bus", "lon", "lat", "kw", "category"]
     cols = [c for c in cols if any(c in a for a in apps)]
-    w = csv.writer(buf, lineterminator="\n")
+    w = safe_writer(csv.writer(buf, lineterminator="\n"))  # (ids and categories: user text)
     w.writerow(cols)
     for a in apps:
         w.writerow([a.get(c, "") for c in cols])

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from lvplan.io.atomic import write_bytes_atomic, write_text_atomic
+from lvplan.io.csvsafe import frame_csv
 from lvplan.study import figures as fg
 from lvplan.study.replay import OUTCOMES
 
@@ -123,7 +124,7 @@ class _Figures:
 
 
 def _csv(df: pd.DataFrame) -> str:
-    return df.to_csv(index=False, lineterminator="\n")
+    return frame_csv(df, lineterminator="\n")  # (names and ids: no spreadsheet formulas)
 
 
 def write_report(

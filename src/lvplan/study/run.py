@@ -39,6 +39,7 @@ from lvplan.io.atomic import (
     write_json_atomic,
     write_text_atomic,
 )
+from lvplan.io.csvsafe import frame_csv
 from lvplan.io.folder_lock import locked_folder
 from lvplan.study.spec import NetworkStudy, Study, network_spec, read_study, resolve
 
@@ -377,10 +378,8 @@ def _replays(study, path, ns, net, crit, base: Path, r: NetworkResult) -> None:
         pc = load_criteria(study.profile, **{**study.set, "lv_policy_max_kw": p})
         rep = replay(net, apps, pc)
         tag = policy_tag(p)
-        write_text_atomic(base / f"replay-{tag}.csv", rep.table.to_csv(index=False))
-        write_text_atomic(
-            base / f"replay-transformers-{tag}.csv", rep.transformers.to_csv(index=False)
-        )
+        write_text_atomic(base / f"replay-{tag}.csv", frame_csv(rep.table))
+        write_text_atomic(base / f"replay-transformers-{tag}.csv", frame_csv(rep.transformers))
         r.replays[p] = rep
 
 
@@ -415,7 +414,7 @@ def _parcels_and_plans(study, path, ns, net, crit, base: Path, r: NetworkResult,
     frame = pd.DataFrame([c.to_dict() for c in custs])
     for p in study.policies_kw:
         frame[f"at_380v_{policy_tag(p)}"] = [c.at_380v(p) for c in custs]
-    write_text_atomic(base / "customers.csv", frame.to_csv(index=False))
+    write_text_atomic(base / "customers.csv", frame_csv(frame))
     r.customers = frame
     for p in study.policies_kw:
         tag = policy_tag(p)
@@ -423,7 +422,7 @@ def _parcels_and_plans(study, path, ns, net, crit, base: Path, r: NetworkResult,
         if not lv:
             continue
         demand = demand_frame(lv)
-        write_text_atomic(base / f"demand-{tag}.csv", demand.to_csv(index=False))
+        write_text_atomic(base / f"demand-{tag}.csv", frame_csv(demand))
         pc = load_criteria(study.profile, **{**study.set, "lv_policy_max_kw": p})
         result = plan(
             net,
