@@ -14,7 +14,6 @@ import json
 
 import numpy as np
 import pandapower as pp
-import pandas as pd
 import pytest
 
 import lvplan
@@ -132,28 +131,3 @@ def test_an_infinite_coordinate_is_none_and_a_missing_column_value_falls_back_to
     assert lon[b] == lon0[b] and lat[b] == lat0[b]
     assert np.isnan(lon[b + 1]) and np.isnan(lat[b + 1])
     assert bus_lonlat(net)[2] is None  # (not "not degrees": one bus has none, that is all)
-
-
-def test_csv_files_of_the_map_and_the_study_carry_no_spreadsheet_formulas(tmp_path):
-    """Bus and transformer names are the network's text, application ids the user's: a cell
-    that starts a formula (`=`, `+`, `-`, `@`) is written with a leading `'`, as `check-batch`
-    and `plan` write theirs. hosting.csv, transformers.csv and the study's CSV files wrote them
-    raw (probe, 2026-12-07: `=1+2` ids in replay-160kw.csv, `@SUM(1)` bus names in hosting.csv)."""
-    from lvplan.io.csvsafe import frame_csv
-    from lvplan.study.replay import applications_csv
-
-    raw = read_folder(networks_dir() / "sz-futian")
-    raw.bus.at[16, "name"] = "=HYPERLINK(1)"
-    raw.trafo.at[0, "name"] = "@SUM(1)"
-    f = tmp_path / "sz.json"
-    pp.to_json(raw, str(f))
-    assert main(["hosting", str(f), "--out", str(tmp_path / "m"), "--no-maps"]) == 0
-    hosting = (tmp_path / "m" / "hosting.csv").read_text(encoding="utf-8")
-    assert "\n16,'=HYPERLINK(1),T3" in hosting and ",=HYPERLINK" not in hosting
-    units = (tmp_path / "m" / "transformers.csv").read_text(encoding="utf-8")
-    assert ",'@SUM(1)," in units and ",@SUM" not in units
-    apps = applications_csv([{"id": "=1+2", "bus": 16, "kw": 30.0, "category": "shop"}])
-    assert apps.splitlines()[1] == "'=1+2,16,30.0,shop"
-    df = pd.DataFrame({"id": ["-3+4", "ok"], "kw": [-5.0, 2.0]})
-    assert frame_csv(df).splitlines()[1:] == ["'-3+4,-5.0", "ok,2.0"]  # (numbers stay numbers)
-    assert df.at[0, "id"] == "-3+4"  # (the caller's frame untouched)

@@ -17,10 +17,15 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
+import pandapower as pp
+import pandas as pd
 import pytest
 from ports import free_port
 
+import lvplan
 from lvplan.cli import main
+from lvplan.io.load import networks_dir
+from lvplan.io.netfolder import read_folder
 from lvplan.study.run import sha256_file
 
 
@@ -332,3 +337,44 @@ def test_a_demand_file_with_a_bom_and_crlf_plans_as_the_plain_one(tmp_path, caps
     assert plain["inputs"]["demand"]["source"] != bommed["inputs"]["demand"]["source"]
     del plain["inputs"]["demand"]["source"], bommed["inputs"]["demand"]["source"]
     assert plain == bommed
+
+
+def test_csv_files_of_the_map_and_the_study_carry_no_spreadsheet_formulas(tmp_path):
+    """Bus and transformer names are the network's text, application ids the user's: a cell
+    that starts a formula (`=`, `+`, `-`, `@`) is written with a leading `'`, as `check-batch`
+    and `plan` write theirs. hosting.csv, transformers.csv and the study's CSV files wrote them
+    raw (probe, 2026-12-07: `=1+2` ids in replay-160kw.csv, `@SUM(1)` bus names in hosting.csv)."""
+    from lvplan.io.csvsafe import frame_csv
+    from lvplan.study.replay import applications_csv
+
+    raw = read_folder(networks_dir() / "sz-futian")
+    raw.bus.at[16, "name"] = "=HYPERLINK(1)"
+    raw.trafo.at[0, "name"] = "@SUM(1)"
+    f = tmp_path / "sz.json"
+    pp.to_json(raw, str(f))
+    assert main(["hosting", str(f), "--out", str(tmp_path / "m"), "--no-maps"]) == 0
+    hosting = (tmp_path / "m" / "hosting.csv").read_text(encoding="utf-8")
+    assert "\n16,'=HYPERLINK(1),T3" in hosting and ",=HYPERLINK" not in hosting
+    units = (tmp_path / "m" / "transformers.csv").read_text(encoding="utf-8")
+    assert ",'@SUM(1)," in units and ",@SUM" not in units
+    apps = applications_csv([{"id": "=1+2", "bus": 16, "kw": 30.0, "category": "shop"}])
+    assert apps.splitlines()[1] == "'=1+2,16,30.0,shop"
+    df = pd.DataFrame({"id": ["-3+4", "ok"], "kw": [-5.0, 2.0]})
+    assert frame_csv(df).splitlines()[1:] == ["'-3+4,-5.0", "ok,2.0"]  # (numbers stay numbers)
+    assert df.at[0, "id"] == "-3+4"  # (the caller's frame untouched)
+
+
+def test_a_folder_here_that_is_no_network_does_not_hide_a_bundled_one(tmp_path, monkeypatch):
+    """`lvplan study --out .` writes `./sz-futian/` (the study's files for that network): the
+    next run, and any command naming `sz-futian` from there, read it as the network and failed
+    with "no network.toml (not a network folder)" (probe, 2026-12-07). A network folder or file
+    here by that name still comes first."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sz-futian").mkdir()
+    (tmp_path / "sz-futian" / "replay-160kw.csv").write_text("seq\n", encoding="utf-8")
+    assert lvplan.load_network("sz-futian").source.endswith("networks/sz-futian")
+    import shutil
+
+    shutil.rmtree(tmp_path / "sz-futian")
+    shutil.copytree(networks_dir() / "sz-futian", tmp_path / "sz-futian")
+    assert lvplan.load_network("sz-futian").source == "sz-futian"

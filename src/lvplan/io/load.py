@@ -111,9 +111,13 @@ def _locate(text: str) -> tuple[str, Path]:
         raise InputError(f"network {shown}: a path cannot contain a NUL character")
     path = Path(text)
     try:
-        if not path.exists() and not path.is_absolute() and os.sep not in text:
+        if not path.is_absolute() and os.sep not in text:
+            # a bundled name, unless a network by that name is here: a folder here that is no
+            # network (a study's output for that network, `study --out .`) does not hide it
+            # (it did: a second run read "sz-futian: no network.toml (not a network folder)")
             bundled = networks_dir() / text
-            if bundled.is_dir():
+            here = path.is_file() or (path / "network.toml").is_file()
+            if bundled.is_dir() and not here:
                 path = bundled
         is_dir, is_file = path.is_dir(), path.is_file()
     except OSError as exc:
