@@ -988,3 +988,36 @@ def test_an_unknown_argument_before_a_command_names_the_level_it_was_given_at(ca
     assert err == (
         f"lvplan: error: {where}unrecognized arguments: --bogus (see {help_of} --help)\n"
     ), err
+
+
+def test_a_unit_that_has_a_partner_in_its_room_is_offered_no_third(tmp_path, cn):
+    """The catalogue's parallel transformer is a second unit in the same room. On a network
+    that already has two units on one LV board (a plan's reinforced.json planned again), the
+    plan offered a third, and plan.csv called it "800 kVA -> 800 + 1000 kVA" beside the 630
+    kVA unit already there (probe, 2026-12-07). Swaps are still offered; the lone units keep
+    their parallel offers."""
+    import copy
+
+    import pandapower as pp
+
+    import lvplan
+    from lvplan.model.network import Network
+    from lvplan.planning.candidates import build_instance
+    from lvplan.planning.demand import read_demand
+    from lvplan.planning.measures import MeasureKind, load_measures
+
+    net = copy.deepcopy(lvplan.load_network("sz-futian").pp)
+    t3 = int(net.trafo.index[net.trafo.name.str.startswith("T3")][0])
+    t2 = int(net.trafo.index[net.trafo.name.str.startswith("T2")][0])
+    hv, lv = int(net.trafo.at[t3, "hv_bus"]), int(net.trafo.at[t3, "lv_bus"])
+    pp.create_transformer(net, hv, lv, "0.63 MVA 10/0.4 kV", name="T3 second unit")
+    network = Network(net, name="paired", source="test")
+    d = tmp_path / "d.csv"
+    t2_board = int(net.trafo.at[t2, "lv_bus"])
+    d.write_text(f"id,kw,category,bus\nA,150,shop,{lv}\nB,150,shop,{t2_board}\n", encoding="utf-8")
+    ds = read_demand(d, network, cn)
+    inst = build_instance(network, ds.demands, cn, load_measures())
+    kinds = {(u.element, u.kind) for u in inst.upgrades}
+    assert (t3, MeasureKind.TRANSFORMER_SWAP) in kinds
+    assert (t3, MeasureKind.TRANSFORMER_PARALLEL) not in kinds
+    assert (t2, MeasureKind.TRANSFORMER_PARALLEL) in kinds  # (a lone unit: as before)

@@ -671,9 +671,13 @@ def build_instance(
     upgrades: list[Upgrade] = []
     ttypes = trafo_types()
     tpos = {int(t): k for k, t in enumerate(net.trafo.index)}
-    for tree in tree_cache.values():
+    for a_id, tree in tree_cache.items():
         t = tree.trafo
         row = net.trafo.loc[t]
+        # a second unit in the same room, not a third: none where the area has two units, or
+        # the unit counts two (`parallel`; a plan on a reinforced network offered
+        # "800 kVA -> 800 + 1000 kVA" beside the 630 kVA unit already there: probe, 2026-12-07)
+        paired = len(topo.areas[a_id].trafos) > 1 or float(row.get("parallel", 1) or 1) > 1
         sn = float(row.sn_mva) * 1000.0 * float(row.get("parallel", 1) or 1)
         trafo_kva[t] = sn
         load = st.trafo_loading_percent[tpos[t]]
@@ -692,7 +696,7 @@ def build_instance(
                         x=_trafo_z(*_vk(ttypes, kva))[1],
                     )
                 )
-        for kva in measures.parallel.ratings_kva:
+        for kva in () if paired else measures.parallel.ratings_kva:
             if kva in ttypes:
                 r2, x2 = _trafo_z(*_vk(ttypes, kva))
                 r1, x1 = trafo_z[t]
