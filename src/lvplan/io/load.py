@@ -117,7 +117,8 @@ def _locate(text: str) -> tuple[str, Path]:
             # (it did: a second run read "sz-futian: no network.toml (not a network folder)")
             bundled = networks_dir() / text
             here = path.is_file() or (path / "network.toml").is_file()
-            if bundled.is_dir() and not here:
+            named = text not in (".", "..") and (bundled / "network.toml").is_file()
+            if named and not here:
                 path = bundled
         is_dir, is_file = path.is_dir(), path.is_file()
     except OSError as exc:

@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from lvplan.criteria import LIMITS
 from lvplan.errors import InputError
 from lvplan.io.textfile import read_text_bounded
 
@@ -151,9 +152,10 @@ class Study(_Strict):
     def _check(self) -> Study:
         if not re.fullmatch(r"[A-Za-z0-9._-]{1,80}", self.name):
             raise ValueError("name: letters, digits, '.', '_' and '-' only (1 to 80)")
+        lo, hi, _what = LIMITS["lv_policy_max_kw"]  # (the profile's own range: one home)
         for k, p in enumerate(self.policies_kw):
-            if not 0 < p <= 100_000:
-                raise ValueError(f"policies_kw[{k}]: must be more than 0 kW, got {p:g}")
+            if not lo <= p <= hi:
+                raise ValueError(f"policies_kw[{k}]: must be in [{lo:g}, {hi:g}] kW, got {p:g}")
         if len(set(self.policies_kw)) != len(self.policies_kw):
             raise ValueError("policies_kw: a limit appears twice")
         a, b = self.horizon
