@@ -65,6 +65,10 @@ def study_dir(tmp_path_factory):
             QUICK.replace("{synth: {count: 12, seed: 1}}", "{file: nowhere.csv}"),
             "networks[0].parcels.file: no such file",
         ),
+        (  # (it said "no such file": probe, 2026-12-07)
+            QUICK.replace("{synth: {count: 40, seed: 7}}", "{file: /dev/zero}"),
+            "networks[0].applications.file: not a regular file (a folder or a device) '/dev/zero'",
+        ),
         (
             QUICK.replace("{synth: {count: 12, seed: 1}}", "{}"),
             "networks[0].parcels: give either file or synth",

@@ -259,7 +259,9 @@ def _check_references(study: Study, p: Path) -> None:
             raise InputError(f"{p}: networks[{i}].network: {exc}") from None
         for key, part in (("parcels", ns.parcels), ("applications", ns.applications)):
             if part is not None and part.file is not None and not resolve(p, part.file).is_file():
-                raise InputError(f"{p}: networks[{i}].{key}.file: no such file {part.file!r}")
+                f = resolve(p, part.file)
+                what = "not a regular file (a folder or a device)" if f.exists() else "no such file"
+                raise InputError(f"{p}: networks[{i}].{key}.file: {what} {part.file!r}")
         if ns.parcels is not None and ns.parcels.file is not None:
             # read whole before anything runs (applications need the network: read at its turn)
             from lvplan.planning.parcels import load_densities, read_parcels
