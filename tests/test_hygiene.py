@@ -378,3 +378,18 @@ def test_a_folder_here_that_is_no_network_does_not_hide_a_bundled_one(tmp_path, 
     shutil.rmtree(tmp_path / "sz-futian")
     shutil.copytree(networks_dir() / "sz-futian", tmp_path / "sz-futian")
     assert lvplan.load_network("sz-futian").source == "sz-futian"
+
+
+def test_a_pandapower_net_given_for_a_network_is_one_line_saying_what_to_give():
+    """``lvplan.check(net.pp, ...)`` raised ``AttributeError: ... 'resolve_bus'`` (probe,
+    2026-12-07): now an InputError that says to wrap it in ``lvplan.Network``."""
+    net = lvplan.load_network("sz-futian")
+    for call in (
+        lambda: lvplan.check(net.pp, bus=16, kw=10),
+        lambda: lvplan.hosting_capacity(net.pp),
+        lambda: lvplan.evaluate(net.pp, lvplan.Changes()),
+    ):
+        with pytest.raises(lvplan.InputError, match=r"^network: a pandapower net, not an lvplan"):
+            call()
+    with pytest.raises(lvplan.InputError, match=r"^network: expected an lvplan Network .* str$"):
+        lvplan.check("sz-futian", bus=16, kw=10)

@@ -36,7 +36,7 @@ from lvplan.criteria.judge import Limits, Violation, voltage_band
 from lvplan.errors import InputError, PowerFlowError
 from lvplan.kinds import BindingKind, ElementRef, Engine, Verdict
 from lvplan.model.catalogue import cable_types
-from lvplan.model.network import ExtraLoad, Network
+from lvplan.model.network import ExtraLoad, Network, as_network
 from lvplan.numbers import finite
 from lvplan.powerflow import capacity
 from lvplan.powerflow.fast import FastEngineDiverged, FastEngineUnsupported, ServiceCable
@@ -342,6 +342,7 @@ def check(
     customer's feeder and its loop partners are judged too (:mod:`lvplan.n1.check`). Raises
     ``InputError`` for a bad question; never mutates ``network``.
     """
+    network = as_network(network)
     crit = resolve_criteria(criteria)
     if changes is not None:
         network = network.with_changes(changes)

@@ -35,7 +35,7 @@ from lvplan.changes.spec import Changes
 from lvplan.criteria import Criteria
 from lvplan.criteria.judge import Judgement, Limits, Violation
 from lvplan.errors import PowerFlowError
-from lvplan.model.network import Network
+from lvplan.model.network import Network, as_network
 from lvplan.powerflow.branch import Stamp, line_row, stamp, trafo_key, trafo_row
 from lvplan.powerflow.compensation import Compensation
 from lvplan.powerflow.fast import SQRT3, FastEngine
@@ -129,6 +129,7 @@ def evaluate(
     changed network has no solution."""
     from lvplan.decision import resolve_criteria
 
+    network = as_network(network)
     crit = resolve_criteria(criteria)
     resolved = changes.resolve(network)
     plan = plan_changes(network.pp, resolved)

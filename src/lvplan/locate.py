@@ -26,7 +26,7 @@ from lvplan.decision import (
 )
 from lvplan.errors import InputError
 from lvplan.kinds import BindingKind, ElementRef, Verdict
-from lvplan.model.network import Network
+from lvplan.model.network import Network, as_network
 
 EARTH_RADIUS_M = 6_371_000.0
 MAX_CANDIDATES = 8
@@ -73,6 +73,7 @@ def check_location(
     area_class: str | None = None,
     method: str = "auto",
 ) -> Decision:
+    network = as_network(network)
     crit = resolve_criteria(criteria)
     x = _number("lon", lon)
     if not -180 <= x <= 180:

@@ -79,7 +79,9 @@ def hosting_capacity(
     from lvplan.hosting.build import prepare
     from lvplan.hosting.fallback import ac_bus_hosting
     from lvplan.hosting.run import CHUNK_BUSES
+    from lvplan.model.network import as_network
 
+    network = as_network(network)
     crit = resolve_criteria(criteria)
     if changes is not None:
         network = network.with_changes(changes)

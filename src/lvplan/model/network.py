@@ -14,6 +14,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -107,6 +108,24 @@ class AcWithLoad:
     state: GridState
     customer_vm_pu: float
     cable_loading_percent: float
+
+
+def as_network(obj: Any) -> Network:
+    """``obj`` if it is a :class:`Network`; otherwise an :class:`InputError` that says what to
+    give (a pandapower net handed to ``lvplan.check`` or ``lvplan.plan`` raised
+    ``AttributeError: ... no attribute 'resolve_bus'``: probe, 2026-12-07)."""
+    if isinstance(obj, Network):
+        return obj
+    if type(obj).__name__ == "pandapowerNet":
+        raise InputError(
+            "network: a pandapower net, not an lvplan Network: wrap it once with "
+            "lvplan.Network(net, name=...) (validated, and never changed), or load one with "
+            "lvplan.load_network(...)"
+        )
+    raise InputError(
+        f"network: expected an lvplan Network (lvplan.load_network(...)), got "
+        f"{type(obj).__name__}"
+    )
 
 
 class Network:
