@@ -25,6 +25,7 @@ from pathlib import Path
 
 import lvplan
 from lvplan.decision import resolve_criteria
+from lvplan.planning import optimal_rounds
 from lvplan.planning import plan as plan_mod
 from lvplan.planning.greedy import Greedy
 from lvplan.planning.mipbound import MipBound, Relaxation
@@ -48,20 +49,20 @@ def main() -> None:
     write_synth_demand(synth_demand(net, count=args.count, seed=args.seed, criteria=crit), demand)
 
     caught = {}
-    real = plan_mod.PlanModel
+    real = optimal_rounds.PlanModel
 
     class Catch(real):  # type: ignore[misc, valid-type]
         def __init__(self, grid, **kw):
             caught["grid"] = grid
             raise _Caught
 
-    plan_mod.PlanModel = Catch
+    optimal_rounds.PlanModel = Catch
     try:
         plan_mod.plan(net, demand, criteria=crit, time_limit_s=600)
     except _Caught:
         pass
     finally:
-        plan_mod.PlanModel = real
+        optimal_rounds.PlanModel = real
     g = caught["grid"]
     inst = g.inst
     order = sorted(range(len(inst.demands)), key=lambda i: (inst.demands[i].year or 0, i))

@@ -1016,7 +1016,7 @@ def test_a_greedy_pass_that_does_not_stand_puts_the_withdrawals_back(hand, cn, m
     a limit, so it withdraws one connection. The pass made again without that site is made to
     serve less, so the first pass's plan stands, and with it the reason its withdrawn demand is
     unserved (the second pass cleared it; ``take_if_better`` puts it back)."""
-    from lvplan.planning import plan as plan_mod
+    from lvplan.planning import rounds as rounds_mod
     from lvplan.planning.greedy import Greedy
     from lvplan.planning.withdraw import without
 
@@ -1025,7 +1025,7 @@ def test_a_greedy_pass_that_does_not_stand_puts_the_withdrawals_back(hand, cn, m
     frame = pd.DataFrame(
         {"id": list("pqrs"), "kw": [20] * 4, "lon": east, "lat": [LAT0 + north] * 4}
     )
-    real_run, real_check = Greedy.run, plan_mod.check_plan
+    real_run, real_check = Greedy.run, rounds_mod.check_plan
     passes = []
 
     def myopic(self, order, budget_cny=None, *, chosen=None):
@@ -1051,10 +1051,10 @@ def test_a_greedy_pass_that_does_not_stand_puts_the_withdrawals_back(hand, cn, m
         return kept, ev, {q: "withdrawn (the test's limit)"}, [0]
 
     monkeypatch.setattr(Greedy, "run", myopic)
-    monkeypatch.setattr(plan_mod, "check_plan", check)
-    monkeypatch.setattr(plan_mod, "withdraw_unverified", withdraw)
-    monkeypatch.setattr(plan_mod, "MAX_ROUNDS", 1)
-    monkeypatch.setattr(plan_mod, "tighten", lambda *a: ["(the test's limit)"])
+    monkeypatch.setattr(rounds_mod, "check_plan", check)
+    monkeypatch.setattr(rounds_mod, "withdraw_unverified", withdraw)
+    monkeypatch.setattr(rounds_mod, "MAX_ROUNDS", 1)
+    monkeypatch.setattr(rounds_mod, "tighten", lambda *a: ["(the test's limit)"])
     p = make_plan(hand, frame, criteria=cn, method="greedy", time_limit_s=10)
     names = [r.method for r in p.history]
     assert names[:3] == ["greedy", "greedy (withdrawal)", "greedy (founded sites only)"]

@@ -331,6 +331,7 @@ def test_a_round_starts_from_the_plans_alternative_that_fits_the_new_cuts(
     from test_plan import GREEDY_CNY
 
     from lvplan.planning import plan as plan_mod
+    from lvplan.planning import rounds as rounds_mod
     from lvplan.planning.model import Solution
 
     hand = Network(_two_transformers(), name="two transformers", source="test")
@@ -369,7 +370,7 @@ def test_a_round_starts_from_the_plans_alternative_that_fits_the_new_cuts(
         return dataclasses.replace(self.hinted, status="feasible", bound=math.nan, gap=math.nan)
 
     _rig_rounds(monkeypatch, solve, lambda sol: swaps.get("taken") in sol.upgrades)
-    real_tighten = plan_mod.tighten
+    real_tighten = rounds_mod.tighten
 
     def tighten(network, inst, sol, ev, broken, cuts):
         if broken == ["a limit the test says is broken"]:
@@ -377,7 +378,7 @@ def test_a_round_starts_from_the_plans_alternative_that_fits_the_new_cuts(
             return ["(the test's limit)"]
         return real_tighten(network, inst, sol, ev, broken, cuts)
 
-    monkeypatch.setattr(plan_mod, "tighten", tighten)
+    monkeypatch.setattr(rounds_mod, "tighten", tighten)
     p = plan_mod.plan(hand, csv, criteria=cn, time_limit_s=30)
     alt = swaps["alt"]
     assert hinted and sorted(hinted[0].chosen) == sorted(alt.chosen)
@@ -388,9 +389,9 @@ def test_a_round_starts_from_the_plans_alternative_that_fits_the_new_cuts(
 def _rig_rounds(monkeypatch, solve, breaks) -> None:
     """The plan's rounds with ``solve`` in place of ``PlanModel.solve``, and the AC check made to
     find a limit broken whenever ``breaks(plan)`` (its cut: none)."""
-    from lvplan.planning import plan as plan_mod
+    from lvplan.planning import rounds as rounds_mod
 
-    real_check, real_tighten = plan_mod.check_plan, plan_mod.tighten
+    real_check, real_tighten = rounds_mod.check_plan, rounds_mod.tighten
 
     def check(network, inst, sol, base):
         ev, broken = real_check(network, inst, sol, base)
@@ -402,8 +403,8 @@ def _rig_rounds(monkeypatch, solve, breaks) -> None:
         return real_tighten(network, inst, sol, ev, broken, cuts)
 
     monkeypatch.setattr(PlanModel, "solve", solve)
-    monkeypatch.setattr(plan_mod, "check_plan", check)
-    monkeypatch.setattr(plan_mod, "tighten", tighten)
+    monkeypatch.setattr(rounds_mod, "check_plan", check)
+    monkeypatch.setattr(rounds_mod, "tighten", tighten)
 
 
 def test_a_failed_later_round_keeps_the_greedy_plan_with_the_bound_proved_before(
@@ -531,10 +532,11 @@ def test_a_city_group_without_time_for_a_search_takes_the_relaxations_bound(
     counted before; with no time left before the city's deadline, it starts nothing."""
     from test_plan_sitebound import plan_group
 
-    from lvplan.planning import plan as plan_module
-    from lvplan.planning.plan import SEARCH_WORTH_S, Plan
+    from lvplan.planning import optimal_rounds
+    from lvplan.planning.optimal_rounds import SEARCH_WORTH_S
+    from lvplan.planning.plan import Plan
 
-    monkeypatch.setattr(plan_module, "SEARCH_SKIP_MIN_BUSES", 0)
+    monkeypatch.setattr(optimal_rounds, "SEARCH_SKIP_MIN_BUSES", 0)
 
     def group(hard_limit_s: float | None) -> Plan:
         return plan_group(

@@ -349,7 +349,7 @@ def test_sites_tied_to_the_source_busbar_are_left_out_for_n1_demands_that_have_o
     from lvplan.planning import candidates
     from lvplan.planning.demand import read_demand
     from lvplan.planning.measures import load_measures
-    from lvplan.planning.plan import _drop_radial_n1, _radial_sites
+    from lvplan.planning.plan_candidates import _drop_radial_n1, _radial_sites
 
     sz = lvplan.load_network("sz-futian")
     row = {"id": "M044", "kw": 200.0, "category": "generic", "lon": 114.0584060}

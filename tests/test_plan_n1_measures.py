@@ -295,20 +295,21 @@ def test_rounds_that_do_not_settle_fall_back_to_the_plan_without_n1_measures(
     """When the rounds with new ties and moves do not settle (here: every N-1 check of the
     first attempt is made to fail), the plan is made again without them, as before they
     existed: the radial feeder's class A demands are withdrawn, naming the contingency."""
-    import lvplan.planning.plan as plan_module
+    import lvplan.planning.greedy_rounds as greedy_rounds
+    import lvplan.planning.rounds as rounds_mod
     from lvplan.planning.n1plan import N1Failure
 
-    real = plan_module.check_plan_n1
+    real = rounds_mod.check_plan_n1
     first: list = []
 
     def unsettled(network, inst, sol, needs, cuts, offers=None, max_cuts=20):
         first.append(cuts) if not first else None
         if cuts is first[0]:
             return [N1Failure("x", "L0", "fail", -1.0, "made to fail")], ["made to fail"], []
-        assert offers is None and max_cuts == plan_module.N1_CUTS_WITHOUT_MEASURES
+        assert offers is None and max_cuts == greedy_rounds.N1_CUTS_WITHOUT_MEASURES
         return real(network, inst, sol, needs, cuts, offers, max_cuts)
 
-    monkeypatch.setattr(plan_module, "check_plan_n1", unsettled)
+    monkeypatch.setattr(rounds_mod, "check_plan_n1", unsettled)
     p, said = _radial_greedy_said(cn, tmp_path)
     assert any("planned again without new ties and moved transformers" in m for m in said)
     assert p.measures == [] and p.assignments == [] and p.cost_cny == 0.0
@@ -343,13 +344,13 @@ def test_rounds_with_n1_measures_give_way_after_their_share_of_the_time(cn, tmp_
     ``OFFERS_SHARE`` of the time limit give way to the plan made again without them (the
     district with class A ran 110 s for a 60 s limit, 61.5 s with the share). With a share of
     0, the radial feeder's tie is never built: its demands are left out, each saying why."""
-    import lvplan.planning.plan as plan_module
+    import lvplan.planning.rounds as rounds_mod
 
-    monkeypatch.setattr(plan_module, "OFFERS_SHARE", 0.0)
+    monkeypatch.setattr(rounds_mod, "OFFERS_SHARE", 0.0)
     p, said = _radial_greedy_said(cn, tmp_path)
     assert any("after 0% of the time limit (1 rounds)" in m for m in said)
     assert p.measures == [] and len(p.unserved) == 2
-    monkeypatch.setattr(plan_module, "OFFERS_SHARE", 0.5)
+    monkeypatch.setattr(rounds_mod, "OFFERS_SHARE", 0.5)
     p, _said = _radial_greedy_said(cn, tmp_path)
     assert [m.kind for m in p.measures] == ["mv_tie_new"]
 

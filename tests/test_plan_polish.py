@@ -145,7 +145,9 @@ def test_the_round_after_a_plan_that_passed_searches_on_from_it_and_its_plan_pas
     check; the independent judge finds no new violation on reinforced.json."""
     from test_plan import HAND_CSV, OPTIMUM_CNY, _new_violations
 
+    import lvplan.planning.optimal_rounds as optimal_rounds
     import lvplan.planning.plan as plan_mod
+    import lvplan.planning.rounds as rounds_mod
 
     orig = PlanModel.solve
     dear: list[float] = []
@@ -170,15 +172,15 @@ def test_the_round_after_a_plan_that_passed_searches_on_from_it_and_its_plan_pas
         return worse
 
     checks: list[float] = []
-    real_check = plan_mod.check_plan
+    real_check = rounds_mod.check_plan
 
     def counted(network, inst, sol, base):
         checks.append(sol.cost_cny)
         return real_check(network, inst, sol, base)
 
     monkeypatch.setattr(PlanModel, "solve", dearer)
-    monkeypatch.setattr(plan_mod, "check_plan", counted)
-    monkeypatch.setattr(plan_mod, "GO_ON_S", 1e9)  # (any time left: the neighbourhood search)
+    monkeypatch.setattr(rounds_mod, "check_plan", counted)
+    monkeypatch.setattr(optimal_rounds, "GO_ON_S", 1e9)  # (any time left: the neighbourhood search)
     path = tmp_path / "hand.csv"
     path.write_text(HAND_CSV, encoding="utf-8")
     p = plan_mod.plan_network(

@@ -52,9 +52,10 @@ def test_the_greedy_made_again_without_new_ties_is_named_apart(cn, tmp_path, mon
     from test_plan_n1_measures import _demand, _radial
 
     from lvplan.model.network import Network
+    from lvplan.planning import rounds as rounds_mod
 
-    monkeypatch.setattr(plan_mod, "MAX_ROUNDS", 1)
-    monkeypatch.setattr(plan_mod, "MAX_N1_ROUNDS", 0)
+    monkeypatch.setattr(rounds_mod, "MAX_ROUNDS", 1)
+    monkeypatch.setattr(rounds_mod, "MAX_N1_ROUNDS", 0)
     net = Network(_radial(), name="radial", source="test")
     p = make_plan(net, _demand(tmp_path, 3), criteria=cn, method="greedy", time_limit_s=10)
     names = [(h.method, h.round) for h in p.history]

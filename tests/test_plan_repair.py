@@ -217,10 +217,10 @@ def test_a_most_kw_stage_that_serves_no_more_keeps_the_hints_demands_and_plan(sz
 
 
 def test_a_plan_patched_greedily_moves_only_the_demands_a_new_cut_bears_on(sz_case):
-    """The optimiser's quick repair (plan._patched): a tightened line moves the demands whose
-    connection crosses it, greedily, every other connection and measure kept; with nothing
-    new, nothing to patch."""
-    from lvplan.planning.plan import _patched
+    """The optimiser's quick repair (optimal_rounds._patched): a tightened line moves the
+    demands whose connection crosses it, greedily, every other connection and measure kept;
+    with nothing new, nothing to patch."""
+    from lvplan.planning.optimal_rounds import _patched
 
     inst, _mv, cuts, grid, sol = sz_case
     before = snapshot(cuts)
@@ -246,12 +246,12 @@ def test_a_plan_patched_greedily_moves_only_the_demands_a_new_cut_bears_on(sz_ca
 
 
 def test_the_first_alternative_that_passes_is_the_cheapest_in_time(sz_case):
-    """plan._first_passing: cheapest first, none as dear as the greedy plan, each checked while
-    one more check ends in time."""
+    """optimal_rounds._first_passing: cheapest first, none as dear as the greedy plan, each
+    checked while one more check ends in time."""
     import dataclasses
     import time
 
-    from lvplan.planning.plan import _first_passing
+    from lvplan.planning.optimal_rounds import _first_passing
 
     inst, _mv, _cuts, _grid, sol = sz_case
     dear = dataclasses.replace(sol, cost_cny=sol.cost_cny + 300.0)
@@ -282,18 +282,21 @@ def test_the_first_alternative_that_passes_is_the_cheapest_in_time(sz_case):
 def test_a_round_that_broke_a_limit_is_patched_and_the_search_frees_what_the_patch_moved(
     monkeypatch, cn
 ):
-    """plan.py's wiring of the quick repair: the first optimal round's plan breaks a
+    """The optimal rounds' wiring of the quick repair: the first optimal round's plan breaks a
     transformer's limit in AC (here made to, by 0.5 % on its most loaded transformer); the next
     round is the greedy patch (``_patched``), which passes its own AC check and becomes the
     plan; the neighbourhood search after it (``polish``) is given the demands the patch moved
     as its focus, once. The plan returned passes the real AC check."""
     from lvplan.kinds import BindingKind
+    from lvplan.planning import optimal_rounds
     from lvplan.planning import plan as plan_mod
+    from lvplan.planning import rounds as rounds_mod
     from lvplan.planning.parts import Part
     from lvplan.planning.verify import Broken, check_plan
 
     made: dict[str, object] = {}
-    real_check, real_patched, real_polish = plan_mod.check_plan, plan_mod._patched, plan_mod.polish
+    real_check, real_patched = rounds_mod.check_plan, optimal_rounds._patched
+    real_polish = optimal_rounds.polish
     real_split = plan_mod.split
     fields = ("demands", "options", "feeders")
 
@@ -324,11 +327,11 @@ def test_a_round_that_broke_a_limit_is_patched_and_the_search_frees_what_the_pat
         ps = real_split(network, inst, **kw)
         return [Part(*(tuple(sorted({x for p in ps for x in getattr(p, f)})) for f in fields))]
 
-    monkeypatch.setattr(plan_mod, "check_plan", check)
-    monkeypatch.setattr(plan_mod, "_patched", patched)
-    monkeypatch.setattr(plan_mod, "polish", polish)
+    monkeypatch.setattr(rounds_mod, "check_plan", check)
+    monkeypatch.setattr(optimal_rounds, "_patched", patched)
+    monkeypatch.setattr(optimal_rounds, "polish", polish)
     monkeypatch.setattr(plan_mod, "split", one_part)
-    monkeypatch.setattr(plan_mod, "GO_ON_S", 1e9)  # (every round after a pass is a search)
+    monkeypatch.setattr(optimal_rounds, "GO_ON_S", 1e9)  # (every round after a pass is a search)
     net = lvplan.load_network("sz-futian")
     p = plan_mod.plan(net, CSV, criteria=cn, time_limit_s=30, workers=2, by_island=False)
     assert "broke" in made

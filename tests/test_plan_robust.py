@@ -20,8 +20,8 @@ from test_plan import GREEDY_CNY, LAT0, LON0, OPTIMUM_CNY, _new_violations
 
 from lvplan.model.catalogue import trafo_types
 from lvplan.model.network import Network
-from lvplan.planning import candidates
-from lvplan.planning import plan as plan_mod
+from lvplan.planning import candidates, optimal_rounds
+from lvplan.planning import rounds as rounds_mod
 from lvplan.planning.outputs import reinforced_json, write_plan
 from lvplan.planning.plan import plan as make_plan
 
@@ -132,7 +132,7 @@ def test_a_parallel_unit_over_its_limit_is_named_as_reinforced_json_has_it(
         .notes[0]
         .startswith("the parallel unit of trafo 0 (630 kVA uk 4.5 % parallel to T big)")
     )
-    monkeypatch.setattr(plan_mod, "MAX_ROUNDS", 1)
+    monkeypatch.setattr(rounds_mod, "MAX_ROUNDS", 1)
     w = make_plan(net, six, criteria=cn, method="greedy", time_limit_s=10)
     why = [u["reason"] for u in w.unserved]
     assert why == [
@@ -170,7 +170,7 @@ def test_the_optimal_rounds_stop_at_the_deadline_with_the_verified_greedy_plan(h
     the rounds stop there and the verified greedy plan is returned, saying so (before, the
     optimum got its 5 s whatever the limit, and its AC rounds after that)."""
     p = make_plan(hand, hand_csv, criteria=cn, method="optimal", time_limit_s=1.0)
-    assert p.stopped == "time_limit" and p.runtime_s < plan_mod.MIN_SOLVE_S  # no CP-SAT round
+    assert p.stopped == "time_limit" and p.runtime_s < optimal_rounds.MIN_SOLVE_S  # no CP-SAT round
     assert p.cost_cny == p.greedy_cost_cny == pytest.approx(GREEDY_CNY)
     assert p.optimal_cost_cny is None
     assert [(h.method, h.status) for h in p.history] == [
@@ -189,7 +189,7 @@ def test_the_optimal_rounds_stop_at_the_deadline_with_the_verified_greedy_plan(h
     assert full.cost_cny == pytest.approx(OPTIMUM_CNY)
     # 3 s: a small model's round needs 1 s, not 5 s (before, the greedy plan's 277,000 CNY
     # was returned at --time-limit 5, its optimum unsought)
-    assert len(p.instance.options) <= plan_mod.SMALL_MODEL_OPTIONS
+    assert len(p.instance.options) <= optimal_rounds.SMALL_MODEL_OPTIONS
     short = make_plan(hand, hand_csv, criteria=cn, method="optimal", time_limit_s=3)
     assert short.stopped is None and short.cost_cny == pytest.approx(OPTIMUM_CNY)
     assert short.summary()["solver"]["status"] == "optimal"

@@ -108,10 +108,10 @@ def test_a_city_group_with_no_relaxation_in_its_time_takes_the_sites_bound(
     """A city group (``bound_only``) past its time whose relaxation gives nothing (no time
     left, as on 23 of the 45 groups of the 13,000-transformer city) takes the sites' bound for
     the demands its verified greedy plan serves, and says so (``bound_by: sites``)."""
-    from lvplan.planning import plan as plan_module
-    from lvplan.planning.plan import SEARCH_WORTH_S
+    from lvplan.planning import optimal_rounds
+    from lvplan.planning.optimal_rounds import SEARCH_WORTH_S
 
-    monkeypatch.setattr(plan_module, "SEARCH_SKIP_MIN_BUSES", 0)
+    monkeypatch.setattr(optimal_rounds, "SEARCH_SKIP_MIN_BUSES", 0)
     monkeypatch.setattr(
         PlanModel,
         "relaxation_bound",

@@ -11,7 +11,7 @@ from reference import Reference
 from test_plan import LAT0, LON0, _thin_feeder
 
 from lvplan.model.network import Network
-from lvplan.planning import plan as plan_mod
+from lvplan.planning import rounds as rounds_mod
 from lvplan.planning.outputs import reinforced_json
 from lvplan.planning.plan import plan as make_plan
 from lvplan.planning.withdraw import without
@@ -27,7 +27,7 @@ def thin(tmp_path):
 
 def test_rounds_that_do_not_converge_withdraw_what_breaks_the_ac_check(thin, cn, monkeypatch):
     net, demand = thin
-    monkeypatch.setattr(plan_mod, "MAX_ROUNDS", 1)  # the AC round that would build the cable
+    monkeypatch.setattr(rounds_mod, "MAX_ROUNDS", 1)  # the AC round that would build the cable
     p = make_plan(net, demand, criteria=cn, method="greedy", time_limit_s=10)
     # one 150 kW connection fits the 30 A section, two do not: exactly one is withdrawn
     assert len(p.assignments) == 1 and len(p.unserved) == 1
@@ -56,7 +56,7 @@ def test_the_time_limit_ends_greedy_rounds_that_no_longer_settle(thin, cn, monke
     p = make_plan(net, demand, criteria=cn, method="greedy", time_limit_s=1e-3)
     assert sorted(a.demand for a in p.assignments) == ["b1", "b2"]
     assert [(h.method, h.broken) for h in p.history] == [("greedy", 1), ("greedy", 0)]
-    monkeypatch.setattr(plan_mod, "tighten", lambda *a, **k: [])
+    monkeypatch.setattr(rounds_mod, "tighten", lambda *a, **k: [])
     p = make_plan(net, demand, criteria=cn, method="optimal", time_limit_s=1e-3)
     assert len(p.assignments) == 1 and len(p.unserved) == 1
     why = p.unserved[0]["reason"]
@@ -77,7 +77,7 @@ def test_the_time_limit_ends_greedy_rounds_that_no_longer_settle(thin, cn, monke
     assert not (Reference(reinforced, cn).base - Reference(net.pp, cn).base)
     # with the time, the rounds run out (MAX_ROUNDS) and withdraw the same, as before
     full = make_plan(net, demand, criteria=cn, method="greedy", time_limit_s=30)
-    assert len(full.history) == plan_mod.MAX_ROUNDS + 1
+    assert len(full.history) == rounds_mod.MAX_ROUNDS + 1
     assert full.unserved[0]["reason"].startswith("withdrawn (the AC rounds did not converge)")
 
 
@@ -86,7 +86,7 @@ def test_optimal_after_a_withdrawn_greedy_plan_uses_what_the_ac_round_taught(thi
     reinforcing the section), builds the section and serves both in its one round, verified.
     What the summary compares is the withdrawn greedy plan (150 kW) and the optimum."""
     net, demand = thin
-    monkeypatch.setattr(plan_mod, "MAX_ROUNDS", 1)
+    monkeypatch.setattr(rounds_mod, "MAX_ROUNDS", 1)
     p = make_plan(net, demand, criteria=cn, method="optimal", time_limit_s=10)
     assert sorted(a.demand for a in p.assignments) == ["b1", "b2"]
     assert [(m.kind, str(m.element)) for m in p.measures] == [("mv_cable_replace", "line 0")]
@@ -147,7 +147,7 @@ def test_limits_not_traced_to_connections_put_their_island_back(tmp_path, cn, mo
         f"id,kw,category,bus\nb1,150,generic,2\nb2,150,generic,2\nc1,100,generic,{lv2}\n",
         encoding="utf-8",
     )
-    monkeypatch.setattr(plan_mod, "MAX_ROUNDS", 1)
+    monkeypatch.setattr(rounds_mod, "MAX_ROUNDS", 1)
     monkeypatch.setattr(withdraw, "WITHDRAW_ROUNDS", 0)
     p = make_plan(network, demand, criteria=cn, method="greedy", by_island=False)
     assert [a.demand for a in p.assignments] == ["c1"]

@@ -1,8 +1,8 @@
 """A plan that passed the AC check, made cheaper in the seconds left: a large-neighbourhood search.
 
 When an optimal round's plan passes with too little time left for another round (a model,
-HiGHS's two threads and CP-SAT: :data:`lvplan.planning.plan.GO_ON_S`), those seconds went
-unused. CP-SAT on the whole model from the plan found nothing cheaper in 6 s on the SimBench
+HiGHS's two threads and CP-SAT: :data:`lvplan.planning.optimal_rounds.GO_ON_S`), those seconds
+went unused. CP-SAT on the whole model from the plan found nothing cheaper in 6 s on the SimBench
 district (seed 1: its presolve of the 33,618-variable model alone takes seconds). Here one model
 of the plan's grid is made, the demands the plan serves are held served, and, in turn, the
 demands of a few areas are set free while every other demand keeps its connection (its
@@ -152,7 +152,8 @@ def neighbourhoods(
     its plans are still the model's, but its optimum no longer proves the model's).
     ``focus``: demands (positions in ``Instance.demands``) that the first neighbourhood sets
     free with their rivals (the demands with an option where they have one), at most
-    :data:`MOST_FREE_FOCUS`: those a greedy patch just connected again (``plan._patched``)."""
+    :data:`MOST_FREE_FOCUS`: those a greedy patch just connected again
+    (``optimal_rounds._patched``)."""
     from lvplan.planning.model import Solution
 
     t0 = time.perf_counter()

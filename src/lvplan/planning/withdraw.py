@@ -1,7 +1,7 @@
 """A verified plan when the AC rounds do not converge: withdraw the connections that break it.
 
-The verification loop (:func:`lvplan.planning.plan.plan_network`) tightens the model where the
-AC state breaks a limit and solves again, up to ``MAX_ROUNDS`` times. When the last round still
+The verification loop (:meth:`lvplan.planning.rounds.Rounds.verified`) tightens the model where
+the AC state breaks a limit and solves again, up to ``MAX_ROUNDS`` times. When the last round still
 breaks limits (the cuts chase each other: one tightening moves the load elsewhere, which breaks
 the next element), the plan of that round is not returned as it is: the demands whose
 connections break the limits are withdrawn from it, and what stays is checked again by the same
