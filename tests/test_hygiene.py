@@ -388,6 +388,7 @@ def test_a_pandapower_net_given_for_a_network_is_one_line_saying_what_to_give():
         lambda: lvplan.check(net.pp, bus=16, kw=10),
         lambda: lvplan.hosting_capacity(net.pp),
         lambda: lvplan.evaluate(net.pp, lvplan.Changes()),
+        lambda: lvplan.plan(net.pp, "studies/demand/sz-futian-30.csv"),
     ):
         with pytest.raises(lvplan.InputError, match=r"^network: a pandapower net, not an lvplan"):
             call()

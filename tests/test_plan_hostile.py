@@ -1021,3 +1021,60 @@ def test_a_unit_that_has_a_partner_in_its_room_is_offered_no_third(tmp_path, cn)
     assert (t3, MeasureKind.TRANSFORMER_SWAP) in kinds
     assert (t3, MeasureKind.TRANSFORMER_PARALLEL) not in kinds
     assert (t2, MeasureKind.TRANSFORMER_PARALLEL) in kinds  # (a lone unit: as before)
+
+
+def test_a_demand_without_a_year_among_dated_ones_is_there_from_the_first_year(tmp_path, cn):
+    """Undated D0003 needs line 34's parallel cable with dated demands of 2028: the cable was
+    dated 2028 (by the dated demands alone) and D0003's service cable summed under a year
+    "none" that summary.json does not document (probe, 2026-12-07). An undated demand in a
+    file with years is there from the start: both in 2027, the file's first year."""
+    import json
+
+    rows = [
+        ("D0001", 190, "shop", 114.0455729, 22.5461674, 2028),
+        ("D0002", 180, "restaurant", 114.0467523, 22.5465307, 2028),
+        ("D0003", 90, "restaurant", 114.0460808, 22.5460795, ""),
+        ("D0004", 50, "restaurant", 114.0464928, 22.5468045, 2028),
+        ("D0005", 25, "generic", 114.0461655, 22.5467062, 2028),
+        ("D0006", 20, "shop", 114.0462274, 22.5454206, 2029),
+        ("D0007", 185, "office", 114.0460462, 22.5468444, 2029),
+        ("D0008", 45, "office", 114.0456415, 22.5460364, 2027),
+    ]
+    d = tmp_path / "d.csv"
+    d.write_text(
+        "id,kw,category,lon,lat,year\n" + "".join(",".join(map(str, r)) + "\n" for r in rows),
+        encoding="utf-8",
+    )
+    out = tmp_path / "p"
+    assert main(["plan", "sz-futian", "--demand", str(d), "--out", str(out)]) == 0
+    s = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert "none" not in s["cost_by_year_cny"] and min(s["cost_by_year_cny"]) == "2027"
+    assert sum(s["cost_by_year_cny"].values()) == pytest.approx(s["total_cost_cny"], abs=0.01)
+    plan_rows = (out / "plan.csv").read_text(encoding="utf-8").splitlines()[1:]
+    needed = [r for r in plan_rows if "D0003" in r.split(",")[6].split(";")]
+    assert needed and all(r.split(",")[5] == "2027" for r in needed)
+
+
+def test_a_service_cable_of_no_route_is_said_as_laid_one_metre(tmp_path, cn):
+    """A demand given by lon/lat exactly at an LV bus (15, T3's board): its service cable is laid and priced at
+    1 m, and assignment.csv said 0.0 m (probe, 2026-12-07)."""
+    import pandapower as pp
+
+    import lvplan
+
+    net = lvplan.load_network("sz-futian")
+    lon, lat = net.bus_lonlat
+    row = net.bus_row(15)
+    d = tmp_path / "d.csv"
+    d.write_text(
+        f"id,kw,category,lon,lat\nA,20,shop,{lon[row]:.9f},{lat[row]:.9f}\n", encoding="utf-8"
+    )
+    out = tmp_path / "p"
+    assert main(["plan", "sz-futian", "--demand", str(d), "--out", str(out)]) == 0
+    rows = (out / "assignment.csv").read_text(encoding="utf-8").splitlines()
+    head, a = rows[0].split(","), rows[1].split(",")
+    assert a[head.index("connection")] == "bus 15" and a[head.index("cable")]
+    assert float(a[head.index("length_m")]) == 1.0
+    reinforced = pp.from_json(str(out / "reinforced.json"))
+    cable = reinforced.line[reinforced.line.name.astype(str).str.startswith("A ")]
+    assert list(cable.length_km) == [0.001]

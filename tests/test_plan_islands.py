@@ -172,6 +172,10 @@ def test_a_group_with_no_bound_counts_zero_in_the_citys_bound(city, cn, monkeypa
     assert s["best_bound"] == pytest.approx(rows[0]["bound_cny"], abs=0.01)
     assert s["bounds"]["zero_bound_groups"] == [2]
     assert s["gap"] == pytest.approx(1 - rows[0]["bound_cny"] / p.objective, abs=1e-6)
+    # the groups' kinds of bound joined (it was null), and never above the plan's cost (the
+    # groups' whole-CNY bounds summed came 0.03 CNY above it: probe, 2026-12-07)
+    assert s["bound_by"] == rows[0]["bound_by"] and s["bound_by"]
+    assert s["best_bound"] <= p.summary()["total_cost_cny"]
 
 
 def test_joined_optimal_plan_passes_the_judge_on_the_whole_network(city, cn, greedy_plans):

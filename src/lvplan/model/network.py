@@ -123,8 +123,7 @@ def as_network(obj: Any) -> Network:
             "lvplan.load_network(...)"
         )
     raise InputError(
-        f"network: expected an lvplan Network (lvplan.load_network(...)), got "
-        f"{type(obj).__name__}"
+        f"network: expected an lvplan Network (lvplan.load_network(...)), got {type(obj).__name__}"
     )
 
 

@@ -377,6 +377,17 @@ def line_upgrades(
     return out
 
 
+#: the shortest service cable laid (a demand at its connection point's own coordinates): as a
+#: change's cable (lvplan.changes.resolve, at least 1 m), and priced
+MIN_SERVICE_M = 1.0
+
+
+def service_length_m(route_m: float) -> float:
+    """The length a service cable of route ``route_m`` is laid and priced at (assignment.csv
+    says the same: it said 0.0 m of a cable modelled as 1 m; probe, 2026-12-07)."""
+    return max(route_m, MIN_SERVICE_M)
+
+
 def build_instance(
     network: Network,
     demands: tuple[Demand, ...],
@@ -414,7 +425,7 @@ def build_instance(
             vn_kv=crit.lv_min_voltage_v / 1000.0,
             allowed=allowed,
         )
-        cost = measures.service_cable_cost_cny(c.type_name, max(route_m, 1.0))
+        cost = measures.service_cable_cost_cny(c.type_name, service_length_m(route_m))
         km = route_m / 1000.0
         return c.type_name, cost, c.r_ohm_per_km * km, c.x_ohm_per_km * km, c.max_i_ka
 

@@ -34,8 +34,8 @@ from typing import Any
 from lvplan.criteria import Criteria
 from lvplan.errors import InputError
 from lvplan.kinds import ElementRef
-from lvplan.model.network import Network
-from lvplan.planning.candidates import Instance, left_out_for_voltage
+from lvplan.model.network import Network, as_network
+from lvplan.planning.candidates import Instance, left_out_for_voltage, service_length_m
 from lvplan.planning.demand import DemandSet, read_demand
 from lvplan.planning.greedy import Greedy
 from lvplan.planning.linear import KW_UNIT, Cuts, LinearGrid, MvResponse, load_units
@@ -154,13 +154,19 @@ class Plan:
         assignment.csv: every total of the summary is a sum of these, in integers, so that
         each adds up to the cent to the files' rows (the total was the solver's unrounded
         cost: 0.03 CNY off its rows on the district, 0.16 on a city; found by review)."""
+        # a row without a year in a plan with years is the first year's (an undated demand is
+        # there from the start, measure_users.first_year); "none" only where no row has one
+        given = [
+            y for y in [m.year for m in self.measures] + [a.year for a in self.assignments] if y
+        ]
+        first = str(min(given)) if given else "none"
         out = [
-            (m.kind, "none" if m.year is None else str(m.year), round(m.cost_cny * 100))
+            (m.kind, first if m.year is None else str(m.year), round(m.cost_cny * 100))
             for m in self.measures
         ]
         kind = MeasureKind.SERVICE_CABLE.value
         out += [
-            (kind, "none" if a.year is None else str(a.year), round(a.cable_cost_cny * 100))
+            (kind, first if a.year is None else str(a.year), round(a.cable_cost_cny * 100))
             for a in self.assignments
         ]
         return out
@@ -307,6 +313,7 @@ def plan(
         from lvplan.workers import check_scheduler_address
 
         check_scheduler_address(scheduler)
+    network = as_network(network)
     t0 = time.perf_counter()
     say = progress or (lambda _m: None)
     crit = resolve_criteria(criteria)
@@ -881,7 +888,7 @@ def _assignments(inst: Instance, chosen_by_demand: dict[int, int]) -> list[Assig
                 o.bus,
                 tr,
                 o.cable,
-                round(o.route_m, 1),
+                round(service_length_m(o.route_m) if o.cable else o.route_m, 1),
                 round(o.cable_cost_cny, 2),
             )
         )

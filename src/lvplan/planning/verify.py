@@ -30,7 +30,7 @@ from lvplan.changes import Changes
 from lvplan.evaluation import Evaluation, evaluate
 from lvplan.kinds import BindingKind, ElementRef
 from lvplan.model.network import Network
-from lvplan.planning.candidates import Instance
+from lvplan.planning.candidates import Instance, service_length_m
 from lvplan.planning.linear import Cuts
 from lvplan.planning.measures import LINE_KINDS, N1_KINDS, TRAFO_KINDS, MeasureKind
 from lvplan.planning.model import Solution
@@ -93,7 +93,7 @@ def solution_changes(inst: Instance, sol: Solution) -> Changes:
             o.cable,
             lon=d.lon,
             lat=d.lat,
-            length_m=max(o.route_m, 1.0),
+            length_m=service_length_m(o.route_m),
             name=terminal_name(d.id),
         )
         ch = ch.add_load(terminal_name(d.id), kw, kvar, name=d.id)
