@@ -1056,8 +1056,8 @@ def test_a_demand_without_a_year_among_dated_ones_is_there_from_the_first_year(t
 
 
 def test_a_service_cable_of_no_route_is_said_as_laid_one_metre(tmp_path, cn):
-    """A demand given by lon/lat exactly at an LV bus (15, T3's board): its service cable is laid and priced at
-    1 m, and assignment.csv said 0.0 m (probe, 2026-12-07)."""
+    """A demand given by lon/lat exactly at an LV bus (15, T3's board): its service cable is
+    laid and priced at 1 m, and assignment.csv said 0.0 m (probe, 2026-12-07)."""
     import pandapower as pp
 
     import lvplan
