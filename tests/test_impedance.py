@@ -111,3 +111,21 @@ def test_an_upstream_equivalent_is_the_source_and_a_tie_beside_a_reactor_is_a_ti
     assert d.feeder == "F1" and len(d.n1["contingencies"]) == 2
     tie = lvplan.check(network, bus=15, kw=50, criteria=cn, changes=lvplan.Changes().new_tie(9, 41))
     assert tie.decision.value in ("fits", "does_not_fit")
+
+
+def test_a_plan_withdraws_n1_demands_on_a_group_behind_a_reactor(cn, tmp_path):
+    """The plan judges N-1 as the check does: a class A demand on F1 behind its head reactor
+    is withdrawn, with the reason (it would be served with no contingency judged); a demand
+    there without N-1 (class C) and a class A demand on F2 are planned as usual."""
+    net = _sz(tight=False)
+    _as_impedance(net, 0)
+    network = Network(net, name="head", source="test")
+    d = tmp_path / "d.csv"
+    d.write_text(
+        "id,kw,category,bus,area_class\nA1,60,shop,4,A\nC1,50,shop,5,C\nA2,40,shop,30,A\n",
+        encoding="utf-8",
+    )
+    p = lvplan.plan(network, d, criteria=cn, time_limit_s=20)
+    why = {u["demand"]: u["reason"] for u in p.unserved}
+    assert "A1" in why and "not judged (no source busbar found for its 10 kV group)" in why["A1"]
+    assert {a.demand for a in p.assignments} >= {"C1"}

@@ -50,7 +50,9 @@ def test_design_kw_radius_coordinates_and_policy(tmp_path, sz, cn):
     assert (a.bus, a.lon, a.lat, a.year) == (5, 114.059261, 22.541634, 2027)
     assert (a.area_class, a.supply_radius_m) == ("A", 150.0)
     assert b.bus is None and (b.lon, b.lat) == (114.06, 22.541)
-    assert (b.design_kw, b.supply_radius_m, b.year) == (pytest.approx(30.0), 400.0, None)
+    # (no year in a file that gives years: there from the file's first year, 2027)
+    assert (b.design_kw, b.supply_radius_m, b.year) == (pytest.approx(30.0), 400.0, 2027)
+    assert d.year == 2027
     assert (c.bus, c.design_kw, c.supply_radius_m) == (12, pytest.approx(130.0), 250.0)
     assert not c.hv_required and d.hv_required
     assert (d.category, d.design_kw) == ("generic", 200.5)

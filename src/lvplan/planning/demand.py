@@ -29,6 +29,7 @@ is named ``<DataFrame>`` and its row ``i`` is line ``i + 2``, as if written with
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import stat
@@ -199,6 +200,14 @@ def read_demand(
         out.append(d)
     if not out:
         raise InputError(f"{name}: no demands (a header and no rows)")
+    given = [d.year for d in out if d.year is not None]
+    if given and len(given) < len(out):
+        # a demand without a year in a file that gives years is there from the file's first
+        # year: read so once, here, for every step and every group of a city alike (the plan
+        # dated its measures by the dated demands alone, later than it needed them, and summed
+        # their costs under a year "none": probe, 2026-12-07)
+        first = min(given)
+        out = [d if d.year is not None else dataclasses.replace(d, year=first) for d in out]
     # reinforced.json adds each demand as a load named by its id: an id that names a load the
     # network has would make two loads of one name there
     names = network.pp.load.name

@@ -688,8 +688,8 @@ def join(
     # (a group proved optimal has its objective, whole CNY, as its bound: summed, the bounds
     # came 0.03 CNY above the plans' cost in cents; no bound is above a plan that exists)
     cost = sum(r.plan.cost_cny for r in results if r.plan is not None)
-    if math.isfinite(bound):
-        bound = min(bound, cost)
+    if math.isfinite(bound) and cost < bound <= cost + len(rows) * 1.0:  # (rounding only: a
+        bound = cost  # larger excess is a wrong bound, and shows)
     gap = abs(obj - bound) / max(abs(obj), 1e-9) if obj and math.isfinite(bound) else math.nan
     sol_all = Solution.of(
         inst_all,
@@ -704,7 +704,7 @@ def join(
     )
     if unbounded and math.isfinite(bound):
         sol_all.bounds["zero_bound_groups"] = unbounded
-    by = sorted({r["bound_by"] for r in rows if r.get("bound_by")})
+    by = sorted({k for r in rows if r.get("bound_by") for k in str(r["bound_by"]).split("+")})
     if by and math.isfinite(bound):  # (the groups' kinds joined, as a plan by parts says them)
         sol_all.bounds["bound_by"] = "+".join(by)
     inst_all.mv_line_data.update(mv_lines)

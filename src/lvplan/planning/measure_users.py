@@ -185,16 +185,10 @@ def _mv_section_users(
 
 
 def first_year(demands, ids: list[int]) -> int | None:
-    """The first year a demand of ``ids`` arrives. A demand without a year in a file that gives
-        years is there from the start: the file's first year (before, such a measure was dated by
-        the dated demands alone, later than the undated one needed it, and where none of its users
-        had a year its cost was summed under "none": probe, 2026-12-07); so is a measure no demand
-    uses (a cable its existing load overloads at the plan's voltage). None: no year anywhere."""
-    ys = [demands[i].year for i in ids]
-    if not ys or any(y is None for y in ys):  # (no users: needed by the plan as it stands)
-        given = [d.year for d in demands if d.year is not None]
-        return min(given) if given else None
-    return min(ys)
+    """The first year a demand of ``ids`` arrives (a demand without a year in a file that gives
+    years was read as there from its first year: planning/demand.py); None: none has one."""
+    ys = [y for y in (demands[i].year for i in ids) if y is not None]
+    return min(ys) if ys else None
 
 
 def _downstream(net, lines: set[int]) -> dict[int, set[int]]:

@@ -248,6 +248,9 @@ def check_plan_n1(
         if unfed(feeder):  # (no source busbar found: N-1 cannot be judged, as in the check)
             why = f"N-1 on {feeder}: not judged (no source busbar found for its 10 kV group)"
             failures.append(N1Failure(feeder, feeder, NOT_ASSESSABLE, -math.inf, why))
+            # withdrawn at once: no measure makes the group fed (carried, they broke the
+            # rounds until the round limit; review)
+            notes += _withdraw(opt_feeder, feeder, cuts, why)
             continue
         conts = topo.relevant(feeder) if feeder else []
         # none: a transformer on the source busbar itself, on no feeder with a head section,
@@ -337,10 +340,7 @@ def check_plan_n1(
             notes.append(f"{why}: that move is no longer offered")
     if failures and not notes:  # nothing learned: never the same plan again
         for f in sorted({x.feeder for x in failures}):
-            why = "N-1 fails"
-            if unfed(f):  # (said as it is: not a failure, not judged)
-                why = next(x.detail for x in failures if x.feeder == f)
-            notes += _withdraw(opt_feeder, f, cuts, why)
+            notes += _withdraw(opt_feeder, f, cuts, "N-1 fails")
     return failures, notes, sorted(set(labels.values()))
 
 

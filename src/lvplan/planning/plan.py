@@ -154,10 +154,12 @@ class Plan:
         assignment.csv: every total of the summary is a sum of these, in integers, so that
         each adds up to the cent to the files' rows (the total was the solver's unrounded
         cost: 0.03 CNY off its rows on the district, 0.16 on a city; found by review)."""
-        # a row without a year in a plan with years is the first year's (an undated demand is
-        # there from the start, measure_users.first_year); "none" only where no row has one
+        # a row without a year in a plan with years (a measure no demand uses) is the first
+        # year's; "none" only where no row has one (no demand has a year)
         given = [
-            y for y in [m.year for m in self.measures] + [a.year for a in self.assignments] if y
+            y
+            for y in [m.year for m in self.measures] + [a.year for a in self.assignments]
+            if y is not None
         ]
         first = str(min(given)) if given else "none"
         out = [

@@ -92,7 +92,7 @@ class Rounds:
     #: new ties, moved transformers (None: not offered, or no N-1 demand)
     offers: N1Offers | None
     #: elements of a failing contingency cut per round
-    n1_cuts: int = MAX_CUTS_PER_CONTINGENCY
+    n1_cuts: int = field(default_factory=lambda: MAX_CUTS_PER_CONTINGENCY)  # (read at start)
     #: the AC checks' cuts of the linear model so far
     cuts: Cuts = field(default_factory=Cuts)
     history: list[PlanRound] = field(default_factory=list)
