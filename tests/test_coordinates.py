@@ -21,7 +21,7 @@ from lvplan.cli import main
 from lvplan.io.load import networks_dir
 from lvplan.io.netfolder import read_folder
 from lvplan.locate import check_location
-from lvplan.model.coordinates import bus_lonlat, given_lonlat
+from lvplan.model.coordinates import bus_lonlat, bus_point, given_lonlat
 from lvplan.model.network import Network
 
 NOT_DEGREES = "the bus coordinates are not lon/lat degrees (WGS84): bus 0 is at (1.14055e+07"
@@ -131,3 +131,7 @@ def test_an_infinite_coordinate_is_none_and_a_missing_column_value_falls_back_to
     assert lon[b] == lon0[b] and lat[b] == lat0[b]
     assert np.isnan(lon[b + 1]) and np.isnan(lat[b + 1])
     assert bus_lonlat(net)[2] is None  # (not "not degrees": one bus has none, that is all)
+    # one bus by the same rule (a moved unit's position copied: changes/apply.py)
+    idx = net.bus.index
+    assert bus_point(net, idx[b]) == (lon0[b], lat0[b]) and bus_point(net, idx[b + 1]) is None
+    assert bus_point(raw, idx[b]) == (lon0[b], lat0[b])

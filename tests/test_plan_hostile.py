@@ -1078,3 +1078,16 @@ def test_a_service_cable_of_no_route_is_said_as_laid_one_metre(tmp_path, cn):
     reinforced = pp.from_json(str(out / "reinforced.json"))
     cable = reinforced.line[reinforced.line.name.astype(str).str.startswith("A ")]
     assert list(cable.length_km) == [0.001]
+
+
+def test_a_plan_whose_optimal_rounds_found_nothing_says_the_greedy_plan_stands(tmp_path, capsys):
+    """With --time-limit 0.01 no optimal round runs: the CLI printed "plan (optimal)" over the
+    verified greedy plan (probe, 2026-12-07); summary.json's optimal_cost_cny is null."""
+    out = tmp_path / "p"
+    argv = ["plan", "sz-futian", "--demand", "studies/demand/sz-futian-30.csv", "--out", str(out)]
+    assert main([*argv, "--time-limit", "0.01"]) == 0
+    said = capsys.readouterr().out
+    assert said.startswith("plan (optimal: none verified in time, the verified greedy plan): ")
+    s = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert s["optimal_cost_cny"] is None
+    assert s["total_cost_cny"] == pytest.approx(s["greedy_cost_cny"], abs=0.05)

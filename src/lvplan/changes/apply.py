@@ -31,6 +31,7 @@ from lvplan.changes.spec import (
     moved_bus_name,
 )
 from lvplan.model.catalogue import cable_types, trafo_type_label, trafo_types
+from lvplan.model.coordinates import bus_point
 from lvplan.powerflow.branch import TAP_COLUMNS
 
 #: LV board voltage of a new public transformer (kV)
@@ -284,7 +285,7 @@ def plan_changes(net, changes: Changes) -> Plan:
             t = int(c.trafo)
             hv_old = int(net.trafo.at[t, "hv_bus"])
             vn = float(net.bus.at[hv_old, "vn_kv"])
-            geo = _geo(net, hv_old)
+            geo = bus_point(net, hv_old)
             moved = bus(vn_kv=vn, name=moved_bus_name(net, t), **({"geodata": geo} if geo else {}))
             km = float(c.length_m or 0) / 1000
             line(int(c.to_bus), moved, km, str(c.cable), f"move of trafo {t}")
@@ -300,20 +301,6 @@ def plan_changes(net, changes: Changes) -> Plan:
             if t not in m.modified_trafos:
                 m.modified_trafos.append(t)
     return plan
-
-
-def _geo(net, b: int) -> tuple[float, float] | None:
-    """(lon, lat) of bus ``b`` from pandapower's ``geo`` column, or None."""
-    import json
-
-    g = net.bus.at[b, "geo"] if "geo" in net.bus.columns else None
-    if not isinstance(g, str) or not g:
-        return None
-    try:
-        c = json.loads(g)["coordinates"]
-        return float(c[0]), float(c[1])
-    except (ValueError, KeyError, TypeError, IndexError):
-        return None
 
 
 def _vn(net, plan: Plan, b: int) -> float:

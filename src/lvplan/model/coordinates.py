@@ -46,6 +46,25 @@ def given_lonlat(net) -> tuple[np.ndarray, np.ndarray]:
     return lon, lat
 
 
+def bus_point(net, b: int) -> tuple[float, float] | None:
+    """(lon, lat) of bus ``b`` as the network gives it (by the rule of :func:`given_lonlat`, for
+    one bus: a change copying a moved unit's position), or None."""
+    bus = net.bus
+    if "lon" in bus.columns and "lat" in bus.columns:
+        x, y = _floats(bus.loc[[b], "lon"])[0], _floats(bus.loc[[b], "lat"])[0]
+        if np.isfinite(x) and np.isfinite(y):
+            return float(x), float(y)
+    g = bus.at[b, "geo"] if "geo" in bus.columns else None
+    if not isinstance(g, str) or not g:
+        return None
+    try:
+        c = json.loads(g)["coordinates"]
+        x, y = float(c[0]), float(c[1])
+    except (ValueError, KeyError, TypeError, IndexError):
+        return None
+    return (x, y) if np.isfinite(x) and np.isfinite(y) else None
+
+
 def _floats(col) -> np.ndarray:
     """A column as floats, NaN where a cell is not a number."""
     return pd.to_numeric(col, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
