@@ -111,6 +111,11 @@ def test_an_upstream_equivalent_is_the_source_and_a_tie_beside_a_reactor_is_a_ti
     assert d.feeder == "F1" and len(d.n1["contingencies"]) == 2
     tie = lvplan.check(network, bus=15, kw=50, criteria=cn, changes=lvplan.Changes().new_tie(9, 41))
     assert tie.decision.value in ("fits", "does_not_fit")
+    from lvplan.inspect import render, summarise  # (inspect names them: it did not)
+
+    said = summarise(network, cn)
+    assert said.counts["impedances"] == {"in_service": 2}
+    assert "impedance elements: 2 in service (an upstream network's equivalent" in render(said)
 
 
 def test_a_plan_withdraws_n1_demands_on_a_group_behind_a_reactor(cn, tmp_path):

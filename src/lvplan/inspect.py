@@ -75,6 +75,10 @@ def summarise(network: Network, criteria: Criteria, *, top: int = 5) -> Summary:
         "public_mv_lv_in_operation": int((public & working).sum()),
         "total": len(net.trafo),
     }
+    imp = net.get("impedance")
+    n_imp = 0 if imp is None or imp.empty else int(imp.in_service.astype(bool).sum())
+    if n_imp:  # (followed as pandapower does: model/topology.py's feeders say how)
+        counts["impedances"] = {"in_service": n_imp}
     info = {"name": network.name, "source": network.source, "fingerprint": network.fingerprint}
     try:
         st = network.base_state()
@@ -147,6 +151,12 @@ def render(s: Summary) -> str:
         f"transformers: {t['public_mv_lv']} public MV/LV of {t['total']}"
         + (f" ({idle} not in operation: out of service, switched out or unfed)" if idle else "")
     )
+    if "impedances" in s.counts:
+        out.append(
+            f"impedance elements: {s.counts['impedances']['in_service']} in service (an upstream "
+            "network's equivalent is a source busbar; one inside the 10 kV network is part of "
+            "its feeder, never a head section N-1 loses)"
+        )
     if s.error:
         out += ["", f"base load flow failed: {s.error}"]
         return "\n".join(out)
