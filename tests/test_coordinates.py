@@ -88,6 +88,10 @@ def test_hosting_says_why_its_map_has_no_positions(projected, tmp_path, capsys):
     assert s["coordinates_note"].startswith(NOT_DEGREES) and s["buses"] == 41
     page = (out / "map.html").read_text(encoding="utf-8")
     assert "<i>no bus positions: the bus coordinates are not lon/lat degrees" in page
+    # (the legend counts the table's buses, as summary.json does; it read 0 in every class)
+    assert "<i>41 buses without a position not drawn</i>" in page
+    n = s["classes"]["< 100 kW"]
+    assert n > 0 and f"< 100 kW: {n}</div>" in page
     table = (out / "hosting.csv").read_text(encoding="utf-8").splitlines()
     assert all(r.endswith(",,") for r in table[1:])  # (lon, lat empty: not metres as degrees)
 

@@ -121,7 +121,8 @@ def test_an_upstream_equivalent_is_the_source_and_a_tie_beside_a_reactor_is_a_ti
 def test_a_plan_withdraws_n1_demands_on_a_group_behind_a_reactor(cn, tmp_path):
     """The plan judges N-1 as the check does: a class A demand on F1 behind its head reactor
     is withdrawn, with the reason (it would be served with no contingency judged); a demand
-    there without N-1 (class C) and a class A demand on F2 are planned as usual."""
+    there without N-1 (class C) is served; a class A demand on F2 is withdrawn too, as F2's
+    only tie leads into F1, which restores nothing (the check's rule, `_supplied`)."""
     net = _sz(tight=False)
     _as_impedance(net, 0)
     network = Network(net, name="head", source="test")
@@ -133,4 +134,5 @@ def test_a_plan_withdraws_n1_demands_on_a_group_behind_a_reactor(cn, tmp_path):
     p = lvplan.plan(network, d, criteria=cn, time_limit_s=20)
     why = {u["demand"]: u["reason"] for u in p.unserved}
     assert "A1" in why and "not judged (no source busbar found for its 10 kV group)" in why["A1"]
-    assert {a.demand for a in p.assignments} >= {"C1"}
+    assert {a.demand for a in p.assignments} == {"C1"}
+    assert "loss of line 21 (F2): no restoring tie" in why["A2"]

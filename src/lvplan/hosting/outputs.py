@@ -311,10 +311,15 @@ def map_html(
         ).add_to(tg)
         leaflet_popup(popup).add_to(marker)
     folium.LayerControl().add_to(m)
+    # the classes of every bus of the table, as summary.json counts them (a bus without a
+    # position is not drawn, and said so: the legend read 0 in every class on a network whose
+    # coordinates are not degrees)
     counts = {
-        name: int(((ok.hosting_kw >= lo) & (ok.hosting_kw < hi)).sum())
+        name: int(((df.hosting_kw >= lo) & (df.hosting_kw < hi)).sum())
         for name, lo, hi, _ in CLASSES
     }
+    if len(ok) < len(df):
+        left_out.append(f"{len(df) - len(ok)} buses without a position not drawn")
     items = "".join(
         f'<div><span style="background:{c};width:12px;height:12px;display:inline-block;'
         f'border-radius:6px;margin-right:6px"></span>{name}: {counts[name]}</div>'

@@ -347,20 +347,16 @@ def _integer(field: str, v: Any) -> int:
 
 
 class _RowReader:
-    """Validates rows against one network and profile (bus coordinates read once)."""
+    """Validates rows against one network and profile (its bus positions are read once, by
+    :attr:`Network.bus_lonlat`)."""
 
     def __init__(self, network: Network, criteria: Criteria):
         self.network = network
         self.crit = criteria
-        self._lonlat: tuple[Any, Any] | None = None
         self._positions: bool | None = None
 
     def bus_lonlat(self, bus: int) -> tuple[float | None, float | None]:
-        if self._lonlat is None:
-            from lvplan.locate import bus_lonlat
-
-            self._lonlat = bus_lonlat(self.network)
-        lon, lat = self._lonlat
+        lon, lat = self.network.bus_lonlat
         r = self.network.bus_row(bus)
         x, y = float(lon[r]), float(lat[r])
         return (x, y) if math.isfinite(x) and math.isfinite(y) else (None, None)
@@ -368,8 +364,8 @@ class _RowReader:
     def has_positions(self) -> bool:
         """Some supplied LV bus has coordinates (in degrees): a row by lon/lat can be placed."""
         if self._positions is None:
-            lon, lat = self.network.bus_lonlat
             net = self.network
+            lon, lat = net.bus_lonlat
             lv = (net.bus_vn_kv < 1.0) & np.asarray(net.supplied_bus, bool)
             self._positions = bool((lv & np.isfinite(lon) & np.isfinite(lat)).any())
         return self._positions

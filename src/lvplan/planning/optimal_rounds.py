@@ -332,17 +332,24 @@ class OptimalRounds:
             )
             out = dataclasses.replace(quick, seconds=time.perf_counter() - now)
             out.bounds = {"plan_by": "patch"}
-            b = self.bounded
-            if b is not None and _same_served(r.inst, b, out):
-                out = dataclasses.replace(
-                    out,
-                    bound=min(b.bound, out.objective),
-                    gap=max(0.0, out.objective - b.bound) / max(abs(out.objective), 1e-9),
-                    bounds=dict(b.bounds, plan_by="patch", from_round="an earlier round's bound"),
-                )
+            out = self._earlier_bound(out, plan_by="patch")
             self.last = out
             return out
         return None
+
+    def _earlier_bound(self, out: Solution, **extra: str) -> Solution:
+        """``out`` with the best bound an earlier round proved, where that round served the same
+        demands (each round's model only adds cuts to the one before: a bound stays a bound);
+        ``extra`` is said in its ``bounds`` (``plan_by``)."""
+        b = self.bounded
+        if b is None or not _same_served(self.r.inst, b, out):
+            return out
+        return dataclasses.replace(
+            out,
+            bound=min(b.bound, out.objective),
+            gap=max(0.0, out.objective - b.bound) / max(abs(out.objective), 1e-9),
+            bounds=dict(b.bounds, **extra, from_round="an earlier round's bound"),
+        )
 
     def polished(self, left: float) -> Solution:
         """The plan that passed last, made cheaper by a large-neighbourhood search in the
@@ -371,14 +378,7 @@ class OptimalRounds:
                 f"a neighbourhood search of {left:.1f} s found no cheaper plan than the one "
                 "that passed"
             )
-        b = self.bounded  # (it serves what the plan that passed serves)
-        if b is not None and _same_served(r.inst, b, out):
-            out = dataclasses.replace(
-                out,
-                bound=min(b.bound, out.objective),
-                gap=max(0.0, out.objective - b.bound) / max(abs(out.objective), 1e-9),
-                bounds=dict(b.bounds, plan_by="polish", from_round="an earlier round's bound"),
-            )
+        out = self._earlier_bound(out, plan_by="polish")  # (it serves what that plan serves)
         self.last = out
         return out
 
@@ -567,13 +567,8 @@ class OptimalRounds:
             b = self.bounded
             if math.isfinite(out.bound) and (b is None or out.bound > b.bound):
                 self.bounded = out
-            elif b is not None and _same_served(r.inst, b, out):
-                out = dataclasses.replace(
-                    out,
-                    bound=min(b.bound, out.objective),
-                    gap=max(0.0, out.objective - b.bound) / max(abs(out.objective), 1e-9),
-                    bounds=dict(b.bounds, from_round="an earlier round's bound"),
-                )
+            else:
+                out = self._earlier_bound(out)
             self.last = out
         return out
 

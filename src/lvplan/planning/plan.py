@@ -609,7 +609,6 @@ def _n1_measure(net, up, held: list[str], users: list[int], demands) -> Measure:
     """A new tie or a moved transformer as a measure of the plan; its "why" names the
     contingencies whose cuts it lifted."""
     users = sorted(set(users))
-    ys = [y for y in (demands[i].year for i in users) if y is not None]
     route = f"{up.length_m:.0f} m of {up.cable}"
     if up.kind == MeasureKind.MV_TIE_NEW:
         el = f"new tie bus {up.element} - bus {up.to_bus}"
@@ -626,7 +625,7 @@ def _n1_measure(net, up, held: list[str], users: list[int], demands) -> Measure:
         before,
         after,
         round(up.cost_cny, 2),
-        min(ys) if ys else None,
+        first_year(demands, users),
         [demands[i].id for i in users],
         f"{what} (N-1): " + ("; ".join(held) or "restores a contingency"),
     )
