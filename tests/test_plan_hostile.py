@@ -1089,5 +1089,31 @@ def test_a_plan_whose_optimal_rounds_found_nothing_says_the_greedy_plan_stands(t
     said = capsys.readouterr().out
     assert said.startswith("plan (optimal: none verified in time, the verified greedy plan): ")
     s = json.loads((out / "summary.json").read_text(encoding="utf-8"))
-    assert s["optimal_cost_cny"] is None
+    assert s["optimal_cost_cny"] is None and s["plan_from"] == "greedy"
+    assert s["total_cost_cny"] == pytest.approx(s["greedy_cost_cny"], abs=0.05)
+
+
+def test_a_greedy_plan_kept_after_the_optimal_rounds_is_said_to_be_the_greedy_plan(
+    tmp_path, capsys, monkeypatch
+):
+    """When the optimal plan is no cheaper than the verified greedy one after the AC cuts, the
+    greedy plan stands: the CLI printed "plan (optimal)" over it and summary.json had no field
+    saying which plan stood (noticed at stop 57). Here the optimal plan (6,069,560 CNY on the
+    30 demands) is made to lose the comparison."""
+    from lvplan.planning import optimal_rounds
+
+    out = tmp_path / "p"
+    argv = ["plan", "sz-futian", "--demand", "studies/demand/sz-futian-30.csv", "--out", str(out)]
+    assert main(argv) == 0
+    s = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert s["plan_from"] == "optimal" and capsys.readouterr().out.startswith("plan (optimal): ")
+    assert s["total_cost_cny"] < s["greedy_cost_cny"] - 1e6
+    monkeypatch.setattr(optimal_rounds, "_better", lambda inst, a, b: False)
+    assert main([*argv[:-1], str(tmp_path / "q")]) == 0
+    said = capsys.readouterr().out
+    assert said.startswith(
+        "plan (optimal: the verified greedy plan, the optimal one no cheaper after the AC cuts): "
+    )
+    s = json.loads((tmp_path / "q" / "summary.json").read_text(encoding="utf-8"))
+    assert s["plan_from"] == "greedy" and s["optimal_cost_cny"] is not None
     assert s["total_cost_cny"] == pytest.approx(s["greedy_cost_cny"], abs=0.05)

@@ -424,6 +424,9 @@ def test_groups_that_stop_at_their_time_are_said_in_the_joined_plan(city, cn, mo
     assert [r["stopped"] for r in s["solver"]["parts"]] == ["time_limit", "time_limit"]
     assert [r["cp_sat"] for r in s["solver"]["parts"]] == ["stopped", "stopped"]
     assert p.cost_cny == pytest.approx(p.greedy_cost_cny, abs=0.01)
+    # (each group's verified greedy plan stands, and the joined plan says so)
+    assert [r["plan_from"] for r in s["solver"]["parts"]] == ["greedy", "greedy"]
+    assert s["plan_from"] == "greedy"
 
 
 _DRIVER = """

@@ -80,7 +80,8 @@ POOL_MIN_BUSES = 50_000
 #: current; the optimal rounds stop at the deadline. 3: sites between two clusters, the
 #: greedy made again without them, measures dated by need. 4: sites tied to other feeders.
 #: 5: a plan lists the pre-existing violations elsewhere it makes worse (``worse_elsewhere``).
-PLAN_FORMAT = 5
+#: 6: a plan says which plan stands, the greedy or the optimal one (``plan_from``).
+PLAN_FORMAT = 6
 
 
 @dataclass
@@ -648,6 +649,7 @@ def join(
                 ac_rounds=p.ac_rounds,
                 stopped=p.stopped,
                 greedy_cost_cny=None if p.greedy_cost_cny is None else round(p.greedy_cost_cny, 2),
+                plan_from=p.plan_from,
                 seconds=round(res.seconds, 2),
                 cpu_s=round(res.cpu_s, 2),
                 time_limit_s=res.time_limit_s,
@@ -748,4 +750,6 @@ def join(
     out.greedy_served_kw = greedy_kw
     out.optimal_cost_cny = optimal if math.isfinite(optimal) and method == "optimal" else None
     out.history = history
+    froms = {r.plan.plan_from for r in results if r.plan is not None}
+    out.plan_from = froms.pop() if len(froms) == 1 else "greedy and optimal"
     return out

@@ -123,6 +123,10 @@ class Plan:
     instance: Instance = field(repr=False)
     history: list[PlanRound] = field(default_factory=list, repr=False)
     discount_rate: float = 0.0
+    #: which plan stands: "greedy" (the verified greedy plan: --method greedy, or no optimal
+    #: plan verified in time, or none cheaper after the AC cuts), "optimal", or, for a plan by
+    #: MV islands whose groups differ, "greedy and optimal" (each group's in ``parts``)
+    plan_from: str = "greedy"
     changes: Any = field(default=None, repr=False)
     #: N-1 of the plan (None: no demand of an area class with full N-1)
     n1: dict[str, Any] | None = None
@@ -248,6 +252,7 @@ class Plan:
             "greedy_cost_cny": _r(self.greedy_cost_cny),
             "greedy_design_kw_served": _r(self.greedy_served_kw, 1),
             "optimal_cost_cny": _r(self.optimal_cost_cny),
+            "plan_from": self.plan_from,
             "candidates": dict(self.instance.stats, pruned_by_cap=self.instance.pruned_by_cap),
             "rounds": [dict(r.__dict__, cost_cny=_r(r.cost_cny)) for r in self.history],
             **({"n1": self.n1} if self.n1 is not None else {}),
@@ -534,6 +539,7 @@ def plan_network(
     result.greedy_cost_cny = g_sol.cost_cny
     result.greedy_served_kw = _served_kw(inst, g_sol)
     result.optimal_cost_cny = opt_cost
+    result.plan_from = "greedy" if greedy_kept else "optimal"
     result.history = r.history
     result.discount_rate = discount_rate
     stopped = r.stopped
