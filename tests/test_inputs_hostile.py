@@ -164,6 +164,27 @@ def test_infinite_values_are_named(table, col, phrase):
 
 
 @pytest.mark.parametrize(
+    ("raw", "phrase"),
+    [
+        ("abc", "line 0: r_ohm_per_km: resistance is not a number ('abc')"),
+        ("1e999", "line 0: r_ohm_per_km: resistance is not a number ('1e999')"),
+        ("inf", "line 0: r_ohm_per_km: resistance is infinite (inf)"),
+        (None, "line 0: r_ohm_per_km: resistance is missing (NaN or not a number)"),
+        ("  ", "line 0: r_ohm_per_km: resistance is missing (NaN or not a number)"),
+    ],
+    ids=["word", "overflow", "inf", "none", "blank"],
+)
+def test_a_value_that_is_not_a_number_is_shown_not_called_missing(raw, phrase):
+    """A table of strings (a hand-edited export): "abc" was reported as "missing"."""
+    net = _net()
+    net.line["r_ohm_per_km"] = net.line["r_ohm_per_km"].astype(object)
+    net.line.loc[net.line.index[0], "r_ohm_per_km"] = raw
+    with pytest.raises(InvalidNetwork) as exc:
+        Network(net, name="x", source="test")
+    assert phrase in str(exc.value) and len(str(exc.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize(
     ("content", "phrase"),
     [
         ("null", "the JSON holds null, not an object"),

@@ -123,6 +123,8 @@ BAD_ROWS = [
     (H + "a,10,bakery,5,,,,\n", 2, "category: unknown category 'bakery'; known:"),
     (H + "a,10,,5,,,1999,\n", 2, "year: must be within 2000..2100, got 1999"),
     (H + "a,10,,5,,,2027.5,\n", 2, "year: must be a whole number, got '2027.5'"),
+    (H + "a,10,,5,,,1e400,\n", 2, "year: must be a whole number, got '1e400'"),
+    (H + "a,10,,5,,,2027.0.0,\n", 2, "year: must be a whole number, got '2027.0.0'"),
     (H + "a,10,,5,,,,Z\n", 2, "area_class: unknown area class 'Z'; known: A+, A, B"),
     (  # a bus and lon/lat that disagree (bus 5 is at 114.05926, 22.54163): one is wrong
         H + "a,10,,5,0,0,,\n",
@@ -139,6 +141,13 @@ BAD_ROWS = [
     # a row whose quoted cell spans lines is named by its first line (it was its last)
     ('id,kw,bus\n\n"a\nb",10,5\n', 3, "id: must not contain control, format or separator"),
 ]
+
+
+def test_a_year_written_as_a_whole_decimal_is_read(tmp_path, sz, cn):
+    """A year "2027.0", as a spreadsheet writes a number column, is 2027 (a DataFrame's 2027.0 was
+    read and the same CSV refused: probe, 2026-12-07)."""
+    p = _write(tmp_path, H + "a,10,,5,,,2027.0,\nb,10,,5,,,2028,\n")
+    assert [d.year for d in read_demand(p, sz, cn)] == [2027, 2028]
 
 
 @pytest.mark.parametrize(("text", "line", "want"), BAD_ROWS)
@@ -250,7 +259,8 @@ def test_cli_synth_reproducible_and_readable(tmp_path, sz, cn, capsys):
         (["--count", "5", "--seed", "-1"], "lvplan: error: --seed must be >= 0, got -1"),
         (["--count", "5", "--years", "2029-2027"], "lvplan: error: --years must be FIRST-LAST"),
         (["--count", "5", "--far-share", "2"], "lvplan: error: --far-share must be a number"),
-        (["--count", "5", "--area-class", "Q"], "lvplan: error: area_class: unknown area class"),
+        (["--count", "5", "--area-class", "Q"], "lvplan: error: --area-class: unknown area class"),
+        (["--count", "1000001"], "lvplan: error: --count must be <= 1000000, got 1000001"),
     ],
 )
 def test_cli_synth_bad_arguments_exit_2_one_line(tmp_path, capsys, args, want):

@@ -411,3 +411,27 @@ def test_a_study_never_replaces_what_it_did_not_write(tmp_path, capsys, monkeypa
     assert main(["study", "s2.yaml", "--out", "o2"]) == 0
     assert (tmp_path / "o2" / "network" / "replay-160kw.csv").is_file()
     assert not (tmp_path / "o2" / "replay-160kw.csv").exists()
+
+
+def test_a_study_files_out_is_relative_to_the_file(tmp_path, capsys, monkeypatch):
+    """``out:`` is read like every other path of the study file, relative to it: run from
+    another folder, the study wrote ``out:`` into the working folder (noticed at stop 57);
+    ``--out`` stays relative to the working folder."""
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "studies" / "apps.csv").write_text("id,bus,kw\nA1,T3 LV board,30\n", "utf-8")
+    text = (
+        "name: apps\nout: results/here\n"
+        "run: {inspect: false, hosting: false, replay: true, plan: false}\n"
+        "networks:\n  - network: sz-futian\n    applications: {file: apps.csv}\n"
+    )
+    f = tmp_path / "studies" / "s.yaml"
+    f.write_text(text, encoding="utf-8")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert main(["study", str(f)]) == 0
+    said = capsys.readouterr().out
+    assert f"report: {tmp_path / 'studies' / 'results' / 'here'}/report.html" in said
+    assert (tmp_path / "studies" / "results" / "here" / "study.json").is_file()
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+    assert main(["study", str(f), "--out", "mine"]) == 0
+    assert (tmp_path / "elsewhere" / "mine" / "study.json").is_file()

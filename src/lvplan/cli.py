@@ -1140,9 +1140,9 @@ def _synth_demand(args: argparse.Namespace) -> int:
 
     from lvplan.io.atomic import check_output_file
     from lvplan.io.load import load_network
-    from lvplan.planning.synth_demand import synth_demand, write_synth_demand
+    from lvplan.planning.synth_demand import MAX_COUNT, synth_demand, write_synth_demand
 
-    count = _int_arg("--count", args.count, 1)
+    count = _int_arg("--count", args.count, 1, MAX_COUNT)
     seed = _int_arg("--seed", args.seed, 0)
     years: tuple[int, int] | None = None
     if args.years.strip().lower() != "none":
@@ -1160,6 +1160,9 @@ def _synth_demand(args: argparse.Namespace) -> int:
     if not 0 <= far_share <= 1:
         raise InputError(f"--far-share must be a number in [0, 1], got {args.far_share!r}")
     crit = _criteria(args)
+    if args.area_class is not None and args.area_class not in crit.supply_radius_m:
+        known = ", ".join(crit.supply_radius_m)
+        raise InputError(f"--area-class: unknown area class {args.area_class!r}; known: {known}")
     check_output_file(args.out, inputs=[("the network", args.network)])
     net = load_network(args.network)
     check_output_file(args.out, inputs=[("the network", net.source)])

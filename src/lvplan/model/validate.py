@@ -57,6 +57,16 @@ def _on(tab: pd.DataFrame) -> pd.DataFrame:
     return tab[tab.in_service.fillna(True).astype(bool)]
 
 
+def _blank(x: object) -> bool:
+    """None, NaN or an empty string: a value that is missing, not one that is wrong."""
+    if x is None or (isinstance(x, str) and not x.strip()):
+        return True
+    try:
+        return bool(math.isnan(x))  # type: ignore[arg-type]
+    except TypeError:
+        return False
+
+
 def _fmt(x: float) -> str:
     return repr(float(x))
 
@@ -75,8 +85,11 @@ def _finite(element: str, tab: pd.DataFrame, col: str, noun: str, *, lower: str 
         low = (v <= 0) if lower == ">0" else (v < 0) if lower == ">=0" else np.zeros(v.size, bool)
     bad = ~np.isfinite(v) | low
     issues: list[ValidationIssue] = []
-    for i, x in zip(tab.index[bad], v[bad], strict=True):
-        if math.isnan(x):
+    raw = tab[col][bad].tolist()
+    for i, x, r in zip(tab.index[bad], v[bad], raw, strict=True):
+        if math.isnan(x) and not _blank(r):  # a value that is not a number: shown as given
+            msg = f"{noun} is not a number ({str(r)[:40]!r})"
+        elif math.isnan(x):
             msg = f"{noun} is missing (NaN or not a number)"
         elif math.isinf(x):
             msg = f"{noun} is infinite ({_fmt(x)})"

@@ -46,7 +46,7 @@ from lvplan.decision import MIN_KW
 from lvplan.errors import InputError
 from lvplan.io.csvread import dict_rows
 from lvplan.io.textfile import text_lines
-from lvplan.numbers import finite, read_int, shown
+from lvplan.numbers import finite, read_float, read_int, shown
 from lvplan.register.fields import check_id
 
 #: A row that gives both a bus and lon/lat: the two may lie this far apart (metres, straight
@@ -339,7 +339,16 @@ def _integer(field: str, v: Any) -> int:
         try:
             return read_int(v)
         except ValueError:
+            pass
+        # "2027.0", as a spreadsheet writes a number column, is read as a DataFrame's 2027.0
+        # is (it was refused: probe, 2026-12-07); "2027.5" and "1e400" are not whole numbers
+        try:
+            x = read_float(v)
+        except (ValueError, OverflowError):
+            x = math.nan
+        if not (math.isfinite(x) and x == int(x) and abs(x) < 1e15):
             raise InputError(f"{field}: must be a whole number, got {shown(v)}") from None
+        return int(x)
     x = finite(field, v)
     if x != int(x):
         raise InputError(f"{field}: must be a whole number, got {shown(v)}")

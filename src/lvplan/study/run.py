@@ -36,6 +36,7 @@ from lvplan.io.atomic import (
     OLD_SUFFIX,
     output_errors,
     temp_folder,
+    without_dotdot,
     write_json_atomic,
     write_text_atomic,
 )
@@ -102,11 +103,18 @@ def run_study(
     *,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the study of ``study_file`` into ``out`` (default: the file's ``out``, else
-    ``study-<name>``); returns the contents of ``study.json``."""
+    """Run the study of ``study_file`` into ``out`` (default: the file's ``out``, relative to
+    the file, else ``study-<name>`` in the working folder); returns the contents of
+    ``study.json``."""
     path = Path(study_file)
     study = read_study(path)
-    dest = Path(out) if out is not None else Path(study.out or f"study-{study.name}")
+    if out is not None:
+        dest = Path(out)
+    elif study.out:  # relative to the study file, as its other paths are (it was the working
+        # folder's: a study run from elsewhere wrote beside the caller; noticed at stop 57)
+        dest = without_dotdot(resolve(path, study.out))
+    else:
+        dest = Path(f"study-{study.name}")
     if dest.exists() and not dest.is_dir():
         raise InputError(f"--out {dest}: exists and is not a folder")
     with contextlib.suppress(OSError, RuntimeError):  # (a link loop: the writing says so)

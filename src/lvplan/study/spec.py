@@ -9,7 +9,7 @@
     policies_kw: [160, 200]                  # LV policy limits to compare (declared kW)
     horizon: [2027, 2030]                    # first and last year of the forecast
     run: {inspect: true, hosting: true, replay: true, plan: true}
-    out: study-lv-200kw-citywide             # default output folder (--out wins)
+    out: study-lv-200kw-citywide             # output folder, relative to the file (--out wins)
     networks:
       - network: sz-futian                   # as the NETWORK of every command
         label: Futian (Shenzhen)             # optional, for the report
