@@ -166,7 +166,7 @@ def with_n1(
 def _option_margin(ctx: N1Context, option: Option, bus: int, p: float, qv: float, cable) -> float:
     """The smallest emergency margin of ``option`` with ``p`` MW at ``bus`` (fast engine;
     pandapower where it cannot model the case); -inf: no solution."""
-    from lvplan.decision import _extra_load, _service_cable
+    from lvplan.decision import _extra_load, _fast_trusted, _service_cable
     from lvplan.powerflow.fast import FastEngineDiverged, FastEngineUnsupported
 
     prep = ctx.prepared(option)
@@ -178,7 +178,12 @@ def _option_margin(ctx: N1Context, option: Option, bus: int, p: float, qv: float
             eng = net.fast_engine()
             if eng.has_voltage_dependent_loads:
                 raise FastEngineUnsupported("voltage-dependent loads")
-            st = eng.solve(bus, p, qv, _service_cable(net, bus, cable), remember=False).state
+            sc = _service_cable(net, bus, cable)
+            res = eng.solve(bus, p, qv, sc, remember=False)
+            row = net.bus_row(bus)
+            if not _fast_trusted(eng, prep.limits, res, prep.skips, row, cable, bus, p, qv, sc):
+                res = eng.exact_state(bus, p, qv, sc, res.V)  # (the fast state is not exact)
+            st = res.state
         except FastEngineDiverged:  # no solution at this load
             return -math.inf
         except FastEngineUnsupported:  # a case the fast engine does not model: pandapower
