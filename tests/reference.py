@@ -37,7 +37,10 @@ def _violations(net, crit) -> set[tuple[str, int]]:
     for name, lim in (
         ("line", crit.line_max_loading_percent),
         ("trafo", crit.trafo_max_loading_percent),
+        ("trafo3w", crit.trafo_max_loading_percent),  # (lvplan refuses MV/LV ones)
     ):
+        if f"res_{name}" not in net or net[f"res_{name}"].empty:
+            continue
         res = net[f"res_{name}"].loading_percent
         for i in res.index[res > lim]:
             out.add((name, int(i)))

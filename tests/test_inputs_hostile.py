@@ -478,3 +478,47 @@ def test_the_plain_net_is_accepted(tmp_path, capsys):
     """The negative control of the table cases: the unmutated net gives a decision."""
     rc, _ = _run(capsys, ["check", _json(tmp_path, lambda n: None), "--bus", "end", "--kw", "10"])
     assert rc == 0
+
+
+def _mvlv_trafo3w(net):
+    """The 400 kVA unit replaced by a 10/0.4/0.4 kV three-winding unit."""
+    hv, lv = int(net.trafo.hv_bus.iat[0]), int(net.trafo.lv_bus.iat[0])
+    net.trafo.drop(net.trafo.index, inplace=True)
+    second = pp.create_bus(net, 0.4, name="second LV board")
+    pp.create_transformer3w_from_parameters(
+        net, hv, second, lv, 10.0, 0.4, 0.4, 0.4, 0.2, 0.4, 4.0, 4.0, 4.0, 1.2, 1.2, 1.2, 0.45, 0.25
+    )
+
+
+def _gen_vm_nan(net):
+    pp.create_gen(net, int(net.bus.index[-1]), p_mw=0.01, vm_pu=float("nan"))
+
+
+def _ideal_shifter_both_steps(net):
+    cols = ["tap_side", "tap_neutral", "tap_min", "tap_max", "tap_step_percent"]
+    net.trafo.loc[0, cols] = ["hv", 0, -5, 5, 2.0]
+    net.trafo.loc[0, ["tap_step_degree", "tap_pos", "tap_changer_type"]] = [5.0, 3, "Ideal"]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "phrase"),
+    [
+        (
+            _mvlv_trafo3w,
+            "trafo3w 0: vn_mv_kv: a three-winding unit with a winding below 1 kV is not modelled",
+        ),
+        (_gen_vm_nan, "gen 0: vm_pu: voltage setpoint is missing"),
+        (_set("load", "in_service", float("nan")), "load 0: in_service: is missing (NaN)"),
+        (_ideal_shifter_both_steps, "pandapower refuses its data: Both tap_step_degree and"),
+    ],
+    ids=["mv-lv-trafo3w", "gen-vm-nan", "load-in-service-nan", "ideal-shifter-both-steps"],
+)
+def test_what_pandapower_would_refuse_or_lvplan_not_judge_is_one_line(
+    tmp_path, capsys, mutate, phrase
+):
+    """Hostile probe, 2026-12-07: a 10/0.4/0.4 kV three-winding unit was never judged (a
+    200 kW check "fits" with the unit at 329 % in pandapower); a generator's NaN setpoint, a
+    load's NaN in_service and an ideal phase shifter given both tap steps were tracebacks,
+    exit 1. Each is now one line, exit 2."""
+    path = _json(tmp_path, mutate)
+    _assert_bad(capsys, ["check", str(path), "--bus", "end", "--kw", "10"], phrase)

@@ -58,8 +58,13 @@ def run_ac(net, live: LiveMasks) -> GridState:
     except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
         raise PowerFlowError(f"AC load flow failed: {exc}") from None
     except UserWarning as exc:  # pandapower's refusals: one, a net nothing supplies, is a
-        if "reference bus" not in str(exc):  # load flow that cannot run; the rest (bad data)
-            raise  # are a bug to see, not a load flow that failed
+        if "reference bus" not in str(exc):  # load flow that cannot run; the rest are data
+            # that validation let pass and pandapower refuses (an ideal phase shifter given
+            # both tap steps: a traceback, exit 1, before; probe, 2026-12-07): bad input
+            from lvplan.errors import InputError
+
+            text = " ".join(str(exc).split())
+            raise InputError(f"invalid network: pandapower refuses its data: {text}") from None
         raise PowerFlowError(f"AC load flow failed: {exc}") from None
     if not net.converged:
         raise NotConverged("AC load flow did not converge")
