@@ -11,9 +11,11 @@ The decision follows the criteria profile (see ``criteria/cn.toml``):
   ``does_not_fit`` (binding = the largest relative exceedance), else ``fits``.
 
 The fast engine answers ``fits`` only when every judged value is clear of its limit by the
-band, and ``does_not_fit`` when its state breaks a limit; otherwise the exact AC load flow of the
-whole network (``FastEngine.exact``: Newton-Raphson on pandapower's model, started from the fast
-solution) decides, and pandapower's own load flow wherever the fast engine cannot model the case.
+band and one Newton step from its state moves no margin by more than :data:`FAST_TRUST` (its
+state is then exact to far inside the band), and ``does_not_fit`` when its state breaks a limit;
+otherwise the exact AC load flow of the whole network (``FastEngine.exact``: Newton-Raphson on
+pandapower's model, started from the fast solution) decides, and pandapower's own load flow
+wherever the fast engine cannot model the case.
 """
 
 from __future__ import annotations

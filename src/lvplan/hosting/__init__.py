@@ -9,6 +9,7 @@ found per LV area by :func:`lvplan.hosting.area.solve_area`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,7 +78,7 @@ def hosting_capacity(
     """
     from lvplan.decision import resolve_criteria
     from lvplan.hosting.build import prepare
-    from lvplan.hosting.fallback import ac_bus_hosting
+    from lvplan.hosting.fallback import ac_rows
     from lvplan.hosting.run import CHUNK_BUSES
     from lvplan.model.network import as_network
 
@@ -123,19 +124,13 @@ def hosting_capacity(
         )
     finally:
         bar.close()
-    extra = []
-    for buses, _reason in prep.unsupported:
-        rows = [ac_bus_hosting(network, crit, int(b), pf=pf_val, max_kw=max_kw) for b in buses]
-        extra.append(
-            pd.DataFrame(
-                {
-                    "bus": buses,
-                    "hosting_kw": [r[0] for r in rows],
-                    "binding_kind": [r[1] for r in rows],
-                    "binding_element": [r[2] for r in rows],
-                }
-            )
-        )
+    from lvplan.hosting.secant import recheck
+
+    parts, by_ac, _redone = recheck(prep, parts, pf=pf_val, max_kw=max_kw)
+    extra = [
+        ac_rows(network, crit, buses, pf=pf_val, max_kw=max_kw)
+        for buses in [*(b for b, _reason in prep.unsupported), *by_ac]
+    ]
     if len(prep.slack_buses):
         extra.append(
             pd.DataFrame(
@@ -185,7 +180,7 @@ def area_capacity(
     district) is kept on the network until its base moves."""
     from lvplan.decision import resolve_criteria
     from lvplan.hosting.build import prepare
-    from lvplan.hosting.fallback import ac_bus_hosting
+    from lvplan.hosting.fallback import ac_rows
 
     crit = resolve_criteria(criteria)
     pf_val = crit.new_customer_pf if pf is None else float(pf)
@@ -205,20 +200,21 @@ def area_capacity(
         parts, _ = execute(
             problems, [[0]], store, pf=pf_val, max_kw=max_kw, workers=1, scheduler=None
         )
+        from lvplan.hosting.secant import recheck
+
+        one = dataclasses.replace(
+            prep,
+            problems=problems,
+            roots=[
+                r for p, r in zip(prep.problems, prep.roots, strict=True) if int(p.label) == label
+            ],
+        )
+        parts, by_ac, _redone = recheck(one, parts, pf=pf_val, max_kw=max_kw)
+        parts += [ac_rows(network, crit, b, pf=pf_val, max_kw=max_kw) for b in by_ac]
     else:  # an area the fast engine cannot model: full AC bus by bus, as the map does
         area = network.topology.area_of(lv_bus)
         buses = list(area.buses) if area is not None else [lv_bus]
-        rows = [ac_bus_hosting(network, crit, int(b), pf=pf_val, max_kw=max_kw) for b in buses]
-        parts = [
-            pd.DataFrame(
-                {
-                    "bus": buses,
-                    "hosting_kw": [r[0] for r in rows],
-                    "binding_kind": [r[1] for r in rows],
-                    "binding_element": [r[2] for r in rows],
-                }
-            )
-        ]
+        parts = [ac_rows(network, crit, buses, pf=pf_val, max_kw=max_kw)]
     return assemble(network.pp, parts, prep.bus_transformer)
 
 

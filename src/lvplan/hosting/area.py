@@ -378,6 +378,21 @@ def solve_area(p: AreaProblem, *, pf: float = 0.9, max_kw: float = 1000.0) -> Ar
     return AreaResult(p.buses, found.kw, kinds, labels, found.evaluations + 1)
 
 
+def holds(p: AreaProblem, kw: np.ndarray, *, pf: float = 0.9) -> np.ndarray:
+    """Whether each answered bus's load ``kw`` keeps every limit of ``p`` with the search's
+    safety: one solve of every scenario at once (no search)."""
+    n = p.buses.size
+    if n == 0:
+        return np.zeros(0, bool)
+    s = _Solver(p, float(np.tan(np.arccos(pf))))
+    k = p.bus_pos.astype(np.int64)
+    V, VR, d, ok = s.run(k[:1], np.zeros(1))
+    s.margins(V, VR, d, ok)  # (the base: the safety is measured from it)
+    V, VR, d, ok = s.run(k, np.asarray(kw, float))
+    g, _ = smallest(s.margins(V, VR, d, ok))  # (with the safety)
+    return np.asarray(ok, bool) & (g >= 0)
+
+
 def root_gain_summary(p: AreaProblem, root: int):
     """The area's limit that a drop of its root voltage reaches first, for the outside model.
 

@@ -7,7 +7,7 @@ matrices from pandapower's ``Ybus``, their judged limits, the pre-existing-viola
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -29,6 +29,10 @@ class Prepared:
     bus_transformer: dict[int, str]  # pp bus -> name of the transformer feeding its area
     area_trafos: dict[int, list[int]]  # engine label -> pp trafo ids
     bus_trafo: dict[int, int]  # pp bus -> the (first) transformer feeding its area
+    #: the MV model the problems' outside rows come from, and each problem's roots (internal
+    #: buses): what :mod:`lvplan.hosting.secant` checks the answers against
+    outside: OutsideModel | None = None
+    roots: list[np.ndarray] = field(default_factory=list)
 
 
 def _group(keys: np.ndarray) -> dict[int, np.ndarray]:
@@ -229,7 +233,16 @@ def prepare(
     for ai, p in enumerate(problems):
         m, c, kd, lb, sens = env[ai]
         p.out_m, p.out_c, p.out_kinds, p.out_labels, p.sens_R = m, c, kd, lb, sens
-    return Prepared(problems, unsupported, slack_pp, bus_transformer, area_trafos, bus_trafo)
+    return Prepared(
+        problems,
+        unsupported,
+        slack_pp,
+        bus_transformer,
+        area_trafos,
+        bus_trafo,
+        outside,
+        [r for _, r in roots_of],
+    )
 
 
 def _out_of_scope(net, scope, kind: str, i: int) -> bool:

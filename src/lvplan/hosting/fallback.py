@@ -37,3 +37,19 @@ def ac_bus_hosting(
         return hr, v.kind, v.element
     close = j.min_margin
     return hr, (close.kind if close else "voltage"), (close.element if close else "")
+
+
+def ac_rows(network: Network, criteria: Criteria, buses, *, pf: float, max_kw: float):
+    """The map's rows (``bus, hosting_kw, binding_kind, binding_element``) of ``buses``, each
+    answered by :func:`ac_bus_hosting`."""
+    import pandas as pd
+
+    rows = [ac_bus_hosting(network, criteria, int(b), pf=pf, max_kw=max_kw) for b in buses]
+    return pd.DataFrame(
+        {
+            "bus": list(buses),
+            "hosting_kw": [r[0] for r in rows],
+            "binding_kind": [r[1] for r in rows],
+            "binding_element": [r[2] for r in rows],
+        }
+    )
