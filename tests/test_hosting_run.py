@@ -58,6 +58,62 @@ def test_resume_reuses_finished_chunks(sz, cn, tmp_path, monkeypatch):
     assert not (tmp_path / "chunks").exists()  # cleared after success
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda t: "\x00\x01 junk \xff" * 40,
+        lambda t: t[: len(t) // 2],
+        lambda t: "bus,foo\n1,2\n",
+        lambda t: t.replace(t.splitlines()[1].split(",")[1], "999999", 1),
+        lambda t: t.replace(t.splitlines()[1].split(",")[1], "abc", 1),
+        lambda t: "\n".join(t.splitlines()[:-1]) + "\n",
+    ],
+    ids=["junk", "cut", "columns", "huge", "text", "a-row-short"],
+)
+def test_resume_solves_a_damaged_chunk_again(sz, cn, tmp_path, monkeypatch, damage):
+    """``--resume`` read the chunk files as they were: junk or a cut file gave a map with
+    buses missing, 999999 kW was written above the cap, "abc" a traceback (probe,
+    2026-12-07). A chunk that is not what a run writes is solved again."""
+    fresh = hosting_capacity(sz, criteria=cn).table
+    real = run_mod.solve_chunk
+    calls = {"n": 0}
+
+    def dies_on_the_fourth(problems, pf, max_kw):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(problems, pf, max_kw)
+
+    monkeypatch.setattr(run_mod, "solve_chunk", dies_on_the_fourth)
+    with pytest.raises(KeyboardInterrupt):
+        hosting_capacity(sz, criteria=cn, work_dir=tmp_path, chunk_buses=5)
+    first = sorted((tmp_path / "chunks").glob("0*.csv"))[0]
+    first.write_text(damage(first.read_text(encoding="utf-8")), encoding="utf-8")
+    monkeypatch.setattr(run_mod, "solve_chunk", real)
+    again = hosting_capacity(sz, criteria=cn, work_dir=tmp_path, resume=True, chunk_buses=5)
+    assert again.stats.chunks_reused == 2
+    pd.testing.assert_frame_equal(again.table, fresh, check_dtype=False)
+
+
+def test_a_map_that_cannot_write_its_files_keeps_its_chunks(tmp_path, monkeypatch, capsys):
+    """The chunks were removed before the map's files were written: a full disk then lost
+    the whole computation, and ``--resume`` found no manifest (probe, 2026-12-07)."""
+    from lvplan import cli
+    from lvplan.hosting import outputs
+
+    def full(*a, **k):  # (as write_outputs says a full disk)
+        raise InputError(f"--out {out}: cannot write it: No space left on device")
+
+    out = tmp_path / "h"
+    monkeypatch.setattr(outputs, "write_outputs", full)
+    assert cli.main(["hosting", "sz-futian", "--out", str(out), "--no-maps"]) == 2
+    capsys.readouterr()
+    assert (out / "chunks" / "manifest.json").is_file()
+    monkeypatch.undo()
+    assert cli.main(["hosting", "sz-futian", "--resume", str(out), "--no-maps"]) == 0
+    assert (out / "hosting.csv").is_file() and not (out / "chunks").exists()
+
+
 def test_a_run_deletes_only_its_own_chunk_files(sz, cn, tmp_path):
     """A fresh run emptied ``chunks/`` of every ``*.csv`` and cleared the folder of
     everything: an engineer's file there was lost. Its own files go (a stale chunk of an

@@ -759,6 +759,7 @@ def _hosting(args: argparse.Namespace, crit) -> int:
     from lvplan.hosting import hosting_capacity
     from lvplan.hosting.outputs import FILES as HOSTING_FILES
     from lvplan.hosting.outputs import MAP_FILES, write_outputs
+    from lvplan.hosting.run import clear_chunks
     from lvplan.io.atomic import refuse_inputs_among_outputs, refuse_other_output, without_dotdot
     from lvplan.io.folder_lock import locked_folders
     from lvplan.io.load import load_network
@@ -801,11 +802,15 @@ def _hosting(args: argparse.Namespace, crit) -> int:
             resume=bool(args.resume),
             progress=True if args.progress else None,
             n1=bool(args.n1),
+            keep_chunks=True,
         )
         summary = write_outputs(
             result, net, crit, out, maps=not args.no_maps,
             before=None if before is None else (before, before_net),
         )  # fmt: skip
+        # (only now: a run that could not write its files keeps its chunks for --resume; they
+        # were removed before the files were written: probe, 2026-12-07)
+        clear_chunks(Path(args.resume) if args.resume else out)
     if args.json:
         print(json.dumps(summary, indent=2, ensure_ascii=False))
         return 0

@@ -67,6 +67,7 @@ def hosting_capacity(
     chunk_buses: int | None = None,
     changes=None,
     n1: bool = False,
+    keep_chunks: bool = False,
 ) -> HostingResult:
     """The hosting capacity of every in-service LV bus (see the module docstring).
     ``changes``: of the network with those changes made (:meth:`Network.with_changes`).
@@ -74,7 +75,9 @@ def hosting_capacity(
     an N-1 rule).
 
     ``workers`` local processes, or a Dask ``scheduler`` address, solve the areas in chunks;
-    with ``work_dir`` finished chunks are kept there and ``resume`` reuses them.
+    with ``work_dir`` finished chunks are kept there and ``resume`` reuses them; they are
+    removed when the map is done, unless ``keep_chunks`` (the CLI removes them once the map's
+    files are written: a run that fails to write them keeps what it computed for --resume).
     """
     from lvplan.decision import resolve_criteria
     from lvplan.hosting.build import prepare
@@ -161,7 +164,7 @@ def hosting_capacity(
         solve_s=t2 - t1,
         n1_s=now() - t2 if n1 else None,
     )
-    if work_dir:
+    if work_dir and not keep_chunks:
         store.clear()
     return HostingResult(df, stats, crit, pf_val, max_kw, prep.bus_trafo, n1_feeders, n1_rate)
 

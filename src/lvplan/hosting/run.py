@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sys
 import time
@@ -134,13 +135,34 @@ class ChunkStore:
     def path(self, i: int) -> Path:
         return self.cdir / f"{i:06d}.csv"
 
-    def done(self, i: int) -> pd.DataFrame | None:
+    def done(
+        self, i: int, buses: np.ndarray | None = None, max_kw: float = math.inf
+    ) -> pd.DataFrame | None:
+        """Chunk ``i`` as a finished run wrote it, or None. A file that is not what a run
+        writes (other columns, other buses than ``buses``, a hosting capacity that is not a
+        number within 0..``max_kw``, unreadable bytes) is none: the chunk is solved again
+        (``--resume`` read junk, a cut file or 999999 kW as they were: probe, 2026-12-07)."""
         if self.dir is None:
             return self.mem.get(i)
         p = self.path(i)
         if not p.is_file():
             return None
-        return pd.read_csv(p, keep_default_na=False, dtype={"binding_element": str})
+        try:
+            df = pd.read_csv(p, keep_default_na=False, dtype={"binding_element": str})
+            kw = pd.to_numeric(df["hosting_kw"], errors="coerce").to_numpy(float)
+            got = df["bus"].to_numpy()
+        except (OSError, ValueError, KeyError, UnicodeDecodeError, pd.errors.ParserError):
+            return None
+        if list(df.columns) != ["bus", "hosting_kw", "binding_kind", "binding_element"]:
+            return None
+        if not (np.isfinite(kw).all() and (kw >= 0).all() and (kw <= max_kw).all()):
+            return None
+        if buses is not None and (
+            got.dtype.kind not in "iu" or len(got) != len(buses) or set(got) != set(buses.tolist())
+        ):
+            return None
+        df["hosting_kw"] = kw
+        return df
 
     def put(self, i: int, df: pd.DataFrame) -> None:
         if self.dir is None:
@@ -149,13 +171,21 @@ class ChunkStore:
         write_text_atomic(self.path(i), df.to_csv(index=False))
 
     def clear(self) -> None:
-        if self.dir is None:
-            return
-        for f in [*_chunk_files(self.cdir), self.cdir / "manifest.json"]:
-            f.unlink(missing_ok=True)
-        remove_stale_temporaries(self.cdir)
-        if not any(self.cdir.iterdir()):  # (what else is there stays, and so does the folder)
-            self.cdir.rmdir()
+        if self.dir is not None:
+            clear_chunks(self.dir)
+
+
+def clear_chunks(directory: Path) -> None:
+    """A finished run's chunk files and manifest under ``directory/chunks`` removed (what else
+    is there stays, and so does the folder)."""
+    cdir = directory / "chunks"
+    if not cdir.is_dir():
+        return
+    for f in [*_chunk_files(cdir), cdir / "manifest.json"]:
+        f.unlink(missing_ok=True)
+    remove_stale_temporaries(cdir)
+    if not any(cdir.iterdir()):
+        cdir.rmdir()
 
 
 def manifest_for(fingerprint: str, criteria: Criteria, pf: float, max_kw: float, chunks) -> dict:
@@ -185,7 +215,8 @@ def execute(
     results: dict[int, pd.DataFrame] = {}
     todo = []
     for i in range(len(chunks)):
-        hit = store.done(i)
+        buses = np.concatenate([problems[j].buses for j in chunks[i]]) if chunks[i] else None
+        hit = store.done(i, buses, max_kw)
         if hit is not None:
             results[i] = hit
             if progress:
