@@ -86,6 +86,47 @@ def test_plan_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path):
     assert _tree(out.parent) == []  # no file, no temporary, no folder
 
 
+@pytest.mark.parametrize("command", ["plan", "hosting"])
+def test_a_disk_too_full_for_the_lock_is_one_line_exit_2(tmp_path, command):
+    """No byte may be written: the lock's pid was the first write, and its OSError fell to
+    the catch-all (exit 1, "cannot write the output"; probe, 2026-12-07)."""
+    out = tmp_path / "o"
+    extra = ["--demand", str(DEMAND), "--time-limit", "3"] if command == "plan" else []
+    res = _lvplan(command, "sz-futian", *extra, "--out", str(out), preexec_fn=_small_files(0))
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip() == f"lvplan: error: --out {out}: cannot write it: File too large"
+
+
+def test_a_named_pipe_as_a_plans_run_record_does_not_hang(tmp_path):
+    """``parts/run.json`` a FIFO: ``--resume`` waited for a writer for ever; a link to
+    /dev/zero read without end (probe, 2026-12-07). Both are read as no record of this plan."""
+    out = tmp_path / "o"
+    (out / "parts").mkdir(parents=True)
+    os.mkfifo(out / "parts" / "run.json")
+    res = _lvplan("plan", "sz-futian", "--demand", str(DEMAND), "--resume", str(out))
+    assert res.returncode == 2, res.stderr
+    assert "no interrupted plan of sz-futian" in res.stderr
+    (out / "parts" / "run.json").unlink()
+    (out / "parts" / "run.json").symlink_to("/dev/zero")
+    res = _lvplan("plan", "sz-futian", "--demand", str(DEMAND), "--resume", str(out))
+    assert res.returncode == 2 and "no interrupted plan of sz-futian" in res.stderr
+
+
+def test_a_named_pipe_as_the_key_file_does_not_hang(tmp_path):
+    """``LVPLAN_KEY_FILE`` a FIFO: every plan waited for a writer (probe, 2026-12-07); it is
+    not used, with the warning a folder there gets."""
+    fifo = tmp_path / "key"
+    os.mkfifo(fifo)
+    out = tmp_path / "o"
+    res = subprocess.run(
+        [sys.executable, "-m", "lvplan.cli", "plan", "sz-futian", "--demand", str(DEMAND),
+         "--out", str(out), "--time-limit", "3"],
+        env={**ENV, "LVPLAN_KEY_FILE": str(fifo)}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "not used as lvplan's key file" in res.stderr
+
+
 KILL_AT = """\
 import os, signal, sys
 from pathlib import Path

@@ -510,8 +510,9 @@ def _ideal_shifter_both_steps(net):
         (_gen_vm_nan, "gen 0: vm_pu: voltage setpoint is missing"),
         (_set("load", "in_service", float("nan")), "load 0: in_service: is missing (NaN)"),
         (_ideal_shifter_both_steps, "pandapower refuses its data: Both tap_step_degree and"),
+        (_set("trafo", "sn_mva", 1e308), "trafo 0: sn_mva: rating is implausibly large (1e+308"),
     ],
-    ids=["mv-lv-trafo3w", "gen-vm-nan", "load-in-service-nan", "ideal-shifter-both-steps"],
+    ids=["mv-lv-trafo3w", "gen-vm-nan", "load-in-service-nan", "ideal-shifter-both-steps", "huge"],
 )
 def test_what_pandapower_would_refuse_or_lvplan_not_judge_is_one_line(
     tmp_path, capsys, mutate, phrase

@@ -435,3 +435,47 @@ def test_a_study_files_out_is_relative_to_the_file(tmp_path, capsys, monkeypatch
     assert list((tmp_path / "elsewhere").iterdir()) == []
     assert main(["study", str(f), "--out", "mine"]) == 0
     assert (tmp_path / "elsewhere" / "mine" / "study.json").is_file()
+
+
+_KILLED_AMONG_MOVES = """
+import os, pathlib, signal, sys
+from lvplan.cli import main
+real = pathlib.Path.rename
+def rename(self, target):
+    if self.name == "sz-futian" and self.parent.name.startswith(".lvplan-tmp.study."):
+        os.kill(os.getpid(), signal.SIGKILL)  # the study's last move
+    return real(self, target)
+pathlib.Path.rename = rename
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_study_killed_among_its_moves_is_finished_by_the_next_run(tmp_path):
+    """SIGKILL after study.json, the report and figures/ were moved in but before the network's
+    folder: the next lvplan run on the folder removed the stage as garbage, and the study's
+    network results were lost while study.json listed them (probe, 2026-12-07). The stage is
+    marked before the moves, and the next run that locks the folder finishes them."""
+    import sys
+
+    (tmp_path / "apps.csv").write_text("id,bus,kw\nA1,T3 LV board,30\n", encoding="utf-8")
+    f = tmp_path / "s.yaml"
+    f.write_text(
+        "name: apps\nrun: {inspect: false, hosting: false, replay: true, plan: false}\n"
+        "networks:\n  - network: sz-futian\n    applications: {file: apps.csv}\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "R"
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    run = [sys.executable, "-c", _KILLED_AMONG_MOVES, "study", str(f), "--out", str(out)]
+    assert subprocess.run(run, env=env, capture_output=True, timeout=300).returncode == -9
+    assert (out / "study.json").is_file() and not (out / "sz-futian").exists()
+    # the next run that locks the folder finishes the moves first: here a plan written there
+    # (it removed the stage as garbage, and the network's results were lost)
+    demand = ROOT / "studies" / "demand" / "sz-futian-30.csv"
+    again = [sys.executable, "-m", "lvplan.cli", "plan", "sz-futian", "--demand", str(demand)]
+    again += ["--out", str(out), "--time-limit", "2"]
+    done = subprocess.run(again, env=env, capture_output=True, timeout=300, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (out / "sz-futian").is_dir() and any((out / "sz-futian").iterdir())
+    # (the stage is gone; what the killed run had moved aside stays, as a ``.old`` always does)
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]

@@ -374,11 +374,16 @@ def _commit_or_undo(stage: Path, folder: Path, drop: Iterable[str] = ()) -> None
 
 
 def _commit(stage: Path, folder: Path, drop: Iterable[str] = ()) -> None:
-    """Each file of ``stage`` (but its mark) renamed over its namesake in ``folder``; then each
-    file named in ``drop`` removed from ``folder`` (a file, or a link, never a folder)."""
+    """Each file of ``stage`` (but its mark) renamed over its namesake in ``folder``; a folder
+    of the stage (a study's network folder or ``figures/``) replaces its namesake whole. Then
+    each file named in ``drop`` removed from ``folder`` (a file, or a link, never a folder)."""
     for f in sorted(stage.iterdir()):
-        if f.name != COMMIT_MARK:
-            os.replace(f, folder / f.name)
+        if f.name == COMMIT_MARK:
+            continue
+        target = folder / f.name
+        if f.is_dir() and target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)  # (killed here: the stage still holds the new one, marked)
+        os.replace(f, target)
     _drop(folder, drop)
 
 

@@ -119,8 +119,11 @@ def locked_folder(folder: str | os.PathLike, *, flag: str = "--out") -> Iterator
             _remove_if_empty(real, top)
         raise
     try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        except OSError as exc:  # (a full disk: exit 1, "cannot write the output", before)
+            raise InputError(f"{flag} {path}: cannot write it: {exc.strerror or exc}") from None
         # held: the temporaries a killed run left here are no one's any more
         remove_stale_temporaries(path)
         yield path

@@ -130,7 +130,8 @@ def _open_own(path: str | os.PathLike) -> IO[bytes] | None:
     """``path`` open for reading when it is a regular file (not a link) of this user's that
     no one else may write; else None (a folder, a device, a link, another's file, none)."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        # (without waiting: a named pipe there hung every plan; probe, 2026-12-07)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
     except OSError:
         return None
     st = os.fstat(fd)

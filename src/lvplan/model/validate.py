@@ -39,6 +39,10 @@ ELEMENT_TABLES = (
 )
 INDEXED_TABLES = (*ELEMENT_TABLES, "impedance", "ward", "xward")
 
+#: No value of a network's table is this large in any unit pandapower uses: a transformer of
+#: 1e308 MVA made the base load flow's products NaN, exit 1, naming nothing (probe, 2026-12-07)
+MAX_MAGNITUDE = 1e12
+
 #: pandapower warns above this bus index and allocates lookups that long: refused here
 MAX_INDEX = 10_000_000
 
@@ -84,11 +88,15 @@ def _finite(element: str, tab: pd.DataFrame, col: str, noun: str, *, lower: str 
     v = _num(tab[col])
     with np.errstate(invalid="ignore"):
         low = (v <= 0) if lower == ">0" else (v < 0) if lower == ">=0" else np.zeros(v.size, bool)
-    bad = ~np.isfinite(v) | low
+    with np.errstate(invalid="ignore"):
+        huge = np.abs(v) > MAX_MAGNITUDE
+    bad = ~np.isfinite(v) | low | huge
     issues: list[ValidationIssue] = []
     raw = tab[col][bad].tolist()
     for i, x, r in zip(tab.index[bad], v[bad], raw, strict=True):
-        if math.isnan(x) and not _blank(r):  # a value that is not a number: shown as given
+        if math.isfinite(x) and abs(x) > MAX_MAGNITUDE:
+            msg = f"{noun} is implausibly large ({_fmt(x)}; at most {MAX_MAGNITUDE:g})"
+        elif math.isnan(x) and not _blank(r):  # a value that is not a number: shown as given
             msg = f"{noun} is not a number ({str(r)[:40]!r})"
         elif math.isnan(x):
             msg = f"{noun} is missing (NaN or not a number)"

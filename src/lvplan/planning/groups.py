@@ -50,6 +50,7 @@ from lvplan.io.atomic import (
     remove_stale_temporaries,
     write_bytes_atomic,
 )
+from lvplan.io.textfile import read_text_bounded
 from lvplan.model.network import Network
 from lvplan.model.topology import mv_label
 from lvplan.planning.candidates import Instance
@@ -185,11 +186,12 @@ def check_resume(work_dir: Path, network: Network) -> None:
     _no_link(parts, "--resume")
     if not parts.is_dir():
         raise InputError(f"--resume {work_dir}: no interrupted plan there (no parts/ folder)")
-    try:
-        run = json.loads((parts / RUN_FILE).read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    record = parts / RUN_FILE
+    if not record.exists() and not record.is_symlink():
         return
-    except (OSError, ValueError, RecursionError):  # (unreadable, or nested past the stack)
+    try:  # (a named pipe hung the run, a link to /dev/zero read without end: probe, 12-07)
+        run = json.loads(read_text_bounded(record, "a plan's run record", 1 << 20))
+    except (InputError, ValueError, RecursionError):  # (unreadable, or nested past the stack)
         run = {}
     want = network_label(network)
     if not isinstance(run, dict) or run.get("network") != want:

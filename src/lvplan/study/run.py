@@ -33,6 +33,7 @@ import pandas as pd
 from lvplan import __version__
 from lvplan.errors import InputError
 from lvplan.io.atomic import (
+    COMMIT_MARK,
     OLD_SUFFIX,
     output_errors,
     temp_folder,
@@ -250,9 +251,16 @@ def _publish(stage: Path, dest: Path) -> None:
     """Move every entry of ``stage`` into ``dest`` (renames on one file system: no space
     needed), an entry of an earlier run there moved aside first and removed after."""
     old = temp_folder(dest, "study", suffix=OLD_SUFFIX)
+    # every entry is in full: killed among the moves below, the next run that locks ``dest``
+    # finishes them (the mark: io/atomic.remove_stale_temporaries), as for a plan or a map;
+    # before, it removed the stage as garbage and the study's network folders were lost
+    # (probe, 2026-12-07)
+    write_text_atomic(stage / COMMIT_MARK, "")
 
     def moves() -> None:
         for entry in sorted(stage.iterdir()):
+            if entry.name == COMMIT_MARK:
+                continue
             target = dest / entry.name
             if target.exists():
                 target.rename(old / entry.name)
