@@ -479,3 +479,24 @@ def test_a_study_killed_among_its_moves_is_finished_by_the_next_run(tmp_path):
     assert (out / "sz-futian").is_dir() and any((out / "sz-futian").iterdir())
     # (the stage is gone; what the killed run had moved aside stays, as a ``.old`` always does)
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_study_of_one_policy_says_it_once(tmp_path, capsys):
+    """policies_kw: [200]: the CLI printed "approved at zero cost 9/20 at 200 kW, 9/20 at
+    200 kW" and the report compared the policy with itself (probe, 2026-12-07)."""
+    (tmp_path / "apps.csv").write_text(
+        "id,bus,kw\nA1,T3 LV board,30\nA2,T3 LV board,150\n", encoding="utf-8"
+    )
+    f = tmp_path / "s.yaml"
+    f.write_text(
+        "name: one\npolicies_kw: [200]\n"
+        "run: {inspect: false, hosting: false, replay: true, plan: false}\n"
+        "networks:\n  - network: sz-futian\n    applications: {file: apps.csv}\n",
+        encoding="utf-8",
+    )
+    assert main(["study", str(f), "--out", str(tmp_path / "o")]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line.count("200 kW") == 1 and line.endswith("at 200 kW"), line
+    report = (tmp_path / "o" / "report.md").read_text(encoding="utf-8")
+    assert "approved at zero cost under 200 kW;" in report
+    assert "under 200 kW and" not in report

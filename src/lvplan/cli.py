@@ -1110,11 +1110,12 @@ def _study(args: argparse.Namespace) -> int:
         line = f"{h['label']}:"
         if "replay" in h:
             a, b = h["replay"][f"{lo:g}"], h["replay"][f"{hi:g}"]
+            line += f" approved at zero cost {a['counts']['fits']}/{a['applications']} at {lo:g} kW"
+            # (one policy: said once, not compared with itself; probe, 2026-12-07)
             line += (
-                f" approved at zero cost {a['counts']['fits']}/{a['applications']} at {lo:g} kW,"
-                f" {b['counts']['fits']}/{b['applications']} at {hi:g} kW;"
+                f", {b['counts']['fits']}/{b['applications']} at {hi:g} kW;" if hi != lo else ";"
             )
-        if "extra_cost_cny" in h:
+        if "extra_cost_cny" in h and hi != lo:
             line += f" parcel plan +{h['extra_cost_cny']:,.0f} CNY at {hi:g} kW;"
         print(line.rstrip(";"))
     print(f"report: {out}/report.html (and report.md)")

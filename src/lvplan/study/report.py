@@ -338,6 +338,14 @@ def _approvals_figure(figs: _Figures, t: pd.DataFrame, headline, lo: float, hi: 
         if "replay" not in h:
             continue
         a, b = h["replay"][f"{lo:g}"], h["replay"][f"{hi:g}"]
+        if hi == lo:  # one policy: said once, not compared with itself
+            parts.append(
+                f"{h['label']}: of {a['applications']} applications, {a['counts']['fits']} "
+                f"({100 * a['shares']['fits']:.1f} %) approved at zero cost under {lo:g} kW; "
+                f"{a['counts']['hv_required']} sent to 10 kV; {a['counts']['does_not_fit']} "
+                "need reinforcement"
+            )
+            continue
         parts.append(
             f"{h['label']}: of {a['applications']} applications, {a['counts']['fits']} "
             f"({100 * a['shares']['fits']:.1f} %) approved at zero cost under {lo:g} kW and "
