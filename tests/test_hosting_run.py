@@ -104,8 +104,12 @@ def test_a_map_that_cannot_write_its_files_keeps_its_chunks(tmp_path, monkeypatc
     def full(*a, **k):  # (as write_outputs says a full disk)
         raise InputError(f"--out {out}: cannot write it: No space left on device")
 
-    out = tmp_path / "h"
+    new = tmp_path / "new"  # a folder this run makes goes whole, as a plan's does
     monkeypatch.setattr(outputs, "write_outputs", full)
+    assert cli.main(["hosting", "sz-futian", "--out", str(new), "--no-maps"]) == 2
+    assert not new.exists()
+    out = tmp_path / "h"  # an existing folder keeps what the run computed
+    out.mkdir()
     assert cli.main(["hosting", "sz-futian", "--out", str(out), "--no-maps"]) == 2
     capsys.readouterr()
     assert (out / "chunks" / "manifest.json").is_file()

@@ -777,6 +777,7 @@ def _hosting(args: argparse.Namespace, crit) -> int:
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
     _not_root(out)
+    made = not os.path.lexists(out)
     # one run per folder: a second run on it exits 2 and touches nothing (io/folder_lock.py)
     with locked_folders((out, "--out"), *([(args.resume, "--resume")] if args.resume else [])):
         refuse_other_output(out, "hosting")
@@ -804,12 +805,18 @@ def _hosting(args: argparse.Namespace, crit) -> int:
             n1=bool(args.n1),
             keep_chunks=True,
         )
-        summary = write_outputs(
-            result, net, crit, out, maps=not args.no_maps,
-            before=None if before is None else (before, before_net),
-        )  # fmt: skip
-        # (only now: a run that could not write its files keeps its chunks for --resume; they
-        # were removed before the files were written: probe, 2026-12-07)
+        try:
+            summary = write_outputs(
+                result, net, crit, out, maps=not args.no_maps,
+                before=None if before is None else (before, before_net),
+            )  # fmt: skip
+        except InputError:  # (a full disk) a folder this run made goes whole, as a plan's
+            if made:
+                clear_chunks(out)
+            raise
+        # (only now: a run that could not write its files into an existing folder keeps its
+        # chunks for --resume; they were removed before the files were written: probe,
+        # 2026-12-07)
         clear_chunks(Path(args.resume) if args.resume else out)
     if args.json:
         print(json.dumps(summary, indent=2, ensure_ascii=False))
