@@ -101,8 +101,8 @@ def test_a_map_that_cannot_write_its_files_keeps_its_chunks(tmp_path, monkeypatc
     from lvplan import cli
     from lvplan.hosting import outputs
 
-    def full(*a, **k):  # (as write_outputs says a full disk)
-        raise InputError(f"--out {out}: cannot write it: No space left on device")
+    def full(result, net, crit, folder, **k):  # (as write_outputs says a full disk)
+        raise InputError(f"--out {folder}: cannot write it: No space left on device")
 
     new = tmp_path / "new"  # a folder this run makes goes whole, as a plan's does
     monkeypatch.setattr(outputs, "write_outputs", full)
