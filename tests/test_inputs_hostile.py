@@ -490,6 +490,16 @@ def _mvlv_trafo3w(net):
     )
 
 
+def _backwards_trafo3w(net):
+    """A three-winding unit with its HV winding on the LV bus (review, 2026-12-07)."""
+    hv, lv = int(net.trafo.hv_bus.iat[0]), int(net.trafo.lv_bus.iat[0])
+    net.trafo.drop(net.trafo.index, inplace=True)
+    other = pp.create_bus(net, 10.0, name="other 10 kV")
+    pp.create_transformer3w_from_parameters(
+        net, lv, hv, other, 0.4, 10.0, 10.0, 0.4, 0.4, 0.2, 4.0, 4.0, 4.0, 1.2, 1.2, 1.2, 0.45, 0.25
+    )
+
+
 def _gen_vm_nan(net):
     pp.create_gen(net, int(net.bus.index[-1]), p_mw=0.01, vm_pu=float("nan"))
 
@@ -507,12 +517,23 @@ def _ideal_shifter_both_steps(net):
             _mvlv_trafo3w,
             "trafo3w 0: vn_mv_kv: a three-winding unit with a winding below 1 kV is not modelled",
         ),
+        (
+            _backwards_trafo3w,
+            "trafo3w 0: vn_hv_kv: a three-winding unit with a winding below 1 kV is not modelled",
+        ),
         (_gen_vm_nan, "gen 0: vm_pu: voltage setpoint is missing"),
         (_set("load", "in_service", float("nan")), "load 0: in_service: is missing (NaN)"),
         (_ideal_shifter_both_steps, "pandapower refuses its data: Both tap_step_degree and"),
         (_set("trafo", "sn_mva", 1e308), "trafo 0: sn_mva: rating is implausibly large (1e+308"),
     ],
-    ids=["mv-lv-trafo3w", "gen-vm-nan", "load-in-service-nan", "ideal-shifter-both-steps", "huge"],
+    ids=[
+        "mv-lv-trafo3w",
+        "backwards-trafo3w",
+        "gen-vm-nan",
+        "load-in-service-nan",
+        "ideal-shifter-both-steps",
+        "huge",
+    ],
 )
 def test_what_pandapower_would_refuse_or_lvplan_not_judge_is_one_line(
     tmp_path, capsys, mutate, phrase

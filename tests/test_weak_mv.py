@@ -131,3 +131,43 @@ def test_on_a_stiff_network_the_map_is_unchanged_by_the_check(monkeypatch):
     monkeypatch.setattr(secant, "recheck", spy)
     lvplan.hosting_capacity(net)
     assert seen == [(0, 8)]
+
+
+def test_the_map_where_a_new_load_reverses_a_generator_s_export(cn):
+    """A 100 kW generator on the 10 kV side exports through a 1 km line rated 6 A: a new load
+    first lowers that line's current, so its linear row said the margin grows without end,
+    and the map gave bus 1 496.3 kW where pandapower fits 118 kW (the line at 219 %; review,
+    2026-12-07). Such a row is bounded by no secant: the area is answered by full AC."""
+    net = pn.create_kerber_landnetz_kabel_1()
+    src = pp.create_bus(net, 10.0, name="MV source")
+    net.ext_grid["bus"] = src
+    pp.create_line_from_parameters(net, src, 0, 1.0, 0.2, 0.1, 0.0, 0.006, name="MV line")
+    pp.create_sgen(net, 0, p_mw=0.1, q_mvar=0.0, name="MV PV")
+    net.trafo["sn_mva"] = 0.63
+    net.line.loc[net.line.from_bus != src, "max_i_ka"] = 5.0
+    table = lvplan.hosting_capacity(Network(copy.deepcopy(net), name="r", source="t"), criteria=cn)
+    ref = Reference(net, cn)
+    pf = cn.new_customer_pf
+    rows = list(zip(table.table.bus.tolist(), table.table.hosting_kw.tolist(), strict=True))
+    assert len(rows) == 17 and rows[0][0] == 1 and 110 < rows[0][1] < 118.1
+    for bus, kw in rows:
+        assert ref.decide(int(bus), kw, pf) == "fits", (bus, kw)
+        assert ref.decide(int(bus), kw + 1.0, pf) == "does_not_fit", (bus, kw)
+
+
+def test_a_diverged_exact_solve_leaves_the_trust_test_sound(cn):
+    """An exact solve past the collapse point left its Jacobian factored where it stopped (|V|
+    up to 11 pu); the step on it was 5,000 times smaller than the fast engine's error, and
+    the trust test passed a fast state 6e-3 pu off (review, 2026-12-07). The step is taken on
+    the base's Jacobian, and a diverged solve leaves none of its own."""
+    from lvplan.powerflow.fast import FastEngineDiverged
+
+    net = _weak()
+    network = Network(copy.deepcopy(net), name="weak", source="test")
+    lvplan.check(network, bus=1, kw=10, criteria=cn)
+    eng = network.fast_engine()
+    with pytest.raises(FastEngineDiverged):
+        eng.exact([(3, 0.37, 0.37 * math.tan(math.acos(0.9)), None)])
+    assert eng._newton is eng._response
+    d = lvplan.check(network, bus=1, kw=145, criteria=cn)
+    assert d.decision == Reference(net, cn).decide(1, d.design_kw) == "does_not_fit"

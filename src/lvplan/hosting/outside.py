@@ -23,6 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
+from lvplan.powerflow.capacity import SAFETY_ABS, SAFETY_REL
 from lvplan.powerflow.response import LinearResponse
 
 #: Outside limits kept per area.
@@ -265,6 +266,23 @@ class OutsideModel:
                 np.abs(np.abs(self.Yf_m @ V) - np.abs(I0f)[:, None]),
                 np.abs(np.abs(self.Yt_m @ V) - np.abs(I0t)[:, None]),
             ]
+            # signed: how much each judged MV branch's loading (fraction of its limit) rises,
+            # in the load flow and by the linear rows
+            k_br = np.r_[self.kf, self.kt] / 100.0
+            rise_lin = (  # (d|I| = Re(conj(I0)/|I0| dI): the rows' own linearisation)
+                np.r_[
+                    (self.uf[:, None] * (self.Yf_m @ dV_lin)).real,
+                    (self.ut[:, None] * (self.Yt_m @ dV_lin)).real,
+                ]
+                * k_br[:, None]
+            )
+            rise_true = (
+                np.r_[
+                    np.abs(self.Yf_m @ V) - np.abs(I0f)[:, None],
+                    np.abs(self.Yt_m @ V) - np.abs(I0t)[:, None],
+                ]
+                * k_br[:, None]
+            )
             for j, i in enumerate(cols):
                 if not done[j]:
                     out[i] = np.nan
@@ -276,7 +294,18 @@ class OutsideModel:
                         continue
                     moved = lin >= 0.01 * top
                     g = max(g, float(np.max(true[moved] / lin[moved])))
-                out[i] = g
+                # every judged row on the secant must over-state what the load flow does: a
+                # voltage that moves more than g times its linear move, or a branch whose
+                # loading rises beyond g times what its row says (a row that says it falls,
+                # where the load reverses a generator's export: the map was 4 times what
+                # fits; review, 2026-12-07) is not bounded by any secant: NaN (full AC)
+                tv = true_v[self.vb, j]
+                if (tv > g * lin_v[self.vb, j] + SAFETY_ABS + SAFETY_REL * tv).any():
+                    out[i] = np.nan
+                    continue
+                rt, rl = rise_true[:, j], rise_lin[:, j]
+                over = (rt > 0) & (rt > g * rl + SAFETY_ABS + SAFETY_REL * np.abs(rt))
+                out[i] = np.nan if over.any() else g
 
     _summary_area: np.ndarray = np.zeros(0, np.int64)
 

@@ -132,9 +132,11 @@ def _trafo3w_issues(net) -> list[ValidationIssue]:
         return []
     t3 = _on(net.trafo3w)
     issues: list[ValidationIssue] = []
-    cols = [c for c in ("vn_mv_kv", "vn_lv_kv") if c in t3.columns]
+    # (any winding: one at the HV terminals on a 0.4 kV bus, "wired backwards", got past a
+    # check of the MV and LV windings alone; a NaN rating is not known to be 1 kV or more)
+    cols = [c for c in ("vn_hv_kv", "vn_mv_kv", "vn_lv_kv") if c in t3.columns]
     for pos, i in enumerate(t3.index):
-        low = [c for c in cols if _num(t3[c])[pos] < 1.0]
+        low = [c for c in cols if not _num(t3[c])[pos] >= 1.0]
         if low:
             issues.append(
                 ValidationIssue(

@@ -491,6 +491,7 @@ class FastEngine:
                 break
             if nf > 1e3:  # the chord steps ran away: full Newton from the start, once
                 if restarted:
+                    self._newton = self._response  # (not a factor of where it ran away to)
                     raise FastEngineDiverged("the AC load flow diverged")
                 restarted = True
                 V = V_init.copy()
@@ -507,6 +508,7 @@ class FastEngine:
             Vm[pq] -= dx[npvpq:]
             V = Vm * np.exp(1j * Va)
             F, nf, terminals = mismatch(V)
+        self._newton = self._response  # (not a factor of where it stopped)
         raise FastEngineDiverged("the AC load flow did not converge")
 
     def _injections(
@@ -559,10 +561,14 @@ class FastEngine:
         F, nf, _t = self._mismatch(S, cabled, res.V)
         if not np.isfinite(nf):
             raise FastEngineDiverged("the fast solution has no finite mismatch")
-        npvpq = self._newton.pvpq.size
-        dx = self._newton.factor().solve(F)
+        # the step on the base's Jacobian (the linear response the fast state came from), not
+        # the exact load flow's: an exact solve that diverged leaves that factored wherever it
+        # stopped (|V| up to 11 pu), and a step on it was 5,000 times smaller than the error
+        # (review, 2026-12-07)
+        npvpq = self._response.pvpq.size
+        dx = self._response.factor().solve(F)
         Va, Vm = np.angle(res.V), np.abs(res.V)
-        Va[self._newton.pvpq] -= dx[:npvpq]
+        Va[self._response.pvpq] -= dx[:npvpq]
         Vm[self.pq] -= dx[npvpq:]
         V = Vm * np.exp(1j * Va)
         s_load = complex(p_mw, q_mvar) / self.baseMVA
