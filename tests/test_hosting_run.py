@@ -34,8 +34,9 @@ def test_local_processes_give_the_same_table(urban, cn, urban_map):
     pd.testing.assert_frame_equal(res.table, urban_map)
 
 
-def test_resume_reuses_finished_chunks(sz, cn, tmp_path, monkeypatch):
-    fresh = hosting_capacity(sz, criteria=cn).table
+def _interrupted(sz, cn, tmp_path, monkeypatch) -> None:
+    """A map of sz-futian in chunks of 5 buses into ``tmp_path``, interrupted (Ctrl-C) at its
+    fourth chunk: three are written."""
     real = run_mod.solve_chunk
     calls = {"n": 0}
 
@@ -48,9 +49,13 @@ def test_resume_reuses_finished_chunks(sz, cn, tmp_path, monkeypatch):
     monkeypatch.setattr(run_mod, "solve_chunk", dies_on_the_fourth)
     with pytest.raises(KeyboardInterrupt):
         hosting_capacity(sz, criteria=cn, work_dir=tmp_path, chunk_buses=5)
-    done = sorted((tmp_path / "chunks").glob("*.csv"))
-    assert len(done) == 3
     monkeypatch.setattr(run_mod, "solve_chunk", real)
+    assert len(sorted((tmp_path / "chunks").glob("0*.csv"))) == 3
+
+
+def test_resume_reuses_finished_chunks(sz, cn, tmp_path, monkeypatch):
+    fresh = hosting_capacity(sz, criteria=cn).table
+    _interrupted(sz, cn, tmp_path, monkeypatch)
     again = hosting_capacity(sz, criteria=cn, work_dir=tmp_path, resume=True, chunk_buses=5)
     assert again.stats.chunks_reused == 3
     assert again.stats.chunks == 6  # areas of fewer than 5 buses share chunks
@@ -75,21 +80,9 @@ def test_resume_solves_a_damaged_chunk_again(sz, cn, tmp_path, monkeypatch, dama
     buses missing, 999999 kW was written above the cap, "abc" a traceback (probe,
     2026-12-07). A chunk that is not what a run writes is solved again."""
     fresh = hosting_capacity(sz, criteria=cn).table
-    real = run_mod.solve_chunk
-    calls = {"n": 0}
-
-    def dies_on_the_fourth(problems, pf, max_kw):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt
-        return real(problems, pf, max_kw)
-
-    monkeypatch.setattr(run_mod, "solve_chunk", dies_on_the_fourth)
-    with pytest.raises(KeyboardInterrupt):
-        hosting_capacity(sz, criteria=cn, work_dir=tmp_path, chunk_buses=5)
+    _interrupted(sz, cn, tmp_path, monkeypatch)
     first = sorted((tmp_path / "chunks").glob("0*.csv"))[0]
     first.write_text(damage(first.read_text(encoding="utf-8")), encoding="utf-8")
-    monkeypatch.setattr(run_mod, "solve_chunk", real)
     again = hosting_capacity(sz, criteria=cn, work_dir=tmp_path, resume=True, chunk_buses=5)
     assert again.stats.chunks_reused == 2
     pd.testing.assert_frame_equal(again.table, fresh, check_dtype=False)

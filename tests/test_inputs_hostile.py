@@ -480,24 +480,29 @@ def test_the_plain_net_is_accepted(tmp_path, capsys):
     assert rc == 0
 
 
-def _mvlv_trafo3w(net):
-    """The 400 kVA unit replaced by a 10/0.4/0.4 kV three-winding unit."""
+def _trafo3w_for_the_unit(net, *, backwards: bool) -> None:
+    """The 400 kVA unit replaced by a three-winding one: 10/0.4/0.4 kV (a second LV board on
+    its MV winding), or ``backwards``, 0.4/10/10 kV with its HV terminals on the LV bus
+    (review, 2026-12-07)."""
     hv, lv = int(net.trafo.hv_bus.iat[0]), int(net.trafo.lv_bus.iat[0])
     net.trafo.drop(net.trafo.index, inplace=True)
-    second = pp.create_bus(net, 0.4, name="second LV board")
+    if backwards:
+        other = pp.create_bus(net, 10.0, name="other 10 kV")
+        buses, kv = (lv, hv, other), (0.4, 10.0, 10.0)
+    else:
+        second = pp.create_bus(net, 0.4, name="second LV board")
+        buses, kv = (hv, second, lv), (10.0, 0.4, 0.4)
     pp.create_transformer3w_from_parameters(
-        net, hv, second, lv, 10.0, 0.4, 0.4, 0.4, 0.2, 0.4, 4.0, 4.0, 4.0, 1.2, 1.2, 1.2, 0.45, 0.25
+        net, *buses, *kv, 0.4, 0.2, 0.4, 4.0, 4.0, 4.0, 1.2, 1.2, 1.2, 0.45, 0.25
     )
+
+
+def _mvlv_trafo3w(net):
+    _trafo3w_for_the_unit(net, backwards=False)
 
 
 def _backwards_trafo3w(net):
-    """A three-winding unit with its HV winding on the LV bus (review, 2026-12-07)."""
-    hv, lv = int(net.trafo.hv_bus.iat[0]), int(net.trafo.lv_bus.iat[0])
-    net.trafo.drop(net.trafo.index, inplace=True)
-    other = pp.create_bus(net, 10.0, name="other 10 kV")
-    pp.create_transformer3w_from_parameters(
-        net, lv, hv, other, 0.4, 10.0, 10.0, 0.4, 0.4, 0.2, 4.0, 4.0, 4.0, 1.2, 1.2, 1.2, 0.45, 0.25
-    )
+    _trafo3w_for_the_unit(net, backwards=True)
 
 
 def _gen_vm_nan(net):

@@ -258,31 +258,20 @@ class OutsideModel:
                 V = Vm * np.exp(1j * Va)
             lin_v = np.abs(dvm)
             true_v = np.abs(np.abs(V) - Vm0[:, None])
-            lin_i = np.r_[
-                np.abs((self.uf[:, None] * (self.Yf_m @ dV_lin)).real),
-                np.abs((self.ut[:, None] * (self.Yt_m @ dV_lin)).real),
+            # signed: how much each judged MV branch's current magnitude rises, by the rows'
+            # own linearisation (d|I| = Re(conj(I0)/|I0| dI)) and in the load flow; the same
+            # in fractions of the branch's limit (k_br) for the row check below
+            d_lin = np.r_[
+                (self.uf[:, None] * (self.Yf_m @ dV_lin)).real,
+                (self.ut[:, None] * (self.Yt_m @ dV_lin)).real,
             ]
-            true_i = np.r_[
-                np.abs(np.abs(self.Yf_m @ V) - np.abs(I0f)[:, None]),
-                np.abs(np.abs(self.Yt_m @ V) - np.abs(I0t)[:, None]),
+            d_true = np.r_[
+                np.abs(self.Yf_m @ V) - np.abs(I0f)[:, None],
+                np.abs(self.Yt_m @ V) - np.abs(I0t)[:, None],
             ]
-            # signed: how much each judged MV branch's loading (fraction of its limit) rises,
-            # in the load flow and by the linear rows
-            k_br = np.r_[self.kf, self.kt] / 100.0
-            rise_lin = (  # (d|I| = Re(conj(I0)/|I0| dI): the rows' own linearisation)
-                np.r_[
-                    (self.uf[:, None] * (self.Yf_m @ dV_lin)).real,
-                    (self.ut[:, None] * (self.Yt_m @ dV_lin)).real,
-                ]
-                * k_br[:, None]
-            )
-            rise_true = (
-                np.r_[
-                    np.abs(self.Yf_m @ V) - np.abs(I0f)[:, None],
-                    np.abs(self.Yt_m @ V) - np.abs(I0t)[:, None],
-                ]
-                * k_br[:, None]
-            )
+            lin_i, true_i = np.abs(d_lin), np.abs(d_true)
+            k_br = (np.r_[self.kf, self.kt] / 100.0)[:, None]
+            rise_lin, rise_true = d_lin * k_br, d_true * k_br
             for j, i in enumerate(cols):
                 if not done[j]:
                     out[i] = np.nan
