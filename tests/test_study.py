@@ -499,4 +499,8 @@ def test_a_study_of_one_policy_says_it_once(tmp_path, capsys):
     assert line.count("200 kW") == 1 and line.endswith("at 200 kW"), line
     report = (tmp_path / "o" / "report.md").read_text(encoding="utf-8")
     assert "approved at zero cost under 200 kW;" in report
-    assert "under 200 kW and" not in report
+    assert "under 200 kW and" not in report and "from 200 to 200 kW" not in report
+    assert "under the 200 kW limit, 2 of 2 applications are approved at zero cost" in report
+    doc = json.loads((tmp_path / "o" / "study.json").read_text(encoding="utf-8"))
+    (h,) = doc["headline"]["networks"]
+    assert "more_at_380v" not in h and h["approved_zero_cost"] == 2

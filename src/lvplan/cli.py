@@ -1122,7 +1122,7 @@ def _study(args: argparse.Namespace) -> int:
             line += (
                 f", {b['counts']['fits']}/{b['applications']} at {hi:g} kW;" if hi != lo else ";"
             )
-        if "extra_cost_cny" in h and hi != lo:
+        if "extra_cost_cny" in h:
             line += f" parcel plan +{h['extra_cost_cny']:,.0f} CNY at {hi:g} kW;"
         print(line.rstrip(";"))
     print(f"report: {out}/report.html (and report.md)")

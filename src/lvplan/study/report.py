@@ -165,10 +165,12 @@ def write_report(
                     )
             a, b = h["replay"][f"{lo:g}"], h["replay"][f"{hi:g}"]
             h["applications"] = a["applications"]
-            h["more_at_380v"] = (b["applications"] - b["counts"]["hv_required"]) - (
-                a["applications"] - a["counts"]["hv_required"]
-            )
-            h["more_approved_zero_cost"] = b["counts"]["fits"] - a["counts"]["fits"]
+            h["approved_zero_cost"] = b["counts"]["fits"]
+            if hi != lo:  # (one policy: nothing to compare it with; it was compared with itself)
+                h["more_at_380v"] = (b["applications"] - b["counts"]["hv_required"]) - (
+                    a["applications"] - a["counts"]["hv_required"]
+                )
+                h["more_approved_zero_cost"] = b["counts"]["fits"] - a["counts"]["fits"]
             spots = _hotspots(r, hi)
             hotspots.extend(spots)
             h["first_to_fill"] = (
@@ -197,7 +199,7 @@ def write_report(
                     kind_rows.append({"network": r.name, "policy_kw": p, "kind": k, "cost_cny": v})
                 for y, v in s["cost_by_year_cny"].items():
                     year_rows.append({"network": r.name, "policy_kw": p, "year": y, "cost_cny": v})
-            if f"{lo:g}" in h["plan"] and f"{hi:g}" in h["plan"]:
+            if hi != lo and f"{lo:g}" in h["plan"] and f"{hi:g}" in h["plan"]:
                 h["extra_cost_cny"] = round(
                     h["plan"][f"{hi:g}"]["total_cost_cny"] - h["plan"][f"{lo:g}"]["total_cost_cny"],
                     2,
