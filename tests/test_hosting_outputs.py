@@ -149,6 +149,7 @@ def test_map_renders_in_headless_chromium(out, tmp_path):
         (["--workers", "two"], "--workers must be a whole number of at most 18 ASCII digits"),
         (["--pf", "1.5"], "pf must be in (0, 1]"),
         (["--resume", "/nonexistent/run"], "no such folder"),
+        (["--resume", __file__], "is a file, not a folder"),
         (["--set", "nothing=1"], "unknown"),
     ],
 )

@@ -581,6 +581,14 @@ def _float_arg(name: str, value: str) -> float:
     return x
 
 
+def _resume_folder(resume: str | None) -> None:
+    """One line for a ``--resume`` that is no folder: a file there is named as a file (it read
+    "no such folder")."""
+    if resume and not Path(resume).is_dir():
+        what = "is a file, not a folder" if Path(resume).exists() else "no such folder"
+        raise InputError(f"--resume {resume}: {what}")
+
+
 def _not_root(out: Path) -> None:
     """One line for an output folder that is the file system's root (as root it was written:
     every output file, and parts/, went into /)."""
@@ -621,8 +629,7 @@ def _plan(args: argparse.Namespace, crit) -> int:
     except ValueError:
         raise InputError(f"--discount-rate must be a number, got {args.discount_rate!r}") from None
     measures = load_measures(args.catalogue) if args.catalogue is not None else None
-    if args.resume and not Path(args.resume).is_dir():
-        raise InputError(f"--resume {args.resume}: no such folder")
+    _resume_folder(args.resume)
     check_demand_file(args.demand)  # a junk file fails before the network loads (a city: minutes)
     net = load_network(args.network)
     out = without_dotdot(args.out or args.resume or f"plan-{net.name}")
@@ -767,8 +774,7 @@ def _hosting(args: argparse.Namespace, crit) -> int:
     workers = _int_arg("--workers", args.workers, 1, MAX_WORKERS)
     max_kw = _float_arg("--max-kw", args.max_kw)
     pf = None if args.pf is None else _float_arg("--pf", args.pf)
-    if args.resume and not Path(args.resume).is_dir():
-        raise InputError(f"--resume {args.resume}: no such folder")
+    _resume_folder(args.resume)
     if args.compare and not args.changes:
         raise InputError("--compare needs --changes (what to compare with)")
     before_net = load_network(args.network)
