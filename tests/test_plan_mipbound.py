@@ -597,3 +597,40 @@ def test_only_the_voltage_limits_a_neighbourhood_plan_breaks_come_back():
     assert vals is not None and vals[drop.index] <= 7
     assert sum(vals[a.index] for a in cheap) == 1
     assert mb._free.tolist() == [False, True]  # (the other limit stayed out)
+
+
+def test_a_plan_whose_voltage_limits_cannot_be_read_in_time_goes_to_the_check(monkeypatch):
+    """The neighbourhood's plan is read against the voltage limits held out by a small HiGHS
+    solve; on a busy machine that solve ran out of time at the deadline, every limit was taken
+    as broken and the plan (seed 1 of the district: 40.5 M CNY against the greedy plan's 46.6 M)
+    dropped. It now goes to the caller, whose CP-SAT check holds every limit
+    (PlanModel._fixed): here the plan (2) breaks none, and the search has no time for another."""
+    m = cp_model.CpModel()
+    cheap = [m.new_bool_var(f"a{i}") for i in range(2)]
+    dear = [m.new_bool_var(f"b{i}") for i in range(2)]
+    for a, b in zip(cheap, dear, strict=True):
+        m.add_exactly_one(a, b)
+    drop = m.new_int_var(0, 20, "W")
+    m.add(drop >= 5 * cheap[0] + 5 * cheap[1])
+    limit = m.add(drop <= 12).index  # (never binds)
+    m.minimize(sum(cheap) + 3 * sum(dear))
+    start = [0] * len(m.proto.variables)
+    for b in dear:
+        start[b.index] = 1
+    decisions = [v.index for v in (*cheap, *dear)]
+    monkeypatch.setattr(MipBound, "_least", lambda *a, **k: None)
+    mb = MipBound(
+        m.proto,  # (5 s: the search ends 4 s before, with under 2 s left for another)
+        5.0,
+        dive_vars=decisions,
+        incumbent=start,
+        voltage_rows=[limit],
+        decisions=decisions,
+    ).start()
+    mb.result()
+    status = mb.dive_status
+    assert "1 voltage limit not read in the time: again with them (no time left)" in status
+    assert "its plan unchecked: to CP-SAT's check" in status
+    assert mb.dive_objective == pytest.approx(2.0)
+    vals = mb.dive_values
+    assert vals is not None and sum(vals[a.index] for a in cheap) == 2

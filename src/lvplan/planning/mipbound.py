@@ -595,7 +595,8 @@ class MipBound:
         big-Ms, they slowed HiGHS's search several times over (the same neighbourhoods of 30-120
         demands: 48.4 M CNY after 10 searches without them, 50.2 M after 18 with them).
 
-        A plan that breaks one with no time left is dropped: on the district (seed 1, 60 s)
+        A plan that breaks one with no time left is dropped (one whose limits could not be read
+        in the time goes to the caller's check instead, below): on the district (seed 1, 60 s)
         the strengthened neighbourhood's 41.63 M CNY plan went so in some runs, and the plan
         returned cost 42.9 M instead of 41.4-41.5 M. Tried (2026-12-04): a crossover in the
         seconds left, HiGHS with the limits back and every decision on which the broken plan
@@ -604,16 +605,33 @@ class MipBound:
         s, as the plan held breaks the capacity rows the AC check tightened (:meth:`_probed`),
         so HiGHS has no start."""
         status, values, obj, earlier = self._neighbourhood(mo, vals, until)
-        while values is not None and (broken := self._broken(mo, values, until)):
+        unchecked = None  # a plan the limits could not be read at in the time
+        while values is not None:
+            broken, what = self._broken(mo, values, until), "broken"
+            if broken is None:  # (all come back, as before this was done one at a time)
+                unchecked = (values, obj, earlier)
+                broken, what = np.flatnonzero(self._free).tolist(), "not read in the time"
+            if not broken:
+                break
             # (only the limits it breaks come back: the search stays as fast as without them)
             restore([self._loose[k] for k in broken])
             self._free[broken] = False
-            status += f"; {len(broken)} voltage limit{'s' if len(broken) > 1 else ''} broken"
+            status += f"; {len(broken)} voltage limit{'s' if len(broken) > 1 else ''} {what}"
             status += ": again with them"
             if until - time.perf_counter() < 2.0:
-                return status + " (no time left)"
+                status += " (no time left)"
+                values = None
+                break
             more, values, obj, earlier = self._neighbourhood(mo, vals, until)
             status += ": " + more
+        if values is None and unchecked is not None:
+            # the caller checks a plan against the whole model, voltage limits and all, with
+            # CP-SAT (model.PlanModel._fixed) before it takes it: a plan the limits could not be
+            # read at goes to that check rather than away (seed 1 of the district, 60 s, on a
+            # busy machine: the search's 40.5 M CNY plan, its limits' reading cut at the
+            # deadline, was dropped and the greedy plan's 46.6 M stood)
+            values, obj, earlier = unchecked
+            status += "; its plan unchecked: to CP-SAT's check"
         if (
             values is not None
             and obj is not None
@@ -627,21 +645,20 @@ class MipBound:
             self._broke = False
         return status
 
-    def _broken(self, mo, values: list[int], until: float) -> list[int]:
+    def _broken(self, mo, values: list[int], until: float) -> list[int] | None:
         """The voltage limits held out of ``mo`` and still free (their places in
         :attr:`_loose`) that the plan ``values`` breaks. The drops they read are bounded only
         from below in the model (an element's drop at least its load times its impedance), so
         the search leaves them anywhere above; here they are taken at their least, every
         decision fixed to the plan (:meth:`_least`), and each limit is read there (the rows
-        are integral: half a unit is the tolerance). When that fails, every limit still free
-        is taken as broken (they all come back, as before this was done one limit at a
-        time)."""
+        are integral: half a unit is the tolerance). None when that fails (no answer in the
+        time): :meth:`_search` then puts every limit still free back."""
         if not self._free.any():
             return []
         r, c, v = self._terms()
         least = self._least(mo, values, np.unique(c[v > 0]), until)
         if least is None:
-            return np.flatnonzero(self._free).tolist()
+            return None
         act = np.bincount(r, weights=np.asarray(least, float)[c] * v, minlength=len(self._loose))
         lo = np.fromiter((b for _, b, _ in self._loose), float, len(self._loose))
         hi = np.fromiter((b for _, _, b in self._loose), float, len(self._loose))
