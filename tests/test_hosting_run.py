@@ -8,9 +8,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -142,6 +144,39 @@ def test_resume_refuses_chunks_of_another_run(sz, cn, tmp_path, monkeypatch):
         hosting_capacity(sz, criteria=cn, work_dir=tmp_path / "empty", resume=True)
 
 
+def test_resume_refuses_chunks_another_lvplan_solved(sz, cn, tmp_path, monkeypatch):
+    """The version stays 0.1.0 from commit to commit: chunks an earlier commit solved were
+    read by a later one as its own (a fix to the search did not reach them). The manifest
+    names the code (lvplan.code_id), and a resume under other code is refused in one line."""
+    import lvplan.code_id as code_id_mod
+
+    _interrupted(sz, cn, tmp_path, monkeypatch)
+    monkeypatch.setattr(code_id_mod, "code_hash", lambda: "0123456789ab")
+    with pytest.raises(InputError, match=r"solved by another lvplan \(0\.1\.0\+[0-9a-f]{12};"):
+        hosting_capacity(sz, criteria=cn, work_dir=tmp_path, resume=True, chunk_buses=5)
+    monkeypatch.undo()
+    again = hosting_capacity(sz, criteria=cn, work_dir=tmp_path, resume=True, chunk_buses=5)
+    assert again.stats.chunks_reused == 3
+
+
+def test_the_code_hash_follows_the_code_not_the_files_times(tmp_path):
+    from lvplan.code_id import code_hash, tree_hash
+
+    src = Path(__file__).resolve().parents[1] / "src" / "lvplan"
+    assert tree_hash(src) == code_hash()  # (the tests run the source tree: an editable install)
+    copy = tmp_path / "lvplan"
+    shutil.copytree(src, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    first = tree_hash(copy)
+    assert first == code_hash()
+    os.utime(copy / "decision.py", (1, 1))
+    (copy / "notes.txt").write_text("not code")
+    assert tree_hash(copy) == first
+    (copy / "criteria" / "cn.toml").write_text(
+        (copy / "criteria" / "cn.toml").read_text() + "\n# a comment\n"
+    )
+    assert tree_hash(copy) != first
+
+
 def test_dask_cluster_gives_the_same_table_and_survives_a_killed_worker(urban, cn, urban_map):
     distributed = pytest.importorskip("dask.distributed")
     with distributed.LocalCluster(
@@ -212,7 +247,6 @@ def test_a_killed_hosting_driver_leaves_no_worker_and_resume_gives_the_same_map(
     same map, compared byte for byte below."""
     import subprocess
     import sys
-    from pathlib import Path
 
     import pandapower as pp
     import psutil

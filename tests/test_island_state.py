@@ -178,6 +178,7 @@ def test_prepared_islands_are_cached_per_network_and_version(city, cn, tmp_path,
     """The first start prepares and writes the cache; the next start of the same network
     reads it and answers the same; a changed network or another lvplan version never reads
     it (and writes its own)."""
+    import lvplan.code_id as code_id_mod
     import lvplan.model.islands as islands_mod
 
     net, subs = city
@@ -207,6 +208,12 @@ def test_prepared_islands_are_cached_per_network_and_version(city, cn, tmp_path,
     # the first file copied under this version's name still says what it holds: not read
     monkeypatch.setattr(lvplan, "__version__", "0.0.0-third")
     islands_mod.cache_path(tmp_path, first.fingerprint).write_bytes(files[0].read_bytes())
+    assert islands_mod.load_cache(Network(net, name="city", source="test"), tmp_path) is None
+    # the same version with other code (a later commit: the version stays 0.1.0) never reads
+    # what the earlier code prepared
+    monkeypatch.setattr(lvplan, "__version__", "0.0.0-other")
+    assert islands_mod.load_cache(Network(net, name="city", source="test"), tmp_path) is not None
+    monkeypatch.setattr(code_id_mod, "code_hash", lambda: "0123456789ab")
     assert islands_mod.load_cache(Network(net, name="city", source="test"), tmp_path) is None
 
 

@@ -11,6 +11,7 @@ import pytest
 
 import lvplan
 from lvplan.cli import main
+from lvplan.code_id import code_id
 from lvplan.decision import check
 from lvplan.errors import InputError
 from lvplan.register.desk import Desk
@@ -78,7 +79,7 @@ def test_every_decision_is_stored_with_what_reproduces_it(desk, sz):
     stored = desk.get("r1")
     assert stored.request == {"id": "r1", "bus": "T8 clinic", "kw": 40.0, "category": "restaurant"}
     assert stored.network_fingerprint == sz.fingerprint
-    assert stored.lvplan_version == lvplan.__version__
+    assert stored.lvplan_version == code_id()
     assert stored.decision["criteria"]["profile"] == "cn"
     # replaying the stored request on the same network and profile gives the same decision
     replay = lvplan.check(sz, bus="T8 clinic", kw=40, category="restaurant")

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from lvplan import __version__
+from lvplan.code_id import code_id
 from lvplan.criteria import Criteria, load_criteria
 from lvplan.criteria import category as get_category
 from lvplan.criteria.judge import Limits, Violation, voltage_band
@@ -141,7 +141,7 @@ class Decision:
             "location": self.location,
             "criteria": self.criteria.to_dict(),
             "network": dict(self.network),
-            "lvplan_version": __version__,
+            "lvplan_version": code_id(),
         }
         if self.n1 is not None:
             out["n1"] = self.n1

@@ -118,6 +118,12 @@ class ChunkStore:
                 old = json.loads(mpath.read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError):
                 raise InputError(f"--resume {directory}: unreadable chunk manifest") from None
+            if isinstance(old, dict) and old.get("lvplan") != manifest["lvplan"]:
+                raise InputError(
+                    f"--resume {directory}: the chunks there were solved by another lvplan "
+                    f"({str(old.get('lvplan', 'before 0.1.0+'))[:40]}; this is "
+                    f"{manifest['lvplan']}): run it again without --resume"
+                )
             if old != manifest:
                 raise InputError(
                     f"--resume {directory}: the chunks there belong to another run "
@@ -189,8 +195,11 @@ def clear_chunks(directory: Path) -> None:
 
 
 def manifest_for(fingerprint: str, criteria: Criteria, pf: float, max_kw: float, chunks) -> dict:
+    from lvplan.code_id import code_id
+
     h = hashlib.sha256(json.dumps(chunks).encode()).hexdigest()
     return {
+        "lvplan": code_id(),  # (chunks another lvplan solved are solved again)
         "network_fingerprint": fingerprint,
         "criteria": criteria.to_dict(),
         "pf": pf,

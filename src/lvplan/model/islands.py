@@ -478,29 +478,30 @@ def drop_results(net) -> None:
 
 
 def cache_path(directory, fingerprint: str) -> Path:
-    from lvplan import __version__
+    from lvplan.code_id import code_id
 
-    safe = "".join(c if c.isalnum() or c in ".-" else "_" for c in __version__)
+    safe = "".join(c if c.isalnum() or c in ".-" else "_" for c in code_id())
     return Path(directory) / f"islands-{fingerprint[:32]}-{safe}-f{CACHE_FORMAT}.pickle"
 
 
 def save_cache(islands: IslandStates, whole, directory) -> Path | None:
     """Write the prepared islands to ``directory`` (atomically), keyed by the network's
-    fingerprint and the lvplan version, which the file also holds and :func:`load_cache`
+    fingerprint and the lvplan that wrote it (:func:`lvplan.code_id.code_id`: its version and
+    code), which the file also holds and :func:`load_cache`
     compares, signed with this user's key (:mod:`lvplan.io.signed`: a file it did not write is
     not unpickled). Only islands without reserved loads are cached (the register's reservations
     are applied after loading, as after a fresh start). Returns the file, or None when
     there was nothing to cache."""
     import pickle
 
-    from lvplan import __version__
+    from lvplan.code_id import code_id
 
     if any(n.reserved for n in islands.nets.values()):
         return None
     head = {
         "format": CACHE_FORMAT,
         "fingerprint": whole.fingerprint,
-        "lvplan_version": __version__,
+        "lvplan_version": code_id(),
     }
     path = cache_path(directory, whole.fingerprint)
     # streamed (a city's islands are gigabytes), then renamed over: never half a file; a
@@ -513,14 +514,14 @@ def save_cache(islands: IslandStates, whole, directory) -> Path | None:
 
 def load_cache(whole, directory) -> IslandStates | None:
     """The prepared islands of ``whole`` from ``directory``, or None when there is no cache
-    for exactly this network (fingerprint) and this lvplan version (a changed network or a
-    new version writes a new file, never reads the old one) or it cannot be read."""
+    for exactly this network (fingerprint) and this lvplan (version and code: a changed network
+    or another lvplan writes a new file, never reads the old one) or it cannot be read."""
     import pickle
 
-    from lvplan import __version__
+    from lvplan.code_id import code_id
 
     path = cache_path(directory, whole.fingerprint)
-    want = {"format": CACHE_FORMAT, "fingerprint": whole.fingerprint, "lvplan_version": __version__}
+    want = {"format": CACHE_FORMAT, "fingerprint": whole.fingerprint, "lvplan_version": code_id()}
     try:
         with signed.verified(path) as fh:  # (one this user's lvplan did not write: None)
             if fh is None or pickle.load(fh) != want:

@@ -345,11 +345,11 @@ def plan_by_groups(
     n_bus = len(network.pp.bus)
     pool = workers > 1 and len(network.pp.bus) >= POOL_MIN_BUSES
     parallel = scheduler is not None or pool
-    from lvplan import __version__
+    from lvplan.code_id import code_id
 
     settings = {
         "plan_format": PLAN_FORMAT,
-        "lvplan": __version__,
+        "lvplan": code_id(),  # (a group another lvplan planned is planned again)
         "criteria": crit.to_dict(),
         "measures": repr(meas),
         "method": method,

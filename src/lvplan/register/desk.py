@@ -21,7 +21,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-from lvplan import __version__
+from lvplan.code_id import code_id
 from lvplan.criteria import Criteria
 from lvplan.decision import (
     MIN_KW,
@@ -495,7 +495,7 @@ class Desk:
                         design_kw=d.design_kw,
                         design_kvar=d.design_kvar,
                         network_fingerprint=self.pristine.fingerprint,
-                        lvplan_version=__version__,
+                        lvplan_version=code_id(),
                         created_at=t,
                         updated_at=t,
                     ),
