@@ -201,6 +201,7 @@ def test_a_value_that_is_not_a_number_is_shown_not_called_missing(raw, phrase):
             "bus: not a table (a int)",
         ),
         (b'{"name": "caf\xe9"}', "not UTF-8 text"),
+        ('{"a": 1}'.encode("utf-16"), "UTF-16 text: save it as UTF-8"),
     ],
     ids=[
         "null",
@@ -214,6 +215,7 @@ def test_a_value_that_is_not_a_number_is_shown_not_called_missing(raw, phrase):
         "foreign-2",
         "table-not-a-table",
         "latin-1",
+        "utf-16",
     ],
 )
 def test_json_that_is_not_a_network(tmp_path, capsys, content, phrase):

@@ -179,3 +179,12 @@ def test_cli_synth_parcels(tmp_path, capsys):
     )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--years" in err[0]
+
+
+@pytest.mark.parametrize("encoding, name", [("utf-16", "UTF-16"), ("utf-32", "UTF-32")])
+def test_a_parcels_file_in_utf16_is_named_so(tmp_path, encoding, name):
+    """A spreadsheet's "Unicode text" is UTF-16: it read 'not UTF-8 text (byte 0)'."""
+    p = tmp_path / "parcels.csv"
+    p.write_bytes((HEADER + "X1,retail,100,2027,114,22\n").encode(encoding))
+    with pytest.raises(InputError, match=rf"parcels.csv: {name} text: save it as UTF-8$"):
+        read_parcels(p, load_densities())

@@ -9,6 +9,7 @@ from pathlib import Path
 from lvplan.errors import InputError
 from lvplan.io.netfolder import read_bytes, read_folder, read_meta
 from lvplan.io.simbench_source import load_simbench
+from lvplan.io.textfile import not_utf8
 from lvplan.model.network import Network
 
 
@@ -40,7 +41,7 @@ def _read_json(path: Path):
         text = data.decode("utf-8-sig")
         parsed = json.loads(text)
     except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+        raise not_utf8(path, data[:4], exc.start) from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: malformed JSON: {exc}") from None
     except RecursionError:

@@ -21,6 +21,7 @@ import pandapower as pp
 import pandas as pd
 
 from lvplan.errors import InputError
+from lvplan.io.textfile import not_utf8
 
 TABLES = ("bus", "line", "trafo", "load", "ext_grid", "switch", "sgen")
 REQUIRED = ("bus", "line", "trafo", "load", "ext_grid")
@@ -42,7 +43,7 @@ def _text(path: Path) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+        raise not_utf8(path, data[:4], exc.start) from None
 
 
 def _is_file(path: Path) -> bool:

@@ -116,7 +116,7 @@ def _lines(
                     size = len(line.encode("utf-8"))
                 except UnicodeEncodeError as exc:
                     at = offset + len(line[: exc.start].encode("utf-8", "surrogateescape"))
-                    raise InputError(f"{p}: not UTF-8 text (byte {at})") from None
+                    raise not_utf8(p, b"", at) from None
             if len(line.rstrip("\r\n")) > max_line_chars:
                 raise InputError(
                     f"{p}:{n}: a line of more than {max_line_chars:,} characters: not {what}"
@@ -129,12 +129,21 @@ def _lines(
             yield line
 
 
+def not_utf8(p: object, head: bytes, at: int) -> InputError:
+    """The one line for a file that is not UTF-8 text at byte ``at``; ``head``, its first four
+    bytes, names UTF-16 or UTF-32 (a spreadsheet's "Unicode text") as :func:`text_lines` does."""
+    for bom, enc in _WIDE_BOMS:
+        if head.startswith(bom):
+            return InputError(f"{p}: {enc} text: save it as UTF-8")
+    return InputError(f"{p}: not UTF-8 text (byte {at})")
+
+
 def decode_utf8(p: Path, data: bytes) -> str:
     """``data`` as UTF-8 text (a byte-order mark dropped)."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise InputError(f"{p}: not UTF-8 text (byte {exc.start})") from None
+        raise not_utf8(p, data[:4], exc.start) from None
 
 
 def read_text_bounded(p: Path, what: str, max_bytes: int) -> str:
