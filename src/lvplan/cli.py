@@ -327,11 +327,17 @@ def _render_decision(d: dict[str, Any]) -> str:
         lines.append(f"reason: {d['reason']}")
     if d["binding"]:
         b = d["binding"]
+        # ("line 7", not "line line 7": the element names its kind where it is the same)
+        what = (
+            b["element"]
+            if b["element"].startswith(f"{b['kind']} ")
+            else (f"{b['kind']} {b['element']}")
+        )
         lines.append(
-            f"binding: {b['kind']} {b['element']} ({b['element_name']}) "
+            f"binding: {what} ({b['element_name']}) "
             f"{b['value']:g} {b['unit']} > limit {b['limit']:g} {b['unit']}"
             if b["unit"] in ("%", "m")
-            else f"binding: {b['kind']} {b['element']} ({b['element_name']}) "
+            else f"binding: {what} ({b['element_name']}) "
             f"{b['value']:g} {b['unit']}, limit {b['limit']:g} {b['unit']}"
         )
     if d["binding"] and d["binding"].get("contingency"):
