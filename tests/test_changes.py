@@ -19,6 +19,7 @@ from reference import OPTS, _violations
 
 import lvplan
 from lvplan.changes import Changes, load_changes
+from lvplan.changes.apply import apply_changes
 from lvplan.cli import main
 from lvplan.errors import InputError
 from lvplan.evaluation import evaluate
@@ -775,3 +776,21 @@ def test_only_the_users_network_failing_its_base_is_a_bad_input():
     net.load.loc[net.load.index[0], "p_mw"] = 1e6
     with pytest.raises(BaseCaseError, match=r"^network big \(test\): its base case \(its own"):
         Network(net, name="big", source="test").base_state()
+
+
+def test_a_swap_of_a_row_of_parallel_units_is_one_new_unit(sz, cn):
+    """A transformer row of ``parallel`` 2 (two units) and ``df`` 0.9 swapped for 1250 kVA is
+    one 1250 kVA unit at its full rating: it stayed two units (2,500 kVA built where the plan
+    costs and describes one of 1,250; review, 2026-12-08)."""
+    net = copy.deepcopy(sz.pp)
+    net.trafo.loc[2, ["parallel", "df"]] = [2, 0.9]
+    twin = Network(net, name="sz two units", source="test")
+
+    def one_unit(n):
+        pp_replace_transformer(n, 2, 1250)
+        n.trafo.loc[2, ["parallel", "df"]] = [1, 1.0]
+
+    _compare(twin, Changes().replace_transformer(2, 1250), one_unit, cn)
+    out, _map = apply_changes(net, Changes().replace_transformer(2, 1250).resolve(twin))
+    assert out.trafo.loc[2, ["sn_mva", "parallel", "df"]].tolist() == [1.25, 1, 1.0]
+    assert net.trafo.at[2, "parallel"] == 2  # (the caller's network untouched)

@@ -21,6 +21,7 @@ from lvplan.planning.outputs import (
     PLAN_COLUMNS,
     UNSERVED_COLUMNS,
     plan_html,
+    reinforced_json,
     write_plan,
 )
 from lvplan.planning.plan import plan as make_plan
@@ -304,3 +305,31 @@ def test_map_of_a_city_draws_measures_by_cell(planned, sz, monkeypatch):
         float(c.replace(",", "")) for c in re.findall(r"\d+ measures, ([\d,]+) CNY, for", page)
     ]
     assert sum(costs) == pytest.approx(sum(m.cost_cny for m in p.measures), abs=len(costs))
+
+
+def test_a_swapped_row_of_two_units_is_built_as_costed(cn):
+    """A 10/0.4 kV row of ``parallel`` 2 (two 200 kVA units) and 350 kW of demands: the plan
+    swaps it for one 500 kVA unit (190,000 CNY), and reinforced.json holds one 500 kVA unit,
+    not two (review, 2026-12-08: 1,000 kVA built where 500 was costed)."""
+    import io
+
+    from lvplan.model.network import Network
+
+    net = pp.create_empty_network()
+    mv = pp.create_bus(net, 10.0, name="MV", geodata=(114.0, 22.5))
+    lv = pp.create_bus(net, 0.4, name="T1 LV", geodata=(114.0, 22.5))
+    pp.create_ext_grid(net, mv, vm_pu=1.0)
+    pp.create_transformer_from_parameters(
+        net, mv, lv, sn_mva=0.2, vn_hv_kv=10.0, vn_lv_kv=0.4, vk_percent=4.0, vkr_percent=1.3,
+        pfe_kw=0.0, i0_percent=0.0, shift_degree=150.0, name="T1", parallel=2,
+    )  # fmt: skip
+    network = Network(net, name="two units", source="test")
+    csv = "id,kw,category,bus\na,200,generic,1\nb,150,generic,1\n"
+    p = make_plan(network, pd.read_csv(io.StringIO(csv)), criteria=cn, time_limit_s=10)
+    [m] = p.measures
+    assert (m.kind, m.before, m.after) == ("transformer_swap", "400 kVA", "500 kVA")
+    r = pp.from_json_string(reinforced_json(p, network))
+    assert r.trafo.loc[0, ["sn_mva", "parallel", "df"]].tolist() == [0.5, 1, 1.0]
+    pp.runpp(r)
+    # 350 kW at pf 0.9 on one 500 kVA unit (on two it read about 40 %)
+    assert 75.0 < r.res_trafo.loading_percent.at[0] < 85.0

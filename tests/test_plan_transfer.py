@@ -334,3 +334,37 @@ def test_a_twin_that_avoids_the_overloaded_lines_forces_no_upgrade_on_them(u_thi
         "line 2",
         "line 3",
     ]
+
+
+def test_a_split_that_lifts_an_ac_cut_is_dated_by_the_demands_the_cut_counted(cn, tmp_path):
+    """A split lifts an AC cut on the line above it (verify._relief offers it): the demands the
+    cut counted need it too. It was dated by its twins alone: an upstream demand of 2026 and a
+    twin of 2029 built it in 2029, leaving the line over its limit in 2026-2028 (review,
+    2026-12-08)."""
+    from lvplan.planning.linear import Cuts
+    from lvplan.planning.measure_users import measure_users
+    from lvplan.planning.model import Solution
+
+    net = Network(_u_feeder(True), name="U feeder", source="test")
+    d = tmp_path / "d.csv"
+    d.write_text("id,kw,category,bus,year\ntwin,60,generic,5,2029\nup,60,generic,2,2026\n")
+    inst = build_instance(net, read_demand(d, net, cn).demands, cn, load_measures())
+    prune_upgrades(inst, mv_response(net, inst))
+    assert offer_transfers(net, inst) == 1
+    (u,) = [k for k, up in enumerate(inst.upgrades) if up.kind == MeasureKind.TRANSFER]
+    pos = {dm.id: i for i, dm in enumerate(inst.demands)}
+    (k_up,) = [
+        k
+        for k, o in enumerate(inst.options)
+        if o.demand == pos["up"] and o.bus == 2 and o.via is None
+    ]
+    (k_twin,) = [
+        k for k, o in enumerate(inst.options) if o.demand == pos["twin"] and o.via is not None
+    ]
+    cuts = Cuts()
+    line0 = int(net.pp.line.index[0])
+    cuts.add_linear({k_up: 0.5, k_twin: 0.5}, 0.6, f"line {line0}", relief=(u,))
+    sol = Solution.of(inst, [k_up, k_twin], [u], [], "feasible")
+    users = measure_users(net, inst, sol, cuts, {pos["up"]: k_up, pos["twin"]: k_twin})
+    assert sorted(users.xfer[inst.upgrades[u].element]) == sorted([pos["up"], pos["twin"]])
+    assert users.held_by[u] == [f"line {line0}"]

@@ -188,6 +188,11 @@ def plan_changes(net, changes: Changes) -> Plan:
             upd.update(_trafo_params(int(c.rated_kva)))
             if "std_type" in net.trafo.columns:
                 upd["std_type"] = None
+            # one new unit of rated_kva in place of what stood (a row of ``parallel`` 2 is two
+            # units: its swap to 500 kVA built two of 500, costed and described as one, review
+            # 2026-12-08), at its full rating
+            upd["parallel"] = 1
+            upd["df"] = 1.0
             if t not in m.modified_trafos:  # a second change of the same unit: the last wins
                 m.modified_trafos.append(t)
         elif isinstance(c, AddParallelTransformer):

@@ -55,7 +55,8 @@ class AddLoad(Change):
 @dataclass(frozen=True)
 class ReplaceTransformer(Change):
     """The unit is swapped for a catalogue unit of ``rated_kva`` (impedance and losses from the
-    catalogue; buses, voltages, vector group and tap settings kept)."""
+    catalogue; buses, voltages, vector group and tap settings kept). A row of ``parallel`` units
+    becomes one unit, at its full rating (``df`` 1)."""
 
     kind: ClassVar[str] = "replace_transformer"
     trafo: int | str

@@ -108,6 +108,11 @@ def _cut_users(inst: Instance, sol: Solution, cuts: Cuts | None, users: MeasureU
             elif inst.upgrades[u].kind == MeasureKind.TRANSFER and u in sol.upgrades:
                 if what not in held_by.setdefault(u, []):
                     held_by[u].append(what)
+                # the demands the cut counted need it too, and date it: a split that lifts an
+                # AC cut on a line above it was dated by its twins alone (review, 2026-12-08:
+                # a later twin left the line over its limit in the years between)
+                ids = users.xfer.setdefault(inst.upgrades[u].element, [])
+                ids += sorted({inst.options[k].demand for k in coefs if k in chosen} - set(ids))
             elif inst.upgrades[u].kind in LV_RELIEF_KINDS and u in sol.upgrades:
                 # an LV line or transformer the AC check found broken off the new load's paths
                 # (its existing load draws more current at the lower voltage; or it was over
