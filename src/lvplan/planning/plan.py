@@ -52,6 +52,7 @@ from lvplan.planning.n1measures import N1Offers
 from lvplan.planning.n1plan import FAILS_ALREADY, demands_needing_n1, n1_demands
 from lvplan.planning.parts import split
 from lvplan.planning.verify import base_margin_map, solution_changes, worse_elsewhere
+from lvplan.planning.year_check import check_years
 from lvplan.planning.years import measure_years, year_note
 
 METHODS = ("optimal", "greedy")
@@ -141,6 +142,9 @@ class Plan:
     #: what the plan was made from (``plan`` sets it; summary.json's ``criteria`` and
     #: ``inputs``): the profile with its overrides, the catalogue, the demand, the settings
     inputs: dict[str, Any] | None = field(default=None, repr=False)
+    #: the years checked in AC between a demand and a measure the linear model dated later
+    #: (:mod:`lvplan.planning.year_check`; summary.json's ``years_checked``)
+    years_checked: dict[str, Any] = field(default_factory=dict)
 
     def over_time_limit_s(self) -> float | None:
         """How far the plan ran past its ``--time-limit`` (0.0 within it; None: no limit
@@ -243,6 +247,7 @@ class Plan:
                 "parts": self.solution.parts,
             },
             "ac_rounds": self.ac_rounds,
+            **({"years_checked": self.years_checked} if self.years_checked else {}),
             # left out of the decision by the criteria, and made worse: said, not repaired
             "pre_existing_elsewhere": self.worse_elsewhere,
             "stopped": self.stopped,
@@ -790,19 +795,13 @@ def _result(
     chosen_by_demand = {inst.options[k].demand: k for k in sol.chosen}
     users = measure_users(net, inst, sol, cuts, chosen_by_demand)
     # the transformer and LV cable measures: dated by the first year that needs them
-    dated = measure_years(
-        inst,
-        sol,
-        {
-            u: users.trafo.get(inst.upgrades[u].element, [])
-            if inst.upgrades[u].kind
-            in (MeasureKind.TRANSFORMER_SWAP, MeasureKind.TRANSFORMER_PARALLEL)
-            else users.line.get(inst.upgrades[u].element, [])
-            for u in sol.upgrades
-        },
-        mv,
-        cuts,
-    )
+    loading = {
+        u: users.trafo.get(inst.upgrades[u].element, [])
+        if inst.upgrades[u].kind in (MeasureKind.TRANSFORMER_SWAP, MeasureKind.TRANSFORMER_PARALLEL)
+        else users.line.get(inst.upgrades[u].element, [])
+        for u in sol.upgrades
+    }
+    dated = measure_years(inst, sol, loading, mv, cuts)
     measures: list[Measure] = []
     for u in sorted(sol.upgrades):
         up = inst.upgrades[u]
@@ -836,6 +835,24 @@ def _result(
                 "no existing supply within reach has room (or it is cheaper than reinforcing)",
             )
         )
+    # each year in which a measure the linear model dated later than its first demand is not
+    # yet built, checked in AC (planning/year_check.py); a measure it brings forward says so
+    keys = [*sorted(sol.upgrades), *[-1 - s for s in sorted(sol.sites)]]
+    postponed = {
+        i: since
+        for i, u in enumerate(keys)
+        if u in dated
+        and dated[u].how in ("capacity", "voltage")
+        and (since := first_year(demands, loading[u])) is not None
+        and (dated[u].year or since) > since
+    }
+    years = [m.year for m in measures]
+    checked = check_years(network, inst, sol, keys, years, postponed)
+    for y, places in checked.forward.items():
+        for i in places:
+            m = measures[i]
+            m.reason += f"; brought forward to {y}: the AC check of {y} broke a limit without it"
+            m.year = y
     unserved = []
     served = set(chosen_by_demand)
     for i, d in enumerate(demands):
@@ -869,6 +886,7 @@ def _result(
         solution=sol,
         instance=inst,
         changes=solution_changes(inst, sol),
+        years_checked=checked.to_dict() if checked.years else {},
     )
 
 

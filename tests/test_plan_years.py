@@ -1,0 +1,80 @@
+"""Each year of a dated plan checked in AC (planning/year_check.py): a measure dated later than
+its first demand, by the linear model, is brought forward where the year before it breaks a
+limit in AC; a year that holds moves nothing."""
+
+from __future__ import annotations
+
+import io
+
+import pandapower as pp
+import pandas as pd
+import pytest
+
+import lvplan.planning.plan as plan_mod
+from lvplan.model.network import Network
+from lvplan.planning.plan import plan as make_plan
+from lvplan.planning.years import Dated
+
+
+def _one_unit() -> Network:
+    """One 200 kVA unit on a 10 kV bus, its LV board bus 1."""
+    net = pp.create_empty_network()
+    mv = pp.create_bus(net, 10.0, name="MV", geodata=(114.0, 22.5))
+    lv = pp.create_bus(net, 0.4, name="T1 LV", geodata=(114.0, 22.5))
+    pp.create_ext_grid(net, mv, vm_pu=1.0)
+    pp.create_transformer_from_parameters(
+        net, mv, lv, sn_mva=0.2, vn_hv_kv=10.0, vn_lv_kv=0.4, vk_percent=4.0, vkr_percent=1.3,
+        pfe_kw=0.0, i0_percent=0.0, shift_degree=150.0, name="T1",
+    )  # fmt: skip
+    return Network(net, name="one unit", source="test")
+
+
+def _dated_late(monkeypatch, year: int) -> None:
+    """The linear model's dating, wrong on purpose: every measure it dates, in ``year``."""
+    real = plan_mod.measure_years
+
+    def late(*a, **k):
+        return {u: Dated(year, "capacity") for u in real(*a, **k)}
+
+    monkeypatch.setattr(plan_mod, "measure_years", late)
+
+
+@pytest.mark.parametrize("method", ["optimal", "greedy"])
+def test_a_swap_dated_too_late_is_brought_forward_by_the_ac_check_of_its_year(
+    monkeypatch, cn, method
+):
+    """190 kW in 2026 and 30 kW in 2029 on a 200 kVA unit: the 2026 demand alone puts it at
+    about 106 %, so the swap is needed in 2026. Dated 2029 (the linear model's word, made wrong
+    here), the AC check of 2026 breaks the unit and brings the swap forward."""
+    _dated_late(monkeypatch, 2029)
+    csv = "id,kw,category,bus,year\nearly,190,generic,1,2026\nlate,30,generic,1,2029\n"
+    p = make_plan(_one_unit(), pd.read_csv(io.StringIO(csv)), criteria=cn, method=method,
+                  time_limit_s=10)  # fmt: skip
+    [m] = p.measures
+    assert m.kind == "transformer_swap" and m.year == 2026
+    assert "brought forward to 2026: the AC check of 2026 broke a limit without it" in m.reason
+    s = p.summary()
+    assert s["years_checked"] == {"years": [2026], "measures_brought_forward": 1, "broken": {}}
+    assert s["cost_by_year_cny"] == {"2026": pytest.approx(m.cost_cny), "2029": 0.0}
+
+
+def test_a_year_that_holds_moves_nothing(monkeypatch, cn):
+    """30 kW in 2026 and 190 kW in 2029: the swap is needed in 2029 only; dated 2029, the
+    check of 2026 holds and it stays there."""
+    _dated_late(monkeypatch, 2029)
+    csv = "id,kw,category,bus,year\nsmall,30,generic,1,2026\nbig,190,generic,1,2029\n"
+    p = make_plan(_one_unit(), pd.read_csv(io.StringIO(csv)), criteria=cn, time_limit_s=10)
+    [m] = p.measures
+    assert m.year == 2029 and "brought forward" not in m.reason
+    assert p.summary()["years_checked"] == {
+        "years": [2026],
+        "measures_brought_forward": 0,
+        "broken": {},
+    }
+
+
+def test_no_year_is_checked_where_no_measure_is_postponed(cn):
+    csv = "id,kw,category,bus,year\nearly,190,generic,1,2026\nlate,30,generic,1,2029\n"
+    p = make_plan(_one_unit(), pd.read_csv(io.StringIO(csv)), criteria=cn, time_limit_s=10)
+    [m] = p.measures
+    assert m.year == 2026 and "years_checked" not in p.summary()
