@@ -333,3 +333,21 @@ def test_a_swapped_row_of_two_units_is_built_as_costed(cn):
     pp.runpp(r)
     # 350 kW at pf 0.9 on one 500 kVA unit (on two it read about 40 %)
     assert 75.0 < r.res_trafo.loading_percent.at[0] < 85.0
+
+
+def test_reinforced_json_holds_the_loads_the_network_has_reserved(sz, cn):
+    """A Network holding a register's approvals (reserved loads) is planned with them counted;
+    reinforced.json had them left out, so it was not the state the plan was checked in."""
+    import io
+
+    from lvplan.model.network import ExtraLoad, Network
+
+    net = Network(copy.deepcopy(sz.pp), name="sz reserved", source="test")
+    net.reserve({"APP-1": ExtraLoad(13, 0.06, 0.02)})
+    csv = "id,kw,category,bus\nd1,20,generic,16\n"
+    p = make_plan(net, pd.read_csv(io.StringIO(csv)), criteria=cn, time_limit_s=5)
+    r = pp.from_json_string(reinforced_json(p, net))
+    held = r.load[r.load.name == "reserved APP-1"]
+    assert held[["bus", "p_mw", "q_mvar"]].values.tolist() == [[13, 0.06, 0.02]]
+    assert (r.load.name == "d1").sum() == 1
+    assert len(r.load) == len(sz.pp.load) + 2

@@ -193,10 +193,17 @@ def unserved_csv(plan: Plan) -> str:
 
 
 def reinforced_net(plan: Plan, network: Network) -> Any:
-    """A new pandapower net: ``network.pp`` with ``plan.changes`` made (it is not mutated)."""
+    """A new pandapower net: ``network.pp`` with ``plan.changes`` made (it is not mutated),
+    and the loads ``network`` holds reserved (a register's approvals, which the plan's AC
+    check counted: each a load named ``reserved <id>``), so that the file is the state the
+    plan was checked in (review, 2026-12-08: they were left out)."""
+    import pandapower as pp
+
     from lvplan.changes.apply import apply_changes
 
     net, _map = apply_changes(network.pp, plan.changes.resolve(network))
+    for rid, r in sorted(network.reserved.items()):
+        pp.create_load(net, int(r.bus), p_mw=r.p_mw, q_mvar=r.q_mvar, name=f"reserved {rid}")
     return net
 
 
