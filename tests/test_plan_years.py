@@ -78,3 +78,19 @@ def test_no_year_is_checked_where_no_measure_is_postponed(cn):
     p = make_plan(_one_unit(), pd.read_csv(io.StringIO(csv)), criteria=cn, time_limit_s=10)
     [m] = p.measures
     assert m.year == 2026 and "years_checked" not in p.summary()
+
+
+def test_the_cli_says_what_the_check_of_the_years_brought_forward(monkeypatch, tmp_path, capsys):
+    from lvplan.cli import main
+
+    _dated_late(monkeypatch, 2029)
+    net = tmp_path / "one.json"
+    pp.to_json(_one_unit().pp, str(net))
+    demand = tmp_path / "d.csv"
+    demand.write_text("id,kw,category,bus,year\nearly,190,generic,1,2026\nlate,30,generic,1,2029\n")
+    out = tmp_path / "plan"
+    args = ["plan", str(net), "--demand", str(demand), "--out", str(out), "--time-limit", "10"]
+    assert main(args) == 0
+    said = capsys.readouterr().out
+    assert "years: 1 measure brought forward by the AC check of 2026 (see the reasons" in said
+    assert "brought forward to 2026" in (out / "plan.csv").read_text(encoding="utf-8")

@@ -763,6 +763,15 @@ def _plan(args: argparse.Namespace, crit) -> int:
             f"with it (left out of the decision by the criteria; summary.json "
             f"pre_existing_elsewhere): {shown}{'; ...' if len(worse) > 5 else ''}"
         )
+    years = s.get("years_checked", {})
+    if moved := years.get("measures_brought_forward"):
+        print(
+            f"years: {moved} measure{'s' if moved > 1 else ''} brought forward by the AC check "
+            f"of {', '.join(str(y) for y in years['years'])} (see the reasons in plan.csv)"
+        )
+    for y, broken in years.get("broken", {}).items():
+        print(f"warning: in {y}, with every measure built by then, the AC check breaks "
+              f"{', '.join(broken[:5])}{'; ...' if len(broken) > 5 else ''}")  # fmt: skip
     print(f"-> {out}/")
     return 0
 
