@@ -73,11 +73,42 @@ def test_a_year_that_holds_moves_nothing(monkeypatch, cn):
     }
 
 
-def test_no_year_is_checked_where_no_measure_is_postponed(cn):
+def test_every_year_but_the_last_is_checked_and_one_year_is_not(cn):
     csv = "id,kw,category,bus,year\nearly,190,generic,1,2026\nlate,30,generic,1,2029\n"
     p = make_plan(_one_unit(), pd.read_csv(io.StringIO(csv)), criteria=cn, time_limit_s=10)
     [m] = p.measures
-    assert m.year == 2026 and "years_checked" not in p.summary()
+    assert m.year == 2026 and "brought forward" not in m.reason
+    assert p.summary()["years_checked"]["years"] == [2026]
+    one = csv.replace("2029", "2026")
+    p = make_plan(_one_unit(), pd.read_csv(io.StringIO(one)), criteria=cn, time_limit_s=10)
+    assert "years_checked" not in p.summary()
+
+
+def test_a_move_that_mends_nothing_is_taken_back(monkeypatch, cn):
+    """A year broken by what no measure mends (here: every check of 2026 made to say a bus is
+    over its maximum) keeps its measures' years, and is said."""
+    import lvplan.planning.year_check as yc
+    from lvplan.planning.verify import Broken
+
+    real = yc.check_plan
+
+    def also_over(network, inst, sol, base):
+        ev, broken = real(network, inst, sol, base)
+        if len(sol.chosen) == 1:  # (2026: one demand connected)
+            broken = [*broken, Broken("voltage", "bus 1", "T1 LV", "max", -0.01, None)]
+        return ev, broken
+
+    monkeypatch.setattr(yc, "check_plan", also_over)
+    _dated_late(monkeypatch, 2029)
+    csv = "id,kw,category,bus,year\nsmall,30,generic,1,2026\nbig,190,generic,1,2029\n"
+    p = make_plan(_one_unit(), pd.read_csv(io.StringIO(csv)), criteria=cn, time_limit_s=10)
+    [m] = p.measures
+    assert m.year == 2029 and "brought forward" not in m.reason
+    assert p.summary()["years_checked"] == {
+        "years": [2026],
+        "measures_brought_forward": 0,
+        "broken": {"2026": ["bus 1 (max)"]},
+    }
 
 
 def test_the_cli_says_what_the_check_of_the_years_brought_forward(monkeypatch, tmp_path, capsys):

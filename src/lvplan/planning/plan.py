@@ -845,8 +845,8 @@ def _result(
                 "no existing supply within reach has room (or it is cheaper than reinforcing)",
             )
         )
-    # each year in which a measure the linear model dated later than its first demand is not
-    # yet built, checked in AC (planning/year_check.py); a measure it brings forward says so
+    # each year of the plan checked in AC (planning/year_check.py); a measure it brings
+    # forward says so
     keys = [*sorted(sol.upgrades), *[-1 - s for s in sorted(sol.sites)]]
     postponed = {
         i: since
