@@ -135,7 +135,6 @@ def run_group(job: GroupJob) -> GroupResult:
             mip_bound=True,
             bound_only=True,  # the strengthened relaxation's bound: one core per worker
             hard_limit_s=job.hard_limit_s,
-            date_by_need=False,  # (the joined plan dates each measure by its first demand)
         )
     except InputError as exc:  # no verified plan for this group: it builds nothing
         return GroupResult(

@@ -457,7 +457,6 @@ def plan_network(
     mip_bound: bool = True,
     bound_only: bool = False,
     hard_limit_s: float | None = None,
-    date_by_need: bool = True,
 ) -> Plan:
     """The plan of one network (the whole of it: no split by island); ``site_tag`` goes into
     the names of its new substations (``new substation S<tag>.<n>``) so that the plans of
@@ -468,10 +467,7 @@ def plan_network(
     of the greedy plan's neighbourhoods, each plan checked in AC as found, that never goes on
     from a plan that passed). ``hard_limit_s``
     (seconds from ``t0``): nothing more is started past it (a city group: the city's deadline;
-    its own ``time_limit_s`` is its share). ``date_by_need``: the transformer and LV cable
-    measures dated by the linear model's need (:mod:`lvplan.planning.years`) and those years
-    checked in AC (:mod:`lvplan.planning.year_check`); a city's groups do neither, as their
-    joined plan dates every measure by its first demand.
+    its own ``time_limit_s`` is its share).
 
     The candidates (:mod:`lvplan.planning.plan_candidates`), then the verified greedy plan
     (:mod:`lvplan.planning.greedy_rounds`), then the optimal rounds from it
@@ -532,13 +528,7 @@ def plan_network(
     if opt is not None and method == "optimal" and budget_cny is None:
         sol = opt.final_bound(sol)
     result = _result(
-        network,
-        inst,
-        sol,
-        ev,
-        method if budget_cny is None else "budget",
-        r.cuts,
-        mv=mv if date_by_need else None,
+        network, inst, sol, ev, method if budget_cny is None else "budget", r.cuts, mv=mv
     )
     if budget_cny is not None:
         # the objective is the design kW served, and the bound the most any plan within the
