@@ -644,3 +644,39 @@ def test_a_group_keeps_the_winding_it_energises_up_to_its_open_end():
     assert got[0].tolist() == sorted([hv, 1000 + hv, lv])
     assert got[1].tolist() == sorted([mv, 1000 + mv, lv])
     assert got[2].tolist() == c.tolist()
+
+
+def test_a_plan_by_island_dates_and_checks_its_years_as_the_whole_network_does(city, cn, tmp_path):
+    """Each group dates its measures and checks each year in AC on its own islands; the joined
+    plan takes those years and joins the checks (the whole city is never evaluated per year)."""
+    import lvplan.planning.plan as plan_mod
+
+    net, demand = city
+    frame = pd.read_csv(demand)
+    frame["year"] = [2026 if i % 2 else 2028 for i in range(len(frame))]
+    dated = tmp_path / "dated.csv"
+    frame.to_csv(dated, index=False)
+    calls: list[int] = []
+    real = plan_mod.check_years
+
+    def counted(network, *a, **k):
+        calls.append(len(network.pp.bus))
+        return real(network, *a, **k)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(candidates, "OTHER_FEEDER_TIES", 0)
+        mp.setattr(plan_mod, "check_years", counted)
+        split = make_plan(net, dated, criteria=cn, method="greedy", workers=1)
+        n_split = list(calls)
+        whole = make_plan(net, dated, criteria=cn, method="greedy", workers=1, by_island=False)
+
+    def when(p):
+        return sorted(
+            ("" if m.kind == "new_substation" else str(m.element), m.kind, m.year)
+            for m in p.measures
+        )
+
+    assert when(split) == when(whole) and {y for *_, y in when(split)} <= {2026, 2028}
+    assert split.summary()["years_checked"]["years"] == [2026]
+    assert whole.summary()["years_checked"]["years"] == [2026]
+    assert len(n_split) == 2 and max(n_split) < len(net.pp.bus)  # (the groups', not the city's)

@@ -125,3 +125,17 @@ def test_the_cli_says_what_the_check_of_the_years_brought_forward(monkeypatch, t
     said = capsys.readouterr().out
     assert "years: 1 measure brought forward by the AC check of 2026 (see the reasons" in said
     assert "brought forward to 2026" in (out / "plan.csv").read_text(encoding="utf-8")
+
+
+def test_the_groups_checks_of_the_years_join_into_one():
+    from lvplan.planning.year_check import joined_years
+
+    a = {"years": [2026, 2027], "measures_brought_forward": 1, "broken": {}}
+    b = {"years": [2027, 2028], "measures_brought_forward": 2, "broken": {"2027": ["bus 4 (max)"]}}
+    c = {"years": [2027], "measures_brought_forward": 0, "broken": {"2027": ["bus 1 (max)"]}}
+    assert joined_years([a, {}, b, c]) == {
+        "years": [2026, 2027, 2028],
+        "measures_brought_forward": 3,
+        "broken": {"2027": ["bus 1 (max)", "bus 4 (max)"]},
+    }
+    assert joined_years([{}, {}]) == {}

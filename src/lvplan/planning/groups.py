@@ -58,6 +58,7 @@ from lvplan.planning.demand import Demand, DemandSet
 from lvplan.planning.islands import IslandGroup, SubNetworks
 from lvplan.planning.measures import Measures
 from lvplan.planning.model import Solution
+from lvplan.planning.year_check import joined_years
 
 #: each group's time, set when it starts: its share (by demands) of what the workers have
 #: until the deadline among the groups not finished yet, at least this (at most what is left)
@@ -713,12 +714,13 @@ def join(
         sol_all.bounds["bound_by"] = "+".join(by)
     inst_all.mv_line_data.update(mv_lines)
     inst_all.transfers.update(transfers)
-    out = _result(network, inst_all, sol_all, None, method)
+    out = _result(network, inst_all, sol_all, None, method, check_each_year=False)
     # what each group's own plan said of its measures: the demands and the limit a 10 kV
     # section's cuts held, and each measure's year (dated on the group's linear model and
     # cuts, known only in the group); and of N-1
     said = {(m.kind, m.element): m for r in results if r.plan is not None for m in r.plan.measures}
     out.measures = [said.get((m.kind, m.element), m) for m in out.measures]
+    out.years_checked = joined_years([r.plan.years_checked for r in results if r.plan is not None])
     n1s = [r.plan.n1 for r in results if r.plan is not None and r.plan.n1 is not None]
     if n1s:
         out.n1 = {

@@ -52,7 +52,7 @@ from lvplan.planning.n1measures import N1Offers
 from lvplan.planning.n1plan import FAILS_ALREADY, demands_needing_n1, n1_demands
 from lvplan.planning.parts import split
 from lvplan.planning.verify import base_margin_map, solution_changes, worse_elsewhere
-from lvplan.planning.year_check import check_years
+from lvplan.planning.year_check import YearCheck, check_years
 from lvplan.planning.years import measure_years, year_note
 
 METHODS = ("optimal", "greedy")
@@ -789,7 +789,12 @@ def _result(
     cuts: Cuts | None = None,
     *,
     mv: MvResponse | None = None,
+    check_each_year: bool = True,
 ) -> Plan:
+    """The plan ``sol`` as the user gets it: its measures with why and when, its connections
+    and what it leaves unserved. ``check_each_year``: each year of the plan checked in AC
+    (:mod:`lvplan.planning.year_check`); a city's joined plan does not (its groups did, each on
+    its own MV islands, and their measures' years stand)."""
     net = network.pp
     demands = inst.demands
     chosen_by_demand = {inst.options[k].demand: k for k in sol.chosen}
@@ -847,7 +852,9 @@ def _result(
         and (dated[u].year or since) > since
     }
     years = [m.year for m in measures]
-    checked = check_years(network, inst, sol, keys, years, postponed)
+    checked = (
+        check_years(network, inst, sol, keys, years, postponed) if check_each_year else YearCheck()
+    )
     for y, places in checked.forward.items():
         for i in places:
             m = measures[i]

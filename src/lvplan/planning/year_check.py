@@ -106,3 +106,20 @@ def check_years(
         if broken:
             out.broken[y] = sorted(broken)
     return out
+
+
+def joined_years(checks: list[dict]) -> dict:
+    """The groups' ``years_checked`` (:meth:`YearCheck.to_dict`) as one: the years any group
+    checked, the measures they brought forward, the limits each year broke in any group."""
+    checks = [c for c in checks if c]
+    if not checks:
+        return {}
+    broken: dict[str, list[str]] = {}
+    for c in checks:
+        for y, els in c.get("broken", {}).items():
+            broken[y] = sorted({*broken.get(y, []), *els})
+    return {
+        "years": sorted({y for c in checks for y in c.get("years", [])}),
+        "measures_brought_forward": sum(c.get("measures_brought_forward", 0) for c in checks),
+        "broken": dict(sorted(broken.items())),
+    }
