@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -229,7 +230,8 @@ def test_a_new_register_where_one_was_deleted_under_a_server(sz, cn, tmp_path, c
     """Found by a hostile review: r.db deleted under a running server, a new register at that
     path failed with "cannot be written (disk I/O error)" (SQLite took the server's -shm for
     the new file's). Now the message says what is beside it and what to do; once the holder
-    is gone, the new register is made clean (the dead one's log is not replayed into it)."""
+    is gone, its log (which may be a moved register's) is refused until removed, and the new
+    register is then made clean (the dead one's log is not replayed into it)."""
     db = tmp_path / "r.db"
     holder = subprocess.Popen(
         [sys.executable, "-c",
@@ -262,6 +264,12 @@ def test_a_new_register_where_one_was_deleted_under_a_server(sz, cn, tmp_path, c
         holder.wait()
     assert not db.exists()  # the 4 kB file SQLite made before it failed is not left
     assert (tmp_path / "r.db-wal").exists()  # the dead holder's log, with its table
+    # a log with commits beside no database may be a register moved without it: refused
+    # until someone says it is garbage (since 2026-12-08; it was dropped by the new file)
+    assert main([*argv, "--out", str(tmp_path / "o.csv")]) == 2
+    assert "r.db-wal" in capsys.readouterr().err
+    (tmp_path / "r.db-wal").unlink()
+    (tmp_path / "r.db-shm").unlink(missing_ok=True)
     assert main([*argv, "--out", str(tmp_path / "o.csv")]) == 0
     capsys.readouterr()
     con = sqlite3.connect(db)
@@ -607,3 +615,140 @@ def test_batch_refuses_an_id_the_register_holds_with_another_request(
     assert main(["check-batch", "sz-futian", str(q), "--register", str(db), "--out", str(out)]) == 2
     assert f"{q}:3: id: 'd1' is in the register with another request" in capsys.readouterr().err
     assert open_backend(db).get("d0") is None  # nothing decided
+
+
+def _open_in_another_process(path) -> subprocess.CompletedProcess:
+    code = (
+        "import sys\nfrom lvplan.errors import InputError\n"
+        "from lvplan.register.store import open_backend\n"
+        f"try:\n    open_backend({str(path)!r})\nexcept InputError as e:\n"
+        "    print(e); sys.exit(2)\nprint('opened')"
+    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+
+def test_one_register_file_under_two_names_is_refused(tmp_path):
+    """A hard link (or a single-file bind mount) is the same file under another name; SQLite
+    keeps its lock and log beside the name, so two servers on two names approved past every
+    limit and lost half their records (probe, 2026-12-08). The second name is refused while
+    the first is open; the same name, or the same folder reached through a link, is not."""
+    db = tmp_path / "reg.db"
+    a = open_backend(db)
+    with a.transaction(write=True) as tx:
+        tx.set_meta("x", "1")
+    link = tmp_path / "link.db"
+    os.link(db, link)
+    got = _open_in_another_process(link)
+    assert got.returncode == 2, got.stderr
+    assert "the same file is open under another name (a hard link or a bind mount)" in got.stdout
+    assert _open_in_another_process(db).stdout.strip() == "opened"
+    (tmp_path / "alias").symlink_to(tmp_path)  # (one name, reached through a linked folder)
+    assert _open_in_another_process(tmp_path / "alias" / "reg.db").stdout.strip() == "opened"
+
+
+def test_a_stopped_server_leaves_its_records_in_the_database_file(tmp_path):
+    """The per-thread connections were never closed, so nothing copied the log into the file
+    at exit: after a normal stop, a copy or move of reg.db alone held no table (probe,
+    2026-12-08). The process's last act is that copy; the database file then stands alone."""
+    import shutil
+
+    db = tmp_path / "reg.db"
+    code = (  # (written from a thread alive at exit, as a server's pool threads are)
+        "import threading\nfrom lvplan.register.store import open_backend\n"
+        f"b = open_backend({str(db)!r})\n"
+        "done = threading.Event()\n"
+        "def work():\n"
+        "    for i in range(20):\n"
+        "        with b.transaction(write=True) as tx:\n"
+        "            tx.set_meta(f'k{i}', 'v' * 1000)\n"
+        "    done.set()\n"
+        "    threading.Event().wait()\n"
+        "threading.Thread(target=work, daemon=True).start()\n"
+        "done.wait()\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert not (tmp_path / "reg.db-wal").exists() or (tmp_path / "reg.db-wal").stat().st_size == 0
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(db, alone / "reg.db")
+    con = sqlite3.connect(alone / "reg.db")
+    assert con.execute("SELECT count(*) FROM meta WHERE key LIKE 'k%'").fetchone() == (20,)
+    con.close()
+
+
+def test_a_log_left_beside_a_database_moved_away_is_not_dropped(tmp_path):
+    """A server killed, its reg.db moved away and its reg.db-wal left: a new register at the
+    path dropped the log, and with it every commit not yet in the database (probe,
+    2026-12-08). It is refused, naming the log, and the log is kept."""
+    db = tmp_path / "reg.db"
+    code = (
+        "import os\nfrom lvplan.register.store import open_backend\n"
+        f"b = open_backend({str(db)!r})\n"
+        "with b.transaction(write=True) as tx:\n"
+        "    tx.set_meta('k', 'v' * 5000)\n"
+        "os._exit(0)\n"  # (as if killed: no checkpoint)
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    wal = tmp_path / "reg.db-wal"
+    size = wal.stat().st_size
+    assert size > 0
+    db.rename(tmp_path / "reg-2026.db")
+    with pytest.raises(InputError, match=r"does not exist, but reg\.db-wal \([\d,]+ bytes\)"):
+        open_backend(db)
+    assert wal.stat().st_size == size and not db.exists()
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (
+            "CREATE TABLE users (id INTEGER, name TEXT); INSERT INTO users VALUES (1, 'a')",
+            "an SQLite database that is not an lvplan register (its tables: users)",
+        ),
+        (
+            "CREATE TABLE meta (k TEXT, v TEXT)",
+            "an SQLite database that is not an lvplan register (its meta table is not lvplan's)",
+        ),
+        (
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+            "INSERT INTO meta VALUES ('schema', '3')",
+            "register schema '3', written by another lvplan (this one reads schema 1 and 2)",
+        ),
+    ],
+    ids=["another-application", "another-meta", "a-newer-schema"],
+)
+def test_a_database_that_is_not_a_register_is_refused_untouched(tmp_path, make, message):
+    db = tmp_path / "other.db"
+    con = sqlite3.connect(db)
+    con.executescript(make)
+    con.close()
+    before = db.read_bytes()
+    with pytest.raises(InputError, match=re.escape(message)):
+        open_backend(db)
+    con = sqlite3.connect(db)
+    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    con.close()
+    assert "applications" not in tables and "events" not in tables
+    assert db.read_bytes() == before
+
+
+def test_a_register_through_a_symbolic_link_watches_its_real_side_files(tmp_path):
+    """SQLite keeps -wal and -shm beside the link's target; the watch looked beside the link,
+    so their deletion went unnoticed and the server answered 201 into nothing (probe,
+    2026-12-08)."""
+    real = tmp_path / "data"
+    real.mkdir()
+    db = real / "reg.db"
+    link = tmp_path / "reg.db"
+    open_backend(db)
+    link.symlink_to(db)
+    b = open_backend(link)
+    with b.transaction(write=True) as tx:
+        tx.set_meta("a", "1")
+    (real / "reg.db-wal").unlink()
+    (real / "reg.db-shm").unlink()
+    with (
+        pytest.raises(RegisterUnavailable, match="deleted or replaced"),
+        b.transaction(write=True) as tx,
+    ):
+        tx.set_meta("b", "2")

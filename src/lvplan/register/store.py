@@ -16,6 +16,7 @@ register belongs to one network: its fingerprint is kept in the ``meta`` table.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import csv
 import hashlib
@@ -361,6 +362,167 @@ def _shm_in_use(shm: Path) -> bool:
         os.close(fd)
 
 
+#: The name locks (:func:`_claim_name`): a byte range of the register's database file, far
+#: beyond SQLite's own lock bytes (at 1 GiB), in which each process holds a read lock on the
+#: byte of the name it opened the file by. Open-file-description locks (``F_OFD_SETLK``): the
+#: close of another descriptor of the file (SQLite's) never drops them, nor they SQLite's.
+_NAME_BASE = 1 << 40
+_NAME_SPAN = 1 << 20
+#: (device, inode) of a register file -> the descriptor its name locks are held on (never
+#: closed: closing a descriptor of the file drops this process's POSIX locks on it, SQLite's)
+_NAME_FDS: dict[tuple[int, int], int] = {}
+#: (device, inode, byte) -> how many backends of this process hold that name lock
+_NAME_HELD: dict[tuple[int, int, int], int] = {}
+_NAME_LOCK = threading.Lock()
+
+
+def _ofd_lock(fd: int, cmd: int, kind: int, start: int, length: int) -> int:
+    """``fcntl(fd, cmd)`` with a ``struct flock`` of ``kind`` over ``[start, start+length)``;
+    returns the lock type it comes back with (for ``F_OFD_GETLK``: ``F_UNLCK`` when no other
+    lock is in the way)."""
+    import fcntl
+    import struct
+
+    fmt = "hhqqi"
+    buf = struct.pack(fmt, kind, os.SEEK_SET, start, length, 0)
+    buf += b"\0" * (32 - len(buf))  # (struct flock is 32 bytes on 64-bit Linux)
+    out = fcntl.fcntl(fd, cmd, buf)
+    return int(struct.unpack(fmt, out[: struct.calcsize(fmt)])[0])
+
+
+def _claim_name(path: str) -> None:
+    """Refuse a register file another process has open under another name (a hard link, a
+    single-file bind mount such as Docker's ``-v /srv/reg.db:/data/reg.db``). SQLite keeps its
+    write-ahead log and its lock table (``-wal``, ``-shm``) beside the *name*, so two names of
+    one file are two registers that never lock against or count each other: two servers on
+    them approved 51 applications past every limit of three transformers, and 80 of 160
+    answered records were lost (probe, 2026-12-08). The name is the resolved path's folder
+    (device, inode) and file name; its byte in :data:`_NAME_BASE`'s range is held with a read
+    lock, and a lock on any other byte of the range is another name in use. Two processes
+    starting at once on two names both take theirs before looking, so one of them at least
+    refuses. A file system without such locks (some network ones) is not checked."""
+    import fcntl
+
+    real = Path(os.path.realpath(path))
+    try:
+        st = os.stat(real)
+        folder = os.stat(real.parent)
+    except OSError:
+        return
+    h = hashlib.sha256(f"{folder.st_dev}:{folder.st_ino}:{real.name}".encode()).digest()
+    byte = _NAME_BASE + int.from_bytes(h[:8], "big") % _NAME_SPAN
+    key = (st.st_dev, st.st_ino)
+    with _NAME_LOCK:
+        try:
+            fd = _NAME_FDS.get(key)
+            if fd is None:
+                fd = _NAME_FDS[key] = os.open(real, os.O_RDONLY | os.O_CLOEXEC)
+            _ofd_lock(fd, fcntl.F_OFD_SETLK, fcntl.F_RDLCK, byte, 1)
+            other = any(
+                end > start
+                and _ofd_lock(fd, fcntl.F_OFD_GETLK, fcntl.F_WRLCK, start, end - start)
+                != fcntl.F_UNLCK
+                for start, end in ((_NAME_BASE, byte), (byte + 1, _NAME_BASE + _NAME_SPAN))
+            )
+        except OSError:
+            return  # (no such locks here: nothing can be told)
+        held = (*key, byte)
+        if other:
+            if not _NAME_HELD.get(held):
+                with contextlib.suppress(OSError):
+                    _ofd_lock(fd, fcntl.F_OFD_SETLK, fcntl.F_UNLCK, byte, 1)
+            raise InputError(
+                f"register {path}: the same file is open under another name (a hard link or "
+                "a bind mount) by another process; SQLite's lock and log go by the name, so "
+                "the two would not count each other's approvals: open it by one path"
+            )
+        _NAME_HELD[held] = _NAME_HELD.get(held, 0) + 1
+
+
+#: the register schemas this lvplan reads (and writes "2" into)
+SCHEMAS = ("1", "2")
+
+
+def _foreign(path: str) -> None:
+    """Refuse, before anything is written, an SQLite file that is not an lvplan register:
+    another application's database (it was adopted: lvplan's tables added and an approval
+    recorded in it), one whose ``meta`` table is another's (refused only after lvplan's
+    tables were made in it), or a register of a schema this lvplan does not know (a newer
+    one's: it was rewritten to "2" and used; probe, 2026-12-08). An empty file is a new
+    register. Read through a read-only connection of its own, closed after."""
+    uri = "file:" + urllib.parse.quote(os.path.realpath(path)) + "?mode=ro"
+    try:
+        con = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None)
+    except sqlite3.Error:
+        return  # (unreadable: the start's own error says so)
+    try:
+        _refuse_foreign(path, con)
+    finally:
+        con.close()
+
+
+def _refuse_foreign(path: str, con: sqlite3.Connection) -> None:
+    try:
+        tables = sorted(
+            str(r[0]) for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        )
+    except sqlite3.Error:
+        return  # (unreadable: the start's own error says so)
+    if not tables:
+        return
+    if "meta" not in tables:
+        shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+        raise InputError(
+            f"register {path}: an SQLite database that is not an lvplan register (its tables: "
+            f"{shown}); give a new file or an lvplan register"
+        )
+    try:
+        row = con.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+    except sqlite3.Error:
+        raise InputError(
+            f"register {path}: an SQLite database that is not an lvplan register (its meta "
+            "table is not lvplan's)"
+        ) from None
+    if row is not None and str(row[0]) not in SCHEMAS:
+        raise InputError(
+            f"register {path}: register schema {str(row[0])[:20]!r}, written by another lvplan "
+            f"(this one reads schema {' and '.join(SCHEMAS)}); nothing changed"
+        )
+
+
+#: the registers this process wrote (resolved path -> its file's device and inode), whose logs
+#: are checkpointed into them when the process ends (:func:`_checkpoint_at_exit`)
+_WRITTEN: dict[str, tuple[int, int]] = {}
+
+
+def _checkpoint_at_exit() -> None:
+    """Copy each register's log into its database file and empty the log, as SQLite does
+    when a process closes its last connection (this process's per-thread connections are
+    never closed): a server stopped normally left every record in ``reg.db-wal`` beside a
+    4 kB ``reg.db``, so that a copy or ``mv`` of the database file alone lost them all
+    (probe, 2026-12-08). A register another process is reading is checkpointed as far as it
+    can be; one deleted or replaced is left alone."""
+    for real, ident in list(_WRITTEN.items()):
+        with contextlib.suppress(OSError, sqlite3.Error):
+            st = os.stat(real)
+            if (st.st_dev, st.st_ino) != ident:
+                continue
+            uri = "file:" + urllib.parse.quote(real) + "?mode=rw"
+            con = sqlite3.connect(uri, uri=True, timeout=2.0, isolation_level=None)
+            try:
+                con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            finally:
+                con.close()
+
+
+def _wal_left(p: Path) -> int:
+    """The size of a ``-wal`` beside ``p`` (0: none, or empty)."""
+    try:
+        return os.stat(f"{p}-wal").st_size
+    except OSError:
+        return 0
+
+
 class SqliteBackend:
     """SQLite in WAL mode, synchronous=FULL: an answer given after a write transaction
     committed survives a killed process. Writers in any process are serialised by SQLite's
@@ -392,21 +554,44 @@ class SqliteBackend:
                 raise InputError(f"register {self.path}: no such register file")
             if not p.parent.is_dir():
                 raise InputError(f"register {self.path}: folder {p.parent} does not exist")
-        orphans = _orphans(Path(self.path)) if writable and not self._memory else []
-        if orphans and _shm_in_use(Path(f"{self.path}-shm")):  # before SQLite opens them
+        real = Path(os.path.realpath(self.path))  # (SQLite keeps -wal and -shm beside it)
+        self._real = str(real)
+        orphans = _orphans(real) if writable and not self._memory else []
+        if orphans and _shm_in_use(Path(f"{real}-shm")):  # before SQLite opens them
             raise InputError(self._orphaned(orphans))  # (it emptied the holder's -wal)
+        if orphans and (left := _wal_left(real)):
+            # a stopped server's log beside a database moved away without it: SQLite making the
+            # new file drops it, and with it every commit not yet in the database (probe,
+            # 2026-12-08: 20 answered applications lost after `mv reg.db reg-2026.db`)
+            raise InputError(
+                f"register {self.path}: does not exist, but {real.name}-wal ({left:,} bytes) is "
+                "beside it: the log of a register moved or deleted without it, holding its last "
+                "commits; move it back beside its database (or remove it) first"
+            )
         fresh = not self._memory and not Path(self.path).exists()
         made: tuple[int, int] | None = None  # the file this start made (device, inode)
+        if not fresh and not self._memory:
+            _foreign(self.path)  # (before a connection of ours turns it to WAL mode)
         try:
             con = self._con()
             if fresh:
                 with contextlib.suppress(OSError):
                     st = os.stat(self.path)
                     made = (st.st_dev, st.st_ino)
+            if not self._memory:
+                try:
+                    _claim_name(self.path)
+                except InputError:
+                    self._drop_failed_start(None)  # (its connection closed; the file kept)
+                    raise
             if writable:
                 con.executescript(_SCHEMA)
                 with self.transaction(write=True) as tx:  # proves the file can be written
                     tx.set_meta("schema", "2")
+                if not self._memory and self._identity is not None:
+                    if not _WRITTEN:
+                        atexit.register(_checkpoint_at_exit)
+                    _WRITTEN[self._real] = self._identity
             else:
                 con.execute("SELECT count(*) FROM applications").fetchone()
         except (sqlite3.DatabaseError, RegisterUnavailable) as exc:
@@ -468,8 +653,9 @@ class SqliteBackend:
     def _file_identity(self, suffix: str = "") -> tuple[int, int] | None:
         if self._memory:
             return None
-        try:
-            st = os.stat(self.path + suffix)
+        try:  # (the side files beside the resolved path, where SQLite keeps them: through a
+            # symbolic link, their deletion went unnoticed, probe 2026-12-08)
+            st = os.stat((self._real if suffix else self.path) + suffix)
         except OSError:
             if suffix:
                 return None
