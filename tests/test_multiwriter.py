@@ -353,7 +353,11 @@ def test_disk_full_records_nothing_and_reserves_nothing(sz, cn, tmp_path):
         for k in range(40):  # fill the last free pages
             desk.apply({**big, "id": f"{k}{big['id']}"[:128]})
     assert "rollback" not in str(info.value)
+    assert reg.last_write_error is not None and "full" in reg.last_write_error
     con.execute("PRAGMA max_page_count = 1073741823")
+    # room again: /healthz's write probe clears the failure without an application written
+    # (it stayed 503 until one was, which a balancer never sent: probe, 2026-12-08)
+    assert reg.health() == {"ok": True, "error": None}
     stored = {a.id for a in reg.all()}
     assert set(desk.network.reserved) == {a.id for a in reg.all() if a.reserves}
     assert "a1" in stored

@@ -46,6 +46,7 @@ from lvplan.register.store import (
     _row,
     insert_sql,
     insert_values,
+    write_probe,
 )
 
 #: Seconds to wait for the server to accept a connection.
@@ -456,6 +457,8 @@ class PostgresBackend:
                 tx.clocks([NO_ISLAND])
         except LvplanError as exc:
             return {"ok": False, "error": str(exc)}
+        if self.last_write_error is not None:
+            write_probe(self)
         if self.last_write_error is not None:
             return {
                 "ok": False,

@@ -779,11 +779,23 @@ class SqliteBackend:
         except LvplanError as exc:
             return {"ok": False, "error": str(exc)}
         if self.last_write_error is not None:
+            write_probe(self)
+        if self.last_write_error is not None:
             return {
                 "ok": False,
                 "error": f"register: the last write failed: {self.last_write_error}",
             }
         return {"ok": True, "error": None}
+
+
+def write_probe(backend: Backend) -> None:
+    """One small write (``meta.health_probe_at``) by a register whose last write failed: its
+    success clears the failure. Before, ``/healthz`` said 503 until the next application was
+    written, which a balancer that takes 503 servers out of rotation never sent (probe,
+    2026-12-08: a disk full and freed, a PostgreSQL backend terminated). Never waits for
+    another writer (that writer's success clears it as well)."""
+    with contextlib.suppress(LvplanError), backend.transaction(write=True, wait=False) as tx:
+        tx.set_meta("health_probe_at", now())
 
 
 def _cause(exc: BaseException) -> str:
