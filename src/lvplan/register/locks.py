@@ -17,8 +17,24 @@ lock) and the numpy/SciPy kernels that release it. See README, "One lock per isl
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from lvplan.errors import RegisterUnavailable
+
+#: the longest a decision waits for the desk's locks (other decisions of this process): then
+#: it is answered "busy" (503) instead of queueing without end (probe, 2026-12-08: with
+#: another process holding the register's write lock for 130 s, eight applications queued
+#: here one behind the other, each then given its own 30 s for the register, the last
+#: answered after 130 s, and a SIGTERM took 117 s)
+WAIT_S = 30.0
+
+
+def _busy() -> RegisterUnavailable:
+    return RegisterUnavailable(
+        f"register: busy (other decisions held it for {WAIT_S:g} s); nothing recorded"
+    )
 
 
 class IslandLocks:
@@ -57,7 +73,8 @@ class IslandLocks:
                 self._cond.notify_all()
 
     def __enter__(self) -> IslandLocks:
-        self.acquire()
+        if not self.acquire(timeout=WAIT_S):
+            raise _busy()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -75,13 +92,19 @@ class IslandLocks:
             with self:
                 yield
             return
+        until = time.monotonic() + WAIT_S
         with self._cond:
-            self._cond.wait_for(lambda: self._owner is None)
+            if not self._cond.wait_for(lambda: self._owner is None, WAIT_S):
+                raise _busy()
             self._shared += 1
             lock = self._islands.setdefault(islands[0], threading.RLock())
         try:
-            with lock:
+            if not lock.acquire(timeout=max(0.0, until - time.monotonic())):
+                raise _busy()
+            try:
                 yield
+            finally:
+                lock.release()
         finally:
             with self._cond:
                 self._shared -= 1
