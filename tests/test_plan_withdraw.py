@@ -170,3 +170,37 @@ def test_an_element_of_a_site_belongs_to_the_longest_site_name_it_starts_with():
     assert _site_named(names, "new substation S2") == 0
     assert _site_named(names, "new substation S21 LV board") == 2
     assert _site_named(names, "new substation S3 tie") is None
+
+
+def test_measures_of_an_lv_network_left_without_connections_are_dropped(thin, cn):
+    """Every demand of an LV network withdrawn left its measures built for nobody (a probe
+    paid 837,809 CNY for 19, raising that network's over-voltage); they are dropped where the
+    plan then still passes, and kept where it would not."""
+    from lvplan.planning.candidates import build_instance
+    from lvplan.planning.demand import read_demand
+    from lvplan.planning.measures import TRAFO_KINDS, load_measures
+    from lvplan.planning.model import Solution
+    from lvplan.planning.withdraw import _idle_dropped
+
+    net, demand = thin
+    inst = build_instance(net, read_demand(demand, net, cn).demands, cn, load_measures())
+    swaps = [u for u, up in enumerate(inst.upgrades) if up.kind in TRAFO_KINDS]
+    connect = [k for k, o in enumerate(inst.options) if o.demand == 0 and o.bus is not None]
+    assert swaps and connect
+    idle = Solution.of(inst, [], [swaps[0]], [], "feasible")
+    judged: list[list[int]] = []
+
+    def passes(sol):
+        judged.append(sorted(sol.upgrades))
+        return "ev", []
+
+    said: list[str] = []
+    got, ev = _idle_dropped(inst, idle, None, passes, said.append)
+    assert got.upgrades == [] and ev == "ev" and judged == [[]]
+    assert said == ["1 measure no connection is left to use dropped"]
+    got, ev = _idle_dropped(inst, idle, None, lambda sol: ("ev", ["broken"]), said.append)
+    assert got is idle and ev is None  # (without it the plan would break a limit: kept)
+    used = Solution.of(inst, [connect[0]], [swaps[0]], [], "feasible")
+    got, _ev = _idle_dropped(inst, used, None, passes, said.append)
+    assert got is used  # (a connection is left there: nothing to drop, nothing judged again)
+    assert judged == [[]]

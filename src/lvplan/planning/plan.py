@@ -860,6 +860,13 @@ def _result(
             m = measures[i]
             m.reason += f"; brought forward to {y}: the AC check of {y} broke a limit without it"
             m.year = y
+    # a measure no demand uses (kept after withdrawals, or found by the AC check alone) is the
+    # plan's first year's, in plan.csv as in the costs by year (plan.csv left it blank)
+    assignments = _assignments(inst, chosen_by_demand)
+    given = [y for y in [*(m.year for m in measures), *(a.year for a in assignments)] if y]
+    for m in measures:
+        if m.year is None and given:
+            m.year = min(given)
     unserved = []
     served = set(chosen_by_demand)
     for i, d in enumerate(demands):
@@ -878,7 +885,7 @@ def _result(
         network=network.name,
         method=method,
         measures=measures,
-        assignments=_assignments(inst, chosen_by_demand),
+        assignments=assignments,
         unserved=unserved,
         cost_cny=sol.cost_cny,
         status=sol.status,
