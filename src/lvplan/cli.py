@@ -770,8 +770,9 @@ def _plan(args: argparse.Namespace, crit) -> int:
             f"of {', '.join(str(y) for y in years['years'])} (see the reasons in plan.csv)"
         )
     for y, broken in years.get("broken", {}).items():
-        print(f"warning: in {y}, with every measure built by then, the AC check breaks "
-              f"{', '.join(broken[:5])}{'; ...' if len(broken) > 5 else ''}")  # fmt: skip
+        print(f"warning: in {y}, with the demands and measures up to it, the AC check breaks "
+              f"{', '.join(broken[:5])}{'; ...' if len(broken) > 5 else ''} (the last year "
+              "holds; summary.json years_checked)")  # fmt: skip
     print(f"-> {out}/")
     return 0
 

@@ -38,7 +38,7 @@ class YearCheck:
     years: list[int] = field(default_factory=list)
     #: measures brought forward (their place in the plan's measure list), by the year
     forward: dict[int, list[int]] = field(default_factory=dict)
-    #: the limits a year still broke with every measure built by then (none expected)
+    #: the limits a year still broke with its demands and measures (those of the years before too)
     broken: dict[int, list[str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
