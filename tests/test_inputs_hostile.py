@@ -580,3 +580,20 @@ def test_load_flow_options_lvplan_overrides_or_models_are_accepted(tmp_path, cap
     path = _json(tmp_path, opts)
     rc, _ = _run(capsys, ["check", path, "--bus", "end", "--kw", "10"])
     assert rc == 0
+
+
+def test_an_impedance_between_lv_buses_is_refused(tmp_path, capsys):
+    """An impedance inside an LV network split it for lvplan's areas (a limit broken before
+    on its far side was read as elsewhere: check said fits where the pre-existing rule refuses;
+    probe, 2026-12-08), while pandapower's topology follows it."""
+
+    def lv_impedance(net):
+        lv = net.bus.index[net.bus.vn_kv < 1]
+        pp.create_impedance(net, int(lv[0]), int(lv[1]), rft_pu=0.01, xft_pu=0.01, sn_mva=1.0)
+
+    path = _json(tmp_path, lv_impedance)
+    _assert_bad(
+        capsys,
+        ["check", path, "--bus", "end", "--kw", "10"],
+        "impedance 0: from_bus: an impedance element between LV buses is not modelled",
+    )
