@@ -142,6 +142,24 @@ def test_hand_feeder_value():
     assert df.at[0, "binding_kind"] == "cap"  # the slack bus itself
 
 
+def test_an_lv_slack_bus_is_closed_by_a_limit_its_network_broke_before(cn):
+    """The hand feeder with its far line rated below its base current: every bus of that LV
+    network is closed by the pre-existing rule, the slack bus too (it was given the cap,
+    1000 kW, where check and the judge say nothing fits: probe, 2026-12-08)."""
+    net = pp.create_empty_network()
+    b0, b1, b2 = (pp.create_bus(net, 0.4, name=f"bus {i}") for i in range(3))
+    pp.create_ext_grid(net, b0, vm_pu=1.0)
+    pp.create_line_from_parameters(net, b0, b1, 0.3, 0.090, 0.077, 0.0, 0.430)
+    pp.create_line_from_parameters(net, b1, b2, 0.4, 0.148, 0.080, 0.0, 0.330)
+    pp.create_load(net, b2, p_mw=0.2, q_mvar=0.05)  # (about 0.31 kA on a line rated 0.25)
+    net.line.at[1, "max_i_ka"] = 0.25
+    network = Network(net, name="hand feeder over", source="test")
+    df = hosting_capacity(network, criteria=cn).table.set_index("bus")
+    assert df.hosting_kw.tolist() == [0.0, 0.0, 0.0]
+    assert set(df.binding_kind) == {"pre_existing"} and set(df.binding_element) == {"line 1"}
+    assert lvplan.check(network, bus=b0, kw=10, criteria=cn).decision.value == "does_not_fit"
+
+
 @pytest.mark.parametrize("name", sorted(HELD_OUT))
 def test_contract_on_held_out_grids(name, cn):
     network, pristine = HELD_OUT[name]()

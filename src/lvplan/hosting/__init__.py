@@ -130,21 +130,17 @@ def hosting_capacity(
     from lvplan.hosting.secant import recheck
 
     parts, by_ac, _redone = recheck(prep, parts, pf=pf_val, max_kw=max_kw)
+    # (an LV slack bus, too, as check decides it: a load there flows through nothing, but a
+    # limit its LV network broke before closes it as it closes the rest of that network; it
+    # was given the cap, 1000 kW where nothing fits: probe, 2026-12-08)
     extra = [
         ac_rows(network, crit, buses, pf=pf_val, max_kw=max_kw)
-        for buses in [*(b for b, _reason in prep.unsupported), *by_ac]
+        for buses in [
+            *(b for b, _reason in prep.unsupported),
+            *by_ac,
+            *([prep.slack_buses] if len(prep.slack_buses) else []),
+        ]
     ]
-    if len(prep.slack_buses):
-        extra.append(
-            pd.DataFrame(
-                {
-                    "bus": prep.slack_buses,
-                    "hosting_kw": max_kw,
-                    "binding_kind": "cap",
-                    "binding_element": "",
-                }
-            )
-        )
     df = assemble(network.pp, parts + extra, prep.bus_transformer)
     t2 = now()
     n1_feeders = n1_rate = None
