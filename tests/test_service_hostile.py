@@ -166,6 +166,7 @@ HOSTILE = [
     ("id with newline", POST, APPS, b'{"id": "a\\nb", "bus": 15, "kw": 5}', JSON, 422, "id"),
     ("id with NUL", POST, APPS, b'{"id": "a\\u0000b", "bus": 15, "kw": 5}', JSON, 422, "id"),
     ("id with tab", POST, APPS, b'{"id": "a\\tb", "bus": 15, "kw": 5}', JSON, 422, "id"),
+    ("id not NFC", POST, APPS, b'{"id": "cafe\\u0301", "bus": 15, "kw": 5}', JSON, 422, "id"),
     (
         "id with zero-width space",
         POST,
@@ -409,7 +410,22 @@ def test_export_csv_neutralises_formulas_and_keeps_numbers():
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "a/b", "a\nb", "a\x00b", "\ud800", " a", "a ", ".", "..", "x" * 129, 5, None]
+    "bad",
+    [
+        "",
+        "a/b",
+        "a\nb",
+        "a\x00b",
+        "\ud800",
+        " a",
+        "a ",
+        ".",
+        "..",
+        "x" * 129,
+        5,
+        None,
+        "cafe\u0301",
+    ],
 )
 def test_check_id_refuses(bad):
     from lvplan.errors import InputError
@@ -418,7 +434,9 @@ def test_check_id_refuses(bad):
         check_id(bad)
 
 
-@pytest.mark.parametrize("good", ["a", "申请-1", "a?b#c%d", "x" * 128, "=1", "a.b", "..."])
+@pytest.mark.parametrize(
+    "good", ["a", "申请-1", "a?b#c%d", "x" * 128, "=1", "a.b", "...", "caf\u00e9"]
+)
 def test_check_id_allows(good):
     assert check_id(good) == good
 

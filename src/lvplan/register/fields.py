@@ -10,11 +10,14 @@ digits of any script, punctuation, symbols, the ASCII space), with these excepti
 * no control, format or separator characters (``str.isprintable``: no tab, newline, NUL,
   zero-width space, bidi overrides, lone surrogates);
 * no leading or trailing whitespace (``" a"`` and ``"a"`` would look the same);
-* not ``.`` or ``..`` (clients collapse them as path segments).
+* not ``.`` or ``..`` (clients collapse them as path segments);
+* in Unicode normal form NFC (``café`` typed as ``e`` and a combining accent looked the same
+  as the precomposed one and was a second record: probe, 2026-12-08).
 """
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 from lvplan.errors import InputError
@@ -39,4 +42,9 @@ def check_id(value: Any) -> str:
         raise InputError("id: must not start or end with whitespace")
     if value in (".", ".."):
         raise InputError("id: must not be '.' or '..'")
+    if not unicodedata.is_normalized("NFC", value):
+        raise InputError(
+            "id: must be in Unicode normal form NFC (it has a letter and a combining mark "
+            "that one character writes: the same id to the eye)"
+        )
     return value
