@@ -668,7 +668,7 @@ def test_one_id_in_two_unicode_forms_and_a_rating_listed_twice_are_refused(tmp_p
     demand = _csv(tmp_path, "id,kw,bus\nCaf\u00e9,20,6\nCafe\u0301,30,7\n")
     out = tmp_path / "out"
     argv = ["plan", "sz-futian", "--demand", str(demand), "--out", str(out)]
-    assert "the same after Unicode normalisation" in _bad(capsys, argv, out)
+    assert ":3: id: must be in Unicode normal form NFC" in _bad(capsys, argv, out)
     cat = tmp_path / "cat.toml"
     cat.write_text("[transformer_parallel]\nratings_kva = [630, 630, 800]\n", encoding="utf-8")
     ok = _csv(tmp_path, "id,kw,bus\na,20,6\n")

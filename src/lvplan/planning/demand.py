@@ -33,7 +33,6 @@ import dataclasses
 import itertools
 import math
 import stat
-import unicodedata
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -186,14 +185,11 @@ def read_demand(
     for line, row in rows:
         try:
             d = reader.demand(line, row)
-            # (one id written in two Unicode forms, é and e + U+0301, looks the same in
-            # every table and map: the same id)
-            key = unicodedata.normalize("NFC", d.id)
+            # (every id is in NFC, register.fields.check_id: é and e + U+0301, which look the
+            # same in every table and map, are never two demands)
+            key = d.id
             if key in seen:
-                same = "" if key == d.id else " (the same after Unicode normalisation, NFC)"
-                raise InputError(
-                    f"id: {shown(d.id)} appears twice{same} (first on line {seen[key]})"
-                )
+                raise InputError(f"id: {shown(d.id)} appears twice (first on line {seen[key]})")
         except InputError as exc:
             raise InputError(f"{name}:{line}: {exc}") from None
         seen[key] = line
