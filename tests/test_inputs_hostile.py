@@ -560,6 +560,7 @@ def test_what_pandapower_would_refuse_or_lvplan_not_judge_is_one_line(
         ({"distributed_slack": True}, "user_pf_options: distributed_slack: set to True"),
         ({"voltage_depend_loads": False}, "user_pf_options: voltage_depend_loads: set to False"),
         ({"tdpf": True}, "user_pf_options: tdpf: set to True"),
+        ({"only_v_results": True}, "user_pf_options: only_v_results: set to True"),
     ],
 )
 def test_load_flow_options_lvplan_does_not_model_are_refused(tmp_path, capsys, options, phrase):

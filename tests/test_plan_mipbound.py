@@ -558,6 +558,22 @@ def test_a_city_group_without_time_for_a_search_takes_the_relaxations_bound(
     assert math.isnan(late.bound)
 
 
+def _cheap_or_dear(drop_max: int, cap: int):
+    """Two demands, each served by a cheap option (1) or a dear one (3); the cheap ones each
+    add 5 to a drop (bounded from below only, as in the plan model) that the limit ``cap``
+    holds. Returns the model, the cheap and the dear options, the drop and the limit's index."""
+    m = cp_model.CpModel()
+    cheap = [m.new_bool_var(f"a{i}") for i in range(2)]
+    dear = [m.new_bool_var(f"b{i}") for i in range(2)]
+    for a, b in zip(cheap, dear, strict=True):
+        m.add_exactly_one(a, b)
+    drop = m.new_int_var(0, drop_max, "W")
+    m.add(drop >= 5 * cheap[0] + 5 * cheap[1])
+    limit = m.add(drop <= cap).index
+    m.minimize(sum(cheap) + 3 * sum(dear))
+    return m, cheap, dear, drop, limit
+
+
 def test_only_the_voltage_limits_a_neighbourhood_plan_breaks_come_back():
     """Two demands, each served by a cheap option (1) or a dear one (3); the cheap ones each
     add 5 to a drop that a held-out limit caps at 7, so the optimum is 4, not 2. A second
@@ -565,18 +581,10 @@ def test_only_the_voltage_limits_a_neighbourhood_plan_breaks_come_back():
     from below only, as in the plan model. The neighbourhood's first plan (2) breaks the
     first limit; that limit alone is put back, the search runs again, and finds 4 (the plan
     it starts from costs 6)."""
-    m = cp_model.CpModel()
-    cheap = [m.new_bool_var(f"a{i}") for i in range(2)]
-    dear = [m.new_bool_var(f"b{i}") for i in range(2)]
-    for a, b in zip(cheap, dear, strict=True):
-        m.add_exactly_one(a, b)
-    drop = m.new_int_var(0, 10, "W")
-    m.add(drop >= 5 * cheap[0] + 5 * cheap[1])  # (as the plan model bounds a drop: below)
-    tight = m.add(drop <= 7).index
+    m, cheap, dear, drop, tight = _cheap_or_dear(10, 7)
     other = m.new_int_var(0, 10, "V")  # (a drop the dear options add: 8 at the start)
     m.add(other >= 4 * dear[0] + 4 * dear[1])
     loose = m.add(other <= 8).index
-    m.minimize(sum(cheap) + 3 * sum(dear))
     n = len(m.proto.variables)
     start = [0] * n
     for b in dear:
@@ -605,15 +613,7 @@ def test_a_plan_whose_voltage_limits_cannot_be_read_in_time_goes_to_the_check(mo
     as broken and the plan (seed 1 of the district: 40.5 M CNY against the greedy plan's 46.6 M)
     dropped. It now goes to the caller, whose CP-SAT check holds every limit
     (PlanModel._fixed): here the plan (2) breaks none, and the search has no time for another."""
-    m = cp_model.CpModel()
-    cheap = [m.new_bool_var(f"a{i}") for i in range(2)]
-    dear = [m.new_bool_var(f"b{i}") for i in range(2)]
-    for a, b in zip(cheap, dear, strict=True):
-        m.add_exactly_one(a, b)
-    drop = m.new_int_var(0, 20, "W")
-    m.add(drop >= 5 * cheap[0] + 5 * cheap[1])
-    limit = m.add(drop <= 12).index  # (never binds)
-    m.minimize(sum(cheap) + 3 * sum(dear))
+    m, cheap, dear, _drop, limit = _cheap_or_dear(20, 12)  # (the limit never binds)
     start = [0] * len(m.proto.variables)
     for b in dear:
         start[b.index] = 1

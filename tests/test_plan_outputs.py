@@ -313,17 +313,9 @@ def test_a_swapped_row_of_two_units_is_built_as_costed(cn):
     not two (review, 2026-12-08: 1,000 kVA built where 500 was costed)."""
     import io
 
-    from lvplan.model.network import Network
+    from test_plan_years import _one_unit
 
-    net = pp.create_empty_network()
-    mv = pp.create_bus(net, 10.0, name="MV", geodata=(114.0, 22.5))
-    lv = pp.create_bus(net, 0.4, name="T1 LV", geodata=(114.0, 22.5))
-    pp.create_ext_grid(net, mv, vm_pu=1.0)
-    pp.create_transformer_from_parameters(
-        net, mv, lv, sn_mva=0.2, vn_hv_kv=10.0, vn_lv_kv=0.4, vk_percent=4.0, vkr_percent=1.3,
-        pfe_kw=0.0, i0_percent=0.0, shift_degree=150.0, name="T1", parallel=2,
-    )  # fmt: skip
-    network = Network(net, name="two units", source="test")
+    network = _one_unit(parallel=2)
     csv = "id,kw,category,bus\na,200,generic,1\nb,150,generic,1\n"
     p = make_plan(network, pd.read_csv(io.StringIO(csv)), criteria=cn, time_limit_s=10)
     [m] = p.measures

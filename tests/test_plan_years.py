@@ -16,15 +16,15 @@ from lvplan.planning.plan import plan as make_plan
 from lvplan.planning.years import Dated
 
 
-def _one_unit() -> Network:
-    """One 200 kVA unit on a 10 kV bus, its LV board bus 1."""
+def _one_unit(parallel: int = 1) -> Network:
+    """One 200 kVA unit (a row of ``parallel`` of them) on a 10 kV bus, its LV board bus 1."""
     net = pp.create_empty_network()
     mv = pp.create_bus(net, 10.0, name="MV", geodata=(114.0, 22.5))
     lv = pp.create_bus(net, 0.4, name="T1 LV", geodata=(114.0, 22.5))
     pp.create_ext_grid(net, mv, vm_pu=1.0)
     pp.create_transformer_from_parameters(
         net, mv, lv, sn_mva=0.2, vn_hv_kv=10.0, vn_lv_kv=0.4, vk_percent=4.0, vkr_percent=1.3,
-        pfe_kw=0.0, i0_percent=0.0, shift_degree=150.0, name="T1",
+        pfe_kw=0.0, i0_percent=0.0, shift_degree=150.0, name="T1", parallel=parallel,
     )  # fmt: skip
     return Network(net, name="one unit", source="test")
 
@@ -58,13 +58,22 @@ def test_a_swap_dated_too_late_is_brought_forward_by_the_ac_check_of_its_year(
     assert s["cost_by_year_cny"] == {"2026": pytest.approx(m.cost_cny), "2029": 0.0}
 
 
+SMALL_THEN_BIG = "id,kw,category,bus,year\nsmall,30,generic,1,2026\nbig,190,generic,1,2029\n"
+
+
+def _small_then_big(monkeypatch, cn):
+    """30 kW in 2026 and 190 kW in 2029, every measure dated 2029: the plan and its swap."""
+    _dated_late(monkeypatch, 2029)
+    p = make_plan(_one_unit(), pd.read_csv(io.StringIO(SMALL_THEN_BIG)), criteria=cn,
+                  time_limit_s=10)  # fmt: skip
+    [m] = p.measures
+    return p, m
+
+
 def test_a_year_that_holds_moves_nothing(monkeypatch, cn):
     """30 kW in 2026 and 190 kW in 2029: the swap is needed in 2029 only; dated 2029, the
     check of 2026 holds and it stays there."""
-    _dated_late(monkeypatch, 2029)
-    csv = "id,kw,category,bus,year\nsmall,30,generic,1,2026\nbig,190,generic,1,2029\n"
-    p = make_plan(_one_unit(), pd.read_csv(io.StringIO(csv)), criteria=cn, time_limit_s=10)
-    [m] = p.measures
+    p, m = _small_then_big(monkeypatch, cn)
     assert m.year == 2029 and "brought forward" not in m.reason
     assert p.summary()["years_checked"] == {
         "years": [2026],
@@ -99,10 +108,7 @@ def test_a_move_that_mends_nothing_is_taken_back(monkeypatch, cn):
         return ev, broken
 
     monkeypatch.setattr(yc, "check_plan", also_over)
-    _dated_late(monkeypatch, 2029)
-    csv = "id,kw,category,bus,year\nsmall,30,generic,1,2026\nbig,190,generic,1,2029\n"
-    p = make_plan(_one_unit(), pd.read_csv(io.StringIO(csv)), criteria=cn, time_limit_s=10)
-    [m] = p.measures
+    p, m = _small_then_big(monkeypatch, cn)
     assert m.year == 2029 and "brought forward" not in m.reason
     assert p.summary()["years_checked"] == {
         "years": [2026],

@@ -196,7 +196,7 @@ _PF_OVERRIDDEN = frozenset(
     {
         "algorithm", "calculate_voltage_angles", "init", "max_iteration", "tolerance_mva",
         "trafo_model", "trafo_loading", "check_connectivity", "numba", "lightsim2grid",
-        "recycle", "v_debug", "init_vm_pu", "init_va_degree", "only_v_results",
+        "recycle", "v_debug", "init_vm_pu", "init_va_degree",
     }
 )  # fmt: skip
 #: ``user_pf_options`` that change the physics, at pandapower's default (the only value
@@ -211,6 +211,7 @@ _PF_DEFAULTS: dict[str, object] = {
     "trafo3w_losses": "hv",
     "switch_rx_ratio": 2,
     "delta_q": 0,
+    "only_v_results": False,  # (True: pandapower computes no loadings to judge)
 }
 
 

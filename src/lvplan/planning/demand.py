@@ -187,12 +187,11 @@ def read_demand(
             d = reader.demand(line, row)
             # (every id is in NFC, register.fields.check_id: é and e + U+0301, which look the
             # same in every table and map, are never two demands)
-            key = d.id
-            if key in seen:
-                raise InputError(f"id: {shown(d.id)} appears twice (first on line {seen[key]})")
+            if d.id in seen:
+                raise InputError(f"id: {shown(d.id)} appears twice (first on line {seen[d.id]})")
         except InputError as exc:
             raise InputError(f"{name}:{line}: {exc}") from None
-        seen[key] = line
+        seen[d.id] = line
         out.append(d)
     if not out:
         raise InputError(f"{name}: no demands (a header and no rows)")

@@ -46,7 +46,14 @@ from lvplan.planning.measure_users import (
     measure_users,
     over_at_base,
 )
-from lvplan.planning.measures import MV_CABLE_KINDS, N1_KINDS, MeasureKind, Measures, load_measures
+from lvplan.planning.measures import (
+    MV_CABLE_KINDS,
+    N1_KINDS,
+    TRAFO_KINDS,
+    MeasureKind,
+    Measures,
+    load_measures,
+)
 from lvplan.planning.model import Solution
 from lvplan.planning.n1measures import N1Offers
 from lvplan.planning.n1plan import FAILS_ALREADY, demands_needing_n1, n1_demands
@@ -142,8 +149,8 @@ class Plan:
     #: what the plan was made from (``plan`` sets it; summary.json's ``criteria`` and
     #: ``inputs``): the profile with its overrides, the catalogue, the demand, the settings
     inputs: dict[str, Any] | None = field(default=None, repr=False)
-    #: the years checked in AC between a demand and a measure the linear model dated later
-    #: (:mod:`lvplan.planning.year_check`; summary.json's ``years_checked``)
+    #: each year but the last checked in AC (:mod:`lvplan.planning.year_check`;
+    #: summary.json's ``years_checked``; empty for a plan of one year)
     years_checked: dict[str, Any] = field(default_factory=dict)
 
     def over_time_limit_s(self) -> float | None:
@@ -808,7 +815,7 @@ def _result(
     # the transformer and LV cable measures: dated by the first year that needs them
     loading = {
         u: users.trafo.get(inst.upgrades[u].element, [])
-        if inst.upgrades[u].kind in (MeasureKind.TRANSFORMER_SWAP, MeasureKind.TRANSFORMER_PARALLEL)
+        if inst.upgrades[u].kind in TRAFO_KINDS
         else users.line.get(inst.upgrades[u].element, [])
         for u in sol.upgrades
     }
@@ -850,10 +857,9 @@ def _result(
     # forward says so
     keys = [*sorted(sol.upgrades), *[-1 - s for s in sorted(sol.sites)]]
     postponed = {
-        i: since
+        i
         for i, u in enumerate(keys)
         if u in dated
-        and dated[u].how in ("capacity", "voltage")
         and (since := first_year(demands, loading[u])) is not None
         and (dated[u].year or since) > since
     }

@@ -55,12 +55,12 @@ def check_years(
     sol: Solution,
     keys: Sequence[int],
     years: list[int | None],
-    postponed: dict[int, int],
+    postponed: set[int],
 ) -> YearCheck:
     """Check, and where needed move forward, the years of a plan's measures. ``keys``: each
     measure's upgrade index (a new substation's: ``-1 - site``); ``years``: their years, which
     are changed in place; ``postponed``: the places of the measures dated later than their
-    first demand's year, each with that year. Every year of the demands but the last (whose
+    first demand's year. Every year of the demands but the last (whose
     state is the plan the rounds verified) is evaluated. A move is kept only where it mends
     something and breaks nothing new (the limits broken after it a strict subset of those
     before): bringing a stiffer unit forward raises the voltage of a year whose load has not
