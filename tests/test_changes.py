@@ -794,3 +794,37 @@ def test_a_swap_of_a_row_of_parallel_units_is_one_new_unit(sz, cn):
     out, _map = apply_changes(net, Changes().replace_transformer(2, 1250).resolve(twin))
     assert out.trafo.loc[2, ["sn_mva", "parallel", "df"]].tolist() == [1.25, 1, 1.0]
     assert net.trafo.at[2, "parallel"] == 2  # (the caller's network untouched)
+
+
+def test_a_swapped_unit_leaves_the_old_units_tap_dependent_impedance(sz, cn):
+    """A unit whose vk follows its tap from a characteristic table (pandapower's
+    ``tap_dependency_table``), 12 % here, swapped for a 630 kVA catalogue unit has the catalogue
+    unit's vk: the row kept the old table, so pandapower gave the new unit 12 %."""
+    import pandas as pd
+
+    net = copy.deepcopy(sz.pp)
+    net.trafo_characteristic_table = pd.DataFrame(
+        {
+            "id_characteristic": [0] * 5,
+            "step": [-2, -1, 0, 1, 2],
+            "voltage_ratio": [1.0] * 5,
+            "angle_deg": [0.0] * 5,
+            "vk_percent": [12.0] * 5,
+            "vkr_percent": [1.5] * 5,
+        }
+    )
+    net.trafo["tap_dependency_table"] = False
+    net.trafo.loc[2, ["tap_dependency_table", "id_characteristic_table", "tap_changer_type"]] = [
+        True, 0, "Ratio",
+    ]  # fmt: skip
+    tabled = Network(net, name="sz tabled", source="test")
+
+    def catalogue_unit(n):
+        pp_replace_transformer(n, 2, 630)
+        n.trafo.at[2, "tap_dependency_table"] = False
+
+    _compare(tabled, Changes().replace_transformer(2, 630), catalogue_unit, cn)
+    out, _map = apply_changes(net, Changes().replace_transformer(2, 630).resolve(tabled))
+    assert not out.trafo.at[2, "tap_dependency_table"]
+    assert pd.isna(out.trafo.at[2, "id_characteristic_table"])
+    assert net.trafo.at[2, "tap_dependency_table"]  # (the caller's network untouched)

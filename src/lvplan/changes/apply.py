@@ -12,6 +12,7 @@ import functools
 from dataclasses import dataclass, field
 
 import pandapower as pp
+import pandas as pd
 
 from lvplan.changes.resolve import TAP_MAX, TAP_MIN, TAP_STEP_PERCENT
 from lvplan.changes.spec import (
@@ -193,6 +194,12 @@ def plan_changes(net, changes: Changes) -> Plan:
             # 2026-12-08), at its full rating
             upd["parallel"] = 1
             upd["df"] = 1.0
+            # the old unit's tap-dependent impedance (a characteristic table's vk per tap) is
+            # not the new unit's: pandapower would give the catalogue unit the old one's vk
+            if "tap_dependency_table" in net.trafo.columns:
+                upd["tap_dependency_table"] = False
+            if "id_characteristic_table" in net.trafo.columns:
+                upd["id_characteristic_table"] = pd.NA
             if t not in m.modified_trafos:  # a second change of the same unit: the last wins
                 m.modified_trafos.append(t)
         elif isinstance(c, AddParallelTransformer):
