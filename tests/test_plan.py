@@ -1258,3 +1258,21 @@ def test_a_plan_whose_demands_all_need_hv_supply_is_made(sz, cn):
     assert [(u["demand"], u["reason"]) for u in p.unserved] == [
         ("H1", "declared 900 kW is above the LV limit of 200 kW: HV supply")
     ]
+
+
+def test_a_new_boards_tap_keeps_it_below_a_profiles_lv_maximum_under_400_v(hand, cn):
+    """A new substation's tap puts its board's no-load voltage closest to 400 V, not above; a
+    profile whose LV maximum is below 400 V (395 V here) got the same tap, so the new board
+    stood over the maximum with no load on it. Its tap now keeps it at or below 395 V."""
+    frame = pd.DataFrame({"id": ["e"], "kw": [50], "lon": [LON0 + DLON * 600 / EAST_M],
+                          "lat": [LAT0]})  # fmt: skip
+    low = cn.with_overrides(lv_max_voltage_v=395.0)
+    taps = []
+    for crit, top_v in ((cn, 400.0), (low, 395.0)):
+        p = make_plan(hand, frame, criteria=crit, time_limit_s=5)
+        (site,) = [p.instance.sites[s] for s in sorted(p.solution.sites)]
+        assert site.board_vm_pu * 400.0 <= top_v + 1e-6
+        assert site.board_vm_pu * 400.0 > top_v - 400.0 * 0.026  # (the nearest tap: 2.5 % steps)
+        assert _new_violations(p, hand, crit) == set()
+        taps.append(site.tap_pos)
+    assert taps[1] > taps[0]  # (a higher tap: a lower voltage)

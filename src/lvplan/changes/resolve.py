@@ -276,12 +276,14 @@ def tap_ratio(tap_pos: int) -> float:
     return 1.0 / (1.0 + tap_pos * TAP_STEP_PERCENT / 100.0)
 
 
-def no_load_tap(vm_mv_pu: float) -> int:
-    """The tap that puts the LV board's no-load voltage closest to 1 pu (400 V), not above."""
-    ok = [t for t in range(TAP_MIN, TAP_MAX + 1) if vm_mv_pu * tap_ratio(t) <= 1.0 + 1e-9]
+def no_load_tap(vm_mv_pu: float, max_pu: float = 1.0) -> int:
+    """The tap that puts the LV board's no-load voltage closest to 1 pu (400 V), not above it
+    nor above ``max_pu`` (the profile's LV maximum, where a profile puts it below 400 V)."""
+    top = min(1.0, max_pu)
+    ok = [t for t in range(TAP_MIN, TAP_MAX + 1) if vm_mv_pu * tap_ratio(t) <= top + 1e-9]
     if not ok:
         return TAP_MAX
-    return min(ok, key=lambda t: 1.0 - vm_mv_pu * tap_ratio(t))
+    return min(ok, key=lambda t: top - vm_mv_pu * tap_ratio(t))
 
 
 def _new_substation(network, c: NewSubstation, where: str) -> NewSubstation:

@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from lvplan.changes.apply import LV_BOARD_KV
 from lvplan.changes.resolve import no_load_tap, tap_ratio
 from lvplan.changes.spec import MAX_SITE_UNITS, MAX_TIE_LENGTH_M
 from lvplan.criteria import Criteria
@@ -443,6 +444,8 @@ def build_instance(
     sites: list[Site] = []
     ztr = _trafo_z(*_vk(trafo_types(), measures.new_substation.rated_kva))
     located = [i for i, d in enumerate(demands) if d.lon is not None and not d.hv_required]
+    # a new board's no-load voltage: 400 V, or the profile's LV maximum where it is lower
+    board_max_pu = crit.lv_max_voltage_v / (LV_BOARD_KV * 1000.0)
     if mv_rows.size:
         dl = np.array([demands[i].lon for i in located], float)
         dt = np.array([demands[i].lat for i in located], float)
@@ -459,7 +462,7 @@ def build_instance(
         ) -> None:
             """A site at (lon, lat) tied to the 10 kV bus ``mv_rows[k]`` by ``tie`` m, of
             ``units`` units side by side."""
-            tap = no_load_tap(float(st.vm_pu[mv_rows[k]]))
+            tap = no_load_tap(float(st.vm_pu[mv_rows[k]]), board_max_pu)
             cable = tie_rated[float(vn[mv_rows[k]])]
             assert cable is not None  # (mv_rows holds only buses with a rated tie cable)
             sid = len(sites)
