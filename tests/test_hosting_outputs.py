@@ -220,3 +220,65 @@ def test_staged_files_drops_only_what_the_run_did_not_write(tmp_path):
     names = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
     assert names == ["a.csv", "map.html"]
     assert (tmp_path / "map.html").read_text(encoding="utf-8") == "new"
+
+
+def test_hexagons_hold_every_bus_once_in_the_hexagon_of_its_nearest_centre():
+    """The city map's hexagons (:mod:`lvplan.hosting.hexbins`): every bus is counted once, in
+    the hexagon whose centre is nearest to it (what a hexagon is), and a hexagon's figures are
+    its own buses'."""
+    import numpy as np
+
+    from lvplan.hosting.hexbins import M_PER_DEG, hexbins
+
+    rng = np.random.default_rng(7)
+    n = 5000
+    lon = 114.05 + rng.random(n) * 0.05
+    lat = 22.53 + rng.random(n) * 0.03
+    kw = rng.choice([0.0, 50.0, 150.0, 250.0, 1000.0], n)
+    lon[3], lat[3] = np.nan, np.nan  # (no position: left out)
+    cells, grid = hexbins(lon, lat, kw, target=200)
+    assert int(cells.buses.sum()) == n - 1
+    assert 150 <= len(cells) <= 260 and grid["size_m"] > 150.0
+    ok = np.isfinite(lon)
+    kx = M_PER_DEG * np.cos(np.radians(grid["lat0"]))
+    dx = (lon[ok, None] - cells.lon.to_numpy()[None, :]) * kx
+    dy = (lat[ok, None] - cells.lat.to_numpy()[None, :]) * M_PER_DEG
+    nearest = np.argmin(np.hypot(dx, dy), axis=1)
+    assert np.hypot(dx, dy).min(axis=1).max() <= grid["size_m"] * (1 + 1e-9)
+    for j, c in enumerate(cells.itertuples()):
+        mine = kw[ok][nearest == j]
+        assert c.buses == mine.size
+        assert c.buses_200kw == int((mine >= 200).sum())
+        assert c.buses_below_100kw == int((mine < 100).sum())
+        assert c.min_kw == mine.min() and c.median_kw == np.median(mine)
+
+
+def test_a_city_map_draws_every_bus_in_hexagons(tmp_path, monkeypatch):
+    """Above MAP_MAX_BUSES (a city: a point per bus is a solid blot) the map draws every bus in
+    hexagons coloured by their median hosting kW, with the weakest buses in a layer left off,
+    and the legend says so."""
+    from lvplan.hosting import outputs
+    from lvplan.hosting.hexbins import hexbins
+
+    browser = _chromium()
+    if browser is None:
+        if os.environ.get("LVPLAN_REQUIRE_BROWSER"):
+            pytest.fail("chromium is not installed (.ci/run installs it)")
+        pytest.skip("chromium is not installed")
+    monkeypatch.setattr(outputs, "MAP_MAX_BUSES", 10)
+    d = tmp_path / "city"
+    assert main(["hosting", "sz-futian", "--out", str(d)]) == 0
+    h = pd.read_csv(d / "hosting.csv")
+    cells, _grid = hexbins(h.lon.to_numpy(), h.lat.to_numpy(), h.hosting_kw.to_numpy())
+    html = (d / "map.html").read_text(encoding="utf-8")
+    assert "the 10 buses with the least room of 41" in html and "median hosting 0" in html
+    res = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+         "--virtual-time-budget=5000", "--dump-dom", (d / "map.html").as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    dom = res.stdout
+    assert dom.count('<path class="lvplan-hexagon leaflet-interactive"') == len(cells) > 1
+    assert dom.count('class="lvplan-bus') == 0  # (their layer is off until chosen)

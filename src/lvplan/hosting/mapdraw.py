@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
-from lvplan.hosting.outputs import CLASSES, UNSUPPLIED_COLOUR
+from lvplan.hosting.outputs import CLASSES, MAP_MAX_BUSES, UNSUPPLIED_COLOUR
 
 M_PER_DEG = 111_320.0
 
@@ -61,6 +61,14 @@ def loading_colour(v: float) -> str:
     from matplotlib.colors import to_hex
 
     return str(to_hex(_plt().get_cmap("RdYlGn_r")(min(max(v, 0.0), LOADING_MAX) / LOADING_MAX)))
+
+
+def share_colour(share: float) -> str:
+    """Hex colour of a share (0-1) on the red-to-green ramp (the city map's hexagons: their
+    median hosting kW over 200 kW)."""
+    from matplotlib.colors import to_hex
+
+    return str(to_hex(_plt().get_cmap("RdYlGn")(min(max(share, 0.0), 1.0))))
 
 
 def png_bytes(fig) -> bytes:
@@ -250,9 +258,25 @@ def map_png(features: dict[str, Any], title: str) -> bytes:
             ax.add_collection(LineCollection(segs, colors=cols, linewidths=lw, zorder=z))
     buses = [ft for ft in f if ft["properties"]["kind"] == "bus"]
     handles: list[Any] = []
+    city = len(buses) > MAP_MAX_BUSES  # (a point per bus is a solid blot: hexagons)
+    if city:
+        from lvplan.hosting.hexbins import POLICY_KW, hexagon_ring, hexbins
+
+        lonlat = np.array([b["geometry"]["coordinates"] for b in buses], float)
+        kw = np.array([b["properties"]["hosting_kw"] for b in buses], float)
+        cells, grid = hexbins(lonlat[:, 0], lonlat[:, 1], kw)
+        centres = zip(cells.lon.tolist(), cells.lat.tolist(), strict=True)
+        rings = [[xy(c) for c in hexagon_ring(lo, la, grid)] for lo, la in centres]
+        faces = [share_colour(v / POLICY_KW) for v in cells.median_kw.tolist()]
+        ax.add_collection(PolyCollection(rings, facecolors=faces, edgecolors="#555555",
+                                         linewidths=0.2, alpha=0.8, zorder=4))  # fmt: skip
+        handles.append(
+            Patch(facecolor=share_colour(0.5), edgecolor="#555555",
+                  label=f"hexagon: median hosting 0-{POLICY_KW:g} kW")
+        )  # fmt: skip
     for name, lo, hi, colour in CLASSES:
         sel = [b for b in buses if lo <= b["properties"]["hosting_kw"] < hi]
-        if sel:
+        if sel and not city:
             pts = np.array([xy(b["geometry"]["coordinates"]) for b in sel])
             size = float(np.clip(3000.0 / max(1, len(buses)), 0.6, 14.0))
             ax.scatter(pts[:, 0], pts[:, 1], s=size, c=colour, zorder=4, linewidths=0)

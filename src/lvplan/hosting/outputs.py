@@ -207,9 +207,13 @@ def map_html(
     ok = df[df.lon.notna() & df.lat.notna()]
     shown = ok
     note = ""
-    if len(ok) > MAP_MAX_BUSES:  # a browser map of a whole city: the weakest buses
+    city = len(ok) > MAP_MAX_BUSES
+    if city:  # a browser map of a whole city: hexagons of every bus, and the weakest buses
         shown = ok.nsmallest(MAP_MAX_BUSES, "hosting_kw")
-        note = f" (the {MAP_MAX_BUSES} buses with the least room of {len(ok)})"
+        note = (
+            f" (the {MAP_MAX_BUSES} buses with the least room of {len(ok)}, in the layer "
+            "menu; every bus in the hexagons)"
+        )
     center = [float(ok.lat.mean()), float(ok.lon.mean())] if len(ok) else [22.54, 114.06]
     feats = (features or {"features": []})["features"]
     lines = [f for f in feats if f["properties"]["kind"] == "line"]
@@ -233,7 +237,10 @@ def map_html(
     if len(dead_drawn) < n_dead:
         left_out.append(f"{n_dead - len(dead_drawn)} buses not supplied not drawn")
     m = offline_map(
-        center, zoom_start=15, prefer_canvas=len(shown) + len(dead_drawn) + len(lines) > 2000
+        center,
+        zoom_start=15,
+        prefer_canvas=len(shown) + len(dead_drawn) + len(lines) > 2000,
+        zoom_snap=0.25 if city else None,  # (the city's bounds fill the window)
     )
     if areas:
         folium.GeoJson(
@@ -254,7 +261,13 @@ def map_html(
             name="MV feeders and LV cables: loading",
             style_function=_line_style,
         ).add_to(m)
-    buses = folium.FeatureGroup(name="LV buses: hosting capacity").add_to(m)
+    hex_note = ""
+    if city:  # (the whole city in view: at zoom 15 its centre alone)
+        layer, hex_note = _hexagon_layer(ok)
+        layer.add_to(m)
+        m.fit_bounds([[float(ok.lat.min()), float(ok.lon.min())],
+                      [float(ok.lat.max()), float(ok.lon.max())]])  # fmt: skip
+    buses = folium.FeatureGroup(name="LV buses: hosting capacity", show=not city).add_to(m)
     for r in _records(shown):
         folium.CircleMarker(
             location=[float(r["lat"]), float(r["lon"])],
@@ -350,11 +363,62 @@ def map_html(
             if lines or areas
             else ""
         )
+        + (
+            f"<div>hexagons ({escape(hex_note)}): median hosting 0 "
+            + "".join(
+                f'<span style="background:{_share_colour(v / 200)};width:14px;height:10px;'
+                'display:inline-block"></span>'
+                for v in range(0, 201, 40)
+            )
+            + " 200 kW</div>"
+            if hex_note
+            else ""
+        )
         + "".join(f"<div><i>{escape(t)}</i></div>" for t in left_out)
         + "</div>"
     )
     m.get_root().html.add_child(Element(legend))
     return render(m)
+
+
+def _share_colour(share: float) -> str:
+    """A hexagon's colour by its median hosting kW as a share of 200 kW: red at 0, green at
+    200 kW and above."""
+    from lvplan.hosting.mapdraw import share_colour
+
+    return share_colour(share)
+
+
+def _hexagon_layer(ok: pd.DataFrame):
+    """Every bus of ``ok`` (rows with a position) in hexagons coloured by their buses' median
+    hosting kW, red at 0 and green at 200 kW (:mod:`lvplan.hosting.hexbins`), with their
+    counts by class and least kW in a tooltip; and the legend's words for them."""
+    import folium
+
+    from lvplan.hosting.hexbins import POLICY_KW, hexbin_features, hexbins
+
+    cells, grid = hexbins(ok.lon.to_numpy(float), ok.lat.to_numpy(float),
+                          ok.hosting_kw.to_numpy(float))  # fmt: skip
+    feats = hexbin_features(cells, grid)
+    for f in feats:
+        f["properties"]["colour"] = _share_colour(f["properties"]["median_kw"] / POLICY_KW)
+    fields = ["buses", "buses_200kw", "buses_100_200kw", "buses_below_100kw", "min_kw",
+              "median_kw"]  # fmt: skip
+    aliases = ["LV buses", "taking 200 kW", "100–200 kW", "< 100 kW", "least kW", "median kW"]
+    layer = folium.GeoJson(
+        {"type": "FeatureCollection", "features": feats},
+        name="hosting capacity by hexagon",
+        style_function=lambda f: {
+            "color": "#555555",
+            "weight": 0.4,
+            "fillColor": f["properties"]["colour"],
+            "fillOpacity": 0.65,
+            "className": "lvplan-hexagon",
+        },
+        tooltip=folium.GeoJsonTooltip(fields=fields, aliases=aliases),
+    )
+    across = 2 * grid["size_m"]
+    return layer, f"{len(feats)}, {across:,.0f} m across"
 
 
 def _loading_colour(v: float | None) -> str:
