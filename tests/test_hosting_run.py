@@ -160,14 +160,18 @@ def test_resume_refuses_chunks_another_lvplan_solved(sz, cn, tmp_path, monkeypat
 
 
 def test_the_code_hash_follows_the_code_not_the_files_times(tmp_path):
-    from lvplan.code_id import code_hash, tree_hash
+    from lvplan.code_id import code_hash, dependency_versions, tree_hash
 
     src = Path(__file__).resolve().parents[1] / "src" / "lvplan"
-    assert tree_hash(src) == code_hash()  # (the tests run the source tree: an editable install)
+    deps = dependency_versions()
+    assert deps.startswith("pandapower==3.") and ";pandas==" in deps  # (the libraries too)
+    # (the tests run the source tree: an editable install)
+    assert tree_hash(src, deps) == code_hash() != tree_hash(src)
     copy = tmp_path / "lvplan"
     shutil.copytree(src, copy, ignore=shutil.ignore_patterns("__pycache__"))
     first = tree_hash(copy)
-    assert first == code_hash()
+    assert tree_hash(copy, deps) == code_hash()
+    assert tree_hash(copy, deps.replace("pandapower==3.", "pandapower==9.")) != code_hash()
     os.utime(copy / "decision.py", (1, 1))
     (copy / "notes.txt").write_text("not code")
     assert tree_hash(copy) == first

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from lvplan.code_id import code_hash
 from lvplan.errors import BaseCaseError, InputError, LvplanError
 from lvplan.io.stderr_report import native_stdout_to_stderr, reporter
 from lvplan.numbers import read_float, read_int, shown
@@ -1280,6 +1281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         where.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for serve --workers
     _import_dependencies()
+    code_hash()  # (the code this run starts with names its kept work: lvplan.code_id)
     from lvplan.planning import interrupt
 
     was = interrupt.stop_on_signals()  # SIGTERM and SIGHUP end a run as Ctrl-C does

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lvplan import __version__
+from lvplan.code_id import code_id
 from lvplan.errors import InputError
 from lvplan.io import signed
 from lvplan.io.atomic import atomic_file
@@ -77,7 +77,9 @@ def _cache_path() -> Path:
     import os
 
     base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "lvplan" / f"synth-templates-{__version__}.pkl"
+    # (keyed by the code and its libraries, as the other kept work: lvplan.code_id)
+    safe = "".join(c if c.isalnum() or c in ".-" else "_" for c in code_id())
+    return base / "lvplan" / f"synth-templates-{safe}.pkl"
 
 
 def templates() -> list[Template]:
