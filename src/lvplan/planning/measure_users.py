@@ -38,8 +38,11 @@ class MeasureUsers:
     trafo: dict[int, list[int]] = field(default_factory=dict)
     line: dict[int, list[int]] = field(default_factory=dict)
     site: dict[int, list[int]] = field(default_factory=dict)
-    #: a transfer's line -> the demands of its twins
+    #: a transfer's line -> the demands of its twins (the new load it feeds)
     xfer: dict[int, list[int]] = field(default_factory=dict)
+    #: a transfer's line -> the demands the AC cuts it lifts counted (they need it and date
+    #: it, but it does not feed them)
+    xfer_cut: dict[int, list[int]] = field(default_factory=dict)
     #: an N-1 measure -> the demands its cuts counted
     n1: dict[int, list[int]] = field(default_factory=dict)
     #: a measure (upgrade) -> the limits its cuts held (the normal state, or an N-1 contingency)
@@ -111,7 +114,7 @@ def _cut_users(inst: Instance, sol: Solution, cuts: Cuts | None, users: MeasureU
                 # the demands the cut counted need it too, and date it: a split that lifts an
                 # AC cut on a line above it was dated by its twins alone (review, 2026-12-08:
                 # a later twin left the line over its limit in the years between)
-                ids = users.xfer.setdefault(inst.upgrades[u].element, [])
+                ids = users.xfer_cut.setdefault(inst.upgrades[u].element, [])
                 ids += sorted({inst.options[k].demand for k in coefs if k in chosen} - set(ids))
             elif inst.upgrades[u].kind in LV_RELIEF_KINDS and u in sol.upgrades:
                 # an LV line or transformer the AC check found broken off the new load's paths

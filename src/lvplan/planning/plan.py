@@ -656,15 +656,18 @@ def _n1_measure(net, up, held: list[str], users: list[int], demands) -> Measure:
 
 
 def _transfer_measure(
-    net, inst: Instance, up, users: list[int], held: list[str], year: int | None
+    net, inst: Instance, up, users: list[int], fed: list[int], held: list[str], year: int | None
 ) -> Measure:
     """A transfer (feeder split) as a measure of the plan: the line it opens, the new cable,
-    and why: the new load it takes off the lines above, or the AC cuts it lifts."""
+    and why: the new load it takes off the lines above (``fed``: the demands it feeds), or
+    the AC cuts it lifts (``users``: those too, the demands the cuts counted)."""
     demands = inst.demands
     sp = inst.transfers.get(up.element)
     far = sp.far_bus if sp is not None else "?"
     above = inst.areas[sp.area].path(sp.far_bus)[1:] if sp is not None else []
-    kw = sum(demands[i].design_kw for i in users)
+    # (the new load it feeds: the cuts' demands upstream of it are not moved by it; review,
+    # 2026-12-08: they were counted in this kW)
+    kw = sum(demands[i].design_kw for i in fed)
     why = (
         f"feeder split: {kw:.0f} kW of new design load fed by a new LV feeder instead of "
         f"through line {up.element}"
@@ -829,10 +832,11 @@ def _result(
             )
             continue
         if up.kind == MeasureKind.TRANSFER:
-            ids = sorted(set(users.xfer.get(up.element, [])))
+            fed = sorted(set(users.xfer.get(up.element, [])))
+            ids = sorted({*fed, *users.xfer_cut.get(up.element, [])})
             measures.append(
                 _transfer_measure(
-                    net, inst, up, ids, users.held_by.get(u, []), first_year(demands, ids)
+                    net, inst, up, ids, fed, users.held_by.get(u, []), first_year(demands, ids)
                 )
             )
             continue
