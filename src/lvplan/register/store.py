@@ -24,6 +24,7 @@ import io
 import json
 import os
 import random
+import re
 import sqlite3
 import threading
 import time
@@ -400,15 +401,24 @@ def _claim_name(path: str) -> None:
     (device, inode) and file name; its byte in :data:`_NAME_BASE`'s range is held with a read
     lock, and a lock on any other byte of the range is another name in use. Two processes
     starting at once on two names both take theirs before looking, so one of them at least
-    refuses. A file system without such locks (some network ones) is not checked."""
+    refuses. A network file system (:data:`NETWORK_FS`), where neither SQLite's locks nor
+    these reach the other hosts, and a system without open-file-description locks are
+    refused: the check must not switch itself off (review, 2026-12-08). Returns the claim, for
+    :func:`_unclaim_name`."""
     import fcntl
 
     real = Path(os.path.realpath(path))
+    fs = _file_system(str(real))
+    if fs is not None and (fs in NETWORK_FS or fs.startswith(NETWORK_FUSE)):
+        raise InputError(
+            f"register {path}: on a network file system ({fs}), where SQLite's locks do not "
+            "keep two writers apart: use a local disk, or a postgresql:// register"
+        )
     try:
         st = os.stat(real)
         folder = os.stat(real.parent)
-    except OSError:
-        return
+    except OSError as exc:
+        raise InputError(f"register {path}: cannot be read ({exc.strerror})") from None
     h = hashlib.sha256(f"{folder.st_dev}:{folder.st_ino}:{real.name}".encode()).digest()
     byte = _NAME_BASE + int.from_bytes(h[:8], "big") % _NAME_SPAN
     key = (st.st_dev, st.st_ino)
@@ -424,8 +434,13 @@ def _claim_name(path: str) -> None:
                 != fcntl.F_UNLCK
                 for start, end in ((_NAME_BASE, byte), (byte + 1, _NAME_BASE + _NAME_SPAN))
             )
-        except OSError:
-            return  # (no such locks here: nothing can be told)
+        except (OSError, AttributeError) as exc:  # (AttributeError: no F_OFD_* on this system)
+            why = exc.strerror if isinstance(exc, OSError) else "not on this system"
+            raise InputError(
+                f"register {path}: the file locks that keep two names of one register apart "
+                f"cannot be taken here ({why}): use a local disk on Linux, or a postgresql:// "
+                "register"
+            ) from None
         held = (*key, byte)
         if other:
             if not _NAME_HELD.get(held):
@@ -437,6 +452,54 @@ def _claim_name(path: str) -> None:
                 "the two would not count each other's approvals: open it by one path"
             )
         _NAME_HELD[held] = _NAME_HELD.get(held, 0) + 1
+    return held
+
+
+def _unclaim_name(held: tuple[int, int, int]) -> None:
+    """Give back a claim of :func:`_claim_name` (a start that failed after it): the name's
+    byte is unlocked when no other backend of this process holds it."""
+    import fcntl
+
+    with _NAME_LOCK:
+        n = _NAME_HELD.get(held, 0) - 1
+        if n > 0:
+            _NAME_HELD[held] = n
+            return
+        _NAME_HELD.pop(held, None)
+        fd = _NAME_FDS.get(held[:2])
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                _ofd_lock(fd, fcntl.F_OFD_SETLK, fcntl.F_UNLCK, held[2], 1)
+
+
+#: file systems whose locks do not reach the other hosts that mount them (``/proc`` names)
+NETWORK_FS = frozenset(
+    {"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "ceph", "glusterfs", "lustre", "afs",
+     "ncpfs", "coda", "gfs2", "ocfs2", "beegfs", "gpfs"}
+)  # fmt: skip
+#: FUSE file systems that reach another host (``fuse.sshfs``, ...)
+NETWORK_FUSE = ("fuse.sshfs", "fuse.s3fs", "fuse.rclone", "fuse.gcsfuse", "fuse.glusterfs",
+                "fuse.juicefs", "fuse.goofys", "fuse.ceph")  # fmt: skip
+
+
+def _file_system(real: str, mountinfo: str = "/proc/self/mountinfo") -> str | None:
+    """The type of the file system ``real`` (a resolved path) lies on, from the longest mount
+    point of ``mountinfo`` above it; None where it cannot be read (not Linux)."""
+    try:
+        text = Path(mountinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    best, kind = -1, None
+    for line in text.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields = left.split()
+        if not sep or len(fields) < 5 or not right.split():
+            continue
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= best:  # (the last of equal mounts is the one on top)
+            best, kind = len(point), right.split()[0]
+    return kind
 
 
 #: the register schemas this lvplan reads (and writes "2" into)
@@ -570,6 +633,7 @@ class SqliteBackend:
             )
         fresh = not self._memory and not Path(self.path).exists()
         made: tuple[int, int] | None = None  # the file this start made (device, inode)
+        claimed: tuple[int, int, int] | None = None  # this start's name lock
         if not fresh and not self._memory:
             _foreign(self.path)  # (before a connection of ours turns it to WAL mode)
         try:
@@ -580,12 +644,20 @@ class SqliteBackend:
                     made = (st.st_dev, st.st_ino)
             if not self._memory:
                 try:
-                    _claim_name(self.path)
+                    claimed = _claim_name(self.path)
                 except InputError:
                     self._drop_failed_start(None)  # (its connection closed; the file kept)
                     raise
             if writable:
-                con.executescript(_SCHEMA)
+                # in one transaction: a second process starting on the new file, or a start
+                # killed half way, met lvplan's first tables without ``meta`` and refused it
+                # as "not an lvplan register" (review, 2026-12-08)
+                try:
+                    con.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")
+                except sqlite3.Error:
+                    if con.in_transaction:
+                        con.rollback()
+                    raise
                 with self.transaction(write=True) as tx:  # proves the file can be written
                     tx.set_meta("schema", "2")
                 if not self._memory and self._identity is not None:
@@ -595,6 +667,8 @@ class SqliteBackend:
             else:
                 con.execute("SELECT count(*) FROM applications").fetchone()
         except (sqlite3.DatabaseError, RegisterUnavailable) as exc:
+            if claimed is not None:  # (a later start on another name of it is not refused)
+                _unclaim_name(claimed)
             if orphans:  # (before: "cannot be written (disk I/O error)", and nothing more)
                 if made is None and fresh:  # (the connection itself failed: made by it)
                     with contextlib.suppress(OSError):
