@@ -3,6 +3,8 @@ it was found (the AC check, the budget, a contingency that fails already)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from lvplan.planning import plan as plan_mod
@@ -169,3 +171,28 @@ def test_a_contingency_that_fails_already_is_not_blamed_on_the_new_load(cn, tmp_
             "full N-1 (A); 10 kW of their new design load on the loop: N-1 loss of line"
         ), m.reason
         assert "(the contingency fails already without the new load)" in m.reason, m.reason
+
+
+def test_a_reason_names_a_sites_tie_start_by_its_own_name(sz, cn):
+    """The 10 kV source at 0.93 pu: a new site's 10 kV end below its minimum is cut at the
+    existing bus its tie starts from, and the reasons named that bus with the site's name,
+    "bus 14 (new substation S2 10 kV)" for T3's RMU, with no site built (probe helper-78)."""
+    import copy
+    import io
+
+    import pandas as pd
+
+    from lvplan.model.network import Network
+    from lvplan.planning.synth_demand import synth_demand
+
+    net = copy.deepcopy(sz.pp)
+    net.ext_grid["vm_pu"] = 0.93
+    low = Network(net, name="sz low source", source="test")
+    text = synth_demand(sz, count=30, seed=1, criteria=cn).to_csv()
+    frame = pd.read_csv(io.StringIO(text))
+    p = make_plan(low, frame, criteria=cn, time_limit_s=10, budget_cny=1e9)
+    said = " ".join(u["reason"] for u in p.unserved)
+    assert "bus 14 (T3 RMU)" in said
+    built = {m.element for m in p.measures if m.kind == "new_substation"}
+    named = set(re.findall(r"\((new substation S[\d.]+) 10 kV\)", said))
+    assert named <= built, named

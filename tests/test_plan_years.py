@@ -104,16 +104,23 @@ def test_a_move_that_mends_nothing_is_taken_back(monkeypatch, cn):
     def also_over(network, inst, sol, base):
         ev, broken = real(network, inst, sol, base)
         if len(sol.chosen) == 1:  # (2026: one demand connected)
-            broken = [*broken, Broken("voltage", "bus 1", "T1 LV", "max", -0.01, None)]
+            broken = [
+                *broken,
+                Broken("voltage", "bus 1", "T1 LV", "max", -0.01, 0.02),
+                Broken("voltage", "bus 99", "early terminal", "max", -0.01, None),
+            ]
         return ev, broken
 
     monkeypatch.setattr(yc, "check_plan", also_over)
     p, m = _small_then_big(monkeypatch, cn)
     assert m.year == 2029 and "brought forward" not in m.reason
+    # an element of the network by its index; one the year's changes made by its name (its
+    # index is the year's own network's: "bus 49" was T8's clinic in reinforced.json, for
+    # D0023's terminal; probe helper-78)
     assert p.summary()["years_checked"] == {
         "years": [2026],
         "measures_brought_forward": 0,
-        "broken": {"2026": ["bus 1 (max)"]},
+        "broken": {"2026": ["bus 'early terminal' (max)", "bus 1 (max)"]},
     }
 
 

@@ -227,7 +227,10 @@ def tighten(
                     notes.append(f"{b.element} {name}: voltage margin {b.margin:.5f} pu")
                 mv_bus = inst.sites[sid].mv_bus
                 if mv_bus not in set(network.pp.ext_grid.bus.astype(int)):
-                    generic.append(dataclasses.replace(b, element=f"bus {mv_bus}"))
+                    # (named as that bus: it kept the site's name, "bus 14 (new substation S2
+                    # 10 kV)" for T3's RMU in a reason, with no site built; probe helper-78)
+                    tie_start = str(network.pp.bus.at[mv_bus, "name"])
+                    generic.append(dataclasses.replace(b, element=f"bus {mv_bus}", name=tie_start))
                 continue
             if b.side == "max" and idx in inst.bus_area:
                 # a bus pushed over its maximum: by a stiffer unit or cable of its own area

@@ -84,7 +84,7 @@ def check_years(
             inst, chosen, [u for u in built if u >= 0], [-1 - s for s in built if s < 0], "x"
         )
         _ev, broken = check_plan(network, inst, state, base)
-        return {f"{b.element} ({b.side})" for b in broken}
+        return {_label(b) for b in broken}
 
     for y in sorted(dated)[:-1]:
         out.years.append(y)
@@ -106,6 +106,16 @@ def check_years(
         if broken:
             out.broken[y] = sorted(broken)
     return out
+
+
+def _label(b) -> str:
+    """A broken limit as the summary and the CLI say it: an element of the network by its
+    index (``bus 15 (max)``), one the year's changes made (a demand's terminal, a new unit)
+    by its name: its index is the year's own network's, and another element's in
+    ``reinforced.json`` (probe helper-78: "bus 49", T8's clinic there, for D0023's terminal)."""
+    if b.base_margin is None and b.name:
+        return f"{b.element.partition(' ')[0]} {b.name!r} ({b.side})"
+    return f"{b.element} ({b.side})"
 
 
 def joined_years(checks: list[dict]) -> dict:
