@@ -124,6 +124,26 @@ def test_a_move_that_mends_nothing_is_taken_back(monkeypatch, cn):
     }
 
 
+def test_a_year_with_no_ac_solution_is_said_and_the_plan_kept(monkeypatch, cn):
+    """A year's AC load flow without a solution raised out of the check of the years, and the
+    whole plan was lost with it (review helper-80). It is a broken year like any other: the
+    moves are tried, and it is said."""
+    import lvplan.planning.year_check as yc
+    from lvplan.errors import NotConverged
+
+    real = yc.check_plan
+
+    def diverges(network, inst, sol, base):
+        if len(sol.chosen) == 1:  # (2026: one demand connected)
+            raise NotConverged("AC load flow did not converge")
+        return real(network, inst, sol, base)
+
+    monkeypatch.setattr(yc, "check_plan", diverges)
+    p, m = _small_then_big(monkeypatch, cn)
+    assert m.year == 2029 and p.measures
+    assert p.summary()["years_checked"]["broken"] == {"2026": [yc.NO_SOLUTION]}
+
+
 def test_the_cli_says_what_the_check_of_the_years_brought_forward(monkeypatch, tmp_path, capsys):
     from lvplan.cli import main
 

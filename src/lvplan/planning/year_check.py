@@ -24,10 +24,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from lvplan.errors import PowerFlowError
 from lvplan.model.network import Network
 from lvplan.planning.candidates import Instance
 from lvplan.planning.model import Solution
 from lvplan.planning.verify import base_margin_map, check_plan
+
+#: a year whose AC load flow has no solution, as its broken limits say it
+NO_SOLUTION = "no AC load flow solution"
 
 
 @dataclass
@@ -83,7 +87,10 @@ def check_years(
         state = Solution.of(
             inst, chosen, [u for u in built if u >= 0], [-1 - s for s in built if s < 0], "x"
         )
-        _ev, broken = check_plan(network, inst, state, base)
+        try:
+            _ev, broken = check_plan(network, inst, state, base)
+        except PowerFlowError:  # (the plan was lost with it: review helper-80)
+            return {NO_SOLUTION}
         return {_label(b) for b in broken}
 
     for y in sorted(dated)[:-1]:
