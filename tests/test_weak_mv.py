@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
+import random
 
 import pandapower as pp
 import pandapower.networks as pn
@@ -27,8 +28,16 @@ from lvplan.decision import FAST_TRUST
 from lvplan.model.network import Network
 
 
+def _kerber():
+    """pandapower's kerber village grid, the same every run: it draws its branch cable types
+    with Python's ``random`` (unseeded, a bus's map answer moved by 0.7 kW from run to run;
+    probe helper-77)."""
+    random.seed(0)
+    return pn.create_kerber_landnetz_kabel_1()
+
+
 def _weak(vm_pu: float = 1.02, line_max_i_ka: float = 1.0):
-    net = pn.create_kerber_landnetz_kabel_1()
+    net = _kerber()
     src = pp.create_bus(net, 10.0, name="MV source")
     net.ext_grid["bus"] = src
     net.ext_grid["vm_pu"] = vm_pu
@@ -98,7 +107,8 @@ def test_the_hosting_map_behind_a_weak_line_never_exceeds_what_fits(cn):
     was above what pandapower lets fit (bus 1: 148.9 kW against 138.1). Now each area's answers
     are tried on the MV network's own load flow and searched again on the secant where it
     moves more than the linear response said (``lvplan.hosting.secant``): every answer fits in
-    pandapower, and none is more than 10 % below what does."""
+    pandapower, and none is more than 2 % below what does (10 % on the secant, before
+    2026-12-08)."""
     net = _weak()
     network = Network(copy.deepcopy(net), name="weak", source="test")
     table = lvplan.hosting_capacity(network, criteria=cn).table
@@ -107,7 +117,7 @@ def test_the_hosting_map_behind_a_weak_line_never_exceeds_what_fits(cn):
     assert len(table) == 17
     for bus, kw in zip(table.bus.tolist(), table.hosting_kw.tolist(), strict=True):
         assert ref.decide(int(bus), kw, pf) == "fits", (bus, kw)
-        assert ref.decide(int(bus), kw * 1.1 + 0.2, pf) == "does_not_fit", (bus, kw)
+        assert ref.decide(int(bus), kw * 1.02 + 0.5, pf) == "does_not_fit", (bus, kw)
     # the service's area route answers as the map does
     one = lvplan.hosting.area_capacity(network, lv_bus=1, criteria=cn)
     both = one.merge(table, on="bus", suffixes=("", "_map"))
@@ -138,7 +148,7 @@ def test_the_map_where_a_new_load_reverses_a_generator_s_export(cn):
     first lowers that line's current, so its linear row said the margin grows without end,
     and the map gave bus 1 496.3 kW where pandapower fits 118 kW (the line at 219 %; review,
     2026-12-07). Such a row is bounded by no secant: the area is answered by full AC."""
-    net = pn.create_kerber_landnetz_kabel_1()
+    net = _kerber()
     src = pp.create_bus(net, 10.0, name="MV source")
     net.ext_grid["bus"] = src
     pp.create_line_from_parameters(net, src, 0, 1.0, 0.2, 0.1, 0.0, 0.006, name="MV line")
@@ -171,3 +181,52 @@ def test_a_diverged_exact_solve_leaves_the_trust_test_sound(cn):
     assert eng._newton is eng._response
     d = lvplan.check(network, bus=1, kw=145, criteria=cn)
     assert d.decision == Reference(net, cn).decide(1, d.design_kw) == "does_not_fit"
+
+
+def _two_units(r: float, x: float, km2: float, mesh: bool, pv_kw: float):
+    """The village fed through 10 km of a weak 10 kV line (r + jx ohm/km), with a second 630
+    kVA unit on a 10 kV bus ``km2`` further on feeding LV bus 13: one LV area with two roots
+    on two 10 kV buses; PV of ``pv_kw`` at eight load buses, about balancing their load."""
+    net = _weak(vm_pu=1.0)
+    net.line.loc[net.line.name == "weak MV line", ["r_ohm_per_km", "x_ohm_per_km"]] = [r, x]
+    m2 = pp.create_bus(net, 10.0, name="MV 2")
+    pp.create_line_from_parameters(net, 0, m2, km2, r, x, 0.0, 1.0, name="MV 2 line")
+    t = net.trafo.loc[0]
+    pp.create_transformer_from_parameters(
+        net, m2, 13, sn_mva=0.63, vn_hv_kv=10.0, vn_lv_kv=0.4, vkr_percent=t.vkr_percent,
+        vk_percent=t.vk_percent, pfe_kw=t.pfe_kw, i0_percent=t.i0_percent,
+        shift_degree=t.shift_degree, name="second unit",
+    )  # fmt: skip
+    net.line.loc[net.line.from_bus != net.ext_grid.bus.iat[0], "max_i_ka"] = 0.275
+    net.line.loc[net.line.name.isin(["weak MV line", "MV 2 line"]), "max_i_ka"] = 1.0
+    if mesh:
+        pp.create_line_from_parameters(net, 9, 17, 0.1, 0.2067, 0.080425, 0.0, 0.275)
+    for b in (3, 5, 7, 9, 11, 13, 15, 17):
+        pp.create_sgen(net, b, p_mw=pv_kw / 1000.0, q_mvar=0.0)
+    return net
+
+
+@pytest.mark.parametrize(
+    "r, x, km2, mesh, pv_kw",
+    [(3.0, 1.0, 2.0, False, 8.0), (1.0, 3.0, 2.0, True, 8.0), (1.0, 3.0, 3.0, False, 8.0),
+     (1.0, 3.0, 1.0, True, 7.0)],
+)  # fmt: skip
+def test_the_map_of_an_area_with_two_units_behind_a_weak_line_never_exceeds_what_fits(
+    cn, r, x, km2, mesh, pv_kw
+):
+    """Two units on two 10 kV buses behind a weak line feed one LV area: the secant search
+    scaled the roots' response by one gain, which scaled the voltage difference between them
+    too and moved the new load's share to the nearer unit, so the far unit's cable looked less
+    loaded (and a gain taken from near-zero base currents, PV balancing the load, bounded no
+    voltage): answers up to 1.49 kW above what fits (probe helper-77; line 11 at 100.8 %, bus
+    5 at 353.04 V). Such buses are answered as ``check`` answers them: every answer fits, and
+    none is more than 2 % below what does."""
+    net = _two_units(r, x, km2, mesh, pv_kw)
+    network = Network(copy.deepcopy(net), name="two units", source="test")
+    table = lvplan.hosting_capacity(network, criteria=cn).table
+    ref = Reference(net, cn)
+    pf = cn.new_customer_pf
+    assert len(table) == 17
+    for bus, kw in zip(table.bus.tolist(), table.hosting_kw.tolist(), strict=True):
+        assert ref.decide(int(bus), kw, pf) == "fits", (bus, kw)
+        assert ref.decide(int(bus), kw * 1.02 + 0.5, pf) == "does_not_fit", (bus, kw)

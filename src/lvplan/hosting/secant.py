@@ -14,10 +14,15 @@ MV voltages and currents move by more than the linear response said (a gain ``g`
 the *secant*: its roots' response and its outside rows multiplied by ``g``, the line through
 the MV state at that load. A load flow's voltage drop and current rise grow faster than
 linearly with the load drawn, so below that load the secant over-states them. The answers that
-keep every limit there stand (:func:`lvplan.hosting.area.holds`, one solve for the area); each
-other bus is searched again on the secant through its own answer, which can only lower it.
-Where the MV load flow has no solution at that load, the bus is answered by full AC load flows
-(:func:`lvplan.hosting.fallback.ac_bus_hosting`).
+keep every limit there stand (:func:`lvplan.hosting.area.holds`, one solve for the area). Each
+other bus whose MV response at its own answer is not linear either is answered as ``check``
+answers it (:func:`lvplan.hosting.fallback.ac_bus_hosting`: its headroom search, each answer
+held in the exact load flow). A search on the secant was tried first and is no bound: where
+two units on two 10 kV buses feed one LV area, one gain over-states the voltage difference
+between the roots too and moves the new load's share to the nearer unit, so the far unit's
+cable looked less loaded; a gain taken from near-zero base currents (PV balancing the load)
+bounded no voltage either (probe helper-77, 2026-12-08: answers up to 1.49 kW above what
+fits, ``tests/test_weak_mv.py``).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from lvplan.hosting.area import holds, solve_area
+from lvplan.hosting.area import holds
 from lvplan.hosting.build import Prepared
 from lvplan.powerflow.capacity import SAFETY_REL
 
@@ -66,7 +71,6 @@ def recheck(
     gains = outside.secant_gains(
         [draw(prep.roots[i], t, prep.problems[i].base_mva) for i, t in zip(todo, tops, strict=True)]
     )
-    again: list[pd.DataFrame] = []
     by_ac: list[np.ndarray] = []
     redone: list[int] = []
     for i, g in zip(todo, gains.tolist(), strict=True):
@@ -89,25 +93,16 @@ def recheck(
         for j, gj in enumerate(own.tolist()):
             if fine[j] or got[j] <= 0 or (np.isfinite(gj) and gj <= 1.0 + SAFETY_REL):
                 continue
-            one = replace(p, buses=p.buses[j : j + 1], bus_pos=p.bus_pos[j : j + 1])
-            redone.append(int(one.buses[0]))
-            if not np.isfinite(gj):  # no MV load flow at this load: full AC
-                by_ac.append(one.buses)
-                continue
-            r = solve_area(
-                replace(one, sens_R=p.sens_R * gj, out_c=p.out_c * gj), pf=pf, max_kw=max_kw
-            )
-            again.append(
-                pd.DataFrame(
-                    {
-                        "bus": r.buses,
-                        "hosting_kw": r.hosting_kw,
-                        "binding_kind": r.binding_kind,
-                        "binding_element": r.binding_element,
-                    }
-                )
-            )
+            # answered as ``check`` answers it (its headroom search, each answer held in the
+            # exact load flow): a search on the secant is not a bound. Where two units on two
+            # 10 kV buses feed one LV area, scaling the roots' response by the gain scales the
+            # voltage difference between them too and moves the load's share to the nearer
+            # unit, so the far unit's cable looked less loaded; and a gain taken from near-zero
+            # base currents (PV balancing the load) is no bound on the voltages either (probe
+            # helper-77, 2026-12-08: answers up to 1.49 kW above what fits)
+            by_ac.append(p.buses[j : j + 1])
+            redone.append(int(p.buses[j]))
     if not redone:
         return parts, [], 0
     kept = rows[~rows["bus"].isin(redone)]
-    return [kept, *again], by_ac, len(redone)
+    return [kept], by_ac, len(redone)
