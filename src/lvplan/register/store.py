@@ -391,7 +391,7 @@ def _ofd_lock(fd: int, cmd: int, kind: int, start: int, length: int) -> int:
     return int(struct.unpack(fmt, out[: struct.calcsize(fmt)])[0])
 
 
-def _claim_name(path: str) -> None:
+def _claim_name(path: str) -> tuple[int, int, int]:
     """Refuse a register file another process has open under another name (a hard link, a
     single-file bind mount such as Docker's ``-v /srv/reg.db:/data/reg.db``). SQLite keeps its
     write-ahead log and its lock table (``-wal``, ``-shm``) beside the *name*, so two names of
