@@ -828,3 +828,26 @@ def test_a_swapped_unit_leaves_the_old_units_tap_dependent_impedance(sz, cn):
     assert not out.trafo.at[2, "tap_dependency_table"]
     assert pd.isna(out.trafo.at[2, "id_characteristic_table"])
     assert net.trafo.at[2, "tap_dependency_table"]  # (the caller's network untouched)
+
+
+def test_a_row_of_two_units_swapped_for_two_larger_ones(sz, cn, tmp_path):
+    """``units`` 2: the two units of a ``parallel`` 2 row swapped for two of 800 kVA, as
+    pandapower writes them (the plan offers it: a 2 x 630 kVA row above the ladder's single
+    units was offered nothing; probe helper-78). More units than a room holds are refused."""
+    net = copy.deepcopy(sz.pp)
+    net.trafo.loc[2, ["parallel", "df"]] = [2, 1.0]
+    twin = Network(net, name="sz two units", source="test")
+
+    def two_800(n):
+        pp_replace_transformer(n, 2, 800)
+        n.trafo.at[2, "parallel"] = 2
+
+    _compare(twin, Changes().replace_transformer(2, 800, units=2), two_800, cn)
+    out, _map = apply_changes(net, Changes().replace_transformer(2, 800, units=2).resolve(twin))
+    assert out.trafo.loc[2, ["sn_mva", "parallel"]].tolist() == [0.8, 2]
+    with pytest.raises(InputError, match=r"units: must be in \[1, 2\], got 3"):
+        Changes().replace_transformer(2, 800, units=3).resolve(twin)
+    toml = 'changes = [{kind = "replace_transformer", trafo = 2, rated_kva = 800, units = 2}]'
+    path = Path(tmp_path) / "two.toml"
+    path.write_text(toml)
+    assert load_changes(path).items[0].units == 2

@@ -1276,3 +1276,26 @@ def test_a_new_boards_tap_keeps_it_below_a_profiles_lv_maximum_under_400_v(hand,
         assert _new_violations(p, hand, crit) == set()
         taps.append(site.tap_pos)
     assert taps[1] > taps[0]  # (a higher tap: a lower voltage)
+
+
+def test_a_row_of_two_units_is_offered_two_larger_ones(sz, cn):
+    """sz-futian's T1 written as one row of two 630 kVA units (``parallel`` 2), five 200 kW
+    demands at its board: its 1,260 kVA is above every single unit of the ladder, so it was
+    offered nothing and served 3 of 5, "even with the largest measure" (probe helper-78). The
+    row's two units swapped for two larger ones serve all five, and pass the judge."""
+    import copy
+
+    net = copy.deepcopy(sz.pp)
+    net.trafo.loc[0, ["sn_mva", "parallel"]] = [0.63, 2]
+    twin = Network(net, name="sz T1 two units", source="test")
+    frame = pd.DataFrame({"id": [f"b{i}" for i in range(5)], "kw": [200] * 5, "bus": [3] * 5})
+    p = make_plan(twin, frame, criteria=cn, time_limit_s=10)
+    assert p.unserved == [] and len(p.assignments) == 5
+    (m,) = p.measures
+    assert (m.kind, m.before) == ("transformer_swap", "2 x 630 kVA")
+    assert m.after in ("2 x 800 kVA", "2 x 1000 kVA", "2 x 1250 kVA")
+    kva = int(m.after.split()[2])
+    from lvplan.planning.measures import load_measures
+
+    assert m.cost_cny == 2 * load_measures().swap_cost_cny(kva)
+    assert _new_violations(p, twin, cn) == set()

@@ -192,7 +192,7 @@ def plan_changes(net, changes: Changes) -> Plan:
             # one new unit of rated_kva in place of what stood (a row of ``parallel`` 2 is two
             # units: its swap to 500 kVA built two of 500, costed and described as one, review
             # 2026-12-08), at its full rating
-            upd["parallel"] = 1
+            upd["parallel"] = int(c.units)
             upd["df"] = 1.0
             # the old unit's tap-dependent impedance (a characteristic table's vk per tap) is
             # not the new unit's: pandapower would give the catalogue unit the old one's vk

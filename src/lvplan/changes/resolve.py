@@ -228,6 +228,10 @@ def resolve_change(network, c: Change, position: int, pending: Pending) -> Chang
                 f"{where}: kvar: must be at most {MAX_LOAD_KW:g} in size, got {c.kvar:g}"
             )
         return replace(c, bus=_bus(network, c.bus, where, "bus", pending=pending))
+    if isinstance(c, ReplaceTransformer) and (
+        c.units is None or not 1 <= c.units <= MAX_SITE_UNITS
+    ):
+        raise InputError(f"{where}: units: must be in [1, {MAX_SITE_UNITS}], got {c.units}")
     if isinstance(c, ReplaceTransformer | AddParallelTransformer):
         return replace(
             c, trafo=_trafo(network, c.trafo, where), rated_kva=_rating(c.rated_kva, where)

@@ -56,11 +56,13 @@ class AddLoad(Change):
 class ReplaceTransformer(Change):
     """The unit is swapped for a catalogue unit of ``rated_kva`` (impedance and losses from the
     catalogue; buses, voltages, vector group and tap settings kept). A row of ``parallel`` units
-    becomes one unit, at its full rating (``df`` 1)."""
+    becomes ``units`` units of ``rated_kva`` (one by default), at their full rating (``df`` 1):
+    the two units of a ``parallel`` 2 row swapped for two larger ones are ``units`` 2."""
 
     kind: ClassVar[str] = "replace_transformer"
     trafo: int | str
     rated_kva: int
+    units: int = 1
 
 
 @dataclass(frozen=True)
@@ -249,7 +251,7 @@ def _typed(where: str, name: str, value: Any, want: str) -> Any:
 
 _FIELD_TYPES: dict[str, dict[str, str]] = {
     "add_load": {"bus": "ref", "kw": "number", "kvar": "number?", "name": "str?"},
-    "replace_transformer": {"trafo": "ref", "rated_kva": "int"},
+    "replace_transformer": {"trafo": "ref", "rated_kva": "int", "units": "int?"},
     "add_parallel_transformer": {"trafo": "ref", "rated_kva": "int"},
     "replace_line": {"line": "ref", "cable": "str"},
     "add_parallel_line": {"line": "ref", "cable": "str"},
@@ -333,8 +335,8 @@ class Changes:
     def add_load(self, bus, kw, kvar=0.0, name="lvplan load") -> Changes:
         return self.with_(AddLoad(bus, kw, kvar, name))
 
-    def replace_transformer(self, trafo, rated_kva) -> Changes:
-        return self.with_(ReplaceTransformer(trafo, rated_kva))
+    def replace_transformer(self, trafo, rated_kva, units: int = 1) -> Changes:
+        return self.with_(ReplaceTransformer(trafo, rated_kva, units))
 
     def add_parallel_transformer(self, trafo, rated_kva) -> Changes:
         return self.with_(AddParallelTransformer(trafo, rated_kva))

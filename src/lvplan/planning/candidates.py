@@ -143,6 +143,8 @@ class Upgrade:
     capacity: float = 0.0  # kVA (transformer) or kA (line) the element then carries at 100 %
     r: float = 0.0  # impedance after: pu on the unit's own kVA (trafo), ohm (line)
     x: float = 0.0
+    #: a swap: the units of ``rated_kva`` the row becomes (a ``parallel`` 2 row's two units)
+    units: int = 1
     #: N-1 measures (:data:`lvplan.planning.measures.N1_KINDS`): the 10 kV bus of the other
     #: feeder the new cable starts from, and its route length
     to_bus: int = -1
@@ -697,19 +699,27 @@ def build_instance(
         load = st.trafo_loading_percent[tpos[t]]
         trafo_base[t] = sn * (float(load) / 100.0 if np.isfinite(load) else 0.0)
         trafo_z[t] = _trafo_z(float(row.vk_percent), float(row.vkr_percent))
+        # a row of ``parallel`` units (2 x 630 kVA as one row) swaps its units for as many of
+        # a larger rating: offered nothing, its 1,260 kVA above the ladder's single units, it
+        # served fewer demands than the same pair as two rows, "even with the largest
+        # measure" (probe helper-78)
+        n = float(row.get("parallel", 1) or 1)
+        units = int(n) if n.is_integer() and 2 <= n <= MAX_SITE_UNITS else 1
         for kva in measures.ladder_kva:
-            if kva > sn and kva in ttypes:
-                upgrades.append(
-                    Upgrade(
-                        MeasureKind.TRANSFORMER_SWAP,
-                        t,
-                        measures.swap_cost_cny(kva),
-                        kva,
-                        capacity=float(kva),
-                        r=_trafo_z(*_vk(ttypes, kva))[0],
-                        x=_trafo_z(*_vk(ttypes, kva))[1],
+            for k in sorted({1, units}):
+                if k * kva > sn and kva in ttypes:
+                    upgrades.append(
+                        Upgrade(
+                            MeasureKind.TRANSFORMER_SWAP,
+                            t,
+                            k * measures.swap_cost_cny(kva),
+                            kva,
+                            capacity=float(k * kva),
+                            r=_trafo_z(*_vk(ttypes, kva))[0],
+                            x=_trafo_z(*_vk(ttypes, kva))[1],
+                            units=k,
+                        )
                     )
-                )
         for kva in () if paired else measures.parallel.ratings_kva:
             if kva in ttypes:
                 r2, x2 = _trafo_z(*_vk(ttypes, kva))

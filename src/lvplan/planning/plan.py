@@ -720,11 +720,11 @@ def _upgrade_measure(
     if up.kind in (MeasureKind.TRANSFORMER_SWAP, MeasureKind.TRANSFORMER_PARALLEL):
         ids = users.trafo.get(up.element, [])
         before = f"{inst.trafo_kva[up.element]:g} kVA"
-        after = (
-            f"{up.rated_kva} kVA"
-            if up.kind == MeasureKind.TRANSFORMER_SWAP
-            else f"{inst.trafo_kva[up.element]:g} + {up.rated_kva} kVA"
-        )
+        if up.units > 1:  # (a row of parallel units: 2 x 630 kVA)
+            before = f"{up.units} x {inst.trafo_kva[up.element] / up.units:g} kVA"
+        after = f"{up.rated_kva} kVA" if up.units == 1 else f"{up.units} x {up.rated_kva} kVA"
+        if up.kind == MeasureKind.TRANSFORMER_PARALLEL:
+            after = f"{inst.trafo_kva[up.element]:g} + {up.rated_kva} kVA"
         kw = sum(demands[i].design_kw for i in ids)
         reason = (
             f"transformer loading{ac_found(cuts, f'trafo {up.element}', u, lim_t)}: "

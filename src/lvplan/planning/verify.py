@@ -54,7 +54,7 @@ def solution_changes(inst: Instance, sol: Solution) -> Changes:
     for u in sorted(sol.upgrades):
         up = inst.upgrades[u]
         if up.kind == MeasureKind.TRANSFORMER_SWAP:
-            ch = ch.replace_transformer(up.element, up.rated_kva)
+            ch = ch.replace_transformer(up.element, up.rated_kva, units=up.units)
         elif up.kind == MeasureKind.TRANSFORMER_PARALLEL:
             ch = ch.add_parallel_transformer(up.element, up.rated_kva)
         elif up.kind in (MeasureKind.LV_CABLE_REPLACE, MeasureKind.MV_CABLE_REPLACE):
