@@ -91,6 +91,9 @@ def normalise_request(body: Any, *, need_id: bool) -> dict[str, Any]:
     if body.get("category") is not None:
         if not isinstance(body["category"], str):
             raise InputError("category: must be a string")
+        if not body["category"].strip():  # (it was decided as the default and stored as "":
+            # the same application without it was then another request, 409; probe helper-79)
+            raise InputError("category: must not be empty (leave it out for the default)")
         out["category"] = body["category"]
     if body.get("pf") is not None:
         pf = body["pf"]

@@ -74,6 +74,8 @@ def _error(status: int, message: str, headers: Mapping[str, str] | None = None) 
 
 def _status_of(exc: InputError) -> int:
     msg = str(exc)
+    if msg.startswith(("content-type:", "content-encoding:")):
+        return 415
     if msg.startswith("body: larger"):
         return 413
     if msg.startswith("body: not received"):
@@ -160,6 +162,23 @@ def parse_body(raw: bytes) -> Any:
     return body
 
 
+def _json_body(headers: Mapping[str, str]) -> None:
+    """A body must be JSON as sent: a ``Content-Type`` other than JSON (a form, text/plain)
+    or a ``Content-Encoding`` (gzip: the bytes were read as JSON anyway) is refused with 415
+    before it is read (probe helper-79: each was answered 201). A body without a
+    ``Content-Type`` is read as JSON."""
+    kind = headers.get("content-type")
+    if kind is not None:
+        media = kind.split(";", 1)[0].strip().lower()
+        if media != "application/json" and not (
+            media.startswith("application/") and media.endswith("+json")
+        ):
+            raise InputError(f"content-type: must be application/json, got {kind[:60]!r}")
+    coding = headers.get("content-encoding")
+    if coding is not None and coding.strip().lower() not in ("", "identity"):
+        raise InputError(f"content-encoding: not supported ({coding[:30]!r}): send it as it is")
+
+
 async def _read(request: Request) -> bytes:
     raw = bytearray()
 
@@ -223,6 +242,9 @@ def create_app(desk: Desk, token: str, *, open_docs: bool = False):
         "transformers, with a register that reserves approved capacity. Every route but "
         "/healthz needs `Authorization: Bearer <token>`.",
         version=desk.pristine.fingerprint[:12],
+        # (a trailing slash is another path, 404: the redirect Starlette sends was not JSON,
+        # and its Location was built from the client's Host header; probe helper-79)
+        redirect_slashes=False,
     )
     open_paths = ("/healthz", *DOCS_PATHS) if open_docs else ("/healthz",)
     app.add_middleware(_Guard, expected=f"Bearer {token}".encode(), open_paths=open_paths)
@@ -318,6 +340,7 @@ def create_app(desk: Desk, token: str, *, open_docs: bool = False):
         """Read and parse the JSON body, then ``fn(body)`` off the loop; ``wrap`` shapes a
         success."""
         try:
+            _json_body(request.headers)
             body = parse_body(await _read(request))
             if with_id and isinstance(body, dict) and "id" in body:
                 check_id(body["id"])  # the desk checks it too, once it calls check_id
