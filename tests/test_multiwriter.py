@@ -491,33 +491,6 @@ def test_a_busy_register_is_waited_for_off_the_event_loop(sz, cn, tmp_path):
     other.close()
 
 
-def test_a_decision_waiting_for_another_writer_holds_up_no_check(sz, cn, tmp_path):
-    """A decision waiting for another process's write lock held the desk's lock meanwhile,
-    so every check and capacity table of the process waited behind it, up to 30 s (probe
-    helper-79). The register's lock is waited for first now: the check answers at once, and
-    the decision, once the lock is free, counts what the register then holds."""
-    db = tmp_path / "r.db"
-    desk = Desk(sz, open_backend(db), cn)
-    other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
-    other.execute("BEGIN IMMEDIATE")  # a writer in another connection
-    waiting = threading.Thread(
-        target=lambda: got.append(desk.apply({"id": "w1", "bus": 15, "kw": 5})), daemon=True
-    )
-    got: list = []
-    waiting.start()
-    time.sleep(0.3)  # (the decision is waiting for the register)
-    t0 = time.monotonic()
-    assert desk.check({"bus": 15, "kw": 5})["decision"] == "fits"
-    assert desk.transformer_capacity()["transformers"]
-    assert time.monotonic() - t0 < 5.0 and not got  # (before: 30 s, behind the decision)
-    other.execute("COMMIT")
-    waiting.join(30)
-    ((app, created),) = got
-    assert created and app.status == "approved"
-    assert open_backend(db).get("w1").status == "approved"
-    other.close()
-
-
 # -- found by a hostile review: a register changed behind a running desk --------------------------
 def test_a_desk_refuses_a_register_migrated_behind_it(sz, cn, other_version, register_spec):
     """Server A runs on sz-futian; another process migrates the register to v2. A must not
@@ -748,6 +721,11 @@ def test_a_register_on_a_network_file_system_is_refused(tmp_path, monkeypatch):
     assert store._file_system(str(share / "reg.db"), str(mounts)) == "nfs4"
     assert store._file_system(str(tmp_path / "reg.db"), str(mounts)) == "ext4"
     assert store._file_system(str(share) + "x/reg.db", str(mounts)) == "ext4"
+    odd = tmp_path / "odd"  # (a mount point that is not UTF-8: read as bytes)
+    odd.write_bytes(
+        b"22 1 254:1 / / rw - ext4 /dev/vda1 rw\n36 22 0:3 / /srv/\xff rw - nfs s:/x rw\n"
+    )
+    assert store._file_system(os.fsdecode(b"/srv/\xff/reg.db"), str(odd)) == "nfs"
     real = store._file_system
     monkeypatch.setattr(store, "_file_system", lambda p: real(p, str(mounts)))
     with pytest.raises(InputError, match=r"on a network file system \(nfs4\)"):

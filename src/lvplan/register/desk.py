@@ -473,39 +473,38 @@ class Desk:
     def _apply(self, req: dict[str, Any], wait: bool) -> tuple[Application, bool]:
         h = request_hash(req)
         islands = self._scope(req)
-        # the register's write lock first, then the desk's (:func:`_writing`)
-        with _writing(self.register, wait, islands) as (tx, commit), self.lock.hold(islands):
-            old = tx.get(req["id"])
-            if old is not None:
-                if old.request_sha256 != h:
-                    raise Conflict(f"id: application {req['id']!r} exists with another request")
-                return old, False
-            self._catch_up(tx, islands)
-            d = self._decide(req, self.network)
-            island = island_key(self.islands, d.bus)
-            if islands is not None and island not in islands:  # pragma: no cover
-                raise RegisterUnavailable(f"register: decided on island {island}, not locked")
-            t = now()
-            n = tx.insert(
-                Application(
-                    id=req["id"],
-                    seq=0,
-                    status=STATUS_OF_DECISION[d.decision],
-                    request=req,
-                    request_sha256=h,
-                    decision=d.to_dict(),
-                    bus=d.bus,
-                    design_kw=d.design_kw,
-                    design_kvar=d.design_kvar,
-                    network_fingerprint=self.pristine.fingerprint,
-                    lvplan_version=code_id(),
-                    created_at=t,
-                    updated_at=t,
-                ),
-                island,
-            )
-            stored = tx.get(req["id"])
-            commit()  # (under the desk's lock)
+        with self.lock.hold(islands):
+            with self.register.transaction(write=True, wait=wait, islands=islands) as tx:
+                old = tx.get(req["id"])
+                if old is not None:
+                    if old.request_sha256 != h:
+                        raise Conflict(f"id: application {req['id']!r} exists with another request")
+                    return old, False
+                self._catch_up(tx, islands)
+                d = self._decide(req, self.network)
+                island = island_key(self.islands, d.bus)
+                if islands is not None and island not in islands:  # pragma: no cover
+                    raise RegisterUnavailable(f"register: decided on island {island}, not locked")
+                t = now()
+                n = tx.insert(
+                    Application(
+                        id=req["id"],
+                        seq=0,
+                        status=STATUS_OF_DECISION[d.decision],
+                        request=req,
+                        request_sha256=h,
+                        decision=d.to_dict(),
+                        bus=d.bus,
+                        design_kw=d.design_kw,
+                        design_kvar=d.design_kvar,
+                        network_fingerprint=self.pristine.fingerprint,
+                        lvplan_version=code_id(),
+                        created_at=t,
+                        updated_at=t,
+                    ),
+                    island,
+                )
+                stored = tx.get(req["id"])
             assert stored is not None
             # committed: only now does the network count it (a failed commit reserves nothing)
             if stored.reserves:
@@ -526,26 +525,26 @@ class Desk:
             known = self.register.get(app_id)
             if known is not None:
                 islands = [island_key(self.islands, known.bus)]
-        with _writing(self.register, wait, islands) as (tx, commit), self.lock.hold(islands):
-            app = tx.get(app_id)
-            if app is None:
-                raise NotFound(f"id: no application {app_id!r}")
-            if app.status == new:
-                return app  # idempotent
-            if app.status not in allowed:
-                raise Conflict(f"status: cannot {action} an application that is {app.status}")
-            self._catch_up(tx, islands)
-            island = island_key(self.islands, app.bus)
-            if islands is not None and island not in islands:
-                raise RegisterUnavailable(
-                    f"register: application {app_id!r} was moved meanwhile; try again"
-                )
-            at = now()
-            n = tx.set_status(app_id, app.status, new, at, action, island)
-            if n is None:  # pragma: no cover - the write lock is held
-                raise Conflict(f"status: {app_id!r} changed meanwhile")
-            stored = tx.get(app_id)
-            commit()  # (under the desk's lock)
+        with self.lock.hold(islands):
+            with self.register.transaction(write=True, wait=wait, islands=islands) as tx:
+                app = tx.get(app_id)
+                if app is None:
+                    raise NotFound(f"id: no application {app_id!r}")
+                if app.status == new:
+                    return app  # idempotent
+                if app.status not in allowed:
+                    raise Conflict(f"status: cannot {action} an application that is {app.status}")
+                self._catch_up(tx, islands)
+                island = island_key(self.islands, app.bus)
+                if islands is not None and island not in islands:
+                    raise RegisterUnavailable(
+                        f"register: application {app_id!r} was moved meanwhile; try again"
+                    )
+                at = now()
+                n = tx.set_status(app_id, app.status, new, at, action, island)
+                if n is None:  # pragma: no cover - the write lock is held
+                    raise Conflict(f"status: {app_id!r} changed meanwhile")
+                stored = tx.get(app_id)
             assert stored is not None
             if not stored.reserves:
                 self.network.release([app_id])
@@ -639,21 +638,6 @@ class Desk:
 
 def _round(x: float | None, nd: int = 1) -> float | None:
     return None if x is None else round(x, nd)
-
-
-@contextlib.contextmanager
-def _writing(register: Backend, wait: bool, islands: list[str] | None):
-    """A write transaction of ``register`` and its ``commit()``, for a decision that takes
-    the desk's lock inside it. The register's write lock (another process's may hold it up to
-    its 30 s) is waited for before the desk's lock is taken: a decision waiting for it held
-    the desk's lock meanwhile, and every check and capacity table of this process waited
-    behind it (probe helper-79, 2026-12-08: answered after 30.1 s). ``commit()`` commits
-    while the desk's lock is still held (what is committed is counted before another
-    decision catches up); without it the transaction ends with the block: committed, or
-    rolled back on an exception."""
-    with contextlib.ExitStack() as stack:
-        tx = stack.enter_context(register.transaction(write=True, wait=wait, islands=islands))
-        yield tx, stack.close
 
 
 def reservation_of(network: Network, criteria: Criteria, app: Application, bus: int) -> ExtraLoad:

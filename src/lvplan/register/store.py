@@ -475,30 +475,33 @@ def _unclaim_name(held: tuple[int, int, int]) -> None:
 #: file systems whose locks do not reach the other hosts that mount them (``/proc`` names)
 NETWORK_FS = frozenset(
     {"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "ceph", "glusterfs", "lustre", "afs",
-     "ncpfs", "coda", "gfs2", "ocfs2", "beegfs", "gpfs"}
+     "ncpfs", "coda", "gfs2", "ocfs2", "beegfs", "gpfs", "vboxsf", "virtiofs", "davfs",
+     "drvfs"}
 )  # fmt: skip
 #: FUSE file systems that reach another host (``fuse.sshfs``, ...)
 NETWORK_FUSE = ("fuse.sshfs", "fuse.s3fs", "fuse.rclone", "fuse.gcsfuse", "fuse.glusterfs",
-                "fuse.juicefs", "fuse.goofys", "fuse.ceph")  # fmt: skip
+                "fuse.juicefs", "fuse.goofys", "fuse.ceph", "fuse.gvfsd-fuse",
+                "fuse.vmhgfs-fuse", "fuse.mountpoint-s3", "fuse.blobfuse2", "fuse.mfs")  # fmt: skip
 
 
 def _file_system(real: str, mountinfo: str = "/proc/self/mountinfo") -> str | None:
     """The type of the file system ``real`` (a resolved path) lies on, from the longest mount
     point of ``mountinfo`` above it; None where it cannot be read (not Linux)."""
     try:
-        text = Path(mountinfo).read_text(encoding="utf-8", errors="replace")
+        text = Path(mountinfo).read_bytes()
     except OSError:
         return None
+    want = os.fsencode(real)  # (bytes: a mount point need not be UTF-8)
     best, kind = -1, None
     for line in text.splitlines():
-        left, sep, right = line.partition(" - ")
+        left, sep, right = line.partition(b" - ")
         fields = left.split()
         if not sep or len(fields) < 5 or not right.split():
             continue
-        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
-        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        point = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), fields[4])
+        inside = want == point or want.startswith(point.rstrip(b"/") + b"/")
         if inside and len(point) >= best:  # (the last of equal mounts is the one on top)
-            best, kind = len(point), right.split()[0]
+            best, kind = len(point), right.split()[0].decode("utf-8", "replace")
     return kind
 
 
