@@ -851,3 +851,40 @@ def test_a_row_of_two_units_swapped_for_two_larger_ones(sz, cn, tmp_path):
     path = Path(tmp_path) / "two.toml"
     path.write_text(toml)
     assert load_changes(path).items[0].units == 2
+
+
+def test_a_units_off_load_tap_set_as_pandapower_sets_it(sz, cn):
+    """``set_tap``: the unit's tap position as pandapower's ``tap_pos`` gives it; a unit laid
+    beside it by the same changes takes the same tap, whichever comes first (two taps on one
+    pair drive a current round it); a unit with no tap changer gets a 10/0.4 kV unit's (hv
+    side, 2.5 % a step, ±2); a position outside the unit's range is refused."""
+
+    def tap(n, t, pos):
+        n.trafo.at[t, "tap_pos"] = pos
+
+    _compare(sz, Changes().set_tap(2, 2), lambda n: tap(n, 2, 2), cn)
+
+    def with_pair(n):
+        tap(n, 2, -1)
+        pp_parallel_transformer(n, 2, 630)
+
+    _compare(sz, Changes().set_tap(2, -1).add_parallel_transformer(2, 630), with_pair, cn)
+    _compare(sz, Changes().add_parallel_transformer(2, 630).set_tap(2, -1), with_pair, cn)
+    net = copy.deepcopy(sz.pp)
+    net.trafo.loc[2, ["tap_step_percent", "tap_min", "tap_max", "tap_pos"]] = np.nan
+    bare = Network(net, name="sz no changer", source="test")
+
+    def new_changer(n):
+        n.trafo.loc[2, ["tap_side", "tap_changer_type"]] = ["hv", "Ratio"]
+        n.trafo.loc[2, ["tap_neutral", "tap_min", "tap_max", "tap_step_percent"]] = [0, -2, 2, 2.5]
+        n.trafo.loc[2, ["tap_step_degree", "tap_pos"]] = [0.0, 1]
+
+    _compare(bare, Changes().set_tap(2, 1), new_changer, cn)
+    ev = evaluate(bare, Changes().set_tap(2, 1), cn)
+    lv = int(sz.pp.trafo.at[2, "lv_bus"])
+    assert (
+        ev.state.vm_pu[list(bare.pp.bus.index).index(lv)]
+        < bare.base_state().vm_pu[list(bare.pp.bus.index).index(lv)]
+    )  # (a step up on the 10 kV side: the LV side lower)
+    with pytest.raises(InputError, match=r"tap_pos: must be in \[-2, 2\], got 3"):
+        Changes().set_tap(2, 3).resolve(sz)

@@ -54,7 +54,12 @@ def test_a_swap_dated_too_late_is_brought_forward_by_the_ac_check_of_its_year(
     assert m.kind == "transformer_swap" and m.year == 2026
     assert "brought forward to 2026: the AC check of 2026 broke a limit without it" in m.reason
     s = p.summary()
-    assert s["years_checked"] == {"years": [2026], "measures_brought_forward": 1, "broken": {}}
+    assert s["years_checked"] == {
+        "years": [2026],
+        "measures_brought_forward": 1,
+        "taps_moved": 0,
+        "broken": {},
+    }
     assert s["cost_by_year_cny"] == {"2026": pytest.approx(m.cost_cny), "2029": 0.0}
 
 
@@ -78,6 +83,7 @@ def test_a_year_that_holds_moves_nothing(monkeypatch, cn):
     assert p.summary()["years_checked"] == {
         "years": [2026],
         "measures_brought_forward": 0,
+        "taps_moved": 0,
         "broken": {},
     }
 
@@ -101,8 +107,8 @@ def test_a_move_that_mends_nothing_is_taken_back(monkeypatch, cn):
 
     real = yc.check_plan
 
-    def also_over(network, inst, sol, base):
-        ev, broken = real(network, inst, sol, base)
+    def also_over(network, inst, sol, base, **kw):
+        ev, broken = real(network, inst, sol, base, **kw)
         if len(sol.chosen) == 1:  # (2026: one demand connected)
             broken = [
                 *broken,
@@ -120,6 +126,7 @@ def test_a_move_that_mends_nothing_is_taken_back(monkeypatch, cn):
     assert p.summary()["years_checked"] == {
         "years": [2026],
         "measures_brought_forward": 0,
+        "taps_moved": 0,
         "broken": {"2026": ["bus 'early terminal' (max)", "bus 1 (max)"]},
     }
 
@@ -133,10 +140,10 @@ def test_a_year_with_no_ac_solution_is_said_and_the_plan_kept(monkeypatch, cn):
 
     real = yc.check_plan
 
-    def diverges(network, inst, sol, base):
+    def diverges(network, inst, sol, base, **kw):
         if len(sol.chosen) == 1:  # (2026: one demand connected)
             raise NotConverged("AC load flow did not converge")
-        return real(network, inst, sol, base)
+        return real(network, inst, sol, base, **kw)
 
     monkeypatch.setattr(yc, "check_plan", diverges)
     p, m = _small_then_big(monkeypatch, cn)
@@ -163,12 +170,75 @@ def test_the_cli_says_what_the_check_of_the_years_brought_forward(monkeypatch, t
 def test_the_groups_checks_of_the_years_join_into_one():
     from lvplan.planning.year_check import joined_years
 
-    a = {"years": [2026, 2027], "measures_brought_forward": 1, "broken": {}}
+    a = {"years": [2026, 2027], "measures_brought_forward": 1, "taps_moved": 2, "broken": {}}
     b = {"years": [2027, 2028], "measures_brought_forward": 2, "broken": {"2027": ["bus 4 (max)"]}}
     c = {"years": [2027], "measures_brought_forward": 0, "broken": {"2027": ["bus 1 (max)"]}}
     assert joined_years([a, {}, b, c]) == {
         "years": [2026, 2027, 2028],
         "measures_brought_forward": 3,
+        "taps_moved": 2,
         "broken": {"2027": ["bus 1 (max)", "bus 4 (max)"]},
     }
     assert joined_years([{}, {}]) == {}
+
+
+def test_a_light_year_over_the_maximum_gets_an_off_load_tap(sz, cn):
+    """The 10 kV source at 1.07 pu: with its load not yet come, 2027 put two new customers'
+    terminals (D0023's at 407.6 V) and T3's buses over the 406.6 V maximum, the parallel unit
+    built for that year's demands raising them, and the plan was returned with a warning
+    (probe helper-78). The unit's off-load tap is moved a step in that year: every year, with
+    its demands and the measures and taps built by then, passes the judge, and the taps are in
+    plan.csv, in the cost and in reinforced.json."""
+    import copy
+
+    from reference import Reference
+
+    from lvplan.changes.apply import apply_changes
+    from lvplan.planning.model import Solution
+    from lvplan.planning.outputs import reinforced_json
+    from lvplan.planning.synth_demand import synth_demand
+    from lvplan.planning.verify import solution_changes
+    from lvplan.planning.year_check import tap_changes
+
+    net = copy.deepcopy(sz.pp)
+    net.ext_grid["vm_pu"] = 1.07
+    high = Network(net, name="sz high source", source="test")
+    text = synth_demand(sz, count=30, seed=1, criteria=cn).to_csv()
+    p = make_plan(high, pd.read_csv(io.StringIO(text)), criteria=cn, time_limit_s=15)
+    assert p.taps and p.summary()["years_checked"]["broken"] == {}
+    assert p.summary()["years_checked"]["taps_moved"] == len(p.taps)
+    taps = [m for m in p.measures if m.kind == "transformer_tap"]
+    assert sorted(int(m.element.index) for m in taps) == sorted(p.taps)
+    for m in taps:
+        was, pos, year = p.taps[int(m.element.index)]
+        assert (m.before, m.year, pos) == (f"tap {was}", year, was + 1)
+        assert m.cost_cny == 3000.0 and "over the maximum voltage" in m.reason
+    cables = sum(a.cable_cost_cny for a in p.assignments)
+    assert p.cost_cny == pytest.approx(sum(m.cost_cny for m in p.measures) + cables, abs=0.05)
+    reinforced = pp.from_json_string(reinforced_json(p, high))
+    for t, (_was, pos, _y) in p.taps.items():
+        assert reinforced.trafo.at[t, "tap_pos"] == pos
+    # every year, judged: its demands, its measures and taps, nothing new broken, nothing
+    # broken in a connection's own LV network but a bus over its maximum before, not raised
+    base = Reference(net, cn)
+    inst, sol = p.instance, p.solution
+    keys = [*sorted(sol.upgrades), *[-1 - s for s in sorted(sol.sites)]]
+    dated = [m.year for m in p.measures if m.kind != "transformer_tap"]
+    built = dict(zip(keys, dated, strict=True))
+    years = sorted({d.year for d in inst.demands})
+    assert len(years) == 3
+    for y in years:
+        chosen = [k for k in sol.chosen if inst.demands[inst.options[k].demand].year <= y]
+        ups = [u for u in sol.upgrades if built[u] <= y]
+        sites = [s for s in sol.sites if built[-1 - s] <= y]
+        state = Solution.of(inst, chosen, ups, sites, "x")
+        ch = tap_changes({t: v for t, v in p.taps.items() if v[2] <= y})
+        made, _ = apply_changes(net, (ch + solution_changes(inst, state)).resolve(high))
+        judge = Reference(made, cn)
+        assert judge.base - base.base == set(), y
+        own = set().union(*(judge.own(inst.options[k].bus) for k in chosen
+                            if inst.options[k].bus is not None))  # fmt: skip
+        vm, vm0 = judge.net.res_bus.vm_pu, base.net.res_bus.vm_pu
+        kept = {("bus", b) for kind, b in judge.base & base.base
+                if kind == "bus" and vm.at[b] <= vm0.at[b] + 1e-6}  # fmt: skip
+        assert (judge.base & own) - kept == set(), y

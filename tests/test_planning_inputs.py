@@ -303,6 +303,7 @@ def test_measures_costs_come_from_one_place():
     assert m.swap_cost_cny(630) == 225_000  # criteria.md ¥15–30万, midpoint
     assert m.swap_cost_cny(800) == 300_000  # ¥20–40万, midpoint
     assert m.parallel_cost_cny(800) == 300_000 + 50_000
+    assert m.tap.cost_cny == 3_000 and m.tap.status == "U"  # an off-load tap moved
     mv = cable_type("YJV22-8.7/15kV 3x300").cost_cny_per_km
     assert m.new_substation_cost_cny(0.4) == pytest.approx(475_000 + 0.4 * mv)
     lv = cable_type(SHOP).cost_cny_per_km
@@ -335,7 +336,7 @@ def test_measures_costs_come_from_one_place():
     assert not per_km & set(numbers(tomllib.loads(text)))  # cable costs: the catalogue's only
     d = m.to_dict()
     entries = [*d["transformer_swap"]] + [d[k] for k in MeasureKind if k != "transformer_swap"]
-    assert len(entries) == 8 + 10 and all(
+    assert len(entries) == 8 + 11 and all(
         e["status"] in ("V", "U") and e["source"] for e in entries
     )
     assert d["cable_cost_cny_per_km"][SHOP] == lv

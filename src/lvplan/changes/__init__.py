@@ -21,6 +21,7 @@ from lvplan.changes.spec import (
     ReplaceLine,
     ReplaceTransformer,
     SetSwitch,
+    SetTap,
     Transfer,
 )
 from lvplan.errors import InputError
@@ -41,6 +42,7 @@ __all__ = [
     "ReplaceLine",
     "ReplaceTransformer",
     "SetSwitch",
+    "SetTap",
     "Transfer",
     "load_changes",
 ]

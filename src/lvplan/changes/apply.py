@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pandapower as pp
 import pandas as pd
 
-from lvplan.changes.resolve import TAP_MAX, TAP_MIN, TAP_STEP_PERCENT
+from lvplan.changes.resolve import TAP_MAX, TAP_MIN, TAP_STEP_PERCENT, has_tap_changer
 from lvplan.changes.spec import (
     AddLoad,
     AddParallelLine,
@@ -28,6 +28,7 @@ from lvplan.changes.spec import (
     ReplaceLine,
     ReplaceTransformer,
     SetSwitch,
+    SetTap,
     Transfer,
     moved_bus_name,
 )
@@ -37,6 +38,16 @@ from lvplan.powerflow.branch import TAP_COLUMNS
 
 #: LV board voltage of a new public transformer (kV)
 LV_BOARD_KV = 0.4
+#: the tap changer a unit without one gets when its tap is set (:class:`SetTap`)
+NEW_TAP_CHANGER = {
+    "tap_side": "hv",
+    "tap_neutral": 0,
+    "tap_min": TAP_MIN,
+    "tap_max": TAP_MAX,
+    "tap_step_percent": TAP_STEP_PERCENT,
+    "tap_step_degree": 0.0,
+    "tap_changer_type": "Ratio",
+}
 #: Columns a parallel or replacement unit keeps from the existing transformer.
 _TRAFO_KEEP = ("vn_hv_kv", "vn_lv_kv", *TAP_COLUMNS)
 
@@ -161,6 +172,7 @@ def plan_changes(net, changes: Changes) -> Plan:
         return i
 
     twins: dict[int, list[int]] = {}  # line -> the cables laid beside it by these changes
+    parallel_of: dict[int, list[int]] = {}  # unit -> the units laid beside it by these changes
     copies: dict[tuple[int, int], int] = {}  # (switch, cable beside its line) -> its copy
 
     def copy_switch(s_id: int, twin: int, closed: bool) -> None:
@@ -202,18 +214,35 @@ def plan_changes(net, changes: Changes) -> Plan:
                 upd["id_characteristic_table"] = pd.NA
             if t not in m.modified_trafos:  # a second change of the same unit: the last wins
                 m.modified_trafos.append(t)
+        elif isinstance(c, SetTap):
+            t = int(c.trafo)
+            upd = plan.trafo_updates.setdefault(t, {})
+            if not has_tap_changer(net.trafo.loc[t]):
+                upd.update(NEW_TAP_CHANGER)
+            upd["tap_pos"] = int(c.tap_pos)
+            for i in parallel_of.get(t, []):  # (a unit laid beside it: the same tap)
+                plan.trafos[i].update({k: v for k, v in upd.items() if k in TAP_COLUMNS})
+            if t not in m.modified_trafos:
+                m.modified_trafos.append(t)
         elif isinstance(c, AddParallelTransformer):
             row = net.trafo.loc[c.trafo]
             kept = _kept(row, _TRAFO_KEEP)
+            # (the unit's tap as these changes set it: a pair on two taps drives a current
+            # round the pair)
+            kept.update(
+                {k: v for k, v in plan.trafo_updates.get(int(c.trafo), {}).items()
+                 if k in TAP_COLUMNS}
+            )  # fmt: skip
             # named by its own rating and type, beside the unit it stands by (before: the old
             # unit's name + " (parallel)", which read as a copy of the old rating)
             own = row.get("name")
             old = own if isinstance(own, str) and own.strip() else f"trafo {c.trafo}"
-            trafo(
+            made = trafo(
                 hv_bus=int(row.hv_bus), lv_bus=int(row.lv_bus),
                 name=f"{trafo_type_label(int(c.rated_kva))} parallel to {old}",
                 **kept, **_trafo_params(int(c.rated_kva)),
             )  # fmt: skip
+            parallel_of.setdefault(int(c.trafo), []).append(made)
         elif isinstance(c, ReplaceLine):
             ln = int(c.line)
             upd = plan.line_updates.setdefault(ln, {})

@@ -24,6 +24,7 @@ from lvplan.changes.spec import (
     ReplaceLine,
     ReplaceTransformer,
     SetSwitch,
+    SetTap,
     Transfer,
     moved_bus_name,
 )
@@ -232,6 +233,12 @@ def resolve_change(network, c: Change, position: int, pending: Pending) -> Chang
         c.units is None or not 1 <= c.units <= MAX_SITE_UNITS
     ):
         raise InputError(f"{where}: units: must be in [1, {MAX_SITE_UNITS}], got {c.units}")
+    if isinstance(c, SetTap):
+        t = _trafo(network, c.trafo, where)
+        lo, hi = tap_range(network.pp.trafo.loc[t])
+        if not lo <= c.tap_pos <= hi:
+            raise InputError(f"{where}: tap_pos: must be in [{lo}, {hi}], got {c.tap_pos}")
+        return replace(c, trafo=t)
     if isinstance(c, ReplaceTransformer | AddParallelTransformer):
         return replace(
             c, trafo=_trafo(network, c.trafo, where), rated_kva=_rating(c.rated_kva, where)
@@ -278,6 +285,20 @@ TAP_MIN, TAP_MAX, TAP_STEP_PERCENT = -2, 2, 2.5
 def tap_ratio(tap_pos: int) -> float:
     """The LV voltage (pu) of a new unit per pu on its 10 kV side, at no load."""
     return 1.0 / (1.0 + tap_pos * TAP_STEP_PERCENT / 100.0)
+
+
+def has_tap_changer(row) -> bool:
+    """Whether a transformer row has a ratio tap changer pandapower models (a step in
+    percent and a range); a unit without one gets a 10/0.4 kV unit's (:data:`TAP_MIN`..)."""
+    step, lo, hi = (row.get(k) for k in ("tap_step_percent", "tap_min", "tap_max"))
+    return all(v is not None and v == v for v in (step, lo, hi)) and float(step) > 0
+
+
+def tap_range(row) -> tuple[int, int]:
+    """The positions a unit's tap may take: its own range, or ±2 where it has none."""
+    if has_tap_changer(row):
+        return int(row["tap_min"]), int(row["tap_max"])
+    return TAP_MIN, TAP_MAX
 
 
 def no_load_tap(vm_mv_pu: float, max_pu: float = 1.0) -> int:

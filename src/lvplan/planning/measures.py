@@ -49,6 +49,7 @@ class MeasureKind(StrEnum):
     SERVICE_CABLE = "service_cable"
     MV_TIE_NEW = "mv_tie_new"
     TRANSFORMER_MOVE = "transformer_move"
+    TRANSFORMER_TAP = "transformer_tap"
 
 
 #: Measures priced as catalogue cable per km plus a fixed part.
@@ -87,6 +88,7 @@ LINE_KINDS = (
 _SCHEMA: dict[str, dict[str, str]] = {
     MeasureKind.TRANSFORMER_SWAP: {"to_kva": "kva", "cost_cny": "cny"},
     MeasureKind.TRANSFORMER_PARALLEL: {"ratings_kva": "kva_list", "extra_cny": "cny"},
+    MeasureKind.TRANSFORMER_TAP: {"cost_cny": "cny"},
     MeasureKind.NEW_SUBSTATION: {
         "rated_kva": "kva",
         "cost_cny": "cny",
@@ -117,6 +119,16 @@ class SwapCost:
 class ParallelTransformer:
     ratings_kva: tuple[int, ...]
     extra_cny: float
+    source: str
+    status: str
+
+
+@dataclass(frozen=True)
+class TapChange:
+    """An existing unit's off-load tap moved (the check of a plan's years: a light year's
+    voltage over its maximum, :mod:`lvplan.planning.year_check`)."""
+
+    cost_cny: float
     source: str
     status: str
 
@@ -154,6 +166,7 @@ class Measures:
     cable_measures: tuple[CableMeasure, ...]
     cable_cost_cny_per_km: tuple[tuple[str, float], ...]
     source: str  # BUILTIN, or "BUILTIN + FILE"
+    tap: TapChange = TapChange(3000.0, "built-in default", "U")
 
     @property
     def ladder_kva(self) -> tuple[int, ...]:
@@ -229,6 +242,7 @@ class Measures:
             MeasureKind.TRANSFORMER_SWAP.value: [entry(s) for s in self.swaps],
             MeasureKind.TRANSFORMER_PARALLEL.value: entry(self.parallel),
             MeasureKind.NEW_SUBSTATION.value: entry(self.new_substation),
+            MeasureKind.TRANSFORMER_TAP.value: entry(self.tap),
         }
         for m in self.cable_measures:
             e = entry(m)
@@ -239,6 +253,11 @@ class Measures:
             **dict(self.cable_cost_cny_per_km),
         }
         return d
+
+
+def tap_cost_cny(measures: Measures | None) -> float:
+    """An off-load tap change's cost, from ``measures`` (the built-in catalogue's if None)."""
+    return (measures if measures is not None else load_measures()).tap.cost_cny
 
 
 def load_measures(path: str | Path | None = None) -> Measures:
@@ -425,6 +444,7 @@ def _build(d: dict[str, Any], source: str, cables: dict[str, Any]) -> Measures:
         ),
         parallel=ParallelTransformer(**d[MeasureKind.TRANSFORMER_PARALLEL]),
         new_substation=NewSubstation(**d[MeasureKind.NEW_SUBSTATION]),
+        tap=TapChange(**d[MeasureKind.TRANSFORMER_TAP]),
         cable_measures=tuple(CableMeasure(kind=k, **d[k]) for k in CABLE_KINDS),
         cable_cost_cny_per_km=tuple((c, float(cables[c].cost_cny_per_km)) for c in used),
         source=source,

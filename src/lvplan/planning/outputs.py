@@ -108,6 +108,7 @@ COLOURS = {
     MeasureKind.MV_TIE_NEW.value: "#01665e",
     MeasureKind.TRANSFORMER_MOVE.value: "#8c510a",
     MeasureKind.TRANSFER.value: "#c51b7d",
+    MeasureKind.TRANSFORMER_TAP.value: "#fdb863",
     "existing": "#8c8c8c",
     "served": "#1a9850",
     "unserved": "#d73027",
@@ -124,6 +125,7 @@ LABELS = {
     MeasureKind.MV_TIE_NEW.value: "new 10 kV tie (normally open, N-1)",
     MeasureKind.TRANSFORMER_MOVE.value: "transformer moved to another feeder (N-1)",
     MeasureKind.TRANSFER.value: "feeder split: new LV feeder, the line into the subtree opened",
+    MeasureKind.TRANSFORMER_TAP.value: "off-load tap moved (a light year over the maximum)",
 }
 
 
@@ -365,9 +367,9 @@ def _transformers(
 
     net = network.pp
     tr = net.trafo
-    by_trafo: dict[int, Any] = {
+    by_trafo: dict[int, Any] = {  # (a unit's swap or parallel unit over its tap change)
         int(mm.element.index): mm
-        for mm in plan.measures
+        for mm in sorted(plan.measures, key=lambda m: m.kind != MeasureKind.TRANSFORMER_TAP)
         if isinstance(mm.element, ElementRef)
         and mm.element.component == "trafo"
         and mm.element.index is not None
@@ -719,6 +721,7 @@ def _legend(note: str, mv: str = "10 kV") -> str:
         row(dot(COLOURS["existing"]), "existing transformer"),
         row(glyph(COLOURS["transformer_swap"], "&#9650;"), LABELS["transformer_swap"]),
         row(glyph(COLOURS["transformer_parallel"], "&#9650;"), LABELS["transformer_parallel"]),
+        row(glyph(COLOURS["transformer_tap"], "&#9650;"), LABELS["transformer_tap"]),
         row(bar(COLOURS["lv_cable_replace"]), LABELS["lv_cable_replace"]),
         row(bar(COLOURS["lv_cable_parallel"]), LABELS["lv_cable_parallel"]),
         row(bar(COLOURS["mv_cable_replace"]), _label("mv_cable_replace", mv)),

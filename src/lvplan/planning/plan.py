@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lvplan.changes.resolve import TAP_STEP_PERCENT
 from lvplan.criteria import Criteria
 from lvplan.errors import InputError
 from lvplan.kinds import ElementRef
@@ -53,13 +54,14 @@ from lvplan.planning.measures import (
     MeasureKind,
     Measures,
     load_measures,
+    tap_cost_cny,
 )
 from lvplan.planning.model import Solution
 from lvplan.planning.n1measures import N1Offers
 from lvplan.planning.n1plan import FAILS_ALREADY, demands_needing_n1, n1_demands
 from lvplan.planning.parts import split
 from lvplan.planning.verify import base_margin_map, solution_changes, worse_elsewhere
-from lvplan.planning.year_check import YearCheck, check_years
+from lvplan.planning.year_check import YearCheck, check_years, tap_changes
 from lvplan.planning.years import measure_years, year_note
 
 METHODS = ("optimal", "greedy")
@@ -136,6 +138,10 @@ class Plan:
     #: MV islands whose groups differ, "greedy and optimal" (each group's in ``parts``)
     plan_from: str = "greedy"
     changes: Any = field(default=None, repr=False)
+    #: the off-load taps the check of the years moved: unit -> (before, after, year)
+    #: (:mod:`lvplan.planning.year_check`; their measures are in ``measures``, their changes
+    #: first in ``changes``)
+    taps: dict[int, tuple[int, int, int]] = field(default_factory=dict)
     #: N-1 of the plan (None: no demand of an area class with full N-1)
     n1: dict[str, Any] | None = None
     #: "time_limit" when the rounds stopped at the deadline (the plan is the best one that had
@@ -876,6 +882,7 @@ def _result(
             m = measures[i]
             m.reason += f"; brought forward to {y}: the AC check of {y} broke a limit without it"
             m.year = y
+    measures += tap_measures(net, inst, checked.taps, checked.tap_mended)
     # a measure no demand uses (kept after withdrawals, or found by the AC check alone) is the
     # plan's first year's, in plan.csv as in the costs by year (plan.csv left it blank)
     assignments = _assignments(inst, chosen_by_demand)
@@ -903,7 +910,7 @@ def _result(
         measures=measures,
         assignments=assignments,
         unserved=unserved,
-        cost_cny=sol.cost_cny,
+        cost_cny=sol.cost_cny + len(checked.taps) * tap_cost_cny(inst.measures),
         status=sol.status,
         objective=sol.objective,
         bound=sol.bound,
@@ -915,9 +922,35 @@ def _result(
         optimal_cost_cny=None,
         solution=sol,
         instance=inst,
-        changes=solution_changes(inst, sol),
+        changes=tap_changes(checked.taps) + solution_changes(inst, sol),
         years_checked=checked.to_dict() if checked.years else {},
+        taps=dict(checked.taps),
     )
+
+
+def tap_measures(
+    net, inst: Instance, taps: dict[int, tuple[int, int, int]], mended: dict[int, list[str]]
+) -> list[Measure]:
+    """The off-load taps the check of the years moved, as measures of the plan."""
+    out = []
+    for t, (was, pos, year) in sorted(taps.items()):
+        steps = abs(pos - was)
+        out.append(
+            Measure(
+                MeasureKind.TRANSFORMER_TAP.value,
+                ElementRef("trafo", t),
+                f"tap {was}",
+                f"tap {pos}: its LV side about {steps * TAP_STEP_PERCENT:g} % lower",
+                round(tap_cost_cny(inst.measures), 2),
+                year,
+                [],
+                f"the AC check of {year}, its load not yet come, put "
+                + ", ".join(mended.get(t, [])[:4])
+                + " over the maximum voltage (the 10 kV source high); the off-load tap brings "
+                "it back, and every later year holds with it",
+            )
+        )
+    return out
 
 
 def _assignments(inst: Instance, chosen_by_demand: dict[int, int]) -> list[Assignment]:

@@ -763,7 +763,11 @@ def worse_elsewhere(
     return out
 
 
-def check_plan(network: Network, inst: Instance, sol: Solution, base_margins: dict):
-    """(evaluation, broken limits) of a solution."""
-    ev = evaluate(network, solution_changes(inst, sol), inst.criteria)
+def check_plan(network: Network, inst: Instance, sol: Solution, base_margins: dict, *, before=None):
+    """(evaluation, broken limits) of a solution; ``before``: changes made before its
+    measures (the taps the check of the years moved)."""
+    changes = solution_changes(inst, sol)
+    if before is not None:
+        changes = before + changes
+    ev = evaluate(network, changes, inst.criteria)
     return ev, broken_limits(network, ev, base_margins, own_elements(network, inst, sol))
