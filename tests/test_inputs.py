@@ -167,3 +167,21 @@ def test_good_question_on_the_same_file_exits_0_with_json(tmp_path, capsys):
         "criteria",
     ):
         assert key in out
+
+
+def test_a_bus_given_as_text_that_is_an_index_and_another_buses_name_is_refused(sz):
+    """``--bus 4`` where bus 4 exists and bus 17 is named "4": the index was taken without a
+    word (probe helper-78). Refused, naming both; a number (JSON, Python) is an index."""
+    import copy
+
+    from lvplan.errors import InputError
+    from lvplan.model.network import Network
+
+    net = copy.deepcopy(sz.pp)
+    net.bus.at[17, "name"] = "4"
+    named = Network(net, name="sz named 4", source="test")
+    with pytest.raises(
+        InputError, match=r"bus '4' is ambiguous: the index of bus 4 and the name of bus 17"
+    ):
+        named.resolve_bus("4")
+    assert named.resolve_bus(4) == 4 and sz.resolve_bus("4") == 4

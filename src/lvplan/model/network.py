@@ -341,10 +341,16 @@ class Network:
                 return int(spec)
             raise InputError(f"unknown bus {spec!r}: no bus with that index")
         text = str(spec).strip()
+        hits = bus.index[bus.name.astype(str) == text] if "name" in bus.columns else bus.index[:0]
         if _INDEX_TEXT.fullmatch(text) and int(text) in bus.index:
+            other = [int(h) for h in hits if int(h) != int(text)]
+            if other:  # (it took the index without a word: probe helper-78)
+                raise InputError(
+                    f"bus {text!r} is ambiguous: the index of bus {int(text)} and the name of "
+                    f"bus {other[0]}; give a bus by a name only it has"
+                )
             return int(text)
         if "name" in bus.columns:
-            hits = bus.index[bus.name.astype(str) == text]
             if len(hits) == 1:
                 return int(hits[0])
             if len(hits) > 1:
