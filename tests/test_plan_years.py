@@ -182,7 +182,8 @@ def test_the_groups_checks_of_the_years_join_into_one():
     assert joined_years([{}, {}]) == {}
 
 
-def test_a_light_year_over_the_maximum_gets_an_off_load_tap(sz, cn):
+@pytest.mark.parametrize("negative_step", [False, True])
+def test_a_light_year_over_the_maximum_gets_an_off_load_tap(sz, cn, negative_step):
     """The 10 kV source at 1.07 pu: with its load not yet come, 2027 put two new customers'
     terminals (D0023's at 407.6 V) and T3's buses over the 406.6 V maximum, the parallel unit
     built for that year's demands raising them, and the plan was returned with a warning
@@ -202,6 +203,11 @@ def test_a_light_year_over_the_maximum_gets_an_off_load_tap(sz, cn):
 
     net = copy.deepcopy(sz.pp)
     net.ext_grid["vm_pu"] = 1.07
+    if negative_step:  # (the same units written with a negative step: it read as no changer,
+        # its tap as neutral, and no tap was moved; review helper-83)
+        net.trafo["tap_step_percent"] *= -1
+        net.trafo["tap_pos"] *= -1
+    down = -1 if negative_step else 1
     high = Network(net, name="sz high source", source="test")
     text = synth_demand(sz, count=30, seed=1, criteria=cn).to_csv()
     p = make_plan(high, pd.read_csv(io.StringIO(text)), criteria=cn, time_limit_s=15)
@@ -211,13 +217,23 @@ def test_a_light_year_over_the_maximum_gets_an_off_load_tap(sz, cn):
     assert sorted(int(m.element.index) for m in taps) == sorted(p.taps)
     for m in taps:
         was, pos, year = p.taps[int(m.element.index)]
-        assert (m.before, m.year, pos) == (f"tap {was}", year, was + 1)
+        assert (m.before, m.year, pos) == (f"tap {was}", year, was + down)
+        assert m.after == f"tap {pos}: its LV side about 2.5 % lower"
         assert m.cost_cny == 3000.0 and "over the maximum voltage" in m.reason
     cables = sum(a.cable_cost_cny for a in p.assignments)
     assert p.cost_cny == pytest.approx(sum(m.cost_cny for m in p.measures) + cables, abs=0.05)
     reinforced = pp.from_json_string(reinforced_json(p, high))
     for t, (_was, pos, _y) in p.taps.items():
         assert reinforced.trafo.at[t, "tap_pos"] == pos
+        assert reinforced.trafo.at[t, "tap_step_percent"] == net.trafo.at[t, "tap_step_percent"]
+    # with --budget, a tap only within what the plan leaves of it (it went 4,589 CNY over)
+    from lvplan.planning.year_check import check_years
+
+    keys = [*sorted(p.solution.upgrades), *[-1 - s for s in sorted(p.solution.sites)]]
+    dated = [m.year for m in p.measures if m.kind != "transformer_tap"]
+    for room, n in ((0.0, 0), (3000.0, 1)):
+        again = check_years(high, p.instance, p.solution, keys, list(dated), set(), room)
+        assert len(again.taps) == n and again.broken, room
     # every year, judged: its demands, its measures and taps, nothing new broken, nothing
     # broken in a connection's own LV network but a bus over its maximum before, not raised
     base = Reference(net, cn)

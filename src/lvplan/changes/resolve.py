@@ -289,9 +289,26 @@ def tap_ratio(tap_pos: int) -> float:
 
 def has_tap_changer(row) -> bool:
     """Whether a transformer row has a ratio tap changer pandapower models (a step in
-    percent and a range); a unit without one gets a 10/0.4 kV unit's (:data:`TAP_MIN`..)."""
+    percent, of either sign, and a range); a unit without one gets a 10/0.4 kV unit's
+    (:data:`TAP_MIN`..). (A negative step counted as none: the unit's own changer was then
+    replaced, and its tap read as neutral; review helper-83.)"""
     step, lo, hi = (row.get(k) for k in ("tap_step_percent", "tap_min", "tap_max"))
-    return all(v is not None and v == v for v in (step, lo, hi)) and float(step) > 0
+    return all(v is not None and v == v for v in (step, lo, hi)) and float(step) != 0
+
+
+def tap_lowers_lv(row) -> int:
+    """+1 where a step up of the unit's tap lowers its LV side's voltage, -1 where it raises
+    it: a ratio tap on the HV side with a positive step lowers it, on the LV side raises it,
+    and a negative step turns either round (a unit with no changer gets an HV-side one)."""
+    if not has_tap_changer(row):
+        return 1
+    side = -1 if str(row.get("tap_side", "hv")).lower() == "lv" else 1
+    return side * (1 if float(row["tap_step_percent"]) > 0 else -1)
+
+
+def tap_step_percent(row) -> float:
+    """The size of one step of the unit's tap (its own, or a 10/0.4 kV unit's)."""
+    return abs(float(row["tap_step_percent"])) if has_tap_changer(row) else TAP_STEP_PERCENT
 
 
 def tap_range(row) -> tuple[int, int]:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lvplan.changes.resolve import TAP_STEP_PERCENT
+from lvplan.changes.resolve import tap_step_percent
 from lvplan.criteria import Criteria
 from lvplan.errors import InputError
 from lvplan.kinds import ElementRef
@@ -547,7 +547,14 @@ def plan_network(
     if opt is not None and method == "optimal" and budget_cny is None:
         sol = opt.final_bound(sol)
     result = _result(
-        network, inst, sol, ev, method if budget_cny is None else "budget", r.cuts, mv=mv
+        network,
+        inst,
+        sol,
+        ev,
+        method if budget_cny is None else "budget",
+        r.cuts,
+        mv=mv,
+        budget_cny=budget_cny,
     )
     if budget_cny is not None:
         # the objective is the design kW served, and the bound the most any plan within the
@@ -812,6 +819,7 @@ def _result(
     *,
     mv: MvResponse | None = None,
     check_each_year: bool = True,
+    budget_cny: float | None = None,
 ) -> Plan:
     """The plan ``sol`` as the user gets it: its measures with why and when, its connections
     and what it leaves unserved. ``check_each_year``: each year of the plan checked in AC
@@ -874,8 +882,11 @@ def _result(
         and (dated[u].year or since) > since
     }
     years = [m.year for m in measures]
+    room = None if budget_cny is None else budget_cny - sol.cost_cny
     checked = (
-        check_years(network, inst, sol, keys, years, postponed) if check_each_year else YearCheck()
+        check_years(network, inst, sol, keys, years, postponed, tap_room_cny=room)
+        if check_each_year
+        else YearCheck()
     )
     for y, places in checked.forward.items():
         for i in places:
@@ -935,12 +946,13 @@ def tap_measures(
     out = []
     for t, (was, pos, year) in sorted(taps.items()):
         steps = abs(pos - was)
+        pct = steps * tap_step_percent(net.trafo.loc[t])
         out.append(
             Measure(
                 MeasureKind.TRANSFORMER_TAP.value,
                 ElementRef("trafo", t),
                 f"tap {was}",
-                f"tap {pos}: its LV side about {steps * TAP_STEP_PERCENT:g} % lower",
+                f"tap {pos}: its LV side about {pct:g} % lower",
                 round(tap_cost_cny(inst.measures), 2),
                 year,
                 [],

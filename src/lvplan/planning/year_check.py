@@ -24,11 +24,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from lvplan.changes.resolve import has_tap_changer, tap_range
+from lvplan.changes.resolve import has_tap_changer, tap_lowers_lv, tap_range
 from lvplan.errors import PowerFlowError
 from lvplan.kinds import BindingKind
 from lvplan.model.network import Network
 from lvplan.planning.candidates import Instance
+from lvplan.planning.measures import tap_cost_cny
 from lvplan.planning.model import Solution
 from lvplan.planning.verify import base_margin_map, check_plan, terminal_name
 
@@ -67,6 +68,7 @@ def check_years(
     keys: Sequence[int],
     years: list[int | None],
     postponed: set[int],
+    tap_room_cny: float | None = None,
 ) -> YearCheck:
     """Check, and where needed move forward, the years of a plan's measures. ``keys``: each
     measure's upgrade index (a new substation's: ``-1 - site``); ``years``: their years, which
@@ -128,13 +130,18 @@ def check_years(
                 for i, was in kept.items():
                     years[i] = was
         if broken:
-            broken = _tap_down(network, inst, sol, out, y, all_years, broken, broken_raw, broken_in)
+            broken = _tap_down(
+                network, inst, sol, out, y, all_years, broken, broken_raw, broken_in,
+                tap_room_cny, tap_cost_cny(inst.measures),
+            )  # fmt: skip
         if broken:
             out.broken[y] = sorted(broken)
     return out
 
 
-def _tap_down(network, inst, sol, out, y, all_years, broken, broken_raw, broken_in) -> set[str]:
+def _tap_down(
+    network, inst, sol, out, y, all_years, broken, broken_raw, broken_in, tap_room_cny, tap_cost
+) -> set[str]:
     """A year still over an LV maximum after the moves (its load not come, the 10 kV source
     high, a stiffer unit built: probe helper-78, the source at 1.07 pu, D0023's terminal at
     407.6 V in 2027): the off-load tap of each existing unit whose LV network holds such a bus
@@ -149,17 +156,24 @@ def _tap_down(network, inst, sol, out, y, all_years, broken, broken_raw, broken_
         lo, hi = tap_range(row)
         p = row.get("tap_pos")
         was = int(p) if has_tap_changer(row) and p is not None and p == p else 0
-        down = -1 if str(row.get("tap_side", "hv")).lower() == "lv" and has_tap_changer(row) else 1
+        down = tap_lowers_lv(row)
         while True:
+            left = None if tap_room_cny is None else tap_room_cny - len(out.taps) * tap_cost
+            if t not in out.taps and left is not None and left < tap_cost - 1e-6:
+                break  # (--budget: a new tap only within what the plan leaves of it)
             now = out.taps[t][1] if t in out.taps else was
             pos = now + down
             if not lo <= pos <= hi:
                 break
+            # one position a unit, from its first year: a further step found in a later year
+            # is built in that first year too, so every year from it on is judged again
+            # (review helper-83: the years between were not)
+            since = min(y, out.taps[t][2]) if t in out.taps else y
             trial = dict(out.taps)
-            trial[t] = (was, pos, min(y, out.taps[t][2]) if t in out.taps else y)
+            trial[t] = (was, pos, since)
             after = broken_in(y, trial)
             if not after < broken or any(
-                not broken_in(z, trial) <= broken_in(z) for z in all_years if z > y
+                not broken_in(z, trial) <= broken_in(z) for z in all_years if z >= since and z != y
             ):
                 break
             out.tap_mended.setdefault(t, []).extend(sorted(broken - after))
