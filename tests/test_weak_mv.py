@@ -102,14 +102,9 @@ def test_on_a_stiff_network_the_fast_engine_still_decides(cn):
     assert engines == {"fast"} and FAST_TRUST <= 1e-4
 
 
-def test_the_hosting_map_behind_a_weak_line_never_exceeds_what_fits(cn):
-    """The map's search moves the roots by the linear MV response too: every bus of the village
-    was above what pandapower lets fit (bus 1: 148.9 kW against 138.1). Now each area's answers
-    are tried on the MV network's own load flow and searched again on the secant where it
-    moves more than the linear response said (``lvplan.hosting.secant``): every answer fits in
-    pandapower, and none is more than 2 % below what does (10 % on the secant, before
-    2026-12-08)."""
-    net = _weak()
+def _map_fits_within_2_percent(net, cn):
+    """The map of the village's 17 LV buses, each answer judged: it fits, and 2 % + 0.5 kW
+    more does not. Returns the network and the table."""
     network = Network(copy.deepcopy(net), name="weak", source="test")
     table = lvplan.hosting_capacity(network, criteria=cn).table
     ref = Reference(net, cn)
@@ -118,6 +113,17 @@ def test_the_hosting_map_behind_a_weak_line_never_exceeds_what_fits(cn):
     for bus, kw in zip(table.bus.tolist(), table.hosting_kw.tolist(), strict=True):
         assert ref.decide(int(bus), kw, pf) == "fits", (bus, kw)
         assert ref.decide(int(bus), kw * 1.02 + 0.5, pf) == "does_not_fit", (bus, kw)
+    return network, table
+
+
+def test_the_hosting_map_behind_a_weak_line_never_exceeds_what_fits(cn):
+    """The map's search moves the roots by the linear MV response too: every bus of the village
+    was above what pandapower lets fit (bus 1: 148.9 kW against 138.1). Now each area's answers
+    are tried on the MV network's own load flow, and a bus whose answer moves it more than
+    the linear response said is answered as ``check`` answers it (``lvplan.hosting.secant``):
+    every answer fits in pandapower, and none is more than 2 % below what does (10 % on the
+    secant, before 2026-12-08)."""
+    network, table = _map_fits_within_2_percent(_weak(), cn)
     # the service's area route answers as the map does
     one = lvplan.hosting.area_capacity(network, lv_bus=1, criteria=cn)
     both = one.merge(table, on="bus", suffixes=("", "_map"))
@@ -221,15 +227,7 @@ def test_the_map_of_an_area_with_two_units_behind_a_weak_line_never_exceeds_what
     voltage): answers up to 1.49 kW above what fits (probe helper-77; line 11 at 100.8 %, bus
     5 at 353.04 V). Such buses are answered as ``check`` answers them: every answer fits, and
     none is more than 2 % below what does."""
-    net = _two_units(r, x, km2, mesh, pv_kw)
-    network = Network(copy.deepcopy(net), name="two units", source="test")
-    table = lvplan.hosting_capacity(network, criteria=cn).table
-    ref = Reference(net, cn)
-    pf = cn.new_customer_pf
-    assert len(table) == 17
-    for bus, kw in zip(table.bus.tolist(), table.hosting_kw.tolist(), strict=True):
-        assert ref.decide(int(bus), kw, pf) == "fits", (bus, kw)
-        assert ref.decide(int(bus), kw * 1.02 + 0.5, pf) == "does_not_fit", (bus, kw)
+    _map_fits_within_2_percent(_two_units(r, x, km2, mesh, pv_kw), cn)
 
 
 def test_a_rejection_by_the_fast_engine_is_tried_exactly_where_it_is_not_trusted(cn):
