@@ -63,12 +63,15 @@ def loading_colour(v: float) -> str:
     return str(to_hex(_plt().get_cmap("RdYlGn_r")(min(max(v, 0.0), LOADING_MAX) / LOADING_MAX)))
 
 
-def share_colour(share: float) -> str:
-    """Hex colour of a share (0-1) on the red-to-green ramp (the city map's hexagons: their
-    median hosting kW over 200 kW)."""
+def hexagon_colour(median_kw: float) -> str:
+    """Hex colour of a city map's hexagon by its buses' median hosting kW: red at 0, green at
+    the LV policy's 200 kW and above (:mod:`lvplan.hosting.hexbins`)."""
     from matplotlib.colors import to_hex
 
-    return str(to_hex(_plt().get_cmap("RdYlGn")(min(max(share, 0.0), 1.0))))
+    from lvplan.hosting.hexbins import POLICY_KW
+
+    share = min(max(median_kw / POLICY_KW, 0.0), 1.0)
+    return str(to_hex(_plt().get_cmap("RdYlGn")(share)))
 
 
 def png_bytes(fig) -> bytes:
@@ -267,11 +270,11 @@ def map_png(features: dict[str, Any], title: str) -> bytes:
         cells, grid = hexbins(lonlat[:, 0], lonlat[:, 1], kw)
         centres = zip(cells.lon.tolist(), cells.lat.tolist(), strict=True)
         rings = [[xy(c) for c in hexagon_ring(lo, la, grid)] for lo, la in centres]
-        faces = [share_colour(v / POLICY_KW) for v in cells.median_kw.tolist()]
+        faces = [hexagon_colour(v) for v in cells.median_kw.tolist()]
         ax.add_collection(PolyCollection(rings, facecolors=faces, edgecolors="#555555",
                                          linewidths=0.2, alpha=0.8, zorder=4))  # fmt: skip
         handles.append(
-            Patch(facecolor=share_colour(0.5), edgecolor="#555555",
+            Patch(facecolor=hexagon_colour(POLICY_KW / 2), edgecolor="#555555",
                   label=f"hexagon: median hosting 0-{POLICY_KW:g} kW")
         )  # fmt: skip
     for name, lo, hi, colour in CLASSES:

@@ -204,6 +204,8 @@ def map_html(
     import folium
     from branca.element import Element
 
+    from lvplan.hosting.mapdraw import hexagon_colour
+
     ok = df[df.lon.notna() & df.lat.notna()]
     shown = ok
     note = ""
@@ -366,7 +368,7 @@ def map_html(
         + (
             f"<div>hexagons ({escape(hex_note)}): median hosting 0 "
             + "".join(
-                f'<span style="background:{_share_colour(v / 200)};width:14px;height:10px;'
+                f'<span style="background:{hexagon_colour(v)};width:14px;height:10px;'
                 'display:inline-block"></span>'
                 for v in range(0, 201, 40)
             )
@@ -381,27 +383,20 @@ def map_html(
     return render(m)
 
 
-def _share_colour(share: float) -> str:
-    """A hexagon's colour by its median hosting kW as a share of 200 kW: red at 0, green at
-    200 kW and above."""
-    from lvplan.hosting.mapdraw import share_colour
-
-    return share_colour(share)
-
-
 def _hexagon_layer(ok: pd.DataFrame):
     """Every bus of ``ok`` (rows with a position) in hexagons coloured by their buses' median
     hosting kW, red at 0 and green at 200 kW (:mod:`lvplan.hosting.hexbins`), with their
     counts by class and least kW in a tooltip; and the legend's words for them."""
     import folium
 
-    from lvplan.hosting.hexbins import POLICY_KW, hexbin_features, hexbins
+    from lvplan.hosting.hexbins import hexbin_features, hexbins
+    from lvplan.hosting.mapdraw import hexagon_colour
 
     cells, grid = hexbins(ok.lon.to_numpy(float), ok.lat.to_numpy(float),
                           ok.hosting_kw.to_numpy(float))  # fmt: skip
     feats = hexbin_features(cells, grid)
     for f in feats:
-        f["properties"]["colour"] = _share_colour(f["properties"]["median_kw"] / POLICY_KW)
+        f["properties"]["colour"] = hexagon_colour(f["properties"]["median_kw"])
     fields = ["buses", "buses_200kw", "buses_100_200kw", "buses_below_100kw", "min_kw",
               "median_kw"]  # fmt: skip
     aliases = ["LV buses", "taking 200 kW", "100–200 kW", "< 100 kW", "least kW", "median kW"]
