@@ -58,7 +58,7 @@ from lvplan.planning.demand import Demand, DemandSet
 from lvplan.planning.islands import IslandGroup, SubNetworks
 from lvplan.planning.measures import MeasureKind, Measures, tap_cost_cny
 from lvplan.planning.model import Solution
-from lvplan.planning.year_check import joined_years, tap_changes
+from lvplan.planning.year_check import joined_years
 
 #: each group's time, set when it starts: its share (by demands) of what the workers have
 #: until the deadline among the groups not finished yet, at least this (at most what is left)
@@ -725,12 +725,10 @@ def join(
     # measures, their cost and, first, their changes
     planned = [r.plan for r in results if r.plan is not None]
     taps = {t: v for p in planned for t, v in p.taps.items()}
-    if taps:
-        tap = MeasureKind.TRANSFORMER_TAP.value
-        out.measures += [m for p in planned for m in p.measures if m.kind == tap]
-        out.cost_cny += len(taps) * tap_cost_cny(meas)
-        out.changes = tap_changes(taps) + out.changes
-        out.taps = taps
+    tap = MeasureKind.TRANSFORMER_TAP.value
+    out.add_taps(
+        taps, [m for p in planned for m in p.measures if m.kind == tap], tap_cost_cny(meas)
+    )
     n1s = [r.plan.n1 for r in results if r.plan is not None and r.plan.n1 is not None]
     if n1s:
         out.n1 = {

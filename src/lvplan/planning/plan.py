@@ -222,6 +222,19 @@ class Plan:
             pv += c / (1.0 + self.discount_rate) ** t
         return round(pv, 2)
 
+    def add_taps(
+        self, taps: dict[int, tuple[int, int, int]], measures: list[Measure], each_cny: float
+    ) -> None:
+        """The off-load taps the check of the years moved (:mod:`lvplan.planning.year_check`),
+        added in one place: their measures, their cost, and their changes, made before the
+        plan's measures (a unit laid beside one takes its tap)."""
+        if not taps:
+            return
+        self.measures += measures
+        self.cost_cny += len(taps) * each_cny
+        self.changes = tap_changes(taps) + self.changes
+        self.taps = {**self.taps, **taps}
+
     def summary(self) -> dict[str, Any]:
         served = len(self.assignments)
         return {
@@ -893,7 +906,6 @@ def _result(
             m = measures[i]
             m.reason += f"; brought forward to {y}: the AC check of {y} broke a limit without it"
             m.year = y
-    measures += tap_measures(net, inst, checked.taps, checked.tap_mended)
     # a measure no demand uses (kept after withdrawals, or found by the AC check alone) is the
     # plan's first year's, in plan.csv as in the costs by year (plan.csv left it blank)
     assignments = _assignments(inst, chosen_by_demand)
@@ -914,14 +926,14 @@ def _result(
                 "position": i,
             }
         )
-    return Plan(
+    out = Plan(
         worse_elsewhere=[] if ev is None else worse_elsewhere(network, inst, sol, ev),
         network=network.name,
         method=method,
         measures=measures,
         assignments=assignments,
         unserved=unserved,
-        cost_cny=sol.cost_cny + len(checked.taps) * tap_cost_cny(inst.measures),
+        cost_cny=sol.cost_cny,
         status=sol.status,
         objective=sol.objective,
         bound=sol.bound,
@@ -933,10 +945,15 @@ def _result(
         optimal_cost_cny=None,
         solution=sol,
         instance=inst,
-        changes=tap_changes(checked.taps) + solution_changes(inst, sol),
+        changes=solution_changes(inst, sol),
         years_checked=checked.to_dict() if checked.years else {},
-        taps=dict(checked.taps),
     )
+    out.add_taps(
+        checked.taps,
+        tap_measures(net, inst, checked.taps, checked.tap_mended),
+        tap_cost_cny(inst.measures),
+    )
+    return out
 
 
 def tap_measures(

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from lvplan.changes import Changes
 from lvplan.changes.resolve import has_tap_changer, tap_lowers_lv, tap_range
 from lvplan.errors import PowerFlowError
 from lvplan.kinds import BindingKind
@@ -207,11 +208,9 @@ def _units_over(inst: Instance, sol: Solution, broken: list) -> list[int]:
     return sorted(units)
 
 
-def tap_changes(taps: dict[int, tuple[int, int, int]]):
+def tap_changes(taps: dict[int, tuple[int, int, int]]) -> Changes:
     """The taps moved (unit -> (before, after, year)) as network changes, to be made before
     the plan's measures (a unit laid beside one takes its tap)."""
-    from lvplan.changes import Changes
-
     ch = Changes()
     for t, (_was, pos, _y) in sorted(taps.items()):
         ch = ch.set_tap(t, pos)
